@@ -1,0 +1,3 @@
+"""Monitoring, alerting, incident and BI core library for the wedding platform."""
+
+__all__: list[str] = []

@@ -1,0 +1,104 @@
+"""The only place that reads the environment: strict parsing, `NAME_FILE` secrets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    data_dir: Path
+    api_port: int
+    tz_name: str
+    max_body_bytes: int
+    eval_interval_s: float
+    public_url: str
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.tz_name)
+
+
+def _read(env: Mapping[str, str], name: str) -> str | None:
+    """Value of NAME, or the contents of the file named by NAME_FILE (for secrets)."""
+    if name in env and env[name] != "":
+        return env[name]
+    file_name = env.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE={file_name!r} cannot be read: {exc}") from exc
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _tz(env: Mapping[str, str]) -> str:
+    name = _read(env, "MONITORING_TZ") or "Europe/London"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"MONITORING_TZ={name!r} is not a known time zone") from exc
+    return name
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    url = _read(env, "DATABASE_URL")
+    if url is None:
+        return None
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        # Accept libpq-style URLs too; SQLAlchemy needs the driver named.
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not url.startswith("postgresql+psycopg://"):
+        raise ConfigError("DATABASE_URL must be a postgresql+psycopg:// URL")
+    return url
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment (or the mapping given, for tests)."""
+    env = os.environ if env is None else env
+    return Settings(
+        database_url=_database_url(env),
+        data_dir=Path(_read(env, "MONITORING_DATA_DIR") or ".data").resolve(),
+        api_port=_int(env, "MONITORING_API_PORT", 8000),
+        tz_name=_tz(env),
+        max_body_bytes=_int(env, "MONITORING_MAX_BODY_BYTES", 5_242_880),
+        eval_interval_s=_float(env, "MONITORING_EVAL_INTERVAL_S", 15.0),
+        public_url=(_read(env, "MONITORING_PUBLIC_URL") or "http://localhost:8501").rstrip("/"),
+    )

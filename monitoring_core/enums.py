@@ -1,0 +1,106 @@
+"""Every status and kind, declared once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "AlertStatus",
+    "ApiScope",
+    "CheckStatus",
+    "ErrorGroupStatus",
+    "ErrorLevel",
+    "IncidentSeverity",
+    "IncidentStatus",
+    "OutboxStatus",
+    "Role",
+    "Severity",
+    "WeddingImpact",
+    "VitalRating",
+]
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    RESPONDER = "responder"
+    ADMIN = "admin"
+
+
+class ApiScope(StrEnum):
+    INGEST = "ingest"
+    ADMIN = "admin"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+class AlertStatus(StrEnum):
+    PENDING = "pending"
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    SUPPRESSED = "suppressed"
+    RESOLVED = "resolved"
+    EXPIRED = "expired"
+    NO_DATA = "no_data"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class IncidentSeverity(StrEnum):
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV3 = "SEV3"
+    SEV4 = "SEV4"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    INVESTIGATING = "investigating"
+    MITIGATING = "mitigating"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class WeddingImpact(StrEnum):
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    WEDDING_DAY_CRITICAL = "wedding_day_critical"
+
+
+class ErrorLevel(StrEnum):
+    FRONTEND = "frontend"
+    API = "api"
+    DATABASE = "database"
+    THIRD_PARTY = "third_party"
+
+
+class ErrorGroupStatus(StrEnum):
+    UNRESOLVED = "unresolved"
+    RESOLVED = "resolved"
+    IGNORED = "ignored"
+    REGRESSED = "regressed"
+
+
+class CheckStatus(StrEnum):
+    HEALTHY = "healthy"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+
+class VitalRating(StrEnum):
+    GOOD = "good"
+    NEEDS_IMPROVEMENT = "needs-improvement"
+    POOR = "poor"

@@ -1,0 +1,747 @@
+"""The data model: one SQLAlchemy Core metadata, the single source of truth for Alembic.
+
+Raw, high-volume tables are partitioned by day on their `time` column (see `partitions.py`);
+they carry `ingested_at` so rollups can advance incrementally from a watermark and still pick
+up late points. Citus distribution keys, should one database stop being enough: metric_points
+by series_id, api_timings by endpoint, error_events by group_id, business_events by
+organization_id; every configuration table is a reference table.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+__all__ = ["PARTITIONED_TABLES", "metadata"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, nullable: bool = True, now: bool = False) -> Column:
+    return Column(
+        name, DateTime(timezone=True), nullable=nullable, server_default=func.now() if now else None
+    )
+
+
+def _created() -> Column:
+    return _ts("created_at", nullable=False, now=True)
+
+
+def _jsonb(name: str, default: str = "'{}'::jsonb") -> Column:
+    return Column(name, JSONB, nullable=False, server_default=text(default))
+
+
+def _text_array(name: str) -> Column:
+    return Column(name, ARRAY(Text), nullable=False, server_default=text("'{}'::text[]"))
+
+
+def _partitioned(name: str, *cols: Column | Index) -> Table:
+    """A raw table partitioned by day on `time`, with `ingested_at` for incremental rollups."""
+    return Table(
+        name,
+        metadata,
+        _ts("time", nullable=False),
+        *cols,
+        _ts("ingested_at", nullable=False, now=True),
+        postgresql_partition_by="RANGE (time)",
+    )
+
+
+def _histogram_cols() -> list[Column]:
+    """count/sum/min/max plus a log-bucket histogram (see `histogram.py`): all mergeable."""
+    return [
+        Column("count", BigInteger, nullable=False),
+        Column("sum", Double, nullable=False),
+        Column("min", Double, nullable=False),
+        Column("max", Double, nullable=False),
+        Column("hist_keys", ARRAY(Integer), nullable=False),
+        Column("hist_counts", ARRAY(BigInteger), nullable=False),
+    ]
+
+
+# ---------------------------------------------------------------- metrics
+metric_catalog = Table(
+    "metric_catalog",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("unit", Text, nullable=False, server_default=""),
+    Column("metric_type", Text, nullable=False, server_default="gauge"),
+    Column("category", Text, nullable=False, server_default="custom"),
+    Column("retention_days", Integer),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    _created(),
+)
+
+metric_series = Table(
+    "metric_series",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    _jsonb("dimensions"),
+    Column("source_system", Text),
+    _created(),
+    UniqueConstraint("name", "dimensions"),
+)
+
+metric_points = _partitioned(
+    "metric_points",
+    Column("series_id", BigInteger, nullable=False),
+    Column("value", Double, nullable=False),
+)
+Index("ix_metric_points_series_time", metric_points.c.series_id, metric_points.c.time)
+Index("ix_metric_points_ingested", metric_points.c.ingested_at, postgresql_using="brin")
+
+
+def _metric_rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("series_id", BigInteger, primary_key=True),
+        Column("bucket", DateTime(timezone=True), primary_key=True),
+        *_histogram_cols(),
+        Column("last", Double, nullable=False),
+    )
+
+
+metric_rollup_1m = _metric_rollup("metric_rollup_1m")
+metric_rollup_1h = _metric_rollup("metric_rollup_1h")
+Index("ix_metric_rollup_1m_bucket", metric_rollup_1m.c.bucket)
+Index("ix_metric_rollup_1h_bucket", metric_rollup_1h.c.bucket)
+
+rollup_watermarks = Table(
+    "rollup_watermarks",
+    metadata,
+    Column("name", Text, primary_key=True),
+    _ts("watermark", nullable=False),
+    _ts("updated_at", nullable=False, now=True),
+)
+
+# ---------------------------------------------------------------- performance
+api_timings = _partitioned(
+    "api_timings",
+    Column("method", Text, nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("status_code", SmallInteger, nullable=False),
+    Column("response_time_ms", Double, nullable=False),
+    Column("user_type", Text),
+    Column("database_query_time_ms", Double),
+    Column("external_api_time_ms", Double),
+    Column("cache_hit", Boolean),
+    Column("request_id", Text),
+)
+Index("ix_api_timings_time", api_timings.c.time, postgresql_using="brin")
+Index("ix_api_timings_ingested", api_timings.c.ingested_at, postgresql_using="brin")
+
+
+def _api_rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("bucket", DateTime(timezone=True), primary_key=True),
+        Column("method", Text, primary_key=True),
+        Column("endpoint", Text, primary_key=True),
+        Column("error_count", BigInteger, nullable=False),  # status >= 500
+        Column("client_error_count", BigInteger, nullable=False),  # 400..499
+        *_histogram_cols(),
+    )
+
+
+api_rollup_1m = _api_rollup("api_rollup_1m")
+api_rollup_1h = _api_rollup("api_rollup_1h")
+
+web_vitals = _partitioned(
+    "web_vitals",
+    Column("name", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    Column("rating", Text, nullable=False),
+    Column("page_route", Text, nullable=False),
+    Column("device_type", Text, nullable=False, server_default="unknown"),
+    Column("connection_type", Text),
+    Column("browser", Text),
+    Column("country_code", Text),
+    Column("session_id", Text),
+    Column("metric_id", Text),
+    Column("navigation_type", Text),
+)
+Index("ix_web_vitals_time", web_vitals.c.time, postgresql_using="brin")
+Index("ix_web_vitals_ingested", web_vitals.c.ingested_at, postgresql_using="brin")
+
+web_vitals_rollup_1h = Table(
+    "web_vitals_rollup_1h",
+    metadata,
+    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("page_route", Text, primary_key=True),
+    Column("device_type", Text, primary_key=True),
+    Column("good", BigInteger, nullable=False),
+    Column("needs_improvement", BigInteger, nullable=False),
+    Column("poor", BigInteger, nullable=False),
+    *_histogram_cols(),
+)
+
+# ---------------------------------------------------------------- errors
+error_groups = Table(
+    "error_groups",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("fingerprint", Text, nullable=False, unique=True),
+    Column("error_type", Text, nullable=False),
+    Column("message_template", Text, nullable=False),
+    Column("culprit", Text),
+    Column("level", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="unresolved"),
+    _text_array("services"),
+    _ts("first_seen", nullable=False),
+    _ts("last_seen", nullable=False),
+    Column("event_count", BigInteger, nullable=False, server_default="0"),
+    Column("user_count", BigInteger, nullable=False, server_default="0"),
+    Column("organization_count", BigInteger, nullable=False, server_default="0"),
+    _ts("resolved_at"),
+    Column("resolved_by", Text),
+    Column("resolved_in_release", Text),
+    _ts("regressed_at"),
+    _ts("recovered_at"),
+    Column("last_release", Text),
+    Column("assigned_to", Text),
+    CheckConstraint(
+        "status IN ('unresolved','resolved','ignored','regressed')", name="status_valid"
+    ),
+)
+Index("ix_error_groups_last_seen", error_groups.c.last_seen)
+
+error_events = _partitioned(
+    "error_events",
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("group_id", BigInteger, nullable=False),
+    Column("error_type", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("service_name", Text, nullable=False),
+    Column("level", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("stack_trace", Text),
+    _jsonb("frames", "'[]'::jsonb"),
+    Column("endpoint_path", Text),
+    Column("user_id", Text),
+    Column("organization_id", Text),
+    Column("session_id", Text),
+    Column("request_id", Text),
+    Column("trace_id", Text),
+    Column("release", Text),
+    Column("environment", Text),
+    _jsonb("tags"),
+    _jsonb("context"),
+)
+Index("ix_error_events_group_time", error_events.c.group_id, error_events.c.time)
+Index("ix_error_events_trace", error_events.c.trace_id)
+Index("ix_error_events_event_id", error_events.c.event_id)
+
+# ---------------------------------------------------------------- business
+business_events = _partitioned(
+    "business_events",
+    Column("event_type", Text, nullable=False),
+    Column("user_id", Text),
+    Column("organization_id", Text),
+    Column("session_id", Text),
+    _jsonb("properties"),
+    Column("revenue", Numeric(14, 2)),
+    Column("currency", Text),
+)
+Index("ix_business_events_type_time", business_events.c.event_type, business_events.c.time)
+Index("ix_business_events_user_time", business_events.c.user_id, business_events.c.time)
+
+business_metrics_daily = Table(
+    "business_metrics_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("metric_name", Text, primary_key=True),
+    Column("value", Double, nullable=False),
+    _ts("updated_at", nullable=False, now=True),
+)
+
+# ---------------------------------------------------------------- alerting
+notification_channels = Table(
+    "notification_channels",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("url", Text, nullable=False),  # an Apprise URL: a secret, shown masked
+    _text_array("tags"),
+    Column("is_enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("rate_limit_per_minute", Integer, nullable=False, server_default="30"),
+    _created(),
+)
+
+escalation_policies = Table(
+    "escalation_policies",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True),
+    # [{"after_minutes": 0, "channels": [channel ids]}, ...]
+    _jsonb("steps", "'[]'::jsonb"),
+    Column("repeat", Boolean, nullable=False, server_default=text("false")),
+    Column("is_wedding_day", Boolean, nullable=False, server_default=text("false")),
+    _created(),
+)
+
+runbooks = Table(
+    "runbooks",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("service_name", Text),
+    Column("alert_rule_id", BigInteger),
+    Column("error_group_id", BigInteger),
+    Column("requires_approval", Boolean, nullable=False, server_default=text("false")),
+    Column("wedding_day_approved", Boolean, nullable=False, server_default=text("false")),
+    # [{"title", "kind": manual|http|notify|health_check, "config", "wedding_day_safe"}]
+    _jsonb("steps", "'[]'::jsonb"),
+    Column("run_count", Integer, nullable=False, server_default="0"),
+    Column("success_count", Integer, nullable=False, server_default="0"),
+    _created(),
+)
+
+alert_rules = Table(
+    "alert_rules",  # the feature spec's `alert_configurations`
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("alert_name", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("metric_name", Text),
+    _jsonb("condition_config"),
+    Column("severity_level", Text, nullable=False),
+    Column("notification_channels", ARRAY(BigInteger), nullable=False, server_default="{}"),
+    Column("escalation_policy_id", BigInteger, ForeignKey("escalation_policies.id")),
+    _jsonb("suppression_rules"),
+    Column("is_enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("weekend_escalation", Boolean, nullable=False, server_default=text("false")),
+    Column("wedding_season_adjustment", Boolean, nullable=False, server_default=text("false")),
+    Column("repeat_interval_minutes", Integer, nullable=False, server_default="60"),
+    Column("runbook_id", BigInteger, ForeignKey("runbooks.id")),
+    Column("service_name", Text),
+    Column("created_by", Text),
+    _created(),
+    _ts("updated_at", nullable=False, now=True),
+    CheckConstraint(
+        "severity_level IN ('critical','high','medium','low','info')", name="severity_valid"
+    ),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("incident_number", Text, nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("severity", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="open"),
+    _text_array("affected_services"),
+    Column("affected_users_count", Integer),
+    Column("root_cause", Text),
+    Column("resolution_summary", Text),
+    _ts("detected_at", nullable=False, now=True),
+    _ts("acknowledged_at"),
+    _ts("mitigated_at"),
+    _ts("resolved_at"),
+    _ts("closed_at"),
+    Column("assigned_to", Text),
+    Column("created_by", Text),
+    _text_array("tags"),
+    Column("is_saturday", Boolean, nullable=False, server_default=text("false")),
+    Column("wedding_impact", Text, nullable=False, server_default="none"),
+    Column("escalation_policy_id", BigInteger, ForeignKey("escalation_policies.id")),
+    Column("escalation_step", Integer, nullable=False, server_default="0"),
+    _ts("last_escalated_at"),
+    Column("postmortem_markdown", Text),
+    _created(),
+    _ts("updated_at", nullable=False, now=True),
+    CheckConstraint("severity IN ('SEV1','SEV2','SEV3','SEV4')", name="severity_valid"),
+    CheckConstraint(
+        "status IN ('open','investigating','mitigating','resolved','closed')", name="status_valid"
+    ),
+)
+
+alert_instances = Table(
+    "alert_instances",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "alert_configuration_id",
+        BigInteger,
+        ForeignKey("alert_rules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("alert_key", Text, nullable=False, server_default=""),
+    Column("status", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("trigger_count", Integer, nullable=False, server_default="0"),
+    _ts("pending_since"),
+    _ts("first_triggered_at"),
+    _ts("last_triggered_at"),
+    _ts("last_evaluated_at"),
+    _ts("resolved_at"),
+    _ts("acknowledged_at"),
+    Column("acknowledged_by", Text),
+    _ts("suppressed_until"),
+    Column("trigger_value", Double),
+    _jsonb("trigger_dimensions"),
+    Column("escalation_step", Integer, nullable=False, server_default="0"),
+    _ts("last_escalated_at"),
+    _ts("last_notified_at"),
+    Column("incident_id", BigInteger, ForeignKey("incidents.id")),
+    UniqueConstraint("alert_configuration_id", "alert_key"),
+)
+Index(
+    "ix_alert_instances_active",
+    alert_instances.c.status,
+    postgresql_where=alert_instances.c.status.in_(["pending", "firing", "acknowledged"]),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("instance_id", BigInteger, ForeignKey("alert_instances.id", ondelete="CASCADE")),
+    Column("rule_id", BigInteger, nullable=False),
+    _ts("time", nullable=False),
+    Column("from_status", Text),
+    Column("to_status", Text, nullable=False),
+    Column("value", Double),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("actor", Text),
+)
+Index("ix_alert_events_rule_time", alert_events.c.rule_id, alert_events.c.time)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    # [{"name": "service", "value": "payments", "is_regex": false}], Alertmanager-style
+    _jsonb("matchers", "'[]'::jsonb"),
+    _ts("starts_at", nullable=False),
+    _ts("ends_at", nullable=False),
+    # {"weekday": 1, "start": "02:00", "end": "03:00"} for recurring maintenance windows
+    Column("recurrence", JSONB),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("created_by", Text),
+    _created(),
+)
+
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("channel_id", BigInteger, ForeignKey("notification_channels.id"), nullable=False),
+    Column("alert_instance_id", BigInteger, ForeignKey("alert_instances.id", ondelete="SET NULL")),
+    Column("incident_id", BigInteger, ForeignKey("incidents.id")),
+    Column("kind", Text, nullable=False),  # firing|resolved|repeat|escalation|test|self
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("notify_type", Text, nullable=False, server_default="info"),
+    Column("idempotency_key", Text, nullable=False, unique=True),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _ts("next_attempt_at", nullable=False, now=True),
+    _ts("claimed_at"),
+    Column("claimed_by", Text),
+    _ts("sent_at"),
+    Column("last_error", Text),
+    _created(),
+)
+Index(
+    "ix_notification_outbox_due",
+    notification_outbox.c.next_attempt_at,
+    postgresql_where=notification_outbox.c.status.in_(["pending", "sending"]),
+)
+
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("outbox_id", BigInteger, ForeignKey("notification_outbox.id", ondelete="CASCADE")),
+    Column("channel_id", BigInteger, nullable=False),
+    _ts("attempted_at", nullable=False, now=True),
+    Column("status", Text, nullable=False),
+    Column("latency_ms", Double),
+    Column("error", Text),
+)
+Index(
+    "ix_notification_deliveries_channel_time",
+    notification_deliveries.c.channel_id,
+    notification_deliveries.c.attempted_at,
+)
+
+# ---------------------------------------------------------------- incidents
+incident_alerts = Table(
+    "incident_alerts",
+    metadata,
+    Column(
+        "incident_id", BigInteger, ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "alert_instance_id",
+        BigInteger,
+        ForeignKey("alert_instances.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    _created(),
+)
+
+incident_error_groups = Table(
+    "incident_error_groups",
+    metadata,
+    Column(
+        "incident_id", BigInteger, ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "error_group_id",
+        BigInteger,
+        ForeignKey("error_groups.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    _created(),
+)
+
+incident_timeline = Table(
+    "incident_timeline",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "incident_id", BigInteger, ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False
+    ),
+    _ts("time", nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("actor", Text),
+    Column("message", Text, nullable=False, server_default=""),
+    _jsonb("details"),
+    Column("is_public", Boolean, nullable=False, server_default=text("false")),
+)
+Index(
+    "ix_incident_timeline_incident_time", incident_timeline.c.incident_id, incident_timeline.c.time
+)
+
+incident_action_items = Table(
+    "incident_action_items",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "incident_id", BigInteger, ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("title", Text, nullable=False),
+    Column("owner", Text),
+    Column("is_done", Boolean, nullable=False, server_default=text("false")),
+    _ts("due_at"),
+    _created(),
+)
+
+runbook_executions = Table(
+    "runbook_executions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("runbook_id", BigInteger, ForeignKey("runbooks.id", ondelete="CASCADE"), nullable=False),
+    Column("incident_id", BigInteger, ForeignKey("incidents.id")),
+    Column("step_index", Integer, nullable=False),
+    Column("status", Text, nullable=False),  # awaiting_approval|running|succeeded|failed|skipped
+    Column("requested_by", Text),
+    Column("approved_by", Text),
+    _created(),
+    _ts("finished_at"),
+    Column("output", Text),
+)
+
+# ---------------------------------------------------------------- health
+health_checks = Table(
+    "health_checks",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("check_name", Text, nullable=False, unique=True),
+    Column("check_type", Text, nullable=False),
+    _jsonb("check_config"),
+    Column("service_name", Text),
+    Column("check_frequency_seconds", Integer, nullable=False, server_default="60"),
+    Column("timeout_seconds", Double, nullable=False, server_default="10"),
+    Column("retries", Integer, nullable=False, server_default="2"),
+    Column("is_enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("wedding_critical", Boolean, nullable=False, server_default=text("false")),
+    Column("ping_token", Text, unique=True),
+    Column("status", Text, nullable=False, server_default="unknown"),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    _ts("last_checked_at"),
+    _ts("last_success_at"),
+    _ts("last_ping_at"),
+    _ts("last_start_at"),
+    _ts("next_run_at"),
+    _created(),
+    CheckConstraint(
+        "check_type IN ('http','tcp','database','heartbeat','custom')", name="type_valid"
+    ),
+)
+
+health_check_results = Table(
+    "health_check_results",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "check_id", BigInteger, ForeignKey("health_checks.id", ondelete="CASCADE"), nullable=False
+    ),
+    _ts("time", nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("response_time_ms", Double),
+    Column("message", Text),
+)
+Index(
+    "ix_health_check_results_check_time",
+    health_check_results.c.check_id,
+    health_check_results.c.time,
+)
+
+health_check_flips = Table(
+    "health_check_flips",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "check_id", BigInteger, ForeignKey("health_checks.id", ondelete="CASCADE"), nullable=False
+    ),
+    _ts("time", nullable=False),
+    Column("from_status", Text, nullable=False),
+    Column("to_status", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("is_auto_recovery", Boolean, nullable=False, server_default=text("false")),
+    _ts("processed_at"),
+)
+Index(
+    "ix_health_check_flips_unprocessed",
+    health_check_flips.c.id,
+    postgresql_where=health_check_flips.c.processed_at.is_(None),
+)
+
+sql_collectors = Table(
+    "sql_collectors",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False, server_default="sql"),  # sql|prometheus_scrape
+    Column("url", Text, nullable=False),
+    Column("query", Text),
+    Column("metric_name", Text),
+    Column("interval_seconds", Integer, nullable=False, server_default="60"),
+    Column("is_enabled", Boolean, nullable=False, server_default=text("true")),
+    _ts("last_run_at"),
+    Column("last_error", Text),
+    _created(),
+)
+
+# ---------------------------------------------------------------- people, keys, settings
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("username", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),  # argon2id
+    Column("role", Text, nullable=False),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    _created(),
+    _ts("last_login_at"),
+    CheckConstraint("role IN ('viewer','responder','admin')", name="role_valid"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("prefix", Text, nullable=False),  # first characters, to tell keys apart in the UI
+    Column("key_hash", Text, nullable=False, unique=True),  # sha256 of a 256-bit random key
+    Column("scope", Text, nullable=False),
+    Column("rate_limit_per_minute", Integer),
+    _created(),
+    _ts("last_used_at"),
+    _ts("revoked_at"),
+    CheckConstraint("scope IN ('ingest','admin')", name="scope_valid"),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", JSONB, nullable=False),
+    _ts("updated_at", nullable=False, now=True),
+    Column("updated_by", Text),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    _ts("time", nullable=False, now=True),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text),
+    _jsonb("details"),
+)
+Index("ix_audit_log_time", audit_log.c.time)
+
+# ---------------------------------------------------------------- worker
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("worker_id", Text, primary_key=True),
+    Column("hostname", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    _ts("started_at", nullable=False),
+    _ts("last_seen", nullable=False),
+    _jsonb("status"),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("job", Text, nullable=False),
+    Column("worker_id", Text),
+    _ts("started_at", nullable=False),
+    Column("duration_ms", Double, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text),
+)
+Index("ix_job_runs_job_started", job_runs.c.job, job_runs.c.started_at)
+
+PARTITIONED_TABLES: tuple[str, ...] = (
+    "metric_points",
+    "api_timings",
+    "web_vitals",
+    "error_events",
+    "business_events",
+)
