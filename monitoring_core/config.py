@@ -24,6 +24,8 @@ class Settings:
     max_body_bytes: int
     eval_interval_s: float
     public_url: str
+    ui_port: int = 8501
+    demo: bool = True
 
     @property
     def tz(self) -> ZoneInfo:
@@ -69,6 +71,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 0/1/true/false, got {raw!r}")
+
+
 def _tz(env: Mapping[str, str]) -> str:
     name = _read(env, "MONITORING_TZ") or "Europe/London"
     try:
@@ -101,4 +114,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "MONITORING_MAX_BODY_BYTES", 5_242_880),
         eval_interval_s=_float(env, "MONITORING_EVAL_INTERVAL_S", 15.0),
         public_url=(_read(env, "MONITORING_PUBLIC_URL") or "http://localhost:8501").rstrip("/"),
+        ui_port=_int(env, "MONITORING_UI_PORT", 8501),
+        demo=_bool(env, "DEMO", True),
     )
