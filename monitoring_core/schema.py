@@ -265,6 +265,48 @@ Index("ix_error_events_group_time", error_events.c.group_id, error_events.c.time
 Index("ix_error_events_trace", error_events.c.trace_id)
 Index("ix_error_events_event_id", error_events.c.event_id)
 
+# Distinct users/organizations per group: ON CONFLICT DO NOTHING RETURNING tells which pairs are
+# new, so the group's counts stay exact under concurrent ingest (no count(DISTINCT) rescans).
+error_group_members = Table(
+    "error_group_members",
+    metadata,
+    Column(
+        "group_id", BigInteger, ForeignKey("error_groups.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("kind", Text, primary_key=True),  # user|organization
+    Column("value", Text, primary_key=True),
+)
+
+# Sentry event_id dedup: a unique index on the partitioned error_events would have to include
+# `time`, and a resent event is not guaranteed the same time, so ids live in a plain table,
+# pruned by time after the dedup horizon.
+error_event_ids = Table(
+    "error_event_ids",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    _ts("time", nullable=False),
+)
+Index("ix_error_event_ids_time", error_event_ids.c.time, postgresql_using="brin")
+
+# Append-only history of a group: new, regressed, resolved, ignored, reopened, recovered.
+error_group_changes = Table(
+    "error_group_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "group_id", BigInteger, ForeignKey("error_groups.id", ondelete="CASCADE"), nullable=False
+    ),
+    _ts("time", nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("actor", Text),
+    Column("release", Text),
+    _jsonb("details"),
+)
+Index("ix_error_group_changes_time", error_group_changes.c.time)
+Index(
+    "ix_error_group_changes_group_time", error_group_changes.c.group_id, error_group_changes.c.time
+)
+
 # ---------------------------------------------------------------- business
 business_events = _partitioned(
     "business_events",
