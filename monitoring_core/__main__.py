@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from monitoring_core.config import ConfigError, load_settings
 
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OperationalError as exc:
+        print(f"database unavailable: {exc.orig or exc}".splitlines()[0], file=sys.stderr)
+        return 3
     finally:
         engine.dispose()
 
@@ -97,8 +101,13 @@ def _run(args: argparse.Namespace, engine: Engine, now: datetime) -> int:
         from monitoring_core.enums import Role
 
         password = _read_password(args.password_stdin)
-        with engine.begin() as conn:
-            create_user(conn, username=args.name, password=password, role=Role(args.role))
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with engine.begin() as conn:
+                create_user(conn, username=args.name, password=password, role=Role(args.role))
+        except IntegrityError:
+            raise ValueError(f"a user named {args.name!r} already exists") from None
         print(f"user {args.name} added with role {args.role}")
         return 0
     if args.command == "apikey":

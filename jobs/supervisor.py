@@ -1,0 +1,146 @@
+"""`make run`: database, migrations, demo data, then the API, the worker and the UI together.
+
+Foreman semantics: the three children share one lifetime. Ctrl-C (or SIGTERM) stops all three;
+if one of them dies, the others are stopped too and the exit code says which one failed, so a
+broken process is never hidden behind two healthy ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from sqlalchemy import Engine, func, select
+
+from monitoring_core.config import Settings, load_settings
+from monitoring_core.db import database_url, make_engine
+from monitoring_core.migrate import migrate
+
+__all__ = ["main"]
+
+log = logging.getLogger("supervisor")
+STOP_TIMEOUT_S = 10.0
+CREDENTIALS_FILE = "first-run-credentials.txt"
+
+
+def _children(settings: Settings) -> dict[str, list[str]]:
+    py = sys.executable
+    return {
+        "api": [py, "-m", "monitoring_core", "api", "--port", str(settings.api_port)],
+        "worker": [py, "-m", "jobs.worker"],
+        "ui": [
+            py, "-m", "streamlit", "run", "app.py",
+            "--server.port", str(settings.ui_port),
+            "--server.headless", "true",
+            "--browser.gatherUsageStats", "false",
+        ],
+    }  # fmt: skip
+
+
+def first_run_credentials(engine: Engine, settings: Settings) -> str | None:
+    """On an empty users table: create the first admin and an ingest key, return their text."""
+    from monitoring_core.accounts import create_api_key, create_user
+    from monitoring_core.enums import ApiScope, Role
+    from monitoring_core.schema import users
+
+    with engine.begin() as conn:
+        if conn.execute(select(func.count()).select_from(users)).scalar_one() > 0:
+            return None
+        password = secrets.token_urlsafe(12)
+        create_user(conn, username="admin", password=password, role=Role.ADMIN)
+        key = create_api_key(conn, name="first ingest key", scope=ApiScope.INGEST)
+    text = (
+        f"UI login:   admin / {password}\n"
+        f"Ingest key: {key}\n"
+        "(Only hashes are stored: keep these; add more with `python -m monitoring_core user add`"
+        " and `apikey add`.)\n"
+    )
+    path = settings.data_dir / CREDENTIALS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o600)
+    return text
+
+
+def prepare(settings: Settings) -> str:
+    """Start/attach the database, migrate, load demo data if asked; return the database URL."""
+    url = database_url(settings)
+    engine = make_engine(url)
+    try:
+        now = datetime.now(UTC)
+        migrate(engine, now=now)
+        if settings.demo:
+            from monitoring_core.demo import load_demo_data
+
+            log.info("demo data: %s", load_demo_data(engine, days=30, now=now, only_if_empty=True))
+        credentials = first_run_credentials(engine, settings)
+    finally:
+        engine.dispose()
+    if credentials:
+        print("\n" + "=" * 72 + "\nFirst run — saved to " + str(settings.data_dir / CREDENTIALS_FILE))
+        print(credentials + "=" * 72)
+    return url
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0fs; killing it", name, STOP_TIMEOUT_S)
+            proc.kill()
+            proc.wait()
+
+
+def run(settings: Settings) -> int:
+    url = prepare(settings)
+    # The children connect through DATABASE_URL; this process owns the embedded server and
+    # stops it when it exits, after the children are gone.
+    env = {**os.environ, "DATABASE_URL": url}
+    procs = {
+        name: subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parent.parent)
+        for name, cmd in _children(settings).items()
+    }
+    print(
+        f"\n  UI:      http://localhost:{settings.ui_port}\n"
+        f"  API:     http://localhost:{settings.api_port}  (docs at /docs)\n"
+        "  Worker:  running (python -m jobs.worker)\n  Ctrl-C stops all three.\n",
+        flush=True,
+    )
+    stopping = False
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    failed: list[str] = []
+    while not stopping and not failed:
+        failed = [name for name, p in procs.items() if p.poll() is not None]
+        time.sleep(0.2)
+    for name in failed:
+        log.error("%s exited with code %s; stopping the others", name, procs[name].returncode)
+    _stop_all(procs)
+    return 1 if failed else 0
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(load_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
