@@ -1,0 +1,1 @@
+"""Incidents: numbering, opening, linking alerts and error groups, the timeline."""
