@@ -1,0 +1,50 @@
+"""The worker's job list: one line per job. Other packages add theirs here.
+
+A job is a named function `func(engine, now) -> None | str` (the string is a short summary that
+the worker logs and shows in its heartbeat status). The function owns its transactions
+(`with engine.begin() as conn:`); the worker wraps every run: own timing, logging, a row in
+`job_runs`, backoff after failures, and — for `singleton=True` — a Postgres advisory lock so
+that among several workers only the elected one runs it.
+
+`every_setting` names a `monitoring_core.config.Settings` attribute that overrides
+`every_seconds` (e.g. "eval_interval_s" for the alert evaluation job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from jobs import builtin
+
+__all__ = ["JOBS", "Job", "JobFunc", "find_job"]
+
+JobFunc = Callable[[Engine, datetime], "str | None"]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    func: JobFunc
+    every_seconds: float
+    singleton: bool = True
+    every_setting: str | None = None
+    description: str = ""
+
+
+JOBS: list[Job] = [
+    Job("rollups", builtin.rollups, 15, description="raw points -> 1 min / 1 h rollups"),
+    Job("partitions", builtin.partitions, 3600, description="create daily partitions ahead"),
+    Job("retention", builtin.retention, 3600, description="drop old partitions and rollups"),
+]
+
+
+def find_job(name: str) -> Job:
+    """The job of that name; KeyError listing the known names otherwise."""
+    for job in JOBS:
+        if job.name == name:
+            return job
+    raise KeyError(f"unknown job {name!r}; known: {', '.join(j.name for j in JOBS)}")
