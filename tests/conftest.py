@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -64,3 +65,70 @@ def engine(session_engine: Engine) -> Engine:
 def now() -> datetime:
     """The current time to the second: partitions exist around it (pure tests build their own)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------- API server (helper A)
+@pytest.fixture(scope="session")
+def _api_app(database_url: str, session_engine: Engine) -> Iterator[tuple[Any, str]]:
+    """One real uvicorn server per session, on a free port, in a background thread."""
+    import dataclasses
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from monitoring_core.api.app import create_app
+    from monitoring_core.config import load_settings
+
+    settings = dataclasses.replace(load_settings({}), database_url=database_url)
+    app = create_app(settings, session_engine)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test API server did not start")
+        time.sleep(0.01)
+    yield app, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+    sock.close()
+
+
+@pytest.fixture
+def api_app(engine: Engine, _api_app: tuple[Any, str]) -> Any:
+    """The running server's FastAPI app, its caches reset (tables were just truncated)."""
+    from monitoring_core.api.app import reset_app_state
+
+    reset_app_state(_api_app[0])
+    return _api_app[0]
+
+
+@pytest.fixture
+def api_server(api_app: Any, _api_app: tuple[Any, str]) -> str:
+    """Base URL of a real API server on the test database (empty tables, fresh caches)."""
+    return _api_app[1]
+
+
+@pytest.fixture
+def ingest_key(engine: Engine) -> str:
+    from monitoring_core.accounts import create_api_key
+    from monitoring_core.enums import ApiScope
+
+    with engine.begin() as conn:
+        return create_api_key(conn, name="test-ingest", scope=ApiScope.INGEST)
+
+
+@pytest.fixture
+def admin_key(engine: Engine) -> str:
+    from monitoring_core.accounts import create_api_key
+    from monitoring_core.enums import ApiScope
+
+    with engine.begin() as conn:
+        return create_api_key(conn, name="test-admin", scope=ApiScope.ADMIN)

@@ -1,0 +1,130 @@
+"""The FastAPI application: state, middleware, error mapping and the list of routers."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+
+import psycopg
+import sqlalchemy.exc
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from monitoring_core.api.keys import KeyCache
+from monitoring_core.api.ratelimit import RateLimiter
+from monitoring_core.api.stats import ApiStats, StatsMiddleware
+from monitoring_core.config import Settings
+from monitoring_core.db import DatabaseUnavailable
+from monitoring_core.ingest.validate import InvalidItems
+
+__all__ = ["CORS_PATHS", "DB_UNAVAILABLE_ERRORS", "RETRY_AFTER_S", "create_app", "reset_app_state"]
+
+log = logging.getLogger(__name__)
+
+# Routes browsers post to (sendBeacon, fetch from web pages, Sentry's browser SDK): CORS on.
+CORS_PATHS = re.compile(
+    r"^/api/(monitoring/(metrics|performance|errors|business-events|heartbeat/.+)"
+    r"|[^/]+/(envelope|store))/?$"
+)
+DB_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # connection pool exhausted
+    psycopg.OperationalError,  # raw driver use (COPY) is not wrapped by SQLAlchemy
+    psycopg.InterfaceError,
+    DatabaseUnavailable,
+)
+RETRY_AFTER_S = 5
+
+
+def _router(module: str) -> APIRouter:
+    router: APIRouter = importlib.import_module(f"monitoring_core.api.{module}").router
+    return router
+
+
+def reset_app_state(app: FastAPI) -> None:
+    """Fresh in-process caches (key lookups, rate buckets, series ids); tests call it per test."""
+    app.state.keys = KeyCache(app.state.engine)
+    app.state.limiter = RateLimiter()
+    app.state.caches = {}  # ingest caches by name, created on first use
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    """The API on this engine; nothing connects until the first request."""
+    app = FastAPI(
+        title="Wedding platform monitoring API",
+        version="1.0",
+        description="Ingest, live reads, read API and admin of the monitoring system.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.stats = ApiStats()
+    reset_app_state(app)
+    _add_exception_handlers(app)
+    app.add_middleware(IngestCORS)
+    app.add_middleware(StatsMiddleware, stats=app.state.stats)
+    # One line per domain: each module exposes `router` (an APIRouter).
+    app.include_router(_router("routes_service"))
+    app.include_router(_router("routes_ingest"))
+    return app
+
+
+class IngestCORS:
+    """CORS (any origin, no cookies: keys travel in headers or ?key=) on ingest paths only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+            max_age=86400,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and CORS_PATHS.match(scope["path"]):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _add_exception_handlers(app: FastAPI) -> None:
+    async def invalid_items(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InvalidItems)
+        return JSONResponse({"detail": [e.as_dict() for e in exc.errors]}, status_code=422)
+
+    async def request_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": [_item_error(e) for e in exc.errors()]}, status_code=422)
+
+    async def db_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s: %s", request.url.path, exc)
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    app.add_exception_handler(InvalidItems, invalid_items)
+    app.add_exception_handler(RequestValidationError, request_validation)
+    for error in DB_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, db_unavailable)
+
+
+def _item_error(error: dict) -> dict:
+    """FastAPI's error (loc like ("body", 3, "value") or ("query", "window")) as CONTRACT §4."""
+    loc = list(error.get("loc", ()))
+    index = None
+    if loc and loc[0] == "body":
+        loc = loc[1:]
+        if loc and isinstance(loc[0], int):
+            index = loc.pop(0)
+    field = ".".join(str(part) for part in loc)
+    return {"index": index, "field": field, "message": error.get("msg", "invalid")}

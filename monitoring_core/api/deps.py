@@ -1,0 +1,118 @@
+"""Authentication and rate limiting as FastAPI dependencies (CONTRACT §4 "Auth").
+
+A key is read from `Authorization: Bearer KEY`, `X-API-Key: KEY`, HTTP Basic (the password;
+the user name when the password is empty), and on ingest routes also `?key=KEY`, since
+`navigator.sendBeacon` cannot set headers. Sentry routes pass the key from `X-Sentry-Auth`
+or `?sentry_key=` to `check_key` themselves (see `sentry_key`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+
+from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from monitoring_core.accounts import ApiKey
+from monitoring_core.enums import ApiScope
+
+__all__ = [
+    "ANY_SCOPES",
+    "INGEST_SCOPES",
+    "check_key",
+    "presented_key",
+    "require_admin",
+    "require_any_key",
+    "require_ingest",
+    "sentry_key",
+]
+
+INGEST_SCOPES = frozenset({ApiScope.INGEST, ApiScope.ADMIN})
+ADMIN_SCOPES = frozenset({ApiScope.ADMIN})
+ANY_SCOPES = INGEST_SCOPES
+_CHALLENGE = {"WWW-Authenticate": 'Bearer, Basic realm="monitoring"'}
+
+
+def presented_key(request: Request, *, allow_query: bool) -> str | None:
+    """The API key the request carries, if any (headers first, then `?key=` when allowed)."""
+    headers = request.headers
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if scheme.lower() == "basic" and value.strip():
+        key = _basic_password(value.strip())
+        if key:
+            return key
+    if headers.get("x-api-key", "").strip():
+        return headers["x-api-key"].strip()
+    if allow_query and request.query_params.get("key"):
+        return request.query_params["key"]
+    return None
+
+
+def _basic_password(token: str) -> str | None:
+    try:
+        decoded = base64.b64decode(token, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, password = decoded.partition(":")
+    return password or user or None
+
+
+def sentry_key(request: Request) -> str | None:
+    """The key of a Sentry SDK request: `X-Sentry-Auth: Sentry sentry_key=KEY, …` or `?sentry_key=`."""
+    header = request.headers.get("x-sentry-auth", "")
+    if header[:7].lower() == "sentry ":
+        header = header[7:]
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip() == "sentry_key" and value.strip():
+            return value.strip()
+    return request.query_params.get("sentry_key") or None
+
+
+async def check_key(request: Request, key: str | None, allowed: frozenset[ApiScope]) -> ApiKey:
+    """The key's record when it exists, has an allowed scope and is within its rate limit.
+
+    401 missing/unknown, 403 wrong scope, 429 rate limited (with Retry-After); the record is
+    also left on `request.state.api_key`.
+    """
+    if not key:
+        raise HTTPException(401, "missing API key", headers=_CHALLENGE)
+    cache = request.app.state.keys
+    hit, record = cache.cached(key)
+    if not hit:
+        record = await run_in_threadpool(cache.lookup, key)
+    if record is None:
+        raise HTTPException(401, "unknown or revoked API key", headers=_CHALLENGE)
+    if record.scope not in allowed:
+        raise HTTPException(403, f"this key's scope {record.scope.value!r} may not use this route")
+    retry_after = request.app.state.limiter.check(
+        record.id, record.rate_limit_per_minute, time.monotonic()
+    )
+    if retry_after is not None:
+        raise HTTPException(
+            429,
+            f"rate limit of {record.rate_limit_per_minute} requests per minute exceeded",
+            headers={"Retry-After": str(retry_after)},
+        )
+    request.state.api_key = record
+    return record
+
+
+async def require_ingest(request: Request) -> ApiKey:
+    """Scope ingest or admin; the key may also come as `?key=`."""
+    return await check_key(request, presented_key(request, allow_query=True), INGEST_SCOPES)
+
+
+async def require_any_key(request: Request) -> ApiKey:
+    """Any valid key (read routes)."""
+    return await check_key(request, presented_key(request, allow_query=False), ANY_SCOPES)
+
+
+async def require_admin(request: Request) -> ApiKey:
+    """Scope admin."""
+    return await check_key(request, presented_key(request, allow_query=False), ADMIN_SCOPES)

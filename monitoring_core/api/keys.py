@@ -1,0 +1,54 @@
+"""API key lookups with a short in-process cache (ingest must not cost a query per request)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from monitoring_core.accounts import ApiKey, hash_api_key, lookup_api_key
+
+__all__ = ["KeyCache"]
+
+# A revoked key stops working after at most this many seconds.
+DEFAULT_TTL_S = 5.0
+_MAX_ENTRIES = 10_000
+
+
+class KeyCache:
+    """Maps presented keys (by hash) to their record, or None for unknown keys, for `ttl` s."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        ttl: float = DEFAULT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[ApiKey | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, key: str) -> tuple[bool, ApiKey | None]:
+        """(hit, record) without touching the database."""
+        entry = self._entries.get(hash_api_key(key))
+        if entry is None or entry[1] <= self._clock():
+            return False, None
+        return True, entry[0]
+
+    def lookup(self, key: str) -> ApiKey | None:
+        """The key's record, from the cache or the database (raises on DB errors)."""
+        hit, record = self.cached(key)
+        if hit:
+            return record
+        with self._engine.connect() as conn:
+            record = lookup_api_key(conn, key)
+        with self._lock:
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()  # a flood of random keys must not grow memory
+            self._entries[hash_api_key(key)] = (record, self._clock() + self.ttl)
+        return record

@@ -1,0 +1,50 @@
+"""`python -m monitoring_core api`: build the engine, make today's partitions, run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import uvicorn
+from fastapi import FastAPI
+
+from monitoring_core.api.app import DB_UNAVAILABLE_ERRORS, create_app
+from monitoring_core.config import Settings, load_settings
+from monitoring_core.db import engine_from_settings
+from monitoring_core.partitions import ensure_partitions
+
+__all__ = ["app_factory", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def _prepare(settings: Settings) -> FastAPI:
+    engine = engine_from_settings(settings)
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            ensure_partitions(conn, start=now - timedelta(days=1), end=now + timedelta(days=3))
+    except DB_UNAVAILABLE_ERRORS as exc:
+        # Start anyway: requests answer 503 until the database is back.
+        log.warning("database unavailable at startup (%s); serving 503 until it answers", exc)
+    return create_app(settings, engine)
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory monitoring_core.api.server:app_factory` (one app per worker)."""
+    return _prepare(load_settings())
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
+    """Run the API until interrupted; several workers are separate processes (import string)."""
+    if workers > 1:
+        uvicorn.run(
+            "monitoring_core.api.server:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+        )
+        return
+    uvicorn.run(_prepare(settings), host=host, port=port, access_log=False)

@@ -1,0 +1,1 @@
+"""Ingest: validate items, then write them with binary COPY inside the caller's transaction."""

@@ -1,0 +1,69 @@
+"""Service routes on a real server: /healthz, /metrics, /openapi.json, 503 without a database."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+
+from monitoring_core.api.app import create_app
+from monitoring_core.config import load_settings
+from monitoring_core.db import make_engine
+
+
+def test_it_answers_healthz_when_the_database_answers(api_server: str) -> None:
+    reply = httpx.get(f"{api_server}/healthz")
+    assert reply.status_code == 200
+    assert reply.json()["database"] == "ok"
+
+
+def test_it_serves_openapi(api_server: str) -> None:
+    reply = httpx.get(f"{api_server}/openapi.json")
+    assert reply.status_code == 200
+    assert "/healthz" in reply.json()["paths"]
+
+
+def test_it_counts_requests_by_route_template_in_metrics(api_server: str) -> None:
+    httpx.get(f"{api_server}/healthz")
+    httpx.get(f"{api_server}/no/such/path/12345")
+    text = httpx.get(f"{api_server}/metrics").text
+    assert 'monitoring_api_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'route="unmatched",status="404"' in text
+    assert "/no/such/path" not in text
+    assert 'monitoring_api_request_duration_seconds_count{route="/healthz"}' in text
+
+
+@pytest.fixture
+def dead_db_server() -> Iterator[str]:
+    """An API whose engine points at a closed port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    closed_port = sock.getsockname()[1]
+    sock.close()
+    url = f"postgresql+psycopg://nobody:x@127.0.0.1:{closed_port}/nothing"
+    engine = make_engine(url, connect_args={"connect_timeout": 2})
+    settings = dataclasses.replace(load_settings({}), database_url=url)
+    app = create_app(settings, engine)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=5)
+    engine.dispose()
+
+
+def test_it_answers_503_on_healthz_without_a_database(dead_db_server: str) -> None:
+    reply = httpx.get(f"{dead_db_server}/healthz")
+    assert reply.status_code == 503
+    assert reply.headers["retry-after"]
