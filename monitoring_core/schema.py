@@ -643,6 +643,7 @@ health_checks = Table(
     _ts("last_success_at"),
     _ts("last_ping_at"),
     _ts("last_start_at"),
+    Column("last_ping_failed", Boolean, nullable=False, server_default=text("false")),
     _ts("next_run_at"),
     _created(),
     CheckConstraint(
