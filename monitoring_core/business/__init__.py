@@ -1,0 +1,1 @@
+"""Business intelligence: events, KPIs, MRR, funnels, adoption, retention and early warning."""
