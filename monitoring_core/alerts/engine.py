@@ -1,0 +1,367 @@
+"""The alert state machine: `evaluate(rule, series, state, now) -> Decision`, pure.
+
+A condition is checked against a series (points newest last) to give `holds`: True, False or
+None (no data). The transition from the instance's current state follows Prometheus: the
+condition must hold for `duration_minutes` (pending) before firing; one false evaluation
+resolves (or, with `recovery_value`, one evaluation past that value). Whether to notify is
+decided here too; silences are applied by the caller, which also stamps `last_notified_at`
+only when a notification is really written, so a firing alert silenced until now notifies on
+the first evaluation after the silence ends.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from monitoring_core.alerts.rules import Condition, Rule, compare
+from monitoring_core.enums import AlertStatus
+from monitoring_core.wedding_calendar import (
+    is_peak_season,
+    is_wedding_day,
+    raise_severity,
+    season_adjusted_threshold,
+)
+
+__all__ = [
+    "ACTIVE",
+    "AlertState",
+    "Check",
+    "Decision",
+    "Point",
+    "check_condition",
+    "effective_severity",
+    "effective_threshold",
+    "evaluate",
+    "robust_z",
+    "transition",
+]
+
+S = AlertStatus
+ACTIVE = frozenset({S.PENDING, S.FIRING, S.ACKNOWLEDGED, S.SUPPRESSED, S.NO_DATA})
+_NOTIFIED_ACTIVE = frozenset({S.FIRING, S.ACKNOWLEDGED, S.NO_DATA})
+WEEK = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Point:
+    time: datetime
+    value: float
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """The mutable fields of one alert instance; `status=None` means no instance yet."""
+
+    status: str | None = None
+    pending_since: datetime | None = None
+    first_triggered_at: datetime | None = None
+    last_triggered_at: datetime | None = None
+    trigger_count: int = 0
+    resolved_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    suppressed_until: datetime | None = None
+    last_notified_at: datetime | None = None
+    trigger_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    holds: bool | None
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: AlertState
+    check: Check
+    severity: str
+    from_status: str | None = None  # set (with `state.status`) when the status changed
+    notify: str | None = None  # firing|repeat|resolved|no_data
+
+    @property
+    def changed(self) -> bool:
+        return self.from_status != self.state.status
+
+
+# ---------------------------------------------------------------- calendar adjustments
+def effective_severity(rule: Rule, now: datetime, tz: ZoneInfo) -> str:
+    """Saturday raises rules marked `weekend_escalation` one level."""
+    if rule.weekend_escalation and is_wedding_day(now, tz):
+        return raise_severity(rule.severity)
+    return rule.severity
+
+
+def effective_threshold(rule: Rule, now: datetime, tz: ZoneInfo) -> float:
+    """May–October makes thresholds of `wedding_season_adjustment` rules 20 % stricter."""
+    cond = rule.condition
+    if rule.wedding_season_adjustment and is_peak_season(now, tz):
+        return season_adjusted_threshold(cond.value, cond.operator)
+    return cond.value
+
+
+# ---------------------------------------------------------------- conditions
+def _window(series: Sequence[Point], now: datetime, minutes: float) -> list[Point]:
+    start = now - timedelta(minutes=minutes)
+    return [p for p in series if start < p.time <= now]
+
+
+def _reduce(aggregation: str, values: list[float]) -> float:
+    """Combine per-interval values of the window (percentiles: the worst interval's)."""
+    if aggregation in ("sum", "count"):
+        return math.fsum(values)
+    if aggregation == "min":
+        return min(values)
+    if aggregation == "avg":
+        return math.fsum(values) / len(values)
+    return max(values)  # max, and p50/p95/p99 conservatively
+
+
+def _threshold(cond: Condition, series: Sequence[Point], now: datetime, limit: float) -> Check:
+    points = _window(series, now, cond.window_minutes)
+    if not points:
+        return Check(None, None, limit, f"no data in the last {cond.window_minutes:g} min")
+    value = _reduce(cond.aggregation, [p.value for p in points])
+    holds = compare(cond.operator, value, limit)
+    return Check(holds, value, limit, f"{cond.aggregation} {value:g} vs {limit:g}")
+
+
+def _pattern(cond: Condition, series: Sequence[Point], now: datetime, limit: float) -> Check:
+    # Counts of matching events: no events is a count of zero, not missing data.
+    count = math.fsum(p.value for p in _window(series, now, cond.window_minutes))
+    holds = compare(cond.operator, count, limit)
+    return Check(holds, count, limit, f"{count:g} matching events in {cond.window_minutes:g} min")
+
+
+def _absence(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
+    seen = [p.time for p in series if p.time <= now]
+    if not seen:
+        return Check(True, None, cond.window_minutes, "no data at all")
+    silent = (now - max(seen)).total_seconds() / 60
+    holds = silent >= cond.window_minutes
+    return Check(holds, silent, cond.window_minutes, f"last data {silent:.1f} min ago")
+
+
+def robust_z(value: float, baseline: Sequence[float]) -> float:
+    """(value − median) / (1.4826 · MAD); falls back to the mean absolute deviation, and
+    to ±inf when the baseline is perfectly flat and the value differs."""
+    median = statistics.median(baseline)
+    mad = statistics.median(abs(b - median) for b in baseline)
+    scale = 1.4826 * mad or 1.2533 * statistics.fmean(abs(b - median) for b in baseline)
+    if scale == 0:
+        return 0.0 if value == median else math.copysign(math.inf, value - median)
+    return (value - median) / scale
+
+
+def _anomaly(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
+    recent = _window(series, now, cond.window_minutes)
+    if not recent:
+        return Check(None, None, cond.z_threshold, "no current value")
+    current = recent[-1]
+    baseline = [
+        p.value
+        for k in range(1, cond.weeks + 1)
+        for p in series
+        if abs((p.time - (current.time - k * WEEK)).total_seconds()) < 1800
+    ]
+    if len(baseline) < cond.min_baseline:
+        return Check(None, current.value, cond.z_threshold, "too little history for a baseline")
+    z = robust_z(current.value, baseline)
+    holds = {"above": z > cond.z_threshold, "below": z < -cond.z_threshold}.get(
+        cond.direction, abs(z) > cond.z_threshold
+    )
+    return Check(holds, current.value, cond.z_threshold, f"z={z:.2f} vs same hour of past weeks")
+
+
+def _at_or_before(series: Sequence[Point], moment: datetime) -> Point | None:
+    earlier = [p for p in series if p.time <= moment]
+    return max(earlier, key=lambda p: p.time) if earlier else None
+
+
+def _rate_of_change(cond: Condition, series: Sequence[Point], now: datetime, limit: float) -> Check:
+    current = _at_or_before(series, now)
+    previous = _at_or_before(series, now - timedelta(minutes=cond.window_minutes))
+    if current is None or previous is None or current.time == previous.time:
+        return Check(None, None, limit, "not enough points to compare")
+    change = current.value - previous.value
+    if cond.change_mode == "percent":
+        if previous.value == 0:
+            change = 0.0 if change == 0 else math.copysign(math.inf, change)
+        else:
+            change = 100 * change / abs(previous.value)
+    holds = compare(cond.operator, change, limit)
+    return Check(holds, change, limit, f"change {change:g} over {cond.window_minutes:g} min")
+
+
+def _composite(cond: Condition, children: Mapping[int, bool | None]) -> Check:
+    """Kleene logic: a child with no data makes the result unknown unless others decide it."""
+    values = [children.get(rule_id) for rule_id in cond.rules]
+    decisive = cond.logic == "or"  # OR is decided by one True, AND by one False
+    if decisive in values:
+        holds: bool | None = decisive
+    elif None in values:
+        holds = None
+    else:
+        holds = not decisive
+    return Check(holds, float(sum(v is True for v in values)), float(len(values)), cond.logic)
+
+
+def check_condition(
+    rule: Rule,
+    series: Sequence[Point],
+    now: datetime,
+    *,
+    tz: ZoneInfo,
+    children: Mapping[int, bool | None] | None = None,
+) -> Check:
+    """Whether the rule's condition holds now for this series (None: no data)."""
+    cond = rule.condition
+    limit = effective_threshold(rule, now, tz)
+    if cond.type == "threshold":
+        return _threshold(cond, series, now, limit)
+    if cond.type == "pattern":
+        return _pattern(cond, series, now, limit)
+    if cond.type == "absence":
+        return _absence(cond, series, now)
+    if cond.type == "anomaly":
+        return _anomaly(cond, series, now)
+    if cond.type == "rate_of_change":
+        return _rate_of_change(cond, series, now, limit)
+    return _composite(cond, children or {})
+
+
+# ---------------------------------------------------------------- transitions
+def _fire(state: AlertState, check: Check, now: datetime) -> AlertState:
+    return replace(
+        state,
+        status=S.FIRING,
+        first_triggered_at=now,
+        last_triggered_at=now,
+        trigger_count=1,
+        resolved_at=None,
+        acknowledged_at=None,
+        suppressed_until=None,
+        last_notified_at=None,
+        trigger_value=check.value,
+    )
+
+
+def _start(rule: Rule, state: AlertState, check: Check, now: datetime) -> AlertState:
+    if rule.condition.duration_minutes <= 0:
+        return _fire(state, check, now)
+    return replace(state, status=S.PENDING, pending_since=now, trigger_value=check.value)
+
+
+def _still_holding(rule: Rule, state: AlertState, check: Check, now: datetime) -> AlertState:
+    status = state.status
+    if status == S.PENDING:
+        due = state.pending_since is None or now - state.pending_since >= timedelta(
+            minutes=rule.condition.duration_minutes
+        )
+        return _fire(state, check, now) if due else replace(state, trigger_value=check.value)
+    if status == S.SUPPRESSED and (state.suppressed_until is None or state.suppressed_until <= now):
+        status = S.FIRING  # a manual suppression ran out while the condition still holds
+    if status in (S.FIRING, S.ACKNOWLEDGED, S.SUPPRESSED):
+        return replace(
+            state,
+            status=status,
+            last_triggered_at=now,
+            trigger_count=state.trigger_count + 1,
+            trigger_value=check.value,
+        )
+    return _start(rule, state, check, now)  # none, resolved, expired, no_data
+
+
+def _recovered(rule: Rule, check: Check) -> bool:
+    """Hysteresis: with `recovery_value`, the value must also be past it to resolve."""
+    cond = rule.condition
+    if cond.recovery_value is None or check.value is None:
+        return True
+    return not compare(cond.operator, check.value, cond.recovery_value)
+
+
+def _cleared(rule: Rule, state: AlertState, check: Check, now: datetime) -> AlertState:
+    if state.status in (S.FIRING, S.ACKNOWLEDGED, S.SUPPRESSED) and not _recovered(rule, check):
+        return replace(state, trigger_value=check.value)
+    if state.status in ACTIVE:
+        return replace(state, status=S.RESOLVED, resolved_at=now, pending_since=None)
+    return state
+
+
+def _notification(rule: Rule, before: AlertState, after: AlertState, now: datetime) -> str | None:
+    if after.status == S.RESOLVED and before.status != S.RESOLVED:
+        return "resolved" if before.last_notified_at is not None else None
+    if after.status == S.EXPIRED and before.status != S.EXPIRED:
+        return "resolved" if before.last_notified_at is not None else None
+    if after.status == S.NO_DATA and before.status != S.NO_DATA:
+        return "no_data"
+    if after.status != S.FIRING:
+        return None
+    if after.last_notified_at is None:
+        return "firing"
+    if now - after.last_notified_at >= timedelta(minutes=rule.repeat_interval_minutes):
+        return "repeat"
+    return None
+
+
+def _no_data(rule: Rule, state: AlertState, check: Check, now: datetime) -> AlertState:
+    mode = rule.condition.no_data
+    if mode == "ok":
+        return _cleared(rule, state, check, now)
+    if mode == "alerting":
+        return _still_holding(rule, state, check, now)
+    if mode == "keep_state" or state.status == S.NO_DATA:
+        return state
+    return replace(state, status=S.NO_DATA, pending_since=None, trigger_value=None)
+
+
+def transition(
+    rule: Rule, state: AlertState, check: Check | None, now: datetime, *, severity: str
+) -> Decision:
+    """The next state; `check=None` means this group's key was absent from the results."""
+    if check is None:  # an absent key keeps its state quietly until it expires
+        after = _expire(rule, state, now)
+        notify = _notification(rule, state, after, now) if after.status == S.EXPIRED else None
+        absent = Check(None, None, None, "series absent")
+        return Decision(after, absent, severity, from_status=state.status, notify=notify)
+    if check.holds is True:
+        after = _still_holding(rule, state, check, now)
+    elif check.holds is False:
+        after = _cleared(rule, state, check, now)
+    else:
+        after = _no_data(rule, state, check, now)
+    notify = _notification(rule, state, after, now)
+    return Decision(after, check, severity, from_status=state.status, notify=notify)
+
+
+def _expire(rule: Rule, state: AlertState, now: datetime) -> AlertState:
+    """A grouped key that stopped reporting expires after `expire_minutes`."""
+    last = state.last_triggered_at or state.pending_since
+    if state.status not in ACTIVE or last is None:
+        return state
+    if now - last < timedelta(minutes=rule.condition.expire_minutes):
+        return state
+    return replace(state, status=S.EXPIRED, resolved_at=now, pending_since=None)
+
+
+def evaluate(
+    rule: Rule,
+    series: Sequence[Point] | None,
+    state: AlertState,
+    now: datetime,
+    *,
+    tz: ZoneInfo,
+    children: Mapping[int, bool | None] | None = None,
+) -> Decision:
+    """Check the condition and move the instance's state; `series=None`: key absent."""
+    severity = effective_severity(rule, now, tz)
+    if series is None and rule.condition.type != "composite":
+        return transition(rule, state, None, now, severity=severity)
+    check = check_condition(rule, series or (), now, tz=tz, children=children)
+    return transition(rule, state, check, now, severity=severity)
