@@ -122,9 +122,9 @@ def _item_error(error: dict) -> dict:
     """FastAPI's error (loc like ("body", 3, "value") or ("query", "window")) as CONTRACT §4."""
     loc = list(error.get("loc", ()))
     index = None
-    if loc and loc[0] == "body":
-        loc = loc[1:]
-        if loc and isinstance(loc[0], int):
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        kind = loc.pop(0)
+        if kind == "body" and loc and isinstance(loc[0], int):
             index = loc.pop(0)
     field = ".".join(str(part) for part in loc)
     return {"index": index, "field": field, "message": error.get("msg", "invalid")}

@@ -10,9 +10,11 @@ from typing import Any
 
 __all__ = [
     "InvalidItems",
+    "ItemChecker",
     "ItemError",
     "Limits",
     "check_keys",
+    "json_type",
     "parse_timestamp",
 ]
 
@@ -83,3 +85,146 @@ def parse_timestamp(value: Any, *, default: datetime) -> datetime:
             return moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC)
     raise ValueError("must be an ISO 8601 time or epoch seconds/milliseconds")
+
+
+_MAX_REPORTED = 100
+
+
+class ItemChecker:
+    """Collects the errors of one batch; each helper returns the clean value or None."""
+
+    def __init__(self, limits: Limits, default_time: datetime) -> None:
+        self.limits = limits
+        self.default_time = default_time
+        self.errors: list[ItemError] = []
+
+    def fail(self, index: int | None, field: str, message: str) -> None:
+        self.errors.append(ItemError(index, field, message))
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            shown = self.errors[:_MAX_REPORTED]
+            if len(self.errors) > _MAX_REPORTED:
+                more = len(self.errors) - _MAX_REPORTED
+                shown.append(ItemError(None, "", f"... and {more} more errors"))
+            raise InvalidItems(shown)
+
+    def keys(self, item: Mapping[str, Any], allowed: frozenset[str], index: int) -> None:
+        if not item.keys() <= allowed:
+            self.errors.extend(check_keys(item, allowed, index))
+
+    def text(
+        self,
+        item: Mapping[str, Any],
+        index: int,
+        key: str,
+        *,
+        required: bool = False,
+        max_len: int = 200,
+    ) -> str | None:
+        value = item.get(key)
+        if value is None:
+            if required:
+                self.fail(index, key, "is required")
+            return None
+        if not isinstance(value, str):
+            self.fail(index, key, f"must be a string, got {json_type(value)}")
+            return None
+        if required and not value.strip():
+            self.fail(index, key, "must not be empty")
+            return None
+        if len(value) > max_len:
+            self.fail(index, key, f"is longer than {max_len} characters")
+            return None
+        if "\x00" in value:
+            self.fail(index, key, "must not contain NUL characters")
+            return None
+        return value
+
+    def number(
+        self,
+        item: Mapping[str, Any],
+        index: int,
+        key: str,
+        *,
+        required: bool = False,
+        minimum: float | None = None,
+    ) -> float | None:
+        value = item.get(key)
+        if value is None:
+            if required:
+                self.fail(index, key, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(index, key, f"must be a number, got {json_type(value)}")
+            return None
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            self.fail(index, key, "must be a finite number")
+            return None
+        if minimum is not None and number < minimum:
+            self.fail(index, key, f"must be >= {minimum:g}")
+            return None
+        return number
+
+    def integer(
+        self, item: Mapping[str, Any], index: int, key: str, *, low: int, high: int
+    ) -> int | None:
+        value = item.get(key)
+        if value is None:
+            self.fail(index, key, "is required")
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(index, key, f"must be an integer, got {json_type(value)}")
+            return None
+        if not low <= value <= high:
+            self.fail(index, key, f"must be between {low} and {high}")
+            return None
+        return value
+
+    def boolean(self, item: Mapping[str, Any], index: int, key: str) -> bool | None:
+        value = item.get(key)
+        if value is None or isinstance(value, bool):
+            return value
+        self.fail(index, key, f"must be true or false, got {json_type(value)}")
+        return None
+
+    def time(self, item: Mapping[str, Any], index: int, key: str = "timestamp") -> datetime | None:
+        try:
+            moment = parse_timestamp(item.get(key), default=self.default_time)
+        except ValueError as exc:
+            self.fail(index, key, str(exc))
+            return None
+        if moment < self.limits.oldest:
+            self.fail(
+                index,
+                key,
+                f"{moment.isoformat()} is older than the oldest stored day "
+                f"({self.limits.oldest:%Y-%m-%d})",
+            )
+            return None
+        if moment > self.limits.newest:
+            self.fail(index, key, f"{moment.isoformat()} is too far in the future")
+            return None
+        return moment
+
+
+_JSON_TYPES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)

@@ -1,0 +1,191 @@
+"""Metric points: validation, series id resolution (cached) and binary COPY of the points."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, text
+
+from monitoring_core.ingest.copy import copy_rows
+from monitoring_core.ingest.validate import ItemChecker, Limits, json_type
+
+__all__ = [
+    "METRIC_FIELDS",
+    "MetricBatch",
+    "SeriesCache",
+    "resolve_series",
+    "validate_metrics",
+    "write_metrics",
+]
+
+METRIC_FIELDS = frozenset(
+    {"metric_name", "metric_value", "timestamp", "dimensions", "source_system"}
+)
+MAX_DIMENSIONS = 32
+SeriesKey = tuple[str, bytes]  # (name, dimensions as canonical JSON)
+
+
+@dataclass
+class MetricBatch:
+    """Valid points: parallel lists, plus each new series' dimensions and source."""
+
+    keys: list[SeriesKey]
+    times: list[datetime]
+    values: list[float]
+    sources: dict[SeriesKey, str | None]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _dimensions(check: ItemChecker, raw: Any, index: int) -> dict[str, str] | None:
+    """Dimension values as strings (Prometheus labels are strings: 200 and "200" are one series)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        check.fail(index, "dimensions", f"must be an object, got {json_type(raw)}")
+        return None
+    if len(raw) > MAX_DIMENSIONS:
+        check.fail(index, "dimensions", f"has more than {MAX_DIMENSIONS} keys")
+        return None
+    clean: dict[str, str] = {}
+    for key, value in raw.items():
+        field = f"dimensions.{key}"
+        if not key or len(key) > 100 or "\x00" in key:
+            check.fail(index, field, "keys must be 1 to 100 characters without NUL")
+            return None
+        if isinstance(value, str):
+            clean[key] = value
+        elif isinstance(value, bool):
+            clean[key] = "true" if value else "false"
+        elif isinstance(value, int | float):
+            clean[key] = orjson.dumps(value).decode()
+        else:
+            check.fail(index, field, f"must be a string or number, got {json_type(value)}")
+            return None
+        if len(clean[key]) > 500 or "\x00" in clean[key]:
+            check.fail(index, field, "must be at most 500 characters without NUL")
+            return None
+    return clean
+
+
+def validate_metrics(
+    items: Sequence[Mapping[str, Any]], *, limits: Limits, now: datetime
+) -> MetricBatch:
+    """Clean points, or InvalidItems naming every bad item's index and field."""
+    check = ItemChecker(limits, now)
+    batch = MetricBatch([], [], [], {})
+    for index, item in enumerate(items):
+        check.keys(item, METRIC_FIELDS, index)
+        name = check.text(item, index, "metric_name", required=True)
+        value = check.number(item, index, "metric_value", required=True)
+        moment = check.time(item, index)
+        dims = _dimensions(check, item.get("dimensions"), index)
+        source = check.text(item, index, "source_system", max_len=100)
+        if check.errors:
+            continue  # once anything failed, the batch is rejected: stop building rows
+        assert name is not None and value is not None and moment is not None and dims is not None
+        key = (name, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS))
+        batch.keys.append(key)
+        batch.times.append(moment)
+        batch.values.append(value)
+        if key not in batch.sources:
+            batch.sources[key] = source
+    check.raise_if_any()
+    return batch
+
+
+class SeriesCache:
+    """Series ids by (name, dimensions); fill it only after the transaction committed."""
+
+    def __init__(self, max_entries: int = 500_000) -> None:
+        self._ids: dict[SeriesKey, int] = {}
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, key: SeriesKey) -> int | None:
+        return self._ids.get(key)
+
+    def update(self, ids: Mapping[SeriesKey, int]) -> None:
+        with self._lock:
+            if len(self._ids) + len(ids) > self._max:
+                self._ids.clear()
+            self._ids.update(ids)
+
+
+_UPSERT_SERIES = text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(CAST(:names AS text[]), CAST(:dims AS jsonb[]),
+                             CAST(:sources AS text[])) AS t(name, dimensions, source_system)
+    ), inserted AS (
+        INSERT INTO metric_series (name, dimensions, source_system)
+        SELECT name, dimensions, source_system FROM input
+        ON CONFLICT (name, dimensions) DO NOTHING
+        RETURNING id, name, dimensions
+    )
+    SELECT id, name, dimensions FROM inserted
+    UNION ALL
+    SELECT s.id, s.name, s.dimensions FROM metric_series s
+    JOIN input i ON s.name = i.name AND s.dimensions = i.dimensions
+    """
+)
+
+
+def resolve_series(
+    conn: Connection, sources: Mapping[SeriesKey, str | None], cache: SeriesCache
+) -> tuple[dict[SeriesKey, int], dict[SeriesKey, int]]:
+    """(ids of every key, ids that were not cached yet); new series are inserted."""
+    ids: dict[SeriesKey, int] = {}
+    missing: list[SeriesKey] = []
+    for key in sources:
+        cached = cache.get(key)
+        if cached is None:
+            missing.append(key)
+        else:
+            ids[key] = cached
+    fresh: dict[SeriesKey, int] = {}
+    # A concurrent transaction may insert the same series: ON CONFLICT waits for it, but this
+    # statement's snapshot predates its commit, so a second pass picks up what is still missing.
+    for _ in range(3):
+        if not missing:
+            break
+        rows = conn.execute(
+            _UPSERT_SERIES,
+            {
+                "names": [key[0] for key in missing],
+                "dims": [key[1].decode() for key in missing],
+                "sources": [sources[key] for key in missing],
+            },
+        )
+        fresh.update({(row.name, _canonical(row.dimensions)): row.id for row in rows})
+        missing = [key for key in missing if key not in fresh]
+    if missing:
+        raise RuntimeError(f"could not resolve {len(missing)} metric series")
+    ids.update(fresh)
+    return ids, fresh
+
+
+def _canonical(dimensions: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(dimensions, option=orjson.OPT_SORT_KEYS)
+
+
+def write_metrics(conn: Connection, batch: MetricBatch, cache: SeriesCache) -> dict[SeriesKey, int]:
+    """COPY the points in the caller's transaction; returns series ids to cache after commit."""
+    ids, fresh = resolve_series(conn, batch.sources, cache)
+    rows: Iterable[tuple[datetime, int, float]] = zip(
+        batch.times, map(ids.__getitem__, batch.keys), batch.values, strict=True
+    )
+    copy_rows(
+        conn,
+        "metric_points",
+        ("time", "series_id", "value"),
+        ("timestamptz", "int8", "float8"),
+        rows,
+    )
+    return fresh
