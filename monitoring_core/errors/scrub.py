@@ -1,0 +1,153 @@
+"""Scrub secrets and personal data before anything is stored: values become `[REDACTED]`.
+
+Two passes: values under a sensitive key (password, token, authorization, card number …) are
+replaced whole; every other string is searched for bearer tokens, `key=value` secrets, known
+API-key shapes, JWTs, URL credentials, card numbers (Luhn-checked, so order ids survive),
+e-mail addresses and phone numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DEFAULT_SENSITIVE_KEYS", "REDACTED", "Scrubber", "luhn_valid"]
+
+REDACTED = "[REDACTED]"
+
+# Matched against a key lower-cased with '-' and ' ' turned into '_', as substrings.
+DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "private_key",
+    "authorization",
+    "auth_header",
+    "cookie",
+    "credit_card",
+    "card_number",
+    "cardnumber",
+    "cvv",
+    "cvc",
+    "iban",
+    "ssn",
+    "x_api_key",
+    "x_sentry_auth",
+    "dsn",
+)
+
+_SECRET_WORDS = r"password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api[_-]?key|apikey|auth|sig|signature"
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Authorization header values: keep the scheme, drop the credential ("Basic" only when the
+    # word after it looks like base64 (a digit or an inner capital), so "Basic authentication failed" survives).
+    (re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9\-._~+/]{8,}=*"), rf"\1\2{REDACTED}"),
+    (
+        re.compile(r"(?i)\b(basic)(\s+)(?=[A-Za-z0-9+/]*(?-i:\d|[a-z][A-Z]))[A-Za-z0-9+/]{8,}=*"),
+        rf"\1\2{REDACTED}",
+    ),
+    # key=value / key: value / "key": "value" for secret-looking keys (query strings, logs, JSON).
+    (
+        re.compile(
+            rf"(?i)((?:{_SECRET_WORDS})[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"'&,;}}]+"
+        ),
+        rf"\1{REDACTED}",
+    ),
+    # Credentials in URLs: scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@"), rf"\1{REDACTED}@"),
+    # JSON Web Tokens.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"), REDACTED),
+    # Well-known API key shapes: Stripe, our own, AWS, GitHub, Slack, Google.
+    (
+        re.compile(
+            r"\b(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}|mk_[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}"
+            r"|gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
+        ),
+        REDACTED,
+    ),
+    (re.compile(r"(?i)\b[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}\b"), REDACTED),
+)
+_CARD = re.compile(r"(?<![\d\w])\d(?:[ -]?\d){12,18}(?![\d\w])")
+# International numbers (+44 20 7946 0958) and separated national ones (020 7946 0958,
+# (555) 123-4567, 555-123-4567); bare digit runs are left alone: they are usually ids.
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}"
+    r"|\(\d{3,5}\)[ .-]?\d{3,4}[ .-]?\d{3,4}"
+    r"|0\d{2,4}[ .-]\d{3,4}[ .-]?\d{3,4}"
+    r"|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])"
+)
+_DIGITS = re.compile(r"\d")
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum of a digit string (card numbers pass, most order ids do not)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = "".join(_DIGITS.findall(match.group()))
+    return REDACTED if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group()
+
+
+def _phone(match: re.Match[str]) -> str:
+    return REDACTED if 9 <= len(_DIGITS.findall(match.group())) <= 15 else match.group()
+
+
+@dataclass(frozen=True)
+class Scrubber:
+    """Scrubs strings and nested JSON-like data; `extra_keys` adds field names to redact."""
+
+    extra_keys: Iterable[str] = ()
+    _keys: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        extra = tuple(_norm_key(k) for k in self.extra_keys if k.strip())
+        object.__setattr__(self, "_keys", DEFAULT_SENSITIVE_KEYS + extra)
+
+    def is_sensitive_key(self, key: str) -> bool:
+        norm = _norm_key(key)
+        return any(k in norm for k in self._keys)
+
+    def text(self, value: str) -> str:
+        """The string with every secret-looking part replaced by [REDACTED]."""
+        for pattern, repl in _PATTERNS:
+            value = pattern.sub(repl, value)
+        value = _CARD.sub(_card, value)
+        return _PHONE.sub(_phone, value)
+
+    def data(self, value: Any) -> Any:
+        """A scrubbed copy of JSON-like data: sensitive keys redacted, strings scrubbed."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self._value_for(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._item(v) for v in value]
+        return value
+
+    def _value_for(self, key: str, value: Any) -> Any:
+        if value not in (None, "", [], {}) and self.is_sensitive_key(key):
+            return REDACTED
+        return self.data(value)
+
+    def _item(self, value: Any) -> Any:
+        # Header lists as Sentry sends them: [["Authorization", "Bearer …"], …]
+        if isinstance(value, list | tuple) and len(value) == 2 and isinstance(value[0], str):
+            return [value[0], self._value_for(value[0], value[1])]
+        return self.data(value)
+
+
+def _norm_key(key: str) -> str:
+    return key.strip().lower().replace("-", "_").replace(" ", "_")
