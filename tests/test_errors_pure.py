@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import brotli
@@ -313,7 +315,7 @@ def test_it_reads_items_json_errors() -> None:
         ("identity", lambda b: b),
     ],
 )
-def test_it_decompresses_bodies(encoding: str, encode) -> None:  # type: ignore[no-untyped-def]
+def test_it_decompresses_bodies(encoding: str, encode: Callable[[bytes], bytes]) -> None:
     assert decompress(encode(b"x" * 1000), encoding, max_bytes=1000) == b"x" * 1000
 
 
@@ -341,7 +343,7 @@ NOW = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)
 
 
 def _sentry_exception_event(**extra: object) -> dict:
-    event = {
+    event: dict[str, Any] = {
         "event_id": "9ec79c33ec9942ab8353589fcb2e04dc",
         "timestamp": "2026-06-03T11:59:30.123456Z",
         "level": "error",
