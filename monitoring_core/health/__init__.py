@@ -1,0 +1,1 @@
+"""Health checks: pure status rules (`rules`), runners (`probes`), SQL (`store`), rounds (`runner`)."""
