@@ -25,7 +25,9 @@ def ev(
     from decimal import Decimal
 
     amount = None if revenue is None else Decimal(str(revenue))
-    return BusinessEvent(moment, event_type, user, org, None, props, amount, "GBP" if amount else None)
+    return BusinessEvent(
+        moment, event_type, user, org, None, props, amount, "GBP" if amount else None
+    )
 
 
 def store(engine: Engine, events: list[BusinessEvent]) -> None:
