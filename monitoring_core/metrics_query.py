@@ -1,0 +1,164 @@
+"""Metric series for charts, the query API and the alert engine, read from the rollups.
+
+`query_metric` bins the 1-minute rollups (intervals that are not whole hours) or the hourly
+rollups with 1-minute edges (whole-hour intervals over ranges >= 3 h), see `rollup_read`.
+Aggregations per bin and group:
+- avg = sum / count of all points; min, max, sum, count over all points;
+- p50/p95/p99 from the merged histograms (within 1 % of exact);
+- last = each series' newest value in the bin, averaged over the series of the group (a
+  group that collapses several series of a gauge gets their mean, like Prometheus
+  `avg(last_over_time(...))`).
+Bins without points are absent (no zero-filling: no data is not zero). Points not yet rolled
+up (the worker's safety lag, ~15–30 s) are not included; `live_points` reads raw rows.
+"""
+
+# SQL here is assembled from this module's own table/column names and constants only; every
+# value that comes from a caller is a bound parameter. Hence the file-wide S608 exemption.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from monitoring_core.rollup_read import HOUR, floor_to, percentile_select, range_source
+from monitoring_core.timerange import TimeRange
+
+__all__ = ["AGGREGATIONS", "live_points", "parse_interval", "query_metric"]
+
+AGGREGATIONS = ("avg", "min", "max", "sum", "count", "p50", "p95", "p99", "last")
+_SIMPLE = {
+    "avg": "sum(sum) / NULLIF(sum(count), 0)",
+    "min": "min(min)",
+    "max": "max(max)",
+    "sum": "sum(sum)",
+    "count": "sum(count)::float8",
+}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_interval(interval: timedelta | str) -> timedelta:
+    """'30s', '5m', '1h', '1d', '1w' or a timedelta -> timedelta; ValueError otherwise."""
+    if isinstance(interval, timedelta):
+        step = interval
+    else:
+        try:
+            step = timedelta(seconds=int(interval[:-1]) * _UNITS[interval[-1]])
+        except (KeyError, ValueError, IndexError) as exc:
+            raise ValueError(f"interval must look like 1m, 5m, 1h, 1d; got {interval!r}") from exc
+    if step <= timedelta(0):
+        raise ValueError("interval must be positive")
+    return step
+
+
+def _series_filter(
+    metric_name: str, group_by: Sequence[str], filters: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    dims = ", ".join(f"coalesce(dimensions->>:g{i}, '') AS g{i}" for i in range(len(group_by)))
+    params: dict[str, Any] = {f"g{i}": name for i, name in enumerate(group_by)}
+    params.update(name=metric_name, filters=json.dumps(dict(filters or {})))
+    sql = (
+        f"SELECT id{', ' if dims else ''}{dims} FROM metric_series "
+        "WHERE name = :name AND dimensions @> CAST(:filters AS jsonb)"
+    )
+    return sql, params
+
+
+def query_metric(
+    conn: Connection,
+    *,
+    metric_name: str,
+    aggregation: str,
+    interval: timedelta | str,
+    tr: TimeRange,
+    group_by: Sequence[str] | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Columns: bucket, one per group_by dimension (missing -> ''), value, count."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
+    step, group_by = parse_interval(interval), list(group_by or [])
+    if step < timedelta(minutes=1) or step % timedelta(minutes=1):
+        raise ValueError("interval must be a whole number of minutes, at least 1m")
+    series_sql, params = _series_filter(metric_name, group_by, filters)
+    source = range_source(
+        "metric",
+        tr,
+        columns="series_id, bucket, count, sum, min, max, last, hist_keys, hist_counts",
+        where="series_id IN (SELECT id FROM sel)",
+        fine=bool(step % HOUR),
+    )
+    params.update(source.params, step=step, origin=floor_to(tr.start, step))
+    groups = ["tbin", *(f"g{i}" for i in range(len(group_by)))]
+    binned = (
+        f"SELECT date_bin(:step, r.bucket, :origin) AS tbin, s.*, r.* FROM ({source.sql}) r "
+        "JOIN sel s ON s.id = r.series_id"
+    )
+    sql = f"WITH sel AS ({series_sql}) " + _aggregate_sql(binned, groups, aggregation)
+    rows = conn.execute(text(sql), params).mappings().all()
+    return _frame(rows, group_by)
+
+
+def _aggregate_sql(binned: str, groups: list[str], aggregation: str) -> str:
+    g = ", ".join(groups)
+    if aggregation in _SIMPLE:
+        return (
+            f"SELECT {g}, {_SIMPLE[aggregation]} AS value, sum(count)::bigint AS count "
+            f"FROM ({binned}) b GROUP BY {g} ORDER BY {g}"
+        )
+    if aggregation == "last":
+        per_series = (
+            f"SELECT {g}, series_id, sum(count) AS n, "
+            f"(max(ARRAY[extract(epoch FROM bucket)::float8, last]))[2] AS l "
+            f"FROM ({binned}) b GROUP BY {g}, series_id"
+        )
+        return (
+            f"SELECT {g}, avg(l) AS value, sum(n)::bigint AS count FROM ({per_series}) x "
+            f"GROUP BY {g} ORDER BY {g}"
+        )
+    q = int(aggregation[1:]) / 100
+    inner = percentile_select(binned, groups, "sum(count)::bigint AS count", (q,))
+    return f"SELECT {g}, {aggregation} AS value, count FROM ({inner}) p ORDER BY {g}"
+
+
+def _frame(rows: Sequence[Any], group_by: list[str]) -> pd.DataFrame:
+    names = {"tbin": "bucket", **{f"g{i}": name for i, name in enumerate(group_by)}}
+    columns = ["bucket", *group_by, "value", "count"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame([dict(r) for r in rows]).rename(columns=names)
+    frame["value"] = frame["value"].astype(float)
+    return frame[columns]
+
+
+def live_points(
+    conn: Connection,
+    name: str,
+    window: timedelta | str,
+    *,
+    now: datetime | None = None,
+    limit: int = 10_000,
+) -> pd.DataFrame:
+    """Raw points of metric `name` in the last `window` (newest `limit`), oldest first.
+
+    Columns: time, value, dimensions (dict), series_id. `now` defaults to the database clock.
+    """
+    params: dict[str, Any] = {"name": name, "window": parse_interval(window), "limit": limit}
+    params["now"] = now
+    rows = conn.execute(
+        text(
+            "SELECT p.time, p.value, s.dimensions, p.series_id FROM metric_points p "
+            "JOIN metric_series s ON s.id = p.series_id "
+            "WHERE s.name = :name AND p.time > coalesce(CAST(:now AS timestamptz), now()) - :window "
+            "AND p.time <= coalesce(CAST(:now AS timestamptz), now()) "
+            "ORDER BY p.time DESC LIMIT :limit"
+        ),
+        params,
+    ).all()
+    frame = pd.DataFrame(rows, columns=["time", "value", "dimensions", "series_id"])
+    return frame.iloc[::-1].reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Performance analytics: API latency and Core Web Vitals read from the rollups."""
