@@ -72,33 +72,15 @@ def now() -> datetime:
 def _api_app(database_url: str, session_engine: Engine) -> Iterator[tuple[Any, str]]:
     """One real uvicorn server per session, on a free port, in a background thread."""
     import dataclasses
-    import socket
-    import threading
-    import time
-
-    import uvicorn
 
     from monitoring_core.api.app import create_app
     from monitoring_core.config import load_settings
+    from tests.serving import running_server
 
     settings = dataclasses.replace(load_settings({}), database_url=database_url)
     app = create_app(settings, session_engine)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test API server did not start")
-        time.sleep(0.01)
-    yield app, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with running_server(app) as url:
+        yield app, url
 
 
 @pytest.fixture

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from monitoring_core.api.app import create_app
 from monitoring_core.config import load_settings
 from monitoring_core.db import make_engine
+from tests.serving import running_server
 
 
 def test_it_answers_healthz_when_the_database_answers(api_server: str) -> None:
@@ -48,18 +46,9 @@ def dead_db_server() -> Iterator[str]:
     sock.close()
     url = f"postgresql+psycopg://nobody:x@127.0.0.1:{closed_port}/nothing"
     engine = make_engine(url, connect_args={"connect_timeout": 2})
-    settings = dataclasses.replace(load_settings({}), database_url=url)
-    app = create_app(settings, engine)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=5)
+    app = create_app(dataclasses.replace(load_settings({}), database_url=url), engine)
+    with running_server(app) as base_url:
+        yield base_url
     engine.dispose()
 
 
@@ -67,3 +56,13 @@ def test_it_answers_503_on_healthz_without_a_database(dead_db_server: str) -> No
     reply = httpx.get(f"{dead_db_server}/healthz")
     assert reply.status_code == 503
     assert reply.headers["retry-after"]
+
+
+def test_it_answers_503_with_retry_after_on_ingest_without_a_database(dead_db_server: str) -> None:
+    reply = httpx.post(
+        f"{dead_db_server}/api/monitoring/metrics",
+        json={"metric_name": "x", "metric_value": 1},
+        headers={"Authorization": "Bearer mk_whatever"},
+    )
+    assert reply.status_code == 503
+    assert int(reply.headers["retry-after"]) > 0
