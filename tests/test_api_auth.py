@@ -35,7 +35,9 @@ def _basic(user: str, password: str) -> str:
     "how",
     ["bearer", "x-api-key", "basic-password", "basic-user-only", "query"],
 )
-def test_it_accepts_the_key_every_documented_way(api_server: str, ingest_key: str, how: str) -> None:
+def test_it_accepts_the_key_every_documented_way(
+    api_server: str, ingest_key: str, how: str
+) -> None:
     headers, params = {}, {}
     if how == "bearer":
         headers["Authorization"] = f"Bearer {ingest_key}"
@@ -56,7 +58,12 @@ def test_it_accepts_an_admin_key_on_ingest(api_server: str, admin_key: str) -> N
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer mk_unknown"}, {"X-API-Key": "nope"}, {"Authorization": "Basic !!"}],
+    [
+        {},
+        {"Authorization": "Bearer mk_unknown"},
+        {"X-API-Key": "nope"},
+        {"Authorization": "Basic !!"},
+    ],
 )
 def test_it_answers_401_for_missing_or_unknown_keys_and_stores_nothing(
     api_server: str, engine: Engine, headers: dict[str, str]
@@ -68,9 +75,7 @@ def test_it_answers_401_for_missing_or_unknown_keys_and_stores_nothing(
         assert conn.execute(select(func.count()).select_from(metric_points)).scalar() == 0
 
 
-def test_it_answers_401_for_a_revoked_key(
-    api_server: str, engine: Engine, ingest_key: str
-) -> None:
+def test_it_answers_401_for_a_revoked_key(api_server: str, engine: Engine, ingest_key: str) -> None:
     with engine.begin() as conn:
         conn.execute(update(api_keys).values(revoked_at=datetime.now(UTC)))
     assert _post(api_server, headers={"X-API-Key": ingest_key}).status_code == 401
