@@ -1,0 +1,181 @@
+"""One batch of error events: scrub, group, classify, store, flag regressions, open incidents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, select
+
+from monitoring_core.errors.fingerprint import culprit, fingerprint_error, normalize_message
+from monitoring_core.errors.model import ErrorInput
+from monitoring_core.errors.rules import is_regression
+from monitoring_core.errors.scrub import Scrubber
+from monitoring_core.errors.severity import (
+    classify_severity,
+    is_payment_or_form,
+    should_open_incident,
+)
+from monitoring_core.errors.store import (
+    GroupRow,
+    PreparedError,
+    claim_event_ids,
+    insert_events,
+    mark_regressed,
+    open_incident_for_group,
+    record_change,
+    record_members,
+    upsert_groups,
+)
+from monitoring_core.incidents.store import open_incident
+from monitoring_core.schema import settings as settings_table
+
+__all__ = ["SCRUB_FIELDS_SETTING", "IngestResult", "ingest_errors", "load_scrubber", "prepare"]
+
+SCRUB_FIELDS_SETTING = "error_scrub_fields"  # settings row: a JSON list of extra field names
+ACTOR = "error-tracking"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Per input event: `error_id`, `group_id`, `severity`, `incident_id?`, `duplicate?`."""
+
+    items: list[dict[str, Any]]
+    stored: int
+
+
+def load_scrubber(conn: Connection) -> Scrubber:
+    """A Scrubber with the extra field names configured in settings."""
+    value = conn.execute(
+        select(settings_table.c.value).where(settings_table.c.key == SCRUB_FIELDS_SETTING)
+    ).scalar_one_or_none()
+    extra = [str(v) for v in value] if isinstance(value, list) else []
+    return Scrubber(extra_keys=extra)
+
+
+def _scrub(event: ErrorInput, scrubber: Scrubber) -> None:
+    event.message = scrubber.text(event.message)
+    if event.message_template is not None:
+        event.message_template = scrubber.text(event.message_template)
+    if event.stack_trace is not None:
+        event.stack_trace = scrubber.text(event.stack_trace)
+    if event.endpoint_path is not None:
+        event.endpoint_path = scrubber.text(event.endpoint_path)
+    event.frames = scrubber.data(event.frames)
+    event.tags = scrubber.data(event.tags)
+    event.context = scrubber.data(event.context)
+
+
+def prepare(event: ErrorInput, *, scrubber: Scrubber, tz: ZoneInfo) -> PreparedError:
+    """Scrub in place, then fingerprint and classify (pure apart from the mutation)."""
+    _scrub(event, scrubber)
+    template = normalize_message(event.message_template or event.message)
+    severity = classify_severity(
+        level=event.level,
+        error_type=event.error_type,
+        service_name=event.service_name,
+        endpoint_path=event.endpoint_path,
+        message=event.message,
+        at=event.time,
+        tz=tz,
+        requested=event.severity,
+    )
+    return PreparedError(
+        event=event,
+        fingerprint=fingerprint_error(event.error_type, template, event.frames, event.fingerprint),
+        message_template=template,
+        culprit=culprit(event.frames),
+        severity=severity,
+    )
+
+
+def ingest_errors(
+    conn: Connection,
+    events: Sequence[ErrorInput],
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    scrubber: Scrubber | None = None,
+) -> IngestResult:
+    """Store a batch in the caller's transaction; partitions for the events' days must exist."""
+    scrubber = scrubber or load_scrubber(conn)
+    prepared = [prepare(e, scrubber=scrubber, tz=tz) for e in events]
+    kept = claim_event_ids(conn, prepared)
+    groups = upsert_groups(conn, kept)
+    for g in groups.values():
+        if g.inserted:
+            record_change(conn, group_id=g.id, kind="new", now=now)
+    _flag_regressions(conn, kept, groups, now)
+    record_members(conn, kept)
+    stored = insert_events(conn, kept)
+    incidents = _open_incidents(conn, kept, now=now, tz=tz)
+    kept_ids = {id(p) for p in kept}
+    items = [_reply(p, incidents, duplicate=id(p) not in kept_ids) for p in prepared]
+    return IngestResult(items=items, stored=stored)
+
+
+def _flag_regressions(
+    conn: Connection, events: Sequence[PreparedError], groups: dict[str, GroupRow], now: datetime
+) -> None:
+    resolved = {fp: g for fp, g in groups.items() if g.status == "resolved"}
+    for p in sorted(events, key=lambda p: p.event.time):
+        group = resolved.get(p.fingerprint)
+        if group is not None:
+            if is_regression(
+                status=group.status,
+                resolved_at=group.resolved_at,
+                resolved_in_release=group.resolved_in_release,
+                event_time=p.event.time,
+                event_release=p.event.release,
+            ):
+                mark_regressed(conn, group_id=group.id, now=now, release=p.event.release)
+                del resolved[p.fingerprint]
+
+
+def _open_incidents(
+    conn: Connection, events: Sequence[PreparedError], *, now: datetime, tz: ZoneInfo
+) -> dict[int, int]:
+    """group id -> incident id for groups with a recent wedding-day critical error."""
+    opened: dict[int, int] = {}
+    for p in events:
+        if p.group_id in opened or not should_open_incident(
+            severity=p.severity, at=p.event.time, now=now, tz=tz
+        ):
+            continue
+        existing = open_incident_for_group(conn, group_id=p.group_id)
+        opened[p.group_id] = existing or _open(conn, p, now=now, tz=tz)
+    return opened
+
+
+def _open(conn: Connection, p: PreparedError, *, now: datetime, tz: ZoneInfo) -> int:
+    e = p.event
+    money_or_form = is_payment_or_form(e.error_type, e.service_name, e.endpoint_path)
+    incident = open_incident(
+        conn,
+        title=f"Wedding-day critical error: {e.error_type} in {e.service_name}",
+        description=f"{p.message_template}\n\nFirst event {e.event_id} at {e.time.isoformat()}.",
+        severity="SEV1" if money_or_form else "SEV2",
+        affected_services=[e.service_name],
+        source="error",
+        created_by=ACTOR,
+        now=now,
+        error_group_id=p.group_id,
+        tz=tz,
+    )
+    return int(incident["id"])
+
+
+def _reply(p: PreparedError, incidents: dict[int, int], *, duplicate: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "error_id": str(p.event.event_id),
+        "group_id": p.group_id or None,
+        "severity": p.severity,
+    }
+    if p.group_id in incidents:
+        item["incident_id"] = incidents[p.group_id]
+    if duplicate:
+        item["duplicate"] = True
+    return item
