@@ -23,7 +23,7 @@ from monitoring_core.schema import metric_points, metric_series
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         path = self.path
         if path == "/slow":
             time.sleep(1.5)

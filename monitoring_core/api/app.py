@@ -72,6 +72,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(_router("routes_service"))
     app.include_router(_router("routes_ingest"))
     app.include_router(_router("routes_live"))
+    app.include_router(_router("routes_health"))
     return app
 
 

@@ -1,0 +1,278 @@
+"""Health routes: admin CRUD of checks, heartbeat pings, live health, Pushgateway pushes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from monitoring_core.api.body import read_body
+from monitoring_core.api.deps import require_admin, require_any_key, require_ingest
+from monitoring_core.api.routes_ingest import app_cache, partition_days
+from monitoring_core.audit import record_audit
+from monitoring_core.collectors.sink import store_points
+from monitoring_core.health.runner import receive_ping, run_check_now
+from monitoring_core.health.store import (
+    create_check,
+    get_check,
+    list_flips,
+    list_results,
+    update_check,
+)
+from monitoring_core.health.validate import validate_check
+from monitoring_core.health.views import check_summaries, health_overview, public_check
+from monitoring_core.ingest.metrics import SeriesCache
+from monitoring_core.ingest.validate import InvalidItems, ItemError
+from monitoring_core.prometheus import (
+    ExpositionError,
+    GroupingKeyError,
+    parse_exposition,
+    parse_grouping_key,
+    samples_to_points,
+)
+from monitoring_core.timerange import parse_time_range
+
+__all__ = ["router"]
+
+router = APIRouter()
+admin = APIRouter(tags=["admin: health"], dependencies=[Depends(require_admin)])
+pings = APIRouter(tags=["heartbeat pings"])
+live = APIRouter(tags=["live"], dependencies=[Depends(require_any_key)])
+push = APIRouter(tags=["pushgateway"], dependencies=[Depends(require_ingest)])
+ADMIN = "/api/admin/monitoring/health"
+
+
+def _json(content: Any, status_code: int = 200) -> Response:
+    """orjson renders datetimes as ISO 8601 and is fast on big history lists."""
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"malformed JSON: {exc}") from None
+
+
+# ---------------------------------------------------------------- admin
+@admin.get(ADMIN, summary="Every health check with status and uptime")
+async def list_health(request: Request) -> Response:
+    def read() -> list[dict[str, Any]]:
+        with request.app.state.engine.connect() as conn:
+            return check_summaries(conn, _now(), base_url=_base_url(request))
+
+    return _json({"checks": await run_in_threadpool(read)})
+
+
+@admin.get(ADMIN + "/history", summary="Results of one check, or status flips of all")
+async def health_history(
+    request: Request,
+    check_id: int | None = None,
+    kind: str | None = None,
+    timeRange: str | None = None,
+) -> Response:
+    """`kind=results` (needs `check_id`) or `kind=flips`; `timeRange` or `from`/`to`."""
+    kind = kind or ("results" if check_id is not None else "flips")
+    if kind not in ("results", "flips") or (kind == "results" and check_id is None):
+        raise HTTPException(400, "kind must be 'flips', or 'results' with a check_id")
+    query = request.query_params
+    try:
+        span = parse_time_range(timeRange, now=_now(), start=query.get("from"), end=query.get("to"))
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+    def read() -> list[dict[str, Any]]:
+        with request.app.state.engine.connect() as conn:
+            if kind == "flips":
+                return list_flips(conn, since=span.start, check_id=check_id)
+            assert check_id is not None
+            return list_results(conn, check_id, start=span.start, end=span.end)
+
+    return _json({"kind": kind, "items": await run_in_threadpool(read)})
+
+
+def _save_check(
+    app: FastAPI, body: Any, check_id: int | None, actor: str, base_url: str
+) -> dict | None:
+    with app.state.engine.begin() as conn:
+        current = None
+        if check_id is not None:
+            found = get_check(conn, check_id)
+            if found is None:
+                return None
+            current = {"check_type": found.check_type, "check_config": found.check_config}
+        fields = validate_check(body, current=current)
+        try:
+            with conn.begin_nested():
+                row = (
+                    create_check(conn, fields)
+                    if check_id is None
+                    else update_check(conn, check_id, fields)
+                )
+        except IntegrityError:
+            raise InvalidItems(
+                [ItemError(None, "check_name", "a check with this name already exists")]
+            ) from None
+        assert row is not None
+        action = "health_check.create" if check_id is None else "health_check.update"
+        record_audit(
+            conn, actor=actor, action=action, target=str(row.id), details=fields, now=_now()
+        )
+        return public_check(row, base_url)
+
+
+@admin.post(ADMIN + "/checks", status_code=201, summary="Add a health check")
+async def add_check(request: Request) -> Response:
+    body = await _json_body(request)
+    actor = f"apikey:{request.state.api_key.name}"
+    saved = await run_in_threadpool(_save_check, request.app, body, None, actor, _base_url(request))
+    return _json(saved, status_code=201)
+
+
+@admin.put(ADMIN + "/checks/{check_id}", summary="Change a health check")
+async def change_check(request: Request, check_id: int) -> Response:
+    body = await _json_body(request)
+    actor = f"apikey:{request.state.api_key.name}"
+    saved = await run_in_threadpool(
+        _save_check, request.app, body, check_id, actor, _base_url(request)
+    )
+    if saved is None:
+        raise HTTPException(404, f"no health check with id {check_id}")
+    return _json(saved)
+
+
+@admin.post(ADMIN + "/checks/{check_id}/run", summary="Run a check now and record it")
+async def run_now(request: Request, check_id: int) -> Response:
+    run = await run_in_threadpool(run_check_now, request.app.state.engine, check_id, _now())
+    if run is None:
+        raise HTTPException(404, f"no health check with id {check_id}")
+    return _json(
+        {
+            "success": run.outcome.success,
+            "message": run.outcome.message,
+            "response_time_ms": run.outcome.response_time_ms,
+            "status": run.transition.status.value,
+        }
+    )
+
+
+# ---------------------------------------------------------------- heartbeat pings
+def _ping(app: FastAPI, token: str, kind: str) -> bool:
+    with app.state.engine.begin() as conn:
+        return receive_ping(conn, token, kind, _now()) is not None
+
+
+async def _ping_response(request: Request, token: str, kind: str) -> PlainTextResponse:
+    if len(token) > 200 or not await run_in_threadpool(_ping, request.app, token, kind):
+        return PlainTextResponse("not found", status_code=404)
+    return PlainTextResponse("OK")  # Healthchecks.io answers a ping with "OK"
+
+
+_PING_METHODS = ["GET", "POST", "HEAD"]
+
+
+@pings.api_route("/api/monitoring/heartbeat/{token}", methods=_PING_METHODS)
+async def heartbeat_ping(request: Request, token: str) -> PlainTextResponse:
+    """The job finished fine (Healthchecks.io-style; no API key: the token is the secret)."""
+    return await _ping_response(request, token, "success")
+
+
+@pings.api_route("/api/monitoring/heartbeat/{token}/start", methods=_PING_METHODS)
+async def heartbeat_start(request: Request, token: str) -> PlainTextResponse:
+    """The job started: it must ping within the grace time."""
+    return await _ping_response(request, token, "start")
+
+
+@pings.api_route("/api/monitoring/heartbeat/{token}/fail", methods=_PING_METHODS)
+async def heartbeat_fail(request: Request, token: str) -> PlainTextResponse:
+    """The job failed: the check goes down at once."""
+    return await _ping_response(request, token, "fail")
+
+
+# ---------------------------------------------------------------- live
+@live.get("/api/monitoring/live/health", summary="Status of every enabled check")
+async def live_health(request: Request) -> Response:
+    def read() -> dict[str, Any]:
+        with request.app.state.engine.connect() as conn:
+            return health_overview(conn, _now())
+
+    return _json(await run_in_threadpool(read))
+
+
+# ---------------------------------------------------------------- Pushgateway
+_TEXT_TYPES = {"", "text/plain"}
+
+
+def _store_push(app: FastAPI, body: bytes, grouping: dict[str, str]) -> int:
+    now = _now()
+    points = samples_to_points(parse_exposition(body), grouping, now=now)
+    partition_days(app).ensure("metric_points", {now.date(), (now + timedelta(seconds=1)).date()})
+    series = app_cache(app, "metric_series", SeriesCache)
+    with app.state.engine.begin() as conn:
+        fresh = store_points(conn, points, series)
+    series.update(fresh)
+    return len(points) - 1  # the push_time_seconds marker is ours, not the client's
+
+
+def _grouping(path: str) -> dict[str, str]:
+    try:
+        return parse_grouping_key(path.strip("/").split("/"))
+    except GroupingKeyError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@push.api_route("/metrics/{first}/{rest:path}", methods=["PUT", "POST"], status_code=202)
+async def pushgateway_push(request: Request, first: str, rest: str) -> JSONResponse:
+    """`prometheus_client.push_to_gateway` (PUT) and `pushadd_to_gateway` (POST)."""
+    grouping = _grouping(f"{first}/{rest}")
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in _TEXT_TYPES:
+        raise HTTPException(415, f"unsupported content type {media!r}; send the text format")
+    body = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+    try:
+        accepted = await run_in_threadpool(_store_push, request.app, body, grouping)
+    except ExpositionError as exc:
+        request.app.state.stats.count_items("pushgateway", rejected=1)
+        return JSONResponse({"detail": str(exc), "line": exc.line}, status_code=400)
+    request.app.state.stats.count_items("pushgateway", accepted=accepted)
+    return JSONResponse({"accepted": accepted}, status_code=202)
+
+
+@push.delete("/metrics/{first}/{rest:path}", status_code=202)
+async def pushgateway_delete(request: Request, first: str, rest: str) -> JSONResponse:
+    """`delete_from_gateway`: stored points are history and stay; the deletion is audited."""
+    grouping = _grouping(f"{first}/{rest}")
+
+    def audit() -> None:
+        with request.app.state.engine.begin() as conn:
+            record_audit(
+                conn,
+                actor=f"apikey:{request.state.api_key.name}",
+                action="pushgateway.delete",
+                target=grouping["job"],
+                details=grouping,
+                now=_now(),
+            )
+
+    await run_in_threadpool(audit)
+    return JSONResponse({"deleted": grouping}, status_code=202)
+
+
+router.include_router(admin)
+router.include_router(pings)
+router.include_router(live)
+router.include_router(push)
