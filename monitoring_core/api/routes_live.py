@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,11 +10,22 @@ from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.deps import require_any_key
 from monitoring_core.ingest.validate import InvalidItems, ItemError
-from monitoring_core.metrics_live import parse_window, recent_points
+from monitoring_core.metrics_query import live_points, parse_interval
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["live"], dependencies=[Depends(require_any_key)])
+MAX_WINDOW = timedelta(hours=24)
+
+
+def _window(text: str) -> timedelta:
+    try:
+        span = parse_interval(text)
+    except ValueError as exc:
+        raise InvalidItems([ItemError(None, "window", str(exc))]) from None
+    if span > MAX_WINDOW:
+        raise InvalidItems([ItemError(None, "window", "must be at most 24h")])
+    return span
 
 
 @router.get("/api/monitoring/live/metrics")
@@ -24,16 +35,22 @@ async def live_metrics(
     window: str = "5m",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
 ) -> dict[str, Any]:
-    """Raw points of metric `name` from the last `window` (30s, 5m, 2h … up to 24h)."""
-    try:
-        span = parse_window(window)
-    except ValueError as exc:
-        raise InvalidItems([ItemError(None, "window", str(exc))]) from None
-    now = datetime.now(UTC)
+    """Raw points of metric `name` from the last `window` (30s, 5m, 2h … up to 24h), by series."""
+    span, now = _window(window), datetime.now(UTC)
 
-    def read() -> dict[str, Any]:
+    def read() -> Any:
         with request.app.state.engine.connect() as conn:
-            return recent_points(conn, name=name, since=now - span, until=now, limit=limit)
+            return live_points(conn, name, span, now=now, limit=limit)
 
-    result = await run_in_threadpool(read)
-    return {"metric_name": name, "window": window, "until": now.isoformat(), **result}
+    frame = await run_in_threadpool(read)
+    series: dict[int, dict[str, Any]] = {}
+    for row in frame.itertuples(index=False):
+        entry = series.setdefault(row.series_id, {"dimensions": row.dimensions, "points": []})
+        entry["points"].append([row.time.isoformat(), float(row.value)])
+    return {
+        "metric_name": name,
+        "window": window,
+        "until": now.isoformat(),
+        "series": list(series.values()),
+        "truncated": len(frame) >= limit,
+    }
