@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ def _post(url: str, key: str, body: Any) -> httpx.Response:
     )
 
 
-def _rows(engine: Engine) -> list[Any]:
+def _rows(engine: Engine) -> Sequence[Any]:
     with engine.connect() as conn:
         return conn.execute(
             select(
