@@ -71,6 +71,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     # One line per domain: each module exposes `router` (an APIRouter).
     app.include_router(_router("routes_service"))
     app.include_router(_router("routes_ingest"))
+    app.include_router(_router("routes_errors"))
     app.include_router(_router("routes_live"))
     app.include_router(_router("routes_health"))
     app.include_router(_router("routes_business"))

@@ -1,0 +1,314 @@
+"""Error routes: own ingest, Sentry-compatible envelope/store ingest, Read API, group actions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from monitoring_core.accounts import ApiKey
+from monitoring_core.api.body import parse_json_items, read_body
+from monitoring_core.api.deps import (
+    INGEST_SCOPES,
+    check_key,
+    require_admin,
+    require_any_key,
+    require_ingest,
+    sentry_key,
+)
+from monitoring_core.api.routes_ingest import partition_days
+from monitoring_core.errors.correlation import related_events
+from monitoring_core.errors.envelope import (
+    BodyTooLarge,
+    Envelope,
+    EnvelopeError,
+    EnvelopeItem,
+    UnsupportedEncoding,
+    decompress,
+    parse_envelope,
+)
+from monitoring_core.errors.ingest import IngestResult, ingest_errors
+from monitoring_core.errors.model import ErrorInput
+from monitoring_core.errors.queries import error_analytics, group_detail, list_groups
+from monitoring_core.errors.sentry import event_to_error
+from monitoring_core.errors.store import change_group_status
+from monitoring_core.errors.validate import parse_error_items
+from monitoring_core.ingest.validate import InvalidItems
+from monitoring_core.timerange import TimeRange, parse_time_range, pick_interval
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["errors"])
+_TEXT_OR_JSON = {"", "application/json", "text/plain"}
+
+
+# ---------------------------------------------------------------- ingest
+def _store(app: FastAPI, events: list[ErrorInput], now: datetime) -> IngestResult:
+    partition_days(app).ensure("error_events", {e.time.astimezone(UTC).date() for e in events})
+    with app.state.engine.begin() as conn:
+        return ingest_errors(conn, events, now=now, tz=app.state.settings.tz)
+
+
+def _check_json_type(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in _TEXT_OR_JSON and not (media.startswith("application/") and "json" in media):
+        raise HTTPException(415, f"unsupported content type {media!r}; send application/json")
+
+
+@router.post(
+    "/api/monitoring/errors",
+    status_code=202,
+    summary="Ingest error events",
+    dependencies=[Depends(require_ingest)],
+)
+async def ingest_error_events(request: Request) -> JSONResponse:
+    """`{error_type, message, service_name, level, …}` or an array; per item the reply gives
+    `error_id`, `group_id`, `severity` and `incident_id` when one was opened."""
+    _check_json_type(request)
+    data = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+    items = parse_json_items(data)
+    stats = request.app.state.stats
+    now = datetime.now(UTC)
+    try:
+        events = parse_error_items(items, now=now)
+    except InvalidItems:
+        stats.count_items("errors", rejected=len(items))
+        raise
+    result = await run_in_threadpool(_store, request.app, events, now)
+    stats.count_items("errors", accepted=result.stored)
+    reply: dict[str, Any] = {"accepted": result.stored, "items": result.items}
+    if data.lstrip()[:1] == b"{":  # one object in, its fields at the top level too
+        reply |= result.items[0]
+    return JSONResponse(reply, status_code=202)
+
+
+async def _sentry_auth(request: Request, key: str | None) -> ApiKey:
+    try:
+        return await check_key(request, key, INGEST_SCOPES)
+    except HTTPException as exc:
+        if exc.status_code == 429:
+            # The SDK reads this header and drops events client-side until it expires.
+            retry = (exc.headers or {}).get("Retry-After", "60")
+            headers = {"Retry-After": retry, "X-Sentry-Rate-Limits": f"{retry}::key"}
+            raise HTTPException(429, exc.detail, headers=headers) from None
+        raise
+
+
+async def _read_raw(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(413, f"body of {declared} bytes is over the limit of {max_bytes}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(413, f"body is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _sentry_body(request: Request) -> bytes:
+    max_bytes = request.app.state.settings.max_body_bytes
+    raw = await _read_raw(request, max_bytes)
+    try:
+        return decompress(raw, request.headers.get("content-encoding", ""), max_bytes=max_bytes)
+    except BodyTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
+    except UnsupportedEncoding as exc:
+        raise HTTPException(415, str(exc)) from None
+    except EnvelopeError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def _dsn_key(envelope: Envelope) -> str | None:
+    dsn = envelope.headers.get("dsn")
+    return (urlsplit(dsn).username or None) if isinstance(dsn, str) else None
+
+
+def _envelope_events(envelope: Envelope, project_id: str, now: datetime) -> list[ErrorInput]:
+    """`event` items as ErrorInputs; transactions, sessions, reports … are skipped."""
+    fallback = envelope.headers.get("event_id")
+    try:
+        return [
+            event_to_error(item.json(), project_id=project_id, now=now, fallback_id=fallback)
+            for item in envelope.items
+            if item.type == "event"
+        ]
+    except EnvelopeError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+async def _ingest_sentry(request: Request, events: list[ErrorInput], now: datetime) -> None:
+    if events:
+        result = await run_in_threadpool(_store, request.app, events, now)
+        request.app.state.stats.count_items("sentry_errors", accepted=result.stored)
+
+
+@router.post("/api/{project_id}/envelope/", summary="Sentry SDK envelope ingest")
+@router.post("/api/{project_id}/envelope", include_in_schema=False)
+async def sentry_envelope(project_id: str, request: Request) -> JSONResponse:
+    """What `sentry_sdk.init(dsn="http://KEY@HOST:8000/1")` sends; errors are stored, other
+    item types (transactions, sessions, client reports, attachments …) are skipped."""
+    key = sentry_key(request)
+    if key:
+        await _sentry_auth(request, key)  # refuse before reading a large body
+    try:
+        envelope = parse_envelope(await _sentry_body(request))
+    except EnvelopeError as exc:
+        raise HTTPException(400, str(exc)) from None
+    if not key:
+        await _sentry_auth(request, _dsn_key(envelope))
+    now = datetime.now(UTC)
+    await _ingest_sentry(request, _envelope_events(envelope, project_id, now), now)
+    return JSONResponse({"id": envelope.headers.get("event_id")}, status_code=200)
+
+
+@router.post("/api/{project_id}/store/", summary="Sentry legacy store ingest")
+@router.post("/api/{project_id}/store", include_in_schema=False)
+async def sentry_store(project_id: str, request: Request) -> JSONResponse:
+    """The legacy endpoint: the body is one event JSON."""
+    await _sentry_auth(request, sentry_key(request))
+    try:
+        payload = EnvelopeItem({"type": "event"}, await _sentry_body(request)).json()
+    except EnvelopeError as exc:
+        raise HTTPException(400, str(exc)) from None
+    now = datetime.now(UTC)
+    error = event_to_error(payload, project_id=project_id, now=now)
+    await _ingest_sentry(request, [error], now)
+    return JSONResponse({"id": error.event_id.hex}, status_code=200)
+
+
+# ---------------------------------------------------------------- Read API
+def _range(time_range: str | None, start: str | None, end: str | None) -> TimeRange:
+    try:
+        return parse_time_range(time_range, now=datetime.now(UTC), start=start, end=end)
+    except ValueError as exc:
+        detail = [{"index": None, "field": "timeRange", "message": str(exc)}]
+        raise HTTPException(422, detail) from None
+
+
+def _bad_query(field: str, exc: Exception) -> HTTPException:
+    return HTTPException(422, [{"index": None, "field": field, "message": str(exc)}])
+
+
+@router.get("/api/monitoring/errors", dependencies=[Depends(require_any_key)])
+def errors_analytics(
+    request: Request,
+    time_range: str | None = Query(None, alias="timeRange"),
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    severity: str | None = None,
+    group_by: str = Query("service", alias="groupBy"),
+) -> dict[str, Any]:
+    """Totals, breakdown by service|level|severity|error_type|group_id and its trend."""
+    tr = _range(time_range, start, end)
+    with request.app.state.engine.connect() as conn:
+        try:
+            return error_analytics(
+                conn,
+                start=tr.start,
+                end=tr.end,
+                interval=pick_interval(tr),
+                group_by=group_by,
+                severity=severity,
+            )
+        except ValueError as exc:
+            raise _bad_query("groupBy", exc) from None
+
+
+@router.get("/api/monitoring/errors/groups", dependencies=[Depends(require_any_key)])
+def errors_groups(
+    request: Request,
+    time_range: str | None = Query(None, alias="timeRange"),
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    status: str | None = None,
+    service: str | None = None,
+    level: str | None = None,
+    severity: str | None = None,
+    sort: str = "last_seen",
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Groups seen in the range, filterable and sortable."""
+    tr = _range(time_range, start, end)
+    with request.app.state.engine.connect() as conn:
+        try:
+            groups = list_groups(
+                conn,
+                start=tr.start,
+                end=tr.end,
+                status=status,
+                service=service,
+                level=level,
+                severity=severity,
+                sort=sort,
+                limit=limit,
+            )
+        except ValueError as exc:
+            raise _bad_query("status" if "status" in str(exc) else "sort", exc) from None
+    return {"from": tr.start, "to": tr.end, "groups": groups}
+
+
+@router.get("/api/monitoring/errors/groups/{group_id}", dependencies=[Depends(require_any_key)])
+def errors_group(
+    request: Request,
+    group_id: int,
+    time_range: str | None = Query("7d", alias="timeRange"),
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+) -> dict[str, Any]:
+    """One group: latest event with its scrubbed stack trace, occurrences, tags, related."""
+    tr = _range(time_range, start, end)
+    with request.app.state.engine.connect() as conn:
+        detail = group_detail(conn, group_id=group_id, start=tr.start, end=tr.end)
+    if detail is None:
+        raise HTTPException(404, f"no error group {group_id}")
+    return detail
+
+
+@router.post("/api/monitoring/errors/correlate", dependencies=[Depends(require_any_key)])
+def errors_correlate(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """`{errorId}` → the event and the errors sharing its trace_id or request_id."""
+    raw = body.get("errorId", body.get("error_id"))
+    try:
+        event_id = uuid.UUID(str(raw))
+    except ValueError:
+        detail = [{"index": None, "field": "errorId", "message": "must be an error id (UUID)"}]
+        raise HTTPException(422, detail) from None
+    with request.app.state.engine.connect() as conn:
+        try:
+            return related_events(conn, event_id=event_id)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+
+@router.post("/api/admin/errors/groups/{group_id}/{action}")
+def errors_group_action(
+    request: Request,
+    group_id: int,
+    action: str,
+    key: Annotated[ApiKey, Depends(require_admin)],
+    body: Annotated[dict[str, Any] | None, Body()] = None,
+) -> dict[str, Any]:
+    """resolve (optionally `{"release": "app@1.4.0"}`: the release the fix ships in), ignore,
+    reopen."""
+    release = (body or {}).get("release")
+    with request.app.state.engine.begin() as conn:
+        try:
+            return change_group_status(
+                conn,
+                group_id=group_id,
+                action=action,
+                actor=f"api-key:{key.name}",
+                now=datetime.now(UTC),
+                release=str(release) if release else None,
+            )
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(409 if "cannot" in str(exc) else 422, str(exc)) from None
