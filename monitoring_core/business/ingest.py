@@ -2,6 +2,7 @@
 
 `POST /api/monitoring/business-events` items are
 `{event_type, user_id?, organization_id?, session_id?, properties?, revenue?, currency?, timestamp?}`.
+Validation uses the shared `ItemChecker`, so messages match the other ingest routes.
 """
 
 from __future__ import annotations
@@ -18,18 +19,16 @@ import orjson
 from sqlalchemy import Connection
 
 from monitoring_core.business.definitions import EventType
-from monitoring_core.ingest.validate import (
-    InvalidItems,
-    ItemError,
-    Limits,
-    check_keys,
-    parse_timestamp,
-)
+from monitoring_core.ingest.copy import copy_rows
+from monitoring_core.ingest.partition_days import FUTURE_LIMIT
+from monitoring_core.ingest.validate import ItemChecker, Limits, json_type
 from monitoring_core.partitions import ensure_partitions
 
 __all__ = [
     "ALLOWED_FIELDS",
+    "COLUMNS",
     "RETENTION_DAYS",
+    "TYPES",
     "BusinessEvent",
     "copy_events",
     "ingest_business_events",
@@ -37,8 +36,7 @@ __all__ = [
     "validate_events",
 ]
 
-RETENTION_DAYS = 800
-FUTURE_TOLERANCE = timedelta(hours=1)  # clock skew of producers
+RETENTION_DAYS = 800  # as monitoring_core.retention keeps business_events
 ALLOWED_FIELDS = frozenset(
     {
         "event_type",
@@ -51,12 +49,11 @@ ALLOWED_FIELDS = frozenset(
         "timestamp",
     }
 )
-MAX_ID_CHARS = 200
 MAX_PROPERTIES_BYTES = 16_384
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:\-/ ]{1,100}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _REVENUE_LIMIT = Decimal("1e12")  # numeric(14, 2)
-_COLUMNS = (
+COLUMNS = (
     "time",
     "event_type",
     "user_id",
@@ -66,7 +63,7 @@ _COLUMNS = (
     "revenue",
     "currency",
 )
-_TYPES = ("timestamptz", "text", "text", "text", "text", "jsonb", "numeric", "text")
+TYPES = ("timestamptz", "text", "text", "text", "text", "jsonb", "numeric", "text")
 
 
 @dataclass(frozen=True)
@@ -81,76 +78,81 @@ class BusinessEvent:
     currency: str | None = None
 
     def row(self) -> tuple[Any, ...]:
-        return (
-            self.time,
-            self.event_type,
-            self.user_id,
-            self.organization_id,
-            self.session_id,
-            dict(self.properties or {}),
-            self.revenue,
-            self.currency,
-        )
+        props = dict(self.properties or {})
+        return (self.time, self.event_type, self.user_id, self.organization_id,
+                self.session_id, props, self.revenue, self.currency)  # fmt: skip
 
 
 def limits_at(now: datetime) -> Limits:
-    """Timestamps older than the retention or in the future are refused, not stored and lost."""
-    return Limits.around(now, oldest=now - timedelta(days=RETENTION_DAYS), future=FUTURE_TOLERANCE)
+    """Timestamps older than the retention or too far ahead are refused (not stored, then lost)."""
+    return Limits(oldest=now - timedelta(days=RETENTION_DAYS), newest=now + FUTURE_LIMIT)
 
 
-def _identifier(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError("must be a string (or an integer id)")
-    text = str(value)
-    if not text or len(text) > MAX_ID_CHARS:
-        raise ValueError(f"must be 1 to {MAX_ID_CHARS} characters")
-    return text
+def _identifier(check: ItemChecker, item: Mapping[str, Any], index: int, key: str) -> str | None:
+    """A string id; integer ids are common in producers and are stored as their text."""
+    value = item.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return check.text(item, index, key, max_len=200)
 
 
-def _event_type(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("is required and must be a string")
-    if not _EVENT_TYPE.match(value):
-        raise ValueError("must be 1-100 characters of letters, digits, space and _ . : - /")
+def _event_type(check: ItemChecker, item: Mapping[str, Any], index: int) -> str | None:
+    value = check.text(item, index, "event_type", required=True, max_len=100)
+    if value is not None and not _EVENT_TYPE.match(value):
+        check.fail(index, "event_type", "may hold letters, digits, space and _ . : - / only")
+        return None
     return value
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return float(value)
-
-
-def _revenue(value: Any) -> Decimal:
-    amount = Decimal(str(_number(value))).quantize(Decimal("0.01"))
+def _revenue(check: ItemChecker, item: Mapping[str, Any], index: int) -> Decimal | None:
+    number = check.number(item, index, "revenue")
+    if number is None:
+        return None
+    amount = Decimal(repr(number)).quantize(Decimal("0.01"))
     if abs(amount) >= _REVENUE_LIMIT:
-        raise ValueError("is out of range")
+        check.fail(index, "revenue", "is out of range")
+        return None
     return amount
 
 
-def _currency(value: Any) -> str:
-    if not isinstance(value, str) or not _CURRENCY.match(value):
-        raise ValueError("must be an ISO 4217 code like 'GBP'")
+def _currency(check: ItemChecker, item: Mapping[str, Any], index: int) -> str | None:
+    value = check.text(item, index, "currency", max_len=3)
+    if value is not None and not _CURRENCY.match(value):
+        check.fail(index, "currency", "must be an ISO 4217 code such as 'GBP'")
+        return None
     return value
 
 
-def _properties(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError("must be a JSON object")
-    if len(orjson.dumps(value)) > MAX_PROPERTIES_BYTES:
-        raise ValueError(f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON")
-    return value
+def _properties(
+    check: ItemChecker, item: Mapping[str, Any], index: int, event_type: str | None
+) -> dict[str, Any] | None:
+    raw = item.get("properties")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        check.fail(index, "properties", f"must be an object, got {json_type(raw)}")
+        return None
+    encoded = orjson.dumps(raw)
+    if len(encoded) > MAX_PROPERTIES_BYTES:
+        check.fail(index, "properties", f"is larger than {MAX_PROPERTIES_BYTES} bytes as JSON")
+        return None
+    if b"\\u0000" in encoded:  # jsonb cannot hold NUL
+        check.fail(index, "properties", "must not contain NUL characters")
+        return None
+    for field, message in _typed_properties(raw, event_type):
+        check.fail(index, field, message)
+    return raw
 
 
-def _typed_properties(props: Mapping[str, Any], event_type: str) -> list[tuple[str, str]]:
-    """Properties the KPIs read: (field, message) for each one missing or of the wrong type."""
+def _typed_properties(props: Mapping[str, Any], event_type: str | None) -> list[tuple[str, str]]:
+    """The properties KPIs read must be there with the right type: (field, message) each."""
     bad: list[tuple[str, str]] = []
     if event_type in (EventType.SUBSCRIPTION_STARTED, EventType.SUBSCRIPTION_CHANGED):
         mrr = props.get("mrr")
         if isinstance(mrr, bool) or not isinstance(mrr, int | float) or not math.isfinite(mrr):
             bad.append(("properties.mrr", "is required: the organization's MRR after the change"))
-        elif mrr < 0:
-            bad.append(("properties.mrr", "must be >= 0"))
+        elif not 0 <= mrr < 1e12:
+            bad.append(("properties.mrr", "must be between 0 and 1e12"))
     if event_type == EventType.FEATURE_USED:
         feature = props.get("feature")
         if not isinstance(feature, str) or not 1 <= len(feature) <= 100:
@@ -158,97 +160,40 @@ def _typed_properties(props: Mapping[str, Any], event_type: str) -> list[tuple[s
     return bad
 
 
-_PARSERS = {
-    "user_id": _identifier,
-    "organization_id": _identifier,
-    "session_id": _identifier,
-    "revenue": _revenue,
-    "currency": _currency,
-}
-
-
-def _validate_one(
-    item: Mapping[str, Any], index: int, now: datetime, limits: Limits
-) -> tuple[BusinessEvent | None, list[ItemError]]:
-    errors = check_keys(item, ALLOWED_FIELDS, index)
-    values: dict[str, Any] = {}
-    try:
-        values["event_type"] = _event_type(item.get("event_type"))
-    except ValueError as exc:
-        errors.append(ItemError(index, "event_type", str(exc)))
-    for field, parse in _PARSERS.items():
-        if item.get(field) is not None:
-            try:
-                values[field] = parse(item[field])
-            except ValueError as exc:
-                errors.append(ItemError(index, field, str(exc)))
-    errors += _check_properties(item, values, index)
-    errors += _check_time(item, values, index, now, limits)
-    if errors:
-        return None, errors
-    return BusinessEvent(**values), []
-
-
-def _check_properties(
-    item: Mapping[str, Any], values: dict[str, Any], index: int
-) -> list[ItemError]:
-    raw = item.get("properties")
-    props: dict[str, Any] = {}
-    if raw is not None:
-        try:
-            props = _properties(raw)
-        except ValueError as exc:
-            return [ItemError(index, "properties", str(exc))]
-    values["properties"] = props
-    bad = _typed_properties(props, values.get("event_type", ""))
-    return [ItemError(index, field, message) for field, message in bad]
-
-
-def _check_time(
-    item: Mapping[str, Any], values: dict[str, Any], index: int, now: datetime, limits: Limits
-) -> list[ItemError]:
-    try:
-        moment = parse_timestamp(item.get("timestamp"), default=now)
-    except ValueError as exc:
-        return [ItemError(index, "timestamp", str(exc))]
-    if moment < limits.oldest:
-        return [ItemError(index, "timestamp", f"is older than the {RETENTION_DAYS}-day retention")]
-    if moment > limits.newest:
-        return [ItemError(index, "timestamp", "is in the future")]
-    values["time"] = moment
-    return []
+def _event(check: ItemChecker, item: Mapping[str, Any], index: int) -> BusinessEvent | None:
+    check.keys(item, ALLOWED_FIELDS, index)
+    event_type = _event_type(check, item, index)
+    user = _identifier(check, item, index, "user_id")
+    org = _identifier(check, item, index, "organization_id")
+    session = _identifier(check, item, index, "session_id")
+    props = _properties(check, item, index, event_type)
+    revenue = _revenue(check, item, index)
+    currency = _currency(check, item, index)
+    moment = check.time(item, index)
+    if event_type is None or moment is None or props is None:
+        return None
+    return BusinessEvent(moment, event_type, user, org, session, props, revenue, currency)
 
 
 def validate_events(items: Sequence[Mapping[str, Any]], *, now: datetime) -> list[BusinessEvent]:
-    """Every item as a BusinessEvent, or InvalidItems listing every bad field of every item."""
-    limits = limits_at(now)
-    events: list[BusinessEvent] = []
-    errors: list[ItemError] = []
+    """Every item as a BusinessEvent, or InvalidItems naming every bad item's index and field."""
+    check = ItemChecker(limits_at(now), now)
+    events = []
     for index, item in enumerate(items):
-        event, bad = _validate_one(item, index, now, limits)
-        errors += bad
-        if event is not None:
+        event = _event(check, item, index)
+        if event is not None and not check.errors:
             events.append(event)
-    if errors:
-        raise InvalidItems(errors)
+    check.raise_if_any()
     return events
 
 
-def copy_events(conn: Connection, events: Iterable[BusinessEvent | tuple[Any, ...]]) -> int:
-    """Binary COPY into business_events inside the caller's transaction; partitions must exist.
+def copy_events(conn: Connection, events: Iterable[BusinessEvent | Sequence[Any]]) -> int:
+    """Binary COPY into business_events in the caller's transaction; partitions must exist.
 
-    Rows may be BusinessEvents or tuples in `_COLUMNS` order (the demo loader's fast path).
+    Rows may be BusinessEvents or tuples in `COLUMNS` order (the demo loader's fast path).
     """
-    pg = conn.connection.driver_connection
-    assert pg is not None
-    count = 0
-    statement = f"COPY business_events ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-    with pg.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(list(_TYPES))
-        for event in events:
-            copy.write_row(event.row() if isinstance(event, BusinessEvent) else event)
-            count += 1
-    return count
+    rows = (e.row() if isinstance(e, BusinessEvent) else e for e in events)
+    return copy_rows(conn, "business_events", COLUMNS, TYPES, rows)
 
 
 def ingest_business_events(
