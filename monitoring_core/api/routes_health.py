@@ -49,7 +49,8 @@ ADMIN = "/api/admin/monitoring/health"
 
 def _json(content: Any, status_code: int = 200) -> Response:
     """orjson renders datetimes as ISO 8601 and is fast on big history lists."""
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+    body = orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)  # row keys are str subclasses
+    return Response(body, status_code=status_code, media_type="application/json")
 
 
 def _now() -> datetime:
