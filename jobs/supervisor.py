@@ -85,7 +85,9 @@ def prepare(settings: Settings) -> str:
     finally:
         engine.dispose()
     if credentials:
-        print("\n" + "=" * 72 + "\nFirst run — saved to " + str(settings.data_dir / CREDENTIALS_FILE))
+        print(
+            "\n" + "=" * 72 + "\nFirst run — saved to " + str(settings.data_dir / CREDENTIALS_FILE)
+        )
         print(credentials + "=" * 72)
     return url
 
@@ -138,7 +140,9 @@ def run(settings: Settings) -> int:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return run(load_settings())
 
 
