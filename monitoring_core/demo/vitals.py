@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from monitoring_core.demo.copy import copy_columns
 from monitoring_core.demo.traffic import Spell, spread_events, to_datetimes
+from monitoring_core.performance.vitals import VITAL_THRESHOLDS
 
 __all__ = ["DEVICES", "PAGES", "PAGE_VIEWS_PER_HOUR", "Page", "load_web_vitals"]
 
@@ -57,14 +58,8 @@ _COUNTRIES = np.array(["GB", "IE", "US", "ES", "FR", "DE"])
 _COUNTRY_P = np.array([0.70, 0.08, 0.07, 0.05, 0.05, 0.05])
 _NAVIGATION = np.array(["navigate", "reload", "back-forward"])
 _NAVIGATION_P = np.array([0.85, 0.05, 0.10])
-# web.dev thresholds (good <= first, poor > second), see REFERENCE.md "Web Vitals".
-_THRESHOLDS = {
-    "LCP": (2500, 4000),
-    "INP": (200, 500),
-    "CLS": (0.1, 0.25),
-    "FCP": (1800, 3000),
-    "TTFB": (800, 1800),
-}
+# The five vitals browsers report today (FID was replaced by INP in 2024).
+_NAMES = ("LCP", "INP", "CLS", "FCP", "TTFB")
 _TYPES = ["timestamptz", "text", "float8"] + ["text"] * 9
 
 
@@ -121,7 +116,7 @@ def _page_views(
 
 
 def _rate(name: str, values: np.ndarray) -> np.ndarray:
-    good, poor = _THRESHOLDS[name]
+    good, poor = VITAL_THRESHOLDS[name]
     return np.where(values <= good, "good", np.where(values <= poor, "needs-improvement", "poor"))
 
 
@@ -138,7 +133,7 @@ def _rows(views: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, l
         "navigation_type": rng.choice(_NAVIGATION, size=n, p=_NAVIGATION_P),
     }
     parts: list[dict[str, np.ndarray]] = []
-    for name in _THRESHOLDS:
+    for name in _NAMES:
         present = ~np.isnan(views[name])
         values = views[name][present]
         part = {key: column[present] for key, column in per_view.items()}
