@@ -18,6 +18,7 @@ into hours, endpoints into totals and days into months without losing the error 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
 
 __all__ = [
@@ -40,9 +41,10 @@ GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 LN_GAMMA = math.log(GAMMA)
 MIN_MAGNITUDE = 1e-9
 # ceil(log_gamma(1e-9)) is about -1036, so every positive magnitude above MIN_MAGNITUDE maps
-# to a key >= 1 and zero keeps key 0; the largest double maps to about 35,500 + BIAS.
+# to a key >= 1 and zero keeps key 0. Magnitudes above gamma^_MAX_INDEX (about 1.7e308, the
+# top of the double range) share the last bucket, whose representative stays finite.
 BIAS = 2000
-_MAX_INDEX = math.ceil(math.log(1.7e308) / LN_GAMMA)
+_MAX_INDEX = math.floor(math.log(sys.float_info.max) / LN_GAMMA)
 
 
 def _index(magnitude: float) -> int:
@@ -63,7 +65,7 @@ def bucket_value(key: int) -> float:
     """The value that represents a bucket: within RELATIVE_ACCURACY of everything in it."""
     if key == 0:
         return 0.0
-    magnitude = 2.0 * GAMMA ** (abs(key) - BIAS) / (GAMMA + 1.0)
+    magnitude = GAMMA ** (abs(key) - BIAS) * (2.0 / (GAMMA + 1.0))
     return magnitude if key > 0 else -magnitude
 
 
@@ -136,5 +138,5 @@ def sql_bucket_key(column: str) -> str:
 def sql_bucket_value(key_expr: str) -> str:
     """A Postgres expression turning a key back into its representative value."""
     gamma = repr(GAMMA)
-    magnitude = f"(2.0 * power({gamma}::float8, abs({key_expr}) - {BIAS}) / ({gamma} + 1.0))"
+    magnitude = f"(power({gamma}::float8, abs({key_expr}) - {BIAS}) * (2.0 / ({gamma} + 1.0)))"
     return f"(CASE WHEN {key_expr} = 0 THEN 0.0 ELSE sign({key_expr}) * {magnitude} END)"
