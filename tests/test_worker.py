@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -36,7 +36,7 @@ def _runs(engine: Engine) -> list[tuple[str, bool, str | None]]:
     return [tuple(r) for r in rows]
 
 
-def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:
     """Poll until a real process reached a state (readiness, not passing time)."""
     deadline = time.monotonic() + timeout
     while not predicate():
