@@ -17,6 +17,7 @@ __all__ = [
     "OPERATORS",
     "RULE_TYPES",
     "TEMPLATES",
+    "WEDDING_CRITICAL_SERVICES",
     "Condition",
     "Rule",
     "RuleInvalid",
@@ -36,6 +37,8 @@ OPERATORS = {
     "not_equals": lambda a, b: a != b,
 }
 NO_DATA_MODES = ("no_data", "ok", "alerting", "keep_state")
+# Services whose failure hurts a wedding directly: their critical alerts open SEV1 incidents.
+WEDDING_CRITICAL_SERVICES = frozenset({"payments", "photos", "forms", "bookings", "guests"})
 
 
 class RuleInvalid(ValueError):

@@ -1,0 +1,84 @@
+"""Escalation policies: steps `{after_minutes, channels}` climbed while nobody acknowledges.
+
+Pure decisions; the escalation job (`evaluation.escalate_unacknowledged`) does the I/O.
+On a Saturday (business time zone) the wedding-day policy replaces the rule's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "WEDDING_DAY_POLICY",
+    "Step",
+    "due_steps",
+    "parse_steps",
+    "step_due_at",
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    after_minutes: float
+    channels: tuple[int, ...]
+
+
+# Named step templates; channel ids are filled in when the demo or an admin creates them.
+DEFAULT_POLICY = {"name": "Default", "steps": [(0, "on-call"), (15, "platform lead"), (60, "CTO")]}
+WEDDING_DAY_POLICY = {
+    "name": "Wedding day",
+    "steps": [(0, "on-call + platform lead"), (5, "CTO + emergency contacts"), (15, "everyone")],
+}
+
+
+def parse_steps(raw: Any) -> list[Step]:
+    """Steps sorted by `after_minutes`; ValueError for anything else than the documented shape."""
+    if not isinstance(raw, list):
+        raise ValueError("steps must be a list")
+    steps = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            raise ValueError("each step must be {after_minutes, channels}")
+        after, channels = item.get("after_minutes"), item.get("channels", [])
+        if isinstance(after, bool) or not isinstance(after, int | float) or after < 0:
+            raise ValueError("after_minutes must be a number >= 0")
+        if not isinstance(channels, list) or not all(isinstance(c, int) for c in channels):
+            raise ValueError("channels must be a list of channel ids")
+        steps.append(Step(float(after), tuple(channels)))
+    return sorted(steps, key=lambda s: s.after_minutes)
+
+
+def step_due_at(
+    steps: Sequence[Step], index: int, *, start: datetime, repeat: bool
+) -> datetime | None:
+    """When the index-th notification of the climb is due (None: the policy is exhausted).
+
+    With `repeat`, the climb starts over after the last step, each round as long as the
+    last step's delay (a policy whose last step is immediate cannot repeat).
+    """
+    if not steps:
+        return None
+    rounds, position = divmod(index, len(steps))
+    period = steps[-1].after_minutes
+    if rounds and (not repeat or period <= 0):
+        return None
+    return start + timedelta(minutes=rounds * period + steps[position].after_minutes)
+
+
+def due_steps(
+    steps: Sequence[Step], *, done: int, start: datetime, now: datetime, repeat: bool
+) -> list[tuple[int, Step]]:
+    """The steps (with their running index) whose time has come, after `done` already sent."""
+    due: list[tuple[int, Step]] = []
+    index = done
+    while len(due) < len(steps) * 2:  # bound a long outage to two rounds per call
+        at = step_due_at(steps, index, start=start, repeat=repeat)
+        if at is None or at > now:
+            break
+        due.append((index, steps[index % len(steps)]))
+        index += 1
+    return due

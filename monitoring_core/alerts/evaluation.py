@@ -1,0 +1,295 @@
+"""The evaluation cycle: every enabled rule, in one transaction, then the escalation climb.
+
+For each rule and alert key the pure engine decides; this module stores the decision (one
+instance per rule and key, history in alert_events), writes notifications into the outbox
+in the same transaction (unless a silence covers the alert), opens an incident for a
+critical alert that starts firing, and notes acknowledgements and resolutions on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, select, update
+
+from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.engine import AlertState, Check, Decision, evaluate, transition
+from monitoring_core.alerts.rules import WEDDING_CRITICAL_SERVICES, Rule, RuleInvalid, rule_from_row
+from monitoring_core.alerts.silences import alert_labels, is_silenced, list_silences
+from monitoring_core.alerts.store import list_rules, load_states, save_decision, state_of
+from monitoring_core.config import load_settings
+from monitoring_core.incidents.rules import severity_for_alert
+from monitoring_core.incidents.store import add_timeline_entry, open_incident
+from monitoring_core.notify.outbox import enqueue
+from monitoring_core.notify.templates import render_alert
+from monitoring_core.schema import alert_instances, incidents
+
+__all__ = ["Cycle", "EvalReport", "evaluate_all", "notify_alert", "run_evaluation"]
+
+log = logging.getLogger(__name__)
+ACTOR = "alerting"
+
+
+@dataclass
+class EvalReport:
+    rules: int = 0
+    keys: int = 0
+    changes: int = 0
+    notifications: int = 0
+    silenced: int = 0
+    incidents: int = 0
+    invalid: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.rules} rules, {self.keys} keys, {self.changes} changes, "
+            f"{self.notifications} notifications ({self.silenced} silenced), "
+            f"{self.incidents} incidents, {len(self.invalid)} invalid, "
+            f"{len(self.errors)} errors in {self.duration_ms:.0f} ms"
+        )
+
+
+@dataclass
+class Cycle:
+    conn: Connection
+    now: datetime
+    tz: ZoneInfo
+    public_url: str
+    rows: dict[int, dict[str, Any]]
+    silences: list[dict[str, Any]]
+    report: EvalReport
+    holds: dict[int, bool | None] = field(default_factory=dict)
+
+
+def run_evaluation(
+    engine: Engine, now: datetime, *, tz: ZoneInfo | None = None, public_url: str | None = None
+) -> EvalReport:
+    """One cycle over all enabled rules in one transaction (the job's entry point)."""
+    if tz is None or public_url is None:
+        settings = load_settings()
+        tz, public_url = tz or settings.tz, public_url or settings.public_url
+    with engine.begin() as conn:
+        return evaluate_all(conn, now=now, tz=tz, public_url=public_url)
+
+
+def _parse(rows: list[dict[str, Any]], report: EvalReport) -> list[Rule]:
+    rules = []
+    for row in rows:
+        try:
+            rules.append(rule_from_row(row))
+        except (RuleInvalid, ValueError):
+            report.invalid.append(int(row["id"]))
+    return rules
+
+
+def _fetch_all(cycle: Cycle, rules: list[Rule]) -> dict[Any, series_mod.Keyed]:
+    spans: dict[Any, Any] = {}
+    for rule in rules:
+        key = series_mod.fetch_key(rule)
+        if key is not None:
+            spans[key] = max(spans.get(key, series_mod.lookback(rule)), series_mod.lookback(rule))
+    fetched: dict[Any, series_mod.Keyed] = {}
+    for key, span in spans.items():
+        try:
+            with cycle.conn.begin_nested():  # a failed read must not abort the whole cycle
+                fetched[key] = series_mod.fetch(cycle.conn, key, span=span, now=cycle.now)
+        except Exception as exc:
+            log.warning("series fetch %s failed", key, exc_info=True)
+            cycle.report.errors.append(f"{key.metric}: {type(exc).__name__}: {exc}")
+    return fetched
+
+
+def evaluate_all(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: str) -> EvalReport:
+    """Evaluate every enabled rule at `now` in the caller's transaction."""
+    started = time.perf_counter()
+    report = EvalReport()
+    rows = {int(r["id"]): r for r in list_rules(conn, enabled_only=True)}
+    rules = _parse(list(rows.values()), report)
+    report.rules = len(rules)
+    cycle = Cycle(conn, now, tz, public_url, rows, list_silences(conn, now=now), report)
+    states: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (rule_id, key), row in load_states(conn, rows).items():
+        states[rule_id][key] = row
+    fetched = _fetch_all(cycle, rules)
+    for rule in sorted(rules, key=lambda r: r.condition.type == "composite"):
+        fk = series_mod.fetch_key(rule)
+        keyed = fetched.get(fk, {}) if fk is not None else {}
+        _evaluate_rule(cycle, rule, keyed, states[rule.id])
+    report.duration_ms = (time.perf_counter() - started) * 1000
+    return report
+
+
+def _evaluate_rule(
+    cycle: Cycle, rule: Rule, keyed: series_mod.Keyed, existing: dict[str, dict[str, Any]]
+) -> None:
+    grouped = bool(rule.condition.group_by)
+    if not grouped or not keyed:
+        keyed = {"": keyed.get("", ({}, []))} if not grouped else {"": ({}, [])}
+    children = cycle.holds if rule.condition.type == "composite" else None
+    results = []
+    for key, (dims, points) in keyed.items():
+        state = state_of(existing.get(key))
+        decision = evaluate(rule, points, state, cycle.now, tz=cycle.tz, children=children)
+        _apply(cycle, rule, key, dims, decision, existing.get(key))
+        results.append(decision.check.holds)
+    for key, row in existing.items():
+        if key in keyed:
+            continue
+        if key == "" and grouped:  # the "no data at all" instance: data came back
+            check = Check(False, None, None, "data is back")
+            decision = transition(rule, state_of(row), check, cycle.now, severity=row["severity"])
+        else:
+            decision = evaluate(rule, None, state_of(row), cycle.now, tz=cycle.tz)
+        _apply(cycle, rule, key, row.get("trigger_dimensions") or {}, decision, row)
+    cycle.holds[rule.id] = True if True in results else (False if False in results else None)
+    cycle.report.keys += len(keyed)
+
+
+def _apply(
+    cycle: Cycle,
+    rule: Rule,
+    key: str,
+    dims: dict[str, str],
+    decision: Decision,
+    row: dict[str, Any] | None,
+) -> None:
+    unchanged = row is not None and decision.state == state_of(row)
+    if (
+        unchanged
+        and row is not None
+        and row["severity"] == decision.severity
+        and not decision.notify
+    ):
+        return  # nothing moved: skip the write (keeps 1,000-rule cycles cheap)
+    instance_id = save_decision(
+        cycle.conn,
+        rule_id=rule.id,
+        alert_key=key,
+        dimensions=dims,
+        decision=decision,
+        now=cycle.now,
+    )
+    if instance_id is None:
+        return
+    cycle.report.changes += decision.changed
+    incident_id = row.get("incident_id") if row else None
+    if decision.changed and decision.state.status == "firing" and decision.severity == "critical":
+        incident_id = _open_incident(cycle, rule, key, instance_id, decision, incident_id)
+    elif decision.changed and decision.state.status in ("resolved", "expired") and incident_id:
+        add_timeline_entry(
+            cycle.conn,
+            incident_id=incident_id,
+            kind="alert_resolved",
+            message=f"Alert {rule.name}{' ' + key if key else ''} {decision.state.status}",
+            actor=ACTOR,
+            now=cycle.now,
+            details={"alert_instance_id": instance_id},
+        )
+    if decision.notify:
+        alert = _alert_view(rule, key, instance_id, decision, incident_id)
+        notify_alert(cycle, rule, alert, dims, decision.notify)
+
+
+def _alert_view(
+    rule: Rule, key: str, instance_id: int, decision: Decision, incident_id: int | None
+) -> dict[str, Any]:
+    state: AlertState = decision.state
+    return {
+        "id": instance_id,
+        "alert_name": rule.name,
+        "alert_key": key,
+        "severity": decision.severity,
+        "trigger_value": decision.check.value
+        if decision.check.value is not None
+        else state.trigger_value,
+        "threshold": decision.check.threshold,
+        "trigger_count": state.trigger_count,
+        "first_triggered_at": state.first_triggered_at,
+        "incident_id": incident_id,
+    }
+
+
+def _open_incident(
+    cycle: Cycle,
+    rule: Rule,
+    key: str,
+    instance_id: int,
+    decision: Decision,
+    incident_id: int | None,
+) -> int | None:
+    if incident_id is not None:
+        status = cycle.conn.execute(
+            select(incidents.c.status).where(incidents.c.id == incident_id)
+        ).scalar()
+        if status not in ("resolved", "closed", None):
+            return incident_id  # still open: the alert fired again within it
+    severity = severity_for_alert(
+        now=cycle.now, tz=cycle.tz, wedding_critical=rule.service_name in WEDDING_CRITICAL_SERVICES
+    )
+    incident = open_incident(
+        cycle.conn,
+        title=f"{rule.name}{' (' + key + ')' if key else ''}",
+        severity=severity,
+        affected_services=[rule.service_name] if rule.service_name else [],
+        source="alert",
+        created_by=ACTOR,
+        now=cycle.now,
+        description=decision.check.message,
+        alert_instance_id=instance_id,
+        tz=cycle.tz,
+    )
+    cycle.report.incidents += 1
+    return int(incident["id"])
+
+
+def notify_alert(
+    cycle: Cycle,
+    rule: Rule,
+    alert: dict[str, Any],
+    dims: dict[str, str],
+    kind: str,
+    *,
+    channels: list[int] | None = None,
+    step: int | None = None,
+) -> bool:
+    """Write the notification to the outbox unless silenced; True when written."""
+    labels = alert_labels(
+        rule_id=rule.id,
+        alert_name=rule.name,
+        severity=alert["severity"],
+        service=rule.service_name,
+        dimensions=dims,
+    )
+    if is_silenced(cycle.silences, labels, cycle.now, cycle.tz):
+        cycle.report.silenced += 1
+        return False
+    if channels is None:
+        channels = list(cycle.rows[rule.id]["notification_channels"] or [])
+    message = render_alert(kind, alert, public_url=cycle.public_url, step=step)
+    suffix = f":{step}" if step is not None else ""
+    written = enqueue(
+        cycle.conn,
+        channel_ids=channels,
+        message=message,
+        kind=kind,
+        idempotency_key=f"alert:{alert['id']}:{kind}{suffix}:{cycle.now.isoformat()}",
+        now=cycle.now,
+        alert_instance_id=int(alert["id"]),
+        incident_id=alert.get("incident_id"),
+    )
+    if kind in ("firing", "repeat", "no_data"):
+        cycle.conn.execute(
+            update(alert_instances)
+            .where(alert_instances.c.id == alert["id"])
+            .values(last_notified_at=cycle.now)
+        )
+    cycle.report.notifications += len(written)
+    return True

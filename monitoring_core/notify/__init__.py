@@ -1,0 +1,1 @@
+"""Notifications: channels (Apprise URLs), message templates, the outbox and its delivery."""

@@ -1,0 +1,140 @@
+"""Notification channels: Apprise URLs, validated when saved, shown masked (they are secrets)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import apprise
+from sqlalchemy import Connection, delete, insert, select, update
+
+from monitoring_core.schema import notification_channels
+
+__all__ = [
+    "ChannelInvalid",
+    "ChannelNotFound",
+    "channel_to_api",
+    "create_channel",
+    "delete_channel",
+    "get_channel",
+    "list_channels",
+    "mask_url",
+    "update_channel",
+    "validate_url",
+]
+
+
+class ChannelInvalid(ValueError):
+    def __init__(self, problems: list[dict[str, str]]):
+        super().__init__("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+        self.problems = problems
+
+
+class ChannelNotFound(LookupError):
+    pass
+
+
+def validate_url(url: Any) -> bool:
+    """Apprise knows the scheme and the URL parses (`instantiate` gives None otherwise)."""
+    return isinstance(url, str) and apprise.Apprise.instantiate(url) is not None
+
+
+def mask_url(url: str) -> str:
+    """The URL with secrets hidden, as Apprise prints it (`privacy=True`); scheme only when
+    Apprise cannot parse it."""
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        return url.split("://", 1)[0] + "://****"
+    return str(plugin.url(privacy=True))
+
+
+def channel_to_api(row: Any) -> dict[str, Any]:
+    """A channel as the API and UI show it: never the raw URL."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "url": mask_url(row["url"]),
+        "tags": list(row["tags"] or []),
+        "is_enabled": row["is_enabled"],
+        "rate_limit_per_minute": row["rate_limit_per_minute"],
+        "created_at": row["created_at"],
+    }
+
+
+def _validate(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    problems, values = [], {}
+    if not partial or "name" in body:
+        if not isinstance(body.get("name"), str) or not body["name"].strip():
+            problems.append({"field": "name", "message": "is required"})
+        else:
+            values["name"] = body["name"].strip()
+    if not partial or "url" in body:
+        if not validate_url(body.get("url")):
+            problems.append({"field": "url", "message": "is not an Apprise URL Apprise can use"})
+        else:
+            values["url"] = body["url"]
+    tags = body.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        problems.append({"field": "tags", "message": "must be a list of strings"})
+    elif "tags" in body or not partial:
+        values["tags"] = tags
+    for key, kind in (("is_enabled", bool), ("rate_limit_per_minute", int)):
+        if key in body:
+            if not isinstance(body[key], kind) or (kind is int and body[key] < 1):
+                problems.append({"field": key, "message": f"must be a {kind.__name__}"})
+            else:
+                values[key] = body[key]
+    if problems:
+        raise ChannelInvalid(problems)
+    return values
+
+
+def create_channel(conn: Connection, *, body: dict[str, Any]) -> dict[str, Any]:
+    """Insert a validated channel; the reply masks the URL."""
+    values = _validate(body, partial=False)
+    if conn.execute(
+        select(notification_channels.c.id).where(notification_channels.c.name == values["name"])
+    ).first():
+        raise ChannelInvalid([{"field": "name", "message": "a channel with this name exists"}])
+    row = conn.execute(
+        insert(notification_channels).values(**values).returning(*notification_channels.c)
+    ).one()
+    return channel_to_api(row._mapping)
+
+
+def update_channel(conn: Connection, *, channel_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    values = _validate(body, partial=True)
+    row = conn.execute(
+        update(notification_channels)
+        .where(notification_channels.c.id == channel_id)
+        .values(**values)
+        .returning(*notification_channels.c)
+    ).first()
+    if row is None:
+        raise ChannelNotFound(channel_id)
+    return channel_to_api(row._mapping)
+
+
+def delete_channel(conn: Connection, *, channel_id: int) -> None:
+    if not conn.execute(
+        delete(notification_channels).where(notification_channels.c.id == channel_id)
+    ).rowcount:
+        raise ChannelNotFound(channel_id)
+
+
+def get_channel(conn: Connection, *, channel_id: int) -> dict[str, Any]:
+    """The full row, raw URL included: for delivery only, never for display."""
+    row = conn.execute(
+        select(notification_channels).where(notification_channels.c.id == channel_id)
+    ).first()
+    if row is None:
+        raise ChannelNotFound(channel_id)
+    return dict(row._mapping)
+
+
+def list_channels(conn: Connection, *, ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Channels in API form (masked)."""
+    query = select(notification_channels).order_by(notification_channels.c.id)
+    if ids is not None:
+        query = query.where(notification_channels.c.id.in_(list(ids)))
+    return [channel_to_api(r._mapping) for r in conn.execute(query)]

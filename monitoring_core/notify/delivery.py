@@ -1,0 +1,220 @@
+"""Delivering the outbox: claim with `FOR UPDATE SKIP LOCKED`, send outside the transaction,
+record every attempt, retry with backoff, rate-limit per channel, self-alert on a failing one.
+
+At-least-once: a claim is a lease (`next_attempt_at = now + LEASE`) committed before sending.
+Two workers never claim the same row while a lease runs; a worker that dies between claim
+and send leaves the row to be claimed again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
+
+from monitoring_core.config import load_settings
+from monitoring_core.notify import selfalert
+from monitoring_core.notify.transport import SendResult, send
+from monitoring_core.schema import (
+    notification_channels,
+    notification_deliveries,
+    notification_outbox,
+)
+
+__all__ = [
+    "LEASE",
+    "MAX_ATTEMPTS",
+    "Claimed",
+    "DeliveryReport",
+    "backoff",
+    "claim_due",
+    "deliver_due",
+    "record_attempt",
+]
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(minutes=2)  # longer than Apprise's 4 s + 4 s timeouts with room to spare
+MAX_ATTEMPTS = 6
+RATE_WINDOW = timedelta(minutes=1)
+Sender = Callable[..., SendResult]
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1, 2, 4, 8 min … capped at 30 min, after the n-th failed attempt."""
+    return min(timedelta(seconds=30) * 2 ** max(attempts - 1, 0), timedelta(minutes=30))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    channel_id: int
+    channel_name: str
+    url: str
+    is_enabled: bool
+    title: str
+    body: str
+    notify_type: str
+    attempts: int
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+    def summary(self) -> str:
+        return f"sent {self.sent}, failed {self.failed}, rate-limited {self.deferred}"
+
+
+_CLAIM = text(
+    """
+    UPDATE notification_outbox o
+       SET status = 'sending', claimed_at = :now, claimed_by = :worker,
+           attempts = o.attempts + 1, next_attempt_at = :lease_end
+      FROM notification_channels c
+     WHERE c.id = o.channel_id
+       AND o.id IN (SELECT id FROM notification_outbox
+                     WHERE status IN ('pending', 'sending') AND next_attempt_at <= :now
+                     ORDER BY next_attempt_at, id
+                     LIMIT :limit
+                     FOR UPDATE SKIP LOCKED)
+    RETURNING o.id, o.channel_id, c.name AS channel_name, c.url, c.is_enabled, o.title,
+              o.body, o.notify_type, o.attempts, c.rate_limit_per_minute
+    """
+)
+
+
+def claim_due(conn: Connection, *, now: datetime, worker_id: str, limit: int = 50) -> list[Claimed]:
+    """Lease due rows to this worker; rows over their channel's rate limit are put back."""
+    result = conn.execute(
+        _CLAIM, {"now": now, "worker": worker_id, "lease_end": now + LEASE, "limit": limit}
+    )
+    rows = sorted(result.all(), key=lambda r: r.id)
+    allowed = _rate_allowance(conn, {r.channel_id: r.rate_limit_per_minute for r in rows}, now)
+    claimed, deferred = [], []
+    for row in rows:
+        if allowed[row.channel_id] > 0:
+            allowed[row.channel_id] -= 1
+            claimed.append(Claimed(**{f: getattr(row, f) for f in Claimed.__dataclass_fields__}))
+        else:
+            deferred.append(row.id)
+    if deferred:
+        conn.execute(
+            update(notification_outbox)
+            .where(notification_outbox.c.id.in_(deferred))
+            .values(
+                status="pending",
+                attempts=notification_outbox.c.attempts - 1,  # not an attempt: never sent
+                next_attempt_at=now + RATE_WINDOW / 4,
+                claimed_by=None,
+            )
+        )
+    return claimed
+
+
+def _rate_allowance(conn: Connection, limits: dict[int, int], now: datetime) -> Counter[int]:
+    """Sends left per channel in the sliding minute."""
+    used: dict[int, int] = dict(
+        conn.execute(
+            select(notification_deliveries.c.channel_id, func.count())
+            .where(
+                notification_deliveries.c.channel_id.in_(list(limits)),
+                notification_deliveries.c.attempted_at > now - RATE_WINDOW,
+            )
+            .group_by(notification_deliveries.c.channel_id)
+        ).all()
+    )
+    return Counter({cid: max(limit - used.get(cid, 0), 0) for cid, limit in limits.items()})
+
+
+def record_attempt(
+    conn: Connection, *, item: Claimed, result: SendResult, now: datetime, worker_id: str
+) -> str:
+    """Write the attempt and move the row on: sent, retry later, or failed for good."""
+    conn.execute(
+        insert(notification_deliveries).values(
+            outbox_id=item.id,
+            channel_id=item.channel_id,
+            attempted_at=now,
+            status="sent" if result.ok else "failed",
+            latency_ms=result.latency_ms,
+            error=result.error,
+        )
+    )
+    if result.ok:
+        values: dict[str, Any] = {"status": "sent", "sent_at": now, "last_error": None}
+    elif item.attempts >= MAX_ATTEMPTS or not item.is_enabled:
+        values = {"status": "failed", "last_error": result.error}
+    else:
+        values = {
+            "status": "pending",
+            "last_error": result.error,
+            "next_attempt_at": now + backoff(item.attempts),
+        }
+    conn.execute(
+        update(notification_outbox)
+        .where(notification_outbox.c.id == item.id, notification_outbox.c.claimed_by == worker_id)
+        .values(**values)
+    )
+    return str(values["status"])
+
+
+def deliver_due(
+    engine: Engine,
+    now: datetime,
+    *,
+    worker_id: str = "worker",
+    limit: int = 50,
+    sender: Sender = send,
+    public_url: str | None = None,
+) -> DeliveryReport:
+    """One delivery round: claim (commit), send each, record each in its own transaction."""
+    public_url = public_url or load_settings().public_url
+    with engine.begin() as conn:
+        claimed = claim_due(conn, now=now, worker_id=worker_id, limit=limit)
+    report = DeliveryReport()
+    for item in claimed:
+        if item.is_enabled:
+            result = sender(
+                item.url, title=item.title, body=item.body, notify_type=item.notify_type
+            )
+        else:
+            result = SendResult(False, 0.0, "channel disabled")
+        with engine.begin() as conn:
+            status = record_attempt(conn, item=item, result=result, now=now, worker_id=worker_id)
+            selfalert.after_attempt(
+                conn, channel_id=item.channel_id, ok=result.ok, now=now, public_url=public_url
+            )
+        report.sent += result.ok
+        report.failed += not result.ok
+        if not result.ok:
+            log.warning(
+                "delivery %s to %s %s: %s", item.id, item.channel_name, status, result.error
+            )
+    return report
+
+
+def channel_health(conn: Connection, *, since: datetime) -> list[dict[str, Any]]:
+    """Per channel: attempts, failures and mean latency since `since` (for the settings page)."""
+    d = notification_deliveries
+    rows = conn.execute(
+        select(
+            notification_channels.c.id,
+            notification_channels.c.name,
+            func.count(d.c.id).label("attempts"),
+            func.count(d.c.id).filter(d.c.status == "failed").label("failures"),
+            func.avg(d.c.latency_ms).label("avg_latency_ms"),
+            func.max(d.c.attempted_at).label("last_attempt_at"),
+        )
+        .select_from(notification_channels)
+        .outerjoin(d, (d.c.channel_id == notification_channels.c.id) & (d.c.attempted_at >= since))
+        .group_by(notification_channels.c.id, notification_channels.c.name)
+        .order_by(notification_channels.c.id)
+    )
+    return [dict(r._mapping) for r in rows]

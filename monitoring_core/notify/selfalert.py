@@ -1,0 +1,119 @@
+"""The system's own alert: a channel whose last deliveries all failed fires an alert of the
+built-in rule "Notification channel failing" (key `channel:ID`), notified on the other
+channels; the channel's next success resolves it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from monitoring_core.alerts.engine import AlertState, Check, Decision
+from monitoring_core.alerts.store import load_states, save_decision
+from monitoring_core.notify.outbox import enqueue
+from monitoring_core.notify.templates import render_self_alert
+from monitoring_core.schema import alert_rules, notification_channels, notification_deliveries
+
+__all__ = ["FAILING_AFTER", "SYSTEM_RULE_NAME", "after_attempt", "ensure_system_rule"]
+
+FAILING_AFTER = 3  # consecutive failed attempts
+SYSTEM_RULE_NAME = "Notification channel failing"
+
+
+def ensure_system_rule(conn: Connection) -> int:
+    """The built-in rule's id (created disabled: the delivery job drives it, not evaluation)."""
+    found = conn.execute(
+        select(alert_rules.c.id).where(
+            alert_rules.c.alert_name == SYSTEM_RULE_NAME, alert_rules.c.created_by == "system"
+        )
+    ).scalar()
+    if found is not None:
+        return int(found)
+    return int(
+        conn.execute(
+            insert(alert_rules)
+            .values(
+                alert_name=SYSTEM_RULE_NAME,
+                description="Raised by the delivery job when a channel keeps failing.",
+                condition_config={"type": "absence", "metric": "notification_delivery"},
+                severity_level="high",
+                is_enabled=False,
+                created_by="system",
+            )
+            .returning(alert_rules.c.id)
+        ).scalar_one()
+    )
+
+
+def _recent_failures(conn: Connection, channel_id: int) -> list[dict[str, Any]]:
+    d = notification_deliveries
+    rows = conn.execute(
+        select(d.c.status, d.c.error)
+        .where(d.c.channel_id == channel_id)
+        .order_by(d.c.attempted_at.desc(), d.c.id.desc())
+        .limit(FAILING_AFTER)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def after_attempt(
+    conn: Connection, *, channel_id: int, ok: bool, now: datetime, public_url: str
+) -> None:
+    """Fire or resolve the channel's self-alert after an attempt was recorded."""
+    rule_id = ensure_system_rule(conn)
+    key = f"channel:{channel_id}"
+    row = load_states(conn, [rule_id]).get((rule_id, key))
+    firing = row is not None and row["status"] == "firing"
+    if ok:
+        if firing:
+            _save(conn, rule_id, key, row, "resolved", now, "deliveries succeed again")
+        return
+    recent = _recent_failures(conn, channel_id)
+    if firing or len(recent) < FAILING_AFTER or any(r["status"] != "failed" for r in recent):
+        return
+    instance_id = _save(conn, rule_id, key, row, "firing", now, f"{FAILING_AFTER} failures")
+    name = conn.execute(
+        select(notification_channels.c.name).where(notification_channels.c.id == channel_id)
+    ).scalar_one()
+    others = conn.execute(
+        select(notification_channels.c.id).where(
+            notification_channels.c.id != channel_id, notification_channels.c.is_enabled
+        )
+    ).scalars()
+    message = render_self_alert(name, FAILING_AFTER, str(recent[0]["error"]), public_url=public_url)
+    enqueue(
+        conn,
+        channel_ids=list(others),
+        message=message,
+        kind="self",
+        idempotency_key=f"self:{instance_id}:{now.isoformat()}",
+        now=now,
+        alert_instance_id=instance_id,
+    )
+
+
+def _save(
+    conn: Connection,
+    rule_id: int,
+    key: str,
+    row: dict[str, Any] | None,
+    status: str,
+    now: datetime,
+    message: str,
+) -> int:
+    before = AlertState(status=row["status"]) if row else AlertState()
+    if status == "firing":
+        state = AlertState(status="firing", first_triggered_at=now, last_triggered_at=now,
+                           trigger_count=1, last_notified_at=now)  # fmt: skip
+    else:
+        state = AlertState(status="resolved", resolved_at=now,
+                           first_triggered_at=row["first_triggered_at"] if row else None)  # fmt: skip
+    decision = Decision(state, Check(status == "firing", None, None, message), "high",
+                        from_status=before.status)  # fmt: skip
+    instance_id = save_decision(
+        conn, rule_id=rule_id, alert_key=key, dimensions={"channel_id": key[8:]},
+        decision=decision, now=now,
+    )  # fmt: skip
+    assert instance_id is not None
+    return instance_id

@@ -1,0 +1,75 @@
+"""Message templates: title, severity, value, threshold and a link into the UI
+(MONITORING_PUBLIC_URL). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+__all__ = ["Message", "alert_link", "render_alert", "render_self_alert", "render_test"]
+
+_TYPE = {"critical": "failure", "high": "failure", "medium": "warning", "low": "warning"}
+_VERB = {
+    "firing": "FIRING",
+    "repeat": "STILL FIRING",
+    "resolved": "RESOLVED",
+    "no_data": "NO DATA",
+    "escalation": "ESCALATED",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+    notify_type: str  # Apprise NotifyType: info|success|warning|failure
+
+
+def alert_link(public_url: str, instance_id: int) -> str:
+    return f"{public_url.rstrip('/')}/alerts?{urlencode({'instance': instance_id})}"
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def render_alert(
+    kind: str, alert: Mapping[str, Any], *, public_url: str, step: int | None = None
+) -> Message:
+    """The message for an alert instance (`alert` in `instance_to_api` form plus threshold)."""
+    severity = str(alert.get("severity") or alert.get("severity_level") or "info")
+    key = f" [{alert['alert_key']}]" if alert.get("alert_key") else ""
+    title = f"[{_VERB.get(kind, kind.upper())}] {severity.upper()}: {alert['alert_name']}{key}"
+    lines = [
+        f"Alert: {alert['alert_name']}{key}",
+        f"Severity: {severity}",
+        f"Value: {_fmt(alert.get('trigger_value'))}",
+        f"Threshold: {_fmt(alert.get('threshold'))}",
+        f"Triggered: {alert.get('trigger_count', 0)} time(s) since {alert.get('first_triggered_at')}",
+    ]
+    if step is not None:
+        lines.append(f"Escalation step {step + 1}: nobody has acknowledged yet")
+    if alert.get("incident_number"):
+        lines.append(f"Incident: {alert['incident_number']}")
+    lines.append(f"Open: {alert_link(public_url, int(alert['id']))}")
+    notify_type = "success" if kind == "resolved" else _TYPE.get(severity, "info")
+    return Message(title, "\n".join(lines), notify_type)
+
+
+def render_test(channel_name: str, *, public_url: str) -> Message:
+    return Message(
+        f"Test notification for channel {channel_name}",
+        f"If you can read this, the channel works.\n{public_url}",
+        "info",
+    )
+
+
+def render_self_alert(channel_name: str, failures: int, error: str, *, public_url: str) -> Message:
+    return Message(
+        f"[FIRING] HIGH: notification channel {channel_name} keeps failing",
+        f"The last {failures} deliveries to {channel_name} failed.\nLast error: {error}\n"
+        f"Check it: {public_url.rstrip('/')}/settings",
+        "failure",
+    )
