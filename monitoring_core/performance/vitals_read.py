@@ -2,7 +2,7 @@
 
 Whole hours inside the range come from `web_vitals_rollup_1h`; the partial hours at either end
 are aggregated from the raw `web_vitals` rows with the same SQL the rollup uses, so a range
-starting at 09:13 counts from 09:13. The p75 is rated with the web.dev thresholds.
+starting at 09:13 counts from 09:13. The p75 is rated with the web.dev thresholds (`performance.vitals`).
 """
 
 # SQL here is assembled from this module's own table/column names and constants only; every
@@ -17,22 +17,13 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from monitoring_core.enums import VitalRating
+from monitoring_core.performance.vitals import VITAL_THRESHOLDS, rate_vital
 from monitoring_core.rollup_read import HOUR, floor_to, percentile_select
 from monitoring_core.rollups import vitals_hist_select
 from monitoring_core.timerange import TimeRange
 
-__all__ = ["VITAL_THRESHOLDS", "rate_vital", "web_vitals_summary"]
+__all__ = ["DIMENSIONS", "rating_of_p75", "web_vitals_summary"]
 
-# (good up to and including, poor above), from web.dev (see docs REFERENCE "Web Vitals").
-VITAL_THRESHOLDS: dict[str, tuple[float, float]] = {
-    "LCP": (2500.0, 4000.0),
-    "INP": (200.0, 500.0),
-    "CLS": (0.1, 0.25),
-    "FCP": (1800.0, 3000.0),
-    "TTFB": (800.0, 1800.0),
-    "FID": (100.0, 300.0),
-}
 DIMENSIONS = ("name", "page_route", "device_type")
 _COLUMNS = (
     "name, page_route, device_type, good, needs_improvement, poor, count, sum, min, max, "
@@ -40,14 +31,11 @@ _COLUMNS = (
 )
 
 
-def rate_vital(name: str, value: float | None) -> str | None:
-    """good | needs-improvement | poor for a value of metric `name`; None when unknown."""
+def rating_of_p75(name: str, value: float | None) -> str | None:
+    """The web.dev rating of a p75; None when there is no value or the name is unknown."""
     if value is None or pd.isna(value) or name not in VITAL_THRESHOLDS:
         return None
-    good, poor = VITAL_THRESHOLDS[name]
-    if value <= good:
-        return VitalRating.GOOD.value
-    return VitalRating.NEEDS_IMPROVEMENT.value if value <= poor else VitalRating.POOR.value
+    return rate_vital(name, float(value))
 
 
 def _source(tr: TimeRange) -> tuple[str, dict[str, Any]]:
@@ -87,5 +75,7 @@ def web_vitals_summary(
     total = frame["count"].astype(float)
     for part in ("good", "needs_improvement", "poor"):
         frame[f"{part}_share"] = frame[part] / total
-    frame["rating"] = [rate_vital(n, v) for n, v in zip(frame["name"], frame["p75"], strict=True)]
+    frame["rating"] = [
+        rating_of_p75(n, v) for n, v in zip(frame["name"], frame["p75"], strict=True)
+    ]
     return frame[columns]
