@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, func, select
 
-from monitoring_core.alerts.evaluation import run_evaluation
+from monitoring_core.alerts.evaluation import EvalReport, run_evaluation
 from monitoring_core.alerts.silences import create_silence
 from monitoring_core.alerts.store import list_active_alerts, list_alert_history
 from monitoring_core.incidents.store import list_timeline
@@ -29,7 +29,7 @@ def db(engine: Engine) -> Engine:
     return engine
 
 
-def cycle(engine: Engine, at: datetime):  # type: ignore[no-untyped-def]
+def cycle(engine: Engine, at: datetime) -> EvalReport:
     return run_evaluation(engine, at, tz=TZ, public_url=URL)
 
 
