@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from jobs import builtin
+from jobs import alerting, builtin
 
 __all__ = ["JOBS", "Job", "JobFunc", "find_job"]
 
@@ -39,6 +39,21 @@ JOBS: list[Job] = [
     Job("rollups", builtin.rollups, 15, description="raw points -> 1 min / 1 h rollups"),
     Job("partitions", builtin.partitions, 3600, description="create daily partitions ahead"),
     Job("retention", builtin.retention, 3600, description="drop old partitions and rollups"),
+    Job(
+        "alerts",
+        alerting.evaluate_alerts,
+        15,
+        every_setting="eval_interval_s",
+        description="evaluate every enabled alert rule",
+    ),
+    Job(
+        "notify",
+        alerting.deliver_notifications,
+        2,
+        singleton=False,
+        description="send the notification outbox",
+    ),
+    Job("escalation", alerting.escalate_alerts, 30, description="climb escalation policies"),
 ]
 
 

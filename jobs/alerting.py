@@ -1,0 +1,42 @@
+"""Alerting's jobs: evaluation, notification delivery, escalation (thin adapters)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+__all__ = ["deliver_notifications", "escalate_alerts", "evaluate_alerts"]
+
+
+def evaluate_alerts(engine: Engine, now: datetime) -> str:
+    from monitoring_core.alerts.evaluation import run_evaluation
+
+    return run_evaluation(engine, now).summary()
+
+
+def deliver_notifications(engine: Engine, now: datetime) -> str:
+    """Not a singleton: several workers share the outbox safely (SKIP LOCKED leases)."""
+    from monitoring_core.notify.delivery import deliver_due
+
+    worker_id = f"{socket.gethostname()}:{os.getpid()}"
+    sent = failed = 0
+    while True:  # rounds of 50 until nothing is due (failed rows move into the future)
+        report = deliver_due(engine, now, worker_id=worker_id)
+        if not report.sent + report.failed:
+            return f"sent {sent}, failed {failed}"
+        sent, failed = sent + report.sent, failed + report.failed
+
+
+def escalate_alerts(engine: Engine, now: datetime) -> str:
+    from monitoring_core.alerts.climb import escalate_unacknowledged
+    from monitoring_core.config import load_settings
+
+    settings = load_settings()
+    with engine.begin() as conn:
+        sent = escalate_unacknowledged(
+            conn, now=now, tz=settings.tz, public_url=settings.public_url
+        )
+    return f"{sent} escalation steps"
