@@ -140,7 +140,7 @@ _UPSERT = text(
         last_release = CASE WHEN excluded.last_seen >= g.last_seen
                             THEN coalesce(excluded.last_release, g.last_release)
                             ELSE g.last_release END,
-        recovered_at = CASE WHEN excluded.last_seen > g.recovered_at
+        recovered_at = CASE WHEN excluded.last_seen >= g.recovered_at
                             THEN NULL ELSE g.recovered_at END
     RETURNING g.id, g.fingerprint, g.status, (g.xmax = 0) AS inserted, g.resolved_at,
         g.resolved_in_release
