@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from jobs import alerting, builtin
+from monitoring_core.errors.recovery import recovery_job
 
 __all__ = ["JOBS", "Job", "JobFunc", "find_job"]
 
@@ -54,6 +55,7 @@ JOBS: list[Job] = [
         description="send the notification outbox",
     ),
     Job("escalation", alerting.escalate_alerts, 30, description="climb escalation policies"),
+    Job("error_recovery", recovery_job, 60, description="mark quiet error groups recovered"),
 ]
 
 
