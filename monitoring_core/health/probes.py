@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import math
 import socket
 import time
 import urllib.error
@@ -17,10 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
-
+from monitoring_core.collectors.readonly import run_readonly_query
 from monitoring_core.health.custom import run_custom
 from monitoring_core.health.rules import Outcome, evaluate_http
 
@@ -74,32 +70,13 @@ def probe_tcp(config: dict[str, Any], timeout: float) -> Outcome:
     return Outcome(True, f"connected to {host}:{port} in {elapsed:.0f} ms", elapsed)
 
 
-def readonly_connect_args(url: str, timeout: float) -> dict[str, Any]:
-    """libpq options for a bounded, read-only session (Postgres URLs only)."""
-    if not make_url(url).drivername.startswith("postgresql"):
-        return {}
-    millis = max(1, int(timeout * 1000))
-    return {
-        "connect_timeout": max(1, math.ceil(timeout)),
-        "options": f"-c statement_timeout={millis} -c default_transaction_read_only=on",
-        "application_name": "monitoring-health",
-    }
-
-
 def probe_database(config: dict[str, Any], timeout: float) -> Outcome:
-    url = str(config["url"])
     query = str(config.get("query") or "SELECT 1")
-    engine = create_engine(
-        url, poolclass=NullPool, connect_args=readonly_connect_args(url, timeout)
-    )
     start = time.perf_counter()
     try:
-        with engine.connect() as conn:
-            conn.execute(text(query)).fetchmany(1)
+        run_readonly_query(str(config["url"]), query, timeout=timeout, max_rows=1)
     except Exception as exc:  # noqa: BLE001 - any driver error is the check's failure
         return Outcome(False, _db_error(exc), _ms(start))
-    finally:
-        engine.dispose()
     elapsed = _ms(start)
     return Outcome(True, f"query answered in {elapsed:.0f} ms", elapsed)
 

@@ -1,0 +1,111 @@
+"""The host's CPU, memory, swap, disks and network through psutil.
+
+psutil is a constructor argument (as prometheus_client's `ProcessCollector(proc=…)` takes its
+/proc), so a test can hand in a stand-in. Network rates need two samples: the first call
+only remembers the counters, later calls emit bytes per second since the previous one.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime
+from types import ModuleType
+from typing import Any
+
+import psutil
+
+from monitoring_core.collectors.base import MetricPoint
+
+__all__ = ["SystemCollector"]
+
+SOURCE_SYSTEM = "system"
+_SKIP_FSTYPES = {"squashfs", "tmpfs", "devtmpfs", "overlay", "proc", "sysfs", "nsfs"}
+
+
+class SystemCollector:
+    name = "system"
+
+    def __init__(
+        self,
+        *,
+        interval_seconds: int = 30,
+        disk_paths: tuple[str, ...] | None = None,
+        host: str | None = None,
+        ps: ModuleType | Any = psutil,
+    ) -> None:
+        self.interval_seconds = interval_seconds
+        self._ps = ps
+        self._host = host or socket.gethostname()
+        self._disk_paths = disk_paths
+        self._last_net: tuple[datetime, dict[str, tuple[int, int]]] | None = None
+        ps.cpu_percent(interval=None)  # primes psutil's CPU delta; the first reading is 0.0
+
+    def collect(self, now: datetime) -> list[MetricPoint]:
+        points = self._cpu_memory(now)
+        points += self._disks(now)
+        points += self._network(now)
+        return points
+
+    def _point(self, name: str, value: float, now: datetime, **dims: str) -> MetricPoint:
+        return MetricPoint(name, float(value), now, {"host": self._host, **dims}, SOURCE_SYSTEM)
+
+    def _cpu_memory(self, now: datetime) -> list[MetricPoint]:
+        ps = self._ps
+        memory, swap = ps.virtual_memory(), ps.swap_memory()
+        load1, _, _ = ps.getloadavg()
+        return [
+            self._point("system_cpu_percent", ps.cpu_percent(interval=None), now),
+            self._point("system_load1", load1, now),
+            self._point("system_memory_used_percent", memory.percent, now),
+            self._point("system_memory_available_bytes", memory.available, now),
+            self._point("system_swap_used_percent", swap.percent, now),
+        ]
+
+    def _mounts(self) -> list[str]:
+        if self._disk_paths is not None:
+            return list(self._disk_paths)
+        parts = self._ps.disk_partitions(all=False)
+        mounts = sorted({p.mountpoint for p in parts if p.fstype not in _SKIP_FSTYPES})
+        return mounts or ["/"]
+
+    def _disks(self, now: datetime) -> list[MetricPoint]:
+        points = []
+        for mount in self._mounts():
+            try:
+                usage = self._ps.disk_usage(mount)
+            except OSError:
+                continue  # unmounted since we listed it, or no permission
+            points.append(self._point("system_disk_used_percent", usage.percent, now, mount=mount))
+            points.append(self._point("system_disk_free_bytes", usage.free, now, mount=mount))
+        return points
+
+    def _network(self, now: datetime) -> list[MetricPoint]:
+        counters = {
+            nic: (c.bytes_sent, c.bytes_recv)
+            for nic, c in self._ps.net_io_counters(pernic=True).items()
+            if nic != "lo"
+        }
+        previous, self._last_net = self._last_net, (now, counters)
+        if previous is None:
+            return []
+        seconds = (now - previous[0]).total_seconds()
+        if seconds <= 0:
+            return []
+        points = []
+        for nic, (sent, received) in counters.items():
+            if nic not in previous[1]:
+                continue
+            old_sent, old_received = previous[1][nic]
+            # A counter that went backwards was reset (interface re-created): skip one sample.
+            if sent >= old_sent and received >= old_received:
+                rate = (sent - old_sent) / seconds
+                points.append(
+                    self._point("system_network_sent_bytes_per_second", rate, now, interface=nic)
+                )
+                rate = (received - old_received) / seconds
+                points.append(
+                    self._point(
+                        "system_network_received_bytes_per_second", rate, now, interface=nic
+                    )
+                )
+        return points
