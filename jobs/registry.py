@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from jobs import alerting, builtin
+from monitoring_core.collectors import jobs as collector_jobs
 from monitoring_core.errors.recovery import recovery_job
 
 __all__ = ["JOBS", "Job", "JobFunc", "find_job"]
@@ -56,6 +57,32 @@ JOBS: list[Job] = [
     ),
     Job("escalation", alerting.escalate_alerts, 30, description="climb escalation policies"),
     Job("error_recovery", recovery_job, 60, description="mark quiet error groups recovered"),
+    Job(
+        "health_checks",
+        collector_jobs.health_checks,
+        5,
+        singleton=False,
+        description="run due health checks (claimed per check, bounded concurrency)",
+    ),
+    Job(
+        "collect_system",
+        collector_jobs.collect_system,
+        30,
+        singleton=False,
+        description="host CPU, memory, disk, network (psutil)",
+    ),
+    Job(
+        "collect_database",
+        collector_jobs.collect_database,
+        60,
+        description="Postgres health from pg_stat_*",
+    ),
+    Job(
+        "collect_configured",
+        collector_jobs.collect_configured,
+        10,
+        description="admin SQL collectors and Prometheus scrapes that are due",
+    ),
 ]
 
 
