@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from monitoring_core.db import embedded_url, make_engine
 from monitoring_core.migrate import migrate
 from monitoring_core.schema import metadata
+from tests.ui_harness import demo_engine, logged_in_app  # noqa: F401 - fixtures for page tests
 
 ROOT = Path(__file__).resolve().parent.parent
 

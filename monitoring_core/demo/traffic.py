@@ -65,7 +65,7 @@ def traffic_shape(hours: np.ndarray) -> np.ndarray:
     """Relative load per hour (about 1 on an average off-season weekday)."""
     local = pd.DatetimeIndex(hours).tz_localize(UTC).tz_convert(DEMO_TZ)
     season = np.where(np.isin(local.month, list(PEAK_MONTHS)), _SEASON[True], _SEASON[False])
-    return _DIURNAL[local.hour] * _WEEKDAY[local.dayofweek] * season
+    return _DIURNAL[local.hour] * _WEEKDAY[local.day_of_week] * season
 
 
 def shape_at(instants: np.ndarray, hours: np.ndarray, shape: np.ndarray) -> np.ndarray:

@@ -1,0 +1,60 @@
+"""The UI entry point (`streamlit run app.py`): sign-in, the sidebar, and the page list.
+
+To add a page, add one `(file, title, icon)` line to its section in `PAGES`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import auth, widgets
+
+# One line per page; sections show in this order, empty ones are left out of the menu, and
+# the first page is the landing page.
+PAGES: dict[str, list[tuple[str, str, str]]] = {
+    "Monitoring": [
+        ("pages/overview.py", "Overview", ":material/dashboard:"),
+        ("pages/performance.py", "Performance", ":material/speed:"),
+    ],
+    "Response": [],
+    "Business": [],
+    "Administration": [],
+}
+
+
+def _page(section: str, path: str, title: str, icon: str, *, default: bool) -> st.Page:
+    # The URL is `<section>-<file>` (e.g. /monitoring-performance), never the file's bare name:
+    # until a server process has run st.navigation once, Streamlit treats `pages/` as an
+    # old-style pages directory and would run pages/performance.py for /performance directly,
+    # skipping this script and so the sign-in. A URL it does not know runs this script.
+    url_path = f"{section.lower()}-{Path(path).stem.replace('_', '-')}"
+    return st.Page(path, title=title, icon=icon, url_path=url_path, default=default)
+
+
+def _navigation() -> dict[str, list[st.Page]]:
+    sections: dict[str, list[st.Page]] = {}
+    for section, pages in PAGES.items():
+        for path, title, icon in pages:
+            page = _page(section, path, title, icon, default=not sections)
+            sections.setdefault(section, []).append(page)
+    return sections
+
+
+def main() -> None:
+    st.set_page_config(page_title="Wedding platform monitoring", page_icon="💍", layout="wide")
+    if auth.current_user() is None:
+        # A navigation holding only the sign-in page: no other page can be opened before it.
+        sign_in = st.Page(auth.login_form, title="Sign in", icon=":material/login:")
+        st.navigation([sign_in], position="hidden").run()
+        return
+    page = st.navigation(_navigation())
+    widgets.time_range_picker()
+    widgets.auto_refresh_toggle()
+    auth.logout_button()
+    widgets.wedding_day_banner()
+    page.run()
+
+
+main()

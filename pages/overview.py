@@ -1,0 +1,88 @@
+"""Overview: is the platform healthy right now, and how has the chosen range gone?"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from monitoring_core.enums import Role
+from monitoring_core.performance import queries
+from monitoring_core.timerange import pick_interval
+from ui import auth, charts, data, fmt, widgets
+
+auth.require_role(Role.VIEWER)
+tr = widgets.current_time_range()
+tz = data.get_settings().tz
+summary = data.read_or_stop(queries.overview_summary, tr)
+before = data.read_or_stop(queries.overview_summary, tr.previous())
+
+st.title("Overview")
+st.markdown(
+    f"Overall health: {widgets.status_badge(summary['status'])} &nbsp; "
+    f"{fmt.count(summary['requests'])} requests in the range "
+    f"({tr.start.astimezone(tz):%d %b %H:%M} – {tr.end.astimezone(tz):%d %b %H:%M} {tz.key})"
+)
+
+
+def _change(now: float | None, then: float | None) -> str | None:
+    if now is None or then is None or then == 0:
+        return None
+    return f"{(now - then) / then * 100:+.0f} %"
+
+
+cards = st.columns(5)
+with cards[0]:
+    widgets.kpi_card(
+        "Request rate",
+        fmt.per_minute(summary["requests_per_min"]),
+        delta=_change(summary["requests_per_min"], before["requests_per_min"]),
+        delta_color="off",
+        help="Requests per minute over the range; change against the previous range.",
+    )
+with cards[1]:
+    widgets.kpi_card(
+        "Error rate (5xx)",
+        fmt.percent(summary["error_rate"]),
+        delta=_change(summary["error_rate"], before["error_rate"]),
+        delta_color="inverse",
+        help="Share of responses with status 500 or above.",
+    )
+with cards[2]:
+    widgets.kpi_card("p50 latency", fmt.milliseconds(summary["p50_ms"]))
+with cards[3]:
+    widgets.kpi_card(
+        "p95 latency",
+        fmt.milliseconds(summary["p95_ms"]),
+        delta=_change(summary["p95_ms"], before["p95_ms"]),
+        delta_color="inverse",
+    )
+with cards[4]:
+    widgets.kpi_card("p99 latency", fmt.milliseconds(summary["p99_ms"]))
+
+# ── Cards from the other domains go here, one call each (they read through data.read too):
+# ── active alerts (alerting), open incidents (incidents), health checks (health).
+
+interval = pick_interval(tr)
+trend = data.read_or_stop(queries.latency_trend, tr, interval)
+if trend.empty:
+    st.info("No API timings in this range yet. Send some to `POST /api/monitoring/performance`.")
+else:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.latency_figure(trend, tz))
+    right.plotly_chart(charts.traffic_figure(trend, interval, tz))
+
+st.subheader("Slowest endpoints (p95)")
+slow = data.read_or_stop(queries.top_slow_endpoints, tr, 10)
+if slow.empty:
+    st.caption("No endpoint has enough requests in this range.")
+else:
+    st.dataframe(
+        slow[["method", "endpoint", "requests", "p50", "p95", "p99", "error_rate"]],
+        hide_index=True,
+        column_config={
+            "requests": st.column_config.NumberColumn("requests", format="localized"),
+            "p50": st.column_config.NumberColumn("p50 (ms)", format="%.0f"),
+            "p95": st.column_config.NumberColumn("p95 (ms)", format="%.0f"),
+            "p99": st.column_config.NumberColumn("p99 (ms)", format="%.0f"),
+            "error_rate": st.column_config.NumberColumn("5xx rate", format="percent"),
+        },
+    )

@@ -1,0 +1,108 @@
+"""Performance: every endpoint's latency and errors, trends, Web Vitals and regressions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from monitoring_core.enums import Role
+from monitoring_core.performance import queries
+from monitoring_core.performance.vitals import VITAL_THRESHOLDS
+from monitoring_core.timerange import pick_interval
+from ui import auth, charts, data, widgets
+
+auth.require_role(Role.VIEWER)
+tr = widgets.current_time_range()
+tz = data.get_settings().tz
+ms = st.column_config.NumberColumn
+st.title("Performance")
+
+st.subheader("Regressions in the last hour")
+flags = data.read_or_stop(queries.regression_flags, tr.end, 4)
+regressed = flags[flags["regressed"]] if not flags.empty else flags
+if regressed.empty:
+    st.success(
+        "No endpoint is slower than usual: every p95 of the last hour is within 1.5× "
+        "of the same hour in the past 4 weeks.",
+        icon=":material/check_circle:",
+    )
+else:
+    st.warning(
+        f"{len(regressed)} endpoint(s) have a p95 at least 1.5× their usual value for "
+        "this hour of the week.",
+        icon=":material/trending_up:",
+    )
+    st.dataframe(
+        regressed[
+            ["method", "endpoint", "p95_last_hour", "baseline_p95", "ratio", "requests_last_hour"]
+        ],
+        hide_index=True,
+        column_config={
+            "p95_last_hour": ms("p95 last hour (ms)", format="%.0f"),
+            "baseline_p95": ms("usual p95 (ms)", format="%.0f"),
+            "ratio": ms("× usual", format="%.1f×"),
+        },
+    )
+
+st.subheader("Endpoints")
+table = data.read_or_stop(queries.endpoint_table, tr)
+if table.empty:
+    st.info("No API timings in this range yet.")
+    st.stop()
+st.dataframe(
+    table[
+        [
+            "method",
+            "endpoint",
+            "requests",
+            "rpm",
+            "p50",
+            "p95",
+            "p99",
+            "error_rate",
+            "client_errors",
+        ]
+    ],
+    hide_index=True,
+    column_config={
+        "requests": ms("requests", format="localized"),
+        "rpm": ms("req/min", format="%.1f"),
+        "p50": ms("p50 (ms)", format="%.0f"),
+        "p95": ms("p95 (ms)", format="%.0f"),
+        "p99": ms("p99 (ms)", format="%.0f"),
+        "error_rate": ms("5xx rate", format="percent"),
+        "client_errors": ms("4xx", format="localized"),
+    },
+)
+
+st.subheader("Latency trend per endpoint")
+by_p95 = table.sort_values("p95", ascending=False)["endpoint"].drop_duplicates().tolist()
+pick, level = st.columns([4, 1])
+chosen = pick.multiselect("Endpoints", sorted(set(by_p95)), default=by_p95[:3], key="perf_eps")
+percentile = level.segmented_control(
+    "Percentile", ["p50", "p95", "p99"], default="p95", key="perf_pct", required=True
+)
+if chosen:
+    trend = data.read_or_stop(queries.endpoint_latency_trend, tr, tuple(chosen), pick_interval(tr))
+    st.plotly_chart(charts.endpoint_trend_figure(trend, percentile or "p95", tz))
+
+st.subheader("Web Vitals (p75)")
+vitals = data.read_or_stop(queries.web_vitals_summary, tr, ("name", "page_route", "device_type"))
+by_device = data.read_or_stop(queries.web_vitals_summary, tr, ("name", "device_type"))
+if vitals.empty:
+    st.info("No Web Vitals in this range yet. Browsers send them with the `web-vitals` library.")
+    st.stop()
+names = [name for name in VITAL_THRESHOLDS if name in set(vitals["name"])]
+metric = st.segmented_control("Metric", names, default=names[0], key="perf_vital", required=True)
+metric = metric or names[0]
+good, poor = VITAL_THRESHOLDS[metric]
+st.caption(
+    f"web.dev thresholds for {metric}: good ≤ {good:g}, poor > {poor:g}"
+    f"{'' if metric == 'CLS' else ' ms'}; the 75th percentile is what counts."
+)
+left, right = st.columns([3, 2])
+left.plotly_chart(charts.vitals_p75_figure(vitals, metric, good, poor))
+right.plotly_chart(charts.vitals_shares_figure(by_device, metric))
+pivot = vitals[vitals["name"] == metric].pivot_table(
+    index="page_route", columns="device_type", values="p75", aggfunc="first"
+)
+st.dataframe(pivot, column_config={c: ms(c, format="%.4g") for c in pivot.columns})

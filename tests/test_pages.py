@@ -1,0 +1,176 @@
+"""The UI through streamlit.testing.v1.AppTest: sign-in, roles, and each page on demo data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core.enums import Role
+from tests.ui_harness import PASSWORD, USER_KEY, make_user
+
+AppFactory = Callable[[Role | None], AppTest]
+
+
+def _sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    at.text_input(key="login_username").input(username)
+    at.text_input(key="login_password").input(password)
+    return at.button[0].click().run()
+
+
+def _messages(at: AppTest) -> str:
+    return " ".join(str(e.value) for e in [*at.error, *at.warning, *at.info, *at.success])
+
+
+def test_it_refuses_a_wrong_password(session_engine: Engine, logged_in_app: AppFactory) -> None:
+    with session_engine.begin() as conn:
+        user = make_user(conn, Role.ADMIN)
+    at = logged_in_app(None).run()
+    assert [t.value for t in at.title] == ["Wedding platform monitoring"]
+
+    _sign_in(at, user.username, PASSWORD + "x")
+
+    assert not at.exception
+    assert "Wrong username or password" in _messages(at)
+    assert USER_KEY not in at.session_state
+    assert [t.value for t in at.title] == ["Wedding platform monitoring"]
+
+
+def test_it_signs_in_with_the_right_password(
+    session_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    with session_engine.begin() as conn:
+        user = make_user(conn, Role.RESPONDER)
+    at = logged_in_app(None).run()
+
+    _sign_in(at, user.username, PASSWORD)
+
+    assert not at.exception
+    assert at.session_state[USER_KEY].role == Role.RESPONDER
+    assert [t.value for t in at.title] == ["Overview"]
+
+
+def test_it_signs_out(logged_in_app: AppFactory) -> None:
+    at = logged_in_app(Role.VIEWER).run()
+    at.button(key="logout").click().run()
+    assert USER_KEY not in at.session_state
+    assert [t.value for t in at.title] == ["Wedding platform monitoring"]
+
+
+def test_it_shows_the_overview_with_real_numbers(
+    demo_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.VIEWER).run()
+
+    assert not at.exception
+    assert not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Request rate"].endswith("/min") and metrics["Request rate"] != "—"
+    assert metrics["Error rate (5xx)"].endswith("%")
+    assert all(metrics[f"{p} latency"] != "—" for p in ("p50", "p95", "p99"))
+    assert "Healthy" in at.markdown[0].value or "Degraded" in at.markdown[0].value
+    slow = at.dataframe[0].value
+    assert len(slow) == 10
+    assert slow["p95"].is_monotonic_decreasing and slow["p95"].iloc[0] > 500
+
+
+def test_it_shows_performance_tables_and_the_regression(
+    demo_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.VIEWER).run()
+    at.switch_page("pages/performance.py").run()
+
+    assert not at.exception
+    assert not at.error, _messages(at)
+    regressions, endpoints = at.dataframe[0].value, at.dataframe[1].value
+    # The demo's supplier-search release of 100 minutes ago is slower than the same hour
+    # last week.
+    assert "/api/suppliers/search" in set(regressions["endpoint"])
+    assert len(endpoints) == 22
+    assert (endpoints["p50"] <= endpoints["p95"]).all()
+    assert (endpoints["p95"] <= endpoints["p99"]).all()
+    vitals = at.dataframe[2].value
+    assert {"mobile", "desktop", "tablet"} <= set(vitals.columns)
+    assert (vitals["mobile"] > vitals["desktop"]).mean() > 0.8  # LCP p75 is worse on phones
+
+
+def test_it_answers_with_a_message_when_the_database_is_down(
+    logged_in_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = logged_in_app(Role.VIEWER)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://nobody:x@127.0.0.1:9/none")
+    at.run()
+
+    assert not at.exception
+    assert "not answering" in _messages(at)
+
+
+def _guarded_action_page() -> None:
+    import streamlit as st
+
+    from monitoring_core.enums import Role
+    from ui import auth
+
+    if auth.has_role(Role.RESPONDER):
+        st.button("Acknowledge")
+    st.button("Refresh")
+    auth.require_role(Role.ADMIN)
+    st.button("Delete rule")
+
+
+@pytest.mark.parametrize(
+    ("role", "buttons", "locked"),
+    [
+        (Role.VIEWER, ["Refresh"], True),
+        (Role.RESPONDER, ["Acknowledge", "Refresh"], True),
+        (Role.ADMIN, ["Acknowledge", "Refresh", "Delete rule"], False),
+    ],
+)
+def test_it_shows_actions_only_to_roles_allowed_to_take_them(
+    session_engine: Engine, role: Role, buttons: list[str], locked: bool
+) -> None:
+    at = AppTest.from_function(_guarded_action_page)
+    with session_engine.begin() as conn:
+        at.session_state[USER_KEY] = make_user(conn, role)
+    at.run()
+
+    assert not at.exception
+    assert [b.label for b in at.button] == buttons
+    assert ("needs the **admin** role" in _messages(at)) is locked
+
+
+def _banner_page() -> None:
+    from datetime import datetime
+
+    import streamlit as st
+
+    from ui import widgets
+
+    widgets.wedding_day_banner(datetime.fromisoformat(st.session_state["now"]))
+
+
+@pytest.mark.parametrize(
+    ("now", "shown"),
+    [
+        (datetime(2026, 6, 6, 12, 0, tzinfo=UTC), True),  # Saturday in London
+        (datetime(2026, 6, 5, 22, 59, tzinfo=UTC), False),  # Friday 23:59 in London
+        (datetime(2026, 6, 5, 23, 0, tzinfo=UTC), True),  # Saturday 00:00 in London
+        (datetime(2026, 6, 7, 12, 0, tzinfo=UTC), False),  # Sunday
+    ],
+)
+def test_it_shows_the_wedding_day_banner_on_saturdays(
+    now: datetime, shown: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamlit as st
+
+    monkeypatch.setenv("MONITORING_TZ", "Europe/London")
+    st.cache_resource.clear()  # the UI reads settings once per process
+    at = AppTest.from_function(_banner_page)
+    at.session_state["now"] = now.isoformat()
+    at.run()
+
+    assert not at.exception
+    assert ("Wedding day" in _messages(at)) is shown

@@ -1,0 +1,100 @@
+"""Login against the users table and role checks for pages (viewer < responder < admin).
+
+Pages call `require_role(Role.RESPONDER)` before any action and `has_role(...)` to decide
+whether to show an action at all; the login itself is drawn by `app.py` via `login_form()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitoring_core.accounts import User, authenticate_user
+from monitoring_core.config import ConfigError
+from monitoring_core.db import DatabaseUnavailable
+from monitoring_core.enums import Role
+from ui.data import get_engine
+
+__all__ = [
+    "ROLE_RANK",
+    "current_user",
+    "has_role",
+    "login_form",
+    "logout_button",
+    "require_role",
+]
+
+log = logging.getLogger(__name__)
+ROLE_RANK = {Role.VIEWER: 0, Role.RESPONDER: 1, Role.ADMIN: 2}
+_USER_KEY = "auth_user"
+
+
+def current_user() -> User | None:
+    """The logged-in user of this browser session, or None."""
+    user = st.session_state.get(_USER_KEY)
+    return user if isinstance(user, User) else None
+
+
+def has_role(role: Role) -> bool:
+    """True when the logged-in user's role is `role` or above."""
+    user = current_user()
+    return user is not None and ROLE_RANK[user.role] >= ROLE_RANK[role]
+
+
+def require_role(role: Role) -> User:
+    """The user when their role is high enough; otherwise an explanation and the page stops."""
+    user = current_user()
+    if user is None or not has_role(role):
+        st.error(f"This needs the **{role.value}** role (or higher).", icon=":material/lock:")
+        st.stop()
+    assert user is not None
+    return user
+
+
+def _check_password(username: str, password: str) -> User | None:
+    try:
+        with get_engine().begin() as conn:
+            return authenticate_user(
+                conn, username=username, password=password, now=datetime.now(UTC)
+            )
+    except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError):
+        log.exception("login check failed")
+        st.error("The user database cannot be reached right now; try again in a moment.")
+        return None
+
+
+def login_form() -> None:
+    """The sign-in form; on success the user goes into the session and the app reruns."""
+    st.title("Wedding platform monitoring")
+    with st.form("login", clear_on_submit=False):
+        username = st.text_input("Username", key="login_username")
+        password = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if not submitted:
+        st.caption(
+            "First run: `make run` prints the admin login (also saved in "
+            "`.data/first-run-credentials.txt`). More accounts: "
+            "`python -m monitoring_core user add NAME --role viewer`."
+        )
+        return
+    user = _check_password(username.strip(), password)
+    if user is None:
+        st.error("Wrong username or password.")
+        return
+    st.session_state[_USER_KEY] = user
+    st.rerun()
+
+
+def logout_button() -> None:
+    """A sidebar line with who is signed in and a sign-out button."""
+    user = current_user()
+    if user is None:
+        return
+    st.sidebar.caption(f"Signed in as **{user.username}** ({user.role.value})")
+    clicked = st.sidebar.button("Sign out", key="logout", icon=":material/logout:")
+    if clicked:
+        st.session_state.pop(_USER_KEY, None)
+        st.rerun()

@@ -1,0 +1,119 @@
+"""Plotly figures shared by the pages (times shown in the business time zone)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "REFERENCE_MS",
+    "endpoint_trend_figure",
+    "latency_figure",
+    "traffic_figure",
+    "vitals_p75_figure",
+    "vitals_shares_figure",
+]
+
+REFERENCE_MS = 2000.0  # the 2 s line: slower than this is what users notice and complain about
+_LAYOUT = {
+    "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+    "height": 320,
+    "legend": {"orientation": "h", "y": 1.12, "x": 0},
+    "hovermode": "x unified",
+}
+_RATING_COLORS = {"good": "#0cce6b", "needs-improvement": "#ffa400", "poor": "#ff4e42"}
+
+
+def _local(times: pd.Series, tz: ZoneInfo) -> pd.Series:
+    return pd.to_datetime(times, utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+
+
+def latency_figure(trend: pd.DataFrame, tz: ZoneInfo) -> go.Figure:
+    """p50 and p95 per interval with the 2 s reference line."""
+    fig = go.Figure()
+    x = _local(trend["bucket"], tz)
+    for column, name, dash in (("p50", "p50", "solid"), ("p95", "p95", "solid")):
+        fig.add_scatter(x=x, y=trend[column], name=name, mode="lines", line={"dash": dash})
+    fig.add_hline(
+        y=REFERENCE_MS,
+        line={"dash": "dash", "color": "#d62728"},
+        annotation_text="2 s reference",
+        annotation_position="top left",
+    )
+    fig.update_layout(**_LAYOUT, yaxis_title="ms", title="Response time")
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def traffic_figure(trend: pd.DataFrame, interval: timedelta, tz: ZoneInfo) -> go.Figure:
+    """Requests per minute (bars) and the 5xx error rate (line, right axis)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    x = _local(trend["bucket"], tz)
+    minutes = interval.total_seconds() / 60
+    fig.add_bar(x=x, y=trend["requests"] / minutes, name="requests/min", marker_color="#9ecae1")
+    fig.add_scatter(
+        x=x,
+        y=trend["error_rate"] * 100,
+        name="5xx error rate %",
+        mode="lines",
+        line={"color": "#d62728"},
+        secondary_y=True,
+    )
+    fig.update_layout(**_LAYOUT, title="Traffic and errors", bargap=0.05)
+    fig.update_yaxes(title_text="requests/min", secondary_y=False)
+    fig.update_yaxes(title_text="error rate %", secondary_y=True, rangemode="tozero")
+    return fig
+
+
+def endpoint_trend_figure(trend: pd.DataFrame, percentile: str, tz: ZoneInfo) -> go.Figure:
+    """One line per endpoint for the chosen percentile, with the 2 s reference line."""
+    fig = go.Figure()
+    for endpoint, rows in trend.groupby("endpoint", sort=True):
+        rows = rows.sort_values("bucket")
+        fig.add_scatter(
+            x=_local(rows["bucket"], tz), y=rows[percentile], name=str(endpoint), mode="lines"
+        )
+    fig.add_hline(y=REFERENCE_MS, line={"dash": "dash", "color": "#d62728"})
+    fig.update_layout(**_LAYOUT, yaxis_title=f"{percentile} ms", title=f"{percentile} per endpoint")
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def vitals_p75_figure(vitals: pd.DataFrame, metric: str, good: float, poor: float) -> go.Figure:
+    """p75 of one vital per page, a bar per device, with the good/poor thresholds."""
+    rows = vitals[vitals["name"] == metric].sort_values(["page_route", "device_type"])
+    fig = go.Figure()
+    for device, part in rows.groupby("device_type", sort=True):
+        fig.add_bar(x=part["page_route"], y=part["p75"], name=str(device))
+    fig.add_hline(y=good, line={"dash": "dot", "color": _RATING_COLORS["good"]})
+    fig.add_hline(y=poor, line={"dash": "dot", "color": _RATING_COLORS["poor"]})
+    unit = "" if metric == "CLS" else " (ms)"
+    fig.update_layout(**{**_LAYOUT, "hovermode": "closest"}, barmode="group")
+    fig.update_layout(title=f"{metric} p75 per page and device{unit}")
+    return fig
+
+
+def vitals_shares_figure(shares: pd.DataFrame, metric: str) -> go.Figure:
+    """Stacked good / needs-improvement / poor shares of one vital per device."""
+    rows = shares[shares["name"] == metric].sort_values("device_type")
+    fig = go.Figure()
+    for rating, column in (
+        ("good", "good_share"),
+        ("needs-improvement", "needs_improvement_share"),
+        ("poor", "poor_share"),
+    ):
+        fig.add_bar(
+            y=rows["device_type"],
+            x=rows[column] * 100,
+            name=rating,
+            orientation="h",
+            marker_color=_RATING_COLORS[rating],
+        )
+    fig.update_layout(**{**_LAYOUT, "hovermode": "closest", "height": 240}, barmode="stack")
+    fig.update_layout(title=f"{metric}: share of page views by rating (%)")
+    fig.update_xaxes(range=[0, 100])
+    return fig

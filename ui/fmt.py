@@ -1,0 +1,39 @@
+"""Numbers as people read them on a dashboard."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["count", "milliseconds", "percent", "per_minute"]
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def milliseconds(value: float | None) -> str:
+    """`84 ms`, `1.25 s`; an em dash when there is no value."""
+    if value is None or _missing(value):
+        return "—"
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
+def percent(share: float | None, digits: int = 2) -> str:
+    """A share (0..1) as a percentage."""
+    if share is None or _missing(share):
+        return "—"
+    return f"{share * 100:.{digits}f} %"
+
+
+def per_minute(value: float | None) -> str:
+    """Requests per minute."""
+    if value is None or _missing(value):
+        return "—"
+    return f"{value:,.1f}/min" if value < 100 else f"{value:,.0f}/min"
+
+
+def count(value: int | float | None) -> str:
+    """A count with thousands separators."""
+    if value is None or _missing(float(value)):
+        return "—"
+    return f"{int(value):,}"
