@@ -119,6 +119,7 @@ metric_points = _partitioned(
 )
 Index("ix_metric_points_series_time", metric_points.c.series_id, metric_points.c.time)
 Index("ix_metric_points_ingested", metric_points.c.ingested_at, postgresql_using="brin")
+Index("ix_metric_points_time", metric_points.c.time, postgresql_using="brin")
 
 
 def _metric_rollup(name: str) -> Table:
