@@ -50,7 +50,7 @@ def _store_metrics(app: FastAPI, items: list[dict[str, Any]]) -> int:
     now = datetime.now(UTC)
     days = partition_days(app)
     batch = validate_metrics(items, limits=days.limits("metric_points", now), now=now)
-    days.ensure("metric_points", {moment.date() for moment in batch.times})
+    days.ensure("metric_points", {moment.date() for moment in set(batch.times)})
     series = app_cache(app, "metric_series", SeriesCache)
     with app.state.engine.begin() as conn:
         fresh = write_metrics(conn, batch, series)

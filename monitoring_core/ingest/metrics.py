@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import orjson
 from sqlalchemy import Connection, text
 
 from monitoring_core.ingest.copy import copy_rows
-from monitoring_core.ingest.validate import ItemChecker, Limits, json_type
+from monitoring_core.ingest.validate import ItemChecker, Limits, json_type, parse_timestamp
 
 __all__ = [
     "METRIC_FIELDS",
@@ -28,6 +29,7 @@ METRIC_FIELDS = frozenset(
 )
 MAX_DIMENSIONS = 32
 SeriesKey = tuple[str, bytes]  # (name, dimensions as canonical JSON)
+_FAST_DIMS_BYTES = 100
 
 
 @dataclass
@@ -74,30 +76,112 @@ def _dimensions(check: ItemChecker, raw: Any, index: int) -> dict[str, str] | No
     return clean
 
 
+def _fast_point(
+    item: Mapping[str, Any],
+    limits: Limits,
+    now: datetime,
+    memo: dict[tuple[Any, ...], SeriesKey],
+) -> tuple[SeriesKey, datetime, float, str | None] | None:
+    """The common, valid case checked in one pass; None sends the item to full validation.
+
+    `memo` maps (name, dimension items) already validated in this batch to their series key,
+    so repeated series cost a tuple and a dict lookup instead of a sorted JSON encoding.
+    """
+    name = item.get("metric_name")
+    value: Any = item.get("metric_value")
+    dims = item.get("dimensions")
+    source = item.get("source_system")
+    stamp = item.get("timestamp")
+    if not (
+        item.keys() <= METRIC_FIELDS
+        and type(value) in (float, int)
+        and (
+            source is None or (type(source) is str and len(source) <= 100 and "\x00" not in source)
+        )
+    ):
+        return None
+    try:
+        memo_key = (name, *dims.items()) if type(dims) is dict else (name, dims)
+        key = memo.get(memo_key)
+    except TypeError:  # an unhashable value (list, object): full validation explains it
+        return None
+    if key is None:
+        key = _fast_series_key(name, dims)
+        if key is None:
+            return None
+        memo[memo_key] = key
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    if stamp is None:
+        moment = now
+    else:
+        try:
+            moment = parse_timestamp(stamp, default=now)
+        except ValueError:
+            return None
+        if not limits.oldest <= moment <= limits.newest:
+            return None
+    return key, moment, number, source
+
+
+def _fast_series_key(name: Any, dims: Any) -> SeriesKey | None:
+    """The series key when name and dimensions are plainly valid (string values only).
+
+    A canonical encoding of at most _FAST_DIMS_BYTES cannot break the per-key (100) or
+    per-value (500) limits, and orjson writes NUL as the escape `\\u0000`.
+    """
+    if type(name) is not str or not 0 < len(name) <= 200 or "\x00" in name or not name.strip():
+        return None
+    if dims is None:
+        dims = {}
+    elif type(dims) is not dict or "" in dims or len(dims) > MAX_DIMENSIONS:
+        return None
+    elif not all(type(v) is str for v in dims.values()):
+        return None
+    encoded = orjson.dumps(dims, option=orjson.OPT_SORT_KEYS)
+    if len(encoded) > _FAST_DIMS_BYTES or b"\\u0000" in encoded:
+        return None
+    return name, encoded
+
+
 def validate_metrics(
     items: Sequence[Mapping[str, Any]], *, limits: Limits, now: datetime
 ) -> MetricBatch:
     """Clean points, or InvalidItems naming every bad item's index and field."""
     check = ItemChecker(limits, now)
     batch = MetricBatch([], [], [], {})
+    keys, times, values, sources = batch.keys, batch.times, batch.values, batch.sources
+    memo: dict[tuple[Any, ...], SeriesKey] = {}
     for index, item in enumerate(items):
-        check.keys(item, METRIC_FIELDS, index)
-        name = check.text(item, index, "metric_name", required=True)
-        value = check.number(item, index, "metric_value", required=True)
-        moment = check.time(item, index)
-        dims = _dimensions(check, item.get("dimensions"), index)
-        source = check.text(item, index, "source_system", max_len=100)
-        if check.errors:
+        point = _fast_point(item, limits, now, memo)
+        if point is None:
+            point = _checked_point(check, item, index)
+        if point is None or check.errors:
             continue  # once anything failed, the batch is rejected: stop building rows
-        assert name is not None and value is not None and moment is not None and dims is not None
-        key = (name, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS))
-        batch.keys.append(key)
-        batch.times.append(moment)
-        batch.values.append(value)
-        if key not in batch.sources:
-            batch.sources[key] = source
+        key, moment, value, source = point
+        keys.append(key)
+        times.append(moment)
+        values.append(value)
+        if key not in sources:
+            sources[key] = source
     check.raise_if_any()
     return batch
+
+
+def _checked_point(
+    check: ItemChecker, item: Mapping[str, Any], index: int
+) -> tuple[SeriesKey, datetime, float, str | None] | None:
+    """Every field checked one by one, each problem recorded with its field."""
+    check.keys(item, METRIC_FIELDS, index)
+    name = check.text(item, index, "metric_name", required=True)
+    value = check.number(item, index, "metric_value", required=True)
+    moment = check.time(item, index)
+    dims = _dimensions(check, item.get("dimensions"), index)
+    source = check.text(item, index, "source_system", max_len=100)
+    if name is None or value is None or moment is None or dims is None:
+        return None
+    return (name, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS)), moment, value, source
 
 
 class SeriesCache:

@@ -1,0 +1,255 @@
+"""Ingest throughput: metric points over HTTP vs raw binary COPY vs one INSERT per row.
+
+Starts the embedded Postgres under .data/bench and the API (uvicorn, WORKERS processes) in a
+subprocess; CLIENTS processes post pre-serialised batches of BATCH points for DURATION_S
+seconds. Then, in the same run, the raw binary-COPY rate (the ceiling HTTP ingest works
+towards) and the one-row-per-INSERT autocommit rate (the naive baseline). Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import psutil
+from sqlalchemy import Engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from monitoring_core.accounts import create_api_key  # noqa: E402
+from monitoring_core.db import embedded_url, make_engine  # noqa: E402
+from monitoring_core.enums import ApiScope  # noqa: E402
+from monitoring_core.ingest.copy import copy_rows  # noqa: E402
+from monitoring_core.migrate import migrate  # noqa: E402
+
+WORKERS = 1  # uvicorn processes: 1 measured faster than 2 here (Postgres needs the other core)
+CLIENTS = 4  # client processes, one keep-alive connection each
+BATCH = 5_000  # points per request
+SERIES = 200  # distinct (name, dimensions) pairs in the batches
+DURATION_S = 20.0
+COPY_ROWS = 500_000
+INSERT_S = 5.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bodies(count: int) -> list[bytes]:
+    """Batches without timestamps (the server stamps them), cycling through SERIES series."""
+    bodies = []
+    for b in range(count):
+        items = [
+            {
+                "metric_name": f"bench.metric_{(b * BATCH + i) % SERIES % 20}",
+                "metric_value": (b * BATCH + i) * 0.5,
+                "dimensions": {"host": f"web-{(b * BATCH + i) % SERIES // 20}", "region": "uk"},
+            }
+            for i in range(BATCH)
+        ]
+        bodies.append(orjson.dumps(items))
+    return bodies
+
+
+def _client(port: int, key: str, deadline: float, results: mp.Queue) -> None:  # type: ignore[type-arg]
+    bodies = _bodies(4)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    accepted = failed = 0
+    latencies: list[float] = []
+    i = 0
+    while time.monotonic() < deadline:
+        start = time.perf_counter()
+        conn.request(
+            "POST", "/api/monitoring/metrics", body=bodies[i % len(bodies)], headers=headers
+        )
+        reply = conn.getresponse()
+        payload = reply.read()
+        latencies.append(time.perf_counter() - start)
+        if reply.status == 202:
+            accepted += orjson.loads(payload)["accepted"]
+        else:
+            failed += 1
+        i += 1
+    results.put((accepted, failed, latencies))
+
+
+def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the API exited during startup")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the API did not answer /healthz within 60 s")
+
+
+def _tree_rss_mb(proc: psutil.Process) -> float:
+    procs = [proc, *proc.children(recursive=True)]
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 1e6
+
+
+def _worker_rss_mb(proc: psutil.Process) -> float:
+    """Largest single API process (each worker is its own process)."""
+    sizes = []
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            sizes.append(p.memory_info().rss / 1e6)
+        except psutil.NoSuchProcess:
+            pass
+    return max(sizes, default=0.0)
+
+
+def http_rate(url: str, key: str) -> dict[str, float]:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "monitoring_core.api.server:app_factory",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(WORKERS),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    api = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    try:
+        _wait_for(port, api)
+        ps = psutil.Process(api.pid)
+        results: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        start = time.monotonic()
+        deadline = start + DURATION_S
+        clients = [
+            mp.Process(target=_client, args=(port, key, deadline, results)) for _ in range(CLIENTS)
+        ]
+        for c in clients:
+            c.start()
+        peak_rss = peak_worker = 0.0
+        while any(c.is_alive() for c in clients) and results.qsize() < CLIENTS:
+            peak_rss = max(peak_rss, _tree_rss_mb(ps))
+            peak_worker = max(peak_worker, _worker_rss_mb(ps))
+            time.sleep(0.5)
+        outcomes = [results.get(timeout=120) for _ in clients]
+        elapsed = time.monotonic() - start
+        for c in clients:
+            c.join()
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    accepted = sum(o[0] for o in outcomes)
+    failed = sum(o[1] for o in outcomes)
+    latencies = sorted(x for o in outcomes for x in o[2])
+    return {
+        "points_per_s": accepted / elapsed,
+        "requests": len(latencies),
+        "failed": failed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p95_ms": latencies[int(len(latencies) * 0.95)] * 1000,
+        "rss_mb": peak_rss,
+        "worker_rss_mb": peak_worker,
+    }
+
+
+def copy_rate(engine: Engine) -> float:
+    now = datetime.now(UTC)
+    rows = [(now, 1 + i % SERIES, float(i)) for i in range(COPY_ROWS)]
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        copy_rows(
+            conn,
+            "metric_points",
+            ("time", "series_id", "value"),
+            ("timestamptz", "int8", "float8"),
+            rows,
+        )
+    return COPY_ROWS / (time.perf_counter() - start)
+
+
+def insert_rate(engine: Engine) -> float:
+    now = datetime.now(UTC)
+    count = 0
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        statement = text("INSERT INTO metric_points (time, series_id, value) VALUES (:t, :s, :v)")
+        start = time.perf_counter()
+        while time.perf_counter() - start < INSERT_S:
+            conn.execute(statement, {"t": now, "s": 1 + count % SERIES, "v": float(count)})
+            count += 1
+        return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    url = embedded_url(ROOT / ".data" / "bench")
+    engine = make_engine(url)
+    migrate(engine, now=datetime.now(UTC), days_back=1)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE metric_points, metric_series, api_keys RESTART IDENTITY"))
+        key = create_api_key(conn, name="bench", scope=ApiScope.INGEST)
+    print(
+        f"HTTP: {WORKERS} uvicorn workers, {CLIENTS} clients, batches of {BATCH} points, "
+        f"{DURATION_S:.0f} s (2 shared cores, other work running: figures are under load)"
+    )
+    result = http_rate(url, key)
+    print(
+        f"  {result['points_per_s']:>12,.0f} points/s over HTTP  ({result['requests']} requests, "
+        f"{result['failed']} failed, p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms)"
+    )
+    print(
+        f"  API RSS peak: {result['rss_mb']:.0f} MB for all processes, "
+        f"{result['worker_rss_mb']:.0f} MB for the largest"
+    )
+    copy = copy_rate(engine)
+    print(f"  {copy:>12,.0f} points/s raw binary COPY ({COPY_ROWS:,} rows, one transaction)")
+    insert = insert_rate(engine)
+    print(f"  {insert:>12,.0f} points/s one INSERT per row, autocommit")
+    print(
+        f"  HTTP is {result['points_per_s'] / copy:.0%} of raw COPY and "
+        f"{result['points_per_s'] / insert:.0f}x one-INSERT-per-row"
+    )
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE metric_points, metric_series RESTART IDENTITY"))
+    engine.dispose()
+    print(
+        json.dumps(
+            {
+                "http_points_per_s": round(result["points_per_s"]),
+                "copy_points_per_s": round(copy),
+                "insert_points_per_s": round(insert),
+                "rss_mb": round(result["worker_rss_mb"], 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
