@@ -63,7 +63,7 @@ def _bodies(count: int) -> list[bytes]:
     return bodies
 
 
-def _client(port: int, key: str, deadline: float, results: mp.Queue) -> None:  # type: ignore[type-arg]
+def _client(port: int, key: str, deadline: float, results: mp.Queue) -> None:
     bodies = _bodies(4)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
@@ -147,7 +147,7 @@ def http_rate(url: str, key: str) -> dict[str, float]:
     try:
         _wait_for(port, api)
         ps = psutil.Process(api.pid)
-        results: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        results: mp.Queue = mp.Queue()
         start = time.monotonic()
         deadline = start + DURATION_S
         clients = [
