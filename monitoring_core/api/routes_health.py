@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import read_body
@@ -16,18 +15,14 @@ from monitoring_core.api.deps import require_admin, require_any_key, require_ing
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
 from monitoring_core.collectors.sink import store_points
+from monitoring_core.health.admin import save_check
 from monitoring_core.health.runner import receive_ping, run_check_now
 from monitoring_core.health.store import (
-    create_check,
-    get_check,
     list_flips,
     list_results,
-    update_check,
 )
-from monitoring_core.health.validate import validate_check
 from monitoring_core.health.views import check_summaries, health_overview, public_check
 from monitoring_core.ingest.metrics import SeriesCache
-from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.prometheus import (
     ExpositionError,
     GroupingKeyError,
@@ -110,30 +105,8 @@ def _save_check(
     app: FastAPI, body: Any, check_id: int | None, actor: str, base_url: str
 ) -> dict | None:
     with app.state.engine.begin() as conn:
-        current = None
-        if check_id is not None:
-            found = get_check(conn, check_id)
-            if found is None:
-                return None
-            current = {"check_type": found.check_type, "check_config": found.check_config}
-        fields = validate_check(body, current=current)
-        try:
-            with conn.begin_nested():
-                row = (
-                    create_check(conn, fields)
-                    if check_id is None
-                    else update_check(conn, check_id, fields)
-                )
-        except IntegrityError:
-            raise InvalidItems(
-                [ItemError(None, "check_name", "a check with this name already exists")]
-            ) from None
-        assert row is not None
-        action = "health_check.create" if check_id is None else "health_check.update"
-        record_audit(
-            conn, actor=actor, action=action, target=str(row.id), details=fields, now=_now()
-        )
-        return public_check(row, base_url)
+        row = save_check(conn, body, check_id=check_id, actor=actor, now=_now())
+        return None if row is None else public_check(row, base_url)
 
 
 @admin.post(ADMIN + "/checks", status_code=201, summary="Add a health check")
