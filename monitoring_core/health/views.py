@@ -5,21 +5,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from monitoring_core.enums import CheckStatus
 from monitoring_core.health.rules import uptime_ratio
-from monitoring_core.health.store import UPTIME_WINDOWS, CheckRow, list_checks, uptimes
+from monitoring_core.health.store import (
+    UPTIME_WINDOWS,
+    CheckRow,
+    list_checks,
+    list_flips,
+    list_results,
+    uptimes,
+)
 
 __all__ = [
     "HEARTBEAT_PATH",
+    "check_flips",
+    "check_results_frame",
     "check_summaries",
     "health_overview",
     "masked_config",
     "ping_url",
     "public_check",
+    "worker_status",
 ]
 
 HEARTBEAT_PATH = "/api/monitoring/heartbeat/"
@@ -109,3 +120,29 @@ def health_overview(conn: Connection, now: datetime) -> dict[str, Any]:
     ]
     problems.sort(key=lambda p: (p["status"] != "critical", not p["wedding_critical"]))
     return {"total": len(checks), "by_status": counts, "problems": problems, "as_of": now}
+
+
+def check_results_frame(
+    conn: Connection, check_id: int, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """A check's results in the range, oldest first (time, success, status, response_time_ms)."""
+    rows = list_results(conn, check_id, start=start, end=end)
+    frame = pd.DataFrame(rows, columns=["time", "success", "status", "response_time_ms", "message"])
+    return frame.iloc[::-1].reset_index(drop=True)
+
+
+def check_flips(
+    conn: Connection, since: datetime, check_id: int | None = None
+) -> list[dict[str, Any]]:
+    return list_flips(conn, since=since, check_id=check_id)
+
+
+def worker_status(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """Workers by last heartbeat, newest first, with seconds since they were last seen."""
+    rows = conn.execute(
+        text(
+            "SELECT worker_id, hostname, pid, started_at, last_seen FROM worker_heartbeats "
+            "ORDER BY last_seen DESC LIMIT 20"
+        )
+    ).mappings()
+    return [{**row, "seconds_ago": (now - row["last_seen"]).total_seconds()} for row in rows]

@@ -1,0 +1,210 @@
+"""Health: every check's status by service, uptime, history, worker status; admins edit checks."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from monitoring_core.enums import Role
+from monitoring_core.health import views
+from monitoring_core.health.admin import save_check
+from monitoring_core.health.runner import run_check_now
+from monitoring_core.health.validate import CHECK_TYPES
+from monitoring_core.ingest.validate import InvalidItems
+from ui import auth, data, fmt, widgets
+
+auth.require_role(Role.VIEWER)
+settings = data.get_settings()
+now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
+api_base = f"http://localhost:{settings.api_port}"
+WORST = ["critical", "warning", "unknown", "healthy"]
+TEMPLATES = {
+    "http": {
+        "url": "https://example.com/health",
+        "expected_status": 200,
+        "keyword": "ok",
+        "max_response_time_ms": 2000,
+    },
+    "tcp": {"host": "localhost", "port": 5432},
+    "database": {"url": "postgresql+psycopg://user:password@host/db", "query": "SELECT 1"},
+    "heartbeat": {"period_seconds": 600, "grace_seconds": 120},
+    "custom": {"callable": "disk_free", "path": "/", "min_free_percent": 10},
+}
+
+st.title("Health")
+workers = data.read_or_stop(views.worker_status, now)
+if workers:
+    seen = workers[0]
+    st.caption(
+        f"Worker last seen {fmt.count(seen['seconds_ago'])} s ago on {seen['hostname']} ({len(workers)} known)"
+    )
+else:
+    st.warning(
+        "No worker has reported yet: checks and collectors are not running.",
+        icon=":material/engineering:",
+    )
+
+checks = data.read_or_stop(views.check_summaries, now, base_url=api_base)
+
+
+def _status_grid(checks: list[dict]) -> None:
+    services: dict[str, list[dict]] = {}
+    for check in checks:
+        services.setdefault(check["service_name"] or check["check_name"], []).append(check)
+    columns = st.columns(3)
+    for i, (service, members) in enumerate(sorted(services.items())):
+        worst = min((c["status"] for c in members), key=WORST.index)
+        with columns[i % 3].container(border=True):
+            st.markdown(f"**{service}** &nbsp; {widgets.status_badge(worst)}")
+            for c in members:
+                took = (
+                    fmt.milliseconds(c["response_time_ms"])
+                    if c["response_time_ms"] is not None
+                    else "–"
+                )
+                st.markdown(f"{widgets.status_badge(c['status'])} {c['check_name']} · {took}")
+
+
+def _uptime_table(checks: list[dict]) -> None:
+    frame = pd.DataFrame(checks)
+    frame["last_success_at"] = pd.to_datetime(frame["last_success_at"], utc=True).dt.tz_convert(tz)
+    pct = st.column_config.NumberColumn
+    st.dataframe(
+        frame[
+            [
+                "check_name",
+                "service_name",
+                "check_type",
+                "status",
+                "wedding_critical",
+                "uptime_24h",
+                "uptime_7d",
+                "uptime_30d",
+                "response_time_ms",
+                "last_success_at",
+                "last_message",
+            ]
+        ],
+        hide_index=True,
+        column_config={
+            "uptime_24h": pct("uptime 24 h", format="percent"),
+            "uptime_7d": pct("uptime 7 d", format="percent"),
+            "uptime_30d": pct("uptime 30 d", format="percent"),
+            "response_time_ms": pct("last response (ms)", format="%.0f"),
+        },
+    )
+
+
+def _detail(checks: list[dict]) -> dict:
+    by_name = {c["check_name"]: c for c in checks}
+    chosen = by_name[st.selectbox("Check", list(by_name), key="health_check_pick")]
+    if chosen["ping_url"]:
+        st.code(f"curl -fsS -m 10 --retry 5 {chosen['ping_url']}", language="bash")
+    results = data.read_or_stop(views.check_results_frame, chosen["id"], tr.start, tr.end)
+    if results.empty:
+        st.info("No results in this range yet.")
+    else:
+        st.line_chart(results.set_index("time")["response_time_ms"], y_label="response time (ms)")
+    flips = data.read_or_stop(views.check_flips, tr.start, chosen["id"])
+    st.markdown("**Status changes**")
+    if flips:
+        st.dataframe(
+            pd.DataFrame(flips)[["time", "from_status", "to_status", "reason", "is_auto_recovery"]],
+            hide_index=True,
+        )
+    else:
+        st.caption("No status change in this range.")
+    return chosen
+
+
+if not checks:
+    st.info(
+        "No health checks yet. Admins add them below or with `POST /api/admin/monitoring/health/checks`."
+    )
+    chosen = None
+else:
+    _status_grid(checks)
+    st.subheader("Uptime")
+    _uptime_table(checks)
+    st.subheader("Check detail")
+    chosen = _detail(checks)
+
+if auth.has_role(Role.ADMIN):
+    user = auth.current_user()
+    engine = data.get_engine()
+    if chosen is not None and st.button(
+        "Run now", key="health_run_now", icon=":material/play_arrow:"
+    ):
+        run = run_check_now(engine, chosen["id"], datetime.now(UTC))
+        if run is not None:
+            st.cache_data.clear()
+            show = st.success if run.outcome.success else st.error
+            show(f"{run.outcome.message} → {run.transition.status.value}")
+    st.subheader("Add or edit a check")
+    names = ["New check"] + [c["check_name"] for c in checks]
+    editing = st.selectbox("Check to edit", names, key="health_edit_pick")
+    current = next((c for c in checks if c["check_name"] == editing), None)
+    with st.form("health_check_form"):
+        name = st.text_input("Name", value=current["check_name"] if current else "")
+        kind = st.selectbox(
+            "Type", CHECK_TYPES, index=CHECK_TYPES.index(current["check_type"]) if current else 0
+        )
+        service = st.text_input("Service", value=(current or {}).get("service_name") or "")
+        left, mid, right = st.columns(3)
+        every = left.number_input(
+            "Every (s)", 5, 86_400, int(current["check_frequency_seconds"]) if current else 60
+        )
+        timeout = mid.number_input(
+            "Timeout (s)", 0.1, 120.0, float(current["timeout_seconds"]) if current else 10.0
+        )
+        retries = right.number_input(
+            "Retries before down", 0, 20, int(current["retries"]) if current else 2
+        )
+        critical = st.checkbox(
+            "Wedding-critical", value=bool(current and current["wedding_critical"])
+        )
+        enabled = st.checkbox("Enabled", value=bool(current["is_enabled"]) if current else True)
+        config_text = st.text_area(
+            "Config (JSON)",
+            value=json.dumps(current["check_config"] if current else TEMPLATES[kind], indent=2),
+            height=160,
+            help="For a database check, a URL's password shows as *** — type it again to change the URL.",
+        )
+        submitted = st.form_submit_button("Save")
+    if submitted:
+        try:
+            body = {
+                "check_name": name,
+                "check_type": kind,
+                "service_name": service or None,
+                "check_frequency_seconds": int(every),
+                "timeout_seconds": float(timeout),
+                "retries": int(retries),
+                "wedding_critical": critical,
+                "is_enabled": enabled,
+                "check_config": json.loads(config_text or "{}"),
+            }
+            if (
+                current
+                and kind == "database"
+                and body["check_config"].get("url") == current["check_config"].get("url")
+            ):
+                del body["check_config"]  # the shown URL is masked: keep the stored one
+            with engine.begin() as conn:
+                save_check(
+                    conn,
+                    body,
+                    check_id=current["id"] if current else None,
+                    actor=f"user:{user.username if user else '?'}",
+                    now=datetime.now(UTC),
+                )
+        except json.JSONDecodeError as exc:
+            st.error(f"The config is not valid JSON: {exc}")
+        except InvalidItems as exc:
+            st.error("Not saved: " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors))
+        else:
+            st.cache_data.clear()
+            st.success(f"Saved {name!r}.")
