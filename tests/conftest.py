@@ -56,9 +56,25 @@ def session_engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def engine(session_engine: Engine) -> Engine:
     """The session's engine with every table emptied before the test."""
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    # TRUNCATE of every table and partition costs ~1 s on a busy machine; truncating only the
+    # tables holding rows (found in ~10 ms) and restarting every table-owned sequence (used
+    # by rolled-back inserts too) leaves the same state.
+    exists = " UNION ALL ".join(
+        f"SELECT '{t.name}' WHERE EXISTS (SELECT 1 FROM \"{t.name}\")"  # noqa: S608 (our tables)
+        for t in metadata.sorted_tables
+    )
     with session_engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        filled = conn.execute(text(exists)).scalars().all()
+        if filled:
+            names = ", ".join(f'"{name}"' for name in filled)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text(
+                "SELECT setval(s.oid::regclass, 1, false) FROM pg_class s "
+                "JOIN pg_depend d ON d.objid = s.oid AND d.deptype IN ('a', 'i') "
+                "WHERE s.relkind = 'S'"
+            )
+        )
     return session_engine
 
 
