@@ -147,11 +147,12 @@ if auth.has_role(Role.ADMIN):
     names = ["New check"] + [c["check_name"] for c in checks]
     editing = st.selectbox("Check to edit", names, key="health_edit_pick")
     current = next((c for c in checks if c["check_name"] == editing), None)
+    # The type sits outside the form so that picking one shows its config template at once.
+    kind = st.selectbox(
+        "Type", CHECK_TYPES, index=CHECK_TYPES.index(current["check_type"]) if current else 0
+    )
     with st.form("health_check_form"):
         name = st.text_input("Name", value=current["check_name"] if current else "")
-        kind = st.selectbox(
-            "Type", CHECK_TYPES, index=CHECK_TYPES.index(current["check_type"]) if current else 0
-        )
         service = st.text_input("Service", value=(current or {}).get("service_name") or "")
         left, mid, right = st.columns(3)
         every = left.number_input(
@@ -169,7 +170,13 @@ if auth.has_role(Role.ADMIN):
         enabled = st.checkbox("Enabled", value=bool(current["is_enabled"]) if current else True)
         config_text = st.text_area(
             "Config (JSON)",
-            value=json.dumps(current["check_config"] if current else TEMPLATES[kind], indent=2),
+            value=json.dumps(
+                current["check_config"]
+                if current and current["check_type"] == kind
+                else TEMPLATES[kind],
+                indent=2,
+            ),
+            key=f"health_config_{editing}_{kind}",
             height=160,
             help="For a database check, a URL's password shows as *** — type it again to change the URL.",
         )

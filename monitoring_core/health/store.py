@@ -283,7 +283,7 @@ def uptimes(conn: Connection, now: datetime) -> dict[int, dict[str, tuple[int, i
     longest = max(UPTIME_WINDOWS.values())
     stmt = (
         select(r.check_id, *columns)
-        .where(r.time >= now - longest, r.time <= now)
+        .where(r.time >= now - longest)
         .group_by(r.check_id)
     )
     return {

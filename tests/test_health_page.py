@@ -1,0 +1,102 @@
+"""The Health page through AppTest: grid, uptime, detail, and the admin form with run now."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core.enums import Role
+from monitoring_core.health.runner import receive_ping, run_due_checks
+from monitoring_core.health.store import create_check
+from monitoring_core.schema import health_checks
+
+AppFactory = Callable[[Role | None], AppTest]
+PAGE = "pages/health.py"
+
+
+def _seed(engine: Engine) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with engine.begin() as conn:
+        create_check(
+            conn,
+            {
+                "check_name": "disk",
+                "check_type": "custom",
+                "check_config": {"callable": "disk_free", "min_free_percent": 0},
+                "service_name": "host",
+            },
+        )
+        beat = create_check(
+            conn,
+            {
+                "check_name": "nightly backup",
+                "check_type": "heartbeat",
+                "check_config": {"period_seconds": 60, "grace_seconds": 0},
+                "service_name": "backups",
+            },
+        )
+        assert beat.ping_token
+        receive_ping(conn, beat.ping_token, "success", now - timedelta(minutes=5))
+    run_due_checks(engine, now)
+
+
+def _text(at: AppTest) -> str:
+    parts = [*at.markdown, *at.caption, *at.error, *at.warning, *at.info, *at.success]
+    return " ".join(str(p.value) for p in parts)
+
+
+def test_it_shows_status_uptime_and_history(engine: Engine, logged_in_app: AppFactory) -> None:
+    _seed(engine)
+    at = logged_in_app(Role.VIEWER).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Health"]
+    text = _text(at)
+    assert "**backups**" in text and "Critical" in text and "Healthy" in text
+    assert "No worker has reported yet" in text
+    uptime = at.dataframe[0].value
+    assert set(uptime["check_name"]) == {"disk", "nightly backup"}
+    assert uptime.set_index("check_name").loc["disk", "uptime_24h"] == 1.0
+    at.selectbox(key="health_check_pick").select("nightly backup").run()
+    assert not at.exception
+    assert any("/api/monitoring/heartbeat/" in c.value for c in at.code)
+    flips = at.dataframe[1].value
+    assert list(flips["to_status"]) == ["critical", "healthy"]
+    assert [b.key for b in at.button] == ["logout"]  # viewers see no admin actions
+    assert "Add or edit a check" not in [s.value for s in at.subheader]
+
+
+def test_it_lets_an_admin_add_a_check_and_run_it(engine: Engine, logged_in_app: AppFactory) -> None:
+    at = logged_in_app(Role.ADMIN).run()
+    at.switch_page(PAGE).run()
+    assert "No health checks yet" in _text(at)
+    at.selectbox[1].select("custom").run()  # the config template follows the type
+    at.text_input[0].input("root disk")
+    at.text_input[1].input("host")
+    at.text_area[0].input('{"callable": "disk_free", "min_free_percent": 0}')
+    at.button[0].click().run()  # the form's Save
+    assert not at.exception
+    assert "Saved 'root disk'" in _text(at)
+    with engine.connect() as conn:
+        row = conn.execute(select(health_checks.c.check_type, health_checks.c.service_name)).one()
+    assert tuple(row) == ("custom", "host")
+    at.run()
+    at.button(key="health_run_now").click().run()
+    assert not at.exception
+    assert "free" in _text(at) and "healthy" in _text(at)
+
+
+def test_it_explains_why_a_check_was_not_saved(engine: Engine, logged_in_app: AppFactory) -> None:
+    at = logged_in_app(Role.ADMIN).run()
+    at.switch_page(PAGE).run()
+    at.selectbox[1].select("tcp").run()
+    at.text_input[0].input("bad port")
+    at.text_area[0].input('{"host": "db", "port": 70000}')
+    at.button[0].click().run()
+    assert "check_config.port: must be between 1 and 65535" in _text(at)
+    at.text_area[0].input("{not json")
+    at.button[0].click().run()
+    assert "not valid JSON" in _text(at)
