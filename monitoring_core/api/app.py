@@ -76,6 +76,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(_router("routes_read"))
     app.include_router(_router("routes_health"))
     app.include_router(_router("routes_business"))
+    app.include_router(_router("routes_alerts"))
     return app
 
 

@@ -1,0 +1,366 @@
+"""Alerting routes: admin rules (with a test against history), active alerts and the
+responder actions, channels (with a test send), silences, escalation policies, live alerts.
+
+Field names follow the feature spec's tables (CONTRACT §4). Admin keys act with the admin
+role; the audit log names the key (`apikey:NAME`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from monitoring_core.alerts import actions
+from monitoring_core.alerts.backtest import backtest
+from monitoring_core.alerts.escalation import parse_steps
+from monitoring_core.alerts.rules import RuleInvalid, rule_from_row
+from monitoring_core.alerts.silences import create_silence, delete_silence, list_silences
+from monitoring_core.alerts.store import (
+    RuleNotFound,
+    get_rule,
+    list_active_alerts,
+    list_rules,
+    rule_to_api,
+)
+from monitoring_core.api.body import read_body
+from monitoring_core.api.deps import require_admin, require_any_key
+from monitoring_core.audit import record_audit
+from monitoring_core.notify.channels import (
+    ChannelInvalid,
+    ChannelNotFound,
+    create_channel,
+    delete_channel,
+    get_channel,
+    list_channels,
+    update_channel,
+)
+from monitoring_core.notify.templates import render_test
+from monitoring_core.notify.transport import send
+from monitoring_core.schema import escalation_policies, notification_deliveries
+from monitoring_core.timerange import parse_time_range
+
+__all__ = ["router"]
+
+router = APIRouter()
+admin = APIRouter(tags=["admin: alerts"], dependencies=[Depends(require_admin)])
+live = APIRouter(tags=["live"], dependencies=[Depends(require_any_key)])
+RULES = "/api/admin/monitoring/alerts"
+
+
+def _json(content: Any, status_code: int = 200) -> Response:
+    body = orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def _invalid(problems: list[dict[str, str]]) -> Response:
+    detail = [{"index": None, "field": p["field"], "message": p["message"]} for p in problems]
+    return _json({"detail": detail}, status_code=422)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _actor(request: Request) -> str:
+    return f"apikey:{request.state.api_key.name}"
+
+
+async def _body(request: Request) -> Any:
+    raw = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"malformed JSON: {exc}") from None
+
+
+async def _object(request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise HTTPException(
+            422, detail=[{"index": None, "field": "", "message": "must be a JSON object"}]
+        )
+    return body
+
+
+async def _tx(request: Request, work: Callable[[Connection], Any]) -> Any:
+    """Run `work` in one transaction off the event loop, mapping domain errors to HTTP."""
+
+    def run() -> Any:
+        with request.app.state.engine.begin() as conn:
+            return work(conn)
+
+    try:
+        return await run_in_threadpool(run)
+    except (RuleNotFound, ChannelNotFound) as exc:
+        raise HTTPException(404, f"not found: {exc}") from None
+    except actions.ActionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    except actions.PermissionDenied as exc:
+        raise HTTPException(403, str(exc)) from None
+
+
+# ---------------------------------------------------------------- rules
+@admin.get(RULES, summary="Every alert rule (alert_configurations)")
+async def get_rules(request: Request) -> Response:
+    rows = await _tx(request, lambda c: list_rules(c))
+    return _json({"alerts": [rule_to_api(r) for r in rows]})
+
+
+@admin.post(RULES, status_code=201, summary="Create an alert rule")
+async def post_rule(request: Request) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+    try:
+        rule = await _tx(
+            request, lambda c: actions.rule_create(c, body=body, actor=actor, role="admin", now=now)
+        )
+    except RuleInvalid as exc:
+        return _invalid(exc.problems)
+    return _json(rule, status_code=201)
+
+
+@admin.put(RULES + "/{rule_id}", summary="Change an alert rule (the fields given)")
+async def put_rule(request: Request, rule_id: int) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+    try:
+        rule = await _tx(
+            request,
+            lambda c: actions.rule_update(
+                c, rule_id=rule_id, body=body, actor=actor, role="admin", now=now
+            ),
+        )
+    except RuleInvalid as exc:
+        return _invalid(exc.problems)
+    return _json(rule)
+
+
+@admin.delete(RULES + "/{rule_id}", status_code=204, summary="Delete an alert rule")
+async def remove_rule(request: Request, rule_id: int) -> Response:
+    actor, now = _actor(request), _now()
+    await _tx(
+        request,
+        lambda c: actions.rule_delete(c, rule_id=rule_id, actor=actor, role="admin", now=now),
+    )
+    return Response(status_code=204)
+
+
+@admin.post(RULES + "/{rule_id}/test", summary="When the rule would have fired (sends nothing)")
+async def test_rule(request: Request, rule_id: int) -> Response:
+    """Body or query: `timeRange` (1h|24h|7d…, default 24h) or `from`/`to`."""
+    body = await _object(request)
+    params = {**request.query_params, **{k: v for k, v in body.items() if isinstance(v, str)}}
+    now = _now()
+    try:
+        span = parse_time_range(params.get("timeRange") or ("24h" if "from" not in params else None),
+                                now=now, start=params.get("from"), end=params.get("to"))  # fmt: skip
+    except ValueError as exc:
+        return _invalid([{"field": "timeRange", "message": str(exc)}])
+    settings = request.app.state.settings
+
+    def work(conn: Connection) -> dict[str, Any]:
+        rule = rule_from_row(get_rule(conn, rule_id=rule_id))
+        return backtest(conn, rule, start=span.start, end=span.end, tz=settings.tz)
+
+    try:
+        result = await _tx(request, work)
+    except (RuleInvalid, ValueError) as exc:
+        return _invalid([{"field": "condition_config", "message": str(exc)}])
+    return _json({"alert_configuration_id": rule_id, "from": span.start, "to": span.end, **result})
+
+
+# ---------------------------------------------------------------- instances
+@admin.get("/api/admin/alerts/active", summary="Active alert instances, most severe first")
+async def active_alerts(request: Request) -> Response:
+    return _json({"alerts": await _tx(request, list_active_alerts)})
+
+
+@admin.post("/api/admin/alerts/{instance_id}/acknowledge", summary="Acknowledge: stop escalation")
+async def acknowledge(request: Request, instance_id: int) -> Response:
+    actor, now = _actor(request), _now()
+    return _json(await _tx(request, lambda c: actions.acknowledge_alert(
+        c, instance_id=instance_id, actor=actor, role="admin", now=now)))  # fmt: skip
+
+
+@admin.post(
+    "/api/admin/alerts/{instance_id}/suppress", summary="Suppress notifications for a while"
+)
+async def suppress(request: Request, instance_id: int) -> Response:
+    """Body: `{minutes (or duration_minutes), reason}`."""
+    body, actor, now = await _object(request), _actor(request), _now()
+    minutes = body.get("minutes", body.get("duration_minutes"))
+    problems = []
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, int | float)
+        or not 0 < minutes <= 10080
+    ):
+        problems.append({"field": "minutes", "message": "must be a number of minutes, 1 to 10080"})
+    if not isinstance(body.get("reason"), str) or not body["reason"].strip():
+        problems.append({"field": "reason", "message": "is required"})
+    if problems:
+        return _invalid(problems)
+    duration = float(minutes)  # type: ignore[arg-type]  # checked above
+    return _json(await _tx(request, lambda c: actions.suppress_alert(
+        c, instance_id=instance_id, actor=actor, role="admin", now=now, minutes=duration,
+        reason=body["reason"])))  # fmt: skip
+
+
+@admin.post("/api/admin/alerts/{instance_id}/escalate", summary="Climb one escalation step now")
+async def escalate(request: Request, instance_id: int) -> Response:
+    actor, now, settings = _actor(request), _now(), request.app.state.settings
+    return _json(await _tx(request, lambda c: actions.escalate_alert(
+        c, instance_id=instance_id, actor=actor, role="admin", now=now, tz=settings.tz,
+        public_url=settings.public_url)))  # fmt: skip
+
+
+@live.get("/api/monitoring/live/alerts", summary="Active alerts with counts by severity")
+async def live_alerts(request: Request) -> Response:
+    alerts = await _tx(request, list_active_alerts)
+    counts = Counter(a["severity"] for a in alerts)
+    return _json({"alerts": alerts, "counts": dict(counts), "total": len(alerts), "at": _now()})
+
+
+# ---------------------------------------------------------------- channels
+@admin.get("/api/admin/channels", summary="Notification channels (URLs masked)")
+async def get_channels(request: Request) -> Response:
+    return _json({"channels": await _tx(request, lambda c: list_channels(c))})
+
+
+async def _save_channel(request: Request, channel_id: int | None) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+
+    def work(conn: Connection) -> dict[str, Any]:
+        saved = (create_channel(conn, body=body) if channel_id is None
+                 else update_channel(conn, channel_id=channel_id, body=body))  # fmt: skip
+        record_audit(conn, actor=actor, action="channel.save", target=f"channel:{saved['id']}",
+                     details={"name": saved["name"]}, now=now)  # fmt: skip
+        return saved
+
+    try:
+        saved = await _tx(request, work)
+    except ChannelInvalid as exc:
+        return _invalid(exc.problems)
+    return _json(saved, status_code=201 if channel_id is None else 200)
+
+
+@admin.post("/api/admin/channels", status_code=201, summary="Add a channel: {name, url, tags?}")
+async def post_channel(request: Request) -> Response:
+    return await _save_channel(request, None)
+
+
+@admin.put("/api/admin/channels/{channel_id}", summary="Change a channel")
+async def put_channel(request: Request, channel_id: int) -> Response:
+    return await _save_channel(request, channel_id)
+
+
+@admin.delete("/api/admin/channels/{channel_id}", status_code=204, summary="Delete a channel")
+async def remove_channel(request: Request, channel_id: int) -> Response:
+    await _tx(request, lambda c: delete_channel(c, channel_id=channel_id))
+    return Response(status_code=204)
+
+
+@admin.post("/api/admin/channels/{channel_id}/test", summary="Send a test notification now")
+async def test_channel(request: Request, channel_id: int) -> Response:
+    channel = await _tx(request, lambda c: get_channel(c, channel_id=channel_id))
+    message = render_test(channel["name"], public_url=request.app.state.settings.public_url)
+    result = await run_in_threadpool(send, channel["url"], title=message.title, body=message.body)
+    now = _now()
+    await _tx(request, lambda c: c.execute(insert(notification_deliveries).values(
+        channel_id=channel_id, attempted_at=now, status="sent" if result.ok else "failed",
+        latency_ms=result.latency_ms, error=result.error)))  # fmt: skip
+    return _json({"ok": result.ok, "latency_ms": result.latency_ms, "error": result.error})
+
+
+# ---------------------------------------------------------------- silences, policies
+@admin.get("/api/admin/silences", summary="Silences and maintenance windows not yet ended")
+async def get_silences(request: Request) -> Response:
+    now = _now()
+    return _json({"silences": await _tx(request, lambda c: list_silences(c, now=now))})
+
+
+def _parse_time(value: Any, field: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(
+            422, detail=[{"index": None, "field": field, "message": "must be an ISO time"}]
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@admin.post("/api/admin/silences", status_code=201, summary="Add a silence")
+async def post_silence(request: Request) -> Response:
+    """Body: `{matchers: [{name, value, is_regex?}], starts_at?, ends_at | duration_minutes,
+    reason, recurrence?: {weekday 0-6 | weekdays, start "HH:MM", end "HH:MM"}}`."""
+    body, actor, now = await _object(request), _actor(request), _now()
+    starts = _parse_time(body["starts_at"], "starts_at") if body.get("starts_at") else now
+    if body.get("ends_at"):
+        ends = _parse_time(body["ends_at"], "ends_at")
+    else:
+        duration = body.get("duration_minutes", 60)
+        if isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0:
+            return _invalid([{"field": "duration_minutes", "message": "must be a positive number"}])
+        ends = starts + timedelta(minutes=duration)
+
+    def work(conn: Connection) -> int:
+        silence_id = create_silence(conn, matchers=body.get("matchers", []), starts_at=starts, ends_at=ends,
+                                    reason=str(body.get("reason", "")), created_by=actor,
+                                    recurrence=body.get("recurrence"))  # fmt: skip
+        record_audit(
+            conn, actor=actor, action="silence.create", target=f"silence:{silence_id}", now=now
+        )
+        return silence_id
+
+    try:
+        silence_id = await _tx(request, work)
+    except ValueError as exc:
+        return _invalid([{"field": "silence", "message": str(exc)}])
+    return _json({"id": silence_id, "starts_at": starts, "ends_at": ends}, status_code=201)
+
+
+@admin.delete("/api/admin/silences/{silence_id}", status_code=204, summary="Remove a silence")
+async def remove_silence(request: Request, silence_id: int) -> Response:
+    if not await _tx(request, lambda c: delete_silence(c, silence_id=silence_id)):
+        raise HTTPException(404, f"no silence with id {silence_id}")
+    return Response(status_code=204)
+
+
+@admin.get("/api/admin/escalation-policies", summary="Escalation policies")
+async def get_policies(request: Request) -> Response:
+    rows = await _tx(request, lambda c: [dict(r._mapping) for r in c.execute(
+        select(escalation_policies).order_by(escalation_policies.c.id))])  # fmt: skip
+    return _json({"policies": rows})
+
+
+@admin.post("/api/admin/escalation-policies", status_code=201, summary="Add an escalation policy")
+async def post_policy(request: Request) -> Response:
+    """Body: `{name, steps: [{after_minutes, channels: [ids]}], repeat?, is_wedding_day?}`."""
+    body = await _object(request)
+    try:
+        parse_steps(body.get("steps"))
+        if not isinstance(body.get("name"), str) or not body["name"].strip():
+            raise ValueError("name is required")
+    except ValueError as exc:
+        return _invalid([{"field": "steps", "message": str(exc)}])
+    values = {"name": body["name"].strip(), "steps": body["steps"], "repeat": bool(body.get("repeat")),
+              "is_wedding_day": bool(body.get("is_wedding_day"))}  # fmt: skip
+    try:
+        row = await _tx(request, lambda c: dict(c.execute(
+            insert(escalation_policies).values(**values).returning(*escalation_policies.c)).one()._mapping))  # fmt: skip
+    except IntegrityError:
+        return _invalid([{"field": "name", "message": "a policy with this name exists"}])
+    return _json(row, status_code=201)
+
+
+router.include_router(admin)
+router.include_router(live)
