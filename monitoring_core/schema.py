@@ -137,6 +137,9 @@ metric_rollup_1m = _metric_rollup("metric_rollup_1m")
 metric_rollup_1h = _metric_rollup("metric_rollup_1h")
 Index("ix_metric_rollup_1m_bucket", metric_rollup_1m.c.bucket)
 Index("ix_metric_rollup_1h_bucket", metric_rollup_1h.c.bucket)
+# Daily rows (merged from hourly) keep 30-day reads to ~30 rows per series.
+metric_rollup_1d = _metric_rollup("metric_rollup_1d")
+Index("ix_metric_rollup_1d_bucket", metric_rollup_1d.c.bucket)
 
 rollup_watermarks = Table(
     "rollup_watermarks",
@@ -178,6 +181,24 @@ def _api_rollup(name: str) -> Table:
 
 api_rollup_1m = _api_rollup("api_rollup_1m")
 api_rollup_1h = _api_rollup("api_rollup_1h")
+api_rollup_1d = _api_rollup("api_rollup_1d")
+
+
+def _api_total(name: str) -> Table:
+    """All endpoints merged per bucket: the Overview reads one row per bucket, not twenty."""
+    return Table(
+        name,
+        metadata,
+        Column("bucket", DateTime(timezone=True), primary_key=True),
+        Column("error_count", BigInteger, nullable=False),
+        Column("client_error_count", BigInteger, nullable=False),
+        *_histogram_cols(),
+    )
+
+
+api_total_1m = _api_total("api_total_1m")
+api_total_1h = _api_total("api_total_1h")
+api_total_1d = _api_total("api_total_1d")
 
 web_vitals = _partitioned(
     "web_vitals",
@@ -198,6 +219,18 @@ Index("ix_web_vitals_ingested", web_vitals.c.ingested_at, postgresql_using="brin
 
 web_vitals_rollup_1h = Table(
     "web_vitals_rollup_1h",
+    metadata,
+    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("page_route", Text, primary_key=True),
+    Column("device_type", Text, primary_key=True),
+    Column("good", BigInteger, nullable=False),
+    Column("needs_improvement", BigInteger, nullable=False),
+    Column("poor", BigInteger, nullable=False),
+    *_histogram_cols(),
+)
+web_vitals_rollup_1d = Table(
+    "web_vitals_rollup_1d",
     metadata,
     Column("bucket", DateTime(timezone=True), primary_key=True),
     Column("name", Text, primary_key=True),
