@@ -185,3 +185,11 @@ def test_it_reads_sentry_keys(header: str, query: str, expected: str | None) -> 
     headers = [(b"x-sentry-auth", header.encode())] if header else []
     scope = {"type": "http", "headers": headers, "query_string": query.encode()}
     assert sentry_key(Request(scope)) == expected
+
+
+def test_it_records_when_a_key_was_last_used(
+    api_server: str, engine: Engine, ingest_key: str
+) -> None:
+    assert _post(api_server, headers={"X-API-Key": ingest_key}).status_code == 202
+    with engine.connect() as conn:
+        assert conn.execute(select(api_keys.c.last_used_at)).scalar_one() is not None

@@ -6,9 +6,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, update
 
 from monitoring_core.accounts import ApiKey, hash_api_key, lookup_api_key
+from monitoring_core.schema import api_keys
 
 __all__ = ["KeyCache"]
 
@@ -45,8 +46,15 @@ class KeyCache:
         hit, record = self.cached(key)
         if hit:
             return record
-        with self._engine.connect() as conn:
+        with self._engine.begin() as conn:
             record = lookup_api_key(conn, key)
+            if record is not None:
+                # At most once per key and TTL: enough for "last used" in the admin UI.
+                conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == record.id)
+                    .values(last_used_at=func.now())
+                )
         with self._lock:
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()  # a flood of random keys must not grow memory
