@@ -1,0 +1,181 @@
+"""The alerting API on a real server: rules, test against history, actions, channels, live."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from monitoring_core.alerts.evaluation import run_evaluation
+from tests.alerting_support import webhook_receiver
+
+RULE = {
+    "alert_name": "Checkout slow",
+    "metric_name": "checkout_latency_ms",
+    "condition_config": {
+        "type": "threshold", "metric": "checkout_latency_ms", "aggregation": "avg",
+        "operator": "greater_than", "value": 100, "window_minutes": 1,
+    },
+    "severity_level": "high",
+    "notification_channels": [],
+    "is_enabled": True,
+}  # fmt: skip
+
+
+def call(method: str, url: str, key: str | None, body: Any = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.request(method, url, headers=headers, json=body, timeout=30)
+
+
+def test_it_needs_an_admin_key(api_server: str, ingest_key: str) -> None:
+    assert call("GET", f"{api_server}/api/admin/monitoring/alerts", None).status_code == 401
+    assert call("GET", f"{api_server}/api/admin/monitoring/alerts", ingest_key).status_code == 403
+    assert (
+        call("POST", f"{api_server}/api/admin/alerts/1/acknowledge", ingest_key).status_code == 403
+    )
+    assert call("POST", f"{api_server}/api/admin/channels", ingest_key, {}).status_code == 403
+
+
+def test_it_creates_lists_updates_and_deletes_rules(api_server: str, admin_key: str) -> None:
+    base = f"{api_server}/api/admin/monitoring/alerts"
+    created = call("POST", base, admin_key, RULE)
+    assert created.status_code == 201, created.text
+    rule = created.json()
+    assert {k: rule[k] for k in ("alert_name", "severity_level", "is_enabled")} == {
+        "alert_name": "Checkout slow", "severity_level": "high", "is_enabled": True,
+    }  # fmt: skip
+    assert [r["id"] for r in call("GET", base, admin_key).json()["alerts"]] == [rule["id"]]
+    changed = call("PUT", f"{base}/{rule['id']}", admin_key, {"is_enabled": False})
+    assert changed.status_code == 200 and changed.json()["is_enabled"] is False
+    assert call("DELETE", f"{base}/{rule['id']}", admin_key).status_code == 204
+    assert call("DELETE", f"{base}/{rule['id']}", admin_key).status_code == 404
+    assert call("PUT", f"{base}/999", admin_key, {"is_enabled": True}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"severity_level": "urgent"}, "severity_level"),
+        ({"alert_name": ""}, "alert_name"),
+        ({"condition_config": {"type": "threshold", "value": 1}}, "condition_config.metric"),
+        ({"notification_channels": [42]}, "notification_channels"),
+        ({"escalation_policy": "nope"}, "escalation_policy"),
+    ],
+)
+def test_it_rejects_invalid_rules_with_422(
+    api_server: str, admin_key: str, patch: dict, field: str
+) -> None:
+    reply = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, {**RULE, **patch})
+    assert reply.status_code == 422
+    assert field in [d["field"] for d in reply.json()["detail"]]
+
+
+def test_it_answers_400_for_malformed_json(api_server: str, admin_key: str) -> None:
+    reply = httpx.post(f"{api_server}/api/admin/monitoring/alerts", content=b"{nope",
+                       headers={"Authorization": f"Bearer {admin_key}"})  # fmt: skip
+    assert reply.status_code == 400
+
+
+def test_it_manages_and_tests_channels(api_server: str, admin_key: str) -> None:
+    with webhook_receiver() as hook:
+        url = hook.json_url("hook").replace("json://", "json://user:topsecret@")
+        created = call(
+            "POST", f"{api_server}/api/admin/channels", admin_key, {"name": "ops", "url": url}
+        )
+        assert created.status_code == 201 and "topsecret" not in created.text
+        channel_id = created.json()["id"]
+        tested = call("POST", f"{api_server}/api/admin/channels/{channel_id}/test", admin_key)
+        assert tested.status_code == 200 and tested.json()["ok"] is True
+        assert hook.titles() == ["Test notification for channel ops"]
+    listed = call("GET", f"{api_server}/api/admin/channels", admin_key)
+    assert "topsecret" not in listed.text and listed.json()["channels"][0]["name"] == "ops"
+    bad = call(
+        "POST", f"{api_server}/api/admin/channels", admin_key, {"name": "x", "url": "nope://"}
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "url"
+    assert call("POST", f"{api_server}/api/admin/channels/999/test", admin_key).status_code == 404
+
+
+def _breach(api_server: str, ingest_key: str, at: datetime, value: float) -> None:
+    reply = call("POST", f"{api_server}/api/monitoring/metrics", ingest_key, {
+        "metric_name": "checkout_latency_ms", "metric_value": value, "timestamp": at.isoformat(),
+    })  # fmt: skip
+    assert reply.status_code == 202, reply.text
+
+
+def test_it_lists_active_alerts_and_takes_actions(
+    api_server: str, admin_key: str, ingest_key: str, engine: Engine, now: datetime
+) -> None:
+    rule = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, RULE).json()
+    _breach(api_server, ingest_key, now - timedelta(seconds=2), 500)
+    run_evaluation(engine, now)
+    (alert,) = call("GET", f"{api_server}/api/admin/alerts/active", admin_key).json()["alerts"]
+    assert alert["alert_configuration_id"] == rule["id"] and alert["status"] == "firing"
+    assert {"alert_key", "trigger_count", "first_triggered_at", "trigger_value", "alert_name",
+            "severity_level", "trigger_dimensions", "resolved_at"} <= set(alert)  # fmt: skip
+    live = call("GET", f"{api_server}/api/monitoring/live/alerts", ingest_key).json()
+    assert live["total"] == 1 and live["counts"] == {"high": 1}
+    base = f"{api_server}/api/admin/alerts/{alert['id']}"
+    assert call("POST", f"{base}/escalate", admin_key).status_code == 409  # no policy
+    assert call("POST", f"{base}/suppress", admin_key, {"minutes": 0}).status_code == 422
+    acked = call("POST", f"{base}/acknowledge", admin_key)
+    assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
+    assert acked.json()["acknowledged_by"].startswith("apikey:")
+    suppressed = call("POST", f"{base}/suppress", admin_key, {"minutes": 30, "reason": "deploy"})
+    assert suppressed.status_code == 200 and suppressed.json()["status"] == "suppressed"
+    assert (
+        call("POST", f"{api_server}/api/admin/alerts/999/acknowledge", admin_key).status_code == 404
+    )
+
+
+def test_it_tests_a_rule_against_history(
+    api_server: str, admin_key: str, ingest_key: str, engine: Engine, now: datetime
+) -> None:
+    rule = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, RULE).json()
+    for minutes_ago, value in ((30, 50), (20, 400), (10, 60)):
+        _breach(api_server, ingest_key, now - timedelta(minutes=minutes_ago), value)
+    from monitoring_core.rollups import run_rollups
+
+    run_rollups(engine, now + timedelta(seconds=1), safety_lag=timedelta(0))
+    reply = call("POST", f"{api_server}/api/admin/monitoring/alerts/{rule['id']}/test", admin_key,
+                 {"timeRange": "1h"})  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert result["fired_count"] == 1
+    fired_at = datetime.fromisoformat(result["fired"][0]["time"])
+    assert now - timedelta(minutes=21) <= fired_at <= now - timedelta(minutes=18)
+    assert result["fired"][0]["value"] == 400 and result["fired"][0]["threshold"] == 100
+    assert call("GET", f"{api_server}/api/admin/alerts/active", admin_key).json()["alerts"] == []
+    bad = call("POST", f"{api_server}/api/admin/monitoring/alerts/{rule['id']}/test", admin_key,
+               {"timeRange": "2 fortnights"})  # fmt: skip
+    assert bad.status_code == 422
+
+
+def test_it_adds_silences_and_policies(api_server: str, admin_key: str) -> None:
+    silence = call("POST", f"{api_server}/api/admin/silences", admin_key, {
+        "matchers": [{"name": "service", "value": "payments"}], "duration_minutes": 30,
+        "reason": "deploy", "recurrence": {"weekday": 1, "start": "02:00", "end": "03:00"},
+    })  # fmt: skip
+    assert silence.status_code == 201, silence.text
+    assert len(call("GET", f"{api_server}/api/admin/silences", admin_key).json()["silences"]) == 1
+    bad = call("POST", f"{api_server}/api/admin/silences", admin_key, {"matchers": "x"})
+    assert bad.status_code == 422
+    policy = {"name": "Default", "steps": [{"after_minutes": 0, "channels": []}]}
+    assert (
+        call("POST", f"{api_server}/api/admin/escalation-policies", admin_key, policy).status_code
+        == 201
+    )
+    assert (
+        call("POST", f"{api_server}/api/admin/escalation-policies", admin_key, policy).status_code
+        == 422
+    )
+    bad_steps = {"name": "x", "steps": [{"after_minutes": -5}]}
+    assert (
+        call(
+            "POST", f"{api_server}/api/admin/escalation-policies", admin_key, bad_steps
+        ).status_code
+        == 422
+    )
