@@ -6,7 +6,6 @@ import streamlit as st
 
 from monitoring_core.enums import Role
 from monitoring_core.performance import queries
-from monitoring_core.timerange import pick_interval
 from ui import auth, charts, data, fmt, widgets
 
 auth.require_role(Role.VIEWER)
@@ -61,14 +60,14 @@ with cards[4]:
 # ── Cards from the other domains go here, one call each (they read through data.read too):
 # ── active alerts (alerting), open incidents (incidents), health checks (health).
 
-interval = pick_interval(tr)
+interval = widgets.chart_interval(tr)
 trend = data.read_or_stop(queries.latency_trend, tr, interval)
 if trend.empty:
     st.info("No API timings in this range yet. Send some to `POST /api/monitoring/performance`.")
 else:
     left, right = st.columns(2)
-    left.plotly_chart(charts.latency_figure(trend, tz))
-    right.plotly_chart(charts.traffic_figure(trend, interval, tz))
+    left.plotly_chart(charts.latency_figure(trend, tz), config=charts.PLOTLY_CONFIG)
+    right.plotly_chart(charts.traffic_figure(trend, interval, tz), config=charts.PLOTLY_CONFIG)
 
 st.subheader("Slowest endpoints (p95)")
 slow = data.read_or_stop(queries.top_slow_endpoints, tr, 10)

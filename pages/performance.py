@@ -7,8 +7,7 @@ import streamlit as st
 from monitoring_core.enums import Role
 from monitoring_core.performance import queries
 from monitoring_core.performance.vitals import VITAL_THRESHOLDS
-from monitoring_core.timerange import pick_interval
-from ui import auth, charts, data, widgets
+from ui import auth, charts, data, fmt, widgets
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
@@ -27,8 +26,8 @@ if regressed.empty:
     )
 else:
     st.warning(
-        f"{len(regressed)} endpoint(s) have a p95 at least 1.5× their usual value for "
-        "this hour of the week.",
+        f"{fmt.plural(len(regressed), 'endpoint')} slower than usual: p95 of the last hour "
+        "at least 1.5× the same hour of the past 4 weeks.",
         icon=":material/trending_up:",
     )
     st.dataframe(
@@ -40,6 +39,7 @@ else:
             "p95_last_hour": ms("p95 last hour (ms)", format="%.0f"),
             "baseline_p95": ms("usual p95 (ms)", format="%.0f"),
             "ratio": ms("× usual", format="%.1f×"),
+            "requests_last_hour": ms("requests (last hour)", format="localized"),
         },
     )
 
@@ -49,7 +49,8 @@ if table.empty:
     st.info("No API timings in this range yet.")
     st.stop()
 st.dataframe(
-    table[
+    height=widgets.table_height(len(table)),
+    data=table[
         [
             "method",
             "endpoint",
@@ -75,15 +76,21 @@ st.dataframe(
 )
 
 st.subheader("Latency trend per endpoint")
-by_p95 = table.sort_values("p95", ascending=False)["endpoint"].drop_duplicates().tolist()
+# Start with what needs looking at: regressed endpoints, then the busiest ones.
+busiest = table["endpoint"].drop_duplicates().tolist()
+suggested = list(dict.fromkeys([*regressed["endpoint"].tolist(), *busiest]))[:3]
 pick, level = st.columns([4, 1])
-chosen = pick.multiselect("Endpoints", sorted(set(by_p95)), default=by_p95[:3], key="perf_eps")
+chosen = pick.multiselect("Endpoints", sorted(busiest), default=suggested, key="perf_eps")
 percentile = level.segmented_control(
     "Percentile", ["p50", "p95", "p99"], default="p95", key="perf_pct", required=True
 )
 if chosen:
-    trend = data.read_or_stop(queries.endpoint_latency_trend, tr, tuple(chosen), pick_interval(tr))
-    st.plotly_chart(charts.endpoint_trend_figure(trend, percentile or "p95", tz))
+    trend = data.read_or_stop(
+        queries.endpoint_latency_trend, tr, tuple(chosen), widgets.chart_interval(tr)
+    )
+    st.plotly_chart(
+        charts.endpoint_trend_figure(trend, percentile or "p95", tz), config=charts.PLOTLY_CONFIG
+    )
 
 st.subheader("Web Vitals (p75)")
 vitals = data.read_or_stop(queries.web_vitals_summary, tr, ("name", "page_route", "device_type"))
@@ -100,8 +107,8 @@ st.caption(
     f"{'' if metric == 'CLS' else ' ms'}; the 75th percentile is what counts."
 )
 left, right = st.columns([3, 2])
-left.plotly_chart(charts.vitals_p75_figure(vitals, metric, good, poor))
-right.plotly_chart(charts.vitals_shares_figure(by_device, metric))
+left.plotly_chart(charts.vitals_p75_figure(vitals, metric, good, poor), config=charts.PLOTLY_CONFIG)
+right.plotly_chart(charts.vitals_shares_figure(by_device, metric), config=charts.PLOTLY_CONFIG)
 pivot = vitals[vitals["name"] == metric].pivot_table(
     index="page_route", columns="device_type", values="p75", aggfunc="first"
 )

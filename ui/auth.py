@@ -1,7 +1,8 @@
 """Login against the users table and role checks for pages (viewer < responder < admin).
 
-Pages call `require_role(Role.RESPONDER)` before any action and `has_role(...)` to decide
-whether to show an action at all; the login itself is drawn by `app.py` via `login_form()`.
+Every page starts with `require_role(Role.VIEWER)` (a page file can be run without app.py on a
+fresh server, see app.py), calls `require_role(Role.RESPONDER)` before any action and uses
+`has_role(...)` to decide whether to show an action at all. app.py draws `login_form()`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ def has_role(role: Role) -> bool:
 def require_role(role: Role) -> User:
     """The user when their role is high enough; otherwise an explanation and the page stops."""
     user = current_user()
-    if user is None or not has_role(role):
+    if user is None:
+        # Reached only when a page runs without app.py (see app.py `_page`): never show data.
+        st.warning(
+            "You are not signed in. Open the [start page](/) to sign in.", icon=":material/lock:"
+        )
+        st.stop()
+    if not has_role(role):
         st.error(f"This needs the **{role.value}** role (or higher).", icon=":material/lock:")
         st.stop()
     assert user is not None
@@ -68,6 +75,12 @@ def _check_password(username: str, password: str) -> User | None:
 
 def login_form() -> None:
     """The sign-in form; on success the user goes into the session and the app reruns."""
+    _, middle, _ = st.columns([1, 2, 1])
+    with middle:
+        _login_form()
+
+
+def _login_form() -> None:
     st.title("Wedding platform monitoring")
     with st.form("login", clear_on_submit=False):
         username = st.text_input("Username", key="login_username")

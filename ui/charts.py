@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 __all__ = [
+    "PLOTLY_CONFIG",
     "REFERENCE_MS",
     "endpoint_trend_figure",
     "latency_figure",
@@ -18,14 +19,16 @@ __all__ = [
     "vitals_shares_figure",
 ]
 
+PLOTLY_CONFIG = {"displayModeBar": False}  # drag to zoom, double-click to reset; no toolbar
 REFERENCE_MS = 2000.0  # the 2 s line: slower than this is what users notice and complain about
 _LAYOUT = {
     "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
     "height": 320,
-    "legend": {"orientation": "h", "y": 1.12, "x": 0},
+    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
     "hovermode": "x unified",
 }
 _RATING_COLORS = {"good": "#0cce6b", "needs-improvement": "#ffa400", "poor": "#ff4e42"}
+_DEVICE_COLORS = {"desktop": "#4c78a8", "mobile": "#f58518", "tablet": "#72b7b2"}
 
 
 def _local(times: pd.Series, tz: ZoneInfo) -> pd.Series:
@@ -65,7 +68,9 @@ def traffic_figure(trend: pd.DataFrame, interval: timedelta, tz: ZoneInfo) -> go
     )
     fig.update_layout(**_LAYOUT, title="Traffic and errors", bargap=0.05)
     fig.update_yaxes(title_text="requests/min", secondary_y=False)
-    fig.update_yaxes(title_text="error rate %", secondary_y=True, rangemode="tozero")
+    fig.update_yaxes(
+        title_text="error rate %", secondary_y=True, rangemode="tozero", tickformat=".1f"
+    )
     return fig
 
 
@@ -88,12 +93,17 @@ def vitals_p75_figure(vitals: pd.DataFrame, metric: str, good: float, poor: floa
     rows = vitals[vitals["name"] == metric].sort_values(["page_route", "device_type"])
     fig = go.Figure()
     for device, part in rows.groupby("device_type", sort=True):
-        fig.add_bar(x=part["page_route"], y=part["p75"], name=str(device))
+        fig.add_bar(
+            x=part["page_route"],
+            y=part["p75"],
+            name=str(device),
+            marker_color=_DEVICE_COLORS.get(str(device), "#9d9d9d"),
+        )
     fig.add_hline(y=good, line={"dash": "dot", "color": _RATING_COLORS["good"]})
     fig.add_hline(y=poor, line={"dash": "dot", "color": _RATING_COLORS["poor"]})
     unit = "" if metric == "CLS" else " (ms)"
     fig.update_layout(**{**_LAYOUT, "hovermode": "closest"}, barmode="group")
-    fig.update_layout(title=f"{metric} p75 per page and device{unit}")
+    fig.update_layout(title=f"{metric} p75{unit}")
     return fig
 
 
@@ -113,7 +123,9 @@ def vitals_shares_figure(shares: pd.DataFrame, metric: str) -> go.Figure:
             orientation="h",
             marker_color=_RATING_COLORS[rating],
         )
-    fig.update_layout(**{**_LAYOUT, "hovermode": "closest", "height": 240}, barmode="stack")
-    fig.update_layout(title=f"{metric}: share of page views by rating (%)")
+    legend = {"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0}
+    layout = {**_LAYOUT, "hovermode": "closest", "height": 260, "legend": legend}
+    fig.update_layout(**layout, barmode="stack")
+    fig.update_layout(title=f"{metric} ratings by device (%)")
     fig.update_xaxes(range=[0, 100])
     return fig

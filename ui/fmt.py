@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["count", "milliseconds", "percent", "per_minute"]
+__all__ = ["count", "milliseconds", "percent", "per_minute", "plural"]
 
 
 def _missing(value: float | None) -> bool:
@@ -37,3 +37,8 @@ def count(value: int | float | None) -> str:
     if value is None or _missing(float(value)):
         return "—"
     return f"{int(value):,}"
+
+
+def plural(number: int, noun: str) -> str:
+    """`1 endpoint`, `3 endpoints`."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")

@@ -15,11 +15,13 @@ __all__ = [
     "RANGE_CHOICES",
     "REFRESH_S",
     "auto_refresh_toggle",
+    "chart_interval",
     "current_now",
     "current_time_range",
     "kpi_card",
     "severity_badge",
     "status_badge",
+    "table_height",
     "time_range_picker",
     "wedding_day_banner",
 ]
@@ -53,6 +55,14 @@ def current_now() -> datetime:
     return now - timedelta(seconds=now.timestamp() % REFRESH_S, microseconds=now.microsecond)
 
 
+def chart_interval(tr: TimeRange) -> timedelta:
+    """A chart bucket giving at most ~180 points: fewer, fuller buckets make steadier p95s."""
+    for step in (timedelta(minutes=m) for m in (1, 5, 15, 60, 360, 1440)):
+        if tr.duration / step <= 180:
+            return step
+    return timedelta(days=7)
+
+
 def time_range_picker() -> None:
     """The sidebar range selector (the app draws it once; pages read `current_time_range`)."""
     st.sidebar.segmented_control(
@@ -83,6 +93,11 @@ def kpi_card(
 ) -> None:
     """One number with a label, an optional change and a tooltip, in a bordered card."""
     st.metric(label, value, delta=delta, delta_color=delta_color, help=help, border=True)  # type: ignore[arg-type]
+
+
+def table_height(rows: int, *, max_rows: int = 30) -> int:
+    """Pixel height that shows `rows` rows of a st.dataframe without an inner scrollbar."""
+    return 38 + 35 * max(1, min(rows, max_rows))
 
 
 def severity_badge(severity: str) -> str:

@@ -1,0 +1,133 @@
+"""Sign in to a running UI in headless Chromium and save screenshots of its pages.
+
+Usage: python docs/screenshots/capture.py URL USER PASSWORD [OUT_DIR]
+Drives Chromium (`/usr/bin/chromium`, Debian's package) over the DevTools protocol with the
+`websockets` client Streamlit already depends on, so no browser automation package is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+from websockets.sync.client import ClientConnection, connect
+
+CHROMIUM = "/usr/bin/chromium"
+PORT = 9333
+WIDTH, HEIGHT, MAX_HEIGHT = 1400, 1000, 3200
+# screenshot name -> (URL path of the page, time range to pick in the sidebar)
+PAGES = {"overview": ("", "7d"), "performance": ("monitoring-performance", "24h")}
+_ids = count(1)
+
+
+def _call(ws: ClientConnection, method: str, **params: Any) -> dict[str, Any]:
+    message_id = next(_ids)
+    ws.send(json.dumps({"id": message_id, "method": method, "params": params}))
+    while True:
+        reply = json.loads(ws.recv())
+        if reply.get("id") == message_id:
+            if "error" in reply:
+                raise RuntimeError(f"{method}: {reply['error']}")
+            return dict(reply.get("result", {}))
+
+
+def _js(ws: ClientConnection, expression: str) -> Any:
+    result = _call(ws, "Runtime.evaluate", expression=expression, awaitPromise=True)
+    return result.get("result", {}).get("value")
+
+
+def _wait_for(ws: ClientConnection, expression: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _js(ws, expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(expression)
+        time.sleep(0.3)
+
+
+def _type(ws: ClientConnection, selector: str, text: str) -> None:
+    # React keeps its own copy of an input's value: set it through the native setter and fire
+    # `input` so Streamlit sees the change.
+    _js(
+        ws,
+        f"""(() => {{ const el = document.querySelector({json.dumps(selector)});
+        const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+        set.call(el, {json.dumps(text)}); el.dispatchEvent(new Event('input', {{bubbles: true}}));
+        el.blur(); return true; }})()""",
+    )
+
+
+def _settled(ws: ClientConnection) -> None:
+    """Wait until Streamlit has finished running and charts have drawn."""
+    time.sleep(1.0)
+    _wait_for(ws, "!document.querySelector('[data-testid=\"stStatusWidget\"]')", 60)
+    time.sleep(3.0)
+
+
+def _resize(ws: ClientConnection, height: int) -> None:
+    _call(ws, "Emulation.setDeviceMetricsOverride", width=WIDTH, height=height,
+          deviceScaleFactor=1, mobile=False)  # fmt: skip
+
+
+def _shoot(ws: ClientConnection, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so grow the window to fit."""
+    height = _js(ws, "document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    _resize(ws, min(max(int(height or HEIGHT), HEIGHT), MAX_HEIGHT))
+    _settled(ws)
+    data = _call(ws, "Page.captureScreenshot", format="png")["data"]
+    path.write_bytes(base64.b64decode(data))
+    _resize(ws, HEIGHT)
+    print(f"saved {path}")
+
+
+def main(url: str, user: str, password: str, out: Path) -> None:
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    browser = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--disable-background-networking", f"--remote-debugging-port={PORT}",
+         f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(2)
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{PORT}/json"))
+        page = next(t for t in targets if t["type"] == "page")
+        with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
+            _resize(ws, HEIGHT)
+            _call(ws, "Page.navigate", url=url)
+            _wait_for(ws, "!!document.querySelector('input[type=password]')")
+            _type(ws, "input[aria-label=Username]", user)
+            _type(ws, "input[type=password]", password)
+            time.sleep(0.5)
+            _js(ws, "document.querySelector('[data-testid=stFormSubmitButton] button').click()")
+            _wait_for(ws, "!document.querySelector('input[type=password]')")
+            for name, (path, time_range) in PAGES.items():
+                # Follow the sidebar link: loading the URL anew would start a new session.
+                link = json.dumps(f'[data-testid="stSidebarNav"] a[href$="/{path}"]')
+                _js(ws, f"document.querySelector({link}).click()")
+                _wait_for(ws, "!!document.querySelector('h1')")
+                _settled(ws)
+                _js(
+                    ws,
+                    "[...document.querySelectorAll('[data-testid=stSidebar] button')]"
+                    f".find(b => b.textContent.trim() === {json.dumps(time_range)}).click()",
+                )
+                _settled(ws)
+                _shoot(ws, out / f"{name}.png")
+    finally:
+        browser.terminate()
+        browser.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if len(args) not in (3, 4):
+        sys.exit(__doc__)
+    main(args[0], args[1], args[2], Path(args[3] if len(args) == 4 else Path(__file__).parent))
