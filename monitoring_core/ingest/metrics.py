@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
-from monitoring_core.ingest.copy import copy_rows
+from monitoring_core.ingest.copy import copy_columns
 from monitoring_core.ingest.validate import ItemChecker, Limits, json_type, parse_timestamp
 
 __all__ = [
@@ -262,14 +262,11 @@ def _canonical(dimensions: Mapping[str, Any]) -> bytes:
 def write_metrics(conn: Connection, batch: MetricBatch, cache: SeriesCache) -> dict[SeriesKey, int]:
     """COPY the points in the caller's transaction; returns series ids to cache after commit."""
     ids, fresh = resolve_series(conn, batch.sources, cache)
-    rows: Iterable[tuple[datetime, int, float]] = zip(
-        batch.times, map(ids.__getitem__, batch.keys), batch.values, strict=True
-    )
-    copy_rows(
+    copy_columns(
         conn,
         "metric_points",
         ("time", "series_id", "value"),
         ("timestamptz", "int8", "float8"),
-        rows,
+        (batch.times, [ids[key] for key in batch.keys], batch.values),
     )
     return fresh
