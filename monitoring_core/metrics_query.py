@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from monitoring_core.rollup_read import HOUR, floor_to, percentile_select, range_source
+from monitoring_core.rollup_read import floor_to, percentile_select, range_source
 from monitoring_core.timerange import TimeRange
 
 __all__ = ["AGGREGATIONS", "live_points", "parse_interval", "query_metric"]
@@ -91,7 +91,7 @@ def query_metric(
         tr,
         columns="series_id, bucket, count, sum, min, max, last, hist_keys, hist_counts",
         where="series_id IN (SELECT id FROM sel)",
-        fine=bool(step % HOUR),
+        step=step,
     )
     params.update(source.params, step=step, origin=floor_to(tr.start, step))
     groups = ["tbin", *(f"g{i}" for i in range(len(group_by)))]
@@ -114,7 +114,7 @@ def _aggregate_sql(binned: str, groups: list[str], aggregation: str) -> str:
     if aggregation == "last":
         per_series = (
             f"SELECT {g}, series_id, sum(count) AS n, "
-            f"(max(ARRAY[extract(epoch FROM bucket)::float8, last]))[2] AS l "
+            f"(max(ARRAY[date_part('epoch', bucket), last]))[2] AS l "
             f"FROM ({binned}) b GROUP BY {g}, series_id"
         )
         return (

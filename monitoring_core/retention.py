@@ -3,8 +3,8 @@
 Defaults (days) in `DEFAULT_RETENTION_DAYS`; override any of them with the `settings` row
 `retention_days`, a JSON object such as `{"metric_points": 7, "rollup_1h": 365}`. A metric's
 own `metric_catalog.retention_days` sets how long that metric's rollups are kept: its hourly
-rows live that many days (longer or shorter than `rollup_1h`) and its 1-minute rows
-min(that, `rollup_1m`). Raw partitions hold every metric, so they follow the table's setting.
+and daily rows live that many days (longer or shorter than `rollup_1h` / `rollup_1d`) and its
+1-minute rows min(that, `rollup_1m`). Raw partitions hold every metric, so they follow the table's setting.
 
 A raw partition is dropped only when its whole day is older than the cutoff **and** the rollup
 watermark of its table has passed every row in it (no row with `ingested_at` above the
@@ -46,12 +46,16 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "business_events": 800,
     "rollup_1m": 90,
     "rollup_1h": 730,
+    "rollup_1d": 1825,
     "job_runs": 7,
 }
 # Raw tables whose rows feed rollups: the watermark of the same name must have passed them.
 ROLLED_UP = {"metric_points", "api_timings", "web_vitals"}
-_ROLLUP_TABLES = {"api_rollup_1m": "rollup_1m", "api_rollup_1h": "rollup_1h",
-                  "web_vitals_rollup_1h": "rollup_1h"}  # fmt: skip
+_ROLLUP_TABLES = {
+    "api_rollup_1m": "rollup_1m", "api_total_1m": "rollup_1m",
+    "api_rollup_1h": "rollup_1h", "api_total_1h": "rollup_1h", "web_vitals_rollup_1h": "rollup_1h",
+    "api_rollup_1d": "rollup_1d", "api_total_1d": "rollup_1d", "web_vitals_rollup_1d": "rollup_1d",
+}  # fmt: skip
 
 
 @dataclass
@@ -150,7 +154,9 @@ def _delete_metric_rollups(
     conn: Connection, days: dict[str, int], now: datetime, report: RetentionReport
 ) -> None:
     shortest = conn.execute(text("SELECT min(retention_days) FROM metric_catalog")).scalar()
-    for table, kind in (("metric_rollup_1m", "rollup_1m"), ("metric_rollup_1h", "rollup_1h")):
+    levels = (("metric_rollup_1m", "rollup_1m"), ("metric_rollup_1h", "rollup_1h"),
+              ("metric_rollup_1d", "rollup_1d"))  # fmt: skip
+    for table, kind in levels:
         default = days[kind]
         keep = "coalesce(c.retention_days, :d)"
         if kind == "rollup_1m":

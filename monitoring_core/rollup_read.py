@@ -1,11 +1,11 @@
 """Reading the rollup tables: which table covers which part of a range, and percentiles in SQL.
 
-Resolution rule (documented for every read function built on it):
-- a range shorter than `HOURLY_FROM` or a chart interval finer than an hour reads the 1-minute
-  rollups only;
-- a longer range reads the 1-hour rollups for the whole hours inside it and the 1-minute
-  rollups for the partial hours at both ends, so a 24 h range starting at 09:13 is exact to
-  the minute and still reads ~20 hourly rows per endpoint instead of 1,440.
+Resolution rule (documented for every read function built on it): a range is cut into the
+coarsest whole buckets that fit — whole UTC days from the daily rollups, whole hours left at
+either end from the hourly ones, minutes left at the very ends from the 1-minute ones — so a
+30-day range reads ~30 rows per series plus two partial days of hours, and is still exact to
+the minute. A chart interval limits the levels to those that divide it (5-minute bins read
+1-minute rows; 6-hour bins read hours; daily bins read days).
 A 1-minute bucket belongs to the range when its start lies in [floor_minute(start), end).
 Points not yet rolled up (the worker's safety lag, ~15–30 s) are not included.
 
@@ -29,27 +29,53 @@ from monitoring_core.histogram import sql_bucket_value
 from monitoring_core.timerange import TimeRange
 
 __all__ = [
-    "HOURLY_FROM",
+    "DAY",
+    "HOUR",
+    "MINUTE",
     "ROLLUP_TABLES",
     "RangeSource",
+    "ceil_to",
     "floor_to",
     "percentile_select",
     "range_source",
+    "segments",
 ]
 
-HOURLY_FROM = timedelta(hours=3)
-ROLLUP_TABLES = {
-    "api": ("api_rollup_1m", "api_rollup_1h"),
-    "metric": ("metric_rollup_1m", "metric_rollup_1h"),
+MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+# family -> (width, table) from the coarsest level to the finest
+ROLLUP_TABLES: dict[str, tuple[tuple[timedelta, str], ...]] = {
+    "api": ((DAY, "api_rollup_1d"), (HOUR, "api_rollup_1h"), (MINUTE, "api_rollup_1m")),
+    "api_total": ((DAY, "api_total_1d"), (HOUR, "api_total_1h"), (MINUTE, "api_total_1m")),
+    "metric": ((DAY, "metric_rollup_1d"), (HOUR, "metric_rollup_1h"), (MINUTE, "metric_rollup_1m")),
 }
-HOUR = timedelta(hours=1)
-MINUTE = timedelta(minutes=1)
 _EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday: weekly buckets start on Mondays
 
 
 def floor_to(moment: datetime, step: timedelta) -> datetime:
     """`moment` rounded down to a multiple of `step` since 2000-01-03 UTC."""
     return _EPOCH + ((moment - _EPOCH) // step) * step
+
+
+def ceil_to(moment: datetime, step: timedelta) -> datetime:
+    floor = floor_to(moment, step)
+    return floor if floor == moment else floor + step
+
+
+def segments(
+    lo: datetime, hi: datetime, widths: Sequence[timedelta]
+) -> list[tuple[int, datetime, datetime]]:
+    """Cut [lo, hi) into (level index, start, end): whole buckets of widths[0] in the middle,
+    the ends recursively with the finer widths; the last width takes whatever is left."""
+    if hi <= lo:
+        return []
+    if len(widths) == 1:
+        return [(0, lo, hi)]
+    inner_lo, inner_hi = ceil_to(lo, widths[0]), floor_to(hi, widths[0])
+    if inner_hi <= inner_lo:
+        return [(i + 1, a, b) for i, a, b in segments(lo, hi, widths[1:])]
+    left = [(i + 1, a, b) for i, a, b in segments(lo, inner_lo, widths[1:])]
+    right = [(i + 1, a, b) for i, a, b in segments(inner_hi, hi, widths[1:])]
+    return [*left, (0, inner_lo, inner_hi), *right]
 
 
 @dataclass(frozen=True)
@@ -61,27 +87,31 @@ class RangeSource:
 
 
 def range_source(
-    family: str, tr: TimeRange, *, columns: str, where: str = "", fine: bool = False
+    family: str,
+    tr: TimeRange,
+    *,
+    columns: str,
+    where: str = "",
+    step: timedelta | None = None,
 ) -> RangeSource:
-    """UNION ALL of the hourly and minute rollups covering `tr` (see the module docstring).
+    """UNION ALL of the rollup levels covering `tr` (see the module docstring).
 
-    `columns` and `where` are trusted SQL from this code base (column lists and conditions
-    with bound parameters), never user input.
+    `step` (a chart interval) keeps only the levels whose width divides it. `columns` and
+    `where` are trusted SQL from this code base with bound parameters, never user input.
     """
-    minute_t, hour_t = ROLLUP_TABLES[family]
+    levels = [(w, t) for w, t in ROLLUP_TABLES[family] if step is None or not step % w]
     extra = f" AND ({where})" if where else ""
-    m_lo, m_hi = floor_to(tr.start, MINUTE), tr.end
-    h_lo, h_hi = floor_to(m_lo + HOUR - MINUTE, HOUR), floor_to(m_hi, HOUR)
-    params = {"m_lo": m_lo, "m_hi": m_hi, "h_lo": h_lo, "h_hi": h_hi}
-    if fine or tr.duration < HOURLY_FROM or h_hi <= h_lo:
-        sql = f"SELECT {columns} FROM {minute_t} WHERE bucket >= :m_lo AND bucket < :m_hi{extra}"
-        return RangeSource(sql, params)
-    sql = (
-        f"SELECT {columns} FROM {hour_t} WHERE bucket >= :h_lo AND bucket < :h_hi{extra} "
-        f"UNION ALL SELECT {columns} FROM {minute_t} WHERE "
-        f"((bucket >= :m_lo AND bucket < :h_lo) OR (bucket >= :h_hi AND bucket < :m_hi)){extra}"
-    )
-    return RangeSource(sql, params)
+    parts, params = [], {}
+    cut = segments(floor_to(tr.start, MINUTE), tr.end, [w for w, _ in levels])
+    for n, (level, lo, hi) in enumerate(cut):
+        parts.append(
+            f"SELECT {columns} FROM {levels[level][1]} "
+            f"WHERE bucket >= :lo{n} AND bucket < :hi{n}{extra}"
+        )
+        params[f"lo{n}"], params[f"hi{n}"] = lo, hi
+    if not parts:  # an empty range: a query that returns nothing, in the same shape
+        parts.append(f"SELECT {columns} FROM {levels[-1][1]} WHERE false")
+    return RangeSource(" UNION ALL ".join(parts), params)
 
 
 def _q_name(q: float) -> str:

@@ -43,9 +43,11 @@ from monitoring_core.histogram import sql_bucket_key
 
 __all__ = [
     "FAMILIES",
+    "UNITS",
     "MAX_HOLD",
     "SAFETY_LAG",
     "Family",
+    "Stage",
     "RollupReport",
     "contiguous_ranges",
     "roll_family",
@@ -63,6 +65,16 @@ _LOCK_BASE = 7_210_100
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One merge step: rows of `source` re-binned per `unit`, keeping `keys`, into `target`."""
+
+    source: str
+    target: str
+    unit: str  # minute | hour | day
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Family:
     """One raw table and its rollups; every string is trusted SQL from this module."""
 
@@ -71,30 +83,36 @@ class Family:
     keys: tuple[str, ...]
     point_extra: str  # per-(bucket, keys, hist key) aggregates over raw rows `v` / columns
     outer_extra: str  # the same aggregated over those groups, with output names
-    merge_extra: str  # for 1 min -> 1 h: aggregates over 1-minute rows, with output names
+    merge_extra: str  # for the merge stages: aggregates over rollup rows, with output names
     extra_cols: tuple[str, ...]
     point_cols: str  # raw columns the point_extra aggregates read
-    minute_table: str | None
-    hour_table: str
+    first_table: str  # the rollup computed from raw
+    first_unit: str  # its bucket width
+    stages: tuple[Stage, ...]  # then these, in order, each from rollup rows
 
 
+_API_KEYS = ("method", "endpoint")
 FAMILIES: tuple[Family, ...] = (
     Family(
         name="metric_points",
         raw="metric_points",
         keys=("series_id",),
-        point_extra="max(ARRAY[extract(epoch FROM time)::float8, v]) AS lastpair",
+        point_extra="max(ARRAY[date_part('epoch', time), v]) AS lastpair",
         outer_extra="(max(lastpair))[2] AS last",
-        merge_extra="(max(ARRAY[extract(epoch FROM bucket)::float8, last]))[2] AS last",
+        merge_extra="(max(ARRAY[date_part('epoch', bucket), last]))[2] AS last",
         extra_cols=("last",),
         point_cols="time",
-        minute_table="metric_rollup_1m",
-        hour_table="metric_rollup_1h",
+        first_table="metric_rollup_1m",
+        first_unit="minute",
+        stages=(
+            Stage("metric_rollup_1m", "metric_rollup_1h", "hour", ("series_id",)),
+            Stage("metric_rollup_1h", "metric_rollup_1d", "day", ("series_id",)),
+        ),
     ),
     Family(
         name="api_timings",
         raw="api_timings",
-        keys=("method", "endpoint"),
+        keys=_API_KEYS,
         point_extra=(
             "count(*) FILTER (WHERE status_code >= 500) AS e, "
             "count(*) FILTER (WHERE status_code BETWEEN 400 AND 499) AS ce"
@@ -106,8 +124,15 @@ FAMILIES: tuple[Family, ...] = (
         ),
         extra_cols=("error_count", "client_error_count"),
         point_cols="status_code",
-        minute_table="api_rollup_1m",
-        hour_table="api_rollup_1h",
+        first_table="api_rollup_1m",
+        first_unit="minute",
+        stages=(
+            Stage("api_rollup_1m", "api_total_1m", "minute", ()),
+            Stage("api_rollup_1m", "api_rollup_1h", "hour", _API_KEYS),
+            Stage("api_total_1m", "api_total_1h", "hour", ()),
+            Stage("api_rollup_1h", "api_rollup_1d", "day", _API_KEYS),
+            Stage("api_total_1h", "api_total_1d", "day", ()),
+        ),
     ),
     Family(
         name="web_vitals",
@@ -121,15 +146,35 @@ FAMILIES: tuple[Family, ...] = (
         outer_extra=(
             "sum(g)::bigint AS good, sum(ni)::bigint AS needs_improvement, sum(p)::bigint AS poor"
         ),
-        merge_extra="",
+        merge_extra=(
+            "sum(good)::bigint AS good, sum(needs_improvement)::bigint AS needs_improvement, "
+            "sum(poor)::bigint AS poor"
+        ),
         extra_cols=("good", "needs_improvement", "poor"),
         point_cols="rating",
-        minute_table=None,
-        hour_table="web_vitals_rollup_1h",
+        first_table="web_vitals_rollup_1h",
+        first_unit="hour",
+        stages=(
+            Stage(
+                "web_vitals_rollup_1h",
+                "web_vitals_rollup_1d",
+                "day",
+                ("name", "page_route", "device_type"),
+            ),
+        ),  # fmt: skip
     ),
 )
+UNITS = {"minute": MINUTE, "hour": HOUR, "day": timedelta(days=1)}
+# Longest range one statement recomputes, per target bucket width (bounds its memory).
+_MAX_RANGE = {"minute": MAX_CHUNK, "hour": timedelta(days=2), "day": timedelta(days=62)}
 _VALUE_COLUMN = {"metric_points": "value", "api_timings": "response_time_ms", "web_vitals": "value"}
 _HIST_COLS = ("count", "sum", "min", "max", "hist_keys", "hist_counts")
+
+
+def _bin(unit: str, column: str) -> str:
+    """UTC minute/hour start of a timestamptz column. date_bin, not date_trunc(unit, t, 'UTC'):
+    the time-zone form costs a zone lookup per row (measured 8x slower on 170 k points)."""
+    return f"date_bin('1 {unit}', {column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 
 
 def hist_select(fam: Family, unit: str | None, lo: str, hi: str) -> str:
@@ -138,7 +183,7 @@ def hist_select(fam: Family, unit: str | None, lo: str, hi: str) -> str:
     `unit` is 'minute', 'hour' or None (no bucket column); lo/hi are bound-parameter names.
     """
     keys = ", ".join(fam.keys)
-    bucket = f"date_trunc('{unit}', time, 'UTC') AS bucket, " if unit else ""
+    bucket = f"{_bin(unit, 'time')} AS bucket, " if unit else ""
     by = f"bucket, {keys}" if unit else keys
     value = _VALUE_COLUMN[fam.raw]
     return (
@@ -158,32 +203,38 @@ def vitals_hist_select(unit: str | None, lo: str, hi: str) -> str:
     return f"SELECT {cols} FROM ({hist_select(fam, unit, lo, hi)}) v"
 
 
-def _merge_select(fam: Family) -> str:
-    """SQL merging 1-minute rows with bucket in [:lo, :hi) into hourly rows."""
-    keys = ", ".join(fam.keys)
+def _merge_select(fam: Family, stage: Stage) -> str:
+    """SQL re-binning `stage.source` rows with bucket in [:lo, :hi) per stage unit and keys."""
+    by = ", ".join((*stage.keys, "hb"))
     src = (
-        f"SELECT date_trunc('hour', bucket, 'UTC') AS hb, * FROM {fam.minute_table} "
+        f"SELECT {_bin(stage.unit, 'bucket')} AS hb, * FROM {stage.source} "
         "WHERE bucket >= :lo AND bucket < :hi"
     )
     return (
         f"SELECT t.hb AS bucket, t.*, h.hist_keys, h.hist_counts FROM "
-        f"(SELECT {keys}, hb, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min, "
-        f"max(max) AS max, {fam.merge_extra} FROM ({src}) s GROUP BY {keys}, hb) t "
-        f"JOIN (SELECT {keys}, hb, array_agg(k ORDER BY k) AS hist_keys, "
-        f"array_agg(c ORDER BY k) AS hist_counts FROM (SELECT {keys}, hb, u.k, "
+        f"(SELECT {by}, sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min, "
+        f"max(max) AS max, {fam.merge_extra} FROM ({src}) s GROUP BY {by}) t "
+        f"JOIN (SELECT {by}, array_agg(k ORDER BY k) AS hist_keys, "
+        f"array_agg(c ORDER BY k) AS hist_counts FROM (SELECT {by}, u.k, "
         f"sum(u.c)::bigint AS c FROM ({src}) s, unnest(s.hist_keys, s.hist_counts) AS u(k, c) "
-        f"GROUP BY {keys}, hb, u.k) x GROUP BY {keys}, hb) h USING ({keys}, hb)"
+        f"GROUP BY {by}, u.k) x GROUP BY {by}) h USING ({by})"
     )
 
 
-def _upsert(table: str, fam: Family, select_sql: str) -> str:
-    cols = ("bucket", *fam.keys, *_HIST_COLS, *fam.extra_cols)
-    names = ", ".join(cols)
+def _upsert(table: str, keys: tuple[str, ...], fam: Family, select_sql: str) -> str:
+    names = ", ".join(("bucket", *keys, *_HIST_COLS, *fam.extra_cols))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_HIST_COLS, *fam.extra_cols))
     return (
         f"INSERT INTO {table} ({names}) SELECT {names} FROM ({select_sql}) r "
-        f"ON CONFLICT (bucket, {', '.join(fam.keys)}) DO UPDATE SET {updates}"
+        f"ON CONFLICT ({', '.join(('bucket', *keys))}) DO UPDATE SET {updates}"
     )
+
+
+def _floor(moment: datetime, unit: str) -> datetime:
+    moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    if unit in ("hour", "day"):
+        moment = moment.replace(minute=0)
+    return moment.replace(hour=0) if unit == "day" else moment
 
 
 def contiguous_ranges(
@@ -205,8 +256,7 @@ def contiguous_ranges(
 class FamilyResult:
     name: str
     new_rows: int = 0
-    minute_ranges: int = 0
-    hour_ranges: int = 0
+    ranges: int = 0
     seconds: float = 0.0
 
 
@@ -216,8 +266,7 @@ class RollupReport:
 
     def summary(self) -> str:
         return "; ".join(
-            f"{f.name}: {f.new_rows} new rows, {f.minute_ranges}+{f.hour_ranges} ranges "
-            f"in {f.seconds:.2f}s"
+            f"{f.name}: {f.new_rows} new rows, {f.ranges} ranges recomputed in {f.seconds:.2f}s"
             for f in self.families
         )
 
@@ -269,29 +318,29 @@ def roll_family(conn: Connection, fam: Family, hi: datetime) -> FamilyResult:
     lo, hi = _watermark(conn, fam.name), _safe_upper(conn, hi)
     if hi <= lo:
         return result
-    unit, step = ("minute", MINUTE) if fam.minute_table else ("hour", HOUR)
+    unit = fam.first_unit
     touched = conn.execute(
         text(
-            f"SELECT date_trunc('{unit}', time, 'UTC') AS b, count(*) AS n FROM {fam.raw} "
+            f"SELECT {_bin(unit, 'time')} AS b, count(*) AS n FROM {fam.raw} "
             "WHERE ingested_at > :lo AND ingested_at <= :hi GROUP BY 1"
         ),
         {"lo": lo, "hi": hi},
     ).all()
     result.new_rows = sum(n for _, n in touched)
-    first_table = fam.minute_table or fam.hour_table
-    for r_lo, r_hi in contiguous_ranges((b for b, _ in touched), step, MAX_GAP, MAX_CHUNK):
+    starts = [b for b, _ in touched]
+    for r_lo, r_hi in contiguous_ranges(starts, UNITS[unit], MAX_GAP, _MAX_RANGE[unit]):
         conn.execute(
-            text(_upsert(first_table, fam, hist_select(fam, unit, ":lo", ":hi"))),
+            text(_upsert(fam.first_table, fam.keys, fam, hist_select(fam, unit, ":lo", ":hi"))),
             {"lo": r_lo, "hi": r_hi},
         )
-        result.minute_ranges += 1
-    if fam.minute_table:
-        hours = {b.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for b, _ in touched}
-        for r_lo, r_hi in contiguous_ranges(hours, HOUR, timedelta(0), timedelta(days=2)):
-            conn.execute(
-                text(_upsert(fam.hour_table, fam, _merge_select(fam))), {"lo": r_lo, "hi": r_hi}
-            )
-            result.hour_ranges += 1
+        result.ranges += 1
+    for stage in fam.stages:
+        buckets = {_floor(b, stage.unit) for b in starts}
+        sql = text(_upsert(stage.target, stage.keys, fam, _merge_select(fam, stage)))
+        step, longest = UNITS[stage.unit], _MAX_RANGE[stage.unit]
+        for r_lo, r_hi in contiguous_ranges(buckets, step, timedelta(0), longest):
+            conn.execute(sql, {"lo": r_lo, "hi": r_hi})
+            result.ranges += 1
     conn.execute(
         text("UPDATE rollup_watermarks SET watermark = :w, updated_at = now() WHERE name = :n"),
         {"w": hi, "n": fam.name},

@@ -81,6 +81,19 @@ def test_it_counts_exactly_the_minutes_inside_a_range_with_partial_hours(
         assert q.overview_summary(conn, tr)["requests"] == 4 * 60 + 27 - 13
 
 
+def test_it_counts_exactly_across_days_hours_and_minutes(engine: Engine, now: datetime) -> None:
+    first = (now - timedelta(days=3)).replace(minute=0, second=0)
+    with engine.begin() as conn:
+        add_timings(conn, [(first + k * 10 * M, "GET", "/a", 200, 50.0) for k in range(6 * 70)])
+    _roll(engine)
+    tr = TimeRange(first + 7 * H + 25 * M, first + 2 * 24 * H + 9 * H + 35 * M)
+    expected = sum(1 for k in range(6 * 70) if tr.start <= first + k * 10 * M < tr.end)
+    with engine.connect() as conn:
+        assert q.overview_summary(conn, tr)["requests"] == expected
+        assert q.endpoint_table(conn, tr)["requests"].tolist() == [expected]
+        assert q.latency_trend(conn, tr, "1d")["requests"].sum() == expected
+
+
 def test_it_draws_the_latency_trend(engine: Engine, timings: datetime) -> None:
     with engine.connect() as conn:
         trend = q.latency_trend(conn, TimeRange(timings, timings + 2 * H), "1h")

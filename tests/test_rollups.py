@@ -68,6 +68,32 @@ def test_it_matches_exact_aggregates(
         assert sum(counts) == count and keys == sorted(keys)
 
 
+@pytest.mark.parametrize("unit", ["minute", "hour", "day"])
+def test_it_keeps_all_endpoint_totals(engine: Engine, start: datetime, unit: str) -> None:
+    with engine.begin() as conn:
+        add_timings(conn, random_timings(start, minutes=150, per_minute=12))
+    _roll(engine)
+    with engine.connect() as conn:
+        got = conn.execute(
+            text(
+                f"SELECT bucket, count, sum, error_count, client_error_count, hist_counts "  # noqa: S608
+                f"FROM api_total_1{unit[0]} ORDER BY bucket"
+            )
+        ).all()
+        exact = conn.execute(
+            text(
+                "SELECT date_trunc(:u, time, 'UTC'), count(*), sum(response_time_ms), "
+                "count(*) FILTER (WHERE status_code >= 500), "
+                "count(*) FILTER (WHERE status_code BETWEEN 400 AND 499) "
+                "FROM api_timings GROUP BY 1 ORDER BY 1"
+            ),
+            {"u": unit},
+        ).all()
+    assert [(g[0], g[1], g[3], g[4]) for g in got] == [(e[0], e[1], e[3], e[4]) for e in exact]
+    assert [g[2] for g in got] == pytest.approx([e[2] for e in exact])
+    assert all(sum(g[5]) == g[1] for g in got)
+
+
 def test_it_gives_percentiles_within_one_percent_of_percentile_cont(
     engine: Engine, start: datetime
 ) -> None:
@@ -182,3 +208,27 @@ def test_it_groups_touched_buckets_into_ranges(minutes: list[int], expected: lis
     m = timedelta(minutes=1)
     got = contiguous_ranges((T0 + k * m for k in minutes), m, 5 * m, 12 * m)
     assert got == [(T0 + a * m, T0 + b * m) for a, b in expected]
+
+
+D, H_, M_ = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "expected"),
+    [
+        (T0, T0, []),
+        (T0 + 5 * M_, T0 + 50 * M_, [(2, T0 + 5 * M_, T0 + 50 * M_)]),
+        (T0, T0 + 2 * H_, [(1, T0, T0 + 2 * H_)]),
+        (T0 + 30 * M_, T0 + 2 * H_ + 10 * M_,
+         [(2, T0 + 30 * M_, T0 + H_), (1, T0 + H_, T0 + 2 * H_), (2, T0 + 2 * H_, T0 + 2 * H_ + 10 * M_)]),
+        (T0 - 90 * M_, T0 + D + 61 * M_,
+         [(2, T0 - 90 * M_, T0 - H_), (1, T0 - H_, T0), (0, T0, T0 + D), (1, T0 + D, T0 + D + H_),
+          (2, T0 + D + H_, T0 + D + 61 * M_)]),
+    ],
+)  # fmt: skip
+def test_it_cuts_ranges_into_days_hours_and_minutes(
+    lo: datetime, hi: datetime, expected: list
+) -> None:
+    from monitoring_core.rollup_read import segments
+
+    assert segments(lo, hi, [D, H_, M_]) == expected

@@ -53,6 +53,7 @@ __all__ = [
 
 CRITICAL_ERROR_RATE, CRITICAL_P95_MS = 0.05, 2000.0
 DEGRADED_ERROR_RATE, DEGRADED_P95_MS = 0.01, 1000.0
+_TOTAL_COLUMNS = "bucket, count, sum, error_count, client_error_count, hist_keys, hist_counts"
 _API_COLUMNS = (
     "bucket, method, endpoint, count, sum, error_count, client_error_count, hist_keys, hist_counts"
 )
@@ -95,7 +96,7 @@ def _api_frame(
 
 def overview_summary(conn: Connection, tr: TimeRange) -> dict[str, Any]:
     """Totals for the range: requests, rpm, error rate, p50/p95/p99 (ms) and the status."""
-    source = range_source("api", tr, columns=_API_COLUMNS)
+    source = range_source("api_total", tr, columns=_TOTAL_COLUMNS)
     frame = _api_frame(conn, source, ["scope"], "'all'::text AS scope, *")
     row = frame.iloc[0].to_dict() if not frame.empty else {}
     requests = int(row.get("requests", 0) or 0)
@@ -130,7 +131,7 @@ def _binned(
     interval: timedelta | str, tr: TimeRange, family: str, columns: str, where: str = ""
 ) -> RangeSource:
     step = _step(interval)
-    source = range_source(family, tr, columns=columns, where=where, fine=bool(step % HOUR))
+    source = range_source(family, tr, columns=columns, where=where, step=step)
     return RangeSource(
         source.sql, {**source.params, "step": step, "origin": floor_to(tr.start, step)}
     )
@@ -138,7 +139,7 @@ def _binned(
 
 def latency_trend(conn: Connection, tr: TimeRange, interval: timedelta | str) -> pd.DataFrame:
     """One row per interval: bucket, requests, errors, error_rate, p50, p95, p99 (ms)."""
-    source = _binned(interval, tr, "api", _API_COLUMNS)
+    source = _binned(interval, tr, "api_total", _TOTAL_COLUMNS)
     select = "date_bin(:step, bucket, :origin) AS tbin, count, sum, error_count, " + (
         "client_error_count, hist_keys, hist_counts"
     )

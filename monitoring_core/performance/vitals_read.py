@@ -1,8 +1,9 @@
 """Core Web Vitals for the pages and the Read API: p75 and rating shares per metric/page/device.
 
-Whole hours inside the range come from `web_vitals_rollup_1h`; the partial hours at either end
-are aggregated from the raw `web_vitals` rows with the same SQL the rollup uses, so a range
-starting at 09:13 counts from 09:13. The p75 is rated with the web.dev thresholds (`performance.vitals`).
+Whole days inside the range come from `web_vitals_rollup_1d`, whole hours from
+`web_vitals_rollup_1h`; the partial hours at either end are aggregated from the raw
+`web_vitals` rows with the same SQL the rollup uses, so a range starting at 09:13:20 counts
+from 09:13:20. The p75 is rated with the web.dev thresholds (`performance.vitals`).
 """
 
 # SQL here is assembled from this module's own table/column names and constants only; every
@@ -18,7 +19,7 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from monitoring_core.performance.vitals import VITAL_THRESHOLDS, rate_vital
-from monitoring_core.rollup_read import HOUR, floor_to, percentile_select
+from monitoring_core.rollup_read import DAY, HOUR, MINUTE, percentile_select, segments
 from monitoring_core.rollups import vitals_hist_select
 from monitoring_core.timerange import TimeRange
 
@@ -39,18 +40,18 @@ def rating_of_p75(name: str, value: float | None) -> str | None:
 
 
 def _source(tr: TimeRange) -> tuple[str, dict[str, Any]]:
-    h_lo, h_hi = floor_to(tr.start, HOUR), floor_to(tr.end, HOUR)
-    h_lo += HOUR if h_lo < tr.start else HOUR * 0
-    if h_hi <= h_lo:  # no whole hour inside: everything from raw
-        return vitals_hist_select(None, ":lo", ":hi"), {"lo": tr.start, "hi": tr.end}
-    edges = " UNION ALL ".join(
-        vitals_hist_select(None, lo, hi) for lo, hi in ((":lo", ":h_lo"), (":h_hi", ":hi"))
-    )
-    sql = (
-        f"SELECT {_COLUMNS} FROM web_vitals_rollup_1h "
-        f"WHERE bucket >= :h_lo AND bucket < :h_hi UNION ALL {edges}"
-    )
-    return sql, {"lo": tr.start, "hi": tr.end, "h_lo": h_lo, "h_hi": h_hi}
+    """Whole days from the daily rollup, whole hours from the hourly one, the rest from raw."""
+    tables = ("web_vitals_rollup_1d", "web_vitals_rollup_1h")
+    parts, params = [], {}
+    for n, (level, lo, hi) in enumerate(segments(tr.start, tr.end, (DAY, HOUR, MINUTE))):
+        params[f"lo{n}"], params[f"hi{n}"] = lo, hi
+        if level < len(tables):
+            parts.append(
+                f"SELECT {_COLUMNS} FROM {tables[level]} WHERE bucket >= :lo{n} AND bucket < :hi{n}"
+            )
+        else:
+            parts.append(vitals_hist_select(None, f":lo{n}", f":hi{n}"))
+    return " UNION ALL ".join(parts) or f"SELECT {_COLUMNS} FROM {tables[1]} WHERE false", params
 
 
 def web_vitals_summary(
