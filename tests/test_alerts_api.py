@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -139,7 +139,8 @@ def test_it_tests_a_rule_against_history(
         _breach(api_server, ingest_key, now - timedelta(minutes=minutes_ago), value)
     from monitoring_core.rollups import run_rollups
 
-    run_rollups(engine, now + timedelta(seconds=1), safety_lag=timedelta(0))
+    # the server stamped ingested_at with its own clock, after `now`: roll up to the real now
+    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
     reply = call("POST", f"{api_server}/api/admin/monitoring/alerts/{rule['id']}/test", admin_key,
                  {"timeRange": "1h"})  # fmt: skip
     assert reply.status_code == 200, reply.text
