@@ -161,3 +161,23 @@ def test_it_skips_a_singleton_another_worker_leads_and_stops_on_sigterm(
     assert running_worker.wait(timeout=10) == 0
     assert time.monotonic() - started < 10
     assert _leader_count(engine) == 0  # its last heartbeat says it leads nothing
+
+
+def _count_points(engine: Engine, now: datetime) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SELECT count(*) FROM metric_points")).scalar_one())
+
+
+def test_it_carries_on_after_the_database_drops_every_connection(engine: Engine) -> None:
+    worker = Worker(engine, [Job("count", _count_points, 10)], {"count": 10})
+    assert worker.run_job(worker.jobs[0]) is True and worker.locks.held == {"count"}
+    with engine.connect() as conn:  # what a database restart does to every session
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert worker.run_job(worker.jobs[0], force=True) is True  # pre-ping reconnects
+    assert [r[:2] for r in _runs(engine)] == [("count", True), ("count", True)]
+    worker.locks.release_all()
