@@ -19,7 +19,9 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
         ("pages/performance.py", "Performance", ":material/speed:"),
         ("pages/health.py", "Health", ":material/monitor_heart:"),
     ],
-    "Response": [],
+    "Response": [
+        ("pages/alerts.py", "Alerts", ":material/notifications_active:"),
+    ],
     "Business": [],
     "Administration": [],
 }

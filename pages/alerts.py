@@ -1,0 +1,185 @@
+"""Alerts: active alerts (acknowledge, suppress, escalate), history, rules, silences."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from monitoring_core.alerts import actions, views
+from monitoring_core.alerts.backtest import backtest
+from monitoring_core.alerts.rules import TEMPLATES, RuleInvalid, rule_from_row
+from monitoring_core.alerts.silences import create_silence, list_silences
+from monitoring_core.alerts.store import list_active_alerts
+from monitoring_core.enums import Role
+from monitoring_core.notify.channels import list_channels
+from ui import auth, data, widgets
+
+user = auth.require_role(Role.VIEWER)
+settings = data.get_settings()
+now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
+responder, admin = auth.has_role(Role.RESPONDER), auth.has_role(Role.ADMIN)
+
+
+def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
+    """Run an action as the signed-in user in one transaction, then reload fresh data."""
+    try:
+        with data.get_engine().begin() as conn:
+            action(conn, actor=user.username, role=user.role.value, now=datetime.now(UTC), **kwargs)
+    except (actions.ActionRefused, actions.PermissionDenied, RuleInvalid, ValueError) as exc:
+        st.session_state["alerts_flash"] = ("error", f"{label} failed: {exc}")
+    else:
+        st.session_state["alerts_flash"] = ("success", f"{label} done")
+    st.cache_data.clear()
+    st.rerun()
+
+
+def _age(moment: datetime | None) -> str:
+    minutes = int((now - moment).total_seconds() // 60) if moment else 0
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _alert_card(alert: dict, focused: bool) -> None:
+    with st.container(border=True):
+        key = f" · `{alert['alert_key']}`" if alert["alert_key"] else ""
+        st.markdown(f"{widgets.severity_badge(alert['severity'])} **{alert['alert_name']}**{key} "
+                    f"— {alert['status']} for {_age(alert['first_triggered_at'] or alert['pending_since'])}, "
+                    f"value {alert['trigger_value']}, ×{alert['trigger_count']}")  # fmt: skip
+        if not responder:
+            return
+        aid = alert["id"]
+        left, middle, right = st.columns([1, 1, 3])
+        if left.button("Acknowledge", key=f"ack{aid}", disabled=alert["status"] == "acknowledged"):
+            act("Acknowledge", actions.acknowledge_alert, instance_id=aid)
+        if middle.button("Escalate", key=f"esc{aid}"):
+            act(
+                "Escalate",
+                actions.escalate_alert,
+                instance_id=aid,
+                tz=tz,
+                public_url=settings.public_url,
+            )
+        with right.popover("Suppress", use_container_width=focused):
+            minutes = st.number_input("Minutes", 5, 10080, 60, key=f"min{aid}")
+            reason = st.text_input("Reason", key=f"why{aid}")
+            if st.button("Suppress", key=f"sup{aid}"):
+                act(
+                    "Suppress",
+                    actions.suppress_alert,
+                    instance_id=aid,
+                    minutes=float(minutes),
+                    reason=reason,
+                )
+
+
+st.title("Alerts")
+if flash := st.session_state.pop("alerts_flash", None):
+    getattr(st, flash[0])(flash[1])
+active, history, rules_tab, silences_tab = st.tabs(["Active", "History", "Rules", "Silences"])
+
+with active:
+    alerts = data.read_or_stop(list_active_alerts)
+    focus = st.query_params.get("instance")
+    alerts.sort(key=lambda a: str(a["id"]) != focus)  # a notification's link shows its alert first
+    st.caption(f"{len(alerts)} active, most severe and oldest first")
+    for alert in alerts:
+        _alert_card(alert, str(alert["id"]) == focus)
+    if not alerts:
+        st.success("Nothing is firing.", icon=":material/check_circle:")
+
+with history:
+    c1, c2 = st.columns(2)
+    status = c1.selectbox(
+        "Status",
+        ["", "pending", "firing", "acknowledged", "suppressed", "resolved", "no_data", "expired"],
+    )
+    severity = c2.selectbox("Severity", ["", "critical", "high", "medium", "low", "info"])
+    frame = data.read_or_stop(views.history_frame, start=tr.start, end=tr.end,
+                              status=status or None, severity=severity or None)  # fmt: skip
+    st.dataframe(frame, hide_index=True, height=widgets.table_height(len(frame)))
+
+with rules_tab:
+    rules = data.read_or_stop(views.rules_frame)
+    for rule in rules:
+        cols = st.columns([4, 1, 1])
+        cols[0].markdown(f"{widgets.severity_badge(rule['severity_level'])} **{rule['alert_name']}** "
+                         f"· {rule['condition_config'].get('type')} · {rule['metric_name'] or ''}")  # fmt: skip
+        cols[1].write("enabled" if rule["is_enabled"] else "disabled")
+        if admin and cols[2].button(
+            "Disable" if rule["is_enabled"] else "Enable", key=f"tog{rule['id']}"
+        ):
+            act(
+                "Update rule",
+                actions.rule_update,
+                rule_id=rule["id"],
+                body={"is_enabled": not rule["is_enabled"]},
+            )
+    if admin:
+        st.subheader("New rule")
+        template = st.selectbox("Template", ["(blank)", *TEMPLATES])
+        base = TEMPLATES.get(template, {"alert_name": "", "severity_level": "medium", "condition_config":
+                             {"type": "threshold", "metric": "", "operator": "greater_than", "value": 0}})  # fmt: skip
+        channels = data.read_or_stop(list_channels)
+        with st.form("new_rule"):
+            name = st.text_input("Name", base["alert_name"])
+            severity_level = st.selectbox("Severity", ["critical", "high", "medium", "low", "info"],
+                                          index=["critical", "high", "medium", "low", "info"].index(base["severity_level"]))  # fmt: skip
+            config = st.text_area(
+                "condition_config (JSON)", json.dumps(base["condition_config"], indent=1)
+            )
+            picked = st.multiselect("Channels", [c["id"] for c in channels],
+                                    format_func=lambda i: next(c["name"] for c in channels if c["id"] == i))  # fmt: skip
+            weekend = st.checkbox(
+                "Saturday: one severity higher", base.get("weekend_escalation", False)
+            )
+            season = st.checkbox(
+                "May–October: 20 % stricter", base.get("wedding_season_adjustment", False)
+            )
+            test, save = st.columns(2)
+            tested, saved = (
+                test.form_submit_button("Test against history"),
+                save.form_submit_button("Create"),
+            )
+        try:
+            body = {"alert_name": name, "severity_level": severity_level, "condition_config": json.loads(config),
+                    "notification_channels": picked, "weekend_escalation": weekend,
+                    "wedding_season_adjustment": season, "service_name": base.get("service_name")}  # fmt: skip
+        except json.JSONDecodeError as exc:
+            st.error(f"condition_config is not JSON: {exc}")
+            st.stop()
+        if saved:
+            act("Create rule", actions.rule_create, body=body)
+        if tested:
+            try:
+                candidate = rule_from_row({"id": 0, **body})
+                with data.get_engine().connect() as conn:
+                    result = backtest(conn, candidate, start=tr.start, end=tr.end, tz=tz)
+            except (RuleInvalid, ValueError) as exc:
+                st.error(f"Cannot test: {exc}")
+            else:
+                st.metric("Would have fired", result["fired_count"])
+                points = [(k["alert_key"], t, v) for k in result["series"] for t, v in k["points"]]
+                chart = pd.DataFrame(points, columns=["key", "time", "value"])
+                if not chart.empty:
+                    st.line_chart(chart, x="time", y="value", color="key")
+                st.dataframe(pd.DataFrame(result["fired"]), hide_index=True)
+
+with silences_tab:
+    silences = data.read_or_stop(list_silences, now=now)
+    st.dataframe(pd.DataFrame(silences, columns=["id", "matchers", "starts_at", "ends_at", "recurrence", "reason", "created_by"]),
+                 hide_index=True)  # fmt: skip
+    if responder:
+        with st.form("new_silence"):
+            label = st.selectbox("Match label", ["service", "alertname", "severity", "endpoint"])
+            value = st.text_input("Value (regex)")
+            hours = st.number_input("Hours", 1, 24 * 14, 2)
+            reason = st.text_input("Reason")
+            if st.form_submit_button("Add silence"):
+                start = datetime.now(UTC)
+                act("Add silence", lambda conn, actor, role, now, **_: create_silence(
+                    conn, matchers=[{"name": label, "value": value, "is_regex": True}], starts_at=start,
+                    ends_at=start + timedelta(hours=hours), reason=reason, created_by=actor))  # fmt: skip
