@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -14,7 +14,6 @@ from monitoring_core.api.body import read_body
 from monitoring_core.api.deps import require_admin, require_any_key, require_ingest
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
-from monitoring_core.collectors.sink import store_points
 from monitoring_core.health.admin import save_check
 from monitoring_core.health.runner import receive_ping, run_check_now
 from monitoring_core.health.store import (
@@ -22,14 +21,16 @@ from monitoring_core.health.store import (
     list_results,
 )
 from monitoring_core.health.views import check_summaries, health_overview, public_check
-from monitoring_core.ingest.metrics import SeriesCache
+from monitoring_core.ingest.metrics import SeriesCache, write_metrics
 from monitoring_core.prometheus import (
     ExpositionError,
     GroupingKeyError,
     parse_exposition,
     parse_grouping_key,
-    samples_to_points,
+    samples_to_batch,
 )
+from monitoring_core.prometheus.parser import SeriesMemo
+from monitoring_core.prometheus.pushgateway import KeyMemo
 from monitoring_core.timerange import parse_time_range
 
 __all__ = ["router"]
@@ -193,13 +194,16 @@ _TEXT_TYPES = {"", "text/plain"}
 
 def _store_push(app: FastAPI, body: bytes, grouping: dict[str, str]) -> int:
     now = _now()
-    points = samples_to_points(parse_exposition(body), grouping, now=now)
-    partition_days(app).ensure("metric_points", {now.date(), (now + timedelta(seconds=1)).date()})
+    series_memo: SeriesMemo = app_cache(app, "prometheus_series_memo", dict)
+    key_memo: KeyMemo = app_cache(app, "prometheus_key_memo", dict)
+    parsed = parse_exposition(body, memo=series_memo)
+    batch = samples_to_batch(parsed, grouping, now=now, memo=key_memo)
+    partition_days(app).ensure("metric_points", {now.date()})
     series = app_cache(app, "metric_series", SeriesCache)
     with app.state.engine.begin() as conn:
-        fresh = store_points(conn, points, series)
+        fresh = write_metrics(conn, batch, series)
     series.update(fresh)
-    return len(points) - 1  # the push_time_seconds marker is ours, not the client's
+    return len(batch) - 1  # the push_time_seconds marker is ours, not the client's
 
 
 def _grouping(path: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from monitoring_core.prometheus.parser import (
 from monitoring_core.prometheus.pushgateway import (
     GroupingKeyError,
     parse_grouping_key,
+    samples_to_batch,
     samples_to_points,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "Sample",
     "parse_exposition",
     "parse_grouping_key",
+    "samples_to_batch",
     "samples_to_points",
 ]

@@ -13,8 +13,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-__all__ = ["METRIC_TYPES", "Exposition", "ExpositionError", "Sample", "parse_exposition"]
+__all__ = [
+    "METRIC_TYPES",
+    "Exposition",
+    "ExpositionError",
+    "Sample",
+    "SeriesMemo",
+    "parse_exposition",
+]
 
 METRIC_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 _SUFFIXES = {
@@ -23,12 +31,16 @@ _SUFFIXES = {
     "summary": ("_sum", "_count"),
 }
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_SAMPLE = re.compile(rf"({_NAME})\s*(?:\{{(.*)\}})?\s+(\S+)(?:\s+(\S+))?\s*")
+_SERIES = re.compile(rf"({_NAME})\s*(?:\{{(.*)\}})?")
 _LABEL = r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*'
 _LABELS_FULL = re.compile(rf"(?:{_LABEL},)*(?:{_LABEL})?,?\s*")
 _LABEL_ITER = re.compile(_LABEL)
 _META = re.compile(rf"#\s*(HELP|TYPE)\s+({_NAME})(?:\s+(.*))?")
 _ESCAPES = re.compile(r"\\(.)")
+MAX_LABELS = 32
+MAX_LABEL_VALUE = 500  # as the JSON metrics ingest allows for dimension values
+MEMO_LIMIT = 200_000
+SeriesMemo = dict[str, tuple[str, dict[str, str]]]  # series text -> (name, labels)
 
 
 class ExpositionError(ValueError):
@@ -40,13 +52,13 @@ class ExpositionError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):  # a NamedTuple: built ~3x faster than a frozen dataclass
     name: str
-    labels: dict[str, str]
+    labels: dict[str, str]  # shared with the memo: never mutate, copy instead
     value: float
     timestamp_ms: int | None
     line: int
+    series: str  # the sample's text before its value, e.g. `x{a="1"}`: a cache key
 
 
 @dataclass
@@ -70,14 +82,13 @@ def _labels(raw: str, line: int) -> dict[str, str]:
         if name in labels:
             raise ExpositionError(line, f"duplicate label {name!r}")
         labels[name] = _unescape(value)
+        if len(labels[name]) > MAX_LABEL_VALUE or "\x00" in labels[name]:
+            raise ExpositionError(
+                line, f"label {name!r}: at most {MAX_LABEL_VALUE} characters, no NUL"
+            )
+    if len(labels) > MAX_LABELS:
+        raise ExpositionError(line, f"more than {MAX_LABELS} labels")
     return labels
-
-
-def _value(raw: str, line: int) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ExpositionError(line, f"value {raw[:40]!r} is not a number") from None
 
 
 def _timestamp(raw: str | None, line: int) -> int | None:
@@ -97,6 +108,7 @@ class _State:
         self.seen_samples: set[str] = set()
         self.help: set[str] = set()
         self.created: set[str] = set()
+        self.families: dict[str, tuple[str, str]] = {}
 
     def meta(self, kind: str, name: str, rest: str, line: int) -> None:
         if kind == "HELP":
@@ -118,6 +130,20 @@ class _State:
 
     def family(self, name: str) -> tuple[str, str]:
         """(family name, type) of a sample name such as `x_bucket` of histogram `x`."""
+        known = self.families.get(name)
+        if known is None:
+            known = self.families[name] = self._family(name)
+        return known
+
+    def verdict(self, name: str) -> str:
+        """What to do with samples of this name: keep, drop (a `_created`), or shape-check."""
+        family, mtype = self.family(name)
+        self.seen_samples.add(family)
+        if name in self.created or family in self.created:
+            return "drop"
+        return mtype if mtype in ("histogram", "summary") else "keep"
+
+    def _family(self, name: str) -> tuple[str, str]:
         types = self.out.types
         if name in types:
             return name, types[name]
@@ -137,46 +163,87 @@ def _check_shape(mtype: str, name: str, labels: dict[str, str], line: int) -> No
         raise ExpositionError(line, f"summary sample {name} has no 'quantile' label")
 
 
-def _sample(state: _State, text: str, line: int) -> None:
-    match = _SAMPLE.fullmatch(text)
+def _series(text: str, line: int, memo: SeriesMemo | None) -> tuple[str, dict[str, str]]:
+    """(name, labels) of `x{a="1"}`; memoised, since pushes repeat the same series."""
+    hit = memo.get(text) if memo is not None else None
+    if hit is not None:
+        return hit
+    match = _SERIES.fullmatch(text)
     if match is None:
         raise ExpositionError(line, f"cannot parse sample {text[:80]!r}")
-    name, raw_labels, raw_value, raw_ts = match.groups()
-    labels = _labels(raw_labels, line) if raw_labels else {}
-    value = _value(raw_value, line)
-    timestamp = _timestamp(raw_ts, line)
-    family, mtype = state.family(name)
-    state.seen_samples.add(family)
-    _check_shape(mtype, name, labels, line)
-    if name in state.created or family in state.created:
-        return
-    if not math.isfinite(value):
-        state.out.skipped_non_finite += 1
-        return
-    state.out.samples.append(Sample(name, labels, value, timestamp, line))
+    name, raw_labels = match.groups()
+    parsed = (name, _labels(raw_labels, line) if raw_labels else {})
+    if memo is not None:
+        if len(memo) >= MEMO_LIMIT:
+            memo.clear()
+        memo[text] = parsed
+    return parsed
 
 
-def parse_exposition(body: bytes | str) -> Exposition:
-    """Parse a whole exposition; raises ExpositionError naming the first bad line."""
-    if isinstance(body, bytes):
-        try:
-            decoded = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = body[: exc.start].count(b"\n") + 1
-            raise ExpositionError(line, "text is not valid UTF-8") from None
+def _split(text: str, line: int) -> tuple[str, list[str]]:
+    """(series text, [value] or [value, timestamp]); the series ends at the last `}`."""
+    close = text.rfind("}")
+    if close >= 0:
+        series, rest = text[: close + 1], text[close + 1 :].split()
     else:
-        decoded = body
+        rest = text.split()
+        series = rest.pop(0)
+    if not 1 <= len(rest) <= 2:
+        raise ExpositionError(line, f"cannot parse sample {text[:80]!r}")
+    return series, rest
+
+
+def _comment(state: _State, text: str, line: int) -> None:
+    meta = _META.fullmatch(text)
+    if meta is not None:
+        state.meta(meta.group(1), meta.group(2), meta.group(3) or "", line)
+    elif re.match(r"#\s*(HELP|TYPE)\b", text):
+        raise ExpositionError(line, f"malformed {text.split()[1]} line")
+
+
+def _decode(body: bytes | str) -> str:
+    if isinstance(body, str):
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body[: exc.start].count(b"\n") + 1
+        raise ExpositionError(line, "text is not valid UTF-8") from None
+
+
+def parse_exposition(body: bytes | str, *, memo: SeriesMemo | None = None) -> Exposition:
+    """Parse a whole exposition; raises ExpositionError naming the first bad line.
+
+    `memo` (the caller's dict, kept between calls) skips re-parsing label sets seen before.
+    The loop is written flat, with per-name verdicts cached, because it runs once per
+    sample on the Pushgateway's hot path.
+    """
     state = _State()
-    for number, raw in enumerate(decoded.split("\n"), start=1):
+    append = state.out.samples.append
+    cached = (memo if memo is not None else {}).get
+    verdicts: dict[str, str] = {}  # sample name -> keep | drop | histogram | summary
+    for number, raw in enumerate(_decode(body).split("\n"), start=1):
         text = raw.strip()
         if not text:
             continue
         if text[0] == "#":
-            meta = _META.fullmatch(text)
-            if meta is not None:
-                state.meta(meta.group(1), meta.group(2), meta.group(3) or "", number)
-            elif re.match(r"#\s*(HELP|TYPE)\b", text):
-                raise ExpositionError(number, f"malformed {text.split()[1]} line")
+            _comment(state, text, number)
             continue
-        _sample(state, text, number)
+        series, rest = _split(text, number)
+        hit = cached(series)
+        name, labels = hit if hit is not None else _series(series, number, memo)
+        try:
+            value = float(rest[0])
+        except ValueError:
+            raise ExpositionError(number, f"value {rest[0][:40]!r} is not a number") from None
+        verdict = verdicts.get(name) or verdicts.setdefault(name, state.verdict(name))
+        if verdict != "keep":
+            if verdict == "drop":
+                continue
+            _check_shape(verdict, name, labels, number)
+        timestamp = _timestamp(rest[1], number) if len(rest) == 2 else None
+        if not math.isfinite(value):
+            state.out.skipped_non_finite += 1
+            continue
+        append(Sample(name, labels, value, timestamp, number, series))
     return state.out

@@ -12,10 +12,21 @@ import binascii
 import re
 from datetime import datetime
 
-from monitoring_core.collectors.base import MetricPoint
-from monitoring_core.prometheus.parser import Exposition, ExpositionError
+import orjson
 
-__all__ = ["GroupingKeyError", "parse_grouping_key", "samples_to_points"]
+from monitoring_core.collectors.base import MetricPoint
+from monitoring_core.ingest.metrics import MetricBatch, SeriesKey
+from monitoring_core.prometheus.parser import MEMO_LIMIT, Exposition, ExpositionError
+
+__all__ = [
+    "GroupingKeyError",
+    "KeyMemo",
+    "parse_grouping_key",
+    "samples_to_batch",
+    "samples_to_points",
+]
+
+KeyMemo = dict[tuple[tuple[tuple[str, str], ...], str], SeriesKey]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SOURCE_SYSTEM = "pushgateway"
@@ -71,3 +82,39 @@ def samples_to_points(
         MetricPoint("push_time_seconds", now.timestamp(), now, grouping_key, SOURCE_SYSTEM)
     )
     return points
+
+
+def samples_to_batch(
+    exposition: Exposition,
+    grouping_key: dict[str, str],
+    *,
+    now: datetime,
+    memo: KeyMemo | None = None,
+) -> MetricBatch:
+    """Like `samples_to_points`, straight into the ingest writer's batch (the fast path).
+
+    `memo` maps (grouping key, series text) to the series key, so a job pushing the same
+    series every few seconds pays the sorted-JSON encoding of its dimensions only once.
+    """
+    memo = {} if memo is None else memo
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
+    group = tuple(sorted(grouping_key.items()))
+    batch = MetricBatch([], [], [], {})
+    keys, values = batch.keys, batch.values
+    for sample in exposition.samples:
+        if sample.timestamp_ms is not None:
+            raise ExpositionError(sample.line, "pushed samples must not carry timestamps")
+        key = memo.get((group, sample.series))
+        if key is None:
+            dims = {**sample.labels, **grouping_key}
+            key = (sample.name, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS))
+            memo[(group, sample.series)] = key
+        keys.append(key)
+        values.append(sample.value)
+    push_key = ("push_time_seconds", orjson.dumps(grouping_key, option=orjson.OPT_SORT_KEYS))
+    keys.append(push_key)
+    values.append(now.timestamp())
+    batch.times = [now] * len(keys)
+    batch.sources = dict.fromkeys(keys, SOURCE_SYSTEM)
+    return batch

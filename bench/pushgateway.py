@@ -1,0 +1,182 @@
+"""Pushgateway route throughput: text-format samples per second through the real API.
+
+Starts the API (one uvicorn process) on the `bench_health` database; CLIENTS processes PUT a
+prometheus_client-style body of SAMPLES samples (counters, gauges, a histogram) to
+`/metrics/job/bench-<n>` for DURATION_S seconds. Baselines in the same run: the parser alone
+in this process, and the same number of points as JSON through `POST /api/monitoring/metrics`.
+Last line: JSON. Target: >= 50,000 samples/s.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import orjson
+from _bench_db import ROOT, bench_database
+
+from monitoring_core.accounts import create_api_key
+from monitoring_core.enums import ApiScope
+from monitoring_core.prometheus import parse_exposition
+
+CLIENTS = 3
+DURATION_S = 10.0
+SERIES_PER_FAMILY = 100
+
+
+def exposition_body() -> bytes:
+    """~10,000 samples as prometheus_client writes them (HELP/TYPE lines, labels, histogram)."""
+    lines = []
+    for f in range(20):
+        name = f"wedding_jobs_{f}_total"
+        lines += [f"# HELP {name} Jobs of kind {f}.", f"# TYPE {name} counter"]
+        lines += [f'{name}{{queue="q{i}",region="uk"}} {i * 3.0}' for i in range(SERIES_PER_FAMILY)]
+    for f in range(20):
+        name = f"wedding_queue_{f}_depth"
+        lines += [f"# HELP {name} Depth.", f"# TYPE {name} gauge"]
+        lines += [f'{name}{{queue="q{i}"}} {i}.5' for i in range(SERIES_PER_FAMILY)]
+    lines += ["# HELP wedding_task_seconds Task time.", "# TYPE wedding_task_seconds histogram"]
+    for i in range(SERIES_PER_FAMILY * 5):
+        for le in ("0.1", "1.0", "+Inf"):
+            lines.append(f'wedding_task_seconds_bucket{{task="t{i}",le="{le}"}} {i}.0')
+        lines.append(f'wedding_task_seconds_sum{{task="t{i}"}} {i * 0.3}')
+        lines.append(f'wedding_task_seconds_count{{task="t{i}"}} {i}.0')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _client(
+    port: int, method: str, path: str, body: bytes, headers: dict, deadline: float, out: mp.Queue
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    accepted = failed = 0
+    while time.monotonic() < deadline:
+        conn.request(method, path, body=body, headers=headers)
+        reply = conn.getresponse()
+        payload = reply.read()
+        if reply.status == 202:
+            accepted += orjson.loads(payload)["accepted"]
+        else:
+            failed += 1
+    out.put((accepted, failed))
+
+
+def _drive(
+    port: int, method: str, paths: list[str], body: bytes, headers: dict
+) -> tuple[float, int]:
+    out: mp.Queue = mp.Queue()
+    start = time.monotonic()
+    procs = [
+        mp.Process(target=_client, args=(port, method, p, body, headers, start + DURATION_S, out))
+        for p in paths
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=300) for _ in procs]
+    elapsed = time.monotonic() - start
+    for p in procs:
+        p.join()
+    return sum(r[0] for r in results) / elapsed, sum(r[1] for r in results)
+
+
+def _start_api(url: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "monitoring_core.api.server:app_factory",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    api = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return api, port
+        except OSError:
+            time.sleep(0.2)
+    api.terminate()
+    raise RuntimeError("the API did not start")
+
+
+def main() -> None:
+    url, engine = bench_database()
+    with engine.begin() as conn:
+        key = create_api_key(conn, name="bench", scope=ApiScope.INGEST)
+    body = exposition_body()
+    start = time.perf_counter()
+    samples = len(parse_exposition(body).samples)
+    parse_rate = samples / (time.perf_counter() - start)
+    json_body = orjson.dumps(
+        [
+            {
+                "metric_name": f"bench_{i % 40}",
+                "metric_value": i * 0.5,
+                "dimensions": {"queue": f"q{i % 250}"},
+            }
+            for i in range(samples)
+        ]
+    )
+    print(
+        f"2 shared cores with other work running: figures are under load; {samples:,} samples per push"
+    )
+    print(f"  {parse_rate:>10,.0f} samples/s: the text parser alone (one process)")
+    api, port = _start_api(url)
+    try:
+        auth = {"Authorization": f"Bearer {key}"}
+        text_headers = {**auth, "Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        paths = [f"/metrics/job/bench-{c}/instance/host-{c}" for c in range(CLIENTS)]
+        push_rate, push_failed = _drive(port, "PUT", paths, body, text_headers)
+        json_headers = {**auth, "Content-Type": "application/json"}
+        json_rate, json_failed = _drive(
+            port, "POST", ["/api/monitoring/metrics"] * CLIENTS, json_body, json_headers
+        )
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    print(
+        f"  {push_rate:>10,.0f} samples/s: Pushgateway PUT, {CLIENTS} clients ({push_failed} failed; target >= 50,000)"
+    )
+    print(
+        f"  {json_rate:>10,.0f} points/s: the same count as JSON to /api/monitoring/metrics ({json_failed} failed)"
+    )
+    print(
+        f"  Pushgateway is {push_rate / json_rate:.2f}x JSON ingest and {push_rate / parse_rate:.0%} of the bare parser"
+    )
+    engine.dispose()
+    print(
+        json.dumps(
+            {
+                "push_samples_per_s": round(push_rate),
+                "json_points_per_s": round(json_rate),
+                "parser_samples_per_s": round(parse_rate),
+                "samples_per_push": samples,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
