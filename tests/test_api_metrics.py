@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from monitoring_core.ingest.copy import binary_copy_payload
 from monitoring_core.partitions import list_partitions, partition_name
 from monitoring_core.schema import metric_points, metric_series
 
@@ -176,6 +178,27 @@ def test_it_creates_a_missing_partition_on_demand(
     with engine.connect() as conn:
         assert day in list_partitions(conn, "metric_points")
     assert _rows(engine)[0].time == at
+
+
+def test_it_recreates_a_partition_dropped_behind_its_cache(
+    api_server: str, ingest_key: str, engine: Engine, now: datetime
+) -> None:
+    day = (now - timedelta(days=4)).date()
+    at = datetime(day.year, day.month, day.day, 6, tzinfo=UTC).isoformat()
+    point = {"metric_name": "m", "metric_value": 1, "timestamp": at}
+    assert _post(api_server, ingest_key, point).status_code == 202  # the cache now lists `day`
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP TABLE "{partition_name("metric_points", day)}"'))  # retention
+    reply = _post(api_server, ingest_key, point)
+    assert reply.status_code == 202, reply.text
+    assert _count(engine) == (1, 1)
+
+
+def test_it_lays_out_binary_copy_rows_as_postgres_reads_them() -> None:
+    at = datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    payload = binary_copy_payload(("timestamptz", "int8", "float8"), ([at], [7], [-2.5]))
+    row = struct.pack(">hiqiqid", 3, 8, -1, 8, 7, 8, -2.5)
+    assert payload == b"PGCOPY\n\xff\r\n\x00" + bytes(8) + row + b"\xff\xff"
 
 
 def test_it_stores_a_large_batch(api_server: str, ingest_key: str, engine: Engine) -> None:

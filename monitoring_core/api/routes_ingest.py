@@ -50,10 +50,9 @@ def _store_metrics(app: FastAPI, items: list[dict[str, Any]]) -> int:
     now = datetime.now(UTC)
     days = partition_days(app)
     batch = validate_metrics(items, limits=days.limits("metric_points", now), now=now)
-    days.ensure("metric_points", {moment.date() for moment in set(batch.times)})
     series = app_cache(app, "metric_series", SeriesCache)
-    with app.state.engine.begin() as conn:
-        fresh = write_metrics(conn, batch, series)
+    needs = {"metric_points": {moment.date() for moment in set(batch.times)}}
+    fresh = days.write(needs, lambda conn: write_metrics(conn, batch, series))
     series.update(fresh)  # only after commit: a rolled-back series id must not be cached
     return len(batch)
 
@@ -93,10 +92,11 @@ def _store_performance(
     timing_limits, vital_limits = days.limits("api_timings", now), days.limits("web_vitals", now)
     limits = Limits(max(timing_limits.oldest, vital_limits.oldest), timing_limits.newest)
     batch = validate_performance(items, limits=limits, now=now, context=context)
-    days.ensure("api_timings", {row[0].date() for row in batch.timings})
-    days.ensure("web_vitals", {row[0].date() for row in batch.vitals})
-    with app.state.engine.begin() as conn:
-        return write_performance(conn, batch)
+    needs = {
+        "api_timings": {row[0].date() for row in batch.timings},
+        "web_vitals": {row[0].date() for row in batch.vitals},
+    }
+    return days.write(needs, lambda conn: write_performance(conn, batch))
 
 
 @router.post(

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import Engine, text
+import psycopg
+from sqlalchemy import Connection, Engine, text
 
 from monitoring_core.ingest.validate import Limits
 from monitoring_core.partitions import ensure_partitions, list_partitions
 
 __all__ = ["FUTURE_LIMIT", "PartitionDays"]
+
+T = TypeVar("T")
 
 FUTURE_LIMIT = timedelta(days=1)
 _LOCK_KEY = 7_236_001  # pg_advisory_xact_lock key for partition creation by the API
@@ -66,3 +70,30 @@ class PartitionDays:
                 ensure_partitions(conn, start=_midnight(day), end=_midnight(day), tables=(table,))
         with self._lock:
             self._days[table] = (known | missing, self._days[table][1])
+
+    def forget(self, table: str) -> None:
+        """Drop what is known about `table` (it is read again on next use)."""
+        with self._lock:
+            self._days.pop(table, None)
+
+    def write(self, needs: Mapping[str, Iterable[date]], write: Callable[[Connection], T]) -> T:
+        """Ensure the partitions, then run `write` in one transaction (committed on return).
+
+        Retention may drop a partition this cache still lists: Postgres then refuses the row
+        ("no partition of relation … found for row"), and the write is retried once after
+        the partitions were read again and re-created.
+        """
+        days = {table: set(needed) for table, needed in needs.items()}
+        for table, needed in days.items():
+            self.ensure(table, needed)
+        try:
+            with self._engine.begin() as conn:
+                return write(conn)
+        except psycopg.errors.CheckViolation as exc:
+            if "no partition" not in str(exc):
+                raise
+        for table, needed in days.items():
+            self.forget(table)
+            self.ensure(table, needed)
+        with self._engine.begin() as conn:
+            return write(conn)
