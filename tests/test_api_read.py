@@ -158,3 +158,13 @@ def test_it_answers_422_for_bad_metric_queries(
 
 def test_it_needs_a_key_for_reads(api_server: str) -> None:
     assert httpx.get(f"{api_server}/api/monitoring/dashboard/overview").status_code == 401
+
+
+def test_it_answers_400_for_a_malformed_metric_query(api_server: str, ingest_key: str) -> None:
+    reply = httpx.post(
+        f"{api_server}/api/monitoring/query/metrics",
+        content=b'{"metric_name": "q",',
+        headers={"X-API-Key": ingest_key, "content-type": "application/json"},
+    )
+    assert reply.status_code == 400
+    assert "malformed JSON" in reply.json()["detail"]

@@ -108,7 +108,12 @@ def _add_exception_handlers(app: FastAPI) -> None:
 
     async def request_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return JSONResponse({"detail": [_item_error(e) for e in exc.errors()]}, status_code=422)
+        errors = exc.errors()
+        for error in errors:
+            if error.get("type") == "json_invalid":  # unreadable, not invalid: CONTRACT says 400
+                where = error.get("ctx", {}).get("error", "")
+                return JSONResponse({"detail": f"malformed JSON: {where}"}, status_code=400)
+        return JSONResponse({"detail": [_item_error(e) for e in errors]}, status_code=422)
 
     async def db_unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable on %s: %s", request.url.path, exc)
