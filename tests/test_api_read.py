@@ -168,3 +168,4 @@ def test_it_answers_400_for_a_malformed_metric_query(api_server: str, ingest_key
     )
     assert reply.status_code == 400
     assert "malformed JSON" in reply.json()["detail"]
+    assert "at char 20" in reply.json()["detail"]

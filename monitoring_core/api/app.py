@@ -111,8 +111,10 @@ def _add_exception_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         for error in errors:
             if error.get("type") == "json_invalid":  # unreadable, not invalid: CONTRACT says 400
-                where = error.get("ctx", {}).get("error", "")
-                return JSONResponse({"detail": f"malformed JSON: {where}"}, status_code=400)
+                what = error.get("ctx", {}).get("error", "invalid")
+                at = [part for part in error.get("loc", ()) if isinstance(part, int)]
+                where = f" at char {at[0]}" if at else ""
+                return JSONResponse({"detail": f"malformed JSON: {what}{where}"}, status_code=400)
         return JSONResponse({"detail": [_item_error(e) for e in errors]}, status_code=422)
 
     async def db_unavailable(request: Request, exc: Exception) -> JSONResponse:
