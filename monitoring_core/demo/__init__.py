@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 from sqlalchemy import Connection, Engine, exists, select
 
-from monitoring_core.demo import performance
+from monitoring_core.demo import health, performance
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import api_timings
 
@@ -30,6 +30,7 @@ SEED = 20260606  # a Saturday in June: peak wedding season
 # One line per domain; each module exposes `load(conn, *, days, now, rng) -> dict[str, int]`.
 LOADERS: list[ModuleType] = [
     performance,
+    health,
 ]
 
 

@@ -52,3 +52,15 @@ def disk_free(config: dict[str, Any]) -> Outcome:
     minimum = float(config.get("min_free_percent", 10))
     ok = free >= minimum
     return Outcome(ok, f"{free:.1f} % free (minimum {minimum:g} %)")
+
+
+@register_custom_check("demo_flapping")
+def demo_flapping(config: dict[str, Any]) -> Outcome:
+    """The demo's flaky dependency: fails during 2 minutes of every `cycle_minutes` (7)."""
+    from datetime import UTC, datetime  # the probe edge reads the clock, like a network call
+
+    cycle = int(config.get("cycle_minutes", 7))
+    minute = datetime.now(UTC).minute % cycle
+    if minute < 2:
+        return Outcome(False, f"partner API answered 502 (demo flap, minute {minute} of {cycle})")
+    return Outcome(True, "partner API answered 200")

@@ -1,0 +1,46 @@
+"""The demo's health domain: checks with simulated history that agrees with the rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+
+from monitoring_core.demo import health as demo_health
+from monitoring_core.health.runner import run_due_checks
+from monitoring_core.health.store import list_checks, list_flips
+from monitoring_core.schema import health_check_results, metric_series, sql_collectors
+
+
+def test_it_loads_checks_history_collectors_and_a_pushed_job(engine: Engine, now: datetime) -> None:
+    with engine.begin() as conn:
+        counts = demo_health.load(conn, days=3, now=now, rng=np.random.default_rng(1))
+    assert counts["health_checks"] == 7 and counts["sql_collectors"] == 3
+    assert counts["health_check_results"] == 7 * 3 * 24 * 12
+    with engine.connect() as conn:
+        checks = {c.check_name: c for c in list_checks(conn)}
+        flips = list_flips(conn, since=now.replace(year=now.year - 1))
+        pushed = conn.execute(
+            select(func.count()).where(metric_series.c.name == "invoice_export_rows")
+        ).scalar()
+        results = conn.execute(select(func.count()).select_from(health_check_results)).scalar()
+        collectors = conn.execute(select(sql_collectors.c.kind)).scalars().all()
+    assert results == counts["health_check_results"] and pushed == 1
+    assert sorted(collectors) == ["prometheus_scrape", "sql", "sql"]
+    assert checks["Nightly backup"].ping_token and checks["Vendor search"].wedding_critical
+    vendor = [f for f in flips if f["check_name"] == "Vendor search"]
+    assert any(f["to_status"] == "critical" for f in vendor)
+    assert any(f["is_auto_recovery"] for f in vendor)  # the outage ended on its own
+    assert len([f for f in flips if f["check_name"] == "Payments partner"]) > len(vendor)
+
+
+def test_it_leaves_checks_the_worker_can_run(engine: Engine, now: datetime) -> None:
+    with engine.begin() as conn:
+        demo_health.load(conn, days=1, now=now, rng=np.random.default_rng(2))
+    report = run_due_checks(engine, now)
+    assert report.checked == 7
+    with engine.connect() as conn:
+        checks = {c.check_name: c for c in list_checks(conn)}
+    assert checks["Platform database"].status.value == "healthy"
+    assert checks["Disk space"].status.value == "healthy"
