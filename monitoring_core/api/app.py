@@ -77,6 +77,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(_router("routes_health"))
     app.include_router(_router("routes_business"))
     app.include_router(_router("routes_alerts"))
+    app.include_router(_router("routes_incidents"))
     return app
 
 

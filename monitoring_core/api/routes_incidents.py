@@ -1,0 +1,193 @@
+"""Incident routes (CONTRACT §4): list/create/get, status, timeline, resolve, and the active list.
+
+Admin keys act with the admin role; the timeline and audit log name the key (`apikey:NAME`).
+Refused lifecycle moves are 409 with the reason; invalid fields 422 listing each problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+
+from monitoring_core.api.body import read_body
+from monitoring_core.api.deps import require_admin, require_any_key
+from monitoring_core.incidents import service
+from monitoring_core.incidents.lifecycle import TransitionRefused
+from monitoring_core.incidents.queries import (
+    active_incidents,
+    incident_detail,
+    incident_to_api,
+    list_incidents,
+)
+from monitoring_core.timerange import parse_time_range
+
+__all__ = ["router"]
+
+router = APIRouter()
+admin = APIRouter(tags=["admin: incidents"], dependencies=[Depends(require_admin)])
+live = APIRouter(tags=["incidents"], dependencies=[Depends(require_any_key)])
+BASE = "/api/admin/incidents"
+ROLE = "admin"  # an admin-scope key acts with the admin role
+
+
+def _json(content: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+def _invalid(problems: list[dict[str, str]]) -> Response:
+    detail = [{"index": None, "field": p["field"], "message": p["message"]} for p in problems]
+    return _json({"detail": detail}, status_code=422)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _actor(request: Request) -> str:
+    return f"apikey:{request.state.api_key.name}"
+
+
+async def _object(request: Request) -> dict[str, Any]:
+    raw = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+    try:
+        body = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise HTTPException(
+            422, detail=[{"index": None, "field": "", "message": "must be a JSON object"}]
+        )
+    return body
+
+
+async def _tx(request: Request, work: Callable[[Connection], Any]) -> Any:
+    """Run `work` in one transaction off the event loop, mapping domain errors to HTTP."""
+
+    def run() -> Any:
+        with request.app.state.engine.begin() as conn:
+            return work(conn)
+
+    try:
+        return await run_in_threadpool(run)
+    except service.IncidentNotFound as exc:
+        raise HTTPException(404, f"not found: {exc}") from None
+    except TransitionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    except service.PermissionDenied as exc:
+        raise HTTPException(403, str(exc)) from None
+
+
+async def _act(request: Request, work: Callable[[Connection], Any], status: int = 200) -> Response:
+    try:
+        result = await _tx(request, work)
+    except service.IncidentInvalid as exc:
+        return _invalid(exc.problems)
+    return _json(result, status_code=status)
+
+
+@admin.get(BASE, summary="Incidents, newest first, with filters")
+async def get_incidents(request: Request) -> Response:
+    q, now = request.query_params, _now()
+    span = None
+    if q.get("timeRange") or q.get("from") or q.get("to"):
+        try:
+            span = parse_time_range(
+                q.get("timeRange"), now=now, start=q.get("from"), end=q.get("to")
+            )
+        except ValueError as exc:
+            return _invalid([{"field": "timeRange", "message": str(exc)}])
+    limit = q.get("limit", "200")
+    if not limit.isdigit():
+        return _invalid([{"field": "limit", "message": "must be a positive integer"}])
+    rows = await _tx(request, lambda c: list_incidents(
+        c, status=q.get("status"), severity=q.get("severity"), service=q.get("service"),
+        wedding_impact=q.get("wedding_impact"), start=span.start if span else None,
+        end=span.end if span else None, active_only=q.get("active") == "true", limit=int(limit),
+    ))  # fmt: skip
+    return _json({"incidents": [incident_to_api(r, now) for r in rows]})
+
+
+@admin.post(BASE, status_code=201, summary="Declare an incident")
+async def post_incident(request: Request) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+    tz = request.app.state.settings.tz
+    return await _act(request, lambda c: incident_to_api(service.create_incident(
+        c, body=body, actor=actor, role=ROLE, now=now, tz=tz), now), 201)  # fmt: skip
+
+
+@admin.get(BASE + "/{incident_id}", summary="One incident with its timeline, alerts, error groups")
+async def get_incident(request: Request, incident_id: int) -> Response:
+    now = _now()
+    detail = await _tx(request, lambda c: incident_detail(c, incident_id=incident_id, now=now))
+    if detail is None:
+        raise HTTPException(404, f"not found: incident {incident_id}")
+    return _json(detail)
+
+
+@admin.put(BASE + "/{incident_id}", summary="Change severity, impact, services, users, tags")
+async def put_incident(request: Request, incident_id: int) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+    return await _act(request, lambda c: incident_to_api(service.update_incident(
+        c, incident_id=incident_id, body=body, actor=actor, role=ROLE, now=now), now))  # fmt: skip
+
+
+@admin.put(BASE + "/{incident_id}/status", summary="Move along open → … → closed")
+async def put_status(request: Request, incident_id: int) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+    status, message = body.get("status"), body.get("message", "")
+    if not isinstance(status, str) or not isinstance(message, str):
+        return _invalid([{"field": "status", "message": "status (and message) must be strings"}])
+    return await _act(request, lambda c: incident_to_api(service.change_status(
+        c, incident_id=incident_id, status=status, actor=actor, role=ROLE, now=now,
+        message=message), now))  # fmt: skip
+
+
+@admin.post(BASE + "/{incident_id}/timeline", status_code=201, summary="Add a timeline entry")
+async def post_timeline(request: Request, incident_id: int) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+    message, public, kind = (
+        body.get("message"),
+        body.get("is_public", False),
+        body.get("kind", "note"),
+    )
+    if not isinstance(message, str) or not isinstance(public, bool) or not isinstance(kind, str):
+        return _invalid([{"field": "message", "message": "message (string) is required; "
+                          "is_public is a boolean, kind a string"}])  # fmt: skip
+    return await _act(request, lambda c: service.add_note(
+        c, incident_id=incident_id, message=message, actor=actor, role=ROLE, now=now,
+        is_public=public, kind=kind), 201)  # fmt: skip
+
+
+@admin.post(BASE + "/{incident_id}/resolve", summary="Resolve with a summary")
+async def post_resolve(request: Request, incident_id: int) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+    summary, cause = body.get("resolution_summary"), body.get("root_cause")
+    if not isinstance(summary, str) or (cause is not None and not isinstance(cause, str)):
+        return _invalid([{"field": "resolution_summary", "message": "is required (string)"}])
+    return await _act(request, lambda c: incident_to_api(service.resolve_incident(
+        c, incident_id=incident_id, resolution_summary=summary, root_cause=cause, actor=actor,
+        role=ROLE, now=now), now))  # fmt: skip
+
+
+@admin.post(BASE + "/{incident_id}/acknowledge", summary="Acknowledge (stops escalation)")
+async def post_acknowledge(request: Request, incident_id: int) -> Response:
+    actor, now = _actor(request), _now()
+    return await _act(request, lambda c: incident_to_api(service.acknowledge_incident(
+        c, incident_id=incident_id, actor=actor, role=ROLE, now=now), now))  # fmt: skip
+
+
+@live.get("/api/monitoring/incidents/active", summary="Open, investigating, mitigating incidents")
+async def get_active(request: Request) -> Response:
+    now = _now()
+    return _json({"incidents": await _tx(request, lambda c: active_incidents(c, now=now))})
+
+
+router.include_router(admin)
+router.include_router(live)
