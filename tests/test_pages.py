@@ -97,6 +97,33 @@ def test_it_shows_performance_tables_and_the_regression(
     assert (vitals["mobile"] > vitals["desktop"]).mean() > 0.8  # LCP p75 is worse on phones
 
 
+def _requests_in_range(at: AppTest) -> int:
+    line = at.markdown[0].value  # "Overall health: … 12,345 requests in the range (…)"
+    return int(line.split(" requests in the range")[0].split()[-1].replace(",", ""))
+
+
+def test_it_reads_the_time_range_from_the_sidebar(
+    demo_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.VIEWER).run()
+    one_day = _requests_in_range(at)
+
+    at.button_group(key="time_range").set_value("7d").run()
+
+    assert not at.exception
+    assert 5 * one_day < _requests_in_range(at) < 9 * one_day
+
+
+def test_it_refreshes_the_page_only_when_asked(logged_in_app: AppFactory) -> None:
+    at = logged_in_app(Role.VIEWER).run()
+    assert not at.get("component_instance")  # the st_autorefresh timer
+
+    at.toggle(key="auto_refresh").set_value(True).run()
+
+    assert not at.exception
+    assert len(at.get("component_instance")) == 1
+
+
 def test_it_answers_with_a_message_when_the_database_is_down(
     logged_in_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

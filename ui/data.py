@@ -15,7 +15,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import streamlit as st
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from monitoring_core.config import ConfigError, Settings, load_settings
 from monitoring_core.db import DatabaseUnavailable, database_url, make_engine
@@ -29,7 +29,7 @@ R = TypeVar("R")
 
 
 class DatabaseProblem(RuntimeError):
-    """The database could not answer a read: `unavailable` (down) or the query failed."""
+    """A read failed: the database is `unavailable` (down), or the query itself failed."""
 
     def __init__(self, message: str, *, unavailable: bool) -> None:
         super().__init__(message)
@@ -66,7 +66,7 @@ def read(function: Callable[Concatenate[Connection, P], R], *args: P.args, **kwa
     except (OperationalError, InterfaceError, DatabaseUnavailable, ConfigError, OSError) as exc:
         log.warning("read %s: database unavailable: %s", target, exc)
         raise DatabaseProblem(type(exc).__name__, unavailable=True) from exc
-    except SQLAlchemyError as exc:
+    except Exception as exc:  # a failing query must cost one panel, never show a traceback
         log.exception("read %s failed", target)
         raise DatabaseProblem(type(exc).__name__, unavailable=False) from exc
     return result
@@ -75,7 +75,7 @@ def read(function: Callable[Concatenate[Connection, P], R], *args: P.args, **kwa
 def read_or_stop(
     function: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
 ) -> R:
-    """Like `read`, but on a database failure shows a friendly message and stops the page."""
+    """Like `read`, but on failure shows a friendly message and stops the page there."""
     try:
         return read(function, *args, **kwargs)
     except DatabaseProblem as problem:
@@ -87,8 +87,8 @@ def read_or_stop(
             )
         else:
             st.error(
-                "This part of the page could not be loaded: a query failed. The details are in "
-                "the UI's log; other pages are not affected.",
+                "The rest of this page could not be loaded because a query failed; the details "
+                "are in the UI's log. Other pages are not affected.",
                 icon=":material/error:",
             )
         st.stop()
