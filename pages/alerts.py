@@ -120,12 +120,12 @@ with rules_tab:
             )
     if admin:
         st.subheader("New rule")
-        template = st.selectbox("Template", ["(blank)", *TEMPLATES])
+        template = st.selectbox("Template", ["(blank)", *TEMPLATES], key="rule_template")
         base = TEMPLATES.get(template, {"alert_name": "", "severity_level": "medium", "condition_config":
                              {"type": "threshold", "metric": "", "operator": "greater_than", "value": 0}})  # fmt: skip
         channels = data.read_or_stop(list_channels)
         with st.form("new_rule"):
-            name = st.text_input("Name", base["alert_name"])
+            name = st.text_input("Name", base["alert_name"], key=f"rule_name_{template}")
             severity_level = st.selectbox("Severity", ["critical", "high", "medium", "low", "info"],
                                           index=["critical", "high", "medium", "low", "info"].index(base["severity_level"]))  # fmt: skip
             config = st.text_area(

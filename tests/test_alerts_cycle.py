@@ -58,7 +58,7 @@ def test_it_fires_once_and_counts_five_breaches_on_one_instance(db: Engine) -> N
     (sent,) = outbox(db)
     assert sent["kind"] == "firing" and sent["channel_id"] == ch
     assert (
-        "Checkout slow" in sent["title"] and f"{URL}/alerts?instance={inst['id']}" in sent["body"]
+        "Checkout slow" in sent["title"] and f"{URL}/response-alerts?instance={inst['id']}" in sent["body"]
     )
     assert "Value: 150" in sent["body"] and "Threshold: 100" in sent["body"]
 

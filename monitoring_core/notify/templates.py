@@ -28,7 +28,7 @@ class Message:
 
 
 def alert_link(public_url: str, instance_id: int) -> str:
-    return f"{public_url.rstrip('/')}/alerts?{urlencode({'instance': instance_id})}"
+    return f"{public_url.rstrip('/')}/response-alerts?{urlencode({'instance': instance_id})}"
 
 
 def _fmt(value: Any) -> str:

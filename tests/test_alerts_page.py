@@ -1,0 +1,79 @@
+"""The Alerts page through AppTest: what each role sees and the actions it may take."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core.alerts.evaluation import run_evaluation
+from monitoring_core.enums import Role
+from monitoring_core.schema import alert_instances, alert_rules, audit_log
+from tests.alerting_support import point, threshold_rule
+
+AppFactory = Callable[[Role | None], AppTest]
+
+
+def _firing_alert(engine: Engine) -> int:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        threshold_rule(conn, now, alert_name="Checkout slow")
+    point(engine, now - timedelta(seconds=2), 500)
+    run_evaluation(engine, now)
+    with engine.connect() as conn:
+        return int(conn.execute(select(alert_instances.c.id)).scalar_one())
+
+
+def _open(factory: AppFactory, role: Role) -> AppTest:
+    at = factory(role)
+    at.run()
+    at.switch_page("pages/alerts.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _labels(at: AppTest) -> list[str]:
+    return [b.label for b in at.button]
+
+
+def test_it_shows_active_alerts_to_viewers_without_actions(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    _firing_alert(engine)
+    at = _open(logged_in_app, Role.VIEWER)
+    assert any("Checkout slow" in m.value for m in at.markdown)
+    assert "Acknowledge" not in _labels(at) and "Create" not in _labels(at)
+
+
+def test_it_lets_a_responder_acknowledge(engine: Engine, logged_in_app: AppFactory) -> None:
+    instance_id = _firing_alert(engine)
+    at = _open(logged_in_app, Role.RESPONDER)
+    assert "Disable" not in _labels(at)  # rules are for admins
+    at.button(key=f"ack{instance_id}").click().run()
+    assert not at.exception
+    with engine.connect() as conn:
+        status = conn.execute(select(alert_instances.c.status)).scalar_one()
+        audit = conn.execute(select(audit_log.c.action, audit_log.c.actor)).one()
+    assert status == "acknowledged"
+    assert audit.action == "alert.acknowledge" and audit.actor.startswith("responder-")
+    assert any("Acknowledge done" in s.value for s in at.success)
+
+
+def test_it_lets_an_admin_disable_a_rule_and_create_one(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    _firing_alert(engine)
+    at = _open(logged_in_app, Role.ADMIN)
+    at.button(key="tog1").click().run()
+    at.selectbox(key="rule_template").select("payment_failures").run()
+    assert at.text_input(key="rule_name_payment_failures").value == "Payment Failures"
+    at.text_input(key="rule_name_payment_failures").input("Payments failing")  # inside the form
+    next(b for b in at.button if b.label == "Create").click().run()
+    assert not at.exception
+    with engine.connect() as conn:
+        rules = conn.execute(
+            select(alert_rules.c.alert_name, alert_rules.c.is_enabled).order_by(alert_rules.c.id)
+        ).all()
+    assert [tuple(r) for r in rules] == [("Checkout slow", False), ("Payments failing", True)]
