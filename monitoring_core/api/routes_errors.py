@@ -21,7 +21,8 @@ from monitoring_core.api.deps import (
     require_ingest,
     sentry_key,
 )
-from monitoring_core.api.routes_ingest import partition_days
+from monitoring_core.api.routes_ingest import app_cache, partition_days
+from monitoring_core.errors.batcher import GroupCommit
 from monitoring_core.errors.correlation import related_events
 from monitoring_core.errors.envelope import (
     BodyTooLarge,
@@ -48,10 +49,31 @@ _TEXT_OR_JSON = {"", "application/json", "text/plain"}
 
 
 # ---------------------------------------------------------------- ingest
+SMALL_BATCH = 50  # requests up to this many events share transactions (group commit)
+
+
 def _store(app: FastAPI, events: list[ErrorInput], now: datetime) -> IngestResult:
     partition_days(app).ensure("error_events", {e.time.astimezone(UTC).date() for e in events})
     with app.state.engine.begin() as conn:
         return ingest_errors(conn, events, now=now, tz=app.state.settings.tz)
+
+
+def _group_commit(app: FastAPI) -> GroupCommit[ErrorInput, dict[str, Any]]:
+    def write(events: list[ErrorInput]) -> list[dict[str, Any]]:
+        return _store(app, events, datetime.now(UTC)).items
+
+    return app_cache(app, "error_group_commit", lambda: GroupCommit(write))
+
+
+async def _write(request: Request, events: list[ErrorInput], now: datetime) -> list[dict[str, Any]]:
+    """Store events: small requests through group commit, large ones in their own transaction."""
+    if len(events) <= SMALL_BATCH:
+        return await _group_commit(request.app).submit(events)
+    return (await run_in_threadpool(_store, request.app, events, now)).items
+
+
+def _stored(items: list[dict[str, Any]]) -> int:
+    return sum(1 for item in items if not item.get("duplicate"))
 
 
 def _check_json_type(request: Request) -> None:
@@ -79,11 +101,11 @@ async def ingest_error_events(request: Request) -> JSONResponse:
     except InvalidItems:
         stats.count_items("errors", rejected=len(items))
         raise
-    result = await run_in_threadpool(_store, request.app, events, now)
-    stats.count_items("errors", accepted=result.stored)
-    reply: dict[str, Any] = {"accepted": result.stored, "items": result.items}
+    items_out = await _write(request, events, now)
+    stats.count_items("errors", accepted=_stored(items_out))
+    reply: dict[str, Any] = {"accepted": _stored(items_out), "items": items_out}
     if data.lstrip()[:1] == b"{":  # one object in, its fields at the top level too
-        reply |= result.items[0]
+        reply |= items_out[0]
     return JSONResponse(reply, status_code=202)
 
 
@@ -145,8 +167,8 @@ def _envelope_events(envelope: Envelope, project_id: str, now: datetime) -> list
 
 async def _ingest_sentry(request: Request, events: list[ErrorInput], now: datetime) -> None:
     if events:
-        result = await run_in_threadpool(_store, request.app, events, now)
-        request.app.state.stats.count_items("sentry_errors", accepted=result.stored)
+        items = await _write(request, events, now)
+        request.app.state.stats.count_items("sentry_errors", accepted=_stored(items))
 
 
 @router.post("/api/{project_id}/envelope/", summary="Sentry SDK envelope ingest")

@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from monitoring_core.errors.fingerprint import culprit, fingerprint_error, normalize_message
+from monitoring_core.errors.fingerprint import (
+    Trace,
+    culprit,
+    fingerprint_error,
+    normalize_message,
+    parse_trace,
+)
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.rules import is_regression
 from monitoring_core.errors.scrub import Scrubber
@@ -26,8 +32,8 @@ from monitoring_core.errors.store import (
     insert_events,
     mark_regressed,
     open_incident_for_group,
-    record_change,
     record_members,
+    record_new_groups,
     upsert_groups,
 )
 from monitoring_core.incidents.store import open_incident
@@ -37,6 +43,7 @@ __all__ = ["SCRUB_FIELDS_SETTING", "IngestResult", "ingest_errors", "load_scrubb
 
 SCRUB_FIELDS_SETTING = "error_scrub_fields"  # settings row: a JSON list of extra field names
 ACTOR = "error-tracking"
+_SCRUBBERS: dict[tuple[str, ...], Scrubber] = {}
 
 
 @dataclass(frozen=True)
@@ -52,11 +59,16 @@ def load_scrubber(conn: Connection) -> Scrubber:
     value = conn.execute(
         select(settings_table.c.value).where(settings_table.c.key == SCRUB_FIELDS_SETTING)
     ).scalar_one_or_none()
-    extra = [str(v) for v in value] if isinstance(value, list) else []
-    return Scrubber(extra_keys=extra)
+    extra = tuple(str(v) for v in value) if isinstance(value, list) else ()
+    scrubber = _SCRUBBERS.get(extra)
+    if scrubber is None:  # one per configuration, so its caches outlive a batch
+        _SCRUBBERS.clear()
+        scrubber = _SCRUBBERS[extra] = Scrubber(extra_keys=extra)
+    return scrubber
 
 
-def _scrub(event: ErrorInput, scrubber: Scrubber) -> None:
+def _scrub(event: ErrorInput, scrubber: Scrubber) -> Trace | None:
+    """Scrub in place; for a text stack trace, return what grouping reads from it."""
     event.message = scrubber.text(event.message)
     if event.message_template is not None:
         event.message_template = scrubber.text(event.message_template)
@@ -64,14 +76,22 @@ def _scrub(event: ErrorInput, scrubber: Scrubber) -> None:
         event.stack_trace = scrubber.text(event.stack_trace)
     if event.endpoint_path is not None:
         event.endpoint_path = scrubber.text(event.endpoint_path)
-    event.frames = scrubber.data(event.frames)
     event.tags = scrubber.data(event.tags)
     event.context = scrubber.data(event.context)
+    if event.frames:
+        event.frames = scrubber.data(event.frames)
+        return None
+    if event.stack_trace:
+        # Own-API traces are text: frames parsed from the scrubbed text need no second pass.
+        trace = parse_trace(event.stack_trace)
+        event.frames = trace.frames
+        return trace
+    return None
 
 
 def prepare(event: ErrorInput, *, scrubber: Scrubber, tz: ZoneInfo) -> PreparedError:
     """Scrub in place, then fingerprint and classify (pure apart from the mutation)."""
-    _scrub(event, scrubber)
+    trace = _scrub(event, scrubber)
     template = normalize_message(event.message_template or event.message)
     severity = classify_severity(
         level=event.level,
@@ -85,9 +105,15 @@ def prepare(event: ErrorInput, *, scrubber: Scrubber, tz: ZoneInfo) -> PreparedE
     )
     return PreparedError(
         event=event,
-        fingerprint=fingerprint_error(event.error_type, template, event.frames, event.fingerprint),
+        fingerprint=fingerprint_error(
+            event.error_type,
+            template,
+            event.frames,
+            event.fingerprint,
+            grouping=trace.grouping if trace else None,
+        ),
         message_template=template,
-        culprit=culprit(event.frames),
+        culprit=trace.culprit if trace else culprit(event.frames),
         severity=severity,
     )
 
@@ -105,9 +131,7 @@ def ingest_errors(
     prepared = [prepare(e, scrubber=scrubber, tz=tz) for e in events]
     kept = claim_event_ids(conn, prepared)
     groups = upsert_groups(conn, kept)
-    for g in groups.values():
-        if g.inserted:
-            record_change(conn, group_id=g.id, kind="new", now=now)
+    record_new_groups(conn, sorted(g.id for g in groups.values() if g.inserted), now=now)
     _flag_regressions(conn, kept, groups, now)
     record_members(conn, kept)
     stored = insert_events(conn, kept)

@@ -44,35 +44,49 @@ DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
 )
 
 _SECRET_WORDS = r"password|passwd|pwd|secret|client_secret|token|access_token|refresh_token|api[_-]?key|apikey|auth|sig|signature"
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+# (cheap lower-case substrings that must occur for the pattern to possibly match, pattern,
+# replacement): most strings (function names, paths, numbers) skip every regex.
+_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
     # Authorization header values: keep the scheme, drop the credential ("Basic" only when the
-    # word after it looks like base64 (a digit or an inner capital), so "Basic authentication failed" survives).
-    (re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9\-._~+/]{8,}=*"), rf"\1\2{REDACTED}"),
+    # word after it looks like base64: a digit or an inner capital, so "Basic authentication
+    # failed" survives).
+    (("bearer",), re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9\-._~+/]{8,}=*"), rf"\1\2{REDACTED}"),
     (
+        ("basic",),
         re.compile(r"(?i)\b(basic)(\s+)(?=[A-Za-z0-9+/]*(?-i:\d|[a-z][A-Z]))[A-Za-z0-9+/]{8,}=*"),
         rf"\1\2{REDACTED}",
     ),
     # key=value / key: value / "key": "value" for secret-looking keys (query strings, logs, JSON).
     (
+        ("pass", "pwd", "secret", "token", "key", "auth", "sig"),
         re.compile(
             rf"(?i)((?:{_SECRET_WORDS})[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"'&,;}}]+"
         ),
         rf"\1{REDACTED}",
     ),
     # Credentials in URLs: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@"), rf"\1{REDACTED}@"),
+    (
+        ("://",),
+        re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*+://[^/\s:@]+:)[^/\s@]+@"),
+        rf"\1{REDACTED}@",
+    ),
     # JSON Web Tokens.
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"), REDACTED),
+    (("eyj",), re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"), REDACTED),
     # Well-known API key shapes: Stripe, our own, AWS, GitHub, Slack, Google.
     (
+        ("_live_", "_test_", "mk_", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "aiza"),
         re.compile(
             r"\b(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}|mk_[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}"
             r"|gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})"
         ),
         REDACTED,
     ),
-    (re.compile(r"(?i)\b[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}\b"), REDACTED),
+    (("@",), re.compile(r"\b[A-Za-z0-9._%+-]++@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"), REDACTED),
 )
+# Card and phone numbers need a run of at least 9 digits with separators.
+_DIGIT_RUN = re.compile(r"\d[\d ().+-]{7,}\d")
+_CACHED_LENGTH = 64  # long strings (stack traces) repeat: remember their scrubbed form
+_CACHE_SIZE = 2048
 _CARD = re.compile(r"(?<![\d\w])\d(?:[ -]?\d){12,18}(?![\d\w])")
 # International numbers (+44 20 7946 0958) and separated national ones (020 7946 0958,
 # (555) 123-4567, 555-123-4567); bare digit runs are left alone: they are usually ids.
@@ -111,21 +125,45 @@ class Scrubber:
 
     extra_keys: Iterable[str] = ()
     _keys: tuple[str, ...] = field(init=False, repr=False)
+    _seen: dict[str, bool] = field(init=False, repr=False, compare=False)
+    _texts: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         extra = tuple(_norm_key(k) for k in self.extra_keys if k.strip())
         object.__setattr__(self, "_keys", DEFAULT_SENSITIVE_KEYS + extra)
+        object.__setattr__(self, "_seen", {})
+        object.__setattr__(self, "_texts", {})
 
     def is_sensitive_key(self, key: str) -> bool:
-        norm = _norm_key(key)
-        return any(k in norm for k in self._keys)
+        known = self._seen.get(key)
+        if known is None:
+            norm = _norm_key(key)
+            known = any(k in norm for k in self._keys)
+            if len(self._seen) < 10_000:  # keys repeat: filename, lineno, amount …
+                self._seen[key] = known
+        return known
 
     def text(self, value: str) -> str:
         """The string with every secret-looking part replaced by [REDACTED]."""
-        for pattern, repl in _PATTERNS:
-            value = pattern.sub(repl, value)
-        value = _CARD.sub(_card, value)
-        return _PHONE.sub(_phone, value)
+        if len(value) < _CACHED_LENGTH:
+            return self._scrub_text(value)
+        done = self._texts.get(value)
+        if done is None:
+            done = self._scrub_text(value)
+            if len(self._texts) >= _CACHE_SIZE:
+                self._texts.clear()
+            self._texts[value] = done
+        return done
+
+    def _scrub_text(self, value: str) -> str:
+        lowered = value.lower()
+        for triggers, pattern, repl in _RULES:
+            if any(t in lowered for t in triggers):
+                value = pattern.sub(repl, value)
+        if _DIGIT_RUN.search(value):
+            value = _CARD.sub(_card, value)
+            value = _PHONE.sub(_phone, value)
+        return value
 
     def data(self, value: Any) -> Any:
         """A scrubbed copy of JSON-like data: sensitive keys redacted, strings scrubbed."""

@@ -37,6 +37,7 @@ __all__ = [
     "insert_events",
     "record_change",
     "record_members",
+    "record_new_groups",
     "upsert_groups",
 ]
 
@@ -224,6 +225,15 @@ def record_change(
             details=details or {},
         )
     )
+
+
+def record_new_groups(conn: Connection, group_ids: Sequence[int], *, now: datetime) -> None:
+    """One `new` history entry per group created by this batch (one statement)."""
+    if group_ids:
+        conn.execute(
+            insert(error_group_changes),
+            [{"group_id": g, "kind": "new", "time": now, "details": {}} for g in group_ids],
+        )
 
 
 def mark_regressed(conn: Connection, *, group_id: int, now: datetime, release: str | None) -> bool:

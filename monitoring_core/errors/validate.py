@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitoring_core.enums import ErrorLevel, Severity
-from monitoring_core.errors.fingerprint import frames_from_stack_trace
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.ingest.validate import InvalidItems, ItemError, check_keys, parse_timestamp
 
@@ -90,7 +89,6 @@ def _parse_one(
         time=time,
         severity=text["severity"],
         stack_trace=text["stack_trace"],
-        frames=frames_from_stack_trace(text["stack_trace"]),
         endpoint_path=text["endpoint_path"],
         user_id=text["user_id"],
         organization_id=text["organization_id"],

@@ -1,0 +1,354 @@
+"""Error ingest throughput: own API (batches of 500) and Sentry envelopes (gzip), with scrubbing
+and grouping, against two baselines measured in the same run: the in-process scrub + group
+cost alone, and raw binary COPY of already-prepared error rows (the database floor).
+
+Uses the embedded Postgres under .data/bench, in a database of its own (bench_errors), and the
+API (uvicorn, WORKERS processes) in a subprocess; CLIENTS processes post pre-serialised bodies.
+Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from monitoring_core.accounts import create_api_key  # noqa: E402
+from monitoring_core.db import embedded_url, make_engine  # noqa: E402
+from monitoring_core.enums import ApiScope  # noqa: E402
+from monitoring_core.errors.ingest import prepare  # noqa: E402
+from monitoring_core.errors.scrub import Scrubber  # noqa: E402
+from monitoring_core.errors.store import insert_events  # noqa: E402
+from monitoring_core.errors.validate import parse_error_items  # noqa: E402
+from monitoring_core.migrate import migrate  # noqa: E402
+
+WORKERS = 2
+CLIENTS = 4
+BATCH = 500
+SDKS_PER_CLIENT = 16  # concurrent one-event-at-a-time senders per client process
+ENVELOPES_PER_SDK = 300
+DURATION_S = 15.0
+PREPARE_EVENTS = 20_000
+COPY_EVENTS = 100_000
+DB_NAME = "bench_errors"
+BUGS = 60
+TZ = ZoneInfo("Europe/London")
+
+
+def _stack(bug: int) -> str:
+    frames = [
+        f'  File "/srv/app/svc{bug % 7}/module{k}.py", line {10 + k * bug % 90}, in fn_{bug}_{k}\n'
+        f"    result = handler_{k}(request, amount={k * 3})"
+        for k in range(8)
+    ]
+    return "Traceback (most recent call last):\n" + "\n".join(frames) + f"\nError{bug}: boom"
+
+
+def _item(rng: random.Random) -> dict[str, Any]:
+    bug = rng.randrange(BUGS)
+    return {
+        "error_type": f"Error{bug}",
+        "message": f"order {rng.randrange(10**6)} for {uuid.uuid4()} failed after {rng.random():.3f}s"
+        f" (user anna{rng.randrange(100)}@example.com, Bearer tok{rng.randrange(10**9)}abc)",
+        "service_name": ["web", "payments", "rsvp", "vendors", "mail"][bug % 5],
+        "level": ["frontend", "api", "database", "third_party"][bug % 4],
+        "stack_trace": _stack(bug),
+        "user_id": f"u{rng.randrange(2000)}",
+        "organization_id": f"o{rng.randrange(200)}",
+        "request_id": uuid.uuid4().hex,
+        "trace_id": uuid.uuid4().hex,
+        "endpoint_path": f"/api/v1/orders/{rng.randrange(10**5)}",
+        "context": {"password": "hunter2", "amount": rng.randrange(10**4), "note": "x" * 40},
+    }
+
+
+def _sentry_event(rng: random.Random) -> dict[str, Any]:
+    bug = rng.randrange(BUGS)
+    frames = [
+        {
+            "module": f"svc{bug % 7}.module{k}",
+            "function": f"fn_{bug}_{k}",
+            "filename": f"svc{bug % 7}/module{k}.py",
+            "lineno": 10 + k,
+            "in_app": k > 2,
+            "context_line": f"result = handler_{k}(request)",
+            "vars": {"amount": str(k * 3), "token": "secret"},
+        }
+        for k in range(8)
+    ]
+    return {
+        "event_id": uuid.uuid4().hex,
+        "level": "error",
+        "platform": "python",
+        "release": "payments@1.4.0",
+        "environment": "production",
+        "tags": {"service": "payments"},
+        "user": {"id": f"u{rng.randrange(2000)}"},
+        "contexts": {"trace": {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16]}},
+        "exception": {
+            "values": [
+                {
+                    "type": f"Error{bug}",
+                    "value": f"order {rng.randrange(10**6)} failed",
+                    "stacktrace": {"frames": frames},
+                }
+            ]
+        },
+    }
+
+
+def _envelope(event: dict[str, Any]) -> bytes:
+    payload = orjson.dumps(event)
+    header = orjson.dumps({"event_id": event["event_id"], "sent_at": "2026-06-06T12:00:00Z"})
+    item = orjson.dumps({"type": "event", "length": len(payload)})
+    return gzip.compress(header + b"\n" + item + b"\n" + payload + b"\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sender(
+    port: int, path: str, headers: dict[str, str], bodies: list[bytes], per_request: int
+) -> tuple[int, int, list[float], float, float]:
+    """One keep-alive connection posting `bodies` in turn until DURATION_S or they run out."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    stored = failed = 0
+    latencies: list[float] = []
+    first = time.monotonic()  # CLOCK_MONOTONIC is system-wide: comparable across processes
+    deadline = first + DURATION_S
+    for body in bodies:
+        if time.monotonic() >= deadline:
+            break
+        start = time.perf_counter()
+        conn.request("POST", path, body=body, headers=headers)
+        reply = conn.getresponse()
+        reply.read()
+        latencies.append(time.perf_counter() - start)
+        if reply.status in (200, 202):
+            stored += per_request
+        else:
+            failed += 1
+    return stored, failed, latencies, first, time.monotonic()
+
+
+def _client(port: int, key: str, kind: str, seed: int, results: Any) -> None:
+    rng = random.Random(seed)
+    if kind == "own":
+        batches = [orjson.dumps([_item(rng) for _ in range(BATCH)]) for _ in range(6)]
+        headers = {"Content-Type": "application/json", "X-API-Key": key}
+        outcome = _sender(port, "/api/monitoring/errors", headers, batches * 100, BATCH)
+        results.put(outcome)
+        return
+    # Many SDKs at once (each sends one event per request, one request at a time): threads
+    # with a connection each. Fresh event ids everywhere (resent ids would be deduplicated).
+    headers = {
+        "Content-Type": "application/x-sentry-envelope",
+        "Content-Encoding": "gzip",
+        "X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7",
+    }
+    per_thread = [
+        [_envelope(_sentry_event(rng)) for _ in range(ENVELOPES_PER_SDK)]
+        for _ in range(SDKS_PER_CLIENT)
+    ]
+    with ThreadPoolExecutor(SDKS_PER_CLIENT) as pool:
+        futures = [
+            pool.submit(_sender, port, "/api/1/envelope/", headers, bodies, 1)
+            for bodies in per_thread
+        ]
+        outcomes = [f.result() for f in futures]
+    results.put(
+        (
+            sum(o[0] for o in outcomes),
+            sum(o[1] for o in outcomes),
+            [x for o in outcomes for x in o[2]],
+            min(o[3] for o in outcomes),
+            max(o[4] for o in outcomes),
+        )
+    )
+
+
+def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the API exited during startup")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the API did not answer /healthz within 60 s")
+
+
+def http_rate(port: int, key: str, kind: str) -> dict[str, float]:
+    results: Any = mp.Queue()
+    clients = [
+        mp.Process(target=_client, args=(port, key, kind, n, results)) for n in range(CLIENTS)
+    ]
+    for c in clients:
+        c.start()
+    outcomes = [results.get(timeout=600) for _ in clients]
+    for c in clients:
+        c.join()
+    # From the first client's first request to the last client's last reply (bodies are built
+    # before that, so their cost is not counted against the server).
+    window = max(o[4] for o in outcomes) - min(o[3] for o in outcomes)
+    stored = sum(o[0] for o in outcomes)
+    latencies = sorted(x for o in outcomes for x in o[2])
+    return {
+        "events_per_s": stored / window,
+        "requests": len(latencies),
+        "failed": sum(o[1] for o in outcomes),
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p95_ms": latencies[int(len(latencies) * 0.95)] * 1000,
+    }
+
+
+def prepare_rate() -> tuple[float, list[Any]]:
+    rng = random.Random(1)
+    items = [_item(rng) for _ in range(PREPARE_EVENTS)]
+    now = datetime.now(UTC)
+    scrubber = Scrubber()
+    start = time.perf_counter()
+    events = parse_error_items(items, now=now)
+    prepared = [prepare(e, scrubber=scrubber, tz=TZ) for e in events]
+    return PREPARE_EVENTS / (time.perf_counter() - start), prepared
+
+
+def copy_rate(url: str, prepared: list[Any]) -> float:
+    engine = make_engine(url)
+    rows = (prepared * (COPY_EVENTS // len(prepared) + 1))[:COPY_EVENTS]
+    for p in rows:
+        p.group_id = 1
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        insert_events(conn, rows)
+    rate = COPY_EVENTS / (time.perf_counter() - start)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE error_events"))
+    engine.dispose()
+    return rate
+
+
+def _database() -> str:
+    server = make_url(embedded_url(ROOT / ".data" / "bench-errors"))
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    return server.set(database=DB_NAME).render_as_string(hide_password=False)
+
+
+def _start_api(url: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "monitoring_core.api.server:app_factory",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(WORKERS),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    api = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    _wait_for(port, api)
+    return api, port
+
+
+def _line(name: str, r: dict[str, float]) -> str:
+    return (
+        f"  {r['events_per_s']:>10,.0f} events/s {name} ({r['requests']} requests, "
+        f"{r['failed']} failed, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms)"
+    )
+
+
+def main() -> None:
+    url = _database()
+    engine = make_engine(url)
+    migrate(engine, now=datetime.now(UTC), days_back=1)
+    with engine.begin() as conn:
+        key = create_api_key(conn, name="bench", scope=ApiScope.INGEST)
+    engine.dispose()
+    print(
+        f"{WORKERS} uvicorn workers, {CLIENTS} client processes, {DURATION_S:.0f} s per route; "
+        "2 shared cores with other work running: figures are under load"
+    )
+    prep, prepared = prepare_rate()
+    print(f"  {prep:>10,.0f} events/s validate + scrub + fingerprint + classify, one core")
+    copy = copy_rate(url, prepared)
+    print(f"  {copy:>10,.0f} events/s raw binary COPY of prepared error rows (the DB floor)")
+    api, port = _start_api(url)
+    try:
+        own = http_rate(port, key, "own")
+        print(_line(f"POST /api/monitoring/errors, batches of {BATCH}", own))
+        env = http_rate(port, key, "envelope")
+        print(
+            _line(
+                f"POST /api/1/envelope/, gzip, one event each, {CLIENTS * SDKS_PER_CLIENT} senders",
+                env,
+            )
+        )
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    print(
+        f"  own API is {own['events_per_s'] / copy:.0%} of raw COPY and "
+        f"{own['events_per_s'] / 5000:.1f}x the 5,000/s target; envelopes "
+        f"{env['events_per_s'] / 1000:.1f}x the 1,000/s target"
+    )
+    with psycopg.connect(
+        make_url(url).set(drivername="postgresql", database="postgres").render_as_string(False),
+        autocommit=True,
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    print(
+        json.dumps(
+            {
+                "own_api_events_per_s": round(own["events_per_s"]),
+                "envelope_events_per_s": round(env["events_per_s"]),
+                "prepare_events_per_s": round(prep),
+                "copy_events_per_s": round(copy),
+                "own_api_target_ratio": round(own["events_per_s"] / 5000, 2),
+                "envelope_target_ratio": round(env["events_per_s"] / 1000, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
