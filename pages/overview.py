@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from monitoring_core.enums import Role
+from monitoring_core.health import views as health_views
 from monitoring_core.performance import queries
 from ui import auth, charts, data, fmt, widgets
 
@@ -59,6 +60,16 @@ with cards[4]:
 
 # ── Cards from the other domains go here, one call each (they read through data.read too):
 # ── active alerts (alerting), open incidents (incidents), health checks (health).
+health = data.read_or_stop(health_views.health_overview, tr.end)
+if health["total"]:
+    down = [p["check_name"] for p in health["problems"] if p["status"] == "critical"]
+    widgets.kpi_card(
+        "Health checks",
+        f"{health['by_status']['healthy']} / {health['total']} healthy",
+        delta=f"{len(down)} down" if down else None,
+        delta_color="inverse",
+        help=f"Enabled checks by status (Health page for details). Down: {', '.join(down) or 'none'}",
+    )
 
 interval = widgets.chart_interval(tr)
 trend = data.read_or_stop(queries.latency_trend, tr, interval)

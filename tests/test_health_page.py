@@ -100,3 +100,11 @@ def test_it_explains_why_a_check_was_not_saved(engine: Engine, logged_in_app: Ap
     at.text_area[0].input("{not json")
     at.button[0].click().run()
     assert "not valid JSON" in _text(at)
+
+
+def test_it_puts_a_health_card_on_the_overview(engine: Engine, logged_in_app: AppFactory) -> None:
+    _seed(engine)
+    at = logged_in_app(Role.VIEWER).run()
+    assert not at.exception
+    card = next(m for m in at.metric if m.label == "Health checks")
+    assert card.value == "1 / 2 healthy" and card.delta == "1 down"
