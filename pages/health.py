@@ -12,7 +12,7 @@ from monitoring_core.enums import Role
 from monitoring_core.health import views
 from monitoring_core.health.admin import save_check
 from monitoring_core.health.runner import run_check_now
-from monitoring_core.health.validate import CHECK_TYPES
+from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES
 from monitoring_core.ingest.validate import InvalidItems
 from ui import auth, data, fmt, widgets
 
@@ -21,18 +21,6 @@ settings = data.get_settings()
 now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
 api_base = f"http://localhost:{settings.api_port}"
 WORST = ["critical", "warning", "unknown", "healthy"]
-TEMPLATES = {
-    "http": {
-        "url": "https://example.com/health",
-        "expected_status": 200,
-        "keyword": "ok",
-        "max_response_time_ms": 2000,
-    },
-    "tcp": {"host": "localhost", "port": 5432},
-    "database": {"url": "postgresql+psycopg://user:password@host/db", "query": "SELECT 1"},
-    "heartbeat": {"period_seconds": 600, "grace_seconds": 120},
-    "custom": {"callable": "disk_free", "path": "/", "min_free_percent": 10},
-}
 
 st.title("Health")
 workers = data.read_or_stop(views.worker_status, now)
@@ -173,7 +161,7 @@ if auth.has_role(Role.ADMIN):
             value=json.dumps(
                 current["check_config"]
                 if current and current["check_type"] == kind
-                else TEMPLATES[kind],
+                else CONFIG_EXAMPLES[kind],
                 indent=2,
             ),
             key=f"health_config_{editing}_{kind}",

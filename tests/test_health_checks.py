@@ -181,7 +181,12 @@ def test_it_goes_down_after_its_retries_and_recovers_by_itself(
     assert "HTTP 503 (expected 200) (2 failures in a row)" == flips[1]["reason"]
     success = _points(engine, "health_check_success")
     assert [v for _, v in success] == [0.0, 0.0, 0.0, 1.0]
-    assert success[0][0] == {"check": "bookings api", "service": "api", "check_type": "http"}
+    assert success[0][0] == {
+        "check": "bookings api",
+        "service": "api",
+        "check_type": "http",
+        "wedding_critical": "false",
+    }
     assert [v for _, v in _points(engine, "health_check_up")] == [1.0, 0.0, 0.0, 1.0]
     assert len(_points(engine, "health_check_response_time_ms")) == 4
 

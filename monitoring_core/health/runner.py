@@ -89,7 +89,12 @@ def decide(check: CheckRow, outcome: Outcome | None, now: datetime) -> Run:
 def check_points(run: Run, now: datetime) -> list[MetricPoint]:
     """`health_check_success` (this run), `health_check_up` (not down after retries), latency."""
     check = run.check
-    dims = {"check": check.check_name, "service": check.service, "check_type": check.check_type}
+    dims = {
+        "check": check.check_name,
+        "service": check.service,
+        "check_type": check.check_type,
+        "wedding_critical": "true" if check.wedding_critical else "false",
+    }
     points = [
         MetricPoint("health_check_success", float(run.outcome.success), now, dims, SOURCE_SYSTEM)
     ]

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from monitoring_core.health.custom import CUSTOM_CHECKS
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 
-__all__ = ["CHECK_FIELDS", "CHECK_TYPES", "validate_check"]
+__all__ = ["CHECK_FIELDS", "CHECK_TYPES", "CONFIG_EXAMPLES", "validate_check"]
 
 CHECK_TYPES = ("http", "tcp", "database", "heartbeat", "custom")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")
@@ -31,6 +31,18 @@ CHECK_FIELDS = frozenset(
         "wedding_critical",
     }
 )
+CONFIG_EXAMPLES: dict[str, dict[str, Any]] = {  # shown as starting points in forms
+    "http": {
+        "url": "https://example.com/health",
+        "expected_status": 200,
+        "keyword": "ok",
+        "max_response_time_ms": 2000,
+    },
+    "tcp": {"host": "localhost", "port": 5432},
+    "database": {"url": "postgresql+psycopg://user:password@host/db", "query": "SELECT 1"},
+    "heartbeat": {"period_seconds": 600, "grace_seconds": 120},
+    "custom": {"callable": "disk_free", "path": "/", "min_free_percent": 10},
+}
 _NUMBERS: dict[str, tuple[type, float, float]] = {
     "check_frequency_seconds": (int, 5, 86_400),
     "timeout_seconds": (float, 0.1, 120),
