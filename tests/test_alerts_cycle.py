@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from monitoring_core.alerts.evaluation import EvalReport, run_evaluation
 from monitoring_core.alerts.silences import create_silence
 from monitoring_core.alerts.store import list_active_alerts, list_alert_history
 from monitoring_core.incidents.store import list_timeline
+from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import alert_instances, incidents, notification_outbox
 from tests.alerting_support import channel, partitions_around, point, threshold_rule
 
@@ -58,7 +59,8 @@ def test_it_fires_once_and_counts_five_breaches_on_one_instance(db: Engine) -> N
     (sent,) = outbox(db)
     assert sent["kind"] == "firing" and sent["channel_id"] == ch
     assert (
-        "Checkout slow" in sent["title"] and f"{URL}/response-alerts?instance={inst['id']}" in sent["body"]
+        "Checkout slow" in sent["title"]
+        and f"{URL}/response-alerts?instance={inst['id']}" in sent["body"]
     )
     assert "Value: 150" in sent["body"] and "Threshold: 100" in sent["body"]
 
@@ -184,3 +186,34 @@ def test_it_lists_active_alerts_by_severity_then_age(db: Engine) -> None:
         count = conn.execute(select(func.count()).select_from(alert_instances)).scalar()
     assert [a["alert_name"] for a in active] == ["critical one", "low one"] and count == 2
     assert {"alert_configuration_id", "trigger_count", "severity_level"} <= set(active[0])
+
+
+def _error_events(engine: Engine, at: datetime, service: str, n: int) -> None:
+    with engine.begin() as conn:
+        ensure_partitions(conn, start=at, end=at, tables=("error_events",))
+        conn.execute(
+            text(
+                "INSERT INTO error_events (time, event_id, group_id, error_type, message, "
+                "service_name, level, severity) VALUES (:t, gen_random_uuid(), 1, 'CardDeclined', "
+                "'declined', :s, 'api', 'high')"
+            ),
+            [{"t": at - timedelta(seconds=i), "s": service} for i in range(n)],
+        )
+
+
+def test_it_counts_matching_error_events_for_pattern_rules(db: Engine) -> None:
+    with db.begin() as conn:
+        threshold_rule(conn, NOW, alert_name="Payment failures", cfg={
+            "type": "pattern", "metric": None, "filter": {"service": "payments"},
+            "operator": "greater_than_or_equal", "value": 3, "window_minutes": 5,
+            "group_by": ["error_type"],
+        })  # fmt: skip
+    _error_events(db, NOW - MIN, "payments", 2)
+    _error_events(db, NOW - MIN, "photos", 5)  # another service: not counted
+    cycle(db, NOW)
+    assert [i["status"] for i in instances(db)] == []  # 2 < 3: quiet, and zero is not no-data
+    _error_events(db, NOW + MIN, "payments", 1)
+    cycle(db, NOW + MIN)
+    assert [(i["alert_key"], i["status"], i["trigger_value"]) for i in instances(db)] == [
+        ("error_type=CardDeclined", "firing", 3)
+    ]

@@ -66,6 +66,8 @@ def pts(*values: float, end: datetime = NOW, step: timedelta = MIN) -> list[Poin
         ({"type": "composite", "rules": []}, "condition_config.rules"),
         ({"type": "composite", "rules": [1], "logic": "xor"}, "condition_config.logic"),
         ({"type": "pattern", "value": 1, "filter": []}, "condition_config.filter"),
+        ({"type": "pattern", "value": 1, "filter": {"colour": "red"}}, "condition_config.filter"),
+        ({"type": "pattern", "value": 1, "group_by": ["colour"]}, "condition_config.filter"),
         (
             {"type": "threshold", "metric": "m", "value": 1, "window_minutes": 0},
             "condition_config.window_minutes",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitoring_core.enums import Severity
+from monitoring_core.errors.queries import DIMENSIONS
 
 __all__ = [
     "AGGREGATIONS",
@@ -37,6 +38,8 @@ OPERATORS = {
     "not_equals": lambda a, b: a != b,
 }
 NO_DATA_MODES = ("no_data", "ok", "alerting", "keep_state")
+# What `pattern` rules may filter and group error events by.
+PATTERN_DIMENSIONS = frozenset(DIMENSIONS)
 # Services whose failure hurts a wedding directly: their critical alerts open SEV1 incidents.
 WEDDING_CRITICAL_SERVICES = frozenset({"payments", "photos", "forms", "bookings", "guests"})
 
@@ -126,8 +129,13 @@ def _type_specific(kind: str, cfg: Mapping[str, Any], out: dict[str, Any], probl
         problems.append({"field": "condition_config.metric", "message": "is required"})
     if kind in ("threshold", "pattern", "rate_of_change") and "value" not in cfg:
         problems.append({"field": "condition_config.value", "message": "is required"})
-    if kind == "pattern" and not isinstance(cfg.get("filter", cfg.get("filters", {})), dict):
-        problems.append({"field": "condition_config.filter", "message": "must be an object"})
+    if kind == "pattern":
+        wanted = cfg.get("filter", cfg.get("filters", {}))
+        if not isinstance(wanted, dict):
+            problems.append({"field": "condition_config.filter", "message": "must be an object"})
+        elif unknown := sorted((set(wanted) | set(cfg.get("group_by") or [])) - PATTERN_DIMENSIONS):
+            problems.append({"field": "condition_config.filter",
+                             "message": f"unknown error dimensions {unknown}; use {sorted(PATTERN_DIMENSIONS)}"})  # fmt: skip
     if kind == "composite":
         children = cfg.get("rules")
         if (

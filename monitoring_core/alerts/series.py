@@ -25,6 +25,7 @@ from sqlalchemy import Connection
 
 from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.rules import Rule
+from monitoring_core.errors.queries import error_count_series
 from monitoring_core.metrics_query import live_points, query_metric
 from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
@@ -57,10 +58,12 @@ def alert_key(group_by: Sequence[str], values: Sequence[Any]) -> str:
 
 def fetch_key(rule: Rule) -> FetchKey | None:
     cond = rule.condition
-    if cond.type in ("composite", "pattern") or not cond.metric:
+    filters = json.dumps(dict(cond.filters), sort_keys=True)
+    if cond.type == "pattern":  # error events matching the filter, counted by helper D's query
+        return FetchKey("pattern", "error_events", "count", cond.group_by, filters)
+    if cond.type == "composite" or not cond.metric:
         return None
     kind = "hour" if cond.type == "anomaly" else "minute"
-    filters = json.dumps(dict(cond.filters), sort_keys=True)
     return FetchKey(kind, cond.metric, cond.aggregation, cond.group_by, filters)
 
 
@@ -131,8 +134,29 @@ def _raw_values(
     }
 
 
+def _pattern(conn: Connection, key: FetchKey, span: timedelta, now: datetime) -> Keyed:
+    """Error-event counts in 10-second buckets (stamped at their end, capped at now)."""
+    counts = error_count_series(
+        conn,
+        start=now - span,
+        end=now + timedelta(microseconds=1),  # its end is exclusive; ours inclusive
+        filters=json.loads(key.filters),
+        group_by=list(key.group_by),
+        interval=RAW_STEP,
+    )
+    return {
+        alert_key(key.group_by, values): (
+            dict(zip(key.group_by, values, strict=True)),
+            [Point(min(b, now), float(n)) for b, n in buckets],
+        )
+        for values, buckets in counts.items()
+    }
+
+
 def fetch(conn: Connection, key: FetchKey, *, span: timedelta, now: datetime) -> Keyed:
     """Per alert key: its dimensions and points over [now − span, now]."""
+    if key.kind == "pattern":
+        return _pattern(conn, key, span, now)
     step = HOUR if key.kind == "hour" else MINUTE
     stamp = (lambda b, size: b) if key.kind == "hour" else (lambda b, size: min(b + size, now))
     points: dict[tuple, list[Point]] = defaultdict(list)
