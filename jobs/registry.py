@@ -51,7 +51,7 @@ JOBS: list[Job] = [
     Job(
         "notify",
         alerting.deliver_notifications,
-        2,
+        1,
         singleton=False,
         description="send the notification outbox",
     ),
