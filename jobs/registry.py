@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from jobs import alerting, builtin
+from jobs.business import business_rollup
 from monitoring_core.collectors import jobs as collector_jobs
 from monitoring_core.errors.recovery import recovery_job
 
@@ -83,6 +84,7 @@ JOBS: list[Job] = [
         10,
         description="admin SQL collectors and Prometheus scrapes that are due",
     ),
+    Job("business_rollup", business_rollup, 300, description="business KPIs per day + KPI metrics"),
 ]
 
 

@@ -8,17 +8,28 @@ late events, and hands today's values to the alert engine as metric points.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, TextClause, bindparam, delete, insert, select, text
 
 from monitoring_core.business.definitions import MRR_EVENTS, EventType, day_bounds, local_day
+from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import business_metrics_daily
 
-__all__ = ["LATE_EVENT_DAYS", "dirty_days", "rollup_days", "run_daily_rollup"]
+__all__ = [
+    "ALERTABLE_KPIS",
+    "LATE_EVENT_DAYS",
+    "compute_days",
+    "dirty_days",
+    "kpi_points",
+    "rollup_days",
+    "run_daily_rollup",
+    "write_kpi_points",
+]
 
 LATE_EVENT_DAYS = 35  # late events older than this are not rolled up again by the worker
 Rows = dict[tuple[date, str], float]
@@ -27,8 +38,6 @@ _COUNTS = text(
     """
     SELECT (time AT TIME ZONE :tz)::date AS day,
            count(*) AS events,
-           count(DISTINCT user_id) AS dau,
-           count(DISTINCT organization_id) AS active_orgs,
            count(*) FILTER (WHERE event_type = :signup) AS signups,
            count(*) FILTER (WHERE event_type = :form_created) AS forms_created,
            count(*) FILTER (WHERE event_type = :form_started) AS form_starts,
@@ -43,50 +52,53 @@ _COUNTS = text(
     """
 )
 
-# Rolling distinct users per (group, day) without a days x users join: each active day covers
-# [day, day + :w); overlapping covers of one user merge into islands (gaps and islands), and a
-# running sum of +1 at an island's start and -1 at its end counts the users covering each day.
+# Rolling distinct users per (group, width, day) in one sort of the (group, user, day) pairs,
+# without a days x users join: an active day covers [day, day + width). A user's cover starts
+# (+1) on an active day with no active day in the `width` days before it, and ends (-1) `width`
+# days after an active day with none in the `width` days after it; the running sum of these
+# deltas is the number of users covering each day. Width 1 is DAU, 7 WAU, 28 MAU.
+# Users are told apart by a 64-bit hash of their id (integers sort several times faster than
+# text); two of 100,000 users share a hash with odds of about 3 in 10^10.
 _ROLLING = """
-    WITH marks AS (
-        SELECT grp, user_id, day,
-               CASE WHEN day - lag(day) OVER w < :w THEN 0 ELSE 1 END AS starts
-        FROM pairs WINDOW w AS (PARTITION BY grp, user_id ORDER BY day)
-    ), islands AS (
-        SELECT grp, user_id, day,
-               sum(starts) OVER (PARTITION BY grp, user_id ORDER BY day) AS island
-        FROM marks
-    ), spans AS (
-        SELECT grp, min(day) AS s, max(day) + :w AS e FROM islands GROUP BY grp, user_id, island
+    , gaps AS (
+        SELECT grp, day, day - lag(day) OVER w AS gap, lead(day) OVER w - day AS next_gap
+        FROM pairs WINDOW w AS (PARTITION BY grp COLLATE "C", uh ORDER BY day)
     ), deltas AS (
-        SELECT grp, s AS day, 1 AS d FROM spans UNION ALL SELECT grp, e, -1 FROM spans
-    ), per_day AS (
-        SELECT grp, day, sum(d) AS d FROM deltas GROUP BY grp, day
+        SELECT grp, width, day, 1 AS d
+        FROM gaps, unnest(CAST(:widths AS int[])) AS widths(width)
+        WHERE gap IS NULL OR gap >= width
+        UNION ALL
+        SELECT grp, width, day + width, -1
+        FROM gaps, unnest(CAST(:widths AS int[])) AS widths(width)
+        WHERE next_gap IS NULL OR next_gap >= width
     )
-    SELECT grp, day, sum(d) OVER (PARTITION BY grp ORDER BY day) AS users FROM per_day
+    SELECT grp, width, day, sum(sum(d)) OVER (PARTITION BY grp, width ORDER BY day) AS users
+    FROM deltas GROUP BY grp, width, day ORDER BY grp, width, day
 """
 
 _USER_PAIRS = """
     WITH pairs AS (
-        SELECT DISTINCT '' AS grp, user_id, (time AT TIME ZONE :tz)::date AS day
+        SELECT '' AS grp, hashtextextended(user_id, 0) AS uh, (time AT TIME ZONE :tz)::date AS day
         FROM business_events
         WHERE time >= :lo AND time < :hi AND user_id IS NOT NULL
+        GROUP BY 2, 3
     )
 """
 
 _FEATURE_PAIRS = """
     WITH pairs AS (
-        SELECT DISTINCT properties->>'feature' AS grp, user_id,
-               (time AT TIME ZONE :tz)::date AS day
+        SELECT properties->>'feature' AS grp,
+               hashtextextended(user_id, 0) AS uh, (time AT TIME ZONE :tz)::date AS day
         FROM business_events
         WHERE time >= :lo AND time < :hi AND event_type = :feature_used
           AND user_id IS NOT NULL AND properties->>'feature' IS NOT NULL
+        GROUP BY 1, 2, 3
     )
 """
 
 # Module constants joined once; nothing here comes from input.
-_TAIL = ", rolled AS (" + _ROLLING + ") SELECT * FROM rolled ORDER BY 1, 2"  # noqa: S608
-_USER_ROLLING = text(_USER_PAIRS + _TAIL)
-_FEATURE_ROLLING = text(_FEATURE_PAIRS + _TAIL)
+_USER_ROLLING = text(_USER_PAIRS + _ROLLING)
+_FEATURE_ROLLING = text(_FEATURE_PAIRS + _ROLLING)
 
 # Every MRR change of every organization up to :hi, classified as ChartMogul does
 # (see definitions.classify_mrr_change, which the tests hold this SQL to).
@@ -150,23 +162,23 @@ def _counts(conn: Connection, first: date, last: date, tz: ZoneInfo) -> Rows:
 def _rolling(
     conn: Connection,
     statement: TextClause,
-    windows: dict[str, int],
+    windows: dict[int, str],
     first: date,
     last: date,
     tz: ZoneInfo,
 ) -> Rows:
-    """`{(day, name): users}` for each window; name is `prefix` or `prefix:group`."""
+    """`{(day, name): users}` for each window width; name is `prefix` or `prefix:group`."""
+    lo, hi = day_bounds(first - timedelta(days=max(windows) - 1), last, tz)
+    params = {"tz": tz.key, "lo": lo, "hi": hi, "widths": list(windows)}
+    params["feature_used"] = EventType.FEATURE_USED.value
+    changes: dict[tuple[str, int], list[tuple[date, float]]] = defaultdict(list)
+    for grp, width, day, users in conn.execute(statement, params):
+        changes[(grp, width)].append((day, float(users)))
     out: Rows = {}
-    for prefix, width in windows.items():
-        lo, hi = day_bounds(first - timedelta(days=width - 1), last, tz)
-        params = {"tz": tz.key, "lo": lo, "hi": hi, "w": width}
-        params["feature_used"] = EventType.FEATURE_USED.value
-        changes: dict[str, list[tuple[date, float]]] = defaultdict(list)
-        for grp, day, users in conn.execute(statement, params):
-            changes[grp].append((day, float(users)))
-        for grp, points in changes.items():
-            name = f"{prefix}:{grp}" if grp else prefix
-            out |= _carry_forward(points, first, last, name, keep_zero=not grp)
+    for (grp, width), points in changes.items():
+        prefix = windows[width]
+        name = f"{prefix}:{grp}" if grp else prefix
+        out |= _carry_forward(points, first, last, name, keep_zero=not grp)
     return out
 
 
@@ -224,13 +236,15 @@ def _derived(rows: Rows, days: Iterable[date]) -> Rows:
 
 def compute_days(conn: Connection, *, first: date, last: date, tz: ZoneInfo) -> Rows:
     """Every KPI of the business days first..last (no write)."""
+    # Distinct (user, day) pairs of a year are hashed in memory rather than spilled to disk.
+    conn.execute(text("SET LOCAL work_mem = '64MB'"))
     rows = _counts(conn, first, last, tz)
     for day in _days(first, last):  # a day without events still has zero activity
         for name in ("events", "dau", "signups", "revenue", "form_starts", "journey_starts"):
             rows.setdefault((day, name), 0.0)
-    rows |= _rolling(conn, _USER_ROLLING, {"wau": 7, "mau": 28}, first, last, tz)
+    rows |= _rolling(conn, _USER_ROLLING, {1: "dau", 7: "wau", 28: "mau"}, first, last, tz)
     rows |= _rolling(
-        conn, _FEATURE_ROLLING, {"feature_users": 1, "feature_wau": 7}, first, last, tz
+        conn, _FEATURE_ROLLING, {1: "feature_users", 7: "feature_wau"}, first, last, tz
     )
     rows |= _mrr(conn, first, last, tz)
     rows |= _derived(rows, _days(first, last))
@@ -292,3 +306,55 @@ def _runs(days: list[date]) -> list[tuple[date, date]]:
         else:
             runs.append((day, day))
     return runs
+
+
+# ---------------------------------------------------------------- KPIs for the alert engine
+ALERTABLE_KPIS = (
+    "dau",
+    "wau",
+    "mau",
+    "stickiness",
+    "signups",
+    "form_completion_rate",
+    "journey_completion_rate",
+    "revenue",
+    "mrr",
+    "paying_orgs",
+    "churned_orgs",
+    "payments_failed",
+)
+KPI_METRIC_PREFIX = "business."
+KPI_SOURCE = "business_rollup"
+
+
+def kpi_points(values: Mapping[str, float], now: datetime) -> list[dict[str, Any]]:
+    """Today's KPI values as metric items (`business.<kpi>`), time = now (pure)."""
+    return [
+        {
+            "metric_name": KPI_METRIC_PREFIX + name,
+            "metric_value": values[name],
+            "timestamp": now.isoformat(),
+            "source_system": KPI_SOURCE,
+        }
+        for name in ALERTABLE_KPIS
+        if name in values
+    ]
+
+
+def write_kpi_points(conn: Connection, *, now: datetime, tz: ZoneInfo) -> int:
+    """Write today's KPIs so far as metric points: alert rules can watch e.g.
+    `business.form_completion_rate`. Returns the points written."""
+    from monitoring_core.ingest.metrics import SeriesCache, validate_metrics, write_metrics
+    from monitoring_core.ingest.validate import Limits
+
+    t = business_metrics_daily
+    today = local_day(now, tz)
+    rows = conn.execute(select(t.c.metric_name, t.c.value).where(t.c.day == today))
+    items = kpi_points(dict(rows.tuples().all()), now)
+    if not items:
+        return 0
+    ensure_partitions(conn, start=now, end=now, tables=("metric_points",))
+    limits = Limits(oldest=now - timedelta(days=1), newest=now + timedelta(days=1))
+    batch = validate_metrics(items, limits=limits, now=now)
+    write_metrics(conn, batch, SeriesCache())
+    return len(batch)
