@@ -31,19 +31,22 @@ M = timedelta(minutes=1)
 @pytest.mark.parametrize(
     ("minutes", "expected"),
     [
-        ([], []),
-        ([T0], [T0]),
-        ([T0 + M, T0 + 2 * M, T0 + 3 * M], [T0 + M]),
-        ([T0, T0 + 29 * M, T0 + 60 * M], [T0, T0 + 60 * M]),
-        ([T0 + 31 * M, T0], [T0, T0 + 31 * M]),  # unsorted input
+        ({}, []),
+        ({T0: 3}, [T0]),
+        ({T0: 2}, []),  # two errors are not a burst
+        ({T0: 1, T0 + 2 * M: 1, T0 + 4 * M: 1}, [T0]),  # three within five minutes are
+        ({T0: 1, T0 + 2 * M: 1, T0 + 5 * M: 1}, []),
+        ({T0 + M: 3, T0 + 2 * M: 1, T0 + 3 * M: 9}, [T0 + M]),
+        ({T0: 3, T0 + 29 * M: 3, T0 + 60 * M: 3}, [T0, T0 + 60 * M]),
+        ({T0 + 31 * M: 5, T0: 5}, [T0, T0 + 31 * M]),
     ],
 )
-def test_it_finds_burst_starts(minutes: list[datetime], expected: list[datetime]) -> None:
+def test_it_finds_burst_starts(minutes: dict[datetime, int], expected: list[datetime]) -> None:
     assert burst_starts(minutes, since=T0 - 30 * M) == expected
 
 
 def test_it_ignores_minutes_without_a_visible_quiet_period() -> None:
-    assert burst_starts([T0 + 5 * M, T0 + 50 * M], since=T0) == [T0 + 50 * M]
+    assert burst_starts({T0 + 5 * M: 3, T0 + 50 * M: 3}, since=T0) == [T0 + 50 * M]
 
 
 def test_it_relates_bursts_in_other_services_within_five_minutes() -> None:
@@ -81,15 +84,17 @@ def test_it_relates_groups_by_shared_trace_and_by_bursts(engine: Engine, now: da
         engine,
         [
             _ev(t, error_type="A", service_name="web", trace_id="tr-1"),
-            _ev(t + M, error_type="A", service_name="web"),
-            _ev(t + 3 * M, error_type="B", service_name="payments"),
-            _ev(t + 40 * M, error_type="C", service_name="payments"),
+            *[_ev(t + M, error_type="A", service_name="web") for _ in range(2)],
+            *[_ev(t + 3 * M, error_type="B", service_name="payments") for _ in range(3)],
+            *[_ev(t + 40 * M, error_type="C", service_name="payments") for _ in range(3)],
             _ev(t + 90 * M, error_type="D", service_name="mail", trace_id="tr-1"),
-            _ev(t + 2 * M, error_type="E", service_name="web"),  # same service: not related
+            # The same service is not "related"; neither is a lone error in another one.
+            *[_ev(t + 2 * M, error_type="E", service_name="web") for _ in range(3)],
+            _ev(t + 2 * M, error_type="F", service_name="rsvp"),
         ],
         now,
     )
-    a, b, _, d, _ = (items[i]["group_id"] for i in (0, 2, 3, 4, 5))
+    a, b, d = (items[i]["group_id"] for i in (0, 3, 9))
     with engine.connect() as conn:
         related = related_groups(conn, group_id=a, start=t, end=now)
     assert [g["id"] for g in related] == [d, b]

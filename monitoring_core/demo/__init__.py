@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 from sqlalchemy import Connection, Engine, exists, select
 
-from monitoring_core.demo import business, health, performance
+from monitoring_core.demo import business, errors, health, performance
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import api_timings
 
@@ -32,6 +32,7 @@ LOADERS: list[ModuleType] = [
     performance,
     health,
     business,
+    errors,
 ]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import BigInteger
 
 __all__ = [
+    "BURST_MIN_EVENTS",
     "BURST_QUIET",
     "BURST_WINDOW",
     "burst_starts",
@@ -28,19 +29,30 @@ __all__ = [
 
 BURST_QUIET = timedelta(minutes=30)
 BURST_WINDOW = timedelta(minutes=5)
+BURST_MIN_EVENTS = 3
 
 
 def burst_starts(
-    minutes: Iterable[datetime], *, since: datetime, quiet: timedelta = BURST_QUIET
+    minutes: Mapping[datetime, int],
+    *,
+    since: datetime,
+    quiet: timedelta = BURST_QUIET,
+    min_events: int = BURST_MIN_EVENTS,
 ) -> list[datetime]:
-    """Minutes (sorted, with events) that begin a burst; data is known from `since` on."""
+    """Minutes that begin a burst: events after `quiet` without any, and at least
+    `min_events` within BURST_WINDOW from there (a lone error is not a burst); the counts are
+    known from `since` on."""
     starts: list[datetime] = []
+    ordered = sorted(minutes)
     previous: datetime | None = None
-    for minute in sorted(minutes):
+    for i, minute in enumerate(ordered):
         gap_start = previous if previous is not None else since
-        if minute - gap_start >= quiet:
-            starts.append(minute)
         previous = minute
+        if minute - gap_start < quiet:
+            continue
+        window = sum(minutes[m] for m in ordered[i:] if m - minute < BURST_WINDOW)
+        if window >= min_events:
+            starts.append(minute)
     return starts
 
 
@@ -91,19 +103,19 @@ def related_events(conn: Connection, *, event_id: uuid.UUID, limit: int = 100) -
 
 def _minutes_by_group(
     conn: Connection, *, start: datetime, end: datetime
-) -> tuple[dict[int, list[datetime]], dict[int, set[str]]]:
+) -> tuple[dict[int, dict[datetime, int]], dict[int, set[str]]]:
     rows = conn.execute(
         text(
-            "SELECT group_id, date_trunc('minute', time) AS minute, array_agg(DISTINCT"
-            " service_name) AS services FROM error_events WHERE time >= :start AND time < :end"
-            " GROUP BY group_id, minute"
+            "SELECT group_id, date_trunc('minute', time) AS minute, count(*) AS n,"
+            " array_agg(DISTINCT service_name) AS services FROM error_events"
+            " WHERE time >= :start AND time < :end GROUP BY group_id, minute"
         ),
         {"start": start, "end": end},
     )
-    minutes: dict[int, list[datetime]] = {}
+    minutes: dict[int, dict[datetime, int]] = {}
     services: dict[int, set[str]] = {}
     for r in rows:
-        minutes.setdefault(r.group_id, []).append(r.minute)
+        minutes.setdefault(r.group_id, {})[r.minute] = int(r.n)
         services.setdefault(r.group_id, set()).update(r.services)
     return minutes, services
 

@@ -125,8 +125,12 @@ def ingest_errors(
     now: datetime,
     tz: ZoneInfo,
     scrubber: Scrubber | None = None,
+    open_incidents: bool = True,
 ) -> IngestResult:
-    """Store a batch in the caller's transaction; partitions for the events' days must exist."""
+    """Store a batch in the caller's transaction; partitions for the events' days must exist.
+
+    `open_incidents=False` (demo history) records wedding-day criticals without paging.
+    """
     scrubber = scrubber or load_scrubber(conn)
     prepared = [prepare(e, scrubber=scrubber, tz=tz) for e in events]
     kept = claim_event_ids(conn, prepared)
@@ -135,7 +139,7 @@ def ingest_errors(
     _flag_regressions(conn, kept, groups, now)
     record_members(conn, kept)
     stored = insert_events(conn, kept)
-    incidents = _open_incidents(conn, kept, now=now, tz=tz)
+    incidents = _open_incidents(conn, kept, now=now, tz=tz) if open_incidents else {}
     kept_ids = {id(p) for p in kept}
     items = [_reply(p, incidents, duplicate=id(p) not in kept_ids) for p in prepared]
     return IngestResult(items=items, stored=stored)
