@@ -22,6 +22,7 @@ from jobs import alerting, builtin
 from jobs.business import business_rollup
 from monitoring_core.collectors import jobs as collector_jobs
 from monitoring_core.errors.recovery import recovery_job
+from monitoring_core.incidents.escalation import escalate_incidents_job
 
 __all__ = ["JOBS", "Job", "JobFunc", "find_job"]
 
@@ -57,6 +58,7 @@ JOBS: list[Job] = [
         description="send the notification outbox",
     ),
     Job("escalation", alerting.escalate_alerts, 30, description="climb escalation policies"),
+    Job("incident_escalation", escalate_incidents_job, 30, description="page SEV1/SEV2 incidents"),
     Job("error_recovery", recovery_job, 60, description="mark quiet error groups recovered"),
     Job(
         "health_checks",
