@@ -1,0 +1,220 @@
+"""Incident escalation: unacknowledged SEV1/SEV2 incidents climb their escalation policy.
+
+- Which policy: on a Saturday (business time zone) the wedding-day policy; otherwise the
+  incident's own `escalation_policy_id`, else its first linked alert rule's, else the policy
+  named "Default". No policy: nothing to page.
+- Before acknowledgement the steps come due from `detected_at` (F's `due_steps`). While a
+  linked alert is still firing, its own climb pages the same people, so the incident waits and
+  starts from the alert's step counter afterwards (nobody is paged twice for one step).
+- After acknowledgement, an incident not yet mitigating re-pages the next step (the last one
+  once the policy is exhausted) every `reescalate_minutes` of its response target
+  (SEV1 30, SEV2 60; Saturdays 15 and 30) — "acknowledged and then forgotten" is caught.
+- Acknowledging (or mitigating, resolving) stops it: the decision reads only the row.
+Each page is an outbox row per channel plus an `escalated` timeline entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, func, select, update
+
+from monitoring_core.alerts.escalation import Step, due_steps, parse_steps
+from monitoring_core.enums import IncidentStatus
+from monitoring_core.incidents.lifecycle import (
+    ACTIVE_STATUSES,
+    ESCALATED_SEVERITIES,
+    response_target,
+)
+from monitoring_core.incidents.store import add_timeline_entry
+from monitoring_core.notify.outbox import enqueue
+from monitoring_core.notify.templates import Message
+from monitoring_core.schema import alert_instances, alert_rules, incident_alerts, incidents
+from monitoring_core.schema import escalation_policies as ep
+from monitoring_core.wedding_calendar import is_wedding_day
+
+__all__ = [
+    "ACTOR",
+    "Page",
+    "escalate_incidents",
+    "escalate_incidents_job",
+    "incident_link",
+    "incident_policy",
+    "pages_due",
+]
+
+ACTOR = "escalation"
+
+
+@dataclass(frozen=True)
+class Page:
+    index: int  # the policy step paged (0-based)
+    channels: tuple[int, ...]
+    reason: str  # unacknowledged | not_mitigated
+
+
+def pages_due(
+    incident: Mapping[str, Any],
+    steps: Sequence[Step],
+    *,
+    now: datetime,
+    repeat: bool,
+    is_saturday: bool,
+    alert_firing: bool = False,
+    done: int | None = None,
+) -> list[Page]:
+    """The pages an incident needs at `now` (pure)."""
+    if not steps or incident["severity"] not in ESCALATED_SEVERITIES:
+        return []
+    if incident["status"] not in ACTIVE_STATUSES:
+        return []
+    done = int(incident["escalation_step"]) if done is None else done
+    if incident["acknowledged_at"] is None:
+        if alert_firing:
+            return []
+        due = due_steps(steps, done=done, start=incident["detected_at"], now=now, repeat=repeat)
+        return [Page(i, s.channels, "unacknowledged") for i, s in due]
+    if incident["status"] == IncidentStatus.MITIGATING:
+        return []
+    target = response_target(incident["severity"], is_saturday=is_saturday)
+    if target.reescalate_minutes is None:
+        return []
+    since = incident["acknowledged_at"]
+    if incident.get("last_escalated_at") is not None:
+        since = max(since, incident["last_escalated_at"])  # the clock restarts at each re-page
+    if now - since < timedelta(minutes=target.reescalate_minutes):
+        return []
+    index = min(done, len(steps) - 1)
+    return [Page(index, steps[index].channels, "not_mitigated")]
+
+
+def incident_policy(
+    conn: Connection, incident: Mapping[str, Any], now: datetime, tz: ZoneInfo
+) -> dict[str, Any] | None:
+    """The policy row to climb now (see the module docstring), or None."""
+    queries = []
+    if is_wedding_day(now, tz):
+        queries.append(select(ep).where(ep.c.is_wedding_day).order_by(ep.c.id))
+    if incident.get("escalation_policy_id") is not None:
+        queries.append(select(ep).where(ep.c.id == incident["escalation_policy_id"]))
+    rule_policy = (
+        select(alert_rules.c.escalation_policy_id)
+        .join(alert_instances, alert_instances.c.alert_configuration_id == alert_rules.c.id)
+        .join(incident_alerts, incident_alerts.c.alert_instance_id == alert_instances.c.id)
+        .where(incident_alerts.c.incident_id == incident["id"])
+        .where(alert_rules.c.escalation_policy_id.is_not(None))
+        .order_by(alert_instances.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    queries.append(select(ep).where(ep.c.id == rule_policy))
+    queries.append(select(ep).where(ep.c.name == "Default", ~ep.c.is_wedding_day))
+    for query in queries:
+        row = conn.execute(query.limit(1)).first()
+        if row is not None:
+            return dict(row._mapping)
+    return None
+
+
+def _alert_state(conn: Connection, incident_id: int) -> tuple[bool, int]:
+    """(a linked alert is still firing, the highest step its climb reached)."""
+    row = conn.execute(
+        select(
+            func.bool_or(alert_instances.c.status == "firing"),
+            func.max(alert_instances.c.escalation_step),
+        )
+        .join(incident_alerts, incident_alerts.c.alert_instance_id == alert_instances.c.id)
+        .where(incident_alerts.c.incident_id == incident_id)
+    ).one()
+    return bool(row[0]), int(row[1] or 0)
+
+
+def incident_link(public_url: str, incident_id: int) -> str:
+    return f"{public_url.rstrip('/')}/response-incidents?incident={incident_id}"
+
+
+def _message(incident: Mapping[str, Any], page: Page, public_url: str) -> Message:
+    why = (
+        "nobody has acknowledged yet"
+        if page.reason == "unacknowledged"
+        else "acknowledged but still not mitigated"
+    )
+    title = f"[ESCALATED] {incident['severity']}: {incident['incident_number']} {incident['title']}"
+    body = "\n".join(
+        [
+            f"Incident: {incident['incident_number']} ({incident['status']})",
+            f"Severity: {incident['severity']} · wedding impact: {incident['wedding_impact']}",
+            f"Services: {', '.join(incident['affected_services'] or []) or 'n/a'}",
+            f"Detected: {incident['detected_at'].isoformat()}",
+            f"Escalation step {page.index + 1}: {why}",
+            f"Open: {incident_link(public_url, int(incident['id']))}",
+        ]
+    )
+    return Message(title, body, "failure")
+
+
+def _send(
+    conn: Connection, incident: Mapping[str, Any], page: Page, policy: Mapping[str, Any],
+    now: datetime, public_url: str,
+) -> None:  # fmt: skip
+    key = f"incident:{incident['id']}:step:{page.index}"
+    if page.reason == "not_mitigated":
+        key = f"incident:{incident['id']}:again:{now.isoformat()}"
+    ids = enqueue(conn, channel_ids=page.channels, message=_message(incident, page, public_url),
+                  kind="escalation", idempotency_key=key, now=now,
+                  incident_id=int(incident["id"]))  # fmt: skip
+    conn.execute(
+        update(incidents)
+        .where(incidents.c.id == incident["id"])
+        .values(escalation_step=page.index + 1, last_escalated_at=now)
+    )
+    why = "not acknowledged" if page.reason == "unacknowledged" else "still not mitigated"
+    add_timeline_entry(
+        conn, incident_id=int(incident["id"]), kind="escalated", actor=ACTOR, now=now,
+        message=f"Escalated to step {page.index + 1} of {policy['name']} ({why}); "
+        f"{len(ids)} notification(s) queued",
+        details={"step": page.index + 1, "policy": policy["name"], "reason": page.reason,
+                 "channels": list(page.channels), "outbox_ids": ids},
+    )  # fmt: skip
+
+
+def escalate_incidents(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: str) -> int:
+    """Page every escalation that has come due; the number of pages sent."""
+    rows = conn.execute(
+        select(incidents)
+        .where(
+            incidents.c.severity.in_([s.value for s in ESCALATED_SEVERITIES]),
+            incidents.c.status.in_([s.value for s in ACTIVE_STATUSES]),
+        )
+        .order_by(incidents.c.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    saturday, sent = is_wedding_day(now, tz), 0
+    for row in rows:
+        incident = dict(row._mapping)
+        policy = incident_policy(conn, incident, now, tz)
+        if policy is None:
+            continue
+        firing, alert_step = _alert_state(conn, incident["id"])
+        done = max(int(incident["escalation_step"]), alert_step)
+        for page in pages_due(incident, parse_steps(policy["steps"]), now=now,
+                              repeat=bool(policy["repeat"]), is_saturday=saturday,
+                              alert_firing=firing, done=done):  # fmt: skip
+            _send(conn, incident, page, policy, now, public_url)
+            incident["escalation_step"] = page.index + 1
+            sent += 1
+    return sent
+
+
+def escalate_incidents_job(engine: Engine, now: datetime) -> str:
+    """The worker job (singleton): one transaction per round."""
+    from monitoring_core.config import load_settings
+
+    settings = load_settings()
+    with engine.begin() as conn:
+        sent = escalate_incidents(conn, now=now, tz=settings.tz, public_url=settings.public_url)
+    return f"{sent} incident pages"
