@@ -19,6 +19,7 @@ import sys
 import time
 
 import orjson
+import psutil
 from _bench_db import ROOT, bench_database
 
 from monitoring_core.accounts import create_api_key
@@ -48,6 +49,11 @@ def exposition_body() -> bytes:
         lines.append(f'wedding_task_seconds_sum{{task="t{i}"}} {i * 0.3}')
         lines.append(f'wedding_task_seconds_count{{task="t{i}"}} {i}.0')
     return ("\n".join(lines) + "\n").encode()
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def _free_port() -> int:
@@ -145,14 +151,19 @@ def main() -> None:
     print(f"  {parse_rate:>10,.0f} samples/s: the text parser alone (one process)")
     api, port = _start_api(url)
     try:
+        proc = psutil.Process(api.pid)
         auth = {"Authorization": f"Bearer {key}"}
         text_headers = {**auth, "Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         paths = [f"/metrics/job/bench-{c}/instance/host-{c}" for c in range(CLIENTS)]
+        cpu = _cpu(proc)
         push_rate, push_failed = _drive(port, "PUT", paths, body, text_headers)
+        push_cpu = (push_rate * DURATION_S) / max(_cpu(proc) - cpu, 1e-9)
         json_headers = {**auth, "Content-Type": "application/json"}
+        cpu = _cpu(proc)
         json_rate, json_failed = _drive(
             port, "POST", ["/api/monitoring/metrics"] * CLIENTS, json_body, json_headers
         )
+        json_cpu = (json_rate * DURATION_S) / max(_cpu(proc) - cpu, 1e-9)
     finally:
         api.terminate()
         api.wait(timeout=30)
@@ -165,11 +176,17 @@ def main() -> None:
     print(
         f"  Pushgateway is {push_rate / json_rate:.2f}x JSON ingest and {push_rate / parse_rate:.0%} of the bare parser"
     )
+    print(
+        f"  per CPU-second of the API process (robust to the load): {push_cpu:,.0f} samples "
+        f"pushed vs {json_cpu:,.0f} points as JSON"
+    )
     engine.dispose()
     print(
         json.dumps(
             {
                 "push_samples_per_s": round(push_rate),
+                "push_samples_per_api_cpu_s": round(push_cpu),
+                "json_points_per_api_cpu_s": round(json_cpu),
                 "json_points_per_s": round(json_rate),
                 "parser_samples_per_s": round(parse_rate),
                 "samples_per_push": samples,
