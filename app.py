@@ -17,6 +17,7 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
     "Monitoring": [
         ("pages/overview.py", "Overview", ":material/dashboard:"),
         ("pages/performance.py", "Performance", ":material/speed:"),
+        ("pages/errors.py", "Errors", ":material/bug_report:"),
         ("pages/health.py", "Health", ":material/monitor_heart:"),
     ],
     "Response": [
