@@ -1,0 +1,175 @@
+"""Incident escalation with frozen time: default and wedding-day pace, acknowledgement, re-paging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Connection, Engine, insert, select
+
+from monitoring_core.alerts.escalation import Step
+from monitoring_core.incidents import service
+from monitoring_core.incidents.escalation import escalate_incidents, pages_due
+from monitoring_core.incidents.store import list_timeline
+from monitoring_core.schema import escalation_policies, notification_outbox
+from tests.alerting_support import channel
+
+LONDON = ZoneInfo("Europe/London")
+TUESDAY = datetime(2026, 6, 16, 9, 30, tzinfo=UTC)
+SATURDAY = datetime(2026, 6, 13, 14, 0, tzinfo=UTC)
+STEPS = [Step(0, (1,)), Step(15, (2,)), Step(60, (3,))]
+
+
+def _inc(**kw: Any) -> dict[str, Any]:
+    base = {"id": 1, "severity": "SEV1", "status": "open", "escalation_step": 0,
+            "detected_at": TUESDAY, "acknowledged_at": None, "last_escalated_at": None}  # fmt: skip
+    return {**base, **kw}
+
+
+@pytest.mark.parametrize(
+    ("incident", "minutes", "expected"),
+    [
+        (_inc(), 0, [(0, "unacknowledged")]),
+        (_inc(escalation_step=1), 14, []),
+        (_inc(escalation_step=1), 15, [(1, "unacknowledged")]),
+        (_inc(), 61, [(0, "unacknowledged"), (1, "unacknowledged"), (2, "unacknowledged")]),
+        (_inc(severity="SEV3"), 61, []),  # only SEV1/SEV2 page
+        (_inc(status="resolved"), 61, []),
+        # acknowledged: quiet until the re-page timeout (SEV1 weekday 30 min) ...
+        (_inc(escalation_step=1, acknowledged_at=TUESDAY), 29, []),
+        (_inc(escalation_step=1, acknowledged_at=TUESDAY), 30, [(1, "not_mitigated")]),
+        # ... counted again from the last page, capped at the last step
+        (_inc(escalation_step=3, acknowledged_at=TUESDAY,
+              last_escalated_at=TUESDAY + timedelta(minutes=30)), 59, []),
+        (_inc(escalation_step=3, acknowledged_at=TUESDAY,
+              last_escalated_at=TUESDAY + timedelta(minutes=30)), 60, [(2, "not_mitigated")]),
+        (_inc(status="mitigating", acknowledged_at=TUESDAY), 300, []),
+        (_inc(severity="SEV2", acknowledged_at=TUESDAY, escalation_step=1), 59, []),
+        (_inc(severity="SEV2", acknowledged_at=TUESDAY, escalation_step=1), 60, [(1, "not_mitigated")]),
+    ],
+)  # fmt: skip
+def test_it_decides_the_pages_due(incident: dict, minutes: int, expected: list) -> None:
+    now = TUESDAY + timedelta(minutes=minutes)
+    pages = pages_due(incident, STEPS, now=now, repeat=False, is_saturday=False)
+    assert [(p.index, p.reason) for p in pages] == expected
+
+
+def test_it_waits_while_a_linked_alert_climbs_its_own_policy() -> None:
+    now = TUESDAY + timedelta(minutes=20)
+    assert (
+        pages_due(_inc(), STEPS, now=now, repeat=False, is_saturday=False, alert_firing=True) == []
+    )
+    pages = pages_due(_inc(), STEPS, now=now, repeat=False, is_saturday=False, done=2)
+    assert pages == []  # the alert already sent steps 1 and 2: step 3 is due at 60 min
+
+
+def test_it_repages_faster_on_saturday() -> None:
+    acked = _inc(acknowledged_at=TUESDAY, escalation_step=1)
+    at = TUESDAY + timedelta(minutes=15)
+    assert pages_due(acked, STEPS, now=at, repeat=False, is_saturday=False) == []
+    assert len(pages_due(acked, STEPS, now=at, repeat=False, is_saturday=True)) == 1
+
+
+def _policy(conn: Connection, name: str, steps: list[dict], wedding: bool = False) -> None:
+    conn.execute(insert(escalation_policies).values(name=name, steps=steps, is_wedding_day=wedding))
+
+
+@pytest.fixture
+def policies(engine: Engine) -> dict[str, int]:
+    with engine.begin() as conn:
+        ids = {
+            n: channel(conn, f"json://127.0.0.1:9/{n}", n) for n in ("oncall", "lead", "cto", "all")
+        }
+        _policy(
+            conn,
+            "Default",
+            [
+                {"after_minutes": 0, "channels": [ids["oncall"]]},
+                {"after_minutes": 15, "channels": [ids["lead"]]},
+                {"after_minutes": 60, "channels": [ids["cto"]]},
+            ],
+        )
+        _policy(
+            conn,
+            "Wedding day",
+            [
+                {"after_minutes": 0, "channels": [ids["oncall"], ids["lead"]]},
+                {"after_minutes": 5, "channels": [ids["cto"]]},
+                {"after_minutes": 15, "channels": [ids["all"]]},
+            ],
+            wedding=True,
+        )
+    return ids  # fmt: skip
+
+
+def _declare(engine: Engine, at: datetime, severity: str = "SEV1") -> int:
+    with engine.begin() as conn:
+        inc = service.create_incident(conn, body={"title": "Checkout down", "severity": severity},
+                                      actor="alice", role="responder", now=at, tz=LONDON)  # fmt: skip
+    return int(inc["id"])
+
+
+def _run(engine: Engine, at: datetime) -> int:
+    with engine.begin() as conn:
+        return escalate_incidents(conn, now=at, tz=LONDON, public_url="http://ui")
+
+
+def _paged(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(notification_outbox.c.channel_id).order_by(notification_outbox.c.id)
+        )
+        return [int(r) for r in rows.scalars()]
+
+
+def test_it_climbs_the_default_policy_until_acknowledged(engine: Engine, policies: dict) -> None:
+    incident_id = _declare(engine, TUESDAY)
+    assert _run(engine, TUESDAY) == 1
+    assert _run(engine, TUESDAY + timedelta(minutes=1)) == 0  # step 1 is sent once
+    assert _run(engine, TUESDAY + timedelta(minutes=15)) == 1
+    assert _paged(engine) == [policies["oncall"], policies["lead"]]
+    with engine.begin() as conn:
+        service.acknowledge_incident(conn, incident_id=incident_id, actor="bob", role="responder",
+                                     now=TUESDAY + timedelta(minutes=16))  # fmt: skip
+    assert _run(engine, TUESDAY + timedelta(minutes=45)) == 0  # acknowledged: the climb stops
+    # still investigating 30 minutes after the acknowledgement: the next step is paged
+    assert _run(engine, TUESDAY + timedelta(minutes=46)) == 1
+    assert _paged(engine)[-1] == policies["cto"]
+    with engine.begin() as conn:
+        service.change_status(conn, incident_id=incident_id, status="mitigating", actor="bob",
+                              role="responder", now=TUESDAY + timedelta(minutes=50))  # fmt: skip
+    assert _run(engine, TUESDAY + timedelta(hours=5)) == 0
+    with engine.connect() as conn:
+        entries = [
+            e for e in list_timeline(conn, incident_id=incident_id) if e["kind"] == "escalated"
+        ]
+        outbox = conn.execute(
+            select(notification_outbox.c.incident_id, notification_outbox.c.title)
+        ).all()
+    assert [(e["details"]["step"], e["details"]["reason"], e["actor"]) for e in entries] == [
+        (1, "unacknowledged", "escalation"),
+        (2, "unacknowledged", "escalation"),
+        (3, "not_mitigated", "escalation"),
+    ]
+    assert all(r.incident_id == incident_id and "INC-2026-0001" in r.title for r in outbox)  # fmt: skip
+
+
+def test_it_climbs_at_wedding_day_pace_on_saturday(engine: Engine, policies: dict) -> None:
+    _declare(engine, SATURDAY)
+    assert _run(engine, SATURDAY) == 1
+    assert _run(engine, SATURDAY + timedelta(minutes=4)) == 0
+    assert _run(engine, SATURDAY + timedelta(minutes=5)) == 1
+    assert _run(engine, SATURDAY + timedelta(minutes=15)) == 1
+    p = policies
+    assert _paged(engine) == [p["oncall"], p["lead"], p["cto"], p["all"]]
+
+
+def test_it_leaves_sev3_and_resolved_incidents_alone(engine: Engine, policies: dict) -> None:
+    _declare(engine, TUESDAY, severity="SEV3")
+    resolved = _declare(engine, TUESDAY)
+    with engine.begin() as conn:
+        service.resolve_incident(conn, incident_id=resolved, resolution_summary="flap",
+                                 actor="bob", role="responder", now=TUESDAY)  # fmt: skip
+    assert _run(engine, TUESDAY + timedelta(hours=2)) == 0
