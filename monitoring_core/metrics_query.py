@@ -4,7 +4,8 @@
 rollups with 1-minute edges (whole-hour intervals over ranges >= 3 h), see `rollup_read`.
 Aggregations per bin and group:
 - avg = sum / count of all points; min, max, sum, count over all points;
-- p50/p95/p99 from the merged histograms (within 1 % of exact);
+- p50/p95/p99 from the merged histograms (within 1 % of exact; merged with numpy, see
+  `rollup_read.percentile_frame`);
 - last = each series' newest value in the bin, averaged over the series of the group (a
   group that collapses several series of a gauge gets their mean, like Prometheus
   `avg(last_over_time(...))`).
@@ -26,7 +27,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from monitoring_core.rollup_read import floor_to, percentile_select, range_source
+from monitoring_core.rollup_read import floor_to, percentile_frame, q_name, range_source
 from monitoring_core.timerange import TimeRange
 
 __all__ = ["AGGREGATIONS", "live_points", "parse_interval", "query_metric"]
@@ -99,6 +100,11 @@ def query_metric(
         f"SELECT date_bin(:step, r.bucket, :origin) AS tbin, s.*, r.* FROM ({source.sql}) r "
         "JOIN sel s ON s.id = r.series_id"
     )
+    if aggregation.startswith("p"):
+        sql = f"WITH sel AS ({series_sql}) SELECT * FROM ({binned}) b"
+        q = int(aggregation[1:]) / 100
+        frame = percentile_frame(conn, sql, params, groups, {"count": "count"}, (q,))
+        return _frame(frame.rename(columns={q_name(q): "value"}).to_dict("records"), group_by)
     sql = f"WITH sel AS ({series_sql}) " + _aggregate_sql(binned, groups, aggregation)
     rows = conn.execute(text(sql), params).mappings().all()
     return _frame(rows, group_by)
@@ -121,9 +127,7 @@ def _aggregate_sql(binned: str, groups: list[str], aggregation: str) -> str:
             f"SELECT {g}, avg(l) AS value, sum(n)::bigint AS count FROM ({per_series}) x "
             f"GROUP BY {g} ORDER BY {g}"
         )
-    q = int(aggregation[1:]) / 100
-    inner = percentile_select(binned, groups, "sum(count)::bigint AS count", (q,))
-    return f"SELECT {g}, {aggregation} AS value, count FROM ({inner}) p ORDER BY {g}"
+    raise ValueError(f"no SQL aggregate for {aggregation!r}")
 
 
 def _frame(rows: Sequence[Any], group_by: list[str]) -> pd.DataFrame:

@@ -9,9 +9,8 @@ the minute. A chart interval limits the levels to those that divide it (5-minute
 A 1-minute bucket belongs to the range when its start lies in [floor_minute(start), end).
 Points not yet rolled up (the worker's safety lag, ~15–30 s) are not included.
 
-Percentiles are computed inside Postgres: the histograms of all rows of a group are merged by
-`unnest` + `sum` per key, a running sum finds the bucket holding rank q * (n - 1), and the
-key is turned back into its representative value (`histogram.sql_bucket_value`).
+Percentiles: the rollup rows' histograms are fetched and merged per group with numpy
+(`percentile_frame`); rank q * (n - 1) of the merged buckets, within 1 % of exact.
 """
 
 # SQL here is assembled from this module's own table/column names and constants only; every
@@ -20,12 +19,15 @@ key is turned back into its representative value (`histogram.sql_bucket_value`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from monitoring_core.histogram import sql_bucket_value
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from monitoring_core.histogram import grouped_quantiles
 from monitoring_core.timerange import TimeRange
 
 __all__ = [
@@ -36,7 +38,8 @@ __all__ = [
     "RangeSource",
     "ceil_to",
     "floor_to",
-    "percentile_select",
+    "percentile_frame",
+    "q_name",
     "range_source",
     "segments",
 ]
@@ -114,36 +117,38 @@ def range_source(
     return RangeSource(" UNION ALL ".join(parts), params)
 
 
-def _q_name(q: float) -> str:
+def q_name(q: float) -> str:
+    """0.95 -> "p95", 0.5 -> "p50", 0.75 -> "p75"."""
     return f"p{round(q * 100):d}"
 
 
-def percentile_select(
-    source_sql: str,
+def percentile_frame(
+    conn: Connection,
+    sql: str,
+    params: Mapping[str, Any],
     groups: Sequence[str],
-    aggregates: str,
+    sums: Mapping[str, str],
     quantiles: Sequence[float] = (0.5, 0.95, 0.99),
-) -> str:
-    """SQL: one row per group of `source_sql` with `aggregates` and p50/p95/p99 columns.
+) -> pd.DataFrame:
+    """One row per group: the `sums` (output name -> column summed) and p50/p95/... columns.
 
-    `source_sql` must yield the group columns plus `hist_keys` and `hist_counts`; `groups` are
-    its column names (at least one) and `aggregates` a trusted select list over it, e.g.
-    "sum(count) AS requests". Every name here comes from this code base.
+    `sql` (trusted, bound parameters) yields the group columns, the summed columns and
+    `hist_keys` / `hist_counts`, one row per stored rollup row. The rows are merged here with
+    numpy (`histogram.grouped_quantiles`) rather than in SQL: measured on 30 days of data,
+    unnest + GROUP BY + window functions in Postgres took 3-10x longer than fetching the arrays
+    and merging them in one vectorised pass.
     """
-    g = ", ".join(groups)
-    picks = ", ".join(
-        f"min(k) FILTER (WHERE cum > {q!r} * (n - 1)) AS k_{_q_name(q)}" for q in quantiles
-    )
-    values = ", ".join(
-        f"{sql_bucket_value(f'q.k_{_q_name(q)}')} AS {_q_name(q)}" for q in quantiles
-    )
-    return (
-        f"WITH src AS MATERIALIZED ({source_sql}), "
-        f"tot AS (SELECT {g}, {aggregates} FROM src GROUP BY {g}), "
-        f"h AS (SELECT {g}, u.k, sum(u.c) AS c FROM src, "
-        f"unnest(src.hist_keys, src.hist_counts) AS u(k, c) GROUP BY {g}, u.k), "
-        f"cum AS (SELECT {g}, k, sum(c) OVER (PARTITION BY {g} ORDER BY k) AS cum, "
-        f"sum(c) OVER (PARTITION BY {g}) AS n FROM h), "
-        f"q AS (SELECT {g}, {picks} FROM cum GROUP BY {g}) "
-        f"SELECT tot.*, {values} FROM tot LEFT JOIN q USING ({g}) ORDER BY {g}"
-    )
+    result = conn.execute(text(sql), dict(params))
+    frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+    names = [*groups, *sums, *(q_name(q) for q in quantiles)]
+    if frame.empty:
+        return pd.DataFrame(columns=names)
+    grouped = frame.groupby(list(groups), sort=True, dropna=False)
+    out = pd.DataFrame({name: grouped[column].sum() for name, column in sums.items()})
+    values = grouped_quantiles(
+        grouped.ngroup().to_numpy(), frame["hist_keys"].tolist(), frame["hist_counts"].tolist(),
+        len(out), quantiles,
+    )  # fmt: skip
+    for j, q in enumerate(quantiles):
+        out[q_name(q)] = values[:, j]
+    return out.reset_index()[names]

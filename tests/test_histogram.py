@@ -106,3 +106,17 @@ def test_it_computes_the_same_keys_and_values_in_postgres(engine: Engine) -> Non
     mismatched = [v for v, k in rows if abs(k - h.bucket_key(v)) > 1]
     assert mismatched == [] and sum(k != h.bucket_key(v) for v, k in rows) <= 2
     assert back_values == pytest.approx([h.bucket_value(k) for k in keys], rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_it_merges_groups_vectorised_like_one_merge_per_group(seed: int) -> None:
+    rng = random.Random(seed)
+    rows = [h.from_values([rng.lognormvariate(2, 1.5) for _ in range(rng.randint(0, 40))])
+            for _ in range(30)]  # fmt: skip
+    groups = [rng.randrange(6) for _ in rows]
+    qs = (0.0, 0.5, 0.95, 1.0)
+    got = h.grouped_quantiles(groups, [k for k, _ in rows], [c for _, c in rows], 7, qs)
+    for g in range(7):
+        keys, counts = h.merge(*(r for r, gid in zip(rows, groups, strict=True) if gid == g))
+        expected = h.quantiles(keys, counts, qs)
+        assert [None if math.isnan(v) else v for v in got[g]] == pytest.approx(expected)

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from monitoring_core.metrics_query import parse_interval
 from monitoring_core.performance.vitals_read import web_vitals_summary
@@ -31,7 +31,7 @@ from monitoring_core.rollup_read import (
     HOUR,
     RangeSource,
     floor_to,
-    percentile_select,
+    percentile_frame,
     range_source,
 )
 from monitoring_core.timerange import TimeRange
@@ -57,10 +57,10 @@ _TOTAL_COLUMNS = "bucket, count, sum, error_count, client_error_count, hist_keys
 _API_COLUMNS = (
     "bucket, method, endpoint, count, sum, error_count, client_error_count, hist_keys, hist_counts"
 )
-_API_AGGS = (
-    "sum(count)::bigint AS requests, sum(error_count)::bigint AS errors, "
-    "sum(client_error_count)::bigint AS client_errors, sum(sum) AS total_ms"
-)
+_API_SUMS = {
+    "requests": "count", "errors": "error_count", "client_errors": "client_error_count",
+    "total_ms": "sum",
+}  # fmt: skip
 _TREND_COLUMNS = ["bucket", "requests", "errors", "error_rate", "p50", "p95", "p99"]
 _ENDPOINT_COLUMNS = [
     "method", "endpoint", "requests", "rpm", "errors", "error_rate",
@@ -83,9 +83,8 @@ def health_status(requests: int, error_rate: float | None, p95_ms: float | None)
 def _api_frame(
     conn: Connection, source: RangeSource, groups: Sequence[str], select: str = "*"
 ) -> pd.DataFrame:
-    sql = percentile_select(f"SELECT {select} FROM ({source.sql}) r", groups, _API_AGGS)
-    rows = conn.execute(text(sql), source.params).mappings().all()
-    frame = pd.DataFrame([dict(r) for r in rows])
+    sql = f"SELECT {select} FROM ({source.sql}) r"
+    frame = percentile_frame(conn, sql, source.params, groups, _API_SUMS)
     if frame.empty:
         return frame
     requests = frame["requests"].astype(float)
@@ -222,8 +221,8 @@ def regression_flags(
         f"AS period, count, sum, error_count, client_error_count, hist_keys, hist_counts "
         f"FROM api_rollup_1m WHERE {ranges}"
     )
-    sql = percentile_select(source, ["method", "endpoint", "period"], _API_AGGS, (0.95,))
-    rows = pd.DataFrame([dict(r) for r in conn.execute(text(sql), params).mappings()])
+    groups = ["method", "endpoint", "period"]
+    rows = percentile_frame(conn, source, params, groups, _API_SUMS, (0.95,))
     return _regressions(rows, threshold, min_requests)
 
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from monitoring_core.performance.vitals import VITAL_THRESHOLDS, rate_vital
-from monitoring_core.rollup_read import DAY, HOUR, MINUTE, percentile_select, segments
+from monitoring_core.rollup_read import DAY, HOUR, MINUTE, percentile_frame, segments
 from monitoring_core.rollups import vitals_hist_select
 from monitoring_core.timerange import TimeRange
 
@@ -63,12 +63,8 @@ def web_vitals_summary(
     if "name" not in groups or len(groups) != len(set(by)):
         raise ValueError(f"by must include 'name' and only use {DIMENSIONS}")
     source, params = _source(tr)
-    aggs = (
-        "sum(count)::bigint AS count, sum(good)::bigint AS good, "
-        "sum(needs_improvement)::bigint AS needs_improvement, sum(poor)::bigint AS poor"
-    )
-    sql = percentile_select(source, groups, aggs, (0.75,))
-    frame = pd.DataFrame([dict(r) for r in conn.execute(text(sql), params).mappings()])
+    sums = {name: name for name in ("count", "good", "needs_improvement", "poor")}
+    frame = percentile_frame(conn, source, params, groups, sums, (0.75,))
     columns = [*groups, "count", "p75", "rating", "good_share", "needs_improvement_share",
                "poor_share"]  # fmt: skip
     if frame.empty:
