@@ -160,3 +160,17 @@ def test_it_refuses_a_body_over_the_limit(api_server: str, ingest_key: str, api_
         f"{api_server}/metrics/job/big", content=b"x 1\n" * (limit // 4 + 1), auth=("", ingest_key)
     )
     assert reply.status_code == 413
+
+
+def test_it_reuses_series_across_pushes_and_accepts_an_empty_push(
+    api_server: str, ingest_key: str, engine: Engine
+) -> None:
+    registry = _registry()
+    for _ in range(2):
+        push_to_gateway(api_server, job="repeat", registry=registry, handler=_auth(ingest_key))
+    stored = _stored(engine)
+    assert stored[("queue_depth", (("job", "repeat"),))] == [12.0, 12.0]
+    assert all(len(values) == 2 for values in stored.values())  # same series, two points each
+    empty = httpx.put(f"{api_server}/metrics/job/quiet", content=b"", auth=("", ingest_key))
+    assert empty.status_code == 202 and empty.json() == {"accepted": 0}
+    assert ("push_time_seconds", (("job", "quiet"),)) in _stored(engine)
