@@ -281,11 +281,7 @@ def uptimes(conn: Connection, now: datetime) -> dict[int, dict[str, tuple[int, i
         columns.append(func.count().filter(recent, r.success).label(f"ok_{name}"))
         columns.append(func.count().filter(recent).label(f"all_{name}"))
     longest = max(UPTIME_WINDOWS.values())
-    stmt = (
-        select(r.check_id, *columns)
-        .where(r.time >= now - longest)
-        .group_by(r.check_id)
-    )
+    stmt = select(r.check_id, *columns).where(r.time >= now - longest).group_by(r.check_id)
     return {
         row["check_id"]: {n: (row[f"ok_{n}"], row[f"all_{n}"]) for n in UPTIME_WINDOWS}
         for row in conn.execute(stmt).mappings()

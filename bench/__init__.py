@@ -1,0 +1,1 @@
+"""Benchmarks: `python bench/<name>.py`, no arguments (see bench/README.md)."""
