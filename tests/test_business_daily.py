@@ -195,3 +195,32 @@ def test_it_replaces_rows_of_recomputed_days_and_picks_up_late_events(engine: En
     with engine.begin() as conn:
         rollup_days(conn, first=date(2026, 6, 20), last=date(2026, 6, 20), tz=LONDON)
     assert daily_values(engine, "signups")[date(2026, 6, 20)] == 1  # replaced, not doubled
+
+
+def test_it_hands_todays_kpis_to_the_alert_engine_as_metric_points(engine: Engine, now):
+    from sqlalchemy import text
+
+    from jobs.business import business_rollup
+    from jobs.registry import find_job
+
+    store(
+        engine,
+        [
+            ev(now - timedelta(minutes=5), "form_started", "u1"),
+            ev(now - timedelta(minutes=4), "form_started", "u2"),
+            ev(now - timedelta(minutes=3), "form_completed", "u1"),
+        ],
+    )
+    assert find_job("business_rollup").func is business_rollup
+    summary = business_rollup(engine, now)
+    assert "KPI points" in summary
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.name, p.value FROM metric_points p "
+                "JOIN metric_series s ON s.id = p.series_id WHERE s.name LIKE 'business.%'"
+            )
+        )
+        points = {name: value for name, value in rows}
+    assert points["business.form_completion_rate"] == 0.5
+    assert points["business.dau"] == 2

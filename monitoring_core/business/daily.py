@@ -350,7 +350,7 @@ def write_kpi_points(conn: Connection, *, now: datetime, tz: ZoneInfo) -> int:
     t = business_metrics_daily
     today = local_day(now, tz)
     rows = conn.execute(select(t.c.metric_name, t.c.value).where(t.c.day == today))
-    items = kpi_points(dict(rows.tuples().all()), now)
+    items = kpi_points({name: value for name, value in rows}, now)
     if not items:
         return 0
     ensure_partitions(conn, start=now, end=now, tables=("metric_points",))
