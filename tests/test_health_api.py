@@ -136,6 +136,10 @@ def test_it_takes_heartbeat_pings_without_a_key(
     assert httpx.post(url + "/start").status_code == 200
     assert httpx.head(url).status_code == 200
     assert httpx.get(url + "/fail").status_code == 200
+    assert httpx.get(url + "/0").status_code == 200  # exit status 0: success again
+    assert httpx.post(url + "/3").status_code == 200  # exit status 3: failed
+    assert httpx.get(url + "/256").status_code == 400
+    assert httpx.get(url + "/later").status_code == 400
     assert httpx.get(api_server + "/api/monitoring/heartbeat/unknown").status_code == 404
     with _client(api_server, admin_key) as api:
         live = api.get("/api/monitoring/live/health").json()
@@ -143,7 +147,8 @@ def test_it_takes_heartbeat_pings_without_a_key(
     assert live["problems"][0]["check_name"] == "nightly backup"
     with engine.connect() as conn:
         results = conn.execute(select(health_check_results.c.success)).scalars().all()
-    assert sorted(results) == [False, True, True]  # two success pings and one fail; start adds none
+    # success, HEAD success, fail, exit 0, exit 3: start adds no result
+    assert sorted(results) == [False, False, True, True, True]
 
 
 def test_it_hides_database_passwords(api_server: str, admin_key: str) -> None:

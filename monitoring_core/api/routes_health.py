@@ -178,6 +178,16 @@ async def heartbeat_fail(request: Request, token: str) -> PlainTextResponse:
     return await _ping_response(request, token, "fail")
 
 
+@pings.api_route("/api/monitoring/heartbeat/{token}/{exit_status}", methods=_PING_METHODS)
+async def heartbeat_exit_status(
+    request: Request, token: str, exit_status: str
+) -> PlainTextResponse:
+    """Healthchecks.io's exit-status ping (`job.sh; curl …/$?`): 0 succeeds, 1–255 fails."""
+    if not exit_status.isdigit() or int(exit_status) > 255:
+        return PlainTextResponse("exit status must be 0-255", status_code=400)
+    return await _ping_response(request, token, "success" if int(exit_status) == 0 else "fail")
+
+
 # ---------------------------------------------------------------- live
 @live.get("/api/monitoring/live/health", summary="Status of every enabled check")
 async def live_health(request: Request) -> Response:
