@@ -6,7 +6,8 @@ a season (May-October is busier), an onboarding funnel with a known drop-off (mo
 abandon at form completion), a feature launch (`ai_writer`, 45 days ago, ramping up), and a
 cohort of churning organizations (the "2024 wedding fair" cohort: activity fading over the
 last two months, failed payments, half of them cancelled). Pre-existing subscriptions are
-imported on the first day. The year is always loaded (BI needs seasons), whatever `days`.
+imported on the first day. A year is loaded (BI needs seasons) for any `days` >= 30 (the
+default); shorter requests (the UI tests' 8 days) get 10 weeks, enough for every baseline.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = ["DAYS", "N_COUPLES", "N_ORGS", "load"]
 
 log = logging.getLogger(__name__)
 DAYS = 365
+SHORT_DAYS = 70  # for `days` < 30 (the page tests): still 8 weeks of history for the baselines
 N_ORGS = 2_000
 N_COUPLES = 16_000
 LAUNCH_DAYS_AGO = 45
@@ -80,26 +82,27 @@ class _Events:
 @dataclass
 class _World:
     rng: np.random.Generator
+    days: int  # length of the generated history
     t0: int  # epoch seconds of day 0, 00:00 UTC
     now_s: int
     season: np.ndarray  # per day
     weekday: np.ndarray  # per day, 0 = Monday
     user_org: np.ndarray  # org index per user (-1: none)
     signup: np.ndarray  # day index per user (-1: before the year)
-    leave: np.ndarray  # day index the user stops (DAYS: never)
+    leave: np.ndarray  # day index the user stops (days: never)
     is_supplier: np.ndarray
     device: np.ndarray
-    churn_day: np.ndarray  # per org: day its subscription ends (DAYS: never)
+    churn_day: np.ndarray  # per org: day its subscription ends (days: never)
     cohort: np.ndarray  # per org: in the churning cohort
 
 
-def _season(rng: np.random.Generator, t0: int) -> tuple[np.ndarray, np.ndarray]:
-    days = np.arange(DAYS)
+def _season(rng: np.random.Generator, t0: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    days = np.arange(span)
     dates = (np.datetime64(t0, "s") + days * np.timedelta64(1, "D")).astype("datetime64[D]")
     months = dates.astype("datetime64[M]").astype(int) % 12 + 1
     weekday = (dates.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     season = np.where((months >= 5) & (months <= 10), 1.25, 0.9) * (
-        1 + 0.06 * rng.standard_normal(DAYS)
+        1 + 0.06 * rng.standard_normal(span)
     )
     return season.clip(0.6, 1.6), weekday
 
@@ -107,12 +110,12 @@ def _season(rng: np.random.Generator, t0: int) -> tuple[np.ndarray, np.ndarray]:
 def _signup_days(
     rng: np.random.Generator, n: int, existing: float, weights: np.ndarray
 ) -> np.ndarray:
-    days = rng.choice(DAYS, size=n, p=weights / weights.sum())
+    days = rng.choice(len(weights), size=n, p=weights / weights.sum())
     return np.where(rng.random(n) < existing, -1, days)
 
 
-def _build_world(rng: np.random.Generator, t0: int, now_s: int) -> _World:
-    season, weekday = _season(rng, t0)
+def _build_world(rng: np.random.Generator, span: int, t0: int, now_s: int) -> _World:
+    season, weekday = _season(rng, t0, span)
     org_signup = _signup_days(rng, N_ORGS, 0.65, season)
     team = rng.poisson(0.9, N_ORGS).clip(0, 3)
     owners = np.arange(N_ORGS)
@@ -123,24 +126,25 @@ def _build_world(rng: np.random.Generator, t0: int, now_s: int) -> _World:
     )
     couple_signup = _signup_days(rng, N_COUPLES, 0.3, season[::-1] + 0.3)  # engagement season
     couple_org = rng.integers(0, N_ORGS, N_COUPLES)
-    signup = np.concatenate([org_signup, member_signup.clip(-1, DAYS - 1), couple_signup])
+    signup = np.concatenate([org_signup, member_signup.clip(-1, span - 1), couple_signup])
     user_org = np.concatenate([owners, members, couple_org])
     n_sup = N_ORGS + len(members)
     is_supplier = np.arange(len(signup)) < n_sup
-    leave = np.full(len(signup), DAYS)
+    leave = np.full(len(signup), span)
     couple_life = rng.integers(60, 330, N_COUPLES)
     leave[n_sup:] = np.maximum(couple_signup, 0) + couple_life
     cohort = np.zeros(N_ORGS, dtype=bool)
     cohort[rng.choice(np.flatnonzero(org_signup < 0), COHORT, replace=False)] = True
-    churn_day = np.full(N_ORGS, DAYS)
+    churn_day = np.full(N_ORGS, span)
     base_churn = rng.random(N_ORGS) < 0.2
-    churn_day[base_churn] = rng.integers(30, DAYS, base_churn.sum())
+    churn_day[base_churn] = rng.integers(30, span, base_churn.sum())
     quitting = cohort & (rng.random(N_ORGS) < 0.5)
-    churn_day[quitting] = rng.integers(DAYS - 35, DAYS - 2, quitting.sum())
-    churn_day[cohort & ~quitting] = DAYS
+    churn_day[quitting] = rng.integers(span - 35, span - 2, quitting.sum())
+    churn_day[cohort & ~quitting] = span
     device = rng.choice(3, size=len(signup), p=DEVICE_P)
     return _World(
         rng,
+        span,
         t0,
         now_s,
         season,
@@ -168,7 +172,7 @@ def _activity_p(w: _World, day: int) -> np.ndarray:
     p = p * w.season[day]
     org = w.user_org
     fading = w.cohort[org]  # its suppliers and their couples alike
-    decline = np.clip((DAYS - 60 - day) / 60 + 1, 0.12, 1.0) if day > DAYS - 60 else 1.0
+    decline = np.clip((w.days - 60 - day) / 60 + 1, 0.12, 1.0) if day > w.days - 60 else 1.0
     p = np.where(fading, p * decline, p)
     eligible = (w.signup <= day) & (day < w.leave) & ~(w.is_supplier & (w.churn_day[org] <= day))
     return np.where(eligible, p, 0.0)
@@ -184,8 +188,8 @@ def _daily_events(
         ev.add(_times(w, day, len(views), hours), "page_view", views)
         used = users[w.rng.random(len(users)) < 0.5]
         names = SUPPLIER_FEATURES if kind == "supplier" else COUPLE_FEATURES
-        if kind == "supplier" and day >= DAYS - LAUNCH_DAYS_AGO:
-            ramp = min(0.45, 0.05 + 0.4 * (day - (DAYS - LAUNCH_DAYS_AGO)) / LAUNCH_DAYS_AGO)
+        if kind == "supplier" and day >= w.days - LAUNCH_DAYS_AGO:
+            ramp = min(0.45, 0.05 + 0.4 * (day - (w.days - LAUNCH_DAYS_AGO)) / LAUNCH_DAYS_AGO)
             ai = used[w.rng.random(len(used)) < ramp]
             ev.add(
                 _times(w, day, len(ai), hours),
@@ -342,7 +346,7 @@ def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator
     """Write the year of business events and roll it up; rows written per table."""
     started = time.perf_counter()
     with _no_gc():
-        rows, lo, hi = _generate(now, rng)
+        rows, lo, hi = _generate(now, rng, DAYS if days >= 30 else SHORT_DAYS)
     tz = load_settings().tz
     generated = time.perf_counter()
     ensure_partitions(conn, start=lo, end=hi + timedelta(days=2), tables=("business_events",))
@@ -359,12 +363,11 @@ def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator
 
 
 def _generate(
-    now: datetime, rng: np.random.Generator
+    now: datetime, rng: np.random.Generator, span: int
 ) -> tuple[list[tuple[Any, ...]], datetime, datetime]:
-    first = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=DAYS - 1
-    )
-    w = _build_world(rng, int(first.timestamp()), int(now.timestamp()))
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = midnight - timedelta(days=span - 1)
+    w = _build_world(rng, span, int(first.timestamp()), int(now.timestamp()))
     ev = _Events()
     kinds = ("supplier", "couple")
     feature_props = {
@@ -386,7 +389,7 @@ def _generate(
         )
     ]
     paying_from = _signups(w, ev, signup_props)
-    for day in range(DAYS):
+    for day in range(w.days):
         _daily_events(w, ev, day, feature_props)
     _subscriptions(w, ev, paying_from)
     return _rows(w, ev)
