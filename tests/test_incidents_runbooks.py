@@ -15,7 +15,8 @@ from sqlalchemy import Engine, select
 from monitoring_core.health.store import create_check
 from monitoring_core.incidents import runbooks, service
 from monitoring_core.incidents.store import list_timeline
-from monitoring_core.schema import notification_outbox, runbooks as runbooks_table
+from monitoring_core.schema import notification_outbox
+from monitoring_core.schema import runbooks as runbooks_table
 from tests.alerting_support import channel, partitions_around
 
 LONDON = ZoneInfo("Europe/London")
