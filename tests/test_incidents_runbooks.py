@@ -181,7 +181,7 @@ def test_it_runs_steps_against_a_real_http_target_and_keeps_the_success_rate(
             e for e in list_timeline(c, incident_id=incident_id) if e["kind"] == "runbook_step"
         ]
     assert (book["run_count"], book["success_count"]) == (5, 4)
-    assert runbooks.success_rate(book) == 0.8
+    assert runbooks.success_rate(dict(book)) == 0.8
     assert [tuple(r) for r in outbox] == [("runbook", incident_id)]
     assert len(timeline) == 10  # started + outcome for each step
     assert "Flush CDN cache': succeeded" in timeline[3]["message"]
