@@ -23,7 +23,10 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
     "Response": [
         ("pages/alerts.py", "Alerts", ":material/notifications_active:"),
     ],
-    "Business": [],
+    "Business": [
+        ("pages/business.py", "Business", ":material/insights:"),
+        ("pages/funnels.py", "Funnels", ":material/filter_alt:"),
+    ],
     "Administration": [],
 }
 

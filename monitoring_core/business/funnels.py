@@ -23,6 +23,7 @@ __all__ = [
     "FunnelResult",
     "FunnelStep",
     "build_steps",
+    "event_types",
     "funnel",
 ]
 
@@ -190,3 +191,16 @@ def _check(steps: Sequence[str], window: timedelta) -> None:
         raise ValueError("each step must be a different event type")
     if window <= timedelta(0):
         raise ValueError("the conversion window must be positive")
+
+
+_EVENT_TYPES = text(
+    """
+    SELECT event_type FROM business_events WHERE time >= :start AND time < :end
+    GROUP BY event_type ORDER BY count(*) DESC LIMIT 200
+    """
+)
+
+
+def event_types(conn: Connection, *, start: datetime, end: datetime) -> list[str]:
+    """Event types seen in [start, end), most frequent first (the funnel step choices)."""
+    return list(conn.execute(_EVENT_TYPES, {"start": start, "end": end}).scalars())
