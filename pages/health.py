@@ -78,6 +78,14 @@ def _uptime_table(checks: list[dict]) -> None:
         ],
         hide_index=True,
         column_config={
+            "check_name": "check",
+            "service_name": "service",
+            "check_type": "type",
+            "wedding_critical": "wedding-critical",
+            "last_success_at": st.column_config.DatetimeColumn(
+                "last success", format="D MMM HH:mm"
+            ),
+            "last_message": "last result",
             "uptime_24h": pct("uptime 24 h", format="percent"),
             "uptime_7d": pct("uptime 7 d", format="percent"),
             "uptime_30d": pct("uptime 30 d", format="percent"),
@@ -99,9 +107,17 @@ def _detail(checks: list[dict]) -> dict:
     flips = data.read_or_stop(views.check_flips, tr.start, chosen["id"])
     st.markdown("**Status changes**")
     if flips:
+        table = pd.DataFrame(flips)
+        table["time"] = pd.to_datetime(table["time"], utc=True).dt.tz_convert(tz)
         st.dataframe(
-            pd.DataFrame(flips)[["time", "from_status", "to_status", "reason", "is_auto_recovery"]],
+            table[["time", "from_status", "to_status", "reason", "is_auto_recovery"]],
             hide_index=True,
+            column_config={
+                "time": st.column_config.DatetimeColumn("when", format="D MMM HH:mm:ss"),
+                "from_status": "from",
+                "to_status": "to",
+                "is_auto_recovery": "auto-recovery",
+            },
         )
     else:
         st.caption("No status change in this range.")
