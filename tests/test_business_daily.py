@@ -181,10 +181,17 @@ def test_it_computes_rates_revenue_and_feature_users(engine: Engine):
 
 def test_it_replaces_rows_of_recomputed_days_and_picks_up_late_events(engine: Engine):
     now = datetime(2026, 6, 20, 12, tzinfo=UTC)
-    store(engine, [ev(now - timedelta(hours=1), "signup", "u1")])
+    # Events backfilled before the first run are rolled up by it.
+    store(
+        engine,
+        [
+            ev(now - timedelta(hours=1), "signup", "u1"),
+            ev(now - timedelta(days=19), "signup", "u0"),
+        ],
+    )
     with engine.begin() as conn:
         days = run_daily_rollup(conn, now=now, tz=LONDON)
-    assert days == [date(2026, 6, 19), date(2026, 6, 20)]
+    assert days == [date(2026, 6, 1), date(2026, 6, 19), date(2026, 6, 20)]
     assert daily_values(engine, "signups")[date(2026, 6, 20)] == 1
     # A late event for June 10 arrives: the next run recomputes that day only (besides today).
     store(engine, [ev("2026-06-10T10:00:00+00:00", "signup", "u2")])

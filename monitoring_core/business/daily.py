@@ -267,17 +267,17 @@ def rollup_days(conn: Connection, *, first: date, last: date, tz: ZoneInfo) -> i
 def dirty_days(
     conn: Connection, *, now: datetime, tz: ZoneInfo, since: datetime | None
 ) -> list[date]:
-    """Today, yesterday, and recent days whose events arrived after `since`."""
+    """Today, yesterday, and recent days whose events arrived after `since` (None: ever)."""
     today = local_day(now, tz)
     days = {today, today - timedelta(days=1)}
-    if since is not None:
-        lo, _ = day_bounds(today - timedelta(days=LATE_EVENT_DAYS), today, tz)
-        sql = text(
-            "SELECT DISTINCT (time AT TIME ZONE :tz)::date FROM business_events "
-            "WHERE time >= :lo AND time < :hi AND ingested_at > :since"
-        )
-        params = {"tz": tz.key, "lo": lo, "hi": now + timedelta(days=1), "since": since}
-        days |= set(conn.execute(sql, params).scalars())
+    lo, _ = day_bounds(today - timedelta(days=LATE_EVENT_DAYS), today, tz)
+    sql = text(
+        "SELECT DISTINCT (time AT TIME ZONE :tz)::date FROM business_events "
+        "WHERE time >= :lo AND time < :hi AND ingested_at > :since"
+    )
+    since = since or datetime(1970, 1, 1, tzinfo=lo.tzinfo)
+    params = {"tz": tz.key, "lo": lo, "hi": now + timedelta(days=1), "since": since}
+    days |= set(conn.execute(sql, params).scalars())
     return sorted(days)
 
 
