@@ -63,13 +63,15 @@ with cards[4]:
 health = data.read_or_stop(health_views.health_overview, tr.end)
 if health["total"]:
     down = [p["check_name"] for p in health["problems"] if p["status"] == "critical"]
-    widgets.kpi_card(
-        "Health checks",
-        f"{health['by_status']['healthy']} / {health['total']} healthy",
-        delta=f"{len(down)} down" if down else None,
-        delta_color="inverse",
-        help=f"Enabled checks by status (Health page for details). Down: {', '.join(down) or 'none'}",
-    )
+    warning = health["by_status"]["warning"]
+    with st.columns(5)[0]:
+        widgets.kpi_card(
+            "Health checks",
+            f"{health['by_status']['healthy']} / {health['total']} healthy",
+            delta=f"{len(down)} down" if down else (f"{warning} warning" if warning else None),
+            delta_color="inverse",
+            help=f"Enabled checks by status (Health page for details). Down: {', '.join(down) or 'none'}",
+        )
 
 interval = widgets.chart_interval(tr)
 trend = data.read_or_stop(queries.latency_trend, tr, interval)
