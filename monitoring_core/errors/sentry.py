@@ -156,11 +156,14 @@ def _last_exception(event: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _raw_frames(exc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    frames = _list(_dict(exc.get("stacktrace")).get("frames"))[-_MAX_FRAMES:]
+    return [f for f in frames if isinstance(f, dict)]
+
+
 def _frames(exc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    stack = _dict(exc.get("stacktrace"))
-    frames = _list(stack.get("frames"))
-    kept = [{k: f[k] for k in _FRAME_KEYS if k in f} for f in frames if isinstance(f, dict)]
-    return kept[-_MAX_FRAMES:]
+    """The frames with the fields we keep (SDK extras such as `pre_context` dropped)."""
+    return [{k: f[k] for k in _FRAME_KEYS if k in f} for f in _raw_frames(exc)]
 
 
 def _message(
@@ -271,7 +274,7 @@ def _render_stack(event: Mapping[str, Any]) -> str:
         if not isinstance(value, dict):
             continue
         lines = ["Traceback (most recent call last):"]
-        for frame in _frames(value):
+        for frame in _raw_frames(value):
             where = frame.get("filename") or frame.get("abs_path") or frame.get("module") or "?"
             lines.append(
                 f'  File "{where}", line {frame.get("lineno", "?")}, in {frame.get("function", "?")}'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,9 +55,11 @@ def parse_error_items(items: Sequence[Mapping[str, Any]], *, now: datetime) -> l
     """Every item as an ErrorInput, or InvalidItems listing each bad field of each item."""
     errors: list[ItemError] = []
     parsed: list[ErrorInput] = []
+    random = os.urandom(16 * len(items))  # one system call for every event id of the batch
     for index, item in enumerate(items):
         item_errors = check_keys(item, ALLOWED_FIELDS, index)
-        result = _parse_one(item, index, now, item_errors)
+        event_id = uuid.UUID(bytes=random[16 * index : 16 * index + 16], version=4)
+        result = _parse_one(item, index, now, item_errors, event_id)
         errors += item_errors
         if result is not None and not item_errors:
             parsed.append(result)
@@ -65,7 +69,11 @@ def parse_error_items(items: Sequence[Mapping[str, Any]], *, now: datetime) -> l
 
 
 def _parse_one(
-    item: Mapping[str, Any], index: int, now: datetime, errors: list[ItemError]
+    item: Mapping[str, Any],
+    index: int,
+    now: datetime,
+    errors: list[ItemError],
+    event_id: uuid.UUID,
 ) -> ErrorInput | None:
     def fail(field: str, message: str) -> None:
         errors.append(ItemError(index, field, message))
@@ -87,6 +95,7 @@ def _parse_one(
         service_name=str(text["service_name"]),
         level=str(text["level"]),
         time=time,
+        event_id=event_id,
         severity=text["severity"],
         stack_trace=text["stack_trace"],
         endpoint_path=text["endpoint_path"],
@@ -103,21 +112,28 @@ def _parse_one(
     )
 
 
+_TEXT_FIELDS = frozenset((*REQUIRED, *OPTIONAL_TEXT))
+
+
 def _texts(item: Mapping[str, Any], fail: Callable[[str, str], None]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in (*REQUIRED, *OPTIONAL_TEXT):
-        value = item.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and name.endswith("_id"):
-            value = str(value)  # numeric ids are common; store them as text
-        if value is None or value == "":
-            if name in REQUIRED and not (name == "message" and value == ""):
-                fail(name, "is required")
-            out[name] = "" if name == "message" and value == "" else None
-        elif not isinstance(value, str):
-            fail(name, f"must be a string, got {type(value).__name__}")
-            out[name] = None
+    out: dict[str, str | None] = dict.fromkeys(_TEXT_FIELDS)
+    for name, value in item.items():  # only the fields the item has
+        if name not in _TEXT_FIELDS or value is None:
+            continue
+        if type(value) is str:
+            out[name] = (
+                value if len(value) <= 200 else truncate(value, _LIMITS.get(name, _DEFAULT_LIMIT))
+            )
+        elif (
+            isinstance(value, int | float) and not isinstance(value, bool) and name.endswith("_id")
+        ):
+            out[name] = str(value)  # numeric ids are common; store them as text
         else:
-            out[name] = truncate(value, _LIMITS.get(name, _DEFAULT_LIMIT))
+            fail(name, f"must be a string, got {type(value).__name__}")
+    for name in REQUIRED:
+        value = item.get(name)
+        if value is None or (value == "" and name != "message"):
+            fail(name, "is required")
     return out
 
 
