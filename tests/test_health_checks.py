@@ -271,3 +271,29 @@ def test_it_runs_a_check_now(engine: Engine, http_base: str, now: datetime) -> N
     run = run_check_now(engine, check_id, now)
     assert run is not None and run.outcome.success
     assert run_check_now(engine, 999_999, now) is None
+
+
+_release = threading.Event()
+
+
+@register_custom_check("test_hang")
+def _hang(config: dict) -> bool:
+    _release.wait(timeout=30)  # released by the test: stands for a server that never answers
+    return True
+
+
+def test_it_bounds_a_round_when_a_probe_hangs(engine: Engine, now: datetime) -> None:
+    hung = _add(engine, "hangs", "custom", {"callable": "test_hang"})
+    fine = _add(engine, "fine", "custom", {"callable": "test_flag", "up": True})
+    try:
+        started = time.perf_counter()
+        report = run_due_checks(engine, now, budget_s=0.5)
+        assert time.perf_counter() - started < 5
+    finally:
+        _release.set()
+    assert (report.checked, report.failed) == (2, 1)
+    with engine.connect() as conn:
+        late = get_check(conn, hung)
+        ok = get_check(conn, fine)
+    assert late is not None and late.status == CheckStatus.WARNING
+    assert ok is not None and ok.status == CheckStatus.HEALTHY

@@ -8,7 +8,7 @@ the whole round are then written in one transaction.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,6 +39,7 @@ from monitoring_core.health.store import (
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "ROUND_BUDGET_S",
     "PING_KINDS",
     "RoundReport",
     "check_points",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_CONCURRENCY = 32
+ROUND_BUDGET_S = 60.0  # a round never holds the worker longer than this
 SOURCE_SYSTEM = "health"
 Prober = Callable[[str, dict, float], Outcome]
 
@@ -126,33 +128,49 @@ def record_outcomes(
 
 
 def probe_all(
-    checks: list[CheckRow], *, max_workers: int, prober: Prober = run_probe
+    checks: list[CheckRow],
+    *,
+    max_workers: int,
+    budget_s: float = ROUND_BUDGET_S,
+    prober: Prober = run_probe,
 ) -> dict[int, Outcome | None]:
-    """Every probe-type check run concurrently (bounded); heartbeats need no probe."""
+    """Every probe-type check run concurrently (bounded); heartbeats need no probe.
+
+    A probe still running after `budget_s` is recorded as a failure and left to finish in
+    its thread: per-operation timeouts cannot stop a server that trickles bytes, and the
+    worker's other jobs must not wait for it.
+    """
     outcomes: dict[int, Outcome | None] = {
         c.id: None for c in checks if c.check_type == "heartbeat"
     }
     probed = [c for c in checks if c.check_type != "heartbeat"]
     if not probed:
         return outcomes
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(probed)))) as pool:
-        futures = {
-            c.id: pool.submit(prober, c.check_type, c.check_config, c.timeout_seconds)
-            for c in probed
-        }
-        outcomes.update({i: f.result() for i, f in futures.items()})
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(probed))))
+    futures = {
+        c.id: pool.submit(prober, c.check_type, c.check_config, c.timeout_seconds) for c in probed
+    }
+    wait(futures.values(), timeout=budget_s)
+    pool.shutdown(wait=False, cancel_futures=True)
+    late = Outcome(False, f"no answer within the round's {budget_s:g} s budget")
+    outcomes.update({i: f.result() if f.done() else late for i, f in futures.items()})
     return outcomes
 
 
 def run_due_checks(
-    engine: Engine, now: datetime, *, max_workers: int = DEFAULT_CONCURRENCY, limit: int = 1000
+    engine: Engine,
+    now: datetime,
+    *,
+    max_workers: int = DEFAULT_CONCURRENCY,
+    limit: int = 1000,
+    budget_s: float = ROUND_BUDGET_S,
 ) -> RoundReport:
     """One round: every due check is run once and recorded at `now`."""
     with engine.begin() as conn:
         claimed = claim_due_checks(conn, now, limit=limit)
     if not claimed:
         return RoundReport()
-    outcomes = probe_all(claimed, max_workers=max_workers)
+    outcomes = probe_all(claimed, max_workers=max_workers, budget_s=budget_s)
     with engine.begin() as conn:
         runs = record_outcomes(conn, outcomes, now)
     report = RoundReport(checked=len(runs), failed=sum(not r.outcome.success for r in runs))
