@@ -22,6 +22,7 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
     ],
     "Response": [
         ("pages/alerts.py", "Alerts", ":material/notifications_active:"),
+        ("pages/incidents.py", "Incidents", ":material/emergency:"),
     ],
     "Business": [
         ("pages/business.py", "Business", ":material/insights:"),

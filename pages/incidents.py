@@ -1,0 +1,247 @@
+"""Incidents: active first (severity, age against target, assignee), the detail with its
+timeline, alerts and errors, responder actions and runbooks, the post-incident editor, MTTA/MTTR."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from monitoring_core.enums import IncidentStatus, Role, WeddingImpact
+from monitoring_core.incidents import report, reports, runbooks, service
+from monitoring_core.incidents.lifecycle import TRANSITIONS
+from monitoring_core.incidents.queries import active_incidents, incident_detail, list_incidents
+from ui import auth, data, widgets
+
+user = auth.require_role(Role.VIEWER)
+settings = data.get_settings()
+now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
+responder = auth.has_role(Role.RESPONDER)
+FLASH = "incidents_flash"
+
+
+def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
+    """Run an action as the signed-in user in one transaction, then reload fresh data."""
+    try:
+        with data.get_engine().begin() as conn:
+            action(conn, actor=user.username, role=user.role.value, now=datetime.now(UTC), **kwargs)
+    except (service.PermissionDenied, ValueError, LookupError) as exc:
+        st.session_state[FLASH] = ("error", f"{label} failed: {exc}")
+    else:
+        st.session_state[FLASH] = ("success", f"{label} done")
+    st.cache_data.clear()
+    st.rerun()
+
+
+def run_runbook(label: str, flow: Callable[..., dict[str, Any]], **kwargs: Any) -> None:
+    """Runbook flows own their transactions (HTTP calls never run inside one)."""
+    try:
+        ex = flow(
+            data.get_engine(),
+            actor=user.username,
+            role=user.role.value,
+            now=datetime.now(UTC),
+            **kwargs,
+        )
+    except (service.PermissionDenied, ValueError, LookupError) as exc:
+        st.session_state[FLASH] = ("error", f"{label} failed: {exc}")
+    else:
+        st.session_state[FLASH] = ("success", f"{label}: {ex['status']} {ex.get('output') or ''}")
+    st.cache_data.clear()
+    st.rerun()
+
+
+def _age(inc: dict[str, Any]) -> str:
+    r = inc["response"]
+    left = r["minutes_left"]
+    state = f"{abs(left):.0f} min {'over' if left < 0 else 'left'}"
+    return f"{r['target']} target {r['target_minutes']:g} min: {':red[' + state + ']' if left < 0 else state}"
+
+
+def _active(items: list[dict[str, Any]]) -> None:
+    if not items:
+        st.success("No open incidents.", icon=":material/check_circle:")
+    for inc in items:
+        with st.container(border=True):
+            st.markdown(f"{widgets.severity_badge(inc['severity'])} **{inc['incident_number']}** "
+                        f"{inc['title']} — {inc['status']} · {_age(inc)} · "
+                        f"assignee: {inc['assigned_to'] or 'nobody'} · wedding impact: {inc['wedding_impact']}")  # fmt: skip
+
+
+def _actions(inc: dict[str, Any]) -> None:
+    iid = inc["id"]
+    a, b, c = st.columns(3)
+    if a.button("Acknowledge", key="inc_ack", disabled=inc["acknowledged_at"] is not None):
+        act("Acknowledge", service.acknowledge_incident, incident_id=iid)
+    who = b.text_input("Assign to", inc["assigned_to"] or user.username, key="inc_assignee")
+    if b.button("Assign", key="inc_assign"):
+        act("Assign", service.assign_incident, incident_id=iid, assignee=who)
+    moves = sorted(s.value for s in TRANSITIONS[IncidentStatus(inc["status"])] if s != "resolved")
+    to = c.selectbox("Move to", moves, key="inc_to") if moves else None
+    if to and c.button("Change status", key="inc_status"):
+        act("Status", service.change_status, incident_id=iid, status=to)
+    note = st.text_area("Timeline note", key="inc_note_text")
+    public = st.checkbox("Public (status page)", key="inc_note_public")
+    if st.button("Add note", key="inc_note"):
+        act("Note", service.add_note, incident_id=iid, message=note, is_public=public)
+    if inc["status"] in ("open", "investigating", "mitigating"):
+        summary = st.text_input("Resolution summary", key="inc_summary")
+        cause = st.text_input("Root cause (optional)", key="inc_cause")
+        if st.button("Resolve", key="inc_resolve"):
+            act("Resolve", service.resolve_incident, incident_id=iid, resolution_summary=summary,
+                root_cause=cause or None)  # fmt: skip
+
+
+def _runbooks(iid: int) -> None:
+    books = data.read_or_stop(runbooks.runbooks_for_incident, incident_id=iid)
+    execs = data.read_or_stop(runbooks.list_executions, incident_id=iid)
+    if not books:
+        st.caption("No runbook is attached to these services, rules or error groups.")
+    for book in books:
+        rate = runbooks.success_rate(book)
+        st.markdown(f"**{book['title']}** · success rate {'—' if rate is None else f'{rate:.0%}'}"
+                    f"{' · needs approval' if book['requires_approval'] else ''}"
+                    f"{' · wedding-day approved' if book['wedding_day_approved'] else ''}")  # fmt: skip
+        for i, step in enumerate(book["steps"]):
+            left, right = st.columns([5, 1])
+            left.markdown(f"{i + 1}. {step['title']} (`{step['kind']}`"
+                          f"{', wedding-day safe' if step.get('wedding_day_safe') else ''})")  # fmt: skip
+            if responder and right.button("Run", key=f"rb_run_{book['id']}_{i}"):
+                run_runbook("Runbook step", runbooks.run_step, incident_id=iid, runbook_id=book["id"],
+                            step_index=i, tz=tz)  # fmt: skip
+    for ex in (e for e in execs if e["status"] == "awaiting_approval"):
+        st.warning(f"Step {ex['step_index'] + 1} of runbook {ex['runbook_id']} awaits approval "
+                   f"(requested by {ex['requested_by']})")  # fmt: skip
+        if responder and st.button("Approve and run", key=f"rb_approve_{ex['id']}"):
+            run_runbook("Approval", runbooks.approve_execution, execution_id=ex["id"])
+    if execs:
+        st.dataframe(pd.DataFrame(execs).drop(columns=["incident_id"]), hide_index=True)
+
+
+def _postmortem(inc: dict[str, Any]) -> None:
+    iid, text = inc["id"], inc["postmortem_markdown"] or ""
+    if responder and st.button("Draft from recorded facts", key="pm_draft"):
+        act("Draft report", report.generate_postmortem, incident_id=iid)
+    if responder:
+        edited = st.text_area(
+            "Report (Markdown)", text, height=400, key=f"pm_text_{iid}_{len(text)}"
+        )
+        if st.button("Save report", key="pm_save"):
+            act("Save report", report.save_postmortem, incident_id=iid, markdown=edited)
+    elif text:
+        st.markdown(text)
+    if text:
+        st.download_button("Download Markdown", text, file_name=f"{inc['incident_number']}.md",
+                           mime="text/markdown", key="pm_download")  # fmt: skip
+    items = data.read_or_stop(report.list_action_items, incident_id=iid)
+    for item in items:
+        done = st.checkbox(f"{item['title']} ({item['owner'] or 'no owner'})", item["is_done"],
+                           key=f"ai_{item['id']}", disabled=not responder)  # fmt: skip
+        if done != item["is_done"]:
+            act("Action item", report.set_action_item_done, item_id=item["id"], done=done)
+    if responder:
+        left, right = st.columns(2)
+        title = left.text_input("New action item", key="ai_title")
+        owner = right.text_input("Owner", key="ai_owner")
+        if st.button("Add action item", key="ai_add"):
+            act("Action item", report.add_action_item, incident_id=iid, title=title, owner=owner)
+
+
+def _detail(iid: int) -> None:
+    inc = data.read_or_stop(incident_detail, incident_id=iid, now=now)
+    if inc is None:
+        st.error("That incident does not exist.")
+        return
+    st.subheader(f"{inc['incident_number']}: {inc['title']}")
+    st.markdown(f"{widgets.severity_badge(inc['severity'])} {inc['status']} · {_age(inc)} · "
+                f"services: {', '.join(inc['affected_services']) or '—'} · "
+                f"users affected: {inc['affected_users_count'] or 'unknown'} · "
+                f"wedding impact: **{inc['wedding_impact']}**{' · Saturday' if inc['is_saturday'] else ''}")  # fmt: skip
+    timeline, links, books, pm = st.tabs(
+        ["Timeline", "Alerts & errors", "Runbooks", "Post-incident report"]
+    )
+    with timeline:
+        if responder and inc["status"] != "closed":
+            _actions(inc)
+        frame = pd.DataFrame(
+            inc["timeline"], columns=["time", "kind", "actor", "message", "is_public"]
+        )
+        st.dataframe(frame, hide_index=True, height=widgets.table_height(len(frame)))
+    with links:
+        st.dataframe(pd.DataFrame(inc["alerts"]), hide_index=True)
+        st.dataframe(pd.DataFrame(inc["error_groups"]), hide_index=True)
+    with books:
+        _runbooks(iid)
+    with pm:
+        _postmortem(inc)
+
+
+def _declare() -> None:
+    with st.expander("Declare an incident"):
+        title = st.text_input("Title", key="new_title")
+        severity = st.selectbox(
+            "Severity", ["SEV1", "SEV2", "SEV3", "SEV4"], index=1, key="new_sev"
+        )
+        services = st.text_input("Affected services (comma separated)", key="new_services")
+        impact = st.selectbox("Wedding impact", [w.value for w in WeddingImpact], key="new_impact")
+        if st.button("Declare", key="new_declare"):
+            body = {"title": title, "severity": severity, "wedding_impact": impact,
+                    "affected_services": [s.strip() for s in services.split(",") if s.strip()]}  # fmt: skip
+            act("Declare", lambda conn, **kw: service.create_incident(conn, body=body, tz=tz, **kw))
+
+
+def _report() -> None:
+    rep = data.read_or_stop(reports.incident_report, start=tr.start, end=tr.end, tz=tz)
+    totals = rep["totals"]
+    cols = st.columns(4)
+    cols[0].metric("Incidents", totals["incidents"])
+    cols[1].metric(
+        "MTTA", "—" if totals["mtta_minutes"] is None else f"{totals['mtta_minutes']:.1f} min"
+    )
+    cols[2].metric(
+        "MTTR", "—" if totals["mttr_minutes"] is None else f"{totals['mttr_minutes']:.1f} min"
+    )
+    cols[3].metric("On Saturdays", rep["saturday"]["incidents"])
+    st.caption("MTTA: first acknowledgement − detection; MTTR: resolution − detection (means).")
+    st.dataframe(pd.DataFrame(rep["by_month_severity"]), hide_index=True)
+    left, right = st.columns(2)
+    left.dataframe(pd.DataFrame(rep["by_service"]), hide_index=True)
+    right.dataframe(pd.DataFrame(rep["by_wedding_impact"]), hide_index=True)
+
+
+st.title("Incidents")
+if flash := st.session_state.pop(FLASH, None):
+    getattr(st, flash[0])(flash[1])
+active_tab, detail_tab, report_tab = st.tabs(["Active", "Detail", "MTTA / MTTR"])
+active = data.read_or_stop(active_incidents, now=now)
+recent = data.read_or_stop(list_incidents, limit=200)
+with active_tab:
+    _active(active)
+    if responder:
+        _declare()
+with detail_tab:
+    choices = [i["id"] for i in active] + [
+        i["id"] for i in recent if i["status"] in ("resolved", "closed")
+    ]
+    labels = {i["id"]: f"{i['incident_number']} · {i['severity']} · {i['status']} · {i['title']}"
+              for i in [*active, *recent]}  # fmt: skip
+    wanted = st.query_params.get("incident")  # notification links open their incident
+    start = (
+        choices.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in choices else 0
+    )
+    picked = st.selectbox(
+        "Incident",
+        choices,
+        index=start,
+        format_func=lambda i: labels.get(i, str(i)),
+        key="incident_pick",
+    )
+    if picked is not None:
+        _detail(int(picked))
+    else:
+        st.info("No incidents yet.")
+with report_tab:
+    _report()

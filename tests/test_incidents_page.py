@@ -1,0 +1,119 @@
+"""The Incidents page through AppTest: viewers read, responders act (every action writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core.enums import Role
+from monitoring_core.incidents import runbooks, service
+from monitoring_core.incidents.store import list_timeline
+from monitoring_core.schema import incidents, runbook_executions
+
+AppFactory = Callable[[Role | None], AppTest]
+
+
+def _incident(engine: Engine, **body: Any) -> int:
+    fields = {"title": "Checkout failing", "severity": "SEV1", "affected_services": ["checkout"]}
+    with engine.begin() as conn:
+        inc = service.create_incident(
+            conn, body={**fields, **body}, actor="alice", role="responder",
+            now=datetime.now(UTC) - timedelta(minutes=10),
+        )  # fmt: skip
+        runbooks.create_runbook(
+            conn, body={"title": "Checkout", "service_name": "checkout",
+                        "steps": [{"title": "Check the payment provider status page"}]},
+            actor="admin", role="admin", now=datetime.now(UTC),
+        )  # fmt: skip
+    return int(inc["id"])
+
+
+def _open(factory: AppFactory, role: Role) -> AppTest:
+    at = factory(role)
+    at.run()
+    at.switch_page("pages/incidents.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _labels(at: AppTest) -> list[str]:
+    return [b.label for b in at.button]
+
+
+def _timeline(engine: Engine, incident_id: int) -> list[tuple[str, str | None]]:
+    with engine.connect() as conn:
+        return [(e["kind"], e["actor"]) for e in list_timeline(conn, incident_id=incident_id)]
+
+
+def test_it_shows_incidents_to_viewers_read_only(engine: Engine, logged_in_app: AppFactory) -> None:
+    _incident(engine)
+    at = _open(logged_in_app, Role.VIEWER)
+    text = " ".join(m.value for m in at.markdown)
+    assert "INC-" in text and "Checkout failing" in text and "acknowledge target 5 min" in text
+    assert "Acknowledge" not in _labels(at) and "Declare" not in _labels(at)
+    assert "Run" not in _labels(at) and "Draft from recorded facts" not in _labels(at)
+
+
+def test_it_lets_a_responder_work_an_incident(engine: Engine, logged_in_app: AppFactory) -> None:
+    incident_id = _incident(engine)
+    at = _open(logged_in_app, Role.RESPONDER)
+    at.button(key="inc_ack").click().run()
+    assert any("Acknowledge done" in s.value for s in at.success)
+    at.selectbox(key="inc_to").select("investigating").run()
+    at.button(key="inc_status").click().run()
+    at.text_area(key="inc_note_text").input("Provider says degraded").run()
+    at.button(key="inc_note").click().run()
+    at.button(key="rb_run_1_0").click().run()
+    at.text_input(key="inc_summary").input("Provider recovered").run()
+    at.button(key="inc_resolve").click().run()
+    at.button(key="pm_draft").click().run()
+    assert not at.exception, at.exception
+    kinds = [k for k, _ in _timeline(engine, incident_id)]
+    assert kinds[:5] == ["opened", "acknowledged", "status_changed", "note", "runbook_step"]
+    assert kinds[-2:] == ["resolved", "postmortem"]
+    assert all(
+        actor.startswith("responder-") for k, actor in _timeline(engine, incident_id)[1:] if actor
+    )
+    with engine.connect() as conn:
+        row = conn.execute(select(incidents)).one()._mapping
+        ex = conn.execute(select(runbook_executions.c.status)).scalar_one()
+    assert row["status"] == "resolved" and row["resolution_summary"] == "Provider recovered"
+    assert "Provider says degraded" in row["postmortem_markdown"] and ex == "succeeded"
+    assert any(b.label == "Download Markdown" for b in at.get("download_button"))
+
+
+def test_it_lets_a_responder_declare_and_refuses_clearly(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = _open(logged_in_app, Role.RESPONDER)
+    at.button(key="new_declare").click().run()  # no title
+    assert any("Declare failed: title: is required" in e.value for e in at.error)
+    at.text_input(key="new_title").input("Gallery uploads stuck").run()
+    at.text_input(key="new_services").input("gallery, uploads").run()
+    at.button(key="new_declare").click().run()
+    with engine.connect() as conn:
+        row = conn.execute(select(incidents)).one()._mapping
+    assert row["title"] == "Gallery uploads stuck" and list(row["affected_services"]) == [
+        "gallery",
+        "uploads",
+    ]
+    assert row["created_by"].startswith("responder-")
+
+
+def test_it_shows_mtta_and_mttr(engine: Engine, logged_in_app: AppFactory) -> None:
+    incident_id = _incident(engine)
+    with engine.begin() as conn:
+        start = datetime.now(UTC) - timedelta(minutes=10)
+        kw: dict[str, Any] = {"incident_id": incident_id, "actor": "bob", "role": "responder"}
+        conn.execute(incidents.update().values(detected_at=start))
+        service.acknowledge_incident(conn, now=start + timedelta(minutes=3), **kw)
+        service.resolve_incident(
+            conn, resolution_summary="ok", now=start + timedelta(minutes=9), **kw
+        )
+    at = _open(logged_in_app, Role.VIEWER)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["MTTA"] == "3.0 min" and metrics["MTTR"] == "9.0 min"
