@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from fastapi import HTTPException, Request
 
-from monitoring_core.ingest.validate import InvalidItems, ItemError
+from monitoring_core.ingest.validate import InvalidItems, ItemError, json_type
 
 __all__ = ["read_body", "read_json_items"]
 
@@ -85,13 +85,12 @@ def parse_json_items(data: bytes) -> list[dict[str, Any]]:
         return [parsed]
     if not isinstance(parsed, list):
         raise HTTPException(400, "body must be a JSON object or an array of objects")
-    bad = [
-        ItemError(i, "", f"item must be a JSON object, got {type(item).__name__}")
-        for i, item in enumerate(parsed)
-        if not isinstance(item, dict)
-    ]
-    if bad:
-        raise InvalidItems(bad)
+    if not all(type(item) is dict for item in parsed):
+        raise InvalidItems(
+            ItemError(i, "", f"item must be a JSON object, got {json_type(item)}")
+            for i, item in enumerate(parsed)
+            if not isinstance(item, dict)
+        )
     return parsed
 
 
