@@ -212,15 +212,17 @@ def regression_flags(
     windows = [
         (now - timedelta(weeks=k) - HOUR, now - timedelta(weeks=k)) for k in range(weeks + 1)
     ]
-    ranges = " OR ".join(f"(bucket >= :lo{k} AND bucket < :hi{k})" for k in range(weeks + 1))
     params: dict[str, Any] = {}
+    parts = []
     for k, (lo, hi) in enumerate(windows):
         params[f"lo{k}"], params[f"hi{k}"] = lo, hi
-    source = (
-        "SELECT method, endpoint, CASE WHEN bucket >= :lo0 THEN 'current' ELSE 'baseline' END "
-        f"AS period, count, sum, error_count, client_error_count, hist_keys, hist_counts "
-        f"FROM api_rollup_1m WHERE {ranges}"
-    )
+        period = "current" if k == 0 else "baseline"
+        parts.append(
+            f"SELECT method, endpoint, '{period}' AS period, count, sum, error_count, "
+            f"client_error_count, hist_keys, hist_counts FROM api_rollup_1m "
+            f"WHERE bucket >= :lo{k} AND bucket < :hi{k}"
+        )
+    source = " UNION ALL ".join(parts)
     groups = ["method", "endpoint", "period"]
     rows = percentile_frame(conn, source, params, groups, _API_SUMS, (0.95,))
     return _regressions(rows, threshold, min_requests)
