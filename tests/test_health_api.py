@@ -164,3 +164,64 @@ def test_it_hides_database_passwords(api_server: str, admin_key: str) -> None:
         listed = api.get(ADMIN).json()["checks"][0]
     assert "s3cret" not in str(made) and "s3cret" not in str(listed)
     assert made["check_config"]["url"] == "postgresql+psycopg://app:***@db.internal/platform"
+
+
+COLLECTORS = "/api/admin/monitoring/collectors"
+
+
+def test_it_manages_collectors(api_server: str, admin_key: str, engine: Engine) -> None:
+    with _client(api_server, admin_key) as api:
+        made = api.post(
+            COLLECTORS,
+            json={
+                "name": "Users by role",
+                "url": "postgresql+psycopg://reader:hunter2@platform-db/platform",
+                "query": "SELECT role, count(*) AS value FROM users GROUP BY role",
+                "metric_name": "platform_users",
+                "interval_seconds": 300,
+            },
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["url"] == "postgresql+psycopg://reader:***@platform-db/platform"
+        scrape = api.post(
+            COLLECTORS,
+            json={"name": "api", "kind": "prometheus_scrape", "url": f"{api_server}/metrics"},
+        )
+        assert scrape.status_code == 201
+        changed = api.put(f"{COLLECTORS}/{made.json()['id']}", json={"is_enabled": False})
+        assert changed.json()["is_enabled"] is False
+        assert api.put(f"{COLLECTORS}/999999", json={"is_enabled": False}).status_code == 404
+        listed = api.get(COLLECTORS).json()["collectors"]
+    assert sorted(c["name"] for c in listed) == ["Users by role", "api"]
+    assert "hunter2" not in str(listed)
+    with engine.connect() as conn:
+        details = conn.execute(select(audit_log.c.details)).scalars().all()
+    assert "hunter2" not in str(details)
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"url": "self", "query": "SELECT 1"}, {"name"}),
+        ({"name": "a", "url": "self"}, {"query"}),
+        ({"name": "a", "kind": "snmp", "url": "self"}, {"kind"}),
+        ({"name": "a", "kind": "prometheus_scrape", "url": "self"}, {"url"}),
+        ({"name": "a", "url": "nope", "query": "SELECT 1"}, {"url"}),
+        (
+            {"name": "a", "url": "self", "query": "SELECT 1", "metric_name": "9 bad"},
+            {"metric_name"},
+        ),
+        (
+            {"name": "a", "url": "self", "query": "SELECT 1", "interval_seconds": 1},
+            {"interval_seconds"},
+        ),
+        ({"name": "a", "url": "self", "query": "SELECT 1", "owner": "me"}, {"owner"}),
+    ],
+)
+def test_it_rejects_invalid_collectors(
+    api_server: str, admin_key: str, body: dict[str, Any], fields: set[str]
+) -> None:
+    with _client(api_server, admin_key) as api:
+        reply = api.post(COLLECTORS, json=body)
+    assert reply.status_code == 422
+    assert {e["field"] for e in reply.json()["detail"]} == fields

@@ -14,6 +14,7 @@ from monitoring_core.api.body import read_body
 from monitoring_core.api.deps import require_admin, require_any_key, require_ingest
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
+from monitoring_core.collectors.store import list_collectors, public_collector, save_collector
 from monitoring_core.health.admin import save_check
 from monitoring_core.health.runner import receive_ping, run_check_now
 from monitoring_core.health.store import (
@@ -143,6 +144,44 @@ async def run_now(request: Request, check_id: int) -> Response:
             "status": run.transition.status.value,
         }
     )
+
+
+# ---------------------------------------------------------------- admin: collectors
+COLLECTORS = "/api/admin/monitoring/collectors"
+
+
+@admin.get(COLLECTORS, summary="Admin-defined SQL collectors and Prometheus scrapes")
+async def list_admin_collectors(request: Request) -> Response:
+    def read() -> list[dict[str, Any]]:
+        with request.app.state.engine.connect() as conn:
+            return [public_collector(row) for row in list_collectors(conn)]
+
+    return _json({"collectors": await run_in_threadpool(read)})
+
+
+def _save_collector(app: FastAPI, body: Any, collector_id: int | None, actor: str) -> dict | None:
+    with app.state.engine.begin() as conn:
+        row = save_collector(conn, body, collector_id=collector_id, actor=actor, now=_now())
+        return None if row is None else public_collector(row)
+
+
+@admin.post(COLLECTORS, status_code=201, summary="Add a SQL collector or a scrape")
+async def add_collector(request: Request) -> Response:
+    """`{name, kind: sql|prometheus_scrape, url, query?, metric_name?, interval_seconds?}`."""
+    body = await _json_body(request)
+    actor = f"apikey:{request.state.api_key.name}"
+    saved = await run_in_threadpool(_save_collector, request.app, body, None, actor)
+    return _json(saved, status_code=201)
+
+
+@admin.put(COLLECTORS + "/{collector_id}", summary="Change a collector")
+async def change_collector(request: Request, collector_id: int) -> Response:
+    body = await _json_body(request)
+    actor = f"apikey:{request.state.api_key.name}"
+    saved = await run_in_threadpool(_save_collector, request.app, body, collector_id, actor)
+    if saved is None:
+        raise HTTPException(404, f"no collector with id {collector_id}")
+    return _json(saved)
 
 
 # ---------------------------------------------------------------- heartbeat pings
