@@ -6,6 +6,7 @@ import streamlit as st
 
 from monitoring_core.enums import Role
 from monitoring_core.health import views as health_views
+from monitoring_core.incidents import reports as incident_reports
 from monitoring_core.performance import queries
 from ui import auth, charts, data, fmt, widgets
 
@@ -72,6 +73,21 @@ if health["total"]:
             delta_color="inverse",
             help=f"Enabled checks by status (Health page for details). Down: {', '.join(down) or 'none'}",
         )
+
+incident_card = data.read_or_stop(incident_reports.overview_card, now=tr.end)
+widgets.kpi_card(
+    "Open incidents",
+    f"{incident_card['open']} open ({incident_card['open_sev1']} SEV1)",
+    delta=" · ".join(
+        f"{name} {incident_card[key]:.0f} min"
+        for name, key in (("MTTA", "mtta_minutes_30d"), ("MTTR", "mttr_minutes_30d"))
+        if incident_card[key] is not None
+    )
+    or None,
+    delta_color="off",
+    help="Open, investigating or mitigating incidents; MTTA/MTTR over the last 30 days "
+    "(Incidents page for details).",
+)
 
 interval = widgets.chart_interval(tr)
 trend = data.read_or_stop(queries.latency_trend, tr, interval)

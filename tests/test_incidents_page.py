@@ -117,3 +117,11 @@ def test_it_shows_mtta_and_mttr(engine: Engine, logged_in_app: AppFactory) -> No
     at = _open(logged_in_app, Role.VIEWER)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["MTTA"] == "3.0 min" and metrics["MTTR"] == "9.0 min"
+
+
+def test_it_puts_open_incidents_on_the_overview(engine: Engine, logged_in_app: AppFactory) -> None:
+    _incident(engine)
+    at = logged_in_app(Role.VIEWER).run()
+    assert not at.exception, at.exception
+    card = next(m for m in at.metric if m.label == "Open incidents")
+    assert card.value == "1 open (1 SEV1)"
