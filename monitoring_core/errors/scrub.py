@@ -85,8 +85,16 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
 )
 # Card and phone numbers need a run of at least 9 digits with separators.
 _DIGIT_RUN = re.compile(r"\d[\d ().+-]{7,}\d")
-_CACHED_LENGTH = 64  # long strings (stack traces) repeat: remember their scrubbed form
-_CACHE_SIZE = 2048
+# Strings repeat a lot (frame names, file paths, identical stack traces): remember scrubbed
+# forms of strings up to this length, in a bounded table.
+_CACHED_LENGTH = 4096
+_CACHE_SIZE = 4096  # at most ~16 MB per process
+# Which rules could match, in one scan of the lower-cased text (most strings: none).
+# (A lookahead, so overlapping triggers such as "key" and "eyj" in "keyj" are both seen.)
+_TRIGGER = re.compile(
+    "(?=(" + "|".join(re.escape(t) for triggers, _, _ in _RULES for t in triggers) + "))"
+)
+_RULE_OF = {t: i for i, (triggers, _, _) in enumerate(_RULES) for t in triggers}
 _CARD = re.compile(r"(?<![\d\w])\d(?:[ -]?\d){12,18}(?![\d\w])")
 # International numbers (+44 20 7946 0958) and separated national ones (020 7946 0958,
 # (555) 123-4567, 555-123-4567); bare digit runs are left alone: they are usually ids.
@@ -145,21 +153,20 @@ class Scrubber:
 
     def text(self, value: str) -> str:
         """The string with every secret-looking part replaced by [REDACTED]."""
-        if len(value) < _CACHED_LENGTH:
-            return self._scrub_text(value)
         done = self._texts.get(value)
         if done is None:
             done = self._scrub_text(value)
-            if len(self._texts) >= _CACHE_SIZE:
-                self._texts.clear()
-            self._texts[value] = done
+            if len(value) <= _CACHED_LENGTH:
+                if len(self._texts) >= _CACHE_SIZE:
+                    self._texts.clear()
+                self._texts[value] = done
         return done
 
     def _scrub_text(self, value: str) -> str:
-        lowered = value.lower()
-        for triggers, pattern, repl in _RULES:
-            if any(t in lowered for t in triggers):
-                value = pattern.sub(repl, value)
+        rules = {_RULE_OF[t] for t in _TRIGGER.findall(value.lower())}
+        for index in sorted(rules):
+            _, pattern, repl = _RULES[index]
+            value = pattern.sub(repl, value)
         if _DIGIT_RUN.search(value):
             value = _CARD.sub(_card, value)
             value = _PHONE.sub(_phone, value)
