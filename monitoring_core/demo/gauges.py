@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert
 
-from monitoring_core.demo.copy import copy_columns
-from monitoring_core.demo.traffic import Spell, shape_at, to_datetimes, to_np
+from monitoring_core.demo.copy import copy_columns, fixed
+from monitoring_core.demo.traffic import Spell, shape_at, to_np
 from monitoring_core.schema import metric_catalog, metric_series
 
 __all__ = ["CATALOG", "load_gauges"]
@@ -43,17 +42,13 @@ def load_gauges(
     minutes = minutes.astype("datetime64[us]")
     load = shape_at(minutes, hours, shape)
     series = _series_values(minutes, load, spells, rng)
-    times: list[Any] = []
-    ids: list[Any] = []
-    values: list[Any] = []
-    stamps = to_datetimes(minutes)
-    for (name, dimensions), points in series.items():
-        series_id = _series_id(conn, name, dimensions)
-        times += stamps
-        ids += [series_id] * len(stamps)
-        values += points.round(2).tolist()
-    columns = {"time": times, "series_id": ids, "value": values}
-    return copy_columns(conn, "metric_points", columns, ["timestamptz", "int8", "float8"])
+    ids = [_series_id(conn, name, dimensions) for name, dimensions in series]
+    columns = {
+        "time": fixed("timestamptz", np.tile(minutes, len(series))),
+        "series_id": fixed("int8", np.repeat(np.array(ids, dtype=np.int64), len(minutes))),
+        "value": fixed("float8", np.concatenate([v.round(2) for v in series.values()])),
+    }
+    return copy_columns(conn, "metric_points", columns)
 
 
 def _series_values(

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.demo import gauges, vitals
-from monitoring_core.demo.copy import copy_columns
+from monitoring_core.demo.copy import Column, coded, copy_columns, fixed, random_ids, text
 from monitoring_core.demo.traffic import (
     Spell,
     bad_spells,
     hour_grid,
     shape_at,
     spread_events,
-    to_datetimes,
     traffic_shape,
 )
 
@@ -70,20 +68,8 @@ _CLIENT_CODES = np.array([400, 401, 403, 404, 409, 422, 429])
 _CLIENT_P = np.array([0.15, 0.15, 0.05, 0.35, 0.05, 0.20, 0.05])
 _SERVER_CODES = np.array([500, 502, 503, 504])
 _SERVER_P = np.array([0.50, 0.20, 0.10, 0.20])
-_USER_TYPES = np.array(["couple", "supplier", "planner", "anonymous"])
+_USER_TYPES = ("couple", "supplier", "planner", "anonymous")
 _USER_P = np.array([0.55, 0.30, 0.05, 0.10])
-_TYPES = [
-    "timestamptz",
-    "text",
-    "text",
-    "int2",
-    "float8",
-    "text",
-    "float8",
-    "float8",
-    "bool",
-    "text",
-]
 
 
 def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator) -> dict[str, int]:
@@ -115,7 +101,7 @@ def _load_api_timings(
     weights = _attr("weight")
     ep = rng.choice(len(ENDPOINTS), size=len(times), p=weights / weights.sum())
     columns = _timing_columns(times, ep, shape_at(times, hours, shape), spells, rng)
-    return copy_columns(conn, "api_timings", columns, _TYPES)
+    return copy_columns(conn, "api_timings", columns)
 
 
 def _timing_columns(
@@ -124,7 +110,7 @@ def _timing_columns(
     load: np.ndarray,
     spells: dict[str, Spell],
     rng: np.random.Generator,
-) -> dict[str, list[Any]]:
+) -> dict[str, Column]:
     n = len(times)
     # Busy hours are a little slower: queueing in the app servers and the database pool.
     latency = rng.lognormal(np.log(_attr("median_ms")[ep]), _attr("sigma")[ep]) * (0.8 + 0.2 * load)
@@ -138,21 +124,19 @@ def _timing_columns(
     db_time = latency * db_share * rng.uniform(0.7, 1.1, n)
     ext_time = latency * ext_share * rng.uniform(0.8, 1.0, n)
     return {
-        "time": to_datetimes(times),
-        "method": _attr("method")[ep].tolist(),
-        "endpoint": _attr("path")[ep].tolist(),
-        "status_code": status.tolist(),
-        "response_time_ms": latency.tolist(),
-        "user_type": rng.choice(_USER_TYPES, size=n, p=_USER_P).tolist(),
-        "database_query_time_ms": _or_none(db_share > 0, np.minimum(db_time, latency).round(2)),
-        "external_api_time_ms": _or_none(ext_share > 0, ext_time.round(2)),
-        "cache_hit": _or_none(_attr("cacheable")[ep], cached),
-        "request_id": [f"req_{value:016x}" for value in rng.integers(0, 2**63, n).tolist()],
+        "time": fixed("timestamptz", times),
+        "method": coded(ep, [endpoint.method for endpoint in ENDPOINTS]),
+        "endpoint": coded(ep, [endpoint.path for endpoint in ENDPOINTS]),
+        "status_code": fixed("int2", status),
+        "response_time_ms": fixed("float8", latency),
+        "user_type": coded(rng.choice(len(_USER_TYPES), size=n, p=_USER_P), _USER_TYPES),
+        "database_query_time_ms": fixed(
+            "float8", np.minimum(db_time, latency).round(2), null=db_share == 0
+        ),
+        "external_api_time_ms": fixed("float8", ext_time.round(2), null=ext_share == 0),
+        "cache_hit": fixed("bool", cached, null=~_attr("cacheable")[ep]),
+        "request_id": text(random_ids(rng, n, "req_", 16)),
     }
-
-
-def _or_none(present: np.ndarray, values: np.ndarray) -> list[Any]:
-    return [v if p else None for p, v in zip(present.tolist(), values.tolist(), strict=True)]
 
 
 def _apply_spells(

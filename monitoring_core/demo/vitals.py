@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
 
-from monitoring_core.demo.copy import copy_columns
-from monitoring_core.demo.traffic import Spell, spread_events, to_datetimes
+from monitoring_core.demo.copy import Column, coded, copy_columns, fixed, random_ids, text
+from monitoring_core.demo.traffic import Spell, spread_events
 from monitoring_core.performance.vitals import VITAL_THRESHOLDS
 
 __all__ = ["DEVICES", "PAGES", "PAGE_VIEWS_PER_HOUR", "Page", "load_web_vitals"]
@@ -41,26 +40,25 @@ PAGES: tuple[Page, ...] = (
     Page("/supplier/dashboard", 9, 2300, 600, 0.05, 230),
 )
 # Phones have slower CPUs and networks: everything but TTFB suffers most there.
-DEVICES = np.array(["mobile", "desktop", "tablet"])
+DEVICES = ("mobile", "desktop", "tablet")
 _DEVICE_P = np.array([0.58, 0.36, 0.06])
 _DEVICE_SLOWDOWN = np.array([1.45, 1.0, 1.2])
 _DEVICE_SHIFT = np.array([1.5, 1.0, 1.2])  # layout shift (smaller viewports, late ads)
-_CONNECTIONS = np.array(["4g", "3g", "wifi", "ethernet"])
+_CONNECTIONS = ("4g", "3g", "wifi", "ethernet")
 _CONNECTION_P = {
     0: [0.62, 0.10, 0.28, 0.0],
     1: [0.0, 0.0, 0.78, 0.22],
     2: [0.10, 0.0, 0.90, 0.0],
 }
 _NETWORK_SLOWDOWN = np.array([1.25, 2.0, 1.0, 0.9])
-_BROWSERS = np.array(["Chrome", "Safari", "Firefox", "Edge", "Samsung Internet"])
+_BROWSERS = ("Chrome", "Safari", "Firefox", "Edge", "Samsung Internet")
 _BROWSER_P = np.array([0.48, 0.32, 0.06, 0.08, 0.06])
-_COUNTRIES = np.array(["GB", "IE", "US", "ES", "FR", "DE"])
+_COUNTRIES = ("GB", "IE", "US", "ES", "FR", "DE")
 _COUNTRY_P = np.array([0.70, 0.08, 0.07, 0.05, 0.05, 0.05])
-_NAVIGATION = np.array(["navigate", "reload", "back-forward"])
+_NAVIGATION = ("navigate", "reload", "back-forward")
 _NAVIGATION_P = np.array([0.85, 0.05, 0.10])
 # The five vitals browsers report today (FID was replaced by INP in 2024).
 _NAMES = ("LCP", "INP", "CLS", "FCP", "TTFB")
-_TYPES = ["timestamptz", "text", "float8"] + ["text"] * 9
 
 
 def load_web_vitals(
@@ -75,7 +73,7 @@ def load_web_vitals(
     """COPY the vitals of page views spread over the hours; rows written."""
     times = spread_events(hours, shape * PAGE_VIEWS_PER_HOUR, start, now, rng)
     views = _page_views(times, spells, rng)
-    return copy_columns(conn, "web_vitals", _rows(views, rng), _TYPES)
+    return copy_columns(conn, "web_vitals", _rows(views, rng))
 
 
 def _attr(name: str) -> np.ndarray:
@@ -115,45 +113,47 @@ def _page_views(
     }
 
 
+_RATINGS = ("good", "needs-improvement", "poor")
+
+
 def _rate(name: str, values: np.ndarray) -> np.ndarray:
+    """Codes into _RATINGS by the web.dev thresholds."""
     good, poor = VITAL_THRESHOLDS[name]
-    return np.where(values <= good, "good", np.where(values <= poor, "needs-improvement", "poor"))
+    return np.where(values <= good, 0, np.where(values <= poor, 1, 2))
 
 
-def _rows(views: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, list[Any]]:
+def _rows(views: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, Column]:
     n = len(views["time"])
     per_view = {
         "time": views["time"],
-        "page_route": _attr("route")[views["page"]],
-        "device_type": DEVICES[views["device"]],
-        "connection_type": _CONNECTIONS[views["connection"]],
-        "browser": rng.choice(_BROWSERS, size=n, p=_BROWSER_P),
-        "country_code": rng.choice(_COUNTRIES, size=n, p=_COUNTRY_P),
-        "session_id": np.array([f"s_{v:012x}" for v in rng.integers(0, 2**47, n).tolist()]),
-        "navigation_type": rng.choice(_NAVIGATION, size=n, p=_NAVIGATION_P),
+        "page_route": views["page"],
+        "device_type": views["device"],
+        "connection_type": views["connection"],
+        "browser": rng.choice(len(_BROWSERS), size=n, p=_BROWSER_P),
+        "country_code": rng.choice(len(_COUNTRIES), size=n, p=_COUNTRY_P),
+        "session_id": random_ids(rng, n, "s_", 12),
+        "navigation_type": rng.choice(len(_NAVIGATION), size=n, p=_NAVIGATION_P),
     }
     parts: list[dict[str, np.ndarray]] = []
-    for name in _NAMES:
+    for code, name in enumerate(_NAMES):
         present = ~np.isnan(views[name])
         values = views[name][present]
         part = {key: column[present] for key, column in per_view.items()}
-        part.update(name=np.full(len(values), name), value=values, rating=_rate(name, values))
+        part.update(name=np.full(len(values), code), value=values, rating=_rate(name, values))
         parts.append(part)
     merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     order = np.argsort(merged["time"], kind="stable")
-    out: dict[str, list[Any]] = {"time": to_datetimes(merged["time"][order])}
-    for key in (
-        "name",
-        "value",
-        "rating",
-        "page_route",
-        "device_type",
-        "connection_type",
-        "browser",
-        "country_code",
-        "session_id",
-    ):
-        out[key] = merged[key][order].tolist()
-    out["metric_id"] = [None] * len(order)
-    out["navigation_type"] = merged["navigation_type"][order].tolist()
-    return out
+    m = {key: column[order] for key, column in merged.items()}
+    return {
+        "time": fixed("timestamptz", m["time"]),
+        "name": coded(m["name"], _NAMES),
+        "value": fixed("float8", m["value"]),
+        "rating": coded(m["rating"], _RATINGS),
+        "page_route": coded(m["page_route"], [page.route for page in PAGES]),
+        "device_type": coded(m["device_type"], DEVICES),
+        "connection_type": coded(m["connection_type"], _CONNECTIONS),
+        "browser": coded(m["browser"], _BROWSERS),
+        "country_code": coded(m["country_code"], _COUNTRIES),
+        "session_id": text(m["session_id"]),
+        "navigation_type": coded(m["navigation_type"], _NAVIGATION),
+    }
