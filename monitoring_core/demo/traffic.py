@@ -23,7 +23,6 @@ __all__ = [
     "hour_grid",
     "shape_at",
     "spread_events",
-    "to_datetimes",
     "to_np",
     "traffic_shape",
 ]
@@ -48,11 +47,6 @@ _SEASON = {True: 1.30, False: 0.85}  # May–October peak season vs the rest of 
 def to_np(moment: datetime) -> np.datetime64:
     """An aware datetime as a naive-UTC numpy instant."""
     return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "us")
-
-
-def to_datetimes(instants: np.ndarray) -> list[datetime]:
-    """Naive-UTC numpy instants as aware datetimes (what binary COPY of timestamptz wants)."""
-    return list(pd.DatetimeIndex(instants).tz_localize(UTC).to_pydatetime())
 
 
 def hour_grid(start: datetime, now: datetime) -> np.ndarray:
