@@ -57,7 +57,7 @@ def _get(url: str, key: str, path: str, **params: str) -> httpx.Response:
     return httpx.get(f"{url}{path}", params=params, headers={"X-API-Key": key})
 
 
-def test_it_serves_the_overview_dashboard(
+def test_it_serves_the_overview_and_performance_dashboards(
     api_server: str, ingest_key: str, rolled_up: datetime
 ) -> None:
     reply = _get(api_server, ingest_key, "/api/monitoring/dashboard/overview", timeRange="1h")
@@ -67,10 +67,6 @@ def test_it_serves_the_overview_dashboard(
     assert body["top_slow_endpoints"][0]["endpoint"] == "/api/bookings"
     assert sum(row["requests"] for row in body["latency_trend"]) == 110
 
-
-def test_it_serves_the_performance_dashboard(
-    api_server: str, ingest_key: str, rolled_up: datetime
-) -> None:
     body = _get(
         api_server, ingest_key, "/api/monitoring/dashboard/performance", timeRange="1h"
     ).json()
@@ -82,7 +78,7 @@ def test_it_serves_the_performance_dashboard(
     assert isinstance(body["regressions"], list)
 
 
-def test_it_queries_metrics_grouped_by_a_dimension(
+def test_it_queries_metrics_grouped_by_and_filtered_on_dimensions(
     api_server: str, ingest_key: str, rolled_up: datetime
 ) -> None:
     query = {"metric_name": "queue", "aggregation": "sum", "interval": "1h", "timeRange": "24h",
@@ -93,10 +89,6 @@ def test_it_queries_metrics_grouped_by_a_dimension(
     totals = {s["group"]["q"]: sum(p[1] for p in s["points"]) for s in reply.json()["series"]}
     assert totals == {"mail": 1 + 3 + 5 + 7 + 9, "sms": 0 + 2 + 4 + 6 + 8}
 
-
-def test_it_filters_metric_queries_on_string_dimensions(
-    api_server: str, ingest_key: str, rolled_up: datetime
-) -> None:
     query = {"metric_name": "queue", "aggregation": "count", "interval": "1h",
              "timeRange": "24h", "filters": {"q": "mail"}}  # fmt: skip
     reply = httpx.post(f"{api_server}/api/monitoring/query/metrics", json=query,
