@@ -81,8 +81,8 @@ def test_it_serves_the_overview_and_performance_dashboards(
 def test_it_queries_metrics_grouped_by_and_filtered_on_dimensions(
     api_server: str, ingest_key: str, rolled_up: datetime
 ) -> None:
-    query = {"metric_name": "queue", "aggregation": "sum", "interval": "1h", "timeRange": "24h",
-             "group_by": ["q"]}  # fmt: skip
+    query: dict[str, Any] = {"metric_name": "queue", "aggregation": "sum", "interval": "1h",
+                             "timeRange": "24h", "group_by": ["q"]}  # fmt: skip
     reply = httpx.post(f"{api_server}/api/monitoring/query/metrics", json=query,
                        headers={"Authorization": f"Bearer {ingest_key}"})  # fmt: skip
     assert reply.status_code == 200, reply.text
