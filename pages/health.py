@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
+from monitoring_core.collectors.store import COLLECTOR_KINDS, save_collector
 from monitoring_core.enums import Role
 from monitoring_core.health import views
 from monitoring_core.health.admin import save_check
@@ -219,3 +220,51 @@ if auth.has_role(Role.ADMIN):
         else:
             st.cache_data.clear()
             st.success(f"Saved {name!r}.")
+
+st.subheader("Collectors")
+collectors = data.read_or_stop(views.collector_table)
+if collectors:
+    st.dataframe(
+        pd.DataFrame(collectors)[
+            [
+                "name",
+                "kind",
+                "metric_name",
+                "interval_seconds",
+                "is_enabled",
+                "last_run_at",
+                "last_error",
+            ]
+        ],
+        hide_index=True,
+        column_config={"interval_seconds": "every (s)", "last_error": "last error"},
+    )
+else:
+    st.caption("No SQL collectors or scrapes yet (the system and database collectors always run).")
+if auth.has_role(Role.ADMIN):
+    with st.expander("Add a SQL collector or a Prometheus scrape"), st.form("collector_form"):
+        c_name = st.text_input("Name", key="collector_name")
+        c_kind = st.selectbox("Kind", COLLECTOR_KINDS, key="collector_kind")
+        c_url = st.text_input("Database URL ('self' = this database) or /metrics URL", value="self")
+        c_query = st.text_area("Query (kind sql)", "SELECT count(*) AS value FROM users")
+        c_metric = st.text_input("Metric name (kind sql)", value="")
+        c_every = st.number_input("Every (s)", 10, 86_400, 60)
+        if st.form_submit_button("Add collector"):
+            fields = {
+                "name": c_name,
+                "kind": c_kind,
+                "url": c_url,
+                "interval_seconds": int(c_every),
+            }
+            if c_kind == "sql":
+                fields |= {"query": c_query, "metric_name": c_metric or None}
+            try:
+                with data.get_engine().begin() as conn:
+                    save_collector(
+                        conn, fields, collector_id=None, actor="ui", now=datetime.now(UTC)
+                    )
+            except InvalidItems as exc:
+                st.error("Not saved: " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors))
+            else:
+                st.cache_data.clear()
+                st.success(f"Added {c_name!r}: the worker runs it within {int(c_every)} s.")

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from monitoring_core.enums import Role
 from monitoring_core.health.runner import receive_ping, run_due_checks
 from monitoring_core.health.store import create_check
-from monitoring_core.schema import health_checks
+from monitoring_core.schema import health_checks, sql_collectors
 
 AppFactory = Callable[[Role | None], AppTest]
 PAGE = "pages/health.py"
@@ -108,3 +108,17 @@ def test_it_puts_a_health_card_on_the_overview(engine: Engine, logged_in_app: Ap
     assert not at.exception
     card = next(m for m in at.metric if m.label == "Health checks")
     assert card.value == "1 / 2 healthy" and card.delta == "1 down"
+
+
+def test_it_lets_an_admin_add_a_collector(engine: Engine, logged_in_app: AppFactory) -> None:
+    at = logged_in_app(Role.ADMIN).run()
+    at.switch_page(PAGE).run()
+    assert "No SQL collectors or scrapes yet" in _text(at)
+    at.text_input(key="collector_name").input("Users")
+    next(b for b in at.button if b.label == "Add collector").click().run()
+    assert not at.exception
+    assert "Added 'Users'" in _text(at)
+    at.run()
+    assert list(at.dataframe[0].value["name"]) == ["Users"]
+    with engine.connect() as conn:
+        assert conn.execute(select(sql_collectors.c.query)).scalar_one().startswith("SELECT count")

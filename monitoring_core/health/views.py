@@ -10,6 +10,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from monitoring_core.collectors.store import list_collectors, public_collector
 from monitoring_core.enums import CheckStatus
 from monitoring_core.health.rules import uptime_ratio
 from monitoring_core.health.store import (
@@ -26,6 +27,7 @@ __all__ = [
     "check_flips",
     "check_results_frame",
     "check_summaries",
+    "collector_table",
     "health_overview",
     "masked_config",
     "ping_url",
@@ -146,3 +148,8 @@ def worker_status(conn: Connection, now: datetime) -> list[dict[str, Any]]:
         )
     ).mappings()
     return [{**row, "seconds_ago": (now - row["last_seen"]).total_seconds()} for row in rows]
+
+
+def collector_table(conn: Connection) -> list[dict[str, Any]]:
+    """Admin-defined collectors with their last run and error (URLs masked)."""
+    return [public_collector(row) for row in list_collectors(conn)]
