@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select, text, update
 
+from monitoring_core.db import make_engine
 from monitoring_core.schema import api_keys, error_events, error_groups
 
 
@@ -306,3 +308,27 @@ def test_it_lets_admins_resolve_and_flags_the_regression(
     _post(api_server, ingest_key, [_item(release="guests@2.0.1")])
     groups = httpx.get(f"{api_server}/api/monitoring/errors/groups", headers=admin).json()["groups"]
     assert groups[0]["status"] == "regressed"
+
+
+def test_it_answers_503_when_the_database_goes_away_mid_flight(
+    api_app: Any, api_server: str, ingest_key: str, engine: Engine
+) -> None:
+    assert _post(api_server, ingest_key, _item()).status_code == 202  # key and partitions cached
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    dead = make_engine(
+        f"postgresql+psycopg://x:y@127.0.0.1:{port}/none", connect_args={"connect_timeout": 2}
+    )
+    api_app.state.engine = dead
+    try:
+        small = _post(api_server, ingest_key, _item())  # through group commit
+        batch = _post(api_server, ingest_key, [_item()] * 60)  # its own transaction
+        sentry = _send(api_server, ingest_key, _envelope(({"type": "event"}, _sentry_event())))
+    finally:
+        api_app.state.engine = engine
+        dead.dispose()
+    assert [r.status_code for r in (small, batch, sentry)] == [503, 503, 503]
+    assert all(int(r.headers["Retry-After"]) > 0 for r in (small, batch, sentry))
+    assert _count(engine) == 1
