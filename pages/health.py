@@ -260,8 +260,9 @@ if auth.has_role(Role.ADMIN):
                 fields |= {"query": c_query, "metric_name": c_metric or None}
             try:
                 with data.get_engine().begin() as conn:
+                    actor = f"user:{auth.require_role(Role.ADMIN).username}"
                     save_collector(
-                        conn, fields, collector_id=None, actor="ui", now=datetime.now(UTC)
+                        conn, fields, collector_id=None, actor=actor, now=datetime.now(UTC)
                     )
             except InvalidItems as exc:
                 st.error("Not saved: " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors))
