@@ -173,3 +173,37 @@ def test_it_leaves_sev3_and_resolved_incidents_alone(engine: Engine, policies: d
         service.resolve_incident(conn, incident_id=resolved, resolution_summary="flap",
                                  actor="bob", role="responder", now=TUESDAY)  # fmt: skip
     assert _run(engine, TUESDAY + timedelta(hours=2)) == 0
+
+
+def test_it_follows_an_alert_opened_incident_without_paging_twice(
+    engine: Engine, policies: dict
+) -> None:
+    """Alert path: a critical alert opens the incident, its own climb pages; the incident's
+    climb waits, and acknowledging the alert acknowledges the incident (timeline on both)."""
+    from monitoring_core.alerts.actions import acknowledge_alert
+    from monitoring_core.alerts.climb import escalate_unacknowledged
+    from monitoring_core.alerts.evaluation import run_evaluation
+    from monitoring_core.schema import alert_instances, incidents
+    from tests.alerting_support import partitions_around, point, threshold_rule
+
+    partitions_around(engine, TUESDAY)
+    with engine.begin() as conn:
+        threshold_rule(conn, TUESDAY, escalation_policy="Default", severity_level="critical",
+                       service_name="payments")  # fmt: skip
+    point(engine, TUESDAY - timedelta(seconds=5), 500)
+    run_evaluation(engine, TUESDAY, tz=LONDON, public_url="http://ui")
+    with engine.begin() as conn:
+        alert_id = int(conn.execute(select(alert_instances.c.id)).scalar_one())
+        incident_id = int(conn.execute(select(incidents.c.id)).scalar_one())
+        escalate_unacknowledged(conn, now=TUESDAY, tz=LONDON, public_url="http://ui")
+    assert _run(engine, TUESDAY + timedelta(minutes=1)) == 0  # the alert's climb pages instead
+    with engine.begin() as conn:
+        acknowledge_alert(conn, instance_id=alert_id, actor="bob", role="responder",
+                          now=TUESDAY + timedelta(minutes=2))  # fmt: skip
+        acked = conn.execute(select(incidents.c.acknowledged_at)).scalar_one()
+        kinds = [(e["kind"], e["actor"]) for e in list_timeline(conn, incident_id=incident_id)]
+    assert acked == TUESDAY + timedelta(minutes=2)
+    assert kinds[0][0] == "opened" and ("alert_acknowledged", "bob") in kinds
+    assert _run(engine, TUESDAY + timedelta(minutes=20)) == 0
+    # acknowledged 30 minutes ago and still open: the incident re-pages on its own
+    assert _run(engine, TUESDAY + timedelta(minutes=32)) == 1
