@@ -39,6 +39,12 @@ def call(method: str, url: str, key: str | None, body: Any = None) -> httpx.Resp
         ("POST", BASE + "/1/timeline"),
         ("POST", BASE + "/1/resolve"),
         ("POST", BASE + "/1/acknowledge"),
+        ("GET", BASE + "/report"),
+        ("POST", BASE + "/1/postmortem"),
+        ("GET", BASE + "/1/postmortem"),
+        ("GET", "/api/admin/runbooks"),
+        ("POST", "/api/admin/runbooks"),
+        ("POST", BASE + "/1/runbooks/1/steps/0"),
     ],
 )
 def test_it_needs_an_admin_key_on_every_admin_route(
@@ -135,3 +141,34 @@ def test_it_filters_the_list(api_server: str, admin_key: str) -> None:
     svc = call("GET", f"{api_server}{BASE}?service=payments&timeRange=24h", admin_key).json()
     assert [i["id"] for i in svc["incidents"]] == [sev1["id"]]
     assert len(call("GET", f"{api_server}{BASE}?status=open", admin_key).json()["incidents"]) == 2
+
+
+def test_it_reports_drafts_and_runs_runbooks_over_the_api(api_server: str, admin_key: str) -> None:
+    inc = call("POST", api_server + BASE, admin_key, NEW).json()
+    url = f"{api_server}{BASE}/{inc['id']}"
+    call("PUT", url + "/status", admin_key, {"status": "investigating"})
+    call("POST", url + "/resolve", admin_key, {"resolution_summary": "Index rebuilt"})
+    rep = call("GET", f"{api_server}{BASE}/report?timeRange=7d", admin_key)
+    assert rep.status_code == 200 and rep.json()["totals"]["incidents"] == 1
+    assert call("GET", f"{api_server}{BASE}/report?timeRange=1y", admin_key).status_code == 422
+    assert call("GET", url + "/postmortem", admin_key).status_code == 404
+    drafted = call("POST", url + "/postmortem", admin_key)
+    assert drafted.status_code == 200 and drafted.headers["content-type"].startswith(
+        "text/markdown"
+    )
+    assert "Index rebuilt" in drafted.text
+    assert call("GET", url + "/postmortem", admin_key).text == drafted.text
+
+    book = {"title": "Search", "service_name": "search", "steps": [{"title": "Look at p95"}]}
+    created = call("POST", f"{api_server}/api/admin/runbooks", admin_key, book)
+    assert created.status_code == 201, created.text
+    bad = call(
+        "POST", f"{api_server}/api/admin/runbooks", admin_key, {**book, "alert_rule_id": "x"}
+    )
+    assert bad.status_code == 422
+    step = f"{url}/runbooks/{created.json()['id']}/steps/0"
+    ran = call("POST", step, admin_key)
+    assert ran.status_code == 200 and ran.json()["status"] == "succeeded"
+    assert call("POST", step.replace("/steps/0", "/steps/5"), admin_key).status_code == 409
+    listed = call("GET", f"{api_server}/api/admin/runbooks", admin_key).json()["runbooks"]
+    assert listed[0]["success_rate"] == 1.0

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import read_body
 from monitoring_core.api.deps import require_admin, require_any_key
-from monitoring_core.incidents import service
+from monitoring_core.incidents import report, runbooks, service
 from monitoring_core.incidents.lifecycle import TransitionRefused
 from monitoring_core.incidents.queries import (
     active_incidents,
@@ -26,6 +26,7 @@ from monitoring_core.incidents.queries import (
     incident_to_api,
     list_incidents,
 )
+from monitoring_core.incidents.reports import incident_report
 from monitoring_core.timerange import parse_time_range
 
 __all__ = ["router"]
@@ -124,6 +125,20 @@ async def post_incident(request: Request) -> Response:
         c, body=body, actor=actor, role=ROLE, now=now, tz=tz), now), 201)  # fmt: skip
 
 
+@admin.get(BASE + "/report", summary="MTTA/MTTR by severity and month, counts")
+async def get_report(request: Request) -> Response:
+    q, now = request.query_params, _now()
+    try:
+        span = parse_time_range(q.get("timeRange") or ("30d" if not q.get("from") else None),
+                                now=now, start=q.get("from"), end=q.get("to"))  # fmt: skip
+    except ValueError as exc:
+        return _invalid([{"field": "timeRange", "message": str(exc)}])
+    tz = request.app.state.settings.tz
+    return _json(
+        await _tx(request, lambda c: incident_report(c, start=span.start, end=span.end, tz=tz))
+    )
+
+
 @admin.get(BASE + "/{incident_id}", summary="One incident with its timeline, alerts, error groups")
 async def get_incident(request: Request, incident_id: int) -> Response:
     now = _now()
@@ -183,6 +198,55 @@ async def post_acknowledge(request: Request, incident_id: int) -> Response:
     actor, now = _actor(request), _now()
     return await _act(request, lambda c: incident_to_api(service.acknowledge_incident(
         c, incident_id=incident_id, actor=actor, role=ROLE, now=now), now))  # fmt: skip
+
+
+@admin.post(
+    BASE + "/{incident_id}/postmortem", summary="Draft the post-incident report and store it"
+)
+async def post_postmortem(request: Request, incident_id: int) -> Response:
+    actor, now = _actor(request), _now()
+    markdown = await _tx(request, lambda c: report.generate_postmortem(
+        c, incident_id=incident_id, actor=actor, role=ROLE, now=now))  # fmt: skip
+    return Response(markdown, media_type="text/markdown; charset=utf-8")
+
+
+@admin.get(BASE + "/{incident_id}/postmortem", summary="The stored post-incident report (Markdown)")
+async def get_postmortem(request: Request, incident_id: int) -> Response:
+    row = await _tx(request, lambda c: service.load_incident(c, incident_id=incident_id))
+    if not row["postmortem_markdown"]:
+        raise HTTPException(404, "no post-incident report yet; POST to draft one")
+    return Response(row["postmortem_markdown"], media_type="text/markdown; charset=utf-8")
+
+
+@admin.get("/api/admin/runbooks", summary="Every runbook with its success rate")
+async def get_runbooks(request: Request) -> Response:
+    rows = await _tx(request, runbooks.list_runbooks)
+    return _json({"runbooks": [{**r, "success_rate": runbooks.success_rate(r)} for r in rows]})
+
+
+@admin.post("/api/admin/runbooks", status_code=201, summary="Create a runbook")
+async def post_runbook(request: Request) -> Response:
+    body, actor, now = await _object(request), _actor(request), _now()
+    return await _act(request, lambda c: runbooks.create_runbook(
+        c, body=body, actor=actor, role=ROLE, now=now), 201)  # fmt: skip
+
+
+@admin.post(BASE + "/{incident_id}/runbooks/{runbook_id}/steps/{step_index}",
+            summary="Run a runbook step (or request approval)")  # fmt: skip
+async def post_runbook_step(
+    request: Request, incident_id: int, runbook_id: int, step_index: int
+) -> Response:
+    actor, now, engine = _actor(request), _now(), request.app.state.engine
+    tz = request.app.state.settings.tz
+    try:
+        ex = await run_in_threadpool(lambda: runbooks.run_step(
+            engine, incident_id=incident_id, runbook_id=runbook_id, step_index=step_index,
+            actor=actor, role=ROLE, now=now, tz=tz))  # fmt: skip
+    except service.IncidentNotFound as exc:
+        raise HTTPException(404, f"not found: {exc}") from None
+    except runbooks.ExecutionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return _json(ex, status_code=202 if ex["status"] == "awaiting_approval" else 200)
 
 
 @live.get("/api/monitoring/incidents/active", summary="Open, investigating, mitigating incidents")

@@ -128,8 +128,16 @@ def create_runbook(
 ) -> dict[str, Any]:
     """Admins write runbooks (their HTTP targets are trusted configuration)."""
     require_role(role, Role.ADMIN)
-    if not isinstance(body.get("title"), str) or not body["title"].strip():
-        raise IncidentInvalid([{"field": "title", "message": "is required"}])
+    problems = [{"field": "title", "message": "is required"}] if not isinstance(
+        body.get("title"), str) or not body["title"].strip() else []  # fmt: skip
+    for field, kind in (("service_name", str), ("alert_rule_id", int), ("error_group_id", int)):
+        value = body.get(field)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            problems.append(
+                {"field": field, "message": f"must be {'a string' if kind is str else 'an id'}"}
+            )
+    if problems:
+        raise IncidentInvalid(problems)
     values = {
         "title": body["title"].strip(), "description": str(body.get("description") or ""),
         "steps": validate_steps(body.get("steps")),
