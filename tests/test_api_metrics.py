@@ -201,6 +201,20 @@ def test_it_lays_out_binary_copy_rows_as_postgres_reads_them() -> None:
     assert payload == b"PGCOPY\n\xff\r\n\x00" + bytes(8) + row + b"\xff\xff"
 
 
+def test_it_creates_each_new_series_once_under_concurrent_requests(
+    api_server: str, ingest_key: str, engine: Engine
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [
+        {"metric_name": f"race{i}", "metric_value": i, "dimensions": {"d": "x"}} for i in range(50)
+    ]
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _: _post(api_server, ingest_key, items), range(6)))
+    assert [r.status_code for r in replies] == [202] * 6
+    assert _count(engine) == (300, 50)
+
+
 def test_it_stores_a_large_batch(api_server: str, ingest_key: str, engine: Engine) -> None:
     items = [
         {"metric_name": f"m{i % 7}", "metric_value": i, "dimensions": {"shard": str(i % 3)}}
