@@ -52,20 +52,24 @@ def load_demo_data(engine: Engine, *, days: int, now: datetime, only_if_empty: b
         raise ValueError("days must be at least 1")
     started = time.perf_counter()
     written: dict[str, int] = {}
+    seconds: dict[str, float] = {}
     with engine.begin() as conn:
         if only_if_empty and _has_data(conn):
             return "demo data skipped: the database already holds API timings"
         ensure_partitions(conn, start=now - timedelta(days=days), end=now + timedelta(days=1))
         for module in LOADERS:
+            began = time.perf_counter()
             counts = module.load(conn, days=days, now=now, rng=loader_rng(module))
+            seconds[module.__name__.rsplit(".", 1)[-1]] = time.perf_counter() - began
             for table, rows in counts.items():
                 written[table] = written.get(table, 0) + rows
     loaded_s = time.perf_counter() - started
     _roll_up(engine)
     rows = ", ".join(f"{table} {count:,}" for table, count in written.items())
+    per_domain = ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
     return (
         f"demo data: {days} days up to {now:%Y-%m-%d %H:%M} UTC loaded in {loaded_s:.1f} s "
-        f"({rows}); rolled up in {time.perf_counter() - started - loaded_s:.1f} s"
+        f"({per_domain}; {rows}); rolled up in {time.perf_counter() - started - loaded_s:.1f} s"
     )
 
 

@@ -21,7 +21,7 @@ from monitoring_core.demo.traffic import (
 
 __all__ = ["ENDPOINTS", "REQUESTS_PER_HOUR", "Endpoint", "load"]
 
-REQUESTS_PER_HOUR = 1000  # sampled timings per hour at an average load
+REQUESTS_PER_HOUR = 700  # sampled timings per hour at an average load
 
 
 @dataclass(frozen=True)
