@@ -23,6 +23,7 @@ from jobs.business import business_rollup
 from monitoring_core.collectors import jobs as collector_jobs
 from monitoring_core.errors.recovery import recovery_job
 from monitoring_core.incidents.escalation import escalate_incidents_job
+from monitoring_core.incidents.notifications import record_notifications_job
 from monitoring_core.incidents.reports import incident_metrics_job
 
 __all__ = ["JOBS", "Job", "JobFunc", "find_job"]
@@ -61,6 +62,12 @@ JOBS: list[Job] = [
     Job("escalation", alerting.escalate_alerts, 30, description="climb escalation policies"),
     Job("incident_escalation", escalate_incidents_job, 30, description="page SEV1/SEV2 incidents"),
     Job("incident_metrics", incident_metrics_job, 300, description="MTTA/MTTR/open as metrics"),
+    Job(
+        "incident_notifications",
+        record_notifications_job,
+        30,
+        description="sent pages on timelines",
+    ),
     Job("error_recovery", recovery_job, 60, description="mark quiet error groups recovered"),
     Job(
         "health_checks",

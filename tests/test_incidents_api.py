@@ -88,6 +88,8 @@ def test_it_runs_an_incident_through_the_api(
         "opened", "status_changed", "note", "resolved",
     ]  # fmt: skip
     assert detail["resolution_summary"] == "Index rebuilt"
+    public = call("GET", url + "?public=true", admin_key).json()["timeline"]
+    assert [e["kind"] for e in public] == ["status_changed", "note", "resolved"]
     assert call("GET", f"{api_server}/api/monitoring/incidents/active", ingest_key).json() == {
         "incidents": []
     }

@@ -207,3 +207,27 @@ def test_it_follows_an_alert_opened_incident_without_paging_twice(
     assert _run(engine, TUESDAY + timedelta(minutes=20)) == 0
     # acknowledged 30 minutes ago and still open: the incident re-pages on its own
     assert _run(engine, TUESDAY + timedelta(minutes=32)) == 1
+
+
+def test_it_puts_delivered_pages_on_the_timeline(engine: Engine) -> None:
+    from monitoring_core.incidents.notifications import record_notifications
+    from monitoring_core.notify.delivery import deliver_due
+    from tests.alerting_support import webhook_receiver
+
+    with webhook_receiver() as hook:
+        with engine.begin() as conn:
+            oncall = channel(conn, hook.json_url(), "oncall")
+            _policy(conn, "Default", [{"after_minutes": 0, "channels": [oncall]}])
+        incident_id = _declare(engine, TUESDAY)
+        assert _run(engine, TUESDAY) == 1
+        deliver_due(engine, TUESDAY, worker_id="test")
+        assert hook.titles() == ["[ESCALATED] SEV1: INC-2026-0001 Checkout down"]
+    with engine.begin() as conn:
+        assert record_notifications(conn, now=TUESDAY) == 1
+        assert record_notifications(conn, now=TUESDAY) == 0  # once per outbox row
+        last = list_timeline(conn, incident_id=incident_id)[-1]
+    assert (last["kind"], last["actor"]) == ("notification_sent", "notify")
+    assert (
+        last["message"]
+        == "Notification sent to oncall: [ESCALATED] SEV1: INC-2026-0001 Checkout down"
+    )

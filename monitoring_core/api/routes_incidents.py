@@ -139,10 +139,14 @@ async def get_report(request: Request) -> Response:
     )
 
 
-@admin.get(BASE + "/{incident_id}", summary="One incident with its timeline, alerts, error groups")
+@admin.get(
+    BASE + "/{incident_id}",
+    summary="One incident with its timeline (?public=true: public entries only), alerts, errors",
+)
 async def get_incident(request: Request, incident_id: int) -> Response:
-    now = _now()
-    detail = await _tx(request, lambda c: incident_detail(c, incident_id=incident_id, now=now))
+    now, internal = _now(), request.query_params.get("public") != "true"
+    detail = await _tx(request, lambda c: incident_detail(
+        c, incident_id=incident_id, now=now, include_internal=internal))  # fmt: skip
     if detail is None:
         raise HTTPException(404, f"not found: incident {incident_id}")
     return _json(detail)
