@@ -26,6 +26,8 @@ from monitoring_core.errors.fingerprint import (
     frames_from_stack_trace,
     normalize_message,
 )
+from monitoring_core.errors.ingest import prepare
+from monitoring_core.errors.rules import compare_releases, is_regression, next_status
 from monitoring_core.errors.scrub import REDACTED, Scrubber, luhn_valid
 from monitoring_core.errors.sentry import event_to_error, infer_level
 from monitoring_core.errors.severity import classify_severity, should_open_incident
@@ -475,8 +477,10 @@ def test_it_parses_valid_items_with_defaults() -> None:
         ["checkout"],
         {"a": "1"},
     )
-    assert err.frames[0]["function"] == "charge"
     assert err.dedup is False
+    prepared = prepare(err, scrubber=Scrubber(), tz=LONDON)
+    assert err.frames[0]["function"] == "charge"  # parsed from the scrubbed trace
+    assert prepared.culprit == "charge in charge"
 
 
 @pytest.mark.parametrize(
@@ -498,3 +502,77 @@ def test_it_rejects_invalid_items_naming_index_and_field(item: dict, field: str)
     with pytest.raises(InvalidItems) as caught:
         parse_error_items([_item(), item], now=NOW)
     assert [(e.index, e.field) for e in caught.value.errors] == [(1, field)]
+
+
+# ---------------------------------------------------------------- group lifecycle
+RESOLVED_AT = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("payments@1.4.0", "payments@1.4.0", 0),
+        ("payments@1.3.9", "payments@1.4.0", -1),
+        ("payments@1.10.0", "payments@1.4.0", 1),
+        ("1.4", "1.4.0", 0),
+        ("2.0.0-rc1", "2.0.0", -1),
+        ("v2", "1.9", None),  # not a version we can read
+        ("web@2.0", "payments@1.0", None),  # different packages
+        ("abc123", "def456", None),  # commit hashes
+    ],
+)
+def test_it_compares_releases(a: str, b: str, expected: int | None) -> None:
+    assert compare_releases(a, b) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "resolved_in", "event_at", "event_release", "expected"),
+    [
+        ("resolved", None, RESOLVED_AT + timedelta(minutes=1), None, True),
+        ("resolved", "app@1.4.0", RESOLVED_AT + timedelta(minutes=1), "app@1.3.9", False),
+        ("resolved", "app@1.4.0", RESOLVED_AT + timedelta(minutes=1), "app@1.4.0", True),
+        ("resolved", "app@1.4.0", RESOLVED_AT + timedelta(minutes=1), "app@1.10.0", True),
+        ("resolved", "app@1.4.0", RESOLVED_AT + timedelta(minutes=1), None, True),
+        ("resolved", "app@1.4.0", RESOLVED_AT + timedelta(minutes=1), "deadbeef", True),
+        ("resolved", None, RESOLVED_AT - timedelta(minutes=1), None, False),  # arrived late
+        ("resolved", None, RESOLVED_AT, None, False),
+        ("unresolved", None, RESOLVED_AT + timedelta(minutes=1), None, False),
+        ("ignored", None, RESOLVED_AT + timedelta(minutes=1), None, False),
+        ("regressed", None, RESOLVED_AT + timedelta(minutes=1), None, False),
+    ],
+)
+def test_it_decides_regressions(
+    status: str, resolved_in: str | None, event_at: datetime, event_release: str | None,
+    expected: bool,
+) -> None:  # fmt: skip
+    got = is_regression(
+        status=status,
+        resolved_at=RESOLVED_AT,
+        resolved_in_release=resolved_in,
+        event_time=event_at,
+        event_release=event_release,
+    )
+    assert got is expected
+
+
+@pytest.mark.parametrize(
+    ("current", "action", "expected"),
+    [
+        ("unresolved", "resolve", "resolved"),
+        ("regressed", "resolve", "resolved"),
+        ("unresolved", "ignore", "ignored"),
+        ("resolved", "reopen", "unresolved"),
+        ("ignored", "reopen", "unresolved"),
+        ("resolved", "resolve", None),
+        ("unresolved", "reopen", None),
+        ("unresolved", "delete", None),
+    ],
+)
+def test_it_allows_only_sensible_status_changes(
+    current: str, action: str, expected: str | None
+) -> None:
+    if expected is None:
+        with pytest.raises(ValueError):
+            next_status(current, action)
+    else:
+        assert next_status(current, action) == expected
