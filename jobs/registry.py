@@ -42,7 +42,7 @@ class Job:
 
 
 JOBS: list[Job] = [
-    Job("rollups", builtin.rollups, 15, description="raw points -> 1 min / 1 h rollups"),
+    Job("rollups", builtin.rollups, 15, description="raw points -> 1 min / 1 h / 1 d rollups"),
     Job("partitions", builtin.partitions, 3600, description="create daily partitions ahead"),
     Job("retention", builtin.retention, 3600, description="drop old partitions and rollups"),
     Job(

@@ -1,4 +1,9 @@
-"""Incremental rollups, all in SQL: raw points -> 1-minute and 1-hour rows with histograms.
+"""Incremental rollups, all in SQL: raw points -> 1-minute, 1-hour and 1-day rows with histograms.
+
+Tables: metric_rollup_1m/1h/1d (per series), api_rollup_1m/1h/1d (per method and endpoint),
+api_total_1m/1h/1d (all endpoints merged, for the Overview), web_vitals_rollup_1h/1d (per
+metric, page and device). Each row: count, sum, min, max, a log-bucket histogram
+(`histogram.py`) and the family's extras (last value; 5xx and 4xx counts; rating counts).
 
 How a run works, per family (metric points, API timings, Web Vitals):
 1. `hi` = now - safety lag, lowered further to the start of the oldest other open transaction
@@ -12,9 +17,10 @@ How a run works, per family (metric points, API timings, Web Vitals):
    window, or resetting a watermark, gives the same rows), keeps `last` exact, and needs no
    array-merge in an upsert; its cost is re-reading the other points of a touched minute,
    which is small because live points touch only the newest minutes.
-4. The touched hours are recomputed from the 1-minute rows (merging their histograms), which
-   reads at most 60 rows per series instead of an hour of raw points. Web Vitals have only an
-   hourly rollup and are recomputed from raw per hour.
+4. Then the family's merge stages (`Family.stages`), each recomputing its touched buckets
+   from the level below by merging histograms: all-endpoint minutes from endpoint minutes,
+   hours from minutes (at most 60 rows per series instead of an hour of raw points), days
+   from hours. Web Vitals start at the hour (raw -> hour -> day).
 5. The watermark moves to `hi` in the same transaction, so a crash repeats the window instead
    of losing it.
 
