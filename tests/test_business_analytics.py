@@ -153,6 +153,10 @@ def test_it_builds_the_weekly_retention_grid(engine: Engine):
     events += [ev(mon + timedelta(days=8), "signup", "e")]
     events += [ev(mon - timedelta(days=1), "page_view", "a")]  # before signup: not a return
     store(engine, events)
+    with engine.begin() as conn:  # the rollup keeps the grid; recomputing a day keeps it whole
+        rollup_days(conn, first=date(2026, 5, 25), last=date(2026, 6, 17), tz=LONDON)
+        rollup_days(conn, first=date(2026, 6, 1), last=date(2026, 6, 1), tz=LONDON)
+        rollup_days(conn, first=date(2026, 6, 9), last=date(2026, 6, 9), tz=LONDON)
     with engine.connect() as conn:
         grid = retention_grid(conn, today=date(2026, 6, 17), weeks=3, tz=LONDON)
         chosen = retention_grid(

@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, TextClause, bindparam, delete, insert, select, text
+from sqlalchemy import Connection, TextClause, bindparam, delete, insert, or_, select, text
 
 from monitoring_core.business.definitions import MRR_EVENTS, EventType, day_bounds, local_day
+from monitoring_core.business.retention import ROLLUP_PREFIXES, rollup_retention
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import business_metrics_daily
 
@@ -255,13 +256,16 @@ def rollup_days(conn: Connection, *, first: date, last: date, tz: ZoneInfo) -> i
     """Recompute and replace the rollup rows of days first..last; return the rows written."""
     rows = compute_days(conn, first=first, last=last, tz=tz)
     table = business_metrics_daily
-    conn.execute(delete(table).where(table.c.day >= first, table.c.day <= last))
+    # Retention cells sit on their cohort's Monday and are upserted by rollup_retention: a
+    # recompute of that Monday must not drop the cells of later weeks.
+    kept = or_(*(table.c.metric_name.startswith(p, autoescape=True) for p in ROLLUP_PREFIXES))
+    conn.execute(delete(table).where(table.c.day >= first, table.c.day <= last, ~kept))
     if rows:
         conn.execute(
             insert(table),
             [{"day": day, "metric_name": name, "value": v} for (day, name), v in rows.items()],
         )
-    return len(rows)
+    return len(rows) + rollup_retention(conn, first=first, last=last, tz=tz)
 
 
 def dirty_days(
