@@ -89,6 +89,7 @@ with left:
         data.read_or_stop(adoption.feature_ramp, today=local_day(now, tz)), "feature_ramp"
     )
 with right:
+    st.markdown(f"**Top features by segment (last {adoption.SEGMENT_DAYS} days)**")
     segment = st.selectbox("Segment by", ["user_type", "device", "plan"], key="biz_segment")
     start, end = day_bounds(period.first, period.last, tz)
     top = data.read_or_stop(adoption.features_by_segment, start=start, end=end, segment=segment)

@@ -15,7 +15,13 @@ from monitoring_core.business.definitions import EventType
 from monitoring_core.business.kpis import Period
 from monitoring_core.schema import business_metrics_daily
 
-__all__ = ["adoption_shares", "feature_ramp", "features_by_segment", "launch_days"]
+__all__ = [
+    "SEGMENT_DAYS",
+    "adoption_shares",
+    "feature_ramp",
+    "features_by_segment",
+    "launch_days",
+]
 
 DAILY, WEEKLY = "feature_users:", "feature_wau:"
 
@@ -116,18 +122,21 @@ def feature_ramp(
     return rows
 
 
+# Users as 64-bit hashes of their ids: the distinct counts hash integers, not text.
 _SEGMENTS = text(
     """
     WITH used AS (
         SELECT coalesce(properties->>:segment, :none) AS segment,
-               properties->>'feature' AS feature, user_id
+               properties->>'feature' AS feature, hashtextextended(user_id, 0) AS uh
         FROM business_events
         WHERE event_type = :feature_used AND time >= :start AND time < :end
           AND user_id IS NOT NULL
+        GROUP BY 1, 2, 3
     ), per_feature AS (
-        SELECT segment, feature, count(DISTINCT user_id) AS users FROM used GROUP BY 1, 2
+        SELECT segment, feature, count(*) AS users FROM used GROUP BY 1, 2
     ), per_segment AS (
-        SELECT segment, count(DISTINCT user_id) AS users FROM used GROUP BY 1
+        SELECT segment, count(*) AS users FROM (SELECT DISTINCT segment, uh FROM used) s
+        GROUP BY 1
     ), ranked AS (
         SELECT f.segment, f.feature, f.users, s.users AS segment_users,
                row_number() OVER (PARTITION BY f.segment ORDER BY f.users DESC, f.feature) AS rank
@@ -137,12 +146,15 @@ _SEGMENTS = text(
     FROM ranked WHERE rank <= :top ORDER BY segment, rank
     """
 )
+SEGMENT_DAYS = 7
 
 
 def features_by_segment(
     conn: Connection, *, start: datetime, end: datetime, segment: str = "user_type", top: int = 5
 ) -> list[dict[str, object]]:
-    """Top features per segment value: users and share of the segment's feature users."""
+    """Top features per segment value over the last SEGMENT_DAYS days of [start, end): users
+    and share of the segment's feature users."""
+    start = max(start, end - timedelta(days=SEGMENT_DAYS))
     params = {
         "segment": segment,
         "none": "(none)",
