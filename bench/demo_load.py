@@ -1,9 +1,10 @@
 """Demo data: load 30 days (CONTRACT `demo-data`) and roll it up; the budget is 90 s.
 
 Runs on a database of its own (`bench_demo` on the embedded `.data/bench` cluster), dropped
-and recreated each run. Baseline measured in the same run: binary COPY of the same number of
-narrow rows, i.e. what the load would cost if generating the data were free.
-Last line: {"days", "api_timings", "load_s", "rollup_s", "total_s", "budget_ratio", ...}.
+and recreated each run. Baseline measured in the same run: binary COPY of as many narrow rows
+as there are API timings, i.e. what the performance loader would cost if generating the data
+were free. Last line: {"days", "api_timings", "load_s", "rollup_s", "performance_loader_s",
+"total_s", "budget_ratio", ...}; every domain's seconds are printed above it.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main() -> None:
     total = time.perf_counter() - started
     print(summary)
     load_s, rollup_s = (float(x) for x in re.findall(r"in ([\d.]+) s", summary)[:2])
+    domains = {name: float(x) for name, x in re.findall(r"(\w+) ([\d.]+) s[,;]", summary)}
     with engine.connect() as conn:
         timings = conn.execute(text("SELECT count(*) FROM api_timings")).scalar_one()
     engine.dispose()
@@ -72,13 +74,17 @@ def main() -> None:
     rss_mb = psutil.Process(os.getpid()).memory_info().rss / 2**20
     print(f"{DAYS} days: {timings:,} API timings; load {load_s:.1f} s + rollups {rollup_s:.1f} s")
     print(f"total {total:.1f} s = {total / BUDGET_S:.0%} of the {BUDGET_S:.0f} s budget")
-    print(f"binary COPY of as many bare rows: {copy_s:.2f} s (load is {load_s / copy_s:.1f}x)")
+    print("per domain: " + ", ".join(f"{name} {x:.1f} s" for name, x in domains.items()))
+    perf_s = domains.get("performance", float("nan"))
+    print(f"binary COPY of {timings:,} bare 3-column rows: {copy_s:.2f} s; the performance loader")
+    print(f"(timings, vitals and gauges, generated and copied) took {perf_s / copy_s:.1f}x that")
     print(f"RSS {rss_mb:.0f} MB")
     result = {
         "days": DAYS,
         "api_timings": timings,
         "load_s": round(load_s, 2),
         "rollup_s": round(rollup_s, 2),
+        "performance_loader_s": round(perf_s, 2),
         "total_s": round(total, 2),
         "budget_ratio": round(total / BUDGET_S, 3),
         "copy_baseline_s": round(copy_s, 2),
