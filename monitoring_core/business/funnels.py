@@ -4,7 +4,9 @@ Per user and for each step-0 event, the greedy chain takes the earliest step-k e
 step k-1's (ordered mode) or requires it to be the very next funnel event (strict mode: no other
 step's event in between). A step counts when it falls within `window` of the step-0 event. Each
 user counts once, with the start that got furthest (the earliest such start on a tie). Only the
-step events of the range are read, and only aggregates leave the database.
+step events of the range are read, and only aggregates leave the database. Users are told
+apart by a 64-bit hash of their id (integer sorts are several times faster than text; two of
+a million users share a hash with odds of about 3 in 10^8).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def _funnel_sql(k: int, mode: FunnelMode, breakdown: bool) -> str:
     # Only integers and bind names are formatted into this text; values are bound.
     return f"""
     WITH ev AS (
-        SELECT user_id AS u, extract(epoch FROM time)::float8 AS ep,
+        SELECT hashtextextended(user_id, 0) AS u, extract(epoch FROM time)::float8 AS ep,
                CASE event_type {when} END AS step, {bd} AS bd
         FROM business_events
         WHERE time >= :lo AND time < :hi_ext AND user_id IS NOT NULL
@@ -164,6 +166,7 @@ def funnel(
     params |= {"w": window.total_seconds(), "prop": breakdown or "", "top": top}
     params |= {"none": NONE, "other": OTHER}
     sql = text(_funnel_sql(len(steps), mode, breakdown is not None))
+    conn.execute(text("SET LOCAL work_mem = '64MB'"))  # the per-user sort stays in memory
     total: list[FunnelStep] = build_steps(steps, [0] * len(steps), [None] * len(steps))
     by_label: dict[str, list[FunnelStep]] = {}
     median_total = None
