@@ -17,6 +17,9 @@ How a run works, per family (metric points, API timings, Web Vitals):
    window, or resetting a watermark, gives the same rows), keeps `last` exact, and needs no
    array-merge in an upsert; its cost is re-reading the other points of a touched minute,
    which is small because live points touch only the newest minutes.
+   Metric points go into their 1-minute rows one histogram entry per point (sorted keys,
+   counts of 1); rows with more than DEDUP_OVER entries are then merged per key, so gauges
+   skip a costly GROUP BY and busy series still get compact rows (`one_entry_per_point`).
 4. Then the family's merge stages (`Family.stages`), each recomputing its touched buckets
    from the level below by merging histograms: all-endpoint minutes from endpoint minutes,
    hours from minutes (at most 60 rows per series instead of an hour of raw points), days
@@ -68,6 +71,7 @@ MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 MAX_GAP = timedelta(minutes=5)  # touched minutes closer than this are recomputed as one range
 MAX_CHUNK = timedelta(hours=12)  # bounds the memory of one aggregation statement
 _LOCK_BASE = 7_210_100
+DEDUP_OVER = 32  # see Family.one_entry_per_point
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,12 @@ class Family:
     first_table: str  # the rollup computed from raw
     first_unit: str  # its bucket width
     stages: tuple[Stage, ...]  # then these, in order, each from rollup rows
+    # One histogram entry per point (count 1, keys sorted but possibly repeated) for the raw ->
+    # first level step, then rows with more than DEDUP_OVER entries are merged per key. Gauges
+    # sampled every few seconds have a handful of points a minute: skipping the per-key
+    # GROUP BY made that step 3-4x faster (0.2 s vs 0.7-1.0 s per 12 h of 40 series).
+    one_entry_per_point: bool = False
+    per_point_extra: str = ""  # the extras aggregated straight over points, for that mode
 
 
 _API_KEYS = ("method", "endpoint")
@@ -114,6 +124,8 @@ FAMILIES: tuple[Family, ...] = (
             Stage("metric_rollup_1m", "metric_rollup_1h", "hour", ("series_id",)),
             Stage("metric_rollup_1h", "metric_rollup_1d", "day", ("series_id",)),
         ),
+        one_entry_per_point=True,
+        per_point_extra="(max(ARRAY[date_part('epoch', time), v]))[2] AS last",
     ),
     Family(
         name="api_timings",
@@ -199,6 +211,34 @@ def hist_select(fam: Family, unit: str | None, lo: str, hi: str) -> str:
         f"max(v) AS mx, {fam.point_extra} FROM (SELECT {bucket}{keys}, {value} AS v, "
         f"{sql_bucket_key(value)} AS k, {fam.point_cols} FROM {fam.raw} "
         f"WHERE time >= {lo} AND time < {hi}) pts GROUP BY {by}, k) pk GROUP BY {by}"
+    )
+
+
+def _points_select(fam: Family, unit: str, lo: str, hi: str) -> str:
+    """Like `hist_select` but one histogram entry per point (see `one_entry_per_point`)."""
+    keys = ", ".join(fam.keys)
+    value = _VALUE_COLUMN[fam.raw]
+    return (
+        f"SELECT bucket, {keys}, count(*) AS count, sum(v) AS sum, min(v) AS min, max(v) AS max, "
+        "array_agg(k ORDER BY k) AS hist_keys, array_agg(1::bigint) AS hist_counts, "
+        f"{fam.per_point_extra} "
+        f"FROM (SELECT {_bin(unit, 'time')} AS bucket, {keys}, {value} AS v, "
+        f"{sql_bucket_key(value)} AS k, {fam.point_cols} FROM {fam.raw} "
+        f"WHERE time >= {lo} AND time < {hi}) pts GROUP BY bucket, {keys}"
+    )
+
+
+def _dedup_sql(fam: Family) -> str:
+    """Merge repeated keys of the first-level rows in [:lo, :hi) that have many entries."""
+    keys = ", ".join(fam.keys)
+    on = " AND ".join(f"r.{k} = n.{k}" for k in ("bucket", *fam.keys))
+    return (
+        f"UPDATE {fam.first_table} r SET hist_keys = n.ks, hist_counts = n.cs FROM "
+        f"(SELECT bucket, {keys}, array_agg(k ORDER BY k) AS ks, array_agg(c ORDER BY k) AS cs "
+        f"FROM (SELECT bucket, {keys}, u.k, sum(u.c)::bigint AS c FROM {fam.first_table}, "
+        "unnest(hist_keys, hist_counts) AS u(k, c) WHERE bucket >= :lo AND bucket < :hi "
+        f"AND cardinality(hist_keys) > {DEDUP_OVER} GROUP BY bucket, {keys}, u.k) x "
+        f"GROUP BY bucket, {keys}) n WHERE {on}"
     )
 
 
@@ -334,11 +374,12 @@ def roll_family(conn: Connection, fam: Family, hi: datetime) -> FamilyResult:
     ).all()
     result.new_rows = sum(n for _, n in touched)
     starts = [b for b, _ in touched]
+    select = (_points_select if fam.one_entry_per_point else hist_select)(fam, unit, ":lo", ":hi")
+    first = text(_upsert(fam.first_table, fam.keys, fam, select))
     for r_lo, r_hi in contiguous_ranges(starts, UNITS[unit], MAX_GAP, _MAX_RANGE[unit]):
-        conn.execute(
-            text(_upsert(fam.first_table, fam.keys, fam, hist_select(fam, unit, ":lo", ":hi"))),
-            {"lo": r_lo, "hi": r_hi},
-        )
+        conn.execute(first, {"lo": r_lo, "hi": r_hi})
+        if fam.one_entry_per_point:
+            conn.execute(text(_dedup_sql(fam)), {"lo": r_lo, "hi": r_hi})
         result.ranges += 1
     for stage in fam.stages:
         buckets = {_floor(b, stage.unit) for b in starts}

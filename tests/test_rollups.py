@@ -232,3 +232,18 @@ def test_it_cuts_ranges_into_days_hours_and_minutes(
     from monitoring_core.rollup_read import segments
 
     assert segments(lo, hi, [D, H_, M_]) == expected
+
+
+def test_it_merges_repeated_keys_of_busy_metric_minutes(engine: Engine, start: datetime) -> None:
+    busy = [(start + timedelta(seconds=s), 5.0 if s % 2 else 9.0) for s in range(40)]
+    quiet = [(start + timedelta(minutes=1, seconds=s), 5.0) for s in range(3)]
+    with engine.begin() as conn:
+        sid = add_series(conn, "requests_in_flight")
+        add_points(conn, sid, busy + quiet)
+    _roll(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT hist_keys, hist_counts FROM metric_rollup_1m ORDER BY bucket")
+        ).all()
+    k5, k9 = histogram.bucket_key(5.0), histogram.bucket_key(9.0)
+    assert [tuple(r) for r in rows] == [([k5, k9], [20, 20]), ([k5, k5, k5], [1, 1, 1])]
