@@ -9,8 +9,8 @@ import streamlit as st
 
 from monitoring_core.enums import ErrorGroupStatus, ErrorLevel, Role
 from monitoring_core.errors import queries
+from monitoring_core.errors.actions import change_group_status
 from monitoring_core.errors.rules import TRANSITIONS
-from monitoring_core.errors.store import change_group_status
 from ui import auth, data, fmt, widgets
 
 auth.require_role(Role.VIEWER)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select, text
 
+from monitoring_core.errors.actions import change_group_status
 from monitoring_core.errors.correlation import burst_starts, related_by_burst, related_groups
 from monitoring_core.errors.ingest import ingest_errors
 from monitoring_core.errors.model import ErrorInput
@@ -19,7 +20,6 @@ from monitoring_core.errors.queries import (
     list_groups,
 )
 from monitoring_core.errors.recovery import prune_event_ids, recover_quiet_groups, recovery_job
-from monitoring_core.errors.store import change_group_status
 from monitoring_core.schema import error_group_changes, error_groups, settings
 
 LONDON = ZoneInfo("Europe/London")

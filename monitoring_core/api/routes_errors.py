@@ -22,6 +22,7 @@ from monitoring_core.api.deps import (
     sentry_key,
 )
 from monitoring_core.api.routes_ingest import app_cache, partition_days
+from monitoring_core.errors.actions import change_group_status
 from monitoring_core.errors.batcher import GroupCommit
 from monitoring_core.errors.correlation import related_events
 from monitoring_core.errors.envelope import (
@@ -37,7 +38,6 @@ from monitoring_core.errors.ingest import IngestResult, ingest_errors
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.queries import error_analytics, group_detail, list_groups
 from monitoring_core.errors.sentry import event_to_error
-from monitoring_core.errors.store import change_group_status
 from monitoring_core.errors.validate import parse_error_items
 from monitoring_core.ingest.validate import InvalidItems
 from monitoring_core.timerange import TimeRange, parse_time_range, pick_interval

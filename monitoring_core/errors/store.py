@@ -18,12 +18,11 @@ from typing import Any
 
 import orjson
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.types import BigInteger, DateTime, Text
 
 from monitoring_core.errors.model import ErrorInput
-from monitoring_core.errors.rules import next_status
 from monitoring_core.ingest.copy import copy_rows
 from monitoring_core.schema import error_group_changes, error_groups
 from monitoring_core.wedding_calendar import SEVERITY_ORDER
@@ -32,9 +31,10 @@ __all__ = [
     "EVENT_COLUMNS",
     "GroupRow",
     "PreparedError",
-    "change_group_status",
     "claim_event_ids",
     "insert_events",
+    "mark_regressed",
+    "open_incident_for_group",
     "record_change",
     "record_members",
     "record_new_groups",
@@ -326,46 +326,3 @@ def open_incident_for_group(conn: Connection, *, group_id: int) -> int | None:
         {"g": group_id},
     ).first()
     return None if row is None else int(row[0])
-
-
-def change_group_status(
-    conn: Connection,
-    *,
-    group_id: int,
-    action: str,
-    actor: str,
-    now: datetime,
-    release: str | None = None,
-) -> dict[str, Any]:
-    """A responder resolves, ignores or reopens a group (locked, recorded in its history).
-
-    `release` on resolve is the release the fix ships in: events from older releases then do
-    not count as a regression. LookupError for an unknown group, ValueError for an action that
-    does not apply.
-    """
-    row = conn.execute(
-        select(error_groups.c.status).where(error_groups.c.id == group_id).with_for_update()
-    ).first()
-    if row is None:
-        raise LookupError(f"no error group {group_id}")
-    target = next_status(row.status, action)
-    values: dict[str, Any] = {"status": target.value}
-    if target == "resolved":
-        values |= {"resolved_at": now, "resolved_by": actor, "resolved_in_release": release}
-    elif target == "unresolved":
-        values |= {"resolved_at": None, "resolved_by": None, "resolved_in_release": None}
-    updated = conn.execute(
-        update(error_groups)
-        .where(error_groups.c.id == group_id)
-        .values(**values)
-        .returning(*error_groups.c)
-    ).one()
-    record_change(conn, group_id=group_id, kind=action, now=now, actor=actor, release=release)
-    return dict(updated._mapping)
-
-
-def group_status(conn: Connection, group_id: int) -> str | None:
-    """A group's status (None when it does not exist)."""
-    return conn.execute(
-        select(error_groups.c.status).where(error_groups.c.id == group_id)
-    ).scalar_one_or_none()
