@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -43,10 +43,6 @@ class Limits:
 
     oldest: datetime
     newest: datetime
-
-    @classmethod
-    def around(cls, now: datetime, *, oldest: datetime, future: timedelta) -> Limits:
-        return cls(oldest=oldest, newest=now + future)
 
 
 def check_keys(item: Mapping[str, Any], allowed: frozenset[str], index: int) -> list[ItemError]:
