@@ -17,9 +17,10 @@ How a run works, per family (metric points, API timings, Web Vitals):
    window, or resetting a watermark, gives the same rows), keeps `last` exact, and needs no
    array-merge in an upsert; its cost is re-reading the other points of a touched minute,
    which is small because live points touch only the newest minutes.
-   Metric points go into their 1-minute rows one histogram entry per point (sorted keys,
-   counts of 1); rows with more than DEDUP_OVER entries are then merged per key, so gauges
-   skip a costly GROUP BY and busy series still get compact rows (`one_entry_per_point`).
+   Metric points and API timings go into their 1-minute rows one histogram entry per point
+   (sorted keys, counts of 1); rows with more than DEDUP_OVER entries are then merged per
+   key, so the common few-points-a-minute rows skip a costly GROUP BY and busy series or
+   endpoints still get compact rows (`one_entry_per_point`).
 4. Then the family's merge stages (`Family.stages`), each recomputing its touched buckets
    from the level below by merging histograms: all-endpoint minutes from endpoint minutes,
    hours from minutes (at most 60 rows per series instead of an hour of raw points), days
@@ -150,6 +151,11 @@ FAMILIES: tuple[Family, ...] = (
             Stage("api_total_1m", "api_total_1h", "hour", ()),
             Stage("api_rollup_1h", "api_rollup_1d", "day", _API_KEYS),
             Stage("api_total_1h", "api_total_1d", "day", ()),
+        ),
+        one_entry_per_point=True,
+        per_point_extra=(
+            "count(*) FILTER (WHERE status_code >= 500) AS error_count, "
+            "count(*) FILTER (WHERE status_code BETWEEN 400 AND 499) AS client_error_count"
         ),
     ),
     Family(
