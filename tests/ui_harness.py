@@ -1,6 +1,6 @@
 """Fixtures for page tests with `streamlit.testing.v1.AppTest` (registered in conftest.py).
 
-- `demo_engine`: the session database emptied and loaded with DEMO_DAYS of demo data, once per
+- `demo_engine`: the session database holding only DEMO_DAYS of demo data, set up once per
   test module (tests that use it must not also use `engine`, which empties the tables).
 - `logged_in_app(role)`: an AppTest of app.py on the test database, signed in with that role
   (`None`: signed out); run it, then `at.switch_page("pages/x.py").run()` for other pages.
@@ -37,16 +37,62 @@ def make_user(conn: Connection, role: Role) -> User:
     return create_user(conn, username=name, password=PASSWORD, role=role)
 
 
+_SNAPSHOT = "demo_snapshot"  # a schema of the session database holding the loaded demo rows
+SNAPSHOT_MAX_AGE = timedelta(minutes=15)  # older demo data would drift out of "the last hour"
+_snapshot_taken_at: list[datetime] = []
+
+
+def _truncate_all(conn: Connection) -> None:
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+def _take_snapshot(conn: Connection) -> None:
+    conn.execute(text(f"DROP SCHEMA IF EXISTS {_SNAPSHOT} CASCADE"))
+    conn.execute(text(f"CREATE SCHEMA {_SNAPSHOT}"))
+    for table in metadata.sorted_tables:
+        conn.execute(text(f'CREATE TABLE {_SNAPSHOT}."{table.name}" AS TABLE "{table.name}"'))
+
+
+def _restore_snapshot(conn: Connection) -> None:
+    """Put the snapshot back (parents before children) and move id sequences past it."""
+    _truncate_all(conn)
+    for table in metadata.sorted_tables:
+        conn.execute(
+            text(
+                f'INSERT INTO "{table.name}" OVERRIDING SYSTEM VALUE '  # noqa: S608 - our names
+                f'SELECT * FROM {_SNAPSHOT}."{table.name}"'
+            )
+        )
+        if "id" in table.c and table.c.id.autoincrement is True:
+            conn.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "  # noqa: S608
+                    f'coalesce(max(id), 1), max(id) IS NOT NULL) FROM "{table.name}"'
+                )
+            )
+
+
 @pytest.fixture(scope="module")
 def demo_engine(session_engine: Engine) -> Engine:
-    """The session database with only demo data in it (loaded once for the module)."""
+    """The session database with only demo data in it, fresh for each test module.
+
+    The first module loads it (all domains, DEMO_DAYS days, rolled up) and keeps a copy in a
+    schema of its own; later modules restore that copy in a few seconds instead of loading
+    again, unless it is older than SNAPSHOT_MAX_AGE.
+    """
     from monitoring_core.demo import load_demo_data
 
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-    with session_engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    with session_engine.begin() as conn:
+        if _snapshot_taken_at and now - _snapshot_taken_at[0] < SNAPSHOT_MAX_AGE:
+            _restore_snapshot(conn)
+            return session_engine
+        _truncate_all(conn)
     load_demo_data(session_engine, days=DEMO_DAYS, now=now, only_if_empty=False)
+    with session_engine.begin() as conn:
+        _take_snapshot(conn)
+    _snapshot_taken_at[:] = [now]
     return session_engine
 
 
