@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import streamlit as st
 from streamlit_autorefresh import st_autorefresh
@@ -88,11 +89,11 @@ def kpi_card(
     value: str,
     *,
     delta: str | None = None,
-    delta_color: str = "normal",
+    delta_color: Literal["normal", "inverse", "off"] = "normal",
     help: str | None = None,
 ) -> None:
     """One number with a label, an optional change and a tooltip, in a bordered card."""
-    st.metric(label, value, delta=delta, delta_color=delta_color, help=help, border=True)  # type: ignore[arg-type]
+    st.metric(label, value, delta=delta, delta_color=delta_color, help=help, border=True)
 
 
 def table_height(rows: int, *, max_rows: int = 30) -> int:
