@@ -95,6 +95,22 @@ def _actions(inc: dict[str, Any]) -> None:
                 root_cause=cause or None)  # fmt: skip
 
 
+def _edit(inc: dict[str, Any]) -> None:
+    with st.expander("Severity, impact, users, tags"):
+        sevs, impacts = ["SEV1", "SEV2", "SEV3", "SEV4"], [w.value for w in WeddingImpact]
+        left, right = st.columns(2)
+        sev = left.selectbox("Severity", sevs, index=sevs.index(inc["severity"]), key="ed_sev")
+        impact = right.selectbox("Wedding impact", impacts, index=impacts.index(inc["wedding_impact"]),
+                                 key="ed_impact")  # fmt: skip
+        users = left.number_input("Users affected (estimate)", 0, value=inc["affected_users_count"] or 0,
+                                  key="ed_users")  # fmt: skip
+        tags = right.text_input("Tags (comma separated)", ", ".join(inc["tags"]), key="ed_tags")
+        if st.button("Save changes", key="ed_save"):
+            body = {"severity": sev, "wedding_impact": impact, "affected_users_count": int(users),
+                    "tags": [t.strip() for t in tags.split(",") if t.strip()]}  # fmt: skip
+            act("Update", service.update_incident, incident_id=inc["id"], body=body)
+
+
 def _runbooks(iid: int) -> None:
     books = data.read_or_stop(runbooks.runbooks_for_incident, incident_id=iid)
     execs = data.read_or_stop(runbooks.list_executions, incident_id=iid)
@@ -166,6 +182,7 @@ def _detail(iid: int) -> None:
     with timeline:
         if responder and inc["status"] != "closed":
             _actions(inc)
+            _edit(inc)
         frame = pd.DataFrame(
             inc["timeline"], columns=["time", "kind", "actor", "message", "is_public"]
         )

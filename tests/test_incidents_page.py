@@ -71,10 +71,13 @@ def test_it_lets_a_responder_work_an_incident(engine: Engine, logged_in_app: App
     at.text_input(key="inc_summary").input("Provider recovered").run()
     at.button(key="inc_resolve").click().run()
     at.button(key="pm_draft").click().run()
+    at.selectbox(key="ed_impact").select("wedding_day_critical").run()
+    at.text_input(key="ed_tags").input("payments, provider").run()
+    at.button(key="ed_save").click().run()
     assert not at.exception, at.exception
     kinds = [k for k, _ in _timeline(engine, incident_id)]
     assert kinds[:5] == ["opened", "acknowledged", "status_changed", "note", "runbook_step"]
-    assert kinds[-2:] == ["resolved", "postmortem"]
+    assert kinds[-3:] == ["resolved", "postmortem", "updated"]
     assert all(
         actor.startswith("responder-") for k, actor in _timeline(engine, incident_id)[1:] if actor
     )
@@ -82,6 +85,10 @@ def test_it_lets_a_responder_work_an_incident(engine: Engine, logged_in_app: App
         row = conn.execute(select(incidents)).one()._mapping
         ex = conn.execute(select(runbook_executions.c.status)).scalar_one()
     assert row["status"] == "resolved" and row["resolution_summary"] == "Provider recovered"
+    assert row["wedding_impact"] == "wedding_day_critical" and list(row["tags"]) == [
+        "payments",
+        "provider",
+    ]
     assert "Provider says degraded" in row["postmortem_markdown"] and ex == "succeeded"
     assert any(getattr(b, "label", None) == "Download Markdown" for b in at.get("download_button"))
 
