@@ -196,28 +196,42 @@ async def _ping_response(request: Request, token: str, kind: str) -> PlainTextRe
     return PlainTextResponse("OK")  # Healthchecks.io answers a ping with "OK"
 
 
-_PING_METHODS = ["GET", "POST", "HEAD"]
+_PING_METHODS = ("GET", "POST", "HEAD")
 
 
-@pings.api_route("/api/monitoring/heartbeat/{token}", methods=_PING_METHODS)
+def _multi_method(router: APIRouter, path: str, methods: tuple[str, ...], **options: Any) -> Any:
+    """Register one endpoint per method, each with its own OpenAPI operation id."""
+
+    def register(endpoint: Any) -> Any:
+        for method in methods:
+            operation = f"{endpoint.__name__}_{method.lower()}"
+            router.add_api_route(
+                path, endpoint, methods=[method], operation_id=operation, **options
+            )
+        return endpoint
+
+    return register
+
+
+@_multi_method(pings, "/api/monitoring/heartbeat/{token}", _PING_METHODS)
 async def heartbeat_ping(request: Request, token: str) -> PlainTextResponse:
     """The job finished fine (Healthchecks.io-style; no API key: the token is the secret)."""
     return await _ping_response(request, token, "success")
 
 
-@pings.api_route("/api/monitoring/heartbeat/{token}/start", methods=_PING_METHODS)
+@_multi_method(pings, "/api/monitoring/heartbeat/{token}/start", _PING_METHODS)
 async def heartbeat_start(request: Request, token: str) -> PlainTextResponse:
     """The job started: it must ping within the grace time."""
     return await _ping_response(request, token, "start")
 
 
-@pings.api_route("/api/monitoring/heartbeat/{token}/fail", methods=_PING_METHODS)
+@_multi_method(pings, "/api/monitoring/heartbeat/{token}/fail", _PING_METHODS)
 async def heartbeat_fail(request: Request, token: str) -> PlainTextResponse:
     """The job failed: the check goes down at once."""
     return await _ping_response(request, token, "fail")
 
 
-@pings.api_route("/api/monitoring/heartbeat/{token}/{exit_status}", methods=_PING_METHODS)
+@_multi_method(pings, "/api/monitoring/heartbeat/{token}/{exit_status}", _PING_METHODS)
 async def heartbeat_exit_status(
     request: Request, token: str, exit_status: str
 ) -> PlainTextResponse:
@@ -262,7 +276,7 @@ def _grouping(path: str) -> dict[str, str]:
         raise HTTPException(400, str(exc)) from None
 
 
-@push.api_route("/metrics/{first}/{rest:path}", methods=["PUT", "POST"], status_code=202)
+@_multi_method(push, "/metrics/{first}/{rest:path}", ("PUT", "POST"), status_code=202)
 async def pushgateway_push(request: Request, first: str, rest: str) -> JSONResponse:
     """`prometheus_client.push_to_gateway` (PUT) and `pushadd_to_gateway` (POST)."""
     grouping = _grouping(f"{first}/{rest}")
