@@ -15,9 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_metric_points_time", "metric_points", ["time"], postgresql_using="brin"
-    )
+    op.create_index("ix_metric_points_time", "metric_points", ["time"], postgresql_using="brin")
 
 
 def downgrade() -> None:

@@ -78,6 +78,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("web_vitals_rollup_1d", "api_total_1d", "api_total_1h", "api_total_1m",
-                  "api_rollup_1d", "metric_rollup_1d"):
+    for table in (
+        "web_vitals_rollup_1d",
+        "api_total_1d",
+        "api_total_1h",
+        "api_total_1m",
+        "api_rollup_1d",
+        "metric_rollup_1d",
+    ):
         op.drop_table(table)
