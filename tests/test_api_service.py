@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from monitoring_core.api.app import create_app
 from monitoring_core.config import load_settings
@@ -66,3 +67,19 @@ def test_it_answers_503_with_retry_after_on_ingest_without_a_database(dead_db_se
     )
     assert reply.status_code == 503
     assert int(reply.headers["retry-after"]) > 0
+
+
+def test_it_answers_503_when_the_connection_pool_is_exhausted(
+    engine: Engine, database_url: str, ingest_key: str
+) -> None:
+    tiny = make_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    app = create_app(dataclasses.replace(load_settings({}), database_url=database_url), tiny)
+    with running_server(app) as url, tiny.connect():  # the pool's only connection, held
+        reply = httpx.post(
+            f"{url}/api/monitoring/metrics",
+            json={"metric_name": "x", "metric_value": 1},
+            headers={"X-API-Key": ingest_key},
+        )
+    tiny.dispose()
+    assert reply.status_code == 503
+    assert reply.headers["retry-after"]
