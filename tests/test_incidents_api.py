@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 BASE = "/api/admin/incidents"
 NEW = {
@@ -45,6 +46,7 @@ def call(method: str, url: str, key: str | None, body: Any = None) -> httpx.Resp
         ("GET", "/api/admin/runbooks"),
         ("POST", "/api/admin/runbooks"),
         ("POST", BASE + "/1/runbooks/1/steps/0"),
+        ("POST", "/api/admin/runbook-executions/1/approve"),
     ],
 )
 def test_it_needs_an_admin_key_on_every_admin_route(
@@ -174,3 +176,23 @@ def test_it_reports_drafts_and_runs_runbooks_over_the_api(api_server: str, admin
     assert call("POST", step.replace("/steps/0", "/steps/5"), admin_key).status_code == 409
     listed = call("GET", f"{api_server}/api/admin/runbooks", admin_key).json()["runbooks"]
     assert listed[0]["success_rate"] == 1.0
+
+
+def test_it_approves_a_waiting_step_only_with_a_second_key(
+    api_server: str, admin_key: str, engine: Engine
+) -> None:
+    from monitoring_core.accounts import create_api_key
+    from monitoring_core.enums import ApiScope
+
+    with engine.begin() as conn:
+        second = create_api_key(conn, name="second-admin", scope=ApiScope.ADMIN)
+    inc = call("POST", api_server + BASE, admin_key, NEW).json()
+    book = {"title": "Search", "requires_approval": True, "steps": [{"title": "Pause rebuild"}]}
+    rb = call("POST", f"{api_server}/api/admin/runbooks", admin_key, book).json()
+    waiting = call("POST", f"{api_server}{BASE}/{inc['id']}/runbooks/{rb['id']}/steps/0", admin_key)
+    assert waiting.status_code == 202 and waiting.json()["status"] == "awaiting_approval"
+    approve = f"{api_server}/api/admin/runbook-executions/{waiting.json()['id']}/approve"
+    assert call("POST", approve, admin_key).status_code == 409  # the requester cannot approve
+    done = call("POST", approve, second)
+    assert done.status_code == 200 and done.json()["approved_by"] == "apikey:second-admin"
+    assert done.json()["status"] == "succeeded"

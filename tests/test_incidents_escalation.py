@@ -231,3 +231,17 @@ def test_it_puts_delivered_pages_on_the_timeline(engine: Engine) -> None:
         last["message"]
         == "Notification sent to oncall: [ESCALATED] SEV1: INC-2026-0001 Checkout down"
     )
+
+
+def test_it_skips_a_deleted_channel_instead_of_failing(engine: Engine, policies: dict) -> None:
+    from monitoring_core.schema import notification_channels
+
+    with engine.begin() as conn:
+        conn.execute(
+            notification_channels.delete().where(notification_channels.c.id == policies["oncall"])
+        )
+    _declare(engine, TUESDAY)
+    assert _run(engine, TUESDAY) == 1  # the page is recorded, with nobody left to send it to
+    assert _paged(engine) == []
+    assert _run(engine, TUESDAY + timedelta(minutes=15)) == 1
+    assert _paged(engine) == [policies["lead"]]

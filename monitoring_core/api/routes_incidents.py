@@ -253,6 +253,18 @@ async def post_runbook_step(
     return _json(ex, status_code=202 if ex["status"] == "awaiting_approval" else 200)
 
 
+@admin.post("/api/admin/runbook-executions/{execution_id}/approve",
+            summary="Approve a waiting runbook step (a second key/person), which then runs")  # fmt: skip
+async def post_approve(request: Request, execution_id: int) -> Response:
+    actor, now, engine = _actor(request), _now(), request.app.state.engine
+    try:
+        ex = await run_in_threadpool(lambda: runbooks.approve_execution(
+            engine, execution_id=execution_id, actor=actor, role=ROLE, now=now))  # fmt: skip
+    except runbooks.ExecutionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return _json(ex)
+
+
 @live.get("/api/monitoring/incidents/active", summary="Open, investigating, mitigating incidents")
 async def get_active(request: Request) -> Response:
     now = _now()

@@ -33,7 +33,13 @@ from monitoring_core.incidents.lifecycle import (
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.notify.outbox import enqueue
 from monitoring_core.notify.templates import Message
-from monitoring_core.schema import alert_instances, alert_rules, incident_alerts, incidents
+from monitoring_core.schema import (
+    alert_instances,
+    alert_rules,
+    incident_alerts,
+    incidents,
+    notification_channels,
+)
 from monitoring_core.schema import escalation_policies as ep
 from monitoring_core.wedding_calendar import is_wedding_day
 
@@ -164,7 +170,14 @@ def _send(
     key = f"incident:{incident['id']}:step:{page.index}"
     if page.reason == "not_mitigated":
         key = f"incident:{incident['id']}:again:{now.isoformat()}"
-    ids = enqueue(conn, channel_ids=page.channels, message=_message(incident, page, public_url),
+    # A channel deleted after the policy was written is skipped, not a failed job for everyone.
+    known = set(
+        conn.execute(
+            select(notification_channels.c.id).where(notification_channels.c.id.in_(page.channels))
+        ).scalars()
+    )
+    channels = [c for c in page.channels if c in known]
+    ids = enqueue(conn, channel_ids=channels, message=_message(incident, page, public_url),
                   kind="escalation", idempotency_key=key, now=now,
                   incident_id=int(incident["id"]))  # fmt: skip
     conn.execute(
