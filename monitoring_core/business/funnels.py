@@ -27,6 +27,7 @@ __all__ = [
     "build_steps",
     "event_types",
     "funnel",
+    "validate_funnel",
 ]
 
 MAX_STEPS = 8
@@ -160,7 +161,7 @@ def funnel(
     top: int = 5,
 ) -> FunnelResult:
     """Users entering step 1 in [start, end) and how far they got within `window`."""
-    _check(steps, window)
+    validate_funnel(steps, window)
     params: dict[str, Any] = {f"s{i}": s for i, s in enumerate(steps)}
     params |= {"lo": start, "hi_ext": end + window, "hi_ep": end.timestamp()}
     params |= {"w": window.total_seconds(), "prop": breakdown or "", "top": top}
@@ -187,7 +188,8 @@ def _ordered(by_label: dict[str, list[FunnelStep]]) -> dict[str, list[FunnelStep
     return {k: by_label[k] for k in keys}
 
 
-def _check(steps: Sequence[str], window: timedelta) -> None:
+def validate_funnel(steps: Sequence[str], window: timedelta) -> None:
+    """ValueError saying what is wrong with a funnel definition."""
     if not 2 <= len(steps) <= MAX_STEPS:
         raise ValueError(f"a funnel needs 2 to {MAX_STEPS} steps, got {len(steps)}")
     if len(set(steps)) != len(steps):

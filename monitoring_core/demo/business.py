@@ -7,7 +7,8 @@ abandon at form completion), a feature launch (`ai_writer`, 45 days ago, ramping
 cohort of churning organizations (the "2024 wedding fair" cohort: activity fading over the
 last two months, failed payments, half of them cancelled). Pre-existing subscriptions are
 imported on the first day. A year is loaded (BI needs seasons) for any `days` >= 30 (the
-default); shorter requests (the UI tests' 8 days) get 10 weeks, enough for every baseline.
+default); shorter requests (the UI tests' 8 days) get 10 weeks of a quarter of the people,
+enough for every baseline.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = ["DAYS", "N_COUPLES", "N_ORGS", "load"]
 log = logging.getLogger(__name__)
 DAYS = 365
 SHORT_DAYS = 70  # for `days` < 30 (the page tests): still 8 weeks of history for the baselines
+SHORT_SCALE = 0.25  # … and a quarter of the people
 N_ORGS = 2_000
 N_COUPLES = 16_000
 LAUNCH_DAYS_AGO = 45
@@ -114,31 +116,34 @@ def _signup_days(
     return np.where(rng.random(n) < existing, -1, days)
 
 
-def _build_world(rng: np.random.Generator, span: int, t0: int, now_s: int) -> _World:
+def _build_world(
+    rng: np.random.Generator, span: int, t0: int, now_s: int, scale: float = 1.0
+) -> _World:
+    n_orgs, n_couples = int(N_ORGS * scale), int(N_COUPLES * scale)
     season, weekday = _season(rng, t0, span)
-    org_signup = _signup_days(rng, N_ORGS, 0.65, season)
-    team = rng.poisson(0.9, N_ORGS).clip(0, 3)
-    owners = np.arange(N_ORGS)
+    org_signup = _signup_days(rng, n_orgs, 0.65, season)
+    team = rng.poisson(0.9, n_orgs).clip(0, 3)
+    owners = np.arange(n_orgs)
     members = np.repeat(owners, team)
     member_signup = np.maximum(org_signup[members], 0) + rng.integers(0, 120, len(members))
     member_signup = np.where(
         (org_signup[members] < 0) & (rng.random(len(members)) < 0.7), -1, member_signup
     )
-    couple_signup = _signup_days(rng, N_COUPLES, 0.3, season[::-1] + 0.3)  # engagement season
-    couple_org = rng.integers(0, N_ORGS, N_COUPLES)
+    couple_signup = _signup_days(rng, n_couples, 0.3, season[::-1] + 0.3)  # engagement season
+    couple_org = rng.integers(0, n_orgs, n_couples)
     signup = np.concatenate([org_signup, member_signup.clip(-1, span - 1), couple_signup])
     user_org = np.concatenate([owners, members, couple_org])
-    n_sup = N_ORGS + len(members)
+    n_sup = n_orgs + len(members)
     is_supplier = np.arange(len(signup)) < n_sup
     leave = np.full(len(signup), span)
-    couple_life = rng.integers(60, 330, N_COUPLES)
+    couple_life = rng.integers(60, 330, n_couples)
     leave[n_sup:] = np.maximum(couple_signup, 0) + couple_life
-    cohort = np.zeros(N_ORGS, dtype=bool)
-    cohort[rng.choice(np.flatnonzero(org_signup < 0), COHORT, replace=False)] = True
-    churn_day = np.full(N_ORGS, span)
-    base_churn = rng.random(N_ORGS) < 0.2
+    cohort = np.zeros(n_orgs, dtype=bool)
+    cohort[rng.choice(np.flatnonzero(org_signup < 0), int(COHORT * scale), replace=False)] = True
+    churn_day = np.full(n_orgs, span)
+    base_churn = rng.random(n_orgs) < 0.2
     churn_day[base_churn] = rng.integers(30, span, base_churn.sum())
-    quitting = cohort & (rng.random(N_ORGS) < 0.5)
+    quitting = cohort & (rng.random(n_orgs) < 0.5)
     churn_day[quitting] = rng.integers(span - 35, span - 2, quitting.sum())
     churn_day[cohort & ~quitting] = span
     device = rng.choice(3, size=len(signup), p=DEVICE_P)
@@ -230,10 +235,11 @@ def _signups(w: _World, ev: _Events, signup_props: list[dict]) -> np.ndarray:
         mask = w.is_supplier[new] == supplier
         t[mask] = _times(w, 0, int(mask.sum()), hours) + w.signup[new[mask]] * 86_400
     ev.add(t, "signup", new, [signup_props[u] for u in new])
-    paying_from = np.full(N_ORGS, -1, dtype=np.int64)
-    paying_from[w.signup[:N_ORGS] < 0] = w.t0 + 300  # imported on the first day
-    owners = new[new < N_ORGS]
-    t_own = t[new < N_ORGS]
+    n_orgs = len(w.cohort)
+    paying_from = np.full(n_orgs, -1, dtype=np.int64)
+    paying_from[w.signup[:n_orgs] < 0] = w.t0 + 300  # imported on the first day
+    owners = new[new < n_orgs]
+    t_own = t[new < n_orgs]
     made = rng.random(len(owners)) < 0.75  # form_created within two days
     t1 = t_own + rng.integers(600, 2 * 86_400, len(owners))
     ev.add(t1[made], "form_created", owners[made])
@@ -318,7 +324,7 @@ def _rows(w: _World, ev: _Events) -> tuple[list[tuple[Any, ...]], datetime, date
     types = np.concatenate(ev.types)[order].tolist()
     users = np.concatenate(ev.users)[order]
     user_ids = np.array([f"user_{i:05d}" for i in range(len(w.signup))], dtype=object)
-    org_ids = np.array([f"org_{i:04d}" for i in range(N_ORGS)], dtype=object)
+    org_ids = np.array([f"org_{i:04d}" for i in range(len(w.cohort))], dtype=object)
     props = [ev.props[i] for i in order.tolist()]
     revenue = [ev.revenue[i] for i in order.tolist()]
     currency = ["GBP" if r is not None else None for r in revenue]
@@ -367,7 +373,8 @@ def _generate(
 ) -> tuple[list[tuple[Any, ...]], datetime, datetime]:
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first = midnight - timedelta(days=span - 1)
-    w = _build_world(rng, span, int(first.timestamp()), int(now.timestamp()))
+    scale = 1.0 if span == DAYS else SHORT_SCALE
+    w = _build_world(rng, span, int(first.timestamp()), int(now.timestamp()), scale)
     ev = _Events()
     kinds = ("supplier", "couple")
     feature_props = {
