@@ -87,7 +87,7 @@ def list_incidents(
 
 def active_incidents(conn: Connection, *, now: datetime) -> list[dict[str, Any]]:
     """Open, investigating and mitigating incidents in API form with their target state."""
-    return [incident_to_api(r, now) for r in list_incidents(conn, active_only=True)]
+    return [incident_to_api(r, now) for r in list_incidents(conn, active_only=True, limit=1000)]
 
 
 def linked_alerts(conn: Connection, *, incident_id: int) -> list[dict[str, Any]]:
