@@ -79,7 +79,9 @@ def normalize_message(message: str) -> str:
     pattern = _NORMALIZERS[("://" in message, "@" in message)]
     # Token by token: most words carry no digit and skip the regex altogether.
     tokens = [
-        pattern.sub(_placeholder, token) if _HAS_PARAMETER.search(token) else token
+        pattern.sub(_placeholder, token)
+        if not token.isalpha() and _HAS_PARAMETER.search(token)
+        else token
         for token in message.split()
     ]
     return " ".join(tokens)[:_MAX_TEMPLATE]
