@@ -231,3 +231,18 @@ def test_it_hands_todays_kpis_to_the_alert_engine_as_metric_points(engine: Engin
         points = {name: value for name, value in rows}
     assert points["business.form_completion_rate"] == 0.5
     assert points["business.dau"] == 2
+    # … and the alert engine's metric query sees them once the worker's rollups ran.
+    from monitoring_core.metrics_query import query_metric
+    from monitoring_core.rollups import run_rollups
+    from monitoring_core.timerange import TimeRange
+
+    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    with engine.connect() as conn:
+        frame = query_metric(
+            conn,
+            metric_name="business.form_completion_rate",
+            aggregation="avg",
+            interval="5m",
+            tr=TimeRange(now - timedelta(minutes=30), now + timedelta(minutes=5)),
+        )
+    assert frame["value"].tolist() == [0.5]
