@@ -14,7 +14,7 @@ import orjson
 from sqlalchemy import Engine, select, text, update
 
 from monitoring_core.db import make_engine
-from monitoring_core.schema import api_keys, error_events, error_groups
+from monitoring_core.schema import api_keys, error_events, error_groups, settings
 
 
 def _count(engine: Engine, table: str = "error_events") -> int:
@@ -328,3 +328,15 @@ def test_it_answers_503_when_the_database_goes_away_mid_flight(
     assert [r.status_code for r in (small, batch, sentry)] == [503, 503, 503]
     assert all(int(r.headers["Retry-After"]) > 0 for r in (small, batch, sentry))
     assert _count(engine) == 1
+
+
+def test_it_scrubs_the_extra_fields_configured_in_settings(
+    api_server: str, ingest_key: str, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(settings.insert().values(key="error_scrub_fields", value=["venue_code"]))
+    context = {"venue_code": "BARN-7", "note": "ok"}
+    assert _post(api_server, ingest_key, _item(context=context)).status_code == 202
+    with engine.connect() as conn:
+        stored = conn.execute(select(error_events.c.context)).scalar_one()
+    assert stored == {"venue_code": "[REDACTED]", "note": "ok"}

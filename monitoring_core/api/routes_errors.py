@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.accounts import ApiKey
@@ -34,9 +36,10 @@ from monitoring_core.errors.envelope import (
     decompress,
     parse_envelope,
 )
-from monitoring_core.errors.ingest import IngestResult, ingest_errors
+from monitoring_core.errors.ingest import IngestResult, ingest_errors, load_scrubber
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.queries import error_analytics, group_detail, list_groups
+from monitoring_core.errors.scrub import Scrubber
 from monitoring_core.errors.sentry import event_to_error
 from monitoring_core.errors.validate import parse_error_items
 from monitoring_core.ingest.validate import InvalidItems
@@ -52,10 +55,23 @@ _TEXT_OR_JSON = {"", "application/json", "text/plain"}
 SMALL_BATCH = 50  # requests up to this many events share transactions (group commit)
 
 
+SCRUBBER_TTL_S = 30.0  # a change of the extra scrub fields (settings) applies within this
+
+
+def _scrubber(app: FastAPI, conn: Connection) -> Scrubber:
+    """The configured Scrubber, read from settings at most every SCRUBBER_TTL_S seconds."""
+    cached: list[Any] = app_cache(app, "error_scrubber", lambda: [None, 0.0])
+    if cached[0] is None or cached[1] <= time.monotonic():
+        cached[:] = [load_scrubber(conn), time.monotonic() + SCRUBBER_TTL_S]
+    scrubber: Scrubber = cached[0]
+    return scrubber
+
+
 def _store(app: FastAPI, events: list[ErrorInput], now: datetime) -> IngestResult:
     partition_days(app).ensure("error_events", {e.time.astimezone(UTC).date() for e in events})
     with app.state.engine.begin() as conn:
-        return ingest_errors(conn, events, now=now, tz=app.state.settings.tz)
+        scrubber = _scrubber(app, conn)
+        return ingest_errors(conn, events, now=now, tz=app.state.settings.tz, scrubber=scrubber)
 
 
 def _group_commit(app: FastAPI) -> GroupCommit[ErrorInput, dict[str, Any]]:
