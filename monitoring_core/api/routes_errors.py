@@ -53,8 +53,6 @@ _TEXT_OR_JSON = {"", "application/json", "text/plain"}
 
 # ---------------------------------------------------------------- ingest
 SMALL_BATCH = 50  # requests up to this many events share transactions (group commit)
-
-
 SCRUBBER_TTL_S = 30.0  # a change of the extra scrub fields (settings) applies within this
 
 
@@ -113,7 +111,12 @@ async def ingest_error_events(request: Request) -> JSONResponse:
     stats = request.app.state.stats
     now = datetime.now(UTC)
     try:
-        events = parse_error_items(items, now=now)
+        # A large batch is checked in the thread pool: the event loop keeps serving meanwhile.
+        events = (
+            parse_error_items(items, now=now)
+            if len(items) <= SMALL_BATCH
+            else await run_in_threadpool(parse_error_items, items, now=now)
+        )
     except InvalidItems:
         stats.count_items("errors", rejected=len(items))
         raise
