@@ -35,7 +35,8 @@ def backtest(
     if key is None:
         raise ValueError("only metric rules can be tested against history")
     span = (end - start) + series_mod.lookback(rule)
-    keyed = series_mod.fetch(conn, key, span=span, now=end) or {"": ({}, [])}
+    grouped = series_mod.fetch(conn, key, span=span, now=end)
+    keyed = series_mod.for_rule(rule, key, grouped) or {"": ({}, [])}
     step = _step(start, end)
     events: list[dict[str, Any]] = []
     for alert_key, (_dims, points) in keyed.items():

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.engine import AlertState, Check, Decision, evaluate, transition
@@ -67,6 +67,7 @@ class Cycle:
     silences: list[dict[str, Any]]
     report: EvalReport
     holds: dict[int, bool | None] = field(default_factory=dict)
+    quiet_updates: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_evaluation(
@@ -90,17 +91,23 @@ def _parse(rows: list[dict[str, Any]], report: EvalReport) -> list[Rule]:
     return rules
 
 
-def _fetch_all(cycle: Cycle, rules: list[Rule]) -> dict[Any, series_mod.Keyed]:
+def _fetch_all(cycle: Cycle, rules: list[Rule]) -> dict[Any, series_mod.Grouped]:
+    """One read per (metric, aggregation, dims) shared by every rule that needs it."""
     spans: dict[Any, Any] = {}
     for rule in rules:
         key = series_mod.fetch_key(rule)
         if key is not None:
             spans[key] = max(spans.get(key, series_mod.lookback(rule)), series_mod.lookback(rule))
-    fetched: dict[Any, series_mod.Keyed] = {}
+    reader = series_mod.SeriesReader(cycle.conn, cycle.now)
+    for key, span in spans.items():  # read each metric's raw points once, as far back as needed
+        raw_span = span if span <= series_mod.RAW_MAX else series_mod.RAW_TAIL
+        if key.kind == "minute":
+            reader.raw_spans[key.metric] = max(reader.raw_spans.get(key.metric, raw_span), raw_span)
+    fetched: dict[Any, series_mod.Grouped] = {}
     for key, span in spans.items():
         try:
             with cycle.conn.begin_nested():  # a failed read must not abort the whole cycle
-                fetched[key] = series_mod.fetch(cycle.conn, key, span=span, now=cycle.now)
+                fetched[key] = reader.fetch(key, span)
         except Exception as exc:
             log.warning("series fetch %s failed", key, exc_info=True)
             cycle.report.errors.append(f"{key.metric}: {type(exc).__name__}: {exc}")
@@ -121,10 +128,21 @@ def evaluate_all(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: s
     fetched = _fetch_all(cycle, rules)
     for rule in sorted(rules, key=lambda r: r.condition.type == "composite"):
         fk = series_mod.fetch_key(rule)
-        keyed = fetched.get(fk, {}) if fk is not None else {}
+        keyed = series_mod.for_rule(rule, fk, fetched.get(fk, {})) if fk is not None else {}
         _evaluate_rule(cycle, rule, keyed, states[rule.id])
+    _flush_quiet_updates(cycle)
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+def _flush_quiet_updates(cycle: Cycle) -> None:
+    if not cycle.quiet_updates:
+        return
+    fields = list(AlertState.__dataclass_fields__)
+    values: dict[str, Any] = {f: bindparam(f"_{f}") for f in fields}
+    values.update(severity=bindparam("_severity"), last_evaluated_at=cycle.now)
+    stmt = update(alert_instances).where(alert_instances.c.id == bindparam("_id")).values(values)
+    cycle.conn.execute(stmt, cycle.quiet_updates)
 
 
 def _evaluate_rule(
