@@ -60,7 +60,9 @@ def test_it_shows_the_business_page_to_a_viewer(
 def test_it_shows_a_funnel_with_the_mobile_drop_off(
     business_engine: Engine, logged_in_app: AppFactory
 ) -> None:
-    at = logged_in_app(Role.VIEWER).run()
+    at = logged_in_app(Role.VIEWER)
+    at.session_state["time_range"] = "90d"  # every signup of the 10 demo weeks
+    at.run()
     at.switch_page("pages/funnels.py").run()
 
     assert not at.exception

@@ -7,8 +7,7 @@ abandon at form completion), a feature launch (`ai_writer`, 45 days ago, ramping
 cohort of churning organizations (the "2024 wedding fair" cohort: activity fading over the
 last two months, failed payments, half of them cancelled). Pre-existing subscriptions are
 imported on the first day. A year is loaded (BI needs seasons) for any `days` >= 30 (the
-default); shorter requests (the UI tests' 8 days) get 10 weeks of a quarter of the people,
-enough for every baseline.
+default); shorter requests (the UI tests' 8 days) get 10 weeks, enough for every baseline.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ __all__ = ["DAYS", "N_COUPLES", "N_ORGS", "load"]
 log = logging.getLogger(__name__)
 DAYS = 365
 SHORT_DAYS = 70  # for `days` < 30 (the page tests): still 8 weeks of history for the baselines
-SHORT_SCALE = 0.25  # … and a quarter of the people
 N_ORGS = 2_000
 N_COUPLES = 16_000
 LAUNCH_DAYS_AGO = 45
@@ -172,7 +170,7 @@ def _times(w: _World, day: int, n: int, hours: np.ndarray) -> np.ndarray:
 def _activity_p(w: _World, day: int) -> np.ndarray:
     """Each user's chance of being active on `day`."""
     p = np.where(
-        w.is_supplier, 0.2 * SUPPLIER_WEEK[w.weekday[day]], 0.05 * COUPLE_WEEK[w.weekday[day]]
+        w.is_supplier, 0.12 * SUPPLIER_WEEK[w.weekday[day]], 0.03 * COUPLE_WEEK[w.weekday[day]]
     )
     p = p * w.season[day]
     org = w.user_org
@@ -189,9 +187,9 @@ def _daily_events(
     active = np.flatnonzero(w.rng.random(len(w.signup)) < _activity_p(w, day))
     sup, cou = active[w.is_supplier[active]], active[~w.is_supplier[active]]
     for users, hours, kind in ((sup, SUPPLIER_HOURS, "supplier"), (cou, COUPLE_HOURS, "couple")):
-        views = np.repeat(users, 1 + w.rng.poisson(0.3, len(users)))
+        views = np.repeat(users, 1 + w.rng.poisson(0.15, len(users)))
         ev.add(_times(w, day, len(views), hours), "page_view", views)
-        used = users[w.rng.random(len(users)) < 0.5]
+        used = users[w.rng.random(len(users)) < 0.45]
         names = SUPPLIER_FEATURES if kind == "supplier" else COUPLE_FEATURES
         if kind == "supplier" and day >= w.days - LAUNCH_DAYS_AGO:
             ramp = min(0.45, 0.05 + 0.4 * (day - (w.days - LAUNCH_DAYS_AGO)) / LAUNCH_DAYS_AGO)
@@ -373,8 +371,7 @@ def _generate(
 ) -> tuple[list[tuple[Any, ...]], datetime, datetime]:
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first = midnight - timedelta(days=span - 1)
-    scale = 1.0 if span == DAYS else SHORT_SCALE
-    w = _build_world(rng, span, int(first.timestamp()), int(now.timestamp()), scale)
+    w = _build_world(rng, span, int(first.timestamp()), int(now.timestamp()))
     ev = _Events()
     kinds = ("supplier", "couple")
     feature_props = {
