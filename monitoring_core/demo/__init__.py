@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 from sqlalchemy import Connection, Engine, exists, select
 
-from monitoring_core.demo import business, errors, health, incidents, performance
+from monitoring_core.demo import alerts, business, errors, health, incidents, performance
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import api_timings
 
@@ -33,6 +33,7 @@ LOADERS: list[ModuleType] = [
     health,
     business,
     errors,
+    alerts,
     incidents,
 ]
 
