@@ -15,8 +15,8 @@ from monitoring_core.schema import alert_events, alert_rules
 def test_it_loads_rules_channels_policies_and_history(engine: Engine, now: datetime) -> None:
     with engine.begin() as conn:
         counts = demo_alerts.load(conn, days=5, now=now, rng=np.random.default_rng(1))
-        rules = conn.execute(select(func.count()).select_from(alert_rules)).scalar()
-        events = conn.execute(select(func.count()).select_from(alert_events)).scalar()
+        rules = conn.execute(select(func.count()).select_from(alert_rules)).scalar_one()
+        events = conn.execute(select(func.count()).select_from(alert_events)).scalar_one()
     assert counts["alert_rules"] == rules == 7 and counts["alert_events"] == events > 0
     report = run_evaluation(engine, datetime.now(UTC) + timedelta(seconds=1))
     assert report.rules == 7 and report.invalid == [] and report.errors == []
