@@ -11,7 +11,8 @@ __all__ = ["business_rollup"]
 
 def business_rollup(engine: Engine, now: datetime) -> str:
     """Recompute dirty business days, then hand today's KPIs to the alert engine as metrics."""
-    from monitoring_core.business.daily import run_daily_rollup, write_kpi_points
+    from monitoring_core.business.daily import run_daily_rollup
+    from monitoring_core.business.kpi_metrics import write_kpi_points
     from monitoring_core.config import load_settings
 
     tz = load_settings().tz
