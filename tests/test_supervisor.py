@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine, func, select
 
-from monitoring_core.schema import metric_points, worker_heartbeats
+from monitoring_core.schema import metric_points, metric_series, worker_heartbeats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,17 @@ def test_it_runs_api_worker_and_ui_together_and_stops_them(
         )
         assert reply.status_code == 202, reply.text
         with engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(metric_points)).scalar_one() == 1
+            # Only the smoke point: the worker's collectors write system/database points too.
+            smoke = (
+                select(func.count())
+                .select_from(
+                    metric_points.join(
+                        metric_series, metric_series.c.id == metric_points.c.series_id
+                    )
+                )
+                .where(metric_series.c.name == "supervisor_smoke")
+            )
+            assert conn.execute(smoke).scalar_one() == 1
         while True:  # the worker is alive: it writes its heartbeat
             with engine.connect() as conn:
                 if conn.execute(select(func.count()).select_from(worker_heartbeats)).scalar_one():
