@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from monitoring_core.alerts.store import list_active_alerts
 from monitoring_core.enums import Role
 from monitoring_core.health import views as health_views
 from monitoring_core.incidents import reports as incident_reports
@@ -87,6 +88,18 @@ widgets.kpi_card(
     delta_color="off",
     help="Open, investigating or mitigating incidents; MTTA/MTTR over the last 30 days "
     "(Incidents page for details).",
+)
+
+alerts_now = data.read_or_stop(list_active_alerts)
+firing = [a for a in alerts_now if a["status"] == "firing"]
+critical = sum(a["severity"] == "critical" for a in firing)
+widgets.kpi_card(
+    "Active alerts",
+    f"{len(firing)} firing",
+    delta=f"{critical} critical" if critical else f"{len(alerts_now) - len(firing)} pending/acked",
+    delta_color="inverse" if critical else "off",
+    help="Alert instances firing now; pending, acknowledged and suppressed ones are counted "
+    "apart (Alerts page for details).",
 )
 
 interval = widgets.chart_interval(tr)
