@@ -65,34 +65,34 @@ def test_it_takes_the_key_from_the_query_and_text_plain_for_beacons(
     assert _count(engine) == 1
 
 
-@pytest.mark.parametrize(
-    ("item", "field"),
-    [
-        ({"event_type": "signup", "colour": "red"}, "colour"),
-        ({"user_id": "u1"}, "event_type"),
-        ({"event_type": 5}, "event_type"),
-        ({"event_type": "signup", "user_id": ["u1"]}, "user_id"),
-        ({"event_type": "signup", "properties": "x"}, "properties"),
-        ({"event_type": "signup", "properties": {"x": "a\u0000b"}}, "properties"),
-        ({"event_type": "signup", "revenue": "12"}, "revenue"),
-        ({"event_type": "signup", "revenue": True}, "revenue"),
-        ({"event_type": "signup", "currency": "pounds"}, "currency"),
-        ({"event_type": "signup", "timestamp": "yesterday"}, "timestamp"),
-        ({"event_type": "signup", "timestamp": "2001-01-01T00:00:00Z"}, "timestamp"),
-        ({"event_type": "signup", "timestamp": "2999-01-01T00:00:00Z"}, "timestamp"),
-        ({"event_type": "subscription_started", "properties": {}}, "properties.mrr"),
-        ({"event_type": "subscription_changed", "properties": {"mrr": -1}}, "properties.mrr"),
-        ({"event_type": "feature_used", "properties": {"feature": ""}}, "properties.feature"),
-    ],
-)
+BAD_ITEMS = [  # (item, the field its error must name)
+    ({"event_type": "signup", "colour": "red"}, "colour"),
+    ({"user_id": "u1"}, "event_type"),
+    ({"event_type": 5}, "event_type"),
+    ({"event_type": "signup", "user_id": ["u1"]}, "user_id"),
+    ({"event_type": "signup", "properties": "x"}, "properties"),
+    ({"event_type": "signup", "properties": {"x": "a\u0000b"}}, "properties"),
+    ({"event_type": "signup", "revenue": "12"}, "revenue"),
+    ({"event_type": "signup", "revenue": True}, "revenue"),
+    ({"event_type": "signup", "currency": "pounds"}, "currency"),
+    ({"event_type": "signup", "timestamp": "yesterday"}, "timestamp"),
+    ({"event_type": "signup", "timestamp": "2001-01-01T00:00:00Z"}, "timestamp"),
+    ({"event_type": "signup", "timestamp": "2999-01-01T00:00:00Z"}, "timestamp"),
+    ({"event_type": "subscription_started", "properties": {}}, "properties.mrr"),
+    ({"event_type": "subscription_changed", "properties": {"mrr": -1}}, "properties.mrr"),
+    ({"event_type": "feature_used", "properties": {"feature": ""}}, "properties.feature"),
+]
+
+
 def test_it_rejects_bad_items_with_index_and_field_and_stores_nothing(
-    api_server: str, ingest_key: str, engine: Engine, item: dict, field: str
+    api_server: str, ingest_key: str, engine: Engine
 ):
-    reply = _post(api_server, ingest_key, [{"event_type": "page_view"}, item])
-    assert reply.status_code == 422
-    assert {"index": 1, "field": field} in [
-        {"index": e["index"], "field": e["field"]} for e in reply.json()["detail"]
-    ]
+    # One server and one empty table for every case (a test per case would truncate 15 times).
+    for item, field in BAD_ITEMS:
+        reply = _post(api_server, ingest_key, [{"event_type": "page_view"}, item])
+        assert reply.status_code == 422, item
+        errors = [{"index": e["index"], "field": e["field"]} for e in reply.json()["detail"]]
+        assert {"index": 1, "field": field} in errors, (item, errors)
     assert _count(engine) == 0
 
 
@@ -118,12 +118,12 @@ def test_it_answers_400_401_403_413_and_415(
 
 @pytest.fixture
 def loaded(engine: Engine) -> datetime:
-    """60 days of steady activity with a funnel, rolled up; returns now."""
+    """21 days of steady activity with a funnel, rolled up; returns now."""
     from tests.business_support import ev, store
 
     now = datetime.now(UTC).replace(microsecond=0)
     events = []
-    for day in range(60):
+    for day in range(21):
         moment = now - timedelta(days=day, hours=1)
         for u in range(5 + day % 7):
             events.append(ev(moment, "page_view", f"u{u}", f"o{u % 3}"))
@@ -178,7 +178,7 @@ def test_it_serves_metrics_trends_anomalies_and_forecasts(api_server: str, inges
         api_server, ingest_key, "/api/monitoring/business/metrics", timeRange="30d"
     ).json()
     cards = {c["name"]: c for c in metrics["kpis"]}
-    assert cards["revenue"]["value"] == pytest.approx(300, abs=20)
+    assert cards["revenue"]["value"] == pytest.approx(210, abs=20)  # 10 a day for 21 days
     assert len(cards["dau"]["sparkline"]) >= 30
     trend = _get(
         api_server, ingest_key, "/api/monitoring/analytics/trends", metrics="dau", timeRange="7d"
