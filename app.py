@@ -28,7 +28,9 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
         ("pages/business.py", "Business", ":material/insights:"),
         ("pages/funnels.py", "Funnels", ":material/filter_alt:"),
     ],
-    "Administration": [],
+    "Administration": [
+        ("pages/settings.py", "Settings", ":material/settings:"),
+    ],
 }
 
 

@@ -77,3 +77,21 @@ def test_it_lets_an_admin_disable_a_rule_and_create_one(
             select(alert_rules.c.alert_name, alert_rules.c.is_enabled).order_by(alert_rules.c.id)
         ).all()
     assert [tuple(r) for r in rules] == [("Checkout slow", False), ("Payments failing", True)]
+
+
+def test_it_keeps_settings_for_admins_and_adds_a_channel(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.RESPONDER)
+    at.run()
+    at.switch_page("pages/settings.py").run()
+    assert any("needs the **admin** role" in e.value for e in at.error)
+    at = logged_in_app(Role.ADMIN)
+    at.run()
+    at.switch_page("pages/settings.py").run()
+    at.text_input(key="channel_name").input("ops")
+    at.text_input(key="channel_url").input("json://user:pw-secret@127.0.0.1:9/hook")
+    next(b for b in at.button if b.label == "Add channel").click().run()
+    assert not at.exception
+    assert any("Channel ops added" in s.value for s in at.success)
+    assert any("ops" in m.value and "pw-secret" not in m.value for m in at.markdown)

@@ -1,0 +1,106 @@
+"""Settings (admins): notification channels with a test send, and escalation policies."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+from monitoring_core.alerts import views
+from monitoring_core.alerts.escalation import parse_steps
+from monitoring_core.audit import record_audit
+from monitoring_core.enums import Role
+from monitoring_core.notify.channels import (
+    ChannelInvalid,
+    create_channel,
+    get_channel,
+    list_channels,
+)
+from monitoring_core.notify.delivery import channel_health
+from monitoring_core.notify.templates import render_test
+from monitoring_core.notify.transport import send
+from monitoring_core.schema import escalation_policies
+from ui import auth, data, widgets
+
+auth.require_role(Role.VIEWER)
+user = auth.require_role(Role.ADMIN)
+settings = data.get_settings()
+now = widgets.current_now()
+
+st.title("Settings")
+if flash := st.session_state.pop("settings_flash", None):
+    getattr(st, flash[0])(flash[1])
+
+st.subheader("Notification channels")
+channels = data.read_or_stop(list_channels)
+health = {h["id"]: h for h in data.read_or_stop(channel_health, since=now - timedelta(days=1))}
+for channel in channels:
+    h = health.get(channel["id"], {})
+    cols = st.columns([3, 2, 1])
+    cols[0].markdown(
+        f"**{channel['name']}** `{channel['url']}`"
+        + ("" if channel["is_enabled"] else " (disabled)")
+    )
+    cols[1].caption(f"24 h: {h.get('attempts', 0)} attempts, {h.get('failures', 0)} failed")
+    if cols[2].button("Test", key=f"test{channel['id']}"):
+        with data.get_engine().connect() as conn:
+            row = get_channel(conn, channel_id=channel["id"])
+        message = render_test(row["name"], public_url=settings.public_url)
+        result = send(row["url"], title=message.title, body=message.body)
+        kind, text = (
+            ("success", "Test sent") if result.ok else ("error", f"Test failed: {result.error}")
+        )
+        st.session_state["settings_flash"] = (kind, f"{channel['name']}: {text}")
+        st.rerun()
+
+with st.form("new_channel"):
+    name = st.text_input("Name", key="channel_name")
+    url = st.text_input(
+        "Apprise URL (e.g. slack://…, mailto://…, json://host/path)", key="channel_url"
+    )
+    if st.form_submit_button("Add channel"):
+        try:
+            with data.get_engine().begin() as conn:
+                saved = create_channel(conn, body={"name": name, "url": url})
+                record_audit(conn, actor=user.username, action="channel.save", target=f"channel:{saved['id']}",
+                             now=datetime.now(UTC))  # fmt: skip
+        except ChannelInvalid as exc:
+            st.session_state["settings_flash"] = ("error", str(exc))
+        else:
+            st.session_state["settings_flash"] = ("success", f"Channel {saved['name']} added")
+        st.cache_data.clear()
+        st.rerun()
+
+st.subheader("Escalation policies")
+policies = data.read_or_stop(views.policies)
+st.dataframe(
+    pd.DataFrame(policies, columns=["id", "name", "steps", "repeat", "is_wedding_day"]),
+    hide_index=True,
+)
+with st.form("new_policy"):
+    policy_name = st.text_input("Name", key="policy_name")
+    steps = st.text_area(
+        "Steps (JSON)", '[{"after_minutes": 0, "channels": []}]', key="policy_steps"
+    )
+    wedding = st.checkbox("Use on Saturdays (wedding-day policy)")
+    if st.form_submit_button("Add policy"):
+        try:
+            parse_steps(json.loads(steps))
+            with data.get_engine().begin() as conn:
+                conn.execute(insert(escalation_policies).values(name=policy_name, steps=json.loads(steps),
+                                                                is_wedding_day=wedding))  # fmt: skip
+                record_audit(conn, actor=user.username, action="policy.create", target=policy_name,
+                             now=datetime.now(UTC))  # fmt: skip
+        except (ValueError, IntegrityError) as exc:
+            st.session_state["settings_flash"] = (
+                "error",
+                f"Policy not added: {str(exc).splitlines()[0]}",
+            )
+        else:
+            st.session_state["settings_flash"] = ("success", f"Policy {policy_name} added")
+        st.cache_data.clear()
+        st.rerun()
