@@ -70,6 +70,6 @@ def render_self_alert(channel_name: str, failures: int, error: str, *, public_ur
     return Message(
         f"[FIRING] HIGH: notification channel {channel_name} keeps failing",
         f"The last {failures} deliveries to {channel_name} failed.\nLast error: {error}\n"
-        f"Check it: {public_url.rstrip('/')}/settings",
+        f"Check it: {public_url.rstrip('/')}/administration-settings",
         "failure",
     )
