@@ -93,8 +93,8 @@ def lookback(rule: Rule) -> timedelta:
     cond = rule.condition
     if cond.type == "anomaly":
         return cond.weeks * timedelta(days=7) + 2 * HOUR
-    if cond.type == "absence":
-        return max(timedelta(minutes=cond.window_minutes) * 3, timedelta(hours=1))
+    # absence only asks "any point within the window?": window + 2 min answers it, and keeps
+    # short heartbeat windows on the shared raw read
     return timedelta(minutes=cond.window_minutes) + 2 * MINUTE
 
 
