@@ -60,13 +60,14 @@ with cards[3]:
 with cards[4]:
     widgets.kpi_card("p99 latency", fmt.milliseconds(summary["p99_ms"]))
 
-# ── Cards from the other domains go here, one call each (they read through data.read too):
-# ── active alerts (alerting), open incidents (incidents), health checks (health).
+# ── Cards from the other domains, one column each (they read through data.read too):
+# ── health checks (health), open incidents (incidents), active alerts (alerting).
+health_col, incidents_col, alerts_col = st.columns(3)
 health = data.read_or_stop(health_views.health_overview, tr.end)
 if health["total"]:
     down = [p["check_name"] for p in health["problems"] if p["status"] == "critical"]
     warning = health["by_status"]["warning"]
-    with st.columns(5)[0]:
+    with health_col:
         widgets.kpi_card(
             "Health checks",
             f"{health['by_status']['healthy']} / {health['total']} healthy",
@@ -76,31 +77,35 @@ if health["total"]:
         )
 
 incident_card = data.read_or_stop(incident_reports.overview_card, now=tr.end)
-widgets.kpi_card(
-    "Open incidents",
-    f"{incident_card['open']} open ({incident_card['open_sev1']} SEV1)",
-    delta=" · ".join(
-        f"{name} {incident_card[key]:.0f} min"
-        for name, key in (("MTTA", "mtta_minutes_30d"), ("MTTR", "mttr_minutes_30d"))
-        if incident_card[key] is not None
+with incidents_col:
+    widgets.kpi_card(
+        "Open incidents",
+        f"{incident_card['open']} open ({incident_card['open_sev1']} SEV1)",
+        delta=" · ".join(
+            f"{name} {incident_card[key]:.0f} min"
+            for name, key in (("MTTA", "mtta_minutes_30d"), ("MTTR", "mttr_minutes_30d"))
+            if incident_card[key] is not None
+        )
+        or None,
+        delta_color="off",
+        help="Open, investigating or mitigating incidents; MTTA/MTTR over the last 30 days "
+        "(Incidents page for details).",
     )
-    or None,
-    delta_color="off",
-    help="Open, investigating or mitigating incidents; MTTA/MTTR over the last 30 days "
-    "(Incidents page for details).",
-)
 
 alerts_now = data.read_or_stop(list_active_alerts)
 firing = [a for a in alerts_now if a["status"] == "firing"]
 critical = sum(a["severity"] == "critical" for a in firing)
-widgets.kpi_card(
-    "Active alerts",
-    f"{len(firing)} firing",
-    delta=f"{critical} critical" if critical else f"{len(alerts_now) - len(firing)} pending/acked",
-    delta_color="inverse" if critical else "off",
-    help="Alert instances firing now; pending, acknowledged and suppressed ones are counted "
-    "apart (Alerts page for details).",
-)
+with alerts_col:
+    widgets.kpi_card(
+        "Active alerts",
+        f"{len(firing)} firing",
+        delta=f"{critical} critical"
+        if critical
+        else f"{len(alerts_now) - len(firing)} pending/acked",
+        delta_color="inverse" if critical else "off",
+        help="Alert instances firing now; pending, acknowledged and suppressed ones are counted "
+        "apart (Alerts page for details).",
+    )
 
 interval = widgets.chart_interval(tr)
 trend = data.read_or_stop(queries.latency_trend, tr, interval)
