@@ -110,8 +110,11 @@ def effective_threshold(rule: Rule, now: datetime, tz: ZoneInfo) -> float:
 
 # ---------------------------------------------------------------- conditions
 def _window(series: Sequence[Point], now: datetime, minutes: float) -> list[Point]:
+    """Points in (now − minutes, now]; `series` is oldest first, so two binary searches."""
     start = now - timedelta(minutes=minutes)
-    return [p for p in series if start < p.time <= now]
+    lo = bisect.bisect_right(series, start, key=lambda p: p.time)
+    hi = bisect.bisect_right(series, now, key=lambda p: p.time)
+    return list(series[lo:hi])
 
 
 def _reduce(aggregation: str, values: list[float]) -> float:
