@@ -64,7 +64,7 @@ _API_SUMS = {
 _TREND_COLUMNS = ["bucket", "requests", "errors", "error_rate", "p50", "p95", "p99"]
 _ENDPOINT_COLUMNS = [
     "method", "endpoint", "requests", "rpm", "errors", "error_rate",
-    "client_errors", "avg_ms", "p50", "p95", "p99",
+    "client_errors", "avg_ms", "p50", "p90", "p95", "p99",
 ]  # fmt: skip
 
 
@@ -81,10 +81,14 @@ def health_status(requests: int, error_rate: float | None, p95_ms: float | None)
 
 
 def _api_frame(
-    conn: Connection, source: RangeSource, groups: Sequence[str], select: str = "*"
+    conn: Connection,
+    source: RangeSource,
+    groups: Sequence[str],
+    select: str = "*",
+    quantiles: Sequence[float] = (0.5, 0.95, 0.99),
 ) -> pd.DataFrame:
     sql = f"SELECT {select} FROM ({source.sql}) r"
-    frame = percentile_frame(conn, sql, source.params, groups, _API_SUMS)
+    frame = percentile_frame(conn, sql, source.params, groups, _API_SUMS, quantiles)
     if frame.empty:
         return frame
     requests = frame["requests"].astype(float)
@@ -149,9 +153,9 @@ def latency_trend(conn: Connection, tr: TimeRange, interval: timedelta | str) ->
 
 
 def endpoint_table(conn: Connection, tr: TimeRange) -> pd.DataFrame:
-    """Per method and endpoint: requests, rpm, error rate, avg and p50/p95/p99 (ms)."""
+    """Per method and endpoint: requests, rpm, error rate, avg and p50/p90/p95/p99 (ms)."""
     source = range_source("api", tr, columns=_API_COLUMNS)
-    frame = _api_frame(conn, source, ["method", "endpoint"])
+    frame = _api_frame(conn, source, ["method", "endpoint"], quantiles=(0.5, 0.9, 0.95, 0.99))
     if frame.empty:
         return pd.DataFrame(columns=_ENDPOINT_COLUMNS)
     frame["rpm"] = frame["requests"] / max(tr.duration.total_seconds() / 60.0, 1e-9)
