@@ -276,7 +276,8 @@ def main() -> None:
         key = create_api_key(conn, name="bench", scope=ApiScope.INGEST)
     print(
         f"HTTP: {WORKERS} uvicorn workers, {CLIENTS} clients, batches of {BATCH} points, "
-        f"{DURATION_S:.0f} s (2 shared cores, other work running: figures are under load)"
+        f"{DURATION_S:.0f} s; {os.cpu_count()} cores, load average at start "
+        f"{os.getloadavg()[0]:.1f} (API, clients and Postgres share them)"
     )
     result = http_rate(url, key)
     print(
