@@ -182,10 +182,14 @@ def test_it_does_not_send_to_a_disabled_channel(engine: Engine) -> None:
     with webhook_receiver() as hook:
         with engine.begin() as conn:
             ch = channel(conn, hook.json_url(), is_enabled=False)
-        put(engine, ch)
+        put(engine, ch, n=5)
         report = deliver_due(engine, NOW, worker_id="w", public_url=URL)
-    assert report.failed == 1 and hook.received == []
-    assert rows(engine)[0]["status"] == "failed"
+    assert report.failed == 5 and hook.received == []
+    assert {r["status"] for r in rows(engine)} == {"failed"}
+    assert {r["status"] for r in rows(engine, notification_deliveries)} == {"skipped"}
+    # Switched off on purpose is not "keeps failing": no self-alert.
+    with engine.connect() as conn:
+        assert list_active_alerts(conn) == []
 
 
 @pytest.mark.parametrize(

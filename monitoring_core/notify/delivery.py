@@ -142,7 +142,9 @@ def record_attempt(
             outbox_id=item.id,
             channel_id=item.channel_id,
             attempted_at=now,
-            status="sent" if result.ok else "failed",
+            # A disabled channel is not a failing one: its rows are closed as "skipped", and
+            # the self-alert's failure streak (selfalert._recent_failures) ignores them.
+            status="sent" if result.ok else ("failed" if item.is_enabled else "skipped"),
             latency_ms=result.latency_ms,
             error=result.error,
         )
@@ -188,9 +190,10 @@ def deliver_due(
             result = SendResult(False, 0.0, "channel disabled")
         with engine.begin() as conn:
             status = record_attempt(conn, item=item, result=result, now=now, worker_id=worker_id)
-            selfalert.after_attempt(
-                conn, channel_id=item.channel_id, ok=result.ok, now=now, public_url=public_url
-            )
+            if item.is_enabled:
+                selfalert.after_attempt(
+                    conn, channel_id=item.channel_id, ok=result.ok, now=now, public_url=public_url
+                )
         report.sent += result.ok
         report.failed += not result.ok
         if not result.ok:

@@ -50,7 +50,7 @@ def _recent_failures(conn: Connection, channel_id: int) -> list[dict[str, Any]]:
     d = notification_deliveries
     rows = conn.execute(
         select(d.c.status, d.c.error)
-        .where(d.c.channel_id == channel_id)
+        .where(d.c.channel_id == channel_id, d.c.status != "skipped")
         .order_by(d.c.attempted_at.desc(), d.c.id.desc())
         .limit(FAILING_AFTER)
     )
