@@ -80,7 +80,7 @@ def prepare(settings: Settings) -> str:
         if settings.demo:
             from monitoring_core.demo import load_demo_data
 
-            log.info("demo data: %s", load_demo_data(engine, days=30, now=now, only_if_empty=True))
+            log.info("%s", load_demo_data(engine, days=30, now=now, only_if_empty=True))
         credentials = first_run_credentials(engine, settings)
     finally:
         engine.dispose()

@@ -38,6 +38,7 @@ from jobs.registry import JOBS, Job, find_job
 
 __all__ = ["HEARTBEAT_S", "JobState", "Worker", "backoff_seconds", "main"]
 
+QUIET_BELOW_S = 10.0
 log = logging.getLogger("worker")
 HEARTBEAT_S = 5.0
 STOP_GRACE_S = 8.0
@@ -108,7 +109,9 @@ class Worker:
         state.last_run, state.last_ok = started.isoformat(), ok
         state.last_message, state.last_duration_ms = message, round(duration_ms, 1)
         if ok:
-            log.info("job %s ok in %.0f ms: %s", job.name, duration_ms, message or "")
+            # Jobs that run every few seconds would drown the log at INFO; they stay in job_runs.
+            level = logging.DEBUG if self.intervals[job.name] < QUIET_BELOW_S else logging.INFO
+            log.log(level, "job %s ok in %.0f ms: %s", job.name, duration_ms, message or "")
         else:
             log.warning(
                 "job %s backs off %.0f s after %d failures", job.name, delay, state.failures

@@ -24,7 +24,8 @@ api_base = f"http://localhost:{settings.api_port}"
 WORST = ["critical", "warning", "unknown", "healthy"]
 
 st.title("Health")
-workers = data.read_or_stop(views.worker_status, now)
+# The exact time, not the 30 s-floored `now` shared by cached reads: "last seen" is in seconds.
+workers = data.read_or_stop(views.worker_status, datetime.now(UTC))
 if workers:
     seen = workers[0]
     st.caption(

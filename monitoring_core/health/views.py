@@ -147,7 +147,9 @@ def worker_status(conn: Connection, now: datetime) -> list[dict[str, Any]]:
             "ORDER BY last_seen DESC LIMIT 20"
         )
     ).mappings()
-    return [{**row, "seconds_ago": (now - row["last_seen"]).total_seconds()} for row in rows]
+    return [
+        {**row, "seconds_ago": max((now - row["last_seen"]).total_seconds(), 0.0)} for row in rows
+    ]
 
 
 def collector_table(conn: Connection) -> list[dict[str, Any]]:
