@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -84,7 +85,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = mp.Process(target=_serve, args=(sock,), daemon=True)
     server.start()
-    print("2 shared cores with other work running: figures are under load")
+    print(f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}")
     now = datetime.now(UTC)
     _add_checks(engine, base, BASELINE_CHECKS, 0, "baseline")
     seq_wall, seq_cpu, _, _ = _round(engine, now, 1)

@@ -146,7 +146,8 @@ def main() -> None:
         ]
     )
     print(
-        f"2 shared cores with other work running: figures are under load; {samples:,} samples per push"
+        f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}; "
+        f"{samples:,} samples per push"
     )
     print(f"  {parse_rate:>10,.0f} samples/s: the text parser alone (one process)")
     api, port = _start_api(url)

@@ -12,6 +12,7 @@ query time is the baseline. Last line: JSON.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import struct
 import sys
@@ -310,8 +311,8 @@ def main() -> None:
         built = f"reused from {now:%H:%M} UTC (drop database {DB_NAME} to rebuild)"
     print(f"data ({built}): {counts['metric_points']:,} metric points, "
           f"{counts['api_timings']:,} API timings, {counts['web_vitals']:,} Web Vitals; binary "
-          f"COPY {counts['copy_s']:.1f} s (2 shared cores, other helpers' work running: "
-          "figures are under load)")  # fmt: skip
+          f"COPY {counts['copy_s']:.1f} s; {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}")  # fmt: skip
     _reset_rollups(engine)
     t0 = time.perf_counter()
     report = run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
