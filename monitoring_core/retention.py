@@ -54,6 +54,7 @@ ROLLED_UP = {"metric_points", "api_timings", "web_vitals"}
 _ROLLUP_TABLES = {
     "api_rollup_1m": "rollup_1m", "api_total_1m": "rollup_1m",
     "api_rollup_1h": "rollup_1h", "api_total_1h": "rollup_1h", "web_vitals_rollup_1h": "rollup_1h",
+    "api_rollup_6h": "rollup_1h", "api_total_6h": "rollup_1h",
     "api_rollup_1d": "rollup_1d", "api_total_1d": "rollup_1d", "web_vitals_rollup_1d": "rollup_1d",
 }  # fmt: skip
 
@@ -155,7 +156,7 @@ def _delete_metric_rollups(
 ) -> None:
     shortest = conn.execute(text("SELECT min(retention_days) FROM metric_catalog")).scalar()
     levels = (("metric_rollup_1m", "rollup_1m"), ("metric_rollup_1h", "rollup_1h"),
-              ("metric_rollup_1d", "rollup_1d"))  # fmt: skip
+              ("metric_rollup_6h", "rollup_1h"), ("metric_rollup_1d", "rollup_1d"))  # fmt: skip
     for table, kind in levels:
         default = days[kind]
         keep = "coalesce(c.retention_days, :d)"

@@ -46,11 +46,21 @@ __all__ = [
 
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 # family -> (width, table) from the coarsest level to the finest
+SIX_HOURS = 6 * HOUR
 ROLLUP_TABLES: dict[str, tuple[tuple[timedelta, str], ...]] = {
-    "api": ((DAY, "api_rollup_1d"), (HOUR, "api_rollup_1h"), (MINUTE, "api_rollup_1m")),
-    "api_total": ((DAY, "api_total_1d"), (HOUR, "api_total_1h"), (MINUTE, "api_total_1m")),
-    "metric": ((DAY, "metric_rollup_1d"), (HOUR, "metric_rollup_1h"), (MINUTE, "metric_rollup_1m")),
-}
+    "api": (
+        (DAY, "api_rollup_1d"), (SIX_HOURS, "api_rollup_6h"), (HOUR, "api_rollup_1h"),
+        (MINUTE, "api_rollup_1m"),
+    ),
+    "api_total": (
+        (DAY, "api_total_1d"), (SIX_HOURS, "api_total_6h"), (HOUR, "api_total_1h"),
+        (MINUTE, "api_total_1m"),
+    ),
+    "metric": (
+        (DAY, "metric_rollup_1d"), (SIX_HOURS, "metric_rollup_6h"), (HOUR, "metric_rollup_1h"),
+        (MINUTE, "metric_rollup_1m"),
+    ),
+}  # fmt: skip
 _EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday: weekly buckets start on Mondays
 
 

@@ -123,6 +123,7 @@ FAMILIES: tuple[Family, ...] = (
         first_unit="minute",
         stages=(
             Stage("metric_rollup_1m", "metric_rollup_1h", "hour", ("series_id",)),
+            Stage("metric_rollup_1h", "metric_rollup_6h", "6 hours", ("series_id",)),
             Stage("metric_rollup_1h", "metric_rollup_1d", "day", ("series_id",)),
         ),
         one_entry_per_point=True,
@@ -149,6 +150,8 @@ FAMILIES: tuple[Family, ...] = (
             Stage("api_rollup_1m", "api_total_1m", "minute", ()),
             Stage("api_rollup_1m", "api_rollup_1h", "hour", _API_KEYS),
             Stage("api_total_1m", "api_total_1h", "hour", ()),
+            Stage("api_rollup_1h", "api_rollup_6h", "6 hours", _API_KEYS),
+            Stage("api_total_1h", "api_total_6h", "6 hours", ()),
             Stage("api_rollup_1h", "api_rollup_1d", "day", _API_KEYS),
             Stage("api_total_1h", "api_total_1d", "day", ()),
         ),
@@ -188,9 +191,12 @@ FAMILIES: tuple[Family, ...] = (
         ),  # fmt: skip
     ),
 )
-UNITS = {"minute": MINUTE, "hour": HOUR, "day": timedelta(days=1)}
+UNITS = {"minute": MINUTE, "hour": HOUR, "6 hours": 6 * HOUR, "day": timedelta(days=1)}
 # Longest range one statement recomputes, per target bucket width (bounds its memory).
-_MAX_RANGE = {"minute": MAX_CHUNK, "hour": timedelta(days=2), "day": timedelta(days=62)}
+_MAX_RANGE = {
+    "minute": MAX_CHUNK, "hour": timedelta(days=2), "6 hours": timedelta(days=16),
+    "day": timedelta(days=62),
+}  # fmt: skip
 _VALUE_COLUMN = {"metric_points": "value", "api_timings": "response_time_ms", "web_vitals": "value"}
 _HIST_COLS = ("count", "sum", "min", "max", "hist_keys", "hist_counts")
 
@@ -198,7 +204,8 @@ _HIST_COLS = ("count", "sum", "min", "max", "hist_keys", "hist_counts")
 def _bin(unit: str, column: str) -> str:
     """UTC minute/hour start of a timestamptz column. date_bin, not date_trunc(unit, t, 'UTC'):
     the time-zone form costs a zone lookup per row (measured 8x slower on 170 k points)."""
-    return f"date_bin('1 {unit}', {column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+    width = unit if unit[0].isdigit() else f"1 {unit}"  # "minute" -> "1 minute"; "6 hours"
+    return f"date_bin('{width}', {column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 
 
 def hist_select(fam: Family, unit: str | None, lo: str, hi: str) -> str:
@@ -284,8 +291,10 @@ def _upsert(table: str, keys: tuple[str, ...], fam: Family, select_sql: str) -> 
 
 def _floor(moment: datetime, unit: str) -> datetime:
     moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
-    if unit in ("hour", "day"):
+    if unit in ("hour", "6 hours", "day"):
         moment = moment.replace(minute=0)
+    if unit == "6 hours":
+        return moment.replace(hour=moment.hour - moment.hour % 6)
     return moment.replace(hour=0) if unit == "day" else moment
 
 

@@ -140,6 +140,9 @@ Index("ix_metric_rollup_1h_bucket", metric_rollup_1h.c.bucket)
 # Daily rows (merged from hourly) keep 30-day reads to ~30 rows per series.
 metric_rollup_1d = _metric_rollup("metric_rollup_1d")
 Index("ix_metric_rollup_1d_bucket", metric_rollup_1d.c.bucket)
+# 6-hour rows: 30-day charts in 6-hour bins merge 120 rows per series instead of 720 hourly.
+metric_rollup_6h = _metric_rollup("metric_rollup_6h")
+Index("ix_metric_rollup_6h_bucket", metric_rollup_6h.c.bucket)
 
 rollup_watermarks = Table(
     "rollup_watermarks",
@@ -182,6 +185,7 @@ def _api_rollup(name: str) -> Table:
 api_rollup_1m = _api_rollup("api_rollup_1m")
 api_rollup_1h = _api_rollup("api_rollup_1h")
 api_rollup_1d = _api_rollup("api_rollup_1d")
+api_rollup_6h = _api_rollup("api_rollup_6h")
 
 
 def _api_total(name: str) -> Table:
@@ -199,6 +203,7 @@ def _api_total(name: str) -> Table:
 api_total_1m = _api_total("api_total_1m")
 api_total_1h = _api_total("api_total_1h")
 api_total_1d = _api_total("api_total_1d")
+api_total_6h = _api_total("api_total_6h")
 
 web_vitals = _partitioned(
     "web_vitals",

@@ -248,3 +248,45 @@ def test_it_merges_repeated_keys_of_busy_metric_minutes(engine: Engine, start: d
         ).all()
     k5, k9 = histogram.bucket_key(5.0), histogram.bucket_key(9.0)
     assert [tuple(r) for r in rows] == [([k5, k9], [20, 20]), ([k5, k5, k5], [1, 1, 1])]
+
+
+def test_it_keeps_six_hour_rows_for_long_charts(engine: Engine, start: datetime) -> None:
+    # 13 hours of points cross at least two 6-hour boundaries.
+    with engine.begin() as conn:
+        add_timings(
+            conn, random_timings(start - timedelta(hours=10), minutes=13 * 60, per_minute=2)
+        )
+    _roll(engine)
+    with engine.connect() as conn:
+        exact = conn.execute(
+            text(
+                "SELECT date_bin('6 hours', time, TIMESTAMPTZ '2000-01-01Z') AS b, method, "
+                "endpoint, count(*), min(response_time_ms), max(response_time_ms), "
+                "count(*) FILTER (WHERE status_code >= 500) FROM api_timings GROUP BY 1, 2, 3"
+            )
+        ).all()
+        totals = dict(
+            conn.execute(
+                text(
+                    "SELECT date_bin('6 hours', time, TIMESTAMPTZ '2000-01-01Z'), count(*) "
+                    "FROM api_timings GROUP BY 1"
+                )
+            ).all()
+        )
+        total_rows = dict(conn.execute(text("SELECT bucket, count FROM api_total_6h")).all())
+    rolled = _api_rows(engine, "api_rollup_6h")
+    assert len({r[0] for r in exact}) >= 2
+    assert rolled.keys() == {tuple(r[:3]) for r in exact}
+    for b, method, endpoint, count, lo, hi, errors in exact:
+        r_count, _, r_lo, r_hi, r_errors, _, keys, counts = rolled[(b, method, endpoint)]
+        assert (r_count, r_lo, r_hi, r_errors) == (count, lo, hi, errors)
+        assert sum(counts) == count and keys == sorted(keys)
+    assert total_rows == totals
+    # ...and the readers use them: a 6-hour chart gives the exact request counts.
+    from monitoring_core.performance.queries import latency_trend
+    from monitoring_core.timerange import TimeRange
+
+    first, last = min(totals), max(totals)
+    with engine.connect() as conn:
+        trend = latency_trend(conn, TimeRange(first, last + timedelta(hours=6)), "6h")
+    assert dict(zip(trend["bucket"], trend["requests"], strict=True)) == totals
