@@ -348,7 +348,7 @@ def main() -> None:
         "exact_percentile_30d_ms": round(acc["exact_30d_ms"], 1),
         "p95_error_30d": round(acc["p95_30d_error"], 5),
         "worst_endpoint_p95_error_7d": round(acc["worst_p95_error"], 5),
-        "targets_met": slowest < TARGET_MS and acc["worst_p95_error"] < TARGET_ERROR,
+        "targets_met": bool(slowest < TARGET_MS and acc["worst_p95_error"] < TARGET_ERROR),
     }))  # fmt: skip
 
 
