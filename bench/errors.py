@@ -15,7 +15,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._api import start_api  # noqa: E402
 from monitoring_core.accounts import create_api_key  # noqa: E402
 from monitoring_core.db import embedded_url, make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
@@ -126,12 +126,6 @@ def _envelope(event: dict[str, Any]) -> bytes:
     return gzip.compress(header + b"\n" + item + b"\n" + payload + b"\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _sender(
     port: int, path: str, headers: dict[str, str], bodies: list[bytes], per_request: int
 ) -> tuple[int, int, list[float], float, float]:
@@ -190,22 +184,6 @@ def _client(port: int, key: str, kind: str, seed: int, results: Any) -> None:
             max(o[4] for o in outcomes),
         )
     )
-
-
-def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the API exited during startup")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the API did not answer /healthz within 60 s")
 
 
 def _api_cpu(api: subprocess.Popen[bytes]) -> float:
@@ -283,30 +261,6 @@ def _database() -> str:
     return server.set(database=DB_NAME).render_as_string(hide_password=False)
 
 
-def _start_api(url: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "monitoring_core.api.server:app_factory",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(WORKERS),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    api = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    _wait_for(port, api)
-    return api, port
-
-
 def _line(name: str, r: dict[str, float]) -> str:
     return (
         f"  {r['events_per_s']:>10,.0f} events/s {name} ({r['requests']} requests, "
@@ -330,7 +284,7 @@ def main() -> None:
     print(f"  {prep:>10,.0f} events/s validate + scrub + fingerprint + classify, one core")
     copy = copy_rate(url, prepared)
     print(f"  {copy:>10,.0f} events/s raw binary COPY of prepared error rows (the DB floor)")
-    api, port = _start_api(url)
+    api, port = start_api(url, WORKERS)
     try:
         own = http_rate(port, key, "own", api)
         print(_line(f"POST /api/monitoring/errors, batches of {BATCH}", own))

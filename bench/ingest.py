@@ -12,8 +12,6 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import socket
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -28,6 +26,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._api import start_api  # noqa: E402
 from monitoring_core.accounts import create_api_key  # noqa: E402
 from monitoring_core.db import embedded_url, make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
@@ -42,12 +41,6 @@ SERIES = 200  # distinct (name, dimensions) pairs in the batches
 DURATION_S = 20.0
 COPY_ROWS = 500_000
 INSERT_S = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _bodies(count: int) -> list[bytes]:
@@ -87,22 +80,6 @@ def _client(port: int, key: str, deadline: float, results: mp.Queue) -> None:
             failed += 1
         i += 1
     results.put((accepted, failed, latencies))
-
-
-def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the API exited during startup")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the API did not answer /healthz within 60 s")
 
 
 def _tree_rss_mb(proc: psutil.Process) -> float:
@@ -160,27 +137,8 @@ def _warm(port: int, key: str) -> None:
 
 
 def http_rate(url: str, key: str) -> dict[str, float]:
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "monitoring_core.api.server:app_factory",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(WORKERS),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    api = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    api, port = start_api(url, WORKERS)
     try:
-        _wait_for(port, api)
         ps = psutil.Process(api.pid)
         results: mp.Queue = mp.Queue()
         api_procs = [ps, *ps.children(recursive=True)]

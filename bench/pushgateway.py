@@ -13,15 +13,13 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import socket
-import subprocess
-import sys
 import time
 
 import orjson
 import psutil
-from _bench_db import ROOT, bench_database
+from _bench_db import bench_database
 
+from bench._api import start_api
 from monitoring_core.accounts import create_api_key
 from monitoring_core.enums import ApiScope
 from monitoring_core.prometheus import parse_exposition
@@ -54,12 +52,6 @@ def exposition_body() -> bytes:
 def _cpu(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return float(times.user + times.system)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _client(
@@ -96,37 +88,6 @@ def _drive(
     return sum(r[0] for r in results) / elapsed, sum(r[1] for r in results)
 
 
-def _start_api(url: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "monitoring_core.api.server:app_factory",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    api = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return api, port
-        except OSError:
-            time.sleep(0.2)
-    api.terminate()
-    raise RuntimeError("the API did not start")
-
-
 def main() -> None:
     url, engine = bench_database()
     with engine.begin() as conn:
@@ -150,7 +111,7 @@ def main() -> None:
         f"{samples:,} samples per push"
     )
     print(f"  {parse_rate:>10,.0f} samples/s: the text parser alone (one process)")
-    api, port = _start_api(url)
+    api, port = start_api(url)
     try:
         proc = psutil.Process(api.pid)
         auth = {"Authorization": f"Bearer {key}"}
