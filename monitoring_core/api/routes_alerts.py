@@ -31,7 +31,12 @@ from monitoring_core.alerts.store import (
     list_rules,
     rule_to_api,
 )
-from monitoring_core.api.body import read_body
+from monitoring_core.api.admin_io import (
+    ErrorStatuses,
+    actor_of,
+    read_json_object,
+    run_tx,
+)
 from monitoring_core.api.deps import require_admin, require_any_key
 from monitoring_core.audit import record_audit
 from monitoring_core.notify.channels import (
@@ -70,44 +75,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _actor(request: Request) -> str:
-    return f"apikey:{request.state.api_key.name}"
-
-
-async def _body(request: Request) -> Any:
-    raw = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
-    if not raw.strip():
-        return {}
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(400, f"malformed JSON: {exc}") from None
-
-
-async def _object(request: Request) -> dict[str, Any]:
-    body = await _body(request)
-    if not isinstance(body, dict):
-        raise HTTPException(
-            422, detail=[{"index": None, "field": "", "message": "must be a JSON object"}]
-        )
-    return body
+_actor, _object = actor_of, read_json_object
+_ERRORS: ErrorStatuses = (
+    ((RuleNotFound, ChannelNotFound), 404),
+    ((actions.ActionRefused,), 409),
+    ((actions.PermissionDenied,), 403),
+)
 
 
 async def _tx(request: Request, work: Callable[[Connection], Any]) -> Any:
-    """Run `work` in one transaction off the event loop, mapping domain errors to HTTP."""
-
-    def run() -> Any:
-        with request.app.state.engine.begin() as conn:
-            return work(conn)
-
-    try:
-        return await run_in_threadpool(run)
-    except (RuleNotFound, ChannelNotFound) as exc:
-        raise HTTPException(404, f"not found: {exc}") from None
-    except actions.ActionRefused as exc:
-        raise HTTPException(409, str(exc)) from None
-    except actions.PermissionDenied as exc:
-        raise HTTPException(403, str(exc)) from None
+    return await run_tx(request, work, errors=_ERRORS)
 
 
 # ---------------------------------------------------------------- rules

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from monitoring_core.api.body import read_body
+from monitoring_core.api.admin_io import ErrorStatuses, actor_of, read_json_object, run_tx
 from monitoring_core.api.deps import require_admin, require_any_key
 from monitoring_core.incidents import report, runbooks, service
 from monitoring_core.incidents.lifecycle import TransitionRefused
@@ -53,38 +53,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _actor(request: Request) -> str:
-    return f"apikey:{request.state.api_key.name}"
-
-
-async def _object(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
-    try:
-        body = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(400, f"malformed JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise HTTPException(
-            422, detail=[{"index": None, "field": "", "message": "must be a JSON object"}]
-        )
-    return body
+_actor, _object = actor_of, read_json_object
+_ERRORS: ErrorStatuses = (
+    ((service.IncidentNotFound,), 404),
+    ((TransitionRefused,), 409),
+    ((service.PermissionDenied,), 403),
+)
 
 
 async def _tx(request: Request, work: Callable[[Connection], Any]) -> Any:
-    """Run `work` in one transaction off the event loop, mapping domain errors to HTTP."""
-
-    def run() -> Any:
-        with request.app.state.engine.begin() as conn:
-            return work(conn)
-
-    try:
-        return await run_in_threadpool(run)
-    except service.IncidentNotFound as exc:
-        raise HTTPException(404, f"not found: {exc}") from None
-    except TransitionRefused as exc:
-        raise HTTPException(409, str(exc)) from None
-    except service.PermissionDenied as exc:
-        raise HTTPException(403, str(exc)) from None
+    return await run_tx(request, work, errors=_ERRORS)
 
 
 async def _act(request: Request, work: Callable[[Connection], Any], status: int = 200) -> Response:
