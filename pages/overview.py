@@ -16,6 +16,10 @@ tr = widgets.current_time_range()
 tz = data.get_settings().tz
 summary = data.read_or_stop(queries.overview_summary, tr)
 before = data.read_or_stop(queries.overview_summary, tr.previous())
+if (before["requests"] or 0) < 0.1 * (summary["requests"] or 0):
+    # The previous range holds far less data (before monitoring started, or dropped by
+    # retention): a change such as "+2,720,019 %" would mean nothing, so show none.
+    before = {key: None for key in before}
 
 st.title("Overview")
 st.markdown(

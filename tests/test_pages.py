@@ -201,3 +201,41 @@ def test_it_shows_the_wedding_day_banner_on_saturdays(
 
     assert not at.exception
     assert ("Wedding day" in _messages(at)) is shown
+
+
+def test_it_shows_no_change_against_a_range_before_the_data_began(
+    demo_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    # The demo holds 8 days; one stray request 40 days ago makes the 30 days before a 30-day
+    # range almost empty but not quite: "+300,000 %" would be noise, so no change is shown.
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from monitoring_core.partitions import ensure_partitions
+    from monitoring_core.rollups import run_rollups
+    from tests.rollup_fixtures import add_timings
+
+    stray = datetime.now(UTC) - timedelta(days=40)
+    with demo_engine.begin() as conn:
+        ensure_partitions(conn, start=stray, end=stray, tables=("api_timings",))
+        add_timings(conn, [(stray, "GET", "/api/stray", 200, 50.0)])
+    run_rollups(demo_engine, datetime.now(UTC), safety_lag=timedelta(0))
+    try:
+        at = logged_in_app(Role.VIEWER).run()
+        assert next(m for m in at.metric if m.label == "Request rate").delta  # 24 h vs 24 h
+
+        at.button_group(key="time_range").set_value("30d").run()
+
+        assert not at.exception
+        assert not next(m for m in at.metric if m.label == "Request rate").delta
+    finally:
+        with demo_engine.begin() as conn:
+            for table in ("api_timings", "api_rollup_1m", "api_rollup_1h", "api_rollup_6h",
+                          "api_rollup_1d", "api_total_1m", "api_total_1h", "api_total_6h",
+                          "api_total_1d"):  # fmt: skip
+                column = "time" if table == "api_timings" else "bucket"
+                conn.execute(
+                    text(f"DELETE FROM {table} WHERE {column} < :cut"),  # noqa: S608
+                    {"cut": stray + timedelta(days=2)},
+                )
