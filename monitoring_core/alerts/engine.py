@@ -17,6 +17,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from operator import attrgetter
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from monitoring_core.alerts.rules import Condition, Rule, compare
@@ -49,8 +51,9 @@ WEEK = timedelta(days=7)
 _HALF_HOUR = timedelta(minutes=30)
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    """One value of a series (a tuple: a cycle builds a few hundred thousand of them)."""
+
     time: datetime
     value: float
 
@@ -109,12 +112,20 @@ def effective_threshold(rule: Rule, now: datetime, tz: ZoneInfo) -> float:
 
 
 # ---------------------------------------------------------------- conditions
+_TIME = attrgetter("time")
+
+
+def _upto(series: Sequence[Point], moment: datetime) -> int:
+    """How many points are at or before `moment` (`series` is oldest first)."""
+    if series and series[-1].time <= moment:
+        return len(series)  # the usual case: nothing newer than now
+    return bisect.bisect_right(series, moment, key=_TIME)
+
+
 def _window(series: Sequence[Point], now: datetime, minutes: float) -> list[Point]:
-    """Points in (now − minutes, now]; `series` is oldest first, so two binary searches."""
-    start = now - timedelta(minutes=minutes)
-    lo = bisect.bisect_right(series, start, key=lambda p: p.time)
-    hi = bisect.bisect_right(series, now, key=lambda p: p.time)
-    return list(series[lo:hi])
+    """Points in (now − minutes, now]: two binary searches."""
+    lo = bisect.bisect_right(series, now - timedelta(minutes=minutes), key=_TIME)
+    return list(series[lo : _upto(series, now)])
 
 
 def _reduce(aggregation: str, values: list[float]) -> float:
@@ -145,10 +156,10 @@ def _pattern(cond: Condition, series: Sequence[Point], now: datetime, limit: flo
 
 
 def _absence(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
-    seen = [p.time for p in series if p.time <= now]
+    seen = _upto(series, now)
     if not seen:
         return Check(True, None, cond.window_minutes, "no data at all")
-    silent = (now - max(seen)).total_seconds() / 60
+    silent = (now - series[seen - 1].time).total_seconds() / 60
     holds = silent >= cond.window_minutes
     return Check(holds, silent, cond.window_minutes, f"last data {silent:.1f} min ago")
 
@@ -165,7 +176,9 @@ def robust_z(value: float, baseline: Sequence[float]) -> float:
 
 
 def _anomaly(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
-    recent = _window(series, now, cond.window_minutes)
+    # Anomaly series are hourly, stamped with the hour's start: the current hour's point is at
+    # most an hour old, however short `window_minutes` is.
+    recent = _window(series, now, max(cond.window_minutes, 60))
     if not recent:
         return Check(None, None, cond.z_threshold, "no current value")
     current = recent[-1]
@@ -186,8 +199,8 @@ def _anomaly(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
 
 
 def _at_or_before(series: Sequence[Point], moment: datetime) -> Point | None:
-    earlier = [p for p in series if p.time <= moment]
-    return max(earlier, key=lambda p: p.time) if earlier else None
+    index = _upto(series, moment)
+    return series[index - 1] if index else None
 
 
 def _rate_of_change(cond: Condition, series: Sequence[Point], now: datetime, limit: float) -> Check:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from monitoring_core.alerts.engine import ACTIVE, AlertState, Decision
 from monitoring_core.alerts.rules import RuleInvalid, parse_condition
@@ -37,7 +36,6 @@ __all__ = [
     "load_states",
     "record_event",
     "rule_to_api",
-    "save_decision",
     "state_of",
     "update_rule",
     "validate_rule_body",
@@ -231,55 +229,6 @@ def record_event(
             actor=actor,
         )
     )
-
-
-def save_decision(
-    conn: Connection,
-    *,
-    rule_id: int,
-    alert_key: str,
-    dimensions: Mapping[str, Any],
-    decision: Decision,
-    now: datetime,
-) -> int | None:
-    """Upsert the instance (one per rule and key) and log a status change; its id, or None
-    when the rule is quiet and has no instance."""
-    state = decision.state
-    if state.status is None:
-        return None
-    values = {f: getattr(state, f) for f in _STATE_FIELDS}
-    values.update(severity=decision.severity, last_evaluated_at=now)
-    if state.status == "firing" and decision.from_status in (
-        None,
-        "resolved",
-        "expired",
-        "pending",
-        "no_data",
-    ):
-        values.update(escalation_step=0, last_escalated_at=None, acknowledged_by=None)
-    if dimensions:
-        values["trigger_dimensions"] = dict(dimensions)
-    stmt = pg_insert(alert_instances).values(
-        alert_configuration_id=rule_id, alert_key=alert_key, **values
-    )
-    instance_id = conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[alert_instances.c.alert_configuration_id, alert_instances.c.alert_key],
-            set_=values,
-        ).returning(alert_instances.c.id)
-    ).scalar_one()
-    if decision.changed:
-        record_event(
-            conn,
-            instance_id=instance_id,
-            rule_id=rule_id,
-            now=now,
-            from_status=decision.from_status,
-            to_status=state.status,
-            value=decision.check.value,
-            message=decision.check.message,
-        )
-    return int(instance_id)
 
 
 def _instance_query() -> Any:

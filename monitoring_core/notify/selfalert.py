@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from monitoring_core.alerts.engine import AlertState, Check, Decision
-from monitoring_core.alerts.store import load_states, save_decision
+from monitoring_core.alerts.store import load_states
+from monitoring_core.alerts.writes import save_decision
 from monitoring_core.notify.outbox import enqueue
 from monitoring_core.notify.templates import render_self_alert
 from monitoring_core.schema import alert_rules, notification_channels, notification_deliveries
@@ -113,7 +114,7 @@ def _save(
                         from_status=before.status)  # fmt: skip
     instance_id = save_decision(
         conn, rule_id=rule_id, alert_key=key, dimensions={"channel_id": key[8:]},
-        decision=decision, now=now,
+        decision=decision, now=now, instance_id=row["id"] if row else None,
     )  # fmt: skip
     assert instance_id is not None
     return instance_id

@@ -1,0 +1,170 @@
+"""Storing the engine's decisions: one instance per (rule, alert key), history in alert_events.
+
+An evaluation cycle can move thousands of instances at once (every pending or firing key
+changes its value and count each cycle), so `save_decisions` writes them in three statements
+whatever their number: an `INSERT … SELECT FROM unnest(…)` for new instances, an
+`UPDATE … FROM unnest(…)` for existing ones, and one multi-row insert of history rows.
+Takes a Connection, never commits.
+"""
+
+# Column names below are this module's own constants; every value is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, text, tuple_
+
+from monitoring_core.alerts.engine import AlertState, Decision
+from monitoring_core.schema import alert_events, alert_instances
+
+__all__ = ["DecisionWrite", "save_decision", "save_decisions"]
+
+_STATE = tuple(AlertState.__dataclass_fields__)
+_TYPES = {
+    "status": "text",
+    "pending_since": "timestamptz",
+    "first_triggered_at": "timestamptz",
+    "last_triggered_at": "timestamptz",
+    "trigger_count": "int",
+    "resolved_at": "timestamptz",
+    "acknowledged_at": "timestamptz",
+    "suppressed_until": "timestamptz",
+    "last_notified_at": "timestamptz",
+    "trigger_value": "float8",
+    "severity": "text",
+}
+assert set(_TYPES) == {*_STATE, "severity"}  # a new state field must be stored here too
+# Firing after any of these starts a new episode: escalation starts over.
+_RESTARTS = (None, "resolved", "expired", "pending", "no_data")
+
+
+@dataclass(frozen=True)
+class DecisionWrite:
+    rule_id: int
+    alert_key: str
+    dimensions: Mapping[str, Any]
+    decision: Decision
+    instance_id: int | None = None  # known when the instance exists
+
+
+def _unnest(columns: Mapping[str, str]) -> str:
+    casts = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in columns.items())
+    return f"unnest({casts}) AS u({', '.join(columns)})"
+
+
+def _state_params(writes: Sequence[DecisionWrite]) -> dict[str, list[Any]]:
+    params: dict[str, list[Any]] = {c: [] for c in _TYPES}
+    for w in writes:
+        state = w.decision.state
+        for f in _STATE:
+            params[f].append(getattr(state, f))
+        params["severity"].append(w.decision.severity)
+    params["trigger_value"] = [None if v is None else float(v) for v in params["trigger_value"]]
+    return params
+
+
+def _insert_new(conn: Connection, writes: Sequence[DecisionWrite], now: datetime) -> dict:
+    """New instances; (rule, key) -> id. A key another evaluator inserted meanwhile is left
+    out here and updated by the caller."""
+    columns = {"rule_id": "bigint", "alert_key": "text", "dims": "text", **_TYPES}
+    params: dict[str, Any] = _state_params(writes)
+    params["rule_id"] = [w.rule_id for w in writes]
+    params["alert_key"] = [w.alert_key for w in writes]
+    params["dims"] = [json.dumps(dict(w.dimensions)) for w in writes]
+    params["now"] = now
+    state_cols = ", ".join(_TYPES)
+    sql = (
+        f"INSERT INTO alert_instances (alert_configuration_id, alert_key, trigger_dimensions, "
+        f"last_evaluated_at, escalation_step, {state_cols}) "
+        f"SELECT u.rule_id, u.alert_key, CAST(u.dims AS jsonb), :now, 0, "
+        f"{', '.join('u.' + c for c in _TYPES)} FROM {_unnest(columns)} "
+        "ON CONFLICT (alert_configuration_id, alert_key) DO NOTHING "
+        "RETURNING id, alert_configuration_id, alert_key"
+    )
+    return {(r[1], r[2]): int(r[0]) for r in conn.execute(text(sql), params)}
+
+
+def _update_existing(conn: Connection, writes: Sequence[DecisionWrite], now: datetime) -> None:
+    columns = {"id": "bigint", "restart": "bool", **_TYPES}
+    params: dict[str, Any] = _state_params(writes)
+    params["id"] = [w.instance_id for w in writes]
+    params["restart"] = [
+        w.decision.state.status == "firing" and w.decision.from_status in _RESTARTS for w in writes
+    ]
+    params["now"] = now
+    sets = ", ".join(f"{c} = u.{c}" for c in _TYPES)
+    sql = (
+        f"UPDATE alert_instances a SET {sets}, last_evaluated_at = :now, "
+        "escalation_step = CASE WHEN u.restart THEN 0 ELSE a.escalation_step END, "
+        "last_escalated_at = CASE WHEN u.restart THEN NULL ELSE a.last_escalated_at END, "
+        "acknowledged_by = CASE WHEN u.restart THEN NULL ELSE a.acknowledged_by END "
+        f"FROM {_unnest(columns)} WHERE a.id = u.id"
+    )
+    conn.execute(text(sql), params)
+
+
+def _existing_ids(conn: Connection, writes: Sequence[DecisionWrite]) -> dict:
+    pairs = [(w.rule_id, w.alert_key) for w in writes]
+    c = alert_instances.c
+    query = alert_instances.select().with_only_columns(c.id, c.alert_configuration_id, c.alert_key)
+    rows = conn.execute(query.where(tuple_(c.alert_configuration_id, c.alert_key).in_(pairs)))
+    return {(r[1], r[2]): int(r[0]) for r in rows}
+
+
+def save_decisions(
+    conn: Connection, writes: Sequence[DecisionWrite], *, now: datetime
+) -> list[int | None]:
+    """Store every decision (upsert by rule and key) and log status changes; per write its
+    instance id, or None for a quiet rule with no instance (status None)."""
+    stored = [w for w in writes if w.decision.state.status is not None]
+    updates = [w for w in stored if w.instance_id is not None]
+    ids = {(w.rule_id, w.alert_key): w.instance_id for w in updates}
+    new = [w for w in stored if w.instance_id is None]
+    if new:
+        ids.update(_insert_new(conn, new, now))
+        raced = [w for w in new if (w.rule_id, w.alert_key) not in ids]
+        if raced:  # inserted by someone else since we looked: update those rows instead
+            found = _existing_ids(conn, raced)
+            ids.update(found)
+            updates += [replace(w, instance_id=found[(w.rule_id, w.alert_key)])
+                        for w in raced if (w.rule_id, w.alert_key) in found]  # fmt: skip
+    if updates:
+        _update_existing(conn, updates, now)
+    events = [
+        {
+            "instance_id": ids[(w.rule_id, w.alert_key)],
+            "rule_id": w.rule_id,
+            "time": now,
+            "from_status": w.decision.from_status,
+            "to_status": w.decision.state.status,
+            "value": w.decision.check.value,
+            "message": w.decision.check.message,
+            "actor": None,
+        }
+        for w in stored
+        if w.decision.changed and (w.rule_id, w.alert_key) in ids
+    ]
+    if events:
+        conn.execute(insert(alert_events), events)
+    return [ids.get((w.rule_id, w.alert_key)) if w.decision.state.status else None for w in writes]
+
+
+def save_decision(
+    conn: Connection,
+    *,
+    rule_id: int,
+    alert_key: str,
+    dimensions: Mapping[str, Any],
+    decision: Decision,
+    now: datetime,
+    instance_id: int | None = None,
+) -> int | None:
+    """One decision (see `save_decisions`)."""
+    write = DecisionWrite(rule_id, alert_key, dimensions, decision, instance_id)
+    return save_decisions(conn, [write], now=now)[0]
