@@ -187,3 +187,23 @@ def test_it_evaluates_anomaly_rules_from_the_same_hour_of_past_weeks(engine: Eng
     with engine.connect() as conn:
         row = conn.execute(select(alert_instances)).one()
     assert (row.status, row.trigger_value) == ("firing", 900.0)
+
+
+def test_it_queues_the_notifications_of_many_alerts_firing_at_once(engine: Engine) -> None:
+    from monitoring_core.schema import notification_outbox
+    from tests.alerting_support import channel
+
+    partitions_around(engine, NOW)
+    with engine.begin() as conn:
+        ch = channel(conn, "json://127.0.0.1:9/x")
+        threshold_rule(conn, NOW, notification_channels=[ch], cfg={"group_by": ["k"]})
+    for i in range(30):
+        point(engine, NOW - STEP, 500.0 + i, dims={"k": str(i)})
+    report = run_evaluation(engine, NOW, tz=TZ, public_url="http://ui.test")
+    report_again = run_evaluation(engine, NOW + STEP, tz=TZ, public_url="http://ui.test")
+    with engine.connect() as conn:
+        sent = conn.execute(select(notification_outbox.c.alert_instance_id)).scalars().all()
+        stamped = conn.execute(select(alert_instances.c.last_notified_at)).scalars().all()
+    assert (report.notifications, report.changes, report.stored) == (30, 30, 30)
+    assert report_again.notifications == 0  # firing already notified: no repeat yet
+    assert len(set(sent)) == 30 and stamped == [NOW] * 30

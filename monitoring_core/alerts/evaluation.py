@@ -9,6 +9,7 @@ critical alert that starts firing, and notes acknowledgements and resolutions on
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
 from collections import defaultdict
@@ -30,11 +31,18 @@ from monitoring_core.alerts.writes import DecisionWrite, save_decisions
 from monitoring_core.config import load_settings
 from monitoring_core.incidents.rules import severity_for_alert
 from monitoring_core.incidents.store import add_timeline_entry, open_incident
-from monitoring_core.notify.outbox import enqueue
+from monitoring_core.notify.outbox import enqueue_rows, outbox_rows
 from monitoring_core.notify.templates import render_alert
 from monitoring_core.schema import alert_instances, incidents
 
-__all__ = ["Cycle", "EvalReport", "evaluate_all", "notify_alert", "run_evaluation"]
+__all__ = [
+    "Cycle",
+    "EvalReport",
+    "evaluate_all",
+    "flush_notifications",
+    "notify_alert",
+    "run_evaluation",
+]
 
 log = logging.getLogger(__name__)
 ACTOR = "alerting"
@@ -45,6 +53,7 @@ class EvalReport:
     rules: int = 0
     keys: int = 0
     changes: int = 0
+    stored: int = 0  # instances written (new values, counts, statuses)
     notifications: int = 0
     silenced: int = 0
     incidents: int = 0
@@ -55,6 +64,7 @@ class EvalReport:
     def summary(self) -> str:
         return (
             f"{self.rules} rules, {self.keys} keys, {self.changes} changes, "
+            f"{self.stored} instances written, "
             f"{self.notifications} notifications ({self.silenced} silenced), "
             f"{self.incidents} incidents, {len(self.invalid)} invalid, "
             f"{len(self.errors)} errors in {self.duration_ms:.0f} ms"
@@ -72,6 +82,8 @@ class Cycle:
     report: EvalReport
     holds: dict[int, bool | None] = field(default_factory=dict)
     pending: list[tuple[Rule, DecisionWrite, dict[str, Any] | None]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)  # rows not yet written
+    notified: list[int] = field(default_factory=list)  # instances to stamp last_notified_at
 
 
 def run_evaluation(
@@ -158,9 +170,16 @@ def _evaluate_all(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: 
     for (rule_id, key), row in load_states(conn, rows).items():
         states[rule_id][key] = row
     fetched = _fetch_all(cycle, rules)
+    split: dict[tuple[Any, ...], series_mod.Keyed] = {}  # rules that cut a read the same way
     for rule in sorted(rules, key=lambda r: r.condition.type == "composite"):
         fk = series_mod.fetch_key(rule)
-        keyed = series_mod.for_rule(rule, fk, fetched.get(fk, {})) if fk is not None else {}
+        keyed: series_mod.Keyed = {}
+        if fk is not None:
+            cond = rule.condition
+            how = (fk, cond.group_by, json.dumps(dict(cond.filters), sort_keys=True, default=str))
+            if how not in split:
+                split[how] = series_mod.for_rule(rule, fk, fetched.get(fk, {}))
+            keyed = split[how]
         _evaluate_rule(cycle, rule, keyed, states[rule.id])
     _store(cycle)
     report.duration_ms = (time.perf_counter() - started) * 1000
@@ -217,10 +236,12 @@ def _store(cycle: Cycle) -> None:
     """Write every queued decision at once, then open incidents and queue notifications."""
     writes = [write for _rule, write, _row in cycle.pending]
     ids = save_decisions(cycle.conn, writes, now=cycle.now)
+    cycle.report.stored = sum(i is not None for i in ids)
     for (rule, write, row), instance_id in zip(cycle.pending, ids, strict=True):
         if instance_id is not None:
             _follow_up(cycle, rule, write, row, instance_id)
     cycle.pending.clear()
+    flush_notifications(cycle)
 
 
 def _follow_up(
@@ -243,7 +264,7 @@ def _follow_up(
         )
     if decision.notify:
         alert = _alert_view(rule, key, instance_id, decision, incident_id)
-        notify_alert(cycle, rule, alert, dict(write.dimensions), decision.notify)
+        notify_alert(cycle, rule, alert, dict(write.dimensions), decision.notify, flush=False)
 
 
 def _alert_view(
@@ -307,8 +328,10 @@ def notify_alert(
     *,
     channels: list[int] | None = None,
     step: int | None = None,
+    flush: bool = True,
 ) -> bool:
-    """Write the notification to the outbox unless silenced; True when written."""
+    """Queue the notification for the outbox unless silenced (True), and write it now unless
+    `flush` is False (the cycle writes all of its notifications at once)."""
     labels = alert_labels(
         rule_id=rule.id,
         alert_name=rule.name,
@@ -323,8 +346,7 @@ def notify_alert(
         channels = list(cycle.rows[rule.id]["notification_channels"] or [])
     message = render_alert(kind, alert, public_url=cycle.public_url, step=step)
     suffix = f":{step}" if step is not None else ""
-    written = enqueue(
-        cycle.conn,
+    cycle.outbox += outbox_rows(
         channel_ids=channels,
         message=message,
         kind=kind,
@@ -334,10 +356,19 @@ def notify_alert(
         incident_id=alert.get("incident_id"),
     )
     if kind in ("firing", "repeat", "no_data"):
+        cycle.notified.append(int(alert["id"]))
+    if flush:
+        flush_notifications(cycle)
+    return True
+
+
+def flush_notifications(cycle: Cycle) -> None:
+    """Write the queued outbox rows and stamp `last_notified_at`, one statement each."""
+    cycle.report.notifications += len(enqueue_rows(cycle.conn, cycle.outbox))
+    if cycle.notified:
         cycle.conn.execute(
             update(alert_instances)
-            .where(alert_instances.c.id == alert["id"])
+            .where(alert_instances.c.id.in_(cycle.notified))
             .values(last_notified_at=cycle.now)
         )
-    cycle.report.notifications += len(written)
-    return True
+    cycle.outbox, cycle.notified = [], []

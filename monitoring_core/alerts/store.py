@@ -59,6 +59,9 @@ _WRITABLE = (
 )
 
 
+_NO_INSTANCE = AlertState()  # frozen: one shared value for every key without an instance
+
+
 class RuleNotFound(LookupError):
     """No alert rule (or instance) with that id."""
 
@@ -192,7 +195,7 @@ def list_rules(conn: Connection, *, enabled_only: bool = False) -> list[dict[str
 def state_of(row: Mapping[str, Any] | None) -> AlertState:
     """The engine's view of an instance row (an empty state for no row)."""
     if row is None:
-        return AlertState()
+        return _NO_INSTANCE
     return AlertState(**{f: row[f] for f in _STATE_FIELDS})
 
 

@@ -3,8 +3,9 @@ by the delivery job. Idempotency keys make a repeated write a no-op."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -12,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from monitoring_core.notify.templates import Message
 from monitoring_core.schema import notification_outbox
 
-__all__ = ["enqueue"]
+__all__ = ["enqueue", "enqueue_rows", "outbox_rows"]
 
 
 def enqueue(
@@ -27,26 +28,56 @@ def enqueue(
     incident_id: int | None = None,
 ) -> list[int]:
     """One outbox row per channel (key `idempotency_key:channel`); ids of the new rows."""
-    created = []
-    for channel_id in dict.fromkeys(channel_ids):  # de-duplicated, order kept
-        new_id = conn.execute(
-            pg_insert(notification_outbox)
-            .values(
-                channel_id=channel_id,
-                alert_instance_id=alert_instance_id,
-                incident_id=incident_id,
-                kind=kind,
-                title=message.title,
-                body=message.body,
-                notify_type=message.notify_type,
-                idempotency_key=f"{idempotency_key}:ch{channel_id}",
-                status="pending",
-                next_attempt_at=now,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[notification_outbox.c.idempotency_key])
-            .returning(notification_outbox.c.id)
-        ).scalar()
-        if new_id is not None:
-            created.append(int(new_id))
-    return created
+    rows = outbox_rows(
+        channel_ids=channel_ids,
+        message=message,
+        kind=kind,
+        idempotency_key=idempotency_key,
+        now=now,
+        alert_instance_id=alert_instance_id,
+        incident_id=incident_id,
+    )
+    return enqueue_rows(conn, rows)
+
+
+def outbox_rows(
+    *,
+    channel_ids: Iterable[int],
+    message: Message,
+    kind: str,
+    idempotency_key: str,
+    now: datetime,
+    alert_instance_id: int | None = None,
+    incident_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """The rows `enqueue` writes, for callers that write many notifications at once."""
+    return [
+        {
+            "channel_id": channel_id,
+            "alert_instance_id": alert_instance_id,
+            "incident_id": incident_id,
+            "kind": kind,
+            "title": message.title,
+            "body": message.body,
+            "notify_type": message.notify_type,
+            "idempotency_key": f"{idempotency_key}:ch{channel_id}",
+            "status": "pending",
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for channel_id in dict.fromkeys(channel_ids)  # de-duplicated, order kept
+    ]
+
+
+def enqueue_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Write outbox rows in one statement; a row whose idempotency key exists is skipped.
+    Ids of the new rows."""
+    if not rows:
+        return []
+    new_ids = conn.execute(
+        pg_insert(notification_outbox)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=[notification_outbox.c.idempotency_key])
+        .returning(notification_outbox.c.id)
+    ).scalars()
+    return [int(i) for i in new_ids]
