@@ -239,6 +239,29 @@ def test_it_accepts_the_legacy_store_endpoint(
     assert _count(engine) == 1
 
 
+def test_it_serves_documents_and_counts_the_sentry_routes_with_and_without_slash(
+    api_app: Any, api_server: str, ingest_key: str, engine: Engine
+) -> None:
+    # The hot Sentry routes are plain Starlette routes (see routes_errors): they must still be
+    # in the OpenAPI document and carry their route label in the API's own metrics.
+    paths = httpx.get(f"{api_server}/openapi.json").json()["paths"]
+    assert {"/api/{project_id}/envelope/", "/api/{project_id}/store/"} <= set(paths)
+    requests = api_app.state.stats.requests  # counts from earlier tests too: compare deltas
+    routes = [
+        f"/api/{{project_id}}/{path}" for path in ("envelope", "envelope/", "store", "store/")
+    ]
+    before = [requests.get(("POST", route, 200), 0) for route in routes]
+    headers = {"X-Sentry-Auth": f"Sentry sentry_key={ingest_key}"}
+    for path in ("envelope", "envelope/", "store", "store/"):
+        event = _sentry_event()
+        body = _envelope(({"type": "event"}, event)) if path.startswith("envelope") else event
+        r = httpx.post(f"{api_server}/api/7/{path}", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+    assert _count(engine) == 4
+    after = [requests.get(("POST", route, 200), 0) for route in routes]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
+
+
 # ---------------------------------------------------------------- Read API and actions
 def test_it_serves_groups_detail_analytics_and_correlation(
     api_server: str, ingest_key: str, engine: Engine

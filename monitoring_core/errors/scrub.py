@@ -86,15 +86,18 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], str], ...] = (
 # Card and phone numbers need a run of at least 9 digits with separators.
 _DIGIT_RUN = re.compile(r"\d[\d ().+-]{7,}\d")
 # Strings repeat a lot (frame names, file paths, identical stack traces): remember scrubbed
-# forms of strings up to this length, in a bounded table.
+# forms of strings up to this length, in a bounded table of two generations. When the newer
+# one is full it becomes the older one, so strings in use survive the turnover caused by the
+# unique ones (trace ids, messages with numbers) instead of all being scrubbed again.
 _CACHED_LENGTH = 4096
-_CACHE_SIZE = 4096  # at most ~16 MB per process
-# Which rules could match, in one scan of the lower-cased text (most strings: none).
-# (A lookahead, so overlapping triggers such as "key" and "eyj" in "keyj" are both seen.)
-_TRIGGER = re.compile(
-    "(?=(" + "|".join(re.escape(t) for triggers, _, _ in _RULES for t in triggers) + "))"
+_CACHE_SIZE = 4096  # per generation: at most ~32 MB per process
+# Which rules could match: a substring test per trigger on the lower-cased text (most strings:
+# none). One `in` per trigger is ~5x faster than one regex scan for them all (a lookahead
+# alternation tried at every position), and overlapping triggers ("key", "eyj" in "keyj")
+# are all seen.
+_TRIGGERS: tuple[tuple[str, int], ...] = tuple(
+    (t, i) for i, (triggers, _, _) in enumerate(_RULES) for t in triggers
 )
-_RULE_OF = {t: i for i, (triggers, _, _) in enumerate(_RULES) for t in triggers}
 _CARD = re.compile(r"(?<![\d\w])\d(?:[ -]?\d){12,18}(?![\d\w])")
 # International numbers (+44 20 7946 0958) and separated national ones (020 7946 0958,
 # (555) 123-4567, 555-123-4567); bare digit runs are left alone: they are usually ids.
@@ -135,12 +138,14 @@ class Scrubber:
     _keys: tuple[str, ...] = field(init=False, repr=False)
     _seen: dict[str, bool] = field(init=False, repr=False, compare=False)
     _texts: dict[str, str] = field(init=False, repr=False, compare=False)
+    _older: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         extra = tuple(_norm_key(k) for k in self.extra_keys if k.strip())
         object.__setattr__(self, "_keys", DEFAULT_SENSITIVE_KEYS + extra)
         object.__setattr__(self, "_seen", {})
         object.__setattr__(self, "_texts", {})
+        object.__setattr__(self, "_older", {})
 
     def is_sensitive_key(self, key: str) -> bool:
         known = self._seen.get(key)
@@ -155,15 +160,20 @@ class Scrubber:
         """The string with every secret-looking part replaced by [REDACTED]."""
         done = self._texts.get(value)
         if done is None:
-            done = self._scrub_text(value)
+            done = self._older.get(value)
+            if done is None:
+                done = self._scrub_text(value)
             if len(value) <= _CACHED_LENGTH:
                 if len(self._texts) >= _CACHE_SIZE:
+                    self._older.clear()
+                    self._older.update(self._texts)
                     self._texts.clear()
                 self._texts[value] = done
         return done
 
     def _scrub_text(self, value: str) -> str:
-        rules = {_RULE_OF[t] for t in _TRIGGER.findall(value.lower())}
+        lower = value.lower()
+        rules = {i for t, i in _TRIGGERS if t in lower}
         for index in sorted(rules):
             _, pattern, repl = _RULES[index]
             value = pattern.sub(repl, value)
@@ -174,16 +184,48 @@ class Scrubber:
 
     def data(self, value: Any) -> Any:
         """A scrubbed copy of JSON-like data: sensitive keys redacted, strings scrubbed."""
+        # Dispatch on the exact type first: Sentry frames alone hold ~80 values per event.
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if kind is dict:
+            return self._dict(value)
+        if kind is list or kind is tuple:
+            return [self._item(v) for v in value]
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: self._value_for(str(k), v) for k, v in value.items()}
+            return self._dict(value)
         if isinstance(value, list | tuple):
             return [self._item(v) for v in value]
         return value
 
+    def _dict(self, value: dict[Any, Any]) -> dict[Any, Any]:
+        # _value_for inlined for the common leaves (strings, numbers, None): same rules.
+        out: dict[Any, Any] = {}
+        seen, texts = self._seen, self._texts
+        for k, v in value.items():
+            key = k if type(k) is str else str(k)
+            sensitive = seen.get(key)
+            if sensitive is None:
+                sensitive = self.is_sensitive_key(key)
+            kind = type(v)
+            if kind is str:
+                if sensitive and v:
+                    out[k] = REDACTED
+                else:
+                    done = texts.get(v)
+                    out[k] = done if done is not None else self.text(v)
+            elif sensitive and v not in _EMPTY:
+                out[k] = REDACTED
+            elif v is None or kind is int or kind is float or kind is bool:
+                out[k] = v
+            else:
+                out[k] = self.data(v)
+        return out
+
     def _value_for(self, key: str, value: Any) -> Any:
-        if value not in (None, "", [], {}) and self.is_sensitive_key(key):
+        if value not in _EMPTY and self.is_sensitive_key(key):
             return REDACTED
         return self.data(value)
 
@@ -192,6 +234,10 @@ class Scrubber:
         if isinstance(value, list | tuple) and len(value) == 2 and isinstance(value[0], str):
             return [value[0], self._value_for(value[0], value[1])]
         return self.data(value)
+
+
+# Values that are not redacted even under a sensitive key (nothing to hide). Never mutated.
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
 
 
 def _norm_key(key: str) -> str:

@@ -52,6 +52,11 @@ _FRAME_KEYS = (
     "vars",
 )
 _MAX_FRAMES = 100
+_LEVELS = frozenset(ErrorLevel)
+_SEVERITIES = frozenset(Severity)
+# infer_level by (platform, error type, last modules): the same bug asks again and again.
+_LAYERS: dict[tuple[Any, str, str], str] = {}
+_LAYERS_SIZE = 4096
 
 
 def sentry_event_id(value: Any) -> uuid.UUID | None:
@@ -67,11 +72,19 @@ def infer_level(*, platform: str | None, error_type: str, frames: list[dict[str,
     if platform in _FRONTEND_PLATFORMS:
         return ErrorLevel.FRONTEND
     modules = " ".join(str(f.get("module") or f.get("filename") or "") for f in frames[-3:])
-    if _DATABASE.search(error_type) or _DATABASE.search(modules):
-        return ErrorLevel.DATABASE
-    if _THIRD_PARTY.search(error_type) or _THIRD_PARTY.search(modules):
-        return ErrorLevel.THIRD_PARTY
-    return ErrorLevel.API
+    cache_key = (platform, error_type, modules)
+    layer = _LAYERS.get(cache_key)
+    if layer is None:
+        if _DATABASE.search(error_type) or _DATABASE.search(modules):
+            layer = ErrorLevel.DATABASE
+        elif _THIRD_PARTY.search(error_type) or _THIRD_PARTY.search(modules):
+            layer = ErrorLevel.THIRD_PARTY
+        else:
+            layer = ErrorLevel.API
+        if len(_LAYERS) >= _LAYERS_SIZE:
+            _LAYERS.clear()
+        _LAYERS[cache_key] = layer
+    return layer
 
 
 def event_to_error(
@@ -85,9 +98,9 @@ def event_to_error(
     error_type = str(exc.get("type") or ("LogMessage" if logentry else "Message"))
     message, template = _message(event, exc, logentry)
     level = tags.get("error_level") or tags.get("layer")
-    if level not in set(ErrorLevel):
+    if level not in _LEVELS:
         level = infer_level(platform=event.get("platform"), error_type=error_type, frames=frames)
-    severity = tags.get("severity") if tags.get("severity") in set(Severity) else None
+    severity = tags.get("severity") if tags.get("severity") in _SEVERITIES else None
     user = _dict(event.get("user"))
     request = _dict(event.get("request"))
     time, context = _time(event.get("timestamp"), now), _context(event, logentry, request)
