@@ -155,6 +155,21 @@ def test_it_tests_a_rule_against_history(
     assert bad.status_code == 422
 
 
+def test_it_tests_a_composite_rule_against_history(api_server: str, admin_key: str) -> None:
+    child = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, RULE).json()
+    both = {**RULE, "alert_name": "Both", "metric_name": None,
+            "condition_config": {"type": "composite", "logic": "and", "rules": [child["id"]]}}  # fmt: skip
+    rule = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, both).json()
+    reply = call("POST", f"{api_server}/api/admin/monitoring/alerts/{rule['id']}/test", admin_key,
+                 {"timeRange": "1h"})  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["fired_count"] == 0 and len(reply.json()["series"]) == 1
+    orphan = {**both, "condition_config": {"type": "composite", "rules": [child["id"], 99999]}}
+    rule = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, orphan).json()
+    reply = call("POST", f"{api_server}/api/admin/monitoring/alerts/{rule['id']}/test", admin_key)
+    assert reply.status_code == 422 and "no alert rule with id 99999" in reply.text
+
+
 def test_it_adds_silences_and_policies(api_server: str, admin_key: str) -> None:
     silence = call("POST", f"{api_server}/api/admin/silences", admin_key, {
         "matchers": [{"name": "service", "value": "payments"}], "duration_minutes": 30,
