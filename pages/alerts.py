@@ -17,7 +17,7 @@ from monitoring_core.alerts.silences import create_silence, list_silences
 from monitoring_core.alerts.store import list_active_alerts
 from monitoring_core.enums import Role
 from monitoring_core.notify.channels import list_channels
-from ui import auth, data, widgets
+from ui import auth, data, fmt, widgets
 
 user = auth.require_role(Role.VIEWER)
 settings = data.get_settings()
@@ -48,7 +48,7 @@ def _alert_card(alert: dict, focused: bool) -> None:
         key = f" · `{alert['alert_key']}`" if alert["alert_key"] else ""
         st.markdown(f"{widgets.severity_badge(alert['severity'])} **{alert['alert_name']}**{key} "
                     f"— {alert['status']} for {_age(alert['first_triggered_at'] or alert['pending_since'])}, "
-                    f"value {alert['trigger_value']}, ×{alert['trigger_count']}")  # fmt: skip
+                    f"value {fmt.number(alert['trigger_value'])}, ×{alert['trigger_count']}")  # fmt: skip
         if not responder:
             return
         aid = alert["id"]

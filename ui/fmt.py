@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["count", "milliseconds", "percent", "per_minute", "plural"]
+__all__ = ["count", "milliseconds", "number", "percent", "per_minute", "plural"]
 
 
 def _missing(value: float | None) -> bool:
@@ -30,6 +30,15 @@ def per_minute(value: float | None) -> str:
     if value is None or _missing(value):
         return "—"
     return f"{value:,.1f}/min" if value < 100 else f"{value:,.0f}/min"
+
+
+def number(value: float | None) -> str:
+    """A measured value with up to four significant digits: `1,234`, `0.25`, `inf`."""
+    if value is None or _missing(value):
+        return "—"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def count(value: int | float | None) -> str:
