@@ -12,7 +12,7 @@ from monitoring_core.alerts.store import list_active_alerts
 from monitoring_core.notify import transport
 from monitoring_core.notify.channels import ChannelInvalid, create_channel, list_channels, mask_url
 from monitoring_core.notify.delivery import LEASE, MAX_ATTEMPTS, backoff, claim_due, deliver_due
-from monitoring_core.notify.outbox import enqueue
+from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import Message
 from monitoring_core.schema import (
     notification_channels,
@@ -29,14 +29,10 @@ def put(engine: Engine, channel_id: int, n: int = 1, key: str = "k") -> list[int
     ids = []
     with engine.begin() as conn:
         for i in range(n):
-            ids += enqueue(
-                conn,
-                channel_ids=[channel_id],
-                message=Message(f"title {i}", f"body {i}", "failure"),
-                kind="firing",
-                idempotency_key=f"{key}{i}",
-                now=NOW,
-            )
+            message = Message(f"title {i}", f"body {i}", "failure")
+            rows = outbox_rows(channel_ids=[channel_id], message=message, kind="firing",
+                               idempotency_key=f"{key}{i}", now=NOW)  # fmt: skip
+            ids += enqueue(conn, rows)
     return ids
 
 

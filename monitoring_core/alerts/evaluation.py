@@ -31,7 +31,7 @@ from monitoring_core.alerts.writes import DecisionWrite, save_decisions
 from monitoring_core.config import load_settings
 from monitoring_core.incidents.rules import severity_for_alert
 from monitoring_core.incidents.store import add_timeline_entry, open_incident
-from monitoring_core.notify.outbox import enqueue_rows, outbox_rows
+from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import render_alert
 from monitoring_core.schema import alert_instances, incidents
 
@@ -364,7 +364,7 @@ def notify_alert(
 
 def flush_notifications(cycle: Cycle) -> None:
     """Write the queued outbox rows and stamp `last_notified_at`, one statement each."""
-    cycle.report.notifications += len(enqueue_rows(cycle.conn, cycle.outbox))
+    cycle.report.notifications += len(enqueue(cycle.conn, cycle.outbox))
     if cycle.notified:
         cycle.conn.execute(
             update(alert_instances)

@@ -31,7 +31,7 @@ from monitoring_core.incidents.lifecycle import (
     response_target,
 )
 from monitoring_core.incidents.store import add_timeline_entry
-from monitoring_core.notify.outbox import enqueue
+from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import Message
 from monitoring_core.schema import (
     alert_instances,
@@ -177,9 +177,10 @@ def _send(
         ).scalars()
     )
     channels = [c for c in page.channels if c in known]
-    ids = enqueue(conn, channel_ids=channels, message=_message(incident, page, public_url),
-                  kind="escalation", idempotency_key=key, now=now,
-                  incident_id=int(incident["id"]))  # fmt: skip
+    rows = outbox_rows(channel_ids=channels, message=_message(incident, page, public_url),
+                       kind="escalation", idempotency_key=key, now=now,
+                       incident_id=int(incident["id"]))  # fmt: skip
+    ids = enqueue(conn, rows)
     conn.execute(
         update(incidents)
         .where(incidents.c.id == incident["id"])

@@ -34,7 +34,7 @@ from monitoring_core.enums import Role
 from monitoring_core.incidents.queries import linked_alerts, linked_error_groups
 from monitoring_core.incidents.service import IncidentInvalid, load_incident
 from monitoring_core.incidents.store import add_timeline_entry
-from monitoring_core.notify.outbox import enqueue
+from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import Message
 from monitoring_core.schema import runbook_executions, runbooks
 from monitoring_core.wedding_calendar import is_wedding_day
@@ -301,9 +301,10 @@ def _perform(engine: Engine, ex: Mapping[str, Any], step: Mapping[str, Any], act
         return run.outcome.success, f"{run.check.check_name}: {run.outcome.message}"
     with engine.begin() as conn:  # notify
         message = Message(f"[RUNBOOK] {step['title']}", str(cfg["message"]), "info")
-        ids = enqueue(conn, channel_ids=cfg["channels"], message=message, kind="runbook",
-                      idempotency_key=f"runbook-execution:{ex['id']}", now=now,
-                      incident_id=ex["incident_id"])  # fmt: skip
+        rows = outbox_rows(channel_ids=cfg["channels"], message=message, kind="runbook",
+                           idempotency_key=f"runbook-execution:{ex['id']}", now=now,
+                           incident_id=ex["incident_id"])  # fmt: skip
+        ids = enqueue(conn, rows)
     return True, f"{len(ids)} notification(s) queued"
 
 

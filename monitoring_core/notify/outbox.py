@@ -13,31 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from monitoring_core.notify.templates import Message
 from monitoring_core.schema import notification_outbox
 
-__all__ = ["enqueue", "enqueue_rows", "outbox_rows"]
-
-
-def enqueue(
-    conn: Connection,
-    *,
-    channel_ids: Iterable[int],
-    message: Message,
-    kind: str,
-    idempotency_key: str,
-    now: datetime,
-    alert_instance_id: int | None = None,
-    incident_id: int | None = None,
-) -> list[int]:
-    """One outbox row per channel (key `idempotency_key:channel`); ids of the new rows."""
-    rows = outbox_rows(
-        channel_ids=channel_ids,
-        message=message,
-        kind=kind,
-        idempotency_key=idempotency_key,
-        now=now,
-        alert_instance_id=alert_instance_id,
-        incident_id=incident_id,
-    )
-    return enqueue_rows(conn, rows)
+__all__ = ["enqueue", "outbox_rows"]
 
 
 def outbox_rows(
@@ -50,7 +26,7 @@ def outbox_rows(
     alert_instance_id: int | None = None,
     incident_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows `enqueue` writes, for callers that write many notifications at once."""
+    """One outbox row per channel (idempotency key `idempotency_key:ch<id>`), for `enqueue`."""
     return [
         {
             "channel_id": channel_id,
@@ -69,7 +45,7 @@ def outbox_rows(
     ]
 
 
-def enqueue_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+def enqueue(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Write outbox rows in one statement; a row whose idempotency key exists is skipped.
     Ids of the new rows."""
     if not rows:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select
 from monitoring_core.alerts.engine import AlertState, Check, Decision
 from monitoring_core.alerts.store import load_states
 from monitoring_core.alerts.writes import save_decision
-from monitoring_core.notify.outbox import enqueue
+from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import render_self_alert
 from monitoring_core.schema import alert_rules, notification_channels, notification_deliveries
 
@@ -83,8 +83,7 @@ def after_attempt(
         )
     ).scalars()
     message = render_self_alert(name, FAILING_AFTER, str(recent[0]["error"]), public_url=public_url)
-    enqueue(
-        conn,
+    rows = outbox_rows(
         channel_ids=list(others),
         message=message,
         kind="self",
@@ -92,6 +91,7 @@ def after_attempt(
         now=now,
         alert_instance_id=instance_id,
     )
+    enqueue(conn, rows)
 
 
 def _save(
