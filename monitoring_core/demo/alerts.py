@@ -39,9 +39,10 @@ def _rules(channel: int, default: int) -> list[dict[str, Any]]:
         {"alert_name": "Photo processing backlog", "severity_level": "medium", "service_name": "photos",
          "condition_config": threshold("queue_depth", 40, filters={"queue": "photo_processing"}),
          "wedding_season_adjustment": True},
+        # a robust z-score needs a few weeks: against one week any difference is infinite
         {"alert_name": "Active users anomaly", "severity_level": "low",
          "condition_config": {"type": "anomaly", "metric": "active_users", "aggregation": "avg",
-                              "z_threshold": 4, "weeks": 1, "min_baseline": 1}},
+                              "z_threshold": 6, "weeks": 4, "min_baseline": 3}},
         {"alert_name": "Active users heartbeat", "severity_level": "high",
          "condition_config": {"type": "absence", "metric": "active_users", "window_minutes": 10}},
         {**TEMPLATES["service_unavailable"]},
