@@ -1,13 +1,17 @@
-"""Settings (admins): notification channels with a test send, and escalation policies."""
+"""Settings (admins): notification channels (test send, enable/disable, delete) and escalation
+policies."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.exc import IntegrityError
 
 from monitoring_core.alerts import views
@@ -15,10 +19,14 @@ from monitoring_core.alerts.escalation import parse_steps
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import Role
 from monitoring_core.notify.channels import (
+    ChannelInUse,
     ChannelInvalid,
+    ChannelNotFound,
     create_channel,
+    delete_channel,
     get_channel,
     list_channels,
+    update_channel,
 )
 from monitoring_core.notify.delivery import channel_health
 from monitoring_core.notify.templates import render_test
@@ -38,9 +46,27 @@ if flash := st.session_state.pop("settings_flash", None):
 st.subheader("Notification channels")
 channels = data.read_or_stop(list_channels)
 health = {h["id"]: h for h in data.read_or_stop(channel_health, since=now - timedelta(days=1))}
+
+
+def _change(label: str, action: str, channel_id: int, work: Callable[[Connection], Any]) -> None:
+    """Run one channel change with its audit row; show what happened after the rerun."""
+    try:
+        with data.get_engine().begin() as conn:
+            work(conn)
+            record_audit(conn, actor=user.username, action=action, target=f"channel:{channel_id}",
+                         now=datetime.now(UTC))  # fmt: skip
+    except (ChannelInUse, ChannelNotFound) as exc:
+        st.session_state["settings_flash"] = ("error", str(exc))
+    else:
+        st.session_state["settings_flash"] = ("success", label)
+    st.cache_data.clear()
+    st.rerun()
+
+
 for channel in channels:
     h = health.get(channel["id"], {})
-    cols = st.columns([3, 2, 1])
+    cid, enabled = channel["id"], channel["is_enabled"]
+    cols = st.columns([3, 2, 1, 1, 1])
     cols[0].markdown(
         f"**{channel['name']}** `{channel['url']}`"
         + ("" if channel["is_enabled"] else " (disabled)")
@@ -56,6 +82,18 @@ for channel in channels:
         )
         st.session_state["settings_flash"] = (kind, f"{channel['name']}: {text}")
         st.rerun()
+    if cols[3].button("Disable" if enabled else "Enable", key=f"toggle{cid}"):
+        toggle = partial(update_channel, channel_id=cid, body={"is_enabled": not enabled})
+        _change(
+            f"{channel['name']} {'disabled' if enabled else 'enabled'}", "channel.save", cid, toggle
+        )
+    if cols[4].button("Delete", key=f"delete{cid}"):
+        _change(
+            f"{channel['name']} deleted",
+            "channel.delete",
+            cid,
+            partial(delete_channel, channel_id=cid),
+        )
 
 with st.form("new_channel"):
     name = st.text_input("Name", key="channel_name")

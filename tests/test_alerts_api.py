@@ -99,6 +99,26 @@ def test_it_manages_and_tests_channels(api_server: str, admin_key: str) -> None:
     assert call("POST", f"{api_server}/api/admin/channels/999/test", admin_key).status_code == 404
 
 
+def test_it_deletes_only_a_channel_nothing_uses(api_server: str, admin_key: str) -> None:
+    channels = f"{api_server}/api/admin/channels"
+    channel_id = call(
+        "POST", channels, admin_key, {"name": "ops", "url": "json://127.0.0.1:9/x"}
+    ).json()["id"]
+    rule = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key,
+                {**RULE, "notification_channels": [channel_id]}).json()  # fmt: skip
+    refused = call("DELETE", f"{channels}/{channel_id}", admin_key)
+    assert refused.status_code == 409 and "alert rule 'Checkout slow'" in refused.text
+    assert (
+        call(
+            "DELETE", f"{api_server}/api/admin/monitoring/alerts/{rule['id']}", admin_key
+        ).status_code
+        == 204
+    )
+    assert call("DELETE", f"{channels}/{channel_id}", admin_key).status_code == 204
+    assert call("DELETE", f"{channels}/{channel_id}", admin_key).status_code == 404
+    assert call("GET", channels, admin_key).json()["channels"] == []
+
+
 def _breach(api_server: str, ingest_key: str, at: datetime, value: float) -> None:
     reply = call("POST", f"{api_server}/api/monitoring/metrics", ingest_key, {
         "metric_name": "checkout_latency_ms", "metric_value": value, "timestamp": at.isoformat(),

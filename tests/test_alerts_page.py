@@ -95,3 +95,39 @@ def test_it_keeps_settings_for_admins_and_adds_a_channel(
     assert not at.exception
     assert any("Channel ops added" in s.value for s in at.success)
     assert any("ops" in m.value and "pw-secret" not in m.value for m in at.markdown)
+
+
+def test_it_disables_and_deletes_channels_in_settings(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    from monitoring_core.notify.outbox import enqueue, outbox_rows
+    from monitoring_core.notify.templates import Message
+    from monitoring_core.schema import notification_channels
+    from tests.alerting_support import channel
+
+    with engine.begin() as conn:
+        used = channel(conn, "json://127.0.0.1:9/used", name="used")
+        channel(conn, "json://127.0.0.1:9/spare", name="spare")
+        enqueue(conn, outbox_rows(channel_ids=[used], message=Message("t", "b", "info"),
+                                  kind="firing", idempotency_key="k", now=datetime.now(UTC)))  # fmt: skip
+    at = logged_in_app(Role.ADMIN)
+    at.run()
+    at.switch_page("pages/settings.py").run()
+    at.button(key=f"toggle{used}").click().run()
+    assert not at.exception and any("used disabled" in s.value for s in at.success)
+    at.button(key=f"delete{used}").click().run()
+    assert any("1 notifications on record" in e.value for e in at.error)
+    spare = next(
+        b.key
+        for b in at.button
+        if b.key and b.key.startswith("delete") and b.key != f"delete{used}"
+    )
+    at.button(key=spare).click().run()
+    assert any("spare deleted" in s.value for s in at.success)
+    with engine.connect() as conn:
+        left = conn.execute(
+            select(notification_channels.c.name, notification_channels.c.is_enabled)
+        ).all()
+        actions = conn.execute(select(audit_log.c.action)).scalars().all()
+    assert left == [("used", False)]
+    assert sorted(actions) == ["channel.delete", "channel.save"]

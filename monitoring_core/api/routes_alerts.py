@@ -40,6 +40,7 @@ from monitoring_core.api.admin_io import (
 from monitoring_core.api.deps import require_admin, require_any_key
 from monitoring_core.audit import record_audit
 from monitoring_core.notify.channels import (
+    ChannelInUse,
     ChannelInvalid,
     ChannelNotFound,
     create_channel,
@@ -78,7 +79,7 @@ def _now() -> datetime:
 _actor, _object = actor_of, read_json_object
 _ERRORS: ErrorStatuses = (
     ((RuleNotFound, ChannelNotFound), 404),
-    ((actions.ActionRefused,), 409),
+    ((actions.ActionRefused, ChannelInUse), 409),
     ((actions.PermissionDenied,), 403),
 )
 
@@ -242,6 +243,8 @@ async def put_channel(request: Request, channel_id: int) -> Response:
 
 @admin.delete("/api/admin/channels/{channel_id}", status_code=204, summary="Delete a channel")
 async def remove_channel(request: Request, channel_id: int) -> Response:
+    """409 while a rule, escalation policy or runbook uses it or it has delivery history
+    (disable it instead: `PUT … {"is_enabled": false}`)."""
     await _tx(request, lambda c: delete_channel(c, channel_id=channel_id))
     return Response(status_code=204)
 

@@ -6,14 +6,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import apprise
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
-from monitoring_core.schema import notification_channels
+from monitoring_core.schema import (
+    alert_rules,
+    escalation_policies,
+    notification_channels,
+    notification_outbox,
+    runbooks,
+)
 
 __all__ = [
+    "ChannelInUse",
     "ChannelInvalid",
     "ChannelNotFound",
     "channel_to_api",
+    "channel_uses",
     "create_channel",
     "delete_channel",
     "get_channel",
@@ -32,6 +40,10 @@ class ChannelInvalid(ValueError):
 
 class ChannelNotFound(LookupError):
     pass
+
+
+class ChannelInUse(ValueError):
+    """A channel that rules, policies, runbooks or delivery history still refer to."""
 
 
 def validate_url(url: Any) -> bool:
@@ -115,11 +127,42 @@ def update_channel(conn: Connection, *, channel_id: int, body: dict[str, Any]) -
     return channel_to_api(row._mapping)
 
 
+def channel_uses(conn: Connection, *, channel_id: int) -> list[str]:
+    """What still refers to the channel: rules, escalation policies, runbook steps, and its
+    delivery history (which is kept: an audit trail)."""
+    rules = conn.execute(
+        select(alert_rules.c.alert_name).where(
+            alert_rules.c.notification_channels.any_() == channel_id
+        )
+    ).scalars()
+    in_steps = [{"channels": [channel_id]}]
+    policies = conn.execute(
+        select(escalation_policies.c.name).where(escalation_policies.c.steps.contains(in_steps))
+    ).scalars()
+    books = conn.execute(
+        select(runbooks.c.title).where(
+            runbooks.c.steps.contains([{"config": {"channels": [channel_id]}}])
+        )
+    ).scalars()
+    sent = conn.execute(
+        select(func.count())
+        .select_from(notification_outbox)
+        .where(notification_outbox.c.channel_id == channel_id)
+    ).scalar_one()
+    uses = [f"alert rule {n!r}" for n in rules] + [f"escalation policy {n!r}" for n in policies]
+    uses += [f"runbook {t!r}" for t in books]
+    return uses + ([f"{sent} notifications on record"] if sent else [])
+
+
 def delete_channel(conn: Connection, *, channel_id: int) -> None:
-    if not conn.execute(
-        delete(notification_channels).where(notification_channels.c.id == channel_id)
-    ).rowcount:
-        raise ChannelNotFound(channel_id)
+    """Delete an unused channel (ChannelNotFound, ChannelInUse: disable it instead)."""
+    get_channel(conn, channel_id=channel_id)
+    if uses := channel_uses(conn, channel_id=channel_id):
+        raise ChannelInUse(
+            f"channel {channel_id} is still used ({'; '.join(uses)}): "
+            "remove it from those, or disable it to keep its history"
+        )
+    conn.execute(delete(notification_channels).where(notification_channels.c.id == channel_id))
 
 
 def get_channel(conn: Connection, *, channel_id: int) -> dict[str, Any]:
