@@ -207,3 +207,21 @@ def test_it_queues_the_notifications_of_many_alerts_firing_at_once(engine: Engin
     assert (report.notifications, report.changes, report.stored) == (30, 30, 30)
     assert report_again.notifications == 0  # firing already notified: no repeat yet
     assert len(set(sent)) == 30 and stamped == [NOW] * 30
+
+
+def test_it_drops_notifications_for_a_channel_that_no_longer_exists(engine: Engine) -> None:
+    from sqlalchemy import delete
+
+    from monitoring_core.schema import notification_channels
+    from tests.alerting_support import channel
+
+    partitions_around(engine, NOW)
+    with engine.begin() as conn:
+        gone = channel(conn, "json://127.0.0.1:9/gone")
+        threshold_rule(conn, NOW, notification_channels=[gone])
+        conn.execute(delete(notification_channels))  # behind the API's back
+    point(engine, NOW - STEP, 500.0)
+    report = run_evaluation(engine, NOW, tz=TZ, public_url="http://ui.test")
+    assert report.notifications == 0 and report.errors == [f"unknown channels [{gone}]"]
+    with engine.connect() as conn:
+        assert conn.execute(select(alert_instances.c.status)).scalar_one() == "firing"

@@ -33,7 +33,7 @@ from monitoring_core.incidents.rules import severity_for_alert
 from monitoring_core.incidents.store import add_timeline_entry, open_incident
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import render_alert
-from monitoring_core.schema import alert_instances, incidents
+from monitoring_core.schema import alert_instances, incidents, notification_channels
 
 __all__ = [
     "Cycle",
@@ -364,7 +364,17 @@ def notify_alert(
 
 def flush_notifications(cycle: Cycle) -> None:
     """Write the queued outbox rows and stamp `last_notified_at`, one statement each."""
-    cycle.report.notifications += len(enqueue(cycle.conn, cycle.outbox))
+    wanted = {row["channel_id"] for row in cycle.outbox}
+    known = set(
+        cycle.conn.execute(
+            select(notification_channels.c.id).where(notification_channels.c.id.in_(wanted))
+        ).scalars()
+    ) if wanted else set()  # fmt: skip
+    if missing := wanted - known:  # e.g. an escalation policy naming a channel since deleted
+        log.warning("notifications for unknown channels %s dropped", sorted(missing))
+        cycle.report.errors.append(f"unknown channels {sorted(missing)}")
+    rows = [row for row in cycle.outbox if row["channel_id"] in known]
+    cycle.report.notifications += len(enqueue(cycle.conn, rows))
     if cycle.notified:
         cycle.conn.execute(
             update(alert_instances)
