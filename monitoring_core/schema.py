@@ -222,30 +222,24 @@ web_vitals = _partitioned(
 Index("ix_web_vitals_time", web_vitals.c.time, postgresql_using="brin")
 Index("ix_web_vitals_ingested", web_vitals.c.ingested_at, postgresql_using="brin")
 
-web_vitals_rollup_1h = Table(
-    "web_vitals_rollup_1h",
-    metadata,
-    Column("bucket", DateTime(timezone=True), primary_key=True),
-    Column("name", Text, primary_key=True),
-    Column("page_route", Text, primary_key=True),
-    Column("device_type", Text, primary_key=True),
-    Column("good", BigInteger, nullable=False),
-    Column("needs_improvement", BigInteger, nullable=False),
-    Column("poor", BigInteger, nullable=False),
-    *_histogram_cols(),
-)
-web_vitals_rollup_1d = Table(
-    "web_vitals_rollup_1d",
-    metadata,
-    Column("bucket", DateTime(timezone=True), primary_key=True),
-    Column("name", Text, primary_key=True),
-    Column("page_route", Text, primary_key=True),
-    Column("device_type", Text, primary_key=True),
-    Column("good", BigInteger, nullable=False),
-    Column("needs_improvement", BigInteger, nullable=False),
-    Column("poor", BigInteger, nullable=False),
-    *_histogram_cols(),
-)
+
+def _vitals_rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("bucket", DateTime(timezone=True), primary_key=True),
+        Column("name", Text, primary_key=True),
+        Column("page_route", Text, primary_key=True),
+        Column("device_type", Text, primary_key=True),
+        Column("good", BigInteger, nullable=False),
+        Column("needs_improvement", BigInteger, nullable=False),
+        Column("poor", BigInteger, nullable=False),
+        *_histogram_cols(),
+    )
+
+
+web_vitals_rollup_1h = _vitals_rollup("web_vitals_rollup_1h")
+web_vitals_rollup_1d = _vitals_rollup("web_vitals_rollup_1d")
 
 # ---------------------------------------------------------------- errors
 error_groups = Table(
