@@ -37,18 +37,6 @@ __all__ = [
 ]
 
 RETENTION_DAYS = 800  # as monitoring_core.retention keeps business_events
-ALLOWED_FIELDS = frozenset(
-    {
-        "event_type",
-        "user_id",
-        "organization_id",
-        "session_id",
-        "properties",
-        "revenue",
-        "currency",
-        "timestamp",
-    }
-)
 MAX_PROPERTIES_BYTES = 16_384
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:\-/ ]{1,100}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -64,6 +52,8 @@ COLUMNS = (
     "currency",
 )
 TYPES = ("timestamptz", "text", "text", "text", "text", "jsonb", "numeric", "text")
+# What a client may send: the columns, with `timestamp` for the stored `time`.
+ALLOWED_FIELDS = frozenset({*COLUMNS[1:], "timestamp"})
 
 
 @dataclass(frozen=True)
