@@ -17,6 +17,7 @@ from monitoring_core.alerts.silences import create_silence, list_silences
 from monitoring_core.alerts.store import list_active_alerts
 from monitoring_core.enums import Role
 from monitoring_core.notify.channels import list_channels
+from ui import actions as ui_actions
 from ui import auth, data, fmt, widgets
 
 user = auth.require_role(Role.VIEWER)
@@ -27,15 +28,14 @@ responder, admin = auth.has_role(Role.RESPONDER), auth.has_role(Role.ADMIN)
 
 def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     """Run an action as the signed-in user in one transaction, then reload fresh data."""
-    try:
-        with data.get_engine().begin() as conn:
-            action(conn, actor=user.username, role=user.role.value, now=datetime.now(UTC), **kwargs)
-    except (actions.ActionRefused, actions.PermissionDenied, RuleInvalid, ValueError) as exc:
-        st.session_state["alerts_flash"] = ("error", f"{label} failed: {exc}")
-    else:
-        st.session_state["alerts_flash"] = ("success", f"{label} done")
-    st.cache_data.clear()
-    st.rerun()
+    ui_actions.run(
+        "alerts_flash",
+        lambda conn: action(conn, actor=user.username, role=user.role.value,
+                            now=datetime.now(UTC), **kwargs),
+        done=f"{label} done",
+        failed=f"{label} failed: ",
+        refused=(actions.ActionRefused, actions.PermissionDenied, RuleInvalid, ValueError),
+    )  # fmt: skip
 
 
 def _age(moment: datetime | None) -> str:
@@ -77,8 +77,7 @@ def _alert_card(alert: dict, focused: bool) -> None:
 
 
 st.title("Alerts")
-if flash := st.session_state.pop("alerts_flash", None):
-    getattr(st, flash[0])(flash[1])
+ui_actions.show_flash("alerts_flash")
 active, history, rules_tab, silences_tab = st.tabs(["Active", "History", "Rules", "Silences"])
 
 with active:

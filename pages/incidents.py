@@ -14,6 +14,7 @@ from monitoring_core.enums import IncidentStatus, Role, WeddingImpact
 from monitoring_core.incidents import report, reports, runbooks, service
 from monitoring_core.incidents.lifecycle import TRANSITIONS
 from monitoring_core.incidents.queries import active_incidents, incident_detail, list_incidents
+from ui import actions as ui_actions
 from ui import auth, data, widgets
 
 user = auth.require_role(Role.VIEWER)
@@ -25,15 +26,14 @@ FLASH = "incidents_flash"
 
 def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     """Run an action as the signed-in user in one transaction, then reload fresh data."""
-    try:
-        with data.get_engine().begin() as conn:
-            action(conn, actor=user.username, role=user.role.value, now=datetime.now(UTC), **kwargs)
-    except (service.PermissionDenied, ValueError, LookupError) as exc:
-        st.session_state[FLASH] = ("error", f"{label} failed: {exc}")
-    else:
-        st.session_state[FLASH] = ("success", f"{label} done")
-    st.cache_data.clear()
-    st.rerun()
+    ui_actions.run(
+        FLASH,
+        lambda conn: action(conn, actor=user.username, role=user.role.value,
+                            now=datetime.now(UTC), **kwargs),
+        done=f"{label} done",
+        failed=f"{label} failed: ",
+        refused=(service.PermissionDenied, ValueError, LookupError),
+    )  # fmt: skip
 
 
 def run_runbook(label: str, flow: Callable[..., dict[str, Any]], **kwargs: Any) -> None:
@@ -230,8 +230,7 @@ def _report() -> None:
 
 
 st.title("Incidents")
-if flash := st.session_state.pop(FLASH, None):
-    getattr(st, flash[0])(flash[1])
+ui_actions.show_flash(FLASH)
 active_tab, detail_tab, report_tab = st.tabs(["Active", "Detail", "MTTA / MTTR"])
 active = data.read_or_stop(active_incidents, now=now)
 recent = data.read_or_stop(list_incidents, limit=200)

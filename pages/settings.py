@@ -32,35 +32,41 @@ from monitoring_core.notify.delivery import channel_health
 from monitoring_core.notify.templates import render_test
 from monitoring_core.notify.transport import send
 from monitoring_core.schema import escalation_policies
+from ui import actions as ui_actions
 from ui import auth, data, widgets
 
 auth.require_role(Role.VIEWER)
 user = auth.require_role(Role.ADMIN)
 settings = data.get_settings()
 now = widgets.current_now()
+FLASH = "settings_flash"
 
 st.title("Settings")
-if flash := st.session_state.pop("settings_flash", None):
-    getattr(st, flash[0])(flash[1])
+ui_actions.show_flash(FLASH)
 
 st.subheader("Notification channels")
 channels = data.read_or_stop(list_channels)
 health = {h["id"]: h for h in data.read_or_stop(channel_health, since=now - timedelta(days=1))}
 
 
+def _audited(
+    action: str, target: str | Callable[[Any], str], work: Callable[[Connection], Any]
+) -> Callable[[Connection], Any]:
+    """`work` followed by its audit row (`target`, or `target(result)`), in one transaction."""
+
+    def both(conn: Connection) -> Any:
+        result = work(conn)
+        record_audit(conn, actor=user.username, action=action, now=datetime.now(UTC),
+                     target=target(result) if callable(target) else target)  # fmt: skip
+        return result
+
+    return both
+
+
 def _change(label: str, action: str, channel_id: int, work: Callable[[Connection], Any]) -> None:
-    """Run one channel change with its audit row; show what happened after the rerun."""
-    try:
-        with data.get_engine().begin() as conn:
-            work(conn)
-            record_audit(conn, actor=user.username, action=action, target=f"channel:{channel_id}",
-                         now=datetime.now(UTC))  # fmt: skip
-    except (ChannelInUse, ChannelNotFound) as exc:
-        st.session_state["settings_flash"] = ("error", str(exc))
-    else:
-        st.session_state["settings_flash"] = ("success", label)
-    st.cache_data.clear()
-    st.rerun()
+    """One channel change with its audit row; what happened shows after the rerun."""
+    ui_actions.run(FLASH, _audited(action, f"channel:{channel_id}", work), done=label,
+                   refused=(ChannelInUse, ChannelNotFound))  # fmt: skip
 
 
 for channel in channels:
@@ -80,7 +86,7 @@ for channel in channels:
         kind, text = (
             ("success", "Test sent") if result.ok else ("error", f"Test failed: {result.error}")
         )
-        st.session_state["settings_flash"] = (kind, f"{channel['name']}: {text}")
+        st.session_state[FLASH] = (kind, f"{channel['name']}: {text}")
         st.rerun()
     if cols[3].button("Disable" if enabled else "Enable", key=f"toggle{cid}"):
         toggle = partial(update_channel, channel_id=cid, body={"is_enabled": not enabled})
@@ -101,17 +107,9 @@ with st.form("new_channel"):
         "Apprise URL (e.g. slack://…, mailto://…, json://host/path)", key="channel_url"
     )
     if st.form_submit_button("Add channel"):
-        try:
-            with data.get_engine().begin() as conn:
-                saved = create_channel(conn, body={"name": name, "url": url})
-                record_audit(conn, actor=user.username, action="channel.save", target=f"channel:{saved['id']}",
-                             now=datetime.now(UTC))  # fmt: skip
-        except ChannelInvalid as exc:
-            st.session_state["settings_flash"] = ("error", str(exc))
-        else:
-            st.session_state["settings_flash"] = ("success", f"Channel {saved['name']} added")
-        st.cache_data.clear()
-        st.rerun()
+        add = partial(create_channel, body={"name": name, "url": url})
+        ui_actions.run(FLASH, _audited("channel.save", lambda saved: f"channel:{saved['id']}", add),
+                       done=lambda saved: f"Channel {saved['name']} added", refused=(ChannelInvalid,))  # fmt: skip
 
 st.subheader("Escalation policies")
 policies = data.read_or_stop(views.policies)
@@ -126,19 +124,12 @@ with st.form("new_policy"):
     )
     wedding = st.checkbox("Use on Saturdays (wedding-day policy)")
     if st.form_submit_button("Add policy"):
-        try:
+
+        def add_policy(conn: Connection) -> None:
             parse_steps(json.loads(steps))
-            with data.get_engine().begin() as conn:
-                conn.execute(insert(escalation_policies).values(name=policy_name, steps=json.loads(steps),
-                                                                is_wedding_day=wedding))  # fmt: skip
-                record_audit(conn, actor=user.username, action="policy.create", target=policy_name,
-                             now=datetime.now(UTC))  # fmt: skip
-        except (ValueError, IntegrityError) as exc:
-            st.session_state["settings_flash"] = (
-                "error",
-                f"Policy not added: {str(exc).splitlines()[0]}",
-            )
-        else:
-            st.session_state["settings_flash"] = ("success", f"Policy {policy_name} added")
-        st.cache_data.clear()
-        st.rerun()
+            conn.execute(insert(escalation_policies).values(name=policy_name, steps=json.loads(steps),
+                                                            is_wedding_day=wedding))  # fmt: skip
+
+        ui_actions.run(FLASH, _audited("policy.create", policy_name, add_policy),
+                       done=f"Policy {policy_name} added", failed="Policy not added: ",
+                       refused=(ValueError, IntegrityError))  # fmt: skip

@@ -131,3 +131,25 @@ def test_it_disables_and_deletes_channels_in_settings(
         actions = conn.execute(select(audit_log.c.action)).scalars().all()
     assert left == [("used", False)]
     assert sorted(actions) == ["channel.delete", "channel.save"]
+
+
+def test_it_adds_an_escalation_policy_in_settings(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    from monitoring_core.schema import escalation_policies
+
+    at = logged_in_app(Role.ADMIN)
+    at.run()
+    at.switch_page("pages/settings.py").run()
+    at.text_input(key="policy_name").input("Night shift")
+    at.text_area(key="policy_steps").input("not json")
+    next(b for b in at.button if b.label == "Add policy").click().run()
+    assert any(e.value.startswith("Policy not added: ") for e in at.error)
+    at.text_area(key="policy_steps").input('[{"after_minutes": 0, "channels": []}]')
+    next(b for b in at.button if b.label == "Add policy").click().run()
+    assert not at.exception and any("Policy Night shift added" in s.value for s in at.success)
+    with engine.connect() as conn:
+        assert conn.execute(select(escalation_policies.c.name)).scalars().all() == ["Night shift"]
+        assert conn.execute(select(audit_log.c.action, audit_log.c.target)).all() == [
+            ("policy.create", "Night shift")
+        ]

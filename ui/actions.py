@@ -1,0 +1,40 @@
+"""Page actions: one transaction per button, and a message that survives the rerun."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import Connection
+
+from ui import data
+
+__all__ = ["run", "show_flash"]
+
+
+def run(
+    flash: str,
+    work: Callable[[Connection], Any],
+    *,
+    done: str | Callable[[Any], str],
+    refused: tuple[type[Exception], ...],
+    failed: str = "",
+) -> None:
+    """Run `work` in one transaction, leave what happened under `flash` (the first line of a
+    refusal, after `failed`; else `done`, or `done(result)`), clear cached reads and rerun."""
+    try:
+        with data.get_engine().begin() as conn:
+            result = work(conn)
+    except refused as exc:
+        st.session_state[flash] = ("error", f"{failed}{(str(exc).splitlines() or [''])[0]}")
+    else:
+        st.session_state[flash] = ("success", done(result) if callable(done) else done)
+    st.cache_data.clear()
+    st.rerun()
+
+
+def show_flash(flash: str) -> None:
+    """The message an action left before the rerun, once."""
+    if message := st.session_state.pop(flash, None):
+        getattr(st, message[0])(message[1])
