@@ -195,19 +195,21 @@ def _evaluate_rule(
     children = cycle.holds if rule.condition.type == "composite" else None
     results = []
     for key, (dims, points) in keyed.items():
-        state = state_of(existing.get(key))
+        row = existing.get(key)
+        state = state_of(row)
         decision = evaluate(rule, points, state, cycle.now, tz=cycle.tz, children=children)
-        _apply(cycle, rule, key, dims, decision, existing.get(key))
+        _apply(cycle, rule, key, dims, decision, row, state)
         results.append(decision.check.holds)
     for key, row in existing.items():
         if key in keyed:
             continue
+        state = state_of(row)
         if key == "" and grouped:  # the "no data at all" instance: data came back
             check = Check(False, None, None, "data is back")
-            decision = transition(rule, state_of(row), check, cycle.now, severity=row["severity"])
+            decision = transition(rule, state, check, cycle.now, severity=row["severity"])
         else:
-            decision = evaluate(rule, None, state_of(row), cycle.now, tz=cycle.tz)
-        _apply(cycle, rule, key, row.get("trigger_dimensions") or {}, decision, row)
+            decision = evaluate(rule, None, state, cycle.now, tz=cycle.tz)
+        _apply(cycle, rule, key, row.get("trigger_dimensions") or {}, decision, row, state)
     cycle.holds[rule.id] = True if True in results else (False if False in results else None)
     cycle.report.keys += len(keyed)
 
@@ -219,13 +221,14 @@ def _apply(
     dims: dict[str, str],
     decision: Decision,
     row: dict[str, Any] | None,
+    before: AlertState,
 ) -> None:
     """Queue the decision for `_store` unless nothing moved (most keys, most cycles)."""
     if (
         row is not None
         and not decision.notify
         and row["severity"] == decision.severity
-        and decision.state == state_of(row)
+        and decision.state == before
     ):
         return
     write = DecisionWrite(rule.id, key, dims, decision, row["id"] if row else None)

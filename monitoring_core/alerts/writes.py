@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, text, tuple_
+from sqlalchemy import Connection, insert, select, text, tuple_
 
 from monitoring_core.alerts.engine import AlertState, Decision
 from monitoring_core.schema import alert_events, alert_instances
@@ -112,7 +112,7 @@ def _update_existing(conn: Connection, writes: Sequence[DecisionWrite], now: dat
 def _existing_ids(conn: Connection, writes: Sequence[DecisionWrite]) -> dict:
     pairs = [(w.rule_id, w.alert_key) for w in writes]
     c = alert_instances.c
-    query = alert_instances.select().with_only_columns(c.id, c.alert_configuration_id, c.alert_key)
+    query = select(c.id, c.alert_configuration_id, c.alert_key)
     rows = conn.execute(query.where(tuple_(c.alert_configuration_id, c.alert_key).in_(pairs)))
     return {(r[1], r[2]): int(r[0]) for r in rows}
 
