@@ -1,5 +1,5 @@
-"""A database of its own for the health / Pushgateway benchmarks (the embedded server's
-`.data/bench` cluster, database `bench_health`), migrated and emptied."""
+"""Databases of the benchmarks' own on the embedded server's clusters (`.data/bench` unless
+told), so a benchmark never touches the data `make run` shows."""
 
 from __future__ import annotations
 
@@ -21,14 +21,26 @@ NAME = "bench_health"
 TABLES = ("health_checks", "metric_points", "metric_series", "api_keys", "audit_log")
 
 
-def bench_database() -> tuple[str, Engine]:
-    """(URL, engine) of a freshly emptied, migrated `bench_health` database."""
-    server = make_url(embedded_url(ROOT / ".data" / "bench"))
+def database_url(name: str, *, fresh: bool = True, cluster: str = "bench") -> str:
+    """URL of database `name`: dropped and created anew when `fresh`, else created if missing.
+    `name` is one of the benchmarks' constants (it is not a bound parameter in DDL)."""
+    server = make_url(embedded_url(ROOT / ".data" / cluster))
     admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (NAME,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{NAME}"')
-    url = server.set(database=NAME).render_as_string(hide_password=False)
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if (
+            fresh
+            or not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        ):
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return server.set(database=name).render_as_string(hide_password=False)
+
+
+def bench_database() -> tuple[str, Engine]:
+    """(URL, engine) of a freshly emptied, migrated `bench_health` database (health and
+    Pushgateway benchmarks)."""
+    url = database_url(NAME, fresh=False)
     engine = make_engine(url)
     migrate(engine, now=datetime.now(UTC), days_back=1)
     with engine.begin() as conn:

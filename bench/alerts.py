@@ -35,13 +35,12 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psycopg
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.accounts import create_api_key  # noqa: E402
 from monitoring_core.alerts import series as series_mod  # noqa: E402
 from monitoring_core.alerts.evaluation import evaluate_all  # noqa: E402
@@ -49,7 +48,7 @@ from monitoring_core.alerts.rules import rule_from_row  # noqa: E402
 from monitoring_core.alerts.store import create_rule, list_rules  # noqa: E402
 from monitoring_core.api.app import create_app  # noqa: E402
 from monitoring_core.config import load_settings  # noqa: E402
-from monitoring_core.db import embedded_url, make_engine  # noqa: E402
+from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
 from monitoring_core.notify.channels import create_channel  # noqa: E402
@@ -64,12 +63,7 @@ TZ_NAME = "Europe/London"
 
 
 def database(name: str = DB_NAME) -> tuple[str, Engine]:
-    server = make_url(embedded_url(ROOT / ".data" / "bench"))
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
+    url = database_url(name)
     engine = make_engine(url)
     migrate(engine, now=datetime.now(UTC), days_back=30)
     return url, engine

@@ -25,20 +25,19 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.business import adoption, anomalies, forecast, kpis, retention  # noqa: E402
 from monitoring_core.business.daily import rollup_days  # noqa: E402
 from monitoring_core.business.dashboard import business_dashboard, churn_risk_rows  # noqa: E402
 from monitoring_core.business.definitions import day_bounds, local_day  # noqa: E402
 from monitoring_core.business.funnels import funnel  # noqa: E402
 from monitoring_core.config import load_settings  # noqa: E402
-from monitoring_core.db import embedded_url, make_engine  # noqa: E402
+from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
 from monitoring_core.partitions import ensure_partitions  # noqa: E402
 
@@ -92,12 +91,7 @@ _GENERATE = text(
 
 
 def _database() -> Engine:
-    server = make_url(embedded_url(ROOT / ".data" / "bench"))
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    engine = make_engine(server.set(database=DB_NAME).render_as_string(hide_password=False))
+    engine = make_engine(database_url(DB_NAME))
     migrate(engine, now=datetime.now(UTC), days_back=1)
     return engine
 

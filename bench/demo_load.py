@@ -21,25 +21,16 @@ from pathlib import Path
 import psutil
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitoring_core.db import embedded_url, make_engine  # noqa: E402
+from bench._bench_db import database_url  # noqa: E402
+from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.demo import load_demo_data  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
 
 NAME, DAYS, BUDGET_S = "bench_demo", 30, 90.0
-
-
-def _fresh_database() -> str:
-    server = make_url(embedded_url(ROOT / ".data" / "bench"))
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{NAME}"')
-    return server.set(database=NAME).render_as_string(hide_password=False)
 
 
 def _copy_baseline(url: str, rows: int) -> float:
@@ -57,7 +48,7 @@ def _copy_baseline(url: str, rows: int) -> float:
 
 def main() -> None:
     logging.disable(logging.INFO)
-    url = _fresh_database()
+    url = database_url(NAME)
     engine = make_engine(url)
     now = datetime.now(UTC)
     migrate(engine, now=now)

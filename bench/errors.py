@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._api import start_api  # noqa: E402
+from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.accounts import create_api_key  # noqa: E402
-from monitoring_core.db import embedded_url, make_engine  # noqa: E402
+from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
 from monitoring_core.errors.ingest import prepare  # noqa: E402
 from monitoring_core.errors.scrub import Scrubber  # noqa: E402
@@ -256,15 +257,6 @@ def copy_rate(url: str, prepared: list[Any]) -> float:
     return rate
 
 
-def _database() -> str:
-    server = make_url(embedded_url(ROOT / ".data" / "bench-errors"))
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    return server.set(database=DB_NAME).render_as_string(hide_password=False)
-
-
 def _line(name: str, r: dict[str, float]) -> str:
     return (
         f"  {r['events_per_s']:>10,.0f} events/s {name} ({r['requests']} requests, "
@@ -274,7 +266,7 @@ def _line(name: str, r: dict[str, float]) -> str:
 
 
 def main() -> None:
-    url = _database()
+    url = database_url(DB_NAME, cluster="bench-errors")
     engine = make_engine(url)
     migrate(engine, now=datetime.now(UTC), days_back=1)
     with engine.begin() as conn:

@@ -19,16 +19,15 @@ from pathlib import Path
 
 import orjson
 import psutil
-import psycopg
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._api import start_api  # noqa: E402
+from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.accounts import create_api_key  # noqa: E402
-from monitoring_core.db import embedded_url, make_engine  # noqa: E402
+from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
 from monitoring_core.ingest.copy import copy_columns, copy_rows  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
@@ -215,18 +214,8 @@ def insert_rate(engine: Engine) -> float:
         return count / (time.perf_counter() - start)
 
 
-def _database() -> str:
-    """URL of the `bench_ingest` database on the embedded `.data/bench` cluster (created once)."""
-    server = make_url(embedded_url(ROOT / ".data" / "bench"))
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    return server.set(database=DB_NAME).render_as_string(hide_password=False)
-
-
 def main() -> None:
-    url = _database()
+    url = database_url(DB_NAME, fresh=False)  # created once, reused
     engine = make_engine(url)
     migrate(engine, now=datetime.now(UTC), days_back=1)
     with engine.begin() as conn:

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.db import embedded_url, make_engine  # noqa: E402
 from monitoring_core.metrics_query import query_metric  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
@@ -272,12 +273,7 @@ def _reusable(now: datetime) -> Engine | None:
 
 
 def _database(now: datetime) -> Engine:
-    server = _server()
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    engine = make_engine(server.set(database=DB_NAME).render_as_string(hide_password=False))
+    engine = make_engine(database_url(DB_NAME))
     migrate(engine, now=now, days_back=DAYS + 2)
     return engine
 
