@@ -37,12 +37,19 @@ def _children(settings: Settings) -> dict[str, list[str]]:
         "api": [py, "-m", "monitoring_core", "api", "--port", str(settings.api_port)],
         "worker": [py, "-m", "jobs.worker"],
         "ui": [
-            py, "-m", "streamlit", "run", "app.py",
-            "--server.port", str(settings.ui_port),
-            "--server.headless", "true",
-            "--browser.gatherUsageStats", "false",
+            py,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(settings.ui_port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
         ],
-    }  # fmt: skip
+    }
 
 
 def first_run_credentials(engine: Engine, settings: Settings) -> str | None:

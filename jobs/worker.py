@@ -64,9 +64,12 @@ class JobState:
 
     def as_status(self) -> dict[str, Any]:
         return {
-            "last_run": self.last_run, "ok": self.last_ok, "message": self.last_message,
-            "duration_ms": self.last_duration_ms, "failures": self.failures,
-        }  # fmt: skip
+            "last_run": self.last_run,
+            "ok": self.last_ok,
+            "message": self.last_message,
+            "duration_ms": self.last_duration_ms,
+            "failures": self.failures,
+        }
 
 
 class Worker:
@@ -100,9 +103,14 @@ class Worker:
         return ok
 
     def _remember(
-        self, job: Job, state: JobState, started: datetime, ok: bool, message: str | None,
+        self,
+        job: Job,
+        state: JobState,
+        started: datetime,
+        ok: bool,
+        message: str | None,
         duration_ms: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         state.failures = 0 if ok else state.failures + 1
         delay = backoff_seconds(self.intervals[job.name], state.failures)
         state.not_before = time.monotonic() + delay
@@ -127,9 +135,15 @@ class Worker:
                         "INSERT INTO job_runs (job, worker_id, started_at, duration_ms, ok, error) "
                         "VALUES (:j, :w, :s, :d, :ok, :e)"
                     ),
-                    {"j": name, "w": self.worker_id, "s": started, "d": duration_ms, "ok": ok,
-                     "e": error},
-                )  # fmt: skip
+                    {
+                        "j": name,
+                        "w": self.worker_id,
+                        "s": started,
+                        "d": duration_ms,
+                        "ok": ok,
+                        "e": error,
+                    },
+                )
         except Exception:  # the database may be down: the run is still logged
             log.warning("could not record the run of %s", name, exc_info=True)
 
@@ -149,9 +163,14 @@ class Worker:
                         "ON CONFLICT (worker_id) DO UPDATE SET last_seen = now(), "
                         "status = EXCLUDED.status"
                     ),
-                    {"w": self.worker_id, "h": socket.gethostname(), "p": os.getpid(),
-                     "s": self.started_at, "st": _json(status)},
-                )  # fmt: skip
+                    {
+                        "w": self.worker_id,
+                        "h": socket.gethostname(),
+                        "p": os.getpid(),
+                        "s": self.started_at,
+                        "st": _json(status),
+                    },
+                )
         except Exception:
             log.warning("heartbeat failed (database unreachable?)", exc_info=True)
 

@@ -52,11 +52,17 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
 # Raw tables whose rows feed rollups: the watermark of the same name must have passed them.
 ROLLED_UP = {"metric_points", "api_timings", "web_vitals"}
 _ROLLUP_TABLES = {
-    "api_rollup_1m": "rollup_1m", "api_total_1m": "rollup_1m",
-    "api_rollup_1h": "rollup_1h", "api_total_1h": "rollup_1h", "web_vitals_rollup_1h": "rollup_1h",
-    "api_rollup_6h": "rollup_1h", "api_total_6h": "rollup_1h",
-    "api_rollup_1d": "rollup_1d", "api_total_1d": "rollup_1d", "web_vitals_rollup_1d": "rollup_1d",
-}  # fmt: skip
+    "api_rollup_1m": "rollup_1m",
+    "api_total_1m": "rollup_1m",
+    "api_rollup_1h": "rollup_1h",
+    "api_total_1h": "rollup_1h",
+    "web_vitals_rollup_1h": "rollup_1h",
+    "api_rollup_6h": "rollup_1h",
+    "api_total_6h": "rollup_1h",
+    "api_rollup_1d": "rollup_1d",
+    "api_total_1d": "rollup_1d",
+    "web_vitals_rollup_1d": "rollup_1d",
+}
 
 
 @dataclass
@@ -155,8 +161,12 @@ def _delete_metric_rollups(
     conn: Connection, days: dict[str, int], now: datetime, report: RetentionReport
 ) -> None:
     shortest = conn.execute(text("SELECT min(retention_days) FROM metric_catalog")).scalar()
-    levels = (("metric_rollup_1m", "rollup_1m"), ("metric_rollup_1h", "rollup_1h"),
-              ("metric_rollup_6h", "rollup_1h"), ("metric_rollup_1d", "rollup_1d"))  # fmt: skip
+    levels = (
+        ("metric_rollup_1m", "rollup_1m"),
+        ("metric_rollup_1h", "rollup_1h"),
+        ("metric_rollup_6h", "rollup_1h"),
+        ("metric_rollup_1d", "rollup_1d"),
+    )
     for table, kind in levels:
         default = days[kind]
         keep = "coalesce(c.retention_days, :d)"

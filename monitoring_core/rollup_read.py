@@ -49,18 +49,24 @@ MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 SIX_HOURS = 6 * HOUR
 ROLLUP_TABLES: dict[str, tuple[tuple[timedelta, str], ...]] = {
     "api": (
-        (DAY, "api_rollup_1d"), (SIX_HOURS, "api_rollup_6h"), (HOUR, "api_rollup_1h"),
+        (DAY, "api_rollup_1d"),
+        (SIX_HOURS, "api_rollup_6h"),
+        (HOUR, "api_rollup_1h"),
         (MINUTE, "api_rollup_1m"),
     ),
     "api_total": (
-        (DAY, "api_total_1d"), (SIX_HOURS, "api_total_6h"), (HOUR, "api_total_1h"),
+        (DAY, "api_total_1d"),
+        (SIX_HOURS, "api_total_6h"),
+        (HOUR, "api_total_1h"),
         (MINUTE, "api_total_1m"),
     ),
     "metric": (
-        (DAY, "metric_rollup_1d"), (SIX_HOURS, "metric_rollup_6h"), (HOUR, "metric_rollup_1h"),
+        (DAY, "metric_rollup_1d"),
+        (SIX_HOURS, "metric_rollup_6h"),
+        (HOUR, "metric_rollup_1h"),
         (MINUTE, "metric_rollup_1m"),
     ),
-}  # fmt: skip
+}
 _EPOCH = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday: weekly buckets start on Mondays
 
 
@@ -170,9 +176,12 @@ def percentile_frame(
         return pd.DataFrame(columns=names)
     columns = dict(zip(result.keys(), zip(*rows, strict=True), strict=True))
     values = grouped_quantiles(
-        range(len(rows)), columns.pop("hist_keys"), columns.pop("hist_counts"), len(rows),
+        range(len(rows)),
+        columns.pop("hist_keys"),
+        columns.pop("hist_counts"),
+        len(rows),
         quantiles,
-    )  # fmt: skip
+    )
     frame = pd.DataFrame({name: list(col) for name, col in columns.items()})
     for j, q in enumerate(quantiles):
         frame[q_name(q)] = values[:, j]

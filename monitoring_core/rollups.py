@@ -188,7 +188,7 @@ FAMILIES: tuple[Family, ...] = (
                 "day",
                 ("name", "page_route", "device_type"),
             ),
-        ),  # fmt: skip
+        ),
     ),
 )
 UNITS = {"minute": MINUTE, "hour": HOUR, "6 hours": 6 * HOUR, "day": timedelta(days=1)}

@@ -30,12 +30,13 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     """Run an action as the signed-in user in one transaction, then reload fresh data."""
     ui_actions.run(
         "alerts_flash",
-        lambda conn: action(conn, actor=user.username, role=user.role.value,
-                            now=datetime.now(UTC), **kwargs),
+        lambda conn: action(
+            conn, actor=user.username, role=user.role.value, now=datetime.now(UTC), **kwargs
+        ),
         done=f"{label} done",
         failed=f"{label} failed: ",
         refused=(actions.ActionRefused, actions.PermissionDenied, RuleInvalid, ValueError),
-    )  # fmt: skip
+    )
 
 
 def _age(moment: datetime | None) -> str:
@@ -46,9 +47,11 @@ def _age(moment: datetime | None) -> str:
 def _alert_card(alert: dict, focused: bool) -> None:
     with st.container(border=True):
         key = f" · `{alert['alert_key']}`" if alert["alert_key"] else ""
-        st.markdown(f"{widgets.severity_badge(alert['severity'])} **{alert['alert_name']}**{key} "
-                    f"— {alert['status']} for {_age(alert['first_triggered_at'] or alert['pending_since'])}, "
-                    f"value {fmt.number(alert['trigger_value'])}, ×{alert['trigger_count']}")  # fmt: skip
+        st.markdown(
+            f"{widgets.severity_badge(alert['severity'])} **{alert['alert_name']}**{key} "
+            f"— {alert['status']} for {_age(alert['first_triggered_at'] or alert['pending_since'])}, "
+            f"value {fmt.number(alert['trigger_value'])}, ×{alert['trigger_count']}"
+        )
         if not responder:
             return
         aid = alert["id"]
@@ -97,16 +100,23 @@ with history:
         ["", "pending", "firing", "acknowledged", "suppressed", "resolved", "no_data", "expired"],
     )
     severity = c2.selectbox("Severity", ["", "critical", "high", "medium", "low", "info"])
-    frame = data.read_or_stop(views.history_frame, start=tr.start, end=tr.end,
-                              status=status or None, severity=severity or None)  # fmt: skip
+    frame = data.read_or_stop(
+        views.history_frame,
+        start=tr.start,
+        end=tr.end,
+        status=status or None,
+        severity=severity or None,
+    )
     st.dataframe(frame, hide_index=True, height=widgets.table_height(len(frame)))
 
 with rules_tab:
     rules = data.read_or_stop(views.rules_frame)
     for rule in rules:
         cols = st.columns([4, 1, 1])
-        cols[0].markdown(f"{widgets.severity_badge(rule['severity_level'])} **{rule['alert_name']}** "
-                         f"· {rule['condition_config'].get('type')} · {rule['metric_name'] or ''}")  # fmt: skip
+        cols[0].markdown(
+            f"{widgets.severity_badge(rule['severity_level'])} **{rule['alert_name']}** "
+            f"· {rule['condition_config'].get('type')} · {rule['metric_name'] or ''}"
+        )
         cols[1].write("enabled" if rule["is_enabled"] else "disabled")
         if admin and cols[2].button(
             "Disable" if rule["is_enabled"] else "Enable", key=f"tog{rule['id']}"
@@ -120,18 +130,35 @@ with rules_tab:
     if admin:
         st.subheader("New rule")
         template = st.selectbox("Template", ["(blank)", *TEMPLATES], key="rule_template")
-        base = TEMPLATES.get(template, {"alert_name": "", "severity_level": "medium", "condition_config":
-                             {"type": "threshold", "metric": "", "operator": "greater_than", "value": 0}})  # fmt: skip
+        base = TEMPLATES.get(
+            template,
+            {
+                "alert_name": "",
+                "severity_level": "medium",
+                "condition_config": {
+                    "type": "threshold",
+                    "metric": "",
+                    "operator": "greater_than",
+                    "value": 0,
+                },
+            },
+        )
         channels = data.read_or_stop(list_channels)
         with st.form("new_rule"):
             name = st.text_input("Name", base["alert_name"], key=f"rule_name_{template}")
-            severity_level = st.selectbox("Severity", ["critical", "high", "medium", "low", "info"],
-                                          index=["critical", "high", "medium", "low", "info"].index(base["severity_level"]))  # fmt: skip
+            severity_level = st.selectbox(
+                "Severity",
+                ["critical", "high", "medium", "low", "info"],
+                index=["critical", "high", "medium", "low", "info"].index(base["severity_level"]),
+            )
             config = st.text_area(
                 "condition_config (JSON)", json.dumps(base["condition_config"], indent=1)
             )
-            picked = st.multiselect("Channels", [c["id"] for c in channels],
-                                    format_func=lambda i: next(c["name"] for c in channels if c["id"] == i))  # fmt: skip
+            picked = st.multiselect(
+                "Channels",
+                [c["id"] for c in channels],
+                format_func=lambda i: next(c["name"] for c in channels if c["id"] == i),
+            )
             weekend = st.checkbox(
                 "Saturday: one severity higher", base.get("weekend_escalation", False)
             )
@@ -144,9 +171,15 @@ with rules_tab:
                 save.form_submit_button("Create"),
             )
         try:
-            body = {"alert_name": name, "severity_level": severity_level, "condition_config": json.loads(config),
-                    "notification_channels": picked, "weekend_escalation": weekend,
-                    "wedding_season_adjustment": season, "service_name": base.get("service_name")}  # fmt: skip
+            body = {
+                "alert_name": name,
+                "severity_level": severity_level,
+                "condition_config": json.loads(config),
+                "notification_channels": picked,
+                "weekend_escalation": weekend,
+                "wedding_season_adjustment": season,
+                "service_name": base.get("service_name"),
+            }
         except json.JSONDecodeError as exc:
             st.error(f"condition_config is not JSON: {exc}")
             st.stop()
@@ -169,8 +202,21 @@ with rules_tab:
 
 with silences_tab:
     silences = data.read_or_stop(list_silences, now=now)
-    st.dataframe(pd.DataFrame(silences, columns=["id", "matchers", "starts_at", "ends_at", "recurrence", "reason", "created_by"]),
-                 hide_index=True)  # fmt: skip
+    st.dataframe(
+        pd.DataFrame(
+            silences,
+            columns=[
+                "id",
+                "matchers",
+                "starts_at",
+                "ends_at",
+                "recurrence",
+                "reason",
+                "created_by",
+            ],
+        ),
+        hide_index=True,
+    )
     if responder:
         with st.form("new_silence"):
             label = st.selectbox("Match label", ["service", "alertname", "severity", "endpoint"])
@@ -179,6 +225,14 @@ with silences_tab:
             reason = st.text_input("Reason")
             if st.form_submit_button("Add silence"):
                 start = datetime.now(UTC)
-                act("Add silence", lambda conn, actor, role, now, **_: create_silence(
-                    conn, matchers=[{"name": label, "value": value, "is_regex": True}], starts_at=start,
-                    ends_at=start + timedelta(hours=hours), reason=reason, created_by=actor))  # fmt: skip
+                act(
+                    "Add silence",
+                    lambda conn, actor, role, now, **_: create_silence(
+                        conn,
+                        matchers=[{"name": label, "value": value, "is_regex": True}],
+                        starts_at=start,
+                        ends_at=start + timedelta(hours=hours),
+                        reason=reason,
+                        created_by=actor,
+                    ),
+                )

@@ -97,9 +97,10 @@ with right:
 
 st.subheader("Weekly retention by signup cohort")
 returning = st.selectbox(
-    "Returning on", ["any event", "form_completed", "journey_started", "feature_used"],
+    "Returning on",
+    ["any event", "form_completed", "journey_started", "feature_used"],
     key="biz_returning",
-)  # fmt: skip
+)
 event = None if returning == "any event" else returning
 grid = grid_rows(
     data.read_or_stop(retention_grid, today=local_day(now, tz), tz=tz, returning_event=event)
@@ -107,9 +108,14 @@ grid = grid_rows(
 if grid:
     weeks = [c for c in grid[0] if c.startswith("week_")]
     heat = go.Heatmap(
-        z=[[row.get(w) for w in weeks] for row in grid], x=weeks, y=[str(r["cohort"]) for r in grid],
-        colorscale="Blues", zmin=0, zmax=1, texttemplate="%{z:.0%}",
-    )  # fmt: skip
+        z=[[row.get(w) for w in weeks] for row in grid],
+        x=weeks,
+        y=[str(r["cohort"]) for r in grid],
+        colorscale="Blues",
+        zmin=0,
+        zmax=1,
+        texttemplate="%{z:.0%}",
+    )
     heatmap = go.Figure(heat).update_layout(height=420, margin={"t": 10, "b": 10})
     st.plotly_chart(heatmap, config=charts.PLOTLY_CONFIG)
     table_with_csv(grid, "retention")

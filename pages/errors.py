@@ -17,8 +17,13 @@ auth.require_role(Role.VIEWER)
 tr, tz = widgets.current_time_range(), data.get_settings().tz
 interval = widgets.chart_interval(tr)
 ALL = "All"
-SORTS = {"Last seen": "last_seen", "Events in range": "events", "Users": "users",
-         "Severity": "severity", "First seen": "first_seen"}  # fmt: skip
+SORTS = {
+    "Last seen": "last_seen",
+    "Events in range": "events",
+    "Users": "users",
+    "Severity": "severity",
+    "First seen": "first_seen",
+}
 st.title("Errors")
 
 stats = data.read_or_stop(
@@ -80,14 +85,33 @@ table["services"] = table["services"].map(", ".join)
 for column in ("first_seen", "last_seen"):
     table[column] = pd.to_datetime(table[column], utc=True).dt.tz_convert(tz)
 st.dataframe(
-    table[["id", "severity", "status", "error_type", "message_template", "services", "level",
-           "events", "event_count", "user_count", "organization_count", "first_seen", "last_seen"]],
+    table[
+        [
+            "id",
+            "severity",
+            "status",
+            "error_type",
+            "message_template",
+            "services",
+            "level",
+            "events",
+            "event_count",
+            "user_count",
+            "organization_count",
+            "first_seen",
+            "last_seen",
+        ]
+    ],
     hide_index=True,
     height=widgets.table_height(len(table)),
-    column_config={"message_template": "message", "events": "events in range",
-                   "event_count": "events ever", "user_count": "users",
-                   "organization_count": "organizations"},
-)  # fmt: skip
+    column_config={
+        "message_template": "message",
+        "events": "events in range",
+        "event_count": "events ever",
+        "user_count": "users",
+        "organization_count": "organizations",
+    },
+)
 
 labels = {g["id"]: f"#{g['id']} {g['error_type']}: {g['message_template'][:80]}" for g in groups}
 group_id = st.selectbox("Group", list(labels), format_func=labels.__getitem__, key="errors_group")
@@ -147,9 +171,14 @@ if auth.has_role(Role.RESPONDER):
     for slot, action in zip(st.columns(len(actions)), actions, strict=True):
         if slot.button(action.capitalize(), key=f"errors_{action}"):
             with data.get_engine().begin() as conn:
-                change_group_status(conn, group_id=group_id, action=action,
-                                    actor=f"user:{user.username if user else '?'}",
-                                    now=datetime.now(UTC), release=release.strip() or None)  # fmt: skip
+                change_group_status(
+                    conn,
+                    group_id=group_id,
+                    action=action,
+                    actor=f"user:{user.username if user else '?'}",
+                    now=datetime.now(UTC),
+                    release=release.strip() or None,
+                )
             st.cache_data.clear()
             st.session_state["errors_notice"] = f"Group #{group_id}: {action} done."
             st.rerun()

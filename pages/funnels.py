@@ -35,27 +35,42 @@ st.caption(
 
 seen = data.read_or_stop(event_types, start=start, end=end) or [e.value for e in EventType]
 steps = st.multiselect(
-    "Steps, in order", seen, default=[s for s in DEFAULT_STEPS if s in seen],
-    max_selections=MAX_STEPS, key="funnel_steps",
-)  # fmt: skip
+    "Steps, in order",
+    seen,
+    default=[s for s in DEFAULT_STEPS if s in seen],
+    max_selections=MAX_STEPS,
+    key="funnel_steps",
+)
 left, middle, right = st.columns(3)
 window_days = left.selectbox(
-    "Conversion window", [1, 3, 7, 14, 30], index=3, format_func=lambda d: f"{d} days",
+    "Conversion window",
+    [1, 3, 7, 14, 30],
+    index=3,
+    format_func=lambda d: f"{d} days",
     key="funnel_window",
-)  # fmt: skip
+)
 mode = middle.segmented_control(
-    "Order", ["ordered", "strict"], default="ordered", key="funnel_mode", required=True,
+    "Order",
+    ["ordered", "strict"],
+    default="ordered",
+    key="funnel_mode",
+    required=True,
     help="strict: each step must be the next funnel event (no other step's event in between)",
-)  # fmt: skip
+)
 breakdown_label = right.selectbox("Breakdown", list(BREAKDOWNS), key="funnel_breakdown")
 if len(steps) < 2:
     st.info("Pick at least two steps.")
     st.stop()
 
 result = data.read_or_stop(
-    funnel, steps=tuple(steps), start=start, end=end, window=timedelta(days=window_days),
-    mode=FunnelMode(mode or "ordered"), breakdown=BREAKDOWNS[breakdown_label],
-)  # fmt: skip
+    funnel,
+    steps=tuple(steps),
+    start=start,
+    end=end,
+    window=timedelta(days=window_days),
+    mode=FunnelMode(mode or "ordered"),
+    breakdown=BREAKDOWNS[breakdown_label],
+)
 first, last = result.steps[0], result.steps[-1]
 a, b, c = st.columns(3)
 a.metric("Entered", f"{first.users:,}", border=True)
@@ -65,10 +80,11 @@ c.metric("Median time to convert", "–" if median is None else f"{median / 3600
 
 figure = go.Figure(
     go.Funnel(
-        y=[f"{s.step}. {s.event_type}" for s in result.steps], x=[s.users for s in result.steps],
+        y=[f"{s.step}. {s.event_type}" for s in result.steps],
+        x=[s.users for s in result.steps],
         textinfo="value+percent initial+percent previous",
     )
-)  # fmt: skip
+)
 st.plotly_chart(
     figure.update_layout(height=340, margin={"t": 10, "b": 10}), config=charts.PLOTLY_CONFIG
 )
@@ -90,11 +106,14 @@ if result.breakdown:
     )
     st.plotly_chart(bars, config=charts.PLOTLY_CONFIG)
 table_with_csv(
-    result.rows(), "funnel",
+    result.rows(),
+    "funnel",
     column_config={
         "conversion_rate": st.column_config.NumberColumn("conversion", format="percent"),
         "step_conversion_rate": st.column_config.NumberColumn("from previous", format="percent"),
         "drop_off_rate": st.column_config.NumberColumn("drop-off", format="percent"),
-        "median_seconds_from_previous": st.column_config.NumberColumn("median s from previous", format="%.0f"),
+        "median_seconds_from_previous": st.column_config.NumberColumn(
+            "median s from previous", format="%.0f"
+        ),
     },
-)  # fmt: skip
+)

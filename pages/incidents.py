@@ -28,12 +28,13 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     """Run an action as the signed-in user in one transaction, then reload fresh data."""
     ui_actions.run(
         FLASH,
-        lambda conn: action(conn, actor=user.username, role=user.role.value,
-                            now=datetime.now(UTC), **kwargs),
+        lambda conn: action(
+            conn, actor=user.username, role=user.role.value, now=datetime.now(UTC), **kwargs
+        ),
         done=f"{label} done",
         failed=f"{label} failed: ",
         refused=(service.PermissionDenied, ValueError, LookupError),
-    )  # fmt: skip
+    )
 
 
 def run_runbook(label: str, flow: Callable[..., dict[str, Any]], **kwargs: Any) -> None:
@@ -66,9 +67,11 @@ def _active(items: list[dict[str, Any]]) -> None:
         st.success("No open incidents.", icon=":material/check_circle:")
     for inc in items:
         with st.container(border=True):
-            st.markdown(f"{widgets.severity_badge(inc['severity'])} **{inc['incident_number']}** "
-                        f"{inc['title']} — {inc['status']} · {_age(inc)} · "
-                        f"assignee: {inc['assigned_to'] or 'nobody'} · wedding impact: {inc['wedding_impact']}")  # fmt: skip
+            st.markdown(
+                f"{widgets.severity_badge(inc['severity'])} **{inc['incident_number']}** "
+                f"{inc['title']} — {inc['status']} · {_age(inc)} · "
+                f"assignee: {inc['assigned_to'] or 'nobody'} · wedding impact: {inc['wedding_impact']}"
+            )
 
 
 def _actions(inc: dict[str, Any]) -> None:
@@ -91,8 +94,13 @@ def _actions(inc: dict[str, Any]) -> None:
         summary = st.text_input("Resolution summary", key="inc_summary")
         cause = st.text_input("Root cause (optional)", key="inc_cause")
         if st.button("Resolve", key="inc_resolve"):
-            act("Resolve", service.resolve_incident, incident_id=iid, resolution_summary=summary,
-                root_cause=cause or None)  # fmt: skip
+            act(
+                "Resolve",
+                service.resolve_incident,
+                incident_id=iid,
+                resolution_summary=summary,
+                root_cause=cause or None,
+            )
 
 
 def _edit(inc: dict[str, Any]) -> None:
@@ -100,14 +108,20 @@ def _edit(inc: dict[str, Any]) -> None:
         sevs, impacts = ["SEV1", "SEV2", "SEV3", "SEV4"], [w.value for w in WeddingImpact]
         left, right = st.columns(2)
         sev = left.selectbox("Severity", sevs, index=sevs.index(inc["severity"]), key="ed_sev")
-        impact = right.selectbox("Wedding impact", impacts, index=impacts.index(inc["wedding_impact"]),
-                                 key="ed_impact")  # fmt: skip
-        users = left.number_input("Users affected (estimate)", 0, value=inc["affected_users_count"] or 0,
-                                  key="ed_users")  # fmt: skip
+        impact = right.selectbox(
+            "Wedding impact", impacts, index=impacts.index(inc["wedding_impact"]), key="ed_impact"
+        )
+        users = left.number_input(
+            "Users affected (estimate)", 0, value=inc["affected_users_count"] or 0, key="ed_users"
+        )
         tags = right.text_input("Tags (comma separated)", ", ".join(inc["tags"]), key="ed_tags")
         if st.button("Save changes", key="ed_save"):
-            body = {"severity": sev, "wedding_impact": impact, "affected_users_count": int(users),
-                    "tags": [t.strip() for t in tags.split(",") if t.strip()]}  # fmt: skip
+            body = {
+                "severity": sev,
+                "wedding_impact": impact,
+                "affected_users_count": int(users),
+                "tags": [t.strip() for t in tags.split(",") if t.strip()],
+            }
             act("Update", service.update_incident, incident_id=inc["id"], body=body)
 
 
@@ -118,19 +132,31 @@ def _runbooks(iid: int) -> None:
         st.caption("No runbook is attached to these services, rules or error groups.")
     for book in books:
         rate = runbooks.success_rate(book)
-        st.markdown(f"**{book['title']}** · success rate {'—' if rate is None else f'{rate:.0%}'}"
-                    f"{' · needs approval' if book['requires_approval'] else ''}"
-                    f"{' · wedding-day approved' if book['wedding_day_approved'] else ''}")  # fmt: skip
+        st.markdown(
+            f"**{book['title']}** · success rate {'—' if rate is None else f'{rate:.0%}'}"
+            f"{' · needs approval' if book['requires_approval'] else ''}"
+            f"{' · wedding-day approved' if book['wedding_day_approved'] else ''}"
+        )
         for i, step in enumerate(book["steps"]):
             left, right = st.columns([5, 1])
-            left.markdown(f"{i + 1}. {step['title']} (`{step['kind']}`"
-                          f"{', wedding-day safe' if step.get('wedding_day_safe') else ''})")  # fmt: skip
+            left.markdown(
+                f"{i + 1}. {step['title']} (`{step['kind']}`"
+                f"{', wedding-day safe' if step.get('wedding_day_safe') else ''})"
+            )
             if responder and right.button("Run", key=f"rb_run_{book['id']}_{i}"):
-                run_runbook("Runbook step", runbooks.run_step, incident_id=iid, runbook_id=book["id"],
-                            step_index=i, tz=tz)  # fmt: skip
+                run_runbook(
+                    "Runbook step",
+                    runbooks.run_step,
+                    incident_id=iid,
+                    runbook_id=book["id"],
+                    step_index=i,
+                    tz=tz,
+                )
     for ex in (e for e in execs if e["status"] == "awaiting_approval"):
-        st.warning(f"Step {ex['step_index'] + 1} of runbook {ex['runbook_id']} awaits approval "
-                   f"(requested by {ex['requested_by']})")  # fmt: skip
+        st.warning(
+            f"Step {ex['step_index'] + 1} of runbook {ex['runbook_id']} awaits approval "
+            f"(requested by {ex['requested_by']})"
+        )
         if responder and st.button("Approve and run", key=f"rb_approve_{ex['id']}"):
             run_runbook("Approval", runbooks.approve_execution, execution_id=ex["id"])
     if execs:
@@ -150,12 +176,21 @@ def _postmortem(inc: dict[str, Any]) -> None:
     elif text:
         st.markdown(text)
     if text:
-        st.download_button("Download Markdown", text, file_name=f"{inc['incident_number']}.md",
-                           mime="text/markdown", key="pm_download")  # fmt: skip
+        st.download_button(
+            "Download Markdown",
+            text,
+            file_name=f"{inc['incident_number']}.md",
+            mime="text/markdown",
+            key="pm_download",
+        )
     items = data.read_or_stop(report.list_action_items, incident_id=iid)
     for item in items:
-        done = st.checkbox(f"{item['title']} ({item['owner'] or 'no owner'})", item["is_done"],
-                           key=f"ai_{item['id']}", disabled=not responder)  # fmt: skip
+        done = st.checkbox(
+            f"{item['title']} ({item['owner'] or 'no owner'})",
+            item["is_done"],
+            key=f"ai_{item['id']}",
+            disabled=not responder,
+        )
         if done != item["is_done"]:
             act("Action item", report.set_action_item_done, item_id=item["id"], done=done)
     if responder:
@@ -172,10 +207,12 @@ def _detail(iid: int) -> None:
         st.error("That incident does not exist.")
         return
     st.subheader(f"{inc['incident_number']}: {inc['title']}")
-    st.markdown(f"{widgets.severity_badge(inc['severity'])} {inc['status']} · {_age(inc)} · "
-                f"services: {', '.join(inc['affected_services']) or '—'} · "
-                f"users affected: {inc['affected_users_count'] or 'unknown'} · "
-                f"wedding impact: **{inc['wedding_impact']}**{' · Saturday' if inc['is_saturday'] else ''}")  # fmt: skip
+    st.markdown(
+        f"{widgets.severity_badge(inc['severity'])} {inc['status']} · {_age(inc)} · "
+        f"services: {', '.join(inc['affected_services']) or '—'} · "
+        f"users affected: {inc['affected_users_count'] or 'unknown'} · "
+        f"wedding impact: **{inc['wedding_impact']}**{' · Saturday' if inc['is_saturday'] else ''}"
+    )
     timeline, links, books, pm = st.tabs(
         ["Timeline", "Alerts & errors", "Runbooks", "Post-incident report"]
     )
@@ -205,8 +242,12 @@ def _declare() -> None:
         services = st.text_input("Affected services (comma separated)", key="new_services")
         impact = st.selectbox("Wedding impact", [w.value for w in WeddingImpact], key="new_impact")
         if st.button("Declare", key="new_declare"):
-            body = {"title": title, "severity": severity, "wedding_impact": impact,
-                    "affected_services": [s.strip() for s in services.split(",") if s.strip()]}  # fmt: skip
+            body = {
+                "title": title,
+                "severity": severity,
+                "wedding_impact": impact,
+                "affected_services": [s.strip() for s in services.split(",") if s.strip()],
+            }
             act("Declare", lambda conn, **kw: service.create_incident(conn, body=body, tz=tz, **kw))
 
 
@@ -242,8 +283,10 @@ with detail_tab:
     choices = [i["id"] for i in active] + [
         i["id"] for i in recent if i["status"] in ("resolved", "closed")
     ]
-    labels = {i["id"]: f"{i['incident_number']} · {i['severity']} · {i['status']} · {i['title']}"
-              for i in [*active, *recent]}  # fmt: skip
+    labels = {
+        i["id"]: f"{i['incident_number']} · {i['severity']} · {i['status']} · {i['title']}"
+        for i in [*active, *recent]
+    }
     wanted = st.query_params.get("incident")  # notification links open their incident
     start = (
         choices.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in choices else 0

@@ -56,8 +56,13 @@ def _audited(
 
     def both(conn: Connection) -> Any:
         result = work(conn)
-        record_audit(conn, actor=user.username, action=action, now=datetime.now(UTC),
-                     target=target(result) if callable(target) else target)  # fmt: skip
+        record_audit(
+            conn,
+            actor=user.username,
+            action=action,
+            now=datetime.now(UTC),
+            target=target(result) if callable(target) else target,
+        )
         return result
 
     return both
@@ -65,8 +70,12 @@ def _audited(
 
 def _change(label: str, action: str, channel_id: int, work: Callable[[Connection], Any]) -> None:
     """One channel change with its audit row; what happened shows after the rerun."""
-    ui_actions.run(FLASH, _audited(action, f"channel:{channel_id}", work), done=label,
-                   refused=(ChannelInUse, ChannelNotFound))  # fmt: skip
+    ui_actions.run(
+        FLASH,
+        _audited(action, f"channel:{channel_id}", work),
+        done=label,
+        refused=(ChannelInUse, ChannelNotFound),
+    )
 
 
 for channel in channels:
@@ -108,8 +117,12 @@ with st.form("new_channel"):
     )
     if st.form_submit_button("Add channel"):
         add = partial(create_channel, body={"name": name, "url": url})
-        ui_actions.run(FLASH, _audited("channel.save", lambda saved: f"channel:{saved['id']}", add),
-                       done=lambda saved: f"Channel {saved['name']} added", refused=(ChannelInvalid,))  # fmt: skip
+        ui_actions.run(
+            FLASH,
+            _audited("channel.save", lambda saved: f"channel:{saved['id']}", add),
+            done=lambda saved: f"Channel {saved['name']} added",
+            refused=(ChannelInvalid,),
+        )
 
 st.subheader("Escalation policies")
 policies = data.read_or_stop(views.policies)
@@ -127,9 +140,16 @@ with st.form("new_policy"):
 
         def add_policy(conn: Connection) -> None:
             parse_steps(json.loads(steps))
-            conn.execute(insert(escalation_policies).values(name=policy_name, steps=json.loads(steps),
-                                                            is_wedding_day=wedding))  # fmt: skip
+            conn.execute(
+                insert(escalation_policies).values(
+                    name=policy_name, steps=json.loads(steps), is_wedding_day=wedding
+                )
+            )
 
-        ui_actions.run(FLASH, _audited("policy.create", policy_name, add_policy),
-                       done=f"Policy {policy_name} added", failed="Policy not added: ",
-                       refused=(ValueError, IntegrityError))  # fmt: skip
+        ui_actions.run(
+            FLASH,
+            _audited("policy.create", policy_name, add_policy),
+            done=f"Policy {policy_name} added",
+            failed="Policy not added: ",
+            refused=(ValueError, IntegrityError),
+        )

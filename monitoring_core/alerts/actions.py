@@ -96,9 +96,16 @@ def acknowledge_alert(
         .where(alert_instances.c.id == instance_id)
         .values(status="acknowledged", acknowledged_at=now, acknowledged_by=actor)
     )
-    record_event(conn, instance_id=instance_id, rule_id=alert["alert_configuration_id"], now=now,
-                 from_status=alert["status"], to_status="acknowledged", actor=actor,
-                 message=f"acknowledged by {actor}")  # fmt: skip
+    record_event(
+        conn,
+        instance_id=instance_id,
+        rule_id=alert["alert_configuration_id"],
+        now=now,
+        from_status=alert["status"],
+        to_status="acknowledged",
+        actor=actor,
+        message=f"acknowledged by {actor}",
+    )
     record_audit(
         conn, actor=actor, action="alert.acknowledge", target=f"alert:{instance_id}", now=now
     )
@@ -144,11 +151,24 @@ def suppress_alert(
         .where(alert_instances.c.id == instance_id)
         .values(status="suppressed", suppressed_until=until)
     )
-    record_event(conn, instance_id=instance_id, rule_id=alert["alert_configuration_id"], now=now,
-                 from_status=alert["status"], to_status="suppressed", actor=actor,
-                 message=f"suppressed until {until.isoformat()}: {reason}")  # fmt: skip
-    record_audit(conn, actor=actor, action="alert.suppress", target=f"alert:{instance_id}",
-                 details={"minutes": minutes, "reason": reason}, now=now)  # fmt: skip
+    record_event(
+        conn,
+        instance_id=instance_id,
+        rule_id=alert["alert_configuration_id"],
+        now=now,
+        from_status=alert["status"],
+        to_status="suppressed",
+        actor=actor,
+        message=f"suppressed until {until.isoformat()}: {reason}",
+    )
+    record_audit(
+        conn,
+        actor=actor,
+        action="alert.suppress",
+        target=f"alert:{instance_id}",
+        details={"minutes": minutes, "reason": reason},
+        now=now,
+    )
     _timeline(
         conn,
         alert,
@@ -192,16 +212,30 @@ def send_escalation_step(
         conn, now, tz, public_url, {rule.id: rule_row}, list_silences(conn, now=now), EvalReport()
     )
     view = {**alert, "severity": alert["severity"], "threshold": rule.condition.value}
-    sent = notify_alert(cycle, rule, view, alert.get("trigger_dimensions") or {}, "escalation",
-                        channels=channels, step=index)  # fmt: skip
+    sent = notify_alert(
+        cycle,
+        rule,
+        view,
+        alert.get("trigger_dimensions") or {},
+        "escalation",
+        channels=channels,
+        step=index,
+    )
     conn.execute(
         update(alert_instances)
         .where(alert_instances.c.id == alert["id"])
         .values(escalation_step=index + 1, last_escalated_at=now)
     )
-    record_event(conn, instance_id=alert["id"], rule_id=rule.id, now=now, from_status=alert["status"],
-                 to_status=alert["status"], actor=actor,
-                 message=f"escalated to step {index + 1}" + ("" if sent else " (silenced)"))  # fmt: skip
+    record_event(
+        conn,
+        instance_id=alert["id"],
+        rule_id=rule.id,
+        now=now,
+        from_status=alert["status"],
+        to_status=alert["status"],
+        actor=actor,
+        message=f"escalated to step {index + 1}" + ("" if sent else " (silenced)"),
+    )
     _timeline(
         conn, alert, "escalated", f"{alert['alert_name']} escalated to step {index + 1}", actor, now
     )
@@ -231,11 +265,25 @@ def escalate_alert(
     index = int(alert["escalation_step"])
     if step_due_at(steps, index, start=now, repeat=bool(policy and policy["repeat"])) is None:
         index = len(steps) - 1  # exhausted: re-page the last step
-    send_escalation_step(conn, alert=alert, rule_row=rule_row, index=index,
-                         channels=list(steps[index % len(steps)].channels), now=now, tz=tz,
-                         public_url=public_url, actor=actor)  # fmt: skip
-    record_audit(conn, actor=actor, action="alert.escalate", target=f"alert:{instance_id}",
-                 details={"step": index + 1}, now=now)  # fmt: skip
+    send_escalation_step(
+        conn,
+        alert=alert,
+        rule_row=rule_row,
+        index=index,
+        channels=list(steps[index % len(steps)].channels),
+        now=now,
+        tz=tz,
+        public_url=public_url,
+        actor=actor,
+    )
+    record_audit(
+        conn,
+        actor=actor,
+        action="alert.escalate",
+        target=f"alert:{instance_id}",
+        details={"step": index + 1},
+        now=now,
+    )
     return get_instance(conn, instance_id=instance_id)
 
 
@@ -244,8 +292,14 @@ def rule_create(
 ) -> dict[str, Any]:
     require_role(role, Role.ADMIN)
     rule = create_rule(conn, body=body, created_by=actor, now=now)
-    record_audit(conn, actor=actor, action="alert_rule.create", target=f"rule:{rule['id']}",
-                 details={"alert_name": rule["alert_name"]}, now=now)  # fmt: skip
+    record_audit(
+        conn,
+        actor=actor,
+        action="alert_rule.create",
+        target=f"rule:{rule['id']}",
+        details={"alert_name": rule["alert_name"]},
+        now=now,
+    )
     return rule
 
 
@@ -254,8 +308,14 @@ def rule_update(
 ) -> dict[str, Any]:
     require_role(role, Role.ADMIN)
     rule = update_rule(conn, rule_id=rule_id, body=body, now=now)
-    record_audit(conn, actor=actor, action="alert_rule.update", target=f"rule:{rule_id}",
-                 details={"fields": sorted(body)}, now=now)  # fmt: skip
+    record_audit(
+        conn,
+        actor=actor,
+        action="alert_rule.update",
+        target=f"rule:{rule_id}",
+        details={"fields": sorted(body)},
+        now=now,
+    )
     return rule
 
 

@@ -56,10 +56,14 @@ def _held(
     if rule.condition.type == "composite":
         return [d.check.holds for d in _composite_decisions(conn, rule, steps, tz, depth + 1)]
     per_key = [
-        [check_condition(rule, window, at, tz=tz).holds
-         for at, window in zip(steps, _windows(points, steps, series_mod.lookback(rule)), strict=True)]
+        [
+            check_condition(rule, window, at, tz=tz).holds
+            for at, window in zip(
+                steps, _windows(points, steps, series_mod.lookback(rule)), strict=True
+            )
+        ]
         for _dims, points in _keyed(conn, rule, steps[0], steps[-1]).values()
-    ]  # fmt: skip
+    ]
     return [
         True if True in held else (False if False in held else None)
         for held in zip(*per_key, strict=True)
@@ -95,9 +99,15 @@ def _after(decision: Decision, at: datetime) -> AlertState:
 
 
 def _event(at: datetime, alert_key: str, decision: Decision) -> dict[str, Any]:
-    return {"time": at, "alert_key": alert_key, "from_status": decision.from_status,
-            "to_status": decision.state.status, "notify": decision.notify,
-            "value": decision.check.value, "threshold": decision.check.threshold}  # fmt: skip
+    return {
+        "time": at,
+        "alert_key": alert_key,
+        "from_status": decision.from_status,
+        "to_status": decision.state.status,
+        "notify": decision.notify,
+        "value": decision.check.value,
+        "threshold": decision.check.threshold,
+    }
 
 
 def backtest(
@@ -112,8 +122,11 @@ def backtest(
     events: list[dict[str, Any]] = []
     if rule.condition.type == "composite":
         decisions = _composite_decisions(conn, rule, steps, tz, depth=1)
-        events = [_event(at, "", d) for at, d in zip(steps, decisions, strict=True)
-                  if d.changed or d.notify]  # fmt: skip
+        events = [
+            _event(at, "", d)
+            for at, d in zip(steps, decisions, strict=True)
+            if d.changed or d.notify
+        ]
         series = [
             {
                 "alert_key": "",
@@ -135,5 +148,10 @@ def backtest(
             for k, (_d, pts) in keyed.items()
         ]
     fired = [e for e in events if e["notify"] == "firing"]
-    return {"step_seconds": step.total_seconds(), "fired_count": len(fired), "fired": fired,
-            "events": events, "series": series}  # fmt: skip
+    return {
+        "step_seconds": step.total_seconds(),
+        "fired_count": len(fired),
+        "fired": fired,
+        "events": events,
+        "series": series,
+    }

@@ -41,11 +41,24 @@ def escalate_unacknowledged(
         if policy is None or alert["first_triggered_at"] is None:
             continue
         steps = parse_steps(policy["steps"])
-        due = due_steps(steps, done=int(alert["escalation_step"]), start=alert["first_triggered_at"],
-                        now=now, repeat=bool(policy["repeat"]))  # fmt: skip
+        due = due_steps(
+            steps,
+            done=int(alert["escalation_step"]),
+            start=alert["first_triggered_at"],
+            now=now,
+            repeat=bool(policy["repeat"]),
+        )
         for index, step in due:
-            send_escalation_step(conn, alert={**alert, "escalation_step": index}, rule_row=rule_row,
-                                 index=index, channels=list(step.channels), now=now, tz=tz,
-                                 public_url=public_url, actor=ACTOR)  # fmt: skip
+            send_escalation_step(
+                conn,
+                alert={**alert, "escalation_step": index},
+                rule_row=rule_row,
+                index=index,
+                channels=list(step.channels),
+                now=now,
+                tz=tz,
+                public_url=public_url,
+                actor=ACTOR,
+            )
             sent += 1
     return sent

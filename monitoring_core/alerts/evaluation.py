@@ -368,11 +368,15 @@ def notify_alert(
 def flush_notifications(cycle: Cycle) -> None:
     """Write the queued outbox rows and stamp `last_notified_at`, one statement each."""
     wanted = {row["channel_id"] for row in cycle.outbox}
-    known = set(
-        cycle.conn.execute(
-            select(notification_channels.c.id).where(notification_channels.c.id.in_(wanted))
-        ).scalars()
-    ) if wanted else set()  # fmt: skip
+    known = (
+        set(
+            cycle.conn.execute(
+                select(notification_channels.c.id).where(notification_channels.c.id.in_(wanted))
+            ).scalars()
+        )
+        if wanted
+        else set()
+    )
     if missing := wanted - known:  # e.g. an escalation policy naming a channel since deleted
         log.warning("notifications for unknown channels %s dropped", sorted(missing))
         cycle.report.errors.append(f"unknown channels {sorted(missing)}")

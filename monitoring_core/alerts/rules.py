@@ -134,8 +134,12 @@ def _type_specific(kind: str, cfg: Mapping[str, Any], out: dict[str, Any], probl
         if not isinstance(wanted, dict):
             problems.append({"field": "condition_config.filter", "message": "must be an object"})
         elif unknown := sorted((set(wanted) | set(cfg.get("group_by") or [])) - PATTERN_DIMENSIONS):
-            problems.append({"field": "condition_config.filter",
-                             "message": f"unknown error dimensions {unknown}; use {sorted(PATTERN_DIMENSIONS)}"})  # fmt: skip
+            problems.append(
+                {
+                    "field": "condition_config.filter",
+                    "message": f"unknown error dimensions {unknown}; use {sorted(PATTERN_DIMENSIONS)}",
+                }
+            )
     if kind == "composite":
         children = cfg.get("rules")
         if (

@@ -106,8 +106,10 @@ def for_rule(rule: Rule, key: FetchKey, grouped: Grouped) -> Keyed:
     """The groups of a shared read that belong to this rule, by its alert keys."""
     cond = rule.condition
     if key.kind == "pattern":
-        return {alert_key(cond.group_by, v): (dict(zip(cond.group_by, v, strict=True)), pts)
-                for v, pts in grouped.items()}  # fmt: skip
+        return {
+            alert_key(cond.group_by, v): (dict(zip(cond.group_by, v, strict=True)), pts)
+            for v, pts in grouped.items()
+        }
     wanted = {key.dims.index(name): str(value) for name, value in cond.filters.items()}
     picks = [key.dims.index(name) for name in cond.group_by]
     out: Keyed = {}
@@ -145,8 +147,9 @@ class SeriesReader:
 
     def prefetch(self) -> None:
         """Read the raw points of every metric in `raw_spans` at once."""
-        wanted = {m: self._since(span) for m, span in self.raw_spans.items()
-                  if m not in self.raw_cache}  # fmt: skip
+        wanted = {
+            m: self._since(span) for m, span in self.raw_spans.items() if m not in self.raw_cache
+        }
         self.raw_cache.update(read_raw(self.conn, wanted, now=self.now, limit=RAW_LIMIT))
 
     def _raw(self, metric: str) -> RawMetric | None:
@@ -182,9 +185,14 @@ class SeriesReader:
         }
 
     def _rollups(self, key: FetchKey, tr: TimeRange) -> dict[tuple, dict[datetime, float]]:
-        frame = query_metric(self.conn, metric_name=key.metric, aggregation=key.aggregation,
-                             interval="1h" if key.kind == "hour" else "1m", tr=tr,
-                             group_by=list(key.dims))  # fmt: skip
+        frame = query_metric(
+            self.conn,
+            metric_name=key.metric,
+            aggregation=key.aggregation,
+            interval="1h" if key.kind == "hour" else "1m",
+            tr=tr,
+            group_by=list(key.dims),
+        )
         out: dict[tuple, dict[datetime, float]] = defaultdict(dict)
         if not len(frame):
             return out
@@ -215,10 +223,14 @@ class SeriesReader:
         return dict(points)
 
     def _pattern(self, key: FetchKey, span: timedelta) -> Grouped:
-        counts = error_count_series(self.conn, start=self.now - span,
-                                    end=self.now + timedelta(microseconds=1),  # its end is exclusive
-                                    filters=json.loads(key.filters), group_by=list(key.dims),
-                                    interval=RAW_STEP)  # fmt: skip
+        counts = error_count_series(
+            self.conn,
+            start=self.now - span,
+            end=self.now + timedelta(microseconds=1),  # its end is exclusive
+            filters=json.loads(key.filters),
+            group_by=list(key.dims),
+            interval=RAW_STEP,
+        )
         return {v: [Point(min(b, self.now), float(n)) for b, n in pts] for v, pts in counts.items()}
 
     def reads_database(self, key: FetchKey, span: timedelta) -> bool:

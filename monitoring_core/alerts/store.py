@@ -250,12 +250,29 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(("critical", "high", "medium", "low
 def instance_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
     """An instance in the contract's `alert_instances` shape (plus what the UI needs)."""
     keys = (
-        "id", "alert_configuration_id", "alert_key", "status", "trigger_count",
-        "first_triggered_at", "last_triggered_at", "resolved_at", "trigger_value",
-        "trigger_dimensions", "alert_name", "severity_level", "severity", "acknowledged_at",
-        "acknowledged_by", "suppressed_until", "escalation_step", "incident_id",
-        "service_name", "metric_name", "pending_since", "last_notified_at",
-    )  # fmt: skip
+        "id",
+        "alert_configuration_id",
+        "alert_key",
+        "status",
+        "trigger_count",
+        "first_triggered_at",
+        "last_triggered_at",
+        "resolved_at",
+        "trigger_value",
+        "trigger_dimensions",
+        "alert_name",
+        "severity_level",
+        "severity",
+        "acknowledged_at",
+        "acknowledged_by",
+        "suppressed_until",
+        "escalation_step",
+        "incident_id",
+        "service_name",
+        "metric_name",
+        "pending_since",
+        "last_notified_at",
+    )
     return {k: row.get(k) for k in keys}
 
 

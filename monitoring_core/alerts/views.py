@@ -29,8 +29,17 @@ def history_frame(
 ) -> pd.DataFrame:
     """Alert events in the range, newest first, as a table for the page."""
     rows = list_alert_history(conn, start=start, end=end, status=status, severity=severity)
-    columns = ["time", "alert_name", "alert_key", "severity_level", "from_status", "to_status",
-               "value", "actor", "message"]  # fmt: skip
+    columns = [
+        "time",
+        "alert_name",
+        "alert_key",
+        "severity_level",
+        "from_status",
+        "to_status",
+        "value",
+        "actor",
+        "message",
+    ]
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
 
 

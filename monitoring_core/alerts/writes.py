@@ -132,8 +132,11 @@ def save_decisions(
         if raced:  # inserted by someone else since we looked: update those rows instead
             found = _existing_ids(conn, raced)
             ids.update(found)
-            updates += [replace(w, instance_id=found[(w.rule_id, w.alert_key)])
-                        for w in raced if (w.rule_id, w.alert_key) in found]  # fmt: skip
+            updates += [
+                replace(w, instance_id=found[(w.rule_id, w.alert_key)])
+                for w in raced
+                if (w.rule_id, w.alert_key) in found
+            ]
     if updates:
         _update_existing(conn, updates, now)
     events = [

@@ -139,8 +139,12 @@ async def test_rule(request: Request, rule_id: int) -> Response:
     params = {**request.query_params, **{k: v for k, v in body.items() if isinstance(v, str)}}
     now = _now()
     try:
-        span = parse_time_range(params.get("timeRange") or ("24h" if "from" not in params else None),
-                                now=now, start=params.get("from"), end=params.get("to"))  # fmt: skip
+        span = parse_time_range(
+            params.get("timeRange") or ("24h" if "from" not in params else None),
+            now=now,
+            start=params.get("from"),
+            end=params.get("to"),
+        )
     except ValueError as exc:
         return _invalid([{"field": "timeRange", "message": str(exc)}])
     settings = request.app.state.settings
@@ -165,8 +169,14 @@ async def active_alerts(request: Request) -> Response:
 @admin.post("/api/admin/alerts/{instance_id}/acknowledge", summary="Acknowledge: stop escalation")
 async def acknowledge(request: Request, instance_id: int) -> Response:
     actor, now = _actor(request), _now()
-    return _json(await _tx(request, lambda c: actions.acknowledge_alert(
-        c, instance_id=instance_id, actor=actor, role="admin", now=now)))  # fmt: skip
+    return _json(
+        await _tx(
+            request,
+            lambda c: actions.acknowledge_alert(
+                c, instance_id=instance_id, actor=actor, role="admin", now=now
+            ),
+        )
+    )
 
 
 @admin.post(
@@ -188,17 +198,39 @@ async def suppress(request: Request, instance_id: int) -> Response:
     if problems:
         return _invalid(problems)
     duration = float(minutes)  # type: ignore[arg-type]  # checked above
-    return _json(await _tx(request, lambda c: actions.suppress_alert(
-        c, instance_id=instance_id, actor=actor, role="admin", now=now, minutes=duration,
-        reason=body["reason"])))  # fmt: skip
+    return _json(
+        await _tx(
+            request,
+            lambda c: actions.suppress_alert(
+                c,
+                instance_id=instance_id,
+                actor=actor,
+                role="admin",
+                now=now,
+                minutes=duration,
+                reason=body["reason"],
+            ),
+        )
+    )
 
 
 @admin.post("/api/admin/alerts/{instance_id}/escalate", summary="Climb one escalation step now")
 async def escalate(request: Request, instance_id: int) -> Response:
     actor, now, settings = _actor(request), _now(), request.app.state.settings
-    return _json(await _tx(request, lambda c: actions.escalate_alert(
-        c, instance_id=instance_id, actor=actor, role="admin", now=now, tz=settings.tz,
-        public_url=settings.public_url)))  # fmt: skip
+    return _json(
+        await _tx(
+            request,
+            lambda c: actions.escalate_alert(
+                c,
+                instance_id=instance_id,
+                actor=actor,
+                role="admin",
+                now=now,
+                tz=settings.tz,
+                public_url=settings.public_url,
+            ),
+        )
+    )
 
 
 @live.get("/api/monitoring/live/alerts", summary="Active alerts with counts by severity")
@@ -218,10 +250,19 @@ async def _save_channel(request: Request, channel_id: int | None) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
 
     def work(conn: Connection) -> dict[str, Any]:
-        saved = (create_channel(conn, body=body) if channel_id is None
-                 else update_channel(conn, channel_id=channel_id, body=body))  # fmt: skip
-        record_audit(conn, actor=actor, action="channel.save", target=f"channel:{saved['id']}",
-                     details={"name": saved["name"]}, now=now)  # fmt: skip
+        saved = (
+            create_channel(conn, body=body)
+            if channel_id is None
+            else update_channel(conn, channel_id=channel_id, body=body)
+        )
+        record_audit(
+            conn,
+            actor=actor,
+            action="channel.save",
+            target=f"channel:{saved['id']}",
+            details={"name": saved["name"]},
+            now=now,
+        )
         return saved
 
     try:
@@ -255,9 +296,18 @@ async def test_channel(request: Request, channel_id: int) -> Response:
     message = render_test(channel["name"], public_url=request.app.state.settings.public_url)
     result = await run_in_threadpool(send, channel["url"], title=message.title, body=message.body)
     now = _now()
-    await _tx(request, lambda c: c.execute(insert(notification_deliveries).values(
-        channel_id=channel_id, attempted_at=now, status="sent" if result.ok else "failed",
-        latency_ms=result.latency_ms, error=result.error)))  # fmt: skip
+    await _tx(
+        request,
+        lambda c: c.execute(
+            insert(notification_deliveries).values(
+                channel_id=channel_id,
+                attempted_at=now,
+                status="sent" if result.ok else "failed",
+                latency_ms=result.latency_ms,
+                error=result.error,
+            )
+        ),
+    )
     return _json({"ok": result.ok, "latency_ms": result.latency_ms, "error": result.error})
 
 
@@ -293,9 +343,15 @@ async def post_silence(request: Request) -> Response:
         ends = starts + timedelta(minutes=duration)
 
     def work(conn: Connection) -> int:
-        silence_id = create_silence(conn, matchers=body.get("matchers", []), starts_at=starts, ends_at=ends,
-                                    reason=str(body.get("reason", "")), created_by=actor,
-                                    recurrence=body.get("recurrence"))  # fmt: skip
+        silence_id = create_silence(
+            conn,
+            matchers=body.get("matchers", []),
+            starts_at=starts,
+            ends_at=ends,
+            reason=str(body.get("reason", "")),
+            created_by=actor,
+            recurrence=body.get("recurrence"),
+        )
         record_audit(
             conn, actor=actor, action="silence.create", target=f"silence:{silence_id}", now=now
         )
@@ -317,8 +373,13 @@ async def remove_silence(request: Request, silence_id: int) -> Response:
 
 @admin.get("/api/admin/escalation-policies", summary="Escalation policies")
 async def get_policies(request: Request) -> Response:
-    rows = await _tx(request, lambda c: [dict(r._mapping) for r in c.execute(
-        select(escalation_policies).order_by(escalation_policies.c.id))])  # fmt: skip
+    rows = await _tx(
+        request,
+        lambda c: [
+            dict(r._mapping)
+            for r in c.execute(select(escalation_policies).order_by(escalation_policies.c.id))
+        ],
+    )
     return _json({"policies": rows})
 
 
@@ -332,11 +393,23 @@ async def post_policy(request: Request) -> Response:
             raise ValueError("name is required")
     except ValueError as exc:
         return _invalid([{"field": "steps", "message": str(exc)}])
-    values = {"name": body["name"].strip(), "steps": body["steps"], "repeat": bool(body.get("repeat")),
-              "is_wedding_day": bool(body.get("is_wedding_day"))}  # fmt: skip
+    values = {
+        "name": body["name"].strip(),
+        "steps": body["steps"],
+        "repeat": bool(body.get("repeat")),
+        "is_wedding_day": bool(body.get("is_wedding_day")),
+    }
     try:
-        row = await _tx(request, lambda c: dict(c.execute(
-            insert(escalation_policies).values(**values).returning(*escalation_policies.c)).one()._mapping))  # fmt: skip
+        row = await _tx(
+            request,
+            lambda c: dict(
+                c.execute(
+                    insert(escalation_policies).values(**values).returning(*escalation_policies.c)
+                )
+                .one()
+                ._mapping
+            ),
+        )
     except IntegrityError:
         return _invalid([{"field": "name", "message": "a policy with this name exists"}])
     return _json(row, status_code=201)

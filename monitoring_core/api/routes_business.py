@@ -185,9 +185,16 @@ async def business_funnels(
     period = _period(request, time_range, start, end)
     lo, hi = day_bounds(period.first, period.last, request.app.state.settings.tz)
     result = await _read(
-        request, funnel, steps=names, start=lo, end=min(hi, datetime.now(UTC)), window=span,
-        mode=funnel_mode, breakdown=breakdown or None, top=top,
-    )  # fmt: skip
+        request,
+        funnel,
+        steps=names,
+        start=lo,
+        end=min(hi, datetime.now(UTC)),
+        window=span,
+        mode=funnel_mode,
+        breakdown=breakdown or None,
+        top=top,
+    )
     if format == "csv":
         return _table(result.rows(), format, "funnel", "rows")
     return {

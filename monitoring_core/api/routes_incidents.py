@@ -87,11 +87,20 @@ async def get_incidents(request: Request) -> Response:
     limit = q.get("limit", "200")
     if not limit.isdigit():
         return _invalid([{"field": "limit", "message": "must be a positive integer"}])
-    rows = await _tx(request, lambda c: list_incidents(
-        c, status=q.get("status"), severity=q.get("severity"), service=q.get("service"),
-        wedding_impact=q.get("wedding_impact"), start=span.start if span else None,
-        end=span.end if span else None, active_only=q.get("active") == "true", limit=int(limit),
-    ))  # fmt: skip
+    rows = await _tx(
+        request,
+        lambda c: list_incidents(
+            c,
+            status=q.get("status"),
+            severity=q.get("severity"),
+            service=q.get("service"),
+            wedding_impact=q.get("wedding_impact"),
+            start=span.start if span else None,
+            end=span.end if span else None,
+            active_only=q.get("active") == "true",
+            limit=int(limit),
+        ),
+    )
     return _json({"incidents": [incident_to_api(r, now) for r in rows]})
 
 
@@ -99,16 +108,25 @@ async def get_incidents(request: Request) -> Response:
 async def post_incident(request: Request) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
     tz = request.app.state.settings.tz
-    return await _act(request, lambda c: incident_to_api(service.create_incident(
-        c, body=body, actor=actor, role=ROLE, now=now, tz=tz), now), 201)  # fmt: skip
+    return await _act(
+        request,
+        lambda c: incident_to_api(
+            service.create_incident(c, body=body, actor=actor, role=ROLE, now=now, tz=tz), now
+        ),
+        201,
+    )
 
 
 @admin.get(BASE + "/report", summary="MTTA/MTTR by severity and month, counts")
 async def get_report(request: Request) -> Response:
     q, now = request.query_params, _now()
     try:
-        span = parse_time_range(q.get("timeRange") or ("30d" if not q.get("from") else None),
-                                now=now, start=q.get("from"), end=q.get("to"))  # fmt: skip
+        span = parse_time_range(
+            q.get("timeRange") or ("30d" if not q.get("from") else None),
+            now=now,
+            start=q.get("from"),
+            end=q.get("to"),
+        )
     except ValueError as exc:
         return _invalid([{"field": "timeRange", "message": str(exc)}])
     tz = request.app.state.settings.tz
@@ -123,8 +141,10 @@ async def get_report(request: Request) -> Response:
 )
 async def get_incident(request: Request, incident_id: int) -> Response:
     now, internal = _now(), request.query_params.get("public") != "true"
-    detail = await _tx(request, lambda c: incident_detail(
-        c, incident_id=incident_id, now=now, include_internal=internal))  # fmt: skip
+    detail = await _tx(
+        request,
+        lambda c: incident_detail(c, incident_id=incident_id, now=now, include_internal=internal),
+    )
     if detail is None:
         raise HTTPException(404, f"not found: incident {incident_id}")
     return _json(detail)
@@ -133,8 +153,15 @@ async def get_incident(request: Request, incident_id: int) -> Response:
 @admin.put(BASE + "/{incident_id}", summary="Change severity, impact, services, users, tags")
 async def put_incident(request: Request, incident_id: int) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
-    return await _act(request, lambda c: incident_to_api(service.update_incident(
-        c, incident_id=incident_id, body=body, actor=actor, role=ROLE, now=now), now))  # fmt: skip
+    return await _act(
+        request,
+        lambda c: incident_to_api(
+            service.update_incident(
+                c, incident_id=incident_id, body=body, actor=actor, role=ROLE, now=now
+            ),
+            now,
+        ),
+    )
 
 
 @admin.put(BASE + "/{incident_id}/status", summary="Move along open → … → closed")
@@ -143,9 +170,21 @@ async def put_status(request: Request, incident_id: int) -> Response:
     status, message = body.get("status"), body.get("message", "")
     if not isinstance(status, str) or not isinstance(message, str):
         return _invalid([{"field": "status", "message": "status (and message) must be strings"}])
-    return await _act(request, lambda c: incident_to_api(service.change_status(
-        c, incident_id=incident_id, status=status, actor=actor, role=ROLE, now=now,
-        message=message), now))  # fmt: skip
+    return await _act(
+        request,
+        lambda c: incident_to_api(
+            service.change_status(
+                c,
+                incident_id=incident_id,
+                status=status,
+                actor=actor,
+                role=ROLE,
+                now=now,
+                message=message,
+            ),
+            now,
+        ),
+    )
 
 
 @admin.post(BASE + "/{incident_id}/timeline", status_code=201, summary="Add a timeline entry")
@@ -157,11 +196,29 @@ async def post_timeline(request: Request, incident_id: int) -> Response:
         body.get("kind", "note"),
     )
     if not isinstance(message, str) or not isinstance(public, bool) or not isinstance(kind, str):
-        return _invalid([{"field": "message", "message": "message (string) is required; "
-                          "is_public is a boolean, kind a string"}])  # fmt: skip
-    return await _act(request, lambda c: service.add_note(
-        c, incident_id=incident_id, message=message, actor=actor, role=ROLE, now=now,
-        is_public=public, kind=kind), 201)  # fmt: skip
+        return _invalid(
+            [
+                {
+                    "field": "message",
+                    "message": "message (string) is required; "
+                    "is_public is a boolean, kind a string",
+                }
+            ]
+        )
+    return await _act(
+        request,
+        lambda c: service.add_note(
+            c,
+            incident_id=incident_id,
+            message=message,
+            actor=actor,
+            role=ROLE,
+            now=now,
+            is_public=public,
+            kind=kind,
+        ),
+        201,
+    )
 
 
 @admin.post(BASE + "/{incident_id}/resolve", summary="Resolve with a summary")
@@ -170,16 +227,35 @@ async def post_resolve(request: Request, incident_id: int) -> Response:
     summary, cause = body.get("resolution_summary"), body.get("root_cause")
     if not isinstance(summary, str) or (cause is not None and not isinstance(cause, str)):
         return _invalid([{"field": "resolution_summary", "message": "is required (string)"}])
-    return await _act(request, lambda c: incident_to_api(service.resolve_incident(
-        c, incident_id=incident_id, resolution_summary=summary, root_cause=cause, actor=actor,
-        role=ROLE, now=now), now))  # fmt: skip
+    return await _act(
+        request,
+        lambda c: incident_to_api(
+            service.resolve_incident(
+                c,
+                incident_id=incident_id,
+                resolution_summary=summary,
+                root_cause=cause,
+                actor=actor,
+                role=ROLE,
+                now=now,
+            ),
+            now,
+        ),
+    )
 
 
 @admin.post(BASE + "/{incident_id}/acknowledge", summary="Acknowledge (stops escalation)")
 async def post_acknowledge(request: Request, incident_id: int) -> Response:
     actor, now = _actor(request), _now()
-    return await _act(request, lambda c: incident_to_api(service.acknowledge_incident(
-        c, incident_id=incident_id, actor=actor, role=ROLE, now=now), now))  # fmt: skip
+    return await _act(
+        request,
+        lambda c: incident_to_api(
+            service.acknowledge_incident(
+                c, incident_id=incident_id, actor=actor, role=ROLE, now=now
+            ),
+            now,
+        ),
+    )
 
 
 @admin.post(
@@ -187,8 +263,12 @@ async def post_acknowledge(request: Request, incident_id: int) -> Response:
 )
 async def post_postmortem(request: Request, incident_id: int) -> Response:
     actor, now = _actor(request), _now()
-    markdown = await _tx(request, lambda c: report.generate_postmortem(
-        c, incident_id=incident_id, actor=actor, role=ROLE, now=now))  # fmt: skip
+    markdown = await _tx(
+        request,
+        lambda c: report.generate_postmortem(
+            c, incident_id=incident_id, actor=actor, role=ROLE, now=now
+        ),
+    )
     return Response(markdown, media_type="text/markdown; charset=utf-8")
 
 
@@ -209,21 +289,35 @@ async def get_runbooks(request: Request) -> Response:
 @admin.post("/api/admin/runbooks", status_code=201, summary="Create a runbook")
 async def post_runbook(request: Request) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
-    return await _act(request, lambda c: runbooks.create_runbook(
-        c, body=body, actor=actor, role=ROLE, now=now), 201)  # fmt: skip
+    return await _act(
+        request,
+        lambda c: runbooks.create_runbook(c, body=body, actor=actor, role=ROLE, now=now),
+        201,
+    )
 
 
-@admin.post(BASE + "/{incident_id}/runbooks/{runbook_id}/steps/{step_index}",
-            summary="Run a runbook step (or request approval)")  # fmt: skip
+@admin.post(
+    BASE + "/{incident_id}/runbooks/{runbook_id}/steps/{step_index}",
+    summary="Run a runbook step (or request approval)",
+)
 async def post_runbook_step(
     request: Request, incident_id: int, runbook_id: int, step_index: int
 ) -> Response:
     actor, now, engine = _actor(request), _now(), request.app.state.engine
     tz = request.app.state.settings.tz
     try:
-        ex = await run_in_threadpool(lambda: runbooks.run_step(
-            engine, incident_id=incident_id, runbook_id=runbook_id, step_index=step_index,
-            actor=actor, role=ROLE, now=now, tz=tz))  # fmt: skip
+        ex = await run_in_threadpool(
+            lambda: runbooks.run_step(
+                engine,
+                incident_id=incident_id,
+                runbook_id=runbook_id,
+                step_index=step_index,
+                actor=actor,
+                role=ROLE,
+                now=now,
+                tz=tz,
+            )
+        )
     except service.IncidentNotFound as exc:
         raise HTTPException(404, f"not found: {exc}") from None
     except runbooks.ExecutionRefused as exc:
@@ -231,13 +325,18 @@ async def post_runbook_step(
     return _json(ex, status_code=202 if ex["status"] == "awaiting_approval" else 200)
 
 
-@admin.post("/api/admin/runbook-executions/{execution_id}/approve",
-            summary="Approve a waiting runbook step (a second key/person), which then runs")  # fmt: skip
+@admin.post(
+    "/api/admin/runbook-executions/{execution_id}/approve",
+    summary="Approve a waiting runbook step (a second key/person), which then runs",
+)
 async def post_approve(request: Request, execution_id: int) -> Response:
     actor, now, engine = _actor(request), _now(), request.app.state.engine
     try:
-        ex = await run_in_threadpool(lambda: runbooks.approve_execution(
-            engine, execution_id=execution_id, actor=actor, role=ROLE, now=now))  # fmt: skip
+        ex = await run_in_threadpool(
+            lambda: runbooks.approve_execution(
+                engine, execution_id=execution_id, actor=actor, role=ROLE, now=now
+            )
+        )
     except runbooks.ExecutionRefused as exc:
         raise HTTPException(409, str(exc)) from None
     return _json(ex)

@@ -69,8 +69,16 @@ class BusinessEvent:
 
     def row(self) -> tuple[Any, ...]:
         props = dict(self.properties or {})
-        return (self.time, self.event_type, self.user_id, self.organization_id,
-                self.session_id, props, self.revenue, self.currency)  # fmt: skip
+        return (
+            self.time,
+            self.event_type,
+            self.user_id,
+            self.organization_id,
+            self.session_id,
+            props,
+            self.revenue,
+            self.currency,
+        )
 
 
 def limits_at(now: datetime) -> Limits:

@@ -166,9 +166,13 @@ def retention_grid(
         }
     else:
         sizes, counts = _grid_counts(
-            conn, first_week=first_week, active_from=first_week, last_day=today, tz=tz,
+            conn,
+            first_week=first_week,
+            active_from=first_week,
+            last_day=today,
+            tz=tz,
             event=returning_event,
-        )  # fmt: skip
+        )
     cohorts = []
     for week in sorted(sizes):
         span = (week_start(today) - week).days // 7 + 1  # weeks observed so far

@@ -327,9 +327,18 @@ def _rows(w: _World, ev: _Events) -> tuple[list[tuple[Any, ...]], datetime, date
     revenue = [ev.revenue[i] for i in order.tolist()]
     currency = ["GBP" if r is not None else None for r in revenue]
     rows = list(
-        zip(times, types, user_ids[users].tolist(), org_ids[w.user_org[users]].tolist(),
-            [None] * len(times), props, revenue, currency, strict=True)
-    )  # fmt: skip
+        zip(
+            times,
+            types,
+            user_ids[users].tolist(),
+            org_ids[w.user_org[users]].tolist(),
+            [None] * len(times),
+            props,
+            revenue,
+            currency,
+            strict=True,
+        )
+    )
     return rows, times[0], times[-1]
 
 
@@ -360,9 +369,11 @@ def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator
     metrics = rollup_days(conn, first=local_day(lo, tz), last=local_day(now, tz), tz=tz)
     log.info(
         "business demo: generated %.1f s, partitions %.1f s, COPY %.1f s, rollup %.1f s",
-        generated - started, partitioned - generated, copied - partitioned,
+        generated - started,
+        partitioned - generated,
+        copied - partitioned,
         time.perf_counter() - copied,
-    )  # fmt: skip
+    )
     return {"business_events": written, "business_metrics_daily": metrics}
 
 

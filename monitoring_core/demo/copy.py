@@ -19,8 +19,14 @@ __all__ = ["Column", "coded", "copy_columns", "fixed", "random_ids", "text"]
 
 PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")  # binary timestamptz counts µs from here
 CHUNK_ROWS = 100_000  # bounds the index arrays to a few tens of MB
-_BIG_ENDIAN = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float8": ">f8", "bool": "u1",
-               "timestamptz": ">i8"}  # fmt: skip
+_BIG_ENDIAN = {
+    "int2": ">i2",
+    "int4": ">i4",
+    "int8": ">i8",
+    "float8": ">f8",
+    "bool": "u1",
+    "timestamptz": ">i8",
+}
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _TRAILER = b"\xff\xff"
 

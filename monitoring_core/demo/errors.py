@@ -127,10 +127,28 @@ _BUG_INDEX = {bug.error_type: i for i, bug in enumerate(BUGS)}
 REGRESSION = 1  # CardError: resolved in payments@2.3.1, back in payments@2.3.2
 IGNORED = 7  # ResizeObserver: browser noise, ignored
 BURST = (  # one incident's worth of errors across services within five minutes
-    Bug("PoolTimeout", "QueuePool limit of size {n} overflow reached", "api", "database", 0, "", "api@7.1.0"),
-    Bug("HTTPError", "503 from /api/bookings for booking {n}", "web", "frontend", 0, "", "web@5.2.0"),
-    Bug("BookingSyncError", "booking {n} not confirmed: upstream unavailable", "payments", "api", 0, "", "payments@2.3.0"),
-)  # fmt: skip
+    Bug(
+        "PoolTimeout",
+        "QueuePool limit of size {n} overflow reached",
+        "api",
+        "database",
+        0,
+        "",
+        "api@7.1.0",
+    ),
+    Bug(
+        "HTTPError", "503 from /api/bookings for booking {n}", "web", "frontend", 0, "", "web@5.2.0"
+    ),
+    Bug(
+        "BookingSyncError",
+        "booking {n} not confirmed: upstream unavailable",
+        "payments",
+        "api",
+        0,
+        "",
+        "payments@2.3.0",
+    ),
+)
 
 
 def _event(bug: Bug, at: datetime, rng: np.random.Generator, **extra: Any) -> ErrorInput:

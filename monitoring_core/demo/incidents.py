@@ -25,13 +25,32 @@ PAYMENTS: list[tuple[float, str, str, dict[str, Any]]] = [
     (3, "assign", "sam", {"assignee": "priya"}),
     (4, "status", "priya", {"status": "investigating"}),
     (6, "note", "priya", {"message": "Card payments time out at the provider; retries pile up"}),
-    (9, "note", "priya", {"message": "Checkout is slow for couples paying deposits; we are on it",
-                          "is_public": True}),  # fmt: skip
-    (14, "status", "priya", {"status": "mitigating", "message": "failed over to the backup provider"}),
-    (38, "resolve", "priya", {"resolution_summary": "Payments go through the backup provider; "
-                              "the primary recovered and was switched back after checks",
-                              "root_cause": "Provider-side outage; our client had no circuit breaker"}),
-]  # fmt: skip
+    (
+        9,
+        "note",
+        "priya",
+        {
+            "message": "Checkout is slow for couples paying deposits; we are on it",
+            "is_public": True,
+        },
+    ),
+    (
+        14,
+        "status",
+        "priya",
+        {"status": "mitigating", "message": "failed over to the backup provider"},
+    ),
+    (
+        38,
+        "resolve",
+        "priya",
+        {
+            "resolution_summary": "Payments go through the backup provider; "
+            "the primary recovered and was switched back after checks",
+            "root_cause": "Provider-side outage; our client had no circuit breaker",
+        },
+    ),
+]
 SEARCH: list[tuple[float, str, str, dict[str, Any]]] = [
     (9, "acknowledge", "alex", {}),
     (12, "status", "alex", {"status": "investigating"}),
@@ -65,10 +84,13 @@ def _do(
 ) -> None:
     common: dict[str, Any] = {"incident_id": incident_id, "actor": actor, "role": ROLE, "now": at}
     flows: dict[str, Callable[..., Any]] = {
-        "acknowledge": service.acknowledge_incident, "assign": service.assign_incident,
-        "status": service.change_status, "note": service.add_note,
-        "resolve": service.resolve_incident, "close": service.close_incident,
-    }  # fmt: skip
+        "acknowledge": service.acknowledge_incident,
+        "assign": service.assign_incident,
+        "status": service.change_status,
+        "note": service.add_note,
+        "resolve": service.resolve_incident,
+        "close": service.close_incident,
+    }
     flows[action](conn, **common, **kw)
 
 
@@ -85,18 +107,42 @@ def _last_saturday(now: datetime) -> datetime:
 
 
 def _runbooks(conn: Connection, now: datetime) -> None:
-    runbooks.create_runbook(conn, actor="demo", role=ROLE, now=now, body={
-        "title": "Payment provider failover", "service_name": "payments", "wedding_day_approved": True,
-        "steps": [
-            {"title": "Check the provider's status page", "kind": "manual"},
-            {"title": "Check the API answers", "kind": "http", "wedding_day_safe": True,
-             "config": {"url": "http://127.0.0.1:8000/healthz", "method": "GET"}},
-            {"title": "Switch card payments to the backup provider", "kind": "manual"},
-        ]})  # fmt: skip
-    runbooks.create_runbook(conn, actor="demo", role=ROLE, now=now, body={
-        "title": "Search index rebuild", "service_name": "search", "requires_approval": True,
-        "steps": [{"title": "Pause the rebuild job", "kind": "manual"},
-                  {"title": "Confirm p95 back under 1 s on the Performance page", "kind": "manual"}]})  # fmt: skip
+    runbooks.create_runbook(
+        conn,
+        actor="demo",
+        role=ROLE,
+        now=now,
+        body={
+            "title": "Payment provider failover",
+            "service_name": "payments",
+            "wedding_day_approved": True,
+            "steps": [
+                {"title": "Check the provider's status page", "kind": "manual"},
+                {
+                    "title": "Check the API answers",
+                    "kind": "http",
+                    "wedding_day_safe": True,
+                    "config": {"url": "http://127.0.0.1:8000/healthz", "method": "GET"},
+                },
+                {"title": "Switch card payments to the backup provider", "kind": "manual"},
+            ],
+        },
+    )
+    runbooks.create_runbook(
+        conn,
+        actor="demo",
+        role=ROLE,
+        now=now,
+        body={
+            "title": "Search index rebuild",
+            "service_name": "search",
+            "requires_approval": True,
+            "steps": [
+                {"title": "Pause the rebuild job", "kind": "manual"},
+                {"title": "Confirm p95 back under 1 s on the Performance page", "kind": "manual"},
+            ],
+        },
+    )
 
 
 def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator) -> dict[str, int]:
@@ -104,25 +150,80 @@ def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator
     del rng  # fixed story: the same incidents every time
     saturday = _last_saturday(now)
     weekday = (now - timedelta(days=min(days, 4) + 0.5)).replace(second=0, microsecond=0)
-    pay = _incident(conn, saturday, {
-        "title": "Payment provider timeouts during checkout", "severity": "SEV1",
-        "affected_services": ["payments", "checkout"], "affected_users_count": 230,
-        "wedding_impact": "wedding_day_critical", "tags": ["payments", "provider"]}, PAYMENTS)  # fmt: skip
-    _incident(conn, weekday, {"title": "Vendor search slow (p95 over 3 s)", "severity": "SEV2",
-                              "affected_services": ["search"], "affected_users_count": 1200,
-                              "wedding_impact": "medium"}, SEARCH)  # fmt: skip
-    _incident(conn, weekday + timedelta(days=1, hours=3), {"title": "Gallery thumbnails delayed",
-              "severity": "SEV3", "affected_services": ["gallery"], "wedding_impact": "low"}, GALLERY)  # fmt: skip
-    rsvp = _incident(conn, weekday - timedelta(days=1, hours=2), {"title": "RSVP emails delayed",
-                     "severity": "SEV2", "affected_services": ["notifications"], "wedding_impact": "high"}, RSVP)  # fmt: skip
+    pay = _incident(
+        conn,
+        saturday,
+        {
+            "title": "Payment provider timeouts during checkout",
+            "severity": "SEV1",
+            "affected_services": ["payments", "checkout"],
+            "affected_users_count": 230,
+            "wedding_impact": "wedding_day_critical",
+            "tags": ["payments", "provider"],
+        },
+        PAYMENTS,
+    )
+    _incident(
+        conn,
+        weekday,
+        {
+            "title": "Vendor search slow (p95 over 3 s)",
+            "severity": "SEV2",
+            "affected_services": ["search"],
+            "affected_users_count": 1200,
+            "wedding_impact": "medium",
+        },
+        SEARCH,
+    )
+    _incident(
+        conn,
+        weekday + timedelta(days=1, hours=3),
+        {
+            "title": "Gallery thumbnails delayed",
+            "severity": "SEV3",
+            "affected_services": ["gallery"],
+            "wedding_impact": "low",
+        },
+        GALLERY,
+    )
+    rsvp = _incident(
+        conn,
+        weekday - timedelta(days=1, hours=2),
+        {
+            "title": "RSVP emails delayed",
+            "severity": "SEV2",
+            "affected_services": ["notifications"],
+            "wedding_impact": "high",
+        },
+        RSVP,
+    )
     _do(conn, rsvp, now - timedelta(hours=30), "close", "sam", {})
-    _incident(conn, now - timedelta(hours=3), {"title": "Guest list export intermittently failing",
-              "severity": "SEV3", "affected_services": ["guest-list"], "wedding_impact": "low"}, EXPORT)  # fmt: skip
+    _incident(
+        conn,
+        now - timedelta(hours=3),
+        {
+            "title": "Guest list export intermittently failing",
+            "severity": "SEV3",
+            "affected_services": ["guest-list"],
+            "wedding_impact": "low",
+        },
+        EXPORT,
+    )
     at = min(saturday + timedelta(hours=20), now - timedelta(minutes=10))
-    for title, owner in (("Add a circuit breaker around the payment provider client", "priya"),
-                         ("Alert on provider latency before timeouts", "sam")):  # fmt: skip
-        report.add_action_item(conn, incident_id=pay, title=title, owner=owner, actor="priya",
-                               role=ROLE, now=at, due_at=at + timedelta(days=14))  # fmt: skip
+    for title, owner in (
+        ("Add a circuit breaker around the payment provider client", "priya"),
+        ("Alert on provider latency before timeouts", "sam"),
+    ):
+        report.add_action_item(
+            conn,
+            incident_id=pay,
+            title=title,
+            owner=owner,
+            actor="priya",
+            role=ROLE,
+            now=at,
+            due_at=at + timedelta(days=14),
+        )
     report.generate_postmortem(conn, incident_id=pay, actor="priya", role=ROLE, now=at)
     _do(conn, pay, at + timedelta(minutes=5), "close", "priya", {})
     _runbooks(conn, now)

@@ -35,9 +35,33 @@ HOUR = np.timedelta64(1, "h")
 # Relative traffic by local hour: quiet nights, planning at lunch, a strong evening peak when
 # couples plan together after work.
 _DIURNAL = np.array(
-    [0.18, 0.12, 0.09, 0.08, 0.08, 0.12, 0.25, 0.45, 0.75, 0.95, 1.05, 1.10,
-     1.15, 1.10, 1.05, 1.05, 1.10, 1.20, 1.40, 1.60, 1.65, 1.45, 1.00, 0.50]
-)  # fmt: skip
+    [
+        0.18,
+        0.12,
+        0.09,
+        0.08,
+        0.08,
+        0.12,
+        0.25,
+        0.45,
+        0.75,
+        0.95,
+        1.05,
+        1.10,
+        1.15,
+        1.10,
+        1.05,
+        1.05,
+        1.10,
+        1.20,
+        1.40,
+        1.60,
+        1.65,
+        1.45,
+        1.00,
+        0.50,
+    ]
+)
 _DIURNAL = _DIURNAL / _DIURNAL.mean()
 # Monday..Sunday: Saturday is wedding day (suppliers and couples live on their timelines).
 _WEEKDAY = np.array([0.95, 0.97, 1.00, 1.02, 1.08, 1.75, 1.20])

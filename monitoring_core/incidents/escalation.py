@@ -164,9 +164,13 @@ def _message(incident: Mapping[str, Any], page: Page, public_url: str) -> Messag
 
 
 def _send(
-    conn: Connection, incident: Mapping[str, Any], page: Page, policy: Mapping[str, Any],
-    now: datetime, public_url: str,
-) -> None:  # fmt: skip
+    conn: Connection,
+    incident: Mapping[str, Any],
+    page: Page,
+    policy: Mapping[str, Any],
+    now: datetime,
+    public_url: str,
+) -> None:
     key = f"incident:{incident['id']}:step:{page.index}"
     if page.reason == "not_mitigated":
         key = f"incident:{incident['id']}:again:{now.isoformat()}"
@@ -177,9 +181,14 @@ def _send(
         ).scalars()
     )
     channels = [c for c in page.channels if c in known]
-    rows = outbox_rows(channel_ids=channels, message=_message(incident, page, public_url),
-                       kind="escalation", idempotency_key=key, now=now,
-                       incident_id=int(incident["id"]))  # fmt: skip
+    rows = outbox_rows(
+        channel_ids=channels,
+        message=_message(incident, page, public_url),
+        kind="escalation",
+        idempotency_key=key,
+        now=now,
+        incident_id=int(incident["id"]),
+    )
     ids = enqueue(conn, rows)
     conn.execute(
         update(incidents)
@@ -188,12 +197,21 @@ def _send(
     )
     why = "not acknowledged" if page.reason == "unacknowledged" else "still not mitigated"
     add_timeline_entry(
-        conn, incident_id=int(incident["id"]), kind="escalated", actor=ACTOR, now=now,
+        conn,
+        incident_id=int(incident["id"]),
+        kind="escalated",
+        actor=ACTOR,
+        now=now,
         message=f"Escalated to step {page.index + 1} of {policy['name']} ({why}); "
         f"{len(ids)} notification(s) queued",
-        details={"step": page.index + 1, "policy": policy["name"], "reason": page.reason,
-                 "channels": list(page.channels), "outbox_ids": ids},
-    )  # fmt: skip
+        details={
+            "step": page.index + 1,
+            "policy": policy["name"],
+            "reason": page.reason,
+            "channels": list(page.channels),
+            "outbox_ids": ids,
+        },
+    )
 
 
 def escalate_incidents(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: str) -> int:
@@ -215,9 +233,15 @@ def escalate_incidents(conn: Connection, *, now: datetime, tz: ZoneInfo, public_
             continue
         firing, alert_step = _alert_state(conn, incident["id"])
         done = max(int(incident["escalation_step"]), alert_step)
-        for page in pages_due(incident, parse_steps(policy["steps"]), now=now,
-                              repeat=bool(policy["repeat"]), is_saturday=saturday,
-                              alert_firing=firing, done=done):  # fmt: skip
+        for page in pages_due(
+            incident,
+            parse_steps(policy["steps"]),
+            now=now,
+            repeat=bool(policy["repeat"]),
+            is_saturday=saturday,
+            alert_firing=firing,
+            done=done,
+        ):
             _send(conn, incident, page, policy, now, public_url)
             incident["escalation_step"] = page.index + 1
             sent += 1

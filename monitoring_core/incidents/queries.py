@@ -31,11 +31,29 @@ __all__ = [
 
 # CONTRACT §4 field names, plus this system's own (wedding calendar, escalation, report).
 API_FIELDS = (
-    "id", "incident_number", "title", "description", "severity", "status", "affected_services",
-    "affected_users_count", "root_cause", "resolution_summary", "detected_at", "acknowledged_at",
-    "resolved_at", "closed_at", "assigned_to", "created_by", "tags", "mitigated_at",
-    "is_saturday", "wedding_impact", "escalation_step", "updated_at",
-)  # fmt: skip
+    "id",
+    "incident_number",
+    "title",
+    "description",
+    "severity",
+    "status",
+    "affected_services",
+    "affected_users_count",
+    "root_cause",
+    "resolution_summary",
+    "detected_at",
+    "acknowledged_at",
+    "resolved_at",
+    "closed_at",
+    "assigned_to",
+    "created_by",
+    "tags",
+    "mitigated_at",
+    "is_saturday",
+    "wedding_impact",
+    "escalation_step",
+    "updated_at",
+)
 _SEVERITY_ORDER = case({"SEV1": 1, "SEV2": 2, "SEV3": 3}, value=incidents.c.severity, else_=4)
 
 
@@ -106,7 +124,7 @@ def linked_alerts(conn: Connection, *, incident_id: int) -> list[dict[str, Any]]
             alert_rules.c.severity_level,
             alert_rules.c.runbook_id,
             alert_rules.c.condition_config,
-        )  # fmt: skip
+        )
         .join(incident_alerts, incident_alerts.c.alert_instance_id == alert_instances.c.id)
         .join(alert_rules, alert_rules.c.id == alert_instances.c.alert_configuration_id)
         .where(incident_alerts.c.incident_id == incident_id)
@@ -128,7 +146,7 @@ def linked_error_groups(conn: Connection, *, incident_id: int) -> list[dict[str,
             error_groups.c.services,
             error_groups.c.first_seen,
             error_groups.c.last_seen,
-        )  # fmt: skip
+        )
         .join(incident_error_groups, incident_error_groups.c.error_group_id == error_groups.c.id)
         .where(incident_error_groups.c.incident_id == incident_id)
         .order_by(error_groups.c.id)

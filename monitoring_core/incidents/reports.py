@@ -36,8 +36,17 @@ __all__ = [
 
 METRIC_WINDOW = timedelta(days=30)
 SOURCE_SYSTEM = "incidents"
-_COLUMNS = ("id", "severity", "status", "affected_services", "wedding_impact", "is_saturday",
-            "detected_at", "acknowledged_at", "resolved_at")  # fmt: skip
+_COLUMNS = (
+    "id",
+    "severity",
+    "status",
+    "affected_services",
+    "wedding_impact",
+    "is_saturday",
+    "detected_at",
+    "acknowledged_at",
+    "resolved_at",
+)
 
 
 def minutes_between(start: datetime | None, end: datetime | None) -> float | None:

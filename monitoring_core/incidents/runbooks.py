@@ -115,9 +115,14 @@ def validate_steps(raw: Any) -> list[dict[str, Any]]:
             _problem(problems, i, "config", "must be an object")
         else:
             _check_config(kind, cfg, i, problems)
-        steps.append({"title": str(step.get("title", "")).strip(), "kind": kind,
-                      "config": dict(cfg) if isinstance(cfg, Mapping) else {},
-                      "wedding_day_safe": bool(step.get("wedding_day_safe", False))})  # fmt: skip
+        steps.append(
+            {
+                "title": str(step.get("title", "")).strip(),
+                "kind": kind,
+                "config": dict(cfg) if isinstance(cfg, Mapping) else {},
+                "wedding_day_safe": bool(step.get("wedding_day_safe", False)),
+            }
+        )
     if problems:
         raise IncidentInvalid(problems)
     return steps
@@ -128,8 +133,11 @@ def create_runbook(
 ) -> dict[str, Any]:
     """Admins write runbooks (their HTTP targets are trusted configuration)."""
     require_role(role, Role.ADMIN)
-    problems = [{"field": "title", "message": "is required"}] if not isinstance(
-        body.get("title"), str) or not body["title"].strip() else []  # fmt: skip
+    problems = (
+        [{"field": "title", "message": "is required"}]
+        if not isinstance(body.get("title"), str) or not body["title"].strip()
+        else []
+    )
     for field, kind in (("service_name", str), ("alert_rule_id", int), ("error_group_id", int)):
         value = body.get(field)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -139,13 +147,14 @@ def create_runbook(
     if problems:
         raise IncidentInvalid(problems)
     values = {
-        "title": body["title"].strip(), "description": str(body.get("description") or ""),
+        "title": body["title"].strip(),
+        "description": str(body.get("description") or ""),
         "steps": validate_steps(body.get("steps")),
         "requires_approval": bool(body.get("requires_approval", False)),
         "wedding_day_approved": bool(body.get("wedding_day_approved", False)),
         **{k: body.get(k) for k in ("service_name", "alert_rule_id", "error_group_id")},
         "created_at": now,
-    }  # fmt: skip
+    }
     row = conn.execute(insert(runbooks).values(**values).returning(*runbooks.c)).one()
     record_audit(conn, actor=actor, action="runbook.create", target=f"runbook:{row.id}", now=now)
     return dict(row._mapping)
@@ -203,12 +212,28 @@ def list_executions(conn: Connection, *, incident_id: int) -> list[dict[str, Any
     return [dict(r._mapping) for r in rows]
 
 
-def _timeline(conn: Connection, ex: Mapping[str, Any], step: Mapping[str, Any], text: str,
-              actor: str, now: datetime) -> None:  # fmt: skip
-    add_timeline_entry(conn, incident_id=ex["incident_id"], kind="runbook_step", actor=actor, now=now,
-                       message=f"Runbook step '{step['title']}': {text}",
-                       details={"execution_id": ex["id"], "runbook_id": ex["runbook_id"],
-                                "step_index": ex["step_index"], "status": ex["status"]})  # fmt: skip
+def _timeline(
+    conn: Connection,
+    ex: Mapping[str, Any],
+    step: Mapping[str, Any],
+    text: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    add_timeline_entry(
+        conn,
+        incident_id=ex["incident_id"],
+        kind="runbook_step",
+        actor=actor,
+        now=now,
+        message=f"Runbook step '{step['title']}': {text}",
+        details={
+            "execution_id": ex["id"],
+            "runbook_id": ex["runbook_id"],
+            "step_index": ex["step_index"],
+            "status": ex["status"],
+        },
+    )
 
 
 def _load(conn: Connection, runbook_id: int, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -222,19 +247,38 @@ def _load(conn: Connection, runbook_id: int, index: int) -> tuple[dict[str, Any]
 
 
 def run_step(
-    engine: Engine, *, incident_id: int, runbook_id: int, step_index: int, actor: str, role: str,
-    now: datetime, tz: ZoneInfo,
-) -> dict[str, Any]:  # fmt: skip
+    engine: Engine,
+    *,
+    incident_id: int,
+    runbook_id: int,
+    step_index: int,
+    actor: str,
+    role: str,
+    now: datetime,
+    tz: ZoneInfo,
+) -> dict[str, Any]:
     """Request a step: it runs at once, or waits for approval; the execution row."""
     require_role(role, Role.RESPONDER)
     with engine.begin() as conn:
         load_incident(conn, incident_id=incident_id)
         runbook, step = _load(conn, runbook_id, step_index)
         reason = approval_reason(runbook, step, is_saturday=is_wedding_day(now, tz))
-        ex = dict(conn.execute(insert(runbook_executions).values(
-            runbook_id=runbook_id, incident_id=incident_id, step_index=step_index,
-            status="awaiting_approval" if reason else "running", requested_by=actor,
-            created_at=now).returning(*runbook_executions.c)).one()._mapping)  # fmt: skip
+        ex = dict(
+            conn.execute(
+                insert(runbook_executions)
+                .values(
+                    runbook_id=runbook_id,
+                    incident_id=incident_id,
+                    step_index=step_index,
+                    status="awaiting_approval" if reason else "running",
+                    requested_by=actor,
+                    created_at=now,
+                )
+                .returning(*runbook_executions.c)
+            )
+            .one()
+            ._mapping
+        )
         text = (
             f"requested by {actor}, awaiting approval ({reason})"
             if reason
@@ -259,9 +303,16 @@ def approve_execution(
             raise ExecutionRefused("only a step awaiting approval can be approved")
         if row.requested_by == actor:
             raise ExecutionRefused("approval needs a second person, not the requester")
-        ex = dict(conn.execute(update(runbook_executions).where(runbook_executions.c.id == execution_id)
-                               .values(status="running", approved_by=actor)
-                               .returning(*runbook_executions.c)).one()._mapping)  # fmt: skip
+        ex = dict(
+            conn.execute(
+                update(runbook_executions)
+                .where(runbook_executions.c.id == execution_id)
+                .values(status="running", approved_by=actor)
+                .returning(*runbook_executions.c)
+            )
+            .one()
+            ._mapping
+        )
         _, step = _load(conn, ex["runbook_id"], ex["step_index"])
         _timeline(conn, ex, step, f"approved by {actor}", actor, now)
     return _execute(engine, ex, step, actor, now)
@@ -269,8 +320,9 @@ def approve_execution(
 
 def _http(cfg: Mapping[str, Any]) -> tuple[bool, str]:
     method = str(cfg.get("method", "GET")).upper()
-    request = urllib.request.Request(str(cfg["url"]), method=method,
-                                     headers={"User-Agent": "wedding-monitoring-runbook"})  # fmt: skip
+    request = urllib.request.Request(
+        str(cfg["url"]), method=method, headers={"User-Agent": "wedding-monitoring-runbook"}
+    )
     expected = cfg.get("expected_status")
     started = time.perf_counter()
     try:
@@ -285,8 +337,9 @@ def _http(cfg: Mapping[str, Any]) -> tuple[bool, str]:
     return ok, f"{method} {cfg['url']} -> {status} in {ms:.0f} ms: {text}"[:_OUTPUT_CHARS]
 
 
-def _perform(engine: Engine, ex: Mapping[str, Any], step: Mapping[str, Any], actor: str,
-             now: datetime) -> tuple[bool, str]:  # fmt: skip
+def _perform(
+    engine: Engine, ex: Mapping[str, Any], step: Mapping[str, Any], actor: str, now: datetime
+) -> tuple[bool, str]:
     cfg = step.get("config") or {}
     if step["kind"] == "manual":
         return True, f"checked off by {actor}"
@@ -301,25 +354,43 @@ def _perform(engine: Engine, ex: Mapping[str, Any], step: Mapping[str, Any], act
         return run.outcome.success, f"{run.check.check_name}: {run.outcome.message}"
     with engine.begin() as conn:  # notify
         message = Message(f"[RUNBOOK] {step['title']}", str(cfg["message"]), "info")
-        rows = outbox_rows(channel_ids=cfg["channels"], message=message, kind="runbook",
-                           idempotency_key=f"runbook-execution:{ex['id']}", now=now,
-                           incident_id=ex["incident_id"])  # fmt: skip
+        rows = outbox_rows(
+            channel_ids=cfg["channels"],
+            message=message,
+            kind="runbook",
+            idempotency_key=f"runbook-execution:{ex['id']}",
+            now=now,
+            incident_id=ex["incident_id"],
+        )
         ids = enqueue(conn, rows)
     return True, f"{len(ids)} notification(s) queued"
 
 
-def _execute(engine: Engine, ex: Mapping[str, Any], step: Mapping[str, Any], actor: str,
-             now: datetime) -> dict[str, Any]:  # fmt: skip
+def _execute(
+    engine: Engine, ex: Mapping[str, Any], step: Mapping[str, Any], actor: str, now: datetime
+) -> dict[str, Any]:
     try:
         ok, output = _perform(engine, ex, step, actor, now)
     except Exception as exc:  # noqa: BLE001 - a failing step is an outcome to record, not a crash
         ok, output = False, f"{type(exc).__name__}: {exc}"
     with engine.begin() as conn:
-        done = dict(conn.execute(update(runbook_executions).where(runbook_executions.c.id == ex["id"])
-                                 .values(status="succeeded" if ok else "failed", finished_at=now,
-                                         output=output).returning(*runbook_executions.c)).one()._mapping)  # fmt: skip
-        conn.execute(update(runbooks).where(runbooks.c.id == ex["runbook_id"]).values(
-            run_count=runbooks.c.run_count + 1,
-            success_count=runbooks.c.success_count + (1 if ok else 0)))  # fmt: skip
+        done = dict(
+            conn.execute(
+                update(runbook_executions)
+                .where(runbook_executions.c.id == ex["id"])
+                .values(status="succeeded" if ok else "failed", finished_at=now, output=output)
+                .returning(*runbook_executions.c)
+            )
+            .one()
+            ._mapping
+        )
+        conn.execute(
+            update(runbooks)
+            .where(runbooks.c.id == ex["runbook_id"])
+            .values(
+                run_count=runbooks.c.run_count + 1,
+                success_count=runbooks.c.success_count + (1 if ok else 0),
+            )
+        )
         _timeline(conn, done, step, f"{done['status']}: {output}", actor, now)
     return done

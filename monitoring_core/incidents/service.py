@@ -77,13 +77,34 @@ def _save(conn: Connection, incident_id: int, fields: Mapping[str, Any]) -> dict
 
 
 def _log(
-    conn: Connection, inc: Mapping[str, Any], kind: str, message: str, actor: str, now: datetime,
-    *, details: dict[str, Any] | None = None, public: bool = False,
-) -> None:  # fmt: skip
-    add_timeline_entry(conn, incident_id=inc["id"], kind=kind, message=message, actor=actor,
-                       now=now, details=details, is_public=public)  # fmt: skip
-    record_audit(conn, actor=actor, action=f"incident.{kind}", target=f"incident:{inc['id']}",
-                 details=details, now=now)  # fmt: skip
+    conn: Connection,
+    inc: Mapping[str, Any],
+    kind: str,
+    message: str,
+    actor: str,
+    now: datetime,
+    *,
+    details: dict[str, Any] | None = None,
+    public: bool = False,
+) -> None:
+    add_timeline_entry(
+        conn,
+        incident_id=inc["id"],
+        kind=kind,
+        message=message,
+        actor=actor,
+        now=now,
+        details=details,
+        is_public=public,
+    )
+    record_audit(
+        conn,
+        actor=actor,
+        action=f"incident.{kind}",
+        target=f"incident:{inc['id']}",
+        details=details,
+        now=now,
+    )
 
 
 def _str_list(body: Mapping[str, Any], field: str, problems: list[dict[str, str]]) -> list[str]:
@@ -125,9 +146,14 @@ def _checked_extras(body: Mapping[str, Any], problems: list[dict[str, str]]) -> 
 
 
 def create_incident(
-    conn: Connection, *, body: Mapping[str, Any], actor: str, role: str, now: datetime,
+    conn: Connection,
+    *,
+    body: Mapping[str, Any],
+    actor: str,
+    role: str,
+    now: datetime,
     tz: ZoneInfo | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Declare an incident by hand (CONTRACT §4 field names); IncidentInvalid lists problems."""
     require_role(role, Role.RESPONDER)
     problems: list[dict[str, str]] = []
@@ -140,21 +166,38 @@ def create_incident(
     if problems:
         raise IncidentInvalid(problems)
     incident = open_incident(
-        conn, title=str(title), severity=extras.pop("severity"),
-        affected_services=extras.pop("affected_services", []), source="manual",
-        created_by=actor, now=now, description=extras.pop("description", None) or "",
-        wedding_impact=extras.pop("wedding_impact", None), tz=tz,
-    )  # fmt: skip
-    record_audit(conn, actor=actor, action="incident.create", target=f"incident:{incident['id']}",
-                 details={"incident_number": incident["incident_number"]}, now=now)  # fmt: skip
+        conn,
+        title=str(title),
+        severity=extras.pop("severity"),
+        affected_services=extras.pop("affected_services", []),
+        source="manual",
+        created_by=actor,
+        now=now,
+        description=extras.pop("description", None) or "",
+        wedding_impact=extras.pop("wedding_impact", None),
+        tz=tz,
+    )
+    record_audit(
+        conn,
+        actor=actor,
+        action="incident.create",
+        target=f"incident:{incident['id']}",
+        details={"incident_number": incident["incident_number"]},
+        now=now,
+    )
     extras = {k: v for k, v in extras.items() if v is not None}
     return _save(conn, incident["id"], {**extras, "updated_at": now}) if extras else incident
 
 
 def update_incident(
-    conn: Connection, *, incident_id: int, body: Mapping[str, Any], actor: str, role: str,
+    conn: Connection,
+    *,
+    incident_id: int,
+    body: Mapping[str, Any],
+    actor: str,
+    role: str,
     now: datetime,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Change severity, wedding impact, services, users affected, tags, description."""
     require_role(role, Role.RESPONDER)
     inc = load_incident(conn, incident_id=incident_id, lock=True)
@@ -167,8 +210,15 @@ def update_incident(
     old = {k: inc.get(k) for k in changes}
     kind = "severity_changed" if "severity" in changes else "updated"
     text = ", ".join(f"{k}: {old[k]} -> {v}" for k, v in changes.items())
-    _log(conn, inc, kind, f"{actor} changed {text}", actor, now,
-         details={"from": _plain(old), "to": _plain(changes)})  # fmt: skip
+    _log(
+        conn,
+        inc,
+        kind,
+        f"{actor} changed {text}",
+        actor,
+        now,
+        details={"from": _plain(old), "to": _plain(changes)},
+    )
     return _save(conn, incident_id, {**changes, "updated_at": now})
 
 
@@ -203,15 +253,21 @@ def assign_incident(
         raise TransitionRefused("a closed incident cannot be reassigned")
     who = assignee.strip() or None
     text = f"Assigned to {who} by {actor}" if who else f"Unassigned by {actor}"
-    _log(conn, inc, "assigned", text, actor, now,
-         details={"from": inc["assigned_to"], "to": who})  # fmt: skip
+    _log(conn, inc, "assigned", text, actor, now, details={"from": inc["assigned_to"], "to": who})
     return _save(conn, incident_id, {"assigned_to": who, "updated_at": now})
 
 
 def change_status(
-    conn: Connection, *, incident_id: int, status: str, actor: str, role: str, now: datetime,
-    message: str = "", extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    conn: Connection,
+    *,
+    incident_id: int,
+    status: str,
+    actor: str,
+    role: str,
+    now: datetime,
+    message: str = "",
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Move along the lifecycle (TransitionRefused for a move the table does not allow)."""
     require_role(role, Role.RESPONDER)
     inc = load_incident(conn, incident_id=incident_id, lock=True)
@@ -220,15 +276,30 @@ def change_status(
         to, "status_changed"
     )
     text = f"Status {inc['status']} -> {to.value} by {actor}" + (f": {message}" if message else "")
-    _log(conn, inc, kind, text, actor, now, public=True,
-         details={"from": inc["status"], "to": to.value})  # fmt: skip
+    _log(
+        conn,
+        inc,
+        kind,
+        text,
+        actor,
+        now,
+        public=True,
+        details={"from": inc["status"], "to": to.value},
+    )
     return _save(conn, incident_id, {**_fields(inc, to, now), **(extra or {})})
 
 
 def add_note(
-    conn: Connection, *, incident_id: int, message: str, actor: str, role: str, now: datetime,
-    is_public: bool = False, kind: str = "note",
-) -> dict[str, Any]:  # fmt: skip
+    conn: Connection,
+    *,
+    incident_id: int,
+    message: str,
+    actor: str,
+    role: str,
+    now: datetime,
+    is_public: bool = False,
+    kind: str = "note",
+) -> dict[str, Any]:
     """A manual timeline entry (internal unless `is_public`); returns the entry."""
     require_role(role, Role.RESPONDER)
     if not message.strip():
@@ -236,25 +307,45 @@ def add_note(
     if not kind.strip() or len(kind) > 40:
         raise IncidentInvalid([{"field": "kind", "message": "must be 1-40 characters"}])
     inc = load_incident(conn, incident_id=incident_id)
-    entry = add_timeline_entry(conn, incident_id=incident_id, kind=kind.strip(),
-                               message=message.strip(), actor=actor, now=now,
-                               is_public=is_public)  # fmt: skip
+    entry = add_timeline_entry(
+        conn,
+        incident_id=incident_id,
+        kind=kind.strip(),
+        message=message.strip(),
+        actor=actor,
+        now=now,
+        is_public=is_public,
+    )
     conn.execute(update(incidents).where(incidents.c.id == inc["id"]).values(updated_at=now))
     return entry
 
 
 def resolve_incident(
-    conn: Connection, *, incident_id: int, resolution_summary: str, actor: str, role: str,
-    now: datetime, root_cause: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    conn: Connection,
+    *,
+    incident_id: int,
+    resolution_summary: str,
+    actor: str,
+    role: str,
+    now: datetime,
+    root_cause: str | None = None,
+) -> dict[str, Any]:
     """Resolve with a summary (required: the post-incident report starts from it)."""
     if not resolution_summary.strip():
         raise IncidentInvalid([{"field": "resolution_summary", "message": "is required"}])
     extra: dict[str, Any] = {"resolution_summary": resolution_summary.strip()}
     if root_cause:
         extra["root_cause"] = root_cause.strip()
-    return change_status(conn, incident_id=incident_id, status="resolved", actor=actor, role=role,
-                         now=now, message=resolution_summary.strip(), extra=extra)  # fmt: skip
+    return change_status(
+        conn,
+        incident_id=incident_id,
+        status="resolved",
+        actor=actor,
+        role=role,
+        now=now,
+        message=resolution_summary.strip(),
+        extra=extra,
+    )
 
 
 def close_incident(

@@ -105,16 +105,30 @@ def _save(
 ) -> int:
     before = AlertState(status=row["status"]) if row else AlertState()
     if status == "firing":
-        state = AlertState(status="firing", first_triggered_at=now, last_triggered_at=now,
-                           trigger_count=1, last_notified_at=now)  # fmt: skip
+        state = AlertState(
+            status="firing",
+            first_triggered_at=now,
+            last_triggered_at=now,
+            trigger_count=1,
+            last_notified_at=now,
+        )
     else:
-        state = AlertState(status="resolved", resolved_at=now,
-                           first_triggered_at=row["first_triggered_at"] if row else None)  # fmt: skip
-    decision = Decision(state, Check(status == "firing", None, None, message), "high",
-                        from_status=before.status)  # fmt: skip
+        state = AlertState(
+            status="resolved",
+            resolved_at=now,
+            first_triggered_at=row["first_triggered_at"] if row else None,
+        )
+    decision = Decision(
+        state, Check(status == "firing", None, None, message), "high", from_status=before.status
+    )
     instance_id = save_decision(
-        conn, rule_id=rule_id, alert_key=key, dimensions={"channel_id": key[8:]},
-        decision=decision, now=now, instance_id=row["id"] if row else None,
-    )  # fmt: skip
+        conn,
+        rule_id=rule_id,
+        alert_key=key,
+        dimensions={"channel_id": key[8:]},
+        decision=decision,
+        now=now,
+        instance_id=row["id"] if row else None,
+    )
     assert instance_id is not None
     return instance_id

@@ -58,14 +58,26 @@ _API_COLUMNS = (
     "bucket, method, endpoint, count, sum, error_count, client_error_count, hist_keys, hist_counts"
 )
 _API_SUMS = {
-    "requests": "count", "errors": "error_count", "client_errors": "client_error_count",
+    "requests": "count",
+    "errors": "error_count",
+    "client_errors": "client_error_count",
     "total_ms": "sum",
-}  # fmt: skip
+}
 _TREND_COLUMNS = ["bucket", "requests", "errors", "error_rate", "p50", "p95", "p99"]
 _ENDPOINT_COLUMNS = [
-    "method", "endpoint", "requests", "rpm", "errors", "error_rate",
-    "client_errors", "avg_ms", "p50", "p90", "p95", "p99",
-]  # fmt: skip
+    "method",
+    "endpoint",
+    "requests",
+    "rpm",
+    "errors",
+    "error_rate",
+    "client_errors",
+    "avg_ms",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+]
 
 
 def health_status(requests: int, error_rate: float | None, p95_ms: float | None) -> str:
@@ -233,8 +245,16 @@ def regression_flags(
 
 
 def _regressions(rows: pd.DataFrame, threshold: float, min_requests: int) -> pd.DataFrame:
-    columns = ["method", "endpoint", "p95_last_hour", "baseline_p95", "ratio", "regressed",
-               "requests_last_hour", "baseline_requests"]  # fmt: skip
+    columns = [
+        "method",
+        "endpoint",
+        "p95_last_hour",
+        "baseline_p95",
+        "ratio",
+        "regressed",
+        "requests_last_hour",
+        "baseline_requests",
+    ]
     if rows.empty or "current" not in set(rows["period"]):
         return pd.DataFrame(columns=columns)
     keys = ["method", "endpoint"]

@@ -65,8 +65,15 @@ def web_vitals_summary(
     source, params = _source(tr)
     sums = {name: name for name in ("count", "good", "needs_improvement", "poor")}
     frame = percentile_frame(conn, source, params, groups, sums, (0.75,))
-    columns = [*groups, "count", "p75", "rating", "good_share", "needs_improvement_share",
-               "poor_share"]  # fmt: skip
+    columns = [
+        *groups,
+        "count",
+        "p75",
+        "rating",
+        "good_share",
+        "needs_improvement_share",
+        "poor_share",
+    ]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     total = frame["count"].astype(float)
