@@ -1,4 +1,4 @@
-# The two commands of CONTRACT §1: `make run` and `make test`.
+# The two commands a new user runs (README "The two commands"): `make run` and `make test`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -1,4 +1,4 @@
-"""`python -m monitoring_core …`: the command line of CONTRACT §2."""
+"""`python -m monitoring_core …`: the command line (README "Processes")."""
 
 from __future__ import annotations
 

@@ -407,7 +407,7 @@ runbooks = Table(
 )
 
 alert_rules = Table(
-    "alert_rules",  # the feature spec's `alert_configurations`
+    "alert_rules",  # `alert_configurations` in the API (docs/API.md "Field names")
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("alert_name", Text, nullable=False),

@@ -1,4 +1,4 @@
-"""Status codes of CONTRACT §4 for bodies, on a real server; nothing stored on any rejection."""
+"""Status codes of docs/API.md for bodies, on a real server; nothing stored on any rejection."""
 
 from __future__ import annotations
 

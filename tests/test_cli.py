@@ -1,4 +1,4 @@
-"""Every CLI command of CONTRACT §2, run as a user runs it: a subprocess on the test database."""
+"""Every CLI command of the README's "Processes" table, run as a user runs it: a subprocess on the test database."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ def test_it_lists_endpoints_and_the_slowest(engine: Engine, timings: datetime) -
     ]  # fmt: skip
     assert table["rpm"].tolist() == pytest.approx([100 / 120, 10 / 120])
     assert table["p95"].tolist() == pytest.approx([100, 3000], rel=0.01)
-    # CONTRACT §4 names p50/p90/p95/p99 per endpoint.
+    # docs/API.md: performance analytics give p50/p90/p95/p99 per endpoint.
     assert table["p90"].tolist() == pytest.approx([100, 3000], rel=0.01)
     assert slow["endpoint"].tolist() == ["/b"] and strict["endpoint"].tolist() == ["/a"]
 

@@ -111,7 +111,7 @@ def _add_exception_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = exc.errors()
         for error in errors:
-            if error.get("type") == "json_invalid":  # unreadable, not invalid: CONTRACT says 400
+            if error.get("type") == "json_invalid":  # unreadable, not invalid: docs/API.md says 400
                 what = error.get("ctx", {}).get("error", "invalid")
                 at = [part for part in error.get("loc", ()) if isinstance(part, int)]
                 where = f" at char {at[0]}" if at else ""
@@ -133,7 +133,7 @@ def _add_exception_handlers(app: FastAPI) -> None:
 
 
 def _item_error(error: dict) -> dict:
-    """FastAPI's error (loc like ("body", 3, "value") or ("query", "window")) as CONTRACT §4."""
+    """FastAPI's error (loc like ("body", 3, "value") or ("query", "window")) as docs/API.md's 422 item."""
     loc = list(error.get("loc", ()))
     index = None
     if loc and loc[0] in ("body", "query", "path", "header"):

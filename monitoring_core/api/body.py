@@ -97,7 +97,7 @@ def parse_json_items(data: bytes) -> list[dict[str, Any]]:
 async def read_json_items(
     request: Request, *, max_bytes: int, allow_text: bool = False
 ) -> list[dict[str, Any]]:
-    """The request's JSON items; 413/415/400/422 as CONTRACT §4 says.
+    """The request's JSON items; 413/415/400/422 as docs/API.md "Status codes" says.
 
     `allow_text` also accepts `text/plain` (what `navigator.sendBeacon` sends for a string).
     """

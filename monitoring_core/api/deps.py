@@ -1,4 +1,4 @@
-"""Authentication and rate limiting as FastAPI dependencies (CONTRACT §4 "Auth").
+"""Authentication and rate limiting as FastAPI dependencies (docs/API.md "Keys and scopes").
 
 A key is read from `Authorization: Bearer KEY`, `X-API-Key: KEY`, HTTP Basic (the password;
 the user name when the password is empty), and on ingest routes also `?key=KEY`, since

@@ -1,4 +1,5 @@
-"""Funnels computed in Postgres with window functions (PostHog's earlier engine, REFERENCE.md).
+"""Funnels computed in Postgres with window functions (PostHog's earlier engine;
+see docs/PROTOCOLS.md "Funnels in SQL").
 
 Per user and for each step-0 event, the greedy chain takes the earliest step-k event at or after
 step k-1's (ordered mode) or requires it to be the very next funnel event (strict mode: no other

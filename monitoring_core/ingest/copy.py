@@ -1,4 +1,5 @@
-"""Binary COPY into a table on the SQLAlchemy connection's own transaction (REFERENCE.md).
+"""Binary COPY into a table on the SQLAlchemy connection's own transaction
+(docs/PROTOCOLS.md "Postgres binary COPY").
 
 Two ways in: `copy_rows` (psycopg's per-row writer, any types, NULLs) and `copy_columns`
 for all-fixed-width, non-NULL columns, where numpy lays out the whole binary COPY payload
