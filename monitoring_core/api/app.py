@@ -133,7 +133,7 @@ def _add_exception_handlers(app: FastAPI) -> None:
 
 
 def _item_error(error: dict) -> dict:
-    """FastAPI's error (loc like ("body", 3, "value") or ("query", "window")) as docs/API.md's 422 item."""
+    """FastAPI's error (loc like ("body", 3, "value") or ("query", "window")) as a 422 item."""
     loc = list(error.get("loc", ()))
     index = None
     if loc and loc[0] in ("body", "query", "path", "header"):
