@@ -1,4 +1,4 @@
-"""Demo data: load 30 days (`python -m monitoring_core demo-data`) and roll it up; the budget is 90 s.
+"""Demo data: load 30 days (`monitoring_core demo-data`) and roll it up; the budget is 90 s.
 
 Runs on a database of its own (`bench_demo` on the embedded `.data/bench` cluster), dropped
 and recreated each run. Baseline measured in the same run: binary COPY of as many narrow rows

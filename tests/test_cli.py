@@ -1,4 +1,4 @@
-"""Every CLI command of the README's "Processes" table, run as a user runs it: a subprocess on the test database."""
+"""Every CLI command in the README's "Processes", run as a user runs it: a subprocess on the test db."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The HTTP API: a thin FastAPI layer over monitoring_core (routes, keys and status codes: docs/API.md)."""
+"""The HTTP API: a thin FastAPI layer over monitoring_core (routes, keys, codes: docs/API.md)."""
