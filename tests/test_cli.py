@@ -1,4 +1,4 @@
-"""Every CLI command in the README's "Processes", run as a user runs it: a subprocess on the test db."""
+"""Every CLI command in the README's "Processes", run as a user runs it: a subprocess."""
 
 from __future__ import annotations
 
