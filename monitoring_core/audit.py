@@ -1,15 +1,55 @@
-"""The audit log: who did what to which object."""
+"""The audit log, and the one way to name who acted.
+
+Every stored "who" — `audit_log.actor`, `alert_events.actor`, `incident_timeline.actor`,
+`error_group_changes.actor` and the `*_by` columns (acknowledged, created, resolved, requested,
+approved) — is `KIND:NAME`, built by one of the three functions below and never by hand:
+
+- `user:NAME` — a person signed in to the UI (`user_actor(user.username)`);
+- `apikey:NAME` — a request made with an API key (`key_actor(key.name)`);
+- `system:JOB` — the worker or the ingest path acting on its own (`system_actor("escalation")`).
+
+Migration 0007 rewrote rows written before this format (bare user names, `api-key:NAME`,
+bare job names).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, insert
 
 from monitoring_core.schema import audit_log
 
-__all__ = ["record_audit"]
+__all__ = ["ActorKind", "key_actor", "record_audit", "system_actor", "user_actor"]
+
+
+class ActorKind(StrEnum):
+    USER = "user"
+    KEY = "apikey"
+    SYSTEM = "system"
+
+
+def _actor(kind: ActorKind, name: str) -> str:
+    if not name:
+        raise ValueError(f"a {kind.value} actor needs a name")
+    return f"{kind.value}:{name}"
+
+
+def user_actor(username: str) -> str:
+    """`user:NAME`: a person signed in to the UI."""
+    return _actor(ActorKind.USER, username)
+
+
+def key_actor(key_name: str) -> str:
+    """`apikey:NAME`: a request made with the API key of that name."""
+    return _actor(ActorKind.KEY, key_name)
+
+
+def system_actor(job: str) -> str:
+    """`system:JOB`: the worker or the ingest path acting on its own."""
+    return _actor(ActorKind.SYSTEM, job)
 
 
 def record_audit(

@@ -1,0 +1,53 @@
+"""One format for who acted: the helpers, and migration 0007 rewriting rows of the old ones."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Engine, insert, select, text
+
+from monitoring_core.audit import key_actor, record_audit, system_actor, user_actor
+from monitoring_core.migrate import migrate
+from monitoring_core.schema import audit_log
+
+
+@pytest.mark.parametrize(
+    ("actor", "expected"),
+    [
+        (user_actor("ann"), "user:ann"),
+        (key_actor("checkout-service"), "apikey:checkout-service"),
+        (system_actor("escalation"), "system:escalation"),
+    ],
+)
+def test_it_names_who_acted_as_kind_and_name(actor: str, expected: str) -> None:
+    assert actor == expected
+
+
+def test_it_refuses_an_actor_without_a_name() -> None:
+    with pytest.raises(ValueError, match="user actor needs a name"):
+        user_actor("")
+
+
+def test_it_rewrites_old_actors_once(engine: Engine, now: datetime) -> None:
+    old_to_new = {
+        "ann": "user:ann",
+        "api-key:ops": "apikey:ops",
+        "escalation": "system:escalation",
+        "auto-recovery": "system:auto-recovery",
+        "system": "system:notify",
+        "user:ben": "user:ben",
+        "apikey:deploy": "apikey:deploy",
+        "system:alerting": "system:alerting",
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            insert(audit_log), [{"time": now, "actor": a, "action": "x"} for a in old_to_new]
+        )
+        record_audit(conn, actor=user_actor("cy"), action="y", now=now)
+        conn.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+    migrate(engine, now=now)
+    migrate(engine, now=now)  # at head: nothing runs twice
+    with engine.connect() as conn:
+        actors = conn.execute(select(audit_log.c.actor).order_by(audit_log.c.id)).scalars().all()
+    assert actors == [*old_to_new.values(), "user:cy"]
