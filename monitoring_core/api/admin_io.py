@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import read_body
+from monitoring_core.audit import key_actor
 
 __all__ = ["ErrorStatuses", "actor_of", "read_json", "read_json_object", "run_tx"]
 
@@ -19,8 +20,8 @@ ErrorStatuses = Sequence[tuple[tuple[type[Exception], ...], int]]
 
 
 def actor_of(request: Request) -> str:
-    """Who acts, for audit logs and timelines: the API key's name."""
-    return f"apikey:{request.state.api_key.name}"
+    """Who acts, for audit logs and timelines: `apikey:NAME` (monitoring_core/audit.py)."""
+    return key_actor(request.state.api_key.name)
 
 
 async def read_json(request: Request) -> Any:
