@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from ui import data
 
-__all__ = ["run", "show_flash"]
+__all__ = ["run", "run_flow", "show_flash"]
 
 
 def run(
@@ -23,9 +23,26 @@ def run(
 ) -> None:
     """Run `work` in one transaction, leave what happened under `flash` (the first line of a
     refusal, after `failed`; else `done`, or `done(result)`), clear cached reads and rerun."""
+
+    def in_one_transaction(engine: Engine) -> Any:
+        with engine.begin() as conn:
+            return work(conn)
+
+    run_flow(flash, in_one_transaction, done=done, refused=refused, failed=failed)
+
+
+def run_flow(
+    flash: str,
+    flow: Callable[[Engine], Any],
+    *,
+    done: str | Callable[[Any], str],
+    refused: tuple[type[Exception], ...],
+    failed: str = "",
+) -> None:
+    """Like `run`, for a flow that owns its transactions (it calls out over the network, which
+    never happens inside one): `flow` gets the engine."""
     try:
-        with data.get_engine().begin() as conn:
-            result = work(conn)
+        result = flow(data.get_engine())
     except refused as exc:
         st.session_state[flash] = ("error", f"{failed}{(str(exc).splitlines() or [''])[0]}")
     else:
