@@ -43,13 +43,13 @@ sys.path.insert(0, str(ROOT))
 from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.accounts import create_api_key  # noqa: E402
 from monitoring_core.alerts import series as series_mod  # noqa: E402
-from monitoring_core.alerts.evaluation import evaluate_all  # noqa: E402
 from monitoring_core.alerts.rules import rule_from_row  # noqa: E402
 from monitoring_core.alerts.store import create_rule, list_rules  # noqa: E402
 from monitoring_core.api.app import create_app  # noqa: E402
 from monitoring_core.config import load_settings  # noqa: E402
 from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
+from monitoring_core.flows.alert_cycle import evaluate_all  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
 from monitoring_core.notify.channels import create_channel  # noqa: E402
 from monitoring_core.notify.transport import send  # noqa: E402

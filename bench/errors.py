@@ -39,10 +39,10 @@ from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.accounts import create_api_key  # noqa: E402
 from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
-from monitoring_core.errors.ingest import prepare  # noqa: E402
 from monitoring_core.errors.scrub import Scrubber  # noqa: E402
 from monitoring_core.errors.store import insert_events  # noqa: E402
 from monitoring_core.errors.validate import parse_error_items  # noqa: E402
+from monitoring_core.flows.error_ingest import prepare  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
 
 # As `python -m monitoring_core api` (make run) serves: one uvicorn process, so the figures are

@@ -12,14 +12,14 @@ __all__ = ["deliver_notifications", "escalate_alerts", "evaluate_alerts"]
 
 
 def evaluate_alerts(engine: Engine, now: datetime) -> str:
-    from monitoring_core.alerts.evaluation import run_evaluation
+    from monitoring_core.flows.alert_cycle import run_evaluation
 
     return run_evaluation(engine, now).summary()
 
 
 def deliver_notifications(engine: Engine, now: datetime) -> str:
     """Not a singleton: several workers share the outbox safely (SKIP LOCKED leases)."""
-    from monitoring_core.notify.delivery import deliver_due
+    from monitoring_core.flows.notification_delivery import deliver_due
 
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     sent = failed = 0
@@ -31,8 +31,8 @@ def deliver_notifications(engine: Engine, now: datetime) -> str:
 
 
 def escalate_alerts(engine: Engine, now: datetime) -> str:
-    from monitoring_core.alerts.climb import escalate_unacknowledged
     from monitoring_core.config import load_settings
+    from monitoring_core.flows.alert_escalation import escalate_unacknowledged
 
     settings = load_settings()
     with engine.begin() as conn:

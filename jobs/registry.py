@@ -1,4 +1,4 @@
-"""The worker's job list: one line per job. Other packages add theirs here.
+"""The worker's job list: one line per job; every job function lives in jobs/.
 
 A job is a named function `func(engine, now) -> None | str` (the string is a short summary that
 the worker logs and shows in its heartbeat status). The function owns its transactions
@@ -18,13 +18,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from jobs import alerting, builtin
+from jobs import alerting, builtin, errors, incidents
+from jobs import collectors as collector_jobs
 from jobs.business import business_rollup
-from monitoring_core.collectors import jobs as collector_jobs
-from monitoring_core.errors.recovery import recovery_job
-from monitoring_core.incidents.escalation import escalate_incidents_job
-from monitoring_core.incidents.notifications import record_notifications_job
-from monitoring_core.incidents.reports import incident_metrics_job
 
 __all__ = ["JOBS", "Job", "JobFunc", "find_job"]
 
@@ -60,15 +56,24 @@ JOBS: list[Job] = [
         description="send the notification outbox",
     ),
     Job("escalation", alerting.escalate_alerts, 30, description="climb escalation policies"),
-    Job("incident_escalation", escalate_incidents_job, 30, description="page SEV1/SEV2 incidents"),
-    Job("incident_metrics", incident_metrics_job, 300, description="MTTA/MTTR/open as metrics"),
+    Job(
+        "incident_escalation",
+        incidents.escalate_incidents,
+        30,
+        description="page SEV1/SEV2 incidents",
+    ),
+    Job(
+        "incident_metrics", incidents.incident_metrics, 300, description="MTTA/MTTR/open as metrics"
+    ),
     Job(
         "incident_notifications",
-        record_notifications_job,
+        incidents.incident_notifications,
         30,
         description="sent pages on timelines",
     ),
-    Job("error_recovery", recovery_job, 60, description="mark quiet error groups recovered"),
+    Job(
+        "error_recovery", errors.error_recovery, 60, description="mark quiet error groups recovered"
+    ),
     Job(
         "health_checks",
         collector_jobs.health_checks,

@@ -21,9 +21,16 @@ __all__ = [
 
 
 class Role(StrEnum):
+    """Who may do what; declared from least to most privileged (`rank` follows this order)."""
+
     VIEWER = "viewer"
     RESPONDER = "responder"
     ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """0 for viewer, 1 for responder, 2 for admin."""
+        return list(Role).index(self)
 
 
 class ApiScope(StrEnum):
@@ -32,11 +39,22 @@ class ApiScope(StrEnum):
 
 
 class Severity(StrEnum):
+    """Alert severities, declared from most to least severe (`rank`: 0 is critical)."""
+
     CRITICAL = "critical"
     HIGH = "high"
     MEDIUM = "medium"
     LOW = "low"
     INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical … 4 for info: sort by it, lower is more severe."""
+        return list(Severity).index(self)
+
+    def at_least(self, other: Severity) -> bool:
+        """True when this severity is `other` or more severe."""
+        return self.rank <= other.rank
 
 
 class AlertStatus(StrEnum):

@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from monitoring_core.enums import Severity
+
 __all__ = [
     "PEAK_MONTHS",
     "SEASON_STRICTNESS",
@@ -20,7 +22,8 @@ __all__ = [
 
 PEAK_MONTHS = frozenset(range(5, 11))  # May..October
 SEASON_STRICTNESS = 0.20
-SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
+# Least to most severe, from the enum (index grows with severity).
+SEVERITY_ORDER = tuple(s.value for s in reversed(Severity))
 _SATURDAY = 5
 
 

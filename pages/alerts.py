@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from monitoring_core.alerts import actions, views
+from monitoring_core import clock
+from monitoring_core.alerts import queries, service
 from monitoring_core.alerts.backtest import backtest
 from monitoring_core.alerts.rules import TEMPLATES, RuleInvalid, rule_from_row
 from monitoring_core.alerts.silences import create_silence, list_silences
 from monitoring_core.alerts.store import list_active_alerts
-from monitoring_core.enums import Role
+from monitoring_core.audit import user_actor
+from monitoring_core.enums import AlertStatus, Role, Severity
+from monitoring_core.flows import alert_actions as actions
 from monitoring_core.notify.channels import list_channels
 from ui import actions as ui_actions
 from ui import auth, data, fmt, widgets
@@ -31,7 +34,7 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     ui_actions.run(
         "alerts_flash",
         lambda conn: action(
-            conn, actor=user.username, role=user.role.value, now=datetime.now(UTC), **kwargs
+            conn, actor=user_actor(user.username), role=user.role.value, now=clock.now(), **kwargs
         ),
         done=f"{label} done",
         failed=f"{label} failed: ",
@@ -97,11 +100,11 @@ with history:
     c1, c2 = st.columns(2)
     status = c1.selectbox(
         "Status",
-        ["", "pending", "firing", "acknowledged", "suppressed", "resolved", "no_data", "expired"],
+        ["", *(s.value for s in AlertStatus)],
     )
-    severity = c2.selectbox("Severity", ["", "critical", "high", "medium", "low", "info"])
+    severity = c2.selectbox("Severity", ["", *(s.value for s in Severity)])
     frame = data.read_or_stop(
-        views.history_frame,
+        queries.history_frame,
         start=tr.start,
         end=tr.end,
         status=status or None,
@@ -110,7 +113,7 @@ with history:
     st.dataframe(frame, hide_index=True, height=widgets.table_height(len(frame)))
 
 with rules_tab:
-    rules = data.read_or_stop(views.rules_frame)
+    rules = data.read_or_stop(queries.rules_frame)
     for rule in rules:
         cols = st.columns([4, 1, 1])
         cols[0].markdown(
@@ -123,7 +126,7 @@ with rules_tab:
         ):
             act(
                 "Update rule",
-                actions.rule_update,
+                service.rule_update,
                 rule_id=rule["id"],
                 body={"is_enabled": not rule["is_enabled"]},
             )
@@ -148,8 +151,8 @@ with rules_tab:
             name = st.text_input("Name", base["alert_name"], key=f"rule_name_{template}")
             severity_level = st.selectbox(
                 "Severity",
-                ["critical", "high", "medium", "low", "info"],
-                index=["critical", "high", "medium", "low", "info"].index(base["severity_level"]),
+                [s.value for s in Severity],
+                index=Severity(base["severity_level"]).rank,
             )
             config = st.text_area(
                 "condition_config (JSON)", json.dumps(base["condition_config"], indent=1)
@@ -184,7 +187,7 @@ with rules_tab:
             st.error(f"condition_config is not JSON: {exc}")
             st.stop()
         if saved:
-            act("Create rule", actions.rule_create, body=body)
+            act("Create rule", service.rule_create, body=body)
         if tested:
             try:
                 candidate = rule_from_row({"id": 0, **body})
@@ -224,7 +227,7 @@ with silences_tab:
             hours = st.number_input("Hours", 1, 24 * 14, 2)
             reason = st.text_input("Reason")
             if st.form_submit_button("Add silence"):
-                start = datetime.now(UTC)
+                start = clock.now()
                 act(
                     "Add silence",
                     lambda conn, actor, role, now, **_: create_silence(

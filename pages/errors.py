@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pandas as pd
 import streamlit as st
 
+from monitoring_core import clock
+from monitoring_core.audit import user_actor
 from monitoring_core.enums import ErrorGroupStatus, ErrorLevel, Role
 from monitoring_core.errors import queries
-from monitoring_core.errors.actions import change_group_status
 from monitoring_core.errors.rules import TRANSITIONS
+from monitoring_core.errors.service import change_group_status
 from ui import auth, data, fmt, widgets
 
 auth.require_role(Role.VIEWER)
@@ -165,7 +165,7 @@ with history_tab:
 if notice := st.session_state.pop("errors_notice", None):
     st.success(notice)
 if auth.has_role(Role.RESPONDER):
-    user = auth.current_user()
+    user = auth.require_role(Role.RESPONDER)
     release = st.text_input("Fixed in release (optional, for resolve)", key="errors_release")
     actions = [a for a, (allowed, _) in TRANSITIONS.items() if group["status"] in allowed]
     for slot, action in zip(st.columns(len(actions)), actions, strict=True):
@@ -175,8 +175,8 @@ if auth.has_role(Role.RESPONDER):
                     conn,
                     group_id=group_id,
                     action=action,
-                    actor=f"user:{user.username if user else '?'}",
-                    now=datetime.now(UTC),
+                    actor=user_actor(user.username),
+                    now=clock.now(),
                     release=release.strip() or None,
                 )
             st.cache_data.clear()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
+from monitoring_core import clock
+from monitoring_core.audit import user_actor
 from monitoring_core.collectors.store import COLLECTOR_KINDS, save_collector
 from monitoring_core.enums import Role
-from monitoring_core.health import views
-from monitoring_core.health.admin import save_check
+from monitoring_core.health import queries
 from monitoring_core.health.runner import run_check_now
+from monitoring_core.health.service import save_check
 from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES
 from monitoring_core.ingest.validate import InvalidItems
 from ui import auth, data, fmt, widgets
@@ -25,7 +26,7 @@ WORST = ["critical", "warning", "unknown", "healthy"]
 
 st.title("Health")
 # The exact time, not the 30 s-floored `now` shared by cached reads: "last seen" is in seconds.
-workers = data.read_or_stop(views.worker_status, datetime.now(UTC))
+workers = data.read_or_stop(queries.worker_status, clock.now())
 if workers:
     seen = workers[0]
     st.caption(
@@ -37,7 +38,7 @@ else:
         icon=":material/engineering:",
     )
 
-checks = data.read_or_stop(views.check_summaries, now, base_url=api_base)
+checks = data.read_or_stop(queries.check_summaries, now, base_url=api_base)
 
 
 def _status_grid(checks: list[dict]) -> None:
@@ -101,12 +102,12 @@ def _detail(checks: list[dict]) -> dict:
     chosen = by_name[st.selectbox("Check", list(by_name), key="health_check_pick")]
     if chosen["ping_url"]:
         st.code(f"curl -fsS -m 10 --retry 5 {chosen['ping_url']}", language="bash")
-    results = data.read_or_stop(views.check_results_frame, chosen["id"], tr.start, tr.end)
+    results = data.read_or_stop(queries.check_results_frame, chosen["id"], tr.start, tr.end)
     if results.empty:
         st.info("No results in this range yet.")
     else:
         st.line_chart(results.set_index("time")["response_time_ms"], y_label="response time (ms)")
-    flips = data.read_or_stop(views.check_flips, tr.start, chosen["id"])
+    flips = data.read_or_stop(queries.check_flips, tr.start, chosen["id"])
     st.markdown("**Status changes**")
     if flips:
         table = pd.DataFrame(flips)
@@ -139,12 +140,12 @@ else:
     chosen = _detail(checks)
 
 if auth.has_role(Role.ADMIN):
-    user = auth.current_user()
+    user = auth.require_role(Role.ADMIN)
     engine = data.get_engine()
     if chosen is not None and st.button(
         "Run now", key="health_run_now", icon=":material/play_arrow:"
     ):
-        run = run_check_now(engine, chosen["id"], datetime.now(UTC))
+        run = run_check_now(engine, chosen["id"], clock.now())
         if run is not None:
             st.cache_data.clear()
             show = st.success if run.outcome.success else st.error
@@ -211,8 +212,8 @@ if auth.has_role(Role.ADMIN):
                     conn,
                     body,
                     check_id=current["id"] if current else None,
-                    actor=f"user:{user.username if user else '?'}",
-                    now=datetime.now(UTC),
+                    actor=user_actor(user.username),
+                    now=clock.now(),
                 )
         except json.JSONDecodeError as exc:
             st.error(f"The config is not valid JSON: {exc}")
@@ -223,7 +224,7 @@ if auth.has_role(Role.ADMIN):
             st.success(f"Saved {name!r}.")
 
 st.subheader("Collectors")
-collectors = data.read_or_stop(views.collector_table)
+collectors = data.read_or_stop(queries.collector_table)
 if collectors:
     st.dataframe(
         pd.DataFrame(collectors)[
@@ -261,10 +262,8 @@ if auth.has_role(Role.ADMIN):
                 fields |= {"query": c_query, "metric_name": c_metric or None}
             try:
                 with data.get_engine().begin() as conn:
-                    actor = f"user:{auth.require_role(Role.ADMIN).username}"
-                    save_collector(
-                        conn, fields, collector_id=None, actor=actor, now=datetime.now(UTC)
-                    )
+                    actor = user_actor(auth.require_role(Role.ADMIN).username)
+                    save_collector(conn, fields, collector_id=None, actor=actor, now=clock.now())
             except InvalidItems as exc:
                 st.error("Not saved: " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors))
             else:

@@ -4,14 +4,15 @@ timeline, alerts and errors, responder actions and runbooks, the post-incident e
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from monitoring_core import clock
+from monitoring_core.audit import user_actor
 from monitoring_core.enums import IncidentStatus, Role, WeddingImpact
-from monitoring_core.incidents import report, reports, runbooks, service
+from monitoring_core.incidents import postmortem, response_figures, runbooks, service
 from monitoring_core.incidents.lifecycle import TRANSITIONS
 from monitoring_core.incidents.queries import active_incidents, incident_detail, list_incidents
 from ui import actions as ui_actions
@@ -29,7 +30,7 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     ui_actions.run(
         FLASH,
         lambda conn: action(
-            conn, actor=user.username, role=user.role.value, now=datetime.now(UTC), **kwargs
+            conn, actor=user_actor(user.username), role=user.role.value, now=clock.now(), **kwargs
         ),
         done=f"{label} done",
         failed=f"{label} failed: ",
@@ -42,9 +43,9 @@ def run_runbook(label: str, flow: Callable[..., dict[str, Any]], **kwargs: Any) 
     try:
         ex = flow(
             data.get_engine(),
-            actor=user.username,
+            actor=user_actor(user.username),
             role=user.role.value,
-            now=datetime.now(UTC),
+            now=clock.now(),
             **kwargs,
         )
     except (service.PermissionDenied, ValueError, LookupError) as exc:
@@ -166,13 +167,13 @@ def _runbooks(iid: int) -> None:
 def _postmortem(inc: dict[str, Any]) -> None:
     iid, text = inc["id"], inc["postmortem_markdown"] or ""
     if responder and st.button("Draft from recorded facts", key="pm_draft"):
-        act("Draft report", report.generate_postmortem, incident_id=iid)
+        act("Draft report", postmortem.generate_postmortem, incident_id=iid)
     if responder:
         edited = st.text_area(
             "Report (Markdown)", text, height=400, key=f"pm_text_{iid}_{len(text)}"
         )
         if st.button("Save report", key="pm_save"):
-            act("Save report", report.save_postmortem, incident_id=iid, markdown=edited)
+            act("Save report", postmortem.save_postmortem, incident_id=iid, markdown=edited)
     elif text:
         st.markdown(text)
     if text:
@@ -183,7 +184,7 @@ def _postmortem(inc: dict[str, Any]) -> None:
             mime="text/markdown",
             key="pm_download",
         )
-    items = data.read_or_stop(report.list_action_items, incident_id=iid)
+    items = data.read_or_stop(postmortem.list_action_items, incident_id=iid)
     for item in items:
         done = st.checkbox(
             f"{item['title']} ({item['owner'] or 'no owner'})",
@@ -192,13 +193,15 @@ def _postmortem(inc: dict[str, Any]) -> None:
             disabled=not responder,
         )
         if done != item["is_done"]:
-            act("Action item", report.set_action_item_done, item_id=item["id"], done=done)
+            act("Action item", postmortem.set_action_item_done, item_id=item["id"], done=done)
     if responder:
         left, right = st.columns(2)
         title = left.text_input("New action item", key="ai_title")
         owner = right.text_input("Owner", key="ai_owner")
         if st.button("Add action item", key="ai_add"):
-            act("Action item", report.add_action_item, incident_id=iid, title=title, owner=owner)
+            act(
+                "Action item", postmortem.add_action_item, incident_id=iid, title=title, owner=owner
+            )
 
 
 def _detail(iid: int) -> None:
@@ -252,7 +255,7 @@ def _declare() -> None:
 
 
 def _report() -> None:
-    rep = data.read_or_stop(reports.incident_report, start=tr.start, end=tr.end, tz=tz)
+    rep = data.read_or_stop(response_figures.incident_report, start=tr.start, end=tr.end, tz=tz)
     totals = rep["totals"]
     cols = st.columns(4)
     cols[0].metric("Incidents", totals["incidents"])

@@ -6,8 +6,8 @@ import streamlit as st
 
 from monitoring_core.alerts.store import list_active_alerts
 from monitoring_core.enums import Role
-from monitoring_core.health import views as health_views
-from monitoring_core.incidents import reports as incident_reports
+from monitoring_core.health import queries as health_queries
+from monitoring_core.incidents import response_figures
 from monitoring_core.performance import queries
 from ui import auth, charts, data, fmt, widgets
 
@@ -67,7 +67,7 @@ with cards[4]:
 # ── Cards from the other domains, one column each (they read through data.read too):
 # ── health checks (health), open incidents (incidents), active alerts (alerting).
 health_col, incidents_col, alerts_col = st.columns(3)
-health = data.read_or_stop(health_views.health_overview, tr.end)
+health = data.read_or_stop(health_queries.health_overview, tr.end)
 if health["total"]:
     down = [p["check_name"] for p in health["problems"] if p["status"] == "critical"]
     warning = health["by_status"]["warning"]
@@ -80,7 +80,7 @@ if health["total"]:
             help=f"Enabled checks by status (Health page for details). Down: {', '.join(down) or 'none'}",
         )
 
-incident_card = data.read_or_stop(incident_reports.overview_card, now=tr.end)
+incident_card = data.read_or_stop(response_figures.overview_card, now=tr.end)
 with incidents_col:
     widgets.kpi_card(
         "Open incidents",

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from monitoring_core.alerts import views
-from monitoring_core.alerts.escalation import parse_steps
-from monitoring_core.audit import record_audit
+from monitoring_core import clock
+from monitoring_core.audit import record_audit, user_actor
 from monitoring_core.enums import Role
 from monitoring_core.notify.channels import (
     ChannelInUse,
@@ -31,7 +30,7 @@ from monitoring_core.notify.channels import (
 from monitoring_core.notify.delivery import channel_health
 from monitoring_core.notify.templates import render_test
 from monitoring_core.notify.transport import send
-from monitoring_core.schema import escalation_policies
+from monitoring_core.policies.store import create_policy, list_policies
 from ui import actions as ui_actions
 from ui import auth, data, widgets
 
@@ -58,9 +57,9 @@ def _audited(
         result = work(conn)
         record_audit(
             conn,
-            actor=user.username,
+            actor=user_actor(user.username),
             action=action,
-            now=datetime.now(UTC),
+            now=clock.now(),
             target=target(result) if callable(target) else target,
         )
         return result
@@ -125,7 +124,7 @@ with st.form("new_channel"):
         )
 
 st.subheader("Escalation policies")
-policies = data.read_or_stop(views.policies)
+policies = data.read_or_stop(list_policies)
 st.dataframe(
     pd.DataFrame(policies, columns=["id", "name", "steps", "repeat", "is_wedding_day"]),
     hide_index=True,
@@ -138,13 +137,9 @@ with st.form("new_policy"):
     wedding = st.checkbox("Use on Saturdays (wedding-day policy)")
     if st.form_submit_button("Add policy"):
 
-        def add_policy(conn: Connection) -> None:
-            parse_steps(json.loads(steps))
-            conn.execute(
-                insert(escalation_policies).values(
-                    name=policy_name, steps=json.loads(steps), is_wedding_day=wedding
-                )
-            )
+        def add_policy(conn: Connection) -> dict[str, Any]:
+            body = {"name": policy_name, "steps": json.loads(steps), "is_wedding_day": wedding}
+            return create_policy(conn, body)
 
         ui_actions.run(
             FLASH,

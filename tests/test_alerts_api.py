@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from monitoring_core.alerts.evaluation import run_evaluation
+from monitoring_core.flows.alert_cycle import run_evaluation
 from tests.alerting_support import webhook_receiver
 
 RULE = {
@@ -23,6 +23,12 @@ RULE = {
     "notification_channels": [],
     "is_enabled": True,
 }  # fmt: skip
+
+
+@pytest.fixture
+def now(real_now: datetime) -> datetime:
+    """The real time: the API server stamps and reads its data on the real clock."""
+    return real_now
 
 
 def call(method: str, url: str, key: str | None, body: Any = None) -> httpx.Response:

@@ -14,10 +14,10 @@ from sqlalchemy import Engine, select, update
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.engine import AlertState, Check, Decision, Point, check_condition
-from monitoring_core.alerts.evaluation import run_evaluation
 from monitoring_core.alerts.raw import RawMetric, bucket, read_raw
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.writes import DecisionWrite, save_decisions
+from monitoring_core.flows.alert_cycle import run_evaluation
 from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import alert_events, alert_instances
 from tests.alerting_support import partitions_around, point, threshold_rule

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from monitoring_core.alerts.evaluation import EvalReport, run_evaluation
 from monitoring_core.alerts.silences import create_silence
 from monitoring_core.alerts.store import list_active_alerts, list_alert_history
+from monitoring_core.flows.alert_cycle import EvalReport, run_evaluation
 from monitoring_core.incidents.store import list_timeline
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import alert_instances, incidents, notification_outbox

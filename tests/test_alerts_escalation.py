@@ -9,12 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Connection, Engine, insert, select
 
-from monitoring_core.alerts import actions
-from monitoring_core.alerts.climb import escalate_unacknowledged
-from monitoring_core.alerts.escalation import Step, due_steps, parse_steps, step_due_at
-from monitoring_core.alerts.evaluation import run_evaluation
+from monitoring_core.alerts import service
 from monitoring_core.alerts.store import list_alert_history
+from monitoring_core.flows import alert_actions as actions
+from monitoring_core.flows.alert_cycle import run_evaluation
+from monitoring_core.flows.alert_escalation import escalate_unacknowledged
 from monitoring_core.incidents.store import list_timeline
+from monitoring_core.policies.steps import Step, due_steps, parse_steps, step_due_at
 from monitoring_core.schema import audit_log, escalation_policies, incidents, notification_outbox
 from tests.alerting_support import channel, partitions_around, point, threshold_rule
 
@@ -189,7 +190,7 @@ def test_it_checks_roles_on_every_action(
         "acknowledge": lambda c: actions.acknowledge_alert(c, instance_id=instance_id, actor="u", role=role, now=TUESDAY),
         "suppress": lambda c: actions.suppress_alert(c, instance_id=instance_id, actor="u", role=role, now=TUESDAY, minutes=5, reason="r"),
         "escalate": lambda c: actions.escalate_alert(c, instance_id=instance_id, actor="u", role=role, now=TUESDAY, tz=TZ, public_url=URL),
-        "create_rule": lambda c: actions.rule_create(c, body={"alert_name": "x", "severity_level": "low", "condition_config": {"type": "absence", "metric": "m"}}, actor="u", role=role, now=TUESDAY),
+        "create_rule": lambda c: service.rule_create(c, body={"alert_name": "x", "severity_level": "low", "condition_config": {"type": "absence", "metric": "m"}}, actor="u", role=role, now=TUESDAY),
     }  # fmt: skip
     with engine.begin() as conn:
         if allowed:

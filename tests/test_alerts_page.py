@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+import pytest
 from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
-from monitoring_core.alerts.evaluation import run_evaluation
+from monitoring_core import clock
 from monitoring_core.enums import Role
+from monitoring_core.flows.alert_cycle import run_evaluation
 from monitoring_core.schema import alert_instances, alert_rules, audit_log
 from tests.alerting_support import point, threshold_rule
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 AppFactory = Callable[[Role | None], AppTest]
 
 
 def _firing_alert(engine: Engine) -> int:
-    now = datetime.now(UTC)
+    now = clock.now()  # the page's clock (set by logged_in_app)
     with engine.begin() as conn:
         threshold_rule(conn, now, alert_name="Checkout slow")
     point(engine, now - timedelta(seconds=2), 500)
@@ -57,7 +61,7 @@ def test_it_lets_a_responder_acknowledge(engine: Engine, logged_in_app: AppFacto
         status = conn.execute(select(alert_instances.c.status)).scalar_one()
         audit = conn.execute(select(audit_log.c.action, audit_log.c.actor)).one()
     assert status == "acknowledged"
-    assert audit.action == "alert.acknowledge" and audit.actor.startswith("responder-")
+    assert audit.action == "alert.acknowledge" and audit.actor.startswith("user:responder-")
     assert any("Acknowledge done" in s.value for s in at.success)
 
 
@@ -109,7 +113,7 @@ def test_it_disables_and_deletes_channels_in_settings(
         used = channel(conn, "json://127.0.0.1:9/used", name="used")
         channel(conn, "json://127.0.0.1:9/spare", name="spare")
         enqueue(conn, outbox_rows(channel_ids=[used], message=Message("t", "b", "info"),
-                                  kind="firing", idempotency_key="k", now=datetime.now(UTC)))  # fmt: skip
+                                  kind="firing", idempotency_key="k", now=clock.now()))  # fmt: skip
     at = logged_in_app(Role.ADMIN)
     at.run()
     at.switch_page("pages/settings.py").run()

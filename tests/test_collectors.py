@@ -15,14 +15,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import Engine, create_engine, insert, select, text
 
 from monitoring_core.accounts import create_user
-from monitoring_core.collectors import Collector, MetricPoint
+from monitoring_core.collectors import Collector
 from monitoring_core.collectors.database import DatabaseCollector
 from monitoring_core.collectors.runner import run_collector, run_configured_collectors
 from monitoring_core.collectors.scrape import ScrapeCollector
 from monitoring_core.collectors.sql import SqlCollector, SqlCollectorError, rows_to_points
 from monitoring_core.collectors.system import SystemCollector
 from monitoring_core.enums import Role
+from monitoring_core.ingest.points import MetricPoint
 from monitoring_core.schema import metric_points, metric_series, sql_collectors
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 NOW = datetime(2026, 6, 6, 12, 0, tzinfo=UTC)
 

@@ -3,8 +3,9 @@ burst, and nothing secret at rest."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine, select, text
 
 from monitoring_core.demo import errors as demo_errors
@@ -12,9 +13,10 @@ from monitoring_core.demo import loader_rng
 from monitoring_core.errors.correlation import related_groups
 from monitoring_core.schema import error_groups
 
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
-def test_it_loads_a_realistic_error_history(engine: Engine) -> None:
-    now = datetime.now(UTC).replace(microsecond=0)
+
+def test_it_loads_a_realistic_error_history(engine: Engine, now: datetime) -> None:
     with engine.begin() as conn:
         counts = demo_errors.load(conn, days=6, now=now, rng=loader_rng(demo_errors))
     assert counts["error_events"] > 500

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
+from monitoring_core import clock
 from monitoring_core.enums import Role
-from monitoring_core.errors.ingest import ingest_errors
 from monitoring_core.errors.model import ErrorInput
+from monitoring_core.flows.error_ingest import ingest_errors
 from monitoring_core.schema import error_group_changes, error_groups
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 AppFactory = Callable[[Role | None], AppTest]
 PAGE = "pages/errors.py"
 
 
 def _seed(engine: Engine) -> None:
-    now = datetime.now(UTC) - timedelta(minutes=3)
+    now = clock.now() - timedelta(minutes=3)  # the page's clock (set by logged_in_app)
     base = {"level": "api", "time": now, "trace_id": "t-1"}
     events = [
         ErrorInput(error_type="CardError", message=f"card 4242 4242 4242 4242 declined for {i}",

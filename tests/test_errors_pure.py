@@ -26,13 +26,15 @@ from monitoring_core.errors.fingerprint import (
     frames_from_stack_trace,
     normalize_message,
 )
-from monitoring_core.errors.ingest import prepare
 from monitoring_core.errors.rules import compare_releases, is_regression, next_status
 from monitoring_core.errors.scrub import REDACTED, Scrubber, luhn_valid
 from monitoring_core.errors.sentry import event_to_error, infer_level
 from monitoring_core.errors.severity import classify_severity, should_open_incident
 from monitoring_core.errors.validate import parse_error_items
+from monitoring_core.flows.error_ingest import prepare
 from monitoring_core.ingest.validate import InvalidItems
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 LONDON = ZoneInfo("Europe/London")
 SATURDAY = datetime(2026, 6, 6, 14, 0, tzinfo=UTC)

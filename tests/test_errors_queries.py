@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select, text
 
-from monitoring_core.errors.actions import change_group_status
+from jobs.errors import error_recovery as recovery_job
 from monitoring_core.errors.correlation import burst_starts, related_by_burst, related_groups
-from monitoring_core.errors.ingest import ingest_errors
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.queries import (
     error_count_series,
@@ -19,8 +18,12 @@ from monitoring_core.errors.queries import (
     group_detail,
     list_groups,
 )
-from monitoring_core.errors.recovery import prune_event_ids, recover_quiet_groups, recovery_job
+from monitoring_core.errors.recovery import prune_event_ids, recover_quiet_groups
+from monitoring_core.errors.service import change_group_status
+from monitoring_core.flows.error_ingest import ingest_errors
 from monitoring_core.schema import error_group_changes, error_groups, settings
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 LONDON = ZoneInfo("Europe/London")
 T0 = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)

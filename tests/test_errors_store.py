@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select, text
 
-from monitoring_core.errors.actions import change_group_status
-from monitoring_core.errors.ingest import IngestResult, ingest_errors
 from monitoring_core.errors.model import ErrorInput
+from monitoring_core.errors.service import change_group_status
+from monitoring_core.flows.error_ingest import IngestResult, ingest_errors
 from monitoring_core.schema import (
     error_events,
     error_group_changes,
@@ -21,6 +21,8 @@ from monitoring_core.schema import (
     incident_timeline,
     incidents,
 )
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 LONDON = ZoneInfo("Europe/London")
 

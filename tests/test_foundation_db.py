@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
@@ -15,6 +16,8 @@ from monitoring_core.partitions import (
     partition_name,
 )
 from monitoring_core.schema import PARTITIONED_TABLES, metadata
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 
 def test_it_creates_every_table_of_the_model(engine: Engine) -> None:

@@ -21,6 +21,8 @@ from monitoring_core.health.runner import receive_ping, run_check_now, run_due_c
 from monitoring_core.health.store import create_check, get_check, list_flips, update_check
 from monitoring_core.schema import metric_points, metric_series
 
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
+
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:

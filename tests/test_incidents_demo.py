@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 from monitoring_core.demo import incidents as demo
 from monitoring_core.incidents.queries import list_incidents
-from monitoring_core.incidents.reports import incident_report
+from monitoring_core.incidents.response_figures import incident_report
 from monitoring_core.incidents.store import list_timeline
 from monitoring_core.schema import incidents
 

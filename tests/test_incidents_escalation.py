@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Connection, Engine, insert, select
 
-from monitoring_core.alerts.escalation import Step
 from monitoring_core.incidents import service
 from monitoring_core.incidents.escalation import escalate_incidents, pages_due
 from monitoring_core.incidents.store import list_timeline
+from monitoring_core.policies.steps import Step
 from monitoring_core.schema import escalation_policies, notification_outbox
 from tests.alerting_support import channel
 
@@ -180,9 +180,9 @@ def test_it_follows_an_alert_opened_incident_without_paging_twice(
 ) -> None:
     """Alert path: a critical alert opens the incident, its own climb pages; the incident's
     climb waits, and acknowledging the alert acknowledges the incident (timeline on both)."""
-    from monitoring_core.alerts.actions import acknowledge_alert
-    from monitoring_core.alerts.climb import escalate_unacknowledged
-    from monitoring_core.alerts.evaluation import run_evaluation
+    from monitoring_core.flows.alert_actions import acknowledge_alert
+    from monitoring_core.flows.alert_cycle import run_evaluation
+    from monitoring_core.flows.alert_escalation import escalate_unacknowledged
     from monitoring_core.schema import alert_instances, incidents
     from tests.alerting_support import partitions_around, point, threshold_rule
 
@@ -210,8 +210,8 @@ def test_it_follows_an_alert_opened_incident_without_paging_twice(
 
 
 def test_it_puts_delivered_pages_on_the_timeline(engine: Engine) -> None:
+    from monitoring_core.flows.notification_delivery import deliver_due
     from monitoring_core.incidents.notifications import record_notifications
-    from monitoring_core.notify.delivery import deliver_due
     from tests.alerting_support import webhook_receiver
 
     with webhook_receiver() as hook:

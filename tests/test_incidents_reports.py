@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, insert, select, text
 
-from monitoring_core.alerts.evaluation import run_evaluation
-from monitoring_core.incidents import report, reports, service
+from monitoring_core.flows.alert_cycle import run_evaluation
+from monitoring_core.incidents import postmortem, response_figures, service
 from monitoring_core.incidents.store import link_error_group, list_timeline
 from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import error_groups, incidents
@@ -40,7 +40,7 @@ ROWS = [
 
 
 def test_it_computes_mtta_and_mttr_by_severity_and_month() -> None:
-    out = reports.summarise(ROWS, LONDON)
+    out = response_figures.summarise(ROWS, LONDON)
     # SEV1 in June: MTTA (4 + 10 + 1) / 3 = 5, MTTR (40 + 80 + 30) / 3 = 50
     assert out["by_month_severity"] == [
         {"month": "2026-06", "severity": "SEV1", "incidents": 3, "mtta_minutes": 5.0, "mttr_minutes": 50.0},
@@ -64,11 +64,11 @@ def test_it_computes_mtta_and_mttr_by_severity_and_month() -> None:
 
 def test_it_counts_months_in_the_business_time_zone() -> None:
     late = _row("SEV3", datetime(2026, 6, 30, 23, 30, tzinfo=UTC), 5, 10)  # 1 July in London
-    assert reports.summarise([late], LONDON)["by_month_severity"][0]["month"] == "2026-07"
+    assert response_figures.summarise([late], LONDON)["by_month_severity"][0]["month"] == "2026-07"
 
 
 def test_it_makes_metric_points_for_the_alert_engine() -> None:
-    points = reports.incident_metric_points(ROWS, [{"severity": "SEV1"}], TUESDAY)
+    points = response_figures.incident_metric_points(ROWS, [{"severity": "SEV1"}], TUESDAY)
     by = {(p.name, p.dimensions.get("severity")): p.value for p in points}
     assert by[("incidents.open_count", None)] == 1.0
     assert by[("incidents.open_count", "SEV1")] == 1.0
@@ -102,9 +102,11 @@ def test_it_reports_and_records_figures_from_the_database(engine: Engine) -> Non
     now = TUESDAY + timedelta(hours=3)
     partitions_around(engine, now)
     with engine.begin() as c:
-        rep = reports.incident_report(c, start=TUESDAY - timedelta(days=1), end=now, tz=LONDON)
-        card = reports.overview_card(c, now=now)
-        written = reports.record_incident_metrics(c, now=now)
+        rep = response_figures.incident_report(
+            c, start=TUESDAY - timedelta(days=1), end=now, tz=LONDON
+        )
+        card = response_figures.overview_card(c, now=now)
+        written = response_figures.record_incident_metrics(c, now=now)
         stored = c.execute(text(
             "SELECT s.name, s.dimensions->>'severity', p.value FROM metric_points p "
             "JOIN metric_series s ON s.id = p.series_id WHERE s.name LIKE 'incidents.%'"
@@ -154,14 +156,14 @@ def test_it_drafts_the_report_from_the_recorded_facts(engine: Engine, alert_inci
             now=TUESDAY + timedelta(minutes=30),
             **kw,
         )
-        report.add_action_item(
+        postmortem.add_action_item(
             c,
             title="Alert on provider latency",
             owner="dave",
             now=TUESDAY + timedelta(minutes=31),
             **kw,
         )
-        md = report.generate_postmortem(c, now=TUESDAY + timedelta(hours=2), **kw)
+        md = postmortem.generate_postmortem(c, now=TUESDAY + timedelta(hours=2), **kw)
         stored = c.execute(select(incidents.c.postmortem_markdown)).scalar_one()
         kinds = [e["kind"] for e in list_timeline(c, incident_id=alert_incident)]
     # fmt: skip
@@ -188,5 +190,5 @@ def test_it_drafts_the_report_from_the_recorded_facts(engine: Engine, alert_inci
 def test_it_lets_only_responders_save_reports(engine: Engine) -> None:
     incident_id = _declare(engine, TUESDAY, "SEV2", 1, 2)
     with engine.begin() as c, pytest.raises(service.PermissionDenied):
-        report.save_postmortem(c, incident_id=incident_id, markdown="# x", actor="v", role="viewer",
+        postmortem.save_postmortem(c, incident_id=incident_id, markdown="# x", actor="v", role="viewer",
                                now=TUESDAY)  # fmt: skip

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import Engine, Table, select
 
 from monitoring_core.alerts.store import list_active_alerts
+from monitoring_core.flows.notification_delivery import deliver_due
 from monitoring_core.notify import transport
 from monitoring_core.notify.channels import ChannelInvalid, create_channel, list_channels, mask_url
-from monitoring_core.notify.delivery import LEASE, MAX_ATTEMPTS, backoff, claim_due, deliver_due
+from monitoring_core.notify.delivery import LEASE, MAX_ATTEMPTS, backoff, claim_due
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import Message
 from monitoring_core.schema import (

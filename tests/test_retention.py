@@ -20,6 +20,8 @@ from monitoring_core.retention import (
 )
 from tests.rollup_fixtures import add_points, add_series, add_timings
 
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
+
 NOW = datetime(2026, 6, 20, 12, 0, tzinfo=UTC)
 
 

@@ -8,11 +8,11 @@ fresh server, see app.py), calls `require_role(Role.RESPONDER)` before any actio
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitoring_core import clock, roles
 from monitoring_core.accounts import User, authenticate_user
 from monitoring_core.config import ConfigError
 from monitoring_core.db import DatabaseUnavailable
@@ -20,7 +20,6 @@ from monitoring_core.enums import Role
 from ui.data import get_engine
 
 __all__ = [
-    "ROLE_RANK",
     "current_user",
     "has_role",
     "login_form",
@@ -29,7 +28,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-ROLE_RANK = {Role.VIEWER: 0, Role.RESPONDER: 1, Role.ADMIN: 2}
 _USER_KEY = "auth_user"
 
 
@@ -42,7 +40,7 @@ def current_user() -> User | None:
 def has_role(role: Role) -> bool:
     """True when the logged-in user's role is `role` or above."""
     user = current_user()
-    return user is not None and ROLE_RANK[user.role] >= ROLE_RANK[role]
+    return user is not None and roles.has_role(user.role, role)
 
 
 def require_role(role: Role) -> User:
@@ -64,9 +62,7 @@ def require_role(role: Role) -> User:
 def _check_password(username: str, password: str) -> User | None:
     try:
         with get_engine().begin() as conn:
-            return authenticate_user(
-                conn, username=username, password=password, now=datetime.now(UTC)
-            )
+            return authenticate_user(conn, username=username, password=password, now=clock.now())
     except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError):
         log.exception("login check failed")
         st.error("The user database cannot be reached right now; try again in a moment.")

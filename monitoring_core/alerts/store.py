@@ -244,7 +244,7 @@ def _instance_query() -> Any:
     ).join(alert_rules, alert_rules.c.id == alert_instances.c.alert_configuration_id)
 
 
-_SEVERITY_RANK = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
+_SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
 def instance_to_api(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Alerting routes: admin rules (with a test against history), active alerts and the
 responder actions, channels (with a test send), silences, escalation policies, live alerts.
 
-Field names follow the feature spec's tables (CONTRACT §4). Admin keys act with the admin
+Field names follow docs/API.md "Field names". Admin keys act with the admin
 role; the audit log names the key (`apikey:NAME`).
 """
 
@@ -15,13 +15,12 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from monitoring_core.alerts import actions
+from monitoring_core.alerts import service
 from monitoring_core.alerts.backtest import backtest
-from monitoring_core.alerts.escalation import parse_steps
 from monitoring_core.alerts.rules import RuleInvalid, rule_from_row
 from monitoring_core.alerts.silences import create_silence, delete_silence, list_silences
 from monitoring_core.alerts.store import (
@@ -39,6 +38,7 @@ from monitoring_core.api.admin_io import (
 )
 from monitoring_core.api.deps import require_admin, require_any_key
 from monitoring_core.audit import record_audit
+from monitoring_core.flows import alert_actions as actions
 from monitoring_core.notify.channels import (
     ChannelInUse,
     ChannelInvalid,
@@ -51,7 +51,8 @@ from monitoring_core.notify.channels import (
 )
 from monitoring_core.notify.templates import render_test
 from monitoring_core.notify.transport import send
-from monitoring_core.schema import escalation_policies, notification_deliveries
+from monitoring_core.policies.store import PolicyInvalid, create_policy, list_policies
+from monitoring_core.schema import notification_deliveries
 from monitoring_core.timerange import parse_time_range
 
 __all__ = ["router"]
@@ -100,7 +101,7 @@ async def post_rule(request: Request) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
     try:
         rule = await _tx(
-            request, lambda c: actions.rule_create(c, body=body, actor=actor, role="admin", now=now)
+            request, lambda c: service.rule_create(c, body=body, actor=actor, role="admin", now=now)
         )
     except RuleInvalid as exc:
         return _invalid(exc.problems)
@@ -113,7 +114,7 @@ async def put_rule(request: Request, rule_id: int) -> Response:
     try:
         rule = await _tx(
             request,
-            lambda c: actions.rule_update(
+            lambda c: service.rule_update(
                 c, rule_id=rule_id, body=body, actor=actor, role="admin", now=now
             ),
         )
@@ -127,7 +128,7 @@ async def remove_rule(request: Request, rule_id: int) -> Response:
     actor, now = _actor(request), _now()
     await _tx(
         request,
-        lambda c: actions.rule_delete(c, rule_id=rule_id, actor=actor, role="admin", now=now),
+        lambda c: service.rule_delete(c, rule_id=rule_id, actor=actor, role="admin", now=now),
     )
     return Response(status_code=204)
 
@@ -373,44 +374,24 @@ async def remove_silence(request: Request, silence_id: int) -> Response:
 
 @admin.get("/api/admin/escalation-policies", summary="Escalation policies")
 async def get_policies(request: Request) -> Response:
-    rows = await _tx(
-        request,
-        lambda c: [
-            dict(r._mapping)
-            for r in c.execute(select(escalation_policies).order_by(escalation_policies.c.id))
-        ],
-    )
-    return _json({"policies": rows})
+    return _json({"policies": await _tx(request, list_policies)})
 
 
 @admin.post("/api/admin/escalation-policies", status_code=201, summary="Add an escalation policy")
 async def post_policy(request: Request) -> Response:
     """Body: `{name, steps: [{after_minutes, channels: [ids]}], repeat?, is_wedding_day?}`."""
-    body = await _object(request)
+    body, actor, now = await _object(request), _actor(request), _now()
+
+    def work(conn: Connection) -> dict[str, Any]:
+        row = create_policy(conn, body)
+        record_audit(conn, actor=actor, action="policy.create", target=row["name"], now=now)
+        return row
+
     try:
-        parse_steps(body.get("steps"))
-        if not isinstance(body.get("name"), str) or not body["name"].strip():
-            raise ValueError("name is required")
-    except ValueError as exc:
-        return _invalid([{"field": "steps", "message": str(exc)}])
-    values = {
-        "name": body["name"].strip(),
-        "steps": body["steps"],
-        "repeat": bool(body.get("repeat")),
-        "is_wedding_day": bool(body.get("is_wedding_day")),
-    }
-    try:
-        row = await _tx(
-            request,
-            lambda c: dict(
-                c.execute(
-                    insert(escalation_policies).values(**values).returning(*escalation_policies.c)
-                )
-                .one()
-                ._mapping
-            ),
-        )
-    except IntegrityError:
+        row = await _tx(request, work)
+    except PolicyInvalid as exc:
+        return _invalid([{"field": exc.field, "message": str(exc)}])
+    except IntegrityError:  # a concurrent insert of the same name
         return _invalid([{"field": "name", "message": "a policy with this name exists"}])
     return _json(row, status_code=201)
 

@@ -27,7 +27,7 @@ from monitoring_core.api.deps import (
     sentry_key,
 )
 from monitoring_core.api.routes_ingest import app_cache, partition_days
-from monitoring_core.errors.actions import change_group_status
+from monitoring_core.audit import key_actor
 from monitoring_core.errors.batcher import GroupCommit
 from monitoring_core.errors.correlation import related_events
 from monitoring_core.errors.envelope import (
@@ -39,12 +39,13 @@ from monitoring_core.errors.envelope import (
     decompress,
     parse_envelope,
 )
-from monitoring_core.errors.ingest import IngestResult, ingest_errors, load_scrubber
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.queries import error_analytics, group_detail, list_groups
 from monitoring_core.errors.scrub import Scrubber
 from monitoring_core.errors.sentry import event_to_error
+from monitoring_core.errors.service import change_group_status
 from monitoring_core.errors.validate import parse_error_items
+from monitoring_core.flows.error_ingest import IngestResult, ingest_errors, load_scrubber
 from monitoring_core.ingest.validate import InvalidItems
 from monitoring_core.timerange import TimeRange, parse_time_range, pick_interval
 
@@ -382,7 +383,7 @@ def errors_group_action(
                 conn,
                 group_id=group_id,
                 action=action,
-                actor=f"api-key:{key.name}",
+                actor=key_actor(key.name),
                 now=datetime.now(UTC),
                 release=str(release) if release else None,
             )

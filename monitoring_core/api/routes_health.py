@@ -10,18 +10,19 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from monitoring_core.api.admin_io import actor_of
 from monitoring_core.api.body import read_body
 from monitoring_core.api.deps import require_admin, require_any_key, require_ingest
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
 from monitoring_core.collectors.store import list_collectors, public_collector, save_collector
-from monitoring_core.health.admin import save_check
+from monitoring_core.health.queries import check_summaries, health_overview, public_check
 from monitoring_core.health.runner import receive_ping, run_check_now
+from monitoring_core.health.service import save_check
 from monitoring_core.health.store import (
     list_flips,
     list_results,
 )
-from monitoring_core.health.views import check_summaries, health_overview, public_check
 from monitoring_core.ingest.metrics import SeriesCache, write_metrics
 from monitoring_core.prometheus import (
     ExpositionError,
@@ -114,7 +115,7 @@ def _save_check(
 @admin.post(ADMIN + "/checks", status_code=201, summary="Add a health check")
 async def add_check(request: Request) -> Response:
     body = await _json_body(request)
-    actor = f"apikey:{request.state.api_key.name}"
+    actor = actor_of(request)
     saved = await run_in_threadpool(_save_check, request.app, body, None, actor, _base_url(request))
     return _json(saved, status_code=201)
 
@@ -122,7 +123,7 @@ async def add_check(request: Request) -> Response:
 @admin.put(ADMIN + "/checks/{check_id}", summary="Change a health check")
 async def change_check(request: Request, check_id: int) -> Response:
     body = await _json_body(request)
-    actor = f"apikey:{request.state.api_key.name}"
+    actor = actor_of(request)
     saved = await run_in_threadpool(
         _save_check, request.app, body, check_id, actor, _base_url(request)
     )
@@ -169,7 +170,7 @@ def _save_collector(app: FastAPI, body: Any, collector_id: int | None, actor: st
 async def add_collector(request: Request) -> Response:
     """`{name, kind: sql|prometheus_scrape, url, query?, metric_name?, interval_seconds?}`."""
     body = await _json_body(request)
-    actor = f"apikey:{request.state.api_key.name}"
+    actor = actor_of(request)
     saved = await run_in_threadpool(_save_collector, request.app, body, None, actor)
     return _json(saved, status_code=201)
 
@@ -177,7 +178,7 @@ async def add_collector(request: Request) -> Response:
 @admin.put(COLLECTORS + "/{collector_id}", summary="Change a collector")
 async def change_collector(request: Request, collector_id: int) -> Response:
     body = await _json_body(request)
-    actor = f"apikey:{request.state.api_key.name}"
+    actor = actor_of(request)
     saved = await run_in_threadpool(_save_collector, request.app, body, collector_id, actor)
     if saved is None:
         raise HTTPException(404, f"no collector with id {collector_id}")
@@ -302,7 +303,7 @@ async def pushgateway_delete(request: Request, first: str, rest: str) -> JSONRes
         with request.app.state.engine.begin() as conn:
             record_audit(
                 conn,
-                actor=f"apikey:{request.state.api_key.name}",
+                actor=actor_of(request),
                 action="pushgateway.delete",
                 target=grouping["job"],
                 details=grouping,

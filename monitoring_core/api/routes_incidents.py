@@ -1,4 +1,4 @@
-"""Incident routes (CONTRACT §4): list/create/get, status, timeline, resolve, and the active list.
+"""Incident routes (docs/API.md): list/create/get, status, timeline, resolve, and the active list.
 
 Admin keys act with the admin role; the timeline and audit log name the key (`apikey:NAME`).
 Refused lifecycle moves are 409 with the reason; invalid fields 422 listing each problem.
@@ -7,7 +7,7 @@ Refused lifecycle moves are 409 with the reason; invalid fields 422 listing each
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -16,9 +16,10 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from monitoring_core import clock
 from monitoring_core.api.admin_io import ErrorStatuses, actor_of, read_json_object, run_tx
 from monitoring_core.api.deps import require_admin, require_any_key
-from monitoring_core.incidents import report, runbooks, service
+from monitoring_core.incidents import postmortem, runbooks, service
 from monitoring_core.incidents.lifecycle import TransitionRefused
 from monitoring_core.incidents.queries import (
     active_incidents,
@@ -26,7 +27,7 @@ from monitoring_core.incidents.queries import (
     incident_to_api,
     list_incidents,
 )
-from monitoring_core.incidents.reports import incident_report
+from monitoring_core.incidents.response_figures import incident_report
 from monitoring_core.timerange import parse_time_range
 
 __all__ = ["router"]
@@ -50,7 +51,7 @@ def _invalid(problems: list[dict[str, str]]) -> Response:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()  # tests can stand it still (monitoring_core/clock.py)
 
 
 _actor, _object = actor_of, read_json_object
@@ -265,7 +266,7 @@ async def post_postmortem(request: Request, incident_id: int) -> Response:
     actor, now = _actor(request), _now()
     markdown = await _tx(
         request,
-        lambda c: report.generate_postmortem(
+        lambda c: postmortem.generate_postmortem(
             c, incident_id=incident_id, actor=actor, role=ROLE, now=now
         ),
     )

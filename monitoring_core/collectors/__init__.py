@@ -1,5 +1,5 @@
 """Collectors: system (psutil), database (pg_stat_*), admin SQL queries, Prometheus scrapes."""
 
-from monitoring_core.collectors.base import Collector, MetricPoint
+from monitoring_core.collectors.base import Collector
 
-__all__ = ["Collector", "MetricPoint"]
+__all__ = ["Collector"]

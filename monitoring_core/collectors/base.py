@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Collector", "MetricPoint"]
+from monitoring_core.ingest.points import MetricPoint
 
-
-@dataclass(frozen=True, slots=True)
-class MetricPoint:
-    """One measurement on its way to `metric_series` + `metric_points`."""
-
-    name: str
-    value: float
-    time: datetime
-    dimensions: Mapping[str, str] = field(default_factory=dict)
-    source_system: str | None = None
+__all__ = ["Collector"]
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine, text
 
-from monitoring_core.collectors.base import MetricPoint
+from monitoring_core.ingest.points import MetricPoint
 
 __all__ = ["DatabaseCollector"]
 

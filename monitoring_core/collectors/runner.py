@@ -10,10 +10,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine, func, or_, select, update
 
-from monitoring_core.collectors.base import Collector, MetricPoint
+from monitoring_core.collectors.base import Collector
 from monitoring_core.collectors.scrape import ScrapeCollector
-from monitoring_core.collectors.sink import store_points
 from monitoring_core.collectors.sql import SqlCollector
+from monitoring_core.ingest.points import MetricPoint, store_points
 from monitoring_core.schema import sql_collectors
 
 __all__ = ["CollectorRun", "build_configured", "run_collector", "run_configured_collectors"]

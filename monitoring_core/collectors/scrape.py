@@ -10,7 +10,7 @@ import urllib.request
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from monitoring_core.collectors.base import MetricPoint
+from monitoring_core.ingest.points import MetricPoint
 from monitoring_core.prometheus.parser import parse_exposition
 
 __all__ = ["MAX_SCRAPE_BYTES", "ScrapeCollector"]

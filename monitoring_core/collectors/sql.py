@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from monitoring_core.collectors.base import MetricPoint
 from monitoring_core.collectors.readonly import run_readonly_query
+from monitoring_core.ingest.points import MetricPoint
 
 __all__ = ["MAX_ROWS", "SqlCollector", "rows_to_points"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from monitoring_core.collectors.base import MetricPoint
+from monitoring_core.ingest.points import MetricPoint
 
 __all__ = ["SystemCollector"]
 

@@ -13,12 +13,13 @@ from sqlalchemy import Connection, insert
 from monitoring_core.alerts.rules import TEMPLATES
 from monitoring_core.alerts.silences import create_silence
 from monitoring_core.alerts.store import create_rule, record_event
+from monitoring_core.audit import system_actor, user_actor
 from monitoring_core.notify.channels import create_channel
 from monitoring_core.schema import alert_instances, escalation_policies
 
 __all__ = ["load"]
 
-ACTOR = "demo"
+ACTOR = system_actor("demo")
 # Nothing listens here until you run a receiver (see README): the channel starts disabled so
 # the demo does not raise "channel keeps failing" self-alerts.
 WEBHOOK = "json://127.0.0.1:9099/alerts"
@@ -110,7 +111,7 @@ def _history(
                     start + timedelta(minutes=float(rng.uniform(1, 6))),
                     "firing",
                     "acknowledged",
-                    "sam",
+                    user_actor("sam"),
                 )
             )
         steps.append((end, steps[-1][2], "resolved", None))

@@ -15,10 +15,10 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.config import load_settings
-from monitoring_core.errors.actions import change_group_status
-from monitoring_core.errors.ingest import ingest_errors
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.recovery import DEFAULT_QUIET, recover_quiet_groups
+from monitoring_core.errors.service import change_group_status
+from monitoring_core.flows.error_ingest import ingest_errors
 
 __all__ = ["BUGS", "load"]
 

@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, insert, update
 
-from monitoring_core.collectors.base import MetricPoint
-from monitoring_core.collectors.sink import store_points
 from monitoring_core.config import load_settings
 from monitoring_core.enums import CheckStatus
 from monitoring_core.health.rules import Outcome, transition
 from monitoring_core.health.runner import check_points
 from monitoring_core.health.store import CheckRow, Run, create_check
+from monitoring_core.ingest.points import MetricPoint, store_points
 from monitoring_core.schema import (
     health_check_flips,
     health_check_results,

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, func, select
 
-from monitoring_core.incidents import report, runbooks, service
+from monitoring_core.audit import system_actor, user_actor
+from monitoring_core.incidents import postmortem, runbooks, service
 from monitoring_core.schema import incident_action_items, incident_timeline, incidents
 from monitoring_core.schema import runbooks as runbooks_table
 
@@ -82,7 +83,8 @@ EXPORT: list[tuple[float, str, str, dict[str, Any]]] = [
 def _do(
     conn: Connection, incident_id: int, at: datetime, action: str, actor: str, kw: dict
 ) -> None:
-    common: dict[str, Any] = {"incident_id": incident_id, "actor": actor, "role": ROLE, "now": at}
+    who = user_actor(actor)
+    common: dict[str, Any] = {"incident_id": incident_id, "actor": who, "role": ROLE, "now": at}
     flows: dict[str, Callable[..., Any]] = {
         "acknowledge": service.acknowledge_incident,
         "assign": service.assign_incident,
@@ -95,7 +97,9 @@ def _do(
 
 
 def _incident(conn: Connection, detected: datetime, body: dict[str, Any], steps: list) -> int:
-    inc = service.create_incident(conn, body=body, actor="alerting", role=ROLE, now=detected)
+    inc = service.create_incident(
+        conn, body=body, actor=system_actor("alerting"), role=ROLE, now=detected
+    )
     for minutes, action, actor, kw in steps:
         _do(conn, inc["id"], detected + minutes * _M, action, actor, kw)
     return int(inc["id"])
@@ -109,7 +113,7 @@ def _last_saturday(now: datetime) -> datetime:
 def _runbooks(conn: Connection, now: datetime) -> None:
     runbooks.create_runbook(
         conn,
-        actor="demo",
+        actor=system_actor("demo"),
         role=ROLE,
         now=now,
         body={
@@ -130,7 +134,7 @@ def _runbooks(conn: Connection, now: datetime) -> None:
     )
     runbooks.create_runbook(
         conn,
-        actor="demo",
+        actor=system_actor("demo"),
         role=ROLE,
         now=now,
         body={
@@ -214,17 +218,19 @@ def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator
         ("Add a circuit breaker around the payment provider client", "priya"),
         ("Alert on provider latency before timeouts", "sam"),
     ):
-        report.add_action_item(
+        postmortem.add_action_item(
             conn,
             incident_id=pay,
             title=title,
             owner=owner,
-            actor="priya",
+            actor=user_actor("priya"),
             role=ROLE,
             now=at,
             due_at=at + timedelta(days=14),
         )
-    report.generate_postmortem(conn, incident_id=pay, actor="priya", role=ROLE, now=at)
+    postmortem.generate_postmortem(
+        conn, incident_id=pay, actor=user_actor("priya"), role=ROLE, now=at
+    )
     _do(conn, pay, at + timedelta(minutes=5), "close", "priya", {})
     _runbooks(conn, now)
     tables = (incidents, incident_timeline, incident_action_items, runbooks_table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from monitoring_core.errors.store import record_change
 from monitoring_core.errors.validate import MAX_AGE
@@ -21,7 +21,6 @@ __all__ = [
     "load_quiet_period",
     "prune_event_ids",
     "recover_quiet_groups",
-    "recovery_job",
 ]
 
 DEFAULT_QUIET = timedelta(minutes=60)
@@ -72,11 +71,3 @@ def prune_event_ids(conn: Connection, *, now: datetime, horizon: timedelta = MAX
     """Forget Sentry event ids older than the horizon (older events are refused anyway)."""
     result = conn.execute(delete(error_event_ids).where(error_event_ids.c.time < now - horizon))
     return int(result.rowcount or 0)
-
-
-def recovery_job(engine: Engine, now: datetime) -> str:
-    """Worker job: recover quiet groups, prune old event ids."""
-    with engine.begin() as conn:
-        recovered = recover_quiet_groups(conn, now=now, quiet=load_quiet_period(conn))
-        pruned = prune_event_ids(conn, now=now)
-    return f"{len(recovered)} groups recovered, {pruned} event ids pruned"

@@ -14,8 +14,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from monitoring_core.collectors.base import MetricPoint
-from monitoring_core.collectors.sink import store_points
 from monitoring_core.enums import CheckStatus
 from monitoring_core.health.probes import run_probe
 from monitoring_core.health.rules import (
@@ -36,6 +34,7 @@ from monitoring_core.health.store import (
     record_ping,
     record_runs,
 )
+from monitoring_core.ingest.points import MetricPoint, store_points
 
 __all__ = [
     "DEFAULT_CONCURRENCY",

@@ -1,9 +1,9 @@
 """Incident escalation: unacknowledged SEV1/SEV2 incidents climb their escalation policy.
 
-- Which policy: on a Saturday (business time zone) the wedding-day policy; otherwise the
-  incident's own `escalation_policy_id`, else its first linked alert rule's, else the policy
-  named "Default". No policy: nothing to page.
-- Before acknowledgement the steps come due from `detected_at` (F's `due_steps`). While a
+- Which policy: `policies.store.policy_for` over the incident's own `escalation_policy_id`,
+  then its first linked alert rule's (on a Saturday the wedding-day policy; failing all, the
+  policy named "Default"). No policy: nothing to page.
+- Before acknowledgement the steps come due from `detected_at` (`policies.steps.due_steps`). While a
   linked alert is still firing, its own climb pages the same people, so the incident waits and
   starts from the alert's step counter afterwards (nobody is paged twice for one step).
 - After acknowledgement, an incident not yet mitigating re-pages the next step (the last one
@@ -21,9 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, func, select, update
 
-from monitoring_core.alerts.escalation import Step, due_steps, parse_steps
 from monitoring_core.enums import IncidentStatus
 from monitoring_core.incidents.lifecycle import (
     ACTIVE_STATUSES,
@@ -33,6 +32,8 @@ from monitoring_core.incidents.lifecycle import (
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import Message
+from monitoring_core.policies.steps import Step, due_steps, parse_steps
+from monitoring_core.policies.store import policy_for
 from monitoring_core.schema import (
     alert_instances,
     alert_rules,
@@ -40,14 +41,12 @@ from monitoring_core.schema import (
     incidents,
     notification_channels,
 )
-from monitoring_core.schema import escalation_policies as ep
 from monitoring_core.wedding_calendar import is_wedding_day
 
 __all__ = [
     "ACTOR",
     "Page",
     "escalate_incidents",
-    "escalate_incidents_job",
     "incident_link",
     "incident_policy",
     "pages_due",
@@ -101,13 +100,8 @@ def pages_due(
 def incident_policy(
     conn: Connection, incident: Mapping[str, Any], now: datetime, tz: ZoneInfo
 ) -> dict[str, Any] | None:
-    """The policy row to climb now (see the module docstring), or None."""
-    queries = []
-    if is_wedding_day(now, tz):
-        queries.append(select(ep).where(ep.c.is_wedding_day).order_by(ep.c.id))
-    if incident.get("escalation_policy_id") is not None:
-        queries.append(select(ep).where(ep.c.id == incident["escalation_policy_id"]))
-    rule_policy = (
+    """The policy to climb now: `policy_for` over the incident's own, then its first rule's."""
+    rule_policy = conn.execute(
         select(alert_rules.c.escalation_policy_id)
         .join(alert_instances, alert_instances.c.alert_configuration_id == alert_rules.c.id)
         .join(incident_alerts, incident_alerts.c.alert_instance_id == alert_instances.c.id)
@@ -115,15 +109,10 @@ def incident_policy(
         .where(alert_rules.c.escalation_policy_id.is_not(None))
         .order_by(alert_instances.c.id)
         .limit(1)
-        .scalar_subquery()
+    ).scalar()
+    return policy_for(
+        conn, now=now, tz=tz, policy_ids=[incident.get("escalation_policy_id"), rule_policy]
     )
-    queries.append(select(ep).where(ep.c.id == rule_policy))
-    queries.append(select(ep).where(ep.c.name == "Default", ~ep.c.is_wedding_day))
-    for query in queries:
-        row = conn.execute(query.limit(1)).first()
-        if row is not None:
-            return dict(row._mapping)
-    return None
 
 
 def _alert_state(conn: Connection, incident_id: int) -> tuple[bool, int]:
@@ -246,13 +235,3 @@ def escalate_incidents(conn: Connection, *, now: datetime, tz: ZoneInfo, public_
             incident["escalation_step"] = page.index + 1
             sent += 1
     return sent
-
-
-def escalate_incidents_job(engine: Engine, now: datetime) -> str:
-    """The worker job (singleton): one transaction per round."""
-    from monitoring_core.config import load_settings
-
-    settings = load_settings()
-    with engine.begin() as conn:
-        sent = escalate_incidents(conn, now=now, tz=settings.tz, public_url=settings.public_url)
-    return f"{sent} incident pages"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, text
 
-__all__ = ["LOOKBACK", "record_notifications", "record_notifications_job"]
+__all__ = ["LOOKBACK", "record_notifications"]
 
 LOOKBACK = timedelta(days=1)
 
@@ -43,8 +43,3 @@ _RECORD = text(
 def record_notifications(conn: Connection, *, now: datetime) -> int:
     """Write the timeline entries of newly finished incident notifications; how many."""
     return int(conn.execute(_RECORD, {"since": now - LOOKBACK}).rowcount or 0)
-
-
-def record_notifications_job(engine: Engine, now: datetime) -> str:
-    with engine.begin() as conn:
-        return f"{record_notifications(conn, now=now)} notifications on incident timelines"

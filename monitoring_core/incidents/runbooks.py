@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
-from monitoring_core.alerts.actions import require_role
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import Role
 from monitoring_core.incidents.queries import linked_alerts, linked_error_groups
@@ -36,6 +35,7 @@ from monitoring_core.incidents.service import IncidentInvalid, load_incident
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import Message
+from monitoring_core.roles import require_role
 from monitoring_core.schema import runbook_executions, runbooks
 from monitoring_core.wedding_calendar import is_wedding_day
 

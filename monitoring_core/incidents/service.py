@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select, update
 
-from monitoring_core.alerts.actions import PermissionDenied, require_role
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import IncidentStatus, Role
 from monitoring_core.incidents.lifecycle import (
@@ -26,6 +25,7 @@ from monitoring_core.incidents.lifecycle import (
 from monitoring_core.incidents.lifecycle import transition_fields as _fields
 from monitoring_core.incidents.rules import validate_severity
 from monitoring_core.incidents.store import add_timeline_entry, open_incident
+from monitoring_core.roles import PermissionDenied, require_role
 from monitoring_core.schema import incidents
 
 __all__ = [

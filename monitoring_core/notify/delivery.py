@@ -1,5 +1,6 @@
 """Delivering the outbox: claim with `FOR UPDATE SKIP LOCKED`, send outside the transaction,
-record every attempt, retry with backoff, rate-limit per channel, self-alert on a failing one.
+record every attempt, retry with backoff, rate-limit per channel. The delivery round itself
+(send, record, self-alert on a failing channel) is `flows.notification_delivery.deliver_due`.
 
 At-least-once: a claim is a lease (`next_attempt_at = now + LEASE`) committed before sending.
 Two workers never claim the same row while a lease runs; a worker that dies between claim
@@ -15,11 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, func, insert, select, text, update
 
-from monitoring_core.config import load_settings
-from monitoring_core.notify import selfalert
-from monitoring_core.notify.transport import SendResult, send
+from monitoring_core.notify.transport import SendResult
 from monitoring_core.schema import (
     notification_channels,
     notification_deliveries,
@@ -30,10 +29,8 @@ __all__ = [
     "LEASE",
     "MAX_ATTEMPTS",
     "Claimed",
-    "DeliveryReport",
     "backoff",
     "claim_due",
-    "deliver_due",
     "record_attempt",
 ]
 
@@ -60,16 +57,6 @@ class Claimed:
     body: str
     notify_type: str
     attempts: int
-
-
-@dataclass
-class DeliveryReport:
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-
-    def summary(self) -> str:
-        return f"sent {self.sent}, failed {self.failed}, rate-limited {self.deferred}"
 
 
 _CLAIM = text(
@@ -165,42 +152,6 @@ def record_attempt(
         .values(**values)
     )
     return str(values["status"])
-
-
-def deliver_due(
-    engine: Engine,
-    now: datetime,
-    *,
-    worker_id: str = "worker",
-    limit: int = 50,
-    sender: Sender = send,
-    public_url: str | None = None,
-) -> DeliveryReport:
-    """One delivery round: claim (commit), send each, record each in its own transaction."""
-    public_url = public_url or load_settings().public_url
-    with engine.begin() as conn:
-        claimed = claim_due(conn, now=now, worker_id=worker_id, limit=limit)
-    report = DeliveryReport()
-    for item in claimed:
-        if item.is_enabled:
-            result = sender(
-                item.url, title=item.title, body=item.body, notify_type=item.notify_type
-            )
-        else:
-            result = SendResult(False, 0.0, "channel disabled")
-        with engine.begin() as conn:
-            status = record_attempt(conn, item=item, result=result, now=now, worker_id=worker_id)
-            if item.is_enabled:
-                selfalert.after_attempt(
-                    conn, channel_id=item.channel_id, ok=result.ok, now=now, public_url=public_url
-                )
-        report.sent += result.ok
-        report.failed += not result.ok
-        if not result.ok:
-            log.warning(
-                "delivery %s to %s %s: %s", item.id, item.channel_name, status, result.error
-            )
-    return report
 
 
 def channel_health(conn: Connection, *, since: datetime) -> list[dict[str, Any]]:

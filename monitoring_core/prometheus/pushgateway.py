@@ -14,8 +14,8 @@ from datetime import datetime
 
 import orjson
 
-from monitoring_core.collectors.base import MetricPoint
 from monitoring_core.ingest.metrics import MetricBatch, SeriesKey
+from monitoring_core.ingest.points import MetricPoint
 from monitoring_core.prometheus.parser import MEMO_LIMIT, Exposition, ExpositionError
 
 __all__ = [

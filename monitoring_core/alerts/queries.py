@@ -6,12 +6,11 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from monitoring_core.alerts.store import list_alert_history, list_rules, rule_to_api
-from monitoring_core.schema import escalation_policies
 
-__all__ = ["history_frame", "policies", "rules_frame"]
+__all__ = ["history_frame", "rules_frame"]
 
 
 def rules_frame(conn: Connection) -> list[dict[str, Any]]:
@@ -41,8 +40,3 @@ def history_frame(
         "message",
     ]
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
-
-
-def policies(conn: Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(select(escalation_policies).order_by(escalation_policies.c.id))
-    return [dict(r._mapping) for r in rows]

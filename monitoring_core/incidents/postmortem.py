@@ -15,12 +15,12 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from monitoring_core.alerts.actions import require_role
 from monitoring_core.enums import Role
 from monitoring_core.incidents.queries import linked_alerts, linked_error_groups
 from monitoring_core.incidents.service import IncidentInvalid, load_incident
 from monitoring_core.incidents.store import add_timeline_entry, list_timeline
 from monitoring_core.metrics_query import query_metric
+from monitoring_core.roles import require_role
 from monitoring_core.schema import incident_action_items, incidents
 from monitoring_core.timerange import TimeRange
 

@@ -1,7 +1,7 @@
-"""Escalation policies: steps `{after_minutes, channels}` climbed while nobody acknowledges.
+"""Escalation policy steps `{after_minutes, channels}`, climbed while nobody acknowledges.
 
-Pure decisions; the escalation job (`evaluation.escalate_unacknowledged`) does the I/O.
-On a Saturday (business time zone) the wedding-day policy replaces the rule's own.
+Pure decisions shared by alert and incident escalation; `policies.store` reads and writes the
+policies and chooses which one applies (`policy_for`).
 """
 
 from __future__ import annotations

@@ -1,22 +1,40 @@
-"""The system's own alert: a channel whose last deliveries all failed fires an alert of the
-built-in rule "Notification channel failing" (key `channel:ID`), notified on the other
-channels; the channel's next success resolves it."""
+"""Notification delivery: one round of the outbox, and the system's own alert on a failing channel.
+
+`deliver_due` claims due rows (commit), sends each outside any transaction, records each attempt
+in its own transaction and feeds the result to the self-alert: a channel whose last deliveries
+all failed fires an alert of the built-in rule "Notification channel failing" (key
+`channel:ID`), notified on the other channels; the channel's next success resolves it.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from monitoring_core.alerts.engine import AlertState, Check, Decision
 from monitoring_core.alerts.store import load_states
 from monitoring_core.alerts.writes import save_decision
+from monitoring_core.config import load_settings
+from monitoring_core.notify.delivery import Sender, claim_due, record_attempt
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import render_self_alert
+from monitoring_core.notify.transport import SendResult, send
 from monitoring_core.schema import alert_rules, notification_channels, notification_deliveries
 
-__all__ = ["FAILING_AFTER", "SYSTEM_RULE_NAME", "after_attempt", "ensure_system_rule"]
+__all__ = [
+    "FAILING_AFTER",
+    "SYSTEM_RULE_NAME",
+    "DeliveryReport",
+    "after_attempt",
+    "deliver_due",
+    "ensure_system_rule",
+]
+
+log = logging.getLogger(__name__)
 
 FAILING_AFTER = 3  # consecutive failed attempts
 SYSTEM_RULE_NAME = "Notification channel failing"
@@ -132,3 +150,49 @@ def _save(
     )
     assert instance_id is not None
     return instance_id
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+    def summary(self) -> str:
+        return f"sent {self.sent}, failed {self.failed}, rate-limited {self.deferred}"
+
+
+def deliver_due(
+    engine: Engine,
+    now: datetime,
+    *,
+    worker_id: str = "worker",
+    limit: int = 50,
+    sender: Sender = send,
+    public_url: str | None = None,
+) -> DeliveryReport:
+    """One delivery round: claim (commit), send each, record each in its own transaction."""
+    public_url = public_url or load_settings().public_url
+    with engine.begin() as conn:
+        claimed = claim_due(conn, now=now, worker_id=worker_id, limit=limit)
+    report = DeliveryReport()
+    for item in claimed:
+        if item.is_enabled:
+            result = sender(
+                item.url, title=item.title, body=item.body, notify_type=item.notify_type
+            )
+        else:
+            result = SendResult(False, 0.0, "channel disabled")
+        with engine.begin() as conn:
+            status = record_attempt(conn, item=item, result=result, now=now, worker_id=worker_id)
+            if item.is_enabled:
+                after_attempt(
+                    conn, channel_id=item.channel_id, ok=result.ok, now=now, public_url=public_url
+                )
+        report.sent += result.ok
+        report.failed += not result.ok
+        if not result.ok:
+            log.warning(
+                "delivery %s to %s %s: %s", item.id, item.channel_name, status, result.error
+            )
+    return report

@@ -1,16 +1,33 @@
-"""Where collected points go: a thin adapter onto the ingest COPY writer (no second writer)."""
+"""A metric point and its writer: what collectors, health checks, pushes and jobs store.
+
+Every producer of metric points (collectors, health checks, Pushgateway pushes, incident
+figures, the demo) builds `MetricPoint`s and hands them to `store_points`, a thin adapter onto
+the one COPY writer in `ingest.metrics` (no second writer).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import orjson
 from sqlalchemy import Connection
 
-from monitoring_core.collectors.base import MetricPoint
 from monitoring_core.ingest.metrics import MetricBatch, SeriesCache, SeriesKey, write_metrics
 
-__all__ = ["points_to_batch", "store_points"]
+__all__ = ["MetricPoint", "points_to_batch", "store_points"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One measurement on its way to `metric_series` + `metric_points`."""
+
+    name: str
+    value: float
+    time: datetime
+    dimensions: Mapping[str, str] = field(default_factory=dict)
+    source_system: str | None = None
 
 
 def points_to_batch(points: Iterable[MetricPoint]) -> MetricBatch:

@@ -15,18 +15,16 @@ from statistics import fmean
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, select
 
-from monitoring_core.collectors.base import MetricPoint
-from monitoring_core.collectors.sink import store_points
 from monitoring_core.incidents.lifecycle import ACTIVE_STATUSES
+from monitoring_core.ingest.points import MetricPoint, store_points
 from monitoring_core.schema import incidents
 
 __all__ = [
     "METRIC_WINDOW",
     "SOURCE_SYSTEM",
     "incident_metric_points",
-    "incident_metrics_job",
     "incident_report",
     "minutes_between",
     "overview_card",
@@ -143,12 +141,6 @@ def record_incident_metrics(conn: Connection, *, now: datetime) -> int:
     points = incident_metric_points(_rows(conn, now - METRIC_WINDOW, now), _open_rows(conn), now)
     store_points(conn, points)
     return len(points)
-
-
-def incident_metrics_job(engine: Engine, now: datetime) -> str:
-    """The worker job: incident figures as metrics, so rules can alert on a slow MTTA."""
-    with engine.begin() as conn:
-        return f"{record_incident_metrics(conn, now=now)} incident metric points"
 
 
 def overview_card(conn: Connection, *, now: datetime) -> dict[str, Any]:

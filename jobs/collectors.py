@@ -1,4 +1,4 @@
-"""The worker's collector and health jobs: `func(engine, now) -> summary`.
+"""The collector and health-check jobs: thin adapters, `func(engine, now) -> summary`.
 
 Imports happen inside the functions so `python -m jobs.worker --list` stays fast. The system
 collector keeps network counters between runs, so one instance lives per worker process

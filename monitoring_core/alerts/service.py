@@ -1,0 +1,58 @@
+"""What admins do to alert rules, with role checks and the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from monitoring_core.alerts.store import RuleNotFound, create_rule, delete_rule, update_rule
+from monitoring_core.audit import record_audit
+from monitoring_core.enums import Role
+from monitoring_core.roles import require_role
+
+__all__ = ["ActionRefused", "RuleNotFound", "rule_create", "rule_delete", "rule_update"]
+
+
+class ActionRefused(ValueError):
+    """The alert is not in a state this action applies to."""
+
+
+def rule_create(
+    conn: Connection, *, body: Mapping[str, Any], actor: str, role: str, now: datetime
+) -> dict[str, Any]:
+    require_role(role, Role.ADMIN)
+    rule = create_rule(conn, body=body, created_by=actor, now=now)
+    record_audit(
+        conn,
+        actor=actor,
+        action="alert_rule.create",
+        target=f"rule:{rule['id']}",
+        details={"alert_name": rule["alert_name"]},
+        now=now,
+    )
+    return rule
+
+
+def rule_update(
+    conn: Connection, *, rule_id: int, body: Mapping[str, Any], actor: str, role: str, now: datetime
+) -> dict[str, Any]:
+    require_role(role, Role.ADMIN)
+    rule = update_rule(conn, rule_id=rule_id, body=body, now=now)
+    record_audit(
+        conn,
+        actor=actor,
+        action="alert_rule.update",
+        target=f"rule:{rule_id}",
+        details={"fields": sorted(body)},
+        now=now,
+    )
+    return rule
+
+
+def rule_delete(conn: Connection, *, rule_id: int, actor: str, role: str, now: datetime) -> None:
+    require_role(role, Role.ADMIN)
+    delete_rule(conn, rule_id=rule_id)
+    record_audit(conn, actor=actor, action="alert_rule.delete", target=f"rule:{rule_id}", now=now)

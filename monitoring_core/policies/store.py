@@ -1,0 +1,75 @@
+"""Escalation policies in the database, and the one rule for which policy applies.
+
+`policy_for` is what alert escalation, incident escalation, the API and the pages call:
+- on a wedding day (Saturday in the business time zone) the wedding-day policy;
+- otherwise the first of the given policy ids that exists (a rule's own, an incident's own,
+  the rule linked to an incident);
+- otherwise the policy named "Default" (not a wedding-day one), so nothing is left unpaged
+  just because nobody chose a policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, insert, select
+
+from monitoring_core.policies.steps import parse_steps
+from monitoring_core.schema import escalation_policies as ep
+from monitoring_core.wedding_calendar import is_wedding_day
+
+__all__ = ["DEFAULT_NAME", "PolicyInvalid", "create_policy", "list_policies", "policy_for"]
+
+DEFAULT_NAME = "Default"
+
+
+class PolicyInvalid(ValueError):
+    """A policy body that cannot be stored; `field` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def list_policies(conn: Connection) -> list[dict[str, Any]]:
+    """Every policy, oldest first."""
+    return [dict(r._mapping) for r in conn.execute(select(ep).order_by(ep.c.id))]
+
+
+def create_policy(conn: Connection, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Store `{name, steps: [{after_minutes, channels}], repeat?, is_wedding_day?}`."""
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise PolicyInvalid("name", "name is required")
+    try:
+        parse_steps(body.get("steps"))
+    except ValueError as exc:
+        raise PolicyInvalid("steps", str(exc)) from None
+    if conn.execute(select(ep.c.id).where(ep.c.name == name.strip())).first() is not None:
+        raise PolicyInvalid("name", "a policy with this name exists")
+    values = {
+        "name": name.strip(),
+        "steps": body["steps"],
+        "repeat": bool(body.get("repeat")),
+        "is_wedding_day": bool(body.get("is_wedding_day")),
+    }
+    return dict(conn.execute(insert(ep).values(**values).returning(*ep.c)).one()._mapping)
+
+
+def policy_for(
+    conn: Connection, *, now: datetime, tz: ZoneInfo, policy_ids: Sequence[int | None] = ()
+) -> dict[str, Any] | None:
+    """The policy to climb at `now` (see the module docstring), or None when none exists."""
+    queries = []
+    if is_wedding_day(now, tz):
+        queries.append(select(ep).where(ep.c.is_wedding_day).order_by(ep.c.id))
+    queries += [select(ep).where(ep.c.id == pid) for pid in policy_ids if pid is not None]
+    queries.append(select(ep).where(ep.c.name == DEFAULT_NAME, ~ep.c.is_wedding_day))
+    for query in queries:
+        row = conn.execute(query.limit(1)).first()
+        if row is not None:
+            return dict(row._mapping)
+    return None
