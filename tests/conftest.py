@@ -1,4 +1,11 @@
-"""Shared fixtures: a real Postgres (embedded, or TEST_DATABASE_URL), one database per session."""
+"""Shared fixtures: a real Postgres (embedded, or TEST_DATABASE_URL), one database per session.
+
+The test instant: tests read "now" from the `now` fixture, and pages from monitoring_core.clock
+set to it (`frozen_clock`), never from the real clock. It is TEST_INSTANT, a Wednesday
+afternoon in London, unless TEST_NOW=<ISO 8601 with offset> names another one (tests/clock_proof.py
+runs the `clock` tests at the awkward instants). Tests that talk to a real-clock process
+(the API server's ingest routes, a worker subprocess) use the `real_now` fixture instead.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +21,29 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from monitoring_core import clock
 from monitoring_core.db import embedded_url, make_engine
 from monitoring_core.migrate import migrate
 from monitoring_core.schema import metadata
-from tests.ui_harness import demo_engine, logged_in_app  # noqa: F401 - fixtures for page tests
+from tests.ui_harness import DEMO_NOW, demo_engine, logged_in_app  # noqa: F401 - fixtures for page tests
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_INSTANT = DEMO_NOW  # Wednesday 14:00 in London (BST): the demo's instant too
+
+
+def _test_instant() -> datetime:
+    """TEST_NOW if set (aware ISO 8601, whole seconds), else TEST_INSTANT."""
+    raw = os.environ.get("TEST_NOW")
+    if not raw:
+        return TEST_INSTANT
+    moment = datetime.fromisoformat(raw)
+    if moment.utcoffset() is None:
+        raise pytest.UsageError(f"TEST_NOW needs an offset, e.g. {raw}+00:00")
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def pytest_report_header() -> str:
+    return f"test instant: {_test_instant().isoformat()} (TEST_NOW to change it)"
 
 
 def _server_url() -> str:
@@ -39,7 +63,8 @@ def database_url() -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = server.set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
-    migrate(engine, now=datetime.now(UTC))
+    migrate(engine, now=_test_instant())
+    migrate(engine, now=datetime.now(UTC))  # partitions for the tests on the real clock too
     engine.dispose()
     yield url
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -78,10 +103,29 @@ def engine(session_engine: Engine) -> Engine:
     return session_engine
 
 
+@pytest.fixture(scope="session")
+def test_instant() -> datetime:
+    """The session's "now": TEST_INSTANT, or TEST_NOW when set."""
+    return _test_instant()
+
+
 @pytest.fixture
-def now() -> datetime:
-    """The current time to the second: partitions exist around it (pure tests build their own)."""
+def now(test_instant: datetime) -> datetime:
+    """The test instant: partitions exist around it (pure tests build their own)."""
+    return test_instant
+
+
+@pytest.fixture
+def real_now() -> datetime:
+    """The real time to the second, for tests of processes on the real clock (API ingest, worker)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def frozen_clock(test_instant: datetime) -> Iterator[datetime]:
+    """monitoring_core.clock stands at the test instant (pages, page actions, API routes)."""
+    with clock.frozen(test_instant) as moment:
+        yield moment
 
 
 # ---------------------------------------------------------------- API server (helper A)

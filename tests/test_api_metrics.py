@@ -16,6 +16,12 @@ from monitoring_core.partitions import list_partitions, partition_name
 from monitoring_core.schema import metric_points, metric_series
 
 
+@pytest.fixture
+def now(real_now: datetime) -> datetime:
+    """The real time: the API server stamps and reads its data on the real clock."""
+    return real_now
+
+
 def _post(url: str, key: str, body: Any) -> httpx.Response:
     return httpx.post(
         f"{url}/api/monitoring/metrics", json=body, headers={"Authorization": f"Bearer {key}"}

@@ -204,18 +204,22 @@ def test_it_replaces_rows_of_recomputed_days_and_picks_up_late_events(engine: En
     assert daily_values(engine, "signups")[date(2026, 6, 20)] == 1  # replaced, not doubled
 
 
+@pytest.mark.clock
 def test_it_hands_todays_kpis_to_the_alert_engine_as_metric_points(engine: Engine, now):
     from sqlalchemy import text
 
     from jobs.business import business_rollup
     from jobs.registry import find_job
 
+    # A minute apart, all today in London even just after midnight.
+    since_midnight = now - now.astimezone(LONDON).replace(hour=0, minute=0, second=0)
+    step = min(timedelta(minutes=1), since_midnight / 5)
     store(
         engine,
         [
-            ev(now - timedelta(minutes=5), "form_started", "u1"),
-            ev(now - timedelta(minutes=4), "form_started", "u2"),
-            ev(now - timedelta(minutes=3), "form_completed", "u1"),
+            ev(now - 5 * step, "form_started", "u1"),
+            ev(now - 4 * step, "form_started", "u2"),
+            ev(now - 3 * step, "form_completed", "u1"),
         ],
     )
     assert find_job("business_rollup").func is business_rollup

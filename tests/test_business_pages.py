@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import Engine, text
@@ -16,6 +16,7 @@ from monitoring_core.demo import business as business_demo
 from monitoring_core.demo import loader_rng
 from monitoring_core.enums import Role
 from monitoring_core.schema import metadata
+from tests.ui_harness import DEMO_NOW
 
 AppFactory = Callable[[Role | None], AppTest]
 
@@ -24,7 +25,7 @@ AppFactory = Callable[[Role | None], AppTest]
 def business_engine(session_engine: Engine) -> Engine:
     """Only the business demo (10 weeks, the short form), loaded once for the module."""
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    now = DEMO_NOW - timedelta(seconds=5)  # the page's clock stands at DEMO_NOW
     with session_engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         business_demo.load(conn, days=8, now=now, rng=loader_rng(business_demo))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
+import pytest
 from sqlalchemy import Engine, func, select
 
 from monitoring_core.demo import health as demo_health
 from monitoring_core.health.runner import run_due_checks
 from monitoring_core.health.store import list_checks, list_flips
 from monitoring_core.schema import health_check_results, metric_series, sql_collectors
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 
 def test_it_loads_checks_history_collectors_and_a_pushed_job(engine: Engine, now: datetime) -> None:
@@ -20,7 +23,7 @@ def test_it_loads_checks_history_collectors_and_a_pushed_job(engine: Engine, now
     assert counts["health_check_results"] == 7 * 3 * 24 * 12
     with engine.connect() as conn:
         checks = {c.check_name: c for c in list_checks(conn)}
-        flips = list_flips(conn, since=now.replace(year=now.year - 1))
+        flips = list_flips(conn, since=now - timedelta(days=366))
         pushed = conn.execute(
             select(func.count()).where(metric_series.c.name == "invoice_export_rows")
         ).scalar()

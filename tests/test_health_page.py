@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+import pytest
 from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
+from monitoring_core import clock
 from monitoring_core.enums import Role
 from monitoring_core.health.runner import receive_ping, run_due_checks
 from monitoring_core.health.store import create_check
 from monitoring_core.schema import health_checks, sql_collectors
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 AppFactory = Callable[[Role | None], AppTest]
 PAGE = "pages/health.py"
 
 
 def _seed(engine: Engine) -> None:
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = clock.now()  # the page's clock (logged_in_app stands it at the test instant)
     with engine.begin() as conn:
         create_check(
             conn,

@@ -3,31 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
+from monitoring_core import clock
 from monitoring_core.enums import Role
 from monitoring_core.incidents import runbooks, service
 from monitoring_core.incidents.store import list_timeline
 from monitoring_core.schema import incidents, runbook_executions
+from tests.clock_support import off_wedding_day
+
+pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
 AppFactory = Callable[[Role | None], AppTest]
 
 
+@pytest.fixture
+def test_instant(test_instant: datetime) -> datetime:
+    """Not a Saturday: these tests show the weekday SEV1 target and steps that run at once."""
+    return off_wedding_day(test_instant)
+
+
 def _incident(engine: Engine, **body: Any) -> int:
+    """An open SEV1 from 10 minutes before the page's clock (logged_in_app sets it)."""
     fields = {"title": "Checkout failing", "severity": "SEV1", "affected_services": ["checkout"]}
     with engine.begin() as conn:
         inc = service.create_incident(
             conn, body={**fields, **body}, actor="alice", role="responder",
-            now=datetime.now(UTC) - timedelta(minutes=10),
+            now=clock.now() - timedelta(minutes=10),
         )  # fmt: skip
         runbooks.create_runbook(
             conn, body={"title": "Checkout", "service_name": "checkout",
                         "steps": [{"title": "Check the payment provider status page"}]},
-            actor="admin", role="admin", now=datetime.now(UTC),
+            actor="admin", role="admin", now=clock.now(),
         )  # fmt: skip
     return int(inc["id"])
 
@@ -79,7 +91,9 @@ def test_it_lets_a_responder_work_an_incident(engine: Engine, logged_in_app: App
     assert kinds[:5] == ["opened", "acknowledged", "status_changed", "note", "runbook_step"]
     assert kinds[-3:] == ["resolved", "postmortem", "updated"]
     assert all(
-        actor.startswith("responder-") for k, actor in _timeline(engine, incident_id)[1:] if actor
+        actor.startswith("user:responder-")
+        for k, actor in _timeline(engine, incident_id)[1:]
+        if actor
     )
     with engine.connect() as conn:
         row = conn.execute(select(incidents)).one()._mapping
@@ -108,13 +122,13 @@ def test_it_lets_a_responder_declare_and_refuses_clearly(
         "gallery",
         "uploads",
     ]
-    assert row["created_by"].startswith("responder-")
+    assert row["created_by"].startswith("user:responder-")
 
 
 def test_it_shows_mtta_and_mttr(engine: Engine, logged_in_app: AppFactory) -> None:
     incident_id = _incident(engine)
     with engine.begin() as conn:
-        start = datetime.now(UTC) - timedelta(minutes=10)
+        start = clock.now() - timedelta(minutes=10)
         kw: dict[str, Any] = {"incident_id": incident_id, "actor": "bob", "role": "responder"}
         conn.execute(incidents.update().values(detected_at=start))
         service.acknowledge_incident(conn, now=start + timedelta(minutes=3), **kw)

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from monitoring_core.enums import Role
-from tests.ui_harness import PASSWORD, USER_KEY, make_user
+from tests.ui_harness import DEMO_NOW, PASSWORD, USER_KEY, make_user, table_with
 
 AppFactory = Callable[[Role | None], AppTest]
 
@@ -19,6 +19,11 @@ def _sign_in(at: AppTest, username: str, password: str) -> AppTest:
     at.text_input(key="login_username").input(username)
     at.text_input(key="login_password").input(password)
     return at.button[0].click().run()
+
+
+def _health_line(at: AppTest) -> str:
+    """The overview's "Overall health: … requests in the range (…)" line."""
+    return next(m.value for m in at.markdown if m.value.startswith("Overall health"))
 
 
 def _messages(at: AppTest) -> str:
@@ -71,12 +76,13 @@ def test_it_shows_the_overview_with_real_numbers(
     assert metrics["Request rate"].endswith("/min") and metrics["Request rate"] != "—"
     assert metrics["Error rate (5xx)"].endswith("%")
     assert all(metrics[f"{p} latency"] != "—" for p in ("p50", "p95", "p99"))
-    assert "Healthy" in at.markdown[0].value or "Degraded" in at.markdown[0].value
-    slow = at.dataframe[0].value
+    assert "Healthy" in _health_line(at) or "Degraded" in _health_line(at)
+    slow = table_with(at, "p95", "error_rate")
     assert len(slow) == 10
     assert slow["p95"].is_monotonic_decreasing and slow["p95"].iloc[0] > 500
 
 
+@pytest.mark.clock
 def test_it_shows_performance_tables_and_the_regression(
     demo_engine: Engine, logged_in_app: AppFactory
 ) -> None:
@@ -85,23 +91,25 @@ def test_it_shows_performance_tables_and_the_regression(
 
     assert not at.exception
     assert not at.error, _messages(at)
-    regressions, endpoints = at.dataframe[0].value, at.dataframe[1].value
+    regressions = table_with(at, "p95_last_hour", "baseline_p95")
+    endpoints = table_with(at, "rpm", "p50")
     # The demo's supplier-search release of 100 minutes ago is slower than the same hour
     # last week.
     assert "/api/suppliers/search" in set(regressions["endpoint"])
     assert len(endpoints) == 22
     assert (endpoints["p50"] <= endpoints["p95"]).all()
     assert (endpoints["p95"] <= endpoints["p99"]).all()
-    vitals = at.dataframe[2].value
+    vitals = table_with(at, "mobile", "desktop")
     assert {"mobile", "desktop", "tablet"} <= set(vitals.columns)
     assert (vitals["mobile"] > vitals["desktop"]).mean() > 0.8  # LCP p75 is worse on phones
 
 
 def _requests_in_range(at: AppTest) -> int:
-    line = at.markdown[0].value  # "Overall health: … 12,345 requests in the range (…)"
+    line = _health_line(at)
     return int(line.split(" requests in the range")[0].split()[-1].replace(",", ""))
 
 
+@pytest.mark.clock
 def test_it_reads_the_time_range_from_the_sidebar(
     demo_engine: Engine, logged_in_app: AppFactory
 ) -> None:
@@ -216,11 +224,11 @@ def test_it_shows_no_change_against_a_range_before_the_data_began(
     from monitoring_core.rollups import run_rollups
     from tests.rollup_fixtures import add_timings
 
-    stray = datetime.now(UTC) - timedelta(days=40)
+    stray = DEMO_NOW - timedelta(days=40)
     with demo_engine.begin() as conn:
         ensure_partitions(conn, start=stray, end=stray, tables=("api_timings",))
         add_timings(conn, [(stray, "GET", "/api/stray", 200, 50.0)])
-    run_rollups(demo_engine, datetime.now(UTC), safety_lag=timedelta(0))
+    run_rollups(demo_engine, datetime.now(UTC), safety_lag=timedelta(0))  # ingestion time
     try:
         at = logged_in_app(Role.VIEWER).run()
         assert next(m for m in at.metric if m.label == "Request rate").delta  # 24 h vs 24 h

@@ -1,34 +1,53 @@
 """Fixtures for page tests with `streamlit.testing.v1.AppTest` (registered in conftest.py).
 
-- `demo_engine`: the session database holding only DEMO_DAYS of demo data, set up once per
-  test module (tests that use it must not also use `engine`, which empties the tables).
+- `demo_engine`: the session database holding only DEMO_DAYS of demo data up to DEMO_NOW, set
+  up once per test module (tests that use it must not also use `engine`, which empties the
+  tables). The demo is always loaded at DEMO_NOW, a weekday afternoon, whatever TEST_NOW says:
+  what the page tests assert about it (a regression at a busy hour, a week of traffic) is true
+  of that instant, and the page sees that instant too.
 - `logged_in_app(role)`: an AppTest of app.py on the test database, signed in with that role
-  (`None`: signed out); run it, then `at.switch_page("pages/x.py").run()` for other pages.
+  (`None`: signed out), with monitoring_core.clock standing at DEMO_NOW when the test uses
+  demo data (DEMO_FIXTURES), else at the test instant (the `now` fixture); run it, then
+  `at.switch_page("pages/x.py").run()` for other pages.
+- `table_with(at, *columns)`: the one st.dataframe whose columns include those.
 - `make_user(conn, role)`: a user with a known password, for sign-in tests.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy import Connection, Engine, text
 from streamlit.testing.v1 import AppTest
 
+from monitoring_core import clock
 from monitoring_core.accounts import User, create_user
 from monitoring_core.enums import Role
 from monitoring_core.schema import metadata
 
-__all__ = ["DEMO_DAYS", "USER_KEY", "demo_engine", "logged_in_app", "make_user"]
+__all__ = [
+    "DEMO_DAYS",
+    "DEMO_NOW",
+    "USER_KEY",
+    "demo_engine",
+    "logged_in_app",
+    "make_user",
+    "table_with",
+]
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 DEMO_DAYS = 8  # a week and a day: enough for the regression baseline (same hour last week)
 USER_KEY = "auth_user"  # ui.auth keeps the signed-in user here
 PASSWORD = "correct horse battery"
+DEMO_NOW = datetime(2026, 6, 10, 13, 0, tzinfo=UTC)  # Wednesday 14:00 in London (BST)
+# The demo ends a few seconds before the page's now, as it would a moment after loading.
+_DEMO_LOADED_AT = DEMO_NOW - timedelta(seconds=5)
 
 
 def make_user(conn: Connection, role: Role) -> User:
@@ -37,9 +56,20 @@ def make_user(conn: Connection, role: Role) -> User:
     return create_user(conn, username=name, password=PASSWORD, role=role)
 
 
+def table_with(at: AppTest, *columns: str) -> pd.DataFrame:
+    """The value of the one st.dataframe on the page whose columns include `columns`."""
+    found = [df.value for df in at.dataframe if set(columns) <= set(_columns(df.value))]
+    assert len(found) == 1, f"{len(found)} tables have the columns {columns}"
+    return found[0]
+
+
+def _columns(frame: pd.DataFrame) -> Iterable[str]:
+    return [str(c) for c in frame.columns]
+
+
+DEMO_FIXTURES = {"demo_engine", "business_engine"}  # fixtures holding demo data at DEMO_NOW
 _SNAPSHOT = "demo_snapshot"  # a schema of the session database holding the loaded demo rows
-SNAPSHOT_MAX_AGE = timedelta(minutes=15)  # older demo data would drift out of "the last hour"
-_snapshot_taken_at: list[datetime] = []
+_snapshot_taken: list[bool] = []
 
 
 def _truncate_all(conn: Connection) -> None:
@@ -77,31 +107,37 @@ def _restore_snapshot(conn: Connection) -> None:
 def demo_engine(session_engine: Engine) -> Engine:
     """The session database with only demo data in it, fresh for each test module.
 
-    The first module loads it (all domains, DEMO_DAYS days, rolled up) and keeps a copy in a
-    schema of its own; later modules restore that copy in a few seconds instead of loading
-    again, unless it is older than SNAPSHOT_MAX_AGE.
+    The first module loads it (all domains, DEMO_DAYS days up to DEMO_NOW, rolled up) and
+    keeps a copy in a schema of its own; later modules restore that copy in a few seconds
+    instead of loading again (the instant is fixed, so the copy never goes stale).
     """
     from monitoring_core.demo import load_demo_data
 
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
     with session_engine.begin() as conn:
-        if _snapshot_taken_at and now - _snapshot_taken_at[0] < SNAPSHOT_MAX_AGE:
+        if _snapshot_taken:
             _restore_snapshot(conn)
             return session_engine
         _truncate_all(conn)
-    load_demo_data(session_engine, days=DEMO_DAYS, now=now, only_if_empty=False)
+    load_demo_data(session_engine, days=DEMO_DAYS, now=_DEMO_LOADED_AT, only_if_empty=False)
     with session_engine.begin() as conn:
         _take_snapshot(conn)
-    _snapshot_taken_at[:] = [now]
+    _snapshot_taken[:] = [True]
     return session_engine
 
 
 @pytest.fixture
 def logged_in_app(
-    session_engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+    session_engine: Engine,
+    database_url: str,
+    test_instant: datetime,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[[Role | None], AppTest]]:
     """Factory of AppTests of app.py on the test database, signed in with the given role."""
     monkeypatch.setenv("DATABASE_URL", database_url)
+    on_demo = bool(DEMO_FIXTURES & set(request.fixturenames))
+    clock.set_now(DEMO_NOW if on_demo else test_instant)
+    request.addfinalizer(lambda: clock.set_now(None))
     # The UI caches the engine and query results per process: start every test afresh.
     st.cache_data.clear()
     st.cache_resource.clear()

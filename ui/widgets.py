@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 import streamlit as st
 from streamlit_autorefresh import st_autorefresh
 
+from monitoring_core import clock
 from monitoring_core.timerange import PRESETS, TimeRange
 from monitoring_core.wedding_calendar import is_peak_season, is_wedding_day
 from ui.data import get_settings
@@ -52,7 +53,7 @@ _STATUS_COLORS = {
 
 def current_now() -> datetime:
     """Now, floored to REFRESH_S seconds so cached reads are shared between reruns."""
-    now = datetime.now(UTC)
+    now = clock.now()
     return now - timedelta(seconds=now.timestamp() % REFRESH_S, microseconds=now.microsecond)
 
 
@@ -115,7 +116,7 @@ def status_badge(status: str) -> str:
 
 def wedding_day_banner(now: datetime | None = None) -> None:
     """On Saturdays in MONITORING_TZ: a banner saying the wedding-day rules are in force."""
-    moment = now or datetime.now(UTC)
+    moment = now or clock.now()
     tz = get_settings().tz
     if is_wedding_day(moment, tz):
         season = " in peak season" if is_peak_season(moment, tz) else ""
