@@ -34,7 +34,11 @@ class Role(StrEnum):
 
 
 class ApiScope(StrEnum):
-    INGEST = "ingest"
+    """What an API key may do (docs/API.md "Keys and scopes"); admin may also read and ingest."""
+
+    INGEST = "ingest"  # write routes only: a key that ships inside apps and Sentry DSNs
+    READ = "read"  # the read and live routes
+    BROWSER = "browser"  # POST /api/monitoring/performance only, from its allowed origins
     ADMIN = "admin"
 
 

@@ -427,6 +427,9 @@ alert_rules = Table(
     Column("created_by", Text),
     _created(),
     _ts("updated_at", nullable=False, now=True),
+    # First evaluation that saw data since the rule was created, enabled or its condition
+    # changed: until then "no data" is listed but never paged (the data has not arrived yet).
+    _ts("data_seen_at"),
     CheckConstraint(
         "severity_level IN ('critical','high','medium','low','info')", name="severity_valid"
     ),
@@ -495,6 +498,7 @@ alert_instances = Table(
     _ts("last_escalated_at"),
     _ts("last_notified_at"),
     Column("incident_id", BigInteger, ForeignKey("incidents.id")),
+    _ts("no_data_since"),  # when the data stopped (set on entering no_data)
     UniqueConstraint("alert_configuration_id", "alert_key"),
 )
 Index(
@@ -765,7 +769,9 @@ api_keys = Table(
     _created(),
     _ts("last_used_at"),
     _ts("revoked_at"),
-    CheckConstraint("scope IN ('ingest','admin')", name="scope_valid"),
+    _ts("expires_at"),  # NULL: never; checked on every lookup
+    _text_array("allowed_origins"),  # browser keys: Origin must be one of these (empty: any)
+    CheckConstraint("scope IN ('ingest','read','browser','admin')", name="scope_valid"),
 )
 
 settings = Table(
