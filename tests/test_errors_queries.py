@@ -129,7 +129,7 @@ def test_it_marks_quiet_groups_recovered_once(engine: Engine, now: datetime) -> 
             )
         ).all()
     assert (group.status, group.recovered_at) == ("unresolved", now)
-    assert ("recovered", "auto-recovery") in kinds
+    assert ("recovered", "system:auto-recovery") in kinds
     _ingest(engine, [_ev(now, error_type="Quiet")], now)
     with engine.connect() as conn:
         recovered_at = conn.execute(

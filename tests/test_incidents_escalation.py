@@ -149,9 +149,9 @@ def test_it_climbs_the_default_policy_until_acknowledged(engine: Engine, policie
             select(notification_outbox.c.incident_id, notification_outbox.c.title)
         ).all()
     assert [(e["details"]["step"], e["details"]["reason"], e["actor"]) for e in entries] == [
-        (1, "unacknowledged", "escalation"),
-        (2, "unacknowledged", "escalation"),
-        (3, "not_mitigated", "escalation"),
+        (1, "unacknowledged", "system:escalation"),
+        (2, "unacknowledged", "system:escalation"),
+        (3, "not_mitigated", "system:escalation"),
     ]
     assert all(r.incident_id == incident_id and "INC-2026-0001" in r.title for r in outbox)  # fmt: skip
 
@@ -226,7 +226,7 @@ def test_it_puts_delivered_pages_on_the_timeline(engine: Engine) -> None:
         assert record_notifications(conn, now=TUESDAY) == 1
         assert record_notifications(conn, now=TUESDAY) == 0  # once per outbox row
         last = list_timeline(conn, incident_id=incident_id)[-1]
-    assert (last["kind"], last["actor"]) == ("notification_sent", "notify")
+    assert (last["kind"], last["actor"]) == ("notification_sent", "system:notify")
     assert (
         last["message"]
         == "Notification sent to oncall: [ESCALATED] SEV1: INC-2026-0001 Checkout down"

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
+from monitoring_core.audit import user_actor
 from monitoring_core.config import load_settings
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.recovery import DEFAULT_QUIET, recover_quiet_groups
@@ -252,11 +253,11 @@ def _lifecycle(
             conn,
             group_id=group_of[REGRESSION],
             action="resolve",
-            actor="user:ann",
+            actor=user_actor("ann"),
             now=resolve_at,
             release="payments@2.3.1",
         )
     if cursor == start and IGNORED in group_of:
         change_group_status(
-            conn, group_id=group_of[IGNORED], action="ignore", actor="user:ben", now=end
+            conn, group_id=group_of[IGNORED], action="ignore", actor=user_actor("ben"), now=end
         )

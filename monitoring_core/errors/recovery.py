@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, select, update
 
+from monitoring_core.audit import system_actor
 from monitoring_core.errors.store import record_change
 from monitoring_core.errors.validate import MAX_AGE
 from monitoring_core.schema import error_event_ids, error_groups, settings
@@ -25,7 +26,7 @@ __all__ = [
 
 DEFAULT_QUIET = timedelta(minutes=60)
 QUIET_SETTING = "error_recovery_quiet_minutes"  # settings row: a positive number of minutes
-ACTOR = "auto-recovery"
+ACTOR = system_actor("auto-recovery")
 
 
 def load_quiet_period(conn: Connection) -> timedelta:

@@ -26,8 +26,9 @@ from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.engine import AlertState, Check, Decision, evaluate, transition
 from monitoring_core.alerts.rules import WEDDING_CRITICAL_SERVICES, Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.silences import alert_labels, is_silenced, list_silences
-from monitoring_core.alerts.store import list_rules, load_states, state_of
+from monitoring_core.alerts.store import list_rules, load_states, mark_data_seen, state_of
 from monitoring_core.alerts.writes import DecisionWrite, save_decisions
+from monitoring_core.audit import system_actor
 from monitoring_core.config import load_settings
 from monitoring_core.incidents.rules import severity_for_alert
 from monitoring_core.incidents.store import add_timeline_entry, open_incident
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-ACTOR = "alerting"
+ACTOR = system_actor("alerting")
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Cycle:
     holds: dict[int, bool | None] = field(default_factory=dict)
     pending: list[tuple[Rule, DecisionWrite, dict[str, Any] | None]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)  # rows not yet written
+    saw_data: list[int] = field(default_factory=list)  # rules seeing their first data
     notified: list[int] = field(default_factory=list)  # instances to stamp last_notified_at
 
 
@@ -193,13 +195,18 @@ def _evaluate_rule(
     if not grouped or not keyed:
         keyed = {"": keyed.get("", ({}, []))} if not grouped else {"": ({}, [])}
     children = cycle.holds if rule.condition.type == "composite" else None
+    seen = cycle.rows[rule.id].get("data_seen_at") is not None
     results = []
     for key, (dims, points) in keyed.items():
         row = existing.get(key)
         state = state_of(row)
-        decision = evaluate(rule, points, state, cycle.now, tz=cycle.tz, children=children)
+        decision = evaluate(
+            rule, points, state, cycle.now, tz=cycle.tz, children=children, seen_data=seen
+        )
         _apply(cycle, rule, key, dims, decision, row, state)
         results.append(decision.check.holds)
+    if not seen and any(holds is not None for holds in results):
+        cycle.saw_data.append(rule.id)
     for key, row in existing.items():
         if key in keyed:
             continue
@@ -244,6 +251,7 @@ def _store(cycle: Cycle) -> None:
         if instance_id is not None:
             _follow_up(cycle, rule, write, row, instance_id)
     cycle.pending.clear()
+    mark_data_seen(cycle.conn, rule_ids=cycle.saw_data, now=cycle.now)
     flush_notifications(cycle)
 
 

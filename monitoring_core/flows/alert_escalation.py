@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select, update
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.silences import list_silences
 from monitoring_core.alerts.store import get_rule, instance_to_api, record_event
+from monitoring_core.audit import system_actor
 from monitoring_core.flows.alert_cycle import Cycle, EvalReport, notify_alert
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.policies.steps import due_steps, parse_steps
@@ -25,7 +26,7 @@ from monitoring_core.schema import alert_instances, alert_rules
 
 __all__ = ["add_alert_timeline", "escalate_unacknowledged", "send_escalation_step"]
 
-ACTOR = "escalation"
+ACTOR = system_actor("escalation")
 
 
 def escalate_unacknowledged(

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
+from monitoring_core.audit import system_actor
 from monitoring_core.errors.fingerprint import (
     Trace,
     culprit,
@@ -42,7 +43,7 @@ from monitoring_core.schema import settings as settings_table
 __all__ = ["SCRUB_FIELDS_SETTING", "IngestResult", "ingest_errors", "load_scrubber", "prepare"]
 
 SCRUB_FIELDS_SETTING = "error_scrub_fields"  # settings row: a JSON list of extra field names
-ACTOR = "error-tracking"
+ACTOR = system_actor("error-tracking")
 _SCRUBBERS: dict[tuple[str, ...], Scrubber] = {}
 
 

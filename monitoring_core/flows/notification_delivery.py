@@ -1,14 +1,16 @@
 """Notification delivery: one round of the outbox, and the system's own alert on a failing channel.
 
-`deliver_due` claims due rows (commit), sends each outside any transaction, records each attempt
-in its own transaction and feeds the result to the self-alert: a channel whose last deliveries
-all failed fires an alert of the built-in rule "Notification channel failing" (key
-`channel:ID`), notified on the other channels; the channel's next success resolves it.
+`deliver_due` claims one due row at a time (commit), sends it outside any transaction under a
+lease renewed while the send runs, records each attempt in its own transaction and feeds the
+result to the self-alert: a channel whose last deliveries all failed fires an alert of the
+built-in rule "Notification channel failing" (key `channel:ID`), notified on the other channels; the channel's next success resolves it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,8 +20,16 @@ from sqlalchemy import Connection, Engine, insert, select
 from monitoring_core.alerts.engine import AlertState, Check, Decision
 from monitoring_core.alerts.store import load_states
 from monitoring_core.alerts.writes import save_decision
+from monitoring_core.audit import system_actor
 from monitoring_core.config import load_settings
-from monitoring_core.notify.delivery import Sender, claim_due, record_attempt
+from monitoring_core.notify.delivery import (
+    LEASE,
+    Claimed,
+    Sender,
+    claim_next,
+    record_attempt,
+    renew_lease,
+)
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import render_self_alert
 from monitoring_core.notify.transport import SendResult, send
@@ -38,13 +48,15 @@ log = logging.getLogger(__name__)
 
 FAILING_AFTER = 3  # consecutive failed attempts
 SYSTEM_RULE_NAME = "Notification channel failing"
+SYSTEM_RULE_OWNER = system_actor("notify")  # tells the built-in rule from a namesake
 
 
 def ensure_system_rule(conn: Connection) -> int:
     """The built-in rule's id (created disabled: the delivery job drives it, not evaluation)."""
     found = conn.execute(
         select(alert_rules.c.id).where(
-            alert_rules.c.alert_name == SYSTEM_RULE_NAME, alert_rules.c.created_by == "system"
+            alert_rules.c.alert_name == SYSTEM_RULE_NAME,
+            alert_rules.c.created_by == SYSTEM_RULE_OWNER,
         )
     ).scalar()
     if found is not None:
@@ -58,7 +70,7 @@ def ensure_system_rule(conn: Connection) -> int:
                 condition_config={"type": "absence", "metric": "notification_delivery"},
                 severity_level="high",
                 is_enabled=False,
-                created_by="system",
+                created_by=SYSTEM_RULE_OWNER,
             )
             .returning(alert_rules.c.id)
         ).scalar_one()
@@ -170,24 +182,29 @@ def deliver_due(
     limit: int = 50,
     sender: Sender = send,
     public_url: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+    renew_every_s: float = LEASE.total_seconds() / 4,
 ) -> DeliveryReport:
-    """One delivery round: claim (commit), send each, record each in its own transaction."""
+    """One delivery round of up to `limit` sends: claim one row (commit), send it under a lease
+    that is renewed while the send runs, record it in its own transaction; then the next.
+    `clock` tells the time as the round goes on (the job passes one; by default it stays `now`)."""
     public_url = public_url or load_settings().public_url
-    with engine.begin() as conn:
-        claimed = claim_due(conn, now=now, worker_id=worker_id, limit=limit)
+    clock = clock or (lambda: now)
     report = DeliveryReport()
-    for item in claimed:
-        if item.is_enabled:
-            result = sender(
-                item.url, title=item.title, body=item.body, notify_type=item.notify_type
-            )
-        else:
-            result = SendResult(False, 0.0, "channel disabled")
+    for _ in range(limit):
         with engine.begin() as conn:
-            status = record_attempt(conn, item=item, result=result, now=now, worker_id=worker_id)
+            item, deferred = claim_next(conn, now=clock(), worker_id=worker_id)
+        report.deferred += deferred
+        if item is None:
+            break
+        with _LeaseKeeper(engine, item.id, worker_id, clock, renew_every_s):
+            result = _send(item, sender)
+        with engine.begin() as conn:
+            at = clock()
+            status = record_attempt(conn, item=item, result=result, now=at, worker_id=worker_id)
             if item.is_enabled:
                 after_attempt(
-                    conn, channel_id=item.channel_id, ok=result.ok, now=now, public_url=public_url
+                    conn, channel_id=item.channel_id, ok=result.ok, now=at, public_url=public_url
                 )
         report.sent += result.ok
         report.failed += not result.ok
@@ -196,3 +213,52 @@ def deliver_due(
                 "delivery %s to %s %s: %s", item.id, item.channel_name, status, result.error
             )
     return report
+
+
+def _send(item: Claimed, sender: Sender) -> SendResult:
+    if not item.is_enabled:
+        return SendResult(False, 0.0, "channel disabled")
+    return sender(
+        item.url,
+        title=item.title,
+        body=item.body,
+        notify_type=item.notify_type,
+        idempotency_key=item.idempotency_key,
+    )
+
+
+class _LeaseKeeper:
+    """While a send runs, renew its lease every `every_s` seconds from a thread of its own (a
+    send that outlives LEASE, a hung SMTP server say, must not be taken over and sent twice)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        item_id: int,
+        worker_id: str,
+        clock: Callable[[], datetime],
+        every_s: float,
+    ) -> None:
+        self._args = (engine, item_id, worker_id, clock)
+        self._every_s = every_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{item_id}", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        engine, item_id, worker_id, clock = self._args
+        while not self._done.wait(self._every_s):
+            try:
+                with engine.begin() as conn:
+                    until = clock() + LEASE
+                    if not renew_lease(conn, item_id=item_id, worker_id=worker_id, until=until):
+                        return
+            except Exception:  # the send goes on; the next renewal may work
+                log.exception("renewing the lease of delivery %s failed", item_id)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select, update
 
+from monitoring_core.audit import system_actor
 from monitoring_core.enums import IncidentStatus
 from monitoring_core.incidents.lifecycle import (
     ACTIVE_STATUSES,
@@ -52,7 +53,7 @@ __all__ = [
     "pages_due",
 ]
 
-ACTOR = "escalation"
+ACTOR = system_actor("escalation")
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
+from monitoring_core.audit import system_actor
+
 __all__ = ["LOOKBACK", "record_notifications"]
 
 LOOKBACK = timedelta(days=1)
+ACTOR = system_actor("notify")
 
 _RECORD = text(
     """
     INSERT INTO incident_timeline (incident_id, time, kind, actor, message, details, is_public)
     SELECT o.incident_id, coalesce(o.sent_at, o.created_at),
            CASE WHEN o.status = 'sent' THEN 'notification_sent' ELSE 'notification_failed' END,
-           'notify',
+           :actor,
            CASE WHEN o.status = 'sent' THEN 'Notification sent to ' ELSE 'Notification failed to ' END
              || coalesce(c.name, 'channel ' || o.channel_id) || ': ' || o.title,
            jsonb_build_object('outbox_id', o.id, 'channel_id', o.channel_id, 'kind', o.kind,
@@ -42,4 +45,4 @@ _RECORD = text(
 
 def record_notifications(conn: Connection, *, now: datetime) -> int:
     """Write the timeline entries of newly finished incident notifications; how many."""
-    return int(conn.execute(_RECORD, {"since": now - LOOKBACK}).rowcount or 0)
+    return int(conn.execute(_RECORD, {"since": now - LOOKBACK, "actor": ACTOR}).rowcount or 0)
