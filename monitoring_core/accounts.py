@@ -1,27 +1,46 @@
-"""Users (argon2id passwords) and API keys (sha256 of a 256-bit random key, scoped)."""
+"""Users (argon2id passwords) and API keys (sha256 of a 256-bit random key, scoped), and
+their lifecycle: list, create, revoke, expire, rate limits, deactivate, reset passwords.
+
+Every lifecycle change writes its audit row in the caller's transaction; the CLI, the admin API
+and the Settings page call the same functions with their own actor (`monitoring_core.audit`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
+from monitoring_core.audit import record_audit
 from monitoring_core.enums import ApiScope, Role
 from monitoring_core.schema import api_keys, users
 
 __all__ = [
+    "AccountInvalid",
+    "AccountNotFound",
     "ApiKey",
     "User",
+    "active_user",
+    "add_api_key",
     "authenticate_user",
     "create_api_key",
     "create_user",
+    "deactivate_user",
     "hash_api_key",
+    "list_api_keys",
+    "list_users",
     "lookup_api_key",
+    "reset_password",
+    "revoke_api_key",
+    "update_api_key",
 ]
 
 _hasher = PasswordHasher()
@@ -41,14 +60,28 @@ class ApiKey:
     name: str
     scope: ApiScope
     rate_limit_per_minute: int | None
+    expires_at: datetime | None = None
+    allowed_origins: tuple[str, ...] = ()  # browser keys: the Origins they may be sent from
+
+
+class AccountInvalid(ValueError):
+    """A key or user change that cannot be made (bad value, name taken)."""
+
+
+class AccountNotFound(LookupError):
+    """No key or user with that id or name."""
+
+
+def _check_password_rules(password: str) -> None:
+    if len(password) < 8:
+        raise AccountInvalid("password must have at least 8 characters")
 
 
 def create_user(conn: Connection, *, username: str, password: str, role: Role) -> User:
     """Insert a user with an argon2id password hash."""
     if not username.strip():
-        raise ValueError("username must not be empty")
-    if len(password) < 8:
-        raise ValueError("password must have at least 8 characters")
+        raise AccountInvalid("username must not be empty")
+    _check_password_rules(password)
     user_id = conn.execute(
         insert(users)
         .values(username=username, password_hash=_hasher.hash(password), role=Role(role).value)
@@ -83,24 +116,212 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(conn: Connection, *, name: str, scope: ApiScope) -> str:
+def create_api_key(
+    conn: Connection,
+    *,
+    name: str,
+    scope: ApiScope,
+    rate_limit_per_minute: int | None = None,
+    expires_at: datetime | None = None,
+    allowed_origins: Iterable[str] = (),
+) -> str:
     """Create a key and return it; only its hash is stored, so this is the one time it is seen."""
+    return _insert_key(
+        conn,
+        name=name,
+        scope=scope,
+        rate_limit_per_minute=rate_limit_per_minute,
+        expires_at=expires_at,
+        allowed_origins=allowed_origins,
+    )[1]
+
+
+def _insert_key(
+    conn: Connection,
+    *,
+    name: str,
+    scope: ApiScope | str,
+    rate_limit_per_minute: int | None,
+    expires_at: datetime | None,
+    allowed_origins: Iterable[str],
+) -> tuple[int, str]:
+    if not isinstance(name, str) or not name.strip():
+        raise AccountInvalid("a key needs a name")
+    try:
+        scope = ApiScope(scope)
+    except ValueError:
+        raise AccountInvalid(f"scope must be one of {', '.join(ApiScope)}") from None
+    origins = _origins(allowed_origins)
+    if origins and scope is not ApiScope.BROWSER:
+        raise AccountInvalid("allowed origins apply to browser keys only")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    conn.execute(
-        insert(api_keys).values(
-            name=name, prefix=key[:10], key_hash=hash_api_key(key), scope=ApiScope(scope).value
+    key_id = conn.execute(
+        insert(api_keys)
+        .values(
+            name=name.strip(),
+            prefix=key[:10],
+            key_hash=hash_api_key(key),
+            scope=scope.value,
+            rate_limit_per_minute=_rate_limit(rate_limit_per_minute),
+            expires_at=expires_at,
+            allowed_origins=list(origins),
         )
+        .returning(api_keys.c.id)
+    ).scalar_one()
+    return key_id, key
+
+
+def _rate_limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise AccountInvalid("rate_limit_per_minute must be a whole number from 1 to 1000000")
+    return value
+
+
+def _origins(values: Iterable[str]) -> tuple[str, ...]:
+    """Origins as browsers send them (`https://host[:port]`, no path), lower-cased."""
+    if isinstance(values, str):
+        raise AccountInvalid("allowed_origins must be a list of origins")
+    out = []
+    for value in values:
+        parts = urlsplit(value.strip().lower()) if isinstance(value, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise AccountInvalid(f"{value!r} is not an origin like https://www.example.com")
+        out.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(dict.fromkeys(out))
+
+
+def _future(expires_at: datetime | None, now: datetime) -> datetime | None:
+    if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+        raise AccountInvalid("expires_at must be a future time with a time zone")
+    return expires_at
+
+
+_KEY_COLUMNS = (
+    api_keys.c.id,
+    api_keys.c.name,
+    api_keys.c.prefix,
+    api_keys.c.scope,
+    api_keys.c.rate_limit_per_minute,
+    api_keys.c.allowed_origins,
+    api_keys.c.created_at,
+    api_keys.c.last_used_at,
+    api_keys.c.expires_at,
+    api_keys.c.revoked_at,
+)
+
+
+def list_api_keys(conn: Connection) -> list[dict[str, Any]]:
+    """Every key, newest first, without its hash (revoked and expired ones too, for the record)."""
+    rows = conn.execute(select(*_KEY_COLUMNS).order_by(api_keys.c.id.desc())).mappings()
+    return [dict(row) for row in rows]
+
+
+def _key_row(conn: Connection, key_id: int) -> dict[str, Any]:
+    row = conn.execute(select(*_KEY_COLUMNS).where(api_keys.c.id == key_id)).mappings().first()
+    if row is None:
+        raise AccountNotFound(f"API key {key_id}")
+    return dict(row)
+
+
+def add_api_key(
+    conn: Connection,
+    *,
+    name: str,
+    scope: ApiScope | str,
+    actor: str,
+    now: datetime,
+    rate_limit_per_minute: int | None = None,
+    expires_at: datetime | None = None,
+    allowed_origins: Iterable[str] = (),
+) -> tuple[dict[str, Any], str]:
+    """Create a key (audited `apikey.create`): its row and the key, which is shown only now."""
+    key_id, key = _insert_key(
+        conn,
+        name=name,
+        scope=scope,
+        rate_limit_per_minute=rate_limit_per_minute,
+        expires_at=_future(expires_at, now),
+        allowed_origins=allowed_origins,
     )
-    return key
+    row = _key_row(conn, key_id)
+    details = {"scope": row["scope"], "expires_at": expires_at and expires_at.isoformat()}
+    record_audit(
+        conn, actor=actor, action="apikey.create", target=_key_target(row), details=details, now=now
+    )
+    return row, key
 
 
-def lookup_api_key(conn: Connection, key: str) -> ApiKey | None:
-    """The active key record for a presented key, or None."""
-    row = conn.execute(
-        select(
-            api_keys.c.id, api_keys.c.name, api_keys.c.scope, api_keys.c.rate_limit_per_minute
-        ).where(api_keys.c.key_hash == hash_api_key(key), api_keys.c.revoked_at.is_(None))
-    ).first()
+def _key_target(row: dict[str, Any]) -> str:
+    return f"apikey:{row['id']}:{row['name']}"
+
+
+def revoke_api_key(conn: Connection, *, key_id: int, actor: str, now: datetime) -> dict[str, Any]:
+    """Revoke a key from `now` on (audited `apikey.revoke`); revoking twice keeps the first time."""
+    row = _key_row(conn, key_id)
+    if row["revoked_at"] is None:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now))
+        record_audit(conn, actor=actor, action="apikey.revoke", target=_key_target(row), now=now)
+    return _key_row(conn, key_id)
+
+
+_UNSET: Any = object()
+
+
+def update_api_key(
+    conn: Connection,
+    *,
+    key_id: int,
+    actor: str,
+    now: datetime,
+    rate_limit_per_minute: int | None = _UNSET,
+    expires_at: datetime | None = _UNSET,
+) -> dict[str, Any]:
+    """Set a key's rate limit or expiry (None: no limit, never expires); audited `apikey.update`."""
+    values: dict[str, Any] = {}
+    if rate_limit_per_minute is not _UNSET:
+        values["rate_limit_per_minute"] = _rate_limit(rate_limit_per_minute)
+    if expires_at is not _UNSET:
+        values["expires_at"] = _future(expires_at, now)
+    row = _key_row(conn, key_id)
+    if row["revoked_at"] is not None:
+        raise AccountInvalid(f"API key {key_id} is revoked")
+    if values:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+        details = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+        record_audit(
+            conn,
+            actor=actor,
+            action="apikey.update",
+            target=_key_target(row),
+            details=details,
+            now=now,
+        )
+    return _key_row(conn, key_id)
+
+
+def lookup_api_key(conn: Connection, key: str, *, now: datetime | None = None) -> ApiKey | None:
+    """The key's record when it exists, is not revoked and (given `now`) has not expired."""
+    query = select(
+        api_keys.c.id,
+        api_keys.c.name,
+        api_keys.c.scope,
+        api_keys.c.rate_limit_per_minute,
+        api_keys.c.expires_at,
+        api_keys.c.allowed_origins,
+    ).where(api_keys.c.key_hash == hash_api_key(key), api_keys.c.revoked_at.is_(None))
+    if now is not None:
+        query = query.where(or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now))
+    row = conn.execute(query).first()
     if row is None:
         return None
     return ApiKey(
@@ -108,4 +329,73 @@ def lookup_api_key(conn: Connection, key: str) -> ApiKey | None:
         name=row.name,
         scope=ApiScope(row.scope),
         rate_limit_per_minute=row.rate_limit_per_minute,
+        expires_at=row.expires_at,
+        allowed_origins=tuple(row.allowed_origins or ()),
     )
+
+
+# ---------------------------------------------------------------- users
+_USER_COLUMNS = (
+    users.c.id,
+    users.c.username,
+    users.c.role,
+    users.c.is_active,
+    users.c.created_at,
+    users.c.last_login_at,
+)
+
+
+def list_users(conn: Connection) -> list[dict[str, Any]]:
+    """Every user by name, without the password hash."""
+    return [
+        dict(r) for r in conn.execute(select(*_USER_COLUMNS).order_by(users.c.username)).mappings()
+    ]
+
+
+def active_user(conn: Connection, *, user_id: int) -> User | None:
+    """The user as stored now (role included), or None when deactivated or gone."""
+    row = conn.execute(
+        select(users.c.id, users.c.username, users.c.role).where(
+            users.c.id == user_id, users.c.is_active
+        )
+    ).first()
+    return None if row is None else User(id=row.id, username=row.username, role=Role(row.role))
+
+
+def _user_row(conn: Connection, user: int | str) -> dict[str, Any]:
+    where = users.c.id == user if isinstance(user, int) else users.c.username == user
+    row = conn.execute(select(*_USER_COLUMNS).where(where)).mappings().first()
+    if row is None:
+        raise AccountNotFound(f"user {user}")
+    return dict(row)
+
+
+def deactivate_user(
+    conn: Connection, *, user: int | str, actor: str, now: datetime
+) -> dict[str, Any]:
+    """Stop a user (by id or name) signing in or acting; audited `user.deactivate`.
+
+    Open UI sessions end on their next rerun (`ui/auth.py` re-reads the user).
+    """
+    row = _user_row(conn, user)
+    if row["is_active"]:
+        conn.execute(update(users).where(users.c.id == row["id"]).values(is_active=False))
+        record_audit(
+            conn, actor=actor, action="user.deactivate", target=f"user:{row['username']}", now=now
+        )
+    return _user_row(conn, row["id"])
+
+
+def reset_password(
+    conn: Connection, *, user: int | str, password: str, actor: str, now: datetime
+) -> dict[str, Any]:
+    """Set a new password (by id or name); audited `user.reset_password` (never the password)."""
+    _check_password_rules(password)
+    row = _user_row(conn, user)
+    conn.execute(
+        update(users).where(users.c.id == row["id"]).values(password_hash=_hasher.hash(password))
+    )
+    record_audit(
+        conn, actor=actor, action="user.reset_password", target=f"user:{row['username']}", now=now
+    )
+    return row

@@ -4,6 +4,10 @@ A key is read from `Authorization: Bearer KEY`, `X-API-Key: KEY`, HTTP Basic (th
 the user name when the password is empty), and on ingest routes also `?key=KEY`, since
 `navigator.sendBeacon` cannot set headers. Sentry routes pass the key from `X-Sentry-Auth`
 or `?sentry_key=` to `check_key` themselves (see `sentry_key`).
+
+Scopes (`ApiScope`): `ingest` writes only, `read` reads only, `admin` does everything, and
+`browser` may only POST Web Vitals and timings to `BROWSER_PATHS`, from its allowed origins when
+it has any. Keys that ship to browsers, apps and Sentry DSNs are public: none of them reads.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from datetime import UTC, datetime
 
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -19,19 +24,23 @@ from monitoring_core.accounts import ApiKey
 from monitoring_core.enums import ApiScope
 
 __all__ = [
-    "ANY_SCOPES",
+    "ADMIN_SCOPES",
+    "BROWSER_PATHS",
     "INGEST_SCOPES",
+    "READ_SCOPES",
     "check_key",
     "presented_key",
     "require_admin",
-    "require_any_key",
     "require_ingest",
+    "require_read",
     "sentry_key",
 ]
 
 INGEST_SCOPES = frozenset({ApiScope.INGEST, ApiScope.ADMIN})
+READ_SCOPES = frozenset({ApiScope.READ, ApiScope.ADMIN})
 ADMIN_SCOPES = frozenset({ApiScope.ADMIN})
-ANY_SCOPES = INGEST_SCOPES
+# What a browser key may do: POST here (Web Vitals and page timings, sent by sendBeacon).
+BROWSER_PATHS = frozenset({"/api/monitoring/performance"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer, Basic realm="monitoring"'}
 
 
@@ -88,8 +97,12 @@ async def check_key(request: Request, key: str | None, allowed: frozenset[ApiSco
         record = await run_in_threadpool(cache.lookup, key)
     if record is None:
         raise HTTPException(401, "unknown or revoked API key", headers=_CHALLENGE)
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        raise HTTPException(401, "expired API key", headers=_CHALLENGE)
     if record.scope not in allowed:
         raise HTTPException(403, f"this key's scope {record.scope.value!r} may not use this route")
+    if record.scope is ApiScope.BROWSER:
+        _check_browser(request, record)
     retry_after = request.app.state.limiter.check(
         record.id, record.rate_limit_per_minute, time.monotonic()
     )
@@ -103,16 +116,30 @@ async def check_key(request: Request, key: str | None, allowed: frozenset[ApiSco
     return record
 
 
+def _check_browser(request: Request, record: ApiKey) -> None:
+    """403 unless a browser key POSTs to a browser path from one of its origins (if it has any)."""
+    if request.method != "POST" or request.url.path.rstrip("/") not in BROWSER_PATHS:
+        raise HTTPException(403, f"a browser key may only POST to {', '.join(BROWSER_PATHS)}")
+    origin = request.headers.get("origin", "").strip().lower().rstrip("/")
+    if record.allowed_origins and origin not in record.allowed_origins:
+        raise HTTPException(403, f"origin {origin or '(none)'!r} is not allowed for this key")
+
+
 async def require_ingest(request: Request) -> ApiKey:
-    """Scope ingest or admin; the key may also come as `?key=`."""
-    return await check_key(request, presented_key(request, allow_query=True), INGEST_SCOPES)
+    """Scope ingest or admin (browser keys on `BROWSER_PATHS`); the key may come as `?key=`."""
+    allowed = INGEST_SCOPES | {ApiScope.BROWSER}
+    return await check_key(request, presented_key(request, allow_query=True), allowed)
 
 
-async def require_any_key(request: Request) -> ApiKey:
-    """Any valid key (read routes)."""
-    return await check_key(request, presented_key(request, allow_query=False), ANY_SCOPES)
+async def require_read(request: Request) -> ApiKey:
+    """Scope read or admin (read and live routes); never from `?key=` (URLs end up in logs)."""
+    return await check_key(request, presented_key(request, allow_query=False), READ_SCOPES)
 
 
 async def require_admin(request: Request) -> ApiKey:
     """Scope admin."""
     return await check_key(request, presented_key(request, allow_query=False), ADMIN_SCOPES)
+
+
+# The old name, from when any key could read; route modules move to `require_read`.
+require_any_key = require_read

@@ -41,6 +41,13 @@ class KeyCache:
             return False, None
         return True, entry[0]
 
+    def forget(self, key_id: int) -> None:
+        """Drop a key's cached record (after revoking or changing it through this process)."""
+        with self._lock:
+            for hashed, (record, _) in list(self._entries.items()):
+                if record is not None and record.id == key_id:
+                    del self._entries[hashed]
+
     def lookup(self, key: str) -> ApiKey | None:
         """The key's record, from the cache or the database (raises on DB errors)."""
         hit, record = self.cached(key)

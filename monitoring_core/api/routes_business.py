@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import read_json_items
-from monitoring_core.api.deps import require_any_key, require_ingest
+from monitoring_core.api.deps import require_ingest, require_read
 from monitoring_core.api.routes_ingest import partition_days
 from monitoring_core.business.anomalies import ANOMALY_METRICS, kpi_anomalies
 from monitoring_core.business.dashboard import business_dashboard, complete_period
@@ -107,7 +107,7 @@ def _table(rows: list[dict[str, Any]], fmt: str, name: str, key: str) -> Any:
     return {key: rows}
 
 
-@router.get("/api/monitoring/dashboard/business", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/dashboard/business", dependencies=[Depends(require_read)])
 async def dashboard_business(
     request: Request,
     time_range: TimeRangeParam = None,
@@ -121,7 +121,7 @@ async def dashboard_business(
     return await _read(request, business_dashboard, period=period, now=now, tz=tz)
 
 
-@router.get("/api/monitoring/business/metrics", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/business/metrics", dependencies=[Depends(require_read)])
 async def business_metrics(
     request: Request,
     time_range: TimeRangeParam = None,
@@ -166,7 +166,7 @@ def _funnel_args(steps: str, window: str, mode: str) -> tuple[list[str], timedel
     return names, span, FunnelMode(mode)
 
 
-@router.get("/api/monitoring/business/funnels", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/business/funnels", dependencies=[Depends(require_read)])
 async def business_funnels(
     request: Request,
     steps: Annotated[str, Query(max_length=2000)],
@@ -207,7 +207,7 @@ async def business_funnels(
     }
 
 
-@router.get("/api/monitoring/analytics/trends", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/analytics/trends", dependencies=[Depends(require_read)])
 async def analytics_trends(
     request: Request,
     metrics: str | None = None,
@@ -223,7 +223,7 @@ async def analytics_trends(
     return _table(rows, format, "trends", "trends")
 
 
-@router.get("/api/monitoring/analytics/anomalies", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/analytics/anomalies", dependencies=[Depends(require_read)])
 async def analytics_anomalies(
     request: Request,
     metrics: str | None = None,
@@ -243,7 +243,7 @@ async def analytics_anomalies(
     return _table([f.row() for f in flags], format, "anomalies", "anomalies")
 
 
-@router.get("/api/monitoring/analytics/forecasts", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/analytics/forecasts", dependencies=[Depends(require_read)])
 async def analytics_forecasts(
     request: Request,
     metrics: str | None = None,

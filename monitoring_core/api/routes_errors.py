@@ -22,8 +22,8 @@ from monitoring_core.api.deps import (
     INGEST_SCOPES,
     check_key,
     require_admin,
-    require_any_key,
     require_ingest,
+    require_read,
     sentry_key,
 )
 from monitoring_core.api.routes_ingest import app_cache, partition_days
@@ -275,7 +275,7 @@ def _bad_query(field: str, exc: Exception) -> HTTPException:
     return HTTPException(422, [{"index": None, "field": field, "message": str(exc)}])
 
 
-@router.get("/api/monitoring/errors", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/errors", dependencies=[Depends(require_read)])
 def errors_analytics(
     request: Request,
     time_range: str | None = Query(None, alias="timeRange"),
@@ -300,7 +300,7 @@ def errors_analytics(
             raise _bad_query("groupBy", exc) from None
 
 
-@router.get("/api/monitoring/errors/groups", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/errors/groups", dependencies=[Depends(require_read)])
 def errors_groups(
     request: Request,
     time_range: str | None = Query(None, alias="timeRange"),
@@ -333,7 +333,7 @@ def errors_groups(
     return {"from": tr.start, "to": tr.end, "groups": groups}
 
 
-@router.get("/api/monitoring/errors/groups/{group_id}", dependencies=[Depends(require_any_key)])
+@router.get("/api/monitoring/errors/groups/{group_id}", dependencies=[Depends(require_read)])
 def errors_group(
     request: Request,
     group_id: int,
@@ -350,7 +350,7 @@ def errors_group(
     return detail
 
 
-@router.post("/api/monitoring/errors/correlate", dependencies=[Depends(require_any_key)])
+@router.post("/api/monitoring/errors/correlate", dependencies=[Depends(require_read)])
 def errors_correlate(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     """`{errorId}` → the event and the errors sharing its trace_id or request_id."""
     raw = body.get("errorId", body.get("error_id"))

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.admin_io import actor_of
 from monitoring_core.api.body import read_body
-from monitoring_core.api.deps import require_admin, require_any_key, require_ingest
+from monitoring_core.api.deps import require_admin, require_ingest, require_read
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
 from monitoring_core.collectors.store import list_collectors, public_collector, save_collector
@@ -40,7 +40,7 @@ __all__ = ["router"]
 router = APIRouter()
 admin = APIRouter(tags=["admin: health"], dependencies=[Depends(require_admin)])
 pings = APIRouter(tags=["heartbeat pings"])
-live = APIRouter(tags=["live"], dependencies=[Depends(require_any_key)])
+live = APIRouter(tags=["live"], dependencies=[Depends(require_read)])
 push = APIRouter(tags=["pushgateway"], dependencies=[Depends(require_ingest)])
 ADMIN = "/api/admin/monitoring/health"
 

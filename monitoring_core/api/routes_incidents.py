@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from monitoring_core import clock
 from monitoring_core.api.admin_io import ErrorStatuses, actor_of, read_json_object, run_tx
-from monitoring_core.api.deps import require_admin, require_any_key
+from monitoring_core.api.deps import require_admin, require_read
 from monitoring_core.incidents import postmortem, runbooks, service
 from monitoring_core.incidents.lifecycle import TransitionRefused
 from monitoring_core.incidents.queries import (
@@ -34,7 +34,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 admin = APIRouter(tags=["admin: incidents"], dependencies=[Depends(require_admin)])
-live = APIRouter(tags=["incidents"], dependencies=[Depends(require_any_key)])
+live = APIRouter(tags=["incidents"], dependencies=[Depends(require_read)])
 BASE = "/api/admin/incidents"
 ROLE = "admin"  # an admin-scope key acts with the admin role
 

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from monitoring_core.api.deps import require_any_key
+from monitoring_core.api.deps import require_read
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.metrics_query import live_points, parse_interval
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["live"], dependencies=[Depends(require_any_key)])
+router = APIRouter(tags=["live"], dependencies=[Depends(require_read)])
 MAX_WINDOW = timedelta(hours=24)
 
 
