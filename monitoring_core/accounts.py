@@ -65,7 +65,11 @@ class ApiKey:
 
 
 class AccountInvalid(ValueError):
-    """A key or user change that cannot be made (bad value, name taken)."""
+    """A key or user change that cannot be made; `field` names the bad value."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class AccountNotFound(LookupError):
@@ -74,13 +78,13 @@ class AccountNotFound(LookupError):
 
 def _check_password_rules(password: str) -> None:
     if len(password) < 8:
-        raise AccountInvalid("password must have at least 8 characters")
+        raise AccountInvalid("password must have at least 8 characters", "password")
 
 
 def create_user(conn: Connection, *, username: str, password: str, role: Role) -> User:
     """Insert a user with an argon2id password hash."""
     if not username.strip():
-        raise AccountInvalid("username must not be empty")
+        raise AccountInvalid("username must not be empty", "username")
     _check_password_rules(password)
     user_id = conn.execute(
         insert(users)
@@ -146,14 +150,14 @@ def _insert_key(
     allowed_origins: Iterable[str],
 ) -> tuple[int, str]:
     if not isinstance(name, str) or not name.strip():
-        raise AccountInvalid("a key needs a name")
+        raise AccountInvalid("a key needs a name", "name")
     try:
         scope = ApiScope(scope)
     except ValueError:
-        raise AccountInvalid(f"scope must be one of {', '.join(ApiScope)}") from None
+        raise AccountInvalid(f"scope must be one of {', '.join(ApiScope)}", "scope") from None
     origins = _origins(allowed_origins)
     if origins and scope is not ApiScope.BROWSER:
-        raise AccountInvalid("allowed origins apply to browser keys only")
+        raise AccountInvalid("allowed origins apply to browser keys only", "allowed_origins")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = conn.execute(
         insert(api_keys)
@@ -175,14 +179,17 @@ def _rate_limit(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
-        raise AccountInvalid("rate_limit_per_minute must be a whole number from 1 to 1000000")
+        raise AccountInvalid(
+            "rate_limit_per_minute must be a whole number from 1 to 1000000",
+            "rate_limit_per_minute",
+        )
     return value
 
 
 def _origins(values: Iterable[str]) -> tuple[str, ...]:
     """Origins as browsers send them (`https://host[:port]`, no path), lower-cased."""
     if isinstance(values, str):
-        raise AccountInvalid("allowed_origins must be a list of origins")
+        raise AccountInvalid("allowed_origins must be a list of origins", "allowed_origins")
     out = []
     for value in values:
         parts = urlsplit(value.strip().lower()) if isinstance(value, str) else None
@@ -195,14 +202,16 @@ def _origins(values: Iterable[str]) -> tuple[str, ...]:
             or parts.fragment
             or parts.username
         ):
-            raise AccountInvalid(f"{value!r} is not an origin like https://www.example.com")
+            raise AccountInvalid(
+                f"{value!r} is not an origin like https://www.example.com", "allowed_origins"
+            )
         out.append(f"{parts.scheme}://{parts.netloc}")
     return tuple(dict.fromkeys(out))
 
 
 def _future(expires_at: datetime | None, now: datetime) -> datetime | None:
     if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
-        raise AccountInvalid("expires_at must be a future time with a time zone")
+        raise AccountInvalid("expires_at must be a future time with a time zone", "expires_at")
     return expires_at
 
 
