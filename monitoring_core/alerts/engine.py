@@ -7,6 +7,11 @@ resolves (or, with `recovery_value`, one evaluation past that value). Whether to
 decided here too; silences are applied by the caller, which also stamps `last_notified_at`
 only when a notification is really written, so a firing alert silenced until now notifies on
 the first evaluation after the silence ends.
+
+No data (Grafana's choices, `condition_config.no_data_state`): `no_data` (default) is its own
+state, stamped with when the data stopped and notified once; `ok` resolves; `alerting` treats
+it as a breach; `keep_last` keeps the state as it was. A rule that has not seen data since it
+was created, enabled or changed records no data without notifying: its data has not arrived.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "Decision",
     "Point",
     "check_condition",
+    "data_stopped_at",
     "effective_severity",
     "effective_threshold",
     "evaluate",
@@ -72,6 +78,7 @@ class AlertState:
     suppressed_until: datetime | None = None
     last_notified_at: datetime | None = None
     trigger_value: float | None = None
+    no_data_since: datetime | None = None  # when the data stopped; set only in no_data
 
 
 @dataclass(frozen=True)
@@ -329,21 +336,45 @@ def _notification(rule: Rule, before: AlertState, after: AlertState, now: dateti
     return None
 
 
-def _no_data(rule: Rule, state: AlertState, check: Check, now: datetime) -> AlertState:
+def data_stopped_at(rule: Rule, series: Sequence[Point], now: datetime) -> datetime:
+    """When the data stopped: the newest point at or before `now`, else the start of the
+    window the check found empty (the data stopped at least that long ago)."""
+    last = _at_or_before(series, now)
+    return last.time if last else now - timedelta(minutes=rule.condition.window_minutes)
+
+
+def _no_data(
+    rule: Rule, state: AlertState, check: Check, now: datetime, stopped: datetime
+) -> AlertState:
+    """Grafana's choices (`no_data_state`): NoData (default), OK, Alerting, KeepLast."""
     mode = rule.condition.no_data
     if mode == "ok":
         return _cleared(rule, state, check, now)
     if mode == "alerting":
         return _still_holding(rule, state, check, now)
-    if mode == "keep_state" or state.status == S.NO_DATA:
+    if mode == "keep_last" or state.status == S.NO_DATA:
         return state
-    return replace(state, status=S.NO_DATA, pending_since=None, trigger_value=None)
+    return replace(
+        state, status=S.NO_DATA, pending_since=None, trigger_value=None, no_data_since=stopped
+    )
 
 
 def transition(
-    rule: Rule, state: AlertState, check: Check | None, now: datetime, *, severity: str
+    rule: Rule,
+    state: AlertState,
+    check: Check | None,
+    now: datetime,
+    *,
+    severity: str,
+    seen_data: bool = True,
+    stopped: datetime | None = None,
 ) -> Decision:
-    """The next state; `check=None` means this group's key was absent from the results."""
+    """The next state; `check=None` means this group's key was absent from the results.
+
+    `seen_data=False` (the rule has not seen a point since it was created, enabled or
+    changed): no data is recorded but not notified, the data has simply not arrived yet.
+    `stopped` is when the data stopped (`data_stopped_at`; default `now`).
+    """
     if check is None:  # an absent key keeps its state quietly until it expires
         after = _expire(rule, state, now)
         notify = _notification(rule, state, after, now) if after.status == S.EXPIRED else None
@@ -354,8 +385,12 @@ def transition(
     elif check.holds is False:
         after = _cleared(rule, state, check, now)
     else:
-        after = _no_data(rule, state, check, now)
+        after = _no_data(rule, state, check, now, stopped or now)
+    if after.status != S.NO_DATA and after.no_data_since is not None:
+        after = replace(after, no_data_since=None)
     notify = _notification(rule, state, after, now)
+    if notify == "no_data" and not seen_data:
+        notify = None
     return Decision(after, check, severity, from_status=state.status, notify=notify)
 
 
@@ -377,10 +412,17 @@ def evaluate(
     *,
     tz: ZoneInfo,
     children: Mapping[int, bool | None] | None = None,
+    seen_data: bool = True,
 ) -> Decision:
-    """Check the condition and move the instance's state; `series=None`: key absent."""
+    """Check the condition and move the instance's state; `series=None`: key absent.
+
+    `seen_data`: whether the rule has seen data since it was created, enabled or changed
+    (see `transition`); the backtest and the rule test replay history, where it has."""
     severity = effective_severity(rule, now, tz)
     if series is None and rule.condition.type != "composite":
         return transition(rule, state, None, now, severity=severity)
     check = check_condition(rule, series or (), now, tz=tz, children=children)
-    return transition(rule, state, check, now, severity=severity)
+    stopped = data_stopped_at(rule, series or (), now) if check.holds is None else None
+    return transition(
+        rule, state, check, now, severity=severity, seen_data=seen_data, stopped=stopped
+    )

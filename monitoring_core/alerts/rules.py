@@ -37,7 +37,10 @@ OPERATORS = {
     "equals": lambda a, b: a == b,
     "not_equals": lambda a, b: a != b,
 }
-NO_DATA_MODES = ("no_data", "ok", "alerting", "keep_state")
+# What no data means (Grafana's NoData, OK, Alerting, KeepLast); `keep_state` is the old
+# spelling of keep_last.
+NO_DATA_MODES = ("no_data", "ok", "alerting", "keep_last")
+_NO_DATA_ALIASES = {"keep_state": "keep_last"}
 # What `pattern` rules may filter and group error events by.
 PATTERN_DIMENSIONS = frozenset(DIMENSIONS)
 # Services whose failure hurts a wedding directly: their critical alerts open SEV1 incidents.
@@ -158,6 +161,14 @@ def _type_specific(kind: str, cfg: Mapping[str, Any], out: dict[str, Any], probl
         out["logic"] = logic
 
 
+def _no_data_mode(cfg: Mapping[str, Any], problems: list) -> str:
+    """`no_data_state` (Grafana's name), or the older `no_data`; default `no_data`."""
+    key = "no_data_state" if "no_data_state" in cfg else "no_data"
+    raw = cfg.get(key, "no_data")
+    mode = _NO_DATA_ALIASES.get(raw, raw) if isinstance(raw, str) else raw
+    return _choice({key: mode}, key, NO_DATA_MODES, "no_data", problems)
+
+
 def parse_condition(cfg: Any) -> Condition:
     """A validated Condition, or RuleInvalid listing every problem at once."""
     if not isinstance(cfg, Mapping):
@@ -184,7 +195,7 @@ def parse_condition(cfg: Any) -> Condition:
         p.append({"field": "condition_config.window_minutes", "message": "must be positive"})
     out["group_by"] = _strings(cfg, "group_by", p)
     out["filters"] = dict(cfg.get("filter") or cfg.get("filters") or {}) if not p else {}
-    out["no_data"] = _choice(cfg, "no_data", NO_DATA_MODES, "no_data", p)
+    out["no_data"] = _no_data_mode(cfg, p)
     out["direction"] = _choice(cfg, "direction", ("above", "below", "both"), "both", p)
     out["change_mode"] = _choice(cfg, "change_mode", ("percent", "absolute"), "percent", p)
     if p:

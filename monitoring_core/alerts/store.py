@@ -25,6 +25,7 @@ from monitoring_core.schema import (
 
 __all__ = [
     "RuleNotFound",
+    "active_since",
     "create_rule",
     "delete_rule",
     "get_instance",
@@ -34,6 +35,7 @@ __all__ = [
     "list_alert_history",
     "list_rules",
     "load_states",
+    "mark_data_seen",
     "record_event",
     "rule_to_api",
     "state_of",
@@ -97,6 +99,17 @@ def _policy_id(conn: Connection, ref: Any, problems: list) -> int | None:
     return found
 
 
+def mark_data_seen(conn: Connection, *, rule_ids: Iterable[int], now: datetime) -> None:
+    """Note the first evaluation that saw data for these rules (from then on, no data pages)."""
+    ids = list(rule_ids)
+    if ids:
+        conn.execute(
+            update(alert_rules)
+            .where(alert_rules.c.id.in_(ids), alert_rules.c.data_seen_at.is_(None))
+            .values(data_seen_at=now)
+        )
+
+
 def validate_rule_body(
     conn: Connection, body: Mapping[str, Any], *, partial: bool = False
 ) -> dict[str, Any]:
@@ -148,6 +161,8 @@ def update_rule(
 ) -> dict[str, Any]:
     """Apply the fields given (RuleNotFound, RuleInvalid)."""
     values = validate_rule_body(conn, body, partial=True)
+    if "condition_config" in values or "is_enabled" in values:
+        values["data_seen_at"] = None  # a changed or re-enabled rule waits for data again
     row = conn.execute(
         update(alert_rules)
         .where(alert_rules.c.id == rule_id)
@@ -241,6 +256,7 @@ def _instance_query() -> Any:
         alert_rules.c.severity_level,
         alert_rules.c.service_name,
         alert_rules.c.metric_name,
+        alert_rules.c.data_seen_at,
     ).join(alert_rules, alert_rules.c.id == alert_instances.c.alert_configuration_id)
 
 
@@ -272,6 +288,8 @@ def instance_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
         "metric_name",
         "pending_since",
         "last_notified_at",
+        "no_data_since",
+        "data_seen_at",
     )
     return {k: row.get(k) for k in keys}
 
@@ -287,19 +305,25 @@ def get_instance(conn: Connection, *, instance_id: int, lock: bool = False) -> d
 
 
 def list_active_alerts(conn: Connection) -> list[dict[str, Any]]:
-    """Active instances, most severe first, then oldest first."""
+    """Active instances (no_data ones included), most severe first, then oldest first."""
     rows = conn.execute(
         _instance_query().where(alert_instances.c.status.in_([str(s) for s in ACTIVE]))
     )
     items = [instance_to_api(dict(r._mapping)) for r in rows]
     never = datetime.max.replace(tzinfo=UTC)
     return sorted(
-        items,
-        key=lambda a: (
-            _SEVERITY_RANK.get(a["severity"], 9),
-            a["first_triggered_at"] or a["pending_since"] or never,
-        ),
+        items, key=lambda a: (_SEVERITY_RANK.get(a["severity"], 9), active_since(a) or never)
     )
+
+
+def active_since(alert: Mapping[str, Any]) -> datetime | None:
+    """When an active alert's current state began: no data from when the data stopped,
+    pending from when the condition started holding, the rest from when it fired."""
+    if alert["status"] == "no_data":
+        return alert.get("no_data_since")
+    if alert["status"] == "pending":
+        return alert.get("pending_since")
+    return alert.get("first_triggered_at") or alert.get("pending_since")
 
 
 def list_alert_history(

@@ -37,6 +37,7 @@ _TYPES = {
     "suppressed_until": "timestamptz",
     "last_notified_at": "timestamptz",
     "trigger_value": "float8",
+    "no_data_since": "timestamptz",
     "severity": "text",
 }
 assert set(_TYPES) == {*_STATE, "severity"}  # a new state field must be stored here too
