@@ -152,6 +152,23 @@ rollup_watermarks = Table(
     _ts("updated_at", nullable=False, now=True),
 )
 
+# Bucket ranges the rollup job could not compute (e.g. a float8 sum overflowing on stored
+# values): recorded and skipped so that no stored row can stop every rollup.
+rollup_quarantine = Table(
+    "rollup_quarantine",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("family", Text, nullable=False),
+    Column("target_table", Text, nullable=False),
+    _ts("range_start", nullable=False),
+    _ts("range_end", nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("1")),
+    _ts("first_seen", nullable=False, now=True),
+    _ts("last_seen", nullable=False, now=True),
+    UniqueConstraint("target_table", "range_start", "range_end"),
+)
+
 # ---------------------------------------------------------------- performance
 api_timings = _partitioned(
     "api_timings",
