@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -22,9 +23,16 @@ def deliver_notifications(engine: Engine, now: datetime) -> str:
     from monitoring_core.flows.notification_delivery import deliver_due
 
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
+    started = time.monotonic()
+
+    def clock() -> datetime:
+        # Each claim's lease starts when it is taken, not when the job started: a long run of
+        # slow sends would otherwise hand out leases that have already run out.
+        return now + timedelta(seconds=time.monotonic() - started)
+
     sent = failed = 0
     while True:  # rounds of 50 until nothing is due (failed rows move into the future)
-        report = deliver_due(engine, now, worker_id=worker_id)
+        report = deliver_due(engine, clock(), worker_id=worker_id, clock=clock)
         if not report.sent + report.failed:
             return f"sent {sent}, failed {failed}"
         sent, failed = sent + report.sent, failed + report.failed

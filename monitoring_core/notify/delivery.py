@@ -2,9 +2,12 @@
 record every attempt, retry with backoff, rate-limit per channel. The delivery round itself
 (send, record, self-alert on a failing channel) is `flows.notification_delivery.deliver_due`.
 
-At-least-once: a claim is a lease (`next_attempt_at = now + LEASE`) committed before sending.
-Two workers never claim the same row while a lease runs; a worker that dies between claim
-and send leaves the row to be claimed again when its lease runs out.
+At-least-once, and once unless a worker dies: a claim is a lease (`next_attempt_at = now +
+LEASE`) committed before sending, taken for ONE notification right before it is sent (a lease
+over a whole batch sent one by one ran out under a slow channel, and another worker resent the
+rest) and renewed while a send is still running (`renew_lease`). Two workers never claim the
+same row while a lease runs; a worker that dies mid-send leaves that one row to be claimed again
+when its lease runs out, and the receiver gets the same idempotency key both times.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ __all__ = [
     "Claimed",
     "backoff",
     "claim_due",
+    "claim_next",
     "record_attempt",
+    "renew_lease",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,7 @@ class Claimed:
     body: str
     notify_type: str
     attempts: int
+    idempotency_key: str
 
 
 _CLAIM = text(
@@ -72,13 +78,42 @@ _CLAIM = text(
                      LIMIT :limit
                      FOR UPDATE SKIP LOCKED)
     RETURNING o.id, o.channel_id, c.name AS channel_name, c.url, c.is_enabled, o.title,
-              o.body, o.notify_type, o.attempts, c.rate_limit_per_minute
+              o.body, o.notify_type, o.attempts, o.idempotency_key, c.rate_limit_per_minute
     """
 )
 
 
-def claim_due(conn: Connection, *, now: datetime, worker_id: str, limit: int = 50) -> list[Claimed]:
-    """Lease due rows to this worker; rows over their channel's rate limit are put back."""
+def claim_due(conn: Connection, *, now: datetime, worker_id: str, limit: int = 1) -> list[Claimed]:
+    """Lease up to `limit` due rows to this worker; rows over their channel's rate limit are put
+    back. Every row claimed must be sent within LEASE: claim only what is sent right away."""
+    return _claim(conn, now=now, worker_id=worker_id, limit=limit)[0]
+
+
+def claim_next(conn: Connection, *, now: datetime, worker_id: str) -> tuple[Claimed | None, int]:
+    """Lease the next due row this worker may send now, and how many rate-limited rows were put
+    back on the way (each moves RATE_WINDOW / 4 into the future, so the loop ends)."""
+    deferred = 0
+    while True:
+        claimed, put_back = _claim(conn, now=now, worker_id=worker_id, limit=1)
+        deferred += put_back
+        if claimed or not put_back:
+            return (claimed[0] if claimed else None), deferred
+
+
+def renew_lease(conn: Connection, *, item_id: int, worker_id: str, until: datetime) -> bool:
+    """Extend this worker's lease on a row it is still sending; False once it is not ours."""
+    o = notification_outbox
+    done = conn.execute(
+        update(o)
+        .where(o.c.id == item_id, o.c.claimed_by == worker_id, o.c.status == "sending")
+        .values(next_attempt_at=until)
+    )
+    return done.rowcount == 1
+
+
+def _claim(
+    conn: Connection, *, now: datetime, worker_id: str, limit: int
+) -> tuple[list[Claimed], int]:
     result = conn.execute(
         _CLAIM, {"now": now, "worker": worker_id, "lease_end": now + LEASE, "limit": limit}
     )
@@ -102,7 +137,7 @@ def claim_due(conn: Connection, *, now: datetime, worker_id: str, limit: int = 5
                 claimed_by=None,
             )
         )
-    return claimed
+    return claimed, len(deferred)
 
 
 def _rate_allowance(conn: Connection, limits: dict[int, int], now: datetime) -> Counter[int]:

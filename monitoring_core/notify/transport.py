@@ -1,6 +1,10 @@
 """The one transport: Apprise, one fresh `Apprise` object per channel and per send, so each
 channel's result is known and no plugin's per-object throttle delays the next send
-(REFERENCE.md "Apprise 2.x"; Healthchecks builds one per send too)."""
+(REFERENCE.md "Apprise 2.x"; Healthchecks builds one per send too).
+
+Webhook receivers (`json://`, `form://`, `xml://` and their `s` forms) get the outbox row's
+idempotency key as an `Idempotency-Key` header, and `json://` also as an `idempotency_key`
+field, so a receiver can drop the one repeat a crashed worker may cause."""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ import time
 from dataclasses import dataclass
 
 import apprise
+from apprise.plugins.custom_form import NotifyForm
+from apprise.plugins.custom_json import NotifyJSON
+from apprise.plugins.custom_xml import NotifyXML
 
-__all__ = ["SendResult", "send"]
+__all__ = ["IDEMPOTENCY_HEADER", "SendResult", "send"]
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @dataclass(frozen=True)
@@ -28,12 +37,30 @@ def _error_text(result: apprise.AppriseResult) -> str:
     return "; ".join(lines) or result.status.name
 
 
-def send(url: str, *, title: str, body: str, notify_type: str = "info") -> SendResult:
+def _carry_key(ap: apprise.Apprise, key: str) -> None:
+    """Give webhook services the idempotency key; a header the channel URL sets itself wins."""
+    for service in ap:
+        if isinstance(service, NotifyJSON | NotifyForm | NotifyXML):
+            service.headers.setdefault(IDEMPOTENCY_HEADER, key)
+        if isinstance(service, NotifyJSON):
+            service.payload_extras.setdefault("idempotency_key", key)
+
+
+def send(
+    url: str,
+    *,
+    title: str,
+    body: str,
+    notify_type: str = "info",
+    idempotency_key: str | None = None,
+) -> SendResult:
     """Send one message; a failure is a result, never an exception."""
     started = time.perf_counter()
     ap = apprise.Apprise()
     if not ap.add(url):
         return SendResult(False, 0.0, "invalid Apprise URL")
+    if idempotency_key:
+        _carry_key(ap, idempotency_key)
     try:
         result = ap.notify(title=title, body=body, notify_type=apprise.NotifyType(notify_type))
     except Exception as exc:  # noqa: BLE001 - a plugin bug must not kill the delivery job
