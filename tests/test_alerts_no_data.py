@@ -1,0 +1,204 @@
+"""No data, honestly: the per-rule choice, when the data stopped, no page for data that has not
+arrived yet, and no data kept apart from firing and pending (pure, then one real cycle)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, select
+
+from monitoring_core.alerts.engine import AlertState, Point, evaluate
+from monitoring_core.alerts.queries import active_counts, split_active
+from monitoring_core.alerts.rules import Rule, RuleInvalid, parse_condition
+from monitoring_core.alerts.service import rule_update
+from monitoring_core.alerts.store import active_since, list_active_alerts
+from monitoring_core.flows.alert_cycle import run_evaluation
+from monitoring_core.schema import alert_rules, notification_outbox
+from tests.alerting_support import channel, partitions_around, point, threshold_rule
+
+TZ = ZoneInfo("Europe/London")
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # a Tuesday: no calendar effects
+MIN = timedelta(minutes=1)
+OLD = NOW - timedelta(days=18)  # an episode long ago, like the demo's history
+
+
+def rule(**cfg: Any) -> Rule:
+    base = {"type": "threshold", "metric": "m", "value": 10, "window_minutes": 5}
+    return Rule(1, "r", "critical", parse_condition({**base, **cfg}))
+
+
+FIRING = AlertState("firing", first_triggered_at=OLD, last_triggered_at=NOW - MIN, trigger_count=3)
+RESOLVED = AlertState("resolved", first_triggered_at=OLD, resolved_at=OLD + timedelta(hours=1))
+NONE = AlertState()
+
+
+# ---------------------------------------------------------------- parsing
+@pytest.mark.parametrize(
+    ("cfg", "mode"),
+    [
+        ({}, "no_data"),  # Grafana's default: NoData is its own state
+        ({"no_data_state": "ok"}, "ok"),
+        ({"no_data_state": "alerting"}, "alerting"),
+        ({"no_data_state": "keep_last"}, "keep_last"),
+        ({"no_data": "keep_state"}, "keep_last"),  # the older key and spelling
+        ({"no_data": "ok", "no_data_state": "alerting"}, "alerting"),
+    ],
+)
+def test_it_reads_the_no_data_choice(cfg: dict, mode: str) -> None:
+    assert rule(**cfg).condition.no_data == mode
+
+
+@pytest.mark.parametrize("bad", ["panic", 3, ["ok"]])
+def test_it_refuses_an_unknown_no_data_choice(bad: Any) -> None:
+    with pytest.raises(RuleInvalid) as caught:
+        rule(no_data_state=bad)
+    assert caught.value.problems[0]["field"] == "condition_config.no_data_state"
+
+
+# ---------------------------------------------------------------- one evaluation without data
+@pytest.mark.parametrize(
+    ("cfg", "before", "seen", "status", "notify"),
+    [
+        # default: its own state, paged once the rule has seen data before
+        ({}, RESOLVED, True, "no_data", "no_data"),
+        ({}, FIRING, True, "no_data", "no_data"),
+        ({}, NONE, True, "no_data", "no_data"),
+        # data that has not arrived yet: recorded, never paged
+        ({}, NONE, False, "no_data", None),
+        ({}, RESOLVED, False, "no_data", None),
+        # ok: a firing alert resolves (and says so), a quiet one stays quiet
+        ({"no_data_state": "ok"}, FIRING, True, "resolved", "resolved"),
+        ({"no_data_state": "ok"}, NONE, False, None, None),
+        # alerting: no data is a breach, paged even before any data (that is its purpose)
+        ({"no_data_state": "alerting"}, NONE, False, "firing", "firing"),
+        ({"no_data_state": "alerting"}, RESOLVED, True, "firing", "firing"),
+        # keep_last: nothing moves
+        ({"no_data_state": "keep_last"}, FIRING, True, "firing", None),
+        ({"no_data_state": "keep_last"}, RESOLVED, True, "resolved", None),
+    ],
+)
+def test_it_follows_the_rules_no_data_choice(
+    cfg: dict, before: AlertState, seen: bool, status: str | None, notify: str | None
+) -> None:
+    notified = replace(before, last_notified_at=NOW - MIN) if before.status == "firing" else before
+    decision = evaluate(rule(**cfg), [], notified, NOW, tz=TZ, seen_data=seen)
+    assert (decision.state.status, decision.notify) == (status, notify)
+
+
+@pytest.mark.parametrize(
+    ("series", "stopped"),
+    [
+        ([], NOW - 5 * MIN),  # nothing in the 5-minute window: stopped at least that long ago
+        ([Point(NOW - 9 * MIN, 3.0)], NOW - 9 * MIN),  # the newest point tells exactly
+        ([Point(NOW - 9 * MIN, 3.0), Point(NOW + MIN, 3.0)], NOW - 9 * MIN),  # future ignored
+    ],
+)
+def test_it_ages_no_data_from_when_the_data_stopped(series: list, stopped: datetime) -> None:
+    decision = evaluate(rule(), series, RESOLVED, NOW, tz=TZ)
+    assert decision.state.no_data_since == stopped
+    assert decision.state.first_triggered_at == OLD  # the old episode is no age for no data
+    alert = {"status": "no_data", **vars(decision.state)}
+    assert active_since(alert) == stopped
+
+
+def test_it_keeps_the_stop_time_while_no_data_lasts_and_drops_it_when_data_returns() -> None:
+    r = rule()
+    first = evaluate(r, [], RESOLVED, NOW, tz=TZ).state
+    later = evaluate(r, [], first, NOW + 30 * MIN, tz=TZ)
+    assert (later.state.no_data_since, later.notify) == (NOW - 5 * MIN, None)
+    back = evaluate(r, [Point(NOW + 31 * MIN, 1.0)], later.state, NOW + 31 * MIN, tz=TZ)
+    assert (back.state.status, back.state.no_data_since) == ("resolved", None)
+
+
+def test_it_absence_rules_page_without_ever_having_seen_data() -> None:
+    heartbeat = Rule(1, "hb", "high", parse_condition({"type": "absence", "metric": "m"}))
+    decision = evaluate(heartbeat, [], NONE, NOW, tz=TZ, seen_data=False)
+    assert (decision.state.status, decision.notify) == ("firing", "firing")
+
+
+# ---------------------------------------------------------------- listing and counting
+def _alert(status: str, severity: str = "critical") -> dict:
+    return {"status": status, "severity": severity}
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (
+            ["firing", "no_data", "pending", "acknowledged", "no_data"],
+            {"firing": 1, "pending": 1, "acknowledged": 1, "no_data": 2, "critical_firing": 1},
+        ),
+        (["no_data"], {"firing": 0, "pending": 0, "no_data": 1, "critical_firing": 0}),
+    ],
+)
+def test_it_never_counts_no_data_as_firing_or_pending(statuses: list, expected: dict) -> None:
+    alerts = [_alert(s) for s in statuses]
+    counts = active_counts(alerts)
+    assert {k: counts[k] for k in expected} == expected
+    assert [a["status"] for a in split_active(alerts)["no_data"]] == ["no_data"] * expected[
+        "no_data"
+    ]
+
+
+# ---------------------------------------------------------------- one cycle on the real DB
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    partitions_around(engine, NOW)
+    return engine
+
+
+def _cycle(engine: Engine, at: datetime) -> None:
+    run_evaluation(engine, at, tz=TZ, public_url="http://ui.test")
+
+
+def _outbox_kinds(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(notification_outbox.c.kind)).scalars())
+
+
+def test_it_pages_no_data_only_after_the_rule_has_seen_data(db: Engine) -> None:
+    with db.begin() as conn:
+        ch = channel(conn, "json://127.0.0.1:9/x")
+        waiting = threshold_rule(conn, NOW, alert_name="Never fed", notification_channels=[ch])
+        fed = threshold_rule(
+            conn, NOW, alert_name="Fed", notification_channels=[ch], cfg={"metric": "fed_ms"}
+        )
+    point(db, NOW - timedelta(seconds=10), 5, metric="fed_ms")
+    _cycle(db, NOW)  # "Fed" sees data (fine); "Never fed" has none: listed, not paged
+    _cycle(db, NOW + 5 * MIN)  # "Fed"'s data stopped
+    assert _outbox_kinds(db) == ["no_data"]
+    with db.connect() as conn:
+        active = {a["alert_name"]: a for a in list_active_alerts(conn)}
+        seen = dict(conn.execute(select(alert_rules.c.id, alert_rules.c.data_seen_at)).all())
+    assert {name: a["status"] for name, a in active.items()} == {
+        "Never fed": "no_data",
+        "Fed": "no_data",
+    }
+    assert seen == {waiting: None, fed: NOW}
+    assert active["Fed"]["no_data_since"] == NOW + 4 * MIN  # window of 1 min found empty
+    assert active["Never fed"]["data_seen_at"] is None
+    assert active_counts(list(active.values()))["firing"] == 0
+
+
+def _seen(engine: Engine, rule_id: int) -> datetime | None:
+    with engine.connect() as conn:
+        query = select(alert_rules.c.data_seen_at).where(alert_rules.c.id == rule_id)
+        return conn.execute(query).scalar()
+
+
+def test_it_waits_for_data_again_after_the_rule_is_re_enabled(db: Engine) -> None:
+    with db.begin() as conn:
+        rule_id = threshold_rule(conn, NOW)
+    point(db, NOW - timedelta(seconds=10), 5)
+    _cycle(db, NOW)
+    assert _seen(db, rule_id) == NOW
+    with db.begin() as conn:
+        body = {"is_enabled": True}
+        rule_update(conn, rule_id=rule_id, body=body, actor="user:ann", role="admin", now=NOW)
+    assert _seen(db, rule_id) is None
+    _cycle(db, NOW + 5 * MIN)  # no data since: recorded, not paged
+    assert _outbox_kinds(db) == []
