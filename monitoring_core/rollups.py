@@ -27,6 +27,11 @@ How a run works, per family (metric points, API timings, Web Vitals):
    from hours. Web Vitals start at the hour (raw -> hour -> day).
 5. The watermark moves to `hi` in the same transaction, so a crash repeats the window instead
    of losing it.
+6. No stored row can stop the job: each range runs in a savepoint, and a range failing with a
+   data error (a float8 sum overflowing on huge stored values, …) is split in halves down to
+   single buckets; the failing buckets are recorded in `rollup_quarantine`, logged, counted in
+   the run's summary and skipped, and the watermark moves on. The happy path pays one
+   SAVEPOINT/RELEASE per range, nothing per row.
 
 Why the lag: `ingested_at` defaults to the ingest transaction's start time, and a row becomes
 visible only at commit. A transaction that started before `hi` but commits after this run would
@@ -41,13 +46,16 @@ transaction still open (bounded by `MAX_HOLD`, so one stuck session cannot stall
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DataError
 
 from monitoring_core.histogram import sql_bucket_key
 
@@ -60,10 +68,13 @@ __all__ = [
     "Stage",
     "RollupReport",
     "contiguous_ranges",
+    "quarantined_ranges",
     "roll_family",
     "run_rollups",
     "vitals_hist_select",
 ]
+
+log = logging.getLogger(__name__)
 
 SAFETY_LAG = timedelta(seconds=15)
 MAX_HOLD = timedelta(minutes=10)
@@ -319,15 +330,26 @@ class FamilyResult:
     new_rows: int = 0
     ranges: int = 0
     seconds: float = 0.0
+    quarantined: list[tuple[str, datetime, datetime]] = field(default_factory=list)
 
 
 @dataclass
 class RollupReport:
     families: list[FamilyResult] = field(default_factory=list)
 
+    @property
+    def quarantined(self) -> list[tuple[str, datetime, datetime]]:
+        """(target table, range start, range end) of every bucket skipped this run."""
+        return [q for f in self.families for q in f.quarantined]
+
     def summary(self) -> str:
         return "; ".join(
             f"{f.name}: {f.new_rows} new rows, {f.ranges} ranges recomputed in {f.seconds:.2f}s"
+            + (
+                f", {len(f.quarantined)} QUARANTINED (see rollup_quarantine)"
+                if f.quarantined
+                else ""
+            )
             for f in self.families
         )
 
@@ -391,17 +413,22 @@ def roll_family(conn: Connection, fam: Family, hi: datetime) -> FamilyResult:
     starts = [b for b, _ in touched]
     select = (_points_select if fam.one_entry_per_point else hist_select)(fam, unit, ":lo", ":hi")
     first = text(_upsert(fam.first_table, fam.keys, fam, select))
+    dedup = text(_dedup_sql(fam)) if fam.one_entry_per_point else None
+
+    def first_level(params: dict[str, Any]) -> None:
+        conn.execute(first, params)
+        if dedup is not None:
+            conn.execute(dedup, params)
+
     for r_lo, r_hi in contiguous_ranges(starts, UNITS[unit], MAX_GAP, _MAX_RANGE[unit]):
-        conn.execute(first, {"lo": r_lo, "hi": r_hi})
-        if fam.one_entry_per_point:
-            conn.execute(text(_dedup_sql(fam)), {"lo": r_lo, "hi": r_hi})
+        _guarded(conn, fam.name, fam.first_table, first_level, r_lo, r_hi, UNITS[unit], result)
         result.ranges += 1
     for stage in fam.stages:
         buckets = {_floor(b, stage.unit) for b in starts}
         sql = text(_upsert(stage.target, stage.keys, fam, _merge_select(fam, stage)))
         step, longest = UNITS[stage.unit], _MAX_RANGE[stage.unit]
         for r_lo, r_hi in contiguous_ranges(buckets, step, timedelta(0), longest):
-            conn.execute(sql, {"lo": r_lo, "hi": r_hi})
+            _guarded(conn, fam.name, stage.target, _statement(conn, sql), r_lo, r_hi, step, result)
             result.ranges += 1
     conn.execute(
         text("UPDATE rollup_watermarks SET watermark = :w, updated_at = now() WHERE name = :n"),
@@ -409,6 +436,70 @@ def roll_family(conn: Connection, fam: Family, hi: datetime) -> FamilyResult:
     )
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _statement(conn: Connection, sql: Any) -> Callable[[dict[str, Any]], None]:
+    def run(params: dict[str, Any]) -> None:
+        conn.execute(sql, params)
+
+    return run
+
+
+def _guarded(
+    conn: Connection,
+    family: str,
+    table: str,
+    run: Callable[[dict[str, Any]], None],
+    lo: datetime,
+    hi: datetime,
+    step: timedelta,
+    result: FamilyResult,
+) -> None:
+    """`run` over [lo, hi) in a savepoint; on a data error, halves until single buckets fail.
+
+    Only data errors (SQLSTATE class 22: overflow, …) come from stored rows; anything else
+    (the database going away) still fails the run, which then repeats the window.
+    """
+    try:
+        with conn.begin_nested():
+            run({"lo": lo, "hi": hi})
+        return
+    except DataError as exc:
+        if hi - lo <= step:
+            _quarantine(conn, family, table, lo, hi, exc)
+            result.quarantined.append((table, lo, hi))
+            return
+    mid = lo + ((hi - lo) // step // 2) * step
+    _guarded(conn, family, table, run, lo, mid, step, result)
+    _guarded(conn, family, table, run, mid, hi, step, result)
+
+
+_QUARANTINE = text(
+    "INSERT INTO rollup_quarantine (family, target_table, range_start, range_end, error) "
+    "VALUES (:f, :t, :lo, :hi, :e) ON CONFLICT (target_table, range_start, range_end) "
+    "DO UPDATE SET error = EXCLUDED.error, attempts = rollup_quarantine.attempts + 1, "
+    "last_seen = now()"
+)
+
+
+def _quarantine(
+    conn: Connection, family: str, table: str, lo: datetime, hi: datetime, exc: DataError
+) -> None:
+    error = str(exc.orig).strip().splitlines()[0][:500] if exc.orig else str(exc)[:500]
+    log.warning("rollup of %s [%s, %s) quarantined: %s", table, lo, hi, error)
+    conn.execute(_QUARANTINE, {"f": family, "t": table, "lo": lo, "hi": hi, "e": error})
+
+
+def quarantined_ranges(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """Quarantined bucket ranges, most recently seen first (for the Health page and the API)."""
+    rows = conn.execute(
+        text(
+            "SELECT family, target_table, range_start, range_end, error, attempts, first_seen, "
+            "last_seen FROM rollup_quarantine ORDER BY last_seen DESC, id DESC LIMIT :n"
+        ),
+        {"n": limit},
+    ).mappings()
+    return [dict(row) for row in rows]
 
 
 def _lock_key(name: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,13 @@ import orjson
 from sqlalchemy import Connection, text
 
 from monitoring_core.ingest.copy import copy_columns
-from monitoring_core.ingest.validate import ItemChecker, Limits, json_type, parse_timestamp
+from monitoring_core.ingest.validate import (
+    MAX_MAGNITUDE,
+    ItemChecker,
+    Limits,
+    json_type,
+    parse_timestamp,
+)
 
 __all__ = [
     "METRIC_FIELDS",
@@ -111,7 +116,7 @@ def _fast_point(
             return None
         memo[memo_key] = key
     number = float(value)
-    if not math.isfinite(number):
+    if not -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE:  # also False for NaN and infinities
         return None
     if stamp is None:
         moment = now

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection
 
 from monitoring_core.ingest.copy import copy_rows
-from monitoring_core.ingest.validate import ItemChecker, Limits
+from monitoring_core.ingest.validate import MAX_DURATION_MS, ItemChecker, Limits
 from monitoring_core.performance.vitals import VITAL_NAMES, rate_vital
 
 __all__ = [
@@ -143,10 +143,12 @@ def _timing(check: ItemChecker, item: Mapping[str, Any], i: int) -> tuple[Any, .
         method.upper() if method else None,
         check.text(item, i, "endpoint", required=True, max_len=300),
         check.integer(item, i, "status_code", low=100, high=599),
-        check.number(item, i, "response_time_ms", required=True, minimum=0),
+        check.number(
+            item, i, "response_time_ms", required=True, minimum=0, maximum=MAX_DURATION_MS
+        ),
         check.text(item, i, "user_type", max_len=50),
-        check.number(item, i, "database_query_time_ms", minimum=0),
-        check.number(item, i, "external_api_time_ms", minimum=0),
+        check.number(item, i, "database_query_time_ms", minimum=0, maximum=MAX_DURATION_MS),
+        check.number(item, i, "external_api_time_ms", minimum=0, maximum=MAX_DURATION_MS),
         check.boolean(item, i, "cache_hit"),
         check.text(item, i, "request_id", max_len=100),
     )
@@ -177,7 +179,7 @@ def _vital(
     if name is not None and name not in VITAL_NAMES:
         check.fail(i, "name", f"must be one of {', '.join(sorted(VITAL_NAMES))}")
         name = None
-    value = check.number(item, i, "value", required=True, minimum=0)
+    value = check.number(item, i, "value", required=True, minimum=0, maximum=MAX_DURATION_MS)
     device = check.text(item, i, "device_type", max_len=20)
     if device is not None and device not in _DEVICES:
         check.fail(i, "device_type", f"must be one of {', '.join(sorted(_DEVICES))}")

@@ -1,4 +1,17 @@
-"""Item validation shared by every ingest route: errors name the item index and the field."""
+"""Item validation shared by every ingest route: errors name the item index and the field.
+
+Accepted numbers (every number an ingest route stores goes through `ItemChecker.number`):
+
+- finite, and |value| <= MAX_MAGNITUDE (1e15) unless a field says less. A petabyte byte
+  counter fits; larger values are unit mistakes or attacks. The bound is what keeps rollups
+  safe: a 1-minute, 1-hour or 1-day sum of float8 values overflows ("value out of range:
+  overflow") only past 1.8e308, which two points of 1e308 reach but 1e15-sized points never
+  will (it would take 1e293 of them), and 1e15 is within float8's exact-integer range (2^53).
+- response times (`response_time_ms`, `database_query_time_ms`, `external_api_time_ms`):
+  0 to MAX_DURATION_MS (one day in ms): a request answered after a day is not a timing.
+- Web Vitals `value`: 0 to MAX_DURATION_MS too (LCP/FCP/INP/TTFB are ms; CLS is far below).
+- integers (`status_code` …) within the bounds each field names.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "MAX_DURATION_MS",
+    "MAX_MAGNITUDE",
     "InvalidItems",
     "ItemChecker",
     "ItemError",
@@ -53,6 +68,9 @@ def check_keys(item: Mapping[str, Any], allowed: frozenset[str], index: int) -> 
         if key not in allowed
     ]
 
+
+MAX_MAGNITUDE = 1e15  # see the module docstring
+MAX_DURATION_MS = 86_400_000.0  # one day
 
 # Epoch numbers above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _MS_THRESHOLD = 1e11
@@ -145,7 +163,9 @@ class ItemChecker:
         *,
         required: bool = False,
         minimum: float | None = None,
+        maximum: float = MAX_MAGNITUDE,
     ) -> float | None:
+        """The value as a float when finite and within [minimum or -maximum, maximum]."""
         value = item.get(key)
         if value is None:
             if required:
@@ -163,6 +183,10 @@ class ItemChecker:
             return None
         if minimum is not None and number < minimum:
             self.fail(index, key, f"must be >= {minimum:g}")
+            return None
+        if not -maximum <= number <= maximum:
+            low = -maximum if minimum is None else minimum
+            self.fail(index, key, f"must be between {low:g} and {maximum:g}")
             return None
         return number
 
