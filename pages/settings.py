@@ -11,25 +11,20 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring_core import clock
 from monitoring_core.audit import record_audit, user_actor
 from monitoring_core.enums import Role
+from monitoring_core.notify import service as notify_service
 from monitoring_core.notify.channels import (
     ChannelInUse,
     ChannelInvalid,
     ChannelNotFound,
-    create_channel,
-    delete_channel,
-    get_channel,
     list_channels,
-    update_channel,
 )
 from monitoring_core.notify.delivery import channel_health
-from monitoring_core.notify.templates import render_test
-from monitoring_core.notify.transport import send
 from monitoring_core.policies.store import create_policy, list_policies
 from ui import actions as ui_actions
 from ui import auth, data, widgets
@@ -48,33 +43,35 @@ channels = data.read_or_stop(list_channels)
 health = {h["id"]: h for h in data.read_or_stop(channel_health, since=now - timedelta(days=1))}
 
 
-def _audited(
-    action: str, target: str | Callable[[Any], str], work: Callable[[Connection], Any]
-) -> Callable[[Connection], Any]:
-    """`work` followed by its audit row (`target`, or `target(result)`), in one transaction."""
-
-    def both(conn: Connection) -> Any:
-        result = work(conn)
-        record_audit(
-            conn,
-            actor=user_actor(user.username),
-            action=action,
-            now=clock.now(),
-            target=target(result) if callable(target) else target,
-        )
-        return result
-
-    return both
+ACTOR, ROLE = user_actor(user.username), user.role.value
 
 
-def _change(label: str, action: str, channel_id: int, work: Callable[[Connection], Any]) -> None:
-    """One channel change with its audit row; what happened shows after the rerun."""
+class _TestFailed(Exception):
+    """A test send that did not go through (its error is the message)."""
+
+
+def _change(label: str, work: Callable[..., Any], **kwargs: Any) -> None:
+    """One channel change as the API makes it (notify.service); the result shows after rerun."""
     ui_actions.run(
         FLASH,
-        _audited(action, f"channel:{channel_id}", work),
+        lambda conn: work(conn, actor=ACTOR, role=ROLE, now=clock.now(), **kwargs),
         done=label,
-        refused=(ChannelInUse, ChannelNotFound),
+        refused=(ChannelInUse, ChannelInvalid, ChannelNotFound),
     )
+
+
+def _test_send(engine: Engine, channel_id: int) -> None:
+    """The API's test send: the attempt is recorded like any delivery."""
+    result = notify_service.send_test_message(
+        engine,
+        channel_id=channel_id,
+        public_url=settings.public_url,
+        actor=ACTOR,
+        role=ROLE,
+        now=clock.now(),
+    )
+    if not result.ok:
+        raise _TestFailed(result.error)
 
 
 for channel in channels:
@@ -86,28 +83,23 @@ for channel in channels:
         + ("" if channel["is_enabled"] else " (disabled)")
     )
     cols[1].caption(f"24 h: {h.get('attempts', 0)} attempts, {h.get('failures', 0)} failed")
-    if cols[2].button("Test", key=f"test{channel['id']}"):
-        with data.get_engine().connect() as conn:
-            row = get_channel(conn, channel_id=channel["id"])
-        message = render_test(row["name"], public_url=settings.public_url)
-        result = send(row["url"], title=message.title, body=message.body)
-        kind, text = (
-            ("success", "Test sent") if result.ok else ("error", f"Test failed: {result.error}")
+    if cols[2].button("Test", key=f"test{cid}"):
+        ui_actions.run_flow(
+            FLASH,
+            partial(_test_send, channel_id=cid),
+            done=f"{channel['name']}: Test sent",
+            failed=f"{channel['name']}: Test failed: ",
+            refused=(_TestFailed, ChannelNotFound),
         )
-        st.session_state[FLASH] = (kind, f"{channel['name']}: {text}")
-        st.rerun()
     if cols[3].button("Disable" if enabled else "Enable", key=f"toggle{cid}"):
-        toggle = partial(update_channel, channel_id=cid, body={"is_enabled": not enabled})
         _change(
-            f"{channel['name']} {'disabled' if enabled else 'enabled'}", "channel.save", cid, toggle
+            f"{channel['name']} {'disabled' if enabled else 'enabled'}",
+            notify_service.save_channel,
+            channel_id=cid,
+            body={"is_enabled": not enabled},
         )
     if cols[4].button("Delete", key=f"delete{cid}"):
-        _change(
-            f"{channel['name']} deleted",
-            "channel.delete",
-            cid,
-            partial(delete_channel, channel_id=cid),
-        )
+        _change(f"{channel['name']} deleted", notify_service.remove_channel, channel_id=cid)
 
 with st.form("new_channel"):
     name = st.text_input("Name", key="channel_name")
@@ -115,10 +107,16 @@ with st.form("new_channel"):
         "Apprise URL (e.g. slack://…, mailto://…, json://host/path)", key="channel_url"
     )
     if st.form_submit_button("Add channel"):
-        add = partial(create_channel, body={"name": name, "url": url})
         ui_actions.run(
             FLASH,
-            _audited("channel.save", lambda saved: f"channel:{saved['id']}", add),
+            lambda conn: notify_service.save_channel(
+                conn,
+                channel_id=None,
+                body={"name": name, "url": url},
+                actor=ACTOR,
+                role=ROLE,
+                now=clock.now(),
+            ),
             done=lambda saved: f"Channel {saved['name']} added",
             refused=(ChannelInvalid,),
         )
@@ -139,11 +137,16 @@ with st.form("new_policy"):
 
         def add_policy(conn: Connection) -> dict[str, Any]:
             body = {"name": policy_name, "steps": json.loads(steps), "is_wedding_day": wedding}
-            return create_policy(conn, body)
+            row = create_policy(conn, body)
+            # The same audit row as POST /api/admin/escalation-policies writes.
+            record_audit(
+                conn, actor=ACTOR, action="policy.create", target=row["name"], now=clock.now()
+            )
+            return row
 
         ui_actions.run(
             FLASH,
-            _audited("policy.create", policy_name, add_policy),
+            add_policy,
             done=f"Policy {policy_name} added",
             failed="Policy not added: ",
             refused=(ValueError, IntegrityError),

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -39,20 +40,14 @@ from monitoring_core.api.admin_io import (
 from monitoring_core.api.deps import require_admin, require_any_key
 from monitoring_core.audit import record_audit
 from monitoring_core.flows import alert_actions as actions
+from monitoring_core.notify import service as notify_service
 from monitoring_core.notify.channels import (
     ChannelInUse,
     ChannelInvalid,
     ChannelNotFound,
-    create_channel,
-    delete_channel,
-    get_channel,
     list_channels,
-    update_channel,
 )
-from monitoring_core.notify.templates import render_test
-from monitoring_core.notify.transport import send
 from monitoring_core.policies.store import PolicyInvalid, create_policy, list_policies
-from monitoring_core.schema import notification_deliveries
 from monitoring_core.timerange import parse_time_range
 
 __all__ = ["router"]
@@ -251,20 +246,9 @@ async def _save_channel(request: Request, channel_id: int | None) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
 
     def work(conn: Connection) -> dict[str, Any]:
-        saved = (
-            create_channel(conn, body=body)
-            if channel_id is None
-            else update_channel(conn, channel_id=channel_id, body=body)
+        return notify_service.save_channel(
+            conn, channel_id=channel_id, body=body, actor=actor, role="admin", now=now
         )
-        record_audit(
-            conn,
-            actor=actor,
-            action="channel.save",
-            target=f"channel:{saved['id']}",
-            details={"name": saved["name"]},
-            now=now,
-        )
-        return saved
 
     try:
         saved = await _tx(request, work)
@@ -287,28 +271,33 @@ async def put_channel(request: Request, channel_id: int) -> Response:
 async def remove_channel(request: Request, channel_id: int) -> Response:
     """409 while a rule, escalation policy or runbook uses it or it has delivery history
     (disable it instead: `PUT … {"is_enabled": false}`)."""
-    await _tx(request, lambda c: delete_channel(c, channel_id=channel_id))
+    actor, now = _actor(request), _now()
+    await _tx(
+        request,
+        lambda c: notify_service.remove_channel(
+            c, channel_id=channel_id, actor=actor, role="admin", now=now
+        ),
+    )
     return Response(status_code=204)
 
 
 @admin.post("/api/admin/channels/{channel_id}/test", summary="Send a test notification now")
 async def test_channel(request: Request, channel_id: int) -> Response:
-    channel = await _tx(request, lambda c: get_channel(c, channel_id=channel_id))
-    message = render_test(channel["name"], public_url=request.app.state.settings.public_url)
-    result = await run_in_threadpool(send, channel["url"], title=message.title, body=message.body)
-    now = _now()
-    await _tx(
-        request,
-        lambda c: c.execute(
-            insert(notification_deliveries).values(
+    """The attempt is recorded like any delivery (the Settings page's test send does the same)."""
+    try:
+        result = await run_in_threadpool(
+            partial(
+                notify_service.send_test_message,
+                request.app.state.engine,
                 channel_id=channel_id,
-                attempted_at=now,
-                status="sent" if result.ok else "failed",
-                latency_ms=result.latency_ms,
-                error=result.error,
+                public_url=request.app.state.settings.public_url,
+                actor=_actor(request),
+                role="admin",
+                now=_now(),
             )
-        ),
-    )
+        )
+    except ChannelNotFound as exc:
+        raise HTTPException(404, f"not found: {exc}") from None
     return _json({"ok": result.ok, "latency_ms": result.latency_ms, "error": result.error})
 
 
