@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,8 +15,8 @@ from monitoring_core import clock
 from monitoring_core.alerts import queries, service
 from monitoring_core.alerts.backtest import backtest
 from monitoring_core.alerts.rules import TEMPLATES, RuleInvalid, rule_from_row
-from monitoring_core.alerts.silences import create_silence, list_silences
-from monitoring_core.alerts.store import list_active_alerts
+from monitoring_core.alerts.silences import list_silences
+from monitoring_core.alerts.store import active_since, list_active_alerts
 from monitoring_core.audit import user_actor
 from monitoring_core.enums import AlertStatus, Role, Severity
 from monitoring_core.flows import alert_actions as actions
@@ -42,18 +43,38 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     )
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def escape_markdown(text: str) -> str:
+    """User data shown inside st.markdown: every markdown character taken literally."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
 def _age(moment: datetime | None) -> str:
     minutes = int((now - moment).total_seconds() // 60) if moment else 0
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
-def _alert_card(alert: dict, focused: bool) -> None:
-    with st.container(border=True):
-        key = f" · `{alert['alert_key']}`" if alert["alert_key"] else ""
-        st.markdown(
-            f"{widgets.severity_badge(alert['severity'])} **{alert['alert_name']}**{key} "
-            f"— {alert['status']} for {_age(alert['first_triggered_at'] or alert['pending_since'])}, "
+def _summary(alert: Mapping[str, Any]) -> str:
+    since = active_since(alert)
+    if alert["status"] != "no_data":
+        return (
+            f"{alert['status']} for {_age(since)}, "
             f"value {fmt.number(alert['trigger_value'])}, ×{alert['trigger_count']}"
+        )
+    if alert["data_seen_at"] is None:
+        return "waiting for its first data (not notified)"
+    stopped = f" (since {since.astimezone(tz):%d %b %H:%M})" if since else ""
+    return f"no data for {_age(since)}{stopped}"
+
+
+def _alert_card(alert: Mapping[str, Any], focused: bool) -> None:
+    with st.container(border=True):
+        key = f" · {escape_markdown(alert['alert_key'])}" if alert["alert_key"] else ""
+        st.markdown(
+            f"{widgets.severity_badge(alert['severity'])} "
+            f"**{escape_markdown(alert['alert_name'])}**{key} — {_summary(alert)}"
         )
         if not responder:
             return
@@ -90,11 +111,25 @@ with active:
     alerts = data.read_or_stop(list_active_alerts)
     focus = st.query_params.get("instance")
     alerts.sort(key=lambda a: str(a["id"]) != focus)  # a notification's link shows its alert first
-    st.caption(f"{len(alerts)} active, most severe and oldest first")
-    for alert in alerts:
+    groups = queries.split_active(alerts)
+    no_data = groups.pop("no_data")
+    alerting = [a for rows in groups.values() for a in rows]
+    st.caption(
+        f"{len(alerting)} firing, pending, acknowledged or suppressed, most severe and oldest "
+        f"first; {len(no_data)} with no data"
+    )
+    for alert in alerting:
         _alert_card(alert, str(alert["id"]) == focus)
-    if not alerts:
+    if not alerting:
         st.success("Nothing is firing.", icon=":material/check_circle:")
+    if no_data:
+        st.subheader("No data")
+        st.caption(
+            "Rules whose data stopped, aged from when it stopped; not counted as firing. "
+            "A rule that has not yet seen any data is listed but never notified."
+        )
+        for alert in no_data:
+            _alert_card(alert, str(alert["id"]) == focus)
 
 with history:
     c1, c2 = st.columns(2)
@@ -223,19 +258,16 @@ with silences_tab:
     if responder:
         with st.form("new_silence"):
             label = st.selectbox("Match label", ["service", "alertname", "severity", "endpoint"])
-            value = st.text_input("Value (regex)")
+            value = st.text_input("Value (regex)", key="silence_value")
             hours = st.number_input("Hours", 1, 24 * 14, 2)
-            reason = st.text_input("Reason")
+            reason = st.text_input("Reason", key="silence_reason")
             if st.form_submit_button("Add silence"):
                 start = clock.now()
                 act(
                     "Add silence",
-                    lambda conn, actor, role, now, **_: create_silence(
-                        conn,
-                        matchers=[{"name": label, "value": value, "is_regex": True}],
-                        starts_at=start,
-                        ends_at=start + timedelta(hours=hours),
-                        reason=reason,
-                        created_by=actor,
-                    ),
+                    service.silence_create,
+                    matchers=[{"name": label, "value": value, "is_regex": True}],
+                    starts_at=start,
+                    ends_at=start + timedelta(hours=hours),
+                    reason=reason,
                 )

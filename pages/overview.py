@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from monitoring_core.alerts.queries import active_counts
 from monitoring_core.alerts.store import list_active_alerts
 from monitoring_core.enums import Role
+from monitoring_core.flows.overall_health import read_overall_health
 from monitoring_core.health import queries as health_queries
 from monitoring_core.incidents import response_figures
 from monitoring_core.performance import queries
@@ -21,12 +23,21 @@ if (before["requests"] or 0) < 0.1 * (summary["requests"] or 0):
     # retention): a change such as "+2,720,019 %" would mean nothing, so show none.
     before = {key: None for key in before}
 
+overall = data.read_or_stop(read_overall_health, tr)
+
 st.title("Overview")
 st.markdown(
-    f"Overall health: {widgets.status_badge(summary['status'])} &nbsp; "
+    f"Overall health: {widgets.status_badge(overall['status'])} &nbsp; "
     f"{fmt.count(summary['requests'])} requests in the range "
     f"({tr.start.astimezone(tz):%d %b %H:%M} – {tr.end.astimezone(tz):%d %b %H:%M} {tz.key})"
 )
+with st.expander(f"Why: {len(overall['reasons'])} reasons", expanded=bool(overall["reasons"])):
+    # Plain text, not markdown: reasons carry check, alert and incident names.
+    st.text("\n".join(f"{r['level']}: {r['message']}" for r in overall["reasons"]) or "none")
+    st.caption(
+        "Worst of: API timings, health checks (wedding-critical ones count as critical), "
+        "firing critical/high alerts and open SEV1/SEV2 incidents."
+    )
 
 
 def _change(now: float | None, then: float | None) -> str | None:
@@ -96,19 +107,19 @@ with incidents_col:
         "(Incidents page for details).",
     )
 
-alerts_now = data.read_or_stop(list_active_alerts)
-firing = [a for a in alerts_now if a["status"] == "firing"]
-critical = sum(a["severity"] == "critical" for a in firing)
+counts = active_counts(data.read_or_stop(list_active_alerts))
+critical = counts["critical_firing"]
 with alerts_col:
     widgets.kpi_card(
         "Active alerts",
-        f"{len(firing)} firing",
+        f"{counts['firing']} firing",
         delta=f"{critical} critical"
         if critical
-        else f"{len(alerts_now) - len(firing)} pending/acked",
+        else f"{counts['pending']} pending · {counts['acknowledged']} acked · "
+        f"{counts['no_data']} no data",
         delta_color="inverse" if critical else "off",
         help="Alert instances firing now; pending, acknowledged and suppressed ones are counted "
-        "apart (Alerts page for details).",
+        "apart, and rules with no data apart again (Alerts page for details).",
     )
 
 interval = widgets.chart_interval(tr)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitoring_core.api.deps import require_any_key
+from monitoring_core.flows.overall_health import read_overall_health
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.metrics_query import AGGREGATIONS, query_metric
 from monitoring_core.performance import queries
@@ -53,7 +54,8 @@ def _range_json(tr: TimeRange) -> dict[str, str]:
 def dashboard_overview(
     request: Request, preset: Preset = "24h", start: From = None, end: To = None
 ) -> dict[str, Any]:
-    """Overall status, request and error rates, p50/p95 trend and the slowest endpoints."""
+    """Overall status, request and error rates, p50/p95 trend and the slowest endpoints;
+    `health`: the overall health of API timings, checks, alerts and incidents, with reasons."""
     tr = _range(preset, start, end, datetime.now(UTC))
     interval = pick_interval(tr)
     with request.app.state.engine.connect() as conn:
@@ -61,6 +63,7 @@ def dashboard_overview(
             "timeRange": _range_json(tr),
             "interval_seconds": interval.total_seconds(),
             "summary": queries.overview_summary(conn, tr),
+            "health": read_overall_health(conn, tr),
             "latency_trend": records(queries.latency_trend(conn, tr, interval)),
             "top_slow_endpoints": records(queries.top_slow_endpoints(conn, tr, 10)),
         }
