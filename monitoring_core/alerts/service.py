@@ -8,12 +8,21 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from monitoring_core.alerts.silences import create_silence, delete_silence
 from monitoring_core.alerts.store import RuleNotFound, create_rule, delete_rule, update_rule
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import Role
 from monitoring_core.roles import require_role
 
-__all__ = ["ActionRefused", "RuleNotFound", "rule_create", "rule_delete", "rule_update"]
+__all__ = [
+    "ActionRefused",
+    "RuleNotFound",
+    "rule_create",
+    "rule_delete",
+    "rule_update",
+    "silence_create",
+    "silence_delete",
+]
 
 
 class ActionRefused(ValueError):
@@ -56,3 +65,45 @@ def rule_delete(conn: Connection, *, rule_id: int, actor: str, role: str, now: d
     require_role(role, Role.ADMIN)
     delete_rule(conn, rule_id=rule_id)
     record_audit(conn, actor=actor, action="alert_rule.delete", target=f"rule:{rule_id}", now=now)
+
+
+def silence_create(
+    conn: Connection,
+    *,
+    matchers: list[dict[str, Any]],
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str,
+    actor: str,
+    role: str,
+    now: datetime,
+    recurrence: dict[str, Any] | None = None,
+) -> int:
+    """A new silence's id (ValueError listing problems); responders and admins."""
+    require_role(role, Role.RESPONDER)
+    silence_id = create_silence(
+        conn,
+        matchers=matchers,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        reason=reason,
+        created_by=actor,
+        recurrence=recurrence,
+    )
+    record_audit(
+        conn, actor=actor, action="silence.create", target=f"silence:{silence_id}", now=now
+    )
+    return silence_id
+
+
+def silence_delete(
+    conn: Connection, *, silence_id: int, actor: str, role: str, now: datetime
+) -> bool:
+    """False when there was no such silence; responders and admins."""
+    require_role(role, Role.RESPONDER)
+    deleted = delete_silence(conn, silence_id=silence_id)
+    if deleted:
+        record_audit(
+            conn, actor=actor, action="silence.delete", target=f"silence:{silence_id}", now=now
+        )
+    return deleted

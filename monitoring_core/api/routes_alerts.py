@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from monitoring_core.alerts import service
 from monitoring_core.alerts.backtest import backtest
 from monitoring_core.alerts.rules import RuleInvalid, rule_from_row
-from monitoring_core.alerts.silences import create_silence, delete_silence, list_silences
+from monitoring_core.alerts.silences import list_silences
 from monitoring_core.alerts.store import (
     RuleNotFound,
     get_rule,
@@ -333,19 +333,17 @@ async def post_silence(request: Request) -> Response:
         ends = starts + timedelta(minutes=duration)
 
     def work(conn: Connection) -> int:
-        silence_id = create_silence(
+        return service.silence_create(
             conn,
             matchers=body.get("matchers", []),
             starts_at=starts,
             ends_at=ends,
             reason=str(body.get("reason", "")),
-            created_by=actor,
+            actor=actor,
+            role="admin",
+            now=now,
             recurrence=body.get("recurrence"),
         )
-        record_audit(
-            conn, actor=actor, action="silence.create", target=f"silence:{silence_id}", now=now
-        )
-        return silence_id
 
     try:
         silence_id = await _tx(request, work)
@@ -356,7 +354,14 @@ async def post_silence(request: Request) -> Response:
 
 @admin.delete("/api/admin/silences/{silence_id}", status_code=204, summary="Remove a silence")
 async def remove_silence(request: Request, silence_id: int) -> Response:
-    if not await _tx(request, lambda c: delete_silence(c, silence_id=silence_id)):
+    actor, now = _actor(request), _now()
+    deleted = await _tx(
+        request,
+        lambda c: service.silence_delete(
+            c, silence_id=silence_id, actor=actor, role="admin", now=now
+        ),
+    )
+    if not deleted:
         raise HTTPException(404, f"no silence with id {silence_id}")
     return Response(status_code=204)
 
