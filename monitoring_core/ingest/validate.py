@@ -2,11 +2,12 @@
 
 Accepted numbers (every number an ingest route stores goes through `ItemChecker.number`):
 
-- finite, and |value| <= MAX_MAGNITUDE (1e15) unless a field says less. A petabyte byte
-  counter fits; larger values are unit mistakes or attacks. The bound is what keeps rollups
-  safe: a 1-minute, 1-hour or 1-day sum of float8 values overflows ("value out of range:
-  overflow") only past 1.8e308, which two points of 1e308 reach but 1e15-sized points never
-  will (it would take 1e293 of them), and 1e15 is within float8's exact-integer range (2^53).
+- finite, and |value| <= MAX_MAGNITUDE = 2^53 (9,007,199,254,740,992, about 9e15) unless a
+  field says less: the largest range in which float8 holds every integer exactly, so counters
+  round-trip to the unit; a byte counter of 8 PB fits, and larger values are unit mistakes or
+  attacks. The bound is what keeps rollups safe: a 1-minute, 1-hour or 1-day float8 sum
+  overflows ("value out of range: overflow") only past 1.8e308, which two points of 1e308
+  reach but points within 2^53 never will (it would take 1e292 of them).
 - response times (`response_time_ms`, `database_query_time_ms`, `external_api_time_ms`):
   0 to MAX_DURATION_MS (one day in ms): a request answered after a day is not a timing.
 - Web Vitals `value`: 0 to MAX_DURATION_MS too (LCP/FCP/INP/TTFB are ms; CLS is far below).
@@ -69,7 +70,7 @@ def check_keys(item: Mapping[str, Any], allowed: frozenset[str], index: int) -> 
     ]
 
 
-MAX_MAGNITUDE = 1e15  # see the module docstring
+MAX_MAGNITUDE = float(2**53)  # see the module docstring
 MAX_DURATION_MS = 86_400_000.0  # one day
 
 # Epoch numbers above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
@@ -186,7 +187,7 @@ class ItemChecker:
             return None
         if not -maximum <= number <= maximum:
             low = -maximum if minimum is None else minimum
-            self.fail(index, key, f"must be between {low:g} and {maximum:g}")
+            self.fail(index, key, f"must be between {low:.16g} and {maximum:.16g}")
             return None
         return number
 
