@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -11,6 +13,7 @@ from monitoring_core.enums import ErrorGroupStatus, ErrorLevel, Role
 from monitoring_core.errors import queries
 from monitoring_core.errors.rules import TRANSITIONS
 from monitoring_core.errors.service import change_group_status
+from ui import actions as ui_actions
 from ui import auth, data, fmt, widgets
 
 auth.require_role(Role.VIEWER)
@@ -162,23 +165,24 @@ with related_tab:
 with history_tab:
     st.dataframe(pd.DataFrame(detail["history"]), hide_index=True)
 
-if notice := st.session_state.pop("errors_notice", None):
-    st.success(notice)
+ui_actions.show_flash("errors_flash")
 if auth.has_role(Role.RESPONDER):
     user = auth.require_role(Role.RESPONDER)
     release = st.text_input("Fixed in release (optional, for resolve)", key="errors_release")
     actions = [a for a, (allowed, _) in TRANSITIONS.items() if group["status"] in allowed]
     for slot, action in zip(st.columns(len(actions)), actions, strict=True):
         if slot.button(action.capitalize(), key=f"errors_{action}"):
-            with data.get_engine().begin() as conn:
-                change_group_status(
-                    conn,
+            ui_actions.run(
+                "errors_flash",
+                partial(
+                    change_group_status,
                     group_id=group_id,
                     action=action,
                     actor=user_actor(user.username),
                     now=clock.now(),
                     release=release.strip() or None,
-                )
-            st.cache_data.clear()
-            st.session_state["errors_notice"] = f"Group #{group_id}: {action} done."
-            st.rerun()
+                ),
+                done=f"Group #{group_id}: {action} done.",
+                failed=f"Group #{group_id}: {action} refused: ",
+                refused=(LookupError, ValueError),
+            )

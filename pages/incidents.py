@@ -40,20 +40,15 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
 
 def run_runbook(label: str, flow: Callable[..., dict[str, Any]], **kwargs: Any) -> None:
     """Runbook flows own their transactions (HTTP calls never run inside one)."""
-    try:
-        ex = flow(
-            data.get_engine(),
-            actor=user_actor(user.username),
-            role=user.role.value,
-            now=clock.now(),
-            **kwargs,
-        )
-    except (service.PermissionDenied, ValueError, LookupError) as exc:
-        st.session_state[FLASH] = ("error", f"{label} failed: {exc}")
-    else:
-        st.session_state[FLASH] = ("success", f"{label}: {ex['status']} {ex.get('output') or ''}")
-    st.cache_data.clear()
-    st.rerun()
+    ui_actions.run_flow(
+        FLASH,
+        lambda engine: flow(
+            engine, actor=user_actor(user.username), role=user.role.value, now=clock.now(), **kwargs
+        ),
+        done=lambda ex: f"{label}: {ex['status']} {ex.get('output') or ''}",
+        failed=f"{label} failed: ",
+        refused=(service.PermissionDenied, ValueError, LookupError),
+    )
 
 
 def _age(inc: dict[str, Any]) -> str:
