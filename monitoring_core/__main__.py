@@ -6,12 +6,14 @@ import argparse
 import getpass
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from monitoring_core.config import ConfigError, load_settings
+from monitoring_core.enums import ApiScope
 
 __all__ = ["main"]
 
@@ -27,16 +29,38 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=None)
     api.add_argument("--host", default="0.0.0.0")
     sub.add_parser("db-url", help="print the SQLAlchemy URL in use")
-    user = sub.add_parser("user").add_subparsers(dest="action", required=True)
-    add_user = user.add_parser("add")
+    _user_commands(sub.add_parser("user").add_subparsers(dest="action", required=True))
+    _key_commands(sub.add_parser("apikey").add_subparsers(dest="action", required=True))
+    return parser
+
+
+def _user_commands(user: Any) -> None:
+    add_user = user.add_parser("add", help="add a UI user")
     add_user.add_argument("name")
     add_user.add_argument("--role", required=True, choices=["admin", "responder", "viewer"])
     add_user.add_argument("--password-stdin", action="store_true")
-    key = sub.add_parser("apikey").add_subparsers(dest="action", required=True)
-    add_key = key.add_parser("add")
+    user.add_parser("list", help="every user, active or not")
+    user.add_parser("deactivate", help="stop a user signing in or acting").add_argument("name")
+    reset = user.add_parser("reset-password", help="set a user's new password")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true")
+
+
+def _key_commands(key: Any) -> None:
+    add_key = key.add_parser("add", help="create a key (printed once)")
     add_key.add_argument("name")
-    add_key.add_argument("--scope", required=True, choices=["ingest", "admin"])
-    return parser
+    add_key.add_argument("--scope", required=True, choices=[s.value for s in ApiScope])
+    add_key.add_argument("--rate-limit", type=int, help="requests per minute")
+    add_key.add_argument("--expires-in-days", type=float, help="the key stops working then")
+    add_key.add_argument(
+        "--allowed-origin", action="append", default=[], help="browser keys: an allowed Origin"
+    )
+    key.add_parser("list", help="every key (never the key itself)")
+    key.add_parser("revoke", help="revoke a key by id").add_argument("id", type=int)
+    change = key.add_parser("set", help="change a key's rate limit or expiry")
+    change.add_argument("id", type=int)
+    change.add_argument("--rate-limit", type=_limit_or_none, help="per minute, or 'none'")
+    change.add_argument("--expires-in-days", type=_days_or_never, help="days, or 'never'")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -96,30 +120,108 @@ def _run(args: argparse.Namespace, engine: Engine, now: datetime) -> int:
         summary = load_demo_data(engine, days=args.days, now=now, only_if_empty=args.if_empty)
         print(summary)
         return 0
-    if args.command == "user":
-        from monitoring_core.accounts import create_user
-        from monitoring_core.enums import Role
+    if args.command in ("user", "apikey"):
+        from monitoring_core.accounts import AccountNotFound
 
-        password = _read_password(args.password_stdin)
-        from sqlalchemy.exc import IntegrityError
-
+        if getattr(args, "password_stdin", None) is not None:  # asked before any transaction
+            args.password = _read_password(args.password_stdin)
         try:
             with engine.begin() as conn:
-                create_user(conn, username=args.name, password=password, role=Role(args.role))
-        except IntegrityError:
-            raise ValueError(f"a user named {args.name!r} already exists") from None
-        print(f"user {args.name} added with role {args.role}")
-        return 0
-    if args.command == "apikey":
-        from monitoring_core.accounts import create_api_key
-        from monitoring_core.enums import ApiScope
-
-        with engine.begin() as conn:
-            key = create_api_key(conn, name=args.name, scope=ApiScope(args.scope))
-        print(f"API key {args.name!r} (scope {args.scope}); it is shown only this once:")
-        print(key)
+                command = _user_command if args.command == "user" else _key_command
+                command(args, conn, now)
+        except AccountNotFound as exc:
+            raise ValueError(f"no {exc}") from None
         return 0
     raise AssertionError(args.command)
+
+
+_CLI_ACTOR = "cli"  # audited as system:cli: whoever runs the CLI has the database itself
+
+
+def _user_command(args: argparse.Namespace, conn: Connection, now: datetime) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from monitoring_core import accounts
+    from monitoring_core.audit import record_audit, system_actor
+    from monitoring_core.enums import Role
+
+    actor = system_actor(_CLI_ACTOR)
+    if args.action == "list":
+        _print_table(accounts.list_users(conn), ("id", "username", "role", "is_active"))
+    elif args.action == "deactivate":
+        accounts.deactivate_user(conn, user=args.name, actor=actor, now=now)
+        print(f"user {args.name} deactivated")
+    elif args.action == "reset-password":
+        accounts.reset_password(conn, user=args.name, password=args.password, actor=actor, now=now)
+        print(f"password of {args.name} changed")
+    else:
+        try:
+            with conn.begin_nested():
+                accounts.create_user(
+                    conn, username=args.name, password=args.password, role=Role(args.role)
+                )
+        except IntegrityError:
+            raise ValueError(f"a user named {args.name!r} already exists") from None
+        record_audit(conn, actor=actor, action="user.create", target=f"user:{args.name}", now=now)
+        print(f"user {args.name} added with role {args.role}")
+
+
+def _key_command(args: argparse.Namespace, conn: Connection, now: datetime) -> None:
+    from monitoring_core import accounts
+    from monitoring_core.audit import system_actor
+
+    actor = system_actor(_CLI_ACTOR)
+    if args.action == "list":
+        columns = ("id", "name", "prefix", "scope", "rate_limit_per_minute", "expires_at")
+        _print_table(accounts.list_api_keys(conn), (*columns, "revoked_at", "last_used_at"))
+    elif args.action == "revoke":
+        row = accounts.revoke_api_key(conn, key_id=args.id, actor=actor, now=now)
+        print(f"API key {row['id']} ({row['name']}) revoked")
+    elif args.action == "set":
+        changes: dict[str, Any] = {}
+        if args.rate_limit is not None:
+            changes["rate_limit_per_minute"] = args.rate_limit or None
+        if args.expires_in_days is not None:
+            changes["expires_at"] = _days_from(now, args.expires_in_days or None)
+        row = accounts.update_api_key(conn, key_id=args.id, actor=actor, now=now, **changes)
+        limit, expires = row["rate_limit_per_minute"], row["expires_at"] or "never"
+        print(f"API key {row['id']}: rate limit {limit} per minute, expires {expires}")
+    else:
+        _, key = accounts.add_api_key(
+            conn,
+            name=args.name,
+            scope=args.scope,
+            actor=actor,
+            now=now,
+            rate_limit_per_minute=args.rate_limit,
+            expires_at=_days_from(now, args.expires_in_days),
+            allowed_origins=args.allowed_origin,
+        )
+        print(f"API key {args.name!r} (scope {args.scope}); it is shown only this once:")
+        print(key)
+
+
+def _days_from(now: datetime, days: float | None) -> datetime | None:
+    return None if days is None else now + timedelta(days=days)
+
+
+def _limit_or_none(value: str) -> int:
+    """A per-minute limit, or 0 for 'none' (no limit)."""
+    return 0 if value.lower() == "none" else int(value)
+
+
+def _days_or_never(value: str) -> float:
+    """Days from now, or 0 for 'never'."""
+    return 0.0 if value.lower() == "never" else float(value)
+
+
+def _print_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    cells = [list(columns)] + [["" if r[c] is None else str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 if __name__ == "__main__":
