@@ -1,7 +1,8 @@
 """The one clock of the UI and its actions: `now()`, which tests can set.
 
 Pages, page actions and `ui` widgets read the time only through `now()`; domain functions
-keep taking `now` as a parameter, so this is the edge that passes it in (STYLE habit 2).
+keep taking `now` as a parameter, so this is the edge that passes it in
+(docs/ARCHITECTURE.md "Time").
 
 Choices:
 - `now()` is the real clock (aware, UTC) unless a test has set it with `set_now(dt)` or

@@ -93,7 +93,7 @@ class Rule:
 
 
 def compare(operator: str, left: float, right: float) -> bool:
-    """`left OPERATOR right` with the contract's operator names."""
+    """`left OPERATOR right` with the API's operator names (docs/API.md)."""
     return bool(OPERATORS[operator](left, right))
 
 
@@ -228,8 +228,9 @@ def _template(name: str, desc: str, severity: str, cfg: dict[str, Any], **flags:
     }
 
 
-# The feature spec's three templates plus the wedding-critical ones. Metric names follow the
-# ingest API's conventions (api_* from performance timings, health_check_success from checks).
+# The three classic templates (error rate, response time, availability) plus the wedding-critical
+# ones. Metric names follow the ingest API's conventions (api_* from performance timings,
+# health_check_success from checks).
 TEMPLATES: dict[str, dict[str, Any]] = {
     "high_error_rate": _template(
         "High Error Rate",

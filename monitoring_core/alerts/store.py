@@ -1,6 +1,6 @@
 """SQL for alert rules, instances and their history. Takes a Connection, never commits.
 
-Rule bodies use the feature spec's `alert_configurations` field names (CONTRACT §4).
+Rule bodies use the `alert_configurations` field names of docs/API.md.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def delete_rule(conn: Connection, *, rule_id: int) -> None:
 
 
 def rule_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A rule row in the contract's `alert_configurations` shape."""
+    """A rule row in the API's `alert_configurations` shape (docs/API.md)."""
     out = {k: row[k] for k in ("id", *_WRITABLE)}
     out["notification_channels"] = list(row["notification_channels"] or [])
     out["escalation_policy"] = row["escalation_policy_id"]
@@ -264,7 +264,7 @@ _SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
 def instance_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An instance in the contract's `alert_instances` shape (plus what the UI needs)."""
+    """An instance in the API's `alert_instances` shape (plus what the UI needs)."""
     keys = (
         "id",
         "alert_configuration_id",

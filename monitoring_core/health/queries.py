@@ -64,7 +64,7 @@ def masked_config(check_type: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def public_check(check: CheckRow, base_url: str) -> dict[str, Any]:
-    """A check as CONTRACT §4 names its fields, plus state and (heartbeats) the ping URL."""
+    """A check as docs/API.md names its fields, plus state and (heartbeats) the ping URL."""
     return {
         "id": check.id,
         "check_name": check.check_name,

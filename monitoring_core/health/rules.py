@@ -1,6 +1,6 @@
 """Pure status rules of health checks: outcomes in, statuses and flips out, `now` explicit.
 
-Statuses follow CONTRACT §4: `healthy`, `warning` (failing, retries not yet used up, or a
+Statuses as docs/API.md names them: `healthy`, `warning` (failing, retries not yet used up, or a
 heartbeat that is late but inside its grace), `critical` (down), `unknown` (never ran, or a
 heartbeat never pinged). A check with `retries = 2` goes down on its third failure in a row.
 Heartbeats follow Healthchecks.io: up until `period`, late during `grace`, then down; a

@@ -29,7 +29,7 @@ __all__ = [
     "list_incidents",
 ]
 
-# CONTRACT §4 field names, plus this system's own (wedding calendar, escalation, report).
+# docs/API.md field names, plus this system's own (wedding calendar, escalation, report).
 API_FIELDS = (
     "id",
     "incident_number",

@@ -154,7 +154,7 @@ def create_incident(
     now: datetime,
     tz: ZoneInfo | None = None,
 ) -> dict[str, Any]:
-    """Declare an incident by hand (CONTRACT §4 field names); IncidentInvalid lists problems."""
+    """Declare an incident by hand (docs/API.md field names); IncidentInvalid lists problems."""
     require_role(role, Role.RESPONDER)
     problems: list[dict[str, str]] = []
     title = body.get("title")

@@ -1,6 +1,6 @@
 """The one transport: Apprise, one fresh `Apprise` object per channel and per send, so each
 channel's result is known and no plugin's per-object throttle delays the next send
-(REFERENCE.md "Apprise 2.x"; Healthchecks builds one per send too).
+(docs/PROTOCOLS.md "Apprise 2.x"; Healthchecks builds one per send too).
 
 Webhook receivers (`json://`, `form://`, `xml://` and their `s` forms) get the outbox row's
 idempotency key as an `Idempotency-Key` header, and `json://` also as an `idempotency_key`
