@@ -128,7 +128,7 @@ def frozen_clock(test_instant: datetime) -> Iterator[datetime]:
         yield moment
 
 
-# ---------------------------------------------------------------- API server (helper A)
+# ---------------------------------------------------------------- API server
 @pytest.fixture(scope="session")
 def _api_app(database_url: str, session_engine: Engine) -> Iterator[tuple[Any, str]]:
     """One real uvicorn server per session, on a free port, in a background thread."""

@@ -1,4 +1,4 @@
-"""Series for the engine, read through helper B's `metrics_query` and helper D's
+"""Series for the engine, read through `metrics_query` and the errors domain's
 `error_count_series`; nothing here reads a rollup table itself.
 
 A `SeriesReader` lives for one evaluation cycle and shares reads between rules:
@@ -79,7 +79,7 @@ def alert_key(group_by: Sequence[str], values: Sequence[Any]) -> str:
 
 def fetch_key(rule: Rule) -> FetchKey | None:
     cond = rule.condition
-    if cond.type == "pattern":  # error events, filtered and counted by helper D's query
+    if cond.type == "pattern":  # error events, filtered and counted by errors.queries
         filters = json.dumps(dict(cond.filters), sort_keys=True)
         return FetchKey("pattern", "error_events", "count", cond.group_by, filters)
     if cond.type == "composite" or not cond.metric:
