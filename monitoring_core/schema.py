@@ -837,6 +837,17 @@ job_runs = Table(
 )
 Index("ix_job_runs_job_started", job_runs.c.job, job_runs.c.started_at)
 
+# Acknowledge links that have been used (their token id): a link works once.
+ack_link_uses = Table(
+    "ack_link_uses",
+    metadata,
+    Column("jti", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # alert | incident
+    Column("target_id", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    _ts("used_at", nullable=False, now=True),
+)
+
 PARTITIONED_TABLES: tuple[str, ...] = (
     "metric_points",
     "api_timings",
