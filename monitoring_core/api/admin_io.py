@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
 from fastapi import HTTPException, Request
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from monitoring_core.api.body import read_body
+from monitoring_core.api.body import parse_json, read_body
 from monitoring_core.audit import key_actor
 
 __all__ = ["ErrorStatuses", "actor_of", "read_json", "read_json_object", "run_tx"]
@@ -25,14 +24,11 @@ def actor_of(request: Request) -> str:
 
 
 async def read_json(request: Request) -> Any:
-    """The body as JSON (an empty body is `{}`); 400 when it is not JSON, 413 when too large."""
+    """The body as JSON (an empty body is `{}`); 400 unreadable, 413 too large, 422 unstorable."""
     raw = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
     if not raw.strip():
         return {}
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(400, f"malformed JSON: {exc}") from None
+    return parse_json(raw)
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitoring_core.api.keys import KeyCache
+from monitoring_core.api.params import NulGuard
 from monitoring_core.api.ratelimit import RateLimiter
 from monitoring_core.api.stats import ApiStats, StatsMiddleware
 from monitoring_core.config import Settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     reset_app_state(app)
     _add_exception_handlers(app)
     app.add_middleware(IngestCORS)
+    app.add_middleware(NulGuard)  # no NUL in any path or query parameter (params.py)
     app.add_middleware(StatsMiddleware, stats=app.state.stats)
     # One line per domain: each module exposes `router` (an APIRouter).
     app.include_router(_router("routes_service"))
@@ -127,7 +129,19 @@ def _add_exception_handlers(app: FastAPI) -> None:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
+    async def unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # SQLSTATE class 22 (data exception: a value out of range, a NUL psycopg refuses to
+        # send …) in a request comes from what the request sent: a 422, never a 500. Routes
+        # check their inputs first; this is the net under them. The transaction rolled back.
+        orig = getattr(exc, "orig", None) or exc
+        reason = (str(orig).strip().splitlines() or ["invalid value"])[0][:300]
+        log.info("data exception on %s: %s", request.url.path, reason)
+        problem = {"index": None, "field": "", "message": f"a value cannot be stored: {reason}"}
+        return JSONResponse({"detail": [problem]}, status_code=422)
+
     app.add_exception_handler(InvalidItems, invalid_items)
+    app.add_exception_handler(sqlalchemy.exc.DataError, unstorable)
+    app.add_exception_handler(psycopg.DataError, unstorable)
     app.add_exception_handler(RequestValidationError, request_validation)
     for error in DB_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error, db_unavailable)

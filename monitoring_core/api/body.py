@@ -1,4 +1,11 @@
-"""Reading ingest bodies: size limits (also after decompression), content types, JSON items."""
+"""Reading request bodies: size limits (also after decompression), content types, JSON.
+
+Every JSON body goes through `parse_json`: besides being readable, it must be storable —
+no NUL character in any string or key (Postgres text and jsonb cannot hold one) and no
+nesting deeper than MAX_DEPTH (orjson cannot write back past 254 levels, and deep values
+make recursive code fail). Both answer 422 naming the item and field; the checks cost a
+memory scan of the raw bytes unless a body could actually break them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,10 @@ from fastapi import HTTPException, Request
 
 from monitoring_core.ingest.validate import InvalidItems, ItemError, json_type
 
-__all__ = ["read_body", "read_json_items"]
+__all__ = ["MAX_DEPTH", "parse_json", "parse_json_items", "read_body", "read_json_items"]
+
+MAX_DEPTH = 64  # levels of objects and arrays in a JSON body (a batch array counts as one)
+_ESCAPED_NUL = b"\\u0000"  # how JSON spells NUL (a raw NUL byte is not valid JSON)
 
 _JSON_TYPES = {"application/json", ""}
 _GZIP_OR_ZLIB = 32 + zlib.MAX_WBITS  # auto-detects a gzip or zlib header
@@ -73,14 +83,58 @@ def _inflate(data: bytes, wbits: int, max_bytes: int) -> bytes:
     return out
 
 
-def parse_json_items(data: bytes) -> list[dict[str, Any]]:
-    """One object or an array of objects; 400 when unreadable, 422 for non-object items."""
-    if not data.strip():
-        raise HTTPException(400, "empty body; send a JSON object or an array of objects")
+def parse_json(data: bytes, *, nested: bool = True) -> Any:
+    """The body as JSON: 400 when unreadable, 422 when a string holds NUL or it nests too deep.
+
+    `nested=False` is for routes whose validation accepts flat items only (metric points,
+    timings): they cannot store a deep value, so a large batch skips the depth walk.
+    """
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise HTTPException(400, f"malformed JSON: {exc}") from None
+    may_nest = nested and data.count(b"{") + data.count(b"[") > MAX_DEPTH
+    if _ESCAPED_NUL in data or may_nest:  # else neither problem can occur: skip the walk
+        found = _problem(parsed, (), 0)
+        if found is not None:
+            raise InvalidItems([_item_error(parsed, *found)])
+    return parsed
+
+
+def _problem(value: Any, path: tuple[Any, ...], depth: int) -> tuple[tuple[Any, ...], str] | None:
+    """(path, message) of the first NUL or too deep value, or None."""
+    if type(value) is str:
+        return (path, "must not contain NUL characters") if "\x00" in value else None
+    if type(value) is dict:
+        children: Any = value.items()
+    elif type(value) is list:
+        children = enumerate(value)
+    else:
+        return None
+    if depth >= MAX_DEPTH:
+        return path[:3], f"is nested deeper than {MAX_DEPTH} levels"
+    for key, child in children:
+        if type(key) is str and "\x00" in key:
+            return (*path, key), "keys must not contain NUL characters"
+        found = _problem(child, (*path, key), depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _item_error(parsed: Any, path: tuple[Any, ...], message: str) -> ItemError:
+    index = None
+    if type(parsed) is list and path:
+        index, path = path[0], path[1:]
+    field = ".".join(str(part) for part in path).replace("\x00", "\\0")[:200]
+    return ItemError(index, field, message)
+
+
+def parse_json_items(data: bytes, *, nested: bool = True) -> list[dict[str, Any]]:
+    """One object or an array of objects; 400 when unreadable, 422 for non-object items."""
+    if not data.strip():
+        raise HTTPException(400, "empty body; send a JSON object or an array of objects")
+    parsed = parse_json(data, nested=nested)
     if isinstance(parsed, dict):
         return [parsed]
     if not isinstance(parsed, list):
@@ -95,11 +149,12 @@ def parse_json_items(data: bytes) -> list[dict[str, Any]]:
 
 
 async def read_json_items(
-    request: Request, *, max_bytes: int, allow_text: bool = False
+    request: Request, *, max_bytes: int, allow_text: bool = False, nested: bool = True
 ) -> list[dict[str, Any]]:
     """The request's JSON items; 413/415/400/422 as docs/API.md "Status codes" says.
 
-    `allow_text` also accepts `text/plain` (what `navigator.sendBeacon` sends for a string).
+    `allow_text` also accepts `text/plain` (what `navigator.sendBeacon` sends for a string);
+    `nested` as in `parse_json`.
     """
     _check_content_type(request, allow_text)
-    return parse_json_items(await read_body(request, max_bytes=max_bytes))
+    return parse_json_items(await read_body(request, max_bytes=max_bytes), nested=nested)

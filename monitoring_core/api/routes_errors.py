@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from monitoring_core.accounts import ApiKey
+from monitoring_core.api.app import DB_UNAVAILABLE_ERRORS
 from monitoring_core.api.body import parse_json_items, read_body
 from monitoring_core.api.deps import (
     INGEST_SCOPES,
@@ -80,7 +81,13 @@ def _group_commit(app: FastAPI) -> GroupCommit[ErrorInput, dict[str, Any]]:
     def write(events: list[ErrorInput]) -> list[dict[str, Any]]:
         return _store(app, events, datetime.now(UTC)).items
 
-    return app_cache(app, "error_group_commit", lambda: GroupCommit(write))
+    # A database outage fails every waiting request at once; any other failure is retried
+    # request by request, so one bad request never fails the others (GroupCommit).
+    return app_cache(
+        app,
+        "error_group_commit",
+        lambda: GroupCommit(write, shared_errors=DB_UNAVAILABLE_ERRORS),
+    )
 
 
 async def _write(request: Request, events: list[ErrorInput], now: datetime) -> list[dict[str, Any]]:
@@ -148,12 +155,40 @@ def _envelope_events(envelope: Envelope, project_id: str, now: datetime) -> list
     fallback = envelope.headers.get("event_id")
     try:
         return [
-            event_to_error(item.json(), project_id=project_id, now=now, fallback_id=fallback)
+            _storable(
+                event_to_error(item.json(), project_id=project_id, now=now, fallback_id=fallback),
+                item.payload,
+            )
             for item in envelope.items
             if item.type == "event"
         ]
     except EnvelopeError as exc:
         raise HTTPException(400, str(exc)) from None
+
+
+_ESCAPED_NUL = b"\\u0000"
+
+
+def _storable(event: ErrorInput, payload: bytes) -> ErrorInput:
+    """The event with NUL characters (which Postgres cannot store) replaced by U+FFFD.
+
+    Cleaned rather than refused: a Sentry SDK drops an event answered with an error status.
+    Only a payload that spells a NUL is walked, so other events cost one byte scan.
+    """
+    if _ESCAPED_NUL in payload:
+        for name, value in vars(event).items():
+            setattr(event, name, _without_nul(value))
+    return event
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 async def _ingest_sentry(request: Request, events: list[ErrorInput], now: datetime) -> None:
@@ -179,12 +214,13 @@ async def _envelope(request: Request, project_id: str) -> Response:
 
 async def _store_event(request: Request, project_id: str) -> Response:
     await _sentry_auth(request, sentry_key(request))
+    raw = await _sentry_body(request)
     try:
-        payload = EnvelopeItem({"type": "event"}, await _sentry_body(request)).json()
+        payload = EnvelopeItem({"type": "event"}, raw).json()
     except EnvelopeError as exc:
         raise HTTPException(400, str(exc)) from None
     now = datetime.now(UTC)
-    error = event_to_error(payload, project_id=project_id, now=now)
+    error = _storable(event_to_error(payload, project_id=project_id, now=now), raw)
     await _ingest_sentry(request, [error], now)
     return _json({"id": error.event_id.hex})
 

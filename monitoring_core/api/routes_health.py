@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.admin_io import actor_of
-from monitoring_core.api.body import read_body
+from monitoring_core.api.body import parse_json, read_body
 from monitoring_core.api.deps import require_admin, require_ingest, require_read
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
@@ -61,10 +61,7 @@ def _base_url(request: Request) -> str:
 
 async def _json_body(request: Request) -> Any:
     raw = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(400, f"malformed JSON: {exc}") from None
+    return parse_json(raw)
 
 
 # ---------------------------------------------------------------- admin

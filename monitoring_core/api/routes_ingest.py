@@ -73,7 +73,9 @@ def _store_metrics(app: FastAPI, items: list[dict[str, Any]]) -> int:
 )
 async def ingest_metrics(request: Request) -> JSONResponse:
     """`{metric_name, metric_value, timestamp?, dimensions?, source_system?}` or an array."""
-    items = await read_json_items(request, max_bytes=request.app.state.settings.max_body_bytes)
+    items = await read_json_items(
+        request, max_bytes=request.app.state.settings.max_body_bytes, nested=False
+    )
     stats = request.app.state.stats
     try:
         accepted = await run_in_threadpool(_store_metrics, request.app, items)
@@ -115,7 +117,7 @@ def _store_performance(
 async def ingest_performance(request: Request) -> JSONResponse:
     """API timings and Web Vitals; `text/plain` accepted for `navigator.sendBeacon`."""
     items = await read_json_items(
-        request, max_bytes=request.app.state.settings.max_body_bytes, allow_text=True
+        request, max_bytes=request.app.state.settings.max_body_bytes, allow_text=True, nested=False
     )
     context = RequestContext(
         referer=request.headers.get("referer"), user_agent=request.headers.get("user-agent")

@@ -5,6 +5,12 @@ A Sentry SDK sends one event per request. Writing each in its own transaction co
 write is running wait together and go in the next write; every request still gets its reply
 only after the transaction holding its events has committed. With no load, a request is
 written at once (no added delay); under load, batches grow by themselves.
+
+Each request still succeeds or fails on its own: when a shared write fails, its requests are
+written again one by one, so one request whose events the database refuses (a value it
+cannot store, a bug in one event's path) fails alone instead of failing every client that
+happened to share its transaction. Errors listed in `shared_errors` (the database being
+unreachable) concern every request alike and are handed to all without a retry.
 """
 
 from __future__ import annotations
@@ -25,12 +31,20 @@ class GroupCommit(Generic[T, R]):
     """`await submit(items)` returns `write(all items of the batch)`'s results for `items`.
 
     `write` runs in the thread pool, one batch at a time per instance (per event loop), and
-    returns one result per item in order. An exception fails every request of its batch.
+    returns one result per item in order. An exception fails only the requests whose own
+    write fails (see the module docstring).
     """
 
-    def __init__(self, write: Callable[[list[T]], Sequence[R]], *, max_items: int = 2000):
+    def __init__(
+        self,
+        write: Callable[[list[T]], Sequence[R]],
+        *,
+        max_items: int = 2000,
+        shared_errors: tuple[type[Exception], ...] = (),
+    ):
         self._write = write
         self._max_items = max_items
+        self._shared_errors = shared_errors
         self._pending: list[tuple[list[T], asyncio.Future[list[R]]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -56,10 +70,12 @@ class GroupCommit(Generic[T, R]):
             items = [item for entry in batch for item in entry[0]]
             try:
                 results = await run_in_threadpool(self._write, items)
-            except Exception as exc:  # noqa: BLE001 - handed to each waiting request
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+                if len(batch) == 1 or isinstance(exc, self._shared_errors):
+                    for _, future in batch:
+                        _fail(future, exc)
+                else:
+                    await self._one_by_one(batch)
                 continue
             start = 0
             for entry, future in batch:
@@ -67,3 +83,19 @@ class GroupCommit(Generic[T, R]):
                 if not future.done():  # the client may have gone away
                     future.set_result(list(results[start:end]))
                 start = end
+
+    async def _one_by_one(self, batch: list[tuple[list[T], asyncio.Future[list[R]]]]) -> None:
+        """After a failed shared write: each request in its own write, failing on its own."""
+        for items, future in batch:
+            try:
+                results = await run_in_threadpool(self._write, items)
+            except Exception as exc:  # noqa: BLE001 - this request's own failure
+                _fail(future, exc)
+            else:
+                if not future.done():
+                    future.set_result(list(results))
+
+
+def _fail(future: asyncio.Future[list[R]], exc: Exception) -> None:
+    if not future.done():
+        future.set_exception(exc)
