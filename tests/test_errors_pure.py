@@ -29,7 +29,7 @@ from monitoring_core.errors.fingerprint import (
 from monitoring_core.errors.rules import compare_releases, is_regression, next_status
 from monitoring_core.errors.scrub import REDACTED, Scrubber, luhn_valid
 from monitoring_core.errors.sentry import event_to_error, infer_level
-from monitoring_core.errors.severity import classify_severity, should_open_incident
+from monitoring_core.errors.severity import classify_severity
 from monitoring_core.errors.validate import parse_error_items
 from monitoring_core.flows.error_ingest import prepare
 from monitoring_core.ingest.validate import InvalidItems
@@ -246,20 +246,7 @@ def test_it_classifies_severity(
     assert got == expected
 
 
-@pytest.mark.parametrize(
-    ("severity", "at", "now", "expected"),
-    [
-        ("critical", SATURDAY, SATURDAY, True),
-        ("critical", SATURDAY, SATURDAY + timedelta(minutes=59), True),
-        ("critical", SATURDAY, SATURDAY + timedelta(hours=2), False),
-        ("high", SATURDAY, SATURDAY, False),
-        ("critical", WEDNESDAY, WEDNESDAY, False),
-    ],
-)
-def test_it_opens_incidents_only_for_recent_wedding_day_criticals(
-    severity: str, at: datetime, now: datetime, expected: bool
-) -> None:
-    assert should_open_incident(severity=severity, at=at, now=now, tz=LONDON) is expected
+# Which errors open incidents (any day, by policy): tests/test_error_incident_policy.py
 
 
 # ---------------------------------------------------------------- envelopes

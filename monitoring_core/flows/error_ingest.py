@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +23,11 @@ from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.rules import is_regression
 from monitoring_core.errors.scrub import Scrubber
 from monitoring_core.errors.severity import (
+    INCIDENT_POLICY_SETTING,
+    IncidentPolicy,
     classify_severity,
-    is_payment_or_form,
-    should_open_incident,
+    incident_for_error,
+    parse_incident_policy,
 )
 from monitoring_core.errors.store import (
     GroupRow,
@@ -39,9 +42,18 @@ from monitoring_core.errors.store import (
 )
 from monitoring_core.incidents.store import open_incident
 from monitoring_core.schema import settings as settings_table
+from monitoring_core.wedding_calendar import is_wedding_day
 
-__all__ = ["SCRUB_FIELDS_SETTING", "IngestResult", "ingest_errors", "load_scrubber", "prepare"]
+__all__ = [
+    "SCRUB_FIELDS_SETTING",
+    "IngestResult",
+    "ingest_errors",
+    "load_incident_policy",
+    "load_scrubber",
+    "prepare",
+]
 
+log = logging.getLogger(__name__)
 SCRUB_FIELDS_SETTING = "error_scrub_fields"  # settings row: a JSON list of extra field names
 ACTOR = system_actor("error-tracking")
 _SCRUBBERS: dict[tuple[str, ...], Scrubber] = {}
@@ -55,11 +67,25 @@ class IngestResult:
     stored: int
 
 
+def _setting(conn: Connection, key: str) -> Any:
+    return conn.execute(
+        select(settings_table.c.value).where(settings_table.c.key == key)
+    ).scalar_one_or_none()
+
+
+def load_incident_policy(conn: Connection) -> IncidentPolicy:
+    """The configured policy; the defaults when the row is missing or broken (logged: a bad
+    setting must not stop error ingest)."""
+    try:
+        return parse_incident_policy(_setting(conn, INCIDENT_POLICY_SETTING))
+    except ValueError:
+        log.warning("settings row %s ignored", INCIDENT_POLICY_SETTING, exc_info=True)
+        return IncidentPolicy()
+
+
 def load_scrubber(conn: Connection) -> Scrubber:
     """A Scrubber with the extra field names configured in settings."""
-    value = conn.execute(
-        select(settings_table.c.value).where(settings_table.c.key == SCRUB_FIELDS_SETTING)
-    ).scalar_one_or_none()
+    value = _setting(conn, SCRUB_FIELDS_SETTING)
     extra = tuple(str(v) for v in value) if isinstance(value, list) else ()
     scrubber = _SCRUBBERS.get(extra)
     if scrubber is None:  # one per configuration, so its caches outlive a batch
@@ -137,10 +163,15 @@ def ingest_errors(
     kept = claim_event_ids(conn, prepared)
     groups = upsert_groups(conn, kept)
     record_new_groups(conn, sorted(g.id for g in groups.values() if g.inserted), now=now)
-    _flag_regressions(conn, kept, groups, now)
+    regressed = _flag_regressions(conn, kept, groups, now)
     record_members(conn, kept)
     stored = insert_events(conn, kept)
-    incidents = _open_incidents(conn, kept, now=now, tz=tz) if open_incidents else {}
+    fresh = regressed | {g.id for g in groups.values() if g.inserted or g.status == "regressed"}
+    incidents = (
+        _open_incidents(conn, kept, fresh, policy=load_incident_policy(conn), now=now, tz=tz)
+        if open_incidents
+        else {}
+    )
     kept_ids = {id(p) for p in kept}
     items = [_reply(p, incidents, duplicate=id(p) not in kept_ids) for p in prepared]
     return IngestResult(items=items, stored=stored)
@@ -148,7 +179,9 @@ def ingest_errors(
 
 def _flag_regressions(
     conn: Connection, events: Sequence[PreparedError], groups: dict[str, GroupRow], now: datetime
-) -> None:
+) -> set[int]:
+    """Flag the resolved groups these events regress; their ids."""
+    flagged: set[int] = set()
     resolved = {fp: g for fp, g in groups.items() if g.status == "resolved"}
     for p in sorted(events, key=lambda p: p.event.time):
         group = resolved.get(p.fingerprint)
@@ -161,32 +194,55 @@ def _flag_regressions(
                 event_release=p.event.release,
             ):
                 mark_regressed(conn, group_id=group.id, now=now, release=p.event.release)
+                flagged.add(group.id)
                 del resolved[p.fingerprint]
+    return flagged
 
 
 def _open_incidents(
-    conn: Connection, events: Sequence[PreparedError], *, now: datetime, tz: ZoneInfo
+    conn: Connection,
+    events: Sequence[PreparedError],
+    fresh: set[int],
+    *,
+    policy: IncidentPolicy,
+    now: datetime,
+    tz: ZoneInfo,
 ) -> dict[int, int]:
-    """group id -> incident id for groups with a recent wedding-day critical error."""
+    """group id -> incident id: a serious, recent event joins its group's open incident, or
+    opens one when the policy says so (`fresh`: groups new in this batch or regressed)."""
     opened: dict[int, int] = {}
     for p in events:
-        if p.group_id in opened or not should_open_incident(
-            severity=p.severity, at=p.event.time, now=now, tz=tz
-        ):
+        if p.group_id in opened:
             continue
-        existing = open_incident_for_group(conn, group_id=p.group_id)
-        opened[p.group_id] = existing or _open(conn, p, now=now, tz=tz)
+
+        def severity_for(new_or_regressed: bool, p: PreparedError = p) -> str | None:
+            return incident_for_error(
+                policy,
+                severity=p.severity,
+                service_name=p.event.service_name,
+                new_or_regressed=new_or_regressed,
+                at=p.event.time,
+                now=now,
+                tz=tz,
+            )
+
+        if severity_for(True) is None:  # not serious or recent enough to page anyone
+            continue
+        if existing := open_incident_for_group(conn, group_id=p.group_id):
+            opened[p.group_id] = existing
+        elif sev := severity_for(p.group_id in fresh):
+            opened[p.group_id] = _open(conn, p, severity=sev, now=now, tz=tz)
     return opened
 
 
-def _open(conn: Connection, p: PreparedError, *, now: datetime, tz: ZoneInfo) -> int:
+def _open(conn: Connection, p: PreparedError, *, severity: str, now: datetime, tz: ZoneInfo) -> int:
     e = p.event
-    money_or_form = is_payment_or_form(e.error_type, e.service_name, e.endpoint_path)
+    kind = f"Wedding-day {p.severity}" if is_wedding_day(e.time, tz) else p.severity.capitalize()
     incident = open_incident(
         conn,
-        title=f"Wedding-day critical error: {e.error_type} in {e.service_name}",
+        title=f"{kind} error: {e.error_type} in {e.service_name}",
         description=f"{p.message_template}\n\nFirst event {e.event_id} at {e.time.isoformat()}.",
-        severity="SEV1" if money_or_form else "SEV2",
+        severity=severity,
         affected_services=[e.service_name],
         source="error",
         created_by=ACTOR,
