@@ -21,7 +21,7 @@ from types import FrameType
 from sqlalchemy import Engine, func, select
 
 from monitoring_core.config import Settings, load_settings
-from monitoring_core.db import database_url, make_engine
+from monitoring_core.db import database_url, make_engine, reader_url
 from monitoring_core.migrate import migrate
 
 __all__ = ["main"]
@@ -77,8 +77,12 @@ def first_run_credentials(engine: Engine, settings: Settings) -> str | None:
     return text
 
 
-def prepare(settings: Settings) -> str:
-    """Start/attach the database, migrate, load demo data if asked; return the database URL."""
+def prepare(settings: Settings) -> tuple[str, str | None]:
+    """Start/attach the database, migrate, load demo data if asked; (app URL, reader URL).
+
+    With the embedded cluster, `database_url` first creates (or repairs) the database roles,
+    so migrations, demo data and every child run as `monitoring_app`, never as a superuser.
+    """
     url = database_url(settings)
     engine = make_engine(url)
     try:
@@ -96,7 +100,7 @@ def prepare(settings: Settings) -> str:
             "\n" + "=" * 72 + "\nFirst run — saved to " + str(settings.data_dir / CREDENTIALS_FILE)
         )
         print(credentials + "=" * 72)
-    return url
+    return url, reader_url(settings)
 
 
 def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -114,10 +118,13 @@ def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def run(settings: Settings) -> int:
-    url = prepare(settings)
-    # The children connect through DATABASE_URL; this process owns the embedded server and
-    # stops it when it exits, after the children are gone.
+    url, reader = prepare(settings)
+    # The children connect through DATABASE_URL (and run `self` queries through
+    # DATABASE_READER_URL); this process owns the embedded server and stops it when it
+    # exits, after the children are gone.
     env = {**os.environ, "DATABASE_URL": url}
+    if reader:
+        env["DATABASE_READER_URL"] = reader
     procs = {
         name: subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parent.parent)
         for name, cmd in _children(settings).items()

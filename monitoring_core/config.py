@@ -26,6 +26,7 @@ class Settings:
     public_url: str
     ui_port: int = 8501
     demo: bool = True
+    database_reader_url: str | None = None  # the read-only role for `self` queries
 
     @property
     def tz(self) -> ZoneInfo:
@@ -91,15 +92,15 @@ def _tz(env: Mapping[str, str]) -> str:
     return name
 
 
-def _database_url(env: Mapping[str, str]) -> str | None:
-    url = _read(env, "DATABASE_URL")
+def _database_url(env: Mapping[str, str], name: str = "DATABASE_URL") -> str | None:
+    url = _read(env, name)
     if url is None:
         return None
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         # Accept libpq-style URLs too; SQLAlchemy needs the driver named.
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith("postgresql+psycopg://"):
-        raise ConfigError("DATABASE_URL must be a postgresql+psycopg:// URL")
+        raise ConfigError(f"{name} must be a postgresql+psycopg:// URL")
     return url
 
 
@@ -116,4 +117,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_url=(_read(env, "MONITORING_PUBLIC_URL") or "http://localhost:8501").rstrip("/"),
         ui_port=_int(env, "MONITORING_UI_PORT", 8501),
         demo=_bool(env, "DEMO", True),
+        database_reader_url=_database_url(env, "DATABASE_READER_URL"),
     )

@@ -1,42 +1,81 @@
-"""Engine construction and the embedded Postgres shared by the API, worker and UI."""
+"""Engine construction, the embedded Postgres, and the database roles the application runs as.
+
+Least privilege (README "Database roles"): the application never runs as a superuser.
+
+- `monitoring_app` (LOGIN, NOSUPERUSER, NOCREATEDB, NOCREATEROLE) owns the monitoring database,
+  its `public` schema and every table; the API, the worker, the UI and migrations connect as
+  it. An external `DATABASE_URL` needs only this: a role that owns its database.
+- `monitoring_reader` (LOGIN, NOSUPERUSER, member of `pg_monitor`) runs the `self` SQL
+  collectors and `self` database checks. It reads `pg_stat_*` and only the tables an admin
+  grants it (`GRANT SELECT ON business_events TO monitoring_reader`); the secret tables
+  (`SECRET_TABLES`) are revoked from it on every start. Its sessions default to read-only
+  transactions and a 5 s statement timeout. An external database sets `DATABASE_READER_URL`
+  to such a role; without it `self` queries are refused.
+
+For the embedded cluster (no `DATABASE_URL`) `ensure_roles` creates both roles with random
+passwords kept in `MONITORING_DATA_DIR/db-roles.json` (mode 600) and hands the database and
+everything in it to `monitoring_app`, which also upgrades a cluster created before the roles
+existed. The embedded cluster listens only on a Unix socket in its data directory.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import secrets
 import warnings
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from monitoring_core.config import Settings
 
 __all__ = [
+    "APP_ROLE",
+    "READER_ROLE",
+    "READER_STATEMENT_TIMEOUT_S",
+    "SECRET_TABLES",
     "DatabaseUnavailable",
     "database_url",
     "embedded_url",
     "engine_from_settings",
+    "ensure_roles",
+    "grant_reader_select",
     "make_engine",
     "ping",
+    "reader_url",
 ]
 
 log = logging.getLogger(__name__)
 EMBEDDED_DB_NAME = "monitoring"
+APP_ROLE = "monitoring_app"
+READER_ROLE = "monitoring_reader"
+READER_STATEMENT_TIMEOUT_S = 5.0
+ROLES_FILE = "db-roles.json"
+# Never readable by the reader role, whatever an admin granted: credentials, channel URLs,
+# check configs (headers, tokens), collector URLs (passwords), settings and the audit log.
+SECRET_TABLES = (
+    "api_keys",
+    "users",
+    "sessions",
+    "notification_channels",
+    "sql_collectors",
+    "health_checks",
+    "settings",
+    "audit_log",
+)
 _servers: dict[Path, Any] = {}
+_embedded_roles: dict[Path, tuple[str, str]] = {}  # pgdata -> (app URL, reader URL)
 
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached."""
 
 
-def embedded_url(data_dir: Path, *, keep_running: bool = False) -> str:
-    """Start (or attach to) the embedded Postgres under data_dir and return its URL.
-
-    The first process starts the server; others attach to the running one (pgserver keeps a
-    list of attached pids and stops the server when the last one exits, unless keep_running).
-    As root, pgserver runs Postgres as a dedicated system user, since Postgres refuses root.
-    """
+def _embedded_server(data_dir: Path, keep_running: bool) -> tuple[Path, Any]:
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:
@@ -47,7 +86,18 @@ def embedded_url(data_dir: Path, *, keep_running: bool = False) -> str:
             _servers[pgdata] = pgserver.get_server(
                 pgdata, cleanup_mode=None if keep_running else "stop"
             )
-    server = _servers[pgdata]
+    return pgdata, _servers[pgdata]
+
+
+def embedded_url(data_dir: Path, *, keep_running: bool = False) -> str:
+    """Start (or attach to) the embedded Postgres under data_dir; its SUPERUSER URL.
+
+    The first process starts the server; others attach to the running one (pgserver keeps a
+    list of attached pids and stops the server when the last one exits, unless keep_running).
+    As root, pgserver runs Postgres as a dedicated system user, since Postgres refuses root.
+    Only `database_url` (roles) and the test suite (creating databases) use this URL.
+    """
+    _, server = _embedded_server(data_dir, keep_running)
     _ensure_database(server.get_uri())
     url = make_url(server.get_uri()).set(drivername="postgresql+psycopg", database=EMBEDDED_DB_NAME)
     return url.render_as_string(hide_password=False)
@@ -67,11 +117,166 @@ def _ensure_database(admin_uri: str) -> None:
                 pass  # another process created it a moment ago
 
 
+def _role_passwords(secrets_file: Path) -> dict[str, str]:
+    """The roles' passwords from secrets_file, created (mode 600 from the start) if missing."""
+    if not secrets_file.exists():
+        secrets_file.parent.mkdir(parents=True, exist_ok=True)
+        fresh = {role: secrets.token_urlsafe(24) for role in (APP_ROLE, READER_ROLE)}
+        draft = secrets_file.with_name(f".{secrets_file.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(fresh, handle)
+        try:
+            os.link(draft, secrets_file)  # atomic; another process may have won the race
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    found = json.loads(secrets_file.read_text())
+    return {role: str(found[role]) for role in (APP_ROLE, READER_ROLE)}
+
+
+def ensure_roles(superuser_url: str, database: str, *, secrets_file: Path) -> tuple[str, str]:
+    """Create/repair the app and reader roles for `database`; (app URL, reader URL). Idempotent.
+
+    Run as a superuser. The database, its public schema and every relation in it go to
+    APP_ROLE (upgrading databases created by the superuser); the reader loses the secret tables.
+    """
+    import psycopg
+
+    passwords = _role_passwords(secrets_file)
+    server = make_url(superuser_url).set(drivername="postgresql", database=database)
+    with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as conn:
+        _with_retry(lambda: _define_roles(conn, passwords))
+        _with_retry(lambda: _hand_over(conn, database))
+    urls = []
+    for role in (APP_ROLE, READER_ROLE):
+        url = make_url(superuser_url).set(
+            drivername="postgresql+psycopg", username=role, password=passwords[role]
+        )
+        urls.append(url.set(database=database).render_as_string(hide_password=False))
+    return urls[0], urls[1]
+
+
+def _with_retry(step: Any, attempts: int = 5) -> None:
+    """Role catalog rows are cluster-wide: two databases' starts can collide on them."""
+    import psycopg
+
+    for attempt in range(attempts):
+        try:
+            step()
+            return
+        except (psycopg.errors.UniqueViolation, psycopg.errors.InternalError_):
+            if attempt == attempts - 1:
+                raise
+            log.info("role setup collided with another process; retrying")
+
+
+def _define_roles(conn: Any, passwords: dict[str, str]) -> None:
+    from psycopg import sql
+
+    limits = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS LOGIN"
+    for role in (APP_ROLE, READER_ROLE):
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        # Role DDL takes no bind parameters: the password is quoted as a literal by psycopg.
+        conn.execute(
+            sql.SQL(verb + " ROLE {} " + limits + " PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(passwords[role])
+            )
+        )
+    reader = sql.Identifier(READER_ROLE)
+    timeout = f"{int(READER_STATEMENT_TIMEOUT_S * 1000)}ms"
+    for statement in (
+        sql.SQL("GRANT pg_monitor TO {}").format(reader),
+        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(reader),
+        sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(reader, sql.Literal(timeout)),
+        sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = '10s'").format(reader),
+    ):
+        conn.execute(statement)
+
+
+_FOREIGN_RELATIONS = """
+    SELECT c.relkind, n.nspname, c.relname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = %s)
+      AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND NOT (c.relkind = 'S' AND EXISTS (  -- identity/serial sequences follow their table
+          SELECT 1 FROM pg_depend d
+          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+            AND d.deptype IN ('a', 'i')))
+    ORDER BY c.relkind = 'S', c.oid
+"""
+_RELATION_KEYWORDS = {"v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
+
+
+def _hand_over(conn: Any, database: str) -> None:
+    from psycopg import sql
+
+    app, reader = sql.Identifier(APP_ROLE), sql.Identifier(READER_ROLE)
+    with conn.transaction():
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), app))
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(app))
+        for kind, schema, name in conn.execute(_FOREIGN_RELATIONS, (APP_ROLE,)).fetchall():
+            keyword = sql.SQL(_RELATION_KEYWORDS.get(kind, "TABLE"))
+            relation = sql.Identifier(schema, name)
+            conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(keyword, relation, app))
+        conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
+        present = conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+            " AND relname = ANY(%s)",
+            (list(SECRET_TABLES),),
+        ).fetchall()
+        for (table,) in present:
+            conn.execute(
+                sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(sql.Identifier(table), reader)
+            )
+
+
+def grant_reader_select(conn: Connection, tables: list[str]) -> bool:
+    """GRANT SELECT on `tables` to the reader role (never a secret table); False without it."""
+    secret = sorted(set(tables) & set(SECRET_TABLES))
+    if secret:
+        raise ValueError(f"{', '.join(secret)} must never be readable by {READER_ROLE}")
+    found = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": READER_ROLE})
+    if found.first() is None:
+        return False
+    quote = conn.dialect.identifier_preparer.quote
+    for table in tables:
+        conn.execute(text(f"GRANT SELECT ON {quote(table)} TO {quote(READER_ROLE)}"))
+    return True
+
+
 def database_url(settings: Settings, *, keep_running: bool = False) -> str:
-    """DATABASE_URL when set, else the embedded server's URL (starting it if needed)."""
+    """DATABASE_URL when set, else the embedded server's URL as APP_ROLE (roles made if needed)."""
     if settings.database_url:
         return settings.database_url
-    return embedded_url(settings.data_dir, keep_running=keep_running)
+    return _embedded_role_urls(settings.data_dir, keep_running)[0]
+
+
+def _embedded_role_urls(data_dir: Path, keep_running: bool) -> tuple[str, str]:
+    pgdata, _ = _embedded_server(data_dir, keep_running)
+    if pgdata not in _embedded_roles:
+        superuser = embedded_url(data_dir, keep_running=keep_running)
+        _embedded_roles[pgdata] = ensure_roles(
+            superuser, EMBEDDED_DB_NAME, secrets_file=data_dir / ROLES_FILE
+        )
+    return _embedded_roles[pgdata]
+
+
+def reader_url(settings: Settings) -> str | None:
+    """The URL `self` queries use: DATABASE_READER_URL, else the embedded cluster's reader.
+
+    None for an external DATABASE_URL without DATABASE_READER_URL, and for an embedded
+    cluster this process has not opened (so resolving `self` never starts a server).
+    """
+    if settings.database_reader_url:
+        return settings.database_reader_url
+    if settings.database_url:
+        return None
+    found = _embedded_roles.get((settings.data_dir / "pg").resolve())
+    return found[1] if found else None
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -24,6 +24,7 @@ from monitoring_core.collectors.system import SystemCollector
 from monitoring_core.enums import Role
 from monitoring_core.ingest.points import MetricPoint
 from monitoring_core.schema import metric_points, metric_series, sql_collectors
+from tests.least_privilege_support import role_urls
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
@@ -168,14 +169,20 @@ def _sql(engine: Engine, query: str, url: str = "self", timeout: float = 5.0) ->
     )
 
 
-def test_it_runs_admin_sql_read_only_with_a_timeout(engine: Engine, database_url: str) -> None:
+def test_it_runs_admin_sql_read_only_with_a_timeout(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = role_urls(database_url)[1]  # `self` and explicit URLs never run as a superuser
+    monkeypatch.setenv("DATABASE_READER_URL", reader)
     with engine.begin() as conn:
         for name, role in [("ann", Role.ADMIN), ("bob", Role.VIEWER), ("cy", Role.VIEWER)]:
             create_user(conn, username=name, password="password123", role=role)
-    query = "SELECT role, count(*) AS value FROM users GROUP BY role ORDER BY role"
-    points = _sql(engine, query, url=database_url).collect(NOW)
+    roles = "(VALUES ('admin'), ('viewer'), ('viewer')) AS u(role)"
+    query = f"SELECT role, count(*) AS value FROM {roles} GROUP BY role ORDER BY role"  # noqa: S608
+    points = _sql(engine, query, url=reader).collect(NOW)
     assert [(p.dimensions["role"], p.value) for p in points] == [("admin", 1.0), ("viewer", 2.0)]
-    assert _sql(engine, "SELECT count(*) FROM users").collect(NOW)[0].value == 3.0
+    mine = "SELECT count(*) FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+    assert _sql(engine, mine).collect(NOW)[0].value == 1.0
     for query, fragment in [
         ("INSERT INTO settings (key, value) VALUES ('x', '1') RETURNING 1", "read-only"),
         ("SELECT 1 AS value; DELETE FROM users", "multiple commands"),
@@ -241,11 +248,16 @@ def _series_values(engine: Engine, name: str) -> list[tuple[dict, float]]:
 
 
 def test_it_records_a_failing_collector_and_carries_on(
-    engine: Engine, metrics_base: str, now: datetime
+    engine: Engine,
+    metrics_base: str,
+    now: datetime,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("DATABASE_READER_URL", role_urls(database_url)[1])  # `self` reads as it
     with engine.begin() as conn:
         for name, kind, url, query, enabled in [
-            ("users", "sql", "self", "SELECT count(*) AS value FROM users", True),
+            ("users", "sql", "self", "SELECT count(*) AS value FROM pg_stat_replication", True),
             ("broken sql", "sql", "self", "SELECT nope FROM nowhere", True),
             ("api", "prometheus_scrape", metrics_base + "/metrics", None, True),
             ("bad scrape", "prometheus_scrape", metrics_base + "/bad", None, True),

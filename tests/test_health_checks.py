@@ -20,6 +20,7 @@ from monitoring_core.health.rules import Outcome
 from monitoring_core.health.runner import receive_ping, run_check_now, run_due_checks
 from monitoring_core.health.store import create_check, get_check, list_flips, update_check
 from monitoring_core.schema import metric_points, metric_series
+from tests.least_privilege_support import role_urls
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
@@ -100,9 +101,10 @@ def test_it_reports_a_closed_port_over_http(closed_port: int) -> None:
 
 
 def test_it_probes_the_database(database_url: str) -> None:
+    database_url = role_urls(database_url)[1]  # checks never run as a superuser
     assert run_probe("database", {"url": database_url}, 2.0).success
     assert run_probe(
-        "database", {"url": database_url, "query": "SELECT count(*) FROM users"}, 2.0
+        "database", {"url": database_url, "query": "SELECT count(*) FROM pg_stat_activity"}, 2.0
     ).success
     slow = run_probe("database", {"url": database_url, "query": "SELECT pg_sleep(2)"}, 0.3)
     assert not slow.success and "statement timeout" in slow.message

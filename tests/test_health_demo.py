@@ -12,6 +12,7 @@ from monitoring_core.demo import health as demo_health
 from monitoring_core.health.runner import run_due_checks
 from monitoring_core.health.store import list_checks, list_flips
 from monitoring_core.schema import health_check_results, metric_series, sql_collectors
+from tests.least_privilege_support import role_urls
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
@@ -38,7 +39,11 @@ def test_it_loads_checks_history_collectors_and_a_pushed_job(engine: Engine, now
     assert len([f for f in flips if f["check_name"] == "Payments partner"]) > len(vendor)
 
 
-def test_it_leaves_checks_the_worker_can_run(engine: Engine, now: datetime) -> None:
+def test_it_leaves_checks_the_worker_can_run(
+    engine: Engine, now: datetime, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's database check is `self`: it runs as the reader role, as under `make run`.
+    monkeypatch.setenv("DATABASE_READER_URL", role_urls(database_url)[1])
     with engine.begin() as conn:
         demo_health.load(conn, days=1, now=now, rng=np.random.default_rng(2))
     report = run_due_checks(engine, now)

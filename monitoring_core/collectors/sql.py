@@ -1,10 +1,13 @@
 """Admin-defined SQL collectors: a query against any database becomes metric points.
 
 The query runs on its own connection in a READ ONLY transaction with a statement timeout, as
-one statement through the extended protocol (so `…; DELETE …` cannot ride along). The column
+one statement through the extended protocol (so `…; DELETE …` cannot ride along), and never
+as a privileged role (`collectors.readonly`). `self` means the monitoring database read as
+the `monitoring_reader` role: `pg_stat_*` and the tables an admin granted, never the secret
+tables. A result of more than MAX_ROWS rows is an error, not a silent truncation. The column
 `value` (or the only numeric column) is the value; `metric_name`, if present, names the
-metric; every other column becomes a dimension. Example: `SELECT plan, count(*) AS value
-FROM users GROUP BY plan`. Use a database role with SELECT rights only, too.
+metric; every other column becomes a dimension. Example: `SELECT state, count(*) AS value
+FROM pg_stat_activity GROUP BY state`.
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
-from monitoring_core.collectors.readonly import run_readonly_query
+from monitoring_core.collectors.readonly import SELF_URL, resolve_url, run_readonly_query
 from monitoring_core.ingest.points import MetricPoint
 
-__all__ = ["MAX_ROWS", "SqlCollector", "rows_to_points"]
+__all__ = ["MAX_ROWS", "SELF_URL", "SqlCollector", "SqlCollectorError", "rows_to_points"]
 
 MAX_ROWS = 1000
 SOURCE_SYSTEM = "sql_collector"
-SELF_URL = "self"  # the monitoring database itself
 
 
 class SqlCollectorError(ValueError):
@@ -91,12 +94,21 @@ class SqlCollector:
         self._self_engine = self_engine
 
     def collect(self, now: datetime) -> list[MetricPoint]:
-        url = self._url
-        if url == SELF_URL and self._self_engine is not None:
-            url = self._self_engine.url.render_as_string(hide_password=False)
+        if self._url == SELF_URL and self._self_engine is not None:
+            self._check_same_database(self._self_engine)
         columns, rows = run_readonly_query(
-            url, self._query, timeout=self._timeout, max_rows=MAX_ROWS
+            self._url, self._query, timeout=self._timeout, max_rows=MAX_ROWS
         )
         return rows_to_points(
             columns, rows, metric_name=self._metric_name, collector=self.name, now=now
         )
+
+    @staticmethod
+    def _check_same_database(engine: Engine) -> None:
+        """`self` must read the database the worker writes: a reader URL elsewhere is a mistake."""
+        reader_database = make_url(resolve_url(SELF_URL)[0]).database
+        if reader_database != engine.url.database:
+            raise SqlCollectorError(
+                f"DATABASE_READER_URL names database {reader_database!r}, "
+                f"but the monitoring database is {engine.url.database!r}"
+            )

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from monitoring_core.audit import record_audit
-from monitoring_core.collectors.sql import SELF_URL
+from monitoring_core.collectors.readonly import SELF_URL, database_url_error
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.schema import sql_collectors
 
@@ -43,13 +43,7 @@ def _url_error(kind: str, url: Any) -> str | None:
         parts = urlsplit(url)
         ok = parts.scheme in ("http", "https") and bool(parts.netloc)
         return None if ok else "must be an http:// or https:// URL of a /metrics endpoint"
-    if url == SELF_URL:
-        return None
-    try:
-        make_url(url)
-    except ArgumentError:
-        return "must be a SQLAlchemy URL (postgresql+psycopg://…) or 'self'"
-    return None
+    return database_url_error(url)
 
 
 def _field_errors(merged: dict[str, Any]) -> list[ItemError]:

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Connection, insert, update
 
 from monitoring_core.config import load_settings
+from monitoring_core.db import grant_reader_select
 from monitoring_core.enums import CheckStatus
 from monitoring_core.health.rules import Outcome, transition
 from monitoring_core.health.runner import check_points
@@ -213,12 +214,13 @@ def _collectors(conn: Connection) -> int:
     api = f"http://localhost:{load_settings().api_port}"
     rows: list[dict[str, Any]] = [
         {
-            "name": "Users by role",
+            "name": "Connections by state",
             "kind": "sql",
             "url": "self",
-            "metric_name": "platform_users",
+            "metric_name": "db_connections_by_state",
             "interval_seconds": 300,
-            "query": "SELECT role, count(*) AS value FROM users GROUP BY role",
+            "query": "SELECT coalesce(state, backend_type) AS state, count(*) AS value"
+            " FROM pg_stat_activity GROUP BY 1",
         },
         {
             "name": "Business events last hour",
@@ -238,13 +240,15 @@ def _collectors(conn: Connection) -> int:
         },
     ]
     conn.execute(insert(sql_collectors), rows)
+    # `self` runs as the reader role, which reads only what an admin granted it.
+    grant_reader_select(conn, ["business_events"])
     return len(rows)
 
 
 def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator) -> dict[str, int]:
     """Checks with `days` of history, three collectors and a pushed job's points."""
     api = f"http://localhost:{load_settings().api_port}"
-    db_url = conn.engine.url.render_as_string(hide_password=False)
+    db_url = "self"  # the reader role: a check never stores the application's credentials
     start = now - timedelta(days=days)
     results = points = 0
     specs = _checks(api, db_url)

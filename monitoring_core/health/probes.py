@@ -74,7 +74,7 @@ def probe_database(config: dict[str, Any], timeout: float) -> Outcome:
     query = str(config.get("query") or "SELECT 1")
     start = time.perf_counter()
     try:
-        run_readonly_query(str(config["url"]), query, timeout=timeout, max_rows=1)
+        run_readonly_query(str(config["url"]), query, timeout=timeout, max_rows=1, truncate=True)
     except Exception as exc:  # noqa: BLE001 - any driver error is the check's failure
         return Outcome(False, _db_error(exc), _ms(start))
     elapsed = _ms(start)

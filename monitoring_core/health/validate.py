@@ -1,4 +1,4 @@
-"""Validation of health check bodies (CONTRACT §4 `health_checks` fields); pure.
+"""Validation of health check bodies (docs/API.md `health_checks` fields); pure.
 
 Errors are collected per field and raised together as `InvalidItems` (the API's 422 body).
 """
@@ -8,9 +8,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
+from monitoring_core.collectors.readonly import database_url_error
 from monitoring_core.health.custom import CUSTOM_CHECKS
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 
@@ -102,10 +100,8 @@ def _check_tcp(config: dict[str, Any], errors: _Errors) -> None:
 
 
 def _check_database(config: dict[str, Any], errors: _Errors) -> None:
-    try:
-        make_url(str(config.get("url", "")))
-    except ArgumentError:
-        errors.add("check_config.url", "must be a SQLAlchemy URL, e.g. postgresql+psycopg://…")
+    if message := database_url_error(config.get("url")):
+        errors.add("check_config.url", message)
     if "query" in config and not isinstance(config["query"], str):
         errors.add("check_config.query", "must be a string")
 
