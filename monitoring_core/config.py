@@ -28,6 +28,10 @@ class Settings:
     demo: bool = True
     database_reader_url: str | None = None  # the read-only role for `self` queries
 
+    # outbound targets (monitoring_core.outbound): refuse private/loopback ranges too, and an
+    # allow-list of host names, .suffix names and CIDRs (empty: no allow-list)
+    outbound_deny_private: bool = False
+    outbound_allow: tuple[str, ...] = ()
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.tz_name)
@@ -84,6 +88,11 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def _tz(env: Mapping[str, str]) -> str:
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks dropped."""
+    return tuple(item.strip() for item in (_read(env, name) or "").split(",") if item.strip())
+
+
     name = _read(env, "MONITORING_TZ") or "Europe/London"
     try:
         ZoneInfo(name)
@@ -119,3 +128,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         demo=_bool(env, "DEMO", True),
         database_reader_url=_database_url(env, "DATABASE_READER_URL"),
     )
+        outbound_deny_private=_bool(env, "MONITORING_OUTBOUND_DENY_PRIVATE", False),
+        outbound_allow=_list(env, "MONITORING_OUTBOUND_ALLOW"),

@@ -28,6 +28,7 @@ ORDER = [
     "wedding_calendar",
     "roles",
     "audit",
+    "outbound",
     "accounts",
     "partitions",
     "migrate",

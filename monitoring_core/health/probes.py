@@ -2,30 +2,42 @@
 
 Timeouts apply per network operation (connect, each read), like urllib's and libpq's; a run
 whose total time exceeds `timeout_seconds` is also judged a failure. Bodies are read up to
-MAX_BODY_BYTES for the keyword search.
+MAX_BODY_BYTES for the keyword search and never stored.
+
+HTTP and TCP targets go through the outbound policy (`monitoring_core.outbound`): no
+link-local or cloud metadata address, redirects only when the check sets `follow_redirects`,
+and no header that only a metadata service asks for.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from monitoring_core import outbound
 from monitoring_core.collectors.readonly import run_readonly_query
 from monitoring_core.health.custom import run_custom
 from monitoring_core.health.rules import Outcome, evaluate_http
 
-__all__ = ["MAX_BODY_BYTES", "PROBES", "run_probe"]
+__all__ = ["MAX_BODY_BYTES", "METADATA_HEADERS", "PROBES", "run_probe"]
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1_048_576
-# No proxies from the environment: checks measure the service, not a proxy in between.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Headers that cloud metadata services require precisely so that a forwarded request fails.
+METADATA_HEADERS = frozenset(
+    {
+        "metadata-flavor",
+        "metadata",
+        "x-google-metadata-request",
+        "x-aws-ec2-metadata-token",
+        "x-aws-ec2-metadata-token-ttl-seconds",
+    }
+)
 
 
 def _ms(start: float) -> float:
@@ -35,11 +47,20 @@ def _ms(start: float) -> float:
 def probe_http(config: dict[str, Any], timeout: float) -> Outcome:
     method = str(config.get("method", "GET")).upper()
     headers = {"User-Agent": "wedding-monitoring-health/1.0", **config.get("headers", {})}
+    refused = sorted(h for h in headers if str(h).lower() in METADATA_HEADERS)
+    if refused:
+        return Outcome(False, f"refused: header {refused[0]} is for cloud metadata services")
     request = urllib.request.Request(str(config["url"]), method=method, headers=headers)
+    follow = bool(config.get("follow_redirects", False))
     start = time.perf_counter()
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        # No proxies from the environment: checks measure the service, not a proxy in between.
+        with outbound.open_url(
+            request, timeout=timeout, policy=outbound.current_policy(), follow_redirects=follow
+        ) as response:
             status, raw = response.status, response.read(MAX_BODY_BYTES)
+    except outbound.TargetRefused as exc:
+        return Outcome(False, f"refused: {exc}", _ms(start))
     except urllib.error.HTTPError as exc:  # 4xx/5xx still answer: judge them like the rest
         status, raw = exc.code, exc.read(MAX_BODY_BYTES)
         exc.close()
@@ -61,8 +82,10 @@ def probe_tcp(config: dict[str, Any], timeout: float) -> Outcome:
     host, port = str(config["host"]), int(config["port"])
     start = time.perf_counter()
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with outbound.connect_tcp((host, port), timeout, policy=outbound.current_policy()):
             elapsed = _ms(start)
+    except outbound.TargetRefused as exc:
+        return Outcome(False, f"refused: {exc}", _ms(start))
     except TimeoutError:
         return Outcome(False, f"timed out connecting to {host}:{port}", _ms(start))
     except OSError as exc:

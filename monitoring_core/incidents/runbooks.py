@@ -3,7 +3,10 @@
 Steps are `{"title", "kind", "config", "wedding_day_safe"}`:
 - `manual`: a checklist item; running it records who ticked it off.
 - `http`: a call to the URL configured in the runbook (`{url, method?, expected_status?,
-  timeout_s?}`); never a URL typed at run time.
+  timeout_s?, follow_redirects?}`); never a URL typed at run time. The outbound policy applies
+  (`monitoring_core.outbound`), redirects are not followed unless the step says so, and the
+  timeline gets the status, size and SHA-256 of the answer, never its body (viewers read the
+  timeline; the body may be anything the target chose to say).
 - `notify`: a message through the notification outbox (`{channels, message}`).
 - `health_check`: re-runs a health check now (`{check_id}`) through the health runner.
 
@@ -17,6 +20,7 @@ Flows own their transactions: network calls never happen inside one.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
+from monitoring_core import outbound
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import Role
 from monitoring_core.incidents.queries import linked_alerts, linked_error_groups
@@ -56,6 +61,7 @@ __all__ = [
 STEP_KINDS = ("manual", "http", "notify", "health_check")
 _METHODS = ("GET", "HEAD", "POST")
 _OUTPUT_CHARS = 500
+_MAX_READ_BYTES = 1_048_576  # hashed and counted, never stored
 
 
 class ExecutionRefused(ValueError):
@@ -326,15 +332,30 @@ def _http(cfg: Mapping[str, Any]) -> tuple[bool, str]:
     expected = cfg.get("expected_status")
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=float(cfg.get("timeout_s", 10))) as reply:
-            status, text = reply.status, reply.read(_OUTPUT_CHARS).decode("utf-8", "replace")
+        with outbound.open_url(
+            request,
+            timeout=float(cfg.get("timeout_s", 10)),
+            policy=outbound.current_policy(),
+            follow_redirects=bool(cfg.get("follow_redirects", False)),
+        ) as reply:
+            status, raw = reply.status, reply.read(_MAX_READ_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        status, text = exc.code, str(exc.reason)
+        status, raw = exc.code, exc.read(_MAX_READ_BYTES + 1)
+        exc.close()
+    except outbound.TargetRefused as exc:
+        return False, f"{method} {cfg['url']} refused: {exc}"[:_OUTPUT_CHARS]
     except (urllib.error.URLError, OSError) as exc:
-        return False, f"{method} {cfg['url']} failed: {exc}"
+        return False, f"{method} {cfg['url']} failed: {exc}"[:_OUTPUT_CHARS]
     ms = (time.perf_counter() - started) * 1000
     ok = status == expected if isinstance(expected, int) else 200 <= status < 300
-    return ok, f"{method} {cfg['url']} -> {status} in {ms:.0f} ms: {text}"[:_OUTPUT_CHARS]
+    return ok, f"{method} {cfg['url']} -> {status} in {ms:.0f} ms, {_digest(raw)}"[:_OUTPUT_CHARS]
+
+
+def _digest(raw: bytes) -> str:
+    """Size and hash of an answer: enough to tell answers apart without showing one."""
+    if len(raw) > _MAX_READ_BYTES:
+        return f"over {_MAX_READ_BYTES} bytes"
+    return f"{len(raw)} bytes, sha256 {hashlib.sha256(raw).hexdigest()}"
 
 
 def _perform(
