@@ -28,7 +28,7 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from monitoring_core.rollup_read import floor_to, percentile_frame, q_name, range_source
-from monitoring_core.timerange import TimeRange
+from monitoring_core.timerange import TimeRange, parse_interval
 
 __all__ = ["AGGREGATIONS", "live_points", "parse_interval", "query_metric"]
 
@@ -40,21 +40,6 @@ _SIMPLE = {
     "sum": "sum(sum)",
     "count": "sum(count)::float8",
 }
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_interval(interval: timedelta | str) -> timedelta:
-    """'30s', '5m', '1h', '1d', '1w' or a timedelta -> timedelta; ValueError otherwise."""
-    if isinstance(interval, timedelta):
-        step = interval
-    else:
-        try:
-            step = timedelta(seconds=int(interval[:-1]) * _UNITS[interval[-1]])
-        except (KeyError, ValueError, IndexError) as exc:
-            raise ValueError(f"interval must look like 1m, 5m, 1h, 1d; got {interval!r}") from exc
-    if step <= timedelta(0):
-        raise ValueError("interval must be positive")
-    return step
 
 
 def _series_filter(

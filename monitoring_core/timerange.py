@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["PRESETS", "TimeRange", "parse_time_range", "pick_interval"]
+__all__ = [
+    "MAX_INTERVAL",
+    "PRESETS",
+    "TimeRange",
+    "parse_interval",
+    "parse_time_range",
+    "pick_interval",
+]
 
 PRESETS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
@@ -69,3 +77,27 @@ def pick_interval(tr: TimeRange) -> timedelta:
         if tr.duration / step <= 400:
             return step
     return timedelta(days=1) if tr.duration > timedelta(days=60) else timedelta(hours=6)
+
+
+MAX_INTERVAL = timedelta(days=366)  # the longest bucket or window any route accepts
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_INTERVAL = re.compile(r"([0-9]{1,6})([smhdw])")  # ASCII digits: int() also reads "٥", "+5"
+
+
+def parse_interval(interval: timedelta | str, *, maximum: timedelta = MAX_INTERVAL) -> timedelta:
+    """'30s', '5m', '1h', '1d', '2w' (or a timedelta), from 1 s to `maximum`; ValueError else."""
+    if isinstance(interval, timedelta):
+        step = interval
+    else:
+        match = _INTERVAL.fullmatch(interval)
+        if match is None:
+            raise ValueError(
+                f"interval must look like 30s, 5m, 1h, 1d or 1w; got {interval[:40]!r}"
+            )
+        number, unit = match.groups()
+        step = timedelta(seconds=int(number) * _UNITS[unit])  # < 1e6 weeks: timedelta holds it
+    if step <= timedelta(0):
+        raise ValueError("interval must be positive")
+    if step > maximum:
+        raise ValueError(f"interval must be at most {maximum.days} days")
+    return step

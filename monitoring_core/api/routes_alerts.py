@@ -38,6 +38,7 @@ from monitoring_core.api.admin_io import (
     run_tx,
 )
 from monitoring_core.api.deps import require_admin, require_any_key
+from monitoring_core.api.params import Id
 from monitoring_core.audit import record_audit
 from monitoring_core.flows import alert_actions as actions
 from monitoring_core.notify import service as notify_service
@@ -104,7 +105,7 @@ async def post_rule(request: Request) -> Response:
 
 
 @admin.put(RULES + "/{rule_id}", summary="Change an alert rule (the fields given)")
-async def put_rule(request: Request, rule_id: int) -> Response:
+async def put_rule(request: Request, rule_id: Id) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
     try:
         rule = await _tx(
@@ -119,7 +120,7 @@ async def put_rule(request: Request, rule_id: int) -> Response:
 
 
 @admin.delete(RULES + "/{rule_id}", status_code=204, summary="Delete an alert rule")
-async def remove_rule(request: Request, rule_id: int) -> Response:
+async def remove_rule(request: Request, rule_id: Id) -> Response:
     actor, now = _actor(request), _now()
     await _tx(
         request,
@@ -129,7 +130,7 @@ async def remove_rule(request: Request, rule_id: int) -> Response:
 
 
 @admin.post(RULES + "/{rule_id}/test", summary="When the rule would have fired (sends nothing)")
-async def test_rule(request: Request, rule_id: int) -> Response:
+async def test_rule(request: Request, rule_id: Id) -> Response:
     """Body or query: `timeRange` (1h|24h|7d…, default 24h) or `from`/`to`."""
     body = await _object(request)
     params = {**request.query_params, **{k: v for k, v in body.items() if isinstance(v, str)}}
@@ -163,7 +164,7 @@ async def active_alerts(request: Request) -> Response:
 
 
 @admin.post("/api/admin/alerts/{instance_id}/acknowledge", summary="Acknowledge: stop escalation")
-async def acknowledge(request: Request, instance_id: int) -> Response:
+async def acknowledge(request: Request, instance_id: Id) -> Response:
     actor, now = _actor(request), _now()
     return _json(
         await _tx(
@@ -178,7 +179,7 @@ async def acknowledge(request: Request, instance_id: int) -> Response:
 @admin.post(
     "/api/admin/alerts/{instance_id}/suppress", summary="Suppress notifications for a while"
 )
-async def suppress(request: Request, instance_id: int) -> Response:
+async def suppress(request: Request, instance_id: Id) -> Response:
     """Body: `{minutes (or duration_minutes), reason}`."""
     body, actor, now = await _object(request), _actor(request), _now()
     minutes = body.get("minutes", body.get("duration_minutes"))
@@ -211,7 +212,7 @@ async def suppress(request: Request, instance_id: int) -> Response:
 
 
 @admin.post("/api/admin/alerts/{instance_id}/escalate", summary="Climb one escalation step now")
-async def escalate(request: Request, instance_id: int) -> Response:
+async def escalate(request: Request, instance_id: Id) -> Response:
     actor, now, settings = _actor(request), _now(), request.app.state.settings
     return _json(
         await _tx(
@@ -263,12 +264,12 @@ async def post_channel(request: Request) -> Response:
 
 
 @admin.put("/api/admin/channels/{channel_id}", summary="Change a channel")
-async def put_channel(request: Request, channel_id: int) -> Response:
+async def put_channel(request: Request, channel_id: Id) -> Response:
     return await _save_channel(request, channel_id)
 
 
 @admin.delete("/api/admin/channels/{channel_id}", status_code=204, summary="Delete a channel")
-async def remove_channel(request: Request, channel_id: int) -> Response:
+async def remove_channel(request: Request, channel_id: Id) -> Response:
     """409 while a rule, escalation policy or runbook uses it or it has delivery history
     (disable it instead: `PUT … {"is_enabled": false}`)."""
     actor, now = _actor(request), _now()
@@ -282,7 +283,7 @@ async def remove_channel(request: Request, channel_id: int) -> Response:
 
 
 @admin.post("/api/admin/channels/{channel_id}/test", summary="Send a test notification now")
-async def test_channel(request: Request, channel_id: int) -> Response:
+async def test_channel(request: Request, channel_id: Id) -> Response:
     """The attempt is recorded like any delivery (the Settings page's test send does the same)."""
     try:
         result = await run_in_threadpool(
@@ -353,7 +354,7 @@ async def post_silence(request: Request) -> Response:
 
 
 @admin.delete("/api/admin/silences/{silence_id}", status_code=204, summary="Remove a silence")
-async def remove_silence(request: Request, silence_id: int) -> Response:
+async def remove_silence(request: Request, silence_id: Id) -> Response:
     actor, now = _actor(request), _now()
     deleted = await _tx(
         request,

@@ -27,6 +27,7 @@ from monitoring_core.api.deps import (
     require_read,
     sentry_key,
 )
+from monitoring_core.api.params import Id
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import key_actor
 from monitoring_core.errors.batcher import GroupCommit
@@ -372,7 +373,7 @@ def errors_groups(
 @router.get("/api/monitoring/errors/groups/{group_id}", dependencies=[Depends(require_read)])
 def errors_group(
     request: Request,
-    group_id: int,
+    group_id: Id,
     time_range: str | None = Query("7d", alias="timeRange"),
     start: str | None = Query(None, alias="from"),
     end: str | None = Query(None, alias="to"),
@@ -405,7 +406,7 @@ def errors_correlate(request: Request, body: Annotated[dict[str, Any], Body()]) 
 @router.post("/api/admin/errors/groups/{group_id}/{action}")
 def errors_group_action(
     request: Request,
-    group_id: int,
+    group_id: Id,
     action: str,
     key: Annotated[ApiKey, Depends(require_admin)],
     body: Annotated[dict[str, Any] | None, Body()] = None,

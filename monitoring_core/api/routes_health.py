@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.admin_io import actor_of
 from monitoring_core.api.body import parse_json, read_body
 from monitoring_core.api.deps import require_admin, require_ingest, require_read
+from monitoring_core.api.params import ID_MAX, ExitStatus, Id
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
 from monitoring_core.collectors.store import list_collectors, public_collector, save_collector
@@ -77,7 +78,7 @@ async def list_health(request: Request) -> Response:
 @admin.get(ADMIN + "/history", summary="Results of one check, or status flips of all")
 async def health_history(
     request: Request,
-    check_id: int | None = None,
+    check_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
     kind: str | None = None,
     timeRange: str | None = None,
 ) -> Response:
@@ -118,7 +119,7 @@ async def add_check(request: Request) -> Response:
 
 
 @admin.put(ADMIN + "/checks/{check_id}", summary="Change a health check")
-async def change_check(request: Request, check_id: int) -> Response:
+async def change_check(request: Request, check_id: Id) -> Response:
     body = await _json_body(request)
     actor = actor_of(request)
     saved = await run_in_threadpool(
@@ -130,7 +131,7 @@ async def change_check(request: Request, check_id: int) -> Response:
 
 
 @admin.post(ADMIN + "/checks/{check_id}/run", summary="Run a check now and record it")
-async def run_now(request: Request, check_id: int) -> Response:
+async def run_now(request: Request, check_id: Id) -> Response:
     run = await run_in_threadpool(run_check_now, request.app.state.engine, check_id, _now())
     if run is None:
         raise HTTPException(404, f"no health check with id {check_id}")
@@ -173,7 +174,7 @@ async def add_collector(request: Request) -> Response:
 
 
 @admin.put(COLLECTORS + "/{collector_id}", summary="Change a collector")
-async def change_collector(request: Request, collector_id: int) -> Response:
+async def change_collector(request: Request, collector_id: Id) -> Response:
     body = await _json_body(request)
     actor = actor_of(request)
     saved = await run_in_threadpool(_save_collector, request.app, body, collector_id, actor)
@@ -231,12 +232,10 @@ async def heartbeat_fail(request: Request, token: str) -> PlainTextResponse:
 
 @_multi_method(pings, "/api/monitoring/heartbeat/{token}/{exit_status}", _PING_METHODS)
 async def heartbeat_exit_status(
-    request: Request, token: str, exit_status: str
+    request: Request, token: str, exit_status: ExitStatus
 ) -> PlainTextResponse:
     """Healthchecks.io's exit-status ping (`job.sh; curl …/$?`): 0 succeeds, 1–255 fails."""
-    if not exit_status.isdigit() or int(exit_status) > 255:
-        return PlainTextResponse("exit status must be 0-255", status_code=400)
-    return await _ping_response(request, token, "success" if int(exit_status) == 0 else "fail")
+    return await _ping_response(request, token, "success" if exit_status == 0 else "fail")
 
 
 # ---------------------------------------------------------------- live

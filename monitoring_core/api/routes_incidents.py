@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from monitoring_core import clock
 from monitoring_core.api.admin_io import ErrorStatuses, actor_of, read_json_object, run_tx
 from monitoring_core.api.deps import require_admin, require_read
+from monitoring_core.api.params import Id, Position
 from monitoring_core.incidents import postmortem, runbooks, service
 from monitoring_core.incidents.lifecycle import TransitionRefused
 from monitoring_core.incidents.queries import (
@@ -140,7 +141,7 @@ async def get_report(request: Request) -> Response:
     BASE + "/{incident_id}",
     summary="One incident with its timeline (?public=true: public entries only), alerts, errors",
 )
-async def get_incident(request: Request, incident_id: int) -> Response:
+async def get_incident(request: Request, incident_id: Id) -> Response:
     now, internal = _now(), request.query_params.get("public") != "true"
     detail = await _tx(
         request,
@@ -152,7 +153,7 @@ async def get_incident(request: Request, incident_id: int) -> Response:
 
 
 @admin.put(BASE + "/{incident_id}", summary="Change severity, impact, services, users, tags")
-async def put_incident(request: Request, incident_id: int) -> Response:
+async def put_incident(request: Request, incident_id: Id) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
     return await _act(
         request,
@@ -166,7 +167,7 @@ async def put_incident(request: Request, incident_id: int) -> Response:
 
 
 @admin.put(BASE + "/{incident_id}/status", summary="Move along open → … → closed")
-async def put_status(request: Request, incident_id: int) -> Response:
+async def put_status(request: Request, incident_id: Id) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
     status, message = body.get("status"), body.get("message", "")
     if not isinstance(status, str) or not isinstance(message, str):
@@ -189,7 +190,7 @@ async def put_status(request: Request, incident_id: int) -> Response:
 
 
 @admin.post(BASE + "/{incident_id}/timeline", status_code=201, summary="Add a timeline entry")
-async def post_timeline(request: Request, incident_id: int) -> Response:
+async def post_timeline(request: Request, incident_id: Id) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
     message, public, kind = (
         body.get("message"),
@@ -223,7 +224,7 @@ async def post_timeline(request: Request, incident_id: int) -> Response:
 
 
 @admin.post(BASE + "/{incident_id}/resolve", summary="Resolve with a summary")
-async def post_resolve(request: Request, incident_id: int) -> Response:
+async def post_resolve(request: Request, incident_id: Id) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
     summary, cause = body.get("resolution_summary"), body.get("root_cause")
     if not isinstance(summary, str) or (cause is not None and not isinstance(cause, str)):
@@ -246,7 +247,7 @@ async def post_resolve(request: Request, incident_id: int) -> Response:
 
 
 @admin.post(BASE + "/{incident_id}/acknowledge", summary="Acknowledge (stops escalation)")
-async def post_acknowledge(request: Request, incident_id: int) -> Response:
+async def post_acknowledge(request: Request, incident_id: Id) -> Response:
     actor, now = _actor(request), _now()
     return await _act(
         request,
@@ -262,7 +263,7 @@ async def post_acknowledge(request: Request, incident_id: int) -> Response:
 @admin.post(
     BASE + "/{incident_id}/postmortem", summary="Draft the post-incident report and store it"
 )
-async def post_postmortem(request: Request, incident_id: int) -> Response:
+async def post_postmortem(request: Request, incident_id: Id) -> Response:
     actor, now = _actor(request), _now()
     markdown = await _tx(
         request,
@@ -274,7 +275,7 @@ async def post_postmortem(request: Request, incident_id: int) -> Response:
 
 
 @admin.get(BASE + "/{incident_id}/postmortem", summary="The stored post-incident report (Markdown)")
-async def get_postmortem(request: Request, incident_id: int) -> Response:
+async def get_postmortem(request: Request, incident_id: Id) -> Response:
     row = await _tx(request, lambda c: service.load_incident(c, incident_id=incident_id))
     if not row["postmortem_markdown"]:
         raise HTTPException(404, "no post-incident report yet; POST to draft one")
@@ -302,7 +303,7 @@ async def post_runbook(request: Request) -> Response:
     summary="Run a runbook step (or request approval)",
 )
 async def post_runbook_step(
-    request: Request, incident_id: int, runbook_id: int, step_index: int
+    request: Request, incident_id: Id, runbook_id: Id, step_index: Position
 ) -> Response:
     actor, now, engine = _actor(request), _now(), request.app.state.engine
     tz = request.app.state.settings.tz
@@ -330,7 +331,7 @@ async def post_runbook_step(
     "/api/admin/runbook-executions/{execution_id}/approve",
     summary="Approve a waiting runbook step (a second key/person), which then runs",
 )
-async def post_approve(request: Request, execution_id: int) -> Response:
+async def post_approve(request: Request, execution_id: Id) -> Response:
     actor, now, engine = _actor(request), _now(), request.app.state.engine
     try:
         ex = await run_in_threadpool(

@@ -16,7 +16,12 @@ import orjson
 
 from monitoring_core.ingest.metrics import MetricBatch, SeriesKey
 from monitoring_core.ingest.points import MetricPoint
-from monitoring_core.prometheus.parser import MEMO_LIMIT, Exposition, ExpositionError
+from monitoring_core.prometheus.parser import (
+    MAX_LABEL_VALUE,
+    MEMO_LIMIT,
+    Exposition,
+    ExpositionError,
+)
 
 __all__ = [
     "GroupingKeyError",
@@ -58,6 +63,9 @@ def parse_grouping_key(segments: list[str]) -> dict[str, str]:
             raise GroupingKeyError(f"invalid label name {name[:40]!r}")
         if name in key:
             raise GroupingKeyError(f"label {name!r} appears twice in the grouping key")
+        if "\x00" in value or len(value) > MAX_LABEL_VALUE:
+            # Base64 values can carry what the URL guard never sees: Postgres cannot store NUL.
+            raise GroupingKeyError(f"label {name!r}: at most {MAX_LABEL_VALUE} characters, no NUL")
         key[name] = value
     if next(iter(key)) != "job" or not key["job"]:
         raise GroupingKeyError("the grouping key must start with a non-empty job")
