@@ -60,7 +60,6 @@ class JobState:
     last_ok: bool | None = None
     last_message: str | None = None
     last_duration_ms: float | None = None
-    skipped_not_leader: int = 0
 
     def as_status(self) -> dict[str, Any]:
         return {
@@ -89,7 +88,6 @@ class Worker:
         if not force and time.monotonic() < state.not_before:
             return None
         if job.singleton and not self.locks.acquire(job.name):
-            state.skipped_not_leader += 1
             return None
         started, t0 = datetime.now(UTC), time.perf_counter()
         try:

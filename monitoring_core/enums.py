@@ -12,7 +12,6 @@ __all__ = [
     "ErrorLevel",
     "IncidentSeverity",
     "IncidentStatus",
-    "OutboxStatus",
     "Role",
     "Severity",
     "WeddingImpact",
@@ -69,13 +68,6 @@ class AlertStatus(StrEnum):
     RESOLVED = "resolved"
     EXPIRED = "expired"
     NO_DATA = "no_data"
-
-
-class OutboxStatus(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
 
 
 class IncidentSeverity(StrEnum):

@@ -52,7 +52,6 @@ __all__ = [
 
 S = AlertStatus
 ACTIVE = frozenset({S.PENDING, S.FIRING, S.ACKNOWLEDGED, S.SUPPRESSED, S.NO_DATA})
-_NOTIFIED_ACTIVE = frozenset({S.FIRING, S.ACKNOWLEDGED, S.NO_DATA})
 WEEK = timedelta(days=7)
 _HALF_HOUR = timedelta(minutes=30)
 

@@ -6,13 +6,12 @@ Rule bodies use the `alert_configurations` field names of docs/API.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from monitoring_core.alerts.engine import ACTIVE, AlertState, Decision
+from monitoring_core.alerts.engine import ACTIVE, AlertState
 from monitoring_core.alerts.rules import RuleInvalid, parse_condition
 from monitoring_core.enums import Severity
 from monitoring_core.schema import (
@@ -357,12 +356,3 @@ def list_alert_history(
     if severity:
         query = query.where(alert_rules.c.severity_level == severity)
     return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def decision_as_dict(decision: Decision) -> dict[str, Any]:
-    """For logs and the rule test endpoint."""
-    return {
-        "state": asdict(decision.state),
-        "notify": decision.notify,
-        "severity": decision.severity,
-    }

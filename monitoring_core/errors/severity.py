@@ -28,7 +28,6 @@ from monitoring_core.wedding_calendar import SEVERITY_ORDER, is_wedding_day, rai
 __all__ = [
     "INCIDENT_MAX_AGE",
     "INCIDENT_POLICY_SETTING",
-    "SENTRY_LEVEL_SEVERITY",
     "IncidentPolicy",
     "classify_severity",
     "incident_for_error",
@@ -36,14 +35,6 @@ __all__ = [
     "parse_incident_policy",
 ]
 
-SENTRY_LEVEL_SEVERITY: dict[str, Severity] = {
-    "fatal": Severity.CRITICAL,
-    "critical": Severity.CRITICAL,
-    "error": Severity.HIGH,
-    "warning": Severity.MEDIUM,
-    "info": Severity.LOW,
-    "debug": Severity.INFO,
-}
 _LAYER_SEVERITY: dict[str, Severity] = {
     ErrorLevel.DATABASE: Severity.HIGH,
     ErrorLevel.API: Severity.MEDIUM,

@@ -39,7 +39,6 @@ from monitoring_core.ingest.points import MetricPoint, store_points
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "ROUND_BUDGET_S",
-    "PING_KINDS",
     "RoundReport",
     "check_points",
     "decide",
@@ -187,9 +186,6 @@ def run_check_now(engine: Engine, check_id: int, now: datetime) -> Run | None:
     with engine.begin() as conn:
         runs = record_outcomes(conn, outcomes, now)
     return runs[0] if runs else None
-
-
-PING_KINDS = ("success", "start", "fail")
 
 
 def receive_ping(conn: Connection, token: str, kind: str, now: datetime) -> Run | None:

@@ -30,7 +30,6 @@ __all__ = [
     "list_results",
     "lock_checks",
     "record_ping",
-    "record_run",
     "record_runs",
     "uptimes",
     "update_check",
@@ -189,10 +188,6 @@ def record_runs(conn: Connection, runs: list[Run], now: datetime) -> None:
     flips = [_flip_row(r.check.id, r.transition.flip, now) for r in runs if r.transition.flip]
     if flips:
         conn.execute(insert(health_check_flips), flips)
-
-
-def record_run(conn: Connection, run: Run, now: datetime) -> None:
-    record_runs(conn, [run], now)
 
 
 def _update_state(conn: Connection, run: Run, now: datetime) -> None:

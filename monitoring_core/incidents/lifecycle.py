@@ -29,7 +29,6 @@ __all__ = [
     "ACTIVE_STATUSES",
     "ESCALATED_SEVERITIES",
     "TRANSITIONS",
-    "WEDDING_IMPACT_HELP",
     "ResponseTarget",
     "TransitionRefused",
     "check_transition",
@@ -49,14 +48,6 @@ TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
     S.MITIGATING: frozenset({S.INVESTIGATING, S.RESOLVED}),
     S.RESOLVED: frozenset({S.CLOSED, S.INVESTIGATING}),
     S.CLOSED: frozenset(),
-}
-
-WEDDING_IMPACT_HELP = {
-    WeddingImpact.NONE: "no couple or supplier affected",
-    WeddingImpact.LOW: "a few users notice, no wedding at risk",
-    WeddingImpact.MEDIUM: "planning tools degraded for many users",
-    WeddingImpact.HIGH: "suppliers or couples blocked on a wedding-related task",
-    WeddingImpact.WEDDING_DAY_CRITICAL: "a wedding taking place today is affected",
 }
 
 

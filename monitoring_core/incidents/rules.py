@@ -12,7 +12,6 @@ from monitoring_core.wedding_calendar import is_wedding_day
 __all__ = [
     "NUMBER_PATTERN",
     "SOURCES",
-    "TIMELINE_KINDS",
     "default_wedding_impact",
     "format_incident_number",
     "incident_year",
@@ -23,23 +22,6 @@ __all__ = [
 
 NUMBER_PATTERN = re.compile(r"^INC-(\d{4})-(\d{4,})$")
 SOURCES = frozenset({"alert", "error", "health_check", "manual"})
-# Kinds the system writes itself; people may add others (notes, updates) with their own kind.
-TIMELINE_KINDS = frozenset(
-    {
-        "opened",
-        "alert_linked",
-        "error_group_linked",
-        "alert_acknowledged",
-        "alert_resolved",
-        "status_changed",
-        "severity_changed",
-        "assigned",
-        "escalated",
-        "note",
-        "resolved",
-        "closed",
-    }
-)
 
 
 def format_incident_number(year: int, sequence: int) -> str:

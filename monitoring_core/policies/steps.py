@@ -12,8 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 __all__ = [
-    "DEFAULT_POLICY",
-    "WEDDING_DAY_POLICY",
     "Step",
     "due_steps",
     "parse_steps",
@@ -25,14 +23,6 @@ __all__ = [
 class Step:
     after_minutes: float
     channels: tuple[int, ...]
-
-
-# Named step templates; channel ids are filled in when the demo or an admin creates them.
-DEFAULT_POLICY = {"name": "Default", "steps": [(0, "on-call"), (15, "platform lead"), (60, "CTO")]}
-WEDDING_DAY_POLICY = {
-    "name": "Wedding day",
-    "steps": [(0, "on-call + platform lead"), (5, "CTO + emergency contacts"), (15, "everyone")],
-}
 
 
 def parse_steps(raw: Any) -> list[Step]:
