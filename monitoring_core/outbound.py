@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from monitoring_core.config import Settings, load_settings
 
 __all__ = [
+    "METADATA_HEADERS",
     "METADATA_HOSTS",
     "OutboundPolicy",
     "TargetRefused",
@@ -35,6 +36,7 @@ __all__ = [
     "check_target",
     "connect_tcp",
     "current_policy",
+    "literal_refusal",
     "open_url",
     "refusal",
 ]
@@ -49,6 +51,16 @@ METADATA_HOSTS = frozenset(
         "metadata.goog",
         "instance-data",
         "instance-data.ec2.internal",
+    }
+)
+# Headers that metadata services require precisely so that a forwarded request fails.
+METADATA_HEADERS = frozenset(
+    {
+        "metadata-flavor",
+        "metadata",
+        "x-google-metadata-request",
+        "x-aws-ec2-metadata-token",
+        "x-aws-ec2-metadata-token-ttl-seconds",
     }
 )
 _ALWAYS_DENIED = tuple(
@@ -130,6 +142,20 @@ def refusal(host: str, address: IPAddress, policy: OutboundPolicy) -> str | None
     if policy.deny_private and private and not listed:
         return f"{host} resolves to {address}, a private or loopback address"
     return None
+
+
+def literal_refusal(host: str) -> str | None:
+    """What can be refused without resolving (for validation, a 422 at once): a metadata host
+    name, or an address literal in an always-refused range. Pure."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return (
+            f"{host} is a cloud metadata host"
+            if host.lower().rstrip(".") in METADATA_HOSTS
+            else None
+        )
+    return refusal(host, address, OutboundPolicy())
 
 
 def _resolve(host: str, port: int) -> list[str]:

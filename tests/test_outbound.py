@@ -21,7 +21,10 @@ from monitoring_core import outbound
 from monitoring_core.collectors.scrape import ScrapeCollector, ScrapeError
 from monitoring_core.config import load_settings
 from monitoring_core.health.probes import run_probe
+from monitoring_core.health.validate import validate_check
 from monitoring_core.incidents import runbooks
+from monitoring_core.incidents.service import IncidentInvalid
+from monitoring_core.ingest.validate import InvalidItems
 from monitoring_core.outbound import OutboundPolicy, TargetRefused, check_target, refusal
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -186,3 +189,38 @@ def test_it_keeps_a_scraped_page_out_of_last_error() -> None:
     assert str(hop.value) == "HTTP 302"
     with pytest.raises(TargetRefused):
         ScrapeCollector(name="s", url=METADATA).collect(NOW)
+
+
+@pytest.mark.parametrize(
+    ("check_type", "config", "field"),
+    [
+        ("http", {"url": METADATA}, "check_config.url"),
+        ("http", {"url": "http://[fe80::1]/"}, "check_config.url"),
+        ("http", {"url": "http://metadata.google.internal/"}, "check_config.url"),
+        (
+            "http",
+            {"url": "http://127.0.0.1/", "headers": {"metadata-flavor": "Google"}},
+            "check_config.headers",
+        ),
+        (
+            "http",
+            {"url": "http://127.0.0.1/", "follow_redirects": "yes"},
+            "check_config.follow_redirects",
+        ),
+        ("tcp", {"host": "169.254.169.254", "port": 80}, "check_config.host"),
+    ],
+)
+def test_it_refuses_metadata_checks_when_they_are_made(
+    check_type: str, config: dict, field: str
+) -> None:
+    body = {"check_name": "c", "check_type": check_type, "check_config": config}
+    with pytest.raises(InvalidItems) as info:
+        validate_check(body)
+    assert field in [e.field for e in info.value.errors]
+
+
+def test_it_refuses_a_runbook_step_aimed_at_metadata() -> None:
+    step = {"title": "x", "kind": "http", "config": {"url": METADATA}}
+    with pytest.raises(IncidentInvalid) as info:
+        runbooks.validate_steps([step])
+    assert [p["field"] for p in info.value.problems] == ["steps[0].config.url"]

@@ -24,20 +24,10 @@ from monitoring_core.collectors.readonly import run_readonly_query
 from monitoring_core.health.custom import run_custom
 from monitoring_core.health.rules import Outcome, evaluate_http
 
-__all__ = ["MAX_BODY_BYTES", "METADATA_HEADERS", "PROBES", "run_probe"]
+__all__ = ["MAX_BODY_BYTES", "PROBES", "run_probe"]
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1_048_576
-# Headers that cloud metadata services require precisely so that a forwarded request fails.
-METADATA_HEADERS = frozenset(
-    {
-        "metadata-flavor",
-        "metadata",
-        "x-google-metadata-request",
-        "x-aws-ec2-metadata-token",
-        "x-aws-ec2-metadata-token-ttl-seconds",
-    }
-)
 
 
 def _ms(start: float) -> float:
@@ -47,7 +37,7 @@ def _ms(start: float) -> float:
 def probe_http(config: dict[str, Any], timeout: float) -> Outcome:
     method = str(config.get("method", "GET")).upper()
     headers = {"User-Agent": "wedding-monitoring-health/1.0", **config.get("headers", {})}
-    refused = sorted(h for h in headers if str(h).lower() in METADATA_HEADERS)
+    refused = sorted(h for h in headers if str(h).lower() in outbound.METADATA_HEADERS)
     if refused:
         return Outcome(False, f"refused: header {refused[0]} is for cloud metadata services")
     request = urllib.request.Request(str(config["url"]), method=method, headers=headers)

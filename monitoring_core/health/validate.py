@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from monitoring_core.collectors.readonly import database_url_error
 from monitoring_core.health.custom import CUSTOM_CHECKS
 from monitoring_core.ingest.validate import InvalidItems, ItemError
+from monitoring_core.outbound import METADATA_HEADERS, literal_refusal
 
 __all__ = ["CHECK_FIELDS", "CHECK_TYPES", "CONFIG_EXAMPLES", "validate_check"]
 
@@ -75,6 +76,10 @@ def _check_http(config: dict[str, Any], errors: _Errors) -> None:
         or not urlsplit(url).netloc
     ):
         errors.add("check_config.url", "must be an http:// or https:// URL")
+    elif reason := literal_refusal(urlsplit(url).hostname or ""):
+        errors.add("check_config.url", f"not an allowed target: {reason}")
+    if not isinstance(config.get("follow_redirects", False), bool):
+        errors.add("check_config.follow_redirects", "must be true or false")
     method = config.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
         errors.add("check_config.method", f"must be one of {', '.join(HTTP_METHODS)}")
@@ -87,6 +92,8 @@ def _check_http(config: dict[str, Any], errors: _Errors) -> None:
     headers = config.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         errors.add("check_config.headers", "must be an object of strings")
+    elif refused := sorted(h for h in headers if str(h).lower() in METADATA_HEADERS):
+        errors.add("check_config.headers", f"{refused[0]} is for cloud metadata services")
     limit = config.get("max_response_time_ms")
     if limit is not None and (message := _number(limit, float, 1, 600_000)):
         errors.add("check_config.max_response_time_ms", message)
@@ -95,6 +102,8 @@ def _check_http(config: dict[str, Any], errors: _Errors) -> None:
 def _check_tcp(config: dict[str, Any], errors: _Errors) -> None:
     if not isinstance(config.get("host"), str) or not config["host"]:
         errors.add("check_config.host", "must be a host name or address")
+    elif reason := literal_refusal(config["host"]):
+        errors.add("check_config.host", f"not an allowed target: {reason}")
     if message := _number(config.get("port"), int, 1, 65_535):
         errors.add("check_config.port", message)
 

@@ -79,6 +79,8 @@ def _check_config(
         url = cfg.get("url")
         if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
             _problem(problems, i, "config.url", "an http(s) URL is required")
+        elif reason := outbound.literal_refusal(urlsplit(url).hostname or ""):
+            _problem(problems, i, "config.url", f"not an allowed target: {reason}")
         if str(cfg.get("method", "GET")).upper() not in _METHODS:
             _problem(problems, i, "config.method", f"one of {', '.join(_METHODS)}")
         timeout = cfg.get("timeout_s", 10)
