@@ -1,5 +1,6 @@
 """Error tracking: scrub, fingerprint, classify, store, correlate and recover error events.
 
-Pure modules: `scrub`, `fingerprint`, `severity`, `envelope`, `validate`, `correlation`'s
-decisions, `recovery.quiet_groups`. I/O: `store`, `ingest`, `queries`, `recovery.run`.
+Pure modules: `scrub`, `fingerprint`, `severity`, `rules`, `envelope`, `sentry`, `validate`,
+and `correlation`'s burst decisions. I/O: `store`, `queries`, `recovery`, `service` (group
+actions). Ingest itself is a flow (monitoring_core/flows/error_ingest.py).
 """
