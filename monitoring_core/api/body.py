@@ -44,7 +44,7 @@ def _check_content_type(request: Request, allow_text: bool) -> None:
 async def read_body(request: Request, *, max_bytes: int) -> bytes:
     """The raw body, decompressed (gzip/deflate), never more than max_bytes either way (413)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise HTTPException(413, f"body of {declared} bytes is over the limit of {max_bytes}")
     chunks: list[bytes] = []
     size = 0

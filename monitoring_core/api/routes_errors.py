@@ -122,7 +122,7 @@ async def _sentry_auth(request: Request, key: str | None) -> ApiKey:
 
 async def _read_raw(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise HTTPException(413, f"body of {declared} bytes is over the limit of {max_bytes}")
     chunks, size = [], 0
     async for chunk in request.stream():

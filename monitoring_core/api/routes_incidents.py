@@ -21,6 +21,7 @@ from monitoring_core.api.admin_io import ErrorStatuses, actor_of, read_json_obje
 from monitoring_core.api.deps import require_admin, require_read
 from monitoring_core.api.params import Id, Position
 from monitoring_core.incidents import postmortem, runbooks, service
+from monitoring_core.incidents.escalation import escalate_incident_by_hand
 from monitoring_core.incidents.lifecycle import TransitionRefused
 from monitoring_core.incidents.queries import (
     active_incidents,
@@ -87,8 +88,8 @@ async def get_incidents(request: Request) -> Response:
         except ValueError as exc:
             return _invalid([{"field": "timeRange", "message": str(exc)}])
     limit = q.get("limit", "200")
-    if not limit.isdigit():
-        return _invalid([{"field": "limit", "message": "must be a positive integer"}])
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 10_000):
+        return _invalid([{"field": "limit", "message": "must be an integer from 1 to 10000"}])
     rows = await _tx(
         request,
         lambda c: list_incidents(
@@ -242,6 +243,23 @@ async def post_resolve(request: Request, incident_id: Id) -> Response:
                 now=now,
             ),
             now,
+        ),
+    )
+
+
+@admin.post(BASE + "/{incident_id}/escalate", summary="Page the next escalation step now")
+async def post_escalate(request: Request, incident_id: Id) -> Response:
+    actor, now, settings = _actor(request), _now(), request.app.state.settings
+    return await _act(
+        request,
+        lambda c: escalate_incident_by_hand(
+            c,
+            incident_id=incident_id,
+            actor=actor,
+            role=ROLE,
+            now=now,
+            tz=settings.tz,
+            public_url=settings.public_url,
         ),
     )
 
