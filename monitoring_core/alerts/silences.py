@@ -2,16 +2,22 @@
 optional weekly recurrence in the business time zone (e.g. deploys Tuesdays 02:00–03:00).
 
 A silence only stops notifications; evaluation still records every state change.
+
+Regex matchers run on RE2 (google-re2): linear time in the label's length whatever the
+pattern, so a matcher like `(a|aa)+` cannot hold the alert job. Patterns RE2 does not accept
+(backreferences, lookaround) are refused when the silence is made.
 """
 
 from __future__ import annotations
 
-import re
+import functools
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import re2
 from sqlalchemy import Connection, delete, insert, select
 
 from monitoring_core.schema import silences
@@ -24,8 +30,32 @@ __all__ = [
     "is_silenced",
     "list_silences",
     "matches",
+    "regex_problem",
     "validate_silence",
 ]
+
+log = logging.getLogger(__name__)
+MAX_PATTERN_CHARS = 1000
+_RE2 = re2.Options()
+_RE2.log_errors = False  # a refused pattern is a 422, not a line on stderr
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(pattern: str) -> Any:
+    return re2.compile(pattern, options=_RE2)
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why RE2 will not take this pattern, or None."""
+    if len(pattern) > MAX_PATTERN_CHARS:
+        return f"regex longer than {MAX_PATTERN_CHARS} characters"
+    try:
+        _compiled(pattern)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        return f"bad regex (RE2 syntax, no backreferences or lookaround): {text}"
+    return None
 
 
 def alert_labels(
@@ -44,11 +74,18 @@ def matches(matchers: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) ->
     for m in matchers:
         value = labels.get(str(m.get("name")), "")
         if m.get("is_regex"):
-            if re.fullmatch(str(m.get("value", "")), value) is None:
+            if not _full_match(str(m.get("value", "")), value):
                 return False
         elif value != str(m.get("value", "")):
             return False
     return True
+
+
+def _full_match(pattern: str, value: str) -> bool:
+    if regex_problem(pattern):  # stored before RE2: such a matcher matches nothing
+        log.warning("silence matcher %r is not an RE2 pattern; it matches nothing", pattern)
+        return False
+    return _compiled(pattern).fullmatch(value) is not None
 
 
 def _clock(text: str) -> time:
@@ -94,11 +131,8 @@ def validate_silence(
         problems.append({"field": "matchers", "message": "must be a list of {name, value}"})
     else:
         for m in matchers:
-            if m.get("is_regex"):
-                try:
-                    re.compile(str(m["value"]))
-                except re.error as exc:
-                    problems.append({"field": "matchers", "message": f"bad regex: {exc}"})
+            if m.get("is_regex") and (problem := regex_problem(str(m["value"]))):
+                problems.append({"field": "matchers", "message": problem})
     if ends_at <= starts_at:
         problems.append({"field": "ends_at", "message": "must be after starts_at"})
     if recurrence:
