@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from monitoring_core import clock
-from monitoring_core.audit import record_audit, user_actor
+from monitoring_core.audit import user_actor
 from monitoring_core.enums import Role
 from monitoring_core.notify import service as notify_service
 from monitoring_core.notify.channels import (
@@ -25,7 +25,8 @@ from monitoring_core.notify.channels import (
     list_channels,
 )
 from monitoring_core.notify.delivery import channel_health
-from monitoring_core.policies.store import create_policy, list_policies
+from monitoring_core.policies.service import policy_create
+from monitoring_core.policies.store import list_policies
 from ui import actions as ui_actions
 from ui import auth, data, widgets
 
@@ -137,12 +138,7 @@ with st.form("new_policy"):
 
         def add_policy(conn: Connection) -> dict[str, Any]:
             body = {"name": policy_name, "steps": json.loads(steps), "is_wedding_day": wedding}
-            row = create_policy(conn, body)
-            # The same audit row as POST /api/admin/escalation-policies writes.
-            record_audit(
-                conn, actor=ACTOR, action="policy.create", target=row["name"], now=clock.now()
-            )
-            return row
+            return policy_create(conn, body=body, actor=ACTOR, role=ROLE, now=clock.now())
 
         ui_actions.run(
             FLASH,

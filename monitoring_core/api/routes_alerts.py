@@ -39,7 +39,6 @@ from monitoring_core.api.admin_io import (
 )
 from monitoring_core.api.deps import require_admin, require_any_key
 from monitoring_core.api.params import Id
-from monitoring_core.audit import record_audit
 from monitoring_core.flows import alert_actions as actions
 from monitoring_core.notify import service as notify_service
 from monitoring_core.notify.channels import (
@@ -48,7 +47,8 @@ from monitoring_core.notify.channels import (
     ChannelNotFound,
     list_channels,
 )
-from monitoring_core.policies.store import PolicyInvalid, create_policy, list_policies
+from monitoring_core.policies.service import policy_create
+from monitoring_core.policies.store import PolicyInvalid, list_policies
 from monitoring_core.timerange import parse_time_range
 
 __all__ = ["router"]
@@ -230,6 +230,31 @@ async def escalate(request: Request, instance_id: Id) -> Response:
     )
 
 
+@admin.post("/api/admin/alerts/{instance_id}/resolve", summary="Resolve by hand")
+async def resolve(request: Request, instance_id: Id) -> Response:
+    """Body (optional): `{reason}`. The alert's channels hear it is resolved."""
+    body = await _object(request) if await request.body() else {}
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        return _invalid([{"field": "reason", "message": "must be a string"}])
+    actor, now, settings = _actor(request), _now(), request.app.state.settings
+    return _json(
+        await _tx(
+            request,
+            lambda c: actions.resolve_alert(
+                c,
+                instance_id=instance_id,
+                actor=actor,
+                role="admin",
+                now=now,
+                tz=settings.tz,
+                public_url=settings.public_url,
+                reason=reason,
+            ),
+        )
+    )
+
+
 @live.get("/api/monitoring/live/alerts", summary="Active alerts with counts by severity")
 async def live_alerts(request: Request) -> Response:
     alerts = await _tx(request, list_active_alerts)
@@ -378,9 +403,7 @@ async def post_policy(request: Request) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
 
     def work(conn: Connection) -> dict[str, Any]:
-        row = create_policy(conn, body)
-        record_audit(conn, actor=actor, action="policy.create", target=row["name"], now=now)
-        return row
+        return policy_create(conn, body=body, actor=actor, role="admin", now=now)
 
     try:
         row = await _tx(request, work)
