@@ -1,8 +1,9 @@
 """The collector and health-check jobs: thin adapters, `func(engine, now) -> summary`.
 
 Imports happen inside the functions so `python -m jobs.worker --list` stays fast. The system
-collector keeps network counters between runs, so one instance lives per worker process
-(created on the first run, never at import).
+collector keeps its CPU baseline and network counters between runs, so one instance lives per
+worker process (created on the first run, never at import, and only once: a second instance
+would be a second baseline).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def collect_system(engine: Engine, now: datetime) -> str:
     from monitoring_core.collectors.runner import run_collector
     from monitoring_core.collectors.system import SystemCollector
 
-    collector = _state.setdefault("system", SystemCollector())
+    collector = _state.get("system")
+    if collector is None:  # not setdefault(…, SystemCollector()): that builds one every run
+        collector = _state["system"] = SystemCollector()
     return run_collector(engine, collector, now).summary()
 
 

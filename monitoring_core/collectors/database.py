@@ -1,5 +1,6 @@
-"""The database's own health from `pg_stat_*`: connections, cache hit ratio, slow queries,
-deadlocks, sizes of the largest tables and replication lag where there is replication."""
+"""The database's own health from `pg_stat_*` and `pg_locks`: connections, cache hit ratio,
+slow queries, locks (held, and requests waiting for one), deadlocks, sizes of the largest
+tables and replication lag where there is replication."""
 
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ _ACTIVITY = text(
            coalesce(max(extract(epoch FROM now() - query_start))
                     FILTER (WHERE state = 'active' AND pid <> pg_backend_pid()), 0) AS longest
     FROM pg_stat_activity WHERE datname = current_database()
+    """
+)
+# Locks held by this database's sessions, and sessions waiting for one (a row lock waits on
+# a transaction id, a lock with no database of its own: hence by session, not by database).
+_LOCKS = text(
+    """
+    SELECT count(*) FILTER (WHERE l.granted) AS held,
+           count(DISTINCT l.pid) FILTER (WHERE NOT l.granted) AS waiting
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE a.datname = current_database()
     """
 )
 _SETTINGS = text("SELECT current_setting('max_connections')::int AS max_connections")
@@ -67,14 +78,22 @@ class DatabaseCollector:
         interval_seconds: int = 60,
         slow_query_seconds: float = 5.0,
         top_tables: int = 10,
+        lock_timeout_s: float = 5.0,
     ) -> None:
         self.interval_seconds = interval_seconds
         self._engine = engine
+        self._lock_timeout_ms = max(1, round(lock_timeout_s * 1000))
         self._slow = slow_query_seconds
         self._top = top_tables
 
     def collect(self, now: datetime) -> list[MetricPoint]:
         with self._engine.connect() as conn:
+            # Table sizes need a share lock: a table held exclusively (VACUUM FULL, a migration)
+            # must fail this run quickly (collector_up 0), never hang the worker with it.
+            conn.execute(
+                text("SELECT set_config('lock_timeout', :ms, true)"),
+                {"ms": f"{self._lock_timeout_ms}ms"},
+            )
             return self.collect_on(conn, now)
 
     def collect_on(self, conn: Connection, now: datetime) -> list[MetricPoint]:
@@ -86,6 +105,7 @@ class DatabaseCollector:
 
         activity = conn.execute(_ACTIVITY, {"slow": self._slow}).mappings().one()
         max_connections = conn.execute(_SETTINGS).scalar_one()
+        locks = conn.execute(_LOCKS).mappings().one()
         blocks = db["blks_hit"] + db["blks_read"]
         points = [
             point("db_connections", activity["total"]),
@@ -94,6 +114,8 @@ class DatabaseCollector:
             point("db_connections_used_percent", 100.0 * activity["total"] / max_connections),
             point("db_slow_queries", activity["slow"]),
             point("db_longest_query_seconds", activity["longest"]),
+            point("db_locks", locks["held"]),
+            point("db_sessions_waiting_for_lock", locks["waiting"]),
             point("db_deadlocks_total", db["deadlocks"]),
             point("db_size_bytes", db["size"]),
         ]

@@ -3,6 +3,13 @@
 psutil is a constructor argument (as prometheus_client's `ProcessCollector(proc=…)` takes its
 /proc), so a test can hand in a stand-in. Network rates need two samples: the first call
 only remembers the counters, later calls emit bytes per second since the previous one.
+
+CPU busy % is computed here from `cpu_times()` deltas against a baseline this instance keeps,
+not with `psutil.cpu_percent(interval=None)`: that one measures since the *previous call in
+the same thread, by anyone*, so any other caller (or a second collector being built) resets it
+and the next reading covers a few microseconds: 0.0, or now and then 100.0. A window shorter
+than MIN_CPU_WINDOW_S of CPU time (all cores together) gives no CPU point and keeps the
+baseline, so the next reading covers the longer window.
 """
 
 from __future__ import annotations
@@ -16,10 +23,32 @@ import psutil
 
 from monitoring_core.ingest.points import MetricPoint
 
-__all__ = ["SystemCollector"]
+__all__ = ["MIN_CPU_WINDOW_S", "SystemCollector", "cpu_busy_percent"]
 
 SOURCE_SYSTEM = "system"
 _SKIP_FSTYPES = {"squashfs", "tmpfs", "devtmpfs", "overlay", "proc", "sysfs", "nsfs"}
+MIN_CPU_WINDOW_S = 0.5  # of CPU time summed over cores: ~0.25 s of wall time on 2 cores
+# Linux counts guest time inside user/nice already (psutil's own total leaves them out too).
+_NOT_IN_TOTAL = {"guest", "guest_nice"}
+_IDLE = {"idle", "iowait"}
+
+
+def _busy_and_total(times: Any) -> tuple[float, float]:
+    """Seconds busy and seconds in total from a `cpu_times()` result (or a stand-in)."""
+    fields = times._asdict() if hasattr(times, "_asdict") else vars(times)
+    total = sum(v for k, v in fields.items() if k not in _NOT_IN_TOTAL)
+    idle = sum(v for k, v in fields.items() if k in _IDLE)
+    return total - idle, total
+
+
+def cpu_busy_percent(before: Any, after: Any) -> float | None:
+    """Busy share of the CPU between two `cpu_times()` samples; None for too short a window."""
+    busy0, total0 = _busy_and_total(before)
+    busy1, total1 = _busy_and_total(after)
+    window = total1 - total0
+    if window < MIN_CPU_WINDOW_S:
+        return None
+    return round(min(max((busy1 - busy0) / window, 0.0), 1.0) * 100, 1)
 
 
 class SystemCollector:
@@ -38,7 +67,7 @@ class SystemCollector:
         self._host = host or socket.gethostname()
         self._disk_paths = disk_paths
         self._last_net: tuple[datetime, dict[str, tuple[int, int]]] | None = None
-        ps.cpu_percent(interval=None)  # primes psutil's CPU delta; the first reading is 0.0
+        self._cpu_baseline = ps.cpu_times()  # the first reading covers the time since now
 
     def collect(self, now: datetime) -> list[MetricPoint]:
         points = self._cpu_memory(now)
@@ -53,13 +82,18 @@ class SystemCollector:
         ps = self._ps
         memory, swap = ps.virtual_memory(), ps.swap_memory()
         load1, _, _ = ps.getloadavg()
-        return [
-            self._point("system_cpu_percent", ps.cpu_percent(interval=None), now),
+        points = [
             self._point("system_load1", load1, now),
             self._point("system_memory_used_percent", memory.percent, now),
             self._point("system_memory_available_bytes", memory.available, now),
             self._point("system_swap_used_percent", swap.percent, now),
         ]
+        times = ps.cpu_times()
+        busy = cpu_busy_percent(self._cpu_baseline, times)
+        if busy is not None:
+            self._cpu_baseline = times
+            points.insert(0, self._point("system_cpu_percent", busy, now))
+        return points
 
     def _mounts(self) -> list[str]:
         if self._disk_paths is not None:

@@ -1,0 +1,164 @@
+"""Resources: real CPU, memory, disk, network and Postgres figures, and the Resources page."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import psutil
+import pytest
+from sqlalchemy import Engine, create_engine, select, text
+from streamlit.testing.v1 import AppTest
+
+from jobs import collectors as collector_jobs
+from monitoring_core.collectors.database import DatabaseCollector
+from monitoring_core.collectors.runner import run_collector
+from monitoring_core.collectors.system import SystemCollector, cpu_busy_percent
+from monitoring_core.enums import Role
+from monitoring_core.schema import metric_points, metric_series
+
+AppFactory = Callable[[Role | None], AppTest]
+NOW = datetime(2026, 6, 10, 13, 0, tzinfo=UTC)
+
+
+def _burn(seconds: float) -> None:
+    """Busy-work of bounded length: the CPU this test then expects to see measured."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        sum(i * i for i in range(2_000))
+
+
+def _stored(engine: Engine, name: str) -> list[float]:
+    query = (
+        select(metric_points.c.value)
+        .join(metric_series, metric_series.c.id == metric_points.c.series_id)
+        .where(metric_series.c.name == name)
+        .order_by(metric_points.c.time)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+@pytest.fixture
+def fresh_job_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The worker process's collector state, as a new worker process starts with it."""
+    monkeypatch.setattr(collector_jobs, "_state", {})
+    yield
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        ({"user": 0, "system": 0, "idle": 0}, {"user": 1, "system": 1, "idle": 2}, 50.0),
+        ({"user": 0, "idle": 0, "iowait": 0}, {"user": 1, "idle": 2, "iowait": 1}, 25.0),
+        # guest time is inside user already: counted once, not twice
+        ({"user": 0, "idle": 0, "guest": 0}, {"user": 2, "idle": 2, "guest": 2}, 50.0),
+        ({"user": 0, "idle": 0}, {"user": 0, "idle": 4}, 0.0),
+        ({"user": 0, "idle": 0}, {"user": 0.1, "idle": 0.2}, None),  # too short a window
+    ],
+)
+def test_it_computes_cpu_busy_from_two_samples(
+    before: dict, after: dict, expected: float | None
+) -> None:
+    assert cpu_busy_percent(SimpleNamespace(**before), SimpleNamespace(**after)) == expected
+
+
+def test_it_reads_a_real_nonzero_cpu_figure_under_load(
+    engine: Engine, fresh_job_state: None
+) -> None:
+    collector_jobs.collect_system(engine, NOW)  # the worker's first run: baseline only
+    reference = psutil.cpu_times()
+    _burn(1.0)
+    collector_jobs.collect_system(engine, NOW + timedelta(seconds=30))
+
+    expected = cpu_busy_percent(reference, psutil.cpu_times())
+    cpu = _stored(engine, "system_cpu_percent")
+    assert len(cpu) == 1, cpu  # no reading over a window of microseconds
+    assert 0 < cpu[0] <= 100
+    # The same window measured independently: a baseline reset would read 0.0 or 100.0 here.
+    assert expected is not None and abs(cpu[0] - expected) <= 15
+
+
+def test_it_keeps_one_system_collector_per_worker_process(
+    engine: Engine, fresh_job_state: None
+) -> None:
+    collector_jobs.collect_system(engine, NOW)
+    first = collector_jobs._state["system"]
+    collector_jobs.collect_system(engine, NOW + timedelta(seconds=30))
+    assert collector_jobs._state["system"] is first
+
+
+def test_it_measures_memory_disk_and_network(now: datetime) -> None:
+    collector = SystemCollector()
+    collector.collect(now)
+    _burn(0.5)
+    points = collector.collect(now + timedelta(seconds=30))
+    values: dict[str, list[float]] = {}
+    for p in points:
+        values.setdefault(p.name, []).append(p.value)
+    assert 0 < values["system_memory_used_percent"][0] <= 100
+    assert values["system_memory_available_bytes"][0] > 0
+    assert all(0 <= v <= 100 for v in values["system_disk_used_percent"])
+    assert all(v >= 0 for v in values.get("system_network_received_bytes_per_second", []))
+    assert 0 < values["system_cpu_percent"][0] <= 100
+
+
+def test_it_reads_connections_cache_hit_and_lock_waits_from_postgres(
+    engine: Engine, database_url: str, now: datetime
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO settings (key, value) VALUES ('lockme', '1')"))
+    holder, waiter = create_engine(database_url), create_engine(database_url)
+    row_lock = text("SELECT value FROM settings WHERE key = 'lockme' FOR UPDATE")
+
+    def wait_for_the_row() -> None:
+        with waiter.connect() as conn:
+            conn.execute(text("SET lock_timeout = '10s'"))
+            conn.execute(row_lock)
+
+    try:
+        with holder.connect() as conn:
+            conn.execute(row_lock)
+            thread = threading.Thread(target=wait_for_the_row)
+            thread.start()
+            points = _until_a_session_waits(engine, now)
+            conn.rollback()  # lets the waiter through
+        thread.join(10)
+    finally:
+        holder.dispose()
+        waiter.dispose()
+    by_name = {p.name: p.value for p in points}
+    assert by_name["db_connections"] >= 2  # the holder and the waiter at least
+    assert 0 <= by_name["db_cache_hit_ratio"] <= 1
+    assert by_name["db_locks"] >= 1
+    assert by_name["db_sessions_waiting_for_lock"] == 1
+
+
+def _until_a_session_waits(engine: Engine, now: datetime) -> list:
+    """Collect until the waiter shows as waiting (it needs a moment to reach the lock)."""
+    collector = DatabaseCollector(engine)
+    for _ in range(200):
+        points = collector.collect(now)
+        if any(p.name == "db_sessions_waiting_for_lock" and p.value >= 1 for p in points):
+            return points
+    return points
+
+
+def test_it_fails_fast_instead_of_hanging_on_an_exclusively_locked_table(
+    engine: Engine, database_url: str, now: datetime
+) -> None:
+    holder = create_engine(database_url)
+    try:
+        with holder.connect() as conn:
+            conn.execute(text("LOCK TABLE settings IN ACCESS EXCLUSIVE MODE"))
+            started = time.perf_counter()
+            run = run_collector(engine, DatabaseCollector(engine, lock_timeout_s=0.2), now)
+            took = time.perf_counter() - started
+            conn.rollback()
+    finally:
+        holder.dispose()
+    assert not run.ok and "lock timeout" in (run.error or "")
+    assert took < 5
