@@ -11,17 +11,13 @@ import streamlit as st
 
 from monitoring_core.business import adoption, kpis
 from monitoring_core.business.anomalies import kpi_anomalies
-from monitoring_core.business.dashboard import (
-    TREND_METRICS,
-    churn_risk_rows,
-    complete_period,
-    movement_grain,
-)
+from monitoring_core.business.dashboard import TREND_METRICS, churn_risk_rows, movement_grain
 from monitoring_core.business.definitions import day_bounds, local_day
 from monitoring_core.business.forecast import forecast_kpis
 from monitoring_core.business.retention import grid_rows, retention_grid
 from monitoring_core.enums import Role
 from ui import auth, charts, data, widgets
+from ui.partial_days import daily_trend_figure
 from ui.tables import table_with_csv
 
 MIN_DAYS = 7
@@ -30,11 +26,15 @@ tz, now = data.get_settings().tz, widgets.current_now()
 period = kpis.period_of(widgets.current_time_range(), tz)
 if period.days < MIN_DAYS:  # business KPIs are daily: a shorter range says little
     period = kpis.Period(period.last - timedelta(days=MIN_DAYS - 1), period.last)
-complete = complete_period(period, now, tz)
+complete = kpis.complete_period(period, now, tz)
+today = local_day(now, tz)
+partial_day = today if period.first <= today <= period.last else None
 st.title("Business")
 st.caption(
-    f"Business days {period.first:%d %b} – {period.last:%d %b %Y} ({tz.key}), against the "
-    f"{period.days} days before. KPIs come from the daily rollup, refreshed every 5 minutes."
+    f"KPI cards: the {complete.days} complete business days {complete.first:%d %b} – "
+    f"{complete.last:%d %b %Y} ({tz.key}) against the {complete.days} days before"
+    + (", today so far shown apart (partial, dashed in the trends)" if partial_day else "")
+    + ". KPIs come from the daily rollup, refreshed every 5 minutes."
 )
 
 
@@ -42,19 +42,23 @@ def _number(value: float | None, fmt: str) -> str:
     return "–" if value is None else fmt.format(value)
 
 
-cards = data.read_or_stop(kpis.kpi_summary, period=period)
+cards = data.read_or_stop(kpis.kpi_cards, period=period, now=now, tz=tz)
 for row_start in range(0, len(cards), 4):
     for col, card in zip(st.columns(4), cards[row_start : row_start + 4], strict=False):
         with col:
-            # st.metric draws the sparkline itself (chart_data); the delta is against the
-            # previous period, coloured by whether up is good for this KPI.
+            # st.metric draws the sparkline itself (chart_data, complete days only); the delta
+            # is against the previous complete period, coloured by whether up is good.
             st.metric(
                 card.label,
                 _number(card.value, card.fmt),
                 delta=None if card.delta is None else f"{card.delta:+.1%}",
                 delta_color="normal" if card.higher_is_better else "inverse",
-                help=f"Previous period: {_number(card.previous, card.fmt)}; "
-                f"today: {_number(card.today, card.fmt)}",
+                help=f"Previous {complete.days} days: {_number(card.previous, card.fmt)}"
+                + (
+                    f"; today so far (partial): {_number(card.today, card.fmt)}"
+                    if partial_day
+                    else ""
+                ),
                 chart_data=card.sparkline or None,
                 border=True,
             )
@@ -63,8 +67,8 @@ st.subheader("Trends")
 chosen = st.multiselect("KPIs", TREND_METRICS, default=["dau", "wau", "mau"], key="biz_trend")
 trend = data.read_or_stop(kpis.trends, names=tuple(chosen), period=period)
 if trend:
-    frame = pd.DataFrame(trend).pivot_table(index="day", columns="metric", values="value")
-    st.line_chart(frame)
+    trend_chart = daily_trend_figure(trend, partial_day)
+    st.plotly_chart(trend_chart, config=charts.PLOTLY_CONFIG, key="biz_trend_chart")
     table_with_csv(trend, "business_trends")
 
 st.subheader("MRR movements")

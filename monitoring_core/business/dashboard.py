@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +14,7 @@ from monitoring_core.business.anomalies import kpi_anomalies
 from monitoring_core.business.definitions import day_bounds, local_day
 from monitoring_core.business.early_warning import load_activity, rank_churn_risk
 from monitoring_core.business.forecast import forecast_kpis
-from monitoring_core.business.kpis import Period, kpi_summary, mrr_movements, trends
+from monitoring_core.business.kpis import Period, complete_period, kpi_cards, mrr_movements, trends
 from monitoring_core.business.retention import grid_rows, retention_grid
 
 __all__ = [
@@ -26,13 +26,6 @@ __all__ = [
 ]
 
 TREND_METRICS = ("dau", "wau", "mau", "signups", "revenue", "mrr", "form_completion_rate")
-
-
-def complete_period(period: Period, now: datetime, tz: ZoneInfo) -> Period:
-    """The period without today (a partial day would look like a drop to anomaly checks)."""
-    yesterday = local_day(now, tz) - timedelta(days=1)
-    last = min(period.last, yesterday)
-    return Period(min(period.first, last), last)
 
 
 def movement_grain(period: Period) -> str:
@@ -52,7 +45,8 @@ def business_dashboard(
     today = local_day(now, tz)
     return {
         "period": {"first": period.first, "last": period.last, "time_zone": tz.key},
-        "kpis": [asdict(k) for k in kpi_summary(conn, period=period)],
+        "complete_period": {"first": complete.first, "last": complete.last},
+        "kpis": [asdict(k) for k in kpi_cards(conn, period=period, now=now, tz=tz)],
         "trends": trends(conn, names=TREND_METRICS, period=period),
         "mrr_movements": mrr_movements(conn, period=period, grain=movement_grain(period)),
         "feature_adoption": adoption_shares(conn, period=period, grain="week"),

@@ -1,4 +1,10 @@
-"""KPI reads from the daily rollup: cards with deltas and sparklines, series, MRR movements."""
+"""KPI reads from the daily rollup: cards with deltas and sparklines, series, MRR movements.
+
+Periods a product manager can quote: a range of N days is exactly N business days
+(`period_of`); a card's value and delta compare N complete days with the N days before
+(`complete_period`: a range reaching today is moved back to end yesterday), and today's
+partial value is shown apart (`KpiValue.today`), never inside a delta.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from monitoring_core.timerange import TimeRange
 __all__ = [
     "KpiValue",
     "Period",
+    "complete_period",
     "daily_series",
+    "kpi_cards",
     "kpi_summary",
     "mrr_movements",
     "period_of",
@@ -48,10 +56,25 @@ class Period:
         return [self.first + timedelta(days=i) for i in range(self.days)]
 
 
+_DAY = timedelta(days=1)
+
+
 def period_of(tr: TimeRange, tz: ZoneInfo) -> Period:
-    """The business days a time range touches (its end is exclusive)."""
+    """Exactly N business days for a range of N days (rounded, at least 1; a daylight-saving
+    day of 23 or 25 hours counts as one), ending on the day of its (exclusive) end: "30d" is
+    30 days, today included, not the 31 days it touches."""
     last = local_day(tr.end - timedelta(microseconds=1), tz)
-    return Period(min(local_day(tr.start, tz), last), last)
+    days = max(1, round(tr.duration / _DAY))
+    return Period(last - timedelta(days=days - 1), last)
+
+
+def complete_period(period: Period, now: datetime, tz: ZoneInfo) -> Period:
+    """The same number of days, complete: a period reaching today (or later) is moved back
+    to end yesterday, so a partial day never drags a value or a delta down."""
+    yesterday = local_day(now, tz) - _DAY
+    if period.last <= yesterday:
+        return period
+    return Period(yesterday - timedelta(days=period.days - 1), yesterday)
 
 
 @dataclass(frozen=True)
@@ -60,8 +83,9 @@ class KpiValue:
     label: str
     value: float | None
     previous: float | None
-    delta: float | None  # relative change against the previous period
-    today: float | None  # the value on the period's last day
+    delta: float | None  # relative change against the previous period (both complete)
+    today: float | None  # today so far (partial: in no value, delta or sparkline); None
+    # when the range does not reach today
     sparkline: list[float]
     fmt: str
     higher_is_better: bool
@@ -113,15 +137,17 @@ def _sparkline(spec: KpiSpec, series: Series, period: Period) -> list[float]:
     return _values(series, name, period)
 
 
-def summarise(spec: KpiSpec, series: Series, period: Period) -> KpiValue:
-    """One KPI card: the period's value against the previous period's (pure)."""
+def summarise(
+    spec: KpiSpec, series: Series, period: Period, partial_day: date | None = None
+) -> KpiValue:
+    """One KPI card: the period's value against the previous period's, and the value of
+    `partial_day` (today so far) apart (pure)."""
     value = _aggregate(spec, series, period)
     previous = _aggregate(spec, series, period.previous())
     delta = (value - previous) / abs(previous) if value is not None and previous else None
-    last_day = Period(period.last, period.last)
-    today = _aggregate(spec, series, last_day) if spec.agg is not Agg.SUM else None
-    if spec.agg is Agg.SUM:
-        today = series.get(spec.name, {}).get(period.last)
+    today = None
+    if partial_day is not None:
+        today = _aggregate(spec, series, Period(partial_day, partial_day))
     return KpiValue(
         spec.name,
         spec.label,
@@ -149,6 +175,25 @@ def kpi_summary(
     first = period.previous().first - timedelta(days=1)
     series = daily_series(conn, names=_names(specs), first=first, last=period.last)
     return [summarise(spec, series, period) for spec in specs]
+
+
+def kpi_cards(
+    conn: Connection,
+    *,
+    period: Period,
+    now: datetime,
+    tz: ZoneInfo,
+    specs: Sequence[KpiSpec] = KPIS,
+) -> list[KpiValue]:
+    """The KPI cards of a period as a product manager quotes them: its complete days against
+    the same number of days before, today's partial value apart (one read of the rollup)."""
+    complete = complete_period(period, now, tz)
+    today = local_day(now, tz)
+    partial = today if period.first <= today <= period.last else None
+    first = complete.previous().first - _DAY
+    last = max(complete.last, partial or complete.last)
+    series = daily_series(conn, names=_names(specs), first=first, last=last)
+    return [summarise(spec, series, complete, partial) for spec in specs]
 
 
 def trends(conn: Connection, *, names: Sequence[str], period: Period) -> list[dict[str, object]]:
