@@ -14,9 +14,16 @@ __all__ = ["partitions", "retention", "rollups"]
 
 
 def rollups(engine: Engine, now: datetime) -> str:
-    from monitoring_core.rollups import run_rollups
+    from monitoring_core.ingest.points import MetricPoint, store_points
+    from monitoring_core.rollups import quarantine_count, run_rollups
 
-    return run_rollups(engine, now).summary()
+    report = run_rollups(engine, now)
+    with engine.begin() as conn:
+        count = quarantine_count(conn)
+        if count:  # a gauge an alert rule can watch; the Health page lists the ranges
+            point = MetricPoint("rollup_quarantined_ranges", float(count), now, {}, "rollups")
+            store_points(conn, [point])
+    return report.summary()
 
 
 def partitions(engine: Engine, now: datetime) -> str:

@@ -68,6 +68,7 @@ __all__ = [
     "Stage",
     "RollupReport",
     "contiguous_ranges",
+    "quarantine_count",
     "quarantined_ranges",
     "roll_family",
     "run_rollups",
@@ -488,6 +489,11 @@ def _quarantine(
     error = str(exc.orig).strip().splitlines()[0][:500] if exc.orig else str(exc)[:500]
     log.warning("rollup of %s [%s, %s) quarantined: %s", table, lo, hi, error)
     conn.execute(_QUARANTINE, {"f": family, "t": table, "lo": lo, "hi": hi, "e": error})
+
+
+def quarantine_count(conn: Connection) -> int:
+    """How many bucket ranges are quarantined (0 when the rollups are whole)."""
+    return int(conn.execute(text("SELECT count(*) FROM rollup_quarantine")).scalar_one())
 
 
 def quarantined_ranges(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:

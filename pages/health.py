@@ -16,6 +16,7 @@ from monitoring_core.health.runner import run_check_now
 from monitoring_core.health.service import save_check
 from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES
 from monitoring_core.ingest.validate import InvalidItems
+from monitoring_core.rollups import quarantined_ranges
 from ui import auth, data, fmt, widgets
 
 auth.require_role(Role.VIEWER)
@@ -37,6 +38,15 @@ else:
         "No worker has reported yet: checks and collectors are not running.",
         icon=":material/engineering:",
     )
+
+quarantined = data.read_or_stop(quarantined_ranges)
+if quarantined:
+    st.warning(
+        f"{len(quarantined)} rollup range(s) could not be computed and were skipped: charts "
+        "miss those buckets until the raw rows are fixed (table rollup_quarantine).",
+        icon=":material/report:",
+    )
+    st.dataframe(pd.DataFrame(quarantined), hide_index=True)  # a table, never markup
 
 checks = data.read_or_stop(queries.check_summaries, now, base_url=api_base)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, text
+from streamlit.testing.v1 import AppTest
 
+from monitoring_core.enums import Role
 from monitoring_core.rollups import quarantined_ranges, run_rollups
 from tests.rollup_fixtures import add_points, add_series, add_timings
 
@@ -117,3 +120,32 @@ def test_it_never_lets_two_huge_points_wedge_the_rollups(
     # without failing (attempts counted, not duplicate rows).
     again = run_rollups(engine, datetime.now(real_now.tzinfo), safety_lag=timedelta(0))
     assert again.quarantined == []
+
+
+def test_it_reports_quarantined_ranges_as_a_metric_and_on_the_health_page(
+    engine: Engine, real_now: datetime, logged_in_app: Callable[[Role | None], AppTest]
+) -> None:
+    from jobs.builtin import rollups
+
+    minute = (real_now - timedelta(minutes=5)).replace(second=0)
+    with engine.begin() as conn:
+        series = add_series(conn, "m")
+        ingested = real_now - timedelta(minutes=1)  # older than the job's safety lag
+        add_points(conn, series, [(minute, 1e308), (minute, 1e308)], ingested_at=ingested)
+
+    summary = rollups(engine, real_now)
+
+    assert "1 QUARANTINED" in summary
+    with engine.connect() as conn:
+        gauge = conn.execute(
+            text(
+                "SELECT p.value FROM metric_points p JOIN metric_series s ON s.id = p.series_id "
+                "WHERE s.name = 'rollup_quarantined_ranges'"
+            )
+        ).scalars()
+        assert list(gauge) == [1.0]  # an alert rule can watch it
+    at = logged_in_app(Role.VIEWER).run()
+    at.switch_page("pages/health.py").run()
+    assert not at.exception
+    assert any("1 rollup range(s) could not be computed" in w.value for w in at.warning)
+    assert list(at.dataframe[0].value["target_table"]) == ["metric_rollup_1m"]
