@@ -46,7 +46,22 @@ CASES: list[tuple[str, str, str | None, str | None, int, str | None]] = [
         "title",
     ),
     ("POST", "/api/admin/monitoring/health/checks", "admin", f'{{"{NUL}":1}}', 422, "\\0"),
-    ("POST", "/api/monitoring/query/metrics", "admin", f'{{"metric_name":"x{NUL}"}}', 422, None),
+    (
+        "POST",
+        "/api/monitoring/query/metrics",
+        "admin",
+        f'{{"metric_name":"x{NUL}"}}',
+        422,
+        "metric_name",
+    ),
+    (
+        "POST",
+        "/api/monitoring/query/metrics",
+        "admin",
+        f'{{"metric_name":"x","filters":{{"a":"b{NUL}"}}}}',
+        422,
+        "filters",
+    ),
     # depth
     (
         "POST",

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitoring_core.api.deps import require_any_key
+from monitoring_core.api.params import Text
 from monitoring_core.flows.overall_health import read_overall_health
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.metrics_query import AGGREGATIONS, query_metric
@@ -95,14 +96,14 @@ class MetricQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    metric_name: str = Field(min_length=1, max_length=200)
+    metric_name: Text = Field(min_length=1, max_length=200)
     aggregation: str = "avg"
     interval: str = "5m"
     time_range: str | None = Field(default=None, alias="timeRange")
     from_: str | None = Field(default=None, alias="from")
     to: str | None = None
-    group_by: list[str] = Field(default_factory=list, max_length=5)
-    filters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    group_by: list[Text] = Field(default_factory=list, max_length=5)
+    filters: dict[Text, Text | int | float | bool] = Field(default_factory=dict)
 
 
 @router.post("/api/monitoring/query/metrics")
