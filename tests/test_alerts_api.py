@@ -142,7 +142,7 @@ def test_it_lists_active_alerts_and_takes_actions(
     assert alert["alert_configuration_id"] == rule["id"] and alert["status"] == "firing"
     assert {"alert_key", "trigger_count", "first_triggered_at", "trigger_value", "alert_name",
             "severity_level", "trigger_dimensions", "resolved_at"} <= set(alert)  # fmt: skip
-    live = call("GET", f"{api_server}/api/monitoring/live/alerts", ingest_key).json()
+    live = call("GET", f"{api_server}/api/monitoring/live/alerts", admin_key).json()
     assert live["total"] == 1 and live["counts"] == {"high": 1}
     base = f"{api_server}/api/admin/alerts/{alert['id']}"
     assert call("POST", f"{base}/escalate", admin_key).status_code == 409  # no policy

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import Engine, func, select, update
 
 from monitoring_core.api.app import create_app
-from monitoring_core.api.deps import require_admin, require_any_key, sentry_key
+from monitoring_core.api.deps import require_admin, require_read, sentry_key
 from monitoring_core.api.keys import KeyCache
 from monitoring_core.api.ratelimit import RateLimiter, TokenBucket
 from monitoring_core.config import load_settings
@@ -97,7 +97,7 @@ def test_it_forgets_a_revoked_key_once_the_cache_entry_expires(
 
 @pytest.fixture
 def guarded_server(session_engine: Engine, engine: Engine, database_url: str) -> Iterator[str]:
-    """The real app plus two routes guarded by require_admin and require_any_key."""
+    """The real app plus two routes guarded by require_admin and require_read."""
     app = create_app(dataclasses.replace(load_settings({}), database_url=database_url), engine)
     extra = APIRouter()
 
@@ -105,8 +105,8 @@ def guarded_server(session_engine: Engine, engine: Engine, database_url: str) ->
     async def admin_only() -> dict[str, bool]:
         return {"ok": True}
 
-    @extra.get("/test/read", dependencies=[Depends(require_any_key)])
-    async def any_key() -> dict[str, bool]:
+    @extra.get("/test/read", dependencies=[Depends(require_read)])
+    async def read_only() -> dict[str, bool]:
         return {"ok": True}
 
     app.include_router(extra)
@@ -123,10 +123,10 @@ def test_it_answers_403_for_an_ingest_key_on_an_admin_route(
     assert httpx.get(url).status_code == 401
 
 
-def test_it_takes_query_keys_on_ingest_routes_only(guarded_server: str, ingest_key: str) -> None:
+def test_it_takes_query_keys_on_ingest_routes_only(guarded_server: str, admin_key: str) -> None:
     url = f"{guarded_server}/test/read"
-    assert httpx.get(url, params={"key": ingest_key}).status_code == 401
-    assert httpx.get(url, headers={"Authorization": f"Bearer {ingest_key}"}).status_code == 200
+    assert httpx.get(url, params={"key": admin_key}).status_code == 401
+    assert httpx.get(url, headers={"Authorization": f"Bearer {admin_key}"}).status_code == 200
 
 
 def test_it_answers_429_with_retry_after_past_the_keys_rate_limit(

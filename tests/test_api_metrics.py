@@ -268,12 +268,12 @@ def test_it_reads_live_points_by_series(
     ],
 )
 def test_it_answers_422_for_bad_live_queries(
-    api_server: str, ingest_key: str, params: dict[str, str], field: str
+    api_server: str, admin_key: str, params: dict[str, str], field: str
 ) -> None:
     reply = httpx.get(
         f"{api_server}/api/monitoring/live/metrics",
         params=params,
-        headers={"X-API-Key": ingest_key},
+        headers={"X-API-Key": admin_key},
     )
     assert reply.status_code == 422
     assert reply.json()["detail"][0]["field"] == field

@@ -58,9 +58,9 @@ def _get(url: str, key: str, path: str, **params: str) -> httpx.Response:
 
 
 def test_it_serves_the_overview_and_performance_dashboards(
-    api_server: str, ingest_key: str, rolled_up: datetime
+    api_server: str, admin_key: str, rolled_up: datetime
 ) -> None:
-    reply = _get(api_server, ingest_key, "/api/monitoring/dashboard/overview", timeRange="1h")
+    reply = _get(api_server, admin_key, "/api/monitoring/dashboard/overview", timeRange="1h")
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["summary"]["requests"] == 110
@@ -68,7 +68,7 @@ def test_it_serves_the_overview_and_performance_dashboards(
     assert sum(row["requests"] for row in body["latency_trend"]) == 110
 
     body = _get(
-        api_server, ingest_key, "/api/monitoring/dashboard/performance", timeRange="1h"
+        api_server, admin_key, "/api/monitoring/dashboard/performance", timeRange="1h"
     ).json()
     by_endpoint = {row["endpoint"]: row for row in body["endpoints"]}
     assert by_endpoint["/api/bookings"]["error_rate"] == 1.0
@@ -79,12 +79,12 @@ def test_it_serves_the_overview_and_performance_dashboards(
 
 
 def test_it_queries_metrics_grouped_by_and_filtered_on_dimensions(
-    api_server: str, ingest_key: str, rolled_up: datetime
+    api_server: str, admin_key: str, rolled_up: datetime
 ) -> None:
     query: dict[str, Any] = {"metric_name": "queue", "aggregation": "sum", "interval": "1h",
                              "timeRange": "24h", "group_by": ["q"]}  # fmt: skip
     reply = httpx.post(f"{api_server}/api/monitoring/query/metrics", json=query,
-                       headers={"Authorization": f"Bearer {ingest_key}"})  # fmt: skip
+                       headers={"Authorization": f"Bearer {admin_key}"})  # fmt: skip
     assert reply.status_code == 200, reply.text
     totals = {s["group"]["q"]: sum(p[1] for p in s["points"]) for s in reply.json()["series"]}
     assert totals == {"mail": 1 + 3 + 5 + 7 + 9, "sms": 0 + 2 + 4 + 6 + 8}
@@ -92,20 +92,20 @@ def test_it_queries_metrics_grouped_by_and_filtered_on_dimensions(
     query = {"metric_name": "queue", "aggregation": "count", "interval": "1h",
              "timeRange": "24h", "filters": {"q": "mail"}}  # fmt: skip
     reply = httpx.post(f"{api_server}/api/monitoring/query/metrics", json=query,
-                       headers={"X-API-Key": ingest_key})  # fmt: skip
+                       headers={"X-API-Key": admin_key})  # fmt: skip
     (series,) = reply.json()["series"]
     assert sum(p[2] for p in series["points"]) == 5
 
 
 def test_it_serves_performance_analytics_and_core_web_vitals(
-    api_server: str, ingest_key: str, rolled_up: datetime
+    api_server: str, admin_key: str, rolled_up: datetime
 ) -> None:
-    api = _get(api_server, ingest_key, "/api/monitoring/performance/analytics", timeRange="1h")
+    api = _get(api_server, admin_key, "/api/monitoring/performance/analytics", timeRange="1h")
     assert {row["endpoint"] for row in api.json()["rows"]} == {"/api/vendors", "/api/bookings"}
-    lcp = _get(api_server, ingest_key, "/api/monitoring/performance/analytics",
+    lcp = _get(api_server, admin_key, "/api/monitoring/performance/analytics",
                metric="LCP", segment="device", timeRange="1h")  # fmt: skip
     assert [row["device_type"] for row in lcp.json()["rows"]] == ["mobile"]
-    cwv = _get(api_server, ingest_key, "/api/monitoring/performance/core-web-vitals").json()
+    cwv = _get(api_server, admin_key, "/api/monitoring/performance/core-web-vitals").json()
     (metric,) = cwv["by_metric"]
     assert metric["name"] == "LCP" and metric["count"] == 10
     assert metric["good_share"] + metric["needs_improvement_share"] + metric[
@@ -123,9 +123,9 @@ def test_it_serves_performance_analytics_and_core_web_vitals(
     ],
 )
 def test_it_answers_422_for_bad_read_parameters(
-    api_server: str, ingest_key: str, path: str, params: dict[str, str], field: str
+    api_server: str, admin_key: str, path: str, params: dict[str, str], field: str
 ) -> None:
-    reply = _get(api_server, ingest_key, path, **params)
+    reply = _get(api_server, admin_key, path, **params)
     assert reply.status_code == 422
     assert reply.json()["detail"][0]["field"] == field
 
@@ -140,10 +140,10 @@ def test_it_answers_422_for_bad_read_parameters(
     ],
 )
 def test_it_answers_422_for_bad_metric_queries(
-    api_server: str, ingest_key: str, body: dict[str, Any], field: str
+    api_server: str, admin_key: str, body: dict[str, Any], field: str
 ) -> None:
     reply = httpx.post(f"{api_server}/api/monitoring/query/metrics", json=body,
-                       headers={"X-API-Key": ingest_key})  # fmt: skip
+                       headers={"X-API-Key": admin_key})  # fmt: skip
     assert reply.status_code == 422
     assert reply.json()["detail"][0]["field"] == field
 
@@ -152,11 +152,11 @@ def test_it_needs_a_key_for_reads(api_server: str) -> None:
     assert httpx.get(f"{api_server}/api/monitoring/dashboard/overview").status_code == 401
 
 
-def test_it_answers_400_for_a_malformed_metric_query(api_server: str, ingest_key: str) -> None:
+def test_it_answers_400_for_a_malformed_metric_query(api_server: str, admin_key: str) -> None:
     reply = httpx.post(
         f"{api_server}/api/monitoring/query/metrics",
         content=b'{"metric_name": "q",',
-        headers={"X-API-Key": ingest_key, "content-type": "application/json"},
+        headers={"X-API-Key": admin_key, "content-type": "application/json"},
     )
     assert reply.status_code == 400
     assert "malformed JSON" in reply.json()["detail"]

@@ -147,11 +147,11 @@ def _get(api_server: str, key: str, path: str, **params) -> httpx.Response:
     return httpx.get(f"{api_server}{path}", params=params, headers={"X-API-Key": key}, timeout=30)
 
 
-def test_it_serves_funnels_with_breakdown_and_csv(api_server: str, ingest_key: str, loaded):
+def test_it_serves_funnels_with_breakdown_and_csv(api_server: str, admin_key: str, loaded):
     path = "/api/monitoring/business/funnels"
     steps = "signup,form_created,form_completed"
     reply = _get(
-        api_server, ingest_key, path, steps=steps, window="1d", breakdown="device", timeRange="7d"
+        api_server, admin_key, path, steps=steps, window="1d", breakdown="device", timeRange="7d"
     )
     assert reply.status_code == 200, reply.text
     body = reply.json()
@@ -160,7 +160,7 @@ def test_it_serves_funnels_with_breakdown_and_csv(api_server: str, ingest_key: s
         "mobile": 2,
         "desktop": 1,
     }
-    text = _get(api_server, ingest_key, path, steps=steps, format="csv").text
+    text = _get(api_server, admin_key, path, steps=steps, format="csv").text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["breakdown"] == "(all)" and rows[0]["users"] == "3"
     for params, field in (
@@ -169,31 +169,31 @@ def test_it_serves_funnels_with_breakdown_and_csv(api_server: str, ingest_key: s
         ({"steps": steps, "mode": "random"}, "mode"),
         ({"steps": steps, "timeRange": "3y"}, "timeRange"),
     ):
-        bad = _get(api_server, ingest_key, path, **params)
+        bad = _get(api_server, admin_key, path, **params)
         assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == field
 
 
-def test_it_serves_metrics_trends_anomalies_and_forecasts(api_server: str, ingest_key: str, loaded):
+def test_it_serves_metrics_trends_anomalies_and_forecasts(api_server: str, admin_key: str, loaded):
     metrics = _get(
-        api_server, ingest_key, "/api/monitoring/business/metrics", timeRange="30d"
+        api_server, admin_key, "/api/monitoring/business/metrics", timeRange="30d"
     ).json()
     cards = {c["name"]: c for c in metrics["kpis"]}
     assert cards["revenue"]["value"] == pytest.approx(210, abs=20)  # 10 a day for 21 days
     assert len(cards["dau"]["sparkline"]) >= 30
     trend = _get(
-        api_server, ingest_key, "/api/monitoring/analytics/trends", metrics="dau", timeRange="7d"
+        api_server, admin_key, "/api/monitoring/analytics/trends", metrics="dau", timeRange="7d"
     )
     assert {r["metric"] for r in trend.json()["trends"]} == {"dau"}
-    anomalies = _get(api_server, ingest_key, "/api/monitoring/analytics/anomalies", timeRange="30d")
+    anomalies = _get(api_server, admin_key, "/api/monitoring/analytics/anomalies", timeRange="30d")
     assert anomalies.status_code == 200 and isinstance(anomalies.json()["anomalies"], list)
-    forecast = _get(api_server, ingest_key, "/api/monitoring/analytics/forecasts", format="csv")
+    forecast = _get(api_server, admin_key, "/api/monitoring/analytics/forecasts", format="csv")
     rows = list(csv.DictReader(io.StringIO(forecast.text)))
     assert len(rows) == 28 and {r["metric"] for r in rows} == {"dau", "revenue"}
     assert all(float(r["lower"]) <= float(r["forecast"]) <= float(r["upper"]) for r in rows)
 
 
-def test_it_serves_the_whole_business_dashboard(api_server: str, ingest_key: str, loaded):
-    reply = _get(api_server, ingest_key, "/api/monitoring/dashboard/business", timeRange="30d")
+def test_it_serves_the_whole_business_dashboard(api_server: str, admin_key: str, loaded):
+    reply = _get(api_server, admin_key, "/api/monitoring/dashboard/business", timeRange="30d")
     assert reply.status_code == 200
     body = reply.json()
     assert set(body) >= {"kpis", "trends", "mrr_movements", "retention", "churn_risk", "forecasts"}

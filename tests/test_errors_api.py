@@ -264,7 +264,7 @@ def test_it_serves_documents_and_counts_the_sentry_routes_with_and_without_slash
 
 # ---------------------------------------------------------------- Read API and actions
 def test_it_serves_groups_detail_analytics_and_correlation(
-    api_server: str, ingest_key: str, engine: Engine
+    api_server: str, ingest_key: str, admin_key: str, engine: Engine
 ) -> None:
     trace = uuid.uuid4().hex
     stack = 'Traceback:\n  File "app/pay.py", line 3, in pay\nCardError: token=abc123'
@@ -284,7 +284,7 @@ def test_it_serves_groups_detail_analytics_and_correlation(
         ],
     )
     web, pay = r.json()["items"]
-    key = {"X-API-Key": ingest_key}
+    key = {"X-API-Key": admin_key}  # ingest keys write only
     groups = httpx.get(f"{api_server}/api/monitoring/errors/groups?service=payments", headers=key)
     assert [g["id"] for g in groups.json()["groups"]] == [pay["group_id"]]
     detail = httpx.get(f"{api_server}/api/monitoring/errors/groups/{pay['group_id']}", headers=key)

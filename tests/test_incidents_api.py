@@ -68,16 +68,17 @@ def test_it_needs_an_admin_key_on_every_admin_route(
     assert call(method, api_server + path, ingest_key, {}).status_code == 403
 
 
-def test_it_serves_the_active_list_to_any_key(api_server: str, ingest_key: str) -> None:
+def test_it_serves_the_active_list_to_keys_that_read(
+    api_server: str, ingest_key: str, admin_key: str
+) -> None:
     url = f"{api_server}/api/monitoring/incidents/active"
     assert call("GET", url, None).status_code == 401
-    reply = call("GET", url, ingest_key)
+    assert call("GET", url, ingest_key).status_code == 403  # ingest keys only write
+    reply = call("GET", url, admin_key)
     assert reply.status_code == 200 and reply.json() == {"incidents": []}
 
 
-def test_it_runs_an_incident_through_the_api(
-    api_server: str, admin_key: str, ingest_key: str
-) -> None:
+def test_it_runs_an_incident_through_the_api(api_server: str, admin_key: str) -> None:
     created = call("POST", api_server + BASE, admin_key, NEW)
     assert created.status_code == 201, created.text
     inc = created.json()
@@ -85,7 +86,7 @@ def test_it_runs_an_incident_through_the_api(
     assert inc["incident_number"].startswith("INC-") and inc["status"] == "open"
     assert inc["created_by"] == "apikey:test-admin" and inc["affected_users_count"] == 40
     url = f"{api_server}{BASE}/{inc['id']}"
-    active = call("GET", f"{api_server}/api/monitoring/incidents/active", ingest_key).json()
+    active = call("GET", f"{api_server}/api/monitoring/incidents/active", admin_key).json()
     assert [i["id"] for i in active["incidents"]] == [inc["id"]]
     assert active["incidents"][0]["response"]["target"] == "acknowledge"
 
@@ -104,7 +105,7 @@ def test_it_runs_an_incident_through_the_api(
     assert detail["resolution_summary"] == "Index rebuilt"
     public = call("GET", url + "?public=true", admin_key).json()["timeline"]
     assert [e["kind"] for e in public] == ["status_changed", "note", "resolved"]
-    assert call("GET", f"{api_server}/api/monitoring/incidents/active", ingest_key).json() == {
+    assert call("GET", f"{api_server}/api/monitoring/incidents/active", admin_key).json() == {
         "incidents": []
     }
 
