@@ -2,11 +2,13 @@
 
 Every stored "who" — `audit_log.actor`, `alert_events.actor`, `incident_timeline.actor`,
 `error_group_changes.actor` and the `*_by` columns (acknowledged, created, resolved, requested,
-approved) — is `KIND:NAME`, built by one of the three functions below and never by hand:
+approved) — is `KIND:NAME`, built by one of the functions below and never by hand:
 
 - `user:NAME` — a person signed in to the UI (`user_actor(user.username)`);
 - `apikey:NAME` — a request made with an API key (`key_actor(key.name)`);
-- `system:JOB` — the worker or the ingest path acting on its own (`system_actor("escalation")`).
+- `system:JOB` — the worker or the ingest path acting on its own (`system_actor("escalation")`);
+- `link:RECIPIENT` — a person acting from an acknowledge link sent to RECIPIENT (a channel's
+  name), who signed in nowhere (`link_actor(channel_name)`).
 
 Migration 0007 rewrote rows written before this format (bare user names, `api-key:NAME`,
 bare job names).
@@ -22,13 +24,21 @@ from sqlalchemy import Connection, insert
 
 from monitoring_core.schema import audit_log
 
-__all__ = ["ActorKind", "key_actor", "record_audit", "system_actor", "user_actor"]
+__all__ = [
+    "ActorKind",
+    "key_actor",
+    "link_actor",
+    "record_audit",
+    "system_actor",
+    "user_actor",
+]
 
 
 class ActorKind(StrEnum):
     USER = "user"
     KEY = "apikey"
     SYSTEM = "system"
+    LINK = "link"
 
 
 def _actor(kind: ActorKind, name: str) -> str:
@@ -50,6 +60,11 @@ def key_actor(key_name: str) -> str:
 def system_actor(job: str) -> str:
     """`system:JOB`: the worker or the ingest path acting on its own."""
     return _actor(ActorKind.SYSTEM, job)
+
+
+def link_actor(recipient: str) -> str:
+    """`link:RECIPIENT`: whoever opened an acknowledge link sent to RECIPIENT."""
+    return _actor(ActorKind.LINK, recipient)
 
 
 def record_audit(

@@ -24,14 +24,15 @@ class Settings:
     max_body_bytes: int
     eval_interval_s: float
     public_url: str
+    api_public_url: str
     ui_port: int = 8501
     demo: bool = True
     database_reader_url: str | None = None  # the read-only role for `self` queries
-
     # outbound targets (monitoring_core.outbound): refuse private/loopback ranges too, and an
     # allow-list of host names, .suffix names and CIDRs (empty: no allow-list)
     outbound_deny_private: bool = False
     outbound_allow: tuple[str, ...] = ()
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.tz_name)
@@ -87,12 +88,12 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 0/1/true/false, got {raw!r}")
 
 
-def _tz(env: Mapping[str, str]) -> str:
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """A comma-separated list; blanks dropped."""
     return tuple(item.strip() for item in (_read(env, name) or "").split(",") if item.strip())
 
 
+def _tz(env: Mapping[str, str]) -> str:
     name = _read(env, "MONITORING_TZ") or "Europe/London"
     try:
         ZoneInfo(name)
@@ -124,9 +125,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "MONITORING_MAX_BODY_BYTES", 5_242_880),
         eval_interval_s=_float(env, "MONITORING_EVAL_INTERVAL_S", 15.0),
         public_url=(_read(env, "MONITORING_PUBLIC_URL") or "http://localhost:8501").rstrip("/"),
+        api_public_url=(
+            _read(env, "MONITORING_API_PUBLIC_URL")
+            or f"http://localhost:{_int(env, 'MONITORING_API_PORT', 8000)}"
+        ).rstrip("/"),
         ui_port=_int(env, "MONITORING_UI_PORT", 8501),
         demo=_bool(env, "DEMO", True),
         database_reader_url=_database_url(env, "DATABASE_READER_URL"),
-    )
         outbound_deny_private=_bool(env, "MONITORING_OUTBOUND_DENY_PRIVATE", False),
         outbound_allow=_list(env, "MONITORING_OUTBOUND_ALLOW"),
+    )

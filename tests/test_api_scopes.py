@@ -20,9 +20,10 @@ from sqlalchemy import Engine
 from monitoring_core.accounts import create_api_key
 from monitoring_core.enums import ApiScope
 
-# Operations that need no key (the heartbeat token is the secret; /metrics is the process's own).
+# Operations that need no key (the heartbeat token and the signed acknowledge-link token are
+# the secret; /metrics is the process's own).
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
-PUBLIC_PREFIX = "/api/monitoring/heartbeat/"
+PUBLIC_PREFIX = ("/api/monitoring/heartbeat/", "/ack/")
 # What an ingest key is for: writes only.
 INGEST = {
     ("POST", "/api/monitoring/metrics"),

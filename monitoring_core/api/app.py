@@ -81,6 +81,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(_router("routes_alerts"))
     app.include_router(_router("routes_incidents"))
     app.include_router(_router("routes_admin_keys"))
+    app.include_router(_router("routes_ack"))
     return app
 
 

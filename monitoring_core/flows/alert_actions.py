@@ -16,7 +16,11 @@ from monitoring_core.alerts.service import ActionRefused
 from monitoring_core.alerts.store import get_instance, get_rule, record_event
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import Role
-from monitoring_core.flows.alert_escalation import add_alert_timeline, send_escalation_step
+from monitoring_core.flows.alert_escalation import (
+    add_alert_timeline,
+    notify_by_hand,
+    send_escalation_step,
+)
 from monitoring_core.policies.steps import parse_steps, step_due_at
 from monitoring_core.policies.store import policy_for
 from monitoring_core.roles import PermissionDenied, require_role
@@ -27,10 +31,12 @@ __all__ = [
     "PermissionDenied",
     "acknowledge_alert",
     "escalate_alert",
+    "resolve_alert",
     "suppress_alert",
 ]
 
 _ACKABLE = ("firing", "pending", "no_data", "suppressed")
+_RESOLVABLE = (*_ACKABLE, "acknowledged")
 
 
 def acknowledge_alert(
@@ -173,3 +179,66 @@ def escalate_alert(
         now=now,
     )
     return get_instance(conn, instance_id=instance_id)
+
+
+def resolve_alert(
+    conn: Connection,
+    *,
+    instance_id: int,
+    actor: str,
+    role: str,
+    now: datetime,
+    tz: ZoneInfo,
+    public_url: str,
+    reason: str = "",
+) -> dict[str, Any]:
+    """Resolve by hand: the alert stops paging and its channels hear it is resolved. If the
+    condition still holds, the next evaluation starts a new episode (pending, then firing)."""
+    require_role(role, Role.RESPONDER)
+    alert = get_instance(conn, instance_id=instance_id, lock=True)
+    if alert["status"] not in _RESOLVABLE:
+        raise ActionRefused(f"a {alert['status']} alert cannot be resolved")
+    conn.execute(
+        update(alert_instances)
+        .where(alert_instances.c.id == instance_id)
+        .values(status="resolved", resolved_at=now, suppressed_until=None)
+    )
+    why = f": {reason.strip()}" if reason.strip() else ""
+    record_event(
+        conn,
+        instance_id=instance_id,
+        rule_id=alert["alert_configuration_id"],
+        now=now,
+        from_status=alert["status"],
+        to_status="resolved",
+        actor=actor,
+        message=f"resolved by hand by {actor}{why}",
+    )
+    record_audit(
+        conn,
+        actor=actor,
+        action="alert.resolve",
+        target=f"alert:{instance_id}",
+        details={"reason": reason.strip()} if why else None,
+        now=now,
+    )
+    add_alert_timeline(
+        conn,
+        alert,
+        "alert_resolved",
+        f"{alert['alert_name']} resolved by hand by {actor}{why}",
+        actor,
+        now,
+    )
+    resolved = get_instance(conn, instance_id=instance_id)
+    rule_row = get_rule(conn, rule_id=alert["alert_configuration_id"])
+    notify_by_hand(
+        conn,
+        alert=resolved,
+        rule_row=rule_row,
+        kind="resolved",
+        now=now,
+        tz=tz,
+        public_url=public_url,
+    )
+    return resolved

@@ -24,7 +24,12 @@ from monitoring_core.policies.steps import due_steps, parse_steps
 from monitoring_core.policies.store import policy_for
 from monitoring_core.schema import alert_instances, alert_rules
 
-__all__ = ["add_alert_timeline", "escalate_unacknowledged", "send_escalation_step"]
+__all__ = [
+    "add_alert_timeline",
+    "escalate_unacknowledged",
+    "notify_by_hand",
+    "send_escalation_step",
+]
 
 ACTOR = system_actor("escalation")
 
@@ -85,20 +90,18 @@ def send_escalation_step(
     actor: str,
 ) -> bool:
     """Notify one escalation step and move the instance's step counter past it."""
-    rule = rule_from_row(rule_row)
-    cycle = Cycle(
-        conn, now, tz, public_url, {rule.id: rule_row}, list_silences(conn, now=now), EvalReport()
-    )
-    view = {**alert, "severity": alert["severity"], "threshold": rule.condition.value}
-    sent = notify_alert(
-        cycle,
-        rule,
-        view,
-        alert.get("trigger_dimensions") or {},
-        "escalation",
+    sent = notify_by_hand(
+        conn,
+        alert=alert,
+        rule_row=rule_row,
+        kind="escalation",
+        now=now,
+        tz=tz,
+        public_url=public_url,
         channels=channels,
         step=index,
     )
+    rule_id = int(rule_row["id"])
     conn.execute(
         update(alert_instances)
         .where(alert_instances.c.id == alert["id"])
@@ -107,7 +110,7 @@ def send_escalation_step(
     record_event(
         conn,
         instance_id=alert["id"],
-        rule_id=rule.id,
+        rule_id=rule_id,
         now=now,
         from_status=alert["status"],
         to_status=alert["status"],
@@ -133,3 +136,26 @@ def add_alert_timeline(
             now=now,
             details={"alert_instance_id": alert["id"]},
         )
+
+
+def notify_by_hand(
+    conn: Connection,
+    *,
+    alert: Mapping[str, Any],
+    rule_row: dict[str, Any],
+    kind: str,
+    now: datetime,
+    tz: ZoneInfo,
+    public_url: str,
+    channels: list[int] | None = None,
+    step: int | None = None,
+) -> bool:
+    """Queue one notification about `alert` outside an evaluation cycle (escalation steps,
+    resolving by hand), under the same silences; True unless a silence covered it."""
+    rule = rule_from_row(rule_row)
+    cycle = Cycle(
+        conn, now, tz, public_url, {rule.id: rule_row}, list_silences(conn, now=now), EvalReport()
+    )
+    view = {**alert, "severity": alert["severity"], "threshold": rule.condition.value}
+    dims = alert.get("trigger_dimensions") or {}
+    return notify_alert(cycle, rule, view, dims, kind, channels=channels, step=step)

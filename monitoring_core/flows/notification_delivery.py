@@ -22,6 +22,7 @@ from monitoring_core.alerts.store import load_states
 from monitoring_core.alerts.writes import save_decision
 from monitoring_core.audit import system_actor
 from monitoring_core.config import load_settings
+from monitoring_core.flows.ack_link import add_ack_link
 from monitoring_core.notify.delivery import (
     LEASE,
     Claimed,
@@ -182,18 +183,24 @@ def deliver_due(
     limit: int = 50,
     sender: Sender = send,
     public_url: str | None = None,
+    api_public_url: str | None = None,
     clock: Callable[[], datetime] | None = None,
     renew_every_s: float = LEASE.total_seconds() / 4,
 ) -> DeliveryReport:
     """One delivery round of up to `limit` sends: claim one row (commit), send it under a lease
     that is renewed while the send runs, record it in its own transaction; then the next.
     `clock` tells the time as the round goes on (the job passes one; by default it stays `now`)."""
-    public_url = public_url or load_settings().public_url
+    if public_url is None or api_public_url is None:
+        settings = load_settings()
+        public_url = public_url or settings.public_url
+        api_public_url = api_public_url or settings.api_public_url
     clock = clock or (lambda: now)
     report = DeliveryReport()
     for _ in range(limit):
         with engine.begin() as conn:
             item, deferred = claim_next(conn, now=clock(), worker_id=worker_id)
+            if item is not None:
+                item = add_ack_link(conn, item, now=clock(), api_public_url=api_public_url)
         report.deferred += deferred
         if item is None:
             break

@@ -15,6 +15,7 @@ Each page is an outbox row per channel plus an `escalated` timeline entry.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,17 +25,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, func, select, update
 
 from monitoring_core.audit import system_actor
-from monitoring_core.enums import IncidentStatus
+from monitoring_core.enums import IncidentStatus, Role
 from monitoring_core.incidents.lifecycle import (
     ACTIVE_STATUSES,
     ESCALATED_SEVERITIES,
+    TransitionRefused,
     response_target,
 )
+from monitoring_core.incidents.service import IncidentNotFound
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import Message
 from monitoring_core.policies.steps import Step, due_steps, parse_steps
 from monitoring_core.policies.store import policy_for
+from monitoring_core.roles import require_role
 from monitoring_core.schema import (
     alert_instances,
     alert_rules,
@@ -47,6 +51,7 @@ from monitoring_core.wedding_calendar import is_wedding_day
 __all__ = [
     "ACTOR",
     "Page",
+    "escalate_incident_by_hand",
     "escalate_incidents",
     "incident_link",
     "incident_policy",
@@ -60,7 +65,7 @@ ACTOR = system_actor("escalation")
 class Page:
     index: int  # the policy step paged (0-based)
     channels: tuple[int, ...]
-    reason: str  # unacknowledged | not_mitigated
+    reason: str  # unacknowledged | not_mitigated | by_hand
 
 
 def pages_due(
@@ -133,12 +138,20 @@ def incident_link(public_url: str, incident_id: int) -> str:
     return f"{public_url.rstrip('/')}/response-incidents?incident={incident_id}"
 
 
+_WHY_PAGED = {
+    "unacknowledged": "nobody has acknowledged yet",
+    "not_mitigated": "acknowledged but still not mitigated",
+    "by_hand": "escalated by hand",
+}
+_WHY_TIMELINE = {
+    "unacknowledged": "not acknowledged",
+    "not_mitigated": "still not mitigated",
+    "by_hand": "by hand",
+}
+
+
 def _message(incident: Mapping[str, Any], page: Page, public_url: str) -> Message:
-    why = (
-        "nobody has acknowledged yet"
-        if page.reason == "unacknowledged"
-        else "acknowledged but still not mitigated"
-    )
+    why = _WHY_PAGED[page.reason]
     title = f"[ESCALATED] {incident['severity']}: {incident['incident_number']} {incident['title']}"
     body = "\n".join(
         [
@@ -160,10 +173,13 @@ def _send(
     policy: Mapping[str, Any],
     now: datetime,
     public_url: str,
+    actor: str = ACTOR,
 ) -> None:
     key = f"incident:{incident['id']}:step:{page.index}"
     if page.reason == "not_mitigated":
         key = f"incident:{incident['id']}:again:{now.isoformat()}"
+    elif page.reason == "by_hand":  # each press of the button is a page of its own
+        key = f"incident:{incident['id']}:by_hand:{now.isoformat()}:{secrets.token_hex(4)}"
     # A channel deleted after the policy was written is skipped, not a failed job for everyone.
     known = set(
         conn.execute(
@@ -185,12 +201,14 @@ def _send(
         .where(incidents.c.id == incident["id"])
         .values(escalation_step=page.index + 1, last_escalated_at=now)
     )
-    why = "not acknowledged" if page.reason == "unacknowledged" else "still not mitigated"
+    why = _WHY_TIMELINE[page.reason]
+    if page.reason == "by_hand":
+        why = f"by {actor}"
     add_timeline_entry(
         conn,
         incident_id=int(incident["id"]),
         kind="escalated",
-        actor=ACTOR,
+        actor=actor,
         now=now,
         message=f"Escalated to step {page.index + 1} of {policy['name']} ({why}); "
         f"{len(ids)} notification(s) queued",
@@ -236,3 +254,34 @@ def escalate_incidents(conn: Connection, *, now: datetime, tz: ZoneInfo, public_
             incident["escalation_step"] = page.index + 1
             sent += 1
     return sent
+
+
+def escalate_incident_by_hand(
+    conn: Connection,
+    *,
+    incident_id: int,
+    actor: str,
+    role: str,
+    now: datetime,
+    tz: ZoneInfo,
+    public_url: str,
+) -> dict[str, Any]:
+    """Page the incident's next escalation step now, whatever the policy's timing (the last
+    step again once the policy is exhausted); on the timeline with who asked."""
+    require_role(role, Role.RESPONDER)
+    row = conn.execute(
+        select(incidents).where(incidents.c.id == incident_id).with_for_update()
+    ).first()
+    if row is None:
+        raise IncidentNotFound(incident_id)
+    incident = dict(row._mapping)
+    if incident["status"] not in ACTIVE_STATUSES:
+        raise TransitionRefused(f"a {incident['status']} incident cannot be escalated")
+    policy = incident_policy(conn, incident, now, tz)
+    steps = parse_steps(policy["steps"]) if policy else []
+    if policy is None or not steps:
+        raise TransitionRefused("no escalation policy with steps applies to this incident")
+    index = min(int(incident["escalation_step"]), len(steps) - 1)
+    page = Page(index, steps[index].channels, "by_hand")
+    _send(conn, incident, page, policy, now, public_url, actor=actor)
+    return {"incident_id": incident_id, "step": index + 1, "policy": policy["name"]}

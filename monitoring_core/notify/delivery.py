@@ -63,6 +63,9 @@ class Claimed:
     notify_type: str
     attempts: int
     idempotency_key: str
+    kind: str
+    alert_instance_id: int | None
+    incident_id: int | None
 
 
 _CLAIM = text(
@@ -78,7 +81,8 @@ _CLAIM = text(
                      LIMIT :limit
                      FOR UPDATE SKIP LOCKED)
     RETURNING o.id, o.channel_id, c.name AS channel_name, c.url, c.is_enabled, o.title,
-              o.body, o.notify_type, o.attempts, o.idempotency_key, c.rate_limit_per_minute
+              o.body, o.notify_type, o.attempts, o.idempotency_key, o.kind, o.alert_instance_id,
+              o.incident_id, c.rate_limit_per_minute
     """
 )
 
@@ -165,7 +169,7 @@ def record_attempt(
             channel_id=item.channel_id,
             attempted_at=now,
             # A disabled channel is not a failing one: its rows are closed as "skipped", and
-            # the self-alert's failure streak (selfalert._recent_failures) ignores them.
+            # the self-alert's failure streak (flows/notification_delivery.py) ignores them.
             status="sent" if result.ok else ("failed" if item.is_enabled else "skipped"),
             latency_ms=result.latency_ms,
             error=result.error,
