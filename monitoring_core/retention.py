@@ -9,6 +9,14 @@ and daily rows live that many days (longer or shorter than `rollup_1h` / `rollup
 A raw partition is dropped only when its whole day is older than the cutoff **and** the rollup
 watermark of its table has passed every row in it (no row with `ingested_at` above the
 watermark): a stalled rollup never loses data to retention, it only delays the drop.
+
+Row tables (`PRUNED_ROWS`) lose rows older than their setting, in batches of `batch_size`, at
+most `max_batches` per table and run (the hourly job catches up a backlog over several runs
+instead of holding one long transaction): health check results (30 d), alert events (180 d),
+finished outbox rows (90 d; their delivery rows go with them) and delivery rows (90 d), the
+audit log (365 d). A metric series with no raw point and no rollup row for
+`metric_series_idle` days (30) is deleted with what is left of its rows; series rows being
+written at that moment are skipped (`SKIP LOCKED`).
 """
 
 # Identifiers below come from PARTITIONED_TABLES and partition_name(); values are bound params.
@@ -30,8 +38,13 @@ from monitoring_core.schema import PARTITIONED_TABLES
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
     "SETTINGS_KEY",
+    "PRUNED_ROWS",
+    "PrunedRows",
     "RetentionReport",
     "apply_retention",
+    "prune_idle_series",
+    "prune_row_tables",
+    "prune_rows",
     "create_partitions_ahead",
     "partitions_to_drop",
     "retention_days",
@@ -48,7 +61,54 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "rollup_1h": 730,
     "rollup_1d": 1825,
     "job_runs": 7,
+    "health_check_results": 30,
+    "alert_events": 180,
+    "notification_outbox": 90,
+    "notification_deliveries": 90,
+    "audit_log": 365,
+    "metric_series_idle": 30,
 }
+BATCH_SIZE = 5_000
+MAX_BATCHES = 20
+
+
+@dataclass(frozen=True)
+class PrunedRows:
+    """A table whose rows go `days[setting]` after `time_column`, when `condition` holds."""
+
+    table: str
+    time_column: str
+    condition: str = "true"
+
+
+# Names and conditions are constants of this module (never user input).
+PRUNED_ROWS: tuple[PrunedRows, ...] = (
+    PrunedRows("health_check_results", "time"),
+    PrunedRows("alert_events", "time"),
+    # Pending or sending rows are still at work, however old.
+    PrunedRows("notification_outbox", "created_at", "status NOT IN ('pending', 'sending')"),
+    PrunedRows("notification_deliveries", "attempted_at"),
+    PrunedRows("audit_log", "time"),
+)
+_IDLE_SERIES = text(
+    """
+    SELECT s.id FROM metric_series s
+    WHERE s.created_at < :cutoff
+      AND NOT EXISTS (SELECT 1 FROM metric_points p WHERE p.series_id = s.id
+                      AND (p.time >= :cutoff OR p.ingested_at >= :cutoff))
+      AND NOT EXISTS (SELECT 1 FROM metric_rollup_1m r WHERE r.series_id = s.id AND r.bucket >= :cutoff)
+      AND NOT EXISTS (SELECT 1 FROM metric_rollup_1h r WHERE r.series_id = s.id AND r.bucket >= :cutoff)
+      AND NOT EXISTS (SELECT 1 FROM metric_rollup_1d r WHERE r.series_id = s.id AND r.bucket >= :cutoff)
+    LIMIT :batch FOR UPDATE SKIP LOCKED
+    """
+)
+_SERIES_ROWS = (
+    "metric_points",
+    "metric_rollup_1m",
+    "metric_rollup_1h",
+    "metric_rollup_6h",
+    "metric_rollup_1d",
+)
 # Raw tables whose rows feed rollups: the watermark of the same name must have passed them.
 ROLLED_UP = {"metric_points", "api_timings", "web_vitals"}
 _ROLLUP_TABLES = {
@@ -76,7 +136,7 @@ class RetentionReport:
         kept = f", kept {len(self.kept_not_rolled_up)} not yet rolled up" * bool(
             self.kept_not_rolled_up
         )
-        return f"dropped {len(self.dropped)} partitions{kept}, deleted {deleted} rollup rows"
+        return f"dropped {len(self.dropped)} partitions{kept}, deleted {deleted} rows"
 
 
 def retention_days(conn: Connection) -> dict[str, int]:
@@ -128,7 +188,67 @@ def apply_retention(conn: Connection, now: datetime) -> RetentionReport:
         text("DELETE FROM job_runs WHERE started_at < :cutoff"),
         {"cutoff": now - timedelta(days=days["job_runs"])},
     ).rowcount
+    report.deleted_rows.update(prune_row_tables(conn, now, days))
     return report
+
+
+def prune_row_tables(conn: Connection, now: datetime, days: dict[str, int]) -> dict[str, int]:
+    """PRUNED_ROWS and idle metric series by their settings: rows deleted per table."""
+    deleted = {
+        pruned.table: prune_rows(conn, pruned, now - timedelta(days=days[pruned.table]))
+        for pruned in PRUNED_ROWS
+    }
+    cutoff = now - timedelta(days=days["metric_series_idle"])
+    deleted["metric_series"] = prune_idle_series(conn, cutoff)
+    return deleted
+
+
+def prune_rows(
+    conn: Connection,
+    pruned: PrunedRows,
+    cutoff: datetime,
+    *,
+    batch_size: int = BATCH_SIZE,
+    max_batches: int = MAX_BATCHES,
+) -> int:
+    """Delete `pruned.table` rows older than `cutoff` in batches; rows deleted (bounded)."""
+    statement = text(
+        f"DELETE FROM {pruned.table} WHERE id IN (SELECT id FROM {pruned.table} "
+        f"WHERE {pruned.time_column} < :cutoff AND {pruned.condition} LIMIT :batch)"
+    )
+    return _in_batches(conn, statement, {"cutoff": cutoff}, batch_size, max_batches)
+
+
+def prune_idle_series(
+    conn: Connection,
+    cutoff: datetime,
+    *,
+    batch_size: int = BATCH_SIZE,
+    max_batches: int = MAX_BATCHES,
+) -> int:
+    """Delete series with nothing at or after `cutoff`, and their older rows; series deleted."""
+    deleted = 0
+    for _ in range(max_batches):
+        ids = list(conn.execute(_IDLE_SERIES, {"cutoff": cutoff, "batch": batch_size}).scalars())
+        for table in _SERIES_ROWS:
+            conn.execute(text(f"DELETE FROM {table} WHERE series_id = ANY(:ids)"), {"ids": ids})
+        conn.execute(text("DELETE FROM metric_series WHERE id = ANY(:ids)"), {"ids": ids})
+        deleted += len(ids)
+        if len(ids) < batch_size:
+            break
+    return deleted
+
+
+def _in_batches(
+    conn: Connection, statement: Any, params: dict[str, Any], batch_size: int, max_batches: int
+) -> int:
+    deleted = 0
+    for _ in range(max_batches):
+        count = conn.execute(statement, {**params, "batch": batch_size}).rowcount
+        deleted += count
+        if count < batch_size:
+            break
+    return deleted
 
 
 def _drop_expired(

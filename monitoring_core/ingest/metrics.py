@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -190,14 +191,30 @@ def _checked_point(
 
 
 class SeriesCache:
-    """Series ids by (name, dimensions); fill it only after the transaction committed."""
+    """Series ids by (name, dimensions); fill it only after the transaction committed.
 
-    def __init__(self, max_entries: int = 500_000) -> None:
+    Emptied every `max_age_s`: retention deletes series that received nothing for days
+    (`metric_series_idle`), and an id remembered longer than that would send points to a
+    deleted series.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 500_000,
+        max_age_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ids: dict[SeriesKey, int] = {}
         self._max = max_entries
         self._lock = threading.Lock()
+        self._max_age, self._clock = max_age_s, clock
+        self._born = clock()
 
     def get(self, key: SeriesKey) -> int | None:
+        if self._clock() - self._born > self._max_age:
+            with self._lock:
+                self._ids.clear()
+                self._born = self._clock()
         return self._ids.get(key)
 
     def update(self, ids: Mapping[SeriesKey, int]) -> None:
