@@ -4,7 +4,8 @@ Least privilege (README "Database roles"): the application never runs as a super
 
 - `monitoring_app` (LOGIN, NOSUPERUSER, NOCREATEDB, NOCREATEROLE) owns the monitoring database,
   its `public` schema and every table; the API, the worker, the UI and migrations connect as
-  it. An external `DATABASE_URL` needs only this: a role that owns its database.
+  it. An external `DATABASE_URL` needs only this: a role that owns its database (plus
+  `pg_monitor` if the built-in database collector should see other roles' sessions).
 - `monitoring_reader` (LOGIN, NOSUPERUSER, member of `pg_monitor`) runs the `self` SQL
   collectors and `self` database checks. It reads `pg_stat_*` and only the tables an admin
   grants it (`GRANT SELECT ON business_events TO monitoring_reader`); the secret tables
@@ -166,7 +167,11 @@ def _with_retry(step: Any, attempts: int = 5) -> None:
         try:
             step()
             return
-        except (psycopg.errors.UniqueViolation, psycopg.errors.InternalError_):
+        except (
+            psycopg.errors.DuplicateObject,
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.InternalError_,  # "tuple concurrently updated"
+        ):
             if attempt == attempts - 1:
                 raise
             log.info("role setup collided with another process; retrying")
@@ -185,10 +190,11 @@ def _define_roles(conn: Any, passwords: dict[str, str]) -> None:
                 sql.Identifier(role), sql.Literal(passwords[role])
             )
         )
-    reader = sql.Identifier(READER_ROLE)
+    app, reader = sql.Identifier(APP_ROLE), sql.Identifier(READER_ROLE)
     timeout = f"{int(READER_STATEMENT_TIMEOUT_S * 1000)}ms"
     for statement in (
-        sql.SQL("GRANT pg_monitor TO {}").format(reader),
+        # The built-in database collector (as the app) sees every session's statistics too.
+        sql.SQL("GRANT pg_monitor TO {}, {}").format(app, reader),
         sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(reader),
         sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(reader, sql.Literal(timeout)),
         sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = '10s'").format(reader),
