@@ -19,6 +19,7 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
+	$(PY) -m tests.clock_proof  # the `clock` tests again at each awkward instant
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

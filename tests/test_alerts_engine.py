@@ -22,8 +22,6 @@ from monitoring_core.alerts.engine import (
 )
 from monitoring_core.alerts.rules import TEMPLATES, Rule, RuleInvalid, parse_condition
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 TZ = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # a Tuesday in March: no calendar effects
 MIN = timedelta(minutes=1)

@@ -10,8 +10,6 @@ import pytest
 
 from monitoring_core.alerts.silences import alert_labels, is_silenced, matches, validate_silence
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 TZ = ZoneInfo("Europe/London")
 LABELS = alert_labels(
     rule_id=7, alert_name="Checkout slow", severity="high", service="payments",

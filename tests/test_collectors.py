@@ -26,8 +26,6 @@ from monitoring_core.ingest.points import MetricPoint
 from monitoring_core.schema import metric_points, metric_series, sql_collectors
 from tests.least_privilege_support import role_urls
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 NOW = datetime(2026, 6, 6, 12, 0, tzinfo=UTC)
 
 

@@ -12,8 +12,6 @@ from monitoring_core.demo import load_demo_data, loader_rng, performance
 from monitoring_core.demo.performance import ENDPOINTS, _apply_spells
 from monitoring_core.demo.traffic import bad_spells, to_np, traffic_shape
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 # Sunday 01:00 in London: two days back covers all of Friday and Saturday (local time).
 SUNDAY = datetime(2026, 6, 7, 0, 0, tzinfo=UTC)
 

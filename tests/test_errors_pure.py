@@ -34,8 +34,6 @@ from monitoring_core.errors.validate import parse_error_items
 from monitoring_core.flows.error_ingest import prepare
 from monitoring_core.ingest.validate import InvalidItems
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 LONDON = ZoneInfo("Europe/London")
 SATURDAY = datetime(2026, 6, 6, 14, 0, tzinfo=UTC)
 WEDNESDAY = datetime(2026, 6, 3, 14, 0, tzinfo=UTC)

@@ -17,8 +17,6 @@ from monitoring_core.partitions import (
 )
 from monitoring_core.schema import PARTITIONED_TABLES, metadata
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 
 def test_it_creates_every_table_of_the_model(engine: Engine) -> None:
     names = set(inspect(engine).get_table_names())
@@ -69,7 +67,6 @@ def test_it_creates_and_drops_partitions(engine: Engine) -> None:
 
 
 def test_it_refuses_a_point_without_a_partition(engine: Engine) -> None:
-    import pytest
     from sqlalchemy.exc import IntegrityError
 
     with pytest.raises(IntegrityError), engine.begin() as conn:

@@ -22,8 +22,6 @@ from monitoring_core.health.store import create_check, get_check, list_flips, up
 from monitoring_core.schema import metric_points, metric_series
 from tests.least_privilege_support import role_urls
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:

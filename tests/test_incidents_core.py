@@ -27,8 +27,6 @@ from monitoring_core.schema import (
     incident_error_groups,
 )
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 LONDON = ZoneInfo("Europe/London")
 SATURDAY = datetime(2026, 6, 13, 14, 0, tzinfo=UTC)
 TUESDAY = datetime(2026, 6, 16, 9, 30, tzinfo=UTC)

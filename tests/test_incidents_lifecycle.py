@@ -15,8 +15,6 @@ from monitoring_core.incidents.queries import incident_detail, list_incidents
 from monitoring_core.incidents.store import list_timeline
 from monitoring_core.schema import audit_log
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 LONDON = ZoneInfo("Europe/London")
 TUESDAY = datetime(2026, 6, 16, 9, 30, tzinfo=UTC)
 SATURDAY = datetime(2026, 6, 13, 14, 0, tzinfo=UTC)

@@ -19,8 +19,6 @@ from monitoring_core.schema import notification_outbox
 from monitoring_core.schema import runbooks as runbooks_table
 from tests.alerting_support import channel, partitions_around
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 LONDON = ZoneInfo("Europe/London")
 TUESDAY = datetime(2026, 6, 16, 9, 30, tzinfo=UTC)
 SATURDAY = datetime(2026, 6, 13, 14, 0, tzinfo=UTC)

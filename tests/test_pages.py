@@ -82,7 +82,6 @@ def test_it_shows_the_overview_with_real_numbers(
     assert slow["p95"].is_monotonic_decreasing and slow["p95"].iloc[0] > 500
 
 
-@pytest.mark.clock
 def test_it_shows_performance_tables_and_the_regression(
     demo_engine: Engine, logged_in_app: AppFactory
 ) -> None:
@@ -109,7 +108,6 @@ def _requests_in_range(at: AppTest) -> int:
     return int(line.split(" requests in the range")[0].split()[-1].replace(",", ""))
 
 
-@pytest.mark.clock
 def test_it_reads_the_time_range_from_the_sidebar(
     demo_engine: Engine, logged_in_app: AppFactory
 ) -> None:

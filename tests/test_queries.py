@@ -13,8 +13,6 @@ from monitoring_core.rollups import run_rollups
 from monitoring_core.timerange import TimeRange
 from tests.rollup_fixtures import add_points, add_series, add_timings, add_vitals
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 H, M = timedelta(hours=1), timedelta(minutes=1)
 
 

@@ -11,8 +11,6 @@ from monitoring_core import histogram
 from monitoring_core.rollups import contiguous_ranges, run_rollups
 from tests.rollup_fixtures import add_points, add_series, add_timings, add_vitals, random_timings
 
-pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
-
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
