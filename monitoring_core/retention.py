@@ -90,16 +90,23 @@ PRUNED_ROWS: tuple[PrunedRows, ...] = (
     PrunedRows("notification_deliveries", "attempted_at"),
     PrunedRows("audit_log", "time"),
 )
+# Each test is a derived table with LIMIT 1 that refers to the outer row, so Postgres runs it as
+# one index probe per series (an anti-join would hash every recent rollup and raw row); the raw
+# probe walks a series' points newest first, so a live series is answered by its first row.
 _IDLE_SERIES = text(
     """
     SELECT s.id FROM metric_series s
     WHERE s.created_at < :cutoff
-      AND NOT EXISTS (SELECT 1 FROM metric_points p WHERE p.series_id = s.id
-                      AND (p.time >= :cutoff OR p.ingested_at >= :cutoff))
-      AND NOT EXISTS (SELECT 1 FROM metric_rollup_1m r WHERE r.series_id = s.id AND r.bucket >= :cutoff)
-      AND NOT EXISTS (SELECT 1 FROM metric_rollup_1h r WHERE r.series_id = s.id AND r.bucket >= :cutoff)
-      AND NOT EXISTS (SELECT 1 FROM metric_rollup_1d r WHERE r.series_id = s.id AND r.bucket >= :cutoff)
-    LIMIT :batch FOR UPDATE SKIP LOCKED
+      AND NOT EXISTS (SELECT 1 FROM (SELECT 1 FROM metric_rollup_1m r
+                      WHERE r.series_id = s.id AND r.bucket >= :cutoff LIMIT 1) x)
+      AND NOT EXISTS (SELECT 1 FROM (SELECT 1 FROM metric_rollup_1h r
+                      WHERE r.series_id = s.id AND r.bucket >= :cutoff LIMIT 1) x)
+      AND NOT EXISTS (SELECT 1 FROM (SELECT 1 FROM metric_rollup_1d r
+                      WHERE r.series_id = s.id AND r.bucket >= :cutoff LIMIT 1) x)
+      AND NOT EXISTS (SELECT 1 FROM (SELECT 1 FROM metric_points p WHERE p.series_id = s.id
+                      AND (p.time >= :cutoff OR p.ingested_at >= :cutoff)
+                      ORDER BY p.time DESC LIMIT 1) x)
+    LIMIT :batch FOR UPDATE OF s SKIP LOCKED
     """
 )
 _SERIES_ROWS = (
