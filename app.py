@@ -54,7 +54,7 @@ def _navigation() -> dict[str, list[st.Page]]:
 
 def main() -> None:
     st.set_page_config(page_title="Wedding platform monitoring", page_icon="💍", layout="wide")
-    if auth.current_user() is None:
+    if auth.refresh_user() is None:  # re-read each run: deactivation and role changes apply
         # A navigation holding only the sign-in page: no other page can be opened before it.
         sign_in = st.Page(auth.login_form, title="Sign in", icon=":material/login:")
         st.navigation([sign_in], position="hidden").run()

@@ -29,6 +29,7 @@ from monitoring_core.policies.service import policy_create
 from monitoring_core.policies.store import list_policies
 from ui import actions as ui_actions
 from ui import auth, data, widgets
+from ui.account_admin import keys_and_users
 
 auth.require_role(Role.VIEWER)
 user = auth.require_role(Role.ADMIN)
@@ -147,3 +148,5 @@ with st.form("new_policy"):
             failed="Policy not added: ",
             refused=(ValueError, IntegrityError),
         )
+
+keys_and_users(FLASH, user)

@@ -2,7 +2,9 @@
 
 Every page starts with `require_role(Role.VIEWER)` (a page file can be run without app.py on a
 fresh server, see app.py), calls `require_role(Role.RESPONDER)` before any action and uses
-`has_role(...)` to decide whether to show an action at all. app.py draws `login_form()`.
+`has_role(...)` to decide whether to show an action at all. app.py draws `login_form()`, and
+calls `refresh_user()` at the start of every run, so a user deactivated or given another role
+since signing in is signed out, or has the new role, from their next click on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitoring_core import clock, roles
-from monitoring_core.accounts import User, authenticate_user
+from monitoring_core.accounts import User, active_user, authenticate_user
 from monitoring_core.config import ConfigError
 from monitoring_core.db import DatabaseUnavailable
 from monitoring_core.enums import Role
@@ -24,6 +26,7 @@ __all__ = [
     "has_role",
     "login_form",
     "logout_button",
+    "refresh_user",
     "require_role",
 ]
 
@@ -35,6 +38,28 @@ def current_user() -> User | None:
     """The logged-in user of this browser session, or None."""
     user = st.session_state.get(_USER_KEY)
     return user if isinstance(user, User) else None
+
+
+def refresh_user() -> User | None:
+    """The session's user as stored now: None (and signed out) when deactivated or deleted.
+
+    When the database cannot be reached the session is kept: nothing can be read or changed
+    without it, and the page says so.
+    """
+    user = current_user()
+    if user is None:
+        return None
+    try:
+        with get_engine().connect() as conn:
+            stored = active_user(conn, user_id=user.id)
+    except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError) as exc:
+        log.warning("could not re-read user %s: %s", user.username, exc)
+        return user
+    if stored is None:
+        st.session_state.pop(_USER_KEY, None)
+    elif stored != user:
+        st.session_state[_USER_KEY] = stored
+    return stored
 
 
 def has_role(role: Role) -> bool:

@@ -23,7 +23,7 @@ _ERRORS: ErrorStatuses = (((accounts.AccountNotFound,), 404),)
 
 
 def _json(content: Any, status_code: int = 200) -> Response:
-    body = orjson.dumps(content)
+    body = orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)  # row keys are str subclasses
     return Response(body, status_code=status_code, media_type="application/json")
 
 

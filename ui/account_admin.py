@@ -1,0 +1,143 @@
+"""Settings' section for API keys and users: list, create, revoke, limit, expire, deactivate and
+reset passwords, each through `monitoring_core.accounts` (which writes the audit row).
+
+Flash messages name keys and users by id only: names are user data and messages are markdown.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Connection
+
+from monitoring_core import accounts, clock
+from monitoring_core.accounts import AccountInvalid, AccountNotFound
+from monitoring_core.audit import user_actor
+from monitoring_core.enums import ApiScope
+from ui import actions as ui_actions
+from ui import data
+
+__all__ = ["keys_and_users"]
+
+_REFUSED = (AccountInvalid, AccountNotFound)
+_SCOPES_HELP = (
+    "ingest: writes only (apps, Sentry DSNs) · read: the read API only · "
+    "browser: Web Vitals from the allowed origins only · admin: everything"
+)
+
+
+def keys_and_users(flash: str, me: accounts.User) -> None:
+    """The two subsections; `me` is the signed-in admin (the actor, and not deactivatable)."""
+    actor = user_actor(me.username)
+    st.subheader("API keys")
+    keys = data.read_or_stop(accounts.list_api_keys)
+    _key_table(keys)
+    _new_key_form(flash, actor)
+    _key_changes(flash, actor, [k for k in keys if k["revoked_at"] is None])
+    st.subheader("Users")
+    people = data.read_or_stop(accounts.list_users)
+    columns = ["id", "username", "role", "is_active", "last_login_at"]
+    st.dataframe(pd.DataFrame(people, columns=columns), hide_index=True)
+    _user_changes(flash, actor, me, [u for u in people if u["is_active"]])
+
+
+def _key_table(keys: list[dict[str, Any]]) -> None:
+    columns = ["id", "name", "prefix", "scope", "rate_limit_per_minute", "allowed_origins"]
+    columns += ["expires_at", "last_used_at", "revoked_at"]
+    st.dataframe(pd.DataFrame(keys, columns=columns), hide_index=True)
+
+
+def _expiry(days: float) -> datetime | None:
+    return clock.now() + timedelta(days=days) if days else None
+
+
+def _new_key_form(flash: str, actor: str) -> None:
+    with st.form("new_api_key"):
+        name = st.text_input("Name", key="apikey_name")
+        scope = st.selectbox("Scope", [s.value for s in ApiScope], key="apikey_scope")
+        st.caption(_SCOPES_HELP)
+        left, right = st.columns(2)
+        limit = left.number_input("Requests per minute (0: no limit)", 0, 1_000_000, 0)
+        days = right.number_input("Expires in days (0: never)", 0, 3650, 0)
+        origins = st.text_input("Allowed origins, comma-separated (browser keys)", key="apikey_o")
+        if st.form_submit_button("Create key"):
+            work = partial(
+                accounts.add_api_key,
+                name=name,
+                scope=scope,
+                actor=actor,
+                now=clock.now(),
+                rate_limit_per_minute=int(limit) or None,
+                expires_at=_expiry(days),
+                allowed_origins=[o.strip() for o in origins.split(",") if o.strip()],
+            )
+            ui_actions.run(
+                flash,
+                work,
+                done=lambda made: (
+                    f"Key {made[0]['id']} created. Copy it now, it is not shown again: `{made[1]}`"
+                ),
+                refused=_REFUSED,
+                failed="Key not created: ",
+            )
+
+
+def _key_changes(flash: str, actor: str, active: list[dict[str, Any]]) -> None:
+    if not active:
+        return
+    names = {k["id"]: f"{k['id']} · {k['name']} ({k['scope']})" for k in active}
+    with st.form("change_api_key"):
+        picked = st.selectbox("Key", list(names), format_func=lambda i: names[i], key="apikey_pick")
+        key_id = int(picked or 0)  # never 0: there is at least one active key here
+        left, right = st.columns(2)
+        limit = left.number_input("New limit per minute (0: none)", 0, 1_000_000, 0)
+        days = right.number_input("Expires in days from now (0: never)", 0, 3650, 0)
+        save, revoke = st.columns(2)
+        if save.form_submit_button("Save limit and expiry"):
+            work = partial(
+                accounts.update_api_key,
+                key_id=key_id,
+                actor=actor,
+                now=clock.now(),
+                rate_limit_per_minute=int(limit) or None,
+                expires_at=_expiry(days),
+            )
+            ui_actions.run(flash, work, done=f"Key {key_id} changed", refused=_REFUSED)
+        if revoke.form_submit_button("Revoke key"):
+            work = partial(accounts.revoke_api_key, key_id=key_id, actor=actor, now=clock.now())
+            ui_actions.run(flash, work, done=f"Key {key_id} revoked", refused=_REFUSED)
+
+
+def _user_changes(flash: str, actor: str, me: accounts.User, active: list[dict[str, Any]]) -> None:
+    names = {u["id"]: f"{u['username']} ({u['role']})" for u in active}
+    with st.form("change_user"):
+        picked = st.selectbox("User", list(names), format_func=lambda i: names[i], key="user_pick")
+        user_id = int(picked or 0)  # never 0: the signed-in admin is active
+        password = st.text_input("New password", type="password", key="user_password")
+        reset, deactivate = st.columns(2)
+        if reset.form_submit_button("Reset password"):
+            work = partial(
+                accounts.reset_password,
+                user=user_id,
+                password=password,
+                actor=actor,
+                now=clock.now(),
+            )
+            ui_actions.run(flash, work, done=f"Password of user {user_id} reset", refused=_REFUSED)
+        if deactivate.form_submit_button("Deactivate user"):
+            ui_actions.run(
+                flash,
+                partial(_deactivate, user_id=user_id, me=me, actor=actor),
+                done=f"User {user_id} deactivated",
+                refused=_REFUSED,
+            )
+
+
+def _deactivate(conn: Connection, *, user_id: int, me: accounts.User, actor: str) -> None:
+    if user_id == me.id:  # the last admin could lock everyone out
+        raise AccountInvalid("you cannot deactivate yourself; another admin can")
+    accounts.deactivate_user(conn, user=user_id, actor=actor, now=clock.now())
