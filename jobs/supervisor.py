@@ -21,7 +21,7 @@ from types import FrameType
 from sqlalchemy import Engine, func, select
 
 from monitoring_core.config import Settings, load_settings
-from monitoring_core.db import database_url, make_engine, reader_url
+from monitoring_core.db import database_url, grant_reader_select, make_engine, reader_url
 from monitoring_core.migrate import migrate
 
 __all__ = ["main"]
@@ -92,6 +92,10 @@ def prepare(settings: Settings) -> tuple[str, str | None]:
             from monitoring_core.demo import load_demo_data
 
             log.info("%s", load_demo_data(engine, days=30, now=now, only_if_empty=True))
+            with engine.begin() as conn:
+                # The demo's `self` collector reads business_events; demo data loaded before
+                # the reader role existed never granted it.
+                grant_reader_select(conn, ["business_events"])
         credentials = first_run_credentials(engine, settings)
     finally:
         engine.dispose()
