@@ -43,6 +43,8 @@ def _number(value: float | None, fmt: str) -> str:
 
 
 cards = data.read_or_stop(kpis.kpi_cards, period=period, now=now, tz=tz)
+if sum(card.name.startswith("revenue:") for card in cards) > 1:
+    st.caption("Revenue came in several currencies: one card each, never added up or converted.")
 for row_start in range(0, len(cards), 4):
     for col, card in zip(st.columns(4), cards[row_start : row_start + 4], strict=False):
         with col:

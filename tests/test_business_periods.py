@@ -4,14 +4,17 @@ today apart and dashed (pure with explicit `now`, then the rollup and the page).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, insert
 from streamlit.testing.v1 import AppTest
 
-from monitoring_core.business.definitions import KPIS
+from monitoring_core.business.daily import rollup_days
+from monitoring_core.business.definitions import KPIS, money_specs
 from monitoring_core.business.kpis import (
     Period,
     complete_period,
@@ -22,6 +25,7 @@ from monitoring_core.business.kpis import (
 from monitoring_core.enums import Role
 from monitoring_core.schema import business_metrics_daily
 from monitoring_core.timerange import parse_time_range
+from tests.business_support import ev, store
 from ui.partial_days import daily_trend_figure, split_partial
 
 LONDON = ZoneInfo("Europe/London")
@@ -128,3 +132,44 @@ def test_it_shows_complete_days_and_a_dashed_today_on_the_page(
     caption = next(c.value for c in at.caption if c.value.startswith("KPI cards"))
     first, last = today - 30 * DAY, today - DAY
     assert f"the 30 complete business days {first:%d %b} – {last:%d %b %Y}" in caption
+
+
+# ---------------------------------------------------------------- money keeps its currency
+@pytest.mark.parametrize(
+    ("currencies", "cards"),
+    [
+        ([], [("revenue", "Revenue", "1,234"), ("mrr", "MRR", "1,234")]),
+        (["GBP"], [("revenue:GBP", "Revenue (GBP)", "£1,234"), ("mrr", "MRR", "£1,234")]),
+        (
+            ["USD", "EUR"],
+            [
+                ("revenue:EUR", "Revenue (EUR)", "€1,234"),
+                ("revenue:USD", "Revenue (USD)", "$1,234"),
+                ("mrr", "MRR", "1,234"),  # mixed: no single symbol is true
+            ],
+        ),
+        (["JPY"], [("revenue:JPY", "Revenue (JPY)", "JPY 1,234"), ("mrr", "MRR", "JPY 1,234")]),
+    ],
+)
+def test_it_gives_each_currency_its_own_revenue_card(currencies: list, cards: list) -> None:
+    money = [s for s in money_specs(KPIS, currencies) if s.name.startswith(("revenue", "mrr"))]
+    assert [(s.name, s.label, s.fmt.format(1234)) for s in money] == cards
+
+
+def test_it_rolls_revenue_up_per_currency(engine: Engine) -> None:
+    day = TODAY - 2 * DAY
+    at = datetime(2026, 6, 8, 12, tzinfo=UTC)
+    gbp, eur = ev(at, "subscription_paid", "u1", revenue=100), ev(at, "subscription_paid", "u2")
+    eur = replace(eur, revenue=Decimal("40"), currency="eur")
+    bare = replace(eur, user_id="u3", currency=None)
+    store(engine, [gbp, eur, bare])
+    with engine.begin() as conn:
+        rollup_days(conn, first=day, last=day, tz=LONDON)
+        cards = {
+            c.name: c.value for c in kpi_cards(conn, period=Period(day, day), now=LATE, tz=LONDON)
+        }
+    assert {k: v for k, v in cards.items() if k.startswith("revenue")} == {
+        "revenue:EUR": 40,
+        "revenue:GBP": 100,
+        "revenue:XXX": 40,  # sent without a currency: never counted as pounds
+    }

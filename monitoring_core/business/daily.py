@@ -21,6 +21,7 @@ from monitoring_core.schema import business_metrics_daily
 
 __all__ = [
     "LATE_EVENT_DAYS",
+    "NO_CURRENCY",
     "compute_days",
     "dirty_days",
     "rollup_days",
@@ -45,6 +46,19 @@ _COUNTS = text(
     FROM business_events
     WHERE time >= :lo AND time < :hi
     GROUP BY 1
+    """
+)
+
+# Revenue keeps its currency: one `revenue:<ISO 4217>` row per day and currency (XXX, the ISO
+# code for "no currency", for revenue sent without one). `revenue` stays the plain sum.
+NO_CURRENCY = "XXX"
+_REVENUE_BY_CURRENCY = text(
+    """
+    SELECT (time AT TIME ZONE :tz)::date AS day, upper(coalesce(currency, :none)) AS currency,
+           sum(revenue) AS revenue
+    FROM business_events
+    WHERE time >= :lo AND time < :hi AND revenue IS NOT NULL
+    GROUP BY 1, 2
     """
 )
 
@@ -155,6 +169,13 @@ def _counts(conn: Connection, first: date, last: date, tz: ZoneInfo) -> Rows:
     return out
 
 
+def _revenue_by_currency(conn: Connection, first: date, last: date, tz: ZoneInfo) -> Rows:
+    lo, hi = day_bounds(first, last, tz)
+    params = {"tz": tz.key, "lo": lo, "hi": hi, "none": NO_CURRENCY}
+    rows = conn.execute(_REVENUE_BY_CURRENCY, params)
+    return {(day, f"revenue:{currency}"): float(total) for day, currency, total in rows}
+
+
 def _rolling(
     conn: Connection,
     statement: TextClause,
@@ -235,6 +256,7 @@ def compute_days(conn: Connection, *, first: date, last: date, tz: ZoneInfo) -> 
     # Distinct (user, day) pairs of a year are hashed in memory rather than spilled to disk.
     conn.execute(text("SET LOCAL work_mem = '64MB'"))
     rows = _counts(conn, first, last, tz)
+    rows |= _revenue_by_currency(conn, first, last, tz)
     for day in _days(first, last):  # a day without events still has zero activity
         for name in ("events", "dau", "signups", "revenue", "form_starts", "journey_starts"):
             rows.setdefault((day, name), 0.0)

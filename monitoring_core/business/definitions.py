@@ -6,7 +6,9 @@ Definitions (documented in the README):
 - Stickiness: DAU / MAU of the same day.
 - Signups: `signup` events. Form completion rate: `form_completed` / `form_started`.
 - Journey completion rate: `journey_completed` / `journey_started`.
-- Revenue: the sum of `revenue` over every event (one billing currency is assumed).
+- Revenue keeps its currency: one figure per ISO 4217 `currency` sent with the events (XXX
+  for revenue sent without one), never a sum across currencies; MRR carries the currency
+  symbol only when every revenue of the period is in that one currency.
 - MRR: per organization, the `properties.mrr` of its latest subscription event
   (`subscription_cancelled` sets it to 0); the platform's MRR is the sum over organizations.
 - MRR movements follow ChartMogul: new business, expansion, contraction, churn, reactivation
@@ -16,7 +18,7 @@ Definitions (documented in the README):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -30,6 +32,7 @@ __all__ = [
     "KpiSpec",
     "KPIS",
     "Movement",
+    "money_specs",
     "classify_mrr_change",
     "day_bounds",
     "local_day",
@@ -131,8 +134,8 @@ KPIS: tuple[KpiSpec, ...] = (
     ),
     KpiSpec("journey_starts", "Journeys started", Agg.SUM),
     KpiSpec("journey_completions", "Journeys completed", Agg.SUM),
-    KpiSpec("revenue", "Revenue", Agg.SUM, fmt="£{:,.0f}"),
-    KpiSpec("mrr", "MRR", Agg.LAST, fmt="£{:,.0f}"),
+    KpiSpec("revenue", "Revenue", Agg.SUM, fmt="{:,.0f}"),  # per currency: money_specs
+    KpiSpec("mrr", "MRR", Agg.LAST, fmt="{:,.0f}"),
     KpiSpec(
         "churn_rate",
         "Customer churn rate",
@@ -144,6 +147,30 @@ KPIS: tuple[KpiSpec, ...] = (
         denominator_at_start=True,
     ),
 )
+
+
+_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
+
+
+def _money(currency: str) -> str:
+    return _SYMBOLS.get(currency, f"{currency} ") + "{:,.0f}"
+
+
+def money_specs(specs: tuple[KpiSpec, ...], currencies: list[str]) -> tuple[KpiSpec, ...]:
+    """The cards with revenue split per currency (`revenue:GBP` …) and MRR in the one
+    currency when there is exactly one; without currencies, plain numbers (pure)."""
+    out: list[KpiSpec] = []
+    for spec in specs:
+        if spec.name == "revenue" and currencies:
+            out += [
+                replace(spec, name=f"revenue:{c}", label=f"Revenue ({c})", fmt=_money(c))
+                for c in sorted(currencies)
+            ]
+        elif spec.name == "mrr" and len(currencies) == 1:
+            out.append(replace(spec, fmt=_money(currencies[0])))
+        else:
+            out.append(spec)
+    return tuple(out)
 
 
 def local_day(moment: datetime, tz: ZoneInfo) -> date:

@@ -17,7 +17,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from monitoring_core.business.definitions import KPIS, Agg, KpiSpec, Movement, local_day
+from monitoring_core.business.definitions import (
+    KPIS,
+    Agg,
+    KpiSpec,
+    Movement,
+    local_day,
+    money_specs,
+)
 from monitoring_core.schema import business_metrics_daily
 from monitoring_core.timerange import TimeRange
 
@@ -25,6 +32,7 @@ __all__ = [
     "KpiValue",
     "Period",
     "complete_period",
+    "currencies_in",
     "daily_series",
     "kpi_cards",
     "kpi_summary",
@@ -177,6 +185,17 @@ def kpi_summary(
     return [summarise(spec, series, period) for spec in specs]
 
 
+def currencies_in(conn: Connection, *, first: date, last: date) -> list[str]:
+    """The currencies revenue came in on days first..last (`revenue:<code>` rollup rows)."""
+    t = business_metrics_daily
+    names = conn.execute(
+        select(t.c.metric_name)
+        .distinct()
+        .where(t.c.day >= first, t.c.day <= last, t.c.metric_name.startswith("revenue:"))
+    ).scalars()
+    return sorted(name.split(":", 1)[1] for name in names)
+
+
 def kpi_cards(
     conn: Connection,
     *,
@@ -186,12 +205,13 @@ def kpi_cards(
     specs: Sequence[KpiSpec] = KPIS,
 ) -> list[KpiValue]:
     """The KPI cards of a period as a product manager quotes them: its complete days against
-    the same number of days before, today's partial value apart (one read of the rollup)."""
+    the same number of days before, today's partial value apart, revenue per currency."""
     complete = complete_period(period, now, tz)
     today = local_day(now, tz)
     partial = today if period.first <= today <= period.last else None
     first = complete.previous().first - _DAY
     last = max(complete.last, partial or complete.last)
+    specs = money_specs(tuple(specs), currencies_in(conn, first=first, last=last))
     series = daily_series(conn, names=_names(specs), first=first, last=last)
     return [summarise(spec, series, complete, partial) for spec in specs]
 
