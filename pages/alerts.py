@@ -79,9 +79,17 @@ def _alert_card(alert: Mapping[str, Any], focused: bool) -> None:
         if not responder:
             return
         aid = alert["id"]
-        left, middle, right = st.columns([1, 1, 3])
+        left, middle, resolve, right = st.columns([1, 1, 1, 3])
         if left.button("Acknowledge", key=f"ack{aid}", disabled=alert["status"] == "acknowledged"):
             act("Acknowledge", actions.acknowledge_alert, instance_id=aid)
+        if resolve.button("Resolve", key=f"res{aid}"):
+            act(
+                "Resolve",
+                actions.resolve_alert,
+                instance_id=aid,
+                tz=tz,
+                public_url=settings.public_url,
+            )
         if middle.button("Escalate", key=f"esc{aid}"):
             act(
                 "Escalate",

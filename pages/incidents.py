@@ -13,6 +13,7 @@ from monitoring_core import clock
 from monitoring_core.audit import user_actor
 from monitoring_core.enums import IncidentStatus, Role, WeddingImpact
 from monitoring_core.incidents import postmortem, response_figures, runbooks, service
+from monitoring_core.incidents.escalation import escalate_incident_by_hand
 from monitoring_core.incidents.lifecycle import TRANSITIONS
 from monitoring_core.incidents.queries import active_incidents, incident_detail, list_incidents
 from ui import actions as ui_actions
@@ -75,6 +76,16 @@ def _actions(inc: dict[str, Any]) -> None:
     a, b, c = st.columns(3)
     if a.button("Acknowledge", key="inc_ack", disabled=inc["acknowledged_at"] is not None):
         act("Acknowledge", service.acknowledge_incident, incident_id=iid)
+    if inc["status"] in ("open", "investigating", "mitigating") and a.button(
+        "Escalate now", key="inc_escalate", help="Page the next step of the escalation policy"
+    ):
+        act(
+            "Escalate",
+            escalate_incident_by_hand,
+            incident_id=iid,
+            tz=tz,
+            public_url=settings.public_url,
+        )
     who = b.text_input("Assign to", inc["assigned_to"] or user.username, key="inc_assignee")
     if b.button("Assign", key="inc_assign"):
         act("Assign", service.assign_incident, incident_id=iid, assignee=who)

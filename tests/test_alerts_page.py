@@ -65,6 +65,19 @@ def test_it_lets_a_responder_acknowledge(engine: Engine, logged_in_app: AppFacto
     assert any("Acknowledge done" in s.value for s in at.success)
 
 
+def test_it_lets_a_responder_resolve_by_hand(engine: Engine, logged_in_app: AppFactory) -> None:
+    instance_id = _firing_alert(engine)
+    at = _open(logged_in_app, Role.RESPONDER)
+    at.button(key=f"res{instance_id}").click().run()
+    assert not at.exception
+    with engine.connect() as conn:
+        status = conn.execute(select(alert_instances.c.status)).scalar_one()
+        audit = conn.execute(select(audit_log.c.action, audit_log.c.actor)).one()
+    assert status == "resolved"
+    assert audit.action == "alert.resolve" and audit.actor.startswith("user:responder-")
+    assert any("Resolve done" in s.value for s in at.success)
+
+
 def test_it_lets_an_admin_disable_a_rule_and_create_one(
     engine: Engine, logged_in_app: AppFactory
 ) -> None:

@@ -107,6 +107,30 @@ def test_it_lets_a_responder_work_an_incident(engine: Engine, logged_in_app: App
     assert any(getattr(b, "label", None) == "Download Markdown" for b in at.get("download_button"))
 
 
+def test_it_lets_a_responder_escalate_now(engine: Engine, logged_in_app: AppFactory) -> None:
+    from sqlalchemy import insert
+
+    from monitoring_core.notify.channels import create_channel
+    from monitoring_core.schema import escalation_policies, notification_outbox
+
+    incident_id = _incident(engine)
+    at = _open(logged_in_app, Role.RESPONDER)
+    at.button(key="inc_escalate").click().run()  # no policy yet: refused, clearly
+    assert any("Escalate failed: no escalation policy" in e.value for e in at.error)
+    with engine.begin() as conn:
+        hook = create_channel(conn, body={"name": "lead", "url": "json://127.0.0.1:9/lead"})
+        steps = [{"after_minutes": 0, "channels": [hook["id"]]}]
+        conn.execute(insert(escalation_policies).values(name="Default", steps=steps))
+    at.button(key="inc_escalate").click().run()
+    assert not at.exception and any("Escalate done" in s.value for s in at.success)
+    escalated = [(k, a) for k, a in _timeline(engine, incident_id) if k == "escalated"]
+    assert len(escalated) == 1 and str(escalated[0][1]).startswith("user:responder-")
+    with engine.connect() as conn:
+        assert conn.execute(select(notification_outbox.c.channel_id)).scalars().all() == [
+            hook["id"]
+        ]
+
+
 def test_it_lets_a_responder_declare_and_refuses_clearly(
     engine: Engine, logged_in_app: AppFactory
 ) -> None:
