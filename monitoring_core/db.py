@@ -118,15 +118,16 @@ def _ensure_database(admin_uri: str) -> None:
                 pass  # another process created it a moment ago
 
 
-def _role_passwords(secrets_file: Path) -> dict[str, str]:
-    """The roles' passwords from secrets_file, created (mode 600 from the start) if missing."""
-    if not secrets_file.exists():
+def _role_passwords(secrets_file: Path) -> tuple[dict[str, str], bool]:
+    """(The roles' passwords, whether they are new): secrets_file, made (mode 600) if missing."""
+    fresh = not secrets_file.exists()
+    if fresh:
         secrets_file.parent.mkdir(parents=True, exist_ok=True)
-        fresh = {role: secrets.token_urlsafe(24) for role in (APP_ROLE, READER_ROLE)}
+        made = {role: secrets.token_urlsafe(24) for role in (APP_ROLE, READER_ROLE)}
         draft = secrets_file.with_name(f".{secrets_file.name}.{os.getpid()}")
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump(fresh, handle)
+            json.dump(made, handle)
         try:
             os.link(draft, secrets_file)  # atomic; another process may have won the race
         except FileExistsError:
@@ -134,7 +135,7 @@ def _role_passwords(secrets_file: Path) -> dict[str, str]:
         finally:
             draft.unlink()
     found = json.loads(secrets_file.read_text())
-    return {role: str(found[role]) for role in (APP_ROLE, READER_ROLE)}
+    return {role: str(found[role]) for role in (APP_ROLE, READER_ROLE)}, fresh
 
 
 def ensure_roles(superuser_url: str, database: str, *, secrets_file: Path) -> tuple[str, str]:
@@ -145,10 +146,10 @@ def ensure_roles(superuser_url: str, database: str, *, secrets_file: Path) -> tu
     """
     import psycopg
 
-    passwords = _role_passwords(secrets_file)
+    passwords, fresh = _role_passwords(secrets_file)
     server = make_url(superuser_url).set(drivername="postgresql", database=database)
     with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as conn:
-        _with_retry(lambda: _define_roles(conn, passwords))
+        _with_retry(lambda: _define_roles(conn, passwords, set_passwords=fresh))
         _with_retry(lambda: _hand_over(conn, database))
     urls = []
     for role in (APP_ROLE, READER_ROLE):
@@ -177,19 +178,20 @@ def _with_retry(step: Any, attempts: int = 5) -> None:
             log.info("role setup collided with another process; retrying")
 
 
-def _define_roles(conn: Any, passwords: dict[str, str]) -> None:
+def _define_roles(conn: Any, passwords: dict[str, str], *, set_passwords: bool) -> None:
     from psycopg import sql
 
-    limits = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS LOGIN"
+    limits = sql.SQL("NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS LOGIN")
     for role in (APP_ROLE, READER_ROLE):
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-        verb = "ALTER" if exists else "CREATE"
-        # Role DDL takes no bind parameters: the password is quoted as a literal by psycopg.
-        conn.execute(
-            sql.SQL(verb + " ROLE {} " + limits + " PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(passwords[role])
-            )
+        statement = sql.SQL("ALTER ROLE {} {}" if exists else "CREATE ROLE {} {}").format(
+            sql.Identifier(role), limits
         )
+        if set_passwords or not exists:
+            # Only when new: statement texts are visible in pg_stat_activity for a moment.
+            # Role DDL takes no bind parameters; psycopg quotes the password as a literal.
+            statement += sql.SQL(" PASSWORD {}").format(sql.Literal(passwords[role]))
+        conn.execute(statement)
     app, reader = sql.Identifier(APP_ROLE), sql.Identifier(READER_ROLE)
     timeout = f"{int(READER_STATEMENT_TIMEOUT_S * 1000)}ms"
     for statement in (
