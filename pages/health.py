@@ -48,7 +48,10 @@ if quarantined:
     )
     st.dataframe(pd.DataFrame(quarantined), hide_index=True)  # a table, never markup
 
-checks = data.read_or_stop(queries.check_summaries, now, base_url=api_base)
+# Ping tokens and check headers are secrets: shown to admins only, who edit the checks.
+checks = data.read_or_stop(
+    queries.check_summaries, now, base_url=api_base, reveal_secrets=auth.has_role(Role.ADMIN)
+)
 
 
 def _status_grid(checks: list[dict]) -> None:

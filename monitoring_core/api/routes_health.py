@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from monitoring_core.api.admin_io import actor_of
 from monitoring_core.api.body import parse_json, read_body
 from monitoring_core.api.deps import require_admin, require_ingest, require_read
-from monitoring_core.api.params import ID_MAX, ExitStatus, Id
+from monitoring_core.api.params import ID_MAX, Id
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
 from monitoring_core.collectors.store import list_collectors, public_collector, save_collector
@@ -70,7 +70,8 @@ async def _json_body(request: Request) -> Any:
 async def list_health(request: Request) -> Response:
     def read() -> list[dict[str, Any]]:
         with request.app.state.engine.connect() as conn:
-            return check_summaries(conn, _now(), base_url=_base_url(request))
+            # Admins see what they edit: header values and ping tokens (docs/API.md).
+            return check_summaries(conn, _now(), base_url=_base_url(request), reveal_secrets=True)
 
     return _json({"checks": await run_in_threadpool(read)})
 
@@ -107,7 +108,7 @@ def _save_check(
 ) -> dict | None:
     with app.state.engine.begin() as conn:
         row = save_check(conn, body, check_id=check_id, actor=actor, now=_now())
-        return None if row is None else public_check(row, base_url)
+        return None if row is None else public_check(row, base_url, reveal_secrets=True)
 
 
 @admin.post(ADMIN + "/checks", status_code=201, summary="Add a health check")
@@ -232,10 +233,13 @@ async def heartbeat_fail(request: Request, token: str) -> PlainTextResponse:
 
 @_multi_method(pings, "/api/monitoring/heartbeat/{token}/{exit_status}", _PING_METHODS)
 async def heartbeat_exit_status(
-    request: Request, token: str, exit_status: ExitStatus
+    request: Request, token: str, exit_status: str
 ) -> PlainTextResponse:
     """Healthchecks.io's exit-status ping (`job.sh; curl …/$?`): 0 succeeds, 1–255 fails."""
-    return await _ping_response(request, token, "success" if exit_status == 0 else "fail")
+    # ASCII digits only: str.isdigit() also accepts "¹" and "٣", which int() then refuses.
+    if not (exit_status.isascii() and exit_status.isdigit()) or int(exit_status) > 255:
+        return PlainTextResponse("exit status must be 0-255", status_code=400)
+    return await _ping_response(request, token, "success" if int(exit_status) == 0 else "fail")
 
 
 # ---------------------------------------------------------------- live

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 from sqlalchemy import Connection, text
@@ -36,6 +37,12 @@ __all__ = [
 ]
 
 HEARTBEAT_PATH = "/api/monitoring/heartbeat/"
+MASK = "****"
+# Request headers of HTTP checks shown as they are; every other value (Authorization, cookies,
+# API keys under any name) is a secret to everyone but admins editing the check.
+PLAIN_HEADERS = frozenset(
+    {"accept", "accept-encoding", "accept-language", "cache-control", "content-type", "user-agent"}
+)
 _LAST_RESULTS = text(
     """
     SELECT c.id, r.response_time_ms, r.message
@@ -48,28 +55,59 @@ _LAST_RESULTS = text(
 )
 
 
-def ping_url(base_url: str, token: str | None) -> str | None:
-    return f"{base_url.rstrip('/')}{HEARTBEAT_PATH}{token}" if token else None
+def ping_url(base_url: str, token: str | None, *, reveal: bool = True) -> str | None:
+    """The URL a job pings; with `reveal` False the token (the ping's only secret) is cut."""
+    if not token:
+        return None
+    return f"{base_url.rstrip('/')}{HEARTBEAT_PATH}{token if reveal else token[:4] + MASK}"
 
 
-def masked_config(check_type: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The config as shown to people: a database URL's password hidden."""
-    if check_type != "database" or "url" not in config:
+def masked_config(
+    check_type: str, config: dict[str, Any], *, reveal: bool = False
+) -> dict[str, Any]:
+    """The config as shown: a database URL's password always hidden; unless `reveal` (admins
+    editing), an HTTP check's header values (but PLAIN_HEADERS) and URL password too."""
+    if check_type == "database" and "url" in config:
+        try:
+            shown = make_url(str(config["url"])).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = "(invalid URL)"
+        return {**config, "url": shown}
+    if check_type != "http" or reveal:
         return dict(config)
+    out = dict(config)
+    if isinstance(config.get("headers"), dict):
+        out["headers"] = {
+            name: value if str(name).lower() in PLAIN_HEADERS else MASK
+            for name, value in config["headers"].items()
+        }
+    if isinstance(config.get("url"), str):
+        out["url"] = _url_without_password(config["url"])
+    return out
+
+
+def _url_without_password(url: str) -> str:
     try:
-        shown = make_url(str(config["url"])).render_as_string(hide_password=True)
-    except ArgumentError:
-        shown = "(invalid URL)"
-    return {**config, "url": shown}
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:  # a port that is not a number, say
+        return url.split("://", 1)[0] + "://" + MASK
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
 
 
-def public_check(check: CheckRow, base_url: str) -> dict[str, Any]:
-    """A check as docs/API.md names its fields, plus state and (heartbeats) the ping URL."""
+def public_check(check: CheckRow, base_url: str, *, reveal_secrets: bool = False) -> dict[str, Any]:
+    """A check as docs/API.md names its fields, plus state and (heartbeats) the ping URL.
+
+    Secrets (header values, the ping token) are masked unless `reveal_secrets`: only for
+    admins, who edit checks and hand ping URLs to jobs.
+    """
     return {
         "id": check.id,
         "check_name": check.check_name,
         "check_type": check.check_type,
-        "check_config": masked_config(check.check_type, check.check_config),
+        "check_config": masked_config(check.check_type, check.check_config, reveal=reveal_secrets),
         "service_name": check.service_name,
         "check_frequency_seconds": check.check_frequency_seconds,
         "timeout_seconds": check.timeout_seconds,
@@ -81,17 +119,20 @@ def public_check(check: CheckRow, base_url: str) -> dict[str, Any]:
         "last_checked_at": check.last_checked_at,
         "last_success_at": check.last_success_at,
         "last_ping_at": check.last_ping_at,
-        "ping_url": ping_url(base_url, check.ping_token),
+        "ping_url": ping_url(base_url, check.ping_token, reveal=reveal_secrets),
     }
 
 
-def check_summaries(conn: Connection, now: datetime, *, base_url: str) -> list[dict[str, Any]]:
-    """Every check with its status, last response time and uptime per window (None: no runs)."""
+def check_summaries(
+    conn: Connection, now: datetime, *, base_url: str, reveal_secrets: bool = False
+) -> list[dict[str, Any]]:
+    """Every check with its status, last response time and uptime per window (None: no runs);
+    secrets masked unless `reveal_secrets` (see `public_check`)."""
     counts = uptimes(conn, now)
     last = {row.id: row for row in conn.execute(_LAST_RESULTS)}
     out = []
     for check in list_checks(conn):
-        item = public_check(check, base_url)
+        item = public_check(check, base_url, reveal_secrets=reveal_secrets)
         windows = counts.get(check.id, {})
         for name in UPTIME_WINDOWS:
             ok, total = windows.get(name, (0, 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import apprise
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -51,13 +52,33 @@ def validate_url(url: Any) -> bool:
     return isinstance(url, str) and apprise.Apprise.instantiate(url) is not None
 
 
+MASK = "****"
+# Apprise's generic webhooks print their path and their `+Header`, `-param` and `:field`
+# arguments as given even with privacy=True, and those are where their tokens go.
+_GENERIC_WEBHOOKS = frozenset({"json", "jsons", "xml", "xmls", "form", "forms"})
+
+
 def mask_url(url: str) -> str:
-    """The URL with secrets hidden, as Apprise prints it (`privacy=True`); scheme only when
-    Apprise cannot parse it."""
+    """The URL with secrets hidden, as Apprise prints it (`privacy=True`), and for generic
+    webhooks also the path and the header/parameter values; scheme only when Apprise cannot
+    parse it."""
     plugin = apprise.Apprise.instantiate(url)
     if plugin is None:
-        return url.split("://", 1)[0] + "://****"
-    return str(plugin.url(privacy=True))
+        return url.split("://", 1)[0] + "://" + MASK
+    printed = str(plugin.url(privacy=True))
+    if printed.split("://", 1)[0].lower() in _GENERIC_WEBHOOKS:
+        return _mask_webhook(printed)
+    return printed
+
+
+def _mask_webhook(url: str) -> str:
+    parts = urlsplit(url)
+    path = "/".join(MASK if segment else "" for segment in parts.path.split("/"))
+    query = [
+        (name, MASK if name[:1] in "+-:" else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(path=path, query=urlencode(query, safe="+-:*")))
 
 
 def channel_to_api(row: Any) -> dict[str, Any]:
