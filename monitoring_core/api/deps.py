@@ -139,7 +139,3 @@ async def require_read(request: Request) -> ApiKey:
 async def require_admin(request: Request) -> ApiKey:
     """Scope admin."""
     return await check_key(request, presented_key(request, allow_query=False), ADMIN_SCOPES)
-
-
-# The old name, from when any key could read; route modules move to `require_read`.
-require_any_key = require_read

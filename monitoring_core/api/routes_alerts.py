@@ -37,7 +37,7 @@ from monitoring_core.api.admin_io import (
     read_json_object,
     run_tx,
 )
-from monitoring_core.api.deps import require_admin, require_any_key
+from monitoring_core.api.deps import require_admin, require_read
 from monitoring_core.api.params import Id
 from monitoring_core.flows import alert_actions as actions
 from monitoring_core.notify import service as notify_service
@@ -55,7 +55,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 admin = APIRouter(tags=["admin: alerts"], dependencies=[Depends(require_admin)])
-live = APIRouter(tags=["live"], dependencies=[Depends(require_any_key)])
+live = APIRouter(tags=["live"], dependencies=[Depends(require_read)])
 RULES = "/api/admin/monitoring/alerts"
 
 

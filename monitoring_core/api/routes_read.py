@@ -15,7 +15,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitoring_core.api.deps import require_any_key
+from monitoring_core.api.deps import require_read
 from monitoring_core.api.params import Text
 from monitoring_core.flows.overall_health import read_overall_health
 from monitoring_core.ingest.validate import InvalidItems, ItemError
@@ -26,7 +26,7 @@ from monitoring_core.timerange import TimeRange, parse_time_range, pick_interval
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["read"], dependencies=[Depends(require_any_key)])
+router = APIRouter(tags=["read"], dependencies=[Depends(require_read)])
 Preset = Annotated[str | None, Query(alias="timeRange", description="1h|24h|7d|30d|90d")]
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 start (with to)")]
 To = Annotated[str | None, Query(alias="to", description="ISO 8601 end (with from)")]
