@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import ApiScope, Role
@@ -318,8 +318,9 @@ def update_api_key(
     return _key_row(conn, key_id)
 
 
-def lookup_api_key(conn: Connection, key: str, *, now: datetime | None = None) -> ApiKey | None:
-    """The key's record when it exists, is not revoked and (given `now`) has not expired."""
+def lookup_api_key(conn: Connection, key: str) -> ApiKey | None:
+    """The key's record when it exists and is not revoked; its expiry is the caller's to check
+    against the time of the request (a cached record outlives a lookup)."""
     query = select(
         api_keys.c.id,
         api_keys.c.name,
@@ -328,8 +329,6 @@ def lookup_api_key(conn: Connection, key: str, *, now: datetime | None = None) -
         api_keys.c.expires_at,
         api_keys.c.allowed_origins,
     ).where(api_keys.c.key_hash == hash_api_key(key), api_keys.c.revoked_at.is_(None))
-    if now is not None:
-        query = query.where(or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now))
     row = conn.execute(query).first()
     if row is None:
         return None
