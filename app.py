@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import auth, widgets
+from ui import auth, banners, widgets
 
 # One line per page; sections show in this order, empty ones are left out of the menu, and
 # the first page is the landing page.
@@ -19,6 +19,7 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
         ("pages/performance.py", "Performance", ":material/speed:"),
         ("pages/errors.py", "Errors", ":material/bug_report:"),
         ("pages/health.py", "Health", ":material/monitor_heart:"),
+        ("pages/resources.py", "Resources", ":material/memory:"),
     ],
     "Response": [
         ("pages/alerts.py", "Alerts", ":material/notifications_active:"),
@@ -64,6 +65,7 @@ def main() -> None:
     widgets.auto_refresh_toggle()
     auth.logout_button()
     widgets.wedding_day_banner()
+    banners.watcher_banners()
     page.run()
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from jobs import alerting, builtin, errors, incidents
+from jobs import alerting, builtin, errors, incidents, watch
 from jobs import collectors as collector_jobs
 from jobs.business import business_rollup
 
@@ -101,6 +101,14 @@ JOBS: list[Job] = [
         description="admin SQL collectors and Prometheus scrapes that are due",
     ),
     Job("business_rollup", business_rollup, 300, description="business KPIs per day + KPI metrics"),
+    Job(
+        "heartbeat_ping",
+        watch.ping_heartbeat,
+        60,
+        singleton=False,
+        description="ping MONITORING_HEARTBEAT_URL (url/fail while a job keeps failing)",
+    ),
+    Job("job_watch", watch.watch_jobs, 60, description="self-alert on a job that keeps failing"),
 ]
 
 

@@ -27,6 +27,7 @@ class Settings:
     api_public_url: str
     ui_port: int = 8501
     demo: bool = True
+    heartbeat_url: str | None = None  # pinged by the worker every minute (Healthchecks-style)
     database_reader_url: str | None = None  # the read-only role for `self` queries
     # outbound targets (monitoring_core.outbound): refuse private/loopback ranges too, and an
     # allow-list of host names, .suffix names and CIDRs (empty: no allow-list)
@@ -114,6 +115,13 @@ def _database_url(env: Mapping[str, str], name: str = "DATABASE_URL") -> str | N
     return url
 
 
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    url = _read(env, name)
+    if url is not None and not (url.startswith("http://") or url.startswith("https://")):
+        raise ConfigError(f"{name} must be an http:// or https:// URL")
+    return url
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment (or the mapping given, for tests)."""
     env = os.environ if env is None else env
@@ -134,4 +142,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_reader_url=_database_url(env, "DATABASE_READER_URL"),
         outbound_deny_private=_bool(env, "MONITORING_OUTBOUND_DENY_PRIVATE", False),
         outbound_allow=_list(env, "MONITORING_OUTBOUND_ALLOW"),
+        heartbeat_url=_http_url(env, "MONITORING_HEARTBEAT_URL"),
     )
