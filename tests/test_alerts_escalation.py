@@ -89,7 +89,7 @@ def setup(engine: Engine) -> dict[str, Any]:
             {"after_minutes": 15, "channels": [ids["all"]]},
         ], wedding=True)  # fmt: skip
         threshold_rule(conn, TUESDAY, escalation_policy="Default", severity_level="critical",
-                       service_name="payments")  # fmt: skip
+                       service_name="payments", weekend_escalation=True)  # fmt: skip
     return {"channels": ids, "default": default}
 
 
@@ -134,6 +134,42 @@ def test_it_climbs_at_wedding_day_pace_on_saturday(engine: Engine, setup: dict) 
     for minutes, expected in ((0, 1), (4, 0), (5, 1), (14, 0), (15, 1)):
         assert _climb(engine, SATURDAY + minutes * MIN) == expected, minutes
     assert _escalations(engine) == [ch["oncall"], ch["lead"], ch["cto"], ch["all"]]
+
+
+@pytest.mark.parametrize(
+    ("severity", "weekend_escalation", "minimum", "wedding_pace"),
+    [
+        ("critical", True, None, True),
+        ("high", True, None, True),  # the default minimum is high
+        ("medium", True, None, True),  # marked rules fire one level higher on Saturdays
+        ("low", True, None, False),
+        ("info", True, None, False),
+        ("critical", False, None, False),  # not marked: its own policy, even on Saturday
+        ("low", True, "medium", True),  # the setting lowers the bar
+    ],
+)
+def test_it_uses_the_wedding_day_policy_only_for_marked_rules_at_or_above_the_minimum(
+    engine: Engine,
+    setup: dict,
+    severity: str,
+    weekend_escalation: bool,
+    minimum: str | None,
+    wedding_pace: bool,
+) -> None:
+    from monitoring_core.schema import alert_rules, settings
+
+    with engine.begin() as conn:
+        conn.execute(
+            alert_rules.update().values(
+                severity_level=severity, weekend_escalation=weekend_escalation
+            )
+        )
+        if minimum:
+            conn.execute(insert(settings).values(key="wedding_day_min_severity", value=minimum))
+    _fire(engine, SATURDAY)
+    sent = sum(_climb(engine, SATURDAY + m * MIN) for m in (0, 5, 15))
+    # wedding-day policy: steps at 0, 5 and 15 min; Default: steps at 0 and 15 min
+    assert sent == (3 if wedding_pace else 2)
 
 
 def test_it_stops_escalating_once_acknowledged(engine: Engine, setup: dict) -> None:

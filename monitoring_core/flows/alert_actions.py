@@ -22,7 +22,7 @@ from monitoring_core.flows.alert_escalation import (
     send_escalation_step,
 )
 from monitoring_core.policies.steps import parse_steps, step_due_at
-from monitoring_core.policies.store import policy_for
+from monitoring_core.policies.store import policy_for, wedding_day_applies, wedding_min_severity
 from monitoring_core.roles import PermissionDenied, require_role
 from monitoring_core.schema import alert_instances, incidents
 
@@ -152,7 +152,15 @@ def escalate_alert(
     if alert["status"] not in ("firing", "acknowledged", "pending", "no_data"):
         raise ActionRefused(f"a {alert['status']} alert cannot be escalated")
     rule_row = get_rule(conn, rule_id=alert["alert_configuration_id"])
-    policy = policy_for(conn, now=now, tz=tz, policy_ids=[rule_row.get("escalation_policy_id")])
+    policy = policy_for(
+        conn,
+        now=now,
+        tz=tz,
+        policy_ids=[rule_row.get("escalation_policy_id")],
+        wedding_day_eligible=wedding_day_applies(
+            rule_row, alert["severity"], wedding_min_severity(conn)
+        ),
+    )
     steps = parse_steps(policy["steps"]) if policy else []
     if not steps:
         raise ActionRefused("the rule has no escalation policy with steps")

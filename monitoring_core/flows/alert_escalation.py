@@ -21,7 +21,7 @@ from monitoring_core.audit import system_actor
 from monitoring_core.flows.alert_cycle import Cycle, EvalReport, notify_alert
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.policies.steps import due_steps, parse_steps
-from monitoring_core.policies.store import policy_for
+from monitoring_core.policies.store import policy_for, wedding_day_applies, wedding_min_severity
 from monitoring_core.schema import alert_instances, alert_rules
 
 __all__ = [
@@ -46,11 +46,18 @@ def escalate_unacknowledged(
     ).all()
     sent = 0
     rules: dict[int, dict] = {}
+    minimum = wedding_min_severity(conn)
     for row in rows:
         alert = instance_to_api(dict(row._mapping))
         rule_id = alert["alert_configuration_id"]
         rule_row = rules.setdefault(rule_id, get_rule(conn, rule_id=rule_id))
-        policy = policy_for(conn, now=now, tz=tz, policy_ids=[rule_row.get("escalation_policy_id")])
+        policy = policy_for(
+            conn,
+            now=now,
+            tz=tz,
+            policy_ids=[rule_row.get("escalation_policy_id")],
+            wedding_day_eligible=wedding_day_applies(rule_row, alert["severity"], minimum),
+        )
         if policy is None or alert["first_triggered_at"] is None:
             continue
         steps = parse_steps(policy["steps"])

@@ -1,7 +1,9 @@
 """Escalation policies in the database, and the one rule for which policy applies.
 
 `policy_for` is what alert escalation, incident escalation, the API and the pages call:
-- on a wedding day (Saturday in the business time zone) the wedding-day policy;
+- on a wedding day (Saturday in the business time zone) the wedding-day policy, for what is
+  eligible: incidents always, alerts only of rules marked `weekend_escalation` whose alert is
+  at or above the `wedding_day_min_severity` setting (default high; `wedding_day_applies`);
 - otherwise the first of the given policy ids that exists (a rule's own, an incident's own,
   the rule linked to an incident);
 - otherwise the policy named "Default" (not a wedding-day one), so nothing is left unpaged
@@ -17,13 +19,26 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, insert, select
 
+from monitoring_core.enums import Severity
 from monitoring_core.policies.steps import parse_steps
 from monitoring_core.schema import escalation_policies as ep
+from monitoring_core.schema import settings
 from monitoring_core.wedding_calendar import is_wedding_day
 
-__all__ = ["DEFAULT_NAME", "PolicyInvalid", "create_policy", "list_policies", "policy_for"]
+__all__ = [
+    "DEFAULT_NAME",
+    "MIN_SEVERITY_SETTING",
+    "PolicyInvalid",
+    "create_policy",
+    "list_policies",
+    "policy_for",
+    "wedding_day_applies",
+    "wedding_min_severity",
+]
 
 DEFAULT_NAME = "Default"
+MIN_SEVERITY_SETTING = "wedding_day_min_severity"  # settings row: a severity name
+DEFAULT_MIN_SEVERITY = Severity.HIGH
 
 
 class PolicyInvalid(ValueError):
@@ -59,12 +74,36 @@ def create_policy(conn: Connection, body: Mapping[str, Any]) -> dict[str, Any]:
     return dict(conn.execute(insert(ep).values(**values).returning(*ep.c)).one()._mapping)
 
 
+def wedding_day_applies(rule_row: Mapping[str, Any], severity: str, minimum: Severity) -> bool:
+    """Whether an alert of this rule at this severity climbs the wedding-day policy (pure)."""
+    try:
+        return bool(rule_row.get("weekend_escalation")) and Severity(severity).at_least(minimum)
+    except ValueError:
+        return False
+
+
+def wedding_min_severity(conn: Connection) -> Severity:
+    """The `wedding_day_min_severity` setting, else high."""
+    value = conn.execute(
+        select(settings.c.value).where(settings.c.key == MIN_SEVERITY_SETTING)
+    ).scalar_one_or_none()
+    try:
+        return Severity(value) if isinstance(value, str) else DEFAULT_MIN_SEVERITY
+    except ValueError:
+        return DEFAULT_MIN_SEVERITY
+
+
 def policy_for(
-    conn: Connection, *, now: datetime, tz: ZoneInfo, policy_ids: Sequence[int | None] = ()
+    conn: Connection,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    policy_ids: Sequence[int | None] = (),
+    wedding_day_eligible: bool = True,
 ) -> dict[str, Any] | None:
     """The policy to climb at `now` (see the module docstring), or None when none exists."""
     queries = []
-    if is_wedding_day(now, tz):
+    if wedding_day_eligible and is_wedding_day(now, tz):
         queries.append(select(ep).where(ep.c.is_wedding_day).order_by(ep.c.id))
     queries += [select(ep).where(ep.c.id == pid) for pid in policy_ids if pid is not None]
     queries.append(select(ep).where(ep.c.name == DEFAULT_NAME, ~ep.c.is_wedding_day))
