@@ -11,7 +11,7 @@ from monitoring_core import clock
 from monitoring_core.audit import user_actor
 from monitoring_core.collectors.store import COLLECTOR_KINDS, save_collector
 from monitoring_core.enums import Role
-from monitoring_core.health import queries
+from monitoring_core.health import queries, watch
 from monitoring_core.health.runner import run_check_now
 from monitoring_core.health.service import save_check
 from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES
@@ -47,6 +47,26 @@ if quarantined:
         icon=":material/report:",
     )
     st.dataframe(pd.DataFrame(quarantined), hide_index=True)  # a table, never markup
+
+failing_jobs = data.read_or_stop(watch.failing_jobs)
+if failing_jobs:
+    st.error(
+        f"{len(failing_jobs)} worker job(s) failed {watch.JOB_FAILING_AFTER} or more times in a "
+        "row (a self-alert fired for each): their work is not being done.",
+        icon=":material/sync_problem:",
+    )
+    st.dataframe(
+        pd.DataFrame(failing_jobs),
+        hide_index=True,
+        column_config={
+            "failures": "failed runs in a row",
+            "last_error": "last error",
+            "last_failed_at": st.column_config.DatetimeColumn(
+                "last failure", format="D MMM HH:mm:ss"
+            ),
+            "last_ok_at": st.column_config.DatetimeColumn("last success", format="D MMM HH:mm:ss"),
+        },
+    )
 
 # Ping tokens and check headers are secrets: shown to admins only, who edit the checks.
 checks = data.read_or_stop(
