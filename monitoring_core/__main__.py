@@ -139,11 +139,8 @@ _CLI_ACTOR = "cli"  # audited as system:cli: whoever runs the CLI has the databa
 
 
 def _user_command(args: argparse.Namespace, conn: Connection, now: datetime) -> None:
-    from sqlalchemy.exc import IntegrityError
-
     from monitoring_core import accounts
-    from monitoring_core.audit import record_audit, system_actor
-    from monitoring_core.enums import Role
+    from monitoring_core.audit import system_actor
 
     actor = system_actor(_CLI_ACTOR)
     if args.action == "list":
@@ -155,14 +152,9 @@ def _user_command(args: argparse.Namespace, conn: Connection, now: datetime) -> 
         accounts.reset_password(conn, user=args.name, password=args.password, actor=actor, now=now)
         print(f"password of {args.name} changed")
     else:
-        try:
-            with conn.begin_nested():
-                accounts.create_user(
-                    conn, username=args.name, password=args.password, role=Role(args.role)
-                )
-        except IntegrityError:
-            raise ValueError(f"a user named {args.name!r} already exists") from None
-        record_audit(conn, actor=actor, action="user.create", target=f"user:{args.name}", now=now)
+        accounts.add_user(
+            conn, username=args.name, password=args.password, role=args.role, actor=actor, now=now
+        )
         print(f"user {args.name} added with role {args.role}")
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import ApiScope, Role
@@ -30,6 +31,7 @@ __all__ = [
     "User",
     "active_user",
     "add_api_key",
+    "add_user",
     "authenticate_user",
     "create_api_key",
     "create_user",
@@ -376,6 +378,25 @@ def _user_row(conn: Connection, user: int | str) -> dict[str, Any]:
     if row is None:
         raise AccountNotFound(f"user {user}")
     return dict(row)
+
+
+def add_user(
+    conn: Connection, *, username: str, password: str, role: Role | str, actor: str, now: datetime
+) -> dict[str, Any]:
+    """Create a user (audited `user.create`); AccountInvalid for a bad role or password, or a
+    name that is taken."""
+    try:
+        role = Role(role)
+    except ValueError:
+        raise AccountInvalid(f"role must be one of {', '.join(Role)}", "role") from None
+    name = username.strip() if isinstance(username, str) else ""
+    try:
+        with conn.begin_nested():
+            user = create_user(conn, username=name, password=password, role=role)
+    except IntegrityError:
+        raise AccountInvalid(f"a user named {name!r} already exists", "username") from None
+    record_audit(conn, actor=actor, action="user.create", target=f"user:{name}", now=now)
+    return _user_row(conn, user.id)
 
 
 def deactivate_user(

@@ -190,12 +190,20 @@ def test_it_answers_404_for_a_key_or_user_that_is_not_there(
 def test_it_deactivates_users_and_resets_passwords_through_the_admin_api(
     api_server: str, admin_key: str, engine: Engine, now: datetime
 ) -> None:
-    with engine.begin() as conn:
-        sam = create_user(conn, username="sam", password="first-password", role=Role.VIEWER)
     admin = httpx.Client(base_url=api_server, headers={"X-API-Key": admin_key})
+    made = admin.post(
+        "/api/admin/users",
+        json={"username": "sam", "password": "first-password", "role": "viewer"},
+    )
+    assert made.status_code == 201, made.text
+    again = admin.post(
+        "/api/admin/users",
+        json={"username": "sam", "password": "first-password", "role": "viewer"},
+    )
+    assert again.status_code == 422 and again.json()["detail"][0]["field"] == "username"
     (listed,) = admin.get("/api/admin/users").json()["users"]
     assert listed["username"] == "sam" and "password_hash" not in listed
-    url = f"/api/admin/users/{sam.id}"
+    url = f"/api/admin/users/{made.json()['id']}"
     short = admin.post(url + "/password", json={"password": "short"})
     assert short.status_code == 422 and short.json()["detail"][0]["field"] == "password"
     assert admin.post(url + "/password", json={"password": "second-password"}).status_code == 200
@@ -206,6 +214,7 @@ def test_it_deactivates_users_and_resets_passwords_through_the_admin_api(
     with engine.begin() as conn:
         assert authenticate_user(conn, username="sam", password="second-password", now=now) is None
     assert _audit(engine) == [
+        ("apikey:test-admin", "user.create", "user:sam"),
         ("apikey:test-admin", "user.reset_password", "user:sam"),
         ("apikey:test-admin", "user.deactivate", "user:sam"),
     ]
@@ -261,6 +270,16 @@ def test_it_manages_keys_and_users_on_the_settings_page(
     assert found is not None and found.scope is ApiScope.READ
 
     at.selectbox(key="apikey_pick").select(found.id)
+    at.number_input(key="apikey_new_limit").set_value(30)
+    _click(at, "Save limit and expiry")
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                select(api_keys.c.rate_limit_per_minute).where(api_keys.c.id == found.id)
+            ).scalar_one()
+            == 30
+        )
+    at.selectbox(key="apikey_pick").select(found.id)
     _click(at, "Revoke key")
     with engine.connect() as conn:
         assert lookup_api_key(conn, key) is None
@@ -274,10 +293,20 @@ def test_it_manages_keys_and_users_on_the_settings_page(
     _click(at, "Deactivate user")
     assert any("cannot deactivate yourself" in e.value for e in at.error)
     assert not at.exception
+    at.text_input(key="new_user_name").input("lee")
+    at.selectbox(key="new_user_role").select("responder")
+    at.text_input(key="new_user_password").input("lee-password")
+    _click(at, "Add user")
+    assert not at.exception
+    with engine.begin() as conn:
+        lee = authenticate_user(conn, username="lee", password="lee-password", now=now)
+    assert lee is not None and lee.role is Role.RESPONDER
     actor = f"user:{me.username}"
     assert [(a, action) for a, action, _ in _audit(engine)] == [
         (actor, "apikey.create"),
+        (actor, "apikey.update"),
         (actor, "apikey.revoke"),
         (actor, "user.reset_password"),
         (actor, "user.deactivate"),
+        (actor, "user.create"),
     ]

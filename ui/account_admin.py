@@ -1,5 +1,6 @@
-"""Settings' section for API keys and users: list, create, revoke, limit, expire, deactivate and
-reset passwords, each through `monitoring_core.accounts` (which writes the audit row).
+"""Settings' section for API keys and users: list, create, revoke, limit and expire keys; add,
+deactivate and reset the passwords of users; each through `monitoring_core.accounts`, which
+writes the audit row.
 
 Flash messages name keys and users by id only: names are user data and messages are markdown.
 """
@@ -17,7 +18,7 @@ from sqlalchemy import Connection
 from monitoring_core import accounts, clock
 from monitoring_core.accounts import AccountInvalid, AccountNotFound
 from monitoring_core.audit import user_actor
-from monitoring_core.enums import ApiScope
+from monitoring_core.enums import ApiScope, Role
 from ui import actions as ui_actions
 from ui import data
 
@@ -42,6 +43,7 @@ def keys_and_users(flash: str, me: accounts.User) -> None:
     people = data.read_or_stop(accounts.list_users)
     columns = ["id", "username", "role", "is_active", "last_login_at"]
     st.dataframe(pd.DataFrame(people, columns=columns), hide_index=True)
+    _new_user_form(flash, actor)
     _user_changes(flash, actor, me, [u for u in people if u["is_active"]])
 
 
@@ -94,7 +96,9 @@ def _key_changes(flash: str, actor: str, active: list[dict[str, Any]]) -> None:
         picked = st.selectbox("Key", list(names), format_func=lambda i: names[i], key="apikey_pick")
         key_id = int(picked or 0)  # never 0: there is at least one active key here
         left, right = st.columns(2)
-        limit = left.number_input("New limit per minute (0: none)", 0, 1_000_000, 0)
+        limit = left.number_input(
+            "New limit per minute (0: none)", 0, 1_000_000, 0, key="apikey_new_limit"
+        )
         days = right.number_input("Expires in days from now (0: never)", 0, 3650, 0)
         save, revoke = st.columns(2)
         if save.form_submit_button("Save limit and expiry"):
@@ -110,6 +114,30 @@ def _key_changes(flash: str, actor: str, active: list[dict[str, Any]]) -> None:
         if revoke.form_submit_button("Revoke key"):
             work = partial(accounts.revoke_api_key, key_id=key_id, actor=actor, now=clock.now())
             ui_actions.run(flash, work, done=f"Key {key_id} revoked", refused=_REFUSED)
+
+
+def _new_user_form(flash: str, actor: str) -> None:
+    with st.form("new_user"):
+        left, mid, right = st.columns(3)
+        name = left.text_input("User name", key="new_user_name")
+        role = mid.selectbox("Role", [r.value for r in Role], key="new_user_role")
+        password = right.text_input("Password", type="password", key="new_user_password")
+        if st.form_submit_button("Add user"):
+            work = partial(
+                accounts.add_user,
+                username=name,
+                password=password,
+                role=role or "",
+                actor=actor,
+                now=clock.now(),
+            )
+            ui_actions.run(
+                flash,
+                work,
+                done=lambda made: f"User {made['id']} added",
+                refused=_REFUSED,
+                failed="User not added: ",
+            )
 
 
 def _user_changes(flash: str, actor: str, me: accounts.User, active: list[dict[str, Any]]) -> None:

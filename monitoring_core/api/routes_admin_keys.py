@@ -113,6 +113,27 @@ async def list_users(request: Request) -> Response:
     return _json({"users": await run_tx(request, accounts.list_users)})
 
 
+@router.post(USERS, status_code=201, summary="Add a UI user")
+async def create_user(request: Request) -> Response:
+    """Body: `{username, password (8 characters or more), role: viewer|responder|admin}`."""
+    body, actor, now = await read_json_object(request), actor_of(request), datetime.now(UTC)
+    password = body.get("password")
+    if not isinstance(password, str):
+        return _invalid("password", "is required")
+    return await _change(
+        request,
+        lambda conn: accounts.add_user(
+            conn,
+            username=body.get("username", ""),
+            password=password,
+            role=body.get("role", ""),
+            actor=actor,
+            now=now,
+        ),
+        status_code=201,
+    )
+
+
 @router.post(USERS + "/{user_id}/deactivate", summary="Stop a user signing in or acting")
 async def deactivate_user(request: Request, user_id: RowId) -> Response:
     actor, now = actor_of(request), datetime.now(UTC)
