@@ -3,21 +3,24 @@ arrived yet, and no data kept apart from firing and pending (pure, then one real
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
+from streamlit.testing.v1 import AppTest
 
 from monitoring_core.alerts.engine import AlertState, Point, evaluate
 from monitoring_core.alerts.queries import active_counts, split_active
 from monitoring_core.alerts.rules import Rule, RuleInvalid, parse_condition
 from monitoring_core.alerts.service import rule_update
 from monitoring_core.alerts.store import active_since, list_active_alerts
+from monitoring_core.enums import Role
 from monitoring_core.flows.alert_cycle import run_evaluation
-from monitoring_core.schema import alert_rules, notification_outbox
+from monitoring_core.schema import alert_instances, alert_rules, notification_outbox
 from tests.alerting_support import channel, partitions_around, point, threshold_rule
 
 TZ = ZoneInfo("Europe/London")
@@ -202,3 +205,37 @@ def test_it_waits_for_data_again_after_the_rule_is_re_enabled(db: Engine) -> Non
     assert _seen(db, rule_id) is None
     _cycle(db, NOW + 5 * MIN)  # no data since: recorded, not paged
     assert _outbox_kinds(db) == []
+
+
+# ---------------------------------------------------------------- the Alerts page
+def test_it_lists_no_data_apart_on_the_alerts_page_aged_from_when_data_stopped(
+    engine: Engine, now: datetime, logged_in_app: Callable[[Role | None], AppTest]
+) -> None:
+    partitions_around(engine, now)
+    with engine.begin() as conn:
+        fed = threshold_rule(conn, now, alert_name="Payment webhooks backing up")
+        threshold_rule(conn, now, alert_name="Never fed", cfg={"metric": "nothing_ms"})
+        # an episode long ago, as the demo's history leaves behind
+        conn.execute(
+            insert(alert_instances).values(
+                alert_configuration_id=fed,
+                status="resolved",
+                severity="high",
+                first_triggered_at=now - timedelta(days=18),
+                resolved_at=now - timedelta(days=18),
+            )
+        )
+    point(engine, now - 20 * MIN - timedelta(seconds=30), 5)
+    _cycle(engine, now - 20 * MIN)  # sees data
+    _cycle(engine, now - 10 * MIN)  # the data stopped: nothing in the last minute
+    at = logged_in_app(Role.VIEWER).run()
+    at.switch_page("pages/alerts.py").run()
+    assert not at.exception
+    assert [s.value for s in at.subheader] == ["No data"]
+    lines = [m.value for m in at.markdown if "** — " in m.value]  # alert cards, not rules
+    assert len(lines) == 2
+    stopped = (now - 11 * MIN).astimezone(ZoneInfo("Europe/London"))
+    assert any(f"no data for 11 min (since {stopped:%d %b %H:%M})" in line for line in lines)
+    assert any("waiting for its first data" in line for line in lines)
+    assert not any(" h " in line for line in lines)  # was "no_data for 442 h 44 min"
+    assert any(c.value.startswith("0 firing") for c in at.caption)
