@@ -18,6 +18,7 @@ from monitoring_core.collectors.database import DatabaseCollector
 from monitoring_core.collectors.runner import run_collector
 from monitoring_core.collectors.system import SystemCollector, cpu_busy_percent
 from monitoring_core.enums import Role
+from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import metric_points, metric_series
 
 AppFactory = Callable[[Role | None], AppTest]
@@ -162,3 +163,49 @@ def test_it_fails_fast_instead_of_hanging_on_an_exclusively_locked_table(
         holder.dispose()
     assert not run.ok and "lock timeout" in (run.error or "")
     assert took < 5
+
+
+# ---------------------------------------------------------------- the Resources page
+def _collect_history(engine: Engine, now: datetime) -> None:
+    """Real system and database readings at a few minutes before `now`, rolled up."""
+    system, database = SystemCollector(), DatabaseCollector(engine)
+    for minutes_ago in (20, 10, 2):
+        _burn(0.3)  # a CPU window worth measuring between two readings
+        at = now - timedelta(minutes=minutes_ago)
+        assert run_collector(engine, system, at).ok
+        assert run_collector(engine, database, at).ok
+    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))  # by ingestion time
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    return [m.value.strip("*").split("*")[0] for m in at.markdown if m.value.startswith("**")]
+
+
+def test_it_draws_host_and_database_charts_over_the_time_range(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    _collect_history(engine, now)
+    at = logged_in_app(Role.VIEWER).run()
+    at.switch_page("pages/resources.py").run()
+
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Resources"]
+    charts = at.get("vega_lite_chart")
+    titles = _chart_titles(at)
+    assert {"CPU busy", "Memory used", "Disk used", "Connections", "Cache hit ratio"} <= set(titles)
+    latest = " ".join(t.value for t in at.text)
+    assert len(charts) == len(at.text) >= 10  # one "Latest" line per drawn chart
+    assert "Latest: " in latest and not at.info  # both sections have data
+    at.sidebar.segmented_control(key="time_range").set_value("1h").run()
+    assert not at.exception and len(at.get("vega_lite_chart")) == len(charts)
+
+
+def test_it_says_where_resource_figures_come_from_when_there_are_none(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.VIEWER).run()
+    at.switch_page("pages/resources.py").run()
+    assert not at.exception
+    assert not at.get("vega_lite_chart")
+    infos = " ".join(i.value for i in at.info)
+    assert "collect_system" in infos and "collect_database" in infos
