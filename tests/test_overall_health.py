@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, insert
 from streamlit.testing.v1 import AppTest
@@ -161,3 +162,22 @@ def test_it_shows_the_status_and_its_reasons_on_the_overview(
     text = "\n".join(t.value for t in why.text)
     assert "critical: Wedding-critical check Payments API is critical" in text
     assert "SEV2 incident" in text and "Card payments failing" in text
+
+
+def test_it_serves_the_health_and_its_reasons_on_the_overview_api(
+    api_server: str, admin_key: str, engine: Engine, real_now: datetime
+) -> None:
+    _critical_check_and_sev2(engine, real_now)
+    reply = httpx.get(
+        f"{api_server}/api/monitoring/dashboard/overview?timeRange=1h",
+        headers={"X-API-Key": admin_key},
+    )
+    assert reply.status_code == 200
+    health = reply.json()["health"]
+    assert health["status"] == "critical"
+    assert health["reasons"][0] == {
+        "level": "critical",
+        "source": "check",
+        "message": "Wedding-critical check Payments API is critical",
+    }
+    assert reply.json()["summary"]["status"] == "unknown"  # API timings alone say nothing
