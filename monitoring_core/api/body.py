@@ -123,11 +123,15 @@ def _problem(value: Any, path: tuple[Any, ...], depth: int) -> tuple[tuple[Any, 
 
 
 def _item_error(parsed: Any, path: tuple[Any, ...], message: str) -> ItemError:
+    """The item's index and top-level field (as item validation names them); the full path
+    inside that field goes into the message."""
     index = None
     if type(parsed) is list and path:
         index, path = path[0], path[1:]
-    field = ".".join(str(part) for part in path).replace("\x00", "\\0")[:200]
-    return ItemError(index, field, message)
+    field, inner = (str(path[0]), path[1:]) if path else ("", ())
+    if inner:
+        message += f" (at {'.'.join(str(part) for part in (field, *inner))})"
+    return ItemError(index, field.replace("\x00", "\\0")[:200], message.replace("\x00", "\\0"))
 
 
 def parse_json_items(data: bytes, *, nested: bool = True) -> list[dict[str, Any]]:

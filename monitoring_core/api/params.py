@@ -17,12 +17,11 @@ from fastapi import Path
 from pydantic import AfterValidator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["ID_MAX", "ExitStatus", "Id", "NulGuard", "Position", "Text", "refuse_nul"]
+__all__ = ["ID_MAX", "Id", "NulGuard", "Position", "Text", "refuse_nul"]
 
 ID_MAX = 2**63 - 1
 Id = Annotated[int, Path(ge=1, le=ID_MAX, description="a positive 64-bit id")]
 Position = Annotated[int, Path(ge=0, le=10_000, description="a 0-based position in a list")]
-ExitStatus = Annotated[int, Path(ge=0, le=255, description="a process exit status")]
 
 
 def refuse_nul(value: str) -> str:

@@ -270,6 +270,8 @@ async def get_channels(request: Request) -> Response:
 
 async def _save_channel(request: Request, channel_id: int | None) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
+    if channel_id is not None and not body:  # an UPDATE with nothing to set is not SQL
+        return _invalid([{"field": "", "message": "give at least one field to change"}])
 
     def work(conn: Connection) -> dict[str, Any]:
         return notify_service.save_channel(
