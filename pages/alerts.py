@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,14 +42,6 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     )
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def escape_markdown(text: str) -> str:
-    """User data shown inside st.markdown: every markdown character taken literally."""
-    return _MARKDOWN.sub(r"\\\1", text)
-
-
 def _age(moment: datetime | None) -> str:
     minutes = int((now - moment).total_seconds() // 60) if moment else 0
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
@@ -71,10 +62,10 @@ def _summary(alert: Mapping[str, Any]) -> str:
 
 def _alert_card(alert: Mapping[str, Any], focused: bool) -> None:
     with st.container(border=True):
-        key = f" · {escape_markdown(alert['alert_key'])}" if alert["alert_key"] else ""
+        key = f" · {fmt.md_escape(alert['alert_key'])}" if alert["alert_key"] else ""
         st.markdown(
             f"{widgets.severity_badge(alert['severity'])} "
-            f"**{escape_markdown(alert['alert_name'])}**{key} — {_summary(alert)}"
+            f"**{fmt.md_escape(alert['alert_name'])}**{key} — {_summary(alert)}"
         )
         if not responder:
             return
@@ -160,8 +151,9 @@ with rules_tab:
     for rule in rules:
         cols = st.columns([4, 1, 1])
         cols[0].markdown(
-            f"{widgets.severity_badge(rule['severity_level'])} **{rule['alert_name']}** "
-            f"· {rule['condition_config'].get('type')} · {rule['metric_name'] or ''}"
+            f"{widgets.severity_badge(rule['severity_level'])} **{fmt.md_escape(rule['alert_name'])}** "
+            f"· {fmt.md_escape(rule['condition_config'].get('type'))} · "
+            f"{fmt.md_escape(rule['metric_name'] or '')}"
         )
         cols[1].write("enabled" if rule["is_enabled"] else "disabled")
         if admin and cols[2].button(
@@ -227,7 +219,7 @@ with rules_tab:
                 "service_name": base.get("service_name"),
             }
         except json.JSONDecodeError as exc:
-            st.error(f"condition_config is not JSON: {exc}")
+            st.error(f"condition_config is not JSON: {fmt.md_escape(exc)}")
             st.stop()
         if saved:
             act("Create rule", service.rule_create, body=body)
@@ -237,7 +229,7 @@ with rules_tab:
                 with data.get_engine().connect() as conn:
                     result = backtest(conn, candidate, start=tr.start, end=tr.end, tz=tz)
             except (RuleInvalid, ValueError) as exc:
-                st.error(f"Cannot test: {exc}")
+                st.error(f"Cannot test: {fmt.md_escape(exc)}")
             else:
                 st.metric("Would have fired", result["fired_count"])
                 points = [(k["alert_key"], t, v) for k in result["series"] for t, v in k["points"]]

@@ -124,15 +124,20 @@ if detail is None:
     st.stop()
 group, latest = detail["group"], detail["latest_event"]
 st.markdown(
-    f"{widgets.severity_badge(group['severity'])} **{group['status']}** · "
+    f"{widgets.severity_badge(group['severity'])} **{fmt.md_escape(group['status'])}** · "
     f"{fmt.count(group['event_count'])} events · {fmt.count(group['user_count'])} users · "
     f"{fmt.count(group['organization_count'])} organizations"
 )
 st.text(f"{group['error_type']}: {group['message_template']}")
 st.caption(
     f"First seen {group['first_seen'].astimezone(tz):%Y-%m-%d %H:%M}, last seen "
-    f"{group['last_seen'].astimezone(tz):%Y-%m-%d %H:%M} · services: {', '.join(group['services'])}"
-    + (f" · resolved in {group['resolved_in_release']}" if group["resolved_in_release"] else "")
+    f"{group['last_seen'].astimezone(tz):%Y-%m-%d %H:%M} · "
+    f"services: {fmt.md_escape(', '.join(group['services']))}"
+    + (
+        f" · resolved in {fmt.md_escape(group['resolved_in_release'])}"
+        if group["resolved_in_release"]
+        else ""
+    )
     + (" · recovered on its own" if group["recovered_at"] else "")
 )
 stack_tab, occ_tab, people_tab, tags_tab, related_tab, history_tab = st.tabs(

@@ -11,7 +11,7 @@ from monitoring_core.business.definitions import EventType, day_bounds
 from monitoring_core.business.funnels import MAX_STEPS, FunnelMode, event_types, funnel
 from monitoring_core.business.kpis import Period, period_of
 from monitoring_core.enums import Role
-from ui import auth, charts, data, widgets
+from ui import auth, charts, data, fmt, widgets
 from ui.tables import table_with_csv
 
 DEFAULT_STEPS = ["signup", "form_created", "form_completed", "subscription_paid"]
@@ -91,7 +91,7 @@ st.plotly_chart(
 worst = max(result.steps[1:], key=lambda s: s.drop_off_rate)
 st.markdown(
     f"Biggest drop-off: **{worst.drop_off_rate:.0%}** of users who reached step {worst.step - 1} "
-    f"did not go on to `{worst.event_type}`."
+    f"did not go on to {fmt.md_code(worst.event_type)}."
 )
 if result.breakdown:
     bars = go.Figure()

@@ -31,7 +31,7 @@ workers = data.read_or_stop(queries.worker_status, clock.now())
 if workers:
     seen = workers[0]
     st.caption(
-        f"Worker last seen {fmt.count(seen['seconds_ago'])} s ago on {seen['hostname']} ({len(workers)} known)"
+        f"Worker last seen {fmt.count(seen['seconds_ago'])} s ago on {fmt.md_escape(seen['hostname'])} ({len(workers)} known)"
     )
 else:
     st.warning(
@@ -82,14 +82,16 @@ def _status_grid(checks: list[dict]) -> None:
     for i, (service, members) in enumerate(sorted(services.items())):
         worst = min((c["status"] for c in members), key=WORST.index)
         with columns[i % 3].container(border=True):
-            st.markdown(f"**{service}** &nbsp; {widgets.status_badge(worst)}")
+            st.markdown(f"**{fmt.md_escape(service)}** &nbsp; {widgets.status_badge(worst)}")
             for c in members:
                 took = (
                     fmt.milliseconds(c["response_time_ms"])
                     if c["response_time_ms"] is not None
                     else "–"
                 )
-                st.markdown(f"{widgets.status_badge(c['status'])} {c['check_name']} · {took}")
+                st.markdown(
+                    f"{widgets.status_badge(c['status'])} {fmt.md_escape(c['check_name'])} · {took}"
+                )
 
 
 def _uptime_table(checks: list[dict]) -> None:
@@ -249,12 +251,15 @@ if auth.has_role(Role.ADMIN):
                     now=clock.now(),
                 )
         except json.JSONDecodeError as exc:
-            st.error(f"The config is not valid JSON: {exc}")
+            st.error(f"The config is not valid JSON: {fmt.md_escape(exc)}")
         except InvalidItems as exc:
-            st.error("Not saved: " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors))
+            st.error(
+                "Not saved: "
+                + fmt.md_escape("; ".join(f"{e.field}: {e.message}" for e in exc.errors))
+            )
         else:
             st.cache_data.clear()
-            st.success(f"Saved {name!r}.")
+            st.success(f"Saved '{fmt.md_escape(name)}'.")
 
 st.subheader("Collectors")
 collectors = data.read_or_stop(queries.collector_table)
@@ -298,7 +303,10 @@ if auth.has_role(Role.ADMIN):
                     actor = user_actor(auth.require_role(Role.ADMIN).username)
                     save_collector(conn, fields, collector_id=None, actor=actor, now=clock.now())
             except InvalidItems as exc:
-                st.error("Not saved: " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors))
+                problems = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
+                st.error("Not saved: " + fmt.md_escape(problems))
             else:
                 st.cache_data.clear()
-                st.success(f"Added {c_name!r}: the worker runs it within {int(c_every)} s.")
+                st.success(
+                    f"Added '{fmt.md_escape(c_name)}': the worker runs it within {int(c_every)} s."
+                )

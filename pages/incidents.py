@@ -17,7 +17,7 @@ from monitoring_core.incidents.escalation import escalate_incident_by_hand
 from monitoring_core.incidents.lifecycle import TRANSITIONS
 from monitoring_core.incidents.queries import active_incidents, incident_detail, list_incidents
 from ui import actions as ui_actions
-from ui import auth, data, widgets
+from ui import auth, data, fmt, widgets
 
 user = auth.require_role(Role.VIEWER)
 settings = data.get_settings()
@@ -66,8 +66,9 @@ def _active(items: list[dict[str, Any]]) -> None:
         with st.container(border=True):
             st.markdown(
                 f"{widgets.severity_badge(inc['severity'])} **{inc['incident_number']}** "
-                f"{inc['title']} — {inc['status']} · {_age(inc)} · "
-                f"assignee: {inc['assigned_to'] or 'nobody'} · wedding impact: {inc['wedding_impact']}"
+                f"{fmt.md_escape(inc['title'])} — {inc['status']} · {_age(inc)} · "
+                f"assignee: {fmt.md_escape(inc['assigned_to'] or 'nobody')} · "
+                f"wedding impact: {fmt.md_escape(inc['wedding_impact'])}"
             )
 
 
@@ -140,14 +141,14 @@ def _runbooks(iid: int) -> None:
     for book in books:
         rate = runbooks.success_rate(book)
         st.markdown(
-            f"**{book['title']}** · success rate {'—' if rate is None else f'{rate:.0%}'}"
+            f"**{fmt.md_escape(book['title'])}** · success rate {'—' if rate is None else f'{rate:.0%}'}"
             f"{' · needs approval' if book['requires_approval'] else ''}"
             f"{' · wedding-day approved' if book['wedding_day_approved'] else ''}"
         )
         for i, step in enumerate(book["steps"]):
             left, right = st.columns([5, 1])
             left.markdown(
-                f"{i + 1}. {step['title']} (`{step['kind']}`"
+                f"{i + 1}. {fmt.md_escape(step['title'])} ({fmt.md_code(step['kind'])}"
                 f"{', wedding-day safe' if step.get('wedding_day_safe') else ''})"
             )
             if responder and right.button("Run", key=f"rb_run_{book['id']}_{i}"):
@@ -162,7 +163,7 @@ def _runbooks(iid: int) -> None:
     for ex in (e for e in execs if e["status"] == "awaiting_approval"):
         st.warning(
             f"Step {ex['step_index'] + 1} of runbook {ex['runbook_id']} awaits approval "
-            f"(requested by {ex['requested_by']})"
+            f"(requested by {fmt.md_escape(ex['requested_by'])})"
         )
         if responder and st.button("Approve and run", key=f"rb_approve_{ex['id']}"):
             run_runbook("Approval", runbooks.approve_execution, execution_id=ex["id"])
@@ -215,12 +216,12 @@ def _detail(iid: int) -> None:
     if inc is None:
         st.error("That incident does not exist.")
         return
-    st.subheader(f"{inc['incident_number']}: {inc['title']}")
+    st.subheader(f"{inc['incident_number']}: {fmt.md_escape(inc['title'])}")
     st.markdown(
         f"{widgets.severity_badge(inc['severity'])} {inc['status']} · {_age(inc)} · "
-        f"services: {', '.join(inc['affected_services']) or '—'} · "
+        f"services: {fmt.md_escape(', '.join(inc['affected_services']) or '—')} · "
         f"users affected: {inc['affected_users_count'] or 'unknown'} · "
-        f"wedding impact: **{inc['wedding_impact']}**{' · Saturday' if inc['is_saturday'] else ''}"
+        f"wedding impact: **{fmt.md_escape(inc['wedding_impact'])}**{' · Saturday' if inc['is_saturday'] else ''}"
     )
     timeline, links, books, pm = st.tabs(
         ["Timeline", "Alerts & errors", "Runbooks", "Post-incident report"]

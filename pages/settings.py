@@ -28,7 +28,7 @@ from monitoring_core.notify.delivery import channel_health
 from monitoring_core.policies.service import policy_create
 from monitoring_core.policies.store import list_policies
 from ui import actions as ui_actions
-from ui import auth, data, widgets
+from ui import auth, data, fmt, widgets
 from ui.account_admin import keys_and_users
 
 auth.require_role(Role.VIEWER)
@@ -81,7 +81,7 @@ for channel in channels:
     cid, enabled = channel["id"], channel["is_enabled"]
     cols = st.columns([3, 2, 1, 1, 1])
     cols[0].markdown(
-        f"**{channel['name']}** `{channel['url']}`"
+        f"**{fmt.md_escape(channel['name'])}** {fmt.md_code(channel['url'])}"
         + ("" if channel["is_enabled"] else " (disabled)")
     )
     cols[1].caption(f"24 h: {h.get('attempts', 0)} attempts, {h.get('failures', 0)} failed")
@@ -89,19 +89,23 @@ for channel in channels:
         ui_actions.run_flow(
             FLASH,
             partial(_test_send, channel_id=cid),
-            done=f"{channel['name']}: Test sent",
-            failed=f"{channel['name']}: Test failed: ",
+            done=f"{fmt.md_escape(channel['name'])}: Test sent",
+            failed=f"{fmt.md_escape(channel['name'])}: Test failed: ",
             refused=(_TestFailed, ChannelNotFound),
         )
     if cols[3].button("Disable" if enabled else "Enable", key=f"toggle{cid}"):
         _change(
-            f"{channel['name']} {'disabled' if enabled else 'enabled'}",
+            f"{fmt.md_escape(channel['name'])} {'disabled' if enabled else 'enabled'}",
             notify_service.save_channel,
             channel_id=cid,
             body={"is_enabled": not enabled},
         )
     if cols[4].button("Delete", key=f"delete{cid}"):
-        _change(f"{channel['name']} deleted", notify_service.remove_channel, channel_id=cid)
+        _change(
+            f"{fmt.md_escape(channel['name'])} deleted",
+            notify_service.remove_channel,
+            channel_id=cid,
+        )
 
 with st.form("new_channel"):
     name = st.text_input("Name", key="channel_name")
@@ -119,7 +123,7 @@ with st.form("new_channel"):
                 role=ROLE,
                 now=clock.now(),
             ),
-            done=lambda saved: f"Channel {saved['name']} added",
+            done=lambda saved: f"Channel {fmt.md_escape(saved['name'])} added",
             refused=(ChannelInvalid,),
         )
 
@@ -144,7 +148,7 @@ with st.form("new_policy"):
         ui_actions.run(
             FLASH,
             add_policy,
-            done=f"Policy {policy_name} added",
+            done=f"Policy {fmt.md_escape(policy_name)} added",
             failed="Policy not added: ",
             refused=(ValueError, IntegrityError),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -48,8 +49,9 @@ def _seed(engine: Engine) -> None:
 
 
 def _text(at: AppTest) -> str:
+    """The page's text as shown: markdown escapes of user data resolved."""
     parts = [*at.markdown, *at.caption, *at.error, *at.warning, *at.info, *at.success]
-    return " ".join(str(p.value) for p in parts)
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", " ".join(str(p.value) for p in parts))
 
 
 def test_it_shows_status_uptime_and_history(engine: Engine, logged_in_app: AppFactory) -> None:

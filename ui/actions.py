@@ -9,6 +9,7 @@ import streamlit as st
 from sqlalchemy import Connection, Engine
 
 from ui import data
+from ui.fmt import md_escape
 
 __all__ = ["run", "run_flow", "show_flash"]
 
@@ -44,7 +45,9 @@ def run_flow(
     try:
         result = flow(data.get_engine())
     except refused as exc:
-        st.session_state[flash] = ("error", f"{failed}{(str(exc).splitlines() or [''])[0]}")
+        # The refusal's text may quote what a user typed: shown, never rendered as markdown.
+        reason = md_escape((str(exc).splitlines() or [""])[0])
+        st.session_state[flash] = ("error", f"{failed}{reason}")
     else:
         st.session_state[flash] = ("success", done(result) if callable(done) else done)
     st.cache_data.clear()

@@ -1,10 +1,44 @@
-"""Numbers as people read them on a dashboard."""
+"""Numbers as people read them on a dashboard, and user data made safe for markdown."""
 
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["count", "milliseconds", "number", "percent", "per_minute", "plural"]
+__all__ = [
+    "count",
+    "md_code",
+    "md_escape",
+    "milliseconds",
+    "number",
+    "per_minute",
+    "percent",
+    "plural",
+]
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping them all
+# also covers Streamlit's own syntax (:color[...], :material/icon:, $math$).
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# GFM links bare URLs, www. names and e-mail addresses by matching the text *after* escapes
+# are resolved, so those get a zero-width space (invisible) where the pattern would match.
+_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=\bwww)(?=\.)|(?<=@)")
+_ZWSP = "\u200b"
+_BACKTICKS = re.compile(r"`+")
+
+
+def md_escape(value: object) -> str:
+    """User data for an st.markdown/st.caption/label string: shown as typed, one line, never
+    markup (no link, image, code span, heading, list, badge, icon or HTML)."""
+    text = _AUTOLINK.sub(_ZWSP, " ".join(str(value).split()))
+    return _PUNCTUATION.sub(r"\\\1", text)
+
+
+def md_code(value: object) -> str:
+    """User data as an inline code span: a fence longer than any backtick run inside it
+    (CommonMark's rule), so the value cannot close the span early."""
+    text = " ".join(str(value).split())
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
 
 
 def _missing(value: float | None) -> bool:

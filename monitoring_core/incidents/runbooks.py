@@ -39,7 +39,7 @@ from monitoring_core.incidents.queries import linked_alerts, linked_error_groups
 from monitoring_core.incidents.service import IncidentInvalid, load_incident
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.notify.outbox import enqueue, outbox_rows
-from monitoring_core.notify.templates import Message
+from monitoring_core.notify.templates import Message, inert
 from monitoring_core.roles import require_role
 from monitoring_core.schema import runbook_executions, runbooks
 from monitoring_core.wedding_calendar import is_wedding_day
@@ -376,7 +376,8 @@ def _perform(
             return False, f"health check {cfg['check_id']} does not exist"
         return run.outcome.success, f"{run.check.check_name}: {run.outcome.message}"
     with engine.begin() as conn:  # notify
-        message = Message(f"[RUNBOOK] {step['title']}", str(cfg["message"]), "info")
+        text = "\n".join(inert(line) for line in str(cfg["message"]).splitlines())
+        message = Message(f"[RUNBOOK] {inert(step['title'])}", text, "info")
         rows = outbox_rows(
             channel_ids=cfg["channels"],
             message=message,
