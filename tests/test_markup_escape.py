@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from monitoring_core import clock
 from monitoring_core.enums import Role
 from monitoring_core.flows.alert_cycle import run_evaluation
+from monitoring_core.incidents import escalation
 from monitoring_core.notify.templates import inert, render_alert, render_self_alert
 from tests.alerting_support import point, threshold_rule
 from ui.fmt import md_code, md_escape
@@ -97,6 +98,22 @@ def test_it_takes_mentions_and_links_out_of_notifications(value: str) -> None:
         assert "](" not in text
     assert "Open: https://ui.example/response-alerts?instance=7" in message.body  # ours stays
     assert inert(value).replace("\u200b", "") == value  # and reads the same
+
+
+def test_it_takes_mentions_out_of_incident_pages() -> None:
+    incident = {
+        "id": 3,
+        "incident_number": "INC-2026-0003",
+        "title": "@channel gallery down, see [status](https://phish.example)",
+        "severity": "SEV1",
+        "status": "investigating",
+        "wedding_impact": "high",
+        "affected_services": ["<!here>"],
+        "detected_at": datetime(2026, 3, 10, tzinfo=UTC),
+    }
+    message = escalation._message(incident, escalation.Page(0, (1,), "unacknowledged"), "")
+    text = message.title + message.body
+    assert "@channel" not in text and "](" not in text and "<!here>" not in text
 
 
 def test_it_keeps_an_alert_name_on_one_line() -> None:

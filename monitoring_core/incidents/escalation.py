@@ -35,7 +35,7 @@ from monitoring_core.incidents.lifecycle import (
 from monitoring_core.incidents.service import IncidentNotFound
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.notify.outbox import enqueue, outbox_rows
-from monitoring_core.notify.templates import Message
+from monitoring_core.notify.templates import Message, inert
 from monitoring_core.policies.steps import Step, due_steps, parse_steps
 from monitoring_core.policies.store import policy_for
 from monitoring_core.roles import require_role
@@ -152,12 +152,13 @@ _WHY_TIMELINE = {
 
 def _message(incident: Mapping[str, Any], page: Page, public_url: str) -> Message:
     why = _WHY_PAGED[page.reason]
-    title = f"[ESCALATED] {incident['severity']}: {incident['incident_number']} {incident['title']}"
+    number, name = incident["incident_number"], inert(incident["title"])
+    title = f"[ESCALATED] {incident['severity']}: {number} {name}"
     body = "\n".join(
         [
             f"Incident: {incident['incident_number']} ({incident['status']})",
             f"Severity: {incident['severity']} · wedding impact: {incident['wedding_impact']}",
-            f"Services: {', '.join(incident['affected_services'] or []) or 'n/a'}",
+            f"Services: {inert(', '.join(incident['affected_services'] or [])) or 'n/a'}",
             f"Detected: {incident['detected_at'].isoformat()}",
             f"Escalation step {page.index + 1}: {why}",
             f"Open: {incident_link(public_url, int(incident['id']))}",
