@@ -18,10 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from monitoring_core.config import Settings, load_settings
-from monitoring_core.db import database_url, grant_reader_select, make_engine, reader_url
+from monitoring_core.db import (
+    database_url,
+    embedded_url,
+    grant_reader_select,
+    make_engine,
+    reader_url,
+)
 from monitoring_core.migrate import migrate
 
 __all__ = ["main"]
@@ -77,6 +84,39 @@ def first_run_credentials(engine: Engine, settings: Settings) -> str | None:
     return text
 
 
+def adopt_self_urls(conn: Connection, superuser_url: str, now: datetime) -> int:
+    """Checks and collectors naming the embedded superuser's URL now say `self`; how many.
+
+    Before the database roles, the demo (and `db-url`) gave out that URL; it is refused now,
+    and `self` (the reader role) is what it meant: this database.
+    """
+    from monitoring_core.audit import record_audit, system_actor
+    from monitoring_core.schema import health_checks, sql_collectors
+
+    checks, collectors = health_checks.c, sql_collectors.c
+    to_self = checks.check_config.op("||")(literal({"url": "self"}, JSONB))
+    statements = {
+        "health_check.update": update(health_checks)
+        .where(checks.check_type == "database", checks.check_config["url"].astext == superuser_url)
+        .values(check_config=to_self)
+        .returning(checks.id),
+        "collector.update": update(sql_collectors)
+        .where(collectors.url == superuser_url)
+        .values(url="self")
+        .returning(collectors.id),
+    }
+    adopted = 0
+    for action, statement in statements.items():
+        for target in conn.execute(statement).scalars().all():
+            details = {"url": "self", "reason": "the superuser's URL is refused"}
+            actor = system_actor("supervisor")
+            record_audit(
+                conn, actor=actor, action=action, target=str(target), details=details, now=now
+            )
+            adopted += 1
+    return adopted
+
+
 def prepare(settings: Settings) -> tuple[str, str | None]:
     """Start/attach the database, migrate, load demo data if asked; (app URL, reader URL).
 
@@ -88,6 +128,10 @@ def prepare(settings: Settings) -> tuple[str, str | None]:
     try:
         now = datetime.now(UTC)
         migrate(engine, now=now)
+        if not settings.database_url:
+            with engine.begin() as conn:
+                if adopted := adopt_self_urls(conn, embedded_url(settings.data_dir), now):
+                    log.info("%d checks/collectors moved from the superuser URL to 'self'", adopted)
         if settings.demo:
             from monitoring_core.demo import load_demo_data
 

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, func, insert, select, text
 
+from jobs.supervisor import adopt_self_urls
 from monitoring_core.collectors.readonly import (
     PrivilegedRole,
     RowCapExceeded,
@@ -28,7 +29,7 @@ from monitoring_core.collectors.sql import MAX_ROWS, SqlCollector
 from monitoring_core.db import READER_ROLE, ensure_roles, grant_reader_select, make_engine
 from monitoring_core.health.probes import run_probe
 from monitoring_core.migrate import migrate
-from monitoring_core.schema import health_checks, sql_collectors
+from monitoring_core.schema import audit_log, health_checks, sql_collectors
 from tests.least_privilege_support import ROLES_FILE, role_urls
 
 NOW = datetime(2026, 6, 3, 13, 0, tzinfo=UTC)
@@ -285,3 +286,33 @@ def test_it_keeps_secret_tables_from_the_reader_after_a_broad_grant(
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="users"):
         _self(engine, "SELECT count(*) AS value FROM users").collect(NOW)
     assert oct(ROLES_FILE.stat().st_mode & 0o777) == "0o600"
+
+
+def test_it_moves_checks_and_collectors_off_the_superusers_url(
+    engine: Engine, database_url: str, now: datetime
+) -> None:
+    # What the demo stored before the roles existed: the embedded superuser's own URL.
+    other = "postgresql+psycopg://u:p@db.internal/platform"
+    with engine.begin() as conn:
+        for name, url in [("old demo", database_url), ("platform", other)]:
+            conn.execute(
+                insert(health_checks).values(
+                    check_name=name,
+                    check_type="database",
+                    check_config={"url": url, "query": "SELECT 1"},
+                )
+            )
+            conn.execute(insert(sql_collectors).values(name=name, kind="sql", url=url, query="1"))
+        assert adopt_self_urls(conn, database_url, now) == 2
+    with engine.connect() as conn:
+        checks = dict(
+            conn.execute(select(health_checks.c.check_name, health_checks.c.check_config)).all()
+        )
+        collectors = dict(conn.execute(select(sql_collectors.c.name, sql_collectors.c.url)).all())
+        audited = conn.execute(select(audit_log.c.action)).scalars().all()
+    assert checks == {
+        "old demo": {"url": "self", "query": "SELECT 1"},
+        "platform": {"url": other, "query": "SELECT 1"},
+    }
+    assert collectors == {"old demo": "self", "platform": other}
+    assert sorted(audited) == ["collector.update", "health_check.update"]
