@@ -14,6 +14,7 @@ from sqlalchemy import Engine, insert, select
 from streamlit.testing.v1 import AppTest
 
 from monitoring_core.alerts.engine import AlertState, Point, evaluate
+from monitoring_core.alerts.last_seen import last_point
 from monitoring_core.alerts.queries import active_counts, split_active
 from monitoring_core.alerts.rules import Rule, RuleInvalid, parse_condition
 from monitoring_core.alerts.service import rule_update
@@ -123,6 +124,31 @@ def test_it_absence_rules_page_without_ever_having_seen_data() -> None:
     assert (decision.state.status, decision.notify) == ("firing", "firing")
 
 
+SEEN = {
+    "queue_depth": [
+        ({"queue": "payment_webhooks", "host": "a"}, NOW - 30 * MIN),
+        ({"queue": "payment_webhooks", "host": "b"}, NOW - 20 * MIN),
+        ({"queue": "photos", "host": "a"}, NOW - MIN),
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("metric", "filters", "dims", "expected"),
+    [
+        ("queue_depth", {"queue": "payment_webhooks"}, {}, NOW - 20 * MIN),  # newest of two
+        ("queue_depth", {"queue": "payment_webhooks"}, {"host": "a"}, NOW - 30 * MIN),
+        ("queue_depth", {}, {}, NOW - MIN),
+        ("queue_depth", {"queue": "emails"}, {}, None),
+        ("db_connections", {}, {}, None),
+    ],
+)
+def test_it_finds_the_newest_point_of_the_matching_series(
+    metric: str, filters: dict, dims: dict, expected: datetime | None
+) -> None:
+    assert last_point(SEEN, metric, filters, dims) == expected
+
+
 # ---------------------------------------------------------------- listing and counting
 def _alert(status: str, severity: str = "critical") -> dict:
     return {"status": status, "severity": severity}
@@ -182,7 +208,9 @@ def test_it_pages_no_data_only_after_the_rule_has_seen_data(db: Engine) -> None:
         "Fed": "no_data",
     }
     assert seen == {waiting: None, fed: NOW}
-    assert active["Fed"]["no_data_since"] == NOW + 4 * MIN  # window of 1 min found empty
+    # when the data stopped: its newest point; with none stored, the empty window's start
+    assert active["Fed"]["no_data_since"] == NOW - timedelta(seconds=10)
+    assert active["Never fed"]["no_data_since"] == NOW - MIN
     assert active["Never fed"]["data_seen_at"] is None
     assert active_counts(list(active.values()))["firing"] == 0
 
@@ -234,8 +262,8 @@ def test_it_lists_no_data_apart_on_the_alerts_page_aged_from_when_data_stopped(
     assert [s.value for s in at.subheader] == ["No data"]
     lines = [m.value for m in at.markdown if "** — " in m.value]  # alert cards, not rules
     assert len(lines) == 2
-    stopped = (now - 11 * MIN).astimezone(ZoneInfo("Europe/London"))
-    assert any(f"no data for 11 min (since {stopped:%d %b %H:%M})" in line for line in lines)
+    stopped = (now - 20 * MIN - timedelta(seconds=30)).astimezone(ZoneInfo("Europe/London"))
+    assert any(f"no data for 20 min (since {stopped:%d %b %H:%M})" in line for line in lines)
     assert any("waiting for its first data" in line for line in lines)
     assert not any(" h " in line for line in lines)  # was "no_data for 442 h 44 min"
     assert any(c.value.startswith("0 firing") for c in at.caption)

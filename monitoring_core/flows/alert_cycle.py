@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.engine import AlertState, Check, Decision, evaluate, transition
+from monitoring_core.alerts.last_seen import last_point, newest_points
 from monitoring_core.alerts.rules import WEDDING_CRITICAL_SERVICES, Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.silences import alert_labels, is_silenced, list_silences
 from monitoring_core.alerts.store import list_rules, load_states, mark_data_seen, state_of
@@ -242,8 +243,35 @@ def _apply(
     cycle.pending.append((rule, write, row))
 
 
+def _entered_no_data(rule: Rule, write: DecisionWrite) -> bool:
+    return (
+        write.decision.state.status == "no_data"
+        and write.decision.from_status != "no_data"
+        and rule.condition.type not in ("pattern", "composite")
+        and rule.condition.metric is not None
+    )
+
+
+def _date_no_data(cycle: Cycle) -> None:
+    """Instances that just entered no data: the engine knows only that the data stopped at
+    least a window ago; the newest stored point tells when (one read per cycle, if any)."""
+    entering = [i for i, (rule, w, _row) in enumerate(cycle.pending) if _entered_no_data(rule, w)]
+    if not entering:
+        return
+    metrics = [str(cycle.pending[i][0].condition.metric) for i in entering]
+    seen = newest_points(cycle.conn, names=metrics, now=cycle.now)
+    for i in entering:
+        rule, write, row = cycle.pending[i]
+        cond, state = rule.condition, write.decision.state
+        last = last_point(seen, str(cond.metric), cond.filters, write.dimensions)
+        if last is not None and state.no_data_since is not None and last < state.no_data_since:
+            decision = replace(write.decision, state=replace(state, no_data_since=last))
+            cycle.pending[i] = (rule, replace(write, decision=decision), row)
+
+
 def _store(cycle: Cycle) -> None:
     """Write every queued decision at once, then open incidents and queue notifications."""
+    _date_no_data(cycle)
     writes = [write for _rule, write, _row in cycle.pending]
     ids = save_decisions(cycle.conn, writes, now=cycle.now)
     cycle.report.stored = sum(i is not None for i in ids)
