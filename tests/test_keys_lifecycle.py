@@ -171,6 +171,21 @@ def test_it_answers_422_naming_the_field_of_a_bad_key(
         assert conn.execute(select(api_keys.c.name)).scalars().all() == ["test-admin"]
 
 
+def test_it_refuses_to_let_a_key_limit_or_revoke_itself(
+    api_server: str, admin_key: str, engine: Engine
+) -> None:
+    with engine.connect() as conn:
+        own_id = conn.execute(select(api_keys.c.id)).scalar_one()
+    admin = httpx.Client(base_url=api_server, headers={"X-API-Key": admin_key})
+    assert (
+        admin.patch(f"/api/admin/keys/{own_id}", json={"rate_limit_per_minute": 1}).status_code
+        == 409
+    )
+    assert admin.delete(f"/api/admin/keys/{own_id}").status_code == 409
+    assert admin.get("/api/admin/keys").status_code == 200
+    assert _audit(engine) == []
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [

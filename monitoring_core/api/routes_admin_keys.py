@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import Response
 
 from monitoring_core import accounts
@@ -29,6 +29,13 @@ def _json(content: Any, status_code: int = 200) -> Response:
 
 def _invalid(field: str, message: str) -> Response:
     return _json({"detail": [{"index": None, "field": field, "message": message}]}, 422)
+
+
+def _not_itself(request: Request, key_id: int) -> None:
+    """409 when a key would limit, expire or revoke itself: a typo would lock its owner out
+    mid-script; another admin key, the CLI or the Settings page can."""
+    if request.state.api_key.id == key_id:
+        raise HTTPException(409, "a key cannot change itself; use another admin key or the CLI")
 
 
 def _expiry(body: dict[str, Any]) -> datetime | None:
@@ -82,6 +89,7 @@ async def create_key(request: Request) -> Response:
 @router.patch(KEYS + "/{key_id}", summary="Set a key's rate limit or expiry (null: none)")
 async def update_key(request: Request, key_id: RowId) -> Response:
     """Body: `{rate_limit_per_minute?: int | null, expires_at?: ISO time | null}`."""
+    _not_itself(request, key_id)
     body, actor, now = await read_json_object(request), actor_of(request), datetime.now(UTC)
     changes: dict[str, Any] = {
         k: body[k] for k in ("rate_limit_per_minute", "expires_at") if k in body
@@ -99,6 +107,7 @@ async def update_key(request: Request, key_id: RowId) -> Response:
 
 @router.delete(KEYS + "/{key_id}", summary="Revoke a key (it stays listed, for the record)")
 async def revoke_key(request: Request, key_id: RowId) -> Response:
+    _not_itself(request, key_id)
     actor, now = actor_of(request), datetime.now(UTC)
     reply = await _change(
         request, lambda conn: accounts.revoke_api_key(conn, key_id=key_id, actor=actor, now=now)
