@@ -1,9 +1,9 @@
 """The collector and health-check jobs: thin adapters, `func(engine, now) -> summary`.
 
 Imports happen inside the functions so `python -m jobs.worker --list` stays fast. The system
-collector keeps its CPU baseline and network counters between runs, so one instance lives per
-worker process (created on the first run, never at import, and only once: a second instance
-would be a second baseline).
+collector keeps its CPU baseline and network counters between runs and the database collector
+its block counters, so one instance of each lives per worker process (created on the first run,
+never at import, and only once: a second instance would be a second baseline).
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def collect_database(engine: Engine, now: datetime) -> str:
     from monitoring_core.collectors.database import DatabaseCollector
     from monitoring_core.collectors.runner import run_collector
 
-    return run_collector(engine, DatabaseCollector(engine), now).summary()
+    collector = _state.get("database")
+    if collector is None or collector.engine is not engine:
+        collector = _state["database"] = DatabaseCollector(engine)
+    return run_collector(engine, collector, now).summary()
 
 
 def collect_configured(engine: Engine, now: datetime) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, select, text
 from streamlit.testing.v1 import AppTest
 
 from jobs import collectors as collector_jobs
-from monitoring_core.collectors.database import DatabaseCollector
+from monitoring_core.collectors.database import DatabaseCollector, cache_hit_ratio
 from monitoring_core.collectors.runner import run_collector
 from monitoring_core.collectors.system import SystemCollector, cpu_busy_percent
 from monitoring_core.enums import Role
@@ -133,9 +133,39 @@ def test_it_reads_connections_cache_hit_and_lock_waits_from_postgres(
         waiter.dispose()
     by_name = {p.name: p.value for p in points}
     assert by_name["db_connections"] >= 2  # the holder and the waiter at least
-    assert 0 <= by_name["db_cache_hit_ratio"] <= 1
+    assert 0 <= by_name["db_cache_hit_ratio_since_reset"] <= 1
     assert by_name["db_locks"] >= 1
     assert by_name["db_sessions_waiting_for_lock"] == 1
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "ratio"),
+    [
+        (None, (100, 10), None),  # the first run has no interval
+        ((100, 10), (190, 20), 0.9),
+        ((100, 10), (100, 10), None),  # nothing read in between
+        ((100, 10), (5, 1), None),  # statistics were reset
+    ],
+)
+def test_it_computes_the_cache_hit_ratio_between_two_runs(
+    before: tuple[int, int] | None, after: tuple[int, int], ratio: float | None
+) -> None:
+    assert cache_hit_ratio(before, after) == ratio
+
+
+def test_it_reads_the_cache_hit_ratio_of_the_last_interval(engine: Engine, now: datetime) -> None:
+    collector = DatabaseCollector(engine)
+    assert "db_cache_hit_ratio" not in {p.name for p in collector.collect(now)}
+    deadline = time.monotonic() + 15
+    ratio = None
+    while ratio is None:  # Postgres publishes block counters about once a second
+        assert time.monotonic() < deadline, "the block counters never moved"
+        with engine.connect() as conn:
+            conn.execute(text("SELECT count(*) FROM metric_series"))
+        found = [p.value for p in collector.collect(now) if p.name == "db_cache_hit_ratio"]
+        ratio = found[0] if found else None
+        time.sleep(0.1)
+    assert 0 <= ratio <= 1
 
 
 def _until_a_session_waits(engine: Engine, now: datetime) -> list:

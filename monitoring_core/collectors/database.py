@@ -1,6 +1,9 @@
 """The database's own health from `pg_stat_*` and `pg_locks`: connections, cache hit ratio,
-slow queries, locks (held, and requests waiting for one), deadlocks, sizes of the largest
-tables and replication lag where there is replication."""
+slow queries, locks (held, and sessions waiting for one), deadlocks, sizes of the largest
+tables and replication lag where there is replication.
+
+The cache hit ratio is over the time since the previous run of the same collector (so one
+instance lives per worker process, see jobs/collectors.py); the first run has none."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from sqlalchemy import Connection, Engine, text
 
 from monitoring_core.ingest.points import MetricPoint
 
-__all__ = ["DatabaseCollector"]
+__all__ = ["DatabaseCollector", "cache_hit_ratio"]
 
 SOURCE_SYSTEM = "postgres"
 _DATABASE = text(
@@ -64,6 +67,21 @@ _STANDBY = text(
 )
 
 
+def cache_hit_ratio(before: tuple[int, int] | None, after: tuple[int, int]) -> float | None:
+    """Share of block reads served from shared buffers between two (hit, read) samples.
+
+    None without a previous sample, when nothing was read in between, or after a statistics
+    reset (counters went back). The lifetime ratio is `db_cache_hit_ratio_since_reset`: on a
+    database up for months it hardly moves, so a cold cache right now would not show in it.
+    """
+    if before is None:
+        return None
+    hits, reads = after[0] - before[0], after[1] - before[1]
+    if hits < 0 or reads < 0 or hits + reads == 0:
+        return None
+    return hits / (hits + reads)
+
+
 class _PointFactory(Protocol):
     def __call__(self, name: str, value: float, **extra: str) -> MetricPoint: ...
 
@@ -81,13 +99,14 @@ class DatabaseCollector:
         lock_timeout_s: float = 5.0,
     ) -> None:
         self.interval_seconds = interval_seconds
-        self._engine = engine
+        self.engine = engine
         self._lock_timeout_ms = max(1, round(lock_timeout_s * 1000))
         self._slow = slow_query_seconds
         self._top = top_tables
+        self._last_blocks: tuple[int, int] | None = None  # (hit, read) at the previous run
 
     def collect(self, now: datetime) -> list[MetricPoint]:
-        with self._engine.connect() as conn:
+        with self.engine.connect() as conn:
             # Table sizes need a share lock: a table held exclusively (VACUUM FULL, a migration)
             # must fail this run quickly (collector_up 0), never hang the worker with it.
             conn.execute(
@@ -120,7 +139,11 @@ class DatabaseCollector:
             point("db_size_bytes", db["size"]),
         ]
         if blocks:
-            points.append(point("db_cache_hit_ratio", db["blks_hit"] / blocks))
+            points.append(point("db_cache_hit_ratio_since_reset", db["blks_hit"] / blocks))
+        counters, self._last_blocks = self._last_blocks, (db["blks_hit"], db["blks_read"])
+        ratio = cache_hit_ratio(counters, self._last_blocks)
+        if ratio is not None:
+            points.append(point("db_cache_hit_ratio", ratio))
         for row in conn.execute(_TABLES, {"top": self._top}).mappings():
             points.append(point("db_table_size_bytes", row["size"], table=row["relname"]))
             points.append(point("db_table_dead_rows", row["n_dead_tup"], table=row["relname"]))
