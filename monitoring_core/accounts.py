@@ -189,26 +189,35 @@ def _rate_limit(value: Any) -> int | None:
 
 
 def _origins(values: Iterable[str]) -> tuple[str, ...]:
-    """Origins as browsers send them (`https://host[:port]`, no path), lower-cased."""
+    """Origins as browsers send them (`https://host[:port]`, no path, no default port)."""
     if isinstance(values, str):
         raise AccountInvalid("allowed_origins must be a list of origins", "allowed_origins")
-    out = []
-    for value in values:
-        parts = urlsplit(value.strip().lower()) if isinstance(value, str) else None
-        if (
-            parts is None
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.fragment
-            or parts.username
-        ):
-            raise AccountInvalid(
-                f"{value!r} is not an origin like https://www.example.com", "allowed_origins"
-            )
-        out.append(f"{parts.scheme}://{parts.netloc}")
+    out = [_origin(value) for value in values]
     return tuple(dict.fromkeys(out))
+
+
+def _origin(value: Any) -> str:
+    problem = AccountInvalid(
+        f"{value!r} is not an origin like https://www.example.com", "allowed_origins"
+    )
+    try:
+        parts = urlsplit(value.strip().lower()) if isinstance(value, str) else None
+        port = parts.port if parts is not None else None  # ValueError when not a port
+    except ValueError:
+        raise problem from None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise problem
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + ("" if port in (None, default_port) else f":{port}")
 
 
 def _future(expires_at: datetime | None, now: datetime) -> datetime | None:

@@ -159,7 +159,7 @@ def browser_key(engine: Engine) -> str:
             conn,
             name="shop pages",
             scope=ApiScope.BROWSER,
-            allowed_origins=["https://shop.example.com"],
+            allowed_origins=["https://SHOP.example.com:443/"],  # kept as browsers send it
         )
 
 

@@ -155,6 +155,8 @@ def test_it_creates_limits_and_revokes_keys_through_the_admin_api(
         ({"name": "x", "scope": "superuser"}, "scope"),
         ({"name": "x", "scope": "read", "allowed_origins": ["https://a.example"]}, "allowed_origins"),
         ({"name": "x", "scope": "browser", "allowed_origins": ["https://a.example/path"]}, "allowed_origins"),
+        ({"name": "x", "scope": "browser", "allowed_origins": ["https://a.example:99999"]}, "allowed_origins"),
+        ({"name": "x", "scope": "browser", "allowed_origins": "https://a.example"}, "allowed_origins"),
         ({"name": "x", "scope": "read", "rate_limit_per_minute": 0}, "rate_limit_per_minute"),
         ({"name": "x", "scope": "read", "expires_at": "2020-01-01T00:00:00+00:00"}, "expires_at"),
         ({"name": "x", "scope": "read", "expires_at": "2099-01-01T00:00:00"}, "expires_at"),

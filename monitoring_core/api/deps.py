@@ -41,6 +41,7 @@ READ_SCOPES = frozenset({ApiScope.READ, ApiScope.ADMIN})
 ADMIN_SCOPES = frozenset({ApiScope.ADMIN})
 # What a browser key may do: POST here (Web Vitals and page timings, sent by sendBeacon).
 BROWSER_PATHS = frozenset({"/api/monitoring/performance"})
+_INGEST_ROUTE_SCOPES = INGEST_SCOPES | {ApiScope.BROWSER}  # browser keys: see _check_browser
 _CHALLENGE = {"WWW-Authenticate": 'Bearer, Basic realm="monitoring"'}
 
 
@@ -127,8 +128,8 @@ def _check_browser(request: Request, record: ApiKey) -> None:
 
 async def require_ingest(request: Request) -> ApiKey:
     """Scope ingest or admin (browser keys on `BROWSER_PATHS`); the key may come as `?key=`."""
-    allowed = INGEST_SCOPES | {ApiScope.BROWSER}
-    return await check_key(request, presented_key(request, allow_query=True), allowed)
+    key = presented_key(request, allow_query=True)
+    return await check_key(request, key, _INGEST_ROUTE_SCOPES)
 
 
 async def require_read(request: Request) -> ApiKey:
