@@ -226,13 +226,13 @@ def _worker(database_url: str) -> subprocess.Popen[bytes]:
 def test_it_repeats_at_most_the_one_in_flight_page_when_a_worker_is_killed(
     engine: Engine, database_url: str, real_now: datetime
 ) -> None:
-    with slow_receiver(0.25) as hook:
-        with engine.begin() as conn:
-            ch = channel(conn, hook.json_url(), rate_limit_per_minute=1000)
-        keys = queue(engine, ch, 30, real_now - timedelta(seconds=1))
-        doomed, survivor = _worker(database_url), _worker(database_url)
+    with slow_receiver(0.2) as hook:
+        doomed, survivor = _worker(database_url), _worker(database_url)  # they start meanwhile
         try:
-            wait_for(lambda: hook.count() >= 6, 60, "the first sends")
+            with engine.begin() as conn:
+                ch = channel(conn, hook.json_url(), rate_limit_per_minute=1000)
+            keys = queue(engine, ch, 30, real_now - timedelta(seconds=1))
+            wait_for(lambda: hook.count() >= 4, 60, "the first sends")
             mark = f":{doomed.pid}"
 
             def doomed_is_sending() -> bool:
