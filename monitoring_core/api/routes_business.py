@@ -35,6 +35,10 @@ T = TypeVar("T")
 DEFAULT_RANGE = "30d"
 MAX_FUNNEL_WINDOW = timedelta(days=90)
 Fmt = Annotated[str, Query(pattern="^(json|csv)$")]
+# `format=csv` answers text/csv: documented so that clients (and schemathesis) expect it.
+_JSON_OR_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}
+}
 TimeRangeParam = Annotated[str | None, Query(alias="timeRange")]
 FromParam = Annotated[str | None, Query(alias="from")]
 ToParam = Annotated[str | None, Query(alias="to")]
@@ -121,7 +125,9 @@ async def dashboard_business(
     return await _read(request, business_dashboard, period=period, now=now, tz=tz)
 
 
-@router.get("/api/monitoring/business/metrics", dependencies=[Depends(require_read)])
+@router.get(
+    "/api/monitoring/business/metrics", dependencies=[Depends(require_read)], responses=_JSON_OR_CSV
+)
 async def business_metrics(
     request: Request,
     time_range: TimeRangeParam = None,
@@ -166,7 +172,9 @@ def _funnel_args(steps: str, window: str, mode: str) -> tuple[list[str], timedel
     return names, span, FunnelMode(mode)
 
 
-@router.get("/api/monitoring/business/funnels", dependencies=[Depends(require_read)])
+@router.get(
+    "/api/monitoring/business/funnels", dependencies=[Depends(require_read)], responses=_JSON_OR_CSV
+)
 async def business_funnels(
     request: Request,
     steps: Annotated[str, Query(max_length=2000)],
@@ -207,7 +215,9 @@ async def business_funnels(
     }
 
 
-@router.get("/api/monitoring/analytics/trends", dependencies=[Depends(require_read)])
+@router.get(
+    "/api/monitoring/analytics/trends", dependencies=[Depends(require_read)], responses=_JSON_OR_CSV
+)
 async def analytics_trends(
     request: Request,
     metrics: str | None = None,
@@ -223,7 +233,11 @@ async def analytics_trends(
     return _table(rows, format, "trends", "trends")
 
 
-@router.get("/api/monitoring/analytics/anomalies", dependencies=[Depends(require_read)])
+@router.get(
+    "/api/monitoring/analytics/anomalies",
+    dependencies=[Depends(require_read)],
+    responses=_JSON_OR_CSV,
+)
 async def analytics_anomalies(
     request: Request,
     metrics: str | None = None,
@@ -243,7 +257,11 @@ async def analytics_anomalies(
     return _table([f.row() for f in flags], format, "anomalies", "anomalies")
 
 
-@router.get("/api/monitoring/analytics/forecasts", dependencies=[Depends(require_read)])
+@router.get(
+    "/api/monitoring/analytics/forecasts",
+    dependencies=[Depends(require_read)],
+    responses=_JSON_OR_CSV,
+)
 async def analytics_forecasts(
     request: Request,
     metrics: str | None = None,
