@@ -88,7 +88,8 @@ if health["total"]:
             f"{health['by_status']['healthy']} / {health['total']} healthy",
             delta=f"{len(down)} down" if down else (f"{warning} warning" if warning else None),
             delta_color="inverse",
-            help=f"Enabled checks by status (Health page for details). Down: {', '.join(down) or 'none'}",
+            help="Enabled checks by status (Health page for details). Down: "
+            + (fmt.md_escape(", ".join(down)) or "none"),
         )
 
 incident_card = data.read_or_stop(response_figures.overview_card, now=tr.end)
