@@ -72,6 +72,15 @@ CASES: list[tuple[str, str, str | None, str | None, int, str | None]] = [
         "properties",
     ),
     ("POST", "/api/admin/incidents", "admin", f'{{"title":"t","tags":{DEEP}}}', 422, "tags"),
+    ("POST", "/api/1/store/", "sentry", f'{{"message":"m","extra":{DEEP}}}', 422, "event"),
+    (
+        "POST",
+        "/api/1/store/",
+        "sentry",
+        f'{{"message":"m","contexts":{{"c":{DEEP}}}}}',
+        422,
+        "event",
+    ),
     # numbers out of range
     (
         "POST",
@@ -139,7 +148,9 @@ def _message(body: Any) -> tuple[str, list[str]]:
 def _answer(base: str, keys: dict[str, str], case: tuple) -> str | None:
     """None when the case is answered as expected, else what went wrong."""
     method, path, key, body, status, field = case
-    headers = {"Authorization": f"Bearer {keys[key]}"} if key else {}
+    headers = {"Authorization": f"Bearer {keys[key]}"} if key in keys else {}
+    if key == "sentry":
+        headers["X-Sentry-Auth"] = f"Sentry sentry_key={keys['ingest']}"
     if body is not None:
         headers["Content-Type"] = (
             "text/plain" if path.startswith("/metrics") else "application/json"

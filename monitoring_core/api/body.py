@@ -17,7 +17,15 @@ from fastapi import HTTPException, Request
 
 from monitoring_core.ingest.validate import InvalidItems, ItemError, json_type
 
-__all__ = ["MAX_DEPTH", "parse_json", "parse_json_items", "read_body", "read_json_items"]
+__all__ = [
+    "MAX_DEPTH",
+    "may_nest_too_deep",
+    "parse_json",
+    "parse_json_items",
+    "read_body",
+    "read_json_items",
+    "too_deep",
+]
 
 MAX_DEPTH = 64  # levels of objects and arrays in a JSON body (a batch array counts as one)
 _ESCAPED_NUL = b"\\u0000"  # how JSON spells NUL (a raw NUL byte is not valid JSON)
@@ -93,12 +101,28 @@ def parse_json(data: bytes, *, nested: bool = True) -> Any:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise HTTPException(400, f"malformed JSON: {exc}") from None
-    may_nest = nested and data.count(b"{") + data.count(b"[") > MAX_DEPTH
+    may_nest = nested and may_nest_too_deep(data)
     if _ESCAPED_NUL in data or may_nest:  # else neither problem can occur: skip the walk
         found = _problem(parsed, (), 0)
         if found is not None:
             raise InvalidItems([_item_error(parsed, *found)])
     return parsed
+
+
+def may_nest_too_deep(data: bytes) -> bool:
+    """False when the JSON text cannot nest deeper than MAX_DEPTH (too few brackets)."""
+    return data.count(b"{") + data.count(b"[") > MAX_DEPTH
+
+
+def too_deep(value: Any, depth: int = 0) -> bool:
+    """Whether a parsed JSON value nests deeper than MAX_DEPTH."""
+    if type(value) is dict:
+        children: Any = value.values()
+    elif type(value) is list:
+        children = value
+    else:
+        return False
+    return depth >= MAX_DEPTH or any(too_deep(child, depth + 1) for child in children)
 
 
 def _problem(value: Any, path: tuple[Any, ...], depth: int) -> tuple[tuple[Any, ...], str] | None:

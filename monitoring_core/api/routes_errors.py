@@ -18,7 +18,13 @@ from starlette.routing import Route
 
 from monitoring_core.accounts import ApiKey
 from monitoring_core.api.app import DB_UNAVAILABLE_ERRORS
-from monitoring_core.api.body import parse_json_items, read_body
+from monitoring_core.api.body import (
+    MAX_DEPTH,
+    may_nest_too_deep,
+    parse_json_items,
+    read_body,
+    too_deep,
+)
 from monitoring_core.api.deps import (
     INGEST_SCOPES,
     check_key,
@@ -48,7 +54,7 @@ from monitoring_core.errors.sentry import event_to_error
 from monitoring_core.errors.service import change_group_status
 from monitoring_core.errors.validate import parse_error_items
 from monitoring_core.flows.error_ingest import IngestResult, ingest_errors, load_scrubber
-from monitoring_core.ingest.validate import InvalidItems
+from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.timerange import TimeRange, parse_time_range, pick_interval
 
 __all__ = ["router"]
@@ -171,14 +177,19 @@ _ESCAPED_NUL = b"\\u0000"
 
 
 def _storable(event: ErrorInput, payload: bytes) -> ErrorInput:
-    """The event with NUL characters (which Postgres cannot store) replaced by U+FFFD.
+    """The event with NUL characters (which Postgres cannot store) replaced by U+FFFD; 422
+    when it nests deeper than body.MAX_DEPTH (SDKs trim data at depth 5; such an event is
+    forged, and could not be written back as JSON past 254 levels).
 
-    Cleaned rather than refused: a Sentry SDK drops an event answered with an error status.
-    Only a payload that spells a NUL is walked, so other events cost one byte scan.
+    NUL is cleaned rather than refused: a Sentry SDK drops an event answered with an error.
+    Only a payload that spells a NUL, or has enough brackets to nest that deep, is walked.
     """
     if _ESCAPED_NUL in payload:
         for name, value in vars(event).items():
             setattr(event, name, _without_nul(value))
+    if may_nest_too_deep(payload) and any(too_deep(v) for v in vars(event).values()):
+        message = f"is nested deeper than {MAX_DEPTH} levels"
+        raise InvalidItems([ItemError(None, "event", message)])
     return event
 
 
