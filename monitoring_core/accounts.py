@@ -78,15 +78,25 @@ class AccountNotFound(LookupError):
     """No key or user with that id or name."""
 
 
+_MAX_NAME = 200
+
+
 def _check_password_rules(password: str) -> None:
     if len(password) < 8:
         raise AccountInvalid("password must have at least 8 characters", "password")
 
 
+def _name(value: Any, field: str) -> str:
+    """A user or key name: text Postgres can store (no NUL), 1 to _MAX_NAME characters."""
+    name = value.strip() if isinstance(value, str) else ""
+    if not name or len(name) > _MAX_NAME or "\x00" in name:
+        raise AccountInvalid(f"must be 1 to {_MAX_NAME} characters, without NUL", field)
+    return name
+
+
 def create_user(conn: Connection, *, username: str, password: str, role: Role) -> User:
     """Insert a user with an argon2id password hash."""
-    if not username.strip():
-        raise AccountInvalid("username must not be empty", "username")
+    username = _name(username, "username")
     _check_password_rules(password)
     user_id = conn.execute(
         insert(users)
@@ -151,8 +161,7 @@ def _insert_key(
     expires_at: datetime | None,
     allowed_origins: Iterable[str],
 ) -> tuple[int, str]:
-    if not isinstance(name, str) or not name.strip():
-        raise AccountInvalid("a key needs a name", "name")
+    name = _name(name, "name")
     try:
         scope = ApiScope(scope)
     except ValueError:
@@ -164,7 +173,7 @@ def _insert_key(
     key_id = conn.execute(
         insert(api_keys)
         .values(
-            name=name.strip(),
+            name=name,
             prefix=key[:10],
             key_hash=hash_api_key(key),
             scope=scope.value,
@@ -190,7 +199,7 @@ def _rate_limit(value: Any) -> int | None:
 
 def _origins(values: Iterable[str]) -> tuple[str, ...]:
     """Origins as browsers send them (`https://host[:port]`, no path, no default port)."""
-    if isinstance(values, str):
+    if isinstance(values, str) or not isinstance(values, Iterable):
         raise AccountInvalid("allowed_origins must be a list of origins", "allowed_origins")
     out = [_origin(value) for value in values]
     return tuple(dict.fromkeys(out))
@@ -201,7 +210,8 @@ def _origin(value: Any) -> str:
         f"{value!r} is not an origin like https://www.example.com", "allowed_origins"
     )
     try:
-        parts = urlsplit(value.strip().lower()) if isinstance(value, str) else None
+        text = value.strip().lower() if isinstance(value, str) and "\x00" not in value else ""
+        parts = urlsplit(text) if text else None
         port = parts.port if parts is not None else None  # ValueError when not a port
     except ValueError:
         raise problem from None
@@ -398,7 +408,7 @@ def add_user(
         role = Role(role)
     except ValueError:
         raise AccountInvalid(f"role must be one of {', '.join(Role)}", "role") from None
-    name = username.strip() if isinstance(username, str) else ""
+    name = _name(username, "username")
     try:
         with conn.begin_nested():
             user = create_user(conn, username=name, password=password, role=role)

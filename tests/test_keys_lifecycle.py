@@ -152,6 +152,9 @@ def test_it_creates_limits_and_revokes_keys_through_the_admin_api(
     ("body", "field"),
     [
         ({"name": "", "scope": "read"}, "name"),
+        ({"name": "a\u0000b", "scope": "read"}, "name"),
+        ({"name": "x", "scope": "browser", "allowed_origins": 5}, "allowed_origins"),
+        ({"name": "x", "scope": "browser", "allowed_origins": ["https://a\u0000b"]}, "allowed_origins"),
         ({"name": "x", "scope": "superuser"}, "scope"),
         ({"name": "x", "scope": "read", "allowed_origins": ["https://a.example"]}, "allowed_origins"),
         ({"name": "x", "scope": "browser", "allowed_origins": ["https://a.example/path"]}, "allowed_origins"),
