@@ -13,7 +13,7 @@ import streamlit as st
 from monitoring_core import clock
 from monitoring_core.alerts import queries, service
 from monitoring_core.alerts.backtest import backtest
-from monitoring_core.alerts.rules import TEMPLATES, RuleInvalid, rule_from_row
+from monitoring_core.alerts.rules import NO_DATA_MODES, TEMPLATES, RuleInvalid, rule_from_row
 from monitoring_core.alerts.silences import list_silences
 from monitoring_core.alerts.store import active_since, list_active_alerts
 from monitoring_core.audit import user_actor
@@ -45,6 +45,13 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
 def _age(moment: datetime | None) -> str:
     minutes = int((now - moment).total_seconds() // 60) if moment else 0
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _with_no_data(cfg: Any, mode: str) -> Any:
+    """The picked no-data choice, unless the JSON already says (validation reports the rest)."""
+    if isinstance(cfg, dict) and "no_data_state" not in cfg and "no_data" not in cfg:
+        return {**cfg, "no_data_state": mode}
+    return cfg
 
 
 def _summary(alert: Mapping[str, Any]) -> str:
@@ -197,6 +204,13 @@ with rules_tab:
                 [c["id"] for c in channels],
                 format_func=lambda i: next(c["name"] for c in channels if c["id"] == i),
             )
+            no_data_state = st.selectbox(
+                "When there is no data",
+                NO_DATA_MODES,
+                key="rule_no_data",
+                help="no_data: its own state, listed apart and notified once the rule has seen "
+                "data; ok: resolve; alerting: treat as a breach; keep_last: change nothing.",
+            )
             weekend = st.checkbox(
                 "Saturday: one severity higher", base.get("weekend_escalation", False)
             )
@@ -212,7 +226,7 @@ with rules_tab:
             body = {
                 "alert_name": name,
                 "severity_level": severity_level,
-                "condition_config": json.loads(config),
+                "condition_config": _with_no_data(json.loads(config), no_data_state),
                 "notification_channels": picked,
                 "weekend_escalation": weekend,
                 "wedding_season_adjustment": season,

@@ -3,6 +3,7 @@ arrived yet, and no data kept apart from firing and pending (pure, then one real
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -267,3 +268,21 @@ def test_it_lists_no_data_apart_on_the_alerts_page_aged_from_when_data_stopped(
     assert any("waiting for its first data" in line for line in lines)
     assert not any(" h " in line for line in lines)  # was "no_data for 442 h 44 min"
     assert any(c.value.startswith("0 firing") for c in at.caption)
+
+
+def test_it_lets_an_admin_pick_what_no_data_means_for_a_new_rule(
+    engine: Engine, logged_in_app: Callable[[Role | None], AppTest]
+) -> None:
+    at = logged_in_app(Role.ADMIN).run()
+    at.switch_page("pages/alerts.py").run()
+    at.text_input(key="rule_name_(blank)").input("Queue stuck")
+    config = {"type": "threshold", "metric": "queue_depth", "value": 30}
+    next(t for t in at.text_area if t.label.startswith("condition_config")).input(
+        json.dumps(config)
+    )
+    at.selectbox(key="rule_no_data").select("ok")
+    next(b for b in at.button if b.label == "Create").click().run()
+    assert not at.exception
+    with engine.connect() as conn:
+        (saved,) = conn.execute(select(alert_rules.c.condition_config)).scalars()
+    assert saved == {**config, "no_data_state": "ok"}

@@ -15,6 +15,7 @@ from monitoring_core.errors.queries import DIMENSIONS
 
 __all__ = [
     "AGGREGATIONS",
+    "NO_DATA_MODES",
     "OPERATORS",
     "RULE_TYPES",
     "TEMPLATES",
