@@ -31,11 +31,19 @@ WORKER_DOWN_AFTER = timedelta(minutes=2)
 JOB_FAILING_AFTER = 5  # consecutive failed runs of one job
 _RECENT_RUNS = 50  # runs per job read to count the failures (more would change nothing)
 
-# Per job: its newest runs, newest first (the index on (job, started_at) serves each job).
+# Per job: its newest runs, newest first. The job names come from a loose index scan (one
+# probe of the (job, started_at) index per name): job_runs holds ~600,000 rows a week of the
+# 1-second notify job alone, and DISTINCT would read them all every minute.
 _RECENT = text(
     """
+    WITH RECURSIVE j(job) AS (
+        (SELECT job FROM job_runs ORDER BY job LIMIT 1)
+        UNION ALL
+        SELECT (SELECT job FROM job_runs WHERE job > j.job ORDER BY job LIMIT 1)
+        FROM j WHERE j.job IS NOT NULL
+    )
     SELECT j.job, r.ok, r.started_at, r.error
-    FROM (SELECT DISTINCT job FROM job_runs) j
+    FROM j
     CROSS JOIN LATERAL (
         SELECT ok, started_at, error FROM job_runs
         WHERE job = j.job ORDER BY started_at DESC LIMIT :n
