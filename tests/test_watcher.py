@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, create_engine, insert, select
 from streamlit.testing.v1 import AppTest
 
 from jobs import watch as watch_jobs
@@ -153,6 +153,19 @@ def test_it_pings_fail_while_a_job_keeps_failing(
     monkeypatch.setenv("MONITORING_HEARTBEAT_URL", base + HEARTBEAT)
     _fail_runs(engine, "rollups", JOB_FAILING_AFTER, NOW)
     assert "fail (rollups)" in watch_jobs.ping_heartbeat(engine, NOW)
+    assert paths == [HEARTBEAT + "/fail"]
+
+
+def test_it_pings_fail_when_the_database_is_unreachable(
+    receiver: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, paths, _ = receiver
+    monkeypatch.setenv("MONITORING_HEARTBEAT_URL", base + HEARTBEAT)
+    nowhere = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        assert "fail (database unreachable)" in watch_jobs.ping_heartbeat(nowhere, NOW)
+    finally:
+        nowhere.dispose()
     assert paths == [HEARTBEAT + "/fail"]
 
 
