@@ -1,4 +1,4 @@
-"""Live reads of raw recent metric points (any key)."""
+"""Live reads of raw recent metric points (scope read or admin)."""
 
 from __future__ import annotations
 
