@@ -148,27 +148,31 @@ def test_it_creates_limits_and_revokes_keys_through_the_admin_api(
     ]
 
 
+BROWSER = {"scope": "browser"}
+
+
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("changes", "field"),
     [
-        ({"name": "", "scope": "read"}, "name"),
-        ({"name": "a\u0000b", "scope": "read"}, "name"),
-        ({"name": "x", "scope": "browser", "allowed_origins": 5}, "allowed_origins"),
-        ({"name": "x", "scope": "browser", "allowed_origins": ["https://a\u0000b"]}, "allowed_origins"),
-        ({"name": "x", "scope": "superuser"}, "scope"),
-        ({"name": "x", "scope": "read", "allowed_origins": ["https://a.example"]}, "allowed_origins"),
-        ({"name": "x", "scope": "browser", "allowed_origins": ["https://a.example/path"]}, "allowed_origins"),
-        ({"name": "x", "scope": "browser", "allowed_origins": ["https://a.example:99999"]}, "allowed_origins"),
-        ({"name": "x", "scope": "browser", "allowed_origins": "https://a.example"}, "allowed_origins"),
-        ({"name": "x", "scope": "read", "rate_limit_per_minute": 0}, "rate_limit_per_minute"),
-        ({"name": "x", "scope": "read", "expires_at": "2020-01-01T00:00:00+00:00"}, "expires_at"),
-        ({"name": "x", "scope": "read", "expires_at": "2099-01-01T00:00:00"}, "expires_at"),
-        ({"name": "x", "scope": "read", "expires_at": "tomorrow"}, "expires_at"),
+        ({"name": ""}, "name"),
+        ({"name": "a\u0000b"}, "name"),
+        ({"scope": "superuser"}, "scope"),
+        ({"allowed_origins": ["https://a.example"]}, "allowed_origins"),  # not a browser key
+        ({**BROWSER, "allowed_origins": 5}, "allowed_origins"),
+        ({**BROWSER, "allowed_origins": "https://a.example"}, "allowed_origins"),
+        ({**BROWSER, "allowed_origins": ["https://a\u0000b"]}, "allowed_origins"),
+        ({**BROWSER, "allowed_origins": ["https://a.example/path"]}, "allowed_origins"),
+        ({**BROWSER, "allowed_origins": ["https://a.example:99999"]}, "allowed_origins"),
+        ({"rate_limit_per_minute": 0}, "rate_limit_per_minute"),
+        ({"expires_at": "2020-01-01T00:00:00+00:00"}, "expires_at"),
+        ({"expires_at": "2099-01-01T00:00:00"}, "expires_at"),  # no offset
+        ({"expires_at": "tomorrow"}, "expires_at"),
     ],
-)  # fmt: skip
+)
 def test_it_answers_422_naming_the_field_of_a_bad_key(
-    api_server: str, admin_key: str, engine: Engine, body: dict[str, Any], field: str
+    api_server: str, admin_key: str, engine: Engine, changes: dict[str, Any], field: str
 ) -> None:
+    body = {"name": "x", "scope": "read", **changes}
     reply = httpx.post(api_server + "/api/admin/keys", json=body, headers={"X-API-Key": admin_key})
     assert reply.status_code == 422, reply.text
     assert [e["field"] for e in reply.json()["detail"]] == [field]

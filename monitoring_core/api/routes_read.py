@@ -1,4 +1,4 @@
-"""Read API (scope read or admin): dashboards, metric queries, performance analytics, Core Web Vitals.
+"""Read API (scope read or admin): dashboards, metric queries, performance analytics, Web Vitals.
 
 Thin: each route parses the time range and calls the same monitoring_core read functions the
 pages use (performance.queries, performance.vitals_read, metrics_query), then turns their
