@@ -58,13 +58,19 @@ def fresh_job_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         # guest time is inside user already: counted once, not twice
         ({"user": 0, "idle": 0, "guest": 0}, {"user": 2, "idle": 2, "guest": 2}, 50.0),
         ({"user": 0, "idle": 0}, {"user": 0, "idle": 4}, 0.0),
-        ({"user": 0, "idle": 0}, {"user": 0.1, "idle": 0.2}, None),  # too short a window
+        ({"user": 0, "idle": 0}, {"user": 0.1, "idle": 0.1}, None),  # too short a window
     ],
 )
 def test_it_computes_cpu_busy_from_two_samples(
     before: dict, after: dict, expected: float | None
 ) -> None:
     assert cpu_busy_percent(SimpleNamespace(**before), SimpleNamespace(**after)) == expected
+
+
+def test_it_asks_more_cpu_time_of_more_cores_for_a_window() -> None:
+    before, after = SimpleNamespace(user=0, idle=0), SimpleNamespace(user=1, idle=1)
+    assert cpu_busy_percent(before, after, cpus=4) == 50.0  # 0.5 s of wall time
+    assert cpu_busy_percent(before, after, cpus=16) is None  # 0.125 s: too coarse
 
 
 def test_it_reads_a_real_nonzero_cpu_figure_under_load(

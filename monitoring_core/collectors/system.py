@@ -8,8 +8,8 @@ CPU busy % is computed here from `cpu_times()` deltas against a baseline this in
 not with `psutil.cpu_percent(interval=None)`: that one measures since the *previous call in
 the same thread, by anyone*, so any other caller (or a second collector being built) resets it
 and the next reading covers a few microseconds: 0.0, or now and then 100.0. A window shorter
-than MIN_CPU_WINDOW_S of CPU time (all cores together) gives no CPU point and keeps the
-baseline, so the next reading covers the longer window.
+than MIN_CPU_WINDOW_S (CPU time summed over cores, divided by their number: wall time) gives
+no CPU point and keeps the baseline, so the next reading covers the longer window.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["MIN_CPU_WINDOW_S", "SystemCollector", "cpu_busy_percent"]
 
 SOURCE_SYSTEM = "system"
 _SKIP_FSTYPES = {"squashfs", "tmpfs", "devtmpfs", "overlay", "proc", "sysfs", "nsfs"}
-MIN_CPU_WINDOW_S = 0.5  # of CPU time summed over cores: ~0.25 s of wall time on 2 cores
+MIN_CPU_WINDOW_S = 0.25  # ~25 clock ticks per core: a coarser window reads 0 or 100
 # Linux counts guest time inside user/nice already (psutil's own total leaves them out too).
 _NOT_IN_TOTAL = {"guest", "guest_nice"}
 _IDLE = {"idle", "iowait"}
@@ -41,12 +41,12 @@ def _busy_and_total(times: Any) -> tuple[float, float]:
     return total - idle, total
 
 
-def cpu_busy_percent(before: Any, after: Any) -> float | None:
+def cpu_busy_percent(before: Any, after: Any, cpus: int = 1) -> float | None:
     """Busy share of the CPU between two `cpu_times()` samples; None for too short a window."""
     busy0, total0 = _busy_and_total(before)
     busy1, total1 = _busy_and_total(after)
     window = total1 - total0
-    if window < MIN_CPU_WINDOW_S:
+    if window < MIN_CPU_WINDOW_S * max(cpus, 1):
         return None
     return round(min(max((busy1 - busy0) / window, 0.0), 1.0) * 100, 1)
 
@@ -68,6 +68,7 @@ class SystemCollector:
         self._disk_paths = disk_paths
         self._last_net: tuple[datetime, dict[str, tuple[int, int]]] | None = None
         self._cpu_baseline = ps.cpu_times()  # the first reading covers the time since now
+        self._cpus = (ps.cpu_count() if hasattr(ps, "cpu_count") else None) or 1
 
     def collect(self, now: datetime) -> list[MetricPoint]:
         points = self._cpu_memory(now)
@@ -89,7 +90,7 @@ class SystemCollector:
             self._point("system_swap_used_percent", swap.percent, now),
         ]
         times = ps.cpu_times()
-        busy = cpu_busy_percent(self._cpu_baseline, times)
+        busy = cpu_busy_percent(self._cpu_baseline, times, self._cpus)
         if busy is not None:
             self._cpu_baseline = times
             points.insert(0, self._point("system_cpu_percent", busy, now))
