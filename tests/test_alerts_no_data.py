@@ -21,8 +21,13 @@ from monitoring_core.alerts.rules import Rule, RuleInvalid, parse_condition
 from monitoring_core.alerts.service import rule_update
 from monitoring_core.alerts.store import active_since, list_active_alerts
 from monitoring_core.enums import Role
-from monitoring_core.flows.alert_cycle import run_evaluation
-from monitoring_core.schema import alert_instances, alert_rules, notification_outbox
+from monitoring_core.flows.alert_cycle import run_evaluation, running_since
+from monitoring_core.schema import (
+    alert_instances,
+    alert_rules,
+    notification_outbox,
+    worker_heartbeats,
+)
 from tests.alerting_support import channel, partitions_around, point, threshold_rule
 
 TZ = ZoneInfo("Europe/London")
@@ -286,3 +291,57 @@ def test_it_lets_an_admin_pick_what_no_data_means_for_a_new_rule(
     with engine.connect() as conn:
         (saved,) = conn.execute(select(alert_rules.c.condition_config)).scalars()
     assert saved == {**config, "no_data_state": "ok"}
+
+
+def _worker(
+    engine: Engine, started: datetime, last_seen: datetime, name: str = "w1", stopping: bool = False
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(worker_heartbeats).values(
+                worker_id=name,
+                hostname="h",
+                pid=1,
+                started_at=started,
+                last_seen=last_seen,
+                status={"jobs": {}, "stopping": stopping},
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("workers", "expected"),
+    [
+        ([], None),  # a cycle run by hand: no constraint
+        ([("w1", NOW - 5 * MIN, NOW)], NOW - 5 * MIN),
+        # two live workers: evaluation has run since the older one started
+        ([("w1", NOW - 5 * MIN, NOW), ("w2", NOW - 90 * MIN, NOW)], NOW - 90 * MIN),
+        # a worker gone for 10 minutes is not running
+        ([("w1", NOW - 5 * MIN, NOW), ("w2", NOW - 90 * MIN, NOW - 10 * MIN)], NOW - 5 * MIN),
+        # nor one that said it was stopping (a restart a moment ago)
+        ([("w1", NOW - MIN, NOW), ("w0", NOW - 90 * MIN, NOW - MIN, True)], NOW - MIN),
+    ],
+)
+def test_it_knows_since_when_evaluation_has_run(
+    db: Engine, workers: list, expected: datetime | None
+) -> None:
+    for name, started, seen, *stopping in workers:
+        _worker(db, started, seen, name, stopping=bool(stopping))
+    with db.connect() as conn:
+        assert running_since(conn, NOW) == expected
+
+
+def test_it_does_not_page_at_start_up_for_data_that_stopped_before_it(db: Engine) -> None:
+    with db.begin() as conn:
+        ch = channel(conn, "json://127.0.0.1:9/x")
+        rule_id = threshold_rule(conn, NOW, notification_channels=[ch])
+        # seen by an earlier run of the worker, 18 days ago; its data stopped then
+        conn.execute(alert_rules.update().values(data_seen_at=OLD))
+    _worker(db, started=NOW - MIN, last_seen=NOW)  # the worker just started
+    _cycle(db, NOW)
+    assert _outbox_kinds(db) == []  # listed as no data, not paged
+    point(db, NOW + MIN - timedelta(seconds=10), 5)
+    _cycle(db, NOW + MIN)  # data arrives: seen since the start
+    assert _seen(db, rule_id) == NOW + MIN
+    _cycle(db, NOW + 5 * MIN)  # and stops: that is news
+    assert _outbox_kinds(db) == ["no_data"]

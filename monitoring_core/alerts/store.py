@@ -98,14 +98,17 @@ def _policy_id(conn: Connection, ref: Any, problems: list) -> int | None:
     return found
 
 
-def mark_data_seen(conn: Connection, *, rule_ids: Iterable[int], now: datetime) -> None:
-    """Note the first evaluation that saw data for these rules (from then on, no data pages)."""
+def mark_data_seen(
+    conn: Connection, *, rule_ids: Iterable[int], now: datetime, since: datetime | None = None
+) -> None:
+    """Note the first evaluation that saw data for these rules (from then on, no data pages):
+    rules that have not seen data at all, or not since `since` (the evaluators' start)."""
     ids = list(rule_ids)
     if ids:
+        seen = alert_rules.c.data_seen_at
+        stale = seen.is_(None) if since is None else (seen.is_(None) | (seen < since))
         conn.execute(
-            update(alert_rules)
-            .where(alert_rules.c.id.in_(ids), alert_rules.c.data_seen_at.is_(None))
-            .values(data_seen_at=now)
+            update(alert_rules).where(alert_rules.c.id.in_(ids), stale).values(data_seen_at=now)
         )
 
 

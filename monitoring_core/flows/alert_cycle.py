@@ -16,11 +16,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.engine import AlertState, Check, Decision, evaluate, transition
@@ -35,7 +35,12 @@ from monitoring_core.incidents.rules import severity_for_alert
 from monitoring_core.incidents.store import add_timeline_entry, open_incident
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import render_alert
-from monitoring_core.schema import alert_instances, incidents, notification_channels
+from monitoring_core.schema import (
+    alert_instances,
+    incidents,
+    notification_channels,
+    worker_heartbeats,
+)
 
 __all__ = [
     "Cycle",
@@ -44,9 +49,11 @@ __all__ = [
     "flush_notifications",
     "notify_alert",
     "run_evaluation",
+    "running_since",
 ]
 
 log = logging.getLogger(__name__)
+WORKER_LIVE = timedelta(minutes=2)  # a worker not seen for this long is not running
 ACTOR = system_actor("alerting")
 
 
@@ -86,7 +93,19 @@ class Cycle:
     pending: list[tuple[Rule, DecisionWrite, dict[str, Any] | None]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)  # rows not yet written
     saw_data: list[int] = field(default_factory=list)  # rules seeing their first data
+    running_since: datetime | None = None  # evaluators' start: data must be seen since
     notified: list[int] = field(default_factory=list)  # instances to stamp last_notified_at
+
+
+def running_since(conn: Connection, now: datetime) -> datetime | None:
+    """Since when evaluation has run without a break: the start of the longest-running worker
+    seen in the last WORKER_LIVE (None without workers, e.g. a cycle run by hand or a test).
+    No data is paged only for rules that saw data since then: after a restart, data that
+    stopped while nothing watched (or has not arrived yet) is listed, not paged."""
+    w = worker_heartbeats.c
+    stopped = func.coalesce(w.status["stopping"].as_boolean(), False)  # said goodbye
+    live = (w.last_seen >= now - WORKER_LIVE) & ~stopped
+    return conn.execute(select(func.min(w.started_at)).where(live)).scalar()
 
 
 def run_evaluation(
@@ -169,6 +188,7 @@ def _evaluate_all(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: 
     rules = _parse(list(rows.values()), report)
     report.rules = len(rules)
     cycle = Cycle(conn, now, tz, public_url, rows, list_silences(conn, now=now), report)
+    cycle.running_since = running_since(conn, now)
     states: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for (rule_id, key), row in load_states(conn, rows).items():
         states[rule_id][key] = row
@@ -196,7 +216,8 @@ def _evaluate_rule(
     if not grouped or not keyed:
         keyed = {"": keyed.get("", ({}, []))} if not grouped else {"": ({}, [])}
     children = cycle.holds if rule.condition.type == "composite" else None
-    seen = cycle.rows[rule.id].get("data_seen_at") is not None
+    seen_at = cycle.rows[rule.id].get("data_seen_at")
+    seen = seen_at is not None and (cycle.running_since is None or seen_at >= cycle.running_since)
     results = []
     for key, (dims, points) in keyed.items():
         row = existing.get(key)
@@ -279,7 +300,7 @@ def _store(cycle: Cycle) -> None:
         if instance_id is not None:
             _follow_up(cycle, rule, write, row, instance_id)
     cycle.pending.clear()
-    mark_data_seen(cycle.conn, rule_ids=cycle.saw_data, now=cycle.now)
+    mark_data_seen(cycle.conn, rule_ids=cycle.saw_data, now=cycle.now, since=cycle.running_since)
     flush_notifications(cycle)
 
 
