@@ -31,11 +31,14 @@ st.markdown(
     f"{fmt.count(summary['requests'])} requests in the range "
     f"({tr.start.astimezone(tz):%d %b %H:%M} – {tr.end.astimezone(tz):%d %b %H:%M} {tz.key})"
 )
-with st.expander(f"Why: {len(overall['reasons'])} reasons", expanded=bool(overall["reasons"])):
+n_reasons = len(overall["reasons"])
+with st.expander(
+    f"Why: {n_reasons} reason{'' if n_reasons == 1 else 's'}", expanded=bool(n_reasons)
+):
     # Plain text, not markdown: reasons carry check, alert and incident names.
     st.text("\n".join(f"{r['level']}: {r['message']}" for r in overall["reasons"]) or "none")
     st.caption(
-        "Worst of: API timings, health checks (wedding-critical ones count as critical), "
+        "Worst of: API timings, health checks (a wedding-critical one down is critical), "
         "firing critical/high alerts and open SEV1/SEV2 incidents."
     )
 
