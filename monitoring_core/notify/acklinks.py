@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert
 
+from monitoring_core.audit import system_actor
 from monitoring_core.schema import ack_link_uses, settings
 
 __all__ = [
@@ -121,7 +122,7 @@ def link_secret(conn: Connection) -> bytes:
     """The signing secret, created on first use (32 random bytes, hex in `settings`)."""
     conn.execute(
         insert(settings)
-        .values(key=SECRET_KEY, value=secrets.token_hex(32), updated_by="system:acklinks")
+        .values(key=SECRET_KEY, value=secrets.token_hex(32), updated_by=system_actor("acklinks"))
         .on_conflict_do_nothing(index_elements=["key"])
     )
     value = conn.execute(select(settings.c.value).where(settings.c.key == SECRET_KEY)).scalar_one()
