@@ -1,10 +1,11 @@
 """Shared fixtures: a real Postgres (embedded, or TEST_DATABASE_URL), one database per session.
 
 The test instant: tests read "now" from the `now` fixture, and pages from monitoring_core.clock
-set to it (`frozen_clock`), never from the real clock. It is TEST_INSTANT, a Wednesday
-afternoon in London, unless TEST_NOW=<ISO 8601 with offset> names another one (tests/clock_proof.py
-runs the `clock` tests at the awkward instants). Tests that talk to a real-clock process
-(the API server's ingest routes, a worker subprocess) use the `real_now` fixture instead.
+set to it (by `logged_in_app`; `clock.frozen(dt)` elsewhere), never from the real clock. It is
+TEST_INSTANT, a Wednesday afternoon in London, unless TEST_NOW=<ISO 8601 with offset> names
+another, in the past (Postgres stamps some rows with its own now()); tests/clock_proof.py runs
+the `clock` tests at the awkward instants. Tests that talk to a real-clock process (the API
+server's ingest routes, a worker subprocess) use the `real_now` fixture instead.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from monitoring_core import clock
 from monitoring_core.db import embedded_url, make_engine
 from monitoring_core.migrate import migrate
 from monitoring_core.schema import metadata
@@ -119,13 +119,6 @@ def now(test_instant: datetime) -> datetime:
 def real_now() -> datetime:
     """The real time to the second, for tests of processes on the real clock (API ingest, worker)."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def frozen_clock(test_instant: datetime) -> Iterator[datetime]:
-    """monitoring_core.clock stands at the test instant (pages, page actions, API routes)."""
-    with clock.frozen(test_instant) as moment:
-        yield moment
 
 
 # ---------------------------------------------------------------- API server
