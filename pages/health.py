@@ -52,7 +52,7 @@ failing_jobs = data.read_or_stop(watch.failing_jobs)
 if failing_jobs:
     st.error(
         f"{len(failing_jobs)} worker job(s) failed {watch.JOB_FAILING_AFTER} or more times in a "
-        "row (a self-alert fired for each): their work is not being done.",
+        "row (each raises the 'Worker job failing' self-alert): their work is not being done.",
         icon=":material/sync_problem:",
     )
     st.dataframe(
