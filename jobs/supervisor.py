@@ -60,7 +60,8 @@ def _children(settings: Settings) -> dict[str, list[str]]:
 
 
 def first_run_credentials(engine: Engine, settings: Settings) -> str | None:
-    """On an empty users table: create the first admin and an ingest key, return their text."""
+    """On an empty users table: the first admin, an ingest key (writes only: for apps, DSNs and
+    browsers) and a read key (for dashboards and scripts); their text, saved mode 600."""
     from monitoring_core.accounts import create_api_key, create_user
     from monitoring_core.enums import ApiScope, Role
     from monitoring_core.schema import users
@@ -71,16 +72,20 @@ def first_run_credentials(engine: Engine, settings: Settings) -> str | None:
         password = secrets.token_urlsafe(12)
         create_user(conn, username="admin", password=password, role=Role.ADMIN)
         key = create_api_key(conn, name="first ingest key", scope=ApiScope.INGEST)
+        read_key = create_api_key(conn, name="first read key", scope=ApiScope.READ)
     text = (
         f"UI login:   admin / {password}\n"
         f"Ingest key: {key}\n"
+        f"Read key:   {read_key}\n"
         "(Only hashes are stored: keep these; add more with `python -m monitoring_core user add`"
         " and `apikey add`.)\n"
     )
     path = settings.data_dir / CREDENTIALS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o600)
+    path.unlink(missing_ok=True)
+    # Created with mode 600, never readable by others even for a moment.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(text)
     return text
 
 

@@ -74,6 +74,15 @@ def test_it_runs_api_worker_and_ui_together_and_stops_them(
             json={"metric_name": "supervisor_smoke", "metric_value": 1},
         )
         assert reply.status_code == 202, reply.text
+        read_key = next(
+            line.split(": ")[1].strip()
+            for line in credentials.splitlines()
+            if line.startswith("Read key")
+        )
+        overview = f"http://127.0.0.1:{api_port}/api/monitoring/dashboard/overview?timeRange=1h"
+        for key_given, status in ((read_key, 200), (key, 403)):  # the ingest key reads nothing
+            answer = httpx.get(overview, headers={"Authorization": f"Bearer {key_given}"})
+            assert answer.status_code == status, answer.text
         with engine.connect() as conn:
             # Only the smoke point: the worker's collectors write system/database points too.
             smoke = (
