@@ -219,27 +219,32 @@ _RELATION_KEYWORDS = {"v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f
 
 
 def _hand_over(conn: Any, database: str) -> None:
+    """One statement per transaction (autocommit): a big database's first hand-over would
+    otherwise hold a lock per partition at once and can exhaust the shared lock table."""
+    import psycopg
     from psycopg import sql
 
     app, reader = sql.Identifier(APP_ROLE), sql.Identifier(READER_ROLE)
-    with conn.transaction():
-        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), app))
-        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(app))
-        for kind, schema, name in conn.execute(_FOREIGN_RELATIONS, (APP_ROLE,)).fetchall():
-            keyword = sql.SQL(_RELATION_KEYWORDS.get(kind, "TABLE"))
-            relation = sql.Identifier(schema, name)
+    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), app))
+    conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(app))
+    for kind, schema, name in conn.execute(_FOREIGN_RELATIONS, (APP_ROLE,)).fetchall():
+        keyword = sql.SQL(_RELATION_KEYWORDS.get(kind, "TABLE"))
+        relation = sql.Identifier(schema, name)
+        try:
             conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(keyword, relation, app))
-        conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
-        present = conn.execute(
-            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
-            " AND relname = ANY(%s)",
-            (list(SECRET_TABLES),),
-        ).fetchall()
-        for (table,) in present:
-            conn.execute(
-                sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(sql.Identifier(table), reader)
-            )
+        except psycopg.errors.UndefinedTable:
+            pass  # dropped meanwhile (retention)
+    conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
+    present = conn.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        " AND relname = ANY(%s)",
+        (list(SECRET_TABLES),),
+    ).fetchall()
+    for (table,) in present:
+        conn.execute(
+            sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(sql.Identifier(table), reader)
+        )
 
 
 def grant_reader_select(conn: Connection, tables: list[str]) -> bool:

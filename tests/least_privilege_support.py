@@ -18,9 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 ROLES_FILE = ROOT / ".data" / "test" / "db-roles.json"
 
 
-@cache
-def role_urls(database_url: str) -> tuple[str, str]:
-    """(app URL, reader URL) of the database at database_url (a superuser URL)."""
+def hand_over(database_url: str) -> tuple[str, str]:
+    """`ensure_roles` for the database at database_url (a superuser URL): (app, reader URL).
+
+    Run it again after the superuser created relations (partitions) to hand those over too.
+    """
     database = make_url(database_url).database
     assert database is not None
     return ensure_roles(database_url, database, secrets_file=ROLES_FILE)
+
+
+@cache
+def role_urls(database_url: str) -> tuple[str, str]:
+    """(app URL, reader URL), the roles made once per session (enough to connect as them)."""
+    return hand_over(database_url)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -29,8 +29,9 @@ from monitoring_core.collectors.sql import MAX_ROWS, SqlCollector
 from monitoring_core.db import READER_ROLE, ensure_roles, grant_reader_select, make_engine
 from monitoring_core.health.probes import run_probe
 from monitoring_core.migrate import migrate
+from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import audit_log, health_checks, sql_collectors
-from tests.least_privilege_support import ROLES_FILE, role_urls
+from tests.least_privilege_support import ROLES_FILE, hand_over
 
 NOW = datetime(2026, 6, 3, 13, 0, tzinfo=UTC)
 SECRET_TABLES = ("api_keys", "users", "notification_channels", "sql_collectors", "health_checks")
@@ -53,8 +54,9 @@ def _libpq(url: str) -> str:
 
 @pytest.fixture
 def db_roles(database_url: str) -> tuple[str, str]:
-    """(app URL, reader URL) of the session database, the roles created if needed."""
-    return role_urls(database_url)
+    """(app URL, reader URL) of the session database, handed over again (as at every start):
+    other tests' superuser connections may have created partitions since."""
+    return hand_over(database_url)
 
 
 @pytest.fixture
@@ -73,10 +75,10 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_it_connects_the_app_as_a_non_superuser_owner(
-    engine: Engine, db_roles: tuple[str, str]
-) -> None:
-    app_url, reader_url = db_roles
+def test_it_connects_the_app_as_a_non_superuser_owner(engine: Engine, database_url: str) -> None:
+    with engine.begin() as conn:  # the superuser made the schema; now it adds partitions too
+        ensure_partitions(conn, start=NOW + timedelta(days=900), end=NOW + timedelta(days=901))
+    app_url, reader_url = hand_over(database_url)  # what every start does
     with psycopg.connect(_libpq(app_url)) as conn:
         role = conn.execute(
             "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls"
