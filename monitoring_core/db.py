@@ -87,7 +87,29 @@ def _embedded_server(data_dir: Path, keep_running: bool) -> tuple[Path, Any]:
             _servers[pgdata] = pgserver.get_server(
                 pgdata, cleanup_mode=None if keep_running else "stop"
             )
+            _ensure_lock_space(pgdata, _servers[pgdata])
     return pgdata, _servers[pgdata]
+
+
+EMBEDDED_MAX_LOCKS = 1024
+
+
+def _ensure_lock_space(pgdata: Path, server: Any) -> None:
+    """Room in the lock table for day partitions: dropping or emptying many partitions in one
+    transaction takes a lock for each partition and index, and Postgres' default (64 per
+    connection) runs out once a few sessions do it at once. Raised once per cluster (a
+    restart right after it starts, before anything else uses it)."""
+    import psycopg
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        row = conn.execute("SHOW max_locks_per_transaction").fetchone()
+        if row is not None and int(row[0]) >= EMBEDDED_MAX_LOCKS:
+            return
+        conn.execute(f"ALTER SYSTEM SET max_locks_per_transaction = {EMBEDDED_MAX_LOCKS}")
+    from pgserver import _commands
+
+    pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # made at import, per binary
+    pg_ctl(["-w", "restart", "-m", "fast"], pgdata=pgdata, user=server.system_user, timeout=30)
 
 
 def embedded_url(data_dir: Path, *, keep_running: bool = False) -> str:
