@@ -126,3 +126,9 @@ def test_it_shows_the_ping_token_on_the_health_page_to_admins_only(
     page = " ".join(str(c.value) for c in at.code) + " ".join(str(m.value) for m in at.markdown)
     assert "/api/monitoring/heartbeat/" in page
     assert (_token(engine) in page) is shown
+
+
+def test_it_shows_a_self_database_check_as_self() -> None:
+    assert masked_config("database", {"url": "self", "query": "SELECT 1"})["url"] == "self"
+    shown = masked_config("database", {"url": "postgresql://u:pw@db/x"})["url"]
+    assert "pw" not in shown and shown.startswith("postgresql://u:")

@@ -67,6 +67,8 @@ def masked_config(
 ) -> dict[str, Any]:
     """The config as shown: a database URL's password always hidden; unless `reveal` (admins
     editing), an HTTP check's header values (but PLAIN_HEADERS) and URL password too."""
+    if check_type == "database" and config.get("url") == "self":
+        return dict(config)  # the monitoring database itself, as the read-only role
     if check_type == "database" and "url" in config:
         try:
             shown = make_url(str(config["url"])).render_as_string(hide_password=True)
