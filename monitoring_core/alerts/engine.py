@@ -11,7 +11,8 @@ the first evaluation after the silence ends.
 No data (Grafana's choices, `condition_config.no_data_state`): `no_data` (default) is its own
 state, stamped with when the data stopped and notified once; `ok` resolves; `alerting` treats
 it as a breach; `keep_last` keeps the state as it was. A rule that has not seen data since it
-was created, enabled or changed records no data without notifying: its data has not arrived.
+was created, enabled or changed, or since evaluation (re)started, records no data without
+notifying: its data has not arrived (the caller decides `seen_data`).
 """
 
 from __future__ import annotations
@@ -371,7 +372,7 @@ def transition(
     """The next state; `check=None` means this group's key was absent from the results.
 
     `seen_data=False` (the rule has not seen a point since it was created, enabled or
-    changed): no data is recorded but not notified, the data has simply not arrived yet.
+    changed, or since evaluation started): no data is recorded but not notified.
     `stopped` is when the data stopped (`data_stopped_at`; default `now`).
     """
     if check is None:  # an absent key keeps its state quietly until it expires
@@ -415,8 +416,8 @@ def evaluate(
 ) -> Decision:
     """Check the condition and move the instance's state; `series=None`: key absent.
 
-    `seen_data`: whether the rule has seen data since it was created, enabled or changed
-    (see `transition`); the backtest and the rule test replay history, where it has."""
+    `seen_data`: whether the rule has seen data lately (see `transition`); the backtest and
+    the rule test replay history, where it has."""
     severity = effective_severity(rule, now, tz)
     if series is None and rule.condition.type != "composite":
         return transition(rule, state, None, now, severity=severity)
