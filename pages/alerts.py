@@ -43,7 +43,9 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
 
 
 def _age(moment: datetime | None) -> str:
-    minutes = int((now - moment).total_seconds() // 60) if moment else 0
+    # max(0, …): the page's clock is floored to the refresh interval, so a state that began
+    # within it would read as "-1 min".
+    minutes = max(0, int((now - moment).total_seconds() // 60)) if moment else 0
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 

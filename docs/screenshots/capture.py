@@ -1,6 +1,8 @@
 """Sign in to a running UI in headless Chromium and save screenshots of its pages.
 
-Usage: python docs/screenshots/capture.py URL USER PASSWORD [OUT_DIR]
+Usage: python docs/screenshots/capture.py URL USER PASSWORD [OUT_DIR] [--all] [--phone]
+`--all` takes every page (default: overview and performance, the README's pictures), `--phone`
+a 390-pixel-wide mobile viewport (files get a `-phone` suffix).
 Drives Chromium (`/usr/bin/chromium`, Debian's package) over the DevTools protocol with the
 `websockets` client Streamlit already depends on, so no browser automation package is needed.
 """
@@ -25,6 +27,18 @@ PORT = 9333
 WIDTH, HEIGHT, MAX_HEIGHT = 1400, 1000, 3200
 # screenshot name -> (URL path of the page, time range to pick in the sidebar)
 PAGES = {"overview": ("", "7d"), "performance": ("monitoring-performance", "24h")}
+ALL_PAGES = {
+    **PAGES,
+    "errors": ("monitoring-errors", "24h"),
+    "health": ("monitoring-health", "24h"),
+    "resources": ("monitoring-resources", "24h"),
+    "alerts": ("response-alerts", "24h"),
+    "incidents": ("response-incidents", "7d"),
+    "business": ("business-business", "30d"),
+    "funnels": ("business-funnels", "30d"),
+    "settings": ("administration-settings", "24h"),
+}
+MOBILE = False
 _ids = count(1)
 
 
@@ -73,7 +87,7 @@ def _settled(ws: ClientConnection) -> None:
 
 def _resize(ws: ClientConnection, height: int) -> None:
     _call(ws, "Emulation.setDeviceMetricsOverride", width=WIDTH, height=height,
-          deviceScaleFactor=1, mobile=False)  # fmt: skip
+          deviceScaleFactor=1, mobile=MOBILE)  # fmt: skip
 
 
 def _shoot(ws: ClientConnection, path: Path) -> None:
@@ -87,7 +101,7 @@ def _shoot(ws: ClientConnection, path: Path) -> None:
     print(f"saved {path}")
 
 
-def main(url: str, user: str, password: str, out: Path) -> None:
+def main(url: str, user: str, password: str, out: Path, pages: dict[str, tuple[str, str]]) -> None:
     profile = tempfile.mkdtemp(prefix="chromium-")
     browser = subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
@@ -108,26 +122,31 @@ def main(url: str, user: str, password: str, out: Path) -> None:
             time.sleep(0.5)
             _js(ws, "document.querySelector('[data-testid=stFormSubmitButton] button').click()")
             _wait_for(ws, "!document.querySelector('input[type=password]')")
-            for name, (path, time_range) in PAGES.items():
+            for name, (path, time_range) in pages.items():
                 # Follow the sidebar link: loading the URL anew would start a new session.
                 link = json.dumps(f'[data-testid="stSidebarNav"] a[href$="/{path}"]')
-                _js(ws, f"document.querySelector({link}).click()")
+                _js(ws, f"document.querySelector({link}).click()")  # hidden on phones, still works
                 _wait_for(ws, "!!document.querySelector('h1')")
                 _settled(ws)
                 _js(
                     ws,
                     "[...document.querySelectorAll('[data-testid=stSidebar] button')]"
-                    f".find(b => b.textContent.trim() === {json.dumps(time_range)}).click()",
+                    f".find(b => b.textContent.trim() === {json.dumps(time_range)})?.click()",
                 )
                 _settled(ws)
-                _shoot(ws, out / f"{name}.png")
+                _shoot(ws, out / f"{name}{'-phone' if MOBILE else ''}.png")
     finally:
         browser.terminate()
         browser.wait(timeout=10)
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if len(args) not in (3, 4):
+    flags = {a for a in sys.argv[1:] if a.startswith("--")}
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(args) not in (3, 4) or flags - {"--all", "--phone"}:
         sys.exit(__doc__)
-    main(args[0], args[1], args[2], Path(args[3] if len(args) == 4 else Path(__file__).parent))
+    if "--phone" in flags:
+        MOBILE, WIDTH = True, 390
+    chosen = ALL_PAGES if "--all" in flags else PAGES
+    out_dir = Path(args[3] if len(args) == 4 else Path(__file__).parent)
+    main(args[0], args[1], args[2], out_dir, chosen)

@@ -239,7 +239,9 @@ def acknowledge_incident(
     _log(conn, inc, "acknowledged", f"Acknowledged by {actor}", actor, now, public=True)
     fields: dict[str, Any] = {"acknowledged_at": now, "updated_at": now}
     if not inc["assigned_to"]:
-        fields["assigned_to"] = actor  # whoever acknowledges owns it until reassigned
+        # Whoever acknowledges owns it until reassigned; the assignee is a person's plain name
+        # (free text, as "Assign to" takes it), so a UI user's actor loses its `user:` kind.
+        fields["assigned_to"] = actor.removeprefix("user:")
     return _save(conn, incident_id, fields)
 
 
