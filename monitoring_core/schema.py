@@ -848,6 +848,17 @@ ack_link_uses = Table(
     _ts("used_at", nullable=False, now=True),
 )
 
+# Failed sign-ins per user name and per client address (monitoring_core.accounts.sign_in):
+# a run of failures, shared by every UI process, forgotten an hour after its last failure.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("kind", Text, primary_key=True),  # user | address
+    Column("subject", Text, primary_key=True),  # the name as typed, or the address
+    Column("failures", Integer, nullable=False),
+    _ts("last_failure_at", nullable=False),
+)
+
 PARTITIONED_TABLES: tuple[str, ...] = (
     "metric_points",
     "api_timings",
