@@ -33,6 +33,11 @@ class Settings:
     # allow-list of host names, .suffix names and CIDRs (empty: no allow-list)
     outbound_deny_private: bool = False
     outbound_allow: tuple[str, ...] = ()
+    # cardinality limits (API): series one metric may have (new series past it are refused,
+    # existing ones stay writable), series one metrics query may return
+    max_series_per_metric: int = 10_000
+    max_query_series: int = 500
+    session_idle_minutes: int = 60  # a UI session idle this long is signed out on its next run
 
     @property
     def tz(self) -> ZoneInfo:
@@ -143,4 +148,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outbound_deny_private=_bool(env, "MONITORING_OUTBOUND_DENY_PRIVATE", False),
         outbound_allow=_list(env, "MONITORING_OUTBOUND_ALLOW"),
         heartbeat_url=_http_url(env, "MONITORING_HEARTBEAT_URL"),
+        session_idle_minutes=_int(env, "MONITORING_SESSION_IDLE_MINUTES", 60),
     )

@@ -9,6 +9,9 @@ Aggregations per bin and group:
 - last = each series' newest value in the bin, averaged over the series of the group (a
   group that collapses several series of a gauge gets their mean, like Prometheus
   `avg(last_over_time(...))`).
+With `max_series`, a query whose result has more groups (series) than that raises
+TooManySeries (the API answers 422 naming the limit): fewer group_by dimensions or narrower
+filters are the way out.
 Bins without points are absent (no zero-filling: no data is not zero). Points not yet rolled
 up (the worker's safety lag, ~15–30 s) are not included; `live_points` reads raw rows.
 """
@@ -30,7 +33,7 @@ from sqlalchemy import Connection, text
 from monitoring_core.rollup_read import floor_to, percentile_frame, q_name, range_source
 from monitoring_core.timerange import TimeRange, parse_interval
 
-__all__ = ["AGGREGATIONS", "live_points", "parse_interval", "query_metric"]
+__all__ = ["AGGREGATIONS", "TooManySeries", "live_points", "parse_interval", "query_metric"]
 
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "p50", "p95", "p99", "last")
 _SIMPLE = {
@@ -40,6 +43,17 @@ _SIMPLE = {
     "sum": "sum(sum)",
     "count": "sum(count)::float8",
 }
+
+
+class TooManySeries(ValueError):
+    """A metrics query would return `found` series, more than `limit`."""
+
+    def __init__(self, found: int, limit: int) -> None:
+        self.found, self.limit = found, limit
+        super().__init__(
+            f"the query returns {found} series; the limit is {limit}: "
+            "group by fewer dimensions or add filters"
+        )
 
 
 def _series_filter(
@@ -64,8 +78,12 @@ def query_metric(
     tr: TimeRange,
     group_by: Sequence[str] | None = None,
     filters: Mapping[str, Any] | None = None,
+    max_series: int | None = None,
 ) -> pd.DataFrame:
-    """Columns: bucket, one per group_by dimension (missing -> ''), value, count."""
+    """Columns: bucket, one per group_by dimension (missing -> ''), value, count.
+
+    TooManySeries when the result has more than `max_series` groups (None: no cap).
+    """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
     step, group_by = parse_interval(interval), list(group_by or [])
@@ -89,10 +107,15 @@ def query_metric(
         sql = f"WITH sel AS ({series_sql}) SELECT * FROM ({binned}) b"
         q = int(aggregation[1:]) / 100
         frame = percentile_frame(conn, sql, params, groups, {"count": "count"}, (q,))
-        return _frame(frame.rename(columns={q_name(q): "value"}).to_dict("records"), group_by)
-    sql = f"WITH sel AS ({series_sql}) " + _aggregate_sql(binned, groups, aggregation)
-    rows = conn.execute(text(sql), params).mappings().all()
-    return _frame(rows, group_by)
+        result = _frame(frame.rename(columns={q_name(q): "value"}).to_dict("records"), group_by)
+    else:
+        sql = f"WITH sel AS ({series_sql}) " + _aggregate_sql(binned, groups, aggregation)
+        result = _frame(conn.execute(text(sql), params).mappings().all(), group_by)
+    if max_series is not None and group_by:
+        found = len(result[group_by].drop_duplicates())
+        if found > max_series:
+            raise TooManySeries(found, max_series)
+    return result
 
 
 def _aggregate_sql(binned: str, groups: list[str], aggregation: str) -> str:

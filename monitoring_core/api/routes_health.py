@@ -24,7 +24,7 @@ from monitoring_core.health.store import (
     list_flips,
     list_results,
 )
-from monitoring_core.ingest.metrics import SeriesCache, write_metrics
+from monitoring_core.ingest.metrics import SeriesCache, SeriesLimitExceeded, write_metrics
 from monitoring_core.prometheus import (
     ExpositionError,
     GroupingKeyError,
@@ -265,7 +265,9 @@ def _store_push(app: FastAPI, body: bytes, grouping: dict[str, str]) -> int:
     partition_days(app).ensure("metric_points", {now.date()})
     series = app_cache(app, "metric_series", SeriesCache)
     with app.state.engine.begin() as conn:
-        fresh = write_metrics(conn, batch, series)
+        fresh = write_metrics(
+            conn, batch, series, max_series_per_metric=app.state.settings.max_series_per_metric
+        )
     series.update(fresh)
     return len(batch) - 1  # the push_time_seconds marker is ours, not the client's
 
@@ -290,6 +292,11 @@ async def pushgateway_push(request: Request, first: str, rest: str) -> JSONRespo
     except ExpositionError as exc:
         request.app.state.stats.count_items("pushgateway", rejected=1)
         return JSONResponse({"detail": str(exc), "line": exc.line}, status_code=400)
+    except SeriesLimitExceeded as exc:  # the cardinality cap: the push stored nothing
+        request.app.state.stats.count_items("pushgateway", rejected=1)
+        return JSONResponse(
+            {"detail": exc.message, "metric": exc.metric, "limit": exc.limit}, status_code=422
+        )
     request.app.state.stats.count_items("pushgateway", accepted=accepted)
     return JSONResponse({"accepted": accepted}, status_code=202)
 

@@ -52,7 +52,10 @@ def _store_metrics(app: FastAPI, items: list[dict[str, Any]]) -> int:
     batch = validate_metrics(items, limits=days.limits("metric_points", now), now=now)
     series = app_cache(app, "metric_series", SeriesCache)
     needs = {"metric_points": {moment.date() for moment in set(batch.times)}}
-    fresh = days.write(needs, lambda conn: write_metrics(conn, batch, series))
+    cap = app.state.settings.max_series_per_metric
+    fresh = days.write(
+        needs, lambda conn: write_metrics(conn, batch, series, max_series_per_metric=cap)
+    )
     series.update(fresh)  # only after commit: a rolled-back series id must not be cached
     return len(batch)
 

@@ -19,7 +19,7 @@ from monitoring_core.api.deps import require_read
 from monitoring_core.api.params import Text
 from monitoring_core.flows.overall_health import read_overall_health
 from monitoring_core.ingest.validate import InvalidItems, ItemError
-from monitoring_core.metrics_query import AGGREGATIONS, query_metric
+from monitoring_core.metrics_query import AGGREGATIONS, TooManySeries, query_metric
 from monitoring_core.performance import queries
 from monitoring_core.performance.vitals import VITAL_NAMES
 from monitoring_core.timerange import TimeRange, parse_time_range, pick_interval
@@ -126,7 +126,10 @@ def query_metrics(request: Request, body: MetricQuery) -> dict[str, Any]:
                 tr=tr,
                 group_by=body.group_by,
                 filters=filters,
+                max_series=request.app.state.settings.max_query_series,
             )
+        except TooManySeries as exc:
+            raise InvalidItems([ItemError(None, "group_by", str(exc))]) from None
         except ValueError as exc:
             raise InvalidItems([ItemError(None, "interval", str(exc))]) from None
     return {

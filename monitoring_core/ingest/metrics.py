@@ -1,4 +1,13 @@
-"""Metric points: validation, series id resolution (cached) and binary COPY of the points."""
+"""Metric points: validation, series id resolution (cached) and binary COPY of the points.
+
+Cardinality cap: `write_metrics(..., max_series_per_metric=N)` refuses a batch whose NEW
+series would take a metric past N series (`SeriesLimitExceeded`, an `InvalidItems`: the API
+answers 422 and the transaction stores nothing). Series that exist stay writable past the cap
+(a cap lowered later never cuts off a running metric). The count costs nothing on the
+SeriesCache hit path: only a batch with keys missing from the cache looks up which of them
+exist, and only a batch that creates series counts, under a per-metric transaction-scoped
+advisory lock so that concurrent writers cannot together overshoot the cap.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +24,9 @@ from sqlalchemy import Connection, text
 from monitoring_core.ingest.copy import copy_columns
 from monitoring_core.ingest.validate import (
     MAX_MAGNITUDE,
+    InvalidItems,
     ItemChecker,
+    ItemError,
     Limits,
     json_type,
     parse_timestamp,
@@ -25,6 +36,7 @@ __all__ = [
     "METRIC_FIELDS",
     "MetricBatch",
     "SeriesCache",
+    "SeriesLimitExceeded",
     "resolve_series",
     "validate_metrics",
     "write_metrics",
@@ -224,6 +236,64 @@ class SeriesCache:
             self._ids.update(ids)
 
 
+class SeriesLimitExceeded(InvalidItems):
+    """New series would take `metric` to `would_have` series, more than `limit` allows."""
+
+    def __init__(
+        self, metric: str, would_have: int, limit: int, key: SeriesKey, index: int | None = None
+    ) -> None:
+        self.metric, self.would_have, self.limit, self.key = metric, would_have, limit, key
+        self.message = f"metric {metric!r} would have {would_have} series; the limit is {limit}"
+        super().__init__([ItemError(index, "dimensions", self.message)])
+
+
+_EXISTING_SERIES = text(
+    """
+    SELECT s.id, s.name, s.dimensions FROM metric_series s
+    JOIN unnest(CAST(:names AS text[]), CAST(:dims AS jsonb[])) AS i(name, dimensions)
+      ON s.name = i.name AND s.dimensions = i.dimensions
+    """
+)
+# Two-key advisory locks have their own key space, apart from the jobs' one-key locks.
+_LOCK_METRICS = text(
+    """
+    SELECT pg_advisory_xact_lock(hashtext('metric_series'), k) FROM (
+        SELECT DISTINCT hashtext(n) AS k FROM unnest(CAST(:names AS text[])) AS n ORDER BY k
+    ) AS keys
+    """
+)
+_COUNT_SERIES = text(
+    "SELECT name, count(*) AS n FROM metric_series WHERE name = ANY(CAST(:names AS text[])) "
+    "GROUP BY name"
+)
+
+
+def _check_cardinality(
+    conn: Connection, missing: list[SeriesKey], limit: int
+) -> dict[SeriesKey, int]:
+    """Ids of the `missing` keys that exist; raises SeriesLimitExceeded when the new ones
+    would take a metric past `limit` series (the locks are held until the transaction ends)."""
+    rows = conn.execute(
+        _EXISTING_SERIES,
+        {"names": [key[0] for key in missing], "dims": [key[1].decode() for key in missing]},
+    )
+    existing = {(row.name, _canonical(row.dimensions)): row.id for row in rows}
+    new_by_name: dict[str, list[SeriesKey]] = {}
+    for key in missing:
+        if key not in existing:
+            new_by_name.setdefault(key[0], []).append(key)
+    if new_by_name:
+        names = sorted(new_by_name)
+        conn.execute(_LOCK_METRICS, {"names": names}).all()
+        counts = {row.name: row.n for row in conn.execute(_COUNT_SERIES, {"names": names})}
+        for name in names:
+            new = new_by_name[name]
+            would_have = counts.get(name, 0) + len(new)
+            if would_have > limit:
+                raise SeriesLimitExceeded(name, would_have, limit, new[0])
+    return existing
+
+
 _UPSERT_SERIES = text(
     """
     WITH input AS (
@@ -244,9 +314,17 @@ _UPSERT_SERIES = text(
 
 
 def resolve_series(
-    conn: Connection, sources: Mapping[SeriesKey, str | None], cache: SeriesCache
+    conn: Connection,
+    sources: Mapping[SeriesKey, str | None],
+    cache: SeriesCache,
+    *,
+    max_series_per_metric: int | None = None,
 ) -> tuple[dict[SeriesKey, int], dict[SeriesKey, int]]:
-    """(ids of every key, ids that were not cached yet); new series are inserted."""
+    """(ids of every key, ids that were not cached yet); new series are inserted.
+
+    With `max_series_per_metric`, SeriesLimitExceeded (index None) before anything is inserted
+    when the new series would take a metric past that many series.
+    """
     ids: dict[SeriesKey, int] = {}
     missing: list[SeriesKey] = []
     for key in sources:
@@ -256,6 +334,9 @@ def resolve_series(
         else:
             ids[key] = cached
     fresh: dict[SeriesKey, int] = {}
+    if missing and max_series_per_metric is not None:
+        fresh = _check_cardinality(conn, missing, max_series_per_metric)
+        missing = [key for key in missing if key not in fresh]
     # A concurrent transaction may insert the same series: ON CONFLICT waits for it, but this
     # statement's snapshot predates its commit, so a second pass picks up what is still missing.
     for _ in range(3):
@@ -281,9 +362,26 @@ def _canonical(dimensions: Mapping[str, Any]) -> bytes:
     return orjson.dumps(dimensions, option=orjson.OPT_SORT_KEYS)
 
 
-def write_metrics(conn: Connection, batch: MetricBatch, cache: SeriesCache) -> dict[SeriesKey, int]:
-    """COPY the points in the caller's transaction; returns series ids to cache after commit."""
-    ids, fresh = resolve_series(conn, batch.sources, cache)
+def write_metrics(
+    conn: Connection,
+    batch: MetricBatch,
+    cache: SeriesCache,
+    *,
+    max_series_per_metric: int | None = None,
+) -> dict[SeriesKey, int]:
+    """COPY the points in the caller's transaction; returns series ids to cache after commit.
+
+    SeriesLimitExceeded (naming the first point of a new series of the metric) when the batch
+    would take a metric past `max_series_per_metric` series; None: no cap (internal writers).
+    The caller must roll back (the API's `engine.begin()` does): nothing is stored then.
+    """
+    try:
+        ids, fresh = resolve_series(
+            conn, batch.sources, cache, max_series_per_metric=max_series_per_metric
+        )
+    except SeriesLimitExceeded as exc:
+        index = batch.keys.index(exc.key)
+        raise SeriesLimitExceeded(exc.metric, exc.would_have, exc.limit, exc.key, index) from None
     copy_columns(
         conn,
         "metric_points",

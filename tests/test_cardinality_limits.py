@@ -1,0 +1,165 @@
+"""Cardinality limits on the real API: series per metric (own route and Pushgateway) and
+series per metrics query; each refusal is a 422 naming what was exceeded, storing nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.error import HTTPError
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.exposition import basic_auth_handler, push_to_gateway
+from sqlalchemy import Engine, func, select
+
+from monitoring_core.rollups import run_rollups
+from monitoring_core.schema import metric_points, metric_series
+
+
+@pytest.fixture
+def limits(api_app: Any) -> Iterator[Callable[..., None]]:
+    """Sets limits on the running server's settings, for this test only."""
+    original = api_app.state.settings
+
+    def set_limits(**limits: int) -> None:
+        api_app.state.settings = dataclasses.replace(original, **limits)
+
+    yield set_limits
+    api_app.state.settings = original
+
+
+def _post(url: str, key: str, items: list[dict[str, Any]]) -> httpx.Response:
+    return httpx.post(f"{url}/api/monitoring/metrics", json=items, headers={"X-API-Key": key})
+
+
+def _point(name: str, value: float, **dims: str) -> dict[str, Any]:
+    return {"metric_name": name, "metric_value": value, "dimensions": dims}
+
+
+def _counts(engine: Engine) -> tuple[int, int]:
+    """(series, points) stored."""
+    with engine.connect() as conn:
+        series = conn.execute(select(func.count()).select_from(metric_series)).scalar_one()
+        points = conn.execute(select(func.count()).select_from(metric_points)).scalar_one()
+    return series, points
+
+
+def test_it_refuses_a_batch_whose_new_series_pass_the_cap_and_stores_nothing(
+    api_server: str, api_app: Any, ingest_key: str, engine: Engine, limits: Callable[..., None]
+) -> None:
+    limits(max_series_per_metric=3)
+    first = [_point("logins", 1, region="uk"), _point("logins", 2, region="fr")]
+    assert _post(api_server, ingest_key, first).status_code == 202
+    assert _counts(engine) == (2, 2)
+
+    # one existing (cached) series, then two new ones: 4 series > 3
+    batch = [
+        _point("logins", 3, region="uk"),
+        _point("logins", 4, region="de"),
+        _point("logins", 5, region="es"),
+    ]
+    reply = _post(api_server, ingest_key, batch)
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["detail"] == [
+        {
+            "index": 1,
+            "field": "dimensions",
+            "message": "metric 'logins' would have 4 series; the limit is 3",
+        }
+    ]
+    assert _counts(engine) == (2, 2)  # neither the point of the existing series nor a series
+
+    # a third series still fits; other metrics have their own budget
+    fits = [_point("logins", 6, region="de"), _point("signups", 1, region="de")]
+    assert _post(api_server, ingest_key, fits).status_code == 202
+    assert _counts(engine) == (4, 4)
+
+
+def test_it_keeps_existing_series_writable_past_the_cap(
+    api_server: str, api_app: Any, ingest_key: str, engine: Engine, limits: Callable[..., None]
+) -> None:
+    three = [_point("queue", 1, q=name) for name in ("mail", "sms", "push")]
+    assert _post(api_server, ingest_key, three).status_code == 202
+    limits(max_series_per_metric=2)  # lowered below what exists
+    api_app.state.caches = {}  # a restarted API: the series ids are no longer cached
+    assert _post(api_server, ingest_key, three).status_code == 202
+    assert _post(api_server, ingest_key, three).status_code == 202  # and from the cache
+    assert _counts(engine) == (3, 9)
+    reply = _post(api_server, ingest_key, [*three, _point("queue", 1, q="fax")])
+    assert reply.status_code == 422
+    assert reply.json()["detail"][0]["index"] == 3
+    assert "would have 4 series; the limit is 2" in reply.json()["detail"][0]["message"]
+    assert _counts(engine) == (3, 9)
+
+
+def _auth(key: str) -> Callable[..., Callable[[], None]]:
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list, data: bytes
+    ) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, "pusher", key)
+
+    return handler
+
+
+def _registry(shards: int) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    gauge = Gauge("export_rows", "Rows exported", ["shard"], registry=registry)
+    for shard in range(shards):
+        gauge.labels(str(shard)).set(shard)
+    return registry
+
+
+def test_it_refuses_a_pushgateway_push_past_the_cap_and_stores_nothing(
+    api_server: str, api_app: Any, ingest_key: str, engine: Engine, limits: Callable[..., None]
+) -> None:
+    limits(max_series_per_metric=5)
+    with pytest.raises(HTTPError) as refused:
+        push_to_gateway(api_server, job="export", registry=_registry(6), handler=_auth(ingest_key))
+    assert refused.value.code == 422
+    detail = refused.value.read().decode()
+    assert "metric 'export_rows' would have 6 series; the limit is 5" in detail
+    assert _counts(engine) == (0, 0)  # not even the push_time_seconds marker
+
+    push_to_gateway(api_server, job="export", registry=_registry(5), handler=_auth(ingest_key))
+    assert _counts(engine) == (6, 6)  # five shards and push_time_seconds
+
+
+def test_it_answers_422_for_a_query_returning_more_series_than_the_limit(
+    api_server: str,
+    api_app: Any,
+    ingest_key: str,
+    admin_key: str,
+    engine: Engine,
+    limits: Callable[..., None],
+) -> None:
+    at = (datetime.now(UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
+    points = [
+        {**_point("jobs", 1, host=f"h{i}", dc="a" if i < 2 else "b"), "timestamp": at.isoformat()}
+        for i in range(4)
+    ]
+    assert _post(api_server, ingest_key, points).status_code == 202
+    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    limits(max_query_series=3)
+
+    def query(**extra: Any) -> httpx.Response:
+        body = {"metric_name": "jobs", "aggregation": "sum", "interval": "1h", "timeRange": "24h"}
+        return httpx.post(
+            f"{api_server}/api/monitoring/query/metrics",
+            json={**body, **extra},
+            headers={"X-API-Key": admin_key},
+        )
+
+    reply = query(group_by=["host"])
+    assert reply.status_code == 422, reply.text
+    (error,) = reply.json()["detail"]
+    assert error["field"] == "group_by"
+    assert "returns 4 series; the limit is 3" in error["message"]
+    assert "fewer dimensions or add filters" in error["message"]
+
+    assert len(query(group_by=["dc"]).json()["series"]) == 2
+    assert len(query(group_by=["host"], filters={"dc": "b"}).json()["series"]) == 2
+    limits(max_query_series=4)
+    assert len(query(group_by=["host"]).json()["series"]) == 4
