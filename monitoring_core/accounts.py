@@ -3,6 +3,23 @@ their lifecycle: list, create, revoke, expire, rate limits, deactivate, reset pa
 
 Every lifecycle change writes its audit row in the caller's transaction; the CLI, the admin API
 and the Settings page call the same functions with their own actor (`monitoring_core.audit`).
+
+Signing in to the UI (`sign_in`; `authenticate_user` is the bare password check under it):
+- Throttling. Failed sign-ins are counted per user name as typed (known or not, so the answer
+  never tells whether a user exists) and per client address when the caller knows it, in the
+  `login_failures` table, so every UI process shares them. After USER_FREE_FAILURES (5)
+  failures for a name, or ADDRESS_FREE_FAILURES (20, offices share an address) from an
+  address, each further attempt waits a back-off from the last failure: 30 s, doubling with
+  each failure (60 s, 2 min, ...) up to 15 min (`login_backoff`, `login_delay`). While it
+  runs, attempts are refused without checking the password and do not extend it. A run of
+  failures is forgotten an hour after its last one (FAILURE_MEMORY); a successful sign-in
+  clears its user name's count (not the address's: signing in to one's own account must not
+  reset the address count an attacker sprays many names from). Someone can lock a name out
+  for at most 15 minutes at a time by failing on purpose: the price of a back-off per name.
+- Audit. Every attempt writes a row: `auth.login` (actor `user:NAME`) on success,
+  `auth.login_failed` (actor `system:auth`, details `reason` "password" or "throttled")
+  otherwise; the target is `user:NAME` as typed, details hold the `address` when known and
+  never the password.
 """
 
 from __future__ import annotations
@@ -11,23 +28,25 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
-from monitoring_core.audit import record_audit
+from monitoring_core.audit import record_audit, system_actor, user_actor
 from monitoring_core.enums import ApiScope, Role
-from monitoring_core.schema import api_keys, users
+from monitoring_core.schema import api_keys, login_failures, users
 
 __all__ = [
     "AccountInvalid",
     "AccountNotFound",
     "ApiKey",
+    "SignIn",
     "User",
     "active_user",
     "add_api_key",
@@ -39,9 +58,12 @@ __all__ = [
     "hash_api_key",
     "list_api_keys",
     "list_users",
+    "login_backoff",
+    "login_delay",
     "lookup_api_key",
     "reset_password",
     "revoke_api_key",
+    "sign_in",
     "update_api_key",
 ]
 
@@ -124,6 +146,142 @@ def authenticate_user(
         return None
     conn.execute(update(users).where(users.c.id == row.id).values(last_login_at=now))
     return User(id=row.id, username=username, role=Role(row.role))
+
+
+# ---------------------------------------------------------------- signing in
+USER_FREE_FAILURES = 5
+ADDRESS_FREE_FAILURES = 20
+FIRST_BACKOFF = timedelta(seconds=30)
+MAX_BACKOFF = timedelta(minutes=15)
+FAILURE_MEMORY = timedelta(hours=1)  # longer than MAX_BACKOFF, so a lock always runs out first
+
+
+def login_backoff(failures: int, *, free: int = USER_FREE_FAILURES) -> timedelta:
+    """How long after the last of `failures` failures the next attempt must wait."""
+    if failures < free:
+        return timedelta(0)
+    doublings = min(failures - free, 16)  # 30 s * 2**16 is far past the cap
+    return min(FIRST_BACKOFF * 2**doublings, MAX_BACKOFF)
+
+
+def login_delay(
+    failures: int, last_failure: datetime | None, now: datetime, *, free: int = USER_FREE_FAILURES
+) -> timedelta:
+    """The time still to wait at `now` before another attempt (zero: go ahead)."""
+    if last_failure is None or now - last_failure >= FAILURE_MEMORY:
+        return timedelta(0)
+    return max(last_failure + login_backoff(failures, free=free) - now, timedelta(0))
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The answer to a sign-in: the user, or None with the wait when it was throttled."""
+
+    user: User | None
+    retry_after: timedelta = timedelta(0)  # > 0: refused without checking the password
+
+
+def _subjects(username: str, address: str | None) -> list[tuple[str, str, int]]:
+    """(kind, subject, free failures) of the counts this attempt is judged by."""
+    out = [("user", _storable(username), USER_FREE_FAILURES)]
+    if address:
+        out.append(("address", _storable(address), ADDRESS_FREE_FAILURES))
+    return out
+
+
+def _storable(value: str) -> str:
+    """Text Postgres can store and index: no NUL, at most _MAX_NAME characters."""
+    return value.replace("\x00", "\ufffd")[:_MAX_NAME]
+
+
+def _throttle_delay(
+    conn: Connection, subjects: list[tuple[str, str, int]], now: datetime
+) -> timedelta:
+    delay = timedelta(0)
+    for kind, subject, free in subjects:
+        row = conn.execute(
+            select(login_failures.c.failures, login_failures.c.last_failure_at).where(
+                login_failures.c.kind == kind, login_failures.c.subject == subject
+            )
+        ).first()
+        if row is not None:
+            delay = max(delay, login_delay(row.failures, row.last_failure_at, now, free=free))
+    return delay
+
+
+def _count_failure(conn: Connection, subjects: list[tuple[str, str, int]], now: datetime) -> None:
+    """Add one failure to each count (atomically, for concurrent UI processes); drop old runs."""
+    forgotten = now - FAILURE_MEMORY
+    conn.execute(delete(login_failures).where(login_failures.c.last_failure_at <= forgotten))
+    for kind, subject, _free in subjects:
+        stmt = pg_insert(login_failures).values(
+            kind=kind, subject=subject, failures=1, last_failure_at=now
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[login_failures.c.kind, login_failures.c.subject],
+                set_={
+                    "failures": case(
+                        (login_failures.c.last_failure_at <= forgotten, 1),
+                        else_=login_failures.c.failures + 1,
+                    ),
+                    "last_failure_at": now,
+                },
+            )
+        )
+
+
+def sign_in(
+    conn: Connection, *, username: str, password: str, address: str | None, now: datetime
+) -> SignIn:
+    """A UI sign-in: throttled, audited, in the caller's transaction (see the module notes).
+
+    `address` is the client's address when known (None: throttled per user name only).
+    """
+    subjects = _subjects(username, address)
+    target = f"user:{subjects[0][1]}"
+    details: dict[str, Any] = {"address": address} if address else {}
+    delay = _throttle_delay(conn, subjects, now)
+    if delay > timedelta(0):
+        record_audit(
+            conn,
+            actor=system_actor("auth"),
+            action="auth.login_failed",
+            target=target,
+            details={**details, "reason": "throttled"},
+            now=now,
+        )
+        return SignIn(user=None, retry_after=delay)
+    user = None
+    if username and _storable(username) == username:
+        user = authenticate_user(conn, username=username, password=password, now=now)
+    else:
+        _hasher.hash(password)  # a name no user can have: spend the same time
+    if user is None:
+        _count_failure(conn, subjects, now)
+        record_audit(
+            conn,
+            actor=system_actor("auth"),
+            action="auth.login_failed",
+            target=target,
+            details={**details, "reason": "password"},
+            now=now,
+        )
+        return SignIn(user=None)
+    conn.execute(
+        delete(login_failures).where(
+            login_failures.c.kind == "user", login_failures.c.subject == username
+        )
+    )
+    record_audit(
+        conn,
+        actor=user_actor(user.username),
+        action="auth.login",
+        target=target,
+        details=details,
+        now=now,
+    )
+    return SignIn(user=user)
 
 
 def hash_api_key(key: str) -> str:
