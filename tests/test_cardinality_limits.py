@@ -163,3 +163,26 @@ def test_it_answers_422_for_a_query_returning_more_series_than_the_limit(
     assert len(query(group_by=["host"], filters={"dc": "b"}).json()["series"]) == 2
     limits(max_query_series=4)
     assert len(query(group_by=["host"]).json()["series"]) == 4
+
+
+def test_it_answers_422_for_a_live_read_over_the_series_limit(
+    api_server: str, ingest_key: str, admin_key: str, limits: Callable[..., None]
+) -> None:
+    points = [_point("workers", 1, host=f"h{i}") for i in range(4)]
+    assert _post(api_server, ingest_key, points).status_code == 202
+    limits(max_query_series=3)
+
+    def live() -> httpx.Response:
+        return httpx.get(
+            f"{api_server}/api/monitoring/live/metrics",
+            params={"name": "workers", "window": "5m"},
+            headers={"X-API-Key": admin_key},
+        )
+
+    reply = live()
+    assert reply.status_code == 422, reply.text
+    (error,) = reply.json()["detail"]
+    assert error["field"] == "name"
+    assert "holds 4 series of 'workers'; the limit is 3" in error["message"]
+    limits(max_query_series=4)
+    assert len(live().json()["series"]) == 4

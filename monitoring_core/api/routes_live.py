@@ -35,7 +35,9 @@ async def live_metrics(
     window: str = "5m",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
 ) -> dict[str, Any]:
-    """Raw points of metric `name` from the last `window` (30s, 5m, 2h … up to 24h), by series."""
+    """Raw points of metric `name` from the last `window` (30s, 5m, 2h … up to 24h), by series.
+
+    More series than MONITORING_MAX_QUERY_SERIES: 422 naming the limit."""
     span, now = _window(window), datetime.now(UTC)
 
     def read() -> Any:
@@ -47,6 +49,13 @@ async def live_metrics(
     for row in frame.itertuples(index=False):
         entry = series.setdefault(row.series_id, {"dimensions": row.dimensions, "points": []})
         entry["points"].append([row.time.isoformat(), float(row.value)])
+    cap = request.app.state.settings.max_query_series
+    if len(series) > cap:  # the series cap of metrics queries applies to live reads too
+        message = (
+            f"the window holds {len(series)} series of {name!r}; the limit is {cap}: "
+            "use a shorter window, or the query API with group_by and filters"
+        )
+        raise InvalidItems([ItemError(None, "name", message)])
     return {
         "metric_name": name,
         "window": window,
