@@ -3,6 +3,11 @@
 URL shape (prometheus_client 0.26 `_escape_grouping_key`, Pushgateway README):
 `/metrics/job/<job>{/<label>/<value>}`; a value with `/` or a space comes as
 `<label>@base64/<urlsafe base64>` and an empty value as `<label>@base64/=`.
+
+The API writes a push's batch under the per-metric series cap (MONITORING_MAX_SERIES_PER_METRIC,
+`ingest.metrics.write_metrics`): a push whose new series would take a metric past it is
+refused whole with 422 `{"detail": "metric 'x' would have N series; the limit is M", "metric",
+"limit"}` and stores nothing, not even its `push_time_seconds` point.
 """
 
 from __future__ import annotations
