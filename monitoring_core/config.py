@@ -148,5 +148,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outbound_deny_private=_bool(env, "MONITORING_OUTBOUND_DENY_PRIVATE", False),
         outbound_allow=_list(env, "MONITORING_OUTBOUND_ALLOW"),
         heartbeat_url=_http_url(env, "MONITORING_HEARTBEAT_URL"),
+        max_series_per_metric=_int(env, "MONITORING_MAX_SERIES_PER_METRIC", 10_000),
+        max_query_series=_int(env, "MONITORING_MAX_QUERY_SERIES", 500),
         session_idle_minutes=_int(env, "MONITORING_SESSION_IDLE_MINUTES", 60),
     )

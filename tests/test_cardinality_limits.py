@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import basic_auth_handler, push_to_gateway
 from sqlalchemy import Engine, func, select
 
+from monitoring_core.config import ConfigError, load_settings
 from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import metric_points, metric_series
 
@@ -186,3 +187,25 @@ def test_it_answers_422_for_a_live_read_over_the_series_limit(
     assert "holds 4 series of 'workers'; the limit is 3" in error["message"]
     limits(max_query_series=4)
     assert len(live().json()["series"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("env", "per_metric", "per_query"),
+    [
+        ({}, 10_000, 500),
+        ({"MONITORING_MAX_SERIES_PER_METRIC": "25", "MONITORING_MAX_QUERY_SERIES": "7"}, 25, 7),
+    ],
+)
+def test_it_reads_the_limits_from_the_environment(
+    env: dict[str, str], per_metric: int, per_query: int
+) -> None:
+    settings = load_settings(env)
+    assert (settings.max_series_per_metric, settings.max_query_series) == (per_metric, per_query)
+
+
+@pytest.mark.parametrize(
+    "env", [{"MONITORING_MAX_SERIES_PER_METRIC": "0"}, {"MONITORING_MAX_QUERY_SERIES": "many"}]
+)
+def test_it_refuses_unusable_limits(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(env))):
+        load_settings(env)
