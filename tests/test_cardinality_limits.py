@@ -4,18 +4,27 @@ series per metrics query; each refusal is a 422 naming what was exceeded, storin
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.error import HTTPError
 
 import httpx
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import basic_auth_handler, push_to_gateway
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from monitoring_core.config import ConfigError, load_settings
+from monitoring_core.ingest.metrics import (
+    MetricBatch,
+    SeriesCache,
+    SeriesLimitExceeded,
+    write_metrics,
+)
 from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import metric_points, metric_series
 
@@ -209,3 +218,50 @@ def test_it_reads_the_limits_from_the_environment(
 def test_it_refuses_unusable_limits(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match=next(iter(env))):
         load_settings(env)
+
+
+def _batch(at: datetime, *values: str) -> MetricBatch:
+    keys = [("conc", orjson.dumps({"k": value})) for value in values]
+    return MetricBatch(keys, [at] * len(keys), [1.0] * len(keys), dict.fromkeys(keys, "test"))
+
+
+def test_it_counts_concurrent_new_series_once_and_exactly(
+    engine: Engine, real_now: datetime
+) -> None:
+    """A writer creating series waits for another one's commit, then counts what it created
+    (the series both wanted once): the cap holds under concurrency, without false refusals."""
+    with engine.begin() as conn:
+        write_metrics(conn, _batch(real_now, "a"), SeriesCache(), max_series_per_metric=4)
+    first = engine.connect()
+    first.begin()
+    write_metrics(first, _batch(real_now, "x", "y"), SeriesCache(), max_series_per_metric=4)
+    outcome: list[object] = []
+
+    def second() -> None:
+        try:
+            with engine.begin() as conn:
+                batch = _batch(real_now, "x", "w")
+                outcome.append(write_metrics(conn, batch, SeriesCache(), max_series_per_metric=4))
+        except Exception as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%pg_advisory_xact_lock%' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + 20
+    with engine.connect() as probe:
+        while not probe.execute(waiting).scalar_one():  # the second writer waits for the lock
+            assert time.monotonic() < deadline, "the second writer never waited for the first"
+            probe.rollback()
+            time.sleep(0.01)
+    first.commit()
+    first.close()
+    worker.join(20)
+    assert len(outcome) == 1 and isinstance(outcome[0], dict), outcome
+    assert _counts(engine) == (4, 5)  # a, x, y, w; x written by both
+    with pytest.raises(SeriesLimitExceeded, match="would have 5 series; the limit is 4"):
+        with engine.begin() as conn:
+            write_metrics(conn, _batch(real_now, "v"), SeriesCache(), max_series_per_metric=4)

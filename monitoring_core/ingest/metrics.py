@@ -268,29 +268,40 @@ _COUNT_SERIES = text(
 )
 
 
+def _existing(conn: Connection, keys: list[SeriesKey]) -> dict[SeriesKey, int]:
+    rows = conn.execute(
+        _EXISTING_SERIES,
+        {"names": [key[0] for key in keys], "dims": [key[1].decode() for key in keys]},
+    )
+    return {(row.name, _canonical(row.dimensions)): row.id for row in rows}
+
+
 def _check_cardinality(
     conn: Connection, missing: list[SeriesKey], limit: int
 ) -> dict[SeriesKey, int]:
     """Ids of the `missing` keys that exist; raises SeriesLimitExceeded when the new ones
-    would take a metric past `limit` series (the locks are held until the transaction ends)."""
-    rows = conn.execute(
-        _EXISTING_SERIES,
-        {"names": [key[0] for key in missing], "dims": [key[1].decode() for key in missing]},
-    )
-    existing = {(row.name, _canonical(row.dimensions)): row.id for row in rows}
+    would take a metric past `limit` series (the locks are held until the transaction ends).
+
+    Only a batch that creates series takes the metrics' locks; once it holds them, the
+    candidates are looked up again (READ COMMITTED: a fresh snapshot sees what a writer that
+    held the lock before committed), so a series is never counted twice.
+    """
+    existing = _existing(conn, missing)
+    new = [key for key in missing if key not in existing]
+    if not new:
+        return existing
+    names = sorted({key[0] for key in new})
+    conn.execute(_LOCK_METRICS, {"names": names}).all()
+    existing.update(_existing(conn, new))
     new_by_name: dict[str, list[SeriesKey]] = {}
-    for key in missing:
+    for key in new:
         if key not in existing:
             new_by_name.setdefault(key[0], []).append(key)
-    if new_by_name:
-        names = sorted(new_by_name)
-        conn.execute(_LOCK_METRICS, {"names": names}).all()
-        counts = {row.name: row.n for row in conn.execute(_COUNT_SERIES, {"names": names})}
-        for name in names:
-            new = new_by_name[name]
-            would_have = counts.get(name, 0) + len(new)
-            if would_have > limit:
-                raise SeriesLimitExceeded(name, would_have, limit, new[0])
+    counts = {row.name: row.n for row in conn.execute(_COUNT_SERIES, {"names": names})}
+    for name in sorted(new_by_name):
+        would_have = counts.get(name, 0) + len(new_by_name[name])
+        if would_have > limit:
+            raise SeriesLimitExceeded(name, would_have, limit, new_by_name[name][0])
     return existing
 
 
