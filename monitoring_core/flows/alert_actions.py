@@ -39,6 +39,45 @@ _ACKABLE = ("firing", "pending", "no_data", "suppressed")
 _RESOLVABLE = (*_ACKABLE, "acknowledged")
 
 
+def _move(
+    conn: Connection,
+    alert: dict[str, Any],
+    *,
+    to: str,
+    values: dict[str, Any],
+    actor: str,
+    now: datetime,
+    event: str,
+    timeline: tuple[str, str],
+    details: dict[str, Any] | None = None,
+) -> None:
+    """One person's action on an alert: its new state, its history row, the audit row
+    (`alert.<verb>`) and, when it has an incident, the incident's timeline entry."""
+    conn.execute(
+        update(alert_instances).where(alert_instances.c.id == alert["id"]).values(**values)
+    )
+    record_event(
+        conn,
+        instance_id=alert["id"],
+        rule_id=alert["alert_configuration_id"],
+        now=now,
+        from_status=alert["status"],
+        to_status=to,
+        actor=actor,
+        message=event,
+    )
+    verb = {"acknowledged": "acknowledge", "suppressed": "suppress", "resolved": "resolve"}[to]
+    record_audit(
+        conn,
+        actor=actor,
+        action=f"alert.{verb}",
+        target=f"alert:{alert['id']}",
+        details=details,
+        now=now,
+    )
+    add_alert_timeline(conn, alert, timeline[0], timeline[1], actor, now)
+
+
 def acknowledge_alert(
     conn: Connection, *, instance_id: int, actor: str, role: str, now: datetime
 ) -> dict[str, Any]:
@@ -47,31 +86,15 @@ def acknowledge_alert(
     alert = get_instance(conn, instance_id=instance_id, lock=True)
     if alert["status"] not in _ACKABLE:
         raise ActionRefused(f"a {alert['status']} alert cannot be acknowledged")
-    conn.execute(
-        update(alert_instances)
-        .where(alert_instances.c.id == instance_id)
-        .values(status="acknowledged", acknowledged_at=now, acknowledged_by=actor)
-    )
-    record_event(
-        conn,
-        instance_id=instance_id,
-        rule_id=alert["alert_configuration_id"],
-        now=now,
-        from_status=alert["status"],
-        to_status="acknowledged",
-        actor=actor,
-        message=f"acknowledged by {actor}",
-    )
-    record_audit(
-        conn, actor=actor, action="alert.acknowledge", target=f"alert:{instance_id}", now=now
-    )
-    add_alert_timeline(
+    _move(
         conn,
         alert,
-        "alert_acknowledged",
-        f"{alert['alert_name']} acknowledged by {actor}",
-        actor,
-        now,
+        to="acknowledged",
+        values={"status": "acknowledged", "acknowledged_at": now, "acknowledged_by": actor},
+        actor=actor,
+        now=now,
+        event=f"acknowledged by {actor}",
+        timeline=("alert_acknowledged", f"{alert['alert_name']} acknowledged by {actor}"),
     )
     if alert.get("incident_id"):
         conn.execute(
@@ -102,36 +125,16 @@ def suppress_alert(
     if alert["status"] not in (*_ACKABLE, "acknowledged"):
         raise ActionRefused(f"a {alert['status']} alert cannot be suppressed")
     until = now + timedelta(minutes=minutes)
-    conn.execute(
-        update(alert_instances)
-        .where(alert_instances.c.id == instance_id)
-        .values(status="suppressed", suppressed_until=until)
-    )
-    record_event(
-        conn,
-        instance_id=instance_id,
-        rule_id=alert["alert_configuration_id"],
-        now=now,
-        from_status=alert["status"],
-        to_status="suppressed",
-        actor=actor,
-        message=f"suppressed until {until.isoformat()}: {reason}",
-    )
-    record_audit(
-        conn,
-        actor=actor,
-        action="alert.suppress",
-        target=f"alert:{instance_id}",
-        details={"minutes": minutes, "reason": reason},
-        now=now,
-    )
-    add_alert_timeline(
+    _move(
         conn,
         alert,
-        "note",
-        f"{alert['alert_name']} suppressed {minutes:g} min by {actor}: {reason}",
-        actor,
-        now,
+        to="suppressed",
+        values={"status": "suppressed", "suppressed_until": until},
+        actor=actor,
+        now=now,
+        event=f"suppressed until {until.isoformat()}: {reason}",
+        timeline=("note", f"{alert['alert_name']} suppressed {minutes:g} min by {actor}: {reason}"),
+        details={"minutes": minutes, "reason": reason},
     )
     return get_instance(conn, instance_id=instance_id)
 
@@ -206,37 +209,17 @@ def resolve_alert(
     alert = get_instance(conn, instance_id=instance_id, lock=True)
     if alert["status"] not in _RESOLVABLE:
         raise ActionRefused(f"a {alert['status']} alert cannot be resolved")
-    conn.execute(
-        update(alert_instances)
-        .where(alert_instances.c.id == instance_id)
-        .values(status="resolved", resolved_at=now, suppressed_until=None)
-    )
     why = f": {reason.strip()}" if reason.strip() else ""
-    record_event(
-        conn,
-        instance_id=instance_id,
-        rule_id=alert["alert_configuration_id"],
-        now=now,
-        from_status=alert["status"],
-        to_status="resolved",
-        actor=actor,
-        message=f"resolved by hand by {actor}{why}",
-    )
-    record_audit(
-        conn,
-        actor=actor,
-        action="alert.resolve",
-        target=f"alert:{instance_id}",
-        details={"reason": reason.strip()} if why else None,
-        now=now,
-    )
-    add_alert_timeline(
+    _move(
         conn,
         alert,
-        "alert_resolved",
-        f"{alert['alert_name']} resolved by hand by {actor}{why}",
-        actor,
-        now,
+        to="resolved",
+        values={"status": "resolved", "resolved_at": now, "suppressed_until": None},
+        actor=actor,
+        now=now,
+        event=f"resolved by hand by {actor}{why}",
+        timeline=("alert_resolved", f"{alert['alert_name']} resolved by hand by {actor}{why}"),
+        details={"reason": reason.strip()} if why else None,
     )
     resolved = get_instance(conn, instance_id=instance_id)
     rule_row = get_rule(conn, rule_id=alert["alert_configuration_id"])
