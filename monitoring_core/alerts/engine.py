@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from monitoring_core.alerts.rules import Condition, Rule, compare
@@ -40,6 +40,7 @@ __all__ = [
     "ACTIVE",
     "AlertState",
     "Check",
+    "self_alert_state",
     "Decision",
     "Point",
     "check_condition",
@@ -426,3 +427,18 @@ def evaluate(
     return transition(
         rule, state, check, now, severity=severity, seen_data=seen_data, stopped=stopped
     )
+
+
+def self_alert_state(firing: bool, previous: Mapping[str, Any] | None, now: datetime) -> AlertState:
+    """The state of a built-in alert the system raises itself (a failing channel or job):
+    firing and notified at `now`, or resolved at `now` keeping when it first fired."""
+    if firing:
+        return AlertState(
+            status="firing",
+            first_triggered_at=now,
+            last_triggered_at=now,
+            trigger_count=1,
+            last_notified_at=now,
+        )
+    first = previous["first_triggered_at"] if previous else None
+    return AlertState(status="resolved", resolved_at=now, first_triggered_at=first)

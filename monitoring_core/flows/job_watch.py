@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, text
 
-from monitoring_core.alerts.engine import AlertState, Check, Decision
+from monitoring_core.alerts.engine import Check, Decision, self_alert_state
 from monitoring_core.alerts.store import load_states
 from monitoring_core.alerts.writes import save_decision
 from monitoring_core.audit import system_actor
@@ -95,20 +95,7 @@ def _save(
     conn: Connection, rule_id: int, job: str, row: dict[str, Any] | None, fire: bool, now: datetime
 ) -> int:
     before = row["status"] if row else None
-    if fire:
-        state = AlertState(
-            status="firing",
-            first_triggered_at=now,
-            last_triggered_at=now,
-            trigger_count=1,
-            last_notified_at=now,
-        )
-    else:
-        state = AlertState(
-            status="resolved",
-            resolved_at=now,
-            first_triggered_at=row["first_triggered_at"] if row else None,
-        )
+    state = self_alert_state(fire, row, now)
     message = f"{JOB_FAILING_AFTER}+ failed runs" if fire else "the job runs again"
     decision = Decision(state, Check(fire, None, None, message), "high", from_status=before)
     instance_id = save_decision(

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from monitoring_core.alerts.engine import AlertState, Check, Decision
+from monitoring_core.alerts.engine import AlertState, Check, Decision, self_alert_state
 from monitoring_core.alerts.store import load_states
 from monitoring_core.alerts.writes import save_decision
 from monitoring_core.audit import system_actor
@@ -135,20 +135,7 @@ def _save(
     message: str,
 ) -> int:
     before = AlertState(status=row["status"]) if row else AlertState()
-    if status == "firing":
-        state = AlertState(
-            status="firing",
-            first_triggered_at=now,
-            last_triggered_at=now,
-            trigger_count=1,
-            last_notified_at=now,
-        )
-    else:
-        state = AlertState(
-            status="resolved",
-            resolved_at=now,
-            first_triggered_at=row["first_triggered_at"] if row else None,
-        )
+    state = self_alert_state(status == "firing", row, now)
     decision = Decision(
         state, Check(status == "firing", None, None, message), "high", from_status=before.status
     )
