@@ -32,7 +32,8 @@ ORDER = [
     "accounts",
     "partitions",
     "migrate",
-    # shared storage: rollups and their reads, retention
+    # shared storage: the one raw points reader, rollups and their reads, retention
+    "points_reader",
     "rollups",
     "rollup_read",
     "metrics_query",
