@@ -26,6 +26,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    Time,
     UniqueConstraint,
     func,
     text,
@@ -391,6 +392,8 @@ notification_channels = Table(
     Column("is_enabled", Boolean, nullable=False, server_default=text("true")),
     Column("rate_limit_per_minute", Integer, nullable=False, server_default="30"),
     _created(),
+    # set: a person's contact method (oncall/), reached through schedules, steps and routes
+    Column("user_id", BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True),
 )
 
 escalation_policies = Table(
@@ -403,6 +406,77 @@ escalation_policies = Table(
     Column("repeat", Boolean, nullable=False, server_default=text("false")),
     Column("is_wedding_day", Boolean, nullable=False, server_default=text("false")),
     _created(),
+)
+
+# ---------------------------------------------------------------- on call (oncall/)
+oncall_schedules = Table(
+    "oncall_schedules",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("description", Text, nullable=False, server_default=""),
+    _created(),
+)
+
+oncall_layers = Table(
+    "oncall_layers",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "schedule_id",
+        BigInteger,
+        ForeignKey("oncall_schedules.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("level", Integer, nullable=False, server_default="1"),  # the higher level wins
+    Column("rotation", Text, nullable=False),  # daily | weekly
+    Column("handoff_time", Time, nullable=False, server_default="09:00"),  # business tz
+    Column("handoff_weekday", SmallInteger),  # weekly: 0 = Monday .. 6 = Sunday
+    Column("starts_on", Date, nullable=False),  # the first member's first shift
+    Column("members", ARRAY(BigInteger), nullable=False),  # user ids, in turn
+    _created(),
+    CheckConstraint("rotation IN ('daily','weekly')", name="rotation_valid"),
+    CheckConstraint(
+        "handoff_weekday IS NULL OR handoff_weekday BETWEEN 0 AND 6", name="weekday_valid"
+    ),
+)
+
+oncall_overrides = Table(
+    "oncall_overrides",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "schedule_id",
+        BigInteger,
+        ForeignKey("oncall_schedules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _ts("starts_at", nullable=False),
+    _ts("ends_at", nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("created_by", Text, nullable=False),
+    _created(),
+    CheckConstraint("ends_at > starts_at", name="span_valid"),
+)
+Index(
+    "ix_oncall_overrides_schedule_end",
+    oncall_overrides.c.schedule_id,
+    oncall_overrides.c.ends_at,
+)
+
+notification_routes = Table(
+    "notification_routes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("min_severity", Text, nullable=False, unique=True),
+    _jsonb("targets"),  # {"channels": [ids], "users": [ids], "schedules": [ids]}
+    _created(),
+    CheckConstraint(
+        "min_severity IN ('critical','high','medium','low','info')", name="severity_valid"
+    ),
 )
 
 runbooks = Table(
@@ -771,6 +845,7 @@ users = Table(
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     _created(),
     _ts("last_login_at"),
+    Column("time_zone", Text),  # IANA name for the person's own clock; None: the business tz
     CheckConstraint("role IN ('viewer','responder','admin')", name="role_valid"),
 )
 
@@ -782,7 +857,8 @@ api_keys = Table(
     Column("prefix", Text, nullable=False),  # first characters, to tell keys apart in the UI
     Column("key_hash", Text, nullable=False, unique=True),  # sha256 of a 256-bit random key
     Column("scope", Text, nullable=False),
-    Column("rate_limit_per_minute", Integer),
+    Column("rate_limit_per_minute", Integer),  # requests; NULL: the default, 0: unlimited
+    Column("points_per_minute", Integer),  # ingested items; NULL: the default, 0: unlimited
     _created(),
     _ts("last_used_at"),
     _ts("revoked_at"),

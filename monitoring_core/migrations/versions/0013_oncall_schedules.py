@@ -33,7 +33,9 @@ def upgrade() -> None:
         sa.Column(
             "user_id",
             sa.BigInteger(),
-            sa.ForeignKey("users.id", ondelete="CASCADE", name="fk_notification_channels_user_id"),
+            sa.ForeignKey(
+                "users.id", ondelete="CASCADE", name=op.f("fk_notification_channels_user_id_users")
+            ),
             nullable=True,
         ),
     )
@@ -62,13 +64,15 @@ def upgrade() -> None:
         sa.Column("starts_on", sa.Date(), nullable=False),
         sa.Column("members", postgresql.ARRAY(sa.BigInteger()), nullable=False),
         _created(),
-        sa.CheckConstraint("rotation IN ('daily','weekly')", name="ck_oncall_layers_rotation"),
+        sa.CheckConstraint(
+            "rotation IN ('daily','weekly')", name=op.f("ck_oncall_layers_rotation_valid")
+        ),
         sa.CheckConstraint(
             "handoff_weekday IS NULL OR handoff_weekday BETWEEN 0 AND 6",
-            name="ck_oncall_layers_weekday",
+            name=op.f("ck_oncall_layers_weekday_valid"),
         ),
     )
-    op.create_index("ix_oncall_layers_schedule", "oncall_layers", ["schedule_id"])
+    op.create_index("ix_oncall_layers_schedule_id", "oncall_layers", ["schedule_id"])
     op.create_table(
         "oncall_overrides",
         sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=True),
@@ -89,7 +93,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False, server_default=""),
         sa.Column("created_by", sa.Text(), nullable=False),
         _created(),
-        sa.CheckConstraint("ends_at > starts_at", name="ck_oncall_overrides_span"),
+        sa.CheckConstraint("ends_at > starts_at", name=op.f("ck_oncall_overrides_span_valid")),
     )
     op.create_index(
         "ix_oncall_overrides_schedule_end", "oncall_overrides", ["schedule_id", "ends_at"]
@@ -107,7 +111,7 @@ def upgrade() -> None:
         ),
         _created(),
         sa.CheckConstraint(
-            f"min_severity IN {_SEVERITIES}", name="ck_notification_routes_severity"
+            f"min_severity IN {_SEVERITIES}", name=op.f("ck_notification_routes_severity_valid")
         ),
     )
 
