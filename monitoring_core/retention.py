@@ -57,6 +57,8 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "web_vitals": 14,
     "error_events": 90,
     "business_events": 800,
+    "spans": 14,
+    "log_records": 14,
     "rollup_1m": 90,
     "rollup_1h": 730,
     "rollup_1d": 1825,

@@ -259,6 +259,60 @@ def _vitals_rollup(name: str) -> Table:
 web_vitals_rollup_1h = _vitals_rollup("web_vitals_rollup_1h")
 web_vitals_rollup_1d = _vitals_rollup("web_vitals_rollup_1d")
 
+# ---------------------------------------------------------------- traces and logs (OTLP)
+# Ids are lowercase hex (32 / 16 characters), as OTLP/JSON and the W3C traceparent spell them.
+spans = _partitioned(
+    "spans",
+    Column("trace_id", Text, nullable=False),
+    Column("span_id", Text, nullable=False),
+    Column("parent_span_id", Text),
+    Column("service", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("kind", SmallInteger, nullable=False),  # OTLP SpanKind: 0 unspecified … 5 consumer
+    Column("duration_ms", Double, nullable=False),
+    Column("status_code", SmallInteger, nullable=False),  # 0 unset, 1 ok, 2 error
+    Column("status_message", Text),
+    _jsonb("attributes"),
+    _jsonb("events", "'[]'::jsonb"),
+    _jsonb("resource"),
+    Column("scope", Text),
+)
+Index("ix_spans_time", spans.c.time, postgresql_using="brin")
+Index("ix_spans_trace_id", spans.c.trace_id)
+Index("ix_spans_service_time", spans.c.service, spans.c.time)
+
+log_records = _partitioned(
+    "log_records",
+    Column("severity_number", SmallInteger, nullable=False),  # OTLP 0..24 (9 INFO, 17 ERROR)
+    Column("severity_text", Text),
+    Column("body", Text, nullable=False),
+    Column("trace_id", Text),
+    Column("span_id", Text),
+    Column("service", Text, nullable=False),
+    _jsonb("attributes"),
+    _jsonb("resource"),
+)
+Index("ix_log_records_time", log_records.c.time, postgresql_using="brin")
+Index("ix_log_records_trace_id", log_records.c.trace_id)
+Index(
+    "ix_log_records_service_severity_time",
+    log_records.c.service,
+    log_records.c.severity_number,
+    log_records.c.time,
+)
+# ix_log_records_body_trgm (GIN, gin_trgm_ops) is made by migration 0015 where pg_trgm exists.
+
+# The last cumulative value seen per OTLP sum series (delta = value - previous, or the
+# value itself after a restart: a new start time or a smaller value).
+otlp_cumulative = Table(
+    "otlp_cumulative",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("value", Double, nullable=False),
+    _ts("time", nullable=False),
+)
+
 # ---------------------------------------------------------------- errors
 error_groups = Table(
     "error_groups",
@@ -436,6 +490,10 @@ oncall_layers = Table(
     Column("handoff_weekday", SmallInteger),  # weekly: 0 = Monday .. 6 = Sunday
     Column("starts_on", Date, nullable=False),  # the first member's first shift
     Column("members", ARRAY(BigInteger), nullable=False),  # user ids, in turn
+    # weekdays (0 = Monday, business tz) the layer covers, e.g. a weekend layer; empty: all
+    Column(
+        "active_days", ARRAY(SmallInteger), nullable=False, server_default=text("'{}'::smallint[]")
+    ),
     _created(),
     CheckConstraint("rotation IN ('daily','weekly')", name="rotation_valid"),
     CheckConstraint(
@@ -941,4 +999,6 @@ PARTITIONED_TABLES: tuple[str, ...] = (
     "web_vitals",
     "error_events",
     "business_events",
+    "spans",
+    "log_records",
 )
