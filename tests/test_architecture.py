@@ -25,6 +25,7 @@ ORDER = [
     "timerange",
     "schema",
     "db",
+    "replica",
     "wedding_calendar",
     "roles",
     "audit",
