@@ -63,6 +63,13 @@ def upgrade() -> None:
         sa.Column("handoff_weekday", sa.SmallInteger(), nullable=True),
         sa.Column("starts_on", sa.Date(), nullable=False),
         sa.Column("members", postgresql.ARRAY(sa.BigInteger()), nullable=False),
+        # weekdays (0 = Monday) in the business time zone the layer covers; empty: every day
+        sa.Column(
+            "active_days",
+            postgresql.ARRAY(sa.SmallInteger()),
+            nullable=False,
+            server_default=sa.text("'{}'::smallint[]"),
+        ),
         _created(),
         sa.CheckConstraint(
             "rotation IN ('daily','weekly')", name=op.f("ck_oncall_layers_rotation_valid")

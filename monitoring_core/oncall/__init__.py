@@ -1,0 +1,1 @@
+"""People on call: contact methods, schedules with rotations, layers and overrides, routing."""
