@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -40,11 +41,13 @@ from monitoring_core.errors.batcher import GroupCommit
 from monitoring_core.errors.correlation import related_events
 from monitoring_core.errors.envelope import (
     BodyTooLarge,
+    DecodedBody,
     Envelope,
     EnvelopeError,
     EnvelopeItem,
     UnsupportedEncoding,
     decompress,
+    envelope_header,
     parse_envelope,
 )
 from monitoring_core.errors.model import ErrorInput
@@ -139,11 +142,11 @@ async def _read_raw(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _sentry_body(request: Request) -> bytes:
-    max_bytes = request.app.state.settings.max_body_bytes
-    raw = await _read_raw(request, max_bytes)
+@contextmanager
+def _body_errors() -> Iterator[None]:
+    """Decoding and envelope errors as 413, 415 and 400."""
     try:
-        return decompress(raw, request.headers.get("content-encoding", ""), max_bytes=max_bytes)
+        yield
     except BodyTooLarge as exc:
         raise HTTPException(413, str(exc)) from None
     except UnsupportedEncoding as exc:
@@ -152,9 +155,27 @@ async def _sentry_body(request: Request) -> bytes:
         raise HTTPException(400, str(exc)) from None
 
 
-def _dsn_key(envelope: Envelope) -> str | None:
-    dsn = envelope.headers.get("dsn")
-    return (urlsplit(dsn).username or None) if isinstance(dsn, str) else None
+async def _sentry_body(request: Request) -> bytes:
+    max_bytes = request.app.state.settings.max_body_bytes
+    raw = await _read_raw(request, max_bytes)
+    with _body_errors():
+        return decompress(raw, request.headers.get("content-encoding", ""), max_bytes=max_bytes)
+
+
+async def _dsn_authenticated_body(request: Request) -> bytes:
+    """The decoded body of an envelope whose key is only in its header's `dsn`: the body is
+    decompressed just far enough to read that first line, the key is checked, and only then
+    is the rest decompressed (a request with a wrong key costs a few KB of inflating, whatever
+    it announces or a compression bomb would expand to)."""
+    max_bytes = request.app.state.settings.max_body_bytes
+    raw = await _read_raw(request, max_bytes)
+    encoding = request.headers.get("content-encoding", "")
+    with _body_errors():
+        body = DecodedBody(raw, encoding, max_bytes=max_bytes)
+        dsn = envelope_header(body.first_line()).get("dsn")
+    await _sentry_auth(request, (urlsplit(dsn).username or None) if isinstance(dsn, str) else None)
+    with _body_errors():
+        return body.read_all()
 
 
 def _envelope_events(envelope: Envelope, project_id: str, now: datetime) -> list[ErrorInput]:
@@ -213,12 +234,13 @@ async def _envelope(request: Request, project_id: str) -> Response:
     key = sentry_key(request)
     if key:
         await _sentry_auth(request, key)  # refuse before reading a large body
+        data = await _sentry_body(request)
+    else:  # the key is in the envelope header: checked before the rest is decompressed
+        data = await _dsn_authenticated_body(request)
     try:
-        envelope = parse_envelope(await _sentry_body(request))
+        envelope = parse_envelope(data)
     except EnvelopeError as exc:
         raise HTTPException(400, str(exc)) from None
-    if not key:
-        await _sentry_auth(request, _dsn_key(envelope))
     now = datetime.now(UTC)
     await _ingest_sentry(request, _envelope_events(envelope, project_id, now), now)
     return _json({"id": envelope.headers.get("event_id")})

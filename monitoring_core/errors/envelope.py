@@ -15,18 +15,26 @@ import brotli
 import orjson
 
 __all__ = [
+    "MAX_HEADER_LINE",
     "BodyTooLarge",
+    "DecodedBody",
     "Envelope",
     "EnvelopeError",
     "EnvelopeItem",
     "UnsupportedEncoding",
     "decompress",
+    "envelope_header",
     "parse_envelope",
 ]
 
 _GZIP_OR_ZLIB = 32 + zlib.MAX_WBITS
 _RAW_DEFLATE = -zlib.MAX_WBITS
 MAX_ITEMS = 1000
+MAX_HEADER_LINE = (
+    65_536  # the envelope header line (event id, dsn, sdk, trace): a few hundred bytes
+)
+_CHUNK = 16_384  # compressed bytes fed to a streaming decoder at a time
+_STEP = 1_048_576  # decoded bytes asked for at a time (brotli may overshoot what it is asked)
 
 
 class EnvelopeError(ValueError):
@@ -107,6 +115,134 @@ def _unbrotli(data: bytes, max_bytes: int) -> bytes:
     if not decoder.is_finished():
         raise EnvelopeError("compressed body is truncated")
     return out
+
+
+class _Plain:
+    """The innermost layer of a DecodedBody: the received bytes, sliced."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view, self._pos = memoryview(data), 0
+
+    def take(self, limit: int) -> bytes:
+        out = bytes(self._view[self._pos : self._pos + limit])
+        self._pos += len(out)
+        return out
+
+
+class _Inflater:
+    """gzip/zlib (and raw deflate for `deflate`) decoded on demand, at most `limit` a call."""
+
+    def __init__(self, upstream: _Plain | _Inflater | _Unbrotli, *, raw_fallback: bool) -> None:
+        self._up, self._raw_fallback = upstream, raw_fallback
+        self._dec = zlib.decompressobj(_GZIP_OR_ZLIB)
+        self._fed: list[bytes] | None = [] if raw_fallback else None  # until the first output
+
+    def _decompress(self, chunk: bytes, limit: int) -> bytes:
+        try:
+            out = self._dec.decompress(chunk, limit)
+        except zlib.error as exc:
+            if self._fed is None:
+                raise EnvelopeError(f"body cannot be decompressed: {exc}") from exc
+            # `deflate` sent as raw deflate (some clients): start again without a header.
+            fed, self._fed, self._dec = self._fed, None, zlib.decompressobj(_RAW_DEFLATE)
+            return self._decompress(b"".join([*fed, chunk]), limit)
+        if self._fed is not None:
+            self._fed = None if out else [*self._fed, chunk]
+        return out
+
+    def take(self, limit: int) -> bytes:
+        while not self._dec.eof:
+            tail = self._dec.unconsumed_tail
+            chunk = tail if tail else self._up.take(_CHUNK)
+            out = self._decompress(chunk, limit)
+            if out:
+                return out
+            if not chunk and not self._dec.eof:
+                raise EnvelopeError("compressed body is truncated")
+        return b""
+
+
+class _Unbrotli:
+    """Brotli decoded on demand, at most `limit` bytes a call."""
+
+    def __init__(self, upstream: _Plain | _Inflater | _Unbrotli) -> None:
+        self._up, self._dec = upstream, brotli.Decompressor()
+
+    def take(self, limit: int) -> bytes:
+        while not self._dec.is_finished():
+            # After a call that hit the output limit, brotli wants empty input until it can
+            # accept more.
+            chunk = self._up.take(_CHUNK) if self._dec.can_accept_more_data() else b""
+            try:
+                out = self._dec.process(chunk, output_buffer_limit=limit)
+            except brotli.error as exc:
+                raise EnvelopeError(f"body cannot be decompressed: {exc}") from exc
+            if out:  # may pass `limit` a little: brotli stops growing its buffer there
+                return out
+            if not chunk and self._dec.can_accept_more_data():
+                raise EnvelopeError("compressed body is truncated")
+        return b""
+
+
+class DecodedBody:
+    """A received body decoded only as far as it is read: `first_line` decompresses just
+    enough to reach the first newline (the envelope header, with its `dsn`), so a request
+    is authenticated before the rest of its body is decompressed or parsed; `read_all`
+    then returns the whole decoded body, never more than `max_bytes` (BodyTooLarge).
+
+    `decoded` counts the bytes decompressed so far.
+    """
+
+    def __init__(self, data: bytes, encoding: str, *, max_bytes: int) -> None:
+        layer: _Plain | _Inflater | _Unbrotli = _Plain(data)
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+        for coding in reversed(codings):  # the last coding listed was applied last
+            if coding == "identity":
+                continue
+            if coding in ("gzip", "x-gzip", "deflate"):
+                layer = _Inflater(layer, raw_fallback=coding == "deflate")
+            elif coding == "br":
+                layer = _Unbrotli(layer)
+            else:
+                raise UnsupportedEncoding(
+                    f"unsupported content encoding {coding!r}; use gzip, deflate or br"
+                )
+        self._layer, self._max = layer, max_bytes
+        self._parts: list[bytes] = []
+        self.decoded = 0
+
+    def _more(self, limit: int) -> bytes:
+        out = self._layer.take(min(limit, _STEP))
+        self._parts.append(out)
+        self.decoded += len(out)
+        if self.decoded > self._max:
+            raise BodyTooLarge(f"decompressed body is over the limit of {self._max} bytes")
+        return out
+
+    def first_line(self, limit: int = MAX_HEADER_LINE) -> bytes:
+        """The body up to its first newline (EnvelopeError past `limit` bytes without one)."""
+        while True:
+            joined = b"".join(self._parts)
+            end = joined.find(b"\n")
+            if end >= 0:
+                return joined[:end]
+            if len(joined) > limit:
+                raise EnvelopeError(f"envelope header line is longer than {limit} bytes")
+            if not self._more(min(_CHUNK, self._max + 1 - self.decoded)):
+                return joined  # a body of one line
+
+    def read_all(self) -> bytes:
+        """The whole decoded body (including what `first_line` already read)."""
+        while self._more(self._max + 1 - self.decoded):
+            pass
+        return b"".join(self._parts)
+
+
+def envelope_header(line: bytes) -> dict[str, Any]:
+    """The envelope header (the body's first line) as an object (EnvelopeError otherwise)."""
+    if not line.strip():
+        raise EnvelopeError("empty envelope")
+    return _json_object(line, "envelope header")
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
