@@ -22,7 +22,7 @@ from ui import auth, data, fmt, widgets
 auth.require_role(Role.VIEWER)
 settings = data.get_settings()
 now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
-api_base = f"http://localhost:{settings.api_port}"
+api_base = settings.api_public_url  # ping URLs: MONITORING_API_PUBLIC_URL, never a guess
 WORST = ["critical", "warning", "unknown", "healthy"]
 
 st.title("Health")
@@ -38,6 +38,19 @@ else:
         "No worker has reported yet: checks and collectors are not running.",
         icon=":material/engineering:",
     )
+
+replica = data.get_read_router().status()
+if replica.configured:  # DATABASE_READ_URL: where page reads go, and how far behind it is
+    lag = "unknown" if replica.lag_s is None else f"{replica.lag_s:.1f} s"
+    if replica.usable:
+        st.caption(f"Read replica: {fmt.md_escape(replica.reason)}, lag {lag}; pages read from it.")
+    else:
+        st.warning(
+            f"Read replica not used ({fmt.md_escape(replica.reason)}): pages read from the "
+            f"primary until it is back within "
+            f"{fmt.md_escape(f'{data.get_settings().replica_max_lag_s:g}')} s.",
+            icon=":material/dns:",
+        )
 
 quarantined = data.read_or_stop(quarantined_ranges)
 if quarantined:

@@ -175,3 +175,16 @@ def test_no_read_url_means_the_primary(session_engine: Engine) -> None:
     router = read_router(load_settings({}), session_engine)
     assert router.replica is None and router.engine() is session_engine
     assert not router.status().configured
+
+
+def test_the_health_page_says_when_the_replica_is_not_used(
+    logged_in_app: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitoring_core.enums import Role
+
+    monkeypatch.setenv("DATABASE_READ_URL", database_url)  # a primary: refused as a replica
+    at = logged_in_app(Role.VIEWER).run()
+    at.switch_page("pages/health.py").run()
+    assert not at.exception
+    warnings_shown = " ".join(w.value for w in at.warning)
+    assert "Read replica not used" in warnings_shown and "not a standby" in warnings_shown

@@ -19,8 +19,17 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from monitoring_core.config import ConfigError, Settings, load_settings
 from monitoring_core.db import DatabaseUnavailable, database_url, make_engine
+from monitoring_core.replica import ReadRouter, read_router
 
-__all__ = ["TTL_S", "DatabaseProblem", "get_engine", "get_settings", "read", "read_or_stop"]
+__all__ = [
+    "TTL_S",
+    "DatabaseProblem",
+    "get_engine",
+    "get_read_router",
+    "get_settings",
+    "read",
+    "read_or_stop",
+]
 
 log = logging.getLogger(__name__)
 TTL_S = 30
@@ -48,13 +57,19 @@ def get_engine() -> Engine:
     return make_engine(database_url(get_settings()))
 
 
+@st.cache_resource(show_spinner=False)
+def get_read_router() -> ReadRouter:
+    """Where page reads go: the DATABASE_READ_URL replica while it is usable, else the primary."""
+    return read_router(get_settings(), get_engine())
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=500)
 def _cached_call(target: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]) -> Any:
     # Functions are cached by their import path, not the object, so the key is stable across
     # reruns and the cache entry can be shared by every session.
     module_name, _, name = target.partition(":")
     function = getattr(importlib.import_module(module_name), name)
-    with get_engine().connect() as conn:
+    with get_read_router().connect() as conn:
         return function(conn, *args, **dict(kwargs))
 
 
