@@ -52,6 +52,9 @@ ORDER = [
     "business",
     "alerts",
     "incidents",
+    "traces",
+    "logs",
+    "otlp",
     # stories that cross domains
     "flows",
     # entry points inside the library

@@ -82,6 +82,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(_router("routes_incidents"))
     app.include_router(_router("routes_admin_keys"))
     app.include_router(_router("routes_ack"))
+    app.include_router(_router("routes_otlp"))
     app.include_router(_router("routes_prom"))
     return app
 

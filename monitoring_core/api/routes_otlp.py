@@ -1,0 +1,236 @@
+"""OTLP/HTTP receiver: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` (docs/PROTOCOLS.md "OTLP").
+
+Binary protobuf (`application/x-protobuf`) or JSON (`application/json`) on the same routes,
+gzip or deflate bodies, the size cap applied after decompression. Answers as the OTLP/HTTP
+specification says: 200 with an Export…ServiceResponse (its `partial_success` counts what was
+refused, and why), 400 unreadable, 401/403 key, 413 too large, 415 content type, 429 rate
+limited and 503 database unavailable (both with `Retry-After`); every error body is a
+`google.rpc.Status` in the request's encoding. Keys as on every ingest route
+(`Authorization: Bearer KEY` or `X-API-Key: KEY`, which `OTEL_EXPORTER_OTLP_HEADERS` can set).
+
+Also `store_sentry_transactions`, called by the Sentry envelope route for `transaction` items.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy.exc
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from monitoring_core.api.app import DB_UNAVAILABLE_ERRORS, RETRY_AFTER_S
+from monitoring_core.api.body import read_body
+from monitoring_core.api.deps import INGEST_SCOPES, check_key, presented_key
+from monitoring_core.api.routes_ingest import app_cache, partition_days
+from monitoring_core.ingest.copy import copy_rows
+from monitoring_core.ingest.metrics import SeriesCache
+from monitoring_core.ingest.performance import TIMING_COLUMNS
+from monitoring_core.ingest.validate import Limits
+from monitoring_core.logs.store import insert_logs
+from monitoring_core.otlp.decode import (
+    JSON,
+    Signal,
+    UnreadableBody,
+    encoding_of,
+    parse_request,
+    response_body,
+    status_body,
+)
+from monitoring_core.otlp.logs import logs_from_request
+from monitoring_core.otlp.metrics import MetricsResult, observations, store_metrics
+from monitoring_core.otlp.traces import spans_from_request
+from monitoring_core.traces.sentry import transaction_spans
+from monitoring_core.traces.store import insert_spans
+
+__all__ = ["router", "store_sentry_transactions"]
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["otlp"])
+
+# HTTP status → gRPC code in the google.rpc.Status body.
+_GRPC_CODES = {
+    400: 3,  # INVALID_ARGUMENT
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    413: 8,  # RESOURCE_EXHAUSTED
+    415: 3,
+    429: 8,
+    503: 14,  # UNAVAILABLE
+}
+_DATA_ERRORS = (sqlalchemy.exc.DataError, psycopg.DataError)
+
+
+def _error(
+    status: int, message: str, encoding: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        status_body(_GRPC_CODES.get(status, 2), message, encoding),
+        status_code=status,
+        media_type=encoding,
+        headers=headers,
+    )
+
+
+def _window(app: FastAPI, tables: tuple[str, ...], now: datetime) -> Limits:
+    days = partition_days(app)
+    every = [days.limits(table, now) for table in tables]
+    return Limits(max(limit.oldest for limit in every), min(limit.newest for limit in every))
+
+
+def _store_traces(app: FastAPI, request: Any) -> tuple[int, int, str]:
+    now = datetime.now(UTC)
+    batch = spans_from_request(request, _window(app, ("spans", "api_timings"), now))
+    _write_spans(app, batch.spans, batch.timings)
+    app.state.stats.count_items("otlp_spans", accepted=len(batch.spans), rejected=batch.rejected)
+    return len(batch.spans), batch.rejected, batch.reason
+
+
+def _write_spans(
+    app: FastAPI, spans: list[tuple[Any, ...]], timings: list[tuple[Any, ...]]
+) -> None:
+    if not spans:
+        return
+    needs = {
+        "spans": {row[0].date() for row in spans},
+        "api_timings": {row[0].date() for row in timings},
+    }
+    names, types = zip(*TIMING_COLUMNS, strict=True)
+
+    def write(conn: Any) -> None:
+        insert_spans(conn, spans)
+        if timings:
+            copy_rows(conn, "api_timings", names, types, timings)
+
+    partition_days(app).write(needs, write)
+
+
+def _store_logs(app: FastAPI, request: Any) -> tuple[int, int, str]:
+    now = datetime.now(UTC)
+    batch = logs_from_request(request, _window(app, ("log_records",), now))
+    if batch.rows:
+        needs = {"log_records": {row[0].date() for row in batch.rows}}
+        partition_days(app).write(needs, lambda conn: insert_logs(conn, batch.rows))
+    app.state.stats.count_items("otlp_logs", accepted=len(batch.rows), rejected=batch.rejected)
+    return len(batch.rows), batch.rejected, batch.reason
+
+
+def _store_metrics(app: FastAPI, request: Any) -> tuple[int, int, str]:
+    now = datetime.now(UTC)
+    limits = _window(app, ("metric_points",), now)
+    result = MetricsResult()
+    obs = observations(request, limits, result)
+    series = app_cache(app, "metric_series", SeriesCache)
+    if obs:
+        needs = {"metric_points": {o.time.date() for o in obs}}
+        oldest_ns = int(limits.oldest.timestamp() * 1e9)
+        fresh = partition_days(app).write(
+            needs,
+            lambda conn: store_metrics(
+                conn,
+                obs,
+                series,
+                oldest_ns=oldest_ns,
+                max_series_per_metric=app.state.settings.max_series_per_metric,
+                result=result,
+            ),
+        )
+        series.update(fresh)  # only after commit
+    app.state.stats.count_items(
+        "otlp_points", accepted=len(result.points), rejected=result.rejected
+    )
+    return len(result.points), result.rejected, result.reason
+
+
+_STORES = {Signal.TRACES: _store_traces, Signal.METRICS: _store_metrics, Signal.LOGS: _store_logs}
+
+
+async def _export(request: Request, signal: Signal) -> Response:
+    encoding = encoding_of(request.headers.get("content-type", ""))
+    if encoding is None:
+        media = request.headers.get("content-type", "")
+        return _error(
+            415,
+            f"unsupported content type {media[:100]!r}; send application/x-protobuf or application/json",
+            JSON,
+        )
+    try:
+        await check_key(request, presented_key(request, allow_query=False), INGEST_SCOPES)
+        body = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+    except HTTPException as exc:
+        return _error(exc.status_code, str(exc.detail), encoding, dict(exc.headers or {}))
+    try:
+        message = parse_request(signal, body, encoding)
+    except UnreadableBody as exc:
+        return _error(400, str(exc)[:1000], encoding)
+    try:
+        _, rejected, reason = await run_in_threadpool(_STORES[signal], request.app, message)
+    except DB_UNAVAILABLE_ERRORS as exc:
+        log.warning("database unavailable on %s: %s", request.url.path, exc)
+        return _error(
+            503, "database unavailable, retry later", encoding, {"Retry-After": str(RETRY_AFTER_S)}
+        )
+    except _DATA_ERRORS as exc:
+        orig = getattr(exc, "orig", None) or exc
+        reason = (str(orig).strip().splitlines() or ["invalid value"])[0][:300]
+        return _error(400, f"a value cannot be stored: {reason}", encoding)
+    return Response(response_body(signal, encoding, rejected, reason), media_type=encoding)
+
+
+def _route(signal: Signal) -> None:
+    async def export(request: Request) -> Response:
+        return await _export(request, signal)
+
+    export.__doc__ = (
+        f"OTLP/HTTP {signal.value} export: protobuf or JSON Export…ServiceRequest, gzip allowed."
+    )
+    router.add_api_route(
+        f"/v1/{signal.value}",
+        export,
+        methods=["POST"],
+        summary=f"OTLP/HTTP {signal.value}",
+        response_class=Response,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+            }
+        },
+    )
+
+
+for _signal in Signal:
+    _route(_signal)
+
+
+async def store_sentry_transactions(
+    request: Request, events: list[dict[str, Any]], project_id: str
+) -> int:
+    """Spans and API timings from Sentry `transaction` payloads; returns spans stored."""
+    if not events:
+        return 0
+
+    def store() -> int:
+        app = request.app
+        now = datetime.now(UTC)
+        limits = _window(app, ("spans", "api_timings"), now)
+        spans: list[tuple[Any, ...]] = []
+        timings: list[tuple[Any, ...]] = []
+        rejected = 0
+        for event in events:
+            mapped = transaction_spans(event, project_id, limits)
+            spans += mapped.spans
+            timings += mapped.timings
+            rejected += mapped.rejected
+        _write_spans(app, spans, timings)
+        app.state.stats.count_items("sentry_spans", accepted=len(spans), rejected=rejected)
+        return len(spans)
+
+    return await run_in_threadpool(store)

@@ -1,0 +1,74 @@
+"""OTLP common values as plain Python: AnyValue, attribute lists, ids, nanosecond times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = [
+    "MAX_TEXT",
+    "any_value",
+    "attributes",
+    "clean_text",
+    "hex_id",
+    "service_of",
+    "time_of",
+]
+
+MAX_TEXT = 32_768  # characters of one stored string value (a log body, an attribute)
+_MAX_DEPTH = 8  # nested arrays / kvlists kept; deeper ones are stored as "…"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+UNKNOWN_SERVICE = "unknown_service"
+
+
+def clean_text(text: str, limit: int = MAX_TEXT) -> str:
+    """Without NUL (Postgres text cannot hold it), at most `limit` characters."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def any_value(value: Any, depth: int = 0) -> Any:
+    """An AnyValue as str, bool, int, float, list, dict, or None when empty."""
+    which = value.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "string_value":
+        return clean_text(value.string_value)
+    if which == "bytes_value":
+        return value.bytes_value.hex()[:MAX_TEXT]
+    if which in ("array_value", "kvlist_value") and depth >= _MAX_DEPTH:
+        return "…"
+    if which == "array_value":
+        return [any_value(v, depth + 1) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return attributes(value.kvlist_value.values, depth + 1)
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        number = value.double_value
+        return number if number == number and abs(number) != float("inf") else str(number)
+    return getattr(value, which)
+
+
+def attributes(pairs: Any, depth: int = 0) -> dict[str, Any]:
+    """A KeyValue list as a dict (a repeated key keeps its last value)."""
+    return {clean_text(kv.key, 200): any_value(kv.value, depth) for kv in pairs}
+
+
+def hex_id(raw: bytes, size: int) -> str | None:
+    """Lowercase hex of an id of `size` bytes; None when missing, all zero or the wrong size."""
+    if len(raw) != size or not any(raw):
+        return None
+    return raw.hex()
+
+
+def time_of(unix_nano: int) -> datetime:
+    """An aware UTC datetime from nanoseconds since the Unix epoch (µs precision)."""
+    return _EPOCH + timedelta(microseconds=unix_nano // 1000)
+
+
+def service_of(resource: dict[str, Any]) -> str:
+    """`service.name` of a resource's attributes, else OTel's own default name."""
+    name = resource.get("service.name")
+    return clean_text(str(name), 200) if name not in (None, "") else UNKNOWN_SERVICE

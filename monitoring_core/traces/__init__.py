@@ -1,0 +1,1 @@
+"""Traces: spans (from OTLP and Sentry transactions), their store and reads."""
