@@ -4,9 +4,13 @@ window, backtest, PromQL, retention, exports) goes through `read_points`.
 Convention: the span is **(start, end]** — a point at exactly `start` is left out, a point at
 exactly `end` is included (the alert engine's and PromQL's windows both look back from an
 instant that belongs to the window). Per series the answer is two float64 arrays of equal
-length: epoch seconds (`date_part('epoch', time)`, microsecond instants as doubles) sorted
-ascending, and the values; several points at one instant come ordered by value. A series with
-no point in the span is absent from the answer.
+length: epoch seconds sorted ascending (the microsecond instant divided by 1e6, bit for bit
+what `date_part('epoch', time)` gives) and the values; several points at one instant come
+ordered by value. A series with no point in the span is absent from the answer.
+
+Raw points live in two forms: `metric_points` rows (recent points, late points) and
+`metric_chunks` (compacted stretches, see `compaction`). Both are read by one SQL statement,
+so one snapshot: a compaction committing meanwhile can neither hide nor double a point.
 """
 
 from __future__ import annotations
@@ -17,33 +21,69 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Connection
 
-__all__ = ["Points", "read_points"]
+from monitoring_core.chunks.codec import decode
+from monitoring_core.chunks.store import rows_from_packed, to_us
+
+__all__ = ["Points", "read_points", "read_points_us"]
 
 Points = tuple[np.ndarray, np.ndarray]
 
-# Constant text, every value bound. Runs on psycopg's binary cursor: float8[] arrive as C doubles.
-_ROWS_SQL = """
-SELECT p.series_id,
-       array_agg(date_part('epoch', p.time) ORDER BY p.time, p.value) AS ts,
-       array_agg(p.value ORDER BY p.time, p.value) AS vs
+# Constant text, every value bound; psycopg's binary cursor. Rows come packed per series
+# (big-endian microseconds since 2000 and doubles), chunks as they are stored.
+_SQL = """
+SELECT p.series_id, NULL::int4 AS n,
+       string_agg(timestamptz_send(p.time), ''::bytea ORDER BY p.time, p.value) AS t,
+       string_agg(float8send(p.value), ''::bytea ORDER BY p.time, p.value) AS v
 FROM metric_points p
 WHERE p.series_id = ANY(%(ids)s::bigint[]) AND p.time > %(start)s AND p.time <= %(end)s
 GROUP BY p.series_id
+UNION ALL
+SELECT c.series_id, c.count, c.times, c.vals
+FROM metric_chunks c
+WHERE c.series_id = ANY(%(ids)s::bigint[]) AND c.end_time > %(start)s AND c.start_time <= %(end)s
 """
 
 
-def read_points(
+def read_points_us(
     conn: Connection, series_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, Points]:
-    """Per series id: (epoch seconds ascending, values) of its points in (start, end]."""
+    """Like `read_points` but the times are int64 Unix microseconds."""
     ids = sorted({int(i) for i in series_ids})
     if not ids or end <= start:
         return {}
     driver = conn.connection.driver_connection
     assert driver is not None
     with driver.cursor(binary=True) as cursor:
-        rows = cursor.execute(_ROWS_SQL, {"ids": ids, "start": start, "end": end}).fetchall()
+        rows = cursor.execute(_SQL, {"ids": ids, "start": start, "end": end}).fetchall()
+    lo, hi = to_us(start), to_us(end)
+    parts: dict[int, list[Points]] = {}
+    for sid, count, t_raw, v_raw in rows:
+        if count is None:
+            t, v = rows_from_packed(t_raw, v_raw)
+        else:
+            t, v = decode(bytes(t_raw), bytes(v_raw), count)
+            keep = (t > lo) & (t <= hi)
+            if not keep.all():
+                t, v = t[keep], v[keep]
+        if len(t):
+            parts.setdefault(int(sid), []).append((t, v))
+    out: dict[int, Points] = {}
+    for sid, pieces in parts.items():
+        if len(pieces) == 1:
+            out[sid] = pieces[0]
+            continue
+        t = np.concatenate([p[0] for p in pieces])
+        v = np.concatenate([p[1] for p in pieces])
+        order = np.lexsort((v, t))
+        out[sid] = (t[order], v[order])
+    return out
+
+
+def read_points(
+    conn: Connection, series_ids: Sequence[int], start: datetime, end: datetime
+) -> dict[int, Points]:
+    """Per series id: (epoch seconds ascending, values) of its points in (start, end]."""
     return {
-        int(sid): (np.asarray(ts, dtype=np.float64), np.asarray(vs, dtype=np.float64))
-        for sid, ts, vs in rows
+        sid: (t.astype(np.float64) / 1e6, v)
+        for sid, (t, v) in read_points_us(conn, series_ids, start, end).items()
     }

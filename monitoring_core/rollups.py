@@ -57,6 +57,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DataError
 
+from monitoring_core.chunks.store import expand_touched
 from monitoring_core.histogram import sql_bucket_key
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "quarantine_count",
     "quarantined_ranges",
     "roll_family",
+    "rollup_lock_key",
     "run_rollups",
     "vitals_hist_select",
 ]
@@ -402,6 +404,8 @@ def roll_family(conn: Connection, fam: Family, hi: datetime) -> FamilyResult:
     lo, hi = _watermark(conn, fam.name), _safe_upper(conn, hi)
     if hi <= lo:
         return result
+    if fam.raw == "metric_points":  # late points into compacted stretches: chunks to rows
+        expand_touched(conn, lo, hi)
     unit = fam.first_unit
     touched = conn.execute(
         text(
@@ -510,3 +514,8 @@ def quarantined_ranges(conn: Connection, limit: int = 100) -> list[dict[str, Any
 
 def _lock_key(name: str) -> int:
     return _LOCK_BASE + zlib.crc32(name.encode()) % 1000
+
+
+def rollup_lock_key(name: str) -> int:
+    """The advisory lock a family's rollup holds (compaction takes the metric family's)."""
+    return _lock_key(name)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     SmallInteger,
@@ -121,6 +122,21 @@ metric_points = _partitioned(
 Index("ix_metric_points_series_time", metric_points.c.series_id, metric_points.c.time)
 Index("ix_metric_points_ingested", metric_points.c.ingested_at, postgresql_using="brin")
 Index("ix_metric_points_time", metric_points.c.time, postgresql_using="brin")
+
+# Compacted raw points (monitoring_core/compaction.py, codec in chunks/codec.py): one row per
+# series and stretch, start/end = its first/last point; read with points_reader.read_points.
+metric_chunks = Table(
+    "metric_chunks",
+    metadata,
+    Column("series_id", BigInteger, primary_key=True),
+    Column("start_time", DateTime(timezone=True), primary_key=True),
+    _ts("end_time", nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("times", LargeBinary, nullable=False),
+    Column("vals", LargeBinary, nullable=False),
+    postgresql_with={"fillfactor": 100},
+)
+Index("ix_metric_chunks_end_time", metric_chunks.c.end_time)
 
 
 def _metric_rollup(name: str) -> Table:

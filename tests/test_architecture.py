@@ -34,11 +34,13 @@ ORDER = [
     "partitions",
     "migrate",
     # shared storage: the one raw points reader, rollups and their reads, retention
+    "chunks",
     "points_reader",
     "rollups",
     "rollup_read",
     "metrics_query",
     "retention",
+    "compaction",
     # shared writers and shared configuration
     "performance",
     "ingest",
