@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from jobs import compaction
 from jobs import alerting, builtin, errors, incidents, watch
 from jobs import collectors as collector_jobs
 from jobs.business import business_rollup
@@ -41,6 +42,7 @@ JOBS: list[Job] = [
     Job("rollups", builtin.rollups, 15, description="raw points -> 1 min / 1 h / 1 d rollups"),
     Job("partitions", builtin.partitions, 3600, description="create daily partitions ahead"),
     Job("retention", builtin.retention, 3600, description="drop old partitions and rollups"),
+    Job("compaction", compaction.compact_points, 300, description="raw points -> series chunks"),
     Job(
         "alerts",
         alerting.evaluate_alerts,

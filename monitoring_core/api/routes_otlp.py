@@ -14,6 +14,7 @@ Also `store_sentry_transactions`, called by the Sentry envelope route for `trans
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from monitoring_core.api.app import DB_UNAVAILABLE_ERRORS, RETRY_AFTER_S
 from monitoring_core.api.body import read_body
 from monitoring_core.api.deps import INGEST_SCOPES, check_key, presented_key
 from monitoring_core.api.routes_ingest import app_cache, partition_days
+from monitoring_core.errors.envelope import EnvelopeError, EnvelopeItem
 from monitoring_core.ingest.copy import copy_rows
 from monitoring_core.ingest.metrics import SeriesCache
 from monitoring_core.ingest.performance import TIMING_COLUMNS
@@ -211,9 +213,20 @@ for _signal in Signal:
 
 
 async def store_sentry_transactions(
-    request: Request, events: list[dict[str, Any]], project_id: str
+    request: Request, items: Iterable[EnvelopeItem], project_id: str
 ) -> int:
-    """Spans and API timings from Sentry `transaction` payloads; returns spans stored."""
+    """Spans and API timings from an envelope's `transaction` items (the Sentry envelope route
+    calls this); an unreadable item is counted as rejected. Returns the spans stored."""
+    events: list[dict[str, Any]] = []
+    unreadable = 0
+    for item in items:
+        if item.type == "transaction":
+            try:
+                events.append(item.json())
+            except EnvelopeError:
+                unreadable += 1
+    if unreadable:
+        request.app.state.stats.count_items("sentry_spans", rejected=unreadable)
     if not events:
         return 0
 
