@@ -18,8 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from jobs import compaction
-from jobs import alerting, builtin, errors, incidents, watch
+from jobs import alerting, builtin, compaction, errors, incidents, watch
 from jobs import collectors as collector_jobs
 from jobs.business import business_rollup
 
