@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from jobs import alerting, builtin, compaction, errors, incidents, watch
+from jobs import alerting, builtin, compaction, errors, external_alerts, incidents, watch
 from jobs import collectors as collector_jobs
 from jobs.business import business_rollup
 
@@ -110,6 +110,12 @@ JOBS: list[Job] = [
         description="ping MONITORING_HEARTBEAT_URL (url/fail while a job keeps failing)",
     ),
     Job("job_watch", watch.watch_jobs, 60, description="self-alert on a job that keeps failing"),
+    Job(
+        "external_alerts",
+        external_alerts.expire_external_alerts,
+        15,
+        description="resolve Prometheus/Grafana alerts not re-sent by their endsAt",
+    ),
 ]
 
 

@@ -31,7 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("db-url", help="print the SQLAlchemy URL in use")
     _user_commands(sub.add_parser("user").add_subparsers(dest="action", required=True))
     _key_commands(sub.add_parser("apikey").add_subparsers(dest="action", required=True))
+    _config_commands(sub.add_parser("config").add_subparsers(dest="action", required=True))
     return parser
+
+
+def _config_commands(config: Any) -> None:
+    export = config.add_parser("export", help="write the configuration as YAML (secrets as ${ENV})")
+    export.add_argument("file", nargs="?", help="the file to write (default: standard output)")
+    apply = config.add_parser("apply", help="apply a configuration file (validated first)")
+    apply.add_argument("file")
+    apply.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
 
 
 def _user_commands(user: Any) -> None:
@@ -132,7 +141,49 @@ def _run(args: argparse.Namespace, engine: Engine, now: datetime) -> int:
         except AccountNotFound as exc:
             raise ValueError(f"no {exc}") from None
         return 0
+    if args.command == "config":
+        return _config_command(args, engine, now)
     raise AssertionError(args.command)
+
+
+def _config_command(args: argparse.Namespace, engine: Engine, now: datetime) -> int:
+    import os
+    from pathlib import Path
+
+    from monitoring_core.audit import system_actor
+    from monitoring_core.config_io import ConfigInvalid, apply_config, export_config
+
+    if args.action == "export":
+        with engine.connect() as conn:
+            text, needed = export_config(conn, now=now)
+        if args.file:
+            Path(args.file).write_text(text)
+        else:
+            sys.stdout.write(text)
+        if needed:
+            print("secrets are read on apply from: " + ", ".join(needed), file=sys.stderr)
+        return 0
+    text = Path(args.file).read_text()
+    try:
+        with engine.begin() as conn:
+            changes = apply_config(
+                conn,
+                text,
+                env=os.environ,
+                actor=system_actor(_CLI_ACTOR),
+                now=now,
+                dry_run=args.dry_run,
+            )
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            where = problem.where or "file"
+            print(f"{args.file}:{problem.line or '?'}: {where}: {problem.message}", file=sys.stderr)
+        return 1
+    for change in changes:
+        print(change)
+    done = "would change" if args.dry_run else "changed"
+    print(f"{len(changes)} item(s) {done}" if changes else "no changes")
+    return 0
 
 
 _CLI_ACTOR = "cli"  # audited as system:cli: whoever runs the CLI has the database itself

@@ -664,12 +664,20 @@ alert_instances = Table(
     _ts("last_notified_at"),
     Column("incident_id", BigInteger, ForeignKey("incidents.id")),
     _ts("no_data_since"),  # when the data stopped (set on entering no_data)
+    # Alerts received from Prometheus/Grafana (rule type `external`): resolved when not
+    # re-sent by this time (flows/external_alerts).
+    _ts("external_ends_at"),
     UniqueConstraint("alert_configuration_id", "alert_key"),
 )
 Index(
     "ix_alert_instances_active",
     alert_instances.c.status,
     postgresql_where=alert_instances.c.status.in_(["pending", "firing", "acknowledged"]),
+)
+Index(
+    "ix_alert_instances_external_ends_at",
+    alert_instances.c.external_ends_at,
+    postgresql_where=alert_instances.c.external_ends_at.isnot(None),
 )
 
 alert_events = Table(

@@ -61,6 +61,8 @@ ORDER = [
     "flows",
     # entry points inside the library
     "demo",
+    "config_io",
+    "backup",
     "api",
     "__main__",
 ]

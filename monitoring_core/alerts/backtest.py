@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.engine import AlertState, Decision, Point, check_condition, evaluate
-from monitoring_core.alerts.rules import Rule, rule_from_row
+from monitoring_core.alerts.rules import Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.store import RuleNotFound, get_rule
 
 __all__ = ["MAX_STEPS", "backtest"]
@@ -117,6 +117,9 @@ def backtest(
 
     A composite rule replays its children (read from the database by id) and combines them
     step by step; its series is the number of children holding."""
+    if rule.condition.type == "external":
+        message = "an external rule's alerts come from Prometheus or Grafana: no history to replay"
+        raise RuleInvalid([{"field": "condition_config.type", "message": message}])
     step = _step(start, end)
     steps = [start + i * step for i in range(int((end - start) / step) + 1)]
     events: list[dict[str, Any]] = []

@@ -28,7 +28,17 @@ __all__ = [
     "rule_from_row",
 ]
 
-RULE_TYPES = ("threshold", "anomaly", "absence", "pattern", "rate_of_change", "composite")
+# `external`: alerts received from Prometheus, Grafana or an Alertmanager webhook; the receiver
+# (flows/external_alerts) drives their instances, the evaluation cycle skips them.
+RULE_TYPES = (
+    "threshold",
+    "anomaly",
+    "absence",
+    "pattern",
+    "rate_of_change",
+    "composite",
+    "external",
+)
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "p50", "p95", "p99")
 OPERATORS = {
     "greater_than": lambda a, b: a > b,

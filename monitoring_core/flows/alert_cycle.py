@@ -185,7 +185,8 @@ def _evaluate_all(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: 
     started = time.perf_counter()
     report = EvalReport()
     rows = {int(r["id"]): r for r in list_rules(conn, enabled_only=True)}
-    rules = _parse(list(rows.values()), report)
+    # External rules' instances are driven by what Prometheus/Grafana send (external_alerts).
+    rules = [r for r in _parse(list(rows.values()), report) if r.condition.type != "external"]
     report.rules = len(rules)
     cycle = Cycle(conn, now, tz, public_url, rows, list_silences(conn, now=now), report)
     cycle.running_since = running_since(conn, now)

@@ -1,0 +1,201 @@
+"""`config export` and `config apply`: the diff between file and database, written in one go.
+
+Apply creates and updates; it never deletes what the file leaves out (an item missing from a
+hand-edited file should not silently delete a rule and its history). Every changed item is
+one audit row (`config.apply`, the item, the fields that changed: never their values).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from monitoring_core.audit import record_audit
+from monitoring_core.config_io.document import read_document
+from monitoring_core.config_io.spec import SECTIONS
+from monitoring_core.config_io.state import State, current_state, export_document, to_yaml
+from monitoring_core.health.store import create_check, update_check
+from monitoring_core.schema import (
+    alert_rules,
+    escalation_policies,
+    health_checks,
+    notification_channels,
+    runbooks,
+    settings,
+    silences,
+    sql_collectors,
+)
+
+__all__ = ["Change", "apply_config", "diff_states", "export_config"]
+
+_ORDER = ("settings", *(s.name for s in SECTIONS))
+
+
+@dataclass(frozen=True)
+class Change:
+    section: str
+    key: str
+    kind: str  # create | update
+    fields: tuple[str, ...]
+
+    def __str__(self) -> str:
+        sign = "+" if self.kind == "create" else "~"
+        shown = self.key if self.section != "silences" else "(silence)"
+        fields = f": {', '.join(self.fields)}" if self.kind == "update" else ""
+        return f"{sign} {self.section} {shown!r}{fields}"
+
+
+def export_config(conn: Connection, *, now: datetime) -> tuple[str, list[str]]:
+    """The YAML text of the configuration and the environment variables its secrets need."""
+    doc, needed = export_document(current_state(conn, now=now))
+    return to_yaml(doc), needed
+
+
+def diff_states(current: State, desired: State) -> list[Change]:
+    """What applying `desired` changes, in apply order; secrets only by field name."""
+    changes = []
+    for section in _ORDER:
+        for key, item in desired[section].items():
+            if section == "settings":
+                if key not in current["settings"]:
+                    changes.append(Change(section, key, "create", ()))
+                elif current["settings"][key] != item:
+                    changes.append(Change(section, key, "update", ("value",)))
+                continue
+            old = current[section].get(key)
+            if old is None:
+                changes.append(Change(section, key, "create", ()))
+            elif fields := tuple(f for f in item if old.get(f) != item[f]):
+                changes.append(Change(section, key, "update", fields))
+    return changes
+
+
+def apply_config(
+    conn: Connection,
+    text: str,
+    *,
+    env: Mapping[str, str],
+    actor: str,
+    now: datetime,
+    dry_run: bool = False,
+) -> list[Change]:
+    """Validate the whole file, then write its changes in the caller's transaction.
+
+    ConfigInvalid (every problem with its line) before any write; nothing written on a dry run.
+    """
+    current = current_state(conn, now=now)
+    desired = read_document(text, env=env, known=current)
+    changes = diff_states(current, desired)
+    if dry_run or not changes:
+        return changes
+    _Writer(conn, desired).write(changes)
+    for change in changes:
+        record_audit(
+            conn,
+            actor=actor,
+            action="config.apply",
+            target=f"{change.section}:{change.key}"[:500],
+            details={"change": change.kind, "fields": list(change.fields)},
+            now=now,
+        )
+    return changes
+
+
+class _Writer:
+    """Rows for the changed items, references resolved to ids as the items appear."""
+
+    def __init__(self, conn: Connection, desired: State) -> None:
+        self.conn, self.desired = conn, desired
+
+    def _ids(self, table: Any, column: str) -> dict[str, int]:
+        rows = self.conn.execute(select(table.c[column], table.c.id))
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def _upsert(self, table: Any, column: str, key: str, values: dict[str, Any]) -> None:
+        found = self.conn.execute(select(table.c.id).where(table.c[column] == key)).scalar()
+        if found is None:
+            self.conn.execute(insert(table).values(**values))
+        else:
+            self.conn.execute(update(table).where(table.c.id == found).values(**values))
+
+    def write(self, changes: list[Change]) -> None:
+        by_section: dict[str, list[Change]] = {}
+        for change in changes:
+            by_section.setdefault(change.section, []).append(change)
+        for section in _ORDER:
+            for change in by_section.get(section, []):
+                getattr(self, f"_{section}")(
+                    change.key, copy.deepcopy(self.desired[section][change.key])
+                )
+        for change in by_section.get("alert_rules", []):  # runbooks exist now
+            runbook = self.desired["alert_rules"][change.key]["runbook"]
+            runbook_id = None if runbook is None else self._ids(runbooks, "title")[runbook]
+            self.conn.execute(
+                update(alert_rules)
+                .where(alert_rules.c.alert_name == change.key)
+                .values(runbook_id=runbook_id)
+            )
+
+    def _settings(self, key: str, value: Any) -> None:
+        stmt = pg_insert(settings).values(key=key, value=value, updated_by="config")
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["key"], set_={"value": value, "updated_by": "config"}
+            )
+        )
+
+    def _channels(self, key: str, item: dict[str, Any]) -> None:
+        self._upsert(notification_channels, "name", key, item)
+
+    def _escalation_policies(self, key: str, item: dict[str, Any]) -> None:
+        ids = self._ids(notification_channels, "name")
+        for step in item["steps"]:
+            step["channels"] = [ids[name] for name in step.get("channels", [])]
+        self._upsert(escalation_policies, "name", key, item)
+
+    def _health_checks(self, key: str, item: dict[str, Any]) -> None:
+        found = self._ids(health_checks, "check_name").get(key)
+        if found is None:
+            create_check(self.conn, item)
+        else:
+            update_check(self.conn, found, item)
+
+    def _collectors(self, key: str, item: dict[str, Any]) -> None:
+        self._upsert(sql_collectors, "name", key, item)
+
+    def _alert_rules(self, key: str, item: dict[str, Any]) -> None:
+        channels = self._ids(notification_channels, "name")
+        policy = item.pop("escalation_policy")
+        item.pop("runbook")  # set once the runbooks are written (write())
+        item["notification_channels"] = [channels[n] for n in item["notification_channels"]]
+        item["escalation_policy_id"] = (
+            None if policy is None else self._ids(escalation_policies, "name")[policy]
+        )
+        found = self._ids(alert_rules, "alert_name").get(key)
+        if found is None:
+            self.conn.execute(insert(alert_rules).values(**item, created_by="config"))
+        else:  # a changed rule waits for data again, as after an edit in the UI
+            stmt = update(alert_rules).where(alert_rules.c.id == found)
+            self.conn.execute(stmt.values(**item, data_seen_at=None))
+
+    def _runbooks(self, key: str, item: dict[str, Any]) -> None:
+        rule = item.pop("alert_rule")
+        item["alert_rule_id"] = None if rule is None else self._ids(alert_rules, "alert_name")[rule]
+        channels, checks = self._ids(notification_channels, "name"), None
+        for step in item["steps"]:
+            config = step["config"]
+            if "channels" in config:
+                config["channels"] = [channels[n] for n in config["channels"]]
+            if "check" in config:
+                checks = checks or self._ids(health_checks, "check_name")
+                config["check_id"] = checks[config.pop("check")]
+        self._upsert(runbooks, "title", key, item)
+
+    def _silences(self, key: str, item: dict[str, Any]) -> None:
+        self.conn.execute(insert(silences).values(**item, created_by="config"))

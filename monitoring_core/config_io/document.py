@@ -1,0 +1,338 @@
+"""Reading a configuration file: YAML with line numbers, every problem found before any write.
+
+`read_document(text, env, known)` returns the desired state (secrets resolved from `env`) or
+raises ConfigInvalid listing every problem with the line it is on. Items are checked by the
+same validators the API uses (health checks, collectors, runbook steps, rule conditions,
+silences, Apprise URLs); references by name must name an item of the file or of the database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from monitoring_core.alerts.rules import RuleInvalid, parse_condition
+from monitoring_core.alerts.silences import validate_silence
+from monitoring_core.collectors.store import validate_collector
+from monitoring_core.config_io.spec import (
+    FORMAT_VERSION,
+    REQUIRED,
+    SECTIONS,
+    UNMANAGED_SETTINGS,
+    Section,
+    env_reference,
+)
+from monitoring_core.config_io.state import State, silence_key
+from monitoring_core.enums import Severity
+from monitoring_core.health.validate import validate_check
+from monitoring_core.incidents.runbooks import validate_steps
+from monitoring_core.incidents.service import IncidentInvalid
+from monitoring_core.ingest.validate import InvalidItems
+from monitoring_core.notify.channels import validate_url
+from monitoring_core.policies.steps import parse_steps
+
+__all__ = ["ConfigInvalid", "Problem", "read_document"]
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int | None
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line or '?'}: {self.where or 'file'}: {self.message}"
+
+
+class ConfigInvalid(ValueError):
+    """The file cannot be applied; `problems` lists every one, each with its line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _where(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_map(node: yaml.Node, path: Path, out: dict[Path, int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                _line_map(value, (*path, key.value), out)
+                out[(*path, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            _line_map(value, (*path, i), out)
+
+
+class _Reader:
+    def __init__(self, lines: dict[Path, int], env: Mapping[str, str]) -> None:
+        self.lines, self.env = lines, env
+        self.problems: list[Problem] = []
+
+    def fail(self, path: Path, message: str) -> None:
+        at = path
+        while at and at not in self.lines:
+            at = at[:-1]
+        self.problems.append(Problem(self.lines.get(at), _where(path), message))
+
+    def fail_field(self, path: Path, field: str, message: str) -> None:
+        """A validator's `a.b[2].c` field name, placed under `path`."""
+        parts = [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", field)]
+        self.fail((*path, *parts), message)
+
+    def resolve(self, value: Any, path: Path) -> Any:
+        """`${NAME}` strings replaced by the environment's value, anywhere in `value`."""
+        if isinstance(value, dict):
+            return {k: self.resolve(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v, (*path, i)) for i, v in enumerate(value)]
+        if (name := env_reference(value)) is not None:
+            if name not in self.env:
+                self.fail(path, f"environment variable {name} is not set")
+                return value
+            return self.env[name]
+        return value
+
+
+def _typed(kind: str, value: Any) -> tuple[bool, Any]:
+    """(fits, normalized value) for a field of `kind`."""
+    if kind == "time":
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return False, value
+        ok = isinstance(value, datetime) and value.utcoffset() is not None
+        return ok, value.astimezone(UTC) if ok else value
+    if kind == "num" and isinstance(value, int | float) and not isinstance(value, bool):
+        return True, float(value)
+    checks: dict[str, Callable[[Any], bool]] = {
+        "str": lambda v: isinstance(v, str) and bool(v.strip()),
+        "string": lambda v: isinstance(v, str),
+        "text": lambda v: v is None or isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "list": lambda v: isinstance(v, list),
+        "dict": lambda v: isinstance(v, dict),
+        "json": lambda v: v is None or isinstance(v, dict | list),
+        "ref": lambda v: v is None or (isinstance(v, str) and bool(v)),
+        "refs": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    }
+    return checks.get(kind, lambda v: False)(value), value
+
+
+_KIND_TEXT = {
+    "str": "a non-empty string",
+    "string": "a string",
+    "text": "a string or null",
+    "bool": "true or false",
+    "int": "a whole number",
+    "num": "a number",
+    "list": "a list",
+    "dict": "a mapping",
+    "json": "a mapping, a list or null",
+    "ref": "a name or null",
+    "refs": "a list of names",
+    "time": "a date-time with its UTC offset, e.g. 2026-06-01T02:00:00+00:00",
+}
+
+
+def _item(reader: _Reader, section: Section, raw: Any, path: Path) -> dict[str, Any] | None:
+    if not isinstance(raw, dict):
+        reader.fail(path, "each item must be a mapping")
+        return None
+    allowed = {f.name for f in section.fields}
+    for unknown in sorted(set(map(str, raw)) - allowed):
+        reader.fail((*path, unknown), f"unknown field; allowed: {', '.join(sorted(allowed))}")
+    item: dict[str, Any] = {}
+    for field in section.fields:
+        if field.name not in raw and field.default is REQUIRED:
+            reader.fail(path, f"{field.name} is required")
+            continue
+        value = reader.resolve(raw.get(field.name, field.default), (*path, field.name))
+        ok, value = _typed(field.kind, value)
+        if not ok:
+            reader.fail((*path, field.name), f"must be {_KIND_TEXT[field.kind]}")
+        item[field.name] = value
+    return item
+
+
+def _parse(text: str) -> tuple[Any, dict[Path, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigInvalid([Problem(line, "", f"not valid YAML: {exc}")]) from None
+    lines: dict[Path, int] = {}
+    if node is not None:
+        _line_map(node, (), lines)
+    return data, lines
+
+
+def read_document(text: str, *, env: Mapping[str, str], known: State) -> State:
+    """The desired state the file describes (ConfigInvalid lists every problem).
+
+    `known` is the database's current state: names the file refers to may be there instead.
+    """
+    data, lines = _parse(text)
+    reader = _Reader(lines, env)
+    if not isinstance(data, dict):
+        raise ConfigInvalid([Problem(1, "", "the file must be a mapping with `version: 1`")])
+    if data.get("version") != FORMAT_VERSION:
+        reader.fail(("version",), f"version must be {FORMAT_VERSION} (the only format so far)")
+    names = {s.name for s in SECTIONS} | {"version", "settings"}
+    for unknown in sorted(set(map(str, data)) - names):
+        reader.fail((unknown,), f"unknown section; known: {', '.join(sorted(names))}")
+    desired: State = {"settings": _settings(reader, data.get("settings"))}
+    paths: dict[tuple[str, str], Path] = {}
+    for section in SECTIONS:
+        raw_items = data.get(section.name) or []
+        if not isinstance(raw_items, list):
+            reader.fail((section.name,), "must be a list of items")
+            raw_items = []
+        desired[section.name] = {}
+        for i, raw in enumerate(raw_items):
+            path: Path = (section.name, i)
+            item = _item(reader, section, raw, path)
+            if item is None:
+                continue
+            key = silence_key(item) if section.name == "silences" else str(item[section.key])
+            if key in desired[section.name]:
+                reader.fail((*path, section.key), f"{section.key} {key!r} appears twice")
+            desired[section.name][key] = item
+            paths[(section.name, key)] = path
+    if not reader.problems:
+        _Checks(reader, desired, known, paths).run()
+    if reader.problems:
+        raise ConfigInvalid(reader.problems)
+    return desired
+
+
+def _settings(reader: _Reader, raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        reader.fail(("settings",), "must be a mapping of setting name to value")
+        return {}
+    for key in raw:
+        if str(key) in UNMANAGED_SETTINGS:
+            reader.fail(("settings", key), "is an installation secret, not configuration")
+    return {str(k): reader.resolve(v, ("settings", k)) for k, v in raw.items()}
+
+
+class _Checks:
+    """The domain validators and the references, item by item."""
+
+    def __init__(
+        self, reader: _Reader, desired: State, known: State, paths: dict[tuple[str, str], Path]
+    ) -> None:
+        self.reader, self.desired, self.known, self.paths = reader, desired, known, paths
+
+    def run(self) -> None:
+        for section in SECTIONS:
+            check = getattr(self, f"_{section.name}")
+            for key, item in self.desired[section.name].items():
+                check(item, self.paths[(section.name, key)])
+
+    def _ref(self, section: str, name: Any, path: Path) -> None:
+        if name is not None and name not in self.desired[section] | self.known[section]:
+            self.reader.fail(path, f"no {section.rstrip('s').replace('_', ' ')} named {name!r}")
+
+    def _channels(self, item: dict[str, Any], path: Path) -> None:
+        if not validate_url(item["url"]):
+            self.reader.fail((*path, "url"), "is not an Apprise URL Apprise can use")
+        if item["rate_limit_per_minute"] < 1:
+            self.reader.fail((*path, "rate_limit_per_minute"), "must be at least 1")
+        if not all(isinstance(t, str) for t in item["tags"]):
+            self.reader.fail((*path, "tags"), "must be a list of strings")
+
+    def _escalation_policies(self, item: dict[str, Any], path: Path) -> None:
+        numbered = []
+        for i, step in enumerate(item["steps"]):
+            chans = step.get("channels", []) if isinstance(step, dict) else []
+            if not isinstance(chans, list) or not all(isinstance(c, str) for c in chans):
+                self.reader.fail((*path, "steps", i, "channels"), "must be a list of channel names")
+                return
+            for j, name in enumerate(chans):
+                self._ref("channels", name, (*path, "steps", i, "channels", j))
+            numbered.append({**step, "channels": list(range(len(chans)))})
+        try:
+            parse_steps(numbered)
+        except ValueError as exc:
+            self.reader.fail((*path, "steps"), str(exc))
+
+    def _health_checks(self, item: dict[str, Any], path: Path) -> None:
+        try:
+            validate_check(dict(item))
+        except InvalidItems as exc:
+            for error in exc.errors:
+                self.reader.fail_field(path, error.field, error.message)
+
+    def _collectors(self, item: dict[str, Any], path: Path) -> None:
+        try:
+            validate_collector(dict(item))
+        except InvalidItems as exc:
+            for error in exc.errors:
+                self.reader.fail_field(path, error.field, error.message)
+
+    def _alert_rules(self, item: dict[str, Any], path: Path) -> None:
+        if item["severity_level"] not in set(Severity):
+            self.reader.fail((*path, "severity_level"), f"must be one of {', '.join(Severity)}")
+        if item["repeat_interval_minutes"] < 1:
+            self.reader.fail((*path, "repeat_interval_minutes"), "must be at least 1")
+        try:
+            condition = parse_condition(item["condition_config"])
+            item["metric_name"] = item["metric_name"] or condition.metric
+        except RuleInvalid as exc:
+            for p in exc.problems:
+                self.reader.fail_field(path, p["field"], p["message"])
+        for j, name in enumerate(item["notification_channels"]):
+            self._ref("channels", name, (*path, "notification_channels", j))
+        self._ref("escalation_policies", item["escalation_policy"], (*path, "escalation_policy"))
+        self._ref("runbooks", item["runbook"], (*path, "runbook"))
+
+    def _runbooks(self, item: dict[str, Any], path: Path) -> None:
+        self._ref("alert_rules", item["alert_rule"], (*path, "alert_rule"))
+        numbered = []
+        for i, step in enumerate(item["steps"] if isinstance(item["steps"], list) else []):
+            config = dict(step.get("config") or {}) if isinstance(step, dict) else {}
+            for j, name in enumerate(config.get("channels") or []):
+                self._ref("channels", name, (*path, "steps", i, "config", "channels", j))
+            if "channels" in config and isinstance(config["channels"], list):
+                config["channels"] = list(range(len(config["channels"])))
+            if "check" in config:
+                self._ref("health_checks", config["check"], (*path, "steps", i, "config", "check"))
+                config["check_id"] = 0
+            numbered.append({**step, "config": config} if isinstance(step, dict) else step)
+        try:
+            steps = validate_steps(numbered)
+        except IncidentInvalid as exc:
+            for p in exc.problems:
+                self.reader.fail_field(path, p["field"], p["message"])
+            return
+        for step, original in zip(steps, item["steps"], strict=True):  # names back in
+            step["config"] = dict(original.get("config") or {})
+        item["steps"] = steps
+
+    def _silences(self, item: dict[str, Any], path: Path) -> None:
+        problems = validate_silence(
+            item["matchers"], item["starts_at"], item["ends_at"], item["recurrence"]
+        )
+        for p in problems:
+            self.reader.fail((*path, p["field"]), p["message"])

@@ -1,0 +1,192 @@
+"""The configuration in the database as a document: sections of items keyed by name.
+
+`current_state` holds secrets in clear (it is what an apply compares against, never printed);
+`export_document` replaces them with `${ENV}` references and is what `config export` writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from sqlalchemy import Connection, select
+
+from monitoring_core.config_io.spec import (
+    FORMAT_VERSION,
+    SECTIONS,
+    UNMANAGED_SETTINGS,
+    env_name,
+    secret_paths,
+)
+from monitoring_core.schema import (
+    alert_rules,
+    escalation_policies,
+    health_checks,
+    notification_channels,
+    runbooks,
+    settings,
+    silences,
+    sql_collectors,
+)
+
+__all__ = ["State", "current_state", "export_document", "silence_key", "to_yaml"]
+
+State = dict[str, dict[str, dict[str, Any]]]  # section -> key -> item (plus "settings")
+
+
+class _Names:
+    """id -> name of the items other items refer to."""
+
+    def __init__(self, conn: Connection) -> None:
+        def names(table: Any, column: str) -> dict[int, str]:
+            rows = conn.execute(select(table.c.id, table.c[column]))
+            return {int(r[0]): str(r[1]) for r in rows}
+
+        self.channels = names(notification_channels, "name")
+        self.policies = names(escalation_policies, "name")
+        self.checks = names(health_checks, "check_name")
+        self.rules = names(alert_rules, "alert_name")
+        self.runbooks = names(runbooks, "title")
+
+    @staticmethod
+    def of(mapping: dict[int, str], ref: Any) -> str | None:
+        return None if ref is None else mapping.get(int(ref), f"#{ref}")
+
+
+def silence_key(item: Mapping[str, Any]) -> str:
+    """A silence's identity: all of it (silences have no name)."""
+    return json.dumps(
+        {k: item.get(k) for k in ("matchers", "starts_at", "ends_at", "recurrence", "reason")},
+        sort_keys=True,
+        default=lambda v: v.astimezone(UTC).isoformat() if isinstance(v, datetime) else str(v),
+    )
+
+
+def _unique(section: str, rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row[key] in out:
+            raise ValueError(
+                f"two {section} are named {row[key]!r}: rename one before exporting "
+                "(the file names items, it does not number them)"
+            )
+        out[row[key]] = row
+    return out
+
+
+def _rows(conn: Connection, table: Any, order: Any) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(select(table).order_by(order))]
+
+
+def _pick(row: Mapping[str, Any], section: str) -> dict[str, Any]:
+    spec = next(s for s in SECTIONS if s.name == section)
+    return {f.name: row.get(f.name) for f in spec.fields}
+
+
+def _policy_steps(steps: Any, names: _Names) -> list[Any]:
+    out = []
+    for step in steps or []:
+        step = dict(step)
+        step["channels"] = [_Names.of(names.channels, c) for c in step.get("channels", [])]
+        out.append(step)
+    return out
+
+
+def _runbook_steps(steps: Any, names: _Names) -> list[Any]:
+    out = []
+    for step in steps or []:
+        step = copy.deepcopy(dict(step))
+        config = step.get("config") or {}
+        if "channels" in config:
+            config["channels"] = [_Names.of(names.channels, c) for c in config["channels"]]
+        if "check_id" in config:
+            config["check"] = _Names.of(names.checks, config.pop("check_id"))
+        step["config"] = config
+        out.append(step)
+    return out
+
+
+def current_state(conn: Connection, *, now: datetime) -> State:
+    """Everything `config export` covers, secrets in clear; silences still running at `now`."""
+    names = _Names(conn)
+    state: State = {}
+    chans = _rows(conn, notification_channels, notification_channels.c.name)
+    state["channels"] = {r["name"]: _pick(r, "channels") for r in chans}
+    state["escalation_policies"] = {}
+    for r in _rows(conn, escalation_policies, escalation_policies.c.name):
+        item = _pick(r, "escalation_policies")
+        item["steps"] = _policy_steps(r["steps"], names)
+        state["escalation_policies"][r["name"]] = item
+    checks = _rows(conn, health_checks, health_checks.c.check_name)
+    state["health_checks"] = {r["check_name"]: _pick(r, "health_checks") for r in checks}
+    colls = _rows(conn, sql_collectors, sql_collectors.c.name)
+    state["collectors"] = {r["name"]: _pick(r, "collectors") for r in colls}
+    state["alert_rules"] = {}
+    rules = _unique("alert_rules", _rows(conn, alert_rules, alert_rules.c.id), "alert_name")
+    for name, r in rules.items():
+        item = _pick(r, "alert_rules")
+        item["notification_channels"] = [
+            _Names.of(names.channels, c) for c in r["notification_channels"] or []
+        ]
+        item["escalation_policy"] = _Names.of(names.policies, r["escalation_policy_id"])
+        item["runbook"] = _Names.of(names.runbooks, r["runbook_id"])
+        state["alert_rules"][name] = item
+    state["runbooks"] = {}
+    for title, r in _unique("runbooks", _rows(conn, runbooks, runbooks.c.id), "title").items():
+        item = _pick(r, "runbooks")
+        item["alert_rule"] = _Names.of(names.rules, r["alert_rule_id"])
+        item["steps"] = _runbook_steps(r["steps"], names)
+        state["runbooks"][title] = item
+    live = conn.execute(select(silences).where(silences.c.ends_at > now).order_by(silences.c.id))
+    state["silences"] = {}
+    for silence in live:
+        item = _pick(dict(silence._mapping), "silences")
+        state["silences"][silence_key(item)] = item
+    state["settings"] = {
+        r.key: r.value
+        for r in conn.execute(select(settings.c.key, settings.c.value).order_by(settings.c.key))
+        if r.key not in UNMANAGED_SETTINGS
+    }
+    return state
+
+
+def _set_path(item: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    target = item
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+
+
+def export_document(state: State) -> tuple[dict[str, Any], list[str]]:
+    """The file's content with secrets as `${ENV}` references, and those variables' names."""
+    state = copy.deepcopy(state)
+    needed: list[str] = []
+    doc: dict[str, Any] = {"version": FORMAT_VERSION, "settings": state["settings"]}
+    for section in SECTIONS:
+        items = []
+        for key in sorted(state[section.name]):
+            item = state[section.name][key]
+            for path in list(secret_paths(section.name, item)):
+                variable = env_name(section.name, key, path)
+                _set_path(item, path, "${" + variable + "}")
+                needed.append(variable)
+            if section.name == "silences":
+                for field in ("starts_at", "ends_at"):
+                    item[field] = item[field].astimezone(UTC).isoformat()
+            items.append(item)
+        doc[section.name] = items
+    return doc, needed
+
+
+def to_yaml(doc: Mapping[str, Any]) -> str:
+    """Stable YAML text: the same configuration always gives the same file."""
+    header = (
+        "# monitoring configuration (python -m monitoring_core config export)\n"
+        "# Secrets are ${ENV} references: set those variables before `config apply`.\n"
+    )
+    body = yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True, width=100)
+    return header + body
