@@ -9,20 +9,25 @@ encoding; 429 (rate limit) and 503 (database) with `Retry-After`, which senders 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from monitoring_core.api.body import parse_json, read_body
 from monitoring_core.api.deps import require_ingest
 from monitoring_core.api.routes_ingest import app_cache, partition_days
+from monitoring_core.flows.external_alerts import receive_alerts
 from monitoring_core.ingest.metrics import (
     SeriesCache,
     SeriesKey,
     SeriesLimitExceeded,
     write_metrics,
 )
+from monitoring_core.ingest.validate import InvalidItems
+from monitoring_core.prometheus.alertmanager import parse_alerts
 from monitoring_core.prometheus.catalog import record_catalog
 from monitoring_core.prometheus.remote_write import (
     CatalogEntry,
@@ -133,6 +138,35 @@ async def remote_write(request: Request) -> Response:
         )
         return PlainTextResponse(text, status_code=400)
     return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- Alertmanager
+def _receive(app: FastAPI, payload: Any) -> dict[str, int]:
+    now = datetime.now(UTC)
+    settings = app.state.settings
+    alerts = parse_alerts(payload, now=now)
+    with app.state.engine.begin() as conn:
+        report = receive_alerts(
+            conn, alerts, now=now, tz=settings.tz, public_url=settings.public_url
+        )
+    return report.as_dict()
+
+
+@write.post(
+    "/api/v2/alerts",
+    summary="Alerts from Prometheus or Grafana (Alertmanager API v2), or an Alertmanager webhook",
+)
+async def post_alerts(request: Request) -> JSONResponse:
+    """`[{labels, annotations, startsAt, endsAt, generatorURL}]` or `{alerts: [...]}`."""
+    body = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+    payload = parse_json(body)
+    try:
+        report = await run_in_threadpool(_receive, request.app, payload)
+    except InvalidItems:
+        request.app.state.stats.count_items("alertmanager", rejected=1)
+        raise
+    request.app.state.stats.count_items("alertmanager", accepted=report["received"])
+    return JSONResponse(report, status_code=200)
 
 
 router.include_router(write)
