@@ -46,6 +46,7 @@ ORDER = [
     "ingest",
     "policies",
     "notify",
+    "oncall",
     # domains
     "prometheus",
     "collectors",

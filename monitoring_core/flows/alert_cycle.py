@@ -35,12 +35,14 @@ from monitoring_core.incidents.rules import severity_for_alert
 from monitoring_core.incidents.store import add_timeline_entry, open_incident
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import render_alert
+from monitoring_core.oncall.routing import route_channels
 from monitoring_core.schema import (
     alert_instances,
     incidents,
     notification_channels,
     worker_heartbeats,
 )
+from monitoring_core.sharding import claim
 
 __all__ = [
     "Cycle",
@@ -109,14 +111,56 @@ def running_since(conn: Connection, now: datetime) -> datetime | None:
 
 
 def run_evaluation(
-    engine: Engine, now: datetime, *, tz: ZoneInfo | None = None, public_url: str | None = None
+    engine: Engine,
+    now: datetime,
+    *,
+    tz: ZoneInfo | None = None,
+    public_url: str | None = None,
+    worker_id: str | None = None,
+    interval_s: float = 15.0,
 ) -> EvalReport:
-    """One cycle over all enabled rules in one transaction (the job's entry point)."""
+    """One cycle in one transaction (the job's entry point): every enabled rule, or — given
+    `worker_id` — this worker's share of them, claimed for the cycle (`sharding.claim`)."""
     if tz is None or public_url is None:
         settings = load_settings()
         tz, public_url = tz or settings.tz, public_url or settings.public_url
+    only = None
+    if worker_id is not None:
+        with engine.begin() as conn:  # a short claim of its own, never held while evaluating
+            keys = shard_keys(list_rules(conn, enabled_only=True))
+            only = frozenset(
+                claim(
+                    conn,
+                    kind="alert_rules",
+                    keys=keys,
+                    worker_id=worker_id,
+                    now=now,
+                    interval_s=interval_s,
+                )
+            )
     with engine.begin() as conn:
-        return evaluate_all(conn, now=now, tz=tz, public_url=public_url)
+        return evaluate_all(conn, now=now, tz=tz, public_url=public_url, only=only)
+
+
+def shard_keys(rows: list[dict[str, Any]]) -> dict[int, str]:
+    """Each rule's item key for splitting work across workers: its id, except that a
+    composite rule and its children (which read each other's results within one cycle) share
+    the key of the family's smallest rule id."""
+    parent = {int(r["id"]): int(r["id"]) for r in rows}
+
+    def root(item: int) -> int:
+        while parent[item] != item:
+            item = parent[item]
+        return item
+
+    for row in rows:
+        config = row.get("condition_config") or {}
+        if isinstance(config, dict) and config.get("type") == "composite":
+            for child in config.get("rules") or ():
+                if isinstance(child, int) and child in parent:
+                    a, b = root(int(row["id"])), root(child)
+                    parent[max(a, b)] = min(a, b)
+    return {item: str(root(item)) for item in parent}
 
 
 def _parse(rows: list[dict[str, Any]], report: EvalReport) -> list[Rule]:
@@ -141,6 +185,7 @@ def _fetch_all(cycle: Cycle, rules: list[Rule]) -> dict[Any, series_mod.Grouped]
         raw_span = span if span <= series_mod.RAW_MAX else series_mod.RAW_TAIL
         if key.kind == "minute":
             reader.raw_spans[key.metric] = max(reader.raw_spans.get(key.metric, raw_span), raw_span)
+    reader.want_signals(spans)  # windowed signals: one read per family for every key
     try:
         with cycle.conn.begin_nested():
             reader.prefetch()
@@ -175,16 +220,27 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def evaluate_all(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: str) -> EvalReport:
-    """Evaluate every enabled rule at `now` in the caller's transaction."""
+def evaluate_all(
+    conn: Connection,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    public_url: str,
+    only: frozenset[int] | None = None,
+) -> EvalReport:
+    """Evaluate every enabled rule (or those in `only`) at `now` in the caller's transaction."""
     with _collector_paused():
-        return _evaluate_all(conn, now=now, tz=tz, public_url=public_url)
+        return _evaluate_all(conn, now=now, tz=tz, public_url=public_url, only=only)
 
 
-def _evaluate_all(conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: str) -> EvalReport:
+def _evaluate_all(
+    conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: str, only: frozenset[int] | None
+) -> EvalReport:
     started = time.perf_counter()
     report = EvalReport()
     rows = {int(r["id"]): r for r in list_rules(conn, enabled_only=True)}
+    if only is not None:  # this worker's share (composite families are never split)
+        rows = {rule_id: row for rule_id, row in rows.items() if rule_id in only}
     # External rules' instances are driven by what Prometheus/Grafana send (external_alerts).
     rules = [r for r in _parse(list(rows.values()), report) if r.condition.type != "external"]
     report.rules = len(rules)
@@ -405,6 +461,8 @@ def notify_alert(
         return False
     if channels is None:
         channels = list(cycle.rows[rule.id]["notification_channels"] or [])
+        if not channels:  # a rule naming no channels still reaches someone: the default route
+            channels = route_channels(cycle.conn, alert["severity"], now=cycle.now, tz=cycle.tz)
     message = render_alert(kind, alert, public_url=cycle.public_url, step=step)
     suffix = f":{step}" if step is not None else ""
     cycle.outbox += outbox_rows(

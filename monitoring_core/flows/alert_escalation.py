@@ -1,6 +1,7 @@
 """Alert escalation: unacknowledged firing alerts climb their policy's steps.
 
-The policy is `policies.store.policy_for`'s choice (on a Saturday the wedding-day policy);
+The policy is `policies.store.policy_for`'s choice (on a Saturday the wedding-day policy); a
+step's schedules and people are resolved to contact methods when it is sent (`oncall.routing`);
 the step counter carries over, so switching policy never re-sends a step already sent. Each
 step queues notifications and is written to the alert's history and its incident's timeline.
 """
@@ -20,6 +21,7 @@ from monitoring_core.alerts.store import get_rule, instance_to_api, record_event
 from monitoring_core.audit import system_actor
 from monitoring_core.flows.alert_cycle import Cycle, EvalReport, notify_alert
 from monitoring_core.incidents.store import add_timeline_entry
+from monitoring_core.oncall.routing import recipients
 from monitoring_core.policies.steps import due_steps, parse_steps
 from monitoring_core.policies.store import policy_for, wedding_day_applies, wedding_min_severity
 from monitoring_core.schema import alert_instances, alert_rules
@@ -74,7 +76,7 @@ def escalate_unacknowledged(
                 alert={**alert, "escalation_step": index},
                 rule_row=rule_row,
                 index=index,
-                channels=list(step.channels),
+                channels=recipients(conn, step.targets(), now=now, tz=tz),
                 now=now,
                 tz=tz,
                 public_url=public_url,

@@ -1,4 +1,6 @@
-"""Escalation policy steps `{after_minutes, channels}`, climbed while nobody acknowledges.
+"""Escalation policy steps `{after_minutes, channels, users?, schedules?}`, climbed while nobody
+acknowledges. A step pages channels, people (their contact methods) and schedules (whoever is
+on call when the step is sent; `oncall.routing` resolves them).
 
 Pure decisions shared by alert and incident escalation; `policies.store` reads and writes the
 policies and chooses which one applies (`policy_for`).
@@ -23,6 +25,23 @@ __all__ = [
 class Step:
     after_minutes: float
     channels: tuple[int, ...]
+    users: tuple[int, ...] = ()  # each user's contact methods
+    schedules: tuple[int, ...] = ()  # whoever is on call on the schedule when the step is sent
+
+    def targets(self) -> dict[str, list[int]]:
+        return {
+            "channels": list(self.channels),
+            "users": list(self.users),
+            "schedules": list(self.schedules),
+        }
+
+
+def _ids(item: Mapping[str, Any], key: str, what: str) -> tuple[int, ...]:
+    value = item.get(key, [])
+    ok = isinstance(value, list)
+    if not ok or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        raise ValueError(f"{key} must be a list of {what} ids")
+    return tuple(value)
 
 
 def parse_steps(raw: Any) -> list[Step]:
@@ -32,13 +51,18 @@ def parse_steps(raw: Any) -> list[Step]:
     steps = []
     for item in raw:
         if not isinstance(item, Mapping):
-            raise ValueError("each step must be {after_minutes, channels}")
-        after, channels = item.get("after_minutes"), item.get("channels", [])
+            raise ValueError("each step must be {after_minutes, channels?, users?, schedules?}")
+        after = item.get("after_minutes")
         if isinstance(after, bool) or not isinstance(after, int | float) or after < 0:
             raise ValueError("after_minutes must be a number >= 0")
-        if not isinstance(channels, list) or not all(isinstance(c, int) for c in channels):
-            raise ValueError("channels must be a list of channel ids")
-        steps.append(Step(float(after), tuple(channels)))
+        steps.append(
+            Step(
+                float(after),
+                _ids(item, "channels", "channel"),
+                _ids(item, "users", "user"),
+                _ids(item, "schedules", "schedule"),
+            )
+        )
     return sorted(steps, key=lambda s: s.after_minutes)
 
 

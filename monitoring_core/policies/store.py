@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, insert, select
 
 from monitoring_core.enums import Severity
-from monitoring_core.policies.steps import parse_steps
+from monitoring_core.policies.steps import Step, parse_steps
 from monitoring_core.schema import escalation_policies as ep
-from monitoring_core.schema import settings
+from monitoring_core.schema import oncall_schedules, settings, users
 from monitoring_core.wedding_calendar import is_wedding_day
 
 __all__ = [
@@ -55,14 +55,16 @@ def list_policies(conn: Connection) -> list[dict[str, Any]]:
 
 
 def create_policy(conn: Connection, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Store `{name, steps: [{after_minutes, channels}], repeat?, is_wedding_day?}`."""
+    """Store `{name, steps: [{after_minutes, channels?, users?, schedules?}], repeat?,
+    is_wedding_day?}`."""
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise PolicyInvalid("name", "name is required")
     try:
-        parse_steps(body.get("steps"))
+        steps = parse_steps(body.get("steps"))
     except ValueError as exc:
         raise PolicyInvalid("steps", str(exc)) from None
+    _check_targets(conn, steps)
     if conn.execute(select(ep.c.id).where(ep.c.name == name.strip())).first() is not None:
         raise PolicyInvalid("name", "a policy with this name exists")
     values = {
@@ -72,6 +74,15 @@ def create_policy(conn: Connection, body: Mapping[str, Any]) -> dict[str, Any]:
         "is_wedding_day": bool(body.get("is_wedding_day")),
     }
     return dict(conn.execute(insert(ep).values(**values).returning(*ep.c)).one()._mapping)
+
+
+def _check_targets(conn: Connection, steps: Sequence[Step]) -> None:
+    """PolicyInvalid for a step naming a user or schedule that does not exist."""
+    for field, table in (("users", users), ("schedules", oncall_schedules)):
+        wanted = {i for step in steps for i in getattr(step, field)}
+        found = set(conn.execute(select(table.c.id).where(table.c.id.in_(wanted))).scalars())
+        if missing := wanted - found:
+            raise PolicyInvalid("steps", f"no {field[:-1]} with id {sorted(missing)}")
 
 
 def wedding_day_applies(rule_row: Mapping[str, Any], severity: str, minimum: Severity) -> bool:
