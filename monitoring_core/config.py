@@ -38,6 +38,8 @@ class Settings:
     max_series_per_metric: int = 10_000
     max_query_series: int = 500
     session_idle_minutes: int = 60  # a UI session idle this long is signed out on its next run
+    # a second port the API also listens on, for OTLP/HTTP exporters (4318 by convention); 0: none
+    otlp_port: int = 0
     # a streaming replica for page and read-API queries (monitoring_core.replica); reads fall
     # back to the primary while it is down or lags more than replica_max_lag_s
     database_read_url: str | None = None
@@ -155,6 +157,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_series_per_metric=_int(env, "MONITORING_MAX_SERIES_PER_METRIC", 10_000),
         max_query_series=_int(env, "MONITORING_MAX_QUERY_SERIES", 500),
         session_idle_minutes=_int(env, "MONITORING_SESSION_IDLE_MINUTES", 60),
+        otlp_port=_int(env, "MONITORING_OTLP_PORT", 0, 0),
         database_read_url=_database_url(env, "DATABASE_READ_URL"),
         replica_max_lag_s=_float(env, "MONITORING_REPLICA_MAX_LAG_S", 30.0),
     )

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from monitoring_core.api.app import DB_UNAVAILABLE_ERRORS, create_app
 from monitoring_core.config import Settings, load_settings
 from monitoring_core.db import engine_from_settings
 from monitoring_core.partitions import ensure_partitions
 
-__all__ = ["app_factory", "serve"]
+__all__ = ["app_factory", "listen_sockets", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,43 @@ def app_factory() -> FastAPI:
     return _prepare(load_settings())
 
 
+def listen_sockets(host: str, ports: list[int]) -> list[socket.socket]:
+    """Bound sockets on `host` for each port (as uvicorn binds its own: SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets = []
+    for port in ports:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
+
+
+def _serve_ports(settings: Settings, host: str, ports: list[int], workers: int) -> None:
+    """The API on several ports at once: the API port and the OTLP port (MONITORING_OTLP_PORT)."""
+    sockets = listen_sockets(host, ports)
+    log.info("API listening on %s ports %s", host, ", ".join(map(str, ports)))
+    if workers > 1:
+        config = uvicorn.Config(
+            "monitoring_core.api.server:app_factory",
+            factory=True,
+            host=host,
+            port=ports[0],
+            workers=workers,
+            access_log=False,
+        )
+        Multiprocess(config, sockets=sockets).run()
+        return
+    config = uvicorn.Config(_prepare(settings), host=host, port=ports[0], access_log=False)
+    uvicorn.Server(config).run(sockets=sockets)
+
+
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
     """Run the API until interrupted; several workers are separate processes (import string)."""
+    if settings.otlp_port and settings.otlp_port != port:
+        _serve_ports(settings, host, [port, settings.otlp_port], workers)
+        return
     if workers > 1:
         uvicorn.run(
             "monitoring_core.api.server:app_factory",
