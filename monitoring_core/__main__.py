@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     _user_commands(sub.add_parser("user").add_subparsers(dest="action", required=True))
     _key_commands(sub.add_parser("apikey").add_subparsers(dest="action", required=True))
     _config_commands(sub.add_parser("config").add_subparsers(dest="action", required=True))
+    for name, what in (("backup", "dump the database to FILE"), ("restore", "load FILE")):
+        command = sub.add_parser(name, help=what + " (pg_dump custom format)")
+        command.add_argument("file")
+        command.add_argument("--pg-bin", help="directory of pg_dump/pg_restore to use")
     return parser
 
 
@@ -143,6 +147,8 @@ def _run(args: argparse.Namespace, engine: Engine, now: datetime) -> int:
         return 0
     if args.command == "config":
         return _config_command(args, engine, now)
+    if args.command in ("backup", "restore"):
+        return _backup_command(args, engine)
     raise AssertionError(args.command)
 
 
@@ -183,6 +189,26 @@ def _config_command(args: argparse.Namespace, engine: Engine, now: datetime) -> 
         print(change)
     done = "would change" if args.dry_run else "changed"
     print(f"{len(changes)} item(s) {done}" if changes else "no changes")
+    return 0
+
+
+def _backup_command(args: argparse.Namespace, engine: Engine) -> int:
+    from pathlib import Path
+
+    from monitoring_core.backup import BackupError, backup, restore
+
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()
+    try:
+        if args.command == "backup":
+            done = backup(url, Path(args.file), bin_dir=args.pg_bin)
+            print(f"backup written to {done.path}: {done.bytes:,} bytes in {done.seconds:.1f} s")
+        else:
+            seconds = restore(url, Path(args.file), bin_dir=args.pg_bin)
+            print(f"restored {args.file} in {seconds:.1f} s; run `migrate` if the backup is older")
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
