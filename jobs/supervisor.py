@@ -60,17 +60,21 @@ def _children(settings: Settings) -> dict[str, list[str]]:
 
 
 def first_run_credentials(engine: Engine, settings: Settings) -> str | None:
-    """On an empty users table: the first admin, an ingest key (writes only: for apps, DSNs and
+    """Without an admin (the demo's on-call people cannot sign in): the first admin, whom the
+    default route pages while no route exists, an ingest key (writes only: for apps, DSNs and
     browsers) and a read key (for dashboards and scripts); their text, saved mode 600."""
     from monitoring_core.accounts import create_api_key, create_user
     from monitoring_core.enums import ApiScope, Role
+    from monitoring_core.oncall.store import ensure_default_route
     from monitoring_core.schema import users
 
     with engine.begin() as conn:
-        if conn.execute(select(func.count()).select_from(users)).scalar_one() > 0:
+        admins = select(func.count()).select_from(users).where(users.c.role == Role.ADMIN.value)
+        if conn.execute(admins).scalar_one() > 0:
             return None
         password = secrets.token_urlsafe(12)
-        create_user(conn, username="admin", password=password, role=Role.ADMIN)
+        admin = create_user(conn, username="admin", password=password, role=Role.ADMIN)
+        ensure_default_route(conn, user_id=admin.id)
         key = create_api_key(conn, name="first ingest key", scope=ApiScope.INGEST)
         read_key = create_api_key(conn, name="first read key", scope=ApiScope.READ)
     text = (

@@ -4,6 +4,7 @@ and the audit log, now/next."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,7 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Connection, Engine, insert, select
 
+from jobs.supervisor import first_run_credentials
 from monitoring_core.audit import user_actor
+from monitoring_core.config import load_settings
 from monitoring_core.flows.alert_cycle import run_evaluation
 from monitoring_core.flows.alert_escalation import escalate_unacknowledged
 from monitoring_core.flows.notification_delivery import deliver_due
@@ -213,3 +216,13 @@ def test_it_refuses_a_policy_step_naming_a_missing_schedule(engine: Engine, team
         create_policy(conn, {"name": "P", "steps": [
             {"after_minutes": 0, "schedules": [team["schedule"]]}]})  # fmt: skip
         store.delete_schedule(conn, schedule_id=team["schedule"])
+
+
+def test_it_gives_a_fresh_install_one_route_to_the_first_admin(engine: Engine, tmp_path) -> None:
+    settings = dataclasses.replace(load_settings(), data_dir=tmp_path)
+    assert first_run_credentials(engine, settings) is not None
+    assert first_run_credentials(engine, settings) is None  # once
+    with engine.connect() as conn:
+        (route,) = store.list_routes(conn)
+        admin = conn.execute(select(users.c.id).where(users.c.username == "admin")).scalar_one()
+    assert route["min_severity"] == "info" and route["targets"]["users"] == [admin]

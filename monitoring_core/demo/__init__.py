@@ -4,7 +4,8 @@ Each domain has a module here with `load(conn, *, days, now, rng) -> dict[str, i
 written per table). To add a domain, import its module and append it to `LOADERS`; order
 matters only where one domain reads another's rows (e.g. incidents after alerts). Every loader
 gets its own seeded generator, so adding a domain never changes another domain's rows.
-Demo data never creates users or API keys: the supervisor prints the first admin login.
+Demo data never creates API keys or anyone who can sign in: the on-call people it adds have
+random passwords nobody knows; the supervisor prints the first admin login.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import ModuleType
 import numpy as np
 from sqlalchemy import Connection, Engine, exists, select
 
-from monitoring_core.demo import alerts, business, errors, health, incidents, performance
+from monitoring_core.demo import alerts, business, errors, health, incidents, oncall, performance
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import api_timings
 
@@ -34,6 +35,7 @@ LOADERS: list[ModuleType] = [
     business,
     errors,
     alerts,
+    oncall,  # after alerts: the demo policies page its rota
     incidents,
 ]
 

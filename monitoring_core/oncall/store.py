@@ -36,6 +36,7 @@ __all__ = [
     "delete_override",
     "delete_route",
     "delete_schedule",
+    "ensure_default_route",
     "get_override",
     "get_schedule",
     "list_people",
@@ -316,3 +317,16 @@ def delete_route(conn: Connection, *, min_severity: str) -> None:
     ).first()
     if gone is None:
         raise OncallNotFound(f"route {min_severity}")
+
+
+def ensure_default_route(conn: Connection, *, user_id: int) -> bool:
+    """On an install without routes, one route for every severity to this user (the first
+    admin), so a rule naming no channels still reaches someone; True when it was made."""
+    if conn.execute(select(notification_routes.c.id).limit(1)).first() is not None:
+        return False
+    conn.execute(
+        insert(notification_routes).values(
+            min_severity="info", targets={"channels": [], "users": [user_id], "schedules": []}
+        )
+    )
+    return True
