@@ -13,7 +13,8 @@ With `max_series`, a query whose result has more groups (series) than that raise
 TooManySeries (the API answers 422 naming the limit): fewer group_by dimensions or narrower
 filters are the way out.
 Bins without points are absent (no zero-filling: no data is not zero). Points not yet rolled
-up (the worker's safety lag, ~15–30 s) are not included; `live_points` reads raw rows.
+up (the worker's safety lag, ~15–30 s) are not included; `live_points` reads raw points
+(rows and compacted chunks, through `points_reader`).
 """
 
 # SQL here is assembled from this module's own table/column names and constants only; every
@@ -27,9 +28,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, text
 
+from monitoring_core.points_reader import read_points_us
 from monitoring_core.rollup_read import floor_to, percentile_frame, q_name, range_source
 from monitoring_core.timerange import TimeRange, parse_interval
 
@@ -159,18 +162,28 @@ def live_points(
     """Raw points of metric `name` in the last `window` (newest `limit`), oldest first.
 
     Columns: time, value, dimensions (dict), series_id. `now` defaults to the database clock.
+    Read through `points_reader` (recent rows and compacted chunks alike).
     """
-    params: dict[str, Any] = {"name": name, "window": parse_interval(window), "limit": limit}
-    params["now"] = now
-    rows = conn.execute(
-        text(
-            "SELECT p.time, p.value, s.dimensions, p.series_id FROM metric_points p "
-            "JOIN metric_series s ON s.id = p.series_id "
-            "WHERE s.name = :name AND p.time > coalesce(CAST(:now AS timestamptz), now()) - :window "
-            "AND p.time <= coalesce(CAST(:now AS timestamptz), now()) "
-            "ORDER BY p.time DESC LIMIT :limit"
-        ),
-        params,
-    ).all()
-    frame = pd.DataFrame(rows, columns=["time", "value", "dimensions", "series_id"])
-    return frame.iloc[::-1].reset_index(drop=True)
+    columns = ["time", "value", "dimensions", "series_id"]
+    if now is None:
+        now = conn.execute(text("SELECT now()")).scalar_one()
+    series: dict[int, Any] = dict(
+        conn.execute(
+            text("SELECT id, dimensions FROM metric_series WHERE name = :name"), {"name": name}
+        ).all()
+    )
+    points = read_points_us(conn, list(series), now - parse_interval(window), now)
+    if not points:
+        return pd.DataFrame(columns=columns)
+    ids = np.concatenate([np.full(len(t), sid, dtype=np.int64) for sid, (t, _) in points.items()])
+    times = np.concatenate([t for t, _ in points.values()])
+    values = np.concatenate([v for _, v in points.values()])
+    newest = np.lexsort((ids, times))[-limit:]
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime(times[newest], unit="us", utc=True),
+            "value": values[newest],
+            "dimensions": [series[int(i)] for i in ids[newest]],
+            "series_id": ids[newest],
+        }
+    )

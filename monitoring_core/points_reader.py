@@ -21,10 +21,10 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Connection
 
-from monitoring_core.chunks.codec import decode
+from monitoring_core.chunks.codec import decode, decode_times
 from monitoring_core.chunks.store import rows_from_packed, to_us
 
-__all__ = ["Points", "read_points", "read_points_us"]
+__all__ = ["Points", "count_points", "read_points", "read_points_us"]
 
 Points = tuple[np.ndarray, np.ndarray]
 
@@ -42,6 +42,42 @@ SELECT c.series_id, c.count, c.times, c.vals
 FROM metric_chunks c
 WHERE c.series_id = ANY(%(ids)s::bigint[]) AND c.end_time > %(start)s AND c.start_time <= %(end)s
 """
+
+# Counts without reading values: rows from the (series_id, time) index, chunks wholly inside
+# the span from their stored count, a chunk cut by an edge by decoding its timestamps only.
+_COUNT_SQL = """
+SELECT p.series_id, count(*)::int8 AS n, NULL::bytea AS t
+FROM metric_points p
+WHERE p.series_id = ANY(%(ids)s::bigint[]) AND p.time > %(start)s AND p.time <= %(end)s
+GROUP BY p.series_id
+UNION ALL
+SELECT c.series_id, c.count,
+       CASE WHEN c.start_time > %(start)s AND c.end_time <= %(end)s THEN NULL ELSE c.times END
+FROM metric_chunks c
+WHERE c.series_id = ANY(%(ids)s::bigint[]) AND c.end_time > %(start)s AND c.start_time <= %(end)s
+"""
+
+
+def count_points(
+    conn: Connection, series_ids: Sequence[int], start: datetime, end: datetime
+) -> dict[int, int]:
+    """Per series id: how many points `read_points` would return (absent: none)."""
+    ids = sorted({int(i) for i in series_ids})
+    if not ids or end <= start:
+        return {}
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor(binary=True) as cursor:
+        rows = cursor.execute(_COUNT_SQL, {"ids": ids, "start": start, "end": end}).fetchall()
+    lo, hi = to_us(start), to_us(end)
+    out: dict[int, int] = {}
+    for sid, count, times in rows:
+        if times is not None:
+            t = decode_times(bytes(times), count)
+            count = int(((t > lo) & (t <= hi)).sum())
+        if count:
+            out[int(sid)] = out.get(int(sid), 0) + int(count)
+    return out
 
 
 def read_points_us(

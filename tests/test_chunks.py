@@ -293,3 +293,38 @@ def test_nothing_is_compacted_before_the_rollups_pass(engine: Engine, now: datet
     assert compactable_until(now, now) <= now - compaction.COMPACT_AFTER
     assert compactable_until(now, now).tzinfo is not None
     assert compactable_until(datetime(2026, 1, 1, 3, 5, tzinfo=UTC), None) is None
+
+
+def test_alert_raw_window_and_live_points_are_unchanged_by_compaction(
+    engine: Engine, now: datetime
+) -> None:
+    from monitoring_core.alerts.raw import read_raw
+    from monitoring_core.metrics_query import live_points
+
+    _load(engine, now, series=4, hours=8, seed=21)
+
+    def reads() -> tuple[Any, ...]:
+        with engine.connect() as conn:
+            since = {"diff_metric": now - timedelta(hours=7), "absent": now - timedelta(hours=1)}
+            raw = read_raw(conn, since, now=now, limit=1_000_000)
+            over = read_raw(conn, since, now=now, limit=10)
+            metric = raw["diff_metric"]
+            assert metric is not None and len(metric.t) > 10
+            order = np.lexsort((metric.v, metric.t, metric.s))
+            dims = [metric.dims[i]["i"] for i in metric.s[order]]
+            live = live_points(conn, "diff_metric", timedelta(hours=6), now=now, limit=5_000)
+            return (
+                metric.t[order].tolist(),
+                metric.v[order].tolist(),
+                dims,
+                over["diff_metric"],
+                len(raw["absent"].t),  # type: ignore[union-attr]
+                live["time"].tolist(),
+                live["value"].tolist(),
+                live["series_id"].tolist(),
+            )
+
+    before = reads()
+    _roll(engine, now)
+    assert compact(engine, now).points > 0
+    assert reads() == before

@@ -1,16 +1,18 @@
-"""Raw metric points for one evaluation cycle: one SQL read for every metric, bucketed in numpy.
+"""Raw metric points for one evaluation cycle, read through the one points reader, bucketed
+in numpy.
 
 The alert engine's short windows are computed from raw points (exact, and free of the
 rollups' lag). Reading them point by point into Python objects costs about a microsecond a
 point and a JSON decode per point for its series' dimensions; at 1,000 rules that was most
-of a cycle. Here one statement returns, per series, its dimensions once and its points as two
-`float8[]` arrays (epoch seconds, values); `bucket` then aggregates the points of a group of
-series into fixed buckets with vectorised numpy (sort, `reduceat`, and percentiles by linear
-interpolation between closest ranks, numpy's default method).
+of a cycle. Here the metrics' series are looked up once (dimensions decoded once per series)
+and their points come from `points_reader` (rows and compacted chunks, one statement per
+distinct window start) as numpy arrays (epoch seconds, values); `bucket` then aggregates the
+points of a group of series into fixed buckets with vectorised numpy (sort, `reduceat`, and
+percentiles by linear interpolation between closest ranks, numpy's default method).
 
 A metric with more than `limit` points in its span comes back as `None` (the caller falls back
-to the rollups); the count is taken in the same statement from the (series_id, time) index
-before any value is read.
+to the rollups); the count is taken first (`points_reader.count_points`: rows from the
+(series_id, time) index, chunks from their stored counts) before any value is read.
 """
 
 from __future__ import annotations
@@ -22,32 +24,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
+
+from monitoring_core.points_reader import count_points, read_points
 
 __all__ = ["RawMetric", "bucket", "read_raw"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# Every value is a bound parameter; the text is constant. psycopg placeholders: it runs on the
-# driver's cursor in binary mode (float8[] arrive as C doubles rather than decimal text).
-_SQL = """
-WITH w AS (
-    SELECT * FROM unnest(%(names)s::text[], %(sinces)s::timestamptz[]) AS w(name, since)
-), sel AS MATERIALIZED (
-    SELECT s.id, s.name, s.dimensions, w.since FROM w JOIN metric_series s ON s.name = w.name
-), n AS MATERIALIZED (
-    SELECT sel.name, count(*) AS n FROM sel JOIN metric_points p ON p.series_id = sel.id
-    WHERE p.time > sel.since AND p.time > %(earliest)s AND p.time <= %(now)s GROUP BY sel.name
+_SERIES = text(
+    "SELECT id, name, dimensions::text FROM metric_series WHERE name = ANY(:names) ORDER BY id"
 )
-SELECT sel.name, n.n, sel.dimensions::text, x.ts, x.vs
-FROM sel JOIN n ON n.name = sel.name
-LEFT JOIN LATERAL (
-    SELECT array_agg(date_part('epoch', p.time)) AS ts, array_agg(p.value) AS vs
-    FROM metric_points p
-    WHERE p.series_id = sel.id AND p.time > sel.since AND p.time > %(earliest)s
-      AND p.time <= %(now)s
-) x ON n.n <= %(limit)s
-"""
 
 
 @dataclass(frozen=True)
@@ -73,37 +60,42 @@ def read_raw(
     if not since:
         return {}
     names = list(since)
-    params = {
-        "names": names,
-        "sinces": [since[n] for n in names],
-        "earliest": min(since.values()),  # lets the planner prune day partitions
-        "now": now,
-        "limit": limit,
-    }
-    parts: dict[str, tuple[list, list, list, list]] = {}
-    over: set[str] = set()
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with driver.cursor(binary=True) as cursor:
-        rows = cursor.execute(_SQL, params).fetchall()
-    for name, count, dims, ts, vs in rows:
-        if count > limit:
-            over.add(name)
-            continue
-        if ts is None:
-            continue
-        dims_list, t_parts, v_parts, s_parts = parts.setdefault(name, ([], [], [], []))
-        s_parts.append(np.full(len(ts), len(dims_list), dtype=np.int64))
-        dims_list.append(json.loads(dims) if dims else {})
-        t_parts.append(np.asarray(ts, dtype=np.float64))
-        v_parts.append(np.asarray(vs, dtype=np.float64))
+    series: dict[str, list[tuple[int, str | None]]] = {}
+    for sid, name, dims in conn.execute(_SERIES, {"names": names}):
+        series.setdefault(name, []).append((int(sid), dims))
     out: dict[str, RawMetric | None] = {name: RawMetric.empty() for name in names}
-    for name, (dims_list, t_parts, v_parts, s_parts) in parts.items():
-        out[name] = RawMetric(
-            dims_list, np.concatenate(t_parts), np.concatenate(v_parts), np.concatenate(s_parts)
-        )
-    for name in over:
-        out[name] = None
+    by_start: dict[datetime, list[str]] = {}
+    for name in names:
+        if series.get(name):
+            by_start.setdefault(since[name], []).append(name)
+    for start, group in by_start.items():
+        ids = {name: [sid for sid, _ in series[name]] for name in group}
+        counts = count_points(conn, [i for name in group for i in ids[name]], start, now)
+        wanted = []
+        for name in group:
+            if sum(counts.get(i, 0) for i in ids[name]) > limit:
+                out[name] = None
+            else:
+                wanted.append(name)
+        points = read_points(conn, [i for name in wanted for i in ids[name]], start, now)
+        for name in wanted:
+            dims_list: list[Mapping[str, Any]] = []
+            t_parts, v_parts, s_parts = [], [], []
+            for sid, dims in series[name]:
+                if sid not in points:
+                    continue
+                t, v = points[sid]
+                s_parts.append(np.full(len(t), len(dims_list), dtype=np.int64))
+                dims_list.append(json.loads(dims) if dims else {})
+                t_parts.append(t)
+                v_parts.append(v)
+            if t_parts:
+                out[name] = RawMetric(
+                    dims_list,
+                    np.concatenate(t_parts),
+                    np.concatenate(v_parts),
+                    np.concatenate(s_parts),
+                )
     return out
 
 
