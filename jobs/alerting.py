@@ -13,9 +13,15 @@ __all__ = ["deliver_notifications", "escalate_alerts", "evaluate_alerts"]
 
 
 def evaluate_alerts(engine: Engine, now: datetime) -> str:
+    """Not a singleton: each live worker evaluates its share of the rules, claimed per cycle."""
+    from jobs import identity
+    from monitoring_core.config import load_settings
     from monitoring_core.flows.alert_cycle import run_evaluation
 
-    return run_evaluation(engine, now).summary()
+    interval = load_settings().eval_interval_s
+    return run_evaluation(
+        engine, now, worker_id=identity.worker_id(), interval_s=interval
+    ).summary()
 
 
 def deliver_notifications(engine: Engine, now: datetime) -> str:

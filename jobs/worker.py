@@ -33,6 +33,7 @@ from typing import Any
 import schedule
 from sqlalchemy import Engine, text
 
+from jobs import identity
 from jobs.locks import SingletonLocks
 from jobs.registry import JOBS, Job, find_job
 
@@ -77,6 +78,7 @@ class Worker:
     def __init__(self, engine: Engine, jobs: list[Job], intervals: dict[str, float]) -> None:
         self.engine, self.jobs, self.intervals = engine, jobs, intervals
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        identity.set_worker_id(self.worker_id)  # jobs that split work claim under this id
         self.started_at = datetime.now(UTC)
         self.locks = SingletonLocks(engine)
         self.states = {job.name: JobState() for job in jobs}

@@ -982,6 +982,18 @@ worker_heartbeats = Table(
     _jsonb("status"),
 )
 
+# Work split across workers (monitoring_core.sharding): the cycle in which an item (an alert
+# rule, a collector) was last claimed, and by whom; one claim per item and cycle.
+shard_claims = Table(
+    "shard_claims",
+    metadata,
+    Column("kind", Text, primary_key=True),
+    Column("item_id", BigInteger, primary_key=True),
+    Column("cycle", BigInteger, nullable=False),
+    Column("worker_id", Text, nullable=False),
+    _ts("claimed_at", nullable=False),
+)
+
 job_runs = Table(
     "job_runs",
     metadata,

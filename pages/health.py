@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from monitoring_core import clock
+from monitoring_core import clock, sharding
 from monitoring_core.audit import user_actor
 from monitoring_core.collectors.store import COLLECTOR_KINDS, save_collector
 from monitoring_core.enums import Role
@@ -38,6 +38,25 @@ else:
         "No worker has reported yet: checks and collectors are not running.",
         icon=":material/engineering:",
     )
+if workers:  # who is running, and which share of the alert rules each evaluates
+    shares = {w: n for w, n, _c in data.read_or_stop(sharding.owners, "alert_rules")}
+    with st.expander(f"Workers ({len(workers)}) and their share of the alert rules"):
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "worker": w["worker_id"],
+                        "host": w["hostname"],
+                        "pid": w["pid"],
+                        "seen (s ago)": round(w["seconds_ago"]),
+                        "live": w["seconds_ago"] <= sharding.LEASE.total_seconds(),
+                        "alert rules": shares.get(w["worker_id"], 0),
+                    }
+                    for w in workers
+                ]
+            ),
+            hide_index=True,
+        )
 
 replica = data.get_read_router().status()
 if replica.configured:  # DATABASE_READ_URL: where page reads go, and how far behind it is

@@ -40,6 +40,7 @@ ORDER = [
     "rollup_read",
     "metrics_query",
     "retention",
+    "sharding",
     "compaction",
     # shared writers and shared configuration
     "performance",
