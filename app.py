@@ -18,6 +18,8 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
         ("pages/overview.py", "Overview", ":material/dashboard:"),
         ("pages/performance.py", "Performance", ":material/speed:"),
         ("pages/errors.py", "Errors", ":material/bug_report:"),
+        ("pages/traces.py", "Traces", ":material/timeline:"),
+        ("pages/logs.py", "Logs", ":material/receipt_long:"),
         ("pages/health.py", "Health", ":material/monitor_heart:"),
         ("pages/resources.py", "Resources", ":material/memory:"),
     ],

@@ -14,7 +14,7 @@ from monitoring_core.errors import queries
 from monitoring_core.errors.rules import TRANSITIONS
 from monitoring_core.errors.service import change_group_status
 from ui import actions as ui_actions
-from ui import auth, data, fmt, widgets
+from ui import auth, data, fmt, trace_links, widgets
 
 auth.require_role(Role.VIEWER)
 tr, tz = widgets.current_time_range(), data.get_settings().tz
@@ -147,6 +147,8 @@ with stack_tab:
     st.code(
         (latest or {}).get("stack_trace") or (latest or {}).get("message") or "", language="text"
     )
+    if latest:  # the latest event's trace, its logs, and its service's logs around it
+        trace_links.error_links(latest["trace_id"], latest["time"], latest["service_name"])
 with occ_tab:
     st.dataframe(pd.DataFrame(detail["occurrences"]), hide_index=True)
 with people_tab:

@@ -1,0 +1,234 @@
+"""Traces: search spans by service, operation, duration, status, attribute and time; one
+trace as a waterfall (spans, timings, attributes, events) with its errors and logs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from monitoring_core.enums import Role
+from monitoring_core.logs import queries as log_queries
+from monitoring_core.traces import queries
+from monitoring_core.traces.rules import parse_attribute
+from ui import auth, data, fmt, trace_links, widgets
+
+auth.require_role(Role.VIEWER)
+tr, tz = widgets.current_time_range(), data.get_settings().tz
+ALL = "All"
+KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+STATUS = {0: "unset", 1: "ok", 2: "error"}
+st.title("Traces")
+
+asked = trace_links.parse_trace_id(st.query_params.get("trace_id"))
+left, mid, right, last = st.columns([2, 3, 2, 1])
+services = data.read_or_stop(queries.list_services, start=tr.start, end=tr.end)
+service = left.selectbox("Service", [ALL, *services], key="traces_service")
+operations = data.read_or_stop(
+    queries.list_operations,
+    start=tr.start,
+    end=tr.end,
+    service=None if service == ALL else service,
+)
+operation = mid.selectbox("Operation", [ALL, *operations], key="traces_operation")
+slower = right.number_input(
+    "Slower than (ms)", min_value=0.0, max_value=86_400_000.0, value=0.0, step=50.0
+)
+errors_only = last.checkbox("Errors only", key="traces_errors")
+attr_col, id_col = st.columns(2)
+attribute_text = attr_col.text_input(
+    "Attribute", placeholder="key=value, e.g. http.response.status_code=500", key="traces_attr"
+)
+trace_text = id_col.text_input("Trace id", value=asked or "", key="traces_id")
+attribute = parse_attribute(attribute_text) if attribute_text.strip() else None
+if attribute_text.strip() and attribute is None:
+    st.warning("An attribute filter is written key=value.")
+trace_id = trace_links.parse_trace_id(trace_text)
+if trace_text.strip() and trace_id is None:
+    st.warning("A trace id is 32 hexadecimal digits.")
+
+found = data.read_or_stop(
+    queries.search_traces,
+    start=tr.start,
+    end=tr.end,
+    service=None if service == ALL else service,
+    operation=None if operation == ALL else operation,
+    min_duration_ms=slower or None,
+    errors_only=errors_only,
+    attribute=attribute,
+    trace_id=trace_id,
+)
+chosen: str | None = trace_id
+around = None
+if found:
+    table = pd.DataFrame(found)
+    table["first_seen"] = pd.to_datetime(table["first_seen"], utc=True).dt.tz_convert(tz)
+    st.dataframe(
+        table[
+            [
+                "first_seen",
+                "service",
+                "name",
+                "duration_ms",
+                "spans",
+                "errors",
+                "services",
+                "trace_id",
+            ]
+        ],
+        hide_index=True,
+        height=widgets.table_height(len(table), max_rows=15),
+        column_config={
+            "first_seen": "started",
+            "name": "root operation",
+            "duration_ms": st.column_config.NumberColumn("duration (ms)", format="%.1f"),
+        },
+    )
+    labels = {
+        row["trace_id"]: f"{row['first_seen'].astimezone(tz):%H:%M:%S} · {row['service']}: "
+        f"{row['name'][:80]} · {fmt.milliseconds(row['duration_ms'])}"
+        + (f" · {row['errors']} errors" if row["errors"] else "")
+        for row in found
+    }
+    if chosen not in labels:
+        chosen = st.selectbox(
+            "Trace", list(labels), format_func=labels.__getitem__, key="traces_pick"
+        )
+    around = next(row["first_seen"] for row in found if row["trace_id"] == chosen)
+elif trace_id is None:
+    st.info(
+        "No trace matches in this range. Point an OpenTelemetry SDK's OTLP/HTTP exporter at "
+        "this API's /v1/traces (or send Sentry transactions) to see traces here."
+    )
+    st.stop()
+if chosen is None:
+    st.stop()
+
+spans = data.read_or_stop(queries.trace_detail, trace_id=chosen, around=around)
+if not spans:
+    st.warning("No span of this trace is stored (it may be older than the retention).")
+    st.stop()
+first = spans[0]["time"]
+total_ms = max(s["offset_ms"] + s["duration_ms"] for s in spans)
+errors = sum(1 for s in spans if s["status_code"] == 2)
+st.subheader(f"Trace {chosen}")
+st.caption(
+    f"{first.astimezone(tz):%Y-%m-%d %H:%M:%S} · {fmt.plural(len(spans), 'span')} · "
+    f"{fmt.milliseconds(total_ms)} · {fmt.plural(errors, 'error')} · services: "
+    f"{fmt.md_escape(', '.join(sorted({s['service'] for s in spans})))}"
+)
+link_cols = st.columns(2)
+with link_cols[0]:
+    trace_links.logs_of_trace(chosen)
+
+
+def _waterfall(rows: list[dict[str, Any]]) -> go.Figure:
+    labels = [
+        f"{'  ' * min(r['depth'], 20)}{r['service']}: {r['name'][:60]} ({i})"
+        for i, r in enumerate(rows)
+    ]
+    colors = ["#d62728" if r["status_code"] == 2 else "#1f77b4" for r in rows]
+    figure = go.Figure(
+        go.Bar(
+            y=labels,
+            x=[max(r["duration_ms"], total_ms / 1000) for r in rows],  # a 0 ms span stays visible
+            base=[r["offset_ms"] for r in rows],
+            orientation="h",
+            marker_color=colors,
+            customdata=[
+                [fmt.milliseconds(r["duration_ms"]), KINDS.get(r["kind"], "?")] for r in rows
+            ],
+            hovertemplate="%{y}<br>starts at %{base:.1f} ms, lasts %{customdata[0]}"
+            " (%{customdata[1]})<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=min(120 + 22 * len(rows), 4000),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis_title="ms from the trace's start",
+        yaxis={"autorange": "reversed", "tickfont": {"family": "monospace"}},
+        showlegend=False,
+    )
+    return figure
+
+
+shown = spans[:1000]
+if len(spans) > len(shown):
+    st.caption(f"The first {len(shown)} of {len(spans)} spans are drawn.")
+st.plotly_chart(_waterfall(shown), width="stretch")
+
+span_table = pd.DataFrame(
+    [
+        {
+            "offset_ms": s["offset_ms"],
+            "duration_ms": s["duration_ms"],
+            "service": s["service"],
+            "operation": ("· " * min(s["depth"], 20)) + s["name"],
+            "kind": KINDS.get(s["kind"], "?"),
+            "status": STATUS.get(s["status_code"], "?"),
+            "span_id": s["span_id"],
+        }
+        for s in spans
+    ]
+)
+st.dataframe(
+    span_table,
+    hide_index=True,
+    height=widgets.table_height(len(span_table), max_rows=15),
+    column_config={
+        "offset_ms": st.column_config.NumberColumn("starts at (ms)", format="%.1f"),
+        "duration_ms": st.column_config.NumberColumn("duration (ms)", format="%.1f"),
+    },
+)
+by_id = {s["span_id"]: s for s in spans}
+span_id = st.selectbox(
+    "Span",
+    list(by_id),
+    format_func=lambda sid: f"{by_id[sid]['service']}: {by_id[sid]['name'][:80]} ({sid})",
+    key="traces_span",
+)
+span = by_id[span_id]
+if span["status_message"]:
+    st.error(f"Status: {span['status_message']}", icon=":material/error:")
+attrs_tab, events_tab, resource_tab = st.tabs(["Attributes", "Events", "Resource"])
+with attrs_tab:
+    st.json(span["attributes"] or {})
+with events_tab:
+    if span["events"]:
+        st.dataframe(pd.DataFrame(span["events"]), hide_index=True)
+    else:
+        st.caption("This span has no events.")
+with resource_tab:
+    st.json(span["resource"] or {})
+
+st.subheader("Errors in this trace")
+trace_errors = data.read_or_stop(queries.trace_errors, trace_id=chosen)
+if trace_errors:
+    errors_table = pd.DataFrame(trace_errors)
+    errors_table["time"] = pd.to_datetime(errors_table["time"], utc=True).dt.tz_convert(tz)
+    st.dataframe(errors_table, hide_index=True, column_config={"group_id": "error group"})
+    st.page_link("pages/errors.py", label="Open the Errors page", icon=":material/bug_report:")
+else:
+    st.caption("No error event carries this trace id.")
+
+st.subheader("Logs of this trace")
+trace_logs = data.read_or_stop(
+    log_queries.search_logs,
+    start=first - timedelta(days=1),
+    end=first + timedelta(days=1),
+    trace_id=chosen,
+    limit=200,
+)
+if trace_logs:
+    logs_table = pd.DataFrame(trace_logs)
+    logs_table["time"] = pd.to_datetime(logs_table["time"], utc=True).dt.tz_convert(tz)
+    st.dataframe(
+        logs_table[["time", "service", "severity_text", "body", "span_id"]],
+        hide_index=True,
+        column_config={"severity_text": "severity"},
+    )
+else:
+    st.caption("No log record carries this trace id.")

@@ -1,0 +1,171 @@
+"""The Traces and Logs pages through AppTest: search, the waterfall, and the links between
+errors, traces and logs by trace id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core import clock
+from monitoring_core.enums import Role
+from monitoring_core.errors.model import ErrorInput
+from monitoring_core.flows.error_ingest import ingest_errors
+from monitoring_core.logs.store import insert_logs
+from monitoring_core.traces.rules import parse_attribute, waterfall
+from monitoring_core.traces.store import insert_spans
+
+pytestmark = pytest.mark.clock
+
+AppFactory = Callable[[Role | None], AppTest]
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+OTHER = "0af7651916cd43dd8448eb211c80319c"
+
+
+def _seed(engine: Engine) -> None:
+    start = clock.now() - timedelta(minutes=3)
+    resource = {"service.name": "checkout"}
+    spans = [
+        (start, TRACE, "00000000000000a1", None, "checkout", "POST /api/pay", 2, 850.0, 2,
+         None, {"http.route": "/api/pay", "http.response.status_code": 502}, [], resource, "s"),
+        (start + timedelta(milliseconds=20), TRACE, "00000000000000a2", "00000000000000a1",
+         "payments", "charge card", 3, 800.0, 2, "provider timeout", {"provider": "stripe"},
+         [{"name": "retry", "time": start.isoformat(), "attributes": {"attempt": 2}}],
+         {"service.name": "payments"}, "s"),
+        (start, OTHER, "00000000000000b1", None, "search", "GET /api/vendors", 2, 40.0, 1,
+         None, {"http.route": "/api/vendors"}, [], {"service.name": "search"}, "s"),
+    ]  # fmt: skip
+    logs = [
+        (start + timedelta(milliseconds=500), 17, "ERROR", "payment provider timed out",
+         TRACE, "00000000000000a2", "payments", {"provider": "stripe"}, {}),
+        (start + timedelta(seconds=1), 9, "INFO", "vendor search served", OTHER, None, "search",
+         {}, {}),
+        (start + timedelta(seconds=2), 13, "WARN", "cache 100% full_ish", None, None, "search",
+         {}, {}),
+    ]  # fmt: skip
+    error = ErrorInput(
+        error_type="GatewayTimeout", message="payment provider timed out", service_name="payments",
+        level="api", time=start, trace_id=TRACE,
+    )  # type: ignore[call-arg]  # fmt: skip
+    with engine.begin() as conn:
+        insert_spans(conn, spans)
+        insert_logs(conn, logs)
+        ingest_errors(conn, [error], now=start, tz=ZoneInfo("Europe/London"))
+
+
+def _open(factory: AppFactory, page: str) -> AppTest:
+    at = factory(Role.VIEWER).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _links(at: AppTest) -> dict[str, str]:
+    return {
+        el.proto.label: el.proto.page + "?" + el.proto.query_string for el in at.get("page_link")
+    }
+
+
+def test_traces_page_search_waterfall_errors_and_logs(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    _seed(engine)
+    at = _open(logged_in_app, "pages/traces.py")
+    traces = at.dataframe[0].value
+    assert set(traces["trace_id"]) == {TRACE, OTHER}
+    row = traces.set_index("trace_id").loc[TRACE]
+    assert (row["name"], row["spans"], row["errors"], row["services"]) == (
+        "POST /api/pay",
+        2,
+        2,
+        2,
+    )
+    at.checkbox(key="traces_errors").check().run()
+    assert list(at.dataframe[0].value["trace_id"]) == [TRACE]
+    at.checkbox(key="traces_errors").uncheck().run()
+    at.text_input(key="traces_attr").input("provider=stripe").run()
+    assert list(at.dataframe[0].value["trace_id"]) == [TRACE]
+    at.text_input(key="traces_attr").input("").run()
+    at.text_input(key="traces_id").input(OTHER.upper()).run()
+    assert f"Trace {OTHER}" in [s.value for s in at.subheader]
+    at.text_input(key="traces_id").input(TRACE).run()
+    assert not at.exception, at.exception
+    assert f"Trace {TRACE}" in [s.value for s in at.subheader]
+    spans = at.dataframe[1].value
+    assert list(spans["operation"]) == ["POST /api/pay", "· charge card"]  # child indented
+    assert list(spans["status"]) == ["error", "error"]
+    errors = at.dataframe[2].value
+    assert list(errors["error_type"]) == ["GatewayTimeout"]
+    logs = at.dataframe[3].value
+    assert list(logs["body"]) == ["payment provider timed out"]
+    assert _links(at)["Logs of this trace"].endswith(f"trace_id={TRACE}")
+
+
+def test_logs_page_filters(engine: Engine, logged_in_app: AppFactory) -> None:
+    _seed(engine)
+    at = _open(logged_in_app, "pages/logs.py")
+    assert len(at.dataframe[0].value) == 3
+    at.text_input(key="logs_contains").input("100%").run()  # % is literal, not a wildcard
+    assert list(at.dataframe[0].value["body"]) == ["cache 100% full_ish"]
+    at.text_input(key="logs_contains").input("").run()
+    at.selectbox(key="logs_severity").select("WARN").run()
+    assert sorted(at.dataframe[0].value["body"]) == [
+        "cache 100% full_ish",
+        "payment provider timed out",
+    ]
+    at.selectbox(key="logs_service").select("payments").run()
+    assert list(at.dataframe[0].value["severity_text"]) == ["ERROR"]
+    assert _links(at)["Open this trace"].endswith(f"trace_id={TRACE}")
+    at.selectbox(key="logs_service").select("All").run()
+    at.selectbox(key="logs_severity").select("Any").run()
+    at.text_input(key="logs_trace").input(OTHER).run()
+    assert list(at.dataframe[0].value["body"]) == ["vendor search served"]
+
+
+def test_errors_page_links_an_event_to_its_trace_and_logs(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    _seed(engine)
+    at = _open(logged_in_app, "pages/errors.py")
+    links = _links(at)
+    assert links["Open this trace"].endswith(f"trace_id={TRACE}")
+    assert links["Logs of this trace"].endswith(f"trace_id={TRACE}")
+    assert "around=" in links["Logs around this error"]
+    assert "service=payments" in links["Logs around this error"]
+
+
+def test_waterfall_order_depth_and_orphans() -> None:
+    t0 = clock.now()
+
+    def span(sid: str, parent: str | None, ms: int) -> dict[str, Any]:
+        return {"span_id": sid, "parent_span_id": parent, "time": t0 + timedelta(milliseconds=ms)}
+
+    rows = waterfall(
+        [span("c2", "root", 30), span("root", None, 0), span("c1", "root", 10),
+         span("g1", "c1", 12), span("orphan", "missing", 5), span("loop", "loop", 40)]
+    )  # fmt: skip
+    assert [(r["span_id"], r["depth"]) for r in rows] == [
+        ("root", 0), ("c1", 1), ("g1", 2), ("c2", 1), ("orphan", 0), ("loop", 0),
+    ]  # fmt: skip
+    assert rows[2]["offset_ms"] == 12
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("http.response.status_code=500", ("http.response.status_code", 500)),
+        ("ratio = 0.5", ("ratio", 0.5)),
+        ("cache.hit=true", ("cache.hit", True)),
+        ("provider=stripe", ("provider", "stripe")),
+        ("x=nan", ("x", "nan")),
+        ("novalue", None),
+        ("=3", None),
+    ],
+)
+def test_attribute_filters(text: str, parsed: Any) -> None:
+    assert parse_attribute(text) == parsed
