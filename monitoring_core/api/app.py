@@ -80,6 +80,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(_router("routes_business"))
     app.include_router(_router("routes_alerts"))
     app.include_router(_router("routes_incidents"))
+    app.include_router(_router("routes_oncall"))
     app.include_router(_router("routes_admin_keys"))
     app.include_router(_router("routes_ack"))
     app.include_router(_router("routes_otlp"))
