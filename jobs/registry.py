@@ -99,6 +99,7 @@ JOBS: list[Job] = [
         "collect_configured",
         collector_jobs.collect_configured,
         10,
+        singleton=False,  # each due collector is claimed by one worker (FOR UPDATE SKIP LOCKED)
         description="admin SQL collectors and Prometheus scrapes that are due",
     ),
     Job("business_rollup", business_rollup, 300, description="business KPIs per day + KPI metrics"),

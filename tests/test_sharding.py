@@ -142,3 +142,44 @@ def test_evaluate_all_evaluates_only_the_claimed_rules(conn: Connection, now: da
     r2 = evaluate_all(conn, now=nxt, tz=tz, public_url="http://x", only=frozenset(two))
     assert set(one).isdisjoint(two) and set(ids) <= set(one) | set(two)
     assert r1.rules + r2.rules + len(r1.invalid) + len(r2.invalid) == len(rows)
+
+
+def test_two_workers_never_run_one_due_collector_twice(
+    session_engine: Engine, now: datetime
+) -> None:
+    """The configured-collectors job runs on every worker: each due collector is claimed by
+    exactly one of two concurrent runs (FOR UPDATE SKIP LOCKED, last_run_at in the claim)."""
+    import threading
+
+    from monitoring_core.collectors.runner import run_configured_collectors
+    from monitoring_core.collectors.store import save_collector
+
+    with session_engine.begin() as c:
+        ids = [
+            save_collector(
+                c,
+                {"name": f"shard scrape {i}", "kind": "prometheus_scrape", "url": "http://127.0.0.1:9/metrics",
+                 "interval_seconds": 60},
+                collector_id=None, actor="system:test", now=now,
+            )["id"]  # type: ignore[index]
+            for i in range(8)
+        ]  # fmt: skip
+    runs: list[str] = []
+    start = threading.Barrier(2)
+
+    def worker() -> None:
+        start.wait()
+        runs.extend(run.name for run in run_configured_collectors(session_engine, now).runs)
+
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        mine = [name for name in runs if name.startswith("shard scrape")]
+        assert sorted(mine) == [f"shard scrape {i}" for i in range(8)]  # each once, none twice
+        assert len(runs) == len(set(runs))
+    finally:
+        with session_engine.begin() as c:
+            c.execute(text("DELETE FROM sql_collectors WHERE id = ANY(:ids)"), {"ids": ids})
