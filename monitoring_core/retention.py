@@ -6,6 +6,12 @@ own `metric_catalog.retention_days` sets how long that metric's rollups are kept
 and daily rows live that many days (longer or shorter than `rollup_1h` / `rollup_1d`) and its
 1-minute rows min(that, `rollup_1m`). Raw partitions hold every metric, so they follow the table's setting.
 
+Storage tiers of metric history (all settings of the same object): raw points as rows for a
+few hours, then compressed series chunks (`metric_chunks`, 30 days, see `compaction`),
+1-minute rollups (`rollup_1m`, 90 days), hourly and 6-hourly rollups (`rollup_1h`,
+`rollup_6h`: 13 months), daily rollups for ever (`rollup_1d` = FOREVER_DAYS, a hundred years).
+Chunks go by their newest point, in batches like the row tables.
+
 A raw partition is dropped only when its whole day is older than the cutoff **and** the rollup
 watermark of its table has passed every row in it (no row with `ingested_at` above the
 watermark): a stalled rollup never loses data to retention, it only delays the drop.
@@ -37,11 +43,13 @@ from monitoring_core.schema import PARTITIONED_TABLES
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
+    "FOREVER_DAYS",
     "SETTINGS_KEY",
     "PRUNED_ROWS",
     "PrunedRows",
     "RetentionReport",
     "apply_retention",
+    "prune_chunks",
     "prune_idle_series",
     "prune_row_tables",
     "prune_rows",
@@ -51,6 +59,7 @@ __all__ = [
 ]
 
 SETTINGS_KEY = "retention_days"
+FOREVER_DAYS = 36_600  # "for ever": a hundred years, nothing is old enough to go
 DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "metric_points": 14,
     "api_timings": 14,
@@ -59,9 +68,11 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "business_events": 800,
     "spans": 14,
     "log_records": 14,
+    "metric_chunks": 30,  # compacted raw metric points (compaction.py)
     "rollup_1m": 90,
-    "rollup_1h": 730,
-    "rollup_1d": 1825,
+    "rollup_1h": 395,  # 13 months, API and Web Vitals hours too
+    "rollup_6h": 395,
+    "rollup_1d": FOREVER_DAYS,
     "job_runs": 7,
     "health_check_results": 30,
     "alert_events": 180,
@@ -105,6 +116,8 @@ _IDLE_SERIES = text(
                       WHERE r.series_id = s.id AND r.bucket >= :cutoff LIMIT 1) x)
       AND NOT EXISTS (SELECT 1 FROM (SELECT 1 FROM metric_rollup_1d r
                       WHERE r.series_id = s.id AND r.bucket >= :cutoff LIMIT 1) x)
+      AND NOT EXISTS (SELECT 1 FROM (SELECT 1 FROM metric_chunks c
+                      WHERE c.series_id = s.id AND c.end_time >= :cutoff LIMIT 1) x)
       AND NOT EXISTS (SELECT 1 FROM (SELECT 1 FROM metric_points p WHERE p.series_id = s.id
                       AND (p.time >= :cutoff OR p.ingested_at >= :cutoff)
                       ORDER BY p.time DESC LIMIT 1) x)
@@ -113,6 +126,7 @@ _IDLE_SERIES = text(
 )
 _SERIES_ROWS = (
     "metric_points",
+    "metric_chunks",
     "metric_rollup_1m",
     "metric_rollup_1h",
     "metric_rollup_6h",
@@ -126,8 +140,8 @@ _ROLLUP_TABLES = {
     "api_rollup_1h": "rollup_1h",
     "api_total_1h": "rollup_1h",
     "web_vitals_rollup_1h": "rollup_1h",
-    "api_rollup_6h": "rollup_1h",
-    "api_total_6h": "rollup_1h",
+    "api_rollup_6h": "rollup_6h",
+    "api_total_6h": "rollup_6h",
     "api_rollup_1d": "rollup_1d",
     "api_total_1d": "rollup_1d",
     "web_vitals_rollup_1d": "rollup_1d",
@@ -187,6 +201,9 @@ def apply_retention(conn: Connection, now: datetime) -> RetentionReport:
     days, report = retention_days(conn), RetentionReport()
     for table in PARTITIONED_TABLES:
         _drop_expired(conn, table, days[table], now, report)
+    report.deleted_rows["metric_chunks"] = prune_chunks(
+        conn, now - timedelta(days=days["metric_chunks"])
+    )
     _delete_metric_rollups(conn, days, now, report)
     for table, kind in _ROLLUP_TABLES.items():
         report.deleted_rows[table] = conn.execute(
@@ -224,6 +241,21 @@ def prune_rows(
     statement = text(
         f"DELETE FROM {pruned.table} WHERE id IN (SELECT id FROM {pruned.table} "
         f"WHERE {pruned.time_column} < :cutoff AND {pruned.condition} LIMIT :batch)"
+    )
+    return _in_batches(conn, statement, {"cutoff": cutoff}, batch_size, max_batches)
+
+
+def prune_chunks(
+    conn: Connection,
+    cutoff: datetime,
+    *,
+    batch_size: int = BATCH_SIZE,
+    max_batches: int = MAX_BATCHES,
+) -> int:
+    """Delete the series chunks whose newest point is older than `cutoff`; chunks deleted."""
+    statement = text(
+        "DELETE FROM metric_chunks WHERE (series_id, start_time) IN (SELECT series_id, "
+        "start_time FROM metric_chunks WHERE end_time < :cutoff LIMIT :batch)"
     )
     return _in_batches(conn, statement, {"cutoff": cutoff}, batch_size, max_batches)
 
@@ -293,7 +325,7 @@ def _delete_metric_rollups(
     levels = (
         ("metric_rollup_1m", "rollup_1m"),
         ("metric_rollup_1h", "rollup_1h"),
-        ("metric_rollup_6h", "rollup_1h"),
+        ("metric_rollup_6h", "rollup_6h"),
         ("metric_rollup_1d", "rollup_1d"),
     )
     for table, kind in levels:

@@ -328,3 +328,37 @@ def test_alert_raw_window_and_live_points_are_unchanged_by_compaction(
     _roll(engine, now)
     assert compact(engine, now).points > 0
     assert reads() == before
+
+
+def test_retention_keeps_chunks_their_setting_then_deletes_them(
+    engine: Engine, now: datetime
+) -> None:
+    from monitoring_core.retention import (
+        DEFAULT_RETENTION_DAYS,
+        FOREVER_DAYS,
+        merge_retention,
+        prune_chunks,
+    )
+
+    assert DEFAULT_RETENTION_DAYS["metric_chunks"] == 30
+    assert DEFAULT_RETENTION_DAYS["rollup_1h"] == DEFAULT_RETENTION_DAYS["rollup_6h"] == 395
+    assert DEFAULT_RETENTION_DAYS["rollup_1d"] == FOREVER_DAYS
+    assert merge_retention({"metric_chunks": 7})["metric_chunks"] == 7
+    _load(engine, now, series=2, hours=8, seed=4)
+    _roll(engine, now)
+    compact(engine, now)
+    chunks, _ = _chunk_count(engine)
+    assert chunks >= 4
+    with engine.begin() as conn:
+        newest_compacted = conn.execute(text("SELECT max(end_time) FROM metric_chunks")).scalar()
+        assert prune_chunks(conn, now - timedelta(hours=8)) == 0
+        # chunks ending before the cutoff go, the rest stay
+        cut = newest_compacted - timedelta(minutes=1)
+        gone = prune_chunks(conn, cut)
+        assert 0 < gone < chunks
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM metric_chunks WHERE end_time < :c"), {"c": cut}
+            ).scalar_one()
+            == 0
+        )
