@@ -1038,3 +1038,38 @@ PARTITIONED_TABLES: tuple[str, ...] = (
     "spans",
     "log_records",
 )
+
+# Citus (docs/SCALING.md): the distribution column of every high-volume table, and the small
+# tables every node keeps a copy of. tests/test_citus_ready.py checks what Citus needs: each
+# primary key and unique constraint of a distributed table includes its column, foreign keys
+# between distributed tables join on it, and SQL joins two distributed tables only on it.
+DISTRIBUTED_TABLES: dict[str, str] = {
+    "metric_points": "series_id",
+    "metric_chunks": "series_id",
+    "metric_rollup_1m": "series_id",
+    "metric_rollup_1h": "series_id",
+    "metric_rollup_6h": "series_id",
+    "metric_rollup_1d": "series_id",
+    "api_timings": "endpoint",
+    "api_rollup_1m": "endpoint",
+    "api_rollup_1h": "endpoint",
+    "api_rollup_6h": "endpoint",
+    "api_rollup_1d": "endpoint",
+    "web_vitals": "page_route",
+    "web_vitals_rollup_1h": "page_route",
+    "web_vitals_rollup_1d": "page_route",
+    "error_events": "group_id",
+    "error_group_members": "group_id",
+    "error_event_ids": "event_id",
+    "business_events": "user_id",
+    "spans": "trace_id",
+    "log_records": "trace_id",
+}
+# Distribution columns that may still be NULL (Citus refuses a NULL distribution value): events
+# of anonymous visitors and logs outside any trace. docs/SCALING.md says what to do first.
+NULLABLE_DISTRIBUTION: dict[str, str] = {
+    "business_events": "anonymous events have no user_id",
+    "log_records": "logs written outside a trace have no trace_id",
+}
+# Small tables joined with distributed ones: a copy on every node.
+REFERENCE_TABLES: tuple[str, ...] = ("metric_series", "metric_catalog", "error_groups")

@@ -122,7 +122,14 @@ def too_deep(value: Any, depth: int = 0) -> bool:
         children = value
     else:
         return False
-    return depth >= MAX_DEPTH or any(too_deep(child, depth + 1) for child in children)
+    if depth >= MAX_DEPTH:
+        return True
+    # Only containers are visited (a call per leaf made this walk ~4x slower on Sentry events).
+    for child in children:
+        kind = type(child)
+        if (kind is dict or kind is list) and too_deep(child, depth + 1):
+            return True
+    return False
 
 
 def _problem(value: Any, path: tuple[Any, ...], depth: int) -> tuple[tuple[Any, ...], str] | None:

@@ -56,8 +56,14 @@ from monitoring_core.errors.queries import error_analytics, group_detail, list_g
 from monitoring_core.errors.scrub import Scrubber
 from monitoring_core.errors.sentry import event_to_error
 from monitoring_core.errors.service import change_group_status
+from monitoring_core.errors.severity import IncidentPolicy
 from monitoring_core.errors.validate import parse_error_items
-from monitoring_core.flows.error_ingest import IngestResult, ingest_errors, load_scrubber
+from monitoring_core.flows.error_ingest import (
+    IngestResult,
+    ingest_errors,
+    load_incident_policy,
+    load_scrubber,
+)
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.timerange import TimeRange, parse_time_range, pick_interval
 
@@ -69,23 +75,34 @@ _TEXT_OR_JSON = {"", "application/json", "text/plain"}
 
 # ---------------------------------------------------------------- ingest
 SMALL_BATCH = 50  # requests up to this many events share transactions (group commit)
-SCRUBBER_TTL_S = 30.0  # a change of the extra scrub fields (settings) applies within this
+SCRUBBER_TTL_S = 30.0  # a change of the scrub fields or incident policy applies within this
 
 
-def _scrubber(app: FastAPI, conn: Connection) -> Scrubber:
-    """The configured Scrubber, read from settings at most every SCRUBBER_TTL_S seconds."""
-    cached: list[Any] = app_cache(app, "error_scrubber", lambda: [None, 0.0])
-    if cached[0] is None or cached[1] <= time.monotonic():
-        cached[:] = [load_scrubber(conn), time.monotonic() + SCRUBBER_TTL_S]
-    scrubber: Scrubber = cached[0]
-    return scrubber
+def _error_settings(app: FastAPI, conn: Connection) -> tuple[Scrubber, IncidentPolicy]:
+    """The configured Scrubber and incident policy, read from settings at most every
+    SCRUBBER_TTL_S seconds (not once per batch: a round trip and a parse saved per write)."""
+    cached: list[Any] = app_cache(app, "error_settings", lambda: [None, None, 0.0])
+    if cached[0] is None or cached[2] <= time.monotonic():
+        cached[:] = [
+            load_scrubber(conn),
+            load_incident_policy(conn),
+            time.monotonic() + SCRUBBER_TTL_S,
+        ]
+    return cached[0], cached[1]
 
 
 def _store(app: FastAPI, events: list[ErrorInput], now: datetime) -> IngestResult:
     partition_days(app).ensure("error_events", {e.time.astimezone(UTC).date() for e in events})
     with app.state.engine.begin() as conn:
-        scrubber = _scrubber(app, conn)
-        return ingest_errors(conn, events, now=now, tz=app.state.settings.tz, scrubber=scrubber)
+        scrubber, policy = _error_settings(app, conn)
+        return ingest_errors(
+            conn,
+            events,
+            now=now,
+            tz=app.state.settings.tz,
+            scrubber=scrubber,
+            incident_policy=policy,
+        )
 
 
 def _group_commit(app: FastAPI) -> GroupCommit[ErrorInput, dict[str, Any]]:

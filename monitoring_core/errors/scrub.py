@@ -98,6 +98,10 @@ _CACHE_SIZE = 4096  # per generation: at most ~32 MB per process
 _TRIGGERS: tuple[tuple[str, int], ...] = tuple(
     (t, i) for i, (triggers, _, _) in enumerate(_RULES) for t in triggers
 )
+# Any trigger at all: one scan that most short strings (ids, amounts, names) fail, skipping
+# the per-trigger tests (~4x cheaper for them; past ~128 characters the substring tests are
+# the cheaper scan). Exact: it matches wherever a trigger starts.
+_ANY_TRIGGER = re.compile("|".join(sorted({re.escape(t) for t, _ in _TRIGGERS})))
 _CARD = re.compile(r"(?<![\d\w])\d(?:[ -]?\d){12,18}(?![\d\w])")
 # International numbers (+44 20 7946 0958) and separated national ones (020 7946 0958,
 # (555) 123-4567, 555-123-4567); bare digit runs are left alone: they are usually ids.
@@ -173,10 +177,11 @@ class Scrubber:
 
     def _scrub_text(self, value: str) -> str:
         lower = value.lower()
-        rules = {i for t, i in _TRIGGERS if t in lower}
-        for index in sorted(rules):
-            _, pattern, repl = _RULES[index]
-            value = pattern.sub(repl, value)
+        if len(lower) > 128 or _ANY_TRIGGER.search(lower) is not None:
+            rules = {i for t, i in _TRIGGERS if t in lower}
+            for index in sorted(rules):
+                _, pattern, repl = _RULES[index]
+                value = pattern.sub(repl, value)
         if _DIGIT_RUN.search(value):
             value = _CARD.sub(_card, value)
             value = _PHONE.sub(_phone, value)

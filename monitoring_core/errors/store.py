@@ -274,8 +274,8 @@ EVENT_COLUMNS = (
 )
 
 
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj, default=str).decode()
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=str)  # bytes: psycopg sends them without re-encoding
 
 
 def _event_row(p: PreparedError) -> tuple[Any, ...]:

@@ -94,13 +94,30 @@ def load_scrubber(conn: Connection) -> Scrubber:
     return scrubber
 
 
+# Words of the scrub rules whose matches may run over a line break (`Bearer\n…`,
+# `password:\n…`): a text holding none is scrubbed line by line with the same result.
+_MULTILINE_TRIGGERS = ("bearer", "basic", "pass", "pwd", "secret", "token", "key", "auth", "sig")
+
+
+def _scrub_text_lines(text: str, scrubber: Scrubber) -> str:
+    """`scrubber.text(text)` for a long multi-line text (a stack trace), line by line when no
+    rule can match across a line break: its lines repeat from event to event (the frames of
+    one bug) and come from the scrubber's cache; only new lines are scanned."""
+    if "\n" not in text or len(text) < 256:
+        return scrubber.text(text)
+    lower = text.lower()
+    if any(word in lower for word in _MULTILINE_TRIGGERS):
+        return scrubber.text(text)
+    return "\n".join([scrubber.text(line) for line in text.split("\n")])
+
+
 def _scrub(event: ErrorInput, scrubber: Scrubber) -> Trace | None:
     """Scrub in place; for a text stack trace, return what grouping reads from it."""
     event.message = scrubber.text(event.message)
     if event.message_template is not None:
         event.message_template = scrubber.text(event.message_template)
     if event.stack_trace is not None:
-        event.stack_trace = scrubber.text(event.stack_trace)
+        event.stack_trace = _scrub_text_lines(event.stack_trace, scrubber)
     if event.endpoint_path is not None:
         event.endpoint_path = scrubber.text(event.endpoint_path)
     event.tags = scrubber.data(event.tags)
@@ -153,10 +170,13 @@ def ingest_errors(
     tz: ZoneInfo,
     scrubber: Scrubber | None = None,
     open_incidents: bool = True,
+    incident_policy: IncidentPolicy | None = None,
 ) -> IngestResult:
     """Store a batch in the caller's transaction; partitions for the events' days must exist.
 
     `open_incidents=False` (demo history) records wedding-day criticals without paging.
+    `scrubber` and `incident_policy` are read from settings when not given (the API passes
+    copies it refreshes every few seconds).
     """
     scrubber = scrubber or load_scrubber(conn)
     prepared = [prepare(e, scrubber=scrubber, tz=tz) for e in events]
@@ -168,7 +188,9 @@ def ingest_errors(
     stored = insert_events(conn, kept)
     fresh = regressed | {g.id for g in groups.values() if g.inserted or g.status == "regressed"}
     incidents = (
-        _open_incidents(conn, kept, fresh, policy=load_incident_policy(conn), now=now, tz=tz)
+        _open_incidents(
+            conn, kept, fresh, policy=incident_policy or load_incident_policy(conn), now=now, tz=tz
+        )
         if open_incidents
         else {}
     )
