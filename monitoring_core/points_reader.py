@@ -22,9 +22,9 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.chunks.codec import decode, decode_times
-from monitoring_core.chunks.store import rows_from_packed, to_us
+from monitoring_core.chunks.store import from_us, rows_from_packed, to_us
 
-__all__ = ["Points", "count_points", "read_points", "read_points_us"]
+__all__ = ["Points", "count_points", "newest_times", "read_points", "read_points_us"]
 
 Points = tuple[np.ndarray, np.ndarray]
 
@@ -123,3 +123,48 @@ def read_points(
         sid: (t.astype(np.float64) / 1e6, v)
         for sid, (t, v) in read_points_us(conn, series_ids, start, end).items()
     }
+
+
+# Per series: its newest row in the span (one index probe) and its newest chunk starting in
+# the span or before it (one PK probe); a chunk reaching past `end` is decoded.
+_NEWEST_SQL = """
+SELECT ids.id, r.time, c.end_time, c.count, c.times
+FROM unnest(%(ids)s::bigint[]) AS ids(id)
+LEFT JOIN LATERAL (
+    SELECT p.time FROM metric_points p
+    WHERE p.series_id = ids.id AND p.time > %(start)s AND p.time <= %(end)s
+    ORDER BY p.time DESC LIMIT 1
+) r ON true
+LEFT JOIN LATERAL (
+    SELECT c.end_time, c.count, c.times FROM metric_chunks c
+    WHERE c.series_id = ids.id AND c.start_time <= %(end)s AND c.end_time > %(start)s
+    ORDER BY c.start_time DESC LIMIT 1
+) c ON true
+"""
+
+
+def newest_times(
+    conn: Connection, series_ids: Sequence[int], start: datetime, end: datetime
+) -> dict[int, datetime]:
+    """Per series id: the instant of its newest point in (start, end] (absent: none)."""
+    ids = sorted({int(i) for i in series_ids})
+    if not ids or end <= start:
+        return {}
+    lo, hi = to_us(start), to_us(end)
+    out: dict[int, datetime] = {}
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        rows = cursor.execute(_NEWEST_SQL, {"ids": ids, "start": start, "end": end}).fetchall()
+    for sid, row_time, chunk_end, count, times in rows:
+        found = [row_time] if row_time is not None else []
+        if chunk_end is not None and chunk_end <= end:
+            found.append(chunk_end)
+        elif chunk_end is not None:
+            t = decode_times(bytes(times), count)
+            inside = t[(t > lo) & (t <= hi)]
+            if len(inside):
+                found.append(from_us(int(inside.max())))
+        if found:
+            out[int(sid)] = max(found)
+    return out

@@ -362,3 +362,31 @@ def test_retention_keeps_chunks_their_setting_then_deletes_them(
             ).scalar_one()
             == 0
         )
+
+
+def test_newest_point_of_a_stopped_series_is_found_in_chunks(engine: Engine, now: datetime) -> None:
+    from monitoring_core.alerts.last_seen import newest_points
+
+    _load(engine, now, series=3, hours=9, seed=8)
+    with engine.begin() as conn:  # one series stopped 5 h ago
+        conn.execute(
+            text("DELETE FROM metric_points WHERE series_id = 1 AND time > :t"),
+            {"t": now - timedelta(hours=5)},
+        )
+    instants = [now, now - timedelta(hours=5, minutes=30), now - timedelta(hours=7, seconds=13)]
+
+    def seen() -> list[Any]:
+        with engine.connect() as conn:
+            return [
+                sorted(
+                    (d["i"], t)
+                    for d, t in newest_points(conn, names=["diff_metric"], now=at)["diff_metric"]
+                )
+                for at in instants
+            ]
+
+    before = seen()
+    assert before[0][0][1] <= now - timedelta(hours=5)
+    _roll(engine, now)
+    assert compact(engine, now).chunks > 0
+    assert seen() == before
