@@ -22,6 +22,7 @@ from monitoring_core.flows import alert_actions as actions
 from monitoring_core.notify.channels import list_channels
 from ui import actions as ui_actions
 from ui import auth, data, fmt, widgets
+from ui import oncall as oncall_ui
 
 user = auth.require_role(Role.VIEWER)
 settings = data.get_settings()
@@ -113,6 +114,9 @@ def _alert_card(alert: Mapping[str, Any], focused: bool) -> None:
 
 st.title("Alerts")
 ui_actions.show_flash("alerts_flash")
+oncall_ui.on_call_block(now, tz)
+if responder:
+    oncall_ui.cover_form("alerts_flash", user, now, tz)
 active, history, rules_tab, silences_tab = st.tabs(["Active", "History", "Rules", "Silences"])
 
 with active:

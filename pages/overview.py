@@ -12,6 +12,7 @@ from monitoring_core.health import queries as health_queries
 from monitoring_core.incidents import response_figures
 from monitoring_core.performance import queries
 from ui import auth, charts, data, fmt, widgets
+from ui import oncall as oncall_ui
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
@@ -41,6 +42,7 @@ with st.expander(
         "Worst of: API timings, health checks (a wedding-critical one down is critical), "
         "firing critical/high alerts and open SEV1/SEV2 incidents."
     )
+oncall_ui.on_call_block(widgets.current_now(), tz)
 
 
 def _change(now: float | None, then: float | None) -> str | None:

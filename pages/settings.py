@@ -30,6 +30,7 @@ from monitoring_core.policies.store import list_policies
 from ui import actions as ui_actions
 from ui import auth, data, fmt, widgets
 from ui.account_admin import keys_and_users
+from ui.oncall import schedules_section
 
 auth.require_role(Role.VIEWER)
 user = auth.require_role(Role.ADMIN)
@@ -153,4 +154,5 @@ with st.form("new_policy"):
             refused=(ValueError, IntegrityError),
         )
 
+schedules_section(FLASH, user, now, settings.tz)
 keys_and_users(FLASH, user)

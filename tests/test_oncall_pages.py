@@ -1,0 +1,65 @@
+"""On-call on the pages, on the demo data: Overview and Alerts say who is on call now and next,
+Settings → Schedules draws a 4-week calendar, and a responder covers a shift for themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core.enums import Role
+from monitoring_core.schema import audit_log, oncall_overrides
+from tests.ui_harness import USER_KEY, table_with
+
+AppFactory = Callable[[Role | None], AppTest]
+
+
+def _markdown(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_it_shows_who_is_on_call_on_the_overview(demo_engine: Engine, logged_in_app) -> None:
+    at = logged_in_app(Role.VIEWER).run()
+    assert not at.exception
+    text = _markdown(at)
+    assert "**Primary** · on call now: **" in text and "· next: **" in text
+
+
+def test_it_draws_four_weeks_of_the_rota_in_settings(demo_engine: Engine, logged_in_app) -> None:
+    at = logged_in_app(Role.ADMIN).run()
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    calendar = table_with(at, "week of", "Mon", "Sat")
+    assert len(calendar) == 4
+    names = {"priya", "tom", "sam", "alex"}
+    assert all(any(n in cell for n in names) for cell in calendar["Sat"])
+    routes = table_with(at, "at or above", "schedules")
+    assert set(routes["at or above"]) == {"high", "info"}
+
+
+def test_it_lets_a_responder_cover_a_shift(demo_engine: Engine, logged_in_app) -> None:
+    at = logged_in_app(Role.RESPONDER)
+    me = at.session_state[USER_KEY]
+    at.run()
+    at.switch_page("pages/alerts.py").run()
+    assert not at.exception and "on call now" in _markdown(at)
+    at.number_input(key="cover_hours").set_value(4)
+    at.text_input(key="cover_reason").set_value("swap with tom")
+    next(b for b in at.button if b.label == "Put me on call").click().run()
+    assert not at.exception, at.exception
+    assert any("You are on call" in s.value for s in at.success), [e.value for e in at.error]
+    with demo_engine.begin() as conn:
+        mine = conn.execute(
+            select(oncall_overrides).where(oncall_overrides.c.user_id == me.id)
+        ).one()
+        audit = (
+            conn.execute(
+                select(audit_log.c.actor).where(audit_log.c.action == "schedule.override_add")
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(oncall_overrides.delete().where(oncall_overrides.c.id == mine.id))
+    assert (mine.ends_at - mine.starts_at).total_seconds() == 4 * 3600
+    assert f"user:{me.username}" in audit

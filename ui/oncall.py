@@ -1,0 +1,253 @@
+"""On-call widgets: "On call now / next" (Overview, Alerts), a responder's "cover a shift"
+form, and Settings → Schedules (admins: schedules with a 4-week calendar, overrides, default
+routes, people's time zones and contact methods). Every change goes through
+`monitoring_core.oncall.service` (role check, audit row), as the API's do.
+
+Names are user data: shown through `fmt.md_escape` or inside dataframes, never as markup.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import streamlit as st
+
+from monitoring_core import accounts, clock
+from monitoring_core.audit import user_actor
+from monitoring_core.enums import Role, Severity
+from monitoring_core.notify.channels import ChannelInvalid
+from monitoring_core.oncall import queries, service, store
+from monitoring_core.oncall.validate import OncallInvalid, OncallNotFound
+from monitoring_core.roles import PermissionDenied
+from ui import actions as ui_actions
+from ui import data, fmt
+
+__all__ = ["cover_allowed", "cover_form", "on_call_block", "schedules_section"]
+
+_REFUSED = (OncallInvalid, OncallNotFound, store.OncallInUse, PermissionDenied, ChannelInvalid)
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+CALENDAR_DAYS = 28
+
+
+def _when(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%a %d %b %H:%M")
+
+
+def on_call_block(now: datetime, tz: ZoneInfo) -> None:
+    """Who is on call now and who is next, per schedule, and anyone on call with no way to
+    reach them."""
+    try:
+        summaries = data.read(queries.on_call_now_and_next, now=now, tz=tz)
+        people = data.read(store.list_people)
+    except data.DatabaseProblem:
+        st.caption("On call: cannot be read right now.")
+        return
+    if not summaries:
+        st.caption("On call: no schedule yet (Settings → Schedules); alerts follow their rules.")
+        return
+    reachable = {p["id"]: any(c["is_enabled"] for c in p["contacts"]) for p in people}
+    lines = []
+    for item in summaries:
+        current, following = item["now"], item["next"]
+        who = fmt.md_escape(current["username"] or "nobody")
+        line = f"**{fmt.md_escape(item['name'])}** · on call now: **{who}**"
+        if following is not None:
+            nxt = fmt.md_escape(following["username"] or "nobody")
+            line += f" until {_when(current['ends_at'], tz)} · next: **{nxt}**"
+        if current["user_id"] is not None and not reachable.get(current["user_id"]):
+            line += " · :orange[no enabled contact method: pages to this rota reach nobody]"
+        lines.append(line)
+    st.markdown("  \n".join(lines))
+
+
+def cover_form(flash: str, me: accounts.User, now: datetime, tz: ZoneInfo) -> None:
+    """A responder puts themselves on call for a while (a swap, a colleague's holiday)."""
+    schedules = data.read(store.list_schedules)
+    if not schedules:
+        return
+    names = {s["id"]: s["name"] for s in schedules}
+    with st.expander("Cover a shift yourself"), st.form("cover_shift"):
+        picked = st.selectbox("Schedule", list(names), format_func=lambda i: names[i])
+        day = st.date_input("From (day)", now.astimezone(tz).date(), key="cover_day")
+        at = st.time_input("From (time, business time zone)", time(9, 0), key="cover_time")
+        hours = st.number_input("Hours", 1, 24 * 14, 24, key="cover_hours")
+        reason = st.text_input("Reason", key="cover_reason")
+        if st.form_submit_button("Put me on call"):
+            starts = datetime.combine(day, at, tzinfo=tz)
+            body = {"user_id": me.id, "starts_at": starts.isoformat(),
+                    "ends_at": (starts + timedelta(hours=int(hours))).isoformat(),
+                    "reason": reason}  # fmt: skip
+            _do(flash, me, service.add_override, "You are on call for that time",
+                schedule_id=int(picked or 0), body=body)  # fmt: skip
+
+
+def _do(flash: str, me: accounts.User, work: Any, done: str, **kwargs: Any) -> None:
+    actor, role = user_actor(me.username), me.role.value
+    ui_actions.run(
+        flash,
+        lambda conn: work(conn, actor=actor, role=role, now=clock.now(), **kwargs),
+        done=done,
+        refused=_REFUSED,
+        failed="Not saved: ",
+    )
+
+
+def calendar_frame(spans: list[dict[str, Any]], first_day: date, tz: ZoneInfo) -> pd.DataFrame:
+    """Four weeks, Monday first: each cell the day and who is on call ("ann → ben 10:00")."""
+    days = queries.calendar_days(spans, first_day=first_day, days=CALENDAR_DAYS, tz=tz)
+    rows = []
+    for week in range(0, CALENDAR_DAYS, 7):
+        cells = {}
+        for entry in days[week : week + 7]:
+            people = entry["people"]
+            text = people[0][0] + "".join(f" → {name} {at}" for name, at in people[1:])
+            cells[WEEKDAYS[entry["day"].weekday()]] = f"{entry['day']:%d %b} · {text}"
+        rows.append({"week of": f"{days[week]['day']:%d %b}", **cells})
+    return pd.DataFrame(rows)
+
+
+def schedules_section(flash: str, me: accounts.User, now: datetime, tz: ZoneInfo) -> None:
+    """Settings → Schedules (the page is admins')."""
+    st.subheader("Schedules")
+    st.caption(
+        f"Handoffs are wall-clock times in the business time zone ({tz.key}); the higher layer "
+        "wins where it covers; an override wins over every layer."
+    )
+    people = data.read_or_stop(store.list_people)
+    names = {p["id"]: p["username"] for p in people if p["is_active"]}
+    local_today = now.astimezone(tz).date()
+    monday = local_today - timedelta(days=local_today.weekday())
+    start = datetime.combine(monday, time(0), tzinfo=tz)
+    for schedule in data.read_or_stop(store.list_schedules):
+        _schedule(flash, me, schedule, names, start, tz)
+    _new_schedule_form(flash, me, names, local_today)
+    _routes(flash, me, names)
+    _people(flash, me, people)
+
+
+def _schedule(
+    flash: str,
+    me: accounts.User,
+    schedule: dict[str, Any],
+    names: dict[int, str],
+    start: datetime,
+    tz: ZoneInfo,
+) -> None:
+    sid = schedule["id"]
+    st.markdown(f"**{fmt.md_escape(schedule['name'])}** {fmt.md_escape(schedule['description'])}")
+    layers = [
+        {**layer, "members": ", ".join(names.get(m, f"#{m}") for m in layer["members"]),
+         "active_days": ", ".join(WEEKDAYS[d] for d in layer["active_days"]) or "every day"}
+        for layer in schedule["layers"]
+    ]  # fmt: skip
+    columns = ["name", "level", "rotation", "handoff_weekday", "handoff_time", "starts_on"]
+    st.dataframe(pd.DataFrame(layers, columns=[*columns, "members", "active_days"]),
+                 hide_index=True)  # fmt: skip
+    end = start + timedelta(days=CALENDAR_DAYS)
+    spans = data.read(queries.schedule_spans, schedule_id=sid, start=start, end=end, tz=tz)
+    st.dataframe(calendar_frame(spans, start.date(), tz), hide_index=True)
+    overrides = data.read(store.overrides_of, schedule_id=sid, since=start)
+    if overrides:
+        shown = ["id", "username", "starts_at", "ends_at", "reason", "created_by"]
+        st.dataframe(pd.DataFrame(overrides, columns=shown), hide_index=True)
+    with st.form(f"override_{sid}"):
+        cols = st.columns(4)
+        who = cols[0].selectbox("Person", list(names), format_func=lambda i: names[i])
+        day = cols[1].date_input("From", start.date() + timedelta(days=7), key=f"ov_day{sid}")
+        hours = cols[2].number_input("Hours", 1, 24 * 31, 24, key=f"ov_hours{sid}")
+        reason = cols[3].text_input("Reason", key=f"ov_reason{sid}")
+        labels = {0: "none"} | {
+            o["id"]: f"{o['id']} · {o['username']} from {_when(o['starts_at'], tz)}"
+            for o in overrides
+        }
+        remove = st.selectbox("Override to remove", list(labels), format_func=labels.__getitem__,
+                              key=f"ov_rm{sid}")  # fmt: skip
+        add, drop = st.columns(2)
+        if add.form_submit_button("Add override"):
+            starts = datetime.combine(day, time(9, 0), tzinfo=tz)
+            body = {"user_id": who, "starts_at": starts.isoformat(), "reason": reason,
+                    "ends_at": (starts + timedelta(hours=int(hours))).isoformat()}  # fmt: skip
+            _do(flash, me, service.add_override, "Override added", schedule_id=sid, body=body)
+        if drop.form_submit_button("Remove override") and remove:
+            _do(flash, me, service.remove_override, "Override removed", override_id=int(remove))
+
+
+def _new_schedule_form(flash: str, me: accounts.User, names: dict[int, str], today: date) -> None:
+    with st.expander("New schedule (one layer; add more through the API)"), st.form("new_sched"):
+        name = st.text_input("Name", key="sched_name")
+        cols = st.columns(4)
+        rotation = cols[0].selectbox("Rotation", ["weekly", "daily"], key="sched_rot")
+        weekday = cols[1].selectbox("Handoff day", range(7), format_func=WEEKDAYS.__getitem__)
+        at = cols[2].time_input("Handoff time", time(9, 0), key="sched_time")
+        starts = cols[3].date_input("First shift", today, key="sched_start")
+        members = st.multiselect("People, in turn", list(names), format_func=names.__getitem__)
+        if st.form_submit_button("Add schedule"):
+            layer = {"rotation": rotation, "handoff_weekday": weekday,
+                     "handoff_time": at.strftime("%H:%M"), "starts_on": starts.isoformat(),
+                     "members": members}  # fmt: skip
+            _do(flash, me, service.save_schedule, "Schedule added", schedule_id=None,
+                body={"name": name, "layers": [layer]})  # fmt: skip
+
+
+def _routes(flash: str, me: accounts.User, names: dict[int, str]) -> None:
+    st.markdown("**Default routes** (for rules that name no channel)")
+    routes = data.read_or_stop(store.list_routes)
+    schedules = {s["id"]: s["name"] for s in data.read_or_stop(store.list_schedules)}
+    shown = [
+        {"at or above": r["min_severity"],
+         "schedules": ", ".join(schedules.get(i, f"#{i}") for i in r["targets"].get("schedules", [])),
+         "people": ", ".join(names.get(i, f"#{i}") for i in r["targets"].get("users", [])),
+         "channels": ", ".join(str(i) for i in r["targets"].get("channels", []))}
+        for r in routes
+    ]  # fmt: skip
+    if shown:
+        st.dataframe(pd.DataFrame(shown), hide_index=True)
+    else:
+        st.warning("No default route: an alert whose rule names no channel reaches nobody.")
+    with st.form("route"):
+        cols = st.columns(3)
+        severity = cols[0].selectbox("At or above", [s.value for s in Severity], key="route_sev")
+        picked = cols[1].multiselect("Schedules", list(schedules),
+                                     format_func=schedules.__getitem__)  # fmt: skip
+        users = cols[2].multiselect("People", list(names), format_func=names.__getitem__)
+        if st.form_submit_button("Save route"):
+            body = {"min_severity": severity, "targets": {"schedules": picked, "users": users}}
+            _do(flash, me, service.save_route, "Route saved", body=body)
+
+
+def _people(flash: str, me: accounts.User, people: list[dict[str, Any]]) -> None:
+    st.markdown("**People: time zones and contact methods** (URLs are secrets, shown masked)")
+    shown = [
+        {"id": p["id"], "username": p["username"], "role": p["role"],
+         "time zone": p["time_zone"] or "business",
+         "contact methods": "; ".join(
+             c["url"] + ("" if c["is_enabled"] else " (disabled)") for c in p["contacts"])}
+        for p in people if p["is_active"]
+    ]  # fmt: skip
+    st.dataframe(pd.DataFrame(shown), hide_index=True)
+    names = {p["id"]: p["username"] for p in people if p["is_active"]}
+    with st.form("contact"):
+        cols = st.columns([2, 2, 4, 2])
+        who = cols[0].selectbox("Person", list(names), format_func=names.__getitem__)
+        label = cols[1].text_input("Label", "webhook", key="contact_label")
+        url = cols[2].text_input("Apprise URL", key="contact_url")
+        zone = cols[3].text_input("Time zone (blank: business)", key="contact_tz")
+        add, set_tz = st.columns(2)
+        if add.form_submit_button("Add contact method"):
+            _do(flash, me, service.add_contact_method, "Contact method added",
+                user_id=int(who or 0), body={"label": label, "url": url})  # fmt: skip
+        if set_tz.form_submit_button("Set time zone"):
+            _do(flash, me, service.set_time_zone, "Time zone set", user_id=int(who or 0),
+                time_zone=zone.strip() or None)  # fmt: skip
+
+
+def _role_at_least(me: accounts.User, role: Role) -> bool:
+    return me.role.rank >= role.rank
+
+
+def cover_allowed(me: accounts.User | None) -> bool:
+    """Responders and admins may put themselves on call."""
+    return me is not None and _role_at_least(me, Role.RESPONDER)
