@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-empty", action="store_true", help="skip when data is already there")
     api = sub.add_parser("api", help="run the HTTP ingest + admin API")
     api.add_argument("--port", type=int, default=None)
-    api.add_argument("--host", default="0.0.0.0")
+    api.add_argument("--host", default=None, help="default MONITORING_BIND_HOST (127.0.0.1)")
     sub.add_parser("db-url", help="print the SQLAlchemy URL in use")
     _user_commands(sub.add_parser("user").add_subparsers(dest="action", required=True))
     _key_commands(sub.add_parser("apikey").add_subparsers(dest="action", required=True))
@@ -63,16 +63,27 @@ def _key_commands(key: Any) -> None:
     add_key = key.add_parser("add", help="create a key (printed once)")
     add_key.add_argument("name")
     add_key.add_argument("--scope", required=True, choices=[s.value for s in ApiScope])
-    add_key.add_argument("--rate-limit", type=int, help="requests per minute")
+    add_key.add_argument(
+        "--rate-limit",
+        type=_limit_arg,
+        help="requests per minute (0: unlimited; default: the configured one)",
+    )
+    add_key.add_argument(
+        "--point-limit",
+        type=_limit_arg,
+        help="points (items) per minute (0: unlimited; default: the configured one)",
+    )
     add_key.add_argument("--expires-in-days", type=float, help="the key stops working then")
     add_key.add_argument(
         "--allowed-origin", action="append", default=[], help="browser keys: an allowed Origin"
     )
     key.add_parser("list", help="every key (never the key itself)")
     key.add_parser("revoke", help="revoke a key by id").add_argument("id", type=int)
-    change = key.add_parser("set", help="change a key's rate limit or expiry")
+    change = key.add_parser("set", help="change a key's request/point rates or expiry")
     change.add_argument("id", type=int)
-    change.add_argument("--rate-limit", type=_limit_or_none, help="per minute, or 'none'")
+    rates = "per minute, 'unlimited' (or 0) or 'default' (the configured one)"
+    change.add_argument("--rate-limit", type=_limit_arg, help=f"requests {rates}")
+    change.add_argument("--point-limit", type=_limit_arg, help=f"points (items) {rates}")
     change.add_argument("--expires-in-days", type=_days_or_never, help="days, or 'never'")
 
 
@@ -103,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "api":
         from monitoring_core.api.server import serve
 
-        serve(settings, host=args.host, port=args.port or settings.api_port)
+        serve(settings, host=args.host or settings.bind_host, port=args.port or settings.api_port)
         return 0
     engine = make_engine(database_url(settings))
     now = datetime.now(UTC)
@@ -241,7 +252,8 @@ def _key_command(args: argparse.Namespace, conn: Connection, now: datetime) -> N
 
     actor = system_actor(_CLI_ACTOR)
     if args.action == "list":
-        columns = ("id", "name", "prefix", "scope", "rate_limit_per_minute", "expires_at")
+        columns: tuple[str, ...] = ("id", "name", "prefix", "scope", "rate_limit_per_minute")
+        columns = (*columns, "points_per_minute", "expires_at")
         _print_table(accounts.list_api_keys(conn), (*columns, "revoked_at", "last_used_at"))
     elif args.action == "revoke":
         row = accounts.revoke_api_key(conn, key_id=args.id, actor=actor, now=now)
@@ -249,12 +261,20 @@ def _key_command(args: argparse.Namespace, conn: Connection, now: datetime) -> N
     elif args.action == "set":
         changes: dict[str, Any] = {}
         if args.rate_limit is not None:
-            changes["rate_limit_per_minute"] = args.rate_limit or None
+            changes["rate_limit_per_minute"] = _limit_value(args.rate_limit)
+        if args.point_limit is not None:
+            changes["points_per_minute"] = _limit_value(args.point_limit)
         if args.expires_in_days is not None:
             changes["expires_at"] = _days_from(now, args.expires_in_days or None)
         row = accounts.update_api_key(conn, key_id=args.id, actor=actor, now=now, **changes)
-        limit, expires = row["rate_limit_per_minute"], row["expires_at"] or "never"
-        print(f"API key {row['id']}: rate limit {limit} per minute, expires {expires}")
+        requests, points = (
+            _limit_text(row[c]) for c in ("rate_limit_per_minute", "points_per_minute")
+        )
+        expires = row["expires_at"] or "never"
+        print(
+            f"API key {row['id']}: {requests} requests and {points} points per minute,"
+            f" expires {expires}"
+        )
     else:
         _, key = accounts.add_api_key(
             conn,
@@ -262,7 +282,8 @@ def _key_command(args: argparse.Namespace, conn: Connection, now: datetime) -> N
             scope=args.scope,
             actor=actor,
             now=now,
-            rate_limit_per_minute=args.rate_limit,
+            rate_limit_per_minute=_limit_value(args.rate_limit),
+            points_per_minute=_limit_value(args.point_limit),
             expires_at=_days_from(now, args.expires_in_days),
             allowed_origins=args.allowed_origin,
         )
@@ -274,9 +295,24 @@ def _days_from(now: datetime, days: float | None) -> datetime | None:
     return None if days is None else now + timedelta(days=days)
 
 
-def _limit_or_none(value: str) -> int:
-    """A per-minute limit, or 0 for 'none' (no limit)."""
-    return 0 if value.lower() == "none" else int(value)
+_DEFAULT_LIMIT = -1  # what `_limit_arg` gives for 'default'
+
+
+def _limit_arg(value: str) -> int:
+    """A per-minute limit: a number, 0 or 'unlimited'/'none', or 'default' (_DEFAULT_LIMIT)."""
+    word = value.strip().lower()
+    if word in ("unlimited", "none"):
+        return 0
+    return _DEFAULT_LIMIT if word == "default" else int(value)
+
+
+def _limit_value(arg: int | None) -> int | None:
+    """The column value for a parsed limit: None (the configured default) for 'default'."""
+    return None if arg is None or arg == _DEFAULT_LIMIT else arg
+
+
+def _limit_text(value: int | None) -> str:
+    return "the default number of" if value is None else "unlimited" if value == 0 else str(value)
 
 
 def _days_or_never(value: str) -> float:

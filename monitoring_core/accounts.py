@@ -83,9 +83,10 @@ class ApiKey:
     id: int
     name: str
     scope: ApiScope
-    rate_limit_per_minute: int | None
+    rate_limit_per_minute: int | None  # requests; None: the configured default, 0: unlimited
     expires_at: datetime | None = None
     allowed_origins: tuple[str, ...] = ()  # browser keys: the Origins they may be sent from
+    points_per_minute: int | None = None  # ingested items; None: the default, 0: unlimited
 
 
 class AccountInvalid(ValueError):
@@ -298,13 +299,17 @@ def create_api_key(
     rate_limit_per_minute: int | None = None,
     expires_at: datetime | None = None,
     allowed_origins: Iterable[str] = (),
+    points_per_minute: int | None = None,
 ) -> str:
-    """Create a key and return it; only its hash is stored, so this is the one time it is seen."""
+    """Create a key and return it; only its hash is stored, so this is the one time it is seen.
+
+    Rates: None takes the configured default (limits are on by default), 0 is unlimited."""
     return _insert_key(
         conn,
         name=name,
         scope=scope,
         rate_limit_per_minute=rate_limit_per_minute,
+        points_per_minute=points_per_minute,
         expires_at=expires_at,
         allowed_origins=allowed_origins,
     )[1]
@@ -318,6 +323,7 @@ def _insert_key(
     rate_limit_per_minute: int | None,
     expires_at: datetime | None,
     allowed_origins: Iterable[str],
+    points_per_minute: int | None = None,
 ) -> tuple[int, str]:
     name = _name(name, "name")
     try:
@@ -336,6 +342,7 @@ def _insert_key(
             key_hash=hash_api_key(key),
             scope=scope.value,
             rate_limit_per_minute=_rate_limit(rate_limit_per_minute),
+            points_per_minute=_rate_limit(points_per_minute, "points_per_minute"),
             expires_at=expires_at,
             allowed_origins=list(origins),
         )
@@ -344,13 +351,18 @@ def _insert_key(
     return key_id, key
 
 
-def _rate_limit(value: Any) -> int | None:
+_MAX_RATE = {"rate_limit_per_minute": 1_000_000, "points_per_minute": 1_000_000_000}
+
+
+def _rate_limit(value: Any, field: str = "rate_limit_per_minute") -> int | None:
+    """A per-minute limit: None (the configured default), 0 (unlimited) or a positive number."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+    top = _MAX_RATE[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
         raise AccountInvalid(
-            "rate_limit_per_minute must be a whole number from 1 to 1000000",
-            "rate_limit_per_minute",
+            f"{field} must be a whole number from 0 (unlimited) to {top}, or null (the default)",
+            field,
         )
     return value
 
@@ -400,6 +412,7 @@ _KEY_COLUMNS = (
     api_keys.c.prefix,
     api_keys.c.scope,
     api_keys.c.rate_limit_per_minute,
+    api_keys.c.points_per_minute,
     api_keys.c.allowed_origins,
     api_keys.c.created_at,
     api_keys.c.last_used_at,
@@ -431,6 +444,7 @@ def add_api_key(
     rate_limit_per_minute: int | None = None,
     expires_at: datetime | None = None,
     allowed_origins: Iterable[str] = (),
+    points_per_minute: int | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Create a key (audited `apikey.create`): its row and the key, which is shown only now."""
     key_id, key = _insert_key(
@@ -438,6 +452,7 @@ def add_api_key(
         name=name,
         scope=scope,
         rate_limit_per_minute=rate_limit_per_minute,
+        points_per_minute=points_per_minute,
         expires_at=_future(expires_at, now),
         allowed_origins=allowed_origins,
     )
@@ -473,11 +488,15 @@ def update_api_key(
     now: datetime,
     rate_limit_per_minute: int | None = _UNSET,
     expires_at: datetime | None = _UNSET,
+    points_per_minute: int | None = _UNSET,
 ) -> dict[str, Any]:
-    """Set a key's rate limit or expiry (None: no limit, never expires); audited `apikey.update`."""
+    """Set a key's request or point rate (None: the configured default, 0: unlimited) or its
+    expiry (None: never); audited `apikey.update`."""
     values: dict[str, Any] = {}
     if rate_limit_per_minute is not _UNSET:
         values["rate_limit_per_minute"] = _rate_limit(rate_limit_per_minute)
+    if points_per_minute is not _UNSET:
+        values["points_per_minute"] = _rate_limit(points_per_minute, "points_per_minute")
     if expires_at is not _UNSET:
         values["expires_at"] = _future(expires_at, now)
     row = _key_row(conn, key_id)
@@ -505,6 +524,7 @@ def lookup_api_key(conn: Connection, key: str) -> ApiKey | None:
         api_keys.c.name,
         api_keys.c.scope,
         api_keys.c.rate_limit_per_minute,
+        api_keys.c.points_per_minute,
         api_keys.c.expires_at,
         api_keys.c.allowed_origins,
     ).where(api_keys.c.key_hash == hash_api_key(key), api_keys.c.revoked_at.is_(None))
@@ -518,6 +538,7 @@ def lookup_api_key(conn: Connection, key: str) -> ApiKey | None:
         rate_limit_per_minute=row.rate_limit_per_minute,
         expires_at=row.expires_at,
         allowed_origins=tuple(row.allowed_origins or ()),
+        points_per_minute=row.points_per_minute,
     )
 
 

@@ -33,6 +33,13 @@ class Settings:
     # allow-list of host names, .suffix names and CIDRs (empty: no allow-list)
     outbound_deny_private: bool = False
     outbound_allow: tuple[str, ...] = ()
+    # per-key limits for keys that do not set their own (api_keys columns NULL); 0: unlimited
+    key_requests_per_minute: int = 12_000
+    key_points_per_minute: int = 600_000
+    # network: the address the API and the UI listen on (loopback unless told otherwise), and
+    # whether /metrics, /docs, /redoc and /openapi.json answer without a read key
+    bind_host: str = "127.0.0.1"
+    open_service_routes: bool = False
     # cardinality limits (API): series one metric may have (new series past it are refused,
     # existing ones stay writable), series one metrics query may return
     max_series_per_metric: int = 10_000
@@ -153,6 +160,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_reader_url=_database_url(env, "DATABASE_READER_URL"),
         outbound_deny_private=_bool(env, "MONITORING_OUTBOUND_DENY_PRIVATE", False),
         outbound_allow=_list(env, "MONITORING_OUTBOUND_ALLOW"),
+        key_requests_per_minute=_int(env, "MONITORING_KEY_REQUESTS_PER_MINUTE", 12_000, 0),
+        key_points_per_minute=_int(env, "MONITORING_KEY_POINTS_PER_MINUTE", 600_000, 0),
+        bind_host=_read(env, "MONITORING_BIND_HOST") or "127.0.0.1",
+        open_service_routes=_bool(env, "MONITORING_OPEN_SERVICE_ROUTES", False),
         heartbeat_url=_http_url(env, "MONITORING_HEARTBEAT_URL"),
         max_series_per_metric=_int(env, "MONITORING_MAX_SERIES_PER_METRIC", 10_000),
         max_query_series=_int(env, "MONITORING_MAX_QUERY_SERIES", 500),

@@ -163,7 +163,8 @@ BROWSER = {"scope": "browser"}
         ({**BROWSER, "allowed_origins": ["https://a\u0000b"]}, "allowed_origins"),
         ({**BROWSER, "allowed_origins": ["https://a.example/path"]}, "allowed_origins"),
         ({**BROWSER, "allowed_origins": ["https://a.example:99999"]}, "allowed_origins"),
-        ({"rate_limit_per_minute": 0}, "rate_limit_per_minute"),
+        ({"rate_limit_per_minute": -1}, "rate_limit_per_minute"),  # 0 is "unlimited"
+        ({"points_per_minute": 1.5}, "points_per_minute"),
         ({"expires_at": "2020-01-01T00:00:00+00:00"}, "expires_at"),
         ({"expires_at": "2099-01-01T00:00:00"}, "expires_at"),  # no offset
         ({"expires_at": "tomorrow"}, "expires_at"),

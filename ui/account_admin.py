@@ -48,9 +48,28 @@ def keys_and_users(flash: str, me: accounts.User) -> None:
 
 
 def _key_table(keys: list[dict[str, Any]]) -> None:
-    columns = ["id", "name", "prefix", "scope", "rate_limit_per_minute", "allowed_origins"]
-    columns += ["expires_at", "last_used_at", "revoked_at"]
+    columns = ["id", "name", "prefix", "scope", "rate_limit_per_minute", "points_per_minute"]
+    columns += ["allowed_origins", "expires_at", "last_used_at", "revoked_at"]
     st.dataframe(pd.DataFrame(keys, columns=columns), hide_index=True)
+    settings = data.get_settings()
+    st.caption(
+        "Rates per key and minute: empty means the default"
+        f" ({settings.key_requests_per_minute:,} requests, {settings.key_points_per_minute:,}"
+        " points: metric points, samples, events), 0 means unlimited. Past a rate the API"
+        " answers 429 with Retry-After."
+    )
+
+
+def _rates(where: Any, key: str) -> tuple[int | None, int | None]:
+    """Requests and points per minute as typed: None (empty) for the default, 0 unlimited."""
+    left, right = where.columns(2)
+    requests = left.number_input(
+        "Requests per minute", 0, 1_000_000, None, step=1, key=f"{key}_limit"
+    )
+    points = right.number_input(
+        "Points per minute", 0, 1_000_000_000, None, step=1, key=f"{key}_points"
+    )
+    return (None if requests is None else int(requests)), (None if points is None else int(points))
 
 
 def _expiry(days: float) -> datetime | None:
@@ -62,9 +81,8 @@ def _new_key_form(flash: str, actor: str) -> None:
         name = st.text_input("Name", key="apikey_name")
         scope = st.selectbox("Scope", [s.value for s in ApiScope], key="apikey_scope")
         st.caption(_SCOPES_HELP)
-        left, right = st.columns(2)
-        limit = left.number_input("Requests per minute (0: no limit)", 0, 1_000_000, 0)
-        days = right.number_input("Expires in days (0: never)", 0, 3650, 0)
+        limit, points = _rates(st, "apikey")
+        days = st.number_input("Expires in days (0: never)", 0, 3650, 0)
         origins = st.text_input("Allowed origins, comma-separated (browser keys)", key="apikey_o")
         if st.form_submit_button("Create key"):
             work = partial(
@@ -73,7 +91,8 @@ def _new_key_form(flash: str, actor: str) -> None:
                 scope=scope,
                 actor=actor,
                 now=clock.now(),
-                rate_limit_per_minute=int(limit) or None,
+                rate_limit_per_minute=limit,
+                points_per_minute=points,
                 expires_at=_expiry(days),
                 allowed_origins=[o.strip() for o in origins.split(",") if o.strip()],
             )
@@ -95,11 +114,8 @@ def _key_changes(flash: str, actor: str, active: list[dict[str, Any]]) -> None:
     with st.form("change_api_key"):
         picked = st.selectbox("Key", list(names), format_func=lambda i: names[i], key="apikey_pick")
         key_id = int(picked or 0)  # never 0: there is at least one active key here
-        left, right = st.columns(2)
-        limit = left.number_input(
-            "New limit per minute (0: none)", 0, 1_000_000, 0, key="apikey_new_limit"
-        )
-        days = right.number_input("Expires in days from now (0: never)", 0, 3650, 0)
+        limit, points = _rates(st, "apikey_new")
+        days = st.number_input("Expires in days from now (0: never)", 0, 3650, 0)
         save, revoke = st.columns(2)
         if save.form_submit_button("Save limit and expiry"):
             work = partial(
@@ -107,7 +123,8 @@ def _key_changes(flash: str, actor: str, active: list[dict[str, Any]]) -> None:
                 key_id=key_id,
                 actor=actor,
                 now=clock.now(),
-                rate_limit_per_minute=int(limit) or None,
+                rate_limit_per_minute=limit,
+                points_per_minute=points,
                 expires_at=_expiry(days),
             )
             ui_actions.run(flash, work, done=f"Key {key_id} changed", refused=_REFUSED)

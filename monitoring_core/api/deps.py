@@ -5,6 +5,10 @@ the user name when the password is empty), and on ingest routes also `?key=KEY`,
 `navigator.sendBeacon` cannot set headers. Sentry routes pass the key from `X-Sentry-Auth`
 or `?sentry_key=` to `check_key` themselves (see `sentry_key`).
 
+Rates (`ratelimit.py`): `check_key` spends one request of the key's request allowance; an
+ingest route then calls `count_points(request, n)` once with the number of items it is about
+to store, before storing them. Both answer 429 with `Retry-After` naming the limit exceeded.
+
 Scopes (`ApiScope`): `ingest` writes only, `read` reads only, `admin` does everything, and
 `browser` may only POST Web Vitals and timings to `BROWSER_PATHS`, from its allowed origins when
 it has any. Keys that ship to browsers, apps and Sentry DSNs are public: none of them reads.
@@ -21,6 +25,7 @@ from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.accounts import ApiKey
+from monitoring_core.api.ratelimit import effective_limit
 from monitoring_core.enums import ApiScope
 
 __all__ = [
@@ -29,10 +34,12 @@ __all__ = [
     "INGEST_SCOPES",
     "READ_SCOPES",
     "check_key",
+    "count_points",
     "presented_key",
     "require_admin",
     "require_ingest",
     "require_read",
+    "require_service_reader",
     "sentry_key",
 ]
 
@@ -104,17 +111,42 @@ async def check_key(request: Request, key: str | None, allowed: frozenset[ApiSco
         raise HTTPException(403, f"this key's scope {record.scope.value!r} may not use this route")
     if record.scope is ApiScope.BROWSER:
         _check_browser(request, record)
-    retry_after = request.app.state.limiter.check(
-        record.id, record.rate_limit_per_minute, time.monotonic()
-    )
+    settings = request.app.state.settings
+    limit = effective_limit(record.rate_limit_per_minute, settings.key_requests_per_minute)
+    retry_after = request.app.state.limiter.check(record.id, limit, time.monotonic())
     if retry_after is not None:
         raise HTTPException(
             429,
-            f"rate limit of {record.rate_limit_per_minute} requests per minute exceeded",
+            f"request rate limit exceeded: this key may make {limit} requests per minute",
             headers={"Retry-After": str(retry_after)},
         )
     request.state.api_key = record
     return record
+
+
+def count_points(request: Request, points: int) -> None:
+    """Spend `points` of the request's key's point allowance; 429 with Retry-After past it.
+
+    Every ingest route calls this once, after parsing and before storing, with the number of
+    items (metric points, samples, events …) the request carries. A request without a checked
+    key (`check_key` not run) is not counted.
+    """
+    record: ApiKey | None = getattr(request.state, "api_key", None)
+    if record is None or points <= 0:
+        return
+    limit = effective_limit(
+        record.points_per_minute, request.app.state.settings.key_points_per_minute
+    )
+    retry_after = request.app.state.limiter.check(
+        record.id, limit, time.monotonic(), kind="points", amount=points
+    )
+    if retry_after is not None:
+        raise HTTPException(
+            429,
+            f"point rate limit exceeded: this key may send {limit} points per minute"
+            f" (this request carries {points})",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def _check_browser(request: Request, record: ApiKey) -> None:
@@ -134,6 +166,15 @@ async def require_ingest(request: Request) -> ApiKey:
 
 async def require_read(request: Request) -> ApiKey:
     """Scope read or admin (read and live routes); never from `?key=` (URLs end up in logs)."""
+    return await check_key(request, presented_key(request, allow_query=False), READ_SCOPES)
+
+
+async def require_service_reader(request: Request) -> ApiKey | None:
+    """`/metrics`, `/docs`, `/redoc`, `/openapi.json`: a read or admin key (a browser asks for
+    it through the Basic challenge: the key as password), unless the setting
+    `MONITORING_OPEN_SERVICE_ROUTES` opens them to anyone who can reach the port."""
+    if request.app.state.settings.open_service_routes:
+        return None
     return await check_key(request, presented_key(request, allow_query=False), READ_SCOPES)
 
 

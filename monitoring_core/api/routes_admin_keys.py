@@ -66,8 +66,9 @@ async def list_keys(request: Request) -> Response:
 
 @router.post(KEYS, status_code=201, summary="Create a key; the reply holds it, once")
 async def create_key(request: Request) -> Response:
-    """Body: `{name, scope: ingest|read|browser|admin, rate_limit_per_minute?, expires_at?,
-    allowed_origins?: ["https://www.example.com"] (browser keys)}`."""
+    """Body: `{name, scope: ingest|read|browser|admin, rate_limit_per_minute?,
+    points_per_minute?, expires_at?, allowed_origins?: ["https://www.example.com"] (browser
+    keys)}`. Rates: absent or null take the configured default, 0 is unlimited."""
     body, actor, now = await read_json_object(request), actor_of(request), datetime.now(UTC)
 
     def work(conn: Any) -> dict[str, Any]:
@@ -78,6 +79,7 @@ async def create_key(request: Request) -> Response:
             actor=actor,
             now=now,
             rate_limit_per_minute=body.get("rate_limit_per_minute"),
+            points_per_minute=body.get("points_per_minute"),
             expires_at=_expiry(body),
             allowed_origins=body.get("allowed_origins") or (),
         )
@@ -86,14 +88,15 @@ async def create_key(request: Request) -> Response:
     return await _change(request, work, status_code=201)
 
 
-@router.patch(KEYS + "/{key_id}", summary="Set a key's rate limit or expiry (null: none)")
+@router.patch(KEYS + "/{key_id}", summary="Set a key's request/point rates or expiry")
 async def update_key(request: Request, key_id: RowId) -> Response:
-    """Body: `{rate_limit_per_minute?: int | null, expires_at?: ISO time | null}`."""
+    """Body: `{rate_limit_per_minute?: int | null, points_per_minute?: int | null,
+    expires_at?: ISO time | null}`; rates: null is the configured default, 0 unlimited;
+    expiry: null is never."""
     _not_itself(request, key_id)
     body, actor, now = await read_json_object(request), actor_of(request), datetime.now(UTC)
-    changes: dict[str, Any] = {
-        k: body[k] for k in ("rate_limit_per_minute", "expires_at") if k in body
-    }
+    fields = ("rate_limit_per_minute", "points_per_minute", "expires_at")
+    changes: dict[str, Any] = {k: body[k] for k in fields if k in body}
 
     def work(conn: Any) -> dict[str, Any]:
         if "expires_at" in changes:

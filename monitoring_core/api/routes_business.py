@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import read_json_items
-from monitoring_core.api.deps import require_ingest, require_read
+from monitoring_core.api.deps import count_points, require_ingest, require_read
 from monitoring_core.api.routes_ingest import partition_days
 from monitoring_core.business.anomalies import ANOMALY_METRICS, kpi_anomalies
 from monitoring_core.business.dashboard import business_dashboard, complete_period
@@ -64,6 +64,7 @@ async def ingest_business_events(request: Request) -> JSONResponse:
     items = await read_json_items(
         request, max_bytes=request.app.state.settings.max_body_bytes, allow_text=True
     )
+    count_points(request, len(items))
     stats = request.app.state.stats
     try:
         accepted = await run_in_threadpool(_store, request.app, items)

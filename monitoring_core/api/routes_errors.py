@@ -29,6 +29,7 @@ from monitoring_core.api.body import (
 from monitoring_core.api.deps import (
     INGEST_SCOPES,
     check_key,
+    count_points,
     require_admin,
     require_ingest,
     require_read,
@@ -331,6 +332,7 @@ async def ingest_error_events(request: Request) -> JSONResponse:
     _check_json_type(request)
     data = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
     items = parse_json_items(data)
+    count_points(request, len(items))
     stats = request.app.state.stats
     now = datetime.now(UTC)
     try:

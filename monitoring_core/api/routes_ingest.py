@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import read_json_items
-from monitoring_core.api.deps import require_ingest
+from monitoring_core.api.deps import count_points, require_ingest
 from monitoring_core.ingest.metrics import SeriesCache, validate_metrics, write_metrics
 from monitoring_core.ingest.partition_days import PartitionDays
 from monitoring_core.ingest.performance import (
@@ -79,6 +79,7 @@ async def ingest_metrics(request: Request) -> JSONResponse:
     items = await read_json_items(
         request, max_bytes=request.app.state.settings.max_body_bytes, nested=False
     )
+    count_points(request, len(items))
     stats = request.app.state.stats
     try:
         accepted = await run_in_threadpool(_store_metrics, request.app, items)
@@ -122,6 +123,7 @@ async def ingest_performance(request: Request) -> JSONResponse:
     items = await read_json_items(
         request, max_bytes=request.app.state.settings.max_body_bytes, allow_text=True, nested=False
     )
+    count_points(request, len(items))
     context = RequestContext(
         referer=request.headers.get("referer"), user_agent=request.headers.get("user-agent")
     )
