@@ -270,7 +270,9 @@ def main() -> None:
     engine = make_engine(url)
     migrate(engine, now=datetime.now(UTC), days_back=1)
     with engine.begin() as conn:
-        key = create_api_key(conn, name="bench", scope=ApiScope.INGEST)
+        key = create_api_key(
+            conn, name="bench", scope=ApiScope.INGEST, rate_limit_per_minute=0, points_per_minute=0
+        )  # a benchmark measures the server, not the per-key rate limits
     engine.dispose()
     print(
         f"{WORKERS} uvicorn workers, {CLIENTS} client processes, {DURATION_S:.0f} s per route; "

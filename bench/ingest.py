@@ -220,7 +220,9 @@ def main() -> None:
     migrate(engine, now=datetime.now(UTC), days_back=1)
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE metric_points, metric_series, api_keys RESTART IDENTITY"))
-        key = create_api_key(conn, name="bench", scope=ApiScope.INGEST)
+        key = create_api_key(
+            conn, name="bench", scope=ApiScope.INGEST, rate_limit_per_minute=0, points_per_minute=0
+        )  # a benchmark measures the server, not the per-key rate limits
     print(
         f"HTTP: {WORKERS} uvicorn workers, {CLIENTS} clients, batches of {BATCH} points, "
         f"{DURATION_S:.0f} s; {os.cpu_count()} cores, load average at start "
