@@ -56,7 +56,6 @@ from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
 from monitoring_core.flows.alert_cycle import evaluate_all  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
-from monitoring_core.notify.channels import create_channel  # noqa: E402
 from monitoring_core.notify.transport import send  # noqa: E402
 from monitoring_core.oncall import store as oncall_store  # noqa: E402
 from monitoring_core.oncall.queries import on_call_now_and_next  # noqa: E402
