@@ -18,6 +18,8 @@ from monitoring_core.config import load_settings
 from monitoring_core.flows.alert_cycle import run_evaluation
 from monitoring_core.flows.alert_escalation import escalate_unacknowledged
 from monitoring_core.flows.notification_delivery import deliver_due
+from monitoring_core.incidents.escalation import escalate_incidents
+from monitoring_core.incidents.store import open_incident
 from monitoring_core.oncall import queries, service, store
 from monitoring_core.oncall.routing import recipients, route_channels
 from monitoring_core.oncall.validate import OncallInvalid
@@ -226,3 +228,20 @@ def test_it_gives_a_fresh_install_one_route_to_the_first_admin(engine: Engine, t
         (route,) = store.list_routes(conn)
         admin = conn.execute(select(users.c.id).where(users.c.username == "admin")).scalar_one()
     assert route["min_severity"] == "info" and route["targets"]["users"] == [admin]
+
+
+def test_it_pages_the_on_call_person_for_an_incident(engine: Engine, team: dict) -> None:
+    contacts = _contacts(engine, team, "json://127.0.0.1:9/x")
+    with engine.begin() as conn:
+        create_policy(conn, {"name": "Default", "steps": [
+            {"after_minutes": 0, "schedules": [team["schedule"]]},
+            {"after_minutes": 10, "users": [team["root"]]},
+        ]})  # fmt: skip
+        open_incident(conn, title="Checkout down", severity="SEV2", affected_services=[],
+                      source="manual", created_by=ADMIN, now=TUESDAY, tz=TZ)  # fmt: skip
+        assert escalate_incidents(conn, now=TUESDAY, tz=TZ, public_url=URL) == 1
+        assert escalate_incidents(conn, now=TUESDAY + timedelta(minutes=10), tz=TZ,
+                                  public_url=URL) == 1  # fmt: skip
+        sent = list(conn.execute(select(notification_outbox.c.channel_id).order_by(
+            notification_outbox.c.id)).scalars())  # fmt: skip
+    assert sent == [contacts["ben"], contacts["root"]]

@@ -36,6 +36,7 @@ from monitoring_core.incidents.service import IncidentNotFound
 from monitoring_core.incidents.store import add_timeline_entry
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import Message, inert
+from monitoring_core.oncall.routing import recipients
 from monitoring_core.policies.steps import Step, due_steps, parse_steps
 from monitoring_core.policies.store import policy_for
 from monitoring_core.roles import require_role
@@ -66,6 +67,7 @@ class Page:
     index: int  # the policy step paged (0-based)
     channels: tuple[int, ...]
     reason: str  # unacknowledged | not_mitigated | by_hand
+    step: Step | None = None  # its people and schedules, resolved when sent (oncall.routing)
 
 
 def pages_due(
@@ -88,7 +90,7 @@ def pages_due(
         if alert_firing:
             return []
         due = due_steps(steps, done=done, start=incident["detected_at"], now=now, repeat=repeat)
-        return [Page(i, s.channels, "unacknowledged") for i, s in due]
+        return [Page(i, s.channels, "unacknowledged", s) for i, s in due]
     if incident["status"] == IncidentStatus.MITIGATING:
         return []
     target = response_target(incident["severity"], is_saturday=is_saturday)
@@ -100,7 +102,7 @@ def pages_due(
     if now - since < timedelta(minutes=target.reescalate_minutes):
         return []
     index = min(done, len(steps) - 1)
-    return [Page(index, steps[index].channels, "not_mitigated")]
+    return [Page(index, steps[index].channels, "not_mitigated", steps[index])]
 
 
 def incident_policy(
@@ -175,19 +177,23 @@ def _send(
     now: datetime,
     public_url: str,
     actor: str = ACTOR,
+    tz: ZoneInfo | None = None,
 ) -> None:
     key = f"incident:{incident['id']}:step:{page.index}"
     if page.reason == "not_mitigated":
         key = f"incident:{incident['id']}:again:{now.isoformat()}"
     elif page.reason == "by_hand":  # each press of the button is a page of its own
         key = f"incident:{incident['id']}:by_hand:{now.isoformat()}:{secrets.token_hex(4)}"
+    wanted = list(page.channels)
+    if page.step is not None and tz is not None:  # the on-call person's, the people's contacts
+        wanted = recipients(conn, page.step.targets(), now=now, tz=tz)
     # A channel deleted after the policy was written is skipped, not a failed job for everyone.
     known = set(
         conn.execute(
-            select(notification_channels.c.id).where(notification_channels.c.id.in_(page.channels))
+            select(notification_channels.c.id).where(notification_channels.c.id.in_(wanted))
         ).scalars()
     )
-    channels = [c for c in page.channels if c in known]
+    channels = [c for c in wanted if c in known]
     rows = outbox_rows(
         channel_ids=channels,
         message=_message(incident, page, public_url),
@@ -217,7 +223,7 @@ def _send(
             "step": page.index + 1,
             "policy": policy["name"],
             "reason": page.reason,
-            "channels": list(page.channels),
+            "channels": channels,
             "outbox_ids": ids,
         },
     )
@@ -251,7 +257,7 @@ def escalate_incidents(conn: Connection, *, now: datetime, tz: ZoneInfo, public_
             alert_firing=firing,
             done=done,
         ):
-            _send(conn, incident, page, policy, now, public_url)
+            _send(conn, incident, page, policy, now, public_url, tz=tz)
             incident["escalation_step"] = page.index + 1
             sent += 1
     return sent
@@ -283,6 +289,6 @@ def escalate_incident_by_hand(
     if policy is None or not steps:
         raise TransitionRefused("no escalation policy with steps applies to this incident")
     index = min(int(incident["escalation_step"]), len(steps) - 1)
-    page = Page(index, steps[index].channels, "by_hand")
-    _send(conn, incident, page, policy, now, public_url, actor=actor)
+    page = Page(index, steps[index].channels, "by_hand", steps[index])
+    _send(conn, incident, page, policy, now, public_url, actor=actor, tz=tz)
     return {"incident_id": incident_id, "step": index + 1, "policy": policy["name"]}
