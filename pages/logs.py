@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 from streamlit_autorefresh import st_autorefresh
 
@@ -22,7 +23,24 @@ tz = data.get_settings().tz
 ALL = "All"
 TAIL_S = 5
 AROUND = timedelta(minutes=5)
+COLORS = {
+    "FATAL": "#7b0000",
+    "ERROR": "#d62728",
+    "WARN": "#ff7f0e",
+    "INFO": "#1f77b4",
+    "DEBUG": "#9467bd",
+    "TRACE": "#7f7f7f",
+}
 st.title("Logs")
+
+
+def _step(interval: timedelta) -> str:
+    minutes = int(interval.total_seconds() // 60)
+    if minutes >= 1440 and minutes % 1440 == 0:
+        return f"{minutes // 1440} d"
+    if minutes >= 60 and minutes % 60 == 0:
+        return f"{minutes // 60} h"
+    return f"{minutes} min"
 
 
 def _around(value: str | None) -> datetime | None:
@@ -90,10 +108,27 @@ histogram = data.read_or_stop(queries.log_histogram, interval=interval, **filter
 if histogram:
     frame = pd.DataFrame(histogram)
     frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz)
-    st.bar_chart(
-        frame.pivot_table(index="bucket", columns="severity", values="count", fill_value=0),
-        height=200,
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=part["bucket"],
+                y=part["count"],
+                name=level,
+                marker_color=COLORS.get(level, "#7f7f7f"),
+                width=interval.total_seconds() * 1000 * 0.9,  # ms on a date axis
+            )
+            for level, part in frame.groupby("severity", sort=False)
+        ]
     )
+    figure.update_layout(
+        barmode="stack",
+        height=240,
+        margin={"l": 10, "r": 10, "t": 10, "b": 40},
+        xaxis={"range": [tr.start.astimezone(tz), tr.end.astimezone(tz)]},
+        yaxis_title=f"records per {_step(interval)}",
+        legend={"orientation": "h"},
+    )
+    st.plotly_chart(figure, width="stretch")
 rows = data.read_or_stop(queries.search_logs, **filters)
 if not rows:
     st.info(
@@ -113,10 +148,15 @@ st.dataframe(
     height=widgets.table_height(len(table)),
     column_config={"severity_text": "severity", "body": st.column_config.TextColumn(width="large")},
 )
-traced = sorted({r["trace_id"] for r in rows if r["trace_id"]})
+traced = {
+    f"{r['time'].astimezone(tz):%H:%M:%S} · {r['service']} · {r['severity_text'] or ''} · "
+    f"{r['body'][:90]} · {r['trace_id'][:8]}": r["trace_id"]
+    for r in rows[:200]
+    if r["trace_id"]
+}
 if traced:
-    pick = st.selectbox("Open the trace of a record", traced, key="logs_pick_trace")
-    trace_links.trace_link(pick)
+    pick = st.selectbox("Open the trace of a record", list(traced), key="logs_pick_trace")
+    trace_links.trace_link(traced[pick])
 
 with st.expander("Volume per service and day"):
     volume = data.read_or_stop(queries.daily_volume, start=tr.start - timedelta(days=7), end=tr.end)
