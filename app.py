@@ -33,6 +33,7 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
     ],
     "Administration": [
         ("pages/settings.py", "Settings", ":material/settings:"),
+        ("pages/admin.py", "Admin", ":material/admin_panel_settings:"),
     ],
 }
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from monitoring_core.alerts.silences import create_silence, delete_silence
+from monitoring_core.alerts.silences import create_silence, delete_silence, end_silence
 from monitoring_core.alerts.store import RuleNotFound, create_rule, delete_rule, update_rule
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import Role
@@ -22,6 +22,7 @@ __all__ = [
     "rule_update",
     "silence_create",
     "silence_delete",
+    "silence_end",
 ]
 
 
@@ -107,3 +108,15 @@ def silence_delete(
             conn, actor=actor, action="silence.delete", target=f"silence:{silence_id}", now=now
         )
     return deleted
+
+
+def silence_end(conn: Connection, *, silence_id: int, actor: str, role: str, now: datetime) -> bool:
+    """End a silence at `now`, kept for the record (False: no such silence still running);
+    responders and admins."""
+    require_role(role, Role.RESPONDER)
+    ended = end_silence(conn, silence_id=silence_id, now=now)
+    if ended:
+        record_audit(
+            conn, actor=actor, action="silence.end", target=f"silence:{silence_id}", now=now
+        )
+    return ended

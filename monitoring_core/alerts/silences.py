@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import re2
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from monitoring_core.schema import silences
 
@@ -26,6 +26,7 @@ __all__ = [
     "alert_labels",
     "create_silence",
     "delete_silence",
+    "end_silence",
     "is_active",
     "is_silenced",
     "list_silences",
@@ -188,3 +189,14 @@ def list_silences(conn: Connection, *, now: datetime | None = None) -> list[dict
 
 def delete_silence(conn: Connection, *, silence_id: int) -> bool:
     return bool(conn.execute(delete(silences).where(silences.c.id == silence_id)).rowcount)
+
+
+def end_silence(conn: Connection, *, silence_id: int, now: datetime) -> bool:
+    """Make a silence end at `now` (one not started yet ends before it starts); False when no
+    silence with that id is still running."""
+    stmt = (
+        update(silences)
+        .where(silences.c.id == silence_id, silences.c.ends_at > now)
+        .values(starts_at=func.least(silences.c.starts_at, now), ends_at=now)
+    )
+    return bool(conn.execute(stmt).rowcount)

@@ -19,11 +19,11 @@ import yaml
 from monitoring_core.alerts.rules import RuleInvalid, parse_condition
 from monitoring_core.alerts.silences import validate_silence
 from monitoring_core.collectors.store import validate_collector
+from monitoring_core.config_io.settings_rows import validate_setting
 from monitoring_core.config_io.spec import (
     FORMAT_VERSION,
     REQUIRED,
     SECTIONS,
-    UNMANAGED_SETTINGS,
     Section,
     env_reference,
 )
@@ -230,10 +230,13 @@ def _settings(reader: _Reader, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         reader.fail(("settings",), "must be a mapping of setting name to value")
         return {}
-    for key in raw:
-        if str(key) in UNMANAGED_SETTINGS:
-            reader.fail(("settings", key), "is an installation secret, not configuration")
-    return {str(k): reader.resolve(v, ("settings", k)) for k, v in raw.items()}
+    values = {str(k): reader.resolve(v, ("settings", k)) for k, v in raw.items()}
+    for key, value in values.items():
+        try:
+            validate_setting(key, value)
+        except ValueError as exc:
+            reader.fail(("settings", key), str(exc))
+    return values
 
 
 class _Checks:

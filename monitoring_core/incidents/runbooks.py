@@ -55,6 +55,7 @@ __all__ = [
     "run_step",
     "runbooks_for_incident",
     "success_rate",
+    "update_runbook",
     "validate_steps",
 ]
 
@@ -136,11 +137,8 @@ def validate_steps(raw: Any) -> list[dict[str, Any]]:
     return steps
 
 
-def create_runbook(
-    conn: Connection, *, body: Mapping[str, Any], actor: str, role: str, now: datetime
-) -> dict[str, Any]:
-    """Admins write runbooks (their HTTP targets are trusted configuration)."""
-    require_role(role, Role.ADMIN)
+def _runbook_values(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values of a runbook body; IncidentInvalid lists every problem."""
     problems = (
         [{"field": "title", "message": "is required"}]
         if not isinstance(body.get("title"), str) or not body["title"].strip()
@@ -154,17 +152,52 @@ def create_runbook(
             )
     if problems:
         raise IncidentInvalid(problems)
-    values = {
+    return {
         "title": body["title"].strip(),
         "description": str(body.get("description") or ""),
         "steps": validate_steps(body.get("steps")),
         "requires_approval": bool(body.get("requires_approval", False)),
         "wedding_day_approved": bool(body.get("wedding_day_approved", False)),
         **{k: body.get(k) for k in ("service_name", "alert_rule_id", "error_group_id")},
-        "created_at": now,
     }
+
+
+def create_runbook(
+    conn: Connection, *, body: Mapping[str, Any], actor: str, role: str, now: datetime
+) -> dict[str, Any]:
+    """Admins write runbooks (their HTTP targets are trusted configuration)."""
+    require_role(role, Role.ADMIN)
+    values = {**_runbook_values(body), "created_at": now}
     row = conn.execute(insert(runbooks).values(**values).returning(*runbooks.c)).one()
     record_audit(conn, actor=actor, action="runbook.create", target=f"runbook:{row.id}", now=now)
+    return dict(row._mapping)
+
+
+def update_runbook(
+    conn: Connection,
+    *,
+    runbook_id: int,
+    body: Mapping[str, Any],
+    actor: str,
+    role: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Replace a runbook's title, description, links, approval flags and steps (admins);
+    LookupError when there is no such runbook. Its run counts are kept."""
+    require_role(role, Role.ADMIN)
+    values = _runbook_values(body)
+    stmt = update(runbooks).where(runbooks.c.id == runbook_id).values(**values)
+    row = conn.execute(stmt.returning(*runbooks.c)).first()
+    if row is None:
+        raise LookupError(f"runbook {runbook_id}")
+    record_audit(
+        conn,
+        actor=actor,
+        action="runbook.update",
+        target=f"runbook:{runbook_id}",
+        details={"steps": len(values["steps"])},
+        now=now,
+    )
     return dict(row._mapping)
 
 

@@ -1,0 +1,152 @@
+"""Admin: the audit log with filters, settings, silences, runbooks and the configuration file.
+
+Responders may end and add silences here; everything else is for admins. Every change goes
+through a domain service: its role check and its audit row.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Connection
+
+from monitoring_core import clock
+from monitoring_core.audit import user_actor
+from monitoring_core.config_io import export_config
+from monitoring_core.config_io.audit_read import audit_actions, search_audit
+from monitoring_core.config_io.settings_rows import (
+    KNOWN_SETTINGS,
+    clear_setting,
+    read_settings,
+    save_setting,
+)
+from monitoring_core.enums import Role
+from ui import actions, auth, data, fmt, widgets
+from ui.admin_sections import runbook_editor, silences_section
+
+user = auth.require_role(Role.RESPONDER)
+is_admin = auth.has_role(Role.ADMIN)
+WHO = (user_actor(user.username), user.role.value)
+FLASH = "admin_flash"
+now = widgets.current_now()
+config = data.get_settings()
+
+st.title("Admin")
+actions.show_flash(FLASH)
+audit_tab, settings_tab, silences_tab, runbooks_tab, file_tab = st.tabs(
+    ["Audit log", "Settings", "Silences", "Runbooks", "Configuration file"]
+)
+
+
+def _admins_only() -> bool:
+    if not is_admin:
+        st.info("Only admins see this section.", icon=":material/lock:")
+    return is_admin
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _store_setting(conn: Connection, *, key: str, raw: str) -> None:
+    value = json.loads(raw)  # a JSONDecodeError is a ValueError: refused with its reason
+    save_setting(conn, key=key, value=value, actor=WHO[0], role=WHO[1], now=clock.now())
+
+
+with audit_tab:
+    if _admins_only():
+        cols = st.columns([2, 3, 2, 3])
+        who = cols[0].text_input("Who (actor contains)", key="audit_who")
+        what = cols[1].multiselect("What (actions)", data.read_or_stop(audit_actions))
+        target = cols[2].text_input("On (target contains)", key="audit_target")
+        today = now.astimezone(UTC).date()
+        days = cols[3].date_input(
+            "When (UTC days)", (today - timedelta(days=7), today), key="audit_when"
+        )
+        first, last = (days[0], days[-1]) if isinstance(days, tuple) and days else (today, today)
+        rows = data.read_or_stop(
+            search_audit,
+            since=_day_start(first),
+            until=_day_start(last) + timedelta(days=1),
+            actor=who,
+            actions=what or None,
+            target=target,
+        )
+        st.caption(f"{len(rows)} entries (newest first, at most 500).")
+        frame = pd.DataFrame(rows, columns=["time", "actor", "action", "target", "details"])
+        frame["details"] = frame["details"].map(lambda d: json.dumps(d, sort_keys=True))
+        st.dataframe(frame, hide_index=True, width="stretch")
+
+with settings_tab:
+    if _admins_only():
+        current = data.read_or_stop(read_settings)
+        for key, (meaning, _check) in KNOWN_SETTINGS.items():
+            st.markdown(f"**{fmt.md_escape(key)}**: {fmt.md_escape(meaning)}")
+            shown = json.dumps(current[key], indent=1) if key in current else ""
+            raw = st.text_area("JSON value (empty: the default)", shown, key=f"setting_{key}")
+            left, right = st.columns([1, 5])
+            if left.button("Save", key=f"save_{key}"):
+                actions.run(
+                    FLASH,
+                    partial(_store_setting, key=key, raw=raw),
+                    done=f"{key} saved",
+                    failed=f"{key}: ",
+                    refused=(ValueError,),
+                )
+            if right.button("Back to default", key=f"clear_{key}"):
+                actions.run(
+                    FLASH,
+                    partial(clear_setting, key=key, actor=WHO[0], role=WHO[1], now=clock.now()),
+                    done=f"{key} back to its default",
+                    refused=(ValueError,),
+                )
+        st.markdown("**Set in the environment** (restart to change):")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    ("MONITORING_TZ", str(config.tz_name), "business and wedding-day time zone"),
+                    (
+                        "MONITORING_KEY_REQUESTS_PER_MINUTE",
+                        str(config.key_requests_per_minute),
+                        "per key",
+                    ),
+                    (
+                        "MONITORING_KEY_POINTS_PER_MINUTE",
+                        str(config.key_points_per_minute),
+                        "per key",
+                    ),
+                    (
+                        "MONITORING_SESSION_IDLE_MINUTES",
+                        str(config.session_idle_minutes),
+                        "UI sign-out",
+                    ),
+                ],
+                columns=["variable", "value", "what"],
+            ),
+            hide_index=True,
+        )
+
+with silences_tab:
+    silences_section(FLASH, WHO)
+
+with runbooks_tab:
+    if _admins_only():
+        runbook_editor(FLASH, WHO)
+
+with file_tab:
+    if _admins_only():
+        st.markdown(
+            "The whole configuration as YAML (`python -m monitoring_core config export`): "
+            "secrets appear as `${ENV}` references, never in clear. Apply a file with "
+            "`python -m monitoring_core config apply FILE --dry-run` first."
+        )
+        if st.button("Prepare the file", key="prepare_export"):
+            with data.get_engine().connect() as conn:
+                text, needed = export_config(conn, now=clock.now())
+            st.download_button("Download monitoring-config.yaml", text, "monitoring-config.yaml")
+            if needed:
+                st.caption("Set before applying: " + ", ".join(fmt.md_code(n) for n in needed))

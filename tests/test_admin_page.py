@@ -1,0 +1,202 @@
+"""The Admin page and its services: audit-log filters, settings, silences (recurring, end now),
+runbook editing, the configuration file; every action audited, refused for the wrong role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core.alerts import service as alert_service
+from monitoring_core.audit import record_audit, user_actor
+from monitoring_core.config_io.audit_read import search_audit
+from monitoring_core.config_io.settings_rows import clear_setting, save_setting
+from monitoring_core.enums import Role
+from monitoring_core.incidents import runbooks
+from monitoring_core.roles import PermissionDenied
+from monitoring_core.schema import audit_log, settings, silences
+from tests.ui_harness import table_with
+
+AppFactory = Callable[[Role | None], AppTest]
+ANN = user_actor("ann")
+MATCH = [{"name": "service", "value": "payments", "is_regex": False}]
+
+
+def _audit(engine: Engine) -> list[tuple[str, str, str | None]]:
+    with engine.connect() as conn:
+        query = select(audit_log.c.actor, audit_log.c.action, audit_log.c.target)
+        return [tuple(r) for r in conn.execute(query.order_by(audit_log.c.id))]
+
+
+def _admin_page(logged_in_app: AppFactory, role: Role) -> AppTest:
+    at = logged_in_app(role)
+    at.run()
+    return at.switch_page("pages/admin.py").run()
+
+
+def _silence(engine: Engine, now: datetime, **extra: object) -> int:
+    with engine.begin() as conn:
+        return alert_service.silence_create(
+            conn,
+            matchers=MATCH,
+            starts_at=now - timedelta(hours=1),
+            ends_at=now + timedelta(hours=5),
+            reason="deploy",
+            actor=ANN,
+            role="admin",
+            now=now,
+            **extra,  # type: ignore[arg-type]
+        )
+
+
+# ---------------------------------------------------------------- services
+def test_it_finds_audit_entries_by_who_what_and_when(engine: Engine, now: datetime) -> None:
+    with engine.begin() as conn:
+        for actor, action, at in (
+            (ANN, "silence.create", now - timedelta(days=2)),
+            ("user:bob_100%", "setting.update", now - timedelta(hours=1)),
+            (ANN, "setting.update", now),
+        ):
+            record_audit(conn, actor=actor, action=action, target="setting:x", now=at)
+        day = timedelta(days=1)
+        found = search_audit(conn, since=now - day, until=now + day, actions=["setting.update"])
+        assert [r["actor"] for r in found] == [ANN, "user:bob_100%"]  # newest first
+        assert len(search_audit(conn, since=now - 3 * day, until=now + day, actor="ANN")) == 2
+        # % and _ are letters here, not wildcards
+        assert len(search_audit(conn, since=now - day, until=now + day, actor="b_100%")) == 1
+        assert search_audit(conn, since=now - day, until=now + day, actor="b%1") == []
+
+
+def test_it_checks_settings_as_their_readers_do(engine: Engine, now: datetime) -> None:
+    kw = {"actor": ANN, "now": now}
+    with engine.begin() as conn:
+        save_setting(conn, key="retention_days", value={"audit_log": 400}, role="admin", **kw)
+        with pytest.raises(ValueError, match="metric_pointz: unknown"):
+            save_setting(conn, key="retention_days", value={"metric_pointz": 3}, role="admin", **kw)
+        with pytest.raises(ValueError, match="installation secret"):
+            save_setting(conn, key="ack_link_secret", value="x", role="admin", **kw)
+        with pytest.raises(PermissionDenied):
+            save_setting(conn, key="error_scrub_fields", value=["iban"], role="responder", **kw)
+        assert clear_setting(conn, key="retention_days", role="admin", **kw)
+        assert conn.execute(select(settings)).all() == []
+    assert _audit(engine) == [
+        (ANN, "setting.update", "setting:retention_days"),
+        (ANN, "setting.clear", "setting:retention_days"),
+    ]
+
+
+def test_it_ends_a_silence_now_and_keeps_it(engine: Engine, now: datetime) -> None:
+    sid = _silence(engine, now)
+    with engine.begin() as conn:
+        with pytest.raises(PermissionDenied):
+            alert_service.silence_end(conn, silence_id=sid, actor=ANN, role="viewer", now=now)
+        assert alert_service.silence_end(conn, silence_id=sid, actor=ANN, role="responder", now=now)
+        assert not alert_service.silence_end(
+            conn, silence_id=sid, actor=ANN, role="responder", now=now
+        )
+        assert conn.execute(select(silences.c.ends_at)).scalar_one() == now
+    assert _audit(engine)[-1] == (ANN, "silence.end", f"silence:{sid}")
+
+
+def test_it_updates_a_runbook_for_admins_only(engine: Engine, now: datetime) -> None:
+    body = {"title": "Restart", "steps": [{"title": "Look"}]}
+    with engine.begin() as conn:
+        book = runbooks.create_runbook(conn, body=body, actor=ANN, role="admin", now=now)
+        with pytest.raises(PermissionDenied):
+            runbooks.update_runbook(
+                conn, runbook_id=book["id"], body=body, actor=ANN, role="responder", now=now
+            )
+        changed = {"title": "Restart API", "steps": [{"title": "Look"}, {"title": "Restart"}]}
+        saved = runbooks.update_runbook(
+            conn, runbook_id=book["id"], body=changed, actor=ANN, role="admin", now=now
+        )
+        assert [s["title"] for s in saved["steps"]] == ["Look", "Restart"]
+        with pytest.raises(LookupError):
+            runbooks.update_runbook(
+                conn, runbook_id=999, body=changed, actor=ANN, role="admin", now=now
+            )
+    assert _audit(engine)[-1] == (ANN, "runbook.update", f"runbook:{book['id']}")
+
+
+# ---------------------------------------------------------------- page
+def test_it_keeps_viewers_out(engine: Engine, logged_in_app: AppFactory) -> None:
+    at = _admin_page(logged_in_app, Role.VIEWER)
+    assert not at.exception
+    assert any("responder" in e.value for e in at.error)
+    assert not at.tabs
+
+
+def test_it_lets_responders_end_silences_but_not_read_the_log(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    sid = _silence(engine, now)
+    at = _admin_page(logged_in_app, Role.RESPONDER)
+    assert not at.exception
+    assert sum("Only admins" in i.value for i in at.info) == 4
+    at.button(key=f"end_silence_{sid}").click().run()
+    assert not at.exception and any("End silence done" in s.value for s in at.success)
+    actor, action, target = _audit(engine)[-1]
+    assert actor.startswith("user:responder-") and (action, target) == (
+        "silence.end",
+        f"silence:{sid}",
+    )
+
+
+def test_it_adds_a_recurring_silence(engine: Engine, logged_in_app: AppFactory) -> None:
+    at = _admin_page(logged_in_app, Role.RESPONDER)
+    at.text_input(key="recurring_value").input("payments")
+    at.selectbox(key="recurring_day").select("Tuesday")
+    at.text_input(key="recurring_reason").input("weekly deploy")
+    next(b for b in at.button if b.label == "Add recurring silence").click().run()
+    assert not at.exception, at.exception
+    with engine.connect() as conn:
+        row = conn.execute(select(silences.c.recurrence, silences.c.reason)).one()
+    assert row.recurrence == {"weekday": 1, "start": "02:00", "end": "03:00"}
+    assert row.reason == "weekly deploy"
+
+
+def test_admins_filter_the_log_and_change_settings(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    _silence(engine, now)
+    at = _admin_page(logged_in_app, Role.ADMIN)
+    assert not at.exception
+    assert list(table_with(at, "actor", "action")["action"]) == ["silence.create"]
+    at.text_input(key="audit_who").input("nobody-like-this").run()
+    assert table_with(at, "actor", "action").empty
+
+    at.text_area(key="setting_retention_days").input('{"audit_log": "long"}')
+    at.button(key="save_retention_days").click().run()
+    assert any("whole number of days" in e.value for e in at.error)
+    at.text_area(key="setting_retention_days").input('{"audit_log": 400}')
+    at.button(key="save_retention_days").click().run()
+    assert any("retention_days saved" in s.value for s in at.success)
+    with engine.connect() as conn:
+        assert conn.execute(select(settings.c.value)).scalar_one() == {"audit_log": 400}
+    assert _audit(engine)[-1][1:] == ("setting.update", "setting:retention_days")
+
+
+def test_admins_edit_a_runbook_on_the_page(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    with engine.begin() as conn:
+        book = runbooks.create_runbook(
+            conn,
+            body={"title": "Restart", "steps": [{"title": "Look"}, {"title": "Restart"}]},
+            actor=ANN,
+            role="admin",
+            now=now,
+        )
+    at = _admin_page(logged_in_app, Role.ADMIN)
+    at.selectbox(key="runbook_choice").select(f"Restart (#{book['id']})").run()
+    at.text_input(key=f"rb_title_{book['id']}").input("Restart the API")
+    at.button(key=f"rb_save_{book['id']}").click().run()
+    assert not at.exception and any("Save runbook done" in s.value for s in at.success)
+    with engine.connect() as conn:
+        [saved] = runbooks.list_runbooks(conn)
+    assert saved["title"] == "Restart the API"
+    assert [s["title"] for s in saved["steps"]] == ["Look", "Restart"]
+    assert _audit(engine)[-1][1:] == ("runbook.update", f"runbook:{book['id']}")

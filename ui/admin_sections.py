@@ -1,0 +1,162 @@
+"""Sections of the Admin page: silences (recurring, end now) and the runbook steps editor.
+
+Each action goes through the domain service (role check, audit row) in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from monitoring_core import clock
+from monitoring_core.alerts import service as alert_service
+from monitoring_core.alerts.silences import list_silences
+from monitoring_core.incidents import runbooks
+from monitoring_core.incidents.service import IncidentInvalid
+from ui import actions, data, fmt
+
+__all__ = ["runbook_editor", "silences_section"]
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+STEP_COLUMNS = ["title", "kind", "config", "wedding_day_safe"]
+
+
+def _act(flash: str, label: str, work: Callable[..., Any], who: tuple[str, str], **kw: Any) -> None:
+    actor, role = who
+    actions.run(
+        flash,
+        lambda conn: work(conn, actor=actor, role=role, now=clock.now(), **kw),
+        done=f"{label} done",
+        failed=f"{label} refused: ",
+        refused=(ValueError, LookupError, PermissionError),
+    )
+
+
+def silences_section(flash: str, who: tuple[str, str]) -> None:
+    """Running and coming silences with End now, and a form for a recurring one."""
+    now = clock.now()
+    rows = data.read_or_stop(list_silences, now=now)
+    if not rows:
+        st.caption("No silence is running or planned.")
+    for row in rows:
+        cols = st.columns([6, 1])
+        window = row["recurrence"] or {}
+        weekly = (
+            f" every {WEEKDAYS[window['weekday']]} {window['start']}–{window['end']}"
+            if isinstance(window.get("weekday"), int)
+            else ""
+        )
+        cols[0].markdown(
+            f"{fmt.md_code(row['matchers'])}{fmt.md_escape(weekly)} until "
+            f"{fmt.md_escape(row['ends_at'].strftime('%d %b %H:%M'))}: "
+            f"{fmt.md_escape(row['reason'])}"
+        )
+        if cols[1].button("End now", key=f"end_silence_{row['id']}"):
+            _act(flash, "End silence", alert_service.silence_end, who, silence_id=row["id"])
+    with st.form("recurring_silence"):
+        st.markdown("**Recurring maintenance window** (business time zone)")
+        label = st.selectbox("Label", ["service", "alertname", "severity", "endpoint"])
+        value = st.text_input("Value", key="recurring_value")
+        day = st.selectbox("Weekday", WEEKDAYS, key="recurring_day")
+        start = st.text_input("From (HH:MM)", "02:00", key="recurring_start")
+        end = st.text_input("To (HH:MM)", "03:00", key="recurring_end")
+        weeks = st.number_input("For how many weeks", 1, 104, 12, key="recurring_weeks")
+        reason = st.text_input("Reason", key="recurring_reason")
+        if st.form_submit_button("Add recurring silence"):
+            _act(
+                flash,
+                "Add recurring silence",
+                alert_service.silence_create,
+                who,
+                matchers=[{"name": label, "value": value, "is_regex": False}],
+                starts_at=now,
+                ends_at=now + timedelta(weeks=int(weeks)),
+                reason=reason,
+                recurrence={"weekday": WEEKDAYS.index(day), "start": start, "end": end},
+            )
+
+
+def _steps_frame(steps: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [{**step, "config": json.dumps(step.get("config") or {})} for step in steps]
+    frame = pd.DataFrame(rows, columns=STEP_COLUMNS)
+    frame["wedding_day_safe"] = frame["wedding_day_safe"].fillna(False).astype(bool)
+    return frame
+
+
+def _steps_from(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Editor rows back into steps (rows without a title are dropped)."""
+    steps = []
+    for row in frame.to_dict("records"):
+        if not str(row.get("title") or "").strip():
+            continue
+        try:
+            config = json.loads(row.get("config") or "{}")
+        except ValueError:
+            raise IncidentInvalid(
+                [{"field": "config", "message": f"not JSON in step {row['title']!r}"}]
+            ) from None
+        steps.append(
+            {
+                "title": row["title"],
+                "kind": row.get("kind") or "manual",
+                "config": config,
+                "wedding_day_safe": bool(row.get("wedding_day_safe")),
+            }
+        )
+    return steps
+
+
+def runbook_editor(flash: str, who: tuple[str, str]) -> None:
+    """Pick a runbook (or a new one) and edit its fields and steps in a table."""
+    books = data.read_or_stop(runbooks.list_runbooks)
+    titles = {f"{b['title']} (#{b['id']})": b for b in books}
+    choice = st.selectbox("Runbook", ["New runbook", *titles], key="runbook_choice")
+    book = titles.get(choice, {})
+    ident = book.get("id", "new")
+    title = st.text_input("Title", book.get("title", ""), key=f"rb_title_{ident}")
+    description = st.text_area(
+        "Description", book.get("description", ""), key=f"rb_description_{ident}"
+    )
+    service = st.text_input("Service", book.get("service_name") or "", key=f"rb_service_{ident}")
+    approval = st.checkbox(
+        "Every step needs a second person's approval",
+        bool(book.get("requires_approval")),
+        key=f"rb_approval_{ident}",
+    )
+    st.caption(
+        'Steps: kind manual, http (`{"url": …}`), notify (`{"channels": [ids], '
+        '"message": …}`) or health_check (`{"check_id": id}`).'
+    )
+    edited = st.data_editor(
+        _steps_frame(book.get("steps") or [{"title": "", "kind": "manual", "config": {}}]),
+        num_rows="dynamic",
+        key=f"rb_steps_{ident}",
+        column_config={
+            "kind": st.column_config.SelectboxColumn(options=list(runbooks.STEP_KINDS)),
+            "wedding_day_safe": st.column_config.CheckboxColumn(default=False),
+        },
+    )
+    if st.button("Save runbook", key=f"rb_save_{ident}"):
+        body = {
+            "title": title,
+            "description": description,
+            "service_name": service.strip() or None,
+            "requires_approval": approval,
+            "alert_rule_id": book.get("alert_rule_id"),
+            "error_group_id": book.get("error_group_id"),
+        }
+
+        def save(conn: Any, *, actor: str, role: str, now: Any) -> Any:
+            full = {**body, "steps": _steps_from(edited)}
+            if book:
+                return runbooks.update_runbook(
+                    conn, runbook_id=book["id"], body=full, actor=actor, role=role, now=now
+                )
+            return runbooks.create_runbook(conn, body=full, actor=actor, role=role, now=now)
+
+        _act(flash, "Save runbook", save, who)
