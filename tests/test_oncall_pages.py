@@ -9,6 +9,7 @@ from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
 from monitoring_core.enums import Role
+from monitoring_core.oncall import store
 from monitoring_core.schema import audit_log, oncall_overrides
 from tests.ui_harness import USER_KEY, table_with
 
@@ -63,3 +64,21 @@ def test_it_lets_a_responder_cover_a_shift(demo_engine: Engine, logged_in_app) -
         conn.execute(oncall_overrides.delete().where(oncall_overrides.c.id == mine.id))
     assert (mine.ends_at - mine.starts_at).total_seconds() == 4 * 3600
     assert f"user:{me.username}" in audit
+
+
+def test_it_lets_a_responder_add_their_own_contact_method(
+    demo_engine: Engine, logged_in_app
+) -> None:
+    at = logged_in_app(Role.RESPONDER)
+    me = at.session_state[USER_KEY]
+    at.run()
+    at.switch_page("pages/alerts.py").run()
+    at.text_input(key="my_url").set_value("json://127.0.0.1:9/s3cret")
+    next(b for b in at.button if b.label == "Add contact method").click().run()
+    assert not at.exception and any("Contact method added" in s.value for s in at.success)
+    assert "s3cret" not in _markdown(at)
+    with demo_engine.begin() as conn:
+        (person,) = [p for p in store.list_people(conn) if p["id"] == me.id]
+        (contact,) = person["contacts"]
+        store.remove_contact(conn, user_id=me.id, channel_id=contact["id"])
+    assert contact["name"] == f"{me.username} · phone"

@@ -64,7 +64,9 @@ def on_call_block(now: datetime, tz: ZoneInfo) -> None:
 
 
 def cover_form(flash: str, me: accounts.User, now: datetime, tz: ZoneInfo) -> None:
-    """A responder puts themselves on call for a while (a swap, a colleague's holiday)."""
+    """A responder's own on-call details (time zone, contact methods) and putting themselves
+    on call for a while (a swap, a colleague's holiday)."""
+    _my_details(flash, me)
     schedules = data.read(store.list_schedules)
     if not schedules:
         return
@@ -82,6 +84,26 @@ def cover_form(flash: str, me: accounts.User, now: datetime, tz: ZoneInfo) -> No
                     "reason": reason}  # fmt: skip
             _do(flash, me, service.add_override, "You are on call for that time",
                 schedule_id=int(picked or 0), body=body)  # fmt: skip
+
+
+def _my_details(flash: str, me: accounts.User) -> None:
+    mine = next((p for p in data.read(store.list_people) if p["id"] == me.id), None)
+    if mine is None:
+        return
+    with st.expander("My contact methods and time zone"), st.form("my_oncall"):
+        for contact in mine["contacts"]:
+            state = "" if contact["is_enabled"] else " (disabled)"
+            st.markdown(f"{fmt.md_escape(contact['name'])} {fmt.md_code(contact['url'])}{state}")
+        label = st.text_input("Label", "phone", key="my_label")
+        url = st.text_input("Apprise URL (e.g. ntfy://…, mailto://…)", key="my_url")
+        zone = st.text_input("Time zone", mine["time_zone"] or "", key="my_tz")
+        add, set_tz = st.columns(2)
+        if add.form_submit_button("Add contact method"):
+            _do(flash, me, service.add_contact_method, "Contact method added", user_id=me.id,
+                body={"label": label, "url": url})  # fmt: skip
+        if set_tz.form_submit_button("Set time zone"):
+            _do(flash, me, service.set_time_zone, "Time zone set", user_id=me.id,
+                time_zone=zone.strip() or None)  # fmt: skip
 
 
 def _do(flash: str, me: accounts.User, work: Any, done: str, **kwargs: Any) -> None:
