@@ -41,7 +41,10 @@ CREDENTIALS_FILE = "first-run-credentials.txt"
 def _children(settings: Settings) -> dict[str, list[str]]:
     py = sys.executable
     return {
-        "api": [py, "-m", "monitoring_core", "api", "--port", str(settings.api_port)],
+        "api": [
+            *(py, "-m", "monitoring_core", "api", "--port", str(settings.api_port)),
+            *("--host", settings.bind_host),
+        ],
         "worker": [py, "-m", "jobs.worker"],
         "ui": [
             py,
@@ -53,6 +56,8 @@ def _children(settings: Settings) -> dict[str, list[str]]:
             str(settings.ui_port),
             "--server.headless",
             "true",
+            "--server.address",  # loopback unless MONITORING_BIND_HOST says otherwise
+            settings.bind_host,
             "--browser.gatherUsageStats",
             "false",
         ],

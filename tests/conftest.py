@@ -134,6 +134,9 @@ def _api_app(database_url: str, session_engine: Engine) -> Iterator[tuple[Any, s
     settings = dataclasses.replace(load_settings({}), database_url=database_url)
     app = create_app(settings, session_engine)
     with running_server(app) as url:
+        # The API's public URL (ping URLs, acknowledge links) is this server, as
+        # MONITORING_API_PUBLIC_URL would say in production.
+        app.state.settings = dataclasses.replace(settings, api_public_url=url)
         yield app, url
 
 

@@ -21,8 +21,8 @@ from monitoring_core.accounts import create_api_key
 from monitoring_core.enums import ApiScope
 
 # Operations that need no key (the heartbeat token and the signed acknowledge-link token are
-# the secret; /metrics is the process's own).
-PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}
+# the secret).
+PUBLIC = {("GET", "/healthz")}  # /metrics needs a read key (MONITORING_OPEN_SERVICE_ROUTES)
 PUBLIC_PREFIX = ("/api/monitoring/heartbeat/", "/ack/")
 # What an ingest key is for: writes only.
 INGEST = {

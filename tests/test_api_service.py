@@ -16,22 +16,31 @@ from monitoring_core.db import make_engine
 from tests.serving import running_server
 
 
+@pytest.fixture
+def read_key(engine: Engine) -> str:
+    from monitoring_core.accounts import create_api_key
+    from monitoring_core.enums import ApiScope
+
+    with engine.begin() as conn:
+        return create_api_key(conn, name="test-read", scope=ApiScope.READ)
+
+
 def test_it_answers_healthz_when_the_database_answers(api_server: str) -> None:
     reply = httpx.get(f"{api_server}/healthz")
     assert reply.status_code == 200
     assert reply.json()["database"] == "ok"
 
 
-def test_it_serves_openapi(api_server: str) -> None:
-    reply = httpx.get(f"{api_server}/openapi.json")
+def test_it_serves_openapi(api_server: str, read_key: str) -> None:
+    reply = httpx.get(f"{api_server}/openapi.json", headers={"X-API-Key": read_key})
     assert reply.status_code == 200
     assert "/healthz" in reply.json()["paths"]
 
 
-def test_it_counts_requests_by_route_template_in_metrics(api_server: str) -> None:
+def test_it_counts_requests_by_route_template_in_metrics(api_server: str, read_key: str) -> None:
     httpx.get(f"{api_server}/healthz")
     httpx.get(f"{api_server}/no/such/path/12345")
-    text = httpx.get(f"{api_server}/metrics").text
+    text = httpx.get(f"{api_server}/metrics", headers={"X-API-Key": read_key}).text
     assert 'monitoring_api_requests_total{method="GET",route="/healthz",status="200"}' in text
     assert 'route="unmatched",status="404"' in text
     assert "/no/such/path" not in text

@@ -240,11 +240,13 @@ def test_it_accepts_the_legacy_store_endpoint(
 
 
 def test_it_serves_documents_and_counts_the_sentry_routes_with_and_without_slash(
-    api_app: Any, api_server: str, ingest_key: str, engine: Engine
+    api_app: Any, api_server: str, ingest_key: str, admin_key: str, engine: Engine
 ) -> None:
     # The hot Sentry routes are plain Starlette routes (see routes_errors): they must still be
     # in the OpenAPI document and carry their route label in the API's own metrics.
-    paths = httpx.get(f"{api_server}/openapi.json").json()["paths"]
+    paths = httpx.get(f"{api_server}/openapi.json", headers={"X-API-Key": admin_key}).json()[
+        "paths"
+    ]
     assert {"/api/{project_id}/envelope/", "/api/{project_id}/store/"} <= set(paths)
     requests = api_app.state.stats.requests  # counts from earlier tests too: compare deltas
     routes = [

@@ -61,6 +61,10 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         title="Wedding platform monitoring API",
         version="1.0",
         description="Ingest, live reads, read API and admin of the monitoring system.",
+        # served by routes_service behind a read key (MONITORING_OPEN_SERVICE_ROUTES opens them)
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.admin_io import actor_of
 from monitoring_core.api.body import parse_json, read_body
-from monitoring_core.api.deps import require_admin, require_ingest, require_read
+from monitoring_core.api.deps import count_points, require_admin, require_ingest, require_read
 from monitoring_core.api.params import ID_MAX, Id
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
@@ -57,7 +57,9 @@ def _now() -> datetime:
 
 
 def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """Where ping URLs point: the configured public URL of the API, never the request's Host
+    header (which the sender chooses: a forged Host would hand out URLs to its own server)."""
+    return str(request.app.state.settings.api_public_url).rstrip("/")
 
 
 async def _json_body(request: Request) -> Any:
@@ -256,12 +258,13 @@ async def live_health(request: Request) -> Response:
 _TEXT_TYPES = {"", "text/plain"}
 
 
-def _store_push(app: FastAPI, body: bytes, grouping: dict[str, str]) -> int:
-    now = _now()
+def _store_push(request: Request, body: bytes, grouping: dict[str, str]) -> int:
+    now, app = _now(), request.app
     series_memo: SeriesMemo = app_cache(app, "prometheus_series_memo", dict)
     key_memo: KeyMemo = app_cache(app, "prometheus_key_memo", dict)
     parsed = parse_exposition(body, memo=series_memo)
     batch = samples_to_batch(parsed, grouping, now=now, memo=key_memo)
+    count_points(request, len(batch) - 1)  # 429 past the key's point rate (ratelimit.py)
     partition_days(app).ensure("metric_points", {now.date()})
     series = app_cache(app, "metric_series", SeriesCache)
     with app.state.engine.begin() as conn:
@@ -288,7 +291,7 @@ async def pushgateway_push(request: Request, first: str, rest: str) -> JSONRespo
         raise HTTPException(415, f"unsupported content type {media!r}; send the text format")
     body = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
     try:
-        accepted = await run_in_threadpool(_store_push, request.app, body, grouping)
+        accepted = await run_in_threadpool(_store_push, request, body, grouping)
     except ExpositionError as exc:
         request.app.state.stats.count_items("pushgateway", rejected=1)
         return JSONResponse({"detail": str(exc), "line": exc.line}, status_code=400)
