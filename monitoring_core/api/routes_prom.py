@@ -8,16 +8,19 @@ encoding; 429 (rate limit) and 503 (database) with `Retry-After`, which senders 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import parse_json, read_body
-from monitoring_core.api.deps import require_ingest
+from monitoring_core.api.deps import require_ingest, require_read
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.flows.external_alerts import receive_alerts
 from monitoring_core.ingest.metrics import (
@@ -29,6 +32,18 @@ from monitoring_core.ingest.metrics import (
 from monitoring_core.ingest.validate import InvalidItems
 from monitoring_core.prometheus.alertmanager import parse_alerts
 from monitoring_core.prometheus.catalog import record_catalog
+from monitoring_core.prometheus.http_api import (
+    BUILD_INFO,
+    instant_query,
+    label_names,
+    label_values,
+    metadata,
+    parse_duration_ms,
+    parse_time_ms,
+    range_query,
+    series,
+)
+from monitoring_core.prometheus.promql.model import QueryError
 from monitoring_core.prometheus.remote_write import (
     CatalogEntry,
     Converted,
@@ -169,4 +184,148 @@ async def post_alerts(request: Request) -> JSONResponse:
     return JSONResponse(report, status_code=200)
 
 
+# ---------------------------------------------------------------- Prometheus HTTP API
+read = APIRouter(tags=["prometheus"], dependencies=[Depends(require_read)])
+_ERROR_STATUS = {"bad_data": 400, "execution": 422}
+
+
+async def _params(request: Request) -> list[tuple[str, str]]:
+    """Query-string parameters, plus a form-encoded POST body's (Grafana POSTs queries)."""
+    pairs = list(request.query_params.multi_items())
+    if request.method == "POST":
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media not in ("", "application/x-www-form-urlencoded"):
+            raise HTTPException(415, "send the parameters form-encoded")
+        body = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+        try:
+            pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise HTTPException(400, "the form body is not UTF-8") from None
+    if any("\x00" in key or "\x00" in value for key, value in pairs):
+        raise HTTPException(422, "parameters must not contain NUL")
+    return pairs
+
+
+def _one(pairs: list[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in pairs if key == name), None)
+
+
+def _prom(data: Any, status_code: int = 200) -> Response:
+    body = orjson.dumps({"status": "success", "data": data}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def _prom_error(exc: QueryError) -> Response:
+    body = {"status": "error", "errorType": exc.error_type, "error": str(exc)}
+    return Response(
+        orjson.dumps(body),
+        status_code=_ERROR_STATUS.get(exc.error_type, 400),
+        media_type="application/json",
+    )
+
+
+async def _answer(request: Request, work: Callable[[Connection], Any]) -> Response:
+    def run() -> Any:
+        with request.app.state.engine.connect() as conn:
+            return work(conn)
+
+    try:
+        return _prom(await run_in_threadpool(run))
+    except QueryError as exc:
+        return _prom_error(exc)
+
+
+def _now_ms() -> int:
+    return round(datetime.now(UTC).timestamp() * 1000)
+
+
+def _span(pairs: list[tuple[str, str]]) -> tuple[int | None, int | None]:
+    start, end = _one(pairs, "start"), _one(pairs, "end")
+    return (
+        parse_time_ms(start, what="start") if start else None,
+        parse_time_ms(end, what="end") if end else None,
+    )
+
+
+@read.api_route("/api/v1/query", methods=["GET", "POST"], summary="PromQL instant query")
+async def prom_query(request: Request) -> Response:
+    """`query`, `time` (RFC 3339 or Unix seconds; default now)."""
+    pairs = await _params(request)
+    try:
+        query = _one(pairs, "query") or ""
+        at = parse_time_ms(_one(pairs, "time"), default_ms=_now_ms())
+    except QueryError as exc:
+        return _prom_error(exc)
+    return await _answer(request, lambda conn: instant_query(conn, query, at))
+
+
+@read.api_route("/api/v1/query_range", methods=["GET", "POST"], summary="PromQL range query")
+async def prom_query_range(request: Request) -> Response:
+    """`query`, `start`, `end`, `step` (a duration or seconds)."""
+    pairs = await _params(request)
+    try:
+        query = _one(pairs, "query") or ""
+        start = parse_time_ms(_one(pairs, "start"), what="start")
+        end = parse_time_ms(_one(pairs, "end"), what="end")
+        step = parse_duration_ms(_one(pairs, "step"))
+    except QueryError as exc:
+        return _prom_error(exc)
+    return await _answer(request, lambda conn: range_query(conn, query, start, end, step))
+
+
+def _matches(pairs: list[tuple[str, str]]) -> list[str]:
+    return [value for key, value in pairs if key in ("match[]", "match")]
+
+
+@read.api_route("/api/v1/series", methods=["GET", "POST"], summary="Series by match[]")
+async def prom_series(request: Request) -> Response:
+    pairs = await _params(request)
+    try:
+        start, end = _span(pairs)
+    except QueryError as exc:
+        return _prom_error(exc)
+    return await _answer(request, lambda conn: series(conn, _matches(pairs), start, end))
+
+
+@read.api_route("/api/v1/labels", methods=["GET", "POST"], summary="Label names")
+async def prom_labels(request: Request) -> Response:
+    pairs = await _params(request)
+    try:
+        start, end = _span(pairs)
+    except QueryError as exc:
+        return _prom_error(exc)
+    return await _answer(request, lambda conn: label_names(conn, _matches(pairs), start, end))
+
+
+@read.get("/api/v1/label/{name}/values", summary="Values of one label")
+async def prom_label_values(request: Request, name: str) -> Response:
+    pairs = await _params(request)
+    try:
+        start, end = _span(pairs)
+    except QueryError as exc:
+        return _prom_error(exc)
+    return await _answer(
+        request, lambda conn: label_values(conn, name, _matches(pairs), start, end)
+    )
+
+
+@read.get("/api/v1/metadata", summary="Metric metadata (type, help, unit) per family")
+async def prom_metadata(request: Request) -> Response:
+    pairs = await _params(request)
+    raw_limit = _one(pairs, "limit")
+    limit = int(raw_limit) if raw_limit and raw_limit.lstrip("-").isdigit() else None
+    return await _answer(request, lambda conn: metadata(conn, _one(pairs, "metric"), limit))
+
+
+@read.get("/api/v1/status/buildinfo", summary="Which Prometheus API this answers as")
+async def prom_buildinfo() -> Response:
+    return _prom(BUILD_INFO)
+
+
+@read.get("/api/v1/query_exemplars", summary="Exemplars (none are stored: an empty list)")
+async def prom_exemplars() -> Response:
+    return _prom([])
+
+
 router.include_router(write)
+router.include_router(read)

@@ -1,0 +1,408 @@
+"""The PromQL evaluator: an AST from `promql-parser` evaluated over the metric store.
+
+`evaluate(conn, query, steps_ms)` evaluates the expression at every step at once (see
+`model`). Prometheus 2.42 semantics: the 5-minute lookback for instant selectors (a sample
+at most that old, closed interval), `offset` and `@` (also `start()`/`end()`), range windows
+[t - range, t], subqueries stepped on absolute multiples of their step (default: 1 minute,
+Prometheus' default evaluation interval). Anything outside the implemented subset raises
+`Unsupported`, which the API answers as `bad_data` naming the part: never a guessed number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import promql_parser as pp
+from sqlalchemy import Connection
+
+from monitoring_core.prometheus.promql import labelfuncs
+from monitoring_core.prometheus.promql.aggregate import aggregate
+from monitoring_core.prometheus.promql.binary import Matching, binary
+from monitoring_core.prometheus.promql.functions import (
+    RANGE_FUNCTIONS,
+    SIMPLE_FUNCTIONS,
+    apply_clamp,
+    apply_round,
+    apply_simple,
+    range_function,
+)
+from monitoring_core.prometheus.promql.model import (
+    NAME,
+    ExecutionError,
+    Labels,
+    Matrix,
+    QueryError,
+    Raw,
+    Scalar,
+    Series,
+    StringValue,
+    Unsupported,
+    Vector,
+    drop_name,
+    labels_of,
+)
+from monitoring_core.prometheus.promql.selectors import Matcher, find_series, load_raw
+
+__all__ = [
+    "Context",
+    "Value",
+    "evaluate",
+    "parse",
+    "require_instant_or_scalar",
+    "selector_matchers",
+]
+
+Value = Vector | Scalar | Matrix | StringValue
+LOOKBACK_MS = 300_000
+DEFAULT_SUBQUERY_STEP_MS = 60_000
+_OPS = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
+_CARD = {
+    "OneToOne": "one-to-one",
+    "ManyToOne": "many-to-one",
+    "OneToMany": "one-to-many",
+    "ManyToMany": "many-to-many",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    conn: Connection
+    steps: np.ndarray  # int64 ms
+    start_ms: int  # the query's start and end (for @ start() / end())
+    end_ms: int
+    lookback_ms: int = LOOKBACK_MS
+
+
+def parse(query: str) -> Any:
+    """The AST, or QueryError with the parser's message."""
+    if not query.strip():
+        raise QueryError("empty query")
+    try:
+        return pp.parse(query)
+    except ValueError as exc:  # the parser's message names what is wrong and where
+        raise QueryError(f"parse error: {exc}") from None
+
+
+def evaluate(conn: Connection, query: str, steps_ms: np.ndarray) -> tuple[Any, Value]:
+    """(AST, value) of `query` at every step (int64 ms, ascending)."""
+    tree = parse(query)
+    steps = np.asarray(steps_ms, dtype=np.int64)
+    ctx = Context(conn, steps, int(steps[0]), int(steps[-1]))
+    return tree, _eval(ctx, tree)
+
+
+def _ms(delta: timedelta | None) -> int:
+    return 0 if delta is None else round(delta.total_seconds() * 1000)
+
+
+def _at_ms(ctx: Context, at: Any) -> int | None:
+    if at is None:
+        return None
+    kind = str(at.type).rsplit(".", 1)[-1]
+    if kind == "Start":
+        return ctx.start_ms
+    if kind == "End":
+        return ctx.end_ms
+    moment: datetime = at.at
+    return round(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() * 1000)
+
+
+def _eval_times(ctx: Context, offset: timedelta | None, at: Any) -> np.ndarray:
+    fixed = _at_ms(ctx, at)
+    base = ctx.steps if fixed is None else np.full(len(ctx.steps), fixed, dtype=np.int64)
+    return base - _ms(offset)
+
+
+def selector_matchers(selector: Any) -> list[Matcher]:
+    if selector.matchers.or_matchers:
+        raise Unsupported("selectors with 'or' between matcher sets are not supported")
+    found = [
+        Matcher(m.name, _OPS[str(m.op).rsplit(".", 1)[-1]], m.value)
+        for m in selector.matchers.matchers
+    ]
+    if selector.name:
+        found.append(Matcher(NAME, "=", selector.name))
+    return found
+
+
+def _selected(ctx: Context, selector: Any, start_ms: int, end_ms: int) -> list[Raw]:
+    return load_raw(ctx.conn, find_series(ctx.conn, selector_matchers(selector)), start_ms, end_ms)
+
+
+def instant_vector(ctx: Context, selector: Any) -> tuple[Vector, list[np.ndarray]]:
+    """The selector at every step, and per series the time of each step's sample."""
+    times = _eval_times(ctx, selector.offset, selector.at)
+    raws = _selected(ctx, selector, int(times.min()) - ctx.lookback_ms, int(times.max()))
+    out, stamps = [], []
+    for raw in raws:
+        index = np.searchsorted(raw.t, times, side="right") - 1
+        safe = np.maximum(index, 0)
+        present = (index >= 0) & (raw.t[safe] >= times - ctx.lookback_ms)
+        out.append(Series(raw.labels, raw.v[safe], present))
+        stamps.append(raw.t[safe])
+    return Vector(out), stamps
+
+
+def _matrix_selector(ctx: Context, node: Any) -> Matrix:
+    selector = node.vector_selector
+    range_ms = _ms(node.range)
+    times = _eval_times(ctx, selector.offset, selector.at)
+    raws = _selected(ctx, selector, int(times.min()) - range_ms, int(times.max()))
+    return Matrix(raws, range_ms, times)
+
+
+def _subquery(ctx: Context, node: Any) -> Matrix:
+    range_ms = _ms(node.range)
+    step_ms = _ms(node.step) or DEFAULT_SUBQUERY_STEP_MS
+    times = _eval_times(ctx, node.offset, node.at)
+    first = int(times.min()) - range_ms
+    start = (first // step_ms) * step_ms
+    if start < first:
+        start += step_ms
+    grid = np.arange(start, int(times.max()) + 1, step_ms, dtype=np.int64)
+    if not len(grid):
+        return Matrix([], range_ms, times)
+    inner = _eval(replace(ctx, steps=grid), node.expr)
+    if isinstance(inner, Scalar):
+        inner = Vector([Series((), inner.values, np.ones(len(grid), bool))])
+    if not isinstance(inner, Vector):
+        raise QueryError("a subquery's expression must be an instant vector or a scalar")
+    raws = [Raw(s.labels, grid[s.present], s.values[s.present]) for s in inner.series]
+    return Matrix([r for r in raws if len(r.t)], range_ms, times)
+
+
+def _as_matrix(ctx: Context, node: Any) -> Matrix:
+    node = _unparen(node)
+    if isinstance(node, pp.MatrixSelector):
+        return _matrix_selector(ctx, node)
+    if isinstance(node, pp.SubqueryExpr):
+        return _subquery(ctx, node)
+    raise QueryError("expected a range vector (a range selector or a subquery)")
+
+
+def _unparen(node: Any) -> Any:
+    while isinstance(node, pp.ParenExpr):
+        node = node.expr
+    return node
+
+
+def _scalar(ctx: Context, node: Any) -> Scalar:
+    value = _eval(ctx, node)
+    if not isinstance(value, Scalar):
+        raise QueryError("expected a scalar argument")
+    return value
+
+
+def _vector(ctx: Context, node: Any) -> Vector:
+    value = _eval(ctx, node)
+    if not isinstance(value, Vector):
+        raise QueryError("expected an instant vector argument")
+    return value
+
+
+def _string(node: Any) -> str:
+    node = _unparen(node)
+    if not isinstance(node, pp.StringLiteral):
+        raise QueryError("expected a string argument")
+    return str(node.val)
+
+
+def _eval(ctx: Context, node: Any) -> Value:
+    if isinstance(node, pp.ParenExpr):
+        return _eval(ctx, node.expr)
+    if isinstance(node, pp.NumberLiteral):
+        return Scalar(np.full(len(ctx.steps), float(node.val)))
+    if isinstance(node, pp.StringLiteral):
+        return StringValue(str(node.val))
+    if isinstance(node, pp.VectorSelector):
+        return instant_vector(ctx, node)[0]
+    if isinstance(node, pp.MatrixSelector):
+        return _matrix_selector(ctx, node)
+    if isinstance(node, pp.SubqueryExpr):
+        return _subquery(ctx, node)
+    if isinstance(node, pp.UnaryExpr):
+        return _negate(_eval(ctx, node.expr))
+    if isinstance(node, pp.BinaryExpr):
+        return _binary(ctx, node)
+    if isinstance(node, pp.AggregateExpr):
+        return _aggregate(ctx, node)
+    if isinstance(node, pp.Call):
+        return _call(ctx, node)
+    raise Unsupported(f"{type(node).__name__} expressions are not supported")
+
+
+def _negate(value: Value) -> Value:
+    if isinstance(value, Scalar):
+        return Scalar(-value.values)
+    if isinstance(value, Vector):
+        negated = [Series(drop_name(s.labels), -s.values, s.present) for s in value.series]
+        return Vector(negated).check_unique()
+    raise QueryError("unary minus needs a scalar or an instant vector")
+
+
+def _matching(node: Any) -> Matching:
+    modifier = node.modifier
+    if modifier is None:
+        return Matching()
+    matching = modifier.matching
+    return Matching(
+        card=_CARD[str(modifier.card).rsplit(".", 1)[-1]],
+        on=matching is not None and str(matching.type).endswith("Include"),
+        names=list(matching.labels) if matching is not None else [],
+        include=list(modifier.group_labels or []),
+        return_bool=bool(modifier.return_bool),
+    )
+
+
+def _binary(ctx: Context, node: Any) -> Value:
+    matching = _matching(node)
+    fills = getattr(node.modifier, "fill_values", None) if node.modifier else None
+    if fills is not None and (fills.lhs is not None or fills.rhs is not None):
+        raise Unsupported("fill() modifiers are not supported")
+    op = str(node.op).strip()
+    left, right = _eval(ctx, node.lhs), _eval(ctx, node.rhs)
+    return binary(op, left, right, matching)
+
+
+def _aggregate(ctx: Context, node: Any) -> Vector:
+    op = str(node.op).strip()
+    modifier = node.modifier
+    by = modifier is None or str(modifier.type).endswith("By")
+    names = list(modifier.labels) if modifier is not None else []
+    param: Scalar | str | None = None
+    if op == "count_values":
+        param = _string(node.param)
+    elif node.param is not None:
+        param = _scalar(ctx, node.param)
+    return aggregate(op, _vector(ctx, node.expr), by=by, names=names, param=param)
+
+
+def _absent_labels(node: Any) -> Labels:
+    node = _unparen(node)
+    if isinstance(node, pp.MatrixSelector):
+        node = node.vector_selector
+    if not isinstance(node, pp.VectorSelector):
+        return ()
+    equal: dict[str, str] = {}
+    seen: set[str] = set()
+    for matcher in selector_matchers(node):
+        if matcher.name == NAME:
+            continue
+        if matcher.op == "=" and matcher.name not in seen:
+            equal[matcher.name] = matcher.value
+        else:
+            equal.pop(matcher.name, None)
+        seen.add(matcher.name)
+    return labels_of(equal)
+
+
+def _absent(ctx: Context, node: Any, present: np.ndarray) -> Vector:
+    missing = ~present
+    if not missing.any():
+        return Vector()
+    return Vector([Series(_absent_labels(node), np.ones(len(ctx.steps)), missing)])
+
+
+def _any_present(vector: Vector, count: int) -> np.ndarray:
+    present = np.zeros(count, bool)
+    for s in vector.series:
+        present |= s.present
+    return present
+
+
+def _call(ctx: Context, node: Any) -> Value:
+    name, args = node.func.name, list(node.args)
+    if name in RANGE_FUNCTIONS:
+        if name == "quantile_over_time":
+            return range_function(name, _as_matrix(ctx, args[1]), _scalar(ctx, args[0]))
+        return range_function(name, _as_matrix(ctx, args[0]))
+    if name in SIMPLE_FUNCTIONS:
+        return apply_simple(name, _vector(ctx, args[0]))
+    if name == "absent_over_time":
+        matrix = _as_matrix(ctx, args[0])
+        present = np.zeros(len(ctx.steps), bool)
+        for raw in matrix.series:
+            lo = np.searchsorted(raw.t, matrix.eval_ms - matrix.range_ms, side="left")
+            hi = np.searchsorted(raw.t, matrix.eval_ms, side="right")
+            present |= hi > lo
+        return _absent(ctx, args[0], present)
+    if name == "absent":
+        return _absent(ctx, args[0], _any_present(_vector(ctx, args[0]), len(ctx.steps)))
+    return _instant_call(ctx, name, args)
+
+
+def _instant_call(ctx: Context, name: str, args: list[Any]) -> Value:
+    count = len(ctx.steps)
+    if name == "time":
+        return Scalar(ctx.steps / 1000.0)
+    if name == "vector":
+        return Vector([Series((), _scalar(ctx, args[0]).values, np.ones(count, bool))])
+    if name == "scalar":
+        return _to_scalar(_vector(ctx, args[0]), count)
+    if name == "round":
+        to = _scalar(ctx, args[1]) if len(args) > 1 else None
+        return apply_round(_vector(ctx, args[0]), to)
+    if name in ("clamp", "clamp_min", "clamp_max"):
+        vector = _vector(ctx, args[0])
+        low = _scalar(ctx, args[1]).values if name in ("clamp", "clamp_min") else None
+        high_arg = args[2] if name == "clamp" else args[1]
+        high = _scalar(ctx, high_arg).values if name in ("clamp", "clamp_max") else None
+        return apply_clamp(vector, low, high)
+    if name == "timestamp":
+        return _timestamp(ctx, args[0])
+    if name == "histogram_quantile":
+        return labelfuncs.histogram_quantile(_scalar(ctx, args[0]), _vector(ctx, args[1]))
+    if name == "label_replace":
+        strings = [_string(a) for a in args[1:5]]
+        return labelfuncs.label_replace(_vector(ctx, args[0]), *strings)
+    if name == "label_join":
+        strings = [_string(a) for a in args[1:]]
+        return labelfuncs.label_join(_vector(ctx, args[0]), strings[0], strings[1], strings[2:])
+    if name in ("sort", "sort_desc"):
+        return _vector(ctx, args[0])  # order is applied to an instant query's answer
+    if name in labelfuncs.DATE_FUNCTIONS:
+        vector = (
+            _vector(ctx, args[0])
+            if args
+            else Vector([Series((), ctx.steps / 1000.0, np.ones(count, bool))])
+        )
+        return labelfuncs.date_function(name, vector)
+    raise Unsupported(f"function {name}() is not supported")
+
+
+def _to_scalar(vector: Vector, count: int) -> Scalar:
+    values = np.full(count, math.nan)
+    seen = np.zeros(count, dtype=np.int64)
+    for s in vector.series:
+        seen += s.present
+        values = np.where(s.present, s.values, values)
+    return Scalar(np.where(seen == 1, values, math.nan))
+
+
+def _timestamp(ctx: Context, node: Any) -> Vector:
+    inner = _unparen(node)
+    if isinstance(inner, pp.VectorSelector):
+        vector, stamps = instant_vector(ctx, inner)
+        series = [
+            Series(drop_name(s.labels), t / 1000.0, s.present)
+            for s, t in zip(vector.series, stamps, strict=True)
+        ]
+        return Vector(series).check_unique()
+    vector = _vector(ctx, node)
+    at = ctx.steps / 1000.0
+    return Vector(
+        [Series(drop_name(s.labels), at, s.present) for s in vector.series]
+    ).check_unique()
+
+
+def require_instant_or_scalar(value: Value) -> Vector | Scalar:
+    if isinstance(value, Vector | Scalar):
+        return value
+    kind = "range vector" if isinstance(value, Matrix) else "string"
+    raise ExecutionError(
+        f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector'
+    )

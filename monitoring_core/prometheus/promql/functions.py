@@ -1,0 +1,261 @@
+"""PromQL functions over range vectors (`rate`, `*_over_time` …) and instant vectors.
+
+Semantics follow Prometheus 2.42 (`promql/functions.go`): a range's window is closed at both
+ends, [t - range, t]; `rate`/`increase`/`delta` extrapolate towards the window's edges
+(`extrapolatedRate`: not past half an average sample interval beyond the first/last sample,
+and for counters not below zero), counter resets add the value before the drop; every
+function drops the metric name except `last_over_time`. Everything is computed for all
+evaluation steps at once: per series, two binary searches give each step's window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from monitoring_core.prometheus.promql.model import (
+    Matrix,
+    Raw,
+    Scalar,
+    Series,
+    Unsupported,
+    Vector,
+    drop_name,
+)
+
+__all__ = ["RANGE_FUNCTIONS", "SIMPLE_FUNCTIONS", "prom_quantile", "range_function"]
+
+
+def _windows(raw: Raw, matrix: Matrix) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.searchsorted(raw.t, matrix.eval_ms - matrix.range_ms, side="left")
+    hi = np.searchsorted(raw.t, matrix.eval_ms, side="right")
+    return lo, hi
+
+
+def _corrections(v: np.ndarray) -> np.ndarray:
+    """Cumulative counter-reset corrections: at i, the sum of values just before each drop."""
+    drops = np.zeros(len(v))
+    if len(v) > 1:
+        drops[1:] = np.where(v[1:] < v[:-1], v[:-1], 0.0)
+    return np.cumsum(drops)
+
+
+def _extrapolated(
+    raw: Raw, matrix: Matrix, *, counter: bool, per_second: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = _windows(raw, matrix)
+    n = hi - lo
+    ok = n >= 2
+    first = np.minimum(lo, len(raw.t) - 1)
+    last = np.maximum(hi - 1, 0)
+    fv, lv = raw.v[first], raw.v[last]
+    ft, lt = raw.t[first].astype(np.float64), raw.t[last].astype(np.float64)
+    result = lv - fv
+    if counter:
+        corr = _corrections(raw.v)
+        result = result + (corr[last] - corr[first])
+    ends = matrix.eval_ms.astype(np.float64)
+    to_start = (ft - (ends - matrix.range_ms)) / 1000.0
+    to_end = (ends - lt) / 1000.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sampled = (lt - ft) / 1000.0
+        average = sampled / np.maximum(n - 1, 1)
+        if counter:
+            to_zero = sampled * (fv / result)
+            shorter = (result > 0) & (fv >= 0) & (to_zero < to_start)
+            to_start = np.where(shorter, to_zero, to_start)
+        threshold = average * 1.1
+        interval = sampled.copy()
+        interval += np.where(to_start < threshold, to_start, average / 2)
+        interval += np.where(to_end < threshold, to_end, average / 2)
+        result = result * (interval / sampled)
+        if per_second:
+            result = result / (matrix.range_ms / 1000.0)
+    return result, ok
+
+
+def _instant(raw: Raw, matrix: Matrix, *, rate: bool) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = _windows(raw, matrix)
+    ok = (hi - lo) >= 2
+    last = np.maximum(hi - 1, 0)
+    prev = np.maximum(hi - 2, 0)
+    lv, pv = raw.v[last], raw.v[prev]
+    result = lv - pv
+    if not rate:
+        return result, ok
+    result = np.where(lv < pv, lv, result)  # a counter reset: the new value is the increase
+    dt = (raw.t[last] - raw.t[prev]) / 1000.0
+    ok = ok & (dt != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return result / np.where(dt == 0, 1.0, dt), ok
+
+
+def _counted(raw: Raw, matrix: Matrix, flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = _windows(raw, matrix)
+    ok = (hi - lo) >= 1
+    cum = np.concatenate(([0], np.cumsum(flags)))
+    first = np.minimum(lo, len(raw.t) - 1)
+    last = np.maximum(hi - 1, 0)
+    return (cum[last + 1] - cum[first + 1]).astype(np.float64), ok
+
+
+def _resets(raw: Raw, matrix: Matrix) -> tuple[np.ndarray, np.ndarray]:
+    flags = np.zeros(len(raw.v))
+    flags[1:] = raw.v[1:] < raw.v[:-1]
+    return _counted(raw, matrix, flags)
+
+
+def _changes(raw: Raw, matrix: Matrix) -> tuple[np.ndarray, np.ndarray]:
+    flags = np.zeros(len(raw.v))
+    a, b = raw.v[1:], raw.v[:-1]
+    flags[1:] = (a != b) & ~(np.isnan(a) & np.isnan(b))
+    return _counted(raw, matrix, flags)
+
+
+def prom_quantile(q: float, values: np.ndarray) -> float:
+    """Prometheus' `quantile`: linear between the closest ranks, ±Inf outside [0, 1]."""
+    if len(values) == 0 or math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    ordered = np.sort(values)
+    rank = q * (len(ordered) - 1)
+    lower = max(0, math.floor(rank))
+    upper = min(len(ordered) - 1, lower + 1)
+    weight = rank - math.floor(rank)
+    return float(ordered[lower] * (1 - weight) + ordered[upper] * weight)
+
+
+def _kahan_mean(values: np.ndarray) -> float:
+    mean, count = 0.0, 0.0
+    for value in values.tolist():
+        count += 1
+        mean += value / count - mean / count
+    return mean
+
+
+_OVER_TIME: dict[str, Callable[[np.ndarray], float]] = {
+    "avg_over_time": _kahan_mean,
+    "sum_over_time": lambda w: float(sum(w.tolist())),  # sequential, as Prometheus adds
+    "min_over_time": lambda w: float(np.nanmin(w)) if not np.all(np.isnan(w)) else math.nan,
+    "max_over_time": lambda w: float(np.nanmax(w)) if not np.all(np.isnan(w)) else math.nan,
+    "count_over_time": lambda w: float(len(w)),
+    "last_over_time": lambda w: float(w[-1]),
+    "present_over_time": lambda w: 1.0,
+    "stddev_over_time": lambda w: float(np.std(w)),
+    "stdvar_over_time": lambda w: float(np.var(w)),
+}
+
+
+def _over_time(
+    raw: Raw, matrix: Matrix, reduce: Callable[[np.ndarray], float]
+) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = _windows(raw, matrix)
+    ok = (hi - lo) >= 1
+    out = np.full(len(lo), math.nan)
+    for i in np.flatnonzero(ok).tolist():
+        out[i] = reduce(raw.v[lo[i] : hi[i]])
+    return out, ok
+
+
+def range_function(name: str, matrix: Matrix, scalar: Scalar | None = None) -> Vector:
+    """Apply a range-vector function to every series of `matrix`, at every step."""
+    out = []
+    for raw in matrix.series:
+        if name in ("rate", "increase", "delta"):
+            values, ok = _extrapolated(
+                raw, matrix, counter=name != "delta", per_second=name == "rate"
+            )
+        elif name in ("irate", "idelta"):
+            values, ok = _instant(raw, matrix, rate=name == "irate")
+        elif name == "resets":
+            values, ok = _resets(raw, matrix)
+        elif name == "changes":
+            values, ok = _changes(raw, matrix)
+        elif name == "quantile_over_time":
+            assert scalar is not None
+            lo, hi = _windows(raw, matrix)
+            ok = (hi - lo) >= 1
+            values = np.full(len(lo), math.nan)
+            for i in np.flatnonzero(ok).tolist():
+                values[i] = prom_quantile(float(scalar.values[i]), raw.v[lo[i] : hi[i]])
+        elif name in _OVER_TIME:
+            values, ok = _over_time(raw, matrix, _OVER_TIME[name])
+        else:
+            raise Unsupported(f"function {name}() is not supported")
+        labels = raw.labels if name == "last_over_time" else drop_name(raw.labels)
+        out.append(Series(labels, values, ok))
+    return Vector(out).check_unique()
+
+
+RANGE_FUNCTIONS = frozenset(
+    {"rate", "increase", "delta", "irate", "idelta", "resets", "changes", "quantile_over_time"}
+    | set(_OVER_TIME)
+)
+
+
+def _round(values: np.ndarray, to: np.ndarray) -> np.ndarray:
+    # Prometheus: math.Floor(v*toNearestInverse+0.5) / toNearestInverse
+    inverse = 1.0 / to
+    return np.floor(values * inverse + 0.5) / inverse
+
+
+SIMPLE_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "abs": np.abs,
+    "ceil": np.ceil,
+    "floor": np.floor,
+    "exp": np.exp,
+    "ln": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "sqrt": np.sqrt,
+    "sgn": np.sign,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "tanh": np.tanh,
+    "asinh": np.arcsinh,
+    "acosh": np.arccosh,
+    "atanh": np.arctanh,
+    "deg": np.degrees,
+    "rad": np.radians,
+}
+
+
+def apply_simple(name: str, vector: Vector) -> Vector:
+    function = SIMPLE_FUNCTIONS[name]
+    with np.errstate(all="ignore"):
+        series = [Series(drop_name(s.labels), function(s.values), s.present) for s in vector.series]
+    return Vector(series).check_unique()
+
+
+def apply_round(vector: Vector, to: Scalar | None) -> Vector:
+    nearest = to.values if to is not None else np.ones(1)
+    with np.errstate(all="ignore"):
+        series = [
+            Series(drop_name(s.labels), _round(s.values, nearest), s.present) for s in vector.series
+        ]
+    return Vector(series).check_unique()
+
+
+def apply_clamp(vector: Vector, low: np.ndarray | None, high: np.ndarray | None) -> Vector:
+    out = []
+    for s in vector.series:
+        values, present = s.values, s.present
+        if low is not None and high is not None:
+            present = present & ~(low > high)  # Prometheus returns nothing when min > max
+        if low is not None:
+            values = np.where(np.isnan(values), values, np.maximum(values, low))
+        if high is not None:
+            values = np.where(np.isnan(values), values, np.minimum(values, high))
+        out.append(Series(drop_name(s.labels), values, present))
+    return Vector(out).check_unique()

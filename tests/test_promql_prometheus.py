@@ -1,0 +1,346 @@
+"""Differential test: the same samples in a real Prometheus (Debian's 2.42, backfilled with
+`promtool tsdb create-blocks-from openmetrics`) and in our store; a table of PromQL queries
+must give the same series and labels and values within 1e-9 relative, instant and range.
+
+Skipped, saying why, when `prometheus`/`promtool` are not installed (apt-get install
+prometheus). The queries our evaluator refuses are checked to be refused as bad_data.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from monitoring_core.ingest.points import store_points
+from monitoring_core.partitions import ensure_partitions
+from monitoring_core.prometheus import http_api
+from monitoring_core.prometheus.promql.model import QueryError
+from tests import promql_data
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+pytestmark = pytest.mark.skipif(
+    PROMETHEUS is None or PROMTOOL is None,
+    reason="Prometheus not installed: apt-get install prometheus (provides prometheus, promtool)",
+)
+REL = 1e-9
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def data(test_instant: datetime) -> list[promql_data.Sample]:
+    return promql_data.samples(test_instant)
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    data: list[promql_data.Sample], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real Prometheus holding `data`, on a free port, stopped after the module."""
+    root = tmp_path_factory.mktemp("prometheus")
+    (root / "data.om").write_text(promql_data.openmetrics(data))
+    tsdb = root / "tsdb"
+    subprocess.run(
+        [
+            str(PROMTOOL),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "-q",
+            str(root / "data.om"),
+            str(tsdb),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 1m\n")
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(PROMETHEUS),
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tsdb}",
+            "--storage.tsdb.retention.time=100y",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "prometheus.log").open("w"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, root)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], root: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError((root / "prometheus.log").read_text()[-2000:])
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("Prometheus did not become ready within 60 s")
+
+
+@pytest.fixture(scope="module")
+def ours(session_engine: Engine, data: list[promql_data.Sample]) -> Engine:
+    """Our store holding `data` (the module's tests read it; none of them truncates it)."""
+    start, end = promql_data.span(data)
+    with session_engine.begin() as conn:
+        ensure_partitions(conn, start=start, end=end, tables=("metric_points",))
+        conn.exec_driver_sql("TRUNCATE metric_series, metric_points, metric_catalog CASCADE")
+        store_points(conn, promql_data.as_points(data))
+    return session_engine
+
+
+def _key(metric: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(metric.items()))
+
+
+def _close(a: str, b: str) -> bool:
+    x, y = float(a), float(b)
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    return abs(x - y) <= REL * max(abs(x), abs(y)) or abs(x - y) <= 1e-12
+
+
+def _same(theirs: dict[str, Any], mine: dict[str, Any]) -> None:
+    assert theirs["resultType"] == mine["resultType"]
+    kind = theirs["resultType"]
+    if kind in ("scalar", "string"):
+        assert theirs["result"][0] == pytest.approx(mine["result"][0])
+        assert _close(theirs["result"][1], mine["result"][1]), (theirs, mine)
+        return
+    field = "value" if kind == "vector" else "values"
+    a = {_key(item["metric"]): item[field] for item in theirs["result"]}
+    b = {_key(item["metric"]): item[field] for item in mine["result"]}
+    assert sorted(a) == sorted(b), (
+        f"series differ: only Prometheus {set(a) - set(b)}, only ours {set(b) - set(a)}"
+    )
+    for key, expected in a.items():
+        got = b[key]
+        points_a = [expected] if kind == "vector" else expected
+        points_b = [got] if kind == "vector" else got
+        assert [p[0] for p in points_a] == pytest.approx([p[0] for p in points_b]), key
+        bad = [(p, q) for p, q in zip(points_a, points_b, strict=True) if not _close(p[1], q[1])]
+        assert not bad, f"{key}: {bad[:3]}"
+
+
+def _order(theirs: dict[str, Any], mine: dict[str, Any]) -> None:
+    assert [_key(i["metric"]) for i in theirs["result"]] == [
+        _key(i["metric"]) for i in mine["result"]
+    ]
+
+
+def _prom(url: str, path: str, **params: Any) -> dict[str, Any]:
+    reply = httpx.get(f"{url}{path}", params=params, timeout=60).json()
+    assert reply["status"] == "success", reply
+    return reply["data"]
+
+
+def _at(end: datetime, minutes: float) -> float:
+    return round((end - timedelta(minutes=minutes)).timestamp(), 3)
+
+
+# Every feature of #15 part 4; `{T}` is an instant 30 minutes before the data's end.
+QUERIES = [
+    "http_requests_total",
+    'http_requests_total{job="api"}',
+    'http_requests_total{job!="api"}',
+    'http_requests_total{code=~"2.."}',
+    'http_requests_total{code!~"2..",job=~"api|web"}',
+    '{__name__=~"http_req.*",instance="a"}',
+    "http_requests_total offset 10m",
+    "http_requests_total @ {T}",
+    "rate(http_requests_total[5m])",
+    "rate(http_requests_total[1m])",
+    "irate(http_requests_total[5m])",
+    "increase(http_requests_total[10m])",
+    "delta(temperature[10m])",
+    "idelta(temperature[5m])",
+    "resets(http_requests_total[30m])",
+    "changes(temperature[10m])",
+    "avg_over_time(temperature[10m])",
+    "sum_over_time(temperature[5m])",
+    "min_over_time(temperature[10m])",
+    "max_over_time(temperature[10m])",
+    "count_over_time(temperature[10m])",
+    "last_over_time(temperature[10m])",
+    "stddev_over_time(temperature[10m])",
+    "stdvar_over_time(temperature[10m])",
+    "quantile_over_time(0.9, temperature[10m])",
+    "quantile_over_time(0.25, temperature[10m])",
+    "present_over_time(queue_depth[5m])",
+    "sum(rate(http_requests_total[5m]))",
+    "sum by (job) (rate(http_requests_total[5m]))",
+    "sum without (instance) (rate(http_requests_total[5m]))",
+    "avg by (code) (rate(http_requests_total[5m]))",
+    "min by (floor) (temperature)",
+    "max without (room) (temperature)",
+    "count by (job) (http_requests_total)",
+    "topk(2, temperature)",
+    "bottomk(1, rate(http_requests_total[5m]))",
+    "topk by (job) (1, rate(http_requests_total[5m]))",
+    "quantile(0.5, temperature)",
+    "quantile by (job) (0.9, rate(http_requests_total[5m]))",
+    "stddev(temperature)",
+    "stdvar by (floor) (temperature)",
+    'count_values("value", round(temperature))',
+    "group by (job) (http_requests_total)",
+    "temperature * 2 + 1",
+    "temperature % 3",
+    "2 ^ (temperature / 10)",
+    "temperature > 20",
+    "temperature > bool 20",
+    "20 < temperature",
+    "temperature == bool temperature",
+    "1 + 2 * 3",
+    "rate(http_requests_total[5m]) / on(job, instance) group_left sum by (job, instance) (rate(http_requests_total[5m]))",
+    'sum by (job) (rate(http_requests_total{code="500"}[5m])) / sum by (job) (rate(http_requests_total[5m]))',
+    "http_requests_total * on(job) group_left(version) build_info",
+    "build_info * on(job) group_right(version) http_requests_total",
+    "rate(http_requests_total[5m]) - ignoring(code) group_left sum without (code) (rate(http_requests_total[5m]))",
+    'http_requests_total and http_requests_total{code="200"}',
+    "http_requests_total or temperature",
+    'http_requests_total unless http_requests_total{job="api"}',
+    'http_requests_total and on(job) build_info{version="1"}',
+    'temperature unless on(floor) temperature{room="hall"}',
+    "histogram_quantile(0.9, rate(rq_seconds_bucket[5m]))",
+    "histogram_quantile(0.5, sum by (le) (rate(rq_seconds_bucket[5m])))",
+    "histogram_quantile(0.99, sum by (job, le) (rate(rq_seconds_bucket[10m])))",
+    "rate(rq_seconds_sum[5m]) / rate(rq_seconds_count[5m])",
+    'absent(nonexistent_metric{job="x"})',
+    "absent(temperature)",
+    "absent_over_time(nonexistent[5m])",
+    'label_replace(temperature, "where", "$1-x", "room", "(.*)")',
+    'label_replace(temperature, "floor", "f${1}", "floor", "([0-9])")',
+    'label_join(temperature, "both", "/", "room", "floor")',
+    "clamp(temperature, 19.5, 20.5)",
+    "clamp_min(temperature, 20)",
+    "clamp_max(temperature, 20)",
+    "abs(temperature - 20)",
+    "round(temperature)",
+    "round(temperature, 0.25)",
+    "ceil(temperature) - floor(temperature)",
+    "sqrt(temperature) + ln(temperature) + exp(temperature / 100)",
+    "time()",
+    "vector(1)",
+    "vector(time())",
+    "scalar(sum(temperature))",
+    "scalar(temperature)",
+    "timestamp(temperature)",
+    "-temperature",
+    "max_over_time(rate(http_requests_total[1m])[10m:1m])",
+    "avg_over_time(sum by (job) (rate(http_requests_total[2m]))[15m:30s])",
+    "rate(http_requests_total[5m] offset 5m)",
+    "rate(http_requests_total[5m] @ {T})",
+    "queue_depth",
+    "sum(temperature) + scalar(count(temperature))",
+    "hour(timestamp(temperature)) + minute(timestamp(temperature))",
+]
+SORTED = ["sort(temperature)", "sort_desc(rate(http_requests_total[5m]))"]
+REFUSED = [
+    "deriv(temperature[10m])",
+    "predict_linear(temperature[10m], 600)",
+    "holt_winters(temperature[10m], 0.5, 0.5)",
+]
+
+
+def _query(template: str, end: datetime) -> str:
+    return template.replace("{T}", str(_at(end, 30)))
+
+
+@pytest.mark.parametrize("template", QUERIES)
+def test_instant_queries_match_prometheus(
+    template: str, prometheus: str, ours: Engine, data: list[promql_data.Sample]
+) -> None:
+    _start, end = promql_data.span(data)
+    query = _query(template, end)
+    for minutes in (0.5, 12.25):
+        at = _at(end, minutes)
+        theirs = _prom(prometheus, "/api/v1/query", query=query, time=at)
+        with ours.connect() as conn:
+            mine = http_api.instant_query(conn, query, round(at * 1000))
+        _same(theirs, mine)
+
+
+@pytest.mark.parametrize("template", [q for q in QUERIES if q != "1 + 2 * 3"])
+def test_range_queries_match_prometheus(
+    template: str, prometheus: str, ours: Engine, data: list[promql_data.Sample]
+) -> None:
+    _start, end = promql_data.span(data)
+    query = _query(template, end)
+    start, stop = _at(end, 50), _at(end, 0.2)
+    for step in (60, 37):
+        theirs = _prom(
+            prometheus, "/api/v1/query_range", query=query, start=start, end=stop, step=step
+        )
+        with ours.connect() as conn:
+            mine = http_api.range_query(
+                conn, query, round(start * 1000), round(stop * 1000), step * 1000
+            )
+        _same(theirs, mine)
+
+
+@pytest.mark.parametrize("query", SORTED)
+def test_sorted_instant_queries_keep_prometheus_order(
+    query: str, prometheus: str, ours: Engine, data: list[promql_data.Sample]
+) -> None:
+    at = _at(promql_data.span(data)[1], 3)
+    theirs = _prom(prometheus, "/api/v1/query", query=query, time=at)
+    with ours.connect() as conn:
+        mine = http_api.instant_query(conn, query, round(at * 1000))
+    _same(theirs, mine)
+    _order(theirs, mine)
+
+
+@pytest.mark.parametrize("query", REFUSED)
+def test_what_we_cannot_answer_is_refused_by_name(query: str, ours: Engine) -> None:
+    with (
+        ours.connect() as conn,
+        pytest.raises(QueryError, match="not supported|unknown function") as caught,
+    ):
+        http_api.instant_query(conn, query, 0)
+    assert caught.value.error_type == "bad_data"
+    assert query.split("(", 1)[0] in str(caught.value)
+
+
+def test_series_labels_and_values_match_prometheus(
+    prometheus: str, ours: Engine, data: list[promql_data.Sample]
+) -> None:
+    start, end = (t.timestamp() for t in promql_data.span(data))
+    matches = ['{__name__=~"temperature|queue_depth"}', 'http_requests_total{code="500"}']
+    theirs = _prom(prometheus, "/api/v1/series", **{"match[]": matches, "start": start, "end": end})
+    with ours.connect() as conn:
+        mine = http_api.series(conn, matches, round(start * 1000), round(end * 1000))
+        names = http_api.label_names(conn, [], None, None)
+        jobs = http_api.label_values(conn, "job", [], None, None)
+    assert sorted(map(_key, theirs)) == sorted(map(_key, mine))
+    assert names == _prom(prometheus, "/api/v1/labels")
+    assert jobs == _prom(prometheus, "/api/v1/label/job/values")
