@@ -6,8 +6,14 @@ Once the metric rollups have passed a stretch of raw points and it is older than
 (chunks/codec.py: delta-of-delta timestamps, decimal or XOR values, zstd; lossless) and the
 rows are deleted. `points_reader.read_points` reads both forms.
 
+Two paths. A past day whose rows the rollups have all passed is compacted whole
+(`compact_day`): its partition is locked, copied out in binary, encoded, and TRUNCATEd, which
+frees rows and index pages at once (deleting millions of rows one by one costs far more than
+encoding them). Today's stretches go one by one (`compact_batch`, `DELETE … RETURNING`); the
+dead rows they leave are reclaimed when the day is over, by the same truncate.
+
 Safety:
-- **Crash**: one transaction per batch of series of one stretch, doing `DELETE … RETURNING`
+- **Crash**: one transaction per whole day, or per batch of series of one stretch, doing `DELETE … RETURNING`
   the rows, merging them with the stretch's existing chunk (row-locked), deleting that chunk
   and inserting the new one. It commits whole or not at all: a crash loses nothing and
   doubles nothing; the next run does the work again.
@@ -25,21 +31,24 @@ Safety:
 
 from __future__ import annotations
 
+import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Connection, Engine, text
 
 from monitoring_core.chunks.store import (
+    PG_EPOCH_US,
     Chunk,
     delete_chunks,
     insert_chunks,
     lock_chunks,
     rows_from_packed,
 )
+from monitoring_core.partitions import list_partitions, partition_name
 from monitoring_core.rollups import FAMILIES, rollup_lock_key
 
 __all__ = [
@@ -55,6 +64,7 @@ __all__ = [
 COMPACT_AFTER = timedelta(hours=2)
 STRETCH = timedelta(hours=2)
 BATCH_SERIES = 500
+MAX_DAYS = 7  # whole days per run
 MAX_STRETCHES = 48  # per run: a backlog (first run after an upgrade) catches up over runs
 _ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 _FAMILY = FAMILIES[0].name  # "metric_points": its watermark and its advisory lock
@@ -81,6 +91,8 @@ class CompactionReport:
     points: int = 0
     chunks: int = 0
     merged: int = 0  # chunks rewritten with late points
+    whole_days: int = 0  # partitions compacted whole and truncated
+    reclaimed: int = 0  # emptied partitions truncated (their dead rows and index pages freed)
     seconds: float = 0.0
     pending: list[datetime] = field(default_factory=list)  # stretches left for the next run
 
@@ -89,7 +101,8 @@ class CompactionReport:
         left = f", {len(self.pending)} stretches left" if self.pending else ""
         return (
             f"compacted {self.points} points of {self.series} series-stretches into "
-            f"{self.chunks} chunks ({self.merged} merged) in {self.seconds:.2f}s "
+            f"{self.chunks} chunks ({self.merged} merged, {self.whole_days} whole days, "
+            f"{self.reclaimed} emptied partitions truncated) in {self.seconds:.2f}s "
             f"({rate:,.0f} points/s){left}"
         )
 
@@ -150,6 +163,124 @@ def _concat(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) 
     return np.concatenate((a[0], b[0])), np.concatenate((a[1], b[1]))
 
 
+# Binary COPY of (series_id int8, time timestamptz, value float8): per row a field count,
+# then each field's length and bytes, all big-endian.
+_COPY_ROW = np.dtype(
+    [("n", ">i2"), ("l0", ">i4"), ("sid", ">i8"), ("l1", ">i4"), ("t", ">i8"), ("l2", ">i4"),
+     ("v", ">f8")]
+)  # fmt: skip
+_COPY_HEADER = 19  # signature (11), flags (4), header extension length (4)
+
+
+def _copy_out(conn: Connection, partition: str, lo_id: int, hi_id: int) -> np.ndarray:
+    """Every row of a partition with series_id in [lo_id, hi_id), as COPY records."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    buffer = bytearray()
+    # The partition name comes from partition_name() (our own identifier), ids are ints.
+    statement = (
+        f'COPY (SELECT series_id, time, value FROM "{partition}" '  # noqa: S608
+        f"WHERE series_id >= {int(lo_id)} AND series_id < {int(hi_id)} "
+        "ORDER BY series_id, time, value) TO STDOUT (FORMAT BINARY)"
+    )
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for block in copy:
+            buffer += block
+    body = bytes(buffer[_COPY_HEADER:-2])  # minus the header and the -1 trailer
+    if struct.unpack(">h", bytes(buffer[-2:]))[0] != -1:
+        raise ValueError("unexpected end of COPY data")
+    return np.frombuffer(body, dtype=_COPY_ROW)
+
+
+def _by_series(records: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(series id, Unix microseconds, values) per series of records sorted by series."""
+    sids = records["sid"].astype(np.int64)
+    times = records["t"].astype(np.int64) + PG_EPOCH_US
+    values = records["v"].astype(np.float64)
+    bounds = np.flatnonzero(np.diff(sids)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(sids)]))
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        yield int(sids[a]), times[a:b], values[a:b]
+
+
+def compact_day(
+    conn: Connection, day: date, watermark: datetime, *, batch: int = 2_000
+) -> tuple[int, int, int] | None:
+    """Compact a whole past day's partition at once and TRUNCATE it (caller commits):
+    (points, chunks written, chunks merged), or None when the day holds rows the rollups have
+    not passed (the caller then goes stretch by stretch). Deleting millions of rows one by one is what makes the
+    stretch path slow; a truncate frees them at once, indexes included."""
+    assert _ORIGIN == datetime(2000, 1, 1, tzinfo=UTC)  # stretch numbers below count from it
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": rollup_lock_key(_FAMILY)})
+    partition = partition_name("metric_points", day)
+    # Ingest of late points into this day waits for the commit; nothing else writes here.
+    conn.execute(text(f'LOCK TABLE "{partition}" IN ACCESS EXCLUSIVE MODE'))
+    if conn.execute(
+        text(f'SELECT EXISTS (SELECT 1 FROM "{partition}" WHERE ingested_at > :w)'),  # noqa: S608
+        {"w": watermark},
+    ).scalar():
+        return None
+    ids = [
+        int(i)
+        for i in conn.execute(
+            text(f'SELECT DISTINCT series_id FROM "{partition}" ORDER BY 1')  # noqa: S608
+        ).scalars()
+    ]
+    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    stretch_us = int(STRETCH.total_seconds() * 1_000_000)
+    points = written = merged = 0
+    for i in range(0, len(ids), batch):
+        part = ids[i : i + batch]
+        records = _copy_out(conn, partition, part[0], part[-1] + 1)
+        old: dict[tuple[int, int], list[Chunk]] = {}
+        for chunk in lock_chunks(conn, part, day_start, day_start + timedelta(days=1)):
+            key = (chunk.series_id, (chunk.start_us - PG_EPOCH_US) // stretch_us)
+            old.setdefault(key, []).append(chunk)
+        new: list[Chunk] = []
+        replaced: list[Chunk] = []
+        for sid, times, values in _by_series(records):
+            points += len(times)
+            stretch = (times - PG_EPOCH_US) // stretch_us  # the origin 2000-01-01 is PG's epoch
+            cuts = np.flatnonzero(np.diff(stretch)) + 1
+            for t, v, first in zip(
+                np.split(times, cuts),
+                np.split(values, cuts),
+                stretch[np.r_[0, cuts]].tolist(),
+                strict=True,
+            ):
+                for chunk in old.get((sid, first), ()):
+                    ct, cv = chunk.points()
+                    t, v = np.concatenate((t, ct)), np.concatenate((v, cv))
+                    replaced.append(chunk)
+                new.append(Chunk.of(sid, t, v))
+        delete_chunks(conn, replaced)
+        insert_chunks(conn, new)
+        written, merged = written + len(new), merged + len(replaced)
+    conn.execute(text(f'TRUNCATE "{partition}"'))
+    return points, written, merged
+
+
+def _days_to_truncate(conn: Connection, until: datetime) -> list[date]:
+    """Days whose partition ended by `until` and still has pages (rows, or the dead rows and
+    index pages the stretch path left behind)."""
+    sizes: dict[str, int] = dict(
+        conn.execute(
+            text(
+                "SELECT c.relname, pg_relation_size(c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST('metric_points' AS regclass)"
+            )
+        ).all()
+    )
+    return [
+        day
+        for day in list_partitions(conn, "metric_points")
+        if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= until
+        and sizes.get(partition_name("metric_points", day), 0) > 0
+    ]
+
+
 def compact(
     engine: Engine,
     now: datetime,
@@ -157,14 +288,30 @@ def compact(
     after: timedelta = COMPACT_AFTER,
     batch_series: int = BATCH_SERIES,
     max_stretches: int = MAX_STRETCHES,
+    max_days: int = MAX_DAYS,
 ) -> CompactionReport:
-    """Compact every stretch the rollups have passed and older than `after`, oldest first."""
+    """Compact every stretch the rollups have passed and older than `after`, oldest first:
+    whole past days at once (`compact_day`, truncating their partition), then the stretches
+    left (today's, and days holding rows the rollups have not passed yet)."""
     started, report = time.perf_counter(), CompactionReport()
     with engine.connect() as conn:
         watermark = rollup_watermark(conn)
         until = compactable_until(now, watermark, after)
         if watermark is None or until is None:
             return report
+        days = _days_to_truncate(conn, until)
+    for day in days[:max_days]:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            done = compact_day(conn, day, watermark)
+        if done is not None:
+            report.whole_days += 1
+            report.reclaimed += not done[0]
+            report.points += done[0]
+            report.chunks += done[1]
+            report.series += done[1]
+            report.merged += done[2]
+    with engine.connect() as conn:
         stretches = pending_stretches(conn, until, watermark)
     report.pending = stretches[max_stretches:]
     for lo in stretches[:max_stretches]:

@@ -390,3 +390,49 @@ def test_newest_point_of_a_stopped_series_is_found_in_chunks(engine: Engine, now
     _roll(engine, now)
     assert compact(engine, now).chunks > 0
     assert seen() == before
+
+
+def test_a_past_day_is_compacted_whole_and_its_partition_truncated(
+    engine: Engine, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitoring_core.partitions import partition_name
+
+    hours = 40
+    ids = _load(engine, now, series=3, hours=hours, seed=12)
+    spans = _spans(random.Random(5), now, hours)
+    yesterday = (now - timedelta(days=1)).astimezone(UTC).date()
+    partition = partition_name("metric_points", yesterday)
+    size = text(f"SELECT pg_relation_size('{partition}')")
+    with engine.connect() as conn:
+        before = [_row_read(conn, ids, a, b) for a, b in spans]
+        total = conn.execute(text("SELECT count(*) FROM metric_points")).scalar_one()
+        assert conn.execute(size).scalar_one() > 0
+    _roll(engine, now)
+
+    def failing_truncate(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("killed before the TRUNCATE")
+
+    with monkeypatch.context() as patch:  # a crash inside the whole-day transaction
+        patch.setattr(compaction, "insert_chunks", failing_truncate)
+        with pytest.raises(RuntimeError):
+            compact(engine, now)
+    assert _chunk_count(engine) == (0, 0)
+    report = compact(engine, now)
+    assert report.whole_days >= 1
+    with engine.connect() as conn:
+        assert conn.execute(size).scalar_one() == 0  # rows and index pages freed at once
+        rows_left = conn.execute(text("SELECT count(*) FROM metric_points")).scalar_one()
+        assert rows_left + _chunk_count(engine)[1] == total
+        assert [_reader(conn, ids, a, b) for a, b in spans] == before
+    # A late point into the truncated day is still taken and merged.
+    late_at = datetime(yesterday.year, yesterday.month, yesterday.day, 20, 0, 5, tzinfo=UTC)
+    with engine.begin() as conn:
+        add_points(conn, ids[1], [(late_at, 7.5)], ingested_at=now + timedelta(seconds=1))
+    _roll(engine, now + timedelta(seconds=2))
+    compact(engine, now + timedelta(seconds=2))
+    with engine.connect() as conn:
+        got = _reader(conn, [ids[1]], late_at - timedelta(seconds=1), late_at)
+        assert (7.5).hex() in got[ids[1]][1]
+        assert conn.execute(size).scalar_one() == 0
+        rows_left = conn.execute(text("SELECT count(*) FROM metric_points")).scalar_one()
+    assert rows_left + _chunk_count(engine)[1] == total + 1

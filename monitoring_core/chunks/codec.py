@@ -124,8 +124,10 @@ def _decimal_ints(values: np.ndarray) -> tuple[int, np.ndarray] | None:
         scaled = np.rint(values * scale)
         if np.abs(scaled).max(initial=0.0) >= _LIMIT:
             return None
-        if np.array_equal((scaled / scale).view(np.int64), bits):
-            return e, scaled.astype(np.int64)
+        ints = scaled.astype(np.int64)
+        # checked on the integers themselves: the decoder's exact operation (-0.0 fails here)
+        if np.array_equal((ints.astype(np.float64) / scale).view(np.int64), bits):
+            return e, ints
     return None
 
 
