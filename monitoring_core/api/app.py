@@ -79,6 +79,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(_router("routes_ingest"))
     app.include_router(_router("routes_errors"))
     app.include_router(_router("routes_live"))
+    app.include_router(_router("routes_stream"))
     app.include_router(_router("routes_read"))
     app.include_router(_router("routes_health"))
     app.include_router(_router("routes_business"))
