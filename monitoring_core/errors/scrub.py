@@ -3,17 +3,22 @@
 Two passes: values under a sensitive key (password, token, authorization, card number …) are
 replaced whole; every other string is searched for bearer tokens, `key=value` secrets, known
 API-key shapes, JWTs, URL credentials, card numbers (Luhn-checked, so order ids survive),
+IBANs (mod-97-checked), US social security numbers (dashed), UK national insurance numbers,
 e-mail addresses and phone numbers.
+
+User ids (`Scrubber.identifier`) are kept countable: an id that holds any of these becomes
+`pii-sha256:` and a short hash, so "users affected" still counts distinct people.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_SENSITIVE_KEYS", "REDACTED", "Scrubber", "luhn_valid"]
+__all__ = ["DEFAULT_SENSITIVE_KEYS", "REDACTED", "Scrubber", "iban_valid", "luhn_valid"]
 
 REDACTED = "[REDACTED]"
 
@@ -112,6 +117,34 @@ _PHONE = re.compile(
     r"|\d{3}[.-]\d{3}[.-]\d{4})(?![\w])"
 )
 _DIGITS = re.compile(r"\d")
+# IBAN: country, check digits, 11-30 letters/digits, printed in groups of four or run together
+# (mod-97-checked, so product codes survive).
+_IBAN = re.compile(
+    r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"
+)
+# US SSN, dashed or spaced (a bare nine-digit run is usually an id); never 000, 666 or 9xx.
+_SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}([- ])(?!00)\d{2}\1(?!0000)\d{4}(?![\w-])")
+# UK national insurance number: two prefix letters (not D, F, I, U or V; not the never-used
+# pairs; O and Q are allowed although unused, so HMRC's own example QQ 12 34 56 C is caught),
+# six digits, suffix A-D; "AB 12 34 56 C" or "AB123456C".
+_NINO = re.compile(
+    r"(?<![A-Za-z0-9])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-TW-Z]{2}"
+    r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"
+)
+_SIX_DIGITS = re.compile(r"\d\d ?\d\d ?\d\d")  # cheap gate for the national insurance number
+
+
+def iban_valid(text: str) -> bool:
+    """The IBAN checksum (ISO 13616: rearranged, letters as 10-35, mod 97 == 1)."""
+    compact = text.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def _iban(match: re.Match[str]) -> str:
+    return REDACTED if iban_valid(match.group()) else match.group()
 
 
 def luhn_valid(digits: str) -> bool:
@@ -183,9 +216,21 @@ class Scrubber:
                 _, pattern, repl = _RULES[index]
                 value = pattern.sub(repl, value)
         if _DIGIT_RUN.search(value):
+            value = _IBAN.sub(_iban, value)
+            value = _SSN.sub(REDACTED, value)
             value = _CARD.sub(_card, value)
             value = _PHONE.sub(_phone, value)
+        if _SIX_DIGITS.search(value):
+            value = _NINO.sub(REDACTED, value)
         return value
+
+    def identifier(self, value: str) -> str:
+        """A user id as stored: unchanged, or `pii-sha256:HASH` when it holds personal data
+        (an e-mail address, IBAN, SSN, NI number, phone or card number …), so distinct users
+        still count apart without the data being kept."""
+        if self.text(value) == value:
+            return value
+        return "pii-sha256:" + hashlib.sha256(value.strip().lower().encode()).hexdigest()[:16]
 
     def data(self, value: Any) -> Any:
         """A scrubbed copy of JSON-like data: sensitive keys redacted, strings scrubbed."""

@@ -120,6 +120,8 @@ def _scrub(event: ErrorInput, scrubber: Scrubber) -> Trace | None:
         event.stack_trace = _scrub_text_lines(event.stack_trace, scrubber)
     if event.endpoint_path is not None:
         event.endpoint_path = scrubber.text(event.endpoint_path)
+    if event.user_id:
+        event.user_id = scrubber.identifier(event.user_id)
     event.tags = scrubber.data(event.tags)
     event.context = scrubber.data(event.context)
     if event.frames:

@@ -9,6 +9,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import apprise
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from monitoring_core.notify.transport import outbound_refusal
+from monitoring_core.outbound import current_policy
 from monitoring_core.schema import (
     alert_rules,
     escalation_policies,
@@ -104,6 +106,8 @@ def _validate(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     if not partial or "url" in body:
         if not validate_url(body.get("url")):
             problems.append({"field": "url", "message": "is not an Apprise URL Apprise can use"})
+        elif refused := outbound_refusal(body["url"], current_policy(), resolve=None):
+            problems.append({"field": "url", "message": refused})
         else:
             values["url"] = body["url"]
     tags = body.get("tags", [])
