@@ -994,6 +994,17 @@ shard_claims = Table(
     _ts("claimed_at", nullable=False),
 )
 
+# Requests and points per key, counted by every API process (monitoring_core.api.shared_limits):
+# monotonic totals each process adds its own use to once a second, reading the others'.
+key_usage = Table(
+    "key_usage",
+    metadata,
+    Column("kind", Text, primary_key=True),  # requests | points
+    Column("key_id", BigInteger, primary_key=True),
+    Column("total", BigInteger, nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
 job_runs = Table(
     "job_runs",
     metadata,

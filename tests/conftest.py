@@ -138,6 +138,7 @@ def _api_app(database_url: str, session_engine: Engine) -> Iterator[tuple[Any, s
         # MONITORING_API_PUBLIC_URL would say in production.
         app.state.settings = dataclasses.replace(settings, api_public_url=url)
         yield app, url
+    app.state.usage_sync.stop()  # its database is about to be dropped
 
 
 @pytest.fixture

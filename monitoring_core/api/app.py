@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from monitoring_core.api.keys import KeyCache
 from monitoring_core.api.params import NulGuard
 from monitoring_core.api.ratelimit import RateLimiter
+from monitoring_core.api.shared_limits import UsageSync
 from monitoring_core.api.stats import ApiStats, StatsMiddleware
 from monitoring_core.config import Settings
 from monitoring_core.db import DatabaseUnavailable
@@ -52,6 +53,11 @@ def reset_app_state(app: FastAPI) -> None:
     """Fresh in-process caches (key lookups, rate buckets, series ids); tests call it per test."""
     app.state.keys = KeyCache(app.state.engine)
     app.state.limiter = RateLimiter()
+    previous = getattr(app.state, "usage_sync", None)
+    if previous is not None:
+        previous.stop()
+    # per-key use shared with the other API processes through Postgres (started on first use)
+    app.state.usage_sync = UsageSync(app.state.engine, app.state.limiter)
     app.state.caches = {}  # ingest caches by name, created on first use
 
 

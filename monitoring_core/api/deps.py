@@ -114,6 +114,7 @@ async def check_key(request: Request, key: str | None, allowed: frozenset[ApiSco
     settings = request.app.state.settings
     limit = effective_limit(record.rate_limit_per_minute, settings.key_requests_per_minute)
     retry_after = request.app.state.limiter.check(record.id, limit, time.monotonic())
+    request.app.state.usage_sync.start()  # share this process's use with the others
     if retry_after is not None:
         raise HTTPException(
             429,

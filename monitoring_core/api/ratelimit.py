@@ -55,6 +55,31 @@ class RateLimiter:
     def __init__(self) -> None:
         self._buckets: dict[tuple[Kind, int], TokenBucket] = {}
         self._lock = threading.Lock()
+        # Spent here since the last `drain` (for sharing use with other API processes).
+        self._spent: dict[tuple[Kind, int], int] = {}
+
+    def drain(self) -> dict[tuple[Kind, int], int]:
+        """What this process spent per (kind, key id) since the last call, for every bucket it
+        holds (0 where nothing was spent); the counters restart at zero."""
+        with self._lock:
+            spent = {bucket: self._spent.get(bucket, 0) for bucket in self._buckets}
+            self._spent = {}
+        return spent
+
+    def note_spent(self, kind: Kind, key_id: int, amount: int) -> None:
+        """Count `amount` as spent here again (a sync that failed hands its use back)."""
+        with self._lock:
+            self._spent[(kind, key_id)] = self._spent.get((kind, key_id), 0) + amount
+
+    def charge(self, kind: Kind, key_id: int, amount: int, now: float) -> None:
+        """Take `amount` tokens other processes spent from this process's bucket (its debt is
+        capped at one minute's allowance, so a burst elsewhere never blocks a key for long)."""
+        with self._lock:
+            bucket = self._buckets.get((kind, key_id))
+            if bucket is None or amount <= 0:
+                return
+            bucket.take(now, 0)  # refill up to now first
+            bucket.tokens = max(bucket.tokens - amount, -float(bucket.per_minute))
 
     def check(
         self,
@@ -74,4 +99,6 @@ class RateLimiter:
                 bucket = TokenBucket(per_minute, float(per_minute), now)
                 self._buckets[(kind, key_id)] = bucket
             wait = bucket.take(now, amount)
+            if wait is None:
+                self._spent[(kind, key_id)] = self._spent.get((kind, key_id), 0) + amount
         return None if wait is None else max(1, math.ceil(wait))
