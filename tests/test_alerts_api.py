@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from monitoring_core.flows.alert_cycle import run_evaluation
+from monitoring_core.schema import metric_catalog
 from tests.alerting_support import webhook_receiver
 
 RULE = {
@@ -23,6 +24,13 @@ RULE = {
     "notification_channels": [],
     "is_enabled": True,
 }  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def checkout_metric(engine: Engine) -> None:
+    """Rules may name only known signals: the metric these rules watch is in the catalog."""
+    with engine.begin() as conn:
+        conn.execute(insert(metric_catalog).values(name="checkout_latency_ms", unit="ms"))
 
 
 @pytest.fixture

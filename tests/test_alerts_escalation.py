@@ -226,7 +226,7 @@ def test_it_checks_roles_on_every_action(
         "acknowledge": lambda c: actions.acknowledge_alert(c, instance_id=instance_id, actor="u", role=role, now=TUESDAY),
         "suppress": lambda c: actions.suppress_alert(c, instance_id=instance_id, actor="u", role=role, now=TUESDAY, minutes=5, reason="r"),
         "escalate": lambda c: actions.escalate_alert(c, instance_id=instance_id, actor="u", role=role, now=TUESDAY, tz=TZ, public_url=URL),
-        "create_rule": lambda c: service.rule_create(c, body={"alert_name": "x", "severity_level": "low", "condition_config": {"type": "absence", "metric": "m"}}, actor="u", role=role, now=TUESDAY),
+        "create_rule": lambda c: service.rule_create(c, body={"alert_name": "x", "severity_level": "low", "condition_config": {"type": "absence", "metric": "api.requests"}}, actor="u", role=role, now=TUESDAY),
     }  # fmt: skip
     with engine.begin() as conn:
         if allowed:

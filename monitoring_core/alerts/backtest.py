@@ -44,7 +44,8 @@ def _windows(points: list[Point], steps: list[datetime], reach: timedelta) -> It
 def _keyed(conn: Connection, rule: Rule, start: datetime, end: datetime) -> series_mod.Keyed:
     key = series_mod.fetch_key(rule)
     assert key is not None
-    grouped = series_mod.fetch(conn, key, span=(end - start) + series_mod.lookback(rule), now=end)
+    span = (end - start) + series_mod.lookback(rule)
+    grouped = series_mod.fetch(conn, key, span=span, now=end, step=_step(start, end))
     return series_mod.for_rule(rule, key, grouped) or {"": ({}, [])}
 
 

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from monitoring_core.alerts.rules import Condition, Rule, compare
+from monitoring_core.alerts.signals import counts_zero, is_windowed
 from monitoring_core.enums import AlertStatus
 from monitoring_core.wedding_calendar import (
     is_peak_season,
@@ -149,6 +150,10 @@ def _reduce(aggregation: str, values: list[float]) -> float:
 
 def _threshold(cond: Condition, series: Sequence[Point], now: datetime, limit: float) -> Check:
     points = _window(series, now, cond.window_minutes)
+    if is_windowed(cond.metric):  # each value already covers the window: the newest counts
+        points = points[-1:]
+        if not points and counts_zero(cond.metric):  # nothing counted: a count of zero
+            points = [Point(now, 0.0)]
     if not points:
         return Check(None, None, limit, f"no data in the last {cond.window_minutes:g} min")
     value = _reduce(cond.aggregation, [p.value for p in points])

@@ -39,7 +39,7 @@ RULE_TYPES = (
     "composite",
     "external",
 )
-AGGREGATIONS = ("avg", "min", "max", "sum", "count", "p50", "p95", "p99")
+AGGREGATIONS = ("avg", "min", "max", "sum", "count", "p50", "p75", "p90", "p95", "p99")
 OPERATORS = {
     "greater_than": lambda a, b: a > b,
     "less_than": lambda a, b: a < b,
@@ -87,6 +87,7 @@ class Condition:
     logic: str = "and"  # composite
     rules: tuple[int, ...] = ()  # composite children
     expire_minutes: float = 60.0  # a grouped key unseen this long expires
+    min_count: int = 0  # windowed signals: a window with fewer events gives no value
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ def parse_condition(cfg: Any) -> Condition:
     out["recovery_value"] = _number(cfg, "recovery_value", None, p)
     out["weeks"] = int(_number(cfg, "weeks", 4, p) or 4)
     out["min_baseline"] = int(_number(cfg, "min_baseline", 3, p) or 3)
+    out["min_count"] = max(0, int(_number(cfg, "min_count", 0, p) or 0))
     if out["duration_minutes"] < 0 or out["window_minutes"] <= 0:
         p.append({"field": "condition_config.window_minutes", "message": "must be positive"})
     out["group_by"] = _strings(cfg, "group_by", p)
@@ -239,46 +241,50 @@ def _template(name: str, desc: str, severity: str, cfg: dict[str, Any], **flags:
     }
 
 
-# The three classic templates (error rate, response time, availability) plus the wedding-critical
-# ones. Metric names follow the ingest API's conventions (api_* from performance timings,
-# health_check_success from checks).
+# The spec's classic templates (error rate, response time, availability, heartbeat) plus the
+# wedding-critical ones and the Performance page's regression flag, all on catalogue signals
+# (`alerts/signals.py`). `min_count` keeps a window of two requests from deciding a rate.
 TEMPLATES: dict[str, dict[str, Any]] = {
     "high_error_rate": _template(
         "High Error Rate",
-        "More than 5 % of API requests fail (5xx) for 5 minutes.",
+        "More than 5 % of a service's API requests fail (5xx) over 15 minutes, for 5 minutes.",
         "high",
         {
             "type": "threshold",
-            "metric": "api_error_rate",
+            "metric": "api.error_rate",
             "aggregation": "avg",
             "operator": "greater_than",
-            "value": 5,
+            "value": 0.05,
+            "window_minutes": 15,
             "duration_minutes": 5,
+            "min_count": 5,
+            "group_by": ["service"],
         },
         weekend_escalation=True,
     ),
     "slow_response_time": _template(
         "Slow Response Time",
-        "API p95 response time above 2 s for 10 minutes.",
+        "API p95 response time above 2 s over 10 minutes, for 10 minutes.",
         "medium",
         {
             "type": "threshold",
-            "metric": "api_response_time_ms",
+            "metric": "api.latency_ms",
             "aggregation": "p95",
             "operator": "greater_than",
             "value": 2000,
+            "window_minutes": 10,
             "duration_minutes": 10,
-            "group_by": ["endpoint"],
+            "min_count": 20,
         },
         wedding_season_adjustment=True,
     ),
     "service_unavailable": _template(
         "Service Unavailable",
-        "A health check keeps failing (success below 50 %) for 2 minutes.",
+        "A health check is down (critical after its retries) for 2 minutes.",
         "critical",
         {
             "type": "threshold",
-            "metric": "health_check_success",
+            "metric": "health.up",
             "aggregation": "avg",
             "operator": "less_than",
             "value": 0.5,
@@ -287,31 +293,52 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         },
         weekend_escalation=True,
     ),
+    "heartbeat_missing": _template(
+        "Heartbeat Missing",
+        "A heartbeat check's pings stopped (past its period and grace).",
+        "high",
+        {
+            "type": "threshold",
+            "metric": "health.up",
+            "aggregation": "min",
+            "operator": "less_than",
+            "value": 1,
+            "window_minutes": 10,
+            "filters": {"check_type": "heartbeat"},
+            "group_by": ["check"],
+        },
+    ),
     "payment_failures": _template(
         "Payment Failures",
-        "Three or more payment errors within 5 minutes.",
+        "More than 10 % of payment requests fail (5xx) over 15 minutes.",
         "critical",
         {
-            "type": "pattern",
-            "filter": {"service": "payments"},
-            "operator": "greater_than_or_equal",
-            "value": 3,
-            "window_minutes": 5,
+            "type": "threshold",
+            "metric": "api.error_rate",
+            "aggregation": "avg",
+            "operator": "greater_than",
+            "value": 0.10,
+            "window_minutes": 15,
+            "min_count": 3,
+            "filters": {"service": "payments"},
         },
         weekend_escalation=True,
         service_name="payments",
     ),
     "photo_upload_latency": _template(
         "Photo Upload Latency",
-        "Photo upload p95 above 5 s for 5 minutes.",
+        "Photo upload p95 above 5 s over 10 minutes, for 5 minutes.",
         "high",
         {
             "type": "threshold",
-            "metric": "photo_upload_duration_ms",
+            "metric": "api.latency_ms",
             "aggregation": "p95",
             "operator": "greater_than",
             "value": 5000,
+            "window_minutes": 10,
             "duration_minutes": 5,
+            "min_count": 5,
+            "filters": {"service": "photos"},
         },
         weekend_escalation=True,
         wedding_season_adjustment=True,
@@ -319,23 +346,35 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     ),
     "form_submission_success": _template(
         "Form Submission Success",
-        "Form submission success rate below 99 % for 10 minutes.",
+        "Form submission success below 99 % (more than 1 % fail with 5xx) for 10 minutes.",
         "high",
         {
             "type": "threshold",
-            "metric": "form_submission_success_rate",
+            "metric": "api.error_rate",
             "aggregation": "avg",
-            "operator": "less_than",
-            "value": 99,
+            "operator": "greater_than",
+            "value": 0.01,
+            "window_minutes": 15,
             "duration_minutes": 10,
+            "min_count": 5,
+            "filters": {"service": "forms"},
         },
         weekend_escalation=True,
         service_name="forms",
     ),
-    "heartbeat_missing": _template(
-        "Heartbeat Missing",
-        "No data for a metric for 10 minutes.",
-        "high",
-        {"type": "absence", "metric": "worker_heartbeat", "window_minutes": 10},
+    "performance_regression": _template(
+        "Performance Regression",
+        "An endpoint's p95 over the last hour is 1.5x the same hour of past weeks, for 10 "
+        "minutes (the Performance page's regression flag).",
+        "medium",
+        {
+            "type": "threshold",
+            "metric": "api.p95_regression",
+            "aggregation": "max",
+            "operator": "greater_than_or_equal",
+            "value": 1.5,
+            "duration_minutes": 10,
+            "group_by": ["endpoint"],
+        },
     ),
 }

@@ -30,6 +30,8 @@ from sqlalchemy import Connection
 from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.raw import RawMetric, bucket, read_raw
 from monitoring_core.alerts.rules import Rule
+from monitoring_core.alerts.signals import signal
+from monitoring_core.alerts.signals_read import SignalKey, SignalReader
 from monitoring_core.errors.queries import error_count_series
 from monitoring_core.metrics_query import query_metric
 from monitoring_core.rollup_read import floor_to
@@ -64,6 +66,10 @@ class FetchKey:
     aggregation: str
     dims: tuple[str, ...]
     filters: str = "{}"  # JSON; only pattern reads filter in SQL
+    window: timedelta = timedelta(0)  # kind signal: what each value covers
+    mode: str = ""  # kind signal: the rule type (how the stamps are chosen)
+    weeks: int = 0  # kind signal, anomaly: the baseline's depth
+    min_count: int = 0  # kind signal: fewer events in a window give no value
 
 
 # dims values -> points, oldest first
@@ -84,9 +90,32 @@ def fetch_key(rule: Rule) -> FetchKey | None:
         return FetchKey("pattern", "error_events", "count", cond.group_by, filters)
     if cond.type == "composite" or not cond.metric:
         return None
-    kind = "hour" if cond.type == "anomaly" else "minute"
     dims = tuple(sorted(set(cond.group_by) | set(cond.filters)))
-    return FetchKey(kind, cond.metric, cond.aggregation, dims)
+    built_in = signal(cond.metric)
+    if built_in is not None and built_in.windowed:  # read by signals_read, see there
+        return FetchKey(
+            "signal", cond.metric, cond.aggregation, dims, window=_signal_window(rule),
+            mode=cond.type, weeks=cond.weeks,
+            min_count=cond.min_count,
+        )  # fmt: skip
+    metric = built_in.metric if built_in is not None and built_in.metric else cond.metric
+    kind = "hour" if cond.type == "anomaly" else "minute"
+    return FetchKey(kind, metric, cond.aggregation, dims)
+
+
+def _signal_window(rule: Rule) -> timedelta:
+    """What one value of a windowed signal covers: the rule's window (an hour for anomaly,
+    whose baseline is the same hour of past weeks; unused by absence)."""
+    cond = rule.condition
+    if cond.type == "anomaly":
+        return HOUR
+    return timedelta(minutes=cond.window_minutes)
+
+
+def signal_key(key: FetchKey) -> SignalKey:
+    return SignalKey(
+        key.metric, key.aggregation, key.dims, key.window, key.mode, key.weeks, key.min_count
+    )
 
 
 def lookback(rule: Rule) -> timedelta:
@@ -138,6 +167,8 @@ class SeriesReader:
     conn: Connection
     now: datetime
     raw_spans: dict[str, timedelta] = field(default_factory=dict)  # per metric; default RAW_MAX
+    step: timedelta | None = None  # a backtest's step: windowed signals at every step
+    signals: SignalReader | None = None
     raw_cache: dict[str, RawMetric | None] = field(default_factory=dict)  # None: over RAW_LIMIT
     tail_cache: dict[str, RawMetric | None] = field(default_factory=dict)
     _stamps: dict[datetime, list[datetime]] = field(default_factory=dict)
@@ -238,8 +269,22 @@ class SeriesReader:
         short = key.kind == "minute" and span <= RAW_MAX
         return not short or self.raw_cache.get(key.metric) is None
 
+    def _signals(self, span: timedelta) -> SignalReader:
+        if self.signals is None:
+            start = self.now - span if self.step is not None else None
+            self.signals = SignalReader(self.conn, self.now, step=self.step, start=start)
+        return self.signals
+
+    def want_signals(self, spans: dict[FetchKey, timedelta]) -> None:
+        """Announce a cycle's windowed-signal keys: each family is then read once."""
+        for key, span in spans.items():
+            if key.kind == "signal":
+                self._signals(span).want(signal_key(key))
+
     def fetch(self, key: FetchKey, span: timedelta) -> Grouped:
         """Points per group of `key.dims` over [now − span, now]."""
+        if key.kind == "signal":
+            return self._signals(span).fetch(signal_key(key))
         if key.kind == "pattern":
             return self._pattern(key, span)
         now = self.now
@@ -261,6 +306,13 @@ class SeriesReader:
         return {v: pts for v, pts in points.items() if pts}
 
 
-def fetch(conn: Connection, key: FetchKey, *, span: timedelta, now: datetime) -> Grouped:
-    """One read outside a cycle (the rule test against history uses it)."""
-    return SeriesReader(conn, now).fetch(key, span)
+def fetch(
+    conn: Connection,
+    key: FetchKey,
+    *,
+    span: timedelta,
+    now: datetime,
+    step: timedelta | None = None,
+) -> Grouped:
+    """One read outside a cycle (the rule test against history uses it, with its `step`)."""
+    return SeriesReader(conn, now, step=step).fetch(key, span)

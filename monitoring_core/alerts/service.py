@@ -8,8 +8,17 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from monitoring_core.alerts import signals
+from monitoring_core.alerts.rules import RuleInvalid
 from monitoring_core.alerts.silences import create_silence, delete_silence, end_silence
-from monitoring_core.alerts.store import RuleNotFound, create_rule, delete_rule, update_rule
+from monitoring_core.alerts.store import (
+    RuleNotFound,
+    create_rule,
+    delete_rule,
+    get_rule,
+    rule_to_api,
+    update_rule,
+)
 from monitoring_core.audit import record_audit
 from monitoring_core.enums import Role
 from monitoring_core.roles import require_role
@@ -19,6 +28,7 @@ __all__ = [
     "RuleNotFound",
     "rule_create",
     "rule_delete",
+    "rule_duplicate",
     "rule_update",
     "silence_create",
     "silence_delete",
@@ -30,10 +40,18 @@ class ActionRefused(ValueError):
     """The alert is not in a state this action applies to."""
 
 
+def _check_signal(conn: Connection, body: Mapping[str, Any]) -> None:
+    """RuleInvalid when the condition names no known signal (or one it cannot use)."""
+    cfg = body.get("condition_config")
+    if isinstance(cfg, Mapping) and (problems := signals.problems(conn, cfg)):
+        raise RuleInvalid(problems)
+
+
 def rule_create(
     conn: Connection, *, body: Mapping[str, Any], actor: str, role: str, now: datetime
 ) -> dict[str, Any]:
     require_role(role, Role.ADMIN)
+    _check_signal(conn, body)
     rule = create_rule(conn, body=body, created_by=actor, now=now)
     record_audit(
         conn,
@@ -50,6 +68,7 @@ def rule_update(
     conn: Connection, *, rule_id: int, body: Mapping[str, Any], actor: str, role: str, now: datetime
 ) -> dict[str, Any]:
     require_role(role, Role.ADMIN)
+    _check_signal(conn, body)
     rule = update_rule(conn, rule_id=rule_id, body=body, now=now)
     record_audit(
         conn,
@@ -57,6 +76,30 @@ def rule_update(
         action="alert_rule.update",
         target=f"rule:{rule_id}",
         details={"fields": sorted(body)},
+        now=now,
+    )
+    return rule
+
+
+def rule_duplicate(
+    conn: Connection, *, rule_id: int, actor: str, role: str, now: datetime
+) -> dict[str, Any]:
+    """A disabled copy of a rule named "… (copy)" (RuleNotFound); admins."""
+    require_role(role, Role.ADMIN)
+    original = rule_to_api(get_rule(conn, rule_id=rule_id))
+    body = {
+        k: v
+        for k, v in original.items()
+        if k not in ("id", "created_by", "created_at", "updated_at")
+    }
+    body.update(alert_name=f"{original['alert_name']} (copy)", is_enabled=False)
+    rule = create_rule(conn, body=body, created_by=actor, now=now)
+    record_audit(
+        conn,
+        actor=actor,
+        action="alert_rule.duplicate",
+        target=f"rule:{rule['id']}",
+        details={"from_rule": rule_id},
         now=now,
     )
     return rule

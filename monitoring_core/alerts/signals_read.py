@@ -1,0 +1,378 @@
+"""Reading the windowed signals (API timings, Web Vitals, error events, p95 regression) for
+the engine: one SQL statement per family per cycle, aggregated in numpy.
+
+A cycle asks for every key of a family first (`want`), then the first `fetch` of that family
+reads the raw rows of every interval asked for at once: per distinct label combination one
+row with its events as `float8[]` arrays (epoch seconds, values), as `raw.read_raw` does for
+metric points. Each key is then computed from those arrays:
+- `stamps` are when the engine looks: live, the cycle's `now` (and `now − window` for rate of
+  change, `now − k weeks` for anomaly); in a backtest, every step of the replay;
+- at each stamp the value is the rule's aggregation over (stamp − window, stamp] of the
+  group's events: exact percentiles (numpy's linear interpolation, as the raw metric path),
+  request-weighted rates, counts (0 in an empty window: a count, not missing data);
+- absence rules get one point per 10-second bucket holding events instead (when data last
+  arrived).
+The regression family asks `performance.queries.regression_flags` (the Performance page's
+own rule) once per stamp; a backtest computes it on a coarser grid and carries it forward.
+"""
+
+# SQL here is assembled from this module's own constants; every value is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection
+
+from monitoring_core.alerts.engine import Point
+from monitoring_core.alerts.signals import service_of, signal, status_class
+from monitoring_core.performance.queries import regression_flags
+
+__all__ = ["SignalKey", "SignalReader", "merge_intervals"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WEEK, HOUR = timedelta(days=7), timedelta(hours=1)
+ABSENCE_STEP = timedelta(seconds=10)
+REGRESSION_POINTS = 96  # a backtest evaluates the regression flag at most this often
+Grouped = dict[tuple[str, ...], list[Point]]
+
+_RANGES = "unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) AS r(lo, hi)"
+_IN_RANGES = "x.time > r.lo AND x.time <= r.hi AND x.time > %(earliest)s AND x.time <= %(latest)s"
+_EP = "date_part('epoch', x.time)"
+_SQL = {
+    "api": f"""
+        SELECT x.method, x.endpoint, x.status_code, array_agg({_EP}), array_agg(x.response_time_ms)
+        FROM api_timings x JOIN {_RANGES} ON {_IN_RANGES}
+        GROUP BY 1, 2, 3""",
+    "vitals": f"""
+        SELECT x.name, x.page_route, x.device_type, x.rating, array_agg({_EP}), array_agg(x.value)
+        FROM web_vitals x JOIN {_RANGES} ON {_IN_RANGES}
+        GROUP BY 1, 2, 3, 4""",
+    "errors": f"""
+        SELECT 'events', x.group_id::text, x.service_name, x.level, x.severity, x.error_type,
+               coalesce(x.environment, ''), coalesce(x.release, ''), array_agg({_EP})
+        FROM error_events x JOIN {_RANGES} ON {_IN_RANGES}
+        GROUP BY 2, 3, 4, 5, 6, 7, 8
+        UNION ALL
+        SELECT x.kind, g.id::text, coalesce(g.services[1], ''), g.level, g.severity, g.error_type,
+               '', '', array_agg({_EP})
+        FROM error_group_changes x JOIN error_groups g ON g.id = x.group_id
+        JOIN {_RANGES} ON {_IN_RANGES}
+        WHERE x.kind IN ('new', 'regressed')
+        GROUP BY 1, 2, 3, 4, 5, 6""",
+}
+_ERROR_KINDS = {
+    "errors.events": "events",
+    "errors.new_groups": "new",
+    "errors.regressions": "regressed",
+}
+
+
+@dataclass(frozen=True)
+class SignalKey:
+    """What one shared computation needs: the signal, how to aggregate, the labels it keeps,
+    the window each value covers and how the stamps are chosen (rule type)."""
+
+    signal: str
+    aggregation: str
+    dims: tuple[str, ...]
+    window: timedelta
+    mode: str  # threshold | rate_of_change | anomaly | absence
+    weeks: int = 4
+    min_count: int = 0  # a window with fewer events gives no value
+
+
+@dataclass
+class _Frame:
+    """Events of one family: per label combination `labels[i]`, arrays of times and values."""
+
+    labels: list[dict[str, str]] = field(default_factory=list)
+    times: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+
+
+def merge_intervals(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Sorted, disjoint (lo, hi] intervals covering the given ones (no row is read twice)."""
+    out: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _uncovered(
+    wanted: list[tuple[datetime, datetime]], covered: list[tuple[datetime, datetime]]
+) -> list[tuple[datetime, datetime]]:
+    """The parts of `wanted` outside `covered` (both sorted and disjoint)."""
+    out = []
+    for lo, hi in wanted:
+        for c_lo, c_hi in covered:
+            if c_hi <= lo or c_lo >= hi:
+                continue
+            if c_lo > lo:
+                out.append((lo, c_lo))
+            lo = max(lo, c_hi)
+            if lo >= hi:
+                break
+        if lo < hi:
+            out.append((lo, hi))
+    return out
+
+
+def _family(key: SignalKey) -> str:
+    found = signal(key.signal)
+    assert found is not None and found.windowed, key.signal
+    return found.family
+
+
+@dataclass
+class SignalReader:
+    """The windowed signals of one cycle (`step=None`) or one backtest (`step` = its step)."""
+
+    conn: Connection
+    now: datetime
+    step: timedelta | None = None
+    start: datetime | None = None  # backtest: the first step
+    wanted: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)
+    frames: dict[str, _Frame] = field(default_factory=dict)
+    read: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)
+    computed: dict[SignalKey, Grouped] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- stamps and intervals
+    def stamps(self, key: SignalKey) -> list[datetime]:
+        if self.step is None or self.start is None:
+            base = [self.now]
+            if key.mode == "rate_of_change":
+                base = [self.now - key.window, self.now]
+        else:
+            count = int((self.now - self.start) / self.step) + 1
+            base = [self.start + i * self.step for i in range(count)]
+            if key.mode == "rate_of_change":
+                base = sorted({*base, *(b - key.window for b in base)})
+        if key.mode == "anomaly":
+            base = sorted({b - k * WEEK for b in base for k in range(key.weeks + 1)})
+        return base
+
+    def _intervals(self, key: SignalKey) -> list[tuple[datetime, datetime]]:
+        stamps = self.stamps(key)
+        if key.mode == "anomaly" or (self.step is not None and len(stamps) > 2):
+            # one interval per stamp, merged: a backtest's steps overlap into one range
+            return merge_intervals((s - key.window, s) for s in stamps)
+        return merge_intervals([(stamps[0] - key.window, stamps[-1])])
+
+    def want(self, key: SignalKey) -> None:
+        """Note a key before the first fetch, so its family is read once for all keys."""
+        if _family(key) == "regression":
+            return
+        self.wanted.setdefault(_family(key), []).extend(self._intervals(key))
+
+    # ---------------------------------------------------------------- reading
+    def _read(self, family: str, spans: list[tuple[datetime, datetime]]) -> _Frame:
+        frame = _Frame()
+        if not spans:
+            return frame
+        params = {
+            "los": [lo for lo, _ in spans],
+            "his": [hi for _, hi in spans],
+            "earliest": spans[0][0],
+            "latest": spans[-1][1],
+        }
+        driver = self.conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor(binary=True) as cursor:
+            rows = cursor.execute(_SQL[family], params).fetchall()
+        for row in rows:
+            labels, ts, vs = _labels(family, row)
+            frame.labels.append(labels)
+            frame.times.append(np.asarray(ts, dtype=np.float64))
+            frame.values.append(np.asarray(vs, dtype=np.float64))
+        return frame
+
+    def _frame(self, key: SignalKey) -> _Frame:
+        """The family's events, read once for every announced key; a key asking for more
+        (one nobody announced) reads only what is missing."""
+        family = _family(key)
+        if family not in self.frames:
+            self.want(key)
+            spans = merge_intervals(self.wanted.get(family, []))
+            self.frames[family], self.read[family] = self._read(family, spans), spans
+            return self.frames[family]
+        missing = _uncovered(self._intervals(key), self.read[family])
+        if missing:
+            extra = self._read(family, missing)
+            frame = self.frames[family]
+            frame.labels += extra.labels
+            frame.times += extra.times
+            frame.values += extra.values
+            self.read[family] = merge_intervals([*self.read[family], *missing])
+        return self.frames[family]
+
+    def fetch(self, key: SignalKey) -> Grouped:
+        """Points per group of `key.dims`, oldest first (see the module docstring)."""
+        if key not in self.computed:
+            if _family(key) == "regression":
+                self.computed[key] = self._regression(key)
+            else:
+                self.computed[key] = self._compute(key, self._frame(key))
+        return self.computed[key]
+
+    # ---------------------------------------------------------------- computing
+    def _compute(self, key: SignalKey, frame: _Frame) -> Grouped:
+        selector = _selector(key.signal)
+        groups: dict[tuple[str, ...], tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        for labels, ts, vs in zip(frame.labels, frame.times, frame.values, strict=True):
+            values = selector(labels, vs)
+            if values is None:
+                continue
+            group = tuple(labels.get(d, "") for d in key.dims)
+            parts = groups.setdefault(group, ([], []))
+            parts[0].append(ts)
+            parts[1].append(values)
+        stamps = self.stamps(key)
+        at = np.array([(s - _EPOCH).total_seconds() for s in stamps])
+        out: Grouped = {}
+        for group, (t_parts, v_parts) in groups.items():
+            t, v = np.concatenate(t_parts), np.concatenate(v_parts)
+            order = np.argsort(t, kind="stable")
+            t, v = t[order], v[order]
+            if key.mode == "absence":
+                points = _buckets(t, self.now)
+            else:
+                points = _windowed(t, v, stamps, at, key)
+            if points:
+                out[group] = points
+        return out
+
+    def _regression(self, key: SignalKey) -> Grouped:
+        stamps = self.stamps(key)
+        grid = timedelta(0)
+        if self.step is not None and len(stamps) > REGRESSION_POINTS:
+            grid = (stamps[-1] - stamps[0]) / REGRESSION_POINTS
+        out: dict[tuple[str, ...], list[Point]] = {}
+        cache: dict[datetime, dict[tuple[str, ...], float]] = {}
+        for stamp in stamps:
+            at = stamp if not grid else stamps[0] + ((stamp - stamps[0]) // grid) * grid
+            if at not in cache:
+                cache[at] = self._ratios(at, key)
+            for group, ratio in cache[at].items():
+                out.setdefault(group, []).append(Point(stamp, ratio))
+        return out
+
+    def _ratios(self, at: datetime, key: SignalKey) -> dict[tuple[str, ...], float]:
+        frame = regression_flags(self.conn, at, key.weeks)
+        out: dict[tuple[str, ...], float] = {}
+        for row in frame.itertuples(index=False):
+            enough = row.requests_last_hour >= 20 and row.baseline_requests >= 20
+            if not enough or not math.isfinite(float(row.ratio)):
+                continue
+            labels = {"method": row.method, "endpoint": row.endpoint}
+            labels["service"] = service_of(row.endpoint)
+            group = tuple(labels.get(d, "") for d in key.dims)
+            out[group] = max(out.get(group, 0.0), float(row.ratio))
+        return out
+
+
+def _labels(family: str, row: Sequence[Any]) -> tuple[dict[str, str], Any, Any]:
+    if family == "api":
+        method, endpoint, status, ts, vs = row
+        labels = {
+            "method": method,
+            "endpoint": endpoint,
+            "service": service_of(endpoint),
+            "status_class": status_class(int(status)),
+            "_status": str(status),
+        }
+        return labels, ts, vs
+    if family == "vitals":
+        name, page, device, rating, ts, vs = row
+        return {"_name": name, "page_route": page, "device_type": device, "_rating": rating}, ts, vs
+    kind, group_id, service, level, severity, error_type, env, release, ts = row
+    labels = {
+        "_kind": kind,
+        "group_id": group_id,
+        "service": service,
+        "level": level,
+        "severity": severity,
+        "error_type": error_type,
+        "environment": env,
+        "release": release,
+    }
+    return labels, ts, np.ones(len(ts))
+
+
+def _selector(name: str) -> Any:
+    """(labels, values) -> the values this signal aggregates for those rows, or None."""
+    if name == "api.error_rate":
+        return lambda labels, vs: np.full(len(vs), float(int(labels["_status"]) >= 500))
+    if name.startswith("api."):
+        return lambda labels, vs: vs
+    if name.startswith("web_vitals."):
+        parts = name.split(".")
+        vital, poor = parts[1], parts[-1] == "poor_share"
+
+        def vitals(labels: dict[str, str], vs: np.ndarray) -> np.ndarray | None:
+            if labels["_name"] != vital:
+                return None
+            return np.full(len(vs), float(labels["_rating"] == "poor")) if poor else vs
+
+        return vitals
+    kind = _ERROR_KINDS[name]
+    return lambda labels, vs: vs if labels["_kind"] == kind else None
+
+
+def _aggregate(aggregation: str, values: np.ndarray) -> float:
+    if aggregation == "count":
+        return float(len(values))
+    if aggregation == "sum":
+        return float(values.sum())
+    if aggregation == "avg":
+        return float(values.mean())
+    if aggregation == "min":
+        return float(values.min())
+    if aggregation == "max":
+        return float(values.max())
+    return float(np.percentile(values, int(aggregation[1:])))
+
+
+def _windowed(
+    t: np.ndarray, v: np.ndarray, stamps: list[datetime], at: np.ndarray, key: SignalKey
+) -> list[Point]:
+    """The aggregation over (stamp − window, stamp] at every stamp (empty windows: none,
+    except counts, which are 0)."""
+    hi = np.searchsorted(t, at, side="right")
+    lo = np.searchsorted(t, at - key.window.total_seconds(), side="right")
+    counting = key.aggregation == "count"
+    if key.aggregation in ("count", "sum", "avg"):  # vectorised: cumulative sums
+        n = hi - lo
+        total = np.concatenate(([0.0], np.cumsum(v)))
+        sums = total[hi] - total[lo]
+        values = n if counting else (sums if key.aggregation == "sum" else sums / np.maximum(n, 1))
+        keep = n >= max(key.min_count, 0 if counting else 1)
+        return [
+            Point(s, float(x))
+            for s, x, k in zip(stamps, values.tolist(), keep.tolist(), strict=True)
+            if k
+        ]
+    points = []
+    for stamp, a, b in zip(stamps, lo.tolist(), hi.tolist(), strict=True):
+        if b > a and b - a >= key.min_count:
+            points.append(Point(stamp, _aggregate(key.aggregation, v[a:b])))
+        elif counting:
+            points.append(Point(stamp, 0.0))
+    return points
+
+
+def _buckets(t: np.ndarray, now: datetime) -> list[Point]:
+    """One point per 10-second bucket with events, stamped with its end (at most `now`)."""
+    width = ABSENCE_STEP.total_seconds()
+    ends = np.unique(np.floor(t / width)) * width + width
+    limit = (now - _EPOCH).total_seconds()
+    return [Point(_EPOCH + timedelta(seconds=min(float(e), limit)), 1.0) for e in ends.tolist()]
