@@ -344,3 +344,88 @@ def test_series_labels_and_values_match_prometheus(
     assert sorted(map(_key, theirs)) == sorted(map(_key, mine))
     assert names == _prom(prometheus, "/api/v1/labels")
     assert jobs == _prom(prometheus, "/api/v1/label/job/values")
+
+
+# ---------------------------------------------------------------- scrape → remote write
+def test_prometheus_scrapes_and_remote_writes_the_same_samples_here(
+    api_server: str, ingest_key: str, engine: Engine, tmp_path: Path
+) -> None:
+    """A real Prometheus scrapes a prometheus_client target every second and remote-writes
+    to our API (basic auth, the ingest key as password): what we hold is what it holds."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+    registry = CollectorRegistry()
+    done = Counter("demo_jobs", "Jobs done", ["queue"], registry=registry)
+    done.labels("mail").inc(7)
+    Histogram("demo_seconds", "Job time", registry=registry, buckets=(0.5, 2)).observe(1)
+    target_port = _free_port()
+    server, thread = start_http_server(target_port, addr="127.0.0.1", registry=registry)
+    api_port = api_server.rsplit(":", 1)[1]
+    (tmp_path / "prometheus.yml").write_text(
+        f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: app
+    static_configs: [{{targets: ["127.0.0.1:{target_port}"]}}]
+remote_write:
+  - url: http://127.0.0.1:{api_port}/api/v1/write
+    basic_auth: {{username: prometheus, password: "{ingest_key}"}}
+    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}
+    metadata_config: {{send_interval: 1s}}
+"""
+    )
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            str(PROMETHEUS),
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prometheus.log").open("w"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, tmp_path)
+        mine = _wait_for_samples(engine, "demo_jobs_total", 5)
+        theirs = _prom(url, "/api/v1/query", query="demo_jobs_total[10m]")["result"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        server.shutdown()
+    (series,) = theirs
+    labels = {"job": "app", "instance": f"127.0.0.1:{target_port}", "queue": "mail"}
+    assert series["metric"] == {"__name__": "demo_jobs_total", **labels}
+    scraped = {round(float(t) * 1000): float(v) for t, v in series["values"]}
+    assert set(mine[tuple(sorted(labels.items()))]) <= set(scraped.items())
+    with engine.connect() as conn:
+        types = dict(conn.exec_driver_sql("SELECT name, metric_type FROM metric_catalog").all())
+        buckets = conn.exec_driver_sql(
+            "SELECT count(*) FROM metric_series WHERE name = 'demo_seconds_bucket'"
+        ).scalar()
+    assert types.get("demo_jobs_total") == "counter" or types.get("demo_jobs") == "counter"
+    assert types.get("demo_seconds") == "histogram" and buckets == 3
+
+
+def _wait_for_samples(
+    engine: Engine, name: str, count: int
+) -> dict[tuple[tuple[str, str], ...], list[tuple[int, float]]]:
+    """Poll until `count` samples of `name` arrived (Prometheus sends about every second)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT s.dimensions, p.time, p.value FROM metric_points p "
+                "JOIN metric_series s ON s.id = p.series_id WHERE s.name = %(n)s ORDER BY p.time",
+                {"n": name},
+            ).all()
+        if len(rows) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(rows) >= count, f"only {len(rows)} samples of {name} arrived in 60 s"
+    out: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
+    for dims, moment, value in rows:
+        key = tuple(sorted(dims.items()))
+        out.setdefault(key, []).append((round(moment.timestamp() * 1000), value))
+    return out
