@@ -46,8 +46,9 @@ JOBS: list[Job] = [
         "alerts",
         alerting.evaluate_alerts,
         15,
+        singleton=False,  # each live worker evaluates its share (monitoring_core.sharding)
         every_setting="eval_interval_s",
-        description="evaluate every enabled alert rule",
+        description="evaluate this worker's share of the enabled alert rules",
     ),
     Job(
         "notify",

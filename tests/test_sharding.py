@@ -183,3 +183,11 @@ def test_two_workers_never_run_one_due_collector_twice(
     finally:
         with session_engine.begin() as c:
             c.execute(text("DELETE FROM sql_collectors WHERE id = ANY(:ids)"), {"ids": ids})
+
+
+def test_the_alerts_and_collector_jobs_run_on_every_worker() -> None:
+    from jobs.registry import find_job
+
+    assert not find_job("alerts").singleton  # each worker claims its own share
+    assert not find_job("collect_configured").singleton
+    assert not find_job("health_checks").singleton
