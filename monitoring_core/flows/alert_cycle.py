@@ -97,6 +97,7 @@ class Cycle:
     saw_data: list[int] = field(default_factory=list)  # rules seeing their first data
     running_since: datetime | None = None  # evaluators' start: data must be seen since
     notified: list[int] = field(default_factory=list)  # instances to stamp last_notified_at
+    routes: dict[str, list[int]] = field(default_factory=dict)  # severity -> default route's
 
 
 def running_since(conn: Connection, now: datetime) -> datetime | None:
@@ -462,7 +463,12 @@ def notify_alert(
     if channels is None:
         channels = list(cycle.rows[rule.id]["notification_channels"] or [])
         if not channels:  # a rule naming no channels still reaches someone: the default route
-            channels = route_channels(cycle.conn, alert["severity"], now=cycle.now, tz=cycle.tz)
+            severity = alert["severity"]
+            if severity not in cycle.routes:  # one lookup per severity and cycle
+                cycle.routes[severity] = route_channels(
+                    cycle.conn, severity, now=cycle.now, tz=cycle.tz
+                )
+            channels = cycle.routes[severity]
     message = render_alert(kind, alert, public_url=cycle.public_url, step=step)
     suffix = f":{step}" if step is not None else ""
     cycle.outbox += outbox_rows(
