@@ -22,6 +22,7 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
         ("pages/logs.py", "Logs", ":material/receipt_long:"),
         ("pages/health.py", "Health", ":material/monitor_heart:"),
         ("pages/resources.py", "Resources", ":material/memory:"),
+        ("pages/metrics.py", "Metrics", ":material/query_stats:"),
     ],
     "Response": [
         ("pages/alerts.py", "Alerts", ":material/notifications_active:"),

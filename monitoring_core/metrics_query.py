@@ -36,7 +36,15 @@ from monitoring_core.points_reader import read_points_us
 from monitoring_core.rollup_read import floor_to, percentile_frame, q_name, range_source
 from monitoring_core.timerange import TimeRange, parse_interval
 
-__all__ = ["AGGREGATIONS", "TooManySeries", "live_points", "parse_interval", "query_metric"]
+__all__ = [
+    "AGGREGATIONS",
+    "TooManySeries",
+    "live_points",
+    "metric_dimensions",
+    "metric_names",
+    "parse_interval",
+    "query_metric",
+]
 
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "p50", "p95", "p99", "last")
 _SIMPLE = {
@@ -187,3 +195,33 @@ def live_points(
             "series_id": ids[newest],
         }
     )
+
+
+def metric_names(conn: Connection) -> pd.DataFrame:
+    """Every stored metric (system, database, collectors, pushes): name, series count, and the
+    catalog's unit, type and description where it has them."""
+    rows = conn.execute(
+        text(
+            "SELECT s.name, count(*) AS series, coalesce(c.unit, '') AS unit,"
+            " coalesce(c.metric_type, '') AS metric_type,"
+            " coalesce(c.description, '') AS description"
+            " FROM metric_series s LEFT JOIN metric_catalog c ON c.name = s.name"
+            " GROUP BY s.name, c.unit, c.metric_type, c.description ORDER BY s.name"
+        )
+    ).mappings()
+    return pd.DataFrame(rows, columns=["name", "series", "unit", "metric_type", "description"])
+
+
+def metric_dimensions(
+    conn: Connection, metric_name: str, *, limit: int = 200
+) -> dict[str, list[str]]:
+    """A metric's dimension names with their values (at most `limit` values each), for filters."""
+    rows = conn.execute(
+        text(
+            "SELECT d.key, array_agg(DISTINCT d.value ORDER BY d.value) AS vals"
+            " FROM metric_series s, jsonb_each_text(s.dimensions) d"
+            " WHERE s.name = :name GROUP BY d.key ORDER BY d.key"
+        ),
+        {"name": metric_name},
+    )
+    return {str(key): list(values)[:limit] for key, values in rows}

@@ -1,0 +1,94 @@
+"""Metrics: chart any stored metric (system, database, SQL collectors, Prometheus pushes, your
+own) with an aggregation, dimension filters and grouping over the sidebar's time range.
+
+The chosen metric is kept in the URL (`?metric=NAME`) so a chart can be shared as a link.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from monitoring_core import metrics_query
+from monitoring_core.enums import Role
+from ui import auth, data, fmt, widgets
+
+auth.require_role(Role.VIEWER)
+tr = widgets.current_time_range()
+tz = data.get_settings().tz
+ANY = "(any)"
+
+st.title("Metrics")
+names = data.read_or_stop(metrics_query.metric_names)
+if names.empty:
+    st.info("No metric has been stored yet: the worker's collectors and every push add theirs.")
+    st.stop()
+
+choices = list(names["name"])
+wanted = st.query_params.get("metric")
+metric = st.selectbox(
+    "Metric", choices, index=choices.index(wanted) if wanted in choices else 0, key="metric_name"
+)
+st.query_params["metric"] = metric
+info = names.set_index("name").loc[metric]
+st.caption(
+    " · ".join(
+        fmt.md_escape(part)
+        for part in (
+            f"{info['series']} series",
+            info["metric_type"],
+            info["unit"] and f"unit {info['unit']}",
+            info["description"],
+        )
+        if part
+    )
+)
+
+dimensions = data.read_or_stop(metrics_query.metric_dimensions, metric)
+cols = st.columns([1, 2, 1])
+aggregation = cols[0].selectbox("Aggregation", metrics_query.AGGREGATIONS, key="metric_agg")
+group_by = cols[1].multiselect("Group by", list(dimensions), key="metric_group_by")
+step = widgets.chart_interval(tr)
+cols[2].text_input("Bucket", f"{int(step.total_seconds() // 60)} min", disabled=True)
+
+filters: dict[str, str] = {}
+if dimensions:
+    filter_cols = st.columns(min(len(dimensions), 4))
+    for i, (key, values) in enumerate(dimensions.items()):
+        picked = filter_cols[i % len(filter_cols)].selectbox(
+            f"{key} is", [ANY, *values], key=f"metric_filter_{key}"
+        )
+        if picked != ANY:
+            filters[key] = picked
+
+try:
+    frame = data.read(
+        metrics_query.query_metric,
+        metric_name=metric,
+        aggregation=aggregation,
+        interval=step,
+        tr=tr,
+        group_by=tuple(group_by),
+        filters=filters,
+        max_series=data.get_settings().max_query_series,
+    )
+except metrics_query.TooManySeries as exc:
+    st.error(str(exc))
+    st.stop()
+except data.DatabaseProblem:
+    st.error("The metric could not be read; the details are in the UI's log.")
+    st.stop()
+
+st.caption(f"{tr.start.astimezone(tz):%d %b %H:%M} – {tr.end.astimezone(tz):%d %b %H:%M}")
+if frame.empty:
+    st.info("No points of this metric in this range with these filters.")
+    st.stop()
+
+labels = frame[group_by].astype(str).agg(" ".join, axis=1).str.strip() if group_by else None
+frame["series"] = labels.where(labels != "", metric) if labels is not None else metric
+frame["time"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz)
+wide = frame.pivot_table(index="time", columns="series", values="value", aggfunc="mean")
+st.line_chart(wide, height=380, y_label=str(info["unit"]) or None)
+latest = wide.ffill().iloc[-1].rename("latest").to_frame()
+latest["points"] = frame.groupby("series")["count"].sum()
+st.dataframe(latest, width="stretch")

@@ -1,0 +1,79 @@
+"""The Metrics page: any stored metric, filtered by a dimension, grouped, aggregated, charted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core import metrics_query
+from monitoring_core.enums import Role
+from monitoring_core.ingest.points import MetricPoint, store_points
+from monitoring_core.rollups import run_rollups
+
+AppFactory = Callable[[Role | None], AppTest]
+
+
+def _push(engine: Engine, now: datetime) -> None:
+    """A Prometheus-style gauge with two jobs and two instances over the last hour."""
+    points = [
+        MetricPoint(
+            "queue_depth",
+            float(10 * job + minute % 3),
+            now - timedelta(minutes=minute),
+            {"job": f"worker{job}", "instance": f"host{minute % 2}"},
+            "prometheus",
+        )
+        for job in (1, 2)
+        for minute in range(1, 60)
+    ]
+    points.append(MetricPoint("other_metric", 1.0, now - timedelta(minutes=5)))
+    with engine.begin() as conn:
+        store_points(conn, points)
+    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+
+
+def _page(logged_in_app: AppFactory) -> AppTest:
+    at = logged_in_app(Role.VIEWER).run()
+    return at.switch_page("pages/metrics.py").run()
+
+
+def test_the_catalog_reads_list_metrics_and_dimensions(engine: Engine, now: datetime) -> None:
+    _push(engine, now)
+    with engine.connect() as conn:
+        names = metrics_query.metric_names(conn)
+        assert list(names["name"]) == ["other_metric", "queue_depth"]
+        assert list(names["series"]) == [1, 4]
+        dims = metrics_query.metric_dimensions(conn, "queue_depth")
+    assert dims == {"instance": ["host0", "host1"], "job": ["worker1", "worker2"]}
+
+
+def test_it_charts_a_metric_grouped_and_filtered(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    _push(engine, now)
+    at = _page(logged_in_app)
+    assert not at.exception
+    at.selectbox(key="metric_name").select("queue_depth").run()
+    assert at.query_params["metric"] == "queue_depth"
+    at.multiselect(key="metric_group_by").select("job").run()
+    at.selectbox(key="metric_agg").select("max").run()
+    assert not at.exception
+    assert len(at.get("vega_lite_chart")) == 1
+    latest = at.dataframe[0].value
+    assert sorted(latest.index) == ["worker1", "worker2"]
+    assert set(latest["latest"]) <= {10.0, 11.0, 12.0, 20.0, 21.0, 22.0}
+    assert latest.loc["worker2", "latest"] >= 20
+
+    at.selectbox(key="metric_filter_job").select("worker1").run()
+    latest = at.dataframe[0].value
+    assert list(latest.index) == ["worker1"]
+    assert latest.loc["worker1", "points"] == 59
+
+
+def test_it_says_when_nothing_is_stored(engine: Engine, logged_in_app: AppFactory) -> None:
+    at = _page(logged_in_app)
+    assert not at.exception
+    assert any("No metric has been stored yet" in i.value for i in at.info)
