@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run the HTTP ingest + admin API")
     api.add_argument("--port", type=int, default=None)
     api.add_argument("--host", default=None, help="default MONITORING_BIND_HOST (127.0.0.1)")
+    api.add_argument(
+        "--workers", type=int, default=None, help="processes (default MONITORING_API_PROCESSES)"
+    )
     sub.add_parser("db-url", help="print the SQLAlchemy URL in use")
     _user_commands(sub.add_parser("user").add_subparsers(dest="action", required=True))
     _key_commands(sub.add_parser("apikey").add_subparsers(dest="action", required=True))
@@ -114,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "api":
         from monitoring_core.api.server import serve
 
-        serve(settings, host=args.host or settings.bind_host, port=args.port or settings.api_port)
+        serve(
+            settings,
+            host=args.host or settings.bind_host,
+            port=args.port or settings.api_port,
+            workers=max(1, args.workers or settings.api_processes),
+        )
         return 0
     engine = make_engine(database_url(settings))
     now = datetime.now(UTC)
