@@ -188,3 +188,21 @@ def test_the_health_page_says_when_the_replica_is_not_used(
     assert not at.exception
     warnings_shown = " ".join(w.value for w in at.warning)
     assert "Read replica not used" in warnings_shown and "not a standby" in warnings_shown
+
+
+def test_the_read_api_goes_through_the_router_and_survives_a_dead_replica(
+    api_app: Any, api_server: str, admin_key: str, session_engine: Engine
+) -> None:
+    import httpx
+    from sqlalchemy import create_engine
+
+    dead = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")  # refuses at once
+    api_app.state.read = ReadRouter(session_engine, dead, max_lag_s=30)
+    answer = httpx.get(
+        f"{api_server}/api/monitoring/dashboard/overview",
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text  # served by the primary
+    status = api_app.state.read.status()
+    assert status.configured and not status.usable and "unreachable" in status.reason

@@ -23,6 +23,7 @@ from monitoring_core.api.stats import ApiStats, StatsMiddleware
 from monitoring_core.config import Settings
 from monitoring_core.db import DatabaseUnavailable
 from monitoring_core.ingest.validate import InvalidItems
+from monitoring_core.replica import read_router
 
 __all__ = ["CORS_PATHS", "DB_UNAVAILABLE_ERRORS", "RETRY_AFTER_S", "create_app", "reset_app_state"]
 
@@ -74,6 +75,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    # read-API queries go to DATABASE_READ_URL's replica while it is usable (docs/SCALING.md)
+    app.state.read = read_router(settings, engine)
     app.state.stats = ApiStats()
     reset_app_state(app)
     _add_exception_handlers(app)

@@ -377,7 +377,7 @@ def errors_analytics(
 ) -> dict[str, Any]:
     """Totals, breakdown by service|level|severity|error_type|group_id and its trend."""
     tr = _range(time_range, start, end)
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         try:
             return error_analytics(
                 conn,
@@ -406,7 +406,7 @@ def errors_groups(
 ) -> dict[str, Any]:
     """Groups seen in the range, filterable and sortable."""
     tr = _range(time_range, start, end)
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         try:
             groups = list_groups(
                 conn,
@@ -434,7 +434,7 @@ def errors_group(
 ) -> dict[str, Any]:
     """One group: latest event with its scrubbed stack trace, occurrences, tags, related."""
     tr = _range(time_range, start, end)
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         detail = group_detail(conn, group_id=group_id, start=tr.start, end=tr.end)
     if detail is None:
         raise HTTPException(404, f"no error group {group_id}")
@@ -450,7 +450,7 @@ def errors_correlate(request: Request, body: Annotated[dict[str, Any], Body()]) 
     except ValueError:
         detail = [{"index": None, "field": "errorId", "message": "must be an error id (UUID)"}]
         raise HTTPException(422, detail) from None
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         try:
             return related_events(conn, event_id=event_id)
         except LookupError as exc:

@@ -71,7 +71,7 @@ async def _json_body(request: Request) -> Any:
 @admin.get(ADMIN, summary="Every health check with status and uptime")
 async def list_health(request: Request) -> Response:
     def read() -> list[dict[str, Any]]:
-        with request.app.state.engine.connect() as conn:
+        with request.app.state.read.connect() as conn:
             # Admins see what they edit: header values and ping tokens (docs/API.md).
             return check_summaries(conn, _now(), base_url=_base_url(request), reveal_secrets=True)
 
@@ -96,7 +96,7 @@ async def health_history(
         raise HTTPException(400, str(exc)) from None
 
     def read() -> list[dict[str, Any]]:
-        with request.app.state.engine.connect() as conn:
+        with request.app.state.read.connect() as conn:
             if kind == "flips":
                 return list_flips(conn, since=span.start, check_id=check_id)
             assert check_id is not None
@@ -155,7 +155,7 @@ COLLECTORS = "/api/admin/monitoring/collectors"
 @admin.get(COLLECTORS, summary="Admin-defined SQL collectors and Prometheus scrapes")
 async def list_admin_collectors(request: Request) -> Response:
     def read() -> list[dict[str, Any]]:
-        with request.app.state.engine.connect() as conn:
+        with request.app.state.read.connect() as conn:
             return [public_collector(row) for row in list_collectors(conn)]
 
     return _json({"collectors": await run_in_threadpool(read)})
@@ -248,7 +248,7 @@ async def heartbeat_exit_status(
 @live.get("/api/monitoring/live/health", summary="Status of every enabled check")
 async def live_health(request: Request) -> Response:
     def read() -> dict[str, Any]:
-        with request.app.state.engine.connect() as conn:
+        with request.app.state.read.connect() as conn:
             return health_overview(conn, _now())
 
     return _json(await run_in_threadpool(read))

@@ -41,7 +41,7 @@ async def live_metrics(
     span, now = _window(window), datetime.now(UTC)
 
     def read() -> Any:
-        with request.app.state.engine.connect() as conn:
+        with request.app.state.read.connect() as conn:
             return live_points(conn, name, span, now=now, limit=limit)
 
     frame = await run_in_threadpool(read)

@@ -59,7 +59,7 @@ def dashboard_overview(
     `health`: the overall health of API timings, checks, alerts and incidents, with reasons."""
     tr = _range(preset, start, end, datetime.now(UTC))
     interval = pick_interval(tr)
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         return {
             "timeRange": _range_json(tr),
             "interval_seconds": interval.total_seconds(),
@@ -78,7 +78,7 @@ def dashboard_performance(
     now = datetime.now(UTC)
     tr = _range(preset, start, end, now)
     interval = pick_interval(tr)
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         return {
             "timeRange": _range_json(tr),
             "interval_seconds": interval.total_seconds(),
@@ -116,7 +116,7 @@ def query_metrics(request: Request, body: MetricQuery) -> dict[str, Any]:
         )
     # Ingest stores dimension values as strings, so a filter {"status": 500} means "500".
     filters = {k: _label(v) for k, v in body.filters.items()}
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         try:
             frame = query_metric(
                 conn,
@@ -177,7 +177,7 @@ def performance_analytics(
     if metric == "response_time":
         if segment not in (None, "endpoint"):
             raise InvalidItems([ItemError(None, "segment", "response_time is per endpoint")])
-        with request.app.state.engine.connect() as conn:
+        with request.app.state.read.connect() as conn:
             rows = records(queries.endpoint_table(conn, tr))
         return {"metric": metric, "segment": "endpoint", "timeRange": _range_json(tr), "rows": rows}
     if metric not in VITAL_NAMES:
@@ -186,7 +186,7 @@ def performance_analytics(
     column = {None: "page_route", "page": "page_route", "device": "device_type"}.get(segment)
     if column is None:
         raise InvalidItems([ItemError(None, "segment", "must be page or device")])
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         frame = queries.web_vitals_summary(conn, tr, ("name", column))
     rows = records(frame[frame["name"] == metric]) if not frame.empty else []
     return {
@@ -203,7 +203,7 @@ def core_web_vitals(
 ) -> dict[str, Any]:
     """p75, its rating and the good / needs-improvement / poor shares per metric, page, device."""
     tr = _range(preset, start, end, datetime.now(UTC))
-    with request.app.state.engine.connect() as conn:
+    with request.app.state.read.connect() as conn:
         return {
             "timeRange": _range_json(tr),
             "by_metric": records(queries.web_vitals_summary(conn, tr, ("name",))),
