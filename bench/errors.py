@@ -1,6 +1,8 @@
-"""Error ingest throughput: own API (batches of 500) and Sentry envelopes (gzip), with scrubbing
-and grouping, against two baselines measured in the same run: the in-process scrub + group
-cost alone, and raw binary COPY of already-prepared error rows (the database floor).
+"""Error ingest throughput: own API (batches of 500) and Sentry envelopes (gzip, ~8 KB events
+of 10 frames in 20 groups, one event per request, 32 senders), with scrubbing and grouping,
+against baselines measured in the same run: the in-process pipeline on one core (own items;
+the same kind of envelopes decoded, mapped, scrubbed and grouped), and raw binary COPY of the
+prepared Sentry rows (the database floor). Peak RSS of the API process is sampled throughout.
 
 Uses the embedded Postgres under .data/bench, in a database of its own (bench_errors), and the
 API (uvicorn, WORKERS processes) in a subprocess; CLIENTS processes post pre-serialised bodies.
@@ -17,6 +19,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +42,9 @@ from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.accounts import create_api_key  # noqa: E402
 from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.enums import ApiScope  # noqa: E402
+from monitoring_core.errors.envelope import decompress, parse_envelope  # noqa: E402
 from monitoring_core.errors.scrub import Scrubber  # noqa: E402
+from monitoring_core.errors.sentry import event_to_error  # noqa: E402
 from monitoring_core.errors.store import insert_events  # noqa: E402
 from monitoring_core.errors.validate import parse_error_items  # noqa: E402
 from monitoring_core.flows.error_ingest import prepare  # noqa: E402
@@ -50,15 +55,17 @@ from monitoring_core.migrate import migrate  # noqa: E402
 WORKERS = 1
 CLIENTS = 4
 BATCH = 500
-SDKS_PER_CLIENT = 16  # concurrent one-event-at-a-time senders per client process
-# Enough bodies for DURATION_S at ~1,700 events/s: with 300 the senders ran out before the
-# 15 s were up at ~1,300/s, and the last seconds had fewer senders than the 64 announced.
-ENVELOPES_PER_SDK = 400
+SDKS_PER_CLIENT = 8  # concurrent one-event-at-a-time senders per client process (32 in all)
+# Enough bodies for DURATION_S at ~2,000 events/s, so that no sender runs dry before the end.
+ENVELOPES_PER_SDK = 1000
 DURATION_S = 15.0
 PREPARE_EVENTS = 20_000
+SENTRY_PREPARE_EVENTS = 5_000
 COPY_EVENTS = 100_000
 DB_NAME = "bench_errors"
-BUGS = 60
+BUGS = 20  # own-API bugs, and Sentry groups
+FRAMES = 10
+EVENT_BYTES = 8_000  # roughly, per Sentry event before gzip (printed: the measured mean)
 TZ = ZoneInfo("Europe/London")
 
 
@@ -89,35 +96,82 @@ def _item(rng: random.Random) -> dict[str, Any]:
     }
 
 
+def _frame(bug: int, k: int, rng: random.Random) -> dict[str, Any]:
+    """A frame as sentry_sdk sends it: source context lines and local variables."""
+    module = f"svc{bug % 7}.module{k}"
+    return {
+        "filename": f"svc{bug % 7}/module{k}.py",
+        "abs_path": f"/srv/app/svc{bug % 7}/module{k}.py",
+        "module": module,
+        "function": f"fn_{bug}_{k}",
+        "lineno": 10 + k,
+        "in_app": k > 2,
+        "pre_context": [f"    step_{j} = prepare_{j}(request, order)" for j in range(3)],
+        "context_line": f"    result = handler_{k}(request, amount=amount)",
+        "post_context": [
+            f"    log.info('step {j} done', extra={{'order': order}})" for j in range(3)
+        ],
+        "vars": {
+            "amount": str(rng.randrange(10**4)),
+            "order": f"'ord_{rng.randrange(10**8)}'",
+            "request": "<Request 'POST /api/v1/orders'>",
+            "token": "'sk_live_abcdef0123456789'",
+        },
+    }
+
+
 def _sentry_event(rng: random.Random) -> dict[str, Any]:
+    """A realistic sentry_sdk error event: FRAMES frames, breadcrumbs, request, contexts,
+    modules; about EVENT_BYTES of JSON (the hardening issue's "~8 KB, 10 frames, 20 groups")."""
     bug = rng.randrange(BUGS)
-    frames = [
-        {
-            "module": f"svc{bug % 7}.module{k}",
-            "function": f"fn_{bug}_{k}",
-            "filename": f"svc{bug % 7}/module{k}.py",
-            "lineno": 10 + k,
-            "in_app": k > 2,
-            "context_line": f"result = handler_{k}(request)",
-            "vars": {"amount": str(k * 3), "token": "secret"},
-        }
-        for k in range(8)
-    ]
     return {
         "event_id": uuid.uuid4().hex,
         "level": "error",
         "platform": "python",
+        "timestamp": datetime.now(UTC).isoformat(),
         "release": "payments@1.4.0",
         "environment": "production",
-        "tags": {"service": "payments"},
-        "user": {"id": f"u{rng.randrange(2000)}"},
-        "contexts": {"trace": {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16]}},
+        "server_name": f"web-{rng.randrange(8)}",
+        "tags": {"service": "payments", "region": "eu-west-2"},
+        "user": {"id": f"u{rng.randrange(2000)}", "ip_address": "10.0.0.1"},
+        "contexts": {
+            "trace": {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16]},
+            "runtime": {"name": "CPython", "version": "3.11.7"},
+            "os": {"name": "Linux", "version": "6.1.0"},
+        },
+        "request": {
+            "method": "POST",
+            "url": f"https://shop.example.com/api/v1/orders/{rng.randrange(10**5)}",
+            "query_string": "expand=items&currency=GBP",
+            "headers": {
+                "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+                "Accept": "application/json",
+                "Authorization": "Bearer abc.def.ghi",
+                "X-Request-Id": uuid.uuid4().hex,
+            },
+            "data": {"items": [{"sku": f"SKU-{i}", "qty": i} for i in range(3)]},
+        },
+        "breadcrumbs": {
+            "values": [
+                {
+                    "timestamp": "2026-06-06T12:00:00Z",
+                    "category": "httplib" if i % 2 else "query",
+                    "message": f"GET /api/v1/orders/{rng.randrange(10**6)} -> 200",
+                    "level": "info",
+                }
+                for i in range(5)
+            ]
+        },
+        "modules": {f"package{i}": f"{i}.{i % 7}.{i % 3}" for i in range(20)},
+        "sdk": {"name": "sentry.python.fastapi", "version": "2.75.0"},
         "exception": {
             "values": [
                 {
                     "type": f"Error{bug}",
                     "value": f"order {rng.randrange(10**6)} failed",
-                    "stacktrace": {"frames": frames},
+                    "module": f"svc{bug % 7}.errors",
+                    "mechanism": {"type": "fastapi", "handled": False},
+                    "stacktrace": {"frames": [_frame(bug, k, rng) for k in range(FRAMES)]},
                 }
             ]
         },
@@ -204,17 +258,48 @@ def _api_cpu(api: subprocess.Popen[bytes]) -> float:
     return total
 
 
+class PeakRss:
+    """Samples the API process's RSS every 50 ms in a thread; `peak_mb` is the highest seen."""
+
+    def __init__(self, pid: int) -> None:
+        self._proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self._proc.memory_info().rss)
+            except psutil.NoSuchProcess:
+                return
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 2**20
+
+
 def http_rate(port: int, key: str, kind: str, api: subprocess.Popen[bytes]) -> dict[str, float]:
     cpu_before = _api_cpu(api)
     results: Any = mp.Queue()
     clients = [
         mp.Process(target=_client, args=(port, key, kind, n, results)) for n in range(CLIENTS)
     ]
-    for c in clients:
-        c.start()
-    outcomes = [results.get(timeout=600) for _ in clients]
-    for c in clients:
-        c.join()
+    with PeakRss(api.pid) as rss:
+        for c in clients:
+            c.start()
+        outcomes = [results.get(timeout=600) for _ in clients]
+        for c in clients:
+            c.join()
     # From the first client's first request to the last client's last reply (bodies are built
     # before that, so their cost is not counted against the server).
     window = max(o[4] for o in outcomes) - min(o[3] for o in outcomes)
@@ -228,21 +313,45 @@ def http_rate(port: int, key: str, kind: str, api: subprocess.Popen[bytes]) -> d
         "failed": sum(o[1] for o in outcomes),
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p95_ms": latencies[int(len(latencies) * 0.95)] * 1000,
+        "rss_mb": rss.peak_mb,
     }
 
 
-def prepare_rate() -> tuple[float, list[Any]]:
+def prepare_rate() -> float:
+    """Own-API items: validate + scrub + fingerprint + classify, per second on one core."""
     rng = random.Random(1)
     items = [_item(rng) for _ in range(PREPARE_EVENTS)]
     now = datetime.now(UTC)
     scrubber = Scrubber()
     start = time.perf_counter()
     events = parse_error_items(items, now=now)
-    prepared = [prepare(e, scrubber=scrubber, tz=TZ) for e in events]
-    return PREPARE_EVENTS / (time.perf_counter() - start), prepared
+    for e in events:
+        prepare(e, scrubber=scrubber, tz=TZ)
+    return PREPARE_EVENTS / (time.perf_counter() - start)
+
+
+def sentry_prepare_rate() -> tuple[float, float, list[Any]]:
+    """The same kind of gzip envelopes as the senders post: (events/s decoded + parsed +
+    mapped + scrubbed + grouped on one core, mean event bytes before gzip, the prepared
+    events for the COPY baseline)."""
+    rng = random.Random(2)
+    events = [_sentry_event(rng) for _ in range(SENTRY_PREPARE_EVENTS)]
+    bodies = [_envelope(e) for e in events]
+    now = datetime.now(UTC)
+    scrubber = Scrubber()
+    start = time.perf_counter()
+    prepared = []
+    for body in bodies:
+        envelope = parse_envelope(decompress(body, "gzip", max_bytes=5 * 2**20))
+        for item in envelope.items:
+            error = event_to_error(item.json(), project_id="1", now=now)
+            prepared.append(prepare(error, scrubber=scrubber, tz=TZ))
+    rate = len(bodies) / (time.perf_counter() - start)
+    return rate, sum(len(orjson.dumps(e)) for e in events) / len(events), prepared
 
 
 def copy_rate(url: str, prepared: list[Any]) -> float:
+    """Raw binary COPY of these prepared rows (the database floor), events per second."""
     engine = make_engine(url)
     rows = (prepared * (COPY_EVENTS // len(prepared) + 1))[:COPY_EVENTS]
     for p in rows:
@@ -261,7 +370,8 @@ def _line(name: str, r: dict[str, float]) -> str:
     return (
         f"  {r['events_per_s']:>10,.0f} events/s {name} ({r['requests']} requests, "
         f"{r['failed']} failed, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms); "
-        f"{r['events_per_cpu_s']:,.0f} per CPU-second of the API processes"
+        f"{r['events_per_cpu_s']:,.0f} per CPU-second of the API processes; "
+        f"API peak RSS {r['rss_mb']:.0f} MB"
     )
 
 
@@ -274,32 +384,34 @@ def main() -> None:
             conn, name="bench", scope=ApiScope.INGEST, rate_limit_per_minute=0, points_per_minute=0
         )  # a benchmark measures the server, not the per-key rate limits
     engine.dispose()
+    senders = CLIENTS * SDKS_PER_CLIENT
     print(
         f"{WORKERS} uvicorn workers, {CLIENTS} client processes, {DURATION_S:.0f} s per route; "
         f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}"
     )
-    prep, prepared = prepare_rate()
-    print(f"  {prep:>10,.0f} events/s validate + scrub + fingerprint + classify, one core")
+    prep = prepare_rate()
+    print(f"  {prep:>10,.0f} events/s own API: validate + scrub + fingerprint + classify, one core")
+    sentry_prep, event_bytes, prepared = sentry_prepare_rate()
+    print(
+        f"  {sentry_prep:>10,.0f} events/s Sentry envelopes ({event_bytes:,.0f} bytes of JSON "
+        f"an event, {FRAMES} frames, {BUGS} groups): gunzip + parse + map + scrub + group, one core"
+    )
     copy = copy_rate(url, prepared)
-    print(f"  {copy:>10,.0f} events/s raw binary COPY of prepared error rows (the DB floor)")
+    print(f"  {copy:>10,.0f} events/s raw binary COPY of those prepared rows (the DB floor)")
     api, port = start_api(url, WORKERS)
     try:
         own = http_rate(port, key, "own", api)
         print(_line(f"POST /api/monitoring/errors, batches of {BATCH}", own))
         env = http_rate(port, key, "envelope", api)
-        print(
-            _line(
-                f"POST /api/1/envelope/, gzip, one event each, {CLIENTS * SDKS_PER_CLIENT} senders",
-                env,
-            )
-        )
+        print(_line(f"POST /api/1/envelope/, gzip, one event each, {senders} senders", env))
     finally:
         api.terminate()
         api.wait(timeout=30)
     print(
-        f"  own API is {own['events_per_s'] / copy:.0%} of raw COPY and "
-        f"{own['events_per_s'] / 5000:.1f}x the 5,000/s target; envelopes "
-        f"{env['events_per_s'] / 1000:.1f}x the 1,000/s target (wall clock)"
+        f"  own API is {own['events_per_s'] / 5000:.1f}x the 5,000/s target; envelopes "
+        f"{env['events_per_s'] / 1000:.2f}x the 1,000/s target (wall clock), "
+        f"{env['events_per_s'] / copy:.1%} of raw COPY and "
+        f"{env['events_per_s'] / sentry_prep:.0%} of the one-core pipeline without HTTP"
     )
     print(
         f"  per API CPU-second: own API {own['events_per_cpu_s'] / 5000 * WORKERS:.1f}x and "
@@ -317,9 +429,14 @@ def main() -> None:
                 "own_api_events_per_s": round(own["events_per_s"]),
                 "envelope_events_per_s": round(env["events_per_s"]),
                 "prepare_events_per_s": round(prep),
+                "sentry_prepare_events_per_s": round(sentry_prep),
                 "copy_events_per_s": round(copy),
                 "own_api_events_per_api_cpu_s": round(own["events_per_cpu_s"]),
                 "envelope_events_per_api_cpu_s": round(env["events_per_cpu_s"]),
+                "envelope_p95_ms": round(env["p95_ms"], 1),
+                "event_bytes": round(event_bytes),
+                "senders": senders,
+                "api_peak_rss_mb": round(max(own["rss_mb"], env["rss_mb"])),
                 "own_api_target_ratio": round(own["events_per_s"] / 5000, 2),
                 "envelope_target_ratio": round(env["events_per_s"] / 1000, 2),
             }

@@ -1,0 +1,92 @@
+"""The error ingest's fast paths give the same results as the plain ones they replace."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from monitoring_core.api.body import MAX_DEPTH, too_deep
+from monitoring_core.errors.scrub import REDACTED, Scrubber
+from monitoring_core.flows.error_ingest import _scrub_text_lines
+
+
+def _reference_too_deep(value: Any, depth: int = 0) -> bool:
+    """The walk as it was: a call per child, leaves included."""
+    if type(value) is dict:
+        children: Any = value.values()
+    elif type(value) is list:
+        children = value
+    else:
+        return False
+    return depth >= MAX_DEPTH or any(_reference_too_deep(c, depth + 1) for c in children)
+
+
+def _nested(rng: random.Random, depth: int) -> Any:
+    """A random value nesting up to `depth` levels: one child goes deeper, the others are
+    leaves or shallow (so the value stays small)."""
+    if depth == 0:
+        return rng.choice([1, "x", None, 2.5, [], {}])
+    children = [_nested(rng, depth - 1)] + [
+        _nested(rng, min(depth - 1, 2)) for _ in range(rng.randrange(0, 3))
+    ]
+    rng.shuffle(children)
+    if rng.random() < 0.5:
+        return children
+    return {f"k{i}": child for i, child in enumerate(children)}
+
+
+def _chain(levels: int) -> Any:
+    value: Any = "leaf"
+    for i in range(levels):
+        value = {"a": value} if i % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 5])
+def test_too_deep_agrees_with_the_reference_at_the_limit(levels: int) -> None:
+    value = [1, "x", _chain(levels)]
+    assert too_deep(value) == _reference_too_deep(value)
+    assert too_deep(value) == (levels + 1 > MAX_DEPTH)
+
+
+def test_too_deep_agrees_with_the_reference_on_random_values() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        value = _nested(rng, rng.randrange(1, 80))
+        assert too_deep(value) == _reference_too_deep(value)
+
+
+def _trace(last_line: str, context: str = "    result = handler(request)") -> str:
+    frames = "\n".join(
+        f'  File "/srv/app/module{k}.py", line {10 + k}, in fn_{k}\n{context}' for k in range(10)
+    )
+    return f"Traceback (most recent call last):\n{frames}\n{last_line}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _trace("ValueError: order 123456 failed"),
+        _trace("ValueError: card 4111 1111 1111 1111 declined for anna@example.com"),
+        _trace("ValueError: call +44 20 7946 0958"),
+        # Rules whose matches may span a line break: the whole text is scrubbed at once.
+        _trace("AuthError: header was Bearer\n    abcdefghijklmnop123"),
+        _trace("KeyError: password:\n hunter2hunter2"),
+        _trace("E: x", context="    token = 'sk_live_abcdefgh12345678'"),
+        "short\ntext",
+    ],
+)
+def test_a_stack_trace_scrubbed_line_by_line_equals_the_whole_text_scrubbed(text: str) -> None:
+    cached = Scrubber()
+    for _ in range(2):  # the second time from the scrubber's cache
+        assert _scrub_text_lines(text, cached) == Scrubber().text(text)
+
+
+def test_secrets_in_a_stack_trace_are_still_scrubbed() -> None:
+    text = _trace("ValueError: card 4111 1111 1111 1111 declined")
+    assert "4111" not in _scrub_text_lines(text, Scrubber())
+    spanning = _trace("AuthError: Bearer\n    abcdefghijklmnop123")
+    assert "abcdefghijklmnop123" not in _scrub_text_lines(spanning, Scrubber())
+    assert REDACTED in _scrub_text_lines(spanning, Scrubber())
