@@ -23,7 +23,7 @@ from monitoring_core.business.export import to_csv
 from monitoring_core.business.forecast import FORECAST_METRICS, forecast_kpis
 from monitoring_core.business.funnels import MAX_STEPS, FunnelMode, funnel
 from monitoring_core.business.ingest import copy_events, validate_events
-from monitoring_core.business.kpis import Period, daily_series, kpi_summary, period_of, trends
+from monitoring_core.business.kpis import Period, daily_series, kpi_cards, period_of, trends
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.metrics_query import parse_interval
 from monitoring_core.timerange import parse_time_range
@@ -137,22 +137,39 @@ async def business_metrics(
     metrics: str | None = None,
     format: Fmt = "json",
 ) -> Any:
-    """KPI cards (value, previous period, delta, sparkline) and the daily series of `metrics`
-    (comma-separated rollup names; the cards' metrics by default). CSV: the daily series."""
+    """KPI cards and the daily series of `metrics` (comma-separated rollup names; the cards'
+    metrics by default), as the Business page shows them: the range is exactly N days; a card's
+    value, previous value, delta and sparkline use N complete days (`complete_period`: a range
+    reaching today ends yesterday) against the N before; today so far is the card's `today`
+    and the series row with `partial: true`, never inside a delta. CSV: the daily series."""
     period = _period(request, time_range, start, end)
+    tz, now = request.app.state.settings.tz, datetime.now(UTC)
     names = _names(
         metrics, ("dau", "wau", "mau", "stickiness", "signups", "revenue", "mrr"), "metrics"
     )
     series = await _read(request, daily_series, names=names, first=period.first, last=period.last)
+    today = local_day(now, tz)
     rows = [
-        {"day": day, "metric": name, "value": series.get(name, {}).get(day)}
+        {
+            "day": day,
+            "metric": name,
+            "value": series.get(name, {}).get(day),
+            "partial": day >= today,
+        }
         for name in names
         for day in period.each_day()
     ]
     if format == "csv":
         return _table(rows, format, "business_metrics", "series")
-    cards = await _read(request, kpi_summary, period=period)
-    return {"period": {"first": period.first, "last": period.last}, "kpis": cards, "series": rows}
+    cards = await _read(request, kpi_cards, period=period, now=now, tz=tz)
+    complete = complete_period(period, now, tz)
+    return {
+        "period": {"first": period.first, "last": period.last},
+        "complete_period": {"first": complete.first, "last": complete.last},
+        "partial_day": today if period.first <= today <= period.last else None,
+        "kpis": cards,
+        "series": rows,
+    }
 
 
 def _funnel_args(steps: str, window: str, mode: str) -> tuple[list[str], timedelta, FunnelMode]:
