@@ -4,6 +4,7 @@ OTLP/HTTP (protobuf) exporters, and by hand-written OTLP/JSON and bad inputs (no
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import time
 from typing import Any
@@ -332,3 +333,69 @@ def test_database_unavailable_is_503_with_retry_after(
     )
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert _status(response).code == 14
+
+
+def _sum_request(start_ns: int, time_ns: int, value: int) -> dict[str, Any]:
+    point = {"startTimeUnixNano": str(start_ns), "timeUnixNano": str(time_ns), "asInt": str(value)}
+    metric = {
+        "name": "jobs.done",
+        "sum": {"aggregationTemporality": 2, "isMonotonic": True, "dataPoints": [point]},
+    }
+    return {"resourceMetrics": [{"scopeMetrics": [{"metrics": [metric]}]}]}
+
+
+def test_json_logs_and_cumulative_sums_across_a_restart(
+    api_server: str, ingest_key: str, engine: Engine
+) -> None:
+    now = time.time_ns()
+    record = {
+        "timeUnixNano": str(now),
+        "severityNumber": 17,
+        "severityText": "ERROR",
+        "body": {"kvlistValue": {"values": [{"key": "order", "value": {"intValue": "7"}}]}},
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "attributes": [{"key": "user", "value": {"stringValue": "ann"}}],
+    }
+    logs = {
+        "resourceLogs": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "jobs"}}]
+                },
+                "scopeLogs": [{"logRecords": [record, {**record, "timeUnixNano": "0"}]}],
+            }
+        ]
+    }
+    headers = {**_auth(ingest_key), "Content-Type": "application/json"}
+    body = gzip.compress(json.dumps(logs).encode())
+    response = httpx.post(
+        f"{api_server}/v1/logs", content=body, headers={**headers, "Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["partialSuccess"]["rejectedLogRecords"] == "1"  # no time at all
+    [row] = _rows(engine, "SELECT * FROM log_records")
+    assert (row.service, row.severity_number, row.body, row.attributes) == (
+        "jobs",
+        17,
+        '{"order":7}',
+        {"user": "ann"},
+    )
+    assert row.trace_id == "5b8efff798038103d269b633813fc60c" and row.span_id == "eee19b7ec3c1b174"
+
+    start = now - 60_000_000_000
+    for start_ns, time_ns, value in [
+        (start, now - 2_000_000_000, 10),  # started a minute ago: 10 is an increase
+        (start, now - 1_000_000_000, 25),  # +15
+        (now - 500_000_000, now, 4),  # the process restarted: +4, not -21
+    ]:
+        response = httpx.post(
+            f"{api_server}/v1/metrics", json=_sum_request(start_ns, time_ns, value), headers=headers
+        )
+        assert response.status_code == 200 and response.json() == {}
+    values = _rows(
+        engine,
+        "SELECT p.value FROM metric_points p JOIN metric_series s ON s.id = p.series_id "
+        "WHERE s.name = 'jobs.done' ORDER BY p.time",
+    )
+    assert [v.value for v in values] == [10.0, 15.0, 4.0]
