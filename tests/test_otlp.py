@@ -399,3 +399,20 @@ def test_json_logs_and_cumulative_sums_across_a_restart(
         "WHERE s.name = 'jobs.done' ORDER BY p.time",
     )
     assert [v.value for v in values] == [10.0, 15.0, 4.0]
+
+
+def test_point_rate_counts_spans(api_server: str, engine: Engine) -> None:
+    from monitoring_core.accounts import create_api_key
+    from monitoring_core.enums import ApiScope
+
+    with engine.begin() as conn:
+        key = create_api_key(conn, name="few points", scope=ApiScope.INGEST, points_per_minute=3)
+    payload = _json_spans("4bf92f3577b34da6a3ce929d0e0e4736", time.time_ns())
+    spans = payload["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append({**spans[0], "spanId": "00f067aa0ba902b8"})
+    first = httpx.post(f"{api_server}/v1/traces", json=payload, headers=_auth(key))
+    assert first.status_code == 200, first.text
+    second = httpx.post(f"{api_server}/v1/traces", json=payload, headers=_auth(key))
+    assert second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
+    assert "point rate" in _status(second).message
+    assert _rows(engine, "SELECT count(*) AS n FROM spans")[0].n == 2

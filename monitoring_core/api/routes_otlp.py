@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.app import DB_UNAVAILABLE_ERRORS, RETRY_AFTER_S
 from monitoring_core.api.body import read_body
-from monitoring_core.api.deps import INGEST_SCOPES, check_key, presented_key
+from monitoring_core.api.deps import INGEST_SCOPES, check_key, count_points, presented_key
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.errors.envelope import EnvelopeError, EnvelopeItem
 from monitoring_core.ingest.copy import copy_rows
@@ -39,6 +39,7 @@ from monitoring_core.otlp.decode import (
     Signal,
     UnreadableBody,
     encoding_of,
+    item_count,
     parse_request,
     response_body,
     status_body,
@@ -169,6 +170,10 @@ async def _export(request: Request, signal: Signal) -> Response:
         message = parse_request(signal, body, encoding)
     except UnreadableBody as exc:
         return _error(400, str(exc)[:1000], encoding)
+    try:
+        count_points(request, item_count(signal, message))  # the key's point rate
+    except HTTPException as exc:
+        return _error(exc.status_code, str(exc.detail), encoding, dict(exc.headers or {}))
     try:
         _, rejected, reason = await run_in_threadpool(_STORES[signal], request.app, message)
     except DB_UNAVAILABLE_ERRORS as exc:

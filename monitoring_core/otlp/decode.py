@@ -28,6 +28,7 @@ __all__ = [
     "Signal",
     "UnreadableBody",
     "encoding_of",
+    "item_count",
     "parse_request",
     "response_body",
     "status_body",
@@ -97,6 +98,21 @@ def parse_request(signal: Signal, body: bytes, encoding: str) -> Any:
     except (json_format.ParseError, RecursionError, TypeError, ValueError) as exc:
         raise UnreadableBody(f"not an OTLP/JSON {message.DESCRIPTOR.name}: {exc}") from None
     return message
+
+
+def item_count(signal: Signal, request: Any) -> int:
+    """Spans, log records or metric data points in a request (what per-key point rates count)."""
+    if signal is Signal.TRACES:
+        return sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+    if signal is Signal.LOGS:
+        return sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs)
+    total = 0
+    for resource in request.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                which = metric.WhichOneof("data")
+                total += len(getattr(metric, which).data_points) if which else 0
+    return total
 
 
 def _hex_ids_to_base64(value: Any, depth: int) -> Any:
