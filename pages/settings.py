@@ -24,7 +24,7 @@ from monitoring_core.notify.channels import (
     ChannelNotFound,
     list_channels,
 )
-from monitoring_core.notify.delivery import channel_health
+from monitoring_core.notify.delivery import channel_health, delivery_log
 from monitoring_core.policies.service import policy_create
 from monitoring_core.policies.store import list_policies
 from ui import actions as ui_actions
@@ -85,7 +85,11 @@ for channel in channels:
         f"**{fmt.md_escape(channel['name'])}** {fmt.md_code(channel['url'])}"
         + ("" if channel["is_enabled"] else " (disabled)")
     )
-    cols[1].caption(f"24 h: {h.get('attempts', 0)} attempts, {h.get('failures', 0)} failed")
+    cols[1].caption(
+        f"24 h: {h.get('sent', 0)} sent, {h.get('failures', 0)} failed,"
+        f" {h.get('skipped', 0)} skipped (disabled), {h.get('pending', 0)} retrying"
+        f" · {h.get('attempts', 0)} attempts"
+    )
     if cols[2].button("Test", key=f"test{cid}"):
         ui_actions.run_flow(
             FLASH,
@@ -107,6 +111,11 @@ for channel in channels:
             notify_service.remove_channel,
             channel_id=cid,
         )
+
+with st.expander("Delivery log (24 h): each notification's outcome, as on incident timelines"):
+    log = data.read_or_stop(delivery_log, since=now - timedelta(days=1), limit=500)
+    columns = ["last_attempt_at", "channel", "status", "attempts", "kind", "incident_id"]
+    st.dataframe(pd.DataFrame(log, columns=[*columns, "title", "error"]), hide_index=True)
 
 with st.form("new_channel"):
     name = st.text_input("Name", key="channel_name")

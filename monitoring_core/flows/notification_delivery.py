@@ -155,11 +155,15 @@ def _save(
 @dataclass
 class DeliveryReport:
     sent: int = 0
-    failed: int = 0
+    failed: int = 0  # attempts an enabled channel refused (retried until MAX_ATTEMPTS)
     deferred: int = 0
+    skipped: int = 0  # for a disabled channel: nobody reached, nothing broken
 
     def summary(self) -> str:
-        return f"sent {self.sent}, failed {self.failed}, rate-limited {self.deferred}"
+        return (
+            f"sent {self.sent}, failed {self.failed}, skipped {self.skipped} (channel disabled),"
+            f" rate-limited {self.deferred}"
+        )
 
 
 def deliver_due(
@@ -201,7 +205,8 @@ def deliver_due(
                     conn, channel_id=item.channel_id, ok=result.ok, now=at, public_url=public_url
                 )
         report.sent += result.ok
-        report.failed += not result.ok
+        report.failed += not result.ok and item.is_enabled
+        report.skipped += not result.ok and not item.is_enabled
         if not result.ok:
             log.warning(
                 "delivery %s to %s %s: %s", item.id, item.channel_name, status, result.error

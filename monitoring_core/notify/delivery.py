@@ -8,6 +8,13 @@ over a whole batch sent one by one ran out under a slow channel, and another wor
 rest) and renewed while a send is still running (`renew_lease`). Two workers never claim the
 same row while a lease runs; a worker that dies mid-send leaves that one row to be claimed again
 when its lease runs out, and the receiver gets the same idempotency key both times.
+
+One account of each delivery (`delivery_log`): a delivery is an outbox row (or a test send)
+and its outcome is `sent`, `failed` (an enabled channel refused it, for good), `skipped` (its
+channel is disabled: nobody was reached, but nothing is broken), or `retrying`/`sending` while
+unfinished. The outbox row, the last attempt row, the incident timeline
+(`incidents.notifications`), Settings' figures (`channel_health`, counted from the log) and the
+delivery log itself all use these words, so they tell the same story.
 """
 
 from __future__ import annotations
@@ -31,13 +38,18 @@ from monitoring_core.schema import (
 __all__ = [
     "LEASE",
     "MAX_ATTEMPTS",
+    "OUTCOMES",
     "Claimed",
     "backoff",
+    "channel_health",
     "claim_due",
     "claim_next",
+    "delivery_log",
     "record_attempt",
     "renew_lease",
 ]
+
+OUTCOMES = ("sent", "failed", "skipped", "retrying", "sending")
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)  # longer than Apprise's 4 s + 4 s timeouts with room to spare
@@ -177,7 +189,9 @@ def record_attempt(
     )
     if result.ok:
         values: dict[str, Any] = {"status": "sent", "sent_at": now, "last_error": None}
-    elif item.attempts >= MAX_ATTEMPTS or not item.is_enabled:
+    elif not item.is_enabled:
+        values = {"status": "skipped", "last_error": result.error}
+    elif item.attempts >= MAX_ATTEMPTS:
         values = {"status": "failed", "last_error": result.error}
     else:
         values = {
@@ -193,21 +207,84 @@ def record_attempt(
     return str(values["status"])
 
 
-def channel_health(conn: Connection, *, since: datetime) -> list[dict[str, Any]]:
-    """Per channel: attempts, failures and mean latency since `since` (for the settings page)."""
-    d = notification_deliveries
-    rows = conn.execute(
-        select(
-            notification_channels.c.id,
-            notification_channels.c.name,
-            func.count(d.c.id).label("attempts"),
-            func.count(d.c.id).filter(d.c.status == "failed").label("failures"),
-            func.avg(d.c.latency_ms).label("avg_latency_ms"),
-            func.max(d.c.attempted_at).label("last_attempt_at"),
-        )
-        .select_from(notification_channels)
-        .outerjoin(d, (d.c.channel_id == notification_channels.c.id) & (d.c.attempted_at >= since))
-        .group_by(notification_channels.c.id, notification_channels.c.name)
-        .order_by(notification_channels.c.id)
+_LOG = text(
+    """
+    WITH tries AS (
+        SELECT d.id, d.outbox_id, d.channel_id, d.attempted_at, d.status, d.error, d.latency_ms,
+               row_number() OVER w_last AS newest,
+               count(*) OVER w_all AS attempts,
+               avg(d.latency_ms) OVER w_all AS avg_latency_ms
+          FROM notification_deliveries d
+         WHERE d.attempted_at >= :since
+        WINDOW w_all AS (PARTITION BY coalesce(d.outbox_id, -d.id)),
+               w_last AS (PARTITION BY coalesce(d.outbox_id, -d.id)
+                          ORDER BY d.attempted_at DESC, d.id DESC)
     )
-    return [dict(r._mapping) for r in rows]
+    SELECT t.outbox_id, t.channel_id, c.name AS channel, t.attempted_at AS last_attempt_at,
+           t.attempts, t.avg_latency_ms,
+           CASE WHEN o.id IS NULL THEN t.status
+                WHEN o.status = 'pending' THEN 'retrying'
+                ELSE o.status END AS status,
+           coalesce(o.last_error, t.error) AS error,
+           coalesce(o.kind, 'test') AS kind, o.title, o.incident_id
+      FROM tries t
+      LEFT JOIN notification_outbox o ON o.id = t.outbox_id
+      LEFT JOIN notification_channels c ON c.id = t.channel_id
+     WHERE t.newest = 1
+     ORDER BY t.attempted_at DESC, t.outbox_id DESC NULLS LAST
+     LIMIT :limit
+    """
+)
+
+
+def delivery_log(
+    conn: Connection, *, since: datetime, limit: int = 100_000
+) -> list[dict[str, Any]]:
+    """Every delivery with an attempt since `since`, newest first: one row per outbox row (or
+    test send) with its outcome (OUTCOMES), attempts, last error, channel and incident."""
+    rows = conn.execute(_LOG, {"since": since, "limit": limit}).mappings()
+    return [dict(row) for row in rows]
+
+
+def channel_health(conn: Connection, *, since: datetime) -> list[dict[str, Any]]:
+    """Per channel, counted from `delivery_log` since `since` (for the settings page):
+    deliveries by outcome (`sent`, `failures` = failed, `skipped`, `pending`), `attempts`
+    (every try, retries included), mean latency and the last attempt."""
+    channels = conn.execute(
+        select(notification_channels.c.id, notification_channels.c.name).order_by(
+            notification_channels.c.id
+        )
+    ).all()
+    out = {
+        cid: {
+            "id": cid,
+            "name": name,
+            "deliveries": 0,
+            "sent": 0,
+            "failures": 0,
+            "skipped": 0,
+            "pending": 0,
+            "attempts": 0,
+            "avg_latency_ms": None,
+            "last_attempt_at": None,
+        }
+        for cid, name in channels
+    }
+    latency: dict[int, list[float]] = {}
+    for row in delivery_log(conn, since=since):
+        h = out.get(row["channel_id"])
+        if h is None:  # a channel deleted since
+            continue
+        h["deliveries"] += 1
+        key = {"sent": "sent", "failed": "failures", "skipped": "skipped"}.get(row["status"])
+        h[key or "pending"] += 1
+        h["attempts"] += row["attempts"]
+        if row["avg_latency_ms"] is not None:
+            latency.setdefault(row["channel_id"], []).extend(
+                [float(row["avg_latency_ms"])] * int(row["attempts"])
+            )
+        if h["last_attempt_at"] is None or row["last_attempt_at"] > h["last_attempt_at"]:
+            h["last_attempt_at"] = row["last_attempt_at"]
+    for cid, values in latency.items():
+        out[cid]["avg_latency_ms"] = sum(values) / len(values)
+    return list(out.values())
