@@ -65,7 +65,7 @@ def _schedule(conn: Connection, ids: dict[str, int], now: datetime, tz: ZoneInfo
                  "handoff_time": "09:00", "starts_on": monday.isoformat(),
                  "members": [ids["priya"], ids["tom"], ids["sam"]]},
                 {"name": "Wedding weekend", "level": 2, "rotation": "weekly",
-                 "handoff_weekday": 5, "handoff_time": "08:00", "active_days": [5, 6],
+                 "handoff_weekday": 5, "handoff_time": "00:00", "active_days": [5, 6],
                  "starts_on": saturday.isoformat(), "members": [ids["alex"], ids["priya"]]},
             ],
         }
