@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,16 +11,14 @@ import streamlit as st
 
 from monitoring_core import clock
 from monitoring_core.alerts import queries, service
-from monitoring_core.alerts.backtest import backtest
-from monitoring_core.alerts.rules import NO_DATA_MODES, TEMPLATES, RuleInvalid, rule_from_row
+from monitoring_core.alerts.rules import RuleInvalid
 from monitoring_core.alerts.silences import list_silences
 from monitoring_core.alerts.store import active_since, list_active_alerts
 from monitoring_core.audit import user_actor
 from monitoring_core.enums import AlertStatus, Role, Severity
 from monitoring_core.flows import alert_actions as actions
-from monitoring_core.notify.channels import list_channels
 from ui import actions as ui_actions
-from ui import auth, data, fmt, widgets
+from ui import auth, data, fmt, rule_editor, widgets
 from ui import oncall as oncall_ui
 
 user = auth.require_role(Role.VIEWER)
@@ -160,103 +157,7 @@ with history:
     st.dataframe(frame, hide_index=True, height=widgets.table_height(len(frame)))
 
 with rules_tab:
-    rules = data.read_or_stop(queries.rules_frame)
-    for rule in rules:
-        cols = st.columns([4, 1, 1])
-        cols[0].markdown(
-            f"{widgets.severity_badge(rule['severity_level'])} **{fmt.md_escape(rule['alert_name'])}** "
-            f"· {fmt.md_escape(rule['condition_config'].get('type'))} · "
-            f"{fmt.md_escape(rule['metric_name'] or '')}"
-        )
-        cols[1].write("enabled" if rule["is_enabled"] else "disabled")
-        if admin and cols[2].button(
-            "Disable" if rule["is_enabled"] else "Enable", key=f"tog{rule['id']}"
-        ):
-            act(
-                "Update rule",
-                service.rule_update,
-                rule_id=rule["id"],
-                body={"is_enabled": not rule["is_enabled"]},
-            )
-    if admin:
-        st.subheader("New rule")
-        template = st.selectbox("Template", ["(blank)", *TEMPLATES], key="rule_template")
-        base = TEMPLATES.get(
-            template,
-            {
-                "alert_name": "",
-                "severity_level": "medium",
-                "condition_config": {
-                    "type": "threshold",
-                    "metric": "",
-                    "operator": "greater_than",
-                    "value": 0,
-                },
-            },
-        )
-        channels = data.read_or_stop(list_channels)
-        with st.form("new_rule"):
-            name = st.text_input("Name", base["alert_name"], key=f"rule_name_{template}")
-            severity_level = st.selectbox(
-                "Severity",
-                [s.value for s in Severity],
-                index=Severity(base["severity_level"]).rank,
-            )
-            config = st.text_area(
-                "condition_config (JSON)", json.dumps(base["condition_config"], indent=1)
-            )
-            picked = st.multiselect(
-                "Channels",
-                [c["id"] for c in channels],
-                format_func=lambda i: next(c["name"] for c in channels if c["id"] == i),
-            )
-            no_data_state = st.selectbox(
-                "When there is no data",
-                NO_DATA_MODES,
-                key="rule_no_data",
-                help="no_data: its own state, listed apart and notified once the rule has seen "
-                "data; ok: resolve; alerting: treat as a breach; keep_last: change nothing.",
-            )
-            weekend = st.checkbox(
-                "Saturday: one severity higher", base.get("weekend_escalation", False)
-            )
-            season = st.checkbox(
-                "May–October: 20 % stricter", base.get("wedding_season_adjustment", False)
-            )
-            test, save = st.columns(2)
-            tested, saved = (
-                test.form_submit_button("Test against history"),
-                save.form_submit_button("Create"),
-            )
-        try:
-            body = {
-                "alert_name": name,
-                "severity_level": severity_level,
-                "condition_config": _with_no_data(json.loads(config), no_data_state),
-                "notification_channels": picked,
-                "weekend_escalation": weekend,
-                "wedding_season_adjustment": season,
-                "service_name": base.get("service_name"),
-            }
-        except json.JSONDecodeError as exc:
-            st.error(f"condition_config is not JSON: {fmt.md_escape(exc)}")
-            st.stop()
-        if saved:
-            act("Create rule", service.rule_create, body=body)
-        if tested:
-            try:
-                candidate = rule_from_row({"id": 0, **body})
-                with data.get_engine().connect() as conn:
-                    result = backtest(conn, candidate, start=tr.start, end=tr.end, tz=tz)
-            except (RuleInvalid, ValueError) as exc:
-                st.error(f"Cannot test: {fmt.md_escape(exc)}")
-            else:
-                st.metric("Would have fired", result["fired_count"])
-                points = [(k["alert_key"], t, v) for k in result["series"] for t, v in k["points"]]
-                chart = pd.DataFrame(points, columns=["key", "time", "value"])
-                if not chart.empty:
-                    st.line_chart(chart, x="time", y="value", color="key")
-                st.dataframe(pd.DataFrame(result["fired"]), hide_index=True)
+    rule_editor.rules_tab(admin=admin, act=act, tr=tr, rules=data.read_or_stop(queries.rules_frame))
 
 with silences_tab:
     silences = data.read_or_stop(list_silences, now=now)

@@ -3,7 +3,6 @@ arrived yet, and no data kept apart from firing and pending (pure, then one real
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from monitoring_core.schema import (
     worker_heartbeats,
 )
 from tests.alerting_support import channel, partitions_around, point, threshold_rule
+from tests.rollup_fixtures import add_series
 
 TZ = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # a Tuesday: no calendar effects
@@ -278,19 +278,22 @@ def test_it_lists_no_data_apart_on_the_alerts_page_aged_from_when_data_stopped(
 def test_it_lets_an_admin_pick_what_no_data_means_for_a_new_rule(
     engine: Engine, logged_in_app: Callable[[Role | None], AppTest]
 ) -> None:
+    with engine.begin() as conn:  # a rule names a known signal: a stored metric here
+        add_series(conn, "queue_depth", {"queue": "emails"})
     at = logged_in_app(Role.ADMIN).run()
     at.switch_page("pages/alerts.py").run()
-    at.text_input(key="rule_name_(blank)").input("Queue stuck")
-    config = {"type": "threshold", "metric": "queue_depth", "value": 30}
-    next(t for t in at.text_area if t.label.startswith("condition_config")).input(
-        json.dumps(config)
-    )
-    at.selectbox(key="rule_no_data").select("ok")
+    at.selectbox(key="new_(blank)_signal").select("queue_depth").run()
+    at.text_input(key="new_(blank)_name").input("Queue stuck")
+    at.selectbox(key="new_(blank)_agg").select("max")
+    at.number_input(key="new_(blank)_value").set_value(30)
+    at.selectbox(key="new_(blank)_no_data").select("ok")
     next(b for b in at.button if b.label == "Create").click().run()
     assert not at.exception
     with engine.connect() as conn:
         (saved,) = conn.execute(select(alert_rules.c.condition_config)).scalars()
-    assert saved == {**config, "no_data_state": "ok"}
+    assert {k: saved[k] for k in ("metric", "aggregation", "value", "no_data_state")} == {
+        "metric": "queue_depth", "aggregation": "max", "value": 30, "no_data_state": "ok",
+    }  # fmt: skip
 
 
 def _worker(

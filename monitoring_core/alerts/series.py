@@ -94,10 +94,15 @@ def fetch_key(rule: Rule) -> FetchKey | None:
     built_in = signal(cond.metric)
     if built_in is not None and built_in.windowed:  # read by signals_read, see there
         return FetchKey(
-            "signal", cond.metric, cond.aggregation, dims, window=_signal_window(rule),
-            mode=cond.type, weeks=cond.weeks,
+            "signal",
+            cond.metric,
+            cond.aggregation,
+            dims,
+            window=_signal_window(rule),
+            mode=cond.type,
+            weeks=cond.weeks,
             min_count=cond.min_count,
-        )  # fmt: skip
+        )
     metric = built_in.metric if built_in is not None and built_in.metric else cond.metric
     kind = "hour" if cond.type == "anomaly" else "minute"
     return FetchKey(kind, metric, cond.aggregation, dims)

@@ -71,8 +71,15 @@ class Signal:
         return self.family in WINDOWED_FAMILIES
 
 
-def _s(name: str, family: str, unit: str, dims: Sequence[str], aggs: Sequence[str], desc: str,
-       metric: str | None = None) -> Signal:  # fmt: skip
+def _s(
+    name: str,
+    family: str,
+    unit: str,
+    dims: Sequence[str],
+    aggs: Sequence[str],
+    desc: str,
+    metric: str | None = None,
+) -> Signal:
     return Signal(name, family, unit, tuple(dims), tuple(aggs), desc, metric)
 
 
@@ -82,38 +89,125 @@ _GROUP_DIMS = ("service", "level", "severity", "error_type")
 
 def _built_in() -> dict[str, Signal]:
     out = [
-        _s("api.latency_ms", "api", "ms", API_DIMENSIONS, _LATENCY_AGGS,
-           "API response time over the window"),
-        _s("api.error_rate", "api", "ratio 0–1", API_DIMENSIONS, ("avg",),
-           "Share of API responses with status >= 500 over the window"),
-        _s("api.requests", "api", "requests", API_DIMENSIONS, ("count",),
-           "API requests in the window"),
-        _s("api.p95_regression", "regression", "ratio", ("service", "endpoint", "method"),
-           ("max",), "An endpoint's p95 over the last hour / the same hour of past weeks "
-           "(the Performance page's regression flag; needs 20 requests on both sides)"),
-        _s("errors.events", "errors", "events", _ERROR_DIMS, ("count",),
-           "Error events in the window"),
-        _s("errors.new_groups", "errors", "groups", _GROUP_DIMS, ("count",),
-           "Error groups seen for the first time in the window"),
-        _s("errors.regressions", "errors", "groups", _GROUP_DIMS, ("count",),
-           "Resolved error groups that came back in the window"),
-        _s("health.up", "metric", "1 up / 0 down", HEALTH_DIMENSIONS, ("avg", "min", "max"),
-           "A check's state after its retries (0 when critical)", "health_check_up"),
-        _s("health.uptime", "metric", "ratio 0–1", HEALTH_DIMENSIONS, ("avg", "min"),
-           "Share of a check's runs that succeeded", "health_check_success"),
-        _s("health.response_time_ms", "metric", "ms", HEALTH_DIMENSIONS,
-           ("avg", "max", "p50", "p95", "p99"), "A check's response time",
-           "health_check_response_time_ms"),
-    ]  # fmt: skip
+        _s(
+            "api.latency_ms",
+            "api",
+            "ms",
+            API_DIMENSIONS,
+            _LATENCY_AGGS,
+            "API response time over the window",
+        ),
+        _s(
+            "api.error_rate",
+            "api",
+            "ratio 0–1",
+            API_DIMENSIONS,
+            ("avg",),
+            "Share of API responses with status >= 500 over the window",
+        ),
+        _s(
+            "api.requests",
+            "api",
+            "requests",
+            API_DIMENSIONS,
+            ("count",),
+            "API requests in the window",
+        ),
+        _s(
+            "api.p95_regression",
+            "regression",
+            "ratio",
+            ("service", "endpoint", "method"),
+            ("max",),
+            "An endpoint's p95 over the last hour / the same hour of past weeks "
+            "(the Performance page's regression flag; needs 20 requests on both sides)",
+        ),
+        _s(
+            "errors.events",
+            "errors",
+            "events",
+            _ERROR_DIMS,
+            ("count",),
+            "Error events in the window",
+        ),
+        _s(
+            "errors.new_groups",
+            "errors",
+            "groups",
+            _GROUP_DIMS,
+            ("count",),
+            "Error groups seen for the first time in the window",
+        ),
+        _s(
+            "errors.regressions",
+            "errors",
+            "groups",
+            _GROUP_DIMS,
+            ("count",),
+            "Resolved error groups that came back in the window",
+        ),
+        _s(
+            "health.up",
+            "metric",
+            "1 up / 0 down",
+            HEALTH_DIMENSIONS,
+            ("avg", "min", "max"),
+            "A check's state after its retries (0 when critical)",
+            "health_check_up",
+        ),
+        _s(
+            "health.uptime",
+            "metric",
+            "ratio 0–1",
+            HEALTH_DIMENSIONS,
+            ("avg", "min"),
+            "Share of a check's runs that succeeded",
+            "health_check_success",
+        ),
+        _s(
+            "health.response_time_ms",
+            "metric",
+            "ms",
+            HEALTH_DIMENSIONS,
+            ("avg", "max", "p50", "p95", "p99"),
+            "A check's response time",
+            "health_check_response_time_ms",
+        ),
+    ]
     for vital, unit in VITALS.items():
-        out.append(_s(f"web_vitals.{vital}", "vitals", unit, VITAL_DIMENSIONS, _LATENCY_AGGS,
-                      f"{vital} as browsers report it (p75 is Google's measure)"))  # fmt: skip
-        out.append(_s(f"web_vitals.{vital}.poor_share", "vitals", "ratio 0–1", VITAL_DIMENSIONS,
-                      ("avg",), f"Share of {vital} reports rated poor"))  # fmt: skip
+        out.append(
+            _s(
+                f"web_vitals.{vital}",
+                "vitals",
+                unit,
+                VITAL_DIMENSIONS,
+                _LATENCY_AGGS,
+                f"{vital} as browsers report it (p75 is Google's measure)",
+            )
+        )
+        out.append(
+            _s(
+                f"web_vitals.{vital}.poor_share",
+                "vitals",
+                "ratio 0–1",
+                VITAL_DIMENSIONS,
+                ("avg",),
+                f"Share of {vital} reports rated poor",
+            )
+        )
     for kpi in ALERTABLE_KPIS:
         name = KPI_METRIC_PREFIX + kpi
-        out.append(_s(name, "metric", "", (), METRIC_AGGREGATIONS,
-                      f"Business KPI {kpi}, today so far (written by the business rollup)", name))  # fmt: skip
+        out.append(
+            _s(
+                name,
+                "metric",
+                "",
+                (),
+                METRIC_AGGREGATIONS,
+                f"Business KPI {kpi}, today so far (written by the business rollup)",
+                name,
+            )
+        )
     return {s.name: s for s in out}
 
 
@@ -203,7 +297,7 @@ def problems(conn: Connection, cfg: Mapping[str, Any]) -> list[dict[str, str]]:
                     "group_by",
                     f"{name} has no dimension {', '.join(unknown)}; "
                     f"it has {', '.join(found.dimensions)}",
-                )  # fmt: skip
+                )
             )
     return out
 
@@ -211,17 +305,29 @@ def problems(conn: Connection, cfg: Mapping[str, Any]) -> list[dict[str, str]]:
 def catalogue(conn: Connection) -> list[dict[str, Any]]:
     """Every signal for the rule editor and the API: name, family, unit, dimensions, aggs."""
     rows = [
-        {"name": s.name, "family": s.family, "unit": s.unit, "dimensions": list(s.dimensions),
-         "aggregations": list(s.aggregations), "description": s.description}
+        {
+            "name": s.name,
+            "family": s.family,
+            "unit": s.unit,
+            "dimensions": list(s.dimensions),
+            "aggregations": list(s.aggregations),
+            "description": s.description,
+        }
         for s in BUILT_IN.values()
-    ]  # fmt: skip
+    ]
     stored = [n for n in stored_metric_names(conn) if n not in BUILT_IN]
     dims = _metric_dimensions(conn, stored)
     rows += [
-        {"name": n, "family": "metric", "unit": "", "dimensions": dims.get(n, []),
-         "aggregations": list(METRIC_AGGREGATIONS), "description": "stored metric"}
+        {
+            "name": n,
+            "family": "metric",
+            "unit": "",
+            "dimensions": dims.get(n, []),
+            "aggregations": list(METRIC_AGGREGATIONS),
+            "description": "stored metric",
+        }
         for n in stored
-    ]  # fmt: skip
+    ]
     return rows
 
 
