@@ -19,6 +19,7 @@ from monitoring_core.audit import user_actor
 from monitoring_core.config_io import export_config
 from monitoring_core.config_io.audit_read import audit_actions, search_audit
 from monitoring_core.config_io.settings_rows import (
+    EXAMPLES,
     KNOWN_SETTINGS,
     clear_setting,
     read_settings,
@@ -53,6 +54,9 @@ def _day_start(day: date) -> datetime:
 
 
 def _store_setting(conn: Connection, *, key: str, raw: str) -> None:
+    if not raw.strip():  # empty: back to the default
+        clear_setting(conn, key=key, actor=WHO[0], role=WHO[1], now=clock.now())
+        return
     value = json.loads(raw)  # a JSONDecodeError is a ValueError: refused with its reason
     save_setting(conn, key=key, value=value, actor=WHO[0], role=WHO[1], now=clock.now())
 
@@ -79,7 +83,12 @@ with audit_tab:
         st.caption(f"{len(rows)} entries (newest first, at most 500).")
         frame = pd.DataFrame(rows, columns=["time", "actor", "action", "target", "details"])
         frame["details"] = frame["details"].map(lambda d: json.dumps(d, sort_keys=True))
-        st.dataframe(frame, hide_index=True, width="stretch")
+        st.dataframe(
+            frame,
+            hide_index=True,
+            width="stretch",
+            column_config={"time": st.column_config.DatetimeColumn(format="D MMM YYYY HH:mm:ss")},
+        )
 
 with settings_tab:
     if _admins_only():
@@ -87,7 +96,13 @@ with settings_tab:
         for key, (meaning, _check) in KNOWN_SETTINGS.items():
             st.markdown(f"**{fmt.md_escape(key)}**: {fmt.md_escape(meaning)}")
             shown = json.dumps(current[key], indent=1) if key in current else ""
-            raw = st.text_area("JSON value (empty: the default)", shown, key=f"setting_{key}")
+            raw = st.text_area(
+                "JSON value (empty: the default)",
+                shown,
+                key=f"setting_{key}",
+                placeholder=f"e.g. {json.dumps(EXAMPLES.get(key))}",
+                height=80,
+            )
             left, right = st.columns([1, 5])
             if left.button("Save", key=f"save_{key}"):
                 actions.run(

@@ -13,7 +13,12 @@ from streamlit.testing.v1 import AppTest
 from monitoring_core.alerts import service as alert_service
 from monitoring_core.audit import record_audit, user_actor
 from monitoring_core.config_io.audit_read import search_audit
-from monitoring_core.config_io.settings_rows import clear_setting, save_setting
+from monitoring_core.config_io.settings_rows import (
+    EXAMPLES,
+    clear_setting,
+    save_setting,
+    validate_setting,
+)
 from monitoring_core.enums import Role
 from monitoring_core.incidents import runbooks
 from monitoring_core.roles import PermissionDenied
@@ -86,6 +91,11 @@ def test_it_checks_settings_as_their_readers_do(engine: Engine, now: datetime) -
         (ANN, "setting.update", "setting:retention_days"),
         (ANN, "setting.clear", "setting:retention_days"),
     ]
+
+
+@pytest.mark.parametrize("key", sorted(EXAMPLES))
+def test_every_example_shown_is_a_value_its_reader_accepts(key: str) -> None:
+    validate_setting(key, EXAMPLES[key])
 
 
 def test_it_ends_a_silence_now_and_keeps_it(engine: Engine, now: datetime) -> None:
@@ -177,6 +187,10 @@ def test_admins_filter_the_log_and_change_settings(
     with engine.connect() as conn:
         assert conn.execute(select(settings.c.value)).scalar_one() == {"audit_log": 400}
     assert _audit(engine)[-1][1:] == ("setting.update", "setting:retention_days")
+    at.text_area(key="setting_retention_days").input("")  # empty: back to the default
+    at.button(key="save_retention_days").click().run()
+    with engine.connect() as conn:
+        assert conn.execute(select(settings.c.value)).all() == []
 
 
 def test_admins_edit_a_runbook_on_the_page(

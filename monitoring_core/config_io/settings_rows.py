@@ -26,7 +26,14 @@ from monitoring_core.retention import SETTINGS_KEY as RETENTION_SETTING
 from monitoring_core.roles import require_role
 from monitoring_core.schema import settings
 
-__all__ = ["KNOWN_SETTINGS", "clear_setting", "read_settings", "save_setting", "validate_setting"]
+__all__ = [
+    "EXAMPLES",
+    "KNOWN_SETTINGS",
+    "clear_setting",
+    "read_settings",
+    "save_setting",
+    "validate_setting",
+]
 
 
 def _retention(value: Any) -> None:
@@ -61,6 +68,14 @@ KNOWN_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     MIN_SEVERITY_SETTING: ("lowest alert severity the wedding-day policy pages", _severity),
     QUIET_SETTING: ("minutes without events before an error group recovers", _minutes),
     INCIDENT_POLICY_SETTING: ("which error groups open incidents", parse_incident_policy),
+}
+
+EXAMPLES: dict[str, Any] = {  # shown as placeholders in forms
+    RETENTION_SETTING: {"metric_points": 14, "audit_log": 365},
+    SCRUB_FIELDS_SETTING: ["iban", "national_insurance"],
+    MIN_SEVERITY_SETTING: "high",
+    QUIET_SETTING: 60,
+    INCIDENT_POLICY_SETTING: {"min_severity": "high", "saturday_raise": True},
 }
 
 
