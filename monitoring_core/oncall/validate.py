@@ -66,7 +66,7 @@ def parse_time_zone(value: Any) -> str | None:
         if isinstance(value, str) and "\x00" not in value and len(value) <= 64:
             ZoneInfo(value)
             return value
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
         pass
     raise OncallInvalid("time_zone", "must be an IANA time zone name, e.g. Europe/London")
 
