@@ -1005,6 +1005,21 @@ key_usage = Table(
     _ts("updated_at", nullable=False),
 )
 
+# UI sign-ins that survive a reload (monitoring_core.sessions): the browser holds a random
+# token in a cookie; only its SHA-256 is stored. Ended by signing out, idling or expiring.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column(
+        "user_id", BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    _ts("created_at", nullable=False),
+    _ts("last_seen_at", nullable=False),
+    _ts("expires_at", nullable=False),
+    _ts("ended_at"),
+)
+
 job_runs = Table(
     "job_runs",
     metadata,

@@ -31,6 +31,7 @@ ORDER = [
     "audit",
     "outbound",
     "accounts",
+    "sessions",
     "partitions",
     "migrate",
     # shared storage: the one raw points reader, rollups and their reads, retention

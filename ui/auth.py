@@ -15,18 +15,23 @@ Sessions:
   a run that comes MONITORING_SESSION_IDLE_MINUTES (default 60) or more after the previous
   one signs the session out and shows the sign-in form with the reason. The auto-refresh
   toggle reruns the app, so a wall display left on auto-refresh stays signed in.
+- Reloads and new tabs: a sign-in also starts a stored session (monitoring_core.sessions)
+  whose token the browser keeps in a cookie; a fresh Streamlit session presenting it is signed
+  in again while it is open. Sign-out, idling and deactivation end it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from datetime import datetime, timedelta
 
 import streamlit as st
+import streamlit.components.v1 as components
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitoring_core import clock, roles
+from monitoring_core import clock, roles, sessions
 from monitoring_core.accounts import SignIn, User, active_user, sign_in
 from monitoring_core.config import ConfigError
 from monitoring_core.db import DatabaseUnavailable
@@ -40,12 +45,16 @@ __all__ = [
     "logout_button",
     "refresh_user",
     "require_role",
+    "session_cookie",
 ]
 
 log = logging.getLogger(__name__)
 _USER_KEY = "auth_user"
 _ACTIVE_KEY = "auth_last_active"  # when this signed-in session last ran (clock.now())
 _IDLE_NOTICE_KEY = "auth_idle_signed_out"  # the sign-in form says why the session ended
+_TOKEN_KEY = "auth_session_token"  # this browser's ui_sessions token (also in its cookie)
+_SEEN_KEY = "auth_session_seen"  # when the stored session's last use was last moved
+_COOKIE_TODO_KEY = "auth_cookie_todo"  # "set" after sign-in, "clear" after sign-out
 
 
 def current_user() -> User | None:
@@ -62,8 +71,9 @@ def refresh_user() -> User | None:
     """
     user = current_user()
     if user is None:
-        return None
+        return _resume_from_cookie()
     if _idle_expired():
+        _forget_session()
         return None
     try:
         with get_engine().connect() as conn:
@@ -73,9 +83,91 @@ def refresh_user() -> User | None:
         return user
     if stored is None:
         st.session_state.pop(_USER_KEY, None)
+        _forget_session()
     elif stored != user:
         st.session_state[_USER_KEY] = stored
+    if stored is not None:
+        _keep_session_alive()
     return stored
+
+
+def _cookie_token() -> str | None:
+    try:
+        token = st.context.cookies.get(sessions.COOKIE)
+    except (AttributeError, RuntimeError):  # no browser context (AppTest, bare runs)
+        return None
+    return token if isinstance(token, str) and token else None
+
+
+def _resume_from_cookie() -> User | None:
+    """A reload or a new tab: the session cookie signs the browser in again while its
+    session is open (monitoring_core.sessions)."""
+    token = _cookie_token()
+    if token is None or st.session_state.get(_TOKEN_KEY) == token:  # ended here already
+        return None
+    now = clock.now()
+    idle = timedelta(minutes=get_settings().session_idle_minutes)
+    try:
+        with get_engine().begin() as conn:
+            user = sessions.resume(conn, token, now=now, idle=idle)
+    except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError) as exc:
+        log.warning("could not resume a session: %s", exc)
+        return None
+    if user is None:
+        st.session_state[_COOKIE_TODO_KEY] = "clear"
+        return None
+    st.session_state[_USER_KEY] = user
+    st.session_state[_ACTIVE_KEY] = now
+    st.session_state[_TOKEN_KEY] = token
+    st.session_state[_SEEN_KEY] = now
+    return user
+
+
+def _keep_session_alive() -> None:
+    """Move the stored session's last use along (at most once a minute), so a reload after
+    an hour of clicking is not taken for an idle session."""
+    token = st.session_state.get(_TOKEN_KEY)
+    seen = st.session_state.get(_SEEN_KEY)
+    now = clock.now()
+    if not token or (isinstance(seen, datetime) and now - seen < timedelta(minutes=1)):
+        return
+    idle = timedelta(minutes=get_settings().session_idle_minutes)
+    try:
+        with get_engine().begin() as conn:
+            sessions.resume(conn, token, now=now, idle=idle)
+    except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError):
+        return
+    st.session_state[_SEEN_KEY] = now
+
+
+def _forget_session() -> None:
+    """End the stored session (sign-out, idle, deactivated) and clear the cookie next run."""
+    token = st.session_state.get(_TOKEN_KEY)
+    if token:
+        try:
+            with get_engine().begin() as conn:
+                sessions.end_session(conn, token, now=clock.now())
+        except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError):
+            log.warning("could not end a session", exc_info=True)
+    st.session_state[_COOKIE_TODO_KEY] = "clear"
+
+
+def session_cookie() -> None:
+    """Set or clear the session cookie when a sign-in or sign-out asked for it (app.py calls
+    this on every run; it draws nothing otherwise). A script in a zero-height component: the
+    component's frame shares the app's origin, so the cookie is the app's."""
+    todo = st.session_state.pop(_COOKIE_TODO_KEY, None)
+    if todo is None:
+        return
+    secure = "; Secure" if get_settings().public_url.startswith("https://") else ""
+    if todo == "set" and st.session_state.get(_TOKEN_KEY):
+        value, age = st.session_state[_TOKEN_KEY], int(sessions.MAX_AGE.total_seconds())
+    else:
+        value, age = "", 0
+    cookie = f"{sessions.COOKIE}={value}; Max-Age={age}; Path=/; SameSite=Strict{secure}"
+    components.html(
+        f"<script>window.parent.document.cookie = {json.dumps(cookie)};</script>", height=0
+    )
 
 
 def _idle_expired() -> bool:
@@ -178,6 +270,15 @@ def _login_form() -> None:
     st.session_state[_USER_KEY] = answer.user
     st.session_state[_ACTIVE_KEY] = clock.now()
     st.session_state.pop(_IDLE_NOTICE_KEY, None)
+    try:  # stay signed in across reloads and tabs (monitoring_core.sessions)
+        with get_engine().begin() as conn:
+            token = sessions.start_session(conn, user_id=answer.user.id, now=clock.now())
+    except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError):
+        log.warning("could not start a session: signed in for this tab only", exc_info=True)
+    else:
+        st.session_state[_TOKEN_KEY] = token
+        st.session_state[_SEEN_KEY] = clock.now()
+        st.session_state[_COOKIE_TODO_KEY] = "set"
     st.rerun()
 
 
@@ -189,6 +290,7 @@ def logout_button() -> None:
     st.sidebar.caption(f"Signed in as **{user.username}** ({user.role.value})")
     clicked = st.sidebar.button("Sign out", key="logout", icon=":material/logout:")
     if clicked:
+        _forget_session()
         st.session_state.pop(_USER_KEY, None)
         st.session_state.pop(_ACTIVE_KEY, None)
         st.rerun()
