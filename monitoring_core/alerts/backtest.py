@@ -14,9 +14,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.engine import AlertState, Decision, Point, check_condition, evaluate
+from monitoring_core.alerts.engine import (
+    AlertState,
+    Check,
+    Decision,
+    Point,
+    check_condition,
+    effective_severity,
+    evaluate,
+    transition,
+)
+from monitoring_core.alerts.promql_rules import promql_series
 from monitoring_core.alerts.rules import Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.store import RuleNotFound, get_rule
+from monitoring_core.prometheus.promql.model import QueryError
 
 __all__ = ["MAX_STEPS", "backtest"]
 
@@ -99,6 +110,32 @@ def _after(decision: Decision, at: datetime) -> AlertState:
     return decision.state
 
 
+def _promql_replay(
+    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A PromQL rule over history: its expression as a range query at the backtest's steps,
+    then per returned series the transitions a cycle at each step would have made."""
+    try:
+        found = promql_series(conn, rule.condition.expr, steps)
+    except QueryError as exc:
+        raise RuleInvalid([{"field": "condition_config.expr", "message": str(exc)}]) from None
+    events, series = [], []
+    for key, (_labels, values, present) in found.items():
+        state = AlertState()
+        for i, at in enumerate(steps):
+            held = bool(present[i])
+            message = f"{rule.condition.expr} {'returned' if held else 'returned nothing'}"
+            check = Check(held, float(values[i]) if held else None, None, message)
+            decision = transition(rule, state, check, at, severity=effective_severity(rule, at, tz))
+            state = _after(decision, at)
+            if decision.changed or decision.notify:
+                events.append(_event(at, key, decision))
+        points = [[at, float(values[i])] for i, at in enumerate(steps) if present[i]]
+        series.append({"alert_key": key, "points": points})
+    events.sort(key=lambda e: e["time"])
+    return events, series
+
+
 def _event(at: datetime, alert_key: str, decision: Decision) -> dict[str, Any]:
     return {
         "time": at,
@@ -124,7 +161,9 @@ def backtest(
     step = _step(start, end)
     steps = [start + i * step for i in range(int((end - start) / step) + 1)]
     events: list[dict[str, Any]] = []
-    if rule.condition.type == "composite":
+    if rule.condition.type == "promql":
+        events, series = _promql_replay(conn, rule, steps, tz)
+    elif rule.condition.type == "composite":
         decisions = _composite_decisions(conn, rule, steps, tz, depth=1)
         events = [
             _event(at, "", d)

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import promql_parser
+
 from monitoring_core.enums import Severity
 from monitoring_core.errors.queries import DIMENSIONS
 
@@ -30,6 +32,7 @@ __all__ = [
 
 # `external`: alerts received from Prometheus, Grafana or an Alertmanager webhook; the receiver
 # (flows/external_alerts) drives their instances, the evaluation cycle skips them.
+# `promql`: the condition is a PromQL expression (`expr`), see alerts/promql_rules.py.
 RULE_TYPES = (
     "threshold",
     "anomaly",
@@ -38,6 +41,7 @@ RULE_TYPES = (
     "rate_of_change",
     "composite",
     "external",
+    "promql",
 )
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "p50", "p75", "p90", "p95", "p99")
 OPERATORS = {
@@ -87,6 +91,7 @@ class Condition:
     logic: str = "and"  # composite
     rules: tuple[int, ...] = ()  # composite children
     expire_minutes: float = 60.0  # a grouped key unseen this long expires
+    expr: str = ""  # promql: the expression; every series it returns is one alert
     min_count: int = 0  # windowed signals: a window with fewer events gives no value
 
 
@@ -155,6 +160,8 @@ def _type_specific(kind: str, cfg: Mapping[str, Any], out: dict[str, Any], probl
                     "message": f"unknown error dimensions {unknown}; use {sorted(PATTERN_DIMENSIONS)}",
                 }
             )
+    if kind == "promql":
+        out["expr"] = _promql_expr(cfg.get("expr"), problems)
     if kind == "composite":
         children = cfg.get("rules")
         if (
@@ -171,6 +178,20 @@ def _type_specific(kind: str, cfg: Mapping[str, Any], out: dict[str, Any], probl
         if logic not in ("and", "or"):
             problems.append({"field": "condition_config.logic", "message": "must be and or or"})
         out["logic"] = logic
+
+
+def _promql_expr(raw: Any, problems: list) -> str:
+    """The expression of a `promql` rule, parsed here so that a typo is a 422, not a cycle error."""
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > 5000 or "\x00" in raw:
+        problems.append(
+            {"field": "condition_config.expr", "message": "a PromQL expression is required"}
+        )
+        return ""
+    try:
+        promql_parser.parse(raw)
+    except ValueError as exc:
+        problems.append({"field": "condition_config.expr", "message": f"parse error: {exc}"})
+    return raw
 
 
 def _no_data_mode(cfg: Mapping[str, Any], problems: list) -> str:

@@ -21,10 +21,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.engine import AlertState, Check, Decision, evaluate, transition
 from monitoring_core.alerts.last_seen import last_point, newest_points
+from monitoring_core.alerts.promql_rules import promql_decisions
 from monitoring_core.alerts.rules import WEDDING_CRITICAL_SERVICES, Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.silences import alert_labels, is_silenced, list_silences
 from monitoring_core.alerts.store import list_rules, load_states, mark_data_seen, state_of
@@ -36,6 +38,7 @@ from monitoring_core.incidents.store import add_timeline_entry, open_incident
 from monitoring_core.notify.outbox import enqueue, outbox_rows
 from monitoring_core.notify.templates import render_alert
 from monitoring_core.oncall.routing import route_channels
+from monitoring_core.prometheus.promql.model import QueryError
 from monitoring_core.schema import (
     alert_instances,
     incidents,
@@ -270,6 +273,9 @@ def _evaluate_all(
 def _evaluate_rule(
     cycle: Cycle, rule: Rule, keyed: series_mod.Keyed, existing: dict[str, dict[str, Any]]
 ) -> None:
+    if rule.condition.type == "promql":
+        _evaluate_promql(cycle, rule, existing)
+        return
     grouped = bool(rule.condition.group_by)
     if not grouped or not keyed:
         keyed = {"": keyed.get("", ({}, []))} if not grouped else {"": ({}, [])}
@@ -299,6 +305,19 @@ def _evaluate_rule(
         _apply(cycle, rule, key, row.get("trigger_dimensions") or {}, decision, row, state)
     cycle.holds[rule.id] = True if True in results else (False if False in results else None)
     cycle.report.keys += len(keyed)
+
+
+def _evaluate_promql(cycle: Cycle, rule: Rule, existing: dict[str, dict[str, Any]]) -> None:
+    """A PromQL rule: one alert per series its expression returns (alerts/promql_rules)."""
+    try:
+        with cycle.conn.begin_nested():  # a failing expression must not abort the cycle
+            decided = list(promql_decisions(cycle.conn, rule, existing, cycle.now, tz=cycle.tz))
+    except (QueryError, DBAPIError) as exc:
+        cycle.report.errors.append(f"rule {rule.id}: {type(exc).__name__}: {exc}")
+        return
+    for key, labels, decision, row in decided:
+        _apply(cycle, rule, key, labels, decision, dict(row) if row else None, state_of(row))
+    cycle.report.keys += len(decided)
 
 
 def _apply(
