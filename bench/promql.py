@@ -1,0 +1,231 @@
+"""Prometheus in and out: remote-write throughput and PromQL `query_range` latency.
+
+Remote write: the API (one uvicorn process) on the `bench_health` database; CLIENTS processes
+POST a snappy-compressed WriteRequest of 500 series × 200 samples (what a Prometheus queue
+shard sends over a few seconds of backlog) to `/api/v1/write` for DURATION_S seconds.
+Baseline in the same run: raw binary COPY of the same rows into `metric_points`.
+
+Query: 1,000 counter series `bench_requests_total{job=j0..j9, instance=i…}` sampled every
+60 s for 7 days (10 M points, raw rows as ingested), then `sum by (job) (rate(x[5m]))` over
+24 h at a 60 s step and over 7 d at a 5 min step, through the same function the
+`/api/v1/query_range` route calls. Baseline: reading the raw points alone
+(`points_reader.read_points`). Last line: JSON. Targets: >= 100,000 samples/s; < 500 ms
+(24 h); < 1 s (7 d).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing as mp
+import os
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import cramjam
+import numpy as np
+import psutil
+from _bench_db import bench_database
+from sqlalchemy import Connection, text
+
+from bench._api import start_api
+from monitoring_core.accounts import create_api_key
+from monitoring_core.enums import ApiScope
+from monitoring_core.ingest.copy import PG_EPOCH, binary_copy_payload
+from monitoring_core.partitions import ensure_partitions
+from monitoring_core.points_reader import read_points
+from monitoring_core.prometheus.http_api import range_query
+from monitoring_core.prometheus.prompb import WriteRequest
+
+CLIENTS = 2
+DURATION_S = 10.0
+SERIES, SAMPLES = 500, 200
+QUERY_SERIES, DAYS, SCRAPE_S = 1000, 7, 60
+QUERY = "sum by (job) (rate(bench_requests_total[5m]))"
+
+
+def write_body(now: datetime) -> bytes:
+    request = WriteRequest()
+    first_ms = int((now - timedelta(minutes=55)).timestamp() * 1000)
+    for s in range(SERIES):
+        series = request.timeseries.add()
+        series.labels.add(name="__name__", value=f"bench_rw_{s % 25}_total")
+        series.labels.add(name="instance", value=f"host-{s}:9100")
+        series.labels.add(name="job", value="node")
+        for i in range(SAMPLES):
+            series.samples.add(value=float(s * 1000 + i * 3), timestamp=first_ms + i * 15_000)
+    return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+
+
+def _client(port: int, body: bytes, key: str, deadline: float, out: mp.Queue) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "snappy",
+        "X-Prometheus-Remote-Write-Version": "0.1.0",
+        "Authorization": f"Bearer {key}",
+    }
+    sent = failed = 0
+    while time.monotonic() < deadline:
+        conn.request("POST", "/api/v1/write", body=body, headers=headers)
+        reply = conn.getresponse()
+        reply.read()
+        if reply.status == 204:
+            sent += SERIES * SAMPLES
+        else:
+            failed += 1
+    out.put((sent, failed))
+
+
+def remote_write_rate(port: int, body: bytes, key: str) -> tuple[float, int]:
+    out: mp.Queue = mp.Queue()
+    start = time.monotonic()
+    procs = [
+        mp.Process(target=_client, args=(port, body, key, start + DURATION_S, out))
+        for _ in range(CLIENTS)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=300) for _ in procs]
+    elapsed = time.monotonic() - start
+    for p in procs:
+        p.join()
+    return sum(r[0] for r in results) / elapsed, sum(r[1] for r in results)
+
+
+def _copy(conn: Connection, times_us: np.ndarray, ids: np.ndarray, values: np.ndarray) -> None:
+    # timestamptz travels in binary COPY as int8 µs since 2000: the payload writer's int8 path
+    columns: list[Any] = [times_us, ids, values]
+    payload = binary_copy_payload(("int8", "int8", "float8"), columns)
+    pg = conn.connection.driver_connection
+    assert pg is not None
+    with (
+        pg.cursor() as cur,
+        cur.copy("COPY metric_points (time, series_id, value) FROM STDIN (FORMAT BINARY)") as cp,
+    ):
+        cp.write(payload)
+
+
+def copy_rate(conn: Connection, series_id: int, rows: int, now: datetime) -> float:
+    base = int((now - PG_EPOCH).total_seconds() * 1e6)
+    times = base - np.arange(rows, dtype=np.int64) * 1000
+    ids = np.full(rows, series_id, dtype=np.int64)
+    start = time.perf_counter()
+    _copy(conn, times, ids, np.arange(rows, dtype=np.float64))
+    return rows / (time.perf_counter() - start)
+
+
+def load_query_data(conn: Connection, now: datetime) -> int:
+    ensure_partitions(
+        conn, start=now - timedelta(days=DAYS + 1), end=now, tables=("metric_points",)
+    )
+    ids = (
+        conn.execute(
+            text(
+                "INSERT INTO metric_series (name, dimensions) SELECT 'bench_requests_total', "
+                "jsonb_build_object('job', 'j' || (i % 10), 'instance', 'i' || i) "
+                "FROM generate_series(0, :n - 1) AS i RETURNING id"
+            ),
+            {"n": QUERY_SERIES},
+        )
+        .scalars()
+        .all()
+    )
+    count = DAYS * 86400 // SCRAPE_S
+    end_us = int((now - PG_EPOCH).total_seconds() * 1e6)
+    times = end_us - (count - 1 - np.arange(count, dtype=np.int64)) * SCRAPE_S * 1_000_000
+    rng = np.random.default_rng(1)
+    for start in range(0, len(ids), 100):
+        chunk = ids[start : start + 100]
+        values = np.cumsum(rng.poisson(30, size=(len(chunk), count)), axis=1).astype(float)
+        _copy(
+            conn,
+            np.tile(times, len(chunk)),
+            np.repeat(np.array(chunk, dtype=np.int64), count),
+            values.ravel(),
+        )
+    return len(ids) * count
+
+
+def _timed(run: object, repeat: int = 3) -> float:
+    laps = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()  # type: ignore[operator]
+        laps.append((time.perf_counter() - start) * 1000)
+    return statistics.median(laps)
+
+
+def main() -> None:
+    url, engine = bench_database()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    with engine.begin() as conn:
+        key = create_api_key(
+            conn, name="bench", scope=ApiScope.INGEST, rate_limit_per_minute=0, points_per_minute=0
+        )
+    body = write_body(datetime.now(UTC))
+    print(f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}")
+    print(
+        f"remote write: {SERIES} series x {SAMPLES} samples per request, {len(body):,} bytes snappy"
+    )
+    api, port = start_api(url)
+    try:
+        rss = psutil.Process(api.pid)
+        rw_rate, rw_failed = remote_write_rate(port, body, key)
+        api_rss = rss.memory_info().rss / 2**20
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    with engine.begin() as conn:
+        sid = conn.execute(text("SELECT min(id) FROM metric_series")).scalar_one()
+        raw_copy = copy_rate(conn, sid, 500_000, now)
+    print(
+        f"  {rw_rate:>10,.0f} samples/s over HTTP, {CLIENTS} clients ({rw_failed} failed; target >= 100,000)"
+    )
+    print(f"  {raw_copy:>10,.0f} rows/s raw binary COPY into metric_points (this process)")
+    print(f"  remote write is {rw_rate / raw_copy:.0%} of raw COPY; API RSS {api_rss:.0f} MB")
+
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE metric_series, metric_points RESTART IDENTITY CASCADE"))
+        started = time.perf_counter()
+        points = load_query_data(conn, now)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE metric_points"))
+    print(f"query data: {points:,} points loaded in {time.perf_counter() - started:.1f} s")
+    end_s = now.timestamp()
+    figures = {}
+    with engine.connect() as conn:
+        ids = conn.execute(text("SELECT id FROM metric_series")).scalars().all()
+        for label, span_s, step_s in (("24h", 86400, 60), ("7d", 7 * 86400, 300)):
+            start_ms, end_ms = int((end_s - span_s) * 1000), int(end_s * 1000)
+            result = range_query(conn, QUERY, start_ms, end_ms, step_s * 1000)
+            assert len(result["result"]) == 10
+            ms = _timed(
+                lambda a=start_ms, b=end_ms, s=step_s: range_query(conn, QUERY, a, b, s * 1000)
+            )
+            frm = datetime.fromtimestamp(end_s - span_s - 300, tz=UTC)
+            read_ms = _timed(lambda f=frm: read_points(conn, ids, f, now))
+            figures[label] = (ms, read_ms)
+            print(
+                f"  query_range {label} step {step_s}s: {ms:,.0f} ms (reading the raw points alone {read_ms:,.0f} ms)"
+            )
+    engine.dispose()
+    print(
+        json.dumps(
+            {
+                "remote_write_samples_per_s": round(rw_rate),
+                "raw_copy_rows_per_s": round(raw_copy),
+                "api_rss_mb": round(api_rss),
+                "query_range_24h_ms": round(figures["24h"][0]),
+                "read_points_24h_ms": round(figures["24h"][1]),
+                "query_range_7d_ms": round(figures["7d"][0]),
+                "read_points_7d_ms": round(figures["7d"][1]),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
