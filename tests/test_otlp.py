@@ -416,3 +416,32 @@ def test_point_rate_counts_spans(api_server: str, engine: Engine) -> None:
     assert second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
     assert "point rate" in _status(second).message
     assert _rows(engine, "SELECT count(*) AS n FROM spans")[0].n == 2
+
+
+def test_json_batch_log_route(api_server: str, ingest_key: str, engine: Engine) -> None:
+    url = f"{api_server}/api/monitoring/logs"
+    good = [
+        {"service": "payments", "severity": "error", "body": "card declined",
+         "trace_id": "4BF92F3577B34DA6A3CE929D0E0E4736", "attributes": {"provider": "stripe"}},
+        {"service": "search", "body": "served", "severity_number": 5},
+    ]  # fmt: skip
+    response = httpx.post(url, json=good, headers=_auth(ingest_key))
+    assert response.status_code == 202 and response.json() == {"accepted": 2}
+    rows = _rows(
+        engine, "SELECT service, severity_number, severity_text, trace_id FROM log_records"
+    )
+    assert sorted(tuple(r) for r in rows) == [
+        ("payments", 17, "ERROR", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("search", 5, None, None),
+    ]
+    bad = [
+        {"service": "x"},
+        {"service": "x", "body": "b", "severity": "LOUD", "trace_id": "00" * 16, "extra": 1},
+        {"service": "x", "body": "b", "attributes": [1]},
+    ]
+    response = httpx.post(url, json=bad, headers=_auth(ingest_key))
+    assert response.status_code == 422
+    problems = {(p["index"], p["field"]) for p in response.json()["detail"]}
+    assert problems == {(0, "body"), (1, "severity"), (1, "trace_id"), (1, "extra"),
+                        (2, "attributes")}  # fmt: skip
+    assert httpx.post(url, json=good).status_code == 401

@@ -20,20 +20,27 @@ from typing import Any
 
 import psycopg
 import sqlalchemy.exc
-from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.app import DB_UNAVAILABLE_ERRORS, RETRY_AFTER_S
-from monitoring_core.api.body import read_body
-from monitoring_core.api.deps import INGEST_SCOPES, check_key, count_points, presented_key
+from monitoring_core.api.body import read_body, read_json_items
+from monitoring_core.api.deps import (
+    INGEST_SCOPES,
+    check_key,
+    count_points,
+    presented_key,
+    require_ingest,
+)
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.errors.envelope import EnvelopeError, EnvelopeItem
 from monitoring_core.ingest.copy import copy_rows
 from monitoring_core.ingest.metrics import SeriesCache
 from monitoring_core.ingest.performance import TIMING_COLUMNS
-from monitoring_core.ingest.validate import Limits
+from monitoring_core.ingest.validate import InvalidItems, Limits
 from monitoring_core.logs.store import insert_logs
+from monitoring_core.logs.validate import validate_logs
 from monitoring_core.otlp.decode import (
     JSON,
     Signal,
@@ -215,6 +222,53 @@ def _route(signal: Signal) -> None:
 
 for _signal in Signal:
     _route(_signal)
+
+
+def _store_log_items(app: FastAPI, items: list[dict[str, Any]]) -> int:
+    now = datetime.now(UTC)
+    rows = validate_logs(items, limits=_window(app, ("log_records",), now), now=now)
+    needs = {"log_records": {row[0].date() for row in rows}}
+    return partition_days(app).write(needs, lambda conn: insert_logs(conn, rows))
+
+
+@router.post(
+    "/api/monitoring/logs",
+    status_code=202,
+    summary="Ingest log records (JSON batch)",
+    dependencies=[Depends(require_ingest)],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "array", "items": {"type": "object"}},
+                    "example": [
+                        {
+                            "service": "payments",
+                            "severity": "ERROR",
+                            "body": "card declined by provider",
+                            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                            "attributes": {"provider": "stripe"},
+                        }
+                    ],
+                }
+            },
+        }
+    },
+)
+async def ingest_logs(request: Request) -> JSONResponse:
+    """`{service, body, severity?|severity_number?, timestamp?, trace_id?, span_id?,
+    attributes?}` or an array of them; the whole batch is refused (422) when an item is bad."""
+    items = await read_json_items(request, max_bytes=request.app.state.settings.max_body_bytes)
+    count_points(request, len(items))
+    stats = request.app.state.stats
+    try:
+        accepted = await run_in_threadpool(_store_log_items, request.app, items)
+    except InvalidItems:
+        stats.count_items("logs", rejected=len(items))
+        raise
+    stats.count_items("logs", accepted=accepted)
+    return JSONResponse({"accepted": accepted}, status_code=202)
 
 
 async def store_sentry_transactions(
