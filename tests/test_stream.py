@@ -17,7 +17,12 @@ from monitoring_core.accounts import create_api_key
 from monitoring_core.api import routes_stream
 from monitoring_core.enums import ApiScope
 from monitoring_core.flows.live_feed import Cursor, events_after, latest_cursor
-from monitoring_core.schema import alert_events, notification_deliveries
+from monitoring_core.schema import (
+    alert_events,
+    error_group_changes,
+    error_groups,
+    notification_deliveries,
+)
 
 PATH = "/api/monitoring/stream"
 
@@ -149,14 +154,24 @@ def test_it_refuses_bad_resumes_and_other_scopes(
 
 
 def test_the_feed_keeps_each_tables_order_and_its_cursor(engine: Engine, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            insert(error_groups).values(
+                fingerprint="f", error_type="KeyError", message_template="k", level="error",
+                severity="high", first_seen=now, last_seen=now,
+            )
+        )  # fmt: skip
+        conn.execute(insert(error_group_changes).values(group_id=1, kind="regressed", time=now))
     _alert(engine, now, "firing")
     _delivery(engine, now - timedelta(seconds=1))
     _alert(engine, now - timedelta(seconds=5), "resolved")  # later id, earlier time
     with engine.connect() as conn:
         events, cursor = events_after(conn, Cursor())
-        assert cursor == latest_cursor(conn) == Cursor(alert=2, delivery=1)
+        assert cursor == latest_cursor(conn) == Cursor(alert=2, delivery=1, error=1)
         order = [(e.kind, e.row_id) for e in events]
-        assert order == [("delivery", 1), ("alert", 1), ("alert", 2)]  # alert 2 stays after 1
+        # alert 2 (earlier time, later id) stays after alert 1
+        assert order == [("delivery", 1), ("alert", 1), ("alert", 2), ("error", 1)]
+        assert events[3].name == "error_group.regressed"
         assert events_after(conn, cursor) == ([], cursor)
     with pytest.raises(ValueError):
-        Cursor.parse("1.2.3")
+        Cursor.parse("1.2.3.4")

@@ -1,5 +1,6 @@
 """`GET /api/monitoring/stream`: Server-Sent Events of alert state changes, incident timeline
-entries, notification deliveries and health check flips (scope read or admin).
+entries, notification deliveries, health check flips and new/regressed/resolved error groups
+(scope read or admin).
 
 One poller per API process reads the tables after its cursor (`flows.live_feed`) every
 POLL_S seconds and fans the events out to every connected client: the database sees one

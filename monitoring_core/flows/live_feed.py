@@ -1,7 +1,8 @@
 """What happened after a cursor: alert state changes, incident timeline entries, notification
-deliveries and health check flips, for the live stream (`GET /api/monitoring/stream`).
+deliveries, health check flips and error-group changes (new, regressed, resolved …), for the
+live stream (`GET /api/monitoring/stream`).
 
-The cursor is the last id seen in each of the four tables, so any API process can resume any
+The cursor is the last id seen in each of the five tables, so any API process can resume any
 client from the tables alone (`Last-Event-ID`). Within one table events come in id order,
 which is what makes "everything after this cursor" exact; across tables they are merged by
 time. Delivery errors are left out (they can quote a channel's answer); statuses are enough.
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, func, select
 
 from monitoring_core.schema import (
     alert_events,
+    error_group_changes,
     health_check_flips,
     incident_timeline,
     notification_deliveries,
@@ -32,6 +34,7 @@ _TABLES = {
     "incident": incident_timeline,
     "delivery": notification_deliveries,
     "health": health_check_flips,
+    "error": error_group_changes,
 }
 
 
@@ -41,16 +44,17 @@ class Cursor:
     incident: int = 0
     delivery: int = 0
     health: int = 0
+    error: int = 0
 
     def text(self) -> str:
-        return f"{self.alert}.{self.incident}.{self.delivery}.{self.health}"
+        return f"{self.alert}.{self.incident}.{self.delivery}.{self.health}.{self.error}"
 
     @classmethod
     def parse(cls, text: str) -> Cursor:
         """A cursor from its text (an SSE event id); ValueError for anything else."""
         parts = text.strip().split(".")
-        if len(parts) != 4 or not all(p.isdigit() and len(p) <= 18 for p in parts):
-            raise ValueError("Last-Event-ID must be four ids joined by dots, e.g. 12.3.40.2")
+        if len(parts) != 5 or not all(p.isdigit() and len(p) <= 18 for p in parts):
+            raise ValueError("Last-Event-ID must be five ids joined by dots, e.g. 12.3.40.2.0")
         return cls(*(int(p) for p in parts))
 
     def after(self, kind: str, row_id: int) -> Cursor:
@@ -62,7 +66,7 @@ class Cursor:
 
 @dataclass(frozen=True)
 class LiveEvent:
-    kind: str  # alert | incident | delivery | health
+    kind: str  # alert | incident | delivery | health | error
     row_id: int
     time: datetime
     data: dict[str, Any]
@@ -167,6 +171,26 @@ def _flips(conn: Connection, after: int, limit: int) -> list[LiveEvent]:
     ]
 
 
+def _error_changes(conn: Connection, after: int, limit: int) -> list[LiveEvent]:
+    t = error_group_changes
+    rows = conn.execute(select(t).where(t.c.id > after).order_by(t.c.id).limit(limit))
+    return [
+        LiveEvent(
+            "error",
+            r.id,
+            r.time,
+            {
+                "type": f"error_group.{r.kind}",
+                "group_id": r.group_id,
+                "release": r.release,
+                "actor": r.actor,
+                "time": r.time.isoformat(),
+            },
+        )
+        for r in rows
+    ]
+
+
 def _merged(lists: Iterable[list[LiveEvent]]) -> list[LiveEvent]:
     """By time, keeping each table's id order (heapq.merge takes heads in turn)."""
     return list(heapq.merge(*lists, key=lambda e: e.time))
@@ -183,6 +207,7 @@ def events_after(
             ("incident", _incidents),
             ("delivery", _deliveries),
             ("health", _flips),
+            ("error", _error_changes),
         )
     )
     for event in events:
