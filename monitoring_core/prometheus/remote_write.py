@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import cramjam
+import numpy as np
 import orjson
 from google.protobuf.message import DecodeError
 
@@ -136,6 +137,11 @@ def _labels(series: object) -> tuple[str, dict[str, str]] | str:
     return name, dims
 
 
+def _moment(moments: dict[int, datetime], ms: int) -> datetime:
+    moment = moments[ms] = _EPOCH + timedelta(milliseconds=ms)
+    return moment
+
+
 def _series_desc(name: str, dims: dict[str, str]) -> str:
     inner = ",".join(f'{k}="{v[:40]}"' for k, v in list(dims.items())[:6])
     return f"{name}{{{inner}}}"
@@ -145,6 +151,7 @@ def convert(request: WriteRequest, *, limits: Limits) -> Converted:
     """The request's samples as an ingest batch; invalid parts recorded in `problems`."""
     out = Converted(MetricBatch([], [], [], {}))
     keys, times, values = out.batch.keys, out.batch.times, out.batch.values
+    moments: dict[int, datetime] = {}
     oldest_ms = (limits.oldest - _EPOCH) // timedelta(milliseconds=1)
     newest_ms = (limits.newest - _EPOCH) // timedelta(milliseconds=1)
     for series in request.timeseries:
@@ -158,18 +165,28 @@ def convert(request: WriteRequest, *, limits: Limits) -> Converted:
         name, dims = labelled
         key = (name, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS))
         _infer_catalog(out.catalog, name, dims)
-        bad = 0
-        for sample in series.samples:
-            value, stamp = sample.value, sample.timestamp
-            if value != value:  # NaN: a staleness marker (or a NaN result) is not stored
-                out.dropped_nan += 1
-                continue
-            if not (oldest_ms <= stamp <= newest_ms and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE):
-                bad += 1
-                continue
-            keys.append(key)
-            times.append(_EPOCH + timedelta(milliseconds=stamp))
-            values.append(value)
+        pairs = [(sample.timestamp, sample.value) for sample in series.samples]
+        if not pairs:
+            continue
+        # int64 ms fit float64 exactly up to 2^53 (year 285,000); larger ones fail the range
+        both = np.array(pairs, dtype=np.float64)
+        stamps, numbers = both[:, 0], both[:, 1]
+        nan = np.isnan(numbers)  # staleness markers (and NaN results) are not stored
+        ok = ~nan & (stamps >= oldest_ms) & (stamps <= newest_ms)
+        ok &= np.abs(np.where(nan, 0.0, numbers)) <= MAX_MAGNITUDE
+        kept = int(ok.sum())
+        out.dropped_nan += int(nan.sum())
+        bad = len(pairs) - kept - int(nan.sum())
+        if kept:
+            # a target's series share their scrape instants: one datetime per instant
+            times.extend(
+                [
+                    moments[t] if t in moments else _moment(moments, t)
+                    for t in stamps[ok].astype(np.int64).tolist()
+                ]
+            )
+            values.extend(numbers[ok].tolist())
+            keys.extend([key] * kept)
         if bad:
             out.problem(
                 f"{_series_desc(name, dims)}: {bad} samples outside the accepted time range "
