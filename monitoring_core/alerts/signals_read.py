@@ -144,6 +144,12 @@ class SignalReader:
     wanted: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)
     frames: dict[str, _Frame] = field(default_factory=dict)
     read: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)
+    sorted: dict[tuple[str, tuple[str, ...], int], dict[tuple[str, ...], tuple[Any, Any]]] = field(
+        default_factory=dict
+    )
+    regressions: dict[tuple[datetime, int], list[tuple[dict[str, str], float]]] = field(
+        default_factory=dict
+    )
     computed: dict[SignalKey, Grouped] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- stamps and intervals
@@ -225,24 +231,33 @@ class SignalReader:
         return self.computed[key]
 
     # ---------------------------------------------------------------- computing
-    def _compute(self, key: SignalKey, frame: _Frame) -> Grouped:
+    def _groups(self, key: SignalKey, frame: _Frame) -> dict[tuple[str, ...], tuple[Any, Any]]:
+        """Per group of `key.dims`, the signal's (times, values) in time order; shared by
+        every key of the same signal and dimensions (they differ in aggregation or window)."""
+        cache_key = (key.signal, key.dims, len(frame.labels))
+        if cache_key in self.sorted:
+            return self.sorted[cache_key]
         selector = _selector(key.signal)
-        groups: dict[tuple[str, ...], tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        parts: dict[tuple[str, ...], tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for labels, ts, vs in zip(frame.labels, frame.times, frame.values, strict=True):
             values = selector(labels, vs)
-            if values is None:
-                continue
-            group = tuple(labels.get(d, "") for d in key.dims)
-            parts = groups.setdefault(group, ([], []))
-            parts[0].append(ts)
-            parts[1].append(values)
+            if values is not None:
+                lists = parts.setdefault(tuple(labels.get(d, "") for d in key.dims), ([], []))
+                lists[0].append(ts)
+                lists[1].append(values)
+        out: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        for group, (t_parts, v_parts) in parts.items():
+            t, v = np.concatenate(t_parts), np.concatenate(v_parts)
+            order = np.argsort(t, kind="stable")
+            out[group] = (t[order], v[order])
+        self.sorted[cache_key] = out
+        return out
+
+    def _compute(self, key: SignalKey, frame: _Frame) -> Grouped:
         stamps = self.stamps(key)
         at = np.array([(s - _EPOCH).total_seconds() for s in stamps])
         out: Grouped = {}
-        for group, (t_parts, v_parts) in groups.items():
-            t, v = np.concatenate(t_parts), np.concatenate(v_parts)
-            order = np.argsort(t, kind="stable")
-            t, v = t[order], v[order]
+        for group, (t, v) in self._groups(key, frame).items():
             if key.mode == "absence":
                 points = _buckets(t, self.now)
             else:
@@ -267,17 +282,25 @@ class SignalReader:
         return out
 
     def _ratios(self, at: datetime, key: SignalKey) -> dict[tuple[str, ...], float]:
-        frame = regression_flags(self.conn, at, key.weeks)
         out: dict[tuple[str, ...], float] = {}
-        for row in frame.itertuples(index=False):
-            enough = row.requests_last_hour >= 20 and row.baseline_requests >= 20
-            if not enough or not math.isfinite(float(row.ratio)):
-                continue
-            labels = {"method": row.method, "endpoint": row.endpoint}
-            labels["service"] = service_of(row.endpoint)
+        for labels, ratio in self._flags(at, key.weeks):
             group = tuple(labels.get(d, "") for d in key.dims)
-            out[group] = max(out.get(group, 0.0), float(row.ratio))
+            out[group] = max(out.get(group, 0.0), ratio)
         return out
+
+    def _flags(self, at: datetime, weeks: int) -> list[tuple[dict[str, str], float]]:
+        """The Performance page's regression rows at `at` (one query, shared by every key)."""
+        if (at, weeks) not in self.regressions:
+            frame = regression_flags(self.conn, at, weeks)
+            rows = []
+            for row in frame.itertuples(index=False):
+                enough = row.requests_last_hour >= 20 and row.baseline_requests >= 20
+                if enough and math.isfinite(float(row.ratio)):
+                    endpoint = str(row.endpoint)
+                    labels = {"method": str(row.method), "endpoint": endpoint}
+                    rows.append(({**labels, "service": service_of(endpoint)}, float(row.ratio)))
+            self.regressions[(at, weeks)] = rows
+        return self.regressions[(at, weeks)]
 
 
 def _labels(family: str, row: Sequence[Any]) -> tuple[dict[str, str], Any, Any]:
