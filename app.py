@@ -6,7 +6,6 @@ To add a page, add one `(file, title, icon)` line to its section in `PAGES`.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -58,27 +57,19 @@ def _navigation() -> dict[str, list[st.Page]]:
     return sections
 
 
-RETURN_KEY = "auth_return_to"  # the page and query a signed-out visitor asked for
-
-
-def _requested() -> tuple[str, dict[str, str]]:
-    """The URL path (without slashes) and query parameters of this run's browser URL."""
-    path = urlsplit(st.context.url or "").path.strip("/") if st.context.url else ""
-    return path, {name: st.query_params[name] for name in st.query_params}
-
-
-def _return_after_sign_in(sections: dict[str, list[st.Page]]) -> None:
-    """A link opened while signed out (a notification's `/response-alerts?instance=N`) opens
-    what it names once the visitor has signed in, query string included."""
-    path, params = st.session_state.pop(RETURN_KEY, ("", {}))
-    if not path and not params:
-        return
-    pages = {p.url_path: p for items in sections.values() for p in items}
-    target = pages.get(path)
-    if target is not None:
-        st.switch_page(target, query_params=params)
-    elif params:  # the landing page, with what the link asked for
-        st.query_params.from_dict(params)
+def _signed_out_navigation(sections: dict[str, list[st.Page]]) -> list[st.Page]:
+    """Only the sign-in form, under every page's URL too: a link opened while signed out (a
+    notification's `/response-alerts?instance=N`) keeps its address and query string while the
+    form is shown, and opens what it names once the visitor has signed in (Streamlit knows a
+    page by its URL path, so the real page takes over on the next run)."""
+    sign_in = st.Page(auth.login_form, title="Sign in", icon=":material/login:", default=True)
+    stand_ins = [
+        st.Page(auth.login_form, title="Sign in", url_path=page.url_path, visibility="hidden")
+        for pages in sections.values()
+        for page in pages
+        if page.url_path  # the landing page ("") is the sign-in page's own address
+    ]
+    return [sign_in, *stand_ins]
 
 
 def main() -> None:
@@ -86,15 +77,10 @@ def main() -> None:
     user = auth.refresh_user()  # re-read each run: deactivation and role changes apply
     auth.session_cookie()  # set after a sign-in, cleared after a sign-out
     if user is None:
-        if RETURN_KEY not in st.session_state:  # the first signed-out run holds the real URL
-            st.session_state[RETURN_KEY] = _requested()
-        # A navigation holding only the sign-in page: no other page can be opened before it.
-        sign_in = st.Page(auth.login_form, title="Sign in", icon=":material/login:")
-        st.navigation([sign_in], position="hidden").run()
+        # Only the sign-in form, whatever the address: no page can be opened before it.
+        st.navigation(_signed_out_navigation(_navigation()), position="hidden").run()
         return
-    sections = _navigation()
-    page = st.navigation(sections)
-    _return_after_sign_in(sections)
+    page = st.navigation(_navigation())
     widgets.time_range_picker()
     widgets.auto_refresh_toggle()
     auth.logout_button()
