@@ -235,7 +235,7 @@ def part_three(url: str, engine: Engine) -> dict[str, Any]:
 
     with engine.begin() as conn:
         key = create_api_key(conn, name="bench-scale", scope=ApiScope.INGEST,
-                             rate_limit_per_minute=10_000_000, points_per_minute=500_000_000)  # fmt: skip
+                             rate_limit_per_minute=1_000_000, points_per_minute=1_000_000_000)  # fmt: skip
     rates = {}
     for processes in (1, 2):
         ingest.WORKERS = processes
