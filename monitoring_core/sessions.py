@@ -11,8 +11,7 @@ MONITORING_SESSION_IDLE_MINUTES.
 
 The cookie is set from a script (Streamlit has no server-side cookie API), so it cannot be
 HttpOnly: a script injected into the page could read it. The pages never render user data as
-HTML (`ui/fmt`), which is what keeps that out; a team that prefers its identity provider can
-use Streamlit's own OIDC sign-in instead (README, "Signing in").
+HTML (`ui/fmt`), which is what keeps that out.
 """
 
 from __future__ import annotations
