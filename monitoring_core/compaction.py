@@ -7,7 +7,7 @@ Once the metric rollups have passed a stretch of raw points and it is older than
 rows are deleted. `points_reader.read_points` reads both forms.
 
 Two paths. A past day whose rows the rollups have all passed is compacted whole
-(`compact_day`): its partition is locked, copied out in binary, encoded, and TRUNCATEd, which
+(`compact_day`): its partition is locked, read packed per series, encoded, and TRUNCATEd, which
 frees rows and index pages at once (deleting millions of rows one by one costs far more than
 encoding them). Today's stretches go one by one (`compact_batch`, `DELETE … RETURNING`); the
 dead rows they leave are reclaimed when the day is over, by the same truncate.
@@ -31,7 +31,6 @@ Safety:
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -77,8 +76,8 @@ _COMPACT = text(
         RETURNING series_id, time, value
     )
     SELECT series_id,
-           string_agg(timestamptz_send(time), ''::bytea ORDER BY time, value) AS t,
-           string_agg(float8send(value), ''::bytea ORDER BY time, value) AS v
+           string_agg(timestamptz_send(time), ''::bytea) AS t,
+           string_agg(float8send(value), ''::bytea) AS v
     FROM d GROUP BY series_id
     """
 )
@@ -163,49 +162,29 @@ def _concat(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) 
     return np.concatenate((a[0], b[0])), np.concatenate((a[1], b[1]))
 
 
-# Binary COPY of (series_id int8, time timestamptz, value float8): per row a field count,
-# then each field's length and bytes, all big-endian.
-_COPY_ROW = np.dtype(
-    [("n", ">i2"), ("l0", ">i4"), ("sid", ">i8"), ("l1", ">i4"), ("t", ">i8"), ("l2", ">i4"),
-     ("v", ">f8")]
-)  # fmt: skip
-_COPY_HEADER = 19  # signature (11), flags (4), header extension length (4)
-
-
-def _copy_out(conn: Connection, partition: str, lo_id: int, hi_id: int) -> np.ndarray:
-    """Every row of a partition with series_id in [lo_id, hi_id), as COPY records."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    buffer = bytearray()
-    # The partition name comes from partition_name() (our own identifier), ids are ints.
-    statement = (
-        f'COPY (SELECT series_id, time, value FROM "{partition}" '  # noqa: S608
-        f"WHERE series_id >= {int(lo_id)} AND series_id < {int(hi_id)} "
-        "ORDER BY series_id, time, value) TO STDOUT (FORMAT BINARY)"
+def _rows_of(conn: Connection, partition: str, ids: Sequence[int]) -> Iterator[tuple]:
+    """(series id, Unix microseconds, values) of every row of the series from min(ids) to
+    max(ids) in a partition (a range test per row, not a lookup in a list of ids),
+    packed per series by Postgres (one result row per series, not one per point), unordered
+    (a sort in SQL cost more than all the encoding), then sorted by time here."""
+    # The partition name comes from partition_name() (our own identifier).
+    source = f'"{partition}"'
+    statement = text(
+        "SELECT series_id, "
+        "string_agg(timestamptz_send(time), ''::bytea) AS t, "
+        "string_agg(float8send(value), ''::bytea) AS v "
+        "FROM " + source + " WHERE series_id BETWEEN :first AND :last GROUP BY series_id"
     )
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for block in copy:
-            buffer += block
-    body = bytes(buffer[_COPY_HEADER:-2])  # minus the header and the -1 trailer
-    if struct.unpack(">h", bytes(buffer[-2:]))[0] != -1:
-        raise ValueError("unexpected end of COPY data")
-    return np.frombuffer(body, dtype=_COPY_ROW)
-
-
-def _by_series(records: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(series id, Unix microseconds, values) per series of records sorted by series."""
-    sids = records["sid"].astype(np.int64)
-    times = records["t"].astype(np.int64) + PG_EPOCH_US
-    values = records["v"].astype(np.float64)
-    bounds = np.flatnonzero(np.diff(sids)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [len(sids)]))
-    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        yield int(sids[a]), times[a:b], values[a:b]
+    for sid, packed_t, packed_v in conn.execute(statement, {"first": min(ids), "last": max(ids)}):
+        t, v = rows_from_packed(packed_t, packed_v)
+        if len(t) > 1 and not (t[1:] >= t[:-1]).all():
+            order = np.lexsort((v, t))
+            t, v = t[order], v[order]
+        yield int(sid), t, v
 
 
 def compact_day(
-    conn: Connection, day: date, watermark: datetime, *, batch: int = 2_000
+    conn: Connection, day: date, watermark: datetime, *, batch_rows: int = 2_000_000
 ) -> tuple[int, int, int] | None:
     """Compact a whole past day's partition at once and TRUNCATE it (caller commits):
     (points, chunks written, chunks merged), or None when the day holds rows the rollups have
@@ -227,19 +206,26 @@ def compact_day(
             text(f'SELECT DISTINCT series_id FROM "{partition}" ORDER BY 1')  # noqa: S608
         ).scalars()
     ]
+    # Series in batches of about `batch_rows` rows: each batch is one scan aggregated in memory
+    # (work_mem sized for it: a spilling hash aggregate is several times slower).
+    estimate = conn.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:p AS regclass)"), {"p": partition}
+    ).scalar_one()
+    per_series = max(float(estimate), 1.0) / max(len(ids), 1)
+    batch = max(1, int(batch_rows / per_series))
+    conn.execute(text("SET LOCAL work_mem = '256MB'"))
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     stretch_us = int(STRETCH.total_seconds() * 1_000_000)
     points = written = merged = 0
     for i in range(0, len(ids), batch):
         part = ids[i : i + batch]
-        records = _copy_out(conn, partition, part[0], part[-1] + 1)
         old: dict[tuple[int, int], list[Chunk]] = {}
         for chunk in lock_chunks(conn, part, day_start, day_start + timedelta(days=1)):
             key = (chunk.series_id, (chunk.start_us - PG_EPOCH_US) // stretch_us)
             old.setdefault(key, []).append(chunk)
         new: list[Chunk] = []
         replaced: list[Chunk] = []
-        for sid, times, values in _by_series(records):
+        for sid, times, values in _rows_of(conn, partition, part):
             points += len(times)
             stretch = (times - PG_EPOCH_US) // stretch_us  # the origin 2000-01-01 is PG's epoch
             cuts = np.flatnonzero(np.diff(stretch)) + 1

@@ -419,6 +419,15 @@ def test_a_past_day_is_compacted_whole_and_its_partition_truncated(
     assert _chunk_count(engine) == (0, 0)
     report = compact(engine, now)
     assert report.whole_days >= 1
+    with engine.connect() as conn:  # one chunk per series and stretch
+        stretch = "date_bin('2 hours', {}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+        one_each = text(
+            f"SELECT count(*) FROM (SELECT series_id, {stretch.format('start_time')} "  # noqa: S608 - constants
+            f"FROM metric_chunks WHERE {stretch.format('start_time')} = "
+            f"{stretch.format('end_time')} GROUP BY 1, 2 HAVING count(*) = 1) x"
+        )
+        chunks_now = conn.execute(text("SELECT count(*) FROM metric_chunks")).scalar_one()
+        assert conn.execute(one_each).scalar_one() == chunks_now
     with engine.connect() as conn:
         assert conn.execute(size).scalar_one() == 0  # rows and index pages freed at once
         rows_left = conn.execute(text("SELECT count(*) FROM metric_points")).scalar_one()
