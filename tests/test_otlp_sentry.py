@@ -47,3 +47,26 @@ def test_transactions_become_spans_and_api_timings(
     assert root.resource["service.version"] == "payments@1.4.0"
     assert root.status_code == 2  # not_found
     assert [tuple(t) for t in timings] == [("GET", "/api/bookings/{id}", 404)]
+
+
+def test_sentry_logs_become_log_records(api_server: str, ingest_key: str, engine: Engine) -> None:
+    with sentry(api_server, ingest_key, traces_sample_rate=1.0, enable_logs=True):
+        with sentry_sdk.start_transaction(name="nightly-payouts", op="task") as txn:
+            sentry_sdk.logger.error("payout {payout_id} refused", payout_id=77)
+            sentry_sdk.logger.info("payouts done")
+            trace_id = txn.trace_id
+    with engine.connect() as conn:
+        rows = list(
+            conn.execute(
+                text(
+                    "SELECT body, severity_number, severity_text, trace_id, attributes"
+                    " FROM log_records ORDER BY time"
+                )
+            )
+        )
+    assert [(r.body, r.severity_number, r.severity_text) for r in rows] == [
+        ("payout 77 refused", 17, "ERROR"),
+        ("payouts done", 9, "INFO"),
+    ]
+    assert rows[0].trace_id == trace_id
+    assert rows[0].attributes["sentry.message.parameter.payout_id"] == 77

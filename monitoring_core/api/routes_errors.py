@@ -37,7 +37,7 @@ from monitoring_core.api.deps import (
 )
 from monitoring_core.api.params import Id
 from monitoring_core.api.routes_ingest import app_cache, partition_days
-from monitoring_core.api.routes_otlp import store_sentry_transactions
+from monitoring_core.api.routes_otlp import store_sentry_logs, store_sentry_transactions
 from monitoring_core.audit import key_actor
 from monitoring_core.errors.batcher import GroupCommit
 from monitoring_core.errors.correlation import related_events
@@ -263,6 +263,7 @@ async def _envelope(request: Request, project_id: str) -> Response:
     now = datetime.now(UTC)
     await _ingest_sentry(request, _envelope_events(envelope, project_id, now), now)
     await store_sentry_transactions(request, envelope.items, project_id)  # spans (#14)
+    await store_sentry_logs(request, envelope.items, project_id)  # log records (#14)
     return _json({"id": envelope.headers.get("event_id")})
 
 

@@ -39,6 +39,7 @@ from monitoring_core.ingest.copy import copy_rows
 from monitoring_core.ingest.metrics import SeriesCache
 from monitoring_core.ingest.performance import TIMING_COLUMNS
 from monitoring_core.ingest.validate import InvalidItems, Limits
+from monitoring_core.logs.sentry import sentry_log_rows
 from monitoring_core.logs.store import insert_logs
 from monitoring_core.logs.validate import validate_logs
 from monitoring_core.otlp.decode import (
@@ -57,7 +58,7 @@ from monitoring_core.otlp.traces import spans_from_request
 from monitoring_core.traces.sentry import transaction_spans
 from monitoring_core.traces.store import insert_spans
 
-__all__ = ["router", "store_sentry_transactions"]
+__all__ = ["router", "store_sentry_logs", "store_sentry_transactions"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["otlp"])
@@ -304,5 +305,41 @@ async def store_sentry_transactions(
         _write_spans(app, spans, timings)
         app.state.stats.count_items("sentry_spans", accepted=len(spans), rejected=rejected)
         return len(spans)
+
+    return await run_in_threadpool(store)
+
+
+async def store_sentry_logs(
+    request: Request, items: Iterable[EnvelopeItem], project_id: str
+) -> int:
+    """Log records from an envelope's `log` items (the Sentry envelope route calls this);
+    returns the records stored."""
+    payloads: list[dict[str, Any]] = []
+    refused = 0
+    for item in items:
+        if item.type == "log":
+            try:
+                payloads.append(item.json())
+            except EnvelopeError:
+                refused += 1
+    if not payloads:
+        if refused:
+            request.app.state.stats.count_items("sentry_logs", rejected=refused)
+        return 0
+
+    def store() -> int:
+        app = request.app
+        limits = _window(app, ("log_records",), datetime.now(UTC))
+        rows: list[tuple[Any, ...]] = []
+        rejected = refused
+        for payload in payloads:
+            mapped, bad = sentry_log_rows(payload, project_id, limits)
+            rows += mapped
+            rejected += bad
+        if rows:
+            needs = {"log_records": {row[0].date() for row in rows}}
+            partition_days(app).write(needs, lambda conn: insert_logs(conn, rows))
+        app.state.stats.count_items("sentry_logs", accepted=len(rows), rejected=rejected)
+        return len(rows)
 
     return await run_in_threadpool(store)
