@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from monitoring_core.api.admin_io import actor_of
 from monitoring_core.api.body import parse_json, read_body
 from monitoring_core.api.deps import count_points, require_admin, require_ingest, require_read
+from monitoring_core.api.heavy import HeavyGate, may_be_heavy
 from monitoring_core.api.params import ID_MAX, Id
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
@@ -282,16 +283,40 @@ def _grouping(path: str) -> dict[str, str]:
         raise HTTPException(400, str(exc)) from None
 
 
+# Pushes over this many bytes (or compressed, or of unknown length) wait for one of
+# HEAVY_PUSHES slots before their body is read: memory stays bounded whatever the number of
+# concurrent senders (see api/heavy.py); smaller pushes never wait.
+HEAVY_PUSH_BYTES = 64 * 1024
+HEAVY_PUSHES = 2
+HEAVY_PUSH_WAIT_S = 30.0
+
+
+async def _read_and_store(request: Request, grouping: dict[str, str]) -> int:
+    body = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
+    try:
+        return await run_in_threadpool(_store_push, request, body, grouping)
+    finally:
+        del body  # freed before the next waiting push takes the slot
+
+
 @_multi_method(push, "/metrics/{first}/{rest:path}", ("PUT", "POST"), status_code=202)
 async def pushgateway_push(request: Request, first: str, rest: str) -> JSONResponse:
-    """`prometheus_client.push_to_gateway` (PUT) and `pushadd_to_gateway` (POST)."""
+    """`prometheus_client.push_to_gateway` (PUT) and `pushadd_to_gateway` (POST). Large
+    pushes are handled HEAVY_PUSHES at a time; one that waited HEAVY_PUSH_WAIT_S gets 503
+    with Retry-After."""
     grouping = _grouping(f"{first}/{rest}")
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media not in _TEXT_TYPES:
         raise HTTPException(415, f"unsupported content type {media!r}; send the text format")
-    body = await read_body(request, max_bytes=request.app.state.settings.max_body_bytes)
     try:
-        accepted = await run_in_threadpool(_store_push, request, body, grouping)
+        if may_be_heavy(request, HEAVY_PUSH_BYTES):
+            gate = app_cache(
+                request.app, "heavy_pushes", lambda: HeavyGate(HEAVY_PUSHES, HEAVY_PUSH_WAIT_S)
+            )
+            async with gate.slot("pushes"):
+                accepted = await _read_and_store(request, grouping)
+        else:
+            accepted = await _read_and_store(request, grouping)
     except ExpositionError as exc:
         request.app.state.stats.count_items("pushgateway", rejected=1)
         return JSONResponse({"detail": str(exc), "line": exc.line}, status_code=400)

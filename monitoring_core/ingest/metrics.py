@@ -247,10 +247,14 @@ class SeriesLimitExceeded(InvalidItems):
         super().__init__([ItemError(index, "dimensions", self.message)])
 
 
+# Series keys travel as one JSON document (`_keys_json`): as text[]/jsonb[] arrays, psycopg
+# escaped every quote of every dimensions document with a regex callback, which cost ~1 ms a
+# series and ~8 KB of transient memory each on a 10,000-series push.
 _EXISTING_SERIES = text(
     """
-    SELECT s.id, s.name, s.dimensions FROM metric_series s
-    JOIN unnest(CAST(:names AS text[]), CAST(:dims AS jsonb[])) AS i(name, dimensions)
+    SELECT i.ord, s.id FROM metric_series s
+    JOIN ROWS FROM (jsonb_to_recordset(CAST(:keys AS jsonb)) AS (name text, dimensions jsonb))
+        WITH ORDINALITY AS i(name, dimensions, ord)
       ON s.name = i.name AND s.dimensions = i.dimensions
     """
 )
@@ -268,12 +272,27 @@ _COUNT_SERIES = text(
 )
 
 
+def _keys_json(
+    keys: Sequence[SeriesKey], sources: Mapping[SeriesKey, str | None] | None = None
+) -> str:
+    """`[{"name": …, "dimensions": {…}, "source_system": …}, …]`: the dimensions are already
+    canonical JSON, so the document is joined from bytes without re-encoding them."""
+    names: dict[str, bytes] = {}
+    parts = []
+    for key in keys:
+        name = names.get(key[0])
+        if name is None:
+            name = names[key[0]] = b'{"name":' + orjson.dumps(key[0]) + b',"dimensions":'
+        if sources is None:
+            parts.append(name + key[1] + b"}")
+        else:
+            parts.append(name + key[1] + b',"source_system":' + orjson.dumps(sources[key]) + b"}")
+    return (b"[" + b",".join(parts) + b"]").decode()
+
+
 def _existing(conn: Connection, keys: list[SeriesKey]) -> dict[SeriesKey, int]:
-    rows = conn.execute(
-        _EXISTING_SERIES,
-        {"names": [key[0] for key in keys], "dims": [key[1].decode() for key in keys]},
-    )
-    return {(row.name, _canonical(row.dimensions)): row.id for row in rows}
+    rows = conn.execute(_EXISTING_SERIES, {"keys": _keys_json(keys)})
+    return {keys[row.ord - 1]: row.id for row in rows}  # no dimensions decoded and re-encoded
 
 
 def _check_cardinality(
@@ -308,17 +327,19 @@ def _check_cardinality(
 _UPSERT_SERIES = text(
     """
     WITH input AS (
-        SELECT * FROM unnest(CAST(:names AS text[]), CAST(:dims AS jsonb[]),
-                             CAST(:sources AS text[])) AS t(name, dimensions, source_system)
+        SELECT * FROM ROWS FROM (jsonb_to_recordset(CAST(:keys AS jsonb))
+            AS (name text, dimensions jsonb, source_system text))
+            WITH ORDINALITY AS t(name, dimensions, source_system, ord)
     ), inserted AS (
         INSERT INTO metric_series (name, dimensions, source_system)
         SELECT name, dimensions, source_system FROM input
         ON CONFLICT (name, dimensions) DO NOTHING
         RETURNING id, name, dimensions
     )
-    SELECT id, name, dimensions FROM inserted
+    SELECT i.ord, x.id FROM inserted x
+    JOIN input i ON x.name = i.name AND x.dimensions = i.dimensions
     UNION ALL
-    SELECT s.id, s.name, s.dimensions FROM metric_series s
+    SELECT i.ord, s.id FROM metric_series s
     JOIN input i ON s.name = i.name AND s.dimensions = i.dimensions
     """
 )
@@ -353,15 +374,8 @@ def resolve_series(
     for _ in range(3):
         if not missing:
             break
-        rows = conn.execute(
-            _UPSERT_SERIES,
-            {
-                "names": [key[0] for key in missing],
-                "dims": [key[1].decode() for key in missing],
-                "sources": [sources[key] for key in missing],
-            },
-        )
-        fresh.update({(row.name, _canonical(row.dimensions)): row.id for row in rows})
+        rows = conn.execute(_UPSERT_SERIES, {"keys": _keys_json(missing, sources)})
+        fresh.update({missing[row.ord - 1]: row.id for row in rows})
         missing = [key for key in missing if key not in fresh]
     if missing:
         raise RuntimeError(f"could not resolve {len(missing)} metric series")
