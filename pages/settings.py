@@ -146,7 +146,11 @@ st.dataframe(
 with st.form("new_policy"):
     policy_name = st.text_input("Name", key="policy_name")
     steps = st.text_area(
-        "Steps (JSON)", '[{"after_minutes": 0, "channels": []}]', key="policy_steps"
+        "Steps (JSON)",
+        '[{"after_minutes": 0, "schedules": [], "users": [], "channels": []}]',
+        key="policy_steps",
+        help="Each step pages channel ids, people (user ids: their contact methods) and "
+        "schedules (schedule ids: whoever is on call then); ids are listed under Schedules.",
     )
     wedding = st.checkbox("Use on Saturdays (wedding-day policy)")
     if st.form_submit_button("Add policy"):

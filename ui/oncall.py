@@ -159,7 +159,9 @@ def _schedule(
     tz: ZoneInfo,
 ) -> None:
     sid = schedule["id"]
-    st.markdown(f"**{fmt.md_escape(schedule['name'])}** {fmt.md_escape(schedule['description'])}")
+    st.markdown(
+        f"**{fmt.md_escape(schedule['name'])}** (id {sid}) {fmt.md_escape(schedule['description'])}"
+    )
     layers = [
         {**layer, "members": ", ".join(names.get(m, f"#{m}") for m in layer["members"]),
          "active_days": ", ".join(WEEKDAYS[d] for d in layer["active_days"]) or "every day"}
