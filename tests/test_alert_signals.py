@@ -121,6 +121,9 @@ def test_it_answers_422_for_an_unknown_signal_over_http(api_server: str, admin_k
     rule_id = created.json()["id"]
     bad = {"condition_config": {"type": "threshold", "metric": "nope", "value": 1}}
     assert httpx.put(f"{base}/{rule_id}", json=bad, headers=headers, timeout=30).status_code == 422
+    listed = httpx.get(f"{base}/signals", headers=headers, timeout=30).json()["signals"]
+    latency = next(s for s in listed if s["name"] == "api.latency_ms")
+    assert latency["dimensions"] == ["service", "endpoint", "method", "status_class"]
 
 
 def test_it_lists_the_catalogue_with_stored_metrics_and_their_labels(engine: Engine) -> None:

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from monitoring_core.alerts import service
 from monitoring_core.alerts.backtest import backtest
 from monitoring_core.alerts.rules import RuleInvalid, rule_from_row
+from monitoring_core.alerts.signals import catalogue
 from monitoring_core.alerts.silences import list_silences
 from monitoring_core.alerts.store import (
     RuleNotFound,
@@ -90,6 +91,11 @@ async def _tx(request: Request, work: Callable[[Connection], Any]) -> Any:
 async def get_rules(request: Request) -> Response:
     rows = await _tx(request, lambda c: list_rules(c))
     return _json({"alerts": [rule_to_api(r) for r in rows]})
+
+
+@admin.get(RULES + "/signals", summary="The signals a rule may watch (names, units, dimensions)")
+async def get_signals(request: Request) -> Response:
+    return _json({"signals": await _tx(request, catalogue)})
 
 
 @admin.post(RULES, status_code=201, summary="Create an alert rule")
