@@ -193,7 +193,8 @@ def run(settings: Settings) -> int:
     }
     print(
         f"\n  UI:      http://localhost:{settings.ui_port}\n"
-        f"  API:     http://localhost:{settings.api_port}  (docs at /docs)\n"
+        f"  API:     http://localhost:{settings.api_port}  (docs at /docs: the read key as"
+        " password)\n"
         "  Worker:  running (python -m jobs.worker)\n  Ctrl-C stops all three.\n",
         flush=True,
     )
