@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from jobs import alerting, builtin, compaction, errors, external_alerts, incidents, watch
+from jobs import alerting, backups, builtin, compaction, errors, external_alerts, incidents, watch
 from jobs import collectors as collector_jobs
 from jobs.business import business_rollup
 
@@ -41,6 +41,7 @@ JOBS: list[Job] = [
     Job("rollups", builtin.rollups, 15, description="raw points -> 1 min / 1 h / 1 d rollups"),
     Job("partitions", builtin.partitions, 3600, description="create daily partitions ahead"),
     Job("retention", builtin.retention, 3600, description="drop old partitions and rollups"),
+    Job("backups", backups.scheduled_backup, 600, description="pg_dump on backup_schedule"),
     Job("compaction", compaction.compact_points, 300, description="raw points -> series chunks"),
     Job(
         "alerts",

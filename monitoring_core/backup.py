@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,18 @@ from sqlalchemy.engine import make_url
 
 from monitoring_core.db import APP_ROLE, READER_ROLE, make_engine
 
-__all__ = ["BackupError", "BackupResult", "backup", "pg_binary", "restore", "table_counts"]
+__all__ = [
+    "SCHEDULE_SETTING",
+    "BackupError",
+    "BackupResult",
+    "Schedule",
+    "backup",
+    "parse_schedule",
+    "pg_binary",
+    "restore",
+    "run_schedule",
+    "table_counts",
+]
 
 
 class BackupError(RuntimeError):
@@ -154,3 +166,58 @@ def table_counts(conn: Any) -> dict[str, int]:
         name: int(conn.execute(text(f"SELECT count(*) FROM {quote(name)}")).scalar_one())  # noqa: S608
         for name in list(names)
     }
+
+
+# ---------------------------------------------------------------- scheduled backups (worker)
+SCHEDULE_SETTING = "backup_schedule"  # settings row: {"directory", "every_hours", "keep"}
+_NAME = "monitoring-%Y%m%dT%H%M%SZ.dump"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    directory: Path
+    every_hours: float
+    keep: int
+
+
+def parse_schedule(value: Any) -> Schedule:
+    """A schedule from its settings value; ValueError naming what is wrong."""
+    if not isinstance(value, dict) or set(value) - {"directory", "every_hours", "keep"}:
+        raise ValueError("must be {directory, every_hours, keep}")
+    directory, every, keep = (
+        value.get("directory"),
+        value.get("every_hours", 24),
+        value.get("keep", 7),
+    )
+    if not isinstance(directory, str) or not directory.startswith("/"):
+        raise ValueError("directory must be an absolute path")
+    if isinstance(every, bool) or not isinstance(every, int | float) or every < 1:
+        raise ValueError("every_hours must be a number >= 1")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError("keep must be a whole number >= 1")
+    return Schedule(Path(directory), float(every), keep)
+
+
+def _taken_at(path: Path) -> datetime | None:
+    try:
+        return datetime.strptime(path.name, _NAME).replace(tzinfo=UTC)
+    except ValueError:
+        return None  # not one of ours: never deleted
+
+
+def _ours(directory: Path) -> list[tuple[datetime, Path]]:
+    found = [(_taken_at(p), p) for p in directory.glob("monitoring-*.dump")]
+    return sorted((t, p) for t, p in found if t is not None)
+
+
+def run_schedule(url: str, schedule: Schedule, *, now: datetime) -> str:
+    """Take a backup when the newest is `every_hours` old, then keep only the newest `keep`."""
+    schedule.directory.mkdir(parents=True, exist_ok=True)
+    taken = _ours(schedule.directory)
+    if taken and now - taken[-1][0] < timedelta(hours=schedule.every_hours):
+        return f"not due (last {taken[-1][1].name})"
+    done = backup(url, schedule.directory / now.astimezone(UTC).strftime(_NAME))
+    taken = _ours(schedule.directory)
+    for _, old in taken[: max(0, len(taken) - schedule.keep)]:
+        old.unlink(missing_ok=True)
+    return f"{done.path.name}: {done.bytes:,} bytes in {done.seconds:.1f} s"

@@ -64,8 +64,8 @@ ORDER = [
     "flows",
     # entry points inside the library
     "demo",
-    "config_io",
     "backup",
+    "config_io",
     "api",
     "__main__",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -113,3 +113,38 @@ def test_the_cli_backs_up_and_restores(
             assert table_counts(conn) == table_counts(source)
     finally:
         restored_engine.dispose()
+
+
+def test_the_worker_takes_scheduled_backups_and_keeps_the_newest(
+    engine: Engine, now: datetime, tmp_path: Path
+) -> None:
+    from jobs.backups import scheduled_backup
+    from monitoring_core.config_io.settings_rows import save_setting
+
+    assert scheduled_backup(engine, now).startswith("off")
+    schedule = {"directory": str(tmp_path / "b"), "every_hours": 24, "keep": 2}
+    with engine.begin() as conn:
+        save_setting(
+            conn, key="backup_schedule", value=schedule, actor="user:ann", role="admin", now=now
+        )
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "monitoring-keep-me.dump").write_text("not ours")
+    first = scheduled_backup(engine, now)
+    assert first.startswith("monitoring-") and "bytes" in first
+    assert scheduled_backup(engine, now + timedelta(hours=23)).startswith("not due")
+    scheduled_backup(engine, now + timedelta(hours=24))
+    scheduled_backup(engine, now + timedelta(hours=48))
+    names = sorted(p.name for p in (tmp_path / "b").iterdir())
+    stamp = [
+        (now + timedelta(hours=h)).strftime("monitoring-%Y%m%dT%H%M%SZ.dump") for h in (24, 48)
+    ]
+    assert names == sorted([*stamp, "monitoring-keep-me.dump"])  # oldest gone, stranger kept
+
+
+def test_it_refuses_a_bad_schedule() -> None:
+    from monitoring_core.backup import parse_schedule
+
+    for bad in ({"directory": "relative"}, {"directory": "/x", "keep": 0}, {"dir": "/x"}, []):
+        with pytest.raises(ValueError):
+            parse_schedule(bad)
+    assert parse_schedule({"directory": "/x"}).every_hours == 24

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from monitoring_core.audit import record_audit
+from monitoring_core.backup import SCHEDULE_SETTING, parse_schedule
 from monitoring_core.config_io.spec import UNMANAGED_SETTINGS
 from monitoring_core.enums import Role, Severity
 from monitoring_core.errors.recovery import QUIET_SETTING
@@ -68,6 +69,7 @@ KNOWN_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     MIN_SEVERITY_SETTING: ("lowest alert severity the wedding-day policy pages", _severity),
     QUIET_SETTING: ("minutes without events before an error group recovers", _minutes),
     INCIDENT_POLICY_SETTING: ("which error groups open incidents", parse_incident_policy),
+    SCHEDULE_SETTING: ("the worker's scheduled backups (pg_dump files)", parse_schedule),
 }
 
 EXAMPLES: dict[str, Any] = {  # shown as placeholders in forms
@@ -76,6 +78,7 @@ EXAMPLES: dict[str, Any] = {  # shown as placeholders in forms
     MIN_SEVERITY_SETTING: "high",
     QUIET_SETTING: 60,
     INCIDENT_POLICY_SETTING: {"min_severity": "high", "saturday_raise": True},
+    SCHEDULE_SETTING: {"directory": "/var/backups/monitoring", "every_hours": 24, "keep": 7},
 }
 
 
