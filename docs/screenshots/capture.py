@@ -30,6 +30,8 @@ PAGES = {"overview": ("", "7d"), "performance": ("monitoring-performance", "24h"
 ALL_PAGES = {
     **PAGES,
     "errors": ("monitoring-errors", "24h"),
+    "traces": ("monitoring-traces", "24h"),
+    "logs": ("monitoring-logs", "24h"),
     "health": ("monitoring-health", "24h"),
     "resources": ("monitoring-resources", "24h"),
     "alerts": ("response-alerts", "24h"),
