@@ -22,10 +22,13 @@ from monitoring_core.policies.service import policy_create
 from monitoring_core.schema import (
     alert_rules,
     audit_log,
+    escalation_policies,
     metadata,
     notification_channels,
+    oncall_schedules,
     runbooks,
     settings,
+    users,
 )
 from tests.test_cli import cli
 
@@ -277,3 +280,44 @@ def test_the_cli_exports_and_applies(
     bad = cli("config", "apply", str(target), url=database_url, **env)
     assert bad.returncode == 1
     assert f"{target}:{line}: alert_rules[0].severity_level: must be one of" in bad.stderr
+
+
+def test_it_names_people_and_schedules_that_must_exist_where_applied(
+    engine: Engine, now: datetime
+) -> None:
+    with engine.begin() as conn:
+        ann = conn.execute(
+            insert(users).values(username="ann", password_hash="x", role="responder")
+        ).inserted_primary_key[0]
+        rota = conn.execute(insert(oncall_schedules).values(name="Primary")).inserted_primary_key[0]
+        phone = conn.execute(
+            insert(notification_channels).values(name="ann phone", url=SLACK, user_id=ann)
+        ).inserted_primary_key[0]
+        conn.execute(
+            insert(escalation_policies).values(
+                name="People",
+                steps=[
+                    {"after_minutes": 0, "channels": [phone], "users": [ann], "schedules": [rota]}
+                ],
+            )
+        )
+    text, needed = _export(engine, now)
+    doc = yaml.safe_load(text)
+    assert doc["channels"][0]["owner"] == "ann"
+    assert doc["escalation_policies"][0]["steps"] == [
+        {"after_minutes": 0, "channels": ["ann phone"], "users": ["ann"], "schedules": ["Primary"]}
+    ]
+    env = {needed[0]: SLACK}
+    with engine.begin() as conn:  # moved to an installation with the same people: no change
+        conn.execute(escalation_policies.delete())
+        conn.execute(notification_channels.delete())
+        assert len(apply_config(conn, text, env=env, actor=ACTOR, now=now)) == 2
+        assert apply_config(conn, text, env=env, actor=ACTOR, now=now) == []
+        [steps] = conn.execute(select(escalation_policies.c.steps)).scalars()
+        assert steps[0]["users"] == [ann] and steps[0]["schedules"] == [rota]
+    unknown = text.replace("- ann\n", "- bob\n").replace("owner: ann", "owner: bob")
+    with engine.begin() as conn, pytest.raises(ConfigInvalid) as caught:
+        apply_config(conn, unknown, env=env, actor=ACTOR, now=now)
+    messages = {(p.where, p.message) for p in caught.value.problems}
+    assert ("channels[0].owner", "no user named 'bob'") in messages
+    assert ("escalation_policies[0].steps[0].users[0]", "no user named 'bob'") in messages

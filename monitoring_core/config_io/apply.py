@@ -19,17 +19,25 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from monitoring_core.audit import record_audit
 from monitoring_core.config_io.document import read_document
 from monitoring_core.config_io.spec import SECTIONS
-from monitoring_core.config_io.state import State, current_state, export_document, to_yaml
+from monitoring_core.config_io.state import (
+    STEP_REFS,
+    State,
+    current_state,
+    export_document,
+    to_yaml,
+)
 from monitoring_core.health.store import create_check, update_check
 from monitoring_core.schema import (
     alert_rules,
     escalation_policies,
     health_checks,
     notification_channels,
+    oncall_schedules,
     runbooks,
     settings,
     silences,
     sql_collectors,
+    users,
 )
 
 __all__ = ["Change", "apply_config", "diff_states", "export_config"]
@@ -151,12 +159,18 @@ class _Writer:
         )
 
     def _channels(self, key: str, item: dict[str, Any]) -> None:
+        owner = item.pop("owner")
+        item["user_id"] = None if owner is None else self._ids(users, "username")[owner]
         self._upsert(notification_channels, "name", key, item)
 
     def _escalation_policies(self, key: str, item: dict[str, Any]) -> None:
-        ids = self._ids(notification_channels, "name")
+        tables = {"channels": notification_channels, "users": users, "schedules": oncall_schedules}
+        columns = {"channels": "name", "users": "username", "schedules": "name"}
         for step in item["steps"]:
-            step["channels"] = [ids[name] for name in step.get("channels", [])]
+            for ref, _ in STEP_REFS:
+                if ref in step:
+                    ids = self._ids(tables[ref], columns[ref])
+                    step[ref] = [ids[name] for name in step[ref]]
         self._upsert(escalation_policies, "name", key, item)
 
     def _health_checks(self, key: str, item: dict[str, Any]) -> None:

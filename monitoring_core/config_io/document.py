@@ -27,7 +27,7 @@ from monitoring_core.config_io.spec import (
     Section,
     env_reference,
 )
-from monitoring_core.config_io.state import State, silence_key
+from monitoring_core.config_io.state import STEP_REFS, State, silence_key
 from monitoring_core.enums import Severity
 from monitoring_core.health.validate import validate_check
 from monitoring_core.incidents.runbooks import validate_steps
@@ -254,10 +254,13 @@ class _Checks:
                 check(item, self.paths[(section.name, key)])
 
     def _ref(self, section: str, name: Any, path: Path) -> None:
-        if name is not None and name not in self.desired[section] | self.known[section]:
-            self.reader.fail(path, f"no {section.rstrip('s').replace('_', ' ')} named {name!r}")
+        known = self.desired.get(section, {}) | self.known.get(section, {})
+        if name is not None and name not in known:
+            what = section.strip("_").rstrip("s").replace("_", " ")
+            self.reader.fail(path, f"no {what} named {name!r}")
 
     def _channels(self, item: dict[str, Any], path: Path) -> None:
+        self._ref("_users", item["owner"], (*path, "owner"))
         if not validate_url(item["url"]):
             self.reader.fail((*path, "url"), "is not an Apprise URL Apprise can use")
         if item["rate_limit_per_minute"] < 1:
@@ -268,13 +271,19 @@ class _Checks:
     def _escalation_policies(self, item: dict[str, Any], path: Path) -> None:
         numbered = []
         for i, step in enumerate(item["steps"]):
-            chans = step.get("channels", []) if isinstance(step, dict) else []
-            if not isinstance(chans, list) or not all(isinstance(c, str) for c in chans):
-                self.reader.fail((*path, "steps", i, "channels"), "must be a list of channel names")
+            if not isinstance(step, dict):
+                self.reader.fail((*path, "steps", i), "each step must be a mapping")
                 return
-            for j, name in enumerate(chans):
-                self._ref("channels", name, (*path, "steps", i, "channels", j))
-            numbered.append({**step, "channels": list(range(len(chans)))})
+            step_numbered = dict(step)
+            for key, section in STEP_REFS:
+                names = step.get(key, [])
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    self.reader.fail((*path, "steps", i, key), f"must be a list of {key} names")
+                    return
+                for j, name in enumerate(names):
+                    self._ref(section, name, (*path, "steps", i, key, j))
+                step_numbered[key] = list(range(len(names)))
+            numbered.append(step_numbered)
         try:
             parse_steps(numbered)
         except ValueError as exc:

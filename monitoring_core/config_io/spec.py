@@ -67,6 +67,7 @@ SECTIONS: tuple[Section, ...] = (
             ("tags", "list", []),
             ("is_enabled", "bool", True),
             ("rate_limit_per_minute", "int", 30),
+            ("owner", "ref", None),  # a person's contact method: their user name
         ),
     ),
     Section(
@@ -74,7 +75,8 @@ SECTIONS: tuple[Section, ...] = (
         "name",
         _fields(
             ("name", "str"),
-            ("steps", "list", []),  # [{after_minutes, channels: [channel names]}]
+            # [{after_minutes, channels, users?, schedules?}]: channel, user and schedule names
+            ("steps", "list", []),
             ("repeat", "bool", False),
             ("is_wedding_day", "bool", False),
         ),

@@ -27,15 +27,21 @@ from monitoring_core.schema import (
     escalation_policies,
     health_checks,
     notification_channels,
+    oncall_schedules,
     runbooks,
     settings,
     silences,
     sql_collectors,
+    users,
 )
 
-__all__ = ["State", "current_state", "export_document", "silence_key", "to_yaml"]
+__all__ = ["STEP_REFS", "State", "current_state", "export_document", "silence_key", "to_yaml"]
 
 State = dict[str, dict[str, dict[str, Any]]]  # section -> key -> item (plus "settings")
+# A policy step's id lists and what they name: (step key, State section of the names).
+# People and schedules are not in the file: they must exist where the file is applied
+# (`_users` / `_schedules` in the state hold their names).
+STEP_REFS = (("channels", "channels"), ("users", "_users"), ("schedules", "_schedules"))
 
 
 class _Names:
@@ -51,6 +57,8 @@ class _Names:
         self.checks = names(health_checks, "check_name")
         self.rules = names(alert_rules, "alert_name")
         self.runbooks = names(runbooks, "title")
+        self.users = names(users, "username")
+        self.schedules = names(oncall_schedules, "name")
 
     @staticmethod
     def of(mapping: dict[int, str], ref: Any) -> str | None:
@@ -88,10 +96,13 @@ def _pick(row: Mapping[str, Any], section: str) -> dict[str, Any]:
 
 
 def _policy_steps(steps: Any, names: _Names) -> list[Any]:
+    maps = {"channels": names.channels, "users": names.users, "schedules": names.schedules}
     out = []
     for step in steps or []:
         step = dict(step)
-        step["channels"] = [_Names.of(names.channels, c) for c in step.get("channels", [])]
+        for key, _ in STEP_REFS:
+            if key in step or key == "channels":
+                step[key] = [_Names.of(maps[key], i) for i in step.get(key, [])]
         out.append(step)
     return out
 
@@ -115,7 +126,12 @@ def current_state(conn: Connection, *, now: datetime) -> State:
     names = _Names(conn)
     state: State = {}
     chans = _rows(conn, notification_channels, notification_channels.c.name)
-    state["channels"] = {r["name"]: _pick(r, "channels") for r in chans}
+    state["channels"] = {}
+    for r in chans:
+        state["channels"][r["name"]] = {
+            **_pick(r, "channels"),
+            "owner": _Names.of(names.users, r["user_id"]),
+        }
     state["escalation_policies"] = {}
     for r in _rows(conn, escalation_policies, escalation_policies.c.name):
         item = _pick(r, "escalation_policies")
@@ -146,6 +162,8 @@ def current_state(conn: Connection, *, now: datetime) -> State:
     for silence in live:
         item = _pick(dict(silence._mapping), "silences")
         state["silences"][silence_key(item)] = item
+    state["_users"] = {name: {} for name in names.users.values()}
+    state["_schedules"] = {name: {} for name in names.schedules.values()}
     state["settings"] = {
         r.key: r.value
         for r in conn.execute(select(settings.c.key, settings.c.value).order_by(settings.c.key))
