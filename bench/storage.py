@@ -1,0 +1,303 @@
+"""Disk per metric point before and after compaction, compaction speed, raw read speed.
+
+Builds its own database `bench_storage` on the embedded Postgres under .data/bench:
+- the **realistic set**: 1,000 series scraped every 15 s for 24 h (5.76 M points), like a
+  Prometheus-style scrape: timestamps in milliseconds, a fixed offset per target and a few ms
+  of jitter; 40 % counters (integer totals), 30 % gauges with one or two decimals
+  (percentages), 20 % integer gauges (connections, queue depth), 10 % full-precision floats
+  (latencies in seconds with noise in every bit);
+- the **queries benchmark's shape** (bench/queries.py: 10 s, microsecond-random timestamps,
+  full-precision normal noise on every value) for 100 series over 24 h, as the worst case;
+- 500,000 API timings (20 endpoints), for their row size.
+
+Then, in the same run: the row form's bytes per point (`pg_total_relation_size` of every
+`metric_points` partition: heap, indexes, TOAST, maps) and its read speed (today's row read —
+`array_agg` per series, as the alert engine read raw windows — and `points_reader` on rows);
+compaction of everything (the rollup watermark is set to the end, as if the rollups had run),
+timed apart for the whole past day (one transaction, partition truncated) and for today's
+2-hour stretches (`DELETE … RETURNING` per batch of series);
+the chunks' bytes per point (`metric_chunks` with its TOAST and indexes) and `points_reader`'s
+read speed over them; peak RSS of this process. Reads are 24 h of the 1,000 series, median of 3.
+Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from sqlalchemy import Engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._bench_db import database_url  # noqa: E402
+from bench.queries import ENDPOINTS, _block, _copy, _pg_time  # noqa: E402
+from monitoring_core.compaction import compact  # noqa: E402
+from monitoring_core.db import make_engine  # noqa: E402
+from monitoring_core.migrate import migrate  # noqa: E402
+from monitoring_core.points_reader import read_points  # noqa: E402
+
+DB_NAME = "bench_storage"
+SERIES, HOURS, EVERY_S = 1_000, 24, 15
+NOISY_SERIES, NOISY_EVERY_S = 100, 10
+API_ROWS = 500_000
+READS = 3
+
+_ROW_READ = """
+SELECT p.series_id, array_agg(date_part('epoch', p.time) ORDER BY p.time),
+       array_agg(p.value ORDER BY p.time)
+FROM metric_points p
+WHERE p.series_id = ANY(%(ids)s::bigint[]) AND p.time > %(start)s AND p.time <= %(end)s
+GROUP BY p.series_id
+"""
+
+
+def _realistic(rng: np.random.Generator, start: float, sid: int) -> tuple[np.ndarray, np.ndarray]:
+    n = HOURS * 3600 // EVERY_S
+    offset_ms = rng.integers(0, EVERY_S * 1000)
+    t_ms = int(start) * 1000 + offset_ms + np.arange(n) * EVERY_S * 1000 + rng.integers(-3, 4, n)
+    t = t_ms / 1000.0
+    kind = sid % 10
+    daily = np.sin(((t % 86400) / 3600 - 8) / 24 * 2 * np.pi)
+    if kind < 4:  # counters: requests, bytes
+        rate = rng.uniform(1, 500) * (1.2 + daily)
+        values = np.cumsum(rng.poisson(rate * EVERY_S)).astype(np.float64)
+    elif kind < 7:  # percentages with one or two decimals
+        raw = np.clip(
+            40 + 25 * daily + np.cumsum(rng.normal(0, 0.5, n)) + rng.normal(0, 3, n), 0, 100
+        )
+        values = np.round(raw, 1 + kind % 2)
+    elif kind < 9:  # integer gauges
+        values = np.maximum(0, np.round(20 + 10 * daily + np.cumsum(rng.normal(0, 1, n))))
+    else:  # latency seconds, every bit noisy
+        values = rng.lognormal(np.log(0.12), 0.4, n) * (1.1 + 0.3 * daily)
+    return t, values
+
+
+def _noisy(rng: np.random.Generator, start: float, sid: int) -> tuple[np.ndarray, np.ndarray]:
+    """bench/queries.py's generator, 24 h."""
+    seconds = start + np.arange(0, HOURS * 3600, NOISY_EVERY_S, dtype=np.float64)
+    daily = np.sin(((seconds % 86400) / 3600 - 8) / 24 * 2 * np.pi)
+    t = seconds + rng.uniform(0, NOISY_EVERY_S, seconds.size)
+    values = np.maximum(0, 40 + 25 * daily + rng.normal(0, 8, seconds.size) + sid % 7)
+    return t, values
+
+
+def _metric_blocks(
+    rng: np.random.Generator, start: float, ids: list[int], make: Callable[..., Any]
+) -> Iterator[bytes]:
+    for sid in ids:
+        t, values = make(rng, start, sid)
+        pg_t = _pg_time(t)
+        if make is _realistic:  # exact milliseconds (float seconds would round off a few µs)
+            pg_t = np.round(pg_t / 1000).astype(np.int64) * 1000
+        yield _block(
+            [(">i8", pg_t), (">i8", sid), (">f8", values), (">i8", pg_t + 1_000_000)], t.size
+        )
+
+
+def _api_blocks(rng: np.random.Generator, start: float) -> Iterator[bytes]:
+    per = API_ROWS // len(ENDPOINTS)
+    for method, path, median, sigma, err in ENDPOINTS:
+        t = np.sort(start + rng.uniform(0, HOURS * 3600, per))
+        latency = rng.lognormal(np.log(median), sigma, per)
+        status = np.where(rng.uniform(0, 1, per) < err, 503, 200)
+        pg_t = _pg_time(t)
+        yield _block(
+            [(">i8", pg_t), (f"S{len(method)}", method.encode()), (f"S{len(path)}", path.encode()),
+             (">i2", status), (">f8", latency), (">i8", pg_t + 500_000)],
+            per,
+        )  # fmt: skip
+
+
+def build(engine: Engine, url: str, start: datetime) -> dict[str, list[int]]:
+    rng = np.random.default_rng(16)
+    with engine.begin() as conn:
+        ids = {
+            kind: list(
+                conn.execute(
+                    text(
+                        "INSERT INTO metric_series (name, dimensions) SELECT :n, "
+                        "jsonb_build_object('instance', 'host-' || i) "
+                        "FROM generate_series(1, :c) i RETURNING id"
+                    ),
+                    {"n": f"bench_{kind}", "c": count},
+                ).scalars()
+            )
+            for kind, count in (("realistic", SERIES), ("noisy", NOISY_SERIES))
+        }
+    copy_points = (
+        "COPY metric_points (time, series_id, value, ingested_at) FROM STDIN (FORMAT BINARY)"
+    )
+    copy_api = (
+        "COPY api_timings (time, method, endpoint, status_code, response_time_ms, ingested_at) "
+        "FROM STDIN (FORMAT BINARY)"
+    )
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as pg:
+        first = start.timestamp()
+        _copy(pg, copy_points, _metric_blocks(rng, first, ids["realistic"], _realistic))
+        _copy(pg, copy_points, _metric_blocks(rng, first, ids["noisy"], _noisy))
+        _copy(pg, copy_api, _api_blocks(rng, first))
+        pg.execute("VACUUM ANALYZE metric_points")
+        pg.execute("VACUUM ANALYZE api_timings")
+    return ids
+
+
+def _partitions_bytes(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i "
+                    "WHERE i.inhparent = CAST(:t AS regclass)"
+                ),
+                {"t": table},
+            ).scalar_one()
+        )
+
+
+def _bytes_of_series(engine: Engine, ids: list[int]) -> tuple[int, int]:
+    """(bytes of the rows of these series, their count), the partitions' size shared out by
+    row count (both series sets live in the same partitions)."""
+    with engine.connect() as conn:
+        total = conn.execute(text("SELECT count(*) FROM metric_points")).scalar_one()
+        mine = conn.execute(
+            text("SELECT count(*) FROM metric_points WHERE series_id = ANY(:ids)"), {"ids": ids}
+        ).scalar_one()
+    return round(_partitions_bytes(engine, "metric_points") * mine / total), mine
+
+
+def _chunk_bytes(engine: Engine, ids: list[int]) -> tuple[int, int]:
+    """(bytes of these series' chunks — heap, TOAST and indexes shared out by chunk bytes —,
+    their points)."""
+    with engine.connect() as conn:
+        total = conn.execute(text("SELECT pg_total_relation_size('metric_chunks')")).scalar_one()
+        everything, mine, points = conn.execute(
+            text(
+                "SELECT sum(pg_column_size(c.*)), "
+                "sum(pg_column_size(c.*)) FILTER (WHERE series_id = ANY(:ids)), "
+                "sum(count) FILTER (WHERE series_id = ANY(:ids)) FROM metric_chunks c"
+            ),
+            {"ids": ids},
+        ).one()
+    return round(total * mine / everything), int(points)
+
+
+def _median_ms(fn: Callable[[], Any]) -> float:
+    times = []
+    for _ in range(READS):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _row_read(url: str, ids: list[int], start: datetime, end: datetime) -> int:
+    with psycopg.connect(url.replace("+psycopg", "")) as pg, pg.cursor(binary=True) as cur:
+        rows = cur.execute(_ROW_READ, {"ids": ids, "start": start, "end": end}).fetchall()
+        arrays = [(np.asarray(t), np.asarray(v)) for _, t, v in rows]
+    return sum(len(t) for t, _ in arrays)
+
+
+def _reader(engine: Engine, ids: list[int], start: datetime, end: datetime) -> int:
+    with engine.connect() as conn:
+        return sum(len(t) for t, _ in read_points(conn, ids, start, end).values())
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    started = time.perf_counter()
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = now - timedelta(hours=HOURS + 4)
+    end = start + timedelta(hours=HOURS)
+    url = database_url(DB_NAME)
+    engine = make_engine(url)
+    migrate(engine, now=now, days_back=3)
+    ids = build(engine, url, start)
+    built_s = time.perf_counter() - started
+    real, noisy = ids["realistic"], ids["noisy"]
+    row_bytes, row_points = _bytes_of_series(engine, real)
+    noisy_row_bytes, noisy_points = _bytes_of_series(engine, noisy)
+    api_bytes = _partitions_bytes(engine, "api_timings")
+    span = (start - timedelta(seconds=1), end + timedelta(seconds=1))
+    row_read_ms = _median_ms(lambda: _row_read(url, real, *span))
+    reader_rows_ms = _median_ms(lambda: _reader(engine, real, *span))
+    rss_before = _rss_mb()
+
+    with engine.begin() as conn:  # as if the rollups had passed every point
+        conn.execute(
+            text(
+                "INSERT INTO rollup_watermarks (name, watermark) VALUES ('metric_points', :w) "
+                "ON CONFLICT (name) DO UPDATE SET watermark = EXCLUDED.watermark"
+            ),
+            {"w": now},
+        )
+    days = compact(engine, now, max_stretches=0)  # whole past days (truncated partitions)
+    stretches = compact(engine, now, max_stretches=1_000)  # today's 2-hour stretches
+    points_done = days.points + stretches.points
+    seconds = days.seconds + stretches.seconds
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as pg:
+        pg.execute("VACUUM ANALYZE metric_points")
+        pg.execute("VACUUM ANALYZE metric_chunks")
+        left = pg.execute("SELECT count(*) FROM metric_points").fetchone()
+    chunk_bytes, chunk_points = _chunk_bytes(engine, real)
+    noisy_chunk_bytes, noisy_chunk_points = _chunk_bytes(engine, noisy)
+    assert chunk_points == row_points and noisy_chunk_points == noisy_points, "points lost"
+    assert _reader(engine, real, *span) == row_points
+    reader_chunks_ms = _median_ms(lambda: _reader(engine, real, *span))
+    partitions_after = _partitions_bytes(engine, "metric_points")
+
+    out = {
+        "points": row_points,
+        "series": SERIES,
+        "metric_row_bytes_per_sample": round(row_bytes / row_points, 2),
+        "metric_bytes_per_sample": round(chunk_bytes / chunk_points, 3),
+        "noisy_row_bytes_per_sample": round(noisy_row_bytes / noisy_points, 2),
+        "noisy_bytes_per_sample": round(noisy_chunk_bytes / noisy_chunk_points, 3),
+        "api_timing_bytes_per_row": round(api_bytes / API_ROWS, 1),
+        "compaction_samples_per_s": round(points_done / seconds),
+        "compaction_s": round(seconds, 2),
+        "compaction_whole_day_samples_per_s": round(days.points / days.seconds),
+        "compaction_whole_day_points": days.points,
+        "compaction_stretch_samples_per_s": round(stretches.points / stretches.seconds),
+        "compaction_stretch_points": stretches.points,
+        "chunks": days.chunks + stretches.chunks,
+        "rows_left_after_compaction": left[0] if left else None,
+        "partitions_bytes_after_vacuum": partitions_after,
+        "raw_read_24h_1000_series_ms": round(reader_chunks_ms, 1),
+        "raw_read_24h_1000_series_row_form_ms": round(row_read_ms, 1),
+        "points_reader_on_rows_ms": round(reader_rows_ms, 1),
+        "peak_rss_mb_before_compaction": round(rss_before, 1),
+        "peak_rss_mb": round(_rss_mb(), 1),
+        "build_s": round(built_s, 1),
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    print(
+        f"realistic: {row_points:,} points, rows {out['metric_row_bytes_per_sample']} B/point "
+        f"-> chunks {out['metric_bytes_per_sample']} B/point; queries-bench noise: "
+        f"{out['noisy_row_bytes_per_sample']} -> {out['noisy_bytes_per_sample']} B/point; "
+        f"compaction {out['compaction_samples_per_s']:,} points/s (whole days "
+        f"{out['compaction_whole_day_samples_per_s']:,}/s, stretches "
+        f"{out['compaction_stretch_samples_per_s']:,}/s); 24 h x 1,000 series read: "
+        f"rows {row_read_ms:.0f} ms (today's read), {reader_rows_ms:.0f} ms (reader on rows), "
+        f"{reader_chunks_ms:.0f} ms (reader on chunks)"
+    )
+    print(json.dumps(out))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
