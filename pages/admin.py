@@ -1,4 +1,5 @@
-"""Admin: the audit log with filters, settings, silences, runbooks and the configuration file.
+"""Admin: the audit log with filters, settings, silences, runbooks, collectors and the
+configuration file.
 
 Responders may end and add silences here; everything else is for admins. Every change goes
 through a domain service: its role check and its audit row.
@@ -27,7 +28,7 @@ from monitoring_core.config_io.settings_rows import (
 )
 from monitoring_core.enums import Role
 from ui import actions, auth, data, fmt, widgets
-from ui.admin_sections import runbook_editor, silences_section
+from ui.admin_sections import collector_editor, runbook_editor, silences_section
 
 user = auth.require_role(Role.RESPONDER)
 is_admin = auth.has_role(Role.ADMIN)
@@ -38,8 +39,8 @@ config = data.get_settings()
 
 st.title("Admin")
 actions.show_flash(FLASH)
-audit_tab, settings_tab, silences_tab, runbooks_tab, file_tab = st.tabs(
-    ["Audit log", "Settings", "Silences", "Runbooks", "Configuration file"]
+audit_tab, settings_tab, silences_tab, runbooks_tab, collectors_tab, file_tab = st.tabs(
+    ["Audit log", "Settings", "Silences", "Runbooks", "Collectors", "Configuration file"]
 )
 
 
@@ -151,6 +152,10 @@ with silences_tab:
 with runbooks_tab:
     if _admins_only():
         runbook_editor(FLASH, WHO)
+
+with collectors_tab:
+    if _admins_only():
+        collector_editor(FLASH, WHO)
 
 with file_tab:
     if _admins_only():

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from monitoring_core.alerts import service as alert_service
 from monitoring_core.audit import record_audit, user_actor
+from monitoring_core.collectors.store import save_collector
 from monitoring_core.config_io.audit_read import search_audit
 from monitoring_core.config_io.settings_rows import (
     EXAMPLES,
@@ -22,7 +23,7 @@ from monitoring_core.config_io.settings_rows import (
 from monitoring_core.enums import Role
 from monitoring_core.incidents import runbooks
 from monitoring_core.roles import PermissionDenied
-from monitoring_core.schema import audit_log, settings, silences
+from monitoring_core.schema import audit_log, settings, silences, sql_collectors
 from tests.ui_harness import table_with
 
 AppFactory = Callable[[Role | None], AppTest]
@@ -145,7 +146,7 @@ def test_it_lets_responders_end_silences_but_not_read_the_log(
     sid = _silence(engine, now)
     at = _admin_page(logged_in_app, Role.RESPONDER)
     assert not at.exception
-    assert sum("Only admins" in i.value for i in at.info) == 4
+    assert sum("Only admins" in i.value for i in at.info) == 5
     at.button(key=f"end_silence_{sid}").click().run()
     assert not at.exception and any("End silence done" in s.value for s in at.success)
     actor, action, target = _audit(engine)[-1]
@@ -214,3 +215,28 @@ def test_admins_edit_a_runbook_on_the_page(
     assert saved["title"] == "Restart the API"
     assert [s["title"] for s in saved["steps"]] == ["Look", "Restart"]
     assert _audit(engine)[-1][1:] == ("runbook.update", f"runbook:{book['id']}")
+
+
+def test_admins_edit_a_collector_and_keep_its_url(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    secret_url = "postgresql+psycopg://reader:hunter2@db.example.com/app"
+    with engine.begin() as conn:
+        saved = save_collector(
+            conn,
+            {"name": "users", "url": secret_url, "query": "SELECT 1"},
+            collector_id=None,
+            actor=ANN,
+            now=now,
+        )
+    ident = saved["id"]
+    at = _admin_page(logged_in_app, Role.ADMIN)
+    assert "hunter2" not in " ".join(c.value for c in at.caption)
+    at.number_input(key=f"col_every_{ident}").set_value(300)
+    at.checkbox(key=f"col_enabled_{ident}").uncheck()
+    next(b for b in at.button if b.label == "Save collector").click().run()
+    assert not at.exception and any("Save collector done" in s.value for s in at.success)
+    with engine.connect() as conn:
+        row = conn.execute(select(sql_collectors)).mappings().one()
+    assert (row["interval_seconds"], row["is_enabled"], row["url"]) == (300, False, secret_url)
+    assert _audit(engine)[-1][1:] == ("collector.update", str(ident))

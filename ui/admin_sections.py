@@ -1,4 +1,5 @@
-"""Sections of the Admin page: silences (recurring, end now) and the runbook steps editor.
+"""Sections of the Admin page: silences (recurring, end now), the runbook steps editor and
+collector editing.
 
 Each action goes through the domain service (role check, audit row) in one transaction.
 """
@@ -16,11 +17,14 @@ import streamlit as st
 from monitoring_core import clock
 from monitoring_core.alerts import service as alert_service
 from monitoring_core.alerts.silences import list_silences
+from monitoring_core.collectors.store import list_collectors, public_collector, save_collector
+from monitoring_core.enums import Role
 from monitoring_core.incidents import runbooks
 from monitoring_core.incidents.service import IncidentInvalid
+from monitoring_core.roles import require_role
 from ui import actions, data, fmt
 
-__all__ = ["runbook_editor", "silences_section"]
+__all__ = ["collector_editor", "runbook_editor", "silences_section"]
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 STEP_COLUMNS = ["title", "kind", "config", "wedding_day_safe"]
@@ -160,3 +164,48 @@ def runbook_editor(flash: str, who: tuple[str, str]) -> None:
             return runbooks.create_runbook(conn, body=full, actor=actor, role=role, now=now)
 
         _act(flash, "Save runbook", save, who)
+
+
+def collector_editor(flash: str, who: tuple[str, str]) -> None:
+    """Change a SQL collector or Prometheus scrape (the Health page adds them); a blank URL
+    keeps the stored one (it may hold a password and is never shown)."""
+    rows = data.read_or_stop(list_collectors)
+    if not rows:
+        st.caption("No SQL collectors or scrapes yet: add them on the Health page.")
+        return
+    by_label = {f"{row['name']} (#{row['id']})": row for row in rows}
+    row = by_label[st.selectbox("Collector", list(by_label), key="collector_choice")]
+    ident = row["id"]
+    st.caption(f"URL: {fmt.md_code(public_collector(row)['url'])} · last error: "
+               f"{fmt.md_escape(row['last_error'] or 'none')}")  # fmt: skip
+    with st.form(f"collector_edit_{ident}"):
+        name = st.text_input("Name", row["name"], key=f"col_name_{ident}")
+        url = st.text_input("New URL (blank: keep)", "", key=f"col_url_{ident}", type="password")
+        query = st.text_area("Query", row["query"] or "", key=f"col_query_{ident}")
+        metric = st.text_input("Metric name", row["metric_name"] or "", key=f"col_metric_{ident}")
+        every = st.number_input(
+            "Every (s)", 10, 86_400, int(row["interval_seconds"]), key=f"col_every_{ident}"
+        )
+        enabled = st.checkbox("Enabled", bool(row["is_enabled"]), key=f"col_enabled_{ident}")
+        if st.form_submit_button("Save collector"):
+            body: dict[str, Any] = {
+                "name": name,
+                "interval_seconds": int(every),
+                "is_enabled": enabled,
+                "metric_name": metric.strip() or None,
+            }
+            if row["kind"] == "sql":
+                body["query"] = query
+            if url.strip():
+                body["url"] = url.strip()
+            _act(flash, "Save collector", _save_collector, who, collector_id=ident, body=body)
+
+
+def _save_collector(
+    conn: Any, *, collector_id: int, body: dict[str, Any], actor: str, role: str, now: Any
+) -> Any:
+    require_role(role, Role.ADMIN)  # the API route is admin-scoped; so is this form
+    saved = save_collector(conn, body, collector_id=collector_id, actor=actor, now=now)
+    if saved is None:
+        raise LookupError(f"collector {collector_id} is gone")
+    return saved
