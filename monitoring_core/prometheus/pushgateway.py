@@ -17,9 +17,7 @@ import binascii
 import re
 from datetime import datetime
 
-import orjson
-
-from monitoring_core.ingest.metrics import MetricBatch, SeriesKey
+from monitoring_core.ingest.metrics import MetricBatch, SeriesKey, dimensions_key
 from monitoring_core.ingest.points import MetricPoint
 from monitoring_core.prometheus.parser import (
     MAX_LABEL_VALUE,
@@ -121,11 +119,11 @@ def samples_to_batch(
         key = memo.get((group, sample.series))
         if key is None:
             dims = {**sample.labels, **grouping_key}
-            key = (sample.name, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS))
+            key = (sample.name, dimensions_key(dims))
             memo[(group, sample.series)] = key
         keys.append(key)
         values.append(sample.value)
-    push_key = ("push_time_seconds", orjson.dumps(grouping_key, option=orjson.OPT_SORT_KEYS))
+    push_key = ("push_time_seconds", dimensions_key(grouping_key))
     keys.append(push_key)
     values.append(now.timestamp())
     batch.times = [now] * len(keys)
