@@ -8,17 +8,20 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from monitoring_core import clock
+from monitoring_core.demo import telemetry
 from monitoring_core.enums import Role
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.flows.error_ingest import ingest_errors
 from monitoring_core.logs.store import insert_logs
 from monitoring_core.traces.rules import parse_attribute, waterfall
 from monitoring_core.traces.store import insert_spans
+from tests.ui_harness import DEMO_NOW
 
 pytestmark = pytest.mark.clock
 
@@ -169,3 +172,34 @@ def test_waterfall_order_depth_and_orphans() -> None:
 )
 def test_attribute_filters(text: str, parsed: Any) -> None:
     assert parse_attribute(text) == parsed
+
+
+def test_demo_traces_and_logs_share_trace_ids_with_errors(
+    demo_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    from sqlalchemy import text
+
+    with demo_engine.connect() as conn:
+        linked = conn.execute(
+            text(
+                "SELECT count(DISTINCT e.trace_id) FROM error_events e"
+                " JOIN spans s ON s.trace_id = e.trace_id"
+                " JOIN log_records l ON l.trace_id = e.trace_id AND l.severity_number >= 17"
+            )
+        ).scalar_one()
+    assert linked >= 40  # every burst trace: error events, spans and ERROR logs together
+    # the payment-provider outage (a Saturday more than DEMO_DAYS back): failing provider
+    # calls and ERROR logs sharing trace ids
+    spans: list[tuple[Any, ...]] = []
+    logs: list[tuple[Any, ...]] = []
+    telemetry._outage(
+        DEMO_NOW - timedelta(days=30), DEMO_NOW, np.random.default_rng(1), spans, logs
+    )
+    failing = {s[1] for s in spans if s[4] == "payments" and s[8] == 2}
+    logged = {r[4] for r in logs if r[1] == 17 and r[6] == "payments"}
+    assert len(failing) > 50 and failing == logged
+    at = _open(logged_in_app, "pages/traces.py")
+    assert len(at.dataframe[0].value) > 0  # the last day: search traffic at least
+    at.checkbox(key="traces_errors").check().run()
+    assert not at.exception, at.exception
+    assert (at.dataframe[0].value["errors"] > 0).all()

@@ -19,7 +19,16 @@ from types import ModuleType
 import numpy as np
 from sqlalchemy import Connection, Engine, exists, select
 
-from monitoring_core.demo import alerts, business, errors, health, incidents, oncall, performance
+from monitoring_core.demo import (
+    alerts,
+    business,
+    errors,
+    health,
+    incidents,
+    oncall,
+    performance,
+    telemetry,
+)
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import api_timings
 
@@ -34,6 +43,7 @@ LOADERS: list[ModuleType] = [
     health,
     business,
     errors,
+    telemetry,  # after errors: traces and logs share the error bursts' trace ids
     alerts,
     oncall,  # after alerts: the demo policies page its rota
     incidents,
