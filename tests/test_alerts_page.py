@@ -85,8 +85,8 @@ def test_it_lets_an_admin_disable_a_rule_and_create_one(
     at = _open(logged_in_app, Role.ADMIN)
     at.button(key="tog1").click().run()
     at.selectbox(key="rule_template").select("payment_failures").run()
-    assert at.text_input(key="rule_name_payment_failures").value == "Payment Failures"
-    at.text_input(key="rule_name_payment_failures").input("Payments failing")  # inside the form
+    assert at.text_input(key="new_payment_failures_name").value == "Payment Failures"
+    at.text_input(key="new_payment_failures_name").input("Payments failing")  # inside the form
     next(b for b in at.button if b.label == "Create").click().run()
     assert not at.exception
     with engine.connect() as conn:
