@@ -26,6 +26,7 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
     ],
     "Response": [
         ("pages/alerts.py", "Alerts", ":material/notifications_active:"),
+        ("pages/alert.py", "Alert", ":material/notification_important:"),
         ("pages/incidents.py", "Incidents", ":material/emergency:"),
     ],
     "Business": [
