@@ -70,18 +70,22 @@ def parse_time_ms(raw: str | None, *, default_ms: int | None = None, what: str =
     try:
         seconds = float(raw)
     except ValueError:
-        try:
-            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise QueryError(
-                f'invalid parameter "{what}": cannot parse "{raw[:60]}" to a valid timestamp'
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return round(moment.timestamp() * 1000)
-    if not math.isfinite(seconds) or abs(seconds) > 1e13:
-        raise QueryError(f'invalid parameter "{what}": timestamp out of range')
+        seconds = _rfc3339_seconds(raw, what)
+    if not math.isfinite(seconds) or not 0 <= seconds <= 253_402_300_799:
+        raise QueryError(f'invalid parameter "{what}": timestamp out of range (1970 to 9999)')
     return round(seconds * 1000)
+
+
+def _rfc3339_seconds(raw: str, what: str) -> float:
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(
+            f'invalid parameter "{what}": cannot parse "{raw[:60]}" to a valid timestamp'
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def parse_duration_ms(raw: str | None, *, what: str = "step") -> int:

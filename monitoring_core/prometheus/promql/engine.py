@@ -85,6 +85,10 @@ def parse(query: str) -> Any:
         return pp.parse(query)
     except ValueError as exc:  # the parser's message names what is wrong and where
         raise QueryError(f"parse error: {exc}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a Rust panic in the parser (pyo3 PanicException)
+        raise QueryError(f"parse error: the parser cannot read this query ({exc})") from None
 
 
 def evaluate(conn: Connection, query: str, steps_ms: np.ndarray) -> tuple[Any, Value]:
@@ -107,7 +111,12 @@ def _at_ms(ctx: Context, at: Any) -> int | None:
         return ctx.start_ms
     if kind == "End":
         return ctx.end_ms
-    moment: datetime = at.at
+    try:
+        moment: datetime = at.at
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - the parser's Rust panics (before 1970) are BaseExceptions
+        raise Unsupported("@ timestamps before 1970 are not supported") from None
     return round(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() * 1000)
 
 

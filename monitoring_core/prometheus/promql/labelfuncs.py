@@ -187,7 +187,9 @@ def date_function(name: str, vector: Vector) -> Vector:
         values = np.full(len(s.values), math.nan)
         for i in np.flatnonzero(s.present).tolist():
             seconds = float(s.values[i])
-            if math.isfinite(seconds):
+            try:
                 values[i] = _field(name, datetime.fromtimestamp(int(seconds), tz=UTC))
+            except (OverflowError, ValueError, OSError):  # NaN, ±Inf, beyond year 9999: NaN
+                continue
         out.append(Series(drop_name(s.labels), values, s.present))
     return Vector(out).check_unique()

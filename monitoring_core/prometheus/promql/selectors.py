@@ -26,6 +26,7 @@ __all__ = ["Matcher", "find_series", "load_raw", "matches"]
 
 MAX_SERIES = 50_000  # series one selector may touch
 MAX_SAMPLES = 50_000_000  # samples one query may load (Prometheus' --query.max-samples)
+LATEST_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
 
@@ -106,8 +107,9 @@ def load_raw(
     conn: Connection, series: Sequence[tuple[int, Labels]], start_ms: int, end_ms: int
 ) -> list[Raw]:
     """Samples with start_ms <= t <= end_ms (both ends closed, as Prometheus 2.x reads)."""
-    if not series or end_ms < start_ms:
+    if not series or end_ms < start_ms or end_ms < 0:
         return []
+    start_ms, end_ms = max(start_ms, 0), min(end_ms, LATEST_MS)  # datetime's range, no data beyond
     # read_points spans (start, end]: one millisecond earlier includes a sample at start_ms
     # (remote-written times are whole milliseconds).
     points = read_points(conn, [sid for sid, _ in series], _moment(start_ms - 1), _moment(end_ms))

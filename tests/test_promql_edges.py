@@ -1,0 +1,49 @@
+"""Odd PromQL never breaks the evaluator: every query below answers, or is refused with a
+QueryError (bad_data/execution), never another exception (which the API would turn into a 500)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from monitoring_core.ingest.points import MetricPoint, store_points
+from monitoring_core.prometheus import http_api
+from monitoring_core.prometheus.promql.model import QueryError
+
+QUERIES = [
+    "rate(x[0s])", "x[5m:0s]", "max_over_time(x[100y])", "topk(1e30, x)", "topk(-1, x)",
+    "topk(NaN, x)", "quantile(NaN, x)", "x offset 100000y", "histogram_quantile(0.5, x)",
+    "x / 0", "0/0", 'label_replace(x, "a", "$1", "b", "(")', 'count_values("bad label", x)',
+    '{__name__=~"(a"}', "x @ 1e30", "x @ -1e12", "vector(1)[5m:1m]", "rate(vector(1)[5m:1m])",
+    "sum(x) by (a) * on() group_left() x", "x == bool on(a) x", "x and on() vector(1)",
+    'absent(x{a=~"b"})', "scalar(x) + x", '"a" + 1', "x{}", '{a="b"}', "round(x, 0)",
+    "clamp(x, 2, 1)", "timestamp(rate(x[5m]))", "day_of_week()", "sort(x) + 1", "x[5m]",
+    "x[5m] offset 1m", "sum_over_time(x[5m:1m] @ end())", "limitk(1, x)",
+    'count_values("v", x / 0)', "year(vector(1e20))", 'label_join(x, "1bad", ",", "a")',
+    "ln(-x)", "x ^ 1e308", "-(-x)", "changes(x[1m])", "idelta(x[1ms])", "",
+]  # fmt: skip
+
+
+def test_odd_queries_answer_or_are_refused(engine: Engine, now: datetime) -> None:
+    points = [
+        MetricPoint("x", float(i), now - timedelta(seconds=15 * i), {"a": str(i % 3)})
+        for i in range(40)
+    ]
+    with engine.begin() as conn:
+        store_points(conn, points)
+    end = int(now.timestamp() * 1000)
+    broken = []
+    with engine.connect() as conn:
+        for query in QUERIES:
+            for run in (
+                lambda q=query: http_api.instant_query(conn, q, end),
+                lambda q=query: http_api.range_query(conn, q, end - 600_000, end, 60_000),
+            ):
+                try:
+                    run()
+                except QueryError:
+                    pass
+                except Exception as exc:  # noqa: BLE001 - what this test looks for
+                    broken.append(f"{query}: {type(exc).__name__}: {exc}"[:200])
+    assert broken == []
