@@ -423,3 +423,35 @@ def test_a_saved_channel_whose_target_the_policy_now_refuses_fails_its_delivery(
             select(notification_deliveries.c.status, notification_deliveries.c.error)
         ).one()
     assert status == "failed" and "private or loopback" in error
+
+
+def test_the_self_scrape_of_metrics_sends_its_read_key_as_basic_auth(
+    api_server: str, engine: Engine, now: datetime
+) -> None:
+    from monitoring_core.collectors.scrape import ScrapeCollector, ScrapeError
+    from monitoring_core.collectors.store import public_collector
+
+    key = _key(engine, "read")
+    bare = ScrapeCollector(name="monitoring-api", url=f"{api_server}/metrics")
+    with pytest.raises(ScrapeError, match="HTTP 401"):
+        bare.collect(now)
+    url = api_server.replace("://", f"://scrape:{key}@") + "/metrics"
+    points = ScrapeCollector(name="monitoring-api", url=url).collect(now)
+    assert points and all(key not in str(p.dimensions) for p in points)
+    assert {p.dimensions["instance"] for p in points} == {api_server.split("://")[1]}
+    shown = public_collector({"kind": "prometheus_scrape", "url": url})
+    assert key not in shown["url"] and shown["url"].endswith("/metrics")
+
+
+def test_the_demo_scrapes_the_api_with_a_key_of_its_own(engine: Engine) -> None:
+    from monitoring_core.demo.health import _collectors
+    from monitoring_core.schema import api_keys, sql_collectors
+
+    with engine.begin() as conn:
+        _collectors(conn)
+        url = conn.execute(
+            select(sql_collectors.c.url).where(sql_collectors.c.name == "monitoring-api")
+        ).scalar_one()
+        name, scope = conn.execute(select(api_keys.c.name, api_keys.c.scope)).one()
+    assert scope == "read" and "scrape" in name
+    assert url.startswith("http://scrape:mk_") and url.endswith("/metrics")

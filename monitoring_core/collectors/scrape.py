@@ -3,6 +3,10 @@
 Like Prometheus, the scrape adds `job` (the collector's name) and `instance` (host:port) to
 every sample's labels; samples' own timestamps are ignored (the scrape time is used).
 
+Credentials in the URL (`http://USER:PASSWORD@host/metrics`) are sent as HTTP Basic, as
+Prometheus' `basic_auth` does (this system's own `/metrics` takes a read key as the password),
+and never appear in the URL requested.
+
 The target is held to the outbound policy (`monitoring_core.outbound`) and redirects are not
 followed. An answer that is not exposition format fails the scrape with its line number, size
 and hash, never its text: `last_error` is readable by more people than the target is.
@@ -10,11 +14,12 @@ and hash, never its text: `last_error` is readable by more people than the targe
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import urllib.error
 import urllib.request
 from datetime import datetime
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from monitoring_core import outbound
 from monitoring_core.ingest.points import MetricPoint
@@ -31,6 +36,17 @@ class ScrapeError(RuntimeError):
     """The target answered something we cannot use."""
 
 
+def _basic_auth(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without `user:password@`, and the Authorization header those make."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    host = parts.netloc.rsplit("@", 1)[1]
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    token = base64.b64encode(pair.encode()).decode()
+    return urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
+
+
 class ScrapeCollector:
     def __init__(
         self, *, name: str, url: str, interval_seconds: int = 60, timeout_seconds: float = 10.0
@@ -41,7 +57,8 @@ class ScrapeCollector:
         self._timeout = timeout_seconds
 
     def fetch(self) -> bytes:
-        request = urllib.request.Request(self._url, headers={"Accept": _ACCEPT})
+        url, headers = _basic_auth(self._url)
+        request = urllib.request.Request(url, headers={"Accept": _ACCEPT, **headers})
         policy = outbound.current_policy()
         try:
             with outbound.open_url(request, timeout=self._timeout, policy=policy) as response:
@@ -63,7 +80,8 @@ class ScrapeCollector:
                 f"not Prometheus exposition format (line {exc.line}; "
                 f"{len(body)} bytes, sha256 {digest})"
             ) from None
-        target = {"job": self.name, "instance": urlsplit(self._url).netloc}
+        instance = urlsplit(self._url).netloc.rsplit("@", 1)[-1]  # never the credentials
+        target = {"job": self.name, "instance": instance}
         return [
             MetricPoint(s.name, s.value, now, {**s.labels, **target}, SOURCE_SYSTEM)
             for s in parsed.samples

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.engine import make_url
@@ -97,8 +97,14 @@ def list_collectors(conn: Connection) -> list[dict[str, Any]]:
 
 
 def public_collector(row: dict[str, Any]) -> dict[str, Any]:
-    """A collector as shown to people: the database URL's password hidden."""
+    """A collector as shown to people: the database URL's or scrape URL's password hidden."""
     shown = dict(row)
+    if row["kind"] == "prometheus_scrape":
+        parts = urlsplit(row["url"])
+        if parts.password is not None:
+            host = parts.netloc.rsplit("@", 1)[1]
+            shown["url"] = urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+        return shown
     if row["kind"] == "sql" and row["url"] != SELF_URL:
         try:
             shown["url"] = make_url(row["url"]).render_as_string(hide_password=True)

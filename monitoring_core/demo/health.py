@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, insert, update
 
+from monitoring_core.accounts import create_api_key
 from monitoring_core.config import load_settings
 from monitoring_core.db import grant_reader_select
-from monitoring_core.enums import CheckStatus
+from monitoring_core.enums import ApiScope, CheckStatus
 from monitoring_core.health.rules import Outcome, transition
 from monitoring_core.health.runner import check_points
 from monitoring_core.health.store import CheckRow, Run, create_check
@@ -211,7 +212,11 @@ def _pushed_job(conn: Connection, start: datetime, now: datetime, rng: np.random
 
 
 def _collectors(conn: Connection) -> int:
-    api = f"http://localhost:{load_settings().api_port}"
+    settings = load_settings()
+    api = f"http://localhost:{settings.api_port}"
+    # The API's /metrics needs a read key (unless MONITORING_OPEN_SERVICE_ROUTES): a key of
+    # its own for this scrape, sent as the Basic password (shown masked on the Health page).
+    scrape_key = create_api_key(conn, name="demo: monitoring-api scrape", scope=ApiScope.READ)
     rows: list[dict[str, Any]] = [
         {
             "name": "Connections by state",
@@ -233,7 +238,7 @@ def _collectors(conn: Connection) -> int:
         {
             "name": "monitoring-api",
             "kind": "prometheus_scrape",
-            "url": f"{api}/metrics",
+            "url": f"{api.replace('://', f'://scrape:{scrape_key}@')}/metrics",
             "metric_name": None,
             "interval_seconds": 60,
             "query": None,
