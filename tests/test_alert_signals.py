@@ -337,3 +337,18 @@ def test_a_cycle_evaluates_signal_rules_and_fires(engine: Engine) -> None:
             {"r": created["id"]},
         ).scalar()
     assert report.errors == [] and status == "firing"
+
+
+def test_too_few_requests_are_not_a_breach_nor_missing_data(engine: Engine) -> None:
+    start = NOW - 30 * MIN
+    with engine.begin() as conn:
+        partitions(conn, start)
+        add_timings(conn, [(NOW - 3 * MIN, "POST", "/api/payments/charge", 502, 900.0)])
+        result = backtest(conn, template("payment_failures"), start=start, end=NOW, tz=TZ)
+    # one failed charge of one: fewer than min_count (3), so neither firing nor no data
+    assert result["fired_count"] == 0
+    assert [(e["from_status"], e["to_status"]) for e in result["events"]] == [
+        (None, "no_data"),  # before the request
+        ("no_data", "resolved"),  # the request: too few to judge, so not a breach
+    ]
+    assert result["events"][-1]["time"] == NOW - 3 * MIN

@@ -156,6 +156,8 @@ def _threshold(cond: Condition, series: Sequence[Point], now: datetime, limit: f
             points = [Point(now, 0.0)]
     if not points:
         return Check(None, None, limit, f"no data in the last {cond.window_minutes:g} min")
+    if math.isnan(points[-1].value):  # a windowed signal with fewer events than min_count
+        return Check(False, None, limit, f"fewer than {cond.min_count} events in the window")
     value = _reduce(cond.aggregation, [p.value for p in points])
     holds = compare(cond.operator, value, limit)
     return Check(holds, value, limit, f"{cond.aggregation} {value:g} vs {limit:g}")

@@ -368,17 +368,19 @@ def _aggregate(aggregation: str, values: np.ndarray) -> float:
 def _windowed(
     t: np.ndarray, v: np.ndarray, stamps: list[datetime], at: np.ndarray, key: SignalKey
 ) -> list[Point]:
-    """The aggregation over (stamp − window, stamp] at every stamp (empty windows: none,
-    except counts, which are 0)."""
+    """The aggregation over (stamp − window, stamp] at every stamp. An empty window gives no
+    point (counts: 0); one with fewer than `min_count` events gives NaN, which the engine
+    reads as "not enough to breach" rather than as missing data."""
     hi = np.searchsorted(t, at, side="right")
     lo = np.searchsorted(t, at - key.window.total_seconds(), side="right")
+    n = hi - lo
     counting = key.aggregation == "count"
     if key.aggregation in ("count", "sum", "avg"):  # vectorised: cumulative sums
-        n = hi - lo
         total = np.concatenate(([0.0], np.cumsum(v)))
         sums = total[hi] - total[lo]
         values = n if counting else (sums if key.aggregation == "sum" else sums / np.maximum(n, 1))
-        keep = n >= max(key.min_count, 0 if counting else 1)
+        values = np.where(n < key.min_count, np.nan, values)
+        keep = (n > 0) | counting
         return [
             Point(s, float(x))
             for s, x, k in zip(stamps, values.tolist(), keep.tolist(), strict=True)
@@ -386,10 +388,10 @@ def _windowed(
         ]
     points = []
     for stamp, a, b in zip(stamps, lo.tolist(), hi.tolist(), strict=True):
-        if b > a and b - a >= key.min_count:
+        if b - a >= max(key.min_count, 1):
             points.append(Point(stamp, _aggregate(key.aggregation, v[a:b])))
-        elif counting:
-            points.append(Point(stamp, 0.0))
+        elif b > a:
+            points.append(Point(stamp, math.nan))
     return points
 
 
