@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from monitoring_core.api.admin_io import actor_of
 from monitoring_core.api.body import parse_json, read_body
 from monitoring_core.api.deps import count_points, require_admin, require_ingest, require_read
-from monitoring_core.api.heavy import HeavyGate, may_be_heavy
+from monitoring_core.api.heavy import HeavyGate, may_be_heavy, release_free_memory
 from monitoring_core.api.params import ID_MAX, Id
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
@@ -314,7 +314,10 @@ async def pushgateway_push(request: Request, first: str, rest: str) -> JSONRespo
                 request.app, "heavy_pushes", lambda: HeavyGate(HEAVY_PUSHES, HEAVY_PUSH_WAIT_S)
             )
             async with gate.slot("pushes"):
-                accepted = await _read_and_store(request, grouping)
+                try:
+                    accepted = await _read_and_store(request, grouping)
+                finally:
+                    await run_in_threadpool(release_free_memory)
         else:
             accepted = await _read_and_store(request, grouping)
     except ExpositionError as exc:

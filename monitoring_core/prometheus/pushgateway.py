@@ -21,7 +21,6 @@ from monitoring_core.ingest.metrics import MetricBatch, SeriesKey, dimensions_ke
 from monitoring_core.ingest.points import MetricPoint
 from monitoring_core.prometheus.parser import (
     MAX_LABEL_VALUE,
-    MEMO_LIMIT,
     Exposition,
     ExpositionError,
 )
@@ -38,6 +37,9 @@ KeyMemo = dict[tuple[tuple[tuple[str, str], ...], str], SeriesKey]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SOURCE_SYSTEM = "pushgateway"
+# Series keys remembered across pushes (~250 B each): a bound on memory, not on correctness
+# (a key not remembered is encoded again, ~1 µs).
+KEY_MEMO_LIMIT = 50_000
 
 
 class GroupingKeyError(ValueError):
@@ -108,7 +110,7 @@ def samples_to_batch(
     series every few seconds pays the sorted-JSON encoding of its dimensions only once.
     """
     memo = {} if memo is None else memo
-    if len(memo) >= MEMO_LIMIT:
+    if len(memo) >= KEY_MEMO_LIMIT:
         memo.clear()
     group = tuple(sorted(grouping_key.items()))
     batch = MetricBatch([], [], [], {})
