@@ -74,6 +74,12 @@ def _alert_card(alert: Mapping[str, Any], focused: bool) -> None:
             f"{widgets.severity_badge(alert['severity'])} "
             f"**{fmt.md_escape(alert['alert_name'])}**{key} — {_summary(alert)}"
         )
+        st.page_link(  # the alert's own page: condition, graph, notification log
+            "pages/alert.py",
+            label=f"Open alert #{alert['id']}",
+            icon=":material/open_in_new:",
+            query_params={"instance": str(alert["id"])},
+        )
         if not responder:
             return
         aid = alert["id"]

@@ -174,3 +174,17 @@ def test_an_unknown_or_absent_instance_gets_a_clear_message(
     else:
         assert any("There is no alert" in _plain(w.value) for w in at.warning)
     assert at.number_input(key="alert_pick") is not None
+
+
+def test_each_card_on_the_alerts_page_links_to_its_alert(
+    engine: Engine, logged_in_app: AppFactory, receiver: Receiver
+) -> None:
+    instance_id = _firing_alert(engine, receiver)
+    at = logged_in_app(Role.VIEWER)
+    at.run()
+    at.switch_page("pages/alerts.py").run()
+    assert not at.exception, at.exception
+    links = [e.proto for e in at.get("page_link") if e.proto.label == f"Open alert #{instance_id}"]
+    assert [(p.page, p.query_string) for p in links] == [
+        ("response-alert", f"instance={instance_id}")
+    ]
