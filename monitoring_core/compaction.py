@@ -39,15 +39,19 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 from sqlalchemy import Connection, Engine, text
 
+from monitoring_core.chunks.codec import decode, encode
 from monitoring_core.chunks.store import (
     PG_EPOCH_US,
     Chunk,
     delete_chunks,
+    from_us,
     insert_chunks,
     lock_chunks,
     rows_from_packed,
+    to_us,
 )
 from monitoring_core.partitions import list_partitions, partition_name
+from monitoring_core.points_reader import read_points_us
 from monitoring_core.rollups import FAMILIES, rollup_lock_key
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
     "compact_batch",
     "compactable_until",
     "pending_stretches",
+    "verify_chunks",
 ]
 
 COMPACT_AFTER = timedelta(hours=2)
@@ -322,4 +327,70 @@ def compact(
             report.merged += merged
             report.series += chunks
     report.seconds = time.perf_counter() - started
+    return report
+
+
+@dataclass
+class VerifyReport:
+    chunks: int = 0
+    points: int = 0
+    minutes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        state = f"{len(self.problems)} PROBLEMS" if self.problems else "all agree"
+        return (
+            f"verified {self.chunks} chunks ({self.points} points, {self.minutes} minutes "
+            f"against metric_rollup_1m): {state}"
+        )
+
+
+_SAMPLE = text(
+    "SELECT series_id, start_time, end_time, count, times, vals FROM metric_chunks "
+    "ORDER BY random() LIMIT :n"
+)
+_MINUTES = text(
+    "SELECT bucket, count, sum, min, max FROM metric_rollup_1m "
+    "WHERE series_id = :s AND bucket >= :lo AND bucket <= :hi ORDER BY bucket"
+)
+
+
+def verify_chunks(conn: Connection, sample: int = 100) -> VerifyReport:
+    """Decode a random sample of chunks and check them from nothing: the stored count, first
+    and last instants, one stretch, time order, a bit-exact re-encoding round trip, and per
+    minute the count, min, max and sum of every raw point (chunk and rows) against the
+    1-minute rollups, which were computed from the rows before they were compacted."""
+    report = VerifyReport()
+    for sid, start, end, count, times, vals in conn.execute(_SAMPLE, {"n": sample}):
+        report.chunks += 1
+        name = f"chunk ({sid}, {start.isoformat()})"
+        t, v = decode(bytes(times), bytes(vals), count)
+        report.points += len(t)
+        if len(t) != count or int(t[0]) != to_us(start) or int(t[-1]) != to_us(end):
+            report.problems.append(f"{name}: count or first/last instant differ from its row")
+        if _floor(start) != _floor(end) or (len(t) > 1 and not (t[1:] >= t[:-1]).all()):
+            report.problems.append(f"{name}: spans two stretches or is out of order")
+        t2, v2 = decode(*encode(t, v), len(t))
+        if not (np.array_equal(t, t2) and np.array_equal(v.view(np.int64), v2.view(np.int64))):
+            report.problems.append(f"{name}: re-encoding does not give the same points")
+        lo = _floor(start)  # every minute of the chunk's stretch, rows included
+        hi = lo + STRETCH - timedelta(minutes=1)
+        span = (lo - timedelta(microseconds=1), lo + STRETCH - timedelta(microseconds=1))
+        points = read_points_us(conn, [sid], *span)
+        pt, pv = points.get(int(sid), (np.empty(0, np.int64), np.empty(0)))
+        minute_of = (pt - to_us(lo)) // 60_000_000
+        for bucket, n, total, low, high in conn.execute(_MINUTES, {"s": sid, "lo": lo, "hi": hi}):
+            report.minutes += 1
+            mine = pv[minute_of == (to_us(bucket) - to_us(lo)) // 60_000_000]
+            ok = (
+                len(mine) == n
+                and len(mine)
+                and mine.min() == low
+                and mine.max() == high
+                and abs(float(mine.sum()) - total) <= 1e-9 * max(1.0, abs(total))
+            )
+            if not ok:
+                report.problems.append(
+                    f"{name}: minute {from_us(to_us(bucket)).isoformat()} differs from its rollup"
+                )
     return report
