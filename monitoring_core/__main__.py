@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="processes (default MONITORING_API_PROCESSES)"
     )
     sub.add_parser("db-url", help="print the SQLAlchemy URL in use")
+    compact = sub.add_parser("compact", help="compact raw metric points into series chunks now")
+    compact.add_argument("--verify", action="store_true", help="then check a sample of chunks")
+    compact.add_argument("--sample", type=int, default=100, help="chunks to verify (100)")
     _user_commands(sub.add_parser("user").add_subparsers(dest="action", required=True))
     _key_commands(sub.add_parser("apikey").add_subparsers(dest="action", required=True))
     _config_commands(sub.add_parser("config").add_subparsers(dest="action", required=True))
@@ -166,6 +169,18 @@ def _run(args: argparse.Namespace, engine: Engine, now: datetime) -> int:
         return 0
     if args.command == "config":
         return _config_command(args, engine, now)
+    if args.command == "compact":
+        from monitoring_core.compaction import compact, verify_chunks
+
+        print(compact(engine, now).summary())
+        if not args.verify:
+            return 0
+        with engine.connect() as conn:
+            report = verify_chunks(conn, sample=args.sample)
+        print(report.summary())
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        return 1 if report.problems else 0
     if args.command in ("backup", "restore"):
         return _backup_command(args, engine)
     raise AssertionError(args.command)

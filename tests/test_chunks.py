@@ -475,3 +475,14 @@ def test_verify_recomputes_sampled_chunks_against_the_rollups(
         )  # fmt: skip
         report = verify_chunks(conn, sample=1_000)
     assert len(report.problems) == 1 and "differs from its rollup" in report.problems[0]
+
+
+def test_the_cli_compacts_and_verifies(engine: Engine, now: datetime, database_url: str) -> None:
+    from tests.test_cli import cli
+
+    _load(engine, now, series=2, hours=6, seed=2)
+    _roll(engine, now)
+    result = cli("compact", "--verify", "--sample", "20", url=database_url)
+    assert result.returncode == 0, result.stderr
+    assert "compacted" in result.stdout and "all agree" in result.stdout
+    assert _chunk_count(engine)[0] > 0
