@@ -4,7 +4,8 @@ never appear in an export."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import difflib
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from monitoring_core.schema import (
     escalation_policies,
     metadata,
     notification_channels,
+    oncall_layers,
     oncall_schedules,
     runbooks,
     settings,
@@ -290,6 +292,12 @@ def test_it_names_people_and_schedules_that_must_exist_where_applied(
             insert(users).values(username="ann", password_hash="x", role="responder")
         ).inserted_primary_key[0]
         rota = conn.execute(insert(oncall_schedules).values(name="Primary")).inserted_primary_key[0]
+        conn.execute(
+            insert(oncall_layers).values(
+                schedule_id=rota, rotation="weekly", handoff_weekday=0, handoff_time=time(9),
+                starts_on=date(2026, 6, 1), members=[ann], level=1, name="Week",
+            )
+        )  # fmt: skip
         phone = conn.execute(
             insert(notification_channels).values(name="ann phone", url=SLACK, user_id=ann)
         ).inserted_primary_key[0]
@@ -307,17 +315,26 @@ def test_it_names_people_and_schedules_that_must_exist_where_applied(
     assert doc["escalation_policies"][0]["steps"] == [
         {"after_minutes": 0, "channels": ["ann phone"], "users": ["ann"], "schedules": ["Primary"]}
     ]
+    assert (
+        doc["schedules"][0]["layers"][0] | {"members": ["ann"]} == doc["schedules"][0]["layers"][0]
+    )
+    assert doc["schedules"][0]["layers"][0]["starts_on"] == "2026-06-01"
     env = {needed[0]: SLACK}
     with engine.begin() as conn:  # moved to an installation with the same people: no change
         conn.execute(escalation_policies.delete())
         conn.execute(notification_channels.delete())
-        assert len(apply_config(conn, text, env=env, actor=ACTOR, now=now)) == 2
+        conn.execute(oncall_schedules.delete())
+        assert len(apply_config(conn, text, env=env, actor=ACTOR, now=now)) == 3
         assert apply_config(conn, text, env=env, actor=ACTOR, now=now) == []
         [steps] = conn.execute(select(escalation_policies.c.steps)).scalars()
-        assert steps[0]["users"] == [ann] and steps[0]["schedules"] == [rota]
+        new_rota = conn.execute(select(oncall_schedules.c.id)).scalar_one()
+        assert steps[0]["users"] == [ann] and steps[0]["schedules"] == [new_rota]
+    after = _export(engine, now)[0]
+    assert after == text, "\n".join(difflib.unified_diff(text.splitlines(), after.splitlines()))
     unknown = text.replace("- ann\n", "- bob\n").replace("owner: ann", "owner: bob")
     with engine.begin() as conn, pytest.raises(ConfigInvalid) as caught:
         apply_config(conn, unknown, env=env, actor=ACTOR, now=now)
     messages = {(p.where, p.message) for p in caught.value.problems}
     assert ("channels[0].owner", "no user named 'bob'") in messages
     assert ("escalation_policies[0].steps[0].users[0]", "no user named 'bob'") in messages
+    assert ("schedules[0].layers[0].members[0]", "no user named 'bob'") in messages

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -27,6 +27,7 @@ from monitoring_core.config_io.state import (
     to_yaml,
 )
 from monitoring_core.health.store import create_check, update_check
+from monitoring_core.oncall.store import save_schedule
 from monitoring_core.schema import (
     alert_rules,
     escalation_policies,
@@ -162,6 +163,21 @@ class _Writer:
         owner = item.pop("owner")
         item["user_id"] = None if owner is None else self._ids(users, "username")[owner]
         self._upsert(notification_channels, "name", key, item)
+
+    def _schedules(self, key: str, item: dict[str, Any]) -> None:
+        people = self._ids(users, "username")
+        values = {"name": key, "description": item["description"]}
+        layers = [
+            {
+                **layer,
+                "handoff_time": time.fromisoformat(layer["handoff_time"]),
+                "starts_on": date.fromisoformat(layer["starts_on"]),
+                "members": [people[name] for name in layer["members"]],
+            }
+            for layer in item["layers"]
+        ]
+        found = self._ids(oncall_schedules, "name").get(key)
+        save_schedule(self.conn, schedule_id=found, values=values, layers=layers)
 
     def _escalation_policies(self, key: str, item: dict[str, Any]) -> None:
         tables = {"channels": notification_channels, "users": users, "schedules": oncall_schedules}

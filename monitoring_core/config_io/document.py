@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import yaml
@@ -27,13 +27,14 @@ from monitoring_core.config_io.spec import (
     Section,
     env_reference,
 )
-from monitoring_core.config_io.state import STEP_REFS, State, silence_key
+from monitoring_core.config_io.state import STEP_REFS, State, layer_item, silence_key
 from monitoring_core.enums import Severity
 from monitoring_core.health.validate import validate_check
 from monitoring_core.incidents.runbooks import validate_steps
 from monitoring_core.incidents.service import IncidentInvalid
 from monitoring_core.ingest.validate import InvalidItems
 from monitoring_core.notify.channels import validate_url
+from monitoring_core.oncall.validate import OncallInvalid, parse_schedule
 from monitoring_core.policies.steps import parse_steps
 
 __all__ = ["ConfigInvalid", "Problem", "read_document"]
@@ -267,6 +268,36 @@ class _Checks:
             self.reader.fail((*path, "rate_limit_per_minute"), "must be at least 1")
         if not all(isinstance(t, str) for t in item["tags"]):
             self.reader.fail((*path, "tags"), "must be a list of strings")
+
+    def _schedules(self, item: dict[str, Any], path: Path) -> None:
+        layers, numbered = item["layers"], []
+        for i, raw in enumerate(layers):
+            if not isinstance(raw, dict):
+                self.reader.fail((*path, "layers", i), "each layer must be a mapping")
+                return
+            members = raw.get("members")
+            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                self.reader.fail((*path, "layers", i, "members"), "must be a list of user names")
+                return
+            for j, name in enumerate(members):
+                self._ref("_users", name, (*path, "layers", i, "members", j))
+            starts = raw.get("starts_on")
+            starts = starts.isoformat() if isinstance(starts, date) else starts
+            numbered.append(
+                {**raw, "starts_on": starts, "members": list(range(1, len(members) + 1))}
+            )
+        try:
+            _, parsed = parse_schedule({"name": item["name"], "layers": numbered})
+        except OncallInvalid as exc:
+            self.reader.fail_field(path, exc.field, str(exc).split(": ", 1)[-1])
+            return
+        canonical = [
+            layer_item(layer, dict(enumerate(raw["members"], start=1)))
+            for raw, layer in zip(layers, parsed, strict=True)
+        ]
+        # the database lists layers highest level first (then as written): so does the state
+        order = sorted(range(len(canonical)), key=lambda k: -canonical[k]["level"])
+        item["layers"] = [canonical[k] for k in order]
 
     def _escalation_policies(self, item: dict[str, Any], path: Path) -> None:
         numbered = []

@@ -71,6 +71,17 @@ SECTIONS: tuple[Section, ...] = (
         ),
     ),
     Section(
+        "schedules",
+        "name",
+        _fields(
+            ("name", "str"),
+            ("description", "string", ""),
+            # [{name, level, rotation, handoff_time "HH:MM", handoff_weekday, starts_on
+            #   "YYYY-MM-DD", members: [user names], active_days}]
+            ("layers", "list"),
+        ),
+    ),
+    Section(
         "escalation_policies",
         "name",
         _fields(

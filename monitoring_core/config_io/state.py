@@ -22,6 +22,7 @@ from monitoring_core.config_io.spec import (
     env_name,
     secret_paths,
 )
+from monitoring_core.oncall.store import list_schedules
 from monitoring_core.schema import (
     alert_rules,
     escalation_policies,
@@ -35,13 +36,21 @@ from monitoring_core.schema import (
     users,
 )
 
-__all__ = ["STEP_REFS", "State", "current_state", "export_document", "silence_key", "to_yaml"]
+__all__ = [
+    "STEP_REFS",
+    "State",
+    "current_state",
+    "export_document",
+    "layer_item",
+    "silence_key",
+    "to_yaml",
+]
 
 State = dict[str, dict[str, dict[str, Any]]]  # section -> key -> item (plus "settings")
 # A policy step's id lists and what they name: (step key, State section of the names).
-# People and schedules are not in the file: they must exist where the file is applied
-# (`_users` / `_schedules` in the state hold their names).
-STEP_REFS = (("channels", "channels"), ("users", "_users"), ("schedules", "_schedules"))
+# People are not in the file: they must exist where the file is applied (`_users` in the
+# state holds their names).
+STEP_REFS = (("channels", "channels"), ("users", "_users"), ("schedules", "schedules"))
 
 
 class _Names:
@@ -121,6 +130,20 @@ def _runbook_steps(steps: Any, names: _Names) -> list[Any]:
     return out
 
 
+def layer_item(layer: Mapping[str, Any], users_by_id: Mapping[int, str]) -> dict[str, Any]:
+    """An on-call layer as the file shows it: times as text, members by user name."""
+    return {
+        "name": layer["name"],
+        "level": layer["level"],
+        "rotation": layer["rotation"],
+        "handoff_time": layer["handoff_time"].strftime("%H:%M"),
+        "handoff_weekday": layer["handoff_weekday"],
+        "starts_on": layer["starts_on"].isoformat(),
+        "members": [users_by_id.get(m, f"#{m}") for m in layer["members"]],
+        "active_days": sorted(layer["active_days"] or []),
+    }
+
+
 def current_state(conn: Connection, *, now: datetime) -> State:
     """Everything `config export` covers, secrets in clear; silences still running at `now`."""
     names = _Names(conn)
@@ -163,7 +186,14 @@ def current_state(conn: Connection, *, now: datetime) -> State:
         item = _pick(dict(silence._mapping), "silences")
         state["silences"][silence_key(item)] = item
     state["_users"] = {name: {} for name in names.users.values()}
-    state["_schedules"] = {name: {} for name in names.schedules.values()}
+    state["schedules"] = {
+        row["name"]: {
+            "name": row["name"],
+            "description": row["description"],
+            "layers": [layer_item(layer, names.users) for layer in row["layers"]],
+        }
+        for row in list_schedules(conn)
+    }
     state["settings"] = {
         r.key: r.value
         for r in conn.execute(select(settings.c.key, settings.c.value).order_by(settings.c.key))
