@@ -251,9 +251,10 @@ def _test(body: dict[str, Any], tr: TimeRange) -> None:
 def _rule_row(rule: Mapping[str, Any], admin: bool, act: Act) -> None:
     cfg = rule["condition_config"] or {}
     cols = st.columns([5, 1, 1, 1, 1])
+    watched = f" · {fmt.md_escape(rule['metric_name'])}" if rule["metric_name"] else ""
     cols[0].markdown(
         f"{widgets.severity_badge(rule['severity_level'])} **{fmt.md_escape(rule['alert_name'])}** "
-        f"· {fmt.md_escape(cfg.get('type'))} · {fmt.md_escape(rule['metric_name'] or '')}"
+        f"· {fmt.md_escape(cfg.get('type'))}{watched}"
         f"{'' if rule['is_enabled'] else ' · *disabled*'}"
     )
     if not admin:
@@ -266,9 +267,11 @@ def _rule_row(rule: Mapping[str, Any], admin: bool, act: Act) -> None:
             rule_id=rid,
             body={"is_enabled": not rule["is_enabled"]},
         )
-    if cols[2].button("Edit", key=f"edit{rid}"):
+    # built-in rules (self-alerts, pattern and external rules) are not the editor's to change
+    editable = cfg.get("type") in TYPES and (cfg.get("type") == "composite" or cfg.get("metric"))
+    if editable and cols[2].button("Edit", key=f"edit{rid}"):
         st.session_state["rule_editing"] = rid
-    if cols[3].button("Duplicate", key=f"dup{rid}"):
+    if editable and cols[3].button("Duplicate", key=f"dup{rid}"):
         act("Duplicate rule", service.rule_duplicate, rule_id=rid)
     with cols[4].popover("Delete"):
         st.write("Delete this rule with its alerts and history?")
