@@ -169,3 +169,20 @@ def test_it_refuses_native_histograms_by_name(
     response = _post(api_server, _body(request), ingest_key)
     assert response.status_code == 400
     assert "native histograms" in response.text
+
+
+def test_samples_spend_the_keys_point_rate(
+    api_server: str, engine: Engine, real_now: datetime
+) -> None:
+    from monitoring_core.accounts import create_api_key
+    from monitoring_core.enums import ApiScope
+
+    with engine.begin() as conn:
+        key = create_api_key(conn, name="rw-tight", scope=ApiScope.INGEST, points_per_minute=5)
+    moments = [real_now - timedelta(seconds=s) for s in (1, 2, 3, 4)]
+    four = _body(_request([({"__name__": "up", "job": "x"}, [(1.0, m) for m in moments])]))
+    assert _post(api_server, four, key).status_code == 204
+    refused = _post(api_server, four, key)  # 4 more samples, 1 left this minute
+    assert refused.status_code == 429 and "retry-after" in refused.headers
+    assert "5 points per minute" in refused.text
+    assert sum(len(v) for v in _stored(engine).values()) == 4  # nothing of the refused one

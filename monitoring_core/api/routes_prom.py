@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import parse_json, read_body
-from monitoring_core.api.deps import require_ingest, require_read
+from monitoring_core.api.deps import count_points, require_ingest, require_read
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.flows.external_alerts import receive_alerts
 from monitoring_core.ingest.metrics import (
@@ -98,7 +98,9 @@ def _catalog_news(app: FastAPI, entries: dict[str, CatalogEntry]) -> list[Catalo
     return [e for name, e in entries.items() if seen.get(name) != e]
 
 
-def _store_write(app: FastAPI, body: bytes) -> Converted:
+def _store_write(app: FastAPI, body: bytes, spend: Callable[[int], None]) -> Converted:
+    """Decode, convert, spend the key's point rate on the samples (`spend`: 429 past it, and
+    then nothing is stored), write."""
     now = datetime.now(UTC)
     max_bytes = app.state.settings.max_body_bytes * _INFLATION
     try:
@@ -108,6 +110,7 @@ def _store_write(app: FastAPI, body: bytes) -> Converted:
     days = partition_days(app)
     converted = convert(request, limits=days.limits("metric_points", now))
     batch, news = converted.batch, _catalog_news(app, converted.catalog)
+    spend(len(batch.values))
     if not batch.values and not news:
         return converted
     series = app_cache(app, "metric_series", SeriesCache)
@@ -139,7 +142,9 @@ async def remote_write(request: Request) -> Response:
     body = await _raw_body(request, max_bytes)
     stats = request.app.state.stats
     try:
-        converted = await run_in_threadpool(_store_write, request.app, body)
+        converted = await run_in_threadpool(
+            _store_write, request.app, body, lambda samples: count_points(request, samples)
+        )
     except RemoteWriteError as exc:
         stats.count_items("remote_write", rejected=1)
         return PlainTextResponse(str(exc), status_code=400)
