@@ -60,7 +60,7 @@ def _navigation() -> dict[str, list[st.Page]]:
 
 def _signed_out_navigation(sections: dict[str, list[st.Page]]) -> list[st.Page]:
     """Only the sign-in form, under every page's URL too: a link opened while signed out (a
-    notification's `/response-alerts?instance=N`) keeps its address and query string while the
+    notification's `/response-alert?instance=N`) keeps its address and query string while the
     form is shown, and opens what it names once the visitor has signed in (Streamlit knows a
     page by its URL path, so the real page takes over on the next run)."""
     sign_in = st.Page(auth.login_form, title="Sign in", icon=":material/login:", default=True)

@@ -60,7 +60,7 @@ def test_it_fires_once_and_counts_five_breaches_on_one_instance(db: Engine) -> N
     assert sent["kind"] == "firing" and sent["channel_id"] == ch
     assert (
         "Checkout slow" in sent["title"]
-        and f"{URL}/response-alerts?instance={inst['id']}" in sent["body"]
+        and f"{URL}/response-alert?instance={inst['id']}" in sent["body"]
     )
     assert "Value: 150" in sent["body"] and "Threshold: 100" in sent["body"]
 

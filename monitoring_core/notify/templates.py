@@ -46,7 +46,7 @@ def inert(value: Any) -> str:
 
 
 def alert_link(public_url: str, instance_id: int) -> str:
-    return f"{public_url.rstrip('/')}/response-alerts?{urlencode({'instance': instance_id})}"
+    return f"{public_url.rstrip('/')}/response-alert?{urlencode({'instance': instance_id})}"
 
 
 def _fmt(value: Any) -> str:
