@@ -13,7 +13,7 @@ import httpx
 from fastapi import HTTPException
 
 from monitoring_core.api.heavy import HeavyGate
-from monitoring_core.api.routes_health import HEAVY_PUSH_BYTES
+from monitoring_core.api.routes_health import HEAVY_PUSH_BYTES, HEAVY_PUSHES
 from monitoring_core.prometheus import parse_exposition, samples_to_batch
 
 
@@ -81,7 +81,7 @@ def test_large_pushes_are_gated_and_small_ones_are_not(
     assert r.status_code == 202, r.text
     assert r.json()["accepted"] == 4_000
     gate = api_app.state.caches["heavy_pushes"]
-    assert gate.slots == 2 and gate.waiting == 0
+    assert gate.slots == HEAVY_PUSHES and gate.waiting == 0
 
 
 def test_a_full_gate_answers_503_with_retry_after(

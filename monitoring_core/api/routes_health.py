@@ -287,7 +287,7 @@ def _grouping(path: str) -> dict[str, str]:
 # HEAVY_PUSHES slots before their body is read: memory stays bounded whatever the number of
 # concurrent senders (see api/heavy.py); smaller pushes never wait.
 HEAVY_PUSH_BYTES = 64 * 1024
-HEAVY_PUSHES = 2
+HEAVY_PUSHES = 1
 HEAVY_PUSH_WAIT_S = 30.0
 
 
