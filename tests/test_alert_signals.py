@@ -352,3 +352,28 @@ def test_too_few_requests_are_not_a_breach_nor_missing_data(engine: Engine) -> N
         ("no_data", "resolved"),  # the request: too few to judge, so not a breach
     ]
     assert result["events"][-1]["time"] == NOW - 3 * MIN
+
+
+def test_anomaly_rate_of_change_and_absence_work_on_a_windowed_signal(engine: Engine) -> None:
+    search = "/api/suppliers/search"
+    with engine.begin() as conn:
+        partitions(conn, NOW - timedelta(weeks=4, hours=2))
+        rows = []
+        for week in range(1, 5):  # the same hour of past weeks: one request a minute
+            rows += traffic(NOW - timedelta(weeks=week, hours=1), 60, 1, search, method="GET")
+        rows += traffic(NOW - 60 * MIN, 40, 1, search, method="GET")  # steady, 100 ms ...
+        rows += traffic(NOW - 20 * MIN, 10, 6, search, method="GET", ms=300)  # busier, slower
+        add_timings(conn, rows)  # ... and nothing in the last 10 minutes
+        anomaly = rule({"type": "anomaly", "metric": "api.requests", "aggregation": "count",
+                        "direction": "above", "z_threshold": 3})  # fmt: skip
+        change = rule({"type": "rate_of_change", "metric": "api.latency_ms", "aggregation": "avg",
+                       "operator": "greater_than", "value": 50, "window_minutes": 10})  # fmt: skip
+        silence = rule({"type": "absence", "metric": "api.requests", "window_minutes": 5,
+                        "filters": {"endpoint": search}})  # fmt: skip
+        fired_at = {
+            name: [e["time"] for e in fired(conn, r, NOW - 30 * MIN, NOW)]
+            for name, r in (("anomaly", anomaly), ("change", change), ("absence", silence))
+        }
+    assert fired_at["anomaly"] and fired_at["anomaly"][0] <= NOW - 10 * MIN  # 60 + 60 in an hour
+    assert fired_at["change"] and NOW - 20 * MIN < fired_at["change"][0] <= NOW - 10 * MIN
+    assert fired_at["absence"] == [NOW - 5 * MIN]  # the last request 10 minutes ago, window 5
