@@ -26,6 +26,7 @@ from monitoring_core.schema import (
     escalation_policies,
     metadata,
     notification_channels,
+    notification_routes,
     oncall_layers,
     oncall_schedules,
     runbooks,
@@ -309,8 +310,19 @@ def test_it_names_people_and_schedules_that_must_exist_where_applied(
                 ],
             )
         )
+        conn.execute(
+            insert(notification_routes).values(
+                min_severity="high", targets={"schedules": [rota], "channels": [phone]}
+            )
+        )
     text, needed = _export(engine, now)
     doc = yaml.safe_load(text)
+    assert doc["notification_routes"] == [
+        {
+            "min_severity": "high",
+            "targets": {"channels": ["ann phone"], "users": [], "schedules": ["Primary"]},
+        }
+    ]
     assert doc["channels"][0]["owner"] == "ann"
     assert doc["escalation_policies"][0]["steps"] == [
         {"after_minutes": 0, "channels": ["ann phone"], "users": ["ann"], "schedules": ["Primary"]}
@@ -321,10 +333,11 @@ def test_it_names_people_and_schedules_that_must_exist_where_applied(
     assert doc["schedules"][0]["layers"][0]["starts_on"] == "2026-06-01"
     env = {needed[0]: SLACK}
     with engine.begin() as conn:  # moved to an installation with the same people: no change
+        conn.execute(notification_routes.delete())
         conn.execute(escalation_policies.delete())
         conn.execute(notification_channels.delete())
         conn.execute(oncall_schedules.delete())
-        assert len(apply_config(conn, text, env=env, actor=ACTOR, now=now)) == 3
+        assert len(apply_config(conn, text, env=env, actor=ACTOR, now=now)) == 4
         assert apply_config(conn, text, env=env, actor=ACTOR, now=now) == []
         [steps] = conn.execute(select(escalation_policies.c.steps)).scalars()
         new_rota = conn.execute(select(oncall_schedules.c.id)).scalar_one()

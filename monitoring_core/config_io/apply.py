@@ -33,6 +33,7 @@ from monitoring_core.schema import (
     escalation_policies,
     health_checks,
     notification_channels,
+    notification_routes,
     oncall_schedules,
     runbooks,
     settings,
@@ -188,6 +189,15 @@ class _Writer:
                     ids = self._ids(tables[ref], columns[ref])
                     step[ref] = [ids[name] for name in step[ref]]
         self._upsert(escalation_policies, "name", key, item)
+
+    def _notification_routes(self, key: str, item: dict[str, Any]) -> None:
+        tables = {"channels": notification_channels, "users": users, "schedules": oncall_schedules}
+        columns = {"channels": "name", "users": "username", "schedules": "name"}
+        targets = {}
+        for kind, names in item["targets"].items():
+            ids = self._ids(tables[kind], columns[kind])
+            targets[kind] = [ids[name] for name in names]
+        self._upsert(notification_routes, "min_severity", key, {**item, "targets": targets})
 
     def _health_checks(self, key: str, item: dict[str, Any]) -> None:
         found = self._ids(health_checks, "check_name").get(key)

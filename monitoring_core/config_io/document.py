@@ -34,7 +34,7 @@ from monitoring_core.incidents.runbooks import validate_steps
 from monitoring_core.incidents.service import IncidentInvalid
 from monitoring_core.ingest.validate import InvalidItems
 from monitoring_core.notify.channels import validate_url
-from monitoring_core.oncall.validate import OncallInvalid, parse_schedule
+from monitoring_core.oncall.validate import OncallInvalid, parse_route, parse_schedule
 from monitoring_core.policies.steps import parse_steps
 
 __all__ = ["ConfigInvalid", "Problem", "read_document"]
@@ -319,6 +319,24 @@ class _Checks:
             parse_steps(numbered)
         except ValueError as exc:
             self.reader.fail((*path, "steps"), str(exc))
+
+    def _notification_routes(self, item: dict[str, Any], path: Path) -> None:
+        raw, numbered = item["targets"], {}
+        for key, section in STEP_REFS:
+            names = raw.get(key, [])
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                self.reader.fail((*path, "targets", key), f"must be a list of {key} names")
+                return
+            for j, name in enumerate(names):
+                self._ref(section, name, (*path, "targets", key, j))
+            numbered[key] = list(range(1, len(names) + 1))
+        unknown = {**raw, **numbered}
+        try:
+            parse_route({"min_severity": item["min_severity"], "targets": unknown})
+        except OncallInvalid as exc:
+            self.reader.fail_field(path, exc.field, str(exc).split(": ", 1)[-1])
+            return
+        item["targets"] = {key: list(raw.get(key, [])) for key, _ in STEP_REFS}
 
     def _health_checks(self, item: dict[str, Any], path: Path) -> None:
         try:

@@ -93,6 +93,14 @@ SECTIONS: tuple[Section, ...] = (
         ),
     ),
     Section(
+        "notification_routes",
+        "min_severity",  # alerts without channels of their own, this severity and above
+        _fields(
+            ("min_severity", "str"),
+            ("targets", "dict"),  # {channels, users, schedules}: names
+        ),
+    ),
+    Section(
         "health_checks",
         "check_name",
         _fields(

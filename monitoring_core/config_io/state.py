@@ -28,6 +28,7 @@ from monitoring_core.schema import (
     escalation_policies,
     health_checks,
     notification_channels,
+    notification_routes,
     oncall_schedules,
     runbooks,
     settings,
@@ -116,6 +117,11 @@ def _policy_steps(steps: Any, names: _Names) -> list[Any]:
     return out
 
 
+def _targets(raw: Any, names: _Names) -> dict[str, list[Any]]:
+    maps = {"channels": names.channels, "users": names.users, "schedules": names.schedules}
+    return {kind: [_Names.of(maps[kind], i) for i in (raw or {}).get(kind, [])] for kind in maps}
+
+
 def _runbook_steps(steps: Any, names: _Names) -> list[Any]:
     out = []
     for step in steps or []:
@@ -185,6 +191,13 @@ def current_state(conn: Connection, *, now: datetime) -> State:
     for silence in live:
         item = _pick(dict(silence._mapping), "silences")
         state["silences"][silence_key(item)] = item
+    state["notification_routes"] = {
+        r["min_severity"]: {
+            "min_severity": r["min_severity"],
+            "targets": _targets(r["targets"], names),
+        }
+        for r in _rows(conn, notification_routes, notification_routes.c.min_severity)
+    }
     state["_users"] = {name: {} for name in names.users.values()}
     state["schedules"] = {
         row["name"]: {
