@@ -84,7 +84,7 @@ def _value(value: float | None, unit: str) -> str:
         return fmt.milliseconds(value)
     if unit.startswith("ratio 0"):
         return fmt.percent(value)
-    return f"{fmt.number(value)} {unit}".rstrip()
+    return f"{fmt.number(value)}{detail.unit_suffix(unit)}"
 
 
 def _picker() -> None:
@@ -109,19 +109,20 @@ def _picker() -> None:
 def _state(info: Mapping[str, Any]) -> None:
     alert, rule = info["alert"], info["rule"]
     status = str(alert["status"])
-    since = active_since(alert) if status != "resolved" else alert["resolved_at"]
+    since = {"resolved": alert["resolved_at"], "acknowledged": alert["acknowledged_at"]}.get(
+        status, active_since(alert)
+    )
     words = f"**{status.replace('_', ' ').capitalize()}**"
     if since is not None:
         words += f" since {_when(since)} ({_age(since)})"
-    value = _value(alert["trigger_value"], info["unit"])
-    words += f" · last value {value}"
-    if alert["status"] == "acknowledged" and alert["acknowledged_by"]:
-        words += f" · acknowledged by {fmt.md_escape(alert['acknowledged_by'])}"
-        words += f" at {_when(alert['acknowledged_at'])}"
-    if alert["status"] == "suppressed" and alert["suppressed_until"]:
+    if status == "acknowledged" and alert["acknowledged_by"]:
+        words += f" by {fmt.md_escape(alert['acknowledged_by'])}"
+    if status == "suppressed" and alert["suppressed_until"]:
         words += f" · suppressed until {_when(alert['suppressed_until'])}"
-    if alert["first_triggered_at"] and status != "pending":
+    if alert["first_triggered_at"] and status in ("acknowledged", "suppressed"):
         words += f" · fired {_when(alert['first_triggered_at'])}"
+    if alert["trigger_value"] is not None:
+        words += f" · last value {_value(alert['trigger_value'], info['unit'])}"
     st.markdown(words)
     for silence in info["silenced_by"]:
         reason = f": {fmt.md_escape(silence['reason'])}" if silence["reason"] else ""
@@ -234,7 +235,7 @@ def _facts(info: Mapping[str, Any]) -> None:
     if cond.metric:
         rows.append(("Signal", cond.metric + (f" ({unit})" if unit else "")))
     if cond.type in ("threshold", "rate_of_change", "anomaly"):
-        rows.append(("Aggregation", cond.aggregation))
+        rows.append(("Aggregation", detail.aggregation_words(cond.aggregation)))
     if cond.type in ("threshold", "pattern", "rate_of_change"):
         rows.append(("Operator", detail.OPERATOR_WORDS.get(cond.operator, cond.operator)))
         threshold_unit = (
@@ -263,6 +264,7 @@ def _facts(info: Mapping[str, Any]) -> None:
         pd.DataFrame(rows, columns=["Field", "Value"]),
         hide_index=True,
         use_container_width=True,
+        height=widgets.table_height(len(rows)),
     )
 
 
@@ -325,7 +327,12 @@ def _graph(info: Mapping[str, Any], history: list[dict[str, Any]]) -> None:
         ],
     )
     if not points:
-        st.caption(found["note"] or "No values in this span (no data for this alert's series).")
+        external = found["note"].startswith("an external")
+        st.caption(
+            "An external alert carries no series of its own."
+            if external
+            else "No values for this alert's series in this span."
+        )
     st.plotly_chart(fig, config=charts.PLOTLY_CONFIG, key="alert_graph")
     firing = [s for s in spans if s["kind"] == "firing"]
     st.caption(

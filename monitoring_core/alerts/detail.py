@@ -47,6 +47,7 @@ from monitoring_core.schema import (
 
 __all__ = [
     "OPERATOR_WORDS",
+    "aggregation_words",
     "alert_detail",
     "condition_series",
     "condition_words",
@@ -55,6 +56,7 @@ __all__ = [
     "notification_log",
     "periods",
     "silence_preview",
+    "unit_suffix",
 ]
 
 OPERATOR_WORDS = {
@@ -81,8 +83,15 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def _aggregation(name: str) -> str:
+def aggregation_words(name: str) -> str:
+    """`average`, `p95` …"""
     return _AGGREGATION_WORDS.get(name, name)
+
+
+def unit_suffix(unit: str) -> str:
+    """` ms` after a number; nothing for a unit that is a description (`1 up / 0 down`,
+    `ratio 0–1`): those are named once, next to the signal."""
+    return f" {unit}" if unit and " " not in unit else ""
 
 
 def _scope(cond: Condition) -> str:
@@ -101,13 +110,13 @@ def _for(cond: Condition) -> str:
 def condition_words(cond: Condition, unit: str = "") -> str:
     """The condition as a sentence: what is measured, how it is compared, over what window,
     for how long, and per what (plain text; the page escapes it)."""
-    unit_text = f" {unit}" if unit and not unit.startswith("ratio") else ""
+    unit_text = unit_suffix(unit)
     operator = OPERATOR_WORDS.get(cond.operator, cond.operator)
     window = _minutes(cond.window_minutes)
     kind = cond.type
     if kind == "threshold":
         text = (
-            f"{_aggregation(cond.aggregation)} of {cond.metric} over the last {window} "
+            f"{aggregation_words(cond.aggregation)} of {cond.metric} over the last {window} "
             f"is {operator} {_number(cond.value)}{unit_text}"
         )
     elif kind == "pattern":
@@ -120,14 +129,14 @@ def condition_words(cond: Condition, unit: str = "") -> str:
     elif kind == "anomaly":
         side = {"above": "above", "below": "below"}.get(cond.direction, "above or below")
         text = (
-            f"{_aggregation(cond.aggregation)} of {cond.metric} this hour is more than "
+            f"{aggregation_words(cond.aggregation)} of {cond.metric} this hour is more than "
             f"{cond.z_threshold:g} robust standard deviations {side} the same hour of the past "
             f"{cond.weeks} weeks"
         )
     elif kind == "rate_of_change":
         change_unit = " %" if cond.change_mode == "percent" else unit_text
         text = (
-            f"{_aggregation(cond.aggregation)} of {cond.metric} changes by {operator} "
+            f"{aggregation_words(cond.aggregation)} of {cond.metric} changes by {operator} "
             f"{_number(cond.value)}{change_unit} within {window}"
         )
     elif kind == "composite":
@@ -407,7 +416,7 @@ def condition_series(
     lined = cond.type in ("threshold", "pattern", "absence", "rate_of_change")
     thresholds = [(at, c.threshold) for at, c in checks if lined and c.threshold is not None]
     note = {
-        "threshold": f"{_aggregation(cond.aggregation)} over {_minutes(cond.window_minutes)}",
+        "threshold": f"{aggregation_words(cond.aggregation)} over {_minutes(cond.window_minutes)}",
         "pattern": f"matching events in {_minutes(cond.window_minutes)}",
         "absence": "minutes since the last data",
         "rate_of_change": f"change over {_minutes(cond.window_minutes)}",
