@@ -225,7 +225,9 @@ class SeriesCache:
 
     def __init__(
         self,
-        max_entries: int = 500_000,
+        # ~250 B a key: 250,000 keys ~60 MB of the API's 300 MB budget (#13); past it the
+        # cache starts again and misses are looked up in one statement per batch.
+        max_entries: int = 250_000,
         max_age_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
