@@ -230,7 +230,7 @@ channels:
 alert_rules:
   - alert_name: x
     severity_level: urgent
-    condition_config: {metric: m, operator: greater_than, value: 1}
+    condition_config: {metric: api.requests, aggregation: count, operator: greater_than, value: 1}
     notification_channels: [nobody]
     colour: red
 """
@@ -254,6 +254,20 @@ alert_rules:
     }
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(alert_rules)).scalar_one() == 0
+
+
+def test_it_refuses_an_unknown_signal_as_the_api_does(engine: Engine, now: datetime) -> None:
+    doc = """version: 1
+alert_rules:
+  - alert_name: typo
+    severity_level: high
+    condition_config: {metric: api.latncy_ms, operator: greater_than, value: 1}
+"""
+    with engine.begin() as conn, pytest.raises(ConfigInvalid) as caught:
+        apply_config(conn, doc, env={}, actor=ACTOR, now=now)
+    (problem,) = caught.value.problems
+    assert problem.line == 5 and "unknown signal 'api.latncy_ms'" in problem.message
+    assert "api.latency_ms" in problem.message  # the known ones are named
 
 
 def test_it_reports_broken_yaml_with_its_line(engine: Engine, now: datetime) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from monitoring_core.alerts import signals
 from monitoring_core.audit import record_audit
 from monitoring_core.config_io.document import read_document
 from monitoring_core.config_io.spec import SECTIONS
@@ -100,7 +101,9 @@ def apply_config(
     ConfigInvalid (every problem with its line) before any write; nothing written on a dry run.
     """
     current = current_state(conn, now=now)
-    desired = read_document(text, env=env, known=current)
+    desired = read_document(
+        text, env=env, known=current, signal_problems=lambda cfg: signals.problems(conn, cfg)
+    )
     changes = diff_states(current, desired)
     if dry_run or not changes:
         return changes

@@ -186,10 +186,18 @@ def _parse(text: str) -> tuple[Any, dict[Path, int]]:
     return data, lines
 
 
-def read_document(text: str, *, env: Mapping[str, str], known: State) -> State:
+def read_document(
+    text: str,
+    *,
+    env: Mapping[str, str],
+    known: State,
+    signal_problems: Callable[[Mapping[str, Any]], list[dict[str, str]]] | None = None,
+) -> State:
     """The desired state the file describes (ConfigInvalid lists every problem).
 
     `known` is the database's current state: names the file refers to may be there instead.
+    `signal_problems(condition)` checks the signal a rule names against the catalogue
+    (`alerts.signals.problems` on the caller's connection), as the API does.
     """
     data, lines = _parse(text)
     reader = _Reader(lines, env)
@@ -219,7 +227,7 @@ def read_document(text: str, *, env: Mapping[str, str], known: State) -> State:
             desired[section.name][key] = item
             paths[(section.name, key)] = path
     if not reader.problems:
-        _Checks(reader, desired, known, paths).run()
+        _Checks(reader, desired, known, paths, signal_problems).run()
     if reader.problems:
         raise ConfigInvalid(reader.problems)
     return desired
@@ -244,9 +252,15 @@ class _Checks:
     """The domain validators and the references, item by item."""
 
     def __init__(
-        self, reader: _Reader, desired: State, known: State, paths: dict[tuple[str, str], Path]
+        self,
+        reader: _Reader,
+        desired: State,
+        known: State,
+        paths: dict[tuple[str, str], Path],
+        signal_problems: Callable[[Mapping[str, Any]], list[dict[str, str]]] | None = None,
     ) -> None:
         self.reader, self.desired, self.known, self.paths = reader, desired, known, paths
+        self.signal_problems = signal_problems
 
     def run(self) -> None:
         for section in SECTIONS:
@@ -362,6 +376,10 @@ class _Checks:
             item["metric_name"] = item["metric_name"] or condition.metric
         except RuleInvalid as exc:
             for p in exc.problems:
+                self.reader.fail_field(path, p["field"], p["message"])
+        else:
+            config = item["condition_config"]
+            for p in self.signal_problems(config) if self.signal_problems else []:
                 self.reader.fail_field(path, p["field"], p["message"])
         for j, name in enumerate(item["notification_channels"]):
             self._ref("channels", name, (*path, "notification_channels", j))
