@@ -209,7 +209,8 @@ def _actions(info: Mapping[str, Any]) -> None:
             tz=tz,
             public_url=settings.public_url,
         )
-    with sup.popover("Suppress", use_container_width=True):
+    suppressible = status in ("firing", "pending", "no_data", "suppressed", "acknowledged")
+    with sup.popover("Suppress", use_container_width=True, disabled=not suppressible):
         minutes = st.number_input("Minutes", 5, 10080, 60, key="alert_sup_min")
         reason = st.text_input("Reason", key="alert_sup_why")
         if st.button("Suppress", key="alert_sup"):

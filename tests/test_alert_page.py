@@ -16,7 +16,7 @@ from monitoring_core.alerts.service import silence_create
 from monitoring_core.enums import Role
 from monitoring_core.flows.alert_cycle import run_evaluation
 from monitoring_core.flows.notification_delivery import deliver_due
-from monitoring_core.schema import alert_instances, audit_log, metric_catalog, silences
+from monitoring_core.schema import alert_instances, audit_log, metric_catalog, runbooks, silences
 from tests.alerting_support import Receiver, channel, point, threshold_rule, webhook_receiver
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
@@ -188,3 +188,41 @@ def test_each_card_on_the_alerts_page_links_to_its_alert(
     assert [(p.page, p.query_string) for p in links] == [
         ("response-alert", f"instance={instance_id}")
     ]
+
+
+def test_it_links_the_incident_and_lists_the_runbook_steps(
+    engine: Engine, logged_in_app: AppFactory, receiver: Receiver
+) -> None:
+    from monitoring_core.incidents.store import open_incident
+
+    instance_id = _firing_alert(engine, receiver)
+    now = clock.now()
+    with engine.begin() as conn:
+        incident = open_incident(
+            conn,
+            title="Checkout down",
+            severity="SEV2",
+            affected_services=["checkout"],
+            source="alert",
+            created_by="test",
+            now=now,
+            alert_instance_id=instance_id,
+        )
+        conn.execute(
+            insert(runbooks).values(
+                title="Restart the [checkout] pods",
+                alert_rule_id=conn.execute(
+                    select(alert_instances.c.alert_configuration_id)
+                ).scalar(),
+                steps=[
+                    {"title": "Drain traffic", "kind": "manual"},
+                    {"title": "Restart", "kind": "http"},
+                ],
+            )
+        )
+    at = _open(logged_in_app, Role.VIEWER, str(instance_id))
+    links = [e.proto for e in at.get("page_link") if e.proto.page == "response-incidents"]
+    assert [p.query_string for p in links] == [f"incident={incident['id']}"]
+    texts = _texts(at)
+    assert any("Runbook:** Restart the [checkout] pods" in t for t in texts)
+    assert any("1. Drain traffic (manual)\n2. Restart (http)" in t for t in texts)
