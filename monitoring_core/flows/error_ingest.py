@@ -51,6 +51,7 @@ __all__ = [
     "load_incident_policy",
     "load_scrubber",
     "prepare",
+    "store_prepared",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,28 @@ def ingest_errors(
     """
     scrubber = scrubber or load_scrubber(conn)
     prepared = [prepare(e, scrubber=scrubber, tz=tz) for e in events]
+    return store_prepared(
+        conn,
+        prepared,
+        now=now,
+        tz=tz,
+        open_incidents=open_incidents,
+        incident_policy=incident_policy,
+    )
+
+
+def store_prepared(
+    conn: Connection,
+    prepared: Sequence[PreparedError],
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    open_incidents: bool = True,
+    incident_policy: IncidentPolicy | None = None,
+) -> IngestResult:
+    """`ingest_errors` for events already through `prepare` (the API prepares each request's
+    events while the previous group commit is in the database). Can run again on the same
+    events after a rolled-back attempt."""
     kept = claim_event_ids(conn, prepared)
     groups = upsert_groups(conn, kept)
     record_new_groups(conn, sorted(g.id for g in groups.values() if g.inserted), now=now)
