@@ -314,7 +314,7 @@ def _graph(info: Mapping[str, Any], history: list[dict[str, Any]]) -> None:
             opacity=0.15,
             line_width=0,
             annotation_text=span["kind"],
-            annotation_position="top left",
+            annotation_position="top left" if span["kind"] == "firing" else "bottom left",
         )
     fig.update_layout(
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
@@ -403,6 +403,8 @@ def _log(rows: list[dict[str, Any]]) -> None:
             "Error": [r["error"] or "" for r in rows],
         }
     )
+    if not frame["Person"].any():  # no channel here is a person's own contact method
+        frame = frame.drop(columns="Person")
     st.dataframe(
         frame, hide_index=True, use_container_width=True, height=widgets.table_height(len(frame))
     )

@@ -93,12 +93,13 @@ def test_it_shows_the_rule_in_words_the_threshold_graph_and_delivery_log(
     assert facts["Threshold"] == "100 ms" and facts["Operator"] == "above"
     assert facts["Window"] == "1 min" and facts["One alert per"] == "endpoint"
     assert facts["Channels"] == "ops-hook, pager_[bad]"
-    log = _table(at, "Outcome")
-    outcomes = {row[2]: row[4] for row in log}  # channel -> outcome
+    log = next(d.value for d in at.dataframe if "Outcome" in d.value.columns)
+    outcomes = dict(zip(log["Channel"], log["Outcome"], strict=True))
     assert outcomes["ops-hook"] == "delivered"
     assert outcomes["pager_[bad]"].startswith("failed")
-    assert any("500" in row[6] for row in log if row[2] == "pager_[bad]")
-    assert any("`endpoint=/pay`" in t or "endpoint=/pay" in t for t in texts)  # labels
+    assert all("500" in e for e in log[log["Channel"] == "pager_[bad]"]["Error"])
+    assert (log["What"] == "firing").all() and "Person" not in log.columns  # nobody's own
+    assert any("` endpoint=/pay `" in t for t in texts)  # labels, as code spans
     (chart,) = at.get("plotly_chart")
     spec = chart.proto.spec
     assert '"threshold"' in spec and '"firing"' in spec
