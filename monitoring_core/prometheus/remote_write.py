@@ -26,10 +26,9 @@ from datetime import UTC, datetime, timedelta
 
 import cramjam
 import numpy as np
-import orjson
 from google.protobuf.message import DecodeError
 
-from monitoring_core.ingest.metrics import MetricBatch
+from monitoring_core.ingest.metrics import MetricBatch, dimensions_key
 from monitoring_core.ingest.validate import MAX_MAGNITUDE, Limits
 from monitoring_core.prometheus.parser import MAX_LABEL_VALUE, MAX_LABELS
 from monitoring_core.prometheus.prompb import METRIC_TYPES, WriteRequest
@@ -163,7 +162,7 @@ def convert(request: WriteRequest, *, limits: Limits) -> Converted:
             out.problem(labelled, len(series.samples))
             continue
         name, dims = labelled
-        key = (name, orjson.dumps(dims, option=orjson.OPT_SORT_KEYS))
+        key = (name, dimensions_key(dims))  # its own size: it lives on in the series cache
         _infer_catalog(out.catalog, name, dims)
         pairs = [(sample.timestamp, sample.value) for sample in series.samples]
         if not pairs:
