@@ -1012,7 +1012,11 @@ ui_sessions = Table(
     metadata,
     Column("token_hash", Text, primary_key=True),
     Column(
-        "user_id", BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        "user_id",
+        BigInteger,
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
     ),
     _ts("created_at", nullable=False),
     _ts("last_seen_at", nullable=False),
