@@ -51,7 +51,7 @@ from monitoring_core.migrate import migrate  # noqa: E402
 DB_NAME = "bench_scale"
 RULES = 10_000
 METRICS, KEYS = 40, 25
-CYCLES = 3
+CYCLES = 2
 INTERVAL_S = 15.0
 TZ_NAME = "Europe/London"
 
