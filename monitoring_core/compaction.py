@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from monitoring_core.chunks.codec import decode, encode
 from monitoring_core.chunks.store import (
@@ -97,6 +98,7 @@ class CompactionReport:
     merged: int = 0  # chunks rewritten with late points
     whole_days: int = 0  # partitions compacted whole and truncated
     reclaimed: int = 0  # emptied partitions truncated (their dead rows and index pages freed)
+    busy_days: int = 0  # days skipped: their partition's lock was not granted in time
     seconds: float = 0.0
     pending: list[datetime] = field(default_factory=list)  # stretches left for the next run
 
@@ -292,9 +294,15 @@ def compact(
             return report
         days = _days_to_truncate(conn, until)
     for day in days[:max_days]:
-        with engine.begin() as conn:
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-            done = compact_day(conn, day, watermark)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                done = compact_day(conn, day, watermark)
+        except OperationalError as exc:  # the partition stayed busy: the next run tries again
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            report.busy_days += 1
+            continue
         if done is not None:
             report.whole_days += 1
             report.reclaimed += not done[0]

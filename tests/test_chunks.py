@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from monitoring_core import compaction
 from monitoring_core.chunks.codec import decode, encode
@@ -486,3 +486,29 @@ def test_the_cli_compacts_and_verifies(engine: Engine, now: datetime, database_u
     assert result.returncode == 0, result.stderr
     assert "compacted" in result.stdout and "all agree" in result.stdout
     assert _chunk_count(engine)[0] > 0
+
+
+def test_a_day_whose_partition_stays_locked_is_left_for_the_next_run(
+    engine: Engine, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitoring_core.partitions import partition_name
+
+    _load(engine, now, series=1, hours=30, seed=6)
+    _roll(engine, now)
+    yesterday = (now - timedelta(days=1)).astimezone(UTC).date()
+    real_execute = Connection.execute
+
+    def short_timeout(self: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if "lock_timeout" in str(statement):
+            statement = text("SET LOCAL lock_timeout = '50ms'")
+        return real_execute(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "execute", short_timeout)
+    with engine.connect() as holder:  # an ingest transaction that does not end
+        holder.execute(
+            text(f'LOCK TABLE "{partition_name("metric_points", yesterday)}" IN ROW EXCLUSIVE MODE')
+        )
+        report = compact(engine, now)
+        holder.rollback()
+    assert report.busy_days == 1 and report.whole_days == 0
+    assert compact(engine, now).whole_days == 1
