@@ -134,21 +134,21 @@ def test_a_link_lands_on_its_alert_after_sign_in_and_the_session_survives_reload
     with session_engine.begin() as conn:
         add_user(conn, username="oncall", password="correct horse battery", role=Role.RESPONDER,
                  actor="system:test", now=now)  # fmt: skip
-    _open(capture, ws, f"{ui_url}/response-alerts?instance=42")
+    _open(capture, ws, f"{ui_url}/response-alert?instance=42")
     assert capture._js(ws, "!!document.querySelector('input[type=password]')")  # signed out
-    assert capture._js(ws, "location.pathname + location.search") == "/response-alerts?instance=42"
+    assert capture._js(ws, "location.pathname + location.search") == "/response-alert?instance=42"
     capture._type(ws, "input[aria-label=Username]", "oncall")
     capture._type(ws, "input[type=password]", "correct horse battery")
     time.sleep(0.5)
     capture._js(ws, "document.querySelector('[data-testid=stFormSubmitButton] button').click()")
     capture._wait_for(ws, "!document.querySelector('input[type=password]')", 60)
-    _heading(capture, ws, "Alerts")
-    assert capture._js(ws, "location.pathname + location.search") == "/response-alerts?instance=42"
+    _heading(capture, ws, "Alert")
+    assert capture._js(ws, "location.pathname + location.search") == "/response-alert?instance=42"
     assert "monitoring_session=" in capture._js(ws, "document.cookie")
 
     capture._call(ws, "Page.reload")  # a new Streamlit session: the cookie signs it in
     capture._wait_for(ws, "!!document.querySelector('h1')", 60)
-    _heading(capture, ws, "Alerts")
+    _heading(capture, ws, "Alert")
     assert not capture._js(ws, "!!document.querySelector('input[type=password]')")
 
     _open(capture, ws, f"{ui_url}/response-incidents")  # another address, still signed in
