@@ -1,9 +1,11 @@
 """The templates fire on the demo data's known bad hours when tested against history.
 
 The demo (`monitoring_core.demo`) lives through a payment provider outage on a Saturday
-evening, an hour of slow database a few days ago, a search regression still going on, and
-health check outages (the vendor search and payments partner checks, one night's missing
-backup ping). Each template is backtested around its bad spell and must fire inside it.
+evening, an hour of slow database a few days ago, an hour of slow photo uploads last
+Saturday afternoon, an hour of failing form submissions on a Friday evening, a search
+regression still going on, and health check outages (the vendor search and payments partner
+checks, one night's missing backup ping). Each template is backtested around its bad spell
+and must fire inside it.
 """
 
 from __future__ import annotations
@@ -90,3 +92,47 @@ def test_performance_regression_fires_on_the_search_release(demo: Engine) -> Non
     fired = _fired(demo, "performance_regression", start, LOADED_AT)
     # what the Performance page flags: the search release, and noisier quiet endpoints too
     assert "endpoint=/api/suppliers/search" in {f["alert_key"] for f in fired}
+
+
+def _status_at(events: list[dict], moment: datetime) -> str | None:
+    """The unkeyed alert's status at `moment` from the backtest's transitions."""
+    before = [e for e in events if e["alert_key"] == "" and e["time"] <= moment]
+    return before[-1]["to_status"] if before else None
+
+
+def _events(engine: Engine, name: str, start: datetime, end: datetime) -> list[dict]:
+    rule = rule_from_row({"id": 0, **TEMPLATES[name]})
+    with engine.connect() as conn:
+        return backtest(conn, rule, start=start, end=end, tz=TZ)["events"]
+
+
+def test_photo_upload_latency_holds_through_the_photo_slowdown(demo: Engine) -> None:
+    start, end = _when("photo_slowdown")
+    events = _events(
+        demo, "photo_upload_latency", start - timedelta(hours=1), end + timedelta(hours=1)
+    )
+    # window (10 min) + for (5 min) after the start, the alert is firing until the spell ends
+    settled = start + timedelta(minutes=15)
+    steps = [
+        settled + timedelta(minutes=m) for m in range(int((end - settled).total_seconds() // 60))
+    ]
+    assert all(_status_at(events, at) == "firing" for at in steps), events
+    # and clears once the slow uploads leave the 10-minute window
+    cleared = [e for e in events if e["to_status"] == "resolved" and e["time"] > end]
+    assert cleared and cleared[0]["time"] <= end + timedelta(minutes=15), events
+
+
+def test_form_submission_success_fires_in_the_form_failures_only(demo: Engine) -> None:
+    start, end = _when("form_failures")
+    events = _events(
+        demo, "form_submission_success", start - timedelta(hours=1), end + timedelta(hours=1)
+    )
+    fired = [e for e in events if e["notify"] == "firing"]
+    # for 10 minutes after the first failures, then until the 15-minute window holds none
+    assert fired and all(start < e["time"] <= end for e in fired), events
+    settled = start + timedelta(minutes=15)
+    steps = [
+        settled + timedelta(minutes=m) for m in range(int((end - settled).total_seconds() // 60))
+    ]
+    assert all(_status_at(events, at) == "firing" for at in steps), events
+    assert _status_at(events, end + timedelta(minutes=20)) == "resolved", events

@@ -159,6 +159,11 @@ def _apply_spells(
     latency = np.where(charge, latency * 5, np.where(confirm, latency * 2.5, latency))
     server_p = np.where(charge, 0.45, np.where(confirm, 0.15, server_p))
     forced = np.where(charge | confirm, 502, forced)
+    photos = spells["photo_slowdown"].covers(times) & (path == "/api/photos/upload")
+    latency = np.where(photos, latency * 3.5, latency)
+    forms = spells["form_failures"].covers(times) & (path == "/api/forms/submit")
+    server_p = np.where(forms, 0.12, server_p)
+    forced = np.where(forms, 503, forced)
     regressed = spells["search_regression"].covers(times) & (path == "/api/suppliers/search")
     latency = np.where(regressed, latency * 2.4, latency)
     return latency, server_p, forced

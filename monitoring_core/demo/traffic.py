@@ -130,11 +130,17 @@ def bad_spells(now: datetime) -> dict[str, Spell]:
     week_ago = today - timedelta(days=7)
     last_saturday = week_ago - timedelta(days=(week_ago.weekday() - 5) % 7)
     regression_start = now - timedelta(minutes=100)
+    # The latest Saturday before today (a week back when today is a Saturday).
+    saturday = today - timedelta(days=(today.weekday() - 5) % 7 or 7)
     return {
         # A missing index after a migration: every database-heavy endpoint crawls for an hour.
         "slow_database": _local_spell("slow_database", today - timedelta(days=3), time(14), 60),
         # The payment provider failed on a wedding-day evening: charges time out or get 502s.
         "payment_outage": _local_spell("payment_outage", last_saturday, time(18, 40), 90),
+        # The photo storage provider throttled uploads on a wedding-day afternoon.
+        "photo_slowdown": _local_spell("photo_slowdown", saturday, time(15), 60),
+        # A form-builder release broke submissions with file fields until it was rolled back.
+        "form_failures": _local_spell("form_failures", today - timedelta(days=5), time(19, 30), 60),
         # Still going on: a new search ranking release made supplier search slower.
         "search_regression": Spell(
             "search_regression", to_np(regression_start), to_np(now + timedelta(days=1))
