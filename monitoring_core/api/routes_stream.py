@@ -47,7 +47,8 @@ class LiveHub:
 
     async def subscribe(self) -> tuple[asyncio.Queue[LiveEvent | None], Cursor]:
         """A queue of live events and the cursor they start after."""
-        if self.cursor is None:
+        if self.cursor is None or self.task is None or self.task.done():
+            # nobody was listening, so the poller stopped: start from what is there now
             self.cursor = await run_in_threadpool(self._latest)
         queue: asyncio.Queue[LiveEvent | None] = asyncio.Queue(QUEUE_MAX)
         self.queues.add(queue)
