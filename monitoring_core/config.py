@@ -51,7 +51,7 @@ class Settings:
     # back to the primary while it is down or lags more than replica_max_lag_s
     database_read_url: str | None = None
     replica_max_lag_s: float = 30.0
-    api_processes: int = 1  # uvicorn worker processes of `monitoring_core api` (docs/SCALING.md)
+    api_processes: int = 2  # API processes: 1.32x one on 2 cores (bench/scale.py)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -172,5 +172,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         otlp_port=_int(env, "MONITORING_OTLP_PORT", 0, 0),
         database_read_url=_database_url(env, "DATABASE_READ_URL"),
         replica_max_lag_s=_float(env, "MONITORING_REPLICA_MAX_LAG_S", 30.0),
-        api_processes=_int(env, "MONITORING_API_PROCESSES", 1),
+        api_processes=_int(env, "MONITORING_API_PROCESSES", 2),
     )
