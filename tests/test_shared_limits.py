@@ -82,3 +82,20 @@ def test_a_failed_sync_keeps_its_use_for_the_next(session_engine: Engine) -> Non
             text("SELECT total FROM key_usage WHERE kind = 'requests' AND key_id = :k"), {"k": key}
         ).scalar_one()
     assert total == 30
+
+
+def test_an_idle_process_reads_but_writes_nothing(session_engine: Engine) -> None:
+    key, limit = _key_id(), 600
+    a, b = RateLimiter(), RateLimiter()
+    sync_a, sync_b = (UsageSync(session_engine, x, monotonic=lambda: 0.0) for x in (a, b))
+    assert b.check(key, limit, 0.0) is None  # B holds a bucket for the key, then idles
+    sync_b.sync_once()
+    query = text("SELECT total, updated_at FROM key_usage WHERE kind = 'requests' AND key_id = :k")
+    with session_engine.connect() as conn:
+        before = conn.execute(query, {"k": key}).one()
+    sync_b.sync_once()  # nothing spent: no write (a backup or a test sees no change)
+    with session_engine.connect() as conn:
+        assert conn.execute(query, {"k": key}).one() == before
+    _allowed(a, key, limit, 0.0, 100)
+    sync_a.sync_once()
+    assert sync_b.sync_once() == 100  # yet the idle process still learns the others' use

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -40,6 +41,14 @@ _ADD = text(
     ON CONFLICT (kind, key_id) DO UPDATE
         SET total = key_usage.total + EXCLUDED.total, updated_at = now()
     RETURNING kind, key_id, total
+    """
+)
+
+_READ = text(
+    """
+    SELECT u.kind, u.key_id, u.total FROM key_usage u
+    JOIN unnest(CAST(:kinds AS text[]), CAST(:keys AS bigint[])) AS m(kind, key_id)
+      ON u.kind = m.kind AND u.key_id = m.key_id
     """
 )
 
@@ -95,15 +104,23 @@ class UsageSync:
         spent = self.limiter.drain()
         if not spent:
             return 0
-        items = sorted(spent.items())
-        params = {
-            "kinds": [kind for (kind, _key), _n in items],
-            "keys": [key for (_kind, key), _n in items],
-            "spent": [n for _bucket, n in items],
-        }
+        # Only keys used here are written; the others' totals are just read (an idle process
+        # writes nothing).
+        used = sorted((bucket, n) for bucket, n in spent.items() if n)
+        idle = sorted(bucket for bucket, n in spent.items() if not n)
         try:
             with self.engine.begin() as conn:
-                rows = conn.execute(_ADD, params).tuples().all()
+                rows: list[Any] = []
+                if used:
+                    params = {
+                        "kinds": [kind for (kind, _key), _n in used],
+                        "keys": [key for (_kind, key), _n in used],
+                        "spent": [n for _bucket, n in used],
+                    }
+                    rows += conn.execute(_ADD, params).tuples().all()
+                if idle:
+                    params = {"kinds": [k for k, _ in idle], "keys": [key for _, key in idle]}
+                    rows += conn.execute(_READ, params).tuples().all()
         except Exception:
             self._give_back(spent)
             raise
