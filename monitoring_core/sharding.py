@@ -102,7 +102,7 @@ def claim(
     found = conn.execute(
         text("SELECT item_id, cycle FROM shard_claims WHERE kind = :kind"), {"kind": kind}
     )
-    last: dict[int, int] = {int(item): int(cycle) for item, cycle in found.tuples()}
+    last: dict[int, int] = {int(item): int(cycle) for item, cycle in found}
     # Orphans: not claimed in the cycle before this one (and not this one) by anyone.
     wanted = mine | {item for item in keys if last.get(item, cycle - 2) < cycle - 1}
     # A group is claimed whole: one member orphaned means all of its members are taken here.
@@ -126,4 +126,4 @@ def owners(conn: Connection, kind: str) -> Iterable[tuple[str, int, int]]:
         ),
         {"kind": kind},
     )
-    return [(str(w), int(n), int(c)) for w, n, c in rows.tuples()]
+    return [(str(w), int(n), int(c)) for w, n, c in rows]

@@ -117,10 +117,10 @@ class UsageSync:
                         "keys": [key for (_kind, key), _n in used],
                         "spent": [n for _bucket, n in used],
                     }
-                    rows += conn.execute(_ADD, params).tuples().all()
+                    rows += list(conn.execute(_ADD, params))
                 if idle:
                     params = {"kinds": [k for k, _ in idle], "keys": [key for _, key in idle]}
-                    rows += conn.execute(_READ, params).tuples().all()
+                    rows += list(conn.execute(_READ, params))
         except Exception:
             self._give_back(spent)
             raise
