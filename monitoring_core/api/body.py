@@ -49,8 +49,9 @@ def _check_content_type(request: Request, allow_text: bool) -> None:
     raise HTTPException(415, f"unsupported content type {media!r}; send {accepted}")
 
 
-async def read_body(request: Request, *, max_bytes: int) -> bytes:
-    """The raw body, decompressed (gzip/deflate), never more than max_bytes either way (413)."""
+async def read_raw_body(request: Request, *, max_bytes: int) -> bytes:
+    """The body as sent (still compressed), never more than max_bytes (413, by the declared
+    length before reading when there is one)."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise HTTPException(413, f"body of {declared} bytes is over the limit of {max_bytes}")
@@ -61,7 +62,12 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise HTTPException(413, f"body is over the limit of {max_bytes} bytes")
         chunks.append(chunk)
-    data = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    """The raw body, decompressed (gzip/deflate), never more than max_bytes either way (413)."""
+    data = await read_raw_body(request, max_bytes=max_bytes)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         return data

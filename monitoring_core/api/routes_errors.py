@@ -24,6 +24,7 @@ from monitoring_core.api.body import (
     may_nest_too_deep,
     parse_json_items,
     read_body,
+    read_raw_body,
     too_deep,
 )
 from monitoring_core.api.deps import (
@@ -178,19 +179,6 @@ async def _sentry_auth(request: Request, key: str | None) -> ApiKey:
         raise
 
 
-async def _read_raw(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-        raise HTTPException(413, f"body of {declared} bytes is over the limit of {max_bytes}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise HTTPException(413, f"body is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @contextmanager
 def _body_errors() -> Iterator[None]:
     """Decoding and envelope errors as 413, 415 and 400."""
@@ -206,7 +194,7 @@ def _body_errors() -> Iterator[None]:
 
 async def _sentry_body(request: Request) -> bytes:
     max_bytes = request.app.state.settings.max_body_bytes
-    raw = await _read_raw(request, max_bytes)
+    raw = await read_raw_body(request, max_bytes=max_bytes)
     with _body_errors():
         return decompress(raw, request.headers.get("content-encoding", ""), max_bytes=max_bytes)
 
@@ -217,7 +205,7 @@ async def _dsn_authenticated_body(request: Request) -> bytes:
     is the rest decompressed (a request with a wrong key costs a few KB of inflating, whatever
     it announces or a compression bomb would expand to)."""
     max_bytes = request.app.state.settings.max_body_bytes
-    raw = await _read_raw(request, max_bytes)
+    raw = await read_raw_body(request, max_bytes=max_bytes)
     encoding = request.headers.get("content-encoding", "")
     with _body_errors():
         body = DecodedBody(raw, encoding, max_bytes=max_bytes)

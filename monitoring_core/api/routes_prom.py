@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from monitoring_core.api.body import parse_json, read_body
+from monitoring_core.api.body import parse_json, read_body, read_raw_body
 from monitoring_core.api.deps import count_points, require_ingest, require_read
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.flows.external_alerts import receive_alerts
@@ -60,19 +60,6 @@ write = APIRouter(tags=["prometheus"], dependencies=[Depends(require_ingest)])
 _PROTOBUF = "application/x-protobuf"
 # Decompressed bodies may be this many times the compressed limit (snappy shrinks ~5-10x).
 _INFLATION = 8
-
-
-async def _raw_body(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-        raise HTTPException(413, f"body of {declared} bytes is over the limit of {max_bytes}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise HTTPException(413, f"body is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _check_headers(request: Request) -> None:
@@ -139,7 +126,7 @@ async def remote_write(request: Request) -> Response:
     """Samples from Prometheus' `remote_write` (or any remote-write 1.0 sender)."""
     _check_headers(request)
     max_bytes = request.app.state.settings.max_body_bytes
-    body = await _raw_body(request, max_bytes)
+    body = await read_raw_body(request, max_bytes=max_bytes)
     stats = request.app.state.stats
     try:
         converted = await run_in_threadpool(
