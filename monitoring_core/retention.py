@@ -75,6 +75,7 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "rollup_1d": FOREVER_DAYS,
     "job_runs": 7,
     "health_check_results": 30,
+    "health_check_pings": 30,
     "alert_events": 180,
     "notification_outbox": 90,
     "notification_deliveries": 90,
@@ -97,6 +98,7 @@ class PrunedRows:
 # Names and conditions are constants of this module (never user input).
 PRUNED_ROWS: tuple[PrunedRows, ...] = (
     PrunedRows("health_check_results", "time"),
+    PrunedRows("health_check_pings", "time"),
     PrunedRows("alert_events", "time"),
     # Pending or sending rows are still at work, however old.
     PrunedRows("notification_outbox", "created_at", "status NOT IN ('pending', 'sending')"),

@@ -856,10 +856,34 @@ health_checks = Table(
     Column("last_ping_failed", Boolean, nullable=False, server_default=text("false")),
     _ts("next_run_at"),
     _created(),
+    _ts("paused_at"),  # set while paused: not run, not judged, not alerted on
+    _ts("resumed_at"),  # a resumed heartbeat waits for its first ping since then
     CheckConstraint(
         "check_type IN ('http','tcp','database','heartbeat','custom')", name="type_valid"
     ),
 )
+
+# Heartbeat pings as received: who, when, which kind, how long the job ran; of a body only its
+# size and hash (job output can hold secrets and is never stored).
+health_check_pings = Table(
+    "health_check_pings",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "check_id", BigInteger, ForeignKey("health_checks.id", ondelete="CASCADE"), nullable=False
+    ),
+    _ts("time", nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("exit_status", SmallInteger),
+    Column("duration_s", Double),
+    Column("source", Text),
+    Column("method", Text),
+    Column("user_agent", Text),
+    Column("body_bytes", Integer, nullable=False, server_default="0"),
+    Column("body_sha256", Text),
+    CheckConstraint("kind IN ('success','fail','start')", name="kind_valid"),
+)
+Index("ix_health_check_pings_check_time", health_check_pings.c.check_id, health_check_pings.c.time)
 
 health_check_results = Table(
     "health_check_results",
