@@ -202,6 +202,28 @@ api_timings = _partitioned(
 Index("ix_api_timings_time", api_timings.c.time, postgresql_using="brin")
 Index("ix_api_timings_ingested", api_timings.c.ingested_at, postgresql_using="brin")
 
+# API timings older than a day, packed column-wise (monitoring_core/timings_pack.py): one row
+# per half hour, method, endpoint and status; offsets in microseconds after start_time, the
+# optional columns NULL when no request of the pack had them. Read with timings_pack.source_sql.
+api_timing_packs = Table(
+    "api_timing_packs",
+    metadata,
+    Column("start_time", DateTime(timezone=True), primary_key=True),
+    Column("method", Text, primary_key=True),
+    Column("endpoint", Text, primary_key=True),
+    Column("status_code", SmallInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("offsets", ARRAY(Integer), nullable=False),
+    Column("durations", ARRAY(Double), nullable=False),
+    Column("user_types", ARRAY(Text)),
+    Column("db_ms", ARRAY(Double)),
+    Column("external_ms", ARRAY(Double)),
+    Column("cache_hits", ARRAY(Boolean)),
+    Column("request_ids", ARRAY(Text)),
+    _ts("packed_at", nullable=False, now=True),
+    postgresql_with={"fillfactor": 100},
+)
+
 
 def _api_rollup(name: str) -> Table:
     return Table(
@@ -307,8 +329,20 @@ log_records = _partitioned(
     Column("service", Text, nullable=False),
     _jsonb("attributes"),
     _jsonb("resource"),
+    # search blocks (logs.store, migration 0023): every row's block id; the block's earliest
+    # row also holds the block's distinct body trigrams and its latest time
+    Column("block", BigInteger),
+    Column("block_trgm", ARRAY(Integer)),
+    Column("block_end", DateTime(timezone=True)),
 )
 Index("ix_log_records_time", log_records.c.time, postgresql_using="brin")
+Index("ix_log_records_block", log_records.c.block)
+Index(
+    "ix_log_records_block_trgm",
+    log_records.c.block_trgm,
+    postgresql_using="gin",
+    postgresql_where=text("block_trgm IS NOT NULL"),
+)
 Index("ix_log_records_trace_id", log_records.c.trace_id)
 Index(
     "ix_log_records_service_severity_time",
@@ -317,6 +351,17 @@ Index(
     log_records.c.time,
 )
 # ix_log_records_body_trgm (GIN, gin_trgm_ops) is made by migration 0015 where pg_trgm exists.
+
+# Log records, body bytes and refused records per UTC day and service (the daily cap).
+log_volume = Table(
+    "log_volume",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("service", Text, primary_key=True),
+    Column("records", BigInteger, nullable=False, server_default="0"),
+    Column("body_bytes", BigInteger, nullable=False, server_default="0"),
+    Column("refused", BigInteger, nullable=False, server_default="0"),
+)
 
 # The last cumulative value seen per OTLP sum series (delta = value - previous, or the
 # value itself after a restart: a new start time or a smaller value).
@@ -1105,6 +1150,7 @@ DISTRIBUTED_TABLES: dict[str, str] = {
     "metric_rollup_6h": "series_id",
     "metric_rollup_1d": "series_id",
     "api_timings": "endpoint",
+    "api_timing_packs": "endpoint",
     "api_rollup_1m": "endpoint",
     "api_rollup_1h": "endpoint",
     "api_rollup_6h": "endpoint",
