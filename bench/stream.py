@@ -3,7 +3,7 @@ API's memory stay flat while they listen.
 
 Builds database `bench_stream` (.data/bench), starts the API as `--workers 2` uvicorn
 processes (clients spread over both: each process polls the tables on its own), connects
-CLIENTS `GET /api/monitoring/stream` clients (httpx, one thread each), then commits EVENTS
+CLIENTS `GET /api/monitoring/live/stream` clients (httpx, one thread each), then commits EVENTS
 alert state changes (`alert_events` rows, what an evaluation cycle writes) one every
 `--gap` seconds. Latency is commit → arrival at each client. RSS of the API processes is
 sampled at the start and at the end of the streaming window. Last line: JSON.
@@ -36,7 +36,7 @@ from monitoring_core.schema import alert_events
 def _listen(base: str, key: str, arrivals: dict[int, float], ready: threading.Event) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=base, timeout=httpx.Timeout(30, read=None)) as client:
-        with client.stream("GET", "/api/monitoring/stream", headers=headers) as response:
+        with client.stream("GET", "/api/monitoring/live/stream", headers=headers) as response:
             for line in response.iter_lines():
                 if line.startswith("id:") and not ready.is_set():
                     ready.set()

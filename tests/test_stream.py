@@ -24,7 +24,7 @@ from monitoring_core.schema import (
     notification_deliveries,
 )
 
-PATH = "/api/monitoring/stream"
+PATH = "/api/monitoring/live/stream"
 
 
 @pytest.fixture
@@ -110,7 +110,8 @@ def test_it_streams_new_events_and_resumes_after_a_disconnect(
     _alert(engine, real_now, "firing")
     event = reader.next()
     assert time.monotonic() - started < 5  # the bench measures the real figure
-    assert event["event"] == "alert.state"
+    assert event["event"] == "alert"
+    assert '"type":"alert.state"' in event["data"]
     assert '"to":"firing"' in event["data"] and '"rule_id":7' in event["data"]
     last_id = event["id"]
     response.close()
@@ -120,7 +121,7 @@ def test_it_streams_new_events_and_resumes_after_a_disconnect(
     response, reader = stream(**{"Last-Event-ID": last_id})
     reader.next()  # retry + cursor
     missed = [reader.next(), reader.next()]
-    assert [m["event"] for m in missed] == ["alert.state", "delivery"]
+    assert [m["event"] for m in missed] == ["alert", "delivery"]
     assert '"to":"resolved"' in missed[0]["data"]
     assert "secret.example" not in missed[1]["data"]  # delivery errors are not streamed
     assert Cursor.parse(missed[1]["id"]) == Cursor(alert=3, delivery=1)
@@ -171,7 +172,8 @@ def test_the_feed_keeps_each_tables_order_and_its_cursor(engine: Engine, now: da
         order = [(e.kind, e.row_id) for e in events]
         # alert 2 (earlier time, later id) stays after alert 1
         assert order == [("delivery", 1), ("alert", 1), ("alert", 2), ("error", 1)]
-        assert events[3].name == "error_group.regressed"
+        assert events[3].name == "error_group"  # the SSE event: field
+        assert events[3].data["type"] == "error_group.regressed"
         assert events_after(conn, cursor) == ([], cursor)
     with pytest.raises(ValueError):
         Cursor.parse("1.2.3.4")

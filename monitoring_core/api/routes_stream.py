@@ -1,4 +1,4 @@
-"""`GET /api/monitoring/stream`: Server-Sent Events of alert state changes, incident timeline
+"""`GET /api/monitoring/live/stream` (also at `/api/monitoring/stream`): Server-Sent Events of alert state changes, incident timeline
 entries, notification deliveries, health check flips and new/regressed/resolved error groups
 (scope read or admin).
 
@@ -125,7 +125,8 @@ async def _events(request: Request, hub: LiveHub, resume: Cursor | None) -> Asyn
         hub.unsubscribe(queue)
 
 
-@router.get("/api/monitoring/stream")
+@router.get("/api/monitoring/live/stream")
+@router.get("/api/monitoring/stream", include_in_schema=False)  # the first path it had
 async def stream(request: Request) -> StreamingResponse:
     """Server-Sent Events (`text/event-stream`); send `Last-Event-ID` to resume."""
     resume = None

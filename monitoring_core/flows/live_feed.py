@@ -1,6 +1,6 @@
 """What happened after a cursor: alert state changes, incident timeline entries, notification
 deliveries, health check flips and error-group changes (new, regressed, resolved …), for the
-live stream (`GET /api/monitoring/stream`).
+live stream (`GET /api/monitoring/live/stream`).
 
 The cursor is the last id seen in each of the five tables, so any API process can resume any
 client from the tables alone (`Last-Event-ID`). Within one table events come in id order,
@@ -73,7 +73,9 @@ class LiveEvent:
 
     @property
     def name(self) -> str:
-        return str(self.data["type"])
+        """The SSE `event:` field: the family (alert, incident, delivery, health, error_group);
+        the payload's `type` says what happened (`alert.state`, `incident.acknowledged`, …)."""
+        return str(self.data["type"]).split(".", 1)[0]
 
     def payload(self) -> str:
         return json.dumps(self.data, default=str, separators=(",", ":"))
