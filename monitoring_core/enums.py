@@ -112,6 +112,7 @@ class CheckStatus(StrEnum):
     WARNING = "warning"
     CRITICAL = "critical"
     UNKNOWN = "unknown"
+    PAUSED = "paused"  # not run, not judged, not alerted on (health/rules.py)
 
 
 class VitalRating(StrEnum):

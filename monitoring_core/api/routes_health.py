@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -18,10 +19,17 @@ from monitoring_core.api.params import ID_MAX, Id
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.audit import record_audit
 from monitoring_core.collectors.store import list_collectors, public_collector, save_collector
-from monitoring_core.health.queries import check_summaries, health_overview, public_check
+from monitoring_core.health.queries import (
+    check_detail,
+    check_summaries,
+    health_overview,
+    public_check,
+)
 from monitoring_core.health.runner import receive_ping, run_check_now
-from monitoring_core.health.service import save_check
+from monitoring_core.health.service import pause_check, resume_check, save_check
 from monitoring_core.health.store import (
+    PingMeta,
+    get_check,
     list_flips,
     list_results,
 )
@@ -134,8 +142,79 @@ async def change_check(request: Request, check_id: Id) -> Response:
     return _json(saved)
 
 
+def _span(request: Request, time_range: str | None) -> Any:
+    query = request.query_params
+    try:
+        return parse_time_range(
+            time_range, now=_now(), start=query.get("from"), end=query.get("to")
+        )
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@admin.get(ADMIN + "/checks/{check_id}", summary="One check: ping log, status timeline, next ping")
+async def get_check_detail(
+    request: Request, check_id: Id, timeRange: str | None = None
+) -> Response:
+    """Pings (no bodies: size and SHA-256), results, flips and status bands in `timeRange`
+    (or `from`/`to`; default 24h), with the last and the next expected ping."""
+    span = _span(request, timeRange or (None if "from" in request.query_params else "24h"))
+
+    def read() -> dict[str, Any] | None:
+        with request.app.state.read.connect() as conn:
+            return check_detail(
+                conn,
+                check_id,
+                _now(),
+                span.start,
+                span.end,
+                base_url=_base_url(request),
+                reveal_secrets=True,
+            )
+
+    found = await run_in_threadpool(read)
+    if found is None:
+        raise HTTPException(404, f"no health check with id {check_id}")
+    return _json(found)
+
+
+def _pause(app: FastAPI, check_id: int, paused: bool, actor: str, base_url: str) -> dict | None:
+    change = pause_check if paused else resume_check
+    with app.state.engine.begin() as conn:
+        row = change(conn, check_id, actor=actor, now=_now())
+        return None if row is None else public_check(row, base_url, reveal_secrets=True)
+
+
+@admin.post(ADMIN + "/checks/{check_id}/pause", summary="Pause a check: not run, not alerted on")
+async def pause(request: Request, check_id: Id) -> Response:
+    """Audited; pausing a paused check changes nothing. A heartbeat's next ping resumes it."""
+    args = (request.app, check_id, True, actor_of(request), _base_url(request))
+    saved = await run_in_threadpool(_pause, *args)
+    if saved is None:
+        raise HTTPException(404, f"no health check with id {check_id}")
+    return _json(saved)
+
+
+@admin.post(ADMIN + "/checks/{check_id}/resume", summary="Resume a paused check")
+async def resume(request: Request, check_id: Id) -> Response:
+    """Audited; probes run at once, a heartbeat waits for its next ping."""
+    args = (request.app, check_id, False, actor_of(request), _base_url(request))
+    saved = await run_in_threadpool(_pause, *args)
+    if saved is None:
+        raise HTTPException(404, f"no health check with id {check_id}")
+    return _json(saved)
+
+
+def _is_paused(app: FastAPI, check_id: int) -> bool:
+    with app.state.engine.connect() as conn:
+        check = get_check(conn, check_id)
+    return check is not None and check.paused_at is not None
+
+
 @admin.post(ADMIN + "/checks/{check_id}/run", summary="Run a check now and record it")
 async def run_now(request: Request, check_id: Id) -> Response:
+    if await run_in_threadpool(_is_paused, request.app, check_id):
+        raise HTTPException(409, f"health check {check_id} is paused: resume it first")
     run = await run_in_threadpool(run_check_now, request.app.state.engine, check_id, _now())
     if run is None:
         raise HTTPException(404, f"no health check with id {check_id}")
@@ -188,13 +267,38 @@ async def change_collector(request: Request, collector_id: Id) -> Response:
 
 
 # ---------------------------------------------------------------- heartbeat pings
-def _ping(app: FastAPI, token: str, kind: str) -> bool:
+def _ping(app: FastAPI, token: str, kind: str, meta: PingMeta) -> bool:
     with app.state.engine.begin() as conn:
-        return receive_ping(conn, token, kind, _now()) is not None
+        return receive_ping(conn, token, kind, _now(), meta) is not None
 
 
-async def _ping_response(request: Request, token: str, kind: str) -> PlainTextResponse:
-    if len(token) > 200 or not await run_in_threadpool(_ping, request.app, token, kind):
+async def _ping_meta(request: Request, exit_status: int | None) -> PingMeta:
+    """What the ping log keeps of the request: the body is hashed as it streams in (up to
+    max_body_bytes; the rest is not read) and never stored."""
+    digest, size, limit = hashlib.sha256(), 0, request.app.state.settings.max_body_bytes
+    if request.method == "POST":
+        async for chunk in request.stream():
+            digest.update(chunk[: max(limit - size, 0)])
+            size += len(chunk)
+            if size >= limit:
+                break
+    return PingMeta(
+        source=request.client.host if request.client else None,
+        method=request.method,
+        user_agent=request.headers.get("user-agent"),
+        body_bytes=min(size, limit),
+        body_sha256=digest.hexdigest() if size else None,
+        exit_status=exit_status,
+    )
+
+
+async def _ping_response(
+    request: Request, token: str, kind: str, exit_status: int | None = None
+) -> PlainTextResponse:
+    if len(token) > 200:
+        return PlainTextResponse("not found", status_code=404)
+    meta = await _ping_meta(request, exit_status)
+    if not await run_in_threadpool(_ping, request.app, token, kind, meta):
         return PlainTextResponse("not found", status_code=404)
     return PlainTextResponse("OK")  # Healthchecks.io answers a ping with "OK"
 
@@ -242,7 +346,8 @@ async def heartbeat_exit_status(
     # ASCII digits only: str.isdigit() also accepts "¹" and "٣", which int() then refuses.
     if not (exit_status.isascii() and exit_status.isdigit()) or int(exit_status) > 255:
         return PlainTextResponse("exit status must be 0-255", status_code=400)
-    return await _ping_response(request, token, "success" if int(exit_status) == 0 else "fail")
+    status = int(exit_status)
+    return await _ping_response(request, token, "success" if status == 0 else "fail", status)
 
 
 # ---------------------------------------------------------------- live

@@ -13,18 +13,28 @@ from sqlalchemy.exc import ArgumentError
 
 from monitoring_core.collectors.store import list_collectors, public_collector
 from monitoring_core.enums import CheckStatus
-from monitoring_core.health.rules import uptime_ratio
+from monitoring_core.health.rules import (
+    describe_schedule,
+    next_expected_ping,
+    status_bands,
+    uptime_ratio,
+)
+from monitoring_core.health.runner import heartbeat_state
 from monitoring_core.health.store import (
     UPTIME_WINDOWS,
     CheckRow,
+    get_check,
     list_checks,
     list_flips,
+    list_pings,
     list_results,
+    status_before,
     uptimes,
 )
 
 __all__ = [
     "HEARTBEAT_PATH",
+    "check_detail",
     "check_flips",
     "check_results_frame",
     "check_summaries",
@@ -122,7 +132,19 @@ def public_check(check: CheckRow, base_url: str, *, reveal_secrets: bool = False
         "last_success_at": check.last_success_at,
         "last_ping_at": check.last_ping_at,
         "ping_url": ping_url(base_url, check.ping_token, reveal=reveal_secrets),
+        "paused": check.paused_at is not None,
+        "paused_at": check.paused_at,
+        "schedule": (
+            describe_schedule(check.check_config) if check.check_type == "heartbeat" else None
+        ),
     }
+
+
+def expected_ping_at(check: CheckRow, now: datetime) -> datetime | None:
+    """A heartbeat's next expected ping (past when overdue); None for probes and paused checks."""
+    if check.check_type != "heartbeat" or check.paused_at is not None:
+        return None
+    return next_expected_ping(heartbeat_state(check), now)
 
 
 def check_summaries(
@@ -142,16 +164,19 @@ def check_summaries(
         row = last.get(check.id)
         item["response_time_ms"] = row.response_time_ms if row else None
         item["last_message"] = row.message if row else None
+        item["next_expected_at"] = expected_ping_at(check, now)
         out.append(item)
     return out
 
 
 def health_overview(conn: Connection, now: datetime) -> dict[str, Any]:
-    """Overview's health card: counts by status and the checks that are not healthy."""
+    """Overview's health card: counts by status (paused ones apart from the total) and the
+    checks that are not healthy."""
     checks = [c for c in list_checks(conn) if c.is_enabled]
     counts = {status.value: 0 for status in CheckStatus}
     for check in checks:
         counts[check.status.value] += 1
+    checks = [c for c in checks if c.paused_at is None]
     problems = [
         {
             "check_name": c.check_name,
@@ -174,6 +199,37 @@ def check_results_frame(
     rows = list_results(conn, check_id, start=start, end=end)
     frame = pd.DataFrame(rows, columns=["time", "success", "status", "response_time_ms", "message"])
     return frame.iloc[::-1].reset_index(drop=True)
+
+
+def check_detail(
+    conn: Connection,
+    check_id: int,
+    now: datetime,
+    start: datetime,
+    end: datetime,
+    *,
+    base_url: str,
+    reveal_secrets: bool = False,
+) -> dict[str, Any] | None:
+    """One check for its detail view: the check, its ping log and results in [start, end),
+    the status bands over the range, the last and next expected ping; None when not found."""
+    check = get_check(conn, check_id)
+    if check is None:
+        return None
+    flips = list_flips(conn, since=start, check_id=check_id)
+    changes = [(f["time"], f["to_status"]) for f in reversed(flips)]
+    until = max(start, min(end, now))  # the timeline stops at now
+    bands = status_bands(status_before(conn, check_id, start), changes, start, until)
+    return {
+        "check": public_check(check, base_url, reveal_secrets=reveal_secrets),
+        "pings": list_pings(conn, check_id, start=start, end=end),
+        "results": list_results(conn, check_id, start=start, end=end, limit=500),
+        "flips": flips,
+        "bands": [{"from": a, "to": b, "status": s} for a, b, s in bands],
+        "last_ping_at": check.last_ping_at,
+        "next_expected_at": expected_ping_at(check, now),
+        "grace_seconds": float(check.check_config.get("grace_seconds", 60)),
+    }
 
 
 def check_flips(

@@ -3,15 +3,24 @@
 Statuses as docs/API.md names them: `healthy`, `warning` (failing, retries not yet used up, or a
 heartbeat that is late but inside its grace), `critical` (down), `unknown` (never ran, or a
 heartbeat never pinged). A check with `retries = 2` goes down on its third failure in a row.
-Heartbeats follow Healthchecks.io: up until `period`, late during `grace`, then down; a
-`/fail` ping is down at once; a `/start` not followed by a ping within `grace` is down.
+Heartbeats follow Healthchecks.io: up until the next ping is due, late during `grace`, then
+down; a `/fail` ping is down at once; a `/start` not followed by a ping within `grace` is down.
+The next ping is due `period` after the last one, or, with a cron `schedule` (read in its
+`tz`), at the schedule's first instant after the last ping: a job pinging at 03:04 for its
+`0 3 * * *` run is due again at 03:00 tomorrow, local time, across DST changes (cronsim's
+rules: an instant skipped by the clock moving forward runs at the first minute after it, a
+repeated hour runs once). A heartbeat never pinged waits (unknown) however old it is.
+A paused check (`paused`) is not run, judged or alerted on; see health/service.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim, CronSimError
 
 from monitoring_core.enums import CheckStatus
 
@@ -21,9 +30,16 @@ __all__ = [
     "HeartbeatState",
     "Outcome",
     "Transition",
+    "cron_error",
+    "cron_next",
+    "describe_schedule",
+    "duration_words",
     "evaluate_http",
     "heartbeat_outcome",
+    "next_expected_ping",
     "next_run_at",
+    "ping_due_at",
+    "status_bands",
     "transition",
     "uptime_ratio",
 ]
@@ -112,6 +128,66 @@ class HeartbeatState:
     last_ping_failed: bool
     period_seconds: float
     grace_seconds: float
+    schedule: str | None = None  # a cron expression; then `period_seconds` is not used
+    tz: str = "UTC"  # the zone the cron expression is read in
+
+
+def cron_next(expression: str, tz: str, after: datetime) -> datetime:
+    """The schedule's first instant after `after` (UTC), read in the zone `tz`."""
+    local = after.astimezone(ZoneInfo(tz))
+    return next(iter(CronSim(expression, local))).astimezone(UTC)
+
+
+def cron_error(expression: object) -> str | None:
+    """Why `expression` is not a usable cron expression, or None when it is."""
+    if not isinstance(expression, str) or not expression.strip():
+        return "must be a cron expression such as '0 3 * * *'"
+    if len(expression.split()) != 5:
+        return "must have 5 fields: minute hour day-of-month month day-of-week"
+    try:
+        cron_next(expression, "UTC", datetime(2000, 1, 1, tzinfo=UTC))
+    except (CronSimError, StopIteration) as exc:
+        return f"not a valid cron expression: {str(exc) or 'it never matches'}"
+    return None
+
+
+def ping_due_at(state: HeartbeatState) -> datetime | None:
+    """When the ping after the last one is due (None before the first ping)."""
+    if state.last_ping_at is None:
+        return None
+    if state.schedule:
+        return cron_next(state.schedule, state.tz, state.last_ping_at)
+    return state.last_ping_at + timedelta(seconds=state.period_seconds)
+
+
+def next_expected_ping(state: HeartbeatState, now: datetime) -> datetime | None:
+    """When the next ping is expected, for people: the due time (past when overdue); before
+    the first ping a cron schedule's next instant, a period check's None (any time)."""
+    due = ping_due_at(state)
+    if due is None and state.schedule:
+        return cron_next(state.schedule, state.tz, now)
+    return due
+
+
+def describe_schedule(config: dict[str, Any]) -> str:
+    """A heartbeat's schedule in words: `every 10 min, 2 min grace`."""
+    grace = duration_words(float(config.get("grace_seconds", 60)))
+    if config.get("schedule"):
+        return f"cron {config['schedule']} ({config.get('tz') or 'UTC'}), {grace} grace"
+    return f"every {duration_words(float(config.get('period_seconds', 600)))}, {grace} grace"
+
+
+def duration_words(seconds: float) -> str:
+    """`45 s`, `12 min`, `1 h 30 min`, `2 d 4 h`: two units at most."""
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, hours, days = total // 60, total // 3600, total // 86_400
+    if total < 3600:
+        return f"{minutes} min" + (f" {total % 60} s" if total % 60 and minutes < 10 else "")
+    if total < 86_400:
+        return f"{hours} h" + (f" {minutes % 60} min" if minutes % 60 else "")
+    return f"{days} d" + (f" {hours % 24} h" if hours % 24 else "")
 
 
 def heartbeat_outcome(state: HeartbeatState, now: datetime) -> Outcome:
@@ -131,15 +207,15 @@ def heartbeat_outcome(state: HeartbeatState, now: datetime) -> Outcome:
         return Outcome(True, "waiting for the first ping", None, CheckStatus.UNKNOWN)
     if state.last_ping_failed:
         return Outcome(False, "the job reported a failure", None, CheckStatus.CRITICAL)
-    due = state.last_ping_at + timedelta(seconds=state.period_seconds)
+    due = ping_due_at(state)
+    assert due is not None
     if now <= due:
         return Outcome(True, "ping received in time", None, CheckStatus.HEALTHY)
     late = _ago(now - state.last_ping_at)
     if now <= due + grace:
         return Outcome(True, f"late: last ping {late} ago", None, CheckStatus.WARNING)
-    return Outcome(
-        False, f"no ping for {late} (period + grace exceeded)", None, CheckStatus.CRITICAL
-    )
+    exceeded = "schedule + grace" if state.schedule else "period + grace"
+    return Outcome(False, f"no ping for {late} ({exceeded} exceeded)", None, CheckStatus.CRITICAL)
 
 
 def _ago(delta: timedelta) -> str:
@@ -149,6 +225,34 @@ def _ago(delta: timedelta) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min"
     return f"{seconds // 3600} h"
+
+
+def status_bands(
+    initial: str | None,
+    flips: list[tuple[datetime, str]],
+    start: datetime,
+    end: datetime,
+) -> list[tuple[datetime, datetime, str]]:
+    """The status timeline over [start, end): (from, to, status) bands, from the status before
+    `start` (None: unknown) and the flips (time, new status) oldest first; adjacent bands of
+    the same status are merged."""
+    bands: list[tuple[datetime, datetime, str]] = []
+    status, since = initial or CheckStatus.UNKNOWN.value, start
+    for at, to_status in flips:
+        if not start <= at < end:
+            continue
+        if at > since and to_status != status:
+            bands.append((since, at, status))
+            since = at
+        status = to_status
+    bands.append((since, end, status))
+    merged: list[tuple[datetime, datetime, str]] = []
+    for band in bands:
+        if merged and merged[-1][2] == band[2]:
+            merged[-1] = (merged[-1][0], band[1], band[2])
+        else:
+            merged.append(band)
+    return merged
 
 
 def uptime_ratio(successes: int, total: int) -> float | None:

@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, update
 
+from monitoring_core.audit import record_audit, system_actor
 from monitoring_core.enums import CheckStatus
 from monitoring_core.health.probes import run_probe
 from monitoring_core.health.rules import (
@@ -26,6 +27,7 @@ from monitoring_core.health.rules import (
 )
 from monitoring_core.health.store import (
     CheckRow,
+    PingMeta,
     Run,
     claim_due_checks,
     get_check,
@@ -35,6 +37,7 @@ from monitoring_core.health.store import (
     record_runs,
 )
 from monitoring_core.ingest.points import MetricPoint, store_points
+from monitoring_core.schema import health_checks
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -65,13 +68,21 @@ class RoundReport:
 
 
 def heartbeat_state(check: CheckRow) -> HeartbeatState:
+    """The pure rules' view of a heartbeat; pings from before a resume do not count (a resumed
+    check waits for its next ping, as a new one does)."""
     config = check.check_config
+
+    def since_resume(at: datetime | None) -> datetime | None:
+        return None if at is None or (check.resumed_at and at < check.resumed_at) else at
+
     return HeartbeatState(
-        last_ping_at=check.last_ping_at,
-        last_start_at=check.last_start_at,
+        last_ping_at=since_resume(check.last_ping_at),
+        last_start_at=since_resume(check.last_start_at),
         last_ping_failed=check.last_ping_failed,
         period_seconds=float(config.get("period_seconds", 600)),
         grace_seconds=float(config.get("grace_seconds", 60)),
+        schedule=config.get("schedule") or None,
+        tz=config.get("tz") or "UTC",
     )
 
 
@@ -117,8 +128,9 @@ def check_points(run: Run, now: datetime) -> list[MetricPoint]:
 def record_outcomes(
     conn: Connection, outcomes: dict[int, Outcome | None], now: datetime
 ) -> list[Run]:
-    """Decide and record runs against the current (locked) rows; deleted checks are skipped."""
-    current = lock_checks(conn, outcomes)
+    """Decide and record runs against the current (locked) rows; deleted and paused checks
+    (paused while their probe ran) are skipped."""
+    current = {i: c for i, c in lock_checks(conn, outcomes).items() if c.paused_at is None}
     runs = [decide(current[i], outcomes[i], now) for i in sorted(outcomes) if i in current]
     record_runs(conn, runs, now)
     store_points(conn, [p for run in runs for p in check_points(run, now)])
@@ -177,10 +189,11 @@ def run_due_checks(
 
 
 def run_check_now(engine: Engine, check_id: int, now: datetime) -> Run | None:
-    """The admin's "run now": probe one check at once and record it like a scheduled run."""
+    """The admin's "run now": probe one check at once and record it like a scheduled run
+    (None when there is no such check or it is paused)."""
     with engine.connect() as conn:
         check = get_check(conn, check_id)
-    if check is None:
+    if check is None or check.paused_at is not None:
         return None
     outcomes = probe_all([check], max_workers=1)
     with engine.begin() as conn:
@@ -188,25 +201,50 @@ def run_check_now(engine: Engine, check_id: int, now: datetime) -> Run | None:
     return runs[0] if runs else None
 
 
-def receive_ping(conn: Connection, token: str, kind: str, now: datetime) -> Run | None:
-    """A Healthchecks-style ping: remember it and re-judge the heartbeat at once.
+def receive_ping(
+    conn: Connection, token: str, kind: str, now: datetime, meta: PingMeta | None = None
+) -> Run | None:
+    """A Healthchecks-style ping: log it and re-judge the heartbeat at once.
 
     None when no heartbeat check has this token. `start` records no result (the job is only
-    running); `success` and `fail` record one, and a flip when the status changes.
+    running); `success` and `fail` record one, and a flip when the status changes. A ping to
+    a paused check resumes it, as Healthchecks.io does by default (audited as
+    `system:heartbeat`): the job is evidently running again.
     """
     check = get_check_by_token(conn, token, lock=True)
     if check is None:
         return None
-    record_ping(conn, check, kind, now)
+    record_ping(conn, check, kind, now, meta)
+    was_paused = check.paused_at is not None
+    if was_paused:
+        _resume_by_ping(conn, check, now)
     updated = get_check(conn, check.id)
     assert updated is not None
     run = decide(updated, None, now)
-    if kind == "start":
+    if kind == "start" and not was_paused:
         return run
-    message = "fail signal received" if kind == "fail" else "ping received"
+    message = {"start": "start signal received", "fail": "fail signal received"}.get(
+        kind, "ping received"
+    )
     outcome = Outcome(run.outcome.success, message, None, run.outcome.status)
     moved = transition(updated.status, updated.consecutive_failures, updated.retries, outcome)
     run = Run(updated, outcome, moved, None)
     record_runs(conn, [run], now)
     store_points(conn, check_points(run, now))
     return run
+
+
+def _resume_by_ping(conn: Connection, check: CheckRow, now: datetime) -> None:
+    conn.execute(
+        update(health_checks)
+        .where(health_checks.c.id == check.id)
+        .values(paused_at=None, resumed_at=now, next_run_at=None)
+    )
+    record_audit(
+        conn,
+        actor=system_actor("heartbeat"),
+        action="health_check.resume",
+        target=str(check.id),
+        details={"by": "ping"},
+        now=now,
+    )

@@ -1,4 +1,12 @@
-"""Adding and changing health checks (API and Health page alike): validate, save, audit."""
+"""Adding, changing, pausing and resuming health checks (API and Health page alike): validate,
+save, audit.
+
+Pausing follows Healthchecks.io: a paused check is not run or judged, so it goes neither late
+nor down and writes no `health_check_*` points (alert rules on `health.*` signals see its series
+stop, like any absent key, and stay quiet); its status is `paused` until it is resumed from the
+page or the API, or, for a heartbeat, until its next ping arrives. A resumed check starts over:
+probes run at once, a heartbeat waits (unknown) for its first ping after the resume.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +17,17 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from monitoring_core.audit import record_audit
-from monitoring_core.health.store import CheckRow, create_check, get_check, update_check
+from monitoring_core.health.store import (
+    CheckRow,
+    create_check,
+    get_check,
+    set_paused,
+    update_check,
+)
 from monitoring_core.health.validate import validate_check
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 
-__all__ = ["save_check"]
+__all__ = ["pause_check", "resume_check", "save_check"]
 
 
 def save_check(
@@ -45,4 +59,32 @@ def save_check(
     action = "health_check.create" if check_id is None else "health_check.update"
     details = {k: v for k, v in fields.items() if k != "check_config"}  # configs may hold secrets
     record_audit(conn, actor=actor, action=action, target=str(row.id), details=details, now=now)
+    return row
+
+
+def pause_check(conn: Connection, check_id: int, *, actor: str, now: datetime) -> CheckRow | None:
+    """Pause a check (audited when it changes anything); None when there is no such check."""
+    return _set_paused(conn, check_id, paused=True, actor=actor, now=now)
+
+
+def resume_check(conn: Connection, check_id: int, *, actor: str, now: datetime) -> CheckRow | None:
+    """Resume a paused check (audited when it changes anything); None when there is none."""
+    return _set_paused(conn, check_id, paused=False, actor=actor, now=now)
+
+
+def _set_paused(
+    conn: Connection, check_id: int, *, paused: bool, actor: str, now: datetime
+) -> CheckRow | None:
+    verb = "pause" if paused else "resume"
+    before = get_check(conn, check_id)
+    row = set_paused(conn, check_id, paused=paused, reason=f"{verb}d by {actor}", now=now)
+    if row is not None and before is not None and (before.paused_at is None) == paused:
+        record_audit(
+            conn,
+            actor=actor,
+            action=f"health_check.{verb}",
+            target=str(check_id),
+            details={"check_name": row.check_name, "status_before": before.status.value},
+            now=now,
+        )
     return row

@@ -15,11 +15,17 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 
 from monitoring_core.enums import CheckStatus
 from monitoring_core.health.rules import Flip, Outcome, Transition
-from monitoring_core.schema import health_check_flips, health_check_results, health_checks
+from monitoring_core.schema import (
+    health_check_flips,
+    health_check_pings,
+    health_check_results,
+    health_checks,
+)
 
 __all__ = [
     "UPTIME_WINDOWS",
     "CheckRow",
+    "PingMeta",
     "Run",
     "claim_due_checks",
     "create_check",
@@ -27,10 +33,13 @@ __all__ = [
     "get_check_by_token",
     "list_checks",
     "list_flips",
+    "list_pings",
     "list_results",
     "lock_checks",
     "record_ping",
     "record_runs",
+    "set_paused",
+    "status_before",
     "uptimes",
     "update_check",
 ]
@@ -64,6 +73,8 @@ class CheckRow:
     last_ping_failed: bool
     next_run_at: datetime | None
     created_at: datetime
+    paused_at: datetime | None = None
+    resumed_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> CheckRow:
@@ -128,6 +139,7 @@ def claim_due_checks(conn: Connection, now: datetime, *, limit: int = 1000) -> l
         select(health_checks.c.id)
         .where(
             health_checks.c.is_enabled,
+            health_checks.c.paused_at.is_(None),
             or_(health_checks.c.next_run_at.is_(None), health_checks.c.next_run_at <= now),
         )
         .order_by(health_checks.c.next_run_at.nulls_first())
@@ -214,13 +226,114 @@ def _flip_row(check_id: int, flip: Flip, now: datetime) -> dict[str, Any]:
     }
 
 
-def record_ping(conn: Connection, check: CheckRow, kind: str, now: datetime) -> None:
-    """Remember a heartbeat ping: `success`, `start` or `fail`."""
+@dataclass(frozen=True)
+class PingMeta:
+    """What the ping log keeps of a request: never its body, only the body's size and hash."""
+
+    source: str | None = None
+    method: str | None = None
+    user_agent: str | None = None
+    body_bytes: int = 0
+    body_sha256: str | None = None
+    exit_status: int | None = None
+
+
+RUN_TIME_LIMIT = timedelta(hours=12)  # a /start older than this is not the job that just ended
+
+
+def record_ping(
+    conn: Connection, check: CheckRow, kind: str, now: datetime, meta: PingMeta | None = None
+) -> None:
+    """Remember a heartbeat ping (`success`, `start` or `fail`) on the check and in its log;
+    a success or fail after a `/start` logs how long the job ran."""
     if kind == "start":
         values: dict[str, Any] = {"last_start_at": now}
     else:
         values = {"last_ping_at": now, "last_ping_failed": kind == "fail"}
     conn.execute(update(health_checks).where(health_checks.c.id == check.id).values(**values))
+    meta = meta or PingMeta()
+    started = check.last_start_at
+    ran = (
+        (now - started).total_seconds()
+        if kind != "start"
+        and started is not None
+        and (check.last_ping_at is None or started > check.last_ping_at)
+        and timedelta(0) <= now - started <= RUN_TIME_LIMIT
+        else None
+    )
+    conn.execute(
+        insert(health_check_pings).values(
+            check_id=check.id,
+            time=now,
+            kind=kind,
+            exit_status=meta.exit_status,
+            duration_s=ran,
+            source=(meta.source or None) and meta.source[:100],
+            method=(meta.method or None) and meta.method[:10],
+            user_agent=(meta.user_agent or None) and meta.user_agent[:200],
+            body_bytes=meta.body_bytes,
+            body_sha256=meta.body_sha256,
+        )
+    )
+
+
+def list_pings(
+    conn: Connection, check_id: int, *, start: datetime, end: datetime, limit: int = 500
+) -> list[dict[str, Any]]:
+    """A check's logged pings in [start, end), newest first (no bodies: size and hash)."""
+    p = health_check_pings.c
+    stmt = (
+        select(
+            p.id,
+            p.time,
+            p.kind,
+            p.exit_status,
+            p.duration_s,
+            p.source,
+            p.method,
+            p.user_agent,
+            p.body_bytes,
+            p.body_sha256,
+        )
+        .where(p.check_id == check_id, p.time >= start, p.time < end)
+        .order_by(p.time.desc(), p.id.desc())
+        .limit(limit)
+    )
+    return [dict(row) for row in conn.execute(stmt).mappings()]
+
+
+def set_paused(
+    conn: Connection, check_id: int, *, paused: bool, reason: str, now: datetime
+) -> CheckRow | None:
+    """Pause (status `paused`, not run) or resume (status `unknown`, run at once) a check,
+    recording the flip; None when there is no such check. Unchanged when already so."""
+    current = lock_checks(conn, [check_id]).get(check_id)
+    if current is None or (current.paused_at is not None) == paused:
+        return current
+    status = CheckStatus.PAUSED if paused else CheckStatus.UNKNOWN
+    values: dict[str, Any] = {
+        "status": status.value,
+        "consecutive_failures": 0,
+        "next_run_at": None,
+    }
+    values |= {"paused_at": now} if paused else {"paused_at": None, "resumed_at": now}
+    stmt = update(health_checks).where(health_checks.c.id == check_id).values(**values)
+    row = conn.execute(stmt.returning(health_checks)).mappings().one()
+    flip = Flip(current.status, status, reason, is_auto_recovery=False)
+    conn.execute(insert(health_check_flips).values(_flip_row(check_id, flip, now)))
+    return CheckRow.from_row(row)
+
+
+def status_before(conn: Connection, check_id: int, at: datetime) -> str | None:
+    """The check's status just before `at`: where its newest flip before then left it."""
+    f = health_check_flips.c
+    stmt = (
+        select(f.to_status)
+        .where(f.check_id == check_id, f.time < at)
+        .order_by(f.time.desc(), f.id.desc())
+        .limit(1)
+    )
+    return conn.execute(stmt).scalar_one_or_none()
 
 
 def list_results(

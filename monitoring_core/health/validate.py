@@ -5,11 +5,14 @@ Errors are collected per field and raised together as `InvalidItems` (the API's 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import available_timezones
 
 from monitoring_core.collectors.readonly import database_url_error
 from monitoring_core.health.custom import CUSTOM_CHECKS
+from monitoring_core.health.rules import cron_error
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.outbound import METADATA_HEADERS, literal_refusal
 
@@ -116,7 +119,15 @@ def _check_database(config: dict[str, Any], errors: _Errors) -> None:
 
 
 def _check_heartbeat(config: dict[str, Any], errors: _Errors) -> None:
-    if message := _number(config.get("period_seconds"), float, 1, 31 * 86_400):
+    """A simple `period_seconds`, or a cron `schedule` read in `tz` (default UTC); `grace_seconds`."""
+    if "schedule" in config and "period_seconds" in config:
+        errors.add("check_config.schedule", "give either a schedule or a period_seconds, not both")
+    elif "schedule" in config:
+        if message := cron_error(config["schedule"]):
+            errors.add("check_config.schedule", message)
+        if "tz" in config and config["tz"] not in _zones():
+            errors.add("check_config.tz", "must be an IANA time zone such as Europe/London")
+    elif message := _number(config.get("period_seconds"), float, 1, 31 * 86_400):
         errors.add("check_config.period_seconds", message)
     if "grace_seconds" in config and (
         message := _number(config["grace_seconds"], float, 0, 31 * 86_400)
@@ -128,6 +139,11 @@ def _check_custom(config: dict[str, Any], errors: _Errors) -> None:
     if config.get("callable") not in CUSTOM_CHECKS:
         known = ", ".join(sorted(CUSTOM_CHECKS)) or "none"
         errors.add("check_config.callable", f"must name a registered custom check ({known})")
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())  # ~50 ms to list: once per process
 
 
 _CONFIG_RULES = {
