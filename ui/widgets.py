@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 from streamlit_autorefresh import st_autorefresh
 
 from monitoring_core import clock
-from monitoring_core.timerange import PRESETS, TimeRange
+from monitoring_core.timerange import PRESETS, TimeRange, parse_time_range
 from monitoring_core.wedding_calendar import is_peak_season, is_wedding_day
+from ui import url_state
 from ui.data import get_settings
 
 __all__ = [
+    "CUSTOM",
     "RANGE_CHOICES",
     "REFRESH_S",
     "auto_refresh_toggle",
@@ -31,6 +34,10 @@ __all__ = [
 RANGE_CHOICES = ("1h", "24h", "7d", "30d", "90d")
 REFRESH_S = 30
 _RANGE_KEY = "time_range"
+_FROM_KEY = "time_from"
+_TO_KEY = "time_to"
+_RANGE_SEEN = "_time_range_seen"  # (page, (range, from, to)) as last written to the URL
+CUSTOM = "Custom"
 _SEVERITY_COLORS = {
     "critical": "red",
     "high": "orange",
@@ -66,17 +73,86 @@ def chart_interval(tr: TimeRange) -> timedelta:
 
 
 def time_range_picker() -> None:
-    """The sidebar range selector (the app draws it once; pages read `current_time_range`)."""
-    st.sidebar.segmented_control(
-        "Time range", RANGE_CHOICES, default="24h", key=_RANGE_KEY, required=True
+    """The sidebar range selector (the app draws it once; pages read `current_time_range`).
+
+    The range lives in the URL so a link opens the same period: `?range=7d` for a preset
+    (24 h, the default, is left out), `?from=…&to=…` (ISO 8601 with the business time zone's
+    offset) for an absolute period, chosen with "Custom"."""
+    tz = get_settings().tz
+    state = st.session_state
+    asked = _range_in_url(tz)
+    raw = (url_state.get("range"), url_state.get("from"), url_state.get("to"))
+    seen_page, seen_raw = state.get(_RANGE_SEEN, (None, None))
+    page = url_state.current_page()
+    changed = raw != seen_raw and not (asked is None and seen_page != page)
+    if _RANGE_KEY not in state or (changed and (asked is not None or seen_page == page)):
+        if isinstance(asked, TimeRange):
+            state[_RANGE_KEY] = CUSTOM
+            state[_FROM_KEY] = asked.start.astimezone(tz).replace(tzinfo=None)
+            state[_TO_KEY] = asked.end.astimezone(tz).replace(tzinfo=None)
+        else:
+            state[_RANGE_KEY] = asked or "24h"
+    choice = st.sidebar.segmented_control(
+        "Time range", (*RANGE_CHOICES, CUSTOM), key=_RANGE_KEY, required=True
     )
+    if choice == CUSTOM:
+        end = current_now().astimezone(tz).replace(tzinfo=None, second=0)
+        state.setdefault(_FROM_KEY, end - timedelta(hours=24))
+        state.setdefault(_TO_KEY, end)
+        st.sidebar.datetime_input("From", key=_FROM_KEY, format="YYYY-MM-DD")
+        st.sidebar.datetime_input("To", key=_TO_KEY, format="YYYY-MM-DD")
+        custom = _custom_range(tz)
+        if custom is None:
+            st.sidebar.error("'To' must be after 'From'; showing the last 24 hours.")
+            written: tuple[str | None, ...] = (None, None, None)
+        else:
+            written = (None, _iso(custom.start, tz), _iso(custom.end, tz))
+    else:
+        written = (None if choice == "24h" else choice, None, None)
+    for name, value in zip(("range", "from", "to"), written, strict=True):
+        url_state.put(name, value)
+    state[_RANGE_SEEN] = (page, written)
+
+
+def _iso(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).isoformat(timespec="minutes")
+
+
+def _range_in_url(tz: ZoneInfo) -> str | TimeRange | None:
+    """What the URL asks for: a preset name, an absolute range, or None (nothing valid)."""
+    preset, start, end = url_state.get("range"), url_state.get("from"), url_state.get("to")
+    if start and end:
+        try:
+            return parse_time_range(None, now=current_now(), start=start, end=end)
+        except ValueError:
+            return None
+    return preset if preset in RANGE_CHOICES else None
+
+
+def _custom_range(tz: ZoneInfo) -> TimeRange | None:
+    start, end = st.session_state.get(_FROM_KEY), st.session_state.get(_TO_KEY)
+    if not (isinstance(start, datetime) and isinstance(end, datetime)):
+        return None
+    lo, hi = (m if m.tzinfo else m.replace(tzinfo=tz) for m in (start, end))
+    return TimeRange(lo, hi) if hi > lo else None
 
 
 def current_time_range() -> TimeRange:
-    """The range chosen in the sidebar, ending now (24 h when nothing is chosen yet)."""
-    preset = st.session_state.get(_RANGE_KEY) or "24h"
+    """The range chosen in the sidebar (or named by the URL when no picker is drawn): a preset
+    ending now, or the absolute from/to; the last 24 h when nothing (valid) is chosen."""
+    preset = st.session_state.get(_RANGE_KEY)
     now = current_now()
-    return TimeRange(now - PRESETS[preset], now)
+    if preset is None:
+        asked = _range_in_url(get_settings().tz)
+        if isinstance(asked, TimeRange):
+            return asked
+        preset = asked
+    if preset == CUSTOM:
+        custom = _custom_range(get_settings().tz)
+        if custom is not None:
+            return custom
+        preset = "24h"
+    return TimeRange(now - PRESETS.get(preset or "24h", PRESETS["24h"]), now)
 
 
 def auto_refresh_toggle() -> None:

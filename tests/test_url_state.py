@@ -1,0 +1,100 @@
+"""ui.url_state and the shared time range: the URL opens what it names, a change is written
+back, a URL changed from outside (a link, back/forward) wins, and invalid values fall back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from monitoring_core.enums import Role
+
+AppFactory = Callable[[Role | None], AppTest]
+
+
+def _chooser() -> None:
+    import streamlit as st
+
+    from ui import url_state
+
+    item = url_state.select(st.selectbox, "Item", [3, 5, 8], param="item", format_func=str)
+    tab = url_state.tabs(["Open", "History"])
+    query = url_state.text("Search", param="q")
+    mine = url_state.toggle("Only mine", param="mine")
+    st.write(f"item={item} tab={tab} q={query} mine={mine}")
+
+
+def _shown(at: AppTest) -> str:
+    return str(at.markdown[-1].value)
+
+
+def test_a_link_opens_what_it_names_and_changes_go_back_to_the_url() -> None:
+    at = AppTest.from_function(_chooser)
+    at.query_params.update({"item": "5", "tab": "History", "q": "timeout", "mine": "1"})
+    at.run()
+    assert _shown(at) == "item=5 tab=History q=timeout mine=True"
+
+    at.selectbox(key="url_item").set_value(8).run()
+    at.button_group(key="url_tab").set_value("Open").run()
+    assert _shown(at) == "item=8 tab=Open q=timeout mine=True"
+    assert at.query_params["item"] == ["8"] or at.query_params["item"] == "8"
+    assert "tab" not in at.query_params  # the default tab is left out of the URL
+
+
+def test_the_url_changed_from_outside_wins_and_invalid_values_fall_back() -> None:
+    at = AppTest.from_function(_chooser)
+    at.run()
+    assert _shown(at) == "item=3 tab=Open q= mine=False"
+    assert not dict(at.query_params)  # defaults only: nothing written, no history entry
+
+    at.selectbox(key="url_item").set_value(5).run()
+    at.query_params["item"] = "3"  # the browser's back button: the URL names item 3 again
+    at.run()
+    assert _shown(at) == "item=3 tab=Open q= mine=False"
+
+    at.query_params.update({"item": "999", "tab": "Nope"})  # not in the list
+    at.run()
+    assert _shown(at) == "item=3 tab=Open q= mine=False"
+    assert "item" not in at.query_params and "tab" not in at.query_params
+
+
+@pytest.mark.clock
+def test_the_time_range_lives_in_the_url(logged_in_app: AppFactory) -> None:
+    at = logged_in_app(Role.VIEWER)
+    at.query_params["range"] = "7d"
+    at.run()
+    assert at.session_state["time_range"] == "7d"
+
+    at.button_group(key="time_range").set_value("30d").run()
+    assert _param(at, "range") == "30d"
+    at.button_group(key="time_range").set_value("24h").run()
+    assert "range" not in at.query_params  # the default is left out
+
+    at.query_params["range"] = "bogus"
+    at.run()
+    assert at.session_state["time_range"] == "24h" and "range" not in at.query_params
+
+
+@pytest.mark.clock
+def test_an_absolute_range_opens_as_custom_in_the_business_time_zone(
+    logged_in_app: AppFactory,
+) -> None:
+    at = logged_in_app(Role.VIEWER)
+    at.query_params.update({"from": "2026-06-01T09:00+01:00", "to": "2026-06-01T17:30+01:00"})
+    at.run()
+    assert at.session_state["time_range"] == "Custom"
+    assert at.session_state["time_from"] == datetime(2026, 6, 1, 9, 0)  # London wall time
+    assert at.session_state["time_to"] == datetime(2026, 6, 1, 17, 30)
+    assert _param(at, "from") == "2026-06-01T09:00+01:00"
+
+    at.query_params.update({"from": "2026-06-01T17:30+01:00", "to": "2026-06-01T09:00+01:00"})
+    at.run()  # 'to' before 'from': not a range; the URL is corrected to the default
+    assert at.session_state["time_range"] == "24h"
+    assert "from" not in at.query_params and "to" not in at.query_params
+
+
+def _param(at: AppTest, name: str) -> str:
+    value = at.query_params[name]
+    return value[0] if isinstance(value, list) else str(value)

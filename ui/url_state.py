@@ -1,0 +1,167 @@
+"""Page selections kept in the URL's query string, so a link opens exactly what it names.
+
+A page binds a widget to a query parameter instead of keeping its choice only in the session:
+
+    incident = url_state.select(st.selectbox, "Incident", ids, param="incident",
+                                format_func=label)           # ?incident=42
+    view = url_state.tabs(["Open", "History"], param="tab")  # ?tab=History (segmented control)
+    query = url_state.text("Search", param="q")              # ?q=timeout
+    only_mine = url_state.toggle("Only mine", param="mine")  # ?mine=1
+
+How it behaves:
+- The value in the URL wins when the page opens and whenever the URL changes from outside
+  (a link, the browser's back/forward buttons); a value that is not valid any more (an id not
+  in the list, a misspelt tab) falls back to the default, and the URL is corrected.
+- A change in the widget is written back to the URL (Streamlit pushes a history entry, so
+  back/forward step through the choices). The default is left out of the URL, so the first
+  visit to a page adds no history entry and links stay short.
+- `sticky=True` (the time range) keeps the session's value when a page switch drops the
+  query string, and writes it into the new page's URL.
+
+`st.tabs` cannot be selected from code in a way that adds history entries, so `tabs()` draws
+a segmented control; pages use `if view == "History": ...` instead of `with tab:`.
+`link_params()` gives the current page's parameters for an `st.page_link` that must keep them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+__all__ = [
+    "current_page",
+    "get",
+    "get_int",
+    "link_params",
+    "put",
+    "seed",
+    "select",
+    "tabs",
+    "text",
+    "toggle",
+]
+
+T = TypeVar("T")
+
+_SEEN = "_url_state_seen"  # param -> (page, raw value) as last read or written
+MAX_ID = 2**63 - 1
+
+
+def get(param: str) -> str | None:
+    """The parameter's value, or None when it is absent or empty."""
+    value = st.query_params.get(param)
+    return value or None
+
+
+def get_int(param: str) -> int | None:
+    """A positive id from the URL (`?incident=42`), None when absent or not a valid id."""
+    raw = get(param) or ""
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID else None
+
+
+def put(param: str, raw: str | None) -> None:
+    """Set the parameter (None or "" removes it); unchanged values are not rewritten."""
+    if not raw:
+        if param in st.query_params:
+            del st.query_params[param]
+    elif st.query_params.get(param) != raw:
+        st.query_params[param] = raw
+    _seen()[param] = (current_page(), raw or None)
+
+
+def link_params(*params: str) -> dict[str, str]:
+    """The current values of `params` (those present), for a link that keeps them."""
+    return {p: v for p in params if (v := get(p)) is not None}
+
+
+def _seen() -> dict[str, tuple[str, str | None]]:
+    seen: dict[str, tuple[str, str | None]] = st.session_state.setdefault(_SEEN, {})
+    return seen
+
+
+def current_page() -> str:
+    """The page being drawn (its script hash; "" outside a session)."""
+    ctx = get_script_run_ctx()
+    return ctx.page_script_hash if ctx is not None else ""
+
+
+def seed(
+    param: str, key: str, parse: Callable[[str], T | None], default: T, *, sticky: bool
+) -> None:
+    """Before the widget `key` is drawn: take the URL's value when the URL changed from outside
+    (or on first draw), else keep what the widget holds."""
+    state = st.session_state
+    raw = get(param)
+    page = current_page()
+    last_page, last_raw = _seen().get(param, (None, None))
+    url_changed = raw != last_raw
+    if sticky and raw is None and last_page != page:
+        url_changed = False  # a page switch dropped the query string: keep the session's value
+    if key in state and not url_changed:
+        return
+    parsed = parse(raw) if raw is not None else None
+    state[key] = default if parsed is None else parsed
+
+
+def select(
+    factory: Callable[..., Any],
+    label: str,
+    options: Sequence[T],
+    *,
+    param: str,
+    default: T | None = None,
+    to_url: Callable[[T], str] = str,
+    sticky: bool = False,
+    **kwargs: Any,
+) -> T | None:
+    """A choice among `options` (st.selectbox, st.radio, st.segmented_control, st.pills) bound
+    to `?param=`; `to_url` names an option in the URL (default `str`: ids, labels). Returns the
+    chosen option, `default` (the first option when not given) when none is asked for."""
+    options = list(options)
+    by_raw = {to_url(o): o for o in options}
+    fallback = default if default in options else (options[0] if options else None)
+    key = kwargs.pop("key", f"url_{param}")
+    # A value the widget holds but the options lost (a resolved incident): back to the default.
+    if key in st.session_state and st.session_state[key] not in options:
+        st.session_state[key] = fallback
+    seed(param, key, by_raw.get, fallback, sticky=sticky)
+    value = factory(label, options, key=key, **kwargs)
+    chosen = value if value in options else fallback
+    put(param, None if chosen is None or chosen == fallback else to_url(chosen))
+    return chosen
+
+
+def tabs(labels: Sequence[str], *, param: str = "tab", label: str = "View") -> str:
+    """A row of tabs (a segmented control) bound to `?tab=`; returns the open tab's label."""
+    value = select(
+        st.segmented_control,
+        label,
+        labels,
+        param=param,
+        label_visibility="collapsed",
+        required=True,
+    )
+    return value if value is not None else labels[0]
+
+
+def text(label: str, *, param: str, max_chars: int = 200, **kwargs: Any) -> str:
+    """A text input bound to `?param=` (empty when absent)."""
+    key = kwargs.pop("key", f"url_{param}")
+    seed(param, key, lambda raw: raw[:max_chars], "", sticky=False)
+    value = st.text_input(label, key=key, max_chars=max_chars, **kwargs) or ""
+    put(param, value.strip() or None)
+    return value.strip()
+
+
+def toggle(
+    label: str, *, param: str, factory: Callable[..., Any] = st.toggle, **kwargs: Any
+) -> bool:
+    """A toggle (or st.checkbox) bound to `?param=1`; off when absent."""
+    key = kwargs.pop("key", f"url_{param}")
+    seed(param, key, lambda raw: raw in ("1", "true", "yes"), False, sticky=False)
+    value = bool(factory(label, key=key, **kwargs))
+    put(param, "1" if value else None)
+    return value
