@@ -138,6 +138,20 @@ metric_chunks = Table(
 )
 Index("ix_metric_chunks_end_time", metric_chunks.c.end_time)
 
+# Prometheus staleness markers from remote write (prometheus/staleness.py): a series ends there
+# for PromQL's instant selectors (the points table holds finite values only).
+metric_stale_markers = Table(
+    "metric_stale_markers",
+    metadata,
+    Column(
+        "series_id",
+        BigInteger,
+        ForeignKey("metric_series.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("time", DateTime(timezone=True), primary_key=True),
+)
+
 
 def _metric_rollup(name: str) -> Table:
     return Table(
@@ -202,9 +216,9 @@ api_timings = _partitioned(
 Index("ix_api_timings_time", api_timings.c.time, postgresql_using="brin")
 Index("ix_api_timings_ingested", api_timings.c.ingested_at, postgresql_using="brin")
 
-# API timings older than a day, packed column-wise (monitoring_core/timings_pack.py): one row
-# per half hour, method, endpoint and status; offsets in microseconds after start_time, the
-# optional columns NULL when no request of the pack had them. Read with timings_pack.source_sql.
+# API timings older than a day, packed column-wise (compaction.pack_api_timings): one row per
+# half hour, method, endpoint and status; offsets in microseconds after start_time, the optional
+# columns NULL when no request of the pack had them. Read with chunks.timings.source_sql.
 api_timing_packs = Table(
     "api_timing_packs",
     metadata,
@@ -220,7 +234,7 @@ api_timing_packs = Table(
     Column("external_ms", ARRAY(Double)),
     Column("cache_hits", ARRAY(Boolean)),
     Column("request_ids", ARRAY(Text)),
-    _ts("packed_at", nullable=False, now=True),
+    Column("packed_at", DateTime(timezone=True), primary_key=True, server_default=func.now()),
     postgresql_with={"fillfactor": 100},
 )
 
