@@ -51,12 +51,17 @@ from monitoring_core.chunks.store import (
     rows_from_packed,
     to_us,
 )
+from monitoring_core.chunks.timings import COLUMNS as TIMING_COLUMNS
+from monitoring_core.chunks.timings import PACK, pack_columns_sql
 from monitoring_core.partitions import list_partitions, partition_name
 from monitoring_core.points_reader import read_points_us
 from monitoring_core.rollups import FAMILIES, rollup_lock_key
 
 __all__ = [
+    "API_PACK_AFTER",
     "COMPACT_AFTER",
+    "PackReport",
+    "pack_api_timings",
     "STRETCH",
     "CompactionReport",
     "compact",
@@ -401,4 +406,137 @@ def verify_chunks(conn: Connection, sample: int = 100) -> VerifyReport:
                 report.problems.append(
                     f"{name}: minute {from_us(to_us(bucket)).isoformat()} differs from its rollup"
                 )
+    return report
+
+
+# ---------------------------------------------------------------- API timings
+API_PACK_AFTER = timedelta(days=1)
+_API_FAMILY = FAMILIES[1].name  # "api_timings": its watermark and its advisory lock
+_PACK_NAMES = (
+    "start_time, method, endpoint, status_code, count, offsets, durations, user_types, db_ms, "
+    "external_ms, cache_hits, request_ids"
+)
+
+
+@dataclass
+class PackReport:
+    requests: int = 0
+    packs: int = 0
+    whole_days: int = 0  # partitions packed whole and truncated
+    busy_days: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"packed {self.requests} API timings into {self.packs} packs "
+            f"({self.whole_days} whole days, {self.busy_days} busy) in {self.seconds:.2f}s"
+        )
+
+
+def _half_hour_floor(moment: datetime) -> datetime:
+    return _ORIGIN + ((moment - _ORIGIN) // PACK) * PACK
+
+
+def _insert_packs(
+    conn: Connection, rows: str, params: dict[str, object], with_sql: str = ""
+) -> tuple[int, int]:
+    """INSERT the packs of `rows` (a FROM item with the api_timings columns, maybe defined by
+    `with_sql`, a WITH clause) in one statement: (requests, packs) written."""
+    statement = (
+        f"{with_sql}INSERT INTO api_timing_packs ({_PACK_NAMES}, packed_at) "  # noqa: S608
+        f"SELECT {_PACK_NAMES}, clock_timestamp() FROM ({pack_columns_sql(rows)}) packed "
+        "RETURNING count"
+    )
+    counts = conn.execute(text(statement), params).scalars().all()
+    return int(sum(counts)), len(counts)
+
+
+def pack_day(conn: Connection, day: date, watermark: datetime) -> tuple[int, int] | None:
+    """Pack a whole past day's `api_timings` partition and TRUNCATE it (caller commits):
+    (requests, packs), or None when it holds rows the API rollup has not passed yet."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": rollup_lock_key(_API_FAMILY)})
+    partition = partition_name("api_timings", day)  # our own identifier
+    conn.execute(text(f'LOCK TABLE "{partition}" IN ACCESS EXCLUSIVE MODE'))
+    if conn.execute(
+        text(f'SELECT EXISTS (SELECT 1 FROM "{partition}" WHERE ingested_at > :w)'),  # noqa: S608
+        {"w": watermark},
+    ).scalar():
+        return None
+    conn.execute(text("SET LOCAL work_mem = '256MB'"))
+    done = _insert_packs(conn, f'"{partition}"', {})
+    conn.execute(text(f'TRUNCATE "{partition}"'))
+    return done
+
+
+def pack_before(conn: Connection, until: datetime, watermark: datetime) -> tuple[int, int]:
+    """Pack the rows with time before `until` that the API rollup has passed, deleting them in
+    the same statement (caller commits): (requests, packs)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": rollup_lock_key(_API_FAMILY)})
+    conn.execute(text("SET LOCAL work_mem = '256MB'"))
+    taken = (
+        "WITH d AS (DELETE FROM api_timings WHERE time < :until AND ingested_at <= :w "  # noqa: S608
+        f"RETURNING {', '.join(TIMING_COLUMNS)}) "
+    )
+    return _insert_packs(conn, "d", {"until": until, "w": watermark}, taken)
+
+
+def _api_days_to_pack(conn: Connection, until: datetime) -> list[date]:
+    sizes: dict[str, int] = dict(
+        conn.execute(
+            text(
+                "SELECT c.relname, pg_relation_size(c.oid) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST('api_timings' AS regclass)"
+            )
+        ).all()
+    )
+    return [
+        day
+        for day in list_partitions(conn, "api_timings")
+        if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= until
+        and sizes.get(partition_name("api_timings", day), 0) > 0
+    ]
+
+
+def pack_api_timings(
+    engine: Engine, now: datetime, *, after: timedelta = API_PACK_AFTER, max_days: int = MAX_DAYS
+) -> PackReport:
+    """Pack the API timings older than `after` that the API rollup has passed: whole past days
+    at once (their partition truncated), then the rest of the stretch before the horizon.
+
+    Safe like `compact`: each transaction takes the API rollup's advisory lock (so two workers,
+    or a worker and a rollup, go one at a time), rows are deleted and their pack inserted in
+    one statement or one transaction (a crash loses and doubles nothing), and only rows the
+    rollup has passed are taken (re-running packs nothing new). A late request landing in a
+    packed half hour stays a row until the next pass packs it into a second pack of that key;
+    every read (`chunks.timings.source_sql`) sees both, and the rollup recomputes its minute
+    from both."""
+    started, report = time.perf_counter(), PackReport()
+    with engine.connect() as conn:
+        watermark = conn.execute(
+            text("SELECT watermark FROM rollup_watermarks WHERE name = :n"), {"n": _API_FAMILY}
+        ).scalar()
+        if watermark is None:
+            return report
+        until = _half_hour_floor(min(now - after, watermark))
+        days = _api_days_to_pack(conn, until)
+    for day in days[:max_days]:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                done = pack_day(conn, day, watermark)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            report.busy_days += 1
+            continue
+        if done is not None:
+            report.whole_days += 1
+            report.requests += done[0]
+            report.packs += done[1]
+    with engine.begin() as conn:
+        requests, packs = pack_before(conn, until, watermark)
+    report.requests += requests
+    report.packs += packs
+    report.seconds = time.perf_counter() - started
     return report

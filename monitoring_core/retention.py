@@ -206,6 +206,11 @@ def apply_retention(conn: Connection, now: datetime) -> RetentionReport:
     report.deleted_rows["metric_chunks"] = prune_chunks(
         conn, now - timedelta(days=days["metric_chunks"])
     )
+    # packed API timings (compaction.pack_api_timings) follow the api_timings setting
+    report.deleted_rows["api_timing_packs"] = conn.execute(
+        text("DELETE FROM api_timing_packs WHERE start_time < :cutoff - interval '30 minutes'"),
+        {"cutoff": now - timedelta(days=days["api_timings"])},
+    ).rowcount
     _delete_metric_rollups(conn, days, now, report)
     for table, kind in _ROLLUP_TABLES.items():
         report.deleted_rows[table] = conn.execute(

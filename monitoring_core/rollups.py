@@ -58,6 +58,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DataError
 
 from monitoring_core.chunks.store import expand_touched
+from monitoring_core.chunks.timings import source_sql as timings_source
 from monitoring_core.histogram import sql_bucket_key
 
 __all__ = [
@@ -222,6 +223,14 @@ def _bin(unit: str, column: str) -> str:
     return f"date_bin('{width}', {column}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 
 
+def _raw_in(fam: Family, lo: str, hi: str) -> str:
+    """FROM item and filter: the family's raw rows with time in [lo, hi). API timings come
+    from rows and packs both (chunks/timings.py: older ones are packed)."""
+    if fam.raw == "api_timings":
+        return f"{timings_source(lo, hi)} raw"
+    return f"{fam.raw} WHERE time >= {lo} AND time < {hi}"
+
+
 def hist_select(fam: Family, unit: str | None, lo: str, hi: str) -> str:
     """SQL aggregating raw rows with time in [lo, hi) per [bucket,] keys, in rollup shape.
 
@@ -236,8 +245,8 @@ def hist_select(fam: Family, unit: str | None, lo: str, hi: str) -> str:
         "array_agg(k ORDER BY k) AS hist_keys, array_agg(c ORDER BY k) AS hist_counts, "
         f"{fam.outer_extra} FROM (SELECT {by}, k, count(*) AS c, sum(v) AS s, min(v) AS mn, "
         f"max(v) AS mx, {fam.point_extra} FROM (SELECT {bucket}{keys}, {value} AS v, "
-        f"{sql_bucket_key(value)} AS k, {fam.point_cols} FROM {fam.raw} "
-        f"WHERE time >= {lo} AND time < {hi}) pts GROUP BY {by}, k) pk GROUP BY {by}"
+        f"{sql_bucket_key(value)} AS k, {fam.point_cols} FROM {_raw_in(fam, lo, hi)}) pts "
+        f"GROUP BY {by}, k) pk GROUP BY {by}"
     )
 
 
@@ -250,8 +259,8 @@ def _points_select(fam: Family, unit: str, lo: str, hi: str) -> str:
         "array_agg(k ORDER BY k) AS hist_keys, array_agg(1::bigint) AS hist_counts, "
         f"{fam.per_point_extra} "
         f"FROM (SELECT {_bin(unit, 'time')} AS bucket, {keys}, {value} AS v, "
-        f"{sql_bucket_key(value)} AS k, {fam.point_cols} FROM {fam.raw} "
-        f"WHERE time >= {lo} AND time < {hi}) pts GROUP BY bucket, {keys}"
+        f"{sql_bucket_key(value)} AS k, {fam.point_cols} FROM {_raw_in(fam, lo, hi)}) pts "
+        f"GROUP BY bucket, {keys}"
     )
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 
 from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.signals import service_of, signal, status_class
+from monitoring_core.chunks.timings import source_sql as timings_source
 from monitoring_core.performance.queries import regression_flags
 
 __all__ = ["SignalKey", "SignalReader", "merge_intervals"]
@@ -45,10 +46,12 @@ Grouped = dict[tuple[str, ...], list[Point]]
 _RANGES = "unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) AS r(lo, hi)"
 _IN_RANGES = "x.time > r.lo AND x.time <= r.hi AND x.time > %(earliest)s AND x.time <= %(latest)s"
 _EP = "date_part('epoch', x.time)"
+# API timings from rows and packs (older ones are packed: chunks/timings.py)
+_API_TIMINGS = timings_source("%(earliest)s", "%(latest)s", closed="right")
 _SQL = {
     "api": f"""
         SELECT x.method, x.endpoint, x.status_code, array_agg({_EP}), array_agg(x.response_time_ms)
-        FROM api_timings x JOIN {_RANGES} ON {_IN_RANGES}
+        FROM {_API_TIMINGS} x JOIN {_RANGES} ON {_IN_RANGES}
         GROUP BY 1, 2, 3""",
     "vitals": f"""
         SELECT x.name, x.page_route, x.device_type, x.rating, array_agg({_EP}), array_agg(x.value)

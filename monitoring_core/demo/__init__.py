@@ -30,7 +30,7 @@ from monitoring_core.demo import (
     telemetry,
 )
 from monitoring_core.partitions import ensure_partitions
-from monitoring_core.schema import api_timings
+from monitoring_core.schema import api_timing_packs, api_timings
 
 __all__ = ["LOADERS", "SEED", "load_demo_data", "loader_rng"]
 
@@ -56,7 +56,10 @@ def loader_rng(module: ModuleType) -> np.random.Generator:
 
 
 def _has_data(conn: Connection) -> bool:
-    return bool(conn.execute(select(exists().select_from(api_timings))).scalar())
+    if conn.execute(select(exists().select_from(api_timings))).scalar():
+        return True
+    # API timings older than a day are packed (compaction.pack_api_timings)
+    return bool(conn.execute(select(exists().select_from(api_timing_packs))).scalar())
 
 
 def load_demo_data(engine: Engine, *, days: int, now: datetime, only_if_empty: bool) -> str:

@@ -39,8 +39,14 @@ def upgrade() -> None:
             nullable=False,
             server_default=sa.text("now()"),
         ),
+        # a late request packed after its half hour was gives a second pack of the same key
         sa.PrimaryKeyConstraint(
-            "start_time", "method", "endpoint", "status_code", name=op.f("pk_api_timing_packs")
+            "start_time",
+            "method",
+            "endpoint",
+            "status_code",
+            "packed_at",
+            name=op.f("pk_api_timing_packs"),
         ),
     )
     # Packs are written once (rewritten whole when late requests merge in): pack pages full.
