@@ -4,6 +4,7 @@ timeline, alerts and errors, responder actions and runbooks, the post-incident e
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -17,17 +18,36 @@ from monitoring_core.incidents.escalation import escalate_incident_by_hand
 from monitoring_core.incidents.lifecycle import TRANSITIONS
 from monitoring_core.incidents.queries import active_incidents, incident_detail, list_incidents
 from ui import actions as ui_actions
-from ui import auth, data, fmt, widgets
+from ui import auth, data, fmt, url_state, widgets
 
 user = auth.require_role(Role.VIEWER)
 settings = data.get_settings()
 now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
 responder = auth.has_role(Role.RESPONDER)
 FLASH = "incidents_flash"
+TABS = ["Active", "Detail", "MTTA / MTTR"]
+SECTIONS = ["Timeline", "Alerts & errors", "Runbooks", "Post-incident report"]
+STATUS_WORDS = {
+    "open": "Open",
+    "investigating": "Investigating",
+    "mitigating": "Mitigating",
+    "resolved": "Resolved",
+    "closed": "Closed",
+}
+
+
+def _stay(incident_id: int | None) -> None:
+    """Pin the incident in the URL before an action's rerun, so the same incident (and, through
+    the widgets' own state, the same tab and section) is shown after it, whatever the lists'
+    order becomes."""
+    if incident_id is not None:
+        url_state.put("incident", str(incident_id))
+        url_state.put("tab", "Detail")
 
 
 def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
     """Run an action as the signed-in user in one transaction, then reload fresh data."""
+    _stay(kwargs.get("incident_id"))
     ui_actions.run(
         FLASH,
         lambda conn: action(
@@ -41,6 +61,7 @@ def act(label: str, action: Callable[..., Any], **kwargs: Any) -> None:
 
 def run_runbook(label: str, flow: Callable[..., dict[str, Any]], **kwargs: Any) -> None:
     """Runbook flows own their transactions (HTTP calls never run inside one)."""
+    _stay(kwargs.get("incident_id"))
     ui_actions.run_flow(
         FLASH,
         lambda engine: flow(
@@ -55,8 +76,12 @@ def run_runbook(label: str, flow: Callable[..., dict[str, Any]], **kwargs: Any) 
 def _age(inc: dict[str, Any]) -> str:
     r = inc["response"]
     left = r["minutes_left"]
-    state = f"{abs(left):.0f} min {'over' if left < 0 else 'left'}"
+    state = f"{fmt.duration(abs(left) * 60)} {'over' if left < 0 else 'left'}"
     return f"{r['target']} target {r['target_minutes']:g} min: {':red[' + state + ']' if left < 0 else state}"
+
+
+def _status(value: str) -> str:
+    return STATUS_WORDS.get(value, fmt.label(value))
 
 
 def _active(items: list[dict[str, Any]]) -> None:
@@ -66,9 +91,15 @@ def _active(items: list[dict[str, Any]]) -> None:
         with st.container(border=True):
             st.markdown(
                 f"{widgets.severity_badge(inc['severity'])} **{inc['incident_number']}** "
-                f"{fmt.md_escape(inc['title'])} — {inc['status']} · {_age(inc)} · "
+                f"{fmt.md_escape(inc['title'])} — {_status(inc['status'])} · {_age(inc)} · "
                 f"assignee: {fmt.md_escape(inc['assigned_to'] or 'nobody')} · "
-                f"wedding impact: {fmt.md_escape(inc['wedding_impact'])}"
+                f"wedding impact: {fmt.md_escape(fmt.label(inc['wedding_impact']))}"
+            )
+            st.page_link(  # the same page with this incident open: a link to share
+                "pages/incidents.py",
+                label=f"Open {inc['incident_number']}",
+                icon=":material/open_in_new:",
+                query_params={"incident": str(inc["id"]), "tab": "Detail"},
             )
 
 
@@ -87,11 +118,20 @@ def _actions(inc: dict[str, Any]) -> None:
             tz=tz,
             public_url=settings.public_url,
         )
-    who = b.text_input("Assign to", inc["assigned_to"] or user.username, key="inc_assignee")
+    who = b.text_input(
+        "Assign to",
+        inc["assigned_to"] or user.username,
+        key=f"inc_assignee_{iid}_{inc['assigned_to']}",  # a new assignee shows at once
+    )
     if b.button("Assign", key="inc_assign"):
         act("Assign", service.assign_incident, incident_id=iid, assignee=who)
     moves = sorted(s.value for s in TRANSITIONS[IncidentStatus(inc["status"])] if s != "resolved")
-    to = c.selectbox("Move to", moves, key="inc_to") if moves else None
+    # Keyed by the status: the choices change with it, and a kept choice would lag one step.
+    to = (
+        c.selectbox("Move to", moves, format_func=_status, key=f"inc_to_{inc['status']}")
+        if moves
+        else None
+    )
     if to and c.button("Change status", key="inc_status"):
         act("Status", service.change_status, incident_id=iid, status=to)
     note = st.text_area("Timeline note", key="inc_note_text")
@@ -151,7 +191,14 @@ def _runbooks(iid: int) -> None:
                 f"{i + 1}. {fmt.md_escape(step['title'])} ({fmt.md_code(step['kind'])}"
                 f"{', wedding-day safe' if step.get('wedding_day_safe') else ''})"
             )
-            if responder and right.button("Run", key=f"rb_run_{book['id']}_{i}"):
+            if responder and ui_actions.confirmed(
+                "Run",
+                f"Run step {i + 1}, **{fmt.md_escape(step['title'])}**, of "
+                f"{fmt.md_escape(book['title'])} now? It is recorded on the incident's timeline.",
+                key=f"rb_run_{book['id']}_{i}",
+                confirm="Run step",
+                where=right,
+            ):
                 run_runbook(
                     "Runbook step",
                     runbooks.run_step,
@@ -160,15 +207,34 @@ def _runbooks(iid: int) -> None:
                     step_index=i,
                     tz=tz,
                 )
+    titles = {book["id"]: book["title"] for book in books}
     for ex in (e for e in execs if e["status"] == "awaiting_approval"):
         st.warning(
-            f"Step {ex['step_index'] + 1} of runbook {ex['runbook_id']} awaits approval "
-            f"(requested by {fmt.md_escape(ex['requested_by'])})"
+            f"Step {ex['step_index'] + 1} of {fmt.md_escape(titles.get(ex['runbook_id'], ex['runbook_id']))} "
+            f"awaits approval (requested by {fmt.md_escape(ex['requested_by'])})"
         )
-        if responder and st.button("Approve and run", key=f"rb_approve_{ex['id']}"):
+        if responder and ui_actions.confirmed(
+            "Approve and run",
+            f"Approve step {ex['step_index'] + 1} and run it now?",
+            key=f"rb_approve_{ex['id']}",
+        ):
+            _stay(iid)
             run_runbook("Approval", runbooks.approve_execution, execution_id=ex["id"])
     if execs:
-        st.dataframe(pd.DataFrame(execs).drop(columns=["incident_id"]), hide_index=True)
+        rows = [
+            {
+                "Runbook": titles.get(ex["runbook_id"], f"#{ex['runbook_id']}"),
+                "Step": ex["step_index"] + 1,
+                "Status": fmt.label(ex["status"]),
+                "Requested by": ex["requested_by"] or "—",
+                "Approved by": ex["approved_by"] or "—",
+                "Started": fmt.when(ex["created_at"], tz, now),
+                "Finished": fmt.when(ex["finished_at"], tz, now),
+                "Output": ex["output"] or "",
+            }
+            for ex in execs
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def _postmortem(inc: dict[str, Any]) -> None:
@@ -194,7 +260,7 @@ def _postmortem(inc: dict[str, Any]) -> None:
     items = data.read_or_stop(postmortem.list_action_items, incident_id=iid)
     for item in items:
         done = st.checkbox(
-            f"{item['title']} ({item['owner'] or 'no owner'})",
+            f"{fmt.md_escape(item['title'])} ({fmt.md_escape(item['owner'] or 'no owner')})",
             item["is_done"],
             key=f"ai_{item['id']}",
             disabled=not responder,
@@ -211,6 +277,62 @@ def _postmortem(inc: dict[str, Any]) -> None:
             )
 
 
+def _timeline_rows(inc: dict[str, Any]) -> pd.DataFrame:
+    rows = [
+        {
+            "Time": fmt.when(e["time"], tz, now),
+            "What": fmt.label(e["kind"]),
+            "Who": _actor(e["actor"]),
+            "Message": e["message"] or "",
+            "Public": bool(e["is_public"]),
+        }
+        for e in reversed(inc["timeline"])  # newest first: the action just taken is on top
+    ]
+    return pd.DataFrame(rows, columns=["Time", "What", "Who", "Message", "Public"])
+
+
+def _actor(actor: str | None) -> str:
+    """`user:alice` → `alice`; `system`, `rule:12` as they are."""
+    if not actor:
+        return "—"
+    return actor.removeprefix("user:")
+
+
+def _links(inc: dict[str, Any]) -> None:
+    st.markdown("**Alerts**")
+    if not inc["alerts"]:
+        st.caption("No alert is linked to this incident.")
+    for alert in inc["alerts"]:
+        key = f" · {fmt.md_escape(alert['alert_key'])}" if alert["alert_key"] else ""
+        st.page_link(
+            "pages/alert.py",
+            label=(
+                f"#{alert['id']} {alert['alert_name']}{key} — {_status(alert['status'])}, "
+                f"since {fmt.when(alert['first_triggered_at'], tz, now)}, "
+                f"value {fmt.number(alert['trigger_value'])}"
+            ),
+            icon=":material/notification_important:",
+            query_params={"instance": str(alert["id"])},
+        )
+    st.markdown("**Error groups**")
+    if not inc["error_groups"]:
+        st.caption("No error group is linked to this incident.")
+        return
+    rows = [
+        {
+            "Error": f"{g['error_type']}: {g['message_template']}",
+            "Status": fmt.label(g["status"]),
+            "Events": g["event_count"],
+            "Users": g["user_count"],
+            "Services": ", ".join(g["services"]) or "—",
+            "First seen": fmt.when(g["first_seen"], tz, now),
+            "Last seen": fmt.when(g["last_seen"], tz, now),
+        }
+        for g in inc["error_groups"]
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
 def _detail(iid: int) -> None:
     inc = data.read_or_stop(incident_detail, incident_id=iid, now=now)
     if inc is None:
@@ -218,28 +340,30 @@ def _detail(iid: int) -> None:
         return
     st.subheader(f"{inc['incident_number']}: {fmt.md_escape(inc['title'])}")
     st.markdown(
-        f"{widgets.severity_badge(inc['severity'])} {inc['status']} · {_age(inc)} · "
+        f"{widgets.severity_badge(inc['severity'])} **{_status(inc['status'])}** · {_age(inc)} · "
         f"services: {fmt.md_escape(', '.join(inc['affected_services']) or '—')} · "
-        f"users affected: {inc['affected_users_count'] or 'unknown'} · "
-        f"wedding impact: **{fmt.md_escape(inc['wedding_impact'])}**{' · Saturday' if inc['is_saturday'] else ''}"
+        f"users affected: {fmt.count(inc['affected_users_count']) if inc['affected_users_count'] else 'unknown'} · "
+        f"wedding impact: **{fmt.md_escape(fmt.label(inc['wedding_impact']))}**"
+        f"{' · Saturday' if inc['is_saturday'] else ''} · "
+        f"assignee: {fmt.md_escape(inc['assigned_to'] or 'nobody')}"
     )
-    timeline, links, books, pm = st.tabs(
-        ["Timeline", "Alerts & errors", "Runbooks", "Post-incident report"]
-    )
-    with timeline:
+    section = url_state.tabs(SECTIONS, param="section", label="Section")
+    if section == "Timeline":
         if responder and inc["status"] != "closed":
             _actions(inc)
             _edit(inc)
-        frame = pd.DataFrame(
-            inc["timeline"], columns=["time", "kind", "actor", "message", "is_public"]
+        frame = _timeline_rows(inc)
+        st.dataframe(
+            frame,
+            hide_index=True,
+            height=widgets.table_height(len(frame)),
+            column_config={"Message": st.column_config.TextColumn(width="large")},
         )
-        st.dataframe(frame, hide_index=True, height=widgets.table_height(len(frame)))
-    with links:
-        st.dataframe(pd.DataFrame(inc["alerts"]), hide_index=True)
-        st.dataframe(pd.DataFrame(inc["error_groups"]), hide_index=True)
-    with books:
+    elif section == "Alerts & errors":
+        _links(inc)
+    elif section == "Runbooks":
         _runbooks(iid)
-    with pm:
+    else:
         _postmortem(inc)
 
 
@@ -258,59 +382,101 @@ def _declare() -> None:
                 "wedding_impact": impact,
                 "affected_services": [s.strip() for s in services.split(",") if s.strip()],
             }
-            act("Declare", lambda conn, **kw: service.create_incident(conn, body=body, tz=tz, **kw))
+            ui_actions.run(
+                FLASH,
+                lambda conn: service.create_incident(
+                    conn,
+                    body=body,
+                    tz=tz,
+                    actor=user_actor(user.username),
+                    role=user.role.value,
+                    now=clock.now(),
+                ),
+                done=_declared,
+                failed="Declare failed: ",
+                refused=(service.PermissionDenied, ValueError, LookupError),
+            )
+
+
+def _declared(inc: dict[str, Any]) -> str:
+    _stay(int(inc["id"]))  # the new incident opens
+    return f"Declared {inc['incident_number']}"
+
+
+def _minutes(value: float | None) -> str:
+    return "—" if value is None else fmt.duration(value * 60)
 
 
 def _report() -> None:
     rep = data.read_or_stop(response_figures.incident_report, start=tr.start, end=tr.end, tz=tz)
     totals = rep["totals"]
     cols = st.columns(4)
-    cols[0].metric("Incidents", totals["incidents"])
-    cols[1].metric(
-        "MTTA", "—" if totals["mtta_minutes"] is None else f"{totals['mtta_minutes']:.1f} min"
+    cols[0].metric("Incidents", fmt.count(totals["incidents"]))
+    cols[1].metric("MTTA", _minutes(totals["mtta_minutes"]))
+    cols[2].metric("MTTR", _minutes(totals["mttr_minutes"]))
+    cols[3].metric("On Saturdays", fmt.count(rep["saturday"]["incidents"]))
+    st.caption(
+        "MTTA: first acknowledgement − detection; MTTR: resolution − detection (means), for "
+        "incidents detected in the chosen time range; months in the business time zone."
     )
-    cols[2].metric(
-        "MTTR", "—" if totals["mttr_minutes"] is None else f"{totals['mttr_minutes']:.1f} min"
-    )
-    cols[3].metric("On Saturdays", rep["saturday"]["incidents"])
-    st.caption("MTTA: first acknowledgement − detection; MTTR: resolution − detection (means).")
-    st.dataframe(pd.DataFrame(rep["by_month_severity"]), hide_index=True)
+    by_month = [
+        {
+            "Month": datetime.strptime(r["month"], "%Y-%m").strftime("%B %Y"),
+            "Severity": r["severity"],
+            "Incidents": r["incidents"],
+            "MTTA": _minutes(r["mtta_minutes"]),
+            "MTTR": _minutes(r["mttr_minutes"]),
+        }
+        for r in rep["by_month_severity"]
+    ]
+    st.dataframe(pd.DataFrame(by_month), hide_index=True)
     left, right = st.columns(2)
-    left.dataframe(pd.DataFrame(rep["by_service"]), hide_index=True)
-    right.dataframe(pd.DataFrame(rep["by_wedding_impact"]), hide_index=True)
+    left.dataframe(
+        pd.DataFrame(
+            [{"Service": r["service"], "Incidents": r["incidents"]} for r in rep["by_service"]]
+        ),
+        hide_index=True,
+    )
+    right.dataframe(
+        pd.DataFrame(
+            [
+                {"Wedding impact": fmt.label(r["wedding_impact"]), "Incidents": r["incidents"]}
+                for r in rep["by_wedding_impact"]
+            ]
+        ),
+        hide_index=True,
+    )
 
 
 st.title("Incidents")
 ui_actions.show_flash(FLASH)
-active_tab, detail_tab, report_tab = st.tabs(["Active", "Detail", "MTTA / MTTR"])
 active = data.read_or_stop(active_incidents, now=now)
 recent = data.read_or_stop(list_incidents, limit=200)
-with active_tab:
+choices = [i["id"] for i in active] + [
+    i["id"] for i in recent if i["status"] in ("resolved", "closed")
+]
+# The label does not change with the incident's state: the selection is kept by its label.
+labels = {i["id"]: f"{i['incident_number']} · {i['title']}" for i in [*active, *recent]}
+asked = url_state.get_int("incident")  # notification links open their incident's detail
+view = url_state.tabs(TABS, param="tab", default="Active" if asked is None else "Detail")
+if view == "Active":
     _active(active)
     if responder:
         _declare()
-with detail_tab:
-    choices = [i["id"] for i in active] + [
-        i["id"] for i in recent if i["status"] in ("resolved", "closed")
-    ]
-    labels = {
-        i["id"]: f"{i['incident_number']} · {i['severity']} · {i['status']} · {i['title']}"
-        for i in [*active, *recent]
-    }
-    wanted = st.query_params.get("incident")  # notification links open their incident
-    start = (
-        choices.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in choices else 0
-    )
-    picked = st.selectbox(
+elif view == "Detail":
+    if asked is not None and asked not in choices:
+        choices.insert(0, asked)  # an older incident a link names: still shown
+    picked = url_state.select(
+        st.selectbox,
         "Incident",
         choices,
-        index=start,
-        format_func=lambda i: labels.get(i, str(i)),
-        key="incident_pick",
+        param="incident",
+        default=asked if asked in choices else None,
+        format_func=lambda i: labels.get(i, f"#{i}"),
     )
     if picked is not None:
         _detail(int(picked))
     else:
         st.info("No incidents yet.")
-with report_tab:
+else:
     _report()

@@ -44,12 +44,20 @@ def _incident(engine: Engine, **body: Any) -> int:
     return int(inc["id"])
 
 
-def _open(factory: AppFactory, role: Role) -> AppTest:
+def _open(factory: AppFactory, role: Role, incident_id: int | None = None) -> AppTest:
     at = factory(role)
     at.run()
-    at.switch_page("pages/incidents.py").run()
+    at.switch_page("pages/incidents.py")
+    if incident_id is not None:  # a link to the incident: its detail opens
+        at.query_params["incident"] = str(incident_id)
+    at.run()
     assert not at.exception, at.exception
     return at
+
+
+def _section(at: AppTest, name: str) -> None:
+    at.button_group(key="url_section").set_value(name).run()
+    assert not at.exception, at.exception
 
 
 def _labels(at: AppTest) -> list[str]:
@@ -62,27 +70,36 @@ def _timeline(engine: Engine, incident_id: int) -> list[tuple[str, str | None]]:
 
 
 def test_it_shows_incidents_to_viewers_read_only(engine: Engine, logged_in_app: AppFactory) -> None:
-    _incident(engine)
+    incident_id = _incident(engine)
     at = _open(logged_in_app, Role.VIEWER)
     text = " ".join(m.value for m in at.markdown)
     assert "INC-" in text and "Checkout failing" in text and "acknowledge target 5 min" in text
-    assert "Acknowledge" not in _labels(at) and "Declare" not in _labels(at)
-    assert "Run" not in _labels(at) and "Draft from recorded facts" not in _labels(at)
+    assert "Declare" not in _labels(at)
+    at = _open(logged_in_app, Role.VIEWER, incident_id)
+    assert "Acknowledge" not in _labels(at)
+    _section(at, "Runbooks")
+    assert "Run" not in _labels(at)
+    _section(at, "Post-incident report")
+    assert "Draft from recorded facts" not in _labels(at)
 
 
 def test_it_lets_a_responder_work_an_incident(engine: Engine, logged_in_app: AppFactory) -> None:
     incident_id = _incident(engine)
-    at = _open(logged_in_app, Role.RESPONDER)
+    at = _open(logged_in_app, Role.RESPONDER, incident_id)
     at.button(key="inc_ack").click().run()
     assert any("Acknowledge done" in s.value for s in at.success)
-    at.selectbox(key="inc_to").select("investigating").run()
+    at.selectbox(key="inc_to_open").select("investigating").run()
     at.button(key="inc_status").click().run()
     at.text_area(key="inc_note_text").input("Provider says degraded").run()
     at.button(key="inc_note").click().run()
-    at.button(key="rb_run_1_0").click().run()
+    _section(at, "Runbooks")
+    at.button(key="rb_run_1_0").click().run()  # the confirming button inside "Run"
+    _section(at, "Timeline")
     at.text_input(key="inc_summary").input("Provider recovered").run()
     at.button(key="inc_resolve").click().run()
+    _section(at, "Post-incident report")
     at.button(key="pm_draft").click().run()
+    _section(at, "Timeline")
     at.selectbox(key="ed_impact").select("wedding_day_critical").run()
     at.text_input(key="ed_tags").input("payments, provider").run()
     at.button(key="ed_save").click().run()
@@ -104,6 +121,7 @@ def test_it_lets_a_responder_work_an_incident(engine: Engine, logged_in_app: App
         "provider",
     ]
     assert "Provider says degraded" in row["postmortem_markdown"] and ex == "succeeded"
+    _section(at, "Post-incident report")
     assert any(getattr(b, "label", None) == "Download Markdown" for b in at.get("download_button"))
 
 
@@ -114,7 +132,7 @@ def test_it_lets_a_responder_escalate_now(engine: Engine, logged_in_app: AppFact
     from monitoring_core.schema import escalation_policies, notification_outbox
 
     incident_id = _incident(engine)
-    at = _open(logged_in_app, Role.RESPONDER)
+    at = _open(logged_in_app, Role.RESPONDER, incident_id)
     at.button(key="inc_escalate").click().run()  # no policy yet: refused, clearly
     assert any("Escalate failed: no escalation policy" in e.value for e in at.error)
     with engine.begin() as conn:
@@ -161,8 +179,9 @@ def test_it_shows_mtta_and_mttr(engine: Engine, logged_in_app: AppFactory) -> No
             conn, resolution_summary="ok", now=start + timedelta(minutes=9), **kw
         )
     at = _open(logged_in_app, Role.VIEWER)
+    at.button_group(key="url_tab").set_value("MTTA / MTTR").run()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["MTTA"] == "3.0 min" and metrics["MTTR"] == "9.0 min"
+    assert metrics["MTTA"] == "3 min" and metrics["MTTR"] == "9 min"
 
 
 def test_it_puts_open_incidents_on_the_overview(engine: Engine, logged_in_app: AppFactory) -> None:

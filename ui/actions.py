@@ -7,11 +7,12 @@ from typing import Any
 
 import streamlit as st
 from sqlalchemy import Connection, Engine
+from streamlit.delta_generator import DeltaGenerator
 
 from ui import data
 from ui.fmt import md_escape
 
-__all__ = ["run", "run_flow", "show_flash"]
+__all__ = ["confirmed", "run", "run_flow", "show_flash"]
 
 
 def run(
@@ -58,3 +59,20 @@ def show_flash(flash: str) -> None:
     """The message an action left before the rerun, once."""
     if message := st.session_state.pop(flash, None):
         getattr(st, message[0])(message[1])
+
+
+def confirmed(
+    label: str,
+    question: str,
+    *,
+    key: str,
+    confirm: str | None = None,
+    where: DeltaGenerator | None = None,
+    icon: str | None = None,
+) -> bool:
+    """A destructive or outward action behind a second click: `label` opens a small panel
+    asking `question` (markdown the caller made safe), and only its `confirm` button (default:
+    `label`) answers True. Deleting, revoking and running a runbook step go through this."""
+    with (where or st).popover(label, icon=icon):
+        st.markdown(question)
+        return st.button(confirm or label, key=key, type="primary")

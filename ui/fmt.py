@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "count",
+    "duration",
+    "label",
     "md_code",
     "md_escape",
     "milliseconds",
@@ -14,6 +18,7 @@ __all__ = [
     "per_minute",
     "percent",
     "plural",
+    "when",
 ]
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping them all
@@ -85,3 +90,57 @@ def count(value: int | float | None) -> str:
 def plural(number: int, noun: str) -> str:
     """`1 endpoint`, `3 endpoints`."""
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def when(moment: datetime | None, tz: ZoneInfo, now: datetime | None = None) -> str:
+    """A moment in the business time zone as people say it: `today 14:05`, `yesterday 09:12`,
+    `Mon 8 Jun 14:05` within the year, `8 Jun 2025 14:05` otherwise; an em dash for None."""
+    if moment is None:
+        return "—"
+    local = moment.astimezone(tz)
+    if now is not None:
+        today = now.astimezone(tz).date()
+        if local.date() == today:
+            return f"today {local:%H:%M}"
+        if local.date() == today - timedelta(days=1):
+            return f"yesterday {local:%H:%M}"
+        if local.year == today.year:
+            return f"{local:%a} {local.day} {local:%b %H:%M}"
+    return f"{local.day} {local:%b %Y %H:%M}"
+
+
+def duration(value: timedelta | float | None) -> str:
+    """A span (a timedelta or seconds) in the two largest units: `45 s`, `12 min`,
+    `3 h 5 min`, `2 d 4 h`; an em dash for None."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if math.isnan(seconds):
+        return "—"
+    sign, seconds = ("−", -seconds) if seconds < 0 else ("", seconds)
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{sign}{whole} s"
+    minutes = whole // 60
+    if minutes < 60:
+        return f"{sign}{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{sign}{hours} h" + (f" {minutes} min" if minutes else "")
+    days, hours = divmod(hours, 24)
+    return f"{sign}{days} d" + (f" {hours} h" if hours else "")
+
+
+_ACRONYMS = {"id", "url", "api", "http", "sla", "mtta", "mttr", "p95", "p99", "cpu", "ui", "sql"}
+
+
+def label(name: str | None) -> str:
+    """A snake_case or kebab-case identifier as a person's label: `incident_created` →
+    `Incident created`, `http_check` → `HTTP check`; other text unchanged."""
+    if not name:
+        return "—"
+    if not re.fullmatch(r"[a-z0-9]+([_-][a-z0-9]+)*", name):
+        return name
+    words = [w.upper() if w in _ACRONYMS else w for w in re.split(r"[_-]", name)]
+    first = words[0]
+    return " ".join([first[:1].upper() + first[1:], *words[1:]])

@@ -130,17 +130,27 @@ def select(
     seed(param, key, by_raw.get, fallback, sticky=sticky)
     value = factory(label, options, key=key, **kwargs)
     chosen = value if value in options else fallback
-    put(param, None if chosen is None or chosen == fallback else to_url(chosen))
+    # The default is left out of the URL, unless the URL already names it (a link to the
+    # first incident keeps saying which incident it is).
+    named = by_raw.get(get(param) or "")
+    put(
+        param,
+        None if chosen is None or (chosen == fallback and named != chosen) else to_url(chosen),
+    )
     return chosen
 
 
-def tabs(labels: Sequence[str], *, param: str = "tab", label: str = "View") -> str:
-    """A row of tabs (a segmented control) bound to `?tab=`; returns the open tab's label."""
+def tabs(
+    labels: Sequence[str], *, param: str = "tab", label: str = "View", default: str | None = None
+) -> str:
+    """A row of tabs (a segmented control) bound to `?tab=`; returns the open tab's label
+    (`default`, else the first, when the URL names none)."""
     value = select(
         st.segmented_control,
         label,
         labels,
         param=param,
+        default=default,
         label_visibility="collapsed",
         required=True,
     )
