@@ -1,8 +1,11 @@
-"""Health: every check's status by service, uptime, history, worker status; admins edit checks."""
+"""Health: every check's status by service, uptime, one check's detail (ping log, timeline;
+`?check=ID&tab=Log|Timeline|Response times`), worker status; responders pause and resume
+checks, admins edit them. After an action the page reruns on the same check, lists fresh."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pandas as pd
 import streamlit as st
@@ -12,20 +15,34 @@ from monitoring_core.audit import user_actor
 from monitoring_core.collectors.store import COLLECTOR_KINDS, save_collector
 from monitoring_core.enums import Role
 from monitoring_core.health import queries, watch
+from monitoring_core.health.rules import duration_words
 from monitoring_core.health.runner import run_check_now
-from monitoring_core.health.service import save_check
+from monitoring_core.health.service import pause_check, resume_check, save_check
 from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES
 from monitoring_core.ingest.validate import InvalidItems
 from monitoring_core.rollups import quarantined_ranges
-from ui import auth, data, fmt, widgets
+from ui import auth, check_detail, data, fmt, url_state, widgets
 
 auth.require_role(Role.VIEWER)
 settings = data.get_settings()
 now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
 api_base = settings.api_public_url  # ping URLs: MONITORING_API_PUBLIC_URL, never a guess
-WORST = ["critical", "warning", "unknown", "healthy"]
+WORST = ["critical", "warning", "unknown", "paused", "healthy"]
+FLASH, PENDING = "health_flash", "health_pending"  # a message and selections for the rerun
+
+
+def _after_action(message: str, *, ok: bool = True, check_id: int | None = None) -> None:
+    """Rerun at once so every list shows the change; the message and the check survive it."""
+    st.session_state[FLASH] = (ok, message)
+    if check_id is not None:
+        st.session_state[PENDING] = check_id
+    st.cache_data.clear()
+    st.rerun()
+
 
 st.title("Health")
+if flash := st.session_state.pop(FLASH, None):
+    (st.success if flash[0] else st.error)(flash[1])
 # The exact time, not the 30 s-floored `now` shared by cached reads: "last seen" is in seconds.
 workers = data.read_or_stop(queries.worker_status, clock.now())
 if workers:
@@ -126,9 +143,32 @@ def _status_grid(checks: list[dict]) -> None:
                 )
 
 
+def _next_ping(check: dict, at: datetime) -> str:
+    due = check["next_expected_at"]
+    if check["check_type"] != "heartbeat":
+        return ""
+    if check["paused"]:
+        return "paused"
+    if due is None:
+        return "any time"
+    return (
+        check_detail.relative(due, at)
+        if due >= at
+        else f"overdue {duration_words((at - due).total_seconds())}"
+    )
+
+
 def _uptime_table(checks: list[dict]) -> None:
+    exact = clock.now()
     frame = pd.DataFrame(checks)
     frame["last_success_at"] = pd.to_datetime(frame["last_success_at"], utc=True).dt.tz_convert(tz)
+    frame["schedule"] = [
+        c["schedule"] or f"every {duration_words(c['check_frequency_seconds'])}" for c in checks
+    ]
+    frame["last_seen"] = [
+        check_detail.relative(c["last_ping_at"] or c["last_checked_at"], exact) for c in checks
+    ]
+    frame["next_ping"] = [_next_ping(c, exact) for c in checks]
     pct = st.column_config.NumberColumn
     st.dataframe(
         frame[
@@ -137,6 +177,9 @@ def _uptime_table(checks: list[dict]) -> None:
                 "service_name",
                 "check_type",
                 "status",
+                "schedule",
+                "last_seen",
+                "next_ping",
                 "wedding_critical",
                 "uptime_24h",
                 "uptime_7d",
@@ -151,6 +194,8 @@ def _uptime_table(checks: list[dict]) -> None:
             "check_name": "check",
             "service_name": "service",
             "check_type": "type",
+            "last_seen": "last run or ping",
+            "next_ping": "next ping",
             "wedding_critical": "wedding-critical",
             "last_success_at": st.column_config.DatetimeColumn(
                 "last success", format="D MMM HH:mm"
@@ -164,33 +209,65 @@ def _uptime_table(checks: list[dict]) -> None:
     )
 
 
+def _pause_controls(chosen: dict) -> None:
+    """Pause or resume (responders and admins; audited)."""
+    if not auth.has_role(Role.RESPONDER):
+        st.caption("Responders and admins can pause this check.")
+        return
+    paused = chosen["paused"]
+    label, icon = (
+        ("Resume", ":material/play_circle:") if paused else ("Pause", ":material/pause_circle:")
+    )
+    if st.button(
+        label,
+        key="health_pause",
+        icon=icon,
+        help="A paused check is not run, marked down or alerted on; a heartbeat's next ping resumes it.",
+    ):
+        user = auth.require_role(Role.RESPONDER)
+        change = resume_check if paused else pause_check
+        with data.get_engine().begin() as conn:
+            change(conn, chosen["id"], actor=user_actor(user.username), now=clock.now())
+        name = fmt.md_escape(chosen["check_name"])
+        _after_action(
+            f"Resumed '{name}': it runs again (a heartbeat waits for its next ping)."
+            if paused
+            else f"Paused '{name}': it is not run, marked down or alerted on until resumed.",
+            check_id=chosen["id"],
+        )
+
+
 def _detail(checks: list[dict]) -> dict:
-    by_name = {c["check_name"]: c for c in checks}
-    chosen = by_name[st.selectbox("Check", list(by_name), key="health_check_pick")]
+    by_id = {c["id"]: c for c in checks}
+    if (pending := st.session_state.pop(PENDING, None)) in by_id:
+        st.session_state["url_check"] = pending  # the check just acted on stays open
+    picked = url_state.select(
+        st.selectbox,
+        "Check",
+        list(by_id),
+        param="check",
+        key="url_check",
+        format_func=lambda i: by_id[i]["check_name"],
+    )
+    assert picked is not None
+    chosen = by_id[picked]
+    exact = clock.now()
+    detail = data.read_or_stop(
+        queries.check_detail,
+        picked,
+        exact,
+        tr.start,
+        tr.end,
+        base_url=api_base,
+        reveal_secrets=auth.has_role(Role.ADMIN),
+    )
+    if detail is None:
+        st.info("This check no longer exists.")
+        return chosen
     if chosen["ping_url"]:
         st.code(f"curl -fsS -m 10 --retry 5 {chosen['ping_url']}", language="bash")
-    results = data.read_or_stop(queries.check_results_frame, chosen["id"], tr.start, tr.end)
-    if results.empty:
-        st.info("No results in this range yet.")
-    else:
-        st.line_chart(results.set_index("time")["response_time_ms"], y_label="response time (ms)")
-    flips = data.read_or_stop(queries.check_flips, tr.start, chosen["id"])
-    st.markdown("**Status changes**")
-    if flips:
-        table = pd.DataFrame(flips)
-        table["time"] = pd.to_datetime(table["time"], utc=True).dt.tz_convert(tz)
-        st.dataframe(
-            table[["time", "from_status", "to_status", "reason", "is_auto_recovery"]],
-            hide_index=True,
-            column_config={
-                "time": st.column_config.DatetimeColumn("when", format="D MMM HH:mm:ss"),
-                "from_status": "from",
-                "to_status": "to",
-                "is_auto_recovery": "auto-recovery",
-            },
-        )
-    else:
-        st.caption("No status change in this range.")
+    _pause_controls(chosen)
+    check_detail.render(detail, tz=tz, now=exact)
     return chosen
 
 
@@ -210,15 +287,24 @@ if auth.has_role(Role.ADMIN):
     user = auth.require_role(Role.ADMIN)
     engine = data.get_engine()
     if chosen is not None and st.button(
-        "Run now", key="health_run_now", icon=":material/play_arrow:"
+        "Run now",
+        key="health_run_now",
+        icon=":material/play_arrow:",
+        disabled=chosen["paused"],
+        help="Resume the check to run it." if chosen["paused"] else None,
     ):
         run = run_check_now(engine, chosen["id"], clock.now())
         if run is not None:
-            st.cache_data.clear()
-            show = st.success if run.outcome.success else st.error
-            show(f"{run.outcome.message} → {run.transition.status.value}")
+            _after_action(
+                f"{fmt.md_escape(chosen['check_name'])}: {fmt.md_escape(run.outcome.message)} → "
+                f"{run.transition.status.value}",
+                ok=run.outcome.success,
+                check_id=chosen["id"],
+            )
     st.subheader("Add or edit a check")
     names = ["New check"] + [c["check_name"] for c in checks]
+    if (just_saved := st.session_state.pop("health_edit_pick_next", None)) in names:
+        st.session_state["health_edit_pick"] = just_saved  # the saved check stays in the form
     editing = st.selectbox("Check to edit", names, key="health_edit_pick")
     current = next((c for c in checks if c["check_name"] == editing), None)
     # The type sits outside the form so that picking one shows its config template at once.
@@ -252,7 +338,9 @@ if auth.has_role(Role.ADMIN):
             ),
             key=f"health_config_{editing}_{kind}",
             height=160,
-            help="For a database check, a URL's password shows as *** — type it again to change the URL.",
+            help="For a database check, a URL's password shows as *** — type it again to change "
+            "the URL. A heartbeat takes `period_seconds`, or a cron `schedule` read in `tz`: "
+            '`{"schedule": "0 3 * * *", "tz": "Europe/London", "grace_seconds": 3600}`.',
         )
         submitted = st.form_submit_button("Save")
     if submitted:
@@ -275,7 +363,7 @@ if auth.has_role(Role.ADMIN):
             ):
                 del body["check_config"]  # the shown URL is masked: keep the stored one
             with engine.begin() as conn:
-                save_check(
+                saved = save_check(
                     conn,
                     body,
                     check_id=current["id"] if current else None,
@@ -290,8 +378,9 @@ if auth.has_role(Role.ADMIN):
                 + fmt.md_escape("; ".join(f"{e.field}: {e.message}" for e in exc.errors))
             )
         else:
-            st.cache_data.clear()
-            st.success(f"Saved '{fmt.md_escape(name)}'.")
+            if saved is not None:
+                st.session_state["health_edit_pick_next"] = saved.check_name
+            _after_action(f"Saved '{fmt.md_escape(name)}'.", check_id=saved.id if saved else None)
 
 st.subheader("Collectors")
 collectors = data.read_or_stop(queries.collector_table)

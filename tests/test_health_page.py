@@ -15,6 +15,7 @@ from monitoring_core.enums import Role
 from monitoring_core.health.runner import receive_ping, run_due_checks
 from monitoring_core.health.store import create_check
 from monitoring_core.schema import health_checks, sql_collectors
+from tests.ui_harness import table_with
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
@@ -22,7 +23,8 @@ AppFactory = Callable[[Role | None], AppTest]
 PAGE = "pages/health.py"
 
 
-def _seed(engine: Engine) -> None:
+def _seed(engine: Engine) -> int:
+    """Two checks, a heartbeat that went down and came back; the heartbeat's id."""
     now = clock.now()  # the page's clock (logged_in_app stands it at the test instant)
     with engine.begin() as conn:
         create_check(
@@ -46,6 +48,7 @@ def _seed(engine: Engine) -> None:
         assert beat.ping_token
         receive_ping(conn, beat.ping_token, "success", now - timedelta(minutes=5))
     run_due_checks(engine, now)
+    return beat.id
 
 
 def _text(at: AppTest) -> str:
@@ -55,7 +58,7 @@ def _text(at: AppTest) -> str:
 
 
 def test_it_shows_status_uptime_and_history(engine: Engine, logged_in_app: AppFactory) -> None:
-    _seed(engine)
+    beat_id = _seed(engine)
     at = logged_in_app(Role.VIEWER).run()
     at.switch_page(PAGE).run()
     assert not at.exception
@@ -66,11 +69,12 @@ def test_it_shows_status_uptime_and_history(engine: Engine, logged_in_app: AppFa
     uptime = at.dataframe[0].value
     assert set(uptime["check_name"]) == {"disk", "nightly backup"}
     assert uptime.set_index("check_name").loc["disk", "uptime_24h"] == 1.0
-    at.selectbox(key="health_check_pick").select("nightly backup").run()
+    at.selectbox(key="url_check").set_value(beat_id).run()
     assert not at.exception
     assert any("/api/monitoring/heartbeat/" in c.value for c in at.code)
-    flips = at.dataframe[1].value
-    assert list(flips["to_status"]) == ["critical", "healthy"]
+    at.segmented_control[0].set_value("Timeline").run()
+    flips = table_with(at, "From", "To", "Why")
+    assert list(flips["To"]) == ["down", "up"]
     assert [b.key for b in at.button] == ["logout"]  # viewers see no admin actions
     assert "Add or edit a check" not in [s.value for s in at.subheader]
 
