@@ -72,10 +72,49 @@ def test_it_shows_a_funnel_with_the_mobile_drop_off(
     at.selectbox(key="funnel_breakdown").select("device").run()
     assert not at.exception
     rows = at.dataframe[0].value
-    completed = rows[rows["event_type"] == "form_completed"].set_index("breakdown")
+    completed = rows[rows["Event"] == "Form completed"].set_index("Breakdown")
     # Mobile owners abandon their first form far more often than desktop owners (the demo's
     # known drop-off).
     assert (
-        completed.loc["mobile", "step_conversion_rate"]
-        < completed.loc["desktop", "step_conversion_rate"]
+        completed.loc["Mobile", "From previous step"]
+        < completed.loc["Desktop", "From previous step"]
     )
+    assert at.query_params["breakdown"] == "device"
+
+
+def test_it_opens_the_funnel_a_link_names_and_lists_who_dropped_off(
+    business_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.VIEWER)
+    at.session_state["time_range"] = "90d"
+    at.run()
+    at.switch_page("pages/funnels.py")
+    at.query_params.update(
+        {"steps": "signup,form_created,form_completed", "mode": "any_order", "window": "7",
+         "where": "user type", "is": "supplier", "drop": "3"}
+    )  # fmt: skip
+    at.run()
+
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.multiselect(key="funnel_steps").value == ["signup", "form_created", "form_completed"]
+    assert at.segmented_control(key="funnel_mode").value == "any_order"
+    assert at.selectbox(key="funnel_window").value == 7
+    assert at.multiselect(key="funnel_where_values").value == ["supplier"]
+    steps = at.dataframe[0].value
+    assert list(steps["Event"]) == ["Any 1 of 3", "Any 2 of 3", "Any 3 of 3"]
+    # The people who did two of the three steps but not the third, with their ids and a CSV.
+    people = next(df.value for df in at.dataframe if "User" in df.value.columns)
+    dropped = int(steps.loc[steps["Step"] == 3, "Dropped off"].iloc[0])
+    assert len(people) == min(dropped, 5000) > 0
+    assert people["User"].str.startswith("user_").all()
+    csv_keys = [b.proto.id for b in at.get("download_button")]
+    assert any("funnel_dropped_before_step_3" in k for k in csv_keys)
+    assert "Time to convert" in [t.label for t in at.tabs]
+
+    # A different step and order go back into the URL.
+    at.segmented_control(key="funnel_mode").set_value("strict").run()
+    at.selectbox(key="funnel_drop").select(2).run()
+    assert not at.exception
+    assert (at.query_params["mode"], at.query_params["drop"]) == ("strict", "2")
+    assert at.query_params["steps"] == "signup,form_created,form_completed"
