@@ -87,7 +87,7 @@ def test_grafana_style_queries_after_remote_write(
     [
         ("/api/v1/query", {"query": "sum("}, 400, "bad_data", "parse error"),
         ("/api/v1/query", {"query": "up", "time": "yesterday"}, 400, "bad_data", "time"),
-        ("/api/v1/query", {"query": "deriv(up[5m])"}, 400, "bad_data", "deriv"),
+        ("/api/v1/query", {"query": "mad_over_time(up[5m])"}, 400, "bad_data", "mad_over_time"),
         (
             "/api/v1/query_range",
             {"query": "up", "start": 10, "end": 5, "step": 1},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine
 
 from monitoring_core.ingest.points import MetricPoint, store_points
@@ -22,6 +23,9 @@ QUERIES = [
     "x[5m] offset 1m", "sum_over_time(x[5m:1m] @ end())", "limitk(1, x)",
     'count_values("v", x / 0)', "year(vector(1e20))", 'label_join(x, "1bad", ",", "a")',
     "ln(-x)", "x ^ 1e308", "-(-x)", "changes(x[1m])", "idelta(x[1ms])", "",
+    "holt_winters(x[5m], 0, 0.5)", "holt_winters(x[5m], 0.5, NaN)", "deriv(x[1ms])",
+    "predict_linear(x[5m], 1e308)", "deriv(vector(1)[5m:1m])", "histogram_fraction(0, 1, x)",
+    "holt_winters(x[100y], 0.5, 0.5)", 'x{a="holt_winters("}', "pi() / 0",
 ]  # fmt: skip
 
 
@@ -47,3 +51,27 @@ def test_odd_queries_answer_or_are_refused(engine: Engine, now: datetime) -> Non
                 except Exception as exc:  # noqa: BLE001 - what this test looks for
                     broken.append(f"{query}: {type(exc).__name__}: {exc}"[:200])
     assert broken == []
+
+
+def test_holt_winters_is_double_exponential_smoothing_and_checks_its_factors(
+    engine: Engine, now: datetime
+) -> None:
+    """2.42's name (the parser knows only 3.x's) answers the same; factors outside (0, 1) are
+    Prometheus' own execution error."""
+    points = [
+        MetricPoint("x", float(i * i % 7), now - timedelta(seconds=15 * i)) for i in range(30)
+    ]
+    with engine.begin() as conn:
+        store_points(conn, points)
+    end = int(now.timestamp() * 1000)
+    with engine.connect() as conn:
+        old = http_api.range_query(
+            conn, "holt_winters(x[5m], 0.3, 0.7)", end - 300_000, end, 30_000
+        )
+        new = http_api.range_query(
+            conn, "double_exponential_smoothing(x[5m], 0.3, 0.7)", end - 300_000, end, 30_000
+        )
+        with pytest.raises(QueryError, match="invalid trend factor") as caught:
+            http_api.instant_query(conn, "holt_winters(x[5m], 0.3, 1)", end)
+    assert old == new and len(old["result"][0]["values"]) == 11
+    assert caught.value.error_type == "execution"

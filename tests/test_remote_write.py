@@ -100,7 +100,7 @@ def test_it_takes_basic_auth_with_the_key_as_password(
     assert _post(api_server, body, "wrong-key").status_code == 401
 
 
-def test_it_drops_staleness_markers_and_refuses_invalid_samples_with_400(
+def test_it_keeps_staleness_markers_apart_and_refuses_invalid_samples_with_400(
     api_server: str, ingest_key: str, engine: Engine, real_now: datetime
 ) -> None:
     import struct
@@ -122,6 +122,51 @@ def test_it_drops_staleness_markers_and_refuses_invalid_samples_with_400(
     assert "3 samples refused, 1 stored" in response.text
     assert "without __name__" in response.text and "old_metric" in response.text
     assert _stored(engine) == {("ok_metric", ()): [1.0]}
+    with engine.connect() as conn:
+        markers = conn.execute(text("SELECT time FROM metric_stale_markers")).scalars().all()
+    assert markers == [real_now + timedelta(seconds=1)]
+
+
+def _stale() -> float:
+    import struct
+
+    return float(struct.unpack("<d", struct.pack("<Q", STALE_NAN))[0])
+
+
+def test_a_staleness_marker_ends_the_series_for_instant_queries(
+    api_server: str, ingest_key: str, engine: Engine, real_now: datetime
+) -> None:
+    """As in Prometheus: no value at or after the marker (not the 5-minute lookback's last
+    value) until a new sample; range functions skip the marker; a marker of an unknown series
+    is dropped; a plain NaN is neither a point nor a marker."""
+    from monitoring_core.prometheus import http_api
+
+    t0 = real_now - timedelta(minutes=10)
+    at = [t0 + timedelta(seconds=15 * i) for i in range(12)]
+    first = _request([({"__name__": "up", "job": "a"}, [(1.0, t) for t in at[:4]])])
+    assert _post(api_server, _body(first), ingest_key).status_code == 204
+    then = _request(
+        [
+            ({"__name__": "up", "job": "a"}, [(_stale(), at[4]), (1.0, at[8])]),
+            ({"__name__": "up", "job": "never_seen"}, [(_stale(), at[4])]),
+            ({"__name__": "up", "job": "nan"}, [(float("nan"), at[4])]),
+        ]
+    )
+    assert _post(api_server, _body(then), ingest_key).status_code == 204
+
+    def value(query: str, moment: datetime) -> list[str]:
+        with engine.connect() as conn:
+            found = http_api.instant_query(conn, query, int(moment.timestamp() * 1000))
+        return [item["value"][1] for item in found["result"]]
+
+    assert value("up", at[3] + timedelta(seconds=5)) == ["1"]
+    assert value("up", at[4]) == []  # at the marker itself
+    assert value("up", at[6]) == []  # within the lookback of the last sample: still ended
+    assert value("up", at[8]) == ["1"]  # a new sample revives it
+    assert value("count_over_time(up[2m])", at[8]) == ["5"]  # at[0..3] and at[8], no marker
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT count(*) FROM metric_stale_markers")).scalar()
+    assert stored == 1
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ from monitoring_core.prometheus.remote_write import (
     convert,
     decode,
 )
+from monitoring_core.prometheus.staleness import store_markers
 
 __all__ = ["router"]
 
@@ -98,7 +99,7 @@ def _store_write(app: FastAPI, body: bytes, spend: Callable[[int], None]) -> Con
     converted = convert(request, limits=days.limits("metric_points", now))
     batch, news = converted.batch, _catalog_news(app, converted.catalog)
     spend(len(batch.values))
-    if not batch.values and not news:
+    if not batch.values and not news and not converted.stale_keys:
         return converted
     series = app_cache(app, "metric_series", SeriesCache)
     cap = app.state.settings.max_series_per_metric
@@ -107,6 +108,8 @@ def _store_write(app: FastAPI, body: bytes, spend: Callable[[int], None]) -> Con
         fresh = write_metrics(conn, batch, series, max_series_per_metric=cap) if batch else {}
         if news:
             record_catalog(conn, news)
+        if converted.stale_keys:
+            store_markers(conn, converted.stale_keys, converted.stale_times, series, now=now)
         return fresh
 
     needs = {"metric_points": {moment.date() for moment in set(batch.times)}}

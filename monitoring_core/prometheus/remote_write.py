@@ -7,8 +7,9 @@ What the receiver does with a request (the specification's words in quotes):
   appear once; the name becomes the metric name, every other label a dimension (a label
   with an empty value is the same as no label, as in Prometheus);
 - a sample's timestamp is milliseconds since the epoch; its value is stored as is, except
-  NaN: Prometheus' staleness markers (and other NaNs) are not stored, since the metric store
-  holds finite numbers only (the PromQL reader applies the 5-minute lookback instead);
+  NaN, since the metric store holds finite numbers only: Prometheus' staleness markers
+  (`0x7ff0000000000002`) go to `metric_stale_markers` (`staleness.py`: they end the series
+  for PromQL's instant selectors, as in Prometheus), other NaNs are dropped and counted;
 - invalid series or samples (no name, bad label, a timestamp outside what the store accepts,
   an infinite or out-of-range value) are left out and named in a 400 answer, the rest is
   stored: a 400 tells the sender not to retry, so the valid part must not be lost;
@@ -28,10 +29,11 @@ import cramjam
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from monitoring_core.ingest.metrics import MetricBatch, dimensions_key
+from monitoring_core.ingest.metrics import MetricBatch, SeriesKey, dimensions_key
 from monitoring_core.ingest.validate import MAX_MAGNITUDE, Limits
 from monitoring_core.prometheus.parser import MAX_LABEL_VALUE, MAX_LABELS
 from monitoring_core.prometheus.prompb import METRIC_TYPES, WriteRequest
+from monitoring_core.prometheus.staleness import is_stale_marker
 
 __all__ = [
     "CatalogEntry",
@@ -71,7 +73,9 @@ class Converted:
     catalog: dict[str, CatalogEntry] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     refused: int = 0  # samples left out as invalid
-    dropped_nan: int = 0  # NaN samples (staleness markers) not stored
+    dropped_nan: int = 0  # NaN samples other than staleness markers: not stored
+    stale_keys: list[SeriesKey] = field(default_factory=list)  # staleness markers: series
+    stale_times: list[datetime] = field(default_factory=list)  # … and their instants
     histograms: int = 0  # native histogram samples (not supported: refused)
 
     def problem(self, message: str, samples: int) -> None:
@@ -170,11 +174,18 @@ def convert(request: WriteRequest, *, limits: Limits) -> Converted:
         # int64 ms fit float64 exactly up to 2^53 (year 285,000); larger ones fail the range
         both = np.array(pairs, dtype=np.float64)
         stamps, numbers = both[:, 0], both[:, 1]
-        nan = np.isnan(numbers)  # staleness markers (and NaN results) are not stored
-        ok = ~nan & (stamps >= oldest_ms) & (stamps <= newest_ms)
-        ok &= np.abs(np.where(nan, 0.0, numbers)) <= MAX_MAGNITUDE
+        nan = np.isnan(numbers)  # staleness markers (and NaN results) are not points
+        in_time = (stamps >= oldest_ms) & (stamps <= newest_ms)
+        ok = ~nan & in_time & (np.abs(np.where(nan, 0.0, numbers)) <= MAX_MAGNITUDE)
         kept = int(ok.sum())
-        out.dropped_nan += int(nan.sum())
+        if nan.any():
+            stale = is_stale_marker(numbers) & in_time
+            out.stale_times.extend(
+                moments[t] if t in moments else _moment(moments, t)
+                for t in stamps[stale].astype(np.int64).tolist()
+            )
+            out.stale_keys.extend([key] * int(stale.sum()))
+            out.dropped_nan += int((nan & ~is_stale_marker(numbers)).sum())
         bad = len(pairs) - kept - int(nan.sum())
         if kept:
             # a target's series share their scrape instants: one datetime per instant

@@ -11,6 +11,7 @@ Prometheus' default evaluation interval). Anything outside the implemented subse
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from monitoring_core.prometheus.promql.functions import (
     apply_clamp,
     apply_round,
     apply_simple,
+    check_holt_winters,
     range_function,
 )
 from monitoring_core.prometheus.promql.model import (
@@ -57,6 +59,7 @@ __all__ = [
 ]
 
 Value = Vector | Scalar | Matrix | StringValue
+NATIVE_HISTOGRAM_FUNCTIONS = frozenset({"histogram_count", "histogram_sum", "histogram_fraction"})
 LOOKBACK_MS = 300_000
 DEFAULT_SUBQUERY_STEP_MS = 60_000
 _OPS = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
@@ -77,12 +80,48 @@ class Context:
     lookback_ms: int = LOOKBACK_MS
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_CALL = re.compile(r"\s*\(")
+# Function names of Prometheus 2.42 the parser (which follows 3.x) knows under their new name.
+_RENAMED = {"holt_winters": "double_exponential_smoothing"}
+
+
+def _renamed(query: str) -> str:
+    """`query` with 2.42 function names the parser no longer knows replaced by their 3.x
+    names: only identifiers followed by `(`, never inside a string or a comment."""
+    if not any(old in query for old in _RENAMED):
+        return query
+    out, i, size = [], 0, len(query)
+    while i < size:
+        char = query[i]
+        if char in "\"'`":
+            end = i + 1
+            while end < size and query[end] != char:
+                end += 2 if query[end] == "\\" and char != "`" else 1
+            out.append(query[i : end + 1])
+            i = end + 1
+        elif char == "#":
+            end = query.find("\n", i)
+            end = size if end < 0 else end
+            out.append(query[i:end])
+            i = end
+        elif (found := _IDENTIFIER.match(query, i)) is not None:
+            word = found.group()
+            called = _CALL.match(query, found.end()) is not None
+            out.append(_RENAMED[word] if called and word in _RENAMED else word)
+            i = found.end()
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
 def parse(query: str) -> Any:
     """The AST, or QueryError with the parser's message."""
     if not query.strip():
         raise QueryError("empty query")
     try:
-        return pp.parse(query)
+        return pp.parse(_renamed(query))
     except ValueError as exc:  # the parser's message names what is wrong and where
         raise QueryError(f"parse error: {exc}") from None
     except (KeyboardInterrupt, SystemExit):
@@ -138,19 +177,29 @@ def selector_matchers(selector: Any) -> list[Matcher]:
     return found
 
 
-def _selected(ctx: Context, selector: Any, start_ms: int, end_ms: int) -> list[Raw]:
-    return load_raw(ctx.conn, find_series(ctx.conn, selector_matchers(selector)), start_ms, end_ms)
+def _selected(
+    ctx: Context, selector: Any, start_ms: int, end_ms: int, *, markers: bool = False
+) -> list[Raw]:
+    found = find_series(ctx.conn, selector_matchers(selector))
+    return load_raw(ctx.conn, found, start_ms, end_ms, markers=markers)
 
 
 def instant_vector(ctx: Context, selector: Any) -> tuple[Vector, list[np.ndarray]]:
-    """The selector at every step, and per series the time of each step's sample."""
+    """The selector at every step, and per series the time of each step's sample. A step
+    whose newest sample is followed by a staleness marker (at or before the step) has none."""
     times = _eval_times(ctx, selector.offset, selector.at)
-    raws = _selected(ctx, selector, int(times.min()) - ctx.lookback_ms, int(times.max()))
+    raws = _selected(
+        ctx, selector, int(times.min()) - ctx.lookback_ms, int(times.max()), markers=True
+    )
     out, stamps = [], []
     for raw in raws:
         index = np.searchsorted(raw.t, times, side="right") - 1
         safe = np.maximum(index, 0)
         present = (index >= 0) & (raw.t[safe] >= times - ctx.lookback_ms)
+        if raw.stale is not None and len(raw.stale):
+            marker = np.searchsorted(raw.stale, times, side="right") - 1
+            ended = (marker >= 0) & (raw.stale[np.maximum(marker, 0)] >= raw.t[safe])
+            present &= ~ended
         out.append(Series(raw.labels, raw.v[safe], present))
         stamps.append(raw.t[safe])
     return Vector(out), stamps
@@ -328,6 +377,15 @@ def _call(ctx: Context, node: Any) -> Value:
     if name in RANGE_FUNCTIONS:
         if name == "quantile_over_time":
             return range_function(name, _as_matrix(ctx, args[1]), _scalar(ctx, args[0]))
+        if name == "predict_linear":
+            matrix = _as_matrix(ctx, args[0])
+            return range_function(name, matrix, _scalar(ctx, args[1]), steps_ms=ctx.steps)
+        if name in ("holt_winters", "double_exponential_smoothing"):
+            matrix = _as_matrix(ctx, args[0])
+            smoothing, trend = _scalar(ctx, args[1]), _scalar(ctx, args[2])
+            if matrix.series:
+                check_holt_winters(smoothing.values, trend.values)
+            return range_function(name, matrix, smoothing, second=trend)
         return range_function(name, _as_matrix(ctx, args[0]))
     if name in SIMPLE_FUNCTIONS:
         return apply_simple(name, _vector(ctx, args[0]))
@@ -348,6 +406,14 @@ def _instant_call(ctx: Context, name: str, args: list[Any]) -> Value:
     count = len(ctx.steps)
     if name == "time":
         return Scalar(ctx.steps / 1000.0)
+    if name == "pi":
+        return Scalar(np.full(count, math.pi))
+    if name in NATIVE_HISTOGRAM_FUNCTIONS:
+        # They read native histogram samples only, which this store never holds (remote write
+        # refuses them): over float samples Prometheus answers an empty vector, and so do we.
+        for arg in args:
+            _eval(ctx, arg)
+        return Vector()
     if name == "vector":
         return Vector([Series((), _scalar(ctx, args[0]).values, np.ones(count, bool))])
     if name == "scalar":

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from monitoring_core.prometheus.promql.model import (
+    ExecutionError,
     Matrix,
     Raw,
     Scalar,
@@ -25,7 +26,13 @@ from monitoring_core.prometheus.promql.model import (
     drop_name,
 )
 
-__all__ = ["RANGE_FUNCTIONS", "SIMPLE_FUNCTIONS", "prom_quantile", "range_function"]
+__all__ = [
+    "RANGE_FUNCTIONS",
+    "SIMPLE_FUNCTIONS",
+    "check_holt_winters",
+    "prom_quantile",
+    "range_function",
+]
 
 
 def _windows(raw: Raw, matrix: Matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +169,102 @@ def _over_time(
     return out, ok
 
 
-def range_function(name: str, matrix: Matrix, scalar: Scalar | None = None) -> Vector:
+def _blocks(lo: np.ndarray, hi: np.ndarray, cells: int = 2_000_000) -> list[slice]:
+    """Runs of steps whose windows, padded to the longest, hold at most `cells` entries."""
+    widest = int((hi - lo).max(initial=0)) or 1
+    per = max(1, cells // widest)
+    return [slice(i, i + per) for i in range(0, len(lo), per)]
+
+
+def _padded(raw: Raw, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per step (row): the window's sample indexes, left-aligned, and which are real."""
+    width = int((hi - lo).max(initial=0))
+    index = lo[:, None] + np.arange(width)[None, :]
+    inside = index < hi[:, None]
+    return np.where(inside, index, 0), inside
+
+
+def _regression(
+    raw: Raw, matrix: Matrix, intercept_ms: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prometheus' `linearRegression` per window: (slope, intercept, ok). The x axis is
+    seconds from `intercept_ms` per step, or from each window's first sample (`deriv`)."""
+    lo, hi = _windows(raw, matrix)
+    n = hi - lo
+    ok = n >= 2
+    slope = np.full(len(lo), math.nan)
+    intercept = np.full(len(lo), math.nan)
+    for block in _blocks(lo, hi):
+        index, inside = _padded(raw, lo[block], hi[block])
+        if not index.shape[1]:
+            continue
+        t, y = raw.t[index], np.where(inside, raw.v[index], 0.0)
+        origin = t[:, 0] if intercept_ms is None else intercept_ms[block]
+        x = np.where(inside, (t - origin[:, None]) / 1e3, 0.0)
+        count = n[block].astype(np.float64)
+        with np.errstate(all="ignore"):
+            sum_x, sum_y = x.sum(axis=1), y.sum(axis=1)
+            cov = (x * y).sum(axis=1) - sum_x * sum_y / count
+            var = (x * x).sum(axis=1) - sum_x * sum_x / count
+            b = cov / var
+            a = sum_y / count - b * sum_x / count
+        first = raw.v[np.minimum(lo[block], len(raw.v) - 1)]
+        constant = (np.where(inside, raw.v[index], first[:, None]) == first[:, None]).all(axis=1)
+        # all values equal: slope 0 and the value (NaN for an infinite one), as Prometheus
+        b = np.where(constant, np.where(np.isinf(first), math.nan, 0.0), b)
+        a = np.where(constant, np.where(np.isinf(first), math.nan, first), a)
+        slope[block], intercept[block] = b, a
+    return slope, intercept, ok
+
+
+def _holt_winters(
+    raw: Raw, matrix: Matrix, smoothing: np.ndarray, trend: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prometheus 2.42 `funcHoltWinters` (3.x: double_exponential_smoothing) per window, the
+    windows of all steps advanced together sample by sample."""
+    lo, hi = _windows(raw, matrix)
+    n = hi - lo
+    ok = n >= 2
+    out = np.full(len(lo), math.nan)
+    for block in _blocks(lo, hi):
+        index, inside = _padded(raw, lo[block], hi[block])
+        if index.shape[1] < 2:
+            continue
+        v = raw.v[index]
+        sf, tf = smoothing[block], trend[block]
+        s0 = np.zeros(len(v))
+        s1 = v[:, 0].copy()
+        b = v[:, 1] - v[:, 0]
+        with np.errstate(all="ignore"):
+            for i in range(1, v.shape[1]):
+                live = inside[:, i]
+                x = sf * v[:, i]
+                if i > 1:  # calcTrendValue: the first step keeps the initial trend
+                    b = np.where(live, tf * (s1 - s0) + (1 - tf) * b, b)
+                y = (1 - sf) * (s1 + b)
+                s0, s1 = np.where(live, s1, s0), np.where(live, x + y, s1)
+        out[block] = s1
+    return out, ok
+
+
+def check_holt_winters(smoothing: np.ndarray, trend: np.ndarray) -> None:
+    """Prometheus' own errors for factors outside (0, 1) (an execution error)."""
+    for value, what, short in ((smoothing, "smoothing", "sf"), (trend, "trend", "tf")):
+        bad = value[~((value > 0) & (value < 1))]
+        if len(bad):
+            raise ExecutionError(
+                f"invalid {what} factor. Expected: 0 < {short} < 1, got: {float(bad[0]):f}"
+            )
+
+
+def range_function(
+    name: str,
+    matrix: Matrix,
+    scalar: Scalar | None = None,
+    *,
+    steps_ms: np.ndarray | None = None,
+    second: Scalar | None = None,
+) -> Vector:
     """Apply a range-vector function to every series of `matrix`, at every step."""
     out = []
     for raw in matrix.series:
@@ -183,6 +285,15 @@ def range_function(name: str, matrix: Matrix, scalar: Scalar | None = None) -> V
             values = np.full(len(lo), math.nan)
             for i in np.flatnonzero(ok).tolist():
                 values[i] = prom_quantile(float(scalar.values[i]), raw.v[lo[i] : hi[i]])
+        elif name == "deriv":
+            values, _, ok = _regression(raw, matrix, None)
+        elif name == "predict_linear":
+            assert scalar is not None and steps_ms is not None
+            slope, intercept, ok = _regression(raw, matrix, steps_ms)
+            values = slope * scalar.values + intercept
+        elif name in ("holt_winters", "double_exponential_smoothing"):
+            assert scalar is not None and second is not None
+            values, ok = _holt_winters(raw, matrix, scalar.values, second.values)
         elif name in _OVER_TIME:
             values, ok = _over_time(raw, matrix, _OVER_TIME[name])
         else:
@@ -193,7 +304,20 @@ def range_function(name: str, matrix: Matrix, scalar: Scalar | None = None) -> V
 
 
 RANGE_FUNCTIONS = frozenset(
-    {"rate", "increase", "delta", "irate", "idelta", "resets", "changes", "quantile_over_time"}
+    {
+        "rate",
+        "increase",
+        "delta",
+        "irate",
+        "idelta",
+        "resets",
+        "changes",
+        "quantile_over_time",
+        "deriv",
+        "predict_linear",
+        "holt_winters",
+        "double_exponential_smoothing",
+    }
     | set(_OVER_TIME)
 )
 

@@ -110,6 +110,7 @@ class Raw:
     labels: Labels
     t: np.ndarray  # int64 ms, ascending
     v: np.ndarray  # float64
+    stale: np.ndarray | None = None  # staleness markers' int64 ms, ascending (instant reads)
 
 
 @dataclass

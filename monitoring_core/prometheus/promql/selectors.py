@@ -21,6 +21,7 @@ from sqlalchemy import Connection, text
 
 from monitoring_core.points_reader import read_points
 from monitoring_core.prometheus.promql.model import NAME, Labels, QueryError, Raw, labels_of
+from monitoring_core.prometheus.staleness import read_markers
 
 __all__ = ["Matcher", "find_series", "load_raw", "matches"]
 
@@ -104,15 +105,26 @@ def _moment(ms: int) -> datetime:
 
 
 def load_raw(
-    conn: Connection, series: Sequence[tuple[int, Labels]], start_ms: int, end_ms: int
+    conn: Connection,
+    series: Sequence[tuple[int, Labels]],
+    start_ms: int,
+    end_ms: int,
+    *,
+    markers: bool = False,
 ) -> list[Raw]:
-    """Samples with start_ms <= t <= end_ms (both ends closed, as Prometheus 2.x reads)."""
+    """Samples with start_ms <= t <= end_ms (both ends closed, as Prometheus 2.x reads);
+    with `markers`, each series' staleness markers in the same span too."""
     if not series or end_ms < start_ms or end_ms < 0:
         return []
     start_ms, end_ms = max(start_ms, 0), min(end_ms, LATEST_MS)  # datetime's range, no data beyond
     # read_points spans (start, end]: one millisecond earlier includes a sample at start_ms
     # (remote-written times are whole milliseconds).
     points = read_points(conn, [sid for sid, _ in series], _moment(start_ms - 1), _moment(end_ms))
+    stale = (
+        read_markers(conn, [sid for sid, _ in series], _moment(start_ms), _moment(end_ms))
+        if markers
+        else {}
+    )
     out, total = [], 0
     for sid, labels in series:
         got = points.get(sid)
@@ -125,5 +137,5 @@ def load_raw(
             total += len(t)
             if total > MAX_SAMPLES:
                 raise QueryError(f"the query would load more than {MAX_SAMPLES} samples")
-            out.append(Raw(labels, t, np.asarray(v, dtype=np.float64)))
+            out.append(Raw(labels, t, np.asarray(v, dtype=np.float64), stale.get(sid)))
     return out
