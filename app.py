@@ -49,10 +49,17 @@ def _page(section: str, path: str, title: str, icon: str, *, default: bool) -> s
     return st.Page(path, title=title, icon=icon, url_path=url_path, default=default)
 
 
-def _navigation() -> dict[str, list[st.Page]]:
+# What a user limited to organisations may open: the pages whose every read goes through the
+# database's row-level security for their organisations (monitoring_core.org_scope).
+ORGANISATION_PAGES = {"pages/errors.py"}
+
+
+def _navigation(only: set[str] | None = None) -> dict[str, list[st.Page]]:
     sections: dict[str, list[st.Page]] = {}
     for section, pages in PAGES.items():
         for path, title, icon in pages:
+            if only is not None and path not in only:
+                continue
             page = _page(section, path, title, icon, default=not sections)
             sections.setdefault(section, []).append(page)
     return sections
@@ -80,6 +87,13 @@ def main() -> None:
     if user is None:
         # Only the sign-in form, whatever the address: no page can be opened before it.
         st.navigation(_signed_out_navigation(_navigation()), position="hidden").run()
+        return
+    if user.organization_ids is not None:  # limited to organisations: their pages only
+        page = st.navigation(_navigation(ORGANISATION_PAGES))
+        widgets.time_range_picker()
+        auth.logout_button()
+        st.sidebar.caption("Showing " + ", ".join(user.organization_ids))
+        page.run()
         return
     page = st.navigation(_navigation())
     widgets.time_range_picker()

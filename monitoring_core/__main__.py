@@ -63,6 +63,12 @@ def _user_commands(user: Any) -> None:
     reset = user.add_parser("reset-password", help="set a user's new password")
     reset.add_argument("name")
     reset.add_argument("--password-stdin", action="store_true")
+    orgs = user.add_parser(
+        "organizations", help="limit a user to organisations (row-level security), or --all"
+    )
+    orgs.add_argument("name")
+    orgs.add_argument("organization", nargs="*")
+    orgs.add_argument("--all", action="store_true", help="lift the limit")
 
 
 def _key_commands(key: Any) -> None:
@@ -255,13 +261,26 @@ def _user_command(args: argparse.Namespace, conn: Connection, now: datetime) -> 
 
     actor = system_actor(_CLI_ACTOR)
     if args.action == "list":
-        _print_table(accounts.list_users(conn), ("id", "username", "role", "is_active"))
+        _print_table(
+            accounts.list_users(conn), ("id", "username", "role", "is_active", "organization_ids")
+        )
     elif args.action == "deactivate":
         accounts.deactivate_user(conn, user=args.name, actor=actor, now=now)
         print(f"user {args.name} deactivated")
     elif args.action == "reset-password":
         accounts.reset_password(conn, user=args.name, password=args.password, actor=actor, now=now)
         print(f"password of {args.name} changed")
+    elif args.action == "organizations":
+        from monitoring_core import org_scope
+
+        if args.all == bool(args.organization):
+            raise accounts.AccountInvalid("name organisations, or --all to lift the limit")
+        organizations = None if args.all else args.organization
+        org_scope.set_user_organizations(
+            conn, user=args.name, organizations=organizations, actor=actor, now=now
+        )
+        shown = "every organisation" if organizations is None else ", ".join(organizations)
+        print(f"user {args.name} sees {shown}")
     else:
         accounts.add_user(
             conn, username=args.name, password=args.password, role=args.role, actor=actor, now=now

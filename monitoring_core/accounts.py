@@ -76,6 +76,8 @@ class User:
     id: int
     username: str
     role: Role
+    # None: every organisation; else the only organisations this user may see (`org_scope`)
+    organization_ids: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def authenticate_user(
 ) -> User | None:
     """The active user when the password matches, else None (same answer for unknown names)."""
     row = conn.execute(
-        select(users.c.id, users.c.password_hash, users.c.role).where(
+        select(users.c.id, users.c.password_hash, users.c.role, users.c.organization_ids).where(
             users.c.username == username, users.c.is_active
         )
     ).first()
@@ -146,7 +148,11 @@ def authenticate_user(
     except (VerificationError, InvalidHashError):
         return None
     conn.execute(update(users).where(users.c.id == row.id).values(last_login_at=now))
-    return User(id=row.id, username=username, role=Role(row.role))
+    return User(row.id, username, Role(row.role), _organizations(row.organization_ids))
+
+
+def _organizations(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
 
 
 # ---------------------------------------------------------------- signing in
@@ -548,6 +554,7 @@ _USER_COLUMNS = (
     users.c.username,
     users.c.role,
     users.c.is_active,
+    users.c.organization_ids,
     users.c.created_at,
     users.c.last_login_at,
 )
@@ -563,11 +570,13 @@ def list_users(conn: Connection) -> list[dict[str, Any]]:
 def active_user(conn: Connection, *, user_id: int) -> User | None:
     """The user as stored now (role included), or None when deactivated or gone."""
     row = conn.execute(
-        select(users.c.id, users.c.username, users.c.role).where(
+        select(users.c.id, users.c.username, users.c.role, users.c.organization_ids).where(
             users.c.id == user_id, users.c.is_active
         )
     ).first()
-    return None if row is None else User(id=row.id, username=row.username, role=Role(row.role))
+    if row is None:
+        return None
+    return User(row.id, row.username, Role(row.role), _organizations(row.organization_ids))
 
 
 def _user_row(conn: Connection, user: int | str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ class Settings:
     demo: bool = True
     heartbeat_url: str | None = None  # pinged by the worker every minute (Healthchecks-style)
     database_reader_url: str | None = None  # the read-only role for `self` queries
+    database_scoped_url: str | None = None  # the role organisation-scoped users read as
     # outbound targets (monitoring_core.outbound): refuse private/loopback ranges too, and an
     # allow-list of host names, .suffix names and CIDRs (empty: no allow-list)
     outbound_deny_private: bool = False
@@ -47,6 +48,8 @@ class Settings:
     session_idle_minutes: int = 60  # a UI session idle this long is signed out on its next run
     # a second port the API also listens on, for OTLP/HTTP exporters (4318 by convention); 0: none
     otlp_port: int = 0
+    # log records one service may store per UTC day (more are refused and counted); 0: no cap
+    log_records_per_service_day: int = 10_000_000
     # a streaming replica for page and read-API queries (monitoring_core.replica); reads fall
     # back to the primary while it is down or lags more than replica_max_lag_s
     database_read_url: str | None = None
@@ -159,6 +162,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ui_port=_int(env, "MONITORING_UI_PORT", 8501),
         demo=_bool(env, "DEMO", True),
         database_reader_url=_database_url(env, "DATABASE_READER_URL"),
+        database_scoped_url=_database_url(env, "DATABASE_SCOPED_URL"),
         outbound_deny_private=_bool(env, "MONITORING_OUTBOUND_DENY_PRIVATE", False),
         outbound_allow=_list(env, "MONITORING_OUTBOUND_ALLOW"),
         key_requests_per_minute=_int(env, "MONITORING_KEY_REQUESTS_PER_MINUTE", 12_000, 0),
@@ -170,6 +174,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_query_series=_int(env, "MONITORING_MAX_QUERY_SERIES", 500),
         session_idle_minutes=_int(env, "MONITORING_SESSION_IDLE_MINUTES", 60),
         otlp_port=_int(env, "MONITORING_OTLP_PORT", 0, 0),
+        log_records_per_service_day=_int(
+            env, "MONITORING_LOG_RECORDS_PER_SERVICE_DAY", 10_000_000, 0
+        ),
         database_read_url=_database_url(env, "DATABASE_READ_URL"),
         replica_max_lag_s=_float(env, "MONITORING_REPLICA_MAX_LAG_S", 30.0),
         api_processes=_int(env, "MONITORING_API_PROCESSES", 2),

@@ -13,7 +13,12 @@ Least privilege (README "Database roles"): the application never runs as a super
   transactions and a 5 s statement timeout. An external database sets `DATABASE_READER_URL`
   to such a role; without it `self` queries are refused.
 
-For the embedded cluster (no `DATABASE_URL`) `ensure_roles` creates both roles with random
+- `monitoring_scoped` (LOGIN, owns nothing) reads for users limited to organisations: only the
+  organisation tables, row by row under row-level security (`org_scope`, migration 0024).
+  An external database sets `DATABASE_SCOPED_URL` to such a role; without it organisation-
+  scoped users cannot sign in.
+
+For the embedded cluster (no `DATABASE_URL`) `ensure_roles` creates the roles with random
 passwords kept in `MONITORING_DATA_DIR/db-roles.json` (mode 600) and hands the database and
 everything in it to `monitoring_app`, which also upgrades a cluster created before the roles
 existed. The embedded cluster listens only on a Unix socket in its data directory.
@@ -37,6 +42,7 @@ from monitoring_core.config import Settings
 __all__ = [
     "APP_ROLE",
     "READER_ROLE",
+    "SCOPED_ROLE",
     "READER_STATEMENT_TIMEOUT_S",
     "SECRET_TABLES",
     "DatabaseUnavailable",
@@ -48,12 +54,15 @@ __all__ = [
     "make_engine",
     "ping",
     "reader_url",
+    "scoped_url",
 ]
 
 log = logging.getLogger(__name__)
 EMBEDDED_DB_NAME = "monitoring"
 APP_ROLE = "monitoring_app"
 READER_ROLE = "monitoring_reader"
+SCOPED_ROLE = "monitoring_scoped"
+ROLES = (APP_ROLE, READER_ROLE, SCOPED_ROLE)
 READER_STATEMENT_TIMEOUT_S = 5.0
 ROLES_FILE = "db-roles.json"
 # Never readable by the reader role, whatever an admin granted: credentials, channel URLs,
@@ -140,24 +149,31 @@ def _ensure_database(admin_uri: str) -> None:
                 pass  # another process created it a moment ago
 
 
-def _role_passwords(secrets_file: Path) -> tuple[dict[str, str], bool]:
-    """(The roles' passwords, whether they are new): secrets_file, made (mode 600) if missing."""
-    fresh = not secrets_file.exists()
-    if fresh:
+def _role_passwords(secrets_file: Path) -> tuple[dict[str, str], set[str]]:
+    """(The roles' passwords, the roles whose password is new): secrets_file, made (mode 600)
+    if missing, and completed when a newer release added a role."""
+    found: dict[str, str] = {}
+    if secrets_file.exists():
+        found = {k: str(v) for k, v in json.loads(secrets_file.read_text()).items()}
+    new = {role for role in ROLES if role not in found}
+    if new:
         secrets_file.parent.mkdir(parents=True, exist_ok=True)
-        made = {role: secrets.token_urlsafe(24) for role in (APP_ROLE, READER_ROLE)}
+        made = found | {role: secrets.token_urlsafe(24) for role in new}
         draft = secrets_file.with_name(f".{secrets_file.name}.{os.getpid()}")
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(made, handle)
         try:
-            os.link(draft, secrets_file)  # atomic; another process may have won the race
+            if found:
+                os.replace(draft, secrets_file)
+            else:
+                os.link(draft, secrets_file)  # atomic; another process may have won the race
         except FileExistsError:
             pass
         finally:
-            draft.unlink()
-    found = json.loads(secrets_file.read_text())
-    return {role: str(found[role]) for role in (APP_ROLE, READER_ROLE)}, fresh
+            draft.unlink(missing_ok=True)
+        found = {k: str(v) for k, v in json.loads(secrets_file.read_text()).items()}
+    return {role: found[role] for role in ROLES}, new
 
 
 def ensure_roles(superuser_url: str, database: str, *, secrets_file: Path) -> tuple[str, str]:
@@ -171,7 +187,7 @@ def ensure_roles(superuser_url: str, database: str, *, secrets_file: Path) -> tu
     passwords, fresh = _role_passwords(secrets_file)
     server = make_url(superuser_url).set(drivername="postgresql", database=database)
     with psycopg.connect(server.render_as_string(hide_password=False), autocommit=True) as conn:
-        _with_retry(lambda: _define_roles(conn, passwords, set_passwords=fresh))
+        _with_retry(lambda: _define_roles(conn, passwords, new=fresh))
         _with_retry(lambda: _hand_over(conn, database))
     urls = []
     for role in (APP_ROLE, READER_ROLE):
@@ -200,21 +216,22 @@ def _with_retry(step: Any, attempts: int = 5) -> None:
             log.info("role setup collided with another process; retrying")
 
 
-def _define_roles(conn: Any, passwords: dict[str, str], *, set_passwords: bool) -> None:
+def _define_roles(conn: Any, passwords: dict[str, str], *, new: set[str]) -> None:
     from psycopg import sql
 
     limits = sql.SQL("NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS LOGIN")
-    for role in (APP_ROLE, READER_ROLE):
+    for role in ROLES:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
         statement = sql.SQL("ALTER ROLE {} {}" if exists else "CREATE ROLE {} {}").format(
             sql.Identifier(role), limits
         )
-        if set_passwords or not exists:
+        if role in new or not exists:
             # Only when new: statement texts are visible in pg_stat_activity for a moment.
             # Role DDL takes no bind parameters; psycopg quotes the password as a literal.
             statement += sql.SQL(" PASSWORD {}").format(sql.Literal(passwords[role]))
         conn.execute(statement)
     app, reader = sql.Identifier(APP_ROLE), sql.Identifier(READER_ROLE)
+    scoped = sql.Identifier(SCOPED_ROLE)
     timeout = f"{int(READER_STATEMENT_TIMEOUT_S * 1000)}ms"
     for statement in (
         # The built-in database collector (as the app) sees every session's statistics too.
@@ -222,6 +239,8 @@ def _define_roles(conn: Any, passwords: dict[str, str], *, set_passwords: bool) 
         sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(reader),
         sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(reader, sql.Literal(timeout)),
         sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = '10s'").format(reader),
+        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(scoped),
+        sql.SQL("ALTER ROLE {} SET statement_timeout = '30s'").format(scoped),
     ):
         conn.execute(statement)
 
@@ -258,6 +277,7 @@ def _hand_over(conn: Any, database: str) -> None:
             pass  # dropped meanwhile (retention)
     conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
     conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
+    _grant_scoped(conn)
     present = conn.execute(
         "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
         " AND relname = ANY(%s)",
@@ -267,6 +287,27 @@ def _hand_over(conn: Any, database: str) -> None:
         conn.execute(
             sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(sql.Identifier(table), reader)
         )
+
+
+# What the organisation-scoped role may read (each under its RLS policy, migration 0024).
+SCOPED_TABLES = ("error_events", "error_groups", "error_group_members", "business_events")
+
+
+def _grant_scoped(conn: Any) -> None:
+    """The scoped role's rights, on every start (the migration grants them only when the role
+    already existed; an upgrade makes the role after the tables)."""
+    from psycopg import sql
+
+    scoped = sql.Identifier(SCOPED_ROLE)
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(scoped))
+    function = conn.execute("SELECT to_regprocedure('public.monitoring_scope_orgs()')").fetchone()
+    if function is None or function[0] is None:
+        return  # before migration 0024: the migration grants
+    for table in SCOPED_TABLES:
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), scoped))
+    conn.execute(
+        sql.SQL("GRANT EXECUTE ON FUNCTION public.monitoring_scope_orgs() TO {}").format(scoped)
+    )
 
 
 def grant_reader_select(conn: Connection, tables: list[str]) -> bool:
@@ -312,6 +353,23 @@ def reader_url(settings: Settings) -> str | None:
         return None
     found = _embedded_roles.get((settings.data_dir / "pg").resolve())
     return found[1] if found else None
+
+
+def scoped_url(settings: Settings) -> str | None:
+    """The URL organisation-scoped reads use: DATABASE_SCOPED_URL, else the embedded cluster's
+    `monitoring_scoped` role; None for an external database without it, and for an embedded
+    cluster this process has not opened."""
+    if settings.database_scoped_url:
+        return settings.database_scoped_url
+    if settings.database_url:
+        return None
+    pgdata = (settings.data_dir / "pg").resolve()
+    found = _embedded_roles.get(pgdata)
+    if not found:
+        return None
+    passwords, _ = _role_passwords(settings.data_dir / ROLES_FILE)
+    url = make_url(found[0]).set(username=SCOPED_ROLE, password=passwords[SCOPED_ROLE])
+    return url.render_as_string(hide_password=False)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -1011,7 +1011,21 @@ users = Table(
     _created(),
     _ts("last_login_at"),
     Column("time_zone", Text),  # IANA name for the person's own clock; None: the business tz
+    # None: every organisation; else the only organisations the user sees (org_scope, RLS)
+    Column("organization_ids", ARRAY(Text)),
     CheckConstraint("role IN ('viewer','responder','admin')", name="role_valid"),
+)
+
+# A live organisation scope: the SHA-256 of a random token a `monitoring_scoped` session sets
+# as `monitoring.scope_token`; `monitoring_scope_orgs()` (SECURITY DEFINER) reads it for the
+# row-level-security policies (migration 0024). The scoped role cannot read this table.
+org_scope_grants = Table(
+    "org_scope_grants",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("users.id", ondelete="CASCADE")),
+    Column("organization_ids", ARRAY(Text), nullable=False),
+    _ts("expires_at", nullable=False),
 )
 
 api_keys = Table(

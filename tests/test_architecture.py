@@ -32,6 +32,7 @@ ORDER = [
     "outbound",
     "accounts",
     "sessions",
+    "org_scope",
     "partitions",
     "migrate",
     # shared storage: the one raw points reader, rollups and their reads, retention
@@ -55,10 +56,10 @@ ORDER = [
     "health",
     "errors",
     "business",
+    "logs",  # before alerts: the logs.lines signal finds blocks through logs.trigrams
     "alerts",
     "incidents",
     "traces",
-    "logs",
     "otlp",
     # stories that cross domains
     "flows",

@@ -1,5 +1,8 @@
 """The UI's only way to the database: one cached engine and TTL-cached read calls.
 
+A user limited to organisations reads through the `monitoring_scoped` role instead, so the
+database's row-level security decides what they see (`monitoring_core.org_scope`).
+
 Pages call `read(queries.endpoint_table, tr)`: any `monitoring_core` read function whose first
 argument is a Connection. Results are cached for `TTL_S` seconds per function and arguments
 (so several people looking at the same range share one query), and a database failure becomes
@@ -11,14 +14,16 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import streamlit as st
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from monitoring_core import clock, org_scope
 from monitoring_core.config import ConfigError, Settings, load_settings
-from monitoring_core.db import DatabaseUnavailable, database_url, make_engine
+from monitoring_core.db import DatabaseUnavailable, database_url, make_engine, scoped_url
 from monitoring_core.replica import ReadRouter, read_router
 
 __all__ = [
@@ -26,6 +31,7 @@ __all__ = [
     "DatabaseProblem",
     "get_engine",
     "get_read_router",
+    "get_scoped_engine",
     "get_settings",
     "read",
     "read_or_stop",
@@ -63,6 +69,56 @@ def get_read_router() -> ReadRouter:
     return read_router(get_settings(), get_engine())
 
 
+@st.cache_resource(show_spinner=False)
+def get_scoped_engine() -> Engine | None:
+    """The `monitoring_scoped` role's engine for users limited to organisations (None when the
+    installation has no such role: an external database without DATABASE_SCOPED_URL)."""
+    get_engine()  # the embedded cluster and its roles first
+    url = scoped_url(get_settings())
+    return None if url is None else make_engine(url)
+
+
+_GRANT_KEY = "org_scope_grant"  # (token, organisations, expiry) of this browser session
+
+
+def _scope_token(user_id: int, organizations: tuple[str, ...]) -> str:
+    """This session's live grant for `organizations`, opened or renewed when near its end."""
+    now = clock.now()
+    held = st.session_state.get(_GRANT_KEY)
+    if held and held[1] == organizations and held[2] > now + timedelta(minutes=5):
+        return str(held[0])
+    with get_engine().begin() as conn:
+        token = org_scope.open_grant(conn, user_id=user_id, organizations=organizations, now=now)
+    st.session_state[_GRANT_KEY] = (token, organizations, now + org_scope.GRANT_TTL)
+    return token
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=500)
+def _cached_scoped_call(
+    target: str,
+    args: tuple[Any, ...],
+    kwargs: tuple[tuple[str, Any], ...],
+    organizations: tuple[str, ...],  # in the cache key: users with one scope share answers
+    _token: str,  # not hashed: any live token for these organisations gives the same rows
+) -> Any:
+    module_name, _, name = target.partition(":")
+    function = getattr(importlib.import_module(module_name), name)
+    scoped = get_scoped_engine()
+    if scoped is None:
+        raise ConfigError("organisation-scoped reads need DATABASE_SCOPED_URL")
+    with org_scope.scoped_connection(scoped, _token) as conn:
+        return function(conn, *args, **dict(kwargs))
+
+
+def _organisation_scope() -> tuple[int, tuple[str, ...]] | None:
+    from ui.auth import current_user  # ui.auth imports this module
+
+    user = current_user()
+    if user is None or user.organization_ids is None:
+        return None
+    return user.id, user.organization_ids
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=500)
 def _cached_call(target: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, Any], ...]) -> Any:
     # Functions are cached by their import path, not the object, so the key is stable across
@@ -77,7 +133,14 @@ def read(function: Callable[Concatenate[Connection, P], R], *args: P.args, **kwa
     """`function(conn, *args, **kwargs)` through the TTL cache; DatabaseProblem on failure."""
     target = f"{function.__module__}:{function.__qualname__}"
     try:
-        result: R = _cached_call(target, args, tuple(sorted(kwargs.items())))
+        scope = _organisation_scope()
+        if scope is None:
+            result: R = _cached_call(target, args, tuple(sorted(kwargs.items())))
+        else:  # the database limits these reads to the user's organisations (org_scope, RLS)
+            token = _scope_token(*scope)
+            result = _cached_scoped_call(
+                target, args, tuple(sorted(kwargs.items())), scope[1], token
+            )
     except (OperationalError, InterfaceError, DatabaseUnavailable, ConfigError, OSError) as exc:
         log.warning("read %s: database unavailable: %s", target, exc)
         raise DatabaseProblem(type(exc).__name__, unavailable=True) from exc

@@ -31,14 +31,14 @@ depends_on = None
 SCOPED_ROLE = "monitoring_scoped"
 # table -> the USING clause for rows the scoped role may read
 POLICIES = {
-    "error_events": "organization_id = ANY ((SELECT monitoring_scope_orgs()))",
-    "business_events": "organization_id = ANY ((SELECT monitoring_scope_orgs()))",
+    "error_events": "organization_id IN (SELECT unnest(monitoring_scope_orgs()))",
+    "business_events": "organization_id IN (SELECT unnest(monitoring_scope_orgs()))",
     "error_group_members": (
-        "kind = 'organization' AND value = ANY ((SELECT monitoring_scope_orgs()))"
+        "kind = 'organization' AND value IN (SELECT unnest(monitoring_scope_orgs()))"
     ),
     "error_groups": (
         "EXISTS (SELECT 1 FROM error_group_members m WHERE m.group_id = error_groups.id"
-        " AND m.kind = 'organization' AND m.value = ANY ((SELECT monitoring_scope_orgs())))"
+        " AND m.kind = 'organization' AND m.value IN (SELECT unnest(monitoring_scope_orgs())))"
     ),
 }
 
@@ -66,7 +66,8 @@ def upgrade() -> None:
         $$
         """
     )
-    op.execute("REVOKE ALL ON FUNCTION monitoring_scope_orgs() FROM PUBLIC")
+    # EXECUTE stays with PUBLIC (the default): every role's reads plan both policies, and the
+    # function answers only for the caller's own token.
     for table, using in POLICIES.items():
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         # Every non-owner role but the scoped one reads what its grants allow, as before.
