@@ -18,7 +18,7 @@ from monitoring_core.audit import user_actor
 from monitoring_core.enums import AlertStatus, Role, Severity
 from monitoring_core.flows import alert_actions as actions
 from ui import actions as ui_actions
-from ui import auth, data, fmt, rule_editor, widgets
+from ui import auth, data, fmt, rule_editor, url_state, widgets
 from ui import oncall as oncall_ui
 
 user = auth.require_role(Role.VIEWER)
@@ -58,12 +58,12 @@ def _summary(alert: Mapping[str, Any]) -> str:
     since = active_since(alert)
     if alert["status"] != "no_data":
         return (
-            f"{alert['status']} for {_age(since)}, "
-            f"value {fmt.number(alert['trigger_value'])}, ×{alert['trigger_count']}"
+            f"{fmt.label(alert['status']).lower()} for {_age(since)} "
+            f"(since {fmt.when(since, tz, now)}), value {fmt.number(alert['trigger_value'])}"
         )
     if alert["data_seen_at"] is None:
         return "waiting for its first data (not notified)"
-    stopped = f" (since {since.astimezone(tz):%d %b %H:%M})" if since else ""
+    stopped = f" (since {fmt.when(since, tz, now)})" if since else ""
     return f"no data for {_age(since)}{stopped}"
 
 
@@ -120,9 +120,81 @@ ui_actions.show_flash("alerts_flash")
 oncall_ui.on_call_block(now, tz)
 if responder:
     oncall_ui.cover_form("alerts_flash", user, now, tz)
-active, history, rules_tab, silences_tab = st.tabs(["Active", "History", "Rules", "Silences"])
+view = url_state.tabs(["Active", "History", "Rules", "Silences"], param="tab")
 
-with active:
+
+def _history() -> None:
+    c1, c2 = st.columns(2)
+    status = url_state.select(
+        c1.selectbox,
+        "Status",
+        ["", *(s.value for s in AlertStatus)],
+        param="status",
+        format_func=lambda v: fmt.label(v) if v else "Any",
+    )
+    severity = url_state.select(
+        c2.selectbox,
+        "Severity",
+        ["", *(s.value for s in Severity)],
+        param="severity",
+        format_func=lambda v: v.capitalize() if v else "Any",
+    )
+    frame = data.read_or_stop(
+        queries.history_frame,
+        start=tr.start,
+        end=widgets.events_until(tr),  # an action taken a moment ago is listed at once
+        status=status or None,
+        severity=severity or None,
+    )
+    shown = pd.DataFrame(
+        {
+            "Time": [fmt.when(t, tz, now) for t in frame["time"]],
+            "Alert": frame["alert_name"],
+            "Labels": frame["alert_key"].fillna(""),
+            "Severity": frame["severity_level"].str.capitalize(),
+            "Change": [
+                f"{fmt.label(a) if a else 'new'} → {fmt.label(b)}"
+                for a, b in zip(frame["from_status"], frame["to_status"], strict=True)
+            ],
+            "Value": [fmt.number(v) for v in frame["value"]],
+            "By": frame["actor"].fillna("").str.removeprefix("user:"),
+            "Message": frame["message"].fillna(""),
+        }
+    )
+    st.dataframe(shown, hide_index=True, height=widgets.table_height(len(shown)))
+
+
+def _matchers(matchers: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{m.get('name')}{'=~' if m.get('is_regex') else '='}{m.get('value')}" for m in matchers
+    )
+
+
+def _silences() -> None:
+    moment = clock.now()  # not the page's 30 s clock: a silence just ended is gone at once
+    running = [s for s in data.read_or_stop(list_silences, now=now) if s["ends_at"] > moment]
+    if not running:
+        st.caption("No silence is running or planned.")
+    for silence in running:
+        with st.container(border=True):
+            left, right = st.columns([5, 1])
+            when = (
+                f"until {fmt.when(silence['ends_at'], tz, now)}"
+                if silence["starts_at"] <= moment
+                else f"from {fmt.when(silence['starts_at'], tz, now)} "
+                f"to {fmt.when(silence['ends_at'], tz, now)}"
+            )
+            repeat = " · repeats" if silence["recurrence"] else ""
+            left.markdown(
+                f"**#{silence['id']}** {fmt.md_code(_matchers(silence['matchers']))} {when}{repeat}"
+                f" · by {fmt.md_escape((silence['created_by'] or '—').removeprefix('user:'))}"
+                f"{' · ' + fmt.md_escape(silence['reason']) if silence['reason'] else ''}"
+            )
+            if responder and right.button("End now", key=f"silence_end_{silence['id']}"):
+                act("End silence", service.silence_end, silence_id=silence["id"])
+
+
+if view == "Active":
     alerts = data.read_or_stop(list_active_alerts)
     focus = st.query_params.get("instance")
     alerts.sort(key=lambda a: str(a["id"]) != focus)  # a notification's link shows its alert first
@@ -146,47 +218,22 @@ with active:
         for alert in no_data:
             _alert_card(alert, str(alert["id"]) == focus)
 
-with history:
-    c1, c2 = st.columns(2)
-    status = c1.selectbox(
-        "Status",
-        ["", *(s.value for s in AlertStatus)],
-    )
-    severity = c2.selectbox("Severity", ["", *(s.value for s in Severity)])
-    frame = data.read_or_stop(
-        queries.history_frame,
-        start=tr.start,
-        end=tr.end,
-        status=status or None,
-        severity=severity or None,
-    )
-    st.dataframe(frame, hide_index=True, height=widgets.table_height(len(frame)))
-
-with rules_tab:
+elif view == "History":
+    _history()
+elif view == "Rules":
     rule_editor.rules_tab(admin=admin, act=act, tr=tr, rules=data.read_or_stop(queries.rules_frame))
 
-with silences_tab:
-    silences = data.read_or_stop(list_silences, now=now)
-    st.dataframe(
-        pd.DataFrame(
-            silences,
-            columns=[
-                "id",
-                "matchers",
-                "starts_at",
-                "ends_at",
-                "recurrence",
-                "reason",
-                "created_by",
-            ],
-        ),
-        hide_index=True,
-    )
+else:
+    _silences()
     if responder:
         with st.form("new_silence"):
-            label = st.selectbox("Match label", ["service", "alertname", "severity", "endpoint"])
-            value = st.text_input("Value (regex)", key="silence_value")
-            hours = st.number_input("Hours", 1, 24 * 14, 2)
+            label = st.selectbox(
+                "Match label",
+                ["service", "alertname", "severity", "endpoint"],
+                format_func=lambda v: "Alert name" if v == "alertname" else v.capitalize(),
+            )
+            value = st.text_input("Value (regular expression)", key="silence_value")
+            hours = st.number_input("For how many hours", 1, 24 * 14, 2)
             reason = st.text_input("Reason", key="silence_reason")
             if st.form_submit_button("Add silence"):
                 start = clock.now()

@@ -54,7 +54,10 @@ def test_it_shows_active_alerts_to_viewers_without_actions(
 def test_it_lets_a_responder_acknowledge(engine: Engine, logged_in_app: AppFactory) -> None:
     instance_id = _firing_alert(engine)
     at = _open(logged_in_app, Role.RESPONDER)
+    at.button_group(key="url_tab").set_value("Rules").run()
+    assert "Checkout slow" in " ".join(m.value for m in at.markdown)
     assert "Disable" not in _labels(at)  # rules are for admins
+    at.button_group(key="url_tab").set_value("Active").run()
     at.button(key=f"ack{instance_id}").click().run()
     assert not at.exception
     with engine.connect() as conn:
@@ -83,7 +86,9 @@ def test_it_lets_an_admin_disable_a_rule_and_create_one(
 ) -> None:
     _firing_alert(engine)
     at = _open(logged_in_app, Role.ADMIN)
+    at.button_group(key="url_tab").set_value("Rules").run()
     at.button(key="tog1").click().run()
+    assert at.button_group(key="url_tab").value == "Rules"  # the action kept the tab
     at.selectbox(key="rule_template").select("payment_failures").run()
     assert at.text_input(key="new_payment_failures_name").value == "Payment Failures"
     at.text_input(key="new_payment_failures_name").input("Payments failing")  # inside the form

@@ -57,6 +57,7 @@ def test_it_audits_a_silence_added_on_the_alerts_page(
     at = logged_in_app(Role.RESPONDER)
     at.run()
     at.switch_page("pages/alerts.py").run()
+    at.button_group(key="url_tab").set_value("Silences").run()
     at.text_input(key="silence_value").input("payments")
     at.text_input(key="silence_reason").input("deploy")
     next(b for b in at.button if b.label == "Add silence").click().run()
@@ -66,3 +67,9 @@ def test_it_audits_a_silence_added_on_the_alerts_page(
     [(actor, action, target)] = _audit(engine)
     assert created_by == actor and actor.startswith("user:responder-")
     assert (action, target) == ("silence.create", f"silence:{sid}")
+    # The Silences tab stays open and lists it at once; ending it removes it at once.
+    assert at.button_group(key="url_tab").value == "Silences"
+    assert any(f"#{sid}" in m.value for m in at.markdown)
+    at.button(key=f"silence_end_{sid}").click().run()
+    assert not at.exception and at.button_group(key="url_tab").value == "Silences"
+    assert not any(f"#{sid}" in m.value for m in at.markdown)

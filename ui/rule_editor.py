@@ -28,7 +28,8 @@ from monitoring_core.alerts.signals import catalogue
 from monitoring_core.enums import Severity
 from monitoring_core.notify.channels import list_channels
 from monitoring_core.timerange import TimeRange
-from ui import data, fmt, widgets
+from ui import data, fmt, url_state, widgets
+from ui.actions import confirmed
 
 __all__ = ["rules_tab"]
 
@@ -240,12 +241,28 @@ def _test(body: dict[str, Any], tr: TimeRange) -> None:
     except (RuleInvalid, ValueError) as exc:
         st.error(f"Cannot test: {fmt.md_escape(exc)}")
         return
-    st.metric("Would have fired", result["fired_count"])
-    points = [(k["alert_key"], t, v) for k in result["series"] for t, v in k["points"]]
+    tz = data.get_settings().tz
+    st.metric("Would have fired", fmt.plural(result["fired_count"], "time"))
+    points = [
+        (k["alert_key"] or "all", t.astimezone(tz).replace(tzinfo=None), v)
+        for k in result["series"]
+        for t, v in k["points"]
+    ]
     chart = pd.DataFrame(points, columns=["key", "time", "value"])
     if not chart.empty:
         st.line_chart(chart, x="time", y="value", color="key")
-    st.dataframe(pd.DataFrame(result["fired"]), hide_index=True)
+    rows = [
+        {
+            "Time": fmt.when(e["time"], tz, tr.end),
+            "Labels": e["alert_key"] or "—",
+            "Change": f"{fmt.label(e['from_status'] or 'ok')} → {fmt.label(e['to_status'])}",
+            "Value": fmt.number(e["value"]),
+            "Threshold": fmt.number(e["threshold"]),
+        }
+        for e in result["fired"]
+    ]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def _rule_row(rule: Mapping[str, Any], admin: bool, act: Act) -> None:
@@ -270,13 +287,14 @@ def _rule_row(rule: Mapping[str, Any], admin: bool, act: Act) -> None:
     # built-in rules (self-alerts, pattern and external rules) are not the editor's to change
     editable = cfg.get("type") in TYPES and (cfg.get("type") == "composite" or cfg.get("metric"))
     if editable and cols[2].button("Edit", key=f"edit{rid}"):
-        st.session_state["rule_editing"] = rid
+        url_state.put("rule", str(rid))  # ?rule=N: the editor opens on this rule (a link too)
     if editable and cols[3].button("Duplicate", key=f"dup{rid}"):
         act("Duplicate rule", service.rule_duplicate, rule_id=rid)
-    with cols[4].popover("Delete"):
-        st.write("Delete this rule with its alerts and history?")
-        if st.button("Delete", key=f"del{rid}", type="primary"):
-            act("Delete rule", service.rule_delete, rule_id=rid)
+    question = f"Delete **{fmt.md_escape(rule['alert_name'])}** with its alerts and history?"
+    if confirmed("Delete", question, key=f"del{rid}", where=cols[4]):
+        if url_state.get_int("rule") == rid:
+            url_state.put("rule", None)
+        act("Delete rule", service.rule_delete, rule_id=rid)
 
 
 def rules_tab(*, admin: bool, act: Act, tr: TimeRange, rules: list[dict[str, Any]]) -> None:
@@ -285,14 +303,19 @@ def rules_tab(*, admin: bool, act: Act, tr: TimeRange, rules: list[dict[str, Any
         _rule_row(rule, admin, act)
     if not admin:
         return
-    editing = next((r for r in rules if r["id"] == st.session_state.get("rule_editing")), None)
+    editing = next((r for r in rules if r["id"] == url_state.get_int("rule")), None)
     if editing is not None:
         st.subheader(f"Edit: {fmt.md_escape(editing['alert_name'])}")
-        if st.button("Cancel editing", key="rule_edit_cancel"):
-            st.session_state.pop("rule_editing", None)
+        if st.button("Close the editor", key="rule_edit_cancel"):
+            url_state.put("rule", None)
             st.rerun()
         _form(f"edit{editing['id']}", editing, act, editing["id"], tr)
         return
     st.subheader("New rule")
-    template = st.selectbox("Template", ["(blank)", *TEMPLATES], key="rule_template")
+    template = st.selectbox(
+        "Template",
+        ["(blank)", *TEMPLATES],
+        key="rule_template",
+        format_func=lambda t: "Blank" if t == "(blank)" else fmt.label(t),
+    )
     _form(f"new_{template}", TEMPLATES.get(template, BLANK), act, None, tr)

@@ -23,6 +23,7 @@ __all__ = [
     "chart_interval",
     "current_now",
     "current_time_range",
+    "events_until",
     "kpi_card",
     "severity_badge",
     "status_badge",
@@ -153,6 +154,13 @@ def current_time_range() -> TimeRange:
             return custom
         preset = "24h"
     return TimeRange(now - PRESETS.get(preset or "24h", PRESETS["24h"]), now)
+
+
+def events_until(tr: TimeRange) -> datetime:
+    """Where a list of events (history, timeline) should end: a range ending at the page's
+    now (floored to REFRESH_S so reads are shared) is read to the end of that refresh step,
+    so an action taken a moment ago is listed at once rather than up to 30 s later."""
+    return tr.end + timedelta(seconds=REFRESH_S) if tr.end == current_now() else tr.end
 
 
 def auto_refresh_toggle() -> None:
