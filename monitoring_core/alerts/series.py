@@ -70,6 +70,7 @@ class FetchKey:
     mode: str = ""  # kind signal: the rule type (how the stamps are chosen)
     weeks: int = 0  # kind signal, anomaly: the baseline's depth
     min_count: int = 0  # kind signal: fewer events in a window give no value
+    contains: str = ""  # kind signal, logs.lines: the body_contains filter (read in SQL)
 
 
 # dims values -> points, oldest first
@@ -102,6 +103,7 @@ def fetch_key(rule: Rule) -> FetchKey | None:
             mode=cond.type,
             weeks=cond.weeks,
             min_count=cond.min_count,
+            contains=str(cond.filters.get("body_contains", "")),
         )
     metric = built_in.metric if built_in is not None and built_in.metric else cond.metric
     kind = "hour" if cond.type == "anomaly" else "minute"
@@ -119,7 +121,14 @@ def _signal_window(rule: Rule) -> timedelta:
 
 def signal_key(key: FetchKey) -> SignalKey:
     return SignalKey(
-        key.metric, key.aggregation, key.dims, key.window, key.mode, key.weeks, key.min_count
+        key.metric,
+        key.aggregation,
+        key.dims,
+        key.window,
+        key.mode,
+        key.weeks,
+        key.min_count,
+        key.contains,
     )
 
 

@@ -7,13 +7,16 @@ A rule's `condition_config.metric` names a signal. Families and where they are r
   `web_vitals.<NAME>.poor_share` (0–1) from Web Vitals (page_route, device_type);
 - `errors`: `errors.events`, `errors.new_groups`, `errors.regressions` from error events and
   the groups' history (group_id, service, level, severity, …);
+- `spans`: `spans.latency_ms`, `spans.error_rate`, `spans.count` from stored spans (service,
+  operation, kind, status); `logs`: `logs.lines`, matching log records (service, severity,
+  body_contains) — see `signals_otel`;
 - `regression`: `api.p95_regression`, an endpoint's p95 over the last hour divided by the
   same hour of past weeks (the Performance page's flag, `performance.queries.regression_flags`);
 - `metric`: health checks (`health.up`, `health.uptime`, `health.response_time_ms`, read from
   the points every check run writes), business KPIs (`business.<kpi>`, written by the
   business rollup) and every stored metric name, as before.
 
-Event families (`api`, `vitals`, `errors`) and `regression` are *windowed*: the reader computes
+Event families (`api`, `vitals`, `errors`, `spans`, `logs`) and `regression` are *windowed*: the reader computes
 the rule's aggregation over its whole window (exact percentiles and request-weighted rates)
 and stamps it with the window's end, so the engine looks at the newest value only. Pure, but
 `known_names` and `problems` read the stored metric names.
@@ -52,14 +55,16 @@ API_DIMENSIONS = ("service", "endpoint", "method", "status_class")
 VITAL_DIMENSIONS = ("page_route", "device_type")
 HEALTH_DIMENSIONS = ("check", "service", "check_type", "wedding_critical")
 VITALS = {"LCP": "ms", "INP": "ms", "CLS": "score", "FCP": "ms", "TTFB": "ms"}
-WINDOWED_FAMILIES = frozenset({"api", "vitals", "errors", "regression"})
+WINDOWED_FAMILIES = frozenset({"api", "vitals", "errors", "regression", "spans", "logs"})
+SPAN_DIMENSIONS = ("service", "operation", "kind", "status")  # signals_otel.SPAN_DIMENSIONS
+LOG_DIMENSIONS = ("service", "severity", "body_contains")
 SHOWN_IN_422 = 60  # names listed in the refusal of an unknown signal
 
 
 @dataclass(frozen=True)
 class Signal:
     name: str
-    family: str  # api | vitals | errors | regression | metric
+    family: str  # api | vitals | errors | regression | spans | logs | metric
     unit: str
     dimensions: tuple[str, ...]  # () for a stored metric: its own labels, not known up front
     aggregations: tuple[str, ...]
@@ -172,6 +177,34 @@ def _built_in() -> dict[str, Signal]:
             ("avg", "max", "p50", "p95", "p99"),
             "A check's response time",
             "health_check_response_time_ms",
+        ),
+    ]
+    out += [
+        _s(
+            "spans.latency_ms",
+            "spans",
+            "ms",
+            SPAN_DIMENSIONS,
+            _LATENCY_AGGS,
+            "Span duration over the window (OTLP spans and Sentry transactions)",
+        ),
+        _s(
+            "spans.error_rate",
+            "spans",
+            "ratio 0–1",
+            SPAN_DIMENSIONS,
+            ("avg",),
+            "Share of spans with error status over the window",
+        ),
+        _s("spans.count", "spans", "spans", SPAN_DIMENSIONS, ("count",), "Spans in the window"),
+        _s(
+            "logs.lines",
+            "logs",
+            "records",
+            LOG_DIMENSIONS,
+            ("count",),
+            "Log records in the window; filter body_contains=TEXT counts the records whose "
+            "body holds TEXT (ASCII letters case-folded), severity=ERROR one severity range",
         ),
     ]
     for vital, unit in VITALS.items():

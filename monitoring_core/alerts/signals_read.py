@@ -32,6 +32,13 @@ from sqlalchemy import Connection
 
 from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.signals import service_of, signal, status_class
+from monitoring_core.alerts.signals_otel import (
+    log_params,
+    log_sql,
+    otel_labels,
+    otel_selector,
+    span_sql,
+)
 from monitoring_core.chunks.timings import source_sql as timings_source
 from monitoring_core.performance.queries import regression_flags
 
@@ -70,6 +77,7 @@ _SQL = {
         WHERE x.kind IN ('new', 'regressed')
         GROUP BY 1, 2, 3, 4, 5, 6""",
 }
+_SQL["spans"] = span_sql(_RANGES, _IN_RANGES, _EP)
 _ERROR_KINDS = {
     "errors.events": "events",
     "errors.new_groups": "new",
@@ -89,6 +97,7 @@ class SignalKey:
     mode: str  # threshold | rate_of_change | anomaly | absence
     weeks: int = 4
     min_count: int = 0  # a window with fewer events gives no value
+    contains: str = ""  # logs.lines: the rule's body_contains filter (its own read)
 
 
 @dataclass
@@ -136,6 +145,12 @@ def _family(key: SignalKey) -> str:
     return found.family
 
 
+def _source(key: SignalKey) -> str:
+    """What one read covers: the family, or for logs with a substring, that substring too."""
+    family = _family(key)
+    return f"logs\x1f{key.contains}" if family == "logs" and key.contains else family
+
+
 @dataclass
 class SignalReader:
     """The windowed signals of one cycle (`step=None`) or one backtest (`step` = its step)."""
@@ -181,25 +196,32 @@ class SignalReader:
         """Note a key before the first fetch, so its family is read once for all keys."""
         if _family(key) == "regression":
             return
-        self.wanted.setdefault(_family(key), []).extend(self._intervals(key))
+        self.wanted.setdefault(_source(key), []).extend(self._intervals(key))
 
     # ---------------------------------------------------------------- reading
-    def _read(self, family: str, spans: list[tuple[datetime, datetime]]) -> _Frame:
+    def _read(self, source: str, spans: list[tuple[datetime, datetime]]) -> _Frame:
         frame = _Frame()
         if not spans:
             return frame
+        family, _, contains = source.partition("\x1f")
         params = {
             "los": [lo for lo, _ in spans],
             "his": [hi for _, hi in spans],
             "earliest": spans[0][0],
             "latest": spans[-1][1],
+            **(log_params(contains) if family == "logs" else {}),
         }
+        sql = log_sql(_RANGES, _IN_RANGES, _EP, contains) if family == "logs" else _SQL[family]
         driver = self.conn.connection.driver_connection
         assert driver is not None
         with driver.cursor(binary=True) as cursor:
-            rows = cursor.execute(_SQL[family], params).fetchall()
+            rows = cursor.execute(sql, params).fetchall()
         for row in rows:
-            labels, ts, vs = _labels(family, row)
+            labels, ts, vs = (
+                otel_labels(family, row, contains)
+                if family in ("spans", "logs")
+                else _labels(family, row)
+            )
             frame.labels.append(labels)
             frame.times.append(np.asarray(ts, dtype=np.float64))
             frame.values.append(np.asarray(vs, dtype=np.float64))
@@ -208,7 +230,7 @@ class SignalReader:
     def _frame(self, key: SignalKey) -> _Frame:
         """The family's events, read once for every announced key; a key asking for more
         (one nobody announced) reads only what is missing."""
-        family = _family(key)
+        family = _source(key)
         if family not in self.frames:
             self.want(key)
             spans = merge_intervals(self.wanted.get(family, []))
@@ -237,7 +259,7 @@ class SignalReader:
     def _groups(self, key: SignalKey, frame: _Frame) -> dict[tuple[str, ...], tuple[Any, Any]]:
         """Per group of `key.dims`, the signal's (times, values) in time order; shared by
         every key of the same signal and dimensions (they differ in aggregation or window)."""
-        cache_key = (key.signal, key.dims, len(frame.labels))
+        cache_key = (key.signal + "\x1f" + key.contains, key.dims, len(frame.labels))
         if cache_key in self.sorted:
             return self.sorted[cache_key]
         selector = _selector(key.signal)
@@ -340,6 +362,8 @@ def _selector(name: str) -> Any:
         return lambda labels, vs: np.full(len(vs), float(int(labels["_status"]) >= 500))
     if name.startswith("api."):
         return lambda labels, vs: vs
+    if name.startswith(("spans.", "logs.")):
+        return otel_selector(name)
     if name.startswith("web_vitals."):
         parts = name.split(".")
         vital, poor = parts[1], parts[-1] == "poor_share"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -40,7 +40,7 @@ from monitoring_core.ingest.metrics import SeriesCache
 from monitoring_core.ingest.performance import TIMING_COLUMNS
 from monitoring_core.ingest.validate import InvalidItems, Limits
 from monitoring_core.logs.sentry import sentry_log_rows
-from monitoring_core.logs.store import insert_logs
+from monitoring_core.logs.store import Admission, admit, insert_logs
 from monitoring_core.logs.validate import validate_logs
 from monitoring_core.otlp.decode import (
     JSON,
@@ -120,14 +120,43 @@ def _write_spans(
     partition_days(app).write(needs, write)
 
 
+def _write_logs(app: FastAPI, rows: list[tuple[Any, ...]]) -> Admission:
+    """Store the rows within each service's daily cap; the refused ones are counted."""
+    if not rows:
+        return Admission([])
+    cap = app.state.settings.log_records_per_service_day
+
+    def write(conn: Any) -> Admission:
+        admitted = admit(conn, rows, cap)
+        insert_logs(conn, admitted.rows)
+        return admitted
+
+    return partition_days(app).write({"log_records": {row[0].date() for row in rows}}, write)
+
+
+def _until_tomorrow(now: datetime) -> str:
+    """Retry-After for a service over its daily cap: seconds to the next UTC midnight."""
+    midnight = datetime.combine(now.date(), datetime.min.time(), UTC) + timedelta(days=1)
+    return str(max(1, int((midnight - now).total_seconds())))
+
+
+class CapReached(Exception):
+    """Every record of a request was over its service's daily cap (a 429)."""
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def _store_logs(app: FastAPI, request: Any) -> tuple[int, int, str]:
     now = datetime.now(UTC)
     batch = logs_from_request(request, _window(app, ("log_records",), now))
-    if batch.rows:
-        needs = {"log_records": {row[0].date() for row in batch.rows}}
-        partition_days(app).write(needs, lambda conn: insert_logs(conn, batch.rows))
-    app.state.stats.count_items("otlp_logs", accepted=len(batch.rows), rejected=batch.rejected)
-    return len(batch.rows), batch.rejected, batch.reason
+    admitted = _write_logs(app, batch.rows)
+    accepted, rejected = len(admitted.rows), batch.rejected + admitted.refused
+    app.state.stats.count_items("otlp_logs", accepted=accepted, rejected=rejected)
+    if admitted.refused and not accepted:
+        raise CapReached(admitted.reason, _until_tomorrow(now))
+    return accepted, rejected, admitted.reason or batch.reason
 
 
 def _store_metrics(app: FastAPI, request: Any) -> tuple[int, int, str]:
@@ -193,6 +222,8 @@ async def _export(request: Request, signal: Signal) -> Response:
         orig = getattr(exc, "orig", None) or exc
         reason = (str(orig).strip().splitlines() or ["invalid value"])[0][:300]
         return _error(400, f"a value cannot be stored: {reason}", encoding)
+    except CapReached as exc:
+        return _error(429, str(exc), encoding, {"Retry-After": exc.retry_after})
     return Response(response_body(signal, encoding, rejected, reason), media_type=encoding)
 
 
@@ -225,11 +256,10 @@ for _signal in Signal:
     _route(_signal)
 
 
-def _store_log_items(app: FastAPI, items: list[dict[str, Any]]) -> int:
+def _store_log_items(app: FastAPI, items: list[dict[str, Any]]) -> Admission:
     now = datetime.now(UTC)
     rows = validate_logs(items, limits=_window(app, ("log_records",), now), now=now)
-    needs = {"log_records": {row[0].date() for row in rows}}
-    return partition_days(app).write(needs, lambda conn: insert_logs(conn, rows))
+    return _write_logs(app, rows)
 
 
 @router.post(
@@ -259,17 +289,27 @@ def _store_log_items(app: FastAPI, items: list[dict[str, Any]]) -> int:
 )
 async def ingest_logs(request: Request) -> JSONResponse:
     """`{service, body, severity?|severity_number?, timestamp?, trace_id?, span_id?,
-    attributes?}` or an array of them; the whole batch is refused (422) when an item is bad."""
+    attributes?}` or an array of them; the whole batch is refused (422) when an item is bad.
+    Records past their service's daily cap are refused and counted: `refused` and `reason`
+    in the 202, or a 429 (with `Retry-After`) when none was stored."""
     items = await read_json_items(request, max_bytes=request.app.state.settings.max_body_bytes)
     count_points(request, len(items))
     stats = request.app.state.stats
     try:
-        accepted = await run_in_threadpool(_store_log_items, request.app, items)
+        admitted = await run_in_threadpool(_store_log_items, request.app, items)
     except InvalidItems:
         stats.count_items("logs", rejected=len(items))
         raise
-    stats.count_items("logs", accepted=accepted)
-    return JSONResponse({"accepted": accepted}, status_code=202)
+    accepted = len(admitted.rows)
+    stats.count_items("logs", accepted=accepted, rejected=admitted.refused)
+    if admitted.refused and not accepted:
+        raise HTTPException(
+            429, admitted.reason, headers={"Retry-After": _until_tomorrow(datetime.now(UTC))}
+        )
+    body: dict[str, Any] = {"accepted": accepted}
+    if admitted.refused:
+        body |= {"refused": admitted.refused, "reason": admitted.reason}
+    return JSONResponse(body, status_code=202)
 
 
 async def store_sentry_transactions(
@@ -336,10 +376,9 @@ async def store_sentry_logs(
             mapped, bad = sentry_log_rows(payload, project_id, limits)
             rows += mapped
             rejected += bad
-        if rows:
-            needs = {"log_records": {row[0].date() for row in rows}}
-            partition_days(app).write(needs, lambda conn: insert_logs(conn, rows))
-        app.state.stats.count_items("sentry_logs", accepted=len(rows), rejected=rejected)
-        return len(rows)
+        admitted = _write_logs(app, rows)
+        rejected += admitted.refused
+        app.state.stats.count_items("sentry_logs", accepted=len(admitted.rows), rejected=rejected)
+        return len(admitted.rows)
 
     return await run_in_threadpool(store)

@@ -1,20 +1,26 @@
-"""Reads for the Logs page: search with filters, matches over time, volume per service."""
+"""Reads for the Logs page: search with filters, matches over time, volume per service.
+
+A body substring (`contains`) is matched with ASCII letters case-folded (`logs.trigrams`):
+with three bytes or more the GIN index over the blocks' trigrams picks the blocks that can
+hold it, and only their rows are read and checked; a shorter needle reads the window's rows.
+"""
 
 # _FILTERS is a constant of this module; every value is a bound parameter.
 # ruff: noqa: S608
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, text
 
+from monitoring_core.logs.trigrams import ASCII_LOWER, ASCII_UPPER, fold, needle_trigrams
+
 __all__ = [
     "SEVERITIES",
     "daily_volume",
-    "like_pattern",
     "list_log_services",
     "log_histogram",
     "search_logs",
@@ -27,16 +33,26 @@ _FILTERS = """
     time >= :s AND time < :e
     AND (CAST(:svc AS text) IS NULL OR service = :svc)
     AND severity_number >= :sev
-    AND (CAST(:pat AS text) IS NULL OR body ILIKE :pat ESCAPE '\\')
+    AND (CAST(:pat AS text) IS NULL
+         OR strpos(translate(body, :upper, :lower), CAST(:pat AS text)) > 0)
     AND (CAST(:tid AS text) IS NULL OR trace_id = :tid)
     AND (CAST(:attr AS jsonb) IS NULL OR attributes @> CAST(:attr AS jsonb))
 """
+# The blocks that can hold the needle: their earliest row carries the trigrams (GIN index) and
+# the block's latest time; blocks are per UTC day, so that row is at most a day before :s.
+_BLOCKS = """
+    AND block IN (
+        SELECT b.block FROM log_records b
+        WHERE b.block_trgm @> CAST(:q AS int4[])
+          AND b.time >= CAST(:s AS timestamptz) - interval '1 day' AND b.time < :e
+          AND b.block_end >= :s
+          AND (CAST(:svc AS text) IS NULL OR b.service = :svc))
+"""
 
 
-def like_pattern(needle: str) -> str:
-    """`%needle%` for ILIKE, with %, _ and the escape character taken literally."""
-    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def _where(contains: str | None) -> str:
+    """The filters, with the block index when the needle has a trigram."""
+    return _FILTERS + (_BLOCKS if contains and needle_trigrams(contains) else "")
 
 
 def _params(
@@ -53,7 +69,10 @@ def _params(
         "e": end,
         "svc": service,
         "sev": min_severity,
-        "pat": like_pattern(contains) if contains else None,
+        "pat": fold(contains).decode("utf-8", "surrogatepass") if contains else None,
+        "q": needle_trigrams(contains) if contains else [],
+        "upper": ASCII_UPPER,
+        "lower": ASCII_LOWER,
         "tid": trace_id,
         "attr": orjson.dumps({attribute[0]: attribute[1]}).decode() if attribute else None,
     }
@@ -76,7 +95,7 @@ def search_logs(
     rows = conn.execute(
         text(
             "SELECT time, service, severity_number, severity_text, body, trace_id, span_id,"
-            f" attributes FROM log_records WHERE {_FILTERS} ORDER BY time DESC LIMIT :limit"
+            f" attributes FROM log_records WHERE {_where(contains)} ORDER BY time DESC LIMIT :limit"
         ),
         {**params, "limit": limit},
     )
@@ -103,7 +122,7 @@ def log_histogram(
             " CASE WHEN severity_number >= 21 THEN 'FATAL' WHEN severity_number >= 17 THEN 'ERROR'"
             " WHEN severity_number >= 13 THEN 'WARN' WHEN severity_number >= 9 THEN 'INFO'"
             " WHEN severity_number >= 5 THEN 'DEBUG' ELSE 'TRACE' END AS severity,"
-            f" count(*) AS count FROM log_records WHERE {_FILTERS} GROUP BY 1, 2 ORDER BY 1, 2"
+            f" count(*) AS count FROM log_records WHERE {_where(contains)} GROUP BY 1, 2 ORDER BY 1, 2"
         ),
         {**params, "step": interval},
     )
@@ -119,13 +138,14 @@ def list_log_services(conn: Connection, *, start: datetime, end: datetime) -> li
 
 
 def daily_volume(conn: Connection, *, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Records and body bytes per service and UTC day."""
+    """Records stored, body bytes and records refused over the daily cap, per service and
+    UTC day (`log_volume`, kept by every write), newest day first."""
     rows = conn.execute(
         text(
-            "SELECT date_trunc('day', time AT TIME ZONE 'UTC') AS day, service,"
-            " count(*) AS records, sum(octet_length(body)) AS body_bytes FROM log_records"
-            " WHERE time >= :s AND time < :e GROUP BY 1, 2 ORDER BY 1 DESC, 3 DESC"
+            "SELECT day, service, records, body_bytes, refused FROM log_volume"
+            " WHERE day >= CAST(:s AS date) AND day <= CAST(:e AS date)"
+            " ORDER BY day DESC, records DESC, service"
         ),
-        {"s": start, "e": end},
+        {"s": start.astimezone(UTC), "e": end.astimezone(UTC)},
     )
     return [dict(row._mapping) for row in rows]

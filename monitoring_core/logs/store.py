@@ -1,17 +1,27 @@
-"""COPY writer for `log_records` (the caller owns the transaction; partitions must exist)."""
+"""Writing `log_records` (the caller owns the transaction; partitions must exist).
+
+Rows go in blocks: one per service and UTC day of a batch, its id from `log_block_seq`. Every
+row carries its block id; the block's earliest row also carries `block_trgm` (the distinct
+body trigrams of the block, `logs.trigrams`) and `block_end` (its latest time), which the
+substring search reads through a GIN index (`logs.queries`). Every write adds its records and
+body bytes to `log_volume` (per UTC day and service); `admit` applies the daily cap first.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import orjson
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from monitoring_core.ingest.copy import copy_rows
+from monitoring_core.logs.trigrams import block_trigrams
 
-__all__ = ["LOG_COLUMNS", "insert_logs"]
+__all__ = ["CAP_SETTING", "LOG_COLUMNS", "Admission", "admit", "insert_logs"]
 
 LOG_COLUMNS = (
     ("time", "timestamptz"),
@@ -24,20 +34,128 @@ LOG_COLUMNS = (
     ("attributes", "jsonb"),
     ("resource", "jsonb"),
 )
+_BLOCK_COLUMNS = (("block", "int8"), ("block_trgm", "int4[]"), ("block_end", "timestamptz"))
+CAP_SETTING = "MONITORING_LOG_RECORDS_PER_SERVICE_DAY"
+_SERVICE, _BODY = 6, 3  # positions in LOG_COLUMNS order
+
+_IDS = text("SELECT nextval('log_block_seq') FROM generate_series(1, :n)")
+_ADD_VOLUME = text(
+    """
+    INSERT INTO log_volume AS v (day, service, records, body_bytes, refused)
+    SELECT * FROM unnest(CAST(:days AS date[]), CAST(:services AS text[]),
+                         CAST(:records AS bigint[]), CAST(:bytes AS bigint[]),
+                         CAST(:refused AS bigint[]))
+    ORDER BY 1, 2
+    ON CONFLICT (day, service) DO UPDATE
+    SET records = v.records + EXCLUDED.records, body_bytes = v.body_bytes + EXCLUDED.body_bytes,
+        refused = v.refused + EXCLUDED.refused
+    """
+)
+_VOLUME = text(
+    "SELECT day, service, records FROM log_volume"
+    " WHERE (day, service) IN (SELECT * FROM unnest(CAST(:days AS date[]),"
+    " CAST(:services AS text[])))"
+)
 
 
 def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
+def _groups(rows: Sequence[Sequence[Any]]) -> dict[tuple[date, str], list[Sequence[Any]]]:
+    out: dict[tuple[date, str], list[Sequence[Any]]] = {}
+    for row in rows:
+        out.setdefault((row[0].date(), row[_SERVICE]), []).append(row)
+    return out
+
+
+def _add_volume(conn: Connection, counts: dict[tuple[date, str], tuple[int, int, int]]) -> None:
+    if not counts:
+        return
+    keys = sorted(counts)  # rows locked in key order: concurrent writers never deadlock
+    conn.execute(
+        _ADD_VOLUME,
+        {
+            "days": [k[0] for k in keys],
+            "services": [k[1] for k in keys],
+            "records": [counts[k][0] for k in keys],
+            "bytes": [counts[k][1] for k in keys],
+            "refused": [counts[k][2] for k in keys],
+        },
+    )
+
+
 def insert_logs(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
-    """COPY log rows (LOG_COLUMNS order); returns the count."""
+    """COPY log rows (LOG_COLUMNS order) in blocks, add them to `log_volume`; the count."""
     if not rows:
         return 0
-    return copy_rows(
-        conn,
-        "log_records",
-        [name for name, _ in LOG_COLUMNS],
-        [kind for _, kind in LOG_COLUMNS],
-        ((*row[:7], Jsonb(row[7], dumps=_dumps), Jsonb(row[8], dumps=_dumps)) for row in rows),
-    )
+    groups = _groups(rows)
+    ids = [row[0] for row in conn.execute(_IDS, {"n": len(groups)})]
+    out: list[tuple[Any, ...]] = []
+    volume: dict[tuple[date, str], tuple[int, int, int]] = {}
+    for block, (key, members) in zip(ids, groups.items(), strict=True):
+        bodies = [row[_BODY] for row in members]
+        first = min(range(len(members)), key=lambda i: members[i][0])
+        end = max(row[0] for row in members)
+        for i, row in enumerate(members):
+            summary = (block_trigrams(bodies), end) if i == first else (None, None)
+            out.append(
+                (
+                    *row[:7],
+                    Jsonb(row[7], dumps=_dumps),
+                    Jsonb(row[8], dumps=_dumps),
+                    block,
+                    *summary,
+                )
+            )
+        volume[key] = (
+            len(members),
+            sum(len(b.encode("utf-8", "surrogatepass")) for b in bodies),
+            0,
+        )
+    columns = (*LOG_COLUMNS, *_BLOCK_COLUMNS)
+    count = copy_rows(conn, "log_records", [n for n, _ in columns], [k for _, k in columns], out)
+    _add_volume(conn, volume)
+    return count
+
+
+@dataclass
+class Admission:
+    """Rows within the daily cap, how many were refused, and the first reason."""
+
+    rows: list[Sequence[Any]]
+    refused: int = 0
+    reason: str = ""
+
+
+def admit(conn: Connection, rows: Sequence[Sequence[Any]], cap: int) -> Admission:
+    """The rows a service may still store today under `cap` records per UTC day (0: no cap).
+
+    The refused ones are counted in `log_volume.refused`. Two writers admitting at the same
+    moment may together pass the cap by at most one batch each: the count is read without a
+    lock, so that ingest of one service is never serialised behind one row.
+    """
+    if cap <= 0 or not rows:
+        return Admission(list(rows))
+    groups = _groups(rows)
+    keys = list(groups)
+    stored = {
+        (row.day, row.service): row.records
+        for row in conn.execute(
+            _VOLUME, {"days": [k[0] for k in keys], "services": [k[1] for k in keys]}
+        )
+    }
+    out = Admission([])
+    refused: dict[tuple[date, str], tuple[int, int, int]] = {}
+    for key, members in groups.items():
+        room = max(0, cap - stored.get(key, 0))
+        out.rows += members[:room]
+        if len(members) > room:
+            refused[key] = (0, 0, len(members) - room)
+            out.refused += len(members) - room
+            out.reason = out.reason or (
+                f"service {key[1]!r} reached its daily cap of {cap:,} log records on {key[0]}"
+                f" ({CAP_SETTING}); {len(members) - room} refused"
+            )
+    _add_volume(conn, refused)
+    return out

@@ -1,0 +1,169 @@
+"""Log search through the block trigram index (no pg_trgm), and the per-service daily cap:
+records over it refused with partial_success / 429 naming the cap, counted in log_volume."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from sqlalchemy import Engine, text
+
+from monitoring_core.logs import queries
+from monitoring_core.logs.store import insert_logs
+from monitoring_core.logs.trigrams import block_trigrams, fold, needle_trigrams
+from monitoring_core.partitions import ensure_partitions
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def record(at: datetime, service: str, body: str, severity: int = 9) -> tuple[Any, ...]:
+    return (at, severity, None, body, None, None, service, {}, {})
+
+
+def test_trigrams_fold_ascii_only_and_a_needle_is_covered_by_its_block() -> None:
+    bodies = ["Charge FAILED: Provider timeout", "Größe überschritten"]
+    block = set(block_trigrams(bodies))
+    assert set(needle_trigrams("provider TIMEOUT")) <= block
+    assert set(needle_trigrams("größe")) <= block
+    assert not set(needle_trigrams("GRÖSSE")) <= block  # only ASCII letters fold
+    assert fold("ÄbC") == "Äbc".encode()
+    assert needle_trigrams("ok") == []  # shorter than 3 bytes: no index
+    # no trigram spans two bodies
+    assert not set(needle_trigrams("outgr")) <= set(block_trigrams(["timeout", "gr"]))
+
+
+@pytest.fixture
+def stored(engine: Engine) -> Iterator[Engine]:
+    yesterday = NOW - timedelta(days=1)
+    with engine.begin() as conn:
+        ensure_partitions(conn, start=yesterday, end=NOW)
+        insert_logs(conn, [record(yesterday + timedelta(hours=1), "payments",
+                                  "provider TIMEOUT long ago")])  # fmt: skip
+        insert_logs(
+            conn,
+            [record(NOW - timedelta(minutes=i), "payments", f"charge {i} ok") for i in range(50)]
+            + [record(NOW - timedelta(minutes=7), "payments", "charge 7: Provider Timeout", 17)]
+            + [record(NOW - timedelta(minutes=3), "photos", "upload: provider timeout", 13)],
+        )
+        insert_logs(conn, [record(NOW - timedelta(minutes=1), "photos", "thumbnail 50%_done")])
+    yield engine
+
+
+def test_substring_search_reads_only_the_blocks_that_can_hold_it(stored: Engine) -> None:
+    window = {"start": NOW - timedelta(hours=1), "end": NOW + timedelta(seconds=1)}
+    with stored.connect() as conn:
+        found = queries.search_logs(conn, **window, contains="PROVIDER timeout")
+        assert [r["body"] for r in found] == [
+            "upload: provider timeout",
+            "charge 7: Provider Timeout",
+        ]
+        only = queries.search_logs(conn, **window, contains="timeout", service="payments")
+        assert [r["body"] for r in only] == ["charge 7: Provider Timeout"]
+        errors = queries.search_logs(conn, **window, contains="timeout", min_severity=17)
+        assert len(errors) == 1
+        assert [r["body"] for r in queries.search_logs(conn, **window, contains="50%_")] == [
+            "thumbnail 50%_done"
+        ]  # % and _ are literal characters
+        assert len(queries.search_logs(conn, **window, contains="ok")) == 50  # no trigram
+        hist = queries.log_histogram(
+            conn, **window, interval=timedelta(minutes=30), contains="timeout"
+        )
+        assert sum(r["count"] for r in hist) == 2
+        blocks = conn.execute(
+            text(
+                "SELECT count(DISTINCT block), count(*) FILTER (WHERE block_trgm IS NOT NULL)"
+                " FROM log_records"
+            )
+        ).one()
+        # one block per batch, service and day; its earliest row holds the trigrams
+        assert tuple(blocks) == (4, 4)
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                text("EXPLAIN SELECT block FROM log_records WHERE block_trgm @> ARRAY[1, 2]")
+            )
+        )
+        assert "ix_log_records_block_trgm" in plan or "block_trgm_idx" in plan
+
+
+def test_daily_volume_counts_records_bytes_and_refusals(stored: Engine) -> None:
+    with stored.connect() as conn:
+        volume = queries.daily_volume(conn, start=NOW - timedelta(days=1), end=NOW)
+    by = {(v["day"], v["service"]): v for v in volume}
+    today = by[(NOW.date(), "payments")]
+    assert today["records"] == 51 and today["refused"] == 0
+    assert today["body_bytes"] == sum(len(f"charge {i} ok") for i in range(50)) + 26
+    assert by[(NOW.date() - timedelta(days=1), "payments")]["records"] == 1
+
+
+def _otlp_logs(service: str, count: int) -> bytes:
+    nanos = int(datetime.now(UTC).timestamp() * 1e9)
+    request = logs_service_pb2.ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(
+                    attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service))]
+                ),
+                scope_logs=[
+                    ScopeLogs(
+                        log_records=[
+                            LogRecord(
+                                time_unix_nano=nanos + i,
+                                severity_number=9,
+                                body=AnyValue(string_value=f"line {i}"),
+                            )
+                            for i in range(count)
+                        ]  # fmt: skip
+                    )
+                ],
+            )
+        ]
+    )
+    return request.SerializeToString()
+
+
+def test_the_daily_cap_refuses_and_counts_what_is_over_it(
+    api_app: Any, api_server: str, ingest_key: str, engine: Engine
+) -> None:
+    settings = api_app.state.settings
+    api_app.state.settings = dataclasses.replace(settings, log_records_per_service_day=5)
+    headers = {"Authorization": f"Bearer {ingest_key}", "Content-Type": "application/x-protobuf"}
+    try:
+        with httpx.Client(base_url=api_server, headers=headers) as client:
+            first = client.post("/v1/logs", content=_otlp_logs("chatty", 3))
+            second = client.post("/v1/logs", content=_otlp_logs("chatty", 4))
+            third = client.post("/v1/logs", content=_otlp_logs("chatty", 2))
+            other = client.post("/v1/logs", content=_otlp_logs("quiet", 2))
+            as_json = client.post(
+                "/api/monitoring/logs",
+                json=[{"service": "chatty", "body": "one more"}],
+                headers={"Content-Type": "application/json"},
+            )
+    finally:
+        api_app.state.settings = settings
+    assert first.status_code == 200 and other.status_code == 200
+    partial = logs_service_pb2.ExportLogsServiceResponse.FromString(second.content)
+    assert partial.partial_success.rejected_log_records == 2
+    assert "daily cap of 5 log records" in partial.partial_success.error_message
+    assert "MONITORING_LOG_RECORDS_PER_SERVICE_DAY" in partial.partial_success.error_message
+    assert third.status_code == 429 and int(third.headers["Retry-After"]) > 0
+    assert as_json.status_code == 429 and "daily cap of 5" in as_json.text
+    with engine.connect() as conn:
+        stored = dict(
+            conn.execute(text("SELECT service, count(*) FROM log_records GROUP BY 1")).all()
+        )
+        volume = {
+            row.service: (row.records, row.refused)
+            for row in conn.execute(text("SELECT service, records, refused FROM log_volume"))
+        }
+    assert stored == {"chatty": 5, "quiet": 2}
+    assert volume == {"chatty": (5, 2 + 2 + 1), "quiet": (2, 0)}
