@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from sqlalchemy import Engine, select
 
+from monitoring_core.config_io import ConfigInvalid, apply_config, export_config
 from monitoring_core.enums import CheckStatus
 from monitoring_core.health.rules import (
     HeartbeatState,
@@ -20,7 +22,7 @@ from monitoring_core.health.rules import (
     status_bands,
 )
 from monitoring_core.health.runner import receive_ping, run_due_checks
-from monitoring_core.health.service import pause_check, resume_check
+from monitoring_core.health.service import pause_check, resume_check, save_check
 from monitoring_core.health.store import create_check, get_check
 from monitoring_core.health.validate import validate_check
 from monitoring_core.ingest.validate import InvalidItems
@@ -226,3 +228,29 @@ def test_a_resumed_heartbeat_waits_for_its_next_ping(engine: Engine) -> None:
         receive_ping(conn, token, "success", t0 + timedelta(hours=4, minutes=1))
     assert _status(engine, check_id, t0 + timedelta(hours=4, minutes=5)) == H
     assert _status(engine, check_id, t0 + timedelta(hours=5)) == C
+
+
+def test_config_export_and_apply_carry_the_schedule(engine: Engine) -> None:
+    """`schedule`/`tz` live in check_config, so `config export/apply` carries them; pausing is
+    operational state (like a silence) and is neither exported nor changed by an apply."""
+    t0 = _utc(2026, 6, 2, 10, 0)
+    cron = {"schedule": "0 3 * * *", "tz": "Europe/London", "grace_seconds": 3600}
+    body = {"check_name": "nightly export", "check_type": "heartbeat", "check_config": cron}
+    with engine.begin() as conn:
+        row = save_check(conn, body, check_id=None, actor="user:ann", now=t0)
+        assert row is not None
+        pause_check(conn, row.id, actor="user:ann", now=t0)
+        exported, _ = export_config(conn, now=t0)
+    item = yaml.safe_load(exported)["health_checks"][0]
+    assert item["check_config"] == cron and "paused_at" not in item
+    doc = yaml.safe_load(exported)
+    doc["health_checks"][0]["check_config"]["schedule"] = "30 2 * * *"
+    with engine.begin() as conn:
+        changes = apply_config(conn, yaml.safe_dump(doc), env={}, actor="user:ann", now=t0)
+        assert [str(c) for c in changes] == ["~ health_checks 'nightly export': check_config"]
+        found = get_check(conn, row.id)
+    assert found is not None and found.check_config["schedule"] == "30 2 * * *"
+    assert found.status == CheckStatus.PAUSED  # still paused: an apply changes configuration
+    doc["health_checks"][0]["check_config"]["schedule"] = "30 2 * *"
+    with pytest.raises(ConfigInvalid, match="check_config.schedule"), engine.begin() as conn:
+        apply_config(conn, yaml.safe_dump(doc), env={}, actor="user:ann", now=t0)
