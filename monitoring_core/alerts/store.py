@@ -5,13 +5,29 @@ Rule bodies use the `alert_configurations` field names of docs/API.md.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+import orjson
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.sql.elements import Label
 
-from monitoring_core.alerts.engine import ACTIVE, AlertState
+from monitoring_core.alerts.engine import ACTIVE, AlertState, with_changes
 from monitoring_core.alerts.rules import RuleInvalid, parse_condition
 from monitoring_core.enums import Severity
 from monitoring_core.schema import (
@@ -24,9 +40,11 @@ from monitoring_core.schema import (
 
 __all__ = [
     "RuleNotFound",
+    "RuleRow",
     "active_since",
     "create_rule",
     "delete_rule",
+    "enabled_rule_rows",
     "get_instance",
     "get_rule",
     "instance_to_api",
@@ -107,8 +125,11 @@ def mark_data_seen(
     if ids:
         seen = alert_rules.c.data_seen_at
         stale = seen.is_(None) if since is None else (seen.is_(None) | (seen < since))
+        ids_array = bindparam("ids", ids, type_=ARRAY(BigInteger))
         conn.execute(
-            update(alert_rules).where(alert_rules.c.id.in_(ids), stale).values(data_seen_at=now)
+            update(alert_rules)
+            .where(alert_rules.c.id == any_(ids_array), stale)
+            .values(data_seen_at=now)
         )
 
 
@@ -208,20 +229,84 @@ def list_rules(conn: Connection, *, enabled_only: bool = False) -> list[dict[str
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+class RuleRow(NamedTuple):
+    version: str  # md5 of the row's text: equal versions are equal rows
+    row: dict[str, Any]  # shared between cycles: read it, never change it
+
+
+# Rows this process has read, by content: a cycle re-reads only rules whose row changed.
+_RULE_ROWS: dict[str, dict[str, Any]] = {}
+_VERSIONS = text("SELECT id, md5(r::text) FROM alert_rules r WHERE r.is_enabled ORDER BY r.id")
+_VERSION: Label[Any] = literal_column("md5(alert_rules::text)").label("row_version")
+
+
+def enabled_rule_rows(conn: Connection) -> list[RuleRow]:
+    """`list_rules(enabled_only=True)` for the evaluation cycle, by id: each row's content hash
+    is read (one short row per rule) and only rows not already held with that hash are read
+    whole. At 10,000 rules reading and decoding every row (three JSON columns each) twice a
+    cycle was a fifth of a worker's cycle. Content-addressed, so it needs no invalidation: any
+    change to a row (in this transaction or another) changes its hash."""
+    global _RULE_ROWS
+    versions = conn.execute(_VERSIONS).all()
+    held = _RULE_ROWS
+    missing = [int(rule_id) for rule_id, version in versions if version not in held]
+    fresh: dict[int, RuleRow] = {}
+    if missing:
+        query = select(alert_rules, _VERSION).where(alert_rules.c.id.in_(missing))
+        for r in conn.execute(query):
+            row = dict(r._mapping)
+            version = str(row.pop("row_version"))
+            fresh[int(row["id"])] = RuleRow(version, row)
+    out = []
+    for rule_id, version in versions:
+        if version in held:
+            out.append(RuleRow(version, held[version]))
+        elif rule_id in fresh:  # changed since the versions were read: the newer row
+            out.append(fresh[rule_id])
+    _RULE_ROWS = {version: row for version, row in out}
+    return out
+
+
 # ---------------------------------------------------------------- instances
 def state_of(row: Mapping[str, Any] | None) -> AlertState:
     """The engine's view of an instance row (an empty state for no row)."""
     if row is None:
         return _NO_INSTANCE
-    return AlertState(**{f: row[f] for f in _STATE_FIELDS})
+    return with_changes(_NO_INSTANCE, **{f: row[f] for f in _STATE_FIELDS})
+
+
+_INSTANCE_COLUMNS = tuple(c.name for c in alert_instances.c)
+# Column names are the schema's own; the ids are one bound array.
+_LOAD_STATES = text(
+    "SELECT "  # noqa: S608
+    + ", ".join(c + "::text" if c == "trigger_dimensions" else c for c in _INSTANCE_COLUMNS)
+    + " FROM alert_instances WHERE alert_configuration_id = ANY(CAST(:ids AS bigint[]))"
+)
+
+
+def _json_loads(raw: str | None) -> Any:
+    """orjson (C) for the common case; the standard library for what orjson refuses
+    (integers beyond 64 bits)."""
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def load_states(conn: Connection, rule_ids: Iterable[int]) -> dict[tuple[int, str], dict[str, Any]]:
-    """Instance rows by (rule id, alert key)."""
-    rows = conn.execute(
-        select(alert_instances).where(alert_instances.c.alert_configuration_id.in_(list(rule_ids)))
-    )
-    return {(r.alert_configuration_id, r.alert_key): dict(r._mapping) for r in rows}
+    """Instance rows by (rule id, alert key): plain tuples zipped with the column names and
+    dimensions decoded by orjson (a cycle of 10,000 rules loads ~80,000 instances)."""
+    ids = [int(i) for i in rule_ids]
+    if not ids:
+        return {}
+    out = {}
+    for values in conn.execute(_LOAD_STATES, {"ids": ids}):
+        row = dict(zip(_INSTANCE_COLUMNS, values, strict=True))
+        row["trigger_dimensions"] = _json_loads(row["trigger_dimensions"])
+        out[(row["alert_configuration_id"], row["alert_key"])] = row
+    return out
 
 
 def record_event(

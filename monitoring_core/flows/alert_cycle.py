@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import ARRAY, BigInteger, Connection, Engine, any_, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from monitoring_core.alerts import series as series_mod
@@ -29,7 +29,13 @@ from monitoring_core.alerts.last_seen import last_point, newest_points
 from monitoring_core.alerts.promql_rules import promql_decisions
 from monitoring_core.alerts.rules import WEDDING_CRITICAL_SERVICES, Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.silences import alert_labels, is_silenced, list_silences
-from monitoring_core.alerts.store import list_rules, load_states, mark_data_seen, state_of
+from monitoring_core.alerts.store import (
+    RuleRow,
+    enabled_rule_rows,
+    load_states,
+    mark_data_seen,
+    state_of,
+)
 from monitoring_core.alerts.writes import DecisionWrite, save_decisions
 from monitoring_core.audit import system_actor
 from monitoring_core.config import load_settings
@@ -131,7 +137,7 @@ def run_evaluation(
     only = None
     if worker_id is not None:
         with engine.begin() as conn:  # a short claim of its own, never held while evaluating
-            keys = shard_keys(list_rules(conn, enabled_only=True))
+            keys = shard_keys([r.row for r in enabled_rule_rows(conn)])
             only = frozenset(
                 claim(
                     conn,
@@ -167,13 +173,32 @@ def shard_keys(rows: list[dict[str, Any]]) -> dict[int, str]:
     return {item: str(root(item)) for item in parent}
 
 
-def _parse(rows: list[dict[str, Any]], report: EvalReport) -> list[Rule]:
+# Parsed rules by row version (`store.RuleRow`; None: invalid), kept from cycle to cycle.
+_PARSED: dict[str, Rule | None] = {}
+
+
+def _parse(rows: list[RuleRow], report: EvalReport, *, enabled: list[RuleRow]) -> list[Rule]:
+    """The rules of `rows`, parsed once per row version; versions no longer among `enabled`
+    are forgotten."""
+    global _PARSED
+    held = _PARSED
     rules = []
-    for row in rows:
-        try:
-            rules.append(rule_from_row(row))
-        except (RuleInvalid, ValueError):
+    for version, row in rows:
+        if version in held:
+            rule = held[version]
+        else:
+            try:
+                rule = rule_from_row(row)
+            except (RuleInvalid, ValueError):
+                rule = None
+            held[version] = rule
+        if rule is None:
             report.invalid.append(int(row["id"]))
+        else:
+            rules.append(rule)
+    if len(held) > len(enabled):
+        current = {r.version for r in enabled}
+        _PARSED = {version: rule for version, rule in held.items() if version in current}
     return rules
 
 
@@ -242,11 +267,13 @@ def _evaluate_all(
 ) -> EvalReport:
     started = time.perf_counter()
     report = EvalReport()
-    rows = {int(r["id"]): r for r in list_rules(conn, enabled_only=True)}
+    enabled = listed = enabled_rule_rows(conn)
     if only is not None:  # this worker's share (composite families are never split)
-        rows = {rule_id: row for rule_id, row in rows.items() if rule_id in only}
+        listed = [r for r in listed if int(r.row["id"]) in only]
+    rows = {int(r.row["id"]): r.row for r in listed}
     # External rules' instances are driven by what Prometheus/Grafana send (external_alerts).
-    rules = [r for r in _parse(list(rows.values()), report) if r.condition.type != "external"]
+    parsed = _parse(listed, report, enabled=enabled)
+    rules = [r for r in parsed if r.condition.type != "external"]
     report.rules = len(rules)
     cycle = Cycle(conn, now, tz, public_url, rows, list_silences(conn, now=now), report)
     cycle.running_since = running_since(conn, now)
@@ -330,11 +357,9 @@ def _apply(
     before: AlertState,
 ) -> None:
     """Queue the decision for `_store` unless nothing moved (most keys, most cycles)."""
-    if (
-        row is not None
-        and not decision.notify
-        and row["severity"] == decision.severity
-        and decision.state == before
+    if not decision.notify and (
+        decision.state.status is None  # a quiet key without an instance stays without one
+        or (row is not None and row["severity"] == decision.severity and decision.state == before)
     ):
         return
     write = DecisionWrite(rule.id, key, dims, decision, row["id"] if row else None)
@@ -488,17 +513,18 @@ def notify_alert(
                     cycle.conn, severity, now=cycle.now, tz=cycle.tz
                 )
             channels = cycle.routes[severity]
-    message = render_alert(kind, alert, public_url=cycle.public_url, step=step)
-    suffix = f":{step}" if step is not None else ""
-    cycle.outbox += outbox_rows(
-        channel_ids=channels,
-        message=message,
-        kind=kind,
-        idempotency_key=f"alert:{alert['id']}:{kind}{suffix}:{cycle.now.isoformat()}",
-        now=cycle.now,
-        alert_instance_id=int(alert["id"]),
-        incident_id=alert.get("incident_id"),
-    )
+    if channels:  # without one nothing is sent (nor rendered); the alert still counts notified
+        message = render_alert(kind, alert, public_url=cycle.public_url, step=step)
+        suffix = f":{step}" if step is not None else ""
+        cycle.outbox += outbox_rows(
+            channel_ids=channels,
+            message=message,
+            kind=kind,
+            idempotency_key=f"alert:{alert['id']}:{kind}{suffix}:{cycle.now.isoformat()}",
+            now=cycle.now,
+            alert_instance_id=int(alert["id"]),
+            incident_id=alert.get("incident_id"),
+        )
     if kind in ("firing", "repeat", "no_data"):
         cycle.notified.append(int(alert["id"]))
     if flush:
@@ -524,9 +550,10 @@ def flush_notifications(cycle: Cycle) -> None:
     rows = [row for row in cycle.outbox if row["channel_id"] in known]
     cycle.report.notifications += len(enqueue(cycle.conn, rows))
     if cycle.notified:
+        ids = bindparam("ids", cycle.notified, type_=ARRAY(BigInteger))
         cycle.conn.execute(
             update(alert_instances)
-            .where(alert_instances.c.id.in_(cycle.notified))
+            .where(alert_instances.c.id == any_(ids))
             .values(last_notified_at=cycle.now)
         )
     cycle.outbox, cycle.notified = [], []
