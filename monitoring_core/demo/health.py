@@ -8,6 +8,7 @@ worker keeps them running for real after the demo is loaded; one custom check fl
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,12 +19,13 @@ from monitoring_core.accounts import create_api_key
 from monitoring_core.config import load_settings
 from monitoring_core.db import grant_reader_select
 from monitoring_core.enums import ApiScope, CheckStatus
-from monitoring_core.health.rules import Outcome, transition
+from monitoring_core.health.rules import Outcome, cron_next, transition
 from monitoring_core.health.runner import check_points
 from monitoring_core.health.store import CheckRow, Run, create_check
 from monitoring_core.ingest.points import MetricPoint, store_points
 from monitoring_core.schema import (
     health_check_flips,
+    health_check_pings,
     health_check_results,
     health_checks,
     sql_collectors,
@@ -108,7 +110,11 @@ def _checks(api: str, db_url: str) -> list[dict[str, Any]]:
             "check_name": "Nightly backup",
             "check_type": "heartbeat",
             "service_name": "backups",
-            "check_config": {"period_seconds": 86_400, "grace_seconds": 3_600},
+            "check_config": {
+                "schedule": "30 1 * * *",  # 01:30 every night, London time
+                "tz": "Europe/London",
+                "grace_seconds": 3_600,
+            },
             "_ms": None,
             "_fail": 0.0,
             "_outage": 30,  # one night's backup did not ping ("Heartbeat Missing" fires)
@@ -187,6 +193,50 @@ def _write_history(
     return len(runs), len(points)
 
 
+def _ping_log(
+    conn: Connection,
+    check: CheckRow,
+    spec: dict[str, Any],
+    start: datetime,
+    now: datetime,
+) -> int:
+    """A cron heartbeat's nightly /start and success pings (output: size and hash only); the
+    night of its outage sent none. The check's last ping and start are the last logged ones.
+    Its own random generator: the shared one's later draws (other domains) stay as they were."""
+    config, rows, rng = check.check_config, [], np.random.default_rng(check.id)
+    outage = now - timedelta(hours=spec["_outage"]) if spec["_outage"] is not None else None
+    run = cron_next(config["schedule"], config["tz"], start)
+    while run < now:
+        took = timedelta(seconds=float(rng.gamma(12.0, 120.0)))
+        skipped = outage is not None and abs(run - outage) < timedelta(hours=12)
+        meta = {"source": "10.0.4.12", "method": "POST", "user_agent": "curl/8.5.0"}
+        if not skipped:
+            rows.append({"check_id": check.id, "time": run, "kind": "start", **meta})
+        if not skipped and run + took < now:
+            output = f"backup {run:%Y-%m-%d}: {int(rng.integers(4_000, 9_000))} MB".encode()
+            rows.append(
+                {
+                    "check_id": check.id,
+                    "time": run + took,
+                    "kind": "success",
+                    "duration_s": took.total_seconds(),
+                    "body_bytes": len(output),
+                    "body_sha256": hashlib.sha256(output).hexdigest(),
+                    **meta,
+                }
+            )
+        run = cron_next(config["schedule"], config["tz"], run)
+    if rows:
+        conn.execute(insert(health_check_pings), rows)
+        last = {r["kind"]: r["time"] for r in rows}
+        conn.execute(
+            update(health_checks)
+            .where(health_checks.c.id == check.id)
+            .values(last_ping_at=last.get("success"), last_start_at=last.get("start"))
+        )
+    return len(rows)
+
+
 def _pushed_job(conn: Connection, start: datetime, now: datetime, rng: np.random.Generator) -> int:
     """A nightly invoice export that pushes with prometheus_client at 02:00 every day."""
     group = {"job": "nightly_invoice_export", "instance": "billing-1"}
@@ -261,6 +311,8 @@ def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator
         fields = {k: v for k, v in spec.items() if not k.startswith("_")}
         check = create_check(conn, fields)
         written = _write_history(conn, check, _simulate(check, spec, start, now, rng), start)
+        if check.check_config.get("schedule"):
+            _ping_log(conn, check, spec, start, now)
         results, points = results + written[0], points + written[1]
     return {
         "health_checks": len(specs),
