@@ -1,8 +1,19 @@
-"""Errors: trend by level and service, groups (filter, sort), one group's detail and actions."""
+"""Errors: the trend by level and service, a search over groups, and one group's page like
+Sentry's issue page — its event with the exception chain, frames, breadcrumbs, request, user
+and tags, the event list with older/newer, tag value distributions, the trend, releases,
+assignee, related groups and history.
+
+Everything selected lives in the URL: `?group=12&event=<32 hex>&tab=Tags&q=is:regressed`
+(plus the filters and the time range), so a link opens exactly that group and event, and the
+browser's back and forward buttons step through what was opened.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -10,16 +21,25 @@ import streamlit as st
 from monitoring_core import clock
 from monitoring_core.audit import user_actor
 from monitoring_core.enums import ErrorGroupStatus, ErrorLevel, Role
-from monitoring_core.errors import queries
+from monitoring_core.errors import event_view, group_actions, group_reads, queries
+from monitoring_core.errors.correlation import related_groups
 from monitoring_core.errors.rules import TRANSITIONS
-from monitoring_core.errors.service import change_group_status
+from monitoring_core.errors.search import SearchError, parse_search
+from monitoring_core.roles import PermissionDenied
 from ui import actions as ui_actions
-from ui import auth, data, fmt, trace_links, widgets
+from ui import auth, data, fmt, trace_links, url_state, widgets
+from ui import error_group as view
 
-auth.require_role(Role.VIEWER)
+user = auth.require_role(Role.VIEWER)
+responder = auth.has_role(Role.RESPONDER)
 tr, tz = widgets.current_time_range(), data.get_settings().tz
+now = widgets.current_now()
 interval = widgets.chart_interval(tr)
+PAGE = "pages/errors.py"
+FLASH = "errors_flash"
 ALL = "All"
+TABS = ["Event", "Events", "Tags", "People", "Related", "History"]
+GOTO_TAB = "_errors_goto_tab"
 SORTS = {
     "Last seen": "last_seen",
     "Events in range": "events",
@@ -27,23 +47,56 @@ SORTS = {
     "Severity": "severity",
     "First seen": "first_seen",
 }
-st.title("Errors")
-
-stats = data.read_or_stop(
-    queries.error_analytics, start=tr.start, end=tr.end, interval=interval, group_by="level"
+KEEP = ("range", "from", "to", "q", "status", "service", "level", "sort")  # across links
+STATUS_BADGES = {
+    "unresolved": ":orange-badge[Unresolved]",
+    "regressed": ":red-badge[Regressed]",
+    "resolved": ":green-badge[Resolved]",
+    "ignored": ":gray-badge[Ignored]",
+}
+SEARCH_HELP = (
+    "Words match the error type and message. Filters: `is:unresolved|regressed|resolved|"
+    "ignored|assigned|unassigned`, `type:KeyError` (`*` wildcard), `message:text`, "
+    "`service:web`, `level:frontend`, `severity:high`, `assigned:me|none|name`, and any tag "
+    '`key:value` — `release:web@5.2.0`, `environment:production`, `browser:"Chrome 131"`, '
+    "`user:user-7`; `!key:value` excludes."
 )
-totals = stats["totals"]
-cards = st.columns(5)
-with cards[0]:
-    widgets.kpi_card("Error events", fmt.count(totals["events"]))
-with cards[1]:
-    widgets.kpi_card("Groups seen", fmt.count(totals["groups"]))
-with cards[2]:
-    widgets.kpi_card("Users affected", fmt.count(totals["users"]))
-with cards[3]:
-    widgets.kpi_card("New groups", fmt.count(stats["new_groups"]))
-with cards[4]:
-    widgets.kpi_card("Regressions", fmt.count(stats["regressions"]))
+
+
+def _words(name: object) -> str:
+    return event_view.label(str(name)) if name else "—"
+
+
+def _links(**params: str | None) -> dict[str, str]:
+    """The page's kept parameters with these set (None: removed)."""
+    kept = url_state.link_params(*KEEP)
+    kept.update({k: v for k, v in params.items() if v})
+    return kept
+
+
+def _summary_cards() -> None:
+    stats = data.read_or_stop(
+        queries.error_analytics, start=tr.start, end=tr.end, interval=interval, group_by="level"
+    )
+    statuses = data.read_or_stop(group_reads.group_status_counts, start=tr.start, end=tr.end)
+    totals = stats["totals"]
+    cards = st.columns(5)
+    with cards[0]:
+        widgets.kpi_card("Error events", fmt.count(totals["events"]))
+    with cards[1]:
+        widgets.kpi_card("Groups seen", fmt.count(totals["groups"]))
+    with cards[2]:
+        widgets.kpi_card("Users affected", fmt.count(totals["users"]))
+    with cards[3]:
+        widgets.kpi_card("New groups", fmt.count(stats["new_groups"]))
+    with cards[4]:
+        widgets.kpi_card(
+            "Regressed groups",
+            fmt.count(statuses["regressed"]),
+            help="Groups seen in this range whose status is regressed: resolved, then seen "
+            f"again. {fmt.plural(stats['regressions'], 'regression')} happened in this range "
+            "(search `is:regressed` to list them).",
+        )
 
 
 def _trend(by: str) -> None:
@@ -55,141 +108,596 @@ def _trend(by: str) -> None:
         return
     frame = pd.DataFrame(rows)
     frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz)
-    st.bar_chart(frame.pivot_table(index="bucket", columns="key", values="count", fill_value=0))
+    frame["key"] = frame["key"].map(_words) if by == "level" else frame["key"]
+    chart = frame.pivot_table(index="bucket", columns="key", values="count", fill_value=0)
+    st.bar_chart(chart.rename_axis(index="Time", columns=by.capitalize()))
 
 
-by_level, by_service = st.tabs(["By level", "By service"])
-with by_level:
-    _trend("level")
-with by_service:
-    _trend("service")
-
-st.subheader("Groups")
-left, mid, right, sort_col = st.columns(4)
-status = left.selectbox("Status", [ALL, *ErrorGroupStatus], key="errors_status")
-services = data.read_or_stop(queries.list_services)
-service = mid.selectbox("Service", [ALL, *services], key="errors_service")
-level = right.selectbox("Level", [ALL, *ErrorLevel], key="errors_level")
-sort = sort_col.selectbox("Sort by", list(SORTS), key="errors_sort")
-groups = data.read_or_stop(
-    queries.list_groups,
-    start=tr.start,
-    end=tr.end,
-    status=None if status == ALL else status,
-    service=None if service == ALL else service,
-    level=None if level == ALL else level,
-    sort=SORTS[sort],
-)
-if not groups:
-    st.info("No error group matches in this range.")
-    st.stop()
-table = pd.DataFrame(groups)
-table["services"] = table["services"].map(", ".join)
-for column in ("first_seen", "last_seen"):
-    table[column] = pd.to_datetime(table[column], utc=True).dt.tz_convert(tz)
-st.dataframe(
-    table[
-        [
-            "id",
-            "severity",
-            "status",
-            "error_type",
-            "message_template",
-            "services",
-            "level",
-            "events",
-            "event_count",
-            "user_count",
-            "organization_count",
-            "first_seen",
-            "last_seen",
-        ]
-    ],
-    hide_index=True,
-    height=widgets.table_height(len(table)),
-    column_config={
-        "message_template": "message",
-        "events": "events in range",
-        "event_count": "events ever",
-        "user_count": "users",
-        "organization_count": "organizations",
-    },
-)
-
-labels = {g["id"]: f"#{g['id']} {g['error_type']}: {g['message_template'][:80]}" for g in groups}
-group_id = st.selectbox("Group", list(labels), format_func=labels.__getitem__, key="errors_group")
-detail = data.read_or_stop(queries.group_detail, group_id=group_id, start=tr.start, end=tr.end)
-if detail is None:
-    st.warning("This group no longer exists.")
-    st.stop()
-group, latest = detail["group"], detail["latest_event"]
-st.markdown(
-    f"{widgets.severity_badge(group['severity'])} **{fmt.md_escape(group['status'])}** · "
-    f"{fmt.count(group['event_count'])} events · {fmt.count(group['user_count'])} users · "
-    f"{fmt.count(group['organization_count'])} organizations"
-)
-st.text(f"{group['error_type']}: {group['message_template']}")
-st.caption(
-    f"First seen {group['first_seen'].astimezone(tz):%Y-%m-%d %H:%M}, last seen "
-    f"{group['last_seen'].astimezone(tz):%Y-%m-%d %H:%M} · "
-    f"services: {fmt.md_escape(', '.join(group['services']))}"
-    + (
-        f" · resolved in {fmt.md_escape(group['resolved_in_release'])}"
-        if group["resolved_in_release"]
-        else ""
+def _group_table(groups: list[dict[str, Any]]) -> Any:
+    table = pd.DataFrame(groups)
+    shown = pd.DataFrame(
+        {
+            "#": table["id"],
+            "Severity": table["severity"].map(_words),
+            "Status": table["status"].map(_words),
+            "Error": table["error_type"],
+            "Message": table["message_template"],
+            "Services": table["services"].map(", ".join),
+            "Layer": table["level"].map(_words),
+            "Events in range": table["events"],
+            "Events ever": table["event_count"],
+            "Users": table["user_count"],
+            "Assignee": table["assigned_to"].fillna("—"),
+            "First seen": pd.to_datetime(table["first_seen"], utc=True).dt.tz_convert(tz),
+            "Last seen": pd.to_datetime(table["last_seen"], utc=True).dt.tz_convert(tz),
+        }
     )
-    + (" · recovered on its own" if group["recovered_at"] else "")
-)
-stack_tab, occ_tab, people_tab, tags_tab, related_tab, history_tab = st.tabs(
-    ["Stack trace", "Occurrences", "Users & orgs", "Tags", "Related", "History"]
-)
-with stack_tab:
-    st.code(
-        (latest or {}).get("stack_trace") or (latest or {}).get("message") or "", language="text"
+    moment = st.column_config.DatetimeColumn(format="ddd D MMM HH:mm")
+    return st.dataframe(
+        shown,
+        hide_index=True,
+        height=widgets.table_height(len(shown)),
+        column_config={
+            "#": st.column_config.NumberColumn(format="%d"),
+            "First seen": moment,
+            "Last seen": moment,
+        },
+        on_select="rerun",
+        selection_mode="single-row",
+        key="errors_groups_table",
     )
-    if latest:  # the latest event's trace, its logs, and its service's logs around it
-        trace_links.error_links(latest["trace_id"], latest["time"], latest["service_name"])
-with occ_tab:
-    st.dataframe(pd.DataFrame(detail["occurrences"]), hide_index=True)
-with people_tab:
-    users_col, orgs_col = st.columns(2)
-    users_col.dataframe(pd.DataFrame(detail["users"]), hide_index=True)
-    orgs_col.dataframe(pd.DataFrame(detail["organizations"]), hide_index=True)
-with tags_tab:
-    st.dataframe(pd.DataFrame(detail["tags"]), hide_index=True)
-with related_tab:
-    if detail["related"]:
-        related = pd.DataFrame(detail["related"])
-        related["reasons"] = related["reasons"].map("; ".join)
-        st.dataframe(
-            related[["id", "error_type", "message_template", "services", "reasons"]],
-            hide_index=True,
+
+
+def _open_group(group_id: int) -> None:
+    url_state.put("group", str(group_id))
+    for param in ("event", "tab"):
+        url_state.put(param, None)
+    st.rerun()
+
+
+def _list_view() -> None:
+    _summary_cards()
+    by_level, by_service = st.tabs(["By layer", "By service"])
+    with by_level:
+        _trend("level")
+    with by_service:
+        _trend("service")
+    st.subheader("Groups")
+    query = url_state.text(
+        "Search",
+        param="q",
+        max_chars=500,
+        key="errors_search",
+        placeholder='e.g. CardError is:regressed release:payments@2.3.2 browser:"Chrome 131"',
+        help=SEARCH_HELP,
+    )
+    try:
+        search = parse_search(query, me=user.username)
+    except SearchError as exc:
+        st.error(f"The search cannot be read: {fmt.md_escape(exc)}.", icon=":material/search:")
+        st.stop()
+    left, mid, right, sort_col = st.columns(4)
+    status = url_state.select(
+        left.selectbox,
+        "Status",
+        [ALL, *ErrorGroupStatus],
+        param="status",
+        key="errors_status",
+        format_func=lambda s: s if s == ALL else _words(s),
+    )
+    services = data.read_or_stop(queries.list_services)
+    service = url_state.select(
+        mid.selectbox, "Service", [ALL, *services], param="service", key="errors_service"
+    )
+    level = url_state.select(
+        right.selectbox,
+        "Layer",
+        [ALL, *ErrorLevel],
+        param="level",
+        key="errors_level",
+        format_func=lambda s: s if s == ALL else _words(s),
+    )
+    sort = url_state.select(
+        sort_col.selectbox, "Sort by", list(SORTS), param="sort", key="errors_sort"
+    )
+    groups = data.read_or_stop(
+        queries.list_groups,
+        start=tr.start,
+        end=tr.end,
+        status=None if status == ALL else status,
+        service=None if service == ALL else service,
+        level=None if level == ALL else level,
+        sort=SORTS[sort or "Last seen"],
+        search=None if search.empty else search,
+    )
+    if not groups:
+        st.info("No error group matches in this range.")
+        return
+    st.caption(
+        f"{fmt.plural(len(groups), 'group')} · pick a row (or a group below) to open it; "
+        "its address can be shared."
+    )
+    picked = _group_table(groups)
+    rows = picked.selection.rows if picked is not None else []
+    if rows:
+        _open_group(int(groups[rows[0]]["id"]))
+    labels = {
+        g["id"]: f"#{g['id']} {g['error_type']}: {g['message_template'][:80]}" for g in groups
+    }
+    chosen = st.selectbox(
+        "Open a group",
+        list(labels),
+        index=None,
+        format_func=labels.__getitem__,
+        placeholder="Choose a group…",
+        key="errors_open_group",
+    )
+    if chosen is not None:
+        _open_group(int(chosen))
+
+
+def _act(label: str, work: Callable[[Any], Any], done: str) -> None:
+    ui_actions.run(
+        FLASH,
+        work,
+        done=done,
+        failed=f"{label} refused: ",
+        refused=(LookupError, ValueError, PermissionDenied),
+    )
+
+
+def _actions(group: Mapping[str, Any]) -> None:
+    """Resolve / ignore / reopen and assign: the rerun keeps `?group`, `?event` and `?tab`."""
+    group_id = int(group["id"])
+    actor = user_actor(user.username)
+    with st.container(border=True):
+        release_col, assign_col = st.columns(2)
+        release = release_col.text_input(
+            "Fixed in release (optional, for resolve)", key="errors_release"
         )
-    else:
+        available = [a for a, (allowed, _) in TRANSITIONS.items() if group["status"] in allowed]
+        for slot, action in zip(st.columns(len(available)), available, strict=True):
+            if slot.button(action.capitalize(), key=f"errors_{action}"):
+                _act(
+                    action.capitalize(),
+                    partial(
+                        group_actions.act_on_group,
+                        group_id=group_id,
+                        action=action,
+                        actor=actor,
+                        role=user.role.value,
+                        now=clock.now(),
+                        release=release.strip() or None,
+                    ),
+                    f"Group #{group_id}: {action} done.",
+                )
+        people = data.read_or_stop(group_actions.assignable_users)
+        current = group["assigned_to"]
+        options: list[str | None] = [None, *people]
+        if current is not None and current not in options:
+            options.append(current)
+        assignee = assign_col.selectbox(
+            "Assignee",
+            options,
+            index=options.index(current),
+            format_func=lambda name: "Unassigned" if name is None else str(name),
+            key=f"errors_assignee_{group_id}",
+        )
+        if assignee != current and assign_col.button("Assign", key="errors_assign"):
+            _act(
+                "Assign",
+                lambda conn: group_actions.assign_group(
+                    conn,
+                    group_id=group_id,
+                    assignee=assignee,
+                    actor=actor,
+                    role=user.role.value,
+                    now=clock.now(),
+                ),
+                f"Group #{group_id}: "
+                + (f"assigned to {fmt.md_escape(assignee)}." if assignee else "unassigned."),
+            )
+
+
+def _per(step: timedelta) -> str:
+    seconds = int(step.total_seconds())
+    if seconds < 3600:
+        return f"{seconds // 60} minutes"
+    if seconds < 86400:
+        return "hour" if seconds == 3600 else f"{seconds // 3600} hours"
+    return "day"
+
+
+def _header(info: Mapping[str, Any]) -> None:
+    group = info["group"]
+    st.page_link(
+        PAGE,
+        label="All error groups",
+        icon=":material/arrow_back:",
+        query_params=_links(group=None, event=None, tab=None),
+    )
+    st.markdown(
+        f"{widgets.severity_badge(group['severity'])} "
+        f"{STATUS_BADGES.get(group['status'], fmt.md_escape(group['status']))} "
+        f"· #{group['id']} · {fmt.md_escape(_words(group['level']))} · "
+        f"{fmt.md_escape(', '.join(group['services']))}"
+    )
+    st.subheader(f"{fmt.md_escape(group['error_type'])}")
+    st.text(group["message_template"])
+    if group["culprit"]:
+        st.caption(fmt.md_code(group["culprit"]))
+    trend = [n for _, n in info["trend"]]
+    per = _per(info["step"])
+    cards = st.columns(4)
+    with cards[0]:
+        st.metric(
+            "Events in range",
+            fmt.count(info["events"]),
+            chart_data=trend,
+            chart_type="bar",
+            border=True,
+            help=f"Bars: events per {per} over the range. "
+            f"{fmt.count(group['event_count'])} events ever.",
+        )
+    with cards[1]:
+        widgets.kpi_card(
+            "Users in range",
+            fmt.count(info["users"]),
+            help=f"{fmt.count(group['user_count'])} users and "
+            f"{fmt.count(group['organization_count'])} organizations ever.",
+        )
+    with cards[2]:
+        widgets.kpi_card(
+            "First seen",
+            view.ago(group["first_seen"], now),
+            help=view.when(group["first_seen"], tz, now),
+        )
+        st.caption(
+            f"{view.when(group['first_seen'], tz, now)} · "
+            f"{fmt.md_escape(info['first_release'] or 'no release')}"
+        )
+    with cards[3]:
+        widgets.kpi_card(
+            "Last seen",
+            view.ago(group["last_seen"], now),
+            help=view.when(group["last_seen"], tz, now),
+        )
+        st.caption(
+            f"{view.when(group['last_seen'], tz, now)} · "
+            f"{fmt.md_escape(info['last_release'] or 'no release')}"
+        )
+    notes = [
+        f"Assigned to **{fmt.md_escape(group['assigned_to'])}**"
+        if group["assigned_to"]
+        else "Unassigned"
+    ]
+    if group["status"] == "resolved" and group["resolved_at"]:
+        notes.append(
+            f"resolved {view.when(group['resolved_at'], tz, now)}"
+            + (f" by {fmt.md_escape(group['resolved_by'])}" if group["resolved_by"] else "")
+            + (
+                f" in {fmt.md_escape(group['resolved_in_release'])}"
+                if group["resolved_in_release"]
+                else ""
+            )
+        )
+    if group["status"] == "regressed" and group["regressed_at"]:
+        notes.append(f"regressed {view.when(group['regressed_at'], tz, now)}")
+    if group["recovered_at"]:
+        notes.append(f"quiet since {view.when(group['recovered_at'], tz, now)} (recovered)")
+    st.markdown(" · ".join(notes))
+    for incident in info["incidents"]:
+        st.page_link(
+            "pages/incidents.py",
+            label=fmt.md_escape(
+                f"Incident {incident['incident_number']}: {incident['title']} "
+                f"({_words(incident['status'])})"
+            ),
+            icon=":material/emergency:",
+            query_params={"incident": str(incident["id"])},
+        )
+
+
+def _nav(found: Mapping[str, Any]) -> None:
+    """Oldest / Older / Newer / Newest: links, so back/forward and new tabs work."""
+    slots = st.columns(4)
+    names = (("oldest", "Oldest"), ("older", "Older"), ("newer", "Newer"), ("newest", "Newest"))
+    icons = {
+        "oldest": ":material/first_page:",
+        "older": ":material/chevron_left:",
+        "newer": ":material/chevron_right:",
+        "newest": ":material/last_page:",
+    }
+    for slot, (name, label) in zip(slots, names, strict=True):
+        target = found[name]
+        with slot:
+            st.page_link(
+                PAGE,
+                label=label,
+                icon=icons[name],
+                query_params=_links(group=url_state.get("group"), event=target, tab=None)
+                if target
+                else _links(group=url_state.get("group")),
+                disabled=target is None,
+            )
+
+
+def _event_tab(group_id: int) -> None:
+    asked = url_state.get("event")
+    found = data.read_or_stop(group_reads.group_event, group_id=group_id, event_id=asked)
+    if found is None:
+        st.info("This group has no stored events (they may have passed the retention period).")
+        return
+    if found["asked_missing"]:
+        st.warning(
+            f"Event {fmt.md_code(asked)} is not one of this group's events; showing the newest."
+        )
+    event = found["event"]
+    _nav(found)
+    st.caption(
+        f"Event {fmt.md_code(event['event_id'])} · {view.when(event['time'], tz, now)} "
+        f"({view.ago(event['time'], now)}) · {fmt.md_escape(event['service_name'])}"
+        + (f" · release {fmt.md_escape(event['release'])}" if event["release"] else "")
+        + (f" · {fmt.md_escape(event['environment'])}" if event["environment"] else "")
+    )
+    trace_links.error_links(event["trace_id"], event["time"], event["service_name"])
+    context = event["context"] if isinstance(event["context"], dict) else {}
+    st.markdown("##### Exception")
+    show_library = st.toggle("Show library frames", key="errors_library_frames")
+    view.exception_chain(event, show_library=show_library)
+    if event["stack_trace"]:
+        with st.expander("Stack trace as text"):
+            st.code(event["stack_trace"], language="text")
+    st.markdown("##### Breadcrumbs")
+    view.breadcrumbs_table(event_view.breadcrumbs(context), tz, event["time"])
+    st.markdown("##### Request")
+    view.request_section(context)
+    people, tags_col = st.columns(2)
+    with people:
+        st.markdown("##### User")
+        view.key_values(
+            [
+                (label, str(event[column]))
+                for label, column in (
+                    ("User", "user_id"),
+                    ("Organization", "organization_id"),
+                    ("Session", "session_id"),
+                )
+                if event[column]
+            ]
+            or [("User", "not sent")],
+            key="Field",
+        )
+        st.markdown("##### Release")
+        view.key_values(
+            [
+                ("Release", event["release"] or "—"),
+                ("Environment", event["environment"] or "—"),
+                ("Service", event["service_name"]),
+                ("Endpoint", event["endpoint_path"] or "—"),
+                ("Request ID", event["request_id"] or "—"),
+                ("Trace ID", event["trace_id"] or "—"),
+            ],
+            key="Field",
+        )
+    with tags_col:
+        st.markdown("##### Tags")
+        tags = event.get("all_tags") or {}
+        view.key_values(sorted((str(k), str(v)) for k, v in tags.items()), key="Tag")
+    extra = event_view.other_context(context)
+    if extra:
+        st.markdown("##### Context")
+        st.dataframe(
+            pd.DataFrame(extra, columns=["Section", "Name", "Value"]),
+            hide_index=True,
+            width="stretch",
+        )
+
+
+def _events_tab(group_id: int) -> None:
+    events = data.read_or_stop(
+        group_reads.group_events, group_id=group_id, start=tr.start, end=tr.end, limit=200
+    )
+    if not events:
+        st.info("No events of this group in this range.")
+        return
+    frame = pd.DataFrame(events)
+    shown = pd.DataFrame(
+        {
+            "Time": pd.to_datetime(frame["time"], utc=True).dt.tz_convert(tz),
+            "Event": frame["event_id"],
+            "Message": frame["message"],
+            "Release": frame["release"].fillna("—"),
+            "Environment": frame["environment"].fillna("—"),
+            "User": frame["user_id"].fillna("—"),
+            "Service": frame["service_name"],
+        }
+    )
+    st.caption(f"The newest {fmt.plural(len(events), 'event')} in this range; pick one to open it.")
+    picked = st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={"Time": st.column_config.DatetimeColumn(format="ddd D MMM HH:mm:ss")},
+        on_select="rerun",
+        selection_mode="single-row",
+        key="errors_events_table",
+    )
+    rows = picked.selection.rows if picked is not None else []
+    chosen = events[rows[0]]["event_id"] if rows else None
+    labels = {e["event_id"]: f"{view.when(e['time'], tz, now)} · {e['event_id']}" for e in events}
+    pick = st.selectbox(
+        "Open an event",
+        list(labels),
+        index=None,
+        format_func=labels.__getitem__,
+        placeholder="Choose an event…",
+        key="errors_open_event",
+    )
+    chosen = chosen or pick
+    if chosen:
+        url_state.put("event", chosen)
+        url_state.put("tab", None)
+        st.session_state[GOTO_TAB] = TABS[0]  # the tab control is drawn already: next run
+        st.rerun()
+
+
+def _tags_tab(group_id: int) -> None:
+    rows = data.read_or_stop(group_reads.group_tags, group_id=group_id, start=tr.start, end=tr.end)
+    if not rows:
+        st.info("No events of this group in this range, so no tags.")
+        return
+    st.caption(
+        "The most common values of each tag among this group's events in the range: tags the "
+        "events were sent with, and environment, release, service, user, browser, OS and "
+        "runtime taken from each event."
+    )
+    frame = pd.DataFrame(rows)
+    for key, part in frame.groupby("key", sort=False):
+        first = part.iloc[0]
+        more = int(first["distinct"]) - len(part)
+        st.markdown(
+            f"**{fmt.md_escape(event_view.label(str(key)))}** · "
+            f"{fmt.plural(int(first['distinct']), 'value')} over "
+            f"{fmt.plural(int(first['total']), 'event')}"
+            + (f" ({more} more not shown)" if more > 0 else "")
+        )
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Value": part["value"],
+                    "Events": part["events"],
+                    "Share": part["share"] * 100,
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "Share": st.column_config.ProgressColumn(
+                    format="%.0f %%", min_value=0, max_value=100
+                )
+            },
+        )
+
+
+def _people_tab(group_id: int) -> None:
+    found = data.read_or_stop(
+        group_reads.group_people, group_id=group_id, start=tr.start, end=tr.end
+    )
+    users_col, orgs_col = st.columns(2)
+    for column, (name, title) in zip(
+        (users_col, orgs_col), (("users", "User"), ("organizations", "Organization")), strict=True
+    ):
+        with column:
+            rows = found[name]
+            if not rows:
+                st.caption(f"No {name} named in this range.")
+                continue
+            frame = pd.DataFrame(rows)
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        title: frame["value"],
+                        "Events": frame["events"],
+                        "Last seen": pd.to_datetime(frame["last_seen"], utc=True).dt.tz_convert(tz),
+                    }
+                ),
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "Last seen": st.column_config.DatetimeColumn(format="ddd D MMM HH:mm")
+                },
+            )
+
+
+def _related_tab(group_id: int) -> None:
+    related = data.read_or_stop(related_groups, group_id=group_id, start=tr.start, end=tr.end)
+    if not related:
         st.caption(
             "No related errors: no shared trace or request ids, no burst in another service."
         )
-with history_tab:
-    st.dataframe(pd.DataFrame(detail["history"]), hide_index=True)
+        return
+    for item in related:
+        st.page_link(
+            PAGE,
+            label=fmt.md_escape(
+                f"#{item['id']} {item['error_type']}: {item['message_template'][:80]}"
+            ),
+            icon=":material/link:",
+            query_params=_links(group=str(item["id"]), event=None, tab=None),
+        )
+        st.caption(fmt.md_escape("; ".join(item["reasons"])))
 
-ui_actions.show_flash("errors_flash")
-if auth.has_role(Role.RESPONDER):
-    user = auth.require_role(Role.RESPONDER)
-    release = st.text_input("Fixed in release (optional, for resolve)", key="errors_release")
-    actions = [a for a, (allowed, _) in TRANSITIONS.items() if group["status"] in allowed]
-    for slot, action in zip(st.columns(len(actions)), actions, strict=True):
-        if slot.button(action.capitalize(), key=f"errors_{action}"):
-            ui_actions.run(
-                "errors_flash",
-                partial(
-                    change_group_status,
-                    group_id=group_id,
-                    action=action,
-                    actor=user_actor(user.username),
-                    now=clock.now(),
-                    release=release.strip() or None,
-                ),
-                done=f"Group #{group_id}: {action} done.",
-                failed=f"Group #{group_id}: {action} refused: ",
-                refused=(LookupError, ValueError),
-            )
+
+def _change_words(change: Mapping[str, Any]) -> str:
+    details = change["details"] if isinstance(change["details"], dict) else {}
+    kind = str(change["kind"])
+    if kind in ("assigned", "unassigned"):
+        return f"assigned to {details.get('to')}" if details.get("to") else "unassigned"
+    words = {"new": "first seen", "reopen": "reopened", "resolve": "resolved"}
+    words |= {"ignore": "ignored", "regressed": "regressed", "recovered": "went quiet"}
+    return words.get(kind, _words(kind).lower())
+
+
+def _history_tab(group_id: int) -> None:
+    history = data.read_or_stop(group_reads.group_history, group_id=group_id)
+    if not history:
+        st.caption("No history yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "When": [view.when(h["time"], tz, now) for h in history],
+                "What": [_change_words(h) for h in history],
+                "Who": [_who(h["actor"]) for h in history],
+                "Release": [h["release"] or "" for h in history],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def _who(actor: str | None) -> str:
+    if not actor:
+        return "the system"
+    kind, _, name = actor.partition(":")
+    return name if kind == "user" else f"{name} ({kind})" if name else actor
+
+
+def _group_view(group_id: int) -> None:
+    info = data.read_or_stop(
+        group_reads.group_header, group_id=group_id, start=tr.start, end=tr.end
+    )
+    if info is None:
+        st.warning(f"There is no error group #{group_id} (it may have been deleted).")
+        st.page_link(PAGE, label="All error groups", icon=":material/arrow_back:",
+                     query_params=_links(group=None, event=None, tab=None))  # fmt: skip
+        return
+    _header(info)
+    ui_actions.show_flash(FLASH)
+    if responder:
+        _actions(info["group"])
+    if goto := st.session_state.pop(GOTO_TAB, None):
+        st.session_state["url_tab"] = goto  # before url_state draws the control
+    tab = url_state.tabs(TABS, param="tab")
+    draw: dict[str, Callable[[int], None]] = {
+        "Event": _event_tab,
+        "Events": _events_tab,
+        "Tags": _tags_tab,
+        "People": _people_tab,
+        "Related": _related_tab,
+        "History": _history_tab,
+    }
+    draw[tab](group_id)
+
+
+st.title("Errors")
+asked_group = url_state.get_int("group")
+if asked_group is None:
+    if url_state.get("group"):
+        st.warning(f"{fmt.md_code(url_state.get('group'))} is not an error group number.")
+    ui_actions.show_flash(FLASH)
+    _list_view()
+else:
+    _group_view(asked_group)

@@ -37,6 +37,14 @@ def _seed(engine: Engine) -> None:
         ingest_errors(conn, events, now=now, tz=ZoneInfo("Europe/London"))
 
 
+def _open_only_group(at: AppTest) -> None:
+    """Open the one group listed (as picking it does: `?group=N` in the URL)."""
+    (group,) = at.selectbox(key="errors_open_group").options
+    at.selectbox(key="errors_open_group").select(group).run()
+    assert not at.exception, at.exception
+    assert at.query_params["group"] == group.split()[0].lstrip("#")
+
+
 def _open(factory: AppFactory, role: Role) -> AppTest:
     at = factory(role).run()
     at.switch_page(PAGE).run()
@@ -52,9 +60,11 @@ def test_it_shows_trend_groups_and_a_scrubbed_detail(
     assert [t.value for t in at.title] == ["Errors"]
     assert [m.value for m in at.metric][:3] == ["4", "2", "3"]
     groups = at.dataframe[0].value
-    assert sorted(groups["error_type"]) == ["CardError", "TypeError"]
+    assert sorted(groups["Error"]) == ["CardError", "TypeError"]
     at.selectbox(key="errors_service").select("payments").run()
-    assert list(at.dataframe[0].value["error_type"]) == ["CardError"]
+    assert at.query_params["service"] == "payments"
+    assert list(at.dataframe[0].value["Error"]) == ["CardError"]
+    _open_only_group(at)
     code = " ".join(c.value for c in at.code)
     assert "token=[REDACTED]" in code and "abc123secret" not in code
     assert "[REDACTED]" in " ".join(t.value for t in at.text)
@@ -65,6 +75,7 @@ def test_it_lets_a_responder_resolve_and_reopen(engine: Engine, logged_in_app: A
     _seed(engine)
     at = _open(logged_in_app, Role.RESPONDER)
     at.selectbox(key="errors_service").select("payments").run()
+    _open_only_group(at)
     assert {b.key for b in at.button} >= {"errors_resolve", "errors_ignore"}
     at.text_input(key="errors_release").input("payments@2.0.0")
     at.button(key="errors_resolve").click().run()

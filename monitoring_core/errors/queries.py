@@ -13,6 +13,8 @@ from sqlalchemy import Connection, text
 
 from monitoring_core.enums import ErrorGroupStatus
 from monitoring_core.errors.correlation import related_groups
+from monitoring_core.errors.group_reads import search_clause
+from monitoring_core.errors.search import GroupSearch
 
 __all__ = [
     "DIMENSIONS",
@@ -193,18 +195,30 @@ def list_groups(
     severity: str | None = None,
     sort: str = "last_seen",
     limit: int = 200,
+    search: GroupSearch | None = None,
 ) -> list[dict[str, Any]]:
-    """Groups seen in [start, end) with their event count in the range."""
+    """Groups seen in [start, end) with their event count in the range; `search` narrows
+    them (errors/search.py: words, is:, type:, tag:value …)."""
     if status is not None and status not in set(ErrorGroupStatus):
         raise ValueError(f"status must be one of {', '.join(ErrorGroupStatus)}")
     if sort not in GROUP_SORTS:
         raise ValueError(f"sort must be one of {', '.join(GROUP_SORTS)}")
+    params: dict[str, Any] = {
+        "start": start,
+        "end": end,
+        "status": status,
+        "service": service,
+        "level": level,
+        "severity": severity,
+        "limit": max(1, min(limit, 1000)),
+    }
+    searched = search_clause(search, params)
     rows = conn.execute(
         text(
             "SELECT g.id, g.error_type, g.message_template, g.culprit, g.level, g.severity,"  # noqa: S608
             " g.status, g.services, g.first_seen, g.last_seen, g.event_count, g.user_count,"
             " g.organization_count, g.resolved_at, g.regressed_at, g.recovered_at,"
-            " g.last_release, coalesce(r.events, 0) AS events"
+            " g.last_release, g.assigned_to, coalesce(r.events, 0) AS events"
             " FROM error_groups g LEFT JOIN (SELECT group_id, count(*) AS events"
             "   FROM error_events WHERE time >= :start AND time < :end GROUP BY group_id) r"
             "   ON r.group_id = g.id"
@@ -213,17 +227,9 @@ def list_groups(
             " AND (CAST(:service AS text) IS NULL OR CAST(:service AS text) = ANY(g.services))"
             " AND (CAST(:level AS text) IS NULL OR g.level = :level)"
             " AND (CAST(:severity AS text) IS NULL OR g.severity = :severity)"
-            f" ORDER BY {GROUP_SORTS[sort]}, g.id LIMIT :limit"
+            f"{searched} ORDER BY {GROUP_SORTS[sort]}, g.id LIMIT :limit"
         ),
-        {
-            "start": start,
-            "end": end,
-            "status": status,
-            "service": service,
-            "level": level,
-            "severity": severity,
-            "limit": max(1, min(limit, 1000)),
-        },
+        params,
     )
     return [dict(r._mapping) for r in rows]
 

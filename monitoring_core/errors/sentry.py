@@ -3,7 +3,8 @@
 Fields read (develop.sentry.dev/sdk/data-model/event-payloads/): `exception.values[]` (chained,
 the last one is the one raised) with `stacktrace.frames[]` oldest first; `logentry` (the
 template groups, the formatted text is shown); `level`, `tags`, `user`, `contexts.trace`,
-`release`, `environment`, `request`, `fingerprint`, `platform`, `timestamp`.
+`release`, `environment`, `request`, `fingerprint`, `platform`, `timestamp`. Frames keep their
+source lines (`pre_context`, `context_line`, `post_context`) for the error-group page.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ _FRAME_KEYS = (
     "lineno",
     "colno",
     "in_app",
+    "pre_context",
     "context_line",
+    "post_context",
     "vars",
 )
 _MAX_FRAMES = 100
@@ -175,7 +178,7 @@ def _raw_frames(exc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _frames(exc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The frames with the fields we keep (SDK extras such as `pre_context` dropped)."""
+    """The frames with the fields we keep (_FRAME_KEYS; other SDK extras dropped)."""
     return [{k: f[k] for k in _FRAME_KEYS if k in f} for f in _raw_frames(exc)]
 
 
@@ -273,6 +276,9 @@ def _context(
         }
     if logentry.get("params"):
         context["params"] = logentry["params"]
+    mechanism = _dict(_last_exception(event).get("mechanism"))
+    if mechanism:  # the `handled` and `mechanism` tags of the error-group page
+        context["mechanism"] = {"type": mechanism.get("type"), "handled": mechanism.get("handled")}
     sdk = event.get("sdk")
     if isinstance(sdk, dict):
         context["sdk"] = {"name": sdk.get("name"), "version": sdk.get("version")}
