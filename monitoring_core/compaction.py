@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -154,8 +155,11 @@ def compact_batch(
     conn: Connection, series_ids: Sequence[int], lo: datetime, watermark: datetime
 ) -> tuple[int, int, int]:
     """Compact the stretch [lo, lo + STRETCH) of these series (caller commits):
-    (points taken from rows, chunks written, chunks merged)."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": rollup_lock_key(_FAMILY)})
+    (points taken from rows, chunks written, chunks merged).
+
+    Takes the metric rollup's advisory lock in shared mode: batches run side by side (one per
+    core, see `compact`), the rollup (exclusive) waits for them and they for it."""
+    conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": rollup_lock_key(_FAMILY)})
     hi = lo + STRETCH
     params = {"ids": list(series_ids), "lo": lo, "hi": hi, "w": watermark}
     taken = {int(sid): rows_from_packed(t, v) for sid, t, v in conn.execute(_COMPACT, params).all()}
@@ -195,8 +199,43 @@ def _rows_of(conn: Connection, partition: str, ids: Sequence[int]) -> Iterator[t
         yield int(sid), t, v
 
 
+def _encode_batch(
+    rows: list[tuple[int, np.ndarray, np.ndarray]],
+    old: dict[tuple[int, int], list[Chunk]],
+    stretch_us: int,
+) -> tuple[list[Chunk], list[Chunk]]:
+    """Pure: one batch of series' points (and the chunks they merge with) -> (new chunks, the
+    old chunks they replace), one chunk per series and stretch."""
+    new: list[Chunk] = []
+    replaced: list[Chunk] = []
+    for sid, times, values in rows:
+        stretch = (times - PG_EPOCH_US) // stretch_us  # the origin 2000-01-01 is PG's epoch
+        cuts = np.flatnonzero(np.diff(stretch)) + 1
+        for t, v, first in zip(
+            np.split(times, cuts),
+            np.split(values, cuts),
+            stretch[np.r_[0, cuts]].tolist(),
+            strict=True,
+        ):
+            for chunk in old.get((sid, first), ()):
+                ct, cv = chunk.points()
+                t, v = np.concatenate((t, ct)), np.concatenate((v, cv))
+                replaced.append(chunk)
+            new.append(Chunk.of(sid, t, v))
+    return new, replaced
+
+
+def _write(
+    conn: Connection, encoded: tuple[list[Chunk], list[Chunk]], written: int, merged: int
+) -> tuple[int, int]:
+    new, replaced = encoded
+    delete_chunks(conn, replaced)
+    insert_chunks(conn, new)
+    return written + len(new), merged + len(replaced)
+
+
 def compact_day(
-    conn: Connection, day: date, watermark: datetime, *, batch_rows: int = 2_000_000
+    conn: Connection, day: date, watermark: datetime, *, batch_rows: int = 500_000
 ) -> tuple[int, int, int] | None:
     """Compact a whole past day's partition at once and TRUNCATE it (caller commits):
     (points, chunks written, chunks merged), or None when the day holds rows the rollups have
@@ -229,32 +268,24 @@ def compact_day(
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     stretch_us = int(STRETCH.total_seconds() * 1_000_000)
     points = written = merged = 0
-    for i in range(0, len(ids), batch):
-        part = ids[i : i + batch]
-        old: dict[tuple[int, int], list[Chunk]] = {}
-        for chunk in lock_chunks(conn, part, day_start, day_start + timedelta(days=1)):
-            key = (chunk.series_id, (chunk.start_us - PG_EPOCH_US) // stretch_us)
-            old.setdefault(key, []).append(chunk)
-        new: list[Chunk] = []
-        replaced: list[Chunk] = []
-        for sid, times, values in _rows_of(conn, partition, part):
-            points += len(times)
-            stretch = (times - PG_EPOCH_US) // stretch_us  # the origin 2000-01-01 is PG's epoch
-            cuts = np.flatnonzero(np.diff(stretch)) + 1
-            for t, v, first in zip(
-                np.split(times, cuts),
-                np.split(values, cuts),
-                stretch[np.r_[0, cuts]].tolist(),
-                strict=True,
-            ):
-                for chunk in old.get((sid, first), ()):
-                    ct, cv = chunk.points()
-                    t, v = np.concatenate((t, ct)), np.concatenate((v, cv))
-                    replaced.append(chunk)
-                new.append(Chunk.of(sid, t, v))
-        delete_chunks(conn, replaced)
-        insert_chunks(conn, new)
-        written, merged = written + len(new), merged + len(replaced)
+    # Encoding (numpy, zstd) in a second thread while Postgres reads and aggregates the next
+    # batch: the GIL is free while this thread waits on the server, so the two overlap on the
+    # two cores. Every statement stays on this connection, in this one transaction.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[tuple[list[Chunk], list[Chunk]]] | None = None
+        for i in range(0, len(ids), batch):
+            part = ids[i : i + batch]
+            old: dict[tuple[int, int], list[Chunk]] = {}
+            for chunk in lock_chunks(conn, part, day_start, day_start + timedelta(days=1)):
+                key = (chunk.series_id, (chunk.start_us - PG_EPOCH_US) // stretch_us)
+                old.setdefault(key, []).append(chunk)
+            rows = list(_rows_of(conn, partition, part))
+            points += sum(len(t) for _, t, _ in rows)
+            if pending is not None:
+                written, merged = _write(conn, pending.result(), written, merged)
+            pending = pool.submit(_encode_batch, rows, old, stretch_us)
+        if pending is not None:
+            written, merged = _write(conn, pending.result(), written, merged)
     conn.execute(text(f'TRUNCATE "{partition}"'))
     return points, written, merged
 
@@ -287,6 +318,7 @@ def compact(
     batch_series: int = BATCH_SERIES,
     max_stretches: int = MAX_STRETCHES,
     max_days: int = MAX_DAYS,
+    workers: int = 2,
 ) -> CompactionReport:
     """Compact every stretch the rollups have passed and older than `after`, oldest first:
     whole past days at once (`compact_day`, truncating their partition), then the stretches
@@ -318,8 +350,9 @@ def compact(
     with engine.connect() as conn:
         stretches = pending_stretches(conn, until, watermark)
     report.pending = stretches[max_stretches:]
-    for lo in stretches[:max_stretches]:
-        with engine.connect() as conn:
+    tasks: list[tuple[datetime, list[int]]] = []
+    with engine.connect() as conn:
+        for lo in stretches[:max_stretches]:
             ids = list(
                 conn.execute(
                     text(
@@ -329,12 +362,17 @@ def compact(
                     {"lo": lo, "hi": lo + STRETCH, "w": watermark},
                 ).scalars()
             )
-        report.stretches += 1
-        for i in range(0, len(ids), batch_series):
-            with engine.begin() as conn:
-                points, chunks, merged = compact_batch(
-                    conn, ids[i : i + batch_series], lo, watermark
-                )
+            report.stretches += 1
+            tasks += [(lo, ids[i : i + batch_series]) for i in range(0, len(ids), batch_series)]
+
+    def run(task: tuple[datetime, list[int]]) -> tuple[int, int, int]:
+        with engine.begin() as conn:
+            return compact_batch(conn, task[1], task[0], watermark)
+
+    # Two batches at once, each in its own transaction on its own connection: Postgres deletes
+    # and aggregates one batch's rows while the other is encoded here (2 cores).
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for points, chunks, merged in pool.map(run, tasks):
             report.points += points
             report.chunks += chunks
             report.merged += merged

@@ -49,6 +49,7 @@ __all__ = [
     "PrunedRows",
     "RetentionReport",
     "apply_retention",
+    "prune_api_timing_packs",
     "prune_chunks",
     "prune_idle_series",
     "prune_row_tables",
@@ -206,11 +207,9 @@ def apply_retention(conn: Connection, now: datetime) -> RetentionReport:
     report.deleted_rows["metric_chunks"] = prune_chunks(
         conn, now - timedelta(days=days["metric_chunks"])
     )
-    # packed API timings (compaction.pack_api_timings) follow the api_timings setting
-    report.deleted_rows["api_timing_packs"] = conn.execute(
-        text("DELETE FROM api_timing_packs WHERE start_time < :cutoff - interval '30 minutes'"),
-        {"cutoff": now - timedelta(days=days["api_timings"])},
-    ).rowcount
+    report.deleted_rows["api_timing_packs"] = prune_api_timing_packs(
+        conn, now - timedelta(days=days["api_timings"])
+    )
     _delete_metric_rollups(conn, days, now, report)
     for table, kind in _ROLLUP_TABLES.items():
         report.deleted_rows[table] = conn.execute(
@@ -265,6 +264,15 @@ def prune_chunks(
         "start_time FROM metric_chunks WHERE end_time < :cutoff LIMIT :batch)"
     )
     return _in_batches(conn, statement, {"cutoff": cutoff}, batch_size, max_batches)
+
+
+def prune_api_timing_packs(conn: Connection, cutoff: datetime) -> int:
+    """Delete the packed API timings (compaction.pack_api_timings) whose half hour ended
+    before `cutoff` (the api_timings setting, as their partitions); packs deleted."""
+    return conn.execute(
+        text("DELETE FROM api_timing_packs WHERE start_time < :cutoff - interval '30 minutes'"),
+        {"cutoff": cutoff},
+    ).rowcount
 
 
 def prune_idle_series(
