@@ -153,7 +153,7 @@ def _history() -> None:
             "Labels": frame["alert_key"].fillna(""),
             "Severity": frame["severity_level"].str.capitalize(),
             "Change": [
-                f"{fmt.label(a) if a else 'new'} → {fmt.label(b)}"
+                f"{fmt.label(a) if isinstance(a, str) and a else 'New'} → {fmt.label(b)}"
                 for a, b in zip(frame["from_status"], frame["to_status"], strict=True)
             ],
             "Value": [fmt.number(v) for v in frame["value"]],

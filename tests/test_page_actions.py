@@ -91,3 +91,37 @@ def test_a_section_stays_open_after_its_action(engine: Engine, logged_in_app: Ap
     assert at.button_group(key="url_section").value == "Post-incident report"
     assert at.selectbox(key="url_incident").value == second
     assert any("Draft report done" in s.value for s in at.success)
+
+
+def test_an_alert_action_is_in_the_history_at_once_and_the_rule_editor_keeps_its_rule(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    from monitoring_core.flows.alert_cycle import run_evaluation
+    from tests.alerting_support import point, threshold_rule
+
+    now = clock.now()
+    with engine.begin() as conn:
+        rule_id = threshold_rule(conn, now, alert_name="Checkout slow")
+    point(engine, now - timedelta(seconds=2), 500)
+    run_evaluation(engine, now)
+    at = logged_in_app(Role.ADMIN).run()
+    at.switch_page("pages/alerts.py").run()
+    ack = next(b for b in at.button if b.label == "Acknowledge")
+    ack.click().run()
+    at.button_group(key="url_tab").set_value("History").run()
+    assert _param(at, "tab") == "History"
+    frame = next(df.value for df in at.dataframe if "Change" in df.value.columns)
+    # Acted on a moment ago (after the page's 30 s clock step): listed now, not 30 s later.
+    assert "Firing → Acknowledged" in list(frame["Change"])
+    at.selectbox(key="url_status").set_value("acknowledged").run()
+    assert _param(at, "status") == "acknowledged"
+
+    at.button_group(key="url_tab").set_value("Rules").run()
+    at.button(key=f"edit{rule_id}").click().run()
+    assert _param(at, "rule") == str(rule_id)  # the editor's rule is in the URL
+    assert any("Edit: Checkout slow" in h.value for h in at.subheader)
+    at.button(key=f"tog{rule_id}").click().run()  # an action: tab and editor stay
+    assert not at.exception, at.exception
+    assert at.button_group(key="url_tab").value == "Rules"
+    assert any("Edit: Checkout slow" in h.value for h in at.subheader)
+    assert any("disabled" in m.value for m in at.markdown)

@@ -134,10 +134,11 @@ def duration(value: timedelta | float | None) -> str:
 _ACRONYMS = {"id", "url", "api", "http", "sla", "mtta", "mttr", "p95", "p99", "cpu", "ui", "sql"}
 
 
-def label(name: str | None) -> str:
+def label(name: object) -> str:
     """A snake_case or kebab-case identifier as a person's label: `incident_created` →
-    `Incident created`, `http_check` → `HTTP check`; other text unchanged."""
-    if not name:
+    `Incident created`, `http_check` → `HTTP check`; other text unchanged; an em dash for
+    nothing (None, "", a missing value in a frame)."""
+    if not isinstance(name, str) or not name:
         return "—"
     if not re.fullmatch(r"[a-z0-9]+([_-][a-z0-9]+)*", name):
         return name
