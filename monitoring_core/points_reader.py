@@ -29,11 +29,14 @@ __all__ = ["Points", "count_points", "newest_times", "read_points", "read_points
 Points = tuple[np.ndarray, np.ndarray]
 
 # Constant text, every value bound; psycopg's binary cursor. Rows come packed per series
-# (big-endian microseconds since 2000 and doubles), chunks as they are stored.
+# (big-endian microseconds since 2000 and doubles), chunks as they are stored. Ordered by time
+# alone, the (series_id, time) index's order: no sort in SQL (with `p.value` as a second key
+# Postgres sorted every series' rows again, ~40 % of a 24 h read); both aggregates take the
+# rows in one order, and points at one instant are put in value order in numpy.
 _SQL = """
 SELECT p.series_id, NULL::int4 AS n,
-       string_agg(timestamptz_send(p.time), ''::bytea ORDER BY p.time, p.value) AS t,
-       string_agg(float8send(p.value), ''::bytea ORDER BY p.time, p.value) AS v
+       string_agg(timestamptz_send(p.time), ''::bytea ORDER BY p.time) AS t,
+       string_agg(float8send(p.value), ''::bytea ORDER BY p.time) AS v
 FROM metric_points p
 WHERE p.series_id = ANY(%(ids)s::bigint[]) AND p.time > %(start)s AND p.time <= %(end)s
 GROUP BY p.series_id
@@ -96,6 +99,9 @@ def read_points_us(
     for sid, count, t_raw, v_raw in rows:
         if count is None:
             t, v = rows_from_packed(t_raw, v_raw)
+            if len(t) > 1 and bool((t[1:] == t[:-1]).any()):
+                order = np.lexsort((v, t))
+                t, v = t[order], v[order]
         else:
             t, v = decode(bytes(t_raw), bytes(v_raw), count)
             keep = (t > lo) & (t <= hi)

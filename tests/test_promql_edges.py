@@ -75,3 +75,17 @@ def test_holt_winters_is_double_exponential_smoothing_and_checks_its_factors(
             http_api.instant_query(conn, "holt_winters(x[5m], 0.3, 1)", end)
     assert old == new and len(old["result"][0]["values"]) == 11
     assert caught.value.error_type == "execution"
+
+
+def test_points_at_one_instant_are_read_in_value_order(engine: Engine, now: datetime) -> None:
+    """points_reader sorts rows by time alone in SQL (the index order): ties by value in numpy."""
+    from monitoring_core.points_reader import read_points
+
+    moment = now - timedelta(minutes=1)
+    points = [MetricPoint("tied", value, moment) for value in (5.0, -1.0, 3.0)]
+    points.append(MetricPoint("tied", 0.5, moment - timedelta(seconds=1)))
+    with engine.begin() as conn:
+        store_points(conn, points)
+        sid = conn.exec_driver_sql("SELECT id FROM metric_series WHERE name = 'tied'").scalar()
+        t, v = read_points(conn, [sid], now - timedelta(hours=1), now)[sid]
+    assert v.tolist() == [0.5, -1.0, 3.0, 5.0] and len(set(t[1:].tolist())) == 1
