@@ -1,164 +1,368 @@
 """Business: KPI cards, trends, MRR movements, feature adoption, retention, churn risk,
-anomalies and forecasts (every table downloadable as CSV; viewers see everything)."""
+anomalies and forecasts (every table downloadable as CSV; viewers see everything).
+
+Complete periods only by default: a range of N days is its N last complete business days
+(today is not over), compared with the N days before; "Show today so far" adds today, dashed
+and named partial, to the charts (never to a value or a delta). The retention grid stops at the
+last complete week. Reads come from the daily rollup through one cached call
+(ui.business_data), keyed by the rollup's version.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import cast
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from monitoring_core.business import adoption, kpis
-from monitoring_core.business.anomalies import kpi_anomalies
-from monitoring_core.business.dashboard import TREND_METRICS, churn_risk_rows, movement_grain
+from monitoring_core.business import kpis
+from monitoring_core.business.dashboard import TREND_METRICS
 from monitoring_core.business.definitions import day_bounds, local_day
-from monitoring_core.business.forecast import forecast_kpis
-from monitoring_core.business.retention import grid_rows, retention_grid
+from monitoring_core.business.kpis import Period
 from monitoring_core.enums import Role
 from ui import auth, charts, data, widgets
+from ui.business_charts import (
+    bucket_end,
+    forecast_figure,
+    humanize,
+    mrr_figure,
+    retention_figure,
+)
+from ui.business_data import business_view, cached_extra, last_complete_week_day
+from ui.business_url import from_url, to_url
 from ui.partial_days import daily_trend_figure
 from ui.tables import table_with_csv
 
 MIN_DAYS = 7
+RETURNING = ["any event", "form_completed", "journey_started", "feature_used"]
+SEGMENTS = ["user_type", "device", "plan"]
+_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
 auth.require_role(Role.VIEWER)
 tz, now = data.get_settings().tz, widgets.current_now()
 period = kpis.period_of(widgets.current_time_range(), tz)
 if period.days < MIN_DAYS:  # business KPIs are daily: a shorter range says little
-    period = kpis.Period(period.last - timedelta(days=MIN_DAYS - 1), period.last)
+    period = Period(period.last - timedelta(days=MIN_DAYS - 1), period.last)
 complete = kpis.complete_period(period, now, tz)
 today = local_day(now, tz)
-partial_day = today if period.first <= today <= period.last else None
 st.title("Business")
+show_today = False
+reaches = period.first <= today <= period.last
+if reaches:
+    from_url("biz_today", "today", False, parse=lambda v: v == "1")
+    show_today = st.toggle(
+        "Show today so far (partial)",
+        key="biz_today",
+        help="Today is not over: by default it is left out of every chart and figure. "
+        "Switched on, the charts add it dashed and named partial; values and changes still "
+        "compare complete days only.",
+    )
+to_url(today="1" if show_today else None)
+shown = Period(complete.first, today if show_today else complete.last)
+n = complete.days
 st.caption(
-    f"KPI cards: the {complete.days} complete business days {complete.first:%d %b} – "
-    f"{complete.last:%d %b %Y} ({tz.key}) against the {complete.days} days before"
-    + (", today so far shown apart (partial, dashed in the trends)" if partial_day else "")
-    + ". KPIs come from the daily rollup, refreshed every 5 minutes."
+    f"The last {n} complete days, {complete.first:%a %-d %b} – {complete.last:%a %-d %b %Y} "
+    f"({tz.key}), against the {n} days before"
+    + ("; today so far is drawn dashed" if show_today else "")
+    + ". From the daily rollup, refreshed every 5 minutes."
 )
 
+view = business_view(period, shown, now, tz, today)
+currency = view.currencies[0] if len(view.currencies) == 1 else None
+prefix = _SYMBOLS.get(currency or "", "")
 
-def _number(value: float | None, fmt: str) -> str:
-    return "–" if value is None else fmt.format(value)
+
+def _value(value: float | None, spec_fmt: str) -> str:
+    if value is None:
+        return "–"
+    text = spec_fmt.format(value)
+    return text.replace("%", " %") if text.endswith("%") else text
 
 
-cards = data.read_or_stop(kpis.kpi_cards, period=period, now=now, tz=tz)
-if sum(card.name.startswith("revenue:") for card in cards) > 1:
+if len(view.currencies) > 1:
     st.caption("Revenue came in several currencies: one card each, never added up or converted.")
-for row_start in range(0, len(cards), 4):
-    for col, card in zip(st.columns(4), cards[row_start : row_start + 4], strict=False):
+for row_start in range(0, len(view.cards), 4):
+    for col, card in zip(st.columns(4), view.cards[row_start : row_start + 4], strict=False):
         with col:
-            # st.metric draws the sparkline itself (chart_data, complete days only); the delta
-            # is against the previous complete period, coloured by whether up is good.
+            # The delta compares the complete days with the same number of days before; its
+            # colour says whether the change is good (churn going up is red).
             st.metric(
                 card.label,
-                _number(card.value, card.fmt),
-                delta=None if card.delta is None else f"{card.delta:+.1%}",
+                _value(card.value, card.fmt),
+                delta=None
+                if card.delta is None
+                else f"{card.delta * 100:+.1f} % vs prior {n} days",
                 delta_color="normal" if card.higher_is_better else "inverse",
-                help=f"Previous {complete.days} days: {_number(card.previous, card.fmt)}"
-                + (
-                    f"; today so far (partial): {_number(card.today, card.fmt)}"
-                    if partial_day
-                    else ""
-                ),
+                help=f"Previous {n} days: {_value(card.previous, card.fmt)}"
+                + (f". Today so far (partial): {_value(card.today, card.fmt)}" if reaches else ""),
                 chart_data=card.sparkline or None,
                 border=True,
             )
 
 st.subheader("Trends")
-chosen = st.multiselect("KPIs", TREND_METRICS, default=["dau", "wau", "mau"], key="biz_trend")
-trend = data.read_or_stop(kpis.trends, names=tuple(chosen), period=period)
-if trend:
-    trend_chart = daily_trend_figure(trend, partial_day)
-    st.plotly_chart(trend_chart, config=charts.PLOTLY_CONFIG, key="biz_trend_chart")
-    table_with_csv(trend, "business_trends")
+from_url("biz_trend", "kpis", ["dau", "wau", "mau"], many=True, among=TREND_METRICS)
+chosen = st.multiselect("KPIs", TREND_METRICS, key="biz_trend", format_func=humanize)
+to_url(kpis=chosen)
+trend_rows = [
+    {"day": day, "metric": humanize(name), "value": view.series.get(name, {}).get(day)}
+    for name in chosen
+    for day in shown.each_day()
+]
+if chosen:
+    st.plotly_chart(
+        daily_trend_figure(trend_rows, today if show_today else None),
+        config=charts.PLOTLY_CONFIG,
+        key="biz_trend_chart",
+    )
+    wide = [
+        {"Day": day, **{humanize(m): view.series.get(m, {}).get(day) for m in chosen}}
+        | ({"Partial": "today so far" if day == today else ""} if show_today else {})
+        for day in shown.each_day()
+    ]
+    table_with_csv(
+        wide,
+        "business_trends",
+        column_config={
+            humanize(m): st.column_config.NumberColumn(
+                format="percent" if m.endswith("_rate") else "localized"
+            )
+            for m in chosen
+        },
+    )
 
 st.subheader("MRR movements")
-moves = data.read_or_stop(kpis.mrr_movements, period=period, grain=movement_grain(period))
-figure = go.Figure()
-for name in ("mrr_new", "mrr_expansion", "mrr_reactivation", "mrr_contraction", "mrr_churn"):
-    figure.add_bar(x=[m["period"] for m in moves], y=[m[name] for m in moves], name=name[4:])
-figure.update_layout(barmode="relative", height=320, margin={"t": 10, "b": 10})
-st.plotly_chart(figure, config=charts.PLOTLY_CONFIG)
-table_with_csv(moves, "mrr_movements")
+partial_buckets: set[date] = set()
+for row in view.mrr:
+    bucket = cast(date, row["period"])
+    if bucket < shown.first or bucket_end(bucket, view.grain) - timedelta(days=1) > complete.last:
+        partial_buckets.add(bucket)  # cut by the range's start, or not over yet
+if view.grain != "day" or show_today:
+    st.caption(
+        f"Per {view.grain}; faded bars are partial {view.grain}s (cut by the range's edges, or "
+        "not over yet). Gains green, losses (contraction, churn) red, below the line."
+    )
+st.plotly_chart(
+    mrr_figure(view.mrr, view.grain, partial_buckets, currency), config=charts.PLOTLY_CONFIG
+)
+money_cols = ["mrr_new", "mrr_expansion", "mrr_reactivation", "mrr_contraction", "mrr_churn"]
+table_with_csv(
+    [
+        {
+            "Period": row["period"],
+            **{humanize(str(k).removeprefix("mrr_")): row[k] for k in money_cols},
+            "Net change": row["net"],
+            "MRR at the end": row.get("mrr"),
+            "Partial": "partial" if row["period"] in partial_buckets else "",
+        }
+        for row in view.mrr
+    ],
+    "mrr_movements",
+    column_config={
+        name: st.column_config.NumberColumn(format=f"{prefix}%,.0f" if prefix else "localized")
+        for name in [
+            "New",
+            "Expansion",
+            "Reactivation",
+            "Contraction",
+            "Churn",
+            "Net change",
+            "MRR at the end",
+        ]
+    },  # fmt: skip
+)
 
 st.subheader("Feature adoption")
-shares = data.read_or_stop(adoption.adoption_shares, period=period, grain="week")
-if shares:
-    weekly = pd.DataFrame(shares).pivot_table(index="day", columns="feature", values="share")
-    st.line_chart(weekly, y_label="share of weekly active users")
-    table_with_csv(shares, "feature_adoption")
+if view.adoption:
+    adoption_fig = go.Figure()
+    features = sorted({str(r["feature"]) for r in view.adoption})
+    for feature in features:
+        rows = [r for r in view.adoption if r["feature"] == feature]
+        adoption_fig.add_scatter(
+            x=[r["day"] for r in rows],
+            y=[r["share"] for r in rows],
+            name=humanize(feature),
+            mode="lines+markers",
+        )
+    adoption_fig.update_layout(
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        yaxis={"tickformat": ".0%", "title": "of weekly active users", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+    )
+    st.plotly_chart(adoption_fig, config=charts.PLOTLY_CONFIG)
+    table_with_csv(
+        [
+            {
+                "Week ending": r["day"],
+                "Feature": humanize(r["feature"]),
+                "Users": r["users"],
+                "Active users": r["active_users"],
+                "Share": r["share"],
+            }
+            for r in view.adoption
+        ],
+        "feature_adoption",
+        column_config={"Share": st.column_config.NumberColumn(format="percent")},
+    )
 left, right = st.columns(2)
 with left:
     st.markdown("**New features: weekly share since launch**")
     table_with_csv(
-        data.read_or_stop(adoption.feature_ramp, today=local_day(now, tz)), "feature_ramp"
+        [
+            {
+                "Feature": humanize(r["feature"]),
+                "Launched": r["launched"],
+                "Week": r["week"],
+                "Users": r["users"],
+                "Share": r["share"],
+            }
+            for r in view.ramp
+        ],
+        "feature_ramp",
+        columns=["Feature", "Launched", "Week", "Users", "Share"],
+        column_config={"Share": st.column_config.NumberColumn(format="percent")},
     )
 with right:
-    st.markdown(f"**Top features by segment (last {adoption.SEGMENT_DAYS} days)**")
-    segment = st.selectbox("Segment by", ["user_type", "device", "plan"], key="biz_segment")
-    start, end = day_bounds(period.first, period.last, tz)
-    top = data.read_or_stop(adoption.features_by_segment, start=start, end=end, segment=segment)
-    table_with_csv(top, "features_by_segment")
+    st.markdown("**Top features by segment (the last 7 days)**")
+    from_url("biz_segment", "segment", "user_type", among=SEGMENTS)
+    segment = st.selectbox("Segment by", SEGMENTS, key="biz_segment", format_func=humanize)
+    to_url(segment=segment)
+    start, end = day_bounds(complete.first, complete.last, tz)
+    top = cached_extra("features_by_segment", today, start=start, end=end, segment=segment)
+    table_with_csv(
+        [
+            {
+                humanize(segment): humanize(r["segment"]),
+                "Rank": r["rank"],
+                "Feature": humanize(r["feature"]),
+                "Users": r["users"],
+                "Share of the segment": r["share"],
+            }
+            for r in top
+        ],
+        "features_by_segment",
+        column_config={"Share of the segment": st.column_config.NumberColumn(format="percent")},
+    )
 
 st.subheader("Weekly retention by signup cohort")
-returning = st.selectbox(
-    "Returning on",
-    ["any event", "form_completed", "journey_started", "feature_used"],
-    key="biz_returning",
-)
-event = None if returning == "any event" else returning
-grid = grid_rows(
-    data.read_or_stop(retention_grid, today=local_day(now, tz), tz=tz, returning_event=event)
-)
-if grid:
-    weeks = [c for c in grid[0] if c.startswith("week_")]
-    heat = go.Heatmap(
-        z=[[row.get(w) for w in weeks] for row in grid],
-        x=weeks,
-        y=[str(r["cohort"]) for r in grid],
-        colorscale="Blues",
-        zmin=0,
-        zmax=1,
-        texttemplate="%{z:.0%}",
+from_url("biz_returning", "returning", "any event", among=RETURNING)
+returning = st.selectbox("Returning on", RETURNING, key="biz_returning", format_func=humanize)
+to_url(returning=None if returning == "any event" else returning)
+last_week_day = last_complete_week_day(today)
+cohorts = (
+    view.retention
+    if returning == "any event"
+    else cached_extra(
+        "retention_grid", today, today=last_week_day, tz=tz, returning_event=returning
     )
-    heatmap = go.Figure(heat).update_layout(height=420, margin={"t": 10, "b": 10})
-    st.plotly_chart(heatmap, config=charts.PLOTLY_CONFIG)
-    table_with_csv(grid, "retention")
+)
+st.caption(
+    f"Complete weeks only (Monday to Sunday, up to Sunday {last_week_day:%-d %b}): the "
+    "current week is left out until it is over. Each row is the people who signed up that "
+    "week; week 0 is their signup week."
+)
+grid = [
+    {"cohort": c.week, "size": c.size}
+    | {f"week_{i}": round(share, 4) for i, share in enumerate(c.shares)}
+    for c in cohorts
+]
+if grid:
+    st.plotly_chart(retention_figure(grid), config=charts.PLOTLY_CONFIG)
+    table_with_csv(
+        grid,
+        "retention",
+        column_config={
+            "cohort": st.column_config.DateColumn("Signup week"),
+            "size": st.column_config.NumberColumn("People", format="localized"),
+        }
+        | {
+            w: st.column_config.NumberColumn(f"Week {w[5:]}", format="percent")
+            for w in grid[0]
+            if w.startswith("week_")
+        },
+    )
 
 st.subheader("Organizations at risk of churning")
-risk = data.read_or_stop(churn_risk_rows, now=now)
 st.caption(
-    "Score 0–100: activity decline (40), days since a key action (35), failed payments (25)."
+    "Score 0–100: activity decline (up to 40), days since a key action (35), failed payments (25)."
 )
-table_with_csv(risk, "churn_risk")
+table_with_csv(
+    [
+        {
+            "Organization": r["organization_id"],
+            "Score": r["score"],
+            "Level": humanize(r["level"]),
+            "MRR": r["mrr"],
+            "Reasons": r["reasons"],
+        }
+        for r in view.churn
+    ],
+    "churn_risk",
+    columns=["Organization", "Score", "Level", "MRR", "Reasons"],
+    column_config={
+        "Score": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f"),
+        "MRR": st.column_config.NumberColumn(format=f"{prefix}%,.0f" if prefix else "localized"),
+    },
+)
 
 st.subheader("KPI anomalies")
-flags = data.read_or_stop(kpi_anomalies, period=complete)
-st.caption("Robust z-score of each complete day against the same weekday of the 8 weeks before.")
-table_with_csv([f.row() for f in flags], "kpi_anomalies")
+st.caption(
+    "Complete days whose value is far from the same weekday of the 8 weeks before "
+    "(robust z-score beyond ±3.5)."
+)
+table_with_csv(
+    [
+        {
+            "Day": f.day,
+            "KPI": humanize(f.metric),
+            "Value": f.value,
+            "Usual": f.expected,
+            "Robust z": round(f.z, 1),
+            "Direction": "above usual" if f.direction == "up" else "below usual",
+        }
+        for f in view.anomalies
+    ],
+    "kpi_anomalies",
+    columns=["Day", "KPI", "Value", "Usual", "Robust z", "Direction"],
+    column_config={
+        "Value": st.column_config.NumberColumn(format="localized"),
+        "Usual": st.column_config.NumberColumn(format="localized"),
+    },
+)
 
 st.subheader("Forecast: the next 14 days")
-points = data.read_or_stop(forecast_kpis, last_day=complete.last)
-history = data.read_or_stop(
-    kpis.daily_series, names=("dau", "revenue"), first=complete.first, last=complete.last
+st.caption(
+    "Trend and weekday pattern fitted to the last 8 complete weeks; the shaded band is where "
+    "95 % of days are expected to fall."
 )
-for metric in ("dau", "revenue"):
-    mine = [p for p in points if p.metric == metric]
-    past = history.get(metric, {})
-    fig = go.Figure()
-    fig.add_scatter(x=list(past), y=list(past.values()), name="actual")
-    fig.add_scatter(
-        x=[p.day for p in mine], y=[p.upper for p in mine], line={"width": 0}, showlegend=False
-    )
-    fig.add_scatter(
-        x=[p.day for p in mine],
-        y=[p.lower for p in mine],
-        fill="tonexty",
-        line={"width": 0},
-        name="95 % band",
-    )
-    fig.add_scatter(x=[p.day for p in mine], y=[p.forecast for p in mine], name="forecast")
-    fig.update_layout(title=metric, height=300, margin={"t": 30, "b": 10})
-    st.plotly_chart(fig, config=charts.PLOTLY_CONFIG)
-table_with_csv([p.row() for p in points], "forecasts")
+forecast_cols = st.columns(2)
+for col, metric in zip(forecast_cols, ("dau", "revenue"), strict=True):
+    actual = {
+        day: value
+        for day, value in view.series.get(metric, {}).items()
+        if day <= complete.last and day >= complete.last - timedelta(days=55)
+    }
+    points = [p.row() for p in view.forecast if p.metric == metric]
+    with col:
+        st.plotly_chart(
+            forecast_figure(metric, actual, points, prefix=prefix if metric == "revenue" else ""),
+            config=charts.PLOTLY_CONFIG,
+            key=f"biz_forecast_{metric}",
+        )
+table_with_csv(
+    [
+        {
+            "Day": p.day,
+            "KPI": humanize(p.metric),
+            "Forecast": p.forecast,
+            "Low (95 %)": p.lower,
+            "High (95 %)": p.upper,
+        }
+        for p in view.forecast
+    ],
+    "forecasts",
+    column_config={
+        c: st.column_config.NumberColumn(format="localized")
+        for c in ("Forecast", "Low (95 %)", "High (95 %)")
+    },
+)

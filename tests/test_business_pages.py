@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, text
@@ -16,9 +19,10 @@ from monitoring_core.demo import business as business_demo
 from monitoring_core.demo import loader_rng
 from monitoring_core.enums import Role
 from monitoring_core.schema import metadata
-from tests.ui_harness import DEMO_NOW
+from tests.ui_harness import DEMO_NOW, table_with
 
 AppFactory = Callable[[Role | None], AppTest]
+LONDON = ZoneInfo("Europe/London")
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +57,98 @@ def test_it_shows_the_business_page_to_a_viewer(
     assert cards["MRR"].startswith("£") and cards["DAU (avg)"] != "–"
     tables = [df.value for df in at.dataframe]
     assert len(tables) >= 8  # trends, MRR, adoption, ramp, segments, retention, risk, anomalies…
-    risk = next(t for t in tables if "reasons" in t.columns)
-    assert len(risk) > 0 and risk["score"].is_monotonic_decreasing
+    risk = next(t for t in tables if "Reasons" in t.columns)
+    assert len(risk) > 0 and risk["Score"].is_monotonic_decreasing
     assert len(at.get("download_button")) == len(tables)
+
+
+def _figures(at: AppTest) -> list[dict[str, Any]]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _trace(figures: list[dict[str, Any]], name: str, title: str | None = None) -> dict[str, Any]:
+    found = [
+        trace
+        for fig in figures
+        if title is None or fig["layout"].get("title", {}).get("text") == title
+        for trace in fig["data"]
+        if trace.get("name") == name
+    ]
+    assert found, f"no trace {name!r}"
+    return found[0]
+
+
+@pytest.mark.parametrize("time_range", ["7d", "30d", "90d"])
+def test_it_draws_complete_days_in_order_with_conventional_colours(
+    business_engine: Engine, logged_in_app: AppFactory, time_range: str
+) -> None:
+    at = logged_in_app(Role.VIEWER)
+    at.session_state["time_range"] = time_range
+    at.run()
+    at.switch_page("pages/business.py").run()
+
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    days = int(time_range[:-1])
+    today = DEMO_NOW.astimezone(LONDON).date()
+    trends = table_with(at, "Day", "Daily active users")
+    # "7d" is exactly the 7 complete days before today; today is not in it
+    assert list(trends["Day"]) == [today - timedelta(days=d) for d in range(days, 0, -1)]
+    figures = _figures(at)
+    # the forecast's actual line runs in date order, then the forecast and its band follow it
+    for metric in ("Daily active users", "Revenue"):
+        actual = _trace(figures, "Actual", metric)
+        xs = [date.fromisoformat(x[:10]) for x in actual["x"]]
+        assert xs == sorted(xs) and len(xs) == len(set(xs)) and xs[-1] == today - timedelta(days=1)
+        forecast = _trace(figures, "Forecast", metric)
+        assert date.fromisoformat(forecast["x"][1][:10]) == today
+        band = _trace(figures, "95 % band", metric)
+        assert band["fill"] == "tonexty" and len(band["x"]) == 14
+    # MRR: churn red, new and reactivation green
+    assert _trace(figures, "Churn")["marker"]["color"] == "#d62728"
+    assert _trace(figures, "New")["marker"]["color"] == "#2ca02c"
+    assert _trace(figures, "Reactivation")["marker"]["color"] == "#1a9850"
+    assert all(v <= 0 for v in _trace(figures, "Churn")["y"])
+    # the retention grid ends with the last complete week: no cell in the current week
+    monday = today - timedelta(days=today.weekday())
+    grid = table_with(at, "cohort", "week_0")
+    for _, row in grid.iterrows():
+        weeks = [c for c in grid.columns if c.startswith("week_") and row[c] == row[c]]
+        last_week = row["cohort"] + timedelta(weeks=int(weeks[-1][5:]))
+        assert last_week < monday
+    assert max(grid["cohort"]) == monday - timedelta(weeks=1)
+
+
+def test_it_adds_today_dashed_and_keeps_choices_in_the_url(
+    business_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.VIEWER)
+    at.session_state["time_range"] = "7d"
+    at.run()
+    at.switch_page("pages/business.py")
+    at.query_params.update({"today": "1", "kpis": "signups,mau", "segment": "device"})
+    at.run()
+
+    assert not at.exception
+    assert at.toggle(key="biz_today").value is True
+    assert at.multiselect(key="biz_trend").value == ["signups", "mau"]
+    assert at.selectbox(key="biz_segment").value == "device"
+    today = DEMO_NOW.astimezone(LONDON).date()
+    trends = table_with(at, "Day", "Signups")
+    assert len(trends) == 8 and trends["Day"].iloc[-1] == today
+    assert list(trends["Partial"]) == [""] * 7 + ["today so far"]
+    dashed = _trace(_figures(at), "Signups (today so far)")
+    assert dashed["line"]["dash"] == "dash"
+    # the cards still compare complete days: today is only in their help text
+    card = next(m for m in at.metric if m.label == "Signups")
+    assert "vs prior 7 days" in str(card.proto.delta) and "Today so far" in card.help
+
+    at.toggle(key="biz_today").set_value(False).run()
+    at.selectbox(key="biz_returning").select("form_completed").run()
+    assert not at.exception
+    assert "today" not in at.query_params
+    assert at.query_params["returning"] == "form_completed"
+    assert len(table_with(at, "Day", "Signups")) == 7
 
 
 def test_it_shows_a_funnel_with_the_mobile_drop_off(

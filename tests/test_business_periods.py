@@ -127,11 +127,11 @@ def test_it_shows_complete_days_and_a_dashed_today_on_the_page(
     at.switch_page("pages/business.py").run()
     assert not at.exception
     (dau,) = [m for m in at.metric if m.label == "DAU (avg)"]
-    assert (dau.value, dau.delta) == ("800", "+0.0%")
-    assert "today so far (partial): 100" in dau.help
-    caption = next(c.value for c in at.caption if c.value.startswith("KPI cards"))
+    assert (dau.value, dau.delta) == ("800", "+0.0 % vs prior 30 days")
+    assert "Today so far (partial): 100" in dau.help
+    caption = next(c.value for c in at.caption if c.value.startswith("The last"))
     first, last = today - 30 * DAY, today - DAY
-    assert f"the 30 complete business days {first:%d %b} – {last:%d %b %Y}" in caption
+    assert f"The last 30 complete days, {first:%a %-d %b} – {last:%a %-d %b %Y}" in caption
 
 
 # ---------------------------------------------------------------- money keeps its currency

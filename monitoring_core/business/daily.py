@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, TextClause, bindparam, delete, insert, or_, select, text
+from sqlalchemy import Connection, TextClause, bindparam, delete, func, insert, or_, select, text
 
 from monitoring_core.business.definitions import MRR_EVENTS, EventType, day_bounds, local_day
 from monitoring_core.business.retention import ROLLUP_PREFIXES, rollup_retention
@@ -25,6 +25,7 @@ __all__ = [
     "compute_days",
     "dirty_days",
     "rollup_days",
+    "rollup_version",
     "run_daily_rollup",
 ]
 
@@ -317,6 +318,17 @@ def run_daily_rollup(conn: Connection, *, now: datetime, tz: ZoneInfo) -> list[d
     for first, last in _runs(days):
         rollup_days(conn, first=first, last=last, tz=tz)
     return days
+
+
+def rollup_version(conn: Connection, *, today: date) -> datetime | None:
+    """When the rollup last changed (the newest `updated_at` of the days the worker
+    recomputes: today back to LATE_EVENT_DAYS): a cache key for pages that read it."""
+    table = business_metrics_daily
+    return conn.execute(
+        select(func.max(table.c.updated_at)).where(
+            table.c.day >= today - timedelta(days=LATE_EVENT_DAYS + 1)
+        )
+    ).scalar()
 
 
 def _runs(days: list[date]) -> list[tuple[date, date]]:
