@@ -65,7 +65,7 @@ if workers:  # who is running, and which share of the alert rules each evaluates
                         "worker": w["worker_id"],
                         "host": w["hostname"],
                         "pid": w["pid"],
-                        "seen (s ago)": round(w["seconds_ago"]),
+                        "last seen": f"{duration_words(w['seconds_ago'])} ago",
                         "live": w["seconds_ago"] <= sharding.LEASE.total_seconds(),
                         "alert rules": shares.get(w["worker_id"], 0),
                     }
@@ -133,11 +133,12 @@ def _status_grid(checks: list[dict]) -> None:
         with columns[i % 3].container(border=True):
             st.markdown(f"**{fmt.md_escape(service)}** &nbsp; {widgets.status_badge(worst)}")
             for c in members:
-                took = (
-                    fmt.milliseconds(c["response_time_ms"])
-                    if c["response_time_ms"] is not None
-                    else "–"
-                )
+                if c["check_type"] == "heartbeat":
+                    took = f"pinged {check_detail.relative(c['last_ping_at'], clock.now())}"
+                elif c["response_time_ms"] is not None:
+                    took = fmt.milliseconds(c["response_time_ms"])
+                else:
+                    took = "not run yet"
                 st.markdown(
                     f"{widgets.status_badge(c['status'])} {fmt.md_escape(c['check_name'])} · {took}"
                 )
@@ -209,11 +210,39 @@ def _uptime_table(checks: list[dict]) -> None:
     )
 
 
-def _pause_controls(chosen: dict) -> None:
-    """Pause or resume (responders and admins; audited)."""
+def _actions(chosen: dict) -> None:
+    """Pause or resume (responders and admins; audited); run now (admins)."""
     if not auth.has_role(Role.RESPONDER):
         st.caption("Responders and admins can pause this check.")
         return
+    left, right, _rest = st.columns([1, 1, 4])
+    with left:
+        _pause_button(chosen)
+    if auth.has_role(Role.ADMIN):
+        with right:
+            _run_now_button(chosen)
+
+
+def _run_now_button(chosen: dict) -> None:
+    if st.button(
+        "Run now",
+        key="health_run_now",
+        icon=":material/play_arrow:",
+        disabled=chosen["paused"],
+        help="Resume the check to run it." if chosen["paused"] else "Probe it now and record it.",
+    ):
+        auth.require_role(Role.ADMIN)
+        run = run_check_now(data.get_engine(), chosen["id"], clock.now())
+        if run is not None:
+            _after_action(
+                f"{fmt.md_escape(chosen['check_name'])}: {fmt.md_escape(run.outcome.message)} → "
+                f"{run.transition.status.value}",
+                ok=run.outcome.success,
+                check_id=chosen["id"],
+            )
+
+
+def _pause_button(chosen: dict) -> None:
     paused = chosen["paused"]
     label, icon = (
         ("Resume", ":material/play_circle:") if paused else ("Pause", ":material/pause_circle:")
@@ -237,7 +266,7 @@ def _pause_controls(chosen: dict) -> None:
         )
 
 
-def _detail(checks: list[dict]) -> dict:
+def _detail(checks: list[dict]) -> None:
     by_id = {c["id"]: c for c in checks}
     if (pending := st.session_state.pop(PENDING, None)) in by_id:
         st.session_state["url_check"] = pending  # the check just acted on stays open
@@ -263,44 +292,30 @@ def _detail(checks: list[dict]) -> dict:
     )
     if detail is None:
         st.info("This check no longer exists.")
-        return chosen
-    if chosen["ping_url"]:
-        st.code(f"curl -fsS -m 10 --retry 5 {chosen['ping_url']}", language="bash")
-    _pause_controls(chosen)
-    check_detail.render(detail, tz=tz, now=exact)
-    return chosen
+        return
+
+    def actions() -> None:
+        _actions(chosen)
+        if chosen["ping_url"]:
+            st.code(f"curl -fsS -m 10 --retry 5 {chosen['ping_url']}", language="bash")
+
+    check_detail.render(detail, tz=tz, now=exact, actions=actions)
 
 
 if not checks:
     st.info(
         "No health checks yet. Admins add them below or with `POST /api/admin/monitoring/health/checks`."
     )
-    chosen = None
 else:
     _status_grid(checks)
     st.subheader("Uptime")
     _uptime_table(checks)
     st.subheader("Check detail")
-    chosen = _detail(checks)
+    _detail(checks)
 
 if auth.has_role(Role.ADMIN):
     user = auth.require_role(Role.ADMIN)
     engine = data.get_engine()
-    if chosen is not None and st.button(
-        "Run now",
-        key="health_run_now",
-        icon=":material/play_arrow:",
-        disabled=chosen["paused"],
-        help="Resume the check to run it." if chosen["paused"] else None,
-    ):
-        run = run_check_now(engine, chosen["id"], clock.now())
-        if run is not None:
-            _after_action(
-                f"{fmt.md_escape(chosen['check_name'])}: {fmt.md_escape(run.outcome.message)} → "
-                f"{run.transition.status.value}",
-                ok=run.outcome.success,
-                check_id=chosen["id"],
-            )
     st.subheader("Add or edit a check")
     names = ["New check"] + [c["check_name"] for c in checks]
     if (just_saved := st.session_state.pop("health_edit_pick_next", None)) in names:
@@ -385,20 +400,27 @@ if auth.has_role(Role.ADMIN):
 st.subheader("Collectors")
 collectors = data.read_or_stop(queries.collector_table)
 if collectors:
-    st.dataframe(
-        pd.DataFrame(collectors)[
-            [
-                "name",
-                "kind",
-                "metric_name",
-                "interval_seconds",
-                "is_enabled",
-                "last_run_at",
-                "last_error",
-            ]
-        ],
+    exact = clock.now()
+    st.dataframe(  # words, not codes: "every 5 min", "2 min ago", "off"
+        pd.DataFrame(
+            {
+                "name": [c["name"] for c in collectors],
+                "kind": [
+                    "SQL query" if c["kind"] == "sql" else "Prometheus scrape" for c in collectors
+                ],
+                "metric": [c["metric_name"] or "(from the scrape)" for c in collectors],
+                "every": [f"every {duration_words(c['interval_seconds'])}" for c in collectors],
+                "enabled": ["on" if c["is_enabled"] else "off" for c in collectors],
+                "last run": [
+                    check_detail.relative(c["last_run_at"], exact)
+                    if c["last_run_at"]
+                    else "not yet"
+                    for c in collectors
+                ],
+                "last error": [c["last_error"] or "" for c in collectors],
+            }
+        ),
         hide_index=True,
-        column_config={"interval_seconds": "every (s)", "last_error": "last error"},
     )
 else:
     st.caption("No SQL collectors or scrapes yet (the system and database collectors always run).")

@@ -7,7 +7,7 @@ tests and the page see the same words; `render` draws them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -232,9 +232,18 @@ def _timeline(detail: Mapping[str, Any], tz: ZoneInfo) -> None:
     st.plotly_chart(timeline_figure(bands, tz), width="stretch", key="health_timeline")
 
 
-def render(detail: Mapping[str, Any], *, tz: ZoneInfo, now: datetime) -> str:
-    """Draw the detail view; the open tab is bound to `?tab=`. Returns the open tab."""
+def render(
+    detail: Mapping[str, Any],
+    *,
+    tz: ZoneInfo,
+    now: datetime,
+    actions: Callable[[], None] | None = None,
+) -> str:
+    """Draw the detail view: header, then `actions` (the page's buttons), then the views; the
+    open view is bound to `?tab=`. Returns the open view."""
     _header(detail, tz, now)
+    if actions is not None:
+        actions()
     view = url_state.tabs(list(TABS), param="tab", label="Check view")
     check = detail["check"]
     if view == "Log":
