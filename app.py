@@ -32,6 +32,7 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
     "Business": [
         ("pages/business.py", "Business", ":material/insights:"),
         ("pages/funnels.py", "Funnels", ":material/filter_alt:"),
+        ("pages/reports.py", "Reports", ":material/summarize:"),
     ],
     "Administration": [
         ("pages/settings.py", "Settings", ":material/settings:"),
@@ -96,6 +97,7 @@ def main() -> None:
         page.run()
         return
     page = st.navigation(_navigation())
+    widgets.close_sidebar_after_navigation(page.url_path)
     widgets.time_range_picker()
     widgets.auto_refresh_toggle()
     auth.logout_button()

@@ -63,6 +63,22 @@ BLANK = {
 }
 
 
+_OPERATOR_WORDS = {
+    "greater_than": "above (>)",
+    "less_than": "below (<)",
+    "greater_than_or_equal": "at or above (≥)",
+    "less_than_or_equal": "at or below (≤)",
+    "equals": "equal to (=)",
+    "not_equals": "not equal to (≠)",
+}
+_NO_DATA_WORDS = {
+    "no_data": "Its own 'no data' state",
+    "ok": "Resolve (treat as OK)",
+    "alerting": "Fire (treat as a breach)",
+    "keep_last": "Keep the last state",
+}
+
+
 def _filters_text(filters: Mapping[str, Any]) -> str:
     return "\n".join(f"{k}={v}" for k, v in filters.items())
 
@@ -103,13 +119,23 @@ def _condition(prefix: str, cfg: Mapping[str, Any], sig: Mapping[str, Any]) -> d
     kinds, aggs, ops = list(TYPES), list(sig["aggregations"]), list(OPERATORS)
     c1, c2, c3, c4 = st.columns(4)
     out: dict[str, Any] = {
-        "type": c1.selectbox("Type", kinds, _index(kinds, cfg.get("type")), key=f"{prefix}_type"),
+        "type": c1.selectbox(
+            "Type",
+            kinds,
+            _index(kinds, cfg.get("type")),
+            key=f"{prefix}_type",
+            format_func=fmt.label,
+        ),
         "metric": sig["name"],
         "aggregation": c2.selectbox(
             "Aggregation", aggs, _index(aggs, cfg.get("aggregation")), key=f"{prefix}_agg"
         ),
         "operator": c3.selectbox(
-            "Operator", ops, _index(ops, cfg.get("operator")), key=f"{prefix}_op"
+            "Operator",
+            ops,
+            _index(ops, cfg.get("operator")),
+            key=f"{prefix}_op",
+            format_func=lambda o: _OPERATOR_WORDS.get(o, fmt.label(o)),
         ),
         "value": c4.number_input(
             "Value", value=float(cfg.get("value", 0)), format="%g", key=f"{prefix}_value"
@@ -121,6 +147,7 @@ def _condition(prefix: str, cfg: Mapping[str, Any], sig: Mapping[str, Any]) -> d
         0.5,
         60.0 * 24 * 7,
         float(cfg.get("window_minutes", 5)),
+        format="%g",
         key=f"{prefix}_window",
     )
     out["duration_minutes"] = d2.number_input(
@@ -128,6 +155,7 @@ def _condition(prefix: str, cfg: Mapping[str, Any], sig: Mapping[str, Any]) -> d
         0.0,
         1440.0,
         float(cfg.get("duration_minutes", 0)),
+        format="%g",
         key=f"{prefix}_duration",
     )
     dims = list(sig["dimensions"])
@@ -161,6 +189,7 @@ def _form(
             severities,
             _index(severities, base.get("severity_level")),
             key=f"{prefix}_severity",
+            format_func=str.capitalize,
         )
         condition = _condition(prefix, cfg, sig)
         no_data_state = st.selectbox(
@@ -168,8 +197,8 @@ def _form(
             NO_DATA_MODES,
             _index(list(NO_DATA_MODES), cfg.get("no_data_state", cfg.get("no_data"))),
             key=f"{prefix}_no_data",
-            help="no_data: its own state, listed apart and notified once the rule has seen "
-            "data; ok: resolve; alerting: treat as a breach; keep_last: change nothing.",
+            format_func=lambda m: _NO_DATA_WORDS.get(m, fmt.label(m)),
+            help="Its own state: listed apart and notified once the rule has seen data.",
         )
         extras = {k: v for k, v in cfg.items() if k not in _FORM_KEYS}
         extra_text = st.text_area(
@@ -271,7 +300,7 @@ def _rule_row(rule: Mapping[str, Any], admin: bool, act: Act) -> None:
     watched = f" · {fmt.md_escape(rule['metric_name'])}" if rule["metric_name"] else ""
     cols[0].markdown(
         f"{widgets.severity_badge(rule['severity_level'])} **{fmt.md_escape(rule['alert_name'])}** "
-        f"· {fmt.md_escape(cfg.get('type'))}{watched}"
+        f"· {fmt.md_escape(fmt.label(cfg.get('type')))}{watched}"
         f"{'' if rule['is_enabled'] else ' · *disabled*'}"
     )
     if not admin:

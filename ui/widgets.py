@@ -7,6 +7,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import streamlit as st
+import streamlit.components.v1 as components
 from streamlit_autorefresh import st_autorefresh
 
 from monitoring_core import clock
@@ -21,6 +22,7 @@ __all__ = [
     "REFRESH_S",
     "auto_refresh_toggle",
     "chart_interval",
+    "close_sidebar_after_navigation",
     "current_now",
     "current_time_range",
     "events_until",
@@ -161,6 +163,30 @@ def events_until(tr: TimeRange) -> datetime:
     now (floored to REFRESH_S so reads are shared) is read to the end of that refresh step,
     so an action taken a moment ago is listed at once rather than up to 30 s later."""
     return tr.end + timedelta(seconds=REFRESH_S) if tr.end == current_now() else tr.end
+
+
+_LAST_PAGE = "_last_page"
+# Streamlit collapses the sidebar on narrow screens only when the app loads; a page opened from
+# the sidebar leaves it covering the page. After a page change, on a screen narrower than
+# Streamlit's breakpoint (768 px) with the sidebar open, this presses its own collapse button.
+_CLOSE_SIDEBAR = """<script>
+const doc = window.parent.document;
+const bar = doc.querySelector('[data-testid="stSidebar"]');
+const box = bar && bar.getBoundingClientRect();
+if (window.parent.innerWidth < 768 && box && box.width > 0 && box.right > 0) {
+  doc.querySelector('[data-testid="stSidebarCollapseButton"] button')?.click();
+}
+</script>"""
+
+
+def close_sidebar_after_navigation(page: str) -> None:
+    """On a phone, close the sidebar once another page has been opened (app.py calls this on
+    every run with the page's URL path; it draws a zero-height frame only after a change)."""
+    previous = st.session_state.get(_LAST_PAGE)
+    st.session_state[_LAST_PAGE] = page
+    if previous is not None and previous != page:
+        with st.sidebar:  # not in the page: its zero-height frame would still add a gap there
+            components.html(_CLOSE_SIDEBAR, height=0)
 
 
 def auto_refresh_toggle() -> None:
