@@ -204,7 +204,7 @@ def _built_in() -> dict[str, Signal]:
             LOG_DIMENSIONS,
             ("count",),
             "Log records in the window; filter body_contains=TEXT counts the records whose "
-            "body holds TEXT (ASCII letters case-folded), severity=ERROR one severity range",
+            "body holds TEXT (case-insensitive), severity=ERROR one severity range",
         ),
     ]
     for vital, unit in VITALS.items():

@@ -5,7 +5,7 @@
   internal, producer, consumer, unspecified) and `status` (unset, ok, error);
 - `logs`: `logs.lines`, the count of log records, per `service` and `severity` (the OTLP range:
   TRACE, DEBUG, INFO, WARN, ERROR, FATAL) and `body_contains`, a substring a rule filters on
-  (ASCII letters case-folded, as on the Logs page; found through the block trigram index).
+  (case-insensitive, as on the Logs page; found through the block trigram index).
 
 A rule's `body_contains` filter makes its own read (the substring is part of the SQL); rules
 with the same substring share it. Pure SQL text and row mapping; no engine logic here.
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring_core.logs.trigrams import ASCII_LOWER, ASCII_UPPER, fold, needle_trigrams
+from monitoring_core.logs.trigrams import needle_trigrams
 
 __all__ = [
     "LOG_DIMENSIONS",
@@ -58,7 +58,7 @@ def log_sql(ranges: str, in_ranges: str, epoch: str, contains: str) -> str:
     (the blocks that can hold it first, when it has a trigram)."""
     match = ""
     if contains:
-        match = " AND strpos(translate(x.body, %(upper)s, %(lower)s), %(pat)s) > 0"
+        match = " AND strpos(lower(x.body), lower(%(pat)s)) > 0"
         if needle_trigrams(contains):
             match += """
           AND x.block IN (
@@ -75,12 +75,7 @@ def log_sql(ranges: str, in_ranges: str, epoch: str, contains: str) -> str:
 def log_params(contains: str) -> dict[str, Any]:
     if not contains:
         return {}
-    return {
-        "pat": fold(contains).decode("utf-8", "surrogatepass"),
-        "q": needle_trigrams(contains),
-        "upper": ASCII_UPPER,
-        "lower": ASCII_LOWER,
-    }
+    return {"pat": contains, "q": needle_trigrams(contains)}
 
 
 def otel_labels(family: str, row: Sequence[Any], contains: str) -> tuple[dict[str, str], Any, Any]:

@@ -1,8 +1,8 @@
 """Reads for the Logs page: search with filters, matches over time, volume per service.
 
-A body substring (`contains`) is matched with ASCII letters case-folded (`logs.trigrams`):
-with three bytes or more the GIN index over the blocks' trigrams picks the blocks that can
-hold it, and only their rows are read and checked; a shorter needle reads the window's rows.
+A body substring (`contains`) is matched case-insensitively (`lower`): when it has an ASCII
+trigram the GIN index over the blocks' codes (`logs.trigrams`) picks the blocks that can hold
+it, and only their rows are read and checked; a shorter needle reads the window's rows.
 """
 
 # _FILTERS is a constant of this module; every value is a bound parameter.
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
-from monitoring_core.logs.trigrams import ASCII_LOWER, ASCII_UPPER, fold, needle_trigrams
+from monitoring_core.logs.trigrams import needle_trigrams
 
 __all__ = [
     "SEVERITIES",
@@ -33,26 +33,34 @@ _FILTERS = """
     time >= :s AND time < :e
     AND (CAST(:svc AS text) IS NULL OR service = :svc)
     AND severity_number >= :sev
-    AND (CAST(:pat AS text) IS NULL
-         OR strpos(translate(body, :upper, :lower), CAST(:pat AS text)) > 0)
+    AND (CAST(:pat AS text) IS NULL OR strpos(lower(body), lower(CAST(:pat AS text))) > 0)
     AND (CAST(:tid AS text) IS NULL OR trace_id = :tid)
     AND (CAST(:attr AS jsonb) IS NULL OR attributes @> CAST(:attr AS jsonb))
 """
-# The blocks that can hold the needle: their earliest row carries the trigrams (GIN index) and
-# the block's latest time; blocks are per UTC day, so that row is at most a day before :s.
-_BLOCKS = """
-    AND block IN (
-        SELECT b.block FROM log_records b
-        WHERE b.block_trgm @> CAST(:q AS int4[])
-          AND b.time >= CAST(:s AS timestamptz) - interval '1 day' AND b.time < :e
-          AND b.block_end >= :s
-          AND (CAST(:svc AS text) IS NULL OR b.service = :svc))
+# The blocks that can hold the needle, newest first: their earliest row carries the codes (GIN
+# index) and the block's latest time; blocks are per UTC day, so that row is at most a day
+# before :s.
+_CANDIDATES = text(
+    """
+    SELECT block, time, block_end FROM log_records
+    WHERE block_trgm @> CAST(:q AS int4[])
+      AND time >= CAST(:s AS timestamptz) - interval '1 day' AND time < :e AND block_end >= :s
+      AND (CAST(:svc AS text) IS NULL OR service = :svc)
+    ORDER BY block_end DESC
+    """
+)
+# Rows of some candidate blocks: `:lo`/`:hi` (their time span) prune partitions.
+_IN_BLOCKS = """
+    AND block = ANY(CAST(:blocks AS bigint[])) AND time >= :lo AND time <= :hi
 """
+_FIRST_BATCH = 32  # blocks read at once by search_logs, doubling while more are needed
 
 
-def _where(contains: str | None) -> str:
-    """The filters, with the block index when the needle has a trigram."""
-    return _FILTERS + (_BLOCKS if contains and needle_trigrams(contains) else "")
+def _candidates(conn: Connection, params: dict[str, Any]) -> list[Any] | None:
+    """Candidate blocks (block, first time, last time) newest first; None: no index use."""
+    if not params["q"]:
+        return None
+    return list(conn.execute(_CANDIDATES, params))
 
 
 def _params(
@@ -69,10 +77,8 @@ def _params(
         "e": end,
         "svc": service,
         "sev": min_severity,
-        "pat": fold(contains).decode("utf-8", "surrogatepass") if contains else None,
+        "pat": contains or None,
         "q": needle_trigrams(contains) if contains else [],
-        "upper": ASCII_UPPER,
-        "lower": ASCII_LOWER,
         "tid": trace_id,
         "attr": orjson.dumps({attribute[0]: attribute[1]}).decode() if attribute else None,
     }
@@ -90,16 +96,40 @@ def search_logs(
     attribute: tuple[str, Any] | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """Matching records, newest first (at most `limit`)."""
+    """Matching records, newest first (at most `limit`). With a needle that has codes, the
+    candidate blocks are read newest first in growing batches until `limit` rows are found
+    and no block left can hold a newer one."""
     params = _params(start, end, service, min_severity, contains, trace_id, attribute)
-    rows = conn.execute(
-        text(
-            "SELECT time, service, severity_number, severity_text, body, trace_id, span_id,"
-            f" attributes FROM log_records WHERE {_where(contains)} ORDER BY time DESC LIMIT :limit"
-        ),
-        {**params, "limit": limit},
+    select = (
+        "SELECT time, service, severity_number, severity_text, body, trace_id, span_id,"
+        " attributes FROM log_records WHERE "
     )
-    return [dict(row._mapping) for row in rows]
+    blocks = _candidates(conn, params)
+    if blocks is None:
+        rows = conn.execute(
+            text(f"{select}{_FILTERS} ORDER BY time DESC LIMIT :limit"),
+            {**params, "limit": limit},
+        )
+        return [dict(row._mapping) for row in rows]
+    query = text(f"{select}{_FILTERS}{_IN_BLOCKS} ORDER BY time DESC LIMIT :limit")
+    found: list[dict[str, Any]] = []
+    size, i = _FIRST_BATCH, 0
+    while i < len(blocks):
+        if len(found) >= limit and blocks[i].block_end < found[limit - 1]["time"]:
+            break  # every block left ends before the limit-th newest match
+        batch = blocks[i : i + size]
+        bound = {
+            "blocks": [b.block for b in batch],
+            "lo": min(b.time for b in batch),
+            "hi": max(b.block_end for b in batch),
+        }
+        found += [
+            dict(row._mapping) for row in conn.execute(query, {**params, **bound, "limit": limit})
+        ]
+        found.sort(key=lambda r: r["time"], reverse=True)
+        del found[limit:]
+        i, size = i + size, size * 2
+    return found
 
 
 def log_histogram(
@@ -116,13 +146,24 @@ def log_histogram(
 ) -> list[dict[str, Any]]:
     """Matching records per time bucket and severity range (INFO, WARN, ERROR …)."""
     params = _params(start, end, service, min_severity, contains, trace_id, attribute)
+    where = _FILTERS
+    blocks = _candidates(conn, params)
+    if blocks is not None:
+        if not blocks:
+            return []
+        where += _IN_BLOCKS
+        params |= {
+            "blocks": [b.block for b in blocks],
+            "lo": min(b.time for b in blocks),
+            "hi": max(b.block_end for b in blocks),
+        }
     rows = conn.execute(
         text(
             "SELECT date_bin(:step, time, :s) AS bucket,"
             " CASE WHEN severity_number >= 21 THEN 'FATAL' WHEN severity_number >= 17 THEN 'ERROR'"
             " WHEN severity_number >= 13 THEN 'WARN' WHEN severity_number >= 9 THEN 'INFO'"
             " WHEN severity_number >= 5 THEN 'DEBUG' ELSE 'TRACE' END AS severity,"
-            f" count(*) AS count FROM log_records WHERE {_where(contains)} GROUP BY 1, 2 ORDER BY 1, 2"
+            f" count(*) AS count FROM log_records WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2"
         ),
         {**params, "step": interval},
     )

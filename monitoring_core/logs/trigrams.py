@@ -9,14 +9,27 @@ each body. Log lines repeat their templates, so a block of a few hundred records
 thousand distinct trigrams where per-record trigrams would be ~200 per record: the index is
 20-50x smaller and cheaper to write.
 
-Matching is on UTF-8 bytes with ASCII letters folded to lower case (`fold`); the SQL check is
-`strpos(translate(body, 'A..Z', 'a..z'), folded needle)`, the same rule, so the index never
-misses a match. A trigram is its three bytes as one integer (0..2^24). Needles shorter than
-three bytes have no trigram: those searches read the window's rows.
+Trigrams alone find little in a block when the needle is mostly digits (a block of 512
+records holds nearly every digit trigram), so a block also keeps its *words* (runs of ASCII
+letters, digits, `_` and non-ASCII bytes), each hashed (CRC-32) into codes above the trigram
+range. A needle's inner words — those with a separator on both sides inside the needle — must
+appear whole in a matching body, so they are asked for too: `vendor 4242 processed` asks for
+the word `4242`, which few blocks hold.
+
+Codes are taken from UTF-8 bytes with ASCII letters folded to lower case (`fold`); the SQL check
+is `strpos(lower(body), lower(needle))` (Postgres's own case folding; `translate` would fold
+only ASCII but costs ~20 µs a record). A needle asks only for trigrams and words made of ASCII
+bytes, whose folding both sides agree on, so a non-ASCII letter in another case still matches.
+Two letters lower-case to ASCII in Postgres (U+212A KELVIN SIGN, U+0130 dotted capital I): a
+body spelling `k` or `i` with them is not found by an ASCII needle. A trigram is its three
+bytes as one integer (0..2^24). Needles with no ASCII trigram (shorter than three bytes) read
+the window's rows.
 """
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,6 +46,13 @@ __all__ = [
 ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ASCII_LOWER = "abcdefghijklmnopqrstuvwxyz"
 MIN_NEEDLE_BYTES = 3
+_WORD = re.compile(rb"[a-z0-9_\x80-\xff]+")
+_WORD_BASE = 1 << 24  # word codes: 2^24 .. 2^31 - 1 (trigram codes are below)
+_WORD_SPAN = (1 << 31) - _WORD_BASE
+
+
+def _word_code(word: bytes) -> int:
+    return _WORD_BASE + zlib.crc32(word) % _WORD_SPAN
 
 
 def fold(text: str) -> bytes:
@@ -58,9 +78,21 @@ def block_trigrams(bodies: Sequence[str]) -> list[int]:
         return []
     # a window touching a separator is no trigram of any body (bodies hold no NUL)
     keep = (raw[:-2] != 0) & (raw[1:-1] != 0) & (raw[2:] != 0)
-    return np.unique(codes[keep]).tolist()
+    words = {_word_code(word) for word in set(_WORD.findall(data))}
+    return np.unique(codes[keep]).tolist() + sorted(words)
 
 
 def needle_trigrams(needle: str) -> list[int]:
-    """The needle's distinct trigrams (empty when it is shorter than three bytes)."""
-    return np.unique(_codes(fold(needle))).tolist()
+    """The needle's distinct ASCII trigrams (empty when it has none) and the codes of its
+    inner ASCII words."""
+    data = fold(needle)
+    codes = _codes(data)
+    trigrams = np.unique(codes[(codes & 0x808080) == 0]).tolist()
+    if not trigrams:
+        return []
+    inner = {
+        _word_code(m.group())
+        for m in _WORD.finditer(data)
+        if m.start() > 0 and m.end() < len(data) and m.group().isascii()
+    }
+    return trigrams + sorted(inner)
