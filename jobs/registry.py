@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from jobs import alerting, backups, builtin, compaction, errors, external_alerts, incidents, watch
 from jobs import collectors as collector_jobs
 from jobs.business import business_rollup
+from jobs.digest import weekly_digest
 
 __all__ = ["JOBS", "Job", "JobFunc", "find_job"]
 
@@ -113,6 +114,7 @@ JOBS: list[Job] = [
         description="ping MONITORING_HEARTBEAT_URL (url/fail while a job keeps failing)",
     ),
     Job("job_watch", watch.watch_jobs, 60, description="self-alert on a job that keeps failing"),
+    Job("digest", weekly_digest, 3600, description="the weekly digest, once due (digest setting)"),
     Job(
         "external_alerts",
         external_alerts.expire_external_alerts,

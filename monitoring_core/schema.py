@@ -1016,6 +1016,17 @@ users = Table(
     CheckConstraint("role IN ('viewer','responder','admin')", name="role_valid"),
 )
 
+# Weekly digests (flows.digest): one per complete business week, built once, sent via the outbox.
+digests = Table(
+    "digests",
+    metadata,
+    Column("week_start", Date, primary_key=True),  # Monday in the business time zone
+    _ts("built_at", nullable=False),
+    Column("figures", JSONB, nullable=False),
+    Column("markdown", Text, nullable=False),
+    Column("channel_ids", ARRAY(BigInteger), nullable=False),
+)
+
 # A live organisation scope: the SHA-256 of a random token a `monitoring_scoped` session sets
 # as `monitoring.scope_token`; `monitoring_scope_orgs()` (SECURITY DEFINER) reads it for the
 # row-level-security policies (migration 0024). The scoped role cannot read this table.

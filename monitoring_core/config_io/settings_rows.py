@@ -20,6 +20,8 @@ from monitoring_core.config_io.spec import UNMANAGED_SETTINGS
 from monitoring_core.enums import Role, Severity
 from monitoring_core.errors.recovery import QUIET_SETTING
 from monitoring_core.errors.severity import INCIDENT_POLICY_SETTING, parse_incident_policy
+from monitoring_core.flows.digest import DIGEST_SETTING
+from monitoring_core.flows.digest import parse_schedule as parse_digest
 from monitoring_core.flows.error_ingest import SCRUB_FIELDS_SETTING
 from monitoring_core.policies.store import MIN_SEVERITY_SETTING
 from monitoring_core.retention import DEFAULT_RETENTION_DAYS
@@ -70,6 +72,7 @@ KNOWN_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     QUIET_SETTING: ("minutes without events before an error group recovers", _minutes),
     INCIDENT_POLICY_SETTING: ("which error groups open incidents", parse_incident_policy),
     SCHEDULE_SETTING: ("the worker's scheduled backups (pg_dump files)", parse_schedule),
+    DIGEST_SETTING: ("the weekly digest: channels, weekday and hour", parse_digest),
 }
 
 EXAMPLES: dict[str, Any] = {  # shown as placeholders in forms
@@ -79,6 +82,7 @@ EXAMPLES: dict[str, Any] = {  # shown as placeholders in forms
     QUIET_SETTING: 60,
     INCIDENT_POLICY_SETTING: {"min_severity": "high", "saturday_raise": True},
     SCHEDULE_SETTING: {"directory": "/var/backups/monitoring", "every_hours": 24, "keep": 7},
+    DIGEST_SETTING: {"channel_ids": [1], "weekday": "monday", "hour": 8},
 }
 
 
