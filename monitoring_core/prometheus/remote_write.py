@@ -197,6 +197,7 @@ def convert(request: WriteRequest, *, limits: Limits) -> Converted:
             )
             values.extend(numbers[ok].tolist())
             keys.extend([key] * kept)
+            out.batch.sources[key] = SOURCE_SYSTEM  # per series, not per sample
         if bad:
             out.problem(
                 f"{_series_desc(name, dims)}: {bad} samples outside the accepted time range "
@@ -204,7 +205,6 @@ def convert(request: WriteRequest, *, limits: Limits) -> Converted:
                 f"|value| > 2^53",
                 bad,
             )
-    out.batch.sources = dict.fromkeys(keys, SOURCE_SYSTEM)
     _declared_catalog(out.catalog, request.metadata)
     return out
 

@@ -41,6 +41,9 @@ AGGREGATIONS = frozenset(
 
 def format_number(value: float) -> str:
     """Go's strconv.FormatFloat(v, 'f', -1, 64): shortest digits, never an exponent."""
+    text = repr(value)  # Python's repr is the shortest round-trip digits too (fast path)
+    if "e" not in text and "n" not in text:
+        return text[:-2] if text.endswith(".0") else text
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

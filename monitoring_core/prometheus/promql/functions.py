@@ -41,27 +41,36 @@ def _windows(raw: Raw, matrix: Matrix) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _corrections(v: np.ndarray) -> np.ndarray:
-    """Cumulative counter-reset corrections: at i, the sum of values just before each drop."""
-    drops = np.zeros(len(v))
-    if len(v) > 1:
-        drops[1:] = np.where(v[1:] < v[:-1], v[:-1], 0.0)
-    return np.cumsum(drops)
+def _corrections(v: np.ndarray) -> np.ndarray | None:
+    """Cumulative counter-reset corrections: at i, the sum of values just before each drop
+    up to i; None when the series never drops (most counters: nothing to add)."""
+    drops = v[1:] < v[:-1]
+    if not drops.any():
+        return None
+    return np.cumsum(np.concatenate(([0.0], np.where(drops, v[:-1], 0.0))))
 
 
-def _extrapolated(
-    raw: Raw, matrix: Matrix, *, counter: bool, per_second: bool
+def _extrapolate(
+    t: np.ndarray,
+    v: np.ndarray,
+    corr: np.ndarray | None,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    matrix: Matrix,
+    *,
+    counter: bool,
+    per_second: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = _windows(raw, matrix)
+    """Prometheus 2.42 `extrapolatedRate` for the windows [lo, hi) of one series' samples
+    (t, v), one per step, ending at `matrix.eval_ms`."""
     n = hi - lo
     ok = n >= 2
-    first = np.minimum(lo, len(raw.t) - 1)
+    first = np.minimum(lo, len(t) - 1)
     last = np.maximum(hi - 1, 0)
-    fv, lv = raw.v[first], raw.v[last]
-    ft, lt = raw.t[first].astype(np.float64), raw.t[last].astype(np.float64)
+    fv, lv = v[first], v[last]
+    ft, lt = t[first].astype(np.float64), t[last].astype(np.float64)
     result = lv - fv
-    if counter:
-        corr = _corrections(raw.v)
+    if corr is not None:
         result = result + (corr[last] - corr[first])
     ends = matrix.eval_ms.astype(np.float64)
     to_start = (ft - (ends - matrix.range_ms)) / 1000.0
@@ -74,8 +83,7 @@ def _extrapolated(
             shorter = (result > 0) & (fv >= 0) & (to_zero < to_start)
             to_start = np.where(shorter, to_zero, to_start)
         threshold = average * 1.1
-        interval = sampled.copy()
-        interval += np.where(to_start < threshold, to_start, average / 2)
+        interval = sampled + np.where(to_start < threshold, to_start, average / 2)
         interval += np.where(to_end < threshold, to_end, average / 2)
         result = result * (interval / sampled)
         if per_second:
@@ -269,8 +277,11 @@ def range_function(
     out = []
     for raw in matrix.series:
         if name in ("rate", "increase", "delta"):
-            values, ok = _extrapolated(
-                raw, matrix, counter=name != "delta", per_second=name == "rate"
+            lo, hi = _windows(raw, matrix)
+            counter = name != "delta"
+            corr = _corrections(raw.v) if counter else None
+            values, ok = _extrapolate(
+                raw.t, raw.v, corr, lo, hi, matrix, counter=counter, per_second=name == "rate"
             )
         elif name in ("irate", "idelta"):
             values, ok = _instant(raw, matrix, rate=name == "irate")

@@ -19,7 +19,7 @@ import orjson
 import re2
 from sqlalchemy import Connection, text
 
-from monitoring_core.points_reader import read_points
+from monitoring_core.points_reader import read_points_us
 from monitoring_core.prometheus.promql.model import NAME, Labels, QueryError, Raw, labels_of
 from monitoring_core.prometheus.staleness import read_markers
 
@@ -119,7 +119,9 @@ def load_raw(
     start_ms, end_ms = max(start_ms, 0), min(end_ms, LATEST_MS)  # datetime's range, no data beyond
     # read_points spans (start, end]: one millisecond earlier includes a sample at start_ms
     # (remote-written times are whole milliseconds).
-    points = read_points(conn, [sid for sid, _ in series], _moment(start_ms - 1), _moment(end_ms))
+    points = read_points_us(
+        conn, [sid for sid, _ in series], _moment(start_ms - 1), _moment(end_ms)
+    )
     stale = (
         read_markers(conn, [sid for sid, _ in series], _moment(start_ms), _moment(end_ms))
         if markers
@@ -130,7 +132,7 @@ def load_raw(
         got = points.get(sid)
         if got is None:
             continue
-        t = np.rint(got[0] * 1000.0).astype(np.int64)
+        t = (got[0] + 500) // 1000  # µs to the nearest ms
         keep = t >= start_ms
         t, v = (t, got[1]) if keep.all() else (t[keep], got[1][keep])
         if len(t):
