@@ -159,6 +159,21 @@ if traced:
     trace_links.trace_link(traced[pick])
 
 with st.expander("Volume per service and day"):
+    cap = data.get_settings().log_records_per_service_day
+    st.caption(
+        f"Each service may store {cap:,} records per UTC day (MONITORING_LOG_RECORDS_PER_SERVICE_DAY);"
+        " records past it are refused (OTLP partial success, or 429 until midnight UTC) and"
+        " counted as refused."
+        if cap
+        else "No daily cap per service (MONITORING_LOG_RECORDS_PER_SERVICE_DAY=0)."
+    )
     volume = data.read_or_stop(queries.daily_volume, start=tr.start - timedelta(days=7), end=tr.end)
     if volume:
-        st.dataframe(pd.DataFrame(volume), hide_index=True)
+        shown = pd.DataFrame(volume)
+        if cap:
+            shown["of cap"] = (shown["records"] / cap).map("{:.0%}".format)
+        st.dataframe(
+            shown,
+            hide_index=True,
+            column_config={"body_bytes": st.column_config.NumberColumn("body bytes")},
+        )

@@ -128,6 +128,12 @@ def test_logs_page_filters(engine: Engine, logged_in_app: AppFactory) -> None:
     at.selectbox(key="logs_severity").select("Any").run()
     at.text_input(key="logs_trace").input(OTHER).run()
     assert list(at.dataframe[0].value["body"]) == ["vendor search served"]
+    volume = at.dataframe[1].value  # per service and day, from log_volume
+    assert dict(zip(volume["service"], volume["records"], strict=True)) == {
+        "payments": 1,
+        "search": 2,
+    } and set(volume["refused"]) == {0}
+    assert "10,000,000 records per UTC day" in " ".join(c.value for c in at.caption)
 
 
 def test_errors_page_links_an_event_to_its_trace_and_logs(
