@@ -11,7 +11,12 @@ from sqlalchemy import Engine, func, select
 from monitoring_core.demo import health as demo_health
 from monitoring_core.health.runner import run_due_checks
 from monitoring_core.health.store import list_checks, list_flips
-from monitoring_core.schema import health_check_results, metric_series, sql_collectors
+from monitoring_core.schema import (
+    health_check_pings,
+    health_check_results,
+    metric_series,
+    sql_collectors,
+)
 from tests.least_privilege_support import role_urls
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
@@ -33,6 +38,15 @@ def test_it_loads_checks_history_collectors_and_a_pushed_job(engine: Engine, now
     assert results == counts["health_check_results"] and pushed == 1
     assert sorted(collectors) == ["prometheus_scrape", "sql", "sql"]
     assert checks["Nightly backup"].ping_token and checks["Vendor search"].wedding_critical
+    with engine.connect() as conn:  # the cron heartbeat's nightly log: start, then success
+        pings = conn.execute(
+            select(health_check_pings.c.kind, health_check_pings.c.duration_s)
+            .add_columns(health_check_pings.c.body_sha256)
+            .order_by(health_check_pings.c.time)
+        ).all()
+    successes = [p for p in pings if p.kind == "success"]
+    assert 1 <= len(successes) <= 3 and all(p.duration_s > 0 and p.body_sha256 for p in successes)
+    assert all(p.duration_s is None for p in pings if p.kind == "start")
     vendor = [f for f in flips if f["check_name"] == "Vendor search"]
     assert any(f["to_status"] == "critical" for f in vendor)
     assert any(f["is_auto_recovery"] for f in vendor)  # the outage ended on its own

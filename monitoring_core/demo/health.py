@@ -210,8 +210,9 @@ def _ping_log(
         took = timedelta(seconds=float(rng.gamma(12.0, 120.0)))
         skipped = outage is not None and abs(run - outage) < timedelta(hours=12)
         meta = {"source": "10.0.4.12", "method": "POST", "user_agent": "curl/8.5.0"}
-        if not skipped:
-            rows.append({"check_id": check.id, "time": run, "kind": "start", **meta})
+        if not skipped:  # every row names every column: executemany takes the first's keys
+            nothing = {"duration_s": None, "body_bytes": 0, "body_sha256": None}
+            rows.append({"check_id": check.id, "time": run, "kind": "start", **nothing, **meta})
         if not skipped and run + took < now:
             output = f"backup {run:%Y-%m-%d}: {int(rng.integers(4_000, 9_000))} MB".encode()
             rows.append(
