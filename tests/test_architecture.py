@@ -44,12 +44,14 @@ ORDER = [
     "retention",
     "sharding",
     "compaction",
+    "storage",
     # shared writers and shared configuration
     "performance",
     "ingest",
     "policies",
     "notify",
     "oncall",
+    "dashboards",
     # domains
     "prometheus",
     "collectors",

@@ -1,19 +1,29 @@
 """Service routes: /healthz (open: load balancers), and behind `require_service_reader` (a
-read key unless MONITORING_OPEN_SERVICE_ROUTES=1): /metrics (the API's own metrics),
+read key unless MONITORING_OPEN_SERVICE_ROUTES=1): /metrics (the API's own metrics and
+the storage figures),
 /openapi.json and its two viewers /docs and /redoc."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.deps import require_service_reader
 from monitoring_core.db import ping
+from monitoring_core.storage import prometheus_lines, storage_figures
 
 __all__ = ["router"]
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["service"])
 guarded = APIRouter(tags=["service"], dependencies=[Depends(require_service_reader)])
 
@@ -30,11 +40,36 @@ async def healthz(request: Request) -> JSONResponse:
     )
 
 
+STORAGE_EVERY_S = 60.0  # the storage figures are measured at most this often per process
+_storage: dict[str, tuple[float, str]] = {}
+_storage_lock = threading.Lock()
+
+
+def _storage_text(engine: Engine) -> str:
+    """`monitoring_core.storage` figures in text format, remeasured at most once a minute."""
+    key = engine.url.render_as_string(hide_password=True)
+    with _storage_lock:
+        at, body = _storage.get(key, (0.0, ""))
+        if time.monotonic() - at < STORAGE_EVERY_S:
+            return body
+        try:
+            with engine.connect() as conn:
+                body = prometheus_lines(storage_figures(conn, datetime.now(UTC)))
+        except SQLAlchemyError:  # the API's own metrics still answer; tried again next minute
+            log.warning("storage figures for /metrics not measured", exc_info=True)
+            body = ""
+        _storage[key] = (time.monotonic(), body)
+        return body
+
+
 @guarded.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> PlainTextResponse:
-    """Prometheus text format of this API process's own metrics."""
+    """Prometheus text format of this API process's own metrics and of the storage figures
+    (bytes per sample per table, size per tier, compaction lag, projected year)."""
+    storage = await run_in_threadpool(_storage_text, request.app.state.engine)
     return PlainTextResponse(
-        request.app.state.stats.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        request.app.state.stats.render() + storage,
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )
 
 
