@@ -1,8 +1,8 @@
 """OTLP/HTTP ingest and trace/log reads (#14 speed).
 
 1. Spans: protobuf ExportTraceServiceRequests of BATCH spans (what the SDK's batch processor
-   sends: 512), 8 attributes each, posted by SENDERS threads to the API (one uvicorn process,
-   as `python -m monitoring_core api` serves) for DURATION_S; baseline in the same run: raw
+   sends: 512), 8 attributes each, posted by SENDERS threads to the API (BENCH_API_PROCESSES
+   uvicorn processes, 2 as MONITORING_API_PROCESSES defaults to) for DURATION_S; baseline: raw
    binary COPY of the same rows into `spans` (the database floor).
 2. Logs: the same with log records of ~200-byte bodies; baseline: raw binary COPY of the same
    rows into `log_records` (no search blocks), and `insert_logs` (the ingest writer: blocks,
@@ -55,6 +55,7 @@ from monitoring_core.traces.store import insert_spans  # noqa: E402
 
 BATCH = 512
 SENDERS = 4
+API_PROCESSES = int(os.environ.get("BENCH_API_PROCESSES", "2"))  # the API's default
 BODIES = 40  # distinct request bodies per signal, reused round-robin
 SERVICES = ("checkout", "payments", "search", "vendors", "notifications")
 
@@ -241,15 +242,18 @@ def main(duration: float, log_rows: int) -> dict[str, Any]:
         "copy_logs_per_s": _copy_rate(engine, log_rows_copy, _raw_log_copy, "log_records"),
         "insert_logs_per_s": _copy_rate(engine, log_rows_copy, insert_logs, "log_records"),
     }
-    api, port = start_api(url)
+    api, port = start_api(url, workers=API_PROCESSES)
     peak = [0]
     sampling = threading.Event()
 
     def sample() -> None:
         proc = psutil.Process(api.pid)
-        while not sampling.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.2)
+        while not sampling.wait(0.2):
+            try:  # the supervisor and its worker processes together
+                rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+            except psutil.NoSuchProcess:
+                continue
+            peak[0] = max(peak[0], rss)
 
     sampler = threading.Thread(target=sample)
     sampler.start()

@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "ASCII_LOWER",
@@ -49,6 +50,11 @@ MIN_NEEDLE_BYTES = 3
 _WORD = re.compile(rb"[a-z0-9_\x80-\xff]+")
 _WORD_BASE = 1 << 24  # word codes: 2^24 .. 2^31 - 1 (trigram codes are below)
 _WORD_SPAN = (1 << 31) - _WORD_BASE
+# bytes.translate table: every byte that is not part of a word becomes a space (split() is
+# ~10x faster than the regex on a block)
+_SEPARATORS = bytes(
+    b if (97 <= b <= 122 or 48 <= b <= 57 or b == 95 or b >= 128) else 32 for b in range(256)
+)
 
 
 def _word_code(word: bytes) -> int:
@@ -78,8 +84,9 @@ def block_trigrams(bodies: Sequence[str]) -> list[int]:
         return []
     # a window touching a separator is no trigram of any body (bodies hold no NUL)
     keep = (raw[:-2] != 0) & (raw[1:-1] != 0) & (raw[2:] != 0)
-    words = {_word_code(word) for word in set(_WORD.findall(data))}
-    return np.unique(codes[keep]).tolist() + sorted(words)
+    words = {_word_code(word) for word in set(data.translate(_SEPARATORS).split())}
+    trigrams = np.sort(pd.unique(codes[keep]))  # hashing, then sorting the few distinct
+    return trigrams.tolist() + sorted(words)
 
 
 def needle_trigrams(needle: str) -> list[int]:
