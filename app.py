@@ -23,6 +23,7 @@ PAGES: dict[str, list[tuple[str, str, str]]] = {
         ("pages/health.py", "Health", ":material/monitor_heart:"),
         ("pages/resources.py", "Resources", ":material/memory:"),
         ("pages/metrics.py", "Metrics", ":material/query_stats:"),
+        ("pages/dashboards.py", "Dashboards", ":material/dashboard:"),
     ],
     "Response": [
         ("pages/alerts.py", "Alerts", ":material/notifications_active:"),

@@ -1016,6 +1016,18 @@ users = Table(
     CheckConstraint("role IN ('viewer','responder','admin')", name="role_valid"),
 )
 
+# Dashboards (monitoring_core.dashboards): panels of metric charts, per team, by URL.
+dashboards = Table(
+    "dashboards",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("team", Text, nullable=False, server_default=""),
+    Column("panels", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("updated_by", Text),
+    _ts("updated_at", nullable=False, now=True),
+)
+
 # Weekly digests (flows.digest): one per complete business week, built once, sent via the outbox.
 digests = Table(
     "digests",

@@ -27,10 +27,12 @@ from monitoring_core.config_io.state import (
     export_document,
     to_yaml,
 )
+from monitoring_core.dashboards import validate_panels
 from monitoring_core.health.store import create_check, update_check
 from monitoring_core.oncall.store import save_schedule
 from monitoring_core.schema import (
     alert_rules,
+    dashboards,
     escalation_policies,
     health_checks,
     notification_channels,
@@ -239,6 +241,10 @@ class _Writer:
                 checks = checks or self._ids(health_checks, "check_name")
                 config["check_id"] = checks[config.pop("check")]
         self._upsert(runbooks, "title", key, item)
+
+    def _dashboards(self, key: str, item: dict[str, Any]) -> None:
+        item["panels"] = validate_panels(item["panels"])
+        self._upsert(dashboards, "name", key, {**item, "updated_by": "config"})
 
     def _silences(self, key: str, item: dict[str, Any]) -> None:
         self.conn.execute(insert(silences).values(**item, created_by="config"))

@@ -28,6 +28,7 @@ from monitoring_core.config_io.spec import (
     env_reference,
 )
 from monitoring_core.config_io.state import STEP_REFS, State, layer_item, silence_key
+from monitoring_core.dashboards import DashboardInvalid, validate_panels
 from monitoring_core.enums import Severity
 from monitoring_core.health.validate import validate_check
 from monitoring_core.incidents.runbooks import validate_steps
@@ -385,6 +386,12 @@ class _Checks:
             self._ref("channels", name, (*path, "notification_channels", j))
         self._ref("escalation_policies", item["escalation_policy"], (*path, "escalation_policy"))
         self._ref("runbooks", item["runbook"], (*path, "runbook"))
+
+    def _dashboards(self, item: dict[str, Any], path: Path) -> None:
+        try:
+            validate_panels(item["panels"])
+        except DashboardInvalid as exc:
+            self.reader.fail((*path, "panels"), str(exc))
 
     def _runbooks(self, item: dict[str, Any], path: Path) -> None:
         self._ref("alert_rules", item["alert_rule"], (*path, "alert_rule"))

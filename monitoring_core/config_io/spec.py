@@ -164,6 +164,16 @@ SECTIONS: tuple[Section, ...] = (
         ),
     ),
     Section(
+        "dashboards",
+        "name",
+        _fields(
+            ("name", "str"),
+            ("team", "string", ""),
+            # [{title, metric, aggregation, group_by, filters, chart}] (monitoring_core.dashboards)
+            ("panels", "list", []),
+        ),
+    ),
+    Section(
         "silences",
         "key",  # no name of their own: the whole item is its identity
         _fields(

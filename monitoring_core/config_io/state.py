@@ -25,6 +25,7 @@ from monitoring_core.config_io.spec import (
 from monitoring_core.oncall.store import list_schedules
 from monitoring_core.schema import (
     alert_rules,
+    dashboards,
     escalation_policies,
     health_checks,
     notification_channels,
@@ -186,6 +187,9 @@ def current_state(conn: Connection, *, now: datetime) -> State:
         item["alert_rule"] = _Names.of(names.rules, r["alert_rule_id"])
         item["steps"] = _runbook_steps(r["steps"], names)
         state["runbooks"][title] = item
+    state["dashboards"] = {
+        r["name"]: _pick(r, "dashboards") for r in _rows(conn, dashboards, dashboards.c.name)
+    }
     live = conn.execute(select(silences).where(silences.c.ends_at > now).order_by(silences.c.id))
     state["silences"] = {}
     for silence in live:
