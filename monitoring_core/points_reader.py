@@ -114,10 +114,13 @@ def read_points_us(
         if len(pieces) == 1:
             out[sid] = pieces[0]
             continue
+        pieces.sort(key=lambda p: int(p[0][0]))  # chunks of stretches apart, rows after them
         t = np.concatenate([p[0] for p in pieces])
         v = np.concatenate([p[1] for p in pieces])
-        order = np.lexsort((v, t))
-        out[sid] = (t[order], v[order])
+        if not bool((t[1:] > t[:-1]).all()):  # pieces overlap or share an instant: sort
+            order = np.lexsort((v, t))
+            t, v = t[order], v[order]
+        out[sid] = (t, v)
     return out
 
 
