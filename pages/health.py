@@ -21,7 +21,7 @@ from monitoring_core.health.service import pause_check, resume_check, save_check
 from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES
 from monitoring_core.ingest.validate import InvalidItems
 from monitoring_core.rollups import quarantined_ranges
-from ui import auth, check_detail, data, fmt, url_state, widgets
+from ui import auth, check_detail, data, fmt, storage_section, url_state, widgets
 
 auth.require_role(Role.VIEWER)
 settings = data.get_settings()
@@ -215,11 +215,9 @@ def _actions(chosen: dict) -> None:
     if not auth.has_role(Role.RESPONDER):
         st.caption("Responders and admins can pause this check.")
         return
-    left, right, _rest = st.columns([1, 1, 4])
-    with left:
+    with st.container(horizontal=True):  # side by side, wrapping on a phone
         _pause_button(chosen)
-    if auth.has_role(Role.ADMIN):
-        with right:
+        if auth.has_role(Role.ADMIN):
             _run_now_button(chosen)
 
 
@@ -453,3 +451,5 @@ if auth.has_role(Role.ADMIN):
                 st.success(
                     f"Added '{fmt.md_escape(c_name)}': the worker runs it within {int(c_every)} s."
                 )
+
+storage_section.render(now)  # bytes per sample, tiers, compaction lag, a year (H7)
