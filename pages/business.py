@@ -11,7 +11,7 @@ last complete week. Reads come from the daily rollup through one cached call
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import cast
+from typing import Any, cast
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -19,6 +19,7 @@ import streamlit as st
 from monitoring_core.business import kpis
 from monitoring_core.business.dashboard import TREND_METRICS
 from monitoring_core.business.definitions import day_bounds, local_day
+from monitoring_core.business.export import to_csv
 from monitoring_core.business.kpis import Period
 from monitoring_core.enums import Role
 from ui import auth, charts, data, widgets
@@ -57,7 +58,13 @@ if reaches:
         "Switched on, the charts add it dashed and named partial; values and changes still "
         "compare complete days only.",
     )
-to_url(today="1" if show_today else None)
+from_url("biz_tables", "tables", False, parse=lambda v: v == "1")
+show_tables = st.toggle(
+    "Show the tables under the charts",
+    key="biz_tables",
+    help="The numbers behind each chart; their CSV downloads are there either way.",
+)
+to_url(today="1" if show_today else None, tables="1" if show_tables else None)
 shown = Period(complete.first, today if show_today else complete.last)
 n = complete.days
 st.caption(
@@ -70,6 +77,28 @@ st.caption(
 view = business_view(period, shown, now, tz, today)
 currency = view.currencies[0] if len(view.currencies) == 1 else None
 prefix = _SYMBOLS.get(currency or "", "")
+
+
+def _chart_table(
+    rows: list[dict[str, Any]],
+    name: str,
+    *,
+    columns: list[str] | None = None,
+    column_config: dict[str, Any] | None = None,
+) -> None:
+    """The numbers behind a chart: the table when "Show the tables" is on (tables are the
+    page's heaviest part to draw), its CSV download always."""
+    if show_tables:
+        table_with_csv(rows, name, columns=columns, column_config=column_config)
+    else:
+        st.download_button(
+            "Download CSV",
+            to_csv(rows, columns),
+            file_name=f"{name}.csv",
+            mime="text/csv",
+            key=f"csv_{name}",
+            icon=":material/download:",
+        )
 
 
 def _value(value: float | None, spec_fmt: str) -> str:
@@ -95,7 +124,6 @@ for row_start in range(0, len(view.cards), 4):
                 delta_color="normal" if card.higher_is_better else "inverse",
                 help=f"Previous {n} days: {_value(card.previous, card.fmt)}"
                 + (f". Today so far (partial): {_value(card.today, card.fmt)}" if reaches else ""),
-                chart_data=card.sparkline or None,
                 border=True,
             )
 
@@ -119,7 +147,7 @@ if chosen:
         | ({"Partial": "today so far" if day == today else ""} if show_today else {})
         for day in shown.each_day()
     ]
-    table_with_csv(
+    _chart_table(
         wide,
         "business_trends",
         column_config={
@@ -144,21 +172,22 @@ if view.grain != "day" or show_today:
 st.plotly_chart(
     mrr_figure(view.mrr, view.grain, partial_buckets, currency), config=charts.PLOTLY_CONFIG
 )
+unit = f" ({currency})" if currency else ""
 money_cols = ["mrr_new", "mrr_expansion", "mrr_reactivation", "mrr_contraction", "mrr_churn"]
-table_with_csv(
+_chart_table(
     [
         {
             "Period": row["period"],
-            **{humanize(str(k).removeprefix("mrr_")): row[k] for k in money_cols},
-            "Net change": row["net"],
-            "MRR at the end": row.get("mrr"),
+            **{f"{humanize(str(k).removeprefix('mrr_'))}{unit}": row[k] for k in money_cols},
+            f"Net change{unit}": row["net"],
+            f"MRR at the end{unit}": row.get("mrr"),
             "Partial": "partial" if row["period"] in partial_buckets else "",
         }
         for row in view.mrr
     ],
     "mrr_movements",
     column_config={
-        name: st.column_config.NumberColumn(format=f"{prefix}%,.0f" if prefix else "localized")
+        f"{name}{unit}": st.column_config.NumberColumn(format="localized")
         for name in [
             "New",
             "Expansion",
@@ -190,7 +219,7 @@ if view.adoption:
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
     )
     st.plotly_chart(adoption_fig, config=charts.PLOTLY_CONFIG)
-    table_with_csv(
+    _chart_table(
         [
             {
                 "Week ending": r["day"],
@@ -268,7 +297,7 @@ grid = [
 ]
 if grid:
     st.plotly_chart(retention_figure(grid), config=charts.PLOTLY_CONFIG)
-    table_with_csv(
+    _chart_table(
         grid,
         "retention",
         column_config={
@@ -292,16 +321,16 @@ table_with_csv(
             "Organization": r["organization_id"],
             "Score": r["score"],
             "Level": humanize(r["level"]),
-            "MRR": r["mrr"],
+            f"MRR{unit}": r["mrr"],
             "Reasons": r["reasons"],
         }
         for r in view.churn
     ],
     "churn_risk",
-    columns=["Organization", "Score", "Level", "MRR", "Reasons"],
+    columns=["Organization", "Score", "Level", f"MRR{unit}", "Reasons"],
     column_config={
         "Score": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f"),
-        "MRR": st.column_config.NumberColumn(format=f"{prefix}%,.0f" if prefix else "localized"),
+        f"MRR{unit}": st.column_config.NumberColumn(format="localized"),
     },
 )
 
@@ -349,7 +378,7 @@ for col, metric in zip(forecast_cols, ("dau", "revenue"), strict=True):
             config=charts.PLOTLY_CONFIG,
             key=f"biz_forecast_{metric}",
         )
-table_with_csv(
+_chart_table(
     [
         {
             "Day": p.day,

@@ -4,7 +4,7 @@ step (CSV too). Every selection is in the URL, so a link opens the same funnel."
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -223,24 +223,37 @@ trend_tab, time_tab, people_tab = st.tabs(
     ["Conversion over time", "Time to convert", "People who dropped off"]
 )
 with trend_tab:
-    # A period is complete once it is over and its last entrant's window has passed too.
+    # A period is complete once it is over and its last entrant's window has passed too; the
+    # first one is cut when the range starts after its first day.
     settled = now - timedelta(days=window_days)
+
+    def _status(first_day: date) -> str:
+        if first_day < period.first:
+            return "cut"
+        last_day = bucket_end(first_day, grain) - timedelta(days=1)
+        return "complete" if day_bounds(first_day, last_day, tz)[1] <= settled else "open"
+
     points = [
         {
             "period": p.period,
             "entered": p.entered,
             "converted": p.converted,
             "conversion_rate": p.conversion_rate,
-            "complete": day_bounds(p.period, bucket_end(p.period, grain) - timedelta(days=1), tz)[1]
-            <= settled,
+            "status": _status(p.period),
         }
         for p in result.trend
     ]
+    statuses = {
+        "complete": "complete",
+        "open": "still converting",
+        "cut": f"partial (the range starts mid-{grain})",
+    }
     if points:
         st.caption(
             f"Of the people entering each {grain}, the share who reached “{names[-1]}”. "
             f"Dashed: {grain}s whose people may still convert (the {window_days}-day window "
-            "has not passed for all of them, or the period is not over)."
+            f"has not passed for all of them, or the {grain} is not over); grey marker: a "
+            f"{grain} the range cuts."
         )
         st.plotly_chart(funnel_trend_figure(points, grain), config=charts.PLOTLY_CONFIG)
         table_with_csv(
@@ -250,7 +263,7 @@ with trend_tab:
                     "Entered": p["entered"],
                     "Converted": p["converted"],
                     "Conversion": p["conversion_rate"],
-                    "Complete": "yes" if p["complete"] else "still converting",
+                    "Complete": statuses[str(p["status"])],
                 }
                 for p in points
             ],

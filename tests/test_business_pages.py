@@ -47,7 +47,9 @@ def test_it_shows_the_business_page_to_a_viewer(
     business_engine: Engine, logged_in_app: AppFactory
 ) -> None:
     at = logged_in_app(Role.VIEWER).run()
-    at.switch_page("pages/business.py").run()
+    at.switch_page("pages/business.py")
+    at.query_params["tables"] = "1"  # the tables under the charts too
+    at.run()
 
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
@@ -85,7 +87,9 @@ def test_it_draws_complete_days_in_order_with_conventional_colours(
     at = logged_in_app(Role.VIEWER)
     at.session_state["time_range"] = time_range
     at.run()
-    at.switch_page("pages/business.py").run()
+    at.switch_page("pages/business.py")
+    at.query_params["tables"] = "1"
+    at.run()
 
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
@@ -126,7 +130,9 @@ def test_it_adds_today_dashed_and_keeps_choices_in_the_url(
     at.session_state["time_range"] = "7d"
     at.run()
     at.switch_page("pages/business.py")
-    at.query_params.update({"today": "1", "kpis": "signups,mau", "segment": "device"})
+    at.query_params.update(
+        {"today": "1", "kpis": "signups,mau", "segment": "device", "tables": "1"}
+    )
     at.run()
 
     assert not at.exception
@@ -149,6 +155,12 @@ def test_it_adds_today_dashed_and_keeps_choices_in_the_url(
     assert "today" not in at.query_params
     assert at.query_params["returning"] == "form_completed"
     assert len(table_with(at, "Day", "Signups")) == 7
+    # without the tables, the charts' CSVs are still there
+    at.toggle(key="biz_tables").set_value(False).run()
+    assert not [df for df in at.dataframe if "Signups" in df.value.columns]
+    keys = [b.proto.id for b in at.get("download_button")]
+    for name in ("business_trends", "mrr_movements", "retention", "forecasts", "churn_risk"):
+        assert any(f"csv_{name}" in k for k in keys), name
 
 
 def test_it_shows_a_funnel_with_the_mobile_drop_off(

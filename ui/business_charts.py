@@ -217,11 +217,13 @@ def retention_figure(grid: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 
 def funnel_trend_figure(points: Sequence[Mapping[str, Any]], grain: str) -> go.Figure:
-    """Conversion per entry period: complete periods solid, the periods whose people may
-    still convert (or that are not over) dashed grey and named so."""
+    """Conversion per entry period (`status` complete, open or cut): complete periods solid,
+    the periods whose people may still convert (or that are not over) dashed grey, a period
+    the range cuts at its start as a hollow grey marker; each named so."""
     fig = go.Figure()
-    done = [p for p in points if p["complete"]]
-    open_ = [p for p in points if not p["complete"]]
+    done = [p for p in points if p["status"] == "complete"]
+    open_ = [p for p in points if p["status"] == "open"]
+    cut = [p for p in points if p["status"] == "cut"]
     fig.add_scatter(
         x=[p["period"] for p in done],
         y=[p["conversion_rate"] for p in done],
@@ -242,6 +244,16 @@ def funnel_trend_figure(points: Sequence[Mapping[str, Any]], grain: str) -> go.F
             customdata=[[p["entered"], p["converted"]] for p in tail],
             hovertemplate="%{y:.1%} so far (%{customdata[1]:,} of %{customdata[0]:,})"
             "<extra></extra>",
+        )
+    if cut:
+        fig.add_scatter(
+            x=[p["period"] for p in cut],
+            y=[p["conversion_rate"] for p in cut],
+            name=f"Partial {grain} (range edge)",
+            mode="markers",
+            marker={"color": PARTIAL_COLOR, "symbol": "circle-open", "size": 9},
+            customdata=[[p["entered"], p["converted"]] for p in cut],
+            hovertemplate="%{y:.1%} (%{customdata[1]:,} of %{customdata[0]:,})<extra></extra>",
         )
     tick = "%d %b" if grain != "month" else "%b %Y"
     fig.update_layout(
