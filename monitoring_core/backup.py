@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from monitoring_core.db import APP_ROLE, READER_ROLE, make_engine
+from monitoring_core.db import ROLES, make_engine
 
 __all__ = [
     "SCHEDULE_SETTING",
@@ -117,7 +117,7 @@ def _relations(url: str) -> tuple[int, set[str]]:
             ).scalar_one()
             roles = conn.execute(
                 text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:r)"),
-                {"r": [APP_ROLE, READER_ROLE]},
+                {"r": list(ROLES)},
             ).scalars()
             return int(tables), set(roles)
     finally:
@@ -147,7 +147,7 @@ def restore(url: str, path: Path, *, bin_dir: str | None = None) -> float:
         "--exit-on-error",
         "--no-password",
     ]
-    if roles != {APP_ROLE, READER_ROLE}:
+    if roles != set(ROLES):
         command.append("--no-acl")  # grants name roles this cluster does not have
     _run([*command, *args, str(path)], env)
     return time.monotonic() - started
