@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from monitoring_core import clock
@@ -140,7 +140,12 @@ def test_errors_page_links_an_event_to_its_trace_and_logs(
     engine: Engine, logged_in_app: AppFactory
 ) -> None:
     _seed(engine)
+    with engine.connect() as conn:
+        group_id = conn.execute(text("SELECT id FROM error_groups")).scalar_one()
     at = _open(logged_in_app, "pages/errors.py")
+    at.query_params["group"] = str(group_id)  # the group's newest event carries the links
+    at.run()
+    assert not at.exception, at.exception
     links = _links(at)
     assert links["Open this trace"].endswith(f"trace_id={TRACE}")
     assert links["Logs of this trace"].endswith(f"trace_id={TRACE}")
