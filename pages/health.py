@@ -447,9 +447,9 @@ if auth.has_role(Role.ADMIN):
                 problems = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
                 st.error("Not saved: " + fmt.md_escape(problems))
             else:
-                st.cache_data.clear()
-                st.success(
-                    f"Added '{fmt.md_escape(c_name)}': the worker runs it within {int(c_every)} s."
+                _after_action(
+                    f"Added '{fmt.md_escape(c_name)}': the worker runs it within "
+                    f"{duration_words(int(c_every))}."
                 )
 
 storage_section.render(now)  # bytes per sample, tiers, compaction lag, a year (H7)
