@@ -170,10 +170,15 @@ def timeline_figure(bands: list[Mapping[str, Any]], tz: ZoneInfo) -> go.Figure:
         height=150,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
         legend={"orientation": "h", "y": -0.5},
-        xaxis={"type": "date"},
+        xaxis={"type": "date", "range": _span(bands, tz)},
         yaxis={"visible": False},
     )
     return fig
+
+
+def _span(bands: list[Mapping[str, Any]], tz: ZoneInfo) -> list[datetime] | None:
+    """The axis spans the bands exactly (up to now), without plotly's padding."""
+    return [bands[0]["from"].astimezone(tz), bands[-1]["to"].astimezone(tz)] if bands else None
 
 
 def _header(detail: Mapping[str, Any], tz: ZoneInfo, now: datetime) -> None:
@@ -229,7 +234,12 @@ def _timeline(detail: Mapping[str, Any], tz: ZoneInfo) -> None:
             for s, seconds in sorted(shares.items(), key=lambda kv: -kv[1])
         ]
         st.caption("Over this range: " + fmt.md_escape(" · ".join(parts)))
-    st.plotly_chart(timeline_figure(bands, tz), width="stretch", key="health_timeline")
+    st.plotly_chart(
+        timeline_figure(bands, tz),
+        width="stretch",
+        key="health_timeline",
+        config={"displayModeBar": False},  # its buttons would cover the strip
+    )
 
 
 def render(
