@@ -18,11 +18,13 @@ with the same substring share it. Pure SQL text and row mapping; no engine logic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection
 
-from monitoring_core.logs.trigrams import needle_trigrams
+from monitoring_core.logs.queries import candidate_blocks
 
 __all__ = [
     "LOG_DIMENSIONS",
@@ -58,24 +60,25 @@ def log_sql(ranges: str, in_ranges: str, epoch: str, contains: str) -> str:
     (the blocks that can hold it first, when it has a trigram)."""
     match = ""
     if contains:
-        match = " AND strpos(lower(x.body), lower(%(pat)s)) > 0"
-        if needle_trigrams(contains):
-            match += """
-          AND x.block IN (
-            SELECT b.block FROM log_records b
-            WHERE b.block_trgm @> %(q)s::int4[]
-              AND b.time > %(earliest)s::timestamptz - interval '1 day'
-              AND b.time <= %(latest)s AND b.block_end > %(earliest)s)"""
+        match = (
+            " AND strpos(lower(x.body), lower(%(pat)s)) > 0"
+            " AND (%(blocks)s::bigint[] IS NULL OR x.block = ANY(%(blocks)s::bigint[]))"
+        )
     return f"""
         SELECT x.service, {_SEVERITY}, array_agg({epoch})
         FROM log_records x JOIN {ranges} ON {in_ranges}{match}
         GROUP BY 1, 2"""
 
 
-def log_params(contains: str) -> dict[str, Any]:
+def log_params(
+    conn: Connection, contains: str, earliest: datetime, latest: datetime
+) -> dict[str, Any]:
+    """The substring and the blocks that can hold it (read first: no self-join on a
+    distributed table, docs/SCALING.md); None blocks: the needle has no code."""
     if not contains:
         return {}
-    return {"pat": contains, "q": needle_trigrams(contains)}
+    blocks = candidate_blocks(conn, contains, start=earliest, end=latest)
+    return {"pat": contains, "blocks": blocks}
 
 
 def otel_labels(family: str, row: Sequence[Any], contains: str) -> tuple[dict[str, str], Any, Any]:

@@ -209,7 +209,11 @@ class SignalReader:
             "his": [hi for _, hi in spans],
             "earliest": spans[0][0],
             "latest": spans[-1][1],
-            **(log_params(contains) if family == "logs" else {}),
+            **(
+                log_params(self.conn, contains, spans[0][0], spans[-1][1])
+                if family == "logs"
+                else {}
+            ),
         }
         sql = log_sql(_RANGES, _IN_RANGES, _EP, contains) if family == "logs" else _SQL[family]
         driver = self.conn.connection.driver_connection

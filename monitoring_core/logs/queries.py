@@ -20,6 +20,7 @@ from monitoring_core.logs.trigrams import needle_trigrams
 
 __all__ = [
     "SEVERITIES",
+    "candidate_blocks",
     "daily_volume",
     "list_log_services",
     "log_histogram",
@@ -54,6 +55,16 @@ _IN_BLOCKS = """
     AND block = ANY(CAST(:blocks AS bigint[])) AND time >= :lo AND time <= :hi
 """
 _FIRST_BATCH = 32  # blocks read at once by search_logs, doubling while more are needed
+
+
+def candidate_blocks(
+    conn: Connection, needle: str, *, start: datetime, end: datetime
+) -> list[int] | None:
+    """Ids of the blocks that can hold `needle` between `start` and `end` (the alert signal's
+    read); None when the needle has no code (every record must be checked)."""
+    params = {"q": needle_trigrams(needle), "s": start, "e": end, "svc": None}
+    blocks = _candidates(conn, params)
+    return None if blocks is None else [b.block for b in blocks]
 
 
 def _candidates(conn: Connection, params: dict[str, Any]) -> list[Any] | None:
