@@ -49,5 +49,10 @@ def daily_trend_figure(rows: Iterable[Mapping[str, Any]], partial_day: date | No
                 mode="lines+markers",
                 line={"dash": "dash"},
             )
-    fig.update_layout(height=340, margin={"t": 10, "b": 10}, hovermode="x unified")
+    fig.update_layout(
+        height=340,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        hovermode="x unified",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+    )
     return fig

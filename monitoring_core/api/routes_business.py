@@ -184,7 +184,7 @@ def _funnel_args(steps: str, window: str, mode: str) -> tuple[list[str], timedel
     except ValueError as exc:
         errors.append(ItemError(None, "window", str(exc)))
     if mode not in FunnelMode.__members__.values():
-        errors.append(ItemError(None, "mode", "must be ordered or strict"))
+        errors.append(ItemError(None, "mode", "must be ordered, strict or any_order"))
     if errors:
         raise InvalidItems(errors)
     return names, span, FunnelMode(mode)
