@@ -47,7 +47,6 @@ SORTS = {
     "Severity": "severity",
     "First seen": "first_seen",
 }
-KEEP = ("range", "from", "to", "q", "status", "service", "level", "sort")  # across links
 STATUS_BADGES = {
     "unresolved": ":orange-badge[Unresolved]",
     "regressed": ":red-badge[Regressed]",
@@ -65,13 +64,6 @@ SEARCH_HELP = (
 
 def _words(name: object) -> str:
     return event_view.label(str(name)) if name else "—"
-
-
-def _links(**params: str | None) -> dict[str, str]:
-    """The page's kept parameters with these set (None: removed)."""
-    kept = url_state.link_params(*KEEP)
-    kept.update({k: v for k, v in params.items() if v})
-    return kept
 
 
 def _summary_cards() -> None:
@@ -118,18 +110,18 @@ def _group_table(groups: list[dict[str, Any]]) -> Any:
     shown = pd.DataFrame(
         {
             "#": table["id"],
-            "Severity": table["severity"].map(_words),
-            "Status": table["status"].map(_words),
             "Error": table["error_type"],
             "Message": table["message_template"],
+            "Events in range": table["events"],
+            "Users": table["user_count"],
+            "Last seen": pd.to_datetime(table["last_seen"], utc=True).dt.tz_convert(tz),
+            "Status": table["status"].map(_words),
+            "Severity": table["severity"].map(_words),
+            "Assignee": table["assigned_to"].fillna("—"),
             "Services": table["services"].map(", ".join),
             "Layer": table["level"].map(_words),
-            "Events in range": table["events"],
             "Events ever": table["event_count"],
-            "Users": table["user_count"],
-            "Assignee": table["assigned_to"].fillna("—"),
             "First seen": pd.to_datetime(table["first_seen"], utc=True).dt.tz_convert(tz),
-            "Last seen": pd.to_datetime(table["last_seen"], utc=True).dt.tz_convert(tz),
         }
     )
     moment = st.column_config.DatetimeColumn(format="ddd D MMM HH:mm")
@@ -139,6 +131,7 @@ def _group_table(groups: list[dict[str, Any]]) -> Any:
         height=widgets.table_height(len(shown)),
         column_config={
             "#": st.column_config.NumberColumn(format="%d"),
+            "Message": st.column_config.TextColumn(width="large"),
             "First seen": moment,
             "Last seen": moment,
         },
@@ -149,10 +142,7 @@ def _group_table(groups: list[dict[str, Any]]) -> Any:
 
 
 def _open_group(group_id: int) -> None:
-    url_state.put("group", str(group_id))
-    for param in ("event", "tab"):
-        url_state.put(param, None)
-    st.rerun()
+    _go(group=str(group_id), event=None, tab=None)
 
 
 def _list_view() -> None:
@@ -308,14 +298,23 @@ def _per(step: timedelta) -> str:
     return "day"
 
 
+def _go(**params: str | None) -> None:
+    """Open another selection: the URL changes (a history entry, so back returns here)."""
+    for name, value in params.items():
+        url_state.put(name, value)
+    if "tab" in params:
+        st.session_state[GOTO_TAB] = params["tab"] or TABS[0]
+    st.rerun()
+
+
+def _back_to_list() -> None:
+    if st.button("All error groups", icon=":material/arrow_back:", key="errors_back"):
+        _go(group=None, event=None, tab=None)
+
+
 def _header(info: Mapping[str, Any]) -> None:
     group = info["group"]
-    st.page_link(
-        PAGE,
-        label="All error groups",
-        icon=":material/arrow_back:",
-        query_params=_links(group=None, event=None, tab=None),
-    )
+    _back_to_list()
     st.markdown(
         f"{widgets.severity_badge(group['severity'])} "
         f"{STATUS_BADGES.get(group['status'], fmt.md_escape(group['status']))} "
@@ -399,7 +398,7 @@ def _header(info: Mapping[str, Any]) -> None:
 
 
 def _nav(found: Mapping[str, Any]) -> None:
-    """Oldest / Older / Newer / Newest: links, so back/forward and new tabs work."""
+    """Oldest / Older / Newer / Newest: each puts the event in the URL (back/forward work)."""
     slots = st.columns(4)
     names = (("oldest", "Oldest"), ("older", "Older"), ("newer", "Newer"), ("newest", "Newest"))
     icons = {
@@ -410,16 +409,8 @@ def _nav(found: Mapping[str, Any]) -> None:
     }
     for slot, (name, label) in zip(slots, names, strict=True):
         target = found[name]
-        with slot:
-            st.page_link(
-                PAGE,
-                label=label,
-                icon=icons[name],
-                query_params=_links(group=url_state.get("group"), event=target, tab=None)
-                if target
-                else _links(group=url_state.get("group")),
-                disabled=target is None,
-            )
+        if slot.button(label, icon=icons[name], disabled=target is None, key=f"errors_{name}"):
+            _go(event=target)
 
 
 def _event_tab(group_id: int) -> None:
@@ -442,19 +433,19 @@ def _event_tab(group_id: int) -> None:
     )
     trace_links.error_links(event["trace_id"], event["time"], event["service_name"])
     context = event["context"] if isinstance(event["context"], dict) else {}
-    st.markdown("##### Exception")
+    st.markdown("#### Exception")
     show_library = st.toggle("Show library frames", key="errors_library_frames")
     view.exception_chain(event, show_library=show_library)
     if event["stack_trace"]:
         with st.expander("Stack trace as text"):
             st.code(event["stack_trace"], language="text")
-    st.markdown("##### Breadcrumbs")
+    st.markdown("#### Breadcrumbs")
     view.breadcrumbs_table(event_view.breadcrumbs(context), tz, event["time"])
-    st.markdown("##### Request")
+    st.markdown("#### Request")
     view.request_section(context)
     people, tags_col = st.columns(2)
     with people:
-        st.markdown("##### User")
+        st.markdown("#### User")
         view.key_values(
             [
                 (label, str(event[column]))
@@ -468,7 +459,7 @@ def _event_tab(group_id: int) -> None:
             or [("User", "not sent")],
             key="Field",
         )
-        st.markdown("##### Release")
+        st.markdown("#### Release")
         view.key_values(
             [
                 ("Release", event["release"] or "—"),
@@ -481,12 +472,12 @@ def _event_tab(group_id: int) -> None:
             key="Field",
         )
     with tags_col:
-        st.markdown("##### Tags")
+        st.markdown("#### Tags")
         tags = event.get("all_tags") or {}
         view.key_values(sorted((str(k), str(v)) for k, v in tags.items()), key="Tag")
     extra = event_view.other_context(context)
     if extra:
-        st.markdown("##### Context")
+        st.markdown("#### Context")
         st.dataframe(
             pd.DataFrame(extra, columns=["Section", "Name", "Value"]),
             hide_index=True,
@@ -536,14 +527,13 @@ def _events_tab(group_id: int) -> None:
     )
     chosen = chosen or pick
     if chosen:
-        url_state.put("event", chosen)
-        url_state.put("tab", None)
-        st.session_state[GOTO_TAB] = TABS[0]  # the tab control is drawn already: next run
-        st.rerun()
+        _go(event=chosen, tab=None)  # the Event tab
 
 
 def _tags_tab(group_id: int) -> None:
-    rows = data.read_or_stop(group_reads.group_tags, group_id=group_id, start=tr.start, end=tr.end)
+    rows = data.read_or_stop(
+        group_reads.group_tags, group_id=group_id, start=tr.start, end=tr.end, per_key=5
+    )
     if not rows:
         st.info("No events of this group in this range, so no tags.")
         return
@@ -552,32 +542,32 @@ def _tags_tab(group_id: int) -> None:
         "events were sent with, and environment, release, service, user, browser, OS and "
         "runtime taken from each event."
     )
-    frame = pd.DataFrame(rows)
-    for key, part in frame.groupby("key", sort=False):
-        first = part.iloc[0]
-        more = int(first["distinct"]) - len(part)
-        st.markdown(
-            f"**{fmt.md_escape(event_view.label(str(key)))}** · "
-            f"{fmt.plural(int(first['distinct']), 'value')} over "
-            f"{fmt.plural(int(first['total']), 'event')}"
-            + (f" ({more} more not shown)" if more > 0 else "")
-        )
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    "Value": part["value"],
-                    "Events": part["events"],
-                    "Share": part["share"] * 100,
-                }
-            ),
-            hide_index=True,
-            width="stretch",
-            column_config={
-                "Share": st.column_config.ProgressColumn(
-                    format="%.0f %%", min_value=0, max_value=100
-                )
-            },
-        )
+    columns = st.columns(2)
+    for i, (key, part) in enumerate(pd.DataFrame(rows).groupby("key", sort=False)):
+        with columns[i % 2]:
+            _tag_values(str(key), part)
+
+
+def _tag_values(key: str, part: pd.DataFrame) -> None:
+    """One tag: its top values with their share of the tagged events."""
+    first = part.iloc[0]
+    more = int(first["distinct"]) - len(part)
+    st.markdown(
+        f"**{fmt.md_escape(event_view.label(key))}** · "
+        f"{fmt.plural(int(first['distinct']), 'value')} over "
+        f"{fmt.plural(int(first['total']), 'event')}"
+        + (f" ({more} more not shown)" if more > 0 else "")
+    )
+    st.dataframe(
+        pd.DataFrame(
+            {"Value": part["value"], "Events": part["events"], "Share": part["share"] * 100}
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "Share": st.column_config.ProgressColumn(format="%.0f %%", min_value=0, max_value=100)
+        },
+    )
 
 
 def _people_tab(group_id: int) -> None:
@@ -618,14 +608,11 @@ def _related_tab(group_id: int) -> None:
         )
         return
     for item in related:
-        st.page_link(
-            PAGE,
-            label=fmt.md_escape(
-                f"#{item['id']} {item['error_type']}: {item['message_template'][:80]}"
-            ),
-            icon=":material/link:",
-            query_params=_links(group=str(item["id"]), event=None, tab=None),
-        )
+        title = f"#{item['id']} {item['error_type']}: {item['message_template'][:80]}"
+        if st.button(
+            fmt.md_escape(title), icon=":material/link:", key=f"errors_related_{item['id']}"
+        ):
+            _go(group=str(item["id"]), event=None, tab=None)
         st.caption(fmt.md_escape("; ".join(item["reasons"])))
 
 
@@ -671,8 +658,7 @@ def _group_view(group_id: int) -> None:
     )
     if info is None:
         st.warning(f"There is no error group #{group_id} (it may have been deleted).")
-        st.page_link(PAGE, label="All error groups", icon=":material/arrow_back:",
-                     query_params=_links(group=None, event=None, tab=None))  # fmt: skip
+        _back_to_list()
         return
     _header(info)
     ui_actions.show_flash(FLASH)

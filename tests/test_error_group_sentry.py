@@ -79,8 +79,8 @@ def test_a_sentry_sdk_event_reads_like_sentrys_issue_page(
     at.run()
     assert not at.exception, at.exception
     markdown = [m.value for m in at.markdown]
-    headings = [m for m in markdown if m.startswith("#### ")]
-    assert headings == ["#### ValueError", "#### KeyError"]  # raised, then its cause
+    headings = [m for m in markdown if m.startswith("##### ")]
+    assert headings == ["##### ValueError", "##### KeyError"]  # raised, then its cause
     assert "checkout of order 41 failed" in [t.value for t in at.text]
     in_app = [m for m in markdown if "In app" in m]
     assert any("` _checkout `" in m for m in in_app) and any("` _basket `" in m for m in in_app)

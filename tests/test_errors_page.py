@@ -68,7 +68,8 @@ def test_it_shows_trend_groups_and_a_scrubbed_detail(
     code = " ".join(c.value for c in at.code)
     assert "token=[REDACTED]" in code and "abc123secret" not in code
     assert "[REDACTED]" in " ".join(t.value for t in at.text)
-    assert [b.key for b in at.button] == ["logout"]  # viewers cannot change groups
+    actions = {"errors_resolve", "errors_ignore", "errors_reopen", "errors_assign"}
+    assert not actions & {b.key for b in at.button}  # viewers cannot change groups
 
 
 def test_it_lets_a_responder_resolve_and_reopen(engine: Engine, logged_in_app: AppFactory) -> None:

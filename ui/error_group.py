@@ -130,7 +130,7 @@ def exception_chain(event: Mapping[str, Any], *, show_library: bool) -> None:
                 if i == 1
                 else "**…which was raised while handling:**"
             )
-        st.markdown(f"#### {fmt.md_escape(exc.type)}")
+        st.markdown(f"##### {fmt.md_escape(exc.type)}")
         if exc.value:
             st.text(exc.value)
         _frames(exc.frames, show_library=show_library)
