@@ -17,7 +17,7 @@ after the kill is measured (target: within 30 s).
 Part 3 — API processes: ingest through 1 and through 2 uvicorn processes (bench/ingest.py's
 clients and batches), per-key limits on.
 
-Peak RSS of the worker processes is reported. Last line: JSON.
+Peak RSS of the worker processes is reported. `--rules-only` runs part 1 alone. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,17 +106,33 @@ def _one_worker(url: str, worker: str, moments: list[datetime], go: Any, out: An
     engine.dispose()
 
 
-def run_workers(url: str, workers: list[str], moments: list[datetime]) -> list[dict[str, Any]]:
+def run_workers(
+    url: str,
+    workers: list[str],
+    moments: list[datetime],
+    *,
+    before: Callable[[datetime], None] | None = None,
+    untimed: int = 0,
+) -> list[dict[str, Any]]:
+    """Each worker process evaluates its share at every moment, side by side; `before(at)`
+    runs here between cycles (a new point per series); the first `untimed` moments are left
+    out of the figures (processes live on from cycle to cycle, as a worker does, so what a
+    worker keeps between cycles counts as it does live)."""
     ctx = mp.get_context("spawn")
-    go, out = ctx.Barrier(len(workers)), ctx.Queue()
+    go, out = ctx.Barrier(len(workers) + 1), ctx.Queue()
     procs = [ctx.Process(target=_one_worker, args=(url, w, moments, go, out)) for w in workers]
     for p in procs:
         p.start()
-    rows = [out.get(timeout=600) for _ in range(len(workers) * len(moments))]
+    rows = []
+    for at in moments:
+        if before is not None:
+            before(at)
+        go.wait()  # release the workers for this moment
+        rows += [out.get(timeout=600) for _ in workers]
     for p in procs:
         p.join(60)
     cycles = []
-    for at in moments:
+    for at in moments[untimed:]:
         mine = [r for r in rows if r[1] == at.isoformat()]
         cycles.append({
             "at": at.isoformat(),
@@ -140,26 +157,31 @@ def part_one(url: str, engine: Engine, now: datetime) -> dict[str, Any]:
         for w in workers:
             beat(engine, w, first)
 
+    def new_point(at: datetime) -> None:
+        if at > now:  # not before the first cycle, which creates the instances
+            tick(engine, at - timedelta(seconds=5), rng)
+
     fresh(["solo"], now)
-    run_workers(url, ["solo"], [now])  # first cycle creates the instances (not timed)
     solo_moments = moments[:CYCLES]
-    for at in solo_moments:
-        tick(engine, at - timedelta(seconds=5), rng)
-    solo = run_workers(url, ["solo"], solo_moments)
+    # first cycle creates the instances (not timed)
+    solo = run_workers(url, ["solo"], [now, *solo_moments], before=new_point, untimed=1)
     for c in solo:
         print(f"  1 worker:  {c['wall_s'] * 1000:.0f} ms, {c['rules']} rules")
     # Two workers, later cycles of the same clock (claims need a new cycle number each time).
     pair_moments = [m + timedelta(minutes=10) for m in solo_moments]
-    fresh(["w1", "w2"], pair_moments[0] - timedelta(seconds=INTERVAL_S))
+    first = pair_moments[0] - timedelta(seconds=INTERVAL_S)
+    fresh(["w1", "w2"], first)
     for at in pair_moments:
         beat(engine, "w1", at)
         beat(engine, "w2", at)
+
     # A first cycle where every rule is an orphan (nobody claimed the previous cycle): whoever
     # claims first takes them all; from the next cycle each worker has its own share.
-    run_workers(url, ["w1", "w2"], [pair_moments[0] - timedelta(seconds=INTERVAL_S)])
-    for at in pair_moments:
-        tick(engine, at - timedelta(seconds=5), rng)
-    pair = run_workers(url, ["w1", "w2"], pair_moments)
+    def pair_point(at: datetime) -> None:
+        if at != first:
+            new_point(at)
+
+    pair = run_workers(url, ["w1", "w2"], [first, *pair_moments], before=pair_point, untimed=1)
     twice = 0
     for c in pair:
         total = sum(c["rules"].values())
@@ -261,8 +283,9 @@ def main() -> None:
     make_rules(engine, now, RULES)
     result: dict[str, Any] = {"bench": "scale"}
     result |= part_one(url, engine, now)
-    result |= part_two(url, engine)
-    result |= part_three(url, engine)
+    if "--rules-only" not in sys.argv:  # part 1 alone: the cycle timing, before/after a change
+        result |= part_two(url, engine)
+        result |= part_three(url, engine)
     engine.dispose()
     print(json.dumps(result))
 

@@ -1,16 +1,32 @@
 """Testing a rule against stored history: replay the engine over a past range, send nothing.
 
 Answers "when would it have fired?" for the rule editor and `POST …/alerts/{id}/test`.
+
+The replay is the live cycle run at each step with a frozen clock: the same per-rule code
+(`engine.evaluate_keys`: present, absent and "no data at all" keys, each instance's state
+carried from step to step, notification stamps as the cycle writes them) over the series
+the cycle would have read at that moment. For rules whose window the cycle reads from raw
+points (`series.RAW_MAX`), the raw points of the whole range are read once (up to
+RAW_LIMIT) and each step's series is built by the cycle's own `SeriesReader` from the
+points in that step's span, so a backtest and the cycles that ran at its steps agree
+(`tests/test_backtest_live.py` runs both over the same history). Other rules read their
+series once for the range (rollups, signals at every step) and slice it per step.
+
+Steps are multiples of the step from the epoch, so two backtests with the same step look at
+the same moments. What the replay cannot know: silences (a silenced notification does not
+stamp `last_notified_at`, so repeats come at other times), points that arrived late, and
+whether a rule had seen data before the range (no data is notified as if it had).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
@@ -18,27 +34,92 @@ from monitoring_core.alerts.engine import (
     AlertState,
     Check,
     Decision,
+    Known,
     Point,
     check_condition,
     effective_severity,
     evaluate,
+    evaluate_keys,
     transition,
 )
 from monitoring_core.alerts.promql_rules import promql_series
+from monitoring_core.alerts.raw import RawMetric, read_raw
 from monitoring_core.alerts.rules import Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.store import RuleNotFound, get_rule
 from monitoring_core.prometheus.promql.model import QueryError
+from monitoring_core.rollup_read import floor_to
 
-__all__ = ["MAX_STEPS", "backtest"]
+__all__ = ["MAX_STEPS", "RAW_LIMIT", "backtest", "steps_of"]
 
 MAX_STEPS = 2_000
 MAX_NESTING = 3  # composite of composite of …
+RAW_LIMIT = 2_000_000  # raw points of a metric read at once for a replay; beyond: rollups
+MINUTE = timedelta(minutes=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 def _step(start: datetime, end: datetime) -> timedelta:
     """One evaluation per minute, coarser for long ranges (at most MAX_STEPS)."""
     minutes = max(1, int((end - start) / timedelta(minutes=1)) // MAX_STEPS + 1)
     return timedelta(minutes=minutes)
+
+
+def steps_of(start: datetime, end: datetime) -> list[datetime]:
+    """The moments a backtest of [start, end] evaluates at: multiples of its step since the
+    epoch (the same moments for every backtest with that step)."""
+    step = _step(start, end)
+    first = _EPOCH + -((_EPOCH - start) // step) * step  # start rounded up to a step
+    return [first + i * step for i in range(int((end - first) / step) + 1)]
+
+
+def _epoch_s(moment: datetime) -> float:
+    """Seconds since the epoch exactly as the points reader computes them (µs / 1e6)."""
+    return ((moment - _EPOCH) // _US) / 1e6
+
+
+def _live_series(
+    conn: Connection, rule: Rule, steps: list[datetime]
+) -> Iterator[series_mod.Keyed] | None:
+    """Per step, the series the live cycle would have read at that moment, or None when the
+    cycle would not read this rule's window from raw points (or the range holds more than
+    RAW_LIMIT of them)."""
+    key = series_mod.fetch_key(rule)
+    span = series_mod.lookback(rule)
+    if key is None or key.kind != "minute" or span > series_mod.RAW_MAX:
+        return None
+    since = floor_to(steps[0] - span, MINUTE)
+    raw = read_raw(conn, {key.metric: since}, now=steps[-1], limit=RAW_LIMIT)[key.metric]
+    if raw is None:
+        return None
+    order = np.argsort(raw.t, kind="stable")
+    t, v, s = raw.t[order], raw.v[order], raw.s[order]
+
+    def per_step() -> Iterator[series_mod.Keyed]:
+        for at in steps:
+            # what `raw.read_raw` returns at `at`: points in (since, at], since a minute floor
+            lo = int(np.searchsorted(t, _epoch_s(floor_to(at - span, MINUTE)), side="right"))
+            hi = int(np.searchsorted(t, _epoch_s(at), side="right"))
+            reader = series_mod.SeriesReader(conn, at)
+            reader.raw_cache[key.metric] = RawMetric(raw.dims, t[lo:hi], v[lo:hi], s[lo:hi])
+            yield series_mod.for_rule(rule, key, reader.fetch(key, span))
+
+    return per_step()
+
+
+def _sliced(
+    keyed: series_mod.Keyed, steps: list[datetime], reach: timedelta
+) -> Iterator[series_mod.Keyed]:
+    """Per step, each key's points within `reach` before it; a key without any is absent
+    (as a cycle's read leaves out a group with no points)."""
+    windows = {k: (dims, _windows(points, steps, reach)) for k, (dims, points) in keyed.items()}
+    for _at in steps:
+        out: series_mod.Keyed = {}
+        for k, (dims, it) in windows.items():
+            window = next(it)
+            if window:
+                out[k] = (dims, window)
+        yield out
 
 
 def _windows(points: list[Point], steps: list[datetime], reach: timedelta) -> Iterator[list[Point]]:
@@ -136,6 +217,40 @@ def _promql_replay(
     return events, series
 
 
+def _replay(
+    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The live cycle's decisions for this rule at each step (see the module docstring);
+    series: per alert key the value the engine compared at each step, or (read from the
+    rollups) the points of the range."""
+    per_step = _live_series(conn, rule, steps)
+    series: list[dict[str, Any]] | None = None
+    if per_step is None:
+        keyed = _keyed(conn, rule, steps[0], steps[-1])
+        per_step = _sliced(keyed, steps, series_mod.lookback(rule))
+        series = [
+            {"alert_key": k, "points": [[p.time, p.value] for p in pts if p.time >= steps[0]]}
+            for k, (_d, pts) in keyed.items()
+        ]
+    known: dict[str, Known] = {}
+    events: list[dict[str, Any]] = []
+    values: dict[str, list[list[Any]]] = {}
+    for at, keyed_now in zip(steps, per_step, strict=True):
+        for key, dims, decision, present in evaluate_keys(rule, keyed_now, known, at, tz=tz):
+            if present and decision.check.value is not None:
+                values.setdefault(key, []).append([at, decision.check.value])
+            if decision.state.status is None:  # a quiet key the cycle would not store
+                continue
+            known[key] = Known(_after(decision, at), decision.severity, dims)
+            if decision.changed or decision.notify:
+                events.append(_event(at, key, decision))
+    if series is None:
+        series = [{"alert_key": k, "points": pts} for k, pts in values.items()] or [
+            {"alert_key": "", "points": []}
+        ]
+    return events, series
+
+
 def _event(at: datetime, alert_key: str, decision: Decision) -> dict[str, Any]:
     return {
         "time": at,
@@ -159,7 +274,10 @@ def backtest(
         message = "an external rule's alerts come from Prometheus or Grafana: no history to replay"
         raise RuleInvalid([{"field": "condition_config.type", "message": message}])
     step = _step(start, end)
-    steps = [start + i * step for i in range(int((end - start) / step) + 1)]
+    steps = steps_of(start, end)
+    if not steps:
+        return {"step_seconds": step.total_seconds(), "fired_count": 0, "fired": [],
+                "events": [], "series": []}  # fmt: skip
     events: list[dict[str, Any]] = []
     if rule.condition.type == "promql":
         events, series = _promql_replay(conn, rule, steps, tz)
@@ -177,19 +295,7 @@ def backtest(
             }
         ]
     else:
-        keyed = _keyed(conn, rule, start, end)
-        reach = series_mod.lookback(rule)
-        for alert_key, (_dims, points) in keyed.items():
-            state = AlertState()
-            for at, window in zip(steps, _windows(points, steps, reach), strict=True):
-                decision = evaluate(rule, window, state, at, tz=tz)
-                state = _after(decision, at)
-                if decision.changed or decision.notify:
-                    events.append(_event(at, alert_key, decision))
-        series = [
-            {"alert_key": k, "points": [[p.time, p.value] for p in pts if p.time >= start]}
-            for k, (_d, pts) in keyed.items()
-        ]
+        events, series = _replay(conn, rule, steps, tz)
     fired = [e for e in events if e["notify"] == "firing"]
     return {
         "step_seconds": step.total_seconds(),

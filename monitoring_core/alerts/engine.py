@@ -49,6 +49,9 @@ __all__ = [
     "effective_severity",
     "effective_threshold",
     "evaluate",
+    "evaluate_keys",
+    "KeyDecision",
+    "Known",
     "robust_z",
     "transition",
     "with_changes",
@@ -453,6 +456,60 @@ def evaluate(
     return transition(
         rule, state, check, now, severity=severity, seen_data=seen_data, stopped=stopped
     )
+
+
+class Known(NamedTuple):
+    """What an evaluation knows of an alert key from before: its stored instance."""
+
+    state: AlertState
+    severity: str
+    dimensions: Mapping[str, Any]
+
+
+class KeyDecision(NamedTuple):
+    key: str
+    dimensions: Mapping[str, Any]
+    decision: Decision
+    present: bool  # the key had series in this evaluation (else: absent or data back)
+
+
+def evaluate_keys(
+    rule: Rule,
+    keyed: Mapping[str, tuple[Mapping[str, Any], Sequence[Point]]],
+    known: Mapping[str, Known],
+    now: datetime,
+    *,
+    tz: ZoneInfo,
+    children: Mapping[int, bool | None] | None = None,
+    seen_data: bool = True,
+) -> list[KeyDecision]:
+    """One evaluation of a rule over all of its alert keys: the live cycle and the backtest
+    both go through here, so they decide alike.
+
+    `keyed`: this evaluation's series per alert key (key -> (dimensions, points)); `known`:
+    the keys with an instance. A rule without group_by has the one key ""; a grouped rule
+    that found no series at all evaluates the key "" on no data (and that instance clears
+    when series come back); a known key missing from `keyed` is absent (it expires after
+    `expire_minutes`)."""
+    grouped = bool(rule.condition.group_by)
+    if not grouped or not keyed:
+        keyed = {"": keyed.get("", ({}, []))} if not grouped else {"": ({}, [])}
+    out = []
+    for key, (dims, points) in keyed.items():
+        before = known.get(key)
+        state = before.state if before is not None else AlertState()
+        decision = evaluate(rule, points, state, now, tz=tz, children=children, seen_data=seen_data)
+        out.append(KeyDecision(key, dims, decision, True))
+    for key, before in known.items():
+        if key in keyed:
+            continue
+        if key == "" and grouped:  # the "no data at all" instance: data came back
+            check = Check(False, None, None, "data is back")
+            decision = transition(rule, before.state, check, now, severity=before.severity)
+        else:
+            decision = evaluate(rule, None, before.state, now, tz=tz)
+        out.append(KeyDecision(key, before.dimensions, decision, False))
+    return out
 
 
 def self_alert_state(firing: bool, previous: Mapping[str, Any] | None, now: datetime) -> AlertState:

@@ -235,7 +235,7 @@ class RuleRow(NamedTuple):
 
 
 # Rows this process has read, by content: a cycle re-reads only rules whose row changed.
-_RULE_ROWS: dict[str, dict[str, Any]] = {}
+_RULE_ROWS: dict[str, RuleRow] = {}
 _VERSIONS = text("SELECT id, md5(r::text) FROM alert_rules r WHERE r.is_enabled ORDER BY r.id")
 _VERSION: Label[Any] = literal_column("md5(alert_rules::text)").label("row_version")
 
@@ -260,10 +260,11 @@ def enabled_rule_rows(conn: Connection) -> list[RuleRow]:
     out = []
     for rule_id, version in versions:
         if version in held:
-            out.append(RuleRow(version, held[version]))
+            out.append(held[version])
         elif rule_id in fresh:  # changed since the versions were read: the newer row
             out.append(fresh[rule_id])
-    _RULE_ROWS = {version: row for version, row in out}
+    if missing or len(held) != len(out):
+        _RULE_ROWS = {r.version: r for r in out}
     return out
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -24,7 +24,7 @@ from sqlalchemy import ARRAY, BigInteger, Connection, Engine, any_, bindparam, f
 from sqlalchemy.exc import DBAPIError
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.engine import AlertState, Check, Decision, evaluate, transition
+from monitoring_core.alerts.engine import AlertState, Decision, Known, evaluate_keys
 from monitoring_core.alerts.last_seen import last_point, newest_points
 from monitoring_core.alerts.promql_rules import promql_decisions
 from monitoring_core.alerts.rules import WEDDING_CRITICAL_SERVICES, Rule, RuleInvalid, rule_from_row
@@ -134,6 +134,18 @@ def run_evaluation(
     if tz is None or public_url is None:
         settings = load_settings()
         tz, public_url = tz or settings.tz, public_url or settings.public_url
+    with _collector_paused():
+        return _run_evaluation(engine, now, tz, public_url, worker_id, interval_s)
+
+
+def _run_evaluation(
+    engine: Engine,
+    now: datetime,
+    tz: ZoneInfo,
+    public_url: str,
+    worker_id: str | None,
+    interval_s: float,
+) -> EvalReport:
     only = None
     if worker_id is not None:
         with engine.begin() as conn:  # a short claim of its own, never held while evaluating
@@ -290,11 +302,21 @@ def _evaluate_all(
             how = (fk, cond.group_by, json.dumps(dict(cond.filters), sort_keys=True, default=str))
             if how not in split:
                 split[how] = series_mod.for_rule(rule, fk, fetched.get(fk, {}))
-            keyed = split[how]
+            keyed = _within_lookback(rule, split[how], now)
         _evaluate_rule(cycle, rule, keyed, states[rule.id])
     _store(cycle)
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+def _within_lookback(rule: Rule, keyed: series_mod.Keyed, now: datetime) -> series_mod.Keyed:
+    """The keys with a point within this rule's own lookback: a read shared with a rule that
+    looks further back also holds keys whose newest point is older, and such a key is absent
+    for this rule (as when it is evaluated alone, and in a backtest), not without data."""
+    cutoff = now - series_mod.lookback(rule)
+    if all(not pts or pts[-1].time > cutoff for _dims, pts in keyed.values()):
+        return keyed
+    return {k: v for k, v in keyed.items() if not v[1] or v[1][-1].time > cutoff}
 
 
 def _evaluate_rule(
@@ -303,35 +325,26 @@ def _evaluate_rule(
     if rule.condition.type == "promql":
         _evaluate_promql(cycle, rule, existing)
         return
-    grouped = bool(rule.condition.group_by)
-    if not grouped or not keyed:
-        keyed = {"": keyed.get("", ({}, []))} if not grouped else {"": ({}, [])}
     children = cycle.holds if rule.condition.type == "composite" else None
     seen_at = cycle.rows[rule.id].get("data_seen_at")
     seen = seen_at is not None and (cycle.running_since is None or seen_at >= cycle.running_since)
+    known = {
+        key: Known(state_of(row), row["severity"], row.get("trigger_dimensions") or {})
+        for key, row in existing.items()
+    }
+    decided = evaluate_keys(
+        rule, keyed, known, cycle.now, tz=cycle.tz, children=children, seen_data=seen
+    )
     results = []
-    for key, (dims, points) in keyed.items():
+    for key, dims, decision, present in decided:
         row = existing.get(key)
-        state = state_of(row)
-        decision = evaluate(
-            rule, points, state, cycle.now, tz=cycle.tz, children=children, seen_data=seen
-        )
-        _apply(cycle, rule, key, dims, decision, row, state)
-        results.append(decision.check.holds)
+        _apply(cycle, rule, key, dims, decision, row, known[key].state if row else state_of(None))
+        if present:
+            results.append(decision.check.holds)
     if not seen and any(holds is not None for holds in results):
         cycle.saw_data.append(rule.id)
-    for key, row in existing.items():
-        if key in keyed:
-            continue
-        state = state_of(row)
-        if key == "" and grouped:  # the "no data at all" instance: data came back
-            check = Check(False, None, None, "data is back")
-            decision = transition(rule, state, check, cycle.now, severity=row["severity"])
-        else:
-            decision = evaluate(rule, None, state, cycle.now, tz=cycle.tz)
-        _apply(cycle, rule, key, row.get("trigger_dimensions") or {}, decision, row, state)
     cycle.holds[rule.id] = True if True in results else (False if False in results else None)
-    cycle.report.keys += len(keyed)
+    cycle.report.keys += len(results)
 
 
 def _evaluate_promql(cycle: Cycle, rule: Rule, existing: dict[str, dict[str, Any]]) -> None:
@@ -351,7 +364,7 @@ def _apply(
     cycle: Cycle,
     rule: Rule,
     key: str,
-    dims: dict[str, str],
+    dims: Mapping[str, Any],
     decision: Decision,
     row: dict[str, Any] | None,
     before: AlertState,
