@@ -14,6 +14,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from ui import fmt
+
 __all__ = [
     "MOVEMENTS",
     "duration_words",
@@ -55,12 +57,13 @@ _NAMES = {
 
 
 def humanize(name: object) -> str:
-    """`form_completed` → "Form completed", `dau` → "Daily active users" (known names first)."""
+    """`form_completed` → "Form completed", `dau` → "Daily active users" (known names first,
+    then `ui.fmt.label`), first letter capitalised."""
     text = str(name)
     if text in _NAMES:
         return _NAMES[text]
-    words = text.replace("_", " ").replace("-", " ").strip()
-    return words[:1].upper() + words[1:] if words else text
+    labelled = fmt.label(text)
+    return labelled[:1].upper() + labelled[1:]
 
 
 def money(value: float | None, currency: str | None) -> str:
@@ -74,21 +77,8 @@ def money(value: float | None, currency: str | None) -> str:
 
 
 def duration_words(seconds: float | None) -> str:
-    """`45 seconds`, `12 minutes`, `3 h 20 min`, `2 days 4 h` (two units at most)."""
-    if seconds is None:
-        return "–"
-    s = round(seconds)
-    if s < 60:
-        return f"{s} second{'' if s == 1 else 's'}"
-    if s < 3600:
-        m = round(s / 60)
-        return f"{m} minute{'' if m == 1 else 's'}" if m < 60 else "1 h"
-    if s < 86400:
-        h, m = divmod(round(s / 60), 60)
-        return f"{h} h {m} min" if m else f"{h} h"
-    d, h = divmod(round(s / 3600), 24)
-    days = f"{d} day{'' if d == 1 else 's'}"
-    return f"{days} {h} h" if h else days
+    """`45 s`, `12 min`, `3 h 20 min`, `2 d 4 h` (`ui.fmt.duration`; "–" for nothing)."""
+    return "–" if seconds is None else fmt.duration(seconds)
 
 
 def _bucket_label(start: date, grain: str) -> str:
