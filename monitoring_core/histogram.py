@@ -10,8 +10,10 @@ VLDB 2019). Keys are shifted so that one signed integer orders every value:
     key -(BIAS + i)  v < 0 (mirror image, so larger magnitudes sort lower)
 
 Histograms are two parallel arrays (keys ascending, counts), stored in the rollup tables as
-`hist_keys int[]` and `hist_counts bigint[]`. Merging is adding counts per key, so minutes merge
-into hours, endpoints into totals and days into months without losing the error bound.
+`hist_keys int[]` and `hist_counts bigint[]` (an empty `hist_counts` in a 1-minute row means
+a count of 1 per key, keys possibly repeated: see rollups.py). Merging is adding counts per
+key, so minutes merge into hours, endpoints into totals and days into months without losing
+the error bound.
 `sql_bucket_key` builds the same key inside Postgres, so rollups never load points into Python.
 """
 

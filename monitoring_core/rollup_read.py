@@ -150,6 +150,7 @@ def percentile_frame(
 
         `sql` (trusted, bound parameters) yields the group columns, the summed columns and
         `hist_keys` / `hist_counts`, one row per stored rollup row; group values are never NULL.
+        An empty `hist_counts` means a count of 1 per key (1-minute rows, see rollups.py).
     Summed columns are integers except the one named `sum` (a double).
         Postgres sums the scalars and concatenates each group's buckets (`unnest` + `array_agg`,
         no per-key GROUP BY); numpy merges and ranks them (`histogram.grouped_quantiles`).
@@ -165,7 +166,7 @@ def percentile_frame(
         f"WITH src AS MATERIALIZED ({sql}) "
         f"SELECT t.*, h.keys AS hist_keys, h.counts AS hist_counts FROM "
         f"(SELECT {g}, {totals} FROM src GROUP BY {g}) t JOIN "
-        f"(SELECT {g}, array_agg(u.k) AS keys, array_agg(u.c) AS counts FROM src, "
+        f"(SELECT {g}, array_agg(u.k) AS keys, array_agg(coalesce(u.c, 1)) AS counts FROM src, "
         f"unnest(src.hist_keys, src.hist_counts) AS u(k, c) GROUP BY {g}) h USING ({g}) "
         f"ORDER BY {g}"
     )

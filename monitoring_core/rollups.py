@@ -18,9 +18,12 @@ How a run works, per family (metric points, API timings, Web Vitals):
    array-merge in an upsert; its cost is re-reading the other points of a touched minute,
    which is small because live points touch only the newest minutes.
    Metric points and API timings go into their 1-minute rows one histogram entry per point
-   (sorted keys, counts of 1); rows with more than DEDUP_OVER entries are then merged per
-   key, so the common few-points-a-minute rows skip a costly GROUP BY and busy series or
-   endpoints still get compact rows (`one_entry_per_point`).
+   (sorted keys, possibly repeated, and an **empty `hist_counts`, meaning a count of 1 per
+   key**: the array of ones cost ~40 of the row's ~230 bytes); rows with more than
+   DEDUP_OVER entries are then merged per key (real counts), so the common
+   few-points-a-minute rows skip a costly GROUP BY and busy series or endpoints still get
+   compact rows (`one_entry_per_point`). Every reader unnests `(hist_keys, hist_counts)`,
+   which pads the empty counts with NULL, and takes `coalesce(count, 1)`: merges stay exact.
 4. Then the family's merge stages (`Family.stages`), each recomputing its touched buckets
    from the level below by merging histograms: all-endpoint minutes from endpoint minutes,
    hours from minutes (at most 60 rows per series instead of an hour of raw points), days
@@ -256,7 +259,7 @@ def _points_select(fam: Family, unit: str, lo: str, hi: str) -> str:
     value = _VALUE_COLUMN[fam.raw]
     return (
         f"SELECT bucket, {keys}, count(*) AS count, sum(v) AS sum, min(v) AS min, max(v) AS max, "
-        "array_agg(k ORDER BY k) AS hist_keys, array_agg(1::bigint) AS hist_counts, "
+        "array_agg(k ORDER BY k) AS hist_keys, CAST('{}' AS bigint[]) AS hist_counts, "
         f"{fam.per_point_extra} "
         f"FROM (SELECT {_bin(unit, 'time')} AS bucket, {keys}, {value} AS v, "
         f"{sql_bucket_key(value)} AS k, {fam.point_cols} FROM {_raw_in(fam, lo, hi)}) pts "
@@ -271,7 +274,8 @@ def _dedup_sql(fam: Family) -> str:
     return (
         f"UPDATE {fam.first_table} r SET hist_keys = n.ks, hist_counts = n.cs FROM "
         f"(SELECT bucket, {keys}, array_agg(k ORDER BY k) AS ks, array_agg(c ORDER BY k) AS cs "
-        f"FROM (SELECT bucket, {keys}, u.k, sum(u.c)::bigint AS c FROM {fam.first_table}, "
+        f"FROM (SELECT bucket, {keys}, u.k, sum(coalesce(u.c, 1))::bigint AS c "
+        f"FROM {fam.first_table}, "
         "unnest(hist_keys, hist_counts) AS u(k, c) WHERE bucket >= :lo AND bucket < :hi "
         f"AND cardinality(hist_keys) > {DEDUP_OVER} GROUP BY bucket, {keys}, u.k) x "
         f"GROUP BY bucket, {keys}) n WHERE {on}"
@@ -298,7 +302,8 @@ def _merge_select(fam: Family, stage: Stage) -> str:
         f"max(max) AS max, {fam.merge_extra} FROM ({src}) s GROUP BY {by}) t "
         f"JOIN (SELECT {by}, array_agg(k ORDER BY k) AS hist_keys, "
         f"array_agg(c ORDER BY k) AS hist_counts FROM (SELECT {by}, u.k, "
-        f"sum(u.c)::bigint AS c FROM ({src}) s, unnest(s.hist_keys, s.hist_counts) AS u(k, c) "
+        f"sum(coalesce(u.c, 1))::bigint AS c FROM ({src}) s, "
+        "unnest(s.hist_keys, s.hist_counts) AS u(k, c) "
         f"GROUP BY {by}, u.k) x GROUP BY {by}) h USING ({by})"
     )
 

@@ -5,9 +5,11 @@ Storage section shows them."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy import Engine, text
@@ -15,8 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from monitoring_core import clock
 from monitoring_core.compaction import compact, pack_api_timings
+from monitoring_core.metrics_query import query_metric
+from monitoring_core.performance.queries import endpoint_table, latency_trend
 from monitoring_core.retention import DEFAULT_RETENTION_DAYS
-from monitoring_core.rollups import run_rollups
+from monitoring_core.rollups import FAMILIES, _merge_select, _upsert, run_rollups
 from monitoring_core.storage import (
     TIERS,
     StorageFigures,
@@ -24,7 +28,8 @@ from monitoring_core.storage import (
     project_year,
     storage_figures,
 )
-from tests.rollup_fixtures import add_points, add_series
+from monitoring_core.timerange import TimeRange
+from tests.rollup_fixtures import add_points, add_series, add_timings, random_timings
 
 
 def _figure(table: str, size: int, samples: int) -> TableFigure:
@@ -136,3 +141,55 @@ import streamlit as st
 from ui import storage_section
 storage_section.render(st.session_state["now"])
 """
+
+
+def test_rollup_readers_answer_the_same_with_empty_counts(engine: Engine, now: datetime) -> None:
+    """1-minute rows store an empty hist_counts for "one per key": every reader and the merge
+    into hours gives the same answer as with the explicit ones it replaced."""
+    start = (now - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    rng = random.Random(9)
+    with engine.begin() as conn:
+        add_timings(conn, random_timings(start, minutes=120, per_minute=20, seed=4))
+        sid = add_series(conn, "storage_gauge", {"host": "a"})
+        points = [(start + timedelta(seconds=15 * k), rng.gauss(50, 9)) for k in range(480)]
+        add_points(conn, sid, points, ingested_at=start)
+    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))  # rows stamped now()
+    tr = TimeRange(start, start + timedelta(hours=2))
+    fam = FAMILIES[1]
+    hour_sql = text(_upsert("api_rollup_1h", fam.keys, fam, _merge_select(fam, fam.stages[1])))
+
+    def answers() -> list[Any]:
+        with engine.begin() as conn:
+            empty = conn.execute(
+                text("SELECT count(*) FROM api_rollup_1m WHERE hist_counts = '{}'")
+            ).scalar()
+            conn.execute(hour_sql, {"lo": tr.start, "hi": tr.end})
+            hours = conn.execute(
+                text("SELECT * FROM api_rollup_1h ORDER BY bucket, method, endpoint")
+            ).all()
+            return [
+                empty,
+                endpoint_table(conn, tr),
+                latency_trend(conn, tr, "5m"),
+                query_metric(conn, metric_name="storage_gauge", aggregation="p95",
+                             interval="10m", tr=tr),
+                hours,
+            ]  # fmt: skip
+
+    packed = answers()
+    with engine.begin() as conn:
+        for table in ("api_rollup_1m", "metric_rollup_1m"):
+            conn.execute(
+                text(
+                    f"UPDATE {table} SET hist_counts = "  # noqa: S608 (our table names)
+                    "array_fill(1::bigint, ARRAY[cardinality(hist_keys)]) WHERE hist_counts = '{}'"
+                )
+            )
+    explicit = answers()
+    assert packed[0] > 100 and explicit[0] == 0  # the rows were stored with empty counts
+    for mine, theirs in zip(packed[1:4], explicit[1:4], strict=True):
+        pd.testing.assert_frame_equal(mine, theirs)
+    assert len(packed[4]) == len(explicit[4]) == 6
+    for mine, theirs in zip(packed[4], explicit[4], strict=True):  # hours merged from minutes
+        row, other = mine._asdict(), theirs._asdict()
+        assert row.pop("sum") == pytest.approx(other.pop("sum")) and row == other
