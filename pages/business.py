@@ -22,11 +22,12 @@ from monitoring_core.business.definitions import day_bounds, local_day
 from monitoring_core.business.export import to_csv
 from monitoring_core.business.kpis import Period
 from monitoring_core.enums import Role
-from ui import auth, charts, data, widgets
+from ui import auth, charts, data, fmt, widgets
 from ui.business_charts import (
     bucket_end,
     forecast_figure,
     humanize,
+    money,
     mrr_figure,
     retention_figure,
 )
@@ -39,6 +40,7 @@ MIN_DAYS = 7
 RETURNING = ["any event", "form_completed", "journey_started", "feature_used"]
 SEGMENTS = ["user_type", "device", "plan"]
 _SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
+DAY_COLUMN = st.column_config.DateColumn(format="ddd D MMM YYYY")
 auth.require_role(Role.VIEWER)
 tz, now = data.get_settings().tz, widgets.current_now()
 period = kpis.period_of(widgets.current_time_range(), tz)
@@ -101,6 +103,15 @@ def _chart_table(
         )
 
 
+def _kpi_text(metric: str, value: float) -> str:
+    """A KPI value with its unit: rates as percentages, revenue as money, else a count."""
+    if metric.endswith("_rate") or metric == "stickiness":
+        return fmt.percent(value, 1)
+    if metric.startswith("revenue"):
+        return money(value, currency)
+    return f"{value:,.0f}"
+
+
 def _value(value: float | None, spec_fmt: str) -> str:
     if value is None:
         return "–"
@@ -150,7 +161,8 @@ if chosen:
     _chart_table(
         wide,
         "business_trends",
-        column_config={
+        column_config={"Day": DAY_COLUMN}
+        | {
             humanize(m): st.column_config.NumberColumn(
                 format="percent" if m.endswith("_rate") else "localized"
             )
@@ -186,7 +198,8 @@ _chart_table(
         for row in view.mrr
     ],
     "mrr_movements",
-    column_config={
+    column_config={"Period": DAY_COLUMN}
+    | {
         f"{name}{unit}": st.column_config.NumberColumn(format="localized")
         for name in [
             "New",
@@ -231,7 +244,11 @@ if view.adoption:
             for r in view.adoption
         ],
         "feature_adoption",
-        column_config={"Share": st.column_config.NumberColumn(format="percent")},
+        column_config={
+            "Share": st.column_config.NumberColumn(format="percent"),
+            "Week ending": DAY_COLUMN,
+            "Launched": DAY_COLUMN,
+        },
     )
 left, right = st.columns(2)
 with left:
@@ -249,7 +266,11 @@ with left:
         ],
         "feature_ramp",
         columns=["Feature", "Launched", "Week", "Users", "Share"],
-        column_config={"Share": st.column_config.NumberColumn(format="percent")},
+        column_config={
+            "Share": st.column_config.NumberColumn(format="percent"),
+            "Week ending": DAY_COLUMN,
+            "Launched": DAY_COLUMN,
+        },
     )
 with right:
     st.markdown("**Top features by segment (the last 7 days)**")
@@ -301,7 +322,7 @@ if grid:
         grid,
         "retention",
         column_config={
-            "cohort": st.column_config.DateColumn("Signup week"),
+            "cohort": st.column_config.DateColumn("Signup week", format="ddd D MMM YYYY"),
             "size": st.column_config.NumberColumn("People", format="localized"),
         }
         | {
@@ -344,8 +365,8 @@ table_with_csv(
         {
             "Day": f.day,
             "KPI": humanize(f.metric),
-            "Value": f.value,
-            "Usual": f.expected,
+            "Value": _kpi_text(f.metric, f.value),
+            "Usual": _kpi_text(f.metric, f.expected),
             "Robust z": round(f.z, 1),
             "Direction": "above usual" if f.direction == "up" else "below usual",
         }
@@ -353,10 +374,7 @@ table_with_csv(
     ],
     "kpi_anomalies",
     columns=["Day", "KPI", "Value", "Usual", "Robust z", "Direction"],
-    column_config={
-        "Value": st.column_config.NumberColumn(format="localized"),
-        "Usual": st.column_config.NumberColumn(format="localized"),
-    },
+    column_config={"Day": DAY_COLUMN},
 )
 
 st.subheader("Forecast: the next 14 days")
@@ -390,7 +408,8 @@ _chart_table(
         for p in view.forecast
     ],
     "forecasts",
-    column_config={
+    column_config={"Day": DAY_COLUMN}
+    | {
         c: st.column_config.NumberColumn(format="localized")
         for c in ("Forecast", "Low (95 %)", "High (95 %)")
     },

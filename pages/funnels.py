@@ -268,7 +268,10 @@ with trend_tab:
                 for p in points
             ],
             "funnel_trend",
-            column_config={"Conversion": st.column_config.NumberColumn(format="percent")},
+            column_config={
+                "Conversion": st.column_config.NumberColumn(format="percent"),
+                f"Entered ({grain})": st.column_config.DateColumn(format="ddd D MMM YYYY"),
+            },
         )
     else:
         st.info("Nobody entered the funnel in this range.")
