@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, text
 
 from monitoring_core.ingest.copy import copy_rows
-from monitoring_core.logs.trigrams import block_trigrams
+from monitoring_core.logs.trigrams import block_summary
 
 __all__ = ["CAP_SETTING", "LOG_COLUMNS", "Admission", "admit", "insert_logs"]
 
@@ -85,6 +85,14 @@ def _add_volume(conn: Connection, counts: dict[tuple[date, str], tuple[int, int,
     )
 
 
+def _resource(seen: dict[int, Any], value: Any) -> Any:
+    wrapped = seen.get(id(value))
+    if wrapped is None or wrapped.obj is not value:
+        encoded = _dumps(value)
+        wrapped = seen[id(value)] = Jsonb(value, dumps=lambda _: encoded)
+    return wrapped
+
+
 def insert_logs(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     """COPY log rows (LOG_COLUMNS order) in blocks, add them to `log_volume`; the count."""
     if not rows:
@@ -93,26 +101,23 @@ def insert_logs(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     ids = [row[0] for row in conn.execute(_IDS, {"n": len(groups)})]
     out: list[tuple[Any, ...]] = []
     volume: dict[tuple[date, str], tuple[int, int, int]] = {}
+    resources: dict[int, Any] = {}  # one resource's dict is shared by its records: dumped once
     for block, (key, members) in zip(ids, groups.items(), strict=True):
-        bodies = [row[_BODY] for row in members]
+        codes, size = block_summary([row[_BODY] for row in members])
         first = min(range(len(members)), key=lambda i: members[i][0])
         end = max(row[0] for row in members)
         for i, row in enumerate(members):
-            summary = (block_trigrams(bodies), end) if i == first else (None, None)
+            summary = (codes, end) if i == first else (None, None)
             out.append(
                 (
                     *row[:7],
                     Jsonb(row[7], dumps=_dumps),
-                    Jsonb(row[8], dumps=_dumps),
+                    _resource(resources, row[8]),
                     block,
                     *summary,
                 )
             )
-        volume[key] = (
-            len(members),
-            sum(len(b.encode("utf-8", "surrogatepass")) for b in bodies),
-            0,
-        )
+        volume[key] = (len(members), size, 0)
     columns = (*LOG_COLUMNS, *_BLOCK_COLUMNS)
     count = copy_rows(conn, "log_records", [n for n, _ in columns], [k for _, k in columns], out)
     _add_volume(conn, volume)

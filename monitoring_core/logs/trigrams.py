@@ -39,6 +39,7 @@ __all__ = [
     "ASCII_LOWER",
     "ASCII_UPPER",
     "MIN_NEEDLE_BYTES",
+    "block_summary",
     "block_trigrams",
     "fold",
     "needle_trigrams",
@@ -74,19 +75,26 @@ def _codes(data: bytes) -> np.ndarray:
 
 
 def block_trigrams(bodies: Sequence[str]) -> list[int]:
-    """The distinct trigrams of the bodies, sorted (windows across two bodies left out)."""
+    """The distinct trigrams of the bodies, sorted, then their words' codes."""
+    return block_summary(bodies)[0]
+
+
+def block_summary(bodies: Sequence[str]) -> tuple[list[int], int]:
+    """(the block's codes: distinct trigrams sorted, windows across two bodies left out, then
+    its words' codes; the bodies' UTF-8 bytes). One encoding of the whole block."""
     if not bodies:
-        return []
-    data = b"\x00".join(fold(body) for body in bodies)
+        return [], 0
+    data = "\x00".join(bodies).encode("utf-8", "surrogatepass").lower()  # = fold, once
+    size = len(data) - (len(bodies) - 1)
     raw = np.frombuffer(data, dtype=np.uint8)
     codes = _codes(data)
     if not codes.size:
-        return []
+        return [], size
     # a window touching a separator is no trigram of any body (bodies hold no NUL)
     keep = (raw[:-2] != 0) & (raw[1:-1] != 0) & (raw[2:] != 0)
     words = {_word_code(word) for word in set(data.translate(_SEPARATORS).split())}
     trigrams = np.sort(pd.unique(codes[keep]))  # hashing, then sorting the few distinct
-    return trigrams.tolist() + sorted(words)
+    return trigrams.tolist() + sorted(words), size
 
 
 def needle_trigrams(needle: str) -> list[int]:
