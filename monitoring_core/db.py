@@ -290,7 +290,15 @@ def _hand_over(conn: Any, database: str) -> None:
 
 
 # What the organisation-scoped role may read (each under its RLS policy, migration 0024).
-SCOPED_TABLES = ("error_events", "error_groups", "error_group_members", "business_events")
+SCOPED_TABLES = (
+    "error_events",
+    "error_groups",
+    "error_group_members",
+    "error_group_changes",
+    "business_events",
+    "incidents",
+    "incident_error_groups",
+)
 
 
 def _grant_scoped(conn: Any) -> None:

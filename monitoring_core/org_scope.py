@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, text, update
+from sqlalchemy import Connection, Engine, delete, func, insert, text, update
 
 from monitoring_core.accounts import AccountInvalid, _user_row
 from monitoring_core.audit import record_audit
@@ -90,15 +90,18 @@ def open_grant(
     *,
     user_id: int | None,
     organizations: Iterable[str],
-    now: datetime,
     ttl: timedelta = GRANT_TTL,
 ) -> str:
-    """A new token naming `organizations` until now + ttl (only its hash is stored)."""
+    """A new token naming `organizations` for `ttl` (only its hash is stored). The database
+    both sets and enforces the expiry, by its own clock."""
     orgs = _clean(organizations)
     token = secrets.token_urlsafe(32)
     conn.execute(
         insert(org_scope_grants).values(
-            token_hash=_hash(token), user_id=user_id, organization_ids=orgs, expires_at=now + ttl
+            token_hash=_hash(token),
+            user_id=user_id,
+            organization_ids=orgs,
+            expires_at=func.now() + ttl,
         )
     )
     return token
@@ -108,9 +111,9 @@ def close_grant(conn: Connection, token: str) -> None:
     conn.execute(delete(org_scope_grants).where(org_scope_grants.c.token_hash == _hash(token)))
 
 
-def purge_expired(conn: Connection, now: datetime) -> int:
-    """Delete expired grants (the retention job); how many."""
-    done = conn.execute(delete(org_scope_grants).where(org_scope_grants.c.expires_at <= now))
+def purge_expired(conn: Connection) -> int:
+    """Delete grants past their expiry (by the database's clock); how many."""
+    done = conn.execute(delete(org_scope_grants).where(org_scope_grants.c.expires_at <= func.now()))
     return int(done.rowcount or 0)
 
 

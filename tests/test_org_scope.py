@@ -1,6 +1,6 @@
 """Organisation-scoped views (#17 item 6): row-level security holds against hand-written SQL.
 
-Errors and business events for two organisations go in through the real API; a session of the
+Errors and business events for two organisations are stored; a session of the
 `monitoring_scoped` role carrying a grant for one organisation then runs plain SQL with no WHERE
 clause and sees only that organisation's rows — and nothing at all with a guessed, expired or
 missing token, and never the secret tables.
@@ -8,52 +8,62 @@ missing token, and never the secret tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-import httpx
 import psycopg
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from streamlit.testing.v1 import AppTest
 
 from monitoring_core import org_scope
 from monitoring_core.accounts import AccountInvalid, active_user, add_user
+from monitoring_core.business.ingest import ingest_business_events
 from monitoring_core.db import SCOPED_ROLE, _role_passwords, make_engine
+from monitoring_core.enums import Role
+from monitoring_core.errors.model import ErrorInput
+from monitoring_core.flows.error_ingest import ingest_errors
+from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import audit_log
 from tests.least_privilege_support import ROLES_FILE, hand_over
 from tests.test_cli import cli
+from tests.ui_harness import USER_KEY
 
 ORGS = ("org-rose", "org-lily")
 
 
-def _post(server: str, key: str, path: str, items: list[dict[str, Any]]) -> None:
-    answer = httpx.post(f"{server}{path}", json=items, headers={"X-API-Key": key}, timeout=30)
-    assert answer.status_code in (200, 202), answer.text
-
-
 @pytest.fixture
-def scoped_engine(database_url: str, api_server: str, ingest_key: str) -> Iterator[Engine]:
-    for org in ORGS:
-        errors = [
-            {
-                "error_type": f"BookingError{org[-4:]}",
-                "message": f"booking failed for {org}",
-                "service_name": "bookings",
-                "level": "api",
-                "organization_id": org,
-                "user_id": f"u-{org}-{i}",
-            }
-            for i in range(3)
-        ]
-        _post(api_server, ingest_key, "/api/monitoring/errors", errors)
-        events = [
-            {"event_type": "enquiry_sent", "organization_id": org, "user_id": f"c-{org}-{i}"}
-            for i in range(4)
-        ]
-        _post(api_server, ingest_key, "/api/monitoring/business-events", events)
+def scoped_engine(engine: Engine, database_url: str, now: datetime) -> Iterator[Engine]:
+    with engine.begin() as conn:
+        ensure_partitions(conn, start=now - timedelta(hours=1), end=now)
+        for org in ORGS:
+            errors = [
+                ErrorInput(
+                    f"BookingError{org[-4:]}",
+                    f"booking failed for {org}",
+                    "bookings",
+                    "api",
+                    now - timedelta(minutes=5 + i),
+                    organization_id=org,
+                    user_id=f"u-{org}-{i}",
+                )
+                for i in range(3)
+            ]
+            ingest_errors(conn, errors, now=now, tz=ZoneInfo("Europe/London"), open_incidents=False)
+            events = [
+                {
+                    "event_type": "enquiry_sent",
+                    "organization_id": org,
+                    "user_id": f"c-{org}-{i}",
+                    "timestamp": (now - timedelta(minutes=5 + i)).isoformat(),
+                }
+                for i in range(4)
+            ]
+            ingest_business_events(conn, events, now=now)
     hand_over(database_url)  # the roles, the database to monitoring_app, the scoped grants
     password = _role_passwords(ROLES_FILE)[0][SCOPED_ROLE]
     url = make_url(database_url).set(username=SCOPED_ROLE, password=password)
@@ -73,11 +83,11 @@ def _orgs_seen(conn: Any) -> dict[str, set[str]]:
 
 
 def test_hand_written_sql_in_a_scoped_session_sees_only_its_organisations(
-    engine: Engine, scoped_engine: Engine, real_now: Any
+    engine: Engine, scoped_engine: Engine
 ) -> None:
     with engine.begin() as conn:  # everything is there for the owner
         assert _orgs_seen(conn)["error_events"] >= set(ORGS)
-        token = org_scope.open_grant(conn, user_id=None, organizations=["org-rose"], now=real_now)
+        token = org_scope.open_grant(conn, user_id=None, organizations=["org-rose"])
     with org_scope.scoped_connection(scoped_engine, token) as conn:
         seen = _orgs_seen(conn)
         assert seen == {k: {"org-rose"} for k in seen}
@@ -87,28 +97,27 @@ def test_hand_written_sql_in_a_scoped_session_sees_only_its_organisations(
         conn.execute(text("SELECT set_config('monitoring.scope_token', 'guess', false)"))
         assert conn.execute(text("SELECT count(*) FROM error_events")).scalar() == 0
         conn.rollback()
-    _no_token_an_expired_one_or_a_closed_one_sees_nothing(engine, scoped_engine, real_now)
+    _no_token_an_expired_one_or_a_closed_one_sees_nothing(engine, scoped_engine)
 
 
 def _no_token_an_expired_one_or_a_closed_one_sees_nothing(
-    engine: Engine, scoped_engine: Engine, real_now: Any
+    engine: Engine, scoped_engine: Engine
 ) -> None:
-    # Grants expire by the database's clock (`now()` in the policy), so they are made from the
-    # real present here, not the test instant.
+    # Grants are set and expire by the database's clock (`now()`), never the test instant.
     with scoped_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM business_events")).scalar() == 0
     with engine.begin() as conn:
         old = org_scope.open_grant(
-            conn, user_id=None, organizations=["org-lily"], now=real_now - timedelta(hours=2)
+            conn, user_id=None, organizations=["org-lily"], ttl=-timedelta(hours=1)
         )
-        live = org_scope.open_grant(conn, user_id=None, organizations=["org-lily"], now=real_now)
+        live = org_scope.open_grant(conn, user_id=None, organizations=["org-lily"])
     with org_scope.scoped_connection(scoped_engine, old) as conn:
         assert conn.execute(text("SELECT count(*) FROM business_events")).scalar() == 0
     with org_scope.scoped_connection(scoped_engine, live) as conn:
         assert conn.execute(text("SELECT count(*) FROM business_events")).scalar() == 4
     with engine.begin() as conn:
         org_scope.close_grant(conn, live)
-        assert org_scope.purge_expired(conn, real_now) >= 1
+        assert org_scope.purge_expired(conn) >= 1
     with org_scope.scoped_connection(scoped_engine, live) as conn:
         assert conn.execute(text("SELECT count(*) FROM business_events")).scalar() == 0
 
@@ -117,17 +126,18 @@ REFUSED = (
     "SELECT * FROM org_scope_grants",
     "SELECT * FROM api_keys",
     "SELECT * FROM users",
-    "SELECT * FROM incidents",
+    "SELECT * FROM notification_channels",
+    "SELECT * FROM alert_rules",
     "INSERT INTO business_events (time, event_type) VALUES (now(), 'x')",
     "SET ROLE monitoring_app",
 )
 
 
 def test_the_scoped_role_reads_nothing_else_and_writes_nothing(
-    engine: Engine, scoped_engine: Engine, real_now: Any
+    engine: Engine, scoped_engine: Engine
 ) -> None:
     with engine.begin() as conn:
-        token = org_scope.open_grant(conn, user_id=None, organizations=list(ORGS), now=real_now)
+        token = org_scope.open_grant(conn, user_id=None, organizations=list(ORGS))
     with org_scope.scoped_connection(scoped_engine, token) as conn:
         for statement in REFUSED:
             with pytest.raises(DBAPIError) as refused:
@@ -175,7 +185,7 @@ def test_limiting_a_user_is_audited_read_back_and_ends_their_grants(
         )
         user = active_user(conn, user_id=row["id"])
         assert user is not None and user.organization_ids == ("org-rose",)
-        token = org_scope.open_grant(conn, user_id=row["id"], organizations=["org-rose"], now=now)
+        token = org_scope.open_grant(conn, user_id=row["id"], organizations=["org-rose"])
         assert token
         for bad in ([], ["a\x00b"], [7]):
             with pytest.raises(AccountInvalid):
@@ -217,3 +227,28 @@ def test_the_cli_limits_a_user_and_lifts_the_limit(
     assert neither.returncode == 1 and "--all" in neither.stderr
     lifted = cli("user", "organizations", "lily-staff", "--all", url=database_url)
     assert lifted.returncode == 0 and "every organisation" in lifted.stdout
+
+
+def test_a_user_limited_to_one_organisation_sees_only_its_errors_in_the_ui(
+    engine: Engine,
+    scoped_engine: Engine,
+    logged_in_app: Callable[[Role | None], AppTest],
+    monkeypatch: pytest.MonkeyPatch,
+    now: Any,
+) -> None:
+    monkeypatch.setenv(
+        "DATABASE_SCOPED_URL", scoped_engine.url.render_as_string(hide_password=False)
+    )
+    at = logged_in_app(Role.VIEWER)
+    user = at.session_state[USER_KEY]
+    with engine.begin() as conn:
+        org_scope.set_user_organizations(
+            conn, user=user.id, organizations=["org-rose"], actor="admin", now=now
+        )
+    at = at.run()
+    assert not at.exception
+    assert any("org-rose" in c.value for c in at.sidebar.caption)
+    shown = " ".join(str(df.value.to_dict()) for df in at.dataframe)
+    assert "BookingErrorrose" in shown
+    assert "BookingErrorlily" not in shown
+    assert not at.error, [e.value for e in at.error]

@@ -88,7 +88,7 @@ def _scope_token(user_id: int, organizations: tuple[str, ...]) -> str:
     if held and held[1] == organizations and held[2] > now + timedelta(minutes=5):
         return str(held[0])
     with get_engine().begin() as conn:
-        token = org_scope.open_grant(conn, user_id=user_id, organizations=organizations, now=now)
+        token = org_scope.open_grant(conn, user_id=user_id, organizations=organizations)
     st.session_state[_GRANT_KEY] = (token, organizations, now + org_scope.GRANT_TTL)
     return token
 

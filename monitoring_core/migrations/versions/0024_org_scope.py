@@ -29,6 +29,11 @@ branch_labels = None
 depends_on = None
 
 SCOPED_ROLE = "monitoring_scoped"
+# A group is in scope when one of the scope's organisations had an event in it.
+_GROUP_IN_SCOPE = (
+    "EXISTS (SELECT 1 FROM error_group_members m WHERE m.group_id = {group}"
+    " AND m.kind = 'organization' AND m.value IN (SELECT unnest(monitoring_scope_orgs())))"
+)
 # table -> the USING clause for rows the scoped role may read
 POLICIES = {
     "error_events": "organization_id IN (SELECT unnest(monitoring_scope_orgs()))",
@@ -36,9 +41,14 @@ POLICIES = {
     "error_group_members": (
         "kind = 'organization' AND value IN (SELECT unnest(monitoring_scope_orgs()))"
     ),
-    "error_groups": (
-        "EXISTS (SELECT 1 FROM error_group_members m WHERE m.group_id = error_groups.id"
-        " AND m.kind = 'organization' AND m.value IN (SELECT unnest(monitoring_scope_orgs())))"
+    "error_groups": _GROUP_IN_SCOPE.format(group="error_groups.id"),
+    "error_group_changes": _GROUP_IN_SCOPE.format(group="error_group_changes.group_id"),
+    "incident_error_groups": _GROUP_IN_SCOPE.format(group="incident_error_groups.error_group_id"),
+    # an incident is theirs when it is linked to an error group of theirs
+    "incidents": (
+        "EXISTS (SELECT 1 FROM incident_error_groups l WHERE l.incident_id = incidents.id AND "
+        + _GROUP_IN_SCOPE.format(group="l.error_group_id")
+        + ")"
     ),
 }
 
