@@ -46,7 +46,7 @@ POLICIES = {
     "incident_error_groups": _GROUP_IN_SCOPE.format(group="incident_error_groups.error_group_id"),
     # an incident is theirs when it is linked to an error group of theirs
     "incidents": (
-        "EXISTS (SELECT 1 FROM incident_error_groups l WHERE l.incident_id = incidents.id AND "
+        "EXISTS (SELECT 1 FROM incident_error_groups l WHERE l.incident_id = incidents.id AND "  # noqa: S608
         + _GROUP_IN_SCOPE.format(group="l.error_group_id")
         + ")"
     ),
@@ -82,17 +82,16 @@ def upgrade() -> None:
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         # Every non-owner role but the scoped one reads what its grants allow, as before.
         op.execute(
-            f"CREATE POLICY unscoped ON {table} FOR SELECT"
-            f" USING (current_user <> '{SCOPED_ROLE}')"
+            f"CREATE POLICY unscoped ON {table} FOR SELECT USING (current_user <> '{SCOPED_ROLE}')"
         )
         op.execute(
             f"CREATE POLICY organisation_scope ON {table} FOR SELECT"
             f" USING (current_user = '{SCOPED_ROLE}' AND {using})"
         )
     # The role is made by `db.ensure_roles` (a superuser's job); grants when it exists, and
-    # `ensure_roles` grants again on every start (org_scope.SCOPED_GRANTS).
+    # `ensure_roles` grants again on every start (db.SCOPED_TABLES).
     tables = ", ".join(POLICIES)
-    op.execute(
+    grant = (  # our own constants only
         f"""
         DO $$ BEGIN
           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{SCOPED_ROLE}') THEN
@@ -100,8 +99,9 @@ def upgrade() -> None:
             GRANT EXECUTE ON FUNCTION monitoring_scope_orgs() TO {SCOPED_ROLE};
           END IF;
         END $$
-        """
+        """  # noqa: S608
     )
+    op.execute(grant)
 
 
 def downgrade() -> None:
