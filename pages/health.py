@@ -278,13 +278,13 @@ def _detail(checks: list[dict]) -> None:
     )
     assert picked is not None
     chosen = by_id[picked]
-    exact = clock.now()
+    exact, until = clock.now(), widgets.events_until(tr)  # a ping just received is listed
     detail = data.read_or_stop(
         queries.check_detail,
         picked,
         exact,
         tr.start,
-        tr.end,
+        until,
         base_url=api_base,
         reveal_secrets=auth.has_role(Role.ADMIN),
     )
@@ -297,7 +297,15 @@ def _detail(checks: list[dict]) -> None:
         if chosen["ping_url"]:
             st.code(f"curl -fsS -m 10 --retry 5 {chosen['ping_url']}", language="bash")
 
-    check_detail.render(detail, tz=tz, now=exact, actions=actions)
+    check_detail.render(
+        detail,
+        tz=tz,
+        now=exact,
+        actions=actions,
+        response_times=lambda: data.read_or_stop(
+            queries.check_results_frame, picked, tr.start, until
+        ),
+    )
 
 
 if not checks:

@@ -150,3 +150,15 @@ def test_a_new_check_is_in_the_selector_at_once(engine: Engine, logged_in_app: A
     assert "### weekly report" in _text(at)  # and its detail is open
     assert at.selectbox(key="health_edit_pick").value == "weekly report"
     assert "cron 0 9 * * 1 (Europe/London), 10 min grace" in _text(at)
+
+
+def test_a_probes_log_and_response_times(engine: Engine, logged_in_app: AppFactory) -> None:
+    _seed(engine)
+    at = _open(logged_in_app, Role.VIEWER, check="1")  # "api up", a custom probe
+    assert not at.get("vega_lite_chart")  # the chart is drawn (and read) on its own tab only
+    log = table_with(at, "When", "Result", "Status after", "Response time", "Message")
+    assert list(log["Result"]) == ["OK"] and list(log["Status after"]) == ["up"]
+    assert "1 result in this range, newest first." in _text(at)
+    at.segmented_control[0].set_value("Response times").run()
+    assert not at.exception and at.query_params["tab"] == "Response times"
+    assert len(at.get("vega_lite_chart")) == 1  # st.line_chart

@@ -21,6 +21,7 @@ from ui import fmt, url_state, widgets
 
 __all__ = [
     "STATUS_COLORS",
+    "LOG_ROWS",
     "TABS",
     "band_shares",
     "log_frame",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 TABS = ("Log", "Timeline", "Response times")
+LOG_ROWS = 500  # health.queries.check_detail reads at most this many pings or results
 STATUS_COLORS = {
     "healthy": "#2ca02c",
     "warning": "#ff9f1c",
@@ -248,55 +250,63 @@ def render(
     tz: ZoneInfo,
     now: datetime,
     actions: Callable[[], None] | None = None,
+    response_times: Callable[[], pd.DataFrame] | None = None,
 ) -> str:
     """Draw the detail view: header, then `actions` (the page's buttons), then the views; the
-    open view is bound to `?tab=`. Returns the open view."""
+    open view is bound to `?tab=`. `response_times` (time, response_time_ms; read only when
+    its view is open) feeds the chart. Returns the open view."""
     _header(detail, tz, now)
     if actions is not None:
         actions()
     view = url_state.tabs(list(TABS), param="tab", label="Check view")
-    check = detail["check"]
     if view == "Log":
-        heartbeat = check["check_type"] == "heartbeat"
-        frame = (
-            log_frame(detail["pings"], tz, now)
-            if heartbeat
-            else results_frame(detail["results"], tz, now)
-        )
-        noun = "pings" if heartbeat else "results"
-        if frame.empty:
-            st.info(f"No {noun} in this range.")
-        else:
-            st.caption(
-                f"{fmt.plural(len(frame), noun[:-1])} in this range, newest first; ping bodies are never stored, only their size and SHA-256."
-            )
-            st.dataframe(frame, hide_index=True, width="stretch")
+        _log(detail, tz, now)
     elif view == "Timeline":
         _timeline(detail, tz)
-        flips = detail["flips"]
-        if flips:
-            st.dataframe(
-                pd.DataFrame(
-                    {
-                        "When": [when(f["time"], tz, now) for f in flips],
-                        "From": [
-                            _STATUS_WORDS.get(f["from_status"], f["from_status"]) for f in flips
-                        ],
-                        "To": [_STATUS_WORDS.get(f["to_status"], f["to_status"]) for f in flips],
-                        "Why": [f["reason"] for f in flips],
-                    }
-                ),
-                hide_index=True,
-                width="stretch",
-            )
-        else:
-            st.caption("No status change in this range.")
+        _changes(detail["flips"], tz, now)
     else:
-        results = [r for r in detail["results"] if r["response_time_ms"] is not None]
-        if not results:
+        frame = response_times() if response_times is not None else pd.DataFrame()
+        frame = frame.dropna(subset=["response_time_ms"]) if not frame.empty else frame
+        if frame.empty:
             st.info("No response times in this range (heartbeats have none).")
         else:
-            frame = pd.DataFrame(results)
             frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.tz_convert(tz)
             st.line_chart(frame.set_index("time")["response_time_ms"], y_label="response time (ms)")
     return view
+
+
+def _log(detail: Mapping[str, Any], tz: ZoneInfo, now: datetime) -> None:
+    if detail["check"]["check_type"] == "heartbeat":
+        frame, noun = log_frame(detail["pings"], tz, now), "ping"
+        note = "; ping bodies are never stored, only their size and SHA-256"
+    else:
+        frame, noun, note = results_frame(detail["results"], tz, now), "result", ""
+    if frame.empty:
+        st.info(f"No {noun}s in this range.")
+        return
+    capped = len(frame) >= LOG_ROWS
+    shown = (
+        f"the newest {fmt.count(len(frame))} {noun}s" if capped else fmt.plural(len(frame), noun)
+    )
+    text = f"{shown} in this range, newest first{note}."
+    st.caption(text[0].upper() + text[1:])
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+
+def _changes(flips: list[Mapping[str, Any]], tz: ZoneInfo, now: datetime) -> None:
+    if not flips:
+        st.caption("No status change in this range.")
+        return
+    words = _STATUS_WORDS
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "When": [when(f["time"], tz, now) for f in flips],
+                "From": [words.get(f["from_status"], f["from_status"]) for f in flips],
+                "To": [words.get(f["to_status"], f["to_status"]) for f in flips],
+                "Why": [f["reason"] for f in flips],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
