@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="processes (default MONITORING_API_PROCESSES)"
     )
     sub.add_parser("db-url", help="print the SQLAlchemy URL in use")
-    compact = sub.add_parser("compact", help="compact raw metric points into series chunks now")
+    compact = sub.add_parser(
+        "compact", help="compact raw metric points into series chunks and pack API timings now"
+    )
     compact.add_argument("--verify", action="store_true", help="then check a sample of chunks")
     compact.add_argument("--sample", type=int, default=100, help="chunks to verify (100)")
     _user_commands(sub.add_parser("user").add_subparsers(dest="action", required=True))
@@ -176,9 +178,10 @@ def _run(args: argparse.Namespace, engine: Engine, now: datetime) -> int:
     if args.command == "config":
         return _config_command(args, engine, now)
     if args.command == "compact":
-        from monitoring_core.compaction import compact, verify_chunks
+        from monitoring_core.compaction import compact, pack_api_timings, verify_chunks
 
         print(compact(engine, now).summary())
+        print(pack_api_timings(engine, now).summary())
         if not args.verify:
             return 0
         with engine.connect() as conn:
