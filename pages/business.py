@@ -37,6 +37,7 @@ from ui.partial_days import daily_trend_figure
 from ui.tables import table_with_csv
 
 MIN_DAYS = 7
+TOP_FEATURES = 6  # lines in the adoption chart (a legend of 14 is unreadable, and slow)
 RETURNING = ["any event", "form_completed", "journey_started", "feature_used"]
 SEGMENTS = ["user_type", "device", "plan"]
 _SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
@@ -176,11 +177,17 @@ for row in view.mrr:
     bucket = cast(date, row["period"])
     if bucket < shown.first or bucket_end(bucket, view.grain) - timedelta(days=1) > complete.last:
         partial_buckets.add(bucket)  # cut by the range's start, or not over yet
-if view.grain != "day" or show_today:
-    st.caption(
-        f"Per {view.grain}; faded bars are partial {view.grain}s (cut by the range's edges, or "
-        "not over yet). Gains green, losses (contraction, churn) red, below the line."
+# Always drawn (its text varies): an element that comes and goes shifts every element after it,
+# and Streamlit then draws all of them anew (each Plotly chart from scratch).
+st.caption(
+    f"Per {view.grain}"
+    + (
+        f"; faded bars are partial {view.grain}s (cut by the range's edges, or not over yet)"
+        if partial_buckets
+        else ""
     )
+    + ". Gains green, losses (contraction, churn) red, below the line."
+)
 st.plotly_chart(
     mrr_figure(view.mrr, view.grain, partial_buckets, currency), config=charts.PLOTLY_CONFIG
 )
@@ -216,7 +223,15 @@ _chart_table(
 st.subheader("Feature adoption")
 if view.adoption:
     adoption_fig = go.Figure()
-    features = sorted({str(r["feature"]) for r in view.adoption})
+    latest = max(cast(date, r["day"]) for r in view.adoption)
+    shares = {
+        str(r["feature"]): cast(float, r["share"]) for r in view.adoption if r["day"] == latest
+    }
+    features = sorted(shares, key=lambda f: -shares[f])[:TOP_FEATURES]
+    st.caption(
+        f"The {len(features)} most used features of the last week, as a share of weekly active "
+        "users; every feature is in the table and its CSV."
+    )
     for feature in features:
         rows = [r for r in view.adoption if r["feature"] == feature]
         adoption_fig.add_scatter(
