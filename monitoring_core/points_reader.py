@@ -21,7 +21,8 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Connection
 
-from monitoring_core.chunks.codec import decode, decode_times
+from monitoring_core.chunks.batch import decode_many
+from monitoring_core.chunks.codec import decode_times
 from monitoring_core.chunks.store import from_us, rows_from_packed, to_us
 
 __all__ = ["Points", "count_points", "newest_times", "read_points", "read_points_us"]
@@ -96,19 +97,24 @@ def read_points_us(
         rows = cursor.execute(_SQL, {"ids": ids, "start": start, "end": end}).fetchall()
     lo, hi = to_us(start), to_us(end)
     parts: dict[int, list[Points]] = {}
+    chunks: list[tuple[int, tuple[bytes, bytes, int]]] = []
     for sid, count, t_raw, v_raw in rows:
-        if count is None:
-            t, v = rows_from_packed(t_raw, v_raw)
-            if len(t) > 1 and bool((t[1:] == t[:-1]).any()):
-                order = np.lexsort((v, t))
-                t, v = t[order], v[order]
-        else:
-            t, v = decode(bytes(t_raw), bytes(v_raw), count)
-            keep = (t > lo) & (t <= hi)
-            if not keep.all():
-                t, v = t[keep], v[keep]
+        if count is not None:  # decoded all together below (chunks.batch)
+            chunks.append((int(sid), (bytes(t_raw), bytes(v_raw), int(count))))
+            continue
+        t, v = rows_from_packed(t_raw, v_raw)
+        if len(t) > 1 and bool((t[1:] == t[:-1]).any()):
+            order = np.lexsort((v, t))
+            t, v = t[order], v[order]
         if len(t):
             parts.setdefault(int(sid), []).append((t, v))
+    decoded = decode_many([stored for _, stored in chunks])
+    for (sid, _), (t, v) in zip(chunks, decoded, strict=True):
+        if len(t) and (t[0] <= lo or t[-1] > hi):  # cut by an edge of the span
+            keep = (t > lo) & (t <= hi)
+            t, v = t[keep], v[keep]
+        if len(t):
+            parts.setdefault(sid, []).append((t, v))
     out: dict[int, Points] = {}
     for sid, pieces in parts.items():
         if len(pieces) == 1:
