@@ -17,6 +17,9 @@ from monitoring_core.enums import Role
 from monitoring_core.flows.digest import (
     WEEKDAYS,
     list_digests,
+    minutes_text,
+    ms_text,
+    percent_text,
     read_schedule,
     store_digest,
 )
@@ -25,20 +28,6 @@ from ui import actions, auth, data
 user = auth.require_role(Role.VIEWER)
 tz = data.get_settings().tz
 FLASH = "reports_flash"
-
-
-def _pct(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value * 100:.{digits}f} %"
-
-
-def _minutes(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.0f} min" if value < 120 else f"{value / 60:.1f} h"
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.0f} ms"
 
 
 st.title("Reports")
@@ -113,8 +102,8 @@ inc = figures["incidents"]
 perf = figures["saturday_performance"]
 cols = st.columns(4)
 cols[0].metric("Incidents", inc["incidents"])
-cols[1].metric("Mean time to acknowledge", _minutes(inc["mtta_minutes"]))
-cols[2].metric("Mean time to resolve", _minutes(inc["mttr_minutes"]))
+cols[1].metric("Mean time to acknowledge", minutes_text(inc["mtta_minutes"]))
+cols[2].metric("Mean time to resolve", minutes_text(inc["mttr_minutes"]))
 cols[3].metric("Saturday incidents", inc["saturday"]["incidents"])
 
 st.subheader("Uptime")
@@ -122,7 +111,7 @@ if figures["uptime"]:
     st.dataframe(
         pd.DataFrame(
             [
-                {"Check": u["check"], "Uptime": _pct(u["uptime"], 3), "Runs": u["runs"]}
+                {"Check": u["check"], "Uptime": percent_text(u["uptime"], 3), "Runs": u["runs"]}
                 for u in figures["uptime"]
             ]
         ),
@@ -174,8 +163,10 @@ st.subheader(f"Saturday {date.fromisoformat(perf['date']):%-d %B}")
 sat_cols = st.columns(3)
 sat_cols[0].metric("API requests", f"{int(day['requests'] or 0):,}")
 sat_cols[1].metric(
-    "p95 on Saturday", _ms(day["p95_ms"]), help=f"Whole week: {_ms(whole['p95_ms'])}"
+    "p95 on Saturday", ms_text(day["p95_ms"]), help=f"Whole week: {ms_text(whole['p95_ms'])}"
 )
 sat_cols[2].metric(
-    "Errors on Saturday", _pct(day["error_rate"]), help=f"Whole week: {_pct(whole['error_rate'])}"
+    "Errors on Saturday",
+    percent_text(day["error_rate"]),
+    help=f"Whole week: {percent_text(whole['error_rate'])}",
 )

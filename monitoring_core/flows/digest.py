@@ -37,6 +37,9 @@ __all__ = [
     "DigestSchedule",
     "build_digest",
     "due_week",
+    "minutes_text",
+    "ms_text",
+    "percent_text",
     "parse_schedule",
     "read_schedule",
     "render_markdown",
@@ -170,17 +173,17 @@ def build_digest(conn: Connection, *, week_start: date, tz: ZoneInfo) -> dict[st
     }
 
 
-def _pct(value: float | None, digits: int = 2) -> str:
+def percent_text(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f} %"
 
 
-def _minutes(value: float | None) -> str:
+def minutes_text(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{value:.0f} min" if value < 120 else f"{value / 60:.1f} h"
 
 
-def _ms(value: float | None) -> str:
+def ms_text(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} ms"
 
 
@@ -212,7 +215,8 @@ def render_markdown(figures: dict[str, Any]) -> str:
     ]
     uptime = figures["uptime"]
     lines += [
-        f"- {inert(u['check'])}: {_pct(u['uptime'], 3)} of {u['runs']:,} runs" for u in uptime
+        f"- {inert(u['check'])}: {percent_text(u['uptime'], 3)} of {u['runs']:,} runs"
+        for u in uptime
     ]
     if not uptime:
         lines.append("- no health check ran this week")
@@ -221,13 +225,13 @@ def render_markdown(figures: dict[str, Any]) -> str:
     lines += [
         "",
         "## Incidents",
-        f"- {inc['incidents']} incident(s); mean time to acknowledge {_minutes(inc['mtta_minutes'])},"
-        f" to resolve {_minutes(inc['mttr_minutes'])}",
-        f"- on Saturday: {sat['incidents']} (acknowledged in {_minutes(sat['mtta_minutes'])})",
+        f"- {inc['incidents']} incident(s); mean time to acknowledge {minutes_text(inc['mtta_minutes'])},"
+        f" to resolve {minutes_text(inc['mttr_minutes'])}",
+        f"- on Saturday: {sat['incidents']} (acknowledged in {minutes_text(sat['mtta_minutes'])})",
     ]
     lines += [
-        f"- {inert(s['severity'])}: {s['incidents']}, MTTA {_minutes(s['mtta_minutes'])},"
-        f" MTTR {_minutes(s['mttr_minutes'])}"
+        f"- {inert(s['severity'])}: {s['incidents']}, MTTA {minutes_text(s['mtta_minutes'])},"
+        f" MTTR {minutes_text(s['mttr_minutes'])}"
         for s in figures["by_severity"]
     ]
     lines += ["", "## Top error groups"]
@@ -249,9 +253,9 @@ def render_markdown(figures: dict[str, Any]) -> str:
     lines += [
         "",
         f"## Saturday {date.fromisoformat(perf['date']):%-d %B}",
-        f"- {int(day['requests'] or 0):,} API requests; p95 {_ms(day['p95_ms'])}"
-        f" (week {_ms(week['p95_ms'])}); errors {_pct(day['error_rate'])}"
-        f" (week {_pct(week['error_rate'])})",
+        f"- {int(day['requests'] or 0):,} API requests; p95 {ms_text(day['p95_ms'])}"
+        f" (week {ms_text(week['p95_ms'])}); errors {percent_text(day['error_rate'])}"
+        f" (week {percent_text(week['error_rate'])})",
     ]
     return "\n".join(lines) + "\n"
 
