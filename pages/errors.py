@@ -246,8 +246,9 @@ def _actions(group: Mapping[str, Any]) -> None:
             "Fixed in release (optional, for resolve)", key="errors_release"
         )
         available = [a for a, (allowed, _) in TRANSITIONS.items() if group["status"] in allowed]
-        for slot, action in zip(st.columns(len(available)), available, strict=True):
-            if slot.button(action.capitalize(), key=f"errors_{action}"):
+        row = st.container(horizontal=True)
+        for action in available:
+            if row.button(action.capitalize(), key=f"errors_{action}"):
                 _act(
                     action.capitalize(),
                     partial(
@@ -327,7 +328,7 @@ def _header(info: Mapping[str, Any]) -> None:
         st.caption(fmt.md_code(group["culprit"]))
     trend = [n for _, n in info["trend"]]
     per = _per(info["step"])
-    cards = st.columns(4)
+    cards = st.columns([1, 1, 2])
     with cards[0]:
         st.metric(
             "Events in range",
@@ -346,25 +347,14 @@ def _header(info: Mapping[str, Any]) -> None:
             f"{fmt.count(group['organization_count'])} organizations ever.",
         )
     with cards[2]:
-        widgets.kpi_card(
-            "First seen",
-            view.ago(group["first_seen"], now),
-            help=view.when(group["first_seen"], tz, now),
-        )
-        st.caption(
-            f"{view.when(group['first_seen'], tz, now)} · "
-            f"{fmt.md_escape(info['first_release'] or 'no release')}"
-        )
-    with cards[3]:
-        widgets.kpi_card(
-            "Last seen",
-            view.ago(group["last_seen"], now),
-            help=view.when(group["last_seen"], tz, now),
-        )
-        st.caption(
-            f"{view.when(group['last_seen'], tz, now)} · "
-            f"{fmt.md_escape(info['last_release'] or 'no release')}"
-        )
+        for label, moment, release in (
+            ("First seen", group["first_seen"], info["first_release"]),
+            ("Last seen", group["last_seen"], info["last_release"]),
+        ):
+            st.markdown(
+                f"**{label}** {view.ago(moment, now)} · {view.when(moment, tz, now)}  \n"
+                + (f"in release {fmt.md_code(release)}" if release else "no release named")
+            )
     notes = [
         f"Assigned to **{fmt.md_escape(group['assigned_to'])}**"
         if group["assigned_to"]
@@ -399,7 +389,7 @@ def _header(info: Mapping[str, Any]) -> None:
 
 def _nav(found: Mapping[str, Any]) -> None:
     """Oldest / Older / Newer / Newest: each puts the event in the URL (back/forward work)."""
-    slots = st.columns(4)
+    row = st.container(horizontal=True)
     names = (("oldest", "Oldest"), ("older", "Older"), ("newer", "Newer"), ("newest", "Newest"))
     icons = {
         "oldest": ":material/first_page:",
@@ -407,9 +397,9 @@ def _nav(found: Mapping[str, Any]) -> None:
         "newer": ":material/chevron_right:",
         "newest": ":material/last_page:",
     }
-    for slot, (name, label) in zip(slots, names, strict=True):
+    for name, label in names:
         target = found[name]
-        if slot.button(label, icon=icons[name], disabled=target is None, key=f"errors_{name}"):
+        if row.button(label, icon=icons[name], disabled=target is None, key=f"errors_{name}"):
             _go(event=target)
 
 
