@@ -177,8 +177,9 @@ if first.users:
         f"step {worst.step - 1} did not go on to step {worst.step}, "
         f"{fmt.md_escape(names[worst.step - 1])}."
     )
-else:
+else:  # the same number of elements either way: nothing after this is drawn anew
     worst = result.steps[1]
+    st.markdown("Nobody entered the funnel in this range.")
 if result.breakdown:
     bars = go.Figure()
     for value, value_steps in result.breakdown.items():
