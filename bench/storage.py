@@ -8,7 +8,7 @@ Builds its own database `bench_storage` on the embedded Postgres under .data/ben
   (latencies in seconds with noise in every bit);
 - the **queries benchmark's shape** (bench/queries.py: 10 s, microsecond-random timestamps,
   full-precision normal noise on every value) for 100 series over 24 h, as the worst case;
-- 500,000 API timings (20 endpoints), for their row size.
+- 500,000 API timings (20 endpoints) over the same 24 h, as rows and then packed.
 
 Then, in the same run: the row form's bytes per point (`pg_total_relation_size` of every
 `metric_points` partition: heap, indexes, TOAST, maps) and its read speed (today's row read —
@@ -18,12 +18,20 @@ timed apart for the whole past day (one transaction, partition truncated) and fo
 2-hour stretches (`DELETE … RETURNING` per batch of series);
 the chunks' bytes per point (`metric_chunks` with its TOAST and indexes) and `points_reader`'s
 read speed over them; peak RSS of this process. Reads are 24 h of the 1,000 series, median of 3.
+Before compaction the real rollup job runs over everything (`run_rollups`), and the 1-minute
+metric rows are measured as stored (empty `hist_counts` for one-entry-per-point rows) and as
+they were before (an array of ones: its extra bytes computed per row with `pg_column_size`).
+Compaction's CPU is counted too (this process and the database backends of this database,
+from /proc), because wall-clock rates on a shared machine follow the load more than the code.
+The API timings are packed (`pack_api_timings`, the API watermark set to the end) and
+`api_timing_packs` measured against the rows.
 Last line: JSON.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import sys
@@ -42,10 +50,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench._bench_db import database_url  # noqa: E402
 from bench.queries import ENDPOINTS, _block, _copy, _pg_time  # noqa: E402
-from monitoring_core.compaction import compact  # noqa: E402
+from monitoring_core.compaction import compact, pack_api_timings  # noqa: E402
 from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
 from monitoring_core.points_reader import read_points  # noqa: E402
+from monitoring_core.retention import DEFAULT_RETENTION_DAYS  # noqa: E402
+from monitoring_core.rollups import run_rollups  # noqa: E402
+from monitoring_core.storage import TableFigure, project_year, storage_figures  # noqa: E402
 
 DB_NAME = "bench_storage"
 SERIES, HOURS, EVERY_S = 1_000, 24, 15
@@ -214,6 +225,68 @@ def _reader(engine: Engine, ids: list[int], start: datetime, end: datetime) -> i
         return sum(len(t) for t, _ in read_points(conn, ids, start, end).values())
 
 
+def _cpu_s(url: str) -> float:
+    """CPU seconds of this process and of the database's backends (from /proc)."""
+    own = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as pg:
+        pids = [
+            r[0]
+            for r in pg.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+        ]
+    backends = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        backends += (int(fields[11]) + int(fields[12])) / tick
+    return own + backends
+
+
+def _rollup_1m(engine: Engine) -> tuple[float, float, float]:
+    """metric_rollup_1m: (bytes per row as stored, bytes per row with an array of ones in
+    place of each empty hist_counts — the encoding before —, bytes per point as stored)."""
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE metric_rollup_1m"))
+        size = conn.execute(text("SELECT pg_total_relation_size('metric_rollup_1m')")).scalar_one()
+        rows, points, extra = conn.execute(
+            text(
+                "SELECT count(*), sum(count), sum(CASE WHEN cardinality(hist_counts) = 0 THEN "
+                "pg_column_size(array_fill(1::bigint, ARRAY[cardinality(hist_keys)])) "
+                "- pg_column_size(hist_counts) ELSE 0 END) FROM metric_rollup_1m"
+            )
+        ).one()
+    return size / rows, (size + int(extra)) / rows, size / int(points)
+
+
+def _year(engine: Engine, now: datetime, rows: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """A year at the data set's rate (1,100 series, 500,000 API timings a day over 20
+    endpoints) from the bytes per sample measured here: the storage figures of this database,
+    with the row forms measured before compaction (`rows`: table -> (bytes, samples))."""
+    with engine.connect() as conn:
+        for table in ("metric_rollup_1m", "metric_rollup_1h", "metric_rollup_6h",
+                      "metric_rollup_1d", "api_rollup_1m", "api_rollup_1h", "api_total_1m",
+                      "api_total_1h"):  # fmt: skip
+            conn.execute(text(f"ANALYZE {table}"))
+        figures = storage_figures(conn, now)
+    figures.tables = [
+        TableFigure(t.table, t.tier, t.unit, *rows[t.table]) if t.table in rows else t
+        for t in figures.tables
+    ]
+    figures.metric_points_per_s = (SERIES * HOURS * 3600 / EVERY_S + NOISY_SERIES * HOURS * 3600
+                                   / NOISY_EVERY_S) / 86_400  # fmt: skip
+    figures.api_requests_per_s = API_ROWS / 86_400
+    figures.metric_series, figures.api_keys = SERIES + NOISY_SERIES, len(ENDPOINTS)
+    total, unmeasured = project_year(figures, DEFAULT_RETENTION_DAYS)
+    short, _ = project_year(figures, {**DEFAULT_RETENTION_DAYS, "rollup_1m": 7})
+    assert not unmeasured, unmeasured
+    return {"year_bytes": total, "year_bytes_rollup_1m_7d": short}
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -237,18 +310,24 @@ def main() -> None:
     reader_rows_ms = _median_ms(lambda: _reader(engine, real, *span))
     rss_before = _rss_mb()
 
-    with engine.begin() as conn:  # as if the rollups had passed every point
-        conn.execute(
-            text(
-                "INSERT INTO rollup_watermarks (name, watermark) VALUES ('metric_points', :w) "
-                "ON CONFLICT (name) DO UPDATE SET watermark = EXCLUDED.watermark"
-            ),
-            {"w": now},
-        )
+    rollup_started = time.perf_counter()
+    run_rollups(engine, now, safety_lag=timedelta(0))  # every point and timing rolled up
+    rollup_s = time.perf_counter() - rollup_started
+    rollup_row, rollup_row_before, rollup_per_point = _rollup_1m(engine)
+
+    cpu_before = _cpu_s(url)
     days = compact(engine, now, max_stretches=0)  # whole past days (truncated partitions)
     stretches = compact(engine, now, max_stretches=1_000)  # today's 2-hour stretches
+    compaction_cpu = _cpu_s(url) - cpu_before
     points_done = days.points + stretches.points
     seconds = days.seconds + stretches.seconds
+    # every timing packed (the job's horizon is a day; the bench's timings end 4 h ago)
+    packed = pack_api_timings(engine, now, after=timedelta(hours=2))
+    with engine.connect() as conn:
+        pack_bytes = conn.execute(
+            text("SELECT pg_total_relation_size('api_timing_packs')")
+        ).scalar_one()
+    assert packed.requests == API_ROWS, "API timings left as rows"
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as pg:
         pg.execute("VACUUM ANALYZE metric_points")
         pg.execute("VACUUM ANALYZE metric_chunks")
@@ -259,6 +338,12 @@ def main() -> None:
     assert _reader(engine, real, *span) == row_points
     reader_chunks_ms = _median_ms(lambda: _reader(engine, real, *span))
     partitions_after = _partitions_bytes(engine, "metric_points")
+    year = _year(
+        engine,
+        now,
+        {"metric_points": (row_bytes + noisy_row_bytes, row_points + noisy_points),
+         "api_timings": (api_bytes, API_ROWS)},
+    )  # fmt: skip
 
     out = {
         "points": row_points,
@@ -267,7 +352,16 @@ def main() -> None:
         "metric_bytes_per_sample": round(chunk_bytes / chunk_points, 3),
         "noisy_row_bytes_per_sample": round(noisy_row_bytes / noisy_points, 2),
         "noisy_bytes_per_sample": round(noisy_chunk_bytes / noisy_chunk_points, 3),
-        "api_timing_bytes_per_row": round(api_bytes / API_ROWS, 1),
+        "api_timing_bytes_per_row": round(pack_bytes / packed.requests, 2),
+        "api_timing_row_bytes_per_row": round(api_bytes / API_ROWS, 1),
+        "api_pack_s": round(packed.seconds, 2),
+        "metric_rollup_1m_bytes_per_row": round(rollup_row, 1),
+        "metric_rollup_1m_bytes_per_row_before": round(rollup_row_before, 1),
+        "metric_rollup_1m_bytes_per_point": round(rollup_per_point, 2),
+        "rollup_s": round(rollup_s, 1),
+        "compaction_cpu_s": round(compaction_cpu, 2),
+        "compaction_samples_per_cpu_s": round(points_done / compaction_cpu),
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "compaction_samples_per_s": round(points_done / seconds),
         "compaction_s": round(seconds, 2),
         "compaction_whole_day_samples_per_s": round(days.points / days.seconds),
@@ -280,6 +374,8 @@ def main() -> None:
         "raw_read_24h_1000_series_ms": round(reader_chunks_ms, 1),
         "raw_read_24h_1000_series_row_form_ms": round(row_read_ms, 1),
         "points_reader_on_rows_ms": round(reader_rows_ms, 1),
+        "year_gb": round(year["year_bytes"] / 1e9, 2),
+        "year_gb_rollup_1m_7d": round(year["year_bytes_rollup_1m_7d"] / 1e9, 2),
         "peak_rss_mb_before_compaction": round(rss_before, 1),
         "peak_rss_mb": round(_rss_mb(), 1),
         "build_s": round(built_s, 1),
@@ -291,7 +387,13 @@ def main() -> None:
         f"{out['noisy_row_bytes_per_sample']} -> {out['noisy_bytes_per_sample']} B/point; "
         f"compaction {out['compaction_samples_per_s']:,} points/s (whole days "
         f"{out['compaction_whole_day_samples_per_s']:,}/s, stretches "
-        f"{out['compaction_stretch_samples_per_s']:,}/s); 24 h x 1,000 series read: "
+        f"{out['compaction_stretch_samples_per_s']:,}/s; {out['compaction_samples_per_cpu_s']:,} "
+        f"per CPU-second, load {out['load_average_1m']}); API timings "
+        f"{out['api_timing_row_bytes_per_row']} -> {out['api_timing_bytes_per_row']} B/request; "
+        f"1-minute rollup rows {out['metric_rollup_1m_bytes_per_row_before']} -> "
+        f"{out['metric_rollup_1m_bytes_per_row']} B/row; a year {out['year_gb']} GB "
+        f"({out['year_gb_rollup_1m_7d']} GB with 1-minute rollups kept 7 days); "
+        "24 h x 1,000 series read: "
         f"rows {row_read_ms:.0f} ms (today's read), {reader_rows_ms:.0f} ms (reader on rows), "
         f"{reader_chunks_ms:.0f} ms (reader on chunks)"
     )
