@@ -147,3 +147,30 @@ def test_the_configuration_file_carries_dashboards_both_ways(engine: Engine, now
     bad = exported.replace("chart: line", "chart: pie")
     with engine.begin() as conn, pytest.raises(ConfigInvalid, match=r"line \d+.*chart"):
         apply_config(conn, bad, env={}, actor="system:test", now=now)
+
+
+def test_every_demo_panel_draws_from_the_demo_gauges(engine: Engine, now: datetime) -> None:
+    from monitoring_core import metrics_query
+    from monitoring_core.demo import dashboards as demo_boards
+    from monitoring_core.demo import loader_rng, performance
+    from monitoring_core.partitions import ensure_partitions
+    from monitoring_core.timerange import TimeRange
+
+    with engine.begin() as conn:
+        ensure_partitions(conn, start=now - timedelta(days=1), end=now + timedelta(days=1))
+        performance.load(conn, days=1, now=now, rng=loader_rng(performance))
+        assert demo_boards.load(conn, days=1, now=now, rng=loader_rng(demo_boards)) == {
+            "dashboards": 2
+        }
+    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    tr = TimeRange(now - timedelta(hours=24), now)
+    with engine.connect() as conn:
+        boards = dashboards.list_dashboards(conn)
+        assert {b["team"] for b in boards} == {"Platform", "Payments"}
+        for board in boards:
+            for panel in board["panels"]:
+                frame = metrics_query.query_metric(
+                    conn, metric_name=panel["metric"], aggregation=panel["aggregation"],
+                    interval="15m", tr=tr, group_by=panel["group_by"], filters=panel["filters"],
+                )  # fmt: skip
+                assert not frame.empty, panel["title"]

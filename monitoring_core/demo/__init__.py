@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, exists, select
 from monitoring_core.demo import (
     alerts,
     business,
+    dashboards,
     errors,
     health,
     incidents,
@@ -47,6 +48,7 @@ LOADERS: list[ModuleType] = [
     alerts,
     oncall,  # after alerts: the demo policies page its rota
     incidents,
+    dashboards,
 ]
 
 
