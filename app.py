@@ -97,7 +97,8 @@ def main() -> None:
         st.sidebar.caption("Showing " + ", ".join(user.organization_ids))
         page.run()
         return
-    page = st.navigation(_navigation())
+    # Every page listed: collapsed ("View 7 more") the Business and Administration pages hid.
+    page = st.navigation(_navigation(), expanded=True)
     widgets.close_sidebar_after_navigation(page.url_path)
     widgets.time_range_picker()
     widgets.auto_refresh_toggle()

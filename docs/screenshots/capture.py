@@ -38,6 +38,10 @@ ALL_PAGES = {
     "incidents": ("response-incidents", "7d"),
     "business": ("business-business", "30d"),
     "funnels": ("business-funnels", "30d"),
+    "metrics": ("monitoring-metrics", "24h"),
+    "dashboards": ("monitoring-dashboards", "7d"),
+    "reports": ("business-reports", "30d"),
+    "admin": ("administration-admin", "24h"),
     "settings": ("administration-settings", "24h"),
 }
 MOBILE = False
