@@ -146,8 +146,7 @@ st.subheader("Business against the week before")
 if figures["kpis"]:
     kpi_cols = st.columns(min(4, len(figures["kpis"])))
     for i, k in enumerate(figures["kpis"]):
-        value = k["value"]
-        shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+        shown = k.get("shown") or f"{k['value']:,.2f}"  # digests built before "shown"
         delta = None if k["delta"] is None else f"{k['delta'] * 100:+.1f} %"
         kpi_cols[i % len(kpi_cols)].metric(
             k["label"],

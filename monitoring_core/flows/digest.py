@@ -147,6 +147,7 @@ def build_digest(conn: Connection, *, week_start: date, tz: ZoneInfo) -> dict[st
             "previous": k.previous,
             "delta": k.delta,
             "higher_is_better": k.higher_is_better,
+            "shown": k.fmt.format(k.value),  # the KPI's own format (%, money, counts)
         }
         for k in kpi_summary(conn, period=period)
         if k.value is not None
@@ -244,7 +245,8 @@ def render_markdown(figures: dict[str, Any]) -> str:
         lines.append("- no errors this week")
     lines += ["", "## Business"]
     lines += [
-        f"- {inert(k['label'])}: {_number(k['value'])} — {_delta(k)}" for k in figures["kpis"]
+        f"- {inert(k['label'])}: {k.get('shown') or _number(k['value'])} — {_delta(k)}"
+        for k in figures["kpis"]
     ]
     if not figures["kpis"]:
         lines.append("- no business figures this week")
