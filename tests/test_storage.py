@@ -129,7 +129,7 @@ def test_figures_of_a_database_with_chunks_packs_and_rollups(
         "On disk",
         "A year at this rate",
         "Compaction lag",
-        "Ingest",
+        "Points per second",
     }
     tables = [d.value for d in at.dataframe]
     assert "metric_chunks" in set(tables[1]["table"])

@@ -28,6 +28,10 @@ def size(value: float | None) -> str:
     raise AssertionError("unreachable")
 
 
+def _rate(per_second: float) -> str:
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:,.2f}"
+
+
 def _tables(figures: StorageFigures) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -65,9 +69,10 @@ def render(now: datetime) -> None:
         "the rollups have passed them and they are 2 hours old).",
     )
     cols[3].metric(
-        "Ingest",
-        f"{fmt.number(figures.metric_points_per_s)} points/s",
-        help=f"{fmt.number(figures.api_requests_per_s)} API timings/s; the last complete hour.",
+        "Points per second",
+        _rate(figures.metric_points_per_s),
+        help=f"Metric points stored per second over the last complete hour; API timings: "
+        f"{_rate(figures.api_requests_per_s)} per second.",
     )
     notes = [
         f"{figures.metric_series:,} series and "
