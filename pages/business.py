@@ -389,7 +389,7 @@ table_with_csv(
     ],
     "kpi_anomalies",
     columns=["Day", "KPI", "Value", "Usual", "Robust z", "Direction"],
-    column_config={"Day": DAY_COLUMN},
+    column_config={"Day": DAY_COLUMN, "Robust z": st.column_config.NumberColumn(format="%+.1f")},
 )
 
 st.subheader("Forecast: the next 14 days")

@@ -110,7 +110,6 @@ def test_it_filters_the_first_step_by_a_property(engine: Engine) -> None:
         _run(engine, where=FunnelFilter("user_type", ()))
 
 
-@pytest.mark.clock
 def test_it_trends_conversion_by_entry_day_and_bins_the_time_to_convert(engine: Engine) -> None:
     store(
         engine,
