@@ -68,6 +68,14 @@ def _click_range(ws: Any, label: str, timeout: float = 60) -> float:
 
 def _open(ws: Any, path: str) -> None:
     link = json.dumps(f'[data-testid="stSidebarNav"] a[href$="/{path}"]')
+    capture._wait_for(ws, "!!document.querySelector('[data-testid=stSidebarNav] a')")
+    # A long navigation is folded ("View 6 more"): unfold it first.
+    capture._js(
+        ws,
+        f"document.querySelector({link}) || [...document.querySelectorAll("
+        "'[data-testid=stSidebarNav] button')].find(b => /more/.test(b.textContent))?.click()",
+    )
+    capture._wait_for(ws, f"!!document.querySelector({link})")
     capture._js(ws, f"document.querySelector({link}).click()")
     capture._wait_for(ws, "!!document.querySelector('h1')")
     capture._settled(ws)
