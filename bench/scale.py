@@ -97,12 +97,12 @@ def _one_worker(url: str, worker: str, moments: list[datetime], go: Any, out: An
     tz = ZoneInfo(TZ_NAME)
     for at in moments:
         go.wait()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         report = run_evaluation(engine, at, tz=tz, public_url="http://localhost:8501",
                                 worker_id=worker, interval_s=INTERVAL_S)  # fmt: skip
-        ended = time.perf_counter()
+        ended, cpu = time.perf_counter(), time.process_time() - cpu
         out.put((worker, at.isoformat(), started, ended, report.rules, len(report.invalid),
-                 psutil.Process().memory_info().rss))  # fmt: skip
+                 psutil.Process().memory_info().rss, cpu))  # fmt: skip
     engine.dispose()
 
 
@@ -140,6 +140,7 @@ def run_workers(
             "each_s": {r[0]: round(r[3] - r[2], 3) for r in mine},
             "rules": {r[0]: r[4] + r[5] for r in mine},
             "peak_rss_mb": max(r[6] for r in mine) / 2**20,
+            "cpu_s": {r[0]: round(r[7], 3) for r in mine},
         })  # fmt: skip
     return cycles
 
@@ -166,7 +167,7 @@ def part_one(url: str, engine: Engine, now: datetime) -> dict[str, Any]:
     # first cycle creates the instances (not timed)
     solo = run_workers(url, ["solo"], [now, *solo_moments], before=new_point, untimed=1)
     for c in solo:
-        print(f"  1 worker:  {c['wall_s'] * 1000:.0f} ms, {c['rules']} rules")
+        print(f"  1 worker:  {c['wall_s'] * 1000:.0f} ms, {c['rules']} rules, CPU s {c['cpu_s']}")
     # Two workers, later cycles of the same clock (claims need a new cycle number each time).
     pair_moments = [m + timedelta(minutes=10) for m in solo_moments]
     first = pair_moments[0] - timedelta(seconds=INTERVAL_S)
@@ -187,13 +188,16 @@ def part_one(url: str, engine: Engine, now: datetime) -> dict[str, Any]:
         total = sum(c["rules"].values())
         twice += max(total - enabled, 0)
         print(f"  2 workers: {c['wall_s'] * 1000:.0f} ms wall, each {c['each_s']} s, rules {c['rules']} "
-              f"(sum {total} of {enabled})")  # fmt: skip
+              f"(sum {total} of {enabled}), CPU s {c['cpu_s']}")  # fmt: skip
     solo_ms = statistics.median(c["wall_s"] for c in solo) * 1000
     pair_ms = statistics.median(c["wall_s"] for c in pair) * 1000
+    pair_cpu = statistics.median(max(c["cpu_s"].values()) for c in pair) * 1000
     print(f"{enabled:,} rules: 1 worker {solo_ms:.0f} ms/cycle, 2 workers {pair_ms:.0f} ms/cycle "
-          f"({solo_ms / pair_ms:.2f}x); evaluated twice: {twice}")  # fmt: skip
+          f"({solo_ms / pair_ms:.2f}x), the busier worker's CPU {pair_cpu:.0f} ms; "
+          f"evaluated twice: {twice}")  # fmt: skip
     return {"rules": enabled, "one_worker_cycle_ms": solo_ms, "two_workers_cycle_ms": pair_ms,
             "speedup": solo_ms / pair_ms, "evaluated_twice": twice,
+            "two_workers_cpu_ms": pair_cpu,
             "worker_peak_rss_mb": max(c["peak_rss_mb"] for c in solo + pair)}  # fmt: skip
 
 
