@@ -1,0 +1,136 @@
+"""In a real browser (Debian's headless Chromium): acting on an incident keeps that incident,
+its tab and its address; a reload opens it again; on a phone the sidebar closes after a page
+is opened from it.
+
+Uses tests/test_browser_links.py's server and browser fixtures (the real UI on the test
+database, Chromium over the DevTools protocol). Skips when Chromium is missing (`.ci/run`
+installs it: `apt-get install chromium`). Marked slow (about 50 s): `pytest -m slow
+tests/test_browser_actions.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from monitoring_core.accounts import add_user
+from monitoring_core.enums import Role
+from monitoring_core.incidents import service
+from tests.test_browser_links import CHROMIUM, _heading, _open, browser, ui_url
+
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="Chromium not installed: apt-get install chromium"
+    ),
+    # ~30 s of browser work (plus the UI server's start): over the suite's budget for one file.
+    pytest.mark.slow,
+]
+__all__ = ["browser", "ui_url"]  # fixtures used by name below
+
+PASSWORD = "correct horse battery"
+SIDEBAR = "document.querySelector('[data-testid=stSidebar]').getBoundingClientRect()"
+
+
+def _click(capture: Any, ws: Any, text: str, then: str) -> None:
+    """Click the enabled button reading `text`, then wait for the page to show `then`."""
+    found = capture._js(
+        ws,
+        "(() => { const b = [...document.querySelectorAll('button')]"
+        f".find(b => b.innerText.trim() === {json.dumps(text)} && !b.disabled);"
+        " if (b) b.click(); return !!b; })()",
+    )
+    assert found, f"no enabled button {text!r}"
+    main = "document.querySelector('[data-testid=stMain]').innerText"
+    try:
+        capture._wait_for(ws, f"{main}.includes({json.dumps(then)})", 30)
+    except TimeoutError:
+        raise AssertionError(f"after {text!r}: {_text(capture, ws)[:1500]}") from None
+    _idle(capture, ws)
+
+
+IDLE = "document.querySelector('[data-test-script-state]')?.dataset.testScriptState"
+
+
+def _idle(capture: Any, ws: Any) -> None:
+    """Until the app's script is not running, seen five times over a second (a click's rerun
+    starts a moment after it; an action's st.rerun starts a second run)."""
+    deadline, quiet = time.monotonic() + 60, 0
+    while quiet < 5:
+        assert time.monotonic() < deadline, "the page kept running"
+        state = capture._js(ws, IDLE)
+        quiet = quiet + 1 if state in ("notRunning", "initial") else 0
+        time.sleep(0.2)
+
+
+def _reload(capture: Any, ws: Any) -> None:
+    capture._call(ws, "Page.reload")
+    time.sleep(1.5)  # evaluating while the old document goes away fails
+    capture._wait_for(ws, "!!document.querySelector('h1')", 60)
+    _idle(capture, ws)
+
+
+def _text(capture: Any, ws: Any) -> str:
+    return str(capture._js(ws, "document.querySelector('[data-testid=stMain]').innerText"))
+
+
+def _address(capture: Any, ws: Any) -> str:
+    return str(capture._js(ws, "location.pathname + location.search"))
+
+
+def test_acting_on_an_incident_stays_on_it_and_the_phone_sidebar_closes(
+    ui_url: str, browser: Any, engine: Engine, now: datetime
+) -> None:
+    capture, ws = browser
+    with engine.begin() as conn:
+        add_user(conn, username="oncall", password=PASSWORD, role=Role.RESPONDER,
+                 actor="system:test", now=now)  # fmt: skip
+        ids = [
+            service.create_incident(
+                conn, body={"title": title, "severity": "SEV2", "affected_services": ["web"]},
+                actor="alice", role="responder", now=now - timedelta(minutes=5),
+            )["id"]
+            for title in ("Checkout failing", "Gallery uploads stuck")
+        ]  # fmt: skip
+    second = ids[1]  # not the first in the list: a reset would show another incident
+    _open(capture, ws, f"{ui_url}/response-incidents?incident={second}")
+    capture._type(ws, "input[aria-label=Username]", "oncall")
+    capture._type(ws, "input[type=password]", PASSWORD)
+    time.sleep(0.5)
+    capture._js(ws, "document.querySelector('[data-testid=stFormSubmitButton] button').click()")
+    capture._wait_for(ws, "!document.querySelector('input[type=password]')", 60)
+    _heading(capture, ws, "Incidents")
+    _idle(capture, ws)
+    assert "Gallery uploads stuck" in _text(capture, ws)
+
+    _click(capture, ws, "Acknowledge", then="Acknowledge done")
+    assert "Gallery uploads stuck" in _text(capture, ws)
+    assert f"incident={second}" in _address(capture, ws)
+
+    # Two lifecycle steps with the status choice as it stands: it must already offer the
+    # next step (it lagged one step), and the detail must stay on this incident.
+    _click(capture, ws, "Change status", then="Status done")
+    shown = _text(capture, ws)
+    assert "Investigating" in shown and "Gallery uploads stuck" in shown, shown[:800]
+    _click(capture, ws, "Change status", then="Status done")
+    shown = _text(capture, ws)
+    assert "Mitigating" in shown and "Gallery uploads stuck" in shown, shown[:800]
+    assert f"incident={second}" in _address(capture, ws)
+
+    _reload(capture, ws)  # the address opens the same incident again
+    assert "Gallery uploads stuck" in _text(capture, ws) and "Mitigating" in _text(capture, ws)
+
+    capture._call(ws, "Emulation.setDeviceMetricsOverride", width=390, height=800,
+                  deviceScaleFactor=1, mobile=True)  # fmt: skip
+    _reload(capture, ws)  # Streamlit collapses the sidebar on a phone at load
+    assert capture._js(ws, f"{SIDEBAR}.right <= 0")
+    capture._js(ws, "document.querySelector('[data-testid=stExpandSidebarButton]').click()")
+    capture._wait_for(ws, f"{SIDEBAR}.right > 0", 10)
+    capture._js(ws, "document.querySelector('[data-testid=stSidebarNav] a[href$=\"/response-alerts\"]').click()")  # fmt: skip
+    _heading(capture, ws, "Alerts")
+    capture._wait_for(ws, f"{SIDEBAR}.right <= 0", 15)  # closed after the page opened
