@@ -7,7 +7,7 @@ import streamlit as st
 from monitoring_core.enums import Role
 from monitoring_core.performance import queries
 from monitoring_core.performance.vitals import VITAL_THRESHOLDS
-from ui import auth, charts, data, fmt, widgets
+from ui import auth, charts, data, fmt, url_state, widgets
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
@@ -81,9 +81,10 @@ busiest = table["endpoint"].drop_duplicates().tolist()
 suggested = list(dict.fromkeys([*regressed["endpoint"].tolist(), *busiest]))[:3]
 pick, level = st.columns([4, 1])
 chosen = pick.multiselect("Endpoints", sorted(busiest), default=suggested, key="perf_eps")
-percentile = level.segmented_control(
-    "Percentile", ["p50", "p95", "p99"], default="p95", key="perf_pct", required=True
-)
+percentile = url_state.select(  # ?p=p99
+    level.segmented_control, "Percentile", ["p50", "p95", "p99"], param="p", default="p95",
+    key="perf_pct", required=True,
+)  # fmt: skip
 if chosen:
     trend = data.read_or_stop(
         queries.endpoint_latency_trend, tr, tuple(chosen), widgets.chart_interval(tr)
@@ -99,7 +100,9 @@ if vitals.empty:
     st.info("No Web Vitals in this range yet. Browsers send them with the `web-vitals` library.")
     st.stop()
 names = [name for name in VITAL_THRESHOLDS if name in set(vitals["name"])]
-metric = st.segmented_control("Metric", names, default=names[0], key="perf_vital", required=True)
+metric = url_state.select(  # ?vital=INP
+    st.segmented_control, "Metric", names, param="vital", key="perf_vital", required=True
+)
 metric = metric or names[0]
 good, poor = VITAL_THRESHOLDS[metric]
 st.caption(
