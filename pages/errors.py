@@ -262,32 +262,40 @@ def _actions(group: Mapping[str, Any]) -> None:
                     ),
                     f"Group #{group_id}: {action} done.",
                 )
-        people = data.read_or_stop(group_actions.assignable_users)
-        current = group["assigned_to"]
-        options: list[str | None] = [None, *people]
-        if current is not None and current not in options:
-            options.append(current)
-        assignee = assign_col.selectbox(
-            "Assignee",
-            options,
-            index=options.index(current),
-            format_func=lambda name: "Unassigned" if name is None else str(name),
-            key=f"errors_assignee_{group_id}",
+        if user.organization_ids is not None:  # the scoped role cannot read the people
+            return
+        _assign(group, assign_col, actor)
+
+
+def _assign(group: Mapping[str, Any], assign_col: Any, actor: str) -> None:
+    """The assignee picker: responders and admins (assign_group checks the role again)."""
+    group_id = int(group["id"])
+    people = data.read_or_stop(group_actions.assignable_users)
+    current = group["assigned_to"]
+    options: list[str | None] = [None, *people]
+    if current is not None and current not in options:
+        options.append(current)
+    assignee = assign_col.selectbox(
+        "Assignee",
+        options,
+        index=options.index(current),
+        format_func=lambda name: "Unassigned" if name is None else str(name),
+        key=f"errors_assignee_{group_id}",
+    )
+    if assignee != current and assign_col.button("Assign", key="errors_assign"):
+        _act(
+            "Assign",
+            lambda conn: group_actions.assign_group(
+                conn,
+                group_id=group_id,
+                assignee=assignee,
+                actor=actor,
+                role=user.role.value,
+                now=clock.now(),
+            ),
+            f"Group #{group_id}: "
+            + (f"assigned to {fmt.md_escape(assignee)}." if assignee else "unassigned."),
         )
-        if assignee != current and assign_col.button("Assign", key="errors_assign"):
-            _act(
-                "Assign",
-                lambda conn: group_actions.assign_group(
-                    conn,
-                    group_id=group_id,
-                    assignee=assignee,
-                    actor=actor,
-                    role=user.role.value,
-                    now=clock.now(),
-                ),
-                f"Group #{group_id}: "
-                + (f"assigned to {fmt.md_escape(assignee)}." if assignee else "unassigned."),
-            )
 
 
 def _per(step: timedelta) -> str:
