@@ -33,7 +33,7 @@ def _fingerprint(engine: Engine) -> tuple[object, ...]:
 
 def _truncate(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE api_timings, web_vitals, metric_points, metric_series"))
+        conn.execute(text("TRUNCATE api_timings, web_vitals, metric_points, metric_series CASCADE"))
 
 
 def _load_performance(engine: Engine, now: datetime) -> None:
