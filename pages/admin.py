@@ -27,7 +27,7 @@ from monitoring_core.config_io.settings_rows import (
     save_setting,
 )
 from monitoring_core.enums import Role
-from ui import actions, auth, data, fmt, widgets
+from ui import actions, auth, data, fmt, url_state, widgets
 from ui.admin_sections import collector_editor, runbook_editor, silences_section
 
 user = auth.require_role(Role.RESPONDER)
@@ -39,8 +39,11 @@ config = data.get_settings()
 
 st.title("Admin")
 actions.show_flash(FLASH)
-audit_tab, settings_tab, silences_tab, runbooks_tab, collectors_tab, file_tab = st.tabs(
-    ["Audit log", "Settings", "Silences", "Runbooks", "Collectors", "Configuration file"]
+# The section is in the URL (?tab=Runbooks); responders, who may only work silences, start there.
+view = url_state.tabs(
+    ["Audit log", "Settings", "Silences", "Runbooks", "Collectors", "Configuration file"],
+    param="tab",
+    default="Audit log" if is_admin else "Silences",
 )
 
 
@@ -62,7 +65,7 @@ def _store_setting(conn: Connection, *, key: str, raw: str) -> None:
     save_setting(conn, key=key, value=value, actor=WHO[0], role=WHO[1], now=clock.now())
 
 
-with audit_tab:
+if view == "Audit log":
     if _admins_only():
         cols = st.columns([2, 3, 2, 3])
         who = cols[0].text_input("Who (actor contains)", key="audit_who")
@@ -91,7 +94,7 @@ with audit_tab:
             column_config={"time": st.column_config.DatetimeColumn(format="D MMM YYYY HH:mm:ss")},
         )
 
-with settings_tab:
+elif view == "Settings":
     if _admins_only():
         current = data.read_or_stop(read_settings)
         for key, (meaning, _check) in KNOWN_SETTINGS.items():
@@ -146,18 +149,18 @@ with settings_tab:
             hide_index=True,
         )
 
-with silences_tab:
+elif view == "Silences":
     silences_section(FLASH, WHO)
 
-with runbooks_tab:
+elif view == "Runbooks":
     if _admins_only():
         runbook_editor(FLASH, WHO)
 
-with collectors_tab:
+elif view == "Collectors":
     if _admins_only():
         collector_editor(FLASH, WHO)
 
-with file_tab:
+else:
     if _admins_only():
         st.markdown(
             "The whole configuration as YAML (`python -m monitoring_core config export`): "
