@@ -21,6 +21,7 @@ from monitoring_core.retention import (
 from monitoring_core.schema import (
     alert_events,
     audit_log,
+    health_check_pings,
     health_check_results,
     health_checks,
     metric_points,
@@ -83,6 +84,7 @@ def _outbox(conn: Connection, channel: int, created: datetime, status: str) -> i
 # table and its setting's documented default (days)
 ROWS: list[tuple[str, int]] = [
     ("health_check_results", 30),
+    ("health_check_pings", 30),
     ("alert_events", 180),
     ("notification_outbox", 90),
     ("notification_deliveries", 90),
@@ -95,6 +97,10 @@ def _insert(conn: Connection, table: str, when: datetime, refs: dict[str, int]) 
     if table == "health_check_results":
         values = {"check_id": refs["check"], "time": when, "success": True, "status": "healthy"}
         conn.execute(insert(health_check_results).values(values))
+    elif table == "health_check_pings":
+        conn.execute(
+            insert(health_check_pings).values(check_id=refs["check"], time=when, kind="start")
+        )
     elif table == "alert_events":
         conn.execute(insert(alert_events).values(rule_id=1, time=when, to_status="firing"))
     elif table == "notification_outbox":
