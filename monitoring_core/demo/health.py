@@ -203,7 +203,8 @@ def _ping_log(
     """A cron heartbeat's nightly /start and success pings (output: size and hash only); the
     night of its outage sent none. The check's last ping and start are the last logged ones.
     Its own random generator: the shared one's later draws (other domains) stay as they were."""
-    config, rows, rng = check.check_config, [], np.random.default_rng(check.id)
+    config, rng = check.check_config, np.random.default_rng(check.id)
+    rows: list[dict[str, Any]] = []
     outage = now - timedelta(hours=spec["_outage"]) if spec["_outage"] is not None else None
     run = cron_next(config["schedule"], config["tz"], start)
     while run < now:
