@@ -69,11 +69,23 @@ def owner(key: str, workers: Sequence[str]) -> str | None:
     return max(workers, key=lambda worker: _weight(worker, key)) if workers else None
 
 
+# Owners by item key for the last member list seen: members change rarely, and hashing every
+# key for every member each cycle was ~3 % of a 10,000-rule worker's cycle.
+_OWNERS: tuple[tuple[str, ...], dict[str, str | None]] = ((), {})
+
+
 def split(keys: Mapping[int, str], workers: Sequence[str]) -> dict[str, list[int]]:
     """Items (id → item key) per owning worker."""
+    global _OWNERS
+    members = tuple(workers)
+    if _OWNERS[0] != members or len(_OWNERS[1]) > 4 * len(keys) + 1000:
+        _OWNERS = (members, {})
+    known = _OWNERS[1]
     shares: dict[str, list[int]] = {worker: [] for worker in workers}
     for item, key in keys.items():
-        found = owner(key, workers)
+        found = known.get(key, "")
+        if found == "":
+            found = known[key] = owner(key, workers)
         if found is not None:
             shares[found].append(item)
     return shares
