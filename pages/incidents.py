@@ -77,7 +77,7 @@ def _age(inc: dict[str, Any]) -> str:
     r = inc["response"]
     left = r["minutes_left"]
     state = f"{fmt.duration(abs(left) * 60)} {'over' if left < 0 else 'left'}"
-    return f"{r['target']} target {r['target_minutes']:g} min: {':red[' + state + ']' if left < 0 else state}"
+    return f"{r['target']} target {fmt.duration(r['target_minutes'] * 60)}: {':red[' + state + ']' if left < 0 else state}"
 
 
 def _status(value: str) -> str:
