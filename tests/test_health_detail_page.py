@@ -96,15 +96,9 @@ def test_a_link_opens_the_checks_ping_log(engine: Engine, logged_in_app: AppFact
     assert "hunter2" not in log.to_string()
     assert "Responders and admins can pause this check." in text
     assert "health_pause" not in [b.key for b in at.button]  # viewers cannot pause
-
-
-def test_the_timeline_tab_opens_from_the_url(engine: Engine, logged_in_app: AppFactory) -> None:
-    beat = _seed(engine)
-    at = _open(logged_in_app, Role.VIEWER, check=str(beat), tab="Timeline")
-    assert at.segmented_control[0].value == "Timeline"
-    chart = at.get("plotly_chart")
-    assert len(chart) == 1
-    assert "Over this range: " in _text(at)
+    at.segmented_control[0].set_value("Timeline").run()
+    assert at.query_params["tab"] == "Timeline"
+    assert len(at.get("plotly_chart")) == 1 and "Over this range: " in _text(at)
     changes = table_with(at, "When", "From", "To", "Why")
     assert list(changes["To"]) == ["up"] and list(changes["Why"]) == ["ping received"]
     at.segmented_control[0].set_value("Log").run()
@@ -152,13 +146,13 @@ def test_a_new_check_is_in_the_selector_at_once(engine: Engine, logged_in_app: A
     assert "cron 0 9 * * 1 (Europe/London), 10 min grace" in _text(at)
 
 
-def test_a_probes_log_and_response_times(engine: Engine, logged_in_app: AppFactory) -> None:
+def test_a_link_opens_a_probes_response_times(engine: Engine, logged_in_app: AppFactory) -> None:
     _seed(engine)
-    at = _open(logged_in_app, Role.VIEWER, check="1")  # "api up", a custom probe
-    assert not at.get("vega_lite_chart")  # the chart is drawn (and read) on its own tab only
+    at = _open(logged_in_app, Role.VIEWER, check="1", tab="Response times")  # "api up", a probe
+    assert at.segmented_control[0].value == "Response times"
+    assert len(at.get("vega_lite_chart")) == 1  # st.line_chart
+    at.segmented_control[0].set_value("Log").run()
+    assert not at.get("vega_lite_chart")  # read and drawn on its own tab only
     log = table_with(at, "When", "Result", "Status after", "Response time", "Message")
     assert list(log["Result"]) == ["OK"] and list(log["Status after"]) == ["up"]
     assert "1 result in this range, newest first." in _text(at)
-    at.segmented_control[0].set_value("Response times").run()
-    assert not at.exception and at.query_params["tab"] == "Response times"
-    assert len(at.get("vega_lite_chart")) == 1  # st.line_chart
