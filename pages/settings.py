@@ -105,7 +105,11 @@ for channel in channels:
             channel_id=cid,
             body={"is_enabled": not enabled},
         )
-    if cols[4].button("Delete", key=f"delete{cid}"):
+    question = (
+        f"Delete the channel **{fmt.md_escape(channel['name'])}**? Rules and policies that "
+        "name it stop sending to it."
+    )
+    if ui_actions.confirmed("Delete", question, key=f"delete{cid}", where=cols[4]):
         _change(
             f"{fmt.md_escape(channel['name'])} deleted",
             notify_service.remove_channel,

@@ -202,9 +202,16 @@ def kpi_card(
     delta: str | None = None,
     delta_color: Literal["normal", "inverse", "off"] = "normal",
     help: str | None = None,
+    delta_arrow: Literal["auto", "up", "down", "off"] | None = None,
 ) -> None:
-    """One number with a label, an optional change and a tooltip, in a bordered card."""
-    st.metric(label, value, delta=delta, delta_color=delta_color, help=help, border=True)
+    """One number with a label, an optional change and a tooltip, in a bordered card. A
+    `delta` that is not a change ("2 down", "MTTA 14 min") gets no arrow: one is drawn only
+    when the text starts with a sign or a digit, unless `delta_arrow` says otherwise."""
+    arrow = delta_arrow or ("auto" if delta and delta.lstrip()[:1] in "+-−0123456789" else "off")
+    st.metric(
+        label, value, delta=delta, delta_color=delta_color, help=help, border=True,
+        delta_arrow=arrow,
+    )  # fmt: skip
 
 
 def table_height(rows: int, *, max_rows: int = 30) -> int:
