@@ -113,7 +113,7 @@ def _group_table(groups: list[dict[str, Any]]) -> Any:
             "Error": table["error_type"],
             "Message": table["message_template"],
             "Events in range": table["events"],
-            "Users": table["user_count"],
+            "Users ever": table["user_count"],
             "Last seen": pd.to_datetime(table["last_seen"], utc=True).dt.tz_convert(tz),
             "Status": table["status"].map(_words),
             "Severity": table["severity"].map(_words),
