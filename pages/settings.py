@@ -118,8 +118,21 @@ for channel in channels:
 
 with st.expander("Delivery log (24 h): each notification's outcome, as on incident timelines"):
     log = data.read_or_stop(delivery_log, since=now - timedelta(days=1), limit=500)
-    columns = ["last_attempt_at", "channel", "status", "attempts", "kind", "incident_id"]
-    st.dataframe(pd.DataFrame(log, columns=[*columns, "title", "error"]), hide_index=True)
+    rows = [
+        {
+            "When": fmt.when(r.get("last_attempt_at"), settings.tz, now),
+            "Channel": r.get("channel") or "—",
+            "Outcome": fmt.label(r.get("status")),
+            "Attempts": r.get("attempts"),
+            "Kind": fmt.label(r.get("kind")),
+            "Incident": f"#{r['incident_id']}" if r.get("incident_id") else "—",
+            "Title": r.get("title") or "",
+            "Error": r.get("error") or "",
+        }
+        for r in log
+    ]
+    columns = ["When", "Channel", "Outcome", "Attempts", "Kind", "Incident", "Title", "Error"]
+    st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True)
 
 with st.form("new_channel"):
     name = st.text_input("Name", key="channel_name")

@@ -123,7 +123,7 @@ def test_timeline_settings_and_the_delivery_log_agree_on_every_delivery(
         assert figures in captions
     assert "0 sent, 1 failed, 0 skipped (disabled)" in captions
     assert "0 sent, 0 failed, 2 skipped (disabled)" in captions
-    page_log = table_with(at, "channel", "status", "attempts")
-    assert sorted(zip(page_log["channel"], page_log["status"], strict=True)) == sorted(
-        (names[r["channel_id"]], r["status"]) for r in log
+    page_log = table_with(at, "Channel", "Outcome", "Attempts")  # outcomes in words
+    assert sorted(zip(page_log["Channel"], page_log["Outcome"], strict=True)) == sorted(
+        (names[r["channel_id"]], r["status"].capitalize()) for r in log
     )
