@@ -70,11 +70,16 @@ def test_the_time_range_lives_in_the_url(logged_in_app: AppFactory) -> None:
     at.button_group(key="time_range").set_value("30d").run()
     assert _param(at, "range") == "30d"
     at.button_group(key="time_range").set_value("24h").run()
-    assert "range" not in at.query_params  # the default is left out
+    assert _param(at, "range") == "24h"  # named once another range was in the address
 
-    at.query_params["range"] = "bogus"
+    del at.query_params["range"]  # a page switch drops the query string: the range stays
+    at.session_state["time_range"] = "7d"
     at.run()
-    assert at.session_state["time_range"] == "24h" and "range" not in at.query_params
+    assert at.session_state["time_range"] == "7d" and _param(at, "range") == "7d"
+
+    at.query_params["range"] = "bogus"  # not a range: ignored, the address corrected
+    at.run()
+    assert at.session_state["time_range"] == "7d" and _param(at, "range") == "7d"
 
 
 @pytest.mark.clock
@@ -90,9 +95,9 @@ def test_an_absolute_range_opens_as_custom_in_the_business_time_zone(
     assert _param(at, "from") == "2026-06-01T09:00+01:00"
 
     at.query_params.update({"from": "2026-06-01T17:30+01:00", "to": "2026-06-01T09:00+01:00"})
-    at.run()  # 'to' before 'from': not a range; the URL is corrected to the default
-    assert at.session_state["time_range"] == "24h"
-    assert "from" not in at.query_params and "to" not in at.query_params
+    at.run()  # 'to' before 'from': not a range; the chosen one is kept and the URL corrected
+    assert at.session_state["time_range"] == "Custom"
+    assert _param(at, "from") == "2026-06-01T09:00+01:00"
 
 
 def _param(at: AppTest, name: str) -> str:

@@ -85,10 +85,11 @@ def time_range_picker() -> None:
     state = st.session_state
     asked = _range_in_url(tz)
     raw = (url_state.get("range"), url_state.get("from"), url_state.get("to"))
-    seen_page, seen_raw = state.get(_RANGE_SEEN, (None, None))
+    _seen_page, seen_raw = state.get(_RANGE_SEEN, (None, None))
     page = url_state.current_page()
-    changed = raw != seen_raw and not (asked is None and seen_page != page)
-    if _RANGE_KEY not in state or (changed and (asked is not None or seen_page == page)):
+    # An address naming a range (a link, back/forward) wins; one naming none keeps the
+    # session's: a page switch drops the query string and leaves such an entry in the history.
+    if _RANGE_KEY not in state or (raw != seen_raw and asked is not None):
         if isinstance(asked, TimeRange):
             state[_RANGE_KEY] = CUSTOM
             state[_FROM_KEY] = asked.start.astimezone(tz).replace(tzinfo=None)
@@ -111,7 +112,9 @@ def time_range_picker() -> None:
         else:
             written = (None, _iso(custom.start, tz), _iso(custom.end, tz))
     else:
-        written = (None if choice == "24h" else choice, None, None)
+        # 24 h, the default, stays out of a clean address, but is written once another range
+        # was in it: back/forward then step between them instead of keeping the other.
+        written = (None if choice == "24h" and raw == (None, None, None) else choice, None, None)
     for name, value in zip(("range", "from", "to"), written, strict=True):
         url_state.put(name, value)
     state[_RANGE_SEEN] = (page, written)
