@@ -4,8 +4,8 @@ is opened from it.
 
 Uses tests/test_browser_links.py's server and browser fixtures (the real UI on the test
 database, Chromium over the DevTools protocol). Skips when Chromium is missing (`.ci/run`
-installs it: `apt-get install chromium`). Marked slow (about 50 s): `pytest -m slow
-tests/test_browser_actions.py`.
+installs it: `apt-get install chromium`). About 50 s; part of `make test` because the issue's
+browser test is this one.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ pytestmark = [
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(), reason="Chromium not installed: apt-get install chromium"
     ),
-    # ~30 s of browser work (plus the UI server's start): over the suite's budget for one file.
-    pytest.mark.slow,
 ]
 __all__ = ["browser", "ui_url"]  # fixtures used by name below
 
