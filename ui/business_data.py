@@ -12,7 +12,6 @@ returning event) are cached the same way, one entry per choice.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -21,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 from sqlalchemy import Connection
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from monitoring_core.business import adoption, kpis
 from monitoring_core.business.anomalies import AnomalyFlag, kpi_anomalies
@@ -30,8 +28,6 @@ from monitoring_core.business.dashboard import TREND_METRICS, churn_risk_rows, m
 from monitoring_core.business.definitions import local_day
 from monitoring_core.business.forecast import HISTORY_DAYS, ForecastPoint, forecast_kpis
 from monitoring_core.business.retention import Cohort, retention_grid, week_start
-from monitoring_core.config import ConfigError
-from monitoring_core.db import DatabaseUnavailable
 from ui import data
 
 __all__ = [
@@ -42,7 +38,6 @@ __all__ = [
     "last_complete_week_day",
 ]
 
-log = logging.getLogger(__name__)
 BUSINESS_TTL_S = 600
 CHURN_STEP = timedelta(minutes=5)  # churn risk is computed as of `now` floored to this
 
@@ -114,36 +109,12 @@ _EXTRAS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _guarded(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except (OperationalError, InterfaceError, DatabaseUnavailable, ConfigError, OSError) as exc:
-        log.warning("business read: database unavailable: %s", exc)
-        raise data.DatabaseProblem(type(exc).__name__, unavailable=True) from exc
-    except Exception as exc:  # one failing query costs the page a message, never a traceback
-        log.exception("business read failed")
-        raise data.DatabaseProblem(type(exc).__name__, unavailable=False) from exc
-
-
 def _or_stop(call: Callable[[], Any]) -> Any:
     """`call()`, or the friendly message `ui.data.read_or_stop` shows, and the page stops."""
     try:
-        return _guarded(call)
+        return data.guarded(call, "business view")
     except data.DatabaseProblem as problem:
-        if problem.unavailable:
-            st.error(
-                "The monitoring database is not answering right now, so this cannot be shown. "
-                "The page recovers on its own once the database is back; try again shortly.",
-                icon=":material/cloud_off:",
-            )
-        else:
-            st.error(
-                "The rest of this page could not be loaded because a query failed; the details "
-                "are in the UI's log. Other pages are not affected.",
-                icon=":material/error:",
-            )
-        st.stop()
-        raise
+        data.stop_with(problem)
 
 
 def _version(today: date) -> Any:

@@ -15,7 +15,7 @@ import importlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import streamlit as st
 from sqlalchemy import Connection, Engine
@@ -33,8 +33,10 @@ __all__ = [
     "get_read_router",
     "get_scoped_engine",
     "get_settings",
+    "guarded",
     "read",
     "read_or_stop",
+    "stop_with",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,25 +131,51 @@ def _cached_call(target: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, An
         return function(conn, *args, **dict(kwargs))
 
 
+def guarded(call: Callable[[], R], what: str) -> R:
+    """`call()`, its failure turned into DatabaseProblem (logged as `what`): the database being
+    down is `unavailable`; any other failure costs one panel a message, never a traceback."""
+    try:
+        return call()
+    except (OperationalError, InterfaceError, DatabaseUnavailable, ConfigError, OSError) as exc:
+        log.warning("read %s: database unavailable: %s", what, exc)
+        raise DatabaseProblem(type(exc).__name__, unavailable=True) from exc
+    except Exception as exc:
+        log.exception("read %s failed", what)
+        raise DatabaseProblem(type(exc).__name__, unavailable=False) from exc
+
+
 def read(function: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
     """`function(conn, *args, **kwargs)` through the TTL cache; DatabaseProblem on failure."""
     target = f"{function.__module__}:{function.__qualname__}"
-    try:
+    items = tuple(sorted(kwargs.items()))
+
+    def call() -> R:
         scope = _organisation_scope()
         if scope is None:
-            result: R = _cached_call(target, args, tuple(sorted(kwargs.items())))
-        else:  # the database limits these reads to the user's organisations (org_scope, RLS)
-            token = _scope_token(*scope)
-            result = _cached_scoped_call(
-                target, args, tuple(sorted(kwargs.items())), scope[1], token
-            )
-    except (OperationalError, InterfaceError, DatabaseUnavailable, ConfigError, OSError) as exc:
-        log.warning("read %s: database unavailable: %s", target, exc)
-        raise DatabaseProblem(type(exc).__name__, unavailable=True) from exc
-    except Exception as exc:  # a failing query must cost one panel, never show a traceback
-        log.exception("read %s failed", target)
-        raise DatabaseProblem(type(exc).__name__, unavailable=False) from exc
-    return result
+            return _cached_call(target, args, items)
+        # the database limits these reads to the user's organisations (org_scope, RLS)
+        token = _scope_token(*scope)
+        return _cached_scoped_call(target, args, items, scope[1], token)
+
+    return guarded(call, target)
+
+
+def stop_with(problem: DatabaseProblem) -> NoReturn:
+    """The friendly message for a failed read, and the page stops there."""
+    if problem.unavailable:
+        st.error(
+            "The monitoring database is not answering right now, so this cannot be shown. "
+            "The page recovers on its own once the database is back; try again shortly.",
+            icon=":material/cloud_off:",
+        )
+    else:
+        st.error(
+            "The rest of this page could not be loaded because a query failed; the details "
+            "are in the UI's log. Other pages are not affected.",
+            icon=":material/error:",
+        )
+    st.stop()
+    raise problem  # st.stop() raises; this line only satisfies type checkers
 
 
 def read_or_stop(
@@ -157,17 +185,4 @@ def read_or_stop(
     try:
         return read(function, *args, **kwargs)
     except DatabaseProblem as problem:
-        if problem.unavailable:
-            st.error(
-                "The monitoring database is not answering right now, so this cannot be shown. "
-                "The page recovers on its own once the database is back; try again shortly.",
-                icon=":material/cloud_off:",
-            )
-        else:
-            st.error(
-                "The rest of this page could not be loaded because a query failed; the details "
-                "are in the UI's log. Other pages are not affected.",
-                icon=":material/error:",
-            )
-        st.stop()
-        raise  # st.stop() raises; this line only satisfies type checkers
+        stop_with(problem)
