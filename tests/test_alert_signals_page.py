@@ -50,6 +50,7 @@ def test_it_offers_the_catalogue_not_a_free_typed_name(
 ) -> None:
     at = logged_in_app(Role.ADMIN).run()
     at.switch_page("pages/alerts.py").run()
+    at.button_group(key="url_tab").set_value("Rules").run()  # the rules are behind ?tab=
     options = [o.split(" (")[0] for o in at.selectbox(key="new_(blank)_signal").options]
     assert {"api.error_rate", "web_vitals.LCP", "errors.events", "health.up"} <= set(options)
     at.selectbox(key="new_(blank)_signal").select("web_vitals.LCP").run()
@@ -64,6 +65,7 @@ def test_an_admin_duplicates_disables_edits_and_deletes_a_rule(
     rule_id = _rule(engine)
     at = logged_in_app(Role.ADMIN).run()
     at.switch_page("pages/alerts.py").run()
+    at.button_group(key="url_tab").set_value("Rules").run()  # the rules are behind ?tab=
     _button(at, f"dup{rule_id}")
     copy = _rules(engine)[1]
     assert (copy["alert_name"], copy["is_enabled"]) == ("Search slow (copy)", False)
@@ -97,5 +99,6 @@ def test_a_responder_sees_rules_but_cannot_change_them(
     rule_id = _rule(engine)
     at = logged_in_app(Role.RESPONDER).run()
     at.switch_page("pages/alerts.py").run()
+    at.button_group(key="url_tab").set_value("Rules").run()  # the rules are behind ?tab=
     assert "Search slow" in " ".join(m.value for m in at.markdown)
     assert not [b for b in at.button if b.key in (f"edit{rule_id}", f"dup{rule_id}")]
