@@ -151,28 +151,25 @@ def _ensure_database(admin_uri: str) -> None:
 
 def _role_passwords(secrets_file: Path) -> tuple[dict[str, str], set[str]]:
     """(The roles' passwords, the roles whose password is new): secrets_file, made (mode 600)
-    if missing, and completed when a newer release added a role."""
-    found: dict[str, str] = {}
-    if secrets_file.exists():
-        found = {k: str(v) for k, v in json.loads(secrets_file.read_text()).items()}
-    new = {role for role in ROLES if role not in found}
-    if new:
-        secrets_file.parent.mkdir(parents=True, exist_ok=True)
-        made = found | {role: secrets.token_urlsafe(24) for role in new}
-        draft = secrets_file.with_name(f".{secrets_file.name}.{os.getpid()}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(made, handle)
-        try:
-            if found:
-                os.replace(draft, secrets_file)
-            else:
-                os.link(draft, secrets_file)  # atomic; another process may have won the race
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink(missing_ok=True)
-        found = {k: str(v) for k, v in json.loads(secrets_file.read_text()).items()}
+    if missing, and completed when a newer release added a role. Processes starting at once
+    (API, worker, UI; test sessions) take turns under a lock file, so they agree."""
+    import fcntl
+
+    secrets_file.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = secrets_file.with_name(f".{secrets_file.name}.lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found: dict[str, str] = {}
+        if secrets_file.exists():
+            found = {k: str(v) for k, v in json.loads(secrets_file.read_text()).items()}
+        new = {role for role in ROLES if role not in found}
+        if new:
+            found |= {role: secrets.token_urlsafe(24) for role in new}
+            draft = secrets_file.with_name(f".{secrets_file.name}.{os.getpid()}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(found, handle)
+            os.replace(draft, secrets_file)  # whole or not at all, mode 600 from the start
     return {role: found[role] for role in ROLES}, new
 
 
