@@ -18,7 +18,7 @@ run: $(VENV)/.runtime
 	$(PY) -m jobs.supervisor
 
 test: $(VENV)/.dev
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile  # two sessions, one per core; a file stays in one
 	$(PY) -m tests.clock_proof  # the `clock` tests again at each awkward instant
 
 lint: $(VENV)/.dev
