@@ -89,7 +89,15 @@ def _embedded_server(data_dir: Path, keep_running: bool) -> tuple[Path, Any]:
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:
-        with warnings.catch_warnings():
+        import fcntl
+
+        # Processes starting at once (API, worker, UI; parallel test sessions) take turns: the
+        # first may restart the fresh cluster (_ensure_lock_space) under the others' feet.
+        with (
+            open(data_dir / ".pg-start.lock", "a") as lock,
+            warnings.catch_warnings(),
+        ):
+            fcntl.flock(lock, fcntl.LOCK_EX)
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             import pgserver
 
