@@ -290,23 +290,26 @@ def compact_day(
     return points, written, merged
 
 
-def _days_to_truncate(conn: Connection, until: datetime) -> list[date]:
-    """Days whose partition ended by `until` and still has pages (rows, or the dead rows and
-    index pages the stretch path left behind)."""
+def _days_to_truncate(
+    conn: Connection, until: datetime, table: str = "metric_points"
+) -> list[date]:
+    """Days whose partition of `table` ended by `until` and still has pages (rows, or the dead
+    rows and index pages the stretch path left behind)."""
     sizes: dict[str, int] = dict(
         conn.execute(
             text(
                 "SELECT c.relname, pg_relation_size(c.oid) FROM pg_inherits i "
                 "JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = CAST('metric_points' AS regclass)"
-            )
+                "WHERE i.inhparent = CAST(:parent AS regclass)"
+            ),
+            {"parent": table},
         ).all()
     )
     return [
         day
-        for day in list_partitions(conn, "metric_points")
+        for day in list_partitions(conn, table)
         if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= until
-        and sizes.get(partition_name("metric_points", day), 0) > 0
+        and sizes.get(partition_name(table, day), 0) > 0
     ]
 
 
@@ -518,24 +521,6 @@ def pack_before(conn: Connection, until: datetime, watermark: datetime) -> tuple
     return _insert_packs(conn, "d", {"until": until, "w": watermark}, taken)
 
 
-def _api_days_to_pack(conn: Connection, until: datetime) -> list[date]:
-    sizes: dict[str, int] = dict(
-        conn.execute(
-            text(
-                "SELECT c.relname, pg_relation_size(c.oid) FROM pg_inherits i "
-                "JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = CAST('api_timings' AS regclass)"
-            )
-        ).all()
-    )
-    return [
-        day
-        for day in list_partitions(conn, "api_timings")
-        if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= until
-        and sizes.get(partition_name("api_timings", day), 0) > 0
-    ]
-
-
 def pack_api_timings(
     engine: Engine, now: datetime, *, after: timedelta = API_PACK_AFTER, max_days: int = MAX_DAYS
 ) -> PackReport:
@@ -557,7 +542,7 @@ def pack_api_timings(
         if watermark is None:
             return report
         until = _half_hour_floor(min(now - after, watermark))
-        days = _api_days_to_pack(conn, until)
+        days = _days_to_truncate(conn, until, "api_timings")
     for day in days[:max_days]:
         try:
             with engine.begin() as conn:
