@@ -311,10 +311,10 @@ def test_it_decompresses_bodies(encoding: str, encode: Callable[[bytes], bytes])
 @pytest.mark.parametrize(
     ("encoding", "body", "error"),
     [
-        ("gzip", gzip.compress(b"x" * 1001), BodyTooLarge),
+        ("gzip", gzip.compress(b"x" * 1001, mtime=0), BodyTooLarge),
         ("br", brotli.compress(b"x" * 5_000_000), BodyTooLarge),
         ("gzip", b"not gzip at all", EnvelopeError),
-        ("gzip", gzip.compress(b"x" * 500)[:-10], EnvelopeError),
+        ("gzip", gzip.compress(b"x" * 500, mtime=0)[:-10], EnvelopeError),
         ("br", b"\xff\xfe not brotli", EnvelopeError),
         ("br", brotli.compress(b"y" * 500)[:-3], EnvelopeError),
         ("compress", b"x", UnsupportedEncoding),
