@@ -34,7 +34,9 @@ from monitoring_core.wedding_calendar import (
     is_peak_season,
     is_wedding_day,
     raise_severity,
+    saturday_levels,
     season_adjusted_threshold,
+    season_strictness,
 )
 
 __all__ = [
@@ -110,17 +112,19 @@ class Decision:
 
 # ---------------------------------------------------------------- calendar adjustments
 def effective_severity(rule: Rule, now: datetime, tz: ZoneInfo) -> str:
-    """Saturday raises rules marked `weekend_escalation` one level."""
+    """Saturday raises rules marked `weekend_escalation` (one level unless the calendar `tz`
+    says otherwise)."""
     if rule.weekend_escalation and is_wedding_day(now, tz):
-        return raise_severity(rule.severity)
+        return raise_severity(rule.severity, saturday_levels(tz))
     return rule.severity
 
 
 def effective_threshold(rule: Rule, now: datetime, tz: ZoneInfo) -> float:
-    """May–October makes thresholds of `wedding_season_adjustment` rules 20 % stricter."""
+    """The calendar's peak months (default May–October) make thresholds of
+    `wedding_season_adjustment` rules stricter (default 20 %)."""
     cond = rule.condition
     if rule.wedding_season_adjustment and is_peak_season(now, tz):
-        return season_adjusted_threshold(cond.value, cond.operator)
+        return season_adjusted_threshold(cond.value, cond.operator, season_strictness(tz))
     return cond.value
 
 
