@@ -27,6 +27,7 @@ ORDER = [
     "db",
     "replica",
     "wedding_calendar",
+    "live_settings",  # the calendar and key limits an admin changes live
     "roles",
     "audit",
     "outbound",
