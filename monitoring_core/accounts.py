@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -47,6 +47,7 @@ __all__ = [
     "AccountNotFound",
     "ApiKey",
     "SignIn",
+    "SsoSignIn",
     "User",
     "active_user",
     "add_api_key",
@@ -64,6 +65,7 @@ __all__ = [
     "reset_password",
     "revoke_api_key",
     "sign_in",
+    "sso_sign_in",
     "update_api_key",
 ]
 
@@ -289,6 +291,106 @@ def sign_in(
         now=now,
     )
     return SignIn(user=user)
+
+
+@dataclass(frozen=True)
+class SsoSignIn:
+    """The answer to a single sign-on: the user, or None with the reason shown to the person."""
+
+    user: User | None
+    refused: str = ""
+    created: bool = False  # an account was made for this e-mail (auto-create as viewer)
+
+
+def sso_sign_in(
+    conn: Connection,
+    *,
+    email: str | None,
+    verified: bool,
+    auto_create_viewer: bool,
+    address: str | None,
+    now: datetime,
+) -> SsoSignIn:
+    """A sign-in by the identity provider's verified e-mail (Streamlit's OIDC login, `st.user`).
+
+    The e-mail names the account: the active user whose user name is that address (the same
+    letters, case aside). An unknown address is refused, unless `auto_create_viewer` is on: then
+    a **viewer** account is made for it (with a random password nobody knows; never another
+    role). An unverified or missing e-mail and a deactivated account are refused. Audited in the
+    caller's transaction like `sign_in`: `auth.login` (details `method` "oidc") or
+    `auth.login_failed` (`reason` "unverified e-mail", "unknown e-mail", "deactivated"), and
+    `user.create` (actor `system:auth`) for an account made here.
+    """
+    name = _storable(email.strip()) if isinstance(email, str) else ""
+    details: dict[str, Any] = {"method": "oidc", **({"address": address} if address else {})}
+
+    def refuse(reason: str, message: str) -> SsoSignIn:
+        record_audit(
+            conn,
+            actor=system_actor("auth"),
+            action="auth.login_failed",
+            target=f"user:{name or '?'}",
+            details={**details, "reason": reason},
+            now=now,
+        )
+        return SsoSignIn(user=None, refused=message)
+
+    if not name or "@" not in name:
+        return refuse("no e-mail", "The identity provider did not give an e-mail address.")
+    if not verified:
+        return refuse(
+            "unverified e-mail",
+            f"The identity provider has not verified {name}; verify it there and sign in again.",
+        )
+    rows = conn.execute(
+        select(users.c.id, users.c.username, users.c.is_active)
+        .where(func.lower(users.c.username) == name.lower())
+        .order_by((users.c.username == name).desc(), users.c.id)
+    ).all()
+    created = False
+    if not rows and auto_create_viewer:
+        try:
+            with conn.begin_nested():
+                create_user(
+                    conn, username=name, password=secrets.token_urlsafe(32), role=Role.VIEWER
+                )
+        except IntegrityError:  # made by a concurrent sign-in: read it below
+            pass
+        else:
+            record_audit(
+                conn,
+                actor=system_actor("auth"),
+                action="user.create",
+                target=f"user:{name}",
+                details={"method": "oidc", "role": Role.VIEWER.value},
+                now=now,
+            )
+            created = True
+        rows = conn.execute(
+            select(users.c.id, users.c.username, users.c.is_active).where(
+                func.lower(users.c.username) == name.lower()
+            )
+        ).all()
+    if not rows:
+        return refuse(
+            "unknown e-mail",
+            f"No account is set up for {name}. Ask an administrator to add a user named "
+            f"{name} (Admin → Users, or `python -m monitoring_core user add {name} --role viewer`).",
+        )
+    if not rows[0].is_active:
+        return refuse("deactivated", f"The account {rows[0].username} is deactivated.")
+    conn.execute(update(users).where(users.c.id == rows[0].id).values(last_login_at=now))
+    user = active_user(conn, user_id=rows[0].id)
+    assert user is not None
+    record_audit(
+        conn,
+        actor=user_actor(user.username),
+        action="auth.login",
+        target=f"user:{user.username}",
+        details=details,
+        now=now,
+    )
+    return SsoSignIn(user=user, created=created)
 
 
 def hash_api_key(key: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,6 +46,12 @@ class Settings:
     max_series_per_metric: int = 10_000
     max_query_series: int = 500
     session_idle_minutes: int = 60  # a UI session idle this long is signed out on its next run
+    # single sign-on (ui/auth_oidc.py): an unknown verified e-mail gets a viewer account
+    oidc_auto_create_viewers: bool = False
+    # the identity provider `make run` configures Streamlit's OIDC login with (all three set)
+    oidc_metadata_url: str | None = None  # its /.well-known/openid-configuration
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)  # or ..._SECRET_FILE
     # a second port the API also listens on, for OTLP/HTTP exporters (4318 by convention); 0: none
     otlp_port: int = 0
     # log records one service may store per UTC day (more are refused and counted); 0: no cap
@@ -173,6 +179,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_series_per_metric=_int(env, "MONITORING_MAX_SERIES_PER_METRIC", 10_000),
         max_query_series=_int(env, "MONITORING_MAX_QUERY_SERIES", 500),
         session_idle_minutes=_int(env, "MONITORING_SESSION_IDLE_MINUTES", 60),
+        oidc_auto_create_viewers=_bool(env, "MONITORING_OIDC_AUTO_CREATE_VIEWERS", False),
+        oidc_metadata_url=_http_url(env, "MONITORING_OIDC_METADATA_URL"),
+        oidc_client_id=_read(env, "MONITORING_OIDC_CLIENT_ID"),
+        oidc_client_secret=_read(env, "MONITORING_OIDC_CLIENT_SECRET"),
         otlp_port=_int(env, "MONITORING_OTLP_PORT", 0, 0),
         log_records_per_service_day=_int(
             env, "MONITORING_LOG_RECORDS_PER_SERVICE_DAY", 10_000_000, 0
