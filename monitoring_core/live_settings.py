@@ -43,6 +43,8 @@ __all__ = [
     "parse_key_limits",
     "read_calendar",
     "read_live",
+    "validate_calendar",
+    "validate_key_limits",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,11 +69,8 @@ class LiveSettings:
     key_limits: KeyLimits
 
 
-def parse_key_limits(value: Any, settings: Settings) -> KeyLimits:
-    """The limits of a `key_rate_limits` value (None: the environment's); fields left out take
-    the environment's. ValueError naming every problem."""
-    if value is None:
-        value = {}
+def validate_key_limits(value: Any) -> None:
+    """ValueError naming every problem of a `key_rate_limits` value."""
     if not isinstance(value, Mapping):
         raise ValueError(f"must be an object with {', '.join(_KEY_FIELDS)}")
     problems = [
@@ -81,16 +80,28 @@ def parse_key_limits(value: Any, settings: Settings) -> KeyLimits:
     ]
     for name in _KEY_FIELDS:
         given = value.get(name)
-        if given is not None and (
+        if name in value and (
             isinstance(given, bool) or not isinstance(given, int) or not 0 <= given <= MAX_KEY_LIMIT
         ):
             problems.append(f"{name}: must be a whole number from 0 (unlimited) to {MAX_KEY_LIMIT}")
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def parse_key_limits(value: Any, settings: Settings) -> KeyLimits:
+    """The limits of a `key_rate_limits` value (None: the environment's); fields left out take
+    the environment's. ValueError naming every problem."""
+    value = {} if value is None else value
+    validate_key_limits(value)
     return KeyLimits(
         requests_per_minute=value.get("requests_per_minute", settings.key_requests_per_minute),
         points_per_minute=value.get("points_per_minute", settings.key_points_per_minute),
     )
+
+
+def validate_calendar(value: Any) -> None:
+    """ValueError naming every problem of a `wedding_calendar` value."""
+    parse_calendar(value, "UTC")
 
 
 def defaults(settings: Settings) -> LiveSettings:

@@ -23,6 +23,7 @@ from monitoring_core.api.stats import ApiStats, StatsMiddleware
 from monitoring_core.config import Settings
 from monitoring_core.db import DatabaseUnavailable
 from monitoring_core.ingest.validate import InvalidItems
+from monitoring_core.live_settings import LiveCache
 from monitoring_core.replica import read_router
 
 __all__ = ["CORS_PATHS", "DB_UNAVAILABLE_ERRORS", "RETRY_AFTER_S", "create_app", "reset_app_state"]
@@ -60,6 +61,8 @@ def reset_app_state(app: FastAPI) -> None:
     # per-key use shared with the other API processes through Postgres (started on first use)
     app.state.usage_sync = UsageSync(app.state.engine, app.state.limiter)
     app.state.caches = {}  # ingest caches by name, created on first use
+    # the wedding calendar and default key limits an admin changes live (5 s at most behind)
+    app.state.live = LiveCache(app.state.engine, app.state.settings)
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:

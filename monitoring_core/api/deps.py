@@ -111,8 +111,8 @@ async def check_key(request: Request, key: str | None, allowed: frozenset[ApiSco
         raise HTTPException(403, f"this key's scope {record.scope.value!r} may not use this route")
     if record.scope is ApiScope.BROWSER:
         _check_browser(request, record)
-    settings = request.app.state.settings
-    limit = effective_limit(record.rate_limit_per_minute, settings.key_requests_per_minute)
+    defaults = request.app.state.live.key_limits  # the key_rate_limits setting (live_settings)
+    limit = effective_limit(record.rate_limit_per_minute, defaults.requests_per_minute)
     retry_after = request.app.state.limiter.check(record.id, limit, time.monotonic())
     request.app.state.usage_sync.start()  # share this process's use with the others
     if retry_after is not None:
@@ -136,7 +136,7 @@ def count_points(request: Request, points: int) -> None:
     if record is None or points <= 0:
         return
     limit = effective_limit(
-        record.points_per_minute, request.app.state.settings.key_points_per_minute
+        record.points_per_minute, request.app.state.live.key_limits.points_per_minute
     )
     retry_after = request.app.state.limiter.check(
         record.id, limit, time.monotonic(), kind="points", amount=points

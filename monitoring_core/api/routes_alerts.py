@@ -150,11 +150,11 @@ async def test_rule(request: Request, rule_id: Id) -> Response:
         )
     except ValueError as exc:
         return _invalid([{"field": "timeRange", "message": str(exc)}])
-    settings = request.app.state.settings
+    calendar = request.app.state.live.calendar
 
     def work(conn: Connection) -> dict[str, Any]:
         rule = rule_from_row(get_rule(conn, rule_id=rule_id))
-        return backtest(conn, rule, start=span.start, end=span.end, tz=settings.tz)
+        return backtest(conn, rule, start=span.start, end=span.end, tz=calendar)
 
     try:
         result = await _tx(request, work)
@@ -229,7 +229,7 @@ async def escalate(request: Request, instance_id: Id) -> Response:
                 actor=actor,
                 role="admin",
                 now=now,
-                tz=settings.tz,
+                tz=request.app.state.live.calendar,
                 public_url=settings.public_url,
             ),
         )
@@ -253,7 +253,7 @@ async def resolve(request: Request, instance_id: Id) -> Response:
                 actor=actor,
                 role="admin",
                 now=now,
-                tz=settings.tz,
+                tz=request.app.state.live.calendar,
                 public_url=settings.public_url,
                 reason=reason,
             ),

@@ -84,7 +84,7 @@ def _period(request: Request, preset: str | None, start: str | None, end: str | 
         )
     except ValueError as exc:
         raise InvalidItems([ItemError(None, "timeRange", str(exc))]) from None
-    return period_of(tr, request.app.state.settings.tz)
+    return period_of(tr, request.app.state.live.calendar)
 
 
 def _names(text: str | None, default: tuple[str, ...], field: str) -> list[str]:
@@ -122,7 +122,7 @@ async def dashboard_business(
     """Every section of the Business page: KPI cards, trends, MRR movements, adoption,
     retention, churn risk, anomalies and forecasts."""
     period = _period(request, time_range, start, end)
-    tz, now = request.app.state.settings.tz, datetime.now(UTC)
+    tz, now = request.app.state.live.calendar, datetime.now(UTC)
     return await _read(request, business_dashboard, period=period, now=now, tz=tz)
 
 
@@ -143,7 +143,7 @@ async def business_metrics(
     reaching today ends yesterday) against the N before; today so far is the card's `today`
     and the series row with `partial: true`, never inside a delta. CSV: the daily series."""
     period = _period(request, time_range, start, end)
-    tz, now = request.app.state.settings.tz, datetime.now(UTC)
+    tz, now = request.app.state.live.calendar, datetime.now(UTC)
     names = _names(
         metrics, ("dau", "wau", "mau", "stickiness", "signups", "revenue", "mrr"), "metrics"
     )
@@ -209,7 +209,7 @@ async def business_funnels(
     within `window`; `breakdown` names a property of the first step's event."""
     names, span, funnel_mode = _funnel_args(steps, window, mode)
     period = _period(request, time_range, start, end)
-    lo, hi = day_bounds(period.first, period.last, request.app.state.settings.tz)
+    lo, hi = day_bounds(period.first, period.last, request.app.state.live.calendar)
     result = await _read(
         request,
         funnel,
@@ -269,7 +269,7 @@ async def analytics_anomalies(
     (complete days only)."""
     names = _names(metrics, ANOMALY_METRICS, "metrics")
     period = complete_period(
-        _period(request, time_range, start, end), datetime.now(UTC), request.app.state.settings.tz
+        _period(request, time_range, start, end), datetime.now(UTC), request.app.state.live.calendar
     )
     flags = await _read(request, kpi_anomalies, period=period, metrics=names, threshold=threshold)
     return _table([f.row() for f in flags], format, "anomalies", "anomalies")
@@ -289,7 +289,7 @@ async def analytics_forecasts(
     """The next `horizon` days of each metric (DAU and revenue by default) with a 95 % band,
     from the last 8 complete weeks."""
     names = _names(metrics, FORECAST_METRICS, "metrics")
-    tz, now = request.app.state.settings.tz, datetime.now(UTC)
+    tz, now = request.app.state.live.calendar, datetime.now(UTC)
     last = local_day(now, tz) - timedelta(days=1)  # the last complete business day
     points = await _read(request, forecast_kpis, last_day=last, metrics=names, horizon=horizon)
     return _table([p.row() for p in points], format, "forecasts", "forecasts")

@@ -104,7 +104,7 @@ def _store(app: FastAPI, events: list[ErrorInput], now: datetime) -> IngestResul
             conn,
             events,
             now=now,
-            tz=app.state.settings.tz,
+            tz=app.state.live.calendar,
             scrubber=scrubber,
             incident_policy=policy,
         )
@@ -120,7 +120,7 @@ def _prepare(app: FastAPI, events: list[ErrorInput]) -> list[PreparedError]:
             scrubber, _ = _error_settings(app, conn)
     else:
         scrubber = cached[0]
-    tz = app.state.settings.tz
+    tz = app.state.live.calendar
     return [prepare(e, scrubber=scrubber, tz=tz) for e in events]
 
 
@@ -131,7 +131,7 @@ def _store_prepared(app: FastAPI, prepared: list[PreparedError]) -> list[dict[st
     with app.state.engine.begin() as conn:
         _, policy = _error_settings(app, conn)
         result = store_prepared(
-            conn, prepared, now=now, tz=app.state.settings.tz, incident_policy=policy
+            conn, prepared, now=now, tz=app.state.live.calendar, incident_policy=policy
         )
     return result.items
 

@@ -110,7 +110,7 @@ async def get_incidents(request: Request) -> Response:
 @admin.post(BASE, status_code=201, summary="Declare an incident")
 async def post_incident(request: Request) -> Response:
     body, actor, now = await _object(request), _actor(request), _now()
-    tz = request.app.state.settings.tz
+    tz = request.app.state.live.calendar
     return await _act(
         request,
         lambda c: incident_to_api(
@@ -132,7 +132,7 @@ async def get_report(request: Request) -> Response:
         )
     except ValueError as exc:
         return _invalid([{"field": "timeRange", "message": str(exc)}])
-    tz = request.app.state.settings.tz
+    tz = request.app.state.live.calendar
     return _json(
         await _tx(request, lambda c: incident_report(c, start=span.start, end=span.end, tz=tz))
     )
@@ -258,7 +258,7 @@ async def post_escalate(request: Request, incident_id: Id) -> Response:
             actor=actor,
             role=ROLE,
             now=now,
-            tz=settings.tz,
+            tz=request.app.state.live.calendar,
             public_url=settings.public_url,
         ),
     )
@@ -324,7 +324,7 @@ async def post_runbook_step(
     request: Request, incident_id: Id, runbook_id: Id, step_index: Position
 ) -> Response:
     actor, now, engine = _actor(request), _now(), request.app.state.engine
-    tz = request.app.state.settings.tz
+    tz = request.app.state.live.calendar
     try:
         ex = await run_in_threadpool(
             lambda: runbooks.run_step(

@@ -74,7 +74,7 @@ async def who_is_on_call(
 ) -> Response:
     """Per schedule `{schedule_id, name, now: {user_id, username, starts_at, ends_at, source},
     next}`; `at` (ISO time with offset) asks about another instant, e.g. Saturday noon."""
-    tz = request.app.state.settings.tz
+    tz = request.app.state.live.calendar
 
     def work(conn: Connection) -> dict[str, Any]:
         moment = _instant(at, "at", datetime.now(UTC))
@@ -184,7 +184,7 @@ async def shifts(
 ) -> Response:
     """`from`/`to` ISO times (default: now and 28 days on, at most 92 days); one span per
     change of person, with the layer or "override" that put them there."""
-    tz = request.app.state.settings.tz
+    tz = request.app.state.live.calendar
 
     def work(conn: Connection) -> dict[str, Any]:
         now = datetime.now(UTC)

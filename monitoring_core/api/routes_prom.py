@@ -157,7 +157,7 @@ def _receive(app: FastAPI, payload: Any) -> dict[str, int]:
     alerts = parse_alerts(payload, now=now)
     with app.state.engine.begin() as conn:
         report = receive_alerts(
-            conn, alerts, now=now, tz=settings.tz, public_url=settings.public_url
+            conn, alerts, now=now, tz=app.state.live.calendar, public_url=settings.public_url
         )
     return report.as_dict()
 

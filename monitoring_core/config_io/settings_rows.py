@@ -1,7 +1,8 @@
 """The `settings` rows an admin may change, each with its check; setting one is audited.
 
 Known keys are checked the way their readers read them (retention, the error scrubber, the
-error→incident policy, the auto-recovery quiet period, the wedding-day minimum severity), so a
+error→incident policy, the auto-recovery quiet period, the wedding-day minimum severity, the
+wedding calendar and the default key limits of `live_settings`), so a
 value saved here (Admin page) or by `config apply` is one the system uses rather than ignores.
 """
 
@@ -23,6 +24,12 @@ from monitoring_core.errors.severity import INCIDENT_POLICY_SETTING, parse_incid
 from monitoring_core.flows.digest import DIGEST_SETTING
 from monitoring_core.flows.digest import parse_schedule as parse_digest
 from monitoring_core.flows.error_ingest import SCRUB_FIELDS_SETTING
+from monitoring_core.live_settings import (
+    CALENDAR_SETTING,
+    KEY_LIMITS_SETTING,
+    validate_calendar,
+    validate_key_limits,
+)
 from monitoring_core.policies.store import MIN_SEVERITY_SETTING
 from monitoring_core.retention import DEFAULT_RETENTION_DAYS
 from monitoring_core.retention import SETTINGS_KEY as RETENTION_SETTING
@@ -73,6 +80,11 @@ KNOWN_SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     INCIDENT_POLICY_SETTING: ("which error groups open incidents", parse_incident_policy),
     SCHEDULE_SETTING: ("the worker's scheduled backups (pg_dump files)", parse_schedule),
     DIGEST_SETTING: ("the weekly digest: channels, weekday and hour", parse_digest),
+    CALENDAR_SETTING: (
+        "the business time zone, peak-season months, season strictness and Saturday raise",
+        validate_calendar,
+    ),
+    KEY_LIMITS_SETTING: ("per-minute limits of keys without their own", validate_key_limits),
 }
 
 EXAMPLES: dict[str, Any] = {  # shown as placeholders in forms
@@ -83,6 +95,13 @@ EXAMPLES: dict[str, Any] = {  # shown as placeholders in forms
     INCIDENT_POLICY_SETTING: {"min_severity": "high", "saturday_raise": True},
     SCHEDULE_SETTING: {"directory": "/var/backups/monitoring", "every_hours": 24, "keep": 7},
     DIGEST_SETTING: {"channel_ids": [1], "weekday": "monday", "hour": 8},
+    CALENDAR_SETTING: {
+        "time_zone": "Europe/London",
+        "peak_months": [5, 6, 7, 8, 9, 10],
+        "season_strictness": 0.2,
+        "saturday_raise_levels": 1,
+    },
+    KEY_LIMITS_SETTING: {"requests_per_minute": 12000, "points_per_minute": 600000},
 }
 
 
