@@ -7,6 +7,7 @@ broken process is never hidden behind two healthy ones.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -60,8 +61,43 @@ def _children(settings: Settings) -> dict[str, list[str]]:
             settings.bind_host,
             "--browser.gatherUsageStats",
             "false",
+            *_oidc_secrets_args(settings),
         ],
     }
+
+
+OIDC_SECRETS_FILE = "streamlit-secrets.toml"
+
+
+def _oidc_secrets_args(settings: Settings) -> list[str]:
+    """With MONITORING_OIDC_METADATA_URL, _CLIENT_ID and _CLIENT_SECRET set: Streamlit's
+    `[auth]` block for its OIDC login (ui/auth_oidc.py) written to the data directory (mode
+    600; the redirect URI is MONITORING_PUBLIC_URL + /oauth2callback, the identity cookie's
+    secret is made once and kept there), and the UI's arguments to read it. Without them, none:
+    the UI reads `.streamlit/secrets.toml` as usual (an `[auth]` block there works too)."""
+    oidc = (settings.oidc_metadata_url, settings.oidc_client_id, settings.oidc_client_secret)
+    if not all(oidc):
+        return []
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret_path = settings.data_dir / "oidc-cookie-secret"
+    if not secret_path.exists():
+        with os.fdopen(os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    values = {
+        "redirect_uri": f"{settings.public_url}/oauth2callback",
+        "cookie_secret": secret_path.read_text().strip(),
+        "server_metadata_url": settings.oidc_metadata_url,
+        "client_id": settings.oidc_client_id,
+        "client_secret": settings.oidc_client_secret,
+    }
+    text = "[auth]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+    path = settings.data_dir / OIDC_SECRETS_FILE
+    staged = path.with_suffix(".tmp")
+    staged.unlink(missing_ok=True)
+    with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(text)
+    staged.replace(path)
+    return ["--secrets.files", str(path)]
 
 
 def first_run_credentials(engine: Engine, settings: Settings) -> str | None:

@@ -18,6 +18,9 @@ Sessions:
 - Reloads and new tabs: a sign-in also starts a stored session (monitoring_core.sessions)
   whose token the browser keeps in a cookie; a fresh Streamlit session presenting it is signed
   in again while it is open. Sign-out, idling and deactivation end it.
+- Single sign-on (ui/auth_oidc.py): with an identity provider configured, the sign-in page
+  also offers "Sign in with single sign-on"; the provider's verified e-mail names the account,
+  and the sign-in starts the same stored session.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from monitoring_core.accounts import SignIn, User, active_user, sign_in
 from monitoring_core.config import ConfigError
 from monitoring_core.db import DatabaseUnavailable
 from monitoring_core.enums import Role
+from ui import auth_oidc
 from ui.data import get_engine, get_settings
 
 __all__ = [
@@ -71,9 +75,10 @@ def refresh_user() -> User | None:
     """
     user = current_user()
     if user is None:
-        return _resume_from_cookie()
+        return _resume_from_cookie() or _sign_in_from_identity()
     if _idle_expired():
         _forget_session()
+        auth_oidc.sign_out()
         return None
     try:
         with get_engine().connect() as conn:
@@ -84,6 +89,7 @@ def refresh_user() -> User | None:
     if stored is None:
         st.session_state.pop(_USER_KEY, None)
         _forget_session()
+        auth_oidc.sign_out()
     elif stored != user:
         st.session_state[_USER_KEY] = stored
     if stored is not None:
@@ -246,6 +252,7 @@ def _login_form() -> None:
             f"You were signed out after {int(idle_minutes)} minutes without activity.",
             icon=":material/schedule:",
         )
+    auth_oidc.sign_in_button()
     with st.form("login", clear_on_submit=False):
         username = st.text_input("Username", key="login_username")
         password = st.text_input("Password", type="password", key="login_password")
@@ -267,19 +274,34 @@ def _login_form() -> None:
     if answer.user is None:
         st.error("Wrong username or password.")
         return
-    st.session_state[_USER_KEY] = answer.user
+    _start_session(answer.user)
+    st.rerun()
+
+
+def _start_session(user: User) -> None:
+    """`user` signed in: into this session, and a stored session for reloads and tabs."""
+    st.session_state[_USER_KEY] = user
     st.session_state[_ACTIVE_KEY] = clock.now()
     st.session_state.pop(_IDLE_NOTICE_KEY, None)
     try:  # stay signed in across reloads and tabs (monitoring_core.sessions)
         with get_engine().begin() as conn:
-            token = sessions.start_session(conn, user_id=answer.user.id, now=clock.now())
+            token = sessions.start_session(conn, user_id=user.id, now=clock.now())
     except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError):
         log.warning("could not start a session: signed in for this tab only", exc_info=True)
     else:
         st.session_state[_TOKEN_KEY] = token
         st.session_state[_SEEN_KEY] = clock.now()
         st.session_state[_COOKIE_TODO_KEY] = "set"
-    st.rerun()
+
+
+def _sign_in_from_identity() -> User | None:
+    """Single sign-on: the identity provider's verified e-mail mapped to an account
+    (ui/auth_oidc.py); None when single sign-on is off, nobody signed in there, or refused."""
+    answer = auth_oidc.sign_in_from_identity(_client_address())
+    if answer is None or answer.user is None:
+        return None
+    _start_session(answer.user)
+    return answer.user
 
 
 def logout_button() -> None:
@@ -293,4 +315,5 @@ def logout_button() -> None:
         _forget_session()
         st.session_state.pop(_USER_KEY, None)
         st.session_state.pop(_ACTIVE_KEY, None)
-        st.rerun()
+        if not auth_oidc.sign_out():  # else the page goes through /auth/logout
+            st.rerun()
