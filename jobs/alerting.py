@@ -17,10 +17,15 @@ def evaluate_alerts(engine: Engine, now: datetime) -> str:
     from jobs import identity
     from monitoring_core.config import load_settings
     from monitoring_core.flows.alert_cycle import run_evaluation
+    from monitoring_core.live_settings import read_calendar
 
-    interval = load_settings().eval_interval_s
+    settings = load_settings()
     return run_evaluation(
-        engine, now, worker_id=identity.worker_id(), interval_s=interval
+        engine,
+        now,
+        tz=read_calendar(engine, settings),  # the live wedding calendar, read once per cycle
+        worker_id=identity.worker_id(),
+        interval_s=settings.eval_interval_s,
     ).summary()
 
 
@@ -47,10 +52,14 @@ def deliver_notifications(engine: Engine, now: datetime) -> str:
 def escalate_alerts(engine: Engine, now: datetime) -> str:
     from monitoring_core.config import load_settings
     from monitoring_core.flows.alert_escalation import escalate_unacknowledged
+    from monitoring_core.live_settings import read_live
 
     settings = load_settings()
     with engine.begin() as conn:
         sent = escalate_unacknowledged(
-            conn, now=now, tz=settings.tz, public_url=settings.public_url
+            conn,
+            now=now,
+            tz=read_live(conn, settings).calendar,
+            public_url=settings.public_url,
         )
     return f"{sent} escalation steps"

@@ -14,8 +14,9 @@ def business_rollup(engine: Engine, now: datetime) -> str:
     from monitoring_core.business.daily import run_daily_rollup
     from monitoring_core.business.kpi_metrics import write_kpi_points
     from monitoring_core.config import load_settings
+    from monitoring_core.live_settings import read_calendar
 
-    tz = load_settings().tz
+    tz = read_calendar(engine, load_settings())  # the live wedding calendar, once per run
     with engine.begin() as conn:
         days = run_daily_rollup(conn, now=now, tz=tz)
         points = write_kpi_points(conn, now=now, tz=tz)

@@ -9,9 +9,10 @@ from sqlalchemy import Engine
 
 from monitoring_core.config import load_settings
 from monitoring_core.flows.digest import send_due
+from monitoring_core.live_settings import read_calendar
 
 __all__ = ["weekly_digest"]
 
 
 def weekly_digest(engine: Engine, now: datetime) -> str:
-    return send_due(engine, now, tz=load_settings().tz)
+    return send_due(engine, now, tz=read_calendar(engine, load_settings()))

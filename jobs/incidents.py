@@ -13,10 +13,12 @@ def escalate_incidents(engine: Engine, now: datetime) -> str:
     """Page unacknowledged SEV1/SEV2 incidents (singleton): one transaction per round."""
     from monitoring_core.config import load_settings
     from monitoring_core.incidents.escalation import escalate_incidents as escalate
+    from monitoring_core.live_settings import read_live
 
     settings = load_settings()
     with engine.begin() as conn:
-        sent = escalate(conn, now=now, tz=settings.tz, public_url=settings.public_url)
+        tz = read_live(conn, settings).calendar
+        sent = escalate(conn, now=now, tz=tz, public_url=settings.public_url)
     return f"{sent} incident pages"
 
 

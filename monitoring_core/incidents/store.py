@@ -22,6 +22,7 @@ from monitoring_core.incidents.rules import (
     incident_year,
     validate_severity,
 )
+from monitoring_core.live_settings import read_live
 from monitoring_core.schema import (
     alert_instances,
     incident_alerts,
@@ -80,7 +81,7 @@ def open_incident(
     if source not in SOURCES:
         raise ValueError(f"source must be one of {sorted(SOURCES)}, got {source!r}")
     sev = validate_severity(severity)
-    tz = tz or load_settings().tz
+    tz = tz or read_live(conn, load_settings()).calendar
     saturday = is_wedding_day(now, tz)
     impact = (
         WeddingImpact(wedding_impact)
