@@ -20,7 +20,7 @@ whether a rule had seen data before the range (no data is notified as if it had)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -122,7 +122,9 @@ def _sliced(
         yield out
 
 
-def _windows(points: list[Point], steps: list[datetime], reach: timedelta) -> Iterator[list[Point]]:
+def _windows(
+    points: Sequence[Point], steps: list[datetime], reach: timedelta
+) -> Iterator[Sequence[Point]]:
     """Per step, the points the engine's lookback could use at that moment."""
     lo = hi = 0
     for at in steps:

@@ -20,14 +20,16 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from monitoring_core.alerts.rules import Condition, Rule, compare
+import numpy as np
+
+from monitoring_core.alerts.rules import OPERATORS, Condition, Rule, compare
 from monitoring_core.alerts.signals import counts_zero, is_windowed
 from monitoring_core.enums import AlertStatus
 from monitoring_core.wedding_calendar import (
@@ -52,6 +54,9 @@ __all__ = [
     "effective_threshold",
     "evaluate",
     "evaluate_keys",
+    "Columns",
+    "Evaluated",
+    "Points",
     "KeyDecision",
     "Known",
     "robust_z",
@@ -70,6 +75,73 @@ class Point(NamedTuple):
 
     time: datetime
     value: float
+
+
+class Columns:
+    """The series of one shared read in arrays (the live cycle's raw-point reads): series `i`
+    is rows `starts[i]:starts[i + 1]`, oldest first; row `r` is stamped `stamps[numbers[r]]`
+    (`t[r]`: the same instant in µs since the epoch) with value `v[r]`. `memo` keeps the
+    window aggregates `evaluate_keys` computed for every series at once, per cycle."""
+
+    __slots__ = ("stamps", "numbers", "t", "v", "starts", "memo")
+
+    def __init__(
+        self,
+        stamps: Sequence[datetime],
+        numbers: np.ndarray,
+        t: np.ndarray,
+        v: np.ndarray,
+        starts: np.ndarray,
+    ) -> None:
+        self.stamps, self.numbers, self.t, self.v = stamps, numbers, t, v
+        self.starts = starts
+        self.memo: dict[Any, Any] = {}
+
+    def series(self) -> list[Points]:
+        """One view per series."""
+        bounds = self.starts.tolist()
+        return [Points(self, i, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+class Points(Sequence[Point]):
+    """One series of a `Columns` block as a sequence of points, built only when read
+    (most keys of a cycle are decided from the arrays and never need them)."""
+
+    __slots__ = ("block", "number", "lo", "hi", "_list")
+
+    def __init__(self, block: Columns, number: int, lo: int, hi: int) -> None:
+        self.block, self.number, self.lo, self.hi = block, number, lo, hi
+        self._list: list[Point] | None = None
+
+    def points(self) -> list[Point]:
+        if self._list is None:
+            b, lo, hi = self.block, self.lo, self.hi
+            times = map(b.stamps.__getitem__, b.numbers[lo:hi].tolist())
+            self._list = list(map(Point._make, zip(times, b.v[lo:hi].tolist(), strict=True)))
+        return self._list
+
+    def newest_us(self) -> int:
+        """The newest point's time in µs since the epoch (a series is never empty)."""
+        return int(self.block.t[self.hi - 1])
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.points()[index]
+
+    def __iter__(self) -> Iterator[Point]:
+        return iter(self.points())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Points):
+            other = other.points()
+        return self.points() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Points({self.points()!r})"
 
 
 @dataclass(frozen=True)
@@ -477,6 +549,105 @@ class KeyDecision(NamedTuple):
     present: bool  # the key had series in this evaluation (else: absent or data back)
 
 
+class Evaluated:
+    """What `evaluate_keys` decided. Iterating gives every key's KeyDecision (the backtest
+    reads them all); the live cycle reads `moved` (the keys decided one by one) and `quiet`:
+    keys found clear of their threshold from arrays, without an active instance — the
+    engine's decision for them is to keep the state as it is, with nothing to notify and
+    nothing for the caller to store (most keys, most cycles). Iterating decides a quiet key
+    one by one after all, so what it yields is exactly the per-key path's decision."""
+
+    __slots__ = ("moved", "quiet", "_again")
+
+    def __init__(
+        self,
+        moved: list[KeyDecision],
+        quiet: list[tuple[str, Mapping[str, Any], Sequence[Point], Known | None]],
+        again: Any,
+    ) -> None:
+        self.moved, self.quiet, self._again = moved, quiet, again
+
+    def __iter__(self) -> Iterator[KeyDecision]:
+        yield from self.moved
+        for item in self.quiet:
+            yield self._again(*item)
+
+    def __len__(self) -> int:
+        return len(self.moved) + len(self.quiet)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_KIND = {"sum": "sum", "count": "sum", "avg": "avg", "min": "min"}  # else max (`_reduce`)
+
+
+def _epoch_us(moment: datetime) -> int:
+    return (moment - _EPOCH) // _US
+
+
+def _window_values(block: Columns, lo: int, hi: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every series' `_reduce` over its points in (lo, hi] (µs) at once: (values, a bound on
+    their rounding error); NaN where the window is empty or holds a non-finite value (those
+    keys are decided one by one). Kept on the block: rules sharing a read share the work."""
+    memo = (lo, hi, kind)
+    if memo in block.memo:
+        return block.memo[memo]
+    heads = block.starts[:-1]
+    inside = (block.t > lo) & (block.t <= hi)
+    finite = np.isfinite(block.v)
+    count = np.add.reduceat(inside.astype(np.int64), heads)
+    bad = np.add.reduceat((inside & ~finite).astype(np.int64), heads) > 0
+    used = inside & finite
+    if kind in ("sum", "avg"):
+        x = np.where(used, block.v, 0.0)
+        values, slack = np.add.reduceat(x, heads), np.add.reduceat(np.abs(x), heads)
+        if kind == "avg":
+            values, slack = values / np.maximum(count, 1), slack / np.maximum(count, 1)
+    elif kind == "min":
+        values = np.minimum.reduceat(np.where(used, block.v, np.inf), heads)
+        slack = np.abs(values)
+    else:
+        values = np.maximum.reduceat(np.where(used, block.v, -np.inf), heads)
+        slack = np.abs(values)
+    values[(count == 0) | bad] = np.nan
+    block.memo[memo] = values, slack
+    return values, slack
+
+
+def _clear_of_threshold(
+    rule: Rule, keyed: Mapping[str, tuple[Mapping[str, Any], Sequence[Point]]], now: datetime,
+    limit: float,
+) -> list[bool] | None:  # fmt: skip
+    """Per key of `keyed` (in order): whether its threshold check certainly gives False,
+    computed from the arrays of one `Columns` block (None: not all keys are views of one
+    block, or not a plain threshold rule). A value within rounding distance of the limit
+    (1e-9 of the values' magnitude) is not certain: the per-key path decides it exactly."""
+    cond = rule.condition
+    if cond.type != "threshold" or is_windowed(cond.metric) or not keyed:
+        return None
+    block = None
+    rows = []
+    for _dims, points in keyed.values():
+        if type(points) is not Points or (block is not None and points.block is not block):
+            return None
+        block = points.block
+        rows.append(points.number)
+    assert block is not None
+    starts = block.starts
+    if not len(block.t) or bool((starts[1:] <= starts[:-1]).any()):
+        return None  # reduceat needs every series non-empty
+    hi = _epoch_us(now)
+    lo = _epoch_us(now - timedelta(minutes=cond.window_minutes))
+    values, slack = _window_values(block, lo, hi, _KIND.get(cond.aggregation, "max"))
+    index = np.asarray(rows, dtype=np.int64)
+    x = values[index]
+    margin = 1e-9 * (slack[index] + abs(limit))
+    with np.errstate(invalid="ignore"):
+        holds = OPERATORS[cond.operator](x, limit)
+        clear = ~np.isnan(x) & ~holds & (np.abs(x - limit) > margin)
+    return clear.tolist()
+
+
 def evaluate_keys(
     rule: Rule,
     keyed: Mapping[str, tuple[Mapping[str, Any], Sequence[Point]]],
@@ -486,7 +657,7 @@ def evaluate_keys(
     tz: ZoneInfo,
     children: Mapping[int, bool | None] | None = None,
     seen_data: bool = True,
-) -> list[KeyDecision]:
+) -> Evaluated:
     """One evaluation of a rule over all of its alert keys: the live cycle and the backtest
     both go through here, so they decide alike.
 
@@ -494,16 +665,46 @@ def evaluate_keys(
     the keys with an instance. A rule without group_by has the one key ""; a grouped rule
     that found no series at all evaluates the key "" on no data (and that instance clears
     when series come back); a known key missing from `keyed` is absent (it expires after
-    `expire_minutes`)."""
+    `expire_minutes`).
+
+    A threshold rule whose series are views of one `Columns` block (the live cycle's raw
+    reads) is checked for all keys at once in numpy; a key clear of its threshold whose
+    instance is not active (none, resolved or expired, same severity) keeps its state and is
+    listed in `quiet`; every other key is decided one by one (`evaluate`)."""
     grouped = bool(rule.condition.group_by)
     if not grouped or not keyed:
         keyed = {"": keyed.get("", ({}, []))} if not grouped else {"": ({}, [])}
-    out = []
-    for key, (dims, points) in keyed.items():
-        before = known.get(key)
+
+    def again(
+        key: str, dims: Mapping[str, Any], points: Sequence[Point], before: Known | None
+    ) -> KeyDecision:
         state = before.state if before is not None else AlertState()
+        if type(points) is Points:
+            points = points.points()
         decision = evaluate(rule, points, state, now, tz=tz, children=children, seen_data=seen_data)
-        out.append(KeyDecision(key, dims, decision, True))
+        return KeyDecision(key, dims, decision, True)
+
+    moved: list[KeyDecision] = []
+    quiet: list[tuple[str, Mapping[str, Any], Sequence[Point], Known | None]] = []
+    clear = _clear_of_threshold(rule, keyed, now, effective_threshold(rule, now, tz))
+    if clear is None:
+        for key, (dims, points) in keyed.items():
+            moved.append(again(key, dims, points, known.get(key)))
+    else:
+        severity = effective_severity(rule, now, tz)
+        for (key, (dims, points)), steady in zip(keyed.items(), clear, strict=True):
+            before = known.get(key)
+            if steady and (
+                before is None
+                or (
+                    before.state.status not in ACTIVE
+                    and before.state.no_data_since is None
+                    and before.severity == severity
+                )
+            ):
+                quiet.append((key, dims, points, before))
+            else:
+                moved.append(again(key, dims, points, before))
     for key, before in known.items():
         if key in keyed:
             continue
@@ -512,8 +713,8 @@ def evaluate_keys(
             decision = transition(rule, before.state, check, now, severity=before.severity)
         else:
             decision = evaluate(rule, None, before.state, now, tz=tz)
-        out.append(KeyDecision(key, before.dimensions, decision, False))
-    return out
+        moved.append(KeyDecision(key, before.dimensions, decision, False))
+    return Evaluated(moved, quiet, again)
 
 
 def self_alert_state(firing: bool, previous: Mapping[str, Any] | None, now: datetime) -> AlertState:

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, text
 
 from monitoring_core.points_reader import count_points, read_points
 
-__all__ = ["RawMetric", "bucket", "read_raw"]
+__all__ = ["RawMetric", "bucket", "bucketed", "read_raw"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -136,23 +136,24 @@ def _reduce(
     return keys[starts], out
 
 
-def bucket(
+def bucketed(
     raw: RawMetric,
     *,
     dims: tuple[str, ...],
     aggregation: str,
     since: datetime,
     step: timedelta,
-) -> dict[tuple[str, ...], tuple[list[int], list[float]]]:
-    """Per group of `dims`: bucket numbers (from `since`, in `step`s) and their values,
-    oldest first. Points before `since` are left out."""
+) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray, np.ndarray]:
+    """`bucket` as arrays: (groups, starts, bucket numbers, values) where group `i`'s buckets
+    are rows `starts[i]:starts[i + 1]`, oldest first (every group has one at least)."""
+    none = np.empty(0, dtype=np.int64)
     if not len(raw.t):
-        return {}
+        return [], np.zeros(1, dtype=np.int64), none, np.empty(0)
     origin, width = (since - _EPOCH).total_seconds(), step.total_seconds()
     keep = raw.t >= origin
     t, v, s = raw.t[keep], raw.v[keep], raw.s[keep]
     if not len(t):
-        return {}
+        return [], np.zeros(1, dtype=np.int64), none, np.empty(0)
     group_of, names = _group_index(raw, dims)
     buckets = ((t - origin) // width).astype(np.int64)
     span = int(buckets.max()) + 1
@@ -165,10 +166,26 @@ def bucket(
         order = np.argsort(keys, kind="stable")
     seg_keys, values = _reduce(aggregation, keys[order], v[order])
     groups, bucket_no = np.divmod(seg_keys, span)
-    bounds = np.flatnonzero(np.diff(groups)) + 1
-    out = {}
-    for g_part, b_part, v_part in zip(
-        np.split(groups, bounds), np.split(bucket_no, bounds), np.split(values, bounds), strict=True
-    ):
-        out[names[int(g_part[0])]] = (b_part.tolist(), v_part.tolist())
-    return out
+    starts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
+    present = [names[int(g)] for g in groups[starts]]
+    return present, np.append(starts, len(groups)), bucket_no, values
+
+
+def bucket(
+    raw: RawMetric,
+    *,
+    dims: tuple[str, ...],
+    aggregation: str,
+    since: datetime,
+    step: timedelta,
+) -> dict[tuple[str, ...], tuple[list[int], list[float]]]:
+    """Per group of `dims`: bucket numbers (from `since`, in `step`s) and their values,
+    oldest first. Points before `since` are left out."""
+    names, starts, numbers, values = bucketed(
+        raw, dims=dims, aggregation=aggregation, since=since, step=step
+    )
+    bounds, nums, xs = starts.tolist(), numbers.tolist(), values.tolist()
+    return {
+        name: (nums[bounds[i] : bounds[i + 1]], xs[bounds[i] : bounds[i + 1]])
+        for i, name in enumerate(names)
+    }

@@ -21,14 +21,15 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from monitoring_core.alerts.engine import Point
-from monitoring_core.alerts.raw import RawMetric, bucket, read_raw
+from monitoring_core.alerts.engine import Columns, Point
+from monitoring_core.alerts.raw import RawMetric, bucket, bucketed, read_raw
 from monitoring_core.alerts.rules import Rule
 from monitoring_core.alerts.signals import signal
 from monitoring_core.alerts.signals_read import SignalKey, SignalReader
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 MINUTE, HOUR, WEEK = timedelta(minutes=1), timedelta(hours=1), timedelta(days=7)
+_EPOCH, _US = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 RAW_STEP = timedelta(seconds=10)
 RAW_MAX = timedelta(minutes=20)  # windows up to this long are read from raw points
 RAW_TAIL = timedelta(minutes=2)  # longer windows: rollups, with this tail from raw points
@@ -74,9 +76,9 @@ class FetchKey:
 
 
 # dims values -> points, oldest first
-Grouped = dict[tuple[str, ...], list[Point]]
+Grouped = dict[tuple[str, ...], Sequence[Point]]
 # alert key -> (dimensions, points)
-Keyed = dict[str, tuple[dict[str, str], list[Point]]]
+Keyed = dict[str, tuple[dict[str, str], Sequence[Point]]]
 
 
 def alert_key(group_by: Sequence[str], values: Sequence[Any]) -> str:
@@ -185,7 +187,9 @@ class SeriesReader:
     signals: SignalReader | None = None
     raw_cache: dict[str, RawMetric | None] = field(default_factory=dict)  # None: over RAW_LIMIT
     tail_cache: dict[str, RawMetric | None] = field(default_factory=dict)
+    views: bool = False  # raw windows as `engine.Points` views of one block per read
     _stamps: dict[datetime, list[datetime]] = field(default_factory=dict)
+    _stamps_us: dict[datetime, np.ndarray] = field(default_factory=dict)
 
     def _since(self, span: timedelta) -> datetime:
         return floor_to(self.now - span, MINUTE)
@@ -217,13 +221,21 @@ class SeriesReader:
         """10-second buckets of raw points from `since`, stamped with their end (or `now`)."""
         if raw is None:
             return {}
-        grouped = bucket(
-            raw, dims=key.dims, aggregation=key.aggregation, since=since, step=RAW_STEP
-        )
         if since not in self._stamps:
             count = int((self.now - since) / RAW_STEP) + 2
             self._stamps[since] = [min(since + (i + 1) * RAW_STEP, self.now) for i in range(count)]
         stamps = self._stamps[since]
+        if self.views:  # arrays the engine checks every key of a rule from at once
+            names, starts, numbers, values = bucketed(
+                raw, dims=key.dims, aggregation=key.aggregation, since=since, step=RAW_STEP
+            )
+            if since not in self._stamps_us:
+                self._stamps_us[since] = np.array([(x - _EPOCH) // _US for x in stamps])
+            block = Columns(stamps, numbers, self._stamps_us[since][numbers], values, starts)
+            return dict(zip(names, block.series(), strict=True))
+        grouped = bucket(
+            raw, dims=key.dims, aggregation=key.aggregation, since=since, step=RAW_STEP
+        )
         return {
             values: list(map(Point._make, zip(map(stamps.__getitem__, numbers), xs, strict=True)))
             for values, (numbers, xs) in grouped.items()
@@ -298,7 +310,7 @@ class SeriesReader:
     def fetch(self, key: FetchKey, span: timedelta) -> Grouped:
         """Points per group of `key.dims` over [now − span, now]."""
         if key.kind == "signal":
-            return self._signals(span).fetch(signal_key(key))
+            return dict(self._signals(span).fetch(signal_key(key)))
         if key.kind == "pattern":
             return self._pattern(key, span)
         now = self.now

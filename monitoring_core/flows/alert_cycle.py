@@ -13,10 +13,10 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +24,14 @@ from sqlalchemy import ARRAY, BigInteger, Connection, Engine, any_, bindparam, f
 from sqlalchemy.exc import DBAPIError
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.engine import AlertState, Decision, Known, evaluate_keys
+from monitoring_core.alerts.engine import (
+    AlertState,
+    Decision,
+    Known,
+    Point,
+    Points,
+    evaluate_keys,
+)
 from monitoring_core.alerts.last_seen import last_point, newest_points
 from monitoring_core.alerts.promql_rules import promql_decisions
 from monitoring_core.alerts.rules import WEDDING_CRITICAL_SERVICES, Rule, RuleInvalid, rule_from_row
@@ -66,6 +73,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 WORKER_LIVE = timedelta(minutes=2)  # a worker not seen for this long is not running
 ACTOR = system_actor("alerting")
+_EPOCH, _US = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
+_NONE = AlertState()
 
 
 @dataclass
@@ -221,7 +230,7 @@ def _fetch_all(cycle: Cycle, rules: list[Rule]) -> dict[Any, series_mod.Grouped]
         key = series_mod.fetch_key(rule)
         if key is not None:
             spans[key] = max(spans.get(key, series_mod.lookback(rule)), series_mod.lookback(rule))
-    reader = series_mod.SeriesReader(cycle.conn, cycle.now)
+    reader = series_mod.SeriesReader(cycle.conn, cycle.now, views=True)
     for key, span in spans.items():  # read each metric's raw points once, as far back as needed
         raw_span = span if span <= series_mod.RAW_MAX else series_mod.RAW_TAIL
         if key.kind == "minute":
@@ -314,9 +323,16 @@ def _within_lookback(rule: Rule, keyed: series_mod.Keyed, now: datetime) -> seri
     looks further back also holds keys whose newest point is older, and such a key is absent
     for this rule (as when it is evaluated alone, and in a backtest), not without data."""
     cutoff = now - series_mod.lookback(rule)
-    if all(not pts or pts[-1].time > cutoff for _dims, pts in keyed.values()):
+    cutoff_us = (cutoff - _EPOCH) // _US
+
+    def recent(points: Sequence[Point]) -> bool:
+        if type(points) is Points:  # a view: its newest time from the arrays
+            return points.newest_us() > cutoff_us
+        return not points or points[-1].time > cutoff
+
+    if all(recent(pts) for _dims, pts in keyed.values()):
         return keyed
-    return {k: v for k, v in keyed.items() if not v[1] or v[1][-1].time > cutoff}
+    return {k: v for k, v in keyed.items() if recent(v[1])}
 
 
 def _evaluate_rule(
@@ -336,15 +352,17 @@ def _evaluate_rule(
         rule, keyed, known, cycle.now, tz=cycle.tz, children=children, seen_data=seen
     )
     results = []
-    for key, dims, decision, present in decided:
+    for key, dims, decision, present in decided.moved:  # quiet keys: nothing to store
         row = existing.get(key)
-        _apply(cycle, rule, key, dims, decision, row, known[key].state if row else state_of(None))
+        _apply(cycle, rule, key, dims, decision, row, known[key].state if row else _NONE)
         if present:
             results.append(decision.check.holds)
+    if decided.quiet:  # each held False
+        results.append(False)
     if not seen and any(holds is not None for holds in results):
         cycle.saw_data.append(rule.id)
     cycle.holds[rule.id] = True if True in results else (False if False in results else None)
-    cycle.report.keys += len(results)
+    cycle.report.keys += len(results) - bool(decided.quiet) + len(decided.quiet)
 
 
 def _evaluate_promql(cycle: Cycle, rule: Rule, existing: dict[str, dict[str, Any]]) -> None:
