@@ -57,6 +57,16 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
+def _parse_days(raw: str) -> tuple[date, date] | None:
+    """`2026-06-01..2026-06-07` from the URL; None when it is not two days in order."""
+    first, _, last = raw.partition("..")
+    try:
+        days = (date.fromisoformat(first), date.fromisoformat(last))
+    except ValueError:
+        return None
+    return days if days[0] <= days[1] else None
+
+
 def _store_setting(conn: Connection, *, key: str, raw: str) -> None:
     if not raw.strip():  # empty: back to the default
         clear_setting(conn, key=key, actor=WHO[0], role=WHO[1], now=clock.now())
@@ -67,14 +77,27 @@ def _store_setting(conn: Connection, *, key: str, raw: str) -> None:
 
 if view == "Audit log":
     if _admins_only():
+        # The filters are in the URL: ?who=ana&action=user.create&target=key&days=2026-06-01..
         cols = st.columns([2, 3, 2, 3])
-        who = cols[0].text_input("Who (actor contains)", key="audit_who")
-        what = cols[1].multiselect("What (actions)", data.read_or_stop(audit_actions))
-        target = cols[2].text_input("On (target contains)", key="audit_target")
-        today = now.astimezone(UTC).date()
-        days = cols[3].date_input(
-            "When (UTC days)", (today - timedelta(days=7), today), key="audit_when"
+        with cols[0]:
+            who = url_state.text("Who (actor contains)", param="who", key="audit_who")
+        what = url_state.multi(
+            cols[1].multiselect,
+            "What (actions)",
+            data.read_or_stop(audit_actions),
+            param="action",
+            key="audit_actions",
         )
+        with cols[2]:
+            target = url_state.text("On (target contains)", param="target", key="audit_target")
+        today = now.astimezone(UTC).date()
+        week = (today - timedelta(days=7), today)
+        url_state.seed("days", "audit_when", _parse_days, week, sticky=False)
+        days = cols[3].date_input("When (UTC days)", key="audit_when")
+        if isinstance(days, tuple) and len(days) == 2 and tuple(days) != week:
+            url_state.put("days", f"{days[0].isoformat()}..{days[1].isoformat()}")
+        elif isinstance(days, tuple) and len(days) == 2:
+            url_state.put("days", None)
         first, last = (days[0], days[-1]) if isinstance(days, tuple) and days else (today, today)
         rows = data.read_or_stop(
             search_audit,

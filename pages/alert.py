@@ -25,7 +25,7 @@ from ui import auth, charts, data, fmt, widgets
 
 user = auth.require_role(Role.VIEWER)
 settings = data.get_settings()
-now, tz = widgets.current_now(), settings.tz
+now, tz = widgets.current_now(), data.business_tz()
 responder = auth.has_role(Role.RESPONDER)
 FLASH = "alert_flash"
 SPANS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(days=1)}

@@ -23,7 +23,7 @@ from ui import oncall as oncall_ui
 
 user = auth.require_role(Role.VIEWER)
 settings = data.get_settings()
-now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
+now, tr, tz = widgets.current_now(), widgets.current_time_range(), data.business_tz()
 responder, admin = auth.has_role(Role.RESPONDER), auth.has_role(Role.ADMIN)
 
 

@@ -20,7 +20,7 @@ from ui import actions, auth, data, fmt, widgets
 
 user = auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
-tz = data.get_settings().tz
+tz = data.business_tz()
 FLASH = "dashboards_flash"
 CAN_EDIT = auth.has_role(Role.RESPONDER)
 REFUSED = (dashboards.DashboardInvalid, PermissionDenied)

@@ -32,7 +32,7 @@ from ui import error_group as view
 
 user = auth.require_role(Role.VIEWER)
 responder = auth.has_role(Role.RESPONDER)
-tr, tz = widgets.current_time_range(), data.get_settings().tz
+tr, tz = widgets.current_time_range(), data.business_tz()
 now = widgets.current_now()
 interval = widgets.chart_interval(tr)
 PAGE = "pages/errors.py"

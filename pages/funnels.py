@@ -44,7 +44,7 @@ MODES = {
 }
 WINDOWS = [1, 3, 7, 14, 30]
 auth.require_role(Role.VIEWER)
-tz, now = data.get_settings().tz, widgets.current_now()
+tz, now = data.business_tz(), widgets.current_now()
 period = period_of(widgets.current_time_range(), tz)
 if period.days < 30:  # funnels need people who had time to convert: at least 30 days of entries
     period = Period(period.last - timedelta(days=29), period.last)

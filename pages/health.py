@@ -21,7 +21,7 @@ from ui import auth, check_detail, data, fmt, health_admin, storage_section, url
 
 auth.require_role(Role.VIEWER)
 settings = data.get_settings()
-now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
+now, tr, tz = widgets.current_now(), widgets.current_time_range(), data.business_tz()
 api_base = settings.api_public_url  # ping URLs: MONITORING_API_PUBLIC_URL, never a guess
 WORST = ["critical", "warning", "unknown", "paused", "healthy"]
 FLASH, PENDING = "health_flash", "health_pending"  # a message and selections for the rerun

@@ -19,7 +19,7 @@ from monitoring_core.traces.rules import parse_attribute
 from ui import auth, data, fmt, trace_links, widgets
 
 auth.require_role(Role.VIEWER)
-tz = data.get_settings().tz
+tz = data.business_tz()
 ALL = "All"
 TAIL_S = 5
 AROUND = timedelta(minutes=5)

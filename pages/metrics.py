@@ -1,7 +1,8 @@
 """Metrics: chart any stored metric (system, database, SQL collectors, Prometheus pushes, your
 own) with an aggregation, dimension filters and grouping over the sidebar's time range.
 
-The chosen metric is kept in the URL (`?metric=NAME`) so a chart can be shared as a link.
+The whole choice is kept in the URL, so a chart can be shared as a link: `?metric=NAME`,
+`&agg=max`, `&by=job&by=instance` (group by), `&where.job=worker1` (one filter per dimension).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import streamlit as st
 
 from monitoring_core import metrics_query
 from monitoring_core.enums import Role
-from ui import auth, data, fmt, widgets
+from ui import auth, data, fmt, url_state, widgets
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
-tz = data.get_settings().tz
+tz = data.business_tz()
 ANY = "(any)"
 
 st.title("Metrics")
@@ -25,11 +26,9 @@ if names.empty:
     st.stop()
 
 choices = list(names["name"])
-wanted = st.query_params.get("metric")
-metric = st.selectbox(
-    "Metric", choices, index=choices.index(wanted) if wanted in choices else 0, key="metric_name"
-)
-st.query_params["metric"] = metric
+metric = url_state.select(st.selectbox, "Metric", choices, param="metric", key="metric_name")
+assert metric is not None  # choices is not empty
+url_state.put("metric", metric)  # always named: a shared link keeps meaning this metric
 info = names.set_index("name").loc[metric]
 st.caption(
     " · ".join(
@@ -46,8 +45,15 @@ st.caption(
 
 dimensions = data.read_or_stop(metrics_query.metric_dimensions, metric)
 cols = st.columns([1, 2, 1])
-aggregation = cols[0].selectbox("Aggregation", metrics_query.AGGREGATIONS, key="metric_agg")
-group_by = cols[1].multiselect("Group by", list(dimensions), key="metric_group_by")
+aggregation = (
+    url_state.select(
+        cols[0].selectbox, "Aggregation", metrics_query.AGGREGATIONS, param="agg", key="metric_agg"
+    )
+    or metrics_query.AGGREGATIONS[0]
+)
+group_by = url_state.multi(
+    cols[1].multiselect, "Group by", list(dimensions), param="by", key="metric_group_by"
+)
 step = widgets.chart_interval(tr)
 cols[2].text_input("Bucket", f"{int(step.total_seconds() // 60)} min", disabled=True)
 
@@ -55,11 +61,18 @@ filters: dict[str, str] = {}
 if dimensions:
     filter_cols = st.columns(min(len(dimensions), 4))
     for i, (key, values) in enumerate(dimensions.items()):
-        picked = filter_cols[i % len(filter_cols)].selectbox(
-            f"{key} is", [ANY, *values], key=f"metric_filter_{key}"
+        picked = url_state.select(
+            filter_cols[i % len(filter_cols)].selectbox,
+            f"{key} is",
+            [ANY, *values],
+            param=f"where.{key}",
+            key=f"metric_filter_{key}",
         )
-        if picked != ANY:
+        if picked is not None and picked != ANY:
             filters[key] = picked
+for param in list(st.query_params):  # filters of another metric's dimensions
+    if param.startswith("where.") and param.removeprefix("where.") not in dimensions:
+        url_state.put(param, None)
 
 try:
     frame = data.read(

@@ -16,7 +16,7 @@ from ui import oncall as oncall_ui
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
-tz = data.get_settings().tz
+tz = data.business_tz()
 summary = data.read_or_stop(queries.overview_summary, tr)
 before = data.read_or_stop(queries.overview_summary, tr.previous())
 if (before["requests"] or 0) < 0.1 * (summary["requests"] or 0):

@@ -11,7 +11,7 @@ from ui import auth, charts, data, fmt, url_state, widgets
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
-tz = data.get_settings().tz
+tz = data.business_tz()
 ms = st.column_config.NumberColumn
 st.title("Performance")
 
@@ -80,7 +80,9 @@ st.subheader("Latency trend per endpoint")
 busiest = table["endpoint"].drop_duplicates().tolist()
 suggested = list(dict.fromkeys([*regressed["endpoint"].tolist(), *busiest]))[:3]
 pick, level = st.columns([4, 1])
-chosen = pick.multiselect("Endpoints", sorted(busiest), default=suggested, key="perf_eps")
+chosen = url_state.multi(  # ?ep=/api/x&ep=/api/y
+    pick.multiselect, "Endpoints", sorted(busiest), param="ep", default=suggested, key="perf_eps"
+)
 percentile = url_state.select(  # ?p=p99
     level.segmented_control, "Percentile", ["p50", "p95", "p99"], param="p", default="p95",
     key="perf_pct", required=True,

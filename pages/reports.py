@@ -26,7 +26,7 @@ from monitoring_core.flows.digest import (
 from ui import actions, auth, data
 
 user = auth.require_role(Role.VIEWER)
-tz = data.get_settings().tz
+tz = data.business_tz()
 FLASH = "reports_flash"
 
 

@@ -16,7 +16,7 @@ from ui import auth, data, widgets
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
 step = widgets.chart_interval(tr)
-tz = data.get_settings().tz
+tz = data.business_tz()
 
 
 class Chart(NamedTuple):

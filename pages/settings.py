@@ -120,7 +120,7 @@ with st.expander("Delivery log (24 h): each notification's outcome, as on incide
     log = data.read_or_stop(delivery_log, since=now - timedelta(days=1), limit=500)
     rows = [
         {
-            "When": fmt.when(r.get("last_attempt_at"), settings.tz, now),
+            "When": fmt.when(r.get("last_attempt_at"), data.business_tz(), now),
             "Channel": r.get("channel") or "—",
             "Outcome": fmt.label(r.get("status")),
             "Attempts": r.get("attempts"),
@@ -184,5 +184,5 @@ with st.form("new_policy"):
             refused=(ValueError, IntegrityError),
         )
 
-schedules_section(FLASH, user, now, settings.tz)
+schedules_section(FLASH, user, now, data.business_tz())
 keys_and_users(FLASH, user)

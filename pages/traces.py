@@ -17,7 +17,7 @@ from monitoring_core.traces.rules import parse_attribute
 from ui import auth, data, fmt, trace_links, widgets
 
 auth.require_role(Role.VIEWER)
-tr, tz = widgets.current_time_range(), data.get_settings().tz
+tr, tz = widgets.current_time_range(), data.business_tz()
 ALL = "All"
 KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 STATUS = {0: "unset", 1: "ok", 2: "error"}

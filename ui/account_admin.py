@@ -51,10 +51,10 @@ def _key_table(keys: list[dict[str, Any]]) -> None:
     columns = ["id", "name", "prefix", "scope", "rate_limit_per_minute", "points_per_minute"]
     columns += ["allowed_origins", "expires_at", "last_used_at", "revoked_at"]
     st.dataframe(pd.DataFrame(keys, columns=columns), hide_index=True)
-    settings = data.get_settings()
+    limits = data.key_limits()  # the key_rate_limits setting (Admin → Settings)
     st.caption(
         "Rates per key and minute: empty means the default"
-        f" ({settings.key_requests_per_minute:,} requests, {settings.key_points_per_minute:,}"
+        f" ({limits.requests_per_minute:,} requests, {limits.points_per_minute:,}"
         " points: metric points, samples, events), 0 means unlimited. Past a rate the API"
         " answers 429 with Retry-After."
     )

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 from sqlalchemy import Connection, Engine
@@ -24,15 +25,19 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from monitoring_core import clock, org_scope
 from monitoring_core.config import ConfigError, Settings, load_settings
 from monitoring_core.db import DatabaseUnavailable, database_url, make_engine, scoped_url
+from monitoring_core.live_settings import KeyLimits, LiveCache, LiveSettings, defaults
 from monitoring_core.replica import ReadRouter, read_router
 
 __all__ = [
     "TTL_S",
     "DatabaseProblem",
+    "business_tz",
     "get_engine",
     "get_read_router",
     "get_scoped_engine",
     "get_settings",
+    "key_limits",
+    "live_settings",
     "guarded",
     "read",
     "read_or_stop",
@@ -78,6 +83,33 @@ def get_scoped_engine() -> Engine | None:
     get_engine()  # the embedded cluster and its roles first
     url = scoped_url(get_settings())
     return None if url is None else make_engine(url)
+
+
+@st.cache_resource(show_spinner=False)
+def live_settings() -> LiveCache:
+    """This UI process's copy of the settings an admin changes live (at most 5 s behind)."""
+    return LiveCache(get_engine(), get_settings())
+
+
+def business_tz() -> ZoneInfo:
+    """The business calendar: the time zone pages show times in, carrying the wedding season
+    (`wedding_calendar.Calendar`, the `wedding_calendar` setting; MONITORING_TZ without it)."""
+    return _live().calendar
+
+
+def key_limits() -> KeyLimits:
+    """The per-minute limits of keys without their own (the `key_rate_limits` setting)."""
+    return _live().key_limits
+
+
+def _live() -> LiveSettings:
+    """The live settings; the environment's while the database cannot be reached at all (a
+    page then shows its own database message, not a failure of the time zone)."""
+    try:
+        return live_settings().current()
+    except (OperationalError, InterfaceError, DatabaseUnavailable, OSError):
+        log.warning("live settings unavailable: the environment's apply", exc_info=True)
+        return defaults(get_settings())
 
 
 _GRANT_KEY = "org_scope_grant"  # (token, organisations, expiry) of this browser session

@@ -265,12 +265,12 @@ def _test(body: dict[str, Any], tr: TimeRange) -> None:
                 rule_from_row({"id": 0, **body}),
                 start=tr.start,
                 end=tr.end,
-                tz=data.get_settings().tz,
+                tz=data.business_tz(),
             )
     except (RuleInvalid, ValueError) as exc:
         st.error(f"Cannot test: {fmt.md_escape(exc)}")
         return
-    tz = data.get_settings().tz
+    tz = data.business_tz()
     st.metric("Would have fired", fmt.plural(result["fired_count"], "time"))
     points = [
         (k["alert_key"] or "all", t.astimezone(tz).replace(tzinfo=None), v)

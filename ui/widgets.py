@@ -12,9 +12,9 @@ from streamlit_autorefresh import st_autorefresh
 
 from monitoring_core import clock
 from monitoring_core.timerange import PRESETS, TimeRange, parse_time_range
-from monitoring_core.wedding_calendar import is_peak_season, is_wedding_day
+from monitoring_core.wedding_calendar import is_peak_season, is_wedding_day, saturday_levels
 from ui import url_state
-from ui.data import get_settings
+from ui.data import business_tz
 
 __all__ = [
     "CUSTOM",
@@ -81,7 +81,7 @@ def time_range_picker() -> None:
     The range lives in the URL so a link opens the same period: `?range=7d` for a preset
     (24 h, the default, is left out), `?from=…&to=…` (ISO 8601 with the business time zone's
     offset) for an absolute period, chosen with "Custom"."""
-    tz = get_settings().tz
+    tz = business_tz()
     state = st.session_state
     asked = _range_in_url(tz)
     raw = (url_state.get("range"), url_state.get("from"), url_state.get("to"))
@@ -149,12 +149,12 @@ def current_time_range() -> TimeRange:
     preset = st.session_state.get(_RANGE_KEY)
     now = current_now()
     if preset is None:
-        asked = _range_in_url(get_settings().tz)
+        asked = _range_in_url(business_tz())
         if isinstance(asked, TimeRange):
             return asked
         preset = asked
     if preset == CUSTOM:
-        custom = _custom_range(get_settings().tz)
+        custom = _custom_range(business_tz())
         if custom is not None:
             return custom
         preset = "24h"
@@ -235,14 +235,19 @@ def status_badge(status: str) -> str:
 
 
 def wedding_day_banner(now: datetime | None = None) -> None:
-    """On Saturdays in MONITORING_TZ: a banner saying the wedding-day rules are in force."""
+    """On Saturdays in the business time zone: a banner saying the wedding-day rules are in
+    force (as the calendar setting has them)."""
     moment = now or clock.now()
-    tz = get_settings().tz
+    tz = business_tz()
     if is_wedding_day(moment, tz):
         season = " in peak season" if is_peak_season(moment, tz) else ""
+        levels = saturday_levels(tz)
+        raised = {0: "keep their severity", 1: "fire one severity higher"}.get(
+            levels, f"fire {levels} severities higher"
+        )
         st.warning(
             f"**Wedding day{season}.** Couples are getting married today: weekend-escalation "
-            "rules fire one severity higher and escalations run at the wedding-day pace "
+            f"rules {raised} and escalations run at the wedding-day pace "
             "(immediately, then 5 and 15 minutes).",
             icon=":material/favorite:",
         )
