@@ -7,6 +7,7 @@ A page binds a widget to a query parameter instead of keeping its choice only in
     view = url_state.tabs(["Open", "History"], param="tab")  # ?tab=History (segmented control)
     query = url_state.text("Search", param="q")              # ?q=timeout
     only_mine = url_state.toggle("Only mine", param="mine")  # ?mine=1
+    eps = url_state.multi(st.multiselect, "Endpoints", names, param="ep")  # ?ep=a&ep=b
 
 How it behaves:
 - The value in the URL wins when the page opens and whenever the URL changes from outside
@@ -36,6 +37,7 @@ __all__ = [
     "get",
     "get_int",
     "link_params",
+    "multi",
     "put",
     "seed",
     "select",
@@ -89,12 +91,19 @@ def current_page() -> str:
 
 
 def seed(
-    param: str, key: str, parse: Callable[[str], T | None], default: T, *, sticky: bool
+    param: str,
+    key: str,
+    parse: Callable[[str], T | None],
+    default: T,
+    *,
+    sticky: bool,
+    raw: str | None = None,
 ) -> None:
     """Before the widget `key` is drawn: take the URL's value when the URL changed from outside
-    (or on first draw), else keep what the widget holds."""
+    (or on first draw), else keep what the widget holds. `raw`: the value as read by the
+    caller (a repeated parameter's values joined), instead of `get(param)`."""
     state = st.session_state
-    raw = get(param)
+    raw = get(param) if raw is None else raw or None
     page = current_page()
     last_page, last_raw = _seen().get(param, (None, None))
     url_changed = raw != last_raw
@@ -138,6 +147,52 @@ def select(
         None if chosen is None or (chosen == fallback and named != chosen) else to_url(chosen),
     )
     return chosen
+
+
+def multi(
+    factory: Callable[..., Any],
+    label: str,
+    options: Sequence[T],
+    *,
+    param: str,
+    default: Sequence[T] = (),
+    to_url: Callable[[T], str] = str,
+    **kwargs: Any,
+) -> list[T]:
+    """Several choices among `options` (st.multiselect, st.pills with selection_mode="multi")
+    bound to a repeated `?param=a&param=b`; `default` when the URL names none. Values no longer
+    among the options are dropped (from the widget and the URL)."""
+    options = list(options)
+    by_raw = {to_url(o): o for o in options}
+    fallback = [o for o in default if o in options]
+    key = kwargs.pop("key", f"url_{param}")
+    if key in st.session_state:
+        held = st.session_state[key]
+        kept = [v for v in held if v in options] if isinstance(held, list) else fallback
+        if kept != held:
+            st.session_state[key] = kept
+    named = [by_raw[r] for r in st.query_params.get_all(param) if r in by_raw]
+
+    def parse(_joined: str) -> list[T] | None:
+        return named or None
+
+    seed(param, key, parse, fallback, sticky=False, raw=_joined(st.query_params.get_all(param)))
+    value = factory(label, options, key=key, **kwargs)
+    chosen = [v for v in (value or []) if v in options]
+    raws = [to_url(v) for v in chosen]
+    if not chosen or (chosen == fallback and named != chosen):
+        if param in st.query_params:
+            del st.query_params[param]
+        _seen()[param] = (current_page(), None)
+    else:
+        if st.query_params.get_all(param) != raws:
+            st.query_params[param] = raws
+        _seen()[param] = (current_page(), _joined(raws))
+    return chosen
+
+
+def _joined(raws: Sequence[str]) -> str:
+    return "\n".join(raws)
 
 
 def tabs(
