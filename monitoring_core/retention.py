@@ -69,6 +69,7 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "business_events": 800,
     "spans": 14,
     "log_records": 14,
+    "metric_histograms": 14,  # OTLP histogram points (folded into the metric rollups)
     "metric_chunks": 30,  # compacted raw metric points (compaction.py)
     "rollup_1m": 90,
     "rollup_1h": 395,  # 13 months, API and Web Vitals hours too
@@ -129,6 +130,7 @@ _IDLE_SERIES = text(
 )
 _SERIES_ROWS = (
     "metric_points",
+    "metric_histograms",
     "metric_chunks",
     "metric_rollup_1m",
     "metric_rollup_1h",
@@ -136,7 +138,8 @@ _SERIES_ROWS = (
     "metric_rollup_1d",
 )
 # Raw tables whose rows feed rollups: the watermark of the same name must have passed them.
-ROLLED_UP = {"metric_points", "api_timings", "web_vitals"}
+ROLLED_UP = {"metric_points", "api_timings", "web_vitals", "metric_histograms"}
+_WATERMARK_OF = {"metric_histograms": "metric_points"}  # rolled up with the metric family
 _ROLLUP_TABLES = {
     "api_rollup_1m": "rollup_1m",
     "api_total_1m": "rollup_1m",
@@ -328,7 +331,8 @@ def _drop_expired(
 
 def _watermark(conn: Connection, table: str) -> datetime:
     found = conn.execute(
-        text("SELECT watermark FROM rollup_watermarks WHERE name = :n"), {"n": table}
+        text("SELECT watermark FROM rollup_watermarks WHERE name = :n"),
+        {"n": _WATERMARK_OF.get(table, table)},
     ).scalar()
     return found or datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -282,6 +282,37 @@ def _dedup_sql(fam: Family) -> str:
     )
 
 
+def _otlp_histograms_sql() -> str:
+    """Recompute the 1-minute rows of the series with OTLP histogram rows in [:lo, :hi)
+    (`metric_histograms`, written by otlp/histograms.py): their buckets merged with any raw
+    points of the same series and minute. Runs after the points' upsert, so such a row ends
+    up whole whichever ran last; `last` is the newest histogram's mean (or point's value)."""
+    bucket = _bin("minute", "time")
+    src = (
+        f"SELECT {bucket} AS bucket, series_id, time, count, sum, min, max, hist_keys, "
+        "hist_counts, sum / count AS lastv FROM metric_histograms "
+        "WHERE time >= :lo AND time < :hi AND count > 0 "
+        f"UNION ALL SELECT {bucket} AS bucket, series_id, time, 1, value, value, value, "
+        f"ARRAY[{sql_bucket_key('value')}], CAST('{{1}}' AS bigint[]), value FROM metric_points "
+        "WHERE time >= :lo AND time < :hi AND series_id IN (SELECT series_id FROM "
+        "metric_histograms WHERE time >= :lo AND time < :hi)"
+    )
+    cols = "bucket, series_id, count, sum, min, max, hist_keys, hist_counts, last"
+    return (
+        f"WITH src AS MATERIALIZED ({src}) INSERT INTO metric_rollup_1m ({cols}) "
+        f"SELECT {cols} FROM (SELECT bucket, series_id, sum(count)::bigint AS count, "
+        "sum(sum) AS sum, min(min) AS min, max(max) AS max, "
+        "(max(ARRAY[date_part('epoch', time), lastv]))[2] AS last FROM src "
+        "GROUP BY bucket, series_id) t JOIN (SELECT bucket, series_id, "
+        "array_agg(k ORDER BY k) AS hist_keys, array_agg(c ORDER BY k) AS hist_counts FROM "
+        "(SELECT bucket, series_id, u.k, sum(u.c)::bigint AS c FROM src, "
+        "unnest(src.hist_keys, src.hist_counts) AS u(k, c) GROUP BY bucket, series_id, u.k) x "
+        "GROUP BY bucket, series_id) h USING (bucket, series_id) "
+        "ON CONFLICT (bucket, series_id) DO UPDATE SET "
+        + ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_HIST_COLS, "last"))
+    )
+
+
 def vitals_hist_select(unit: str | None, lo: str, hi: str) -> str:
     """Raw Web Vitals in [lo, hi) in the shape of `web_vitals_rollup_1h` (used for edges)."""
     fam = FAMILIES[2]
@@ -421,9 +452,15 @@ def roll_family(conn: Connection, fam: Family, hi: datetime) -> FamilyResult:
     if fam.raw == "metric_points":  # late points into compacted stretches: chunks to rows
         expand_touched(conn, lo, hi)
     unit = fam.first_unit
+    raw = fam.raw
+    if fam.raw == "metric_points":  # OTLP histogram points roll up with the metric family
+        raw = (
+            "(SELECT time, ingested_at FROM metric_points UNION ALL "
+            "SELECT time, ingested_at FROM metric_histograms) r"
+        )
     touched = conn.execute(
         text(
-            f"SELECT {_bin(unit, 'time')} AS b, count(*) AS n FROM {fam.raw} "
+            f"SELECT {_bin(unit, 'time')} AS b, count(*) AS n FROM {raw} "
             "WHERE ingested_at > :lo AND ingested_at <= :hi GROUP BY 1"
         ),
         {"lo": lo, "hi": hi},
@@ -433,11 +470,14 @@ def roll_family(conn: Connection, fam: Family, hi: datetime) -> FamilyResult:
     select = (_points_select if fam.one_entry_per_point else hist_select)(fam, unit, ":lo", ":hi")
     first = text(_upsert(fam.first_table, fam.keys, fam, select))
     dedup = text(_dedup_sql(fam)) if fam.one_entry_per_point else None
+    histograms = text(_otlp_histograms_sql()) if fam.raw == "metric_points" else None
 
     def first_level(params: dict[str, Any]) -> None:
         conn.execute(first, params)
         if dedup is not None:
             conn.execute(dedup, params)
+        if histograms is not None:
+            conn.execute(histograms, params)
 
     for r_lo, r_hi in contiguous_ranges(starts, UNITS[unit], MAX_GAP, _MAX_RANGE[unit]):
         _guarded(conn, fam.name, fam.first_table, first_level, r_lo, r_hi, UNITS[unit], result)

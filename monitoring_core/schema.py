@@ -386,6 +386,24 @@ otlp_cumulative = Table(
     Column("start_ns", BigInteger, nullable=False),
     Column("value", Double, nullable=False),
     _ts("time", nullable=False),
+    Column("buckets", JSONB),  # a histogram series' previous cumulative buckets
+)
+
+# OTLP histogram points (otlp/histograms.py): one row per data point (a cumulative one as its
+# delta), the buckets spread over the log buckets of histogram.py; the metric rollup folds
+# them into the 1-minute rows of their series.
+metric_histograms = _partitioned(
+    "metric_histograms",
+    Column("series_id", BigInteger, nullable=False),
+    *_histogram_cols(),
+)
+Index(
+    "ix_metric_histograms_series_id_time", metric_histograms.c.series_id, metric_histograms.c.time
+)
+Index(
+    "ix_metric_histograms_ingested_at",
+    metric_histograms.c.ingested_at,
+    postgresql_using="brin",
 )
 
 # ---------------------------------------------------------------- errors
@@ -1187,6 +1205,7 @@ PARTITIONED_TABLES: tuple[str, ...] = (
     "business_events",
     "spans",
     "log_records",
+    "metric_histograms",
 )
 
 # Citus (docs/SCALING.md): the distribution column of every high-volume table, and the small
@@ -1200,6 +1219,7 @@ DISTRIBUTED_TABLES: dict[str, str] = {
     "metric_rollup_1h": "series_id",
     "metric_rollup_6h": "series_id",
     "metric_rollup_1d": "series_id",
+    "metric_histograms": "series_id",
     "api_timings": "endpoint",
     "api_timing_packs": "endpoint",
     "api_rollup_1m": "endpoint",

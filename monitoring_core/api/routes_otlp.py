@@ -166,7 +166,8 @@ def _store_metrics(app: FastAPI, request: Any) -> tuple[int, int, str]:
     obs = observations(request, limits, result)
     series = app_cache(app, "metric_series", SeriesCache)
     if obs:
-        needs = {"metric_points": {o.time.date() for o in obs}}
+        days = {o.time.date() for o in obs}
+        needs = {"metric_points": days, "metric_histograms": days}
         oldest_ns = int(limits.oldest.timestamp() * 1e9)
         fresh = partition_days(app).write(
             needs,

@@ -11,8 +11,11 @@ with the per-metric series cap.
   the name (the counter restarted when its start time changed or its value went down: then
   the value itself is the increase); the first point of a series whose start time is older
   than the accepted window only sets the baseline (its whole history would be a false spike);
-- histogram and exponential histogram: `NAME.count` and `NAME.sum`, each as a sum of its
-  temporality (so cumulative ones become increases);
+- histogram and exponential histogram: their buckets under the name, as mergeable log-bucket
+  histograms in `metric_histograms` (`otlp/histograms.py`: cumulative points as deltas per
+  series), which the metric rollup folds into the series' 1-minute rows, so p50/p95/p99 of
+  the metric answer from the OTLP buckets; and `NAME.count` and `NAME.sum`, each as a sum of
+  its temporality (so cumulative ones become increases);
 - summary: `NAME.count`, `NAME.sum` as cumulative sums, quantiles as `NAME` with dimension
   `quantile`.
 
@@ -31,19 +34,33 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
+from monitoring_core.histogram import bucket_value
+from monitoring_core.ingest.copy import copy_rows
 from monitoring_core.ingest.metrics import (
     MAX_DIMENSIONS,
     SeriesCache,
     SeriesKey,
     SeriesLimitExceeded,
+    dimensions_key,
+    resolve_series,
     write_metrics,
 )
 from monitoring_core.ingest.points import MetricPoint, points_to_batch
 from monitoring_core.ingest.validate import Limits
+from monitoring_core.otlp.histograms import (
+    OtlpHistogram,
+    delta,
+    estimated_sum,
+    from_point,
+    from_state,
+    log_buckets,
+    to_state,
+)
 from monitoring_core.otlp.values import attributes, clean_text, service_of, time_of
 
 __all__ = [
     "RESOURCE_DIMENSIONS",
+    "HistogramRow",
     "MetricsResult",
     "Observation",
     "cumulative_increase",
@@ -71,11 +88,28 @@ class Observation:
     value: float
     kind: str  # "gauge" | "cumulative"
     start_ns: int = 0
+    hist: OtlpHistogram | None = None  # a histogram point's buckets (value: its count)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramRow:
+    """One row of `metric_histograms`: a (delta) histogram point in log buckets."""
+
+    name: str
+    dimensions: Mapping[str, str]
+    time: datetime
+    count: int
+    sum: float
+    min: float
+    max: float
+    keys: list[int]
+    counts: list[int]
 
 
 @dataclass
 class MetricsResult:
     points: list[MetricPoint] = field(default_factory=list)
+    histograms: list[HistogramRow] = field(default_factory=list)
     rejected: int = 0
     reason: str = ""
 
@@ -162,6 +196,11 @@ def _metric(
             out.append(Observation(name, dims, moment, _number(point), kind, start))
         elif which in ("histogram", "exponential_histogram"):
             kind = "cumulative" if data.aggregation_temporality == CUMULATIVE else "gauge"
+            hist = from_point(point, which == "exponential_histogram")
+            if isinstance(hist, str):
+                result.refuse(1, f"a histogram point of {name!r}: {hist}")
+                continue
+            out.append(Observation(name, dims, moment, float(hist.count), kind, start, hist))
             out.append(Observation(f"{name}.count", dims, moment, float(point.count), kind, start))
             if point.HasField("sum"):
                 out.append(Observation(f"{name}.sum", dims, moment, point.sum, kind, start))
@@ -192,42 +231,98 @@ def cumulative_increase(
     return value - prev_value
 
 
-_STATE = text("SELECT key, start_ns, value FROM otlp_cumulative WHERE key = ANY(:keys) FOR UPDATE")
+_STATE = text(
+    "SELECT key, start_ns, value, buckets FROM otlp_cumulative WHERE key = ANY(:keys) FOR UPDATE"
+)
 _SAVE = text(
     """
-    INSERT INTO otlp_cumulative (key, start_ns, value, time)
-    SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:starts AS bigint[]),
-                         CAST(:values AS float8[]), CAST(:times AS timestamptz[]))
+    INSERT INTO otlp_cumulative (key, start_ns, value, time, buckets)
+    SELECT k, s, v, t, CAST(b AS jsonb) FROM unnest(
+        CAST(:keys AS text[]), CAST(:starts AS bigint[]), CAST(:values AS float8[]),
+        CAST(:times AS timestamptz[]), CAST(:buckets AS text[])) AS u(k, s, v, t, b)
     ON CONFLICT (key) DO UPDATE SET start_ns = EXCLUDED.start_ns, value = EXCLUDED.value,
-                                    time = EXCLUDED.time
+                                    time = EXCLUDED.time, buckets = EXCLUDED.buckets
     WHERE otlp_cumulative.time <= EXCLUDED.time
     """
 )
 
 
 def _state_key(obs: Observation) -> str:
+    prefix = "h\x1f" if obs.hist is not None else ""  # a histogram's buckets, not a sum
     return (
-        obs.name + "\x1f" + orjson.dumps(dict(obs.dimensions), option=orjson.OPT_SORT_KEYS).decode()
+        prefix
+        + obs.name
+        + "\x1f"
+        + orjson.dumps(dict(obs.dimensions), option=orjson.OPT_SORT_KEYS).decode()
     )
 
 
-def _points(conn: Connection, obs: list[Observation], oldest_ns: int) -> list[MetricPoint]:
-    """Gauges as they are; cumulative observations as increases, the state updated."""
+def _histogram_increase(
+    previous: tuple[int, float, OtlpHistogram | None] | None,
+    obs: Observation,
+    oldest_ns: int,
+) -> OtlpHistogram | None:
+    """What a cumulative histogram point adds (the rule of `cumulative_increase`, per bucket)."""
+    assert obs.hist is not None
+    if previous is None:
+        return obs.hist if obs.start_ns and obs.start_ns >= oldest_ns else None
+    prev_start, _, prev_hist = previous
+    if obs.start_ns != prev_start or prev_hist is None:
+        return obs.hist
+    return delta(obs.hist, prev_hist)
+
+
+def _histogram_row(obs: Observation, hist: OtlpHistogram) -> HistogramRow | None:
+    keys, counts = log_buckets(hist)
+    if not keys:
+        return None
+    exact = obs.kind == "gauge"  # a delta point's min and max are its own
+    low = hist.min if exact and hist.min is not None else bucket_value(keys[0])
+    high = hist.max if exact and hist.max is not None else bucket_value(keys[-1])
+    total = hist.sum if hist.sum is not None else estimated_sum(keys, counts)
+    return HistogramRow(
+        obs.name, obs.dimensions, obs.time, sum(counts), total, low, high, keys, counts
+    )
+
+
+def _points(
+    conn: Connection, obs: list[Observation], oldest_ns: int
+) -> tuple[list[MetricPoint], list[HistogramRow]]:
+    """Gauges as they are; cumulative observations as increases, the state updated;
+    histogram points as rows of log buckets."""
     cumulative = sorted((o for o in obs if o.kind == "cumulative"), key=lambda o: o.time)
     keys = sorted({_state_key(o) for o in cumulative})
-    state: dict[str, tuple[int, float]] = {}
+    state: dict[str, tuple[int, float, OtlpHistogram | None]] = {}
     if keys:  # locked in key order: two requests for the same series wait, never deadlock
-        state = {row.key: (row.start_ns, row.value) for row in conn.execute(_STATE, {"keys": keys})}
+        state = {
+            row.key: (row.start_ns, row.value, from_state(row.buckets) if row.buckets else None)
+            for row in conn.execute(_STATE, {"keys": keys})
+        }
     points: list[MetricPoint] = []
-    latest: dict[str, tuple[int, float, datetime]] = {}
+    rows: list[HistogramRow] = []
+    latest: dict[str, tuple[int, float, datetime, str | None]] = {}
     for o in obs:
-        if o.kind == "gauge":
+        if o.kind != "gauge":
+            continue
+        if o.hist is None:
             points.append(MetricPoint(o.name, o.value, o.time, o.dimensions, "otlp"))
+        elif o.hist.count and (row := _histogram_row(o, o.hist)) is not None:
+            rows.append(row)
     for o in cumulative:
         key = _state_key(o)
-        increase = cumulative_increase(state.get(key), o.start_ns, o.value, oldest_ns)
-        state[key] = (o.start_ns, o.value)
-        latest[key] = (o.start_ns, o.value, o.time)
+        if o.hist is not None:
+            added = _histogram_increase(state.get(key), o, oldest_ns)
+            state[key] = (o.start_ns, o.value, o.hist)
+            latest[key] = (o.start_ns, o.value, o.time, orjson.dumps(to_state(o.hist)).decode())
+            if added is not None and added.count and (row := _histogram_row(o, added)):
+                rows.append(row)
+            continue
+        previous = state.get(key)
+        increase = cumulative_increase(
+            None if previous is None else previous[:2], o.start_ns, o.value, oldest_ns
+        )
+        state[key] = (o.start_ns, o.value, None)
+        latest[key] = (o.start_ns, o.value, o.time, None)
         if increase is not None:
             points.append(MetricPoint(o.name, increase, o.time, o.dimensions, "otlp"))
     if latest:
@@ -238,9 +333,37 @@ def _points(conn: Connection, obs: list[Observation], oldest_ns: int) -> list[Me
                 "starts": [v[0] for v in latest.values()],
                 "values": [v[1] for v in latest.values()],
                 "times": [v[2] for v in latest.values()],
+                "buckets": [v[3] for v in latest.values()],
             },
         )
-    return points
+    return points, rows
+
+
+_HISTOGRAM_COLUMNS = (
+    ("time", "timestamptz"), ("series_id", "int8"), ("count", "int8"), ("sum", "float8"),
+    ("min", "float8"), ("max", "float8"), ("hist_keys", "int4[]"), ("hist_counts", "int8[]"),
+)  # fmt: skip
+
+
+def _write_histograms(
+    conn: Connection, rows: list[HistogramRow], cache: SeriesCache, max_series_per_metric: int
+) -> dict[SeriesKey, int]:
+    """COPY the histogram rows (their series created under the same cap as points)."""
+    keys = [(row.name, dimensions_key(row.dimensions)) for row in rows]
+    ids, fresh = resolve_series(
+        conn, dict.fromkeys(keys, "otlp"), cache, max_series_per_metric=max_series_per_metric
+    )
+    copy_rows(
+        conn,
+        "metric_histograms",
+        [c for c, _ in _HISTOGRAM_COLUMNS],
+        [t for _, t in _HISTOGRAM_COLUMNS],
+        (
+            (r.time, ids[k], r.count, r.sum, r.min, r.max, r.keys, r.counts)
+            for r, k in zip(rows, keys, strict=True)
+        ),
+    )
+    return fresh
 
 
 def store_metrics(
@@ -254,20 +377,25 @@ def store_metrics(
 ) -> dict[SeriesKey, int]:
     """Write the observations (caller's transaction); series past the cap are refused and
     counted in `result`. Returns new series ids, to cache after commit."""
-    points = _points(conn, obs, oldest_ns)
-    refused: set[str] = set()
-    while points:
-        batch = points_to_batch(points)
+    points, rows = _points(conn, obs, oldest_ns)
+    while points or rows:
         conn.execute(text("SAVEPOINT otlp_metrics"))
         try:
-            fresh = write_metrics(conn, batch, cache, max_series_per_metric=max_series_per_metric)
+            fresh: dict[SeriesKey, int] = {}
+            if points:
+                batch = points_to_batch(points)
+                fresh = write_metrics(
+                    conn, batch, cache, max_series_per_metric=max_series_per_metric
+                )
+            if rows:
+                fresh.update(_write_histograms(conn, rows, cache, max_series_per_metric))
         except SeriesLimitExceeded as exc:
             conn.execute(text("ROLLBACK TO SAVEPOINT otlp_metrics"))
-            refused.add(exc.metric)
             dropped = [p for p in points if p.name == exc.metric]
-            result.refuse(len(dropped), exc.message)
-            points = [p for p in points if p.name not in refused]
+            result.refuse(len(dropped) + sum(r.name == exc.metric for r in rows), exc.message)
+            points = [p for p in points if p.name != exc.metric]
+            rows = [r for r in rows if r.name != exc.metric]
             continue
-        result.points = points
+        result.points, result.histograms = points, rows
         return fresh
     return {}
