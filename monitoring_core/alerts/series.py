@@ -155,16 +155,21 @@ def for_rule(rule: Rule, key: FetchKey, grouped: Grouped) -> Keyed:
             alert_key(cond.group_by, v): (dict(zip(cond.group_by, v, strict=True)), pts)
             for v, pts in grouped.items()
         }
-    wanted = {key.dims.index(name): str(value) for name, value in cond.filters.items()}
+    wanted = [(key.dims.index(name), str(value)) for name, value in cond.filters.items()]
     picks = [key.dims.index(name) for name in cond.group_by]
+    items: Any = grouped.items()
+    if len(wanted) == 1:  # the common cases first (a cycle cuts a few thousand reads)
+        ((at, value),) = wanted
+        items = [(values, points) for values, points in items if values[at] == value]
+    elif wanted:
+        items = [(vs, pts) for vs, pts in items if all(vs[i] == v for i, v in wanted)]
+    if len(picks) == 1:
+        (at,), (name,) = picks, cond.group_by
+        return {f"{name}={values[at]}": ({name: values[at]}, points) for values, points in items}
     out: Keyed = {}
-    for values, points in grouped.items():
-        if all(values[i] == v for i, v in wanted.items()):
-            mine = [values[i] for i in picks]
-            out[alert_key(cond.group_by, mine)] = (
-                dict(zip(cond.group_by, mine, strict=True)),
-                points,
-            )
+    for values, points in items:
+        mine = [values[i] for i in picks]
+        out[alert_key(cond.group_by, mine)] = (dict(zip(cond.group_by, mine, strict=True)), points)
     return out
 
 

@@ -309,7 +309,7 @@ def load_states(conn: Connection, rule_ids: Iterable[int]) -> dict[tuple[int, st
     if not ids:
         return {}
     out = {}
-    for values in conn.execute(_LOAD_STATES, {"ids": ids}):
+    for values in conn.execute(_LOAD_STATES, {"ids": ids}).all():  # fetchall: C rows
         row = dict(zip(_INSTANCE_COLUMNS, values, strict=True))
         row["trigger_dimensions"] = _json_loads(row["trigger_dimensions"])
         out[(row["alert_configuration_id"], row["alert_key"])] = row

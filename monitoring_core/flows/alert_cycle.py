@@ -227,7 +227,7 @@ def _fetch_all(cycle: Cycle, rules: list[Rule]) -> dict[Any, series_mod.Grouped]
     """One read per (metric, aggregation, dims) shared by every rule that needs it."""
     spans: dict[Any, Any] = {}
     for rule in rules:
-        key = series_mod.fetch_key(rule)
+        key, _how = _cut(rule)
         if key is not None:
             spans[key] = max(spans.get(key, series_mod.lookback(rule)), series_mod.lookback(rule))
     reader = series_mod.SeriesReader(cycle.conn, cycle.now, views=True)
@@ -302,20 +302,40 @@ def _evaluate_all(
     for (rule_id, key), row in load_states(conn, rows).items():
         states[rule_id][key] = row
     fetched = _fetch_all(cycle, rules)
-    split: dict[tuple[Any, ...], series_mod.Keyed] = {}  # rules that cut a read the same way
+    split: dict[str, series_mod.Keyed] = {}  # rules that cut a read the same way
+    recent: dict[tuple[str, timedelta], series_mod.Keyed] = {}  # ... and look as far back
     for rule in sorted(rules, key=lambda r: r.condition.type == "composite"):
-        fk = series_mod.fetch_key(rule)
+        fk, how = _cut(rule)
         keyed: series_mod.Keyed = {}
         if fk is not None:
-            cond = rule.condition
-            how = (fk, cond.group_by, json.dumps(dict(cond.filters), sort_keys=True, default=str))
             if how not in split:
                 split[how] = series_mod.for_rule(rule, fk, fetched.get(fk, {}))
-            keyed = _within_lookback(rule, split[how], now)
+            reach = (how, series_mod.lookback(rule))
+            if reach not in recent:
+                recent[reach] = _within_lookback(rule, split[how], now)
+            keyed = recent[reach]
         _evaluate_rule(cycle, rule, keyed, states[rule.id])
     _store(cycle)
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
+
+
+# Per parsed rule (held with it, so its id stays its own): its read and how it cuts the read.
+_CUTS: dict[int, tuple[Rule, series_mod.FetchKey | None, str]] = {}
+
+
+def _cut(rule: Rule) -> tuple[series_mod.FetchKey | None, str]:
+    """The rule's read (`series.fetch_key`) and a name for how it cuts that read into alert
+    keys (read, group_by, filters): rules with equal names share their keyed series."""
+    held = _CUTS.get(id(rule))
+    if held is not None and held[0] is rule:
+        return held[1], held[2]
+    fk, cond = series_mod.fetch_key(rule), rule.condition
+    how = repr((fk, cond.group_by, json.dumps(dict(cond.filters), sort_keys=True, default=str)))
+    if len(_CUTS) > 2 * len(_PARSED) + 1000:  # rules since replaced by newer versions
+        _CUTS.clear()
+    _CUTS[id(rule)] = (rule, fk, how)
+    return fk, how
 
 
 def _within_lookback(rule: Rule, keyed: series_mod.Keyed, now: datetime) -> series_mod.Keyed:
