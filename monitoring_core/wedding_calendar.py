@@ -59,9 +59,15 @@ class Calendar(ZoneInfo):
     strictness: float
     saturday_levels: int
 
-    def __reduce__(self) -> Any:  # pickled (Streamlit caches) with its season, not by key alone
-        return (make_calendar, (self.key, tuple(sorted(self.peak_months)), self.strictness,
-                                self.saturday_levels))  # fmt: skip
+    def __reduce__(self) -> Any:
+        # Pickled (and hashed by Streamlit's caches) with its season, not by its key alone;
+        # through a classmethod, which both pickle and Streamlit's hasher take by name.
+        months = tuple(sorted(self.peak_months))
+        return (Calendar.restore, (self.key, months, self.strictness, self.saturday_levels))
+
+    @classmethod
+    def restore(cls, key: str, months: tuple[int, ...], strictness: float, levels: int) -> Calendar:
+        return make_calendar(key, months, strictness, levels)
 
     def __repr__(self) -> str:
         months = ",".join(str(m) for m in sorted(self.peak_months))
