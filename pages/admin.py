@@ -29,6 +29,7 @@ from monitoring_core.config_io.settings_rows import (
 from monitoring_core.enums import Role
 from ui import actions, auth, data, fmt, url_state, widgets
 from ui.admin_sections import collector_editor, runbook_editor, silences_section
+from ui.settings_forms import LIVE_KEYS, live_settings_forms
 
 user = auth.require_role(Role.RESPONDER)
 is_admin = auth.has_role(Role.ADMIN)
@@ -120,7 +121,10 @@ if view == "Audit log":
 elif view == "Settings":
     if _admins_only():
         current = data.read_or_stop(read_settings)
+        live_settings_forms(FLASH, WHO, current)
         for key, (meaning, _check) in KNOWN_SETTINGS.items():
+            if key in LIVE_KEYS:  # edited in the forms above
+                continue
             st.markdown(f"**{fmt.md_escape(key)}**: {fmt.md_escape(meaning)}")
             shown = json.dumps(current[key], indent=1) if key in current else ""
             raw = st.text_area(
@@ -150,17 +154,6 @@ elif view == "Settings":
         st.dataframe(
             pd.DataFrame(
                 [
-                    ("MONITORING_TZ", str(config.tz_name), "business and wedding-day time zone"),
-                    (
-                        "MONITORING_KEY_REQUESTS_PER_MINUTE",
-                        str(config.key_requests_per_minute),
-                        "per key",
-                    ),
-                    (
-                        "MONITORING_KEY_POINTS_PER_MINUTE",
-                        str(config.key_points_per_minute),
-                        "per key",
-                    ),
                     (
                         "MONITORING_SESSION_IDLE_MINUTES",
                         str(config.session_idle_minutes),

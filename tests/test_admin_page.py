@@ -185,6 +185,7 @@ def test_admins_filter_the_log_and_change_settings(
     assert list(table_with(at, "actor", "action")["action"]) == ["silence.create"]
     at.text_input(key="audit_who").input("nobody-like-this").run()
     assert table_with(at, "actor", "action").empty
+    assert at.query_params["who"] in ("nobody-like-this", ["nobody-like-this"])  # in the URL
 
     at.button_group(key="url_tab").set_value("Settings").run()
     at.text_area(key="setting_retention_days").input('{"audit_log": "long"}')
@@ -248,3 +249,28 @@ def test_admins_edit_a_collector_and_keep_its_url(
         row = conn.execute(select(sql_collectors)).mappings().one()
     assert (row["interval_seconds"], row["is_enabled"], row["url"]) == (300, False, secret_url)
     assert _audit(engine)[-1][1:] == ("collector.update", str(ident))
+
+
+def test_a_link_opens_the_audit_log_filtered(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    _silence(engine, now)
+    at = logged_in_app(Role.ADMIN)
+    first = (now - timedelta(days=2)).date().isoformat()
+    at.query_params.update(
+        {
+            "action": "silence.create",
+            "target": "silence",
+            "days": f"{first}..{now.date().isoformat()}",
+        }
+    )
+    at.run()
+    at = at.switch_page("pages/admin.py").run()
+    assert not at.exception
+    assert at.multiselect(key="audit_actions").value == ["silence.create"]
+    assert at.text_input(key="audit_target").value == "silence"
+    assert at.date_input(key="audit_when").value[0].isoformat() == first
+    assert list(table_with(at, "actor", "action")["action"]) == ["silence.create"]
+    at.query_params["target"] = "nothing-here"  # back/forward: the address wins
+    at.run()
+    assert table_with(at, "actor", "action").empty

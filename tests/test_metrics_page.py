@@ -71,6 +71,24 @@ def test_it_charts_a_metric_grouped_and_filtered(
     latest = at.dataframe[0].value
     assert list(latest.index) == ["worker1"]
     assert latest.loc["worker1", "points"] == 59
+    # the whole choice is in the address: a link opens the same chart
+    params = {k: at.query_params[k] for k in ("metric", "agg", "by", "where.job")}
+    assert {k: _one(v) for k, v in params.items()} == {
+        "metric": "queue_depth", "agg": "max", "by": "job", "where.job": "worker1"
+    }  # fmt: skip
+    fresh = logged_in_app(Role.VIEWER)
+    fresh.query_params.update({k: _one(v) for k, v in params.items()})
+    fresh.run()
+    fresh = fresh.switch_page("pages/metrics.py").run()
+    assert fresh.selectbox(key="metric_agg").value == "max"
+    assert fresh.multiselect(key="metric_group_by").value == ["job"]
+    assert list(fresh.dataframe[0].value.index) == ["worker1"]
+    fresh.selectbox(key="metric_name").select("other_metric").run()
+    assert "where.job" not in fresh.query_params  # another metric's filter is dropped
+
+
+def _one(value: object) -> str:
+    return str(value[-1]) if isinstance(value, list) else str(value)
 
 
 def test_it_says_when_nothing_is_stored(engine: Engine, logged_in_app: AppFactory) -> None:

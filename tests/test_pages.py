@@ -102,6 +102,15 @@ def test_it_shows_performance_tables_and_the_regression(
     assert {"mobile", "desktop", "tablet"} <= set(vitals.columns)
     assert (vitals["mobile"] > vitals["desktop"]).mean() > 0.8  # LCP p75 is worse on phones
 
+    # the endpoints charted are in the address (?ep=…&ep=…), and a link opens them
+    other = sorted(set(endpoints["endpoint"]))[0]
+    at.multiselect(key="perf_eps").set_value([other]).run()
+    assert at.query_params["ep"] in (other, [other])
+    link = logged_in_app(Role.VIEWER)
+    link.query_params["ep"] = other
+    link = link.run().switch_page("pages/performance.py").run()
+    assert link.multiselect(key="perf_eps").value == [other]
+
 
 def _requests_in_range(at: AppTest) -> int:
     line = _health_line(at)

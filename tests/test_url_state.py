@@ -103,3 +103,33 @@ def test_an_absolute_range_opens_as_custom_in_the_business_time_zone(
 def _param(at: AppTest, name: str) -> str:
     value = at.query_params[name]
     return value[0] if isinstance(value, list) else str(value)
+
+
+def _several() -> None:
+    import streamlit as st
+
+    from ui import url_state
+
+    names = ["/a", "/b", "/c"]
+    picked = url_state.multi(st.multiselect, "Endpoints", names, param="ep", default=["/a"])
+    st.write("picked=" + ",".join(picked))
+
+
+def test_several_choices_live_in_a_repeated_parameter() -> None:
+    at = AppTest.from_function(_several)
+    at.run()
+    assert _shown(at) == "picked=/a" and "ep" not in at.query_params  # the default: no entry
+
+    at.multiselect(key="url_ep").select("/c").run()
+    assert _shown(at) == "picked=/a,/c"
+    assert _all(at, "ep") == ["/a", "/c"]
+
+    at.query_params["ep"] = ["/b", "/gone"]  # a link (or back): what it names that exists
+    at.run()
+    assert _shown(at) == "picked=/b"
+    assert _all(at, "ep") == ["/b"]
+
+
+def _all(at: AppTest, name: str) -> list[str]:
+    value = at.query_params[name]
+    return list(value) if isinstance(value, list) else [str(value)]
