@@ -13,10 +13,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 from psycopg import sql
 from sqlalchemy import Connection
 
-__all__ = ["binary_copy_payload", "copy_columns", "copy_rows", "timestamps_us"]
+__all__ = [
+    "binary_copy_payload",
+    "copy_columns",
+    "copy_rows",
+    "int4_array_binary",
+    "jsonb_binary",
+    "timestamps_us",
+]
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # binary timestamptz: µs since this instant
 _MICROSECOND = timedelta(microseconds=1)
@@ -49,6 +57,25 @@ def copy_rows(
             copy.write_row(row)
             count += 1
     return count
+
+
+def jsonb_binary(value: Any) -> bytes:
+    """`value` in jsonb's binary COPY format (version 1, then the JSON text: what `jsonb_recv`
+    reads), to send through the "bytea" dumper: psycopg's Jsonb wrapper cost ~2 µs a value."""
+    return b"\x01" + orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+_INT4_OID = 23
+
+
+def int4_array_binary(values: Sequence[int]) -> bytes:
+    """A one-dimensional int4[] in the binary COPY format (what `array_recv` reads), built by
+    numpy, to send through the "bytea" dumper: psycopg's list dumper cost ~1 µs an element."""
+    header = np.array([1, 0, _INT4_OID, len(values), 1], dtype=">i4").tobytes()
+    body = np.empty((len(values), 2), dtype=">i4")
+    body[:, 0] = 4
+    body[:, 1] = values
+    return header + body.tobytes()
 
 
 def timestamps_us(times: Sequence[datetime]) -> list[int]:

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import orjson
-from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, text
 
-from monitoring_core.ingest.copy import copy_rows
+from monitoring_core.ingest.copy import copy_rows, int4_array_binary, jsonb_binary
 from monitoring_core.logs.trigrams import block_summary
 
 __all__ = ["CAP_SETTING", "LOG_COLUMNS", "Admission", "admit", "insert_logs"]
@@ -37,6 +35,12 @@ LOG_COLUMNS = (
 _BLOCK_COLUMNS = (("block", "int8"), ("block_trgm", "int4[]"), ("block_end", "timestamptz"))
 CAP_SETTING = "MONITORING_LOG_RECORDS_PER_SERVICE_DAY"
 _SERVICE, _BODY = 6, 3  # positions in LOG_COLUMNS order
+# attributes and resource as jsonb's binary wire form through the bytea dumper (traces.store)
+_COPY_TYPES = [
+    *("bytea" if kind == "jsonb" else kind for _, kind in LOG_COLUMNS),
+    *("bytea" if kind == "int4[]" else kind for _, kind in _BLOCK_COLUMNS),
+]  # block_trgm too, as array_recv's binary form (int4_array_binary)
+_COPY_NAMES = [name for name, _ in (*LOG_COLUMNS, *_BLOCK_COLUMNS)]
 
 _IDS = text("SELECT nextval('log_block_seq') FROM generate_series(1, :n)")
 _ADD_VOLUME = text(
@@ -56,10 +60,6 @@ _VOLUME = text(
     " WHERE (day, service) IN (SELECT * FROM unnest(CAST(:days AS date[]),"
     " CAST(:services AS text[])))"
 )
-
-
-def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _groups(rows: Sequence[Sequence[Any]]) -> dict[tuple[date, str], list[Sequence[Any]]]:
@@ -85,12 +85,11 @@ def _add_volume(conn: Connection, counts: dict[tuple[date, str], tuple[int, int,
     )
 
 
-def _resource(seen: dict[int, Any], value: Any) -> Any:
-    wrapped = seen.get(id(value))
-    if wrapped is None or wrapped.obj is not value:
-        encoded = _dumps(value)
-        wrapped = seen[id(value)] = Jsonb(value, dumps=lambda _: encoded)
-    return wrapped
+def _resource(seen: dict[int, tuple[Any, bytes]], value: Any) -> bytes:
+    known = seen.get(id(value))
+    if known is None or known[0] is not value:
+        known = seen[id(value)] = (value, jsonb_binary(value))
+    return known[1]
 
 
 def insert_logs(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
@@ -101,25 +100,19 @@ def insert_logs(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     ids = [row[0] for row in conn.execute(_IDS, {"n": len(groups)})]
     out: list[tuple[Any, ...]] = []
     volume: dict[tuple[date, str], tuple[int, int, int]] = {}
-    resources: dict[int, Any] = {}  # one resource's dict is shared by its records: dumped once
+    resources: dict[int, tuple[Any, bytes]] = {}  # a resource is shared by its records
     for block, (key, members) in zip(ids, groups.items(), strict=True):
         codes, size = block_summary([row[_BODY] for row in members])
-        first = min(range(len(members)), key=lambda i: members[i][0])
-        end = max(row[0] for row in members)
-        for i, row in enumerate(members):
-            summary = (codes, end) if i == first else (None, None)
-            out.append(
-                (
-                    *row[:7],
-                    Jsonb(row[7], dumps=_dumps),
-                    _resource(resources, row[8]),
-                    block,
-                    *summary,
-                )
-            )
+        times = [row[0] for row in members]
+        first, end = times.index(min(times)), max(times)
+        out += [
+            (*row[:7], jsonb_binary(row[7]), _resource(resources, row[8]), block, None, None)
+            for row in members
+        ]
+        start = len(out) - len(members) + first
+        out[start] = (*out[start][:10], int4_array_binary(codes), end)
         volume[key] = (len(members), size, 0)
-    columns = (*LOG_COLUMNS, *_BLOCK_COLUMNS)
-    count = copy_rows(conn, "log_records", [n for n, _ in columns], [k for _, k in columns], out)
+    count = copy_rows(conn, "log_records", _COPY_NAMES, _COPY_TYPES, out)
     _add_volume(conn, volume)
     return count
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
 
-from monitoring_core.ingest.copy import copy_rows
+from monitoring_core.ingest.copy import copy_rows, jsonb_binary
 
 __all__ = ["SPAN_COLUMNS", "insert_spans"]
 
@@ -31,34 +29,24 @@ SPAN_COLUMNS = (
 )
 _JSONB = (10, 11)  # positions of the per-span jsonb columns
 _RESOURCE = 12  # the resource: one dict shared by a request's spans, dumped once
-
-
-def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-
-
-def _row(row: Sequence[Any], resources: dict[int, Any]) -> list[Any]:
-    out = list(row)
-    for i in _JSONB:
-        out[i] = Jsonb(out[i], dumps=_dumps)
-    value = out[_RESOURCE]
-    wrapped = resources.get(id(value))
-    if wrapped is None or wrapped.obj is not value:
-        encoded = _dumps(value)
-        wrapped = resources[id(value)] = Jsonb(value, dumps=lambda _: encoded)
-    out[_RESOURCE] = wrapped
-    return out
+# jsonb columns travel as their binary wire form (version 1, then the JSON text) written by
+# orjson, through the bytea dumper: psycopg's Jsonb wrapper cost ~2 µs a value in Python.
+_COPY_TYPES = [
+    "bytea" if i in (*_JSONB, _RESOURCE) else kind for i, (_, kind) in enumerate(SPAN_COLUMNS)
+]
 
 
 def insert_spans(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     """COPY span rows (SPAN_COLUMNS order); returns the count."""
     if not rows:
         return 0
-    resources: dict[int, Any] = {}
-    return copy_rows(
-        conn,
-        "spans",
-        [name for name, _ in SPAN_COLUMNS],
-        [kind for _, kind in SPAN_COLUMNS],
-        (_row(row, resources) for row in rows),
-    )
+    resources: dict[int, tuple[Any, bytes]] = {}
+
+    def out(row: Sequence[Any]) -> tuple[Any, ...]:
+        resource = row[_RESOURCE]
+        seen = resources.get(id(resource))
+        if seen is None or seen[0] is not resource:
+            seen = resources[id(resource)] = (resource, jsonb_binary(resource))
+        return (*row[:10], jsonb_binary(row[10]), jsonb_binary(row[11]), seen[1], row[13])
+
+    return copy_rows(conn, "spans", [name for name, _ in SPAN_COLUMNS], _COPY_TYPES, map(out, rows))
