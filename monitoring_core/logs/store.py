@@ -9,7 +9,7 @@ body bytes to `log_volume` (per UTC day and service); `admit` applies the daily 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,7 +19,15 @@ from sqlalchemy import Connection, text
 from monitoring_core.ingest.copy import copy_rows, int4_array_binary, jsonb_binary
 from monitoring_core.logs.trigrams import block_summary
 
-__all__ = ["CAP_SETTING", "LOG_COLUMNS", "Admission", "admit", "insert_logs"]
+__all__ = [
+    "CAP_SETTING",
+    "LOG_COLUMNS",
+    "Admission",
+    "admit",
+    "block_rows",
+    "copy_block_rows",
+    "insert_logs",
+]
 
 LOG_COLUMNS = (
     ("time", "timestamptz"),
@@ -92,6 +100,28 @@ def _resource(seen: dict[int, tuple[Any, bytes]], value: Any) -> bytes:
     return known[1]
 
 
+def block_rows(
+    members: Sequence[Sequence[Any]], block: int, resources: dict[int, tuple[Any, bytes]]
+) -> tuple[list[tuple[Any, ...]], int]:
+    """One block's rows in COPY form (`copy_block_rows`) and its bodies' UTF-8 bytes: every
+    row carries the block id, the earliest also its codes and latest time. `resources`
+    remembers the resources already encoded (a request's records share one)."""
+    codes, size = block_summary([row[_BODY] for row in members])
+    times = [row[0] for row in members]
+    first, end = times.index(min(times)), max(times)
+    out = [
+        (*row[:7], jsonb_binary(row[7]), _resource(resources, row[8]), block, None, None)
+        for row in members
+    ]
+    out[first] = (*out[first][:10], int4_array_binary(codes), end)
+    return out, size
+
+
+def copy_block_rows(conn: Connection, rows: Iterable[tuple[Any, ...]]) -> int:
+    """COPY rows built by `block_rows` into `log_records`; the count."""
+    return copy_rows(conn, "log_records", _COPY_NAMES, _COPY_TYPES, rows)
+
+
 def insert_logs(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     """COPY log rows (LOG_COLUMNS order) in blocks, add them to `log_volume`; the count."""
     if not rows:
@@ -102,17 +132,10 @@ def insert_logs(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
     volume: dict[tuple[date, str], tuple[int, int, int]] = {}
     resources: dict[int, tuple[Any, bytes]] = {}  # a resource is shared by its records
     for block, (key, members) in zip(ids, groups.items(), strict=True):
-        codes, size = block_summary([row[_BODY] for row in members])
-        times = [row[0] for row in members]
-        first, end = times.index(min(times)), max(times)
-        out += [
-            (*row[:7], jsonb_binary(row[7]), _resource(resources, row[8]), block, None, None)
-            for row in members
-        ]
-        start = len(out) - len(members) + first
-        out[start] = (*out[start][:10], int4_array_binary(codes), end)
+        built, size = block_rows(members, block, resources)
+        out += built
         volume[key] = (len(members), size, 0)
-    count = copy_rows(conn, "log_records", _COPY_NAMES, _COPY_TYPES, out)
+    count = copy_block_rows(conn, out)
     _add_volume(conn, volume)
     return count
 
