@@ -304,8 +304,12 @@ def test_it_manages_keys_and_users_on_the_settings_page(
             ).scalar_one()
             == 30
         )
-    at.selectbox(key="apikey_pick").select(found.id)
-    _click(at, "Revoke key")
+    at.selectbox(key="apikey_pick").select(found.id).run()
+    (asks,) = [m.value for m in at.markdown if "this cannot be undone" in m.value]
+    assert asks.startswith(f"Revoke **{found.id} · status page \\(read\\)**?")  # asks first
+    with engine.connect() as conn:
+        assert lookup_api_key(conn, key) is not None  # nothing revoked before the answer
+    _click(at, f"Revoke key {found.id}")
     with engine.connect() as conn:
         assert lookup_api_key(conn, key) is None
 

@@ -20,7 +20,7 @@ from monitoring_core.accounts import AccountInvalid, AccountNotFound
 from monitoring_core.audit import user_actor
 from monitoring_core.enums import ApiScope, Role
 from ui import actions as ui_actions
-from ui import data
+from ui import data, fmt
 
 __all__ = ["keys_and_users"]
 
@@ -111,13 +111,14 @@ def _key_changes(flash: str, actor: str, active: list[dict[str, Any]]) -> None:
     if not active:
         return
     names = {k["id"]: f"{k['id']} · {k['name']} ({k['scope']})" for k in active}
+    # The key is picked outside the form, so revoking it can ask first (a popover cannot sit
+    # in a form) and both actions name the key shown.
+    picked = st.selectbox("Key", list(names), format_func=lambda i: names[i], key="apikey_pick")
+    key_id = int(picked or 0)  # never 0: there is at least one active key here
     with st.form("change_api_key"):
-        picked = st.selectbox("Key", list(names), format_func=lambda i: names[i], key="apikey_pick")
-        key_id = int(picked or 0)  # never 0: there is at least one active key here
         limit, points = _rates(st, "apikey_new")
         days = st.number_input("Expires in days from now (0: never)", 0, 3650, 0)
-        save, revoke = st.columns(2)
-        if save.form_submit_button("Save limit and expiry"):
+        if st.form_submit_button("Save limit and expiry"):
             work = partial(
                 accounts.update_api_key,
                 key_id=key_id,
@@ -128,9 +129,19 @@ def _key_changes(flash: str, actor: str, active: list[dict[str, Any]]) -> None:
                 expires_at=_expiry(days),
             )
             ui_actions.run(flash, work, done=f"Key {key_id} changed", refused=_REFUSED)
-        if revoke.form_submit_button("Revoke key"):
-            work = partial(accounts.revoke_api_key, key_id=key_id, actor=actor, now=clock.now())
-            ui_actions.run(flash, work, done=f"Key {key_id} revoked", refused=_REFUSED)
+    question = (
+        f"Revoke **{fmt.md_escape(names[key_id])}**? Every request with it is refused (401) "
+        "from now on; this cannot be undone."
+    )
+    if ui_actions.confirmed(
+        "Revoke key",
+        question,
+        key="apikey_revoke",
+        confirm=f"Revoke key {key_id}",
+        icon=":material/key_off:",
+    ):
+        work = partial(accounts.revoke_api_key, key_id=key_id, actor=actor, now=clock.now())
+        ui_actions.run(flash, work, done=f"Key {key_id} revoked", refused=_REFUSED)
 
 
 def _new_user_form(flash: str, actor: str) -> None:
