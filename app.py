@@ -51,17 +51,23 @@ def _page(section: str, path: str, title: str, icon: str, *, default: bool) -> s
     return st.Page(path, title=title, icon=icon, url_path=url_path, default=default)
 
 
-# What a user limited to organisations may open: the pages whose every read goes through the
-# database's row-level security for their organisations (monitoring_core.org_scope).
-ORGANISATION_PAGES = {"pages/errors.py"}
+# All a user limited to organisations may open: the pages whose every read goes through the
+# database's row-level security for their organisations (monitoring_core.org_scope, ui.data).
+# Their business figures are computed from their own events (the Business page's rollup adds
+# up every organisation and refuses them, ui.organisations).
+ORGANISATION_PAGES: dict[str, list[tuple[str, str, str]]] = {
+    "Monitoring": [("pages/errors.py", "Errors", ":material/bug_report:")],
+    "Response": [("pages/incidents.py", "Incidents", ":material/emergency:")],
+    "Business": [("pages/organisation.py", "Business", ":material/insights:")],
+}
 
 
-def _navigation(only: set[str] | None = None) -> dict[str, list[st.Page]]:
+def _navigation(
+    listed: dict[str, list[tuple[str, str, str]]] = PAGES,
+) -> dict[str, list[st.Page]]:
     sections: dict[str, list[st.Page]] = {}
-    for section, pages in PAGES.items():
+    for section, pages in listed.items():
         for path, title, icon in pages:
-            if only is not None and path not in only:
-                continue
             page = _page(section, path, title, icon, default=not sections)
             sections.setdefault(section, []).append(page)
     return sections

@@ -33,6 +33,7 @@ from ui.business_charts import (
 )
 from ui.business_data import business_view, cached_extra, last_complete_week_day
 from ui.business_url import from_url, to_url
+from ui.kpi_cards import draw_cards
 from ui.partial_days import daily_trend_figure
 from ui.tables import table_with_csv
 
@@ -43,7 +44,7 @@ SEGMENTS = ["user_type", "device", "plan"]
 _SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
 DAY_COLUMN = st.column_config.DateColumn(format="ddd D MMM YYYY")
 auth.require_role(Role.VIEWER)
-tz, now = data.get_settings().tz, widgets.current_now()
+tz, now = data.business_tz(), widgets.current_now()
 period = kpis.period_of(widgets.current_time_range(), tz)
 if period.days < MIN_DAYS:  # business KPIs are daily: a shorter range says little
     period = Period(period.last - timedelta(days=MIN_DAYS - 1), period.last)
@@ -113,31 +114,9 @@ def _kpi_text(metric: str, value: float) -> str:
     return f"{value:,.0f}"
 
 
-def _value(value: float | None, spec_fmt: str) -> str:
-    if value is None:
-        return "–"
-    text = spec_fmt.format(value)
-    return text.replace("%", " %") if text.endswith("%") else text
-
-
 if len(view.currencies) > 1:
     st.caption("Revenue came in several currencies: one card each, never added up or converted.")
-for row_start in range(0, len(view.cards), 4):
-    for col, card in zip(st.columns(4), view.cards[row_start : row_start + 4], strict=False):
-        with col:
-            # The delta compares the complete days with the same number of days before; its
-            # colour says whether the change is good (churn going up is red).
-            st.metric(
-                card.label,
-                _value(card.value, card.fmt),
-                delta=None
-                if card.delta is None
-                else f"{card.delta * 100:+.1f} % vs prior {n} days",
-                delta_color="normal" if card.higher_is_better else "inverse",
-                help=f"Previous {n} days: {_value(card.previous, card.fmt)}"
-                + (f". Today so far (partial): {_value(card.today, card.fmt)}" if reaches else ""),
-                border=True,
-            )
+draw_cards(view.cards, n, reaches_today=reaches)
 
 st.subheader("Trends")
 from_url("biz_trend", "kpis", ["dau", "wau", "mau"], many=True, among=TREND_METRICS)

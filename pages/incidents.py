@@ -22,8 +22,12 @@ from ui import auth, data, fmt, url_state, widgets
 
 user = auth.require_role(Role.VIEWER)
 settings = data.get_settings()
-now, tr, tz = widgets.current_now(), widgets.current_time_range(), settings.tz
-responder = auth.has_role(Role.RESPONDER)
+now, tr, tz = widgets.current_now(), widgets.current_time_range(), data.business_tz()
+# A user limited to organisations sees the incidents linked to their organisations' error groups
+# (row-level security, monitoring_core.org_scope) read-only, whatever their role: actions run
+# as the owner role, outside their scope.
+limited = user.organization_ids is not None
+responder = auth.has_role(Role.RESPONDER) and not limited
 FLASH = "incidents_flash"
 TABS = ["Active", "Detail", "MTTA / MTTR"]
 SECTIONS = ["Timeline", "Alerts & errors", "Runbooks", "Post-incident report"]
@@ -299,6 +303,11 @@ def _actor(actor: str | None) -> str:
 
 
 def _links(inc: dict[str, Any]) -> None:
+    _alerts(inc)
+    _error_groups(inc)
+
+
+def _alerts(inc: dict[str, Any]) -> None:
     st.markdown("**Alerts**")
     if not inc["alerts"]:
         st.caption("No alert is linked to this incident.")
@@ -314,6 +323,9 @@ def _links(inc: dict[str, Any]) -> None:
             icon=":material/notification_important:",
             query_params={"instance": str(alert["id"])},
         )
+
+
+def _error_groups(inc: dict[str, Any]) -> None:
     st.markdown("**Error groups**")
     if not inc["error_groups"]:
         st.caption("No error group is linked to this incident.")
@@ -330,11 +342,14 @@ def _links(inc: dict[str, Any]) -> None:
         }
         for g in inc["error_groups"]
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    frame = pd.DataFrame(rows)
+    if limited:  # a group's totals count every organisation's events and users
+        frame = frame.drop(columns=["Events", "Users"])
+    st.dataframe(frame, hide_index=True)
 
 
 def _detail(iid: int) -> None:
-    inc = data.read_or_stop(incident_detail, incident_id=iid, now=now)
+    inc = data.read_or_stop(incident_detail, incident_id=iid, now=now, error_groups_only=limited)
     if inc is None:
         st.error("That incident does not exist.")
         return
@@ -347,6 +362,9 @@ def _detail(iid: int) -> None:
         f"{' · Saturday' if inc['is_saturday'] else ''} · "
         f"assignee: {fmt.md_escape(inc['assigned_to'] or 'nobody')}"
     )
+    if limited:  # the timeline, alerts, runbooks and report are the responders' own
+        _error_groups(inc)
+        return
     section = url_state.tabs(SECTIONS, param="section", label="Section")
     if section == "Timeline":
         if responder and inc["status"] != "closed":

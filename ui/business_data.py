@@ -28,7 +28,7 @@ from monitoring_core.business.dashboard import TREND_METRICS, churn_risk_rows, m
 from monitoring_core.business.definitions import local_day
 from monitoring_core.business.forecast import HISTORY_DAYS, ForecastPoint, forecast_kpis
 from monitoring_core.business.retention import Cohort, retention_grid, week_start
-from ui import data
+from ui import data, organisations
 
 __all__ = [
     "BUSINESS_TTL_S",
@@ -118,6 +118,9 @@ def _or_stop(call: Callable[[], Any]) -> Any:
 
 
 def _version(today: date) -> Any:
+    # The rollup adds up every organisation: never for a user limited to some (their figures
+    # are pages/organisation.py's, computed under row-level security).
+    organisations.refuse_limited_user("The Business page")
     return data.read_or_stop(rollup_version, today=today)
 
 

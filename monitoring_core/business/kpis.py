@@ -34,6 +34,8 @@ __all__ = [
     "complete_period",
     "currencies_in",
     "daily_series",
+    "card_days",
+    "cards_of",
     "kpi_cards",
     "kpi_summary",
     "mrr_movements",
@@ -206,13 +208,37 @@ def kpi_cards(
 ) -> list[KpiValue]:
     """The KPI cards of a period as a product manager quotes them: its complete days against
     the same number of days before, today's partial value apart, revenue per currency."""
+    days = card_days(period, now, tz)
+    currencies = currencies_in(conn, first=days.first, last=days.last)
+    names = _names(money_specs(tuple(specs), currencies))
+    series = daily_series(conn, names=names, first=days.first, last=days.last)
+    return cards_of(series, currencies, period=period, now=now, tz=tz, specs=specs)
+
+
+def card_days(period: Period, now: datetime, tz: ZoneInfo) -> Period:
+    """The days the cards of `period` read: the day before the previous complete period (churn
+    rate's denominator) up to its last complete day, or today when the period reaches it."""
+    complete = complete_period(period, now, tz)
+    today = local_day(now, tz)
+    last = today if period.first <= today <= period.last else complete.last
+    return Period(complete.previous().first - _DAY, max(complete.last, last))
+
+
+def cards_of(
+    series: Series,
+    currencies: list[str],
+    *,
+    period: Period,
+    now: datetime,
+    tz: ZoneInfo,
+    specs: Sequence[KpiSpec] = KPIS,
+) -> list[KpiValue]:
+    """`kpi_cards` from a series already read (the rollup's, or one computed from the events
+    an organisation-scoped session may read) covering `card_days` (pure)."""
     complete = complete_period(period, now, tz)
     today = local_day(now, tz)
     partial = today if period.first <= today <= period.last else None
-    first = complete.previous().first - _DAY
-    last = max(complete.last, partial or complete.last)
-    specs = money_specs(tuple(specs), currencies_in(conn, first=first, last=last))
-    series = daily_series(conn, names=_names(specs), first=first, last=last)
+    specs = money_specs(tuple(specs), currencies)
     return [summarise(spec, series, complete, partial) for spec in specs]
 
 

@@ -155,13 +155,26 @@ def linked_error_groups(conn: Connection, *, incident_id: int) -> list[dict[str,
 
 
 def incident_detail(
-    conn: Connection, *, incident_id: int, now: datetime, include_internal: bool = True
+    conn: Connection,
+    *,
+    incident_id: int,
+    now: datetime,
+    include_internal: bool = True,
+    error_groups_only: bool = False,
 ) -> dict[str, Any] | None:
-    """The incident in API form with `timeline`, `alerts`, `error_groups`; None if unknown."""
+    """The incident in API form with `timeline`, `alerts`, `error_groups`; None if unknown.
+    `error_groups_only`: the incident and its error groups, timeline and alerts empty (all an
+    organisation-scoped session may read, monitoring_core.org_scope)."""
     row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
     if row is None:
         return None
     out = incident_to_api(dict(row._mapping), now)
+    out["error_groups"] = [
+        {**g, "services": list(g["services"] or [])}
+        for g in linked_error_groups(conn, incident_id=incident_id)
+    ]
+    if error_groups_only:
+        return out | {"timeline": [], "alerts": [], "postmortem_markdown": None}
     timeline = list_timeline(conn, incident_id=incident_id)
     out["timeline"] = [
         {k: e[k] for k in ("id", "time", "kind", "actor", "message", "details", "is_public")}
@@ -169,9 +182,5 @@ def incident_detail(
         if include_internal or e["is_public"]
     ]
     out["alerts"] = linked_alerts(conn, incident_id=incident_id)
-    out["error_groups"] = [
-        {**g, "services": list(g["services"] or [])}
-        for g in linked_error_groups(conn, incident_id=incident_id)
-    ]
     out["postmortem_markdown"] = row._mapping["postmortem_markdown"]
     return out

@@ -1,0 +1,114 @@
+"""Business figures of a user limited to organisations (suppliers' own staff, account managers):
+KPI cards, daily trends, events per type and per organisation, for their organisations only.
+
+The Business page reads the daily rollup, which adds up every organisation; this page's figures
+are computed from the raw business events by the rollup's own function
+(`monitoring_core.business.organisation`), read through `ui.data.read`, which runs a limited
+user's reads as the `monitoring_scoped` role under row-level security: the database, not this
+page, keeps other organisations out. Users with every organisation use the Business page.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from monitoring_core.business import kpis
+from monitoring_core.business.definitions import local_day
+from monitoring_core.business.kpis import Period
+from monitoring_core.business.organisation import ORGANISATION_TRENDS, figures
+from monitoring_core.enums import Role
+from ui import charts, data, fmt, organisations, widgets
+from ui.business_charts import humanize, money
+from ui.business_url import from_url, to_url
+from ui.kpi_cards import draw_cards
+from ui.partial_days import daily_trend_figure
+from ui.tables import table_with_csv
+
+MIN_DAYS = 7  # as on the Business page: daily figures over a shorter range say little
+DAY_COLUMN = st.column_config.DateColumn(format="ddd D MMM YYYY")
+
+user = organisations.require_limited_user(Role.VIEWER)
+tz, now = data.business_tz(), widgets.current_now()
+period = kpis.period_of(widgets.current_time_range(), tz)
+if period.days < MIN_DAYS:
+    period = Period(period.last - timedelta(days=MIN_DAYS - 1), period.last)
+complete = kpis.complete_period(period, now, tz)
+today = local_day(now, tz)
+reaches = period.first <= today <= period.last
+orgs = user.organization_ids or ()
+n = complete.days
+
+st.title("Business")
+st.caption(
+    f"{fmt.md_escape(', '.join(orgs))}: the last {n} complete days, "
+    f"{complete.first:%a %-d %b} – {complete.last:%a %-d %b %Y} ({tz.key}), against the {n} "
+    "days before" + ("; today so far is drawn dashed" if reaches else "") + ". Computed from "
+    "your organisations' own events."
+)
+view = data.read_or_stop(figures, period=period, now=now, tz=tz)
+currency = view.currencies[0] if len(view.currencies) == 1 else None
+if len(view.currencies) > 1:
+    st.caption("Revenue came in several currencies: one card each, never added up or converted.")
+draw_cards(view.cards, n, reaches_today=reaches)
+
+st.subheader("Trends")
+offered = [
+    name
+    for name in ORGANISATION_TRENDS
+    if name != "revenue" or len(view.currencies) <= 1  # else one line per currency
+] + [f"revenue:{c}" for c in view.currencies if len(view.currencies) > 1]
+from_url("org_trend", "kpis", ["events", "dau"], many=True, among=offered)
+chosen = st.multiselect("KPIs", offered, key="org_trend", format_func=humanize)
+to_url(kpis=chosen)
+shown = Period(complete.first, today if reaches else complete.last)
+if chosen:
+    st.plotly_chart(
+        daily_trend_figure(
+            [
+                {"day": day, "metric": humanize(name), "value": view.series.get(name, {}).get(day)}
+                for name in chosen
+                for day in shown.each_day()
+            ],
+            today if reaches else None,
+        ),
+        config=charts.PLOTLY_CONFIG,
+        key="org_trend_chart",
+    )
+
+st.subheader("Events by type")
+st.caption(f"Every event type of the last {n} complete days against the {n} days before.")
+table_with_csv(
+    [
+        {
+            "Event": humanize(r["event_type"]),
+            "Events": r["events"],
+            f"Previous {n} days": r["previous"],
+            "Change": (r["events"] - r["previous"]) / r["previous"] if r["previous"] else None,
+        }
+        for r in view.event_types
+    ],
+    "organisation_events_by_type",
+    columns=["Event", "Events", f"Previous {n} days", "Change"],
+    column_config={"Change": st.column_config.NumberColumn(format="percent")},
+)
+
+st.subheader("By organisation")
+table_with_csv(
+    [
+        {
+            "Organisation": r["organization_id"],
+            "Events": r["events"],
+            "People": r["people"],
+            "Revenue": ", ".join(money(v, c) for c, v in sorted(r["revenue"].items())) or "–",
+        }
+        for r in view.organisations
+    ],
+    "organisation_totals",
+    columns=["Organisation", "Events", "People", "Revenue"],
+)
+st.caption(
+    f"The last {n} complete days. People: distinct users with an event; revenue per currency."
+    + (f" All revenue is in {currency}." if currency else "")
+)
