@@ -36,7 +36,7 @@ from monitoring_core.api.deps import (
     require_read,
     sentry_key,
 )
-from monitoring_core.api.params import Id
+from monitoring_core.api.params import Id, Text
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.api.routes_otlp import store_sentry_logs, store_sentry_transactions
 from monitoring_core.audit import key_actor
@@ -56,6 +56,7 @@ from monitoring_core.errors.envelope import (
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.queries import error_analytics, group_detail, list_groups
 from monitoring_core.errors.scrub import Scrubber
+from monitoring_core.errors.search import SearchError, parse_search
 from monitoring_core.errors.sentry import event_to_error
 from monitoring_core.errors.service import change_group_status
 from monitoring_core.errors.severity import IncidentPolicy
@@ -72,7 +73,7 @@ from monitoring_core.flows.error_ingest import (
 from monitoring_core.ingest.validate import InvalidItems, ItemError
 from monitoring_core.timerange import TimeRange, parse_time_range, pick_interval
 
-__all__ = ["router"]
+__all__ = ["LEAN_ROUTES", "router"]
 
 router = APIRouter(tags=["errors"])
 _TEXT_OR_JSON = {"", "application/json", "text/plain"}
@@ -81,6 +82,12 @@ _TEXT_OR_JSON = {"", "application/json", "text/plain"}
 # ---------------------------------------------------------------- ingest
 SMALL_BATCH = 50  # requests up to this many events share transactions (group commit)
 SCRUBBER_TTL_S = 30.0  # a change of the scrub fields or incident policy applies within this
+# Requests of up to this many events are prepared on the event loop, not in the thread pool:
+# an SDK's one event takes ~0.2 ms to scrub, fingerprint and classify, and handing it to a
+# thread and back cost as much again (a queue, a wake-up and two GIL hand-overs), and more
+# on a busy machine. The event loop is held at most ~1 ms; the database waits of the group
+# commit's thread still overlap this work.
+INLINE_EVENTS = 4
 
 
 def _error_settings(app: FastAPI, conn: Connection) -> tuple[Scrubber, IncidentPolicy]:
@@ -110,16 +117,23 @@ def _store(app: FastAPI, events: list[ErrorInput], now: datetime) -> IngestResul
         )
 
 
+def _cached_scrubber(app: FastAPI) -> Scrubber | None:
+    """The configured Scrubber while its settings are fresh (None: read them first)."""
+    cached: list[Any] | None = app.state.caches.get("error_settings")
+    if cached is None or cached[0] is None or cached[2] <= time.monotonic():
+        return None
+    scrubber: Scrubber = cached[0]
+    return scrubber
+
+
 def _prepare(app: FastAPI, events: list[ErrorInput]) -> list[PreparedError]:
     """Scrub, fingerprint and classify one request's events, outside the group commit: this
     CPU work then overlaps the previous batch's database round trips instead of adding to
     them (the writer is one batch at a time)."""
-    cached: list[Any] | None = app.state.caches.get("error_settings")
-    if cached is None or cached[0] is None or cached[2] <= time.monotonic():
+    scrubber = _cached_scrubber(app)
+    if scrubber is None:
         with app.state.engine.connect() as conn:
             scrubber, _ = _error_settings(app, conn)
-    else:
-        scrubber = cached[0]
     tz = app.state.live.calendar
     return [prepare(e, scrubber=scrubber, tz=tz) for e in events]
 
@@ -152,7 +166,12 @@ def _group_commit(app: FastAPI) -> GroupCommit[PreparedError, dict[str, Any]]:
 async def _write(request: Request, events: list[ErrorInput], now: datetime) -> list[dict[str, Any]]:
     """Store events: small requests through group commit, large ones in their own transaction."""
     if len(events) <= SMALL_BATCH:
-        prepared = await run_in_threadpool(_prepare, request.app, events)
+        scrubber = _cached_scrubber(request.app)
+        if scrubber is not None and len(events) <= INLINE_EVENTS:
+            tz = request.app.state.live.calendar
+            prepared = [prepare(e, scrubber=scrubber, tz=tz) for e in events]
+        else:  # settings to read, or enough CPU work to hold up other requests
+            prepared = await run_in_threadpool(_prepare, request.app, events)
         return await _group_commit(request.app).submit(prepared)
     return (await run_in_threadpool(_store, request.app, events, now)).items
 
@@ -309,15 +328,19 @@ def _add_lean_route(path: str, handle: Callable[[Request, str], Awaitable[Respon
         return await handle(request, request.path_params["project_id"])
 
     route = Route(path, endpoint, methods=["POST"], include_in_schema=False)
-    router.routes.append(route)
+    LEAN_ROUTES.append(route)
 
 
 # An SDK sends one event per request, so per-request framework cost is what limits this
 # ingest: these plain Starlette routes skip FastAPI's endpoint machinery (path-parameter
 # validation, dependency solving: ~75 of ~300 µs of route CPU per request, measured), and
-# sit first in this router. Same handlers, auth, limits and error mapping (HTTPException and
-# the database-unavailable handlers are application-wide). The FastAPI routes below are the
-# same handlers, kept so that /docs and /openapi.json describe these paths.
+# create_app puts them first in the application's own route list, ahead of FastAPI's walk
+# through the included routers (which matched every route of the routers before this one,
+# twice per request). Same handlers, auth, limits and error mapping (HTTPException and the
+# database-unavailable handlers are application-wide). The FastAPI routes below are the same
+# handlers, kept so that /docs and /openapi.json describe these paths (and serve them if an
+# application includes this router without LEAN_ROUTES).
+LEAN_ROUTES: list[Route] = []
 for _path in ("/api/{project_id}/envelope/", "/api/{project_id}/envelope"):
     _add_lean_route(_path, _envelope)
 for _path in ("/api/{project_id}/store/", "/api/{project_id}/store"):
@@ -422,9 +445,16 @@ def errors_groups(
     severity: str | None = None,
     sort: str = "last_seen",
     limit: int = Query(100, ge=1, le=1000),
+    q: Annotated[Text | None, Query(max_length=1000)] = None,
 ) -> dict[str, Any]:
-    """Groups seen in the range, filterable and sortable."""
+    """Groups seen in the range, filterable and sortable; `q` is the Errors page's search
+    (words in the type or message, `is:regressed`, `type:TimeoutError`, `tag:value`,
+    `!tag:value`, `assigned:NAME`, quotes for spaces)."""
     tr = _range(time_range, start, end)
+    try:
+        search = parse_search(q) if q else None
+    except SearchError as exc:
+        raise _bad_query("q", exc) from None
     with request.app.state.read.connect() as conn:
         try:
             groups = list_groups(
@@ -437,10 +467,11 @@ def errors_groups(
                 severity=severity,
                 sort=sort,
                 limit=limit,
+                search=search,
             )
         except ValueError as exc:
             raise _bad_query("status" if "status" in str(exc) else "sort", exc) from None
-    return {"from": tr.start, "to": tr.end, "groups": groups}
+    return {"from": tr.start, "to": tr.end, "q": q or "", "groups": groups}
 
 
 @router.get("/api/monitoring/errors/groups/{group_id}", dependencies=[Depends(require_read)])
