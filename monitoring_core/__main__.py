@@ -230,6 +230,10 @@ def _config_command(args: argparse.Namespace, engine: Engine, now: datetime) -> 
         return 1
     for change in changes:
         print(change)
+        if change.secret:  # committed above: the only time this key's secret is seen
+            print(f"    new key: {change.secret}  (shown once: store it now)")
+        elif change.section == "api_keys" and change.kind == "create" and args.dry_run:
+            print("    (its new secret is printed once when the file is applied)")
     done = "would change" if args.dry_run else "changed"
     print(f"{len(changes)} item(s) {done}" if changes else "no changes")
     return 0

@@ -1,21 +1,25 @@
 """`config export` and `config apply`: the diff between file and database, written in one go.
 
 Apply creates and updates; it never deletes what the file leaves out (an item missing from a
-hand-edited file should not silently delete a rule and its history). Every changed item is
-one audit row (`config.apply`, the item, the fields that changed: never their values).
+hand-edited file should not silently delete a rule and its history, nor a person). Every
+changed item is one audit row (`config.apply`, the item, the fields that changed: never their
+values). A user it creates has no password (`user reset-password NAME` sets one); an API key
+it creates gets a new secret, handed back once on its Change (`secret`) for the caller to show
+— the file never holds one.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from monitoring_core.accounts import _insert_key
 from monitoring_core.alerts import signals
 from monitoring_core.audit import record_audit
 from monitoring_core.config_io.document import read_document
@@ -29,9 +33,11 @@ from monitoring_core.config_io.state import (
 )
 from monitoring_core.dashboards import validate_panels
 from monitoring_core.health.store import create_check, update_check
-from monitoring_core.oncall.store import save_schedule
+from monitoring_core.oncall.store import add_override, save_schedule
+from monitoring_core.org_scope import set_user_organizations
 from monitoring_core.schema import (
     alert_rules,
+    api_keys,
     dashboards,
     escalation_policies,
     health_checks,
@@ -48,6 +54,7 @@ from monitoring_core.schema import (
 __all__ = ["Change", "apply_config", "diff_states", "export_config"]
 
 _ORDER = ("settings", *(s.name for s in SECTIONS))
+NO_PASSWORD = "!"  # not an argon2 hash: no password verifies against it (accounts)
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,12 @@ class Change:
     key: str
     kind: str  # create | update
     fields: tuple[str, ...]
+    secret: str | None = field(default=None, repr=False, compare=False)  # a created key's
 
     def __str__(self) -> str:
         sign = "+" if self.kind == "create" else "~"
-        shown = self.key if self.section != "silences" else "(silence)"
+        nameless = {"silences": "(silence)", "oncall_overrides": "(override)"}
+        shown = nameless.get(self.section, self.key)
         fields = f": {', '.join(self.fields)}" if self.kind == "update" else ""
         return f"{sign} {self.section} {shown!r}{fields}"
 
@@ -109,7 +118,9 @@ def apply_config(
     changes = diff_states(current, desired)
     if dry_run or not changes:
         return changes
-    _Writer(conn, desired).write(changes)
+    writer = _Writer(conn, desired, current, actor=actor, now=now)
+    writer.write(changes)
+    changes = [replace(c, secret=writer.secrets.get((c.section, c.key))) for c in changes]
     for change in changes:
         record_audit(
             conn,
@@ -125,8 +136,12 @@ def apply_config(
 class _Writer:
     """Rows for the changed items, references resolved to ids as the items appear."""
 
-    def __init__(self, conn: Connection, desired: State) -> None:
-        self.conn, self.desired = conn, desired
+    def __init__(
+        self, conn: Connection, desired: State, current: State, *, actor: str, now: datetime
+    ) -> None:
+        self.conn, self.desired, self.current = conn, desired, current
+        self.actor, self.now = actor, now
+        self.secrets: dict[tuple[str, str], str] = {}  # new keys' secrets, handed back once
 
     def _ids(self, table: Any, column: str) -> dict[str, int]:
         rows = self.conn.execute(select(table.c[column], table.c.id))
@@ -164,6 +179,47 @@ class _Writer:
                 index_elements=["key"], set_={"value": value, "updated_by": "config"}
             )
         )
+
+    def _users(self, key: str, item: dict[str, Any]) -> None:
+        organizations = item.pop("organizations")
+        values = {"role": item["role"], "is_active": item["is_active"]}
+        values["time_zone"] = item["time_zone"]
+        found = self._ids(users, "username").get(key)
+        if found is None:  # no password: nobody can sign in as it until one is set
+            stmt = insert(users).values(username=key, password_hash=NO_PASSWORD, **values)
+            self.conn.execute(stmt.values(organization_ids=organizations))
+            return
+        self.conn.execute(update(users).where(users.c.id == found).values(**values))
+        if organizations != self.current["users"][key]["organizations"]:
+            # through org_scope: the user's live grants end at once (audited there too)
+            set_user_organizations(
+                self.conn, user=found, organizations=organizations, actor=self.actor, now=self.now
+            )
+
+    def _oncall_overrides(self, key: str, item: dict[str, Any]) -> None:
+        schedule = self._ids(oncall_schedules, "name")[item.pop("schedule")]
+        item["user_id"] = self._ids(users, "username")[item.pop("user")]
+        add_override(
+            self.conn, schedule_id=schedule, values=item, created_by="config", now=self.now
+        )
+
+    def _api_keys(self, key: str, item: dict[str, Any]) -> None:
+        revoked = item.pop("revoked")
+        held = self.current["api_keys"].get(key)
+        if held is None:
+            key_id, secret = _insert_key(self.conn, **item)
+            if revoked:  # recorded as revoked (the file said so): its secret is never shown
+                self.conn.execute(
+                    update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=self.now)
+                )
+            else:
+                self.secrets[("api_keys", key)] = secret
+            return
+        live = select(api_keys.c.id).where(api_keys.c.name == key)
+        found = self.conn.execute(live.order_by(api_keys.c.revoked_at.is_(None).desc(),
+                                                api_keys.c.id.desc())).scalar()  # fmt: skip
+        values = {**item, "revoked_at": self.now} if revoked and not held["revoked"] else item
+        self.conn.execute(update(api_keys).where(api_keys.c.id == found).values(**values))
 
     def _channels(self, key: str, item: dict[str, Any]) -> None:
         owner = item.pop("owner")

@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from monitoring_core.accounts import AccountInvalid, _origins, _rate_limit
 from monitoring_core.alerts.rules import RuleInvalid, parse_condition
 from monitoring_core.alerts.silences import validate_silence
 from monitoring_core.collectors.store import validate_collector
@@ -27,9 +29,9 @@ from monitoring_core.config_io.spec import (
     Section,
     env_reference,
 )
-from monitoring_core.config_io.state import STEP_REFS, State, layer_item, silence_key
+from monitoring_core.config_io.state import STEP_REFS, State, item_key, layer_item
 from monitoring_core.dashboards import DashboardInvalid, validate_panels
-from monitoring_core.enums import Severity
+from monitoring_core.enums import ApiScope, Role, Severity
 from monitoring_core.health.validate import validate_check
 from monitoring_core.incidents.runbooks import validate_steps
 from monitoring_core.incidents.service import IncidentInvalid
@@ -112,6 +114,8 @@ class _Reader:
 
 def _typed(kind: str, value: Any) -> tuple[bool, Any]:
     """(fits, normalized value) for a field of `kind`."""
+    if kind.endswith("?"):  # the kind, or null
+        return (True, None) if value is None else _typed(kind[:-1], value)
     if kind == "time":
         if isinstance(value, str):
             try:
@@ -150,6 +154,8 @@ _KIND_TEXT = {
     "ref": "a name or null",
     "refs": "a list of names",
     "time": "a date-time with its UTC offset, e.g. 2026-06-01T02:00:00+00:00",
+    "int?": "a whole number or null",
+    "time?": "a date-time with its UTC offset, or null",
 }
 
 
@@ -222,11 +228,12 @@ def read_document(
             item = _item(reader, section, raw, path)
             if item is None:
                 continue
-            key = silence_key(item) if section.name == "silences" else str(item[section.key])
+            key = item_key(section.name, item)
             if key in desired[section.name]:
                 reader.fail((*path, section.key), f"{section.key} {key!r} appears twice")
             desired[section.name][key] = item
             paths[(section.name, key)] = path
+    desired["_users"] = {name: {} for name in desired["users"]}  # references may name them
     if not reader.problems:
         _Checks(reader, desired, known, paths, signal_problems).run()
     if reader.problems:
@@ -274,6 +281,60 @@ class _Checks:
         if name is not None and name not in known:
             what = section.strip("_").rstrip("s").replace("_", " ")
             self.reader.fail(path, f"no {what} named {name!r}")
+
+    def _users(self, item: dict[str, Any], path: Path) -> None:
+        if item["role"] not in set(Role):
+            self.reader.fail((*path, "role"), f"must be one of {', '.join(Role)}")
+        orgs = item["organizations"]
+        if orgs is not None:
+            if (
+                not isinstance(orgs, list)
+                or not orgs
+                or not all(isinstance(o, str) and o.strip() and "\x00" not in o for o in orgs)
+            ):
+                self.reader.fail(
+                    (*path, "organizations"),
+                    "must be null (every organisation) or a non-empty list of organisation ids",
+                )
+            else:
+                item["organizations"] = list(dict.fromkeys(o.strip() for o in orgs))
+        zone = item["time_zone"]
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                self.reader.fail((*path, "time_zone"), f"{zone!r} is not a known IANA time zone")
+
+    def _oncall_overrides(self, item: dict[str, Any], path: Path) -> None:
+        self._ref("schedules", item["schedule"], (*path, "schedule"))
+        self._ref("_users", item["user"], (*path, "user"))
+        if item["schedule"] is None or item["user"] is None:
+            self.reader.fail(path, "an override names its schedule and its user")
+        if item["ends_at"] <= item["starts_at"]:
+            self.reader.fail((*path, "ends_at"), "must be after starts_at")
+
+    def _api_keys(self, item: dict[str, Any], path: Path) -> None:
+        if item["scope"] not in set(ApiScope):
+            self.reader.fail((*path, "scope"), f"must be one of {', '.join(ApiScope)}")
+        try:
+            origins = list(_origins(item["allowed_origins"]))
+        except AccountInvalid as exc:
+            self.reader.fail((*path, "allowed_origins"), str(exc))
+        else:
+            if origins and item["scope"] != ApiScope.BROWSER:
+                self.reader.fail((*path, "allowed_origins"), "apply to browser keys only")
+            item["allowed_origins"] = origins
+        for field in ("rate_limit_per_minute", "points_per_minute"):
+            try:
+                _rate_limit(item[field], field)
+            except AccountInvalid as exc:
+                self.reader.fail((*path, field), str(exc).removeprefix(f"{field} "))
+        held = self.known.get("api_keys", {}).get(item["name"])
+        if held is not None and held["revoked"] and not item["revoked"]:
+            self.reader.fail(
+                (*path, "revoked"),
+                "this key is revoked and stays revoked: give a new key another name",
+            )
 
     def _channels(self, item: dict[str, Any], path: Path) -> None:
         self._ref("_users", item["owner"], (*path, "owner"))

@@ -1,5 +1,8 @@
 """The configuration file's schema (version 1): its sections, their fields and their secrets.
 
+Sections added later in version 1 (users, on-call overrides, API keys) are optional, so every
+earlier file still reads the same.
+
 Pure: no I/O. Items are keyed by a name (`key` field); references to other items are by name,
 never by database id, so a file moves between installations. Secret values (channel URLs,
 database URLs, HTTP check header values, URL passwords) are written as `${ENV_VAR}` references
@@ -21,6 +24,7 @@ __all__ = [
     "REQUIRED",
     "SECTIONS",
     "UNMANAGED_SETTINGS",
+    "WHOLE_ITEM_SECTIONS",
     "Field",
     "Section",
     "env_name",
@@ -32,13 +36,16 @@ FORMAT_VERSION = 1
 REQUIRED: Any = object()  # a field's default when the field must be given
 # Installation secrets kept in `settings`: never exported, never applied.
 UNMANAGED_SETTINGS = frozenset({"ack_link_secret"})
+# Sections whose items have no name: the whole item is the identity (created, never updated).
+WHOLE_ITEM_SECTIONS = frozenset({"silences", "oncall_overrides"})
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
 class Field:
     name: str
-    # str (non-empty) | string | text (str or null) | bool | int | num | list | dict | json | ref | refs | time
+    # str (non-empty) | string | text (str or null) | bool | int | int? (int or null) | num | list
+    # | dict | json | ref | refs | time | time? (time or null)
     kind: str
     default: Any = REQUIRED
 
@@ -58,6 +65,19 @@ def _fields(*specs: tuple[Any, ...]) -> tuple[Field, ...]:
 
 
 SECTIONS: tuple[Section, ...] = (
+    Section(
+        # People (never their password hashes). Apply creates a missing user without a password
+        # (`user reset-password NAME` sets one) and never deletes one: `is_active: false` stops it.
+        "users",
+        "username",
+        _fields(
+            ("username", "str"),
+            ("role", "str"),
+            ("is_active", "bool", True),
+            ("organizations", "json", None),  # null: every organisation; else the only ones seen
+            ("time_zone", "text", None),
+        ),
+    ),
     Section(
         "channels",
         "name",
@@ -79,6 +99,17 @@ SECTIONS: tuple[Section, ...] = (
             # [{name, level, rotation, handoff_time "HH:MM", handoff_weekday, starts_on
             #   "YYYY-MM-DD", members: [user names], active_days}]
             ("layers", "list"),
+        ),
+    ),
+    Section(
+        "oncall_overrides",
+        "key",  # no name of their own: the whole item is its identity (like silences)
+        _fields(
+            ("schedule", "ref"),  # a schedule name
+            ("user", "ref"),  # who is on call instead: a user name
+            ("starts_at", "time"),
+            ("ends_at", "time"),
+            ("reason", "string", ""),
         ),
     ),
     Section(
@@ -182,6 +213,21 @@ SECTIONS: tuple[Section, ...] = (
             ("ends_at", "time"),
             ("recurrence", "json", None),
             ("reason", "string", ""),
+        ),
+    ),
+    Section(
+        # Keys by name, never their secret or its hash. Apply creates a missing key and prints
+        # its new secret once (as `apikey add` does); a revoked key stays revoked.
+        "api_keys",
+        "name",
+        _fields(
+            ("name", "str"),
+            ("scope", "str"),
+            ("allowed_origins", "list", []),
+            ("rate_limit_per_minute", "int?", None),  # null: the default, 0: unlimited
+            ("points_per_minute", "int?", None),
+            ("expires_at", "time?", None),
+            ("revoked", "bool", False),
         ),
     ),
 )

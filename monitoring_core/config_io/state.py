@@ -19,17 +19,20 @@ from monitoring_core.config_io.spec import (
     FORMAT_VERSION,
     SECTIONS,
     UNMANAGED_SETTINGS,
+    WHOLE_ITEM_SECTIONS,
     env_name,
     secret_paths,
 )
 from monitoring_core.oncall.store import list_schedules
 from monitoring_core.schema import (
     alert_rules,
+    api_keys,
     dashboards,
     escalation_policies,
     health_checks,
     notification_channels,
     notification_routes,
+    oncall_overrides,
     oncall_schedules,
     runbooks,
     settings,
@@ -43,6 +46,7 @@ __all__ = [
     "State",
     "current_state",
     "export_document",
+    "item_key",
     "layer_item",
     "silence_key",
     "to_yaml",
@@ -50,8 +54,8 @@ __all__ = [
 
 State = dict[str, dict[str, dict[str, Any]]]  # section -> key -> item (plus "settings")
 # A policy step's id lists and what they name: (step key, State section of the names).
-# People are not in the file: they must exist where the file is applied (`_users` in the
-# state holds their names).
+# People may be in the file's `users` section or already exist where it is applied (`_users`
+# in a state holds every user name either has).
 STEP_REFS = (("channels", "channels"), ("users", "_users"), ("schedules", "schedules"))
 
 
@@ -83,6 +87,41 @@ def silence_key(item: Mapping[str, Any]) -> str:
         sort_keys=True,
         default=lambda v: v.astimezone(UTC).isoformat() if isinstance(v, datetime) else str(v),
     )
+
+
+def item_key(section: str, item: Mapping[str, Any]) -> str:
+    """The identity of an item: its name, or all of it in a section of nameless items."""
+    if section not in WHOLE_ITEM_SECTIONS:
+        spec = next(s for s in SECTIONS if s.name == section)
+        return str(item[spec.key])
+    if section == "silences":
+        return silence_key(item)
+    return json.dumps(
+        {k: item.get(k) for k in ("schedule", "user", "starts_at", "ends_at", "reason")},
+        sort_keys=True,
+        default=lambda v: v.astimezone(UTC).isoformat() if isinstance(v, datetime) else str(v),
+    )
+
+
+def _api_keys(conn: Connection) -> dict[str, dict[str, Any]]:
+    """Keys by name: the live one, else the newest revoked one (a name's revoked predecessors
+    are history, not configuration). Two live keys of one name cannot be told apart in a file."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for r in _rows(conn, api_keys, api_keys.c.id):
+        item = {
+            **_pick(r, "api_keys"),
+            "allowed_origins": list(r["allowed_origins"] or []),
+            "revoked": r["revoked_at"] is not None,
+        }
+        held = by_name.get(r["name"])
+        if held is not None and not held["revoked"] and not item["revoked"]:
+            raise ValueError(
+                f"two live api_keys are named {r['name']!r}: revoke one (apikey revoke ID) "
+                "before exporting (the file names keys, it does not number them)"
+            )
+        if held is None or held["revoked"]:
+            by_name[r["name"]] = item
+    return by_name
 
 
 def _unique(section: str, rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
@@ -203,6 +242,23 @@ def current_state(conn: Connection, *, now: datetime) -> State:
         for r in _rows(conn, notification_routes, notification_routes.c.min_severity)
     }
     state["_users"] = {name: {} for name in names.users.values()}
+    state["users"] = {
+        r["username"]: {
+            **_pick(r, "users"),
+            "organizations": None if r["organization_ids"] is None else list(r["organization_ids"]),
+        }
+        for r in _rows(conn, users, users.c.username)
+    }
+    state["api_keys"] = _api_keys(conn)
+    running = select(oncall_overrides).where(oncall_overrides.c.ends_at > now)
+    state["oncall_overrides"] = {}
+    for row in map(dict, conn.execute(running.order_by(oncall_overrides.c.id)).mappings()):
+        item = {
+            **_pick(row, "oncall_overrides"),
+            "schedule": _Names.of(names.schedules, row["schedule_id"]),
+            "user": _Names.of(names.users, row["user_id"]),
+        }
+        state["oncall_overrides"][item_key("oncall_overrides", item)] = item
     state["schedules"] = {
         row["name"]: {
             "name": row["name"],
@@ -239,8 +295,8 @@ def export_document(state: State) -> tuple[dict[str, Any], list[str]]:
                 variable = env_name(section.name, key, path)
                 _set_path(item, path, "${" + variable + "}")
                 needed.append(variable)
-            if section.name == "silences":
-                for field in ("starts_at", "ends_at"):
+            for field in ("starts_at", "ends_at", "expires_at"):
+                if isinstance(item.get(field), datetime):
                     item[field] = item[field].astimezone(UTC).isoformat()
             items.append(item)
         doc[section.name] = items
