@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,7 @@ from sqlalchemy import Engine, select, text
 
 from monitoring_core.alerts.engine import AlertState, Check, Decision
 from monitoring_core.alerts.store import enabled_rule_rows, update_rule
-from monitoring_core.alerts.writes import DecisionWrite, save_decisions
+from monitoring_core.alerts.writes import DecisionWrite, only_counted, save_decisions
 from monitoring_core.flows.alert_cycle import evaluate_all
 from monitoring_core.schema import alert_events, alert_instances
 from tests.alerting_support import partitions_around, point, threshold_rule
@@ -76,3 +77,35 @@ def test_values_postgres_reads_from_json_strings_survive_the_write(engine: Engin
     assert stored[0].trigger_dimensions == {"région": "é0"}
     assert stored[0].first_triggered_at == NOW and stored[0].severity == "high"
     assert events[ids[1]].value == -math.inf and events[ids[0]].message.endswith("ünïcode")
+
+
+def test_a_key_still_firing_is_written_in_three_columns(engine: Engine) -> None:
+    """A counted write (same status and severity, only the count, last trigger and value
+    moved) updates those and `last_evaluated_at`; the rest of the row stays as it was."""
+    with engine.begin() as conn:
+        rule_id = threshold_rule(conn, NOW)
+    first = AlertState(status="acknowledged", trigger_count=1, trigger_value=120.0,
+                       first_triggered_at=NOW, last_triggered_at=NOW, acknowledged_at=NOW)  # fmt: skip
+    check = Check(True, 120.0, 100.0, "avg 120 vs 100")
+    with engine.begin() as conn:
+        (instance_id,) = save_decisions(
+            conn, [DecisionWrite(rule_id, "", {}, Decision(first, check, "high"))], now=NOW
+        )
+        conn.execute(
+            text("UPDATE alert_instances SET escalation_step = 2 WHERE id = :i"), {"i": instance_id}
+        )
+    later = NOW.replace(minute=1)
+    after = replace(first, trigger_count=2, trigger_value=131.5, last_triggered_at=later)
+    assert only_counted(first, after) and not only_counted(first, replace(after, status="firing"))
+    decision = Decision(after, Check(True, 131.5, 100.0, "avg 131.5 vs 100"), "high",
+                        from_status="acknowledged")  # fmt: skip
+    write = DecisionWrite(rule_id, "", {}, decision, instance_id, counted=True)
+    with engine.begin() as conn:
+        assert save_decisions(conn, [write], now=later) == [instance_id]
+    with engine.connect() as conn:
+        row = conn.execute(select(alert_instances)).one()
+        history = conn.execute(select(alert_events)).all()
+    assert (row.trigger_count, row.trigger_value, row.last_triggered_at) == (2, 131.5, later)
+    assert row.last_evaluated_at == later and row.status == "acknowledged"
+    assert (row.acknowledged_at, row.first_triggered_at, row.escalation_step) == (NOW, NOW, 2)
+    assert len(history) == 1  # the first write's status change only

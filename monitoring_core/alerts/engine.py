@@ -614,6 +614,34 @@ def _window_values(block: Columns, lo: int, hi: int, kind: str) -> tuple[np.ndar
     return values, slack
 
 
+def _series_numbers(
+    keyed: Mapping[str, tuple[Mapping[str, Any], Sequence[Point]]],
+) -> tuple[Columns, np.ndarray] | None:
+    """The block every series of `keyed` is a view of, and their numbers in it (None: not
+    all views of one block, or a block with an empty series, which reduceat cannot take).
+    Kept on the block with `keyed` itself (the rules cutting a read alike share one)."""
+    first = next(iter(keyed.values()))[1]
+    if type(first) is not Points:
+        return None
+    block = first.block
+    held = block.memo.get(("numbers", id(keyed)))
+    if held is not None and held[0] is keyed:  # holding `keyed` keeps its id its own
+        return block, held[1]
+    if "whole" not in block.memo:
+        starts = block.starts
+        block.memo["whole"] = bool(len(block.t)) and not bool((starts[1:] <= starts[:-1]).any())
+    if not block.memo["whole"]:
+        return None
+    numbers = []
+    for _dims, points in keyed.values():
+        if type(points) is not Points or points.block is not block:
+            return None
+        numbers.append(points.number)
+    index = np.asarray(numbers, dtype=np.int64)
+    block.memo["numbers", id(keyed)] = keyed, index
+    return block, index
+
+
 def _clear_of_threshold(
     rule: Rule, keyed: Mapping[str, tuple[Mapping[str, Any], Sequence[Point]]], now: datetime,
     limit: float,
@@ -625,21 +653,13 @@ def _clear_of_threshold(
     cond = rule.condition
     if cond.type != "threshold" or is_windowed(cond.metric) or not keyed:
         return None
-    block = None
-    rows = []
-    for _dims, points in keyed.values():
-        if type(points) is not Points or (block is not None and points.block is not block):
-            return None
-        block = points.block
-        rows.append(points.number)
-    assert block is not None
-    starts = block.starts
-    if not len(block.t) or bool((starts[1:] <= starts[:-1]).any()):
-        return None  # reduceat needs every series non-empty
+    found = _series_numbers(keyed)
+    if found is None:
+        return None
+    block, index = found
     hi = _epoch_us(now)
     lo = _epoch_us(now - timedelta(minutes=cond.window_minutes))
     values, slack = _window_values(block, lo, hi, _KIND.get(cond.aggregation, "max"))
-    index = np.asarray(rows, dtype=np.int64)
     x = values[index]
     margin = 1e-9 * (slack[index] + abs(limit))
     with np.errstate(invalid="ignore"):

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import Label
 
-from monitoring_core.alerts.engine import ACTIVE, AlertState, with_changes
+from monitoring_core.alerts.engine import ACTIVE, AlertState
 from monitoring_core.alerts.rules import RuleInvalid, parse_condition
 from monitoring_core.enums import Severity
 from monitoring_core.schema import (
@@ -279,7 +279,12 @@ def state_of(row: Mapping[str, Any] | None) -> AlertState:
     """The engine's view of an instance row (an empty state for no row)."""
     if row is None:
         return _NO_INSTANCE
-    return with_changes(_NO_INSTANCE, **{f: row[f] for f in _STATE_FIELDS})
+    state = _new(AlertState)  # as `with_changes`, without copying the empty state first
+    state.__dict__.update({f: row[f] for f in _STATE_FIELDS})
+    return state
+
+
+_new = object.__new__
 
 
 _INSTANCE_COLUMNS = tuple(c.name for c in alert_instances.c)

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, select, text, tuple_
 from monitoring_core.alerts.engine import AlertState, Decision
 from monitoring_core.schema import alert_instances
 
-__all__ = ["DecisionWrite", "save_decision", "save_decisions"]
+__all__ = ["DecisionWrite", "only_counted", "save_decision", "save_decisions"]
 
 _STATE = tuple(AlertState.__dataclass_fields__)
 _TYPES = {
@@ -56,6 +56,8 @@ class DecisionWrite:
     dimensions: Mapping[str, Any]
     decision: Decision
     instance_id: int | None = None  # known when the instance exists
+    # Only `_COUNTED` moved (a key still holding, same status and severity): a narrow update
+    counted: bool = False
 
 
 def _recordset(columns: Mapping[str, str]) -> str:
@@ -114,6 +116,41 @@ def _insert_new(conn: Connection, writes: Sequence[DecisionWrite], now: datetime
     )
     result = conn.execute(text(sql), {"rows": _json(rows), "now": now})
     return {(r[1], r[2]): int(r[0]) for r in result}
+
+
+# What a key still firing (or acknowledged) changes each cycle; the rest of its row stays.
+_COUNTED = ("last_triggered_at", "trigger_count", "trigger_value")
+
+
+def only_counted(before: AlertState, after: AlertState) -> bool:
+    """Whether `after` differs from `before` in `_COUNTED` fields alone (then the write may
+    be `counted`)."""
+    was, now = before.__dict__, after.__dict__
+    return all(was[f] == now[f] for f in _OTHER)
+
+
+_OTHER = tuple(f for f in _STATE if f not in _COUNTED)
+
+
+def _update_counted(conn: Connection, writes: Sequence[DecisionWrite], now: datetime) -> None:
+    """Counted writes: three columns a row instead of every state column (the bulk of a
+    large cycle's writes are keys that stay firing)."""
+    columns = {"id": "bigint", **{c: _TYPES[c] for c in _COUNTED}}
+    rows = []
+    for w in writes:
+        state = w.decision.state
+        rows.append({
+            "id": w.instance_id,
+            "last_triggered_at": state.last_triggered_at,
+            "trigger_count": state.trigger_count,
+            "trigger_value": _float(state.trigger_value),
+        })  # fmt: skip
+    sets = ", ".join(f"{c} = u.{c}" for c in _COUNTED)
+    sql = (
+        f"UPDATE alert_instances a SET {sets}, last_evaluated_at = :now "
+        f"FROM {_recordset(columns)} WHERE a.id = u.id"
+    )
+    conn.execute(text(sql), {"rows": _json(rows), "now": now})
 
 
 def _update_existing(conn: Connection, writes: Sequence[DecisionWrite], now: datetime) -> None:
@@ -183,8 +220,11 @@ def save_decisions(
                 for w in raced
                 if (w.rule_id, w.alert_key) in found
             ]
-    if updates:
-        _update_existing(conn, updates, now)
+    counted = [w for w in updates if w.counted]
+    if counted:
+        _update_counted(conn, counted, now)
+    if len(counted) < len(updates):
+        _update_existing(conn, [w for w in updates if not w.counted], now)
     events = [
         {
             "instance_id": ids[(w.rule_id, w.alert_key)],

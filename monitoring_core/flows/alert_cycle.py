@@ -43,7 +43,7 @@ from monitoring_core.alerts.store import (
     mark_data_seen,
     state_of,
 )
-from monitoring_core.alerts.writes import DecisionWrite, save_decisions
+from monitoring_core.alerts.writes import DecisionWrite, only_counted, save_decisions
 from monitoring_core.audit import system_actor
 from monitoring_core.config import load_settings
 from monitoring_core.incidents.rules import severity_for_alert
@@ -413,7 +413,13 @@ def _apply(
         or (row is not None and row["severity"] == decision.severity and decision.state == before)
     ):
         return
-    write = DecisionWrite(rule.id, key, dims, decision, row["id"] if row else None)
+    counted = (
+        row is not None
+        and not decision.changed
+        and row["severity"] == decision.severity
+        and only_counted(before, decision.state)
+    )
+    write = DecisionWrite(rule.id, key, dims, decision, row["id"] if row else None, counted)
     cycle.pending.append((rule, write, row))
 
 
