@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
+from starlette.routing import Route
 
+from monitoring_core.accounts import ApiKey
 from monitoring_core.api.body import MAX_DEPTH, too_deep
+from monitoring_core.api.keys import KeyCache
+from monitoring_core.api.routes_errors import LEAN_ROUTES
 from monitoring_core.errors.scrub import REDACTED, Scrubber
 from monitoring_core.flows.error_ingest import _scrub_text_lines
 
@@ -90,3 +97,53 @@ def test_secrets_in_a_stack_trace_are_still_scrubbed() -> None:
     spanning = _trace("AuthError: Bearer\n    abcdefghijklmnop123")
     assert "abcdefghijklmnop123" not in _scrub_text_lines(spanning, Scrubber())
     assert REDACTED in _scrub_text_lines(spanning, Scrubber())
+
+
+class _CountingKeyCache(KeyCache):
+    """A KeyCache whose database read counts itself and waits until the test lets it go."""
+
+    def __init__(self, engine: Engine, clock: list[float]) -> None:
+        super().__init__(engine, ttl=5.0, clock=lambda: clock[0])
+        self.reads = 0
+        self.go = threading.Event()
+
+    def _read(self, key: str) -> ApiKey | None:
+        self.reads += 1
+        self.go.wait(10)
+        return super()._read(key)
+
+
+def test_concurrent_requests_read_an_expired_key_from_the_database_once(
+    engine: Engine, ingest_key: str
+) -> None:
+    clock = [1000.0]
+    cache = _CountingKeyCache(engine, clock)
+    cache.go.set()
+    first = cache.lookup(ingest_key)
+    assert first is not None and cache.reads == 1
+    clock[0] += 5.1  # the entry expired: every request in flight misses at once
+    cache.go.clear()
+    found: list[ApiKey | None] = []
+    threads = [
+        threading.Thread(target=lambda: found.append(cache.lookup(ingest_key))) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # let them all reach the lookup (one reads, seven wait for it)
+    cache.go.set()
+    for t in threads:
+        t.join(10)
+    assert cache.reads == 2
+    assert found == [first] * 8
+    assert cache.lookup("not-a-key") is None and cache.reads == 3  # unknown keys are cached too
+
+
+def test_the_sentry_routes_are_matched_before_every_included_router(api_app: Any) -> None:
+    routes = api_app.router.routes
+    assert routes[: len(LEAN_ROUTES)] == LEAN_ROUTES
+    assert {r.path for r in LEAN_ROUTES if isinstance(r, Route)} == {
+        "/api/{project_id}/envelope/",
+        "/api/{project_id}/envelope",
+        "/api/{project_id}/store/",
+        "/api/{project_id}/store",
+    }

@@ -33,6 +33,7 @@ class KeyCache:
         self._clock = clock
         self._entries: dict[str, tuple[ApiKey | None, float]] = {}
         self._lock = threading.Lock()
+        self._flights: dict[str, threading.Lock] = {}  # key hash -> the lookup in progress
 
     def cached(self, key: str) -> tuple[bool, ApiKey | None]:
         """(hit, record) without touching the database."""
@@ -53,6 +54,28 @@ class KeyCache:
         hit, record = self.cached(key)
         if hit:
             return record
+        hashed = hash_api_key(key)
+        # One lookup per key at a time: when a busy key's entry expires, every request in
+        # flight misses at once (32 Sentry senders: 32 reads and updates of one row every TTL);
+        # the others wait for the first and take its answer from the cache.
+        with self._lock:
+            flight = self._flights.setdefault(hashed, threading.Lock())
+        try:
+            with flight:
+                hit, record = self.cached(key)
+                if hit:
+                    return record
+                record = self._read(key)
+                with self._lock:
+                    if len(self._entries) >= _MAX_ENTRIES:
+                        self._entries.clear()  # a flood of random keys must not grow memory
+                    self._entries[hashed] = (record, self._clock() + self.ttl)
+                return record
+        finally:
+            with self._lock:
+                self._flights.pop(hashed, None)
+
+    def _read(self, key: str) -> ApiKey | None:
         with self._engine.begin() as conn:
             record = lookup_api_key(conn, key)
             if record is not None:
@@ -62,8 +85,4 @@ class KeyCache:
                     .where(api_keys.c.id == record.id)
                     .values(last_used_at=func.now())
                 )
-        with self._lock:
-            if len(self._entries) >= _MAX_ENTRIES:
-                self._entries.clear()  # a flood of random keys must not grow memory
-            self._entries[hash_api_key(key)] = (record, self._clock() + self.ttl)
         return record
