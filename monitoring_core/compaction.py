@@ -7,9 +7,10 @@ Once the metric rollups have passed a stretch of raw points and it is older than
 rows are deleted. `points_reader.read_points` reads both forms.
 
 Two paths. A past day whose rows the rollups have all passed is compacted whole
-(`compact_day`): its partition is locked, read packed per series, encoded, and TRUNCATEd, which
-frees rows and index pages at once (deleting millions of rows one by one costs far more than
-encoding them). Today's stretches go one by one (`compact_batch`, `DELETE … RETURNING`); the
+(`compact_day`): its partition is locked, read once in a few batches packed per series by
+Postgres, every series of a batch encoded at once (`chunks.batch.encode_many`) in a second
+thread while Postgres reads the next batch, and TRUNCATEd, which frees rows and index pages at
+once (deleting millions of rows one by one costs far more than encoding them). Today's stretches go one by one (`compact_batch`, `DELETE … RETURNING`); the
 dead rows they leave are reclaimed when the day is over, by the same truncate.
 
 Safety:
@@ -31,16 +32,19 @@ Safety:
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
+from monitoring_core.chunks.batch import encode_many
 from monitoring_core.chunks.codec import decode, encode
 from monitoring_core.chunks.store import (
     PG_EPOCH_US,
@@ -76,15 +80,18 @@ COMPACT_AFTER = timedelta(hours=2)
 STRETCH = timedelta(hours=2)
 BATCH_SERIES = 500
 MAX_DAYS = 7  # whole days per run
+DAY_BATCH_ROWS = 2_000_000  # rows a day's batch aggregates in Postgres' memory (~70 MB)
+DAY_READ_WORKERS = 0  # Postgres parallel workers reading a day (the second core encodes)
 MAX_STRETCHES = 48  # per run: a backlog (first run after an upgrade) catches up over runs
 _ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 _FAMILY = FAMILIES[0].name  # "metric_points": its watermark and its advisory lock
 
-_COMPACT = text(
-    """
+# psycopg placeholders: run on the driver's binary cursor (`_fetch`).
+_COMPACT = """
     WITH d AS (
         DELETE FROM metric_points
-        WHERE series_id = ANY(:ids) AND time >= :lo AND time < :hi AND ingested_at <= :w
+        WHERE series_id = ANY(%(ids)s) AND time >= %(lo)s AND time < %(hi)s
+          AND ingested_at <= %(w)s
         RETURNING series_id, time, value
     )
     SELECT series_id,
@@ -92,6 +99,11 @@ _COMPACT = text(
            string_agg(float8send(value), ''::bytea) AS v
     FROM d GROUP BY series_id
     """
+# One batch of a day's partition (its name is our own identifier, the condition our own text).
+_READ_DAY = (
+    "SELECT series_id, string_agg(timestamptz_send(time), ''::bytea) AS t, "
+    "string_agg(float8send(value), ''::bytea) AS v FROM \"{partition}\" "
+    "WHERE {condition} GROUP BY series_id"
 )
 
 
@@ -162,86 +174,154 @@ def compact_batch(
     conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": rollup_lock_key(_FAMILY)})
     hi = lo + STRETCH
     params = {"ids": list(series_ids), "lo": lo, "hi": hi, "w": watermark}
-    taken = {int(sid): rows_from_packed(t, v) for sid, t, v in conn.execute(_COMPACT, params).all()}
-    if not taken:
+    rows = _fetch(conn, _COMPACT, params)
+    if not rows:
         return 0, 0, 0
-    old = lock_chunks(conn, sorted(taken), lo, hi)
-    for chunk in old:
-        taken[chunk.series_id] = _concat(taken[chunk.series_id], chunk.points())
-    delete_chunks(conn, old)
-    new = [Chunk.of(sid, t, v) for sid, (t, v) in sorted(taken.items())]
+    old = _old_chunks(lock_chunks(conn, sorted(r[0] for r in rows), lo, hi))
+    new, replaced = _chunks_of(rows, old)
+    delete_chunks(conn, replaced)
     insert_chunks(conn, new)
-    return sum(len(t) for t, _ in taken.values()) - sum(c.count for c in old), len(new), len(old)
+    return sum(c.count for c in new) - sum(c.count for c in replaced), len(new), len(replaced)
+
+
+_STRETCH_US = int(STRETCH.total_seconds() * 1_000_000)
+Packed = tuple[int, bytes, bytes]  # series id, its timestamptz_send and float8send bytes
+
+
+def _fetch(conn: Connection, sql: str, params: dict[str, Any]) -> list[Packed]:
+    """Run a statement giving (series_id, packed times, packed values) rows on the driver's
+    binary cursor (the byte strings come as they are: no hex text made by Postgres and parsed
+    here), in the connection's transaction."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor(binary=True) as cursor:
+        return [(int(sid), t, v) for sid, t, v in cursor.execute(sql, params).fetchall()]
+
+
+def _old_chunks(chunks: Sequence[Chunk]) -> dict[tuple[int, int], list[Chunk]]:
+    """Existing chunks by (series id, stretch number counted from 2000-01-01)."""
+    out: dict[tuple[int, int], list[Chunk]] = {}
+    for chunk in chunks:
+        out.setdefault((chunk.series_id, (chunk.start_us - PG_EPOCH_US) // _STRETCH_US), []).append(
+            chunk
+        )
+    return out
+
+
+def _chunks_of(
+    rows: Sequence[Packed], old: dict[tuple[int, int], list[Chunk]]
+) -> tuple[list[Chunk], list[Chunk]]:
+    """Pure: series' packed rows (any order within a series) and the existing chunks they merge
+    with -> (new chunks, one per series and stretch; the old chunks they replace).
+
+    All series at once: the points are laid end to end, sorted by (time, value) within each
+    series only where they are not already (rows come in the heap's order, which is time
+    order for live ingest), cut at every change of series or stretch, and encoded together
+    (`encode_many`, the codec's bytes exactly). A (series, stretch) with an existing chunk
+    (late points) is merged with it and encoded alone."""
+    assert _ORIGIN == datetime(2000, 1, 1, tzinfo=UTC)  # stretch numbers count from PG's epoch
+    if not rows:
+        return [], []
+    counts = np.array([len(t) // 8 for _, t, _ in rows], dtype=np.int64)
+    times, values = rows_from_packed(b"".join(r[1] for r in rows), b"".join(r[2] for r in rows))
+    series_of = np.repeat(np.arange(len(rows)), counts)
+    same = series_of[1:] == series_of[:-1]
+    ordered = (times[1:] > times[:-1]) | ((times[1:] == times[:-1]) & (values[1:] >= values[:-1]))
+    bounds = np.r_[0, np.cumsum(counts)]
+    for s in np.unique(series_of[1:][same & ~ordered]).tolist():
+        a, b = bounds[s], bounds[s + 1]
+        order = np.lexsort((values[a:b], times[a:b]))
+        times[a:b], values[a:b] = times[a:b][order], values[a:b][order]
+    stretch = (times - PG_EPOCH_US) // _STRETCH_US
+    cut = np.flatnonzero(~same | (stretch[1:] != stretch[:-1])) + 1
+    starts, ends = np.r_[0, cut], np.r_[cut, len(times)]
+    sids = np.array([r[0] for r in rows], dtype=np.int64)[series_of[starts]].tolist()
+    keys = list(zip(sids, stretch[starts].tolist(), strict=True))
+    plain = [i for i, key in enumerate(keys) if key not in old]
+    encoded = encode_many(times, values, starts[plain], ends[plain])
+    new = [
+        Chunk(sids[i], int(times[starts[i]]), int(times[ends[i] - 1]), int(ends[i] - starts[i]), *e)
+        for i, e in zip(plain, encoded, strict=True)
+    ]
+    replaced: list[Chunk] = []
+    for i, key in enumerate(keys):
+        if key in old:
+            t, v = times[starts[i] : ends[i]], values[starts[i] : ends[i]]
+            for chunk in old[key]:
+                t, v = _concat((t, v), chunk.points())
+                replaced.append(chunk)
+            new.append(Chunk.of(sids[i], t, v))
+    return new, replaced
 
 
 def _concat(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple:
     return np.concatenate((a[0], b[0])), np.concatenate((a[1], b[1]))
 
 
-def _rows_of(conn: Connection, partition: str, ids: Sequence[int]) -> Iterator[tuple]:
-    """(series id, Unix microseconds, values) of every row of the series from min(ids) to
-    max(ids) in a partition (a range test per row, not a lookup in a list of ids),
-    packed per series by Postgres (one result row per series, not one per point), unordered
-    (a sort in SQL cost more than all the encoding), then sorted by time here."""
-    # The partition name comes from partition_name() (our own identifier).
-    source = f'"{partition}"'
-    statement = text(
-        "SELECT series_id, "
-        "string_agg(timestamptz_send(time), ''::bytea) AS t, "
-        "string_agg(float8send(value), ''::bytea) AS v "
-        "FROM " + source + " WHERE series_id BETWEEN :first AND :last GROUP BY series_id"
+def _extend(into: tuple[list[Chunk], list[Chunk]], more: tuple[list[Chunk], list[Chunk]]) -> None:
+    into[0].extend(more[0])
+    into[1].extend(more[1])
+
+
+_LOCK_DAY = text(
+    "SELECT series_id, start_time, end_time, count, times, vals FROM metric_chunks "
+    "WHERE series_id = ANY(:ids) AND start_time >= :lo AND start_time < :hi FOR UPDATE"
+)
+
+
+def _day_batches(
+    conn: Connection, partition: str, day_start: datetime, batch_rows: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """(WHERE condition, parameters) of batches of about `batch_rows` rows that together read
+    the partition once: one batch when it is small; else windows of whole stretches when the
+    heap is in time order (live ingest: each window reads its own pages through the BRIN
+    index on time), or series-id ranges when it is not (a bulk load per series: each range
+    reads its own pages through the (series_id, time) index)."""
+    stats = text(
+        "SELECT c.reltuples, s.correlation FROM pg_class c LEFT JOIN pg_stats s "
+        "ON s.schemaname = current_schema() AND s.tablename = c.relname AND s.attname = 'time' "
+        "WHERE c.oid = CAST(:p AS regclass)"
     )
-    for sid, packed_t, packed_v in conn.execute(statement, {"first": min(ids), "last": max(ids)}):
-        t, v = rows_from_packed(packed_t, packed_v)
-        if len(t) > 1 and not (t[1:] >= t[:-1]).all():
-            order = np.lexsort((v, t))
-            t, v = t[order], v[order]
-        yield int(sid), t, v
-
-
-def _encode_batch(
-    rows: list[tuple[int, np.ndarray, np.ndarray]],
-    old: dict[tuple[int, int], list[Chunk]],
-    stretch_us: int,
-) -> tuple[list[Chunk], list[Chunk]]:
-    """Pure: one batch of series' points (and the chunks they merge with) -> (new chunks, the
-    old chunks they replace), one chunk per series and stretch."""
-    new: list[Chunk] = []
-    replaced: list[Chunk] = []
-    for sid, times, values in rows:
-        stretch = (times - PG_EPOCH_US) // stretch_us  # the origin 2000-01-01 is PG's epoch
-        cuts = np.flatnonzero(np.diff(stretch)) + 1
-        for t, v, first in zip(
-            np.split(times, cuts),
-            np.split(values, cuts),
-            stretch[np.r_[0, cuts]].tolist(),
-            strict=True,
-        ):
-            for chunk in old.get((sid, first), ()):
-                ct, cv = chunk.points()
-                t, v = np.concatenate((t, ct)), np.concatenate((v, cv))
-                replaced.append(chunk)
-            new.append(Chunk.of(sid, t, v))
-    return new, replaced
-
-
-def _write(
-    conn: Connection, encoded: tuple[list[Chunk], list[Chunk]], written: int, merged: int
-) -> tuple[int, int]:
-    new, replaced = encoded
-    delete_chunks(conn, replaced)
-    insert_chunks(conn, new)
-    return written + len(new), merged + len(replaced)
+    rows, correlation = conn.execute(stats, {"p": partition}).one()
+    if rows < 0 or correlation is None:  # never analyzed: a sample of 30,000 rows is cheap
+        conn.execute(text(f'ANALYZE "{partition}"'))
+        rows, correlation = conn.execute(stats, {"p": partition}).one()
+    parts = max(1, math.ceil(float(rows) / batch_rows))
+    if parts == 1:
+        return [("TRUE", {})]
+    if correlation is not None and abs(correlation) >= 0.5:
+        stretches = round(timedelta(days=1) / STRETCH)
+        per = math.ceil(stretches / min(parts, stretches))
+        return [
+            ("time >= %(lo)s AND time < %(hi)s",
+             {"lo": day_start + i * STRETCH, "hi": day_start + min(i + per, stretches) * STRETCH})
+            for i in range(0, stretches, per)
+        ]  # fmt: skip
+    first, last = conn.execute(
+        text(f'SELECT min(series_id), max(series_id) FROM "{partition}"')  # noqa: S608
+    ).one()
+    if first is None:
+        return []
+    width = math.ceil((last - first + 1) / parts)
+    return [
+        ("series_id BETWEEN %(first)s AND %(last)s", {"first": a, "last": min(a + width, last + 1) - 1})
+        for a in range(first, last + 1, width)
+    ]  # fmt: skip
 
 
 def compact_day(
-    conn: Connection, day: date, watermark: datetime, *, batch_rows: int = 500_000
+    conn: Connection, day: date, watermark: datetime, *, batch_rows: int | None = None
 ) -> tuple[int, int, int] | None:
     """Compact a whole past day's partition at once and TRUNCATE it (caller commits):
     (points, chunks written, chunks merged), or None when the day holds rows the rollups have
-    not passed (the caller then goes stretch by stretch). Deleting millions of rows one by one is what makes the
-    stretch path slow; a truncate frees them at once, indexes included."""
-    assert _ORIGIN == datetime(2000, 1, 1, tzinfo=UTC)  # stretch numbers below count from it
+    not passed (the caller then goes stretch by stretch). Deleting millions of rows one by one
+    is what makes the stretch path slow; a truncate frees them at once, indexes included.
+
+    The partition is read once, in a few batches (`_day_batches`), each aggregated per series
+    by Postgres into packed byte strings (one hash aggregate in memory, no sort, no parallel
+    workers: the second core encodes). Encoding (`_chunks_of`) runs in a second thread while
+    Postgres reads the next batch; every statement stays on this connection, in this one
+    transaction."""
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": rollup_lock_key(_FAMILY)})
     partition = partition_name("metric_points", day)
     # Ingest of late points into this day waits for the commit; nothing else writes here.
@@ -251,43 +331,42 @@ def compact_day(
         {"w": watermark},
     ).scalar():
         return None
-    ids = [
-        int(i)
-        for i in conn.execute(
-            text(f'SELECT DISTINCT series_id FROM "{partition}" ORDER BY 1')  # noqa: S608
-        ).scalars()
-    ]
-    # Series in batches of about `batch_rows` rows: each batch is one scan aggregated in memory
-    # (work_mem sized for it: a spilling hash aggregate is several times slower).
-    estimate = conn.execute(
-        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:p AS regclass)"), {"p": partition}
-    ).scalar_one()
-    per_series = max(float(estimate), 1.0) / max(len(ids), 1)
-    batch = max(1, int(batch_rows / per_series))
     conn.execute(text("SET LOCAL work_mem = '256MB'"))
+    conn.execute(text(f"SET LOCAL max_parallel_workers_per_gather = {int(DAY_READ_WORKERS)}"))
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    stretch_us = int(STRETCH.total_seconds() * 1_000_000)
-    points = written = merged = 0
-    # Encoding (numpy, zstd) in a second thread while Postgres reads and aggregates the next
-    # batch: the GIL is free while this thread waits on the server, so the two overlap on the
-    # two cores. Every statement stays on this connection, in this one transaction.
+    day_end = day_start + timedelta(days=1)
+    points = 0
+    new: list[Chunk] = []
+    replaced: list[Chunk] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending: Future[tuple[list[Chunk], list[Chunk]]] | None = None
-        for i in range(0, len(ids), batch):
-            part = ids[i : i + batch]
-            old: dict[tuple[int, int], list[Chunk]] = {}
-            for chunk in lock_chunks(conn, part, day_start, day_start + timedelta(days=1)):
-                key = (chunk.series_id, (chunk.start_us - PG_EPOCH_US) // stretch_us)
-                old.setdefault(key, []).append(chunk)
-            rows = list(_rows_of(conn, partition, part))
-            points += sum(len(t) for _, t, _ in rows)
+        batches = _day_batches(conn, partition, day_start, batch_rows or DAY_BATCH_ROWS)
+        for condition, params in batches:
+            read = _READ_DAY.format(partition=partition, condition=condition)
+            rows = _fetch(conn, read, params)
+            points += sum(len(t) // 8 for _, t, _ in rows)
+            old = _old_chunks(
+                [
+                    Chunk(sid, to_us(start), to_us(end), count, bytes(t), bytes(v))
+                    for sid, start, end, count, t, v in conn.execute(
+                        _LOCK_DAY, {"ids": [r[0] for r in rows], "lo": day_start, "hi": day_end}
+                    )
+                ]
+                if rows
+                else []
+            )
             if pending is not None:
-                written, merged = _write(conn, pending.result(), written, merged)
-            pending = pool.submit(_encode_batch, rows, old, stretch_us)
+                _extend((new, replaced), pending.result())
+            pending = pool.submit(_chunks_of, rows, old)
         if pending is not None:
-            written, merged = _write(conn, pending.result(), written, merged)
+            _extend((new, replaced), pending.result())
+    # Written at the end in key order (a day's chunks are ~3 B a point: a few MB), so the
+    # primary key's index fills its pages in order instead of splitting them batch by batch.
+    new.sort(key=lambda c: (c.series_id, c.start_us))
+    delete_chunks(conn, replaced)
+    insert_chunks(conn, new)
     conn.execute(text(f'TRUNCATE "{partition}"'))
-    return points, written, merged
+    return points, len(new), len(replaced)
 
 
 def _days_to_truncate(
