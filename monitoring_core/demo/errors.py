@@ -166,7 +166,7 @@ def _event(bug: Bug, at: datetime, rng: np.random.Generator, **extra: Any) -> Er
         "time": at,
         "stack_trace": (bug.stack + f"\n{bug.error_type}: {message}") if bug.stack else None,
         "user_id": f"user-{user}",
-        "organization_id": f"org-{user % 60}",
+        "organization_id": f"org_{user % 60:04d}",  # the business demo's organisations
         "release": bug.release,
         "environment": "production",
         "endpoint_path": f"/api/{bug.service}",

@@ -9,11 +9,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Text, cast, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from monitoring_core.audit import system_actor, user_actor
 from monitoring_core.incidents import postmortem, runbooks, service
-from monitoring_core.schema import incident_action_items, incident_timeline, incidents
+from monitoring_core.incidents.store import link_error_group
+from monitoring_core.schema import error_groups, incident_action_items, incident_timeline, incidents
 from monitoring_core.schema import runbooks as runbooks_table
 
 __all__ = ["load"]
@@ -100,6 +102,16 @@ def _incident(conn: Connection, detected: datetime, body: dict[str, Any], steps:
     inc = service.create_incident(
         conn, body=body, actor=system_actor("alerting"), role=ROLE, now=detected
     )
+    # The error groups of its services seen by then (organisation-scoped users find their
+    # incidents through these links).
+    groups = conn.execute(
+        select(error_groups.c.id).where(
+            error_groups.c.services.op("&&")(cast(body["affected_services"], ARRAY(Text))),
+            error_groups.c.first_seen <= detected,
+        )
+    ).scalars()
+    for group_id in groups:
+        link_error_group(conn, incident_id=inc["id"], error_group_id=group_id, now=detected)
     for minutes, action, actor, kw in steps:
         _do(conn, inc["id"], detected + minutes * _M, action, actor, kw)
     return int(inc["id"])
