@@ -29,6 +29,7 @@ from monitoring_core.db import (
     grant_reader_select,
     make_engine,
     reader_url,
+    scoped_url,
 )
 from monitoring_core.migrate import migrate
 
@@ -223,6 +224,9 @@ def run(settings: Settings) -> int:
     env = {**os.environ, "DATABASE_URL": url}
     if reader:
         env["DATABASE_READER_URL"] = reader
+    scoped = scoped_url(settings)  # the UI's reads for users limited to organisations
+    if scoped:
+        env["DATABASE_SCOPED_URL"] = scoped
     procs = {
         name: subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parent.parent)
         for name, cmd in _children(settings).items()
