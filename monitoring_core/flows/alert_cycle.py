@@ -227,9 +227,9 @@ def _fetch_all(cycle: Cycle, rules: list[Rule]) -> dict[Any, series_mod.Grouped]
     """One read per (metric, aggregation, dims) shared by every rule that needs it."""
     spans: dict[Any, Any] = {}
     for rule in rules:
-        key, _how = _cut(rule)
+        key, _how, span = _cut(rule)
         if key is not None:
-            spans[key] = max(spans.get(key, series_mod.lookback(rule)), series_mod.lookback(rule))
+            spans[key] = max(spans.get(key, span), span)
     reader = series_mod.SeriesReader(cycle.conn, cycle.now, views=True)
     for key, span in spans.items():  # read each metric's raw points once, as far back as needed
         raw_span = span if span <= series_mod.RAW_MAX else series_mod.RAW_TAIL
@@ -305,44 +305,51 @@ def _evaluate_all(
     split: dict[str, series_mod.Keyed] = {}  # rules that cut a read the same way
     recent: dict[tuple[str, timedelta], series_mod.Keyed] = {}  # ... and look as far back
     for rule in sorted(rules, key=lambda r: r.condition.type == "composite"):
-        fk, how = _cut(rule)
+        fk, how, lookback = _cut(rule)
         keyed: series_mod.Keyed = {}
         if fk is not None:
             if how not in split:
                 split[how] = series_mod.for_rule(rule, fk, fetched.get(fk, {}))
-            reach = (how, series_mod.lookback(rule))
+            reach = (how, lookback)
             if reach not in recent:
-                recent[reach] = _within_lookback(rule, split[how], now)
+                recent[reach] = _within_lookback(split[how], now - lookback)
             keyed = recent[reach]
         _evaluate_rule(cycle, rule, keyed, states[rule.id])
+    for grouped in fetched.values():  # a block's memo names the cuts of it (a reference
+        for points in grouped.values():  # cycle): emptied, the cycle's reads free at once
+            if type(points) is Points:
+                points.block.memo.clear()
+            break
     _store(cycle)
     report.duration_ms = (time.perf_counter() - started) * 1000
     return report
 
 
-# Per parsed rule (held with it, so its id stays its own): its read and how it cuts the read.
-_CUTS: dict[int, tuple[Rule, series_mod.FetchKey | None, str]] = {}
+# Per parsed rule (held with it, so its id stays its own): its read, how it cuts the read,
+# and its lookback.
+_CUTS: dict[int, tuple[Rule, series_mod.FetchKey | None, str, timedelta]] = {}
 
 
-def _cut(rule: Rule) -> tuple[series_mod.FetchKey | None, str]:
-    """The rule's read (`series.fetch_key`) and a name for how it cuts that read into alert
-    keys (read, group_by, filters): rules with equal names share their keyed series."""
+def _cut(rule: Rule) -> tuple[series_mod.FetchKey | None, str, timedelta]:
+    """The rule's read (`series.fetch_key`), a name for how it cuts that read into alert
+    keys (read, group_by, filters): rules with equal names share their keyed series; and
+    `series.lookback`."""
     held = _CUTS.get(id(rule))
     if held is not None and held[0] is rule:
-        return held[1], held[2]
+        return held[1], held[2], held[3]
     fk, cond = series_mod.fetch_key(rule), rule.condition
     how = repr((fk, cond.group_by, json.dumps(dict(cond.filters), sort_keys=True, default=str)))
     if len(_CUTS) > 2 * len(_PARSED) + 1000:  # rules since replaced by newer versions
         _CUTS.clear()
-    _CUTS[id(rule)] = (rule, fk, how)
-    return fk, how
+    _CUTS[id(rule)] = (rule, fk, how, series_mod.lookback(rule))
+    return fk, how, _CUTS[id(rule)][3]
 
 
-def _within_lookback(rule: Rule, keyed: series_mod.Keyed, now: datetime) -> series_mod.Keyed:
-    """The keys with a point within this rule's own lookback: a read shared with a rule that
-    looks further back also holds keys whose newest point is older, and such a key is absent
-    for this rule (as when it is evaluated alone, and in a backtest), not without data."""
-    cutoff = now - series_mod.lookback(rule)
+def _within_lookback(keyed: series_mod.Keyed, cutoff: datetime) -> series_mod.Keyed:
+    """The keys with a point after `cutoff` (now − the rule's own lookback): a read shared
+    with a rule that looks further back also holds keys whose newest point is older, and such
+    a key is absent for this rule (as when it is evaluated alone, and in a backtest), not
+    without data."""
     cutoff_us = (cutoff - _EPOCH) // _US
 
     def recent(points: Sequence[Point]) -> bool:
