@@ -21,31 +21,37 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Connection
 
-from monitoring_core.chunks.batch import decode_many
 from monitoring_core.chunks.codec import decode_times
-from monitoring_core.chunks.store import from_us, rows_from_packed, to_us
+from monitoring_core.chunks.columns import decode_columns
+from monitoring_core.chunks.store import PG_EPOCH_US, from_us, to_us
 
 __all__ = ["Points", "count_points", "newest_times", "read_points", "read_points_us"]
 
 Points = tuple[np.ndarray, np.ndarray]
+_EMPTY: Points = (np.zeros(0, np.int64), np.zeros(0, np.float64))
 
-# Constant text, every value bound; psycopg's binary cursor. Rows come packed per series
-# (big-endian microseconds since 2000 and doubles), chunks as they are stored. Ordered by time
-# alone, the (series_id, time) index's order: no sort in SQL (with `p.value` as a second key
-# Postgres sorted every series' rows again, ~40 % of a 24 h read); both aggregates take the
-# rows in one order, and points at one instant are put in value order in numpy.
+# Constant text, every value bound; psycopg's binary cursor. Few rows, so little per-row work
+# in the driver: one per series for the rows (packed (time, value) pairs, big-endian
+# microseconds since 2000 and doubles, in no particular order: no sort in SQL, they are put in
+# order in numpy) and one for all the chunks (a packed index — series, start, count, byte
+# lengths — and the chunks' bytes end to end, in the index's order: one aggregate feeds all
+# three). An aggregate holds at most 1 GB: ~700 M points of chunks, ~67 M rows of a series.
 _SQL = """
-SELECT p.series_id, NULL::int4 AS n,
-       string_agg(timestamptz_send(p.time), ''::bytea ORDER BY p.time) AS t,
-       string_agg(float8send(p.value), ''::bytea ORDER BY p.time) AS v
+SELECT p.series_id, string_agg(timestamptz_send(p.time) || float8send(p.value), ''::bytea),
+       NULL::bytea, NULL::bytea
 FROM metric_points p
 WHERE p.series_id = ANY(%(ids)s::bigint[]) AND p.time > %(start)s AND p.time <= %(end)s
 GROUP BY p.series_id
 UNION ALL
-SELECT c.series_id, c.count, c.times, c.vals
+SELECT NULL,
+       string_agg(int8send(c.series_id) || timestamptz_send(c.start_time) || int4send(c.count)
+                  || int4send(octet_length(c.times)) || int4send(octet_length(c.vals)), ''::bytea),
+       string_agg(c.times, ''::bytea), string_agg(c.vals, ''::bytea)
 FROM metric_chunks c
 WHERE c.series_id = ANY(%(ids)s::bigint[]) AND c.end_time > %(start)s AND c.start_time <= %(end)s
 """
+_PAIR = np.dtype([("t", ">i8"), ("v", ">f8")])
+_INDEX = np.dtype([("sid", ">i8"), ("start", ">i8"), ("count", ">i4"), ("t", ">i4"), ("v", ">i4")])
 
 # Counts without reading values: rows from the (series_id, time) index, chunks wholly inside
 # the span from their stored count, a chunk cut by an edge by decoding its timestamps only.
@@ -87,7 +93,8 @@ def count_points(
 def read_points_us(
     conn: Connection, series_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, Points]:
-    """Like `read_points` but the times are int64 Unix microseconds."""
+    """Like `read_points` but the times are int64 Unix microseconds. A series' arrays may be
+    views into arrays shared by the whole read (do not write into them)."""
     ids = sorted({int(i) for i in series_ids})
     if not ids or end <= start:
         return {}
@@ -95,39 +102,69 @@ def read_points_us(
     assert driver is not None
     with driver.cursor(binary=True) as cursor:
         rows = cursor.execute(_SQL, {"ids": ids, "start": start, "end": end}).fetchall()
-    lo, hi = to_us(start), to_us(end)
-    parts: dict[int, list[Points]] = {}
-    chunks: list[tuple[int, tuple[bytes, bytes, int]]] = []
-    for sid, count, t_raw, v_raw in rows:
-        if count is not None:  # decoded all together below (chunks.batch)
-            chunks.append((int(sid), (bytes(t_raw), bytes(v_raw), int(count))))
-            continue
-        t, v = rows_from_packed(t_raw, v_raw)
-        if len(t) > 1 and bool((t[1:] == t[:-1]).any()):
-            order = np.lexsort((v, t))
-            t, v = t[order], v[order]
-        if len(t):
-            parts.setdefault(int(sid), []).append((t, v))
-    decoded = decode_many([stored for _, stored in chunks])
-    for (sid, _), (t, v) in zip(chunks, decoded, strict=True):
-        if len(t) and (t[0] <= lo or t[-1] > hi):  # cut by an edge of the span
-            keep = (t > lo) & (t <= hi)
-            t, v = t[keep], v[keep]
-        if len(t):
-            parts.setdefault(sid, []).append((t, v))
-    out: dict[int, Points] = {}
-    for sid, pieces in parts.items():
-        if len(pieces) == 1:
-            out[sid] = pieces[0]
-            continue
-        pieces.sort(key=lambda p: int(p[0][0]))  # chunks of stretches apart, rows after them
-        t = np.concatenate([p[0] for p in pieces])
-        v = np.concatenate([p[1] for p in pieces])
-        if not bool((t[1:] > t[:-1]).all()):  # pieces overlap or share an instant: sort
-            order = np.lexsort((v, t))
-            t, v = t[order], v[order]
-        out[sid] = (t, v)
+    packed: dict[int, Points] = {}
+    chunks: tuple[bytes, bytes, bytes] | None = None
+    for sid, pairs, times, vals in rows:
+        if sid is not None:
+            record = np.frombuffer(pairs, dtype=_PAIR)
+            packed[int(sid)] = (record["t"] + PG_EPOCH_US, record["v"].astype(np.float64))
+        elif pairs is not None:
+            chunks = (pairs, times, vals)
+    out = _from_chunks(chunks, to_us(start), to_us(end), packed) if chunks else {}
+    for sid, (t, v) in packed.items():  # series with rows only
+        out[sid] = _ordered(t, v, not _increasing(t))
     return out
+
+
+def _from_chunks(
+    chunks: tuple[bytes, bytes, bytes], lo: int, hi: int, packed: dict[int, Points]
+) -> dict[int, Points]:
+    """Per series: its chunks' points in (lo, hi], then its rows from `packed` (taken out)."""
+    index_bytes, times_bytes, vals_bytes = chunks
+    index = np.frombuffer(index_bytes, dtype=_INDEX)
+    t_ends, v_ends = np.cumsum(index["t"], dtype=np.int64), np.cumsum(index["v"], dtype=np.int64)
+    t_spans = np.stack((t_ends - index["t"], t_ends), axis=1)
+    v_spans = np.stack((v_ends - index["v"], v_ends), axis=1)
+    if int(t_ends[-1]) != len(times_bytes) or int(v_ends[-1]) != len(vals_bytes):
+        raise ValueError("metric_chunks read: the chunks' bytes do not match their lengths")
+    order = np.lexsort((index["start"], index["sid"]))  # by series, then time
+    sids = index["sid"][order].astype(np.int64)
+    counts = index["count"][order].astype(np.int64)
+    times, values, offsets = decode_columns(
+        times_bytes, t_spans[order], vals_bytes, v_spans[order], counts
+    )
+    # a series' chunks are in time order when each begins after the previous one ends
+    follows = times[offsets[1:-1]] > times[offsets[1:-1] - 1]
+    overlapping = set(sids[1:][(sids[1:] == sids[:-1]) & ~follows].tolist())
+    heads = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]])
+    bounds = offsets[np.r_[heads, len(sids)]].tolist()
+    out: dict[int, Points] = {}
+    for sid, a, b in zip(sids[heads].tolist(), bounds[:-1], bounds[1:], strict=True):
+        t, v = _ordered(times[a:b], values[a:b], sid in overlapping)
+        if t[0] <= lo or t[-1] > hi:  # chunks cut by an edge of the span
+            first, last = np.searchsorted(t, [lo, hi], side="right").tolist()
+            t, v = t[first:last], v[first:last]
+        rows_t, rows_v = packed.pop(sid, _EMPTY)
+        if len(rows_t):
+            # a late row among the chunks' points, or rows in no order: sorted
+            unsorted = (len(t) and rows_t[0] <= t[-1]) or not _increasing(rows_t)
+            t, v = np.concatenate((t, rows_t)), np.concatenate((v, rows_v))
+            t, v = _ordered(t, v, bool(unsorted))
+        if len(t):
+            out[sid] = (t, v)
+    return out
+
+
+def _increasing(t: np.ndarray) -> bool:
+    return len(t) < 2 or bool((t[1:] > t[:-1]).all())
+
+
+def _ordered(t: np.ndarray, v: np.ndarray, unsorted: bool) -> Points:
+    """Points in (time, value) order (chunks are in that order each)."""
+    if unsorted:
+        order = np.lexsort((v, t))
+        return t[order], v[order]
+    return t, v
 
 
 def read_points(
