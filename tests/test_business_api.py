@@ -163,10 +163,33 @@ def test_it_serves_funnels_with_breakdown_and_csv(api_server: str, admin_key: st
     text = _get(api_server, admin_key, path, steps=steps, format="csv").text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["breakdown"] == "(all)" and rows[0]["users"] == "3"
+    # the first-step filter, the modes, the trend and the time to convert (as on the page)
+    mobile = _get(api_server, admin_key, path, steps=steps, window="1d", timeRange="7d",
+                  where="device", where_value=["mobile", "tablet"], grain="week")  # fmt: skip
+    assert mobile.status_code == 200, mobile.text
+    body = mobile.json()
+    assert [s["users"] for s in body["steps"]] == [2, 2, 1]
+    assert body["where"] == {"property": "device", "values": ["mobile", "tablet"]}
+    assert sum(t["entered"] for t in body["trend"]) == 2
+    assert sum(t["converted"] for t in body["trend"]) == 1
+    assert sum(b["users"] for b in body["time_to_convert"]) == 1
+    any_order = _get(api_server, admin_key, path, steps="form_completed,signup", window="1d",
+                     timeRange="7d", mode="any_order").json()  # fmt: skip
+    assert [(s["event_type"], s["users"]) for s in any_order["steps"]] == [
+        ("any 1 of 2", 3), ("any 2 of 2", 1)
+    ]  # fmt: skip
+    strict = _get(api_server, admin_key, path, steps="signup,form_completed", window="1d",
+                  timeRange="7d", mode="strict").json()  # fmt: skip
+    # form_created is no step of this funnel, so it does not break a's strict sequence
+    assert strict["mode"] == "strict" and [s["users"] for s in strict["steps"]] == [3, 1]
     for params, field in (
         ({"steps": "signup"}, "steps"),
         ({"steps": steps, "window": "soon"}, "window"),
         ({"steps": steps, "mode": "random"}, "mode"),
+        ({"steps": steps, "where": "device"}, "where_value"),
+        ({"steps": steps, "where_value": "mobile"}, "where"),
+        ({"steps": steps, "where": "dev\x00ice", "where_value": "x"}, "where"),
+        ({"steps": steps, "grain": "hour"}, "grain"),
         ({"steps": steps, "timeRange": "3y"}, "timeRange"),
     ):
         bad = _get(api_server, admin_key, path, **params)

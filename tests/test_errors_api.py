@@ -289,6 +289,15 @@ def test_it_serves_groups_detail_analytics_and_correlation(
     key = {"X-API-Key": admin_key}  # ingest keys write only
     groups = httpx.get(f"{api_server}/api/monitoring/errors/groups?service=payments", headers=key)
     assert [g["id"] for g in groups.json()["groups"]] == [pay["group_id"]]
+    for q, found in (("type:CardError", [pay]), ("region:uk", [pay]), ("declined", [pay]),
+                     ("!region:uk", [web]), ('"no such words"', [])):  # fmt: skip
+        searched = httpx.get(f"{api_server}/api/monitoring/errors/groups", params={"q": q},
+                             headers=key).json()  # fmt: skip
+        assert [g["id"] for g in searched["groups"]] == [g["group_id"] for g in found], q
+    for q in ("is:nonsense", "assigned:me", "a\x00b"):  # the search's own error, by field
+        refused = httpx.get(f"{api_server}/api/monitoring/errors/groups", params={"q": q},
+                            headers=key)  # fmt: skip
+        assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "q", q
     detail = httpx.get(f"{api_server}/api/monitoring/errors/groups/{pay['group_id']}", headers=key)
     assert detail.status_code == 200
     d = detail.json()

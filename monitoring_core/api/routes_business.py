@@ -15,13 +15,14 @@ from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import read_json_items
 from monitoring_core.api.deps import count_points, require_ingest, require_read
+from monitoring_core.api.params import Text
 from monitoring_core.api.routes_ingest import partition_days
 from monitoring_core.business.anomalies import ANOMALY_METRICS, kpi_anomalies
 from monitoring_core.business.dashboard import business_dashboard, complete_period
 from monitoring_core.business.definitions import day_bounds, local_day
 from monitoring_core.business.export import to_csv
 from monitoring_core.business.forecast import FORECAST_METRICS, forecast_kpis
-from monitoring_core.business.funnels import MAX_STEPS, FunnelMode, funnel
+from monitoring_core.business.funnels import MAX_STEPS, FunnelFilter, FunnelMode, funnel
 from monitoring_core.business.ingest import copy_events, validate_events
 from monitoring_core.business.kpis import Period, daily_series, kpi_cards, period_of, trends
 from monitoring_core.ingest.validate import InvalidItems, ItemError
@@ -172,9 +173,16 @@ async def business_metrics(
     }
 
 
-def _funnel_args(steps: str, window: str, mode: str) -> tuple[list[str], timedelta, FunnelMode]:
+def _funnel_args(
+    steps: str, window: str, mode: str, where: str | None, where_values: list[str]
+) -> tuple[list[str], timedelta, FunnelMode, FunnelFilter | None]:
     names = [s.strip() for s in steps.split(",") if s.strip()]
     errors = []
+    values = tuple(dict.fromkeys(v for v in where_values if v))
+    if where and not values:
+        errors.append(ItemError(None, "where_value", "give at least one value for `where`"))
+    elif values and not where:
+        errors.append(ItemError(None, "where", "name the first step's property the values are of"))
     if not 2 <= len(names) <= MAX_STEPS or len(set(names)) != len(names):
         errors.append(ItemError(None, "steps", f"give 2 to {MAX_STEPS} different event types"))
     try:
@@ -187,7 +195,7 @@ def _funnel_args(steps: str, window: str, mode: str) -> tuple[list[str], timedel
         errors.append(ItemError(None, "mode", "must be ordered, strict or any_order"))
     if errors:
         raise InvalidItems(errors)
-    return names, span, FunnelMode(mode)
+    return names, span, FunnelMode(mode), FunnelFilter(where, values) if where else None
 
 
 @router.get(
@@ -199,6 +207,9 @@ async def business_funnels(
     window: str = "7d",
     breakdown: Annotated[str | None, Query(max_length=100)] = None,
     mode: str = "ordered",
+    where: Annotated[Text | None, Query(max_length=100)] = None,
+    where_value: Annotated[list[Text] | None, Query(max_length=50)] = None,
+    grain: Annotated[str, Query(pattern="^(day|week|month)$")] = "day",
     top: Annotated[int, Query(ge=1, le=20)] = 5,
     time_range: TimeRangeParam = None,
     start: FromParam = None,
@@ -206,8 +217,12 @@ async def business_funnels(
     format: Fmt = "json",
 ) -> Any:
     """Conversion, drop-off and median time per step for users entering step 1 in the range,
-    within `window`; `breakdown` names a property of the first step's event."""
-    names, span, funnel_mode = _funnel_args(steps, window, mode)
+    within `window`; `mode` ordered, strict or any_order; `breakdown` names a property of the
+    first step's event; `where` + `where_value` (repeatable) keep only users whose first step's
+    property is one of the values; `grain` buckets the conversion trend."""
+    names, span, funnel_mode, first_step = _funnel_args(
+        steps, window, mode, where, where_value or []
+    )
     period = _period(request, time_range, start, end)
     lo, hi = day_bounds(period.first, period.last, request.app.state.live.calendar)
     result = await _read(
@@ -220,6 +235,9 @@ async def business_funnels(
         mode=funnel_mode,
         breakdown=breakdown or None,
         top=top,
+        where=first_step,
+        grain=grain,
+        tz=request.app.state.live.calendar,
     )
     if format == "csv":
         return _table(result.rows(), format, "funnel", "rows")
@@ -228,8 +246,24 @@ async def business_funnels(
         "median_seconds_to_convert": result.median_seconds_to_convert,
         "window_seconds": span.total_seconds(),
         "mode": funnel_mode.value,
+        "where": (
+            {"property": first_step.prop, "values": list(first_step.values)} if first_step else None
+        ),
         "breakdown_property": breakdown,
         "breakdown": [{"value": k, "steps": v} for k, v in result.breakdown.items()],
+        "trend": [
+            {
+                "period": t.period,
+                "entered": t.entered,
+                "converted": t.converted,
+                "conversion_rate": t.conversion_rate,
+            }
+            for t in result.trend
+        ],  # fmt: skip
+        "time_to_convert": [
+            {"from_seconds": lo, "to_seconds": hi, "users": n}
+            for lo, hi, n in result.time_to_convert
+        ],
     }
 
 
