@@ -235,6 +235,11 @@ api_timing_packs = Table(
     Column("cache_hits", ARRAY(Boolean)),
     Column("request_ids", ARRAY(Text)),
     Column("packed_at", DateTime(timezone=True), primary_key=True, server_default=func.now()),
+    # day packs of sparse keys (compaction.repack_sparse_days): each request's half hour of the
+    # day (0-47), offsets after it; NULL in half-hour packs. end_time: the last request (NULL
+    # in packs older than migration 0029).
+    Column("slots", ARRAY(SmallInteger)),
+    _ts("end_time"),
     postgresql_with={"fillfactor": 100},
 )
 
