@@ -12,22 +12,32 @@ import pytest
 import yaml
 from sqlalchemy import Engine, func, insert, select, text
 
+from monitoring_core.accounts import (
+    authenticate_user,
+    create_api_key,
+    create_user,
+    lookup_api_key,
+)
 from monitoring_core.alerts.service import rule_create, silence_create
 from monitoring_core.audit import system_actor
 from monitoring_core.collectors.store import save_collector
 from monitoring_core.config_io import ConfigInvalid, apply_config, export_config
+from monitoring_core.enums import ApiScope, Role
 from monitoring_core.health.service import save_check
 from monitoring_core.incidents.runbooks import create_runbook
 from monitoring_core.notify.service import save_channel
+from monitoring_core.org_scope import set_user_organizations
 from monitoring_core.policies.service import policy_create
 from monitoring_core.schema import (
     alert_rules,
+    api_keys,
     audit_log,
     escalation_policies,
     metadata,
     notification_channels,
     notification_routes,
     oncall_layers,
+    oncall_overrides,
     oncall_schedules,
     runbooks,
     settings,
@@ -365,3 +375,181 @@ def test_it_names_people_and_schedules_that_must_exist_where_applied(
     assert ("channels[0].owner", "no user named 'bob'") in messages
     assert ("escalation_policies[0].steps[0].users[0]", "no user named 'bob'") in messages
     assert ("schedules[0].layers[0].members[0]", "no user named 'bob'") in messages
+
+
+# ---------------------------------------------------------------- people, keys, overrides, live settings
+def _seed_people(conn: Any, now: datetime) -> dict[str, str]:
+    """Users (one limited to organisations), keys (live, browser, revoked), a running override,
+    the live settings; returns the keys' secrets by name."""
+    ann = create_user(conn, username="ann", password="correct horse battery", role=Role.ADMIN)
+    bob = create_user(conn, username="bob", password="correct horse battery", role=Role.VIEWER)
+    set_user_organizations(
+        conn, user=bob.id, organizations=["org-7", "org-9"], actor=ACTOR, now=now
+    )
+    conn.execute(users.update().where(users.c.id == bob.id).values(time_zone="Asia/Tokyo"))
+    rota = conn.execute(insert(oncall_schedules).values(name="Primary")).inserted_primary_key[0]
+    conn.execute(
+        insert(oncall_layers).values(
+            schedule_id=rota, rotation="weekly", handoff_weekday=0, handoff_time=time(9),
+            starts_on=date(2026, 6, 1), members=[bob.id], level=1, name="Week",
+        )
+    )  # fmt: skip
+    conn.execute(
+        insert(oncall_overrides).values(
+            schedule_id=rota, user_id=ann.id, starts_at=now - timedelta(hours=1),
+            ends_at=now + timedelta(days=2), reason="swap", created_by="test",
+        )
+    )  # fmt: skip
+    conn.execute(
+        insert(oncall_overrides).values(
+            schedule_id=rota, user_id=ann.id, starts_at=now - timedelta(days=3),
+            ends_at=now - timedelta(days=2), reason="over", created_by="test",
+        )
+    )  # fmt: skip
+    secrets = {
+        "ingest": create_api_key(
+            conn, name="ingest", scope=ApiScope.INGEST, rate_limit_per_minute=600
+        ),
+        "site": create_api_key(
+            conn,
+            name="site",
+            scope=ApiScope.BROWSER,
+            allowed_origins=["https://www.example.com"],
+            expires_at=now + timedelta(days=90),
+            points_per_minute=0,
+        ),
+        "old": create_api_key(conn, name="old", scope=ApiScope.READ),
+    }
+    conn.execute(api_keys.update().where(api_keys.c.name == "old").values(revoked_at=now))
+    calendar = {"time_zone": "Europe/Paris", "peak_months": [6, 7, 8], "season_strictness": 0.3}
+    conn.execute(
+        insert(settings),
+        [
+            {"key": "wedding_calendar", "value": calendar},
+            {"key": "key_rate_limits", "value": {"requests_per_minute": 900}},
+        ],
+    )
+    return secrets
+
+
+def test_it_carries_people_keys_overrides_and_live_settings(engine: Engine, now: datetime) -> None:
+    with engine.begin() as conn:
+        secrets = _seed_people(conn, now)
+        hashes = [r.key_hash for r in conn.execute(select(api_keys.c.key_hash))]
+        passwords = [r.password_hash for r in conn.execute(select(users.c.password_hash))]
+    first, needed = _export(engine, now)
+    assert needed == []
+    for secret in [*secrets.values(), *hashes, *passwords, "correct horse"]:
+        assert secret not in first
+    doc = yaml.safe_load(first)
+    assert doc["users"] == [
+        {"username": "ann", "role": "admin", "is_active": True, "organizations": None,
+         "time_zone": None},
+        {"username": "bob", "role": "viewer", "is_active": True,
+         "organizations": ["org-7", "org-9"], "time_zone": "Asia/Tokyo"},
+    ]  # fmt: skip
+    assert [k["name"] for k in doc["api_keys"]] == ["ingest", "old", "site"]
+    assert doc["api_keys"][1]["revoked"] is True
+    assert doc["api_keys"][2]["allowed_origins"] == ["https://www.example.com"]
+    assert [o["reason"] for o in doc["oncall_overrides"]] == ["swap"]  # running ones only
+    assert doc["settings"]["wedding_calendar"]["time_zone"] == "Europe/Paris"
+
+    _wipe(engine)
+    with engine.begin() as conn:
+        changes = apply_config(conn, first, env={}, actor=ACTOR, now=now)
+    by_item = {(c.section, c.key): c for c in changes}
+    made = {k: by_item[("api_keys", k)].secret for k in ("ingest", "site", "old")}
+    assert made["old"] is None  # created revoked: its secret is never shown
+    assert made["ingest"] and made["site"] and made["ingest"] not in first
+    assert made["ingest"] != secrets["ingest"]  # a new secret; the old one stays unknown here
+    with engine.begin() as conn:
+        record = lookup_api_key(conn, made["ingest"] or "")
+        assert record is not None and record.rate_limit_per_minute == 600
+        assert lookup_api_key(conn, secrets["ingest"]) is None
+        # created without a password: nobody signs in as them until one is set
+        assert authenticate_user(conn, username="ann", password="", now=now) is None
+        assert authenticate_user(conn, username="ann", password="!", now=now) is None
+    second, _ = _export(engine, now)
+    assert second == first, "\n".join(difflib.unified_diff(first.splitlines(), second.splitlines()))
+    with engine.begin() as conn:
+        assert apply_config(conn, first, env={}, actor=ACTOR, now=now) == []
+
+    edited = yaml.safe_load(first)
+    edited["users"][1]["organizations"] = ["org-7"]
+    edited["users"][0]["is_active"] = False
+    edited["api_keys"][0]["revoked"] = True
+    del edited["users"][1:]  # a user left out of the file is kept, not deleted
+    edited["users"].append({"username": "cat", "role": "responder"})
+    with engine.begin() as conn:
+        changes = apply_config(conn, yaml.safe_dump(edited, sort_keys=False), env={},
+                               actor=ACTOR, now=now)  # fmt: skip
+        assert [str(c) for c in changes] == [
+            "~ users 'ann': is_active",
+            "+ users 'cat'",
+            "~ api_keys 'ingest': revoked",
+        ]
+        assert lookup_api_key(conn, made["ingest"] or "") is None
+        assert conn.execute(select(func.count()).select_from(users)).scalar_one() == 3
+
+
+def test_it_names_the_line_of_bad_people_keys_and_settings(engine: Engine, now: datetime) -> None:
+    with engine.begin() as conn:
+        _seed_people(conn, now)
+    bad = """version: 1
+settings:
+  wedding_calendar: {time_zone: Mars/Base, peak_months: [5, 13]}
+  key_rate_limits: {requests_per_minute: -5}
+users:
+  - username: dan
+    role: superuser
+    organizations: []
+oncall_overrides:
+  - schedule: Primary
+    user: nobody
+    starts_at: 2026-06-01T10:00:00+00:00
+    ends_at: 2026-06-01T09:00:00+00:00
+api_keys:
+  - name: old
+    scope: read
+    revoked: false
+  - name: new
+    scope: ingest
+    allowed_origins: [https://www.example.com]
+"""
+    with engine.begin() as conn, pytest.raises(ConfigInvalid) as caught:
+        apply_config(conn, bad, env={}, actor=ACTOR, now=now)
+    found = {(p.line, p.where): p.message for p in caught.value.problems}
+    assert "Mars/Base" in found[(3, "settings.wedding_calendar")]
+    assert (
+        "peak_months: must be a list of distinct month numbers 1-12"
+        in found[(3, "settings.wedding_calendar")]
+    )
+    assert "requests_per_minute" in found[(4, "settings.key_rate_limits")]
+    # with the settings right, the items' own checks (they run once the file's shape is right)
+    fixed = bad.replace("Mars/Base", "UTC").replace("13]", "12]").replace("-5", "5")
+    with engine.begin() as conn, pytest.raises(ConfigInvalid) as caught:
+        apply_config(conn, fixed, env={}, actor=ACTOR, now=now)
+    found = {(p.line, p.where): p.message for p in caught.value.problems}
+    assert len(found) == 6, found
+    assert found[(7, "users[0].role")].startswith("must be one of")
+    assert "non-empty list" in found[(8, "users[0].organizations")]
+    assert found[(11, "oncall_overrides[0].user")] == "no user named 'nobody'"
+    assert found[(13, "oncall_overrides[0].ends_at")] == "must be after starts_at"
+    assert "stays revoked" in found[(17, "api_keys[0].revoked")]
+    assert found[(20, "api_keys[1].allowed_origins")] == "apply to browser keys only"
+    with engine.connect() as conn:  # nothing written
+        assert conn.execute(select(func.count()).select_from(users)).scalar_one() == 2
+
+
+def test_the_cli_prints_a_new_keys_secret_once(
+    engine: Engine, database_url: str, tmp_path: Any
+) -> None:
+    target = tmp_path / "keys.yaml"
+    target.write_text("version: 1\napi_keys:\n  - {name: collector, scope: ingest}\n")
+    done = cli("config", "apply", str(target), url=database_url)
+    assert done.returncode == 0, done.stderr
+    [secret] = [w for w in done.stdout.split() if w.startswith("mk_")]
+    assert "shown once" in done.stdout
+    with engine.connect() as conn:
+        assert lookup_api_key(conn, secret) is not None
+        assert secret not in str(conn.execute(select(audit_log.c.details)).all())
