@@ -24,14 +24,16 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import cramjam
 import numpy as np
+import orjson
 import psutil
 from _bench_db import database_url
 from sqlalchemy import Connection, Engine, text
 
-from bench._api import start_api
+from bench._api import ROOT, start_api
 from monitoring_core.accounts import create_api_key
 from monitoring_core.compaction import compact
 from monitoring_core.db import make_engine
@@ -171,36 +173,107 @@ def _compact_all(engine: Engine, now: datetime) -> str:
     return report.summary()
 
 
-def _query_figures(engine: Engine, now: datetime, form: str) -> dict[str, float]:
+class Cpu:
+    """CPU seconds so far of this process, of the API process and of Postgres: the backends of
+    this benchmark's database, parallel workers, and the children the postmaster has reaped
+    (parallel workers that ended; other databases' backends that ended too: run it alone)."""
+
+    def __init__(self, api_pid: int | None, database: str = "bench_promql") -> None:
+        pid_file = ROOT / ".data" / "bench" / "pg" / "postmaster.pid"
+        self.postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        self.api = psutil.Process(api_pid) if api_pid else None
+        self.marks = (f" {database} ", "parallel worker")
+
+    def now(self) -> tuple[float, float, float]:
+        times = self.postmaster.cpu_times()
+        pg = times.children_user + times.children_system
+        for child in self.postmaster.children():
+            try:
+                if any(mark in " ".join(child.cmdline()) + " " for mark in self.marks):
+                    child_times = child.cpu_times()
+                    pg += child_times.user + child_times.system
+            except psutil.NoSuchProcess:
+                continue
+        api = 0.0
+        if self.api is not None:
+            api_times = self.api.cpu_times()
+            api = api_times.user + api_times.system
+        return time.process_time(), api, pg
+
+
+def _measured(run: Any, cpu: Cpu, repeat: int = 3) -> tuple[float, float, float, float]:
+    """Medians of (wall ms, this process' CPU ms, the API's CPU ms, Postgres' CPU ms)."""
+    laps = []
+    for _ in range(repeat):
+        before, start = cpu.now(), time.perf_counter()
+        run()
+        wall, after = (time.perf_counter() - start) * 1000, cpu.now()
+        laps.append((wall, *((b - a) * 1000 for a, b in zip(before, after, strict=True))))
+    return tuple(statistics.median(lap[i] for lap in laps) for i in range(4))  # type: ignore[return-value]
+
+
+def _http_range(port: int, key: str, start_ms: int, end_ms: int, step_s: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    params = urlencode(
+        {"query": QUERY, "start": start_ms / 1000, "end": end_ms / 1000, "step": step_s}
+    )
+    conn.request("GET", f"/api/v1/query_range?{params}", headers={"Authorization": f"Bearer {key}"})
+    reply = conn.getresponse()
+    body = reply.read()
+    assert reply.status == 200 and len(orjson.loads(body)["data"]["result"]) == 10, body[:200]
+
+
+def _query_figures(
+    engine: Engine,
+    now: datetime,
+    form: str,
+    api: tuple[int, int, str] | None = None,
+    database: str = "bench_promql",
+) -> dict[str, float]:
+    """In this process: `range_query` and the raw read alone; with `api` (pid, port, read key)
+    also `GET /api/v1/query_range` through the API process."""
     end_s = now.timestamp()
     figures: dict[str, float] = {}
+    cpu = Cpu(api[0] if api else None, database)
     with engine.connect() as conn:
         ids = conn.execute(text("SELECT id FROM metric_series")).scalars().all()
         for label, span_s, step_s in (("24h", 86400, 60), ("7d", 7 * 86400, 300)):
             start_ms, end_ms = int((end_s - span_s) * 1000), int(end_s * 1000)
             result = range_query(conn, QUERY, start_ms, end_ms, step_s * 1000)
             assert len(result["result"]) == 10
-            ms = _timed(
-                lambda a=start_ms, b=end_ms, s=step_s: range_query(conn, QUERY, a, b, s * 1000)
+            wall, own, _, pg = _measured(
+                lambda a=start_ms, b=end_ms, s=step_s: range_query(conn, QUERY, a, b, s * 1000),
+                cpu,
             )
             frm = datetime.fromtimestamp(end_s - span_s - 300, tz=UTC)
-            read_ms = _timed(lambda f=frm: read_points_us(conn, ids, f, now))
-            figures[f"query_range_{label}_{form}_ms"] = ms
-            figures[f"read_points_{label}_{form}_ms"] = read_ms
+            read_wall, read_own, _, read_pg = _measured(
+                lambda f=frm: read_points_us(conn, ids, f, now), cpu
+            )
+            figures[f"query_range_{label}_{form}_ms"] = wall
+            figures[f"query_range_{label}_{form}_cpu_ms"] = own
+            figures[f"query_range_{label}_{form}_pg_cpu_ms"] = pg
+            figures[f"read_points_{label}_{form}_ms"] = read_wall
             print(
-                f"  {form:>6}: query_range {label} step {step_s}s: {ms:,.0f} ms "
-                f"(reading the raw points alone {read_ms:,.0f} ms, the rest {ms - read_ms:,.0f} ms)"
+                f"  {form:>6}: query_range {label} step {step_s}s in-process: {wall:,.0f} ms wall, "
+                f"CPU {own:,.0f} ms here + {pg:,.0f} ms Postgres (the raw read alone "
+                f"{read_wall:,.0f} ms wall, CPU {read_own:,.0f} + {read_pg:,.0f} ms)"
+            )
+            if api is None:
+                continue
+            _, port, key = api
+            _http_range(port, key, start_ms, end_ms, step_s)
+            wall, _, api_cpu, pg = _measured(
+                lambda a=start_ms, b=end_ms, s=step_s, p=port, k=key: _http_range(p, k, a, b, s),
+                cpu,
+            )
+            figures[f"http_query_range_{label}_{form}_ms"] = wall
+            figures[f"http_query_range_{label}_{form}_api_cpu_ms"] = api_cpu
+            figures[f"http_query_range_{label}_{form}_pg_cpu_ms"] = pg
+            print(
+                f"  {form:>6}: GET /api/v1/query_range {label}: {wall:,.0f} ms wall, "
+                f"CPU {api_cpu:,.0f} ms API + {pg:,.0f} ms Postgres  (load {os.getloadavg()[0]:.1f})"
             )
     return figures
-
-
-def _timed(run: object, repeat: int = 3) -> float:
-    laps = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()  # type: ignore[operator]
-        laps.append((time.perf_counter() - start) * 1000)
-    return statistics.median(laps)
 
 
 def main() -> None:
@@ -245,7 +318,14 @@ def main() -> None:
     started = time.perf_counter()
     summary = _compact_all(engine, now)
     print(f"compaction ({time.perf_counter() - started:.1f} s): {summary}")
-    figures.update(_query_figures(engine, now, "chunks"))
+    with engine.begin() as conn:
+        read_key = create_api_key(conn, name="bench-read", scope=ApiScope.READ)
+    api, port = start_api(url)
+    try:
+        figures.update(_query_figures(engine, now, "chunks", (api.pid, port, read_key)))
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
     engine.dispose()
     print(
         json.dumps(
