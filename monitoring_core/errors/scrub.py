@@ -241,7 +241,7 @@ class Scrubber:
         if kind is dict:
             return self._dict(value)
         if kind is list or kind is tuple:
-            return [self._item(v) for v in value]
+            return self._list(value)
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
@@ -272,6 +272,19 @@ class Scrubber:
                 out[k] = v
             else:
                 out[k] = self.data(v)
+        return out
+
+    def _list(self, value: list[Any] | tuple[Any, ...]) -> list[Any]:
+        # _item inlined for strings (source lines, breadcrumbs, tags as pairs' members): a
+        # string is not a header pair, so _item would scrub it as text; same rules.
+        out: list[Any] = []
+        texts = self._texts
+        for v in value:
+            if type(v) is str:
+                done = texts.get(v)
+                out.append(done if done is not None else self.text(v))
+            else:
+                out.append(self._item(v))
         return out
 
     def _value_for(self, key: str, value: Any) -> Any:
