@@ -32,6 +32,9 @@ from ui import error_group as view
 
 user = auth.require_role(Role.VIEWER)
 responder = auth.has_role(Role.RESPONDER)
+# A user limited to organisations reads their events only (row-level security); a group's
+# stored totals ("ever") count every organisation's, so they are not shown to them.
+limited = user.organization_ids is not None
 tr, tz = widgets.current_time_range(), data.business_tz()
 now = widgets.current_now()
 interval = widgets.chart_interval(tr)
@@ -124,6 +127,8 @@ def _group_table(groups: list[dict[str, Any]]) -> Any:
             "First seen": pd.to_datetime(table["first_seen"], utc=True).dt.tz_convert(tz),
         }
     )
+    if limited:
+        shown = shown.drop(columns=["Users ever", "Events ever"])
     moment = st.column_config.DatetimeColumn(format="ddd D MMM HH:mm")
     return st.dataframe(
         shown,
@@ -344,14 +349,16 @@ def _header(info: Mapping[str, Any]) -> None:
             chart_data=trend,
             chart_type="bar",
             border=True,
-            help=f"Bars: events per {per} over the range. "
-            f"{fmt.count(group['event_count'])} events ever.",
+            help=f"Bars: events per {per} over the range."
+            + ("" if limited else f" {fmt.count(group['event_count'])} events ever."),
         )
     with cards[1]:
         widgets.kpi_card(
             "Users in range",
             fmt.count(info["users"]),
-            help=f"{fmt.count(group['user_count'])} users and "
+            help=None
+            if limited
+            else f"{fmt.count(group['user_count'])} users and "
             f"{fmt.count(group['organization_count'])} organizations ever.",
         )
     with cards[2]:

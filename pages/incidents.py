@@ -107,6 +107,26 @@ def _active(items: list[dict[str, Any]]) -> None:
             )
 
 
+def _recent(items: list[dict[str, Any]]) -> None:
+    """The incidents of a limited user's organisations of late, resolved ones too (they have
+    no other list of what affected them)."""
+    st.subheader("Recent incidents")
+    columns = ["Incident", "Title", "Severity", "Status", "Detected", "Resolved"]
+    rows = [
+        {
+            "Incident": i["incident_number"],
+            "Title": i["title"],
+            "Severity": i["severity"],
+            "Status": _status(i["status"]),
+            "Detected": fmt.when(i["detected_at"], tz, now),
+            "Resolved": fmt.when(i["resolved_at"], tz, now),
+        }
+        for i in items
+    ]
+    st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True)
+    st.caption("Open one in the Detail tab: the error groups of yours it is linked to.")
+
+
 def _actions(inc: dict[str, Any]) -> None:
     iid = inc["id"]
     a, b, c = st.columns(3)
@@ -481,6 +501,8 @@ if view == "Active":
     _active(active)
     if responder:
         _declare()
+    if limited:
+        _recent(recent)
 elif view == "Detail":
     if asked is not None and asked not in choices:
         choices.insert(0, asked)  # an older incident a link names: still shown

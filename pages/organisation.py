@@ -40,6 +40,13 @@ reaches = period.first <= today <= period.last
 orgs = user.organization_ids or ()
 n = complete.days
 
+
+def _change(events: int, previous: int) -> str:
+    if not previous:
+        return "new" if events else "–"
+    return f"{(events - previous) / previous:+.0%}".replace("%", " %")
+
+
 st.title("Business")
 st.caption(
     f"{fmt.md_escape(', '.join(orgs))}: the last {n} complete days, "
@@ -85,13 +92,12 @@ table_with_csv(
             "Event": humanize(r["event_type"]),
             "Events": r["events"],
             f"Previous {n} days": r["previous"],
-            "Change": (r["events"] - r["previous"]) / r["previous"] if r["previous"] else None,
+            "Change": _change(r["events"], r["previous"]),
         }
         for r in view.event_types
     ],
     "organisation_events_by_type",
     columns=["Event", "Events", f"Previous {n} days", "Change"],
-    column_config={"Change": st.column_config.NumberColumn(format="percent")},
 )
 
 st.subheader("By organisation")

@@ -351,6 +351,8 @@ def test_a_user_limited_to_one_organisation_sees_only_its_own_in_the_ui(
     assert any("org-rose" in c.value for c in at.sidebar.caption)
     assert "BookingErrorrose" in _shown(at)
     assert "BookingErrorlily" not in _shown(at)
+    groups = table_with(at, "Error", "Events in range")
+    assert "Users ever" not in groups.columns  # a group's totals count every organisation
     assert not at.error, [e.value for e in at.error]
     _business_figures(at.switch_page("pages/organisation.py").run(), now)
     _incidents(at.switch_page("pages/incidents.py").run())
@@ -372,13 +374,16 @@ def _business_figures(at: AppTest, now: datetime) -> None:
     assert "Revenue (EUR)" not in cards  # Lily's only currency
     assert cards["Paying organisations"] == "0"
     by_type = table_with(at, "Event", "Events", "Previous 7 days")
-    rows = {r["Event"]: (r["Events"], r["Previous 7 days"]) for r in by_type.to_dict("records")}
+    rows = {
+        r["Event"]: (r["Events"], r["Previous 7 days"], r["Change"])
+        for r in by_type.to_dict("records")
+    }
     assert {k: v for k, v in rows.items() if k != humanize("enquiry_sent")} == {
-        humanize("signup"): (3, 0),
-        humanize("form_started"): (2, 0),
-        humanize("form_completed"): (1, 0),
-        humanize("subscription_paid"): (1, 0),
-        humanize("page_view"): (0, 5),
+        humanize("signup"): (3, 0, "new"),
+        humanize("form_started"): (2, 0, "new"),
+        humanize("form_completed"): (1, 0, "new"),
+        humanize("subscription_paid"): (1, 0, "new"),
+        humanize("page_view"): (0, 5, "-100 %"),
     }
     orgs = table_with(at, "Organisation", "People").to_dict("records")
     assert orgs == [
@@ -392,6 +397,8 @@ def _incidents(at: AppTest) -> None:
     assert "Checkout down" in shown
     assert "Lily sync broken" not in shown and "Platform DNS" not in shown
     assert not [e for e in at.expander if e.label == "Declare an incident"]
+    recent = table_with(at, "Incident", "Title", "Status")
+    assert list(recent["Title"]) == ["Checkout down"]
     at.query_params["tab"] = "Detail"
     at = at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
