@@ -69,6 +69,9 @@ def test_a_sentry_sdk_event_reads_like_sentrys_issue_page(
         event = conn.execute(select(error_events)).one()
     assert [f["function"] for f in event.frames] == ["test_a_sentry_sdk_event_reads_like_sentrys_issue_page", "_send", "_checkout"][-len(event.frames):]  # fmt: skip
     assert event.frames[-1]["pre_context"] and event.frames[-1]["post_context"]
+    (cause,) = event.context["exception_chain"]  # exception.values before the raised one
+    assert (cause["type"], cause["value"]) == ("KeyError", "'coupon'")
+    assert cause["frames"][-1]["function"] == "_basket" and cause["frames"][-1]["pre_context"]
     factory = logged_in_app
     # The event was stored at the real time: the page's range (24 h to a now floored to 30 s)
     # must include it.
@@ -104,6 +107,8 @@ def test_a_sentry_sdk_event_reads_like_sentrys_issue_page(
         v for df in at.dataframe if "Variable" in df.value.columns for v in df.value["Variable"]
     }
     assert "order" in locals_shown  # the raised exception's frames carry their locals
+    assert "items" in locals_shown  # and so do its cause's (_basket's `items`), as in Sentry
+    assert 'return items["coupon"]' in code  # the cause's source line, from its own frames
     everything = " ".join([*markdown, code, *(str(df.value.to_dict()) for df in at.dataframe)])
     assert "sk_live_abcdefgh12345678" not in everything
     at.query_params["tab"] = "Tags"

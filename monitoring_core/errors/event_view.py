@@ -35,7 +35,16 @@ _CHAIN_SEPARATOR = re.compile(
 _LAST_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<value>.*))?$")
 # Context keys shown in sections of their own (or not at all: grouping/SDK bookkeeping).
 _SHOWN_ELSEWHERE = frozenset(
-    {"breadcrumbs", "request", "source", "sdk", "params", "mechanism", "original_timestamp"}
+    {
+        "breadcrumbs",
+        "request",
+        "source",
+        "sdk",
+        "params",
+        "mechanism",
+        "original_timestamp",
+        "exception_chain",
+    }
 )
 _MAX_VALUE = 300
 _ACRONYMS = {"id": "ID", "url": "URL", "ip": "IP", "os": "OS", "sdk": "SDK", "api": "API"}
@@ -111,8 +120,10 @@ def _split_last_line(part: str) -> tuple[str, str] | None:
 def exception_chain(event: Mapping[str, Any]) -> list[ChainedException]:
     """The event's exceptions, the raised one first, then what it was raised while handling.
 
-    The raised one has the event's structured frames; earlier ones (a chained Python
-    traceback) get the frames their part of the text trace names.
+    The raised one has the event's structured frames; earlier ones have theirs too when the
+    event kept them (a Sentry event's `exception.values`, stored by errors/sentry.py as the
+    context's `exception_chain`, oldest first), else the frames their part of the text trace
+    names (a chained Python traceback sent to our own API).
     """
     raised = ChainedException(
         type=str(event.get("error_type") or "Error"),
@@ -120,6 +131,19 @@ def exception_chain(event: Mapping[str, Any]) -> list[ChainedException]:
         frames=list(event.get("frames") or []),
         raised=True,
     )
+    context = event.get("context")
+    kept = context.get("exception_chain") if isinstance(context, Mapping) else None
+    if isinstance(kept, list) and kept:
+        structured = [
+            ChainedException(
+                type=str(e.get("type") or "Error"),
+                value=str(e.get("value") or ""),
+                frames=[dict(f) for f in e.get("frames") or [] if isinstance(f, Mapping)],
+            )
+            for e in kept
+            if isinstance(e, Mapping)
+        ]
+        return [raised, *reversed(structured)]
     trace = str(event.get("stack_trace") or "")
     parts = _CHAIN_SEPARATOR.split(trace) if trace else []
     earlier: list[ChainedException] = []

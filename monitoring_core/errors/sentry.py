@@ -109,6 +109,8 @@ def event_to_error(
     time, context = _time(event.get("timestamp"), now), _context(event, logentry, request)
     if time is None:
         time, context["original_timestamp"] = now, str(event.get("timestamp"))[:64]
+    if earlier := _earlier_exceptions(event):  # the error-group page draws the whole chain
+        context["exception_chain"] = earlier
     event_id = sentry_event_id(event.get("event_id")) or sentry_event_id(fallback_id)
     return ErrorInput(
         error_type=truncate(error_type, 200),
@@ -170,6 +172,28 @@ def _last_exception(event: Mapping[str, Any]) -> dict[str, Any]:
     if values and isinstance(values[-1], dict):
         return values[-1]
     return {}
+
+
+_MAX_CHAINED = 9  # exceptions kept before the raised one (Sentry's SDKs send at most 10 in all)
+
+
+def _earlier_exceptions(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chained exceptions before the raised one, oldest first as sent (`exception.values`
+    but the last), each with its type, value and structured frames (kept like the raised
+    one's: `_frames`); empty for a single exception."""
+    exc = event.get("exception")
+    values = exc.get("values") if isinstance(exc, dict) else exc if isinstance(exc, list) else None
+    if not isinstance(values, list) or len(values) < 2:
+        return []
+    return [
+        {
+            "type": truncate(str(v.get("type") or "Error"), 200),
+            "value": truncate(str(v.get("value") or ""), 8_000),
+            "frames": _frames(v),
+        }
+        for v in values[:-1][-_MAX_CHAINED:]
+        if isinstance(v, dict)
+    ]
 
 
 def _raw_frames(exc: Mapping[str, Any]) -> list[dict[str, Any]]:
