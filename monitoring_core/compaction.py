@@ -57,7 +57,13 @@ from monitoring_core.chunks.store import (
     to_us,
 )
 from monitoring_core.chunks.timings import COLUMNS as TIMING_COLUMNS
-from monitoring_core.chunks.timings import PACK, pack_columns_sql
+from monitoring_core.chunks.timings import (
+    PACK,
+    PACK_NAMES,
+    SPARSE,
+    pack_columns_sql,
+    unpacked_sql,
+)
 from monitoring_core.partitions import list_partitions, partition_name
 from monitoring_core.points_reader import read_points_us
 from monitoring_core.rollups import FAMILIES, rollup_lock_key
@@ -532,10 +538,6 @@ def verify_chunks(conn: Connection, sample: int = 100) -> VerifyReport:
 # ---------------------------------------------------------------- API timings
 API_PACK_AFTER = timedelta(days=1)
 _API_FAMILY = FAMILIES[1].name  # "api_timings": its watermark and its advisory lock
-_PACK_NAMES = (
-    "start_time, method, endpoint, status_code, count, offsets, durations, user_types, db_ms, "
-    "external_ms, cache_hits, request_ids"
-)
 
 
 @dataclass
@@ -544,12 +546,14 @@ class PackReport:
     packs: int = 0
     whole_days: int = 0  # partitions packed whole and truncated
     busy_days: int = 0
+    day_packs: int = 0  # sparse keys' days merged into one pack each
     seconds: float = 0.0
 
     def summary(self) -> str:
         return (
             f"packed {self.requests} API timings into {self.packs} packs "
-            f"({self.whole_days} whole days, {self.busy_days} busy) in {self.seconds:.2f}s"
+            f"({self.whole_days} whole days, {self.busy_days} busy; {self.day_packs} day packs "
+            f"of sparse keys) in {self.seconds:.2f}s"
         )
 
 
@@ -558,13 +562,13 @@ def _half_hour_floor(moment: datetime) -> datetime:
 
 
 def _insert_packs(
-    conn: Connection, rows: str, params: dict[str, object], with_sql: str = ""
+    conn: Connection, rows: str, params: dict[str, object], with_sql: str = "", *, day: bool = False
 ) -> tuple[int, int]:
     """INSERT the packs of `rows` (a FROM item with the api_timings columns, maybe defined by
     `with_sql`, a WITH clause) in one statement: (requests, packs) written."""
     statement = (
-        f"{with_sql}INSERT INTO api_timing_packs ({_PACK_NAMES}, packed_at) "  # noqa: S608
-        f"SELECT {_PACK_NAMES}, clock_timestamp() FROM ({pack_columns_sql(rows)}) packed "
+        f"{with_sql}INSERT INTO api_timing_packs ({PACK_NAMES}, packed_at) "  # noqa: S608
+        f"SELECT {PACK_NAMES}, clock_timestamp() FROM ({pack_columns_sql(rows, day=day)}) packed "
         "RETURNING count"
     )
     counts = conn.execute(text(statement), params).scalars().all()
@@ -600,11 +604,70 @@ def pack_before(conn: Connection, until: datetime, watermark: datetime) -> tuple
     return _insert_packs(conn, "d", {"until": until, "w": watermark}, taken)
 
 
+# The sparse keys' half-hour packs of past days (packs per key and day, requests per pack).
+_SPARSE_DAYS = text(
+    """
+    SELECT d FROM (
+        SELECT date_bin('1 day', start_time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS d,
+               count(*) AS n, sum(count) AS c
+        FROM api_timing_packs
+        WHERE slots IS NULL AND start_time >= :since AND start_time < :until
+        GROUP BY 1, method, endpoint, status_code
+    ) k WHERE n > 1 AND c < :sparse * n GROUP BY d ORDER BY d
+    """
+)
+
+
+def repack_sparse_day(conn: Connection, day_start: datetime) -> tuple[int, int]:
+    """Merge the half-hour packs of one past day's sparse keys (fewer than `SPARSE` requests
+    per pack on average) into one day pack per key, in one statement (caller commits):
+    (requests, day packs written). The reads (`chunks.timings.source_sql`) give the same rows
+    before and after; a key with one pack in the day, or already in a day pack, is left."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": rollup_lock_key(_API_FAMILY)})
+    conn.execute(text("SET LOCAL work_mem = '256MB'"))
+    in_day = "p.start_time >= :lo AND p.start_time < :hi AND p.slots IS NULL"
+    taken = (
+        "WITH k AS (SELECT method, endpoint, status_code FROM api_timing_packs p "  # noqa: S608
+        f"WHERE {in_day} GROUP BY 1, 2, 3 HAVING count(*) > 1 AND sum(count) < :sparse * count(*)), "
+        f"d AS (DELETE FROM api_timing_packs p USING k WHERE {in_day} AND p.method = k.method "
+        "AND p.endpoint = k.endpoint AND p.status_code = k.status_code RETURNING p.*), "
+        f"r AS ({unpacked_sql('d')}) "
+    )
+    params = {"lo": day_start, "hi": day_start + timedelta(days=1), "sparse": SPARSE}
+    return _insert_packs(conn, "r", params, taken, day=True)
+
+
+def repack_sparse_days(engine: Engine, until: datetime, max_days: int = MAX_DAYS) -> int:
+    """Day packs for the sparse keys of the days wholly before `until` (the last `max_days`
+    of them), a transaction per day: day packs written."""
+    until_day = _ORIGIN + ((until - _ORIGIN) // timedelta(days=1)) * timedelta(days=1)
+    with engine.connect() as conn:
+        days = list(
+            conn.execute(
+                _SPARSE_DAYS,
+                {"since": until_day - timedelta(days=max_days), "until": until_day,
+                 "sparse": SPARSE},
+            ).scalars()
+        )  # fmt: skip
+    written = 0
+    for day_start in days:
+        with engine.begin() as conn:
+            written += repack_sparse_day(conn, day_start)[1]
+    return written
+
+
 def pack_api_timings(
-    engine: Engine, now: datetime, *, after: timedelta = API_PACK_AFTER, max_days: int = MAX_DAYS
+    engine: Engine,
+    now: datetime,
+    *,
+    after: timedelta = API_PACK_AFTER,
+    max_days: int = MAX_DAYS,
+    repack: bool = True,
 ) -> PackReport:
     """Pack the API timings older than `after` that the API rollup has passed: whole past days
-    at once (their partition truncated), then the rest of the stretch before the horizon.
+    at once (their partition truncated), then the rest of the stretch before the horizon;
+    then (`repack`) the half-hour packs of sparse keys of the days wholly before the horizon
+    become one day pack per key (`repack_sparse_days`).
 
     Safe like `compact`: each transaction takes the API rollup's advisory lock (so two workers,
     or a worker and a rollup, go one at a time), rows are deleted and their pack inserted in
@@ -640,5 +703,7 @@ def pack_api_timings(
         requests, packs = pack_before(conn, until, watermark)
     report.requests += requests
     report.packs += packs
+    if repack:  # sparse keys' past days into day packs
+        report.day_packs = repack_sparse_days(engine, until, max_days)
     report.seconds = time.perf_counter() - started
     return report

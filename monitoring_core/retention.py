@@ -270,10 +270,15 @@ def prune_chunks(
 
 
 def prune_api_timing_packs(conn: Connection, cutoff: datetime) -> int:
-    """Delete the packed API timings (compaction.pack_api_timings) whose half hour ended
-    before `cutoff` (the api_timings setting, as their partitions); packs deleted."""
+    """Delete the packed API timings (compaction.pack_api_timings) whose every request is
+    before `cutoff` (the api_timings setting, as their partitions): the last request
+    (`end_time`), or the end of the half hour in packs older than migration 0029; packs
+    deleted."""
     return conn.execute(
-        text("DELETE FROM api_timing_packs WHERE start_time < :cutoff - interval '30 minutes'"),
+        text(
+            "DELETE FROM api_timing_packs WHERE start_time < :cutoff "
+            "AND coalesce(end_time, start_time + interval '30 minutes') < :cutoff"
+        ),
         {"cutoff": cutoff},
     ).rowcount
 

@@ -158,7 +158,12 @@ def storage_figures(conn: Connection, now: datetime) -> StorageFigures:
         window,
     ).one()
     newest_chunk = conn.execute(text("SELECT max(end_time) FROM metric_chunks")).scalar()
-    newest_pack = conn.execute(text("SELECT max(start_time) FROM api_timing_packs")).scalar()
+    newest_pack = conn.execute(  # the end of the newest packed half hour (its last request)
+        text(
+            "SELECT max(coalesce(end_time, start_time + interval '30 minutes')) "
+            "FROM api_timing_packs"
+        )
+    ).scalar()
     figures = StorageFigures(
         tables=tables,
         metric_points_per_s=int(points) / 3600.0,
@@ -166,9 +171,7 @@ def storage_figures(conn: Connection, now: datetime) -> StorageFigures:
         metric_series=int(series),
         api_keys=int(keys),
         chunk_lag_s=(now - newest_chunk).total_seconds() if newest_chunk else None,
-        pack_lag_s=(
-            (now - newest_pack - timedelta(minutes=30)).total_seconds() if newest_pack else None
-        ),
+        pack_lag_s=((now - newest_pack).total_seconds() if newest_pack else None),
     )
     figures.year_bytes, figures.unmeasured = project_year(figures, retention_days(conn))
     return figures
