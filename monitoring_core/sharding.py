@@ -99,24 +99,43 @@ def claim(
     worker_id: str,
     now: datetime,
     interval_s: float,
+    own: bool = True,
+    orphans: bool = True,
 ) -> list[int]:
     """Claim this worker's items for the cycle `now` is in, and return the ones it got.
 
     `keys` maps every item id to its item key (items with the same key go together). Without
     any live worker (a cycle run by hand, or a worker that has not written its first heartbeat
-    yet) the caller is treated as the only member.
+    yet) the caller is treated as the only member. `own` and `orphans` choose what to claim:
+    its own share, the orphans, or both. Claiming its own share first and the orphans once
+    that is done (the alert cycle) leaves every live owner time to claim its own: at a
+    (re)start, when every item is an orphan, the first worker no longer takes them all.
     """
     cycle = cycle_number(now, interval_s)
     workers = live_workers(conn, now)
     if worker_id not in workers:
         workers = sorted([*workers, worker_id])
-    mine = set(split(keys, workers).get(worker_id, []))
+    mine = set(split(keys, workers).get(worker_id, [])) if own else set()
+    if not orphans:
+        return _claim_items(conn, kind, keys, mine, cycle, worker_id, now)
     found = conn.execute(
         text("SELECT item_id, cycle FROM shard_claims WHERE kind = :kind"), {"kind": kind}
     )
     last: dict[int, int] = {int(item): int(cycle) for item, cycle in found}
     # Orphans: not claimed in the cycle before this one (and not this one) by anyone.
     wanted = mine | {item for item in keys if last.get(item, cycle - 2) < cycle - 1}
+    return _claim_items(conn, kind, keys, wanted, cycle, worker_id, now)
+
+
+def _claim_items(
+    conn: Connection,
+    kind: str,
+    keys: Mapping[int, str],
+    wanted: set[int],
+    cycle: int,
+    worker_id: str,
+    now: datetime,
+) -> list[int]:
     # A group is claimed whole: one member orphaned means all of its members are taken here.
     groups = {keys[item] for item in wanted}
     wanted = {item for item, key in keys.items() if key in groups}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -80,6 +81,33 @@ def test_two_workers_claim_each_item_once_per_cycle(conn: Connection, now: datet
     again = claim(conn, kind="t", keys=KEYS, worker_id="w1", now=later, interval_s=INTERVAL)
     assert again == []  # never twice in one cycle
     assert {w for w, _n, _c in owners(conn, "t")} == {"w1", "w2"}
+
+
+def test_own_share_first_then_orphans_no_worker_takes_all_at_a_start(
+    conn: Connection, now: datetime
+) -> None:
+    """The alert cycle's order: each worker claims its own share, evaluates it, then claims
+    the orphans still unclaimed. At a start (nothing claimed before) both live workers get
+    their own share; orphans of a worker that is gone go to whoever asks after its share."""
+    at = _cycle_start(now)
+    _beat(conn, "w1", at)
+    _beat(conn, "w2", at)
+    args: dict[str, Any] = {"kind": "t", "keys": KEYS, "now": at, "interval_s": INTERVAL}
+    own1 = claim(conn, worker_id="w1", own=True, orphans=False, **args)
+    own2 = claim(conn, worker_id="w2", own=True, orphans=False, **args)
+    assert own1 and own2 and set(own1).isdisjoint(own2)
+    assert sorted(own1 + own2) == sorted(KEYS)
+    assert claim(conn, worker_id="w1", own=False, orphans=True, **args) == []
+    # w3 joins in the member list but never claims: after its share's cycle it is orphaned.
+    later, last = at + timedelta(seconds=INTERVAL), at + timedelta(seconds=2 * INTERVAL)
+    for moment in (later, last):
+        for worker in ("w1", "w2", "w3"):
+            _beat(conn, worker, moment)
+        step = {**args, "now": moment}
+        own1 = claim(conn, worker_id="w1", own=True, orphans=False, **step)
+        own2 = claim(conn, worker_id="w2", own=True, orphans=False, **step)
+        left = claim(conn, worker_id="w1", own=False, orphans=True, **step)
+    assert left and sorted(own1 + own2 + left) == sorted(KEYS)  # w3's share, taken by w1
 
 
 def test_a_dead_workers_share_is_taken_over_within_two_cycles(

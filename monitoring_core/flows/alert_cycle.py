@@ -90,6 +90,21 @@ class EvalReport:
     errors: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
 
+    def merged(self, other: EvalReport) -> EvalReport:
+        """Both reports' counts (a worker's own share and the orphans it took after)."""
+        return EvalReport(
+            self.rules + other.rules,
+            self.keys + other.keys,
+            self.changes + other.changes,
+            self.stored + other.stored,
+            self.notifications + other.notifications,
+            self.silenced + other.silenced,
+            self.incidents + other.incidents,
+            self.invalid + other.invalid,
+            self.errors + other.errors,
+            self.duration_ms + other.duration_ms,
+        )
+
     def summary(self) -> str:
         return (
             f"{self.rules} rules, {self.keys} keys, {self.changes} changes, "
@@ -155,22 +170,24 @@ def _run_evaluation(
     worker_id: str | None,
     interval_s: float,
 ) -> EvalReport:
-    only = None
-    if worker_id is not None:
+    if worker_id is None:
+        with engine.begin() as conn:
+            return evaluate_all(conn, now=now, tz=tz, public_url=public_url)
+    report, keys = None, None
+    for own in (True, False):  # its own share first, then the orphans still unclaimed
         with engine.begin() as conn:  # a short claim of its own, never held while evaluating
-            keys = shard_keys([r.row for r in enabled_rule_rows(conn)])
-            only = frozenset(
-                claim(
-                    conn,
-                    kind="alert_rules",
-                    keys=keys,
-                    worker_id=worker_id,
-                    now=now,
-                    interval_s=interval_s,
+            if keys is None:
+                keys = shard_keys([r.row for r in enabled_rule_rows(conn)])
+            only = claim(conn, kind="alert_rules", keys=keys, worker_id=worker_id, now=now,
+                         interval_s=interval_s, own=own, orphans=not own)  # fmt: skip
+        if only or report is None:
+            with engine.begin() as conn:
+                done = evaluate_all(
+                    conn, now=now, tz=tz, public_url=public_url, only=frozenset(only)
                 )
-            )
-    with engine.begin() as conn:
-        return evaluate_all(conn, now=now, tz=tz, public_url=public_url, only=only)
+            report = done if report is None else report.merged(done)
+    assert report is not None
+    return report
 
 
 def shard_keys(rows: list[dict[str, Any]]) -> dict[int, str]:
