@@ -30,11 +30,12 @@ from ui import actions as ui_actions
 from ui import auth, data, fmt, trace_links, url_state, widgets
 from ui import error_group as view
 
-user = auth.require_role(Role.VIEWER)
-responder = auth.has_role(Role.RESPONDER)
+user = auth.require_role(Role.VIEWER, organisations=True)
 # A user limited to organisations reads their events only (row-level security); a group's
-# stored totals ("ever") count every organisation's, so they are not shown to them.
+# stored totals ("ever") count every organisation's, so they are not shown to them, and they
+# change no group (groups are shared by every organisation), whatever their role.
 limited = user.organization_ids is not None
+responder = auth.has_role(Role.RESPONDER) and not limited
 tr, tz = widgets.current_time_range(), data.business_tz()
 now = widgets.current_now()
 interval = widgets.chart_interval(tr)

@@ -20,7 +20,7 @@ from monitoring_core.incidents.queries import active_incidents, incident_detail,
 from ui import actions as ui_actions
 from ui import auth, data, fmt, url_state, widgets
 
-user = auth.require_role(Role.VIEWER)
+user = auth.require_role(Role.VIEWER, organisations=True)
 settings = data.get_settings()
 now, tr, tz = widgets.current_now(), widgets.current_time_range(), data.business_tz()
 # A user limited to organisations sees the incidents linked to their organisations' error groups

@@ -411,35 +411,57 @@ def _incidents(at: AppTest) -> None:
     assert {m.label: m.value for m in at.metric}["Incidents"] == "1"
 
 
+OFFERED = {"errors.py", "organisation.py", "incidents.py"}  # a limited user's pages
+REFUSAL = (
+    "This page shows every organisation's data; your account sees only its own "
+    "organisations' errors, business figures and incidents (the pages in the menu)."
+)
+
+
 def _no_other_page(at: AppTest) -> None:
-    offered = {"errors.py", "organisation.py", "incidents.py"}
     for page in sorted(PAGES.glob("*.py")):
-        if page.name in offered:
-            continue
-        with pytest.raises(ValueError, match="not a registered page|Could not find"):
-            at.switch_page(f"pages/{page.name}")
+        if page.name not in OFFERED:
+            with pytest.raises(ValueError, match="Could not find a navigation page"):
+                at.switch_page(f"pages/{page.name}")
 
 
-def test_the_business_page_refuses_a_limited_user_and_the_organisation_page_the_others(
+def _business_rollup_read() -> None:
+    from datetime import date
+
+    from ui import business_data
+
+    business_data.cached_extra("retention_grid", date(2026, 6, 1))
+
+
+def test_every_other_page_refuses_a_limited_user_and_theirs_the_others(
     engine: Engine,
     scoped_engine: Engine,
     logged_in_app: Callable[[Role | None], AppTest],
     monkeypatch: pytest.MonkeyPatch,
     now: datetime,
 ) -> None:
-    at = _limited_app(engine, scoped_engine, logged_in_app, monkeypatch, now, Role.VIEWER)
+    at = _limited_app(engine, scoped_engine, logged_in_app, monkeypatch, now, Role.ADMIN)
     user = at.session_state[USER_KEY]
     with engine.connect() as conn:
         limited = active_user(conn, user_id=user.id)
-    # Run as files, outside app.py's navigation: the rollup's platform-wide figures never show.
-    page = AppTest.from_file(str(PAGES / "business.py"), default_timeout=60)
-    page.session_state[USER_KEY] = limited
-    page = page.run()
-    assert [e.value for e in page.error] == [
+    # Each page file run on its own, outside app.py's navigation, as a limited admin.
+    for page in sorted(PAGES.glob("*.py")):
+        if page.name in OFFERED:
+            continue
+        run = AppTest.from_file(str(page), default_timeout=60)
+        run.session_state[USER_KEY] = limited
+        run = run.run()
+        assert not run.exception, page.name
+        assert [e.value for e in run.error] == [REFUSAL], page.name
+        assert not run.metric and not run.dataframe, page.name
+    # The Business page's rollup (every organisation added up) refuses them on its own too.
+    rollup = AppTest.from_function(_business_rollup_read, default_timeout=60)
+    rollup.session_state[USER_KEY] = limited
+    rollup = rollup.run()
+    assert [e.value for e in rollup.error] == [
         "The Business page shows every organisation; your account sees only org\\-rose. "
         "Use the pages in the menu."
     ]
-    assert not page.metric
     everyone = AppTest.from_file(str(PAGES / "organisation.py"), default_timeout=60)
     everyone.session_state[USER_KEY] = user  # as signed in: every organisation
     everyone = everyone.run()

@@ -196,8 +196,10 @@ def has_role(role: Role) -> bool:
     return user is not None and roles.has_role(user.role, role)
 
 
-def require_role(role: Role) -> User:
-    """The user when their role is high enough; otherwise an explanation and the page stops."""
+def require_role(role: Role, *, organisations: bool = False) -> User:
+    """The user when their role is high enough; otherwise an explanation and the page stops.
+    A user limited to organisations passes only on a page that says `organisations=True`: one
+    whose every read goes through row-level security for them (ui.organisations)."""
     user = current_user()
     if user is None:
         # Reached only when a page runs without app.py (see app.py `_page`): never show data.
@@ -209,6 +211,13 @@ def require_role(role: Role) -> User:
         st.error(f"This needs the **{role.value}** role (or higher).", icon=":material/lock:")
         st.stop()
     assert user is not None
+    if user.organization_ids is not None and not organisations:
+        st.error(
+            "This page shows every organisation's data; your account sees only its own "
+            "organisations' errors, business figures and incidents (the pages in the menu).",
+            icon=":material/lock:",
+        )
+        st.stop()
     return user
 
 

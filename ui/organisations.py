@@ -27,7 +27,7 @@ def limited_to() -> tuple[str, ...] | None:
 def require_limited_user(role: Role) -> User:
     """`auth.require_role(role)` for a page that shows only a limited user's organisations;
     any other user is sent to the platform-wide page and the page stops."""
-    user = auth.require_role(role)
+    user = auth.require_role(role, organisations=True)
     if user.organization_ids is None:
         st.info(
             "This page shows the business figures of a user limited to organisations. "
