@@ -17,15 +17,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
-from monitoring_core.db import embedded_url, make_engine
+from monitoring_core.db import make_engine
 from monitoring_core.migrate import migrate
 from monitoring_core.schema import metadata
-from tests.ui_harness import DEMO_NOW, demo_engine, logged_in_app  # noqa: F401 - fixtures for page tests
+from tests.db_templates import admin_url, copy_base, drop_database, url_for
+from tests.ui_harness import (  # noqa: F401 - fixtures for page tests
+    DEMO_FIXTURES,
+    DEMO_NOW,
+    demo_engine,
+    logged_in_app,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_INSTANT = DEMO_NOW  # Wednesday 14:00 in London (BST): the demo's instant too
@@ -42,33 +46,39 @@ def _test_instant() -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under TEST_NOW, leave out tests that cannot see it: on demo data the pages' clock stands
+    at DEMO_NOW and the database is a copy of the demo template, so unless a test also asks
+    for `now` it runs exactly as in the default session, which runs it."""
+    if not os.environ.get("TEST_NOW"):
+        return
+    blind = [
+        item
+        for item in items
+        if DEMO_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and "now" not in getattr(item, "fixturenames", ())
+    ]
+    if blind:
+        config.hook.pytest_deselected(items=blind)
+        items[:] = [item for item in items if item not in blind]
+
+
 def pytest_report_header() -> str:
     return f"test instant: {_test_instant().isoformat()} (TEST_NOW to change it)"
-
-
-def _server_url() -> str:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return url.replace("postgresql://", "postgresql+psycopg://", 1)
-    return embedded_url(ROOT / ".data" / "test")
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh, migrated database of its own, dropped at the end of the session."""
-    server = make_url(_server_url())
     name = f"test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
+    copy_base(name)  # migrated, partitions around the real clock's today
+    url = url_for(name)
     engine = make_engine(url)
     migrate(engine, now=_test_instant())
     migrate(engine, now=datetime.now(UTC))  # partitions for the tests on the real clock too
     engine.dispose()
     yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(admin_url(), name)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,7 @@
 """Fixtures for page tests with `streamlit.testing.v1.AppTest` (registered in conftest.py).
 
-- `demo_engine`: the session database holding only DEMO_DAYS of demo data up to DEMO_NOW, set
-  up once per test module (tests that use it must not also use `engine`, which empties the
-  tables). The demo is always loaded at DEMO_NOW, a weekday afternoon, whatever TEST_NOW says:
+- `demo_engine`: a database of its own holding only DEMO_DAYS of demo data up to DEMO_NOW,
+  copied afresh for each test module from a template built once (tests/db_templates.py). The demo is always loaded at DEMO_NOW, a weekday afternoon, whatever TEST_NOW says:
   what the page tests assert about it (a regression at a busy hour, a week of traffic) is true
   of that instant, and the page sees that instant too.
 - `logged_in_app(role)`: an AppTest of app.py on the test database, signed in with that role
@@ -23,13 +22,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import make_url
 from streamlit.testing.v1 import AppTest
 
 from monitoring_core import clock
 from monitoring_core.accounts import User, create_user
+from monitoring_core.db import make_engine
 from monitoring_core.enums import Role
-from monitoring_core.schema import metadata
+from tests.db_templates import admin_url, copy_base, copy_template, drop_database, url_for
 
 __all__ = [
     "DEMO_DAYS",
@@ -68,61 +69,34 @@ def _columns(frame: pd.DataFrame) -> Iterable[str]:
 
 
 DEMO_FIXTURES = {"demo_engine", "business_engine"}  # fixtures holding demo data at DEMO_NOW
-_SNAPSHOT = "demo_snapshot"  # a schema of the session database holding the loaded demo rows
-_snapshot_taken: list[bool] = []
+_demo_urls: dict[str, str] = {}  # session database URL -> its demo copy's URL, while one is open
 
 
-def _truncate_all(conn: Connection) -> None:
-    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-    conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+def _build_demo(name: str) -> None:
+    """DEMO_DAYS of demo data up to DEMO_NOW (the demo template, built once)."""
+    from monitoring_core.demo import load_demo_data
 
-
-def _take_snapshot(conn: Connection) -> None:
-    conn.execute(text(f"DROP SCHEMA IF EXISTS {_SNAPSHOT} CASCADE"))
-    conn.execute(text(f"CREATE SCHEMA {_SNAPSHOT}"))
-    for table in metadata.sorted_tables:
-        conn.execute(text(f'CREATE TABLE {_SNAPSHOT}."{table.name}" AS TABLE "{table.name}"'))
-
-
-def _restore_snapshot(conn: Connection) -> None:
-    """Put the snapshot back (parents before children) and move id sequences past it."""
-    _truncate_all(conn)
-    for table in metadata.sorted_tables:
-        conn.execute(
-            text(
-                f'INSERT INTO "{table.name}" OVERRIDING SYSTEM VALUE '  # noqa: S608 - our names
-                f'SELECT * FROM {_SNAPSHOT}."{table.name}"'
-            )
-        )
-        if "id" in table.c and table.c.id.autoincrement is True:
-            conn.execute(
-                text(
-                    f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "  # noqa: S608
-                    f'coalesce(max(id), 1), max(id) IS NOT NULL) FROM "{table.name}"'
-                )
-            )
+    copy_base(name)
+    engine = make_engine(url_for(name))
+    load_demo_data(engine, days=DEMO_DAYS, now=_DEMO_LOADED_AT, only_if_empty=False)
+    engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def demo_engine(session_engine: Engine) -> Engine:
-    """The session database with only demo data in it, fresh for each test module.
+def demo_engine(database_url: str) -> Iterator[Engine]:
+    """A database of its own holding only demo data, copied afresh for each test module.
 
-    The first module loads it (all domains, DEMO_DAYS days up to DEMO_NOW, rolled up) and
-    keeps a copy in a schema of its own; later modules restore that copy in a few seconds
-    instead of loading again (the instant is fixed, so the copy never goes stale).
+    The demo is loaded once into a template database (tests/db_templates.py) and each module
+    gets a file copy of it in a few seconds; `logged_in_app` points the pages at that copy.
     """
-    from monitoring_core.demo import load_demo_data
-
-    with session_engine.begin() as conn:
-        if _snapshot_taken:
-            _restore_snapshot(conn)
-            return session_engine
-        _truncate_all(conn)
-    load_demo_data(session_engine, days=DEMO_DAYS, now=_DEMO_LOADED_AT, only_if_empty=False)
-    with session_engine.begin() as conn:
-        _take_snapshot(conn)
-    _snapshot_taken[:] = [True]
-    return session_engine
+    name = f"{make_url(database_url).database}_demo"
+    copy_template("demo", _build_demo, name)
+    engine = make_engine(url_for(name))
+    _demo_urls[database_url] = url_for(name)
+    yield engine
+    _demo_urls.pop(database_url, None)
+    engine.dispose()
+    drop_database(admin_url(), name)
 
 
 @pytest.fixture
@@ -134,8 +108,12 @@ def logged_in_app(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[[Role | None], AppTest]]:
     """Factory of AppTests of app.py on the test database, signed in with the given role."""
-    monkeypatch.setenv("DATABASE_URL", database_url)
     on_demo = bool(DEMO_FIXTURES & set(request.fixturenames))
+    users = session_engine
+    if "demo_engine" in request.fixturenames:  # the pages read the module's demo copy
+        users = request.getfixturevalue("demo_engine")
+        database_url = _demo_urls[database_url]
+    monkeypatch.setenv("DATABASE_URL", database_url)
     clock.set_now(DEMO_NOW if on_demo else test_instant)
     request.addfinalizer(lambda: clock.set_now(None))
     # The UI caches the engine and query results per process: start every test afresh.
@@ -145,7 +123,7 @@ def logged_in_app(
     def make(role: Role | None = Role.VIEWER) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=60)
         if role is not None:
-            with session_engine.begin() as conn:
+            with users.begin() as conn:
                 at.session_state[USER_KEY] = make_user(conn, role)
         return at
 
