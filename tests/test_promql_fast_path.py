@@ -1,8 +1,8 @@
 """Differential test of PromQL's fast read path: a range query over compacted chunks (the
 columnar reader, `chunks.columns`) answers exactly what it answers over raw rows, and every
-step of it exactly what an instant query at that step answers (the evaluator run for one step
-alone, equal to the last bits), on random data with counter resets, gaps, staleness markers, and series starting and
-ending inside the range."""
+step of it what an instant query at that step answers (the evaluator run for one step alone;
+equal to the last bits), on random data with counter resets, gaps, staleness markers, and
+series starting and ending inside the range."""
 
 from __future__ import annotations
 
