@@ -1,6 +1,8 @@
 """Disk per metric point before and after compaction, compaction speed, raw read speed.
 
 Builds its own database `bench_storage` on the embedded Postgres under .data/bench:
+All of it over one calendar day already past the compaction horizon (the day before the one
+two hours ago), so compaction meets what its job meets the morning after: a past day.
 - the **realistic set**: 1,000 series scraped every 15 s for 24 h (5.76 M points), like a
   Prometheus-style scrape: timestamps in milliseconds, a fixed offset per target and a few ms
   of jitter; 40 % counters (integer totals), 30 % gauges with one or two decimals
@@ -13,9 +15,9 @@ Builds its own database `bench_storage` on the embedded Postgres under .data/ben
 Then, in the same run: the row form's bytes per point (`pg_total_relation_size` of every
 `metric_points` partition: heap, indexes, TOAST, maps) and its read speed (today's row read —
 `array_agg` per series, as the alert engine read raw windows — and `points_reader` on rows);
-compaction of everything (the rollup watermark is set to the end, as if the rollups had run),
-timed apart for the whole past day (one transaction, partition truncated) and for today's
-2-hour stretches (`DELETE … RETURNING` per batch of series);
+compaction of everything, timed apart for the day's first four 2-hour stretches by the path
+today's stretches take (`DELETE … RETURNING` per batch of series) and then for the other
+16 hours whole (`compact_day`: read once, partition truncated; `compaction_samples_per_s`);
 the chunks' bytes per point (`metric_chunks` with its TOAST and indexes) and `points_reader`'s
 read speed over them; peak RSS of this process. Reads are 24 h of the 1,000 series, median of 3.
 Before compaction the real rollup job runs over everything (`run_rollups`), and the 1-minute
@@ -24,7 +26,10 @@ they were before (an array of ones: its extra bytes computed per row with `pg_co
 Compaction's CPU is counted too (this process and the database backends of this database,
 from /proc), because wall-clock rates on a shared machine follow the load more than the code.
 The API timings are packed (`pack_api_timings`, the API watermark set to the end) and
-`api_timing_packs` measured against the rows.
+`api_timing_packs` measured against the rows. Then sparse keys: 40 endpoints at 13 requests
+per half hour each (the demo's rate) over the same day, packed per half hour and then into day
+packs (`repack_sparse_days`), the table's growth measured after each (VACUUM FULL after the
+repack, whose deleted half-hour packs would otherwise still hold their pages).
 Last line: JSON.
 """
 
@@ -50,7 +55,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench._bench_db import database_url  # noqa: E402
 from bench.queries import ENDPOINTS, _block, _copy, _pg_time  # noqa: E402
-from monitoring_core.compaction import compact, pack_api_timings  # noqa: E402
+from monitoring_core.compaction import (  # noqa: E402
+    COMPACT_AFTER,
+    compact,
+    pack_api_timings,
+    repack_sparse_days,
+)
 from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
 from monitoring_core.points_reader import read_points  # noqa: E402
@@ -62,6 +72,7 @@ DB_NAME = "bench_storage"
 SERIES, HOURS, EVERY_S = 1_000, 24, 15
 NOISY_SERIES, NOISY_EVERY_S = 100, 10
 API_ROWS = 500_000
+SPARSE_PER_HALF_HOUR = 13
 READS = 3
 
 _ROW_READ = """
@@ -112,6 +123,9 @@ def _metric_blocks(
         pg_t = _pg_time(t)
         if make is _realistic:  # exact milliseconds (float seconds would round off a few µs)
             pg_t = np.round(pg_t / 1000).astype(np.int64) * 1000
+            # the day's first and last point keep to the day despite their few ms of jitter
+            day = _pg_time(np.array([start, start + HOURS * 3600.0]))
+            pg_t = np.clip(pg_t, day[0], day[1] - 1000)
         yield _block(
             [(">i8", pg_t), (">i8", sid), (">f8", values), (">i8", pg_t + 1_000_000)], t.size
         )
@@ -287,6 +301,44 @@ def _year(engine: Engine, now: datetime, rows: dict[str, tuple[int, int]]) -> di
     return {"year_bytes": total, "year_bytes_rollup_1m_7d": short}
 
 
+def _sparse_api(engine: Engine, url: str, now: datetime, start: datetime) -> dict[str, float]:
+    """Bytes per request of sparse keys (40 endpoints x 13 requests a half hour for the day):
+    the growth of api_timing_packs by their half-hour packs, then by their day packs."""
+    rng = np.random.default_rng(17)
+    keys, per = 40, SPARSE_PER_HALF_HOUR * 48
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as pg:
+        size = "SELECT pg_total_relation_size('api_timing_packs')"
+        pg.execute("VACUUM FULL api_timing_packs")  # as after the repack below
+        before = pg.execute(size).fetchone()[0]  # type: ignore[index]
+        blocks = []
+        for i in range(keys):
+            t = np.sort(start.timestamp() + rng.uniform(0, HOURS * 3600, per))
+            pg_t, path = _pg_time(t), f"/api/sparse/{i:02d}".encode()
+            blocks.append(_block(
+                [(">i8", pg_t), ("S3", b"GET"), (f"S{len(path)}", path), (">i2", 200),
+                 (">f8", rng.lognormal(np.log(40), 0.6, per)), (">i8", pg_t + 500_000)],
+                per,
+            ))  # fmt: skip
+        _copy(
+            pg,
+            "COPY api_timings (time, method, endpoint, status_code, response_time_ms, "
+            "ingested_at) FROM STDIN (FORMAT BINARY)",
+            iter(blocks),
+        )
+        half = pack_api_timings(engine, now, after=timedelta(hours=2), repack=False)
+        half_hour_bytes = pg.execute(size).fetchone()[0] - before  # type: ignore[index]
+        day_packs = repack_sparse_days(engine, now - timedelta(hours=2))
+        pg.execute("VACUUM FULL api_timing_packs")
+        after = pg.execute(size).fetchone()[0]  # type: ignore[index]
+    requests = keys * per
+    assert half.requests == requests and day_packs == keys, (half, day_packs)
+    return {
+        "api_timing_sparse_requests_per_key_half_hour": SPARSE_PER_HALF_HOUR,
+        "api_timing_sparse_half_hour_bytes_per_row": round(half_hour_bytes / requests, 2),
+        "api_timing_sparse_bytes_per_row": round((after - before) / requests, 2),
+    }
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -294,7 +346,7 @@ def _rss_mb() -> float:
 def main() -> None:
     started = time.perf_counter()
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    start = now - timedelta(hours=HOURS + 4)
+    start = (now - COMPACT_AFTER).replace(hour=0) - timedelta(days=1)  # a past calendar day
     end = start + timedelta(hours=HOURS)
     url = database_url(DB_NAME)
     engine = make_engine(url)
@@ -316,18 +368,21 @@ def main() -> None:
     rollup_row, rollup_row_before, rollup_per_point = _rollup_1m(engine)
 
     cpu_before = _cpu_s(url)
-    days = compact(engine, now, max_stretches=0)  # whole past days (truncated partitions)
-    stretches = compact(engine, now, max_stretches=1_000)  # today's 2-hour stretches
-    compaction_cpu = _cpu_s(url) - cpu_before
-    points_done = days.points + stretches.points
-    seconds = days.seconds + stretches.seconds
-    # every timing packed (the job's horizon is a day; the bench's timings end 4 h ago)
+    # the day's first stretch as today's stretches go (DELETE … RETURNING), then the day whole
+    stretches = compact(engine, now, max_days=0, max_stretches=4)
+    cpu_between = _cpu_s(url)
+    days = compact(engine, now, max_stretches=0)
+    compaction_cpu = _cpu_s(url) - cpu_between
+    stretch_cpu = cpu_between - cpu_before
+    assert days.whole_days == 1 and stretches.stretches == 4, (days, stretches)
+    # every timing packed (the job's horizon is a day; the bench's timings end 2 h ago or more)
     packed = pack_api_timings(engine, now, after=timedelta(hours=2))
     with engine.connect() as conn:
         pack_bytes = conn.execute(
             text("SELECT pg_total_relation_size('api_timing_packs')")
         ).scalar_one()
     assert packed.requests == API_ROWS, "API timings left as rows"
+    sparse = _sparse_api(engine, url, now, start)
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as pg:
         pg.execute("VACUUM ANALYZE metric_points")
         pg.execute("VACUUM ANALYZE metric_chunks")
@@ -355,18 +410,20 @@ def main() -> None:
         "api_timing_bytes_per_row": round(pack_bytes / packed.requests, 2),
         "api_timing_row_bytes_per_row": round(api_bytes / API_ROWS, 1),
         "api_pack_s": round(packed.seconds, 2),
+        **sparse,
         "metric_rollup_1m_bytes_per_row": round(rollup_row, 1),
         "metric_rollup_1m_bytes_per_row_before": round(rollup_row_before, 1),
         "metric_rollup_1m_bytes_per_point": round(rollup_per_point, 2),
         "rollup_s": round(rollup_s, 1),
         "compaction_cpu_s": round(compaction_cpu, 2),
-        "compaction_samples_per_cpu_s": round(points_done / compaction_cpu),
+        "compaction_samples_per_cpu_s": round(days.points / compaction_cpu),
         "load_average_1m": round(os.getloadavg()[0], 1),
-        "compaction_samples_per_s": round(points_done / seconds),
-        "compaction_s": round(seconds, 2),
+        "compaction_samples_per_s": round(days.points / days.seconds),
+        "compaction_s": round(days.seconds, 2),
         "compaction_whole_day_samples_per_s": round(days.points / days.seconds),
         "compaction_whole_day_points": days.points,
         "compaction_stretch_samples_per_s": round(stretches.points / stretches.seconds),
+        "compaction_stretch_samples_per_cpu_s": round(stretches.points / stretch_cpu),
         "compaction_stretch_points": stretches.points,
         "chunks": days.chunks + stretches.chunks,
         "rows_left_after_compaction": left[0] if left else None,
@@ -385,11 +442,14 @@ def main() -> None:
         f"realistic: {row_points:,} points, rows {out['metric_row_bytes_per_sample']} B/point "
         f"-> chunks {out['metric_bytes_per_sample']} B/point; queries-bench noise: "
         f"{out['noisy_row_bytes_per_sample']} -> {out['noisy_bytes_per_sample']} B/point; "
-        f"compaction {out['compaction_samples_per_s']:,} points/s (whole days "
-        f"{out['compaction_whole_day_samples_per_s']:,}/s, stretches "
-        f"{out['compaction_stretch_samples_per_s']:,}/s; {out['compaction_samples_per_cpu_s']:,} "
-        f"per CPU-second, load {out['load_average_1m']}); API timings "
-        f"{out['api_timing_row_bytes_per_row']} -> {out['api_timing_bytes_per_row']} B/request; "
+        f"compaction of the past day {out['compaction_samples_per_s']:,} points/s "
+        f"({days.points:,} in {days.seconds:.2f} s; {out['compaction_samples_per_cpu_s']:,} per "
+        f"CPU-second), a stretch as today's go {out['compaction_stretch_samples_per_s']:,}/s "
+        f"({out['compaction_stretch_samples_per_cpu_s']:,} per CPU-second), load "
+        f"{out['load_average_1m']}; API timings "
+        f"{out['api_timing_row_bytes_per_row']} -> {out['api_timing_bytes_per_row']} B/request "
+        f"(sparse keys at 13 a half hour: {out['api_timing_sparse_half_hour_bytes_per_row']} "
+        f"-> {out['api_timing_sparse_bytes_per_row']} B/request in day packs); "
         f"1-minute rollup rows {out['metric_rollup_1m_bytes_per_row_before']} -> "
         f"{out['metric_rollup_1m_bytes_per_row']} B/row; a year {out['year_gb']} GB "
         f"({out['year_gb_rollup_1m_7d']} GB with 1-minute rollups kept 7 days); "
