@@ -136,7 +136,7 @@ def search_logs(
         return [dict(row._mapping) for row in rows]
     query = text(f"{select}{_FILTERS}{_IN_BLOCKS} ORDER BY time DESC LIMIT :limit")
     found: list[dict[str, Any]] = []
-    size, i = _FIRST_BATCH, 0
+    size, i, matched = _FIRST_BATCH, 0, 0
     while i < len(blocks):
         if len(found) >= limit and blocks[i].block_end < found[limit - 1]["time"]:
             break  # every block left ends before the limit-th newest match
@@ -146,13 +146,26 @@ def search_logs(
             "lo": min(b.time for b in batch),
             "hi": max(b.block_end for b in batch),
         }
-        found += [
+        rows = [
             dict(row._mapping) for row in conn.execute(query, {**params, **bound, "limit": limit})
         ]
+        matched += len(rows)
+        found += rows
         found.sort(key=lambda r: r["time"], reverse=True)
         del found[limit:]
-        i, size = i + size, size * 2
+        i += size
+        size = _next_batch(size, limit - len(found), matched / i)
     return found
+
+
+def _next_batch(size: int, missing: int, per_block: float) -> int:
+    """Blocks to read next: twice as many as last time, or fewer when the matches per block
+    so far say fewer will do (a rare needle at 10 M records: its 500th match is ~500 blocks
+    in, and doubling read 992 blocks for it)."""
+    if missing <= 0:
+        return _FIRST_BATCH
+    wanted = int(missing / max(per_block, 1e-3) * 1.25) + 1
+    return max(_FIRST_BATCH, min(size * 2, wanted))
 
 
 def log_histogram(
