@@ -1,7 +1,8 @@
 """`engine.evaluate_keys` on array views (the live cycle's raw reads, checked for all keys of
 a rule at once in numpy) against the same series as plain lists (the per-key path): random
 series and threshold rules must give identical decisions, and every key the arrays call quiet
-must be one the per-key path leaves exactly as it was (no state change, nothing to notify)."""
+must be one the per-key path leaves exactly as it was (no state change, nothing to notify);
+keys still firing are decided from the arrays too (their values summed exactly)."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def _known(rng: random.Random, rule: Rule, now: datetime, key: str) -> Known | N
 
 def test_array_views_decide_as_the_per_key_path() -> None:
     rng = random.Random(19)
-    quiet = moved = 0
+    quiet = moved = still = 0
     for trial in range(400):
         now = MOMENTS[trial % len(MOMENTS)]
         grouped = trial % 4 != 0
@@ -146,9 +147,13 @@ def test_array_views_decide_as_the_per_key_path() -> None:
             assert not decision.changed
             assert before is None or before.severity == decision.severity
             assert repr(by_key[key].decision) == repr(decision)
+        for key, before in known.items():  # keys still firing: decided from the arrays
+            after = by_key[key].decision
+            held = before.state.status in ("firing", "acknowledged") and after.check.holds
+            still += bool(held and before.state.no_data_since is None and key != "k=gone")
         quiet += len(fast.quiet)
         moved += len(fast.moved)
-    assert quiet > 250 and moved > 1000  # both paths exercised
+    assert quiet > 250 and moved > 1000 and still > 250  # every path exercised
 
 
 def test_views_read_like_lists() -> None:

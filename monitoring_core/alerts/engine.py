@@ -579,16 +579,18 @@ class Evaluated:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _KIND = {"sum": "sum", "count": "sum", "avg": "avg", "min": "min"}  # else max (`_reduce`)
+_STILL = (_FIRING, _ACKNOWLEDGED)  # holding states a certain breach only counts on
 
 
 def _epoch_us(moment: datetime) -> int:
     return (moment - _EPOCH) // _US
 
 
-def _window_values(block: Columns, lo: int, hi: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _window_values(block: Columns, lo: int, hi: int, kind: str) -> tuple[np.ndarray, ...]:
     """Every series' `_reduce` over its points in (lo, hi] (µs) at once: (values, a bound on
-    their rounding error); NaN where the window is empty or holds a non-finite value (those
-    keys are decided one by one). Kept on the block: rules sharing a read share the work."""
+    their rounding error, the window's first row, its number of rows); values NaN where the
+    window is empty or holds a non-finite value (those keys are decided one by one). Kept on
+    the block: rules sharing a read share the work."""
     memo = (lo, hi, kind)
     if memo in block.memo:
         return block.memo[memo]
@@ -610,8 +612,9 @@ def _window_values(block: Columns, lo: int, hi: int, kind: str) -> tuple[np.ndar
         values = np.maximum.reduceat(np.where(used, block.v, -np.inf), heads)
         slack = np.abs(values)
     values[(count == 0) | bad] = np.nan
-    block.memo[memo] = values, slack
-    return values, slack
+    first = heads + np.add.reduceat((block.t <= lo).astype(np.int64), heads)
+    block.memo[memo] = values, slack, first, count
+    return values, slack, first, count
 
 
 def _series_numbers(
@@ -642,12 +645,13 @@ def _series_numbers(
     return block, index
 
 
-def _clear_of_threshold(
+def _threshold_from_arrays(
     rule: Rule, keyed: Mapping[str, tuple[Mapping[str, Any], Sequence[Point]]], now: datetime,
     limit: float,
-) -> list[bool] | None:  # fmt: skip
-    """Per key of `keyed` (in order): whether its threshold check certainly gives False,
-    computed from the arrays of one `Columns` block (None: not all keys are views of one
+) -> tuple[list[int], list[int], list[int]] | None:  # fmt: skip
+    """Per key of `keyed` (in order): 1 if its threshold check certainly gives False, 2 if
+    certainly True, 0 if unsure, computed from the arrays of one `Columns` block; and the
+    first row and row count of each key's window (None: not all keys are views of one
     block, or not a plain threshold rule). A value within rounding distance of the limit
     (1e-9 of the values' magnitude) is not certain: the per-key path decides it exactly."""
     cond = rule.condition
@@ -659,13 +663,44 @@ def _clear_of_threshold(
     block, index = found
     hi = _epoch_us(now)
     lo = _epoch_us(now - timedelta(minutes=cond.window_minutes))
-    values, slack = _window_values(block, lo, hi, _KIND.get(cond.aggregation, "max"))
+    values, slack, first, count = _window_values(block, lo, hi, _KIND.get(cond.aggregation, "max"))
     x = values[index]
     margin = 1e-9 * (slack[index] + abs(limit))
     with np.errstate(invalid="ignore"):
         holds = OPERATORS[cond.operator](x, limit)
-        clear = ~np.isnan(x) & ~holds & (np.abs(x - limit) > margin)
-    return clear.tolist()
+        sure = ~np.isnan(x) & (np.abs(x - limit) > margin)
+    codes = np.where(sure, np.where(holds, 2, 1), 0)
+    return codes.tolist(), first[index].tolist(), count[index].tolist()
+
+
+def _still_firing(
+    rule: Rule,
+    key: str,
+    dims: Mapping[str, Any],
+    block: Columns,
+    rows: tuple[int, int],
+    state: AlertState,
+    now: datetime,
+    limit: float,
+    severity: str,
+) -> KeyDecision:
+    """The per-key path's decision for a key still firing (or acknowledged) whose threshold
+    certainly holds (`_threshold`, then `_still_holding`), its value computed as `_reduce`
+    does from the window's rows (`rows`: first row, count)."""
+    agg = rule.condition.aggregation
+    lo, n = rows
+    window = block.v[lo : lo + n].tolist()
+    value = _reduce(agg, window)
+    check = Check(True, value, limit, f"{agg} {value:g} vs {limit:g}")
+    after = with_changes(
+        state,
+        last_triggered_at=now,
+        trigger_count=state.trigger_count + 1,
+        trigger_value=value,
+    )
+    notify = _notification(rule, state, after, now)
+    decision = Decision(after, check, severity, from_status=state.status, notify=notify)
+    return KeyDecision(key, dims, decision, True)
 
 
 def evaluate_keys(
@@ -706,15 +741,19 @@ def evaluate_keys(
 
     moved: list[KeyDecision] = []
     quiet: list[tuple[str, Mapping[str, Any], Sequence[Point], Known | None]] = []
-    clear = _clear_of_threshold(rule, keyed, now, effective_threshold(rule, now, tz))
-    if clear is None:
+    limit = effective_threshold(rule, now, tz)
+    found = _threshold_from_arrays(rule, keyed, now, limit)
+    if found is None:
         for key, (dims, points) in keyed.items():
             moved.append(again(key, dims, points, known.get(key)))
     else:
         severity = effective_severity(rule, now, tz)
-        for (key, (dims, points)), steady in zip(keyed.items(), clear, strict=True):
+        codes, firsts, counts = found
+        for (key, (dims, points)), code, first, n in zip(
+            keyed.items(), codes, firsts, counts, strict=True
+        ):
             before = known.get(key)
-            if steady and (
+            if code == 1 and (
                 before is None
                 or (
                     before.state.status not in ACTIVE
@@ -723,6 +762,17 @@ def evaluate_keys(
                 )
             ):
                 quiet.append((key, dims, points, before))
+            elif (
+                code == 2
+                and before is not None
+                and before.state.status in _STILL
+                and before.state.no_data_since is None
+            ):
+                block = points.block  # type: ignore[attr-defined]
+                state = before.state
+                moved.append(
+                    _still_firing(rule, key, dims, block, (first, n), state, now, limit, severity)
+                )
             else:
                 moved.append(again(key, dims, points, before))
     for key, before in known.items():
