@@ -50,3 +50,27 @@ def test_it_caps_a_batch_and_fails_only_the_batch_that_failed() -> None:
     assert (one, two, three) == ([1], [2], [3])
     assert isinstance(bad, RuntimeError)
     assert calls == [[1, 2], [99, 98], [3]]
+
+
+def test_it_calls_on_idle_once_the_queue_has_run_dry_and_never_during_a_write() -> None:
+    events: list[str] = []
+    gate = threading.Event()
+
+    def write(items: list[int]) -> list[int]:
+        events.append(f"write {items}")
+        if len(events) == 1:
+            gate.wait(5)  # the others queue up behind the first write
+        return items
+
+    async def scenario() -> None:
+        commit: GroupCommit[int, int] = GroupCommit(write, on_idle=lambda: events.append("idle"))
+        first = asyncio.create_task(commit.submit([1]))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(commit.submit([n])) for n in (2, 3)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, *rest)
+        await commit.submit([4])  # a new run after the queue ran dry: idle again after it
+
+    asyncio.run(scenario())
+    assert events == ["write [1]", "write [2, 3]", "idle", "write [4]", "idle"]

@@ -41,8 +41,12 @@ class GroupCommit(Generic[T, R]):
         *,
         max_items: int = 2000,
         shared_errors: tuple[type[Exception], ...] = (),
+        on_idle: Callable[[], None] | None = None,
     ):
         self._write = write
+        # Called on the event loop when the queue has run dry (no write is running then):
+        # the writer may give back what it kept between back-to-back batches. Must not block.
+        self._on_idle = on_idle
         self._max_items = max_items
         self._shared_errors = shared_errors
         self._pending: list[tuple[list[T], asyncio.Future[list[R]]]] = []
@@ -83,6 +87,8 @@ class GroupCommit(Generic[T, R]):
                 if not future.done():  # the client may have gone away
                     future.set_result(list(results[start:end]))
                 start = end
+        if self._on_idle is not None:
+            self._on_idle()
 
     async def _one_by_one(self, batch: list[tuple[list[T], asyncio.Future[list[R]]]]) -> None:
         """After a failed shared write: each request in its own write, failing on its own."""
