@@ -15,7 +15,8 @@ from datetime import timedelta
 import streamlit as st
 
 from monitoring_core.business import kpis
-from monitoring_core.business.definitions import local_day
+from monitoring_core.business.definitions import day_bounds, local_day
+from monitoring_core.business.funnels import MAX_STEPS, funnel
 from monitoring_core.business.kpis import Period
 from monitoring_core.business.organisation import ORGANISATION_TRENDS, figures
 from monitoring_core.enums import Role
@@ -27,6 +28,7 @@ from ui.partial_days import daily_trend_figure
 from ui.tables import table_with_csv
 
 MIN_DAYS = 7  # as on the Business page: daily figures over a shorter range say little
+FUNNEL_WINDOW = timedelta(days=7)
 DAY_COLUMN = st.column_config.DateColumn(format="ddd D MMM YYYY")
 
 user = organisations.require_limited_user(Role.VIEWER)
@@ -99,6 +101,42 @@ table_with_csv(
     "organisation_events_by_type",
     columns=["Event", "Events", f"Previous {n} days", "Change"],
 )
+
+st.subheader("Funnel")
+types = [r["event_type"] for r in view.event_types]
+default = [t for t in ("form_created", "form_started", "form_completed") if t in types]
+from_url("org_steps", "steps", default, many=True, among=types)
+steps = st.multiselect(
+    "Steps, in order", types, key="org_steps", format_func=humanize, max_selections=MAX_STEPS
+)
+to_url(steps=steps)
+if len(steps) >= 2:
+    start, end = day_bounds(complete.first, complete.last, tz)
+    # the Funnels page's own query, under row-level security like every read here
+    result = data.read_or_stop(funnel, steps=steps, start=start, end=end, window=FUNNEL_WINDOW)
+    table_with_csv(
+        [
+            {
+                "Step": s.step,
+                "Event": humanize(s.event_type),
+                "People": s.users,
+                "Of the first step": s.conversion_rate,
+                "Of the step before": s.step_conversion_rate,
+            }
+            for s in result.steps
+        ],
+        "organisation_funnel",
+        column_config={
+            "Of the first step": st.column_config.NumberColumn(format="percent"),
+            "Of the step before": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+    st.caption(
+        f"People whose first step was in the last {n} complete days, and the steps they took "
+        "after it, in order, within 7 days."
+    )
+else:
+    st.caption("Pick two steps or more.")
 
 st.subheader("By organisation")
 table_with_csv(

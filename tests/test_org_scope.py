@@ -385,6 +385,11 @@ def _business_figures(at: AppTest, now: datetime) -> None:
         humanize("subscription_paid"): (1, 0, "new"),
         humanize("page_view"): (0, 5, "-100 %"),
     }
+    steps = table_with(at, "Step", "Event", "People")
+    assert list(zip(steps["Event"], steps["People"], strict=True)) == [
+        (humanize("form_started"), 2),
+        (humanize("form_completed"), 0),  # completed the day before: not after starting
+    ]
     orgs = table_with(at, "Organisation", "People").to_dict("records")
     assert orgs == [
         {"Organisation": "org-rose", "Events": 7 + early, "People": 2 + early, "Revenue": "£120"}
