@@ -663,14 +663,21 @@ def _threshold_from_arrays(
     block, index = found
     hi = _epoch_us(now)
     lo = _epoch_us(now - timedelta(minutes=cond.window_minutes))
-    values, slack, first, count = _window_values(block, lo, hi, _KIND.get(cond.aggregation, "max"))
-    x = values[index]
-    margin = 1e-9 * (slack[index] + abs(limit))
+    kind = _KIND.get(cond.aggregation, "max")
+    memo = ("keys", id(keyed), lo, hi, kind)  # rules cutting a read alike, one window
+    held = block.memo.get(memo)
+    if held is None or held[0] is not keyed:
+        values, slack, first, count = _window_values(block, lo, hi, kind)
+        x = values[index]
+        held = (keyed, x, np.isnan(x), 1e-9 * slack[index], first[index].tolist(),
+                count[index].tolist())  # fmt: skip
+        block.memo[memo] = held  # holding `keyed` keeps its id its own
+    _keyed, x, unknown, slack, firsts, counts = held
     with np.errstate(invalid="ignore"):
         holds = OPERATORS[cond.operator](x, limit)
-        sure = ~np.isnan(x) & (np.abs(x - limit) > margin)
+        sure = ~unknown & (np.abs(x - limit) > slack + 1e-9 * abs(limit))
     codes = np.where(sure, np.where(holds, 2, 1), 0)
-    return codes.tolist(), first[index].tolist(), count[index].tolist()
+    return codes.tolist(), firsts, counts
 
 
 def _still_firing(
