@@ -130,28 +130,45 @@ def _from_chunks(
     order = np.lexsort((index["start"], index["sid"]))  # by series, then time
     sids = index["sid"][order].astype(np.int64)
     counts = index["count"][order].astype(np.int64)
+    heads = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]])
+    lasts = np.r_[heads[1:], len(sids)] - 1
+    room = np.zeros(len(sids), dtype=np.int64)  # a series' rows go after its last chunk
+    room[lasts] = [len(packed.get(sid, _EMPTY)[0]) for sid in sids[heads].tolist()]
     times, values, offsets = decode_columns(
-        times_bytes, t_spans[order], vals_bytes, v_spans[order], counts
+        times_bytes, t_spans[order], vals_bytes, v_spans[order], counts, room
     )
     # a series' chunks are in time order when each begins after the previous one ends
-    follows = times[offsets[1:-1]] > times[offsets[1:-1] - 1]
+    ends = offsets[:-1] + counts
+    follows = times[offsets[1:-1]] > times[ends[:-1] - 1]
     overlapping = set(sids[1:][(sids[1:] == sids[:-1]) & ~follows].tolist())
-    heads = np.flatnonzero(np.r_[True, sids[1:] != sids[:-1]])
-    bounds = offsets[np.r_[heads, len(sids)]].tolist()
     out: dict[int, Points] = {}
-    for sid, a, b in zip(sids[heads].tolist(), bounds[:-1], bounds[1:], strict=True):
-        t, v = _ordered(times[a:b], values[a:b], sid in overlapping)
+    spans = zip(
+        offsets[heads].tolist(), ends[lasts].tolist(), offsets[lasts + 1].tolist(), strict=True
+    )
+    for sid, (a, c, b) in zip(sids[heads].tolist(), spans, strict=True):
+        if sid in overlapping:
+            times[a:c], values[a:c] = _ordered(times[a:c], values[a:c], True)
+        t = times[a:c]
+        first, last = 0, c - a
         if t[0] <= lo or t[-1] > hi:  # chunks cut by an edge of the span
             first, last = np.searchsorted(t, [lo, hi], side="right").tolist()
-            t, v = t[first:last], v[first:last]
         rows_t, rows_v = packed.pop(sid, _EMPTY)
-        if len(rows_t):
+        if not len(rows_t):
+            points = (times[a + first : a + last], values[a + first : a + last])
+        else:
+            times[c:b], values[c:b] = rows_t, rows_v
             # a late row among the chunks' points, or rows in no order: sorted
-            unsorted = (len(t) and rows_t[0] <= t[-1]) or not _increasing(rows_t)
-            t, v = np.concatenate((t, rows_t)), np.concatenate((v, rows_v))
-            t, v = _ordered(t, v, bool(unsorted))
-        if len(t):
-            out[sid] = (t, v)
+            unsorted = (last > first and rows_t[0] <= t[last - 1]) or not _increasing(rows_t)
+            if a + last == c:  # the chunks' points and the rows follow each other
+                points = (times[a + first : b], values[a + first : b])
+            else:
+                points = (
+                    np.concatenate((times[a + first : a + last], rows_t)),
+                    np.concatenate((values[a + first : a + last], rows_v)),
+                )
+            points = _ordered(*points, bool(unsorted))
+        if len(points[0]):
+            out[sid] = points
     return out
 
 

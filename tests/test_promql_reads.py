@@ -90,6 +90,28 @@ def test_decode_columns_raises_what_decode_raises() -> None:
         columns.decode_stored([(t_raw, b"", 10)])
 
 
+def test_decode_columns_leaves_room_after_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = _stored(16, 300)
+    room = np.random.default_rng(1).integers(0, 3, len(stored)) * 7
+    t_spans = columns._spans([len(t) for t, _, _ in stored])
+    v_spans = columns._spans([len(v) for _, v, _ in stored])
+    counts = np.array([c for _, _, c in stored])
+    args = (b"".join(t for t, _, _ in stored), t_spans, b"".join(v for _, v, _ in stored), v_spans)
+    fast = columns.decode_columns(*args, counts, room)
+
+    def unusual(*_: object) -> None:
+        raise columns._Unusual
+
+    monkeypatch.setattr(columns, "_fast", unusual)
+    for times, values, offsets in (fast, columns.decode_columns(*args, counts, room)):
+        assert np.array_equal(np.diff(offsets), counts + room)
+        for i, (t_raw, v_raw, count) in enumerate(stored):
+            want_t, want_v = codec.decode(t_raw, v_raw, count)
+            a = offsets[i]
+            assert np.array_equal(times[a : a + count], want_t)
+            assert np.array_equal(values[a : a + count].view(np.uint64), want_v.view(np.uint64))
+
+
 def _reference(
     chunks: list[Chunk], rows: dict[int, list[tuple[int, float]]], lo: int, hi: int
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:

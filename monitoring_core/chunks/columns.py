@@ -53,17 +53,24 @@ def _spans(lengths: list[int]) -> np.ndarray:
 
 
 def decode_columns(
-    times: bytes, t_spans: np.ndarray, vals: bytes, v_spans: np.ndarray, counts: np.ndarray
+    times: bytes,
+    t_spans: np.ndarray,
+    vals: bytes,
+    v_spans: np.ndarray,
+    counts: np.ndarray,
+    room: np.ndarray | None = None,
 ) -> Decoded:
     """(times, values, offsets) of chunks stored as byte ranges: chunk i is
     `times[t_spans[i, 0]:t_spans[i, 1]]`, `vals[v_spans[i, 0]:v_spans[i, 1]]` with `counts[i]`
-    points. Its points are [offsets[i], offsets[i + 1]) of the int64 microseconds and float64
-    values returned, chunks in the order given."""
+    points. Its points start at offsets[i] of the int64 microseconds and float64 values
+    returned, chunks in the order given; after them `room[i]` places are left unset for the
+    caller (a series' rows after its last chunk), so chunk i + 1 starts at offsets[i + 1]."""
     t_spans = np.asarray(t_spans, dtype=np.int64).reshape(-1, 2)
     v_spans = np.asarray(v_spans, dtype=np.int64).reshape(-1, 2)
     counts = np.asarray(counts, dtype=np.int64)
+    extra = np.zeros(len(counts), np.int64) if room is None else np.asarray(room, np.int64)
     try:
-        return _fast(times, t_spans, vals, v_spans, counts)
+        return _fast(times, t_spans, vals, v_spans, counts, extra)
     except (_Unusual, zstandard.ZstdError, ValueError):  # the codec decodes or raises
         chunks = [
             (times[ta:tb], vals[va:vb], int(n))
@@ -71,18 +78,18 @@ def decode_columns(
                 t_spans.tolist(), v_spans.tolist(), counts.tolist(), strict=True
             )
         ]
-        return _one_by_one(chunks)
+        return _one_by_one(chunks, extra)
 
 
-def _one_by_one(chunks: Sequence[Stored]) -> Decoded:
+def _one_by_one(chunks: Sequence[Stored], room: np.ndarray) -> Decoded:
     decoded = [codec.decode(t, v, count) for t, v, count in chunks]
     offsets = np.zeros(len(decoded) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(t) for t, _ in decoded])
-    if not decoded:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64), offsets
-    t = np.concatenate([t for t, _ in decoded]).astype(np.int64, copy=False)
-    v = np.concatenate([v for _, v in decoded]).astype(np.float64, copy=False)
-    return t, v, offsets
+    offsets[1:] = np.cumsum(np.array([len(t) for t, _ in decoded], dtype=np.int64) + room)
+    out_t = np.empty(int(offsets[-1]), dtype=np.int64)
+    out_v = np.empty(int(offsets[-1]), dtype=np.float64)
+    for first, (t, v) in zip(offsets.tolist(), decoded, strict=False):
+        out_t[first : first + len(t)], out_v[first : first + len(v)] = t, v
+    return out_t, out_v, offsets
 
 
 def _heads(blob: bytes, spans: np.ndarray, width: int) -> np.ndarray:
@@ -123,7 +130,12 @@ def _planes(payloads: list[Any], rows: int, count: int) -> np.ndarray:
 
 
 def _fast(
-    times: bytes, t_spans: np.ndarray, vals: bytes, v_spans: np.ndarray, counts: np.ndarray
+    times: bytes,
+    t_spans: np.ndarray,
+    vals: bytes,
+    v_spans: np.ndarray,
+    counts: np.ndarray,
+    room: np.ndarray,
 ) -> Decoded:
     size = len(counts)
     if not size:
@@ -147,7 +159,7 @@ def _fast(
     t_words = _payloads(times, t_spans[:, 0] + 2, t_spans[:, 1], sizes)
     v_words = _payloads(vals, v_spans[:, 0] + skips, v_spans[:, 1], sizes)
     offsets = np.zeros(size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    np.cumsum(counts + room, out=offsets[1:])
     out_t = np.empty(int(offsets[-1]), dtype=np.int64)
     out_v = np.empty(int(offsets[-1]), dtype=np.float64)
     order = np.argsort(counts, kind="stable")
@@ -208,8 +220,9 @@ def _place(
     out: np.ndarray, block: np.ndarray, offsets: np.ndarray, members: np.ndarray, count: int
 ) -> None:
     """Rows of `block` (chunks `members`, ascending, `count` points each) to their chunks'
-    offsets: one copy per run of consecutive chunks (a series' full chunks follow each other)."""
-    cuts = np.flatnonzero(np.diff(members) != 1) + 1
+    offsets: one copy per run of chunks that follow each other in the output (a series' full
+    chunks do)."""
+    cuts = np.flatnonzero(np.diff(offsets[members]) != count) + 1
     bounds = [0, *cuts.tolist(), len(members)]
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         first = int(offsets[members[a]])

@@ -132,9 +132,10 @@ def load_raw(
         got = points.get(sid)
         if got is None:
             continue
-        t = (got[0] + 500) // 1000  # µs to the nearest ms
-        keep = t >= start_ms
-        t, v = (t, got[1]) if keep.all() else (t[keep], got[1][keep])
+        t = got[0] + 500
+        np.floor_divide(t, 1000, out=t)  # µs to the nearest ms
+        first = int(np.searchsorted(t, start_ms))  # ascending: only the first few can be early
+        t, v = t[first:], got[1][first:]
         if len(t):
             total += len(t)
             if total > MAX_SAMPLES:
