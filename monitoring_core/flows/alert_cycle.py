@@ -173,18 +173,18 @@ def _run_evaluation(
     if worker_id is None:
         with engine.begin() as conn:
             return evaluate_all(conn, now=now, tz=tz, public_url=public_url)
-    report, keys = None, None
+    report, keys, enabled = None, None, None
     for own in (True, False):  # its own share first, then the orphans still unclaimed
         with engine.begin() as conn:  # a short claim of its own, never held while evaluating
-            if keys is None:
-                keys = shard_keys([r.row for r in enabled_rule_rows(conn)])
+            if keys is None:  # the rules as this cycle reads them (the claim's read serves both)
+                enabled = enabled_rule_rows(conn)
+                keys = shard_keys([r.row for r in enabled])
             only = claim(conn, kind="alert_rules", keys=keys, worker_id=worker_id, now=now,
                          interval_s=interval_s, own=own, orphans=not own)  # fmt: skip
         if only or report is None:
             with engine.begin() as conn:
-                done = evaluate_all(
-                    conn, now=now, tz=tz, public_url=public_url, only=frozenset(only)
-                )
+                done = evaluate_all(conn, now=now, tz=tz, public_url=public_url,
+                                    only=frozenset(only), enabled=enabled)  # fmt: skip
             report = done if report is None else report.merged(done)
     assert report is not None
     return report
@@ -294,18 +294,25 @@ def evaluate_all(
     tz: ZoneInfo,
     public_url: str,
     only: frozenset[int] | None = None,
+    enabled: list[RuleRow] | None = None,
 ) -> EvalReport:
-    """Evaluate every enabled rule (or those in `only`) at `now` in the caller's transaction."""
+    """Evaluate every enabled rule (or those in `only`) at `now` in the caller's transaction;
+    `enabled`: the enabled rules as this cycle's claim read them (else read here)."""
     with _collector_paused():
-        return _evaluate_all(conn, now=now, tz=tz, public_url=public_url, only=only)
+        return _evaluate_all(conn, now, tz, public_url, only, enabled)
 
 
 def _evaluate_all(
-    conn: Connection, *, now: datetime, tz: ZoneInfo, public_url: str, only: frozenset[int] | None
+    conn: Connection,
+    now: datetime,
+    tz: ZoneInfo,
+    public_url: str,
+    only: frozenset[int] | None,
+    enabled: list[RuleRow] | None,
 ) -> EvalReport:
     started = time.perf_counter()
     report = EvalReport()
-    enabled = listed = enabled_rule_rows(conn)
+    enabled = listed = enabled if enabled is not None else enabled_rule_rows(conn)
     if only is not None:  # this worker's share (composite families are never split)
         listed = [r for r in listed if int(r.row["id"]) in only]
     rows = {int(r.row["id"]): r.row for r in listed}
