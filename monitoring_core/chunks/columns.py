@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -164,21 +165,30 @@ def _fast(
     out_v = np.empty(int(offsets[-1]), dtype=np.float64)
     order = np.argsort(counts, kind="stable")
     cuts = np.flatnonzero(np.diff(counts[order])) + 1
+    blocks = []
     for members in np.split(order, cuts):
         count = int(counts[members[0]])
         per = max(1, BLOCK_POINTS // count)
-        for first in range(0, len(members), per):
-            block = members[first : first + per]
-            rows = block.tolist()
-            t = _times(_planes([t_words[i] for i in rows], len(rows), count), exponents[block])
-            v = _values(
-                _planes([v_words[i] for i in rows], len(rows), count),
-                decimal[block],
-                v_head[block, 1],
-                v_head[block, 2],
-            )
-            _place(out_t, t, offsets, block, count)
-            _place(out_v, v, offsets, block, count)
+        blocks += [(members[i : i + per], count) for i in range(0, len(members), per)]
+
+    def decode(block: np.ndarray, count: int) -> None:
+        rows = block.tolist()
+        t = _times(_planes([t_words[i] for i in rows], len(rows), count), exponents[block])
+        v = _values(
+            _planes([v_words[i] for i in rows], len(rows), count),
+            decimal[block],
+            v_head[block, 1],
+            v_head[block, 2],
+        )
+        _place(out_t, t, offsets, block, count)  # blocks write disjoint places
+        _place(out_v, v, offsets, block, count)
+
+    if THREADS > 1 and len(blocks) >= 2 * THREADS:
+        with ThreadPoolExecutor(THREADS) as pool:  # numpy lets go of the GIL in its loops
+            list(pool.map(decode, *zip(*blocks, strict=True)))
+    else:
+        for block, count in blocks:
+            decode(block, count)
     return out_t, out_v, offsets
 
 
