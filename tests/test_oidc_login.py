@@ -316,6 +316,12 @@ def test_single_sign_on_through_a_local_provider_in_a_real_browser(
     time.sleep(1.5)
     _wait_text(capture, ws, "Sign in with single sign-on")  # not signed straight back in
     assert "Signed in as" not in _main_text(capture, ws)
+    with engine.connect() as conn:
+        assert (
+            "auth.logout",
+            "user:ana@example.com",
+            {"reason": "sign-out", "method": "oidc"},
+        ) in (_audit(conn))
 
     provider.email = "stranger@example.com"  # the provider knows them; this app does not
     _click(capture, ws, "Sign in with single sign-on")

@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitoring_core import clock, roles, sessions
 from monitoring_core.accounts import SignIn, User, active_user, sign_in
+from monitoring_core.audit import record_audit, user_actor
 from monitoring_core.config import ConfigError
 from monitoring_core.db import DatabaseUnavailable
 from monitoring_core.enums import Role
@@ -77,7 +78,7 @@ def refresh_user() -> User | None:
     if user is None:
         return _resume_from_cookie() or _sign_in_from_identity()
     if _idle_expired():
-        _forget_session()
+        _forget_session(user, "idle")
         auth_oidc.sign_out()
         return None
     try:
@@ -88,7 +89,7 @@ def refresh_user() -> User | None:
         return user
     if stored is None:
         st.session_state.pop(_USER_KEY, None)
-        _forget_session()
+        _forget_session(user, "deactivated")
         auth_oidc.sign_out()
     elif stored != user:
         st.session_state[_USER_KEY] = stored
@@ -146,15 +147,25 @@ def _keep_session_alive() -> None:
     st.session_state[_SEEN_KEY] = now
 
 
-def _forget_session() -> None:
-    """End the stored session (sign-out, idle, deactivated) and clear the cookie next run."""
+def _forget_session(user: User, reason: str) -> None:
+    """End the stored session (`reason`: "sign-out", "idle", "deactivated"; audited as
+    `auth.logout`) and clear the cookie next run."""
     token = st.session_state.get(_TOKEN_KEY)
-    if token:
-        try:
-            with get_engine().begin() as conn:
+    method = "oidc" if auth_oidc.identity() is not None else "password"
+    try:
+        with get_engine().begin() as conn:
+            if token:
                 sessions.end_session(conn, token, now=clock.now())
-        except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError):
-            log.warning("could not end a session", exc_info=True)
+            record_audit(
+                conn,
+                actor=user_actor(user.username),
+                action="auth.logout",
+                target=f"user:{user.username}",
+                details={"reason": reason, "method": method},
+                now=clock.now(),
+            )
+    except (SQLAlchemyError, DatabaseUnavailable, ConfigError, OSError):
+        log.warning("could not end a session", exc_info=True)
     st.session_state[_COOKIE_TODO_KEY] = "clear"
 
 
@@ -321,7 +332,7 @@ def logout_button() -> None:
     st.sidebar.caption(f"Signed in as **{user.username}** ({user.role.value})")
     clicked = st.sidebar.button("Sign out", key="logout", icon=":material/logout:")
     if clicked:
-        _forget_session()
+        _forget_session(user, "sign-out")
         st.session_state.pop(_USER_KEY, None)
         st.session_state.pop(_ACTIVE_KEY, None)
         if not auth_oidc.sign_out():  # else the page goes through /auth/logout
