@@ -104,7 +104,7 @@ table_with_csv(
 
 st.subheader("Funnel")
 types = [r["event_type"] for r in view.event_types]
-default = [t for t in ("form_created", "form_started", "form_completed") if t in types]
+default = [t for t in ("form_started", "form_completed") if t in types]  # their clients' forms
 from_url("org_steps", "steps", default, many=True, among=types)
 steps = st.multiselect(
     "Steps, in order", types, key="org_steps", format_func=humanize, max_selections=MAX_STEPS
