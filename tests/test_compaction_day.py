@@ -5,6 +5,7 @@ codec's bytes exactly), a crash between batches losing and doubling nothing."""
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -193,3 +194,53 @@ def test_a_day_in_batches_survives_a_crash_between_batches(
     assert {k: v for k, v in after.items() if k != ids[1]} == {
         k: v for k, v in before.items() if k != ids[1]
     }
+
+
+def test_stretches_of_a_time_ordered_day_go_every_series_at_once(
+    engine: Engine, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stretch path (today's stretches) on a partition in time order: one DELETE per
+    stretch for every series; a crash in the second stretch keeps the first and loses
+    nothing; two workers double nothing."""
+    ids = _load_day(engine, now, series=4, time_order=True)
+    before = _everything(engine, ids, now)
+    rows, _, _ = _counts(engine)
+    run_rollups(engine, now, safety_lag=timedelta(0))
+    taken: list[Any] = []
+    real_batch, real_insert = compaction.compact_batch, compaction.insert_chunks
+    monkeypatch.setattr(
+        compaction,
+        "compact_batch",
+        lambda conn, sids, *a: taken.append(sids) or real_batch(conn, sids, *a),
+    )
+
+    def dies_on_the_second(conn: Any, chunks: Any) -> None:
+        if len(taken) == 2:
+            raise RuntimeError("worker killed in the second stretch")
+        real_insert(conn, chunks)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(compaction, "insert_chunks", dies_on_the_second)
+        with pytest.raises(RuntimeError):
+            compact(engine, now, max_days=0, max_stretches=2, workers=1)
+    left, chunks, points = _counts(engine)
+    assert taken[:2] == [None, None] and chunks == 4 and left + points == rows
+    assert _everything(engine, ids, now) == before
+
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            compact(engine, now, max_days=0, max_stretches=100)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    left, chunks, points = _counts(engine)
+    assert (left, points) == (0, rows) and chunks == 4 * 12
+    assert _everything(engine, ids, now) == before
