@@ -101,6 +101,27 @@ def test_substring_search_reads_only_the_blocks_that_can_hold_it(stored: Engine)
         assert "ix_log_records_block_trgm" in plan or "block_trgm_idx" in plan
 
 
+@pytest.mark.parametrize("probe", [1, 2])
+def test_newest_blocks_first_then_older_ones_give_the_same_rows(
+    stored: Engine, probe: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the newest blocks' probe finds (a common needle: their hits, then older blocks
+    from the GIN index; a rare one: the GIN index alone), the rows are the same."""
+    monkeypatch.setattr(queries, "PROBE_BLOCKS", probe)
+    monkeypatch.setattr(queries, "PROBE_SPAN", timedelta(minutes=1))
+    window = {"start": NOW - timedelta(hours=1), "end": NOW + timedelta(seconds=1)}
+    with stored.connect() as conn:
+        found = queries.search_logs(conn, **window, contains="PROVIDER timeout")
+        assert [r["body"] for r in found] == [
+            "upload: provider timeout",
+            "charge 7: Provider Timeout",
+        ]
+        assert [r["body"] for r in queries.search_logs(conn, **window, contains="thumbnail")] == [
+            "thumbnail 50%_done"
+        ]
+        assert len(queries.search_logs(conn, **window, contains="charge", limit=5)) == 5
+
+
 def test_daily_volume_counts_records_bytes_and_refusals(stored: Engine) -> None:
     with stored.connect() as conn:
         volume = queries.daily_volume(conn, start=NOW - timedelta(days=1), end=NOW)
