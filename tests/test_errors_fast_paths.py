@@ -5,18 +5,30 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, text
 from starlette.routing import Route
 
 from monitoring_core.accounts import ApiKey
 from monitoring_core.api.body import MAX_DEPTH, too_deep
 from monitoring_core.api.keys import KeyCache
 from monitoring_core.api.routes_errors import LEAN_ROUTES
+from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.scrub import REDACTED, Scrubber
-from monitoring_core.flows.error_ingest import _scrub_text_lines
+from monitoring_core.errors.store import (
+    claim_event_ids,
+    insert_events,
+    record_members,
+    store_events_and_members,
+    upsert_groups,
+)
+from monitoring_core.flows.error_ingest import _scrub_text_lines, prepare
+from monitoring_core.schema import error_events, error_groups
 
 
 def _reference_too_deep(value: Any, depth: int = 0) -> bool:
@@ -209,3 +221,71 @@ def test_scrubbing_nested_data_equals_the_plain_walk() -> None:
     for _ in range(3000):
         value = _random_data(rng, rng.randrange(1, 6))
         assert scrubber.data(value) == _reference_data(Scrubber(), value)
+
+
+# ---------------------------------------------------------------- small batches in one statement
+def _rows(engine: Engine) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    with engine.connect() as conn:
+        events = [
+            dict(r._mapping)
+            for r in conn.execute(select(error_events).order_by(error_events.c.event_id))
+        ]
+        groups = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(
+                    error_groups.c.fingerprint,
+                    error_groups.c.user_count,
+                    error_groups.c.organization_count,
+                ).order_by(error_groups.c.fingerprint)
+            )
+        ]
+    for e in events:  # a sequence and the insert's clock: differ between the two runs
+        e.pop("group_id")
+        e.pop("ingested_at", None)
+    return events, groups
+
+
+def test_a_small_batch_in_one_statement_stores_what_members_and_copy_stored(
+    engine: Engine, now: datetime
+) -> None:
+    at = now - timedelta(minutes=3)
+    events = [
+        ErrorInput(
+            error_type="KeyError",
+            message=f"guest {i} not found: ünïcode ✓ \\ \" '",
+            service_name="guests",
+            level="api",
+            time=at + timedelta(microseconds=i),
+            event_id=uuid.UUID(int=i + 1),
+            dedup=True,
+            stack_trace=None if i % 2 else 'Traceback:\n  File "a.py", line 1, in f\nKeyError: x',
+            frames=[{"filename": "a.py", "lineno": i, "vars": {"x": 1.5, "y": None}}],
+            user_id=f"u{i % 2}" if i % 3 else None,
+            organization_id="o1" if i % 2 else None,
+            tags={"region": "uk", "n": str(i)},
+            context={"source": "sentry", "nested": {"list": [1, 2.25, True, None, "s"]}},
+            release="1.0" if i % 2 else None,
+        )
+        for i in range(6)
+    ]
+    stored = []
+    for small in (True, False):
+        with engine.begin() as conn:
+            prepared = [prepare(e, scrubber=Scrubber(), tz=ZoneInfo("UTC")) for e in events]
+            kept = claim_event_ids(conn, prepared)
+            upsert_groups(conn, kept)
+            if small:
+                assert store_events_and_members(conn, kept) == 6
+            else:
+                record_members(conn, kept)
+                assert insert_events(conn, kept) == 6
+        stored.append(_rows(engine))
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "TRUNCATE error_events, error_event_ids, error_group_members, error_groups CASCADE"
+                )
+            )
+    assert stored[0] == stored[1]
+    assert len(stored[0][0]) == 6 and stored[0][1][0]["user_count"] == 2

@@ -33,11 +33,10 @@ from monitoring_core.errors.store import (
     GroupRow,
     PreparedError,
     claim_event_ids,
-    insert_events,
     mark_regressed,
     open_incident_for_group,
-    record_members,
     record_new_groups,
+    store_events_and_members,
     upsert_groups,
 )
 from monitoring_core.incidents.store import open_incident
@@ -209,8 +208,7 @@ def store_prepared(
     groups = upsert_groups(conn, kept)
     record_new_groups(conn, sorted(g.id for g in groups.values() if g.inserted), now=now)
     regressed = _flag_regressions(conn, kept, groups, now)
-    record_members(conn, kept)
-    stored = insert_events(conn, kept)
+    stored = store_events_and_members(conn, kept)
     fresh = regressed | {g.id for g in groups.values() if g.inserted or g.status == "regressed"}
     incidents = (
         _open_incidents(
