@@ -4,10 +4,8 @@ trace as a waterfall (spans, timings, attributes, events) with its errors and lo
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from monitoring_core.enums import Role
@@ -15,11 +13,11 @@ from monitoring_core.logs import queries as log_queries
 from monitoring_core.traces import queries
 from monitoring_core.traces.rules import parse_attribute
 from ui import auth, data, fmt, trace_links, widgets
+from ui.waterfall import KINDS, waterfall_figure
 
 auth.require_role(Role.VIEWER)
 tr, tz = widgets.current_time_range(), data.business_tz()
 ALL = "All"
-KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 STATUS = {0: "unset", 1: "ok", 2: "error"}
 st.title("Traces")
 
@@ -125,40 +123,10 @@ with link_cols[0]:
     trace_links.logs_of_trace(chosen)
 
 
-def _waterfall(rows: list[dict[str, Any]]) -> go.Figure:
-    labels = [
-        f"{'  ' * min(r['depth'], 20)}{r['service']}: {r['name'][:60]} ({i})"
-        for i, r in enumerate(rows)
-    ]
-    colors = ["#d62728" if r["status_code"] == 2 else "#1f77b4" for r in rows]
-    figure = go.Figure(
-        go.Bar(
-            y=labels,
-            x=[max(r["duration_ms"], total_ms / 1000) for r in rows],  # a 0 ms span stays visible
-            base=[r["offset_ms"] for r in rows],
-            orientation="h",
-            marker_color=colors,
-            customdata=[
-                [fmt.milliseconds(r["duration_ms"]), KINDS.get(r["kind"], "?")] for r in rows
-            ],
-            hovertemplate="%{y}<br>starts at %{base:.1f} ms, lasts %{customdata[0]}"
-            " (%{customdata[1]})<extra></extra>",
-        )
-    )
-    figure.update_layout(
-        height=min(120 + 22 * len(rows), 4000),
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis_title="ms from the trace's start",
-        yaxis={"autorange": "reversed", "tickfont": {"family": "monospace"}},
-        showlegend=False,
-    )
-    return figure
-
-
 shown = spans[:1000]
 if len(spans) > len(shown):
     st.caption(f"The first {len(shown)} of {len(spans)} spans are drawn.")
-st.plotly_chart(_waterfall(shown), width="stretch")
+st.plotly_chart(waterfall_figure(shown), width="stretch")
 
 span_table = pd.DataFrame(
     [
