@@ -31,6 +31,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "GroupRow",
     "PreparedError",
+    "claim_and_upsert",
     "claim_event_ids",
     "insert_events",
     "mark_regressed",
@@ -133,8 +134,7 @@ def _group_rows(events: Sequence[PreparedError]) -> list[dict[str, Any]]:
     return rows
 
 
-_UPSERT = text(
-    """
+_UPSERT_SQL = """
     INSERT INTO error_groups AS g (fingerprint, error_type, message_template, culprit, level,
         severity, services, first_seen, last_seen, event_count, last_release)
     SELECT r.fingerprint, r.error_type, r.message_template, r.culprit, r.level, r.severity,
@@ -142,7 +142,7 @@ _UPSERT = text(
     FROM jsonb_to_recordset(:rows) AS r(fingerprint text, error_type text,
         message_template text, culprit text, level text, severity text, services text[],
         first_seen timestamptz, last_seen timestamptz, event_count bigint, last_release text)
-    ORDER BY r.fingerprint
+    {where}ORDER BY r.fingerprint
     ON CONFLICT (fingerprint) DO UPDATE SET
         event_count = g.event_count + excluded.event_count,
         first_seen = least(g.first_seen, excluded.first_seen),
@@ -162,7 +162,70 @@ _UPSERT = text(
     RETURNING g.id, g.fingerprint, g.status, (g.xmax = 0) AS inserted, g.resolved_at,
         g.resolved_in_release
     """
-).bindparams(bindparam("rows", type_=JSONB), bindparam("order", type_=ARRAY(Text)))
+_UPSERT = text(_UPSERT_SQL.format(where="")).bindparams(
+    bindparam("rows", type_=JSONB), bindparam("order", type_=ARRAY(Text))
+)
+
+
+# The claim and the upsert in one statement (one round trip instead of two), for a batch
+# whose event ids are all new, as nearly every batch's are: the groups are upserted only when
+# every id was claimed (else nothing is, and the caller upserts the events it kept).
+_CLAIM_AND_UPSERT = text(
+    "WITH claimed AS ("  # noqa: S608 - constant SQL text (the upsert's), values bound
+    " INSERT INTO error_event_ids (event_id, time)"
+    " SELECT * FROM unnest(:ids, :times) ON CONFLICT DO NOTHING RETURNING event_id"
+    "), upserted AS ("
+    + _UPSERT_SQL.format(where="WHERE (SELECT count(*) FROM claimed) = :n\n    ")
+    + ") SELECT c.ids AS claimed, u.* FROM (SELECT array_agg(event_id) AS ids FROM claimed) c"
+    " LEFT JOIN upserted u ON true"
+).bindparams(
+    bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
+    bindparam("times", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("rows", type_=JSONB),
+    bindparam("order", type_=ARRAY(Text)),
+)
+
+
+def claim_and_upsert(
+    conn: Connection, events: Sequence[PreparedError]
+) -> tuple[list[PreparedError], dict[str, GroupRow]]:
+    """`claim_event_ids` then `upsert_groups` on the events kept: (kept, groups). One
+    statement when every client event id is new; a second when some were seen before."""
+    wanted = {e.event.event_id: e for e in events if e.event.dedup}
+    if not wanted:
+        kept = list(events)
+        return kept, upsert_groups(conn, kept)
+    # What claim_event_ids keeps when every id is new: one event per id (the last one).
+    assumed = [e for e in events if not e.event.dedup or wanted[e.event.event_id] is e]
+    ids = sorted(wanted)  # a fixed order: concurrent batches lock ids alike
+    result = conn.execute(
+        _CLAIM_AND_UPSERT,
+        {
+            "ids": ids,
+            "times": [wanted[i].event.time for i in ids],
+            "n": len(ids),
+            "rows": _group_rows(assumed),
+            "order": list(SEVERITY_ORDER),
+        },
+    ).all()
+    claimed = set(result[0].claimed or ())
+    if len(claimed) < len(ids):  # some were stored before: no group was touched
+        kept = [e for e in assumed if not e.event.dedup or e.event.event_id in claimed]
+        return kept, upsert_groups(conn, kept)
+    groups = {
+        r.fingerprint: GroupRow(
+            id=r.id,
+            fingerprint=r.fingerprint,
+            status=r.status,
+            inserted=r.inserted,
+            resolved_at=r.resolved_at,
+            resolved_in_release=r.resolved_in_release,
+        )
+        for r in result
+    }
+    for e in assumed:
+        e.group_id = groups[e.fingerprint].id
+    return assumed, groups
 
 
 def upsert_groups(conn: Connection, events: Sequence[PreparedError]) -> dict[str, GroupRow]:

@@ -32,12 +32,11 @@ from monitoring_core.errors.severity import (
 from monitoring_core.errors.store import (
     GroupRow,
     PreparedError,
-    claim_event_ids,
+    claim_and_upsert,
     mark_regressed,
     open_incident_for_group,
     record_new_groups,
     store_events_and_members,
-    upsert_groups,
 )
 from monitoring_core.incidents.store import open_incident
 from monitoring_core.schema import settings as settings_table
@@ -204,8 +203,7 @@ def store_prepared(
     """`ingest_errors` for events already through `prepare` (the API prepares each request's
     events while the previous group commit is in the database). Can run again on the same
     events after a rolled-back attempt."""
-    kept = claim_event_ids(conn, prepared)
-    groups = upsert_groups(conn, kept)
+    kept, groups = claim_and_upsert(conn, prepared)
     record_new_groups(conn, sorted(g.id for g in groups.values() if g.inserted), now=now)
     regressed = _flag_regressions(conn, kept, groups, now)
     stored = store_events_and_members(conn, kept)
