@@ -33,7 +33,15 @@ __all__ = ["RawMetric", "bucket", "bucketed", "read_raw"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _SERIES = text(
-    "SELECT id, name, dimensions::text FROM metric_series WHERE name = ANY(:names) ORDER BY id"
+    "SELECT id, name, dimensions::text, source_system = 'otlp' AS otlp FROM metric_series "
+    "WHERE name = ANY(:names) ORDER BY id"
+)
+# OTLP histogram series keep their buckets in `metric_histograms`, not as raw points: a metric
+# with such rows in its span comes back as None, so the caller reads the rollups (which fold
+# them in, otlp/histograms.py) as it does past `limit`.
+_HISTOGRAMS = text(
+    "SELECT DISTINCT series_id FROM metric_histograms "
+    "WHERE series_id = ANY(:ids) AND time > :since AND time <= :now"
 )
 
 
@@ -61,12 +69,20 @@ def read_raw(
         return {}
     names = list(since)
     series: dict[str, list[tuple[int, str | None]]] = {}
-    for sid, name, dims in conn.execute(_SERIES, {"names": names}):
+    otlp: dict[int, str] = {}
+    for sid, name, dims, from_otlp in conn.execute(_SERIES, {"names": names}):
         series.setdefault(name, []).append((int(sid), dims))
+        if from_otlp:
+            otlp[int(sid)] = name
     out: dict[str, RawMetric | None] = {name: RawMetric.empty() for name in names}
+    if otlp:
+        oldest = min(since[name] for name in set(otlp.values()))
+        found = conn.execute(_HISTOGRAMS, {"ids": list(otlp), "since": oldest, "now": now})
+        for (sid,) in found:
+            out[otlp[sid]] = None
     by_start: dict[datetime, list[str]] = {}
     for name in names:
-        if series.get(name):
+        if series.get(name) and out[name] is not None:
             by_start.setdefault(since[name], []).append(name)
     for start, group in by_start.items():
         ids = {name: [sid for sid, _ in series[name]] for name in group}
