@@ -13,11 +13,14 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import (
     ARRAY,
+    JSON,
     BigInteger,
     Connection,
+    Text,
     and_,
     any_,
     bindparam,
+    cast,
     delete,
     insert,
     literal_column,
@@ -244,6 +247,8 @@ _VERSIONS = text(
     f"SELECT id, {_VERSION_SQL} FROM alert_rules WHERE is_enabled ORDER BY id"  # noqa: S608
 )
 _VERSION: Label[Any] = literal_column(_VERSION_SQL).label("row_version")
+_JSON_COLUMNS = tuple(c.name for c in alert_rules.c if isinstance(c.type, JSON))
+_WHOLE = [cast(c, Text).label(c.name) if c.name in _JSON_COLUMNS else c for c in alert_rules.c]
 
 
 def enabled_rule_rows(conn: Connection) -> list[RuleRow]:
@@ -257,10 +262,13 @@ def enabled_rule_rows(conn: Connection) -> list[RuleRow]:
     held = _RULE_ROWS
     missing = [int(rule_id) for rule_id, version in versions if version not in held]
     fresh: dict[int, RuleRow] = {}
-    if missing:
-        query = select(alert_rules, _VERSION).where(alert_rules.c.id.in_(missing))
-        for r in conn.execute(query):
+    if missing:  # ids as one array; JSON as text decoded by orjson (a restart reads them all)
+        ids = bindparam("ids", missing, type_=ARRAY(BigInteger))
+        query = select(*_WHOLE, _VERSION).where(alert_rules.c.id == any_(ids))
+        for r in conn.execute(query).all():
             row = dict(r._mapping)
+            for name in _JSON_COLUMNS:
+                row[name] = _json_loads(row[name])
             version = str(row.pop("row_version"))
             fresh[int(row["id"])] = RuleRow(version, row)
     out = []
