@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import multiprocessing as mp
 import os
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -201,6 +203,14 @@ class Cpu:
         return time.process_time(), api, pg
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """The process' peak resident set (VmHWM) in MB."""
+    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
 def _measured(run: Any, cpu: Cpu, repeat: int = 3) -> tuple[float, float, float, float]:
     """Medians of (wall ms, this process' CPU ms, the API's CPU ms, Postgres' CPU ms)."""
     laps = []
@@ -323,6 +333,10 @@ def main() -> None:
     api, port = start_api(url)
     try:
         figures.update(_query_figures(engine, now, "chunks", (api.pid, port, read_key)))
+        figures["api_peak_rss_after_queries_mb"] = _peak_rss_mb(api.pid)
+        print(
+            f"  API peak RSS after the queries: {figures['api_peak_rss_after_queries_mb']:.0f} MB"
+        )
     finally:
         api.terminate()
         api.wait(timeout=30)

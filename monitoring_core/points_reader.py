@@ -94,7 +94,8 @@ def read_points_us(
     conn: Connection, series_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, Points]:
     """Like `read_points` but the times are int64 Unix microseconds. A series' arrays may be
-    views into arrays shared by the whole read (do not write into them)."""
+    views into arrays shared by the whole read; they are the caller's to change (no two
+    series share a place)."""
     ids = sorted({int(i) for i in series_ids})
     if not ids or end <= start:
         return {}

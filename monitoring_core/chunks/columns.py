@@ -157,12 +157,8 @@ def _fast(
     ):
         raise _Unusual
     sizes = counts * 8
-    t_words = _payloads(times, t_spans[:, 0] + 2, t_spans[:, 1], sizes)
-    v_words = _payloads(vals, v_spans[:, 0] + skips, v_spans[:, 1], sizes)
     offsets = np.zeros(size + 1, dtype=np.int64)
     np.cumsum(counts + room, out=offsets[1:])
-    out_t = np.empty(int(offsets[-1]), dtype=np.int64)
-    out_v = np.empty(int(offsets[-1]), dtype=np.float64)
     order = np.argsort(counts, kind="stable")
     cuts = np.flatnonzero(np.diff(counts[order])) + 1
     blocks = []
@@ -170,26 +166,40 @@ def _fast(
         count = int(counts[members[0]])
         per = max(1, BLOCK_POINTS // count)
         blocks += [(members[i : i + per], count) for i in range(0, len(members), per)]
+    # the two streams one after the other: one stream's payloads in memory at a time
+    out_t = np.empty(int(offsets[-1]), dtype=np.int64)
+    words = _payloads(times, t_spans[:, 0] + 2, t_spans[:, 1], sizes)
 
-    def decode(block: np.ndarray, count: int) -> None:
+    def decode_times(block: np.ndarray, count: int) -> None:
         rows = block.tolist()
-        t = _times(_planes([t_words[i] for i in rows], len(rows), count), exponents[block])
-        v = _values(
-            _planes([v_words[i] for i in rows], len(rows), count),
-            decimal[block],
-            v_head[block, 1],
-            v_head[block, 2],
-        )
-        _place(out_t, t, offsets, block, count)  # blocks write disjoint places
-        _place(out_v, v, offsets, block, count)
+        stream = _planes([words[i] for i in rows], len(rows), count)
+        _place(out_t, _times(stream, exponents[block]), offsets, block, count)
 
+    _each(decode_times, blocks)
+    out_v = np.empty(int(offsets[-1]), dtype=np.float64)
+    words = _payloads(vals, v_spans[:, 0] + skips, v_spans[:, 1], sizes)
+
+    def decode_values(block: np.ndarray, count: int) -> None:
+        rows = block.tolist()
+        stream = _planes([words[i] for i in rows], len(rows), count)
+        heads = v_head[block]
+        _place(
+            out_v, _values(stream, decimal[block], heads[:, 1], heads[:, 2]), offsets, block, count
+        )
+
+    _each(decode_values, blocks)
+    return out_t, out_v, offsets
+
+
+def _each(decode: Any, blocks: list[tuple[np.ndarray, int]]) -> None:
+    """`decode(block, count)` of every block, on `THREADS` threads for a long read (numpy
+    lets go of the GIL in its loops; blocks write disjoint places)."""
     if THREADS > 1 and len(blocks) >= 2 * THREADS:
-        with ThreadPoolExecutor(THREADS) as pool:  # numpy lets go of the GIL in its loops
+        with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(decode, *zip(*blocks, strict=True)))
     else:
         for block, count in blocks:
             decode(block, count)
-    return out_t, out_v, offsets
 
 
 def _times(words: np.ndarray, exponents: np.ndarray) -> np.ndarray:

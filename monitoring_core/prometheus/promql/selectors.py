@@ -132,7 +132,8 @@ def load_raw(
         got = points.get(sid)
         if got is None:
             continue
-        t = got[0] + 500
+        t = got[0]  # the reader's own arrays, one per series: converted in place
+        np.add(t, 500, out=t)
         np.floor_divide(t, 1000, out=t)  # µs to the nearest ms
         first = int(np.searchsorted(t, start_ms))  # ascending: only the first few can be early
         t, v = t[first:], got[1][first:]
