@@ -213,6 +213,15 @@ def shard_keys(rows: list[dict[str, Any]]) -> dict[int, str]:
 
 # Parsed rules by row version (`store.RuleRow`; None: invalid), kept from cycle to cycle.
 _PARSED: dict[str, Rule | None] = {}
+# ... and by the row's content but for `data_seen_at`: a version that only noted data seen (a
+# rule's first data; every rule after a restart) is not parsed again.
+_BY_CONTENT: dict[str, Rule | None] = {}
+
+
+def _content(row: dict[str, Any]) -> str:
+    return json.dumps(
+        {k: v for k, v in row.items() if k != "data_seen_at"}, sort_keys=True, default=str
+    )
 
 
 def _parse(rows: list[RuleRow], report: EvalReport, *, enabled: list[RuleRow]) -> list[Rule]:
@@ -224,12 +233,14 @@ def _parse(rows: list[RuleRow], report: EvalReport, *, enabled: list[RuleRow]) -
     for version, row in rows:
         if version in held:
             rule = held[version]
+        elif (content := _content(row)) in _BY_CONTENT:
+            rule = held[version] = _BY_CONTENT[content]
         else:
             try:
                 rule = rule_from_row(row)
             except (RuleInvalid, ValueError):
                 rule = None
-            held[version] = rule
+            held[version] = _BY_CONTENT[content] = rule
         if rule is None:
             report.invalid.append(int(row["id"]))
         else:
@@ -237,6 +248,8 @@ def _parse(rows: list[RuleRow], report: EvalReport, *, enabled: list[RuleRow]) -
     if len(held) > len(enabled):
         current = {r.version for r in enabled}
         _PARSED = {version: rule for version, rule in held.items() if version in current}
+    if len(_BY_CONTENT) > 2 * len(enabled) + 1000:  # contents since edited away
+        _BY_CONTENT.clear()
     return rules
 
 
