@@ -261,6 +261,23 @@ def _api_cpu(api: subprocess.Popen[bytes]) -> float:
     return total
 
 
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by the benchmark cluster's Postgres (postmaster and backends;
+    a backend that ended in between is missed, which the API's pooled connections do not)."""
+    total = 0.0
+    data_dir = str(ROOT / ".data" / "bench-errors")
+    for proc in psutil.process_iter(["cmdline"]):
+        if data_dir not in " ".join(proc.info["cmdline"] or []):
+            continue
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
 class PeakRss:
     """Samples the RSS of the API's processes (the uvicorn parent and its workers) every 50 ms
     in a thread; `peak_mb` is the highest any one of them reached."""
@@ -298,7 +315,7 @@ class PeakRss:
 
 
 def http_rate(port: int, key: str, kind: str, api: subprocess.Popen[bytes]) -> dict[str, float]:
-    cpu_before = _api_cpu(api)
+    cpu_before, pg_before = _api_cpu(api), _postgres_cpu()
     results: Any = mp.Queue()
     clients = [
         mp.Process(target=_client, args=(port, key, kind, n, results)) for n in range(CLIENTS)
@@ -318,6 +335,7 @@ def http_rate(port: int, key: str, kind: str, api: subprocess.Popen[bytes]) -> d
         "events_per_s": stored / window,
         # Robust to the shared machine's load: what one core of API work stores per second.
         "events_per_cpu_s": stored / max(_api_cpu(api) - cpu_before, 1e-9),
+        "pg_us_per_event": (_postgres_cpu() - pg_before) / max(stored, 1) * 1e6,
         "requests": len(latencies),
         "failed": sum(o[1] for o in outcomes),
         "p50_ms": latencies[len(latencies) // 2] * 1000,
@@ -379,7 +397,8 @@ def _line(name: str, r: dict[str, float]) -> str:
     return (
         f"  {r['events_per_s']:>10,.0f} events/s {name} ({r['requests']} requests, "
         f"{r['failed']} failed, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms); "
-        f"{r['events_per_cpu_s']:,.0f} per CPU-second of the API processes; "
+        f"{r['events_per_cpu_s']:,.0f} per CPU-second of the API processes, "
+        f"Postgres CPU {r['pg_us_per_event']:,.0f} µs an event; "
         f"largest API process peak RSS {r['rss_mb']:.0f} MB"
     )
 
@@ -458,6 +477,7 @@ def main() -> None:
                 "copy_events_per_s": round(copy),
                 "own_api_events_per_api_cpu_s": round(own["events_per_cpu_s"]),
                 "envelope_events_per_api_cpu_s": round(env["events_per_cpu_s"]),
+                "envelope_postgres_cpu_us_per_event": round(env["pg_us_per_event"]),
                 "envelope_p95_ms": round(env["p95_ms"], 1),
                 "event_bytes": round(event_bytes),
                 "senders": senders,
