@@ -13,6 +13,13 @@ state, stamped with when the data stopped and notified once; `ok` resolves; `ale
 it as a breach; `keep_last` keeps the state as it was. A rule that has not seen data since it
 was created, enabled or changed, or since evaluation (re)started, records no data without
 notifying: its data has not arrived (the caller decides `seen_data`).
+
+`evaluate_keys` decides all keys of one rule evaluation (live cycle and backtest alike). The
+live cycle's raw reads come as `Points` views of one `Columns` block per read: a threshold
+rule then checks every key's window at once in numpy; keys clear of the threshold whose
+instance is not active are `quiet` (nothing moves), keys still firing with a certain breach
+are decided from the arrays with the per-key path's own values, and every other key goes
+through `evaluate` one by one (tests/test_alerts_vectorised.py compares both paths).
 """
 
 from __future__ import annotations
