@@ -169,9 +169,11 @@ def part_one(url: str, engine: Engine, now: datetime) -> dict[str, Any]:
     solo = run_workers(url, ["solo"], [now, *solo_moments], before=new_point, untimed=1)[1:]
     for c in solo:
         print(f"  1 worker:  {c['wall_s'] * 1000:.0f} ms, {c['rules']} rules, CPU s {c['cpu_s']}")
-    # Two workers, later cycles of the same clock (claims need a new cycle number each time).
-    pair_moments = [m + timedelta(minutes=10) for m in solo_moments]
-    first = pair_moments[0] - timedelta(seconds=INTERVAL_S)
+    # Two workers, the next cycles of the same clock (claims need a new cycle number each
+    # time), a new point per series before each as live (a gap in the data would send every
+    # threshold rule to no data and back: not a steady cycle).
+    first = solo_moments[-1] + timedelta(seconds=INTERVAL_S)
+    pair_moments = [first + timedelta(seconds=INTERVAL_S * i) for i in range(1, CYCLES + 1)]
     fresh(["w1", "w2"], first)
     for at in pair_moments:
         beat(engine, "w1", at)
@@ -180,11 +182,7 @@ def part_one(url: str, engine: Engine, now: datetime) -> dict[str, Any]:
     # A first cycle where every rule is an orphan (nobody claimed the previous cycle): each
     # worker claims its own share first, and the orphans only after (none are left then). It is
     # the processes' first cycle too (rules parsed, caches cold): printed apart, not in medians.
-    def pair_point(at: datetime) -> None:
-        if at != first:
-            new_point(at)
-
-    cold, *pair = run_workers(url, ["w1", "w2"], [first, *pair_moments], before=pair_point,
+    cold, *pair = run_workers(url, ["w1", "w2"], [first, *pair_moments], before=new_point,
                               untimed=1)  # fmt: skip
     print(f"  2 workers, first cycle (cold processes, nothing claimed before): "
           f"{cold['wall_s'] * 1000:.0f} ms wall, rules {cold['rules']}, CPU s {cold['cpu_s']}")  # fmt: skip
