@@ -17,11 +17,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -82,52 +79,27 @@ def _open(ws: Any, path: str) -> None:
 
 
 def main(url: str, user: str, password: str, pages: list[str], rounds: int) -> dict[str, Any]:
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    browser = subprocess.Popen(
-        [capture.CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--disable-background-networking", f"--remote-debugging-port={capture.PORT}",
-         f"--user-data-dir={profile}", f"--window-size={capture.WIDTH},{capture.HEIGHT}",
-         "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     results: dict[str, Any] = {"width": capture.WIDTH}
-    try:
-        time.sleep(2)
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{capture.PORT}/json"))
-        page = next(t for t in targets if t["type"] == "page")
-        with capture.connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
-            capture._resize(ws, capture.HEIGHT)
-            capture._call(ws, "Page.navigate", url=url)
-            capture._wait_for(ws, "!!document.querySelector('input[type=password]')")
-            capture._type(ws, "input[aria-label=Username]", user)
-            capture._type(ws, "input[type=password]", password)
-            time.sleep(0.5)
-            capture._js(
-                ws, "document.querySelector('[data-testid=stFormSubmitButton] button').click()"
-            )
-            capture._wait_for(ws, "!document.querySelector('input[type=password]')")
-            capture._settled(ws)
-            try:  # the Overview may never sit still (live panels): then no baseline
-                baseline = [_click_range(ws, r, 15) for r in ("24h", "7d", "24h", "7d")]
-                results["baseline_overview_ms"] = round(statistics.median(baseline))
-            except TimeoutError:
-                results["baseline_overview_ms"] = None
-            print(f"baseline (Overview) {results['baseline_overview_ms']} ms", flush=True)
-            for name in pages:
-                _open(ws, PAGES[name])
-                per_range: dict[str, list[int]] = {}
-                for label in RANGES:
-                    per_range[label] = []
-                    for _ in range(rounds):
-                        # another range first, so that the measured click changes something
-                        _click_range(ws, "1h" if label != "1h" else "24h")
-                        per_range[label].append(round(_click_range(ws, label)))
-                    print(f"{name:9} {label:4} {per_range[label]} ms", flush=True)
-                results[name] = per_range
-                results[f"{name}_worst_ms"] = max(max(v) for v in per_range.values())
-    finally:
-        browser.terminate()
-        browser.wait(timeout=10)
+    with capture.signed_in(url, user, password, port=capture.PORT) as ws:
+        capture._settled(ws)
+        try:  # the Overview may never sit still (live panels): then no baseline
+            baseline = [_click_range(ws, r, 15) for r in ("24h", "7d", "24h", "7d")]
+            results["baseline_overview_ms"] = round(statistics.median(baseline))
+        except TimeoutError:
+            results["baseline_overview_ms"] = None
+        print(f"baseline (Overview) {results['baseline_overview_ms']} ms", flush=True)
+        for name in pages:
+            _open(ws, PAGES[name])
+            per_range: dict[str, list[int]] = {}
+            for label in RANGES:
+                per_range[label] = []
+                for _ in range(rounds):
+                    # another range first, so that the measured click changes something
+                    _click_range(ws, "1h" if label != "1h" else "24h")
+                    per_range[label].append(round(_click_range(ws, label)))
+                print(f"{name:9} {label:4} {per_range[label]} ms", flush=True)
+            results[name] = per_range
+            results[f"{name}_worst_ms"] = max(max(v) for v in per_range.values())
     return results
 
 

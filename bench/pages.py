@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -105,53 +102,23 @@ def main(
     url: str, user: str, password: str, pages: list[str], ranges: list[str], limit_ms: float
 ) -> dict[str, Any]:
     titles = page_titles()
-    profile = tempfile.mkdtemp(prefix="chromium-h8-")
-    browser = subprocess.Popen(
-        [capture.CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--disable-background-networking", f"--remote-debugging-port={PORT}",
-         f"--user-data-dir={profile}", f"--window-size={capture.WIDTH},{capture.HEIGHT}",
-         "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     results: dict[str, Any] = {"limit_ms": limit_ms, "pages": {}}
-    try:
-        targets: list[dict[str, Any]] = []
-        for _ in range(60):
+    with capture.signed_in(url, user, password, port=PORT, prefix="chromium-pages-") as ws:
+        capture._settled(ws)
+        first = titles[pages[0]]
+        baseline = [round(_open(ws, first)) for _ in range(2)]
+        results["baseline_open_first_page_ms"] = min(baseline)
+        print(f"baseline: {pages[0]} opened again {baseline} ms", flush=True)
+        for name in pages:
+            row: dict[str, Any] = {}
             try:
-                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{PORT}/json"))
-                break
-            except OSError:
-                time.sleep(0.5)
-        page = next(t for t in targets if t["type"] == "page")
-        with capture.connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
-            capture._resize(ws, capture.HEIGHT)
-            capture._call(ws, "Page.navigate", url=url)
-            capture._wait_for(ws, "!!document.querySelector('input[type=password]')")
-            capture._type(ws, "input[aria-label=Username]", user)
-            capture._type(ws, "input[type=password]", password)
-            time.sleep(0.5)
-            capture._js(
-                ws, "document.querySelector('[data-testid=stFormSubmitButton] button').click()"
-            )
-            capture._wait_for(ws, "!document.querySelector('input[type=password]')")
-            capture._settled(ws)
-            first = titles[pages[0]]
-            baseline = [round(_open(ws, first)) for _ in range(2)]
-            results["baseline_open_first_page_ms"] = min(baseline)
-            print(f"baseline: {pages[0]} opened again {baseline} ms", flush=True)
-            for name in pages:
-                row: dict[str, Any] = {}
-                try:
-                    row["open_ms"] = round(_open(ws, titles[name]))
-                    for label in ranges:
-                        row[label] = round(_measure_range(ws, label))
-                except TimeoutError as exc:
-                    row["error"] = str(exc)
-                results["pages"][name] = row
-                print(f"{name:12} {row}", flush=True)
-    finally:
-        browser.terminate()
-        browser.wait(timeout=10)
+                row["open_ms"] = round(_open(ws, titles[name]))
+                for label in ranges:
+                    row[label] = round(_measure_range(ws, label))
+            except TimeoutError as exc:
+                row["error"] = str(exc)
+            results["pages"][name] = row
+            print(f"{name:12} {row}", flush=True)
     slow = {
         name: {k: v for k, v in row.items() if isinstance(v, int) and v > limit_ms}
         for name, row in results["pages"].items()

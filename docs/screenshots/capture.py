@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -107,17 +109,28 @@ def _shoot(ws: ClientConnection, path: Path) -> None:
     print(f"saved {path}")
 
 
-def main(url: str, user: str, password: str, out: Path, pages: dict[str, tuple[str, str]]) -> None:
-    profile = tempfile.mkdtemp(prefix="chromium-")
+@contextmanager
+def signed_in(
+    url: str, user: str, password: str, *, port: int = PORT, prefix: str = "chromium-"
+) -> Iterator[ClientConnection]:
+    """A headless Chromium on `port`, signed in to the UI at `url`: its page's DevTools socket.
+
+    The screenshots, bench/pages.py and bench/business_page.py all start from here."""
+    profile = tempfile.mkdtemp(prefix=prefix)
     browser = subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--disable-background-networking", f"--remote-debugging-port={PORT}",
+         "--disable-background-networking", f"--remote-debugging-port={port}",
          f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        time.sleep(2)
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{PORT}/json"))
+        targets: list[dict[str, Any]] = []
+        for _ in range(60):
+            try:
+                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json"))
+                break
+            except OSError:
+                time.sleep(0.5)
         page = next(t for t in targets if t["type"] == "page")
         with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
             _resize(ws, HEIGHT)
@@ -128,22 +141,27 @@ def main(url: str, user: str, password: str, out: Path, pages: dict[str, tuple[s
             time.sleep(0.5)
             _js(ws, "document.querySelector('[data-testid=stFormSubmitButton] button').click()")
             _wait_for(ws, "!document.querySelector('input[type=password]')")
-            for name, (path, time_range) in pages.items():
-                # Follow the sidebar link: loading the URL anew would start a new session.
-                link = json.dumps(f'[data-testid="stSidebarNav"] a[href$="/{path}"]')
-                _js(ws, f"document.querySelector({link}).click()")  # hidden on phones, still works
-                _wait_for(ws, "!!document.querySelector('h1')")
-                _settled(ws)
-                _js(
-                    ws,
-                    "[...document.querySelectorAll('[data-testid=stSidebar] button')]"
-                    f".find(b => b.textContent.trim() === {json.dumps(time_range)})?.click()",
-                )
-                _settled(ws)
-                _shoot(ws, out / f"{name}{'-phone' if MOBILE else ''}.png")
+            yield ws
     finally:
         browser.terminate()
         browser.wait(timeout=10)
+
+
+def main(url: str, user: str, password: str, out: Path, pages: dict[str, tuple[str, str]]) -> None:
+    with signed_in(url, user, password) as ws:
+        for name, (path, time_range) in pages.items():
+            # Follow the sidebar link: loading the URL anew would start a new session.
+            link = json.dumps(f'[data-testid="stSidebarNav"] a[href$="/{path}"]')
+            _js(ws, f"document.querySelector({link}).click()")  # hidden on phones, still works
+            _wait_for(ws, "!!document.querySelector('h1')")
+            _settled(ws)
+            _js(
+                ws,
+                "[...document.querySelectorAll('[data-testid=stSidebar] button')]"
+                f".find(b => b.textContent.trim() === {json.dumps(time_range)})?.click()",
+            )
+            _settled(ws)
+            _shoot(ws, out / f"{name}{'-phone' if MOBILE else ''}.png")
 
 
 if __name__ == "__main__":
