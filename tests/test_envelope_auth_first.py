@@ -5,7 +5,6 @@ inflating, where it used to be inflated to the body limit first (413)."""
 from __future__ import annotations
 
 import gzip
-import time
 import tracemalloc
 import zlib
 from collections.abc import Callable
@@ -140,11 +139,10 @@ def test_a_bomb_with_a_wrong_dsn_key_is_refused_before_it_is_inflated(
     assert good.status_code == 413, good.text
     # With a wrong key: 401, which can only come before the body is decompressed (decompressing
     # it would have answered 413, as above). Before the fix this answered 413.
-    start = time.perf_counter()
+    # (No wall-clock bound: the status alone proves the order, and a timing check failed
+    # under load on a shared machine.)
     bad = _post(api_server, _bomb(bombs, encoding, "wrong-key"), encoding)
-    elapsed = time.perf_counter() - start
     assert bad.status_code == 401, bad.text
-    assert elapsed < 2.0
 
 
 def test_a_dsn_only_envelope_with_the_right_key_is_stored(
