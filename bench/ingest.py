@@ -219,7 +219,9 @@ def main() -> None:
     engine = make_engine(url)
     migrate(engine, now=datetime.now(UTC), days_back=1)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE metric_points, metric_series, api_keys RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("TRUNCATE metric_points, metric_series, api_keys RESTART IDENTITY CASCADE")
+        )
         key = create_api_key(
             conn, name="bench", scope=ApiScope.INGEST, rate_limit_per_minute=0, points_per_minute=0
         )  # a benchmark measures the server, not the per-key rate limits
