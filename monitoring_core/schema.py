@@ -362,10 +362,10 @@ Index(
     postgresql_using="gin",
     postgresql_where=text("block_trgm IS NOT NULL"),
 )
-Index(  # the newest blocks of a window first (logs.queries: common needles), migration 0030
+Index(  # the newest blocks of a window first (logs.queries: common needles), 0030 and 0031
     "ix_log_records_block_end",
     log_records.c.block_end,
-    postgresql_where=text("block_trgm IS NOT NULL"),
+    postgresql_where=text("block_end IS NOT NULL"),
 )
 Index("ix_log_records_trace_id", log_records.c.trace_id)
 Index(
