@@ -43,6 +43,7 @@ __all__ = [
     "block_trigrams",
     "fold",
     "needle_trigrams",
+    "verbatim_run",
 ]
 
 ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -53,6 +54,8 @@ _WORD_BASE = 1 << 24  # word codes: 2^24 .. 2^31 - 1 (trigram codes are below)
 _WORD_SPAN = (1 << 31) - _WORD_BASE
 # bytes.translate table: every byte that is not part of a word becomes a space (split() is
 # ~10x faster than the regex on a block)
+# ASCII characters that are no letter: no case mapping changes one or yields one
+_VERBATIM = re.compile(r"[\x01-\x40\x5b-\x60\x7b-\x7f]{2,}")
 _SEPARATORS = bytes(
     b if (97 <= b <= 122 or 48 <= b <= 57 or b == 95 or b >= 128) else 32 for b in range(256)
 )
@@ -111,3 +114,11 @@ def needle_trigrams(needle: str) -> list[int]:
         if m.start() > 0 and m.end() < len(data) and m.group().isascii()
     }
     return trigrams + sorted(inner)
+
+
+def verbatim_run(needle: str) -> str:
+    """The needle's longest run (2 characters or more) of ASCII characters that are no letter,
+    or "": any case-insensitive match of the needle holds it as it is, since `lower()` leaves
+    such characters alone and makes none of them from another character. A plain `strpos`
+    for it rules out most rows before `strpos(lower(body), lower(needle))` converts the body."""
+    return max(_VERBATIM.findall(needle), key=len, default="")
