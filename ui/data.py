@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
@@ -21,6 +23,7 @@ from zoneinfo import ZoneInfo
 import streamlit as st
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from monitoring_core import clock, org_scope
 from monitoring_core.config import ConfigError, Settings, load_settings
@@ -39,6 +42,7 @@ __all__ = [
     "key_limits",
     "live_settings",
     "guarded",
+    "prefetch",
     "read",
     "read_or_stop",
     "stop_with",
@@ -190,6 +194,26 @@ def read(function: Callable[Concatenate[Connection, P], R], *args: P.args, **kwa
         return _cached_scoped_call(target, args, items, scope[1], token)
 
     return guarded(call, target)
+
+
+def prefetch(*reads: tuple[Callable[..., Any], tuple[Any, ...]]) -> None:
+    """Run several `read(function, *args)` at once, one thread and connection each, so the
+    page's own `read`/`read_or_stop` calls that follow (same arguments) are cache hits: a page
+    whose independent reads took 0.2-0.3 s each one after the other waits for the slowest
+    only. A failure is left for that later call to report (failures are not cached)."""
+    if len(reads) < 2:
+        return
+    context = get_script_run_ctx()  # session state and the cache need the script's context
+
+    def one(item: tuple[Callable[..., Any], tuple[Any, ...]]) -> None:
+        add_script_run_ctx(threading.current_thread(), context)
+        try:
+            read(item[0], *item[1])
+        except DatabaseProblem:
+            pass
+
+    with ThreadPoolExecutor(max_workers=min(4, len(reads))) as pool:
+        list(pool.map(one, reads))
 
 
 def stop_with(problem: DatabaseProblem) -> NoReturn:
