@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from monitoring_core.enums import Role
 from monitoring_core.performance import queries
 from monitoring_core.performance.vitals import VITAL_THRESHOLDS
+from monitoring_core.performance.vitals_read import DIMENSIONS
 from ui import auth, charts, data, fmt, url_state, widgets
+
+
+def _by_device(vitals: pd.DataFrame) -> pd.DataFrame:
+    """The rating shares per vital and device, added up from the per-page rows (shares are
+    counts over counts: no second read of the rollups for them)."""
+    parts = ("good", "needs_improvement", "poor")
+    counts = vitals[["name", "device_type", "count"]].assign(
+        **{part: vitals[f"{part}_share"] * vitals["count"] for part in parts}
+    )
+    out = counts.groupby(["name", "device_type"], as_index=False, sort=True).sum()
+    return out.assign(**{f"{part}_share": out[part] / out["count"] for part in parts})
+
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
 tz = data.business_tz()
 ms = st.column_config.NumberColumn
 st.title("Performance")
+# The page's independent reads at once (each 0.1-0.3 s over 30 days): the calls below hit.
+data.prefetch(
+    (queries.regression_flags, (tr.end, 4)),
+    (queries.endpoint_table, (tr,)),
+    (queries.web_vitals_summary, (tr, DIMENSIONS)),
+)
 
 st.subheader("Regressions in the last hour")
 flags = data.read_or_stop(queries.regression_flags, tr.end, 4)
@@ -96,11 +116,11 @@ if chosen:
     )
 
 st.subheader("Web Vitals (p75)")
-vitals = data.read_or_stop(queries.web_vitals_summary, tr, ("name", "page_route", "device_type"))
-by_device = data.read_or_stop(queries.web_vitals_summary, tr, ("name", "device_type"))
+vitals = data.read_or_stop(queries.web_vitals_summary, tr, DIMENSIONS)
 if vitals.empty:
     st.info("No Web Vitals in this range yet. Browsers send them with the `web-vitals` library.")
     st.stop()
+by_device = _by_device(vitals)
 names = [name for name in VITAL_THRESHOLDS if name in set(vitals["name"])]
 metric = url_state.select(  # ?vital=INP
     st.segmented_control, "Metric", names, param="vital", key="perf_vital", required=True
