@@ -86,7 +86,11 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.add_middleware(IngestCORS)
     app.add_middleware(NulGuard)  # no NUL in any path or query parameter (params.py)
     app.add_middleware(StatsMiddleware, stats=app.state.stats)
-    # One line per domain: each module exposes `router` (an APIRouter).
+    # One line per domain: each module exposes `router` (an APIRouter). OTLP first: FastAPI
+    # matches a request against the included routers in order, ~0.4 ms to reach the OTLP
+    # routes at the end of the list (~1 µs a span of a 512-span export); no other route
+    # shares their paths.
+    app.include_router(_router("routes_otlp"))
     app.include_router(_router("routes_service"))
     app.include_router(_router("routes_ingest"))
     app.include_router(_router("routes_errors"))
@@ -100,7 +104,6 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(_router("routes_oncall"))
     app.include_router(_router("routes_admin_keys"))
     app.include_router(_router("routes_ack"))
-    app.include_router(_router("routes_otlp"))
     app.include_router(_router("routes_prom"))
     # The Sentry SDK routes (one event per request) are matched first, as plain Starlette
     # routes: FastAPI's walk through the included routers cost more than the route itself.

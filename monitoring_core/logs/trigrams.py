@@ -95,9 +95,11 @@ def block_summary(bodies: Sequence[str]) -> tuple[list[int], int]:
         return [], size
     # a window touching a separator is no trigram of any body (bodies hold no NUL)
     keep = (raw[:-2] != 0) & (raw[1:-1] != 0) & (raw[2:] != 0)
-    words = {_word_code(word) for word in set(data.translate(_SEPARATORS).split())}
+    # the words' CRC-32s by map (C), their codes by numpy: ~3x faster than _word_code each
+    crcs = np.fromiter(map(zlib.crc32, set(data.translate(_SEPARATORS).split())), np.int64)
+    words = np.unique(crcs % _WORD_SPAN + _WORD_BASE)
     trigrams = np.sort(pd.unique(codes[keep]))  # hashing, then sorting the few distinct
-    return trigrams.tolist() + sorted(words), size
+    return trigrams.tolist() + words.tolist(), size
 
 
 def needle_trigrams(needle: str) -> list[int]:

@@ -9,6 +9,7 @@ import orjson
 
 from monitoring_core.ingest.validate import Limits
 from monitoring_core.otlp.values import (
+    MAX_TEXT,
     any_value,
     attributes,
     clean_text,
@@ -50,6 +51,9 @@ class LogBatch:
 
 
 def _body(value: Any) -> str:
+    text = value.string_value  # most bodies: a non-empty string (no oneof lookup)
+    if text:
+        return text if len(text) <= MAX_TEXT and "\x00" not in text else clean_text(text)
     body = any_value(value)
     if body is None:
         return ""

@@ -64,13 +64,16 @@ def server_timing(
 
 
 def _events(span: Any) -> list[dict[str, Any]]:
+    events = span.events
+    if not events:  # most spans: no list copy
+        return []
     return [
         {
             "name": clean_text(event.name, 500),
             "time": time_of(event.time_unix_nano).isoformat(),
             "attributes": attributes(event.attributes),
         }
-        for event in list(span.events)[:_MAX_EVENTS]
+        for event in list(events)[:_MAX_EVENTS]
     ]
 
 

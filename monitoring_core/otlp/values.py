@@ -18,6 +18,7 @@ __all__ = [
 MAX_TEXT = 32_768  # characters of one stored string value (a log body, an attribute)
 _MAX_DEPTH = 8  # nested arrays / kvlists kept; deeper ones are stored as "…"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 UNKNOWN_SERVICE = "unknown_service"
 
 
@@ -55,17 +56,21 @@ def attributes(pairs: Any, depth: int = 0) -> dict[str, Any]:
     """A KeyValue list as a dict (a repeated key keeps its last value).
 
     Strings and integers (most attributes) take a fast path: this loop is most of the CPU
-    a span costs to map."""
+    a span costs to map. A non-empty `string_value` is read first, without asking which
+    field is set (one upb call less a string: ~0.2 µs); an empty one may be unset."""
     out: dict[str, Any] = {}
     for kv in pairs:
         key = kv.key
         if len(key) > 200 or "\x00" in key:
             key = clean_text(key, 200)
         value = kv.value
+        text = value.string_value
+        if text:
+            out[key] = text if len(text) <= MAX_TEXT and "\x00" not in text else clean_text(text)
+            continue
         which = value.WhichOneof("value")
         if which == "string_value":
-            text = value.string_value
-            out[key] = text if len(text) <= MAX_TEXT and "\x00" not in text else clean_text(text)
+            out[key] = ""
         elif which == "int_value":
             out[key] = value.int_value
         else:
@@ -75,14 +80,14 @@ def attributes(pairs: Any, depth: int = 0) -> dict[str, Any]:
 
 def hex_id(raw: bytes, size: int) -> str | None:
     """Lowercase hex of an id of `size` bytes; None when missing, all zero or the wrong size."""
-    if len(raw) != size or not any(raw):
+    if len(raw) != size or raw.count(0) == size:
         return None
     return raw.hex()
 
 
 def time_of(unix_nano: int) -> datetime:
     """An aware UTC datetime from nanoseconds since the Unix epoch (µs precision)."""
-    return _EPOCH + timedelta(microseconds=unix_nano // 1000)
+    return _EPOCH + _MICROSECOND * (unix_nano // 1000)  # ~2x faster than timedelta(...)
 
 
 def service_of(resource: dict[str, Any]) -> str:
