@@ -15,7 +15,7 @@ so one snapshot: a compaction committing meanwhile can neither hide nor double a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -25,7 +25,15 @@ from monitoring_core.chunks.codec import decode_times
 from monitoring_core.chunks.columns import decode_columns
 from monitoring_core.chunks.store import PG_EPOCH_US, from_us, to_us
 
-__all__ = ["Points", "count_points", "newest_times", "read_points", "read_points_us"]
+__all__ = [
+    "BATCH_POINTS",
+    "Points",
+    "count_points",
+    "iter_points_us",
+    "newest_times",
+    "read_points",
+    "read_points_us",
+]
 
 Points = tuple[np.ndarray, np.ndarray]
 _EMPTY: Points = (np.zeros(0, np.int64), np.zeros(0, np.float64))
@@ -115,6 +123,42 @@ def read_points_us(
     for sid, (t, v) in packed.items():  # series with rows only
         out[sid] = _ordered(t, v, not _increasing(t))
     return out
+
+
+# A batched read aims at this many points per statement: its decoded arrays (16 bytes a point)
+# and the decoder's buffers stay in the tens of MB however long the span.
+BATCH_POINTS = 500_000
+FIRST_BATCH = 8  # series in the first statement, before any density is known
+
+
+def iter_points_us(
+    conn: Connection,
+    series_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    *,
+    batch_points: int | None = None,
+    max_series: int | None = None,
+) -> Iterator[tuple[list[int], dict[int, Points]]]:
+    """`read_points_us` a batch of series at a time, in the order given: (the batch's ids,
+    their points). A batch is sized from the densest series read so far to hold about
+    `batch_points` points (default BATCH_POINTS): FIRST_BATCH series first, then batches
+    grow at most 4-fold and never past `max_series`, so memory follows the batch, not the
+    whole read (nor what the caller derives per series). Each series is read whole by one
+    statement (one snapshot per series; two batches may see different ones)."""
+    ids = list(dict.fromkeys(int(i) for i in series_ids))
+    batch_points = batch_points or BATCH_POINTS
+    cap = max(1, max_series or len(ids))
+    size, done = min(FIRST_BATCH, cap), 0
+    while done < len(ids):
+        batch = ids[done : done + size]
+        done += len(batch)
+        points = read_points_us(conn, batch, start, end)
+        densest = max((len(t) for t, _ in points.values()), default=0)
+        yield batch, points
+        del points
+        fits = batch_points // densest if densest else len(ids)
+        size = max(1, min(size * 4, fits, cap))
 
 
 def _from_chunks(

@@ -8,19 +8,23 @@ encoding; 429 (rate limit) and 503 (database) with `Retry-After`, which senders 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from monitoring_core.api.body import parse_json, read_body, read_raw_body
 from monitoring_core.api.deps import count_points, require_ingest, require_read
+from monitoring_core.api.heavy import release_free_memory
 from monitoring_core.api.routes_ingest import app_cache, partition_days
 from monitoring_core.flows.external_alerts import receive_alerts
 from monitoring_core.ingest.metrics import (
@@ -34,13 +38,14 @@ from monitoring_core.prometheus.alertmanager import parse_alerts
 from monitoring_core.prometheus.catalog import record_catalog
 from monitoring_core.prometheus.http_api import (
     BUILD_INFO,
-    instant_query,
+    Answer,
+    instant_answer,
     label_names,
     label_values,
     metadata,
     parse_duration_ms,
     parse_time_ms,
-    range_query,
+    range_answer,
     series,
 )
 from monitoring_core.prometheus.promql.model import QueryError
@@ -181,7 +186,59 @@ async def post_alerts(request: Request) -> JSONResponse:
 
 # ---------------------------------------------------------------- Prometheus HTTP API
 read = APIRouter(tags=["prometheus"], dependencies=[Depends(require_read)])
-_ERROR_STATUS = {"bad_data": 400, "execution": 422}
+_ERROR_STATUS = {"bad_data": 400, "execution": 422, "unavailable": 503}
+# A query waiting this long for one of the process' evaluation slots is answered 503.
+QUEUE_WAIT_S = 60.0
+
+
+class _Busy(QueryError):
+    error_type = "unavailable"
+
+
+class QueryGate:
+    """At most `slots` PromQL queries evaluated and answered at once in this process (each
+    holds up to MONITORING_PROMQL_MAX_SAMPLES samples, and its answer until it is sent); the
+    others wait in line, up to QUEUE_WAIT_S. A slot is given back once the answer is written
+    or dropped (`release` is idempotent and callable from any thread)."""
+
+    def __init__(self, slots: int, wait_s: float = QUEUE_WAIT_S) -> None:
+        self.slots, self.wait_s = slots, wait_s
+        self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def acquire(self) -> Callable[[], None]:
+        if self._semaphore is None:  # created on the serving event loop
+            self._semaphore = asyncio.Semaphore(self.slots)
+            self._loop = asyncio.get_running_loop()
+        semaphore, loop = self._semaphore, self._loop
+        assert loop is not None
+        try:
+            await asyncio.wait_for(semaphore.acquire(), self.wait_s)
+        except TimeoutError:
+            raise _Busy(
+                f"too many queries at once ({self.slots} evaluated per process, "
+                "MONITORING_PROMQL_CONCURRENCY); retry later"
+            ) from None
+        lock, done = threading.Lock(), [False]
+
+        def release() -> None:
+            with lock:
+                if done[0]:
+                    return
+                done[0] = True
+            try:
+                loop.call_soon_threadsafe(semaphore.release)
+            except RuntimeError:  # the loop is closed: the process is ending
+                pass
+
+        return release
+
+
+def _gate(app: FastAPI) -> QueryGate:
+    gate: QueryGate | None = getattr(app.state, "promql_gate", None)
+    if gate is None:
+        gate = app.state.promql_gate = QueryGate(app.state.settings.promql_concurrency)
+    return gate
 
 
 async def _params(request: Request) -> list[tuple[str, str]]:
@@ -210,12 +267,13 @@ def _prom(data: Any, status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type="application/json")
 
 
-def _prom_error(exc: QueryError) -> Response:
+def _prom_error(exc: QueryError, headers: dict[str, str] | None = None) -> Response:
     body = {"status": "error", "errorType": exc.error_type, "error": str(exc)}
     return Response(
         orjson.dumps(body),
         status_code=_ERROR_STATUS.get(exc.error_type, 400),
         media_type="application/json",
+        headers=headers,
     )
 
 
@@ -228,6 +286,41 @@ async def _answer(request: Request, work: Callable[[Connection], Any]) -> Respon
         return _prom(await run_in_threadpool(run))
     except QueryError as exc:
         return _prom_error(exc)
+
+
+async def _query(request: Request, work: Callable[[Connection, int], Answer]) -> Response:
+    """A PromQL query in one of the process' slots, with the sample limit; the answer's
+    JSON is written a piece at a time and the slot held until it is sent."""
+    try:
+        release = await _gate(request.app).acquire()
+    except QueryError as exc:
+        return _prom_error(exc, {"Retry-After": "5"})
+    max_samples = request.app.state.settings.promql_max_samples
+
+    def run() -> Answer:
+        with request.app.state.engine.connect() as conn:
+            return work(conn, max_samples)
+
+    try:
+        answer = await run_in_threadpool(run)
+    except QueryError as exc:
+        release()
+        release_free_memory()
+        return _prom_error(exc)
+    except BaseException:
+        release()
+        raise
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from answer.chunks()
+        finally:
+            release()
+            release_free_memory()
+
+    pieces = body()
+    weakref.finalize(pieces, release)  # a response never started still gives its slot back
+    return StreamingResponse(pieces, media_type="application/json")
 
 
 def _now_ms() -> int:
@@ -251,7 +344,9 @@ async def prom_query(request: Request) -> Response:
         at = parse_time_ms(_one(pairs, "time"), default_ms=_now_ms())
     except QueryError as exc:
         return _prom_error(exc)
-    return await _answer(request, lambda conn: instant_query(conn, query, at))
+    return await _query(
+        request, lambda conn, most: instant_answer(conn, query, at, max_samples=most)
+    )
 
 
 @read.api_route("/api/v1/query_range", methods=["GET", "POST"], summary="PromQL range query")
@@ -265,7 +360,10 @@ async def prom_query_range(request: Request) -> Response:
         step = parse_duration_ms(_one(pairs, "step"))
     except QueryError as exc:
         return _prom_error(exc)
-    return await _answer(request, lambda conn: range_query(conn, query, start, end, step))
+    return await _query(
+        request,
+        lambda conn, most: range_answer(conn, query, start, end, step, max_samples=most),
+    )
 
 
 def _matches(pairs: list[tuple[str, str]]) -> list[str]:

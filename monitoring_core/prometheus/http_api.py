@@ -8,15 +8,16 @@ Answers are `{"status": "success", "data": …}` or `{"status": "error", "errorT
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import promql_parser as pp
 from sqlalchemy import Connection, text
 
-from monitoring_core.points_reader import read_points
+from monitoring_core.points_reader import newest_times
 from monitoring_core.prometheus.catalog import read_metadata
 from monitoring_core.prometheus.promql.aggregate import format_number
 from monitoring_core.prometheus.promql.engine import (
@@ -26,11 +27,13 @@ from monitoring_core.prometheus.promql.engine import (
     selector_matchers,
 )
 from monitoring_core.prometheus.promql.model import (
+    MAX_SAMPLES,
     NAME,
     Labels,
     Matrix,
     QueryError,
     Scalar,
+    Series,
     StringValue,
     Vector,
 )
@@ -38,12 +41,15 @@ from monitoring_core.prometheus.promql.selectors import Matcher, find_series
 
 __all__ = [
     "BUILD_INFO",
+    "Answer",
+    "instant_answer",
     "instant_query",
     "label_names",
     "label_values",
     "metadata",
     "parse_duration_ms",
     "parse_time_ms",
+    "range_answer",
     "range_query",
     "series",
 ]
@@ -121,15 +127,60 @@ def _top_call(tree: Any) -> str | None:
     return tree.func.name if isinstance(tree, pp.Call) else None
 
 
-def instant_query(conn: Connection, query: str, at_ms: int) -> dict[str, Any]:
+class Answer:
+    """`data` of a query's answer. A matrix's series are formatted one at a time by `chunks`
+    (the JSON of a long answer, ~30 bytes a sample, is never whole in memory; each series'
+    arrays are let go once written); `data` formats them all (tests, rules)."""
+
+    def __init__(
+        self, result_type: str, result: Any, render: Callable[[Any], dict[str, Any]] | None = None
+    ) -> None:
+        self.result_type, self.result, self.render = result_type, result, render
+
+    def data(self) -> dict[str, Any]:
+        result = self.result if self.render is None else [self.render(i) for i in self.result]
+        return {"resultType": self.result_type, "result": result}
+
+    def chunks(self, size: int = 262_144) -> Iterator[bytes]:
+        """The whole response body, `{"status": "success", "data": …}` as orjson writes it,
+        in pieces of about `size` bytes."""
+        head = b'{"status":"success","data":{"resultType":' + orjson.dumps(self.result_type)
+        if self.render is None:
+            yield head + b',"result":' + orjson.dumps(self.result, option=_NUMPY) + b"}}"
+            return
+        pending, held, items = [head + b',"result":['], 0, self.result
+        for i in range(len(items)):
+            item, items[i] = items[i], None  # its arrays go once written
+            piece = orjson.dumps(self.render(item), option=_NUMPY)
+            pending.append(piece if i == 0 else b"," + piece)
+            held += len(piece)
+            if held >= size:
+                yield b"".join(pending)
+                pending, held = [], 0
+        pending.append(b"]}}")
+        yield b"".join(pending)
+
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def instant_query(
+    conn: Connection, query: str, at_ms: int, *, max_samples: int = MAX_SAMPLES
+) -> dict[str, Any]:
     """`data` of `/api/v1/query` at one instant."""
-    tree, value = evaluate(conn, query, np.array([at_ms], dtype=np.int64))
+    return instant_answer(conn, query, at_ms, max_samples=max_samples).data()
+
+
+def instant_answer(
+    conn: Connection, query: str, at_ms: int, *, max_samples: int = MAX_SAMPLES
+) -> Answer:
+    tree, value = evaluate(conn, query, np.array([at_ms], dtype=np.int64), max_samples=max_samples)
     if isinstance(value, Scalar):
-        return {"resultType": "scalar", "result": _sample(at_ms, float(value.values[0]))}
+        return Answer("scalar", _sample(at_ms, float(value.values[0])))
     if isinstance(value, StringValue):
-        return {"resultType": "string", "result": [at_ms / 1000.0, value.value]}
+        return Answer("string", [at_ms / 1000.0, value.value])
     if isinstance(value, Matrix):
-        return {"resultType": "matrix", "result": _raw_matrix(value)}
+        return _raw_matrix(value)
     items = [s for s in value.series if s.present[0]]
     order = _top_call(tree)
     if order in ("sort", "sort_desc"):
@@ -137,26 +188,48 @@ def instant_query(conn: Connection, query: str, at_ms: int) -> dict[str, Any]:
     result = [
         {"metric": _metric(s.labels), "value": _sample(at_ms, float(s.values[0]))} for s in items
     ]
-    return {"resultType": "vector", "result": result}
+    return Answer("vector", result)
 
 
-def _raw_matrix(matrix: Matrix) -> list[dict[str, Any]]:
+def _raw_matrix(matrix: Matrix) -> Answer:
     end = int(matrix.eval_ms[0])
-    out = []
+    kept = []
     for raw in matrix.series:
         keep = (raw.t >= end - matrix.range_ms) & (raw.t <= end)
         if keep.any():
-            values = [
-                _sample(int(t), float(v)) for t, v in zip(raw.t[keep], raw.v[keep], strict=True)
-            ]
-            out.append({"metric": _metric(raw.labels), "values": values})
-    return sorted(out, key=lambda item: sorted(item["metric"].items()))
+            kept.append((raw.labels, raw.t[keep], raw.v[keep]))
+    kept.sort(key=lambda item: sorted(_metric(item[0]).items()))
+
+    def render(item: tuple[Labels, np.ndarray, np.ndarray]) -> dict[str, Any]:
+        labels, times, values = item
+        points = [_sample(int(t), float(v)) for t, v in zip(times, values, strict=True)]
+        return {"metric": _metric(labels), "values": points}
+
+    return Answer("matrix", kept, render)
 
 
 def range_query(
-    conn: Connection, query: str, start_ms: int, end_ms: int, step_ms: int
+    conn: Connection,
+    query: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    *,
+    max_samples: int = MAX_SAMPLES,
 ) -> dict[str, Any]:
     """`data` of `/api/v1/query_range`: steps start, start + step, … up to end."""
+    return range_answer(conn, query, start_ms, end_ms, step_ms, max_samples=max_samples).data()
+
+
+def range_answer(
+    conn: Connection,
+    query: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    *,
+    max_samples: int = MAX_SAMPLES,
+) -> Answer:
     if end_ms < start_ms:
         raise QueryError('invalid parameter "end": end timestamp must not be before start time')
     if step_ms <= 0:
@@ -168,21 +241,21 @@ def range_query(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
         )
     steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-    _tree, value = evaluate(conn, query, steps)
+    _tree, value = evaluate(conn, query, steps, max_samples=max_samples)
     value = require_instant_or_scalar(value)
     if isinstance(value, Scalar):
         points = [_sample(int(t), float(v)) for t, v in zip(steps, value.values, strict=True)]
-        return {"resultType": "matrix", "result": [{"metric": {}, "values": points}]}
+        return Answer("matrix", [{"metric": {}, "values": points}])
     merged: Vector = value.merged()
-    result: list[dict[str, Any]] = []
-    for s in merged.series:
-        if not s.present.any():
-            continue
+    kept = [s for s in merged.series if s.present.any()]
+    kept.sort(key=lambda s: sorted(_metric(s.labels).items()))
+
+    def render(s: Series) -> dict[str, Any]:
         index = np.flatnonzero(s.present)
         points = [_sample(int(steps[i]), float(s.values[i])) for i in index.tolist()]
-        result.append({"metric": _metric(s.labels), "values": points})
-    result.sort(key=lambda item: sorted(item["metric"].items()))
-    return {"resultType": "matrix", "result": result}
+        return {"metric": _metric(s.labels), "values": points}
+
+    return Answer("matrix", kept, render)
 
 
 def _selector_matchers(match: str) -> list[Matcher]:
@@ -202,7 +275,7 @@ def _in_range(
         return found
     start = datetime.fromtimestamp(((start_ms or 0) - 1) / 1000, tz=UTC)
     end = datetime.fromtimestamp((end_ms if end_ms is not None else 2**42) / 1000, tz=UTC)
-    having = read_points(conn, [sid for sid, _ in found], start, end)
+    having = newest_times(conn, [sid for sid, _ in found], start, end)  # one probe a series
     return [(sid, labels) for sid, labels in found if sid in having]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from monitoring_core.prometheus.promql.model import (
     labels_of,
 )
 
-__all__ = ["AGGREGATIONS", "aggregate", "format_number"]
+__all__ = ["AGGREGATIONS", "FOLDABLE", "Fold", "aggregate", "format_number"]
 
 AGGREGATIONS = frozenset(
     {
@@ -69,24 +70,26 @@ def _stack(members: list[Series]) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack([m.values for m in members]), np.vstack([m.present for m in members])
 
 
-def _simple(op: str, values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    count = present.sum(axis=0)
+def _steps(vector: Vector) -> int:
+    return len(vector.series[0].present) if vector.series else 0
+
+
+def _deviation(op: str, group: Labels, members: list[Series]) -> Series:
+    """`stddev`/`stdvar` in two passes over the members (each sum runs member after member
+    from 0.0, as numpy's reduction of their matrix does), without the matrix."""
+    steps = len(members[0].present)
+    present, count, total = np.zeros(steps, bool), np.zeros(steps, np.int64), np.zeros(steps)
+    for m in members:
+        present |= m.present
+        count += m.present
+        total += np.where(m.present, m.values, 0.0)
+    squares = np.zeros(steps)
     with np.errstate(all="ignore"):
-        if op == "sum":
-            return np.where(present, values, 0.0).sum(axis=0)
-        if op == "avg":
-            return np.where(present, values, 0.0).sum(axis=0) / count
-        if op == "count":
-            return count.astype(np.float64)
-        if op == "group":
-            return np.ones(values.shape[1])
-        if op == "min":
-            return np.fmin.reduce(np.where(present, values, np.nan), axis=0)
-        if op == "max":
-            return np.fmax.reduce(np.where(present, values, np.nan), axis=0)
-        mean = np.where(present, values, 0.0).sum(axis=0) / count
-        var = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / count
-        return var if op == "stdvar" else np.sqrt(var)
+        mean = total / count
+        for m in members:
+            squares += np.where(m.present, (m.values - mean) ** 2, 0.0)
+        var = squares / count
+    return Series(group, var if op == "stdvar" else np.sqrt(var), present)
 
 
 def _top(op: str, members: list[Series], k: np.ndarray) -> list[Series]:
@@ -139,8 +142,15 @@ def aggregate(
     """`op by (names)` (or `without` when `by` is False) at every step."""
     if op not in AGGREGATIONS:
         raise Unsupported(f"aggregation {op}() is not supported")
+    if op in FOLDABLE:  # member by member: no (members x steps) matrix
+        fold = Fold(op, by=by, names=names, steps=_steps(vector))
+        fold.add(vector.series)
+        return fold.result()
     out: list[Series] = []
     for group, members in _groups(vector, by, names).items():
+        if op in ("stddev", "stdvar"):
+            out.append(_deviation(op, group, members))
+            continue
         if op in ("topk", "bottomk"):
             assert isinstance(param, Scalar)
             out += _top(op, members, param.values)
@@ -149,12 +159,67 @@ def aggregate(
             assert isinstance(param, str)
             out += _count_values(param, group, members)
             continue
-        _, present = _stack(members)
-        any_present: np.ndarray = np.asarray(present.any(axis=0))
-        if op == "quantile":
-            assert isinstance(param, Scalar)
-            out.append(Series(group, _quantile(members, param.values), any_present))
-            continue
-        values, present = _stack(members)
-        out.append(Series(group, _simple(op, values, present), any_present))
+        assert op == "quantile" and isinstance(param, Scalar)
+        any_present = np.zeros(len(members[0].present), bool)
+        for m in members:
+            any_present |= m.present
+        out.append(Series(group, _quantile(members, param.values), any_present))
     return Vector(out)
+
+
+# Aggregations folded a batch of series at a time (no member matrix): their answer never
+# needs all members at once.
+FOLDABLE = frozenset({"sum", "avg", "count", "min", "max", "group"})
+
+
+class Fold:
+    """`op by/without (names)` fed a batch of member series at a time, bit for bit what
+    `aggregate` answers over all of them: numpy's reductions along the members' axis run
+    member after member (a sum from 0.0, `fmin`/`fmax` from the first member), and so does
+    this, in the same order."""
+
+    def __init__(self, op: str, *, by: bool, names: list[str], steps: int) -> None:
+        if op not in FOLDABLE:
+            raise ValueError(f"{op} is not foldable")
+        self.op, self.by, self.wanted, self.steps = op, by, frozenset(names), steps
+        # per group: [any present, members present (count), sum | min | max]
+        self.groups: dict[Labels, list[Any]] = {}
+
+    def add(self, members: list[Series]) -> None:
+        op = self.op
+        for s in members:
+            key = _group_labels(s.labels, self.by, self.wanted)
+            group = self.groups.get(key)
+            if group is None:
+                count = np.zeros(self.steps, dtype=np.int64)
+                if op in ("min", "max"):
+                    first = np.where(s.present, s.values, np.nan)
+                    self.groups[key] = [s.present.copy(), count + s.present, first]
+                    continue
+                group = self.groups[key] = [np.zeros(self.steps, bool), count, None]
+                if op in ("sum", "avg"):
+                    group[2] = np.zeros(self.steps)
+            group[0] |= s.present
+            group[1] += s.present
+            if op in ("sum", "avg"):
+                group[2] += np.where(s.present, s.values, 0.0)
+            elif op in ("min", "max"):
+                reduce = np.fmin if op == "min" else np.fmax
+                group[2] = reduce(group[2], np.where(s.present, s.values, np.nan))
+
+    def result(self) -> Vector:
+        out = []
+        with np.errstate(all="ignore"):
+            for key, (present, count, folded) in self.groups.items():
+                if self.op == "sum":
+                    values = folded
+                elif self.op == "avg":
+                    values = folded / count
+                elif self.op == "count":
+                    values = count.astype(np.float64)
+                elif self.op == "group":
+                    values = np.ones(self.steps)
+                else:
+                    values = folded
+                out.append(Series(key, values, present))
+        return Vector(out)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ import promql_parser as pp
 from sqlalchemy import Connection
 
 from monitoring_core.prometheus.promql import labelfuncs
-from monitoring_core.prometheus.promql.aggregate import aggregate
+from monitoring_core.prometheus.promql.aggregate import FOLDABLE, Fold, aggregate
 from monitoring_core.prometheus.promql.binary import Matching, binary
 from monitoring_core.prometheus.promql.functions import (
     RANGE_FUNCTIONS,
@@ -33,7 +34,9 @@ from monitoring_core.prometheus.promql.functions import (
     range_function,
 )
 from monitoring_core.prometheus.promql.model import (
+    MAX_SAMPLES,
     NAME,
+    Budget,
     ExecutionError,
     Labels,
     Matrix,
@@ -47,7 +50,7 @@ from monitoring_core.prometheus.promql.model import (
     drop_name,
     labels_of,
 )
-from monitoring_core.prometheus.promql.selectors import Matcher, find_series, load_raw
+from monitoring_core.prometheus.promql.selectors import Matcher, find_series, iter_raw, load_raw
 
 __all__ = [
     "Context",
@@ -78,6 +81,7 @@ class Context:
     start_ms: int  # the query's start and end (for @ start() / end())
     end_ms: int
     lookback_ms: int = LOOKBACK_MS
+    budget: Budget = field(default_factory=Budget)
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
@@ -130,11 +134,14 @@ def parse(query: str) -> Any:
         raise QueryError(f"parse error: the parser cannot read this query ({exc})") from None
 
 
-def evaluate(conn: Connection, query: str, steps_ms: np.ndarray) -> tuple[Any, Value]:
-    """(AST, value) of `query` at every step (int64 ms, ascending)."""
+def evaluate(
+    conn: Connection, query: str, steps_ms: np.ndarray, *, max_samples: int = MAX_SAMPLES
+) -> tuple[Any, Value]:
+    """(AST, value) of `query` at every step (int64 ms, ascending), holding at most
+    `max_samples` samples at once (`model.Budget`; TooManySamples past it)."""
     tree = parse(query)
     steps = np.asarray(steps_ms, dtype=np.int64)
-    ctx = Context(conn, steps, int(steps[0]), int(steps[-1]))
+    ctx = Context(conn, steps, int(steps[0]), int(steps[-1]), budget=Budget(max_samples))
     return tree, _eval(ctx, tree)
 
 
@@ -181,28 +188,147 @@ def _selected(
     ctx: Context, selector: Any, start_ms: int, end_ms: int, *, markers: bool = False
 ) -> list[Raw]:
     found = find_series(ctx.conn, selector_matchers(selector))
-    return load_raw(ctx.conn, found, start_ms, end_ms, markers=markers)
+    return load_raw(ctx.conn, found, start_ms, end_ms, budget=ctx.budget, markers=markers)
+
+
+def _instant_batches(
+    ctx: Context, selector: Any
+) -> tuple[list[Labels], Iterator[tuple[list[Series], list[np.ndarray]]]]:
+    """The selector's series' labels, and a batch of series at a time: each at every step,
+    and the time of each step's sample. A step whose newest sample is followed by a
+    staleness marker (at or before the step) has none."""
+    times = _eval_times(ctx, selector.offset, selector.at)
+    found = find_series(ctx.conn, selector_matchers(selector))
+    first, last = int(times.min()) - ctx.lookback_ms, int(times.max())
+
+    def batches() -> Iterator[tuple[list[Series], list[np.ndarray]]]:
+        for raws in iter_raw(
+            ctx.conn, found, first, last, budget=ctx.budget, markers=True, steps=len(ctx.steps)
+        ):
+            out, stamps = [], []
+            for raw in raws:
+                index = np.searchsorted(raw.t, times, side="right") - 1
+                safe = np.maximum(index, 0)
+                present = (index >= 0) & (raw.t[safe] >= times - ctx.lookback_ms)
+                if raw.stale is not None and len(raw.stale):
+                    marker = np.searchsorted(raw.stale, times, side="right") - 1
+                    ended = (marker >= 0) & (raw.stale[np.maximum(marker, 0)] >= raw.t[safe])
+                    present &= ~ended
+                out.append(Series(raw.labels, raw.v[safe], present))
+                stamps.append(raw.t[safe])
+            yield out, stamps
+
+    return [labels for _, labels in found], batches()
 
 
 def instant_vector(ctx: Context, selector: Any) -> tuple[Vector, list[np.ndarray]]:
-    """The selector at every step, and per series the time of each step's sample. A step
-    whose newest sample is followed by a staleness marker (at or before the step) has none."""
-    times = _eval_times(ctx, selector.offset, selector.at)
-    raws = _selected(
-        ctx, selector, int(times.min()) - ctx.lookback_ms, int(times.max()), markers=True
-    )
-    out, stamps = [], []
-    for raw in raws:
-        index = np.searchsorted(raw.t, times, side="right") - 1
-        safe = np.maximum(index, 0)
-        present = (index >= 0) & (raw.t[safe] >= times - ctx.lookback_ms)
-        if raw.stale is not None and len(raw.stale):
-            marker = np.searchsorted(raw.stale, times, side="right") - 1
-            ended = (marker >= 0) & (raw.stale[np.maximum(marker, 0)] >= raw.t[safe])
-            present &= ~ended
-        out.append(Series(raw.labels, raw.v[safe], present))
-        stamps.append(raw.t[safe])
+    """The selector at every step, and per series the time of each step's sample."""
+    _, batches = _instant_batches(ctx, selector)
+    out: list[Series] = []
+    stamps: list[np.ndarray] = []
+    for series, times in batches:
+        ctx.budget.take(2 * len(series) * len(ctx.steps))  # values and times
+        out += series
+        stamps += times
     return Vector(out), stamps
+
+
+@dataclass
+class _Stream:
+    """A vector a batch of series at a time: the labels every series it may hold will have
+    (known before any point is read), and the batches, lazily."""
+
+    labels: list[Labels]
+    batches: Iterator[list[Series]]
+
+
+def _unique(labels: list[Labels], batches: Iterator[list[Series]]) -> Iterator[list[Series]]:
+    """`Vector.check_unique` over all batches: only labels that several series share are
+    watched (none, mostly: then the batches pass as they are)."""
+    counts: dict[Labels, int] = {}
+    for item in labels:
+        counts[item] = counts.get(item, 0) + 1
+    shared = {item for item, count in counts.items() if count > 1}
+    if not shared:
+        yield from batches
+        return
+    seen: dict[Labels, np.ndarray] = {}
+    for series in batches:
+        for s in series:
+            if s.labels not in shared:
+                continue
+            other = seen.get(s.labels)
+            if other is not None and bool(np.any(other & s.present)):
+                raise ExecutionError("vector cannot contain metrics with the same labelset")
+            seen[s.labels] = s.present if other is None else other | s.present
+        yield series
+
+
+def _stream(ctx: Context, node: Any) -> _Stream | None:
+    """`node` a batch of series at a time when it can be (a selector, a range function of a
+    range selector, a math function of either), else None (nothing evaluated then)."""
+    node = _unparen(node)
+    if isinstance(node, pp.VectorSelector):
+        labels, batches = _instant_batches(ctx, node)
+        return _Stream(labels, (series for series, _ in batches))
+    if not isinstance(node, pp.Call):
+        return None
+    name, args = node.func.name, list(node.args)
+    if name in RANGE_FUNCTIONS:
+        if not isinstance(
+            _unparen(args[1 if name == "quantile_over_time" else 0]), pp.MatrixSelector
+        ):
+            return None
+        return _range_stream(ctx, name, args)
+    if name in SIMPLE_FUNCTIONS:
+        inner = _stream(ctx, args[0])
+        if inner is None:
+            return None
+        labels = [drop_name(item) for item in inner.labels]
+        mapped = (apply_simple(name, Vector(series)).series for series in inner.batches)
+        return _Stream(labels, _unique(labels, mapped))
+    return None
+
+
+def _range_stream(ctx: Context, name: str, args: list[Any]) -> _Stream:
+    """A range function of a range selector, a batch of the selector's series at a time
+    (each series' answer needs its own samples only)."""
+    node = _unparen(args[1 if name == "quantile_over_time" else 0])
+    selector = node.vector_selector
+    range_ms = _ms(node.range)
+    times = _eval_times(ctx, selector.offset, selector.at)
+    found = find_series(ctx.conn, selector_matchers(selector))
+    scalar = second = None
+    if name == "quantile_over_time":
+        scalar = _scalar(ctx, args[0])
+    elif name == "predict_linear":
+        scalar = _scalar(ctx, args[1])
+    elif name in ("holt_winters", "double_exponential_smoothing"):
+        scalar, second = _scalar(ctx, args[1]), _scalar(ctx, args[2])
+    steps_ms = ctx.steps if name == "predict_linear" else None
+    first, last = int(times.min()) - range_ms, int(times.max())
+
+    def batches() -> Iterator[list[Series]]:
+        checked = second is None
+        for raws in iter_raw(ctx.conn, found, first, last, budget=ctx.budget, steps=len(ctx.steps)):
+            if raws and not checked:
+                assert scalar is not None and second is not None
+                check_holt_winters(scalar.values, second.values)
+                checked = True
+            matrix = Matrix(raws, range_ms, times)
+            yield range_function(name, matrix, scalar, steps_ms=steps_ms, second=second).series
+
+    keep_name = name == "last_over_time"
+    labels = [item if keep_name else drop_name(item) for _, item in found]
+    return _Stream(labels, _unique(labels, batches()))
+
+
+def _materialized(ctx: Context, stream: _Stream) -> Vector:
+    out: list[Series] = []
+    for series in stream.batches:
+        ctx.budget.take(len(series) * len(ctx.steps))
+        out += series
+    return Vector(out)
 
 
 def _matrix_selector(ctx: Context, node: Any) -> Matrix:
@@ -230,7 +356,23 @@ def _subquery(ctx: Context, node: Any) -> Matrix:
     if not isinstance(inner, Vector):
         raise QueryError("a subquery's expression must be an instant vector or a scalar")
     raws = [Raw(s.labels, grid[s.present], s.values[s.present]) for s in inner.series]
+    ctx.budget.take(2 * sum(len(raw.t) for raw in raws))
     return Matrix([r for r in raws if len(r.t)], range_ms, times)
+
+
+def _matrix_batches(ctx: Context, node: Any) -> Iterator[Matrix]:
+    """A range vector a batch of series at a time (a range selector), or whole."""
+    node = _unparen(node)
+    if not isinstance(node, pp.MatrixSelector):
+        yield _as_matrix(ctx, node)
+        return
+    selector = node.vector_selector
+    range_ms = _ms(node.range)
+    times = _eval_times(ctx, selector.offset, selector.at)
+    found = find_series(ctx.conn, selector_matchers(selector))
+    first, last = int(times.min()) - range_ms, int(times.max())
+    for raws in iter_raw(ctx.conn, found, first, last, budget=ctx.budget, steps=len(ctx.steps)):
+        yield Matrix(raws, range_ms, times)
 
 
 def _as_matrix(ctx: Context, node: Any) -> Matrix:
@@ -270,6 +412,17 @@ def _string(node: Any) -> str:
 
 
 def _eval(ctx: Context, node: Any) -> Value:
+    """`node`'s value; a vector's step values count against the budget."""
+    stream = _stream(ctx, node)
+    if stream is not None:
+        return _materialized(ctx, stream)
+    value = _eval_node(ctx, node)
+    if isinstance(value, Vector) and not isinstance(_unparen(node), pp.ParenExpr):
+        ctx.budget.take(len(value.series) * len(ctx.steps))
+    return value
+
+
+def _eval_node(ctx: Context, node: Any) -> Value:
     if isinstance(node, pp.ParenExpr):
         return _eval(ctx, node.expr)
     if isinstance(node, pp.NumberLiteral):
@@ -336,6 +489,16 @@ def _aggregate(ctx: Context, node: Any) -> Vector:
         param = _string(node.param)
     elif node.param is not None:
         param = _scalar(ctx, node.param)
+    if op in FOLDABLE:
+        stream = _stream(ctx, node.expr)
+        if stream is not None:  # folded a batch at a time: no member matrix in memory
+            fold = Fold(op, by=by, names=names, steps=len(ctx.steps))
+            for series in stream.batches:
+                held = len(series) * len(ctx.steps)
+                ctx.budget.take(held)
+                fold.add(series)
+                ctx.budget.give(held)
+            return fold.result()
     return aggregate(op, _vector(ctx, node.expr), by=by, names=names, param=param)
 
 
@@ -390,12 +553,12 @@ def _call(ctx: Context, node: Any) -> Value:
     if name in SIMPLE_FUNCTIONS:
         return apply_simple(name, _vector(ctx, args[0]))
     if name == "absent_over_time":
-        matrix = _as_matrix(ctx, args[0])
         present = np.zeros(len(ctx.steps), bool)
-        for raw in matrix.series:
-            lo = np.searchsorted(raw.t, matrix.eval_ms - matrix.range_ms, side="left")
-            hi = np.searchsorted(raw.t, matrix.eval_ms, side="right")
-            present |= hi > lo
+        for matrix in _matrix_batches(ctx, args[0]):
+            for raw in matrix.series:
+                lo = np.searchsorted(raw.t, matrix.eval_ms - matrix.range_ms, side="left")
+                hi = np.searchsorted(raw.t, matrix.eval_ms, side="right")
+                present |= hi > lo
         return _absent(ctx, args[0], present)
     if name == "absent":
         return _absent(ctx, args[0], _any_present(_vector(ctx, args[0]), len(ctx.steps)))

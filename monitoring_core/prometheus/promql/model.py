@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "MAX_SAMPLES",
     "NAME",
+    "Budget",
     "ExecutionError",
     "Labels",
     "Matrix",
@@ -24,6 +26,7 @@ __all__ = [
     "Scalar",
     "Series",
     "StringValue",
+    "TooManySamples",
     "Unsupported",
     "Vector",
     "drop_name",
@@ -49,6 +52,41 @@ class ExecutionError(QueryError):
     """A query that fails while evaluating (duplicate series, many-to-many matching …)."""
 
     error_type = "execution"
+
+
+# Samples one query may hold in memory at once (Prometheus' --query.max-samples, 50 M there;
+# `MONITORING_PROMQL_MAX_SAMPLES` sets the API's). ~16 bytes a raw sample, ~9 a step value:
+# this default keeps a query within ~80 MB.
+MAX_SAMPLES = 5_000_000
+
+
+class TooManySamples(ExecutionError):
+    """Past the sample budget: Prometheus' own message (an execution error, 422)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "query processing would load too many samples into memory in query execution "
+            f"(more than {limit:,} at once; MONITORING_PROMQL_MAX_SAMPLES): narrow the "
+            "selector, shorten the range or raise the step"
+        )
+
+
+class Budget:
+    """The samples a query holds at once: raw samples read (a batch of series at a time when
+    streamed, all of them when kept) and the step values of the vectors it builds (series x
+    steps). `take` past `limit` raises TooManySamples; `give` returns a batch's share."""
+
+    def __init__(self, limit: int = MAX_SAMPLES) -> None:
+        self.limit, self.held, self.peak = limit, 0, 0
+
+    def take(self, count: int) -> None:
+        self.held += count
+        self.peak = max(self.peak, self.held)
+        if self.held > self.limit:
+            raise TooManySamples(self.limit)
+
+    def give(self, count: int) -> None:
+        self.held -= count
 
 
 def labels_of(mapping: Mapping[str, str]) -> Labels:
@@ -93,7 +131,7 @@ class Vector:
         for s in self.series:
             have = by.get(s.labels)
             if have is None:
-                by[s.labels] = Series(s.labels, s.values.copy(), s.present.copy())
+                by[s.labels] = Series(s.labels, s.values, s.present)  # joins make new arrays
             else:
                 have.values = np.where(s.present, s.values, have.values)
                 have.present = have.present | s.present

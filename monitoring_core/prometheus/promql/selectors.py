@@ -9,7 +9,7 @@ regexes fully anchored and run by RE2 (Go's regex dialect, as Prometheus uses).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,14 +19,21 @@ import orjson
 import re2
 from sqlalchemy import Connection, text
 
-from monitoring_core.points_reader import read_points_us
-from monitoring_core.prometheus.promql.model import NAME, Labels, QueryError, Raw, labels_of
+from monitoring_core import points_reader
+from monitoring_core.points_reader import iter_points_us
+from monitoring_core.prometheus.promql.model import (
+    NAME,
+    Budget,
+    Labels,
+    QueryError,
+    Raw,
+    labels_of,
+)
 from monitoring_core.prometheus.staleness import read_markers
 
-__all__ = ["Matcher", "find_series", "load_raw", "matches"]
+__all__ = ["Matcher", "find_series", "iter_raw", "load_raw", "matches"]
 
 MAX_SERIES = 50_000  # series one selector may touch
-MAX_SAMPLES = 50_000_000  # samples one query may load (Prometheus' --query.max-samples)
 LATEST_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
@@ -104,42 +111,72 @@ def _moment(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+def iter_raw(
+    conn: Connection,
+    series: Sequence[tuple[int, Labels]],
+    start_ms: int,
+    end_ms: int,
+    *,
+    budget: Budget,
+    markers: bool = False,
+    keep: bool = False,
+    steps: int = 1,
+) -> Iterator[list[Raw]]:
+    """Samples with start_ms <= t <= end_ms (both ends closed, as Prometheus 2.x reads), a
+    batch of series at a time in the order given (the points reader's batches); with
+    `markers`, each series' staleness markers in the same span too. A batch's samples count
+    against `budget` while the caller holds it (for good with `keep`). A batch holds at most
+    BATCH_POINTS / `steps` series: what the caller derives per series and step stays
+    bounded too."""
+    if not series or end_ms < start_ms or end_ms < 0:
+        return
+    start_ms, end_ms = max(start_ms, 0), min(end_ms, LATEST_MS)  # datetime's range, no data beyond
+    labels = dict(series)
+    stale = read_markers(conn, list(labels), _moment(start_ms), _moment(end_ms)) if markers else {}
+    # read_points spans (start, end]: one millisecond earlier includes a sample at start_ms
+    # (remote-written times are whole milliseconds).
+    batches = iter_points_us(
+        conn,
+        list(labels),
+        _moment(start_ms - 1),
+        _moment(end_ms),
+        max_series=points_reader.BATCH_POINTS // max(1, steps),
+    )
+    for batch, points in batches:
+        out, total = [], 0
+        for sid in batch:
+            got = points.pop(sid, None)
+            if got is None:
+                continue
+            t = got[0]  # the reader's own arrays, one per series: converted in place
+            np.add(t, 500, out=t)
+            np.floor_divide(t, 1000, out=t)  # µs to the nearest ms
+            first = int(np.searchsorted(t, start_ms))  # ascending: only the first few are early
+            t, v = t[first:], got[1][first:]
+            if len(t):
+                total += len(t)
+                out.append(Raw(labels[sid], t, np.asarray(v, dtype=np.float64), stale.get(sid)))
+        del points
+        budget.take(total)
+        yield out
+        del out
+        if not keep:
+            budget.give(total)
+
+
 def load_raw(
     conn: Connection,
     series: Sequence[tuple[int, Labels]],
     start_ms: int,
     end_ms: int,
     *,
+    budget: Budget,
     markers: bool = False,
 ) -> list[Raw]:
-    """Samples with start_ms <= t <= end_ms (both ends closed, as Prometheus 2.x reads);
-    with `markers`, each series' staleness markers in the same span too."""
-    if not series or end_ms < start_ms or end_ms < 0:
-        return []
-    start_ms, end_ms = max(start_ms, 0), min(end_ms, LATEST_MS)  # datetime's range, no data beyond
-    # read_points spans (start, end]: one millisecond earlier includes a sample at start_ms
-    # (remote-written times are whole milliseconds).
-    points = read_points_us(
-        conn, [sid for sid, _ in series], _moment(start_ms - 1), _moment(end_ms)
-    )
-    stale = (
-        read_markers(conn, [sid for sid, _ in series], _moment(start_ms), _moment(end_ms))
-        if markers
-        else {}
-    )
-    out, total = [], 0
-    for sid, labels in series:
-        got = points.get(sid)
-        if got is None:
-            continue
-        t = got[0]  # the reader's own arrays, one per series: converted in place
-        np.add(t, 500, out=t)
-        np.floor_divide(t, 1000, out=t)  # µs to the nearest ms
-        first = int(np.searchsorted(t, start_ms))  # ascending: only the first few can be early
-        t, v = t[first:], got[1][first:]
-        if len(t):
-            total += len(t)
-            if total > MAX_SAMPLES:
-                raise QueryError(f"the query would load more than {MAX_SAMPLES} samples")
-            out.append(Raw(labels, t, np.asarray(v, dtype=np.float64), stale.get(sid)))
+    """All of `iter_raw`'s batches at once (their samples stay counted against `budget`)."""
+    out: list[Raw] = []
+    for batch in iter_raw(
+        conn, series, start_ms, end_ms, budget=budget, markers=markers, keep=True
+    ):
+        out += batch
     return out
