@@ -61,6 +61,27 @@ def test_the_url_changed_from_outside_wins_and_invalid_values_fall_back() -> Non
 
 
 @pytest.mark.clock
+def test_a_rerun_asked_before_the_browser_took_in_our_write_keeps_the_choice() -> None:
+    """Typing into a box right after a choice (or an action that pins an item) sends the box's
+    rerun with the address the browser still shows, one step behind the server's write: that
+    is not a link or the back button (those are history navigation), so the choice stays
+    (it used to jump back: the incident detail went, and a note typed for one incident was
+    shown, and could be added, under the one before)."""
+    at = AppTest.from_function(_chooser)
+    at.query_params["item"] = "5"
+    at.run()
+    at.selectbox(key="url_item").set_value(8).run()
+    assert at.query_params["item"] in ("8", ["8"])
+    at.query_params["item"] = "5"  # the browser had not taken in item=8 yet
+    at.text_input(key="url_q").set_value("timeout").run()
+    assert _shown(at) == "item=8 tab=Open q=timeout mine=False"
+    assert at.query_params["item"] in ("8", ["8"])  # written again
+
+    at.query_params["item"] = "3"  # a link elsewhere in the app naming another item: it wins
+    at.run()
+    assert _shown(at) == "item=3 tab=Open q=timeout mine=False"
+
+
 def test_the_time_range_lives_in_the_url(logged_in_app: AppFactory) -> None:
     at = logged_in_app(Role.VIEWER)
     at.query_params["range"] = "7d"

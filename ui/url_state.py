@@ -49,6 +49,7 @@ __all__ = [
 T = TypeVar("T")
 
 _SEEN = "_url_state_seen"  # param -> (page, raw value) as last read or written
+_BEHIND = "_url_state_behind"  # param -> (page, raw value) the URL held before our last write
 MAX_ID = 2**63 - 1
 
 
@@ -66,6 +67,7 @@ def get_int(param: str) -> int | None:
 
 def put(param: str, raw: str | None) -> None:
     """Set the parameter (None or "" removes it); unchanged values are not rewritten."""
+    _wrote(param, get(param), raw or None)
     if not raw:
         if param in st.query_params:
             del st.query_params[param]
@@ -82,6 +84,27 @@ def link_params(*params: str) -> dict[str, str]:
 def _seen() -> dict[str, tuple[str, str | None]]:
     seen: dict[str, tuple[str, str | None]] = st.session_state.setdefault(_SEEN, {})
     return seen
+
+
+def _wrote(param: str, before: str | None, after: str | None) -> None:
+    """Note what the URL said before this run changed `param` (see `seed`)."""
+    if before != after:
+        behind: dict[str, tuple[str, str | None]] = st.session_state.setdefault(_BEHIND, {})
+        behind[param] = (current_page(), before)
+
+
+def _one_step_behind(param: str, raw: str | None, page: str) -> bool:
+    """Whether this run's `raw` is the URL as it was before our last write of `param`, in a
+    rerun the browser asked for before it had taken that write in (typing into a box while
+    an action's rerun runs: the box's rerun carries the address the browser still shows).
+    Back and forward buttons are history navigation and are honoured (`ctx`); a stale
+    address would put the page back a step (an incident's detail gone, what was typed with
+    it), so the widget keeps its value and the URL is written again."""
+    ctx = get_script_run_ctx()
+    if ctx is not None and ctx.is_history_navigation:
+        return False
+    behind: dict[str, tuple[str, str | None]] = st.session_state.get(_BEHIND, {})
+    return behind.get(param) == (page, raw)
 
 
 def current_page() -> str:
@@ -109,6 +132,8 @@ def seed(
     url_changed = raw != last_raw
     if sticky and raw is None and last_page != page:
         url_changed = False  # a page switch dropped the query string: keep the session's value
+    if url_changed and last_page == page and _one_step_behind(param, raw, page):
+        url_changed = False
     if key in state and not url_changed:
         return
     parsed = parse(raw) if raw is not None else None
@@ -180,6 +205,8 @@ def multi(
     value = factory(label, options, key=key, **kwargs)
     chosen = [v for v in (value or []) if v in options]
     raws = [to_url(v) for v in chosen]
+    joined = _joined(raws) if chosen and not (chosen == fallback and named != chosen) else None
+    _wrote(param, _joined(st.query_params.get_all(param)) or None, joined)
     if not chosen or (chosen == fallback and named != chosen):
         if param in st.query_params:
             del st.query_params[param]
