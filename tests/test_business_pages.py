@@ -21,6 +21,8 @@ from monitoring_core.enums import Role
 from monitoring_core.schema import metadata
 from tests.ui_harness import DEMO_NOW, table_with
 
+SECTIONS = ("kpis", "revenue", "features", "retention")  # pages/business.py, in order
+
 AppFactory = Callable[[Role | None], AppTest]
 LONDON = ZoneInfo("Europe/London")
 
@@ -57,11 +59,17 @@ def test_it_shows_the_business_page_to_a_viewer(
     cards = {m.label: m.value for m in at.metric}
     assert {"DAU (avg)", "WAU", "MAU", "MRR", "Customer churn rate", "Signups"} <= set(cards)
     assert cards["MRR"].startswith("£") and cards["DAU (avg)"] != "–"
-    tables = [df.value for df in at.dataframe]
+    tables, downloads = [], 0
+    for section in SECTIONS:  # one section drawn at a time, each named in the URL
+        at.segmented_control(key="biz_section").set_value(section).run()
+        assert not at.exception and at.query_params.get("section", "kpis") == section
+        assert {m.label for m in at.metric} == set(cards)  # the cards stay on top
+        tables += [df.value for df in at.dataframe]
+        downloads += len(at.get("download_button"))
     assert len(tables) >= 8  # trends, MRR, adoption, ramp, segments, retention, risk, anomalies…
     risk = next(t for t in tables if "Reasons" in t.columns)
     assert len(risk) > 0 and risk["Score"].is_monotonic_decreasing
-    assert len(at.get("download_button")) == len(tables)
+    assert downloads == len(tables)
 
 
 def _figures(at: AppTest) -> list[dict[str, Any]]:
@@ -98,6 +106,8 @@ def test_it_draws_complete_days_in_order_with_conventional_colours(
     trends = table_with(at, "Day", "Daily active users")
     # "7d" is exactly the 7 complete days before today; today is not in it
     assert list(trends["Day"]) == [today - timedelta(days=d) for d in range(days, 0, -1)]
+    at.query_params["section"] = "revenue"  # a link to the section opens it
+    at.run()
     figures = _figures(at)
     # the forecast's actual line runs in date order, then the forecast and its band follow it
     for metric in ("Daily active users", "Revenue"):
@@ -113,6 +123,7 @@ def test_it_draws_complete_days_in_order_with_conventional_colours(
     assert _trace(figures, "New")["marker"]["color"] == "#2ca02c"
     assert _trace(figures, "Reactivation")["marker"]["color"] == "#1a9850"
     assert all(v <= 0 for v in _trace(figures, "Churn")["y"])
+    at.segmented_control(key="biz_section").set_value("retention").run()
     # the retention grid ends with the last complete week: no cell in the current week
     monday = today - timedelta(days=today.weekday())
     grid = table_with(at, "cohort", "week_0")
@@ -138,7 +149,10 @@ def test_it_adds_today_dashed_and_keeps_choices_in_the_url(
     assert not at.exception
     assert at.toggle(key="biz_today").value is True
     assert at.multiselect(key="biz_trend").value == ["signups", "mau"]
+    at.segmented_control(key="biz_section").set_value("features").run()
     assert at.selectbox(key="biz_segment").value == "device"
+    at.segmented_control(key="biz_section").set_value("kpis").run()
+    assert "section" not in at.query_params  # the first section is the clean address
     today = DEMO_NOW.astimezone(LONDON).date()
     trends = table_with(at, "Day", "Signups")
     assert len(trends) == 8 and trends["Day"].iloc[-1] == today
@@ -150,15 +164,19 @@ def test_it_adds_today_dashed_and_keeps_choices_in_the_url(
     assert "vs prior 7 days" in str(card.proto.delta) and "Today so far" in card.help
 
     at.toggle(key="biz_today").set_value(False).run()
+    assert len(table_with(at, "Day", "Signups")) == 7
+    at.segmented_control(key="biz_section").set_value("retention").run()
     at.selectbox(key="biz_returning").select("form_completed").run()
     assert not at.exception
     assert "today" not in at.query_params
     assert at.query_params["returning"] == "form_completed"
-    assert len(table_with(at, "Day", "Signups")) == 7
     # without the tables, the charts' CSVs are still there
     at.toggle(key="biz_tables").set_value(False).run()
-    assert not [df for df in at.dataframe if "Signups" in df.value.columns]
     keys = [b.proto.id for b in at.get("download_button")]
+    for section in ("kpis", "revenue"):
+        at.segmented_control(key="biz_section").set_value(section).run()
+        assert not [df for df in at.dataframe if "Signups" in df.value.columns]
+        keys += [b.proto.id for b in at.get("download_button")]
     for name in ("business_trends", "mrr_movements", "retention", "forecasts", "churn_risk"):
         assert any(f"csv_{name}" in k for k in keys), name
 
