@@ -11,7 +11,11 @@ over 7 d at a 5 min step, through the same function the `/api/v1/query_range` ro
 twice: on raw rows as ingested, and after compaction as the worker leaves it (rows for the last
 2 h, compressed chunks before; the rollup watermark set to the end as if the rollups had run).
 Baseline: reading the raw points alone (`points_reader.read_points_us`), and the evaluation
-without the read. Last line: JSON. Targets: >= 100,000 samples/s; < 500 ms (24 h); < 1 s (7 d).
+without the read. Memory: the API's peak RSS (VmHWM) after those queries, then after a mix of
+heavy queries sent at once (unaggregated answers of ~2 M samples, a raw selector, topk,
+stddev, a matrix) under the default limits (MONITORING_PROMQL_MAX_SAMPLES,
+MONITORING_PROMQL_CONCURRENCY). Last line: JSON. Targets: >= 100,000 samples/s; < 500 ms
+(24 h); < 1 s (7 d); the API < 300 MB RSS.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import math
 import multiprocessing as mp
 import os
 import statistics
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -233,6 +238,43 @@ def _http_range(port: int, key: str, start_ms: int, end_ms: int, step_s: int) ->
     assert reply.status == 200 and len(orjson.loads(body)["data"]["result"]) == 10, body[:200]
 
 
+# Heavy queries sent together: (query, span s, step s; 0: an instant query at the end).
+MIX = [
+    ("rate(bench_requests_total[5m])", 7 * 86400, 300),
+    ("bench_requests_total", 86400, 60),
+    ("topk(3, rate(bench_requests_total[5m]))", 7 * 86400, 300),
+    ("stddev by (job) (irate(bench_requests_total[5m]))", 7 * 86400, 300),
+    ("bench_requests_total[6h]", 0, 0),
+    (QUERY, 7 * 86400, 300),
+]
+
+
+def _mixed(port: int, key: str, end_s: float) -> tuple[float, dict[int, int]]:
+    """MIX sent at once, one client each: (wall seconds, answers by status)."""
+    statuses: list[int] = []
+
+    def one(query: str, span_s: int, step_s: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        if step_s:
+            path = "/api/v1/query_range?" + urlencode(
+                {"query": query, "start": end_s - span_s, "end": end_s, "step": step_s}
+            )
+        else:
+            path = "/api/v1/query?" + urlencode({"query": query, "time": end_s})
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        reply = conn.getresponse()
+        reply.read()
+        statuses.append(reply.status)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one, args=item) for item in MIX]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, {s: statuses.count(s) for s in sorted(set(statuses))}
+
+
 def _query_figures(
     engine: Engine,
     now: datetime,
@@ -331,11 +373,21 @@ def main() -> None:
     with engine.begin() as conn:
         read_key = create_api_key(conn, name="bench-read", scope=ApiScope.READ)
     api, port = start_api(url)
+    mixed: dict[int, int] = {}
     try:
+        figures["api_rss_fresh_mb"] = psutil.Process(api.pid).memory_info().rss / 2**20
         figures.update(_query_figures(engine, now, "chunks", (api.pid, port, read_key)))
         figures["api_peak_rss_after_queries_mb"] = _peak_rss_mb(api.pid)
         print(
-            f"  API peak RSS after the queries: {figures['api_peak_rss_after_queries_mb']:.0f} MB"
+            f"  API RSS fresh {figures['api_rss_fresh_mb']:.0f} MB, peak after the queries: "
+            f"{figures['api_peak_rss_after_queries_mb']:.0f} MB (target < 300 MB)"
+        )
+        mixed_s, mixed = _mixed(port, read_key, now.timestamp())
+        figures["mixed_s"] = mixed_s
+        figures["api_peak_rss_after_mix_mb"] = _peak_rss_mb(api.pid)
+        print(
+            f"  {len(MIX)} heavy queries at once: {mixed_s:.1f} s, answers by status {mixed}; "
+            f"API peak RSS {figures['api_peak_rss_after_mix_mb']:.0f} MB (target < 300 MB)"
         )
     finally:
         api.terminate()
@@ -348,6 +400,7 @@ def main() -> None:
                 "raw_copy_rows_per_s": round(raw_copy),
                 "api_rss_mb": round(api_rss),
                 **{key: round(value) for key, value in figures.items()},
+                "mixed_statuses": mixed,
             }
         )
     )

@@ -47,8 +47,8 @@ class Settings:
     max_query_series: int = 500
     # PromQL (API): samples one query may hold in memory at once (Prometheus'
     # --query.max-samples; prometheus/promql/model.MAX_SAMPLES), queries evaluated at once
-    promql_max_samples: int = 5_000_000
-    promql_concurrency: int = 2
+    promql_max_samples: int = 3_000_000
+    promql_concurrency: int = 1
     session_idle_minutes: int = 60  # a UI session idle this long is signed out on its next run
     # single sign-on (ui/auth_oidc.py): an unknown verified e-mail gets a viewer account
     oidc_auto_create_viewers: bool = False
@@ -182,8 +182,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         heartbeat_url=_http_url(env, "MONITORING_HEARTBEAT_URL"),
         max_series_per_metric=_int(env, "MONITORING_MAX_SERIES_PER_METRIC", 10_000),
         max_query_series=_int(env, "MONITORING_MAX_QUERY_SERIES", 500),
-        promql_max_samples=_int(env, "MONITORING_PROMQL_MAX_SAMPLES", 5_000_000),
-        promql_concurrency=_int(env, "MONITORING_PROMQL_CONCURRENCY", 2),
+        promql_max_samples=_int(env, "MONITORING_PROMQL_MAX_SAMPLES", 3_000_000),
+        promql_concurrency=_int(env, "MONITORING_PROMQL_CONCURRENCY", 1),
         session_idle_minutes=_int(env, "MONITORING_SESSION_IDLE_MINUTES", 60),
         oidc_auto_create_viewers=_bool(env, "MONITORING_OIDC_AUTO_CREATE_VIEWERS", False),
         oidc_metadata_url=_http_url(env, "MONITORING_OIDC_METADATA_URL"),

@@ -188,7 +188,7 @@ async def post_alerts(request: Request) -> JSONResponse:
 read = APIRouter(tags=["prometheus"], dependencies=[Depends(require_read)])
 _ERROR_STATUS = {"bad_data": 400, "execution": 422, "unavailable": 503}
 # A query waiting this long for one of the process' evaluation slots is answered 503.
-QUEUE_WAIT_S = 60.0
+QUEUE_WAIT_S = 120.0  # Prometheus' default query timeout
 
 
 class _Busy(QueryError):

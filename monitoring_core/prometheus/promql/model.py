@@ -55,9 +55,10 @@ class ExecutionError(QueryError):
 
 
 # Samples one query may hold in memory at once (Prometheus' --query.max-samples, 50 M there;
-# `MONITORING_PROMQL_MAX_SAMPLES` sets the API's). ~16 bytes a raw sample, ~9 a step value:
-# this default keeps a query within ~80 MB.
-MAX_SAMPLES = 5_000_000
+# `MONITORING_PROMQL_MAX_SAMPLES` sets the API's, config.Settings). A raw sample takes 16
+# bytes, a step value 9 (with the allocator's share, ~20): a query at this default grows the
+# process by ~60-70 MB (bench/promql.py), one at a time per API process by default.
+MAX_SAMPLES = 3_000_000
 
 
 class TooManySamples(ExecutionError):
