@@ -1,9 +1,12 @@
 """The backtest against the live engine on the same history (a differential test).
 
-Seventy minutes of history (three regions reporting every 10 s at uneven offsets: a
+Ninety minutes of history (three regions reporting every 10 s at uneven offsets: a
 breach, a flapping key, a region that stops in breach; a heartbeat that stops) and rules of every kind the cycle
 reads from raw points (grouped and filtered thresholds, a percentile with hysteresis and
-repeats, rate of change, absence). The live engine runs cycle by cycle with a frozen clock
+repeats, rate of change, absence), rules whose window it reads from the rollups with the
+newest minutes from raw points (half-hour and 25-minute windows), and signal templates read
+by `signals_read` (API p95 latency per endpoint, the API error rate, with a slow and a failing
+spell in the API timings). The live engine runs cycle by cycle with a frozen clock
 at each of the backtest's steps, committing as the worker does; then the backtest replays
 the same range. Both must tell the same story: the same status changes of the same keys at
 the same moments, and the same notifications (firing, repeat, resolved, no data).
@@ -21,9 +24,11 @@ from monitoring_core.alerts.backtest import backtest, steps_of
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule, list_alert_history
 from monitoring_core.flows.alert_cycle import evaluate_all
+from monitoring_core.partitions import ensure_partitions
+from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import alert_instances, notification_outbox
 from tests.alerting_support import channel, partitions_around, threshold_rule
-from tests.rollup_fixtures import add_points, add_series
+from tests.rollup_fixtures import add_points, add_series, add_timings
 
 TZ = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)  # a Tuesday out of season
@@ -40,14 +45,24 @@ RULES = {
     "rate of change": {"type": "rate_of_change", "metric": "latency_ms", "value": 30,
                        "window_minutes": 5, "filters": {"region": "a"}},
     "heartbeat absent": {"type": "absence", "metric": "heartbeat", "window_minutes": 4},
+    # windows longer than series.RAW_MAX: rollups, the newest minutes from raw points
+    "rollup avg": {"metric": "latency_ms", "group_by": ["region"], "window_minutes": 30,
+                   "value": 82, "expire_minutes": 10},
+    "rollup max": {"metric": "latency_ms", "filters": {"region": "b"}, "aggregation": "max",
+                   "value": 150, "window_minutes": 25},
+    # signal templates (signals_read)
+    "api p95": {"metric": "api.latency_ms", "aggregation": "p95", "value": 400,
+                "window_minutes": 5, "group_by": ["endpoint"], "duration_minutes": 1},
+    "api errors": {"metric": "api.error_rate", "value": 0.2, "window_minutes": 3},
 }  # fmt: skip
 
 
 def _history(engine: Engine) -> None:
     rng = np.random.default_rng(3)
     rows: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
-    for i in range(70 * 6):  # 70 minutes before NOW, every 10 s
-        base = NOW - timedelta(minutes=70) + timedelta(seconds=10 * i)
+    timings: list[tuple[datetime, str, str, int, float]] = []
+    for i in range(90 * 6):  # 90 minutes before NOW, every 10 s
+        base = NOW - timedelta(minutes=90) + timedelta(seconds=10 * i)
         minutes_ago = (NOW - base) / MIN
         for offset, region in ((3, "a"), (7, "b"), (1, "c")):
             at = base + timedelta(seconds=offset + float(rng.uniform(0, 2)))
@@ -63,10 +78,22 @@ def _history(engine: Engine) -> None:
             rows.setdefault(("latency_ms", region), []).append((at, value))
         if minutes_ago > 15 and i % 3 == 0:  # a heartbeat every 30 s that stops
             rows.setdefault(("heartbeat", ""), []).append((base, 1.0))
+        for endpoint in ("/api/photos/upload", "/api/payments/charge"):  # two requests per 10 s
+            for k in range(2):
+                at = base + timedelta(seconds=float(rng.uniform(0, 10)))
+                ms, status = float(rng.lognormal(5, 0.3)), 200
+                if endpoint == "/api/photos/upload" and 12 < minutes_ago <= 20:
+                    ms *= 4  # a slow spell of eight minutes
+                if endpoint == "/api/payments/charge" and 30 < minutes_ago <= 36 and k == 0:
+                    status = 502  # half the charges fail for six minutes
+                timings.append((at, "POST", endpoint, status, ms))
     with engine.begin() as conn:
+        ensure_partitions(conn, start=NOW - timedelta(hours=2), end=NOW, tables=("api_timings",))
         for (metric, region), points in rows.items():
             series = add_series(conn, metric, {"region": region} if region else {})
-            add_points(conn, series, points, ingested_at=NOW - timedelta(minutes=70))
+            add_points(conn, series, points, ingested_at=NOW - timedelta(minutes=90))
+        add_timings(conn, timings, ingested_at=NOW - timedelta(minutes=90))
+    run_rollups(engine, NOW, safety_lag=timedelta(0))  # the long windows read the rollups
 
 
 def test_the_backtest_tells_what_the_live_cycles_did(engine: Engine) -> None:

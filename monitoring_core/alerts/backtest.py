@@ -20,7 +20,8 @@ whether a rule had seen data before the range (no data is notified as if it had)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import bisect
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +49,7 @@ from monitoring_core.alerts.rules import Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.store import RuleNotFound, get_rule
 from monitoring_core.prometheus.promql.model import QueryError
 from monitoring_core.rollup_read import floor_to
+from monitoring_core.timerange import TimeRange
 
 __all__ = ["MAX_STEPS", "RAW_LIMIT", "backtest", "steps_of"]
 
@@ -81,30 +83,85 @@ def _epoch_s(moment: datetime) -> float:
 def _live_series(
     conn: Connection, rule: Rule, steps: list[datetime]
 ) -> Iterator[series_mod.Keyed] | None:
-    """Per step, the series the live cycle would have read at that moment, or None when the
-    cycle would not read this rule's window from raw points (or the range holds more than
-    RAW_LIMIT of them)."""
+    """Per step, the series the live cycle would have read at that moment (None: the rule
+    does not read metric points by the minute).
+
+    A window up to `series.RAW_MAX` is built from the raw points in its span; a longer one
+    from the 1-minute rollups before the last `RAW_TAIL` and the raw points since
+    (`series.long_window`, as the cycle). The raw points of the whole range are read once
+    when there are at most RAW_LIMIT of them, else each step reads its own as a cycle does."""
     key = series_mod.fetch_key(rule)
     span = series_mod.lookback(rule)
-    if key is None or key.kind != "minute" or span > series_mod.RAW_MAX:
+    if key is None or key.kind != "minute":
         return None
-    since = floor_to(steps[0] - span, MINUTE)
-    raw = read_raw(conn, {key.metric: since}, now=steps[-1], limit=RAW_LIMIT)[key.metric]
-    if raw is None:
-        return None
-    order = np.argsort(raw.t, kind="stable")
-    t, v, s = raw.t[order], raw.v[order], raw.s[order]
+    raw_span = series_mod.RAW_TAIL if key.long else span
+    raw_at = _raw_source(conn, key.metric, steps, raw_span)
+    rollups = _rollup_source(conn, key, steps, span) if key.long else None
 
     def per_step() -> Iterator[series_mod.Keyed]:
         for at in steps:
-            # what `raw.read_raw` returns at `at`: points in (since, at], since a minute floor
-            lo = int(np.searchsorted(t, _epoch_s(floor_to(at - span, MINUTE)), side="right"))
-            hi = int(np.searchsorted(t, _epoch_s(at), side="right"))
-            reader = series_mod.SeriesReader(conn, at)
-            reader.raw_cache[key.metric] = RawMetric(raw.dims, t[lo:hi], v[lo:hi], s[lo:hi])
-            yield series_mod.for_rule(rule, key, reader.fetch(key, span))
+            reader = series_mod.SeriesReader(conn, at, views=True)
+            reader.raw_cache[key.metric] = raw_at(at)
+            if rollups is None:
+                grouped = reader.fetch(key, span)
+            else:
+                raw_from = floor_to(at - series_mod.RAW_TAIL, MINUTE)
+                tail = reader._raw_points(key, reader.raw_cache[key.metric], raw_from)
+                grouped = series_mod.long_window(
+                    rollups(floor_to(at - span, MINUTE), at), tail, raw_from, at
+                )
+            yield series_mod.for_rule(rule, key, grouped)
 
     return per_step()
+
+
+def _raw_source(
+    conn: Connection, metric: str, steps: list[datetime], raw_span: timedelta
+) -> Callable[[datetime], RawMetric | None]:
+    """`at -> what raw.read_raw returns at at` (points in (since, at], since a minute floor)."""
+    since = floor_to(steps[0] - raw_span, MINUTE)
+    raw = read_raw(conn, {metric: since}, now=steps[-1], limit=RAW_LIMIT)[metric]
+    if raw is None:  # too many for one read: each step reads its own, as a cycle does
+
+        def own(at: datetime) -> RawMetric | None:
+            wanted = {metric: floor_to(at - raw_span, MINUTE)}
+            return read_raw(conn, wanted, now=at, limit=series_mod.RAW_LIMIT)[metric]
+
+        return own
+    order = np.argsort(raw.t, kind="stable")
+    t, v, s = raw.t[order], raw.v[order], raw.s[order]
+
+    def sliced(at: datetime) -> RawMetric | None:
+        lo = int(np.searchsorted(t, _epoch_s(floor_to(at - raw_span, MINUTE)), side="right"))
+        hi = int(np.searchsorted(t, _epoch_s(at), side="right"))
+        if hi - lo > series_mod.RAW_LIMIT:  # the cycle's read gives up: rollups
+            return None
+        return RawMetric(raw.dims, t[lo:hi], v[lo:hi], s[lo:hi])
+
+    return sliced
+
+
+def _rollup_source(
+    conn: Connection, key: series_mod.FetchKey, steps: list[datetime], span: timedelta
+) -> Callable[[datetime, datetime], dict[tuple, dict[datetime, float]]]:
+    """`(lo, hi) -> the 1-minute rollups in [lo, hi) per group`, read once for the range (what
+    the cycle's `query_metric` over (now − span, now] gives at each step)."""
+    reader = series_mod.SeriesReader(conn, steps[-1])
+    read = reader._rollups(key, TimeRange(steps[0] - span, steps[-1]))
+    groups = {
+        values: (sorted(buckets), [buckets[b] for b in sorted(buckets)])
+        for values, buckets in read.items()
+    }
+
+    def between(lo: datetime, hi: datetime) -> dict[tuple, dict[datetime, float]]:
+        out = {}
+        for values, (times, xs) in groups.items():
+            a, b = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
+            if b > a:
+                out[values] = dict(zip(times[a:b], xs[a:b], strict=True))
+        return out
+
+    return between
 
 
 def _sliced(

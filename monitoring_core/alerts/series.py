@@ -50,6 +50,7 @@ __all__ = [
     "fetch",
     "fetch_key",
     "for_rule",
+    "long_window",
     "lookback",
 ]
 
@@ -73,6 +74,10 @@ class FetchKey:
     weeks: int = 0  # kind signal, anomaly: the baseline's depth
     min_count: int = 0  # kind signal: fewer events in a window give no value
     contains: str = ""  # kind signal, logs.lines: the body_contains filter (read in SQL)
+    # kind minute: a window longer than RAW_MAX (rollups, the newest minutes raw). Never one
+    # read with short windows: a 5-minute rule sharing a 30-minute rule's read was decided on
+    # rollup minutes instead of raw buckets, its value depending on the other rule
+    long: bool = False
 
 
 # dims values -> points, oldest first
@@ -109,7 +114,8 @@ def fetch_key(rule: Rule) -> FetchKey | None:
         )
     metric = built_in.metric if built_in is not None and built_in.metric else cond.metric
     kind = "hour" if cond.type == "anomaly" else "minute"
-    return FetchKey(kind, metric, cond.aggregation, dims)
+    long = kind == "minute" and lookback(rule) > RAW_MAX
+    return FetchKey(kind, metric, cond.aggregation, dims, long=long)
 
 
 def _signal_window(rule: Rule) -> timedelta:
@@ -325,16 +331,25 @@ class SeriesReader:
                 return self._raw_points(key, raw, floor_to(now - span, RAW_STEP))
         if key.kind == "hour":
             return self._hours(key, span)
-        points: dict[tuple, list[Point]] = defaultdict(list)
         raw_from = floor_to(now - RAW_TAIL, MINUTE)
         tail = self._raw_points(key, self._tail(key.metric, raw_from), raw_from)
-        for values, buckets in self._rollups(key, TimeRange(now - span, now)).items():
-            points[values].extend(
-                Point(min(b + MINUTE, now), x) for b, x in sorted(buckets.items()) if b < raw_from
-            )
-        for values, tail_points in tail.items():
-            points[values].extend(tail_points)
-        return {v: pts for v, pts in points.items() if pts}
+        return long_window(self._rollups(key, TimeRange(now - span, now)), tail, raw_from, now)
+
+
+def long_window(
+    rollups: dict[tuple, dict[datetime, float]], tail: Grouped, raw_from: datetime, now: datetime
+) -> Grouped:
+    """A long window's series: the 1-minute rollups before `raw_from`, each stamped with its
+    minute's end, then the raw tail's 10-second buckets (the live cycle, and a backtest at
+    each of its steps)."""
+    points: dict[tuple, list[Point]] = defaultdict(list)
+    for values, buckets in rollups.items():
+        points[values].extend(
+            Point(min(b + MINUTE, now), x) for b, x in sorted(buckets.items()) if b < raw_from
+        )
+    for values, tail_points in tail.items():
+        points[values].extend(tail_points)
+    return {v: pts for v, pts in points.items() if pts}
 
 
 def fetch(
