@@ -367,7 +367,7 @@ Index(  # the newest blocks of a window first (logs.queries: common needles), 00
     log_records.c.block_end,
     postgresql_where=text("block_end IS NOT NULL"),
 )
-Index("ix_log_records_trace_id", log_records.c.trace_id)
+# no index over trace_id: a block's codes hold its records' trace ids (migration 0032)
 Index(
     "ix_log_records_service_severity_time",
     log_records.c.service,

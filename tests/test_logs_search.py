@@ -18,7 +18,13 @@ from sqlalchemy import Engine, text
 
 from monitoring_core.logs import queries
 from monitoring_core.logs.store import insert_logs
-from monitoring_core.logs.trigrams import block_trigrams, fold, needle_trigrams, verbatim_run
+from monitoring_core.logs.trigrams import (
+    block_trigrams,
+    fold,
+    needle_trigrams,
+    trace_code,
+    verbatim_run,
+)
 from monitoring_core.partitions import ensure_partitions
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -130,6 +136,44 @@ def test_the_verbatim_run_rules_rows_out_and_case_variants_still_match(
             conn, **window, interval=timedelta(hours=1), contains="vendor 4242 processed"
         )
         assert sum(r["count"] for r in hist) == 1
+
+
+def test_logs_of_a_trace_are_found_through_their_blocks_codes(stored: Engine) -> None:
+    """No per-record trace id index (migration 0032): a block's codes hold its records'
+    trace ids, so a trace's logs come from the blocks holding its code."""
+    trace, other = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b700f067aa0ba902b7"
+    window = {"start": NOW - timedelta(hours=1), "end": NOW + timedelta(seconds=1)}
+    with stored.begin() as conn:
+        for i in range(3):  # three blocks (batches); the trace in the first and the last
+            insert_logs(
+                conn,
+                [
+                    (NOW - timedelta(minutes=10 - i), 9, None, f"step {i}", t, None, "api", {}, {})
+                    for t in ((trace, other) if i != 1 else (other, None))
+                ],
+            )
+        found = queries.search_logs(conn, **window, trace_id=trace)
+        assert [r["body"] for r in found] == ["step 2", "step 0"]
+        assert (
+            queries.search_logs(conn, **window, trace_id=trace, contains="step 2")[0]["trace_id"]
+            == trace
+        )
+        assert len(queries.search_logs(conn, **window, trace_id=other)) == 3
+        assert queries.search_logs(conn, **window, trace_id="ab" * 16) == []
+        hist = queries.log_histogram(conn, **window, interval=timedelta(hours=1), trace_id=trace)
+        assert sum(r["count"] for r in hist) == 2
+        assert (
+            trace_code(trace)
+            in conn.execute(
+                text(
+                    "SELECT block_trgm FROM log_records WHERE body = 'step 0' AND block_trgm IS NOT NULL"
+                )
+            ).scalar_one()
+        )
+        indexes = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE tablename = 'log_records'")
+        ).scalars()
+        assert not [d for d in indexes if "(trace_id)" in d]
 
 
 def test_the_gin_search_cannot_walk_the_block_end_index(stored: Engine) -> None:

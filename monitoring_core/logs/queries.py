@@ -6,7 +6,9 @@ it, and only their rows are read and checked; a shorter needle reads the window'
 row is first checked for the needle's longest run of characters that no case folding changes
 (`verbatim_run`, e.g. ` 4242 ` of `vendor 4242 processed`) by a plain `strpos` (~0.1 µs),
 and only the rows holding it by `strpos(lower(body), …)`: `lower()` converts every character
-of the body (~2 µs under the C.UTF-8 locale) and was most of a rare needle's time.
+of the body (~2 µs under the C.UTF-8 locale) and was most of a rare needle's time. A trace id
+is looked for the same way: its code (`trace_code`) is among its records' block's codes, and
+only those blocks' rows are read (there is no per-record trace id index, migration 0032).
 """
 
 # _FILTERS is a constant of this module; every value is a bound parameter.
@@ -21,7 +23,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
-from monitoring_core.logs.trigrams import needle_trigrams, verbatim_run
+from monitoring_core.logs.trigrams import needle_trigrams, trace_code, verbatim_run
 
 __all__ = [
     "PROBE_BLOCKS",
@@ -158,7 +160,9 @@ def _params(
         "svc": service,
         "sev": min_severity,
         "pat": contains or None,
-        "q": needle_trigrams(contains) if contains else [],
+        # a trace id's code narrows the blocks too (no per-record trace index, 0032)
+        "q": (needle_trigrams(contains) if contains else [])
+        + ([trace_code(trace_id)] if trace_id else []),
         "run": verbatim_run(contains) if contains else "",
         "tid": trace_id,
         "attr": orjson.dumps({attribute[0]: attribute[1]}).decode() if attribute else None,

@@ -2,7 +2,7 @@
 
 Rows go in blocks: one per service and UTC day of a batch, its id from `log_block_seq`. Every
 row carries its block id; the block's earliest row also carries `block_trgm` (the distinct
-body trigrams of the block, `logs.trigrams`) and `block_end` (its latest time), which the
+body trigrams and words of the block and its trace ids' codes, `logs.trigrams`) and `block_end` (its latest time), which the
 substring search reads through a GIN index (`logs.queries`). Every write adds its records and
 body bytes to `log_volume` (per UTC day and service); `admit` applies the daily cap first.
 """
@@ -42,7 +42,7 @@ LOG_COLUMNS = (
 )
 _BLOCK_COLUMNS = (("block", "int8"), ("block_trgm", "int4[]"), ("block_end", "timestamptz"))
 CAP_SETTING = "MONITORING_LOG_RECORDS_PER_SERVICE_DAY"
-_SERVICE, _BODY = 6, 3  # positions in LOG_COLUMNS order
+_SERVICE, _BODY, _TRACE = 6, 3, 4  # positions in LOG_COLUMNS order
 # attributes and resource as jsonb's binary wire form through the bytea dumper (traces.store)
 _COPY_TYPES = [
     *("bytea" if kind == "jsonb" else kind for _, kind in LOG_COLUMNS),
@@ -106,7 +106,7 @@ def block_rows(
     """One block's rows in COPY form (`copy_block_rows`) and its bodies' UTF-8 bytes: every
     row carries the block id, the earliest also its codes and latest time. `resources`
     remembers the resources already encoded (a request's records share one)."""
-    codes, size = block_summary([row[_BODY] for row in members])
+    codes, size = block_summary([row[_BODY] for row in members], [row[_TRACE] for row in members])
     times = [row[0] for row in members]
     first, end = times.index(min(times)), max(times)
     out = [

@@ -43,6 +43,7 @@ __all__ = [
     "block_trigrams",
     "fold",
     "needle_trigrams",
+    "trace_code",
     "verbatim_run",
 ]
 
@@ -82,22 +83,34 @@ def block_trigrams(bodies: Sequence[str]) -> list[int]:
     return block_summary(bodies)[0]
 
 
-def block_summary(bodies: Sequence[str]) -> tuple[list[int], int]:
+def trace_code(trace_id: str) -> int:
+    """The code of a trace id in its records' block: its word code (migration 0032), so
+    "logs of this trace" asks the GIN index instead of a per-record index."""
+    return _word_code(fold(trace_id))
+
+
+def block_summary(
+    bodies: Sequence[str], trace_ids: Sequence[str | None] = ()
+) -> tuple[list[int], int]:
     """(the block's codes: distinct trigrams sorted, windows across two bodies left out, then
-    its words' codes; the bodies' UTF-8 bytes). One encoding of the whole block."""
+    its words' codes and its records' trace ids' codes; the bodies' UTF-8 bytes). One
+    encoding of the whole block."""
+    traces = {trace_code(t) for t in set(trace_ids) if t}
     if not bodies:
-        return [], 0
+        return sorted(traces), 0
     data = "\x00".join(bodies).encode("utf-8", "surrogatepass").lower()  # = fold, once
     size = len(data) - (len(bodies) - 1)
     raw = np.frombuffer(data, dtype=np.uint8)
     codes = _codes(data)
     if not codes.size:
-        return [], size
+        return sorted(traces), size
     # a window touching a separator is no trigram of any body (bodies hold no NUL)
     keep = (raw[:-2] != 0) & (raw[1:-1] != 0) & (raw[2:] != 0)
     # the words' CRC-32s by map (C), their codes by numpy: ~3x faster than _word_code each
     crcs = np.fromiter(map(zlib.crc32, set(data.translate(_SEPARATORS).split())), np.int64)
-    words = np.unique(crcs % _WORD_SPAN + _WORD_BASE)
+    words = np.unique(
+        np.concatenate((crcs % _WORD_SPAN + _WORD_BASE, np.fromiter(traces, np.int64)))
+    )
     trigrams = np.sort(pd.unique(codes[keep]))  # hashing, then sorting the few distinct
     return trigrams.tolist() + words.tolist(), size
 
