@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from monitoring_core.accounts import ApiKey
 from monitoring_core.api.body import MAX_DEPTH, too_deep
 from monitoring_core.api.keys import KeyCache
 from monitoring_core.api.routes_errors import LEAN_ROUTES
+from monitoring_core.errors import scrub
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.errors.scrub import REDACTED, Scrubber
 from monitoring_core.errors.store import (
@@ -221,6 +223,84 @@ def test_scrubbing_nested_data_equals_the_plain_walk() -> None:
     for _ in range(3000):
         value = _random_data(rng, rng.randrange(1, 6))
         assert scrubber.data(value) == _reference_data(Scrubber(), value)
+
+
+# ---------------------------------------------------------------- gated text rules
+def _reference_scrub_text(value: str) -> str:
+    """Scrubber._scrub_text as it was before its per-pattern gates: every substitution whose
+    trigger word occurs runs, and all four digit patterns run whenever a digit run does."""
+    lower = value.lower()
+    if len(lower) > 128 or scrub._ANY_TRIGGER.search(lower) is not None:
+        for index in sorted({i for t, i in scrub._TRIGGERS if t in lower}):
+            _, pattern, repl = scrub._RULES[index]
+            value = pattern.sub(repl, value)
+    if scrub._DIGIT_RUN.search(value):
+        value = scrub._IBAN.sub(scrub._iban, value)
+        value = scrub._SSN.sub(REDACTED, value)
+        value = scrub._CARD.sub(scrub._card, value)
+        value = scrub._PHONE.sub(scrub._phone, value)
+    if re.search(r"\d\d ?\d\d ?\d\d", value):
+        value = scrub._NINO.sub(REDACTED, value)
+    return value
+
+
+# Pieces that each pattern, gate or near miss is made of; strings are random runs of them.
+_PIECES = [
+    "GB82 WEST 1234 5698 7654 32",
+    "GB82WEST12345698765432",
+    "DE89 3704 0044 0532 0130 00",
+    "GB00 WEST 1234 5698 7654 32",
+    "QQ 12 34 56 C",
+    "AB123456C",
+    "ab123456c",
+    "BG 12 34 56 A",
+    "123-45-6789",
+    "123 45 6789",
+    "000-12-3456",
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1112",
+    "4111111111111111",
+    "+44 20 7946 0958",
+    "(555) 123-4567",
+    "020 7946 0958",
+    "555.123.4567",
+    "https://user:pw@host.example/x",
+    "https://shop.example.com/api/v1/orders/46993",
+    "postgres://db:5432/x",
+    "mail me@x.org",
+    "token=abc123",
+    "password: hunter2",
+    "api_key",
+    "key",
+    "sig",
+    "=",
+    ":",
+    "@",
+    "Bearer abcdefghijk",
+    "eyJhbGciOi.eyJzdWIiOi.sig",
+    "sk_live_abcdef0123456789",
+    "order 833820 failed",
+    "'ord_12345678'",
+    "2026-12-03T03:31:55.123456+00:00",
+    "9e53e64a06254ee2bf5bec5f34bfc693",
+    "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",
+    "12 34 56",
+    "AB",
+    "C",
+    "-",
+    " ",
+    "\n",
+    "x",
+    "7",
+]
+
+
+def test_gated_text_rules_equal_the_ungated_ones() -> None:
+    rng = random.Random(13)
+    scrubber = Scrubber()
+    for _ in range(20_000):
+        text = "".join(rng.choice(_PIECES) for _ in range(rng.randrange(1, 6)))
+        assert scrubber._scrub_text(text) == _reference_scrub_text(text), text
 
 
 # ---------------------------------------------------------------- small batches in one statement
