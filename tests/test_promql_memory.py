@@ -171,7 +171,6 @@ def test_a_query_past_the_sample_limit_is_refused_with_prometheus_error(
     engine: Engine,
     read_key: str,
     now: datetime,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with engine.begin() as conn:
         _load(conn, now, seed=5)
@@ -186,18 +185,21 @@ def test_a_query_past_the_sample_limit_is_refused_with_prometheus_error(
         want = range_query(conn, query, start_ms, end_ms, 60_000)
     assert want["result"] and reply.json() == {"status": "success", "data": want}
 
-    limited = dataclasses.replace(api_app.state.settings, promql_max_samples=100)
-    monkeypatch.setattr(api_app.state, "settings", limited)
-    for path in ("/api/v1/query_range", "/api/v1/query"):
-        reply = httpx.get(f"{api_server}{path}", params=params, headers=headers)
-        assert reply.status_code == 422, path
-        body = reply.json()
-        assert body["status"] == "error" and body["errorType"] == "execution"
-        assert body["error"].startswith(
-            "query processing would load too many samples into memory in query execution"
-        )
-        assert "100" in body["error"] and "MONITORING_PROMQL_MAX_SAMPLES" in body["error"]
-        params = {"query": "mem_temperature[1h]", "time": end_ms / 1000}
+    original = api_app.state.settings
+    api_app.state.settings = dataclasses.replace(original, promql_max_samples=100)
+    try:
+        for path in ("/api/v1/query_range", "/api/v1/query"):
+            reply = httpx.get(f"{api_server}{path}", params=params, headers=headers)
+            assert reply.status_code == 422, path
+            body = reply.json()
+            assert body["status"] == "error" and body["errorType"] == "execution"
+            assert body["error"].startswith(
+                "query processing would load too many samples into memory in query execution"
+            )
+            assert "100" in body["error"] and "MONITORING_PROMQL_MAX_SAMPLES" in body["error"]
+            params = {"query": "mem_temperature[1h]", "time": end_ms / 1000}
+    finally:
+        api_app.state.settings = original
 
 
 def test_the_query_slots_wait_refuse_and_are_given_back() -> None:
