@@ -96,12 +96,12 @@ def test_a_link_opens_the_checks_ping_log(engine: Engine, logged_in_app: AppFact
     assert "hunter2" not in log.to_string()
     assert "Responders and admins can pause this check." in text
     assert "health_pause" not in [b.key for b in at.button]  # viewers cannot pause
-    at.segmented_control[0].set_value("Timeline").run()
+    at.segmented_control(key="url_tab").set_value("Timeline").run()
     assert at.query_params["tab"] == "Timeline"
     assert len(at.get("plotly_chart")) == 1 and "Over this range: " in _text(at)
     changes = table_with(at, "When", "From", "To", "Why")
     assert list(changes["To"]) == ["up"] and list(changes["Why"]) == ["ping received"]
-    at.segmented_control[0].set_value("Log").run()
+    at.segmented_control(key="url_tab").set_value("Log").run()
     assert "tab" not in at.query_params and at.query_params["check"] == str(beat)  # Log: default
 
 
@@ -149,9 +149,9 @@ def test_a_new_check_is_in_the_selector_at_once(engine: Engine, logged_in_app: A
 def test_a_link_opens_a_probes_response_times(engine: Engine, logged_in_app: AppFactory) -> None:
     _seed(engine)
     at = _open(logged_in_app, Role.VIEWER, check="1", tab="Response times")  # "api up", a probe
-    assert at.segmented_control[0].value == "Response times"
+    assert at.segmented_control(key="url_tab").value == "Response times"
     assert len(at.get("vega_lite_chart")) == 1  # st.line_chart
-    at.segmented_control[0].set_value("Log").run()
+    at.segmented_control(key="url_tab").set_value("Log").run()
     assert not at.get("vega_lite_chart")  # read and drawn on its own tab only
     log = table_with(at, "When", "Result", "Status after", "Response time", "Message")
     assert list(log["Result"]) == ["OK"] and list(log["Status after"]) == ["up"]

@@ -72,7 +72,7 @@ def test_it_shows_status_uptime_and_history(engine: Engine, logged_in_app: AppFa
     at.selectbox(key="url_check").set_value(beat_id).run()
     assert not at.exception
     assert any("/api/monitoring/heartbeat/" in c.value for c in at.code)
-    at.segmented_control[0].set_value("Timeline").run()
+    at.segmented_control(key="url_tab").set_value("Timeline").run()
     flips = table_with(at, "From", "To", "Why")
     assert list(flips["To"]) == ["down", "up"]
     assert [b.key for b in at.button] == ["logout"]  # viewers see no admin actions
@@ -123,6 +123,9 @@ def test_it_puts_a_health_card_on_the_overview(engine: Engine, logged_in_app: Ap
 def test_it_lets_an_admin_add_a_collector(engine: Engine, logged_in_app: AppFactory) -> None:
     at = logged_in_app(Role.ADMIN).run()
     at.switch_page(PAGE).run()
+    assert "No SQL collectors or scrapes yet" not in _text(at)  # another section
+    at.segmented_control(key="health_section").set_value("collectors").run()
+    assert at.query_params["section"] == "collectors"
     assert "No SQL collectors or scrapes yet" in _text(at)
     at.text_input(key="collector_name").input("Users")
     next(b for b in at.button if b.label == "Add collector").click().run()
