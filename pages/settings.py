@@ -1,5 +1,10 @@
-"""Settings (admins): notification channels (test send, enable/disable, delete) and escalation
-policies."""
+"""Settings (admins): notification channels (test send, enable/disable, delete), escalation
+policies, on-call schedules, API keys and users.
+
+One section at a time, named in the URL (`?tab=Schedules`), so a link opens it and an action's
+rerun keeps it open; only the open section's tables and forms are read and drawn (all four
+together were ~1,900 elements, most of a click's time in the browser).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from monitoring_core.notify.delivery import channel_health, delivery_log
 from monitoring_core.policies.service import policy_create
 from monitoring_core.policies.store import list_policies
 from ui import actions as ui_actions
-from ui import auth, data, fmt, widgets
+from ui import auth, data, fmt, url_state, widgets
 from ui.account_admin import keys_and_users
 from ui.oncall import schedules_section
 
@@ -37,15 +42,7 @@ user = auth.require_role(Role.ADMIN)
 settings = data.get_settings()
 now = widgets.current_now()
 FLASH = "settings_flash"
-
-st.title("Settings")
-ui_actions.show_flash(FLASH)
-
-st.subheader("Notification channels")
-channels = data.read_or_stop(list_channels)
-health = {h["id"]: h for h in data.read_or_stop(channel_health, since=now - timedelta(days=1))}
-
-
+SECTIONS = ["Channels", "Escalation policies", "Schedules", "API keys and users"]
 ACTOR, ROLE = user_actor(user.username), user.role.value
 
 
@@ -77,8 +74,7 @@ def _test_send(engine: Engine, channel_id: int) -> None:
         raise _TestFailed(result.error)
 
 
-for channel in channels:
-    h = health.get(channel["id"], {})
+def _channel_row(channel: dict[str, Any], h: dict[str, Any]) -> None:
     cid, enabled = channel["id"], channel["is_enabled"]
     cols = st.columns([3, 2, 1, 1, 1])
     cols[0].markdown(
@@ -116,7 +112,9 @@ for channel in channels:
             channel_id=cid,
         )
 
-with st.expander("Delivery log (24 h): each notification's outcome, as on incident timelines"):
+
+def _delivery_log() -> None:
+    """The last day's deliveries, read only when the expander's section is open."""
     log = data.read_or_stop(delivery_log, since=now - timedelta(days=1), limit=500)
     rows = [
         {
@@ -134,55 +132,77 @@ with st.expander("Delivery log (24 h): each notification's outcome, as on incide
     columns = ["When", "Channel", "Outcome", "Attempts", "Kind", "Incident", "Title", "Error"]
     st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True)
 
-with st.form("new_channel"):
-    name = st.text_input("Name", key="channel_name")
-    url = st.text_input(
-        "Apprise URL (e.g. slack://…, mailto://…, json://host/path)", key="channel_url"
-    )
-    if st.form_submit_button("Add channel"):
-        ui_actions.run(
-            FLASH,
-            lambda conn: notify_service.save_channel(
-                conn,
-                channel_id=None,
-                body={"name": name, "url": url},
-                actor=ACTOR,
-                role=ROLE,
-                now=clock.now(),
-            ),
-            done=lambda saved: f"Channel {fmt.md_escape(saved['name'])} added",
-            refused=(ChannelInvalid,),
+
+def _channels_section() -> None:
+    st.subheader("Notification channels")
+    channels = data.read_or_stop(list_channels)
+    since = now - timedelta(days=1)
+    health = {h["id"]: h for h in data.read_or_stop(channel_health, since=since)}
+    for channel in channels:
+        _channel_row(channel, health.get(channel["id"], {}))
+    with st.expander("Delivery log (24 h): each notification's outcome, as on incident timelines"):
+        _delivery_log()
+    with st.form("new_channel"):
+        name = st.text_input("Name", key="channel_name")
+        url = st.text_input(
+            "Apprise URL (e.g. slack://…, mailto://…, json://host/path)", key="channel_url"
         )
+        if st.form_submit_button("Add channel"):
+            ui_actions.run(
+                FLASH,
+                lambda conn: notify_service.save_channel(
+                    conn,
+                    channel_id=None,
+                    body={"name": name, "url": url},
+                    actor=ACTOR,
+                    role=ROLE,
+                    now=clock.now(),
+                ),
+                done=lambda saved: f"Channel {fmt.md_escape(saved['name'])} added",
+                refused=(ChannelInvalid,),
+            )
 
-st.subheader("Escalation policies")
-policies = data.read_or_stop(list_policies)
-st.dataframe(
-    pd.DataFrame(policies, columns=["id", "name", "steps", "repeat", "is_wedding_day"]),
-    hide_index=True,
-)
-with st.form("new_policy"):
-    policy_name = st.text_input("Name", key="policy_name")
-    steps = st.text_area(
-        "Steps (JSON)",
-        '[{"after_minutes": 0, "schedules": [], "users": [], "channels": []}]',
-        key="policy_steps",
-        help="Each step pages channel ids, people (user ids: their contact methods) and "
-        "schedules (schedule ids: whoever is on call then); ids are listed under Schedules.",
+
+def _policies_section() -> None:
+    st.subheader("Escalation policies")
+    policies = data.read_or_stop(list_policies)
+    st.dataframe(
+        pd.DataFrame(policies, columns=["id", "name", "steps", "repeat", "is_wedding_day"]),
+        hide_index=True,
     )
-    wedding = st.checkbox("Use on Saturdays (wedding-day policy)")
-    if st.form_submit_button("Add policy"):
-
-        def add_policy(conn: Connection) -> dict[str, Any]:
-            body = {"name": policy_name, "steps": json.loads(steps), "is_wedding_day": wedding}
-            return policy_create(conn, body=body, actor=ACTOR, role=ROLE, now=clock.now())
-
-        ui_actions.run(
-            FLASH,
-            add_policy,
-            done=f"Policy {fmt.md_escape(policy_name)} added",
-            failed="Policy not added: ",
-            refused=(ValueError, IntegrityError),
+    with st.form("new_policy"):
+        policy_name = st.text_input("Name", key="policy_name")
+        steps = st.text_area(
+            "Steps (JSON)",
+            '[{"after_minutes": 0, "schedules": [], "users": [], "channels": []}]',
+            key="policy_steps",
+            help="Each step pages channel ids, people (user ids: their contact methods) and "
+            "schedules (schedule ids: whoever is on call then); ids are listed under Schedules.",
         )
+        wedding = st.checkbox("Use on Saturdays (wedding-day policy)")
+        if st.form_submit_button("Add policy"):
 
-schedules_section(FLASH, user, now, data.business_tz())
-keys_and_users(FLASH, user)
+            def add_policy(conn: Connection) -> dict[str, Any]:
+                body = {"name": policy_name, "steps": json.loads(steps), "is_wedding_day": wedding}
+                return policy_create(conn, body=body, actor=ACTOR, role=ROLE, now=clock.now())
+
+            ui_actions.run(
+                FLASH,
+                add_policy,
+                done=f"Policy {fmt.md_escape(policy_name)} added",
+                failed="Policy not added: ",
+                refused=(ValueError, IntegrityError),
+            )
+
+
+st.title("Settings")
+ui_actions.show_flash(FLASH)
+section = url_state.tabs(SECTIONS, param="tab")
+if section == "Escalation policies":
+    _policies_section()
+elif section == "Schedules":
+    schedules_section(FLASH, user, now, data.business_tz())
+elif section == "API keys and users":
+    keys_and_users(FLASH, user)
+else:
+    _channels_section()

@@ -162,7 +162,9 @@ def test_it_adds_an_escalation_policy_in_settings(
 
     at = logged_in_app(Role.ADMIN)
     at.run()
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("pages/settings.py")
+    at.query_params["tab"] = "Escalation policies"  # one section at a time, named in the URL
+    at.run()
     at.text_input(key="policy_name").input("Night shift")
     at.text_area(key="policy_steps").input("not json")
     next(b for b in at.button if b.label == "Add policy").click().run()
@@ -170,6 +172,8 @@ def test_it_adds_an_escalation_policy_in_settings(
     at.text_area(key="policy_steps").input('[{"after_minutes": 0, "channels": []}]')
     next(b for b in at.button if b.label == "Add policy").click().run()
     assert not at.exception and any("Policy Night shift added" in s.value for s in at.success)
+    assert at.button_group(key="url_tab").value == "Escalation policies"  # the action kept it
+    assert not any(b.label == "Add channel" for b in at.button)  # only the open section drawn
     with engine.connect() as conn:
         assert conn.execute(select(escalation_policies.c.name)).scalars().all() == ["Night shift"]
         assert conn.execute(select(audit_log.c.action, audit_log.c.target)).all() == [

@@ -257,7 +257,9 @@ def test_settings_sets_a_keys_point_rate(engine: Engine, logged_in_app: AppFacto
         key_id = conn.execute(select(api_keys.c.id)).scalar_one()
     at = logged_in_app(Role.ADMIN)
     at.run()
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("pages/settings.py")
+    at.query_params["tab"] = "API keys and users"
+    at.run()
     assert any("0 means unlimited" in c.value for c in at.caption)
     at.selectbox(key="apikey_pick").select(key_id)
     at.number_input(key="apikey_new_points").set_value(250)

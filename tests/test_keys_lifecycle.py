@@ -283,7 +283,9 @@ def test_it_manages_keys_and_users_on_the_settings_page(
         kim = create_user(conn, username="kim", password="first-password", role=Role.VIEWER).id
     at = logged_in_app(Role.ADMIN)
     at.run()
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("pages/settings.py")
+    at.query_params["tab"] = "API keys and users"
+    at.run()
     me = at.session_state[USER_KEY]
     at.text_input(key="apikey_name").input("status page")
     at.selectbox(key="apikey_scope").select("read")
