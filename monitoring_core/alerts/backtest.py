@@ -31,7 +31,9 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest_quiet import Bounds, quiet_steps, read_bounds, skips
 from monitoring_core.alerts.engine import (
+    ACTIVE,
     AlertState,
     Check,
     Decision,
@@ -50,6 +52,7 @@ from monitoring_core.alerts.store import RuleNotFound, get_rule
 from monitoring_core.prometheus.promql.model import QueryError
 from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
+from monitoring_core.wedding_calendar import season_adjusted_threshold, season_strictness
 
 __all__ = ["MAX_STEPS", "RAW_LIMIT", "backtest", "steps_of"]
 
@@ -61,16 +64,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 
-def _step(start: datetime, end: datetime) -> timedelta:
-    """One evaluation per minute, coarser for long ranges (at most MAX_STEPS)."""
+def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta:
+    """One evaluation per minute: over any range for rules whose quiet minutes are found
+    from the rollups (`backtest_quiet.skips`), else coarser for long ranges (at most
+    MAX_STEPS)."""
+    if rule is not None and skips(rule):
+        return MINUTE
     minutes = max(1, int((end - start) / timedelta(minutes=1)) // MAX_STEPS + 1)
     return timedelta(minutes=minutes)
 
 
-def steps_of(start: datetime, end: datetime) -> list[datetime]:
+def steps_of(start: datetime, end: datetime, rule: Rule | None = None) -> list[datetime]:
     """The moments a backtest of [start, end] evaluates at: multiples of its step since the
     epoch (the same moments for every backtest with that step)."""
-    step = _step(start, end)
+    step = _step(start, end, rule)
     first = _EPOCH + -((_EPOCH - start) // step) * step  # start rounded up to a step
     return [first + i * step for i in range(int((end - first) / step) + 1)]
 
@@ -82,63 +89,84 @@ def _epoch_s(moment: datetime) -> float:
 
 def _live_series(
     conn: Connection, rule: Rule, steps: list[datetime]
-) -> Iterator[series_mod.Keyed] | None:
+) -> Callable[[datetime], series_mod.Keyed] | None:
     """Per step, the series the live cycle would have read at that moment (None: the rule
     does not read metric points by the minute).
 
     A window up to `series.RAW_MAX` is built from the raw points in its span; a longer one
     from the 1-minute rollups before the last `RAW_TAIL` and the raw points since
     (`series.long_window`, as the cycle). The raw points of the whole range are read once
-    when there are at most RAW_LIMIT of them, else each step reads its own as a cycle does."""
+    when there are at most RAW_LIMIT of them, else each step reads its own as a cycle does.
+    A short window whose raw points are gone (kept 14 days by default, the rollups 90) is
+    read from the rollups, as the cycle does when there are too many raw points."""
     key = series_mod.fetch_key(rule)
     span = series_mod.lookback(rule)
     if key is None or key.kind != "minute":
         return None
     raw_span = series_mod.RAW_TAIL if key.long else span
     raw_at = _raw_source(conn, key.metric, steps, raw_span)
-    rollups = _rollup_source(conn, key, steps, span) if key.long else None
+    held: list[Callable[[datetime, datetime], dict[tuple, dict[datetime, float]]]] = []
 
-    def per_step() -> Iterator[series_mod.Keyed]:
-        for at in steps:
-            reader = series_mod.SeriesReader(conn, at, views=True)
-            reader.raw_cache[key.metric] = raw_at(at)
-            if rollups is None:
-                grouped = reader.fetch(key, span)
-            else:
-                raw_from = floor_to(at - series_mod.RAW_TAIL, MINUTE)
-                tail = reader._raw_points(key, reader.raw_cache[key.metric], raw_from)
-                grouped = series_mod.long_window(
-                    rollups(floor_to(at - span, MINUTE), at), tail, raw_from, at
-                )
-            yield series_mod.for_rule(rule, key, grouped)
+    def rollups(lo: datetime, hi: datetime) -> dict[tuple, dict[datetime, float]]:
+        if not held:  # read when first needed
+            held.append(_rollup_source(conn, key, steps, span))
+        return held[0](lo, hi)
 
-    return per_step()
+    def at_step(at: datetime) -> series_mod.Keyed:
+        reader = series_mod.SeriesReader(conn, at, views=True)
+        raw = reader.raw_cache[key.metric] = raw_at(at)
+        if not key.long and (raw is None or len(raw.t)):
+            grouped = reader.fetch(key, span)
+        elif not key.long:  # no raw points left: the rollups alone
+            grouped = series_mod.long_window(rollups(floor_to(at - span, MINUTE), at), {}, at, at)
+        else:
+            raw_from = floor_to(at - series_mod.RAW_TAIL, MINUTE)
+            tail = reader._raw_points(key, raw, raw_from)
+            grouped = series_mod.long_window(
+                rollups(floor_to(at - span, MINUTE), at), tail, raw_from, at
+            )
+        return series_mod.for_rule(rule, key, grouped)
+
+    return at_step
+
+
+RAW_BLOCK = timedelta(hours=3)  # raw points are read for this many hours of steps at once
 
 
 def _raw_source(
     conn: Connection, metric: str, steps: list[datetime], raw_span: timedelta
 ) -> Callable[[datetime], RawMetric | None]:
-    """`at -> what raw.read_raw returns at at` (points in (since, at], since a minute floor)."""
-    since = floor_to(steps[0] - raw_span, MINUTE)
-    raw = read_raw(conn, {metric: since}, now=steps[-1], limit=RAW_LIMIT)[metric]
-    if raw is None:  # too many for one read: each step reads its own, as a cycle does
+    """`at -> what raw.read_raw returns at at` (points in (since, at], since a minute floor).
 
-        def own(at: datetime) -> RawMetric | None:
+    Read in blocks of RAW_BLOCK of steps (up to RAW_LIMIT points each), when a step of the
+    block is first evaluated: a long backtest that skips quiet steps reads only around the
+    steps it evaluates. A block over RAW_LIMIT: each of its steps reads its own."""
+    block: list[Any] = []  # [first, last, t, v, s, dims] or [first, last, None, ...]
+
+    def load(at: datetime) -> None:
+        last = min(at + RAW_BLOCK, steps[-1])
+        since = floor_to(at - raw_span, MINUTE)
+        raw = read_raw(conn, {metric: since}, now=last, limit=RAW_LIMIT)[metric]
+        if raw is None:
+            block[:] = [at, last, None, None, None, None]
+            return
+        order = np.argsort(raw.t, kind="stable")
+        block[:] = [at, last, raw.t[order], raw.v[order], raw.s[order], raw.dims]
+
+    def at_step(at: datetime) -> RawMetric | None:
+        if not block or not block[0] <= at <= block[1]:
+            load(at)
+        _first, _last, t, v, s, dims = block
+        if t is None:  # too many for one read: this step reads its own, as a cycle does
             wanted = {metric: floor_to(at - raw_span, MINUTE)}
             return read_raw(conn, wanted, now=at, limit=series_mod.RAW_LIMIT)[metric]
-
-        return own
-    order = np.argsort(raw.t, kind="stable")
-    t, v, s = raw.t[order], raw.v[order], raw.s[order]
-
-    def sliced(at: datetime) -> RawMetric | None:
         lo = int(np.searchsorted(t, _epoch_s(floor_to(at - raw_span, MINUTE)), side="right"))
         hi = int(np.searchsorted(t, _epoch_s(at), side="right"))
         if hi - lo > series_mod.RAW_LIMIT:  # the cycle's read gives up: rollups
             return None
-        return RawMetric(raw.dims, t[lo:hi], v[lo:hi], s[lo:hi])
+        return RawMetric(dims, t[lo:hi], v[lo:hi], s[lo:hi])
 
-    return sliced
+    return at_step
 
 
 def _rollup_source(
@@ -277,37 +305,94 @@ def _promql_replay(
 
 
 def _replay(
-    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo, *, skip: bool = True
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """The live cycle's decisions for this rule at each step (see the module docstring);
     series: per alert key the value the engine compared at each step, or (read from the
-    rollups) the points of the range."""
-    per_step = _live_series(conn, rule, steps)
+    rollups) the points of the range.
+
+    A step `backtest_quiet` finds quiet is skipped while no instance is active (`skip`);
+    the engine's decision there would keep every state and notify nobody. Also returns how
+    many steps were evaluated."""
+    at_step = _live_series(conn, rule, steps)
     series: list[dict[str, Any]] | None = None
-    if per_step is None:
+    quiet: list[bool] | None = None
+    if at_step is None:
         keyed = _keyed(conn, rule, steps[0], steps[-1])
-        per_step = _sliced(keyed, steps, series_mod.lookback(rule))
+        sliced = _sliced(keyed, steps, series_mod.lookback(rule))
+        at_step = lambda _at: next(sliced)  # noqa: E731 (every step, in order)
         series = [
             {"alert_key": k, "points": [[p.time, p.value] for p in pts if p.time >= steps[0]]}
             for k, (_d, pts) in keyed.items()
         ]
+    elif skip and skips(rule):
+        reach = series_mod.lookback(rule) + 2 * MINUTE
+        bounds = read_bounds(conn, rule, steps[0] - reach, steps[-1])
+        quiet = quiet_steps(rule, bounds, steps, _limits(rule, tz)).tolist()
+        if rule.condition.type == "threshold":
+            series = _bounds_series(rule, bounds, steps)
     known: dict[str, Known] = {}
+    active: set[str] = set()
     events: list[dict[str, Any]] = []
     values: dict[str, list[list[Any]]] = {}
-    for at, keyed_now in zip(steps, per_step, strict=True):
-        for key, dims, decision, present in evaluate_keys(rule, keyed_now, known, at, tz=tz):
+    evaluated = 0
+    for i, at in enumerate(steps):
+        if quiet is not None and quiet[i] and not active:
+            continue
+        evaluated += 1
+        for key, dims, decision, present in evaluate_keys(rule, at_step(at), known, at, tz=tz):
             if present and decision.check.value is not None:
                 values.setdefault(key, []).append([at, decision.check.value])
-            if decision.state.status is None:  # a quiet key the cycle would not store
+            status = decision.state.status
+            if status is None:  # a quiet key the cycle would not store
                 continue
             known[key] = Known(_after(decision, at), decision.severity, dims)
+            if status in ACTIVE:
+                active.add(key)
+            else:
+                active.discard(key)
             if decision.changed or decision.notify:
                 events.append(_event(at, key, decision))
     if series is None:
         series = [{"alert_key": k, "points": pts} for k, pts in values.items()] or [
             {"alert_key": "", "points": []}
         ]
-    return events, series
+    return events, series, evaluated
+
+
+def _limits(rule: Rule, tz: ZoneInfo) -> list[float]:
+    """Every threshold the calendar can make of the rule's value (its peak-season one too)."""
+    cond = rule.condition
+    limits = [cond.value]
+    if rule.wedding_season_adjustment:
+        limits.append(season_adjusted_threshold(cond.value, cond.operator, season_strictness(tz)))
+    return limits
+
+
+DISPLAY_POINTS = 1_500
+
+
+def _bounds_series(
+    rule: Rule, bounds: dict[str, Bounds], steps: list[datetime]
+) -> list[dict[str, Any]]:
+    """For the chart: per key the 1-minute rollups of the rule's aggregation in the range
+    (percentiles and last: the minute's largest value), thinned to DISPLAY_POINTS."""
+    agg = rule.condition.aggregation
+    first = steps[0].timestamp()
+    out = []
+    for key, b in bounds.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = {"avg": b.total / b.n, "sum": b.total, "count": b.n, "min": b.lo}.get(agg, b.hi)
+        keep = b.m >= first
+        m, x = b.m[keep], value[keep]
+        every = max(1, -(-len(m) // DISPLAY_POINTS))
+        points = [
+            [_EPOCH + timedelta(seconds=t), float(v)]
+            for t, v in zip(m[::every].tolist(), x[::every].tolist(), strict=True)
+            if v == v
+        ]
+        out.append({"alert_key": key, "points": points})
+    return out or [{"alert_key": "", "points": []}]
 
 
 def _event(at: datetime, alert_key: str, decision: Decision) -> dict[str, Any]:
@@ -323,21 +408,29 @@ def _event(at: datetime, alert_key: str, decision: Decision) -> dict[str, Any]:
 
 
 def backtest(
-    conn: Connection, rule: Rule, *, start: datetime, end: datetime, tz: ZoneInfo
+    conn: Connection,
+    rule: Rule,
+    *,
+    start: datetime,
+    end: datetime,
+    tz: ZoneInfo,
+    skip_quiet: bool = True,
 ) -> dict[str, Any]:
     """Transitions the rule would have made in [start, end], per alert key, and its series.
 
     A composite rule replays its children (read from the database by id) and combines them
-    step by step; its series is the number of children holding."""
+    step by step; its series is the number of children holding. `skip_quiet=False`
+    evaluates every step (the differential test compares both)."""
     if rule.condition.type == "external":
         message = "an external rule's alerts come from Prometheus or Grafana: no history to replay"
         raise RuleInvalid([{"field": "condition_config.type", "message": message}])
-    step = _step(start, end)
-    steps = steps_of(start, end)
+    step = _step(start, end, rule)
+    steps = steps_of(start, end, rule)
     if not steps:
-        return {"step_seconds": step.total_seconds(), "fired_count": 0, "fired": [],
-                "events": [], "series": []}  # fmt: skip
+        return {"step_seconds": step.total_seconds(), "evaluated_steps": 0, "fired_count": 0,
+                "fired": [], "events": [], "series": []}  # fmt: skip
     events: list[dict[str, Any]] = []
+    evaluated = len(steps)
     if rule.condition.type == "promql":
         events, series = _promql_replay(conn, rule, steps, tz)
     elif rule.condition.type == "composite":
@@ -354,10 +447,11 @@ def backtest(
             }
         ]
     else:
-        events, series = _replay(conn, rule, steps, tz)
+        events, series, evaluated = _replay(conn, rule, steps, tz, skip=skip_quiet)
     fired = [e for e in events if e["notify"] == "firing"]
     return {
         "step_seconds": step.total_seconds(),
+        "evaluated_steps": evaluated,
         "fired_count": len(fired),
         "fired": fired,
         "events": events,

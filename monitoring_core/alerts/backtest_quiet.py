@@ -1,0 +1,198 @@
+"""Which minutes of a backtest certainly change nothing, from the 1-minute rollups' bounds.
+
+A backtest evaluates a metric threshold or absence rule every minute of its range, as often
+as the values it reads change, however long the range (90 days: 129,600 steps). Most of those
+steps are quiet: every key is clear of the threshold and no instance is active, so the
+engine keeps every state as it is (`engine._cleared` on an inactive state, `evaluate_keys`'s
+`quiet` keys) and notifies nobody. This module finds such steps without reading a point:
+from each key's 1-minute rollups (count, sum, min, max per minute, read in one statement)
+it bounds what the rule's window can hold at each step, and a step is quiet when
+
+- every key the step's read could hold certainly has data in its window (no "no data"), and
+  the bound is on the clear side of the threshold (for `>`: the largest value any point of
+  the window's minutes has is below it; avg, min, max, percentiles and last never exceed
+  that; sums and counts are bounded by count × extreme and by the counts), with room for
+  rounding; for absence: a point certainly fell inside the window;
+- a grouped rule certainly has some key (else it evaluates its "no data at all" key).
+
+The replay skips a quiet step only while no instance is active; every other step is
+evaluated by the engine on the series the cycle would have read, so skipping changes no
+decision (tests/test_backtest_live.py replays with and without skipping). The bounds are
+wide on purpose (a minute either side of the window): a step wrongly called busy costs one
+evaluation, one wrongly called quiet would lose a firing.
+"""
+
+# SQL here is assembled from this module's constants and `range_source`; values are bound.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.rules import Rule
+from monitoring_core.alerts.signals import is_windowed
+from monitoring_core.rollup_read import range_source
+from monitoring_core.timerange import TimeRange
+
+__all__ = ["Bounds", "quiet_steps", "read_bounds", "skips"]
+
+MINUTE = timedelta(minutes=1)
+_GREATER = ("greater_than", "greater_than_or_equal")
+_LESS = ("less_than", "less_than_or_equal")
+
+
+class Bounds:
+    """One group's 1-minute rollups: minute starts `m` (epoch s, sorted), point counts `n`,
+    and per minute the sum, smallest and largest value."""
+
+    __slots__ = ("m", "n", "total", "lo", "hi")
+
+    def __init__(self, m: Any, n: Any, total: Any, lo: Any, hi: Any) -> None:
+        self.m = np.asarray(m, dtype=np.float64)
+        self.n = np.asarray(n, dtype=np.float64)
+        self.total = np.asarray(total, dtype=np.float64)
+        self.lo = np.asarray(lo, dtype=np.float64)
+        self.hi = np.asarray(hi, dtype=np.float64)
+
+
+def skips(rule: Rule) -> bool:
+    """Whether this rule's quiet minutes can be found from the rollups (metric threshold and
+    absence rules read by the minute; the rest step as before)."""
+    cond = rule.condition
+    key = series_mod.fetch_key(rule)
+    if key is None or key.kind != "minute" or is_windowed(cond.metric):
+        return False
+    if cond.type == "absence":
+        return True
+    return cond.type == "threshold" and cond.operator in (*_GREATER, *_LESS)
+
+
+def read_bounds(conn: Connection, rule: Rule, start: datetime, end: datetime) -> dict[str, Bounds]:
+    """Per alert key of `rule` (as `series.for_rule` cuts them), its minutes in [start, end]."""
+    key = series_mod.fetch_key(rule)
+    assert key is not None
+    dims = list(key.dims)
+    names = ", ".join(f"coalesce(dimensions->>:g{i}, '') AS g{i}" for i in range(len(dims)))
+    groups = ", ".join(f"g{i}" for i in range(len(dims)))
+    source = range_source(
+        "metric",
+        TimeRange(start, end),
+        columns="series_id, bucket, count, sum, min, max",
+        where="series_id IN (SELECT id FROM sel)",
+        step=MINUTE,
+    )
+    per_minute = (
+        f"SELECT {groups + ', ' if groups else ''}date_part('epoch', r.bucket) AS e, "
+        "sum(r.count)::float8 AS n, sum(r.sum) AS total, min(r.min) AS lo, max(r.max) AS hi "
+        f"FROM ({source.sql}) r JOIN sel s ON s.id = r.series_id "
+        f"GROUP BY {groups + ', ' if groups else ''}r.bucket"
+    )
+    sql = (
+        f"WITH sel AS (SELECT id{', ' + names if names else ''} FROM metric_series "
+        "WHERE name = :name) "
+        f"SELECT {groups + ', ' if groups else ''}array_agg(e ORDER BY e), "
+        "array_agg(n ORDER BY e), array_agg(total ORDER BY e), array_agg(lo ORDER BY e), "
+        f"array_agg(hi ORDER BY e) FROM ({per_minute}) x"
+        + (f" GROUP BY {groups}" if groups else "")
+    )
+    params = {**source.params, "name": key.metric, **{f"g{i}": d for i, d in enumerate(dims)}}
+    grouped: dict[tuple, Any] = {}
+    for row in conn.execute(text(sql), params):
+        values = tuple(row[: len(dims)])
+        m, n, total, lo, hi = row[len(dims) :]
+        if m:
+            grouped[values] = Bounds(m, n, total, lo, hi)
+    keyed: Any = series_mod.for_rule(rule, key, grouped)  # the groups' bounds, by alert key
+    return {k: b for k, (_dims, b) in keyed.items()}
+
+
+def _sparse(values: np.ndarray, pick: Any) -> list[np.ndarray]:
+    """A sparse table: level j holds `pick` over values[i : i + 2**j]."""
+    table = [values]
+    width = 1
+    while 2 * width <= len(values):
+        prev = table[-1]
+        table.append(pick(prev[:-width], prev[width:]))
+        width *= 2
+    return table
+
+
+def _range(table: list[np.ndarray], a: np.ndarray, b: np.ndarray, pick: Any, empty: float) -> Any:
+    """`pick` over values[a:b] per pair (empty ranges give `empty`)."""
+    size = b - a
+    out = np.full(len(a), empty)
+    some = size > 0
+    if not some.any():
+        return out
+    level = np.zeros(len(a), dtype=np.int64)
+    level[some] = np.floor(np.log2(size[some])).astype(np.int64)
+    for j in np.unique(level[some]).tolist():
+        rows = some & (level == j)
+        left, right = a[rows], b[rows] - (1 << j)
+        out[rows] = pick(table[j][left], table[j][right])
+    return out
+
+
+def _cumulative(values: np.ndarray) -> np.ndarray:
+    return np.concatenate(([0.0], np.cumsum(values)))
+
+
+def _clear_of(
+    rule: Rule, bounds: Bounds, a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray,
+    limits: list[float],
+) -> np.ndarray:  # fmt: skip
+    """Per step: the threshold check certainly gives False (any point of the window's
+    minutes considered; `a:b` the widened minutes, `c:d` those certainly inside)."""
+    cond = rule.condition
+    agg = cond.aggregation
+    greater = cond.operator in _GREATER
+    if agg == "count":
+        counts = _cumulative(bounds.n)
+        top, bottom = counts[b] - counts[a], counts[d] - counts[c]
+    elif agg == "sum":
+        up = _cumulative(bounds.n * np.maximum(bounds.hi, 0.0))
+        down = _cumulative(bounds.n * np.minimum(bounds.lo, 0.0))
+        top, bottom = up[b] - up[a], down[b] - down[a]
+    else:  # avg, min, max, percentiles, last: within the extremes of the window's points
+        top = _range(_sparse(bounds.hi, np.maximum), a, b, np.maximum, -np.inf)
+        bottom = _range(_sparse(bounds.lo, np.minimum), a, b, np.minimum, np.inf)
+    clear = np.ones(len(a), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for limit in limits:
+            room = 1e-9 * max(1.0, abs(limit)) + 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
+            clear &= (top < limit - room) if greater else (bottom > limit + room)
+    return clear
+
+
+def quiet_steps(
+    rule: Rule, keyed: dict[str, Bounds], steps: list[datetime], limits: list[float]
+) -> np.ndarray:
+    """Per step, True when it certainly changes nothing while no instance is active (see the
+    module docstring). `limits`: every threshold the calendar can make of the rule's value."""
+    cond = rule.condition
+    at = np.array([s.timestamp() for s in steps])
+    window = cond.window_minutes * 60.0
+    span = series_mod.lookback(rule).total_seconds()
+    quiet = np.ones(len(at), dtype=bool)
+    some_key = np.zeros(len(at), dtype=bool)
+    for bounds in keyed.values():
+        m = bounds.m
+        a = np.searchsorted(m, at - span - 60.0, side="left")  # could be in the step's read
+        b = np.searchsorted(m, at, side="right")
+        c = np.searchsorted(m, at - window, side="left")  # certainly inside the window
+        d = np.searchsorted(m, at - 60.0, side="right")
+        present = b > a
+        inside = d > c
+        some_key |= inside
+        if cond.type == "absence":
+            fine = inside
+        else:
+            w_a = np.searchsorted(m, at - window - 60.0, side="left")
+            fine = inside & _clear_of(rule, bounds, w_a, b, c, d, limits)
+        quiet &= ~present | fine
+    return quiet & some_key  # else the "no data" key (or the grouped rule's) is evaluated
