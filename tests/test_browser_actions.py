@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from monitoring_core.accounts import add_user
 from monitoring_core.enums import Role
 from monitoring_core.incidents import service
+from monitoring_core.incidents.queries import incident_detail
 from tests.test_browser_links import CHROMIUM, _heading, _open, browser, ui_url
 
 pytestmark = [
@@ -73,6 +74,60 @@ def _reload(capture: Any, ws: Any) -> None:
     _idle(capture, ws)
 
 
+MAIN = "document.querySelector('[data-testid=stMain]').innerText"
+NOTE_BOX = "textarea[aria-label='Timeline note']"
+NOTE = "Rolled back the gallery worker to 4.12"
+
+
+def _button(text: str) -> str:
+    return (
+        "[...document.querySelectorAll('button')]"
+        f".find(b => b.innerText.trim() === {json.dumps(text)} && !b.disabled)"
+    )
+
+
+def _press(capture: Any, ws: Any, text: str) -> None:
+    """Click the button `text` from script (focus stays where it is) and return at once."""
+    assert capture._js(
+        ws, f"(() => {{ const b = {_button(text)}; if (b) b.click(); return !!b; }})()"
+    )
+
+
+def _keys(capture: Any, ws: Any, selector: str, text: str) -> None:
+    """Click into the box and type `text` key by key (CDP Input.insertText per character),
+    without leaving it: the value is the browser's until the box loses focus. (A headless
+    page has no window focus: focus emulation lets its elements take focus.)"""
+    capture._call(ws, "Emulation.setFocusEmulationEnabled", enabled=True)
+    _mouse_at(capture, ws, f"document.querySelector({json.dumps(selector)})")
+    assert capture._js(
+        ws, f"document.activeElement === document.querySelector({json.dumps(selector)})"
+    )
+    for char in text:
+        capture._call(ws, "Input.insertText", text=char)
+        time.sleep(0.02)
+
+
+def _mouse_click(capture: Any, ws: Any, text: str) -> None:
+    """A real mouse click on the button `text` (what blurs a focused box first)."""
+    _mouse_at(capture, ws, _button(text))
+
+
+def _mouse_at(capture: Any, ws: Any, element: str) -> None:
+    """A real mouse click in the middle of `element` (a JS expression)."""
+    capture._js(ws, f"{element}.scrollIntoView({{block: 'center', behavior: 'instant'}})")
+    time.sleep(0.2)
+    box = capture._js(
+        ws,
+        f"(() => {{ const r = {element}.getBoundingClientRect();"
+        " return JSON.stringify([r.x + r.width / 2, r.y + r.height / 2]); })()",
+    )
+    x, y = (float(c) for c in json.loads(box))
+    for kind in ("mousePressed", "mouseReleased"):
+        capture._call(
+            ws, "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
+        )
+
+
 def _text(capture: Any, ws: Any) -> str:
     return str(capture._js(ws, "document.querySelector('[data-testid=stMain]').innerText"))
 
@@ -105,6 +160,12 @@ def test_acting_on_an_incident_stays_on_it_and_the_phone_sidebar_closes(
     _heading(capture, ws, "Incidents")
     _idle(capture, ws)
     assert "Gallery uploads stuck" in _text(capture, ws)
+    # Streamlit's "Page not found" dialog from the link opened before signing in stays over
+    # the page after it (a modal: mouse clicks and typing go nowhere until it is closed)
+    capture._js(
+        ws, "document.querySelector('[data-testid=stDialog] button[aria-label=Close]')?.click()"
+    )
+    capture._wait_for(ws, "!document.querySelector('[data-testid=stDialog]')", 10)
 
     _click(capture, ws, "Acknowledge", then="Acknowledge done")
     assert "Gallery uploads stuck" in _text(capture, ws)
@@ -112,9 +173,24 @@ def test_acting_on_an_incident_stays_on_it_and_the_phone_sidebar_closes(
 
     # Two lifecycle steps with the status choice as it stands: it must already offer the
     # next step (it lagged one step), and the detail must stay on this incident.
-    _click(capture, ws, "Change status", then="Status done")
+    # Typing while an action's reruns are under way: start the next step, and type a note at
+    # once, as a person does (keystrokes into the focused box, not committed yet). The text
+    # must still be there when the page settles, and "Add note" (a real mouse click, which
+    # commits the box) must add it.
+    _press(capture, ws, "Change status")
+    _keys(capture, ws, NOTE_BOX, NOTE)
+    capture._wait_for(ws, f"{MAIN}.includes('Status done')", 30)
+    _idle(capture, ws)
+    assert capture._js(ws, f"document.querySelector({json.dumps(NOTE_BOX)}).value") == NOTE
     shown = _text(capture, ws)
     assert "Investigating" in shown and "Gallery uploads stuck" in shown, shown[:800]
+    _mouse_click(capture, ws, "Add note")
+    capture._wait_for(ws, f"{MAIN}.includes('Note done')", 30)
+    _idle(capture, ws)
+    with engine.connect() as conn:  # the timeline is a canvas table: read what was added
+        detail = incident_detail(conn, incident_id=second, now=now)
+    assert detail is not None
+    assert NOTE in [e.get("message") for e in detail["timeline"]], detail["timeline"]
     _click(capture, ws, "Change status", then="Status done")
     shown = _text(capture, ws)
     assert "Mitigating" in shown and "Gallery uploads stuck" in shown, shown[:800]
