@@ -65,6 +65,7 @@ def _body(value: Any) -> str:
 def logs_from_request(request: Any, limits: Limits) -> LogBatch:
     """Rows for every record whose time (or observed time) lies in the accepted window."""
     batch = LogBatch()
+    oldest, newest, append = limits.oldest, limits.newest, batch.rows.append
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes)
         service = service_of(resource)
@@ -72,7 +73,7 @@ def logs_from_request(request: Any, limits: Limits) -> LogBatch:
             for record in scope_logs.log_records:
                 nanos = record.time_unix_nano or record.observed_time_unix_nano
                 moment = time_of(nanos)
-                if not nanos or not limits.oldest <= moment <= limits.newest:
+                if not nanos or not oldest <= moment <= newest:
                     batch.rejected += 1
                     batch.reason = batch.reason or (
                         f"a log record's time {moment.isoformat() if nanos else '(none)'} is "
@@ -80,11 +81,14 @@ def logs_from_request(request: Any, limits: Limits) -> LogBatch:
                         f"{limits.newest.isoformat()}"
                     )
                     continue
-                text = clean_text(record.severity_text, 50)
-                batch.rows.append(
+                text = record.severity_text
+                if len(text) > 50 or "\x00" in text:
+                    text = clean_text(text, 50)
+                number = record.severity_number
+                append(
                     (
                         moment,
-                        severity_number(int(record.severity_number), text),
+                        max(0, min(24, number)) if number else severity_number(0, text),
                         text or None,
                         _body(record.body),
                         hex_id(record.trace_id, 16),
