@@ -162,8 +162,10 @@ _UPSERT_SQL = """
     RETURNING g.id, g.fingerprint, g.status, (g.xmax = 0) AS inserted, g.resolved_at,
         g.resolved_in_release
     """
+# The group rows go as orjson bytes (_RawJson): SQLAlchemy's JSONB type serialised them with
+# the standard library's encoder (~10 µs an event in a group commit's batch).
 _UPSERT = text(_UPSERT_SQL.format(where="")).bindparams(
-    bindparam("rows", type_=JSONB), bindparam("order", type_=ARRAY(Text))
+    bindparam("rows", type_=_RawJson()), bindparam("order", type_=ARRAY(Text))
 )
 
 
@@ -181,7 +183,7 @@ _CLAIM_AND_UPSERT = text(
 ).bindparams(
     bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
     bindparam("times", type_=ARRAY(DateTime(timezone=True))),
-    bindparam("rows", type_=JSONB),
+    bindparam("rows", type_=_RawJson()),
     bindparam("order", type_=ARRAY(Text)),
 )
 
@@ -204,7 +206,7 @@ def claim_and_upsert(
             "ids": ids,
             "times": [wanted[i].event.time for i in ids],
             "n": len(ids),
-            "rows": _group_rows(assumed),
+            "rows": _dumps(_group_rows(assumed)),
             "order": list(SEVERITY_ORDER),
         },
     ).all()
@@ -233,7 +235,7 @@ def upsert_groups(conn: Connection, events: Sequence[PreparedError]) -> dict[str
     rows = _group_rows(events)
     if not rows:
         return {}
-    result = conn.execute(_UPSERT, {"rows": rows, "order": list(SEVERITY_ORDER)})
+    result = conn.execute(_UPSERT, {"rows": _dumps(rows), "order": list(SEVERITY_ORDER)})
     groups = {r.fingerprint: GroupRow(**r._mapping) for r in result}
     for e in events:
         e.group_id = groups[e.fingerprint].id
