@@ -153,11 +153,18 @@ def _open_group(group_id: int) -> None:
 
 def _list_view() -> None:
     _summary_cards()
-    by_level, by_service = st.tabs(["By layer", "By service"])
-    with by_level:
-        _trend("level")
-    with by_service:
-        _trend("service")
+    # One trend at a time (`?by=service`): st.tabs drew and queried both charts on every run.
+    by = url_state.select(
+        st.segmented_control,
+        "Trend by",
+        ["level", "service"],
+        param="by",
+        key="errors_trend_by",
+        format_func={"level": "By layer", "service": "By service"}.__getitem__,
+        label_visibility="collapsed",
+        required=True,
+    )
+    _trend(by or "level")
     st.subheader("Groups")
     query = url_state.text(
         "Search",

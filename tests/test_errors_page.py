@@ -61,6 +61,9 @@ def test_it_shows_trend_groups_and_a_scrubbed_detail(
     assert [m.value for m in at.metric][:3] == ["4", "2", "3"]
     groups = at.dataframe[0].value
     assert sorted(groups["Error"]) == ["CardError", "TypeError"]
+    assert len(at.get("vega_lite_chart")) == 1  # one trend drawn, by layer
+    at.segmented_control(key="errors_trend_by").set_value("service").run()
+    assert at.query_params["by"] == "service" and len(at.get("vega_lite_chart")) == 1
     at.selectbox(key="errors_service").select("payments").run()
     assert at.query_params["service"] == "payments"
     assert list(at.dataframe[0].value["Error"]) == ["CardError"]
