@@ -29,6 +29,7 @@ SPAN_COLUMNS = (
 )
 _JSONB = (10, 11)  # positions of the per-span jsonb columns
 _RESOURCE = 12  # the resource: one dict shared by a request's spans, dumped once
+_NO_EVENTS = jsonb_binary([])
 # jsonb columns travel as their binary wire form (version 1, then the JSON text) written by
 # orjson, through the bytea dumper: psycopg's Jsonb wrapper cost ~2 µs a value in Python.
 _COPY_TYPES = [
@@ -47,6 +48,7 @@ def insert_spans(conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
         seen = resources.get(id(resource))
         if seen is None or seen[0] is not resource:
             seen = resources[id(resource)] = (resource, jsonb_binary(resource))
-        return (*row[:10], jsonb_binary(row[10]), jsonb_binary(row[11]), seen[1], row[13])
+        events = jsonb_binary(row[11]) if row[11] else _NO_EVENTS  # most spans have none
+        return (*row[:10], jsonb_binary(row[10]), events, seen[1], row[13])
 
     return copy_rows(conn, "spans", [name for name, _ in SPAN_COLUMNS], _COPY_TYPES, map(out, rows))
