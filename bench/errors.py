@@ -212,13 +212,19 @@ def _sender(
     return stored, failed, latencies, first, time.monotonic()
 
 
-def _client(port: int, key: str, kind: str, seed: int, results: Any) -> None:
+def _client(port: int, key: str, kind: str, seed: int, results: Any, ready: Any) -> None:
+    """Puts (stored, failed, latencies, first, last, CPU seconds this process spent sending:
+    the senders share the 2 cores with the API and Postgres, so their cost is reported).
+    `ready`: a barrier of all client processes, passed once the bodies are built, so that no
+    client sends while another still builds (and gzips) its bodies on the same cores."""
     rng = random.Random(seed)
     if kind == "own":
         batches = [orjson.dumps([_item(rng) for _ in range(BATCH)]) for _ in range(6)]
         headers = {"Content-Type": "application/json", "X-API-Key": key}
+        ready.wait()
+        cpu = time.process_time()
         outcome = _sender(port, "/api/monitoring/errors", headers, batches * 100, BATCH)
-        results.put(outcome)
+        results.put((*outcome, time.process_time() - cpu))
         return
     # Many SDKs at once (each sends one event per request, one request at a time): threads
     # with a connection each. Fresh event ids everywhere (resent ids would be deduplicated).
@@ -231,6 +237,8 @@ def _client(port: int, key: str, kind: str, seed: int, results: Any) -> None:
         [_envelope(_sentry_event(rng)) for _ in range(ENVELOPES_PER_SDK)]
         for _ in range(SDKS_PER_CLIENT)
     ]
+    ready.wait()
+    cpu = time.process_time()  # the bodies are built: from here on, sending only
     with ThreadPoolExecutor(SDKS_PER_CLIENT) as pool:
         futures = [
             pool.submit(_sender, port, "/api/1/envelope/", headers, bodies, 1)
@@ -244,6 +252,7 @@ def _client(port: int, key: str, kind: str, seed: int, results: Any) -> None:
             [x for o in outcomes for x in o[2]],
             min(o[3] for o in outcomes),
             max(o[4] for o in outcomes),
+            time.process_time() - cpu,
         )
     )
 
@@ -317,8 +326,10 @@ class PeakRss:
 def http_rate(port: int, key: str, kind: str, api: subprocess.Popen[bytes]) -> dict[str, float]:
     cpu_before, pg_before = _api_cpu(api), _postgres_cpu()
     results: Any = mp.Queue()
+    ready = mp.Barrier(CLIENTS)
     clients = [
-        mp.Process(target=_client, args=(port, key, kind, n, results)) for n in range(CLIENTS)
+        mp.Process(target=_client, args=(port, key, kind, n, results, ready))
+        for n in range(CLIENTS)
     ]
     with PeakRss(api.pid) as rss:
         for c in clients:
@@ -336,6 +347,7 @@ def http_rate(port: int, key: str, kind: str, api: subprocess.Popen[bytes]) -> d
         # Robust to the shared machine's load: what one core of API work stores per second.
         "events_per_cpu_s": stored / max(_api_cpu(api) - cpu_before, 1e-9),
         "pg_us_per_event": (_postgres_cpu() - pg_before) / max(stored, 1) * 1e6,
+        "client_us_per_request": sum(o[5] for o in outcomes) / max(len(latencies), 1) * 1e6,
         "requests": len(latencies),
         "failed": sum(o[1] for o in outcomes),
         "p50_ms": latencies[len(latencies) // 2] * 1000,
@@ -398,7 +410,8 @@ def _line(name: str, r: dict[str, float]) -> str:
         f"  {r['events_per_s']:>10,.0f} events/s {name} ({r['requests']} requests, "
         f"{r['failed']} failed, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms); "
         f"{r['events_per_cpu_s']:,.0f} per CPU-second of the API processes, "
-        f"Postgres CPU {r['pg_us_per_event']:,.0f} µs an event; "
+        f"Postgres CPU {r['pg_us_per_event']:,.0f} µs an event, the senders' "
+        f"{r['client_us_per_request']:,.0f} µs a request; "
         f"largest API process peak RSS {r['rss_mb']:.0f} MB"
     )
 
@@ -478,6 +491,7 @@ def main() -> None:
                 "own_api_events_per_api_cpu_s": round(own["events_per_cpu_s"]),
                 "envelope_events_per_api_cpu_s": round(env["events_per_cpu_s"]),
                 "envelope_postgres_cpu_us_per_event": round(env["pg_us_per_event"]),
+                "envelope_sender_cpu_us_per_request": round(env["client_us_per_request"]),
                 "envelope_p95_ms": round(env["p95_ms"], 1),
                 "event_bytes": round(event_bytes),
                 "senders": senders,
