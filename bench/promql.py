@@ -252,6 +252,7 @@ MIX = [
 def _mixed(port: int, key: str, end_s: float) -> tuple[float, dict[int, int]]:
     """MIX sent at once, one client each: (wall seconds, answers by status)."""
     statuses: list[int] = []
+    lock = threading.Lock()
 
     def one(query: str, span_s: int, step_s: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
@@ -261,10 +262,17 @@ def _mixed(port: int, key: str, end_s: float) -> tuple[float, dict[int, int]]:
             )
         else:
             path = "/api/v1/query?" + urlencode({"query": query, "time": end_s})
+        started = time.perf_counter()
         conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
         reply = conn.getresponse()
-        reply.read()
-        statuses.append(reply.status)
+        body = reply.read()
+        with lock:
+            statuses.append(reply.status)
+            print(
+                f"    {reply.status} {query} ({span_s // 3600} h / {step_s} s): {len(body):,} "
+                f"bytes after {time.perf_counter() - started:.1f} s"
+                + (f" {body[:120].decode()}" if reply.status != 200 else "")
+            )
 
     started = time.perf_counter()
     threads = [threading.Thread(target=one, args=item) for item in MIX]

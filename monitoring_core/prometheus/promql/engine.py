@@ -417,9 +417,17 @@ def _eval(ctx: Context, node: Any) -> Value:
     if stream is not None:
         return _materialized(ctx, stream)
     value = _eval_node(ctx, node)
-    if isinstance(value, Vector) and not isinstance(_unparen(node), pp.ParenExpr):
+    if isinstance(value, Vector) and not _shares_arrays(node):
         ctx.budget.take(len(value.series) * len(ctx.steps))
     return value
+
+
+def _shares_arrays(node: Any) -> bool:
+    """Whether `node`'s vector holds its operand's arrays, already counted: parentheses, and
+    `topk`/`bottomk` (the chosen members' own values)."""
+    return isinstance(node, pp.ParenExpr) or (
+        isinstance(node, pp.AggregateExpr) and str(node.op).strip() in ("topk", "bottomk")
+    )
 
 
 def _eval_node(ctx: Context, node: Any) -> Value:
