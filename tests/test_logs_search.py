@@ -117,6 +117,15 @@ def test_verbatim_run_is_what_every_case_variant_of_a_match_holds() -> None:
         assert verbatim_run("vendor 4242 processed") in body
 
 
+def test_digit_trigrams_are_left_out_of_blocks_and_needles_alike() -> None:
+    block = set(block_trigrams(["order 4242 paid", "Order 123"]))
+    digits = {int.from_bytes(t, "big") for t in (b"424", b"242", b"123")}
+    assert not digits & block and not digits & set(needle_trigrams("order 4242 paid"))
+    assert int.from_bytes(b"r 4", "big") in block  # a digit next to other bytes stays
+    assert set(needle_trigrams("order 4242 paid")) <= block
+    assert needle_trigrams("4242") == []  # digits only: the window's rows are checked
+
+
 def test_the_verbatim_run_rules_rows_out_and_case_variants_still_match(
     stored: Engine,
 ) -> None:
@@ -132,6 +141,8 @@ def test_the_verbatim_run_rules_rows_out_and_case_variants_still_match(
         )
         found = queries.search_logs(conn, **window, contains="vendor 4242 PROCESSED")
         assert [r["body"] for r in found] == ["VENDOR 4242 Processed in 5 ms"]
+        found = queries.search_logs(conn, **window, contains="4242")  # no code: a scan
+        assert len(found) == 3
         hist = queries.log_histogram(
             conn, **window, interval=timedelta(hours=1), contains="vendor 4242 processed"
         )

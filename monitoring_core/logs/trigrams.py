@@ -14,7 +14,10 @@ records holds nearly every digit trigram), so a block also keeps its *words* (ru
 letters, digits, `_` and non-ASCII bytes), each hashed (CRC-32) into codes above the trigram
 range. A needle's inner words — those with a separator on both sides inside the needle — must
 appear whole in a matching body, so they are asked for too: `vendor 4242 processed` asks for
-the word `4242`, which few blocks hold.
+the word `4242`, which few blocks hold. Trigrams of three digits are left out of blocks and
+needles alike (`_all_digits`: a third of a block's codes, each a GIN entry to write, and
+nearly every block holds them); a needle of digits only has no code and reads the window.
+A block's codes also hold its records' trace ids (`trace_code`, migration 0032).
 
 Codes are taken from UTF-8 bytes with ASCII letters folded to lower case (`fold`); the SQL check
 is `strpos(lower(body), lower(needle))` (Postgres's own case folding; `translate` would fold
@@ -78,6 +81,15 @@ def _codes(data: bytes) -> np.ndarray:
     return (raw[:-2] << 16) | (raw[1:-1] << 8) | raw[2:]
 
 
+def _all_digits(codes: np.ndarray) -> np.ndarray:
+    """Trigrams of three ASCII digits: left out of blocks and needles alike. A block of a few
+    hundred records holds nearly all 1,000 of them (a third of its codes, each a GIN entry
+    to write) and they select nothing; a number in a needle is looked for by its word."""
+    digit = np.uint32(0x303030)
+    low = (codes & 0xF0F0F0) == digit  # each byte 0x30..0x3F
+    return low & ((codes >> 16 & 0xF) <= 9) & ((codes >> 8 & 0xF) <= 9) & ((codes & 0xF) <= 9)
+
+
 def block_trigrams(bodies: Sequence[str]) -> list[int]:
     """The distinct trigrams of the bodies, sorted, then their words' codes."""
     return block_summary(bodies)[0]
@@ -114,7 +126,7 @@ def block_summary(
     if not codes.size:
         return sorted(traces), size
     # a window touching a separator is no trigram of any body (bodies hold no NUL)
-    keep = (raw[:-2] != 0) & (raw[1:-1] != 0) & (raw[2:] != 0)
+    keep = (raw[:-2] != 0) & (raw[1:-1] != 0) & (raw[2:] != 0) & ~_all_digits(codes)
     # the words' CRC-32s by map (C), their codes by numpy: ~3x faster than _word_code each
     crcs = np.fromiter(map(zlib.crc32, set(data.translate(_SEPARATORS).split())), np.int64)
     words = np.unique(
@@ -129,7 +141,7 @@ def needle_trigrams(needle: str) -> list[int]:
     inner ASCII words."""
     data = fold(needle)
     codes = _codes(data)
-    trigrams = np.unique(codes[(codes & 0x808080) == 0]).tolist()
+    trigrams = np.unique(codes[((codes & 0x808080) == 0) & ~_all_digits(codes)]).tolist()
     if not trigrams:
         return []
     inner = {
