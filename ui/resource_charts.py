@@ -114,7 +114,7 @@ def line_spec(unit: str, height: int = 220) -> dict[str, Any]:
     with a tooltip (series, time, value)."""
     x = {"field": "time", "type": "temporal", "title": None, "scale": {"type": "utc"}}
     color = {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom"}}
-    y = {"field": "value", "type": "quantitative", "title": unit or None, "axis": {"format": ",~g"}}
+    y = {"field": "value", "type": "quantitative", "title": unit or None, "axis": {"format": ",~r"}}
     return {
         "height": height,
         "encoding": {"x": x, "y": y, "color": color},
