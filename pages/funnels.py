@@ -22,7 +22,7 @@ from monitoring_core.business.funnels import (
 )
 from monitoring_core.business.kpis import Period, period_of
 from monitoring_core.enums import Role
-from ui import auth, charts, data, fmt, widgets
+from ui import auth, charts, data, fmt, url_state, widgets
 from ui.business_charts import (
     bucket_end,
     duration_words,
@@ -220,113 +220,126 @@ table_with_csv(
     },
 )
 
+# Only the open tab runs (its chart, table and read): all three drawn on every run cost each
+# click two Plotly charts, two tables and the people query. A link naming a dropped-off step
+# (`?drop=3`) opens the people.
 trend_tab, time_tab, people_tab = st.tabs(
-    ["Conversion over time", "Time to convert", "People who dropped off"]
+    ["Conversion over time", "Time to convert", "People who dropped off"],
+    key="funnel_tab",
+    on_change="rerun",
+    default="People who dropped off" if url_state.get("drop") else None,
 )
-with trend_tab:
-    # A period is complete once it is over and its last entrant's window has passed too; the
-    # first one is cut when the range starts after its first day.
-    settled = now - timedelta(days=window_days)
+if trend_tab.open:
+    with trend_tab:
+        # A period is complete once it is over and its last entrant's window has passed too; the
+        # first one is cut when the range starts after its first day.
+        settled = now - timedelta(days=window_days)
 
-    def _status(first_day: date) -> str:
-        if first_day < period.first:
-            return "cut"
-        last_day = bucket_end(first_day, grain) - timedelta(days=1)
-        return "complete" if day_bounds(first_day, last_day, tz)[1] <= settled else "open"
+        def _status(first_day: date) -> str:
+            if first_day < period.first:
+                return "cut"
+            last_day = bucket_end(first_day, grain) - timedelta(days=1)
+            return "complete" if day_bounds(first_day, last_day, tz)[1] <= settled else "open"
 
-    points = [
-        {
-            "period": p.period,
-            "entered": p.entered,
-            "converted": p.converted,
-            "conversion_rate": p.conversion_rate,
-            "status": _status(p.period),
+        points = [
+            {
+                "period": p.period,
+                "entered": p.entered,
+                "converted": p.converted,
+                "conversion_rate": p.conversion_rate,
+                "status": _status(p.period),
+            }
+            for p in result.trend
+        ]
+        statuses = {
+            "complete": "complete",
+            "open": "still converting",
+            "cut": f"partial (the range starts mid-{grain})",
         }
-        for p in result.trend
-    ]
-    statuses = {
-        "complete": "complete",
-        "open": "still converting",
-        "cut": f"partial (the range starts mid-{grain})",
-    }
-    if points:
-        st.caption(
-            f"Of the people entering each {grain}, the share who reached “{names[-1]}”. "
-            f"Dashed: {grain}s whose people may still convert (the {window_days}-day window "
-            f"has not passed for all of them, or the {grain} is not over); grey marker: a "
-            f"{grain} the range cuts."
+        if points:
+            st.caption(
+                f"Of the people entering each {grain}, the share who reached “{names[-1]}”. "
+                f"Dashed: {grain}s whose people may still convert (the {window_days}-day window "
+                f"has not passed for all of them, or the {grain} is not over); grey marker: a "
+                f"{grain} the range cuts."
+            )
+            st.plotly_chart(funnel_trend_figure(points, grain), config=charts.PLOTLY_CONFIG)
+            table_with_csv(
+                [
+                    {
+                        f"Entered ({grain})": p["period"],
+                        "Entered": p["entered"],
+                        "Converted": p["converted"],
+                        "Conversion": p["conversion_rate"],
+                        "Complete": statuses[str(p["status"])],
+                    }
+                    for p in points
+                ],
+                "funnel_trend",
+                column_config={
+                    "Conversion": st.column_config.NumberColumn(format="percent"),
+                    f"Entered ({grain})": st.column_config.DateColumn(format="ddd D MMM YYYY"),
+                },
+            )
+        else:
+            st.info("Nobody entered the funnel in this range.")
+if time_tab.open:
+    with time_tab:
+        if result.time_to_convert:
+            st.caption(
+                f"The {last.users:,} people who converted, by the time from “{names[0]}” to "
+                f"“{names[-1]}” (median {duration_words(result.median_seconds_to_convert)})."
+            )
+            st.plotly_chart(
+                time_to_convert_figure(result.time_to_convert), config=charts.PLOTLY_CONFIG
+            )
+        else:
+            st.info("Nobody converted in this range.")
+if people_tab.open:
+    with people_tab:
+        droppable = [s for s in result.steps[1:]]
+        from_url("funnel_drop", "drop", worst.step, parse=int, among=[s.step for s in droppable])
+        chosen = st.selectbox(
+            "Dropped off before",
+            [s.step for s in droppable],
+            format_func=lambda n: (
+                f"step {n}, {names[n - 1]} ({result.steps[n - 1].drop_off:,} people)"
+            ),
+            key="funnel_drop",
         )
-        st.plotly_chart(funnel_trend_figure(points, grain), config=charts.PLOTLY_CONFIG)
+        to_url(drop=chosen)
+        total, people = data.read_or_stop(
+            funnel_people,
+            steps=tuple(steps),
+            start=start,
+            end=end,
+            window=timedelta(days=window_days),
+            dropped_at=chosen,
+            mode=mode,
+            where=where,
+        )
+        shown = f"the first {len(people):,} (by entry time)" if total > len(people) else "all"
+        st.caption(
+            f"{total:,} people reached “{names[chosen - 2]}” but not “{names[chosen - 1]}” "
+            f"within {window_days} days; {shown} below"
+            + (f" (at most {MAX_PEOPLE:,})" if total > len(people) else "")
+            + f". Times in {tz.key}."
+        )
         table_with_csv(
             [
                 {
-                    f"Entered ({grain})": p["period"],
-                    "Entered": p["entered"],
-                    "Converted": p["converted"],
-                    "Conversion": p["conversion_rate"],
-                    "Complete": statuses[str(p["status"])],
+                    "User": p["user_id"],
+                    "Organization": p["organization_id"],
+                    "Entered": local_naive(p["entered_at"], tz),
+                    "Last step": humanize(p["last_step"]),
+                    "Last step at": local_naive(p["last_step_at"], tz),
                 }
-                for p in points
+                for p in people
             ],
-            "funnel_trend",
+            f"funnel_dropped_before_step_{chosen}",
+            columns=["User", "Organization", "Entered", "Last step", "Last step at"],
             column_config={
-                "Conversion": st.column_config.NumberColumn(format="percent"),
-                f"Entered ({grain})": st.column_config.DateColumn(format="ddd D MMM YYYY"),
+                "Entered": st.column_config.DatetimeColumn(format="ddd D MMM YYYY, HH:mm"),
+                "Last step at": st.column_config.DatetimeColumn(format="ddd D MMM YYYY, HH:mm"),
             },
         )
-    else:
-        st.info("Nobody entered the funnel in this range.")
-with time_tab:
-    if result.time_to_convert:
-        st.caption(
-            f"The {last.users:,} people who converted, by the time from “{names[0]}” to "
-            f"“{names[-1]}” (median {duration_words(result.median_seconds_to_convert)})."
-        )
-        st.plotly_chart(time_to_convert_figure(result.time_to_convert), config=charts.PLOTLY_CONFIG)
-    else:
-        st.info("Nobody converted in this range.")
-with people_tab:
-    droppable = [s for s in result.steps[1:]]
-    from_url("funnel_drop", "drop", worst.step, parse=int, among=[s.step for s in droppable])
-    chosen = st.selectbox(
-        "Dropped off before",
-        [s.step for s in droppable],
-        format_func=lambda n: f"step {n}, {names[n - 1]} ({result.steps[n - 1].drop_off:,} people)",
-        key="funnel_drop",
-    )
-    to_url(drop=chosen)
-    total, people = data.read_or_stop(
-        funnel_people,
-        steps=tuple(steps),
-        start=start,
-        end=end,
-        window=timedelta(days=window_days),
-        dropped_at=chosen,
-        mode=mode,
-        where=where,
-    )
-    shown = f"the first {len(people):,} (by entry time)" if total > len(people) else "all"
-    st.caption(
-        f"{total:,} people reached “{names[chosen - 2]}” but not “{names[chosen - 1]}” "
-        f"within {window_days} days; {shown} below"
-        + (f" (at most {MAX_PEOPLE:,})" if total > len(people) else "")
-        + f". Times in {tz.key}."
-    )
-    table_with_csv(
-        [
-            {
-                "User": p["user_id"],
-                "Organization": p["organization_id"],
-                "Entered": local_naive(p["entered_at"], tz),
-                "Last step": humanize(p["last_step"]),
-                "Last step at": local_naive(p["last_step_at"], tz),
-            }
-            for p in people
-        ],
-        f"funnel_dropped_before_step_{chosen}",
-        columns=["User", "Organization", "Entered", "Last step", "Last step at"],
-        column_config={
-            "Entered": st.column_config.DatetimeColumn(format="ddd D MMM YYYY, HH:mm"),
-            "Last step at": st.column_config.DatetimeColumn(format="ddd D MMM YYYY, HH:mm"),
-        },
-    )
