@@ -31,7 +31,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_quiet import Bounds, quiet_steps, read_bounds, skips
+from monitoring_core.alerts.backtest_quiet import Bounds, by_key, quiet_steps, read_bounds, skips
 from monitoring_core.alerts.engine import (
     ACTIVE,
     AlertState,
@@ -88,7 +88,7 @@ def _epoch_s(moment: datetime) -> float:
 
 
 def _live_series(
-    conn: Connection, rule: Rule, steps: list[datetime]
+    conn: Connection, rule: Rule, steps: list[datetime], bounds: dict[tuple, Bounds] | None
 ) -> Callable[[datetime], series_mod.Keyed] | None:
     """Per step, the series the live cycle would have read at that moment (None: the rule
     does not read metric points by the minute).
@@ -98,7 +98,9 @@ def _live_series(
     (`series.long_window`, as the cycle). The raw points of the whole range are read once
     when there are at most RAW_LIMIT of them, else each step reads its own as a cycle does.
     A short window whose raw points are gone (kept 14 days by default, the rollups 90) is
-    read from the rollups, as the cycle does when there are too many raw points."""
+    read from the rollups, as the cycle does when there are too many raw points. `bounds`:
+    the 1-minute rollups `backtest_quiet` read, which give the rollup values of sums,
+    counts, averages and extremes without another read."""
     key = series_mod.fetch_key(rule)
     span = series_mod.lookback(rule)
     if key is None or key.kind != "minute":
@@ -109,7 +111,14 @@ def _live_series(
 
     def rollups(lo: datetime, hi: datetime) -> dict[tuple, dict[datetime, float]]:
         if not held:  # read when first needed
-            held.append(_rollup_source(conn, key, steps, span))
+            simple = bounds is not None and all(
+                b.rollup(key.aggregation) is not None for b in bounds.values()
+            )
+            held.append(
+                _from_bounds(bounds, key.aggregation)
+                if bounds is not None and simple
+                else _rollup_source(conn, key, steps, span)
+            )
         return held[0](lo, hi)
 
     def at_step(at: datetime) -> series_mod.Keyed:
@@ -169,24 +178,55 @@ def _raw_source(
     return at_step
 
 
+Rollups = Callable[[datetime, datetime], dict[tuple, dict[datetime, float]]]
+
+
 def _rollup_source(
     conn: Connection, key: series_mod.FetchKey, steps: list[datetime], span: timedelta
-) -> Callable[[datetime, datetime], dict[tuple, dict[datetime, float]]]:
-    """`(lo, hi) -> the 1-minute rollups in [lo, hi) per group`, read once for the range (what
-    the cycle's `query_metric` over (now − span, now] gives at each step)."""
-    reader = series_mod.SeriesReader(conn, steps[-1])
-    read = reader._rollups(key, TimeRange(steps[0] - span, steps[-1]))
-    groups = {
-        values: (sorted(buckets), [buckets[b] for b in sorted(buckets)])
-        for values, buckets in read.items()
-    }
+) -> Rollups:
+    """`(lo, hi) -> the 1-minute rollups in [lo, hi) per group` (what the cycle's
+    `query_metric` over (now − span, now] gives at a step `hi`), read through `query_metric`
+    for RAW_BLOCK of steps at once when first asked."""
+    block: list[Any] = []  # [first step, last step, groups]
 
     def between(lo: datetime, hi: datetime) -> dict[tuple, dict[datetime, float]]:
+        if not block or not block[0] <= hi <= block[1]:
+            last = min(hi + RAW_BLOCK, steps[-1])
+            read = series_mod.SeriesReader(conn, last)._rollups(key, TimeRange(hi - span, last))
+            groups = {
+                values: (sorted(buckets), [buckets[b] for b in sorted(buckets)])
+                for values, buckets in read.items()
+            }
+            block[:] = [hi, last, groups]
         out = {}
-        for values, (times, xs) in groups.items():
+        for values, (times, xs) in block[2].items():
             a, b = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
             if b > a:
                 out[values] = dict(zip(times[a:b], xs[a:b], strict=True))
+        return out
+
+    return between
+
+
+def _from_bounds(bounds: dict[tuple, Bounds], aggregation: str) -> Rollups:
+    """`_rollup_source` from the rollup rows `backtest_quiet` already read (same formulas as
+    `query_metric`: sum(sum) / sum(count), min(min), …)."""
+    groups = {}
+    for values, b in bounds.items():
+        x = b.rollup(aggregation)
+        assert x is not None
+        keep = np.isfinite(x)
+        m = b.m[keep]
+        stamps = [_EPOCH + timedelta(seconds=t) for t in m.tolist()]
+        groups[values] = (m, stamps, x[keep].tolist())
+
+    def between(lo: datetime, hi: datetime) -> dict[tuple, dict[datetime, float]]:
+        lo_s, hi_s = lo.timestamp(), hi.timestamp()
+        out = {}
+        for values, (m, stamps, xs) in groups.items():
+            a, b = int(np.searchsorted(m, lo_s, "left")), int(np.searchsorted(m, hi_s, "left"))
+            if b > a:
+                out[values] = dict(zip(stamps[a:b], xs[a:b], strict=True))
         return out
 
     return between
@@ -314,7 +354,13 @@ def _replay(
     A step `backtest_quiet` finds quiet is skipped while no instance is active (`skip`);
     the engine's decision there would keep every state and notify nobody. Also returns how
     many steps were evaluated."""
-    at_step = _live_series(conn, rule, steps)
+    grouped = None
+    if skip and skips(rule):
+        reach = series_mod.lookback(rule) + 2 * MINUTE
+        fk = series_mod.fetch_key(rule)
+        assert fk is not None
+        grouped = read_bounds(conn, fk, steps[0] - reach, steps[-1])
+    at_step = _live_series(conn, rule, steps, grouped)
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
     if at_step is None:
@@ -325,9 +371,8 @@ def _replay(
             {"alert_key": k, "points": [[p.time, p.value] for p in pts if p.time >= steps[0]]}
             for k, (_d, pts) in keyed.items()
         ]
-    elif skip and skips(rule):
-        reach = series_mod.lookback(rule) + 2 * MINUTE
-        bounds = read_bounds(conn, rule, steps[0] - reach, steps[-1])
+    elif grouped is not None:
+        bounds = by_key(rule, grouped)
         quiet = quiet_steps(rule, bounds, steps, _limits(rule, tz)).tolist()
         if rule.condition.type == "threshold":
             series = _bounds_series(rule, bounds, steps)

@@ -39,7 +39,7 @@ from monitoring_core.alerts.signals import is_windowed
 from monitoring_core.rollup_read import range_source
 from monitoring_core.timerange import TimeRange
 
-__all__ = ["Bounds", "quiet_steps", "read_bounds", "skips"]
+__all__ = ["Bounds", "by_key", "quiet_steps", "read_bounds", "skips"]
 
 MINUTE = timedelta(minutes=1)
 _GREATER = ("greater_than", "greater_than_or_equal")
@@ -51,6 +51,14 @@ class Bounds:
     and per minute the sum, smallest and largest value."""
 
     __slots__ = ("m", "n", "total", "lo", "hi")
+
+    def rollup(self, aggregation: str) -> np.ndarray | None:
+        """The minute's value as `metrics_query.query_metric` computes it from the same rows
+        (None for percentiles and last, which it computes otherwise)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            found = {"avg": self.total / self.n, "min": self.lo, "max": self.hi,
+                     "sum": self.total, "count": self.n}.get(aggregation)  # fmt: skip
+        return found
 
     def __init__(self, m: Any, n: Any, total: Any, lo: Any, hi: Any) -> None:
         self.m = np.asarray(m, dtype=np.float64)
@@ -72,13 +80,17 @@ def skips(rule: Rule) -> bool:
     return cond.type == "threshold" and cond.operator in (*_GREATER, *_LESS)
 
 
-def read_bounds(conn: Connection, rule: Rule, start: datetime, end: datetime) -> dict[str, Bounds]:
-    """Per alert key of `rule` (as `series.for_rule` cuts them), its minutes in [start, end]."""
-    key = series_mod.fetch_key(rule)
-    assert key is not None
+def read_bounds(
+    conn: Connection, key: series_mod.FetchKey, start: datetime, end: datetime
+) -> dict[tuple, Bounds]:
+    """Per group of `key.dims` (a read's groups, see `by_key`), its minutes in [start, end].
+
+    One row per series, each column its minutes' values as big-endian doubles in one bytea
+    (90 days are 129,600 minutes a series: as arrays of numbers they took seconds to build
+    and convert), sorted and merged per group in numpy."""
     dims = list(key.dims)
     names = ", ".join(f"coalesce(dimensions->>:g{i}, '') AS g{i}" for i in range(len(dims)))
-    groups = ", ".join(f"g{i}" for i in range(len(dims)))
+    groups = ", ".join(f"s.g{i}" for i in range(len(dims)))
     source = range_source(
         "metric",
         TimeRange(start, end),
@@ -86,28 +98,50 @@ def read_bounds(conn: Connection, rule: Rule, start: datetime, end: datetime) ->
         where="series_id IN (SELECT id FROM sel)",
         step=MINUTE,
     )
-    per_minute = (
-        f"SELECT {groups + ', ' if groups else ''}date_part('epoch', r.bucket) AS e, "
-        "sum(r.count)::float8 AS n, sum(r.sum) AS total, min(r.min) AS lo, max(r.max) AS hi "
-        f"FROM ({source.sql}) r JOIN sel s ON s.id = r.series_id "
-        f"GROUP BY {groups + ', ' if groups else ''}r.bucket"
+    columns = ", ".join(
+        f"string_agg(float8send({c}), ''::bytea)"
+        for c in ("date_part('epoch', r.bucket)", "r.count::float8", "r.sum", "r.min", "r.max")
     )
     sql = (
         f"WITH sel AS (SELECT id{', ' + names if names else ''} FROM metric_series "
         "WHERE name = :name) "
-        f"SELECT {groups + ', ' if groups else ''}array_agg(e ORDER BY e), "
-        "array_agg(n ORDER BY e), array_agg(total ORDER BY e), array_agg(lo ORDER BY e), "
-        f"array_agg(hi ORDER BY e) FROM ({per_minute}) x"
-        + (f" GROUP BY {groups}" if groups else "")
+        f"SELECT {groups + ', ' if groups else ''}{columns} "
+        f"FROM ({source.sql}) r JOIN sel s ON s.id = r.series_id "
+        f"GROUP BY s.id{', ' + groups if groups else ''}"
     )
     params = {**source.params, "name": key.metric, **{f"g{i}": d for i, d in enumerate(dims)}}
-    grouped: dict[tuple, Any] = {}
+    parts: dict[tuple, list[list[np.ndarray]]] = {}
     for row in conn.execute(text(sql), params):
         values = tuple(row[: len(dims)])
-        m, n, total, lo, hi = row[len(dims) :]
-        if m:
-            grouped[values] = Bounds(m, n, total, lo, hi)
-    keyed: Any = series_mod.for_rule(rule, key, grouped)  # the groups' bounds, by alert key
+        arrays = [np.frombuffer(x, dtype=">f8").astype(np.float64) for x in row[len(dims) :]]
+        if len(arrays[0]):
+            parts.setdefault(values, []).append(arrays)
+    return {values: _merged(series) for values, series in parts.items()}
+
+
+def _merged(series: list[list[np.ndarray]]) -> Bounds:
+    """One group's minutes from its series' (minute, count, sum, min, max) columns."""
+    m, n, total, lo, hi = (np.concatenate(c) for c in zip(*series, strict=True))
+    order = np.argsort(m, kind="stable")
+    m, n, total, lo, hi = m[order], n[order], total[order], lo[order], hi[order]
+    if len(series) == 1:
+        return Bounds(m, n, total, lo, hi)
+    heads = np.flatnonzero(np.concatenate(([True], m[1:] != m[:-1])))
+    return Bounds(
+        m[heads],
+        np.add.reduceat(n, heads),
+        np.add.reduceat(total, heads),
+        np.minimum.reduceat(lo, heads),
+        np.maximum.reduceat(hi, heads),
+    )
+
+
+def by_key(rule: Rule, grouped: dict[tuple, Bounds]) -> dict[str, Bounds]:
+    """The groups' bounds by the rule's alert keys (as `series.for_rule` cuts a read)."""
+    key = series_mod.fetch_key(rule)
+    assert key is not None
+    read: Any = grouped  # bounds in place of points: for_rule only moves them
+    keyed: Any = series_mod.for_rule(rule, key, read)
     return {k: b for k, (_dims, b) in keyed.items()}
 
 
@@ -175,7 +209,8 @@ def quiet_steps(
     """Per step, True when it certainly changes nothing while no instance is active (see the
     module docstring). `limits`: every threshold the calendar can make of the rule's value."""
     cond = rule.condition
-    at = np.array([s.timestamp() for s in steps])
+    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
+    at = steps[0].timestamp() + every * np.arange(len(steps))  # steps are evenly spaced
     window = cond.window_minutes * 60.0
     span = series_mod.lookback(rule).total_seconds()
     quiet = np.ones(len(at), dtype=bool)
