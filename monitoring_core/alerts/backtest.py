@@ -21,6 +21,7 @@ whether a rule had seen data before the range (no data is notified as if it had)
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,14 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_quiet import Bounds, by_key, quiet_steps, read_bounds, skips
+from monitoring_core.alerts.backtest_quiet import (
+    Bounds,
+    by_key,
+    quiet_steps,
+    read_bounds,
+    signal_quiet,
+    skips,
+)
 from monitoring_core.alerts.engine import (
     ACTIVE,
     AlertState,
@@ -48,8 +56,13 @@ from monitoring_core.alerts.engine import (
 from monitoring_core.alerts.promql_rules import promql_series
 from monitoring_core.alerts.raw import RawMetric, read_raw
 from monitoring_core.alerts.rules import Rule, RuleInvalid, rule_from_row
+from monitoring_core.alerts.signals_read import SignalReader
+from monitoring_core.alerts.signals_read import _family as sk_family
+from monitoring_core.alerts.signals_read import _source as signal_source
+from monitoring_core.alerts.signals_read import _windowed as windowed_values
 from monitoring_core.alerts.store import RuleNotFound, get_rule
 from monitoring_core.prometheus.promql.model import QueryError
+from monitoring_core.retention import FOREVER_DAYS, retention_days
 from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 from monitoring_core.wedding_calendar import season_adjusted_threshold, season_strictness
@@ -260,11 +273,13 @@ def _windows(
         yield points[lo:hi]
 
 
-def _keyed(conn: Connection, rule: Rule, start: datetime, end: datetime) -> series_mod.Keyed:
+def _keyed(conn: Connection, rule: Rule, steps: list[datetime]) -> series_mod.Keyed:
     key = series_mod.fetch_key(rule)
     assert key is not None
+    start, end = steps[0], steps[-1]
     span = (end - start) + series_mod.lookback(rule)
-    grouped = series_mod.fetch(conn, key, span=span, now=end, step=_step(start, end))
+    step = steps[1] - steps[0] if len(steps) > 1 else _step(start, end)
+    grouped = series_mod.fetch(conn, key, span=span, now=end, step=step)
     return series_mod.for_rule(rule, key, grouped) or {"": ({}, [])}
 
 
@@ -282,7 +297,7 @@ def _held(
                 steps, _windows(points, steps, series_mod.lookback(rule)), strict=True
             )
         ]
-        for _dims, points in _keyed(conn, rule, steps[0], steps[-1]).values()
+        for _dims, points in _keyed(conn, rule, steps).values()
     ]
     return [
         True if True in held else (False if False in held else None)
@@ -355,16 +370,18 @@ def _replay(
     the engine's decision there would keep every state and notify nobody. Also returns how
     many steps were evaluated."""
     grouped = None
-    if skip and skips(rule):
+    fk = series_mod.fetch_key(rule)
+    skipping = skip and skips(rule)
+    if skipping and fk is not None and fk.kind == "minute":
         reach = series_mod.lookback(rule) + 2 * MINUTE
-        fk = series_mod.fetch_key(rule)
-        assert fk is not None
         grouped = read_bounds(conn, fk, steps[0] - reach, steps[-1])
     at_step = _live_series(conn, rule, steps, grouped)
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
-    if at_step is None:
-        keyed = _keyed(conn, rule, steps[0], steps[-1])
+    if skipping and fk is not None and fk.kind == "signal":
+        at_step, quiet = _signal_source(conn, rule, fk, steps, _limits(rule, tz))
+    elif at_step is None:
+        keyed = _keyed(conn, rule, steps)
         sliced = _sliced(keyed, steps, series_mod.lookback(rule))
         at_step = lambda _at: next(sliced)  # noqa: E731 (every step, in order)
         series = [
@@ -403,6 +420,50 @@ def _replay(
             {"alert_key": "", "points": []}
         ]
     return events, series, evaluated
+
+
+def _signal_source(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime],
+    limits: list[float],
+) -> tuple[Callable[[datetime], series_mod.Keyed], list[bool]]:  # fmt: skip
+    """A threshold rule on a windowed signal: the family's events of the range read once,
+    which steps are quiet (`backtest_quiet.signal_quiet`), and per evaluated step the value
+    `signals_read` computes over that step's window, as a cycle evaluating this rule does
+    (a group without events in its window is absent from the cycle's read)."""
+    sk = series_mod.signal_key(fk)
+    width = sk.window.total_seconds()
+    reader = SignalReader(conn, steps[-1])
+    frame = reader._read(signal_source(sk), [(steps[0] - sk.window, steps[-1])])
+    groups = reader._groups(sk, frame)
+    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
+    at = _epoch_s(steps[0]) + every * np.arange(len(steps))
+    quiet = signal_quiet(rule, groups, at, limits)
+    # Steps whose window reaches past the family's retention (14 days by default) and before
+    # its oldest kept event are not replayed: the rows are gone, and a replay there would
+    # only say "no data" (a real gap in newer data is replayed as the cycle saw it)
+    days = retention_days(conn).get(_RETAINED.get(sk_family(sk), ""), FOREVER_DAYS)
+    kept = _epoch_s(steps[-1] - timedelta(days=days)) + width
+    first = min((float(t.min()) for t in frame.times if len(t)), default=math.inf)
+    quiet[(at < kept) & (at < first)] = True
+
+    def at_step(moment: datetime) -> series_mod.Keyed:
+        stamp = np.array([_epoch_s(moment)])
+        grouped: dict[tuple, Sequence[Point]] = {}
+        for values, (t, v) in groups.items():
+            lo = int(np.searchsorted(t, stamp[0] - width, side="right"))
+            hi = int(np.searchsorted(t, stamp[0], side="right"))
+            if hi > lo:
+                points = windowed_values(t[lo:hi], v[lo:hi], [moment], stamp, sk)
+                if points:
+                    grouped[values] = points
+        return series_mod.for_rule(rule, fk, grouped)
+
+    return at_step, quiet.tolist()
+
+
+# the table each signal family's events come from (retention's names)
+_RETAINED = {"api": "api_timings", "vitals": "web_vitals", "errors": "error_events",
+             "spans": "spans", "logs": "log_records"}  # fmt: skip
 
 
 def _limits(rule: Rule, tz: ZoneInfo) -> list[float]:

@@ -35,11 +35,17 @@ from sqlalchemy import Connection, text
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.rules import Rule
-from monitoring_core.alerts.signals import is_windowed
+from monitoring_core.alerts.signals import counts_zero, is_windowed, signal
 from monitoring_core.rollup_read import range_source
 from monitoring_core.timerange import TimeRange
 
-__all__ = ["Bounds", "by_key", "quiet_steps", "read_bounds", "skips"]
+__all__ = ["Bounds", "by_key", "quiet_steps", "read_bounds", "signal_quiet", "skips"]
+
+
+def _family(name: str) -> str:
+    found = signal(name)
+    return found.family if found is not None else ""
+
 
 MINUTE = timedelta(minutes=1)
 _GREATER = ("greater_than", "greater_than_or_equal")
@@ -69,15 +75,62 @@ class Bounds:
 
 
 def skips(rule: Rule) -> bool:
-    """Whether this rule's quiet minutes can be found from the rollups (metric threshold and
-    absence rules read by the minute; the rest step as before)."""
+    """Whether this rule's quiet minutes can be found without evaluating them: metric
+    threshold and absence rules read by the minute (from the rollups), and threshold rules
+    on windowed signals (from their events); the rest step as before."""
     cond = rule.condition
     key = series_mod.fetch_key(rule)
-    if key is None or key.kind != "minute" or is_windowed(cond.metric):
+    if key is None or cond.operator not in (*_GREATER, *_LESS) and cond.type == "threshold":
         return False
-    if cond.type == "absence":
-        return True
-    return cond.type == "threshold" and cond.operator in (*_GREATER, *_LESS)
+    if key.kind == "signal":
+        return cond.type == "threshold" and _family(key.metric) != "regression"
+    if key.kind != "minute" or is_windowed(cond.metric):
+        return False
+    return cond.type in ("absence", "threshold")
+
+
+def signal_quiet(
+    rule: Rule, groups: dict[tuple, tuple[np.ndarray, np.ndarray]], at: np.ndarray,
+    limits: list[float],
+) -> np.ndarray:  # fmt: skip
+    """Per step (epoch seconds `at`), True when a threshold rule on a windowed signal certainly
+    changes nothing while no instance is active: per group of events (sorted times, values)
+    the window (stamp − window, stamp] certainly gives a value clear of every limit (counts,
+    sums and averages computed exactly as `signals_read` does; extremes and percentiles
+    within the window's smallest and largest event), or fewer events than `min_count` (a
+    value that never breaches), and some group has events in its window."""
+    cond = rule.condition
+    window = cond.window_minutes * 60.0
+    greater = cond.operator in _GREATER
+    agg = cond.aggregation
+    quiet = np.ones(len(at), dtype=bool)
+    some = np.zeros(len(at), dtype=bool)
+    for t, v in groups.values():
+        hi = np.searchsorted(t, at, side="right")
+        lo = np.searchsorted(t, at - window, side="right")
+        n = hi - lo
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if agg in ("count", "sum", "avg"):
+                total = np.concatenate(([0.0], np.cumsum(v)))
+                sums = total[hi] - total[lo]
+                top = bottom = n.astype(np.float64) if agg == "count" else (
+                    sums if agg == "sum" else sums / np.maximum(n, 1)
+                )  # fmt: skip
+            else:
+                top = _range(_sparse(v, np.maximum), lo, hi, np.maximum, -np.inf)
+                bottom = _range(_sparse(v, np.minimum), lo, hi, np.minimum, np.inf)
+            clear = np.ones(len(at), dtype=bool)
+            for limit in limits:
+                room = 1e-9 * max(1.0, abs(limit)) + 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
+                clear &= (top < limit - room) if greater else (bottom > limit + room)
+        few = n < max(cond.min_count, 1)  # a NaN value (too few events): never breaches
+        quiet &= (n == 0) | clear | few  # a group without events in its window is absent
+        some |= n > 0
+    if counts_zero(cond.metric):  # no events at all: a count of 0, compared as any count
+        zero = 0.0
+        if all((zero < limit) if greater else (zero > limit) for limit in limits):
+            return quiet
+    return quiet & some  # else the rule's "no data" key is evaluated
 
 
 def read_bounds(
