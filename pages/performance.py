@@ -1,4 +1,5 @@
-"""Performance: every endpoint's latency and errors, trends, Web Vitals and regressions."""
+"""Performance, one section at a time: Endpoints (regressions, every endpoint's latency and
+errors, trends) or Web Vitals (`?section=vitals`)."""
 
 from __future__ import annotations
 
@@ -27,114 +28,153 @@ auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
 tz = data.business_tz()
 ms = st.column_config.NumberColumn
+SECTIONS = {"Endpoints": "endpoints", "Web Vitals": "vitals"}  # label -> ?section=
 st.title("Performance")
-# The page's independent reads at once (each 0.1-0.3 s over 30 days): the calls below hit.
-data.prefetch(
-    (queries.regression_flags, (tr.end, 4)),
-    (queries.endpoint_table, (tr,)),
-    (queries.web_vitals_summary, (tr, DIMENSIONS)),
+# One section at a time (`?section=vitals`): the endpoints (regressions, table, trend) or the
+# Web Vitals; both at once were 3 Plotly charts and 3 tables to draw at every click (~1 s of
+# a phone's browser CPU under load).
+section = url_state.select(
+    st.segmented_control,
+    "Section",
+    list(SECTIONS),
+    param="section",
+    key="perf_section",
+    to_url=SECTIONS.__getitem__,
+    required=True,
+    label_visibility="collapsed",
 )
 
-st.subheader("Regressions in the last hour")
-flags = data.read_or_stop(queries.regression_flags, tr.end, 4)
-regressed = flags[flags["regressed"]] if not flags.empty else flags
-if regressed.empty:
-    st.success(
-        "No endpoint is slower than usual: every p95 of the last hour is within 1.5× "
-        "of the same hour in the past 4 weeks.",
-        icon=":material/check_circle:",
-    )
-else:
-    st.warning(
-        f"{fmt.plural(len(regressed), 'endpoint')} slower than usual: p95 of the last hour "
-        "at least 1.5× the same hour of the past 4 weeks.",
-        icon=":material/trending_up:",
-    )
+
+def _endpoints() -> None:
+    """Regressions of the last hour, every endpoint's figures, the chosen endpoints' trend."""
+    # The independent reads at once (each 0.1-0.3 s over 30 days): the calls below hit.
+    data.prefetch((queries.regression_flags, (tr.end, 4)), (queries.endpoint_table, (tr,)))
+    st.subheader("Regressions in the last hour")
+    flags = data.read_or_stop(queries.regression_flags, tr.end, 4)
+    regressed = flags[flags["regressed"]] if not flags.empty else flags
+    if regressed.empty:
+        st.success(
+            "No endpoint is slower than usual: every p95 of the last hour is within 1.5× "
+            "of the same hour in the past 4 weeks.",
+            icon=":material/check_circle:",
+        )
+    else:
+        st.warning(
+            f"{fmt.plural(len(regressed), 'endpoint')} slower than usual: p95 of the last hour "
+            "at least 1.5× the same hour of the past 4 weeks.",
+            icon=":material/trending_up:",
+        )
+        st.dataframe(
+            regressed[
+                [
+                    "method",
+                    "endpoint",
+                    "p95_last_hour",
+                    "baseline_p95",
+                    "ratio",
+                    "requests_last_hour",
+                ]
+            ],
+            hide_index=True,
+            column_config={
+                "p95_last_hour": ms("p95 last hour (ms)", format="%.0f"),
+                "baseline_p95": ms("usual p95 (ms)", format="%.0f"),
+                "ratio": ms("× usual", format="%.1f×"),
+                "requests_last_hour": ms("requests (last hour)", format="localized"),
+            },
+        )
+
+    st.subheader("Endpoints")
+    table = data.read_or_stop(queries.endpoint_table, tr)
+    if table.empty:
+        st.info("No API timings in this range yet.")
+        st.stop()
     st.dataframe(
-        regressed[
-            ["method", "endpoint", "p95_last_hour", "baseline_p95", "ratio", "requests_last_hour"]
+        height=widgets.table_height(len(table)),
+        data=table[
+            [
+                "method",
+                "endpoint",
+                "requests",
+                "rpm",
+                "p50",
+                "p95",
+                "p99",
+                "error_rate",
+                "client_errors",
+            ]
         ],
         hide_index=True,
         column_config={
-            "p95_last_hour": ms("p95 last hour (ms)", format="%.0f"),
-            "baseline_p95": ms("usual p95 (ms)", format="%.0f"),
-            "ratio": ms("× usual", format="%.1f×"),
-            "requests_last_hour": ms("requests (last hour)", format="localized"),
+            "requests": ms("requests", format="localized"),
+            "rpm": ms("req/min", format="%.1f"),
+            "p50": ms("p50 (ms)", format="%.0f"),
+            "p95": ms("p95 (ms)", format="%.0f"),
+            "p99": ms("p99 (ms)", format="%.0f"),
+            "error_rate": ms("5xx rate", format="percent"),
+            "client_errors": ms("4xx", format="localized"),
         },
     )
 
-st.subheader("Endpoints")
-table = data.read_or_stop(queries.endpoint_table, tr)
-if table.empty:
-    st.info("No API timings in this range yet.")
-    st.stop()
-st.dataframe(
-    height=widgets.table_height(len(table)),
-    data=table[
-        [
-            "method",
-            "endpoint",
-            "requests",
-            "rpm",
-            "p50",
-            "p95",
-            "p99",
-            "error_rate",
-            "client_errors",
-        ]
-    ],
-    hide_index=True,
-    column_config={
-        "requests": ms("requests", format="localized"),
-        "rpm": ms("req/min", format="%.1f"),
-        "p50": ms("p50 (ms)", format="%.0f"),
-        "p95": ms("p95 (ms)", format="%.0f"),
-        "p99": ms("p99 (ms)", format="%.0f"),
-        "error_rate": ms("5xx rate", format="percent"),
-        "client_errors": ms("4xx", format="localized"),
-    },
-)
-
-st.subheader("Latency trend per endpoint")
-# Start with what needs looking at: regressed endpoints, then the busiest ones.
-busiest = table["endpoint"].drop_duplicates().tolist()
-suggested = list(dict.fromkeys([*regressed["endpoint"].tolist(), *busiest]))[:3]
-pick, level = st.columns([4, 1])
-chosen = url_state.multi(  # ?ep=/api/x&ep=/api/y
-    pick.multiselect, "Endpoints", sorted(busiest), param="ep", default=suggested, key="perf_eps"
-)
-percentile = url_state.select(  # ?p=p99
-    level.segmented_control, "Percentile", ["p50", "p95", "p99"], param="p", default="p95",
-    key="perf_pct", required=True,
-)  # fmt: skip
-if chosen:
-    trend = data.read_or_stop(
-        queries.endpoint_latency_trend, tr, tuple(chosen), widgets.chart_interval(tr)
+    st.subheader("Latency trend per endpoint")
+    # Start with what needs looking at: regressed endpoints, then the busiest ones.
+    busiest = table["endpoint"].drop_duplicates().tolist()
+    suggested = list(dict.fromkeys([*regressed["endpoint"].tolist(), *busiest]))[:3]
+    pick, level = st.columns([4, 1])
+    chosen = url_state.multi(  # ?ep=/api/x&ep=/api/y
+        pick.multiselect,
+        "Endpoints",
+        sorted(busiest),
+        param="ep",
+        default=suggested,
+        key="perf_eps",
     )
-    st.plotly_chart(
-        charts.endpoint_trend_figure(trend, percentile or "p95", tz), config=charts.PLOTLY_CONFIG
-    )
+    percentile = url_state.select(  # ?p=p99
+        level.segmented_control, "Percentile", ["p50", "p95", "p99"], param="p", default="p95",
+        key="perf_pct", required=True,
+    )  # fmt: skip
+    if chosen:
+        trend = data.read_or_stop(
+            queries.endpoint_latency_trend, tr, tuple(chosen), widgets.chart_interval(tr)
+        )
+        st.plotly_chart(
+            charts.endpoint_trend_figure(trend, percentile or "p95", tz),
+            config=charts.PLOTLY_CONFIG,
+        )
 
-st.subheader("Web Vitals (p75)")
-vitals = data.read_or_stop(queries.web_vitals_summary, tr, DIMENSIONS)
-if vitals.empty:
-    st.info("No Web Vitals in this range yet. Browsers send them with the `web-vitals` library.")
-    st.stop()
-by_device = _by_device(vitals)
-names = [name for name in VITAL_THRESHOLDS if name in set(vitals["name"])]
-metric = url_state.select(  # ?vital=INP
-    st.segmented_control, "Metric", names, param="vital", key="perf_vital", required=True
-)
-metric = metric or names[0]
-good, poor = VITAL_THRESHOLDS[metric]
-st.caption(
-    f"web.dev thresholds for {metric}: good ≤ {good:g}, poor > {poor:g}"
-    f"{'' if metric == 'CLS' else ' ms'}; the 75th percentile is what counts."
-)
-left, right = st.columns([3, 2])
-left.plotly_chart(charts.vitals_p75_figure(vitals, metric, good, poor), config=charts.PLOTLY_CONFIG)
-right.plotly_chart(charts.vitals_shares_figure(by_device, metric), config=charts.PLOTLY_CONFIG)
-pivot = vitals[vitals["name"] == metric].pivot_table(
-    index="page_route", columns="device_type", values="p75", aggfunc="first"
-)
-st.dataframe(pivot, column_config={c: ms(c, format="%.4g") for c in pivot.columns})
+
+def _vitals() -> None:
+    """p75 per page and device, and the rating shares per device, of one Web Vital."""
+    st.subheader("Web Vitals (p75)")
+    vitals = data.read_or_stop(queries.web_vitals_summary, tr, DIMENSIONS)
+    if vitals.empty:
+        st.info(
+            "No Web Vitals in this range yet. Browsers send them with the `web-vitals` library."
+        )
+        st.stop()
+    by_device = _by_device(vitals)
+    names = [name for name in VITAL_THRESHOLDS if name in set(vitals["name"])]
+    metric = url_state.select(  # ?vital=INP
+        st.segmented_control, "Metric", names, param="vital", key="perf_vital", required=True
+    )
+    metric = metric or names[0]
+    good, poor = VITAL_THRESHOLDS[metric]
+    st.caption(
+        f"web.dev thresholds for {metric}: good ≤ {good:g}, poor > {poor:g}"
+        f"{'' if metric == 'CLS' else ' ms'}; the 75th percentile is what counts."
+    )
+    left, right = st.columns([3, 2])
+    left.plotly_chart(
+        charts.vitals_p75_figure(vitals, metric, good, poor), config=charts.PLOTLY_CONFIG
+    )
+    right.plotly_chart(charts.vitals_shares_figure(by_device, metric), config=charts.PLOTLY_CONFIG)
+    pivot = vitals[vitals["name"] == metric].pivot_table(
+        index="page_route", columns="device_type", values="p75", aggfunc="first"
+    )
+    st.dataframe(pivot, column_config={c: ms(c, format="%.4g") for c in pivot.columns})
+
+
+if section == "Web Vitals":
+    _vitals()
+else:
+    _endpoints()

@@ -98,9 +98,12 @@ def test_it_shows_performance_tables_and_the_regression(
     assert len(endpoints) == 22
     assert (endpoints["p50"] <= endpoints["p95"]).all()
     assert (endpoints["p95"] <= endpoints["p99"]).all()
+    at.segmented_control(key="perf_section").set_value("Web Vitals").run()  # ?section=vitals
+    assert not at.exception and at.query_params["section"] == "vitals"
     vitals = table_with(at, "mobile", "desktop")
     assert {"mobile", "desktop", "tablet"} <= set(vitals.columns)
     assert (vitals["mobile"] > vitals["desktop"]).mean() > 0.8  # LCP p75 is worse on phones
+    at.segmented_control(key="perf_section").set_value("Endpoints").run()
 
     # the endpoints charted are in the address (?ep=…&ep=…), and a link opens them
     other = sorted(set(endpoints["endpoint"]))[0]
