@@ -177,3 +177,20 @@ def test_the_backtest_tells_what_the_live_cycles_did(engine: Engine) -> None:
     expired = [e for e in replays["grouped avg"]["events"] if e["to_status"] == "expired"]
     assert repeats and expired
     assert skipped >= 50, skipped  # a busy history: still, many minutes were quiet
+    with engine.connect() as conn:  # at the live cycle's 15 s as well
+        for name in ("grouped avg", "rollup max", "api p95"):
+            rule = rule_from_row(get_rule(conn, rule_id=ids[name]))
+            runs = [
+                backtest(
+                    conn,
+                    rule,
+                    start=START,
+                    end=NOW,
+                    tz=TZ,
+                    step=timedelta(seconds=15),
+                    skip_quiet=skip,
+                )  # fmt: skip
+                for skip in (True, False)
+            ]
+            assert runs[0]["step_seconds"] == 15 and runs[1]["evaluated_steps"] == 181
+            assert ordered(runs[0]["events"]) == ordered(runs[1]["events"]), name

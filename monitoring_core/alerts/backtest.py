@@ -73,6 +73,7 @@ MAX_STEPS = 2_000
 MAX_NESTING = 3  # composite of composite of …
 RAW_LIMIT = 2_000_000  # raw points of a metric read at once for a replay; beyond: rollups
 MINUTE = timedelta(minutes=1)
+MIN_STEP = timedelta(seconds=15)  # the live cycle's interval (flows.alert_cycle)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
@@ -87,10 +88,12 @@ def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta
     return timedelta(minutes=minutes)
 
 
-def steps_of(start: datetime, end: datetime, rule: Rule | None = None) -> list[datetime]:
+def steps_of(
+    start: datetime, end: datetime, rule: Rule | None = None, step: timedelta | None = None
+) -> list[datetime]:
     """The moments a backtest of [start, end] evaluates at: multiples of its step since the
     epoch (the same moments for every backtest with that step)."""
-    step = _step(start, end, rule)
+    step = step or _step(start, end, rule)
     first = _EPOCH + -((_EPOCH - start) // step) * step  # start rounded up to a step
     return [first + i * step for i in range(int((end - first) / step) + 1)]
 
@@ -229,17 +232,22 @@ def _from_bounds(bounds: dict[tuple, Bounds], aggregation: str) -> Rollups:
         x = b.rollup(aggregation)
         assert x is not None
         keep = np.isfinite(x)
-        m = b.m[keep]
-        stamps = [_EPOCH + timedelta(seconds=t) for t in m.tolist()]
-        groups[values] = (m, stamps, x[keep].tolist())
+        groups[values] = (b.m[keep], x[keep].tolist())
+    stamps: dict[float, datetime] = {}  # minute -> its datetime, made when first used
+
+    def stamp(t: float) -> datetime:
+        found = stamps.get(t)
+        if found is None:
+            found = stamps[t] = _EPOCH + timedelta(seconds=t)
+        return found
 
     def between(lo: datetime, hi: datetime) -> dict[tuple, dict[datetime, float]]:
         lo_s, hi_s = lo.timestamp(), hi.timestamp()
         out = {}
-        for values, (m, stamps, xs) in groups.items():
+        for values, (m, xs) in groups.items():
             a, b = int(np.searchsorted(m, lo_s, "left")), int(np.searchsorted(m, hi_s, "left"))
             if b > a:
-                out[values] = dict(zip(stamps[a:b], xs[a:b], strict=True))
+                out[values] = dict(zip(map(stamp, m[a:b].tolist()), xs[a:b], strict=True))
         return out
 
     return between
@@ -521,17 +529,22 @@ def backtest(
     end: datetime,
     tz: ZoneInfo,
     skip_quiet: bool = True,
+    step: timedelta | None = None,
 ) -> dict[str, Any]:
     """Transitions the rule would have made in [start, end], per alert key, and its series.
 
     A composite rule replays its children (read from the database by id) and combines them
     step by step; its series is the number of children holding. `skip_quiet=False`
-    evaluates every step (the differential test compares both)."""
+    evaluates every step (the differential test compares both). `step`: finer than the
+    minute, down to the live cycle's 15 s, for rules that skip quiet steps."""
     if rule.condition.type == "external":
         message = "an external rule's alerts come from Prometheus or Grafana: no history to replay"
         raise RuleInvalid([{"field": "condition_config.type", "message": message}])
-    step = _step(start, end, rule)
-    steps = steps_of(start, end, rule)
+    if step is not None and not (skips(rule) and MIN_STEP <= step and not MINUTE % step):
+        message = f"a step of its own is for rules that skip quiet steps, {MIN_STEP.seconds} s to 1 min dividing a minute"
+        raise RuleInvalid([{"field": "step", "message": message}])
+    step = step or _step(start, end, rule)
+    steps = steps_of(start, end, rule, step)
     if not steps:
         return {"step_seconds": step.total_seconds(), "evaluated_steps": 0, "fired_count": 0,
                 "fired": [], "events": [], "series": []}  # fmt: skip

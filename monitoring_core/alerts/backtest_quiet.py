@@ -116,9 +116,10 @@ def signal_quiet(
                 top = bottom = n.astype(np.float64) if agg == "count" else (
                     sums if agg == "sum" else sums / np.maximum(n, 1)
                 )  # fmt: skip
+            elif greater:
+                top = bottom = _range(_sparse(v, np.maximum), lo, hi, np.maximum, -np.inf)
             else:
-                top = _range(_sparse(v, np.maximum), lo, hi, np.maximum, -np.inf)
-                bottom = _range(_sparse(v, np.minimum), lo, hi, np.minimum, np.inf)
+                top = bottom = _range(_sparse(v, np.minimum), lo, hi, np.minimum, np.inf)
             clear = np.ones(len(at), dtype=bool)
             for limit in limits:
                 room = 1e-9 * max(1.0, abs(limit)) + 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
@@ -245,9 +246,10 @@ def _clear_of(
         up = _cumulative(bounds.n * np.maximum(bounds.hi, 0.0))
         down = _cumulative(bounds.n * np.minimum(bounds.lo, 0.0))
         top, bottom = up[b] - up[a], down[b] - down[a]
-    else:  # avg, min, max, percentiles, last: within the extremes of the window's points
-        top = _range(_sparse(bounds.hi, np.maximum), a, b, np.maximum, -np.inf)
-        bottom = _range(_sparse(bounds.lo, np.minimum), a, b, np.minimum, np.inf)
+    elif greater:  # avg, min, max, percentiles, last: within the extremes of the window
+        top = bottom = _range(_sparse(bounds.hi, np.maximum), a, b, np.maximum, -np.inf)
+    else:
+        top = bottom = _range(_sparse(bounds.lo, np.minimum), a, b, np.minimum, np.inf)
     clear = np.ones(len(a), dtype=bool)
     with np.errstate(invalid="ignore"):
         for limit in limits:
