@@ -5,17 +5,36 @@ Answers "when would it have fired?" for the rule editor and `POST …/alerts/{id
 The replay is the live cycle run at each step with a frozen clock: the same per-rule code
 (`engine.evaluate_keys`: present, absent and "no data at all" keys, each instance's state
 carried from step to step, notification stamps as the cycle writes them) over the series
-the cycle would have read at that moment. For rules whose window the cycle reads from raw
-points (`series.RAW_MAX`), the raw points of the whole range are read once (up to
-RAW_LIMIT) and each step's series is built by the cycle's own `SeriesReader` from the
-points in that step's span, so a backtest and the cycles that ran at its steps agree
-(`tests/test_backtest_live.py` runs both over the same history). Other rules read their
-series once for the range (rollups, signals at every step) and slice it per step.
+the cycle would have read at that moment:
+- a metric window up to `series.RAW_MAX`: the raw points of the step's span, bucketed by the
+  cycle's own `SeriesReader` (raw points read in blocks of RAW_BLOCK of steps); a longer one:
+  the 1-minute rollups before the last `series.RAW_TAIL` and the raw tail after it
+  (`series.long_window`, the cycle's code); a short window whose raw points are gone
+  (kept 14 days by default, the rollups 90) reads the rollups;
+- a threshold on a windowed signal (API timings, Web Vitals, errors, spans, logs): the
+  family's events read once, each step's value computed over that step's window as
+  `signals_read` does in a cycle; steps before the family's retention are not replayed;
+- other rules (anomaly, pattern, rate of change, PromQL, composite) read their series once
+  for the range and slice it per step.
+`tests/test_backtest_live.py` runs the live engine cycle by cycle and the backtest over the
+same history, for raw and rollup windows and signal templates: the same status changes and
+notifications.
 
-Steps are multiples of the step from the epoch, so two backtests with the same step look at
-the same moments. What the replay cannot know: silences (a silenced notification does not
-stamp `last_notified_at`, so repeats come at other times), points that arrived late, and
-whether a rule had seen data before the range (no data is notified as if it had).
+Steps: every minute over any range for metric threshold and absence rules and signal
+thresholds (`backtest(step=)` down to the live cycle's 15 s), skipping the steps
+`backtest_quiet` finds quiet while no instance is active (the engine would keep every state
+and notify nobody there; 90 days are 129,600 steps, of which a few thousand are evaluated);
+other rules at most MAX_STEPS steps (a minute up to 33 hours, coarser beyond: a firing
+shorter than their step can be missed). Steps are multiples of the step from the epoch, so
+two backtests with the same step look at the same moments; the live cycle runs every 15 s
+from when its worker started, so a breach shorter than the backtest's step can fire live
+and not here. What the replay cannot know: silences (a silenced notification does not
+stamp `last_notified_at`, so repeats come at other times), points that arrived late, rollups
+that lagged, whether a rule had seen data before the range (no data is notified as if it
+had), and other rules' reads the cycle shares (a counting signal's group with events only
+outside this rule's window is absent here, a count of 0 in a cycle whose read a longer rule
+widened; a raw point exactly on a minute boundary is read or not with the other rules'
+spans).
 """
 
 from __future__ import annotations
