@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import numpy as np
+import psycopg
 from sqlalchemy import Connection
 
 from monitoring_core.chunks.codec import decode_times
@@ -150,15 +151,39 @@ def iter_points_us(
     batch_points = batch_points or BATCH_POINTS
     cap = max(1, max_series or len(ids))
     size, done = min(FIRST_BATCH, cap), 0
-    while done < len(ids):
-        batch = ids[done : done + size]
-        done += len(batch)
-        points = read_points_us(conn, batch, start, end)
-        densest = max((len(t) for t, _ in points.values()), default=0)
-        yield batch, points
-        del points
-        fits = batch_points // densest if densest else len(ids)
-        size = max(1, min(size * 4, fits, cap))
+    previous = _serial(conn, "0") if len(ids) > size else None
+    try:
+        while done < len(ids):
+            batch = ids[done : done + size]
+            done += len(batch)
+            points = read_points_us(conn, batch, start, end)
+            densest = max((len(t) for t, _ in points.values()), default=0)
+            yield batch, points
+            del points
+            fits = batch_points // densest if densest else len(ids)
+            size = max(1, min(size * 4, fits, cap))
+    finally:
+        if previous is not None:
+            _serial(conn, previous)
+
+
+def _serial(conn: Connection, workers: str) -> str | None:
+    """Set this transaction's parallel workers per statement, returning the setting before
+    (None when the transaction cannot run it). A batch's statement is small: starting two
+    parallel workers for each took longer than reading it (7 d x 1,000 series: 1.3 s against
+    0.8 s in 22 statements)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor:
+            row = cursor.execute(
+                "SELECT current_setting('max_parallel_workers_per_gather'), "
+                "set_config('max_parallel_workers_per_gather', %s, true)",
+                (workers,),
+            ).fetchone()
+    except psycopg.Error:  # a failed transaction: it is rolled back, and the setting with it
+        return None
+    return None if row is None else str(row[0])
 
 
 def _from_chunks(
