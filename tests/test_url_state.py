@@ -61,7 +61,9 @@ def test_the_url_changed_from_outside_wins_and_invalid_values_fall_back() -> Non
 
 
 @pytest.mark.clock
-def test_a_rerun_asked_before_the_browser_took_in_our_write_keeps_the_choice() -> None:
+def test_a_rerun_asked_before_the_browser_took_in_our_write_keeps_the_choice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Typing into a box right after a choice (or an action that pins an item) sends the box's
     rerun with the address the browser still shows, one step behind the server's write: that
     is not a link or the back button (those are history navigation), so the choice stays
@@ -78,6 +80,14 @@ def test_a_rerun_asked_before_the_browser_took_in_our_write_keeps_the_choice() -
     assert at.query_params["item"] in ("8", ["8"])  # written again
 
     at.query_params["item"] = "3"  # a link elsewhere in the app naming another item: it wins
+    at.run()
+    assert _shown(at) == "item=3 tab=Open q=timeout mine=False"
+
+    from ui import url_state
+
+    at.selectbox(key="url_item").set_value(5).run()
+    monkeypatch.setattr(url_state, "BEHIND_S", 0.0)  # later than a browser lags
+    at.query_params["item"] = "3"  # a link naming the item before: followed
     at.run()
     assert _shown(at) == "item=3 tab=Open q=timeout mine=False"
 

@@ -26,6 +26,7 @@ a segmented control; pages use `if view == "History": ...` instead of `with tab:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -51,6 +52,7 @@ T = TypeVar("T")
 _SEEN = "_url_state_seen"  # param -> (page, raw value) as last read or written
 _BEHIND = "_url_state_behind"  # param -> (page, raw value) the URL held before our last write
 MAX_ID = 2**63 - 1
+BEHIND_S = 3.0  # how long a browser may ask for reruns with the address before our write
 
 
 def get(param: str) -> str | None:
@@ -89,8 +91,8 @@ def _seen() -> dict[str, tuple[str, str | None]]:
 def _wrote(param: str, before: str | None, after: str | None) -> None:
     """Note what the URL said before this run changed `param` (see `seed`)."""
     if before != after:
-        behind: dict[str, tuple[str, str | None]] = st.session_state.setdefault(_BEHIND, {})
-        behind[param] = (current_page(), before)
+        behind: dict[str, tuple[str, str | None, float]] = st.session_state.setdefault(_BEHIND, {})
+        behind[param] = (current_page(), before, time.monotonic())
 
 
 def _one_step_behind(param: str, raw: str | None, page: str) -> bool:
@@ -99,12 +101,15 @@ def _one_step_behind(param: str, raw: str | None, page: str) -> bool:
     an action's rerun runs: the box's rerun carries the address the browser still shows).
     Back and forward buttons are history navigation and are honoured (`ctx`); a stale
     address would put the page back a step (an incident's detail gone, what was typed with
-    it), so the widget keeps its value and the URL is written again."""
+    it), so the widget keeps its value and the URL is written again. Only within
+    BEHIND_S of the write: a link on the page naming that old value later (a tab left and
+    opened again from a link) is followed."""
     ctx = get_script_run_ctx()
     if ctx is not None and ctx.is_history_navigation:
         return False
-    behind: dict[str, tuple[str, str | None]] = st.session_state.get(_BEHIND, {})
-    return behind.get(param) == (page, raw)
+    behind: dict[str, tuple[str, str | None, float]] = st.session_state.get(_BEHIND, {})
+    found = behind.get(param)
+    return found is not None and found[:2] == (page, raw) and time.monotonic() - found[2] < BEHIND_S
 
 
 def current_page() -> str:
