@@ -21,8 +21,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 from sqlalchemy import Engine, select
 
+from monitoring_core.alerts import backtest as backtest_mod
 from monitoring_core.alerts.backtest import backtest, steps_of
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule, list_alert_history
@@ -103,7 +105,9 @@ def ordered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: (e["time"], e["alert_key"]))
 
 
-def test_the_backtest_tells_what_the_live_cycles_did(engine: Engine) -> None:
+def test_the_backtest_tells_what_the_live_cycles_did(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     partitions_around(engine, NOW)
     _history(engine)
     with engine.begin() as conn:
@@ -194,3 +198,9 @@ def test_the_backtest_tells_what_the_live_cycles_did(engine: Engine) -> None:
             ]
             assert runs[0]["step_seconds"] == 15 and runs[1]["evaluated_steps"] == 181
             assert ordered(runs[0]["events"]) == ordered(runs[1]["events"]), name
+        # a rule busy at more steps than BUSY_LIMIT steps as other rules do (here: a minute)
+        monkeypatch.setattr(backtest_mod, "BUSY_LIMIT", 1)
+        rule = rule_from_row(get_rule(conn, rule_id=ids["grouped avg"]))
+        busy = backtest(conn, rule, start=START, end=NOW, tz=TZ)
+        assert busy["evaluated_steps"] == 46
+        assert ordered(busy["events"]) == ordered(replays["grouped avg"]["events"])

@@ -186,9 +186,11 @@ def _raw_source(
     block is first evaluated: a long backtest that skips quiet steps reads only around the
     steps it evaluates. A block over RAW_LIMIT: each of its steps reads its own."""
     block: list[Any] = []  # [first, last, t, v, s, dims] or [first, last, None, ...]
+    every = steps[1] - steps[0] if len(steps) > 1 else MINUTE
+    length = max(RAW_BLOCK, 40 * every)  # coarse steps: several to a read
 
     def load(at: datetime) -> None:
-        last = min(at + RAW_BLOCK, steps[-1])
+        last = min(at + length, steps[-1])
         since = floor_to(at - raw_span, MINUTE)
         raw = read_raw(conn, {metric: since}, now=last, limit=RAW_LIMIT)[metric]
         if raw is None:
@@ -226,7 +228,8 @@ def _rollup_source(
 
     def between(lo: datetime, hi: datetime) -> dict[tuple, dict[datetime, float]]:
         if not block or not block[0] <= hi <= block[1]:
-            last = min(hi + RAW_BLOCK, steps[-1])
+            every = steps[1] - steps[0] if len(steps) > 1 else MINUTE
+            last = min(hi + max(RAW_BLOCK, 40 * every), steps[-1])
             read = series_mod.SeriesReader(conn, last)._rollups(key, TimeRange(hi - span, last))
             groups = {
                 values: (sorted(buckets), [buckets[b] for b in sorted(buckets)])
@@ -386,8 +389,21 @@ def _promql_replay(
     return events, series
 
 
+class _TooBusy(Exception):
+    """More steps to evaluate than BUSY_LIMIT after skipping the quiet ones."""
+
+
+BUSY_LIMIT = 10_000
+
+
 def _replay(
-    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo, *, skip: bool = True
+    conn: Connection,
+    rule: Rule,
+    steps: list[datetime],
+    tz: ZoneInfo,
+    *,
+    skip: bool = True,
+    busy_limit: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """The live cycle's decisions for this rule at each step (see the module docstring);
     series: per alert key the value the engine compared at each step, or (read from the
@@ -395,17 +411,18 @@ def _replay(
 
     A step `backtest_quiet` finds quiet is skipped while no instance is active (`skip`);
     the engine's decision there would keep every state and notify nobody. Also returns how
-    many steps were evaluated."""
+    many steps were evaluated. More than `busy_limit` (when not 0) steps not quiet: _TooBusy
+    (the caller steps as for other rules: a rule breaching most of a long range)."""
     grouped = None
     fk = series_mod.fetch_key(rule)
-    skipping = skip and skips(rule)
-    if skipping and fk is not None and fk.kind == "minute":
+    skippable = skips(rule)
+    if skippable and fk is not None and fk.kind == "minute":
         reach = series_mod.lookback(rule) + 2 * MINUTE
         grouped = read_bounds(conn, fk, steps[0] - reach, steps[-1])
     at_step = _live_series(conn, rule, steps, grouped)
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
-    if skipping and fk is not None and fk.kind == "signal":
+    if skippable and fk is not None and fk.kind == "signal":
         at_step, quiet = _signal_source(conn, rule, fk, steps, _limits(rule, tz))
     elif at_step is None:
         keyed = _keyed(conn, rule, steps)
@@ -420,6 +437,10 @@ def _replay(
         quiet = quiet_steps(rule, bounds, steps, _limits(rule, tz)).tolist()
         if rule.condition.type == "threshold":
             series = _bounds_series(rule, bounds, steps)
+    if not skip:
+        quiet = None
+    if quiet is not None and busy_limit and len(quiet) - sum(quiet) > busy_limit:
+        raise _TooBusy
     known: dict[str, Known] = {}
     active: set[str] = set()
     events: list[dict[str, Any]] = []
@@ -562,6 +583,7 @@ def backtest(
     if step is not None and not (skips(rule) and MIN_STEP <= step and not MINUTE % step):
         message = f"a step of its own is for rules that skip quiet steps, {MIN_STEP.seconds} s to 1 min dividing a minute"
         raise RuleInvalid([{"field": "step", "message": message}])
+    step_chosen = step is None
     step = step or _step(start, end, rule)
     steps = steps_of(start, end, rule, step)
     if not steps:
@@ -585,7 +607,14 @@ def backtest(
             }
         ]
     else:
-        events, series, evaluated = _replay(conn, rule, steps, tz, skip=skip_quiet)
+        try:
+            events, series, evaluated = _replay(
+                conn, rule, steps, tz, skip=skip_quiet, busy_limit=BUSY_LIMIT if step_chosen else 0
+            )
+        except _TooBusy:  # breaching most of the time (or no bounds to tell): capped steps
+            step = _step(start, end)
+            steps = steps_of(start, end, step=step)
+            events, series, evaluated = _replay(conn, rule, steps, tz, skip=False)
     fired = [e for e in events if e["notify"] == "firing"]
     return {
         "step_seconds": step.total_seconds(),
