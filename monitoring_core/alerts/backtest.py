@@ -393,7 +393,7 @@ class _TooBusy(Exception):
     """More steps to evaluate than BUSY_LIMIT after skipping the quiet ones."""
 
 
-BUSY_LIMIT = 10_000
+BUSY_LIMIT = 5_000  # about a second of evaluations
 
 
 def _replay(
