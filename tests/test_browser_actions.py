@@ -1,10 +1,20 @@
 """In a real browser (Debian's headless Chromium): acting on an incident keeps that incident,
-its tab and its address; a reload opens it again; on a phone the sidebar closes after a page
-is opened from it.
+its tab and its address; text typed while an action's reruns run is kept and can be added
+as a note; a reload opens it again; on a phone the sidebar closes after a page is opened
+from it.
+
+Typed text was lost once after an action. What the browser shows: the box keeps what is
+typed through the action's reruns (Streamlit keys a widget by its id, so the flash message
+appearing above it does not re-create it). What could lose it is a rerun carrying the
+address from before the page's own write (the box's rerun, asked for before the browser took
+in the write), read as a link: the incident or tab jumped back and the box went with the
+detail; `ui.url_state` holds such an address for a stale one (tests/test_url_state.py). The
+typing here happened to go nowhere too while Streamlit's "Page not found" dialog (from
+opening the link before signing in) was still up: it is modal.
 
 Uses tests/test_browser_links.py's server and browser fixtures (the real UI on the test
 database, Chromium over the DevTools protocol). Skips when Chromium is missing (`.ci/run`
-installs it: `apt-get install chromium`). About 50 s; part of `make test` because the issue's
+installs it: `apt-get install chromium`). About 60 s; part of `make test` because the issue's
 browser test is this one.
 """
 
