@@ -161,16 +161,19 @@ span_id = st.selectbox(
 span = by_id[span_id]
 if span["status_message"]:
     st.error(f"Status: {span['status_message']}", icon=":material/error:")
-attrs_tab, events_tab, resource_tab = st.tabs(["Attributes", "Events", "Resource"])
-with attrs_tab:
-    st.json(span["attributes"] or {})
-with events_tab:
+# Only the open tab is drawn (`.open`): the other two JSON views cost each click their DOM.
+attrs_tab, events_tab, resource_tab = st.tabs(
+    ["Attributes", "Events", "Resource"], key="traces_span_tab", on_change="rerun"
+)
+if attrs_tab.open:
+    attrs_tab.json(span["attributes"] or {})
+if events_tab.open:
     if span["events"]:
-        st.dataframe(pd.DataFrame(span["events"]), hide_index=True)
+        events_tab.dataframe(pd.DataFrame(span["events"]), hide_index=True)
     else:
-        st.caption("This span has no events.")
-with resource_tab:
-    st.json(span["resource"] or {})
+        events_tab.caption("This span has no events.")
+if resource_tab.open:
+    resource_tab.json(span["resource"] or {})
 
 st.subheader("Errors in this trace")
 trace_errors = data.read_or_stop(queries.trace_errors, trace_id=chosen)
