@@ -21,6 +21,14 @@ from tests.conftest import ROOT
 def _pg_ctl(pgdata: Path, *args: str) -> None:
     from pgserver._commands import pg_ctl
 
+    if os.geteuid() == 0:
+        # Postgres runs as the `pgserver` user and must traverse to its data directory. Any
+        # pytest run that starts meanwhile (another session, a helper's run) resets
+        # /tmp/pytest-of-root to 0o700, which made `pg_ctl stop` fail with "could not access
+        # directory … Permission denied" (CI of 2026-12-03); restore the traversal rights first.
+        from pgserver.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(pgdata)
     pg_ctl(list(args), pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None)
 
 
