@@ -128,7 +128,7 @@ def read_points_us(
 
 # A batched read aims at this many points per statement: its decoded arrays (16 bytes a point)
 # and the decoder's buffers stay in the tens of MB however long the span.
-BATCH_POINTS = 500_000
+BATCH_POINTS = 1_000_000
 FIRST_BATCH = 8  # series in the first statement, before any density is known
 
 
