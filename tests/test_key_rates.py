@@ -178,6 +178,28 @@ def test_every_ingest_route_counts_its_items(
         assert _count(engine, table) == stored  # nothing of the refused request
 
 
+def test_sentry_envelopes_spend_the_keys_point_rate(limited_server: str, engine: Engine) -> None:
+    """Each error event (and transaction or log item) of an envelope is a point: past the key's
+    point rate the SDK gets 429 with the header it obeys, and nothing of that envelope is kept."""
+    key = _key(engine, rate_limit_per_minute=0, points_per_minute=3)
+    url = f"{limited_server}/api/1/envelope/"
+    headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7"}
+
+    def envelope(i: int) -> bytes:
+        event = {"event_id": f"{i:032x}", "message": f"rated {i}", "level": "error"}
+        item = httpx.Request("POST", "/", json=event).content
+        header = b'{"type":"event","length":%d}' % len(item)
+        return b'{"event_id":"%032x"}\n' % i + header + b"\n" + item + b"\n"
+
+    for i in range(3):
+        assert httpx.post(url, content=envelope(i), headers=headers).status_code == 200
+    refused = httpx.post(url, content=envelope(3), headers=headers)
+    assert refused.status_code == 429, refused.text
+    assert "3 points per minute" in refused.json()["detail"]
+    assert refused.headers["x-sentry-rate-limits"].endswith("::key")
+    assert _count(engine, error_events) == 3
+
+
 # ---------------------------------------------------------------- set per key
 def test_a_keys_own_rates_win_over_the_defaults(limited_server: str, engine: Engine) -> None:
     unlimited = {"X-API-Key": _key(engine, rate_limit_per_minute=0, points_per_minute=0)}

@@ -219,16 +219,30 @@ def _check_json_type(request: Request) -> None:
         raise HTTPException(415, f"unsupported content type {media!r}; send application/json")
 
 
-async def _sentry_auth(request: Request, key: str | None) -> ApiKey:
+@contextmanager
+def _sentry_429() -> Iterator[None]:
+    """A 429 from the key's limits, with the header a Sentry SDK reads: it drops events
+    client-side until the time it names has passed."""
     try:
-        return await check_key(request, key, INGEST_SCOPES)
+        yield
     except HTTPException as exc:
         if exc.status_code == 429:
-            # The SDK reads this header and drops events client-side until it expires.
             retry = (exc.headers or {}).get("Retry-After", "60")
             headers = {"Retry-After": retry, "X-Sentry-Rate-Limits": f"{retry}::key"}
             raise HTTPException(429, exc.detail, headers=headers) from None
         raise
+
+
+async def _sentry_auth(request: Request, key: str | None) -> ApiKey:
+    with _sentry_429():
+        return await check_key(request, key, INGEST_SCOPES)
+
+
+def _count_sentry_items(request: Request, items: int) -> None:
+    """Spend the key's point allowance on what the request carries (error events, transactions,
+    log items) before anything is stored, like every other ingest route."""
+    with _sentry_429():
+        count_points(request, items)
 
 
 @contextmanager
@@ -331,7 +345,10 @@ async def _envelope(request: Request, project_id: str) -> Response:
     except EnvelopeError as exc:
         raise HTTPException(400, str(exc)) from None
     now = datetime.now(UTC)
-    await _ingest_sentry(request, _envelope_events(envelope, project_id, now), now)
+    events = _envelope_events(envelope, project_id, now)
+    others = sum(1 for item in envelope.items if item.type in ("transaction", "log"))
+    _count_sentry_items(request, len(events) + others)
+    await _ingest_sentry(request, events, now)
     await store_sentry_transactions(request, envelope.items, project_id)  # spans (#14)
     await store_sentry_logs(request, envelope.items, project_id)  # log records (#14)
     return _json({"id": envelope.headers.get("event_id")})
@@ -346,6 +363,7 @@ async def _store_event(request: Request, project_id: str) -> Response:
         raise HTTPException(400, str(exc)) from None
     now = datetime.now(UTC)
     error = _storable(event_to_error(payload, project_id=project_id, now=now), raw)
+    _count_sentry_items(request, 1)
     await _ingest_sentry(request, [error], now)
     return _json({"id": error.event_id.hex})
 
