@@ -19,6 +19,7 @@ from ui.resource_charts import (
     Chart,
     line_spec,
     read_charts,
+    sparse,
 )
 
 auth.require_role(Role.VIEWER)
@@ -41,7 +42,7 @@ def _section(title: str, charts: list[Chart], missing: str) -> None:
             if points.empty:
                 st.caption("No points in this range.")
                 continue
-            st.vega_lite_chart(points, line_spec(chart.unit), width="stretch")
+            st.vega_lite_chart(points, line_spec(chart.unit, dots=sparse(points)), width="stretch")
             st.text(f"Latest: {latest}")  # series names are data: no markdown
     if all(points.empty for points, _latest in drawn):
         st.info(missing)

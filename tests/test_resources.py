@@ -249,3 +249,18 @@ def test_it_says_where_resource_figures_come_from_when_there_are_none(
     at.segmented_control(key="resources_section").set_value("Database").run()
     assert not at.get("vega_lite_chart")
     assert "collect_database" in " ".join(i.value for i in at.info)
+
+
+def test_a_series_of_one_or_two_points_is_drawn_as_dots() -> None:
+    """A worker that started minutes ago has one bucket per series at 24 h: a line alone
+    would draw nothing, so the chart draws the points too (and only then)."""
+    import pandas as pd
+
+    from ui.resource_charts import line_spec, sparse
+
+    t = pd.to_datetime(["2026-06-06 10:00", "2026-06-06 10:01", "2026-06-06 10:02"], utc=True)
+    few = pd.DataFrame({"time": t[:1], "series": ["vm"], "value": [80.6]})
+    many = pd.DataFrame({"time": t, "series": ["vm"] * 3, "value": [1.0, 2.0, 3.0]})
+    assert sparse(few) and not sparse(many) and not sparse(many.iloc[:0])
+    assert line_spec("%", dots=sparse(few))["layer"][0]["mark"]["point"] is True
+    assert line_spec("%", dots=sparse(many))["layer"][0]["mark"]["point"] is False

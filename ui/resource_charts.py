@@ -109,9 +109,16 @@ def latest_text(points: pd.DataFrame, unit: str) -> str:
     )
 
 
-def line_spec(unit: str, height: int = 220) -> dict[str, Any]:
+def sparse(points: pd.DataFrame) -> bool:
+    """Whether some series has too few points for a line to show (one point draws no line:
+    a worker that started minutes ago, or a long range's few buckets)."""
+    return bool(len(points)) and int(points.groupby("series").size().min()) < 3
+
+
+def line_spec(unit: str, height: int = 220, dots: bool = False) -> dict[str, Any]:
     """A Vega-Lite spec: one line per `series` over `time`, the hovered time's points shown
-    with a tooltip (series, time, value)."""
+    with a tooltip (series, time, value); with `dots` every point is drawn too, so a series
+    of one or two points is visible."""
     x = {"field": "time", "type": "temporal", "title": None, "scale": {"type": "utc"}}
     color = {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom"}}
     y = {"field": "value", "type": "quantitative", "title": unit or None, "axis": {"format": ",~r"}}
@@ -119,7 +126,7 @@ def line_spec(unit: str, height: int = 220) -> dict[str, Any]:
         "height": height,
         "encoding": {"x": x, "y": y, "color": color},
         "layer": [
-            {"mark": {"type": "line", "clip": True}},
+            {"mark": {"type": "line", "clip": True, "point": dots}},
             {
                 "params": [
                     {
