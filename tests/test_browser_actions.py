@@ -108,10 +108,17 @@ def _keys(capture: Any, ws: Any, selector: str, text: str) -> None:
     without leaving it: the value is the browser's until the box loses focus. (A headless
     page has no window focus: focus emulation lets its elements take focus.)"""
     capture._call(ws, "Emulation.setFocusEmulationEnabled", enabled=True)
-    _mouse_at(capture, ws, f"document.querySelector({json.dumps(selector)})")
-    assert capture._js(
-        ws, f"document.activeElement === document.querySelector({json.dumps(selector)})"
-    )
+    box = f"document.querySelector({json.dumps(selector)})"
+    # The action's rerun can move the box between measuring it and the click landing (a
+    # flash message appears above it): click again, as a person would, until it has focus.
+    for _ in range(10):
+        capture._wait_for(ws, f"!!{box}", 30)
+        _mouse_at(capture, ws, box)
+        if capture._js(ws, f"document.activeElement === {box}"):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"{selector} never took focus: {_text(capture, ws)[:800]}")
     for char in text:
         capture._call(ws, "Input.insertText", text=char)
         time.sleep(0.02)
