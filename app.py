@@ -1,4 +1,5 @@
-"""The UI entry point (`streamlit run app.py`): sign-in, the sidebar, and the page list.
+"""The UI entry point (`python -m ui.serve`, which is `streamlit run app.py`): sign-in, the
+sidebar, and the page list.
 
 To add a page, add one `(file, title, icon)` line to its section in `PAGES`.
 """

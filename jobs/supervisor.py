@@ -51,9 +51,7 @@ def _children(settings: Settings) -> dict[str, list[str]]:
         "ui": [
             py,
             "-m",
-            "streamlit",
-            "run",
-            "app.py",
+            "ui.serve",  # `streamlit run app.py`, told app.py declares its pages (ui/serve.py)
             "--server.port",
             str(settings.ui_port),
             "--server.headless",

@@ -252,7 +252,7 @@ def sso_ui(database_url: str, provider: Provider, tmp_path: Path) -> Iterator[st
         "MONITORING_OIDC_CLIENT_SECRET": provider.client_secret,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "-m", "ui.serve", "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
          *_oidc_secrets_args(load_settings(env))],
