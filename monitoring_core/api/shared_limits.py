@@ -80,8 +80,11 @@ class UsageSync:
                 self._thread = threading.Thread(target=self._loop, name="usage-sync", daemon=True)
                 self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the sync and wait for a sync under way to end (its transaction with it)."""
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
 
     def _loop(self) -> None:
         failing = False
