@@ -78,8 +78,7 @@ def _idle(capture: Any, ws: Any) -> None:
 
 
 def _reload(capture: Any, ws: Any) -> None:
-    capture._call(ws, "Page.reload")
-    time.sleep(1.5)  # evaluating while the old document goes away fails
+    capture._go(ws, "Page.reload")
     capture._wait_for(ws, "!!document.querySelector('h1')", 60)
     _idle(capture, ws)
 

@@ -124,7 +124,7 @@ def _heading(capture: Any, ws: Any, text: str) -> None:
 
 
 def _open(capture: Any, ws: Any, url: str) -> None:
-    capture._call(ws, "Page.navigate", url=url)
+    capture._go(ws, url=url)
     capture._wait_for(ws, "!!document.querySelector('h1')", 60)
     capture._settled(ws)
 
@@ -150,7 +150,7 @@ def test_a_link_lands_on_its_alert_after_sign_in_and_the_session_survives_reload
     assert capture._js(ws, "location.pathname + location.search") == "/response-alert?instance=42"
     assert "monitoring_session=" in capture._js(ws, "document.cookie")
 
-    capture._call(ws, "Page.reload")  # a new Streamlit session: the cookie signs it in
+    capture._go(ws, "Page.reload")  # a new Streamlit session: the cookie signs it in
     capture._wait_for(ws, "!!document.querySelector('h1')", 60)
     _heading(capture, ws, "Alert")
     assert not capture._js(ws, "!!document.querySelector('input[type=password]')")

@@ -302,7 +302,7 @@ def test_single_sign_on_through_a_local_provider_in_a_real_browser(
         add_user(conn, username="ana@example.com", password=PASSWORD, role=Role.RESPONDER,
                  actor="system:test", now=now)  # fmt: skip
     provider.email = "ana@example.com"
-    capture._call(ws, "Page.navigate", url=sso_ui)
+    capture._go(ws, url=sso_ui)
     _click(capture, ws, "Sign in with single sign-on")  # -> /auth/login -> provider -> back
     _wait_text(capture, ws, "Signed in as ana@example.com (responder)")
     assert provider.token_requests == 1  # the code was exchanged server to server
@@ -312,7 +312,7 @@ def test_single_sign_on_through_a_local_provider_in_a_real_browser(
 
     _click(capture, ws, "Sign out")  # ends the stored session and the identity cookie
     _wait_text(capture, ws, "Sign in with single sign-on")
-    capture._call(ws, "Page.reload")
+    capture._go(ws, "Page.reload")
     time.sleep(1.5)
     _wait_text(capture, ws, "Sign in with single sign-on")  # not signed straight back in
     assert "Signed in as" not in _main_text(capture, ws)

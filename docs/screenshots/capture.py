@@ -66,12 +66,30 @@ def _js(ws: ClientConnection, expression: str) -> Any:
     return result.get("result", {}).get("value")
 
 
+# What evaluating says while a navigation or reload replaces the document: try again.
+_GOING_AWAY = ("navigated or closed", "context was destroyed", "Cannot find context")
+
+
 def _wait_for(ws: ClientConnection, expression: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not _js(ws, expression):
+    while True:
+        try:
+            if _js(ws, expression):
+                return
+        except RuntimeError as exc:
+            if not any(words in str(exc) for words in _GOING_AWAY):
+                raise
         if time.monotonic() > deadline:
             raise TimeoutError(expression)
         time.sleep(0.3)
+
+
+def _go(ws: ClientConnection, method: str = "Page.navigate", **params: Any) -> None:
+    """`Page.navigate` (url=...) or `Page.reload`, returning once the new document is in
+    place: evaluating at once could still read the old one, or fail while it goes away."""
+    _js(ws, "window.__leaving = true")
+    _call(ws, method, **params)
+    _wait_for(ws, "!window.__leaving && !!document.body", 60)
 
 
 def _type(ws: ClientConnection, selector: str, text: str) -> None:
