@@ -1,0 +1,45 @@
+"""ui/serve.py, the UI's launcher: it imports ahead what the pages import from outside `ui/`
+and Streamlit, and nothing whose import needs Streamlit's runtime. (That it tells Streamlit
+app.py declares its pages is shown in a browser: tests/test_browser_links.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ui.serve import imported_names
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_it_names_the_pages_imports_outside_ui_and_streamlit(tmp_path: Path) -> None:
+    page = tmp_path / "page.py"
+    page.write_text(
+        "import pandas as pd\nimport streamlit as st\nfrom streamlit_autorefresh import x\n"
+        "from ui import fmt\nfrom monitoring_core.errors import queries\nfrom . import local\n"
+        "from monitoring_core.incidents.service import create_incident\n"
+    )
+    assert imported_names([page]) == {
+        "pandas",
+        "monitoring_core.errors",
+        "monitoring_core.errors.queries",
+        "monitoring_core.incidents.service",
+        "monitoring_core.incidents.service.create_incident",  # not a module: skipped on import
+    }
+
+
+def test_warming_imports_what_the_pages_use_and_no_ui_module() -> None:
+    script = (
+        "import json, sys; from ui.serve import warm_imports; done = warm_imports();"
+        "print(json.dumps([done, sorted(m for m in sys.modules if m.split('.')[0] == 'ui')]))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    done, ui_modules = json.loads(run.stdout.splitlines()[-1])
+    assert {"pandas", "plotly.graph_objects", "monitoring_core.errors.queries"} <= set(done)
+    assert ui_modules == ["ui", "ui.serve"]
+    assert "ScriptRunContext" not in run.stderr and "No runtime found" not in run.stderr
