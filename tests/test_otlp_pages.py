@@ -109,6 +109,24 @@ def test_traces_page_search_waterfall_errors_and_logs(
     assert _links(at)["Logs of this trace"].endswith(f"trace_id={TRACE}")
 
 
+def test_traces_page_follows_a_trace_named_in_the_address(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    """The trace id lives in the URL: a link or back/forward naming another trace in the
+    same session opens it (the box kept the first one)."""
+    _seed(engine)
+    at = _open(logged_in_app, "pages/traces.py")
+    at.query_params["trace_id"] = TRACE
+    at.run()
+    assert f"Trace {TRACE}" in [s.value for s in at.subheader]
+    at.query_params["trace_id"] = OTHER
+    at.run()
+    assert f"Trace {OTHER}" in [s.value for s in at.subheader]
+    at.text_input(key="traces_id").input(TRACE.upper()).run()  # typed: written to the URL
+    assert at.query_params["trace_id"] in (TRACE.upper(), [TRACE.upper()])
+    assert f"Trace {TRACE}" in [s.value for s in at.subheader]
+
+
 def test_logs_page_filters(engine: Engine, logged_in_app: AppFactory) -> None:
     _seed(engine)
     at = _open(logged_in_app, "pages/logs.py")
@@ -167,6 +185,33 @@ def test_waterfall_order_depth_and_orphans() -> None:
         ("root", 0), ("c1", 1), ("g1", 2), ("c2", 1), ("orphan", 0), ("loop", 0),
     ]  # fmt: skip
     assert rows[2]["offset_ms"] == 12
+
+
+def test_waterfall_writes_each_name_above_its_bar_inside_the_chart() -> None:
+    """No axis labels (a column as wide as the longest name left a phone a sliver for the
+    bars): each name sits just above its bar, from its start, or ending at its end for a
+    span in the trace's second half."""
+    from ui.waterfall import waterfall_figure
+
+    def row(name: str, depth: int, offset: float, duration: float, status: int = 0) -> dict:
+        return {"depth": depth, "service": "web", "name": name, "status_code": status,
+                "offset_ms": offset, "duration_ms": duration, "kind": 2}  # fmt: skip
+
+    rows = [row("GET /gallery", 0, 0, 100), row("db.query " + "x" * 200, 1, 10, 20),
+            row("render", 1, 80, 20, status=2)]  # fmt: skip
+    bars, names = waterfall_figure(rows).data
+    layout = waterfall_figure(rows).layout
+    assert layout.yaxis.showticklabels is False
+    assert list(names.text) == [
+        "web: GET /gallery",
+        "web: " + ("db.query " + "x" * 200)[:80],
+        "web: render",
+    ]
+    assert list(names.x) == [0, 10, 100]  # the late span's name ends where its bar ends
+    assert list(names.textposition) == ["middle right", "middle right", "middle left"]
+    assert [round(b - n, 2) for b, n in zip(bars.y, names.y, strict=True)] == [0.42] * 3
+    assert list(bars.marker.color) == ["#1f77b4", "#1f77b4", "#d62728"]
+    assert list(bars.base) == [0, 10, 80] and names.cliponaxis is False
 
 
 @pytest.mark.parametrize(
