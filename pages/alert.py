@@ -455,7 +455,7 @@ if info is None:
 alert = info["alert"]
 key = f" · {fmt.md_escape(alert['alert_key'])}" if alert["alert_key"] else ""
 st.markdown(
-    f"## {widgets.severity_badge(alert['severity'])} {fmt.md_escape(alert['alert_name'])}{key}"
+    f"# {widgets.severity_badge(alert['severity'])} {fmt.md_escape(alert['alert_name'])}{key}"
 )
 st.caption(f"Alert #{alert['id']} of rule #{alert['alert_configuration_id']}")
 _state(info)

@@ -12,7 +12,7 @@ from monitoring_core.enums import Role
 from monitoring_core.logs import queries as log_queries
 from monitoring_core.traces import queries
 from monitoring_core.traces.rules import parse_attribute
-from ui import auth, data, fmt, trace_links, widgets
+from ui import auth, data, fmt, trace_links, url_state, widgets
 from ui.waterfall import KINDS, waterfall_figure
 
 auth.require_role(Role.VIEWER)
@@ -21,7 +21,6 @@ ALL = "All"
 STATUS = {0: "unset", 1: "ok", 2: "error"}
 st.title("Traces")
 
-asked = trace_links.parse_trace_id(st.query_params.get("trace_id"))
 left, mid, right, last = st.columns([2, 3, 2, 1])
 services = data.read_or_stop(queries.list_services, start=tr.start, end=tr.end)
 service = left.selectbox("Service", [ALL, *services], key="traces_service")
@@ -40,7 +39,8 @@ attr_col, id_col = st.columns(2)
 attribute_text = attr_col.text_input(
     "Attribute", placeholder="key=value, e.g. http.response.status_code=500", key="traces_attr"
 )
-trace_text = id_col.text_input("Trace id", value=asked or "", key="traces_id")
+with id_col:  # in the URL: a link (or back/forward) naming another trace opens it in-session
+    trace_text = url_state.text("Trace id", param="trace_id", max_chars=64, key="traces_id")
 attribute = parse_attribute(attribute_text) if attribute_text.strip() else None
 if attribute_text.strip() and attribute is None:
     st.warning("An attribute filter is written key=value.")

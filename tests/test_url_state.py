@@ -60,6 +60,47 @@ def test_the_url_changed_from_outside_wins_and_invalid_values_fall_back() -> Non
     assert "item" not in at.query_params and "tab" not in at.query_params
 
 
+def _detail_when_named() -> None:
+    """Incidents' rule: the Detail tab when the URL names an incident, else Active."""
+    import streamlit as st
+
+    from ui import url_state
+
+    asked = url_state.get_int("incident")
+    tab = url_state.tabs(["Active", "Detail"], default="Active" if asked is None else "Detail")
+    st.write(f"incident={asked} tab={tab}")
+
+
+def test_a_url_without_the_parameter_opens_its_default_as_it_stands_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list first, then the address names an incident (a link, or back from
+    `?incident=4&tab=Active`): the Detail tab, its default now, not Active kept from before."""
+    at = AppTest.from_function(_detail_when_named)
+    at.run()
+    assert _shown(at) == "incident=None tab=Active"
+    at.query_params["incident"] = "4"
+    at.run()
+    assert _shown(at) == "incident=4 tab=Detail"
+    assert "tab" not in at.query_params  # still the default: nothing written
+
+    at.button_group(key="url_tab").set_value("Active").run()  # a tab picked stays picked
+    assert _shown(at) == "incident=4 tab=Active" and at.query_params["tab"] in (
+        "Active",
+        ["Active"],
+    )
+    from ui import url_state
+
+    # back (history navigation in a browser; here later than a browser lags behind a write)
+    monkeypatch.setattr(url_state, "BEHIND_S", 0.0)
+    del at.query_params["tab"]  # the address before the tab was picked
+    at.run()
+    assert _shown(at) == "incident=4 tab=Detail"
+    del at.query_params["incident"]  # back to the list
+    at.run()
+    assert _shown(at) == "incident=None tab=Active"
+
+
 @pytest.mark.clock
 def test_a_rerun_asked_before_the_browser_took_in_our_write_keeps_the_choice(
     monkeypatch: pytest.MonkeyPatch,

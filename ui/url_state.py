@@ -51,6 +51,7 @@ T = TypeVar("T")
 
 _SEEN = "_url_state_seen"  # param -> (page, raw value) as last read or written
 _BEHIND = "_url_state_behind"  # param -> (page, raw value) the URL held before our last write
+_DEFAULTS = "_url_state_defaults"  # param -> (page, the default it had on the last run)
 MAX_ID = 2**63 - 1
 BEHIND_S = 3.0  # how long a browser may ask for reruns with the address before our write
 
@@ -166,6 +167,7 @@ def select(
     # A value the widget holds but the options lost (a resolved incident): back to the default.
     if key in st.session_state and st.session_state[key] not in options:
         st.session_state[key] = fallback
+    _follow_default(param, key, fallback)
     seed(param, key, by_raw.get, fallback, sticky=sticky)
     value = factory(label, options, key=key, **kwargs)
     chosen = value if value in options else fallback
@@ -177,6 +179,25 @@ def select(
         None if chosen is None or (chosen == fallback and named != chosen) else to_url(chosen),
     )
     return chosen
+
+
+def _follow_default(param: str, key: str, fallback: Any) -> None:
+    """A URL without `param` means its default, and the default may depend on the rest of the
+    URL (Incidents: the Detail tab when `?incident=` names one, else Active). When it changed
+    since the last run and the widget still holds the old default (nobody picked a value),
+    the widget takes the new one: back from `?incident=4&tab=Active` to `?incident=4`, or a
+    link naming only the incident, opens the Detail tab rather than staying on Active."""
+    defaults: dict[str, tuple[str, Any]] = st.session_state.setdefault(_DEFAULTS, {})
+    page, before = current_page(), defaults.get(param)
+    if (
+        get(param) is None
+        and before is not None
+        and before[0] == page
+        and before[1] != fallback
+        and st.session_state.get(key, fallback) == before[1]
+    ):
+        st.session_state[key] = fallback
+    defaults[param] = (page, fallback)
 
 
 def multi(
