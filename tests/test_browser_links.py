@@ -148,7 +148,8 @@ def test_a_link_lands_on_its_alert_after_sign_in_and_the_session_survives_reload
     capture._wait_for(ws, "!document.querySelector('input[type=password]')", 60)
     _heading(capture, ws, "Alert")
     assert capture._js(ws, "location.pathname + location.search") == "/response-alert?instance=42"
-    assert "monitoring_session=" in capture._js(ws, "document.cookie")
+    # set by a component after the signed-in run draws (an iframe's script): a moment later
+    capture._wait_for(ws, "document.cookie.includes('monitoring_session=')", 15)
 
     capture._go(ws, "Page.reload")  # a new Streamlit session: the cookie signs it in
     capture._wait_for(ws, "!!document.querySelector('h1')", 60)

@@ -71,6 +71,17 @@ def test_signing_in_starts_a_session_and_signing_out_ends_it(
     token = at.session_state["auth_session_token"]
     with session_engine.connect() as conn:
         assert resume(conn, token, now=now, idle=IDLE) is not None
+    # The script that sets the cookie is on the page in this run and the next ones (drawn
+    # once, a rerun at once could remove it before it ran)
+    for _ in range(2):
+        assert any(f"monitoring_session={token}" in str(p) for p in _frames(at))
+        at.run()
     at.sidebar.button(key="logout").click().run()
+    assert not any(f"monitoring_session={token}" in str(p) for p in _frames(at))
     with session_engine.connect() as conn:
         assert resume(conn, token, now=now, idle=IDLE) is None  # a copied cookie is worthless
+
+
+def _frames(at: AppTest) -> list[object]:
+    """The protos of the components.html frames of the last run."""
+    return [e.proto for e in at.get("iframe")]

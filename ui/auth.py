@@ -174,6 +174,12 @@ def session_cookie() -> None:
     this on every run; it draws nothing otherwise). A script in a zero-height component: the
     component's frame shares the app's origin, so the cookie is the app's."""
     todo = st.session_state.pop(_COOKIE_TODO_KEY, None)
+    token = st.session_state.get(_TOKEN_KEY)
+    if todo is None and token and st.context.cookies.get(sessions.COOKIE) != token:
+        # Signed in in this session (the browser did not bring the cookie): the script stays
+        # on the page in every run. Drawn only once, a rerun right after the sign-in (a click
+        # at once) could remove its frame before it ran, and a reload then signed the user out.
+        todo = "set"
     if todo is None:
         return
     secure = "; Secure" if get_settings().public_url.startswith("https://") else ""
