@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,8 +21,27 @@ def start(now: datetime) -> datetime:
     return (now - timedelta(hours=3)).replace(minute=0, second=0)
 
 
+_IN_FLIGHT = text(
+    "SELECT pid, application_name, state, xact_start, left(query, 200) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND backend_type = 'client backend' AND xact_start IS NOT NULL AND xact_start < :t"
+)
+
+
 def _roll(engine: Engine) -> None:
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    """Roll up everything written so far. The job holds its upper bound below any other
+    transaction still open in the database (rollups._safe_upper: its rows may be about to
+    commit): another test's short statement in flight on this session database is waited
+    for (it made this test find no rows twice in CI); one open for 15 s fails the test with
+    what it is."""
+    now = datetime.now(UTC)
+    deadline = time.monotonic() + 15
+    with engine.connect() as conn:
+        while others := conn.execute(_IN_FLIGHT, {"t": now}).all():
+            assert time.monotonic() < deadline, f"transactions left open: {others}"
+            conn.rollback()
+            time.sleep(0.1)
+    run_rollups(engine, now, safety_lag=timedelta(0))
 
 
 def _api_rows(engine: Engine, table: str) -> dict[tuple, tuple]:
