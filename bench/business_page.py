@@ -78,6 +78,18 @@ def _open(ws: Any, path: str) -> None:
     capture._settled(ws)
 
 
+def command_line(doc: str | None) -> tuple[list[str], dict[str, str]]:
+    """URL USER PASSWORD and the `--name=value` options of a page benchmark; `--phone` makes
+    the browser a 390-pixel phone. Exits with `doc` unless the three are given."""
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(args) != 3:
+        sys.exit(doc)
+    if "--phone" in flags:
+        capture.MOBILE, capture.WIDTH = True, 390
+    return args, dict(f.removeprefix("--").split("=", 1) for f in flags if "=" in f)
+
+
 def main(url: str, user: str, password: str, pages: list[str], rounds: int) -> dict[str, Any]:
     results: dict[str, Any] = {"width": capture.WIDTH}
     with capture.signed_in(url, user, password, port=capture.PORT) as ws:
@@ -104,13 +116,7 @@ def main(url: str, user: str, password: str, pages: list[str], rounds: int) -> d
 
 
 if __name__ == "__main__":
-    flags = [a for a in sys.argv[1:] if a.startswith("--")]
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    if len(args) != 3:
-        sys.exit(__doc__)
-    options = dict(f.removeprefix("--").split("=", 1) for f in flags if "=" in f)
-    if "--phone" in flags:
-        capture.MOBILE, capture.WIDTH = True, 390
+    args, options = command_line(__doc__)
     chosen = options.get("pages", "business,funnels").split(",")
     out = main(args[0], args[1], args[2], pages=chosen, rounds=int(options.get("rounds", "2")))
     print(json.dumps(out))

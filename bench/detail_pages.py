@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from typing import Any
 
 from sqlalchemy import text
 
-from bench.business_page import QUIET_MS, capture
+from bench.business_page import QUIET_MS, capture, command_line
 from monitoring_core.config import load_settings
 from monitoring_core.db import embedded_url, make_engine
 
@@ -166,13 +165,7 @@ def main(url: str, user: str, password: str, rounds: int, limit_ms: float) -> di
 
 
 if __name__ == "__main__":
-    flags = [a for a in sys.argv[1:] if a.startswith("--")]
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    if len(args) != 3:
-        sys.exit(__doc__)
-    options = dict(f.removeprefix("--").split("=", 1) for f in flags if "=" in f)
-    if "--phone" in flags:
-        capture.MOBILE, capture.WIDTH = True, 390
+    args, options = command_line(__doc__)
     out = main(
         args[0].rstrip("/"), args[1], args[2],
         rounds=int(options.get("rounds", "3")),

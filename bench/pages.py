@@ -21,12 +21,11 @@ from __future__ import annotations
 import ast
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.business_page import QUIET_MS, _click_range, capture
+from bench.business_page import QUIET_MS, _click_range, capture, command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 RANGES = ("1h", "24h", "7d", "30d", "90d")
@@ -179,13 +178,7 @@ def main(
 
 
 if __name__ == "__main__":
-    flags = [a for a in sys.argv[1:] if a.startswith("--")]
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    if len(args) != 3:
-        sys.exit(__doc__)
-    options = dict(f.removeprefix("--").split("=", 1) for f in flags if "=" in f)
-    if "--phone" in flags:
-        capture.MOBILE, capture.WIDTH = True, 390
+    args, options = command_line(__doc__)
     chosen = options.get("pages", ",".join(page_titles())).split(",")
     out = main(
         args[0], args[1], args[2], pages=chosen,
