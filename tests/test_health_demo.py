@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -65,4 +66,8 @@ def test_it_leaves_checks_the_worker_can_run(
     with engine.connect() as conn:
         checks = {c.check_name: c for c in list_checks(conn)}
     assert checks["Platform database"].status.value == "healthy"
-    assert checks["Disk space"].status.value == "healthy"
+    # It measures this machine's real disk: healthy exactly when at least 5 % is free (a CI
+    # machine's disk ran past 95 % once; the check ran and said so, the test said it failed)
+    usage = shutil.disk_usage("/")
+    disk = checks["Disk space"]
+    assert (disk.status.value == "healthy") == (100 * usage.free / usage.total >= 5), disk

@@ -177,7 +177,7 @@ def _guarded_action_page() -> None:
 def test_it_shows_actions_only_to_roles_allowed_to_take_them(
     session_engine: Engine, role: Role, buttons: list[str], locked: bool
 ) -> None:
-    at = AppTest.from_function(_guarded_action_page)
+    at = AppTest.from_function(_guarded_action_page, default_timeout=30)
     with session_engine.begin() as conn:
         at.session_state[USER_KEY] = make_user(conn, role)
     at.run()
@@ -213,7 +213,7 @@ def test_it_shows_the_wedding_day_banner_on_saturdays(
 
     monkeypatch.setenv("MONITORING_TZ", "Europe/London")
     st.cache_resource.clear()  # the UI reads settings once per process
-    at = AppTest.from_function(_banner_page)
+    at = AppTest.from_function(_banner_page, default_timeout=30)
     at.session_state["now"] = now.isoformat()
     at.run()
 

@@ -31,7 +31,7 @@ def _shown(at: AppTest) -> str:
 
 
 def test_a_link_opens_what_it_names_and_changes_go_back_to_the_url() -> None:
-    at = AppTest.from_function(_chooser)
+    at = AppTest.from_function(_chooser, default_timeout=30)
     at.query_params.update({"item": "5", "tab": "History", "q": "timeout", "mine": "1"})
     at.run()
     assert _shown(at) == "item=5 tab=History q=timeout mine=True"
@@ -44,7 +44,7 @@ def test_a_link_opens_what_it_names_and_changes_go_back_to_the_url() -> None:
 
 
 def test_the_url_changed_from_outside_wins_and_invalid_values_fall_back() -> None:
-    at = AppTest.from_function(_chooser)
+    at = AppTest.from_function(_chooser, default_timeout=30)
     at.run()
     assert _shown(at) == "item=3 tab=Open q= mine=False"
     assert not dict(at.query_params)  # defaults only: nothing written, no history entry
@@ -76,7 +76,7 @@ def test_a_url_without_the_parameter_opens_its_default_as_it_stands_now(
 ) -> None:
     """The list first, then the address names an incident (a link, or back from
     `?incident=4&tab=Active`): the Detail tab, its default now, not Active kept from before."""
-    at = AppTest.from_function(_detail_when_named)
+    at = AppTest.from_function(_detail_when_named, default_timeout=30)
     at.run()
     assert _shown(at) == "incident=None tab=Active"
     at.query_params["incident"] = "4"
@@ -110,7 +110,7 @@ def test_a_rerun_asked_before_the_browser_took_in_our_write_keeps_the_choice(
     is not a link or the back button (those are history navigation), so the choice stays
     (it used to jump back: the incident detail went, and a note typed for one incident was
     shown, and could be added, under the one before)."""
-    at = AppTest.from_function(_chooser)
+    at = AppTest.from_function(_chooser, default_timeout=30)
     at.query_params["item"] = "5"
     at.run()
     at.selectbox(key="url_item").set_value(8).run()
@@ -188,7 +188,7 @@ def _several() -> None:
 
 
 def test_several_choices_live_in_a_repeated_parameter() -> None:
-    at = AppTest.from_function(_several)
+    at = AppTest.from_function(_several, default_timeout=30)
     at.run()
     assert _shown(at) == "picked=/a" and "ep" not in at.query_params  # the default: no entry
 
