@@ -147,8 +147,7 @@ def _api_app(database_url: str, session_engine: Engine) -> Iterator[tuple[Any, s
         # The API's public URL (ping URLs, acknowledge links) is this server, as
         # MONITORING_API_PUBLIC_URL would say in production.
         app.state.settings = dataclasses.replace(settings, api_public_url=url)
-        yield app, url
-    app.state.usage_sync.stop()  # its database is about to be dropped
+        yield app, url  # running_server stops its usage sync: the database is dropped next
 
 
 @pytest.fixture

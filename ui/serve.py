@@ -84,15 +84,15 @@ def compile_pages(timeout_s: float = 60.0) -> int:
         if time.monotonic() > deadline:
             return 0
         time.sleep(0.05)
-    started = time.perf_counter()
+    started, scripts = time.perf_counter(), page_scripts()
     try:
         cache = Runtime.instance()._script_cache  # the cache every session's runs read
-        for path in page_scripts():
+        for path in scripts:
             cache.get_bytecode(str(path))
     except Exception:  # a Streamlit without this cache: pages compile at first open, as before
         log.warning("could not compile the pages ahead", exc_info=True)
         return 0
-    done = len(page_scripts())
+    done = len(scripts)
     print(f"ui.serve: {done} page scripts compiled ahead in {time.perf_counter() - started:.2f} s",
           file=sys.stderr, flush=True)  # fmt: skip
     return done
