@@ -4,6 +4,7 @@ trace as a waterfall (spans, timings, attributes, events) with its errors and lo
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -12,14 +13,22 @@ from monitoring_core.enums import Role
 from monitoring_core.logs import queries as log_queries
 from monitoring_core.traces import queries
 from monitoring_core.traces.rules import parse_attribute
-from ui import auth, data, fmt, trace_links, url_state, widgets
-from ui.waterfall import KINDS, waterfall_figure
+from ui import auth, data, fmt, trace_links, trace_tables, url_state, widgets
+from ui.waterfall import waterfall_figure
 
 auth.require_role(Role.VIEWER)
-tr, tz = widgets.current_time_range(), data.business_tz()
+tr, tz, now = widgets.current_time_range(), data.business_tz(), widgets.current_now()
 ALL = "All"
-STATUS = {0: "unset", 1: "ok", 2: "error"}
 st.title("Traces")
+
+
+def _pairs(where: Any, rows: list[dict[str, Any]], what: str) -> None:
+    """Name/value (or event) rows as a table, or a line saying there are none."""
+    if rows:
+        where.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    else:
+        where.caption(f"This span has no {what}.")
+
 
 left, mid, right, last = st.columns([2, 3, 2, 1])
 services = data.read_or_stop(queries.list_services, start=tr.start, end=tr.end)
@@ -32,7 +41,7 @@ operations = data.read_or_stop(
 )
 operation = mid.selectbox("Operation", [ALL, *operations], key="traces_operation")
 slower = right.number_input(
-    "Slower than (ms)", min_value=0.0, max_value=86_400_000.0, value=0.0, step=50.0
+    "Slower than (ms)", min_value=0.0, max_value=86_400_000.0, value=0.0, step=50.0, format="%.0f"
 )
 errors_only = last.checkbox("Errors only", key="traces_errors")
 attr_col, id_col = st.columns(2)
@@ -62,33 +71,12 @@ found = data.read_or_stop(
 chosen: str | None = trace_id
 around = None
 if found:
-    table = pd.DataFrame(found)
-    table["first_seen"] = pd.to_datetime(table["first_seen"], utc=True).dt.tz_convert(tz)
-    st.dataframe(
-        table[
-            [
-                "first_seen",
-                "service",
-                "name",
-                "duration_ms",
-                "spans",
-                "errors",
-                "services",
-                "trace_id",
-            ]
-        ],
-        hide_index=True,
-        height=widgets.table_height(len(table), max_rows=15),
-        column_config={
-            "first_seen": "started",
-            "name": "root operation",
-            "duration_ms": st.column_config.NumberColumn("duration (ms)", format="%.1f"),
-        },
-    )
+    table = pd.DataFrame(trace_tables.trace_rows(found, tz, now))
+    st.dataframe(table, hide_index=True, height=widgets.table_height(len(table), max_rows=15))
     labels = {
-        row["trace_id"]: f"{row['first_seen'].astimezone(tz):%H:%M:%S} · {row['service']}: "
-        f"{row['name'][:80]} · {fmt.milliseconds(row['duration_ms'])}"
-        + (f" · {row['errors']} errors" if row["errors"] else "")
+        row["trace_id"]: f"{fmt.when_exact(row['first_seen'], tz, now)} · {row['service']}: "
+        f"{row['name'][:80]} · {fmt.precise_ms(row['duration_ms'])}"
+        + (f" · {fmt.plural(row['errors'], 'error')}" if row["errors"] else "")
         for row in found
     }
     if chosen not in labels:
@@ -114,8 +102,8 @@ total_ms = max(s["offset_ms"] + s["duration_ms"] for s in spans)
 errors = sum(1 for s in spans if s["status_code"] == 2)
 st.subheader(f"Trace {chosen}")
 st.caption(
-    f"{first.astimezone(tz):%Y-%m-%d %H:%M:%S} · {fmt.plural(len(spans), 'span')} · "
-    f"{fmt.milliseconds(total_ms)} · {fmt.plural(errors, 'error')} · services: "
+    f"{fmt.when_exact(first, tz, now)} · {fmt.plural(len(spans), 'span')} · "
+    f"{fmt.precise_ms(total_ms)} · {fmt.plural(errors, 'error')} · services: "
     f"{fmt.md_escape(', '.join(sorted({s['service'] for s in spans})))}"
 )
 link_cols = st.columns(2)
@@ -128,29 +116,8 @@ if len(spans) > len(shown):
     st.caption(f"The first {len(shown)} of {len(spans)} spans are drawn.")
 st.plotly_chart(waterfall_figure(shown), width="stretch")
 
-span_table = pd.DataFrame(
-    [
-        {
-            "offset_ms": s["offset_ms"],
-            "duration_ms": s["duration_ms"],
-            "service": s["service"],
-            "operation": ("· " * min(s["depth"], 20)) + s["name"],
-            "kind": KINDS.get(s["kind"], "?"),
-            "status": STATUS.get(s["status_code"], "?"),
-            "span_id": s["span_id"],
-        }
-        for s in spans
-    ]
-)
-st.dataframe(
-    span_table,
-    hide_index=True,
-    height=widgets.table_height(len(span_table), max_rows=15),
-    column_config={
-        "offset_ms": st.column_config.NumberColumn("starts at (ms)", format="%.1f"),
-        "duration_ms": st.column_config.NumberColumn("duration (ms)", format="%.1f"),
-    },
-)
+span_table = pd.DataFrame(trace_tables.span_rows(spans))
+st.dataframe(span_table, hide_index=True, height=widgets.table_height(len(span_table), max_rows=15))
 by_id = {s["span_id"]: s for s in spans}
 span_id = st.selectbox(
     "Span",
@@ -159,28 +126,27 @@ span_id = st.selectbox(
     key="traces_span",
 )
 span = by_id[span_id]
-if span["status_message"]:
-    st.error(f"Status: {span['status_message']}", icon=":material/error:")
-# Only the open tab is drawn (`.open`): the other two JSON views cost each click their DOM.
+if span["status_code"] == 2:
+    st.error(trace_tables.span_summary(span), icon=":material/error:")
+else:
+    st.caption(trace_tables.span_summary(span))
+# Only the open tab is drawn (`.open`): the others cost each click their DOM.
 attrs_tab, events_tab, resource_tab = st.tabs(
     ["Attributes", "Events", "Resource"], key="traces_span_tab", on_change="rerun"
 )
 if attrs_tab.open:
-    attrs_tab.json(span["attributes"] or {})
+    _pairs(attrs_tab, trace_tables.attribute_rows(span["attributes"]), "attributes")
 if events_tab.open:
-    if span["events"]:
-        events_tab.dataframe(pd.DataFrame(span["events"]), hide_index=True)
-    else:
-        events_tab.caption("This span has no events.")
+    _pairs(events_tab, trace_tables.event_rows(span["events"], span["time"]), "events")
 if resource_tab.open:
-    resource_tab.json(span["resource"] or {})
+    _pairs(resource_tab, trace_tables.attribute_rows(span["resource"]), "resource attributes")
+    if span.get("scope"):
+        resource_tab.caption(f"Instrumentation scope: {fmt.md_escape(span['scope'])}")
 
 st.subheader("Errors in this trace")
 trace_errors = data.read_or_stop(queries.trace_errors, trace_id=chosen)
 if trace_errors:
-    errors_table = pd.DataFrame(trace_errors)
-    errors_table["time"] = pd.to_datetime(errors_table["time"], utc=True).dt.tz_convert(tz)
-    st.dataframe(errors_table, hide_index=True, column_config={"group_id": "error group"})
+    st.dataframe(pd.DataFrame(trace_tables.error_rows(trace_errors, tz, now)), hide_index=True)
     st.page_link("pages/errors.py", label="Open the Errors page", icon=":material/bug_report:")
 else:
     st.caption("No error event carries this trace id.")
@@ -194,12 +160,6 @@ trace_logs = data.read_or_stop(
     limit=200,
 )
 if trace_logs:
-    logs_table = pd.DataFrame(trace_logs)
-    logs_table["time"] = pd.to_datetime(logs_table["time"], utc=True).dt.tz_convert(tz)
-    st.dataframe(
-        logs_table[["time", "service", "severity_text", "body", "span_id"]],
-        hide_index=True,
-        column_config={"severity_text": "severity"},
-    )
+    st.dataframe(pd.DataFrame(trace_tables.log_rows(trace_logs, tz, now)), hide_index=True)
 else:
     st.caption("No log record carries this trace id.")

@@ -80,19 +80,21 @@ def test_traces_page_search_waterfall_errors_and_logs(
     _seed(engine)
     at = _open(logged_in_app, "pages/traces.py")
     traces = at.dataframe[0].value
-    assert set(traces["trace_id"]) == {TRACE, OTHER}
-    row = traces.set_index("trace_id").loc[TRACE]
-    assert (row["name"], row["spans"], row["errors"], row["services"]) == (
+    assert set(traces["Trace id"]) == {TRACE, OTHER}
+    row = traces.set_index("Trace id").loc[TRACE]
+    assert (row["Root operation"], row["Duration"], row["Spans"], row["Errors"]) == (
         "POST /api/pay",
-        2,
+        "850 ms",
         2,
         2,
     )
+    assert row["Started"].startswith("today ")  # in words, to the second, never ISO
+    assert not any("+00:00" in t or "T" in t for t in traces["Started"])
     at.checkbox(key="traces_errors").check().run()
-    assert list(at.dataframe[0].value["trace_id"]) == [TRACE]
+    assert list(at.dataframe[0].value["Trace id"]) == [TRACE]
     at.checkbox(key="traces_errors").uncheck().run()
     at.text_input(key="traces_attr").input("provider=stripe").run()
-    assert list(at.dataframe[0].value["trace_id"]) == [TRACE]
+    assert list(at.dataframe[0].value["Trace id"]) == [TRACE]
     at.text_input(key="traces_attr").input("").run()
     at.text_input(key="traces_id").input(OTHER.upper()).run()
     assert f"Trace {OTHER}" in [s.value for s in at.subheader]
@@ -100,13 +102,52 @@ def test_traces_page_search_waterfall_errors_and_logs(
     assert not at.exception, at.exception
     assert f"Trace {TRACE}" in [s.value for s in at.subheader]
     spans = at.dataframe[1].value
-    assert list(spans["operation"]) == ["POST /api/pay", "· charge card"]  # child indented
-    assert list(spans["status"]) == ["error", "error"]
-    errors = at.dataframe[2].value
-    assert list(errors["error_type"]) == ["GatewayTimeout"]
-    logs = at.dataframe[3].value
-    assert list(logs["body"]) == ["payment provider timed out"]
+    assert list(spans["Operation"]) == ["POST /api/pay", "· charge card"]  # child indented
+    assert list(spans["Status"]) == ["Error", "Error"]
+    assert list(spans["Starts at"]) == ["+0 ms", "+20 ms"]
+    assert list(spans["Duration"]) == ["850 ms", "800 ms"]
+    assert list(spans["Kind"]) == ["Server", "Client"]
+    attributes = at.dataframe[2].value  # the root span's, as name/value rows
+    assert attributes.to_dict("records") == [
+        {"Attribute": "http.response.status_code", "Value": "502"},
+        {"Attribute": "http.route", "Value": "/api/pay"},
+    ]
+    assert not at.json  # no JSON view of a span left
+    errors = at.dataframe[3].value
+    assert list(errors["Type"]) == ["GatewayTimeout"]
+    assert errors["Time"][0].startswith("today ")
+    logs = at.dataframe[4].value
+    assert list(logs["Message"]) == ["payment provider timed out"]
+    assert not logs["Time"][0].endswith("+00:00")
     assert _links(at)["Logs of this trace"].endswith(f"trace_id={TRACE}")
+
+
+def test_traces_page_shows_a_span_events_and_resource_as_rows(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    _seed(engine)
+    at = _open(logged_in_app, "pages/traces.py")
+    at.query_params["trace_id"] = TRACE
+    at.run()
+    at.selectbox(key="traces_span").select("00000000000000a2").run()
+    summary = at.error[0].value.replace("\\", "")  # markdown escapes dropped
+    assert (
+        summary == "Client span · starts at +20 ms · lasts 800 ms · status Error: provider timeout"
+    )
+    at.session_state["traces_span_tab"] = "Events"
+    at.run()
+    assert not at.exception, at.exception
+    events = at.dataframe[2].value
+    # the event's time is the trace's start, 20 ms before this span's
+    assert events.to_dict("records") == [
+        {"At": "−20 ms", "Event": "retry", "Attributes": "attempt: 2"}
+    ]
+    at.session_state["traces_span_tab"] = "Resource"
+    at.run()
+    assert at.dataframe[2].value.to_dict("records") == [
+        {"Attribute": "service.name", "Value": "payments"}
+    ]
+    assert "Instrumentation scope: s" in [c.value for c in at.caption]
 
 
 def test_traces_page_follows_a_trace_named_in_the_address(
@@ -258,4 +299,4 @@ def test_demo_traces_and_logs_share_trace_ids_with_errors(
     assert len(at.dataframe[0].value) > 0  # the last day: search traffic at least
     at.checkbox(key="traces_errors").check().run()
     assert not at.exception, at.exception
-    assert (at.dataframe[0].value["errors"] > 0).all()
+    assert (at.dataframe[0].value["Errors"] > 0).all()

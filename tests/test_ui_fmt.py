@@ -69,3 +69,52 @@ def test_it_turns_identifiers_into_labels() -> None:
     assert fmt.label("wedding_day_critical") == "Wedding day critical"
     assert fmt.label("Payments partner") == "Payments partner"  # a name stays as typed
     assert fmt.label(None) == "—"
+
+
+def test_it_says_a_moment_to_the_second_in_the_business_time_zone() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    london = ZoneInfo("Europe/London")
+    now = datetime(2026, 6, 10, 13, 0, tzinfo=UTC)
+    moment = datetime(2026, 6, 10, 12, 5, 9, 123456, tzinfo=UTC)
+    assert fmt.when_exact(moment, london, now) == "today 13:05:09"
+    assert fmt.when_exact(datetime(2026, 6, 1, 8, 0, 59, tzinfo=UTC), london, now) == (
+        "Mon 1 Jun 09:00:59"
+    )
+    assert fmt.when_exact(None, london, now) == "—"
+
+
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [(None, "—"), (0.042, "0.042 ms"), (0.42, "0.42 ms"), (8.46, "8.5 ms"), (84.2, "84 ms"),
+     (1250, "1.25 s"), (95_300, "1 min 35 s"), (120_000, "2 min"), (4_000_000, "1 h 6 min")],
+)  # fmt: skip
+def test_it_gives_a_span_duration_its_unit(ms: float | None, shown: str) -> None:
+    assert fmt.precise_ms(ms) == shown
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(None, "—"), (812, "812 B"), (3_400_000, "3.4 MB"), (1_234_567_890, "1.2 GB"),
+     (5.5e12, "5.5 TB")],
+)  # fmt: skip
+def test_it_says_a_size_in_bytes(size: float | None, shown: str) -> None:
+    assert fmt.size(size) == shown
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [(None, "—"), (True, "true"), (502, "502"), (20260603123456, "20260603123456"),
+     (0.1 + 0.2, "0.3"), (3.0, "3"), (1234567.891, "1234568"), ("GET", "GET"),
+     (["a", "b"], "a, b"), ([], "—"), ({"attempt": 2, "tags": ["x", {"k": 1}]},
+     "attempt: 2, tags: [x, {k: 1}]"), (b"\x01\xff", "01ff")],
+)  # fmt: skip
+def test_it_writes_a_stored_value_as_one_line_never_json(stored: object, shown: str) -> None:
+    assert fmt.value(stored) == shown
+
+
+def test_it_writes_a_small_dict_as_pairs() -> None:
+    assert fmt.pairs({"to": "resolved", "from": "open"}) == "from: open, to: resolved"
+    assert fmt.pairs({"old_status": "open"}, labels=True) == "Old status: open"
+    assert fmt.pairs({}) == "" and fmt.pairs(None) == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ __all__ = [
     "count",
     "duration",
     "label",
+    "pairs",
     "md_code",
     "md_escape",
     "milliseconds",
@@ -18,7 +20,11 @@ __all__ = [
     "per_minute",
     "percent",
     "plural",
+    "precise_ms",
+    "size",
+    "value",
     "when",
+    "when_exact",
 ]
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping them all
@@ -145,3 +151,82 @@ def label(name: object) -> str:
     words = [w.upper() if w in _ACRONYMS else w for w in re.split(r"[_-]", name)]
     first = words[0]
     return " ".join([first[:1].upper() + first[1:], *words[1:]])
+
+
+def when_exact(moment: datetime | None, tz: ZoneInfo, now: datetime | None = None) -> str:
+    """`when` to the second, for things minutes apart (traces, log records):
+    `today 14:05:09`, `Mon 8 Jun 14:05:09`; an em dash for None."""
+    if moment is None:
+        return "—"
+    return f"{when(moment, tz, now)}:{moment.astimezone(tz):%S}"
+
+
+def precise_ms(value: float | None) -> str:
+    """A span's duration as tracing tools show it, sub-millisecond ones too: `0.42 ms`,
+    `8.5 ms`, `84 ms`, `1.25 s`, `1 min 35 s`, then `duration`'s units; an em dash for None."""
+    if value is None or _missing(value):
+        return "—"
+    if value < 1:
+        return f"{value:.2g} ms"
+    if value < 10:
+        return f"{value:.1f} ms"
+    if value < 1000:
+        return f"{value:.0f} ms"
+    if value < 60_000:
+        return f"{value / 1000:.2f} s"
+    if value < 3_600_000:
+        minutes, seconds = divmod(round(value / 1000), 60)
+        return f"{minutes} min" + (f" {seconds} s" if seconds else "")
+    return duration(value / 1000)
+
+
+def size(value: float | None) -> str:
+    """Bytes as people read them: `812 B`, `3.4 MB`, `1.2 GB` (powers of 1,000)."""
+    if value is None or _missing(value):
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1000:
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1000
+    return f"{value:,.1f} TB"
+
+
+def value(item: object) -> str:
+    """A stored attribute value (str, int, float, bool, list, dict, as OTLP and JSON give
+    them) as one line of text: `true`, `502`, `0.25`, `a, b`, `attempt: 2, provider: stripe`
+    (a list or dict inside another in brackets); ids and codes keep their digits (no
+    separators); an em dash for None."""
+    return _value(item, nested=False)
+
+
+def _value(item: object, *, nested: bool) -> str:
+    if item is None:
+        return "—"
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    if isinstance(item, float):
+        if math.isnan(item) or math.isinf(item):
+            return number(item)
+        if item.is_integer() and abs(item) < 1e15:
+            return str(int(item))
+        return f"{item:.0f}" if abs(item) >= 1e6 else f"{item:.6g}"
+    if isinstance(item, Mapping):
+        text = ", ".join(f"{k}: {_value(v, nested=True)}" for k, v in sorted(item.items()))
+        return f"{{{text}}}" if nested else text or "—"
+    if isinstance(item, list | tuple):
+        text = ", ".join(_value(part, nested=True) for part in item)
+        return f"[{text}]" if nested else text or "—"
+    if isinstance(item, bytes):
+        return item.hex()
+    return str(item)
+
+
+def pairs(mapping: Mapping[str, object] | None, *, labels: bool = False) -> str:
+    """A small dict as one line, in key order: `attempt: 2, provider: stripe`; with
+    `labels`, keys that are identifiers read as words (`old_status` → `Old status`)."""
+    if not mapping:
+        return ""
+    return ", ".join(
+        f"{label(key) if labels else key}: {_value(item, nested=True)}"
+        for key, item in sorted(mapping.items())
+    )
