@@ -17,9 +17,10 @@ from monitoring_core.logs import queries
 from monitoring_core.timerange import TimeRange
 from monitoring_core.traces.rules import parse_attribute
 from ui import auth, data, fmt, trace_links, widgets
+from ui.trace_tables import log_rows
 
 auth.require_role(Role.VIEWER)
-tz = data.business_tz()
+tz, now = data.business_tz(), widgets.current_now()
 ALL = "All"
 TAIL_S = 5
 AROUND = timedelta(minutes=5)
@@ -53,6 +54,20 @@ def _around(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
+def _volume_rows(volume: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "Day (UTC)": f"{v['day']:%a %-d %b %Y}",
+            "Service": v["service"],
+            "Records": fmt.count(v["records"]),
+            "Body size": fmt.size(v["body_bytes"]),
+            "Refused": fmt.count(v["refused"]),
+            **({"Of cap": fmt.percent(v["records"] / cap, 0)} if cap else {}),
+        }
+        for v in volume
+    ]
+
+
 asked_trace = trace_links.parse_trace_id(st.query_params.get("trace_id"))
 around = _around(st.query_params.get("around"))
 asked_service = st.query_params.get("service")
@@ -63,9 +78,7 @@ if tail:
     tr = TimeRange(now - timedelta(minutes=15), now + timedelta(seconds=1))
 elif around is not None:
     tr = TimeRange(around - AROUND, around + AROUND)
-    st.caption(
-        f"Logs from 5 minutes before to 5 minutes after {around.astimezone(tz):%Y-%m-%d %H:%M:%S}."
-    )
+    st.caption(f"Logs from 5 minutes before to 5 minutes after {fmt.when_exact(around, tz, now)}.")
 else:
     tr = widgets.current_time_range()
 
@@ -140,16 +153,15 @@ st.caption(
     f"{fmt.plural(len(rows), 'record')} shown, newest first"
     + (" (the newest 500)" if len(rows) >= 500 else "")
 )
-table = pd.DataFrame(rows)
-table["time"] = pd.to_datetime(table["time"], utc=True).dt.tz_convert(tz)
+table = pd.DataFrame(log_rows(rows, tz, now, with_trace=True))
 st.dataframe(
-    table[["time", "service", "severity_text", "body", "trace_id", "span_id"]],
+    table,
     hide_index=True,
     height=widgets.table_height(len(table)),
-    column_config={"severity_text": "severity", "body": st.column_config.TextColumn(width="large")},
+    column_config={"Message": st.column_config.TextColumn(width="large")},
 )
 traced = {
-    f"{r['time'].astimezone(tz):%H:%M:%S} · {r['service']} · {r['severity_text'] or ''} · "
+    f"{fmt.when_exact(r['time'], tz, now)} · {r['service']} · {r['severity_text'] or ''} · "
     f"{r['body'][:90]} · {r['trace_id'][:8]}": r["trace_id"]
     for r in rows[:200]
     if r["trace_id"]
@@ -169,11 +181,4 @@ with st.expander("Volume per service and day"):
     )
     volume = data.read_or_stop(queries.daily_volume, start=tr.start - timedelta(days=7), end=tr.end)
     if volume:
-        shown = pd.DataFrame(volume)
-        if cap:
-            shown["of cap"] = (shown["records"] / cap).map("{:.0%}".format)
-        st.dataframe(
-            shown,
-            hide_index=True,
-            column_config={"body_bytes": st.column_config.NumberColumn("body bytes")},
-        )
+        st.dataframe(pd.DataFrame(_volume_rows(volume, cap)), hide_index=True)

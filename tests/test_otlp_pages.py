@@ -4,7 +4,7 @@ errors, traces and logs by trace id."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,15 +22,22 @@ from monitoring_core.logs.store import insert_logs
 from monitoring_core.traces.rules import parse_attribute, waterfall
 from monitoring_core.traces.store import insert_spans
 from tests.ui_harness import DEMO_NOW
+from ui import fmt
 
 pytestmark = pytest.mark.clock
 
 AppFactory = Callable[[Role | None], AppTest]
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 OTHER = "0af7651916cd43dd8448eb211c80319c"
+LONDON = ZoneInfo("Europe/London")  # the business time zone of the tests' settings
 
 
-def _seed(engine: Engine) -> None:
+def _said(moment: datetime) -> str:
+    """A moment as the pages say it: in words, to the second, in the business time zone."""
+    return fmt.when_exact(moment, LONDON, clock.now())
+
+
+def _seed(engine: Engine) -> datetime:
     start = clock.now() - timedelta(minutes=3)
     resource = {"service.name": "checkout"}
     spans = [
@@ -58,7 +65,8 @@ def _seed(engine: Engine) -> None:
     with engine.begin() as conn:
         insert_spans(conn, spans)
         insert_logs(conn, logs)
-        ingest_errors(conn, [error], now=start, tz=ZoneInfo("Europe/London"))
+        ingest_errors(conn, [error], now=start, tz=LONDON)
+    return start
 
 
 def _open(factory: AppFactory, page: str) -> AppTest:
@@ -77,7 +85,7 @@ def _links(at: AppTest) -> dict[str, str]:
 def test_traces_page_search_waterfall_errors_and_logs(
     engine: Engine, logged_in_app: AppFactory
 ) -> None:
-    _seed(engine)
+    start = _seed(engine)
     at = _open(logged_in_app, "pages/traces.py")
     traces = at.dataframe[0].value
     assert set(traces["Trace id"]) == {TRACE, OTHER}
@@ -88,7 +96,7 @@ def test_traces_page_search_waterfall_errors_and_logs(
         2,
         2,
     )
-    assert row["Started"].startswith("today ")  # in words, to the second, never ISO
+    assert row["Started"] == _said(start)  # in words, to the second, never ISO
     assert not any("+00:00" in t or "T" in t for t in traces["Started"])
     at.checkbox(key="traces_errors").check().run()
     assert list(at.dataframe[0].value["Trace id"]) == [TRACE]
@@ -115,10 +123,10 @@ def test_traces_page_search_waterfall_errors_and_logs(
     assert not at.json  # no JSON view of a span left
     errors = at.dataframe[3].value
     assert list(errors["Type"]) == ["GatewayTimeout"]
-    assert errors["Time"][0].startswith("today ")
+    assert list(errors["Time"]) == [_said(start)]
     logs = at.dataframe[4].value
     assert list(logs["Message"]) == ["payment provider timed out"]
-    assert not logs["Time"][0].endswith("+00:00")
+    assert list(logs["Time"]) == [_said(start + timedelta(milliseconds=500))]
     assert _links(at)["Logs of this trace"].endswith(f"trace_id={TRACE}")
 
 
@@ -169,30 +177,55 @@ def test_traces_page_follows_a_trace_named_in_the_address(
 
 
 def test_logs_page_filters(engine: Engine, logged_in_app: AppFactory) -> None:
-    _seed(engine)
+    start = _seed(engine)
     at = _open(logged_in_app, "pages/logs.py")
-    assert len(at.dataframe[0].value) == 3
+    records = at.dataframe[0].value
+    assert len(records) == 3
+    assert list(records.columns) == [
+        "Time",
+        "Service",
+        "Severity",
+        "Message",
+        "Trace id",
+        "Span id",
+    ]
+    assert list(records["Time"]) == [_said(start + timedelta(seconds=s)) for s in (2, 1, 0.5)]
     at.text_input(key="logs_contains").input("100%").run()  # % is literal, not a wildcard
-    assert list(at.dataframe[0].value["body"]) == ["cache 100% full_ish"]
+    assert list(at.dataframe[0].value["Message"]) == ["cache 100% full_ish"]
+    assert list(at.dataframe[0].value["Trace id"]) == ["—"]
     at.text_input(key="logs_contains").input("").run()
     at.selectbox(key="logs_severity").select("WARN").run()
-    assert sorted(at.dataframe[0].value["body"]) == [
+    assert sorted(at.dataframe[0].value["Message"]) == [
         "cache 100% full_ish",
         "payment provider timed out",
     ]
     at.selectbox(key="logs_service").select("payments").run()
-    assert list(at.dataframe[0].value["severity_text"]) == ["ERROR"]
+    assert list(at.dataframe[0].value["Severity"]) == ["ERROR"]
     assert _links(at)["Open this trace"].endswith(f"trace_id={TRACE}")
     at.selectbox(key="logs_service").select("All").run()
     at.selectbox(key="logs_severity").select("Any").run()
     at.text_input(key="logs_trace").input(OTHER).run()
-    assert list(at.dataframe[0].value["body"]) == ["vendor search served"]
+    assert list(at.dataframe[0].value["Message"]) == ["vendor search served"]
     volume = at.dataframe[1].value  # per service and day, from log_volume
-    assert dict(zip(volume["service"], volume["records"], strict=True)) == {
-        "payments": 1,
-        "search": 2,
-    } and set(volume["refused"]) == {0}
+    assert dict(zip(volume["Service"], volume["Records"], strict=True)) == {
+        "payments": "1",
+        "search": "2",
+    } and set(volume["Refused"]) == {"0"}
+    assert all(size.endswith(" B") for size in volume["Body size"])  # bytes with their unit
+    assert set(volume["Of cap"]) == {"0 %"}
     assert "10,000,000 records per UTC day" in " ".join(c.value for c in at.caption)
+
+
+def test_logs_around_an_error_says_the_moment_in_words(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    start = _seed(engine)
+    at = _open(logged_in_app, "pages/logs.py")
+    at.query_params["around"] = start.isoformat()
+    at.run()
+    (caption,) = [c.value for c in at.caption if c.value.startswith("Logs from")]
+    assert caption == f"Logs from 5 minutes before to 5 minutes after {_said(start)}."
+    assert "+00:00" not in caption and len(at.dataframe[0].value) == 3
 
 
 def test_errors_page_links_an_event_to_its_trace_and_logs(

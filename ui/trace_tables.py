@@ -149,15 +149,16 @@ def error_rows(
 
 
 def log_rows(
-    logs: Iterable[Mapping[str, Any]], tz: ZoneInfo, now: datetime
+    logs: Iterable[Mapping[str, Any]], tz: ZoneInfo, now: datetime, *, with_trace: bool = False
 ) -> list[dict[str, Any]]:
-    """Log records carrying the trace id."""
+    """Log records (of a trace; `with_trace` adds each one's trace id, for the Logs page)."""
     return [
         {
             "Time": fmt.when_exact(r["time"], tz, now),
             "Service": r["service"],
             "Severity": r["severity_text"] or "—",
             "Message": r["body"],
+            **({"Trace id": r["trace_id"] or "—"} if with_trace else {}),
             "Span id": r["span_id"] or "—",
         }
         for r in logs
