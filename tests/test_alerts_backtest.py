@@ -50,10 +50,11 @@ def _transitions(result: dict) -> list[tuple[int, str]]:
 @pytest.mark.parametrize(
     ("logic", "expected"),
     [
-        # a minute's value is stamped with the minute's end: a breach from 40 to 20 minutes
-        # ago is seen from 39 minutes ago, and its end 19 minutes ago
-        ("and", [(29, "firing"), (19, "resolved")]),
-        ("or", [(39, "firing"), (9, "resolved")]),
+        # the children replayed as a cycle reads them (the raw points of their 1-minute
+        # window): a breach from 40 to 20 minutes ago holds from the step at 40 minutes
+        # ago, when its first point is in the window, to the one at 21
+        ("and", [(30, "firing"), (20, "resolved")]),
+        ("or", [(40, "firing"), (10, "resolved")]),
     ],
 )
 def test_it_replays_a_composite_rule_from_its_children(
@@ -78,7 +79,7 @@ def test_it_replays_a_composite_of_a_composite(engine: Engine) -> None:
             cfg={"type": "composite", "logic": "and", "rules": [a, b]},
         )
     result = _composite(engine, "or", [inner])
-    assert _transitions(result) == [(29, "firing"), (19, "resolved")]
+    assert _transitions(result) == [(30, "firing"), (20, "resolved")]
 
 
 def test_it_refuses_a_composite_rule_with_a_missing_child(engine: Engine) -> None:

@@ -51,6 +51,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest_kinds import anomaly_source, no_data_keeps, pattern_source
 from monitoring_core.alerts.backtest_quiet import (
     Bounds,
     by_key,
@@ -66,9 +67,7 @@ from monitoring_core.alerts.engine import (
     Decision,
     Known,
     Point,
-    check_condition,
     effective_severity,
-    evaluate,
     evaluate_keys,
     transition,
 )
@@ -86,7 +85,7 @@ from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 from monitoring_core.wedding_calendar import season_adjusted_threshold, season_strictness
 
-__all__ = ["MAX_STEPS", "RAW_LIMIT", "backtest", "steps_of"]
+__all__ = ["MAX_STEPS", "RAW_LIMIT", "backtest", "every_step", "steps_of"]
 
 MAX_STEPS = 2_000
 MAX_NESTING = 3  # composite of composite of …
@@ -101,10 +100,20 @@ def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta
     """One evaluation per minute: over any range for rules whose quiet minutes are found
     from the rollups (`backtest_quiet.skips`), else coarser for long ranges (at most
     MAX_STEPS)."""
-    if rule is not None and skips(rule):
+    if rule is not None and every_step(rule):
         return MINUTE
     minutes = max(1, int((end - start) / timedelta(minutes=1)) // MAX_STEPS + 1)
     return timedelta(minutes=minutes)
+
+
+def every_step(rule: Rule) -> bool:
+    """Whether the rule is replayed at every step of any range (else at most MAX_STEPS):
+    metric threshold and absence rules and signal thresholds (`backtest_quiet`), pattern
+    rules and anomaly rules on metrics (`backtest_kinds`), PromQL and composite rules."""
+    if skips(rule) or rule.condition.type in ("pattern", "promql", "composite"):
+        return True
+    fk = series_mod.fetch_key(rule)
+    return rule.condition.type == "anomaly" and fk is not None and fk.kind == "hour"
 
 
 def steps_of(
@@ -316,45 +325,80 @@ def _keyed(conn: Connection, rule: Rule, steps: list[datetime]) -> series_mod.Ke
 def _held(
     conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo, depth: int = 0
 ) -> list[bool | None]:
-    """Per step, whether the rule's condition held for any of its keys (as a cycle tells a
-    composite rule about its children)."""
+    """Per step, whether the rule's condition held for any of its keys, as a cycle tells a
+    composite rule about its children: the child's own replay (`_replay`, every step; a step
+    it skips as quiet held False, as idle gave no data). A PromQL child tells a cycle
+    nothing (None), as does a disabled one (the cycle does not evaluate it)."""
     if rule.condition.type == "composite":
-        return [d.check.holds for d in _composite_decisions(conn, rule, steps, tz, depth + 1)]
-    per_key = [
-        [
-            check_condition(rule, window, at, tz=tz).holds
-            for at, window in zip(
-                steps, _windows(points, steps, series_mod.lookback(rule)), strict=True
-            )
-        ]
-        for _dims, points in _keyed(conn, rule, steps).values()
-    ]
-    return [
-        True if True in held else (False if False in held else None)
-        for held in zip(*per_key, strict=True)
-    ]
+        return _composite_replay(conn, rule, steps, tz, depth + 1)[0]
+    if rule.condition.type in ("promql", "external"):
+        return [None] * len(steps)
+    holds: list[bool | None] = []
+    _replay(conn, rule, steps, tz, holds=holds)
+    return holds
 
 
-def _composite_decisions(
-    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo, depth: int
-) -> list[Decision]:
+def _child(conn: Connection, child_id: int) -> Rule | None:
+    """A composite's child by id (None: disabled, which a cycle does not evaluate)."""
+    try:
+        row = get_rule(conn, rule_id=child_id)
+    except RuleNotFound:
+        raise ValueError(f"no alert rule with id {child_id}") from None
+    return rule_from_row(row) if row.get("is_enabled", True) else None
+
+
+_KLEENE = {True: 1, False: 0, None: -1}
+
+
+def _composite_replay(
+    conn: Connection,
+    rule: Rule,
+    steps: list[datetime],
+    tz: ZoneInfo,
+    depth: int,
+    *,
+    skip: bool = True,
+) -> tuple[list[bool | None], list[dict[str, Any]], list[int], int]:
+    """A composite rule's check at each step (its children's replays combined in Kleene
+    logic, as `engine._composite` does), its events, the number of children holding per
+    step and how many steps the engine evaluated: a step whose check gives False while the
+    instance is not active, or no data that `no_data_keeps`, changes nothing and is
+    skipped."""
     if depth > MAX_NESTING:
         raise ValueError(f"composite rules nest deeper than {MAX_NESTING} levels")
     children = {}
     for child_id in rule.condition.rules:
-        try:
-            child = rule_from_row(get_rule(conn, rule_id=child_id))
-        except RuleNotFound:
-            raise ValueError(f"no alert rule with id {child_id}") from None
-        children[child_id] = _held(conn, child, steps, tz, depth)
-    state, decisions = AlertState(), []
+        child = _child(conn, child_id)
+        held = _held(conn, child, steps, tz, depth) if child is not None else [None] * len(steps)
+        children[child_id] = held
+    codes = np.array([[_KLEENE[h] for h in held] for held in children.values()], dtype=np.int8)
+    decisive = 1 if rule.condition.logic == "or" else 0
+    check = np.where(
+        (codes == decisive).any(axis=0),
+        decisive,
+        np.where((codes == -1).any(axis=0), -1, 1 - decisive),
+    )
+    holds: list[bool | None] = [{1: True, 0: False}.get(c) for c in check.tolist()]
+    known: dict[str, Known] = {}
+    events: list[dict[str, Any]] = []
+    evaluated = 0
     for i, at in enumerate(steps):
-        decision = evaluate(
-            rule, (), state, at, tz=tz, children={c: h[i] for c, h in children.items()}
-        )
-        decisions.append(decision)
-        state = _after(decision, at)
-    return decisions
+        state = _state(known)
+        if skip and holds[i] is False and state.status not in ACTIVE:
+            continue
+        if skip and holds[i] is None and no_data_keeps(rule, state):
+            continue
+        evaluated += 1
+        told = {c: h[i] for c, h in children.items()}
+        for key, dims, decision, _present in evaluate_keys(
+            rule, {}, known, at, tz=tz, children=told
+        ):
+            if decision.state.status is not None:
+                known[key] = Known(_after(decision, at), decision.severity, dims)
+            if decision.changed or decision.notify:
+                events.append(_event(at, key, decision))
+    counts = (codes == 1).sum(axis=0).tolist()
+    return holds, events, counts, evaluated
 
 
 def _after(decision: Decision, at: datetime) -> AlertState:
@@ -364,7 +408,7 @@ def _after(decision: Decision, at: datetime) -> AlertState:
 
 
 def _promql_replay(
-    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo
+    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo, *, skip: bool = True
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A PromQL rule over history: its expression as a range query at the backtest's steps,
     then per returned series the transitions a cycle at each step would have made."""
@@ -377,13 +421,15 @@ def _promql_replay(
         state = AlertState()
         for i, at in enumerate(steps):
             held = bool(present[i])
+            if skip and not held and state.status not in ACTIVE:  # a cycle decides nothing
+                continue
             message = f"{rule.condition.expr} {'returned' if held else 'returned nothing'}"
             check = Check(held, float(values[i]) if held else None, None, message)
             decision = transition(rule, state, check, at, severity=effective_severity(rule, at, tz))
             state = _after(decision, at)
             if decision.changed or decision.notify:
                 events.append(_event(at, key, decision))
-        points = [[at, float(values[i])] for i, at in enumerate(steps) if present[i]]
+        points = [[steps[i], float(values[i])] for i in np.flatnonzero(present).tolist()]
         series.append({"alert_key": key, "points": points})
     events.sort(key=lambda e: e["time"])
     return events, series
@@ -404,6 +450,7 @@ def _replay(
     *,
     skip: bool = True,
     busy_limit: int = 0,
+    holds: list[bool | None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """The live cycle's decisions for this rule at each step (see the module docstring);
     series: per alert key the value the engine compared at each step, or (read from the
@@ -412,7 +459,10 @@ def _replay(
     A step `backtest_quiet` finds quiet is skipped while no instance is active (`skip`);
     the engine's decision there would keep every state and notify nobody. Also returns how
     many steps were evaluated. More than `busy_limit` (when not 0) steps not quiet: _TooBusy
-    (the caller steps as for other rules: a rule breaching most of a long range)."""
+    (the caller steps as for other rules: a rule breaching most of a long range). `holds`:
+    filled with whether the condition held for any key at each step, as a cycle tells a
+    composite rule about its children."""
+    holds = [] if holds is None else holds
     grouped = None
     fk = series_mod.fetch_key(rule)
     skippable = skips(rule)
@@ -422,8 +472,16 @@ def _replay(
     at_step = _live_series(conn, rule, steps, grouped)
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
+    idle: list[bool] | None = None
     if skippable and fk is not None and fk.kind == "signal":
         at_step, quiet = _signal_source(conn, rule, fk, steps, _limits(rule, tz))
+    elif fk is not None and fk.kind in ("pattern", "hour"):
+        source = (
+            pattern_source(conn, rule, fk, steps, _limits(rule, tz))
+            if fk.kind == "pattern"
+            else anomaly_source(conn, rule, fk, steps)
+        )
+        at_step, quiet, idle = source[0], source[1].tolist(), source[2].tolist()
     elif at_step is None:
         keyed = _keyed(conn, rule, steps)
         sliced = _sliced(keyed, steps, series_mod.lookback(rule))
@@ -438,7 +496,7 @@ def _replay(
         if rule.condition.type == "threshold":
             series = _bounds_series(rule, bounds, steps)
     if not skip:
-        quiet = None
+        quiet = idle = None
     if quiet is not None and busy_limit and len(quiet) - sum(quiet) > busy_limit:
         raise _TooBusy
     known: dict[str, Known] = {}
@@ -448,9 +506,16 @@ def _replay(
     evaluated = 0
     for i, at in enumerate(steps):
         if quiet is not None and quiet[i] and not active:
+            holds.append(False)  # every key present held False
+            continue
+        if idle is not None and idle[i] and no_data_keeps(rule, _state(known)):
+            holds.append(None)  # the key "" had no data, as before
             continue
         evaluated += 1
+        results: list[bool | None] = []
         for key, dims, decision, present in evaluate_keys(rule, at_step(at), known, at, tz=tz):
+            if present:
+                results.append(decision.check.holds)
             if present and decision.check.value is not None:
                 values.setdefault(key, []).append([at, decision.check.value])
             status = decision.state.status
@@ -463,11 +528,18 @@ def _replay(
                 active.discard(key)
             if decision.changed or decision.notify:
                 events.append(_event(at, key, decision))
+        holds.append(True if True in results else (False if False in results else None))
     if series is None:
         series = [{"alert_key": k, "points": pts} for k, pts in values.items()] or [
             {"alert_key": "", "points": []}
         ]
     return events, series, evaluated
+
+
+def _state(known: dict[str, Known]) -> AlertState:
+    """The instance of a rule without group_by (its one key "")."""
+    found = known.get("")
+    return found.state if found is not None else AlertState()
 
 
 def _signal_source(
@@ -580,8 +652,10 @@ def backtest(
     if rule.condition.type == "external":
         message = "an external rule's alerts come from Prometheus or Grafana: no history to replay"
         raise RuleInvalid([{"field": "condition_config.type", "message": message}])
-    if step is not None and not (skips(rule) and MIN_STEP <= step and not MINUTE % step):
-        message = f"a step of its own is for rules that skip quiet steps, {MIN_STEP.seconds} s to 1 min dividing a minute"
+    if step is not None and not (MIN_STEP <= step and not (MINUTE % step and step % MINUTE)):
+        message = (
+            f"a step is at least {MIN_STEP.seconds} s and divides a minute or is whole minutes"
+        )
         raise RuleInvalid([{"field": "step", "message": message}])
     step_chosen = step is None
     step = step or _step(start, end, rule)
@@ -592,20 +666,14 @@ def backtest(
     events: list[dict[str, Any]] = []
     evaluated = len(steps)
     if rule.condition.type == "promql":
-        events, series = _promql_replay(conn, rule, steps, tz)
+        events, series = _promql_replay(conn, rule, steps, tz, skip=skip_quiet)
     elif rule.condition.type == "composite":
-        decisions = _composite_decisions(conn, rule, steps, tz, depth=1)
-        events = [
-            _event(at, "", d)
-            for at, d in zip(steps, decisions, strict=True)
-            if d.changed or d.notify
-        ]
-        series = [
-            {
-                "alert_key": "",
-                "points": [[at, d.check.value] for at, d in zip(steps, decisions, strict=True)],
-            }
-        ]
+        _holds, events, counts, evaluated = _composite_replay(
+            conn, rule, steps, tz, depth=1, skip=skip_quiet
+        )
+        every = max(1, -(-len(steps) // DISPLAY_POINTS))  # thinned for the chart
+        points = [[at, float(n)] for at, n in zip(steps[::every], counts[::every], strict=True)]
+        series = [{"alert_key": "", "points": points}]
     else:
         try:
             events, series, evaluated = _replay(

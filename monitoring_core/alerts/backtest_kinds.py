@@ -1,0 +1,273 @@
+"""The series of pattern and anomaly rules at every step of a backtest, read once.
+
+A cycle reads a pattern rule's error events of its window (`errors.queries`, counted per
+10-second bucket) and an anomaly rule's current hour so far and the same hour of past weeks
+(`series.SeriesReader._hours`, one read each). Reading those at each of 129,600 minutes took
+minutes; here each rule's events, or its 1-minute rollups and past hours, are read once and
+each evaluated step gets the series the cycle would have read then, built from them. Per step
+it also tells, from the same arrays, whether the step certainly changes nothing:
+
+- `quiet`: every key's check certainly gives False (pattern: a count clear of every
+  threshold the calendar can make; anomaly: a current value inside the band of values whose
+  z-score against that hour's baseline does not breach, with room for rounding) or the key is
+  absent; skipped while no instance is active (as `backtest_quiet`);
+- `idle` (anomaly without group_by): the check certainly gives no data (no current value
+  yet: the first minute of an hour; fewer than `min_baseline` past weeks); skipped while the
+  rule's no-data mode keeps the instance as it is (`no_data_keeps`).
+
+The engine decides every other step (`engine.evaluate_keys`) on these series.
+"""
+
+# SQL here is assembled from errors.queries' dimension columns; values are bound.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest_quiet import Bounds, _range, _sparse, read_bounds
+from monitoring_core.alerts.engine import ACTIVE, AlertState, Point
+from monitoring_core.alerts.rules import OPERATORS, Rule
+from monitoring_core.enums import AlertStatus
+from monitoring_core.errors.queries import _dimension, _filters
+from monitoring_core.rollup_read import floor_to
+from monitoring_core.timerange import TimeRange
+
+__all__ = ["anomaly_source", "no_data_keeps", "pattern_source"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR, WEEK = timedelta(hours=1), timedelta(days=7)
+_BUCKET_US = 10_000_000  # the pattern read's buckets (series.RAW_STEP)
+Source = tuple[Callable[[datetime], series_mod.Keyed], np.ndarray, np.ndarray]
+
+
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _step_us(steps: list[datetime]) -> np.ndarray:
+    every = _us(steps[1]) - _us(steps[0]) if len(steps) > 1 else 60_000_000
+    return _us(steps[0]) + every * np.arange(len(steps), dtype=np.int64)
+
+
+def no_data_keeps(rule: Rule, state: AlertState) -> bool:
+    """Whether a check giving no data leaves this state as it is, notifying nobody
+    (`engine._no_data`)."""
+    mode = rule.condition.no_data
+    if mode == "keep_last":
+        return True
+    if mode == "ok":
+        return state.status not in ACTIVE
+    return mode == "no_data" and state.status == AlertStatus.NO_DATA
+
+
+def _clear(rule: Rule, values: np.ndarray, limits: list[float]) -> np.ndarray:
+    """Per value: the comparison holds for none of the limits."""
+    compare = OPERATORS[rule.condition.operator]
+    clear = np.ones(len(values), dtype=bool)
+    for limit in limits:
+        clear &= ~np.asarray(compare(values, limit), dtype=bool)
+    return clear
+
+
+# ---------------------------------------------------------------- pattern
+def _read_events(conn: Connection, fk: series_mod.FetchKey, start: datetime, end: datetime) -> dict:
+    """Per group of `fk.dims`: the sorted times (µs) of the error events in [start, end),
+    filtered and grouped as `errors.queries.error_count_series` does."""
+    params: dict[str, Any] = {"start": start, "end": end}
+    columns = [_dimension(g) for g in fk.dims]
+    dims = "".join(f", {c}::text AS d{i}" for i, c in enumerate(columns))
+    where = _filters(json.loads(fk.filters), params)
+    sql = (
+        f"SELECT floor(extract(epoch FROM time) * 1000000)::bigint AS t{dims} FROM error_events "
+        f"WHERE time >= :start AND time < :end{where}"
+    )
+    parts: dict[tuple[str, ...], list[int]] = {}
+    for row in conn.execute(text(sql), params):
+        key = tuple(str(row[i + 1]) for i in range(len(columns)))
+        parts.setdefault(key, []).append(int(row[0]))
+    return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in parts.items()}
+
+
+def _buckets(times: np.ndarray, at: datetime, at_us: int) -> list[Point]:
+    """The 10-second buckets a cycle at `at` reads (stamped with their end, or `at`)."""
+    ends, counts = np.unique((times // _BUCKET_US + 1) * _BUCKET_US, return_counts=True)
+    return [
+        Point(min(_EPOCH + timedelta(microseconds=e), at), float(n))
+        for e, n in zip(ends.tolist(), counts.tolist(), strict=True)
+    ]
+
+
+def pattern_source(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime],
+    limits: list[float],
+) -> Source:  # fmt: skip
+    """A pattern rule: per step the error counts of its window as a cycle reads them (events
+    in [at − window, at]), which steps are quiet, and no idle steps."""
+    window_us = int(rule.condition.window_minutes * 60_000_000)
+    events = _read_events(conn, fk, steps[0] - series_mod.lookback(rule), steps[-1] + _ONE_US)
+    at_us = _step_us(steps)
+    spans = {
+        k: (np.searchsorted(t, at_us - window_us, "left"), np.searchsorted(t, at_us, "right"))
+        for k, t in events.items()
+    }
+    moved: Any = {k: spans[k] for k in events}  # spans in place of points: for_rule moves them
+    keyed: Any = series_mod.for_rule(rule, fk, moved)
+    zero = bool(_clear(rule, np.zeros(1), limits)[0])
+    quiet = np.ones(len(steps), dtype=bool)
+    some = np.zeros(len(steps), dtype=bool)
+    for _dims, (lo, hi) in keyed.values():
+        n = hi - lo
+        quiet &= (n == 0) | _clear(rule, n.astype(np.float64), limits)
+        some |= n > 0
+    quiet &= some | zero  # no events in any window: the key "" on a count of 0
+    index = {at: i for i, at in enumerate(steps)}
+
+    def at_step(at: datetime) -> series_mod.Keyed:
+        i = index[at]
+        grouped: series_mod.Grouped = {}
+        for k, t in events.items():
+            lo, hi = spans[k][0][i], spans[k][1][i]
+            if hi > lo:
+                grouped[k] = _buckets(t[lo:hi], at, int(at_us[i]))
+        return series_mod.for_rule(rule, fk, grouped)
+
+    return at_step, quiet, np.zeros(len(steps), dtype=bool)
+
+
+_ONE_US = timedelta(microseconds=1)
+
+
+# ---------------------------------------------------------------- anomaly
+_SUMMED = ("avg", "sum", "count")
+
+
+def _hour_values(
+    b: Bounds, agg: str, at_s: np.ndarray, hour_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per step: the current hour's value so far from the group's 1-minute rollups (minutes
+    starting in [hour, at)), as `metrics_query.query_metric` computes it (NaN: no minute),
+    and bounds on it (for percentiles and last: the minutes' extremes)."""
+    lo = np.searchsorted(b.m, hour_s, "left")
+    hi = np.searchsorted(b.m, at_s, "left")
+    value = np.full(len(at_s), np.nan)
+    low, high = value.copy(), value.copy()
+    if agg in _SUMMED:  # sums run from each hour's first minute, in order, as SQL adds them
+        heads = np.flatnonzero(np.r_[True, np.diff(np.floor(b.m / 3600.0)) != 0])
+        total, count = np.empty(len(b.m)), np.empty(len(b.m))
+        for a, z in zip(heads.tolist(), [*heads[1:].tolist(), len(b.m)], strict=True):
+            total[a:z], count[a:z] = np.cumsum(b.total[a:z]), np.cumsum(b.n[a:z])
+        some = hi > lo
+        last = hi[some] - 1
+        sums = {"sum": total[last], "count": count[last], "avg": total[last] / count[last]}
+        value[some] = sums[agg]
+        low = high = value
+    else:
+        low = _range(_sparse(b.lo, np.minimum), lo, hi, np.minimum, np.nan)
+        high = _range(_sparse(b.hi, np.maximum), lo, hi, np.maximum, np.nan)
+        if agg in ("min", "max"):
+            value = low if agg == "min" else high
+            low = high = value
+    return value, low, high
+
+
+def _band(cond: Any, baseline: list[float]) -> tuple[float, float] | None:
+    """The current values whose robust z-score against `baseline` does not breach (None:
+    unsure, a flat baseline), as `engine._anomaly` decides with `engine.robust_z`."""
+    median = statistics.median(baseline)
+    mad = statistics.median(abs(b - median) for b in baseline)
+    scale = 1.4826 * mad or 1.2533 * statistics.fmean(abs(b - median) for b in baseline)
+    if scale == 0 or not math.isfinite(scale):
+        return None
+    reach = cond.z_threshold * scale
+    room = 1e-9 * (abs(median) + reach)
+    lo = -math.inf if cond.direction == "above" else median - reach + room
+    hi = math.inf if cond.direction == "below" else median + reach - room
+    return lo, hi
+
+
+def anomaly_source(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime]
+) -> Source:
+    """An anomaly rule on a metric: per step the series a cycle's `_hours` read gives (the
+    current hour so far, each past week's same hour), which steps are quiet and which idle.
+    Percentiles and `last` are read per evaluated step by the cycle's own reader (their
+    value needs the rollups' histograms); the arrays only bound them."""
+    cond, agg = rule.condition, fk.aggregation
+    first_hour, last_hour = floor_to(steps[0], HOUR), floor_to(steps[-1], HOUR)
+    minutes = read_bounds(conn, fk, first_hour, steps[-1])
+    reader = series_mod.SeriesReader(conn, steps[-1])
+    past = reader._rollups(fk, TimeRange(first_hour - cond.weeks * WEEK, last_hour - WEEK + HOUR))
+    at_s = _step_us(steps) / 1e6
+    hour_s = np.floor(at_s / 3600.0) * 3600.0
+    hours = np.unique(hour_s).tolist()
+    groups = set(minutes) | set(past)
+    per_group: dict[tuple, Any] = {}
+    for g in groups:
+        by_hour = {(h - _EPOCH).total_seconds(): v for h, v in past.get(g, {}).items()}
+        b = minutes.get(g)
+        if b is None:
+            value = low = high = np.full(len(steps), np.nan)
+        else:
+            value, low, high = _hour_values(b, agg, at_s, hour_s)
+        bands, counts, present = {}, {}, {}
+        for h in hours:
+            base = [by_hour[x] for k in range(cond.weeks, 0, -1)
+                    if (x := h - k * WEEK.total_seconds()) in by_hour]  # fmt: skip
+            counts[h], present[h] = len(base), bool(base)
+            bands[h] = _band(cond, base) if len(base) >= cond.min_baseline else None
+        per_group[g] = (by_hour, value, low, high, bands, counts, present)
+    keyed: Any = series_mod.for_rule(rule, fk, per_group)
+    quiet = np.ones(len(steps), dtype=bool)
+    some = np.zeros(len(steps), dtype=bool)
+    idle = np.ones(len(steps), dtype=bool)
+    hour_index = {h: i for i, h in enumerate(hours)}
+    pos = np.array([hour_index[h] for h in hour_s.tolist()], dtype=np.int64)
+    for _dims, (_by_hour, value, low, high, bands, counts, present) in keyed.values():
+        lo_band = np.array([bands[h][0] if bands[h] else np.nan for h in hours])[pos]
+        hi_band = np.array([bands[h][1] if bands[h] else np.nan for h in hours])[pos]
+        enough = np.array([counts[h] >= cond.min_baseline for h in hours], dtype=bool)[pos]
+        had = np.array([present[h] for h in hours], dtype=bool)[pos]
+        current = ~np.isnan(value) | ~np.isnan(low)
+        with np.errstate(invalid="ignore"):
+            fine = current & (low >= lo_band) & (high <= hi_band)
+        none = ~current | ~enough  # no current value, or too little history
+        absent = ~current & ~had
+        quiet &= absent | fine
+        some |= fine
+        idle &= none
+    quiet &= some
+    if cond.group_by:  # idle only without group_by (each key's absence has its own clock)
+        idle[:] = False
+    index = {at: i for i, at in enumerate(steps)}
+    exact = agg in (*_SUMMED, "min", "max")
+
+    def at_step(at: datetime) -> series_mod.Keyed:
+        if not exact:
+            span = series_mod.lookback(rule)
+            return series_mod.for_rule(rule, fk, series_mod.SeriesReader(conn, at).fetch(fk, span))
+        i = index[at]
+        out: series_mod.Grouped = {}
+        hour = hour_s[i]
+        for g, (by_hour, value, _lo, _hi, _b, _c, _p) in per_group.items():
+            points = [
+                Point(_EPOCH + timedelta(seconds=x), by_hour[x])
+                for k in range(cond.weeks, 0, -1)
+                if (x := hour - k * WEEK.total_seconds()) in by_hour
+            ]
+            if not math.isnan(value[i]):
+                points.append(Point(_EPOCH + timedelta(seconds=hour), float(value[i])))
+            if points:
+                out[g] = points
+        return series_mod.for_rule(rule, fk, out)
+
+    return at_step, quiet, idle
