@@ -68,6 +68,12 @@ def _parse_days(raw: str) -> tuple[date, date] | None:
     return days if days[0] <= days[1] else None
 
 
+def _action_words(action: str) -> str:
+    """An audit action as words: `incident.status_changed` → `Incident: status changed`."""
+    subject, _, verb = action.partition(".")
+    return f"{fmt.label(subject)}: {fmt.label(verb).lower()}" if verb else fmt.label(action)
+
+
 def _store_setting(conn: Connection, *, key: str, raw: str) -> None:
     if not raw.strip():  # empty: back to the default
         clear_setting(conn, key=key, actor=WHO[0], role=WHO[1], now=clock.now())
@@ -88,6 +94,7 @@ if view == "Audit log":
             data.read_or_stop(audit_actions),
             param="action",
             key="audit_actions",
+            format_func=_action_words,
         )
         with cols[2]:
             target = url_state.text("On (target contains)", param="target", key="audit_target")
@@ -109,14 +116,19 @@ if view == "Audit log":
             target=target,
         )
         st.caption(f"{len(rows)} entries (newest first, at most 500).")
-        frame = pd.DataFrame(rows, columns=["time", "actor", "action", "target", "details"])
-        frame["details"] = frame["details"].map(lambda d: json.dumps(d, sort_keys=True))
-        st.dataframe(
-            frame,
-            hide_index=True,
-            width="stretch",
-            column_config={"time": st.column_config.DatetimeColumn(format="D MMM YYYY HH:mm:ss")},
-        )
+        tz = data.business_tz()
+        entries = [
+            {
+                "Time": fmt.when_exact(r["time"], tz, now),
+                "Who": r["actor"],
+                "Action": _action_words(r["action"]),
+                "Target": r["target"] or "—",
+                "Details": fmt.pairs(r["details"], labels=True) or "—",
+            }
+            for r in rows
+        ]
+        columns = ["Time", "Who", "Action", "Target", "Details"]
+        st.dataframe(pd.DataFrame(entries, columns=columns), hide_index=True, width="stretch")
 
 elif view == "Settings":
     if _admins_only():
@@ -125,7 +137,10 @@ elif view == "Settings":
         for key, (meaning, _check) in KNOWN_SETTINGS.items():
             if key in LIVE_KEYS:  # edited in the forms above
                 continue
-            st.markdown(f"**{fmt.md_escape(key)}**: {fmt.md_escape(meaning)}")
+            st.markdown(
+                f"**{fmt.md_escape(fmt.label(key))}** ({fmt.md_code(key)}): "
+                f"{fmt.md_escape(meaning)}"
+            )
             shown = json.dumps(current[key], indent=1) if key in current else ""
             raw = st.text_area(
                 "JSON value (empty: the default)",
@@ -156,11 +171,11 @@ elif view == "Settings":
                 [
                     (
                         "MONITORING_SESSION_IDLE_MINUTES",
-                        str(config.session_idle_minutes),
-                        "UI sign-out",
+                        fmt.duration(config.session_idle_minutes * 60),
+                        "Sign-out of the UI after this long idle",
                     ),
                 ],
-                columns=["variable", "value", "what"],
+                columns=["Variable", "Value", "What"],
             ),
             hide_index=True,
         )

@@ -17,6 +17,7 @@ from monitoring_core import clock, dashboards, metrics_query
 from monitoring_core.enums import Role
 from monitoring_core.roles import PermissionDenied
 from ui import actions, auth, data, fmt, widgets
+from ui.resource_charts import line_spec, sparse
 
 user = auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
@@ -105,14 +106,16 @@ chosen = st.selectbox(
 st.query_params["dashboard"] = str(chosen)
 board = by_id[chosen]
 panels: list[dict[str, Any]] = board["panels"]
-changed = board["updated_at"].astimezone(tz)
+changed = fmt.when(board["updated_at"], tz, widgets.current_now())
 st.caption(
-    f"{len(panels)} panel(s) · changed {fmt.md_escape(changed.strftime('%-d %b %Y %H:%M'))}"
+    f"{fmt.plural(len(panels), 'panel')} · changed {fmt.md_escape(changed)}"
     + (f" by {fmt.md_escape(board['updated_by'])}" if board["updated_by"] else "")
     + f" · {tr.start.astimezone(tz):%-d %b %H:%M} – {tr.end.astimezone(tz):%-d %b %H:%M}"
 )
 
 step = widgets.chart_interval(tr)
+catalog = data.read_or_stop(metrics_query.metric_names)
+units = dict(zip(catalog["name"], catalog["unit"], strict=True))
 whole = timedelta(minutes=max(1, -(-int(tr.duration.total_seconds()) // 60)))
 cap = data.get_settings().max_query_series
 
@@ -145,20 +148,24 @@ def _panel(panel: dict[str, Any]) -> None:
     frame["series"] = (
         labels.where(labels != "", panel["metric"]) if labels is not None else panel["metric"]
     )
+    unit = str(units.get(panel["metric"]) or "")
     if stat:
         for series, value in frame.groupby("series")["value"].mean().head(4).items():
-            st.metric(str(series) if group_by else panel["aggregation"], fmt.number(value))
+            label = str(series) if group_by else fmt.aggregation(panel["aggregation"])
+            st.metric(label, fmt.measured(value, unit))
         return
-    frame["time"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz)
-    wide = frame.pivot_table(index="time", columns="series", values="value", aggfunc="mean")
+    # the business time zone's wall clock, without a zone: Vega-Lite draws it as it is
+    frame["time"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+    points = frame[["time", "series", "value"]].sort_values("time", kind="stable")
+    if panel["chart"] == "table":
+        last = points.dropna(subset=["value"]).groupby("series")["value"].last()
+        latest = last.map(lambda v: fmt.measured(v, unit)).rename("Latest").to_frame()
+        st.dataframe(latest.rename_axis("Series"), width="stretch")
+        return
+    spec = line_spec(unit, height=260, dots=sparse(points))
     if panel["chart"] == "bar":
-        st.bar_chart(wide, height=260)
-    elif panel["chart"] == "table":
-        latest = wide.ffill().iloc[-1].rename("Latest").to_frame()
-        latest["Latest"] = latest["Latest"].map(fmt.number)
-        st.dataframe(latest, width="stretch")
-    else:
-        st.line_chart(wide, height=260)
+        spec["layer"][0]["mark"] = {"type": "bar", "clip": True}
+    st.vega_lite_chart(points, spec, width="stretch")
 
 
 if not panels:
@@ -174,14 +181,16 @@ if not CAN_EDIT:
 
 st.divider()
 st.subheader("Change this dashboard")
-names = data.read_or_stop(metrics_query.metric_names)
+names = catalog
 if names.empty:
     st.caption("No metric is stored yet, so there is nothing to chart.")
 else:
     choices = list(names["name"])
     pick = st.columns([2, 1, 1])
     metric = pick[0].selectbox("Metric", choices, key="dash_metric")
-    aggregation = pick[1].selectbox("Aggregation", metrics_query.AGGREGATIONS, key="dash_agg")
+    aggregation = pick[1].selectbox(
+        "Aggregation", metrics_query.AGGREGATIONS, key="dash_agg", format_func=fmt.aggregation
+    )
     chart = pick[2].selectbox(
         "Chart", dashboards.CHARTS, key="dash_chart", format_func=str.capitalize
     )

@@ -13,6 +13,7 @@ import streamlit as st
 from monitoring_core import metrics_query
 from monitoring_core.enums import Role
 from ui import auth, data, fmt, url_state, widgets
+from ui.resource_charts import line_spec, sparse
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
@@ -34,9 +35,9 @@ st.caption(
     " · ".join(
         fmt.md_escape(part)
         for part in (
-            f"{info['series']} series",
-            info["metric_type"],
-            info["unit"] and f"unit {info['unit']}",
+            f"{int(info['series']):,} series",
+            info["metric_type"] and fmt.label(info["metric_type"]),
+            info["unit"] and f"unit: {info['unit']}",
             info["description"],
         )
         if part
@@ -47,7 +48,12 @@ dimensions = data.read_or_stop(metrics_query.metric_dimensions, metric)
 cols = st.columns([1, 2, 1])
 aggregation = (
     url_state.select(
-        cols[0].selectbox, "Aggregation", metrics_query.AGGREGATIONS, param="agg", key="metric_agg"
+        cols[0].selectbox,
+        "Aggregation",
+        metrics_query.AGGREGATIONS,
+        param="agg",
+        key="metric_agg",
+        format_func=fmt.aggregation,
     )
     or metrics_query.AGGREGATIONS[0]
 )
@@ -99,9 +105,20 @@ if frame.empty:
 
 labels = frame[group_by].astype(str).agg(" ".join, axis=1).str.strip() if group_by else None
 frame["series"] = labels.where(labels != "", metric) if labels is not None else metric
-frame["time"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz)
-wide = frame.pivot_table(index="time", columns="series", values="value", aggfunc="mean")
-st.line_chart(wide, height=380, y_label=str(info["unit"]) or None)
-latest = wide.ffill().iloc[-1].rename("latest").to_frame()
-latest["points"] = frame.groupby("series")["count"].sum()
-st.dataframe(latest, width="stretch")
+# the business time zone's wall clock, without a zone: Vega-Lite draws it as it is (UTC scale)
+frame["time"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+unit = str(info["unit"] or "")
+points = frame[["time", "series", "value"]].sort_values("time", kind="stable")
+st.vega_lite_chart(points, line_spec(unit, height=380, dots=sparse(points)), width="stretch")
+last = points.dropna(subset=["value"]).groupby("series")["value"].last()
+latest = pd.DataFrame(
+    {
+        "Latest": last.map(lambda v: fmt.measured(v, unit)),
+        "Points": frame.groupby("series")["count"].sum(),
+    }
+).rename_axis("Series")
+st.dataframe(
+    latest,
+    width="stretch",
+    column_config={"Points": st.column_config.NumberColumn(format="localized")},
+)

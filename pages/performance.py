@@ -28,6 +28,7 @@ auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
 tz = data.business_tz()
 ms = st.column_config.NumberColumn
+NAMES = {"method": "Method", "endpoint": "Endpoint"}
 SECTIONS = {"Endpoints": "endpoints", "Web Vitals": "vitals"}  # label -> ?section=
 st.title("Performance")
 # One section at a time (`?section=vitals`): the endpoints (regressions, table, trend) or the
@@ -77,10 +78,11 @@ def _endpoints() -> None:
             ],
             hide_index=True,
             column_config={
+                **NAMES,
                 "p95_last_hour": ms("p95 last hour (ms)", format="%.0f"),
                 "baseline_p95": ms("usual p95 (ms)", format="%.0f"),
                 "ratio": ms("× usual", format="%.1f×"),
-                "requests_last_hour": ms("requests (last hour)", format="localized"),
+                "requests_last_hour": ms("Requests (last hour)", format="localized"),
             },
         )
 
@@ -106,8 +108,9 @@ def _endpoints() -> None:
         ],
         hide_index=True,
         column_config={
-            "requests": ms("requests", format="localized"),
-            "rpm": ms("req/min", format="%.1f"),
+            **NAMES,
+            "requests": ms("Requests", format="localized"),
+            "rpm": ms("Req/min", format="%.1f"),
             "p50": ms("p50 (ms)", format="%.0f"),
             "p95": ms("p95 (ms)", format="%.0f"),
             "p99": ms("p99 (ms)", format="%.0f"),
@@ -171,7 +174,12 @@ def _vitals() -> None:
     pivot = vitals[vitals["name"] == metric].pivot_table(
         index="page_route", columns="device_type", values="p75", aggfunc="first"
     )
-    st.dataframe(pivot, column_config={c: ms(c, format="%.4g") for c in pivot.columns})
+    pivot.index.name = "Page"
+    shown = "%.3f" if metric == "CLS" else "%.0f ms"  # CLS is a score, the others times
+    st.dataframe(
+        pivot,
+        column_config={c: ms(f"{str(c).capitalize()} p75", format=shown) for c in pivot.columns},
+    )
 
 
 if section == "Web Vitals":

@@ -30,6 +30,7 @@ from monitoring_core.notify.channels import (
     list_channels,
 )
 from monitoring_core.notify.delivery import channel_health, delivery_log
+from monitoring_core.oncall.store import list_people, list_schedules
 from monitoring_core.policies.service import policy_create
 from monitoring_core.policies.store import list_policies
 from ui import actions as ui_actions
@@ -163,13 +164,42 @@ def _channels_section() -> None:
             )
 
 
+def _steps_words(steps: list[dict[str, Any]], names: dict[str, dict[int, str]]) -> str:
+    """`at once: Ops webhook, on call in Primary; after 15 min: jo` (names, not ids)."""
+    words = {"channels": "{}", "users": "{}", "schedules": "on call in {}"}
+
+    def step(s: dict[str, Any]) -> str:
+        who = [
+            words[kind].format(names[kind].get(i, f"#{i}"))
+            for kind in ("channels", "users", "schedules")
+            for i in s.get(kind) or []
+        ]
+        minutes = int(s.get("after_minutes") or 0)
+        when = "at once" if minutes == 0 else f"after {fmt.duration(minutes * 60)}"
+        return f"{when}: {', '.join(who) or 'nobody'}"
+
+    return "; ".join(step(s) for s in steps) or "—"
+
+
 def _policies_section() -> None:
     st.subheader("Escalation policies")
     policies = data.read_or_stop(list_policies)
-    st.dataframe(
-        pd.DataFrame(policies, columns=["id", "name", "steps", "repeat", "is_wedding_day"]),
-        hide_index=True,
-    )
+    names = {
+        "channels": {c["id"]: c["name"] for c in data.read_or_stop(list_channels)},
+        "schedules": {s["id"]: s["name"] for s in data.read_or_stop(list_schedules)},
+        "users": {p["id"]: p["username"] for p in data.read_or_stop(list_people)},
+    }
+    rows = [
+        {
+            "Policy": p["name"],
+            "Steps": _steps_words(p["steps"] or [], names),
+            "Repeats": "Yes" if p["repeat"] else "No",
+            "On Saturdays": "Yes" if p["is_wedding_day"] else "No",
+        }
+        for p in policies
+    ]
+    columns = ["Policy", "Steps", "Repeats", "On Saturdays"]
+    st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True, width="stretch")
     with st.form("new_policy"):
         policy_name = st.text_input("Name", key="policy_name")
         steps = st.text_area(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
@@ -25,6 +26,7 @@ from monitoring_core.incidents import runbooks
 from monitoring_core.roles import PermissionDenied
 from monitoring_core.schema import audit_log, settings, silences, sql_collectors
 from tests.ui_harness import table_with
+from ui import fmt
 
 AppFactory = Callable[[Role | None], AppTest]
 ANN = user_actor("ann")
@@ -182,9 +184,9 @@ def test_admins_filter_the_log_and_change_settings(
     _silence(engine, now)
     at = _admin_page(logged_in_app, Role.ADMIN)
     assert not at.exception
-    assert list(table_with(at, "actor", "action")["action"]) == ["silence.create"]
+    assert list(table_with(at, "Who", "Action")["Action"]) == ["Silence: create"]
     at.text_input(key="audit_who").input("nobody-like-this").run()
-    assert table_with(at, "actor", "action").empty
+    assert table_with(at, "Who", "Action").empty
     assert at.query_params["who"] in ("nobody-like-this", ["nobody-like-this"])  # in the URL
 
     at.button_group(key="url_tab").set_value("Settings").run()
@@ -270,7 +272,57 @@ def test_a_link_opens_the_audit_log_filtered(
     assert at.multiselect(key="audit_actions").value == ["silence.create"]
     assert at.text_input(key="audit_target").value == "silence"
     assert at.date_input(key="audit_when").value[0].isoformat() == first
-    assert list(table_with(at, "actor", "action")["action"]) == ["silence.create"]
+    assert list(table_with(at, "Who", "Action")["Action"]) == ["Silence: create"]
     at.query_params["target"] = "nothing-here"  # back/forward: the address wins
     at.run()
-    assert table_with(at, "actor", "action").empty
+    assert table_with(at, "Who", "Action").empty
+
+
+def test_the_audit_log_reads_in_words(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    """Times in the business time zone in words (not ISO, not UTC), actions and details as
+    words (not identifiers and JSON)."""
+    at_time = now - timedelta(hours=2, seconds=7)
+    with engine.begin() as conn:
+        record_audit(
+            conn,
+            actor="user:jo",
+            action="incident.status_changed",
+            target="incident:5",
+            details={"from": "open", "to": "investigating", "wedding_impact": "none"},
+            now=at_time,
+        )
+    at = _admin_page(logged_in_app, Role.ADMIN)
+    assert not at.exception, at.exception
+    log = table_with(at, "Who", "Action")
+    assert log.to_dict("records") == [
+        {
+            "Time": fmt.when_exact(at_time, ZoneInfo("Europe/London"), now),
+            "Who": "user:jo",
+            "Action": "Incident: status changed",
+            "Target": "incident:5",
+            "Details": "From: open, To: investigating, Wedding impact: none",
+        }
+    ]
+    assert "Incident: status changed" in at.multiselect(key="audit_actions").options
+
+
+def test_a_silence_reads_as_matchers_and_a_time_in_words(
+    engine: Engine, logged_in_app: AppFactory, now: datetime
+) -> None:
+    """Not a Python list of dicts, not a UTC strftime: `service=photos every Tuesday
+    02:00–03:00 until <when in the business time zone>: reason`."""
+    _silence(engine, now, recurrence={"weekday": 1, "start": "02:00", "end": "03:00"})
+    at = _admin_page(logged_in_app, Role.RESPONDER, tab="Silences")
+    assert not at.exception, at.exception
+    until = fmt.when(now + timedelta(hours=5), ZoneInfo("Europe/London"), now)
+    (line,) = [m.value for m in at.markdown if "every Tuesday" in m.value]
+    assert line.replace("\\", "") == (
+        f"` {_matchers_text()} ` every Tuesday 02:00–03:00 until {until}: deploy"
+    )
+    assert "{" not in line and "'" not in line
+
+
+def _matchers_text() -> str:
+    return ", ".join(f"{m['name']}{'=~' if m.get('is_regex') else '='}{m['value']}" for m in MATCH)

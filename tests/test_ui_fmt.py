@@ -118,3 +118,19 @@ def test_it_writes_a_small_dict_as_pairs() -> None:
     assert fmt.pairs({"to": "resolved", "from": "open"}) == "from: open, to: resolved"
     assert fmt.pairs({"old_status": "open"}, labels=True) == "Old status: open"
     assert fmt.pairs({}) == "" and fmt.pairs(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("stored", "unit", "shown"),
+    [(None, "%", "—"), (38.8049, "%", "38.8 %"), (892.6667, "users", "892.7 users"),
+     (1_234_567, "bytes", "1.2 MB"), (12_345.6, "B/s", "12.3 KB/s"), (1250, "ms", "1.25 s"),
+     (4.5, "seconds", "4.5 s"), (0.98765, "", "0.9877"), (0.5, "percent", "0.5 %")],
+)  # fmt: skip
+def test_it_gives_a_metric_value_its_unit(stored: float | None, unit: str, shown: str) -> None:
+    assert fmt.measured(stored, unit) == shown
+
+
+def test_it_names_aggregations_in_words() -> None:
+    assert [fmt.aggregation(a) for a in ("avg", "max", "p95", "last")] == [
+        "Average", "Maximum", "p95", "Last value"
+    ]  # fmt: skip

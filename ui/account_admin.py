@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
@@ -22,7 +23,7 @@ from monitoring_core.enums import ApiScope, Role
 from ui import actions as ui_actions
 from ui import data, fmt
 
-__all__ = ["keys_and_users"]
+__all__ = ["key_rows", "keys_and_users", "user_rows"]
 
 _REFUSED = (AccountInvalid, AccountNotFound)
 _SCOPES_HELP = (
@@ -41,16 +42,67 @@ def keys_and_users(flash: str, me: accounts.User) -> None:
     _key_changes(flash, actor, [k for k in keys if k["revoked_at"] is None])
     st.subheader("Users")
     people = data.read_or_stop(accounts.list_users)
-    columns = ["id", "username", "role", "is_active", "last_login_at"]
-    st.dataframe(pd.DataFrame(people, columns=columns), hide_index=True)
+    tz, now = data.business_tz(), clock.now()
+    st.dataframe(pd.DataFrame(user_rows(people, tz, now), columns=USER_COLUMNS), hide_index=True)
     _new_user_form(flash, actor)
     _user_changes(flash, actor, me, [u for u in people if u["is_active"]])
 
 
+USER_COLUMNS = ["Id", "User", "Role", "Active", "Last sign-in"]
+KEY_COLUMNS = ["Id", "Key", "Prefix", "Scope", "Requests/min", "Points/min", "Origins"]
+KEY_COLUMNS += ["Expires", "Last used", "Status"]
+
+
+def user_rows(people: list[dict[str, Any]], tz: ZoneInfo, now: datetime) -> list[dict[str, Any]]:
+    """Users as people read them: role and state in words, the last sign-in in words."""
+    return [
+        {
+            "Id": u["id"],
+            "User": u["username"],
+            "Role": fmt.label(u["role"]),
+            "Active": "Yes" if u["is_active"] else "No",
+            "Last sign-in": fmt.when(u["last_login_at"], tz, now)
+            if u["last_login_at"]
+            else "never",
+        }
+        for u in people
+    ]
+
+
+def _rate(limit: int | None) -> str:
+    return "default" if limit is None else "unlimited" if limit == 0 else fmt.count(limit)
+
+
+def _key_status(key: dict[str, Any], tz: ZoneInfo, now: datetime) -> str:
+    if key["revoked_at"] is not None:
+        return f"Revoked {fmt.when(key['revoked_at'], tz, now)}"
+    if key["expires_at"] is not None and key["expires_at"] <= now:
+        return "Expired"
+    return "Active"
+
+
+def key_rows(keys: list[dict[str, Any]], tz: ZoneInfo, now: datetime) -> list[dict[str, Any]]:
+    """API keys as people read them: limits, origins, times and state in words."""
+    return [
+        {
+            "Id": k["id"],
+            "Key": k["name"],
+            "Prefix": k["prefix"],
+            "Scope": fmt.label(k["scope"]),
+            "Requests/min": _rate(k["rate_limit_per_minute"]),
+            "Points/min": _rate(k["points_per_minute"]),
+            "Origins": ", ".join(k["allowed_origins"] or ()) or "—",
+            "Expires": fmt.when(k["expires_at"], tz, now) if k["expires_at"] else "never",
+            "Last used": fmt.when(k["last_used_at"], tz, now) if k["last_used_at"] else "never",
+            "Status": _key_status(k, tz, now),
+        }
+        for k in keys
+    ]
+
+
 def _key_table(keys: list[dict[str, Any]]) -> None:
-    columns = ["id", "name", "prefix", "scope", "rate_limit_per_minute", "points_per_minute"]
-    columns += ["allowed_origins", "expires_at", "last_used_at", "revoked_at"]
-    st.dataframe(pd.DataFrame(keys, columns=columns), hide_index=True)
+    rows = key_rows(keys, data.business_tz(), clock.now())
+    st.dataframe(pd.DataFrame(rows, columns=KEY_COLUMNS), hide_index=True)
     limits = data.key_limits()  # the key_rate_limits setting (Admin → Settings)
     st.caption(
         "Rates per key and minute: empty means the default"

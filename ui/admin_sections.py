@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
@@ -24,7 +25,7 @@ from monitoring_core.incidents.service import IncidentInvalid
 from monitoring_core.roles import require_role
 from ui import actions, data, fmt
 
-__all__ = ["collector_editor", "runbook_editor", "silences_section"]
+__all__ = ["collector_editor", "runbook_editor", "silence_line", "silences_section"]
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 STEP_COLUMNS = ["title", "kind", "config", "wedding_day_safe"]
@@ -41,25 +42,37 @@ def _act(flash: str, label: str, work: Callable[..., Any], who: tuple[str, str],
     )
 
 
+def _matchers(matchers: list[dict[str, Any]]) -> str:
+    """`service=photos, endpoint=~/api/photos.*` (as the Alerts page writes them)."""
+    return ", ".join(
+        f"{m.get('name')}{'=~' if m.get('is_regex') else '='}{m.get('value')}" for m in matchers
+    )
+
+
+def silence_line(row: dict[str, Any], tz: ZoneInfo, now: datetime) -> str:
+    """One silence as markdown: what it matches, when (business time zone, in words), why."""
+    window = row["recurrence"] or {}
+    weekly = (
+        f" every {WEEKDAYS[window['weekday']]} {window['start']}–{window['end']}"
+        if isinstance(window.get("weekday"), int)
+        else ""
+    )
+    until = fmt.when(row["ends_at"], tz, now)
+    reason = f": {row['reason']}" if row.get("reason") else ""
+    words = fmt.md_escape(f"{weekly} until {until}{reason}")
+    return f"{fmt.md_code(_matchers(row['matchers']))} {words}"
+
+
 def silences_section(flash: str, who: tuple[str, str]) -> None:
     """Running and coming silences with End now, and a form for a recurring one."""
     now = clock.now()
     rows = data.read_or_stop(list_silences, now=now)
     if not rows:
         st.caption("No silence is running or planned.")
+    tz = data.business_tz()
     for row in rows:
         cols = st.columns([6, 1])
-        window = row["recurrence"] or {}
-        weekly = (
-            f" every {WEEKDAYS[window['weekday']]} {window['start']}–{window['end']}"
-            if isinstance(window.get("weekday"), int)
-            else ""
-        )
-        cols[0].markdown(
-            f"{fmt.md_code(row['matchers'])}{fmt.md_escape(weekly)} until "
-            f"{fmt.md_escape(row['ends_at'].strftime('%d %b %H:%M'))}: "
-            f"{fmt.md_escape(row['reason'])}"
-        )
+        cols[0].markdown(silence_line(row, tz, now))
         if cols[1].button("End now", key=f"end_silence_{row['id']}"):
             _act(flash, "End silence", alert_service.silence_end, who, silence_id=row["id"])
     with st.form("recurring_silence"):
@@ -141,8 +154,12 @@ def runbook_editor(flash: str, who: tuple[str, str]) -> None:
         num_rows="dynamic",
         key=f"rb_steps_{ident}",
         column_config={
-            "kind": st.column_config.SelectboxColumn(options=list(runbooks.STEP_KINDS)),
-            "wedding_day_safe": st.column_config.CheckboxColumn(default=False),
+            "title": st.column_config.TextColumn("Step"),
+            "kind": st.column_config.SelectboxColumn("Kind", options=list(runbooks.STEP_KINDS)),
+            "config": st.column_config.TextColumn("Settings (JSON)"),
+            "wedding_day_safe": st.column_config.CheckboxColumn(
+                "Safe on a wedding day", default=False
+            ),
         },
     )
     if st.button("Save runbook", key=f"rb_save_{ident}"):

@@ -9,12 +9,14 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 __all__ = [
+    "aggregation",
     "count",
     "duration",
     "label",
     "pairs",
     "md_code",
     "md_escape",
+    "measured",
     "milliseconds",
     "number",
     "per_minute",
@@ -230,3 +232,36 @@ def pairs(mapping: Mapping[str, object] | None, *, labels: bool = False) -> str:
         f"{label(key) if labels else key}: {_value(item, nested=True)}"
         for key, item in sorted(mapping.items())
     )
+
+
+_BYTES = {"bytes", "byte", "b"}
+_SECONDS = {"seconds", "second", "s"}
+_MILLISECONDS = {"milliseconds", "ms"}
+
+
+def measured(item: float | None, unit: str | None) -> str:
+    """A metric's value with its catalog unit: `1.2 MB` (bytes), `3.4 KB/s` (B/s), `1.25 s`
+    (ms), `45 s` (seconds), `38.8 %`, `892.7 users`, `0.25` (no unit); an em dash for None."""
+    if item is None or _missing(item):
+        return "—"
+    name = (unit or "").strip()
+    if name.lower() in _BYTES:
+        return size(item)
+    if name.lower() in ("b/s", "bytes/s"):
+        return f"{size(item)}/s"
+    if name.lower() in _MILLISECONDS:
+        return milliseconds(item)
+    if name.lower() in _SECONDS:
+        return f"{number(item)} s"
+    if name.lower() in ("percent", "%"):
+        return f"{number(item)} %"
+    return f"{number(item)} {name}" if name else number(item)
+
+
+_AGGREGATIONS = {"avg": "Average", "min": "Minimum", "max": "Maximum", "sum": "Sum",
+                 "count": "Count", "last": "Last value"}  # fmt: skip
+
+
+def aggregation(name: str) -> str:
+    """A metrics query's aggregation as a word: `avg` → `Average`; percentiles stay `p95`."""
+    return _AGGREGATIONS.get(name, name)

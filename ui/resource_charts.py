@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from monitoring_core import metrics_query
 from monitoring_core.timerange import TimeRange
+from ui import fmt
 
 __all__ = ["DATABASE", "SYSTEM", "Chart", "latest_text", "line_spec", "long_frame", "read_charts"]
 
@@ -101,10 +102,10 @@ def long_frame(frame: pd.DataFrame, chart: Chart, tz: ZoneInfo) -> pd.DataFrame:
 
 
 def latest_text(points: pd.DataFrame, unit: str) -> str:
-    """`name: 12.34 %, …`: each series' last value (by name)."""
+    """`name: 12.3 %, …`: each series' last value (by name), with its unit (`ui.fmt.measured`)."""
     last = points.dropna(subset=["value"]).drop_duplicates("series", keep="last")
     return ", ".join(
-        f"{name}: {value:,.2f}{unit and ' ' + unit}"
+        f"{name}: {fmt.measured(value, unit)}"
         for name, value in sorted(zip(last["series"], last["value"], strict=True))
     )
 
@@ -115,11 +116,20 @@ def sparse(points: pd.DataFrame) -> bool:
     return bool(len(points)) and int(points.groupby("series").size().min()) < 3
 
 
+# Tick labels on the 24-hour clock used everywhere else (`14:00`, not Vega's `02 PM`); a tick
+# at midnight names its day (`3 Dec`) instead.
+CLOCK_LABELS = (
+    "utchours(datum.value) == 0 && utcminutes(datum.value) == 0"
+    " ? utcFormat(datum.value, '%-d %b') : utcFormat(datum.value, '%H:%M')"
+)
+
+
 def line_spec(unit: str, height: int = 220, dots: bool = False) -> dict[str, Any]:
     """A Vega-Lite spec: one line per `series` over `time`, the hovered time's points shown
     with a tooltip (series, time, value); with `dots` every point is drawn too, so a series
     of one or two points is visible."""
-    x = {"field": "time", "type": "temporal", "title": None, "scale": {"type": "utc"}}
+    x = {"field": "time", "type": "temporal", "title": None, "scale": {"type": "utc"},
+         "axis": {"labelExpr": CLOCK_LABELS}}  # fmt: skip
     color = {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom"}}
     y = {"field": "value", "type": "quantitative", "title": unit or None, "axis": {"format": ",~r"}}
     return {
