@@ -111,7 +111,11 @@ if figures["uptime"]:
     st.dataframe(
         pd.DataFrame(
             [
-                {"Check": u["check"], "Uptime": percent_text(u["uptime"], 3), "Runs": u["runs"]}
+                {
+                    "Check": u["check"],
+                    "Uptime": percent_text(u["uptime"], 3),
+                    "Runs": f"{int(u['runs']):,}",
+                }
                 for u in figures["uptime"]
             ]
         ),
@@ -127,10 +131,10 @@ if figures["top_error_groups"]:
         pd.DataFrame(
             [
                 {
-                    "Group": g["id"],
+                    "Group": f"#{g['id']}",
                     "Type": g["error_type"],
                     "Message": g["message"],
-                    "Events": g["events"],
+                    "Events": f"{int(g['events']):,}",
                     "Status": (g["status"] or "").capitalize(),
                 }
                 for g in figures["top_error_groups"]

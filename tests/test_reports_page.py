@@ -36,6 +36,7 @@ def test_a_digest_reads_on_the_page_and_downloads(
     assert shown["Saturday incidents"] == "1"
     assert list(at.dataframe[0].value["Uptime"]) == ["75.000 %"]
     assert list(at.dataframe[1].value["Type"])[:1] == ["PaymentDeclined"]
+    assert all(g.startswith("#") for g in at.dataframe[1].value["Group"])  # ids read as ids
     assert not [b for b in at.button if b.label.startswith("Build")]  # viewers build nothing
     assert at.get("download_button")
 

@@ -87,3 +87,18 @@ def test_it_says_errors_and_logs_of_a_trace_in_words() -> None:
     assert (log["Time"], log["Message"], log["Span id"]) == (
         "yesterday 13:58:30", "payment provider timed out", "—"
     )  # fmt: skip
+
+
+def test_the_waterfall_hover_gives_sub_millisecond_spans_their_digits() -> None:
+    from ui.waterfall import waterfall_figure
+
+    rows = [{"depth": 0, "service": "web", "name": "GET /", "status_code": 1, "offset_ms": 0.0,
+             "duration_ms": 1250.0, "kind": 2},
+            {"depth": 1, "service": "db", "name": "SELECT 1", "status_code": 1, "offset_ms": 20.0,
+             "duration_ms": 0.35, "kind": 3}]  # fmt: skip
+    bars = waterfall_figure(rows).data[0]
+    assert [list(c) for c in bars.customdata] == [
+        ["0 ms", "1.25 s", "server"],
+        ["20 ms", "0.35 ms", "client"],  # was "0 ms"
+    ]
+    assert "starts at +%{customdata[0]}, lasts %{customdata[1]}" in bars.hovertemplate

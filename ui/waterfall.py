@@ -42,9 +42,16 @@ def waterfall_figure(rows: list[dict[str, Any]]) -> go.Figure:
         marker_color=colors,
         text=labels,
         textposition="none",
-        customdata=[[fmt.milliseconds(r["duration_ms"]), KINDS.get(r["kind"], "?")] for r in rows],
-        hovertemplate="%{text}<br>starts at %{base:.1f} ms, lasts %{customdata[0]}"
-        " (%{customdata[1]})<extra></extra>",
+        customdata=[
+            [
+                fmt.precise_ms(r["offset_ms"]),
+                fmt.precise_ms(r["duration_ms"]),
+                KINDS.get(r["kind"], "?"),
+            ]
+            for r in rows
+        ],
+        hovertemplate="%{text}<br>starts at +%{customdata[0]}, lasts %{customdata[1]}"
+        " (%{customdata[2]})<extra></extra>",
     )
     names = go.Scatter(
         y=[i - 0.22 for i in range(len(rows))],
