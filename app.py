@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import auth, banners, widgets
+from ui import auth, banners, preload, widgets
 
 # One line per page; sections show in this order, empty ones are left out of the menu, and
 # the first page is the landing page.
@@ -96,12 +96,14 @@ def main() -> None:
     if user is None:
         # Only the sign-in form, whatever the address: no page can be opened before it.
         st.navigation(_signed_out_navigation(_navigation()), position="hidden").run()
+        preload.prefetch()  # while the visitor types: the chunks the pages will need
         return
     if user.organization_ids is not None:  # limited to organisations: their pages only
         page = st.navigation(_navigation(ORGANISATION_PAGES))
         widgets.time_range_picker()
         auth.logout_button()
         st.sidebar.caption("Showing " + ", ".join(user.organization_ids))
+        preload.prefetch(st.sidebar)
         page.run()
         return
     # Every page listed: collapsed ("View 7 more") the Business and Administration pages hid.
@@ -112,6 +114,7 @@ def main() -> None:
     auth.logout_button()
     widgets.wedding_day_banner()
     banners.watcher_banners()
+    preload.prefetch(st.sidebar)  # a session that began signed in (a link, a reload)
     page.run()
 
 

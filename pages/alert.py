@@ -261,12 +261,7 @@ def _facts(info: Mapping[str, Any]) -> None:
     rows.append(("Repeats every", f"{rule['repeat_interval_minutes']} min while firing"))
     rows.append(("Channels", ", ".join(info["channels"]) or "the default route for its severity"))
     rows.append(("Escalation policy", info["policy"] or "none"))
-    st.dataframe(
-        pd.DataFrame(rows, columns=["Field", "Value"]),
-        hide_index=True,
-        use_container_width=True,
-        height=widgets.table_height(len(rows)),
-    )
+    widgets.small_table(pd.DataFrame(rows, columns=["Field", "Value"]))
 
 
 def _graph(info: Mapping[str, Any], history: list[dict[str, Any]]) -> None:
@@ -405,9 +400,7 @@ def _log(rows: list[dict[str, Any]]) -> None:
     )
     if not frame["Person"].any():  # no channel here is a person's own contact method
         frame = frame.drop(columns="Person")
-    st.dataframe(
-        frame, hide_index=True, use_container_width=True, height=widgets.table_height(len(frame))
-    )
+    widgets.small_table(frame)
 
 
 def _history(events: list[dict[str, Any]], unit: str) -> None:
@@ -430,9 +423,7 @@ def _history(events: list[dict[str, Any]], unit: str) -> None:
             "By": [e["actor"] or "" for e in newest],
         }
     )
-    st.dataframe(
-        frame, hide_index=True, use_container_width=True, height=widgets.table_height(len(frame))
-    )
+    widgets.small_table(frame)
 
 
 st.page_link("pages/alerts.py", label="All alerts", icon=":material/arrow_back:")

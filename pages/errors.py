@@ -491,11 +491,7 @@ def _event_tab(group_id: int) -> None:
     extra = event_view.other_context(context)
     if extra:
         st.markdown("#### Context")
-        st.dataframe(
-            pd.DataFrame(extra, columns=["Section", "Name", "Value"]),
-            hide_index=True,
-            width="stretch",
-        )
+        widgets.small_table(pd.DataFrame(extra, columns=["Section", "Name", "Value"]))
 
 
 def _events_tab(group_id: int) -> None:
@@ -644,7 +640,7 @@ def _history_tab(group_id: int) -> None:
     if not history:
         st.caption("No history yet.")
         return
-    st.dataframe(
+    widgets.small_table(
         pd.DataFrame(
             {
                 "When": [view.when(h["time"], tz, now) for h in history],
@@ -652,9 +648,7 @@ def _history_tab(group_id: int) -> None:
                 "Who": [_who(h["actor"]) for h in history],
                 "Release": [h["release"] or "" for h in history],
             }
-        ),
-        hide_index=True,
-        width="stretch",
+        )
     )
 
 

@@ -72,7 +72,7 @@ def _texts(at: AppTest) -> list[str]:
 
 
 def _table(at: AppTest, column: str) -> list[list[str]]:
-    frame = next(d.value for d in at.dataframe if column in d.value.columns)
+    frame = next(d.value for d in [*at.dataframe, *at.table] if column in d.value.columns)
     return frame.astype(str).values.tolist()
 
 
@@ -93,7 +93,7 @@ def test_it_shows_the_rule_in_words_the_threshold_graph_and_delivery_log(
     assert facts["Threshold"] == "100 ms" and facts["Operator"] == "above"
     assert facts["Window"] == "1 min" and facts["One alert per"] == "endpoint"
     assert facts["Channels"] == "ops-hook, pager_[bad]"
-    log = next(d.value for d in at.dataframe if "Outcome" in d.value.columns)
+    log = next(d.value for d in [*at.dataframe, *at.table] if "Outcome" in d.value.columns)
     outcomes = dict(zip(log["Channel"], log["Outcome"], strict=True))
     assert outcomes["ops-hook"] == "delivered"
     assert outcomes["pager_[bad]"].startswith("failed")

@@ -104,12 +104,17 @@ def test_a_sentry_sdk_event_reads_like_sentrys_issue_page(
     assert tags["runtime"].startswith("CPython 3.") and tags["handled"] == "true"
     assert tags["user"] == "user-7"
     locals_shown = {
-        v for df in at.dataframe if "Variable" in df.value.columns for v in df.value["Variable"]
+        v
+        for df in [*at.dataframe, *at.table]
+        if "Variable" in df.value.columns
+        for v in df.value["Variable"]
     }
     assert "order" in locals_shown  # the raised exception's frames carry their locals
     assert "items" in locals_shown  # and so do its cause's (_basket's `items`), as in Sentry
     assert 'return items["coupon"]' in code  # the cause's source line, from its own frames
-    everything = " ".join([*markdown, code, *(str(df.value.to_dict()) for df in at.dataframe)])
+    everything = " ".join(
+        [*markdown, code, *(str(df.value.to_dict()) for df in [*at.dataframe, *at.table])]
+    )
     assert "sk_live_abcdefgh12345678" not in everything
     at.query_params["tab"] = "Tags"
     at.run()

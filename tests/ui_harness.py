@@ -58,8 +58,10 @@ def make_user(conn: Connection, role: Role) -> User:
 
 
 def table_with(at: AppTest, *columns: str) -> pd.DataFrame:
-    """The value of the one st.dataframe on the page whose columns include `columns`."""
-    found = [df.value for df in at.dataframe if set(columns) <= set(_columns(df.value))]
+    """The value of the one table on the page (st.dataframe, or st.table for the short ones
+    `widgets.small_table` draws) whose columns include `columns`."""
+    tables = [*at.dataframe, *at.table]
+    found = [df.value for df in tables if set(columns) <= set(_columns(df.value))]
     assert len(found) == 1, f"{len(found)} tables have the columns {columns}"
     return found[0]
 

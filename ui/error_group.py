@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from monitoring_core.errors import event_view
-from ui import fmt
+from ui import fmt, widgets
 
 __all__ = [
     "ago",
@@ -52,8 +52,7 @@ def ago(moment: datetime | None, now: datetime) -> str:
 def key_values(rows: Sequence[tuple[str, str]], *, key: str = "Name") -> None:
     """A two-column table of labelled values."""
     if rows:
-        frame = pd.DataFrame(list(rows), columns=[key, "Value"])
-        st.dataframe(frame, hide_index=True, width="stretch")
+        widgets.small_table(pd.DataFrame(list(rows), columns=[key, "Value"]))
 
 
 def _language(filename: str) -> str:
@@ -164,7 +163,7 @@ def breadcrumbs_table(
                 "Data": crumb.data if crumb.message else "",
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    widgets.small_table(pd.DataFrame(rows))
 
 
 def request_section(context: Mapping[str, Any]) -> None:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 from streamlit_autorefresh import st_autorefresh
@@ -28,6 +29,7 @@ __all__ = [
     "events_until",
     "kpi_card",
     "severity_badge",
+    "small_table",
     "status_badge",
     "table_height",
     "time_range_picker",
@@ -220,6 +222,21 @@ def kpi_card(
 def table_height(rows: int, *, max_rows: int = 30) -> int:
     """Pixel height that shows `rows` rows of a st.dataframe without an inner scrollbar."""
     return 38 + 35 * max(1, min(rows, max_rows))
+
+
+STATIC_ROWS = 25  # up to this many rows a table is drawn as plain HTML (st.table)
+
+
+def small_table(frame: pd.DataFrame, *, max_rows: int = STATIC_ROWS) -> None:
+    """A short table of facts as plain HTML (st.table): long values wrap instead of being cut
+    at the column's edge, and the page is idle sooner. Each st.dataframe is a canvas grid with
+    its own accessibility table that the browser keeps laying out for ~0.1–0.3 s after the
+    script ends (the error group's Event tab drew eight). Longer tables stay st.dataframe
+    (scrolling, sorting)."""
+    if len(frame) <= max_rows:
+        st.table(frame, hide_index=True, border="horizontal")
+    else:
+        st.dataframe(frame, hide_index=True, width="stretch", height=table_height(len(frame)))
 
 
 def severity_badge(severity: str) -> str:
