@@ -163,7 +163,10 @@ def iter_points_us(
             fits = batch_points // densest if densest else len(ids)
             size = max(1, min(size * 4, fits, cap))
     finally:
-        if previous is not None:
+        # The setting is the transaction's own (set_config's is_local): a generator left
+        # unfinished and closed by the garbage collector after its connection has closed
+        # has nothing to restore (it used to log "Exception ignored … Connection is closed").
+        if previous is not None and not conn.closed and conn.in_transaction():
             _serial(conn, previous)
 
 
