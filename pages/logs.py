@@ -136,10 +136,10 @@ if histogram:
     figure.update_layout(
         barmode="stack",
         height=240,
-        margin={"l": 10, "r": 10, "t": 10, "b": 40},
+        margin={"l": 10, "r": 10, "t": 10, "b": 60},
         xaxis={"range": [tr.start.astimezone(tz), tr.end.astimezone(tz)]},
         yaxis_title=f"records per {_step(interval)}",
-        legend={"orientation": "h"},
+        legend={"orientation": "h", "y": -0.35},  # under the two-line time labels
     )
     st.plotly_chart(figure, width="stretch")
 rows = data.read_or_stop(queries.search_logs, **filters)
