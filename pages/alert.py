@@ -142,7 +142,7 @@ def _silence_form(info: Mapping[str, Any]) -> None:
     aid = info["alert"]["id"]
     labels: dict[str, str] = info["labels"]
     defaults = {"alertname", *(info["alert"].get("trigger_dimensions") or {})}
-    with st.popover("Silence", use_container_width=True):
+    with st.popover("Silence", width="stretch"):
         chosen = [
             name
             for name, value in sorted(labels.items())
@@ -187,12 +187,10 @@ def _actions(info: Mapping[str, Any]) -> None:
         "Acknowledge",
         key="alert_ack",
         disabled=status not in ("firing", "pending", "no_data", "suppressed"),
-        use_container_width=True,
+        width="stretch",
     ):
         act("Acknowledge", actions.acknowledge_alert, instance_id=aid)
-    if res.button(
-        "Resolve", key="alert_res", disabled=status == "resolved", use_container_width=True
-    ):
+    if res.button("Resolve", key="alert_res", disabled=status == "resolved", width="stretch"):
         act(
             "Resolve", actions.resolve_alert, instance_id=aid, tz=tz, public_url=settings.public_url
         )
@@ -200,7 +198,7 @@ def _actions(info: Mapping[str, Any]) -> None:
         "Escalate",
         key="alert_esc",
         disabled=status not in ("firing", "acknowledged", "pending", "no_data"),
-        use_container_width=True,
+        width="stretch",
     ):
         act(
             "Escalate",
@@ -210,7 +208,7 @@ def _actions(info: Mapping[str, Any]) -> None:
             public_url=settings.public_url,
         )
     suppressible = status in ("firing", "pending", "no_data", "suppressed", "acknowledged")
-    with sup.popover("Suppress", use_container_width=True, disabled=not suppressible):
+    with sup.popover("Suppress", width="stretch", disabled=not suppressible):
         minutes = st.number_input("Minutes", 5, 10080, 60, key="alert_sup_min")
         reason = st.text_input("Reason", key="alert_sup_why")
         if st.button("Suppress", key="alert_sup"):

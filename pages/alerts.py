@@ -102,7 +102,7 @@ def _alert_card(alert: Mapping[str, Any], focused: bool) -> None:
                 tz=tz,
                 public_url=settings.public_url,
             )
-        with right.popover("Suppress", use_container_width=focused):
+        with right.popover("Suppress", width="stretch" if focused else "content"):
             minutes = st.number_input("Minutes", 5, 10080, 60, key=f"min{aid}")
             reason = st.text_input("Reason", key=f"why{aid}")
             if st.button("Suppress", key=f"sup{aid}"):
