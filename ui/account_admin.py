@@ -27,8 +27,8 @@ __all__ = ["key_rows", "keys_and_users", "user_rows"]
 
 _REFUSED = (AccountInvalid, AccountNotFound)
 _SCOPES_HELP = (
-    "ingest: writes only (apps, Sentry DSNs) · read: the read API only · "
-    "browser: Web Vitals from the allowed origins only · admin: everything"
+    "Ingest: writes only (apps, Sentry DSNs) · Read: the read API only · "
+    "Browser: Web Vitals from the allowed origins only · Admin: everything"
 )
 
 
@@ -131,7 +131,9 @@ def _expiry(days: float) -> datetime | None:
 def _new_key_form(flash: str, actor: str) -> None:
     with st.form("new_api_key"):
         name = st.text_input("Name", key="apikey_name")
-        scope = st.selectbox("Scope", [s.value for s in ApiScope], key="apikey_scope")
+        scope = st.selectbox(
+            "Scope", [s.value for s in ApiScope], key="apikey_scope", format_func=fmt.label
+        )
         st.caption(_SCOPES_HELP)
         limit, points = _rates(st, "apikey")
         days = st.number_input("Expires in days (0: never)", 0, 3650, 0)
@@ -200,7 +202,9 @@ def _new_user_form(flash: str, actor: str) -> None:
     with st.form("new_user"):
         left, mid, right = st.columns(3)
         name = left.text_input("User name", key="new_user_name")
-        role = mid.selectbox("Role", [r.value for r in Role], key="new_user_role")
+        role = mid.selectbox(
+            "Role", [r.value for r in Role], key="new_user_role", format_func=fmt.label
+        )
         password = right.text_input("Password", type="password", key="new_user_password")
         if st.form_submit_button("Add user"):
             work = partial(
