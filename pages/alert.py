@@ -84,6 +84,8 @@ def _value(value: float | None, unit: str) -> str:
         return fmt.milliseconds(value)
     if unit.startswith("ratio 0"):
         return fmt.percent(value)
+    if unit == "min without data":  # an absence rule's value: minutes since the last point
+        return f"{fmt.number(value)} min"
     return f"{fmt.number(value)}{detail.unit_suffix(unit)}"
 
 

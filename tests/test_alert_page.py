@@ -4,6 +4,7 @@ and a clear message for an unknown or absent instance."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from monitoring_core.flows.alert_cycle import run_evaluation
 from monitoring_core.flows.notification_delivery import deliver_due
 from monitoring_core.schema import alert_instances, audit_log, metric_catalog, runbooks, silences
 from tests.alerting_support import Receiver, channel, point, threshold_rule, webhook_receiver
+from tests.ui_harness import table_with
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
@@ -227,3 +229,25 @@ def test_it_links_the_incident_and_lists_the_runbook_steps(
     texts = _texts(at)
     assert any("Runbook:** Restart the [checkout] pods" in t for t in texts)
     assert any("1. Drain traffic (manual)\n2. Restart (http)" in t for t in texts)
+
+
+def test_an_absence_alert_gives_its_values_in_minutes(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    """An absence rule's value is the minutes since the last point: "6.3 min" in the history,
+    not a bare "6.3"."""
+    now = clock.now()
+    with engine.begin() as conn:
+        threshold_rule(
+            conn,
+            now,
+            alert_name="Heartbeat",
+            cfg={"type": "absence", "metric": "heartbeat", "window_minutes": 5},
+        )
+    point(engine, now - timedelta(minutes=6, seconds=30), 1, metric="heartbeat")
+    run_evaluation(engine, now)
+    with engine.connect() as conn:
+        instance_id = int(conn.execute(select(alert_instances.c.id)).scalar_one())
+    at = _open(logged_in_app, Role.VIEWER, str(instance_id))
+    values = [v for v in table_with(at, "Change", "Value")["Value"] if v]
+    assert len(values) == 1 and re.fullmatch(r"6\.\d+ min", values[0]), values
