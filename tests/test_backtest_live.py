@@ -135,7 +135,12 @@ def test_the_backtest_tells_what_the_live_cycles_did(
         ).all()
         replays = {
             name: backtest(
-                conn, rule_from_row(get_rule(conn, rule_id=rid)), start=START, end=NOW, tz=TZ
+                conn,
+                rule_from_row(get_rule(conn, rule_id=rid)),
+                start=START,
+                end=NOW,
+                tz=TZ,
+                step=MIN,
             )  # fmt: skip
             for name, rid in ids.items()
         }
@@ -147,6 +152,7 @@ def test_the_backtest_tells_what_the_live_cycles_did(
                 end=NOW,
                 tz=TZ,
                 skip_quiet=False,
+                step=MIN,
             )  # fmt: skip
             for name, rid in ids.items()
         }
@@ -201,6 +207,6 @@ def test_the_backtest_tells_what_the_live_cycles_did(
         # a rule busy at more steps than BUSY_LIMIT steps as other rules do (here: a minute)
         monkeypatch.setattr(backtest_mod, "BUSY_LIMIT", 1)
         rule = rule_from_row(get_rule(conn, rule_id=ids["grouped avg"]))
-        busy = backtest(conn, rule, start=START, end=NOW, tz=TZ)
-        assert busy["evaluated_steps"] == 46
+        busy = backtest(conn, rule, start=START, end=NOW, tz=TZ)  # 15 s by default
+        assert busy["step_seconds"] == 60 and busy["evaluated_steps"] == 46
         assert ordered(busy["events"]) == ordered(replays["grouped avg"]["events"])

@@ -192,9 +192,8 @@ def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engin
     with engine.connect() as conn:
         for name, rule_id in ids.items():
             rule = rule_from_row(get_rule(conn, rule_id=rule_id))
-            replay = backtest(conn, rule, start=START, end=NOW, tz=TZ)
-            every = backtest(conn, rule, start=START, end=NOW, tz=TZ, skip_quiet=False)
-            assert replay["step_seconds"] == 60, name
+            replay = backtest(conn, rule, start=START, end=NOW, tz=TZ, step=MIN)
+            every = backtest(conn, rule, start=START, end=NOW, tz=TZ, skip_quiet=False, step=MIN)
             assert ordered(replay["events"]) == ordered(every["events"]), name
             replayed = sorted(
                 (e["time"], e["alert_key"], e["from_status"], e["to_status"])
@@ -224,3 +223,65 @@ def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engin
         assert evaluated[name][0] < evaluated[name][1] / 2, (name, evaluated[name])
     no_data = [c for c in changes[ids["orders b max above"]] if c[3] == "no_data"]
     assert len(no_data) >= 2, changes[ids["orders b max above"]]
+
+
+FINE = {  # rules a backtest steps at the live cadence by default
+    "raw max": {"metric": "latency_ms", "group_by": ["region"], "aggregation": "max",
+                "value": 140, "window_minutes": 1},
+    "photo error burst": RULES["photo error burst"],
+    "payment errors by type": RULES["payment errors by type"],
+    "promql slow regions": RULES["promql slow regions"],
+    "api p95": {"metric": "api.latency_ms", "aggregation": "p95", "value": 400,
+                "window_minutes": 2, "group_by": ["endpoint"]},
+}  # fmt: skip
+
+
+def test_the_default_step_is_the_live_cadence_and_agrees_with_cycles_every_15_s(
+    engine: Engine,
+) -> None:
+    """Cycles every 15 s over the last 85 minutes: a backtest at its default step (15 s
+    for these rules) tells the same story, breaches shorter than a minute included."""
+    partitions_around(engine, NOW)
+    rng = np.random.default_rng(9)
+    _errors(engine, rng)
+    _history(engine)
+    start = NOW - timedelta(minutes=85)
+    with engine.begin() as conn:
+        hook = channel(conn, "json://127.0.0.1:9/never-delivered")
+        ids = {name: threshold_rule(conn, start, alert_name=name, cfg=cfg,
+                                    notification_channels=[hook], repeat_interval_minutes=5)
+               for name, cfg in FINE.items()}  # fmt: skip
+        conn.execute(update(alert_rules).values(data_seen_at=start - MIN))
+    steps = steps_of(start, NOW, step=timedelta(seconds=15))
+    for at in steps:
+        with engine.begin() as conn:
+            report = evaluate_all(conn, now=at, tz=TZ, public_url="http://localhost:8501")
+            assert not report.errors and not report.invalid, report
+    with engine.connect() as conn:
+        history = list_alert_history(conn, start=start, end=NOW + MIN, limit=10_000)
+        i, o = alert_instances.c, notification_outbox.c
+        sent = conn.execute(
+            select(i.alert_configuration_id, i.alert_key, o.kind, o.created_at)
+            .select_from(notification_outbox)
+            .join(alert_instances, i.id == o.alert_instance_id)
+        ).all()
+        short = 0
+        for name, rule_id in ids.items():
+            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
+            replay = backtest(conn, rule, start=start, end=NOW, tz=TZ)
+            assert replay["step_seconds"] == 15, name
+            live = sorted((e["time"], e["alert_key"] or "", e["from_status"], e["to_status"])
+                          for e in history if e["rule_id"] == rule_id)  # fmt: skip
+            replayed = sorted(
+                (e["time"], e["alert_key"], e["from_status"], e["to_status"])
+                for e in replay["events"]
+                if e["from_status"] != e["to_status"]
+            )
+            assert replayed == live, name
+            notified = sorted((at, key, kind) for rid, key, kind, at in sent if rid == rule_id)
+            assert sorted((e["time"], e["alert_key"], e["notify"]) for e in replay["events"]
+                          if e["notify"]) == notified, name  # fmt: skip
+            by_minute = backtest(conn, rule, start=start, end=NOW, tz=TZ, step=MIN)
+            short += replay["fired_count"] - by_minute["fired_count"]
+            assert replay["fired_count"] >= 1, name
+    assert short >= 1  # firings a minute's step misses

@@ -100,4 +100,5 @@ def test_backtest_replays_the_expression_over_history(engine: Engine, now: datet
     assert moves == [(timedelta(minutes=10), "firing"), (timedelta(minutes=20), "resolved")]
     assert result["fired_count"] == 1
     (series,) = result["series"]
-    assert series["alert_key"] == "queue=mails" and len(series["points"]) == 10
+    # returned at the steps of the breach, every 15 s (the live cadence: the default step)
+    assert series["alert_key"] == "queue=mails" and len(series["points"]) == 40

@@ -51,7 +51,12 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_kinds import anomaly_source, no_data_keeps, pattern_source
+from monitoring_core.alerts.backtest_kinds import (
+    Classes,
+    anomaly_source,
+    no_data_keeps,
+    pattern_source,
+)
 from monitoring_core.alerts.backtest_quiet import (
     Bounds,
     by_key,
@@ -85,7 +90,7 @@ from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 from monitoring_core.wedding_calendar import season_adjusted_threshold, season_strictness
 
-__all__ = ["MAX_STEPS", "RAW_LIMIT", "backtest", "every_step", "steps_of"]
+__all__ = ["MAX_STEPS", "RAW_LIMIT", "backtest", "every_step", "live_cadence", "steps_of"]
 
 MAX_STEPS = 2_000
 MAX_NESTING = 3  # composite of composite of …
@@ -97,9 +102,11 @@ _US = timedelta(microseconds=1)
 
 
 def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta:
-    """One evaluation per minute: over any range for rules whose quiet minutes are found
-    from the rollups (`backtest_quiet.skips`), else coarser for long ranges (at most
-    MAX_STEPS)."""
+    """The live cycle's 15 s for rules that read raw points or events (`live_cadence`), a
+    minute for the other rules replayed at every step, else coarser for long ranges (at
+    most MAX_STEPS)."""
+    if rule is not None and live_cadence(rule):
+        return MIN_STEP
     if rule is not None and every_step(rule):
         return MINUTE
     minutes = max(1, int((end - start) / timedelta(minutes=1)) // MAX_STEPS + 1)
@@ -114,6 +121,19 @@ def every_step(rule: Rule) -> bool:
         return True
     fk = series_mod.fetch_key(rule)
     return rule.condition.type == "anomaly" and fk is not None and fk.kind == "hour"
+
+
+def live_cadence(rule: Rule) -> bool:
+    """Whether a backtest of the rule steps at the live cycle's 15 s by default: its value
+    can change between two minutes (raw points of a metric window up to `series.RAW_MAX`,
+    events of a signal or a pattern, PromQL over raw points). Windows from the 1-minute
+    rollups with a raw tail, anomaly rules (the current hour from the rollups) and composite
+    rules (their children's cost adds up: 5.4 s at 90 days in bench/backtest.py) step by the
+    minute, finer on request."""
+    if rule.condition.type in ("pattern", "promql"):
+        return True
+    fk = series_mod.fetch_key(rule)
+    return skips(rule) and fk is not None and (fk.kind == "signal" or not fk.long)
 
 
 def steps_of(
@@ -409,20 +429,21 @@ def _after(decision: Decision, at: datetime) -> AlertState:
 
 def _promql_replay(
     conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo, *, skip: bool = True
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """A PromQL rule over history: its expression as a range query at the backtest's steps,
-    then per returned series the transitions a cycle at each step would have made."""
-    try:
-        found = promql_series(conn, rule.condition.expr, steps)
-    except QueryError as exc:
-        raise RuleInvalid([{"field": "condition_config.expr", "message": str(exc)}]) from None
+    then per returned series the transitions a cycle at each step would have made (a step
+    where a series is not returned and its instance is not active changes nothing: a cycle
+    decides nothing for it). Also returns at how many steps some series was decided."""
+    found = _promql_found(conn, rule.condition.expr, steps)
     events, series = [], []
+    evaluated = np.zeros(len(steps), dtype=bool)
     for key, (_labels, values, present) in found.items():
         state = AlertState()
         for i, at in enumerate(steps):
             held = bool(present[i])
             if skip and not held and state.status not in ACTIVE:  # a cycle decides nothing
                 continue
+            evaluated[i] = True
             message = f"{rule.condition.expr} {'returned' if held else 'returned nothing'}"
             check = Check(held, float(values[i]) if held else None, None, message)
             decision = transition(rule, state, check, at, severity=effective_severity(rule, at, tz))
@@ -432,7 +453,30 @@ def _promql_replay(
         points = [[steps[i], float(values[i])] for i in np.flatnonzero(present).tolist()]
         series.append({"alert_key": key, "points": points})
     events.sort(key=lambda e: e["time"])
-    return events, series
+    return events, series, int(evaluated.sum())
+
+
+PROMQL_CHUNK = 50_000  # steps per range query (each step is evaluated on its own)
+
+
+def _promql_found(
+    conn: Connection, expr: str, steps: list[datetime]
+) -> dict[str, tuple[dict[str, str], np.ndarray, np.ndarray]]:
+    """`promql_series` over the steps, PROMQL_CHUNK at a time (518,400 steps of 15 s in one
+    range query load more samples than the engine allows)."""
+    parts: dict[str, tuple[dict[str, str], np.ndarray, np.ndarray]] = {}
+    for first in range(0, len(steps), PROMQL_CHUNK):
+        chunk = steps[first : first + PROMQL_CHUNK]
+        try:
+            found = promql_series(conn, expr, chunk)
+        except QueryError as exc:
+            raise RuleInvalid([{"field": "condition_config.expr", "message": str(exc)}]) from None
+        for key, (labels, values, present) in found.items():
+            if key not in parts:
+                parts[key] = (labels, np.zeros(len(steps)), np.zeros(len(steps), dtype=bool))
+            parts[key][1][first : first + len(chunk)] = values
+            parts[key][2][first : first + len(chunk)] = present
+    return parts
 
 
 class _TooBusy(Exception):
@@ -472,7 +516,7 @@ def _replay(
     at_step = _live_series(conn, rule, steps, grouped)
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
-    idle: list[bool] | None = None
+    classes: Classes | None = None
     if skippable and fk is not None and fk.kind == "signal":
         at_step, quiet = _signal_source(conn, rule, fk, steps, _limits(rule, tz))
     elif fk is not None and fk.kind in ("pattern", "hour"):
@@ -481,7 +525,8 @@ def _replay(
             if fk.kind == "pattern"
             else anomaly_source(conn, rule, fk, steps)
         )
-        at_step, quiet, idle = source[0], source[1].tolist(), source[2].tolist()
+        at_step, classes = source
+        quiet = classes.quiet().tolist()
     elif at_step is None:
         keyed = _keyed(conn, rule, steps)
         sliced = _sliced(keyed, steps, series_mod.lookback(rule))
@@ -496,7 +541,7 @@ def _replay(
         if rule.condition.type == "threshold":
             series = _bounds_series(rule, bounds, steps)
     if not skip:
-        quiet = idle = None
+        quiet, classes = None, None
     if quiet is not None and busy_limit and len(quiet) - sum(quiet) > busy_limit:
         raise _TooBusy
     known: dict[str, Known] = {}
@@ -508,12 +553,17 @@ def _replay(
         if quiet is not None and quiet[i] and not active:
             holds.append(False)  # every key present held False
             continue
-        if idle is not None and idle[i] and no_data_keeps(rule, _state(known)):
-            holds.append(None)  # the key "" had no data, as before
+        if classes is not None and classes.steady(i, known):
+            holds.append(classes.holds(i))  # each key as before: False or no data
             continue
         evaluated += 1
         results: list[bool | None] = []
-        for key, dims, decision, present in evaluate_keys(rule, at_step(at), known, at, tz=tz):
+        keyed = at_step(at)
+        if classes is not None:  # keys certain to stay as they are: not evaluated
+            keyed, left_out = classes.needed(i, keyed, known)
+            if left_out:
+                results.append(False)
+        for key, dims, decision, present in evaluate_keys(rule, keyed, known, at, tz=tz):
             if present:
                 results.append(decision.check.holds)
             if present and decision.check.value is not None:
@@ -666,7 +716,7 @@ def backtest(
     events: list[dict[str, Any]] = []
     evaluated = len(steps)
     if rule.condition.type == "promql":
-        events, series = _promql_replay(conn, rule, steps, tz, skip=skip_quiet)
+        events, series, evaluated = _promql_replay(conn, rule, steps, tz, skip=skip_quiet)
     elif rule.condition.type == "composite":
         _holds, events, counts, evaluated = _composite_replay(
             conn, rule, steps, tz, depth=1, skip=skip_quiet
@@ -677,7 +727,12 @@ def backtest(
     else:
         try:
             events, series, evaluated = _replay(
-                conn, rule, steps, tz, skip=skip_quiet, busy_limit=BUSY_LIMIT if step_chosen else 0
+                conn,
+                rule,
+                steps,
+                tz,
+                skip=skip_quiet,
+                busy_limit=BUSY_LIMIT if step_chosen and skips(rule) else 0,
             )
         except _TooBusy:  # breaching most of the time (or no bounds to tell): capped steps
             step = _step(start, end)

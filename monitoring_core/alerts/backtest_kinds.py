@@ -4,18 +4,16 @@ A cycle reads a pattern rule's error events of its window (`errors.queries`, cou
 10-second bucket) and an anomaly rule's current hour so far and the same hour of past weeks
 (`series.SeriesReader._hours`, one read each). Reading those at each of 129,600 minutes took
 minutes; here each rule's events, or its 1-minute rollups and past hours, are read once and
-each evaluated step gets the series the cycle would have read then, built from them. Per step
-it also tells, from the same arrays, whether the step certainly changes nothing:
+each evaluated step gets the series the cycle would have read then, built from them.
 
-- `quiet`: every key's check certainly gives False (pattern: a count clear of every
-  threshold the calendar can make; anomaly: a current value inside the band of values whose
-  z-score against that hour's baseline does not breach, with room for rounding) or the key is
-  absent; skipped while no instance is active (as `backtest_quiet`);
-- `idle` (anomaly without group_by): the check certainly gives no data (no current value
-  yet: the first minute of an hour; fewer than `min_baseline` past weeks); skipped while the
-  rule's no-data mode keeps the instance as it is (`no_data_keeps`).
-
-The engine decides every other step (`engine.evaluate_keys`) on these series.
+From the same arrays, per alert key and step, what its check certainly gives (`Classes`):
+absent, False (pattern: a count clear of every threshold the calendar can make; anomaly: a
+current value inside the band whose z-score against that hour's baseline does not breach,
+with room for rounding), no data (anomaly: no current value yet, the first minute of an
+hour; fewer than `min_baseline` past weeks), or unsure. A step where every key's certain
+outcome keeps its instance as it is and notifies nobody (`Classes.steady`: False or absent
+while not active, no data while `no_data_keeps`) is skipped; the engine decides every other
+step (`engine.evaluate_keys`) on these series.
 """
 
 # SQL here is assembled from errors.queries' dimension columns; values are bound.
@@ -26,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,19 +33,96 @@ from sqlalchemy import Connection, text
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest_quiet import Bounds, _range, _sparse, read_bounds
-from monitoring_core.alerts.engine import ACTIVE, AlertState, Point
+from monitoring_core.alerts.engine import ACTIVE, AlertState, Known, Point
 from monitoring_core.alerts.rules import OPERATORS, Rule
 from monitoring_core.enums import AlertStatus
 from monitoring_core.errors.queries import _dimension, _filters
 from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 
-__all__ = ["anomaly_source", "no_data_keeps", "pattern_source"]
+__all__ = ["Classes", "anomaly_source", "no_data_keeps", "pattern_source"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR, WEEK = timedelta(hours=1), timedelta(days=7)
 _BUCKET_US = 10_000_000  # the pattern read's buckets (series.RAW_STEP)
-Source = tuple[Callable[[datetime], series_mod.Keyed], np.ndarray, np.ndarray]
+ABSENT, FALSE, NO_DATA, UNSURE = 0, 1, 2, 3  # what a key's check certainly gives
+
+
+class Classes:
+    """Per alert key, per step: ABSENT, FALSE, NO_DATA or UNSURE. `empty`: for a grouped
+    rule, what the key "" gives at a step where no key is present (a cycle evaluates it on
+    no series); a rule without group_by has the one key "", never absent."""
+
+    def __init__(self, rule: Rule, keys: dict[str, np.ndarray], empty: np.ndarray) -> None:
+        self.rule, self.grouped, self.empty = rule, bool(rule.condition.group_by), empty
+        if not self.grouped:
+            found = keys.get("", np.full(len(empty), ABSENT, dtype=np.int8))
+            keys = {"": np.where(found == ABSENT, empty, found).astype(np.int8)}
+        self.keys = keys
+
+    def quiet(self) -> np.ndarray:
+        """Steps where every key is absent or False (and one is evaluated)."""
+        fine = np.ones(len(self.empty), dtype=bool)
+        some = np.zeros(len(self.empty), dtype=bool)
+        present = np.zeros(len(self.empty), dtype=bool)
+        for found in self.keys.values():
+            fine &= (found == ABSENT) | (found == FALSE)
+            some |= found == FALSE
+            present |= found != ABSENT
+        return fine & (some | (~present & (self.empty == FALSE)))
+
+    def steady(self, i: int, known: Mapping[str, Known]) -> bool:
+        """Whether the engine's decision at step `i` keeps every instance and notifies
+        nobody (`evaluate_keys`: present keys, absent known keys, the key "")."""
+        present = False
+        for key, found in self.keys.items():
+            c = int(found[i])
+            present |= c != ABSENT
+            if not _keeps(self.rule, c, known.get(key)):
+                return False
+        for key, before in known.items():
+            if key not in self.keys and key != "" and not _keeps(self.rule, ABSENT, before):
+                return False
+        if self.grouped and (not present or "" in known):
+            c = FALSE if present else int(self.empty[i])  # data is back, or no series at all
+            return _keeps(self.rule, c, known.get(""))
+        return True
+
+    def needed(
+        self, i: int, keyed: series_mod.Keyed, known: Mapping[str, Known]
+    ) -> tuple[series_mod.Keyed, bool]:
+        """`keyed` less the keys of a grouped rule whose check certainly gives False and
+        whose instance is not active (the engine keeps them as they are: left out, such a
+        key is absent, which keeps an inactive instance too), and whether one was left out
+        (a cycle hears False from it). Every key is kept if all could go (the rule would
+        then see no series at all)."""
+        if not self.grouped:
+            return keyed, False
+        out = {}
+        for key, item in keyed.items():
+            found = self.keys.get(key)
+            before = known.get(key)
+            if found is None or found[i] != FALSE or (before and before.state.status in ACTIVE):
+                out[key] = item
+        if not out:
+            return keyed, False
+        return out, len(out) < len(keyed)
+
+    def holds(self, i: int) -> bool | None:
+        """What a cycle tells a composite at a steady step (False or None)."""
+        found = [int(f[i]) for f in self.keys.values() if f[i] != ABSENT]
+        found = found or [int(self.empty[i])]
+        return False if FALSE in found else None
+
+
+def _keeps(rule: Rule, found: int, before: Known | None) -> bool:
+    state = before.state if before is not None else AlertState()
+    if found in (ABSENT, FALSE):
+        return state.status not in ACTIVE
+    return found == NO_DATA and no_data_keeps(rule, state)
+
+
+Source = tuple[Callable[[datetime], series_mod.Keyed], Classes]
 
 
 def _us(moment: datetime) -> int:
@@ -112,7 +187,7 @@ def pattern_source(
     limits: list[float],
 ) -> Source:  # fmt: skip
     """A pattern rule: per step the error counts of its window as a cycle reads them (events
-    in [at − window, at]), which steps are quiet, and no idle steps."""
+    in [at − window, at]) and what each key's check certainly gives."""
     window_us = int(rule.condition.window_minutes * 60_000_000)
     events = _read_events(conn, fk, steps[0] - series_mod.lookback(rule), steps[-1] + _ONE_US)
     at_us = _step_us(steps)
@@ -122,14 +197,12 @@ def pattern_source(
     }
     moved: Any = {k: spans[k] for k in events}  # spans in place of points: for_rule moves them
     keyed: Any = series_mod.for_rule(rule, fk, moved)
-    zero = bool(_clear(rule, np.zeros(1), limits)[0])
-    quiet = np.ones(len(steps), dtype=bool)
-    some = np.zeros(len(steps), dtype=bool)
-    for _dims, (lo, hi) in keyed.values():
+    zero = FALSE if _clear(rule, np.zeros(1), limits)[0] else UNSURE
+    classes = {}
+    for key, (_dims, (lo, hi)) in keyed.items():
         n = hi - lo
-        quiet &= (n == 0) | _clear(rule, n.astype(np.float64), limits)
-        some |= n > 0
-    quiet &= some | zero  # no events in any window: the key "" on a count of 0
+        found = np.where(_clear(rule, n.astype(np.float64), limits), FALSE, UNSURE)
+        classes[key] = np.where(n == 0, ABSENT, found).astype(np.int8)
     index = {at: i for i, at in enumerate(steps)}
 
     def at_step(at: datetime) -> series_mod.Keyed:
@@ -141,7 +214,7 @@ def pattern_source(
                 grouped[k] = _buckets(t[lo:hi], at, int(at_us[i]))
         return series_mod.for_rule(rule, fk, grouped)
 
-    return at_step, quiet, np.zeros(len(steps), dtype=bool)
+    return at_step, Classes(rule, classes, np.full(len(steps), zero, dtype=np.int8))
 
 
 _ONE_US = timedelta(microseconds=1)
@@ -199,7 +272,7 @@ def anomaly_source(
     conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime]
 ) -> Source:
     """An anomaly rule on a metric: per step the series a cycle's `_hours` read gives (the
-    current hour so far, each past week's same hour), which steps are quiet and which idle.
+    current hour so far, each past week's same hour) and what each key's check certainly gives.
     Percentiles and `last` are read per evaluated step by the cycle's own reader (their
     value needs the rollups' histograms); the arrays only bound them."""
     cond, agg = rule.condition, fk.aggregation
@@ -227,27 +300,19 @@ def anomaly_source(
             bands[h] = _band(cond, base) if len(base) >= cond.min_baseline else None
         per_group[g] = (by_hour, value, low, high, bands, counts, present)
     keyed: Any = series_mod.for_rule(rule, fk, per_group)
-    quiet = np.ones(len(steps), dtype=bool)
-    some = np.zeros(len(steps), dtype=bool)
-    idle = np.ones(len(steps), dtype=bool)
     hour_index = {h: i for i, h in enumerate(hours)}
     pos = np.array([hour_index[h] for h in hour_s.tolist()], dtype=np.int64)
-    for _dims, (_by_hour, value, low, high, bands, counts, present) in keyed.values():
+    classes = {}
+    for key, (_dims, (_by_hour, value, low, high, bands, counts, present)) in keyed.items():
         lo_band = np.array([bands[h][0] if bands[h] else np.nan for h in hours])[pos]
         hi_band = np.array([bands[h][1] if bands[h] else np.nan for h in hours])[pos]
         enough = np.array([counts[h] >= cond.min_baseline for h in hours], dtype=bool)[pos]
         had = np.array([present[h] for h in hours], dtype=bool)[pos]
         current = ~np.isnan(value) | ~np.isnan(low)
         with np.errstate(invalid="ignore"):
-            fine = current & (low >= lo_band) & (high <= hi_band)
-        none = ~current | ~enough  # no current value, or too little history
-        absent = ~current & ~had
-        quiet &= absent | fine
-        some |= fine
-        idle &= none
-    quiet &= some
-    if cond.group_by:  # idle only without group_by (each key's absence has its own clock)
-        idle[:] = False
+            fine = (low >= lo_band) & (high <= hi_band)
+        found = np.where(~current | ~enough, NO_DATA, np.where(fine, FALSE, UNSURE))
+        classes[key] = np.where(~current & ~had, ABSENT, found).astype(np.int8)
     index = {at: i for i, at in enumerate(steps)}
     exact = agg in (*_SUMMED, "min", "max")
 
@@ -257,17 +322,26 @@ def anomaly_source(
             return series_mod.for_rule(rule, fk, series_mod.SeriesReader(conn, at).fetch(fk, span))
         i = index[at]
         out: series_mod.Grouped = {}
-        hour = hour_s[i]
-        for g, (by_hour, value, _lo, _hi, _b, _c, _p) in per_group.items():
-            points = [
-                Point(_EPOCH + timedelta(seconds=x), by_hour[x])
-                for k in range(cond.weeks, 0, -1)
-                if (x := hour - k * WEEK.total_seconds()) in by_hour
-            ]
+        hour = float(hour_s[i])
+        if hour not in held:  # the hour's baseline points, built once (steps ask in order)
+            held.clear()
+            held[hour] = {g: _baseline(by_hour, hour) for g, (by_hour, *_rest) in per_group.items()}
+        stamp = _EPOCH + timedelta(seconds=hour)
+        for g, (_by_hour, value, *_rest) in per_group.items():
+            points = held[hour][g]
             if not math.isnan(value[i]):
-                points.append(Point(_EPOCH + timedelta(seconds=hour), float(value[i])))
+                points = [*points, Point(stamp, float(value[i]))]
             if points:
                 out[g] = points
         return series_mod.for_rule(rule, fk, out)
 
-    return at_step, quiet, idle
+    held: dict[float, dict[tuple, list[Point]]] = {}
+
+    def _baseline(by_hour: dict[float, float], hour: float) -> list[Point]:
+        """The same hour of each past week, oldest first, as `_hours` reads them."""
+        weeks_back = (hour - k * WEEK.total_seconds() for k in range(cond.weeks, 0, -1))
+        return [
+            Point(_EPOCH + timedelta(seconds=x), by_hour[x]) for x in weeks_back if x in by_hour
+        ]
+
+    return at_step, Classes(rule, classes, np.full(len(steps), NO_DATA, dtype=np.int8))
