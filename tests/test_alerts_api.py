@@ -189,6 +189,33 @@ def test_it_tests_a_rule_against_history(
     assert bad.status_code == 422
 
 
+def test_it_tests_a_rule_at_the_step_asked_for(
+    api_server: str, admin_key: str, ingest_key: str, engine: Engine, now: datetime
+) -> None:
+    rule = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, RULE).json()
+    _breach(api_server, ingest_key, now - timedelta(minutes=20), 400)
+    url = f"{api_server}/api/admin/monitoring/alerts/{rule['id']}/test"
+    default = call("POST", url, admin_key, {"timeRange": "1h"})
+    assert default.status_code == 200 and default.json()["step_seconds"] == 15  # live cadence
+    for asked, used in ((60, 60), ("300", 300), (15.0, 15), (30, 30)):
+        reply = call("POST", url, admin_key, {"timeRange": "1h", "step": asked})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["step_seconds"] == used
+        assert reply.json()["evaluated_steps"] <= 3600 // used + 1
+    by_query = call("POST", f"{url}?step=120&timeRange=1h", admin_key)
+    assert by_query.status_code == 200 and by_query.json()["step_seconds"] == 120
+    for wrong in (10, 45, 0, -60, "fast", True, None, [60], 1.5, 90_000, "nan"):
+        reply = call("POST", url, admin_key, {"timeRange": "1h", "step": wrong})
+        if wrong is None:  # no step: the default
+            assert reply.status_code == 200
+            continue
+        assert reply.status_code == 422, (wrong, reply.text)
+        assert reply.json()["detail"][0]["field"] == "step", wrong
+    start, end = (now - timedelta(days=200)).isoformat(), now.isoformat()
+    too_many = call("POST", url, admin_key, {"from": start, "to": end, "step": 15})
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["field"] == "step"
+
+
 def test_it_tests_a_composite_rule_against_history(api_server: str, admin_key: str) -> None:
     child = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, RULE).json()
     both = {**RULE, "alert_name": "Both", "metric_name": None,

@@ -93,6 +93,7 @@ from monitoring_core.wedding_calendar import season_adjusted_threshold, season_s
 __all__ = ["MAX_STEPS", "RAW_LIMIT", "backtest", "every_step", "live_cadence", "steps_of"]
 
 MAX_STEPS = 2_000
+MAX_EVERY = 600_000  # steps of a backtest at most (90 days every 15 s are 518,400)
 MAX_NESTING = 3  # composite of composite of …
 RAW_LIMIT = 2_000_000  # raw points of a metric read at once for a replay; beyond: rollups
 MINUTE = timedelta(minutes=1)
@@ -105,9 +106,10 @@ def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta
     """The live cycle's 15 s for rules that read raw points or events (`live_cadence`), a
     minute for the other rules replayed at every step, else coarser for long ranges (at
     most MAX_STEPS)."""
-    if rule is not None and live_cadence(rule):
+    span = end - start
+    if rule is not None and live_cadence(rule) and span / MIN_STEP <= MAX_EVERY:
         return MIN_STEP
-    if rule is not None and every_step(rule):
+    if rule is not None and every_step(rule) and span / MINUTE <= MAX_EVERY:
         return MINUTE
     minutes = max(1, int((end - start) / timedelta(minutes=1)) // MAX_STEPS + 1)
     return timedelta(minutes=minutes)
@@ -709,6 +711,9 @@ def backtest(
         raise RuleInvalid([{"field": "step", "message": message}])
     step_chosen = step is None
     step = step or _step(start, end, rule)
+    if (end - start) / step > MAX_EVERY:
+        message = f"more than {MAX_EVERY:,} steps: a coarser step or a shorter range"
+        raise RuleInvalid([{"field": "step", "message": message}])
     steps = steps_of(start, end, rule, step)
     if not steps:
         return {"step_seconds": step.total_seconds(), "evaluated_steps": 0, "fired_count": 0,
