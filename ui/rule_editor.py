@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -228,6 +229,13 @@ def _form(
             key=f"{prefix}_season",
         )
         test, save = st.columns(2)
+        step = test.selectbox(
+            "Test step",
+            list(_TEST_STEPS),
+            format_func=_TEST_STEPS.__getitem__,
+            key=f"{prefix}_step",
+            help="How often the replay evaluates the rule; the live cycle runs every 15 s",
+        )
         tested = test.form_submit_button("Test against history")
         saved = save.form_submit_button("Save" if rule_id else "Create")
     if not (tested or saved):
@@ -254,10 +262,14 @@ def _form(
     elif saved:
         admin_act("Create rule", service.rule_create, body=body)
     else:
-        _test(body, tr)
+        _test(body, tr, step)
 
 
-def _test(body: dict[str, Any], tr: TimeRange) -> None:
+# Test steps in seconds (0: the rule's default, the live cadence where raw points are read)
+_TEST_STEPS = {0: "Rule's default", 15: "15 s (live cadence)", 60: "1 min", 300: "5 min"}
+
+
+def _test(body: dict[str, Any], tr: TimeRange, step_s: int = 0) -> None:
     try:
         with data.get_engine().connect() as conn:
             result = backtest(
@@ -266,12 +278,17 @@ def _test(body: dict[str, Any], tr: TimeRange) -> None:
                 start=tr.start,
                 end=tr.end,
                 tz=data.business_tz(),
+                step=timedelta(seconds=step_s) if step_s else None,
             )
     except (RuleInvalid, ValueError) as exc:
         st.error(f"Cannot test: {fmt.md_escape(exc)}")
         return
     tz = data.business_tz()
     st.metric("Would have fired", fmt.plural(result["fired_count"], "time"))
+    st.caption(
+        f"Replayed every {_seconds(result['step_seconds'])}: "
+        f"{result['evaluated_steps']:,} steps decided by the engine, the rest changed nothing"
+    )
     points = [
         (k["alert_key"] or "all", t.astimezone(tz).replace(tzinfo=None), v)
         for k in result["series"]
@@ -292,6 +309,10 @@ def _test(body: dict[str, Any], tr: TimeRange) -> None:
     ]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s" if value < 60 else f"{value / 60:g} min"
 
 
 def _rule_row(rule: Mapping[str, Any], admin: bool, act: Act) -> None:
