@@ -60,6 +60,9 @@ RULES: dict[str, dict[str, Any]] = {
     "promql slow regions": {"type": "promql", "expr": "avg_over_time(latency_ms[3m]) > 110",
                             "duration_minutes": 2},
     "promql heartbeat": {"type": "promql", "expr": "absent_over_time(heartbeat[4m])"},
+    # a threshold whose data starts and stops: the minutes without data are skipped too
+    "heartbeat below half": {"metric": "heartbeat", "aggregation": "min", "operator": "less_than",
+                          "value": 0.5, "window_minutes": 2},
 }  # fmt: skip
 COMPOSITES = {  # name -> (logic, children by name)
     "slow a and slow b": ("and", ["child slow a", "child slow b"]),
@@ -216,13 +219,15 @@ def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engin
     # the history exercised what it is meant to
     # the history exercised what it is meant to: every rule fired but the one whose PromQL
     # child tells a cycle nothing; quiet and idle steps were skipped
-    assert fired.pop("promql and slow a") == 0
+    assert fired.pop("promql and slow a") == 0 and fired.pop("heartbeat below half") == 0
     assert all(count >= 1 for count in fired.values()), fired
     for name in ("payment errors by type", "photo error burst", "checkout errors stop",
-                 "orders anomaly by region", "orders b max above", "slow a and slow b"):  # fmt: skip
+                 "orders anomaly by region", "orders b max above", "slow a and slow b",
+                 "heartbeat below half"):  # fmt: skip
         assert evaluated[name][0] < evaluated[name][1] / 2, (name, evaluated[name])
-    no_data = [c for c in changes[ids["orders b max above"]] if c[3] == "no_data"]
-    assert len(no_data) >= 2, changes[ids["orders b max above"]]
+    for name in ("orders b max above", "heartbeat below half"):
+        no_data = [c for c in changes[ids[name]] if c[3] == "no_data"]
+        assert len(no_data) >= 2, changes[ids[name]]
 
 
 FINE = {  # rules a backtest steps at the live cadence by default

@@ -52,6 +52,9 @@ from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest_kinds import (
+    FALSE,
+    NO_DATA,
+    UNSURE,
     Classes,
     anomaly_source,
     no_data_keeps,
@@ -60,6 +63,7 @@ from monitoring_core.alerts.backtest_kinds import (
 from monitoring_core.alerts.backtest_quiet import (
     Bounds,
     by_key,
+    empty_steps,
     quiet_steps,
     read_bounds,
     signal_quiet,
@@ -539,13 +543,21 @@ def _replay(
         ]
     elif grouped is not None:
         bounds = by_key(rule, grouped)
-        quiet = quiet_steps(rule, bounds, steps, _limits(rule, tz)).tolist()
+        found = quiet_steps(rule, bounds, steps, _limits(rule, tz))
+        quiet = found.tolist()
         if rule.condition.type == "threshold":
             series = _bounds_series(rule, bounds, steps)
+        if rule.condition.type == "threshold" and not rule.condition.group_by:
+            # stretches without data: no data again, skipped while the instance keeps it
+            empty = empty_steps(rule, bounds, steps)
+            said = np.where(found, FALSE, np.where(empty, NO_DATA, UNSURE)).astype(np.int8)
+            classes = Classes(rule, {"": said}, np.full(len(steps), NO_DATA, dtype=np.int8))
     if not skip:
         quiet, classes = None, None
-    if quiet is not None and busy_limit and len(quiet) - sum(quiet) > busy_limit:
-        raise _TooBusy
+    if quiet is not None and busy_limit:
+        idle = classes.keys[""] == NO_DATA if classes is not None else np.zeros(len(quiet), bool)
+        if len(quiet) - sum(quiet) - int(idle.sum()) > busy_limit:
+            raise _TooBusy
     known: dict[str, Known] = {}
     active: set[str] = set()
     events: list[dict[str, Any]] = []

@@ -39,7 +39,15 @@ from monitoring_core.alerts.signals import counts_zero, is_windowed, signal
 from monitoring_core.rollup_read import range_source
 from monitoring_core.timerange import TimeRange
 
-__all__ = ["Bounds", "by_key", "quiet_steps", "read_bounds", "signal_quiet", "skips"]
+__all__ = [
+    "Bounds",
+    "by_key",
+    "empty_steps",
+    "quiet_steps",
+    "read_bounds",
+    "signal_quiet",
+    "skips",
+]
 
 
 def _family(name: str) -> str:
@@ -286,3 +294,17 @@ def quiet_steps(
             fine = inside & _clear_of(rule, bounds, w_a, b, c, d, limits)
         quiet &= ~present | fine
     return quiet & some_key  # else the "no data" key (or the grouped rule's) is evaluated
+
+
+def empty_steps(rule: Rule, keyed: dict[str, Bounds], steps: list[datetime]) -> np.ndarray:
+    """Per step, True when the step's read certainly holds no point of any key (no minute
+    of any key starts in the widened window): a threshold check there gives no data."""
+    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
+    at = steps[0].timestamp() + every * np.arange(len(steps))
+    span = series_mod.lookback(rule).total_seconds()
+    empty = np.ones(len(at), dtype=bool)
+    for bounds in keyed.values():
+        a = np.searchsorted(bounds.m, at - span - 60.0, side="left")
+        b = np.searchsorted(bounds.m, at, side="right")
+        empty &= b <= a
+    return empty
