@@ -5,25 +5,32 @@ data is there; `--fresh` rebuilds): 90 days of `latency_ms` for three regions (a
 30 s) with a breach of region a every ~31 hours, lasting 2 to 40 minutes (a third of them
 shorter than 5 minutes), a `heartbeat` every 30 s that stops for 12 minutes every ~3 days,
 rolled up, then the raw points older than 14 days deleted (the default retention: the
-1-minute rollups are kept 90 days); and 14 days of API timings (three endpoints, one
-request per 20 s each) with a slow spell (p95 over 2 s) and a failing spell every two days.
+1-minute rollups are kept 90 days); 14 days of API timings (three endpoints, one request per
+20 s each) with a slow spell (p95 over 2 s) and a failing spell every two days; and 90 days of
+error events (card declines with a burst every ~29 hours, timeouts, photo upload errors with
+a spell every ~2 days; added to a database built before them).
 
-Times `backtest` at 90 days (wall and this process's CPU; Postgres's own CPU is not in it)
-for: a grouped 5-minute threshold (raw window), a 30-minute threshold (rollups and raw
-tail), an absence rule, and the Slow Response Time and High Error Rate templates (API
-signals). Baseline in the same run: the same rules evaluated at every minute with nothing skipped,
-over 7 days (the cost per evaluated minute; 90 days is 13 times as many; and whether both
-give the same events), and how many firings the backtest found before, at the 65-minute steps
-it took over 90 days.
-Last line: JSON.
+Times `backtest` at 90 days at each rule's default step (wall and this process's CPU;
+Postgres's own CPU is not in it) for: a grouped 5-minute threshold (raw window), a
+30-minute threshold (rollups and raw tail), an absence rule, a rule breaching nearly always,
+the Slow Response Time and High Error Rate templates (API signals), two pattern rules, two
+anomaly rules, a PromQL rule and two composite rules (their children saved in the database).
+Baseline in the same run, for rules replayed at every step: every step evaluated with
+nothing skipped over 7 days (the cost per step; 90 days is 13 times as many; and whether both
+give the same events), and the firings found at 1-minute steps (for rules at 15 s) and at
+the 65-minute steps the backtest took before over 90 days.
+Last line: JSON (with the 1-minute load at start and end and this process's peak RSS).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,8 +47,10 @@ sys.path.insert(0, str(ROOT))
 from bench._bench_db import database_url  # noqa: E402
 from monitoring_core.alerts import backtest as backtest_mod  # noqa: E402
 from monitoring_core.alerts.rules import TEMPLATES, Rule, rule_from_row  # noqa: E402
+from monitoring_core.alerts.store import create_rule  # noqa: E402
 from monitoring_core.db import make_engine  # noqa: E402
 from monitoring_core.migrate import migrate  # noqa: E402
+from monitoring_core.partitions import ensure_partitions  # noqa: E402
 from monitoring_core.rollups import run_rollups  # noqa: E402
 
 NAME = "bench_backtest"
@@ -49,10 +58,15 @@ TZ = ZoneInfo("Europe/London")
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAYS = 90
 RAW_DAYS = 14
+MINUTE = timedelta(minutes=1)
+
+
+RULE_CONFIGS: list[dict[str, Any]] = []  # what `_rule` parsed, in order
 
 
 def _rule(cfg: dict[str, Any]) -> Rule:
     body = {"id": 0, "alert_name": "bench", "severity_level": "high", "condition_config": cfg}
+    RULE_CONFIGS.append(cfg)
     return rule_from_row(body)
 
 
@@ -70,6 +84,25 @@ RULES: dict[str, Rule] = {
         "group_by": ["region"], "repeat_interval_minutes": 60}),
     "template slow_response_time": rule_from_row({"id": 0, **TEMPLATES["slow_response_time"]}),
     "template high_error_rate": rule_from_row({"id": 0, **TEMPLATES["high_error_rate"]}),
+    "pattern payments by type": _rule({"type": "pattern", "filter": {"service": "payments"},
+        "group_by": ["error_type"], "operator": "greater_than_or_equal", "value": 20,
+        "window_minutes": 5}),
+    "pattern photo errors 2 min": _rule({"type": "pattern", "filter": {"service": "photos"},
+        "operator": "greater_than", "value": 8, "window_minutes": 2}),
+    "anomaly by region": _rule({"type": "anomaly", "metric": "latency_ms",
+        "group_by": ["region"]}),
+    "anomaly region a above z 6": _rule({"type": "anomaly", "metric": "latency_ms",
+        "filters": {"region": "a"}, "direction": "above", "z_threshold": 6}),
+    "promql avg_over_time > 120": _rule({"type": "promql",
+        "expr": "avg_over_time(latency_ms[5m]) > 120"}),
+}  # fmt: skip
+CONFIG = {name: cfg for name, cfg in zip(
+    [n for n in RULES if not n.startswith("template")], RULE_CONFIGS, strict=True)}  # fmt: skip
+# composite rules: their children are rules in the database (saved by `_children`)
+COMPOSITES: dict[str, tuple[str, list[str]]] = {
+    "composite raw 5 min OR absence": ("or", ["raw 5 min avg by region", "absence 5 min"]),
+    "composite payments AND anomaly a": ("and", ["pattern payments by type",
+                                                 "anomaly region a above z 6"]),
 }  # fmt: skip
 
 
@@ -138,6 +171,57 @@ def _build(engine: Engine, url: str) -> None:
         conn.execute(text("ANALYZE"))
 
 
+def _build_errors(engine: Engine, url: str) -> None:
+    """90 days of error events: card declines (one every ~3 minutes, and a burst of 8 a
+    minute lasting 1 to 10 minutes every ~29 hours), timeouts, and photo upload errors (about
+    one a minute, with a spell of 10 a minute for 3 minutes every ~2 days)."""
+    rng = np.random.default_rng(19)
+    start = NOW - timedelta(days=DAYS)
+    minutes = np.arange(DAYS * 1_440)
+    declines = rng.poisson(0.3, len(minutes))
+    for k, begin in enumerate(range(300, DAYS * 1_440 - 60, 29 * 60)):
+        declines[begin : begin + [1, 2, 3, 5, 10][k % 5]] += 8
+    photos = rng.poisson(1.0, len(minutes))
+    for begin in range(900, DAYS * 1_440 - 60, 2 * 1_440 + 97):
+        photos[begin : begin + 3] += 9
+    timeouts = rng.poisson(0.05, len(minutes))
+    with engine.begin() as conn:
+        ensure_partitions(conn, start=start, end=NOW, tables=("error_events",))
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain) as pg, pg.cursor() as cur:
+        with cur.copy("COPY error_events (time, event_id, group_id, error_type, message, "
+                      "service_name, level, severity) FROM STDIN") as cp:  # fmt: skip
+            for service, kind, counts in (("payments", "CardDeclined", declines),
+                                          ("payments", "Timeout", timeouts),
+                                          ("photos", "UploadFailed", photos)):  # fmt: skip
+                at_minute = np.repeat(minutes, counts) * 60.0
+                seconds = at_minute + rng.uniform(0, 60, len(at_minute))
+                for t in seconds.tolist():
+                    cp.write_row((start + timedelta(seconds=t), str(uuid.uuid4()), 1, kind,
+                                  "x", service, "error", "high"))  # fmt: skip
+        pg.commit()
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE error_events"))
+
+
+def _children(engine: Engine) -> dict[str, Rule]:
+    """The composite rules, their children saved in the database (once, by name)."""
+    out = {}
+    with engine.begin() as conn:
+        for name, (logic, children) in COMPOSITES.items():
+            ids = []
+            for child in children:
+                found = conn.execute(text("SELECT id FROM alert_rules WHERE alert_name = :n"),
+                                     {"n": child}).scalar()  # fmt: skip
+                if found is None:
+                    cfg = CONFIG[child]
+                    body = {"alert_name": child, "condition_config": cfg, "severity_level": "high"}
+                    found = create_rule(conn, body=body, created_by="bench", now=NOW)["id"]
+                ids.append(int(found))
+            out[name] = _rule({"type": "composite", "logic": logic, "rules": ids})
+    return out
+
+
 def _timed(engine: Engine, rule: Rule, days: int, **kwargs: Any) -> dict[str, Any]:
     with engine.connect() as conn:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -147,6 +231,7 @@ def _timed(engine: Engine, rule: Rule, days: int, **kwargs: Any) -> dict[str, An
         return {
             "wall_s": round(time.perf_counter() - wall, 3),
             "cpu_s": round(time.process_time() - cpu, 3),
+            "step_s": out["step_seconds"],
             "steps": int(days * 86_400 / out["step_seconds"]),
             "evaluated_steps": out["evaluated_steps"],
             "fired": out["fired_count"],
@@ -155,13 +240,43 @@ def _timed(engine: Engine, rule: Rule, days: int, **kwargs: Any) -> dict[str, An
         }  # fmt: skip
 
 
-def _coarse_fired(engine: Engine, rule: Rule, days: int) -> int:
-    """Firings at the step the backtest used before (65 minutes at 90 days), every step."""
-    start = NOW - timedelta(days=days)
-    steps = backtest_mod.steps_of(start, NOW)  # no rule: the capped step
-    with engine.connect() as conn:
-        events, _series, _n = backtest_mod._replay(conn, rule, steps, TZ, skip=False)
-    return sum(e["notify"] == "firing" for e in events)
+def _row(engine: Engine, rule: Rule, runs: int) -> dict[str, Any]:
+    """The rule at 90 days at its default step (median of `runs`), and for rules replayed at
+    every step: every step evaluated over 7 days (the cost per step; the same events?), and
+    the firings at 1 minute and at the 65-minute steps of before."""
+    timed = [_timed(engine, rule, DAYS) for _ in range(runs)]
+    row = sorted(timed, key=lambda r: r["wall_s"])[len(timed) // 2]
+    row = {**row, "walls_s": [r["wall_s"] for r in timed]}
+    step = timedelta(seconds=row["step_s"])
+    del row["events"]
+    if not backtest_mod.every_step(rule):
+        return row
+    if row["evaluated_steps"] < row["steps"] / 2:
+        every = _timed(engine, rule, 7, step=step, skip_quiet=False)
+        row["same_events_as_every_step_7d"] = (
+            _timed(engine, rule, 7, step=step)["events"] == every["events"]
+        )
+        row["baseline_every_step_7d_s"] = every["wall_s"]
+        row["baseline_every_step_90d_est_s"] = round(every["wall_s"] * DAYS / 7, 1)
+    if step < MINUTE:
+        row["fired_at_1_min"] = _timed(engine, rule, DAYS, step=MINUTE)["fired"]
+    row["fired_at_65_min"] = _timed(engine, rule, DAYS, step=65 * MINUTE, skip_quiet=False)["fired"]
+    return row
+
+
+def _line(name: str, row: dict[str, Any]) -> str:
+    text = (f"{name:34} 90 d every {row['step_s']:g} s: {row['wall_s']:.2f} s wall (runs "
+            f"{row['walls_s']}), {row['cpu_s']:.2f} s CPU; {row['steps']} steps, "
+            f"{row['evaluated_steps']} evaluated; fired {row['fired']}")  # fmt: skip
+    if "baseline_every_step_7d_s" in row:
+        text += (f"; every step evaluated over 7 d {row['baseline_every_step_7d_s']:.2f} s (90 d "
+                 f"~{row['baseline_every_step_90d_est_s']} s), same events: "
+                 f"{row['same_events_as_every_step_7d']}")  # fmt: skip
+    if "fired_at_1_min" in row:
+        text += f"; fired at 1 min {row['fired_at_1_min']}"
+    if "fired_at_65_min" in row:
+        text += f"; at 65 min {row['fired_at_65_min']}"
+    return text
 
 
 def main() -> None:
@@ -180,44 +295,18 @@ def main() -> None:
         began = time.perf_counter()
         _build(engine, url)
         print(f"built 90 days of history in {time.perf_counter() - began:.0f} s")
+    with engine.connect() as conn:
+        errors = conn.execute(text("SELECT count(*) FROM error_events")).scalar_one()
+    if not errors:  # a database built before the pattern rules were benched
+        _build_errors(engine, url)
+    load = os.getloadavg()[0]
     out: dict[str, Any] = {"days": DAYS, "families": {}}
-    for name, rule in RULES.items():
-        runs = [_timed(engine, rule, DAYS) for _ in range(args.runs)]
-        best = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
-        row = {**best, "walls_s": [r["wall_s"] for r in runs]}
-        del row["events"]
-        if backtest_mod.skips(rule) and row["evaluated_steps"] < row["steps"] / 2:
-            every = _timed(engine, rule, 7, skip_quiet=False)
-            row["same_events_as_every_minute_7d"] = (
-                _timed(engine, rule, 7)["events"] == every["events"]
-            )
-            row["baseline_every_minute_7d_s"] = every["wall_s"]
-            row["baseline_every_minute_90d_est_s"] = round(every["wall_s"] * DAYS / 7, 1)
-            row["fired_at_65_min_steps"] = _coarse_fired(engine, rule, DAYS)
-        out["families"][name] = row
-        print(f"{name:32} 90 d: {row['wall_s']:.2f} s wall (runs {row['walls_s']}), "
-              f"{row['cpu_s']:.2f} s CPU; {row['steps']} steps, {row['evaluated_steps']} "
-              f"evaluated; fired {row['fired']}"
-              + (f"; baseline every minute over 7 d {row['baseline_every_minute_7d_s']:.2f} s "
-                 f"(90 d ~{row['baseline_every_minute_90d_est_s']} s); at 65-min steps fired "
-                 f"{row['fired_at_65_min_steps']}; same events as every minute over 7 d: "
-                 f"{row['same_events_as_every_minute_7d']}"
-                 if "fired_at_65_min_steps" in row else ""))  # fmt: skip
-    # the live cycle's cadence: every 15 s (a firing shorter than a minute is found too)
-    rule, fine = RULES["raw 5 min avg by region"], timedelta(seconds=15)
-    runs = [_timed(engine, rule, DAYS, step=fine) for _ in range(args.runs)]
-    row = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
-    day = _timed(engine, rule, 1, step=fine)["events"]
-    row["same_events_as_every_15s_1d"] = (
-        day == _timed(engine, rule, 1, step=fine, skip_quiet=False)["events"]
-    )
-    del row["events"]
-    out["families"]["raw 5 min avg by region, 15 s steps"] = row
-    print(f"{'raw 5 min avg by region, 15 s':32} 90 d: {row['wall_s']:.2f} s wall, "
-          f"{row['cpu_s']:.2f} s CPU; {row['steps']} steps, {row['evaluated_steps']} evaluated; "
-          f"fired {row['fired']}; same events as every 15 s over 1 d: "
-          f"{row['same_events_as_every_15s_1d']}")  # fmt: skip
+    for name, rule in {**RULES, **_children(engine)}.items():
+        row = out["families"][name] = _row(engine, rule, args.runs)
+        print(_line(name, row), flush=True)
     out["max_wall_s"] = max(r["wall_s"] for r in out["families"].values())
+    out["load_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(out))
 
 

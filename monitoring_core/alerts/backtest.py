@@ -14,27 +14,57 @@ the cycle would have read at that moment:
 - a threshold on a windowed signal (API timings, Web Vitals, errors, spans, logs): the
   family's events read once, each step's value computed over that step's window as
   `signals_read` does in a cycle; steps before the family's retention are not replayed;
-- other rules (anomaly, pattern, rate of change, PromQL, composite) read their series once
-  for the range and slice it per step.
-`tests/test_backtest_live.py` runs the live engine cycle by cycle and the backtest over the
-same history, for raw and rollup windows and signal templates: the same status changes and
-notifications.
+- a pattern rule: its error events of the range read once, each step's 10-second buckets of
+  [step − window, step] built as `errors.queries` counts them (`backtest_kinds`);
+- an anomaly rule on a metric: its 1-minute rollups and the past weeks' hours read once,
+  each step's series as the cycle's `_hours` read gives it (the current hour so far, summed
+  from the same minute rows in order; percentiles and `last` read per evaluated step by the
+  cycle's own reader, their value needs the rollups' histograms);
+- a PromQL rule: its expression as a range query over the steps (PROMQL_CHUNK at a time),
+  each returned series' transitions as `promql_rules` decides them in a cycle;
+- a composite rule: each child replayed as above at the same steps, telling the composite
+  whether it held as a cycle does (a PromQL or disabled child tells it nothing), combined by
+  the engine step by step;
+- other rules (rate of change, anomaly on a signal) read their series once for the range
+  and slice it per step.
+`tests/test_backtest_live.py` and `tests/test_backtest_live_kinds.py` run the live engine
+cycle by cycle (every minute, and every 15 s) and the backtest over the same history, for
+raw and rollup windows, signal templates, pattern, anomaly, PromQL and composite rules: the
+same status changes and notifications, and the same with nothing skipped.
 
-Steps: every minute over any range for metric threshold and absence rules and signal
-thresholds (`backtest(step=)` down to the live cycle's 15 s), skipping the steps
-`backtest_quiet` finds quiet while no instance is active (the engine would keep every state
-and notify nobody there; 90 days are 129,600 steps, of which a few thousand are evaluated);
-other rules at most MAX_STEPS steps (a minute up to 33 hours, coarser beyond: a firing
-shorter than their step can be missed). Steps are multiples of the step from the epoch, so
-two backtests with the same step look at the same moments; the live cycle runs every 15 s
-from when its worker started, so a breach shorter than the backtest's step can fire live
-and not here. What the replay cannot know: silences (a silenced notification does not
-stamp `last_notified_at`, so repeats come at other times), points that arrived late, rollups
-that lagged, whether a rule had seen data before the range (no data is notified as if it
-had), and other rules' reads the cycle shares (a counting signal's group with events only
-outside this rule's window is absent here, a count of 0 in a cycle whose read a longer rule
-widened; a raw point exactly on a minute boundary is read or not with the other rules'
-spans).
+Steps: every step over any range (up to MAX_EVERY of them) for metric threshold and absence
+rules, signal thresholds, pattern, anomaly (on metrics), PromQL and composite rules; by
+default the live cycle's 15 s for those that read raw points or events (`live_cadence`:
+1-minute steps missed the breaches shorter than a minute, 58 firings of 74 on the bench
+data), a minute for rollup windows (a value that changes at most once a minute, but for its
+2-minute raw tail), anomaly rules (the current hour from the 1-minute rollups) and
+composites (the children's cost adds up); `backtest(step=)` takes 15, 20 or 30 s or whole
+minutes for any rule. Steps that certainly change nothing are skipped: those
+`backtest_quiet` or `backtest_kinds` find quiet (every key clear of its threshold, or absent,
+while no instance is active: the engine would keep every state and notify nobody), those
+where a rule without group_by certainly has no data while its instance keeps no data as it
+is, and a PromQL series not returned while its instance is not active; grouped pattern and
+anomaly keys certain to stay as they are are left out of a step's evaluation. 90 days every
+15 s are 518,400 steps, of which a few thousand are evaluated; a rule that is busy most of
+the time evaluates most of them (on the bench data the default anomaly rule, firing 145
+times a day, takes 4 s: `bench/README.md`). A metric threshold or absence rule busy at more
+than BUSY_LIMIT steps at its default step falls back to MAX_STEPS steps (a minute up to 33
+hours, coarser beyond: a firing shorter than the step can be missed); so do rate of change
+rules and anomaly rules on signals always. Steps are multiples of the step from the epoch,
+so two backtests with the same step look at the same moments; the live cycle runs every
+15 s from when its worker started, so a breach shorter than the backtest's step can fire
+live and not here; a cycle on an hour's first instant finds no current value for an anomaly
+rule (no data until the hour's first minute is rolled up), which the replay, stepping on
+whole minutes, meets at every hour. What the replay cannot know: silences (a silenced
+notification does not stamp `last_notified_at`, so repeats come at other times), points that
+arrived late, rollups that lagged, whether a rule had seen data before the range (no data
+is notified as if it had), and other rules' reads the cycle shares (a counting signal's
+group with events only outside this rule's window is absent here, a count of 0 in a cycle
+whose read a longer rule widened; a raw point exactly on a minute boundary is read or not
+with the other rules' spans; a pattern rule sharing its read with a longer one counts a
+bucket reaching before its window), the order in which the cycle evaluates composites of
+composites (a child composite evaluated after its parent tells it nothing there), and
+PromQL's raw points that retention removed (its steps there see no data).
 """
 
 from __future__ import annotations
@@ -711,8 +741,9 @@ def backtest(
 
     A composite rule replays its children (read from the database by id) and combines them
     step by step; its series is the number of children holding. `skip_quiet=False`
-    evaluates every step (the differential test compares both). `step`: finer than the
-    minute, down to the live cycle's 15 s, for rules that skip quiet steps."""
+    evaluates every step (the differential test compares both). `step`: 15, 20 or 30 s or
+    whole minutes (default: see the module docstring); the result's `step_seconds` is the
+    step used. RuleInvalid (field `step`) for another step or more than MAX_EVERY steps."""
     if rule.condition.type == "external":
         message = "an external rule's alerts come from Prometheus or Grafana: no history to replay"
         raise RuleInvalid([{"field": "condition_config.type", "message": message}])
