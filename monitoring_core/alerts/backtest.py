@@ -379,18 +379,24 @@ def _keyed(conn: Connection, rule: Rule, steps: list[datetime]) -> series_mod.Ke
 
 
 def _held(
-    conn: Connection, rule: Rule, steps: list[datetime], tz: ZoneInfo, depth: int = 0
+    conn: Connection,
+    rule: Rule,
+    steps: list[datetime],
+    tz: ZoneInfo,
+    depth: int = 0,
+    *,
+    skip: bool = True,
 ) -> list[bool | None]:
     """Per step, whether the rule's condition held for any of its keys, as a cycle tells a
     composite rule about its children: the child's own replay (`_replay`, every step; a step
     it skips as quiet held False, as idle gave no data). A PromQL child tells a cycle
     nothing (None), as does a disabled one (the cycle does not evaluate it)."""
     if rule.condition.type == "composite":
-        return _composite_replay(conn, rule, steps, tz, depth + 1)[0]
+        return _composite_replay(conn, rule, steps, tz, depth + 1, skip=skip)[0]
     if rule.condition.type in ("promql", "external"):
         return [None] * len(steps)
     holds: list[bool | None] = []
-    _replay(conn, rule, steps, tz, holds=holds)
+    _replay(conn, rule, steps, tz, skip=skip, holds=holds)
     return holds
 
 
@@ -425,7 +431,11 @@ def _composite_replay(
     children = {}
     for child_id in rule.condition.rules:
         child = _child(conn, child_id)
-        held = _held(conn, child, steps, tz, depth) if child is not None else [None] * len(steps)
+        held = (
+            _held(conn, child, steps, tz, depth, skip=skip)
+            if child is not None
+            else [None] * len(steps)
+        )
         children[child_id] = held
     codes = np.array([[_KLEENE[h] for h in held] for held in children.values()], dtype=np.int8)
     decisive = 1 if rule.condition.logic == "or" else 0
