@@ -420,7 +420,7 @@ def _history(events: list[dict[str, Any]], unit: str) -> None:
             ],
             "Value": [_value(e["value"], unit) if e["value"] is not None else "" for e in newest],
             "What": [e["message"] or "" for e in newest],
-            "By": [e["actor"] or "" for e in newest],
+            "By": [fmt.actor(e["actor"]) for e in newest],
         }
     )
     widgets.small_table(frame)

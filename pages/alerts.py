@@ -157,7 +157,7 @@ def _history() -> None:
                 for a, b in zip(frame["from_status"], frame["to_status"], strict=True)
             ],
             "Value": [fmt.number(v) for v in frame["value"]],
-            "By": frame["actor"].fillna("").str.removeprefix("user:"),
+            "By": [fmt.actor(a) for a in frame["actor"]],
             "Message": frame["message"].fillna(""),
         }
     )
@@ -187,7 +187,7 @@ def _silences() -> None:
             repeat = " · repeats" if silence["recurrence"] else ""
             left.markdown(
                 f"**#{silence['id']}** {fmt.md_code(_matchers(silence['matchers']))} {when}{repeat}"
-                f" · by {fmt.md_escape((silence['created_by'] or '—').removeprefix('user:'))}"
+                f" · by {fmt.md_escape(fmt.actor(silence['created_by']))}"
                 f"{' · ' + fmt.md_escape(silence['reason']) if silence['reason'] else ''}"
             )
             if responder and right.button("End now", key=f"silence_end_{silence['id']}"):

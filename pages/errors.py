@@ -29,6 +29,7 @@ from monitoring_core.roles import PermissionDenied
 from ui import actions as ui_actions
 from ui import auth, data, fmt, trace_links, url_state, widgets
 from ui import error_group as view
+from ui.resource_charts import bar_spec
 
 user = auth.require_role(Role.VIEWER, organisations=True)
 # A user limited to organisations reads their events only (row-level security); a group's
@@ -103,10 +104,19 @@ def _trend(by: str) -> None:
         st.info("No errors in this range.")
         return
     frame = pd.DataFrame(rows)
-    frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz)
-    frame["key"] = frame["key"].map(_words) if by == "level" else frame["key"]
-    chart = frame.pivot_table(index="bucket", columns="key", values="count", fill_value=0)
-    st.bar_chart(chart.rename_axis(index="Time", columns=by.capitalize()))
+    # the business time zone's wall clock, without a zone: Vega-Lite draws it as it is (UTC
+    # scale), on the 24-hour clock (bar_spec); each bar as wide as its bucket
+    start = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+    bars = pd.DataFrame(
+        {
+            "time": start,
+            "until": start + interval,
+            "series": frame["key"].map(_words) if by == "level" else frame["key"],
+            "value": frame["count"],
+        }
+    )
+    legend = "Layer" if by == "level" else "Service"
+    st.vega_lite_chart(bars, bar_spec("Errors", legend), width="stretch")
 
 
 def _group_table(groups: list[dict[str, Any]]) -> Any:
@@ -645,18 +655,11 @@ def _history_tab(group_id: int) -> None:
             {
                 "When": [view.when(h["time"], tz, now) for h in history],
                 "What": [_change_words(h) for h in history],
-                "Who": [_who(h["actor"]) for h in history],
+                "Who": [fmt.actor(h["actor"], missing="the system") for h in history],
                 "Release": [h["release"] or "" for h in history],
             }
         )
     )
-
-
-def _who(actor: str | None) -> str:
-    if not actor:
-        return "the system"
-    kind, _, name = actor.partition(":")
-    return name if kind == "user" else f"{name} ({kind})" if name else actor
 
 
 def _group_view(group_id: int) -> None:

@@ -235,7 +235,7 @@ def _runbooks(iid: int) -> None:
     for ex in (e for e in execs if e["status"] == "awaiting_approval"):
         st.warning(
             f"Step {ex['step_index'] + 1} of {fmt.md_escape(titles.get(ex['runbook_id'], ex['runbook_id']))} "
-            f"awaits approval (requested by {fmt.md_escape(ex['requested_by'])})"
+            f"awaits approval (requested by {fmt.md_escape(fmt.actor(ex['requested_by']))})"
         )
         if responder and ui_actions.confirmed(
             "Approve and run",
@@ -250,8 +250,8 @@ def _runbooks(iid: int) -> None:
                 "Runbook": titles.get(ex["runbook_id"], f"#{ex['runbook_id']}"),
                 "Step": ex["step_index"] + 1,
                 "Status": fmt.label(ex["status"]),
-                "Requested by": ex["requested_by"] or "—",
-                "Approved by": ex["approved_by"] or "—",
+                "Requested by": fmt.actor(ex["requested_by"]),
+                "Approved by": fmt.actor(ex["approved_by"]),
                 "Started": fmt.when(ex["created_at"], tz, now),
                 "Finished": fmt.when(ex["finished_at"], tz, now),
                 "Output": ex["output"] or "",
@@ -306,20 +306,13 @@ def _timeline_rows(inc: dict[str, Any]) -> pd.DataFrame:
         {
             "Time": fmt.when(e["time"], tz, now),
             "What": fmt.label(e["kind"]),
-            "Who": _actor(e["actor"]),
+            "Who": fmt.actor(e["actor"]),
             "Message": e["message"] or "",
             "Public": bool(e["is_public"]),
         }
         for e in reversed(inc["timeline"])  # newest first: the action just taken is on top
     ]
     return pd.DataFrame(rows, columns=["Time", "What", "Who", "Message", "Public"])
-
-
-def _actor(actor: str | None) -> str:
-    """`user:alice` → `alice`; `system`, `rule:12` as they are."""
-    if not actor:
-        return "—"
-    return actor.removeprefix("user:")
 
 
 def _links(inc: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ Settings → Schedules draws a 4-week calendar, and a responder covers a shift f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from sqlalchemy import Engine, select
@@ -33,12 +34,25 @@ def test_it_draws_four_weeks_of_the_rota_in_settings(demo_engine: Engine, logged
     at.query_params["tab"] = "Schedules"  # one section at a time, named in the URL
     at.run()
     assert not at.exception
-    calendar = table_with(at, "week of", "Mon", "Sat")
+    calendar = table_with(at, "Week of", "Mon", "Sat")
     assert len(calendar) == 4
     names = {"priya", "tom", "sam", "alex"}
     assert all(any(n in cell for n in names) for cell in calendar["Sat"])
-    routes = table_with(at, "at or above", "schedules")
-    assert set(routes["at or above"]) == {"high", "info"}
+    assert not any(cell.startswith("0") for cell in calendar["Mon"])  # `7 Dec`, not `07 Dec`
+    routes = table_with(at, "At or above", "Schedules")
+    assert set(routes["At or above"]) == {"High", "Info"}
+    layers = table_with(at, "Layer", "Handoff", "Days")
+    assert dict(zip(layers["Layer"], layers["Handoff"], strict=True)) == {
+        "Wedding weekend": "Saturday 00:00",
+        "Weekdays": "Monday 09:00",
+    }
+    assert set(layers["Days"]) == {"Sat, Sun", "Every day"}
+    (override,) = table_with(at, "Person", "From", "Until", "Added by").to_dict("records")
+    assert override["Added by"] == "demo (system)"
+    for moment in (override["From"], override["Until"]):  # `Fri 19 Jun 13:59`, no `+00:00`
+        assert re.fullmatch(r"\w{3} \d{1,2} \w{3} \d\d:\d\d", moment), moment
+    people = table_with(at, "User", "Role", "Time zone")
+    assert set(people["Role"]) <= {"Admin", "Responder", "Viewer"}
 
 
 def test_it_lets_a_responder_cover_a_shift(demo_engine: Engine, logged_in_app) -> None:

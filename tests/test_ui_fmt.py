@@ -134,3 +134,25 @@ def test_it_names_aggregations_in_words() -> None:
     assert [fmt.aggregation(a) for a in ("avg", "max", "p95", "last")] == [
         "Average", "Maximum", "p95", "Last value"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("user:sam", "sam"),
+        ("system:escalation", "escalation (system)"),
+        ("apikey:ci deploy", "ci deploy (API key)"),
+        ("link:Ops pager", "Ops pager (acknowledge link)"),
+        ("rule:12", "12 (rule)"),
+        ("alice", "alice"),  # written before the KIND:NAME format
+        (None, "—"),
+        ("", "—"),
+        (math.nan, "—"),
+    ],
+)
+def test_it_names_who_acted_without_the_stored_prefix(stored: object, shown: str) -> None:
+    assert fmt.actor(stored) == shown  # type: ignore[arg-type]
+
+
+def test_it_says_who_acted_when_nobody_is_named_as_asked() -> None:
+    assert fmt.actor(None, missing="the system") == "the system"

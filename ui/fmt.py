@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 __all__ = [
+    "actor",
     "aggregation",
     "count",
     "duration",
@@ -139,7 +140,8 @@ def duration(value: timedelta | float | None) -> str:
     return f"{sign}{days} d" + (f" {hours} h" if hours else "")
 
 
-_ACRONYMS = {"id", "url", "api", "http", "sla", "mtta", "mttr", "p95", "p99", "cpu", "ui", "sql"}
+_ACRONYMS = {"id", "url", "api", "http", "sla", "mtta", "mttr", "p95", "p99", "cpu", "ui", "sql",
+             "tcp", "dns", "tls", "pid"}  # fmt: skip
 
 
 def label(name: object) -> str:
@@ -265,3 +267,19 @@ _AGGREGATIONS = {"avg": "Average", "min": "Minimum", "max": "Maximum", "sum": "S
 def aggregation(name: str) -> str:
     """A metrics query's aggregation as a word: `avg` → `Average`; percentiles stay `p95`."""
     return _AGGREGATIONS.get(name, name)
+
+
+# monitoring_core.audit's actor kinds other than a person, as a reader names them
+_ACTOR_KINDS = {"system": "system", "apikey": "API key", "link": "acknowledge link"}
+
+
+def actor(who: str | None, missing: str = "—") -> str:
+    """Who acted, stored as `KIND:NAME` (monitoring_core.audit), in words: `user:sam` → `sam`,
+    `system:escalation` → `escalation (system)`, `apikey:ci` → `ci (API key)`; other text as
+    it is; `missing` when nobody is named (None, "", a missing value in a frame)."""
+    if not isinstance(who, str) or not who:
+        return missing
+    kind, colon, name = who.partition(":")
+    if not colon or not name:
+        return who
+    return name if kind == "user" else f"{name} ({_ACTOR_KINDS.get(kind, kind)})"

@@ -18,22 +18,27 @@ import streamlit as st
 from monitoring_core import accounts, clock
 from monitoring_core.audit import user_actor
 from monitoring_core.enums import Role, Severity
-from monitoring_core.notify.channels import ChannelInvalid
+from monitoring_core.notify.channels import ChannelInvalid, list_channels
 from monitoring_core.oncall import queries, service, store
 from monitoring_core.oncall.validate import OncallInvalid, OncallNotFound
 from monitoring_core.roles import PermissionDenied
 from ui import actions as ui_actions
 from ui import data, fmt
 
-__all__ = ["cover_allowed", "cover_form", "on_call_block", "schedules_section"]
+__all__ = [
+    "calendar_frame",
+    "cover_allowed",
+    "cover_form",
+    "layer_frame",
+    "on_call_block",
+    "override_frame",
+    "schedules_section",
+]
 
 _REFUSED = (OncallInvalid, OncallNotFound, store.OncallInUse, PermissionDenied, ChannelInvalid)
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 CALENDAR_DAYS = 28
-
-
-def _when(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%a %d %b %H:%M")
 
 
 def on_call_block(now: datetime, tz: ZoneInfo) -> None:
@@ -56,7 +61,8 @@ def on_call_block(now: datetime, tz: ZoneInfo) -> None:
         line = f"**{fmt.md_escape(item['name'])}** · on call now: **{who}**"
         if following is not None:
             nxt = fmt.md_escape(following["username"] or "nobody")
-            line += f" until {_when(current['ends_at'], tz)} · next: **{nxt}**"
+            until = fmt.md_escape(fmt.when(current["ends_at"], tz, now))
+            line += f" until {until} · next: **{nxt}**"
         if current["user_id"] is not None and not reachable.get(current["user_id"]):
             line += " · :orange[no enabled contact method: pages to this rota reach nobody]"
         lines.append(line)
@@ -126,9 +132,59 @@ def calendar_frame(spans: list[dict[str, Any]], first_day: date, tz: ZoneInfo) -
         for entry in days[week : week + 7]:
             people = entry["people"]
             text = people[0][0] + "".join(f" → {name} {at}" for name, at in people[1:])
-            cells[WEEKDAYS[entry["day"].weekday()]] = f"{entry['day']:%d %b} · {text}"
-        rows.append({"week of": f"{days[week]['day']:%d %b}", **cells})
+            cells[WEEKDAYS[entry["day"].weekday()]] = f"{_day(entry['day'])} · {text}"
+        rows.append({"Week of": _day(days[week]["day"]), **cells})
     return pd.DataFrame(rows)
+
+
+def _day(day: date) -> str:
+    return f"{day.day} {day:%b}"
+
+
+def _clock(at: time | str) -> str:
+    return at.strftime("%H:%M") if isinstance(at, time) else str(at)[:5]
+
+
+def _handoff(layer: dict[str, Any]) -> str:
+    at = _clock(layer["handoff_time"])
+    if layer["rotation"] == "daily":
+        return f"every day at {at}"
+    return f"{WEEKDAY_NAMES[layer['handoff_weekday']]} {at}"
+
+
+def layer_frame(layers: list[dict[str, Any]], names: dict[int, str]) -> pd.DataFrame:
+    """A schedule's layers as read: rotation, handoff day and time, first shift, people in
+    turn and the days it covers in words (no weekday numbers or snake_case headers)."""
+    rows = [
+        {
+            "Layer": layer["name"] or f"Level {layer['level']}",
+            "Level": layer["level"],
+            "Rotation": fmt.label(layer["rotation"]),
+            "Handoff": _handoff(layer),
+            "First shift": f"{_day(layer['starts_on'])} {layer['starts_on']:%Y}",
+            "People, in turn": ", ".join(names.get(m, f"#{m}") for m in layer["members"]),
+            "Days": ", ".join(WEEKDAYS[d] for d in sorted(layer["active_days"])) or "Every day",
+        }
+        for layer in layers
+    ]
+    columns = ["Layer", "Level", "Rotation", "Handoff", "First shift", "People, in turn", "Days"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def override_frame(overrides: list[dict[str, Any]], tz: ZoneInfo, now: datetime) -> pd.DataFrame:
+    """A schedule's overrides: who, from and until when (`fmt.when`), why and who added it."""
+    rows = [
+        {
+            "#": o["id"],
+            "Person": o["username"],
+            "From": fmt.when(o["starts_at"], tz, now),
+            "Until": fmt.when(o["ends_at"], tz, now),
+            "Reason": o["reason"] or "",
+            "Added by": fmt.actor(o["created_by"]),
+        }
+        for o in overrides
+    ]
+    return pd.DataFrame(rows, columns=["#", "Person", "From", "Until", "Reason", "Added by"])
 
 
 def schedules_section(flash: str, me: accounts.User, now: datetime, tz: ZoneInfo) -> None:
@@ -144,10 +200,10 @@ def schedules_section(flash: str, me: accounts.User, now: datetime, tz: ZoneInfo
     monday = local_today - timedelta(days=local_today.weekday())
     start = datetime.combine(monday, time(0), tzinfo=tz)
     for schedule in data.read_or_stop(store.list_schedules):
-        _schedule(flash, me, schedule, names, start, tz)
+        _schedule(flash, me, schedule, names, start, now, tz)
     _new_schedule_form(flash, me, names, local_today)
     _routes(flash, me, names)
-    _people(flash, me, people)
+    _people(flash, me, people, tz)
 
 
 def _schedule(
@@ -156,27 +212,20 @@ def _schedule(
     schedule: dict[str, Any],
     names: dict[int, str],
     start: datetime,
+    now: datetime,
     tz: ZoneInfo,
 ) -> None:
     sid = schedule["id"]
     st.markdown(
         f"**{fmt.md_escape(schedule['name'])}** (id {sid}) {fmt.md_escape(schedule['description'])}"
     )
-    layers = [
-        {**layer, "members": ", ".join(names.get(m, f"#{m}") for m in layer["members"]),
-         "active_days": ", ".join(WEEKDAYS[d] for d in layer["active_days"]) or "every day"}
-        for layer in schedule["layers"]
-    ]  # fmt: skip
-    columns = ["name", "level", "rotation", "handoff_weekday", "handoff_time", "starts_on"]
-    st.dataframe(pd.DataFrame(layers, columns=[*columns, "members", "active_days"]),
-                 hide_index=True)  # fmt: skip
+    st.dataframe(layer_frame(schedule["layers"], names), hide_index=True)
     end = start + timedelta(days=CALENDAR_DAYS)
     spans = data.read(queries.schedule_spans, schedule_id=sid, start=start, end=end, tz=tz)
     st.dataframe(calendar_frame(spans, start.date(), tz), hide_index=True)
     overrides = data.read(store.overrides_of, schedule_id=sid, since=start)
     if overrides:
-        shown = ["id", "username", "starts_at", "ends_at", "reason", "created_by"]
-        st.dataframe(pd.DataFrame(overrides, columns=shown), hide_index=True)
+        st.dataframe(override_frame(overrides, tz, now), hide_index=True)
     with st.form(f"override_{sid}"):
         cols = st.columns(4)
         who = cols[0].selectbox("Person", list(names), format_func=lambda i: names[i])
@@ -184,7 +233,7 @@ def _schedule(
         hours = cols[2].number_input("Hours", 1, 24 * 31, 24, key=f"ov_hours{sid}")
         reason = cols[3].text_input("Reason", key=f"ov_reason{sid}")
         labels = {0: "none"} | {
-            o["id"]: f"{o['id']} · {o['username']} from {_when(o['starts_at'], tz)}"
+            o["id"]: f"#{o['id']} · {o['username']} from {fmt.when(o['starts_at'], tz, now)}"
             for o in overrides
         }
         remove = st.selectbox("Override to remove", list(labels), format_func=labels.__getitem__,
@@ -203,8 +252,10 @@ def _new_schedule_form(flash: str, me: accounts.User, names: dict[int, str], tod
     with st.expander("New schedule (one layer; add more through the API)"), st.form("new_sched"):
         name = st.text_input("Name", key="sched_name")
         cols = st.columns(4)
-        rotation = cols[0].selectbox("Rotation", ["weekly", "daily"], key="sched_rot")
-        weekday = cols[1].selectbox("Handoff day", range(7), format_func=WEEKDAYS.__getitem__)
+        rotation = cols[0].selectbox(
+            "Rotation", ["weekly", "daily"], key="sched_rot", format_func=fmt.label
+        )
+        weekday = cols[1].selectbox("Handoff day", range(7), format_func=WEEKDAY_NAMES.__getitem__)
         at = cols[2].time_input("Handoff time", time(9, 0), key="sched_time")
         starts = cols[3].date_input("First shift", today, key="sched_start")
         members = st.multiselect("People, in turn", list(names), format_func=names.__getitem__)
@@ -220,11 +271,12 @@ def _routes(flash: str, me: accounts.User, names: dict[int, str]) -> None:
     st.markdown("**Default routes** (for rules that name no channel)")
     routes = data.read_or_stop(store.list_routes)
     schedules = {s["id"]: s["name"] for s in data.read_or_stop(store.list_schedules)}
+    channels = {c["id"]: c["name"] for c in data.read_or_stop(list_channels)}
     shown = [
-        {"at or above": r["min_severity"],
-         "schedules": ", ".join(schedules.get(i, f"#{i}") for i in r["targets"].get("schedules", [])),
-         "people": ", ".join(names.get(i, f"#{i}") for i in r["targets"].get("users", [])),
-         "channels": ", ".join(str(i) for i in r["targets"].get("channels", []))}
+        {"At or above": fmt.label(r["min_severity"]),
+         "Schedules": ", ".join(schedules.get(i, f"#{i}") for i in r["targets"].get("schedules", [])),
+         "People": ", ".join(names.get(i, f"#{i}") for i in r["targets"].get("users", [])),
+         "Channels": ", ".join(channels.get(i, f"#{i}") for i in r["targets"].get("channels", []))}
         for r in routes
     ]  # fmt: skip
     if shown:
@@ -233,7 +285,9 @@ def _routes(flash: str, me: accounts.User, names: dict[int, str]) -> None:
         st.warning("No default route: an alert whose rule names no channel reaches nobody.")
     with st.form("route"):
         cols = st.columns(3)
-        severity = cols[0].selectbox("At or above", [s.value for s in Severity], key="route_sev")
+        severity = cols[0].selectbox(
+            "At or above", [s.value for s in Severity], key="route_sev", format_func=fmt.label
+        )
         picked = cols[1].multiselect("Schedules", list(schedules),
                                      format_func=schedules.__getitem__)  # fmt: skip
         users = cols[2].multiselect("People", list(names), format_func=names.__getitem__)
@@ -242,12 +296,12 @@ def _routes(flash: str, me: accounts.User, names: dict[int, str]) -> None:
             _do(flash, me, service.save_route, "Route saved", body=body)
 
 
-def _people(flash: str, me: accounts.User, people: list[dict[str, Any]]) -> None:
+def _people(flash: str, me: accounts.User, people: list[dict[str, Any]], tz: ZoneInfo) -> None:
     st.markdown("**People: time zones and contact methods** (URLs are secrets, shown masked)")
     shown = [
-        {"id": p["id"], "username": p["username"], "role": p["role"],
-         "time zone": p["time_zone"] or "business",
-         "contact methods": "; ".join(
+        {"Id": p["id"], "User": p["username"], "Role": fmt.label(p["role"]),
+         "Time zone": p["time_zone"] or f"business ({tz.key})",
+         "Contact methods": "; ".join(
              c["url"] + ("" if c["is_enabled"] else " (disabled)") for c in p["contacts"])}
         for p in people if p["is_active"]
     ]  # fmt: skip
