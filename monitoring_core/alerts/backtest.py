@@ -603,9 +603,16 @@ def _replay(
     events: list[dict[str, Any]] = []
     values: dict[str, list[list[Any]]] = {}
     evaluated = 0
-    for i, at in enumerate(steps):
-        if quiet is not None and quiet[i] and not active:
-            holds.append(False)  # every key present held False
+    # the next step at or after each that is not quiet: runs of quiet steps are jumped over
+    after = _next_busy(quiet) if quiet is not None else None
+    i = -1
+    while i + 1 < len(steps):
+        i += 1
+        at = steps[i]
+        if after is not None and quiet is not None and quiet[i] and not active:
+            j = after[i]
+            holds.extend([False] * (j - i))  # every key present held False
+            i = j - 1
             continue
         if classes is not None and classes.steady(i, known):
             holds.append(classes.holds(i))  # each key as before: False or no data
@@ -638,6 +645,13 @@ def _replay(
             {"alert_key": "", "points": []}
         ]
     return events, series, evaluated
+
+
+def _next_busy(quiet: list[bool]) -> list[int]:
+    """Per step, the first step at or after it that is not quiet (len(quiet): none)."""
+    busy = np.flatnonzero(~np.asarray(quiet, dtype=bool))
+    index = np.searchsorted(busy, np.arange(len(quiet)), side="left")
+    return np.append(busy, len(quiet))[index].tolist()
 
 
 def _state(known: dict[str, Known]) -> AlertState:
