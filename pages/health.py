@@ -61,12 +61,14 @@ if workers:  # who is running, and which share of the alert rules each evaluates
             pd.DataFrame(
                 [
                     {
-                        "worker": w["worker_id"],
-                        "host": w["hostname"],
-                        "pid": w["pid"],
-                        "last seen": f"{duration_words(w['seconds_ago'])} ago",
-                        "live": w["seconds_ago"] <= sharding.LEASE.total_seconds(),
-                        "alert rules": shares.get(w["worker_id"], 0),
+                        "Worker": w["worker_id"],
+                        "Host": w["hostname"],
+                        "PID": w["pid"],
+                        "Last seen": f"{duration_words(w['seconds_ago'])} ago",
+                        "Live": "Yes"
+                        if w["seconds_ago"] <= sharding.LEASE.total_seconds()
+                        else "No",
+                        "Alert rules": shares.get(w["worker_id"], 0),
                     }
                     for w in workers
                 ]
@@ -160,51 +162,16 @@ def _next_ping(check: dict, at: datetime) -> str:
 
 def _uptime_table(checks: list[dict]) -> None:
     exact = clock.now()
-    frame = pd.DataFrame(checks)
-    frame["last_success_at"] = pd.to_datetime(frame["last_success_at"], utc=True).dt.tz_convert(tz)
-    frame["schedule"] = [
-        c["schedule"] or f"every {duration_words(c['check_frequency_seconds'])}" for c in checks
-    ]
-    frame["last_seen"] = [
-        check_detail.relative(c["last_ping_at"] or c["last_checked_at"], exact) for c in checks
-    ]
-    frame["next_ping"] = [_next_ping(c, exact) for c in checks]
+    frame = check_detail.uptime_frame(checks, tz, exact, next_ping=_next_ping)
     pct = st.column_config.NumberColumn
     st.dataframe(
-        frame[
-            [
-                "check_name",
-                "service_name",
-                "check_type",
-                "status",
-                "schedule",
-                "last_seen",
-                "next_ping",
-                "wedding_critical",
-                "uptime_24h",
-                "uptime_7d",
-                "uptime_30d",
-                "response_time_ms",
-                "last_success_at",
-                "last_message",
-            ]
-        ],
+        frame,
         hide_index=True,
         column_config={
-            "check_name": "check",
-            "service_name": "service",
-            "check_type": "type",
-            "last_seen": "last run or ping",
-            "next_ping": "next ping",
-            "wedding_critical": "wedding-critical",
-            "last_success_at": st.column_config.DatetimeColumn(
-                "last success", format="D MMM HH:mm"
-            ),
-            "last_message": "last result",
-            "uptime_24h": pct("uptime 24 h", format="percent"),
-            "uptime_7d": pct("uptime 7 d", format="percent"),
-            "uptime_30d": pct("uptime 30 d", format="percent"),
-            "response_time_ms": pct("last response (ms)", format="%.0f"),
+            "Uptime 24 h": pct(format="percent"),
+            "Uptime 7 d": pct(format="percent"),
+            "Uptime 30 d": pct(format="percent"),
+            "Last response (ms)": pct(format="localized", step=1),
         },
     )
 
@@ -233,7 +200,7 @@ def _run_now_button(chosen: dict) -> None:
         if run is not None:
             _after_action(
                 f"{fmt.md_escape(chosen['check_name'])}: {fmt.md_escape(run.outcome.message)} → "
-                f"{run.transition.status.value}",
+                f"{fmt.label(run.transition.status.value)}",
                 ok=run.outcome.success,
                 check_id=chosen["id"],
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from monitoring_core.enums import Role
 from monitoring_core.errors.model import ErrorInput
 from monitoring_core.flows.error_ingest import ingest_errors
 from monitoring_core.schema import error_group_changes, error_groups
+from ui.resource_charts import CLOCK_LABELS
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
@@ -61,9 +63,17 @@ def test_it_shows_trend_groups_and_a_scrubbed_detail(
     assert [m.value for m in at.metric][:3] == ["4", "2", "3"]
     groups = at.dataframe[0].value
     assert sorted(groups["Error"]) == ["CardError", "TypeError"]
-    assert len(at.get("vega_lite_chart")) == 1  # one trend drawn, by layer
+    (trend,) = at.get("vega_lite_chart")  # one trend drawn, by layer
+    spec = json.loads(trend.proto.spec)
+    # on the 24-hour clock (not Vega's `02 PM`), each bar as wide as its bucket
+    assert spec["encoding"]["x"]["axis"]["labelExpr"] == CLOCK_LABELS
+    assert spec["encoding"]["x2"]["field"] == "until"
+    assert spec["encoding"]["color"]["title"] == "Layer"
     at.segmented_control(key="errors_trend_by").set_value("service").run()
     assert at.query_params["by"] == "service" and len(at.get("vega_lite_chart")) == 1
+    assert json.loads(at.get("vega_lite_chart")[0].proto.spec)["encoding"]["color"]["title"] == (
+        "Service"
+    )
     at.selectbox(key="errors_service").select("payments").run()
     assert at.query_params["service"] == "payments"
     assert list(at.dataframe[0].value["Error"]) == ["CardError"]

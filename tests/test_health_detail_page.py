@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -18,6 +19,7 @@ from monitoring_core.health.runner import receive_ping, run_due_checks
 from monitoring_core.health.store import PingMeta, create_check
 from monitoring_core.schema import audit_log, health_checks
 from tests.ui_harness import table_with
+from ui.resource_charts import CLOCK_LABELS
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
 
@@ -100,7 +102,7 @@ def test_a_link_opens_the_checks_ping_log(engine: Engine, logged_in_app: AppFact
     assert at.query_params["tab"] == "Timeline"
     assert len(at.get("plotly_chart")) == 1 and "Over this range: " in _text(at)
     changes = table_with(at, "When", "From", "To", "Why")
-    assert list(changes["To"]) == ["up"] and list(changes["Why"]) == ["ping received"]
+    assert list(changes["To"]) == ["Up"] and list(changes["Why"]) == ["ping received"]
     at.segmented_control(key="url_tab").set_value("Log").run()
     assert "tab" not in at.query_params and at.query_params["check"] == str(beat)  # Log: default
 
@@ -115,9 +117,9 @@ def test_a_responder_pauses_and_resumes_and_stays_on_the_check(
     assert "Paused 'nightly dump'" in _text(at)
     assert at.selectbox(key="url_check").value == beat  # the same check stays open
     assert at.query_params["check"] == str(beat)
-    uptime = table_with(at, "check_name", "status", "next_ping")
-    row = uptime.set_index("check_name").loc["nightly dump"]
-    assert (row["status"], row["next_ping"]) == ("paused", "paused")  # the list shows it at once
+    uptime = table_with(at, "Check", "Status", "Next ping")
+    row = uptime.set_index("Check").loc["nightly dump"]
+    assert (row["Status"], row["Next ping"]) == ("Paused", "paused")  # the list shows it at once
     assert "none while paused" in _text(at)
     assert at.button(key="health_pause").label == "Resume"
     at.button(key="health_pause").click().run()
@@ -150,9 +152,11 @@ def test_a_link_opens_a_probes_response_times(engine: Engine, logged_in_app: App
     _seed(engine)
     at = _open(logged_in_app, Role.VIEWER, check="1", tab="Response times")  # "api up", a probe
     assert at.segmented_control(key="url_tab").value == "Response times"
-    assert len(at.get("vega_lite_chart")) == 1  # st.line_chart
+    (chart,) = at.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)  # the 24-hour clock, as the other time charts
+    assert spec["encoding"]["x"]["axis"]["labelExpr"] == CLOCK_LABELS
     at.segmented_control(key="url_tab").set_value("Log").run()
     assert not at.get("vega_lite_chart")  # read and drawn on its own tab only
     log = table_with(at, "When", "Result", "Status after", "Response time", "Message")
-    assert list(log["Result"]) == ["OK"] and list(log["Status after"]) == ["up"]
+    assert list(log["Result"]) == ["OK"] and list(log["Status after"]) == ["Up"]
     assert "1 result in this range, newest first." in _text(at)

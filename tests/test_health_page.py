@@ -67,14 +67,19 @@ def test_it_shows_status_uptime_and_history(engine: Engine, logged_in_app: AppFa
     assert "**backups**" in text and "Critical" in text and "Healthy" in text
     assert "No worker has reported yet" in text
     uptime = at.dataframe[0].value
-    assert set(uptime["check_name"]) == {"disk", "nightly backup"}
-    assert uptime.set_index("check_name").loc["disk", "uptime_24h"] == 1.0
+    assert set(uptime["Check"]) == {"disk", "nightly backup"}
+    assert uptime.set_index("Check").loc["disk", "Uptime 24 h"] == 1.0
+    assert list(uptime.columns[:6]) == [
+        "Check", "Service", "Type", "Status", "Schedule", "Last run or ping"
+    ]  # fmt: skip
+    assert set(uptime["Status"]) == {"Healthy", "Critical"}
+    assert set(uptime["Type"]) == {"Custom", "Heartbeat"}
     at.selectbox(key="url_check").set_value(beat_id).run()
     assert not at.exception
     assert any("/api/monitoring/heartbeat/" in c.value for c in at.code)
     at.segmented_control(key="url_tab").set_value("Timeline").run()
     flips = table_with(at, "From", "To", "Why")
-    assert list(flips["To"]) == ["down", "up"]
+    assert list(flips["To"]) == ["Down", "Up"]
     assert [b.key for b in at.button] == ["logout"]  # viewers see no admin actions
     assert "Add or edit a check" not in [s.value for s in at.subheader]
 
@@ -96,7 +101,7 @@ def test_it_lets_an_admin_add_a_check_and_run_it(engine: Engine, logged_in_app: 
     at.run()
     at.button(key="health_run_now").click().run()
     assert not at.exception
-    assert "free" in _text(at) and "healthy" in _text(at)
+    assert "free" in _text(at) and "→ Healthy" in _text(at)
 
 
 def test_it_explains_why_a_check_was_not_saved(engine: Engine, logged_in_app: AppFactory) -> None:

@@ -18,6 +18,7 @@ import streamlit as st
 
 from monitoring_core.health.rules import duration_words
 from ui import fmt, url_state, widgets
+from ui.resource_charts import line_spec, sparse
 
 __all__ = [
     "STATUS_COLORS",
@@ -29,6 +30,7 @@ __all__ = [
     "render",
     "results_frame",
     "timeline_figure",
+    "uptime_frame",
     "when",
 ]
 
@@ -48,6 +50,14 @@ _STATUS_WORDS = {
     "unknown": "no data",
     "paused": "paused",
 }
+
+
+def _status_word(status: str | None) -> str:
+    """A status as a table cell or legend entry says it: `Up`, `Late or retrying`, `Down`."""
+    if not status:
+        return "—"
+    word = _STATUS_WORDS.get(status, status)
+    return word[:1].upper() + word[1:]
 
 
 def when(at: datetime | None, tz: ZoneInfo, now: datetime) -> str:
@@ -100,6 +110,37 @@ def _source(ping: Mapping[str, Any]) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def uptime_frame(
+    checks: Iterable[Mapping[str, Any]],
+    tz: ZoneInfo,
+    now: datetime,
+    next_ping: Callable[[Any, datetime], str],
+) -> pd.DataFrame:
+    """The Health page's uptime table: one row per check (`health.queries.check_summaries`),
+    headers, types and statuses in words, times as `when`; uptimes stay shares (0..1) and the
+    response time a number, so those columns sort."""
+    rows = [
+        {
+            "Check": c["check_name"],
+            "Service": c["service_name"] or "—",
+            "Type": fmt.label(c["check_type"]),
+            "Status": fmt.label(c["status"]),
+            "Schedule": c["schedule"] or f"every {duration_words(c['check_frequency_seconds'])}",
+            "Last run or ping": relative(c["last_ping_at"] or c["last_checked_at"], now),
+            "Next ping": next_ping(c, now),
+            "Wedding-critical": "Yes" if c["wedding_critical"] else "No",
+            "Uptime 24 h": c["uptime_24h"],
+            "Uptime 7 d": c["uptime_7d"],
+            "Uptime 30 d": c["uptime_30d"],
+            "Last response (ms)": c["response_time_ms"],
+            "Last success": when(c["last_success_at"], tz, now),
+            "Last result": c["last_message"] or "",
+        }
+        for c in checks
+    ]
+    return pd.DataFrame(rows)
+
+
 def log_frame(pings: Iterable[Mapping[str, Any]], tz: ZoneInfo, now: datetime) -> pd.DataFrame:
     """The ping log as read: newest first, words instead of codes, bodies only as size + hash."""
     rows = [
@@ -127,7 +168,7 @@ def results_frame(
         {
             "When": when(r["time"], tz, now),
             "Result": "OK" if r["success"] else "Failed",
-            "Status after": _STATUS_WORDS.get(r["status"], r["status"]),
+            "Status after": _status_word(r["status"]),
             "Response time": fmt.milliseconds(r["response_time_ms"]),
             "Message": r["message"] or "",
         }
@@ -161,10 +202,10 @@ def timeline_figure(bands: list[Mapping[str, Any]], tz: ZoneInfo) -> go.Figure:
             base=starts,
             y=["status"] * len(mine),
             orientation="h",
-            name=_STATUS_WORDS[status],
+            name=_status_word(status),
             marker_color=color,
             customdata=[[duration_words(ms / 1000)] for ms in lengths],
-            hovertemplate=f"{_STATUS_WORDS[status]} from %{{base|%a %d %b %H:%M}} for "
+            hovertemplate=f"{_status_word(status)} from %{{base|%a %-d %b %H:%M}} for "
             "%{customdata[0]}<extra></extra>",
         )
     fig.update_layout(
@@ -188,7 +229,7 @@ def _header(detail: Mapping[str, Any], tz: ZoneInfo, now: datetime) -> None:
     st.markdown(
         f"### {fmt.md_escape(check['check_name'])} &nbsp; {widgets.status_badge(check['status'])}"
     )
-    facts = [f"{fmt.md_escape(check['check_type'])} check"]
+    facts = [f"{fmt.md_escape(fmt.label(check['check_type']))} check"]
     if check["schedule"]:
         facts.append(fmt.md_escape(check["schedule"]))
     else:
@@ -270,8 +311,17 @@ def render(
         if frame.empty:
             st.info("No response times in this range (heartbeats have none).")
         else:
-            frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.tz_convert(tz)
-            st.line_chart(frame.set_index("time")["response_time_ms"], y_label="response time (ms)")
+            points = pd.DataFrame(
+                {  # the business wall clock without a zone: Vega-Lite draws it as it is
+                    "time": pd.to_datetime(frame["time"], utc=True)
+                    .dt.tz_convert(tz)
+                    .dt.tz_localize(None),
+                    "series": "Response time",
+                    "value": frame["response_time_ms"].astype(float),
+                }
+            )
+            spec = line_spec("ms", height=260, dots=sparse(points))
+            st.vega_lite_chart(points, spec, width="stretch")
     return view
 
 
@@ -297,13 +347,12 @@ def _changes(flips: list[Mapping[str, Any]], tz: ZoneInfo, now: datetime) -> Non
     if not flips:
         st.caption("No status change in this range.")
         return
-    words = _STATUS_WORDS
     st.dataframe(
         pd.DataFrame(
             {
                 "When": [when(f["time"], tz, now) for f in flips],
-                "From": [words.get(f["from_status"], f["from_status"]) for f in flips],
-                "To": [words.get(f["to_status"], f["to_status"]) for f in flips],
+                "From": [_status_word(f["from_status"]) for f in flips],
+                "To": [_status_word(f["to_status"]) for f in flips],
                 "Why": [f["reason"] for f in flips],
             }
         ),

@@ -23,7 +23,17 @@ from monitoring_core import metrics_query
 from monitoring_core.timerange import TimeRange
 from ui import fmt
 
-__all__ = ["DATABASE", "SYSTEM", "Chart", "latest_text", "line_spec", "long_frame", "read_charts"]
+__all__ = [
+    "CLOCK_LABELS",
+    "DATABASE",
+    "SYSTEM",
+    "Chart",
+    "bar_spec",
+    "latest_text",
+    "line_spec",
+    "long_frame",
+    "read_charts",
+]
 
 
 class Chart(NamedTuple):
@@ -124,12 +134,45 @@ CLOCK_LABELS = (
 )
 
 
+def _clock_x() -> dict[str, Any]:
+    return {"field": "time", "type": "temporal", "title": None, "scale": {"type": "utc"},
+            "axis": {"labelExpr": CLOCK_LABELS}}  # fmt: skip
+
+
+def _time_tooltip() -> dict[str, Any]:
+    unit = {"unit": "yearmonthdatehoursminutes", "utc": True}
+    return {"field": "time", "type": "temporal", "title": "Time", "timeUnit": unit}
+
+
+def bar_spec(unit: str, legend: str | None = None, height: int = 260) -> dict[str, Any]:
+    """A Vega-Lite spec: stacked bars of `value` (a count), one colour per `series`, each bar
+    from `time` to `until` (its bucket's end, so bars are as wide as their bucket), on the
+    same 24-hour clock axis as `line_spec`, with a tooltip (series, time, value)."""
+    return {
+        "height": height,
+        "mark": {"type": "bar", "orient": "vertical", "clip": True},
+        "encoding": {
+            "x": _clock_x(),
+            "x2": {"field": "until"},
+            "y": {"field": "value", "type": "quantitative", "title": unit or None,
+                  "stack": "zero", "axis": {"format": ",~r"}},
+            "color": {"field": "series", "type": "nominal", "title": legend,
+                      "legend": {"orient": "bottom"}},
+            "tooltip": [
+                {"field": "series", "type": "nominal", "title": legend or "Series"},
+                _time_tooltip(),
+                {"field": "value", "type": "quantitative", "title": unit or "Value",
+                 "format": ","},
+            ],
+        },
+    }  # fmt: skip
+
+
 def line_spec(unit: str, height: int = 220, dots: bool = False) -> dict[str, Any]:
     """A Vega-Lite spec: one line per `series` over `time`, the hovered time's points shown
     with a tooltip (series, time, value); with `dots` every point is drawn too, so a series
     of one or two points is visible."""
-    x = {"field": "time", "type": "temporal", "title": None, "scale": {"type": "utc"},
-         "axis": {"labelExpr": CLOCK_LABELS}}  # fmt: skip
+    x = _clock_x()
     color = {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom"}}
     y = {"field": "value", "type": "quantitative", "title": unit or None, "axis": {"format": ",~r"}}
     return {
@@ -158,12 +201,7 @@ def line_spec(unit: str, height: int = 220, dots: bool = False) -> dict[str, Any
                     },
                     "tooltip": [
                         {"field": "series", "type": "nominal", "title": "Series"},
-                        {
-                            "field": "time",
-                            "type": "temporal",
-                            "title": "Time",
-                            "timeUnit": {"unit": "yearmonthdatehoursminutes", "utc": True},
-                        },
+                        _time_tooltip(),
                         {
                             "field": "value",
                             "type": "quantitative",
