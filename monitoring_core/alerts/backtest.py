@@ -180,10 +180,14 @@ def steps_of(
     epoch (the same moments for every backtest with that step)."""
     step = step or _step(start, end, rule)
     first = _EPOCH + -((_EPOCH - start) // step) * step  # start rounded up to a step
-    count = int((end - first) / step) + 1
+    count = (end - first) // step + 1  # none when no multiple lies in [start, end]
     if count < 1:
         return []
-    return list(accumulate(repeat(step, count - 1), initial=first))  # 518,400: 30 ms
+    return list(accumulate(repeat(step, count - 1), _later, initial=first))  # 518,400: 30 ms
+
+
+def _later(moment: datetime, step: timedelta) -> datetime:
+    return moment + step
 
 
 def _epoch_s(moment: datetime) -> float:
