@@ -17,6 +17,7 @@ from ui import oncall as oncall_ui
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
 tz = data.business_tz()
+now = widgets.current_now()
 summary = data.read_or_stop(queries.overview_summary, tr)
 before = data.read_or_stop(queries.overview_summary, tr.previous())
 if (before["requests"] or 0) < 0.1 * (summary["requests"] or 0):
@@ -30,25 +31,27 @@ st.title("Overview")
 st.markdown(
     f"Overall health: {widgets.status_badge(overall['status'])} &nbsp; "
     f"{fmt.count(summary['requests'])} requests in the range "
-    f"({tr.start.astimezone(tz):%d %b %H:%M} – {tr.end.astimezone(tz):%d %b %H:%M} {tz.key})"
+    f"({fmt.when(tr.start, tz, now)} – {fmt.when(tr.end, tz, now)}, {tz.key})"
 )
 n_reasons = len(overall["reasons"])
 with st.expander(
     f"Why: {n_reasons} reason{'' if n_reasons == 1 else 's'}", expanded=bool(n_reasons)
 ):
     # Plain text, not markdown: reasons carry check, alert and incident names.
-    st.text("\n".join(f"{r['level']}: {r['message']}" for r in overall["reasons"]) or "none")
+    st.text(
+        "\n".join(f"{fmt.label(r['level'])}: {r['message']}" for r in overall["reasons"]) or "None"
+    )
     st.caption(
         "Worst of: API timings, health checks (a wedding-critical one down is critical), "
         "firing critical/high alerts and open SEV1/SEV2 incidents."
     )
-oncall_ui.on_call_block(widgets.current_now(), tz)
+oncall_ui.on_call_block(now, tz)
 
 
-def _change(now: float | None, then: float | None) -> str | None:
-    if now is None or then is None or then == 0:
+def _change(current: float | None, then: float | None) -> str | None:
+    if current is None or then is None or then == 0:
         return None
-    return f"{(now - then) / then * 100:+.0f} %"
+    return f"{(current - then) / then * 100:+.0f} %"
 
 
 cards = st.columns(5)
@@ -103,7 +106,7 @@ with incidents_col:
         "Open incidents",
         f"{incident_card['open']} open ({incident_card['open_sev1']} SEV1)",
         delta=" · ".join(
-            f"{name} {incident_card[key]:.0f} min"
+            f"{name} {fmt.duration(incident_card[key] * 60)}"
             for name, key in (("MTTA", "mtta_minutes_30d"), ("MTTR", "mttr_minutes_30d"))
             if incident_card[key] is not None
         )
@@ -142,14 +145,18 @@ slow = data.read_or_stop(queries.top_slow_endpoints, tr, 10)
 if slow.empty:
     st.caption("No endpoint has enough requests in this range.")
 else:
+    number = st.column_config.NumberColumn
     st.dataframe(
         slow[["method", "endpoint", "requests", "p50", "p95", "p99", "error_rate"]],
         hide_index=True,
         column_config={
-            "requests": st.column_config.NumberColumn("requests", format="localized"),
-            "p50": st.column_config.NumberColumn("p50 (ms)", format="%.0f"),
-            "p95": st.column_config.NumberColumn("p95 (ms)", format="%.0f"),
-            "p99": st.column_config.NumberColumn("p99 (ms)", format="%.0f"),
-            "error_rate": st.column_config.NumberColumn("5xx rate", format="percent"),
+            "method": "Method",
+            "endpoint": "Endpoint",
+            "requests": number("Requests", format="localized"),
+            # `7,117`: localized with no decimals (step 1), numbers still, so the columns sort
+            "p50": number("p50 (ms)", format="localized", step=1),
+            "p95": number("p95 (ms)", format="localized", step=1),
+            "p99": number("p99 (ms)", format="localized", step=1),
+            "error_rate": number("5xx rate", format="percent"),
         },
     )

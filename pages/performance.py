@@ -3,6 +3,8 @@ errors, trends) or Web Vitals (`?section=vitals`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -29,6 +31,14 @@ tr = widgets.current_time_range()
 tz = data.business_tz()
 ms = st.column_config.NumberColumn
 NAMES = {"method": "Method", "endpoint": "Endpoint"}
+
+
+# `7,117`: the browser's thousands separators and no decimals (step 1); numbers still, so the
+# columns sort; the unit is in the header
+def whole(label: str) -> Any:
+    return ms(label, format="localized", step=1)
+
+
 SECTIONS = {"Endpoints": "endpoints", "Web Vitals": "vitals"}  # label -> ?section=
 st.title("Performance")
 # One section at a time (`?section=vitals`): the endpoints (regressions, table, trend) or the
@@ -79,8 +89,8 @@ def _endpoints() -> None:
             hide_index=True,
             column_config={
                 **NAMES,
-                "p95_last_hour": ms("p95 last hour (ms)", format="%.0f"),
-                "baseline_p95": ms("usual p95 (ms)", format="%.0f"),
+                "p95_last_hour": whole("p95 last hour (ms)"),
+                "baseline_p95": whole("Usual p95 (ms)"),
                 "ratio": ms("× usual", format="%.1f×"),
                 "requests_last_hour": ms("Requests (last hour)", format="localized"),
             },
@@ -110,10 +120,10 @@ def _endpoints() -> None:
         column_config={
             **NAMES,
             "requests": ms("Requests", format="localized"),
-            "rpm": ms("Req/min", format="%.1f"),
-            "p50": ms("p50 (ms)", format="%.0f"),
-            "p95": ms("p95 (ms)", format="%.0f"),
-            "p99": ms("p99 (ms)", format="%.0f"),
+            "rpm": ms("Req/min", format="localized", step=0.1),
+            "p50": whole("p50 (ms)"),
+            "p95": whole("p95 (ms)"),
+            "p99": whole("p99 (ms)"),
             "error_rate": ms("5xx rate", format="percent"),
             "client_errors": ms("4xx", format="localized"),
         },
@@ -162,9 +172,10 @@ def _vitals() -> None:
     )
     metric = metric or names[0]
     good, poor = VITAL_THRESHOLDS[metric]
+    unit = "" if metric == "CLS" else " ms"  # CLS is a score, the others times
     st.caption(
-        f"web.dev thresholds for {metric}: good ≤ {good:g}, poor > {poor:g}"
-        f"{'' if metric == 'CLS' else ' ms'}; the 75th percentile is what counts."
+        f"web.dev thresholds for {metric}: good ≤ {good:,g}{unit}, poor > {poor:,g}{unit}; "
+        "the 75th percentile is what counts."
     )
     left, right = st.columns([3, 2])
     left.plotly_chart(
@@ -175,11 +186,12 @@ def _vitals() -> None:
         index="page_route", columns="device_type", values="p75", aggfunc="first"
     )
     pivot.index.name = "Page"
-    shown = "%.3f" if metric == "CLS" else "%.0f ms"  # CLS is a score, the others times
-    st.dataframe(
-        pivot,
-        column_config={c: ms(f"{str(c).capitalize()} p75", format=shown) for c in pivot.columns},
-    )
+
+    def column(device: object) -> Any:
+        label = f"{str(device).capitalize()} p75"
+        return ms(label, format="%.3f") if metric == "CLS" else whole(f"{label} (ms)")
+
+    st.dataframe(pivot, column_config={c: column(c) for c in pivot.columns})
 
 
 if section == "Web Vitals":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from monitoring_core.enums import Role
-from ui import auth, data, url_state, widgets
+from ui import auth, data, fmt, url_state, widgets
 from ui.resource_charts import (
     DATABASE,
     SYSTEM,
@@ -49,7 +49,8 @@ def _section(title: str, charts: list[Chart], missing: str) -> None:
 
 
 st.title("Resources")
-st.caption(f"{tr.start.astimezone(tz):%d %b %H:%M} – {tr.end.astimezone(tz):%d %b %H:%M}")
+now = widgets.current_now()
+st.caption(f"{fmt.when(tr.start, tz, now)} – {fmt.when(tr.end, tz, now)} ({tz.key})")
 # One section drawn at a time (`?section=database`): 13 Vega charts at once took ~0.6 s of
 # the browser's CPU to open on a quiet machine, 2 s on a loaded one or a phone.
 section = url_state.select(

@@ -42,6 +42,7 @@ class Chart(NamedTuple):
     aggregation: str  # per bin: avg for levels, max where the worst moment matters
     group_by: tuple[str, ...]
     unit: str
+    scale: float = 1.0  # stored value × scale = shown value (a 0..1 ratio shown in %: 100)
 
 
 SYSTEM = [
@@ -61,7 +62,7 @@ SYSTEM = [
 DATABASE = [
     Chart("Connections", "db_connections", "avg", ("database",), ""),
     Chart("Connections used", "db_connections_used_percent", "max", ("database",), "%"),
-    Chart("Cache hit ratio", "db_cache_hit_ratio", "min", ("database",), ""),
+    Chart("Cache hit ratio", "db_cache_hit_ratio", "min", ("database",), "%", scale=100),
     Chart("Locks held", "db_locks", "max", ("database",), ""),
     Chart("Sessions waiting for a lock", "db_sessions_waiting_for_lock", "max", ("database",), ""),
     Chart("Slow queries", "db_slow_queries", "max", ("database",), ""),
@@ -91,8 +92,8 @@ def read_charts(
 
 def long_frame(frame: pd.DataFrame, chart: Chart, tz: ZoneInfo) -> pd.DataFrame:
     """Columns time (business wall clock, no zone), series (its dimension values, or the
-    metric's name), value; one row per series and bucket (query_metric groups by both), in
-    time order. Empty when `frame` is."""
+    chart's title), value (times the chart's scale); one row per series and bucket
+    (query_metric groups by both), in time order. Empty when `frame` is."""
     if frame.empty:
         return pd.DataFrame({"time": [], "series": [], "value": []})
     labels = frame[chart.group_by[0]].astype(str)
@@ -104,8 +105,9 @@ def long_frame(frame: pd.DataFrame, chart: Chart, tz: ZoneInfo) -> pd.DataFrame:
             "time": pd.to_datetime(frame["bucket"], utc=True)
             .dt.tz_convert(tz)
             .dt.tz_localize(None),
-            "series": labels.where(labels != "", chart.metric),
-            "value": frame["value"].astype(float),
+            # a point without the dimension: named as the chart is, not by its metric's name
+            "series": labels.where(labels != "", chart.title),
+            "value": frame["value"].astype(float) * chart.scale,
         }
     )
     return out.sort_values("time", kind="stable", ignore_index=True)
