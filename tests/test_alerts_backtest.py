@@ -86,3 +86,25 @@ def test_it_refuses_a_composite_rule_with_a_missing_child(engine: Engine) -> Non
     a, _b = _history(engine)
     with pytest.raises(ValueError, match="no alert rule with id 9999"):
         _composite(engine, "and", [a, 9999])
+
+
+def test_a_composite_steps_as_coarsely_as_a_child_that_cannot_step_every_minute(
+    engine: Engine,
+) -> None:
+    a, b = _history(engine)
+    with engine.begin() as conn:
+        change = threshold_rule(
+            conn, NOW, alert_name="a jumps",
+            cfg={"type": "rate_of_change", "metric": "a", "value": 100, "window_minutes": 5},
+        )  # fmt: skip
+        ids = {}
+        for name, children in (("thresholds", [a, b]), ("with a rate of change", [a, change])):
+            ids[name] = threshold_rule(conn, NOW, alert_name=name, cfg={
+                "type": "composite", "logic": "or", "rules": children})  # fmt: skip
+        steps = {
+            name: backtest(conn, rule_from_row(get_rule(conn, rule_id=rule_id)),
+                           start=NOW - timedelta(days=3), end=NOW, tz=TZ)["step_seconds"]
+            for name, rule_id in ids.items()
+        }  # fmt: skip
+    # 3 days: every minute for children replayed at every step, else at most 2,000 steps
+    assert steps == {"thresholds": 60, "with a rate of change": 180}
