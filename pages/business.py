@@ -178,7 +178,7 @@ def _kpis() -> None:
                 "Value": _kpi_text(f.metric, f.value),
                 "Usual": _kpi_text(f.metric, f.expected),
                 "Robust z": round(f.z, 1),
-                "Direction": "above usual" if f.direction == "up" else "below usual",
+                "Direction": "Above usual" if f.direction == "up" else "Below usual",
             }
             for f in view.anomalies
         ],

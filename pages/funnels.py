@@ -13,6 +13,7 @@ from monitoring_core.business.definitions import EventType, day_bounds
 from monitoring_core.business.funnels import (
     MAX_PEOPLE,
     MAX_STEPS,
+    TOTAL,
     FunnelFilter,
     FunnelMode,
     event_types,
@@ -85,7 +86,10 @@ mode = FunnelMode(
 )
 from_url("funnel_breakdown", "breakdown", "none", among=list(PROPERTIES))
 breakdown_label = right.selectbox(
-    "Breakdown (first step's property)", list(PROPERTIES), key="funnel_breakdown"
+    "Breakdown (first step's property)",
+    list(PROPERTIES),
+    key="funnel_breakdown",
+    format_func=str.capitalize,
 )
 if len(steps) < 2:
     to_url(steps=steps)
@@ -96,7 +100,10 @@ first_step = humanize(steps[0])
 filter_left, filter_right = st.columns([1, 2])
 from_url("funnel_where", "where", "none", among=list(PROPERTIES))
 where_label = filter_left.selectbox(
-    f"Only people whose “{first_step}” has", list(PROPERTIES), key="funnel_where"
+    f"Only people whose “{first_step}” has",
+    list(PROPERTIES),
+    key="funnel_where",
+    format_func=str.capitalize,
 )
 where_prop = PROPERTIES[where_label]
 where: FunnelFilter | None = None
@@ -196,7 +203,7 @@ if result.breakdown:
 table_with_csv(
     [
         {
-            "Breakdown": humanize(row["breakdown"]),
+            "Breakdown": "All" if row["breakdown"] == TOTAL else humanize(row["breakdown"]),
             "Step": row["step"],
             "Event": humanize(row["event_type"]),
             "People": row["users"],
@@ -252,9 +259,9 @@ if trend_tab.open:
             for p in result.trend
         ]
         statuses = {
-            "complete": "complete",
-            "open": "still converting",
-            "cut": f"partial (the range starts mid-{grain})",
+            "complete": "Complete",
+            "open": "Still converting",
+            "cut": f"Partial (the range starts mid-{grain})",
         }
         if points:
             st.caption(

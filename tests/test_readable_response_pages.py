@@ -13,13 +13,16 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
+from monitoring_core.demo import business as business_demo
+from monitoring_core.demo import loader_rng
 from monitoring_core.enums import Role
+from monitoring_core.schema import metadata
 from tests.alerting_support import Receiver, webhook_receiver
 from tests.test_alert_page import _firing_alert, _open
-from tests.ui_harness import USER_KEY, table_with
+from tests.ui_harness import DEMO_NOW, USER_KEY, table_with
 from ui import charts
 from ui.resource_charts import DATABASE, latest_text, long_frame
 
@@ -143,3 +146,35 @@ def test_the_alert_history_says_who_acted_without_the_stored_prefix(
     me = at.session_state[USER_KEY].username
     assert list(history["By"]) == [me, "—"]  # acknowledged by me; fired by nobody named
     assert not any(":" in who for who in history["By"])  # no `user:…`
+
+
+@pytest.fixture(scope="module")
+def business_engine(session_engine: Engine) -> Engine:
+    """Only the business demo, as tests/test_business_pages.py loads it."""
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with session_engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        business_demo.load(conn, days=8, now=DEMO_NOW - timedelta(seconds=5),
+                           rng=loader_rng(business_demo))  # fmt: skip
+    return session_engine
+
+
+def test_funnels_and_business_tables_read_in_words(
+    business_engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.VIEWER)
+    at.session_state["time_range"] = "90d"
+    at.run()
+    at.switch_page("pages/funnels.py").run()
+    assert not at.exception, at.exception
+    steps = table_with(at, "Breakdown", "Step", "Event")
+    assert set(steps["Breakdown"]) == {"All"}  # not the stored `(all)`
+    trend = table_with(at, "Converted", "Complete")
+    assert set(trend["Complete"]) <= {"Complete", "Still converting"} | {
+        s for s in trend["Complete"] if s.startswith("Partial (")
+    }
+    assert at.selectbox(key="funnel_breakdown").format_func("user type") == "User type"
+    at.switch_page("pages/business.py").run()
+    assert not at.exception, at.exception
+    anomalies = table_with(at, "KPI", "Direction")
+    assert set(anomalies["Direction"]) <= {"Above usual", "Below usual"}

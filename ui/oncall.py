@@ -232,7 +232,7 @@ def _schedule(
         day = cols[1].date_input("From", start.date() + timedelta(days=7), key=f"ov_day{sid}")
         hours = cols[2].number_input("Hours", 1, 24 * 31, 24, key=f"ov_hours{sid}")
         reason = cols[3].text_input("Reason", key=f"ov_reason{sid}")
-        labels = {0: "none"} | {
+        labels = {0: "None"} | {
             o["id"]: f"#{o['id']} · {o['username']} from {fmt.when(o['starts_at'], tz, now)}"
             for o in overrides
         }
