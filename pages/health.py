@@ -96,7 +96,16 @@ if quarantined:
         "miss those buckets until the raw rows are fixed (table rollup_quarantine).",
         icon=":material/report:",
     )
-    st.dataframe(pd.DataFrame(quarantined), hide_index=True)  # a table, never markup
+    seen = clock.now()
+    rows = [
+        {"Family": fmt.label(q["family"]), "Table": q["target_table"],
+         "From": check_detail.when(q["range_start"], tz, seen),
+         "To": check_detail.when(q["range_end"], tz, seen), "Error": q["error"],
+         "Attempts": q["attempts"], "First seen": check_detail.when(q["first_seen"], tz, seen),
+         "Last seen": check_detail.when(q["last_seen"], tz, seen)}
+        for q in quarantined
+    ]  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True)  # a table, never markup
 
 failing_jobs = data.read_or_stop(watch.failing_jobs)
 if failing_jobs:
@@ -105,18 +114,14 @@ if failing_jobs:
         "row (each raises the 'Worker job failing' self-alert): their work is not being done.",
         icon=":material/sync_problem:",
     )
-    st.dataframe(
-        pd.DataFrame(failing_jobs),
-        hide_index=True,
-        column_config={
-            "failures": "failed runs in a row",
-            "last_error": "last error",
-            "last_failed_at": st.column_config.DatetimeColumn(
-                "last failure", format="D MMM HH:mm:ss"
-            ),
-            "last_ok_at": st.column_config.DatetimeColumn("last success", format="D MMM HH:mm:ss"),
-        },
-    )
+    seen = clock.now()
+    rows = [
+        {"Job": j["job"], "Failed runs in a row": j["failures"], "Last error": j["last_error"],
+         "Last failure": check_detail.when(j["last_failed_at"], tz, seen),
+         "Last success": check_detail.when(j["last_ok_at"], tz, seen)}
+        for j in failing_jobs
+    ]  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 # Ping tokens and check headers are secrets: shown to admins only, who edit the checks.
 checks = data.read_or_stop(

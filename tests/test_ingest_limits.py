@@ -148,4 +148,6 @@ def test_it_reports_quarantined_ranges_as_a_metric_and_on_the_health_page(
     at.switch_page("pages/health.py").run()
     assert not at.exception
     assert any("1 rollup range(s) could not be computed" in w.value for w in at.warning)
-    assert list(at.dataframe[0].value["target_table"]) == ["metric_rollup_1m"]
+    quarantined = at.dataframe[0].value
+    assert list(quarantined["Table"]) == ["metric_rollup_1m"]
+    assert list(quarantined["Family"]) == ["Metric points"]

@@ -315,7 +315,8 @@ def test_it_lists_failing_jobs_with_their_last_error_on_health(
     at.switch_page("pages/health.py").run()
     assert not at.exception
     assert any("1 worker job(s) failed" in e.value for e in at.error)
-    table = next(df.value for df in at.dataframe if "last_error" in df.value.columns)
-    assert list(table["job"]) == ["collect_database"]
-    assert table["failures"].iloc[0] == JOB_FAILING_AFTER + 1
-    assert table["last_error"].iloc[0] == f"OperationalError: try {JOB_FAILING_AFTER}"
+    table = next(df.value for df in at.dataframe if "Last error" in df.value.columns)
+    assert list(table["Job"]) == ["collect_database"]
+    assert table["Failed runs in a row"].iloc[0] == JOB_FAILING_AFTER + 1
+    assert table["Last error"].iloc[0] == f"OperationalError: try {JOB_FAILING_AFTER}"
+    assert not any("+00:00" in str(t) for t in table["Last failure"])  # `today 14:03:05`
