@@ -652,7 +652,10 @@ def _replay(
             keyed, left_out = classes.needed(i, keyed, known)
             if left_out:
                 results.append(False)
-        for key, dims, decision, present in evaluate_keys(rule, keyed, known, at, tz=tz):
+        view = known
+        if classes is not None and classes.grouped:  # inactive keys out of the read stay so
+            view = {k: v for k, v in known.items() if k in keyed or k == "" or k in active}
+        for key, dims, decision, present in evaluate_keys(rule, keyed, view, at, tz=tz):
             if present:
                 results.append(decision.check.holds)
             if present and decision.check.value is not None:
