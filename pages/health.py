@@ -96,13 +96,13 @@ if quarantined:
         "miss those buckets until the raw rows are fixed (table rollup_quarantine).",
         icon=":material/report:",
     )
-    seen = clock.now()
+    read_at = clock.now()
     rows = [
         {"Family": fmt.label(q["family"]), "Table": q["target_table"],
-         "From": check_detail.when(q["range_start"], tz, seen),
-         "To": check_detail.when(q["range_end"], tz, seen), "Error": q["error"],
-         "Attempts": q["attempts"], "First seen": check_detail.when(q["first_seen"], tz, seen),
-         "Last seen": check_detail.when(q["last_seen"], tz, seen)}
+         "From": check_detail.when(q["range_start"], tz, read_at),
+         "To": check_detail.when(q["range_end"], tz, read_at), "Error": q["error"],
+         "Attempts": q["attempts"], "First seen": check_detail.when(q["first_seen"], tz, read_at),
+         "Last seen": check_detail.when(q["last_seen"], tz, read_at)}
         for q in quarantined
     ]  # fmt: skip
     st.dataframe(pd.DataFrame(rows), hide_index=True)  # a table, never markup
@@ -114,11 +114,11 @@ if failing_jobs:
         "row (each raises the 'Worker job failing' self-alert): their work is not being done.",
         icon=":material/sync_problem:",
     )
-    seen = clock.now()
+    read_at = clock.now()
     rows = [
         {"Job": j["job"], "Failed runs in a row": j["failures"], "Last error": j["last_error"],
-         "Last failure": check_detail.when(j["last_failed_at"], tz, seen),
-         "Last success": check_detail.when(j["last_ok_at"], tz, seen)}
+         "Last failure": check_detail.when(j["last_failed_at"], tz, read_at),
+         "Last success": check_detail.when(j["last_ok_at"], tz, read_at)}
         for j in failing_jobs
     ]  # fmt: skip
     st.dataframe(pd.DataFrame(rows), hide_index=True)
