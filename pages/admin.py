@@ -120,7 +120,7 @@ if view == "Audit log":
         entries = [
             {
                 "Time": fmt.when_exact(r["time"], tz, now),
-                "Who": r["actor"],
+                "Who": fmt.actor(r["actor"]),
                 "Action": _action_words(r["action"]),
                 "Target": r["target"] or "—",
                 "Details": fmt.pairs(r["details"], labels=True) or "—",

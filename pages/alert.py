@@ -118,7 +118,7 @@ def _state(info: Mapping[str, Any]) -> None:
     if since is not None:
         words += f" since {_when(since)} ({_age(since)})"
     if status == "acknowledged" and alert["acknowledged_by"]:
-        words += f" by {fmt.md_escape(alert['acknowledged_by'])}"
+        words += f" by {fmt.md_escape(fmt.actor(alert['acknowledged_by']))}"
     if status == "suppressed" and alert["suppressed_until"]:
         words += f" · suppressed until {_when(alert['suppressed_until'])}"
     if alert["first_triggered_at"] and status in ("acknowledged", "suppressed"):
@@ -128,7 +128,7 @@ def _state(info: Mapping[str, Any]) -> None:
     st.markdown(words)
     for silence in info["silenced_by"]:
         reason = f": {fmt.md_escape(silence['reason'])}" if silence["reason"] else ""
-        by = fmt.md_escape(silence["created_by"] or "someone")
+        by = fmt.md_escape(fmt.actor(silence["created_by"], missing="someone"))
         st.warning(
             f"Silenced by silence #{silence['id']}{reason} (by {by}, until "
             f"{_when(silence['ends_at'])}): no notifications are sent while it lasts.",

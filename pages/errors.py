@@ -396,7 +396,11 @@ def _header(info: Mapping[str, Any]) -> None:
     if group["status"] == "resolved" and group["resolved_at"]:
         notes.append(
             f"resolved {view.when(group['resolved_at'], tz, now)}"
-            + (f" by {fmt.md_escape(group['resolved_by'])}" if group["resolved_by"] else "")
+            + (
+                f" by {fmt.md_escape(fmt.actor(group['resolved_by']))}"
+                if group["resolved_by"]
+                else ""
+            )
             + (
                 f" in {fmt.md_escape(group['resolved_in_release'])}"
                 if group["resolved_in_release"]

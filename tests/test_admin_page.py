@@ -299,7 +299,7 @@ def test_the_audit_log_reads_in_words(
     assert log.to_dict("records") == [
         {
             "Time": fmt.when_exact(at_time, ZoneInfo("Europe/London"), now),
-            "Who": "user:jo",
+            "Who": "jo",
             "Action": "Incident: status changed",
             "Target": "incident:5",
             "Details": "From: open, To: investigating, Wedding impact: none",
