@@ -210,3 +210,9 @@ def test_the_backtest_tells_what_the_live_cycles_did(
         busy = backtest(conn, rule, start=START, end=NOW, tz=TZ)  # 15 s by default
         assert busy["step_seconds"] == 60 and busy["evaluated_steps"] == 46
         assert ordered(busy["events"]) == ordered(replays["grouped avg"]["events"])
+        # too busy at 15 s but not by the minute: every minute, quiet ones skipped
+        monkeypatch.setattr(backtest_mod, "BUSY_LIMIT", 46)
+        by_minute = backtest(conn, rule, start=START, end=NOW, tz=TZ)
+        assert by_minute["step_seconds"] == 60
+        assert by_minute["evaluated_steps"] == replays["grouped avg"]["evaluated_steps"] < 46
+        assert ordered(by_minute["events"]) == ordered(replays["grouped avg"]["events"])

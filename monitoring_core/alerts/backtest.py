@@ -48,8 +48,9 @@ anomaly keys certain to stay as they are are left out of a step's evaluation. 90
 15 s are 518,400 steps, of which a few thousand are evaluated; a rule that is busy most of
 the time evaluates most of them (on the bench data the default anomaly rule, firing 145
 times a day, takes 4 s: `bench/README.md`). A metric threshold or absence rule busy at more
-than BUSY_LIMIT steps at its default step falls back to MAX_STEPS steps (a minute up to 33
-hours, coarser beyond: a firing shorter than the step can be missed); so do rate of change
+than BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of
+those are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours, coarser beyond:
+a firing shorter than the step can be missed); so do rate of change
 rules and anomaly rules on signals always, and by default a composite with such a child. Steps are multiples of the step from the epoch,
 so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
@@ -554,7 +555,12 @@ def _promql_found(
 
 
 class _TooBusy(Exception):
-    """More steps to evaluate than BUSY_LIMIT after skipping the quiet ones."""
+    """More steps to evaluate than BUSY_LIMIT after skipping the quiet ones; `by_minute`: how
+    many of those are on whole minutes (the busy steps of a replay by the minute)."""
+
+    def __init__(self, by_minute: int) -> None:
+        super().__init__(by_minute)
+        self.by_minute = by_minute
 
 
 BUSY_LIMIT = 5_000  # about a second of evaluations
@@ -624,8 +630,10 @@ def _replay(
         quiet, classes = None, None
     if quiet is not None and busy_limit:
         idle = classes.keys[""] == NO_DATA if classes is not None else np.zeros(len(quiet), bool)
-        if len(quiet) - sum(quiet) - int(idle.sum()) > busy_limit:
-            raise _TooBusy
+        busy = ~np.asarray(quiet, dtype=bool) & ~idle
+        if int(busy.sum()) > busy_limit:
+            whole = (_epoch_s(steps[0]) + _seconds_of(steps) * np.arange(len(steps))) % 60 == 0
+            raise _TooBusy(int((busy & whole).sum()))
     known: dict[str, Known] = {}
     active: set[str] = set()
     events: list[dict[str, Any]] = []
@@ -689,6 +697,24 @@ def _state(known: dict[str, Known]) -> AlertState:
     """The instance of a rule without group_by (its one key "")."""
     found = known.get("")
     return found.state if found is not None else AlertState()
+
+
+def _seconds_of(steps: list[datetime]) -> float:
+    return (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
+
+
+def _busy_replay(
+    conn: Connection, rule: Rule, start: datetime, end: datetime, tz: ZoneInfo,
+    step: timedelta, by_minute: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, timedelta]:  # fmt: skip
+    """A rule busy at more than BUSY_LIMIT of its default steps: at 1-minute steps if those
+    are few enough (`by_minute`: a rule busy 1,500 minutes is 6,000 steps of 15 s), else at
+    most MAX_STEPS steps, every one evaluated (no bounds tell quiet ones apart when most are
+    busy)."""
+    if step < MINUTE and by_minute <= BUSY_LIMIT and (end - start) / MINUTE <= MAX_EVERY:
+        return (*_replay(conn, rule, steps_of(start, end, step=MINUTE), tz), MINUTE)
+    step = _step(start, end)
+    return (*_replay(conn, rule, steps_of(start, end, step=step), tz, skip=False), step)
 
 
 def _signal_source(
@@ -830,19 +856,15 @@ def backtest(
         points = [[at, float(n)] for at, n in zip(steps[::every], counts[::every], strict=True)]
         series = [{"alert_key": "", "points": points}]
     else:
+        limit = BUSY_LIMIT if step_chosen and skips(rule) else 0
         try:
             events, series, evaluated = _replay(
-                conn,
-                rule,
-                steps,
-                tz,
-                skip=skip_quiet,
-                busy_limit=BUSY_LIMIT if step_chosen and skips(rule) else 0,
+                conn, rule, steps, tz, skip=skip_quiet, busy_limit=limit
             )
-        except _TooBusy:  # breaching most of the time (or no bounds to tell): capped steps
-            step = _step(start, end)
-            steps = steps_of(start, end, step=step)
-            events, series, evaluated = _replay(conn, rule, steps, tz, skip=False)
+        except _TooBusy as busy:  # busy most of the time: by the minute, else capped steps
+            events, series, evaluated, step = _busy_replay(
+                conn, rule, start, end, tz, step, busy.by_minute
+            )
     fired = [e for e in events if e["notify"] == "firing"]
     return {
         "step_seconds": step.total_seconds(),
