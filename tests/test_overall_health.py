@@ -160,7 +160,7 @@ def test_it_shows_the_status_and_its_reasons_on_the_overview(
     assert "Critical" in line and "Healthy" not in line
     (why,) = [e for e in at.expander if e.label.startswith("Why")]
     text = "\n".join(t.value for t in why.text)
-    assert "critical: Wedding-critical check Payments API is critical" in text
+    assert "Critical: Wedding-critical check Payments API is critical" in text
     assert "SEV2 incident" in text and "Card payments failing" in text
 
 
