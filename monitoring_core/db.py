@@ -153,8 +153,11 @@ def _ensure_database(admin_uri: str) -> None:
         if not exists:
             try:
                 conn.execute(f'CREATE DATABASE "{EMBEDDED_DB_NAME}"')
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process created it a moment ago
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                # another process created it a moment ago: a CREATE that loses the race
+                # in the catalog's unique index says UniqueViolation (ci22, two test
+                # sessions starting on a fresh cluster), not DuplicateDatabase
+                pass
 
 
 def _role_passwords(secrets_file: Path) -> tuple[dict[str, str], set[str]]:
