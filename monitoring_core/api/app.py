@@ -63,6 +63,8 @@ def reset_app_state(app: FastAPI) -> None:
     app.state.caches = {}  # ingest caches by name, created on first use
     # the wedding calendar and default key limits an admin changes live (5 s at most behind)
     app.state.live = LiveCache(app.state.engine, app.state.settings)
+    # the storage figures /metrics measures once a minute per process: afresh too
+    importlib.import_module("monitoring_core.api.routes_service").forget_storage_figures()
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:

@@ -45,6 +45,12 @@ _storage: dict[str, tuple[float, str]] = {}
 _storage_lock = threading.Lock()
 
 
+def forget_storage_figures() -> None:
+    """Measure afresh at the next /metrics (reset_app_state: the tables were just emptied)."""
+    with _storage_lock:
+        _storage.clear()
+
+
 def _storage_text(engine: Engine) -> str:
     """`monitoring_core.storage` figures in text format, remeasured at most once a minute."""
     key = engine.url.render_as_string(hide_password=True)
