@@ -26,6 +26,7 @@ from monitoring_core.schema import audit_log
 
 __all__ = [
     "ActorKind",
+    "actor_name",
     "key_actor",
     "link_actor",
     "record_audit",
@@ -65,6 +66,21 @@ def system_actor(job: str) -> str:
 def link_actor(recipient: str) -> str:
     """`link:RECIPIENT`: whoever opened an acknowledge link sent to RECIPIENT."""
     return _actor(ActorKind.LINK, recipient)
+
+
+# the actor kinds other than a person, as a reader names them
+_KIND_WORDS = {"system": "system", "apikey": "API key", "link": "acknowledge link"}
+
+
+def actor_name(who: str) -> str:
+    """An actor in words, for messages people read (incident timelines, alert history, the
+    public status page): `user:sam` → `sam`, `system:escalation` → `escalation (system)`,
+    `apikey:ci` → `ci (API key)`, `link:Ops` → `Ops (acknowledge link)`; other text as it
+    is. The stored `actor` column keeps `KIND:NAME`."""
+    kind, colon, name = who.partition(":")
+    if not colon or not name:
+        return who
+    return name if kind == ActorKind.USER else f"{name} ({_KIND_WORDS.get(kind, kind)})"
 
 
 def record_audit(

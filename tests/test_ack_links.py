@@ -234,6 +234,7 @@ def test_it_escalates_an_incident_by_hand_onto_its_timeline(
     assert channels == [first, second, second]
     escalated = [e for e in timeline if e["kind"] == "escalated"]
     assert len(escalated) == 3 and escalated[0]["actor"].startswith("apikey:")
-    assert "by apikey:" in escalated[0]["message"]
+    # the message names the key in words; the actor column keeps KIND:NAME
+    assert "(API key))" in escalated[0]["message"] and "apikey:" not in escalated[0]["message"]
     missing = httpx.post(f"{api_server}/api/admin/incidents/987654/escalate", headers=headers)
     assert missing.status_code == 404

@@ -189,6 +189,33 @@ def test_it_evaluates_anomaly_rules_from_the_same_hour_of_past_weeks(engine: Eng
     assert (row.status, row.trigger_value) == ("firing", 900.0)
 
 
+def test_an_anomaly_rule_checks_the_hour_just_ended_until_the_new_hour_has_a_minute(
+    engine: Engine,
+) -> None:
+    """In an hour's first minutes the hour has no rolled-up minute yet: the hour just ended
+    (against the same hour of past weeks) is checked, so a firing alert stays firing instead of
+    turning to "no data" at every hour's start; past HOUR_GRACE with nothing new, no data."""
+    from monitoring_core.alerts.engine import HOUR_GRACE
+
+    hour = NOW.replace(minute=0) + timedelta(hours=1)  # 13:00
+    partitions_around(engine, NOW)
+    for k in (1, 2, 3):
+        partitions_around(engine, NOW - timedelta(days=7 * k))
+        point(engine, NOW - timedelta(days=7 * k), 100.0 + k, metric="m")
+    point(engine, NOW, 900.0, metric="m")  # 12:40, nothing after it
+    run_rollups(engine, hour + timedelta(seconds=5), safety_lag=timedelta(0))
+    with engine.begin() as conn:
+        threshold_rule(conn, NOW, cfg={"type": "anomaly", "metric": "m", "weeks": 3})
+    statuses = []
+    for at in (hour - timedelta(seconds=30), hour, hour + timedelta(seconds=20),
+               hour + HOUR_GRACE - timedelta(seconds=1), hour + HOUR_GRACE):  # fmt: skip
+        run_evaluation(engine, at, tz=TZ, public_url="http://ui.test")
+        with engine.connect() as conn:
+            row = conn.execute(select(alert_instances)).one()
+        statuses.append((row.status, row.trigger_value))
+    assert statuses == [("firing", 900.0)] * 4 + [("no_data", None)]
+
+
 def test_it_queues_the_notifications_of_many_alerts_firing_at_once(engine: Engine) -> None:
     from monitoring_core.schema import notification_outbox
     from tests.alerting_support import channel

@@ -10,7 +10,14 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Connection, Engine, insert, select
 
-from monitoring_core.audit import key_actor, record_audit, system_actor, user_actor
+from monitoring_core.audit import (
+    actor_name,
+    key_actor,
+    link_actor,
+    record_audit,
+    system_actor,
+    user_actor,
+)
 from monitoring_core.migrate import MIGRATIONS
 from monitoring_core.schema import audit_log
 
@@ -25,6 +32,20 @@ from monitoring_core.schema import audit_log
 )
 def test_it_names_who_acted_as_kind_and_name(actor: str, expected: str) -> None:
     assert actor == expected
+
+
+@pytest.mark.parametrize(
+    ("actor", "words"),
+    [
+        (user_actor("ann"), "ann"),
+        (key_actor("checkout-service"), "checkout-service (API key)"),
+        (system_actor("escalation"), "escalation (system)"),
+        (link_actor("Ops Slack"), "Ops Slack (acknowledge link)"),
+        ("someone", "someone"),  # text of no kind stays as it is
+    ],
+)
+def test_it_names_who_acted_in_words_for_messages(actor: str, words: str) -> None:
+    assert actor_name(actor) == words
 
 
 def test_it_refuses_an_actor_without_a_name() -> None:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select
 
+from monitoring_core.audit import key_actor, user_actor
 from monitoring_core.incidents import lifecycle, service
 from monitoring_core.incidents.lifecycle import TransitionRefused, check_transition
 from monitoring_core.incidents.queries import incident_detail, list_incidents
@@ -165,6 +166,24 @@ def test_it_walks_an_incident_through_its_life_writing_the_timeline(engine: Engi
     assert "incident.acknowledged" in audits and "incident.create" in audits
 
 
+def test_timeline_messages_name_people_in_words(engine: Engine) -> None:
+    """Messages are read on the incident page and the public status page: `user:bob` is
+    "bob", an API key says so; the actor column keeps KIND:NAME."""
+    inc = _declare(engine)
+    kw: dict[str, Any] = {"incident_id": inc["id"], "role": "responder", "now": TUESDAY}
+    with engine.begin() as c:
+        service.acknowledge_incident(c, actor=user_actor("bob"), **kw)
+        service.assign_incident(c, assignee="carol", actor=user_actor("bob"), **kw)
+        service.change_status(c, status="investigating", actor=key_actor("ci"), **kw)
+        timeline = list_timeline(c, incident_id=inc["id"])
+    said = [(e["actor"], e["message"]) for e in timeline[1:]]
+    assert said == [
+        ("user:bob", "Acknowledged by bob"),
+        ("user:bob", "Assigned to carol by bob"),
+        ("apikey:ci", "Status open → investigating by ci (API key)"),
+    ]
+
+
 def test_it_refuses_moves_and_second_acknowledgements_clearly(engine: Engine) -> None:
     inc = _declare(engine)
     kw: dict[str, Any] = {"incident_id": inc["id"], "actor": "bob", "role": "responder"}
@@ -231,7 +250,7 @@ def test_it_records_a_severity_change_and_lists_with_filters(engine: Engine) -> 
         active = list_incidents(c, active_only=True)
     assert detail is not None and detail["severity"] == "SEV1"
     assert detail["timeline"][-1]["kind"] == "severity_changed"
-    assert "severity: SEV2 -> SEV1" in detail["timeline"][-1]["message"]
+    assert "severity: SEV2 → SEV1" in detail["timeline"][-1]["message"]
     assert [i["id"] for i in by_service] == [b["id"]]
     assert b["is_saturday"] and b["wedding_impact"] == "high"
     assert [i["id"] for i in active] == [a["id"], b["id"]]  # SEV1 before SEV3

@@ -91,9 +91,12 @@ def test_the_keys_and_users_section_draws_those_rows(
 
 
 def _push(engine: Engine, now: datetime) -> None:
+    """An hour of queue depths, the newest ten minutes at the hour's maximum: the table's
+    latest bucket holds 22.12 however the chart's buckets fall against `now` (a bucket of
+    one minute, or of five starting at 01:00 with `now` at 01:01, holds only minute 1)."""
     points = [
-        MetricPoint("queue_depth", 20.0 + minute % 3 + 0.123456789, now - timedelta(minutes=minute),
-                    {"job": "worker2"}, "prometheus")
+        MetricPoint("queue_depth", (22.0 if minute < 10 else 20.0 + minute % 3) + 0.123456789,
+                    now - timedelta(minutes=minute), {"job": "worker2"}, "prometheus")
         for minute in range(1, 60)
     ]  # fmt: skip
     with engine.begin() as conn:

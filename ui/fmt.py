@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from monitoring_core.audit import actor_name
+
 __all__ = [
     "actor",
     "aggregation",
@@ -269,17 +271,10 @@ def aggregation(name: str) -> str:
     return _AGGREGATIONS.get(name, name)
 
 
-# monitoring_core.audit's actor kinds other than a person, as a reader names them
-_ACTOR_KINDS = {"system": "system", "apikey": "API key", "link": "acknowledge link"}
-
-
 def actor(who: str | None, missing: str = "—") -> str:
     """Who acted, stored as `KIND:NAME` (monitoring_core.audit), in words: `user:sam` → `sam`,
     `system:escalation` → `escalation (system)`, `apikey:ci` → `ci (API key)`; other text as
     it is; `missing` when nobody is named (None, "", a missing value in a frame)."""
     if not isinstance(who, str) or not who:
         return missing
-    kind, colon, name = who.partition(":")
-    if not colon or not name:
-        return who
-    return name if kind == "user" else f"{name} ({_ACTOR_KINDS.get(kind, kind)})"
+    return actor_name(who)

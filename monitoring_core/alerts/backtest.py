@@ -54,9 +54,9 @@ a firing shorter than the step can be missed); so do rate of change
 rules and anomaly rules on signals always, and by default a composite with such a child. Steps are multiples of the step from the epoch,
 so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
-live and not here; a cycle on an hour's first instant finds no current value for an anomaly
-rule (no data until the hour's first minute is rolled up), which the replay, stepping on
-whole minutes, meets at every hour. What the replay cannot know: silences (a silenced
+live and not here; in an hour's first minutes an anomaly rule checks the hour just ended
+until the current hour has a rolled-up minute (`engine.HOUR_GRACE`): live that lasts the
+rollups' lag, in the replay (rollups complete) only a step on the hour's first instant. What the replay cannot know: silences (a silenced
 notification does not stamp `last_notified_at`, so repeats come at other times), points that
 arrived late, rollups that lagged, whether a rule had seen data before the range (no data
 is notified as if it had), and other rules' reads the cycle shares (a counting signal's

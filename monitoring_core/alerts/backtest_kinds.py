@@ -2,15 +2,17 @@
 
 A cycle reads a pattern rule's error events of its window (`errors.queries`, counted per
 10-second bucket) and an anomaly rule's current hour so far and the same hour of past weeks
-(`series.SeriesReader._hours`, one read each). Reading those at each of 129,600 minutes took
+(`series.SeriesReader._hours`, one read each; in an hour's first `engine.HOUR_GRACE` the
+hour before each of those too, the hour just ended standing in for a current hour with no
+rolled-up minute yet). Reading those at each of 129,600 minutes took
 minutes; here each rule's events, or its 1-minute rollups and past hours, are read once and
 each evaluated step gets the series the cycle would have read then, built from them.
 
 From the same arrays, per alert key and step, what its check certainly gives (`Classes`):
 absent, False (pattern: a count clear of every threshold the calendar can make; anomaly: a
 current value inside the band whose z-score against that hour's baseline does not breach,
-with room for rounding), no data (anomaly: no current value yet, the first minute of an
-hour; fewer than `min_baseline` past weeks), or unsure. A step where every key's certain
+with room for rounding), no data (anomaly: no current value, nor an hour just ended to
+stand in for it; fewer than `min_baseline` past weeks), or unsure. A step where every key's certain
 outcome keeps its instance as it is and notifies nobody (`Classes.steady`: False or absent
 while not active, no data while `no_data_keeps`) is skipped; the engine decides every other
 step (`engine.evaluate_keys`) on these series.
@@ -33,7 +35,7 @@ from sqlalchemy import Connection, text
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest_quiet import Bounds, _range, _sparse, read_bounds
-from monitoring_core.alerts.engine import ACTIVE, AlertState, Known, Point
+from monitoring_core.alerts.engine import ACTIVE, HOUR_GRACE, AlertState, Known, Point
 from monitoring_core.alerts.rules import OPERATORS, Rule
 from monitoring_core.enums import AlertStatus
 from monitoring_core.errors.queries import _dimension, _filters
@@ -272,47 +274,58 @@ def anomaly_source(
     conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime]
 ) -> Source:
     """An anomaly rule on a metric: per step the series a cycle's `_hours` read gives (the
-    current hour so far, each past week's same hour) and what each key's check certainly gives.
+    current hour so far and each past week's same hour; in an hour's first `HOUR_GRACE`, the
+    hour before each of those too) and what each key's check certainly gives.
     Percentiles and `last` are read per evaluated step by the cycle's own reader (their
     value needs the rollups' histograms); the arrays only bound them."""
     cond, agg = rule.condition, fk.aggregation
     first_hour, last_hour = floor_to(steps[0], HOUR), floor_to(steps[-1], HOUR)
     minutes = read_bounds(conn, fk, first_hour, steps[-1])
     reader = series_mod.SeriesReader(conn, steps[-1])
-    past = reader._rollups(fk, TimeRange(first_hour - cond.weeks * WEEK, last_hour - WEEK + HOUR))
+    # past weeks' hours and the steps' own complete hours (an hour's first minutes check the
+    # hour just ended)
+    past = reader._rollups(fk, TimeRange(first_hour - cond.weeks * WEEK - HOUR, last_hour))
     at_s = _step_us(steps) / 1e6
     hour_s = np.floor(at_s / 3600.0) * 3600.0
-    hours = np.unique(hour_s).tolist()
-    groups = set(minutes) | set(past)
+    grace = (at_s - hour_s) < HOUR_GRACE.total_seconds()
+    own = np.unique(hour_s)
+    sorted_hours = np.unique(np.r_[own, own - 3600.0])
+    hours = sorted_hours.tolist()
+    pos = np.searchsorted(sorted_hours, hour_s)  # each step's hour in `hours`
+    before = np.searchsorted(sorted_hours, hour_s - 3600.0)  # and the hour before it
     per_group: dict[tuple, Any] = {}
-    for g in groups:
+    for g in set(minutes) | set(past):
         by_hour = {(h - _EPOCH).total_seconds(): v for h, v in past.get(g, {}).items()}
         b = minutes.get(g)
         if b is None:
             value = low = high = np.full(len(steps), np.nan)
         else:
             value, low, high = _hour_values(b, agg, at_s, hour_s)
-        bands, counts, present = {}, {}, {}
+        bands, counts, present = [], [], []
         for h in hours:
             base = [by_hour[x] for k in range(cond.weeks, 0, -1)
                     if (x := h - k * WEEK.total_seconds()) in by_hour]  # fmt: skip
-            counts[h], present[h] = len(base), bool(base)
-            bands[h] = _band(cond, base) if len(base) >= cond.min_baseline else None
-        per_group[g] = (by_hour, value, low, high, bands, counts, present)
-    keyed: Any = series_mod.for_rule(rule, fk, per_group)
-    hour_index = {h: i for i, h in enumerate(hours)}
-    pos = np.array([hour_index[h] for h in hour_s.tolist()], dtype=np.int64)
-    classes = {}
-    for key, (_dims, (_by_hour, value, low, high, bands, counts, present)) in keyed.items():
-        lo_band = np.array([bands[h][0] if bands[h] else np.nan for h in hours])[pos]
-        hi_band = np.array([bands[h][1] if bands[h] else np.nan for h in hours])[pos]
-        enough = np.array([counts[h] >= cond.min_baseline for h in hours], dtype=bool)[pos]
-        had = np.array([present[h] for h in hours], dtype=bool)[pos]
+            counts.append(len(base))
+            present.append(bool(base))
+            bands.append(_band(cond, base) if len(base) >= cond.min_baseline else None)
+        # no current value in an hour's first minutes: the hour just ended is checked
+        ended = np.array([by_hour.get(h - 3600.0, np.nan) for h in hours])[pos]
         current = ~np.isnan(value) | ~np.isnan(low)
+        fallback = ~current & grace & ~np.isnan(ended)
+        at = np.where(fallback, before, pos)
+        low, high = np.where(fallback, ended, low), np.where(fallback, ended, high)
+        lo_band = np.array([x[0] if x else np.nan for x in bands])[at]
+        hi_band = np.array([x[1] if x else np.nan for x in bands])[at]
+        enough = np.array(counts)[at] >= cond.min_baseline
+        had = np.array(present, dtype=bool)
+        had = had[pos] | (grace & had[before])
         with np.errstate(invalid="ignore"):
             fine = (low >= lo_band) & (high <= hi_band)
-        found = np.where(~current | ~enough, NO_DATA, np.where(fine, FALSE, UNSURE))
-        classes[key] = np.where(~current & ~had, ABSENT, found).astype(np.int8)
+        checked = current | fallback
+        found = np.where(~checked | ~enough, NO_DATA, np.where(fine, FALSE, UNSURE))
+        per_group[g] = (by_hour, value, np.where(~checked & ~had, ABSENT, found).astype(np.int8))
+    keyed: Any = series_mod.for_rule(rule, fk, per_group)
+    classes = {key: found for key, (_dims, (_by_hour, _value, found)) in keyed.items()}
     index = {at: i for i, at in enumerate(steps)}
     exact = agg in (*_SUMMED, "min", "max")
 
@@ -322,26 +335,32 @@ def anomaly_source(
             return series_mod.for_rule(rule, fk, series_mod.SeriesReader(conn, at).fetch(fk, span))
         i = index[at]
         out: series_mod.Grouped = {}
-        hour = float(hour_s[i])
-        if hour not in held:  # the hour's baseline points, built once (steps ask in order)
+        hour, ended = float(hour_s[i]), bool(grace[i])
+        if (hour, ended) not in held:  # the hour's baseline points, built once (steps ask in order)
             held.clear()
-            held[hour] = {g: _baseline(by_hour, hour) for g, (by_hour, *_rest) in per_group.items()}
+            held[hour, ended] = {
+                g: _baseline(by_hour, hour, ended) for g, (by_hour, *_rest) in per_group.items()
+            }
         stamp = _EPOCH + timedelta(seconds=hour)
-        for g, (_by_hour, value, *_rest) in per_group.items():
-            points = held[hour][g]
+        for g, (_by_hour, value, _found) in per_group.items():
+            points = held[hour, ended][g]
             if not math.isnan(value[i]):
                 points = [*points, Point(stamp, float(value[i]))]
             if points:
                 out[g] = points
         return series_mod.for_rule(rule, fk, out)
 
-    held: dict[float, dict[tuple, list[Point]]] = {}
+    held: dict[tuple[float, bool], dict[tuple, list[Point]]] = {}
 
-    def _baseline(by_hour: dict[float, float], hour: float) -> list[Point]:
-        """The same hour of each past week, oldest first, as `_hours` reads them."""
-        weeks_back = (hour - k * WEEK.total_seconds() for k in range(cond.weeks, 0, -1))
+    def _baseline(by_hour: dict[float, float], hour: float, ended: bool) -> list[Point]:
+        """The same hour of each past week, oldest first, each after the hour before it in an
+        hour's first minutes, and then the hour just ended: what `_hours` reads."""
+        starts = [hour - k * WEEK.total_seconds() for k in range(cond.weeks, -1, -1)]
+        wanted = [x for s in starts for x in ((s - 3600.0, s) if ended else (s,))]
         return [
-            Point(_EPOCH + timedelta(seconds=x), by_hour[x]) for x in weeks_back if x in by_hour
+            Point(_EPOCH + timedelta(seconds=x), by_hour[x])
+            for x in wanted
+            if x in by_hour and x != hour
         ]
 
     return at_step, Classes(rule, classes, np.full(len(steps), NO_DATA, dtype=np.int8))

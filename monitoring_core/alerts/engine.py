@@ -75,6 +75,12 @@ S = AlertStatus
 ACTIVE = frozenset({S.PENDING, S.FIRING, S.ACKNOWLEDGED, S.SUPPRESSED, S.NO_DATA})
 WEEK = timedelta(days=7)
 _HALF_HOUR = timedelta(minutes=30)
+# An hour's first minutes have no rolled-up minute of that hour yet (rollups run every 15 s,
+# 15 s behind, held up to `rollups.MAX_HOLD` behind an open transaction): an anomaly rule on
+# hourly rollups then checks the hour just ended against the same hour of past weeks
+# (`series.SeriesReader._hours` reads it), instead of finding no current value and
+# notifying "no data" at every hour's start.
+HOUR_GRACE = timedelta(minutes=10)
 
 
 class Point(NamedTuple):
@@ -279,8 +285,9 @@ def robust_z(value: float, baseline: Sequence[float]) -> float:
 
 def _anomaly(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
     # Anomaly series are hourly, stamped with the hour's start: the current hour's point is at
-    # most an hour old, however short `window_minutes` is.
-    recent = _window(series, now, max(cond.window_minutes, 60))
+    # most an hour old, however short `window_minutes` is; in an hour's first HOUR_GRACE, with
+    # no point of the current hour yet, the hour just ended is the current value.
+    recent = _window(series, now, max(cond.window_minutes, 60) + HOUR_GRACE.total_seconds() / 60)
     if not recent:
         return Check(None, None, cond.z_threshold, "no current value")
     current = recent[-1]

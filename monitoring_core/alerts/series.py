@@ -11,7 +11,8 @@ A `SeriesReader` lives for one evaluation cycle and shares reads between rules:
   raw points in that span falls back to the rollups;
 - longer windows read 1-minute rollups (`query_metric`) with the newest minutes replaced by
   raw buckets; anomaly rules read hourly rollups stamped with the hour's start, so the
-  current hour lines up with the same hour of past weeks.
+  current hour lines up with the same hour of past weeks (in an hour's first
+  `engine.HOUR_GRACE`, before its first minute is rolled up, the hour just ended as well).
 A bucket's point is stamped with its end (the current, partial bucket with `now`).
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from monitoring_core.alerts.engine import Columns, Point
+from monitoring_core.alerts.engine import HOUR_GRACE, Columns, Point
 from monitoring_core.alerts.raw import RawMetric, bucket, bucketed, read_raw
 from monitoring_core.alerts.rules import Rule
 from monitoring_core.alerts.signals import signal
@@ -282,12 +283,17 @@ class SeriesReader:
         those hours keeps an anomaly rule over 4 weeks at 5 small reads instead of 672 rows
         per group."""
         hour = floor_to(self.now, HOUR)
+        # in an hour's first minutes, the hour just ended too (`engine.HOUR_GRACE`)
+        before = HOUR if self.now - hour < HOUR_GRACE else timedelta(0)
         points: dict[tuple, list[Point]] = defaultdict(list)
         for weeks_back in range(int((span - HOUR) / WEEK), -1, -1):
             start = hour - weeks_back * WEEK
-            tr = TimeRange(start, min(start + HOUR, self.now))
+            wanted = {start - before, start}
+            tr = TimeRange(start - before, min(start + HOUR, self.now))
             for values, buckets in self._rollups(key, tr).items():
-                points[values].extend(Point(b, x) for b, x in sorted(buckets.items()) if b == start)
+                points[values].extend(
+                    Point(b, x) for b, x in sorted(buckets.items()) if b in wanted
+                )
         return dict(points)
 
     def _pattern(self, key: FetchKey, span: timedelta) -> Grouped:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, update
 
 from monitoring_core.alerts.service import ActionRefused
 from monitoring_core.alerts.store import get_instance, get_rule, record_event
-from monitoring_core.audit import record_audit
+from monitoring_core.audit import actor_name, record_audit
 from monitoring_core.enums import Role
 from monitoring_core.flows.alert_escalation import (
     add_alert_timeline,
@@ -93,8 +93,11 @@ def acknowledge_alert(
         values={"status": "acknowledged", "acknowledged_at": now, "acknowledged_by": actor},
         actor=actor,
         now=now,
-        event=f"acknowledged by {actor}",
-        timeline=("alert_acknowledged", f"{alert['alert_name']} acknowledged by {actor}"),
+        event=f"acknowledged by {actor_name(actor)}",
+        timeline=(
+            "alert_acknowledged",
+            f"{alert['alert_name']} acknowledged by {actor_name(actor)}",
+        ),
     )
     if alert.get("incident_id"):
         conn.execute(
@@ -132,8 +135,11 @@ def suppress_alert(
         values={"status": "suppressed", "suppressed_until": until},
         actor=actor,
         now=now,
-        event=f"suppressed until {until.isoformat()}: {reason}",
-        timeline=("note", f"{alert['alert_name']} suppressed {minutes:g} min by {actor}: {reason}"),
+        event=f"suppressed until {until:%Y-%m-%d %H:%M} UTC by {actor_name(actor)}: {reason}",
+        timeline=(
+            "note",
+            f"{alert['alert_name']} suppressed {minutes:g} min by {actor_name(actor)}: {reason}",
+        ),
         details={"minutes": minutes, "reason": reason},
     )
     return get_instance(conn, instance_id=instance_id)
@@ -217,8 +223,11 @@ def resolve_alert(
         values={"status": "resolved", "resolved_at": now, "suppressed_until": None},
         actor=actor,
         now=now,
-        event=f"resolved by hand by {actor}{why}",
-        timeline=("alert_resolved", f"{alert['alert_name']} resolved by hand by {actor}{why}"),
+        event=f"resolved by hand by {actor_name(actor)}{why}",
+        timeline=(
+            "alert_resolved",
+            f"{alert['alert_name']} resolved by hand by {actor_name(actor)}{why}",
+        ),
         details={"reason": reason.strip()} if why else None,
     )
     resolved = get_instance(conn, instance_id=instance_id)

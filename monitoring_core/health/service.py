@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from monitoring_core.audit import record_audit
+from monitoring_core.audit import actor_name, record_audit
 from monitoring_core.health.store import (
     CheckRow,
     create_check,
@@ -77,7 +77,9 @@ def _set_paused(
 ) -> CheckRow | None:
     verb = "pause" if paused else "resume"
     before = get_check(conn, check_id)
-    row = set_paused(conn, check_id, paused=paused, reason=f"{verb}d by {actor}", now=now)
+    row = set_paused(
+        conn, check_id, paused=paused, reason=f"{verb}d by {actor_name(actor)}", now=now
+    )
     if row is not None and before is not None and (before.paused_at is None) == paused:
         record_audit(
             conn,

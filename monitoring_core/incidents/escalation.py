@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select, update
 
-from monitoring_core.audit import system_actor
+from monitoring_core.audit import actor_name, system_actor
 from monitoring_core.enums import IncidentStatus, Role
 from monitoring_core.incidents.lifecycle import (
     ACTIVE_STATUSES,
@@ -210,7 +210,7 @@ def _send(
     )
     why = _WHY_TIMELINE[page.reason]
     if page.reason == "by_hand":
-        why = f"by {actor}"
+        why = f"by {actor_name(actor)}"
     add_timeline_entry(
         conn,
         incident_id=int(incident["id"]),

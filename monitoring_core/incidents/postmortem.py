@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from monitoring_core.audit import actor_name
 from monitoring_core.enums import Role
 from monitoring_core.incidents.queries import linked_alerts, linked_error_groups
 from monitoring_core.incidents.service import IncidentInvalid, load_incident
@@ -205,7 +206,7 @@ def save_postmortem(
         kind="postmortem",
         actor=actor,
         now=now,
-        message=f"Post-incident report saved by {actor} ({len(markdown)} characters)",
+        message=f"Post-incident report saved by {actor_name(actor)} ({len(markdown)} characters)",
     )
 
 

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
 from monitoring_core import outbound
-from monitoring_core.audit import record_audit
+from monitoring_core.audit import actor_name, record_audit
 from monitoring_core.enums import Role
 from monitoring_core.incidents.queries import linked_alerts, linked_error_groups
 from monitoring_core.incidents.service import IncidentInvalid, load_incident
@@ -321,9 +321,9 @@ def run_step(
             ._mapping
         )
         text = (
-            f"requested by {actor}, awaiting approval ({reason})"
+            f"requested by {actor_name(actor)}, awaiting approval ({reason})"
             if reason
-            else f"started by {actor}"
+            else f"started by {actor_name(actor)}"
         )
         _timeline(conn, ex, step, text, actor, now)
     return ex if reason else _execute(engine, ex, step, actor, now)
@@ -355,7 +355,7 @@ def approve_execution(
             ._mapping
         )
         _, step = _load(conn, ex["runbook_id"], ex["step_index"])
-        _timeline(conn, ex, step, f"approved by {actor}", actor, now)
+        _timeline(conn, ex, step, f"approved by {actor_name(actor)}", actor, now)
     return _execute(engine, ex, step, actor, now)
 
 
@@ -398,7 +398,7 @@ def _perform(
 ) -> tuple[bool, str]:
     cfg = step.get("config") or {}
     if step["kind"] == "manual":
-        return True, f"checked off by {actor}"
+        return True, f"checked off by {actor_name(actor)}"
     if step["kind"] == "http":
         return _http(cfg)
     if step["kind"] == "health_check":

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select, update
 
-from monitoring_core.audit import record_audit
+from monitoring_core.audit import actor_name, record_audit
 from monitoring_core.enums import IncidentStatus, Role
 from monitoring_core.incidents.lifecycle import (
     ACTIVE_STATUSES,
@@ -209,12 +209,12 @@ def update_incident(
         return inc
     old = {k: inc.get(k) for k in changes}
     kind = "severity_changed" if "severity" in changes else "updated"
-    text = ", ".join(f"{k}: {old[k]} -> {v}" for k, v in changes.items())
+    text = ", ".join(f"{k.replace('_', ' ')}: {old[k]} → {v}" for k, v in changes.items())
     _log(
         conn,
         inc,
         kind,
-        f"{actor} changed {text}",
+        f"{actor_name(actor)} changed {text}",
         actor,
         now,
         details={"from": _plain(old), "to": _plain(changes)},
@@ -236,7 +236,7 @@ def acknowledge_incident(
         raise TransitionRefused(f"a {inc['status']} incident cannot be acknowledged")
     if inc["acknowledged_at"] is not None:
         raise TransitionRefused(f"already acknowledged at {inc['acknowledged_at'].isoformat()}")
-    _log(conn, inc, "acknowledged", f"Acknowledged by {actor}", actor, now, public=True)
+    _log(conn, inc, "acknowledged", f"Acknowledged by {actor_name(actor)}", actor, now, public=True)
     fields: dict[str, Any] = {"acknowledged_at": now, "updated_at": now}
     if not inc["assigned_to"]:
         # Whoever acknowledges owns it until reassigned; the assignee is a person's plain name
@@ -254,7 +254,8 @@ def assign_incident(
     if inc["status"] == IncidentStatus.CLOSED:
         raise TransitionRefused("a closed incident cannot be reassigned")
     who = assignee.strip() or None
-    text = f"Assigned to {who} by {actor}" if who else f"Unassigned by {actor}"
+    by = actor_name(actor)
+    text = f"Assigned to {who} by {by}" if who else f"Unassigned by {by}"
     _log(conn, inc, "assigned", text, actor, now, details={"from": inc["assigned_to"], "to": who})
     return _save(conn, incident_id, {"assigned_to": who, "updated_at": now})
 
@@ -277,7 +278,9 @@ def change_status(
     kind = {IncidentStatus.RESOLVED: "resolved", IncidentStatus.CLOSED: "closed"}.get(
         to, "status_changed"
     )
-    text = f"Status {inc['status']} -> {to.value} by {actor}" + (f": {message}" if message else "")
+    text = f"Status {inc['status']} → {to.value} by {actor_name(actor)}" + (
+        f": {message}" if message else ""
+    )
     _log(
         conn,
         inc,
