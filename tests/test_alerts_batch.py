@@ -189,6 +189,35 @@ def test_it_evaluates_anomaly_rules_from_the_same_hour_of_past_weeks(engine: Eng
     assert (row.status, row.trigger_value) == ("firing", 900.0)
 
 
+@pytest.mark.parametrize(("today", "status"), [(40, None), (12, "firing")])
+def test_an_anomaly_rule_compares_the_hour_so_far_with_the_same_minutes_of_past_weeks(
+    engine: Engine, today: int, status: str | None
+) -> None:
+    """An order a minute, every week: 40 minutes into the hour, 40 orders so far is normal
+    (the same 40 minutes of past weeks had 40; against their whole hours' 60 it looked like a
+    drop at every hour), and 12 is a drop."""
+    from tests.rollup_fixtures import add_points, add_series
+
+    hour = NOW.replace(minute=0)
+    with engine.begin() as conn:
+        for k in (0, 1, 2, 3):
+            partitions_around(engine, NOW - timedelta(days=7 * k))
+        series = add_series(conn, "orders", {})
+        rows = [(hour - timedelta(days=7 * k, minutes=-m, seconds=-20), 1.0)
+                for k in (1, 2, 3) for m in range(60)]  # fmt: skip
+        rows += [(hour + timedelta(minutes=40 * i / today, seconds=10), 1.0) for i in range(today)]
+        add_points(conn, series, rows, ingested_at=NOW - timedelta(minutes=1))
+    run_rollups(engine, NOW, safety_lag=timedelta(0))
+    with engine.begin() as conn:
+        threshold_rule(conn, NOW, cfg={"type": "anomaly", "metric": "orders", "weeks": 3,
+                                       "aggregation": "count"})  # fmt: skip
+    run_evaluation(engine, NOW, tz=TZ, public_url="http://ui.test")
+    with engine.connect() as conn:
+        found = conn.execute(select(alert_instances.c.status, alert_instances.c.trigger_value))
+        rows_found = found.all()
+    assert [tuple(r) for r in rows_found] == ([(status, float(today))] if status else [])
+
+
 def test_an_anomaly_rule_checks_the_hour_just_ended_until_the_new_hour_has_a_minute(
     engine: Engine,
 ) -> None:

@@ -83,6 +83,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest_kinds import EXACT as ANOMALY_EXACT
 from monitoring_core.alerts.backtest_kinds import (
     FALSE,
     NO_DATA,
@@ -154,11 +155,18 @@ def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta
 def every_step(rule: Rule) -> bool:
     """Whether the rule is replayed at every step of any range (else at most MAX_STEPS):
     metric threshold and absence rules and signal thresholds (`backtest_quiet`), pattern
-    rules and anomaly rules on metrics (`backtest_kinds`), PromQL and composite rules."""
+    rules and anomaly rules on metrics by count, sum, min, max or average (`backtest_kinds`;
+    on a percentile or `last`, each step's partial hours are read from the rollups'
+    histograms: at most MAX_STEPS of them), PromQL and composite rules."""
     if skips(rule) or rule.condition.type in ("pattern", "promql", "composite"):
         return True
     fk = series_mod.fetch_key(rule)
-    return rule.condition.type == "anomaly" and fk is not None and fk.kind == "hour"
+    return (
+        rule.condition.type == "anomaly"
+        and fk is not None
+        and fk.kind == "hour"
+        and fk.aggregation in ANOMALY_EXACT
+    )
 
 
 def live_cadence(rule: Rule) -> bool:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,10 +39,11 @@ from monitoring_core.alerts.engine import ACTIVE, HOUR_GRACE, AlertState, Known,
 from monitoring_core.alerts.rules import OPERATORS, Rule
 from monitoring_core.enums import AlertStatus
 from monitoring_core.errors.queries import _dimension, _filters
-from monitoring_core.rollup_read import floor_to
+from monitoring_core.metrics_query import query_metric_ranges
+from monitoring_core.rollup_read import MINUTE, floor_to
 from monitoring_core.timerange import TimeRange
 
-__all__ = ["Classes", "anomaly_source", "no_data_keeps", "pattern_source"]
+__all__ = ["EXACT", "Classes", "anomaly_source", "no_data_keeps", "pattern_source"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR, WEEK = timedelta(hours=1), timedelta(days=7)
@@ -224,143 +225,176 @@ _ONE_US = timedelta(microseconds=1)
 
 # ---------------------------------------------------------------- anomaly
 _SUMMED = ("avg", "sum", "count")
+EXACT = (*_SUMMED, "min", "max")  # computed here from the minutes' count/sum/min/max
+_WEEK_S, _HOUR_S = WEEK.total_seconds(), HOUR.total_seconds()
 
 
-def _hour_values(
-    b: Bounds, agg: str, at_s: np.ndarray, hour_s: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per step: the current hour's value so far from the group's 1-minute rollups (minutes
-    starting in [hour, at)), as `metrics_query.query_metric` computes it (NaN: no minute),
-    and bounds on it (for percentiles and last: the minutes' extremes)."""
-    lo = np.searchsorted(b.m, hour_s, "left")
-    hi = np.searchsorted(b.m, at_s, "left")
-    value = np.full(len(at_s), np.nan)
-    low, high = value.copy(), value.copy()
+def _partial_values(b: Bounds, agg: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """For one group's 1-minute rollups: a function giving, per step, the value of the minutes
+    starting in [hour, at) as `metrics_query.query_metric` computes it (NaN: no minute), for
+    an aggregation in EXACT. Built once per group, asked once per week back."""
     if agg in _SUMMED:  # sums run from each hour's first minute, in order, as SQL adds them
-        heads = np.flatnonzero(np.r_[True, np.diff(np.floor(b.m / 3600.0)) != 0])
+        heads = np.flatnonzero(np.r_[True, np.diff(np.floor(b.m / _HOUR_S)) != 0])
         total, count = np.empty(len(b.m)), np.empty(len(b.m))
         for a, z in zip(heads.tolist(), [*heads[1:].tolist(), len(b.m)], strict=True):
             total[a:z], count[a:z] = np.cumsum(b.total[a:z]), np.cumsum(b.n[a:z])
-        some = hi > lo
-        last = hi[some] - 1
-        sums = {"sum": total[last], "count": count[last], "avg": total[last] / count[last]}
-        value[some] = sums[agg]
-        low = high = value
-    else:
-        low = _range(_sparse(b.lo, np.minimum), lo, hi, np.minimum, np.nan)
-        high = _range(_sparse(b.hi, np.maximum), lo, hi, np.maximum, np.nan)
-        if agg in ("min", "max"):
-            value = low if agg == "min" else high
-            low = high = value
-    return value, low, high
+        run = {"sum": total, "count": count, "avg": total / np.where(count == 0, np.nan, count)}
+        running = run[agg]
+
+        def summed(at_s: np.ndarray, hour_s: np.ndarray) -> np.ndarray:
+            lo = np.searchsorted(b.m, hour_s, "left")
+            hi = np.searchsorted(b.m, at_s, "left")
+            value = np.full(len(at_s), np.nan)
+            some = hi > lo
+            value[some] = running[hi[some] - 1]
+            return value
+
+        return summed
+    pick = np.minimum if agg == "min" else np.maximum
+    table = _sparse(b.lo if agg == "min" else b.hi, pick)
+
+    def extreme(at_s: np.ndarray, hour_s: np.ndarray) -> np.ndarray:
+        lo = np.searchsorted(b.m, hour_s, "left")
+        hi = np.searchsorted(b.m, at_s, "left")
+        return np.asarray(_range(table, lo, hi, pick, np.nan))
+
+    return extreme
 
 
-def _band(cond: Any, baseline: list[float]) -> tuple[float, float] | None:
-    """The current values whose robust z-score against `baseline` does not breach (None:
-    unsure, a flat baseline), as `engine._anomaly` decides with `engine.robust_z`."""
-    median = statistics.median(baseline)
-    mad = statistics.median(abs(b - median) for b in baseline)
-    scale = 1.4826 * mad or 1.2533 * statistics.fmean(abs(b - median) for b in baseline)
-    if scale == 0 or not math.isfinite(scale):
-        return None
+def _read_partials(
+    conn: Connection, fk: series_mod.FetchKey, at_s: np.ndarray, hour_s: np.ndarray, weeks: int
+) -> dict[tuple, list[np.ndarray]]:
+    """Per group, per week back (0: the current hour so far), per step: the value of the
+    hour's minutes before the step (percentiles and `last`, from the rollups' histograms and
+    last values), read in one statement for all steps (`metrics_query.query_metric_ranges`)."""
+    n = len(at_s)
+    some = np.flatnonzero(at_s > hour_s)
+    starts: list[datetime] = []
+    ends: list[datetime] = []
+    for k in range(weeks + 1):
+        back = k * _WEEK_S
+        starts.extend(_EPOCH + timedelta(seconds=float(x - back)) for x in hour_s[some])
+        ends.extend(_EPOCH + timedelta(seconds=float(x - back)) for x in at_s[some])
+    out: dict[tuple, list[np.ndarray]] = {}
+    if not starts:
+        return out
+    frame = query_metric_ranges(
+        conn,
+        metric_name=fk.metric,
+        aggregation=fk.aggregation,
+        starts=starts,
+        ends=[floor_to(e - _ONE_US, MINUTE) + MINUTE for e in ends],  # minutes starting before
+        group_by=list(fk.dims),
+    )
+    if not len(frame):
+        return out
+    groups = (
+        zip(*(frame[d].astype(str).tolist() for d in fk.dims), strict=True)
+        if fk.dims
+        else iter(lambda: (), None)
+    )
+    width = len(some)
+    for g, j, value in zip(groups, frame["bucket"].tolist(), frame["value"].tolist(), strict=False):
+        if value != value:  # NaN
+            continue
+        arrays = out.setdefault(tuple(g), [np.full(n, np.nan) for _ in range(weeks + 1)])
+        arrays[int(j) // width][some[int(j) % width]] = float(value)
+    return out
+
+
+def _bands(cond: Any, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per step (columns of `base`, the past weeks' values, NaN where none): the current values
+    whose robust z-score does not breach, as `engine._anomaly` decides with `engine.robust_z`
+    (NaN bounds: unsure, a flat baseline), and whether there are `min_baseline` values."""
+    count = (~np.isnan(base)).sum(axis=0)
+    enough = count >= cond.min_baseline
+    with warnings.catch_warnings():  # columns without any value are NaN, and said so
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(base, axis=0)
+        deviation = np.abs(base - median)
+        mad = np.nanmedian(deviation, axis=0)
+        mean = np.nanmean(deviation, axis=0)
+    scale = np.where(mad > 0, 1.4826 * mad, 1.2533 * mean)
+    sure = enough & (scale > 0) & np.isfinite(scale)
     reach = cond.z_threshold * scale
-    room = 1e-9 * (abs(median) + reach)
-    lo = -math.inf if cond.direction == "above" else median - reach + room
-    hi = math.inf if cond.direction == "below" else median + reach - room
-    return lo, hi
+    room = 1e-9 * (np.abs(median) + reach)
+    lo = np.full(len(count), -np.inf) if cond.direction == "above" else median - reach + room
+    hi = np.full(len(count), np.inf) if cond.direction == "below" else median + reach - room
+    return np.where(sure, lo, np.nan), np.where(sure, hi, np.nan), enough
 
 
 def anomaly_source(
     conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime]
 ) -> Source:
     """An anomaly rule on a metric: per step the series a cycle's `_hours` read gives (the
-    current hour so far and each past week's same hour; in an hour's first `HOUR_GRACE`, the
-    hour before each of those too) and what each key's check certainly gives.
-    Percentiles and `last` are read per evaluated step by the cycle's own reader (their
-    value needs the rollups' histograms); the arrays only bound them."""
-    cond, agg = rule.condition, fk.aggregation
+    current hour so far and the same minutes of that hour in each past week; in an hour's
+    first `HOUR_GRACE`, the whole hour before each of those too) and what each key's check
+    certainly gives. Count/sum/min/max/avg come from the minutes' rollups in numpy;
+    percentiles and `last` from one read of every step's partial hours."""
+    cond, agg, weeks = rule.condition, fk.aggregation, rule.condition.weeks
     first_hour, last_hour = floor_to(steps[0], HOUR), floor_to(steps[-1], HOUR)
-    minutes = read_bounds(conn, fk, first_hour, steps[-1])
-    reader = series_mod.SeriesReader(conn, steps[-1])
-    # past weeks' hours and the steps' own complete hours (an hour's first minutes check the
-    # hour just ended)
-    past = reader._rollups(fk, TimeRange(first_hour - cond.weeks * WEEK - HOUR, last_hour))
     at_s = _step_us(steps) / 1e6
-    hour_s = np.floor(at_s / 3600.0) * 3600.0
+    hour_s = np.floor(at_s / _HOUR_S) * _HOUR_S
     grace = (at_s - hour_s) < HOUR_GRACE.total_seconds()
-    own = np.unique(hour_s)
-    sorted_hours = np.unique(np.r_[own, own - 3600.0])
-    hours = sorted_hours.tolist()
-    pos = np.searchsorted(sorted_hours, hour_s)  # each step's hour in `hours`
-    before = np.searchsorted(sorted_hours, hour_s - 3600.0)  # and the hour before it
+    partials: dict[tuple, list[np.ndarray]]
+    if agg in EXACT:
+        minutes = read_bounds(conn, fk, first_hour - weeks * WEEK, steps[-1])
+        partials = {}
+        for g, b in minutes.items():
+            values = _partial_values(b, agg)
+            partials[g] = [
+                values(at_s - k * _WEEK_S, hour_s - k * _WEEK_S) for k in range(weeks + 1)
+            ]
+    else:
+        partials = _read_partials(conn, fk, at_s, hour_s, weeks)
+    # whole hours: the hour before each step's hour, in every week (an hour's first minutes)
+    reader = series_mod.SeriesReader(conn, steps[-1])
+    whole = reader._rollups(fk, TimeRange(first_hour - weeks * WEEK - HOUR, last_hour))
+    hours = np.unique(hour_s)
+    pos = np.searchsorted(hours, hour_s)
+    nothing = [np.full(len(steps), np.nan)] * (weeks + 1)
     per_group: dict[tuple, Any] = {}
-    for g in set(minutes) | set(past):
-        by_hour = {(h - _EPOCH).total_seconds(): v for h, v in past.get(g, {}).items()}
-        b = minutes.get(g)
-        if b is None:
-            value = low = high = np.full(len(steps), np.nan)
-        else:
-            value, low, high = _hour_values(b, agg, at_s, hour_s)
-        bands, counts, present = [], [], []
-        for h in hours:
-            base = [by_hour[x] for k in range(cond.weeks, 0, -1)
-                    if (x := h - k * WEEK.total_seconds()) in by_hour]  # fmt: skip
-            counts.append(len(base))
-            present.append(bool(base))
-            bands.append(_band(cond, base) if len(base) >= cond.min_baseline else None)
-        # no current value in an hour's first minutes: the hour just ended is checked
-        ended = np.array([by_hour.get(h - 3600.0, np.nan) for h in hours])[pos]
-        current = ~np.isnan(value) | ~np.isnan(low)
-        fallback = ~current & grace & ~np.isnan(ended)
-        at = np.where(fallback, before, pos)
-        low, high = np.where(fallback, ended, low), np.where(fallback, ended, high)
-        lo_band = np.array([x[0] if x else np.nan for x in bands])[at]
-        hi_band = np.array([x[1] if x else np.nan for x in bands])[at]
-        enough = np.array(counts)[at] >= cond.min_baseline
-        had = np.array(present, dtype=bool)
-        had = had[pos] | (grace & had[before])
+    for g in set(partials) | set(whole):
+        by_hour = {(h - _EPOCH).total_seconds(): v for h, v in whole.get(g, {}).items()}
+        part = partials.get(g, nothing)
+        ended = [  # per step, week back k's whole hour before the step's hour
+            np.array([by_hour.get(h - _HOUR_S - k * _WEEK_S, np.nan) for h in hours.tolist()])[pos]
+            for k in range(weeks + 1)
+        ]
+        current = ~np.isnan(part[0])
+        fallback = ~current & grace & ~np.isnan(ended[0])
+        value = np.where(fallback, ended[0], part[0])
+        base = np.array([np.where(fallback, ended[k], part[k]) for k in range(1, weeks + 1)])
+        lo_band, hi_band, enough = _bands(cond, base.reshape(weeks, len(steps)))
         with np.errstate(invalid="ignore"):
-            fine = (low >= lo_band) & (high <= hi_band)
+            fine = (value >= lo_band) & (value <= hi_band)
         checked = current | fallback
         found = np.where(~checked | ~enough, NO_DATA, np.where(fine, FALSE, UNSURE))
-        per_group[g] = (by_hour, value, np.where(~checked & ~had, ABSENT, found).astype(np.int8))
+        had = np.zeros(len(steps), dtype=bool)
+        for k in range(weeks + 1):
+            had |= ~np.isnan(part[k]) | (grace & ~np.isnan(ended[k]))
+        found = np.where(~checked & ~had, ABSENT, found).astype(np.int8)
+        per_group[g] = (part, ended, found)
     keyed: Any = series_mod.for_rule(rule, fk, per_group)
-    classes = {key: found for key, (_dims, (_by_hour, _value, found)) in keyed.items()}
+    classes = {key: found for key, (_dims, (_part, _ended, found)) in keyed.items()}
     index = {at: i for i, at in enumerate(steps)}
-    exact = agg in (*_SUMMED, "min", "max")
 
     def at_step(at: datetime) -> series_mod.Keyed:
-        if not exact:
-            span = series_mod.lookback(rule)
-            return series_mod.for_rule(rule, fk, series_mod.SeriesReader(conn, at).fetch(fk, span))
+        """The points `_hours` reads at `at`: per week back, oldest first, the whole hour
+        before (an hour's first minutes) and the hour's minutes before `at`."""
         i = index[at]
+        hour, before = float(hour_s[i]), bool(grace[i])
         out: series_mod.Grouped = {}
-        hour, ended = float(hour_s[i]), bool(grace[i])
-        if (hour, ended) not in held:  # the hour's baseline points, built once (steps ask in order)
-            held.clear()
-            held[hour, ended] = {
-                g: _baseline(by_hour, hour, ended) for g, (by_hour, *_rest) in per_group.items()
-            }
-        stamp = _EPOCH + timedelta(seconds=hour)
-        for g, (_by_hour, value, _found) in per_group.items():
-            points = held[hour, ended][g]
-            if not math.isnan(value[i]):
-                points = [*points, Point(stamp, float(value[i]))]
+        for g, (part, ended, _found) in per_group.items():
+            points = []
+            for k in range(weeks, -1, -1):
+                start = hour - k * _WEEK_S
+                if before and not math.isnan(x := float(ended[k][i])):
+                    points.append(Point(_EPOCH + timedelta(seconds=start - _HOUR_S), x))
+                if not math.isnan(x := float(part[k][i])):
+                    points.append(Point(_EPOCH + timedelta(seconds=start), x))
             if points:
                 out[g] = points
         return series_mod.for_rule(rule, fk, out)
-
-    held: dict[tuple[float, bool], dict[tuple, list[Point]]] = {}
-
-    def _baseline(by_hour: dict[float, float], hour: float, ended: bool) -> list[Point]:
-        """The same hour of each past week, oldest first, each after the hour before it in an
-        hour's first minutes, and then the hour just ended: what `_hours` reads."""
-        starts = [hour - k * WEEK.total_seconds() for k in range(cond.weeks, -1, -1)]
-        wanted = [x for s in starts for x in ((s - 3600.0, s) if ended else (s,))]
-        return [
-            Point(_EPOCH + timedelta(seconds=x), by_hour[x])
-            for x in wanted
-            if x in by_hour and x != hour
-        ]
 
     return at_step, Classes(rule, classes, np.full(len(steps), NO_DATA, dtype=np.int8))

@@ -129,9 +129,9 @@ def condition_words(cond: Condition, unit: str = "") -> str:
     elif kind == "anomaly":
         side = {"above": "above", "below": "below"}.get(cond.direction, "above or below")
         text = (
-            f"{aggregation_words(cond.aggregation)} of {cond.metric} this hour is more than "
-            f"{cond.z_threshold:g} robust standard deviations {side} the same hour of the past "
-            f"{cond.weeks} weeks"
+            f"{aggregation_words(cond.aggregation)} of {cond.metric} this hour so far is more "
+            f"than {cond.z_threshold:g} robust standard deviations {side} the same minutes of "
+            f"that hour in the past {cond.weeks} weeks"
         )
     elif kind == "rate_of_change":
         change_unit = " %" if cond.change_mode == "percent" else unit_text

@@ -304,7 +304,12 @@ def _anomaly(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
     holds = {"above": z > cond.z_threshold, "below": z < -cond.z_threshold}.get(
         cond.direction, abs(z) > cond.z_threshold
     )
-    return Check(holds, current.value, cond.z_threshold, f"z={z:.2f} vs same hour of past weeks")
+    return Check(
+        holds,
+        current.value,
+        cond.z_threshold,
+        f"z={z:.2f} vs the same part of the hour in past weeks",
+    )
 
 
 def _at_or_before(series: Sequence[Point], moment: datetime) -> Point | None:

@@ -10,9 +10,10 @@ A `SeriesReader` lives for one evaluation cycle and shares reads between rules:
   what lets a breach reach the webhook within seconds. A metric with more than `RAW_LIMIT`
   raw points in that span falls back to the rollups;
 - longer windows read 1-minute rollups (`query_metric`) with the newest minutes replaced by
-  raw buckets; anomaly rules read hourly rollups stamped with the hour's start, so the
-  current hour lines up with the same hour of past weeks (in an hour's first
-  `engine.HOUR_GRACE`, before its first minute is rolled up, the hour just ended as well).
+  raw buckets; anomaly rules read the current hour so far and the same minutes of that hour
+  in past weeks, stamped with the hour's start, so the current hour lines up with the same
+  hour of past weeks (in an hour's first `engine.HOUR_GRACE`, before its first minute is
+  rolled up, the hour just ended as well).
 A bucket's point is stamped with its end (the current, partial bucket with `now`).
 """
 
@@ -278,18 +279,22 @@ class SeriesReader:
         return out
 
     def _hours(self, key: FetchKey, span: timedelta) -> Grouped:
-        """The current hour and the same hour of each past week in `span`, each stamped with
-        the hour's start (the engine's anomaly check compares exactly these). Reading only
-        those hours keeps an anomaly rule over 4 weeks at 5 small reads instead of 672 rows
-        per group."""
+        """The current hour so far and the same part of that hour in each past week in `span`
+        (minutes [hour, hour + elapsed), so a partial hour is compared with partial hours: an
+        hour's first minutes against full past hours made every start of an hour look like
+        an anomaly, a count so far always "below"), each stamped with the hour's start (the
+        engine's anomaly check compares exactly these). In an hour's first
+        `engine.HOUR_GRACE`, the hour before each of those too, whole. Reading only those
+        hours keeps an anomaly rule over 4 weeks at 5 small reads instead of 672 rows per
+        group."""
         hour = floor_to(self.now, HOUR)
-        # in an hour's first minutes, the hour just ended too (`engine.HOUR_GRACE`)
-        before = HOUR if self.now - hour < HOUR_GRACE else timedelta(0)
+        elapsed = self.now - hour
+        before = HOUR if elapsed < HOUR_GRACE else timedelta(0)
         points: dict[tuple, list[Point]] = defaultdict(list)
         for weeks_back in range(int((span - HOUR) / WEEK), -1, -1):
             start = hour - weeks_back * WEEK
             wanted = {start - before, start}
-            tr = TimeRange(start - before, min(start + HOUR, self.now))
+            tr = TimeRange(start - before, start + elapsed)
             for values, buckets in self._rollups(key, tr).items():
                 points[values].extend(
                     Point(b, x) for b, x in sorted(buckets.items()) if b in wanted
