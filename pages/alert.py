@@ -243,7 +243,14 @@ def _facts(info: Mapping[str, Any]) -> None:
             "%" if cond.type == "rate_of_change" and cond.change_mode == "percent" else unit
         )
         rows.append(("Threshold", _value(cond.value, threshold_unit)))
-    if cond.type not in ("composite", "promql", "external"):
+    if cond.type == "anomaly":  # an hour, whatever window_minutes says
+        sliding = detail.windowed_signal(cond.metric)
+        rows.append(("Window", "the last hour" if sliding else "the hour so far"))
+        same = "the same hour" if sliding else "the same minutes"
+        rows.append(("Baseline", f"{same} of the past {cond.weeks} weeks "
+                                 f"(at least {cond.min_baseline} with data)"))  # fmt: skip
+        rows.append(("Threshold", f"{cond.z_threshold:g} robust standard deviations"))
+    elif cond.type not in ("composite", "promql", "external"):
         rows.append(("Window", f"{cond.window_minutes:g} min"))
     rows.append(
         (

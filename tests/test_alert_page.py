@@ -19,6 +19,7 @@ from monitoring_core.flows.alert_cycle import run_evaluation
 from monitoring_core.flows.notification_delivery import deliver_due
 from monitoring_core.schema import alert_instances, audit_log, metric_catalog, runbooks, silences
 from tests.alerting_support import Receiver, channel, point, threshold_rule, webhook_receiver
+from tests.clock_support import LONDON
 from tests.ui_harness import table_with
 
 pytestmark = pytest.mark.clock  # runs at every instant of tests/clock_proof.py
@@ -255,3 +256,42 @@ def test_an_absence_alert_gives_its_values_in_minutes(
     at = _open(logged_in_app, Role.VIEWER, str(instance_id))
     values = [v for v in table_with(at, "Change", "Value")["Value"] if v]
     assert len(values) == 1 and re.fullmatch(r"6\.\d+ min", values[0]), values
+
+
+def test_an_anomaly_alert_says_its_window_and_draws_the_hour_so_far_at_every_step(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    """An anomaly rule's page: its window is the hour so far against the same minutes of past
+    weeks, and its graph has the value the engine compared at each step (it used to draw the
+    one current hour, a line between two points)."""
+    from monitoring_core.alerts import detail
+    from monitoring_core.rollups import run_rollups
+    from tests.alerting_support import partitions_around
+    from tests.rollup_fixtures import add_points, add_series
+
+    now = clock.now()
+    minutes = [now - timedelta(minutes=m, seconds=30) for m in range(180)]
+    with engine.begin() as conn:
+        for weeks_back in (0, 1, 2):
+            partitions_around(engine, now - timedelta(days=7 * weeks_back))
+        series = add_series(conn, "orders", {})
+        rows = [(t - timedelta(days=7 * k), 10.0 + k) for t in minutes for k in (1, 2)]
+        add_points(conn, series, [*rows, *((t, 100.0) for t in minutes)], ingested_at=now)
+        threshold_rule(conn, now, alert_name="Orders odd",
+                       cfg={"type": "anomaly", "metric": "orders", "weeks": 2,
+                            "min_baseline": 2, "duration_minutes": 0})  # fmt: skip
+    run_rollups(engine, now, safety_lag=timedelta(0))
+    run_evaluation(engine, now)
+    with engine.connect() as conn:
+        instance_id = int(conn.execute(select(alert_instances.c.id)).scalar_one())
+        drawn = detail.condition_series(
+            conn, instance_id=instance_id, start=now - timedelta(hours=2), end=now, tz=LONDON
+        )
+    assert len(drawn["points"]) == 121 and {v for _t, v in drawn["points"]} == {100.0}
+    assert drawn["note"] == "the hour's value so far"
+    at = _open(logged_in_app, Role.VIEWER, str(instance_id))
+    facts = dict(map(tuple, _table(at, "Field")))
+    assert facts["Window"] == "the hour so far"
+    assert facts["Baseline"] == "the same minutes of the past 2 weeks (at least 2 with data)"
+    assert any("this hour so far is more than 3 robust standard deviations" in t
+               for t in _texts(at))  # fmt: skip

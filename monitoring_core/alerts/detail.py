@@ -19,6 +19,8 @@ from sqlalchemy import Connection, or_, select
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest import MAX_STEPS, backtest
+from monitoring_core.alerts.backtest_kinds import EXACT as ANOMALY_EXACT
+from monitoring_core.alerts.backtest_kinds import anomaly_source
 from monitoring_core.alerts.engine import ACTIVE, check_condition
 from monitoring_core.alerts.rules import Condition, RuleInvalid, parse_condition, rule_from_row
 from monitoring_core.alerts.signals import signal
@@ -57,6 +59,7 @@ __all__ = [
     "periods",
     "silence_preview",
     "unit_suffix",
+    "windowed_signal",
 ]
 
 OPERATOR_WORDS = {
@@ -128,11 +131,14 @@ def condition_words(cond: Condition, unit: str = "") -> str:
         text = f"{cond.metric} has sent no data for {window}"
     elif kind == "anomaly":
         side = {"above": "above", "below": "below"}.get(cond.direction, "above or below")
-        text = (
-            f"{aggregation_words(cond.aggregation)} of {cond.metric} this hour so far is more "
-            f"than {cond.z_threshold:g} robust standard deviations {side} the same minutes of "
-            f"that hour in the past {cond.weeks} weeks"
-        )
+        now_and_then = (
+            "over the last hour is more than {z} robust standard deviations {side} the same "
+            "hour of the past {weeks} weeks"
+            if windowed_signal(cond.metric)
+            else "this hour so far is more than {z} robust standard deviations {side} the "
+            "same minutes of that hour in the past {weeks} weeks"
+        ).format(z=f"{cond.z_threshold:g}", side=side, weeks=cond.weeks)
+        text = f"{aggregation_words(cond.aggregation)} of {cond.metric} {now_and_then}"
     elif kind == "rate_of_change":
         change_unit = " %" if cond.change_mode == "percent" else unit_text
         text = (
@@ -371,6 +377,13 @@ def _step(start: datetime, end: datetime) -> timedelta:
     return timedelta(minutes=minutes)
 
 
+def windowed_signal(metric: str | None) -> bool:
+    """Whether an anomaly rule on `metric` reads a built-in signal over a sliding hour (API
+    timings, Web Vitals, errors…) rather than a metric's hourly rollups."""
+    found = signal(metric) if metric else None
+    return found is not None and found.windowed
+
+
 def condition_series(
     conn: Connection,
     *,
@@ -406,12 +419,25 @@ def condition_series(
     if key is None:
         return empty
     step = _step(start, end)
-    span = (end - start) + series_mod.lookback(rule)
-    grouped = series_mod.fetch(conn, key, span=span, now=end, step=step)
-    keyed = series_mod.for_rule(rule, key, grouped)
-    _dims, points = keyed.get(alert["alert_key"], ({}, []))
     steps = [start + i * step for i in range(int((end - start) / step) + 1)]
-    checks = [(at, check_condition(rule, points, at, tz=tz)) for at in steps]
+    if key.kind == "hour":
+        # an anomaly rule reads a different series at each step (the hour so far and the same
+        # minutes of past weeks): the backtest's source gives each one, as a cycle read it
+        if key.aggregation not in ANOMALY_EXACT:  # percentiles: every step's partial hours
+            step = max(step, timedelta(minutes=10))  # are read, ~840 ranges a week
+            steps = [start + i * step for i in range(int((end - start) / step) + 1)]
+        at_step, _classes = anomaly_source(conn, rule, key, steps)
+        checks = [
+            (at, check_condition(rule, at_step(at).get(alert["alert_key"], ({}, []))[1], at,
+                                 tz=tz))
+            for at in steps
+        ]  # fmt: skip
+    else:
+        span = (end - start) + series_mod.lookback(rule)
+        grouped = series_mod.fetch(conn, key, span=span, now=end, step=step)
+        keyed = series_mod.for_rule(rule, key, grouped)
+        _dims, points = keyed.get(alert["alert_key"], ({}, []))
+        checks = [(at, check_condition(rule, points, at, tz=tz)) for at in steps]
     values = [(at, c.value) for at, c in checks if c.value is not None]
     lined = cond.type in ("threshold", "pattern", "absence", "rate_of_change")
     thresholds = [(at, c.threshold) for at, c in checks if lined and c.threshold is not None]
@@ -420,7 +446,7 @@ def condition_series(
         "pattern": f"matching events in {_minutes(cond.window_minutes)}",
         "absence": "minutes since the last data",
         "rate_of_change": f"change over {_minutes(cond.window_minutes)}",
-        "anomaly": "this hour's value",
+        "anomaly": "the hour's value so far",
     }.get(cond.type, "")
     return {"points": values, "thresholds": thresholds, "note": note}
 

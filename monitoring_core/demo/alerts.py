@@ -123,7 +123,12 @@ def _history(
                 now=at,
                 from_status=before,
                 to_status=after,
-                value=float(rule["condition_config"].get("value", 0)) * 1.3,
+                # past the threshold; an anomaly rule has none to go past: no value
+                value=(
+                    float(limit) * 1.3
+                    if (limit := rule["condition_config"].get("value")) is not None
+                    else None
+                ),
                 actor=actor,
                 message="demo history",
             )
