@@ -218,6 +218,30 @@ def test_an_anomaly_rule_compares_the_hour_so_far_with_the_same_minutes_of_past_
     assert [tuple(r) for r in rows_found] == ([(status, float(today))] if status else [])
 
 
+def test_an_anomaly_rule_counts_whole_minutes_only(engine: Engine) -> None:
+    """20 s into minute 40, with that minute's first point stored: the hour so far is its 40
+    whole minutes, against the same 40 of past weeks (counting the current minute's first
+    seconds against past weeks' whole minute made a steady count look low)."""
+    from tests.rollup_fixtures import add_points, add_series
+
+    hour, at = NOW.replace(minute=0), NOW + timedelta(seconds=20)
+    with engine.begin() as conn:
+        for k in (0, 1, 2, 3):
+            partitions_around(engine, NOW - timedelta(days=7 * k))
+        series = add_series(conn, "orders", {})
+        rows = [(hour - timedelta(days=7 * k) + timedelta(minutes=m, seconds=s), 1.0)
+                for k in (0, 1, 2, 3) for m in range(60) for s in (5, 35)
+                if k or timedelta(minutes=m, seconds=s) < at - hour]  # fmt: skip
+        add_points(conn, series, rows, ingested_at=NOW - timedelta(minutes=1))
+    run_rollups(engine, at, safety_lag=timedelta(0))
+    with engine.begin() as conn:
+        threshold_rule(conn, NOW, cfg={"type": "anomaly", "metric": "orders", "weeks": 3,
+                                       "aggregation": "count"})  # fmt: skip
+    run_evaluation(engine, at, tz=TZ, public_url="http://ui.test")
+    with engine.connect() as conn:
+        assert conn.execute(select(alert_instances.c.status)).all() == []
+
+
 def test_an_anomaly_rule_checks_the_hour_just_ended_until_the_new_hour_has_a_minute(
     engine: Engine,
 ) -> None:

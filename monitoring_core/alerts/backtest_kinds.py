@@ -1,8 +1,8 @@
 """The series of pattern and anomaly rules at every step of a backtest, read once.
 
 A cycle reads a pattern rule's error events of its window (`errors.queries`, counted per
-10-second bucket) and an anomaly rule's current hour so far and the same hour of past weeks
-(`series.SeriesReader._hours`, one read each; in an hour's first `engine.HOUR_GRACE` the
+10-second bucket) and an anomaly rule's current hour so far (its whole minutes) and the same
+minutes of that hour in past weeks (`series.SeriesReader._hours`, one read each; in an hour's first `engine.HOUR_GRACE` the
 hour before each of those too, the hour just ended standing in for a current hour with no
 rolled-up minute yet). Reading those at each of 129,600 minutes took
 minutes; here each rule's events, or its 1-minute rollups and past hours, are read once and
@@ -35,12 +35,19 @@ from sqlalchemy import Connection, text
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest_quiet import Bounds, _range, _sparse, read_bounds
-from monitoring_core.alerts.engine import ACTIVE, HOUR_GRACE, AlertState, Known, Point
+from monitoring_core.alerts.engine import (
+    ACTIVE,
+    HOUR_GRACE,
+    MINUTE_SETTLED,
+    AlertState,
+    Known,
+    Point,
+)
 from monitoring_core.alerts.rules import OPERATORS, Rule
 from monitoring_core.enums import AlertStatus
 from monitoring_core.errors.queries import _dimension, _filters
 from monitoring_core.metrics_query import query_metric_ranges
-from monitoring_core.rollup_read import MINUTE, floor_to
+from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 
 __all__ = ["EXACT", "Classes", "anomaly_source", "no_data_keeps", "pattern_source"]
@@ -231,7 +238,7 @@ _WEEK_S, _HOUR_S = WEEK.total_seconds(), HOUR.total_seconds()
 
 def _partial_values(b: Bounds, agg: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """For one group's 1-minute rollups: a function giving, per step, the value of the minutes
-    starting in [hour, at) as `metrics_query.query_metric` computes it (NaN: no minute), for
+    starting in [hour, end) as `metrics_query.query_metric` computes it (NaN: no minute), for
     an aggregation in EXACT. Built once per group, asked once per week back."""
     if agg in _SUMMED:  # sums run from each hour's first minute, in order, as SQL adds them
         heads = np.flatnonzero(np.r_[True, np.diff(np.floor(b.m / _HOUR_S)) != 0])
@@ -241,10 +248,10 @@ def _partial_values(b: Bounds, agg: str) -> Callable[[np.ndarray, np.ndarray], n
         run = {"sum": total, "count": count, "avg": total / np.where(count == 0, np.nan, count)}
         running = run[agg]
 
-        def summed(at_s: np.ndarray, hour_s: np.ndarray) -> np.ndarray:
+        def summed(end_s: np.ndarray, hour_s: np.ndarray) -> np.ndarray:
             lo = np.searchsorted(b.m, hour_s, "left")
-            hi = np.searchsorted(b.m, at_s, "left")
-            value = np.full(len(at_s), np.nan)
+            hi = np.searchsorted(b.m, end_s, "left")
+            value = np.full(len(end_s), np.nan)
             some = hi > lo
             value[some] = running[hi[some] - 1]
             return value
@@ -253,28 +260,28 @@ def _partial_values(b: Bounds, agg: str) -> Callable[[np.ndarray, np.ndarray], n
     pick = np.minimum if agg == "min" else np.maximum
     table = _sparse(b.lo if agg == "min" else b.hi, pick)
 
-    def extreme(at_s: np.ndarray, hour_s: np.ndarray) -> np.ndarray:
+    def extreme(end_s: np.ndarray, hour_s: np.ndarray) -> np.ndarray:
         lo = np.searchsorted(b.m, hour_s, "left")
-        hi = np.searchsorted(b.m, at_s, "left")
+        hi = np.searchsorted(b.m, end_s, "left")
         return np.asarray(_range(table, lo, hi, pick, np.nan))
 
     return extreme
 
 
 def _read_partials(
-    conn: Connection, fk: series_mod.FetchKey, at_s: np.ndarray, hour_s: np.ndarray, weeks: int
+    conn: Connection, fk: series_mod.FetchKey, end_s: np.ndarray, hour_s: np.ndarray, weeks: int
 ) -> dict[tuple, list[np.ndarray]]:
     """Per group, per week back (0: the current hour so far), per step: the value of the
-    hour's minutes before the step (percentiles and `last`, from the rollups' histograms and
-    last values), read in one statement for all steps (`metrics_query.query_metric_ranges`)."""
-    n = len(at_s)
-    some = np.flatnonzero(at_s > hour_s)
+    minutes [hour, end) (percentiles and `last`, from the rollups' histograms and last
+    values), read in one statement for all steps (`metrics_query.query_metric_ranges`)."""
+    n = len(end_s)
+    some = np.flatnonzero(end_s > hour_s)
     starts: list[datetime] = []
     ends: list[datetime] = []
     for k in range(weeks + 1):
         back = k * _WEEK_S
         starts.extend(_EPOCH + timedelta(seconds=float(x - back)) for x in hour_s[some])
-        ends.extend(_EPOCH + timedelta(seconds=float(x - back)) for x in at_s[some])
+        ends.extend(_EPOCH + timedelta(seconds=float(x - back)) for x in end_s[some])
     out: dict[tuple, list[np.ndarray]] = {}
     if not starts:
         return out
@@ -283,7 +290,7 @@ def _read_partials(
         metric_name=fk.metric,
         aggregation=fk.aggregation,
         starts=starts,
-        ends=[floor_to(e - _ONE_US, MINUTE) + MINUTE for e in ends],  # minutes starting before
+        ends=ends,
         group_by=list(fk.dims),
     )
     if not len(frame):
@@ -336,6 +343,8 @@ def anomaly_source(
     at_s = _step_us(steps) / 1e6
     hour_s = np.floor(at_s / _HOUR_S) * _HOUR_S
     grace = (at_s - hour_s) < HOUR_GRACE.total_seconds()
+    # the hour so far: its whole minutes (`engine.MINUTE_SETTLED`), none before the hour
+    end_s = np.maximum(np.floor((at_s - MINUTE_SETTLED.total_seconds()) / 60.0) * 60.0, hour_s)
     partials: dict[tuple, list[np.ndarray]]
     if agg in EXACT:
         minutes = read_bounds(conn, fk, first_hour - weeks * WEEK, steps[-1])
@@ -343,10 +352,10 @@ def anomaly_source(
         for g, b in minutes.items():
             values = _partial_values(b, agg)
             partials[g] = [
-                values(at_s - k * _WEEK_S, hour_s - k * _WEEK_S) for k in range(weeks + 1)
+                values(end_s - k * _WEEK_S, hour_s - k * _WEEK_S) for k in range(weeks + 1)
             ]
     else:
-        partials = _read_partials(conn, fk, at_s, hour_s, weeks)
+        partials = _read_partials(conn, fk, end_s, hour_s, weeks)
     # whole hours: the hour before each step's hour, in every week (an hour's first minutes)
     reader = series_mod.SeriesReader(conn, steps[-1])
     whole = reader._rollups(fk, TimeRange(first_hour - weeks * WEEK - HOUR, last_hour))

@@ -81,6 +81,11 @@ _HALF_HOUR = timedelta(minutes=30)
 # (`series.SeriesReader._hours` reads it), instead of finding no current value and
 # notifying "no data" at every hour's start.
 HOUR_GRACE = timedelta(minutes=10)
+# An anomaly rule's hour so far is its minutes that ended at least this long ago: the rollups
+# (every 15 s, 15 s behind) hold them whole by then, and the same minutes of past weeks are
+# whole. Counting the current minute's first seconds against whole minutes made every count
+# or sum look low.
+MINUTE_SETTLED = timedelta(seconds=45)
 
 
 class Point(NamedTuple):

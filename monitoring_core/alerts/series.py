@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from monitoring_core.alerts.engine import HOUR_GRACE, Columns, Point
+from monitoring_core.alerts.engine import HOUR_GRACE, MINUTE_SETTLED, Columns, Point
 from monitoring_core.alerts.raw import RawMetric, bucket, bucketed, read_raw
 from monitoring_core.alerts.rules import Rule
 from monitoring_core.alerts.signals import signal
@@ -280,16 +280,17 @@ class SeriesReader:
 
     def _hours(self, key: FetchKey, span: timedelta) -> Grouped:
         """The current hour so far and the same part of that hour in each past week in `span`
-        (minutes [hour, hour + elapsed), so a partial hour is compared with partial hours: an
-        hour's first minutes against full past hours made every start of an hour look like
-        an anomaly, a count so far always "below"), each stamped with the hour's start (the
-        engine's anomaly check compares exactly these). In an hour's first
+        (its whole minutes [hour, hour + elapsed), so a partial hour is compared with partial
+        hours: an hour's first minutes against full past hours made every start of an hour
+        look like an anomaly, a count so far always "below"), each stamped with the hour's
+        start (the engine's anomaly check compares exactly these). In an hour's first
         `engine.HOUR_GRACE`, the hour before each of those too, whole. Reading only those
         hours keeps an anomaly rule over 4 weeks at 5 small reads instead of 672 rows per
         group."""
         hour = floor_to(self.now, HOUR)
-        elapsed = self.now - hour
-        before = HOUR if elapsed < HOUR_GRACE else timedelta(0)
+        # whole minutes only (`engine.MINUTE_SETTLED`), none before the hour
+        elapsed = max(floor_to(self.now - MINUTE_SETTLED, MINUTE) - hour, timedelta(0))
+        before = HOUR if self.now - hour < HOUR_GRACE else timedelta(0)
         points: dict[tuple, list[Point]] = defaultdict(list)
         for weeks_back in range(int((span - HOUR) / WEEK), -1, -1):
             start = hour - weeks_back * WEEK
