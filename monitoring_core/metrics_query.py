@@ -171,19 +171,19 @@ def query_metric_ranges(
         f"FROM ({binned}) b, unnest(b.hist_keys, b.hist_counts) AS u(k, c) "
         f"GROUP BY {groups} ORDER BY {groups}"
     )
-    rows = conn.execute(text(sql), params).mappings().all()
+    result = conn.execute(text(sql), params)
+    rows = result.all()
     if not rows:
         return _frame([], group_by)
+    columns = dict(zip(result.keys(), zip(*rows, strict=True), strict=True))
     q = int(aggregation[1:]) / 100
     values = grouped_quantiles(
-        range(len(rows)), [r["hist_keys"] for r in rows], [r["hist_counts"] for r in rows],
-        len(rows), (q,),
-    )  # fmt: skip
-    records = [
-        {k: v for k, v in r.items() if not k.startswith("hist_")} | {"value": values[i, 0]}
-        for i, r in enumerate(rows)
-    ]
-    return _frame(records, group_by)
+        range(len(rows)), columns.pop("hist_keys"), columns.pop("hist_counts"), len(rows), (q,)
+    )
+    names = {"tbin": "bucket", **{f"g{i}": name for i, name in enumerate(group_by)}}
+    frame = pd.DataFrame({names[k]: list(v) for k, v in columns.items() if k in names})
+    frame["value"], frame["count"] = values[:, 0], list(columns["count"])
+    return frame[["bucket", *group_by, "value", "count"]]
 
 
 def _aggregated(

@@ -304,7 +304,9 @@ def _read_partials(
     for g, j, value in zip(groups, frame["bucket"].tolist(), frame["value"].tolist(), strict=False):
         if value != value:  # NaN
             continue
-        arrays = out.setdefault(tuple(g), [np.full(n, np.nan) for _ in range(weeks + 1)])
+        arrays = out.get(g := tuple(g))
+        if arrays is None:
+            arrays = out[g] = [np.full(n, np.nan) for _ in range(weeks + 1)]
         arrays[int(j) // width][some[int(j) % width]] = float(value)
     return out
 
