@@ -24,7 +24,6 @@ step (`engine.evaluate_keys`) on these series.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -385,25 +384,35 @@ def anomaly_source(
         for k in range(weeks + 1):
             had |= ~np.isnan(part[k]) | (grace & ~np.isnan(ended[k]))
         found = np.where(~checked & ~had, ABSENT, found).astype(np.int8)
-        per_group[g] = (part, ended, found)
+        # oldest week first, as `_hours` reads them: one column per step
+        per_group[g] = (np.array(part[::-1]), np.array(ended[::-1]), found)
     keyed: Any = series_mod.for_rule(rule, fk, per_group)
     classes = {key: found for key, (_dims, (_part, _ended, found)) in keyed.items()}
     index = {at: i for i, at in enumerate(steps)}
+    stamps: dict[float, list[tuple[datetime, datetime]]] = {}
 
     def at_step(at: datetime) -> series_mod.Keyed:
         """The points `_hours` reads at `at`: per week back, oldest first, the whole hour
-        before (an hour's first minutes) and the hour's minutes before `at`."""
+        before (an hour's first minutes) and the hour's whole minutes before `at`."""
         i = index[at]
         hour, before = float(hour_s[i]), bool(grace[i])
+        starts = stamps.get(hour)
+        if starts is None:  # (hour before, hour) of each week back, built once per hour
+            stamps.clear()
+            starts = stamps[hour] = [
+                (_EPOCH + timedelta(seconds=x - _HOUR_S), _EPOCH + timedelta(seconds=x))
+                for x in (hour - k * _WEEK_S for k in range(weeks, -1, -1))
+            ]
         out: series_mod.Grouped = {}
         for g, (part, ended, _found) in per_group.items():
             points = []
-            for k in range(weeks, -1, -1):
-                start = hour - k * _WEEK_S
-                if before and not math.isnan(x := float(ended[k][i])):
-                    points.append(Point(_EPOCH + timedelta(seconds=start - _HOUR_S), x))
-                if not math.isnan(x := float(part[k][i])):
-                    points.append(Point(_EPOCH + timedelta(seconds=start), x))
+            values = part[:, i].tolist()
+            wholes = ended[:, i].tolist() if before else None
+            for j, (hour_before, start) in enumerate(starts):
+                if wholes is not None and (x := wholes[j]) == x:  # not NaN
+                    points.append(Point(hour_before, x))
+                if (x := values[j]) == x:
+                    points.append(Point(start, x))
             if points:
                 out[g] = points
         return series_mod.for_rule(rule, fk, out)
