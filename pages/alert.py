@@ -329,6 +329,7 @@ def _graph(info: Mapping[str, Any], history: list[dict[str, Any]]) -> None:
             now.astimezone(tz).replace(tzinfo=None),
         ],
     )
+    charts.readable_time_axis(fig)
     if not points:
         external = found["note"].startswith("an external")
         st.caption(

@@ -106,6 +106,7 @@ def test_it_shows_the_rule_in_words_the_threshold_graph_and_delivery_log(
     (chart,) = at.get("plotly_chart")
     spec = chart.proto.spec
     assert '"threshold"' in spec and '"firing"' in spec
+    assert '"%-d %b"' in spec  # day ticks as 27 Nov, the business's order
     assert "Acknowledge" not in [b.label for b in at.button]  # viewers only look
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from ui import fmt
+from ui.charts import readable_time_axis
 
 __all__ = [
     "MOVEMENTS",
@@ -184,6 +185,7 @@ def forecast_figure(
         hovermode="x unified",
         yaxis={"tickprefix": prefix, "tickformat": ",.0f", "rangemode": "tozero"},
     )
+    readable_time_axis(fig)
     return fig
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "REFERENCE_MS",
     "endpoint_trend_figure",
     "latency_figure",
+    "readable_time_axis",
     "traffic_figure",
     "vitals_p75_figure",
     "vitals_shares_figure",
@@ -38,7 +39,7 @@ def _local(times: pd.Series, tz: ZoneInfo) -> pd.Series:
     return pd.to_datetime(times, utc=True).dt.tz_convert(tz).dt.tz_localize(None)
 
 
-def _readable_time_axis(fig: go.Figure) -> None:
+def readable_time_axis(fig: go.Figure) -> None:
     """Day ticks as `27 Nov` (not Plotly's American `Nov 27`), the hovered time as
     `Wed 2 Dec 14:05` on the 24-hour clock, thousands separators on the values."""
     fig.update_xaxes(
@@ -67,7 +68,7 @@ def latency_figure(trend: pd.DataFrame, tz: ZoneInfo) -> go.Figure:
     )
     fig.update_layout(**_LAYOUT, yaxis_title="ms", title="Response time")
     fig.update_yaxes(rangemode="tozero")
-    _readable_time_axis(fig)
+    readable_time_axis(fig)
     return fig
 
 
@@ -88,7 +89,7 @@ def traffic_figure(trend: pd.DataFrame, interval: timedelta, tz: ZoneInfo) -> go
         hovertemplate="%{y:.2f} %",
     )
     fig.update_layout(**_LAYOUT, title="Traffic and errors", bargap=0.05)
-    _readable_time_axis(fig)
+    readable_time_axis(fig)
     fig.update_yaxes(title_text="Requests/min", secondary_y=False)
     fig.update_yaxes(
         title_text="Error rate (%)", secondary_y=True, rangemode="tozero", tickformat=".1f"
@@ -110,7 +111,7 @@ def endpoint_trend_figure(trend: pd.DataFrame, percentile: str, tz: ZoneInfo) ->
         **_LAYOUT, yaxis_title=f"{percentile} (ms)", title=f"{percentile} per endpoint"
     )
     fig.update_yaxes(rangemode="tozero")
-    _readable_time_axis(fig)
+    readable_time_axis(fig)
     return fig
 
 

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from monitoring_core.health.rules import duration_words
-from ui import fmt, url_state, widgets
+from ui import charts, fmt, url_state, widgets
 from ui.resource_charts import line_spec, sparse
 
 __all__ = [
@@ -216,6 +216,7 @@ def timeline_figure(bands: list[Mapping[str, Any]], tz: ZoneInfo) -> go.Figure:
         xaxis={"type": "date", "range": _span(bands, tz)},
         yaxis={"visible": False},
     )
+    charts.readable_time_axis(fig)
     return fig
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from ui.charts import readable_time_axis
+
 __all__ = ["daily_trend_figure", "split_partial"]
 
 Points = list[tuple[date, float]]
@@ -55,4 +57,5 @@ def daily_trend_figure(rows: Iterable[Mapping[str, Any]], partial_day: date | No
         hovermode="x unified",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
     )
+    readable_time_axis(fig)
     return fig
