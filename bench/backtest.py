@@ -14,7 +14,7 @@ Times `backtest` at 90 days at each rule's default step (wall and this process's
 Postgres's own CPU is not in it) for: a grouped 5-minute threshold (raw window), a
 30-minute threshold (rollups and raw tail), an absence rule, a rule breaching nearly always,
 the Slow Response Time and High Error Rate templates (API signals), two pattern rules, two
-anomaly rules (and one on p95, at capped steps), a PromQL rule and two composite rules (their children saved in the database).
+anomaly rules (and one on p95, at capped steps), two rate of change rules, a PromQL rule and two composite rules (their children saved in the database).
 Baseline in the same run, for rules replayed at every step: every step evaluated with
 nothing skipped over 7 days (the cost per step; 90 days is 13 times as many; and whether both
 give the same events), and the firings found at 1-minute steps (for rules at 15 s) and at
@@ -96,6 +96,13 @@ RULES: dict[str, Rule] = {
     # a percentile: each step's partial hours read from the histograms, at most 2,000 steps
     "anomaly p95 by region (capped)": _rule({"type": "anomaly", "metric": "latency_ms",
         "aggregation": "p95", "group_by": ["region"]}),
+    # rate of change: every step where the minutes' extremes keep the change clear
+    "rate of change +60 ms in 10 min (a)": _rule({"type": "rate_of_change",
+        "metric": "latency_ms", "filters": {"region": "a"}, "change_mode": "absolute",
+        "value": 60, "window_minutes": 10}),
+    # within the noise (values 50-90: +25 % is often there): busy, capped steps as before
+    "rate of change +25 % in 5 min (busy)": _rule({"type": "rate_of_change",
+        "metric": "latency_ms", "group_by": ["region"], "value": 25, "window_minutes": 5}),
     "promql avg_over_time > 120": _rule({"type": "promql",
         "expr": "avg_over_time(latency_ms[5m]) > 120"}),
 }  # fmt: skip

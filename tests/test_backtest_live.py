@@ -3,8 +3,9 @@
 Ninety minutes of history (three regions reporting every 10 s at uneven offsets: a
 breach, a flapping key, a region that stops in breach; a heartbeat that stops) and rules of every kind the cycle
 reads from raw points (grouped and filtered thresholds, a percentile with hysteresis and
-repeats, rate of change, absence), rules whose window it reads from the rollups with the
-newest minutes from raw points (half-hour and 25-minute windows), and signal templates read
+repeats, rates of change up and down in percent, absence), rules whose window it reads from
+the rollups with the newest minutes from raw points (half-hour and 25-minute windows, a rate
+of change over 24 minutes), and signal templates read
 by `signals_read` (API p95 latency per endpoint, the API error rate, with a slow and a failing
 spell in the API timings). The live engine runs cycle by cycle with a frozen clock
 at each of the backtest's steps, committing as the worker does; then the backtest replays
@@ -49,12 +50,21 @@ RULES = {
                     "value": 140, "window_minutes": 2},
     "rate of change": {"type": "rate_of_change", "metric": "latency_ms", "value": 30,
                        "window_minutes": 5, "filters": {"region": "a"}},
+    "rate of change jump": {"type": "rate_of_change", "metric": "latency_ms", "value": 45,
+                            "change_mode": "absolute", "window_minutes": 5,
+                            "filters": {"region": "a"}},
+    "rate of change percent drop": {"type": "rate_of_change", "metric": "latency_ms",
+                                    "group_by": ["region"], "change_mode": "percent",
+                                    "operator": "less_than", "value": -30, "window_minutes": 3},
     "heartbeat absent": {"type": "absence", "metric": "heartbeat", "window_minutes": 4},
     # windows longer than series.RAW_MAX: rollups, the newest minutes from raw points
     "rollup avg": {"metric": "latency_ms", "group_by": ["region"], "window_minutes": 30,
                    "value": 82, "expire_minutes": 10},
     "rollup max": {"metric": "latency_ms", "filters": {"region": "b"}, "aggregation": "max",
                    "value": 150, "window_minutes": 25},
+    "rollup rate of change": {"type": "rate_of_change", "metric": "latency_ms",
+                              "filters": {"region": "a"}, "aggregation": "max", "value": 45,
+                              "window_minutes": 24},
     # signal templates (signals_read)
     "api p95": {"metric": "api.latency_ms", "aggregation": "p95", "value": 400,
                 "window_minutes": 5, "group_by": ["endpoint"], "duration_minutes": 1},
@@ -187,8 +197,14 @@ def test_the_backtest_tells_what_the_live_cycles_did(
     expired = [e for e in replays["grouped avg"]["events"] if e["to_status"] == "expired"]
     assert repeats and expired
     assert skipped >= 50, skipped  # a busy history: still, many minutes were quiet
+    for name in ("rate of change jump", "rollup rate of change"):
+        # rate of change rules skip quiet minutes too (they stepped at most 2,000 times):
+        # those whose change certainly stays clear of the threshold, between the extremes of
+        # the minutes compared (not the noisier ones, whose extremes are 40 ms apart)
+        counts = (replays[name]["evaluated_steps"], every_step[name]["evaluated_steps"])
+        assert counts[0] < counts[1] * 0.9, (name, counts)
     with engine.connect() as conn:  # at the live cycle's 15 s as well
-        for name in ("grouped avg", "rollup max", "api p95"):
+        for name in ("grouped avg", "rollup max", "api p95", "rate of change jump"):
             rule = rule_from_row(get_rule(conn, rule_id=ids[name]))
             runs = [
                 backtest(

@@ -32,8 +32,10 @@ cycle by cycle (every minute, and every 15 s) and the backtest over the same his
 raw and rollup windows, signal templates, pattern, anomaly, PromQL and composite rules: the
 same status changes and notifications, and the same with nothing skipped.
 
-Steps: every step over any range (up to MAX_EVERY of them) for metric threshold and absence
-rules, signal thresholds, pattern, anomaly (on metrics), PromQL and composite rules; by
+Steps: every step over any range (up to MAX_EVERY of them) for metric threshold, absence and
+rate of change rules (a change of averages, extremes, percentiles or last values), signal
+thresholds, pattern, anomaly (on metrics, by count, sum, min, max or average), PromQL and
+composite rules; by
 default the live cycle's 15 s for those that read raw points or events (`live_cadence`:
 1-minute steps missed the breaches shorter than a minute, 58 firings of 74 on the bench
 data), a minute for rollup windows (a value that changes at most once a minute, but for its
@@ -46,12 +48,13 @@ where a rule without group_by certainly has no data while its instance keeps no 
 is, and a PromQL series not returned while its instance is not active; grouped pattern and
 anomaly keys certain to stay as they are are left out of a step's evaluation. 90 days every
 15 s are 518,400 steps, of which a few thousand are evaluated; a rule that is busy most of
-the time evaluates most of them (on the bench data the default anomaly rule, firing 145
-times a day, takes 4 s: `bench/README.md`). A metric threshold or absence rule busy at more
-than BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of
-those are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours, coarser beyond:
-a firing shorter than the step can be missed); so do rate of change
-rules and anomaly rules on signals always, and by default a composite with such a child. Steps are multiples of the step from the epoch,
+the time evaluates most of them (on the bench data the default anomaly rule, firing ~190
+times a day, takes 3.4 s: `bench/README.md`). A metric threshold, absence or rate of change
+rule busy at more than BUSY_LIMIT steps at its default step replays by the minute if at most
+BUSY_LIMIT of those are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
+coarser beyond: a firing shorter than the step can be missed); so do rate of change rules on
+sums and counts, anomaly rules on signals, percentiles and last values always, and by default
+a composite with such a child. Steps are multiples of the step from the epoch,
 so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
 live and not here; in an hour's first minutes an anomaly rule checks the hour just ended
@@ -154,7 +157,8 @@ def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta
 
 def every_step(rule: Rule) -> bool:
     """Whether the rule is replayed at every step of any range (else at most MAX_STEPS):
-    metric threshold and absence rules and signal thresholds (`backtest_quiet`), pattern
+    metric threshold, absence and rate of change rules (not of sums or counts) and signal
+    thresholds (`backtest_quiet`), pattern
     rules and anomaly rules on metrics by count, sum, min, max or average (`backtest_kinds`;
     on a percentile or `last`, each step's partial hours are read from the rollups'
     histograms: at most MAX_STEPS of them), PromQL and composite rules."""

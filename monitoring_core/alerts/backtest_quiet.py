@@ -1,6 +1,7 @@
 """Which minutes of a backtest certainly change nothing, from the 1-minute rollups' bounds.
 
-A backtest evaluates a metric threshold or absence rule every minute of its range, as often
+A backtest evaluates a metric threshold, absence or rate of change rule every minute of its
+range (rate of change: on averages, extremes, percentiles or last values), as often
 as the values it reads change, however long the range (90 days: 129,600 steps). Most of those
 steps are quiet: every key is clear of the threshold and no instance is active, so the
 engine keeps every state as it is (`engine._cleared` on an inactive state, `evaluate_keys`'s
@@ -12,7 +13,9 @@ it bounds what the rule's window can hold at each step, and a step is quiet when
   the bound is on the clear side of the threshold (for `>`: the largest value any point of
   the window's minutes has is below it; avg, min, max, percentiles and last never exceed
   that; sums and counts are bounded by count × extreme and by the counts), with room for
-  rounding; for absence: a point certainly fell inside the window;
+  rounding; for absence: a point certainly fell inside the window; for rate of change: both
+  points it compares certainly exist and the change between their minutes' extremes is
+  clear (`_change_clear`);
 - a grouped rule certainly has some key (else it evaluates its "no data at all" key).
 
 The replay skips a quiet step only while no instance is active; every other step is
@@ -88,12 +91,15 @@ def skips(rule: Rule) -> bool:
     on windowed signals (from their events); the rest step as before."""
     cond = rule.condition
     key = series_mod.fetch_key(rule)
-    if key is None or cond.operator not in (*_GREATER, *_LESS) and cond.type == "threshold":
+    compared = cond.type in ("threshold", "rate_of_change")
+    if key is None or cond.operator not in (*_GREATER, *_LESS) and compared:
         return False
     if key.kind == "signal":
         return cond.type == "threshold" and _family(key.metric) != "regression"
     if key.kind != "minute" or is_windowed(cond.metric):
         return False
+    if cond.type == "rate_of_change":  # values within their minutes' extremes (not sums)
+        return cond.aggregation not in ("count", "sum")
     return cond.type in ("absence", "threshold")
 
 
@@ -266,6 +272,49 @@ def _clear_of(
     return clear
 
 
+def _change_clear(
+    rule: Rule, bounds: Bounds, at: np.ndarray, window: float, limits: list[float]
+) -> np.ndarray:
+    """Per step (epoch seconds `at`): a rate of change rule's check certainly gives False.
+
+    `engine._rate_of_change` compares the newest point at or before the step with the newest
+    at or before `at − window`. Both certainly exist when a whole minute lies in
+    [at − window, at − 60 s] (points after `at − window`) and one in
+    [at − window − 120 s, at − window − 60 s] (inside the read, which starts at
+    `at − window − 2 min`, and before `at − window`). The current value is then a point of
+    the minutes [at − window − 60 s, at], the previous one of [at − window − 120 s,
+    at − window]: each within its minutes' extremes (a 10-second bucket's or a minute's
+    average, extreme, percentile or last value is), so the change is bounded; in percent
+    only while the previous value is certainly above 0."""
+    cond, m = rule.condition, bounds.m
+    now_a = np.searchsorted(m, at - window, "left")
+    now_b = np.searchsorted(m, at - 60.0, "right")
+    then_a = np.searchsorted(m, at - window - 120.0, "left")
+    then_b = np.searchsorted(m, at - window - 60.0, "right")
+    both = (now_b > now_a) & (then_b > then_a)
+    hi_table, lo_table = _sparse(bounds.hi, np.maximum), _sparse(bounds.lo, np.minimum)
+    cur = (np.searchsorted(m, at - window - 60.0, "left"), np.searchsorted(m, at, "right"))
+    prev = (then_a, np.searchsorted(m, at - window, "right"))
+    cur_hi = _range(hi_table, *cur, np.maximum, np.nan)
+    cur_lo = _range(lo_table, *cur, np.minimum, np.nan)
+    prev_hi = _range(hi_table, *prev, np.maximum, np.nan)
+    prev_lo = _range(lo_table, *prev, np.minimum, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if cond.change_mode == "percent":
+            positive = prev_lo > 0
+            top = 100.0 * (np.where(cur_hi >= 0, cur_hi / prev_lo, cur_hi / prev_hi) - 1.0)
+            bottom = 100.0 * (np.where(cur_lo >= 0, cur_lo / prev_hi, cur_lo / prev_lo) - 1.0)
+            both &= positive
+        else:
+            top, bottom = cur_hi - prev_lo, cur_lo - prev_hi
+        greater = cond.operator in _GREATER
+        clear = both & np.isfinite(top) & np.isfinite(bottom)
+        for limit in limits:
+            room = 1e-9 * max(1.0, abs(limit)) + 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
+            clear &= (top < limit - room) if greater else (bottom > limit + room)
+    return clear
+
+
 def quiet_steps(
     rule: Rule, keyed: dict[str, Bounds], steps: list[datetime], limits: list[float]
 ) -> np.ndarray:
@@ -289,6 +338,8 @@ def quiet_steps(
         some_key |= inside
         if cond.type == "absence":
             fine = inside
+        elif cond.type == "rate_of_change":
+            fine = _change_clear(rule, bounds, at, window, limits)
         else:
             w_a = np.searchsorted(m, at - window - 60.0, side="left")
             fine = inside & _clear_of(rule, bounds, w_a, b, c, d, limits)
