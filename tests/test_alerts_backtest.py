@@ -93,11 +93,19 @@ def test_a_composite_steps_as_coarsely_as_a_child_that_cannot_step_every_minute(
 ) -> None:
     a, b = _history(engine)
     with engine.begin() as conn:
+        # a sum's change is not bounded by its minutes' extremes: at most 2,000 steps
         change = threshold_rule(
-            conn, NOW, alert_name="a jumps",
-            cfg={"type": "rate_of_change", "metric": "a", "aggregation": "sum", "value": 100,
-                 "window_minutes": 5},
-        )  # fmt: skip  (a sum's change is not bounded by its minutes' extremes: capped steps)
+            conn,
+            NOW,
+            alert_name="a jumps",
+            cfg={
+                "type": "rate_of_change",
+                "metric": "a",
+                "aggregation": "sum",
+                "value": 100,
+                "window_minutes": 5,
+            },
+        )
         ids = {}
         for name, children in (("thresholds", [a, b]), ("with a rate of change", [a, change])):
             ids[name] = threshold_rule(conn, NOW, alert_name=name, cfg={
