@@ -137,7 +137,9 @@ def test_a_new_check_is_in_the_selector_at_once(engine: Engine, logged_in_app: A
     at.selectbox(key="health_edit_pick").select("New check").run()
     at.selectbox[2].select("heartbeat").run()  # the type (after the detail and edit pickers)
     at.text_input[0].input("weekly report")
-    at.text_area[0].input('{"schedule": "0 9 * * 1", "tz": "Europe/London", "grace_seconds": 600}')
+    next(t for t in at.text_input if t.label == "Or a cron schedule").input("0 9 * * 1")
+    next(t for t in at.text_input if t.label == "Its time zone").input("Europe/London")
+    next(n for n in at.number_input if n.label == "Grace (s)").set_value(600)
     next(b for b in at.button if b.label == "Save").click().run()
     assert not at.exception
     assert "Saved 'weekly report'" in _text(at)

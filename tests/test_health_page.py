@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -88,10 +89,11 @@ def test_it_lets_an_admin_add_a_check_and_run_it(engine: Engine, logged_in_app: 
     at = logged_in_app(Role.ADMIN).run()
     at.switch_page(PAGE).run()
     assert "No health checks yet" in _text(at)
-    at.selectbox[1].select("custom").run()  # the config template follows the type
+    at.selectbox[1].select("custom").run()  # the settings' fields follow the type
     at.text_input[0].input("root disk")
     at.text_input[1].input("host")
-    at.text_area[0].input('{"callable": "disk_free", "min_free_percent": 0}')
+    _field(at.selectbox, "Check").select("disk_free")
+    _field(at.text_area, "Its settings (JSON, optional)").input('{"min_free_percent": 0}')
     at.button[0].click().run()  # the form's Save
     assert not at.exception
     assert "Saved 'root disk'" in _text(at)
@@ -108,13 +110,49 @@ def test_it_explains_why_a_check_was_not_saved(engine: Engine, logged_in_app: Ap
     at = logged_in_app(Role.ADMIN).run()
     at.switch_page(PAGE).run()
     at.selectbox[1].select("tcp").run()
-    at.text_input[0].input("bad port")
-    at.text_area[0].input('{"host": "db", "port": 70000}')
+    at.text_input[0].input("no host")
+    _field(at.text_input, "Host").input("")
     at.button[0].click().run()
-    assert "check_config.port: must be between 1 and 65535" in _text(at)
-    at.text_area[0].input("{not json")
+    assert "check_config.host: must be a host name or address" in _text(at)
+    at.selectbox[1].select("http").run()
+    at.text_input[0].input("bad header")
+    _field(at.text_area, "Request headers (optional, one `Name: value` a line)").input("X-Token")
     at.button[0].click().run()
-    assert "not valid JSON" in _text(at)
+    assert "Not saved: request header line 1 is not `Name: value`" in _text(at)
+    at.selectbox[1].select("custom").run()
+    _field(at.text_area, "Its settings (JSON, optional)").input("{not json")
+    at.button[0].click().run()
+    assert "settings are not valid JSON" in _text(at)
+
+
+def test_an_http_check_is_set_up_with_fields_not_json(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    at = logged_in_app(Role.ADMIN).run()
+    at.switch_page(PAGE).run()
+    at.text_input[0].input("vendor search")  # http is the first type
+    _field(at.text_input, "URL").input("https://vendors.example.com/health")
+    _field(at.number_input, "Expected status").set_value(204)
+    _field(at.number_input, "Slow above (ms)").set_value(1500)
+    _field(at.text_input, "Text the page must contain (optional)").input("ok")
+    _field(at.text_area, "Request headers (optional, one `Name: value` a line)").input(
+        "Accept: application/json\nX-Probe: monitoring"
+    )
+    at.button[0].click().run()
+    assert not at.exception and "Saved 'vendor search'" in _text(at)
+    assert not any("JSON" in str(t.label) for t in at.text_area)  # no JSON for an http check
+    with engine.connect() as conn:
+        config = conn.execute(select(health_checks.c.check_config)).scalar_one()
+    assert config == {
+        "url": "https://vendors.example.com/health", "method": "GET", "expected_status": 204,
+        "follow_redirects": False, "keyword": "ok", "max_response_time_ms": 1500,
+        "headers": {"Accept": "application/json", "X-Probe": "monitoring"},
+    }  # fmt: skip
+
+
+def _field(widgets: Any, label: str) -> Any:
+    """The widget of a list (at.text_input, at.selectbox, …) with this label."""
+    return next(w for w in widgets if w.label == label)
 
 
 def test_it_puts_a_health_card_on_the_overview(engine: Engine, logged_in_app: AppFactory) -> None:

@@ -18,9 +18,10 @@ from monitoring_core.audit import user_actor
 from monitoring_core.collectors.store import COLLECTOR_KINDS, save_collector
 from monitoring_core.enums import Role
 from monitoring_core.health import queries
+from monitoring_core.health.custom import CUSTOM_CHECKS
 from monitoring_core.health.rules import duration_words
 from monitoring_core.health.service import save_check
-from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES
+from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES, HTTP_METHODS
 from monitoring_core.ingest.validate import InvalidItems
 from ui import auth, check_detail, data, fmt
 
@@ -60,20 +61,16 @@ def check_form(checks: list[dict], *, after_action: AfterAction) -> None:
             "Wedding-critical", value=bool(current and current["wedding_critical"])
         )
         enabled = st.checkbox("Enabled", value=bool(current["is_enabled"]) if current else True)
-        config_text = st.text_area(
-            "Config (JSON)",
-            value=json.dumps(
-                current["check_config"]
-                if current and current["check_type"] == kind
-                else CONFIG_EXAMPLES[kind],
-                indent=2,
-            ),
-            key=f"health_config_{editing}_{kind}",
-            height=160,
-            help="For a database check, a URL's password shows as *** — type it again to change "
-            "the URL. A heartbeat takes `period_seconds`, or a cron `schedule` read in `tz`: "
-            '`{"schedule": "0 3 * * *", "tz": "Europe/London", "grace_seconds": 3600}`.',
+        st.markdown(f"**{_KIND_WORDS[kind]}**")
+        base = (
+            current["check_config"]
+            if current and current["check_type"] == kind
+            else CONFIG_EXAMPLES[kind]
         )
+        try:
+            config: dict[str, Any] | str = _config_fields(kind, base, f"{editing}_{kind}")
+        except ValueError as exc:  # a headers line or the custom check's settings
+            config = str(exc)
         submitted = st.form_submit_button("Save")
     if submitted:
         try:
@@ -86,12 +83,15 @@ def check_form(checks: list[dict], *, after_action: AfterAction) -> None:
                 "retries": int(retries),
                 "wedding_critical": critical,
                 "is_enabled": enabled,
-                "check_config": json.loads(config_text or "{}"),
+                "check_config": config,
             }
+            if isinstance(config, str):
+                raise ValueError(config)
             if (
                 current
                 and kind == "database"
-                and body["check_config"].get("url") == current["check_config"].get("url")
+                and isinstance(config, dict)
+                and config.get("url") == current["check_config"].get("url")
             ):
                 del body["check_config"]  # the shown URL is masked: keep the stored one
             with engine.begin() as conn:
@@ -102,17 +102,135 @@ def check_form(checks: list[dict], *, after_action: AfterAction) -> None:
                     actor=user_actor(user.username),
                     now=clock.now(),
                 )
-        except json.JSONDecodeError as exc:
-            st.error(f"The config is not valid JSON: {fmt.md_escape(exc)}")
         except InvalidItems as exc:
             st.error(
                 "Not saved: "
                 + fmt.md_escape("; ".join(f"{e.field}: {e.message}" for e in exc.errors))
             )
+        except ValueError as exc:  # the form's own: a headers line, the custom settings
+            st.error(f"Not saved: {fmt.md_escape(exc)}")
         else:
             if saved is not None:
                 st.session_state["health_edit_pick_next"] = saved.check_name
             after_action(f"Saved '{fmt.md_escape(name)}'.", check_id=saved.id if saved else None)
+
+
+_KIND_WORDS = {
+    "http": "The page to fetch",
+    "tcp": "The port to connect to",
+    "database": "The database to query",
+    "heartbeat": "When a ping is expected (a job pings the check's URL)",
+    "custom": "The built-in check to run",
+}
+
+
+def _config_fields(kind: str, base: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """A check type's settings as fields, read into the API's `check_config` (validated by
+    `health.validate` on save). ValueError for a headers line or custom settings that do not
+    parse."""
+
+    def key(name: str) -> str:
+        return f"health_cfg_{name}_{suffix}"
+
+    if kind == "http":
+        url = st.text_input("URL", str(base.get("url") or ""), key=key("url"))
+        left, mid, right = st.columns(3)
+        method = str(base.get("method") or "GET").upper()
+        method = left.selectbox(
+            "Method", HTTP_METHODS, index=HTTP_METHODS.index(method) if method in HTTP_METHODS
+            else 0, key=key("method"),
+        )  # fmt: skip
+        status = mid.number_input(
+            "Expected status", 100, 599, int(base.get("expected_status") or 200), key=key("status")
+        )
+        slow = right.number_input(
+            "Slow above (ms)", 0, 600_000, int(base.get("max_response_time_ms") or 0),
+            key=key("slow"), help="A slower answer counts as a failure; 0: no limit.",
+        )  # fmt: skip
+        keyword = st.text_input(
+            "Text the page must contain (optional)", str(base.get("keyword") or ""),
+            key=key("keyword"),
+        )  # fmt: skip
+        follow = st.checkbox(
+            "Follow redirects", bool(base.get("follow_redirects", False)), key=key("follow")
+        )
+        lines = st.text_area(
+            "Request headers (optional, one `Name: value` a line)",
+            "\n".join(f"{h}: {v}" for h, v in dict(base.get("headers") or {}).items()),
+            key=key("headers"), height=70,
+        )  # fmt: skip
+        config: dict[str, Any] = {"url": url.strip(), "method": method,
+                                  "expected_status": int(status), "follow_redirects": follow}  # fmt: skip
+        if headers := _headers(lines):
+            config["headers"] = headers
+        if keyword:
+            config["keyword"] = keyword
+        if slow:
+            config["max_response_time_ms"] = int(slow)
+        return config
+    if kind == "tcp":
+        left, right = st.columns([3, 1])
+        host = left.text_input("Host", str(base.get("host") or ""), key=key("host"))
+        port = right.number_input("Port", 1, 65_535, int(base.get("port") or 443), key=key("port"))
+        return {"host": host.strip(), "port": int(port)}
+    if kind == "database":
+        url = st.text_input(
+            "Database URL", str(base.get("url") or ""), key=key("url"),
+            help="A stored password shows as *** — type the URL again to change it.",
+        )  # fmt: skip
+        query = st.text_input("Query", str(base.get("query") or "SELECT 1"), key=key("query"))
+        return {"url": url.strip(), "query": query}
+    if kind == "heartbeat":
+        left, mid, right = st.columns(3)
+        period = left.number_input(
+            "Every (s)", 0, 31 * 86_400, int(base.get("period_seconds") or 0), key=key("period"),
+            help="How often a ping is due; 0 with a cron schedule.",
+        )  # fmt: skip
+        cron = mid.text_input(
+            "Or a cron schedule", str(base.get("schedule") or ""), key=key("cron"),
+            placeholder="0 3 * * *", help="Five fields, as crontab: minute hour day month weekday.",
+        )  # fmt: skip
+        zone = right.text_input(
+            "Its time zone", str(base.get("tz") or data.business_tz().key), key=key("tz")
+        )
+        grace = st.number_input(
+            "Grace (s)", 0, 31 * 86_400, int(base.get("grace_seconds") or 0), key=key("grace"),
+            help="How late a ping may be before the check is down.",
+        )  # fmt: skip
+        beat: dict[str, Any] = {"grace_seconds": int(grace)}
+        if cron.strip():
+            return {**beat, "schedule": cron.strip(), "tz": zone.strip() or "UTC"}
+        return {**beat, "period_seconds": int(period)}
+    names = sorted(CUSTOM_CHECKS)
+    chosen = str(base.get("callable") or "")
+    picked = st.selectbox(
+        "Check", names, index=names.index(chosen) if chosen in names else 0, key=key("callable")
+    )
+    settings = st.text_area(
+        "Its settings (JSON, optional)",
+        json.dumps({k: v for k, v in base.items() if k != "callable"}, indent=2),
+        key=key("settings"), height=90,
+    )  # fmt: skip
+    try:
+        extra = json.loads(settings or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the check's settings are not valid JSON: {exc}") from exc
+    if not isinstance(extra, dict):
+        raise ValueError("the check's settings must be a JSON object")
+    return {**extra, "callable": picked}
+
+
+def _headers(lines: str) -> dict[str, str]:
+    """`Name: value` lines as a dict; ValueError naming a line without a name and a colon."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(lines.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise ValueError(f"request header line {number} is not `Name: value`")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def collectors_section(*, after_action: AfterAction) -> None:
