@@ -41,8 +41,11 @@ def check_form(checks: list[dict], *, after_action: AfterAction) -> None:
     editing = st.selectbox("Check to edit", names, key="health_edit_pick")
     current = next((c for c in checks if c["check_name"] == editing), None)
     # The type sits outside the form so that picking one shows its config template at once.
-    kind = st.selectbox(
-        "Type", CHECK_TYPES, index=CHECK_TYPES.index(current["check_type"]) if current else 0
+    kind: str = st.selectbox(
+        "Type",
+        CHECK_TYPES,
+        index=CHECK_TYPES.index(current["check_type"]) if current else 0,
+        format_func=lambda name: _TYPE_NAMES.get(name, name),
     )
     with st.form("health_check_form"):
         name = st.text_input("Name", value=current["check_name"] if current else "")
@@ -115,6 +118,13 @@ def check_form(checks: list[dict], *, after_action: AfterAction) -> None:
             after_action(f"Saved '{fmt.md_escape(name)}'.", check_id=saved.id if saved else None)
 
 
+_TYPE_NAMES = {
+    "http": "HTTP(S) page",
+    "tcp": "TCP port",
+    "database": "Database query",
+    "heartbeat": "Heartbeat (pings or a cron schedule)",
+    "custom": "Built-in check",
+}
 _KIND_WORDS = {
     "http": "The page to fetch",
     "tcp": "The port to connect to",
