@@ -150,6 +150,28 @@ def test_an_http_check_is_set_up_with_fields_not_json(
     }  # fmt: skip
 
 
+def test_editing_a_database_checks_query_keeps_its_hidden_password(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    """The form shows the URL with its password masked; saving it unchanged keeps the stored
+    URL, and the query typed beside it is saved (it used to be dropped with the config)."""
+    url = "postgresql+psycopg://reader:s3cret@db.internal/app"
+    with engine.begin() as conn:
+        create_check(conn, {"check_name": "app db", "check_type": "database",
+                            "check_config": {"url": url, "query": "SELECT 1"}})  # fmt: skip
+    at = logged_in_app(Role.ADMIN).run()
+    at.switch_page(PAGE).run()
+    at.selectbox(key="health_edit_pick").select("app db").run()
+    shown = _field(at.text_input, "Database URL")
+    assert "s3cret" not in shown.value and "reader" in shown.value
+    _field(at.text_input, "Query").input("SELECT count(*) FROM bookings")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert not at.exception and "Saved 'app db'" in _text(at)
+    with engine.connect() as conn:
+        config = conn.execute(select(health_checks.c.check_config)).scalar_one()
+    assert config == {"url": url, "query": "SELECT count(*) FROM bookings"}
+
+
 def _field(widgets: Any, label: str) -> Any:
     """The widget of a list (at.text_input, at.selectbox, …) with this label."""
     return next(w for w in widgets if w.label == label)

@@ -21,6 +21,7 @@ from monitoring_core.health import queries
 from monitoring_core.health.custom import CUSTOM_CHECKS
 from monitoring_core.health.rules import duration_words
 from monitoring_core.health.service import save_check
+from monitoring_core.health.store import get_check
 from monitoring_core.health.validate import CHECK_TYPES, CONFIG_EXAMPLES, HTTP_METHODS
 from monitoring_core.ingest.validate import InvalidItems
 from ui import auth, check_detail, data, fmt
@@ -90,14 +91,14 @@ def check_form(checks: list[dict], *, after_action: AfterAction) -> None:
             }
             if isinstance(config, str):
                 raise ValueError(config)
-            if (
-                current
-                and kind == "database"
-                and isinstance(config, dict)
-                and config.get("url") == current["check_config"].get("url")
-            ):
-                del body["check_config"]  # the shown URL is masked: keep the stored one
             with engine.begin() as conn:
+                if (
+                    current
+                    and kind == "database"
+                    and config.get("url") == current["check_config"].get("url")
+                    and (stored := get_check(conn, current["id"])) is not None
+                ):  # the URL shown with its password masked: the stored one, the rest as typed
+                    body["check_config"] = {**config, "url": stored.check_config.get("url")}
                 saved = save_check(
                     conn,
                     body,
