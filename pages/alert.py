@@ -16,6 +16,7 @@ import streamlit as st
 from monitoring_core import clock
 from monitoring_core.alerts import detail, service
 from monitoring_core.alerts.rules import RuleInvalid
+from monitoring_core.alerts.signals import is_windowed
 from monitoring_core.alerts.store import active_since, list_active_alerts
 from monitoring_core.audit import user_actor
 from monitoring_core.enums import Role
@@ -244,7 +245,7 @@ def _facts(info: Mapping[str, Any]) -> None:
         )
         rows.append(("Threshold", _value(cond.value, threshold_unit)))
     if cond.type == "anomaly":  # an hour, whatever window_minutes says
-        sliding = detail.windowed_signal(cond.metric)
+        sliding = is_windowed(cond.metric)
         rows.append(("Window", "the last hour" if sliding else "the hour so far"))
         same = "the same hour" if sliding else "the same minutes"
         rows.append(("Baseline", f"{same} of the past {cond.weeks} weeks "

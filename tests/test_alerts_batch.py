@@ -189,6 +189,24 @@ def test_it_evaluates_anomaly_rules_from_the_same_hour_of_past_weeks(engine: Eng
     assert (row.status, row.trigger_value) == ("firing", 900.0)
 
 
+def _count_anomaly(engine: Engine, rows: list[tuple[datetime, float]], at: datetime) -> None:
+    """`orders` points over this week and three past ones, rolled up at `at`, and one cycle
+    then of an anomaly rule on their count against 3 weeks."""
+    from tests.rollup_fixtures import add_points, add_series
+
+    for k in (0, 1, 2, 3):
+        partitions_around(engine, NOW - timedelta(days=7 * k))
+    with engine.begin() as conn:
+        add_points(
+            conn, add_series(conn, "orders", {}), rows, ingested_at=NOW - timedelta(minutes=1)
+        )
+    run_rollups(engine, at, safety_lag=timedelta(0))
+    with engine.begin() as conn:
+        threshold_rule(conn, NOW, cfg={"type": "anomaly", "metric": "orders", "weeks": 3,
+                                       "aggregation": "count"})  # fmt: skip
+    run_evaluation(engine, at, tz=TZ, public_url="http://ui.test")
+
+
 @pytest.mark.parametrize(("today", "status"), [(40, None), (12, "firing")])
 def test_an_anomaly_rule_compares_the_hour_so_far_with_the_same_minutes_of_past_weeks(
     engine: Engine, today: int, status: str | None
@@ -196,22 +214,11 @@ def test_an_anomaly_rule_compares_the_hour_so_far_with_the_same_minutes_of_past_
     """An order a minute, every week: 40 minutes into the hour, 40 orders so far is normal
     (the same 40 minutes of past weeks had 40; against their whole hours' 60 it looked like a
     drop at every hour), and 12 is a drop."""
-    from tests.rollup_fixtures import add_points, add_series
-
     hour = NOW.replace(minute=0)
-    with engine.begin() as conn:
-        for k in (0, 1, 2, 3):
-            partitions_around(engine, NOW - timedelta(days=7 * k))
-        series = add_series(conn, "orders", {})
-        rows = [(hour - timedelta(days=7 * k, minutes=-m, seconds=-20), 1.0)
-                for k in (1, 2, 3) for m in range(60)]  # fmt: skip
-        rows += [(hour + timedelta(minutes=40 * i / today, seconds=10), 1.0) for i in range(today)]
-        add_points(conn, series, rows, ingested_at=NOW - timedelta(minutes=1))
-    run_rollups(engine, NOW, safety_lag=timedelta(0))
-    with engine.begin() as conn:
-        threshold_rule(conn, NOW, cfg={"type": "anomaly", "metric": "orders", "weeks": 3,
-                                       "aggregation": "count"})  # fmt: skip
-    run_evaluation(engine, NOW, tz=TZ, public_url="http://ui.test")
+    rows = [(hour - timedelta(days=7 * k, minutes=-m, seconds=-20), 1.0)
+            for k in (1, 2, 3) for m in range(60)]  # fmt: skip
+    rows += [(hour + timedelta(minutes=40 * i / today, seconds=10), 1.0) for i in range(today)]
+    _count_anomaly(engine, rows, NOW)
     with engine.connect() as conn:
         found = conn.execute(select(alert_instances.c.status, alert_instances.c.trigger_value))
         rows_found = found.all()
@@ -222,22 +229,11 @@ def test_an_anomaly_rule_counts_whole_minutes_only(engine: Engine) -> None:
     """20 s into minute 40, with that minute's first point stored: the hour so far is its 40
     whole minutes, against the same 40 of past weeks (counting the current minute's first
     seconds against past weeks' whole minute made a steady count look low)."""
-    from tests.rollup_fixtures import add_points, add_series
-
     hour, at = NOW.replace(minute=0), NOW + timedelta(seconds=20)
-    with engine.begin() as conn:
-        for k in (0, 1, 2, 3):
-            partitions_around(engine, NOW - timedelta(days=7 * k))
-        series = add_series(conn, "orders", {})
-        rows = [(hour - timedelta(days=7 * k) + timedelta(minutes=m, seconds=s), 1.0)
-                for k in (0, 1, 2, 3) for m in range(60) for s in (5, 35)
-                if k or timedelta(minutes=m, seconds=s) < at - hour]  # fmt: skip
-        add_points(conn, series, rows, ingested_at=NOW - timedelta(minutes=1))
-    run_rollups(engine, at, safety_lag=timedelta(0))
-    with engine.begin() as conn:
-        threshold_rule(conn, NOW, cfg={"type": "anomaly", "metric": "orders", "weeks": 3,
-                                       "aggregation": "count"})  # fmt: skip
-    run_evaluation(engine, at, tz=TZ, public_url="http://ui.test")
+    rows = [(hour - timedelta(days=7 * k) + timedelta(minutes=m, seconds=s), 1.0)
+            for k in (0, 1, 2, 3) for m in range(60) for s in (5, 35)
+            if k or timedelta(minutes=m, seconds=s) < at - hour]  # fmt: skip
+    _count_anomaly(engine, rows, at)
     with engine.connect() as conn:
         assert conn.execute(select(alert_instances.c.status)).all() == []
 

@@ -160,14 +160,18 @@ def _rules(engine: Engine) -> dict[str, int]:
     return ids
 
 
-def _live(engine: Engine, ids: dict[str, int]) -> tuple[dict[int, list], dict[int, list]]:
-    """The live cycles at every minute: status changes and notifications per rule."""
-    for at in steps_of(START, NOW):
+def _live(
+    engine: Engine, ids: dict[str, int], start: datetime = START, end: datetime = NOW,
+    step: timedelta = MIN,
+) -> tuple[dict[int, list], dict[int, list]]:  # fmt: skip
+    """Committed live cycles every `step` over [start, end]: per rule, its status changes
+    (time, key, from, to) and its notifications (time, key, kind), each sorted."""
+    for at in steps_of(start, end, step=step):
         with engine.begin() as conn:
             report = evaluate_all(conn, now=at, tz=TZ, public_url="http://localhost:8501")
             assert not report.errors and not report.invalid, report
     with engine.connect() as conn:
-        history = list_alert_history(conn, start=START, end=NOW + MIN, limit=10_000)
+        history = list_alert_history(conn, start=start, end=end + MIN, limit=10_000)
         i, o = alert_instances.c, notification_outbox.c
         sent = conn.execute(
             select(i.alert_configuration_id, i.alert_key, o.kind, o.created_at)
@@ -182,7 +186,15 @@ def _live(engine: Engine, ids: dict[str, int]) -> tuple[dict[int, list], dict[in
         )
     for rule_id, key, kind, at in sent:
         notified[rule_id].append((at, key, kind))
-    return changes, notified
+    return {k: sorted(v) for k, v in changes.items()}, {k: sorted(v) for k, v in notified.items()}
+
+
+def _told(replay: dict[str, Any]) -> tuple[list, list]:
+    """A backtest's status changes and notifications, as `_live` gives a rule's."""
+    events = replay["events"]
+    changed = sorted((e["time"], e["alert_key"], e["from_status"], e["to_status"])
+                     for e in events if e["from_status"] != e["to_status"])  # fmt: skip
+    return changed, sorted((e["time"], e["alert_key"], e["notify"]) for e in events if e["notify"])
 
 
 def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engine) -> None:
@@ -201,16 +213,9 @@ def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engin
             replay = backtest(conn, rule, start=START, end=NOW, tz=TZ, step=MIN)
             every = backtest(conn, rule, start=START, end=NOW, tz=TZ, skip_quiet=False, step=MIN)
             assert ordered(replay["events"]) == ordered(every["events"]), name
-            replayed = sorted(
-                (e["time"], e["alert_key"], e["from_status"], e["to_status"])
-                for e in replay["events"]
-                if e["from_status"] != e["to_status"]
-            )
-            assert replayed == sorted(changes[rule_id]), name
-            sent = sorted(
-                (e["time"], e["alert_key"], e["notify"]) for e in replay["events"] if e["notify"]
-            )
-            assert sent == sorted(notified[rule_id]), name
+            replayed, sent = _told(replay)
+            assert replayed == changes[rule_id], name
+            assert sent == notified[rule_id], name
             fired[name] = replay["fired_count"]
             evaluated[name] = (replay["evaluated_steps"], every["evaluated_steps"])
             if name in RULES or name in COMPOSITES:  # the live cadence, skipping or not
@@ -267,35 +272,16 @@ def test_the_default_step_is_the_live_cadence_and_agrees_with_cycles_every_15_s(
                                     notification_channels=[hook], repeat_interval_minutes=5)
                for name, cfg in FINE.items()}  # fmt: skip
         conn.execute(update(alert_rules).values(data_seen_at=start - MIN))
-    steps = steps_of(start, NOW, step=timedelta(seconds=15))
-    for at in steps:
-        with engine.begin() as conn:
-            report = evaluate_all(conn, now=at, tz=TZ, public_url="http://localhost:8501")
-            assert not report.errors and not report.invalid, report
+    changes, notified = _live(engine, ids, start, NOW, timedelta(seconds=15))
     with engine.connect() as conn:
-        history = list_alert_history(conn, start=start, end=NOW + MIN, limit=10_000)
-        i, o = alert_instances.c, notification_outbox.c
-        sent = conn.execute(
-            select(i.alert_configuration_id, i.alert_key, o.kind, o.created_at)
-            .select_from(notification_outbox)
-            .join(alert_instances, i.id == o.alert_instance_id)
-        ).all()
         short = 0
         for name, rule_id in ids.items():
             rule = rule_from_row(get_rule(conn, rule_id=rule_id))
             replay = backtest(conn, rule, start=start, end=NOW, tz=TZ)
             assert replay["step_seconds"] == 15, name
-            live = sorted((e["time"], e["alert_key"] or "", e["from_status"], e["to_status"])
-                          for e in history if e["rule_id"] == rule_id)  # fmt: skip
-            replayed = sorted(
-                (e["time"], e["alert_key"], e["from_status"], e["to_status"])
-                for e in replay["events"]
-                if e["from_status"] != e["to_status"]
-            )
-            assert replayed == live, name
-            notified = sorted((at, key, kind) for rid, key, kind, at in sent if rid == rule_id)
-            assert sorted((e["time"], e["alert_key"], e["notify"]) for e in replay["events"]
-                          if e["notify"]) == notified, name  # fmt: skip
+            replayed, sent = _told(replay)
+            assert replayed == changes[rule_id], name
+            assert sent == notified[rule_id], name
             by_minute = backtest(conn, rule, start=start, end=NOW, tz=TZ, step=MIN)
             short += replay["fired_count"] - by_minute["fired_count"]
             assert replay["fired_count"] >= 1, name
@@ -321,29 +307,11 @@ def test_anomaly_and_composite_rules_agree_with_cycles_every_15_s(engine: Engine
             notification_channels=[hook])  # fmt: skip
         conn.execute(update(alert_rules).values(data_seen_at=start - MIN))
     fine = timedelta(seconds=15)
-    for at in steps_of(start, end, step=fine):
-        with engine.begin() as conn:
-            report = evaluate_all(conn, now=at, tz=TZ, public_url="http://localhost:8501")
-            assert not report.errors and not report.invalid, report
+    changes, notified = _live(engine, ids, start, end, fine)
     with engine.connect() as conn:
-        history = list_alert_history(conn, start=start, end=end + MIN, limit=10_000)
-        i, o = alert_instances.c, notification_outbox.c
-        sent = conn.execute(
-            select(i.alert_configuration_id, i.alert_key, o.kind, o.created_at)
-            .select_from(notification_outbox)
-            .join(alert_instances, i.id == o.alert_instance_id)
-        ).all()
         for name, rule_id in ids.items():
             rule = rule_from_row(get_rule(conn, rule_id=rule_id))
             replay = backtest(conn, rule, start=start, end=end, tz=TZ, step=fine)
-            live = sorted((e["time"], e["alert_key"] or "", e["from_status"], e["to_status"])
-                          for e in history if e["rule_id"] == rule_id)  # fmt: skip
-            replayed = sorted(
-                (e["time"], e["alert_key"], e["from_status"], e["to_status"])
-                for e in replay["events"]
-                if e["from_status"] != e["to_status"]
-            )
-            assert replayed == live and live, name
-            notified = sorted((at, key, kind) for rid, key, kind, at in sent if rid == rule_id)
-            assert sorted((e["time"], e["alert_key"], e["notify"]) for e in replay["events"]
-                          if e["notify"]) == notified, name  # fmt: skip
+            replayed, sent = _told(replay)
+            assert replayed == changes[rule_id] and changes[rule_id], name
+            assert sent == notified[rule_id], name

@@ -16,17 +16,19 @@ the cycle would have read at that moment:
   `signals_read` does in a cycle; steps before the family's retention are not replayed;
 - a pattern rule: its error events of the range read once, each step's 10-second buckets of
   [step − window, step] built as `errors.queries` counts them (`backtest_kinds`);
-- an anomaly rule on a metric: its 1-minute rollups and the past weeks' hours read once,
-  each step's series as the cycle's `_hours` read gives it (the current hour so far, summed
-  from the same minute rows in order; percentiles and `last` read per evaluated step by the
-  cycle's own reader, their value needs the rollups' histograms);
+- an anomaly rule on a metric: its 1-minute rollups and the past weeks' whole hours read
+  once, each step's series as the cycle's `_hours` read gives it (the whole minutes of the
+  hour so far and the same minutes of past weeks, summed from the same minute rows in order;
+  for percentiles and `last`, every step's partial hours read in one statement);
 - a PromQL rule: its expression as a range query over the steps (PROMQL_CHUNK at a time),
   each returned series' transitions as `promql_rules` decides them in a cycle;
 - a composite rule: each child replayed as above at the same steps, telling the composite
   whether it held as a cycle does (a PromQL or disabled child tells it nothing), combined by
   the engine step by step;
-- other rules (rate of change, anomaly on a signal) read their series once for the range
-  and slice it per step.
+- a rate of change rule on a metric: as a threshold rule, its quiet steps found from the
+  1-minute rollups' extremes (`backtest_quiet._change_clear`), the others read as a cycle;
+- other rules (rate of change of sums and counts, anomaly on a signal) read their series
+  once for the range and slice it per step.
 `tests/test_backtest_live.py` and `tests/test_backtest_live_kinds.py` run the live engine
 cycle by cycle (every minute, and every 15 s) and the backtest over the same history, for
 raw and rollup windows, signal templates, pattern, anomaly, PromQL and composite rules: the
@@ -54,12 +56,11 @@ rule busy at more than BUSY_LIMIT steps at its default step replays by the minut
 BUSY_LIMIT of those are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
 coarser beyond: a firing shorter than the step can be missed); so do rate of change rules on
 sums and counts, anomaly rules on signals, percentiles and last values always, and by default
-a composite with such a child. Steps are multiples of the step from the epoch,
-so two backtests with the same step look at the same moments; the live cycle runs every
+a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
 live and not here; in an hour's first minutes an anomaly rule checks the hour just ended
-until the current hour has a rolled-up minute (`engine.HOUR_GRACE`): live that lasts the
-rollups' lag, in the replay (rollups complete) only a step on the hour's first instant. What the replay cannot know: silences (a silenced
+until the current hour has a whole minute (`engine.HOUR_GRACE`, `engine.MINUTE_SETTLED`),
+live and in the replay alike. What the replay cannot know: silences (a silenced
 notification does not stamp `last_notified_at`, so repeats come at other times), points that
 arrived late, rollups that lagged, whether a rule had seen data before the range (no data
 is notified as if it had), and other rules' reads the cycle shares (a counting signal's

@@ -294,16 +294,12 @@ def _read_partials(
     )
     if not len(frame):
         return out
-    groups = (
-        zip(*(frame[d].astype(str).tolist() for d in fk.dims), strict=True)
-        if fk.dims
-        else iter(lambda: (), None)
-    )
     width = len(some)
+    groups = series_mod.frame_groups(frame, fk.dims)
     for g, j, value in zip(groups, frame["bucket"].tolist(), frame["value"].tolist(), strict=False):
         if value != value:  # NaN
             continue
-        arrays = out.get(g := tuple(g))
+        arrays = out.get(g)
         if arrays is None:
             arrays = out[g] = [np.full(n, np.nan) for _ in range(weeks + 1)]
         arrays[int(j) // width][some[int(j) % width]] = float(value)

@@ -23,7 +23,7 @@ from monitoring_core.alerts.backtest_kinds import EXACT as ANOMALY_EXACT
 from monitoring_core.alerts.backtest_kinds import anomaly_source
 from monitoring_core.alerts.engine import ACTIVE, check_condition
 from monitoring_core.alerts.rules import Condition, RuleInvalid, parse_condition, rule_from_row
-from monitoring_core.alerts.signals import signal
+from monitoring_core.alerts.signals import is_windowed, signal
 from monitoring_core.alerts.silences import alert_labels, is_active, matches
 from monitoring_core.alerts.store import (
     RuleNotFound,
@@ -59,7 +59,6 @@ __all__ = [
     "periods",
     "silence_preview",
     "unit_suffix",
-    "windowed_signal",
 ]
 
 OPERATOR_WORDS = {
@@ -134,7 +133,7 @@ def condition_words(cond: Condition, unit: str = "") -> str:
         now_and_then = (
             "over the last hour is more than {z} robust standard deviations {side} the same "
             "hour of the past {weeks} weeks"
-            if windowed_signal(cond.metric)
+            if is_windowed(cond.metric)
             else "this hour so far is more than {z} robust standard deviations {side} the "
             "same minutes of that hour in the past {weeks} weeks"
         ).format(z=f"{cond.z_threshold:g}", side=side, weeks=cond.weeks)
@@ -375,13 +374,6 @@ def periods(
 def _step(start: datetime, end: datetime) -> timedelta:
     minutes = max(1, int((end - start) / timedelta(minutes=1)) // MAX_STEPS + 1)
     return timedelta(minutes=minutes)
-
-
-def windowed_signal(metric: str | None) -> bool:
-    """Whether an anomaly rule on `metric` reads a built-in signal over a sliding hour (API
-    timings, Web Vitals, errors…) rather than a metric's hourly rollups."""
-    found = signal(metric) if metric else None
-    return found is not None and found.windowed
 
 
 def condition_series(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -181,6 +181,14 @@ def for_rule(rule: Rule, key: FetchKey, grouped: Grouped) -> Keyed:
     return out
 
 
+def frame_groups(frame: pd.DataFrame, dims: Sequence[str]) -> Iterator[tuple[str, ...]]:
+    """Each row's group of a `query_metric` frame: its `dims` values as strings (`()` for
+    every row when there are none)."""
+    if not dims:
+        return iter(tuple, None)
+    return zip(*(frame[d].astype(str).tolist() for d in dims), strict=True)
+
+
 def _py_times(column: pd.Series) -> list[datetime]:
     return list(pd.to_datetime(column, utc=True).dt.to_pydatetime())
 
@@ -266,16 +274,12 @@ class SeriesReader:
         out: dict[tuple, dict[datetime, float]] = defaultdict(dict)
         if not len(frame):
             return out
-        groups = (
-            zip(*(frame[d].astype(str).tolist() for d in key.dims), strict=True)
-            if key.dims
-            else iter(lambda: (), None)
-        )
         for values, bucket_at, value in zip(
-            groups, _py_times(frame["bucket"]), frame["value"].tolist(), strict=False
-        ):
+            frame_groups(frame, key.dims), _py_times(frame["bucket"]), frame["value"].tolist(),
+            strict=False,
+        ):  # fmt: skip
             if value == value:  # not NaN
-                out[tuple(values)][bucket_at] = float(value)
+                out[values][bucket_at] = float(value)
         return out
 
     def _hours(self, key: FetchKey, span: timedelta) -> Grouped:
