@@ -60,11 +60,10 @@ def reset_app_state(app: FastAPI) -> None:
         previous.stop()
     # per-key use shared with the other API processes through Postgres (started on first use)
     app.state.usage_sync = UsageSync(app.state.engine, app.state.limiter)
-    app.state.caches = {}  # ingest caches by name, created on first use
+    # ingest caches by name and /metrics' storage figures, created on first use
+    app.state.caches = {}
     # the wedding calendar and default key limits an admin changes live (5 s at most behind)
     app.state.live = LiveCache(app.state.engine, app.state.settings)
-    # the storage figures /metrics measures once a minute per process: afresh too
-    importlib.import_module("monitoring_core.api.routes_service").forget_storage_figures()
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:

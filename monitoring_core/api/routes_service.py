@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -40,22 +41,15 @@ async def healthz(request: Request) -> JSONResponse:
     )
 
 
-STORAGE_EVERY_S = 60.0  # the storage figures are measured at most this often per process
-_storage: dict[str, tuple[float, str]] = {}
+STORAGE_EVERY_S = 60.0  # the storage figures are measured at most this often per app
 _storage_lock = threading.Lock()
 
 
-def forget_storage_figures() -> None:
-    """Measure afresh at the next /metrics (reset_app_state: the tables were just emptied)."""
+def _storage_text(engine: Engine, caches: dict[str, Any]) -> str:
+    """`monitoring_core.storage` figures in text format, remeasured at most once a minute;
+    kept in the app's `caches`, which `reset_app_state` empties with the rest of its state."""
     with _storage_lock:
-        _storage.clear()
-
-
-def _storage_text(engine: Engine) -> str:
-    """`monitoring_core.storage` figures in text format, remeasured at most once a minute."""
-    key = engine.url.render_as_string(hide_password=True)
-    with _storage_lock:
-        at, body = _storage.get(key, (0.0, ""))
+        at, body = caches.get("storage_figures", (0.0, ""))
         if time.monotonic() - at < STORAGE_EVERY_S:
             return body
         try:
@@ -64,7 +58,7 @@ def _storage_text(engine: Engine) -> str:
         except SQLAlchemyError:  # the API's own metrics still answer; tried again next minute
             log.warning("storage figures for /metrics not measured", exc_info=True)
             body = ""
-        _storage[key] = (time.monotonic(), body)
+        caches["storage_figures"] = (time.monotonic(), body)
         return body
 
 
@@ -72,7 +66,8 @@ def _storage_text(engine: Engine) -> str:
 async def metrics(request: Request) -> PlainTextResponse:
     """Prometheus text format of this API process's own metrics and of the storage figures
     (bytes per sample per table, size per tier, compaction lag, projected year)."""
-    storage = await run_in_threadpool(_storage_text, request.app.state.engine)
+    state = request.app.state
+    storage = await run_in_threadpool(_storage_text, state.engine, state.caches)
     return PlainTextResponse(
         request.app.state.stats.render() + storage,
         media_type="text/plain; version=0.0.4; charset=utf-8",
