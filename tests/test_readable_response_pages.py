@@ -102,8 +102,9 @@ def test_plotly_time_axes_say_days_the_british_way_and_hover_on_the_24_hour_cloc
         charts.latency_figure(trend, LONDON),
         charts.traffic_figure(trend, timedelta(days=1), LONDON),
     ):
-        (stop,) = fig.layout.xaxis.tickformatstops
-        assert stop.value == "%-d %b" and stop.dtickrange[0] == 86_400_000  # `27 Nov`
+        hours, days = fig.layout.xaxis.tickformatstops
+        assert days.value == "%-d %b" and days.dtickrange[0] == 86_400_000  # `27 Nov`
+        assert hours.value == "%H:%M<br>%-d %b" and hours.dtickrange[1] == 86_400_000
         assert fig.layout.xaxis.hoverformat == "%a %-d %b %H:%M"
     traffic = charts.traffic_figure(trend, timedelta(days=1), LONDON)
     assert [t.name for t in traffic.data] == ["Requests/min", "5xx error rate (%)"]

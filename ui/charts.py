@@ -40,10 +40,14 @@ def _local(times: pd.Series, tz: ZoneInfo) -> pd.Series:
 
 
 def readable_time_axis(fig: go.Figure) -> None:
-    """Day ticks as `27 Nov` (not Plotly's American `Nov 27`), the hovered time as
-    `Wed 2 Dec 14:05` on the 24-hour clock, thousands separators on the values."""
+    """Day ticks as `27 Nov` (not Plotly's American `Nov 27`), hour ticks as `15:00` over
+    `2 Dec` (not `Dec 2, 2026`), the hovered time as `Wed 2 Dec 14:05` on the 24-hour clock,
+    thousands separators on the values."""
     fig.update_xaxes(
-        tickformatstops=[{"dtickrange": [_DAY_MS, None], "value": "%-d %b"}],
+        tickformatstops=[
+            {"dtickrange": [None, _DAY_MS], "value": "%H:%M<br>%-d %b"},
+            {"dtickrange": [_DAY_MS, None], "value": "%-d %b"},
+        ],
         hoverformat="%a %-d %b %H:%M",
     )
     fig.update_yaxes(separatethousands=True)
