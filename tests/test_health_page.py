@@ -183,6 +183,7 @@ def test_it_puts_a_health_card_on_the_overview(engine: Engine, logged_in_app: Ap
     assert not at.exception
     card = next(m for m in at.metric if m.label == "Health checks")
     assert card.value == "1 / 2 healthy" and card.delta == "1 down"
+    assert card.proto.direction == card.proto.NONE  # a count, not a change: no arrow
 
 
 def test_it_lets_an_admin_add_a_collector(engine: Engine, logged_in_app: AppFactory) -> None:

@@ -210,9 +210,10 @@ def kpi_card(
     delta_arrow: Literal["auto", "up", "down", "off"] | None = None,
 ) -> None:
     """One number with a label, an optional change and a tooltip, in a bordered card. A
-    `delta` that is not a change ("2 down", "MTTA 14 min") gets no arrow: one is drawn only
-    when the text starts with a sign or a digit, unless `delta_arrow` says otherwise."""
-    arrow = delta_arrow or ("auto" if delta and delta.lstrip()[:1] in "+-−0123456789" else "off")
+    `delta` that is not a change ("2 down", "0 pending · 1 acked", "MTTA 14 min") gets no
+    arrow: one is drawn only when the text starts with a sign (a change: "+8 %"), unless
+    `delta_arrow` says otherwise."""
+    arrow = delta_arrow or ("auto" if delta and delta.lstrip()[:1] in "+-−" else "off")
     st.metric(
         label, value, delta=delta, delta_color=delta_color, help=help, border=True,
         delta_arrow=arrow,
