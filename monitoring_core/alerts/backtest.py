@@ -47,11 +47,15 @@ minutes for any rule. Steps that certainly change nothing are skipped: those
 `backtest_quiet` or `backtest_kinds` find quiet (every key clear of its threshold, or absent,
 while no instance is active: the engine would keep every state and notify nobody), those
 where a rule without group_by certainly has no data while its instance keeps no data as it
-is, and a PromQL series not returned while its instance is not active; grouped pattern and
-anomaly keys certain to stay as they are are left out of a step's evaluation. 90 days every
-15 s are 518,400 steps, of which a few thousand are evaluated; a rule that is busy most of
-the time evaluates most of them (on the bench data the default anomaly rule, firing ~190
-times a day, takes 3.4 s: `bench/README.md`). A metric threshold, absence or rate of change
+is, and a PromQL series not returned while its instance is not active. For pattern and
+anomaly rules also those where each key's check certainly holds while its instance fires
+with no repeat notification due (`Classes.steady`: the engine would only count it as
+triggered again, which `Classes.hold_run` does, a run of such steps at once), and a grouped
+rule's keys certain to stay as they are are left out of a step's evaluation (nor is their
+series built). 90 days every 15 s are 518,400 steps, of which a few thousand are evaluated;
+a rule that flaps most of the time evaluates one step per status change (on the bench data
+the default anomaly rule fires ~190 times a day: 1.8–2.0 s, `bench/README.md`). A metric
+threshold, absence or rate of change
 rule busy at more than BUSY_LIMIT steps at its default step replays by the minute if at most
 BUSY_LIMIT of those are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
 coarser beyond: a firing shorter than the step can be missed); so do rate of change rules on
@@ -77,7 +81,6 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, repeat
 from typing import Any
@@ -93,6 +96,7 @@ from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
     UNSURE,
     Classes,
+    StepSeries,
     anomaly_source,
     no_data_keeps,
     pattern_source,
@@ -116,6 +120,7 @@ from monitoring_core.alerts.engine import (
     effective_severity,
     evaluate_keys,
     transition,
+    with_changes,
 )
 from monitoring_core.alerts.promql_rules import promql_series
 from monitoring_core.alerts.raw import RawMetric, read_raw
@@ -509,7 +514,7 @@ def _composite_replay(
 
 def _after(decision: Decision, at: datetime) -> AlertState:
     if decision.notify in ("firing", "repeat", "no_data"):
-        return replace(decision.state, last_notified_at=at)
+        return with_changes(decision.state, last_notified_at=at)
     return decision.state
 
 
@@ -599,7 +604,6 @@ def _replay(
     (the caller steps as for other rules: a rule breaching most of a long range). `holds`:
     filled with whether the condition held for any key at each step, as a cycle tells a
     composite rule about its children."""
-    holds = [] if holds is None else holds
     grouped = None
     fk = series_mod.fetch_key(rule)
     skippable = skips(rule)
@@ -610,6 +614,7 @@ def _replay(
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
     classes: Classes | None = None
+    pick: StepSeries | None = None  # a kind's series, built for the keys asked only
     if skippable and fk is not None and fk.kind == "signal":
         at_step, quiet = _signal_source(conn, rule, fk, steps, _limits(rule, tz))
     elif fk is not None and fk.kind in ("pattern", "hour"):
@@ -618,7 +623,8 @@ def _replay(
             if fk.kind == "pattern"
             else anomaly_source(conn, rule, fk, steps)
         )
-        at_step, classes = source
+        pick, classes = source
+        at_step = pick
         quiet = classes.quiet().tolist()
     elif at_step is None:
         keyed = _keyed(conn, rule, steps)
@@ -660,22 +666,44 @@ def _replay(
         at = steps[i]
         if after is not None and quiet is not None and quiet[i] and not active:
             j = after[i]
-            holds.extend([False] * (j - i))  # every key present held False
+            if holds is not None:
+                holds.extend([False] * (j - i))  # every key present held False
             i = j - 1
             continue
-        if classes is not None and classes.steady(i, known):
-            holds.append(classes.holds(i))  # each key as before: False or no data
+        if classes is not None and classes.steady(i, known, at):
+            # each key as before (False, no data), or still firing (moved as the engine
+            # would), up to the step where a key's class changes or a repeat is due
+            j = classes.steady_until(i, known, steps)
+            if classes.some_true[i]:
+                severity = effective_severity(rule, steps[j - 1], tz)
+                for key, points in classes.hold_run(i, j, known, steps, severity):
+                    values.setdefault(key, []).extend(points)
+            if holds is not None:
+                holds.extend([classes.holds(i)] * (j - i))
+            i = j - 1
             continue
         evaluated += 1
         results: list[bool | None] = []
-        keyed = at_step(at)
-        if classes is not None:  # keys certain to stay as they are: not evaluated
-            keyed, left_out = classes.needed(i, keyed, known)
+        held: list[str] = []
+        if classes is None:
+            keyed = at_step(at)
+        else:  # keys certain to stay as they are: not evaluated (nor their series built)
+            wanted, left_out, held = classes.needed(i, known, at)
+            keyed = at_step(at) if wanted is None or pick is None else pick(at, wanted)
             if left_out:
                 results.append(False)
+            if held:
+                severity = effective_severity(rule, at, tz)
+                for key, value in classes.hold(i, known, at, severity, held):
+                    values.setdefault(key, []).append([at, value])
+                results.append(True)
         view = known
         if classes is not None and classes.grouped:  # inactive keys out of the read stay so
-            view = {k: v for k, v in known.items() if k in keyed or k == "" or k in active}
+            view = {
+                k: v
+                for k, v in known.items()
+                if k in keyed or k == "" or (k in active and k not in held)
+            }
         for key, dims, decision, present in evaluate_keys(rule, keyed, view, at, tz=tz):
             if present:
                 results.append(decision.check.holds)
@@ -691,7 +719,8 @@ def _replay(
                 active.discard(key)
             if decision.changed or decision.notify:
                 events.append(_event(at, key, decision))
-        holds.append(True if True in results else (False if False in results else None))
+        if holds is not None:
+            holds.append(True if True in results else (False if False in results else None))
     if series is None:
         series = [{"alert_key": k, "points": pts} for k, pts in values.items()] or [
             {"alert_key": "", "points": []}

@@ -25,6 +25,7 @@ through `evaluate` one by one (tests/test_alerts_vectorised.py compares both pat
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
@@ -277,38 +278,61 @@ def _absence(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
     return Check(holds, silent, cond.window_minutes, f"last data {silent:.1f} min ago")
 
 
+def _median(values: Sequence[float]) -> float:
+    """`statistics.median` (the middle value, or the mean of the middle two), without its
+    generic conversions: a third of an anomaly check's time."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def robust_z(value: float, baseline: Sequence[float]) -> float:
     """(value − median) / (1.4826 · MAD); falls back to the mean absolute deviation, and
     to ±inf when the baseline is perfectly flat and the value differs."""
-    median = statistics.median(baseline)
-    mad = statistics.median(abs(b - median) for b in baseline)
+    median = _median(baseline)
+    mad = _median([abs(b - median) for b in baseline])
     scale = 1.4826 * mad or 1.2533 * statistics.fmean(abs(b - median) for b in baseline)
     if scale == 0:
         return 0.0 if value == median else math.copysign(math.inf, value - median)
     return (value - median) / scale
 
 
+@functools.cache
+def _current_reach(window_minutes: float) -> timedelta:
+    """How old an anomaly rule's current point may be: an hour (or its window) and
+    HOUR_GRACE."""
+    return timedelta(minutes=max(window_minutes, 60)) + HOUR_GRACE
+
+
+@functools.cache
+def _weeks_back(weeks: int) -> list[tuple[timedelta, timedelta]]:
+    """Per week back, how far before the current point its half-hour either side starts
+    and ends."""
+    return [(k * WEEK + _HALF_HOUR, k * WEEK - _HALF_HOUR) for k in range(1, weeks + 1)]
+
+
 def _anomaly(cond: Condition, series: Sequence[Point], now: datetime) -> Check:
     # Anomaly series are hourly, stamped with the hour's start: the current hour's point is at
     # most an hour old, however short `window_minutes` is; in an hour's first HOUR_GRACE, with
     # no point of the current hour yet, the hour just ended is the current value.
-    recent = _window(series, now, max(cond.window_minutes, 60) + HOUR_GRACE.total_seconds() / 60)
-    if not recent:
+    upto = _upto(series, now)  # the newest point within the last hour and HOUR_GRACE
+    if not upto or series[upto - 1].time <= now - _current_reach(cond.window_minutes):
         return Check(None, None, cond.z_threshold, "no current value")
-    current = recent[-1]
-    times = [p.time for p in series]  # sorted: binary search instead of a scan per week
+    current = series[upto - 1]
     baseline: list[float] = []
-    for k in range(1, cond.weeks + 1):
-        target = current.time - k * WEEK
-        lo = bisect.bisect_right(times, target - _HALF_HOUR)
-        hi = bisect.bisect_left(times, target + _HALF_HOUR)
-        baseline.extend(p.value for p in series[lo:hi])
+    for early, late in _weeks_back(cond.weeks):  # sorted: binary search, not a scan per week
+        lo = bisect.bisect_right(series, current.time - early, key=_TIME)
+        hi = bisect.bisect_left(series, current.time - late, lo, key=_TIME)
+        baseline.extend([p.value for p in series[lo:hi]])
     if len(baseline) < cond.min_baseline:
         return Check(None, current.value, cond.z_threshold, "too little history for a baseline")
     z = robust_z(current.value, baseline)
-    holds = {"above": z > cond.z_threshold, "below": z < -cond.z_threshold}.get(
-        cond.direction, abs(z) > cond.z_threshold
-    )
+    if cond.direction == "above":
+        holds = z > cond.z_threshold
+    elif cond.direction == "below":
+        holds = z < -cond.z_threshold
+    else:
+        holds = abs(z) > cond.z_threshold
     return Check(
         holds,
         current.value,
