@@ -79,7 +79,7 @@ RULES: dict[str, Rule] = {
         "group_by": ["region"]}),
     "absence 5 min": _rule({"type": "absence", "metric": "heartbeat", "window_minutes": 5}),
     # breaching nearly all the time: more steps than BUSY_LIMIT to evaluate, capped steps
-    "always breaching (capped steps)": _rule({"type": "threshold", "metric": "latency_ms",
+    "always breaching": _rule({"type": "threshold", "metric": "latency_ms",
         "aggregation": "max", "operator": "greater_than", "value": 60, "window_minutes": 5,
         "group_by": ["region"], "repeat_interval_minutes": 60}),
     "template slow_response_time": rule_from_row({"id": 0, **TEMPLATES["slow_response_time"]}),

@@ -30,7 +30,7 @@ from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import alert_instances, alert_rules, notification_outbox
 from tests.alerting_support import channel, partitions_around, threshold_rule
 from tests.rollup_fixtures import add_points, add_series
-from tests.test_backtest_live import NOW, TZ, _history, ordered
+from tests.test_backtest_live import NOW, TZ, _history, firing_steps, ordered
 
 START = NOW - timedelta(minutes=150)  # 09:30 UTC: hours 09, 10 and 11, and 12:00
 MIN, WEEK = timedelta(minutes=1), timedelta(days=7)
@@ -197,18 +197,6 @@ def _told(replay: dict[str, Any]) -> tuple[list, list]:
     return changed, sorted((e["time"], e["alert_key"], e["notify"]) for e in events if e["notify"])
 
 
-def _firing_steps(changes: list[tuple]) -> int:
-    """At how many of the minutes [START, NOW] some key was firing (after `changes`)."""
-    status: dict[str, str] = {}
-    firing, pending = 0, sorted(changes)
-    for at in steps_of(START, NOW, step=MIN):
-        while pending and pending[0][0] <= at:
-            _time, key, _before, after = pending.pop(0)
-            status[key] = str(after)
-        firing += "firing" in status.values()
-    return firing
-
-
 def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engine) -> None:
     partitions_around(engine, NOW)
     rng = np.random.default_rng(8)
@@ -249,7 +237,7 @@ def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engin
     # evaluated either (the engine would only count them): fewer evaluated steps than
     # minutes firing, and still the same events as every step evaluated
     for name in ("orders anomaly by region", "payment errors by type"):
-        firing = _firing_steps(changes[ids[name]])  # 15 and 17: 7 and 4 evaluated
+        firing = firing_steps(changes[ids[name]], steps_of(START, NOW, step=MIN))  # 15, 17
         assert evaluated[name][0] < firing * 2 / 3, (name, firing, evaluated[name])
     no_data = [c for c in changes[ids["heartbeat below half"]] if c[3] == "no_data"]
     assert len(no_data) >= 2, changes[ids["heartbeat below half"]]

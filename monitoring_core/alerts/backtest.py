@@ -47,8 +47,9 @@ minutes for any rule. Steps that certainly change nothing are skipped: those
 `backtest_quiet` or `backtest_kinds` find quiet (every key clear of its threshold, or absent,
 while no instance is active: the engine would keep every state and notify nobody), those
 where a rule without group_by certainly has no data while its instance keeps no data as it
-is, and a PromQL series not returned while its instance is not active. For pattern and
-anomaly rules also those where each key's check certainly holds while its instance fires
+is, and a PromQL series not returned while its instance is not active. For pattern,
+anomaly, metric threshold and rate of change rules also those where each key's check
+certainly holds while its instance fires
 with no repeat notification due (`Classes.steady`: the engine would only count it as
 triggered again, which `Classes.hold_run` does, a run of such steps at once), and a grouped
 rule's keys certain to stay as they are are left out of a step's evaluation (nor is their
@@ -56,8 +57,9 @@ series built). 90 days every 15 s are 518,400 steps, of which a few thousand are
 a rule that flaps most of the time evaluates one step per status change (on the bench data
 the default anomaly rule fires ~190 times a day: 1.8–2.0 s, `bench/README.md`). A metric
 threshold, absence or rate of change
-rule busy at more than BUSY_LIMIT steps at its default step replays by the minute if at most
-BUSY_LIMIT of those are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
+rule busy (a key unsure, or changing between clear, breaching and no data) at more than
+BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of those
+are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
 coarser beyond: a firing shorter than the step can be missed); so do rate of change rules on
 sums and counts, anomaly rules on signals, percentiles and last values always, and by default
 a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
@@ -92,9 +94,7 @@ from sqlalchemy import Connection
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest_kinds import EXACT as ANOMALY_EXACT
 from monitoring_core.alerts.backtest_kinds import (
-    FALSE,
     NO_DATA,
-    UNSURE,
     Classes,
     StepSeries,
     anomaly_source,
@@ -104,8 +104,8 @@ from monitoring_core.alerts.backtest_kinds import (
 from monitoring_core.alerts.backtest_quiet import (
     Bounds,
     by_key,
-    empty_steps,
-    quiet_steps,
+    key_classes,
+    quiet_of,
     read_bounds,
     signal_quiet,
     skips,
@@ -267,6 +267,7 @@ def _live_series(
 
 
 RAW_BLOCK = timedelta(hours=3)  # raw points are read for this many hours of steps at once
+RAW_BLOCK_MOST = timedelta(days=2)  # … doubled after each read of few points, up to this
 
 
 def _raw_source(
@@ -274,20 +275,23 @@ def _raw_source(
 ) -> Callable[[datetime], RawMetric | None]:
     """`at -> what raw.read_raw returns at at` (points in (since, at], since a minute floor).
 
-    Read in blocks of RAW_BLOCK of steps (up to RAW_LIMIT points each), when a step of the
+    Read in blocks of RAW_BLOCK of steps (up to RAW_LIMIT points each; after a block of
+    fewer than an eighth of those, twice as long, up to RAW_BLOCK_MOST), when a step of the
     block is first evaluated: a long backtest that skips quiet steps reads only around the
     steps it evaluates. A block over RAW_LIMIT: each of its steps reads its own."""
     block: list[Any] = []  # [first, last, t, v, s, dims] or [first, last, None, ...]
     every = steps[1] - steps[0] if len(steps) > 1 else MINUTE
-    length = max(RAW_BLOCK, 40 * every)  # coarse steps: several to a read
+    length = [max(RAW_BLOCK, 40 * every)]  # coarse steps: several to a read
 
     def load(at: datetime) -> None:
-        last = min(at + length, steps[-1])
+        last = min(at + length[0], steps[-1])
         since = floor_to(at - raw_span, MINUTE)
         raw = read_raw(conn, {metric: since}, now=last, limit=RAW_LIMIT)[metric]
         if raw is None:
             block[:] = [at, last, None, None, None, None]
             return
+        if len(raw.t) < RAW_LIMIT // 8 and length[0] < RAW_BLOCK_MOST:
+            length[0] *= 2  # few points (or none: retention): longer reads, fewer of them
         order = np.argsort(raw.t, kind="stable")
         block[:] = [at, last, raw.t[order], raw.v[order], raw.s[order], raw.dims]
 
@@ -636,20 +640,19 @@ def _replay(
         ]
     elif grouped is not None:
         bounds = by_key(rule, grouped)
-        found = quiet_steps(rule, bounds, steps, _limits(rule, tz))
-        quiet = found.tolist()
+        codes = key_classes(rule, bounds, steps, _limits(rule, tz))
         if rule.condition.type == "threshold":
             series = _bounds_series(rule, bounds, steps)
-        if rule.condition.type == "threshold" and not rule.condition.group_by:
-            # stretches without data: no data again, skipped while the instance keeps it
-            empty = empty_steps(rule, bounds, steps)
-            said = np.where(found, FALSE, np.where(empty, NO_DATA, UNSURE)).astype(np.int8)
-            classes = Classes(rule, {"": said}, np.full(len(steps), NO_DATA, dtype=np.int8))
+        if rule.condition.type == "absence":
+            quiet = quiet_of(codes, len(steps)).tolist()
+        else:  # a key (or none: the key "" without data) gives no data, as in a cycle
+            classes = Classes(rule, codes, np.full(len(steps), NO_DATA, dtype=np.int8))
+            quiet = classes.quiet().tolist()
     if not skip:
         quiet, classes = None, None
     if quiet is not None and busy_limit:
-        idle = classes.keys[""] == NO_DATA if classes is not None else np.zeros(len(quiet), bool)
-        busy = ~np.asarray(quiet, dtype=bool) & ~idle
+        # steps the engine decides: not quiet, and some key unsure or changing its class
+        busy = classes.busy() if classes is not None else ~np.asarray(quiet, dtype=bool)
         if int(busy.sum()) > busy_limit:
             whole = (_epoch_s(steps[0]) + _seconds_of(steps) * np.arange(len(steps))) % 60 == 0
             raise _TooBusy(int((busy & whole).sum()))
@@ -689,13 +692,19 @@ def _replay(
             keyed = at_step(at)
         else:  # keys certain to stay as they are: not evaluated (nor their series built)
             wanted, left_out, held = classes.needed(i, known, at)
-            keyed = at_step(at) if wanted is None or pick is None else pick(at, wanted)
+            if wanted is None:
+                keyed = at_step(at)
+            elif pick is not None:
+                keyed = pick(at, wanted)
+            else:  # the cycle's read: less the keys left out (a key without class stays)
+                out = set(classes.keys).difference(wanted)
+                keyed = {k: v for k, v in at_step(at).items() if k not in out}
             if left_out:
                 results.append(False)
             if held:
                 severity = effective_severity(rule, at, tz)
-                for key, value in classes.hold(i, known, at, severity, held):
-                    values.setdefault(key, []).append([at, value])
+                for key, points in classes.hold_run(i, i + 1, known, steps, severity, held):
+                    values.setdefault(key, []).extend(points)
                 results.append(True)
         view = known
         if classes is not None and classes.grouped:  # inactive keys out of the read stay so

@@ -39,7 +39,17 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_quiet import Bounds, _range, _sparse, read_bounds
+from monitoring_core.alerts.backtest_quiet import (
+    ABSENT,
+    FALSE,
+    NO_DATA,
+    TRUE,
+    UNSURE,
+    Bounds,
+    _range,
+    _sparse,
+    read_bounds,
+)
 from monitoring_core.alerts.engine import (
     ACTIVE,
     HOUR_GRACE,
@@ -63,7 +73,6 @@ __all__ = [
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR, WEEK = timedelta(hours=1), timedelta(days=7)
 _BUCKET_US = 10_000_000  # the pattern read's buckets (series.RAW_STEP)
-ABSENT, FALSE, NO_DATA, UNSURE, TRUE = 0, 1, 2, 3, 4  # what a key's check certainly gives
 
 
 class Classes:
@@ -90,7 +99,7 @@ class Classes:
         for found in keys.values():
             self.some_true |= found == TRUE
         self.repeat = timedelta(minutes=rule.repeat_interval_minutes)
-        change = np.zeros(len(empty), dtype=bool)  # a step where some key's class changes
+        change = self.change = np.zeros(len(empty), dtype=bool)  # some key's class changes
         for found in [*keys.values(), empty]:
             change[1:] |= found[1:] != found[:-1]
         heads = np.r_[np.flatnonzero(change), len(empty)]
@@ -108,11 +117,20 @@ class Classes:
             present |= found != ABSENT
         return fine & (some | (~present & (self.empty == FALSE)))
 
+    def busy(self) -> np.ndarray:
+        """Steps the engine may have to decide: not quiet, and some key unsure or some
+        key's class changing there (a run of steps holding or giving no data as before is
+        steady while the instances are as `steady` asks)."""
+        unsure = self.change.copy()
+        for found in self.keys.values():
+            unsure |= found == UNSURE
+        return ~self.quiet() & unsure
+
     def steady(self, i: int, known: Mapping[str, Known], at: datetime) -> bool:
         """Whether the engine's decision at step `i` (at `at`) changes no instance's status
         and notifies nobody (`evaluate_keys`: present keys, absent known keys, the key
         ""). A key whose check certainly holds while its instance fires without a repeat
-        due is steady too: `hold` then moves its instance as the engine would."""
+        due is steady too: `hold_run` then moves its instance as the engine would."""
         present = False
         for key, found in self.keys.items():
             c = int(found[i])
@@ -141,28 +159,31 @@ class Classes:
         return end
 
     def hold_run(
-        self, i: int, end: int, known: dict[str, Known], steps: Sequence[datetime], severity: str
-    ) -> Iterator[tuple[str, list[list[Any]]]]:
-        """`hold` at each of the steady steps [i, end): each key whose check certainly holds
-        triggered again at each, and its value at each step (the chart's points)."""
-        for key, found in self.keys.items():
-            if found[i] != TRUE:
-                continue
+        self, i: int, end: int, known: dict[str, Known], steps: Sequence[datetime],
+        severity: str, keys: Iterable[str] | None = None,
+    ) -> Iterator[tuple[str, list[list[Any]]]]:  # fmt: skip
+        """Move the instances of `keys` (default: every key whose check certainly holds at
+        step `i`) as the engine moves a firing instance whose condition still holds at each
+        of the steps [i, end) (`engine._still_holding`: triggered again, with that step's
+        value), yielding each key and its values at those steps (the chart's points)."""
+        if keys is None:
+            keys = [key for key, found in self.keys.items() if found[i] == TRUE]
+        for key in keys:
             before = known[key]
-            values = self.values.get(key)
-            got = [None] * (end - i) if values is None else values[i:end].tolist()
+            values = self.values.get(key)  # none: a threshold's chart is its rollups
+            got = [] if values is None else values[i:end].tolist()
             state = before.state
             known[key] = Known(
                 with_changes(
                     state,
                     last_triggered_at=steps[end - 1],
                     trigger_count=state.trigger_count + end - i,
-                    trigger_value=got[-1],
+                    trigger_value=got[-1] if got else None,
                 ),
                 severity,
                 before.dimensions,
             )
-            yield key, [[steps[k], v] for k, v in zip(range(i, end), got, strict=True)]
+            yield key, [[steps[i + k], v] for k, v in enumerate(got)]
 
     def _keeps(self, found: int, before: Known | None, at: datetime) -> bool:
         state = before.state if before is not None else _NONE
@@ -194,7 +215,7 @@ class Classes:
         certainly gives False and whose instance is not active (the engine keeps them as
         they are: left out, such a key is absent, which keeps an inactive instance too),
         and those whose check certainly holds while their instance fires with no repeat
-        due (`hold` moves them). Also whether a False one was left out (a cycle hears False
+        due (`hold_run` moves them). Also whether a False one was left out (a cycle hears False
         from it) and the held keys. Every key is kept if all could go (the rule would then
         see no series at all)."""
         if not self.grouped:
@@ -213,33 +234,6 @@ class Classes:
         if not out:
             return None, False, []
         return out, len(out) + len(held) < present, held
-
-    def hold(
-        self, i: int, known: dict[str, Known], at: datetime, severity: str,
-        keys: Iterable[str] | None = None,
-    ) -> Iterator[tuple[str, float | None]]:  # fmt: skip
-        """Move the instances of `keys` (default: every key whose check certainly holds at
-        step `i`) as the engine moves a firing instance whose condition still holds
-        (`engine._still_holding`: triggered again now, with this value), yielding each key
-        and its value."""
-        if keys is None:
-            keys = [k for k, found in self.keys.items() if found[i] == TRUE]
-        for key in keys:
-            before = known[key]
-            state = before.state
-            values = self.values.get(key)
-            value = None if values is None else float(values[i])
-            known[key] = Known(
-                with_changes(
-                    state,
-                    last_triggered_at=at,
-                    trigger_count=state.trigger_count + 1,
-                    trigger_value=value,
-                ),
-                severity,
-                before.dimensions,
-            )
-            yield key, value
 
     def holds(self, i: int) -> bool | None:
         """What a cycle tells a composite at a steady step (True, False or None)."""

@@ -18,6 +18,14 @@ it bounds what the rule's window can hold at each step, and a step is quiet when
   clear (`_change_clear`);
 - a grouped rule certainly has some key (else it evaluates its "no data at all" key).
 
+The same bounds tell, per key and step, when a threshold or rate of change check certainly
+holds (`key_classes`: data in the window and the bound past every limit; for `>` on an
+average, minimum or last value the smallest value of the widened minutes, on a maximum the
+largest of a minute wholly inside the window, on a count the points of the minutes wholly
+inside; sums and percentiles are not bounded that way): while its instance fires with no
+repeat due, such a step changes nothing either but the instance's count of triggers
+(`backtest_kinds.Classes`, shared with pattern and anomaly rules).
+
 The replay skips a quiet step only while no instance is active; every other step is
 evaluated by the engine on the series the cycle would have read, so skipping changes no
 decision (tests/test_backtest_live.py replays with and without skipping). The bounds are
@@ -43,10 +51,15 @@ from monitoring_core.rollup_read import range_source
 from monitoring_core.timerange import TimeRange
 
 __all__ = [
+    "ABSENT",
+    "FALSE",
+    "NO_DATA",
+    "TRUE",
+    "UNSURE",
     "Bounds",
+    "key_classes",
+    "quiet_of",
     "by_key",
-    "empty_steps",
-    "quiet_steps",
     "read_bounds",
     "signal_quiet",
     "skips",
@@ -59,6 +72,7 @@ def _family(name: str) -> str:
 
 
 MINUTE = timedelta(minutes=1)
+ABSENT, FALSE, NO_DATA, UNSURE, TRUE = 0, 1, 2, 3, 4  # what a key's check certainly gives
 _GREATER = ("greater_than", "greater_than_or_equal")
 _LESS = ("less_than", "less_than_or_equal")
 
@@ -253,38 +267,61 @@ def _cumulative(values: np.ndarray) -> np.ndarray:
     return np.concatenate(([0.0], np.cumsum(values)))
 
 
-def _clear_of(
-    rule: Rule, bounds: Bounds, a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray,
-    limits: list[float],
-) -> np.ndarray:  # fmt: skip
-    """Per step: the threshold check certainly gives False (any point of the window's
-    minutes considered; `a:b` the widened minutes, `c:d` those certainly inside)."""
-    cond = rule.condition
-    agg = cond.aggregation
-    greater = cond.operator in _GREATER
+def _value_bounds(
+    rule: Rule, bounds: Bounds, a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per step: an upper and a lower bound of the threshold check's value (`a:b` the
+    widened minutes, any point of which may be in the window; `c:d` minutes wholly inside
+    it, after its start: every point of theirs is read and counted), and whether both bound
+    it for a breach as well (not for percentiles: only their extremes' side is trusted, for
+    clearing)."""
+    agg = rule.condition.aggregation
     if agg == "count":
         counts = _cumulative(bounds.n)
-        top, bottom = counts[b] - counts[a], counts[d] - counts[c]
-    elif agg == "sum":
+        return counts[b] - counts[a], counts[d] - counts[c], True
+    if agg == "sum":  # every point's positive part, or negative part, of the widened minutes
         up = _cumulative(bounds.n * np.maximum(bounds.hi, 0.0))
         down = _cumulative(bounds.n * np.minimum(bounds.lo, 0.0))
-        top, bottom = up[b] - up[a], down[b] - down[a]
-    elif greater:  # avg, min, max, percentiles, last: within the extremes of the window
-        top = bottom = _range(_sparse(bounds.hi, np.maximum), a, b, np.maximum, -np.inf)
-    else:
-        top = bottom = _range(_sparse(bounds.lo, np.minimum), a, b, np.minimum, np.inf)
-    clear = np.ones(len(a), dtype=bool)
+        return up[b] - up[a], down[b] - down[a], True
+    # avg, min, max, percentiles, last: within the extremes of the window; the largest is at
+    # least that of a minute inside, the smallest at most that of one
+    top = _range(_sparse(bounds.hi, np.maximum), a, b, np.maximum, -np.inf)
+    bottom = _range(_sparse(bounds.lo, np.minimum), a, b, np.minimum, np.inf)
+    if agg == "max":
+        bottom = np.maximum(
+            bottom, _range(_sparse(bounds.hi, np.maximum), c, d, np.maximum, -np.inf)
+        )
+    elif agg == "min":
+        top = np.minimum(top, _range(_sparse(bounds.lo, np.minimum), c, d, np.minimum, np.inf))
+    return top, bottom, agg in ("avg", "min", "max", "last")
+
+
+def _sides(
+    rule: Rule, top: np.ndarray, bottom: np.ndarray, limits: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per step, from bounds of the compared value: whether the check certainly gives False
+    for every limit, and certainly True for every limit (room left for rounding)."""
+    greater = rule.condition.operator in _GREATER
+    clear = np.ones(len(top), dtype=bool)
+    breach = np.ones(len(top), dtype=bool)
     with np.errstate(invalid="ignore"):
+        room = 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
         for limit in limits:
-            room = 1e-9 * max(1.0, abs(limit)) + 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
-            clear &= (top < limit - room) if greater else (bottom > limit + room)
-    return clear
+            near = 1e-9 * max(1.0, abs(limit)) + room
+            if greater:
+                clear &= top < limit - near
+                breach &= bottom > limit + near
+            else:
+                clear &= bottom > limit + near
+                breach &= top < limit - near
+    return clear, breach
 
 
-def _change_clear(
-    rule: Rule, bounds: Bounds, at: np.ndarray, window: float, limits: list[float]
-) -> np.ndarray:
-    """Per step (epoch seconds `at`): a rate of change rule's check certainly gives False.
+def _change_bounds(
+    rule: Rule, bounds: Bounds, at: np.ndarray, window: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per step (epoch seconds `at`): whether a rate of change rule's check certainly has
+    both points, and bounds of the change it computes.
 
     `engine._rate_of_change` compares the newest point at or before the step with the newest
     at or before `at − window`. Both certainly exist when a whole minute lies in
@@ -316,55 +353,54 @@ def _change_clear(
             both &= positive
         else:
             top, bottom = cur_hi - prev_lo, cur_lo - prev_hi
-        greater = cond.operator in _GREATER
-        clear = both & np.isfinite(top) & np.isfinite(bottom)
-        for limit in limits:
-            room = 1e-9 * max(1.0, abs(limit)) + 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
-            clear &= (top < limit - room) if greater else (bottom > limit + room)
-    return clear
+        both &= np.isfinite(top) & np.isfinite(bottom)
+    return both, top, bottom
 
 
-def quiet_steps(
+def key_classes(
     rule: Rule, keyed: dict[str, Bounds], steps: list[datetime], limits: list[float]
-) -> np.ndarray:
-    """Per step, True when it certainly changes nothing while no instance is active (see the
-    module docstring). `limits`: every threshold the calendar can make of the rule's value."""
+) -> dict[str, np.ndarray]:
+    """Per key, per step, what its check certainly gives (see the module docstring): ABSENT
+    (no minute of the key in the step's read), FALSE (data in the window, clear of every
+    limit; absence: a point in the window), TRUE (data in the window, past every limit: a
+    threshold on counts, sums, averages, extremes or last values, or a rate of change) or
+    UNSURE. `limits`: every threshold the calendar can make of the rule's value."""
     cond = rule.condition
     every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
     at = steps[0].timestamp() + every * np.arange(len(steps))  # steps are evenly spaced
     window = cond.window_minutes * 60.0
     span = series_mod.lookback(rule).total_seconds()
-    quiet = np.ones(len(at), dtype=bool)
-    some_key = np.zeros(len(at), dtype=bool)
-    for bounds in keyed.values():
+    out = {}
+    for key, bounds in keyed.items():
         m = bounds.m
         a = np.searchsorted(m, at - span - 60.0, side="left")  # could be in the step's read
         b = np.searchsorted(m, at, side="right")
         c = np.searchsorted(m, at - window, side="left")  # certainly inside the window
         d = np.searchsorted(m, at - 60.0, side="right")
-        present = b > a
         inside = d > c
-        some_key |= inside
+        breach = np.zeros(len(at), dtype=bool)
         if cond.type == "absence":
             fine = inside
         elif cond.type == "rate_of_change":
-            fine = _change_clear(rule, bounds, at, window, limits)
+            both, top, bottom = _change_bounds(rule, bounds, at, window)
+            clear, breach = _sides(rule, top, bottom, limits)
+            fine, breach = both & clear, both & breach
         else:
             w_a = np.searchsorted(m, at - window - 60.0, side="left")
-            fine = inside & _clear_of(rule, bounds, w_a, b, c, d, limits)
-        quiet &= ~present | fine
-    return quiet & some_key  # else the "no data" key (or the grouped rule's) is evaluated
+            after = np.searchsorted(m, at - window, side="right")  # wholly read and inside
+            top, bottom, exact = _value_bounds(rule, bounds, w_a, b, after, d)
+            clear, breach = _sides(rule, top, bottom, limits)
+            fine, breach = inside & clear, inside & breach & exact
+        found = np.where(fine, FALSE, np.where(breach, TRUE, UNSURE))
+        out[key] = np.where(b > a, found, ABSENT).astype(np.int8)
+    return out
 
 
-def empty_steps(rule: Rule, keyed: dict[str, Bounds], steps: list[datetime]) -> np.ndarray:
-    """Per step, True when the step's read certainly holds no point of any key (no minute
-    of any key starts in the widened window): a threshold check there gives no data."""
-    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
-    at = steps[0].timestamp() + every * np.arange(len(steps))
-    span = series_mod.lookback(rule).total_seconds()
-    empty = np.ones(len(at), dtype=bool)
-    for bounds in keyed.values():
-        a = np.searchsorted(bounds.m, at - span - 60.0, side="left")
-        b = np.searchsorted(bounds.m, at, side="right")
-        empty &= b <= a
-    return empty
+def quiet_of(classes: dict[str, np.ndarray], count: int) -> np.ndarray:
+    """Per step of `count`: every key absent or clear, and one clear."""
+    fine = np.ones(count, dtype=bool)
+    some = np.zeros(count, dtype=bool)
+    for found in classes.values():
+        fine &= (found == ABSENT) | (found == FALSE)
+        some |= found == FALSE
+    return fine & some
