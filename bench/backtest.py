@@ -78,7 +78,7 @@ RULES: dict[str, Rule] = {
         "aggregation": "avg", "operator": "greater_than", "value": 100, "window_minutes": 30,
         "group_by": ["region"]}),
     "absence 5 min": _rule({"type": "absence", "metric": "heartbeat", "window_minutes": 5}),
-    # breaching nearly all the time: more steps than BUSY_LIMIT to evaluate, capped steps
+    # breaching nearly all the time: held while it fires, replayed at every step (was capped)
     "always breaching": _rule({"type": "threshold", "metric": "latency_ms",
         "aggregation": "max", "operator": "greater_than", "value": 60, "window_minutes": 5,
         "group_by": ["region"], "repeat_interval_minutes": 60}),
