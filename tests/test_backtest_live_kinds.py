@@ -20,8 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import Engine, select, text, update
 
+from monitoring_core.alerts import backtest as backtest_mod
 from monitoring_core.alerts.backtest import backtest, steps_of
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule, list_alert_history
@@ -197,7 +199,9 @@ def _told(replay: dict[str, Any]) -> tuple[list, list]:
     return changed, sorted((e["time"], e["alert_key"], e["notify"]) for e in events if e["notify"])
 
 
-def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engine) -> None:
+def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     partitions_around(engine, NOW)
     rng = np.random.default_rng(8)
     _orders(engine, rng)
@@ -224,7 +228,16 @@ def test_the_backtest_of_every_kind_tells_what_the_live_cycles_did(engine: Engin
                         for skip in (True, False)]  # fmt: skip
                 assert fine[0]["step_seconds"] == 15
                 assert ordered(fine[0]["events"]) == ordered(fine[1]["events"]), name
-    # the history exercised what it is meant to
+    # an anomaly rule on a percentile replays every minute by default (its partial hours from
+    # the minutes' histograms); one busy at more minutes than its limit at capped steps
+    with engine.connect() as conn:
+        p95 = rule_from_row(get_rule(conn, rule_id=ids["orders a p95"]))
+        default = backtest(conn, p95, start=START, end=NOW, tz=TZ)
+        assert default["step_seconds"] == 60 and default["evaluated_steps"] < 151
+        monkeypatch.setattr(backtest_mod, "PERCENTILE_BUSY_LIMIT", 1)
+        capped = backtest(conn, p95, start=START, end=NOW, tz=TZ)
+        assert capped["evaluated_steps"] == 151  # every step of the fallback evaluated
+        assert ordered(capped["events"]) == ordered(default["events"])
     # the history exercised what it is meant to: every rule fired but the one whose PromQL
     # child tells a cycle nothing; quiet and idle steps were skipped
     assert fired.pop("promql and slow a") == 0 and fired.pop("heartbeat below half") == 0

@@ -19,7 +19,8 @@ the cycle would have read at that moment:
 - an anomaly rule on a metric: its 1-minute rollups and the past weeks' whole hours read
   once, each step's series as the cycle's `_hours` read gives it (the whole minutes of the
   hour so far and the same minutes of past weeks, summed from the same minute rows in order;
-  for percentiles and `last`, every step's partial hours read in one statement);
+  percentiles merged from the minutes' histograms, read once, each hour's prefixes at once;
+  for `last`, every step's partial hours read in one statement);
 - a PromQL rule: its expression as a range query over the steps (PROMQL_CHUNK at a time),
   each returned series' transitions as `promql_rules` decides them in a cycle;
 - a composite rule: each child replayed as above at the same steps, telling the composite
@@ -61,7 +62,8 @@ rule busy (a key unsure, or changing between clear, breaching and no data) at mo
 BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of those
 are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
 coarser beyond: a firing shorter than the step can be missed); so do rate of change rules on
-sums and counts, anomaly rules on signals, percentiles and last values always, and by default
+sums and counts, anomaly rules on signals and last values always, anomaly rules on
+percentiles busy at more than PERCENTILE_BUSY_LIMIT minutes, and by default
 a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
 live and not here; in an hour's first minutes an anomaly rule checks the hour just ended
@@ -92,7 +94,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_kinds import EXACT as ANOMALY_EXACT
+from monitoring_core.alerts.backtest_kinds import EVERY_STEP as ANOMALY_EVERY_STEP
 from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
     Classes,
@@ -101,6 +103,7 @@ from monitoring_core.alerts.backtest_kinds import (
     no_data_keeps,
     pattern_source,
 )
+from monitoring_core.alerts.backtest_kinds import PERCENTILES as ANOMALY_PERCENTILES
 from monitoring_core.alerts.backtest_quiet import (
     Bounds,
     by_key,
@@ -165,9 +168,9 @@ def every_step(rule: Rule) -> bool:
     """Whether the rule is replayed at every step of any range (else at most MAX_STEPS):
     metric threshold, absence and rate of change rules (not of sums or counts) and signal
     thresholds (`backtest_quiet`), pattern
-    rules and anomaly rules on metrics by count, sum, min, max or average (`backtest_kinds`;
-    on a percentile or `last`, each step's partial hours are read from the rollups'
-    histograms: at most MAX_STEPS of them), PromQL and composite rules."""
+    rules and anomaly rules on metrics by count, sum, min, max, average or percentile
+    (`backtest_kinds`; on `last`, each step's partial hours are read from the rollups: at
+    most MAX_STEPS of them), PromQL and composite rules."""
     if skips(rule) or rule.condition.type in ("pattern", "promql", "composite"):
         return True
     fk = series_mod.fetch_key(rule)
@@ -175,7 +178,7 @@ def every_step(rule: Rule) -> bool:
         rule.condition.type == "anomaly"
         and fk is not None
         and fk.kind == "hour"
-        and fk.aggregation in ANOMALY_EXACT
+        and fk.aggregation in ANOMALY_EVERY_STEP
     )
 
 
@@ -586,6 +589,19 @@ class _TooBusy(Exception):
 
 
 BUSY_LIMIT = 5_000  # about a second of evaluations
+# An anomaly rule on a percentile: its minutes' histograms take ~1.3 s to read and merge at
+# 90 days (bench/backtest.py), an evaluation ~40 µs: past this many busy minutes, capped steps
+PERCENTILE_BUSY_LIMIT = 15_000
+
+
+def _busy_limit(rule: Rule) -> int:
+    """How many busy steps a replay at the default step may have (0: any number)."""
+    if skips(rule):
+        return BUSY_LIMIT
+    fk = series_mod.fetch_key(rule)
+    if fk is not None and fk.kind == "hour" and fk.aggregation in ANOMALY_PERCENTILES:
+        return PERCENTILE_BUSY_LIMIT
+    return 0
 
 
 def _replay(
@@ -597,6 +613,7 @@ def _replay(
     skip: bool = True,
     busy_limit: int = 0,
     holds: list[bool | None] | None = None,
+    cache: dict[Any, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """The live cycle's decisions for this rule at each step (see the module docstring);
     series: per alert key the value the engine compared at each step, or (read from the
@@ -607,7 +624,8 @@ def _replay(
     many steps were evaluated. More than `busy_limit` (when not 0) steps not quiet: _TooBusy
     (the caller steps as for other rules: a rule breaching most of a long range). `holds`:
     filled with whether the condition held for any key at each step, as a cycle tells a
-    composite rule about its children."""
+    composite rule about its children. `cache`: reads a second replay of the same
+    backtest can reuse (an anomaly rule's percentile tables)."""
     grouped = None
     fk = series_mod.fetch_key(rule)
     skippable = skips(rule)
@@ -625,7 +643,7 @@ def _replay(
         source = (
             pattern_source(conn, rule, fk, steps, _limits(rule, tz))
             if fk.kind == "pattern"
-            else anomaly_source(conn, rule, fk, steps)
+            else anomaly_source(conn, rule, fk, steps, cache)
         )
         pick, classes = source
         at_step = pick
@@ -756,16 +774,17 @@ def _seconds_of(steps: list[datetime]) -> float:
 
 def _busy_replay(
     conn: Connection, rule: Rule, start: datetime, end: datetime, tz: ZoneInfo,
-    step: timedelta, by_minute: int,
+    step: timedelta, by_minute: int, cache: dict[Any, Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, timedelta]:  # fmt: skip
     """A rule busy at more than BUSY_LIMIT of its default steps: at 1-minute steps if those
     are few enough (`by_minute`: a rule busy 1,500 minutes is 6,000 steps of 15 s), else at
     most MAX_STEPS steps, every one evaluated (no bounds tell quiet ones apart when most are
     busy)."""
     if step < MINUTE and by_minute <= BUSY_LIMIT and (end - start) / MINUTE <= MAX_EVERY:
-        return (*_replay(conn, rule, steps_of(start, end, step=MINUTE), tz), MINUTE)
+        return (*_replay(conn, rule, steps_of(start, end, step=MINUTE), tz, cache=cache), MINUTE)
     step = _step(start, end)
-    return (*_replay(conn, rule, steps_of(start, end, step=step), tz, skip=False), step)
+    every = steps_of(start, end, step=step)
+    return (*_replay(conn, rule, every, tz, skip=False, cache=cache), step)
 
 
 def _signal_source(
@@ -907,14 +926,15 @@ def backtest(
         points = [[at, float(n)] for at, n in zip(steps[::every], counts[::every], strict=True)]
         series = [{"alert_key": "", "points": points}]
     else:
-        limit = BUSY_LIMIT if step_chosen and skips(rule) else 0
+        limit = _busy_limit(rule) if step_chosen else 0
+        cache: dict[Any, Any] = {}
         try:
             events, series, evaluated = _replay(
-                conn, rule, steps, tz, skip=skip_quiet, busy_limit=limit
+                conn, rule, steps, tz, skip=skip_quiet, busy_limit=limit, cache=cache
             )
         except _TooBusy as busy:  # busy most of the time: by the minute, else capped steps
             events, series, evaluated, step = _busy_replay(
-                conn, rule, start, end, tz, step, busy.by_minute
+                conn, rule, start, end, tz, step, busy.by_minute, cache
             )
     fired = [e for e in events if e["notify"] == "firing"]
     return {

@@ -62,12 +62,13 @@ from monitoring_core.alerts.engine import (
 from monitoring_core.alerts.rules import OPERATORS, Rule
 from monitoring_core.enums import AlertStatus
 from monitoring_core.errors.queries import _dimension, _filters
+from monitoring_core.histogram import bucket_values
 from monitoring_core.metrics_query import query_metric_ranges
-from monitoring_core.rollup_read import floor_to
+from monitoring_core.rollup_read import floor_to, range_source
 from monitoring_core.timerange import TimeRange
 
 __all__ = [
-    "EXACT", "TRUE", "Classes", "anomaly_source", "no_data_keeps", "pattern_source",
+    "EVERY_STEP", "TRUE", "Classes", "anomaly_source", "no_data_keeps", "pattern_source",
 ]  # fmt: skip
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -381,6 +382,8 @@ _ONE_US = timedelta(microseconds=1)
 # ---------------------------------------------------------------- anomaly
 _SUMMED = ("avg", "sum", "count")
 EXACT = (*_SUMMED, "min", "max")  # computed here from the minutes' count/sum/min/max
+PERCENTILES = ("p50", "p95", "p99")  # … and from the minutes' histograms
+EVERY_STEP = (*EXACT, *PERCENTILES)  # `last`: each step's partial hours read from SQL
 _WEEK_S, _HOUR_S = WEEK.total_seconds(), HOUR.total_seconds()
 
 
@@ -414,6 +417,115 @@ def _partial_values(b: Bounds, agg: str) -> Callable[[np.ndarray, np.ndarray], n
         return np.asarray(_range(table, lo, hi, pick, np.nan))
 
     return extreme
+
+
+def _read_histograms(
+    conn: Connection, fk: series_mod.FetchKey, start: datetime, end: datetime
+) -> dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per group of `fk.dims`: its 1-minute rollups' histogram buckets in [start, end], one
+    entry per (minute, key): minute starts (epoch s), keys and counts (a NULL count is 1, as
+    `metrics_query` merges them), each column one bytea of big-endian numbers per group."""
+    dims = list(fk.dims)
+    names = ", ".join(f"coalesce(dimensions->>:g{i}, '') AS g{i}" for i in range(len(dims)))
+    groups = ", ".join(f"s.g{i}" for i in range(len(dims)))
+    source = range_source(
+        "metric",
+        TimeRange(start, end),
+        columns="series_id, bucket, hist_keys, hist_counts",
+        where="series_id IN (SELECT id FROM sel)",
+        step=timedelta(minutes=1),
+    )
+    sql = (
+        f"WITH sel AS (SELECT id{', ' + names if names else ''} FROM metric_series "
+        "WHERE name = :name) "
+        f"SELECT {groups + ', ' if groups else ''}"
+        "string_agg(float8send(date_part('epoch', r.bucket)), ''::bytea), "
+        "string_agg(int8send(u.k::bigint), ''::bytea), "
+        "string_agg(int8send(coalesce(u.c, 1)), ''::bytea) "
+        f"FROM ({source.sql}) r JOIN sel s ON s.id = r.series_id, "
+        "unnest(r.hist_keys, r.hist_counts) AS u(k, c)" + (f" GROUP BY {groups}" if groups else "")
+    )
+    params = {**source.params, "name": fk.metric, **{f"g{i}": d for i, d in enumerate(dims)}}
+    out = {}
+    for row in conn.execute(text(sql), params):
+        m, k, c = row[len(dims) :]
+        if m:
+            out[tuple(row[: len(dims)])] = (
+                np.frombuffer(m, dtype=">f8").astype(np.float64),
+                np.frombuffer(k, dtype=">i8").astype(np.int64),
+                np.frombuffer(c, dtype=">i8").astype(np.int64),
+            )
+    return out
+
+
+def _hour_quantiles(
+    m: np.ndarray, k: np.ndarray, c: np.ndarray, q: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """From one group's histogram entries (minute, key, count): the hours that have any
+    (epoch s, sorted) and per hour, for its first e = 1..60 minutes, the quantile q of
+    their merged histogram (NaN: no entry yet), as `histogram.grouped_quantiles` answers
+    for those minutes (rank q·(n − 1) on the running count of the buckets sorted by key)."""
+    hour = np.floor(m / _HOUR_S) * _HOUR_S
+    offset = ((m - hour) // 60).astype(np.int64)
+    order = np.lexsort((k, hour))
+    hour, k, c, offset = hour[order], k[order], c[order], offset[order]
+    # one row per (hour, key), one column per minute of the hour: counts, then running
+    new = np.r_[True, (hour[1:] != hour[:-1]) | (k[1:] != k[:-1])]
+    pair = np.cumsum(new) - 1
+    pairs = int(pair[-1]) + 1
+    # a column per minute of the hour (contiguous: each prefix is searched on its own)
+    flat = np.bincount(offset * pairs + pair, weights=c, minlength=60 * pairs)
+    counts = flat.astype(np.int64).reshape(60, pairs)
+    np.cumsum(counts, axis=0, out=counts)  # the minutes up to each: a prefix of the hour
+    running = np.cumsum(counts, axis=1)  # over every (hour, key) row, per prefix
+    pair_hour, pair_key = hour[new], k[new]
+    hours, first = np.unique(pair_hour, return_index=True)
+    last = np.r_[first[1:], len(pair_hour)] - 1
+    before = np.where(first[None, :] > 0, running[:, np.maximum(first - 1, 0)], 0)
+    n = running[:, last] - before  # per prefix and hour: the points its histogram holds
+    target = before + q * (n - 1)
+    out = np.full((len(hours), 60), np.nan)
+    for e in range(60):
+        some = n[e] > 0
+        at = np.searchsorted(running[e], target[e, some], side="right")
+        out[some, e] = bucket_values(pair_key[at])
+    return hours, out
+
+
+Tables = tuple[datetime, datetime, dict[tuple, tuple[np.ndarray, np.ndarray]]]
+
+
+def _histogram_partials(
+    conn: Connection, fk: series_mod.FetchKey, end_s: np.ndarray, hour_s: np.ndarray,
+    weeks: int, since: datetime, until: datetime, cache: dict[Any, Any] | None = None,
+) -> dict[tuple, list[np.ndarray]]:  # fmt: skip
+    """As `_read_partials` for percentiles: per group, per week back, per step, the
+    quantile of the minutes [hour, end) from the minutes' histograms read once (every
+    step's partial hour is a prefix of its hour: `_hour_quantiles`). `cache`: the tables
+    of [since, until] kept for another replay of the same backtest over a part of it."""
+    q = int(fk.aggregation[1:]) / 100
+    held: Tables | None = None if cache is None else cache.get(("hours", fk))
+    if held is None or not held[0] <= since <= until <= held[1]:
+        tables = {
+            g: _hour_quantiles(m, k, c, q)
+            for g, (m, k, c) in _read_histograms(conn, fk, since, until).items()
+        }
+        held = (since, until, tables)
+        if cache is not None:
+            cache[("hours", fk)] = held
+    out = {}
+    for g, (hours, table) in held[2].items():
+        per_week = []
+        for back in range(weeks + 1):
+            h = hour_s - back * _WEEK_S
+            e = np.round((end_s - hour_s) / 60).astype(np.int64)  # whole minutes so far
+            row = np.minimum(np.searchsorted(hours, h), len(hours) - 1)
+            found = (hours[row] == h) & (e > 0)
+            value = np.full(len(h), np.nan)
+            value[found] = table[row[found], e[found] - 1]
+            per_week.append(value)
+        out[g] = per_week
+    return out
 
 
 def _read_partials(
@@ -496,13 +608,15 @@ def _breaches(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, room: np.ndarra
 
 
 def anomaly_source(
-    conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime]
-) -> Source:
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime],
+    cache: dict[Any, Any] | None = None,
+) -> Source:  # fmt: skip
     """An anomaly rule on a metric: per step the series a cycle's `_hours` read gives (the
     current hour so far and the same minutes of that hour in each past week; in an hour's
     first `HOUR_GRACE`, the whole hour before each of those too) and what each key's check
-    certainly gives. Count/sum/min/max/avg come from the minutes' rollups in numpy;
-    percentiles and `last` from one read of every step's partial hours."""
+    certainly gives. Count/sum/min/max/avg come from the minutes' rollups in numpy,
+    percentiles from their histograms (`cache`: see `_histogram_partials`); `last` from one
+    read of every step's partial hours."""
     cond, agg, weeks = rule.condition, fk.aggregation, rule.condition.weeks
     first_hour, last_hour = floor_to(steps[0], HOUR), floor_to(steps[-1], HOUR)
     at_s = _step_us(steps) / 1e6
@@ -520,6 +634,9 @@ def anomaly_source(
             partials[g] = [
                 partial(end_s - k * _WEEK_S, hour_s - k * _WEEK_S) for k in range(weeks + 1)
             ]
+    elif agg in PERCENTILES:
+        since = first_hour - weeks * WEEK
+        partials = _histogram_partials(conn, fk, end_s, hour_s, weeks, since, steps[-1], cache)
     else:
         partials = _read_partials(conn, fk, end_s, hour_s, weeks)
     # whole hours: the hour before each step's hour, in every week (an hour's first minutes)
