@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
-from monitoring_core.metrics_query import live_points, query_metric, query_metric_ranges
+from monitoring_core.metrics_query import live_points, query_metric
 from monitoring_core.performance import queries as q
 from monitoring_core.rollups import run_rollups
 from monitoring_core.timerange import TimeRange
@@ -217,28 +217,6 @@ def test_it_groups_and_filters_a_metric(engine: Engine, cpu: datetime) -> None:
     assert len(grouped) == 8 and set(grouped["region"]) == {""}
     assert grouped[grouped["host"] == "web"]["value"].tolist() == [11.0] * 4
     assert only_db["value"].tolist() == [60.0, 60.0] and none.empty
-
-
-@pytest.mark.parametrize("aggregation", ["p50", "p95", "last", "max", "count"])
-def test_it_reads_many_partial_hours_in_one_statement_as_query_metric_does(
-    engine: Engine, cpu: datetime, aggregation: str
-) -> None:
-    """`query_metric_ranges` (the backtest's read of every step's partial hours) gives for
-    each range exactly what `query_metric` gives for it alone, with an hour's interval."""
-    ranges = [(cpu, cpu + 7 * M), (cpu + H, cpu + H + 31 * M), (cpu, cpu + 59 * M),
-              (cpu + 3 * H, cpu + 3 * H + 5 * M), (cpu + H, cpu + H + M)]  # fmt: skip
-    with engine.connect() as conn:
-        many = query_metric_ranges(conn, metric_name="cpu", aggregation=aggregation,
-                                   starts=[a for a, _ in ranges], ends=[b for _, b in ranges],
-                                   group_by=["host"])  # fmt: skip
-        for j, (a, b) in enumerate(ranges):
-            alone = query_metric(conn, metric_name="cpu", aggregation=aggregation,
-                                 interval="1h", tr=TimeRange(a, b), group_by=["host"])  # fmt: skip
-            mine = many[many["bucket"] == j]
-            assert mine[["host", "value", "count"]].values.tolist() == (
-                alone[["host", "value", "count"]].values.tolist()
-            ), (j, aggregation)
-    assert set(many["bucket"]) == {0, 1, 2, 4}  # nothing in the fourth range: no row
 
 
 def test_it_rejects_unknown_aggregations_and_intervals(engine: Engine, cpu: datetime) -> None:

@@ -19,8 +19,7 @@ the cycle would have read at that moment:
 - an anomaly rule on a metric: its 1-minute rollups and the past weeks' whole hours read
   once, each step's series as the cycle's `_hours` read gives it (the whole minutes of the
   hour so far and the same minutes of past weeks, summed from the same minute rows in order;
-  percentiles merged from the minutes' histograms, read once, each hour's prefixes at once;
-  for `last`, every step's partial hours read in one statement);
+  percentiles merged from the minutes' histograms, read once, each hour's prefixes at once);
 - a PromQL rule: its expression as a range query over the steps (PROMQL_CHUNK at a time),
   each returned series' transitions as `promql_rules` decides them in a cycle;
 - a composite rule: each child replayed as above at the same steps, telling the composite
@@ -62,8 +61,8 @@ rule busy (a key unsure, or changing between clear, breaching and no data) at mo
 BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of those
 are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
 coarser beyond: a firing shorter than the step can be missed); so do rate of change rules on
-sums and counts, anomaly rules on signals and last values always, anomaly rules on
-percentiles busy at more than PERCENTILE_BUSY_LIMIT minutes, and by default
+sums and counts, anomaly rules on signals always, anomaly rules on percentiles busy at more
+than PERCENTILE_BUSY_LIMIT minutes, and by default
 a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
 live and not here; in an hour's first minutes an anomaly rule checks the hour just ended
@@ -168,9 +167,7 @@ def every_step(rule: Rule) -> bool:
     """Whether the rule is replayed at every step of any range (else at most MAX_STEPS):
     metric threshold, absence and rate of change rules (not of sums or counts) and signal
     thresholds (`backtest_quiet`), pattern
-    rules and anomaly rules on metrics by count, sum, min, max, average or percentile
-    (`backtest_kinds`; on `last`, each step's partial hours are read from the rollups: at
-    most MAX_STEPS of them), PromQL and composite rules."""
+    rules and anomaly rules on metrics (`backtest_kinds`), PromQL and composite rules."""
     if skips(rule) or rule.condition.type in ("pattern", "promql", "composite"):
         return True
     fk = series_mod.fetch_key(rule)

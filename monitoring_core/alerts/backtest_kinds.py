@@ -63,7 +63,6 @@ from monitoring_core.alerts.rules import OPERATORS, Rule
 from monitoring_core.enums import AlertStatus
 from monitoring_core.errors.queries import _dimension, _filters
 from monitoring_core.histogram import bucket_values
-from monitoring_core.metrics_query import query_metric_ranges
 from monitoring_core.rollup_read import floor_to, range_source
 from monitoring_core.timerange import TimeRange
 
@@ -383,7 +382,7 @@ _ONE_US = timedelta(microseconds=1)
 _SUMMED = ("avg", "sum", "count")
 EXACT = (*_SUMMED, "min", "max")  # computed here from the minutes' count/sum/min/max
 PERCENTILES = ("p50", "p95", "p99")  # … and from the minutes' histograms
-EVERY_STEP = (*EXACT, *PERCENTILES)  # `last`: each step's partial hours read from SQL
+EVERY_STEP = (*EXACT, *PERCENTILES)  # every aggregation a metric's anomaly rule can have
 _WEEK_S, _HOUR_S = WEEK.total_seconds(), HOUR.total_seconds()
 
 
@@ -499,8 +498,9 @@ def _histogram_partials(
     conn: Connection, fk: series_mod.FetchKey, end_s: np.ndarray, hour_s: np.ndarray,
     weeks: int, since: datetime, until: datetime, cache: dict[Any, Any] | None = None,
 ) -> dict[tuple, list[np.ndarray]]:  # fmt: skip
-    """As `_read_partials` for percentiles: per group, per week back, per step, the
-    quantile of the minutes [hour, end) from the minutes' histograms read once (every
+    """Per group, per week back (0: the current hour so far), per step: the quantile of the
+    minutes [hour, end) as `query_metric` merges them (an hour's interval, the cycle's
+    `_hours` read), from the minutes' histograms read once (every
     step's partial hour is a prefix of its hour: `_hour_quantiles`). `cache`: the tables
     of [since, until] kept for another replay of the same backtest over a part of it."""
     q = int(fk.aggregation[1:]) / 100
@@ -525,45 +525,6 @@ def _histogram_partials(
             value[found] = table[row[found], e[found] - 1]
             per_week.append(value)
         out[g] = per_week
-    return out
-
-
-def _read_partials(
-    conn: Connection, fk: series_mod.FetchKey, end_s: np.ndarray, hour_s: np.ndarray, weeks: int
-) -> dict[tuple, list[np.ndarray]]:
-    """Per group, per week back (0: the current hour so far), per step: the value of the
-    minutes [hour, end) (percentiles and `last`, from the rollups' histograms and last
-    values), read in one statement for all steps (`metrics_query.query_metric_ranges`)."""
-    n = len(end_s)
-    some = np.flatnonzero(end_s > hour_s)
-    starts: list[datetime] = []
-    ends: list[datetime] = []
-    for k in range(weeks + 1):
-        back = k * _WEEK_S
-        starts.extend(_EPOCH + timedelta(seconds=float(x - back)) for x in hour_s[some])
-        ends.extend(_EPOCH + timedelta(seconds=float(x - back)) for x in end_s[some])
-    out: dict[tuple, list[np.ndarray]] = {}
-    if not starts:
-        return out
-    frame = query_metric_ranges(
-        conn,
-        metric_name=fk.metric,
-        aggregation=fk.aggregation,
-        starts=starts,
-        ends=ends,
-        group_by=list(fk.dims),
-    )
-    if not len(frame):
-        return out
-    width = len(some)
-    groups = series_mod.frame_groups(frame, fk.dims)
-    for g, j, value in zip(groups, frame["bucket"].tolist(), frame["value"].tolist(), strict=False):
-        if value != value:  # NaN
-            continue
-        arrays = out.get(g)
-        if arrays is None:
-            arrays = out[g] = [np.full(n, np.nan) for _ in range(weeks + 1)]
-        arrays[int(j) // width][some[int(j) % width]] = float(value)
     return out
 
 
@@ -615,8 +576,7 @@ def anomaly_source(
     current hour so far and the same minutes of that hour in each past week; in an hour's
     first `HOUR_GRACE`, the whole hour before each of those too) and what each key's check
     certainly gives. Count/sum/min/max/avg come from the minutes' rollups in numpy,
-    percentiles from their histograms (`cache`: see `_histogram_partials`); `last` from one
-    read of every step's partial hours."""
+    percentiles from their histograms (`cache`: see `_histogram_partials`)."""
     cond, agg, weeks = rule.condition, fk.aggregation, rule.condition.weeks
     first_hour, last_hour = floor_to(steps[0], HOUR), floor_to(steps[-1], HOUR)
     at_s = _step_us(steps) / 1e6
@@ -634,11 +594,10 @@ def anomaly_source(
             partials[g] = [
                 partial(end_s - k * _WEEK_S, hour_s - k * _WEEK_S) for k in range(weeks + 1)
             ]
-    elif agg in PERCENTILES:
+    else:  # a stored metric's rule aggregates no other way (`signals.METRIC_AGGREGATIONS`)
+        assert agg in PERCENTILES, agg
         since = first_hour - weeks * WEEK
         partials = _histogram_partials(conn, fk, end_s, hour_s, weeks, since, steps[-1], cache)
-    else:
-        partials = _read_partials(conn, fk, end_s, hour_s, weeks)
     # whole hours: the hour before each step's hour, in every week (an hour's first minutes)
     reader = series_mod.SeriesReader(conn, steps[-1])
     whole = reader._rollups(fk, TimeRange(first_hour - weeks * WEEK - HOUR, last_hour))
