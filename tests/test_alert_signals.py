@@ -19,8 +19,7 @@ from monitoring_core.alerts.rules import TEMPLATES, Rule, RuleInvalid, rule_from
 from monitoring_core.alerts.signals_read import SignalReader
 from monitoring_core.flows.alert_cycle import evaluate_all
 from monitoring_core.partitions import ensure_partitions
-from monitoring_core.rollups import run_rollups
-from tests.rollup_fixtures import add_points, add_series, add_timings, add_vitals
+from tests.rollup_fixtures import add_points, add_series, add_timings, add_vitals, roll_up_now
 
 TZ = ZoneInfo("Europe/London")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # a Tuesday off season: no calendar effects
@@ -274,7 +273,7 @@ def test_service_unavailable_and_heartbeat_missing_fire_on_down_checks(engine: E
         partitions(conn, NOW - timedelta(hours=1))
         health_points(conn, "Vendor search", "http", [1.0] * 20 + [0.0] * 10 + [1.0] * 10)
         health_points(conn, "Nightly backup", "heartbeat", [1.0] * 30 + [0.0] * 10)
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))  # longer reads: 1-min rows
+    roll_up_now(engine)  # longer reads: 1-min rows
     with engine.begin() as conn:
         down = fired(conn, template("service_unavailable"), NOW - 40 * MIN, NOW)
         missing = fired(conn, template("heartbeat_missing"), NOW - 40 * MIN, NOW)
@@ -317,7 +316,7 @@ def test_performance_regression_fires_against_the_same_hour_of_past_weeks(
         rows += traffic(NOW - timedelta(hours=1), 60, 1, "/api/suppliers/search", method="GET",
                         ms=400)  # fmt: skip
         add_timings(conn, rows)
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    roll_up_now(engine)
     with engine.begin() as conn:
         events = fired(conn, template("performance_regression"), NOW - 30 * MIN, NOW)
     assert [e["alert_key"] for e in events] == ["endpoint=/api/suppliers/search"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,6 +12,7 @@ from sqlalchemy import Engine, insert
 from monitoring_core.flows.alert_cycle import run_evaluation
 from monitoring_core.schema import metric_catalog
 from tests.alerting_support import webhook_receiver
+from tests.rollup_fixtures import roll_up_now
 
 RULE = {
     "alert_name": "Checkout slow",
@@ -171,10 +172,9 @@ def test_it_tests_a_rule_against_history(
     rule = call("POST", f"{api_server}/api/admin/monitoring/alerts", admin_key, RULE).json()
     for minutes_ago, value in ((30, 50), (20, 400), (10, 60)):
         _breach(api_server, ingest_key, now - timedelta(minutes=minutes_ago), value)
-    from monitoring_core.rollups import run_rollups
 
     # the server stamped ingested_at with its own clock, after `now`: roll up to the real now
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    roll_up_now(engine)
     reply = call("POST", f"{api_server}/api/admin/monitoring/alerts/{rule['id']}/test", admin_key,
                  {"timeRange": "1h"})  # fmt: skip
     assert reply.status_code == 200, reply.text

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from monitoring_core.rollups import run_rollups
+from tests.rollup_fixtures import roll_up_now
 
 
 def _ingest(url: str, key: str, route: str, items: list[dict[str, Any]]) -> None:
@@ -49,7 +49,7 @@ def rolled_up(api_server: str, ingest_key: str, engine: Engine) -> datetime:
                        "dimensions": {"q": "mail" if minute % 2 else "sms"}, "timestamp": at})  # fmt: skip
     _ingest(api_server, ingest_key, "/api/monitoring/performance", timings + vitals)
     _ingest(api_server, ingest_key, "/api/monitoring/metrics", points)
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    roll_up_now(engine)
     return end
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from monitoring_core.business.daily import compute_days, rollup_days, run_daily_rollup
 from monitoring_core.business.definitions import Movement, classify_mrr_change
 from tests.business_support import daily_values, ev, store
+from tests.rollup_fixtures import roll_up_now
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -237,10 +238,9 @@ def test_it_hands_todays_kpis_to_the_alert_engine_as_metric_points(engine: Engin
     assert points["business.dau"] == 2
     # … and the alert engine's metric query sees them once the worker's rollups ran.
     from monitoring_core.metrics_query import query_metric
-    from monitoring_core.rollups import run_rollups
     from monitoring_core.timerange import TimeRange
 
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    roll_up_now(engine)
     with engine.connect() as conn:
         frame = query_metric(
             conn,

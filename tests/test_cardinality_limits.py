@@ -25,8 +25,8 @@ from monitoring_core.ingest.metrics import (
     SeriesLimitExceeded,
     write_metrics,
 )
-from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import metric_points, metric_series
+from tests.rollup_fixtures import roll_up_now
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_it_answers_422_for_a_query_returning_more_series_than_the_limit(
         for i in range(4)
     ]
     assert _post(api_server, ingest_key, points).status_code == 202
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    roll_up_now(engine)
     limits(max_query_series=3)
 
     def query(**extra: Any) -> httpx.Response:

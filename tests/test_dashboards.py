@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import yaml
@@ -18,9 +18,9 @@ from monitoring_core.config_io.document import ConfigInvalid
 from monitoring_core.enums import Role
 from monitoring_core.ingest.points import MetricPoint, store_points
 from monitoring_core.roles import PermissionDenied
-from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import audit_log
 from monitoring_core.schema import dashboards as dashboards_table
+from tests.rollup_fixtures import roll_up_now
 
 AppFactory = Callable[[Role | None], AppTest]
 PANEL = {"metric": "queue_depth", "aggregation": "max", "group_by": ["job"], "chart": "line"}
@@ -35,7 +35,7 @@ def _push(engine: Engine, now: datetime) -> None:
     ]  # fmt: skip
     with engine.begin() as conn:
         store_points(conn, points)
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    roll_up_now(engine)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_every_demo_panel_draws_from_the_demo_gauges(engine: Engine, now: dateti
         assert demo_boards.load(conn, days=1, now=now, rng=loader_rng(demo_boards)) == {
             "dashboards": 2
         }
-    run_rollups(engine, datetime.now(UTC), safety_lag=timedelta(0))
+    roll_up_now(engine)
     tr = TimeRange(now - timedelta(hours=24), now)
     with engine.connect() as conn:
         boards = dashboards.list_dashboards(conn)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +9,14 @@ from sqlalchemy import Engine, text
 
 from monitoring_core import histogram
 from monitoring_core.rollups import contiguous_ranges, run_rollups
-from tests.rollup_fixtures import add_points, add_series, add_timings, add_vitals, random_timings
+from tests.rollup_fixtures import (
+    add_points,
+    add_series,
+    add_timings,
+    add_vitals,
+    random_timings,
+    roll_up_now,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -19,40 +25,6 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def start(now: datetime) -> datetime:
     """Three hours ago, on a whole hour: inside the partitions the test database has."""
     return (now - timedelta(hours=3)).replace(minute=0, second=0)
-
-
-_IN_FLIGHT = text(
-    "SELECT pid, application_name, state, xact_start, left(query, 200) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-    "AND backend_type = 'client backend' AND xact_start IS NOT NULL AND xact_start < :t"
-)
-
-
-def _roll(engine: Engine) -> None:
-    """Roll up everything written so far. The job holds its upper bound below any other
-    transaction still open in the database (rollups._safe_upper: its rows may be about to
-    commit): another test's short statement in flight on this session database is waited
-    for (it made this test find no rows twice in CI); one open for 15 s fails the test with
-    what it is."""
-    now = datetime.now(UTC)
-    deadline = time.monotonic() + 15
-    with engine.connect() as conn:
-        while others := conn.execute(_IN_FLIGHT, {"t": now}).all():
-            assert time.monotonic() < deadline, f"transactions left open: {others}"
-            conn.rollback()
-            time.sleep(0.1)
-    # and until every family's watermark reached `now`: a run held back by a transaction
-    # that opened meanwhile is run again (ci28 found no rows once more; the diagnosis then
-    # names the watermarks and the open transactions)
-    while True:
-        report = run_rollups(engine, now, safety_lag=timedelta(0))
-        with engine.connect() as conn:
-            marks = dict(conn.execute(text("SELECT name, watermark FROM rollup_watermarks")).all())
-            if all(mark >= now for mark in marks.values()):
-                return
-            others = conn.execute(_IN_FLIGHT, {"t": now + timedelta(seconds=60)}).all()
-        assert time.monotonic() < deadline, f"rollups held at {marks} < {now}: {others}, {report}"
-        time.sleep(0.1)
 
 
 def _api_rows(engine: Engine, table: str) -> dict[tuple, tuple]:
@@ -84,7 +56,7 @@ def _exact_api(engine: Engine, unit: str) -> dict[tuple, tuple]:
 def test_it_matches_exact_aggregates(engine: Engine, start: datetime) -> None:
     with engine.begin() as conn:
         add_timings(conn, random_timings(start, minutes=150, per_minute=12))
-    _roll(engine)
+    roll_up_now(engine)
     for unit, table in [("minute", "api_rollup_1m"), ("hour", "api_rollup_1h"),
                         ("day", "api_rollup_1d")]:  # fmt: skip
         rolled, exact = _api_rows(engine, table), _exact_api(engine, unit)
@@ -100,7 +72,7 @@ def test_it_matches_exact_aggregates(engine: Engine, start: datetime) -> None:
 def test_it_keeps_all_endpoint_totals(engine: Engine, start: datetime) -> None:
     with engine.begin() as conn:
         add_timings(conn, random_timings(start, minutes=150, per_minute=12))
-    _roll(engine)
+    roll_up_now(engine)
     for unit in ("minute", "hour", "day"):
         _check_totals(engine, unit)
 
@@ -132,7 +104,7 @@ def test_it_gives_percentiles_within_one_percent_of_percentile_cont(
 ) -> None:
     with engine.begin() as conn:
         add_timings(conn, random_timings(start, minutes=120, per_minute=60, seed=3))
-    _roll(engine)
+    roll_up_now(engine)
     with engine.connect() as conn:
         rows = conn.execute(
             text("SELECT hist_keys, hist_counts FROM api_rollup_1h WHERE endpoint = '/api/vendors'")
@@ -151,11 +123,11 @@ def test_it_gives_percentiles_within_one_percent_of_percentile_cont(
 def test_it_includes_late_points_in_old_buckets(engine: Engine, start: datetime) -> None:
     with engine.begin() as conn:
         add_timings(conn, [(start + timedelta(minutes=5), "GET", "/a", 200, 10.0)])
-    _roll(engine)
+    roll_up_now(engine)
     late = [(start + timedelta(minutes=5, seconds=30), "GET", "/a", 503, 30.0)]
     with engine.begin() as conn:
         add_timings(conn, late)
-    _roll(engine)
+    roll_up_now(engine)
     rolled = _api_rows(engine, "api_rollup_1m")
     assert rolled[(start + timedelta(minutes=5), "GET", "/a")][:5] == (2, 40.0, 10.0, 30.0, 1)
     assert _api_rows(engine, "api_rollup_1h")[(start, "GET", "/a")][:5] == (2, 40.0, 10.0, 30.0, 1)
@@ -164,12 +136,12 @@ def test_it_includes_late_points_in_old_buckets(engine: Engine, start: datetime)
 def test_it_is_idempotent_when_a_window_is_rolled_again(engine: Engine, start: datetime) -> None:
     with engine.begin() as conn:
         add_timings(conn, random_timings(start, minutes=30, per_minute=5))
-    _roll(engine)
+    roll_up_now(engine)
     first = (_api_rows(engine, "api_rollup_1m"), _api_rows(engine, "api_rollup_1h"))
     with engine.begin() as conn:
         conn.execute(text("UPDATE rollup_watermarks SET watermark = '1970-01-01Z'"))
-    _roll(engine)
-    _roll(engine)
+    roll_up_now(engine)
+    roll_up_now(engine)
     assert (_api_rows(engine, "api_rollup_1m"), _api_rows(engine, "api_rollup_1h")) == first
 
 
@@ -191,7 +163,7 @@ def test_it_keeps_the_last_value_and_histogram_of_metric_points(
         sid = add_series(conn, "queue_depth", {"queue": "email"})
         add_points(conn, sid, [(start + timedelta(seconds=s), v) for s, v in
                                [(50, 7.0), (10, 3.0), (70, 0.0), (130, -2.0), (125, 4.0)]])  # fmt: skip
-    _roll(engine)
+    roll_up_now(engine)
     with engine.connect() as conn:
         minutes = conn.execute(
             text(
@@ -214,7 +186,7 @@ def test_it_rolls_web_vitals_per_hour_with_rating_counts(engine: Engine, start: 
     ]
     with engine.begin() as conn:
         add_vitals(conn, rows)
-    _roll(engine)
+    roll_up_now(engine)
     with engine.connect() as conn:
         got = conn.execute(
             text(
@@ -273,7 +245,7 @@ def test_it_merges_repeated_keys_of_busy_metric_minutes(engine: Engine, start: d
     with engine.begin() as conn:
         sid = add_series(conn, "requests_in_flight")
         add_points(conn, sid, busy + quiet)
-    _roll(engine)
+    roll_up_now(engine)
     with engine.connect() as conn:
         rows = conn.execute(
             text("SELECT hist_keys, hist_counts FROM metric_rollup_1m ORDER BY bucket")
@@ -289,7 +261,7 @@ def test_it_keeps_six_hour_rows_for_long_charts(engine: Engine, start: datetime)
         add_timings(
             conn, random_timings(start - timedelta(hours=10), minutes=13 * 60, per_minute=2)
         )
-    _roll(engine)
+    roll_up_now(engine)
     with engine.connect() as conn:
         exact = conn.execute(
             text(

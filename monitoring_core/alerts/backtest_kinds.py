@@ -48,6 +48,7 @@ from monitoring_core.alerts.backtest_quiet import (
     Bounds,
     _range,
     _sparse,
+    minutes_sql,
     read_bounds,
 )
 from monitoring_core.alerts.engine import (
@@ -63,7 +64,7 @@ from monitoring_core.alerts.rules import OPERATORS, Rule
 from monitoring_core.enums import AlertStatus
 from monitoring_core.errors.queries import _dimension, _filters
 from monitoring_core.histogram import bucket_values
-from monitoring_core.rollup_read import floor_to, range_source
+from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 
 __all__ = [
@@ -425,26 +426,15 @@ def _read_histograms(
     entry per (minute, key): minute starts (epoch s), keys and counts (a NULL count is 1, as
     `metrics_query` merges them), each column one bytea of big-endian numbers per group."""
     dims = list(fk.dims)
-    names = ", ".join(f"coalesce(dimensions->>:g{i}, '') AS g{i}" for i in range(len(dims)))
-    groups = ", ".join(f"s.g{i}" for i in range(len(dims)))
-    source = range_source(
-        "metric",
-        TimeRange(start, end),
-        columns="series_id, bucket, hist_keys, hist_counts",
-        where="series_id IN (SELECT id FROM sel)",
-        step=timedelta(minutes=1),
-    )
-    sql = (
-        f"WITH sel AS (SELECT id{', ' + names if names else ''} FROM metric_series "
-        "WHERE name = :name) "
-        f"SELECT {groups + ', ' if groups else ''}"
-        "string_agg(float8send(date_part('epoch', r.bucket)), ''::bytea), "
-        "string_agg(int8send(u.k::bigint), ''::bytea), "
-        "string_agg(int8send(coalesce(u.c, 1)), ''::bytea) "
-        f"FROM ({source.sql}) r JOIN sel s ON s.id = r.series_id, "
-        "unnest(r.hist_keys, r.hist_counts) AS u(k, c)" + (f" GROUP BY {groups}" if groups else "")
-    )
-    params = {**source.params, "name": fk.metric, **{f"g{i}": d for i, d in enumerate(dims)}}
+    sql, params = minutes_sql(
+        fk, start, end,
+        columns="hist_keys, hist_counts",
+        aggregates=["string_agg(float8send(date_part('epoch', r.bucket)), ''::bytea)",
+                    "string_agg(int8send(u.k::bigint), ''::bytea)",
+                    "string_agg(int8send(coalesce(u.c, 1)), ''::bytea)"],
+        unnest=", unnest(r.hist_keys, r.hist_counts) AS u(k, c)",
+        per_series=False,
+    )  # fmt: skip
     out = {}
     for row in conn.execute(text(sql), params):
         m, k, c = row[len(dims) :]

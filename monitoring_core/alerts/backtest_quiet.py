@@ -58,6 +58,7 @@ __all__ = [
     "UNSURE",
     "Bounds",
     "key_classes",
+    "minutes_sql",
     "quiet_of",
     "by_key",
     "read_bounds",
@@ -177,28 +178,13 @@ def read_bounds(
     (90 days are 129,600 minutes a series: as arrays of numbers they took seconds to build
     and convert), sorted and merged per group in numpy."""
     dims = list(key.dims)
-    names = ", ".join(f"coalesce(dimensions->>:g{i}, '') AS g{i}" for i in range(len(dims)))
-    groups = ", ".join(f"s.g{i}" for i in range(len(dims)))
-    source = range_source(
-        "metric",
-        TimeRange(start, end),
-        columns="series_id, bucket, count, sum, min, max",
-        where="series_id IN (SELECT id FROM sel)",
-        step=MINUTE,
-    )
     wanted = ["date_part('epoch', r.bucket)", "r.count::float8", "r.sum"]
-    columns = ", ".join(
-        f"string_agg(float8send({c}), ''::bytea)"
-        for c in (wanted + ["r.min", "r.max"] if extremes else wanted)
-    )
-    sql = (
-        f"WITH sel AS (SELECT id{', ' + names if names else ''} FROM metric_series "
-        "WHERE name = :name) "
-        f"SELECT {groups + ', ' if groups else ''}{columns} "
-        f"FROM ({source.sql}) r JOIN sel s ON s.id = r.series_id "
-        f"GROUP BY s.id{', ' + groups if groups else ''}"
-    )
-    params = {**source.params, "name": key.metric, **{f"g{i}": d for i, d in enumerate(dims)}}
+    sql, params = minutes_sql(
+        key, start, end,
+        columns="count, sum, min, max",
+        aggregates=[f"string_agg(float8send({c}), ''::bytea)"
+                    for c in (wanted + ["r.min", "r.max"] if extremes else wanted)],
+    )  # fmt: skip
     parts: dict[tuple, list[list[np.ndarray]]] = {}
     for row in conn.execute(text(sql), params):
         values = tuple(row[: len(dims)])
@@ -208,6 +194,36 @@ def read_bounds(
         if len(arrays[0]):
             parts.setdefault(values, []).append(arrays)
     return {values: _merged(series) for values, series in parts.items()}
+
+
+def minutes_sql(
+    key: series_mod.FetchKey, start: datetime, end: datetime, *, columns: str,
+    aggregates: list[str], unnest: str = "", per_series: bool = True,
+) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """A statement over the 1-minute rollups `r` (`columns` of theirs besides series_id and
+    bucket) in [start, end] of the series of `key.metric`, joined to `s` (the series, with
+    `key.dims` as g0, g1, …): per series (or per group, not `per_series`) of `key.dims`
+    its group's values, then `aggregates`; `unnest`: a set-returning join after them."""
+    dims = list(key.dims)
+    names = ", ".join(f"coalesce(dimensions->>:g{i}, '') AS g{i}" for i in range(len(dims)))
+    groups = [f"s.g{i}" for i in range(len(dims))]
+    source = range_source(
+        "metric",
+        TimeRange(start, end),
+        columns=f"series_id, bucket, {columns}",
+        where="series_id IN (SELECT id FROM sel)",
+        step=MINUTE,
+    )
+    grouping = ", ".join((["s.id"] if per_series else []) + groups)
+    sql = (
+        f"WITH sel AS (SELECT id{', ' + names if names else ''} FROM metric_series "
+        "WHERE name = :name) "
+        f"SELECT {', '.join([*groups, *aggregates])} "
+        f"FROM ({source.sql}) r JOIN sel s ON s.id = r.series_id{unnest}"
+        + (f" GROUP BY {grouping}" if grouping else "")
+    )
+    params = {**source.params, "name": key.metric, **{f"g{i}": d for i, d in enumerate(dims)}}
+    return sql, params
 
 
 def _merged(series: list[list[np.ndarray]]) -> Bounds:
