@@ -265,6 +265,25 @@ def test_an_anomaly_rule_checks_the_hour_just_ended_until_the_new_hour_has_a_min
     assert statuses == [("firing", 900.0)] * 4 + [("no_data", None)]
 
 
+def test_an_anomaly_rule_dates_no_data_by_its_metric_not_by_past_weeks(engine: Engine) -> None:
+    """The series an anomaly rule checks holds the same hour of past weeks: when the current
+    hour has no data, the newest of those (a week ago) is not when the data stopped; the
+    newest stored point of the metric is (12:40 today: "No data since 7 days" before)."""
+    hour = NOW.replace(minute=0) + timedelta(hours=1)  # 13:00
+    partitions_around(engine, NOW)
+    for k in (1, 2, 3):
+        partitions_around(engine, NOW - timedelta(days=7 * k))
+        point(engine, hour + timedelta(minutes=5) - timedelta(days=7 * k), 100.0 + k, metric="m")
+    point(engine, NOW, 100.0, metric="m")  # 12:40, nothing after it
+    run_rollups(engine, hour + timedelta(minutes=20), safety_lag=timedelta(0))
+    with engine.begin() as conn:
+        threshold_rule(conn, NOW, cfg={"type": "anomaly", "metric": "m", "weeks": 3})
+    run_evaluation(engine, hour + timedelta(minutes=15), tz=TZ, public_url="http://ui.test")
+    with engine.connect() as conn:
+        row = conn.execute(select(alert_instances)).one()
+    assert (row.status, row.no_data_since) == ("no_data", NOW)
+
+
 def test_it_queues_the_notifications_of_many_alerts_firing_at_once(engine: Engine) -> None:
     from monitoring_core.schema import notification_outbox
     from tests.alerting_support import channel

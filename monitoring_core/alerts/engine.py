@@ -492,7 +492,14 @@ def _notification(rule: Rule, before: AlertState, after: AlertState, now: dateti
 
 def data_stopped_at(rule: Rule, series: Sequence[Point], now: datetime) -> datetime:
     """When the data stopped: the newest point at or before `now`, else the start of the
-    window the check found empty (the data stopped at least that long ago)."""
+    window the check found empty (the data stopped at least that long ago). An anomaly
+    rule's series holds past weeks' hours too, which say nothing of when the data stopped:
+    it found no point for the current hour (in its first HOUR_GRACE, nor for the hour
+    before), so the data stopped before that hour (the cycle then dates it by the newest
+    stored point)."""
+    if rule.condition.type == "anomaly":
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        return hour if now - hour >= HOUR_GRACE else hour - timedelta(hours=1)
     last = _at_or_before(series, now)
     return last.time if last else now - timedelta(minutes=rule.condition.window_minutes)
 
