@@ -44,7 +44,7 @@ def _age(moment: datetime | None) -> str:
     # max(0, …): the page's clock is floored to the refresh interval, so a state that began
     # within it would read as "-1 min".
     minutes = max(0, int((now - moment).total_seconds() // 60)) if moment else 0
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    return fmt.duration(timedelta(minutes=minutes))  # "12 min", "3 h 5 min", "7 d 4 h"
 
 
 def _with_no_data(cfg: Any, mode: str) -> Any:
