@@ -20,12 +20,14 @@ from ui.resource_charts import (
     line_spec,
     read_charts,
     sparse,
+    wall_span,
 )
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
 step = widgets.chart_interval(tr)
 tz = data.business_tz()
+span = wall_span(tr.start, tr.end, tz)  # the x axis: the whole range, however few points
 
 
 def _section(title: str, charts: list[Chart], missing: str) -> None:
@@ -42,7 +44,8 @@ def _section(title: str, charts: list[Chart], missing: str) -> None:
             if points.empty:
                 st.caption("No points in this range.")
                 continue
-            st.vega_lite_chart(points, line_spec(chart.unit, dots=sparse(points)), width="stretch")
+            spec = line_spec(chart.unit, dots=sparse(points), span=span)
+            st.vega_lite_chart(points, spec, width="stretch")
             st.text(f"Latest: {latest}")  # series names are data: no markdown
     if all(points.empty for points, _latest in drawn):
         st.info(missing)

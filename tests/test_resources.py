@@ -264,3 +264,25 @@ def test_a_series_of_one_or_two_points_is_drawn_as_dots() -> None:
     assert sparse(few) and not sparse(many) and not sparse(many.iloc[:0])
     assert line_spec("%", dots=sparse(few))["layer"][0]["mark"]["point"] is True
     assert line_spec("%", dots=sparse(many))["layer"][0]["mark"]["point"] is False
+
+
+def test_a_resource_chart_spans_the_whole_range_however_few_its_points() -> None:
+    """A worker that started minutes ago has one point: the x axis still covers the range
+    picked (it drew one dot in the middle of the chart), on the wall clock the points use."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from ui.resource_charts import line_spec, wall_span
+
+    london = ZoneInfo("Europe/London")
+    span = wall_span(datetime(2026, 6, 5, 9, 0, tzinfo=UTC), datetime(2026, 6, 6, 9, 0, tzinfo=UTC),
+                     london)  # fmt: skip
+    assert span == (datetime(2026, 6, 5, 10, 0), datetime(2026, 6, 6, 10, 0))  # BST
+    domain = line_spec("%", span=span)["encoding"]["x"]["scale"]["domain"]
+    # DateTime objects on the UTC scale (plain milliseconds put every point at the left edge)
+    assert domain == [
+        {"year": 2026, "month": 6, "date": day, "hours": 10, "minutes": 0, "seconds": 0,
+         "utc": True}
+        for day in (5, 6)
+    ]  # fmt: skip
+    assert "domain" not in line_spec("%")["encoding"]["x"]["scale"]

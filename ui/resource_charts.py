@@ -12,7 +12,7 @@ zone and read by Vega-Lite as UTC so the axis shows them as they are.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -141,6 +141,18 @@ def _clock_x() -> dict[str, Any]:
             "axis": {"labelExpr": CLOCK_LABELS}}  # fmt: skip
 
 
+def _vega_time(moment: datetime) -> dict[str, Any]:
+    """A wall-clock time (no zone) as a Vega-Lite DateTime on the UTC scale the points use."""
+    return {"year": moment.year, "month": moment.month, "date": moment.day,
+            "hours": moment.hour, "minutes": moment.minute, "seconds": moment.second,
+            "utc": True}  # fmt: skip
+
+
+def wall_span(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """[start, end] on the business wall clock without zone, as `long_frame` stamps points."""
+    return (start.astimezone(tz).replace(tzinfo=None), end.astimezone(tz).replace(tzinfo=None))
+
+
 def _time_tooltip() -> dict[str, Any]:
     unit = {"unit": "yearmonthdatehoursminutes", "utc": True}
     return {"field": "time", "type": "temporal", "title": "Time", "timeUnit": unit}
@@ -170,11 +182,20 @@ def bar_spec(unit: str, legend: str | None = None, height: int = 260) -> dict[st
     }  # fmt: skip
 
 
-def line_spec(unit: str, height: int = 220, dots: bool = False) -> dict[str, Any]:
+def line_spec(
+    unit: str,
+    height: int = 220,
+    dots: bool = False,
+    span: tuple[datetime, datetime] | None = None,
+) -> dict[str, Any]:
     """A Vega-Lite spec: one line per `series` over `time`, the hovered time's points shown
     with a tooltip (series, time, value); with `dots` every point is drawn too, so a series
-    of one or two points is visible."""
+    of one or two points is visible. `span` (business wall clock, no zone, as `time`): the
+    x axis covers it, where the points are within it (a worker that started minutes ago
+    drew one dot in the middle of a chart of nothing)."""
     x = _clock_x()
+    if span is not None:
+        x["scale"]["domain"] = [_vega_time(moment) for moment in span]
     color = {"field": "series", "type": "nominal", "title": None, "legend": {"orient": "bottom"}}
     y = {"field": "value", "type": "quantitative", "title": unit or None, "axis": {"format": ",~r"}}
     return {
