@@ -17,7 +17,7 @@ from monitoring_core import clock, dashboards, metrics_query
 from monitoring_core.enums import Role
 from monitoring_core.roles import PermissionDenied
 from ui import actions, auth, data, fmt, widgets
-from ui.resource_charts import line_spec, sparse
+from ui.resource_charts import line_spec, sparse, wall_span
 
 user = auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
@@ -162,7 +162,7 @@ def _panel(panel: dict[str, Any]) -> None:
         latest = last.map(lambda v: fmt.measured(v, unit)).rename("Latest").to_frame()
         st.dataframe(latest.rename_axis("Series"), width="stretch")
         return
-    spec = line_spec(unit, height=260, dots=sparse(points))
+    spec = line_spec(unit, height=260, dots=sparse(points), span=wall_span(tr.start, tr.end, tz))
     if panel["chart"] == "bar":
         spec["layer"][0]["mark"] = {"type": "bar", "clip": True}
     st.vega_lite_chart(points, spec, width="stretch")

@@ -13,7 +13,7 @@ import streamlit as st
 from monitoring_core import metrics_query
 from monitoring_core.enums import Role
 from ui import auth, data, fmt, url_state, widgets
-from ui.resource_charts import line_spec, sparse
+from ui.resource_charts import line_spec, sparse, wall_span
 
 auth.require_role(Role.VIEWER)
 tr = widgets.current_time_range()
@@ -109,7 +109,8 @@ frame["series"] = labels.where(labels != "", metric) if labels is not None else 
 frame["time"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(tz).dt.tz_localize(None)
 unit = str(info["unit"] or "")
 points = frame[["time", "series", "value"]].sort_values("time", kind="stable")
-st.vega_lite_chart(points, line_spec(unit, height=380, dots=sparse(points)), width="stretch")
+spec = line_spec(unit, height=380, dots=sparse(points), span=wall_span(tr.start, tr.end, tz))
+st.vega_lite_chart(points, spec, width="stretch")
 last = points.dropna(subset=["value"]).groupby("series")["value"].last()
 latest = pd.DataFrame(
     {
