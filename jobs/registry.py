@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from jobs import alerting, backups, builtin, compaction, errors, external_alerts, incidents, watch
 from jobs import collectors as collector_jobs
 from jobs.business import business_rollup
+from jobs.demo import demo_feed
 from jobs.digest import weekly_digest
 
 __all__ = ["JOBS", "Job", "JobFunc", "find_job"]
@@ -106,6 +107,7 @@ JOBS: list[Job] = [
         description="admin SQL collectors and Prometheus scrapes that are due",
     ),
     Job("business_rollup", business_rollup, 300, description="business KPIs per day + KPI metrics"),
+    Job("demo_feed", demo_feed, 60, description="the demo's traffic up to now (demo databases)"),
     Job(
         "heartbeat_ping",
         watch.ping_heartbeat,

@@ -149,3 +149,55 @@ def test_it_places_the_payment_outage_on_a_saturday_evening() -> None:
     outage = bad_spells(now)["payment_outage"]
     start = outage.start.astype(datetime).replace(tzinfo=UTC)
     assert start.weekday() == 5 and now - start > timedelta(days=7)
+
+
+def test_the_demo_feed_continues_a_demo_database_and_leaves_others_alone(engine: Engine) -> None:
+    """The worker's demo feed adds the minutes since the demo's history ends (API timings,
+    vitals, every gauge each minute, none twice), again from where it stopped; in a database
+    the demo did not load it writes nothing."""
+    from monitoring_core.demo import feed
+    from monitoring_core.partitions import ensure_partitions
+
+    loaded = SUNDAY + timedelta(seconds=30)  # the history ends mid-minute
+    with engine.begin() as conn:
+        ensure_partitions(conn, start=loaded - timedelta(days=1), end=loaded + timedelta(days=1))
+    assert feed.feed(engine, loaded + timedelta(minutes=20)).startswith("not a demo database")
+    with engine.begin() as conn:
+        performance.load(conn, days=1, now=loaded, rng=loader_rng(performance))
+        feed.mark_loaded(conn, loaded)
+
+    def gauge_minutes() -> list[tuple[datetime, int]]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT p.time, count(*) FROM metric_points p JOIN metric_series s "
+                    "ON s.id = p.series_id WHERE s.name = 'active_users' AND p.time >= :t "
+                    "GROUP BY 1 ORDER BY 1"
+                ),
+                {"t": SUNDAY - timedelta(minutes=2)},
+            )
+            return [(t, int(n)) for t, n in rows]
+
+    def timings_after(moment: datetime) -> int:
+        with engine.connect() as conn:
+            query = text("SELECT count(*) FROM api_timings WHERE time >= :t")
+            return int(conn.execute(query, {"t": moment}).scalar_one())
+
+    before = gauge_minutes()
+    assert before[-1][0] == SUNDAY and timings_after(loaded) == 0
+    said = feed.feed(engine, loaded + timedelta(minutes=7, seconds=10))  # up to 00:07
+    assert said.startswith("demo data added") and "api_timings" in said
+    assert feed.feed(engine, loaded + timedelta(minutes=7, seconds=20)) == (
+        "the demo's data is up to date"
+    )
+    feed.feed(engine, SUNDAY + timedelta(minutes=12, seconds=5))  # up to 00:12
+    minutes = gauge_minutes()
+    expected = [SUNDAY + timedelta(minutes=k) for k in range(-2, 12)]
+    assert [t for t, _ in minutes] == expected  # each minute once, none skipped
+    assert all(n == 1 for _t, n in minutes)
+    night = timings_after(SUNDAY - timedelta(minutes=12)) - timings_after(SUNDAY)
+    assert night / 3 < timings_after(loaded) < night * 3  # the history's own rate (33: 01:00)
+    assert timings_after(SUNDAY + timedelta(minutes=12)) == 0
+    with engine.connect() as conn:
+        value = conn.execute(text("SELECT value FROM settings WHERE key = 'demo_feed'")).scalar()
+    assert value["fed_until"] == (SUNDAY + timedelta(minutes=12)).isoformat()

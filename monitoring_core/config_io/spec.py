@@ -34,8 +34,9 @@ __all__ = [
 
 FORMAT_VERSION = 1
 REQUIRED: Any = object()  # a field's default when the field must be given
-# Installation secrets kept in `settings`: never exported, never applied.
-UNMANAGED_SETTINGS = frozenset({"ack_link_secret"})
+# Installation secrets and state kept in `settings` (the demo feed's progress,
+# `demo.feed.FED`): never exported, never applied.
+UNMANAGED_SETTINGS = frozenset({"ack_link_secret", "demo_feed"})
 # Sections whose items have no name: the whole item is the identity (created, never updated).
 WHOLE_ITEM_SECTIONS = frozenset({"silences", "oncall_overrides"})
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -24,6 +24,7 @@ from monitoring_core.demo import (
     business,
     dashboards,
     errors,
+    feed,
     health,
     incidents,
     oncall,
@@ -81,6 +82,7 @@ def load_demo_data(engine: Engine, *, days: int, now: datetime, only_if_empty: b
             seconds[module.__name__.rsplit(".", 1)[-1]] = time.perf_counter() - began
             for table, rows in counts.items():
                 written[table] = written.get(table, 0) + rows
+        feed.mark_loaded(conn, now)  # the worker's demo feed continues from here
     loaded_s = time.perf_counter() - started
     _roll_up(engine)
     rows = ", ".join(f"{table} {count:,}" for table, count in written.items())

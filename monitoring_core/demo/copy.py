@@ -60,14 +60,14 @@ def fixed(pg_type: str, values: np.ndarray, null: np.ndarray | None = None) -> C
     if pg_type == "timestamptz":
         values = (values.astype("datetime64[us]") - PG_EPOCH).astype(np.int64)
     raw = np.ascontiguousarray(values.astype(_BIG_ENDIAN[pg_type]))
-    return Column(raw.view(np.uint8).reshape(len(values), -1), None, null)
+    return Column(raw.view(np.uint8).reshape(len(values), raw.dtype.itemsize), None, null)
 
 
 def text(values: np.ndarray, null: np.ndarray | None = None) -> Column:
     """A text column: fixed-length ASCII bytes (`S` dtype) or strings from a small vocabulary."""
     if values.dtype.kind == "S":
         raw = np.ascontiguousarray(values)
-        return Column(raw.view(np.uint8).reshape(len(values), -1), None, null)
+        return Column(raw.view(np.uint8).reshape(len(values), raw.dtype.itemsize), None, null)
     labels, codes = np.unique(values.astype(str), return_inverse=True)
     return Column(codes, tuple(str(label).encode() for label in labels), null)
 

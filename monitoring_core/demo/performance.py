@@ -74,10 +74,21 @@ _USER_P = np.array([0.55, 0.30, 0.05, 0.10])
 
 def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator) -> dict[str, int]:
     """Write API timings, Web Vitals and gauges for [now - days, now)."""
-    start = now - timedelta(days=days)
+    return load_window(conn, now - timedelta(days=days), now, bad_spells(now), rng)
+
+
+def load_window(
+    conn: Connection,
+    start: datetime,
+    now: datetime,
+    spells: dict[str, Spell],
+    rng: np.random.Generator,
+) -> dict[str, int]:
+    """API timings and Web Vitals in [start, now), gauges each whole minute after `start`'s
+    and before `now`, with the incidents `spells` (the demo's own, or the load's for the
+    minutes the demo feed adds after it: `demo.feed`)."""
     hours = hour_grid(start, now)
     shape = traffic_shape(hours)
-    spells = bad_spells(now)
     counts = {"api_timings": _load_api_timings(conn, hours, shape, start, now, spells, rng)}
     counts["web_vitals"] = vitals.load_web_vitals(conn, hours, shape, start, now, spells, rng)
     counts["metric_points"] = gauges.load_gauges(conn, hours, shape, start, now, spells, rng)
