@@ -201,3 +201,10 @@ def test_the_demo_feed_continues_a_demo_database_and_leaves_others_alone(engine:
     with engine.connect() as conn:
         value = conn.execute(text("SELECT value FROM settings WHERE key = 'demo_feed'")).scalar()
     assert value["fed_until"] == (SUNDAY + timedelta(minutes=12)).isoformat()
+    # errors too, through the ingest pipeline (grouped), over the next hours
+    said = feed.feed(engine, SUNDAY + timedelta(hours=4))
+    with engine.connect() as conn:
+        first, count, groups = conn.execute(
+            text("SELECT min(time), count(*), count(DISTINCT group_id) FROM error_events")
+        ).one()
+    assert count > 5 and groups > 1 and first >= SUNDAY + timedelta(minutes=12), said

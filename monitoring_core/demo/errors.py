@@ -239,6 +239,26 @@ def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator
     return {"error_events": stored, "error_groups": len(group_of) + len(BURST)}
 
 
+def load_window(
+    conn: Connection, start: datetime, now: datetime, loaded: datetime, rng: np.random.Generator
+) -> dict[str, int]:
+    """Errors in [start, now) after a history loaded up to `loaded` (`demo.feed`): each
+    bug at its hourly rate (those that stopped stay stopped), the payments regression on
+    the release it came back in; no bursts, no resolving."""
+    batch: list[ErrorInput] = []
+    for index, bug in enumerate(BUGS):
+        events = _hourly(bug, start, now, loaded, rng)
+        if index == REGRESSION:
+            for event in events:
+                event.release = "payments@2.3.2"
+        batch += events
+    if not batch:
+        return {"error_events": 0}
+    batch.sort(key=lambda e: e.time)
+    result = ingest_errors(conn, batch, now=now, tz=load_settings().tz, open_incidents=False)
+    return {"error_events": result.stored}
+
+
 def _lifecycle(
     conn: Connection,
     group_of: dict[int, int],
