@@ -208,3 +208,8 @@ def test_the_demo_feed_continues_a_demo_database_and_leaves_others_alone(engine:
             text("SELECT min(time), count(*), count(DISTINCT group_id) FROM error_events")
         ).one()
     assert count > 5 and groups > 1 and first >= SUNDAY + timedelta(minutes=12), said
+    with engine.connect() as conn:  # and the vendor searches' traces with their logs
+        spans, logs = conn.execute(
+            text("SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM log_records)")
+        ).one()
+    assert spans > 100 and logs > 50, said  # two spans and a log a search, ~1 every 2 min

@@ -7,9 +7,10 @@ Only in a database the demo loaded: `load_demo_data` writes the settings row FED
 loaded, and up to when the data goes); a database without that row is never written to, so
 a real installation with `MONITORING_DEMO` left on gets nothing. The feed adds API timings,
 Web Vitals and the gauges (`performance.load_window`, the loader's own code, with the load's
-incidents: the search regression still going on) and errors through the ingest pipeline
-(`errors.load_window`), at most MAX_GAP back after a pause. Traces, logs and business events
-end where they were loaded.
+incidents: the search regression still going on), errors through the ingest pipeline
+(`errors.load_window`) and the vendor-search traces with their logs
+(`telemetry.load_window`), at most MAX_GAP back after a pause. Business events end where
+they were loaded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert
 
-from monitoring_core.demo import errors, performance
+from monitoring_core.demo import errors, performance, telemetry
 from monitoring_core.demo.traffic import bad_spells
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.schema import settings
@@ -58,6 +59,7 @@ def feed(engine: Engine, now: datetime) -> str:
         rng = np.random.default_rng([20260606, int(until.timestamp())])
         counts = performance.load_window(conn, since - _US, until, bad_spells(loaded), rng)
         counts.update(errors.load_window(conn, since, until, loaded, rng))
+        counts.update(telemetry.load_window(conn, since, until, loaded, rng))
         value = {**found, "fed_until": until.isoformat()}
         conn.execute(settings.update().where(settings.c.key == FED).values(value=value))
     rows = ", ".join(f"{table} {count:,}" for table, count in counts.items())

@@ -125,10 +125,11 @@ def _outage(start: datetime, now: datetime, rng: np.random.Generator,
         at += timedelta(seconds=float(rng.uniform(10, 30)))
 
 
-def _background(now: datetime, rng: np.random.Generator,
+def _background(at: datetime, now: datetime, loaded: datetime, rng: np.random.Generator,
                 spans: list[tuple[Any, ...]], logs: list[tuple[Any, ...]]) -> None:  # fmt: skip
-    regression = bad_spells(now)["search_regression"].start.astype("datetime64[us]").item()
-    at = now - timedelta(days=1)
+    """Vendor searches from `at` until `now`, one every 1–3 minutes, slow since the search
+    regression of the history loaded up to `loaded`."""
+    regression = bad_spells(loaded)["search_regression"].start.astype("datetime64[us]").item()
     while at < now:
         trace, root_id, db_id = _ids(rng, 16), _ids(rng, 8), _ids(rng, 8)
         slow = _naive_utc(at) >= regression
@@ -153,7 +154,19 @@ def load(conn: Connection, *, days: int, now: datetime, rng: np.random.Generator
     logs: list[tuple[Any, ...]] = []
     _bursts(conn, start, now, rng, spans, logs)
     _outage(start, now, rng, spans, logs)
-    _background(now, rng, spans, logs)
+    _background(now - timedelta(days=1), now, now, rng, spans, logs)
     spans = [s for s in spans if start <= s[0] < now]
     logs = [r for r in logs if start <= r[0] < now]
+    return {"spans": insert_spans(conn, spans), "log_records": insert_logs(conn, logs)}
+
+
+def load_window(
+    conn: Connection, start: datetime, now: datetime, loaded: datetime, rng: np.random.Generator
+) -> dict[str, int]:
+    """Spans and log records in [start, now) after a history loaded up to `loaded`
+    (`demo.feed`): the vendor searches (a first one within two minutes of `start`)."""
+    spans: list[tuple[Any, ...]] = []
+    logs: list[tuple[Any, ...]] = []
+    first = start + timedelta(seconds=float(rng.uniform(0, 120)))
+    _background(first, now, loaded, rng, spans, logs)
     return {"spans": insert_spans(conn, spans), "log_records": insert_logs(conn, logs)}
