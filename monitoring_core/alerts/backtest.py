@@ -36,7 +36,7 @@ same status changes and notifications, and the same with nothing skipped.
 
 Steps: every step over any range (up to MAX_EVERY of them) for metric threshold, absence and
 rate of change rules (a change of averages, extremes, percentiles or last values), signal
-thresholds, pattern, anomaly (on metrics, by count, sum, min, max or average), PromQL and
+thresholds, pattern, anomaly (on metrics), PromQL and
 composite rules; by
 default the live cycle's 15 s for those that read raw points or events (`live_cadence`:
 1-minute steps missed the breaches shorter than a minute, 58 firings of 74 on the bench
@@ -93,7 +93,6 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_kinds import EVERY_STEP as ANOMALY_EVERY_STEP
 from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
     Classes,
@@ -171,12 +170,7 @@ def every_step(rule: Rule) -> bool:
     if skips(rule) or rule.condition.type in ("pattern", "promql", "composite"):
         return True
     fk = series_mod.fetch_key(rule)
-    return (
-        rule.condition.type == "anomaly"
-        and fk is not None
-        and fk.kind == "hour"
-        and fk.aggregation in ANOMALY_EVERY_STEP
-    )
+    return rule.condition.type == "anomaly" and fk is not None and fk.kind == "hour"
 
 
 def live_cadence(rule: Rule) -> bool:
@@ -676,6 +670,7 @@ def _replay(
     events: list[dict[str, Any]] = []
     values: dict[str, list[list[Any]]] = {}
     evaluated = 0
+    classed = set(classes.keys) if classes is not None else set()  # keys with a class
     # the next step at or after each that is not quiet: runs of quiet steps are jumped over
     after = _next_busy(quiet) if quiet is not None else None
     i = -1
@@ -712,7 +707,7 @@ def _replay(
             elif pick is not None:
                 keyed = pick(at, wanted)
             else:  # the cycle's read: less the keys left out (a key without class stays)
-                out = set(classes.keys).difference(wanted)
+                out = classed.difference(wanted)
                 keyed = {k: v for k, v in at_step(at).items() if k not in out}
             if left_out:
                 results.append(False)

@@ -68,7 +68,7 @@ from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 
 __all__ = [
-    "EVERY_STEP", "TRUE", "Classes", "anomaly_source", "no_data_keeps", "pattern_source",
+    "PERCENTILES", "TRUE", "Classes", "anomaly_source", "no_data_keeps", "pattern_source",
 ]  # fmt: skip
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -382,8 +382,8 @@ _ONE_US = timedelta(microseconds=1)
 # ---------------------------------------------------------------- anomaly
 _SUMMED = ("avg", "sum", "count")
 EXACT = (*_SUMMED, "min", "max")  # computed here from the minutes' count/sum/min/max
-PERCENTILES = ("p50", "p95", "p99")  # … and from the minutes' histograms
-EVERY_STEP = (*EXACT, *PERCENTILES)  # every aggregation a metric's anomaly rule can have
+PERCENTILES = ("p50", "p95", "p99")  # … and from the minutes' histograms: between them,
+# every aggregation an anomaly rule on a metric can have (`signals.METRIC_AGGREGATIONS`)
 _WEEK_S, _HOUR_S = WEEK.total_seconds(), HOUR.total_seconds()
 
 

@@ -301,14 +301,13 @@ def _value_bounds(
         return up[b] - up[a], down[b] - down[a], True
     # avg, min, max, percentiles, last: within the extremes of the window; the largest is at
     # least that of a minute inside, the smallest at most that of one
-    top = _range(_sparse(bounds.hi, np.maximum), a, b, np.maximum, -np.inf)
-    bottom = _range(_sparse(bounds.lo, np.minimum), a, b, np.minimum, np.inf)
+    highs, lows = _sparse(bounds.hi, np.maximum), _sparse(bounds.lo, np.minimum)
+    top = _range(highs, a, b, np.maximum, -np.inf)
+    bottom = _range(lows, a, b, np.minimum, np.inf)
     if agg == "max":
-        bottom = np.maximum(
-            bottom, _range(_sparse(bounds.hi, np.maximum), c, d, np.maximum, -np.inf)
-        )
+        bottom = np.maximum(bottom, _range(highs, c, d, np.maximum, -np.inf))
     elif agg == "min":
-        top = np.minimum(top, _range(_sparse(bounds.lo, np.minimum), c, d, np.minimum, np.inf))
+        top = np.minimum(top, _range(lows, c, d, np.minimum, np.inf))
     return top, bottom, agg in ("avg", "min", "max", "last")
 
 

@@ -19,7 +19,6 @@ from sqlalchemy import Connection, or_, select
 
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest import MAX_STEPS, backtest
-from monitoring_core.alerts.backtest_kinds import EVERY_STEP as ANOMALY_EVERY_STEP
 from monitoring_core.alerts.backtest_kinds import anomaly_source
 from monitoring_core.alerts.engine import ACTIVE, check_condition
 from monitoring_core.alerts.rules import Condition, RuleInvalid, parse_condition, rule_from_row
@@ -415,9 +414,6 @@ def condition_series(
     if key.kind == "hour":
         # an anomaly rule reads a different series at each step (the hour so far and the same
         # minutes of past weeks): the backtest's source gives each one, as a cycle read it
-        if key.aggregation not in ANOMALY_EVERY_STEP:  # last: every step's partial hours
-            step = max(step, timedelta(minutes=10))  # are read, ~840 ranges a week
-            steps = [start + i * step for i in range(int((end - start) / step) + 1)]
         at_step, _classes = anomaly_source(conn, rule, key, steps)
         checks = [
             (at, check_condition(rule, at_step(at).get(alert["alert_key"], ({}, []))[1], at,

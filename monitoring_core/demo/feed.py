@@ -42,6 +42,8 @@ def mark_loaded(conn: Connection, now: datetime) -> None:
 
 def feed(engine: Engine, now: datetime) -> str:
     """Add the demo's traffic from where it stops to the last whole minute before `now`."""
+    from monitoring_core.demo import SEED  # the package imports this module
+
     with engine.begin() as conn:
         found = conn.execute(
             select(settings.c.value).where(settings.c.key == FED).with_for_update()
@@ -56,7 +58,7 @@ def feed(engine: Engine, now: datetime) -> str:
         ensure_partitions(conn, start=since, end=until + timedelta(days=1))
         # from just before `since`: its minute was written (gauges start after it), its
         # events were not (they stop before it)
-        rng = np.random.default_rng([20260606, int(until.timestamp())])
+        rng = np.random.default_rng([SEED, int(until.timestamp())])
         counts = performance.load_window(conn, since - _US, until, bad_spells(loaded), rng)
         counts.update(errors.load_window(conn, since, until, loaded, rng))
         counts.update(telemetry.load_window(conn, since, until, loaded, rng))
