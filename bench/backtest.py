@@ -13,7 +13,8 @@ a spell every ~2 days; added to a database built before them).
 Times `backtest` at 90 days at each rule's default step (wall and this process's CPU;
 Postgres's own CPU is not in it) for: a grouped 5-minute threshold (raw window), a
 30-minute threshold (rollups and raw tail), an absence rule, a rule breaching nearly always,
-the Slow Response Time and High Error Rate templates (API signals), two pattern rules, two
+the Slow Response Time, High Error Rate and Performance Regression templates (API signals;
+the last from the API rollups), two pattern rules, two
 anomaly rules (and one on p95, at capped steps), two rate of change rules, a PromQL rule and two composite rules (their children saved in the database).
 Baseline in the same run, for rules replayed at every step: every step evaluated with
 nothing skipped over 7 days (the cost per step; 90 days is 13 times as many; and whether both
@@ -84,6 +85,10 @@ RULES: dict[str, Rule] = {
         "group_by": ["region"], "repeat_interval_minutes": 60}),
     "template slow_response_time": rule_from_row({"id": 0, **TEMPLATES["slow_response_time"]}),
     "template high_error_rate": rule_from_row({"id": 0, **TEMPLATES["high_error_rate"]}),
+    # the Performance page's flag at every minute, from the API rollups read once (was: at 96
+    # moments of the range, carried forward)
+    "template performance_regression": rule_from_row(
+        {"id": 0, **TEMPLATES["performance_regression"]}),
     "pattern payments by type": _rule({"type": "pattern", "filter": {"service": "payments"},
         "group_by": ["error_type"], "operator": "greater_than_or_equal", "value": 20,
         "window_minutes": 5}),

@@ -27,6 +27,9 @@ the cycle would have read at that moment:
   the engine step by step;
 - a rate of change rule on a metric: as a threshold rule, its quiet steps found from the
   1-minute rollups' extremes (`backtest_quiet._change_clear`), the others read as a cycle;
+- a threshold on the p95 regression signal: the Performance page's flags as a cycle's
+  `regression_flags` query gives them, computed for every minute of the range from the
+  1-minute API rollups read once (`backtest_regression`);
 - other rules (rate of change of sums and counts, anomaly on a signal) read their series
   once for the range and slice it per step.
 `tests/test_backtest_live.py` and `tests/test_backtest_live_kinds.py` run the live engine
@@ -36,7 +39,7 @@ same status changes and notifications, and the same with nothing skipped.
 
 Steps: every step over any range (up to MAX_EVERY of them) for metric threshold, absence and
 rate of change rules (a change of averages, extremes, percentiles or last values), signal
-thresholds, pattern, anomaly (on metrics), PromQL and
+thresholds (the p95 regression too), pattern, anomaly (on metrics), PromQL and
 composite rules; by
 default the live cycle's 15 s for those that read raw points or events (`live_cadence`:
 1-minute steps missed the breaches shorter than a minute, 58 firings of 74 on the bench
@@ -108,9 +111,11 @@ from monitoring_core.alerts.backtest_quiet import (
     key_classes,
     quiet_of,
     read_bounds,
+    regression,
     signal_quiet,
     skips,
 )
+from monitoring_core.alerts.backtest_regression import regression_source
 from monitoring_core.alerts.engine import (
     ACTIVE,
     AlertState,
@@ -165,24 +170,29 @@ def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta
 def every_step(rule: Rule) -> bool:
     """Whether the rule is replayed at every step of any range (else at most MAX_STEPS):
     metric threshold, absence and rate of change rules (not of sums or counts) and signal
-    thresholds (`backtest_quiet`), pattern
+    thresholds (`backtest_quiet`, `backtest_regression`), pattern
     rules and anomaly rules on metrics (`backtest_kinds`), PromQL and composite rules."""
     if skips(rule) or rule.condition.type in ("pattern", "promql", "composite"):
         return True
     fk = series_mod.fetch_key(rule)
+    if fk is not None and regression(rule, fk):
+        return True
     return rule.condition.type == "anomaly" and fk is not None and fk.kind == "hour"
 
 
 def live_cadence(rule: Rule) -> bool:
     """Whether a backtest of the rule steps at the live cycle's 15 s by default: its value
     can change between two minutes (raw points of a metric window up to `series.RAW_MAX`,
-    events of a signal or a pattern, PromQL over raw points). Windows from the 1-minute
+    events of a signal or a pattern, PromQL over raw points), or it changes on whole
+    minutes that a cycle sees at its first run after them (the regression flags' hour). Windows from the 1-minute
     rollups with a raw tail, anomaly rules (the current hour from the rollups) and composite
     rules (their children's cost adds up: 5.4 s at 90 days in bench/backtest.py) step by the
     minute, finer on request."""
     if rule.condition.type in ("pattern", "promql"):
         return True
     fk = series_mod.fetch_key(rule)
+    if fk is not None and regression(rule, fk):
+        return True
     return skips(rule) and fk is not None and (fk.kind == "signal" or not fk.long)
 
 
@@ -630,12 +640,13 @@ def _replay(
     pick: StepSeries | None = None  # a kind's series, built for the keys asked only
     if skippable and fk is not None and fk.kind == "signal":
         at_step, quiet = _signal_source(conn, rule, fk, steps, _limits(rule, tz))
-    elif fk is not None and fk.kind in ("pattern", "hour"):
-        source = (
-            pattern_source(conn, rule, fk, steps, _limits(rule, tz))
-            if fk.kind == "pattern"
-            else anomaly_source(conn, rule, fk, steps, cache)
-        )
+    elif fk is not None and (fk.kind in ("pattern", "hour") or regression(rule, fk)):
+        if fk.kind == "pattern":
+            source = pattern_source(conn, rule, fk, steps, _limits(rule, tz))
+        elif fk.kind == "hour":
+            source = anomaly_source(conn, rule, fk, steps, cache)
+        else:
+            source = regression_source(conn, rule, fk, steps, _limits(rule, tz))
         pick, classes = source
         at_step = pick
         quiet = classes.quiet().tolist()

@@ -61,6 +61,7 @@ __all__ = [
     "minutes_sql",
     "quiet_of",
     "by_key",
+    "regression",
     "read_bounds",
     "signal_quiet",
     "skips",
@@ -116,6 +117,16 @@ def skips(rule: Rule) -> bool:
     if cond.type == "rate_of_change":  # values within their minutes' extremes (not sums)
         return cond.aggregation not in ("count", "sum")
     return cond.type in ("absence", "threshold")
+
+
+def regression(rule: Rule, key: series_mod.FetchKey) -> bool:
+    """Whether the rule is a threshold on the p95 regression signal (`backtest_regression`
+    computes it at every step)."""
+    return (
+        rule.condition.type == "threshold"
+        and key.kind == "signal"
+        and _family(key.metric) == "regression"
+    )
 
 
 def signal_quiet(

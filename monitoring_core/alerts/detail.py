@@ -20,6 +20,8 @@ from sqlalchemy import Connection, or_, select
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest import MAX_STEPS, backtest
 from monitoring_core.alerts.backtest_kinds import anomaly_source
+from monitoring_core.alerts.backtest_quiet import regression
+from monitoring_core.alerts.backtest_regression import regression_source
 from monitoring_core.alerts.engine import ACTIVE, check_condition
 from monitoring_core.alerts.rules import Condition, RuleInvalid, parse_condition, rule_from_row
 from monitoring_core.alerts.signals import is_windowed, signal
@@ -411,10 +413,15 @@ def condition_series(
         return empty
     step = _step(start, end)
     steps = [start + i * step for i in range(int((end - start) / step) + 1)]
-    if key.kind == "hour":
+    if key.kind == "hour" or regression(rule, key):
         # an anomaly rule reads a different series at each step (the hour so far and the same
-        # minutes of past weeks): the backtest's source gives each one, as a cycle read it
-        at_step, _classes = anomaly_source(conn, rule, key, steps)
+        # minutes of past weeks), a regression rule the flags of that moment: the backtest's
+        # source gives each one, as a cycle read it
+        at_step, _classes = (
+            anomaly_source(conn, rule, key, steps)
+            if key.kind == "hour"
+            else regression_source(conn, rule, key, steps, [cond.value])
+        )
         checks = [
             (at, check_condition(rule, at_step(at).get(alert["alert_key"], ({}, []))[1], at,
                                  tz=tz))

@@ -13,7 +13,9 @@ metric points. Each key is then computed from those arrays:
 - absence rules get one point per 10-second bucket holding events instead (when data last
   arrived).
 The regression family asks `performance.queries.regression_flags` (the Performance page's
-own rule) once per stamp; a backtest computes it on a coarser grid and carries it forward.
+own rule) once per stamp; with many stamps (a rate of change or anomaly rule on it over a
+range) on a coarser grid, carried forward. A threshold rule's backtest and the alert page's
+graph compute the flags of every minute instead (`backtest_regression`).
 """
 
 # SQL here is assembled from this module's own constants; every value is a bound parameter.
