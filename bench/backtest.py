@@ -15,7 +15,9 @@ Postgres's own CPU is not in it) for: a grouped 5-minute threshold (raw window),
 30-minute threshold (rollups and raw tail), an absence rule, a rule breaching nearly always,
 the Slow Response Time, High Error Rate and Performance Regression templates (API signals;
 the last from the API rollups), two pattern rules, two
-anomaly rules (and one on p95, at capped steps), two rate of change rules, a PromQL rule and two composite rules (their children saved in the database).
+anomaly rules (and one on p95, at capped steps), two rate of change rules, two rates of
+change and an absence rule on API signals, a PromQL rule and two composite rules (their
+children saved in the database).
 Baseline in the same run, for rules replayed at every step: every step evaluated with
 nothing skipped over 7 days (the cost per step; 90 days is 13 times as many; and whether both
 give the same events), and the firings found at 1-minute steps (for rules at 15 s) and at
@@ -112,6 +114,16 @@ RULES: dict[str, Rule] = {
     # within the noise (values 50-90: +25 % is often there): busy, capped steps as before
     "rate of change +25 % in 5 min (busy)": _rule({"type": "rate_of_change",
         "metric": "latency_ms", "group_by": ["region"], "value": 25, "window_minutes": 5}),
+    # on API signals (14 days of timings): rate of change of a p95 (exact between the order
+    # statistics around it) and of the error rate; an absence rule by endpoint
+    "api p95 up 50 % in 10 min by endpoint": _rule({"type": "rate_of_change",
+        "metric": "api.latency_ms", "aggregation": "p95", "value": 50, "window_minutes": 10,
+        "group_by": ["endpoint"]}),
+    "api error rate up 0.3 in 5 min": _rule({"type": "rate_of_change",
+        "metric": "api.error_rate", "aggregation": "avg", "change_mode": "absolute",
+        "value": 0.3, "window_minutes": 5}),
+    "api requests absent 3 min by endpoint": _rule({"type": "absence",
+        "metric": "api.requests", "window_minutes": 3, "group_by": ["endpoint"]}),
     "promql avg_over_time > 120": _rule({"type": "promql",
         "expr": "avg_over_time(latency_ms[5m]) > 120"}),
 }  # fmt: skip

@@ -17,6 +17,7 @@ from monitoring_core.alerts import service, signals
 from monitoring_core.alerts.backtest import backtest
 from monitoring_core.alerts.rules import TEMPLATES, Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.signals_read import SignalReader
+from monitoring_core.alerts.store import get_rule
 from monitoring_core.flows.alert_cycle import evaluate_all
 from monitoring_core.partitions import ensure_partitions
 from tests.rollup_fixtures import add_points, add_series, add_timings, add_vitals, roll_up_now
@@ -376,3 +377,41 @@ def test_anomaly_rate_of_change_and_absence_work_on_a_windowed_signal(engine: En
     assert fired_at["anomaly"] and fired_at["anomaly"][0] <= NOW - 10 * MIN  # 60 + 60 in an hour
     assert fired_at["change"] and NOW - 20 * MIN < fired_at["change"][0] <= NOW - 10 * MIN
     assert fired_at["absence"] == [NOW - 5 * MIN]  # the last request 10 minutes ago, window 5
+
+
+def test_a_grouped_absence_rule_pages_for_the_one_endpoint_that_fell_silent(
+    engine: Engine,
+) -> None:
+    """Alone in its cycle (no other rule widening the family's read): the endpoint whose
+    requests stop is read for two minutes past the window, found silent and fired; the
+    one still answering stays quiet. Its read used to be the window alone, so a silent
+    group dropped out of it and never paged."""
+    with engine.begin() as conn:
+        partitions(conn, NOW - timedelta(hours=1))
+        rows = traffic(NOW - 20 * MIN, 20, 2, "/api/vendors/search", method="GET")
+        rows += traffic(NOW - 20 * MIN, 12, 2, "/api/photos/upload")  # silent the last 8 min
+        add_timings(conn, rows)
+        body = {"alert_name": "An endpoint fell silent", "severity_level": "high",
+                "notification_channels": [],
+                "condition_config": {"type": "absence", "metric": "api.requests",
+                                     "window_minutes": 5, "group_by": ["endpoint"]}}  # fmt: skip
+        created = service.rule_create(conn, body=body, actor="user:a", role="admin", now=NOW)
+        for minutes_before in range(10, -1, -1):
+            report = evaluate_all(
+                conn, now=NOW - minutes_before * MIN, tz=TZ, public_url="http://ui"
+            )
+            assert report.errors == []
+        found = conn.execute(
+            text("SELECT alert_key, status, first_triggered_at FROM alert_instances "
+                 "WHERE alert_configuration_id = :r"),
+            {"r": created["id"]},
+        ).all()  # fmt: skip
+        replay = backtest(conn, rule_from_row(get_rule(conn, rule_id=created["id"])),
+                          start=NOW - 10 * MIN, end=NOW, tz=TZ, step=MIN)  # fmt: skip
+    # the last request at 11:51:30, its bucket ending 11:51:40: silent 5 minutes at 11:56:40
+    assert [(k, s, t) for k, s, t in found] == [
+        ("endpoint=/api/photos/upload", "firing", NOW - 3 * MIN)
+    ]
+    assert [(e["time"], e["alert_key"]) for e in replay["fired"]] == [
+        (NOW - 3 * MIN, "endpoint=/api/photos/upload")
+    ]

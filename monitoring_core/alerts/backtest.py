@@ -11,9 +11,11 @@ the cycle would have read at that moment:
   the 1-minute rollups before the last `series.RAW_TAIL` and the raw tail after it
   (`series.long_window`, the cycle's code); a short window whose raw points are gone
   (kept 14 days by default, the rollups 90) reads the rollups;
-- a threshold on a windowed signal (API timings, Web Vitals, errors, spans, logs): the
-  family's events read once, each step's value computed over that step's window as
-  `signals_read` does in a cycle; steps before the family's retention are not replayed;
+- a threshold, rate of change or absence rule on a windowed signal (API timings, Web
+  Vitals, errors, spans, logs): the family's events read once, each step's values computed
+  over the windows a cycle reads at that step as `signals_read` does (a rate of change's
+  two windows, an absence rule's 10-second buckets); steps before the family's retention
+  are not replayed;
 - a pattern rule: its error events of the range read once, each step's 10-second buckets of
   [step − window, step] built as `errors.queries` counts them (`backtest_kinds`);
 - an anomaly rule on a metric: its 1-minute rollups and the past weeks' whole hours read
@@ -30,17 +32,18 @@ the cycle would have read at that moment:
 - a threshold on the p95 regression signal: the Performance page's flags as a cycle's
   `regression_flags` query gives them, computed for every minute of the range from the
   1-minute API rollups read once (`backtest_regression`);
-- other rules (rate of change of sums and counts, anomaly on a signal) read their series
-  once for the range and slice it per step.
-`tests/test_backtest_live.py` and `tests/test_backtest_live_kinds.py` run the live engine
+- other rules (rate of change of a metric's sums and counts, anomaly on a signal) read
+  their series once for the range and slice it per step.
+`tests/test_backtest_live.py`, `tests/test_backtest_live_kinds.py`,
+`tests/test_backtest_signals.py` and `tests/test_backtest_regression.py` run the live engine
 cycle by cycle (every minute, and every 15 s) and the backtest over the same history, for
 raw and rollup windows, signal templates, pattern, anomaly, PromQL and composite rules: the
 same status changes and notifications, and the same with nothing skipped.
 
 Steps: every step over any range (up to MAX_EVERY of them) for metric threshold, absence and
 rate of change rules (a change of averages, extremes, percentiles or last values), signal
-thresholds (the p95 regression too), pattern, anomaly (on metrics), PromQL and
-composite rules; by
+thresholds (the p95 regression too), rates of change and absence, pattern, anomaly (on
+metrics), PromQL and composite rules; by
 default the live cycle's 15 s for those that read raw points or events (`live_cadence`:
 1-minute steps missed the breaches shorter than a minute, 58 firings of 74 on the bench
 data), a minute for rollup windows (a value that changes at most once a minute, but for its
@@ -51,7 +54,8 @@ minutes for any rule. Steps that certainly change nothing are skipped: those
 while no instance is active: the engine would keep every state and notify nobody), those
 where a rule without group_by certainly has no data while its instance keeps no data as it
 is, and a PromQL series not returned while its instance is not active. For pattern,
-anomaly, metric threshold and rate of change rules also those where each key's check
+anomaly, regression, metric threshold and rate of change rules, and signal rates of change
+and absence, also those where each key's check
 certainly holds while its instance fires
 with no repeat notification due (`Classes.steady`: the engine would only count it as
 triggered again, which `Classes.hold_run` does, a run of such steps at once), and a grouped
@@ -63,8 +67,9 @@ threshold, absence or rate of change
 rule busy (a key unsure, or changing between clear, breaching and no data) at more than
 BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of those
 are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
-coarser beyond: a firing shorter than the step can be missed); so do rate of change rules on
-sums and counts, anomaly rules on signals always, anomaly rules on percentiles busy at more
+coarser beyond: a firing shorter than the step can be missed); so do signal rules busy
+likewise, rate of change rules on a metric's sums and counts and anomaly rules on signals
+always, anomaly rules on percentiles busy at more
 than PERCENTILE_BUSY_LIMIT minutes, and by default
 a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
@@ -86,7 +91,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, repeat
 from typing import Any
@@ -100,18 +105,22 @@ from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
     Classes,
     StepSeries,
+    _groups_by_key,
     anomaly_source,
     no_data_keeps,
     pattern_source,
 )
 from monitoring_core.alerts.backtest_kinds import PERCENTILES as ANOMALY_PERCENTILES
 from monitoring_core.alerts.backtest_quiet import (
+    FALSE,
+    TRUE,
     Bounds,
     by_key,
     key_classes,
     quiet_of,
     read_bounds,
     regression,
+    signal_classes,
     signal_quiet,
     skips,
 )
@@ -132,6 +141,7 @@ from monitoring_core.alerts.promql_rules import promql_series
 from monitoring_core.alerts.raw import RawMetric, read_raw
 from monitoring_core.alerts.rules import Rule, RuleInvalid, rule_from_row
 from monitoring_core.alerts.signals_read import SignalReader
+from monitoring_core.alerts.signals_read import _buckets as signal_buckets
 from monitoring_core.alerts.signals_read import _family as sk_family
 from monitoring_core.alerts.signals_read import _source as signal_source
 from monitoring_core.alerts.signals_read import _windowed as windowed_values
@@ -170,7 +180,7 @@ def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta
 def every_step(rule: Rule) -> bool:
     """Whether the rule is replayed at every step of any range (else at most MAX_STEPS):
     metric threshold, absence and rate of change rules (not of sums or counts) and signal
-    thresholds (`backtest_quiet`, `backtest_regression`), pattern
+    thresholds, rates of change and absence (`backtest_quiet`, `backtest_regression`), pattern
     rules and anomaly rules on metrics (`backtest_kinds`), PromQL and composite rules."""
     if skips(rule) or rule.condition.type in ("pattern", "promql", "composite"):
         return True
@@ -639,7 +649,10 @@ def _replay(
     classes: Classes | None = None
     pick: StepSeries | None = None  # a kind's series, built for the keys asked only
     if skippable and fk is not None and fk.kind == "signal":
-        at_step, quiet = _signal_source(conn, rule, fk, steps, _limits(rule, tz))
+        at_step, quiet, classes = _signal_source(conn, rule, fk, steps, _limits(rule, tz), cache)
+        if classes is not None:  # rate of change, absence
+            pick = at_step
+            quiet = classes.quiet().tolist()
     elif fk is not None and (fk.kind in ("pattern", "hour") or regression(rule, fk)):
         if fk.kind == "pattern":
             source = pattern_source(conn, rule, fk, steps, _limits(rule, tz))
@@ -793,41 +806,76 @@ def _busy_replay(
 
 def _signal_source(
     conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime],
-    limits: list[float],
-) -> tuple[Callable[[datetime], series_mod.Keyed], list[bool]]:  # fmt: skip
-    """A threshold rule on a windowed signal: the family's events of the range read once,
-    which steps are quiet (`backtest_quiet.signal_quiet`), and per evaluated step the value
-    `signals_read` computes over that step's window, as a cycle evaluating this rule does
-    (a group without events in its window is absent from the cycle's read)."""
+    limits: list[float], cache: dict[Any, Any] | None = None,
+) -> tuple[StepSeries, list[bool] | None, Classes | None]:  # fmt: skip
+    """A threshold, rate of change or absence rule on a windowed signal: the family's
+    events of the range read once; for a threshold which steps are quiet
+    (`backtest_quiet.signal_quiet`), for the others what each key's check certainly gives
+    (`backtest_quiet.signal_classes`); and per evaluated step the series `signals_read`
+    computes from the events a cycle evaluating this rule reads then (a threshold's window,
+    a rate of change's two windows, an absence rule's 10-second buckets of its window; a
+    group without events there is absent from the cycle's read). `cache`: the events, for
+    a second replay of the same backtest (a busy rule's, by the minute)."""
+    cond = rule.condition
     sk = series_mod.signal_key(fk)
     width = sk.window.total_seconds()
-    reader = SignalReader(conn, steps[-1])
-    frame = reader._read(signal_source(sk), [(steps[0] - sk.window, steps[-1])])
-    groups = reader._groups(sk, frame)
+    reach = 2 * sk.window if cond.type == "rate_of_change" else sk.window  # read before a step
+    held = (cache or {}).get(("signal", sk))
+    if held is not None and held[0] <= steps[0] - reach and steps[-1] <= held[1]:
+        groups, first = held[2], held[3]
+    else:
+        reader = SignalReader(conn, steps[-1])
+        frame = reader._read(signal_source(sk), [(steps[0] - reach, steps[-1])])
+        groups = reader._groups(sk, frame)
+        first = min((float(t.min()) for t in frame.times if len(t)), default=math.inf)
+        if cache is not None:
+            cache[("signal", sk)] = (steps[0] - reach, steps[-1], groups, first)
     every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
     at = _epoch_s(steps[0]) + every * np.arange(len(steps))
-    quiet = signal_quiet(rule, groups, at, limits)
-    # Steps whose window reaches past the family's retention (14 days by default) and before
+    # Steps whose read reaches past the family's retention (14 days by default) and before
     # its oldest kept event are not replayed: the rows are gone, and a replay there would
     # only say "no data" (a real gap in newer data is replayed as the cycle saw it)
     days = retention_days(conn).get(_RETAINED.get(sk_family(sk), ""), FOREVER_DAYS)
-    kept = _epoch_s(steps[-1] - timedelta(days=days)) + width
-    first = min((float(t.min()) for t in frame.times if len(t)), default=math.inf)
-    quiet[(at < kept) & (at < first)] = True
+    kept = _epoch_s(steps[-1] - timedelta(days=days)) + reach.total_seconds()
+    gone = (at < kept) & (at < first)
+    quiet: list[bool] | None = None
+    classes: Classes | None = None
+    if cond.type == "threshold":
+        found = signal_quiet(rule, groups, at, limits)
+        found[gone] = True
+        quiet = found.tolist()
+    else:
+        codes: Any = signal_classes(rule, groups, at, limits, reach.total_seconds())
+        by_key: Any = {k: c for k, (_dims, c) in series_mod.for_rule(rule, fk, codes).items()}
+        empty = np.full(len(steps), TRUE if cond.type == "absence" else NO_DATA, dtype=np.int8)
+        empty[gone] = FALSE
+        classes = Classes(rule, by_key, empty)
+    group_of = _groups_by_key(rule, fk, groups)
+    span = reach.total_seconds()
 
-    def at_step(moment: datetime) -> series_mod.Keyed:
-        stamp = np.array([_epoch_s(moment)])
+    def series_at(at: datetime, only: Collection[str] | None = None) -> series_mod.Keyed:
+        moment, now = at, _epoch_s(at)
         grouped: dict[tuple, Sequence[Point]] = {}
-        for values, (t, v) in groups.items():
-            lo = int(np.searchsorted(t, stamp[0] - width, side="right"))
-            hi = int(np.searchsorted(t, stamp[0], side="right"))
-            if hi > lo:
-                points = windowed_values(t[lo:hi], v[lo:hi], [moment], stamp, sk)
-                if points:
-                    grouped[values] = points
+        for values in groups if only is None else (group_of[key] for key in only):
+            t, v = groups[values]
+            lo = int(np.searchsorted(t, now - span, side="right"))
+            hi = int(np.searchsorted(t, now, side="right"))
+            if hi == lo:
+                continue
+            if cond.type == "absence":
+                points = signal_buckets(t[lo:hi], moment)
+            elif cond.type == "rate_of_change":
+                stamps = np.array([now - width, now])
+                points = windowed_values(
+                    t[lo:hi], v[lo:hi], [moment - sk.window, moment], stamps, sk
+                )
+            else:
+                points = windowed_values(t[lo:hi], v[lo:hi], [moment], np.array([now]), sk)
+            if points:
+                grouped[values] = points
         return series_mod.for_rule(rule, fk, grouped)
 
-    return at_step, quiet.tolist()
+    return series_at, quiet, classes
 
 
 # the table each signal family's events come from (retention's names)

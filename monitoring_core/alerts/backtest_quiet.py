@@ -47,6 +47,7 @@ from sqlalchemy import Connection, text
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.rules import Rule
 from monitoring_core.alerts.signals import counts_zero, is_windowed, signal
+from monitoring_core.alerts.wavelet import Wavelet
 from monitoring_core.rollup_read import range_source
 from monitoring_core.timerange import TimeRange
 
@@ -63,6 +64,7 @@ __all__ = [
     "by_key",
     "regression",
     "read_bounds",
+    "signal_classes",
     "signal_quiet",
     "skips",
 ]
@@ -103,15 +105,18 @@ class Bounds:
 
 def skips(rule: Rule) -> bool:
     """Whether this rule's quiet minutes can be found without evaluating them: metric
-    threshold and absence rules read by the minute (from the rollups), and threshold rules
-    on windowed signals (from their events); the rest step as before."""
+    threshold and absence rules read by the minute (from the rollups), and threshold, rate
+    of change and absence rules on windowed signals (from their events); the rest step as
+    before."""
     cond = rule.condition
     key = series_mod.fetch_key(rule)
     compared = cond.type in ("threshold", "rate_of_change")
     if key is None or cond.operator not in (*_GREATER, *_LESS) and compared:
         return False
     if key.kind == "signal":
-        return cond.type == "threshold" and _family(key.metric) != "regression"
+        return cond.type in ("threshold", "rate_of_change", "absence") and (
+            _family(key.metric) != "regression"
+        )
     if key.kind != "minute" or is_windowed(cond.metric):
         return False
     if cond.type == "rate_of_change":  # values within their minutes' extremes (not sums)
@@ -172,6 +177,120 @@ def signal_quiet(
         if all((zero < limit) if greater else (zero > limit) for limit in limits):
             return quiet
     return quiet & some  # else the rule's "no data" key is evaluated
+
+
+def _cumulative_slack(v: np.ndarray) -> float:
+    """How far a window's sum from running sums over all of `v` may be from the sum a
+    cycle computes over that window's events alone (each running sum's rounding)."""
+    return 3e-16 * len(v) * float(np.abs(v).sum())
+
+
+def _signal_value_bounds(
+    cond: Any, v: np.ndarray, lo: np.ndarray, hi: np.ndarray, ranked: list[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per window [lo, hi) of a group's event values `v`: bounds of the value
+    `signals_read._windowed` computes over it (count exact; sum and average from running
+    sums, widened by their rounding; extremes exact; a percentile between the order
+    statistics either side of numpy's interpolation), and whether it is NaN (fewer events
+    than `min_count`). `ranked`: the group's values ranked (sorted distinct values, and a
+    `Wavelet` of their codes in time order), built by the first call that needs it."""
+    n = hi - lo
+    agg = cond.aggregation
+    nan = n < cond.min_count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if agg == "count":
+            return n.astype(np.float64), n.astype(np.float64), nan
+        if agg in ("sum", "avg"):
+            total = np.concatenate(([0.0], np.cumsum(v)))
+            sums, slack = total[hi] - total[lo], _cumulative_slack(v)
+            if agg == "avg":
+                return (sums + slack) / np.maximum(n, 1), (sums - slack) / np.maximum(n, 1), nan
+            return sums + slack, sums - slack, nan
+        if agg.startswith("p"):
+            return (*_percentile_bounds(int(agg[1:]) / 100, v, lo, hi, ranked), nan)
+        top = _range(_sparse(v, np.maximum), lo, hi, np.maximum, np.nan)
+        bottom = _range(_sparse(v, np.minimum), lo, hi, np.minimum, np.nan)
+        if agg == "max":
+            bottom = top
+        elif agg == "min":
+            top = bottom
+        return top, bottom, nan
+
+
+def _percentile_bounds(
+    q: float, v: np.ndarray, lo: np.ndarray, hi: np.ndarray, ranked: list[Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per window [lo, hi) (NaN where empty): the order statistics at ⌈i⌉ and ⌊i⌋ of
+    numpy's virtual index i = q·(n − 1), a hair wider either way for its own rounding
+    (`np.percentile`'s linear method interpolates between ⌊i⌋ and ⌊i⌋ + 1)."""
+    n = hi - lo
+    top, bottom = np.full(len(n), np.nan), np.full(len(n), np.nan)
+    some = np.flatnonzero(n > 0)
+    if not len(some):
+        return top, bottom
+    if not ranked:
+        distinct, codes = np.unique(v, return_inverse=True)
+        ranked += [distinct, Wavelet(codes.astype(np.int64))]
+    distinct, tree = ranked
+    count = n[some]
+    index = q * (count - 1).astype(np.float64)
+    runs = [(lo[some], hi[some])]
+    below = np.clip(np.floor(index - 1e-9), 0, count - 1)
+    above = np.clip(np.ceil(index + 1e-9), 0, count - 1)
+    bottom[some] = distinct[tree.at_rank(runs, below)]
+    top[some] = distinct[tree.at_rank(runs, above)]
+    return top, bottom
+
+
+def signal_classes(
+    rule: Rule, groups: dict[tuple, tuple[np.ndarray, np.ndarray]], at: np.ndarray,
+    limits: list[float], reach: float,
+) -> dict[tuple, np.ndarray]:  # fmt: skip
+    """Per group of a windowed signal's events (sorted times, values), per step (epoch
+    seconds `at`): what a rate of change or absence rule's check certainly gives.
+
+    Absence: a cycle reads the events of (at − reach, at] (`reach`: the window and two
+    minutes, `series._signal_window`); a group without one is absent from the read
+    (ABSENT; the rule's key "" then finds no data at all), one with one is TRUE when the
+    10-second bucket of its last event ends at least a window before `at`
+    (`engine._absence` on `signals_read._buckets`, the same arithmetic), else FALSE.
+    Rate of change: a cycle reads (at − 2·window, at] and compares the value over
+    (at − window, at] with the value over the window before it (`engine._rate_of_change`
+    on the two stamps). ABSENT without events in the read; NO_DATA when a side has no
+    events (no point: counts always have one); FALSE when a side has fewer than
+    `min_count` (a NaN change breaches nothing); else FALSE, TRUE or UNSURE from bounds of
+    both values (`_signal_value_bounds`), as `_change_bounds` bounds a metric's."""
+    cond = rule.condition
+    window = cond.window_minutes * 60.0
+    out = {}
+    for g, (t, v) in groups.items():
+        if cond.type == "absence":
+            last = np.searchsorted(t, at, "right") - 1
+            when = t[np.maximum(last, 0)]
+            end = np.minimum(np.floor(when / 10.0) * 10.0 + 10.0, at)  # its bucket's end
+            silent = np.where((at - end) / 60.0 >= cond.window_minutes, TRUE, FALSE)
+            out[g] = np.where((last >= 0) & (when > at - reach), silent, ABSENT).astype(np.int8)
+            continue
+        first, middle, last = (np.searchsorted(t, at - k * window, "right") for k in (2, 1, 0))
+        ranked: list[Any] = []
+        prev_hi, prev_lo, prev_nan = _signal_value_bounds(cond, v, first, middle, ranked)
+        cur_hi, cur_lo, cur_nan = _signal_value_bounds(cond, v, middle, last, ranked)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if cond.change_mode == "percent":
+                known = prev_lo > 0
+                top = 100.0 * (np.where(cur_hi >= 0, cur_hi / prev_lo, cur_hi / prev_hi) - 1.0)
+                bottom = 100.0 * (np.where(cur_lo >= 0, cur_lo / prev_hi, cur_lo / prev_lo) - 1.0)
+            else:
+                known = np.ones(len(at), dtype=bool)
+                top, bottom = cur_hi - prev_lo, cur_lo - prev_hi
+            known &= np.isfinite(top) & np.isfinite(bottom)
+        clear, breach = _sides(rule, top, bottom, limits)
+        found = np.where(known & clear, FALSE, np.where(known & breach, TRUE, UNSURE))
+        found = np.where(prev_nan | cur_nan, FALSE, found)
+        if cond.aggregation != "count":  # an empty side gives no point: nothing to compare
+            found = np.where((middle == first) | (last == middle), NO_DATA, found)
+        out[g] = np.where(last > first, found, ABSENT).astype(np.int8)
+    return out
 
 
 def read_bounds(

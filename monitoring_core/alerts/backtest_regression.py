@@ -52,6 +52,7 @@ from monitoring_core.alerts.backtest_quiet import ABSENT, FALSE, NO_DATA, TRUE, 
 from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.rules import Rule
 from monitoring_core.alerts.signals import service_of
+from monitoring_core.alerts.wavelet import Wavelet
 from monitoring_core.histogram import bucket_values
 
 __all__ = ["regression_source", "regression_values"]
@@ -80,41 +81,6 @@ _KEYS = """
 """
 _ROW = np.dtype([("m", ">f8"), ("n", ">i8")])
 _KEY = np.dtype([("m", ">f8"), ("k", ">i4"), ("c", ">i8")])
-
-
-class _Wavelet:
-    """A weighted wavelet matrix over non-negative integer codes in their stored order:
-    the code at a weighted rank within a union of runs, for many queries at once."""
-
-    def __init__(self, codes: np.ndarray, weights: np.ndarray) -> None:
-        self.levels: list[tuple[int, np.ndarray, np.ndarray, int]] = []
-        top = int(codes.max()) if len(codes) else 0
-        for level in range(max(1, top.bit_length()) - 1, -1, -1):
-            zero = ((codes >> level) & 1) == 0
-            zeros = np.concatenate(([0], np.cumsum(zero)))  # zeros before each position
-            weight = np.concatenate(([0], np.cumsum(np.where(zero, weights, 0))))
-            self.levels.append((level, zeros, weight, int(zeros[-1])))
-            order = np.concatenate((np.flatnonzero(zero), np.flatnonzero(~zero)))
-            codes, weights = codes[order], weights[order]
-
-    def at_rank(self, runs: list[tuple[np.ndarray, np.ndarray]], rank: np.ndarray) -> np.ndarray:
-        """Per query, the code of the first element (in code order) whose running weight
-        over the runs [lo, hi) exceeds `rank` (`np.searchsorted(running, rank, "right")`
-        over the runs' merged, sorted histogram): rank must be below the runs' weight."""
-        los = [lo.copy() for lo, _hi in runs]
-        his = [hi.copy() for _lo, hi in runs]
-        rank = rank.astype(np.float64, copy=True)
-        code = np.zeros(len(rank), dtype=np.int64)
-        for level, zeros, weight, total in self.levels:
-            below = sum(weight[hi] - weight[lo] for lo, hi in zip(los, his, strict=True))
-            left = rank < below
-            rank = np.where(left, rank, rank - below)  # exact: integers off a float rank
-            code |= np.where(left, 0, 1 << level)
-            for r, (lo, hi) in enumerate(zip(los, his, strict=True)):
-                zlo, zhi = zeros[lo], zeros[hi]
-                los[r] = np.where(left, zlo, total + lo - zlo)
-                his[r] = np.where(left, zhi, total + hi - zhi)
-        return code
 
 
 def _read(
@@ -182,7 +148,7 @@ def regression_values(
         at = np.flatnonzero(listed)
         if len(at):
             low = int(keys.min())
-            tree = _Wavelet(keys - low, c)
+            tree = Wavelet(keys - low, c)
             p95 = []
             for j, (w, picked) in enumerate(((base_w, runs[1:]), (cur_w, runs[:1]))):
                 start = before[2 * e + j][at]

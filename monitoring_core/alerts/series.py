@@ -122,10 +122,14 @@ def fetch_key(rule: Rule) -> FetchKey | None:
 
 def _signal_window(rule: Rule) -> timedelta:
     """What one value of a windowed signal covers: the rule's window (an hour for anomaly,
-    whose baseline is the same hour of past weeks; unused by absence)."""
+    whose baseline is the same hour of past weeks); for absence what a cycle reads, two
+    minutes more than the window (as `lookback` for a metric), so that a group fallen silent
+    is read and found silent before it drops out of the read."""
     cond = rule.condition
     if cond.type == "anomaly":
         return HOUR
+    if cond.type == "absence":
+        return timedelta(minutes=cond.window_minutes) + 2 * MINUTE
     return timedelta(minutes=cond.window_minutes)
 
 

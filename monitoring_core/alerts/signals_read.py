@@ -11,7 +11,8 @@ metric points. Each key is then computed from those arrays:
   group's events: exact percentiles (numpy's linear interpolation, as the raw metric path),
   request-weighted rates, counts (0 in an empty window: a count, not missing data);
 - absence rules get one point per 10-second bucket holding events instead (when data last
-  arrived).
+  arrived), from the events of (now − window − 2 min, now] (a group fallen silent is still
+  read, and found silent; the family's read may reach further for other rules).
 The regression family asks `performance.queries.regression_flags` (the Performance page's
 own rule) once per stamp; with many stamps (a rate of change or anomaly rule on it over a
 range) on a coarser grid, carried forward. A threshold rule's backtest and the alert page's
@@ -300,6 +301,8 @@ class SignalReader:
         out: Grouped = {}
         for group, (t, v) in self._groups(key, frame).items():
             if key.mode == "absence":
+                if self.step is None:  # its own read only, whatever other rules read
+                    t = t[t > at[-1] - key.window.total_seconds()]
                 points = _buckets(t, self.now)
             else:
                 points = _windowed(t, v, stamps, at, key)
