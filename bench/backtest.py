@@ -16,7 +16,7 @@ Postgres's own CPU is not in it) for: a grouped 5-minute threshold (raw window),
 the Slow Response Time, High Error Rate and Performance Regression templates (API signals;
 the last from the API rollups), two pattern rules, two
 anomaly rules (and one on p95, at capped steps), two rate of change rules, two rates of
-change and an absence rule on API signals, a PromQL rule and two composite rules (their
+change, an absence and an anomaly rule on API signals, an anomaly rule on error events, a PromQL rule and two composite rules (their
 children saved in the database).
 Baseline in the same run, for rules replayed at every step: every step evaluated with
 nothing skipped over 7 days (the cost per step; 90 days is 13 times as many; and whether both
@@ -124,6 +124,14 @@ RULES: dict[str, Rule] = {
         "value": 0.3, "window_minutes": 5}),
     "api requests absent 3 min by endpoint": _rule({"type": "absence",
         "metric": "api.requests", "window_minutes": 3, "group_by": ["endpoint"]}),
+    # anomaly on signals: the hour's p95 against last week's (one past week: the timings are
+    # kept 14 days), and error events per service (90 days; mostly flat zero baselines)
+    "api p95 anomaly vs last week": _rule({"type": "anomaly", "metric": "api.latency_ms",
+        "aggregation": "p95", "group_by": ["endpoint"], "weeks": 1, "min_baseline": 1,
+        "direction": "above"}),
+    "errors anomaly by service": _rule({"type": "anomaly", "metric": "errors.events",
+        "aggregation": "count", "group_by": ["service"], "direction": "above",
+        "z_threshold": 4}),
     "promql avg_over_time > 120": _rule({"type": "promql",
         "expr": "avg_over_time(latency_ms[5m]) > 120"}),
 }  # fmt: skip

@@ -11,10 +11,11 @@ the cycle would have read at that moment:
   the 1-minute rollups before the last `series.RAW_TAIL` and the raw tail after it
   (`series.long_window`, the cycle's code); a short window whose raw points are gone
   (kept 14 days by default, the rollups 90) reads the rollups;
-- a threshold, rate of change or absence rule on a windowed signal (API timings, Web
-  Vitals, errors, spans, logs): the family's events read once, each step's values computed
-  over the windows a cycle reads at that step as `signals_read` does (a rate of change's
-  two windows, an absence rule's 10-second buckets); steps before the family's retention
+- a threshold, rate of change, absence or anomaly rule on a windowed signal (API timings,
+  Web Vitals, errors, spans, logs): the family's events read once, each step's values
+  computed over the windows a cycle reads at that step as `signals_read` does (a rate of
+  change's two windows, an absence rule's 10-second buckets, an anomaly rule's hour and the
+  same hour of past weeks: `backtest_signal_anomaly`); steps before the family's retention
   are not replayed;
 - a pattern rule: its error events of the range read once, each step's 10-second buckets of
   [step − window, step] built as `errors.queries` counts them (`backtest_kinds`);
@@ -32,30 +33,31 @@ the cycle would have read at that moment:
 - a threshold on the p95 regression signal: the Performance page's flags as a cycle's
   `regression_flags` query gives them, computed for every minute of the range from the
   1-minute API rollups read once (`backtest_regression`);
-- other rules (rate of change of a metric's sums and counts, anomaly on a signal) read
-  their series once for the range and slice it per step.
+- a rate of change of a metric's sums or counts reads its series once for the range and
+  slices it per step.
 `tests/test_backtest_live.py`, `tests/test_backtest_live_kinds.py`,
-`tests/test_backtest_signals.py` and `tests/test_backtest_regression.py` run the live engine
+`tests/test_backtest_signals.py`, `tests/test_backtest_signal_anomaly.py` and
+`tests/test_backtest_regression.py` run the live engine
 cycle by cycle (every minute, and every 15 s) and the backtest over the same history, for
 raw and rollup windows, signal templates, pattern, anomaly, PromQL and composite rules: the
 same status changes and notifications, and the same with nothing skipped.
 
 Steps: every step over any range (up to MAX_EVERY of them) for metric threshold, absence and
 rate of change rules (a change of averages, extremes, percentiles or last values), signal
-thresholds (the p95 regression too), rates of change and absence, pattern, anomaly (on
-metrics), PromQL and composite rules; by
+thresholds (the p95 regression too), rates of change, absence and anomaly, pattern,
+anomaly on metrics, PromQL and composite rules; by
 default the live cycle's 15 s for those that read raw points or events (`live_cadence`:
 1-minute steps missed the breaches shorter than a minute, 58 firings of 74 on the bench
 data), a minute for rollup windows (a value that changes at most once a minute, but for its
-2-minute raw tail), anomaly rules (the current hour from the 1-minute rollups) and
+2-minute raw tail), anomaly rules on metrics (the current hour from the 1-minute rollups) and
 composites (the children's cost adds up); `backtest(step=)` takes 15, 20 or 30 s or whole
 minutes for any rule. Steps that certainly change nothing are skipped: those
 `backtest_quiet` or `backtest_kinds` find quiet (every key clear of its threshold, or absent,
 while no instance is active: the engine would keep every state and notify nobody), those
 where a rule without group_by certainly has no data while its instance keeps no data as it
 is, and a PromQL series not returned while its instance is not active. For pattern,
-anomaly, regression, metric threshold and rate of change rules, and signal rates of change
-and absence, also those where each key's check
+anomaly, regression, metric threshold and rate of change rules, and signal rates of
+change, absence and anomaly, also those where each key's check
 certainly holds while its instance fires
 with no repeat notification due (`Classes.steady`: the engine would only count it as
 triggered again, which `Classes.hold_run` does, a run of such steps at once), and a grouped
@@ -68,8 +70,8 @@ rule busy (a key unsure, or changing between clear, breaching and no data) at mo
 BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of those
 are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
 coarser beyond: a firing shorter than the step can be missed); so do signal rules busy
-likewise, rate of change rules on a metric's sums and counts and anomaly rules on signals
-always, anomaly rules on percentiles busy at more
+likewise, rate of change rules on a metric's sums and counts always, anomaly rules on
+percentiles busy at more
 than PERCENTILE_BUSY_LIMIT minutes, and by default
 a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
@@ -125,6 +127,7 @@ from monitoring_core.alerts.backtest_quiet import (
     skips,
 )
 from monitoring_core.alerts.backtest_regression import regression_source
+from monitoring_core.alerts.backtest_signal_anomaly import signal_anomaly_source
 from monitoring_core.alerts.engine import (
     ACTIVE,
     AlertState,
@@ -158,7 +161,7 @@ MAX_STEPS = 2_000
 MAX_EVERY = 600_000  # steps of a backtest at most (90 days every 15 s are 518,400)
 MAX_NESTING = 3  # composite of composite of …
 RAW_LIMIT = 2_000_000  # raw points of a metric read at once for a replay; beyond: rollups
-MINUTE = timedelta(minutes=1)
+MINUTE, WEEK = timedelta(minutes=1), timedelta(days=7)
 MIN_STEP = timedelta(seconds=15)  # the live cycle's interval (flows.alert_cycle)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -819,7 +822,11 @@ def _signal_source(
     cond = rule.condition
     sk = series_mod.signal_key(fk)
     width = sk.window.total_seconds()
-    reach = 2 * sk.window if cond.type == "rate_of_change" else sk.window  # read before a step
+    reach = sk.window  # what a cycle reads before a step
+    if cond.type == "rate_of_change":
+        reach = 2 * sk.window
+    elif cond.type == "anomaly":
+        reach = cond.weeks * WEEK + sk.window
     held = (cache or {}).get(("signal", sk))
     if held is not None and held[0] <= steps[0] - reach and steps[-1] <= held[1]:
         groups, first = held[2], held[3]
@@ -844,6 +851,9 @@ def _signal_source(
         found = signal_quiet(rule, groups, at, limits)
         found[gone] = True
         quiet = found.tolist()
+    elif cond.type == "anomaly":
+        hourly, anomalies = signal_anomaly_source(rule, fk, steps, groups, at < first)
+        return hourly, None, anomalies
     else:
         codes: Any = signal_classes(rule, groups, at, limits, reach.total_seconds())
         by_key: Any = {k: c for k, (_dims, c) in series_mod.for_rule(rule, fk, codes).items()}

@@ -106,15 +106,15 @@ class Bounds:
 def skips(rule: Rule) -> bool:
     """Whether this rule's quiet minutes can be found without evaluating them: metric
     threshold and absence rules read by the minute (from the rollups), and threshold, rate
-    of change and absence rules on windowed signals (from their events); the rest step as
-    before."""
+    of change, absence and anomaly rules on windowed signals (from their events); the rest
+    step as before."""
     cond = rule.condition
     key = series_mod.fetch_key(rule)
     compared = cond.type in ("threshold", "rate_of_change")
     if key is None or cond.operator not in (*_GREATER, *_LESS) and compared:
         return False
     if key.kind == "signal":
-        return cond.type in ("threshold", "rate_of_change", "absence") and (
+        return cond.type in ("threshold", "rate_of_change", "absence", "anomaly") and (
             _family(key.metric) != "regression"
         )
     if key.kind != "minute" or is_windowed(cond.metric):
@@ -181,8 +181,12 @@ def signal_quiet(
 
 def _cumulative_slack(v: np.ndarray) -> float:
     """How far a window's sum from running sums over all of `v` may be from the sum a
-    cycle computes over that window's events alone (each running sum's rounding)."""
-    return 3e-16 * len(v) * float(np.abs(v).sum())
+    cycle computes over that window's events alone (each running sum's rounding); none
+    for whole numbers (an error rate's 0s and 1s) whose sums stay exact."""
+    total = float(np.abs(v).sum())
+    if total < 2**53 and bool(np.all(v == np.floor(v))):
+        return 0.0
+    return 3e-16 * len(v) * total
 
 
 def _signal_value_bounds(
