@@ -65,5 +65,9 @@ def test_it_tests_a_rule_at_the_step_picked_and_says_which(
     fired, said = _tested(app, prefix, None)
     assert said.startswith("Replayed every 15 s"), said  # raw points: the live cadence
     assert fired == "1 time"
+    assert not [w for w in app.warning if "can be missing" in w.value]
     fired, said = _tested(app, prefix, "5 min")
     assert said.startswith("Replayed every 5 min"), said
+    # coarser than the live cycle: said so, with what it may cost (a 40-s breach)
+    warned = [w.value for w in app.warning if "can be missing" in w.value]
+    assert warned and warned[0].startswith("Replayed every 5 min, more coarsely"), warned

@@ -239,12 +239,14 @@ def test_the_backtest_tells_what_the_live_cycles_did(
                 for skip in (True, False)
             ]
             assert runs[0]["step_seconds"] == 15 and runs[1]["evaluated_steps"] == 181
+            assert not runs[0]["coarse"]
             assert ordered(runs[0]["events"]) == ordered(runs[1]["events"]), name
         # a rule busy at more steps than BUSY_LIMIT steps as other rules do (here: a minute)
         monkeypatch.setattr(backtest_mod, "BUSY_LIMIT", 1)
         rule = rule_from_row(get_rule(conn, rule_id=ids["grouped avg"]))
         busy = backtest(conn, rule, start=START, end=NOW, tz=TZ)  # 15 s by default
         assert busy["step_seconds"] == 60 and busy["evaluated_steps"] == 46
+        assert busy["coarse"]  # said so: a breach shorter than a minute can be missing
         assert ordered(busy["events"]) == ordered(replays["grouped avg"]["events"])
         # too busy at 15 s but not by the minute: every minute, quiet ones skipped
         monkeypatch.setattr(backtest_mod, "BUSY_LIMIT", 46)

@@ -289,6 +289,13 @@ def _test(body: dict[str, Any], tr: TimeRange, step_s: int = 0) -> None:
         f"Replayed every {_seconds(result['step_seconds'])}: "
         f"{result['evaluated_steps']:,} steps decided by the engine, the rest changed nothing"
     )
+    if result.get("coarse"):
+        st.warning(
+            f"Replayed every {_seconds(result['step_seconds'])}, more coarsely than the live "
+            "cycle checks this rule (it changes state most of the range, or compares a "
+            "metric's sums or counts): a breach shorter than that can be missing here. "
+            "A shorter range replays at a finer step."
+        )
     points = [
         (k["alert_key"] or "all", t.astimezone(tz).replace(tzinfo=None), v)
         for k in result["series"]

@@ -940,6 +940,13 @@ def _event(at: datetime, alert_key: str, decision: Decision) -> dict[str, Any]:
     }
 
 
+def _coarse(rule: Rule, step: timedelta) -> bool:
+    """Whether the replay stepped more coarsely than the live cycle would see the rule's
+    value change (15 s for raw points and events, else a minute): a breach shorter than
+    the step can be missing."""
+    return step > (MIN_STEP if live_cadence(rule) else MINUTE)
+
+
 def backtest(
     conn: Connection,
     rule: Rule,
@@ -956,7 +963,8 @@ def backtest(
     step by step; its series is the number of children holding. `skip_quiet=False`
     evaluates every step (the differential test compares both). `step`: 15, 20 or 30 s or
     whole minutes (default: see the module docstring); the result's `step_seconds` is the
-    step used. RuleInvalid (field `step`) for another step or more than MAX_EVERY steps."""
+    step used, `coarse` whether it is coarser than the live cycle's view of the rule.
+    RuleInvalid (field `step`) for another step or more than MAX_EVERY steps."""
     if rule.condition.type == "external":
         message = "an external rule's alerts come from Prometheus or Grafana: no history to replay"
         raise RuleInvalid([{"field": "condition_config.type", "message": message}])
@@ -974,8 +982,9 @@ def backtest(
         raise RuleInvalid([{"field": "step", "message": message}])
     steps = steps_of(start, end, rule, step)
     if not steps:
-        return {"step_seconds": step.total_seconds(), "evaluated_steps": 0, "fired_count": 0,
-                "fired": [], "events": [], "series": []}  # fmt: skip
+        return {"step_seconds": step.total_seconds(), "coarse": _coarse(rule, step),
+                "evaluated_steps": 0, "fired_count": 0, "fired": [], "events": [],
+                "series": []}  # fmt: skip
     events: list[dict[str, Any]] = []
     evaluated = len(steps)
     if rule.condition.type == "promql":
@@ -1001,6 +1010,7 @@ def backtest(
     fired = [e for e in events if e["notify"] == "firing"]
     return {
         "step_seconds": step.total_seconds(),
+        "coarse": _coarse(rule, step),
         "evaluated_steps": evaluated,
         "fired_count": len(fired),
         "fired": fired,
