@@ -23,19 +23,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, select, text
 
-from monitoring_core.alerts.backtest import backtest, every_step, live_cadence, steps_of
+from monitoring_core.alerts.backtest import steps_of
 from monitoring_core.alerts.backtest_regression import regression_values
 from monitoring_core.alerts.detail import condition_series
-from monitoring_core.alerts.rules import TEMPLATES, rule_from_row
+from monitoring_core.alerts.rules import TEMPLATES
 from monitoring_core.alerts.signals_read import SignalReader
-from monitoring_core.alerts.store import get_rule
 from monitoring_core.histogram import bucket_key, from_values
-from monitoring_core.schema import alert_instances, alert_rules
-from tests.alerting_support import channel, threshold_rule
-from tests.test_backtest_live import NOW, TZ, ordered
-from tests.test_backtest_live_kinds import _live, _told
+from monitoring_core.schema import alert_instances
+from tests.backtest_support import replayed_as_live, saved_rules
+from tests.test_backtest_live import NOW, TZ
 
 START = NOW - timedelta(minutes=150)
 MIN, WEEK = timedelta(minutes=1), timedelta(days=7)
@@ -123,33 +121,18 @@ def test_every_ratio_is_the_one_the_cycle_reads(engine: Engine) -> None:
 @pytest.fixture
 def regression_rules(engine: Engine) -> dict[str, int]:
     _rollups(engine, np.random.default_rng(22))
-    with engine.begin() as conn:
-        hook = channel(conn, "json://127.0.0.1:9/never-delivered")
-        ids = {name: threshold_rule(conn, START, alert_name=name, cfg=cfg,
-                                    notification_channels=[hook], repeat_interval_minutes=20)
-               for name, cfg in RULES.items()}  # fmt: skip
-        conn.execute(update(alert_rules).values(data_seen_at=START - MIN))
-    return ids
+    return saved_rules(engine, START, RULES, repeat_minutes=20)
 
 
 def test_the_backtest_tells_what_the_live_cycles_did(
     engine: Engine, regression_rules: dict[str, int]
 ) -> None:
     ids = regression_rules
-    changes, notified = _live(engine, ids)
-    with engine.connect() as conn:
-        rules = {name: rule_from_row(get_rule(conn, rule_id=i)) for name, i in ids.items()}
-        for name, rule in rules.items():
-            assert every_step(rule) and live_cadence(rule), name
-            replay = backtest(conn, rule, start=START, end=NOW, tz=TZ, step=MIN)
-            every = backtest(conn, rule, start=START, end=NOW, tz=TZ, step=MIN, skip_quiet=False)
-            assert ordered(replay["events"]) == ordered(every["events"]), name
-            replayed, sent = _told(replay)
-            assert replayed == changes[ids[name]], name
-            assert sent == notified[ids[name]], name
-            assert replay["evaluated_steps"] < every["evaluated_steps"] / 4, name
-            assert replay["fired_count"] >= 1 or name == "template", name
-        # the alert page's graph: the ratio the cycle read at each of its steps
+    replays, _changes = replayed_as_live(engine, ids, START, NOW, MIN)
+    for name, replay in replays.items():
+        assert replay["evaluated_steps"] < replay["every_step_evaluated"] / 4, name
+        assert replay["fired_count"] >= 1 or name == "template", name
+    with engine.connect() as conn:  # the alert page's graph: the ratio the cycle read
         i = alert_instances.c
         instance = conn.execute(
             select(i.id).where(i.alert_configuration_id == ids["by endpoint"],
@@ -166,14 +149,5 @@ def test_at_its_default_step_it_agrees_with_cycles_every_15_s(
 ) -> None:
     """Cycles every 15 s over the last 40 minutes (the slow spell's hour leaving the window
     between minutes): the backtest at its default step, 15 s."""
-    ids, start = regression_rules, NOW - timedelta(minutes=40)
-    changes, notified = _live(engine, ids, start, NOW, timedelta(seconds=15))
-    with engine.connect() as conn:
-        for name, rule_id in ids.items():
-            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
-            replay = backtest(conn, rule, start=start, end=NOW, tz=TZ)
-            assert replay["step_seconds"] == 15, name
-            replayed, sent = _told(replay)
-            assert replayed == changes[rule_id], name
-            assert sent == notified[rule_id], name
+    _replays, changes = replayed_as_live(engine, regression_rules, NOW - timedelta(minutes=40), NOW)
     assert sum(map(len, changes.values())) >= 3, changes

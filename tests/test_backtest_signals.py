@@ -20,17 +20,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
-from monitoring_core.alerts.backtest import backtest, every_step, live_cadence
-from monitoring_core.alerts.rules import rule_from_row
-from monitoring_core.alerts.store import get_rule
 from monitoring_core.partitions import ensure_partitions
-from monitoring_core.schema import alert_rules
-from tests.alerting_support import channel, threshold_rule
+from tests.backtest_support import replayed_as_live, saved_rules
 from tests.rollup_fixtures import add_timings
-from tests.test_backtest_live import NOW, TZ, ordered
-from tests.test_backtest_live_kinds import _live, _told
+from tests.test_backtest_live import NOW
 
 START = NOW - timedelta(minutes=80)
 MIN = timedelta(minutes=1)
@@ -80,37 +75,19 @@ def _timings(engine: Engine) -> None:
 @pytest.fixture
 def signal_rules(engine: Engine) -> dict[str, int]:
     _timings(engine)
-    with engine.begin() as conn:
-        hook = channel(conn, "json://127.0.0.1:9/never-delivered")
-        ids = {name: threshold_rule(conn, START, alert_name=name, cfg=cfg,
-                                    notification_channels=[hook], repeat_interval_minutes=7)
-               for name, cfg in RULES.items()}  # fmt: skip
-        conn.execute(update(alert_rules).values(data_seen_at=START - MIN))
-    return ids
+    return saved_rules(engine, START, RULES, repeat_minutes=7)
 
 
 def test_every_minute_the_backtest_tells_what_the_live_cycles_did(
     engine: Engine, signal_rules: dict[str, int]
 ) -> None:
-    ids = signal_rules
-    changes, notified = _live(engine, ids, START, NOW)
-    evaluated: dict[str, int] = {}
-    with engine.connect() as conn:
-        for name, rule_id in ids.items():
-            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
-            assert every_step(rule) and live_cadence(rule), name
-            replay = backtest(conn, rule, start=START, end=NOW, tz=TZ, step=MIN)
-            every = backtest(conn, rule, start=START, end=NOW, tz=TZ, step=MIN, skip_quiet=False)
-            assert ordered(replay["events"]) == ordered(every["events"]), name
-            replayed, sent = _told(replay)
-            assert replayed == changes[rule_id], name
-            assert sent == notified[rule_id], name
-            assert replay["fired_count"] >= 1, name
-            evaluated[name] = replay["evaluated_steps"]
+    replays, _changes = replayed_as_live(engine, signal_rules, START, NOW, MIN)
+    assert all(r["fired_count"] >= 1 for r in replays.values()), replays.keys()
+    evaluated = {name: r["evaluated_steps"] for name, r in replays.items()}
     # far fewer steps evaluated than the range has: the quiet ones (clear of the threshold,
     # or not silent) and the firing ones no repeat falls due at; the busiest are the
     # sparse endpoint's (a handful of uploads in each window, often none in one)
-    assert sum(evaluated.values()) < 0.4 * 81 * len(ids), evaluated
+    assert sum(evaluated.values()) < 0.4 * 81 * len(evaluated), evaluated
     for name in ("search avg up 60 ms", "requests fall", "search silent"):
         assert evaluated[name] < 12, evaluated
 
@@ -118,15 +95,4 @@ def test_every_minute_the_backtest_tells_what_the_live_cycles_did(
 def test_at_the_default_step_it_agrees_with_cycles_every_15_s(
     engine: Engine, signal_rules: dict[str, int]
 ) -> None:
-    ids, start = signal_rules, NOW - timedelta(minutes=40)
-    changes, notified = _live(engine, ids, start, NOW, timedelta(seconds=15))
-    with engine.connect() as conn:
-        for name, rule_id in ids.items():
-            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
-            replay = backtest(conn, rule, start=start, end=NOW, tz=TZ)
-            assert replay["step_seconds"] == 15, name
-            replayed, sent = _told(replay)
-            assert replayed == changes[rule_id], name
-            assert sent == notified[rule_id], name
-            every = backtest(conn, rule, start=start, end=NOW, tz=TZ, skip_quiet=False)
-            assert ordered(replay["events"]) == ordered(every["events"]), name
+    replayed_as_live(engine, signal_rules, NOW - timedelta(minutes=40), NOW)

@@ -1,0 +1,59 @@
+"""The differential test's moves shared by the backtest tests of signal, regression and
+anomaly rules: save rules, run committed live cycles, replay, compare."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, update
+
+from monitoring_core.alerts.backtest import backtest, every_step, live_cadence
+from monitoring_core.alerts.rules import rule_from_row
+from monitoring_core.alerts.store import get_rule
+from monitoring_core.schema import alert_rules
+from tests.alerting_support import channel, threshold_rule
+from tests.test_backtest_live import TZ, ordered
+from tests.test_backtest_live_kinds import _live, _told
+
+MIN = timedelta(minutes=1)
+
+
+def saved_rules(
+    engine: Engine, start: datetime, rules: dict[str, dict[str, Any]], repeat_minutes: int
+) -> dict[str, int]:
+    """The rules saved (a webhook nobody answers), as having seen data before `start`."""
+    with engine.begin() as conn:
+        hook = channel(conn, "json://127.0.0.1:9/never-delivered")
+        ids = {name: threshold_rule(conn, start, alert_name=name, cfg=cfg,
+                                    notification_channels=[hook],
+                                    repeat_interval_minutes=repeat_minutes)
+               for name, cfg in rules.items()}  # fmt: skip
+        conn.execute(update(alert_rules).values(data_seen_at=start - MIN))
+    return ids
+
+
+def replayed_as_live(
+    engine: Engine, ids: dict[str, int], start: datetime, end: datetime,
+    step: timedelta | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[int, list]]:  # fmt: skip
+    """Committed live cycles every `step` (None: 15 s) over [start, end], then each rule's
+    backtest of the range at `step` (None: its default, which must be 15 s): the same
+    status changes and notifications, and the same events with nothing skipped. Returns
+    each rule's replay and the live status changes per rule id."""
+    changes, notified = _live(engine, ids, start, end, step or timedelta(seconds=15))
+    replays = {}
+    with engine.connect() as conn:
+        for name, rule_id in ids.items():
+            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
+            assert every_step(rule) and live_cadence(rule), name
+            replay = backtest(conn, rule, start=start, end=end, tz=TZ, step=step)
+            every = backtest(conn, rule, start=start, end=end, tz=TZ, step=step, skip_quiet=False)
+            assert step is not None or replay["step_seconds"] == 15, name
+            assert step is not None or not replay["coarse"], name
+            assert ordered(replay["events"]) == ordered(every["events"]), name
+            replayed, sent = _told(replay)
+            assert replayed == changes[rule_id], name
+            assert sent == notified[rule_id], name
+            replays[name] = {**replay, "every_step_evaluated": every["evaluated_steps"]}
+    return replays, changes
