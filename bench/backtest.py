@@ -15,8 +15,8 @@ Postgres's own CPU is not in it) for: a grouped 5-minute threshold (raw window),
 30-minute threshold (rollups and raw tail), an absence rule, a rule breaching nearly always,
 the Slow Response Time, High Error Rate and Performance Regression templates (API signals;
 the last from the API rollups), two pattern rules, two
-anomaly rules (and one on p95, at capped steps), two rate of change rules, two rates of
-change, an absence and an anomaly rule on API signals, an anomaly rule on error events, a PromQL rule and two composite rules (their
+anomaly rules (and one on p95, at capped steps), four rate of change rules (two of sums
+and counts), two rates of change, an absence and an anomaly rule on API signals, an anomaly rule on error events, a PromQL rule and two composite rules (their
 children saved in the database).
 Baseline in the same run, for rules replayed at every step: every step evaluated with
 nothing skipped over 7 days (the cost per step; 90 days is 13 times as many; and whether both
@@ -114,6 +114,14 @@ RULES: dict[str, Rule] = {
     # within the noise (values 50-90: +25 % is often there): busy, capped steps as before
     "rate of change +25 % in 5 min (busy)": _rule({"type": "rate_of_change",
         "metric": "latency_ms", "group_by": ["region"], "value": 25, "window_minutes": 5}),
+    # rates of change of sums and counts: each step's two buckets (or minutes) computed
+    # from the raw points and rollups read once (`backtest_change`; were capped)
+    "rate of change of sums +60 in 10 min (a)": _rule({"type": "rate_of_change",
+        "metric": "latency_ms", "aggregation": "sum", "filters": {"region": "a"},
+        "change_mode": "absolute", "value": 60, "window_minutes": 10}),
+    "count falls 50 % in 5 min by region": _rule({"type": "rate_of_change",
+        "metric": "latency_ms", "aggregation": "count", "group_by": ["region"],
+        "operator": "less_than", "value": -50, "window_minutes": 5}),
     # on API signals (14 days of timings): rate of change of a p95 (exact between the order
     # statistics around it) and of the error rate; an absence rule by endpoint
     "api p95 up 50 % in 10 min by endpoint": _rule({"type": "rate_of_change",

@@ -93,21 +93,21 @@ def test_a_composite_steps_as_coarsely_as_a_child_that_cannot_step_every_minute(
 ) -> None:
     a, b = _history(engine)
     with engine.begin() as conn:
-        # a sum's change is not bounded by its minutes' extremes: at most 2,000 steps
+        # an equality is not told apart from the minutes' bounds: at most 2,000 steps
         change = threshold_rule(
             conn,
             NOW,
-            alert_name="a jumps",
+            alert_name="a is exactly 100",
             cfg={
-                "type": "rate_of_change",
+                "type": "threshold",
                 "metric": "a",
-                "aggregation": "sum",
+                "operator": "equals",
                 "value": 100,
                 "window_minutes": 5,
             },
         )
         ids = {}
-        for name, children in (("thresholds", [a, b]), ("with a rate of change", [a, change])):
+        for name, children in (("thresholds", [a, b]), ("with an equality", [a, change])):
             ids[name] = threshold_rule(conn, NOW, alert_name=name, cfg={
                 "type": "composite", "logic": "or", "rules": children})  # fmt: skip
         steps = {
@@ -116,4 +116,4 @@ def test_a_composite_steps_as_coarsely_as_a_child_that_cannot_step_every_minute(
             for name, rule_id in ids.items()
         }  # fmt: skip
     # 3 days: every minute for children replayed at every step, else at most 2,000 steps
-    assert steps == {"thresholds": 60, "with a rate of change": 180}
+    assert steps == {"thresholds": 60, "with an equality": 180}

@@ -292,8 +292,8 @@ def _test(body: dict[str, Any], tr: TimeRange, step_s: int = 0) -> None:
     if result.get("coarse"):
         st.warning(
             f"Replayed every {_seconds(result['step_seconds'])}, more coarsely than the live "
-            "cycle checks this rule (it changes state most of the range, or compares a "
-            "metric's sums or counts): a breach shorter than that can be missing here. "
+            "cycle checks this rule (it changes state most of the range): a breach shorter "
+            "than that can be missing here. "
             "A shorter range replays at a finer step."
         )
     points = [

@@ -29,15 +29,17 @@ the cycle would have read at that moment:
   whether it held as a cycle does (a PromQL or disabled child tells it nothing), combined by
   the engine step by step;
 - a rate of change rule on a metric: as a threshold rule, its quiet steps found from the
-  1-minute rollups' extremes (`backtest_quiet._change_clear`), the others read as a cycle;
+  1-minute rollups' extremes (`backtest_quiet._change_bounds`), the others read as a cycle;
+  of sums or counts (not bounded by the extremes), each step's two buckets or minutes
+  computed from the raw points and rollups read once (`backtest_change`);
 - a threshold on the p95 regression signal: the Performance page's flags as a cycle's
   `regression_flags` query gives them, computed for every minute of the range from the
   1-minute API rollups read once (`backtest_regression`);
-- a rate of change of a metric's sums or counts reads its series once for the range and
-  slices it per step.
+- other rules (a rule on a metric windowed like a signal, a rate of change or anomaly rule
+  on the regression signal) read their series once for the range and slice it per step.
 `tests/test_backtest_live.py`, `tests/test_backtest_live_kinds.py`,
-`tests/test_backtest_signals.py`, `tests/test_backtest_signal_anomaly.py` and
-`tests/test_backtest_regression.py` run the live engine
+`tests/test_backtest_signals.py`, `tests/test_backtest_signal_anomaly.py`,
+`tests/test_backtest_change.py` and `tests/test_backtest_regression.py` run the live engine
 cycle by cycle (every minute, and every 15 s) and the backtest over the same history, for
 raw and rollup windows, signal templates, pattern, anomaly, PromQL and composite rules: the
 same status changes and notifications, and the same with nothing skipped.
@@ -69,9 +71,8 @@ threshold, absence or rate of change
 rule busy (a key unsure, or changing between clear, breaching and no data) at more than
 BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of those
 are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
-coarser beyond: a firing shorter than the step can be missed); so do signal rules busy
-likewise, rate of change rules on a metric's sums and counts always, anomaly rules on
-percentiles busy at more
+coarser beyond: a firing shorter than the step can be missed; the answer says so:
+`coarse`); so do signal rules busy likewise, anomaly rules on percentiles busy at more
 than PERCENTILE_BUSY_LIMIT minutes, and by default
 a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
@@ -103,6 +104,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest_change import sum_change_classes
 from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
     Classes,
@@ -116,6 +118,7 @@ from monitoring_core.alerts.backtest_kinds import PERCENTILES as ANOMALY_PERCENT
 from monitoring_core.alerts.backtest_quiet import (
     FALSE,
     TRUE,
+    UNSURE,
     Bounds,
     by_key,
     key_classes,
@@ -182,7 +185,7 @@ def _step(start: datetime, end: datetime, rule: Rule | None = None) -> timedelta
 
 def every_step(rule: Rule) -> bool:
     """Whether the rule is replayed at every step of any range (else at most MAX_STEPS):
-    metric threshold, absence and rate of change rules (not of sums or counts) and signal
+    metric threshold, absence and rate of change rules and signal
     thresholds, rates of change and absence (`backtest_quiet`, `backtest_regression`), pattern
     rules and anomaly rules on metrics (`backtest_kinds`), PromQL and composite rules."""
     if skips(rule) or rule.condition.type in ("pattern", "promql", "composite"):
@@ -676,7 +679,12 @@ def _replay(
         ]
     elif grouped is not None:
         bounds = by_key(rule, grouped)
-        codes = key_classes(rule, bounds, steps, _limits(rule, tz))
+        summed = rule.condition.aggregation in ("count", "sum")
+        codes = (
+            _sum_change(conn, rule, grouped, steps, _limits(rule, tz))
+            if rule.condition.type == "rate_of_change" and summed
+            else key_classes(rule, bounds, steps, _limits(rule, tz))
+        )
         if rule.condition.type == "threshold":
             series = _bounds_series(rule, bounds, steps)
         if rule.condition.type == "absence":
@@ -773,6 +781,23 @@ def _replay(
             for k, pts in values.items()
         ] or [{"alert_key": "", "points": []}]
     return events, series, evaluated
+
+
+def _sum_change(
+    conn: Connection, rule: Rule, grouped: dict[tuple, Bounds], steps: list[datetime],
+    limits: list[float],
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """A rate of change of sums or counts: per key what its check gives at each step
+    (`backtest_change`), by the rule's alert keys; every key unsure (each step decided by
+    the engine, or the busy fallback) when the range's raw points cannot be read at once."""
+    fk = series_mod.fetch_key(rule)
+    assert fk is not None
+    found = sum_change_classes(conn, rule, fk, grouped, steps, limits)
+    if found is None:
+        return {k: np.full(len(steps), UNSURE, dtype=np.int8) for k in by_key(rule, grouped)}
+    moved: Any = found  # classes in place of points: for_rule only moves them
+    keyed: Any = series_mod.for_rule(rule, fk, moved)
+    return {k: c for k, (_dims, c) in keyed.items()}
 
 
 def _next_busy(quiet: list[bool]) -> list[int]:

@@ -15,7 +15,7 @@ it bounds what the rule's window can hold at each step, and a step is quiet when
   that; sums and counts are bounded by count × extreme and by the counts), with room for
   rounding; for absence: a point certainly fell inside the window; for rate of change: both
   points it compares certainly exist and the change between their minutes' extremes is
-  clear (`_change_clear`);
+  clear (`_change_bounds`; sums and counts: `backtest_change`);
 - a grouped rule certainly has some key (else it evaluates its "no data at all" key).
 
 The same bounds tell, per key and step, when a threshold or rate of change check certainly
@@ -119,8 +119,8 @@ def skips(rule: Rule) -> bool:
         )
     if key.kind != "minute" or is_windowed(cond.metric):
         return False
-    if cond.type == "rate_of_change":  # values within their minutes' extremes (not sums)
-        return cond.aggregation not in ("count", "sum")
+    if cond.type == "rate_of_change":  # sums and counts: `backtest_change`
+        return True
     return cond.type in ("absence", "threshold")
 
 

@@ -1,0 +1,187 @@
+"""Rate of change rules on a metric's sums or counts: what each key's check gives at every
+step of a backtest, from the raw points and the 1-minute rollups read once.
+
+`engine._rate_of_change` compares the newest point of the series at or before `now` with the
+newest at or before `now − window`. For a metric the series is what the cycle reads
+(`series.SeriesReader`, `backtest._live_series`):
+- a window up to `series.RAW_MAX` with raw points in (since, now] (since: `now − window −
+  2 min` floored to the minute): 10-second buckets (`raw.bucketed`: [s, s + 10 s), on
+  multiples of 10 s) of those from the 10 s the window's reach starts in, each stamped with
+  its end, the one holding `now` with `now`;
+- the same window without a raw point of the metric there (gone after 14 days): the 1-minute
+  rollups of [since, now), each minute stamped with its end (or `now`), as the backtest
+  reads them where the cycle of then read raw points (`backtest._live_series`);
+- a longer window: those rollups before the last whole minutes of `series.RAW_TAIL`, then
+  the raw tail's buckets.
+A sum or a count of a bucket is not bounded by its minute's extremes (as averages and
+percentiles are: `backtest_quiet._change_bounds`), so here each step's two values are
+computed: counts exactly, sums from running sums with their rounding allowed for (none for
+whole numbers). A key is ABSENT without points in the step's read, NO_DATA when one of the
+two points is missing or both are the same bucket, else FALSE, TRUE or UNSURE (near a
+limit, or a previous value of 0 in percent). Steps whose read would hold more than
+`series.RAW_LIMIT` raw points (the cycle then reads rollups) are UNSURE: the engine decides
+them on the series it reads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import Connection
+
+from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest_quiet import (
+    ABSENT,
+    FALSE,
+    NO_DATA,
+    TRUE,
+    UNSURE,
+    Bounds,
+    _cumulative_slack,
+    _sides,
+)
+from monitoring_core.alerts.raw import _group_index, read_raw
+from monitoring_core.alerts.rules import Rule
+
+__all__ = ["sum_change_classes"]
+
+RAW_LIMIT = 2_000_000  # raw points read at once (as `backtest.RAW_LIMIT`); beyond: unsure
+_STEP = series_mod.RAW_STEP.total_seconds()
+
+
+def _floor(x: np.ndarray, width: float) -> np.ndarray:
+    return np.floor(x / width) * width
+
+
+class _Points:
+    """One group's raw points (sorted times, values), with running sums."""
+
+    def __init__(self, t: np.ndarray, v: np.ndarray) -> None:
+        self.t, self.v = t, v
+        self.total = np.concatenate(([0.0], np.cumsum(v)))
+        self.slack = _cumulative_slack(v)
+
+    def bucket(
+        self, newest: np.ndarray, since: np.ndarray, agg: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per step, the count or sum of the 10-second bucket holding point `newest` (an
+        index), from its start (or after `since`, the read's start) up to that point, and
+        the bucket's start."""
+        t = self.t
+        at = np.maximum(newest, 0)
+        start = _floor(t[at], _STEP) if len(t) else np.zeros(len(newest))
+        first = np.maximum(np.searchsorted(t, start, "left"), np.searchsorted(t, since, "right"))
+        end = at + 1
+        if agg == "count":
+            return (end - first).astype(np.float64), start
+        return self.total[end] - self.total[first], start
+
+
+class _Newest:
+    """Per step, one of the two points a rate of change compares: whether there is one,
+    its value, and which bucket or minute it is (raw buckets by start, minutes by start
+    plus 1e9, so that the two never compare equal)."""
+
+    def __init__(self, count: int) -> None:
+        self.found = np.zeros(count, dtype=bool)
+        self.value = np.full(count, np.nan)
+        self.slot = np.full(count, np.nan)
+
+    def minutes(self, m: np.ndarray, x: np.ndarray, index: np.ndarray, lo: np.ndarray) -> None:
+        """The minute at `index` (the newest that may count), if it is at or after `lo`."""
+        at = np.maximum(index, 0)
+        ok = (index >= 0) & (m[at] >= lo) if len(m) else np.zeros(len(index), dtype=bool)
+        if len(m):
+            self.found, self.value = ok, np.where(ok, x[at], np.nan)
+            self.slot = np.where(ok, m[at] + 1e9, np.nan)
+
+    def raw(self, points: _Points, index: np.ndarray, after: np.ndarray, agg: str) -> None:
+        """The raw point at `index` (the newest that may count), if it is after `after`:
+        its bucket's value, over the minute's if both."""
+        t = points.t
+        if not len(t):
+            return
+        ok = (index >= 0) & (t[np.maximum(index, 0)] > after)
+        value, start = points.bucket(index, after, agg)
+        self.found |= ok
+        self.value = np.where(ok, value, self.value)
+        self.slot = np.where(ok, start, self.slot)
+
+
+def sum_change_classes(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, minutes: dict[tuple, Bounds],
+    steps: list[datetime], limits: list[float],
+) -> dict[tuple, np.ndarray] | None:  # fmt: skip
+    """Per group of `fk.dims`, per step: ABSENT, NO_DATA, FALSE, TRUE or UNSURE (see the
+    module docstring); `minutes`: the groups' 1-minute rollups (`read_bounds`). None when
+    the range's raw points are too many to read at once, or come from OTLP histograms."""
+    cond = rule.condition
+    span = series_mod.lookback(rule).total_seconds()
+    window = cond.window_minutes * 60.0
+    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
+    at = steps[0].timestamp() + every * np.arange(len(steps))
+    since = _floor(at - span, 60.0)  # the read's start: rollup minutes from here
+    first = steps[0] - timedelta(seconds=span + 120)
+    raw = read_raw(conn, {fk.metric: first}, now=steps[-1], limit=RAW_LIMIT)[fk.metric]
+    if raw is None:
+        return None
+    order = np.argsort(raw.t, kind="stable")
+    times = raw.t[order]
+    if fk.long:  # the rollups before the raw tail's whole minutes, the tail's buckets after
+        raw_from = _floor(at - series_mod.RAW_TAIL.total_seconds(), 60.0)
+        minute_from = since
+        raw_ok = np.ones(len(at), dtype=bool)  # a tail over the limit: the rollups alone
+        unsure = np.zeros(len(at), dtype=bool)
+    else:  # raw points when the metric has any in (since, at] (then only them), else rollups
+        lo = np.searchsorted(times, since, "right")
+        hi = np.searchsorted(times, at, "right")
+        has_raw = hi > lo
+        # the buckets start at the 10 s before the window (`SeriesReader.fetch`): points
+        # from there on count, that one too (a microsecond below: after it)
+        origin = _floor(at - span, _STEP) - 1e-7
+        raw_from = np.where(has_raw, origin, np.inf)
+        minute_from = np.where(has_raw, np.inf, since)
+        raw_ok = hi - lo <= series_mod.RAW_LIMIT
+        unsure = has_raw & ~raw_ok  # the cycle then reads the rollups its own way
+    raw_from = np.where(raw_ok, raw_from, np.inf)
+    group_of, names = _group_index(raw, fk.dims)
+    point_group = group_of[raw.s[order]] if len(order) else np.zeros(0, dtype=np.int64)
+    values = raw.v[order]
+    per_group = {name: _Points(times[point_group == g], values[point_group == g])
+                 for g, name in enumerate(names)}  # fmt: skip
+    empty = _Points(np.zeros(0), np.zeros(0))
+    edge = _floor(at - window, _STEP)  # a bucket ending by at − window starts before this
+    out = {}
+    for name in set(per_group) | set(minutes):
+        points = per_group.get(name, empty)
+        rollups = minutes.get(name)
+        m = rollups.m if rollups is not None else np.zeros(0)
+        x = np.zeros(0)
+        if rollups is not None:
+            x = rollups.n if cond.aggregation == "count" else rollups.total
+        t = points.t
+        current, previous = _Newest(len(at)), _Newest(len(at))
+        current.minutes(m, x, np.searchsorted(m, np.minimum(at, raw_from), "left") - 1,
+                        minute_from)  # fmt: skip
+        current.raw(points, np.searchsorted(t, at, "right") - 1, raw_from, cond.aggregation)
+        previous.minutes(m, x, np.searchsorted(m, at - window - 60.0, "right") - 1, minute_from)
+        previous.raw(points, np.searchsorted(t, edge, "left") - 1, raw_from, cond.aggregation)
+        both = current.found & previous.found & (current.slot != previous.slot)
+        slack = 2 * points.slack
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cur, prev = current.value, previous.value
+            if cond.change_mode == "percent":
+                known = both & (prev > 0)
+                change = 100.0 * (cur - prev) / np.abs(prev)
+                spread = 100.0 * slack / np.abs(prev) + 1e-9 * np.abs(change)
+            else:
+                known = both.copy()
+                change = cur - prev
+                spread = slack + 1e-9 * np.abs(change)
+        clear, breach = _sides(rule, change + spread, change - spread, limits)
+        found = np.where(known & clear, FALSE, np.where(known & breach, TRUE, UNSURE))
+        found = np.where(both, found, NO_DATA)
+        found = np.where(unsure, UNSURE, found)
+        out[name] = np.where(current.found | unsure, found, ABSENT).astype(np.int8)
+    return out
