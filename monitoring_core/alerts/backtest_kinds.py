@@ -16,8 +16,9 @@ band by the same room), no data (anomaly: no current value, nor an hour just end
 stand in for it; fewer than `min_baseline` past weeks), or unsure. A step where every key's
 certain outcome keeps its instance's status and notifies nobody (`Classes.steady`: False or
 absent while not active, no data while `no_data_keeps`, True while firing with no repeat
-due or acknowledged) is skipped, with the steps after it up to the next change of any key's
-class or a repeat falling due; a firing instance is moved there as the engine moves it
+due, acknowledged, or pending before its duration has passed) is skipped, with the steps
+after it up to the next change of any key's class, a repeat falling due or a pending
+instance's duration passing; a firing instance is moved there as the engine moves it
 (`engine._still_holding`: triggered again, with the step's value: `Classes.hold_run`). The
 engine decides every other step (`engine.evaluate_keys`) on these series, for the keys that
 may change only.
@@ -100,6 +101,7 @@ class Classes:
         for found in keys.values():
             self.some_true |= found == TRUE
         self.repeat = timedelta(minutes=rule.repeat_interval_minutes)
+        self.duration = timedelta(minutes=rule.condition.duration_minutes)
         change = self.change = np.zeros(len(empty), dtype=bool)  # some key's class changes
         for found in [*keys.values(), empty]:
             change[1:] |= found[1:] != found[:-1]
@@ -157,6 +159,10 @@ class Classes:
                     assert state.last_notified_at is not None  # steady: notified
                     due = state.last_notified_at + self.repeat
                     end = min(end, bisect.bisect_left(steps, due, i + 1, end))
+                elif state is not None and state.status == AlertStatus.PENDING:
+                    assert state.pending_since is not None  # steady: pending since then
+                    due = state.pending_since + self.duration  # it fires there
+                    end = min(end, bisect.bisect_left(steps, due, i + 1, end))
         return end
 
     def hold_run(
@@ -174,16 +180,16 @@ class Classes:
             values = self.values.get(key)  # none: a threshold's chart is its rollups
             got = [] if values is None else values[i:end].tolist()
             state = before.state
-            known[key] = Known(
-                with_changes(
+            if state.status == AlertStatus.PENDING:  # waiting out its duration: the value
+                after = with_changes(state, trigger_value=got[-1] if got else None)
+            else:
+                after = with_changes(
                     state,
                     last_triggered_at=steps[end - 1],
                     trigger_count=state.trigger_count + end - i,
                     trigger_value=got[-1] if got else None,
-                ),
-                severity,
-                before.dimensions,
-            )
+                )
+            known[key] = Known(after, severity, before.dimensions)
             yield key, [[steps[i + k], v] for k, v in enumerate(got)]
 
     def _keeps(self, found: int, before: Known | None, at: datetime) -> bool:
@@ -197,11 +203,14 @@ class Classes:
     def _holding(self, state: AlertState, at: datetime) -> bool:
         """Whether a check that holds at `at` leaves this instance's status as it is and
         notifies nobody (`engine._still_holding`, `engine._notification`): firing and
-        notified less than `repeat_interval_minutes` ago, or acknowledged."""
+        notified less than `repeat_interval_minutes` ago, acknowledged, or pending for less
+        than `duration_minutes` (it only takes the step's value then)."""
         if state.no_data_since is not None:
             return False
         if state.status == AlertStatus.ACKNOWLEDGED:
             return True
+        if state.status == AlertStatus.PENDING:  # it fires once its duration has passed
+            return state.pending_since is not None and at - state.pending_since < self.duration
         return (
             state.status == AlertStatus.FIRING
             and state.last_notified_at is not None

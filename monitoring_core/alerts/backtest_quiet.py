@@ -141,8 +141,9 @@ def signal_quiet(
     """Per step (epoch seconds `at`), True when a threshold rule on a windowed signal certainly
     changes nothing while no instance is active: per group of events (sorted times, values)
     the window (stamp − window, stamp] certainly gives a value clear of every limit (counts,
-    sums and averages computed exactly as `signals_read` does; extremes and percentiles
-    within the window's smallest and largest event), or fewer events than `min_count` (a
+    sums and averages computed exactly as `signals_read` does; extremes within the window's
+    smallest and largest event; percentiles between the order statistics either side of
+    numpy's interpolation), or fewer events than `min_count` (a
     value that never breaches), and some group has events in its window."""
     cond = rule.condition
     window = cond.window_minutes * 60.0
@@ -155,12 +156,16 @@ def signal_quiet(
         lo = np.searchsorted(t, at - window, side="right")
         n = hi - lo
         with np.errstate(invalid="ignore", divide="ignore"):
-            if agg in ("count", "sum", "avg"):
+            if agg == "count":
+                top = bottom = n.astype(np.float64)
+            elif agg in ("sum", "avg"):  # running sums: widened by their rounding
                 total = np.concatenate(([0.0], np.cumsum(v)))
-                sums = total[hi] - total[lo]
-                top = bottom = n.astype(np.float64) if agg == "count" else (
-                    sums if agg == "sum" else sums / np.maximum(n, 1)
-                )  # fmt: skip
+                sums, slack = total[hi] - total[lo], _cumulative_slack(v)
+                per = 1.0 if agg == "sum" else np.maximum(n, 1)
+                top, bottom = (sums + slack) / per, (sums - slack) / per
+            elif agg.startswith("p"):  # between the order statistics around its index
+                top, bottom = _percentile_bounds(int(agg[1:]) / 100, v, lo, hi, [])
+                top, bottom = np.nan_to_num(top, nan=-np.inf), np.nan_to_num(bottom, nan=np.inf)
             elif greater:
                 top = bottom = _range(_sparse(v, np.maximum), lo, hi, np.maximum, -np.inf)
             else:
