@@ -75,3 +75,29 @@ def test_the_class_changes_end_a_run() -> None:
     assert classes.steady_until(0, known, steps) == 3  # b's class changes at 3
     wanted, left_out, held = classes.needed(3, known, steps[3])
     assert (wanted, left_out, held) == (["region=b"], False, ["region=a"])
+
+
+def test_a_pending_instance_is_held_until_its_duration_passes_as_the_engine_holds_it() -> None:
+    rule = _rule(condition_config={"type": "anomaly", "metric": "orders",
+                                   "group_by": ["region"], "duration_minutes": 5})  # fmt: skip
+    steps = [T0 + i * MIN for i in range(12)]
+    values = np.linspace(200.0, 211.0, 12)
+    classes = Classes(rule, {"region=a": np.full(12, TRUE, np.int8)}, np.full(12, FALSE, np.int8),
+                      {"region=a": values})  # fmt: skip
+    pending = AlertState(status=AlertStatus.PENDING, pending_since=T0, first_triggered_at=T0,
+                         last_triggered_at=T0, trigger_count=1, trigger_value=200.0)  # fmt: skip
+    known = {"region=a": Known(pending, "critical", {"region": "a"})}
+    state = pending
+    for at, value in zip(steps[1:5], values[1:5], strict=True):
+        decision = transition(rule, state, Check(True, float(value), 3.0, "z"), at,
+                              severity="critical")  # fmt: skip
+        assert decision.state.status == AlertStatus.PENDING and decision.notify is None
+        state = decision.state
+    assert classes.steady(1, known, steps[1])
+    assert classes.steady_until(1, known, steps) == 5  # 09:05: due, the engine fires it
+    dict(classes.hold_run(1, 5, known, steps, "critical"))
+    assert known["region=a"].state == state  # only the value moved
+    assert not classes.steady(5, known, steps[5])
+    fired = transition(rule, state, Check(True, float(values[5]), 3.0, "z"), steps[5],
+                       severity="critical")  # fmt: skip
+    assert fired.state.status == AlertStatus.FIRING and fired.notify == "firing"
