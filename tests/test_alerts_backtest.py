@@ -93,21 +93,23 @@ def test_a_composite_steps_as_coarsely_as_a_child_that_cannot_step_every_minute(
 ) -> None:
     a, b = _history(engine)
     with engine.begin() as conn:
-        # an equality is not told apart from the minutes' bounds: at most 2,000 steps
+        # a rate of change of the regression flags is read on a coarse grid: at most 2,000
+        # steps (its threshold is replayed at every minute, `backtest_regression`)
         change = threshold_rule(
             conn,
             NOW,
-            alert_name="a is exactly 100",
+            alert_name="regressing faster",
             cfg={
-                "type": "threshold",
-                "metric": "a",
-                "operator": "equals",
-                "value": 100,
-                "window_minutes": 5,
+                "type": "rate_of_change",
+                "metric": "api.p95_regression",
+                "aggregation": "max",
+                "change_mode": "absolute",
+                "value": 0.5,
+                "window_minutes": 30,
             },
         )
         ids = {}
-        for name, children in (("thresholds", [a, b]), ("with an equality", [a, change])):
+        for name, children in (("thresholds", [a, b]), ("with a coarse child", [a, change])):
             ids[name] = threshold_rule(conn, NOW, alert_name=name, cfg={
                 "type": "composite", "logic": "or", "rules": children})  # fmt: skip
         steps = {
@@ -116,4 +118,4 @@ def test_a_composite_steps_as_coarsely_as_a_child_that_cannot_step_every_minute(
             for name, rule_id in ids.items()
         }  # fmt: skip
     # 3 days: every minute for children replayed at every step, else at most 2,000 steps
-    assert steps == {"thresholds": 60, "with an equality": 180}
+    assert steps == {"thresholds": 60, "with a coarse child": 180}

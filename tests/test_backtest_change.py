@@ -118,3 +118,27 @@ def test_at_the_default_step_it_agrees_with_cycles_every_15_s(
     engine: Engine, change_rules: dict[str, int]
 ) -> None:
     replayed_as_live(engine, change_rules, NOW - timedelta(minutes=30), NOW)
+
+
+EQUALITIES: dict[str, dict[str, Any]] = {
+    "exactly 3 orders in 5 min by shop": {"type": "threshold", "metric": "orders",
+                                          "aggregation": "count", "operator": "equals",
+                                          "value": 3, "window_minutes": 5,
+                                          "group_by": ["shop"]},
+    "any order in 5 min at a": {"type": "threshold", "metric": "orders",
+                                "aggregation": "count", "operator": "not_equals",
+                                "value": 0, "window_minutes": 5, "filters": {"shop": "a"},
+                                "repeat_interval_minutes": 30},
+}  # fmt: skip
+
+
+def test_equality_thresholds_are_replayed_at_every_step_too(engine: Engine) -> None:
+    """`equals` is certainly False where the window's bounds leave out the value, and
+    `not_equals` certainly True there (they stepped at most 2,000 times): every minute and
+    every 15 s, the same as the live cycles."""
+    _orders(engine)
+    ids = saved_rules(engine, START, EQUALITIES, repeat_minutes=10)
+    replays, _changes = replayed_as_live(engine, ids, START, NOW, MIN)
+    assert all(r["fired_count"] >= 1 for r in replays.values())
+    for name, replay in replays.items():
+        assert replay["evaluated_steps"] < replay["every_step_evaluated"] / 2, (name, replay)

@@ -17,6 +17,8 @@ it bounds what the rule's window can hold at each step, and a step is quiet when
   points it compares certainly exist and the change between their minutes' extremes is
   clear (`_change_bounds`; sums and counts: `backtest_change`);
 - a grouped rule certainly has some key (else it evaluates its "no data at all" key).
+An `equals` check is certainly False where the bounds leave its value out (never certainly
+True); `not_equals` the other way round (`_sides`).
 
 The same bounds tell, per key and step, when a threshold or rate of change check certainly
 holds (`key_classes`: data in the window and the bound past every limit; for `>` on an
@@ -45,7 +47,7 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.rules import Rule
+from monitoring_core.alerts.rules import Rule, compare
 from monitoring_core.alerts.signals import counts_zero, is_windowed, signal
 from monitoring_core.alerts.wavelet import Wavelet
 from monitoring_core.rollup_read import range_source
@@ -110,8 +112,7 @@ def skips(rule: Rule) -> bool:
     step as before."""
     cond = rule.condition
     key = series_mod.fetch_key(rule)
-    compared = cond.type in ("threshold", "rate_of_change")
-    if key is None or cond.operator not in (*_GREATER, *_LESS) and compared:
+    if key is None:
         return False
     if key.kind == "signal":
         return cond.type in ("threshold", "rate_of_change", "absence", "anomaly") and (
@@ -147,7 +148,6 @@ def signal_quiet(
     value that never breaches), and some group has events in its window."""
     cond = rule.condition
     window = cond.window_minutes * 60.0
-    greater = cond.operator in _GREATER
     agg = cond.aggregation
     quiet = np.ones(len(at), dtype=bool)
     some = np.zeros(len(at), dtype=bool)
@@ -166,20 +166,15 @@ def signal_quiet(
             elif agg.startswith("p"):  # between the order statistics around its index
                 top, bottom = _percentile_bounds(int(agg[1:]) / 100, v, lo, hi, [])
                 top, bottom = np.nan_to_num(top, nan=-np.inf), np.nan_to_num(bottom, nan=np.inf)
-            elif greater:
-                top = bottom = _range(_sparse(v, np.maximum), lo, hi, np.maximum, -np.inf)
-            else:
-                top = bottom = _range(_sparse(v, np.minimum), lo, hi, np.minimum, np.inf)
-            clear = np.ones(len(at), dtype=bool)
-            for limit in limits:
-                room = 1e-9 * max(1.0, abs(limit)) + 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
-                clear &= (top < limit - room) if greater else (bottom > limit + room)
+            else:  # the window's extreme itself
+                pick = np.maximum if agg == "max" else np.minimum
+                top = bottom = _range(_sparse(v, pick), lo, hi, pick, np.nan)
+            clear, _breach = _sides(rule, top, bottom, limits)
         few = n < max(cond.min_count, 1)  # a NaN value (too few events): never breaches
         quiet &= (n == 0) | clear | few  # a group without events in its window is absent
         some |= n > 0
     if counts_zero(cond.metric):  # no events at all: a count of 0, compared as any count
-        zero = 0.0
-        if all((zero < limit) if greater else (zero > limit) for limit in limits):
+        if not any(compare(cond.operator, 0.0, limit) for limit in limits):
             return quiet
     return quiet & some  # else the rule's "no data" key is evaluated
 
@@ -455,19 +450,26 @@ def _sides(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per step, from bounds of the compared value: whether the check certainly gives False
     for every limit, and certainly True for every limit (room left for rounding)."""
-    greater = rule.condition.operator in _GREATER
+    operator = rule.condition.operator
     clear = np.ones(len(top), dtype=bool)
     breach = np.ones(len(top), dtype=bool)
     with np.errstate(invalid="ignore"):
         room = 1e-9 * np.maximum(np.abs(top), np.abs(bottom))
         for limit in limits:
             near = 1e-9 * max(1.0, abs(limit)) + room
-            if greater:
-                clear &= top < limit - near
-                breach &= bottom > limit + near
-            else:
-                clear &= bottom > limit + near
-                breach &= top < limit - near
+            above, below = bottom > limit + near, top < limit - near
+            if operator in _GREATER:
+                clear &= below
+                breach &= above
+            elif operator in _LESS:
+                clear &= above
+                breach &= below
+            elif operator == "equals":  # certainly another value: False; never certainly equal
+                clear &= above | below
+                breach[:] = False
+            else:  # not_equals
+                clear[:] = False
+                breach &= above | below
     return clear, breach
 
 
