@@ -25,12 +25,13 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, select, text
 
+from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest import steps_of
-from monitoring_core.alerts.backtest_regression import regression_values
 from monitoring_core.alerts.detail import condition_series
-from monitoring_core.alerts.rules import TEMPLATES
+from monitoring_core.alerts.rules import TEMPLATES, rule_from_row
 from monitoring_core.alerts.signals_read import SignalReader
 from monitoring_core.histogram import bucket_key, from_values
+from monitoring_core.performance.regression_steps import regression_values
 from monitoring_core.schema import alert_instances
 from tests.backtest_support import replayed_as_live, saved_rules
 from tests.test_backtest_live import NOW, TZ
@@ -151,3 +152,23 @@ def test_at_its_default_step_it_agrees_with_cycles_every_15_s(
     between minutes): the backtest at its default step, 15 s."""
     _replays, changes = replayed_as_live(engine, regression_rules, NOW - timedelta(minutes=40), NOW)
     assert sum(map(len, changes.values())) >= 3, changes
+
+
+def test_a_reader_with_many_stamps_gives_each_the_ratios_of_one_cycle(engine: Engine) -> None:
+    """A backtest's or a graph's reader (a step: every stamp at once) against one cycle's
+    read at each stamp, grouped by service (the largest ratio of its endpoints)."""
+    _rollups(engine, np.random.default_rng(23))
+    rule = rule_from_row({"id": 0, "alert_name": "r", "severity_level": "high",
+                          "condition_config": {**SIGNAL, "group_by": ["service"]}})  # fmt: skip
+    fk = series_mod.fetch_key(rule)
+    assert fk is not None
+    key = series_mod.signal_key(fk)
+    start = START + timedelta(seconds=45)  # stamps between minutes too
+    with engine.connect() as conn:
+        many = SignalReader(conn, NOW, step=timedelta(seconds=75), start=start)._regression(key)
+        stamps = many and sorted({p.time for points in many.values() for p in points})
+        assert len(stamps) > 100
+        for at in stamps:
+            one = SignalReader(conn, at)._ratios(at, key)
+            got = {g: p.value for g, points in many.items() for p in points if p.time == at}
+            assert got == one, at

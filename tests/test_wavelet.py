@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitoring_core.alerts.wavelet import Wavelet
+from monitoring_core.wavelet import Wavelet
 
 
 def _brute(codes: np.ndarray, weights: np.ndarray, runs: list[tuple[int, int]], rank: float) -> int:

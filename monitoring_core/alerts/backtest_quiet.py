@@ -49,9 +49,9 @@ from sqlalchemy import Connection, text
 from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.rules import Rule, compare
 from monitoring_core.alerts.signals import counts_zero, is_windowed, signal
-from monitoring_core.alerts.wavelet import Wavelet
 from monitoring_core.rollup_read import range_source
 from monitoring_core.timerange import TimeRange
+from monitoring_core.wavelet import Wavelet
 
 __all__ = [
     "ABSENT",

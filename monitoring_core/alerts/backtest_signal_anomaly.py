@@ -49,7 +49,7 @@ from monitoring_core.alerts.backtest_quiet import (
 from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.rules import Rule
 from monitoring_core.alerts.signals_read import _windowed as windowed_values
-from monitoring_core.alerts.wavelet import Wavelet
+from monitoring_core.wavelet import Wavelet
 
 __all__ = ["percentiles", "signal_anomaly_source"]
 

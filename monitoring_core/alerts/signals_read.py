@@ -14,9 +14,8 @@ metric points. Each key is then computed from those arrays:
   arrived), from the events of (now − window − 2 min, now] (a group fallen silent is still
   read, and found silent; the family's read may reach further for other rules).
 The regression family asks `performance.queries.regression_flags` (the Performance page's
-own rule) once per stamp; with many stamps (a rate of change or anomaly rule on it over a
-range) on a coarser grid, carried forward. A threshold rule's backtest and the alert page's
-graph compute the flags of every minute instead (`backtest_regression`).
+own rule) once per stamp; with many stamps (a backtest, a graph) the flags of every stamp at
+once from the rollups read once (`performance.regression_steps`, the same ratios).
 """
 
 # SQL here is assembled from this module's own constants; every value is a bound parameter.
@@ -44,13 +43,13 @@ from monitoring_core.alerts.signals_otel import (
 )
 from monitoring_core.chunks.timings import source_sql as timings_source
 from monitoring_core.performance.queries import regression_flags
+from monitoring_core.performance.regression_steps import regression_values
 
 __all__ = ["SignalKey", "SignalReader", "merge_intervals"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEK, HOUR = timedelta(days=7), timedelta(hours=1)
 ABSENCE_STEP = timedelta(seconds=10)
-REGRESSION_POINTS = 96  # a backtest evaluates the regression flag at most this often
 Grouped = dict[tuple[str, ...], list[Point]]
 
 _RANGES = "unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) AS r(lo, hi)"
@@ -312,17 +311,32 @@ class SignalReader:
 
     def _regression(self, key: SignalKey) -> Grouped:
         stamps = self.stamps(key)
-        grid = timedelta(0)
-        if self.step is not None and len(stamps) > REGRESSION_POINTS:
-            grid = (stamps[-1] - stamps[0]) / REGRESSION_POINTS
         out: dict[tuple[str, ...], list[Point]] = {}
-        cache: dict[datetime, dict[tuple[str, ...], float]] = {}
+        if self.step is not None:  # a backtest's or a graph's stamps: every one at once
+            return self._regressions(key, stamps)
         for stamp in stamps:
-            at = stamp if not grid else stamps[0] + ((stamp - stamps[0]) // grid) * grid
-            if at not in cache:
-                cache[at] = self._ratios(at, key)
-            for group, ratio in cache[at].items():
+            for group, ratio in self._ratios(stamp, key).items():
                 out.setdefault(group, []).append(Point(stamp, ratio))
+        return out
+
+    def _regressions(self, key: SignalKey, stamps: list[datetime]) -> Grouped:
+        """`_ratios` at many stamps, from the API rollups read once
+        (`performance.regression_steps`: the same flags, bit for bit)."""
+        seconds = np.array([(s - _EPOCH).total_seconds() for s in stamps])
+        ends = np.ceil(seconds / 60.0) * 60.0  # a stamp in (E − 1 min, E] reads up to E
+        grid, where = np.unique(ends, return_inverse=True)
+        best: dict[tuple[str, ...], np.ndarray] = {}
+        for (method, endpoint), ratio in regression_values(self.conn, grid, key.weeks).items():
+            labels = {"method": method, "endpoint": endpoint, "service": service_of(endpoint)}
+            group = tuple(labels.get(d, "") for d in key.dims)
+            held = best.get(group)
+            best[group] = ratio if held is None else np.fmax(held, ratio)
+        out: Grouped = {}
+        for group, ratio in best.items():
+            values = ratio[where].tolist()
+            points = [Point(s, max(0.0, x)) for s, x in zip(stamps, values, strict=True) if x == x]
+            if points:
+                out[group] = points
         return out
 
     def _ratios(self, at: datetime, key: SignalKey) -> dict[tuple[str, ...], float]:
