@@ -126,7 +126,7 @@ from monitoring_core.alerts.backtest_quiet import (
     read_bounds,
     regression,
     signal_classes,
-    signal_quiet,
+    signal_classes_threshold,
     skips,
 )
 from monitoring_core.alerts.backtest_regression import regression_source
@@ -656,7 +656,7 @@ def _replay(
     pick: StepSeries | None = None  # a kind's series, built for the keys asked only
     if skippable and fk is not None and fk.kind == "signal":
         at_step, quiet, classes = _signal_source(conn, rule, fk, steps, _limits(rule, tz), cache)
-        if classes is not None:  # rate of change, absence
+        if classes is not None:
             pick = at_step
             quiet = classes.quiet().tolist()
     elif fk is not None and (fk.kind in ("pattern", "hour") or regression(rule, fk)):
@@ -873,9 +873,11 @@ def _signal_source(
     quiet: list[bool] | None = None
     classes: Classes | None = None
     if cond.type == "threshold":
-        found = signal_quiet(rule, groups, at, limits)
-        found[gone] = True
-        quiet = found.tolist()
+        by_group, empty = signal_classes_threshold(rule, groups, at, limits)
+        moved: Any = by_group  # classes in place of points: for_rule only moves them
+        keyed: Any = series_mod.for_rule(rule, fk, moved)
+        empty[gone] = FALSE
+        classes = Classes(rule, {k: c for k, (_dims, c) in keyed.items()}, empty)
     elif cond.type == "anomaly":
         hourly, anomalies = signal_anomaly_source(rule, fk, steps, groups, at < first)
         return hourly, None, anomalies

@@ -67,7 +67,7 @@ __all__ = [
     "regression",
     "read_bounds",
     "signal_classes",
-    "signal_quiet",
+    "signal_classes_threshold",
     "skips",
 ]
 
@@ -135,23 +135,24 @@ def regression(rule: Rule, key: series_mod.FetchKey) -> bool:
     )
 
 
-def signal_quiet(
+def signal_classes_threshold(
     rule: Rule, groups: dict[tuple, tuple[np.ndarray, np.ndarray]], at: np.ndarray,
     limits: list[float],
-) -> np.ndarray:  # fmt: skip
-    """Per step (epoch seconds `at`), True when a threshold rule on a windowed signal certainly
-    changes nothing while no instance is active: per group of events (sorted times, values)
-    the window (stamp − window, stamp] certainly gives a value clear of every limit (counts,
-    sums and averages computed exactly as `signals_read` does; extremes within the window's
-    smallest and largest event; percentiles between the order statistics either side of
-    numpy's interpolation), or fewer events than `min_count` (a
-    value that never breaches), and some group has events in its window."""
+) -> tuple[dict[tuple, np.ndarray], np.ndarray]:  # fmt: skip
+    """Per group of a windowed signal's events (sorted times, values), per step (epoch
+    seconds `at`), what a threshold rule's check certainly gives over the window
+    (stamp − window, stamp]: ABSENT without events there (the group is not in the cycle's
+    read), FALSE with fewer than `min_count` (a NaN value never breaches), else FALSE or
+    TRUE from bounds of the value (counts exact; sums and averages from running sums,
+    widened by their rounding; extremes exact; percentiles between the order statistics
+    either side of numpy's interpolation) or UNSURE near a limit. Also what the rule's key
+    "" gives where no group is in the read: a count of 0 compared (`engine._threshold`,
+    exact) for a counting signal, else no data."""
     cond = rule.condition
     window = cond.window_minutes * 60.0
     agg = cond.aggregation
-    quiet = np.ones(len(at), dtype=bool)
-    some = np.zeros(len(at), dtype=bool)
-    for t, v in groups.values():
+    out = {}
+    for g, (t, v) in groups.items():
         hi = np.searchsorted(t, at, side="right")
         lo = np.searchsorted(t, at - window, side="right")
         n = hi - lo
@@ -165,18 +166,18 @@ def signal_quiet(
                 top, bottom = (sums + slack) / per, (sums - slack) / per
             elif agg.startswith("p"):  # between the order statistics around its index
                 top, bottom = _percentile_bounds(int(agg[1:]) / 100, v, lo, hi, [])
-                top, bottom = np.nan_to_num(top, nan=-np.inf), np.nan_to_num(bottom, nan=np.inf)
             else:  # the window's extreme itself
                 pick = np.maximum if agg == "max" else np.minimum
                 top = bottom = _range(_sparse(v, pick), lo, hi, pick, np.nan)
-            clear, _breach = _sides(rule, top, bottom, limits)
-        few = n < max(cond.min_count, 1)  # a NaN value (too few events): never breaches
-        quiet &= (n == 0) | clear | few  # a group without events in its window is absent
-        some |= n > 0
-    if counts_zero(cond.metric):  # no events at all: a count of 0, compared as any count
-        if not any(compare(cond.operator, 0.0, limit) for limit in limits):
-            return quiet
-    return quiet & some  # else the rule's "no data" key is evaluated
+            clear, breach = _sides(rule, top, bottom, limits)
+        found = np.where(clear, FALSE, np.where(breach, TRUE, UNSURE))
+        found = np.where(n < max(cond.min_count, 1), FALSE, found)  # NaN: never breaches
+        out[g] = np.where(n > 0, found, ABSENT).astype(np.int8)
+    empty = np.full(len(at), NO_DATA, dtype=np.int8)
+    if counts_zero(cond.metric):  # nothing counted: a count of 0, compared as any count
+        zero = [compare(cond.operator, 0.0, limit) for limit in limits]
+        empty[:] = TRUE if all(zero) else FALSE if not any(zero) else UNSURE
+    return out, empty
 
 
 def _cumulative_slack(v: np.ndarray) -> float:
