@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Wavelet"]
+__all__ = ["Wavelet", "percentiles"]
 
 
 class Wavelet:
@@ -57,3 +57,33 @@ class Wavelet:
                 los[r] = np.where(left, zlo, total + lo - zlo)
                 his[r] = np.where(left, zhi, total + hi - zhi)
         return code
+
+
+def percentiles(
+    q: float, distinct: np.ndarray, tree: Wavelet, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Per window [lo, hi) of a group's values (ranked: `distinct` sorted values, `tree` a
+    wavelet matrix of their codes), `np.percentile(values, 100 q)` as numpy's linear method
+    computes it (virtual index (n − 1)·q, the order statistics either side, `_lerp`); NaN
+    for an empty window."""
+    n = hi - lo
+    out = np.full(len(n), np.nan)
+    some = np.flatnonzero(n > 0)
+    if not len(some):
+        return out
+    count = n[some]
+    index = (count - 1) * q
+    previous = np.floor(index)
+    last = index >= count - 1  # numpy takes the last value (index -1) for both
+    below = np.where(last, count - 1, previous).astype(np.int64)
+    above = np.where(last, count - 1, previous + 1).astype(np.int64)
+    gamma = index - np.where(last, -1.0, previous)  # as numpy: after the index moved to -1
+    runs = [(lo[some], hi[some])]
+    a = distinct[tree.at_rank(runs, below.astype(np.float64))]
+    b = distinct[tree.at_rank(runs, above.astype(np.float64))]
+    diff = b - a
+    value = a + diff * gamma
+    late = gamma >= 0.5
+    value[late] = (b - diff * (1 - gamma))[late]
+    out[some] = value
+    return out

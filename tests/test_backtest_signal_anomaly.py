@@ -20,9 +20,8 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from monitoring_core.alerts.backtest_signal_anomaly import percentiles
 from monitoring_core.partitions import ensure_partitions
-from monitoring_core.wavelet import Wavelet
+from monitoring_core.wavelet import Wavelet, percentiles
 from tests.backtest_support import replayed_as_live, saved_rules
 from tests.rollup_fixtures import add_timings
 from tests.test_backtest_live import NOW

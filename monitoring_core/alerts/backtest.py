@@ -110,6 +110,7 @@ from monitoring_core.alerts.backtest_kinds import (
     Classes,
     StepSeries,
     _groups_by_key,
+    _step_index,
     anomaly_source,
     no_data_keeps,
     pattern_source,
@@ -872,8 +873,9 @@ def _signal_source(
     gone = (at < kept) & (at < first)
     quiet: list[bool] | None = None
     classes: Classes | None = None
+    exact: dict[tuple, np.ndarray] = {}  # a percentile's or extreme's value at each step
     if cond.type == "threshold":
-        by_group, empty = signal_classes_threshold(rule, groups, at, limits)
+        by_group, empty = signal_classes_threshold(rule, groups, at, limits, exact)
         moved: Any = by_group  # classes in place of points: for_rule only moves them
         keyed: Any = series_mod.for_rule(rule, fk, moved)
         empty[gone] = FALSE
@@ -889,6 +891,7 @@ def _signal_source(
         classes = Classes(rule, by_key, empty)
     group_of = _groups_by_key(rule, fk, groups)
     span = reach.total_seconds()
+    index = _step_index(steps)
 
     def series_at(at: datetime, only: Collection[str] | None = None) -> series_mod.Keyed:
         moment, now = at, _epoch_s(at)
@@ -906,6 +909,8 @@ def _signal_source(
                 points = windowed_values(
                     t[lo:hi], v[lo:hi], [moment - sk.window, moment], stamps, sk
                 )
+            elif values in exact:  # computed already, as `_windowed` computes it
+                points = [Point(moment, float(exact[values][index(moment)]))]
             else:
                 points = windowed_values(t[lo:hi], v[lo:hi], [moment], np.array([now]), sk)
             if points:

@@ -51,7 +51,7 @@ from monitoring_core.alerts.rules import Rule, compare
 from monitoring_core.alerts.signals import counts_zero, is_windowed, signal
 from monitoring_core.rollup_read import range_source
 from monitoring_core.timerange import TimeRange
-from monitoring_core.wavelet import Wavelet
+from monitoring_core.wavelet import Wavelet, percentiles
 
 __all__ = [
     "ABSENT",
@@ -137,7 +137,7 @@ def regression(rule: Rule, key: series_mod.FetchKey) -> bool:
 
 def signal_classes_threshold(
     rule: Rule, groups: dict[tuple, tuple[np.ndarray, np.ndarray]], at: np.ndarray,
-    limits: list[float],
+    limits: list[float], exact: dict[tuple, np.ndarray] | None = None,
 ) -> tuple[dict[tuple, np.ndarray], np.ndarray]:  # fmt: skip
     """Per group of a windowed signal's events (sorted times, values), per step (epoch
     seconds `at`), what a threshold rule's check certainly gives over the window
@@ -147,7 +147,9 @@ def signal_classes_threshold(
     widened by their rounding; extremes exact; percentiles between the order statistics
     either side of numpy's interpolation) or UNSURE near a limit. Also what the rule's key
     "" gives where no group is in the read: a count of 0 compared (`engine._threshold`,
-    exact) for a counting signal, else no data."""
+    exact) for a counting signal, else no data. `exact`, when given, is filled per group
+    with the value `signals_read._windowed` computes at each step for a percentile or an
+    extreme (NaN: no point, or a NaN one), bit for bit (`wavelet.percentiles`)."""
     cond = rule.condition
     window = cond.window_minutes * 60.0
     agg = cond.aggregation
@@ -164,12 +166,16 @@ def signal_classes_threshold(
                 sums, slack = total[hi] - total[lo], _cumulative_slack(v)
                 per = 1.0 if agg == "sum" else np.maximum(n, 1)
                 top, bottom = (sums + slack) / per, (sums - slack) / per
-            elif agg.startswith("p"):  # between the order statistics around its index
-                top, bottom = _percentile_bounds(int(agg[1:]) / 100, v, lo, hi, [])
+            elif agg.startswith("p"):  # numpy's percentile itself
+                distinct, codes = np.unique(v, return_inverse=True)
+                tree = Wavelet(codes.astype(np.int64))
+                top = bottom = percentiles(int(agg[1:]) / 100, distinct, tree, lo, hi)
             else:  # the window's extreme itself
                 pick = np.maximum if agg == "max" else np.minimum
                 top = bottom = _range(_sparse(v, pick), lo, hi, pick, np.nan)
             clear, breach = _sides(rule, top, bottom, limits)
+            if exact is not None and agg not in ("count", "sum", "avg"):
+                exact[g] = np.where(n < max(cond.min_count, 1), np.nan, top)
         found = np.where(clear, FALSE, np.where(breach, TRUE, UNSURE))
         found = np.where(n < max(cond.min_count, 1), FALSE, found)  # NaN: never breaches
         out[g] = np.where(n > 0, found, ABSENT).astype(np.int8)
