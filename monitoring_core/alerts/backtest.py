@@ -104,7 +104,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_change import sum_change_classes
+from monitoring_core.alerts.backtest_change import raw_presence, sum_change_classes
 from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
     Classes,
@@ -680,18 +680,28 @@ def _replay(
         ]
     elif grouped is not None:
         bounds = by_key(rule, grouped)
+        kind = rule.condition.type
+        presence = None
+        if kind in ("threshold", "absence") and fk is not None:
+            found = raw_presence(conn, rule, fk, grouped, steps)
+            if found is not None:
+                moved: Any = found  # presence in place of points: for_rule only moves them
+                keyed_presence: Any = series_mod.for_rule(rule, fk, moved)
+                presence = {k: p for k, (_dims, p) in keyed_presence.items()}
         summed = rule.condition.aggregation in ("count", "sum")
         codes = (
             _sum_change(conn, rule, grouped, steps, _limits(rule, tz))
-            if rule.condition.type == "rate_of_change" and summed
-            else key_classes(rule, bounds, steps, _limits(rule, tz))
+            if kind == "rate_of_change" and summed
+            else key_classes(rule, bounds, steps, _limits(rule, tz), presence)
         )
-        if rule.condition.type == "threshold":
+        if kind == "threshold":
             series = _bounds_series(rule, bounds, steps)
-        if rule.condition.type == "absence":
+        if kind == "absence" and presence is None:
             quiet = quiet_of(codes, len(steps)).tolist()
-        else:  # a key (or none: the key "" without data) gives no data, as in a cycle
-            classes = Classes(rule, codes, np.full(len(steps), NO_DATA, dtype=np.int8))
+        else:  # a key (or none: the key "" without data) gives no data, as in a cycle;
+            # an absence rule finds no data at all a breach
+            empty = np.full(len(steps), TRUE if kind == "absence" else NO_DATA, dtype=np.int8)
+            classes = Classes(rule, codes, empty)
             quiet = classes.quiet().tolist()
     if not skip:
         quiet, classes = None, None

@@ -44,7 +44,7 @@ from monitoring_core.alerts.backtest_quiet import (
 from monitoring_core.alerts.raw import _group_index, read_raw
 from monitoring_core.alerts.rules import Rule
 
-__all__ = ["sum_change_classes"]
+__all__ = ["Presence", "raw_presence", "sum_change_classes"]
 
 RAW_LIMIT = 2_000_000  # raw points read at once (as `backtest.RAW_LIMIT`); beyond: unsure
 _STEP = series_mod.RAW_STEP.total_seconds()
@@ -184,4 +184,61 @@ def sum_change_classes(
         found = np.where(both, found, NO_DATA)
         found = np.where(unsure, UNSURE, found)
         out[name] = np.where(current.found | unsure, found, ABSENT).astype(np.int8)
+    return out
+
+
+Presence = dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def raw_presence(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, minutes: dict[tuple, Bounds],
+    steps: list[datetime],
+) -> Presence | None:  # fmt: skip
+    """For a threshold or absence rule with a window up to `series.RAW_MAX`: per group of
+    `fk.dims`, per step, whether the group is in the read the replay gives the engine
+    (`backtest._live_series`: 10-second buckets of the raw points from the 10 s the reach
+    starts in, or where the metric has no raw point in (since, now], the 1-minute rollups
+    of [since, now)), whether its newest point's stamp is inside the window, and that stamp
+    (epoch seconds; the bucket's end or `now`, the minute's end or `now`). Exact where the
+    minutes' bounds are not: a check every few minutes leaves windows without a whole minute
+    of data. None for a longer window, or raw points too many to read at once."""
+    if fk.long:
+        return None
+    cond = rule.condition
+    span = series_mod.lookback(rule).total_seconds()
+    window = cond.window_minutes * 60.0
+    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
+    at = steps[0].timestamp() + every * np.arange(len(steps))
+    since = _floor(at - span, 60.0)
+    first = steps[0] - timedelta(seconds=span + 120)
+    raw = read_raw(conn, {fk.metric: first}, now=steps[-1], limit=RAW_LIMIT)[fk.metric]
+    if raw is None:
+        return None
+    order = np.argsort(raw.t, kind="stable")
+    times = raw.t[order]
+    lo = np.searchsorted(times, since, "right")
+    hi = np.searchsorted(times, at, "right")
+    if int((hi - lo).max(initial=0)) > series_mod.RAW_LIMIT:
+        return None  # the cycle would read rollups its own way
+    has_raw = hi > lo
+    origin = _floor(at - span, _STEP)  # buckets from here (`SeriesReader.fetch`)
+    group_of, names = _group_index(raw, fk.dims)
+    point_group = group_of[raw.s[order]] if len(order) else np.zeros(0, dtype=np.int64)
+    out: Presence = {}
+    for name in set(names) | set(minutes):
+        mine = times[point_group == names.index(name)] if name in names else np.zeros(0)
+        last = np.searchsorted(mine, at, "right") - 1
+        t_last = mine[np.maximum(last, 0)] if len(mine) else np.full(len(at), -np.inf)
+        raw_seen = (last >= 0) & (t_last > since) & (t_last >= origin)
+        raw_stamp = np.minimum(_floor(t_last, _STEP) + _STEP, at)
+        m = minutes[name].m if name in minutes else np.zeros(0)
+        newest = np.searchsorted(m, at, "left") - 1  # minutes before `at`
+        b_last = m[np.maximum(newest, 0)] if len(m) else np.full(len(at), -np.inf)
+        minute_seen = (newest >= 0) & (b_last >= since)
+        minute_stamp = np.minimum(b_last + 60.0, at)
+        present = np.where(has_raw, raw_seen, minute_seen)
+        stamp = np.where(has_raw, raw_stamp, minute_stamp)
+        stamp = np.where(present, stamp, np.nan)
+        with np.errstate(invalid="ignore"):
+            out[name] = (present, present & (stamp > at - window), stamp)
     return out

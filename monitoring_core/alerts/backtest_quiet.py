@@ -47,7 +47,7 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.rules import Rule, compare
+from monitoring_core.alerts.rules import OPERATORS, Rule, compare
 from monitoring_core.alerts.signals import counts_zero, is_windowed, signal
 from monitoring_core.rollup_read import range_source
 from monitoring_core.timerange import TimeRange
@@ -173,7 +173,7 @@ def signal_classes_threshold(
             else:  # the window's extreme itself
                 pick = np.maximum if agg == "max" else np.minimum
                 top = bottom = _range(_sparse(v, pick), lo, hi, pick, np.nan)
-            clear, breach = _sides(rule, top, bottom, limits)
+            clear, breach = _sides(rule, top, bottom, limits, exact=agg not in ("sum", "avg"))
             if exact is not None and agg not in ("count", "sum", "avg"):
                 exact[g] = np.where(n < max(cond.min_count, 1), np.nan, top)
         found = np.where(clear, FALSE, np.where(breach, TRUE, UNSURE))
@@ -453,11 +453,15 @@ def _value_bounds(
 
 
 def _sides(
-    rule: Rule, top: np.ndarray, bottom: np.ndarray, limits: list[float]
+    rule: Rule, top: np.ndarray, bottom: np.ndarray, limits: list[float], exact: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per step, from bounds of the compared value: whether the check certainly gives False
-    for every limit, and certainly True for every limit (room left for rounding)."""
+    for every limit, and certainly True for every limit (room left for rounding, unless the
+    bounds are `exact`: extremes, counts, percentiles of the values themselves, which may sit
+    on the limit, as a health check's 1 on `min < 1`)."""
     operator = rule.condition.operator
+    if exact:
+        return _exact_sides(operator, top, bottom, limits)
     clear = np.ones(len(top), dtype=bool)
     breach = np.ones(len(top), dtype=bool)
     with np.errstate(invalid="ignore"):
@@ -477,6 +481,30 @@ def _sides(
             else:  # not_equals
                 clear[:] = False
                 breach &= above | below
+    return clear, breach
+
+
+def _exact_sides(
+    operator: str, top: np.ndarray, bottom: np.ndarray, limits: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_sides` for bounds without rounding: the comparison itself at the bound that
+    decides (NaN bounds decide nothing)."""
+    clear = np.ones(len(top), dtype=bool)
+    breach = np.ones(len(top), dtype=bool)
+    known = ~(np.isnan(top) | np.isnan(bottom))
+    with np.errstate(invalid="ignore"):
+        for limit in limits:
+            if operator in _GREATER:
+                clear &= known & ~OPERATORS[operator](top, limit)
+                breach &= known & OPERATORS[operator](bottom, limit)
+            elif operator in _LESS:
+                clear &= known & ~OPERATORS[operator](bottom, limit)
+                breach &= known & OPERATORS[operator](top, limit)
+            else:
+                apart = known & ((top < limit) | (bottom > limit))
+                alike = known & (top == limit) & (bottom == limit)
+                clear &= apart if operator == "equals" else alike
+                breach &= alike if operator == "equals" else apart
     return clear, breach
 
 
@@ -521,13 +549,19 @@ def _change_bounds(
 
 
 def key_classes(
-    rule: Rule, keyed: dict[str, Bounds], steps: list[datetime], limits: list[float]
-) -> dict[str, np.ndarray]:
+    rule: Rule, keyed: dict[str, Bounds], steps: list[datetime], limits: list[float],
+    presence: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Per key, per step, what its check certainly gives (see the module docstring): ABSENT
     (no minute of the key in the step's read), FALSE (data in the window, clear of every
     limit; absence: a point in the window), TRUE (data in the window, past every limit: a
     threshold on counts, sums, averages, extremes or last values, or a rate of change) or
-    UNSURE. `limits`: every threshold the calendar can make of the rule's value."""
+    UNSURE. `limits`: every threshold the calendar can make of the rule's value.
+    `presence` (`backtest_change.raw_presence`, a threshold or absence rule's short window):
+    per key whether it is in the step's read, whether its newest point is inside the window,
+    and that point's stamp, from the raw points: then a key is ABSENT exactly when not in
+    the read, a threshold gives NO_DATA exactly when nothing is inside the window, and an
+    absence rule's check is decided (TRUE when silent for the window, else FALSE)."""
     cond = rule.condition
     every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
     at = steps[0].timestamp() + every * np.arange(len(steps))  # steps are evenly spaced
@@ -555,7 +589,24 @@ def key_classes(
             clear, breach = _sides(rule, top, bottom, limits)
             fine, breach = inside & clear, inside & breach & exact
         found = np.where(fine, FALSE, np.where(breach, TRUE, UNSURE))
-        out[key] = np.where(b > a, found, ABSENT).astype(np.int8)
+        seen = presence.get(key) if presence is not None else None
+        if seen is None:
+            out[key] = np.where(b > a, found, ABSENT).astype(np.int8)
+            continue
+        present, in_window, stamp = seen
+        if cond.type == "absence":  # `engine._absence` on the stamp, the same arithmetic
+            with np.errstate(invalid="ignore"):
+                found = np.where((at - stamp) / 60.0 >= cond.window_minutes, TRUE, FALSE)
+        elif cond.type == "threshold":
+            top, bottom, exact = _value_bounds(rule, bounds, w_a, b, after, d)
+            whole = cond.aggregation in ("min", "max", "count", "last")  # no rounding
+            clear, breach = _sides(rule, top, bottom, limits, exact=whole)
+            found = np.where(clear, FALSE, np.where(breach & exact, TRUE, UNSURE))
+            found = np.where(in_window, found, NO_DATA)
+        out[key] = np.where(present, found, ABSENT).astype(np.int8)
+    for key, (present, _in_window, _stamp) in (presence or {}).items():
+        if key not in out:  # raw points without a rolled-up minute yet
+            out[key] = np.where(present, UNSURE, ABSENT).astype(np.int8)
     return out
 
 
