@@ -57,12 +57,15 @@ minutes for any rule. Steps that certainly change nothing are skipped: those
 `backtest_quiet` or `backtest_kinds` find quiet (every key clear of its threshold, or absent,
 while no instance is active: the engine would keep every state and notify nobody), those
 where a rule without group_by certainly has no data while its instance keeps no data as it
-is, and a PromQL series not returned while its instance is not active. For pattern,
-anomaly, regression, metric threshold and rate of change rules, and signal rates of
-change, absence and anomaly, also those where each key's check
-certainly holds while its instance fires
-with no repeat notification due (`Classes.steady`: the engine would only count it as
-triggered again, which `Classes.hold_run` does, a run of such steps at once), and a grouped
+is, and a PromQL series not returned while its instance is not active. For every kind but
+PromQL and composites also those where each key's check certainly holds while its instance
+fires with no repeat notification due, or is pending before its duration has passed
+(`Classes.steady`: the engine would only count it as triggered again, or take its value,
+which `Classes.hold_run` does, a run of such steps at once). Whether a metric key is in a
+step's read at all, and has a point inside its window, comes from the raw points
+(`backtest_change.raw_presence`: checks every few minutes leave windows without a whole
+minute of data, which the minutes' bounds cannot tell); an absence rule is decided from
+them outright. A grouped
 rule's keys certain to stay as they are are left out of a step's evaluation (nor is their
 series built). 90 days every 15 s are 518,400 steps, of which a few thousand are evaluated;
 a rule that flaps most of the time evaluates one step per status change (on the bench data

@@ -33,6 +33,7 @@ __all__ = ["regression_values"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR_S, WEEK_S = 3600.0, 7 * 86400.0
+WEEK_MINUTES = 7 * 1440
 Q = 0.95  # the p95 of `regression_flags` (`percentile_frame(..., (0.95,))`)
 MIN_REQUESTS = 20  # `SignalReader._flags`: both sides need this many requests
 
@@ -77,9 +78,12 @@ def _by_minute(records: np.ndarray) -> np.ndarray:
     return records[np.argsort(records["m"], kind="stable")]
 
 
-def _in_windows(times: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per window end E: the positions [lo, hi) of the sorted `times` in [E − 1 h, E)."""
-    return np.searchsorted(times, ends - HOUR_S, "left"), np.searchsorted(times, ends, "left")
+def _before(minutes: np.ndarray, base: float, size: int) -> np.ndarray:
+    """Per minute x of a grid from `base` (0 … size): how many of the sorted minute stamps
+    `minutes` (all in the grid) come before base + x minutes — `np.searchsorted(minutes,
+    base + 60 x)` for every minute at once, by counting."""
+    index = ((minutes - base) // 60.0).astype(np.int64)
+    return np.concatenate(([0], np.cumsum(np.bincount(index, minlength=size))))[: size + 1]
 
 
 def regression_values(
@@ -91,8 +95,10 @@ def regression_values(
     if not len(ends):
         return {}
     first, last = float(ends.min()), float(ends.max())
-    lo = _EPOCH + timedelta(seconds=first - weeks * WEEK_S - HOUR_S)
-    read = _read(conn, lo, _EPOCH + timedelta(seconds=last))
+    base = first - weeks * WEEK_S - HOUR_S  # the grid of minutes every window lies on
+    read = _read(conn, _EPOCH + timedelta(seconds=base), _EPOCH + timedelta(seconds=last))
+    size = int((last - base) // 60.0)
+    end_at = ((ends - base) // 60.0).astype(np.int64)  # each window's end on the grid
     count = len(ends)
     totals: list[tuple[np.ndarray, np.ndarray]] = []  # per endpoint: (baseline, current) counts
     parts = []
@@ -102,9 +108,11 @@ def regression_values(
         requests = np.concatenate(([0], np.cumsum(rows["n"].astype(np.int64))))
         row_m = rows["m"].astype(np.float64)
         runs, base_w, base_n = [], np.zeros(count, np.int64), np.zeros(count, np.int64)
+        keys_before, rows_before = _before(m, base, size), _before(row_m, base, size)
         for k in range(weeks + 1):
-            a, b = _in_windows(m, ends - k * WEEK_S)
-            ra, rb = _in_windows(row_m, ends - k * WEEK_S)
+            x = end_at - k * (WEEK_MINUTES)  # [x − 60, x): the hour before the end
+            a, b = keys_before[x - 60], keys_before[x]
+            ra, rb = rows_before[x - 60], rows_before[x]
             runs.append((a, b))
             if k == 0:
                 cur_w, cur_n = weight[b] - weight[a], requests[rb] - requests[ra]
