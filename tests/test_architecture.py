@@ -22,6 +22,7 @@ ORDER = [
     "enums",
     "clock",
     "histogram",
+    "wavelet",  # order statistics of many runs at once (the backtest's percentiles)
     "timerange",
     "schema",
     "db",
