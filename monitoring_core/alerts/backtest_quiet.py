@@ -586,8 +586,10 @@ def key_classes(
             w_a = np.searchsorted(m, at - window - 60.0, side="left")
             after = np.searchsorted(m, at - window, side="right")  # wholly read and inside
             top, bottom, exact = _value_bounds(rule, bounds, w_a, b, after, d)
-            clear, breach = _sides(rule, top, bottom, limits)
-            fine, breach = inside & clear, inside & breach & exact
+            whole = cond.aggregation in ("min", "max", "count", "last")  # no rounding
+            clear, breach = _sides(rule, top, bottom, limits, exact=whole)
+            breach &= exact
+            fine, breach = inside & clear, inside & breach
         found = np.where(fine, FALSE, np.where(breach, TRUE, UNSURE))
         seen = presence.get(key) if presence is not None else None
         if seen is None:
@@ -597,11 +599,8 @@ def key_classes(
         if cond.type == "absence":  # `engine._absence` on the stamp, the same arithmetic
             with np.errstate(invalid="ignore"):
                 found = np.where((at - stamp) / 60.0 >= cond.window_minutes, TRUE, FALSE)
-        elif cond.type == "threshold":
-            top, bottom, exact = _value_bounds(rule, bounds, w_a, b, after, d)
-            whole = cond.aggregation in ("min", "max", "count", "last")  # no rounding
-            clear, breach = _sides(rule, top, bottom, limits, exact=whole)
-            found = np.where(clear, FALSE, np.where(breach & exact, TRUE, UNSURE))
+        elif cond.type == "threshold":  # the bounds above, with exact presence
+            found = np.where(clear, FALSE, np.where(breach, TRUE, UNSURE))
             found = np.where(in_window, found, NO_DATA)
         out[key] = np.where(present, found, ABSENT).astype(np.int8)
     for key, (present, _in_window, _stamp) in (presence or {}).items():
