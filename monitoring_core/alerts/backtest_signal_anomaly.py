@@ -166,10 +166,13 @@ def signal_anomaly_source(
         grouped: dict[tuple, Sequence[Point]] = {}
         for g in groups if only is None else (group_of[key] for key in only):
             t, v = groups[g]
-            cuts = [
-                (np.searchsorted(t, s - hour, "right"), np.searchsorted(t, s, "right"))
-                for s in seconds.tolist()
-            ]
+            cuts = list(  # each hour's events, all weeks in two searches
+                zip(
+                    np.searchsorted(t, seconds - hour, "right").tolist(),
+                    np.searchsorted(t, seconds, "right").tolist(),
+                    strict=True,
+                )
+            )
             if not any(b > a for a, b in cuts):
                 continue
             part_t = np.concatenate([t[a:b] for a, b in cuts])
