@@ -442,14 +442,22 @@ def _value_bounds(
         return up[b] - up[a], down[b] - down[a], True
     # avg, min, max, percentiles, last: within the extremes of the window; the largest is at
     # least that of a minute inside, the smallest at most that of one
+    if agg in ("max", "min"):  # a whole minute inside bounds it on its own side
+        extreme, pick, empty = (
+            (bounds.hi, np.maximum, -np.inf) if agg == "max" else (bounds.lo, np.minimum, np.inf)
+        )
+        table = _sparse(extreme, pick)
+        near = _range(table, a, b, pick, empty)  # its side: over the widened minutes
+        inside = _range(table, c, d, pick, empty)  # the other: over the minutes inside
+        bare = np.flatnonzero(d <= c)  # none inside: the other extreme of the widened ones
+        if len(bare):
+            other, other_pick = (bounds.lo, np.minimum) if agg == "max" else (bounds.hi, np.maximum)
+            inside[bare] = _range(_sparse(other, other_pick), a[bare], b[bare], other_pick, -empty)
+        return (near, inside, True) if agg == "max" else (inside, near, True)
     highs, lows = _sparse(bounds.hi, np.maximum), _sparse(bounds.lo, np.minimum)
     top = _range(highs, a, b, np.maximum, -np.inf)
     bottom = _range(lows, a, b, np.minimum, np.inf)
-    if agg == "max":
-        bottom = np.maximum(bottom, _range(highs, c, d, np.maximum, -np.inf))
-    elif agg == "min":
-        top = np.minimum(top, _range(lows, c, d, np.minimum, np.inf))
-    return top, bottom, agg in ("avg", "min", "max", "last")
+    return top, bottom, agg in ("avg", "last")
 
 
 def _sides(
