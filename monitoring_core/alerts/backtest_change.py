@@ -41,7 +41,7 @@ from monitoring_core.alerts.backtest_quiet import (
     _cumulative_slack,
     _sides,
 )
-from monitoring_core.alerts.raw import _group_index, read_raw
+from monitoring_core.alerts.raw import RawMetric, _group_index, read_raw
 from monitoring_core.alerts.rules import Rule
 
 __all__ = ["Presence", "raw_presence", "sum_change_classes"]
@@ -109,6 +109,23 @@ class _Newest:
         self.slot = np.where(ok, start, self.slot)
 
 
+def _read_range(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime]
+) -> tuple[np.ndarray, np.ndarray, RawMetric, np.ndarray, np.ndarray] | None:
+    """The steps (epoch seconds, evenly spaced), each step's read start (its reach floored to
+    the minute), and the metric's raw points of the whole range with their order by time and
+    the times so sorted; None when there are too many to read at once, or OTLP histograms."""
+    span = series_mod.lookback(rule).total_seconds()
+    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
+    at = steps[0].timestamp() + every * np.arange(len(steps))
+    first = steps[0] - timedelta(seconds=span + 120)
+    raw = read_raw(conn, {fk.metric: first}, now=steps[-1], limit=RAW_LIMIT)[fk.metric]
+    if raw is None:
+        return None
+    order = np.argsort(raw.t, kind="stable")
+    return at, _floor(at - span, 60.0), raw, order, raw.t[order]
+
+
 def sum_change_classes(
     conn: Connection, rule: Rule, fk: series_mod.FetchKey, minutes: dict[tuple, Bounds],
     steps: list[datetime], limits: list[float],
@@ -117,17 +134,12 @@ def sum_change_classes(
     module docstring); `minutes`: the groups' 1-minute rollups (`read_bounds`). None when
     the range's raw points are too many to read at once, or come from OTLP histograms."""
     cond = rule.condition
+    read = _read_range(conn, rule, fk, steps)
+    if read is None:
+        return None
+    at, since, raw, order, times = read  # since: the read's start, rollup minutes from it
     span = series_mod.lookback(rule).total_seconds()
     window = cond.window_minutes * 60.0
-    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
-    at = steps[0].timestamp() + every * np.arange(len(steps))
-    since = _floor(at - span, 60.0)  # the read's start: rollup minutes from here
-    first = steps[0] - timedelta(seconds=span + 120)
-    raw = read_raw(conn, {fk.metric: first}, now=steps[-1], limit=RAW_LIMIT)[fk.metric]
-    if raw is None:
-        return None
-    order = np.argsort(raw.t, kind="stable")
-    times = raw.t[order]
     if fk.long:  # the rollups before the raw tail's whole minutes, the tail's buckets after
         raw_from = _floor(at - series_mod.RAW_TAIL.total_seconds(), 60.0)
         minute_from = since
@@ -205,17 +217,12 @@ def raw_presence(
     if fk.long:
         return None
     cond = rule.condition
+    read = _read_range(conn, rule, fk, steps)
+    if read is None:
+        return None
+    at, since, raw, order, times = read
     span = series_mod.lookback(rule).total_seconds()
     window = cond.window_minutes * 60.0
-    every = (steps[1] - steps[0]).total_seconds() if len(steps) > 1 else 60.0
-    at = steps[0].timestamp() + every * np.arange(len(steps))
-    since = _floor(at - span, 60.0)
-    first = steps[0] - timedelta(seconds=span + 120)
-    raw = read_raw(conn, {fk.metric: first}, now=steps[-1], limit=RAW_LIMIT)[fk.metric]
-    if raw is None:
-        return None
-    order = np.argsort(raw.t, kind="stable")
-    times = raw.t[order]
     lo = np.searchsorted(times, since, "right")
     hi = np.searchsorted(times, at, "right")
     if int((hi - lo).max(initial=0)) > series_mod.RAW_LIMIT:
