@@ -71,3 +71,22 @@ def test_it_tests_a_rule_at_the_step_picked_and_says_which(
     # coarser than the live cycle: said so, with what it may cost (a 40-s breach)
     warned = [w.value for w in app.warning if "can be missing" in w.value]
     assert warned and warned[0].startswith("Replayed every 5 min, more coarsely"), warned
+
+
+def test_a_rule_on_a_metric_not_stored_yet_keeps_its_metric_in_the_editor(
+    engine: Engine, logged_in_app: AppFactory
+) -> None:
+    """The worker's own rule names `job_runs`, which is no stored metric: the editor shows
+    that name (it used to show the first signal of the list, which Save would have kept)."""
+    from monitoring_core.flows.job_watch import ensure_job_rule
+
+    with engine.begin() as conn:
+        rule_id = ensure_job_rule(conn)
+    app = logged_in_app(Role.ADMIN).run()
+    app.switch_page("pages/alerts.py").run()
+    app.button_group(key="url_tab").set_value("Rules").run()
+    app.button(key=f"edit{rule_id}").click().run()
+    assert not app.exception, app.exception
+    picked = app.selectbox(key=f"edit{rule_id}_signal")
+    assert picked.value == "job_runs"
+    assert any("no point of it has been received" in c.value for c in app.caption)

@@ -25,7 +25,7 @@ from monitoring_core.alerts.rules import (
     RuleInvalid,
     rule_from_row,
 )
-from monitoring_core.alerts.signals import catalogue
+from monitoring_core.alerts.signals import METRIC_AGGREGATIONS, catalogue
 from monitoring_core.enums import Severity
 from monitoring_core.notify.channels import list_channels
 from monitoring_core.timerange import TimeRange
@@ -102,6 +102,19 @@ def _index(options: list[str], value: Any) -> int:
 def _signal_picker(prefix: str, cfg: Mapping[str, Any], signals: list[dict]) -> dict[str, Any]:
     names = [s["name"] for s in signals]
     by_name = {s["name"]: s for s in signals}
+    current = cfg.get("metric")
+    if isinstance(current, str) and current and current not in by_name:
+        # a metric with no points stored yet (or the worker's own rule): kept as it is, not
+        # silently swapped for the first signal of the list
+        names.insert(0, current)
+        by_name[current] = {
+            "name": current,
+            "family": "metric",
+            "unit": "",
+            "dimensions": [],
+            "aggregations": list(METRIC_AGGREGATIONS),
+            "description": "Not a stored metric yet: no point of it has been received.",
+        }
     picked = st.selectbox(
         "Signal",
         names,
