@@ -659,10 +659,9 @@ def _replay(
     classes: Classes | None = None
     pick: StepSeries | None = None  # a kind's series, built for the keys asked only
     if skippable and fk is not None and fk.kind == "signal":
-        at_step, quiet, classes = _signal_source(conn, rule, fk, steps, _limits(rule, tz), cache)
-        if classes is not None:
-            pick = at_step
-            quiet = classes.quiet().tolist()
+        pick, classes = _signal_source(conn, rule, fk, steps, _limits(rule, tz), cache)
+        at_step = pick
+        quiet = classes.quiet().tolist()
     elif fk is not None and (fk.kind in ("pattern", "hour") or regression(rule, fk)):
         if fk.kind == "pattern":
             source = pattern_source(conn, rule, fk, steps, _limits(rule, tz))
@@ -849,11 +848,11 @@ def _busy_replay(
 def _signal_source(
     conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime],
     limits: list[float], cache: dict[Any, Any] | None = None,
-) -> tuple[StepSeries, list[bool] | None, Classes | None]:  # fmt: skip
-    """A threshold, rate of change or absence rule on a windowed signal: the family's
-    events of the range read once; for a threshold which steps are quiet
-    (`backtest_quiet.signal_quiet`), for the others what each key's check certainly gives
-    (`backtest_quiet.signal_classes`); and per evaluated step the series `signals_read`
+) -> tuple[StepSeries, Classes]:  # fmt: skip
+    """A threshold, rate of change, absence or anomaly rule on a windowed signal: the
+    family's events of the range read once; what each key's check certainly gives at each
+    step (`backtest_quiet.signal_classes_threshold`, `backtest_quiet.signal_classes`,
+    `backtest_signal_anomaly`); and per evaluated step the series `signals_read`
     computes from the events a cycle evaluating this rule reads then (a threshold's window,
     a rate of change's two windows, an absence rule's 10-second buckets of its window; a
     group without events there is absent from the cycle's read). `cache`: the events, for
@@ -884,8 +883,6 @@ def _signal_source(
     days = retention_days(conn).get(_RETAINED.get(sk_family(sk), ""), FOREVER_DAYS)
     kept = _epoch_s(steps[-1] - timedelta(days=days)) + reach.total_seconds()
     gone = (at < kept) & (at < first)
-    quiet: list[bool] | None = None
-    classes: Classes | None = None
     exact: dict[tuple, np.ndarray] = {}  # a percentile's or extreme's value at each step
     if cond.type == "threshold":
         by_group, empty = signal_classes_threshold(rule, groups, at, limits, exact)
@@ -894,8 +891,7 @@ def _signal_source(
         empty[gone] = FALSE
         classes = Classes(rule, {k: c for k, (_dims, c) in keyed.items()}, empty)
     elif cond.type == "anomaly":
-        hourly, anomalies = signal_anomaly_source(rule, fk, steps, groups, at < first)
-        return hourly, None, anomalies
+        return signal_anomaly_source(rule, fk, steps, groups, at < first)
     else:
         codes: Any = signal_classes(rule, groups, at, limits, reach.total_seconds())
         by_key: Any = {k: c for k, (_dims, c) in series_mod.for_rule(rule, fk, codes).items()}
@@ -930,7 +926,7 @@ def _signal_source(
                 grouped[values] = points
         return series_mod.for_rule(rule, fk, grouped)
 
-    return series_at, quiet, classes
+    return series_at, classes
 
 
 # the table each signal family's events come from (retention's names)

@@ -159,20 +159,12 @@ def signal_classes_threshold(
         lo = np.searchsorted(t, at - window, side="right")
         n = hi - lo
         with np.errstate(invalid="ignore", divide="ignore"):
-            if agg == "count":
-                top = bottom = n.astype(np.float64)
-            elif agg in ("sum", "avg"):  # running sums: widened by their rounding
-                total = np.concatenate(([0.0], np.cumsum(v)))
-                sums, slack = total[hi] - total[lo], _cumulative_slack(v)
-                per = 1.0 if agg == "sum" else np.maximum(n, 1)
-                top, bottom = (sums + slack) / per, (sums - slack) / per
-            elif agg.startswith("p"):  # numpy's percentile itself
+            if agg.startswith("p"):  # numpy's percentile itself
                 distinct, codes = np.unique(v, return_inverse=True)
                 tree = Wavelet(codes.astype(np.int64))
                 top = bottom = percentiles(int(agg[1:]) / 100, distinct, tree, lo, hi)
-            else:  # the window's extreme itself
-                pick = np.maximum if agg == "max" else np.minimum
-                top = bottom = _range(_sparse(v, pick), lo, hi, pick, np.nan)
+            else:
+                top, bottom, _nan = _signal_value_bounds(cond, v, lo, hi, [])
             clear, breach = _sides(rule, top, bottom, limits, exact=agg not in ("sum", "avg"))
             if exact is not None and agg not in ("count", "sum", "avg"):
                 exact[g] = np.where(n < max(cond.min_count, 1), np.nan, top)
@@ -219,13 +211,9 @@ def _signal_value_bounds(
             return sums + slack, sums - slack, nan
         if agg.startswith("p"):
             return (*_percentile_bounds(int(agg[1:]) / 100, v, lo, hi, ranked), nan)
-        top = _range(_sparse(v, np.maximum), lo, hi, np.maximum, np.nan)
-        bottom = _range(_sparse(v, np.minimum), lo, hi, np.minimum, np.nan)
-        if agg == "max":
-            bottom = top
-        elif agg == "min":
-            top = bottom
-        return top, bottom, nan
+        pick = np.maximum if agg == "max" else np.minimum  # the window's extreme itself
+        top = _range(_sparse(v, pick), lo, hi, pick, np.nan)
+        return top, top, nan
 
 
 def _percentile_bounds(
