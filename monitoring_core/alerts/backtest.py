@@ -107,7 +107,11 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_change import raw_presence, sum_change_classes
+from monitoring_core.alerts.backtest_change import (
+    change_source,
+    raw_presence,
+    sum_change_classes,
+)
 from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
     Classes,
@@ -134,6 +138,7 @@ from monitoring_core.alerts.backtest_quiet import (
     skips,
 )
 from monitoring_core.alerts.backtest_regression import regression_source
+from monitoring_core.alerts.backtest_runs import replay_by_key
 from monitoring_core.alerts.backtest_signal_anomaly import signal_anomaly_source
 from monitoring_core.alerts.engine import (
     ACTIVE,
@@ -602,11 +607,15 @@ def _promql_found(
 
 class _TooBusy(Exception):
     """More steps to evaluate than BUSY_LIMIT after skipping the quiet ones; `by_minute`: how
-    many of those are on whole minutes (the busy steps of a replay by the minute)."""
+    many of those are on whole minutes (the busy steps of a replay by the minute); `by_key`:
+    the replay key by key at the same steps (`backtest_runs`), when the rule's source builds
+    any step's series for any key."""
 
-    def __init__(self, by_minute: int) -> None:
+    def __init__(
+        self, by_minute: int, by_key: Callable[[], tuple[list, list, int]] | None = None
+    ) -> None:
         super().__init__(by_minute)
-        self.by_minute = by_minute
+        self.by_minute, self.by_key = by_minute, by_key
 
 
 BUSY_LIMIT = 5_000  # about a second of evaluations
@@ -654,6 +663,9 @@ def _replay(
         reach = series_mod.lookback(rule) + 2 * MINUTE
         grouped = read_bounds(conn, fk, steps[0] - reach, steps[-1])
     at_step = _live_series(conn, rule, steps, grouped)
+    exact = None
+    if grouped is not None and rule.condition.type == "rate_of_change":
+        exact = _exact_change(conn, rule, grouped, steps, tz)
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
     classes: Classes | None = None
@@ -680,6 +692,10 @@ def _replay(
             {"alert_key": k, "points": [[p.time, p.value] for p in pts if p.time >= steps[0]]}
             for k, (_d, pts) in keyed.items()
         ]
+    elif exact is not None:  # a rate of change on a metric, each step's points computed
+        pick, classes = exact
+        at_step = pick
+        quiet = classes.quiet().tolist()
     elif grouped is not None:
         bounds = by_key(rule, grouped)
         kind = rule.condition.type
@@ -712,7 +728,10 @@ def _replay(
         busy = classes.busy() if classes is not None else ~np.asarray(quiet, dtype=bool)
         if int(busy.sum()) > busy_limit:
             whole = (_epoch_s(steps[0]) + _seconds_of(steps) * np.arange(len(steps))) % 60 == 0
-            raise _TooBusy(int((busy & whole).sum()))
+            keywise = None
+            if pick is not None and classes is not None:
+                keywise = _keywise(rule, classes, pick, steps, tz)
+            raise _TooBusy(int((busy & whole).sum()), keywise)
     known: dict[str, Known] = {}
     active: set[str] = set()
     events: list[dict[str, Any]] = []
@@ -811,6 +830,30 @@ def _sum_change(
     moved: Any = found  # classes in place of points: for_rule only moves them
     keyed: Any = series_mod.for_rule(rule, fk, moved)
     return {k: c for k, (_dims, c) in keyed.items()}
+
+
+def _exact_change(
+    conn: Connection, rule: Rule, grouped: dict[tuple, Bounds], steps: list[datetime],
+    tz: ZoneInfo,
+) -> tuple[StepSeries, Classes] | None:  # fmt: skip
+    """A rate of change on a metric: each step's two points and the change's class computed
+    exactly (`backtest_change.change_source`); None where that source cannot."""
+    fk = series_mod.fetch_key(rule)
+    assert fk is not None
+    found = change_source(conn, rule, fk, grouped, steps, _limits(rule, tz))
+    if found is None:
+        return None
+    pick, codes, values = found
+    empty = np.full(len(steps), NO_DATA, dtype=np.int8)
+    return pick, Classes(rule, codes, empty, values, exact=True)
+
+
+def _keywise(
+    rule: Rule, classes: Classes, pick: StepSeries, steps: list[datetime], tz: ZoneInfo
+) -> Callable[[], tuple[list, list, int]]:
+    """The replay key by key (`backtest_runs`), for a busy rule whose source builds any
+    step's series for any key."""
+    return lambda: replay_by_key(rule, classes, pick, steps, tz)
 
 
 def _next_busy(quiet: list[bool]) -> list[int]:
@@ -1044,10 +1087,14 @@ def backtest(
             events, series, evaluated = _replay(
                 conn, rule, steps, tz, skip=skip_quiet, busy_limit=limit, cache=cache
             )
-        except _TooBusy as busy:  # busy most of the time: by the minute, else capped steps
-            events, series, evaluated, step = _busy_replay(
-                conn, rule, start, end, tz, step, busy.by_minute, cache
-            )
+        except _TooBusy as busy:  # busy most of the time: key by key, by the minute, or
+            # else capped steps
+            if busy.by_key is not None:
+                events, series, evaluated = busy.by_key()
+            else:
+                events, series, evaluated, step = _busy_replay(
+                    conn, rule, start, end, tz, step, busy.by_minute, cache
+                )
     fired = [e for e in events if e["notify"] == "firing"]
     return {
         "step_seconds": step.total_seconds(),

@@ -25,7 +25,9 @@ them on the series it reads.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection
@@ -41,11 +43,13 @@ from monitoring_core.alerts.backtest_quiet import (
     _cumulative_slack,
     _sides,
 )
+from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.raw import RawMetric, _group_index, read_raw
 from monitoring_core.alerts.rules import Rule
 
 __all__ = ["Presence", "raw_presence", "sum_change_classes"]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RAW_LIMIT = 2_000_000  # raw points read at once (as `backtest.RAW_LIMIT`); beyond: unsure
 _STEP = series_mod.RAW_STEP.total_seconds()
 
@@ -249,3 +253,187 @@ def raw_presence(
         with np.errstate(invalid="ignore"):
             out[name] = (present, present & (stamp > at - window), stamp)
     return out
+
+
+# ---------------------------------------------------------------- every step exactly
+_EXACT = {"count": None, "sum": np.add, "avg": np.add, "min": np.minimum, "max": np.maximum}
+
+
+def _segments(ufunc: np.ufunc, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per step, `ufunc` over v[lo:hi] as `raw.bucketed` reduces a bucket (`ufunc.reduceat`
+    over the same values in the same order: the same float, bit for bit); NaN where empty."""
+    if not len(v):
+        return np.full(len(lo), np.nan)
+    hi = np.maximum(hi, lo)
+    order = np.argsort(-lo, kind="stable")  # each segment starts at or before the one before
+    # ends: what lies between them is one value, not a run (reduceat's odd rows, unused)
+    index = np.empty(2 * len(lo), dtype=np.intp)
+    index[0::2], index[1::2] = lo[order], hi[order]
+    out = np.empty(len(lo))
+    out[order] = ufunc.reduceat(np.append(v, 0.0), index)[0::2]
+    return np.where(hi > lo, out, np.nan)
+
+
+class _Exact:
+    """One group's raw points as a cycle's read orders them (by series, then time; within a
+    10-second bucket that is time order, else None), reduced per bucket as `raw.bucketed`."""
+
+    def __init__(self, t: np.ndarray, v: np.ndarray, agg: str) -> None:
+        self.t, self.v, self.agg = t, v, agg
+
+    @staticmethod
+    def of(t: np.ndarray, v: np.ndarray, agg: str) -> _Exact | None:
+        order = np.argsort(np.floor(t / _STEP), kind="stable")  # by bucket, then as read
+        t, v = t[order], v[order]
+        if len(t) and bool(np.any(t[1:] < t[:-1])):
+            return None  # a bucket's points out of time order: its part up to `now` is not
+            # a run of them
+        return _Exact(t, v, agg)
+
+    def bucket(self, newest: np.ndarray, since: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per step, the value of the 10-second bucket holding point `newest` (an index), from
+        its start (or after `since`) up to that point, and the bucket's start."""
+        t = self.t
+        at = np.maximum(newest, 0)
+        start = _floor(t[at], _STEP) if len(t) else np.zeros(len(newest))
+        first = np.maximum(np.searchsorted(t, start, "left"), np.searchsorted(t, since, "right"))
+        end = at + 1
+        count = (end - first).astype(np.float64)
+        ufunc = _EXACT[self.agg]
+        if ufunc is None:
+            return count, start
+        value = _segments(ufunc, self.v, first, end)
+        return (value / count if self.agg == "avg" else value), start
+
+
+class _Point:
+    """Per step, one of the two points a rate of change compares: found, value, stamp."""
+
+    def __init__(self, count: int) -> None:
+        self.found = np.zeros(count, dtype=bool)
+        self.value = np.full(count, np.nan)
+        self.stamp = np.full(count, np.nan)
+
+
+def change_source(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, minutes: dict[tuple, Bounds],
+    steps: list[datetime], limits: list[float],
+) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]] | None:  # fmt: skip
+    """A rate of change of a metric's count, sum, average or extremes over a window up to
+    `series.RAW_MAX`, at every step exactly: per group of `fk.dims` the two points
+    `engine._rate_of_change` takes from the read the replay gives the engine (10-second
+    buckets of raw points, or the 1-minute rollups where the metric has no raw point in the
+    read: the module docstring), each bucket reduced as `raw.bucketed` reduces it and each
+    minute as the rollups give it. Returns (per step the series of two points, per alert key
+    the change's class and value, bit for bit the engine's). None for other aggregations or
+    a longer window, raw points too many to read at once, or a step whose read is over
+    `series.RAW_LIMIT` (the cycle reads those its own way)."""
+    cond = rule.condition
+    agg = cond.aggregation
+    if fk.long or agg not in _EXACT:
+        return None
+    read = _read_range(conn, rule, fk, steps)
+    if read is None:
+        return None
+    at, since, raw, _order, times = read
+    span = series_mod.lookback(rule).total_seconds()
+    window = cond.window_minutes * 60.0
+    lo = np.searchsorted(times, since, "right")
+    hi = np.searchsorted(times, at, "right")
+    if int((hi - lo).max(initial=0)) > series_mod.RAW_LIMIT:
+        return None
+    has_raw = hi > lo
+    origin = _floor(at - span, _STEP) - 1e-7  # buckets from the 10 s the reach starts in
+    raw_from = np.where(has_raw, origin, np.inf)
+    minute_from = np.where(has_raw, np.inf, since)
+    group_of, names = _group_index(raw, fk.dims)
+    point_group = group_of[raw.s] if len(raw.s) else np.zeros(0, dtype=np.int64)
+    groups = {}
+    for g, name in enumerate(names):
+        mine = point_group == g
+        found = _Exact.of(raw.t[mine], raw.v[mine], agg)
+        if found is None:
+            return None
+        groups[name] = found
+    edge = _floor(at - window, _STEP)  # a bucket ending by at − window starts before this
+    none = _Exact(np.zeros(0), np.zeros(0), agg)
+    per_group: dict[tuple, tuple[_Point, _Point]] = {}
+    for name in set(groups) | set(minutes):
+        points = groups.get(name, none)
+        current, previous = _Point(len(at)), _Point(len(at))
+        rollups = minutes.get(name)
+        x = rollups.rollup(agg) if rollups is not None else None
+        if rollups is not None and x is not None:
+            keep = np.isfinite(x)  # the minutes the replay's rollups give (`_from_bounds`)
+            m, x = rollups.m[keep], x[keep]
+            for point, index in (
+                (current, np.searchsorted(m, np.minimum(at, raw_from)) - 1),
+                (previous, np.searchsorted(m, at - window - 60.0, "right") - 1),
+            ):
+                if not len(m):
+                    continue
+                k = np.maximum(index, 0)
+                ok = (index >= 0) & (m[k] >= minute_from)
+                point.found, point.value = ok, np.where(ok, x[k], np.nan)
+                point.stamp = np.where(ok, np.minimum(m[k] + 60.0, at), np.nan)
+        t = points.t
+        if len(t):
+            for point, index in (
+                (current, np.searchsorted(t, at, "right") - 1),
+                (previous, np.searchsorted(t, edge, "left") - 1),
+            ):
+                ok = (index >= 0) & (t[np.maximum(index, 0)] > raw_from)
+                value, start = points.bucket(index, raw_from)
+                point.found |= ok
+                point.value = np.where(ok, value, point.value)
+                point.stamp = np.where(ok, np.minimum(start + _STEP, at), point.stamp)
+        per_group[name] = (current, previous)
+    return _change_series(rule, fk, per_group, steps, limits)
+
+
+def _change_series(
+    rule: Rule, fk: series_mod.FetchKey, per_group: dict[tuple, tuple[_Point, _Point]],
+    steps: list[datetime], limits: list[float],
+) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]]:  # fmt: skip
+    """`change_source`'s answer from each group's two points per step: the change as
+    `engine._rate_of_change` computes it, its class for every limit the calendar can make
+    (unsure only where they disagree), and a series of those two points for the engine."""
+    cond = rule.condition
+    moved: Any = per_group  # points in place of series: for_rule only moves them
+    keyed: Any = series_mod.for_rule(rule, fk, moved)
+    classes, values = {}, {}
+    for key, (_dims, (current, previous)) in keyed.items():
+        both = current.found & previous.found & (current.stamp != previous.stamp)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            change = current.value - previous.value
+            if cond.change_mode == "percent":
+                flat = np.where(change == 0, 0.0, np.copysign(np.inf, change))
+                change = np.where(previous.value == 0, flat, 100 * change / np.abs(previous.value))
+        change = np.where(both, change, np.nan)
+        clear, breach = _sides(rule, change, change, limits, exact=True)
+        found = np.where(clear, FALSE, np.where(breach, TRUE, UNSURE))
+        found = np.where(both, found, NO_DATA)
+        classes[key] = np.where(current.found, found, ABSENT).astype(np.int8)
+        values[key] = change
+    first = steps[0]
+    every = steps[1] - steps[0] if len(steps) > 1 else timedelta(minutes=1)
+
+    def pick(at: datetime, only: Collection[str] | None = None) -> series_mod.Keyed:
+        """The engine's two points at `at`, per key (a key without a current point absent)."""
+        i = (at - first) // every
+        out: series_mod.Keyed = {}
+        for key in keyed if only is None else only:
+            dims, (current, previous) = keyed[key]
+            if not current.found[i]:
+                continue
+            points = [_point(current, i)]
+            if previous.found[i] and previous.stamp[i] != current.stamp[i]:
+                points.insert(0, _point(previous, i))
+            out[key] = (dims, points)
+        return out
+
+    return pick, classes, values
+
+
+def _point(side: _Point, i: int) -> Point:
+    return Point(_EPOCH + timedelta(seconds=float(side.stamp[i])), float(side.value[i]))

@@ -82,7 +82,10 @@ class Classes:
     grouped rule, what the key "" gives at a step where no key is present (a cycle evaluates
     it on no series); a rule without group_by has the one key "", never absent. `values`:
     per key, the value its check gives at each step (what a held instance's
-    `trigger_value` becomes, and the chart's point, at a step the engine is not asked)."""
+    `trigger_value` becomes, and the chart's point, at a step the engine is not asked);
+    `exact`: those values are the ones the engine's check takes from the source's series,
+    bit for bit, wherever the class is False or True (`backtest_runs` then decides such a
+    step without building the series)."""
 
     def __init__(
         self,
@@ -90,13 +93,15 @@ class Classes:
         keys: dict[str, np.ndarray],
         empty: np.ndarray,
         values: dict[str, np.ndarray] | None = None,
+        *,
+        exact: bool = False,
     ) -> None:
         self.rule, self.grouped, self.empty = rule, bool(rule.condition.group_by), empty
         if not self.grouped:
             found = keys.get("", np.full(len(empty), ABSENT, dtype=np.int8))
             keys = {"": np.where(found == ABSENT, empty, found).astype(np.int8)}
         self.keys = keys
-        self.values = values or {}
+        self.values, self.exact = values or {}, exact
         self.some_true = np.zeros(len(empty), dtype=bool)  # steps where some key holds
         for found in keys.values():
             self.some_true |= found == TRUE
@@ -663,4 +668,4 @@ def anomaly_source(
         return out
 
     empty = np.full(len(steps), NO_DATA, dtype=np.int8)
-    return at_step, Classes(rule, classes, empty, checked_values)
+    return at_step, Classes(rule, classes, empty, checked_values, exact=True)

@@ -1,0 +1,175 @@
+"""A rule that flaps, replayed key by key (`backtest_runs`) instead of at capped steps, and
+rates of change on a metric computed exactly at every step (`backtest_change.change_source`).
+
+Eighty minutes of `latency` from two regions, a point every 4 to 12 s with values in the
+noise (a +10 % change within 3 minutes is there most of the time: the rules flap), one
+region climbing for twelve minutes, the other silent for six, rolled up. Rules: a rate of change of the average in percent by region, of the maximum in absolute
+terms with a duration and repeats, of the sum with a `recovery_value` (a firing instance
+waits to be past it: the engine step by step), and of the minimum. With `BUSY_LIMIT` at 1
+every one of them is "busy": the backtest replays them key by key at the live cadence, where
+it used to fall back to capped steps. The live engine runs committed cycles every minute,
+and every 15 s over the last half hour; the backtest tells the same status changes and
+notifications, and the same events as every step evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, text
+
+from monitoring_core.alerts import backtest as backtest_mod
+from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest import backtest, steps_of
+from monitoring_core.alerts.backtest_change import change_source
+from monitoring_core.alerts.backtest_quiet import FALSE, TRUE, read_bounds
+from monitoring_core.alerts.engine import check_condition
+from monitoring_core.alerts.rules import rule_from_row
+from monitoring_core.alerts.store import get_rule
+from monitoring_core.partitions import ensure_partitions
+from monitoring_core.rollups import run_rollups
+from tests.backtest_support import replayed_as_live, saved_rules
+from tests.rollup_fixtures import add_points, add_series
+from tests.test_backtest_live import NOW, TZ, ordered
+
+START = NOW - timedelta(minutes=80)
+MIN = timedelta(minutes=1)
+CHANGE = {"type": "rate_of_change", "metric": "latency", "window_minutes": 3,
+          "group_by": ["region"]}  # fmt: skip
+RULES: dict[str, dict[str, Any]] = {
+    "avg up 10 % by region": {**CHANGE, "aggregation": "avg", "value": 10},
+    "max up 30 ms, for a minute": {**CHANGE, "aggregation": "max", "change_mode": "absolute",
+                                   "value": 30, "duration_minutes": 1},
+    "sum up 15 %, recovering below 5 %": {**CHANGE, "aggregation": "sum", "value": 15,
+                                          "recovery_value": 5},
+    "min down 20 ms": {**CHANGE, "aggregation": "min", "change_mode": "absolute",
+                       "operator": "less_than", "value": -20, "expire_minutes": 5},
+}  # fmt: skip
+
+
+def _latency(engine: Engine) -> None:
+    rng = np.random.default_rng(23)
+    first = NOW - timedelta(minutes=110)
+    with engine.begin() as conn:
+        ensure_partitions(conn, start=first, end=NOW, tables=("metric_points",))
+        for region, level in (("a", 80.0), ("b", 120.0)):
+            gaps = rng.uniform(4, 12, 1_200)
+            at = np.cumsum(gaps)
+            at = at[at < 110 * 60]
+            values = rng.normal(level, level * 0.12, len(at)).round(3)
+            if region == "a":  # climbing for twelve minutes: changes that last, and repeat
+                ramp = (at >= 88 * 60) & (at < 100 * 60)
+                values = np.where(ramp, values + 0.5 * (at - 88 * 60), values).round(3)
+            if region == "b":  # silent for six minutes: its instances are absent, then back
+                keep = (at < 52 * 60) | (at >= 58 * 60)
+                at, values = at[keep], values[keep]
+            points = [(first + timedelta(seconds=float(t)), float(v))
+                      for t, v in zip(at.tolist(), values.tolist(), strict=True)]  # fmt: skip
+            add_points(conn, add_series(conn, "latency", {"region": region}), points,
+                       ingested_at=first)  # fmt: skip
+    run_rollups(engine, NOW, safety_lag=timedelta(0))
+
+
+@pytest.fixture
+def flapping(engine: Engine) -> dict[str, int]:
+    _latency(engine)
+    return saved_rules(engine, START, RULES, repeat_minutes=4)
+
+
+def _spied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many replays went key by key (the real function, counted)."""
+    calls: list[int] = []
+    real: Callable[..., Any] = backtest_mod.replay_by_key
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backtest_mod, "replay_by_key", counted)
+    return calls
+
+
+def test_flapping_rules_replayed_key_by_key_tell_what_the_live_cycles_did(
+    engine: Engine, flapping: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backtest_mod, "BUSY_LIMIT", 1)
+    calls = _spied(monkeypatch)
+    replays, changes = replayed_as_live(engine, flapping, NOW - timedelta(minutes=30), NOW)
+    assert len(calls) == len(RULES)  # every rule busy, none stepped coarsely
+    assert all(r["step_seconds"] == 15 and not r["coarse"] for r in replays.values())
+    fired = {name: r["fired_count"] for name, r in replays.items()}
+    assert fired.pop("max up 30 ms, for a minute") >= 1  # the climb
+    assert all(n >= 10 for n in fired.values()), fired  # the others flap
+    # the duration (pending first) and the repeats were exercised
+    climb = replays["max up 30 ms, for a minute"]["events"]
+    assert {"pending", "firing"} <= {e["to_status"] for e in climb}, climb
+    assert "repeat" in {e["notify"] for e in climb}, climb
+    assert changes[flapping["max up 30 ms, for a minute"]]
+
+
+def test_every_minute_over_the_whole_range_the_exact_changes_agree_too(
+    engine: Engine, flapping: dict[str, int]
+) -> None:
+    """A step asked for is replayed step by step (the busy limit is for the default step),
+    each step's two points from `change_source`: the same as cycles every minute."""
+    replays, _changes = replayed_as_live(engine, flapping, START, NOW, MIN)
+    assert all(r["step_seconds"] == 60 and r["fired_count"] for r in replays.values())
+
+
+def test_where_raw_points_are_gone_skipping_agrees_with_every_step(
+    engine: Engine, flapping: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention took the first 40 minutes' raw points: the replay reads the rollups there
+    and raw points after, where a region's first raw point comes after the other's (that
+    region has no previous point then: no data). The minutes' extremes used to call its
+    change clear there, and the replay skipping steps told another story than every step
+    evaluated; busy or not, both tell the same now."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": START + 40 * MIN})
+    with engine.connect() as conn:
+        for name, rule_id in flapping.items():
+            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
+            every = backtest(conn, rule, start=START, end=NOW, tz=TZ, skip_quiet=False)
+            assert every["step_seconds"] == 15
+            quiet = backtest(conn, rule, start=START, end=NOW, tz=TZ)
+            assert ordered(quiet["events"]) == ordered(every["events"]), name
+            with monkeypatch.context() as busy:
+                busy.setattr(backtest_mod, "BUSY_LIMIT", 1)
+                by_key = backtest(conn, rule, start=START, end=NOW, tz=TZ)
+            assert ordered(by_key["events"]) == ordered(every["events"]), name
+            edge = START + 40 * MIN  # the first raw points: nothing to compare them with yet
+            told = {e["to_status"] for e in every["events"] if edge <= e["time"] < edge + MIN}
+            assert "no_data" in told, (name, told)
+
+
+def test_the_changes_are_the_engines_bit_for_bit(engine: Engine, flapping: dict[str, int]) -> None:
+    """What `Classes.exact` promises: wherever a key's class is False or True, the engine's
+    own check on the series the source builds gives that outcome and that very value."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": START + 40 * MIN})
+    checked = 0
+    with engine.connect() as conn:
+        for rule_id in flapping.values():
+            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
+            fk = series_mod.fetch_key(rule)
+            assert fk is not None
+            steps = steps_of(START, NOW, rule, timedelta(seconds=15))
+            reach = series_mod.lookback(rule) + 2 * MIN
+            minutes = read_bounds(conn, fk, steps[0] - reach, steps[-1])
+            found = change_source(conn, rule, fk, minutes, steps, [rule.condition.value])
+            assert found is not None
+            pick, classes, values = found
+            for i, at in enumerate(steps):
+                series = pick(at)
+                for key, codes in classes.items():
+                    if codes[i] not in (FALSE, TRUE):
+                        continue
+                    check = check_condition(rule, series[key][1], at, tz=TZ)
+                    assert check.holds == (codes[i] == TRUE), (rule_id, key, at)
+                    assert check.value == values[key][i], (rule_id, key, at)
+                    checked += 1
+    assert checked > 2_000
