@@ -1,16 +1,17 @@
-"""A rule that flaps, replayed key by key (`backtest_runs`) instead of at capped steps, and
-rates of change on a metric computed exactly at every step (`backtest_change.change_source`).
+"""Rules replayed key by key (`backtest_runs`), flapping ones too (they used to fall back to
+capped steps), and rates of change on a metric computed exactly at every step
+(`backtest_change.change_source`).
 
 Eighty minutes of `latency` from two regions, a point every 4 to 12 s with values in the
 noise (a +10 % change within 3 minutes is there most of the time: the rules flap), one
-region climbing for twelve minutes, the other silent for six, rolled up. Rules: a rate of change of the average in percent by region, of the maximum in absolute
-terms with a duration and repeats, of the sum with a `recovery_value` (a firing instance
-waits to be past it: the engine step by step), and of the minimum. With `BUSY_LIMIT` at 1
-every one of them is "busy": the backtest replays them key by key at the live cadence, where
-it used to fall back to capped steps. The live engine runs committed cycles every minute,
-and every 15 s over the last half hour; the backtest tells the same status changes and
-notifications, and the same events as every step evaluated.
-"""
+region climbing for twelve minutes, the other silent for six, rolled up. Rules: a rate of
+change of the average in percent by region, of the maximum in absolute terms with a
+duration and repeats, of the sum with a `recovery_value` (a firing instance waits to be
+past it: the engine step by step), and of the minimum. The backtest replays them key by
+key at the live cadence, however often they change. The live engine runs committed cycles
+every minute, and every 15 s over the last half hour; the backtest tells the same status
+changes and notifications, and the same events as every step evaluated (the step-by-step
+replay, nothing skipped)."""
 
 from __future__ import annotations
 
@@ -96,10 +97,9 @@ def _spied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_flapping_rules_replayed_key_by_key_tell_what_the_live_cycles_did(
     engine: Engine, flapping: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backtest_mod, "BUSY_LIMIT", 1)
     calls = _spied(monkeypatch)
     replays, changes = replayed_as_live(engine, flapping, NOW - timedelta(minutes=30), NOW)
-    assert len(calls) == len(RULES)  # every rule busy, none stepped coarsely
+    assert len(calls) == len(RULES)  # each key by key, none stepped coarsely
     assert all(r["step_seconds"] == 15 and not r["coarse"] for r in replays.values())
     fired = {name: r["fired_count"] for name, r in replays.items()}
     assert fired.pop("max up 30 ms, for a minute") >= 1  # the climb
@@ -127,7 +127,7 @@ def test_where_raw_points_are_gone_skipping_agrees_with_every_step(
     and raw points after, where a region's first raw point comes after the other's (that
     region has no previous point then: no data). The minutes' extremes used to call its
     change clear there, and the replay skipping steps told another story than every step
-    evaluated; busy or not, both tell the same now."""
+    evaluated; both tell the same now."""
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": START + 40 * MIN})
     with engine.connect() as conn:
@@ -135,11 +135,7 @@ def test_where_raw_points_are_gone_skipping_agrees_with_every_step(
             rule = rule_from_row(get_rule(conn, rule_id=rule_id))
             every = backtest(conn, rule, start=START, end=NOW, tz=TZ, skip_quiet=False)
             assert every["step_seconds"] == 15
-            quiet = backtest(conn, rule, start=START, end=NOW, tz=TZ)
-            assert ordered(quiet["events"]) == ordered(every["events"]), name
-            with monkeypatch.context() as busy:
-                busy.setattr(backtest_mod, "BUSY_LIMIT", 1)
-                by_key = backtest(conn, rule, start=START, end=NOW, tz=TZ)
+            by_key = backtest(conn, rule, start=START, end=NOW, tz=TZ)
             assert ordered(by_key["events"]) == ordered(every["events"]), name
             edge = START + 40 * MIN  # the first raw points: nothing to compare them with yet
             told = {e["to_status"] for e in every["events"] if edge <= e["time"] < edge + MIN}

@@ -122,7 +122,6 @@ from monitoring_core.alerts.backtest_kinds import (
     no_data_keeps,
     pattern_source,
 )
-from monitoring_core.alerts.backtest_kinds import PERCENTILES as ANOMALY_PERCENTILES
 from monitoring_core.alerts.backtest_quiet import (
     FALSE,
     TRUE,
@@ -607,31 +606,22 @@ def _promql_found(
 
 class _TooBusy(Exception):
     """More steps to evaluate than BUSY_LIMIT after skipping the quiet ones; `by_minute`: how
-    many of those are on whole minutes (the busy steps of a replay by the minute); `by_key`:
-    the replay key by key at the same steps (`backtest_runs`), when the rule's source builds
-    any step's series for any key."""
+    many of those are on whole minutes (the busy steps of a replay by the minute)."""
 
-    def __init__(
-        self, by_minute: int, by_key: Callable[[], tuple[list, list, int]] | None = None
-    ) -> None:
+    def __init__(self, by_minute: int) -> None:
         super().__init__(by_minute)
-        self.by_minute, self.by_key = by_minute, by_key
+        self.by_minute = by_minute
 
 
 BUSY_LIMIT = 5_000  # about a second of evaluations
-# An anomaly rule on a percentile: its minutes' histograms take ~1.3 s to read and merge at
-# 90 days (bench/backtest.py), an evaluation ~40 µs: past this many busy minutes, capped steps
-PERCENTILE_BUSY_LIMIT = 15_000
 
 
 def _busy_limit(rule: Rule) -> int:
-    """How many busy steps a replay at the default step may have (0: any number)."""
-    if skips(rule):
-        return BUSY_LIMIT
-    fk = series_mod.fetch_key(rule)
-    if fk is not None and fk.kind == "hour" and fk.aggregation in ANOMALY_PERCENTILES:
-        return PERCENTILE_BUSY_LIMIT
-    return 0
+    """How many busy steps a replay at the default step may have (0: any number): a limit
+    for the rules replayed step by step on the cycle's own reads (a metric's threshold,
+    absence, or a rate of change `change_source` cannot compute); a rule whose source
+    builds any step's series is replayed key by key whatever its business."""
+    return BUSY_LIMIT if skips(rule) else 0
 
 
 def _replay(
@@ -723,15 +713,15 @@ def _replay(
             quiet = classes.quiet().tolist()
     if not skip:
         quiet, classes = None, None
+    if pick is not None and classes is not None and holds is None:
+        # a source that builds any step's series for any key: replayed key by key
+        return replay_by_key(rule, classes, pick, steps, tz)
     if quiet is not None and busy_limit:
         # steps the engine decides: not quiet, and some key unsure or changing its class
         busy = classes.busy() if classes is not None else ~np.asarray(quiet, dtype=bool)
         if int(busy.sum()) > busy_limit:
             whole = (_epoch_s(steps[0]) + _seconds_of(steps) * np.arange(len(steps))) % 60 == 0
-            keywise = None
-            if pick is not None and classes is not None:
-                keywise = _keywise(rule, classes, pick, steps, tz)
-            raise _TooBusy(int((busy & whole).sum()), keywise)
+            raise _TooBusy(int((busy & whole).sum()))
     known: dict[str, Known] = {}
     active: set[str] = set()
     events: list[dict[str, Any]] = []
@@ -846,14 +836,6 @@ def _exact_change(
     pick, codes, values = found
     empty = np.full(len(steps), NO_DATA, dtype=np.int8)
     return pick, Classes(rule, codes, empty, values, exact=True)
-
-
-def _keywise(
-    rule: Rule, classes: Classes, pick: StepSeries, steps: list[datetime], tz: ZoneInfo
-) -> Callable[[], tuple[list, list, int]]:
-    """The replay key by key (`backtest_runs`), for a busy rule whose source builds any
-    step's series for any key."""
-    return lambda: replay_by_key(rule, classes, pick, steps, tz)
 
 
 def _next_busy(quiet: list[bool]) -> list[int]:
@@ -1087,14 +1069,10 @@ def backtest(
             events, series, evaluated = _replay(
                 conn, rule, steps, tz, skip=skip_quiet, busy_limit=limit, cache=cache
             )
-        except _TooBusy as busy:  # busy most of the time: key by key, by the minute, or
-            # else capped steps
-            if busy.by_key is not None:
-                events, series, evaluated = busy.by_key()
-            else:
-                events, series, evaluated, step = _busy_replay(
-                    conn, rule, start, end, tz, step, busy.by_minute, cache
-                )
+        except _TooBusy as busy:  # busy most of the time: by the minute, else capped steps
+            events, series, evaluated, step = _busy_replay(
+                conn, rule, start, end, tz, step, busy.by_minute, cache
+            )
     fired = [e for e in events if e["notify"] == "firing"]
     return {
         "step_seconds": step.total_seconds(),

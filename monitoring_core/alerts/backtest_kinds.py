@@ -566,6 +566,28 @@ def _median(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.where(count > 0, (lo + hi) / 2, np.nan)
 
 
+def _flat(
+    cond: Any, base: np.ndarray, value: np.ndarray, extra: float, found: np.ndarray
+) -> np.ndarray:
+    """Where the past weeks' values are all alike (`engine.robust_z`: no spread, so a
+    z-score of 0 for the same value and ±inf for any other), what the check certainly
+    gives: False for the same value (when computed exactly) or one on the other side,
+    True for one on the rule's side, farther than rounding can move it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # steps without any past value
+        top, bottom = np.nanmax(base, axis=0), np.nanmin(base, axis=0)
+    flat = top == bottom  # NaN (no values) compares unequal
+    off = value - top
+    room = extra + 1e-9 * np.abs(top)
+    with np.errstate(invalid="ignore"):
+        up, down = off > room, off < -room
+    side = {"above": up, "below": down}.get(cond.direction, up | down)
+    other = (down if cond.direction == "above" else up) if cond.direction != "both" else False
+    same = (off == 0) & (extra == 0)
+    decided = np.where(side, TRUE, np.where(same | other, FALSE, UNSURE))
+    return np.where(flat, decided, found)
+
+
 def _breaches(value: np.ndarray, lo: np.ndarray, hi: np.ndarray, room: np.ndarray) -> np.ndarray:
     """Per step: the value is certainly outside the band (`_bands`), beyond its room."""
     with np.errstate(invalid="ignore"):
@@ -626,6 +648,7 @@ def anomaly_source(
         sure = np.where(
             fine, FALSE, np.where(_breaches(value, lo_band, hi_band, room), TRUE, UNSURE)
         )
+        sure = _flat(cond, base.reshape(weeks, len(steps)), value, 0.0, sure)
         checked = current | fallback
         found = np.where(~checked | ~enough, NO_DATA, sure)
         had = np.zeros(len(steps), dtype=bool)

@@ -93,6 +93,9 @@ def _replay_key(
     state, n, i = AlertState(), len(steps), 0
     while i < n:
         c, end = one.found[i], one.run_end(i)
+        if c != TRUE and classes._keeps(c, Known(state, "", {}), steps[i]):
+            i = end  # False, no data or absent while its status stays as it is
+            continue
         decision = one.decide(i, state)
         if decision.changed or decision.notify:
             if decision.state.status is not None:

@@ -20,7 +20,6 @@ mostly finds too few past weeks, live and here alike ("too little history").
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +32,7 @@ from monitoring_core.alerts.backtest_kinds import (
     Source,
     _bands,
     _breaches,
+    _flat,
     _groups_by_key,
     _step_us,
 )
@@ -78,28 +78,6 @@ def _values(
         distinct, codes = np.unique(v, return_inverse=True)
         ranked += [distinct, Wavelet(codes.astype(np.int64))]
     return percentiles(int(agg[1:]) / 100, ranked[0], ranked[1], lo, hi), 0.0
-
-
-def _flat(
-    cond: Any, base: np.ndarray, value: np.ndarray, extra: float, found: np.ndarray
-) -> np.ndarray:
-    """Where the past weeks' values are all alike (`engine.robust_z`: no spread, so a
-    z-score of 0 for the same value and ±inf for any other), what the check certainly
-    gives: False for the same value (when computed exactly) or one on the other side,
-    True for one on the rule's side, farther than rounding can move it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # steps without any past value
-        top, bottom = np.nanmax(base, axis=0), np.nanmin(base, axis=0)
-    flat = top == bottom  # NaN (no values) compares unequal
-    off = value - top
-    room = extra + 1e-9 * np.abs(top)
-    with np.errstate(invalid="ignore"):
-        up, down = off > room, off < -room
-    side = {"above": up, "below": down}.get(cond.direction, up | down)
-    other = (down if cond.direction == "above" else up) if cond.direction != "both" else False
-    same = (off == 0) & (extra == 0)
-    decided = np.where(side, TRUE, np.where(same | other, FALSE, UNSURE))
-    return np.where(flat, decided, found)
 
 
 def signal_anomaly_source(
