@@ -300,12 +300,14 @@ def _test(body: dict[str, Any], tr: TimeRange, step_s: int = 0) -> None:
     st.metric("Would have fired", fmt.plural(result["fired_count"], "time"))
     st.caption(
         f"Replayed every {_seconds(result['step_seconds'])}: "
-        f"{result['evaluated_steps']:,} steps decided by the engine, the rest changed nothing"
+        f"the engine decided {fmt.plural(result['evaluated_steps'], 'time')}, "
+        "the other steps changed nothing"
     )
     if result.get("coarse"):
         st.warning(
             f"Replayed every {_seconds(result['step_seconds'])}, more coarsely than the live "
-            "cycle checks this rule (it changes state most of the range): a breach shorter "
+            "cycle checks this rule (a threshold on a metric changing state most of the "
+            "range): a breach shorter "
             "than that can be missing here. "
             "A shorter range replays at a finer step."
         )

@@ -111,6 +111,7 @@ from monitoring_core.alerts.backtest_change import (
     change_source,
     raw_presence,
     sum_change_classes,
+    window_source,
 )
 from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
@@ -711,6 +712,8 @@ def _replay(
             empty = np.full(len(steps), TRUE if kind == "absence" else NO_DATA, dtype=np.int8)
             classes = Classes(rule, codes, empty)
             quiet = classes.quiet().tolist()
+            if fk is not None:  # any step's series: replayed key by key
+                pick = window_source(conn, rule, fk, grouped, steps)
     if not skip:
         quiet, classes = None, None
     if pick is not None and classes is not None and holds is None:

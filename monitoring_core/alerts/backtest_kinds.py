@@ -198,7 +198,11 @@ class Classes:
             yield key, [[steps[i + k], v] for k, v in enumerate(got)]
 
     def _keeps(self, found: int, before: Known | None, at: datetime) -> bool:
-        state = before.state if before is not None else _NONE
+        return self.keeps(found, before.state if before is not None else _NONE, at)
+
+    def keeps(self, found: int, state: AlertState, at: datetime) -> bool:
+        """Whether a check giving `found` at `at` leaves this instance's status as it is and
+        notifies nobody (True: see `_holding`)."""
         if found == ABSENT or found == FALSE:
             return state.status not in ACTIVE
         if found == TRUE:

@@ -47,7 +47,6 @@ from monitoring_core.alerts.engine import (
     AlertState,
     Check,
     Decision,
-    Known,
     effective_severity,
     effective_threshold,
     evaluate,
@@ -79,9 +78,6 @@ class _Key:
         change = np.flatnonzero(found[1:] != found[:-1]) + 1
         self.heads: list[int] = np.r_[change, len(found)].tolist()  # each run's next step
 
-    def run_end(self, i: int) -> int:
-        return self.heads[bisect.bisect_right(self.heads, i)]
-
 
 def _replay_key(
     rule: Rule, classes: Classes, one: _Key, steps: Sequence[datetime], tz: ZoneInfo
@@ -90,13 +86,15 @@ def _replay_key(
     step; `classes.values` give the value a held instance takes between them."""
     expire = timedelta(minutes=rule.condition.expire_minutes)
     values = classes.values.get(one.key)
+    found, heads, decide = one.found, one.heads, one.decide  # locals: the loop is hot
+    keeps, holding, run_after = classes.keeps, classes._holding, bisect.bisect_right
     state, n, i = AlertState(), len(steps), 0
     while i < n:
-        c, end = one.found[i], one.run_end(i)
-        if c != TRUE and classes._keeps(c, Known(state, "", {}), steps[i]):
+        c, end = found[i], heads[run_after(heads, i)]
+        if c != TRUE and keeps(c, state, steps[i]):
             i = end  # False, no data or absent while its status stays as it is
             continue
-        decision = one.decide(i, state)
+        decision = decide(i, state)
         if decision.changed or decision.notify:
             if decision.state.status is not None:
                 yield i, decision
@@ -105,7 +103,7 @@ def _replay_key(
         if nxt >= end:
             i = nxt
             continue
-        if c == TRUE and classes._holding(state, steps[nxt]):
+        if c == TRUE and holding(state, steps[nxt]):
             # held until its duration passes, or a repeat falls due: moved as the engine
             # moves it (`engine._still_holding`)
             if state.status == AlertStatus.PENDING:
@@ -133,7 +131,7 @@ def _replay_key(
         elif c == ABSENT and state.status in ACTIVE:
             last = state.last_triggered_at or state.pending_since
             i = end if last is None else bisect.bisect_left(steps, last + expire, nxt, end)
-        elif c != TRUE and classes._keeps(c, Known(state, "", {}), steps[nxt]):
+        elif c != TRUE and keeps(c, state, steps[nxt]):
             i = end  # False, no data or absent while its status stays as it is
         else:
             i = nxt  # unsure, or a class that moves the instance: the engine, step by step
