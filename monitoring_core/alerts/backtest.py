@@ -615,6 +615,10 @@ class _TooBusy(Exception):
 
 
 BUSY_LIMIT = 5_000  # about a second of evaluations
+# how often a replay key by key may ask the engine (`Classes.decisions`) for a rule with a
+# busy limit: ~25 µs a decision on a series built for it, ~7 µs on an exact value
+# (bench/backtest.py); beyond, such a rule steps as busy rules do
+KEYWISE_LIMIT, KEYWISE_EXACT = 50_000, 250_000
 
 
 def _busy_limit(rule: Rule) -> int:
@@ -717,8 +721,11 @@ def _replay(
     if not skip:
         quiet, classes = None, None
     if pick is not None and classes is not None and holds is None:
-        # a source that builds any step's series for any key: replayed key by key
-        return replay_by_key(rule, classes, pick, steps, tz)
+        # a source that builds any step's series for any key: replayed key by key, unless
+        # that asks the engine too often for a rule with a busy limit (then as below)
+        limit = KEYWISE_EXACT if classes.exact else KEYWISE_LIMIT
+        if not busy_limit or classes.decisions() <= limit:
+            return replay_by_key(rule, classes, pick, steps, tz)
     if quiet is not None and busy_limit:
         # steps the engine decides: not quiet, and some key unsure or changing its class
         busy = classes.busy() if classes is not None else ~np.asarray(quiet, dtype=bool)

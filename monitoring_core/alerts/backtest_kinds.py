@@ -134,6 +134,14 @@ class Classes:
             unsure |= found == UNSURE
         return ~self.quiet() & unsure
 
+    def decisions(self) -> int:
+        """About how many times a replay key by key asks the engine (`backtest_runs`): at
+        each change of a key's class and each step where it is unsure."""
+        count = 0
+        for found in self.keys.values():
+            count += int((found[1:] != found[:-1]).sum()) + int((found == UNSURE).sum())
+        return count
+
     def steady(self, i: int, known: Mapping[str, Known], at: datetime) -> bool:
         """Whether the engine's decision at step `i` (at `at`) changes no instance's status
         and notifies nobody (`evaluate_keys`: present keys, absent known keys, the key
