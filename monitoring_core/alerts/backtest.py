@@ -28,15 +28,23 @@ the cycle would have read at that moment:
 - a composite rule: each child replayed as above at the same steps, telling the composite
   whether it held as a cycle does (a PromQL or disabled child tells it nothing), combined by
   the engine step by step;
-- a rate of change rule on a metric: as a threshold rule, its quiet steps found from the
-  1-minute rollups' extremes (`backtest_quiet._change_bounds`), the others read as a cycle;
-  of sums or counts (not bounded by the extremes), each step's two buckets or minutes
-  computed from the raw points and rollups read once (`backtest_change`);
+- a rate of change rule on a metric's count, sum, average or extremes over a window up to
+  `series.RAW_MAX`: each step's two points computed exactly from the raw points and rollups
+  read once, each bucket reduced as `raw.bucketed` reduces it (`backtest_change.change_source`);
+  of percentiles or last values, or over a longer window: as a threshold rule, its quiet
+  steps found from the 1-minute rollups' extremes (`backtest_quiet._change_bounds`; of sums
+  and counts over a longer window from the raw points and rollups: `backtest_change`);
 - a threshold on the p95 regression signal: the Performance page's flags as a cycle's
   `regression_flags` query gives them, computed for every minute of the range from the
   1-minute API rollups read once (`backtest_regression`);
 - other rules (a rule on a metric windowed like a signal, a rate of change or anomaly rule
   on the regression signal) read their series once for the range and slice it per step.
+A rule whose source builds any step's series for any key (signals, patterns, anomalies,
+the regression signal, exact rates of change, and metric windows up to `series.RAW_MAX`
+whose range's raw points are read at once: `backtest_change.window_source`) is replayed key
+by key (`backtest_runs`): alert keys are independent in a cycle, so each instance is decided
+by the engine at the first step of each run of one class and inside a run only where it may
+change; a flapping rule costs one decision per change of one key.
 `tests/test_backtest_live.py`, `tests/test_backtest_live_kinds.py`,
 `tests/test_backtest_signals.py`, `tests/test_backtest_signal_anomaly.py`,
 `tests/test_backtest_change.py` and `tests/test_backtest_regression.py` run the live engine
@@ -68,16 +76,16 @@ minute of data, which the minutes' bounds cannot tell); an absence rule is decid
 them outright. A grouped
 rule's keys certain to stay as they are are left out of a step's evaluation (nor is their
 series built). 90 days every 15 s are 518,400 steps, of which a few thousand are evaluated;
-a rule that flaps most of the time evaluates one step per status change (on the bench data
-the default anomaly rule fires ~190 times a day: 1.8–2.0 s, `bench/README.md`). A metric
-threshold, absence or rate of change
-rule busy (a key unsure, or changing between clear, breaching and no data) at more than
+a rule that flaps most of the time asks the engine once per change of one key (on the bench
+data a rate of change within the noise, 65,790 firings in 90 days: about 1.7 s,
+`bench/README.md`). A metric threshold, absence or rate of change rule replayed step by
+step (not key by key: a window longer than `series.RAW_MAX`, raw points too many to read at
+once, or more than KEYWISE_LIMIT decisions key by key, KEYWISE_EXACT on exact values) that
+is busy (a key unsure, or changing between clear, breaching and no data) at more than
 BUSY_LIMIT steps at its default step replays by the minute if at most BUSY_LIMIT of those
-are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours,
-coarser beyond: a firing shorter than the step can be missed; the answer says so:
-`coarse`); so do signal rules busy likewise, anomaly rules on percentiles busy at more
-than PERCENTILE_BUSY_LIMIT minutes, and by default
-a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
+are busy, else falls back to MAX_STEPS steps (a minute up to 33 hours, coarser beyond: a
+firing shorter than the step can be missed; the answer says so: `coarse`); so does by
+default a composite with such a child. Steps are multiples of the step from the epoch, so two backtests with the same step look at the same moments; the live cycle runs every
 15 s from when its worker started, so a breach shorter than the backtest's step can fire
 live and not here; in an hour's first minutes an anomaly rule checks the hour just ended
 until the current hour has a whole minute (`engine.HOUR_GRACE`, `engine.MINUTE_SETTLED`),

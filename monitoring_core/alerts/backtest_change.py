@@ -1,5 +1,9 @@
-"""Rate of change rules on a metric's sums or counts: what each key's check gives at every
-step of a backtest, from the raw points and the 1-minute rollups read once.
+"""Rules on a metric's raw window in a backtest, from the raw points and the 1-minute rollups
+read once: rates of change of sums or counts (what each key's check gives at every step),
+rates of change of counts, sums, averages and extremes exactly (`change_source`: each step's
+two points, reduced as the cycle's read reduces them, bit for bit), any step's series of a
+window up to `series.RAW_MAX` (`window_source`, for the replay key by key), and whether a
+key is in a step's read (`raw_presence`).
 
 `engine._rate_of_change` compares the newest point of the series at or before `now` with the
 newest at or before `now − window`. For a metric the series is what the cycle reads
@@ -47,7 +51,7 @@ from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.raw import RawMetric, _group_index, _reduce, read_raw
 from monitoring_core.alerts.rules import Rule
 
-__all__ = ["Presence", "raw_presence", "sum_change_classes"]
+__all__ = ["Presence", "change_source", "raw_presence", "sum_change_classes", "window_source"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RAW_LIMIT = 2_000_000  # raw points read at once (as `backtest.RAW_LIMIT`); beyond: unsure
