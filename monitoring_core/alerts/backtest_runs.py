@@ -194,7 +194,8 @@ def replay_by_key(
                     severity = effective_severity(rule, at, tz)
                     return transition(rule, state, _BACK, at, severity=severity)
                 return evaluate(rule, [], state, at, tz=tz)
-            found = pick(at, [key]).get(key)
+            # a rule without group_by: every series the source has is its key's
+            found = (pick(at, [key]) if grouped else pick(at)).get(key)
             if found is None:
                 return evaluate(rule, None if grouped else [], state, at, tz=tz)
             return evaluate(rule, found[1], state, at, tz=tz)
