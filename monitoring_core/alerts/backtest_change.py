@@ -48,7 +48,7 @@ from monitoring_core.alerts.backtest_quiet import (
     _sides,
 )
 from monitoring_core.alerts.engine import Point
-from monitoring_core.alerts.raw import RawMetric, _group_index, _reduce, read_raw
+from monitoring_core.alerts.raw import RawMetric, _group_index, read_raw, reduce_segments
 from monitoring_core.alerts.rules import Rule
 
 __all__ = ["Presence", "change_source", "raw_presence", "sum_change_classes", "window_source"]
@@ -470,16 +470,10 @@ class _Buckets:
 def _reduced(
     agg: str, number: np.ndarray, t: np.ndarray, v: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`raw.bucketed`'s order within each bucket and its reduction (`raw._reduce`)."""
-    if agg.startswith("p"):
-        order = np.lexsort((v, number))
-    elif agg == "last":
-        order = np.lexsort((t, number))
-    else:
-        order = np.argsort(number, kind="stable")
-    if not len(order):
+    """`raw.bucketed`'s reduction of each bucket (none for no points)."""
+    if not len(number):
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return _reduce(agg, number[order], v[order])
+    return reduce_segments(agg, number, t, v)
 
 
 def window_source(

@@ -152,6 +152,21 @@ def _reduce(
     return keys[starts], out
 
 
+def reduce_segments(
+    aggregation: str, keys: np.ndarray, t: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points grouped by `keys` (time `t`, value `v`), each segment ordered as its
+    aggregation needs (values for percentiles, time for last, else as given) and reduced
+    (`_reduce`): (segment keys, one value per segment)."""
+    if aggregation.startswith("p"):
+        order = np.lexsort((v, keys))
+    elif aggregation == "last":
+        order = np.lexsort((t, keys))
+    else:
+        order = np.argsort(keys, kind="stable")
+    return _reduce(aggregation, keys[order], v[order])
+
+
 def bucketed(
     raw: RawMetric,
     *,
@@ -174,13 +189,7 @@ def bucketed(
     buckets = ((t - origin) // width).astype(np.int64)
     span = int(buckets.max()) + 1
     keys = group_of[s] * span + buckets
-    if aggregation.startswith("p"):
-        order = np.lexsort((v, keys))
-    elif aggregation == "last":
-        order = np.lexsort((t, keys))
-    else:
-        order = np.argsort(keys, kind="stable")
-    seg_keys, values = _reduce(aggregation, keys[order], v[order])
+    seg_keys, values = reduce_segments(aggregation, keys, t, v)
     groups, bucket_no = np.divmod(seg_keys, span)
     starts = np.flatnonzero(np.concatenate(([True], groups[1:] != groups[:-1])))
     present = [names[int(g)] for g in groups[starts]]
