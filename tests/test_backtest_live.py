@@ -243,19 +243,20 @@ def test_the_backtest_tells_what_the_live_cycles_did(
             assert not runs[0]["coarse"]
             assert ordered(runs[0]["events"]) == ordered(runs[1]["events"]), name
         # however busy, a rule whose range's raw points are read at once is replayed key by
-        # key at the live cadence (`backtest_runs`, `backtest_change.window_source`)
+        # key at the live cadence (`backtest_runs`, `backtest_window`)
         monkeypatch.setattr(backtest_mod, "BUSY_LIMIT", 1)
         rule = rule_from_row(get_rule(conn, rule_id=ids["grouped avg"]))
         by_key = backtest(conn, rule, start=START, end=NOW, tz=TZ)
         every = backtest(conn, rule, start=START, end=NOW, tz=TZ, skip_quiet=False)
         assert by_key["step_seconds"] == every["step_seconds"] == 15 and not by_key["coarse"]
         assert ordered(by_key["events"]) == ordered(every["events"])
-        # … unless that would ask the engine more often than KEYWISE_LIMIT: as busy rules do
-        monkeypatch.setattr(backtest_mod, "KEYWISE_LIMIT", 1)
+        # … unless that would ask the engine more often than KEYWISE_EXACT (its check is
+        # computed at every step, `backtest_window.threshold_source`): as busy rules do
+        monkeypatch.setattr(backtest_mod, "KEYWISE_EXACT", 1)
         limited = backtest(conn, rule, start=START, end=NOW, tz=TZ)
         assert limited["step_seconds"] == 60 and limited["coarse"]
         assert ordered(limited["events"]) == ordered(replays["grouped avg"]["events"])
-        monkeypatch.setattr(backtest_mod, "KEYWISE_LIMIT", 50_000)
+        monkeypatch.setattr(backtest_mod, "KEYWISE_EXACT", 250_000)
         # one whose raw points are too many to read at once (here: more than 10), busy at
         # more steps than BUSY_LIMIT, steps as other rules do (here: a minute)
         monkeypatch.setattr(backtest_change, "RAW_LIMIT", 10)

@@ -34,6 +34,13 @@ the cycle would have read at that moment:
   of percentiles or last values, or over a longer window: as a threshold rule, its quiet
   steps found from the 1-minute rollups' extremes (`backtest_quiet._change_bounds`; of sums
   and counts over a longer window from the raw points and rollups: `backtest_change`);
+- a threshold on a metric's window up to `series.RAW_MAX`: each step's check computed from
+  the raw points and rollups read once, per key the window's buckets (or minutes) and the
+  one holding the step, reduced as the cycle's read reduces them; extremes, counts and
+  percentiles exactly, sums and averages to within rounding and exactly (`math.fsum`, as
+  the engine) wherever a decision takes the value (`backtest_window.threshold_source`);
+  of percentiles where raw points are gone, or over a longer window: its quiet steps from
+  the 1-minute rollups' bounds (`backtest_quiet`);
 - a threshold on the p95 regression signal: the Performance page's flags as a cycle's
   `regression_flags` query gives them, computed for every minute of the range from the
   1-minute API rollups read once (`backtest_regression`);
@@ -41,7 +48,7 @@ the cycle would have read at that moment:
   on the regression signal) read their series once for the range and slice it per step.
 A rule whose source builds any step's series for any key (signals, patterns, anomalies,
 the regression signal, exact rates of change, and metric windows up to `series.RAW_MAX`
-whose range's raw points are read at once: `backtest_change.window_source`) is replayed key
+whose range's raw points are read at once: `backtest_window.window_source`) is replayed key
 by key (`backtest_runs`): alert keys are independent in a cycle, so each instance is decided
 by the engine at the first step of each run of one class and inside a run only where it may
 change; a flapping rule costs one decision per change of one key.
@@ -119,7 +126,6 @@ from monitoring_core.alerts.backtest_change import (
     change_source,
     raw_presence,
     sum_change_classes,
-    window_source,
 )
 from monitoring_core.alerts.backtest_kinds import (
     NO_DATA,
@@ -148,6 +154,7 @@ from monitoring_core.alerts.backtest_quiet import (
 from monitoring_core.alerts.backtest_regression import regression_source
 from monitoring_core.alerts.backtest_runs import replay_by_key
 from monitoring_core.alerts.backtest_signal_anomaly import signal_anomaly_source
+from monitoring_core.alerts.backtest_window import threshold_source, window_source
 from monitoring_core.alerts.engine import (
     ACTIVE,
     AlertState,
@@ -666,9 +673,11 @@ def _replay(
         reach = series_mod.lookback(rule) + 2 * MINUTE
         grouped = read_bounds(conn, fk, steps[0] - reach, steps[-1])
     at_step = _live_series(conn, rule, steps, grouped)
-    exact = None
+    exact = None  # each step's check computed exactly (or its value within rounding)
     if grouped is not None and rule.condition.type == "rate_of_change":
         exact = _exact_change(conn, rule, grouped, steps, tz)
+    elif grouped is not None and fk is not None and rule.condition.type == "threshold":
+        exact = threshold_source(conn, rule, fk, grouped, steps, _limits(rule, tz))
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
     classes: Classes | None = None
@@ -695,9 +704,10 @@ def _replay(
             {"alert_key": k, "points": [[p.time, p.value] for p in pts if p.time >= steps[0]]}
             for k, (_d, pts) in keyed.items()
         ]
-    elif exact is not None:  # a rate of change on a metric, each step's points computed
+    elif exact is not None:  # a rate of change or threshold on a metric, computed per step
         pick, classes = exact
-        at_step = pick
+        if skip:  # (every step evaluated: on the cycle's own reads, as a reference)
+            at_step = pick
         quiet = classes.quiet().tolist()
     elif grouped is not None:
         bounds = by_key(rule, grouped)

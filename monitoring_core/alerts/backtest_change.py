@@ -1,9 +1,9 @@
 """Rules on a metric's raw window in a backtest, from the raw points and the 1-minute rollups
 read once: rates of change of sums or counts (what each key's check gives at every step),
 rates of change of counts, sums, averages and extremes exactly (`change_source`: each step's
-two points, reduced as the cycle's read reduces them, bit for bit), any step's series of a
-window up to `series.RAW_MAX` (`window_source`, for the replay key by key), and whether a
-key is in a step's read (`raw_presence`).
+two points, reduced as the cycle's read reduces them, bit for bit), and whether a key is in
+a step's read (`raw_presence`). Any step's series of such a window, and a threshold's value
+at every step: `backtest_window`.
 
 `engine._rate_of_change` compares the newest point of the series at or before `now` with the
 newest at or before `now − window`. For a metric the series is what the cycle reads
@@ -48,10 +48,10 @@ from monitoring_core.alerts.backtest_quiet import (
     _sides,
 )
 from monitoring_core.alerts.engine import Point
-from monitoring_core.alerts.raw import RawMetric, _group_index, read_raw, reduce_segments
+from monitoring_core.alerts.raw import RawMetric, _group_index, read_raw
 from monitoring_core.alerts.rules import Rule
 
-__all__ = ["Presence", "change_source", "raw_presence", "sum_change_classes", "window_source"]
+__all__ = ["Presence", "change_source", "raw_presence", "sum_change_classes"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RAW_LIMIT = 2_000_000  # raw points read at once (as `backtest.RAW_LIMIT`); beyond: unsure
@@ -269,7 +269,11 @@ def _segments(ufunc: np.ufunc, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) ->
     if not len(v):
         return np.full(len(lo), np.nan)
     hi = np.maximum(hi, lo)
-    order = np.argsort(-lo, kind="stable")  # each segment starts at or before the one before
+    # each segment starts at or before the one before (steps backwards when their windows
+    # move on, as they do: no sort)
+    order: Any = slice(None, None, -1)
+    if not bool(np.all(lo[1:] >= lo[:-1])):
+        order = np.argsort(-lo, kind="stable")
     # ends: what lies between them is one value, not a run (reduceat's odd rows, unused)
     index = np.empty(2 * len(lo), dtype=np.intp)
     index[0::2], index[1::2] = lo[order], hi[order]
@@ -441,108 +445,3 @@ def _change_series(
 
 def _point(side: _Point, i: int) -> Point:
     return Point(_EPOCH + timedelta(seconds=float(side.stamp[i])), float(side.value[i]))
-
-
-# ---------------------------------------------------------------- any step's series
-class _Buckets:
-    """One group's raw points (time order) and its whole 10-second buckets reduced as
-    `raw.bucketed` reduces them (numbered from `origin`, a multiple of 10 s)."""
-
-    def __init__(self, t: np.ndarray, v: np.ndarray, agg: str, origin: float) -> None:
-        self.t, self.v, self.agg, self.origin = t, v, agg, origin
-        number = ((t - origin) // _STEP).astype(np.int64)
-        self.number, self.keys, self.values = number, *_reduced(agg, number, t, v)
-
-    def at(self, first: int, now: float) -> list[tuple[float, float]]:
-        """(stamp, value) of the buckets from number `first` up to `now`: the whole ones as
-        reduced, the one holding `now` from its points up to `now`."""
-        current = int((now - self.origin) // _STEP)
-        lo, hi = np.searchsorted(self.keys, [first, current])
-        stamps = self.origin + (self.keys[lo:hi] + 1) * _STEP
-        out = list(zip(stamps.tolist(), self.values[lo:hi].tolist(), strict=True))
-        a, b = np.searchsorted(self.number, current), np.searchsorted(self.t, now, "right")
-        if b > a:
-            _keys, value = _reduced(self.agg, self.number[a:b], self.t[a:b], self.v[a:b])
-            out.append((now, float(value[0])))
-        return out
-
-
-def _reduced(
-    agg: str, number: np.ndarray, t: np.ndarray, v: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """`raw.bucketed`'s reduction of each bucket (none for no points)."""
-    if not len(number):
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return reduce_segments(agg, number, t, v)
-
-
-def window_source(
-    conn: Connection, rule: Rule, fk: series_mod.FetchKey, minutes: dict[tuple, Bounds],
-    steps: list[datetime],
-) -> Any:  # fmt: skip
-    """For a rule on a metric with a window up to `series.RAW_MAX`: per step (any step, in
-    any order) the series the replay gives the engine (`backtest._live_series`): the
-    10-second buckets of the raw points from the 10 s the reach starts in, read once for the
-    range and reduced as `raw.bucketed` reduces them, or where the metric has no raw point in
-    the step's read, the 1-minute rollups of [since, now) each stamped with its end (or
-    `now`). None for a longer window, raw points too many to read at once, a step whose read
-    is over `series.RAW_LIMIT`, or rollups needed of an aggregation their bounds lack."""
-    if fk.long:
-        return None
-    read = _read_range(conn, rule, fk, steps)
-    if read is None:
-        return None
-    at, since, raw, order, times = read
-    span = series_mod.lookback(rule).total_seconds()
-    lo = np.searchsorted(times, since, "right")
-    hi = np.searchsorted(times, at, "right")
-    if int((hi - lo).max(initial=0)) > series_mod.RAW_LIMIT:
-        return None
-    has_raw = (hi > lo).tolist()
-    agg = fk.aggregation
-    rollups = {g: b.rollup(agg) for g, b in minutes.items()}
-    if not all(has_raw) and any(x is None for x in rollups.values()):
-        return None
-    origin = float(_floor(at[:1] - span - 120.0, _STEP)[0])
-    group_of, names = _group_index(raw, fk.dims)
-    point_group = group_of[raw.s[order]] if len(order) else np.zeros(0, dtype=np.int64)
-    values = raw.v[order]
-    buckets = {name: _Buckets(times[point_group == g], values[point_group == g], agg, origin)
-               for g, name in enumerate(names)}  # fmt: skip
-    minute_rows = {}
-    for g, x in rollups.items():
-        if x is not None:
-            keep = np.isfinite(x)
-            minute_rows[g] = (minutes[g].m[keep], x[keep])
-    moved: Any = {g: g for g in set(buckets) | set(minute_rows)}
-    keyed: Any = series_mod.for_rule(rule, fk, moved)  # groups in place of points
-    group_of_key: dict[str, tuple] = {key: g for key, (_dims, g) in keyed.items()}
-    dims_of = {key: d for key, (d, _g) in keyed.items()}
-    first, every = steps[0], (steps[1] - steps[0] if len(steps) > 1 else timedelta(minutes=1))
-
-    def when(seconds: float) -> datetime:
-        return _EPOCH + timedelta(seconds=seconds)
-
-    def pick(now: datetime, only: Collection[str] | None = None) -> series_mod.Keyed:
-        i = (now - first) // every
-        a = float(at[i])
-        out: series_mod.Keyed = {}
-        for key in group_of_key if only is None else only:
-            g = group_of_key.get(key)
-            if g is None:
-                continue
-            if has_raw[i]:
-                found = buckets.get(g)
-                start = int((_floor(np.array([a - span]), _STEP)[0] - origin) // _STEP)
-                pairs = found.at(start, a) if found is not None else []
-            else:
-                m, x = minute_rows.get(g, (np.zeros(0), np.zeros(0)))
-                lo_m, hi_m = np.searchsorted(m, [float(since[i]), a])
-                pairs = [(min(s + 60.0, a), v)
-                         for s, v in zip(m[lo_m:hi_m].tolist(), x[lo_m:hi_m].tolist(),
-                                         strict=True)]  # fmt: skip
-            if pairs:
-                out[key] = (dims_of[key], [Point(when(s), v) for s, v in pairs])
-        return out
-
-    return pick

@@ -85,7 +85,8 @@ class Classes:
     `trigger_value` becomes, and the chart's point, at a step the engine is not asked);
     `exact`: those values are the ones the engine's check takes from the source's series,
     bit for bit, wherever the class is False or True (`backtest_runs` then decides such a
-    step without building the series)."""
+    step without building the series), or within rounding of them where `value_at(key, step)`
+    gives them exactly (a threshold on sums or averages: `math.fsum` of the window)."""
 
     def __init__(
         self,
@@ -95,13 +96,14 @@ class Classes:
         values: dict[str, np.ndarray] | None = None,
         *,
         exact: bool = False,
+        value_at: Callable[[str, int], float] | None = None,
     ) -> None:
         self.rule, self.grouped, self.empty = rule, bool(rule.condition.group_by), empty
         if not self.grouped:
             found = keys.get("", np.full(len(empty), ABSENT, dtype=np.int8))
             keys = {"": np.where(found == ABSENT, empty, found).astype(np.int8)}
         self.keys = keys
-        self.values, self.exact = values or {}, exact
+        self.values, self.exact, self.value_at = values or {}, exact, value_at
         self.some_true = np.zeros(len(empty), dtype=bool)  # steps where some key holds
         for found in keys.values():
             self.some_true |= found == TRUE
@@ -113,6 +115,14 @@ class Classes:
         heads = np.r_[np.flatnonzero(change), len(empty)]
         # per step, the next step where some key's class changes
         self.run_end = heads[np.searchsorted(heads, np.arange(len(empty)), side="right")]
+
+    def value(self, key: str, i: int) -> float | None:
+        """The value key `key`'s check gives at step `i` (None: none): `values`, or where
+        those are within rounding of it, `value_at`'s exact one."""
+        found = self.values.get(key)
+        if found is None or found[i] != found[i]:
+            return None
+        return self.value_at(key, i) if self.value_at is not None else float(found[i])
 
     def quiet(self) -> np.ndarray:
         """Steps where every key is absent or False (and one is evaluated)."""
@@ -192,15 +202,16 @@ class Classes:
             before = known[key]
             values = self.values.get(key)  # none: a threshold's chart is its rollups
             got = [] if values is None else values[i:end].tolist()
+            last = self.value(key, end - 1) if got else None
             state = before.state
             if state.status == AlertStatus.PENDING:  # waiting out its duration: the value
-                after = with_changes(state, trigger_value=got[-1] if got else None)
+                after = with_changes(state, trigger_value=last)
             else:
                 after = with_changes(
                     state,
                     last_triggered_at=steps[end - 1],
                     trigger_count=state.trigger_count + end - i,
-                    trigger_value=got[-1] if got else None,
+                    trigger_value=last,
                 )
             known[key] = Known(after, severity, before.dimensions)
             yield key, [[steps[i + k], v] for k, v in enumerate(got)]

@@ -85,7 +85,6 @@ def _replay_key(
     """The engine's decisions for one key that change its instance or notify, with their
     step; `classes.values` give the value a held instance takes between them."""
     expire = timedelta(minutes=rule.condition.expire_minutes)
-    values = classes.values.get(one.key)
     found, heads, decide = one.found, one.heads, one.decide  # locals: the loop is hot
     keeps, holding, run_after = classes.keeps, classes._holding, bisect.bisect_right
     state, n, i = AlertState(), len(steps), 0
@@ -116,8 +115,7 @@ def _replay_key(
                 due = steps[end - 1] + timedelta(microseconds=1)
             j = bisect.bisect_left(steps, due, nxt, end)
             if j > nxt:
-                got = values[j - 1] if values is not None else None
-                value = None if got is None or got != got else float(got)
+                value = classes.value(one.key, j - 1)
                 if state.status == AlertStatus.PENDING:
                     state = with_changes(state, trigger_value=value)
                 else:
@@ -178,6 +176,7 @@ def replay_by_key(
         exact = classes.exact and found_of is not None and values is not None
         codes = found_of.tolist() if exact and found_of is not None else []
         checked = values.tolist() if exact and values is not None else []
+        refine = classes.value_at
 
         def decide(i: int, state: AlertState) -> Decision:
             asked[0] += 1
@@ -185,6 +184,8 @@ def replay_by_key(
             if exact:  # the check's outcome and value known: the engine's transition
                 c, value = codes[i], checked[i]
                 if (c == TRUE or c == FALSE) and value == value:
+                    if refine is not None:  # within rounding of it: the engine's value
+                        value = refine(key, i)
                     limit = _threshold(rule, at, tz) if fixed_limit is None else fixed_limit
                     severity = fixed_severity or effective_severity(rule, at, tz)
                     check = Check(c == TRUE, value, limit)
