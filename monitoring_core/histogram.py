@@ -166,8 +166,9 @@ def grouped_quantiles(
 
     Row i (one stored histogram: keys[i], counts[i]) belongs to group group_ids[i]. All rows'
     buckets are sorted by (group, key) once; one running sum over everything then answers
-    every group and quantile with a binary search (rank q * (n - 1), as `quantile`). Groups
-    without counts get NaN. Duplicate keys need no merging first.
+    every group and quantile with a binary search (rank q * (n - 1), as `quantile`: a group's
+    answer does not depend on the other groups read with it). Groups without counts get NaN.
+    Duplicate keys need no merging first.
     """
     lengths = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
     total = int(lengths.sum())
@@ -182,7 +183,9 @@ def grouped_quantiles(
     out = np.full((n_groups, len(qs)), np.nan)
     has = per_group > 0
     for j, q in enumerate(qs):
-        targets = before[has] + q * (per_group[has] - 1)
+        # the rank floored: a bucket's running count (an integer) exceeds q·(n − 1) exactly
+        # when it exceeds its floor, and `before` then adds nothing a float could round
+        targets = before[has] + np.floor(q * (per_group[has] - 1))
         at = np.searchsorted(running, targets, side="right")
         out[has, j] = bucket_values(flat_keys[at])
     return out

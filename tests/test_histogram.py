@@ -120,3 +120,14 @@ def test_it_merges_groups_vectorised_like_one_merge_per_group(seed: int) -> None
         keys, counts = h.merge(*(r for r, gid in zip(rows, groups, strict=True) if gid == g))
         expected = h.quantiles(keys, counts, qs)
         assert [None if math.isnan(v) else v for v in got[g]] == pytest.approx(expected)
+
+
+def test_a_groups_quantile_does_not_depend_on_the_groups_before_it() -> None:
+    """The rank q·(n − 1) = 4.95 of six buckets is the fifth; a group before it holding 2^50
+    points used to make the float target 2^50 + 4.95 round to 2^50 + 5 (the sixth)."""
+    keys = [h.bucket_key(float(v)) for v in (10, 20, 30, 40, 50, 60)]
+    alone = h.grouped_quantiles([0] * 6, [[k] for k in keys], [[1]] * 6, 1, (0.99,))
+    after = h.grouped_quantiles(
+        [0, *[1] * 6], [[keys[0]], *[[k] for k in keys]], [[2**50], *[[1]] * 6], 2, (0.99,)
+    )
+    assert alone[0, 0] == after[1, 0] == h.quantile(keys, [1] * 6, 0.99) == h.bucket_value(keys[4])

@@ -11,10 +11,9 @@ of every moment in (M − 1 min, M] end at M):
 - each p95 as a weighted order statistic of a run (the current hour) or a union of runs (the
   past weeks) of the endpoint's histogram keys in time order, from a wavelet matrix
   (`monitoring_core.wavelet`, one vectorised pass per bit);
-- the rank exactly as `histogram.grouped_quantiles` computes it inside that query: the
-  target `before + q · (n − 1)`, `before` the counts of the groups that sort before it
-  (method, endpoint, period in the database's order), so that every ratio is the query's to
-  the bit (`tests/test_backtest_regression.py` compares them at every step).
+- the rank as `histogram.grouped_quantiles` computes it inside that query, q · (n − 1)
+  floored, so that every ratio is the query's to the bit
+  (`tests/test_backtest_regression.py` compares them at every step).
 """
 
 # SQL here is this module's own constants; every value is a bound parameter.
@@ -121,10 +120,6 @@ def regression_values(
                 base_n += requests[rb] - requests[ra]
         totals.append((base_w, cur_w))
         parts.append((name, buckets["k"].astype(np.int64), c, runs, cur_n, base_n))
-    # the groups before each in the query's ORDER BY (method, endpoint, period): every
-    # endpoint's baseline, then its current hour; their counts start its rank
-    flat = np.array([w for pair in totals for w in pair], dtype=np.float64).reshape(-1, count)
-    before = np.cumsum(flat, axis=0) - flat
     out = {}
     for e, (name, keys, c, runs, cur_n, base_n) in enumerate(parts):
         base_w, cur_w = totals[e]
@@ -135,9 +130,8 @@ def regression_values(
             low = int(keys.min())
             tree = Wavelet(keys - low, c)
             p95 = []
-            for j, (w, picked) in enumerate(((base_w, runs[1:]), (cur_w, runs[:1]))):
-                start = before[2 * e + j][at]
-                rank = (start + Q * (w[at] - 1).astype(np.float64)) - start
+            for w, picked in ((base_w, runs[1:]), (cur_w, runs[:1])):
+                rank = np.floor(Q * (w[at] - 1).astype(np.float64))
                 chosen = [(a[at], b[at]) for a, b in picked]
                 p95.append(bucket_values(tree.at_rank(chosen, rank) + low))
             with np.errstate(divide="ignore", invalid="ignore"):
