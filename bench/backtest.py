@@ -15,8 +15,8 @@ Postgres's own CPU is not in it) for: a grouped 5-minute threshold (raw window),
 30-minute threshold (rollups and raw tail), an absence rule, a rule breaching nearly always,
 the Slow Response Time, High Error Rate and Performance Regression templates (API signals;
 the last from the API rollups), two pattern rules, four anomaly rules (two on p95, one of
-them noisy), a threshold within the noise (flapping every few steps: still coarse), four
-rate of change rules (one within the noise, two of sums and counts), two rates of change,
+them noisy), a threshold within the noise (flapping every few steps), five rate of change
+rules (two within the noise, one of them of a p95, two of sums and counts), two rates of change,
 an absence and an anomaly rule on API signals, an anomaly rule on error events, a PromQL
 rule and two composite rules (their children saved in the database). Rules whose source
 builds any step's series are replayed key by key (`backtest_runs`); "coarse" marks a rule
@@ -119,11 +119,16 @@ RULES: dict[str, Rule] = {
     # replayed key by key every 15 s, each step's points exact (was capped at 65 minutes)
     "rate of change +25 % in 5 min (noisy)": _rule({"type": "rate_of_change",
         "metric": "latency_ms", "group_by": ["region"], "value": 25, "window_minutes": 5}),
-    # a threshold within the noise over a 1-minute window, flapping every few steps: more
-    # decisions key by key than KEYWISE_LIMIT, so it still steps coarsely, and says so
+    # a threshold within the noise over a 1-minute window, flapping every few steps: each
+    # step's check computed (`backtest_window.threshold_source`), replayed key by key every
+    # 15 s (was capped at 65 minutes); and a p95's rate of change within the noise (each
+    # minute's p95 from its histogram where raw points are gone; was capped, 8 s)
     "threshold avg > 70 in 1 min by region (noisy)": _rule({"type": "threshold",
         "metric": "latency_ms", "aggregation": "avg", "operator": "greater_than", "value": 70,
         "window_minutes": 1, "group_by": ["region"]}),
+    "rate of change of p95 +25 % in 5 min (noisy)": _rule({"type": "rate_of_change",
+        "metric": "latency_ms", "aggregation": "p95", "group_by": ["region"], "value": 25,
+        "window_minutes": 5}),
     # rates of change of sums and counts: each step's two buckets (or minutes) computed
     # from the raw points and rollups read once (`backtest_change`; were capped)
     "rate of change of sums +60 in 10 min (a)": _rule({"type": "rate_of_change",

@@ -7,7 +7,8 @@ noise (a +10 % change within 3 minutes is there most of the time: the rules flap
 region climbing for twelve minutes, the other silent for six, rolled up. Rules: a rate of
 change of the average in percent by region, of the maximum in absolute terms with a
 duration and repeats, of the sum with a `recovery_value` (a firing instance waits to be
-past it: the engine step by step), and of the minimum. The backtest replays them key by
+past it: the engine step by step), of the minimum, and of the p95 (each bucket's from its
+points, each minute's from its histogram where raw points are gone). The backtest replays them key by
 key at the live cadence, however often they change. The live engine runs committed cycles
 every minute, and every 15 s over the last half hour; the backtest tells the same status
 changes and notifications, and the same events as every step evaluated (the step-by-step
@@ -49,6 +50,7 @@ RULES: dict[str, dict[str, Any]] = {
                                           "recovery_value": 5},
     "min down 20 ms": {**CHANGE, "aggregation": "min", "change_mode": "absolute",
                        "operator": "less_than", "value": -20, "expire_minutes": 5},
+    "p95 up 10 % by region": {**CHANGE, "aggregation": "p95", "value": 10},
 }  # fmt: skip
 
 

@@ -156,9 +156,9 @@ def test_where_raw_points_are_gone_skipping_agrees_with_every_step(
     engine: Engine, on_the_marks: dict[str, int]
 ) -> None:
     """Retention took the first 40 minutes' raw points: the replay reads the rollups there
-    (their sums, counts, averages and extremes), raw points after; key by key it tells what
-    every step evaluated on the cycle's reads tells. A percentile's minutes are not in the
-    rollup rows read once: that rule steps on the cycle's reads."""
+    (their sums, counts, averages and extremes; a percentile's minutes from their
+    histograms), raw points after; key by key it tells what every step evaluated on the
+    cycle's reads (`query_metric`) tells."""
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": START + 40 * MIN})
     with engine.connect() as conn:
@@ -184,9 +184,7 @@ def test_the_checks_are_the_engines_and_the_series_the_cycles(
             rule = rule_from_row(get_rule(conn, rule_id=rule_id))
             fk = series_mod.fetch_key(rule)
             assert fk is not None
-            # over the rollups too, but for a percentile (its minutes are not read once)
-            first = START + 41 * MIN if fk.aggregation == "p95" else START
-            steps = steps_of(first, NOW, rule, timedelta(seconds=15))
+            steps = steps_of(START, NOW, rule, timedelta(seconds=15))
             reach = series_mod.lookback(rule) + 2 * MIN
             minutes = read_bounds(conn, fk, steps[0] - reach, steps[-1])
             found = threshold_source(conn, rule, fk, minutes, steps, _limits(rule, TZ))

@@ -306,9 +306,9 @@ def _test(body: dict[str, Any], tr: TimeRange, step_s: int = 0) -> None:
     if result.get("coarse"):
         st.warning(
             f"Replayed every {_seconds(result['step_seconds'])}, more coarsely than the live "
-            "cycle checks this rule (a threshold on a metric changing state most of the "
-            "range): a breach shorter "
-            "than that can be missing here. "
+            "cycle checks this rule (a metric rule changing state at most steps of a long "
+            "range, or one over a window longer than 20 minutes often near its threshold): "
+            "a breach shorter than that can be missing here. "
             "A shorter range replays at a finer step."
         )
     points = [

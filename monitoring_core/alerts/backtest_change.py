@@ -37,6 +37,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest_kinds import PERCENTILES, minute_rows
 from monitoring_core.alerts.backtest_quiet import (
     ABSENT,
     FALSE,
@@ -48,7 +49,7 @@ from monitoring_core.alerts.backtest_quiet import (
     _sides,
 )
 from monitoring_core.alerts.engine import Point
-from monitoring_core.alerts.raw import RawMetric, _group_index, read_raw
+from monitoring_core.alerts.raw import RawMetric, _group_index, read_raw, reduce_segments
 from monitoring_core.alerts.rules import Rule
 
 __all__ = ["Presence", "change_source", "raw_presence", "sum_change_classes"]
@@ -115,6 +116,20 @@ class _Newest:
         self.found |= ok
         self.value = np.where(ok, value, self.value)
         self.slot = np.where(ok, start, self.slot)
+
+
+def _rows(
+    conn: Connection, fk: series_mod.FetchKey, minutes: dict[tuple, Bounds], since: np.ndarray,
+    at: np.ndarray, has_raw: np.ndarray,
+) -> dict[tuple, tuple[np.ndarray, np.ndarray]] | None:  # fmt: skip
+    """The minutes the steps without raw points read (`backtest_kinds.minute_rows`), from the
+    first of those steps' reads to the last of them."""
+    rollup = np.flatnonzero(~has_raw)
+    if not len(rollup):
+        return {}
+    first, last = float(since[rollup].min()), float(at[rollup].max())
+    return minute_rows(conn, fk, minutes, _EPOCH + timedelta(seconds=first),
+                       _EPOCH + timedelta(seconds=last))  # fmt: skip
 
 
 def _read_range(
@@ -261,6 +276,22 @@ def raw_presence(
 
 # ---------------------------------------------------------------- every step exactly
 _EXACT = {"count": None, "sum": np.add, "avg": np.add, "min": np.minimum, "max": np.maximum}
+# … and percentiles: reduced as `raw.reduce_segments` reduces a bucket's points (`_runs`)
+_EXACT_TOO = PERCENTILES
+
+
+def _runs(agg: str, t: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per step, the points [lo, hi) reduced as `raw.reduce_segments` reduces one bucket's
+    (the same points in the same order, one segment per step); NaN where none."""
+    out = np.full(len(lo), np.nan)
+    some = np.flatnonzero(hi > lo)
+    if not len(some):
+        return out
+    sizes = (hi - lo)[some]
+    offsets = np.cumsum(sizes) - sizes
+    index = np.arange(int(sizes.sum())) - np.repeat(offsets, sizes) + np.repeat(lo[some], sizes)
+    _keys, out[some] = reduce_segments(agg, np.repeat(some, sizes), t[index], v[index])
+    return out
 
 
 def _segments(ufunc: np.ufunc, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -307,6 +338,8 @@ class _Exact:
         first = np.maximum(np.searchsorted(t, start, "left"), np.searchsorted(t, since, "right"))
         end = at + 1
         count = (end - first).astype(np.float64)
+        if self.agg not in _EXACT:  # a percentile
+            return _runs(self.agg, t, self.v, first, end), start
         ufunc = _EXACT[self.agg]
         if ufunc is None:
             return count, start
@@ -327,18 +360,19 @@ def change_source(
     conn: Connection, rule: Rule, fk: series_mod.FetchKey, minutes: dict[tuple, Bounds],
     steps: list[datetime], limits: list[float],
 ) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]] | None:  # fmt: skip
-    """A rate of change of a metric's count, sum, average or extremes over a window up to
-    `series.RAW_MAX`, at every step exactly: per group of `fk.dims` the two points
+    """A rate of change of a metric's count, sum, average, extremes or percentile over a
+    window up to `series.RAW_MAX`, at every step exactly: per group of `fk.dims` the two points
     `engine._rate_of_change` takes from the read the replay gives the engine (10-second
     buckets of raw points, or the 1-minute rollups where the metric has no raw point in the
     read: the module docstring), each bucket reduced as `raw.bucketed` reduces it and each
-    minute as the rollups give it. Returns (per step the series of two points, per alert key
-    the change's class and value, bit for bit the engine's). None for other aggregations or
+    minute as the rollups give it (a percentile's from the minutes' histograms:
+    `backtest_kinds.minute_rows`). Returns (per step the series of two points, per alert key
+    the change's class and value, bit for bit the engine's). None for last values or
     a longer window, raw points too many to read at once, or a step whose read is over
     `series.RAW_LIMIT` (the cycle reads those its own way)."""
     cond = rule.condition
     agg = cond.aggregation
-    if fk.long or agg not in _EXACT:
+    if fk.long or (agg not in _EXACT and agg not in _EXACT_TOO):
         return None
     read = _read_range(conn, rule, fk, steps)
     if read is None:
@@ -363,17 +397,17 @@ def change_source(
         if found is None:
             return None
         groups[name] = found
+    rows = _rows(conn, fk, minutes, since, at, has_raw)
+    if rows is None:
+        return None  # last values: their minutes are not read here
     edge = _floor(at - window, _STEP)  # a bucket ending by at − window starts before this
     none = _Exact(np.zeros(0), np.zeros(0), agg)
     per_group: dict[tuple, tuple[_Point, _Point]] = {}
-    for name in set(groups) | set(minutes):
+    for name in set(groups) | set(rows):
         points = groups.get(name, none)
         current, previous = _Point(len(at)), _Point(len(at))
-        rollups = minutes.get(name)
-        x = rollups.rollup(agg) if rollups is not None else None
-        if rollups is not None and x is not None:
-            keep = np.isfinite(x)  # the minutes the replay's rollups give (`_from_bounds`)
-            m, x = rollups.m[keep], x[keep]
+        if name in rows:  # the minutes the replay's rollups give (`_from_bounds`)
+            m, x = rows[name]
             for point, index in (
                 (current, np.searchsorted(m, np.minimum(at, raw_from)) - 1),
                 (previous, np.searchsorted(m, at - window - 60.0, "right") - 1),

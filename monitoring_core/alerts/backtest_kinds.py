@@ -69,7 +69,8 @@ from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 
 __all__ = [
-    "PERCENTILES", "TRUE", "Classes", "anomaly_source", "no_data_keeps", "pattern_source",
+    "PERCENTILES", "TRUE", "Classes", "anomaly_source", "minute_rows", "no_data_keeps",
+    "pattern_source",
 ]  # fmt: skip
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -484,6 +485,41 @@ def _read_histograms(
     return out
 
 
+def minute_rows(
+    conn: Connection, fk: series_mod.FetchKey, minutes: Mapping[tuple, Bounds],
+    start: datetime, end: datetime,
+) -> dict[tuple, tuple[np.ndarray, np.ndarray]] | None:  # fmt: skip
+    """Per group of `fk.dims`: its minutes in [start, end] with a value (epoch s, sorted) and
+    that value as `metrics_query.query_metric` gives a 1-minute interval's: from the rollup
+    rows `minutes` already read (sums, counts, averages, extremes), or for a percentile from
+    the minutes' histograms, read once (`histogram.grouped_quantiles`: rank q·(n − 1) on
+    the running count of a minute's buckets sorted by key). None for last values."""
+    agg = fk.aggregation
+    if agg in EXACT:
+        out = {}
+        for g, b in minutes.items():
+            x = b.rollup(agg)
+            assert x is not None
+            keep = np.isfinite(x)
+            out[g] = (b.m[keep], x[keep])
+        return out
+    if agg not in PERCENTILES:
+        return None
+    q = int(agg[1:]) / 100
+    found = {}
+    for g, (m, k, c) in _read_histograms(conn, fk, start, end).items():
+        order = np.lexsort((k, m))
+        m, k, c = m[order], k[order], c[order]
+        running = np.cumsum(c)
+        heads = np.flatnonzero(np.r_[True, m[1:] != m[:-1]])
+        total = running[np.r_[heads[1:], len(m)] - 1].astype(np.float64)
+        before = np.r_[0.0, total[:-1]]
+        rank = np.floor(q * (total - before - 1))  # as `grouped_quantiles`
+        at = np.searchsorted(running, before + rank, side="right")
+        found[g] = (m[heads], bucket_values(k[at]))
+    return found
+
+
 def _hour_quantiles(
     m: np.ndarray, k: np.ndarray, c: np.ndarray, q: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -509,7 +545,7 @@ def _hour_quantiles(
     last = np.r_[first[1:], len(pair_hour)] - 1
     before = np.where(first[None, :] > 0, running[:, np.maximum(first - 1, 0)], 0)
     n = running[:, last] - before  # per prefix and hour: the points its histogram holds
-    target = before + q * (n - 1)
+    target = before + np.floor(q * (n - 1))
     out = np.full((len(hours), 60), np.nan)
     for e in range(60):
         some = n[e] > 0

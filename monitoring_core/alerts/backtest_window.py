@@ -10,7 +10,9 @@ for a window up to `series.RAW_MAX`:
   of 10 s) from the 10 s the reach starts in, each stamped with its end, the one holding
   `now` with `now` (its points up to `now`);
 - else (raw points are kept 14 days, rollups 90): the 1-minute rollups of [since, now),
-  each stamped with its end (or `now`).
+  each stamped with its end (or `now`), as `query_metric` gives them (sums, counts,
+  averages and extremes from the rollup rows already read, a percentile from the minutes'
+  histograms read once: `backtest_kinds.minute_rows`).
 
 `engine._threshold` reduces the points of (now − window, now]: `math.fsum` for sums and
 counts, that over their number for averages, min, max, else (percentiles, last) the worst.
@@ -35,7 +37,15 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest_change import _EPOCH, _STEP, _floor, _read_range, _segments
+from monitoring_core.alerts.backtest_change import (
+    _EPOCH,
+    _STEP,
+    _floor,
+    _read_range,
+    _rows,
+    _runs,
+    _segments,
+)
 from monitoring_core.alerts.backtest_kinds import Classes, Source
 from monitoring_core.alerts.backtest_quiet import (
     ABSENT,
@@ -166,21 +176,16 @@ def _window_read(
         return None
     has_raw = hi > lo
     agg = fk.aggregation
-    rollups = {g: b.rollup(agg) for g, b in minutes.items()}
-    if not has_raw.all() and any(x is None for x in rollups.values()):
-        return None
+    rows = _rows(conn, fk, minutes, since, at, has_raw)
+    if rows is None:
+        return None  # last values: their minutes are not read here
     origin = float(_floor(at[:1] - span - 120.0, _STEP)[0])
     group_of, names = _group_index(raw, fk.dims)
     point_group = group_of[raw.s[order]] if len(order) else np.zeros(0, dtype=np.int64)
     values = raw.v[order]
     buckets = {name: _Buckets(times[point_group == g], values[point_group == g], agg, origin)
                for g, name in enumerate(names)}  # fmt: skip
-    minute_rows = {}
-    for g, x in rollups.items():
-        if x is not None:
-            keep = np.isfinite(x)
-            minute_rows[g] = (minutes[g].m[keep], x[keep])
-    return _Read(rule, fk, steps, at, since, has_raw, buckets, minute_rows, origin)
+    return _Read(rule, fk, steps, at, since, has_raw, buckets, rows, origin)
 
 
 def window_source(
@@ -304,20 +309,9 @@ class _Window:
 
 
 def _partial(found: _Buckets, a: np.ndarray, b: np.ndarray, part: np.ndarray) -> np.ndarray:
-    """Per step, the bucket holding `now` reduced from its points [a, b) (as `_Buckets.at`
-    reduces them: `raw.reduce_segments` over the same points in the same order); NaN where
-    it has none."""
-    out = np.full(len(a), np.nan)
-    where = np.flatnonzero(part)
-    if not len(where):
-        return out
-    sizes = (b - a)[where]
-    offsets = np.cumsum(sizes) - sizes
-    index = np.arange(int(sizes.sum())) - np.repeat(offsets, sizes) + np.repeat(a[where], sizes)
-    steps = np.repeat(where, sizes)
-    _keys, values = _reduced(found.agg, steps, found.t[index], found.v[index])
-    out[where] = values
-    return out
+    """Per step, the bucket holding `now` reduced from its points [a, b) as `_Buckets.at`
+    reduces them; NaN where it has none."""
+    return _runs(found.agg, found.t, found.v, a, np.where(part, b, a))
 
 
 def _run(
