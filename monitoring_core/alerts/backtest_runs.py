@@ -223,7 +223,8 @@ def replay_by_key(
                 found_events.append((i, n, event))
         found_events.sort(key=lambda e: (e[0], e[1]))
         events = [event for _i, _n, event in found_events]
-    return events, _chart(classes, steps), asked[0]
+        chart = _chart(classes, steps)  # (paused too: a pass over the events costs more)
+    return events, chart, asked[0]
 
 
 DISPLAY_POINTS = 1_500
