@@ -29,6 +29,7 @@ from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest import backtest, steps_of
 from monitoring_core.alerts.backtest_change import change_source
 from monitoring_core.alerts.backtest_quiet import FALSE, TRUE, read_bounds
+from monitoring_core.alerts.backtest_runs import DISPLAY_POINTS, _thinned
 from monitoring_core.alerts.engine import check_condition
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule
@@ -171,3 +172,13 @@ def test_the_changes_are_the_engines_bit_for_bit(engine: Engine, flapping: dict[
                     assert check.value == values[key][i], (rule_id, key, at)
                     checked += 1
     assert checked > 2_000
+
+
+def test_the_chart_keeps_a_short_breach_of_a_long_range() -> None:
+    """90 days every 15 s thinned to the chart's 1,500 points: a 5-minute spike stays."""
+    values = np.random.default_rng(3).normal(70.0, 5.0, 518_400)
+    values[300_000:300_020] = 500.0
+    index = _thinned(np.arange(len(values)), values)
+    assert len(index) <= DISPLAY_POINTS and values[index].max() == 500.0
+    assert values[index].min() == values.min()
+    assert np.all(np.diff(index) > 0)
