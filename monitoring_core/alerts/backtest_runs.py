@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import gc
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -56,7 +57,7 @@ from monitoring_core.alerts.engine import (
 from monitoring_core.alerts.rules import Rule
 from monitoring_core.enums import AlertStatus
 
-__all__ = ["replay_by_key"]
+__all__ = ["event", "replay_by_key"]
 
 _BACK = Check(False, None, None, "data is back")
 
@@ -68,15 +69,22 @@ def _notified(decision: Decision, at: datetime) -> AlertState:
     return decision.state
 
 
+def _compact(x: np.ndarray, typecode: str) -> array[Any]:
+    """A step array as `array.array`: read item by item as fast as a list, and not walked by
+    the cyclic collector (lists of 518,400 steps per key were: 50 ms a pass)."""
+    dtype = {"b": np.int8, "q": np.int64, "d": np.float64}[typecode]
+    return array(typecode, np.ascontiguousarray(x, dtype=dtype).tobytes())
+
+
 class _Key:
     """One alert key's classes over the steps, and how to ask the engine at a step."""
 
     def __init__(
         self, key: str, found: np.ndarray, decide: Callable[[int, AlertState], Decision]
     ) -> None:
-        self.key, self.found, self.decide = key, found.tolist(), decide
+        self.key, self.found, self.decide = key, _compact(found, "b"), decide
         change = np.flatnonzero(found[1:] != found[:-1]) + 1
-        self.heads: list[int] = np.r_[change, len(found)].tolist()  # each run's next step
+        self.heads = _compact(np.r_[change, len(found)], "q")  # each run's next step
 
 
 def _replay_key(
@@ -149,6 +157,22 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def event(at: datetime, alert_key: str, decision: Decision) -> dict[str, Any]:
+    """A decision that changed an instance or notified, as the backtest answers it; statuses
+    as plain strings (an enum member is tracked by the cyclic collector, and so then is
+    each of a flapping rule's 200,000 events: a 70 ms pass when the replay ends)."""
+    before, after = decision.from_status, decision.state.status
+    return {
+        "time": at,
+        "alert_key": alert_key,
+        "from_status": None if before is None else str(before),
+        "to_status": None if after is None else str(after),
+        "notify": decision.notify,
+        "value": decision.check.value,
+        "threshold": decision.check.threshold,
+    }
+
+
 def _threshold(rule: Rule, at: datetime, tz: ZoneInfo) -> float:
     """The threshold `engine.check_condition` reports for a check at `at` that found a value
     (an anomaly rule's z, else the calendar's threshold)."""
@@ -174,8 +198,8 @@ def replay_by_key(
     def deciding(key: str) -> Callable[[int, AlertState], Decision]:
         found_of, values = classes.keys.get(key), classes.values.get(key)
         exact = classes.exact and found_of is not None and values is not None
-        codes = found_of.tolist() if exact and found_of is not None else []
-        checked = values.tolist() if exact and values is not None else []
+        codes = _compact(found_of, "b") if exact and found_of is not None else []
+        checked = _compact(values, "d") if exact and values is not None else []
         refine = classes.value_at
 
         def decide(i: int, state: AlertState) -> Decision:
@@ -207,22 +231,15 @@ def replay_by_key(
     if grouped:  # the key "": its class where no key is present, False where some are
         nothing = np.where(present, FALSE, classes.empty).astype(np.int8)
         keys.append(_Key("", nothing, deciding("")))
-    found_events = []
+    found_events, order = [], array("q")  # events, and their step and key as one number
     with _collector_paused():
         for n, one in enumerate(keys):
             for i, d in _replay_key(rule, classes, one, steps, tz):
-                event = {
-                    "time": steps[i],
-                    "alert_key": one.key,
-                    "from_status": d.from_status,
-                    "to_status": d.state.status,
-                    "notify": d.notify,
-                    "value": d.check.value,
-                    "threshold": d.check.threshold,
-                }
-                found_events.append((i, n, event))
-        found_events.sort(key=lambda e: (e[0], e[1]))
-        events = [event for _i, _n, event in found_events]
+                found_events.append(event(steps[i], one.key, d))
+                order.append(i * len(keys) + n)
+        # by step, then key (as `backtest._replay` records them)
+        events = [found_events[k] for k in np.argsort(order, kind="stable").tolist()]
+        del found_events  # (not walked again when the collector resumes)
         chart = _chart(classes, steps)  # (paused too: a pass over the events costs more)
     return events, chart, asked[0]
 
