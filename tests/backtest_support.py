@@ -6,17 +6,57 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine, update
 
 from monitoring_core.alerts.backtest import backtest, every_step, live_cadence
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule
+from monitoring_core.partitions import ensure_partitions
+from monitoring_core.rollups import run_rollups
 from monitoring_core.schema import alert_rules
 from tests.alerting_support import channel, threshold_rule
+from tests.rollup_fixtures import add_points, add_series
 from tests.test_backtest_live import TZ, ordered
 from tests.test_backtest_live_kinds import _live, _told
 
 MIN = timedelta(minutes=1)
+
+
+def add_latency(
+    engine: Engine,
+    first: datetime,
+    now: datetime,
+    regions: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> None:
+    """`latency` points per region (seconds after `first`, values), rolled up at `now`."""
+    with engine.begin() as conn:
+        ensure_partitions(conn, start=first, end=now, tables=("metric_points",))
+        for region, (at, values) in regions.items():
+            points = [(first + timedelta(seconds=float(t)), float(v))
+                      for t, v in zip(at.tolist(), values.tolist(), strict=True)]  # fmt: skip
+            add_points(conn, add_series(conn, "latency", {"region": region}), points,
+                       ingested_at=first)  # fmt: skip
+    run_rollups(engine, now, safety_lag=timedelta(0))
+
+
+def spied(monkeypatch: Any, module: Any, name: str) -> list[Any]:
+    """What each call of `module.name` returned (the real function, recorded)."""
+    results: list[Any] = []
+    real = getattr(module, name)
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        results.append(real(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(module, name, recorded)
+    return results
+
+
+def silent_six_minutes(at: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Without the points of minutes 52 to 58: a region's instances are absent, then back."""
+    keep = (at < 52 * 60) | (at >= 58 * 60)
+    return at[keep], values[keep]
 
 
 def saved_rules(

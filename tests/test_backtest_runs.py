@@ -16,7 +16,6 @@ replay, nothing skipped)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -33,10 +32,13 @@ from monitoring_core.alerts.backtest_runs import DISPLAY_POINTS, _thinned
 from monitoring_core.alerts.engine import check_condition
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule
-from monitoring_core.partitions import ensure_partitions
-from monitoring_core.rollups import run_rollups
-from tests.backtest_support import replayed_as_live, saved_rules
-from tests.rollup_fixtures import add_points, add_series
+from tests.backtest_support import (
+    add_latency,
+    replayed_as_live,
+    saved_rules,
+    silent_six_minutes,
+    spied,
+)
 from tests.test_backtest_live import NOW, TZ, ordered
 
 START = NOW - timedelta(minutes=80)
@@ -57,25 +59,16 @@ RULES: dict[str, dict[str, Any]] = {
 
 def _latency(engine: Engine) -> None:
     rng = np.random.default_rng(23)
-    first = NOW - timedelta(minutes=110)
-    with engine.begin() as conn:
-        ensure_partitions(conn, start=first, end=NOW, tables=("metric_points",))
-        for region, level in (("a", 80.0), ("b", 120.0)):
-            gaps = rng.uniform(4, 12, 1_200)
-            at = np.cumsum(gaps)
-            at = at[at < 110 * 60]
-            values = rng.normal(level, level * 0.12, len(at)).round(3)
-            if region == "a":  # climbing for twelve minutes: changes that last, and repeat
-                ramp = (at >= 88 * 60) & (at < 100 * 60)
-                values = np.where(ramp, values + 0.5 * (at - 88 * 60), values).round(3)
-            if region == "b":  # silent for six minutes: its instances are absent, then back
-                keep = (at < 52 * 60) | (at >= 58 * 60)
-                at, values = at[keep], values[keep]
-            points = [(first + timedelta(seconds=float(t)), float(v))
-                      for t, v in zip(at.tolist(), values.tolist(), strict=True)]  # fmt: skip
-            add_points(conn, add_series(conn, "latency", {"region": region}), points,
-                       ingested_at=first)  # fmt: skip
-    run_rollups(engine, NOW, safety_lag=timedelta(0))
+    regions = {}
+    for region, level in (("a", 80.0), ("b", 120.0)):
+        at = np.cumsum(rng.uniform(4, 12, 1_200))
+        at = at[at < 110 * 60]
+        values = rng.normal(level, level * 0.12, len(at)).round(3)
+        if region == "a":  # climbing for twelve minutes: changes that last, and repeat
+            ramp = (at >= 88 * 60) & (at < 100 * 60)
+            values = np.where(ramp, values + 0.5 * (at - 88 * 60), values).round(3)
+        regions[region] = silent_six_minutes(at, values) if region == "b" else (at, values)
+    add_latency(engine, NOW - timedelta(minutes=110), NOW, regions)
 
 
 @pytest.fixture
@@ -84,23 +77,10 @@ def flapping(engine: Engine) -> dict[str, int]:
     return saved_rules(engine, START, RULES, repeat_minutes=4)
 
 
-def _spied(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many replays went key by key (the real function, counted)."""
-    calls: list[int] = []
-    real: Callable[..., Any] = backtest_mod.replay_by_key
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(backtest_mod, "replay_by_key", counted)
-    return calls
-
-
 def test_flapping_rules_replayed_key_by_key_tell_what_the_live_cycles_did(
     engine: Engine, flapping: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _spied(monkeypatch)
+    calls = spied(monkeypatch, backtest_mod, "replay_by_key")
     replays, changes = replayed_as_live(engine, flapping, NOW - timedelta(minutes=30), NOW)
     assert len(calls) == len(RULES)  # each key by key, none stepped coarsely
     assert all(r["step_seconds"] == 15 and not r["coarse"] for r in replays.values())

@@ -16,7 +16,6 @@ and those series are the cycle's reads, point for point."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -32,10 +31,13 @@ from monitoring_core.alerts.backtest_window import threshold_source
 from monitoring_core.alerts.engine import check_condition
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule
-from monitoring_core.partitions import ensure_partitions
-from monitoring_core.rollups import run_rollups
-from tests.backtest_support import replayed_as_live, saved_rules
-from tests.rollup_fixtures import add_points, add_series
+from tests.backtest_support import (
+    add_latency,
+    replayed_as_live,
+    saved_rules,
+    silent_six_minutes,
+    spied,
+)
 from tests.test_backtest_live import NOW, TZ, ordered
 
 START = NOW - timedelta(minutes=80)
@@ -61,24 +63,16 @@ RULES: dict[str, dict[str, Any]] = {
 def _latency(engine: Engine, marks: float) -> None:
     """Region c's points `marks` seconds after the 10-second marks."""
     rng = np.random.default_rng(29)
-    first = NOW - timedelta(minutes=110)
-    with engine.begin() as conn:
-        ensure_partitions(conn, start=first, end=NOW, tables=("metric_points",))
-        for region in ("a", "b", "c"):
-            if region == "c":  # every 10 s
-                at = np.arange(marks, 110 * 60, 10.0)
-            else:
-                at = np.cumsum(rng.uniform(4, 12, 1_200))
-                at = at[at < 110 * 60]
-            values = rng.normal(100.0, 12.0, len(at)).round(3)
-            if region == "b":  # silent for six minutes: its instances are absent, then back
-                keep = (at < 52 * 60) | (at >= 58 * 60)
-                at, values = at[keep], values[keep]
-            points = [(first + timedelta(seconds=float(t)), float(v))
-                      for t, v in zip(at.tolist(), values.tolist(), strict=True)]  # fmt: skip
-            add_points(conn, add_series(conn, "latency", {"region": region}), points,
-                       ingested_at=first)  # fmt: skip
-    run_rollups(engine, NOW, safety_lag=timedelta(0))
+    regions = {}
+    for region in ("a", "b", "c"):
+        if region == "c":  # every 10 s
+            at = np.arange(marks, 110 * 60, 10.0)
+        else:
+            at = np.cumsum(rng.uniform(4, 12, 1_200))
+            at = at[at < 110 * 60]
+        values = rng.normal(100.0, 12.0, len(at)).round(3)
+        regions[region] = silent_six_minutes(at, values) if region == "b" else (at, values)
+    add_latency(engine, NOW - timedelta(minutes=110), NOW, regions)
 
 
 @pytest.fixture
@@ -106,26 +100,12 @@ def one_minute_on_the_marks(engine: Engine) -> dict[str, int]:
     return saved_rules(engine, START, ONE_MINUTE, repeat_minutes=4)
 
 
-def _spied(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Per replay, whether its threshold was computed at every step (the real source)."""
-    calls: list[bool] = []
-    real: Callable[..., Any] = backtest_mod.threshold_source
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        found = real(*args, **kwargs)
-        calls.append(found is not None)
-        return found
-
-    monkeypatch.setattr(backtest_mod, "threshold_source", counted)
-    return calls
-
-
 def test_flapping_thresholds_tell_what_the_live_cycles_did(
     engine: Engine, flapping: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _spied(monkeypatch)
+    calls = spied(monkeypatch, backtest_mod, "threshold_source")
     replays, changes = replayed_as_live(engine, flapping, NOW - timedelta(minutes=30), NOW)
-    assert calls and all(calls)  # each replay's threshold computed at every step
+    assert calls and all(found is not None for found in calls)  # computed at every step
     assert all(r["step_seconds"] == 15 and not r["coarse"] for r in replays.values())
     fired = {name: r["fired_count"] for name, r in replays.items()}
     assert all(n >= 3 for n in fired.values()), fired  # they flap
