@@ -11,9 +11,10 @@ minute's histogram (repeated keys without counts, and keys with counts).
   ratios the live cycle's `SignalReader._flags` reads from `regression_flags` (compared
   with ==, the set of listed endpoints included);
 - the live engine runs committed cycles every minute (and every 15 s for the last 40
-  minutes) for rules on the signal grouped by endpoint, by service, filtered to one method
-  and the template itself; the backtest replays the same range and tells the same status
-  changes and notifications, skipping or not, at a step the engine evaluated far fewer times.
+  minutes) for rules on the signal grouped by endpoint, by service, filtered to one method,
+  the template itself, and rates of change of the ratio up and down; the backtest replays
+  the same range and tells the same status changes and notifications, skipping or not, at
+  a step the engine evaluated far fewer times.
 """
 
 from __future__ import annotations
@@ -52,6 +53,24 @@ RULES: dict[str, dict[str, Any]] = {
     "by service": {**SIGNAL, "group_by": ["service"], "value": 1.3, "expire_minutes": 15},
     "GET only": {**SIGNAL, "filters": {"method": "GET"}, "value": 1.2},
     "template": {**TEMPLATES["performance_regression"]["condition_config"], "weeks": WEEKS},
+    # rates of change of the ratio: a cycle reads it at now − window and at now
+    "up 20 % in 10 min by endpoint": {
+        **SIGNAL,
+        "type": "rate_of_change",
+        "value": 20,
+        "operator": "greater_than",
+        "window_minutes": 10,
+        "group_by": ["endpoint"],
+    },
+    "down 0.2 in 5 min by service": {
+        **SIGNAL,
+        "type": "rate_of_change",
+        "value": -0.2,
+        "operator": "less_than",
+        "change_mode": "absolute",
+        "group_by": ["service"],
+        "expire_minutes": 15,
+    },
 }
 
 

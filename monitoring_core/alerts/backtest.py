@@ -41,11 +41,12 @@ the cycle would have read at that moment:
   the engine) wherever a decision takes the value (`backtest_window.threshold_source`);
   of percentiles where raw points are gone, or over a longer window: its quiet steps from
   the 1-minute rollups' bounds (`backtest_quiet`);
-- a threshold on the p95 regression signal: the Performance page's flags as a cycle's
-  `regression_flags` query gives them, computed for every minute of the range from the
-  1-minute API rollups read once (`backtest_regression`);
-- other rules (a rule on a metric windowed like a signal, a rate of change or anomaly rule
-  on the regression signal) read their series once for the range and slice it per step.
+- a threshold or rate of change on the p95 regression signal: the Performance page's flags
+  as a cycle's `regression_flags` query gives them, computed for every minute of the range
+  from the 1-minute API rollups read once (`backtest_regression`; a rate of change's two
+  moments, now − window and now, as a cycle reads them);
+- other rules (a rule on a metric windowed like a signal, an absence or anomaly rule on the
+  regression signal) read their series once for the range and slice it per step.
 A rule whose source builds any step's series for any key (signals, patterns, anomalies,
 the regression signal, exact rates of change, and metric windows up to `series.RAW_MAX`
 whose range's raw points are read at once: `backtest_window.window_source`) is replayed key
@@ -152,7 +153,7 @@ from monitoring_core.alerts.backtest_quiet import (
     signal_classes_threshold,
     skips,
 )
-from monitoring_core.alerts.backtest_regression import regression_source
+from monitoring_core.alerts.backtest_regression import regression_rule_source
 from monitoring_core.alerts.backtest_runs import event, replay_by_key
 from monitoring_core.alerts.backtest_signal_anomaly import signal_anomaly_source
 from monitoring_core.alerts.backtest_window import threshold_source, window_source
@@ -693,7 +694,7 @@ def _replay(
         elif fk.kind == "hour":
             source = anomaly_source(conn, rule, fk, steps, cache)
         else:
-            source = regression_source(conn, rule, fk, steps, _limits(rule, tz))
+            source = regression_rule_source(conn, rule, fk, steps, _limits(rule, tz))
         pick, classes = source
         at_step = pick
         quiet = classes.quiet().tolist()

@@ -126,10 +126,10 @@ def skips(rule: Rule) -> bool:
 
 
 def regression(rule: Rule, key: series_mod.FetchKey) -> bool:
-    """Whether the rule is a threshold on the p95 regression signal (`backtest_regression`
-    computes it at every step)."""
+    """Whether the rule is a threshold or a rate of change on the p95 regression signal
+    (`backtest_regression` computes it at every step)."""
     return (
-        rule.condition.type == "threshold"
+        rule.condition.type in ("threshold", "rate_of_change")
         and key.kind == "signal"
         and _family(key.metric) == "regression"
     )

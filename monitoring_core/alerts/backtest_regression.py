@@ -30,6 +30,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest_change import _change_series, _Point
 from monitoring_core.alerts.backtest_kinds import (
     Classes,
     Source,
@@ -45,7 +46,52 @@ from monitoring_core.alerts.rules import Rule
 from monitoring_core.alerts.signals import service_of
 from monitoring_core.performance.regression_steps import regression_values
 
-__all__ = ["regression_source"]
+__all__ = ["regression_change_source", "regression_rule_source", "regression_source"]
+
+
+def _group_ratios(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, stamps: np.ndarray
+) -> dict[tuple, np.ndarray]:
+    """Per group of `fk.dims`, per stamp (epoch s): the value a cycle's read gives it then
+    (`SignalReader._ratios`: the largest of its endpoints' listed ratios, from 0.0; NaN
+    where none is listed)."""
+    ends = np.ceil(stamps / 60.0) * 60.0  # the window's end: a stamp in (E − 1 min, E]
+    grid, where = np.unique(ends, return_inverse=True)
+    groups: dict[tuple, np.ndarray] = {}
+    for (method, endpoint), ratio in regression_values(conn, grid, rule.condition.weeks).items():
+        labels = {"method": method, "endpoint": endpoint, "service": service_of(endpoint)}
+        group = tuple(labels.get(d, "") for d in fk.dims)
+        held = groups.get(group)
+        groups[group] = ratio if held is None else np.fmax(held, ratio)
+    return {g: np.where(np.isnan(v), np.nan, np.maximum(v, 0.0))[where] for g, v in groups.items()}
+
+
+def regression_change_source(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime],
+    limits: list[float],
+) -> Source:  # fmt: skip
+    """A rate of change rule on `api.p95_regression`: a cycle at `now` reads each group's
+    value at `now − window` and at `now` (`SignalReader.stamps`), each stamped so; the
+    engine compares the newest point at or before each moment
+    (`backtest_change._change_series`: the same change, bit for bit, at every step)."""
+    at = _step_us(steps) / 1e6
+    before = at - rule.condition.window_minutes * 60.0
+    both = _group_ratios(conn, rule, fk, np.concatenate([before, at]))
+    per_group = {}
+    for g, ratio in both.items():
+        then, now = ratio[: len(at)], ratio[len(at) :]
+        listed_now, listed_then = ~np.isnan(now), ~np.isnan(then)
+        current, previous = _Point(len(at)), _Point(len(at))
+        # the newest point at or before `now`: the one at `now`, else the one before
+        current.found = listed_now | listed_then
+        current.value = np.where(listed_now, now, then)
+        current.stamp = np.where(listed_now, at, np.where(listed_then, before, np.nan))
+        previous.found, previous.value = listed_then, then
+        previous.stamp = np.where(listed_then, before, np.nan)
+        per_group[g] = (current, previous)
+    pick, codes, values = _change_series(rule, fk, per_group, steps, limits)
+    empty = np.full(len(steps), NO_DATA, dtype=np.int8)
+    return pick, Classes(rule, codes, empty, values, exact=True)
 
 
 def regression_source(
@@ -55,20 +101,7 @@ def regression_source(
     """A threshold rule on `api.p95_regression`: per step the series a cycle's read gives
     (each group's largest listed ratio, stamped with the step) and what each key's check
     certainly gives."""
-    at_s = _step_us(steps) / 1e6
-    ends = np.ceil(at_s / 60.0) * 60.0  # the window's end: a step in (E − 1 min, E]
-    grid, where = np.unique(ends, return_inverse=True)
-    ratios = regression_values(conn, grid, rule.condition.weeks)
-    groups: dict[tuple, np.ndarray] = {}
-    for (method, endpoint), ratio in ratios.items():
-        labels = {"method": method, "endpoint": endpoint, "service": service_of(endpoint)}
-        group = tuple(labels.get(d, "") for d in fk.dims)
-        held = groups.get(group)
-        # `_ratios`: the largest of the group's listed ratios (from 0.0)
-        groups[group] = ratio if held is None else np.fmax(held, ratio)
-    per_group = {
-        g: np.where(np.isnan(v), np.nan, np.maximum(v, 0.0))[where] for g, v in groups.items()
-    }
+    per_group = _group_ratios(conn, rule, fk, _step_us(steps) / 1e6)
     moved: Any = per_group  # values in place of points: for_rule only moves them
     keyed: Any = series_mod.for_rule(rule, fk, moved)
     classes, values = {}, {}
@@ -91,3 +124,13 @@ def regression_source(
         return series_mod.for_rule(rule, fk, grouped)
 
     return at_step, Classes(rule, classes, np.full(len(steps), NO_DATA, dtype=np.int8), values)
+
+
+def regression_rule_source(
+    conn: Connection, rule: Rule, fk: series_mod.FetchKey, steps: list[datetime],
+    limits: list[float],
+) -> Source:  # fmt: skip
+    """The source of a threshold or rate of change rule on `api.p95_regression`."""
+    if rule.condition.type == "rate_of_change":
+        return regression_change_source(conn, rule, fk, steps, limits)
+    return regression_source(conn, rule, fk, steps, limits)

@@ -21,7 +21,7 @@ from monitoring_core.alerts import series as series_mod
 from monitoring_core.alerts.backtest import MAX_STEPS, backtest
 from monitoring_core.alerts.backtest_kinds import anomaly_source
 from monitoring_core.alerts.backtest_quiet import regression
-from monitoring_core.alerts.backtest_regression import regression_source
+from monitoring_core.alerts.backtest_regression import regression_rule_source
 from monitoring_core.alerts.engine import ACTIVE, check_condition
 from monitoring_core.alerts.rules import Condition, RuleInvalid, parse_condition, rule_from_row
 from monitoring_core.alerts.signals import is_windowed, signal
@@ -420,7 +420,7 @@ def condition_series(
         at_step, _classes = (
             anomaly_source(conn, rule, key, steps)
             if key.kind == "hour"
-            else regression_source(conn, rule, key, steps, [cond.value])
+            else regression_rule_source(conn, rule, key, steps, [cond.value])
         )
         checks = [
             (at, check_condition(rule, at_step(at).get(alert["alert_key"], ({}, []))[1], at,
