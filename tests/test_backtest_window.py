@@ -188,3 +188,20 @@ def test_the_checks_are_the_engines_and_the_series_the_cycles(
                     assert check.value == classes.value(key, i), (rule_id, key, at)
                     checked += 1
     assert checked > 5_000 and unsure < checked / 100, (checked, unsure)
+
+
+def test_a_rule_with_too_many_keys_for_every_step_falls_back_to_the_minutes_bounds(
+    engine: Engine, on_the_marks: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys × steps over `EXACT_CELLS` (each a value and a class in memory): the quiet
+    steps come from the minutes' bounds as before, and the events are the same."""
+    monkeypatch.setattr(backtest_mod, "EXACT_CELLS", 100)
+    calls = spied(monkeypatch, backtest_mod, "threshold_source")
+    with engine.connect() as conn:
+        for name in ("avg above 101 in a minute", "max above 125, recovering below 115"):
+            rule = rule_from_row(get_rule(conn, rule_id=on_the_marks[name]))
+            by_bounds = backtest(conn, rule, start=START, end=NOW, tz=TZ)
+            every = backtest(conn, rule, start=START, end=NOW, tz=TZ, skip_quiet=False)
+            assert ordered(by_bounds["events"]) == ordered(every["events"]), name
+            assert by_bounds["step_seconds"] == 15 and not by_bounds["coarse"], name
+    assert calls == []

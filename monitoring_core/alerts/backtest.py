@@ -38,9 +38,9 @@ the cycle would have read at that moment:
   the raw points and rollups read once, per key the window's buckets (or minutes) and the
   one holding the step, reduced as the cycle's read reduces them; extremes, counts and
   percentiles exactly, sums and averages to within rounding and exactly (`math.fsum`, as
-  the engine) wherever a decision takes the value (`backtest_window.threshold_source`);
-  of percentiles where raw points are gone, or over a longer window: its quiet steps from
-  the 1-minute rollups' bounds (`backtest_quiet`);
+  the engine) wherever a decision takes the value (`backtest_window.threshold_source`; for
+  up to EXACT_CELLS alert keys × steps, held in memory); over a longer window, or more keys
+  × steps: its quiet steps from the 1-minute rollups' bounds (`backtest_quiet`);
 - a threshold or rate of change on the p95 regression signal: the Performance page's flags
   as a cycle's `regression_flags` query gives them, computed for every minute of the range
   from the 1-minute API rollups read once (`backtest_regression`; a rate of change's two
@@ -636,6 +636,10 @@ BUSY_LIMIT = 5_000  # about a second of evaluations
 # busy limit: ~25 µs a decision on a series built for it, ~7 µs on an exact value
 # (bench/backtest.py); beyond, such a rule steps as busy rules do
 KEYWISE_LIMIT, KEYWISE_EXACT = 50_000, 250_000
+# alert keys × steps a metric rule's check is computed for at every step (a value and a
+# class each, ~9 bytes: ~225 MB; 43 keys over 90 days every 15 s); beyond, its quiet steps
+# come from the minutes' bounds as before
+EXACT_CELLS = 25_000_000
 
 
 def _busy_limit(rule: Rule) -> int:
@@ -676,10 +680,12 @@ def _replay(
         grouped = read_bounds(conn, fk, steps[0] - reach, steps[-1])
     at_step = _live_series(conn, rule, steps, grouped)
     exact = None  # each step's check computed exactly (or its value within rounding)
-    if grouped is not None and rule.condition.type == "rate_of_change":
+    cells = len(by_key(rule, grouped)) * len(steps) if grouped is not None else 0
+    if grouped is not None and cells <= EXACT_CELLS and rule.condition.type == "rate_of_change":
         exact = _exact_change(conn, rule, grouped, steps, tz)
-    elif grouped is not None and fk is not None and rule.condition.type == "threshold":
-        exact = threshold_source(conn, rule, fk, grouped, steps, _limits(rule, tz))
+    elif grouped is not None and fk is not None and cells <= EXACT_CELLS:
+        if rule.condition.type == "threshold":
+            exact = threshold_source(conn, rule, fk, grouped, steps, _limits(rule, tz))
     series: list[dict[str, Any]] | None = None
     quiet: list[bool] | None = None
     classes: Classes | None = None
