@@ -16,8 +16,9 @@ Postgres's own CPU is not in it) for: a grouped 5-minute threshold (raw window),
 the Slow Response Time, High Error Rate and Performance Regression templates (API signals;
 the last from the API rollups), two pattern rules, four anomaly rules (two on p95, one of
 them noisy), a threshold within the noise (flapping every few steps), five rate of change
-rules (two within the noise, one of them of a p95, two of sums and counts), two rates of change,
-an absence and an anomaly rule on API signals, an anomaly rule on error events, a PromQL
+rules (two within the noise, one of them of a p95, two of sums and counts), three rates of
+change (one of the p95 regression ratio), an absence and an anomaly rule on API signals, an
+anomaly rule on error events, a PromQL
 rule and two composite rules (their children saved in the database). Rules whose source
 builds any step's series are replayed key by key (`backtest_runs`); "coarse" marks a rule
 that stepped more coarsely than the live cycle.
@@ -142,6 +143,11 @@ RULES: dict[str, Rule] = {
     "api p95 up 50 % in 10 min by endpoint": _rule({"type": "rate_of_change",
         "metric": "api.latency_ms", "aggregation": "p95", "value": 50, "window_minutes": 10,
         "group_by": ["endpoint"]}),
+    # the p95 regression ratio's rate of change: each step's ratio at now − window and at
+    # now from the API rollups read once (`backtest_regression`; stepped at most 2,000 times)
+    "regression ratio up 20 % in 10 min by endpoint": _rule({"type": "rate_of_change",
+        "metric": "api.p95_regression", "aggregation": "max", "value": 20,
+        "window_minutes": 10, "group_by": ["endpoint"]}),
     "api error rate up 0.3 in 5 min": _rule({"type": "rate_of_change",
         "metric": "api.error_rate", "aggregation": "avg", "change_mode": "absolute",
         "value": 0.3, "window_minutes": 5}),
