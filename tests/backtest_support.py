@@ -7,10 +7,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, text, update
 
-from monitoring_core.alerts.backtest import backtest, every_step, live_cadence
-from monitoring_core.alerts.rules import rule_from_row
+from monitoring_core.alerts import series as series_mod
+from monitoring_core.alerts.backtest import backtest, every_step, live_cadence, steps_of
+from monitoring_core.alerts.backtest_quiet import FALSE, TRUE, Bounds, read_bounds
+from monitoring_core.alerts.engine import check_condition
+from monitoring_core.alerts.rules import Rule, rule_from_row
 from monitoring_core.alerts.store import get_rule
 from monitoring_core.partitions import ensure_partitions
 from monitoring_core.rollups import run_rollups
@@ -51,6 +54,42 @@ def spied(monkeypatch: Any, module: Any, name: str) -> list[Any]:
 
     monkeypatch.setattr(module, name, recorded)
     return results
+
+
+def drop_raw_before(engine: Engine, moment: datetime) -> None:
+    """Retention took the raw points before `moment` (their rollups stay)."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": moment})
+
+
+def minute_rule(
+    conn: Connection, rule_id: int, start: datetime, end: datetime
+) -> tuple[Rule, series_mod.FetchKey, list[datetime], dict[tuple, Bounds]]:
+    """A saved metric rule, its read's key, the steps of [start, end] every 15 s and the
+    1-minute rollups a backtest reads for them."""
+    rule = rule_from_row(get_rule(conn, rule_id=rule_id))
+    fk = series_mod.fetch_key(rule)
+    assert fk is not None
+    steps = steps_of(start, end, rule, timedelta(seconds=15))
+    reach = series_mod.lookback(rule) + 2 * MIN
+    return rule, fk, steps, read_bounds(conn, fk, steps[0] - reach, steps[-1])
+
+
+def engine_agrees(
+    rule: Rule, at: datetime, series: Any, codes: dict[str, Any], i: int, value: Any
+) -> int:
+    """At step `i` (`at`): wherever a key's class is False or True, the engine's own check on
+    the series built for it gives that outcome and the value `value(key, i)`; how many such
+    keys."""
+    checked = 0
+    for key, found in codes.items():
+        if found[i] not in (FALSE, TRUE):
+            continue
+        check = check_condition(rule, series[key][1], at, tz=TZ)
+        assert check.holds == (found[i] == TRUE), (rule.id, key, at)
+        assert check.value == value(key, i), (rule.id, key, at)
+        checked += 1
+    return checked
 
 
 def silent_six_minutes(at: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

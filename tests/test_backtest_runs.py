@@ -21,19 +21,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from monitoring_core.alerts import backtest as backtest_mod
-from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest import backtest, steps_of
+from monitoring_core.alerts.backtest import backtest
 from monitoring_core.alerts.backtest_change import change_source
-from monitoring_core.alerts.backtest_quiet import FALSE, TRUE, read_bounds
 from monitoring_core.alerts.backtest_runs import DISPLAY_POINTS, _thinned
-from monitoring_core.alerts.engine import check_condition
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule
 from tests.backtest_support import (
     add_latency,
+    drop_raw_before,
+    engine_agrees,
+    minute_rule,
     replayed_as_live,
     saved_rules,
     silent_six_minutes,
@@ -111,8 +111,7 @@ def test_where_raw_points_are_gone_skipping_agrees_with_every_step(
     region has no previous point then: no data). The minutes' extremes used to call its
     change clear there, and the replay skipping steps told another story than every step
     evaluated; both tell the same now."""
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": START + 40 * MIN})
+    drop_raw_before(engine, START + 40 * MIN)
     with engine.connect() as conn:
         for name, rule_id in flapping.items():
             rule = rule_from_row(get_rule(conn, rule_id=rule_id))
@@ -128,29 +127,20 @@ def test_where_raw_points_are_gone_skipping_agrees_with_every_step(
 def test_the_changes_are_the_engines_bit_for_bit(engine: Engine, flapping: dict[str, int]) -> None:
     """What `Classes.exact` promises: wherever a key's class is False or True, the engine's
     own check on the series the source builds gives that outcome and that very value."""
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": START + 40 * MIN})
+    drop_raw_before(engine, START + 40 * MIN)
     checked = 0
     with engine.connect() as conn:
         for rule_id in flapping.values():
-            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
-            fk = series_mod.fetch_key(rule)
-            assert fk is not None
-            steps = steps_of(START, NOW, rule, timedelta(seconds=15))
-            reach = series_mod.lookback(rule) + 2 * MIN
-            minutes = read_bounds(conn, fk, steps[0] - reach, steps[-1])
+            rule, fk, steps, minutes = minute_rule(conn, rule_id, START, NOW)
             found = change_source(conn, rule, fk, minutes, steps, [rule.condition.value])
             assert found is not None
             pick, classes, values = found
+
+            def value(key: str, i: int) -> float:
+                return float(values[key][i])  # noqa: B023 (used in this iteration only)
+
             for i, at in enumerate(steps):
-                series = pick(at)
-                for key, codes in classes.items():
-                    if codes[i] not in (FALSE, TRUE):
-                        continue
-                    check = check_condition(rule, series[key][1], at, tz=TZ)
-                    assert check.holds == (codes[i] == TRUE), (rule_id, key, at)
-                    assert check.value == values[key][i], (rule_id, key, at)
-                    checked += 1
+                checked += engine_agrees(rule, at, pick(at), classes, i, value)
     assert checked > 2_000
 
 

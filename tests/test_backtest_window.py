@@ -21,18 +21,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from monitoring_core.alerts import backtest as backtest_mod
-from monitoring_core.alerts import series as series_mod
-from monitoring_core.alerts.backtest import _limits, _live_series, backtest, steps_of
-from monitoring_core.alerts.backtest_quiet import FALSE, TRUE, UNSURE, read_bounds
+from monitoring_core.alerts.backtest import _limits, _live_series, backtest
+from monitoring_core.alerts.backtest_quiet import UNSURE
 from monitoring_core.alerts.backtest_window import threshold_source
-from monitoring_core.alerts.engine import check_condition
 from monitoring_core.alerts.rules import rule_from_row
 from monitoring_core.alerts.store import get_rule
 from tests.backtest_support import (
     add_latency,
+    drop_raw_before,
+    engine_agrees,
+    minute_rule,
     replayed_as_live,
     saved_rules,
     silent_six_minutes,
@@ -139,8 +140,7 @@ def test_where_raw_points_are_gone_skipping_agrees_with_every_step(
     (their sums, counts, averages and extremes; a percentile's minutes from their
     histograms), raw points after; key by key it tells what every step evaluated on the
     cycle's reads (`query_metric`) tells."""
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": START + 40 * MIN})
+    drop_raw_before(engine, START + 40 * MIN)
     with engine.connect() as conn:
         for name, rule_id in on_the_marks.items():
             rule = rule_from_row(get_rule(conn, rule_id=rule_id))
@@ -156,17 +156,11 @@ def test_the_checks_are_the_engines_and_the_series_the_cycles(
 ) -> None:
     """What `Classes.exact` promises, with sums and averages made exact by `value_at`; and
     the series the source builds for any step are those the cycle reads then."""
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM metric_points WHERE time < :t"), {"t": START + 40 * MIN})
+    drop_raw_before(engine, START + 40 * MIN)
     checked = unsure = 0
     with engine.connect() as conn:
         for rule_id in on_the_marks.values():
-            rule = rule_from_row(get_rule(conn, rule_id=rule_id))
-            fk = series_mod.fetch_key(rule)
-            assert fk is not None
-            steps = steps_of(START, NOW, rule, timedelta(seconds=15))
-            reach = series_mod.lookback(rule) + 2 * MIN
-            minutes = read_bounds(conn, fk, steps[0] - reach, steps[-1])
+            rule, fk, steps, minutes = minute_rule(conn, rule_id, START, NOW)
             found = threshold_source(conn, rule, fk, minutes, steps, _limits(rule, TZ))
             assert found is not None
             pick, classes = found
@@ -178,15 +172,8 @@ def test_the_checks_are_the_engines_and_the_series_the_cycles(
                 assert {k: list(p) for k, (_d, p) in series.items()} == {
                     k: list(p) for k, (_d, p) in read.items()
                 }, (rule_id, at)
-                for key, codes in classes.keys.items():
-                    if codes[i] == UNSURE:
-                        unsure += 1
-                    if codes[i] not in (FALSE, TRUE):
-                        continue
-                    check = check_condition(rule, series[key][1], at, tz=TZ)
-                    assert check.holds == (codes[i] == TRUE), (rule_id, key, at)
-                    assert check.value == classes.value(key, i), (rule_id, key, at)
-                    checked += 1
+                unsure += sum(int(codes[i] == UNSURE) for codes in classes.keys.values())
+                checked += engine_agrees(rule, at, series, classes.keys, i, classes.value)
     assert checked > 5_000 and unsure < checked / 100, (checked, unsure)
 
 

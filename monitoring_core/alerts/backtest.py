@@ -680,7 +680,8 @@ def _replay(
         grouped = read_bounds(conn, fk, steps[0] - reach, steps[-1])
     at_step = _live_series(conn, rule, steps, grouped)
     exact = None  # each step's check computed exactly (or its value within rounding)
-    cells = len(by_key(rule, grouped)) * len(steps) if grouped is not None else 0
+    bounds = by_key(rule, grouped) if grouped is not None else {}
+    cells = len(bounds) * len(steps)
     if grouped is not None and cells <= EXACT_CELLS and rule.condition.type == "rate_of_change":
         exact = _exact_change(conn, rule, grouped, steps, tz)
     elif grouped is not None and fk is not None and cells <= EXACT_CELLS:
@@ -718,7 +719,6 @@ def _replay(
             at_step = pick
         quiet = classes.quiet().tolist()
     elif grouped is not None:
-        bounds = by_key(rule, grouped)
         kind = rule.condition.type
         presence = None
         if kind in ("threshold", "absence") and fk is not None:

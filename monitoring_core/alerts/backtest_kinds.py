@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import json
 import warnings
+from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -69,8 +70,8 @@ from monitoring_core.rollup_read import floor_to
 from monitoring_core.timerange import TimeRange
 
 __all__ = [
-    "PERCENTILES", "TRUE", "Classes", "anomaly_source", "minute_rows", "no_data_keeps",
-    "pattern_source",
+    "PERCENTILES", "TRUE", "Classes", "anomaly_source", "compact", "minute_rows",
+    "no_data_keeps", "pattern_source",
 ]  # fmt: skip
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -292,6 +293,14 @@ class StepSeries(Protocol):
 
 
 Source = tuple[StepSeries, Classes]
+
+
+def compact(x: np.ndarray, typecode: str) -> array[Any]:
+    """A step array as `array.array` (typecode b, i, q or d): read item by item as fast as
+    a list, 8 bytes (or fewer) an item, and not walked by the cyclic collector (Python lists
+    of 518,400 steps per key took 0.8 GB for a threshold's sums, and 50 ms a pass)."""
+    dtype = {"b": np.int8, "i": np.int32, "q": np.int64, "d": np.float64}[typecode]
+    return array(typecode, np.ascontiguousarray(x, dtype=dtype).tobytes())
 
 
 def _groups_by_key(rule: Rule, fk: series_mod.FetchKey, groups: Collection[tuple]) -> dict:

@@ -43,27 +43,9 @@ from monitoring_core.alerts.backtest_kinds import (
 from monitoring_core.alerts.backtest_quiet import ABSENT, FALSE, NO_DATA, TRUE, UNSURE
 from monitoring_core.alerts.engine import Point
 from monitoring_core.alerts.rules import Rule
-from monitoring_core.alerts.signals import service_of
-from monitoring_core.performance.regression_steps import regression_values
+from monitoring_core.alerts.signals_read import group_ratios
 
 __all__ = ["regression_change_source", "regression_rule_source", "regression_source"]
-
-
-def _group_ratios(
-    conn: Connection, rule: Rule, fk: series_mod.FetchKey, stamps: np.ndarray
-) -> dict[tuple, np.ndarray]:
-    """Per group of `fk.dims`, per stamp (epoch s): the value a cycle's read gives it then
-    (`SignalReader._ratios`: the largest of its endpoints' listed ratios, from 0.0; NaN
-    where none is listed)."""
-    ends = np.ceil(stamps / 60.0) * 60.0  # the window's end: a stamp in (E − 1 min, E]
-    grid, where = np.unique(ends, return_inverse=True)
-    groups: dict[tuple, np.ndarray] = {}
-    for (method, endpoint), ratio in regression_values(conn, grid, rule.condition.weeks).items():
-        labels = {"method": method, "endpoint": endpoint, "service": service_of(endpoint)}
-        group = tuple(labels.get(d, "") for d in fk.dims)
-        held = groups.get(group)
-        groups[group] = ratio if held is None else np.fmax(held, ratio)
-    return {g: np.where(np.isnan(v), np.nan, np.maximum(v, 0.0))[where] for g, v in groups.items()}
 
 
 def regression_change_source(
@@ -76,7 +58,7 @@ def regression_change_source(
     (`backtest_change._change_series`: the same change, bit for bit, at every step)."""
     at = _step_us(steps) / 1e6
     before = at - rule.condition.window_minutes * 60.0
-    both = _group_ratios(conn, rule, fk, np.concatenate([before, at]))
+    both = group_ratios(conn, np.concatenate([before, at]), fk.dims, rule.condition.weeks)
     per_group = {}
     for g, ratio in both.items():
         then, now = ratio[: len(at)], ratio[len(at) :]
@@ -101,7 +83,7 @@ def regression_source(
     """A threshold rule on `api.p95_regression`: per step the series a cycle's read gives
     (each group's largest listed ratio, stamped with the step) and what each key's check
     certainly gives."""
-    per_group = _group_ratios(conn, rule, fk, _step_us(steps) / 1e6)
+    per_group = group_ratios(conn, _step_us(steps) / 1e6, fk.dims, rule.condition.weeks)
     moved: Any = per_group  # values in place of points: for_rule only moves them
     keyed: Any = series_mod.for_rule(rule, fk, moved)
     classes, values = {}, {}

@@ -29,7 +29,6 @@ series built for it).
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +46,7 @@ from monitoring_core.alerts.backtest_change import (
     _runs,
     _segments,
 )
-from monitoring_core.alerts.backtest_kinds import Classes, Source
+from monitoring_core.alerts.backtest_kinds import Classes, Source, compact
 from monitoring_core.alerts.backtest_quiet import (
     ABSENT,
     FALSE,
@@ -238,7 +237,7 @@ class _Window:
             a = np.searchsorted(found.number, current, "left")
             b = np.maximum(np.searchsorted(t, at_r, "right"), a)
             part = b > a
-            part_value = _partial(found, a, b, part)
+            part_value = _runs(agg, t, found.v, a, b)
             # the first bucket starting at `since` with a point there: the read leaves that
             # point out (`_Buckets.at`), so that bucket is reduced from its other points
             # (`head`, NaN: none) in place of its whole value
@@ -250,7 +249,7 @@ class _Window:
             there, after = there[on], after[on]
             if len(there):
                 end = np.searchsorted(found.number, start[there] + 1, "left")
-                head[there] = _partial(found, after, end, end > after)
+                head[there] = _runs(agg, t, found.v, after, end)
                 lo[there] += 1
             self.head[r] = head
             self.b_lo[r], self.b_hi[r], self.part[r], self.part_value[r] = lo, hi, part, part_value
@@ -285,26 +284,20 @@ class _Window:
         self.spread = 1e-12 * size if agg in ("sum", "avg") else None
 
 
-def _compact(x: np.ndarray, typecode: str) -> array[Any]:
-    dtype = {"d": np.float64, "i": np.int32, "b": np.int8}[typecode]
-    return array(typecode, np.ascontiguousarray(x, dtype=dtype).tobytes())
-
-
 class _Fsum:
     """What `engine._reduce` needs to sum a window of sums or averages exactly at any step,
-    kept compact (`array.array`: ~40 bytes a step, each read a Python number in ~50 ns;
-    Python lists of them took 0.8 GB for three keys over 90 days every 15 s)."""
+    kept compact (`backtest_kinds.compact`: ~40 bytes a step)."""
 
     def __init__(self, w: _Window) -> None:
         raw = w.raw_regime
         self.avg = w.agg == "avg"
-        self.value, self.n = _compact(w.value, "d"), _compact(w.n, "i")
-        self.raw, self.head = _compact(raw, "b"), _compact(w.head, "d")
-        self.part, self.part_value = _compact(w.part, "b"), _compact(w.part_value, "d")
+        self.value, self.n = compact(w.value, "d"), compact(w.n, "i")
+        self.raw, self.head = compact(raw, "b"), compact(w.head, "d")
+        self.part, self.part_value = compact(w.part, "b"), compact(w.part_value, "d")
         # a step's run: of the buckets (reading raw points) or of the minutes
-        self.lo = _compact(np.where(raw, w.b_lo, w.m_lo), "i")
-        self.hi = _compact(np.where(raw, w.b_hi, w.m_hi), "i")
-        self.buckets, self.minutes = _compact(w.b_values, "d"), _compact(w.m_values, "d")
+        self.lo = compact(np.where(raw, w.b_lo, w.m_lo), "i")
+        self.hi = compact(np.where(raw, w.b_hi, w.m_hi), "i")
+        self.buckets, self.minutes = compact(w.b_values, "d"), compact(w.m_values, "d")
 
     def __call__(self, i: int) -> float:
         """The engine's value at step `i` (`engine._reduce` over the same values)."""
@@ -321,12 +314,6 @@ class _Fsum:
             values = self.minutes[self.lo[i] : self.hi[i]]
         total = math.fsum(values)
         return total / len(values) if self.avg else total
-
-
-def _partial(found: _Buckets, a: np.ndarray, b: np.ndarray, part: np.ndarray) -> np.ndarray:
-    """Per step, the bucket holding `now` reduced from its points [a, b) as `_Buckets.at`
-    reduces them; NaN where it has none."""
-    return _runs(found.agg, found.t, found.v, a, np.where(part, b, a))
 
 
 def _run(

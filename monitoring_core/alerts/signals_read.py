@@ -320,21 +320,12 @@ class SignalReader:
         return out
 
     def _regressions(self, key: SignalKey, stamps: list[datetime]) -> Grouped:
-        """`_ratios` at many stamps, from the API rollups read once
-        (`performance.regression_steps`: the same flags, bit for bit)."""
+        """`_ratios` at many stamps, from the API rollups read once (`group_ratios`)."""
         seconds = np.array([(s - _EPOCH).total_seconds() for s in stamps])
-        ends = np.ceil(seconds / 60.0) * 60.0  # a stamp in (E − 1 min, E] reads up to E
-        grid, where = np.unique(ends, return_inverse=True)
-        best: dict[tuple[str, ...], np.ndarray] = {}
-        for (method, endpoint), ratio in regression_values(self.conn, grid, key.weeks).items():
-            labels = {"method": method, "endpoint": endpoint, "service": service_of(endpoint)}
-            group = tuple(labels.get(d, "") for d in key.dims)
-            held = best.get(group)
-            best[group] = ratio if held is None else np.fmax(held, ratio)
         out: Grouped = {}
-        for group, ratio in best.items():
-            values = ratio[where].tolist()
-            points = [Point(s, max(0.0, x)) for s, x in zip(stamps, values, strict=True) if x == x]
+        for group, ratio in group_ratios(self.conn, seconds, key.dims, key.weeks).items():
+            values = ratio.tolist()
+            points = [Point(s, x) for s, x in zip(stamps, values, strict=True) if x == x]
             if points:
                 out[group] = points
         return out
@@ -423,6 +414,23 @@ def _aggregate(aggregation: str, values: np.ndarray) -> float:
     if aggregation == "max":
         return float(values.max())
     return float(np.percentile(values, int(aggregation[1:])))
+
+
+def group_ratios(
+    conn: Connection, seconds: np.ndarray, dims: Sequence[str], weeks: int
+) -> dict[tuple[str, ...], np.ndarray]:
+    """`SignalReader._ratios` at many stamps (epoch s): per group of `dims`, the largest of
+    its endpoints' listed ratios (from 0.0; NaN where none is listed), from the API rollups
+    read once (`performance.regression_steps`: the same flags, bit for bit)."""
+    ends = np.ceil(seconds / 60.0) * 60.0  # a stamp in (E − 1 min, E] reads up to E
+    grid, where = np.unique(ends, return_inverse=True)
+    best: dict[tuple[str, ...], np.ndarray] = {}
+    for (method, endpoint), ratio in regression_values(conn, grid, weeks).items():
+        labels = {"method": method, "endpoint": endpoint, "service": service_of(endpoint)}
+        group = tuple(labels.get(d, "") for d in dims)
+        held = best.get(group)
+        best[group] = ratio if held is None else np.fmax(held, ratio)
+    return {g: np.where(np.isnan(v), np.nan, np.maximum(v, 0.0))[where] for g, v in best.items()}
 
 
 def _windowed(
